@@ -1,0 +1,374 @@
+"""The collector loop: rings -> one monotonic timeline -> traces -> HDR intervals -> session.
+
+``Collector.poll()`` is one pass (discover rings, drain each, correlate, ingest, roll the
+interval when due); the caller decides the cadence and what else runs between polls (the live
+view, side collectors). ``finish()`` drains what is left and closes the session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+from tickscope.probe import layout as L
+from tickscope.probe.clock import TscCalibration, fit_tsc, sample_realtime_offset
+
+from .correlate import TICK_TO_DECISION, TICK_TO_TRADE, Closed, Correlator, TraceSchema
+from .hdr import BulkRecorder, add_into, new_histogram, reset, summarize
+from .ring_reader import RingFormatError, RingReader, find_rings
+from .session import SessionCounters, SessionWriter
+
+
+def monotonic_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+@dataclass
+class RingSource:
+    """One ring being drained, with what it takes to put its stamps on the common timeline."""
+
+    index: int
+    reader: RingReader
+    columns: np.ndarray  # local point id -> schema column
+    domains: np.ndarray  # local point id -> clock domain
+    tsc: TscCalibration | None = None
+    calib_seen: int = 0
+    dead_since: int | None = None
+    finished: bool = False
+    malformed: int = 0
+
+    def refresh_calibration(self) -> None:
+        pairs = self.reader.calibration_pairs()
+        if len(pairs) != self.calib_seen:
+            self.calib_seen = len(pairs)
+            self.tsc = fit_tsc(pairs) or self.tsc
+
+    def to_monotonic(self, ts: np.ndarray, domain: int, realtime_offset: int) -> np.ndarray:
+        """Raw stamps (u64) of one domain -> int64 CLOCK_MONOTONIC ns; 0 stays 0 (absent)."""
+        raw = ts.astype(np.int64)
+        if domain == L.CLOCK_MONOTONIC:
+            return raw
+        absent = raw == 0
+        if domain == L.CLOCK_REALTIME:
+            out = raw - realtime_offset
+        else:
+            if self.tsc is None:
+                raise RingFormatError(f"ring {self.reader.path}: TSC stamps but no usable calibration pairs")
+            out = self.tsc.mono0 + np.rint((raw - self.tsc.tsc0) * (1e9 / self.tsc.hz)).astype(np.int64)
+        out[absent] = 0
+        return out
+
+    def describe(self) -> dict:
+        r = self.reader
+        d = {
+            "path": str(r.path), "writer": r.writer_name, "pid": r.writer_pid, "tid": r.writer_tid,
+            "kind": L.KIND_NAMES[r.kind], "capacity": r.capacity, "points": [p.name for p in r.points],
+            "clocks": sorted({L.CLOCK_NAMES[p.clock] for p in r.points}),
+            "produced": r.produced, "drained": r.drained, "dropped_ring_full": r.dropped_full,
+            "malformed": self.malformed, "closed_cleanly": r.writer_closed,
+        }  # fmt: skip
+        if self.tsc:
+            d["tsc_hz"] = round(self.tsc.hz, 1)
+            d["tsc_fit_residual_ns"] = round(self.tsc.residual_ns, 2)
+            d["tsc_pairs"] = self.tsc.pairs
+        return d
+
+
+class HistogramSet:
+    """Per tag: the interval in progress and the cumulative total (warm-up kept apart)."""
+
+    def __init__(self):
+        self.interval: dict[str, HdrHistogram] = {}
+        self.total: dict[str, HdrHistogram] = {}
+        self.warmup_total: dict[str, HdrHistogram] = {}
+        self._recorder = BulkRecorder(new_histogram())
+        self.out_of_range = 0
+
+    def record(self, tag: str, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        h = self.interval.get(tag)
+        if h is None:
+            h = self.interval[tag] = new_histogram()
+        self.out_of_range += self._recorder.record(h, values)
+
+    def roll(self, warmup: bool) -> dict[str, HdrHistogram]:
+        """Close the interval: fold it into the totals, return copies of the finished histograms."""
+        finished = {}
+        totals = self.warmup_total if warmup else self.total
+        for tag, h in self.interval.items():
+            if not h.total_count:
+                continue
+            snap = new_histogram()
+            add_into(snap, h)
+            finished[tag] = snap
+            add_into(totals.setdefault(tag, new_histogram()), h)
+            reset(h)
+        return finished
+
+
+@dataclass
+class LiveState:
+    """What the live view shows; replaced (not mutated) once per interval, so readers need no lock."""
+
+    elapsed_s: float = 0.0
+    warmup: bool = False
+    tags: list[str] = field(default_factory=list)
+    trade_stages: list[str] = field(default_factory=list)
+    last: dict[str, dict] = field(default_factory=dict)  # tag -> summary of the last interval
+    cumulative: dict[str, dict] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)  # tag -> values per second, last interval
+    p99_history: dict[str, list[int]] = field(default_factory=dict)
+    counters: dict = field(default_factory=dict)
+    rings: int = 0
+
+
+class Collector:
+    def __init__(self, ring_dir: str | Path, session: SessionWriter | None = None, *,
+                 interval_s: float = 1.0, warmup_s: float = 0.0, linger_s: float = 0.25,
+                 slowest: int = 20, history: int = 120):  # fmt: skip
+        self.ring_dir = Path(ring_dir)
+        self.session = session
+        self.interval_ns = int(interval_s * 1e9)
+        self.warmup_ns = int(warmup_s * 1e9)
+        self.schema = TraceSchema()
+        self.correlator = Correlator(self.schema, linger_ns=int(linger_s * 1e9), slowest=slowest)
+        self.hists = HistogramSet()
+        self.counters = SessionCounters()
+        self.sources: list[RingSource] = []
+        self._known: set[Path] = set()
+        self.ring_errors: list[str] = []
+        self.start_ns = monotonic_ns()
+        self.start_epoch_s = time.time()
+        self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()
+        self._interval_start = self.start_ns
+        self._slowest: list[tuple[int, dict]] = []
+        self.slowest_n = slowest
+        self._history = history
+        self.live = LiveState()
+        self._p99 = {}
+
+    # -- discovery -----------------------------------------------------------------------------
+    def discover(self) -> None:
+        for path in find_rings(self.ring_dir):
+            if path in self._known:
+                continue
+            try:
+                reader = RingReader(path)
+            except RingFormatError as e:
+                # A ring still being created has no magic yet: retry next poll, report only if it stays bad.
+                if "bad magic 0x0000000000000000" in str(e) or "truncated header" in str(e):
+                    continue
+                self._known.add(path)
+                self.ring_errors.append(str(e))
+                continue
+            self._known.add(path)
+            cols = np.array(self.schema.merge(reader.points), dtype=np.int64)
+            src = RingSource(len(self.sources), reader, cols, np.array([p.clock for p in reader.points]))
+            src.refresh_calibration()
+            self.sources.append(src)
+
+    # -- one pass --------------------------------------------------------------------------------
+    def poll(self, now_ns: int | None = None) -> int:
+        """Discover, drain and correlate once; roll the interval if due. Returns records drained."""
+        self.discover()
+        drained = sum(self._drain(src) for src in self.sources if not src.finished)
+        now = monotonic_ns() if now_ns is None else now_ns
+        self._ingest(self.correlator.flush(now))
+        while now - self._interval_start >= self.interval_ns:
+            self._roll(self._interval_start + self.interval_ns)
+        return drained
+
+    def _drain(self, src: RingSource, max_records: int = 1 << 18) -> int:
+        reader = src.reader
+        alive = reader.writer_alive()
+        total = 0
+        while True:
+            batch = reader.drain(max_records)
+            if batch.size == 0:
+                break
+            total += batch.size
+            self._correlate(src, batch)
+            if batch.size < max_records:
+                break
+        if not alive and reader.head == reader.tail:
+            src.finished = True
+            if not reader.writer_closed:
+                self.counters.writers_died += 1
+        return total
+
+    def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
+        src.refresh_calibration()
+        reader = src.reader
+        if reader.kind == L.KIND_POINT:
+            ok = (batch["point"] < reader.n_points) & (batch["ts"] != 0)
+            bad = int(batch.size - np.count_nonzero(ok))
+            if bad:
+                src.malformed += bad
+                batch = batch[ok]
+            local = batch["point"].astype(np.int64)
+            ts = np.empty(batch.size, np.int64)
+            for domain in np.unique(src.domains[local]) if batch.size else ():
+                sel = src.domains[local] == domain
+                ts[sel] = src.to_monotonic(batch["ts"][sel], int(domain), self.realtime_offset)
+            self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index)
+        else:
+            raw = batch["ts"]
+            n = len(self.schema.names)
+            rows = np.zeros((batch.size, n), np.int64)
+            srcs = np.zeros((batch.size, n), np.int16)
+            for j in range(reader.n_points):
+                col = rows[:, src.columns[j]] = src.to_monotonic(
+                    raw[:, j], int(src.domains[j]), self.realtime_offset
+                )
+                srcs[:, src.columns[j]] = np.where(col != 0, src.index + 1, 0)
+            empty = ~rows.any(axis=1)
+            if empty.any():  # a committed tick with no stamp at all carries nothing to measure
+                src.malformed += int(empty.sum())
+                keep = ~empty
+                batch, rows, srcs = batch[keep], rows[keep], srcs[keep]
+            self.correlator.add_rows(batch["trace"], rows, srcs)
+
+    def _ingest(self, closed: Closed) -> None:
+        for tag, values in closed.values.items():
+            self.hists.record(tag, values)
+        c = self.counters
+        c.traces_complete += closed.complete
+        c.traces_incomplete += closed.incomplete
+        c.traces_clock_skew += closed.clock_skew
+        if closed.slow_ids is not None:
+            self._keep_slowest(closed)
+
+    def _keep_slowest(self, closed: Closed) -> None:
+        names = self.schema.order_names
+        for ids, row, srow, key in zip(
+            closed.slow_ids, closed.slow_rows, closed.slow_src, closed.slow_key, strict=True
+        ):
+            if len(self._slowest) >= self.slowest_n and key <= self._slowest[-1][0]:
+                continue
+            stamps = []
+            for name, ts, s in zip(names, row, srow, strict=False):
+                if ts:
+                    r = self.sources[int(s) - 1].reader if s else None
+                    stamps.append({
+                        "point": name, "ts_ns": int(ts), "t_rel_ns": int(ts - self.start_ns),
+                        "writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
+                        "tid": r.writer_tid if r else None,
+                    })  # fmt: skip
+            self._slowest.append(
+                (int(key), {"trace_id": int(ids), "tick_to_trade_ns": int(key), "stamps": stamps})
+            )
+            self._slowest.sort(key=lambda kv: -kv[0])
+            del self._slowest[self.slowest_n :]
+
+    # -- intervals -------------------------------------------------------------------------------
+    def _roll(self, end_ns: int) -> None:
+        start_s = (self._interval_start - self.start_ns) / 1e9
+        end_s = (end_ns - self.start_ns) / 1e9
+        warmup = self._interval_start - self.start_ns < self.warmup_ns
+        finished = self.hists.roll(warmup)
+        if self.session is not None:
+            self.session.write_interval(finished, start_s, end_s, warmup)
+        self._interval_start = end_ns
+        self._publish_live(finished, end_s, warmup)
+        if self.session is not None:
+            self._save_state()
+
+    def tags(self) -> list[str]:
+        known = set(self.hists.total) | set(self.hists.warmup_total) | set(self.hists.interval)
+        ordered = self.schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION]
+        return [t for t in dict.fromkeys(ordered) if t in known]
+
+    def trade_stages(self) -> list[str]:
+        return self.schema.stages[: self.schema.trade_index]
+
+    def _publish_live(self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool) -> None:
+        secs = self.interval_ns / 1e9
+        last = {t: summarize(h) for t, h in finished.items()}
+        for t, s in last.items():
+            hist = self._p99.setdefault(t, deque(maxlen=self._history))
+            hist.append(s.get("p99", 0))
+        for t in self._p99:
+            if t not in last:
+                self._p99[t].append(0)
+        totals = self.hists.total if self.hists.total else self.hists.warmup_total
+        self.live = LiveState(
+            elapsed_s=end_s,
+            warmup=warmup,
+            tags=self.tags(),
+            trade_stages=self.trade_stages(),
+            last=last,
+            cumulative={t: summarize(h) for t, h in totals.items()},
+            rates={t: s["count"] / secs for t, s in last.items()},
+            p99_history={t: list(d) for t, d in self._p99.items()},
+            counters=self.counter_dict(),
+            rings=len(self.sources),
+        )
+
+    def counter_dict(self) -> dict:
+        c = self.counters
+        c.produced = sum(s.reader.produced for s in self.sources)
+        c.drained = sum(s.reader.drained for s in self.sources)
+        c.dropped_ring_full = sum(s.reader.dropped_full for s in self.sources)
+        c.malformed = sum(s.malformed for s in self.sources)
+        c.duplicate_stamps = self.correlator.duplicate_stamps
+        c.traces_evicted = self.correlator.evicted
+        c.values_out_of_range = self.hists.out_of_range
+        d = c.as_dict()
+        d["traces_pending"] = self.correlator.pending
+        d["ring_errors"] = len(self.ring_errors)
+        return d
+
+    def summary(self) -> dict:
+        return {t: summarize(h) for t, h in self.hists.total.items()}
+
+    def meta_update(self) -> dict:
+        return {
+            **self.schema.to_meta(),
+            "counters": self.counter_dict(),
+            "drop_free": self.counters.drop_free,
+            "rings": [s.describe() for s in self.sources],
+            "ring_errors": self.ring_errors,
+            "clocks": {
+                "realtime_minus_monotonic_ns": self.realtime_offset,
+                "realtime_offset_uncertainty_ns": self.realtime_uncertainty,
+            },
+            "interval_s": self.interval_ns / 1e9,
+            "warmup_s": self.warmup_ns / 1e9,
+            "start_monotonic_ns": self.start_ns,
+        }
+
+    def _save_state(self) -> None:
+        self.session.meta.update(self.meta_update())
+        self.session.save_meta()
+        self.session.write_summary(self.summary(), [s for _, s in self._slowest])
+
+    def finish(self, status: str = "complete") -> None:
+        """Drain everything still in the rings, close all traces, write the last interval."""
+        self.discover()
+        for src in self.sources:
+            while self._drain(src):
+                pass
+        pending = self.correlator.pending
+        closed = self.correlator.flush(monotonic_ns(), force=True)
+        self.counters.traces_open_at_end = pending  # closed (and classified) by the session's end
+        self._ingest(closed)
+        self._roll(max(monotonic_ns(), self._interval_start + 1))
+        if self.session is not None:
+            self.session.meta["end_monotonic_ns"] = monotonic_ns()
+            self._save_state()
+            self.session.close(status)
+
+    def remove_finished_rings(self) -> None:
+        """Unlink rings whose writer is gone and which are fully drained (ours to clean up)."""
+        for src in self.sources:
+            r = src.reader
+            if src.finished or (not r.writer_alive() and r.head == r.tail):
+                try:
+                    r.path.unlink()
+                except OSError:
+                    pass

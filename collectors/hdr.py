@@ -1,0 +1,174 @@
+"""Bulk, bit-exact ingestion of values into ``hdrh`` histograms.
+
+``HdrHistogram.record_value`` is pure Python (about a microsecond a value). Here the counts index
+of every value is computed with numpy exactly as ``hdrh`` computes it, in cache-sized chunks
+with preallocated buffers, then ``bincount`` adds a whole chunk at once into the histogram's own
+counts array. The histogram ends up in the same state as after recording the values one by one
+(``tests/test_hdr.py`` checks ``encode()`` equality with hypothesis).
+
+Index arithmetic (hdrh's ``_counts_index_for``), for v >= 0::
+
+    bucket   = bit_length(v | sub_bucket_mask) - unit_magnitude - (sub_bucket_half_count_magnitude + 1)
+    sub      = v >> (bucket + unit_magnitude)
+    index    = ((bucket + 1) << half_mag) + sub - half_count  ==  (bucket << half_mag) + sub
+
+``bit_length`` comes from the float64 exponent, exact below 2**53 (104 days in ns).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+LOWEST_NS = 1
+HIGHEST_NS = 60 * 1_000_000_000
+SIGNIFICANT_DIGITS = 3
+CHUNK = 1 << 14  # values per pass: the working buffers stay in L1/L2
+
+_EXACT_FLOAT_LIMIT = 1 << 53
+
+
+def new_histogram(
+    lowest: int = LOWEST_NS, highest: int = HIGHEST_NS, digits: int = SIGNIFICANT_DIGITS
+) -> HdrHistogram:
+    return HdrHistogram(lowest, highest, digits)
+
+
+def counts_view(hist: HdrHistogram) -> np.ndarray:
+    """The histogram's counts as a writable int64 numpy array (no copy)."""
+    return np.ctypeslib.as_array(hist.counts).view(np.int64)
+
+
+class BulkRecorder:
+    """Records numpy arrays of values into one hdrh histogram layout; reusable across histograms."""
+
+    def __init__(self, template: HdrHistogram):
+        self.unit_magnitude = template.unit_magnitude
+        self.half_mag = template.sub_bucket_half_count_magnitude
+        self.sub_bucket_mask = template.sub_bucket_mask
+        self.counts_len = template.counts_len
+        self.highest = template.highest_trackable_value
+        # Values above this land beyond counts_len; record_value would refuse them.
+        self.max_recordable = template.get_highest_equivalent_value(
+            template.get_value_from_index(self.counts_len - 1)
+        )
+        # exponent field of float64(v | mask) is bit_length + 1022; fold the constant offsets in once.
+        self.exp_offset = 1022 + self.unit_magnitude + self.half_mag + 1
+        self._work = np.empty(CHUNK, dtype=np.int64)
+        self._shift = np.empty(CHUNK, dtype=np.int64)
+        self._float = np.empty(CHUNK, dtype=np.float64)
+
+    def indexes(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Counts indexes of up to CHUNK values, into ``out`` (same length as values)."""
+        n = len(values)
+        work, shift, fl = self._work[:n], self._shift[:n], self._float[:n]
+        np.bitwise_or(values, self.sub_bucket_mask, out=work)
+        np.copyto(fl, work, casting="unsafe")
+        bits = fl.view(np.int64)
+        np.right_shift(bits, 52, out=shift)
+        np.subtract(shift, self.exp_offset, out=shift)  # bucket index
+        np.left_shift(shift, self.half_mag, out=out)  # bucket << half_mag
+        if self.unit_magnitude:
+            np.add(shift, self.unit_magnitude, out=shift)
+        np.right_shift(values, shift, out=work)  # sub-bucket index
+        np.add(out, work, out=out)
+        return out
+
+    def record(self, hist: HdrHistogram, values: np.ndarray) -> int:
+        """Record int64 ``values`` (ns) into ``hist``; returns how many were out of range (not recorded)."""
+        values = np.asarray(values, dtype=np.int64)
+        if values.size == 0:
+            return 0
+        vmin, vmax = int(values.min()), int(values.max())
+        rejected = 0
+        if vmin < 0 or vmax > self.max_recordable or vmax >= _EXACT_FLOAT_LIMIT:
+            ok = (values >= 0) & (values <= min(self.max_recordable, _EXACT_FLOAT_LIMIT - 1))
+            rejected = int(values.size - np.count_nonzero(ok))
+            values = values[ok]
+            if values.size == 0:
+                return rejected
+            vmin, vmax = int(values.min()), int(values.max())
+        counts = counts_view(hist)
+        idx = np.empty(CHUNK, dtype=np.int64)
+        for start in range(0, values.size, CHUNK):
+            chunk = values[start : start + CHUNK]
+            ix = self.indexes(chunk, idx[: chunk.size])
+            counts += np.bincount(ix, minlength=self.counts_len)
+        hist.total_count += int(values.size)
+        hist.min_value = min(hist.min_value, vmin)
+        hist.max_value = max(hist.max_value, vmax)
+        return rejected
+
+
+def add_into(dst: HdrHistogram, src: HdrHistogram) -> None:
+    """``dst.add(src)`` for same-layout histograms with numpy, keeping hdrh's raw min/max bookkeeping."""
+    if src.total_count == 0:
+        return
+    counts_view(dst)[:] += counts_view(src)
+    dst.total_count += src.total_count
+    dst.min_value = min(dst.min_value, src.min_value)
+    dst.max_value = max(dst.max_value, src.max_value)
+
+
+def reset(hist: HdrHistogram) -> None:
+    counts_view(hist)[:] = 0
+    hist.reset()
+
+
+PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
+PERCENTILE_KEYS = ("p50", "p90", "p99", "p99_9", "p99_99")
+
+
+def percentiles(hist: HdrHistogram, pcts) -> dict[float, int]:
+    """``hdrh.get_percentile_to_value_dict`` with numpy: the same values, no Python loop over buckets."""
+    if hist.total_count == 0:
+        return {p: 0 for p in pcts}
+    cum = np.cumsum(counts_view(hist))
+    out = {}
+    for p in pcts:
+        target = max(int(min(p, 100.0) * hist.total_count / 100 + 0.5), 1)
+        index = int(np.searchsorted(cum, target, side="left"))
+        value = hist.get_value_from_index(min(index, hist.counts_len - 1))
+        out[p] = hist.get_highest_equivalent_value(value) if p else hist.get_lowest_equivalent_value(value)
+    return out
+
+
+def summarize(hist: HdrHistogram) -> dict:
+    """count, min, mean, percentiles and max in ns: the per-stage line of summary.json."""
+    if hist.total_count == 0:
+        return {"count": 0}
+    pct = percentiles(hist, PERCENTILES)
+    out = {"count": int(hist.total_count), "min": int(hist.get_min_value()), "mean": round(mean_of(hist), 1)}
+    for p, key in zip(PERCENTILES, PERCENTILE_KEYS, strict=True):
+        out[key] = int(pct[p])
+    out["max"] = int(hist.get_max_value())
+    return out
+
+
+def _bucket_values(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest equivalent value and range size of every counts index (cached per layout)."""
+    key = (hist.counts_len, hist.unit_magnitude, hist.sub_bucket_half_count_magnitude)
+    if key not in _BUCKET_CACHE:
+        idx = np.arange(hist.counts_len, dtype=np.int64)
+        half_mag, half = hist.sub_bucket_half_count_magnitude, hist.sub_bucket_half_count
+        bucket = (idx >> half_mag) - 1
+        sub = (idx & (half - 1)) + half
+        low_bucket = bucket < 0
+        sub = np.where(low_bucket, sub - half, sub)
+        bucket = np.where(low_bucket, 0, bucket)
+        lowest = sub << (bucket + hist.unit_magnitude)
+        size = np.left_shift(1, bucket + hist.unit_magnitude)
+        _BUCKET_CACHE[key] = (lowest, size)
+    return _BUCKET_CACHE[key]
+
+
+_BUCKET_CACHE: dict = {}
+
+
+def mean_of(hist: HdrHistogram) -> float:
+    """hdrh's get_mean_value (each bucket counted at its median equivalent value), vectorised."""
+    if hist.total_count == 0:
+        return 0.0
+    lowest, size = _bucket_values(hist)
+    counts = counts_view(hist)
+    return float(((lowest + (size >> 1)).astype(np.float64) * counts).sum() / hist.total_count)

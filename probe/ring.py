@@ -1,0 +1,341 @@
+"""Python probe writers: the subject's side of a tickscope ring.
+
+Two writers, one ring file each (see ``layout`` for the bytes):
+
+``TickWriter``: the hot path. A tick fills a plain list of stamps, one slot per declared point,
+then commits it as one record::
+
+    from time import perf_counter_ns
+    from tickscope.probe import Point, TickWriter
+
+    probe = TickWriter([Point("md.rx", clock="realtime"), "md.decoded", Point("book.updated", stage="book")])
+    MD_RX, MD_DECODED, BOOK = range(3)
+    t = probe.stamps
+    t[MD_RX] = kernel_rx_stamp
+    t[MD_DECODED] = perf_counter_ns()
+    t[BOOK] = perf_counter_ns()
+    probe.commit(trace_id)        # publishes the record and zeroes the stamps for the next tick
+
+``PointWriter``: one 32-byte record per probe point (``record(point, trace_id)``), for points
+that happen outside a tick's flow (an ack arriving later, a rare event) and for parity with C.
+
+Each writer belongs to one thread (single producer). Neither blocks nor allocates when the ring
+is full: the record is dropped and counted in the header, where the collector reports it.
+This module imports nothing outside the standard library, so a subject can use it without
+numpy, rich or typer installed.
+
+Ordering: the record is stored before ``head`` with plain stores. That is a release on x86-64
+(TSO); on weakly ordered CPUs use the C header, which issues a real release store.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import layout as L
+from .clock import clock_pair
+
+RING_DIR_ENV = "TICKSCOPE_RING_DIR"
+DEFAULT_RING_DIR = "/dev/shm/tickscope"
+RING_SUFFIX = ".ring"
+
+
+def ring_dir() -> Path:
+    """Where writers create rings: ``$TICKSCOPE_RING_DIR`` (set by ``tickscope profile``)."""
+    return Path(os.environ.get(RING_DIR_ENV) or DEFAULT_RING_DIR)
+
+
+@dataclass(frozen=True)
+class Point:
+    """A declared probe point.
+
+    ``stage`` names the span that ends at this point (default: the point's own name);
+    ``clock`` is the domain of its stamps; ``trade`` marks where tick-to-trade ends when that is
+    not the last point (e.g. ``order.tx`` when ``ack.rx`` follows).
+    """
+
+    name: str
+    stage: str = ""
+    clock: int | str = L.CLOCK_MONOTONIC
+    trade: bool = False
+
+    @property
+    def clock_domain(self) -> int:
+        if isinstance(self.clock, str):
+            try:
+                return L.CLOCK_BY_NAME[self.clock]
+            except KeyError:
+                raise ValueError(
+                    f"unknown clock domain {self.clock!r}: expected one of {sorted(L.CLOCK_BY_NAME)}"
+                ) from None
+        return self.clock
+
+
+def _as_points(points) -> list[Point]:
+    out = [p if isinstance(p, Point) else Point(str(p)) for p in points]
+    if not out:
+        raise ValueError("a ring needs at least one probe point")
+    if len(out) > L.MAX_POINTS:
+        raise ValueError(f"at most {L.MAX_POINTS} probe points per ring: got {len(out)}")
+    names = [p.name for p in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"probe point names must be unique: {names}")
+    for p in out:
+        if not p.name or len(p.name.encode()) > L.POINT_NAME_SIZE:
+            raise ValueError(f"probe point name must be 1..{L.POINT_NAME_SIZE} bytes: {p.name!r}")
+        if len(p.stage.encode()) > L.POINT_STAGE_SIZE:
+            raise ValueError(f"stage name must be at most {L.POINT_STAGE_SIZE} bytes: {p.stage!r}")
+        p.clock_domain  # noqa: B018 - validates the clock name early
+    return out
+
+
+class RingFile:
+    """Creates and maps one ring file; the writers below own one each."""
+
+    def __init__(self, points, *, kind: int, capacity: int, name: str, directory: str | os.PathLike | None):
+        L.check_capacity(capacity)
+        self.points = _as_points(points)
+        self.kind = kind
+        self.capacity = capacity
+        self.record_size = L.record_size_for(kind, len(self.points))
+        self.pid = os.getpid()
+        self.tid = threading.get_native_id()
+        directory = Path(directory) if directory is not None else ring_dir()
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        size = L.ring_file_size(capacity, self.record_size)
+        self.path, fd = self._create(directory, name, size)
+        try:
+            self.mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self._write_header(name)
+
+    def _create(self, directory: Path, name: str, size: int) -> tuple[Path, int]:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "ring"
+        for n in range(1000):
+            suffix = f".{n}" if n else ""
+            path = directory / f"{safe}.{self.pid}.{self.tid}{suffix}{RING_SUFFIX}"
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            os.ftruncate(fd, size)
+            return path, fd
+        raise FileExistsError(f"could not create a ring file for {name!r} in {directory}")
+
+    def _write_header(self, name: str) -> None:
+        mm = self.mm
+        for i, p in enumerate(self.points):
+            flags = L.POINT_TRADE if p.trade else 0
+            L.POINT_ENTRY.pack_into(
+                mm,
+                L.OFF_POINT_TABLE + i * L.POINT_ENTRY_SIZE,
+                p.name.encode(),
+                p.stage.encode(),
+                p.clock_domain,
+                flags,
+            )
+        self.add_calibration_pair(clock_pair())
+        mono, real = time.clock_gettime_ns(time.CLOCK_MONOTONIC), time.clock_gettime_ns(time.CLOCK_REALTIME)
+        # Everything but the magic first: a reader that sees the magic sees a complete header.
+        L.STATIC_FORMAT.pack_into(
+            mm, 0, 0, L.LAYOUT_VERSION, self.kind, self.record_size, len(self.points), self.capacity,
+            L.CLOCK_MONOTONIC, self.pid, self.tid, 0, mono, real, L.DATA_OFFSET,
+            name.encode()[: L.WRITER_NAME_SIZE],
+        )  # fmt: skip
+        struct.pack_into("<Q", mm, L.OFF_WRITER_HEARTBEAT_NS, mono)
+        struct.pack_into("<Q", mm, L.OFF_MAGIC, L.MAGIC)
+
+    def add_calibration_pair(self, pair) -> None:
+        (count,) = struct.unpack_from("<I", self.mm, L.OFF_CALIB_COUNT)
+        L.CALIB_ENTRY.pack_into(
+            self.mm, L.OFF_CALIB_ENTRIES + (count % L.CALIB_SLOTS) * L.CALIB_ENTRY.size, *pair
+        )
+        struct.pack_into("<I", self.mm, L.OFF_CALIB_COUNT, count + 1)
+
+    def u64(self, offset: int) -> memoryview:
+        """A one-element u64 view of a header field: the cheapest store Python has."""
+        return memoryview(self.mm)[offset : offset + 8].cast("Q")
+
+
+class _Writer:
+    """What both writers share: liveness, drops, close."""
+
+    def __init__(self, ring: RingFile):
+        self._ring = ring
+        self.path = ring.path
+        self.points = [p.name for p in ring.points]
+        self._head = ring.u64(L.OFF_HEAD)
+        self._tail = ring.u64(L.OFF_TAIL)
+        self._dropped = ring.u64(L.OFF_DROPPED_FULL)
+        self._heartbeat = ring.u64(L.OFF_WRITER_HEARTBEAT_NS)
+        self._reader_heartbeat = ring.u64(L.OFF_READER_HEARTBEAT_NS)
+        self._closed = False
+
+    def index(self, name: str) -> int:
+        """The slot (TickWriter) or point id (PointWriter) of a declared point."""
+        return self.points.index(name)
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the ring was full."""
+        return self._dropped[0]
+
+    @property
+    def written(self) -> int:
+        return self._head[0]
+
+    def heartbeat(self) -> None:
+        """Tell the collector this writer is alive though quiet; also refresh clock calibration."""
+        self._heartbeat[0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        self._ring.add_calibration_pair(clock_pair())
+
+    def collector_alive(self, max_age_s: float = 2.0) -> bool:
+        """Whether a collector drained this ring recently (else records will pile up and drop)."""
+        beat = self._reader_heartbeat[0]
+        return beat != 0 and time.clock_gettime_ns(time.CLOCK_MONOTONIC) - beat < max_age_s * 1e9
+
+    def close(self) -> None:
+        """Mark the ring cleanly closed. The file stays for the collector to drain and remove."""
+        if self._closed:
+            return
+        self._closed = True
+        self.heartbeat()
+        self._ring.u64(L.OFF_WRITER_CLOSED)[0] = 1
+        self._head.release()
+        self._tail.release()
+        self._dropped.release()
+        self._heartbeat.release()
+        self._reader_heartbeat.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class TickWriter(_Writer):
+    """One record per tick: ``t[i] = perf_counter_ns()`` into the stamp vector, then commit.
+
+    The stamp vector *is* the next free slot of the ring (a u64 view), so a stamp costs one store
+    and ``commit`` writes only the trace id and ``head``; it returns the vector for the next tick::
+
+        t = probe.stamps
+        for msg in feed:
+            t[RX] = perf_counter_ns()
+            ...
+            t = probe.commit(msg.seq)
+
+    Do not write into a vector after committing it: it belongs to the collector then.
+    """
+
+    def __init__(self, points, *, name: str = "python", capacity: int = 1 << 14, directory=None):
+        super().__init__(
+            RingFile(points, kind=L.KIND_TICK, capacity=capacity, name=name, directory=directory)
+        )
+        self.commit = self._make_commit()
+
+    @property
+    def stamps(self) -> memoryview:
+        """The stamp vector of the tick in progress (index = point id)."""
+        return self._current()
+
+    def _make_commit(self):
+        # A closure over locals: attribute lookups on self would add a third to a commit.
+        ring = self._ring
+        n = len(self.points)
+        capacity, mask, rsize = ring.capacity, ring.capacity - 1, ring.record_size
+        whole = memoryview(ring.mm)
+        slots = [
+            whole[L.DATA_OFFSET + i * rsize : L.DATA_OFFSET + (i + 1) * rsize].cast("Q")
+            for i in range(capacity)
+        ]
+        self._views = slots
+        # Where stamps go while the ring is full: written, then dropped at commit.
+        scratch = memoryview(bytearray(rsize)).cast("Q")
+        head_v, tail_v, dropped_v, beat_v = self._head, self._tail, self._dropped, self._heartbeat
+        trace_at, aux_at = n, n + 1
+        head = 0
+        limit = capacity  # head may reach this before the tail has to be re-read
+        current = slots[0]
+
+        def next_vector():
+            nonlocal limit, current
+            if head >= limit:
+                limit = tail_v[0] + capacity
+                beat_v[0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+                if head >= limit:
+                    scratch[:] = bytes(rsize)
+                    current = scratch
+                    return scratch
+            current = slots[head & mask]
+            return current
+
+        def commit(trace_id: int, aux: int = 0):
+            """Publish the tick as ``trace_id``; returns the stamp vector of the next tick."""
+            nonlocal head, current
+            v = current
+            if v is scratch:
+                dropped_v[0] += 1
+                return next_vector()
+            v[trace_at] = trace_id
+            if aux:
+                v[aux_at] = aux
+            head += 1
+            head_v[0] = head
+            if head < limit:
+                current = slots[head & mask]
+                return current
+            return next_vector()
+
+        self._current = lambda: current
+        return commit
+
+
+class PointWriter(_Writer):
+    """One 32-byte record per probe point: ``record(point_id, trace_id[, ts, aux])``."""
+
+    def __init__(self, points, *, name: str = "python", capacity: int = 1 << 14, directory=None):
+        super().__init__(
+            RingFile(points, kind=L.KIND_POINT, capacity=capacity, name=name, directory=directory)
+        )
+        self.record = self._make_record()
+
+    def _make_record(self):
+        ring = self._ring
+        mm, capacity, mask = ring.mm, ring.capacity, ring.capacity - 1
+        pack = L.POINT_RECORD.pack_into
+        head_v, tail_v, dropped_v, beat_v = self._head, self._tail, self._dropped, self._heartbeat
+        tid = ring.tid
+        n_points = len(self.points)
+        clock = time.perf_counter_ns
+        head = 0
+        limit = capacity
+
+        def record(point: int, trace_id: int, ts: int | None = None, aux: int = 0) -> bool:
+            """Stamp ``point`` of ``trace_id`` now (or at ``ts``); False if the ring was full."""
+            nonlocal head, limit
+            if ts is None:
+                ts = clock()
+            if not 0 <= point < n_points:
+                raise IndexError(f"point id {point} not declared: this ring has {n_points} points")
+            h = head
+            if h >= limit:
+                limit = tail_v[0] + capacity
+                beat_v[0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+                if h >= limit:
+                    dropped_v[0] += 1
+                    return False
+            pack(mm, L.DATA_OFFSET + (h & mask) * L.POINT_RECORD_SIZE, ts, trace_id, point, tid, aux)
+            head = h + 1
+            head_v[0] = head
+            return True
+
+        return record
