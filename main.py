@@ -1,7 +1,406 @@
+"""tickscope command line: ``tickscope`` (console script) or ``python main.py``.
+
+Exit codes: 0 success; 1 regression found (``compare``); 2 usage or input error (bad flag,
+malformed file, unwritable output, target command missing or failing); 130 interrupted (Ctrl-C,
+session saved). Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
 import typer
-app = typer.Typer()
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Latency profiling for low-latency trading pipelines: tick-to-trade per stage, at the tail.",
+)
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Anything the user can fix: printed as one line, exit code 2."""
+
+
+def fail(message: str, code: int = EXIT_USAGE):
+    typer.echo(f"tickscope: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn):
+    """Turn the project's one-line errors into a clean exit 2 instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from tickscope.collectors.profile import ProfileError
+        from tickscope.collectors.ring_reader import RingFormatError
+        from tickscope.collectors.session import SessionError
+
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, ProfileError, SessionError, RingFormatError) as e:
+            fail(str(e))
+        except BrokenPipeError:
+            raise typer.Exit(0) from None
+
+    return wrapper
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h)?\s*$")
+_UNITS_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """'30s', '500ms', '2m', '1h', '10' (seconds) -> seconds."""
+    m = _DURATION.match(text or "")
+    if not m:
+        raise UserError(f"{what} {text!r} is not a duration: use e.g. 30s, 500ms, 2m, 1h")
+    return float(m.group(1)) * _UNITS_S[m.group(2)]
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:/s)?\s*$")
+
+
+def parse_rate(text: str) -> float:
+    """'50k', '20000', '1.5k/s', '1M' -> messages per second."""
+    m = _RATE.match(text or "")
+    if not m:
+        raise UserError(f"rate {text!r} is not a rate: use e.g. 20000, 20k, 1.5k/s, 1M")
+    return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+
+
+def want_live(live: bool | None) -> bool:
+    if live is not None:
+        return live
+    return sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
+
+
+def _git_sha() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _session_meta(options: dict) -> dict:
+    from importlib.metadata import version
+
+    meta = {
+        "tool": "tickscope",
+        "tool_version": version("tickscope"),
+        "options": options,
+        "git_sha": _git_sha(),
+    }
+    try:
+        from tickscope.collectors.host import host_facts
+
+        meta["host"] = host_facts()
+    except ImportError:
+        pass
+    try:
+        from tickscope.collectors.doctor import run_checks
+
+        meta["doctor"] = [
+            f.__dict__ if hasattr(f, "__dict__") else dict(f._asdict()) for f in run_checks(quick=True)
+        ]
+    except (ImportError, TypeError):
+        pass
+    return meta
+
+
+def _side_collectors(perf: bool, pyspy: bool, pyspy_rate: int, pyspy_nonblocking: bool, hiccup: bool) -> list:
+    side = []
+    try:
+        if perf:
+            from tickscope.collectors.perfstat import PerfStatCollector
+
+            side.append(PerfStatCollector())
+        if pyspy:
+            from tickscope.collectors.pyspy import PySpyCollector
+
+            side.append(PySpyCollector(rate=pyspy_rate, nonblocking=pyspy_nonblocking))
+        if hiccup:
+            from tickscope.collectors.hiccup import HiccupCollector
+
+            side.append(HiccupCollector())
+    except ImportError as e:  # a side collector not built into this install: say so, go on
+        typer.echo(f"tickscope: warning: side collector unavailable ({e})", err=True)
+    return side
+
+
+def _make_view(live: bool, duration_s):
+    if live:
+        try:
+            from tickscope.reports.live import LiveView
+
+            return LiveView()
+        except ImportError:
+            pass
+    from tickscope.reports.progress import PlainProgress
+
+    return PlainProgress()
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors
+def profile(
+    ctx: typer.Context,
+    duration: str = typer.Option(
+        "30s", "--duration", "-d", help="How long to collect (e.g. 30s, 2m). The target is stopped then."
+    ),
+    rate: str = typer.Option(
+        "20k", "--rate", "-r", help="Bundled pipeline: market-data messages per second (e.g. 20k)."
+    ),
+    warmup: str = typer.Option(
+        "0s", "--warmup", help="Seconds recorded apart (warmup.hlog) and kept out of the headline numbers."
+    ),
+    interval: str = typer.Option("1s", "--interval", help="Histogram interval length."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Session directory (default sessions/<time>-<name>)."
+    ),
+    name: str = typer.Option("", "--name", help="Session name (default: pipeline or command name)."),
+    perf: bool = typer.Option(
+        True, "--perf/--no-perf", help="perf stat counters of the target (warns if unavailable)."
+    ),
+    pyspy: bool = typer.Option(False, "--pyspy/--no-pyspy", help="py-spy profile of a Python target."),
+    pyspy_rate: int = typer.Option(250, "--pyspy-rate", help="py-spy samples per second."),
+    pyspy_nonblocking: bool = typer.Option(
+        False, "--pyspy-nonblocking", help="py-spy without pausing the target."
+    ),
+    hiccup: bool = typer.Option(True, "--hiccup/--no-hiccup", help="Platform jitter meter (hiccup.hlog)."),
+    live: bool | None = typer.Option(
+        None, "--live/--no-live", help="Live TUI (default: when stdout is a terminal)."
+    ),
+    feed: str = typer.Option(
+        "itch", "--feed", help="Bundled pipeline market data: itch (UDP) or ws (WebSocket)."
+    ),
+    loop: str = typer.Option(
+        "busy", "--loop", help="Bundled pipeline trader loop: busy (busy-poll) or asyncio."
+    ),
+    load: str = typer.Option(
+        "constant", "--load", help="Bundled venue load model: constant, poisson or burst."
+    ),
+    replay: Path | None = typer.Option(
+        None, "--replay", help="Bundled venue: replay an ITCH 5.0 file instead of synthetic flow."
+    ),
+    fix_connect: str | None = typer.Option(
+        None, "--fix-connect", help="Send orders to another FIX 4.4 acceptor HOST:PORT."
+    ),
+    sender_comp_id: str = typer.Option(
+        "TICKSCOPE", "--sender-comp-id", help="FIX SenderCompID with --fix-connect."
+    ),
+    target_comp_id: str = typer.Option(
+        "VENUE", "--target-comp-id", help="FIX TargetCompID with --fix-connect."
+    ),
+):
+    """Profile a command that writes tickscope probes (after --), or the bundled reference pipeline.
+
+    \b
+      tickscope profile --duration 30s --rate 20k          # bundled venue + trader on loopback
+      tickscope profile --duration 10s -- ./my_feed_handler --config prod.toml
+
+    Exit codes: 0 ok; 2 bad input, unwritable --out, or target missing/failed (its code is reported);
+    130 interrupted by Ctrl-C (the session is saved up to that point).
+    """
+    from rich.console import Console
+    from tickscope.collectors.profile import CommandSubject, ProfileOptions, run_profile
+    from tickscope.reports.console import CountersLine, StageTable
+
+    command = list(ctx.args)
+    if command and command[0] == "--":
+        command = command[1:]
+    if command and command[0].startswith("-"):
+        raise UserError(f"unknown option {command[0]!r} (put the target command after --)")
+    opts = ProfileOptions(
+        command=command or None,
+        duration_s=parse_duration(duration),
+        warmup_s=parse_duration(warmup, "warmup"),
+        interval_s=parse_duration(interval, "interval"),
+        out=out,
+    )
+    if opts.interval_s < 0.05:
+        raise UserError(f"interval {interval!r} is too short: use at least 50ms")
+    rate_per_s = parse_rate(rate)
+    if feed not in ("itch", "ws"):
+        raise UserError(f"--feed {feed!r}: expected itch or ws")
+    if loop not in ("busy", "asyncio"):
+        raise UserError(f"--loop {loop!r}: expected busy or asyncio")
+    if load not in ("constant", "poisson", "burst"):
+        raise UserError(f"--load {load!r}: expected constant, poisson or burst")
+    if replay is not None and not replay.is_file():
+        raise UserError(f"--replay {replay}: no such file")
+    options = {"duration_s": opts.duration_s, "warmup_s": opts.warmup_s, "interval_s": opts.interval_s}
+    if command:
+        opts.name = name or Path(command[0]).name
+        start_subject = functools.partial(CommandSubject, command)
+    else:
+        from tickscope.pipeline.launch import PipelineConfig, start_reference_pipeline
+
+        config = PipelineConfig(
+            rate=rate_per_s, duration_s=opts.duration_s, feed=feed, loop=loop, load=load, replay=replay,
+            fix_connect=fix_connect, sender_comp_id=sender_comp_id, target_comp_id=target_comp_id,
+        )  # fmt: skip
+        opts.name = name or f"pipeline-{feed}-{loop}"
+        options.update(config.as_meta())
+        start_subject = functools.partial(start_reference_pipeline, config)
+    use_live = want_live(live)
+    view = _make_view(use_live, opts.duration_s)
+    side = _side_collectors(perf, pyspy, pyspy_rate, pyspy_nonblocking, hiccup)
+    result = run_profile(opts, start_subject, view=view, side=side, meta=_session_meta(options))
+    console = Console()
+    state = result.state
+    if state is not None and state.tags:
+        console.print(
+            StageTable(state.cumulative or state.last, state.tags, title=f"session {result.session_dir}")
+        )
+        console.print(CountersLine(state.counters))
+    else:
+        console.print(f"session {result.session_dir}: no traces were recorded (did the target write probes?)")
+    for w in result.warnings:
+        typer.echo(f"tickscope: warning: {w}", err=True)
+    typer.echo(f"session saved: {result.session_dir}")
+    if result.message:
+        typer.echo(f"tickscope: {'error: ' if result.exit_code == 2 else ''}{result.message}", err=True)
+    raise typer.Exit(result.exit_code)
+
+
 @app.command()
-def hello():
-    print("hi")
-if __name__ == "__main__":
+@user_errors
+def report(
+    session: Path = typer.Argument(..., help="Session directory (or an .hlog file)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write a self-contained HTML report here."
+    ),
+    perfetto: Path | None = typer.Option(
+        None, "--perfetto", help="Also write the slowest traces as Perfetto/Chrome trace JSON."
+    ),
+):
+    """Render a saved session: the summary table, or an HTML report with -o."""
+    from rich.console import Console
+    from tickscope.collectors.session import Session
+    from tickscope.reports.console import session_renderable
+
+    s = Session.load(session)
+    if output is None and perfetto is None:
+        Console().print(session_renderable(s))
+        return
+    if output is not None:
+        from tickscope.reports.html import render
+
+        path = render(s, output, perfetto_path=perfetto)
+        typer.echo(f"report written: {path}")
+    elif perfetto is not None:
+        from tickscope.reports.perfetto import write_trace
+
+        write_trace(s, perfetto)
+    if perfetto is not None:
+        typer.echo(f"perfetto trace written: {perfetto}")
+
+
+@app.command()
+@user_errors
+def compare(
+    baseline: list[Path] = typer.Argument(
+        ..., help="Baseline session(s); separate from candidates with --vs when several."
+    ),
+    threshold: str | None = typer.Option(None, "--threshold", help="Per percentile, e.g. p50=5%,p99=10%."),
+    markdown: Path | None = typer.Option(
+        None, "--markdown", help="Write a Markdown report (for $GITHUB_STEP_SUMMARY)."
+    ),
+    junit: Path | None = typer.Option(
+        None, "--junit", help="Write JUnit XML (one testcase per stage x percentile)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the comparison as JSON."),
+    html: Path | None = typer.Option(
+        None, "--html", help="Write an HTML comparison with overlaid percentile plots."
+    ),
+):
+    """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input.
+
+    \b
+      tickscope compare base/ cand/
+      tickscope compare base1/ base2/ --vs cand1/ cand2/ --markdown $GITHUB_STEP_SUMMARY
+    """
+    from tickscope.reports.compare import main as compare_main
+
+    paths = [str(p) for p in baseline]
+    if "--vs" in paths:
+        i = paths.index("--vs")
+        baselines, candidates = paths[:i], paths[i + 1 :]
+    elif len(paths) == 2:
+        baselines, candidates = paths[:1], paths[1:]
+    else:
+        raise UserError("compare takes BASELINE CANDIDATE, or BASE... --vs CAND... for repeated runs")
+    if not baselines or not candidates:
+        raise UserError("compare needs at least one baseline and one candidate")
+    code = compare_main(baselines, candidates, threshold, markdown, junit, json_out, html)
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def live(
+    rings: list[Path] = typer.Argument(
+        None, help="Ring files or a ring directory (default $TICKSCOPE_RING_DIR)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also save the session here."),
+    duration: str | None = typer.Option(
+        None, "--duration", "-d", help="Stop after this long (default: Ctrl-C)."
+    ),
+):
+    """Attach the live view to the rings of an already running pipeline."""
+    from tickscope.reports.live import attach
+
+    raise typer.Exit(attach(rings or [], out=out, duration_s=parse_duration(duration) if duration else None))
+
+
+@app.command()
+@user_errors
+def doctor(json_output: bool = typer.Option(False, "--json", help="Findings as JSON.")):
+    """Is this host fit to measure latency? Each finding comes with its fix."""
+    from rich.console import Console
+    from tickscope.collectors.doctor import DoctorTable, run_checks
+
+    findings = run_checks()
+    if json_output:
+        typer.echo(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        Console().print(DoctorTable(findings))
+
+
+@app.command()
+@user_errors
+def bench(
+    json_output: bool = typer.Option(False, "--json", help="One JSON object on the last line."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller sizes (for tests)."),
+):
+    """Probe overhead and collector throughput on this host, with ratios measured side by side."""
+    from tickscope.collectors.bench import run_all, table
+
+    results = run_all(quick=quick, progress=None if json_output else lambda msg: typer.echo(msg, err=True))
+    if json_output:
+        typer.echo(json.dumps(results))
+    else:
+        from rich.console import Console
+
+        Console().print(table(results))
+
+
+def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

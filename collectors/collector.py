@@ -173,9 +173,13 @@ class Collector:
             self.sources.append(src)
 
     # -- one pass --------------------------------------------------------------------------------
+    BATCH = 1 << 16  # records per ring per round: bounds the open traces re-sorted per batch
+
     def poll(self, now_ns: int | None = None) -> int:
-        """Discover, drain and correlate once; roll the interval if due. Returns records drained."""
+        """One drain round: discover rings, drain up to one batch from each, correlate, and roll
+        the interval if due. Returns the records drained (a full batch: poll again, no sleep)."""
         self.discover()
+        self.correlator.advance()
         drained = sum(self._drain(src) for src in self.sources if not src.finished)
         now = monotonic_ns() if now_ns is None else now_ns
         self._ingest(self.correlator.flush(now))
@@ -183,23 +187,17 @@ class Collector:
             self._roll(self._interval_start + self.interval_ns)
         return drained
 
-    def _drain(self, src: RingSource, max_records: int = 1 << 18) -> int:
+    def _drain(self, src: RingSource) -> int:
         reader = src.reader
-        alive = reader.writer_alive()
-        total = 0
-        while True:
-            batch = reader.drain(max_records)
-            if batch.size == 0:
-                break
-            total += batch.size
+        alive = reader.writer_alive()  # asked before draining: a writer dying meanwhile leaves more
+        batch = reader.drain(self.BATCH)
+        if batch.size:
             self._correlate(src, batch)
-            if batch.size < max_records:
-                break
-        if not alive and reader.head == reader.tail:
+        elif not alive and reader.head == reader.tail:
             src.finished = True
             if not reader.writer_closed:
                 self.counters.writers_died += 1
-        return total
+        return int(batch.size)
 
     def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
         src.refresh_calibration()
@@ -215,7 +213,7 @@ class Collector:
             for domain in np.unique(src.domains[local]) if batch.size else ():
                 sel = src.domains[local] == domain
                 ts[sel] = src.to_monotonic(batch["ts"][sel], int(domain), self.realtime_offset)
-            self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index)
+            self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index, monotonic_ns())
         else:
             raw = batch["ts"]
             n = len(self.schema.names)
@@ -231,7 +229,7 @@ class Collector:
                 src.malformed += int(empty.sum())
                 keep = ~empty
                 batch, rows, srcs = batch[keep], rows[keep], srcs[keep]
-            self.correlator.add_rows(batch["trace"], rows, srcs)
+            self.correlator.add_rows(batch["trace"], rows, srcs, monotonic_ns())
 
     def _ingest(self, closed: Closed) -> None:
         for tag, values in closed.values.items():
@@ -349,10 +347,8 @@ class Collector:
 
     def finish(self, status: str = "complete") -> None:
         """Drain everything still in the rings, close all traces, write the last interval."""
-        self.discover()
-        for src in self.sources:
-            while self._drain(src):
-                pass
+        while self.poll():
+            pass
         pending = self.correlator.pending
         closed = self.correlator.flush(monotonic_ns(), force=True)
         self.counters.traces_open_at_end = pending  # closed (and classified) by the session's end

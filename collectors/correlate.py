@@ -12,8 +12,9 @@ Rules (stated once, used everywhere):
   ``tick_to_decision`` (they stopped earlier: a tick that led to no order).
 - A trace with a hole or without its first point is *incomplete*: counted, never interpolated.
 - A trace with a negative stage (clocks disagree) is counted as ``clock_skew``, not recorded.
-- A trace closes when its final point has been seen for ``grace_ns``, when nothing arrived for it
-  for ``linger_ns`` (no more points will come), or when the session ends.
+- A trace closes once its final point has arrived and a later drain round has begun (its other
+  points may sit in a ring drained after the final point's), when nothing arrived for it for
+  ``linger_ns`` of collector time, or when the session ends.
 Because stages telescope, the stages up to the trade point sum exactly to tick-to-trade.
 """
 
@@ -101,19 +102,24 @@ class Closed:
 
 
 class Correlator:
-    def __init__(self, schema: TraceSchema, *, linger_ns: int = 250_000_000, grace_ns: int = 2_000_000,
-                 max_pending: int = 1 << 20, slowest: int = 20):  # fmt: skip
+    def __init__(self, schema: TraceSchema, *, linger_ns: int = 250_000_000, max_pending: int = 1 << 20,
+                 slowest: int = 20):  # fmt: skip
         self.schema = schema
         self.linger_ns = linger_ns
-        self.grace_ns = grace_ns
         self.max_pending = max_pending
         self.slowest = slowest
+        self.round = 0  # drain rounds begun by the caller (see advance())
         self._ids = np.empty(0, np.uint64)
         self._ts = np.empty((0, 0), np.int64)
         self._src = np.empty((0, 0), np.int16)  # ring index + 1 of each stamp, 0 = absent
-        self._newest = np.empty(0, np.int64)
+        self._arrived = np.empty(0, np.int64)  # collector time a row last received a stamp
+        self._round = np.empty(0, np.int64)  # drain round of that arrival
         self.duplicate_stamps = 0
         self.evicted = 0
+
+    def advance(self) -> None:
+        """Begin a drain round: the caller drains every ring once before the next call."""
+        self.round += 1
 
     @property
     def pending(self) -> int:
@@ -127,8 +133,13 @@ class Correlator:
         out[:, : m.shape[1]] = m
         return out
 
-    def add_rows(self, trace: np.ndarray, ts: np.ndarray, src: np.ndarray) -> None:
-        """Add stamp rows: ``ts[k, column]`` in monotonic ns (0 = absent), ``src`` likewise."""
+    def add_rows(
+        self, trace: np.ndarray, ts: np.ndarray, src: np.ndarray, arrived_ns: int | None = None
+    ) -> None:
+        """Add stamp rows: ``ts[k, column]`` in monotonic ns (0 = absent), ``src`` likewise.
+
+        ``arrived_ns`` is the collector's clock now (default: each row's newest stamp).
+        """
         if trace.size == 0:
             return
         self._ts = self._width(self._ts)
@@ -137,21 +148,25 @@ class Correlator:
         ids = np.concatenate((self._ids, trace.astype(np.uint64, copy=False)))
         T = np.concatenate((self._ts, ts))
         S = np.concatenate((self._src, src))
-        newest = np.concatenate((self._newest, ts.max(axis=1)))
+        arrived = ts.max(axis=1) if arrived_ns is None else np.full(trace.size, arrived_ns, np.int64)
+        arrived = np.concatenate((self._arrived, arrived))
+        rounds = np.concatenate((self._round, np.full(trace.size, self.round, np.int64)))
         order = np.argsort(ids, kind="stable")
         ids = ids[order]
         starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
-        T, S, newest = T[order], S[order], newest[order]
+        T, S, arrived, rounds = T[order], S[order], arrived[order], rounds[order]
         if starts.size != ids.size:
             present = np.add.reduceat((T != 0).astype(np.int32), starts, axis=0)
             self.duplicate_stamps += int(np.clip(present - 1, 0, None).sum())
             T = np.maximum.reduceat(T, starts, axis=0)
             S = np.maximum.reduceat(S, starts, axis=0)
-            newest = np.maximum.reduceat(newest, starts)
+            arrived = np.maximum.reduceat(arrived, starts)
+            rounds = np.maximum.reduceat(rounds, starts)
             ids = ids[starts]
-        self._ids, self._ts, self._src, self._newest = ids, T, S, newest
+        self._ids, self._ts, self._src, self._arrived, self._round = ids, T, S, arrived, rounds
 
-    def add_points(self, trace: np.ndarray, column: np.ndarray, ts: np.ndarray, src: int) -> None:
+    def add_points(self, trace: np.ndarray, column: np.ndarray, ts: np.ndarray, src: int,
+                   arrived_ns: int | None = None) -> None:  # fmt: skip
         """Add point records (one stamp each) by grouping them into rows first."""
         if trace.size == 0:
             return
@@ -164,7 +179,7 @@ class Correlator:
         rows.reshape(-1)[cell] = ts
         srcs = np.zeros((uniq.size, n), np.int16)
         srcs.reshape(-1)[cell] = src + 1
-        self.add_rows(uniq, rows, srcs)
+        self.add_rows(uniq, rows, srcs, arrived_ns)
 
     def flush(self, now_ns: int, force: bool = False) -> Closed:
         """Close what is ready (see module rules) and turn it into latency values."""
@@ -181,24 +196,18 @@ class Correlator:
         if force:
             close = np.ones(self._ids.size, bool)
         else:
-            close = (final & (self._newest < now_ns - self.grace_ns)) | (
-                self._newest < now_ns - self.linger_ns
-            )
+            close = (final & (self._round < self.round)) | (self._arrived < now_ns - self.linger_ns)
             overflow = self._ids.size - int(close.sum()) - self.max_pending
             if overflow > 0:  # keep memory bounded: close the stalest first
-                stalest = np.argsort(self._newest)[:overflow]
+                stalest = np.argsort(self._arrived)[:overflow]
                 close[stalest] = True
                 self.evicted += overflow
         if not close.any():
             return Closed(values=empty)
         C, P, S, ids = T[close], present[close], self._src[close][:, order], self._ids[close]
         keep = ~close
-        self._ids, self._ts, self._src, self._newest = (
-            self._ids[keep],
-            self._ts[keep],
-            self._src[keep],
-            self._newest[keep],
-        )
+        self._ids, self._ts, self._src = self._ids[keep], self._ts[keep], self._src[keep]
+        self._arrived, self._round = self._arrived[keep], self._round[keep]
 
         count = P.sum(axis=1)
         prefix = np.logical_and.accumulate(P, axis=1).sum(axis=1)

@@ -208,11 +208,6 @@ class _Writer:
         self._closed = True
         self.heartbeat()
         self._ring.u64(L.OFF_WRITER_CLOSED)[0] = 1
-        self._head.release()
-        self._tail.release()
-        self._dropped.release()
-        self._heartbeat.release()
-        self._reader_heartbeat.release()
 
     def __enter__(self):
         return self
@@ -259,7 +254,9 @@ class TickWriter(_Writer):
         ]
         self._views = slots
         # Where stamps go while the ring is full: written, then dropped at commit.
-        scratch = memoryview(bytearray(rsize)).cast("Q")
+        scratch_bytes = bytearray(rsize)
+        scratch = memoryview(scratch_bytes).cast("Q")
+        zero_record = bytes(rsize)
         head_v, tail_v, dropped_v, beat_v = self._head, self._tail, self._dropped, self._heartbeat
         trace_at, aux_at = n, n + 1
         head = 0
@@ -272,7 +269,7 @@ class TickWriter(_Writer):
                 limit = tail_v[0] + capacity
                 beat_v[0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
                 if head >= limit:
-                    scratch[:] = bytes(rsize)
+                    scratch_bytes[:] = zero_record
                     current = scratch
                     return scratch
             current = slots[head & mask]
@@ -280,11 +277,15 @@ class TickWriter(_Writer):
 
         def commit(trace_id: int, aux: int = 0):
             """Publish the tick as ``trace_id``; returns the stamp vector of the next tick."""
-            nonlocal head, current
+            nonlocal head, current, limit
             v = current
-            if v is scratch:
-                dropped_v[0] += 1
-                return next_vector()
+            if v is scratch:  # the tick began on a full ring: land it if room appeared since
+                limit = tail_v[0] + capacity
+                if head >= limit:
+                    dropped_v[0] += 1
+                    return next_vector()
+                v = slots[head & mask]
+                v[:] = scratch
             v[trace_at] = trace_id
             if aux:
                 v[aux_at] = aux

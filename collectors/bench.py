@@ -1,0 +1,322 @@
+"""``tickscope bench``: the probe's cost and the collector's throughput on this host.
+
+Every figure is measured side by side in one run with its reference (perf_counter_ns alone,
+rdtsc alone, hdrh's own record_value on the same values), so the ratios survive a noisy host
+better than the absolute numbers do. Best of several rounds for the micro-benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tickscope.probe as probe_pkg
+from tickscope.probe import TickWriter
+from tickscope.probe.ring import PointWriter
+
+from .collector import Collector
+from .hdr import BulkRecorder, new_histogram
+from .ring_reader import RingReader
+
+TICKS_PER_ROUND = 1024
+POINTS = 8
+
+
+def c_source(name: str) -> Path:
+    return Path(probe_pkg.__file__).parent / "examples" / name
+
+
+def build_c(name: str, out_dir: Path) -> Path | None:
+    """Compile one of probe/examples/*.c against the header; None when there is no C compiler."""
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None:
+        return None
+    exe = out_dir / Path(name).stem
+    include = Path(probe_pkg.__file__).parent / "include"
+    subprocess.run([cc, "-O2", "-Wall", "-I", str(include), "-o", str(exe), str(c_source(name))], check=True,
+                   capture_output=True)  # fmt: skip
+    return exe
+
+
+def _best(fn, rounds: int) -> float:
+    return min(fn() for _ in range(rounds))
+
+
+def bench_python_probe(rounds: int = 7, ticks: int = 20_000) -> dict:
+    """ns per stamp: perf_counter_ns() alone vs TickWriter (stamp + amortised commit) vs PointWriter."""
+    from time import perf_counter_ns as pc
+
+    d = tempfile.mkdtemp(prefix="tickscope-bench-")
+    try:
+        tick = TickWriter([f"p{i}" for i in range(POINTS)], name="bench", capacity=1 << 12, directory=d)
+        point = PointWriter(
+            [f"p{i}" for i in range(POINTS)], name="bench-point", capacity=1 << 15, directory=d
+        )
+        tick_reader, point_reader = RingReader(tick.path), RingReader(point.path)
+
+        def bare():
+            elapsed = 0
+            for _ in range(ticks // TICKS_PER_ROUND):
+                s = pc()
+                for _k in range(TICKS_PER_ROUND):
+                    pc(); pc(); pc(); pc(); pc(); pc(); pc(); pc()  # fmt: skip
+                elapsed += pc() - s
+            return elapsed / (ticks // TICKS_PER_ROUND * TICKS_PER_ROUND * POINTS)
+
+        def stamped():
+            elapsed = 0
+            commit = tick.commit
+            for _ in range(ticks // TICKS_PER_ROUND):
+                t = tick.stamps
+                s = pc()
+                for k in range(TICKS_PER_ROUND):
+                    t[0] = pc(); t[1] = pc(); t[2] = pc(); t[3] = pc()  # fmt: skip
+                    t[4] = pc(); t[5] = pc(); t[6] = pc(); t[7] = pc()  # fmt: skip
+                    t = commit(k)
+                elapsed += pc() - s
+                tick_reader.drain()  # the collector's work, outside the timed loop
+            return elapsed / (ticks // TICKS_PER_ROUND * TICKS_PER_ROUND * POINTS)
+
+        def per_point():
+            elapsed = 0
+            record = point.record
+            for _ in range(ticks // TICKS_PER_ROUND):
+                s = pc()
+                for k in range(TICKS_PER_ROUND):
+                    for p in range(POINTS):
+                        record(p, k)
+                elapsed += pc() - s
+                point_reader.drain()
+            return elapsed / (ticks // TICKS_PER_ROUND * TICKS_PER_ROUND * POINTS)
+
+        # Interleave the rounds so that host noise hits all three alike.
+        results = {"bare": [], "tick": [], "point": []}
+        for _ in range(rounds):
+            results["bare"].append(bare())
+            results["tick"].append(stamped())
+            results["point"].append(per_point())
+        dropped = tick.dropped + point.dropped
+        tick.close()
+        point.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    pc_ns, stamp_ns, point_ns = min(results["bare"]), min(results["tick"]), min(results["point"])
+    return {
+        "perf_counter_ns_ns": round(pc_ns, 1),
+        "probe_stamp_ns": round(stamp_ns, 1),
+        "probe_stamp_ratio": round(stamp_ns / pc_ns, 2),
+        "point_record_ns": round(point_ns, 1),
+        "point_record_ratio": round(point_ns / pc_ns, 2),
+        "probe_bench_dropped": dropped,
+    }
+
+
+def bench_c_probe(work: Path) -> dict:
+    try:
+        exe = build_c("c_bench.c", work)
+    except subprocess.CalledProcessError as e:
+        return {"c_probe_ns": None, "c_probe_error": e.stderr.decode(errors="replace")[:200]}
+    if exe is None:
+        return {"c_probe_ns": None, "rdtsc_ns": None, "c_probe_error": "no C compiler (install gcc)"}
+    env = dict(os.environ, TICKSCOPE_RING_DIR=str(work))
+    out = subprocess.run([str(exe)], capture_output=True, text=True, env=env, check=True, timeout=60)
+    import json
+
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "c_probe_ns": r["record_ns"],
+        "rdtsc_ns": r["rdtsc_ns"],
+        "c_probe_ratio": round(r["record_ns"] / r["rdtsc_ns"], 2),
+    }
+
+
+def latency_like_values(n: int, seed: int = 7) -> np.ndarray:
+    """Log-normal around 20 us with a heavy tail: what stage latencies look like."""
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.lognormal(np.log(20_000), 1.0, n), 1, 50e9).astype(np.int64)
+
+
+def bench_ingest(n: int = 4_000_000, n_ref: int = 100_000, rounds: int = 5) -> dict:
+    values = latency_like_values(n)
+    hist = new_histogram()
+    rec = BulkRecorder(hist)
+
+    def ours():
+        s = time.perf_counter()
+        rec.record(hist, values)
+        return time.perf_counter() - s
+
+    ours_s = _best(ours, rounds)
+    ref = new_histogram()
+    sample = [int(v) for v in values[:n_ref]]
+    s = time.perf_counter()
+    for v in sample:
+        ref.record_value(v)
+    ref_s = time.perf_counter() - s
+    ours_rate, ref_rate = n / ours_s, n_ref / ref_s
+    return {
+        "ingest_values_per_s": round(ours_rate),
+        "hdrh_record_value_per_s": round(ref_rate),
+        "ingest_ratio": round(ours_rate / ref_rate, 1),
+    }
+
+
+def bench_drain(work: Path, traces: int = 1_500_000, rate: float = 1_600_000) -> dict:
+    """A C writer paced at ``rate`` traces/s (8 records each) while Python drains concurrently.
+
+    ``drain_records_per_s`` is records per second of time spent inside ``drain()`` (what one core
+    can sustain); the run also reports the achieved end-to-end rate and the loss, which must be 0.
+    """
+    exe = build_c("c_writer.c", work)
+    if exe is None:
+        return {"drain_records_per_s": None, "drain_error": "no C compiler (install gcc)"}
+    ring_dir = work / "drain"
+    ring_dir.mkdir()
+    env = dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir))
+    proc = subprocess.Popen(
+        [str(exe), str(traces), str(rate), str(1 << 20)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    reader = None
+    deadline = time.monotonic() + 10
+    while reader is None and time.monotonic() < deadline:
+        rings = list(ring_dir.glob("*.ring"))
+        if rings:
+            try:
+                reader = RingReader(rings[0])
+            except Exception:
+                time.sleep(0.001)
+        else:
+            time.sleep(0.001)
+    if reader is None:
+        proc.kill()
+        return {"drain_records_per_s": None, "drain_error": "writer did not start"}
+    busy, got = 0.0, 0
+    start = time.perf_counter()
+    while True:
+        done = proc.poll() is not None
+        s = time.perf_counter()
+        batch = reader.drain(1 << 18)
+        busy += time.perf_counter() - s
+        got += batch.size
+        if done and batch.size == 0 and reader.head == reader.tail:
+            break
+        if batch.size < 1 << 14:
+            time.sleep(0.0005)
+    wall = time.perf_counter() - start
+    proc.communicate()
+    produced, dropped = reader.produced, reader.dropped_full
+    return {
+        "drain_records_per_s": round(got / busy) if busy else None,
+        "drain_sustained_records_per_s": round(got / wall),
+        "drain_records": got,
+        "drain_produced": produced,
+        "drain_dropped": dropped,
+        "drain_zero_loss": dropped == 0 and got == produced,
+    }
+
+
+def bench_collect(work: Path, traces_per_writer: int = 400_000) -> dict:
+    """Drain + correlate + ingest end to end: two C writers, 8 points per trace, the real Collector.
+
+    The writers fill their rings first, so the figure is the collector's own throughput; CPU time
+    per record is what profiling costs the measured host.
+    """
+    exe = build_c("c_writer.c", work)
+    if exe is None:
+        return {"collect_records_per_s": None, "collect_error": "no C compiler (install gcc)"}
+    ring_dir = work / "collect"
+    ring_dir.mkdir()
+    env = dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir))
+    capacity = 1 << (int(np.ceil(np.log2(traces_per_writer * POINTS))))
+    writers = [
+        subprocess.Popen([str(exe), str(traces_per_writer), "0", str(capacity), str(base)], env=env, stdout=subprocess.PIPE)
+        for base in (1, 1 << 40)
+    ]  # fmt: skip
+    for w in writers:
+        w.communicate()
+    collector = Collector(ring_dir, None, interval_s=3600)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    records = 0
+    while True:
+        n = collector.poll()
+        records += n
+        if n == 0:
+            break
+    collector.finish()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    c = collector.counter_dict()
+    return {
+        "collect_records_per_s": round(records / wall),
+        "collect_cpu_ns_per_record": round(cpu / records * 1e9, 1) if records else None,
+        "collect_records": records,
+        "collect_traces_complete": c["traces_complete"],
+        "collect_traces_incomplete": c["traces_incomplete"],
+        "collect_dropped": c["dropped_ring_full"],
+    }
+
+
+def run_all(quick: bool = False, progress=None) -> dict:
+    say = progress or (lambda msg: None)
+    work = Path(
+        tempfile.mkdtemp(
+            prefix="tickscope-bench-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        )
+    )
+    results: dict = {"quick": quick}
+    try:
+        say("python probe ...")
+        results |= bench_python_probe(rounds=3 if quick else 7, ticks=4096 if quick else 20_480)
+        say("C probe ...")
+        results |= bench_c_probe(work)
+        say("HDR ingestion ...")
+        results |= bench_ingest(
+            n=200_000 if quick else 4_000_000, n_ref=10_000 if quick else 100_000, rounds=2 if quick else 5
+        )
+        say("ring drain (C writer, concurrent) ...")
+        results |= bench_drain(work, traces=50_000 if quick else 1_500_000)
+        say("collector end to end ...")
+        results |= bench_collect(work, traces_per_writer=20_000 if quick else 400_000)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+TARGETS = {
+    "probe_stamp_ns": ("<=", 100),
+    "probe_stamp_ratio": ("<=", 2.0),
+    "c_probe_ns": ("<=", 15),
+    "ingest_values_per_s": (">=", 100e6),
+    "ingest_ratio": (">=", 100),
+    "drain_records_per_s": (">=", 10e6),
+    "collect_records_per_s": (">=", 5e6),
+}
+
+
+def table(results: dict):
+    from rich.table import Table
+
+    t = Table(title="tickscope bench (this host)", title_justify="left")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_column("target", justify="right")
+    t.add_column("", justify="left")
+    for key, value in results.items():
+        target = TARGETS.get(key)
+        mark = ""
+        if target and value is not None:
+            op, bound = target
+            mark = "ok" if (value <= bound if op == "<=" else value >= bound) else "BELOW TARGET"
+        shown = (
+            f"{value:,.1f}"
+            if isinstance(value, float)
+            else f"{value:,}"
+            if isinstance(value, int) and not isinstance(value, bool)
+            else str(value)
+        )
+        t.add_row(key, shown, f"{target[0]} {target[1]:,g}" if target else "", mark)
+    return t

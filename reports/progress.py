@@ -1,0 +1,40 @@
+"""Plain progress lines: what ``profile`` prints when stdout is not a terminal or ``--no-live``."""
+
+from __future__ import annotations
+
+import sys
+
+from tickscope.collectors.session import fmt_ns
+
+
+class PlainProgress:
+    """One line per interval, greppable: elapsed, tick rate, tick-to-trade p50/p99, drops."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self._last_elapsed = -1.0
+
+    def start(self) -> None:
+        pass
+
+    def update(self, state, side, elapsed_s, duration_s) -> None:
+        if state.elapsed_s == self._last_elapsed or not state.elapsed_s:
+            return
+        self._last_elapsed = state.elapsed_s
+        total = state.counters
+        t2t = state.last.get("tick_to_trade", {})
+        ticks = state.rates.get("tick_to_trade", 0) + state.rates.get("tick_to_decision", 0)
+        parts = [f"[{state.elapsed_s:6.1f}s{' warmup' if state.warmup else ''}]", f"traces/s {ticks:,.0f}"]
+        if t2t.get("count"):
+            parts.append(
+                f"tick-to-trade p50 {fmt_ns(t2t['p50'])} p99 {fmt_ns(t2t['p99'])} max {fmt_ns(t2t['max'])}"
+            )
+        parts.append(f"dropped {total.get('dropped_ring_full', 0):,}")
+        parts.append(f"incomplete {total.get('traces_incomplete', 0):,}")
+        for name, figures in side.items():
+            if "summary" in figures:
+                parts.append(f"{name}: {figures['summary']}")
+        print("  ".join(parts), file=self.stream, flush=True)
+
+    def stop(self) -> None:
+        pass

@@ -1,0 +1,45 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+PROGRAMS = TESTS / "programs"
+
+
+@pytest.fixture
+def ring_dir(tmp_path, monkeypatch):
+    d = tmp_path / "rings"
+    d.mkdir()
+    monkeypatch.setenv("TICKSCOPE_RING_DIR", str(d))
+    return d
+
+
+@pytest.fixture(scope="session")
+def c_build(tmp_path_factory):
+    """Compile probe/examples/*.c with gcc; skip visibly where there is no compiler."""
+    from tickscope.collectors.bench import build_c
+
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("no C compiler on this host: install gcc to run the C probe tests")
+    out = tmp_path_factory.mktemp("cbuild")
+    return lambda name: build_c(name, out)
+
+
+def run_cli(*args, timeout=120, env=None, cwd=None):
+    """Run the real CLI in a subprocess (as a user would), return CompletedProcess."""
+    e = dict(os.environ)
+    e.pop("TICKSCOPE_RING_DIR", None)
+    e.update(env or {})
+    e.setdefault("COLUMNS", "120")
+    return subprocess.run(
+        [sys.executable, "-m", "tickscope.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=e,
+        cwd=cwd,
+    )

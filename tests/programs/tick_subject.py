@@ -1,0 +1,72 @@
+"""A small instrumented Python program for tests: a fake 5-point pipeline.
+
+    python tick_subject.py TICKS [--rate R] [--exit-code N] [--no-order-every K] [--forever]
+Every tick stamps md.rx..order.tx; every K-th tick stops at "signal" (no order).
+"""
+
+import argparse
+import sys
+import time
+from time import perf_counter_ns
+
+from tickscope.probe import Point, TickWriter
+
+POINTS = [
+    Point("md.rx"),
+    Point("md.decoded", stage="feed"),
+    Point("signal", stage="strategy"),
+    Point("order.encoded", stage="encode"),
+    Point("order.tx", stage="send", trade=True),
+]
+RX, DECODED, SIGNAL, ENCODED, TX = range(5)
+
+
+def spin(ns: int) -> None:
+    end = perf_counter_ns() + ns
+    while perf_counter_ns() < end:
+        pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ticks", type=int)
+    ap.add_argument("--rate", type=float, default=0.0)
+    ap.add_argument("--exit-code", type=int, default=0)
+    ap.add_argument("--no-order-every", type=int, default=0)
+    ap.add_argument("--forever", action="store_true")
+    args = ap.parse_args()
+    probe = TickWriter(POINTS, name="tick-subject")
+    seq = 0
+    try:
+        seq = run(args, probe, seq)
+    except KeyboardInterrupt:  # profile stops its target with SIGINT: leave the ring closed cleanly
+        pass
+    probe.close()
+    print(f"ticks={probe.written} dropped={probe.dropped}", flush=True)
+    return args.exit_code
+
+
+def run(args, probe, seq):
+    t = probe.stamps
+    start = time.monotonic()
+    while args.forever or seq < args.ticks:
+        seq += 1
+        if args.rate:
+            due = start + seq / args.rate
+            while time.monotonic() < due:
+                pass
+        t[RX] = perf_counter_ns()
+        spin(500)
+        t[DECODED] = perf_counter_ns()
+        spin(1000)
+        t[SIGNAL] = perf_counter_ns()
+        if not (args.no_order_every and seq % args.no_order_every == 0):
+            spin(300)
+            t[ENCODED] = perf_counter_ns()
+            t[TX] = perf_counter_ns()
+        t = probe.commit(seq)
+    return seq
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The CLI as a user meets it: real subprocesses, exit codes, one-line errors, saved sessions."""
+
+import json
+import sys
+
+import pytest
+from conftest import PROGRAMS, run_cli
+from tickscope.collectors.session import Session
+
+SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
+QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
+
+
+def assert_one_line_error(out, *needles):
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
+    err = [line for line in out.stderr.splitlines() if "error" in line.lower()]
+    assert err, out.stderr
+    for n in needles:
+        assert n in out.stderr, out.stderr
+
+
+def test_profile_a_python_command_saves_a_session_and_prints_the_table(tmp_path):
+    out = run_cli("profile", "--duration", "20s", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "3000",
+                  "--rate", "5000", "--no-order-every", "3")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    for word in ("feed", "strategy", "tick_to_trade", "tick_to_decision", "p99.9", "drop-free"):
+        assert word in out.stdout
+    s = Session.load(tmp_path / "s")
+    c = s.meta["counters"]
+    assert c["produced"] == c["drained"] == 3000 and c["dropped_ring_full"] == 0
+    assert s.summary()["tick_to_trade"]["count"] == 2000 and s.summary()["tick_to_decision"]["count"] == 1000
+    assert s.meta["status"] == "complete" and "tick_subject.py" in s.meta["command"]
+
+
+def test_profile_stops_a_long_running_target_at_duration(tmp_path):
+    out = run_cli("profile", "--duration", "2s", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "0",
+                  "--forever", "--rate", "2000")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    s = Session.load(tmp_path / "s")
+    assert s.meta["counters"]["writers_died"] == 0, "the target was asked to stop and closed its ring"
+    assert 1000 < s.summary()["tick_to_trade"]["count"] < 10000
+
+
+def test_warmup_is_recorded_apart(tmp_path):
+    out = run_cli("profile", "--duration", "3s", "--warmup", "1s", "--out", str(tmp_path / "s"), *QUIET, "--",
+                  *SUBJECT, "0", "--forever", "--rate", "2000")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    s = Session.load(tmp_path / "s")
+    assert (
+        s.warmup_intervals["tick_to_trade"] and min(iv.start_s for iv in s.intervals["tick_to_trade"]) >= 1.0
+    )
+
+
+def test_c_program_profiled_end_to_end(tmp_path, c_build):
+    exe = c_build("c_writer.c")
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", str(exe), "5000", "50000")
+    assert out.returncode == 0, out.stderr
+    s = Session.load(tmp_path / "s")
+    assert s.summary()["tick_to_trade"]["count"] == 5000
+    assert s.meta["rings"][0]["tsc_hz"] > 1e8
+
+
+def test_target_that_exits_nonzero_reports_its_code_and_keeps_the_data(tmp_path):
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "200", "--exit-code", "3")
+    assert_one_line_error(out, "exited with code 3")
+    assert Session.load(tmp_path / "s").summary()["tick_to_trade"]["count"] == 200
+
+
+def test_missing_target_command(tmp_path):
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", "no-such-trader-binary")
+    assert_one_line_error(out, "target command not found", "no-such-trader-binary")
+
+
+@pytest.mark.parametrize("flag, value, needle", [("--duration", "5x", "not a duration"),
+                                                 ("--rate", "fast", "not a rate"),
+                                                 ("--warmup", "-1s", "not a duration")])  # fmt: skip
+def test_bad_flag_values_are_one_line(tmp_path, flag, value, needle):
+    out = run_cli("profile", flag, value, "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "10")
+    assert_one_line_error(out, needle)
+
+
+def test_unwritable_out(tmp_path):
+    (tmp_path / "f").write_text("")
+    out = run_cli("profile", "--out", str(tmp_path / "f" / "s"), *QUIET, "--", *SUBJECT, "10")
+    assert_one_line_error(out, "cannot write session directory")
+
+
+def test_report_of_missing_or_broken_session(tmp_path):
+    assert_one_line_error(run_cli("report", str(tmp_path / "nope")), "no session at")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "meta.json").write_text("{}")
+    (tmp_path / "s" / "latency.hlog").write_text("Tag=x,0,1,1,HISTF\nTag=x,1,1,1,HISTF\n")
+    assert_one_line_error(run_cli("report", str(tmp_path / "s")), "not an HdrHistogram interval")
+
+
+def test_report_prints_a_saved_session(tmp_path):
+    assert run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "500").returncode == 0
+    out = run_cli("report", str(tmp_path / "s"))
+    assert out.returncode == 0 and "tick_to_trade" in out.stdout and "drop-free" in out.stdout
+
+
+def test_bench_json_has_every_figure():
+    out = run_cli("bench", "--json", "--quick", timeout=300)
+    assert out.returncode == 0, out.stderr
+    b = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("perf_counter_ns_ns", "probe_stamp_ns", "c_probe_ns", "ingest_values_per_s", "hdrh_record_value_per_s",
+                "ingest_ratio", "drain_records_per_s", "collect_records_per_s", "collect_cpu_ns_per_record"):  # fmt: skip
+        assert key in b
+    assert (
+        b["drain_zero_loss"] is True and b["collect_traces_incomplete"] == 0 and b["probe_bench_dropped"] == 0
+    )
+
+
+def test_unknown_command_and_option_exit_2():
+    assert run_cli("frobnicate").returncode == 2
+    assert run_cli("profile", "--no-such-flag").returncode == 2

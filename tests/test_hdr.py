@@ -1,0 +1,81 @@
+"""Bulk ingestion is bit-identical to hdrh's record_value, and percentiles are within HDR precision."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tickscope.collectors.hdr import (
+    HIGHEST_NS,
+    PERCENTILES,
+    BulkRecorder,
+    add_into,
+    mean_of,
+    new_histogram,
+    percentiles,
+    summarize,
+)
+
+values_strategy = st.lists(st.integers(min_value=0, max_value=HIGHEST_NS), min_size=1, max_size=400)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values_strategy, st.sampled_from([(1, 60 * 10**9, 3), (1, 10**7, 2), (1000, 10**12, 4)]))
+def test_bulk_encode_is_bit_identical_to_record_value(values, layout):
+    bulk, ref = new_histogram(*layout), new_histogram(*layout)
+    arr = np.array(values, dtype=np.int64)
+    rejected = BulkRecorder(bulk).record(bulk, arr)
+    accepted = sum(ref.record_value(v) for v in values)
+    assert rejected == len(values) - accepted
+    assert bulk.encode() == ref.encode()
+    assert (bulk.total_count, bulk.min_value, bulk.max_value) == (
+        ref.total_count,
+        ref.min_value,
+        ref.max_value,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(values_strategy)
+def test_percentiles_and_mean_match_hdrh(values):
+    h = new_histogram()
+    BulkRecorder(h).record(h, np.array(values, dtype=np.int64))
+    assert percentiles(h, PERCENTILES) == h.get_percentile_to_value_dict(list(PERCENTILES))
+    assert abs(mean_of(h) - h.get_mean_value()) <= 1e-9 * max(1.0, h.get_mean_value())
+
+
+def test_chunked_ingestion_of_many_values_equals_one_by_one():
+    rng = np.random.default_rng(3)
+    v = rng.lognormal(10, 2, 50_000).astype(np.int64)  # spans several chunks
+    bulk, ref = new_histogram(), new_histogram()
+    BulkRecorder(bulk).record(bulk, v)
+    for x in v:
+        ref.record_value(int(x))
+    assert bulk.encode() == ref.encode()
+
+
+def test_percentiles_agree_with_exact_numpy_within_hdr_precision():
+    rng = np.random.default_rng(11)
+    v = rng.lognormal(np.log(25_000), 1.2, 200_000).astype(np.int64)
+    h = new_histogram()
+    BulkRecorder(h).record(h, v)
+    s = summarize(h)
+    for p, key in zip(PERCENTILES, ("p50", "p90", "p99", "p99_9", "p99_99"), strict=True):
+        exact = np.percentile(v, p, method="inverted_cdf")
+        assert abs(s[key] - exact) <= 0.001 * exact + 1, (key, s[key], exact)
+    assert s["max"] >= v.max() and s["count"] == v.size
+
+
+def test_out_of_range_values_are_counted_not_lost_silently():
+    h = new_histogram()
+    rejected = BulkRecorder(h).record(h, np.array([-5, 10, 100 * 10**9, 20], dtype=np.int64))
+    assert rejected == 2 and h.total_count == 2
+
+
+def test_add_into_matches_hdrh_add():
+    a, b, ref_a = new_histogram(), new_histogram(), new_histogram()
+    rec = BulkRecorder(a)
+    rec.record(a, np.array([5, 500, 50_000]))
+    rec.record(ref_a, np.array([5, 500, 50_000]))
+    rec.record(b, np.array([7, 7_000_000]))
+    add_into(a, b)
+    ref_a.add(b)
+    assert a.encode() == ref_a.encode() and a.total_count == ref_a.total_count == 5
