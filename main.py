@@ -215,6 +215,7 @@ def profile(
     130 interrupted by Ctrl-C (the session is saved up to that point).
     """
     from rich.console import Console
+
     from tickscope.collectors.profile import CommandSubject, ProfileOptions, run_profile
     from tickscope.reports.console import CountersLine, StageTable
 
@@ -289,6 +290,7 @@ def report(
 ):
     """Render a saved session: the summary table, or an HTML report with -o."""
     from rich.console import Console
+
     from tickscope.collectors.session import Session
     from tickscope.reports.console import session_renderable
 
@@ -371,6 +373,7 @@ def live(
 def doctor(json_output: bool = typer.Option(False, "--json", help="Findings as JSON.")):
     """Is this host fit to measure latency? Each finding comes with its fix."""
     from rich.console import Console
+
     from tickscope.collectors.doctor import DoctorTable, run_checks
 
     findings = run_checks()

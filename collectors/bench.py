@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 import tickscope.probe as probe_pkg
 from tickscope.probe import TickWriter
 from tickscope.probe.ring import PointWriter

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+
 from tickscope.probe import layout as L
 from tickscope.probe.clock import TscCalibration, fit_tsc, sample_realtime_offset
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 
 import numpy as np
+
 from tickscope.collectors.collector import Collector
 from tickscope.collectors.ring_reader import RingReader, find_rings
 from tickscope.probe import layout as L

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 from conftest import PROGRAMS, run_cli
+
 from tickscope.collectors.session import Session
 
 SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]

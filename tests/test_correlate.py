@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+
 from tickscope.collectors.collector import Collector, monotonic_ns
 from tickscope.collectors.correlate import TICK_TO_DECISION, TICK_TO_TRADE, Correlator, TraceSchema
 from tickscope.probe import Point, PointWriter, TickWriter

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from tickscope.collectors.ring_reader import RingFormatError, RingReader, find_rings
 from tickscope.probe import Point, PointWriter, TickWriter
 from tickscope.probe import layout as L

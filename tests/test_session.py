@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
+
 from tickscope.collectors.collector import Collector
 from tickscope.collectors.hdr import BulkRecorder, new_histogram
 from tickscope.collectors.session import Session, SessionError, SessionWriter
