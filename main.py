@@ -167,6 +167,11 @@ def profile(
         "0s", "--warmup", help="Seconds recorded apart (warmup.hlog) and kept out of the headline numbers."
     ),
     interval: str = typer.Option("1s", "--interval", help="Histogram interval length."),
+    expected_interval: str | None = typer.Option(
+        None,
+        "--expected-interval",
+        help="Intended time between ticks (e.g. 50us): also record coordinated-omission-corrected tick_to_trade_co.",
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Session directory (default sessions/<time>-<name>)."
     ),
@@ -231,6 +236,8 @@ def profile(
         interval_s=parse_duration(interval, "interval"),
         out=out,
     )
+    if expected_interval:
+        opts.expected_interval_ns = int(parse_duration(expected_interval, "expected interval") * 1e9)
     if opts.interval_s < 0.05:
         raise UserError(f"interval {interval!r} is too short: use at least 50ms")
     rate_per_s = parse_rate(rate)

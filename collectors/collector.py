@@ -19,9 +19,11 @@ from tickscope.probe import layout as L
 from tickscope.probe.clock import TscCalibration, fit_tsc, sample_realtime_offset
 
 from .correlate import TICK_TO_DECISION, TICK_TO_TRADE, Closed, Correlator, TraceSchema
-from .hdr import BulkRecorder, add_into, new_histogram, reset, summarize
+from .hdr import BulkRecorder, add_into, corrected_values, new_histogram, reset, summarize
 from .ring_reader import RingFormatError, RingReader, find_rings
 from .session import SessionCounters, SessionWriter
+
+CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
 
 
 def monotonic_ns() -> int:
@@ -131,7 +133,7 @@ class LiveState:
 class Collector:
     def __init__(self, ring_dir: str | Path, session: SessionWriter | None = None, *,
                  interval_s: float = 1.0, warmup_s: float = 0.0, linger_s: float = 0.25,
-                 slowest: int = 20, history: int = 120):  # fmt: skip
+                 slowest: int = 20, history: int = 120, expected_interval_ns: int = 0):  # fmt: skip
         self.ring_dir = Path(ring_dir)
         self.session = session
         self.interval_ns = int(interval_s * 1e9)
@@ -149,6 +151,8 @@ class Collector:
         self._interval_start = self.start_ns
         self._slowest: list[tuple[int, dict]] = []
         self.slowest_n = slowest
+        # Known interval between ticks (constant-rate load): also record CO-corrected totals.
+        self.expected_interval_ns = expected_interval_ns
         self._history = history
         self.live = LiveState()
         self._p99 = {}
@@ -235,6 +239,12 @@ class Collector:
     def _ingest(self, closed: Closed) -> None:
         for tag, values in closed.values.items():
             self.hists.record(tag, values)
+        if self.expected_interval_ns:
+            for tag in (TICK_TO_TRADE, TICK_TO_DECISION):
+                corrected = corrected_values(
+                    closed.values.get(tag, np.empty(0, np.int64)), self.expected_interval_ns
+                )
+                self.hists.record(tag + CO_SUFFIX, corrected)
         c = self.counters
         c.traces_complete += closed.complete
         c.traces_incomplete += closed.incomplete
@@ -279,7 +289,8 @@ class Collector:
 
     def tags(self) -> list[str]:
         known = set(self.hists.total) | set(self.hists.warmup_total) | set(self.hists.interval)
-        ordered = self.schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION]
+        ordered = self.schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION, TICK_TO_TRADE + CO_SUFFIX,
+                                         TICK_TO_DECISION + CO_SUFFIX]  # fmt: skip
         return [t for t in dict.fromkeys(ordered) if t in known]
 
     def trade_stages(self) -> list[str]:
@@ -337,6 +348,7 @@ class Collector:
                 "realtime_offset_uncertainty_ns": self.realtime_uncertainty,
             },
             "interval_s": self.interval_ns / 1e9,
+            "expected_interval_ns": self.expected_interval_ns or None,
             "warmup_s": self.warmup_ns / 1e9,
             "start_monotonic_ns": self.start_ns,
         }

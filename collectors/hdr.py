@@ -100,6 +100,25 @@ class BulkRecorder:
         return rejected
 
 
+def corrected_values(values: np.ndarray, expected_interval: int) -> np.ndarray:
+    """Coordinated-omission correction, as ``record_corrected_value`` does it, for a whole array.
+
+    A value v longer than the expected interval between samples stands for the samples that a
+    stalled load generator never sent: v - i, v - 2i, ... down to (but excluding) <= 0.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    if expected_interval <= 0 or values.size == 0:
+        return values
+    extra = np.where(values > expected_interval, (values - 1) // expected_interval, 0)
+    if not extra.any():
+        return values
+    reps = extra + 1
+    base = np.repeat(values, reps)
+    starts = np.cumsum(reps) - reps
+    step = np.arange(base.size) - np.repeat(starts, reps)
+    return base - step * expected_interval
+
+
 def add_into(dst: HdrHistogram, src: HdrHistogram) -> None:
     """``dst.add(src)`` for same-layout histograms with numpy, keeping hdrh's raw min/max bookkeeping."""
     if src.total_count == 0:

@@ -103,6 +103,7 @@ class ProfileOptions:
     name: str = "session"
     poll_s: float = 0.005
     refresh_s: float = 0.2
+    expected_interval_ns: int = 0
     extra_meta: dict = field(default_factory=dict)
 
 
@@ -137,7 +138,8 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
     except SessionError as e:
         shutil.rmtree(rings, ignore_errors=True)
         raise ProfileError(str(e)) from None
-    collector = Collector(rings, writer, interval_s=opts.interval_s, warmup_s=opts.warmup_s)
+    collector = Collector(rings, writer, interval_s=opts.interval_s, warmup_s=opts.warmup_s,
+                          expected_interval_ns=opts.expected_interval_ns)  # fmt: skip
     status, subject, code, message = "complete", None, 0, None
     warnings: list[str] = []
     side_started: list[SideCollector] = []

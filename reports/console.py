@@ -13,7 +13,7 @@ from rich.text import Text
 from tickscope.collectors.session import Session, fmt_ns
 
 COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
-TOTAL_TAGS = ("tick_to_trade", "tick_to_decision")
+TOTAL_TAGS = ("tick_to_trade", "tick_to_decision", "tick_to_trade_co", "tick_to_decision_co")
 
 
 class StageTable:

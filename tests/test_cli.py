@@ -116,3 +116,12 @@ def test_bench_json_has_every_figure():
 def test_unknown_command_and_option_exit_2():
     assert run_cli("frobnicate").returncode == 2
     assert run_cli("profile", "--no-such-flag").returncode == 2
+
+
+def test_expected_interval_adds_coordinated_omission_corrected_totals(tmp_path):
+    out = run_cli("profile", "--expected-interval", "100us", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT,
+                  "2000", "--rate", "10000")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    s = Session.load(tmp_path / "s")
+    raw, co = s.summary()["tick_to_trade"], s.summary()["tick_to_trade_co"]
+    assert co["count"] >= raw["count"] == 2000 and co["max"] == raw["max"]

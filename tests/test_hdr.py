@@ -9,6 +9,7 @@ from tickscope.collectors.hdr import (
     PERCENTILES,
     BulkRecorder,
     add_into,
+    corrected_values,
     mean_of,
     new_histogram,
     percentiles,
@@ -80,3 +81,13 @@ def test_add_into_matches_hdrh_add():
     add_into(a, b)
     ref_a.add(b)
     assert a.encode() == ref_a.encode() and a.total_count == ref_a.total_count == 5
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=60), st.integers(0, 200_000))
+def test_coordinated_omission_correction_matches_record_corrected_value(values, interval):
+    bulk, ref = new_histogram(), new_histogram()
+    BulkRecorder(bulk).record(bulk, corrected_values(np.array(values), interval))
+    for v in values:
+        ref.record_corrected_value(v, interval)
+    assert bulk.encode() == ref.encode() and bulk.total_count == ref.total_count

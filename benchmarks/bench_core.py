@@ -1,0 +1,19 @@
+"""The measuring core's benchmarks: ``python benchmarks/bench_core.py [--quick]``.
+
+The same measurements as ``tickscope bench`` (collectors/bench.py): Python probe vs
+perf_counter_ns alone, C probe vs rdtsc alone, bulk HDR ingestion vs hdrh's record_value on the
+same values, ring drain against a paced C writer, and the collector end to end. Prints the table,
+then one JSON line.
+"""
+
+import json
+import sys
+
+from rich.console import Console
+
+from tickscope.collectors.bench import run_all, table
+
+if __name__ == "__main__":
+    results = run_all(quick="--quick" in sys.argv, progress=lambda m: print(m, file=sys.stderr))
+    Console().print(table(results))
+    print(json.dumps(results))
