@@ -174,7 +174,8 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
                 warnings.append(f"{s.name}: failed to stop cleanly ({e})")
         if subject is not None and code == 0 and not getattr(subject, "stopped_by_us", True) and subject_exit:
             status, code = "target-failed", 2
-            message = f"target {subject.description!r} exited with code {subject_exit}"
+            reason = getattr(subject, "failure_reason", lambda: None)()
+            message = reason or f"target {subject.description!r} exited with code {subject_exit}"
         writer.meta["side_warnings"] = warnings
         writer.meta["subject_exit"] = subject_exit
         collector.finish(status)

@@ -1,0 +1,163 @@
+"""Start the bundled venue and trader on loopback as one profile subject, and stop both cleanly.
+
+Order matters: the venue listens for FIX first; the trader binds its market-data port, logs on,
+and only then does the venue start publishing (``--wait-logon``), so the first packets are not
+lost to a socket that did not exist yet. With ``--fix-connect`` the trader logs on elsewhere and
+the venue starts publishing after a short delay instead.
+
+The subject's pid (for perf and py-spy) is the trader's: that is the process being measured.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tickscope.collectors.profile import ProfileError
+
+
+@dataclass
+class PipelineConfig:
+    rate: float = 20_000.0
+    duration_s: float | None = 30.0
+    feed: str = "itch"
+    loop: str = "busy"
+    load: str = "constant"
+    replay: Path | None = None
+    fix_connect: str | None = None
+    sender_comp_id: str = "TICKSCOPE"
+    target_comp_id: str = "VENUE"
+    symbols: int = 4
+    seed: int = 1
+
+    def as_meta(self) -> dict:
+        d = asdict(self)
+        d["replay"] = str(self.replay) if self.replay else None
+        return {"pipeline": d}
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+class ReferencePipeline:
+    """The venue and the trader as two process groups; ``pid`` is the trader's."""
+
+    def __init__(self, config: PipelineConfig, env: dict[str, str]):
+        self.config = config
+        self.logs = Path(tempfile.mkdtemp(prefix="tickscope-pipeline-"))
+        self.md_port = free_port(socket.SOCK_DGRAM)
+        self.fix_port = free_port()
+        self.ws_port = free_port()
+        self.venue = self._spawn("venue", self._venue_argv(), env)
+        if not config.fix_connect and not _wait_listening(self.fix_port, self.venue, 10.0):
+            why = _last_line(self.logs / "venue.err") or f"exit code {self.venue.poll()}"
+            self._kill(self.venue)
+            raise ProfileError(f"bundled venue did not start: {why}")
+        self.trader = self._spawn("trader", self._trader_argv(), env)
+        self.pid = self.trader.pid
+        self.description = "bundled pipeline: " + " ".join(self._trader_argv()[2:])
+        self.stopped_by_us = False
+
+    def _venue_argv(self) -> list[str]:
+        c = self.config
+        argv = [sys.executable, "-m", "tickscope.pipeline.venue", "--md-host", "127.0.0.1",
+                "--md-port", str(self.md_port), "--fix-port", str(self.fix_port), "--ws-port", str(self.ws_port),
+                "--rate", str(c.rate), "--load", c.load, "--feed", c.feed, "--symbols", str(c.symbols),
+                "--seed", str(c.seed), "--write-intended", str(self.logs / "intended.bin")]  # fmt: skip
+        if c.fix_connect:
+            argv += ["--start-delay", "1.0"]
+        else:
+            argv += ["--wait-logon"]
+        if c.replay:
+            argv += ["--replay", str(c.replay)]
+        return argv
+
+    def _trader_argv(self) -> list[str]:
+        c = self.config
+        fix_host, fix_port = "127.0.0.1", self.fix_port
+        if c.fix_connect:
+            fix_host, _, port = c.fix_connect.rpartition(":")
+            fix_port = int(port)
+        return [sys.executable, "-m", "tickscope.pipeline.trader", "--feed", c.feed, "--loop", c.loop,
+                "--md-port", str(self.md_port), "--ws-url", f"ws://127.0.0.1:{self.ws_port}",
+                "--fix-host", fix_host, "--fix-port", str(fix_port),
+                "--sender-comp-id", c.sender_comp_id, "--target-comp-id", c.target_comp_id]  # fmt: skip
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        out = open(self.logs / f"{name}.out", "wb")  # noqa: SIM115 - owned by the child
+        err = open(self.logs / f"{name}.err", "wb")  # noqa: SIM115
+        try:
+            return subprocess.Popen(argv, env=env, stdout=out, stderr=err, start_new_session=True)
+        finally:
+            out.close()
+            err.close()
+
+    def poll(self) -> int | None:
+        code = self.trader.poll()
+        if code is None and self.venue.poll() is not None and self.venue.returncode != 0:
+            # A dead venue leaves the trader waiting forever: end the session, say why.
+            return self.venue.returncode
+        return code
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        if self.trader.poll() is None:
+            self.stopped_by_us = True
+        code = self._kill(self.trader, timeout_s)
+        self._kill(self.venue, timeout_s)
+        return code
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen, timeout_s: float = 5.0) -> int | None:
+        for sig, wait in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            if proc.poll() is not None:
+                break
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(wait)
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        return proc.poll()
+
+    def failure_reason(self) -> str | None:
+        """The last stderr line of whichever process failed, for the one-line error."""
+        for name, proc in (("trader", self.trader), ("venue", self.venue)):
+            if proc.poll() not in (None, 0, -signal.SIGINT, -signal.SIGTERM, 130):
+                return f"{name}: {_last_line(self.logs / f'{name}.err') or f'exit code {proc.returncode}'}"
+        return None
+
+
+def start_reference_pipeline(config: PipelineConfig, env: dict[str, str]) -> ReferencePipeline:
+    return ReferencePipeline(config, env)
