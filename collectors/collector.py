@@ -7,6 +7,7 @@ view, side collectors). ``finish()`` drains what is left and closes the session.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -156,6 +157,7 @@ class Collector:
         self._history = history
         self.live = LiveState()
         self._p99 = {}
+        self._subject_stats: dict = {}
 
     # -- discovery -----------------------------------------------------------------------------
     def discover(self) -> None:
@@ -319,8 +321,24 @@ class Collector:
             rings=len(self.sources),
         )
 
+    def subject_stats(self) -> dict:
+        """Counters a subject publishes beside its rings (``*.stats.json``): feed gaps, risk rejects..."""
+        out = {}
+        for path in sorted(self.ring_dir.glob("*.stats.json")):
+            try:
+                out[path.name.split(".")[0]] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+        if out:
+            self._subject_stats = out
+        return self._subject_stats
+
     def counter_dict(self) -> dict:
         c = self.counters
+        stats = self.subject_stats()
+        for key in ("feed_gaps", "orders_sent", "orders_acked"):
+            c.extra[key] = sum(int(v.get(key, 0) or 0) for v in stats.values())
+        c.extra["risk_rejects"] = sum(sum((v.get("risk_rejects") or {}).values()) for v in stats.values())
         c.produced = sum(s.reader.produced for s in self.sources)
         c.drained = sum(s.reader.drained for s in self.sources)
         c.dropped_ring_full = sum(s.reader.dropped_full for s in self.sources)
@@ -343,6 +361,7 @@ class Collector:
             "drop_free": self.counters.drop_free,
             "rings": [s.describe() for s in self.sources],
             "ring_errors": self.ring_errors,
+            "subject_stats": self.subject_stats(),
             "clocks": {
                 "realtime_minus_monotonic_ns": self.realtime_offset,
                 "realtime_offset_uncertainty_ns": self.realtime_uncertainty,

@@ -94,7 +94,7 @@ class ReferencePipeline:
         argv = [sys.executable, "-m", "tickscope.pipeline.venue", "--md-host", "127.0.0.1",
                 "--md-port", str(self.md_port), "--fix-port", str(self.fix_port), "--ws-port", str(self.ws_port),
                 "--rate", str(c.rate), "--load", c.load, "--feed", c.feed, "--symbols", str(c.symbols),
-                "--seed", str(c.seed), "--write-intended", str(self.logs / "intended.bin")]  # fmt: skip
+                "--seed", str(c.seed)]  # fmt: skip
         if c.fix_connect:
             argv += ["--start-delay", "1.0"]
         else:

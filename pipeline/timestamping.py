@@ -50,7 +50,9 @@ class RxTimestamps:
     def __init__(self, sock: socket.socket):
         self.sock = sock
         try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, RX_SOFTWARE | SOFTWARE | RX_HARDWARE | RAW_HARDWARE)
+            sock.setsockopt(
+                socket.SOL_SOCKET, SO_TIMESTAMPING, RX_SOFTWARE | SOFTWARE | RX_HARDWARE | RAW_HARDWARE
+            )
             self.enabled = True
         except OSError:
             self.enabled = False
@@ -91,7 +93,9 @@ class TxTimestamps:
         out = []
         while True:
             try:
-                _data, anc, _flags, _addr = self.sock.recvmsg(0, _ANC_SIZE, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                _data, anc, _flags, _addr = self.sock.recvmsg(
+                    0, _ANC_SIZE, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT
+                )
             except (BlockingIOError, InterruptedError):
                 return out
             except OSError:

@@ -64,6 +64,9 @@ class CountersLine:
             text.append(f", {c['traces_clock_skew']:,} clock-skewed")
         if c.get("traces_evicted"):
             text.append(f", {c['traces_evicted']:,} evicted (too many open)")
+        if c.get("orders_sent"):
+            text.append(f"\norders: {c['orders_sent']:,} sent, {c.get('orders_acked', 0):,} acked, "
+                        f"{c.get('risk_rejects', 0):,} risk rejects")  # fmt: skip
         for key, label in (("feed_gaps", "feed gaps"), ("writers_died", "writers died"),
                            ("values_out_of_range", "values out of HDR range")):  # fmt: skip
             if c.get(key):

@@ -1,0 +1,37 @@
+"""A deliberately simple strategy: top-of-book imbalance -> marketable IOC limit orders.
+
+When the size at the best bid outweighs the size at the best ask by ``threshold`` (or the
+reverse), buy at the ask (or sell at the bid), then stay quiet on that symbol for ``cooldown_ns``.
+Most ticks decide "no trade": those are traces too (tick-to-decision).
+"""
+
+from __future__ import annotations
+
+from .book import OrderBook
+
+
+class ImbalanceStrategy:
+    __slots__ = ("threshold", "qty", "cooldown_ns", "_last", "signals")
+
+    def __init__(self, threshold: float = 0.6, qty: int = 100, cooldown_ns: int = 5_000_000):
+        self.threshold = threshold
+        self.qty = qty
+        self.cooldown_ns = cooldown_ns
+        self._last: dict[str, int] = {}
+        self.signals = 0
+
+    def on_book(self, book: OrderBook, now_ns: int) -> tuple[bytes, int, int] | None:
+        """(side, qty, limit price) to send, or None."""
+        bid, ask = book.bids.best(), book.asks.best()
+        if bid is None or ask is None:
+            return None
+        bsz, asz = book.bids.levels[bid][0], book.asks.levels[ask][0]
+        imbalance = (bsz - asz) / (bsz + asz)
+        if -self.threshold < imbalance < self.threshold:
+            return None
+        last = self._last.get(book.symbol)
+        if last is not None and now_ns - last < self.cooldown_ns:
+            return None
+        self._last[book.symbol] = now_ns
+        self.signals += 1
+        return (b"B", self.qty, ask) if imbalance > 0 else (b"S", self.qty, bid)

@@ -1,0 +1,456 @@
+"""The bundled trader: the instrumented subject of ``tickscope profile``.
+
+    python -m tickscope.pipeline.trader --md-port 40000 --fix-port 40001 [--loop busy|asyncio]
+
+Per market-data message (one trace, keyed by its MoldUDP64 sequence number)::
+
+    md.rx          kernel receive stamp of the packet (SO_TIMESTAMPING, CLOCK_REALTIME)
+    md.read        the message's turn (packet read, earlier ones done) stage wire_to_read
+    md.decoded     MoldUDP64 framing + ITCH decode               stage feed
+    book.updated   order-level book applied                      stage book
+    signal         strategy decided                              stage strategy
+    risk.checked   pre-trade risk passed                         stage risk
+    order.encoded  NewOrderSingle encoded                        stage encode
+    order.tx       kernel transmit stamp of the order (trade)    stage send
+    ack.rx         first ExecutionReport for the order           stage order_rtt
+
+The first seven go in one tick record (``TickWriter``); ``order.tx`` arrives later from the
+socket's error queue and ``ack.rx`` with the venue's answer, so they are point records of the same
+trace in a second ring. Where the kernel gives no transmit stamps, ``order.tx`` is the user-space
+stamp after ``send`` returns (the session metadata says which).
+
+This file is also the example to copy when instrumenting a real trading process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from time import perf_counter_ns
+
+from tickscope.probe import Point, PointWriter, TickWriter, ring_dir
+
+from . import fix as F
+from .book import BookSet
+from .fix_session import FixSession
+from .itch import PRICE_SCALE, MoldReceiver
+from .oms import OrderManager, State
+from .risk import Reject, RiskChecker, RiskLimits
+from .strategy import ImbalanceStrategy
+from .timestamping import RxTimestamps, TxTimestamps
+
+TICK_POINTS = [
+    Point("md.rx", clock="realtime"),
+    Point("md.read", stage="wire_to_read"),
+    Point("md.decoded", stage="feed"),
+    Point("book.updated", stage="book"),
+    Point("signal", stage="strategy"),
+    Point("risk.checked", stage="risk"),
+    Point("order.encoded", stage="encode"),
+]
+MD_RX, MD_READ, MD_DECODED, BOOK_UPDATED, SIGNAL, RISK_CHECKED, ORDER_ENCODED = range(7)
+ORDER_TX, ACK_RX = 0, 1
+
+
+class TraderError(Exception):
+    """Start-up failures (venue unreachable, logon refused): one line, exit code 2."""
+
+
+def log(line: str) -> None:
+    print(f"trader: {line}", file=sys.stderr, flush=True)
+
+
+class Trader:
+    def __init__(self, args):
+        self.args = args
+        self.md = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.md.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        try:
+            self.md.bind((args.md_host, args.md_port))
+        except OSError as e:
+            raise TraderError(f"cannot bind market data port {args.md_port}: {e.strerror or e}") from None
+        self.md.setblocking(False)
+        self.rx = RxTimestamps(self.md)
+        self.buf = bytearray(65536)
+        self.mold = MoldReceiver()
+        self.books = BookSet()
+        self.strategy = ImbalanceStrategy(threshold=args.threshold, qty=args.qty)
+        self.risk = RiskChecker(RiskLimits())
+        self.oms = OrderManager(self.risk)
+        self.session = FixSession(args.sender_comp_id, args.target_comp_id, heartbeat_s=args.heartbeat)
+        self.template = F.OrderTemplate(args.sender_comp_id, args.target_comp_id)
+        self.stream = F.FixStream()
+        self.fix = self._connect()
+        self.tx = TxTimestamps(self.fix)
+        self.kernel_tx = False
+        self._logon()
+        self.ticks = TickWriter(TICK_POINTS, name="trader", capacity=1 << 15)
+        clock = "realtime" if self.kernel_tx else "monotonic"
+        self.orders_ring = PointWriter([Point("order.tx", stage="send", clock=clock, trade=True),
+                                        Point("ack.rx", stage="order_rtt")], name="trader-orders", capacity=1 << 14)  # fmt: skip
+        self.pending_tx: dict[int, int] = {}
+        self.sent = self.acks = 0
+        self.log_lines = 0
+        self.stats_path = ring_dir() / f"trader.{os.getpid()}.stats.json"
+        self.stop = False
+
+    # -- session start --------------------------------------------------------------------------
+    def _connect(self) -> socket.socket:
+        deadline = time.monotonic() + self.args.connect_timeout
+        while True:
+            try:
+                s = socket.create_connection((self.args.fix_host, self.args.fix_port), timeout=1.0)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return s
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise TraderError(f"cannot connect to FIX acceptor {self.args.fix_host}:{self.args.fix_port}: "
+                                      f"{e.strerror or e}") from None  # fmt: skip
+                time.sleep(0.1)
+
+    def _logon(self) -> None:
+        raw = self.session.logon(reset=True)
+        self.fix.sendall(raw)
+        self.tx.key_for_send(len(raw))
+        deadline = time.monotonic() + self.args.logon_timeout
+        self.fix.settimeout(0.1)
+        while not self.session.logged_on:
+            if time.monotonic() > deadline:
+                raise TraderError(f"venue {self.args.fix_host}:{self.args.fix_port} never answered Logon "
+                                  f"within {self.args.logon_timeout:g}s")  # fmt: skip
+            if self.tx.enabled and not self.kernel_tx and self.tx.drain():
+                self.kernel_tx = True  # the kernel stamped our Logon: use kernel transmit stamps
+            try:
+                data = self.fix.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                raise TraderError("venue closed the connection during Logon")
+            for item in self.stream.feed(data):
+                if isinstance(item, F.FixError):
+                    raise TraderError(f"venue answered Logon with garbage: {item}")
+                got = self.session.on_message(item)
+                if got.replies:
+                    self.fix.sendall(b"".join(got.replies))
+                if got.close:
+                    raise TraderError(f"venue refused Logon: {got.reason}")
+        if self.tx.enabled and not self.kernel_tx:
+            time.sleep(0.02)
+            self.kernel_tx = bool(self.tx.drain())
+        self.fix.setblocking(False)
+
+    # -- hot path -------------------------------------------------------------------------------
+    def on_market_data(self) -> int:
+        """Drain the market-data socket; returns the packets read."""
+        md_recv, mold, books, strategy = self.rx.recv_into, self.mold, self.books, self.strategy
+        buf, commit, decode = self.buf, self.ticks.commit, mold.decode
+        t = self.ticks.stamps
+        packets = 0
+        while True:
+            try:
+                n, kernel_rx = md_recv(buf)
+            except BlockingIOError:
+                break
+            packets += 1
+            for seq, off, length in mold.packet(buf, n):
+                # md.read: this message's turn. Messages later in a packet wait for earlier ones,
+                # and that wait belongs to wire_to_read (queueing), not to decoding.
+                t[MD_RX] = kernel_rx
+                t[MD_READ] = perf_counter_ns()
+                fields = decode(buf, off, length, seq)
+                t[MD_DECODED] = perf_counter_ns()
+                if fields is None:
+                    t = commit(seq)
+                    continue
+                book = books.apply(fields)
+                t[BOOK_UPDATED] = perf_counter_ns()
+                if book is not None:
+                    now = time.monotonic_ns()
+                    intent = strategy.on_book(book, now)
+                    t[SIGNAL] = perf_counter_ns()
+                    if intent is not None:
+                        self._order(t, seq, book, intent, now)
+                t = commit(seq)
+        if packets and mold.last_error:
+            self._log_limited(mold.last_error)
+            mold.last_error = ""
+        return packets
+
+    def _order(self, t, seq: int, book, intent, now: int) -> None:
+        side, qty, price = intent
+        verdict = self.risk.check(book.symbol, side, qty, price, book.mid(), now)
+        t[RISK_CHECKED] = perf_counter_ns()
+        if verdict != Reject.OK:
+            if verdict == Reject.KILL_SWITCH:
+                return
+            self._log_limited(
+                f"risk reject {verdict.name} {book.symbol} {side.decode()} {qty}@{price / PRICE_SCALE}"
+            )
+            return
+        order = self.oms.new_order(book.symbol, side, qty, price, seq, now)
+        raw = self.template.encode(self.session.next_seq(), order.clordid, book.symbol.encode(),
+                                   b"1" if side == b"B" else b"2", qty, F.price_text(price))  # fmt: skip
+        t[ORDER_ENCODED] = perf_counter_ns()
+        try:
+            self.fix.sendall(raw)
+        except OSError as e:
+            self._kill(f"order send failed: {e}")
+            return
+        key = self.tx.key_for_send(len(raw))
+        self.session.sent(raw)
+        self.sent += 1
+        if self.kernel_tx:
+            self.pending_tx[key] = seq
+        else:
+            self.orders_ring.record(ORDER_TX, seq)
+
+    def on_fix(self) -> bool:
+        """Read the order-entry socket; False when the session is over."""
+        try:
+            data = self.fix.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError as e:
+            self._kill(f"FIX connection error: {e}")
+            return False
+        arrived = perf_counter_ns()
+        if not data:
+            self._kill("venue closed the FIX connection")
+            return False
+        replies: list[bytes] = []
+        alive = True
+        for item in self.stream.feed(data):
+            if isinstance(item, F.FixError):
+                self._log_limited(f"FIX from venue: {item}")
+                replies += self.session.on_error(item).replies
+                continue
+            got = self.session.on_message(item)
+            replies += got.replies
+            if got.app is not None and got.app.msg_type == F.EXECUTION_REPORT:
+                self._execution(got.app, arrived)
+            if got.close:
+                self._kill(f"FIX session ended: {got.reason}")
+                alive = False
+        if replies:
+            self._send(b"".join(replies))
+        return alive
+
+    def _execution(self, msg: F.FixMessage, arrived: int) -> None:
+        clordid = msg.get(F.ClOrdID, b"")
+        order = self.oms.orders.get(clordid)
+        first = order is not None and order.state == State.PENDING_NEW
+        try:
+            last_px = round(float(msg.get(F.LastPx, b"0")) * PRICE_SCALE)
+        except ValueError:
+            last_px = 0
+        self.oms.on_execution(clordid, msg.get(F.ExecType, b""), msg.int(F.LastQty), last_px)
+        if first:
+            self.acks += 1
+            self.orders_ring.record(ACK_RX, order.trace_id, ts=arrived)
+
+    def housekeeping(self) -> None:
+        if self.pending_tx:
+            for key, ts in self.tx.drain():
+                seq = self.pending_tx.pop(key, None)
+                if seq is not None:
+                    self.orders_ring.record(ORDER_TX, seq, ts=ts)
+        got = self.session.timer()
+        if got.replies:
+            self._send(b"".join(got.replies))
+        if got.close:
+            self._kill(got.reason)
+
+    def _send(self, raw: bytes) -> None:
+        try:
+            self.fix.sendall(raw)
+            self.tx.key_for_send(len(raw))
+        except OSError as e:
+            self._kill(f"FIX send failed: {e}")
+
+    def _kill(self, reason: str) -> None:
+        """Kill switch: no more orders; cancel what is open; the market-data side keeps measuring."""
+        if not self.risk.killed:
+            self.risk.kill(reason)
+            log(f"kill switch: {reason}")
+            for o in self.oms.cancel_all():
+                if self.session.logged_on:
+                    self._send(self.session.build(F.ORDER_CANCEL_REQUEST, [
+                        (F.OrigClOrdID, o.clordid), (F.ClOrdID, o.clordid + b"C"), (F.Symbol, o.symbol),
+                        (F.Side, b"1" if o.side == b"B" else b"2"), (F.TransactTime, F.utc_timestamp())]))  # fmt: skip
+
+    def _log_limited(self, line: str) -> None:
+        self.log_lines += 1
+        if self.log_lines <= 20 or self.log_lines % 1000 == 0:
+            log(line + (" (further lines rate-limited)" if self.log_lines == 20 else ""))
+
+    # -- loops ----------------------------------------------------------------------------------
+    def run_busy(self) -> None:
+        """Busy-poll both non-blocking sockets: the lowest latency, one core at 100 %."""
+        next_house = time.monotonic() + 0.001
+        next_stats = time.monotonic() + 1.0
+        on_md, on_fix = self.on_market_data, self.on_fix
+        fix_alive = True
+        while not self.stop:
+            on_md()
+            if fix_alive:
+                fix_alive = on_fix()
+            now = time.monotonic()
+            if now >= next_house:
+                if fix_alive:
+                    self.housekeeping()
+                next_house = now + 0.001
+                if now >= next_stats:
+                    self.write_stats()
+                    self.ticks.heartbeat()
+                    next_stats = now + 1.0
+                if self.mold.stats.end_of_session:
+                    break
+
+    def run_asyncio(self) -> None:
+        """The same handlers driven by an event loop (uvloop when installed)."""
+        import asyncio
+
+        try:
+            import uvloop
+
+            loop = uvloop.new_event_loop()
+            self.loop_impl = "uvloop"
+        except ImportError:
+            loop = asyncio.new_event_loop()
+            self.loop_impl = "asyncio"
+        done = loop.create_future()
+
+        def fix_ready():
+            if not self.on_fix():
+                loop.remove_reader(self.fix.fileno())
+
+        def md_ready():
+            self.on_market_data()
+            if self.mold.stats.end_of_session and not done.done():
+                done.set_result(None)
+
+        async def timers():
+            n = 0
+            while not done.done():
+                await asyncio.sleep(0.001)
+                self.housekeeping()
+                n += 1
+                if n % 1000 == 0:
+                    self.write_stats()
+                    self.ticks.heartbeat()
+
+        loop.add_reader(self.md.fileno(), md_ready)
+        loop.add_reader(self.fix.fileno(), fix_ready)
+        try:
+            loop.run_until_complete(asyncio.gather(timers(), done))
+        finally:
+            loop.close()
+
+    # -- end ------------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        feed = self.mold.stats
+        return {
+            "feed": {**feed.__dict__},
+            "feed_gaps": feed.gaps,
+            "feed_gap_messages": feed.gap_messages,
+            "unknown_order_refs": self.books.unknown_refs,
+            "orders_sent": self.sent,
+            "orders_acked": self.acks,
+            "fills": self.oms.fills,
+            "risk_rejects": dict(self.risk.counts),
+            "kill_switch": self.risk.kill_reason or None,
+            "oms_invalid_transitions": self.oms.invalid_transitions,
+            "oms_unknown_reports": self.oms.unknown_reports,
+            "fix": {k: v for k, v in self.session.stats.__dict__.items() if k != "reasons"},
+            "kernel_rx_stamps": self.rx.enabled,
+            "kernel_tx_stamps": self.kernel_tx,
+            "loop": self.args.loop,
+            "tx_stamps_unmatched": len(self.pending_tx),
+        }
+
+    def write_stats(self) -> None:
+        tmp = self.stats_path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.stats()))
+            os.replace(tmp, self.stats_path)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self.session.logged_on:
+            try:
+                self.fix.setblocking(True)
+                self.fix.settimeout(0.5)
+                self.fix.sendall(self.session.logout("trader stopping"))
+                end = time.monotonic() + 0.5
+                while time.monotonic() < end and select.select([self.fix], [], [], 0.05)[0]:
+                    if not self.fix.recv(65536):
+                        break
+            except OSError:
+                pass
+        time.sleep(0.005)
+        self.housekeeping_tx_only()
+        self.write_stats()
+        self.ticks.close()
+        self.orders_ring.close()
+        self.fix.close()
+        self.md.close()
+
+    def housekeeping_tx_only(self) -> None:
+        if self.pending_tx:
+            for key, ts in self.tx.drain():
+                seq = self.pending_tx.pop(key, None)
+                if seq is not None:
+                    self.orders_ring.record(ORDER_TX, seq, ts=ts)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="tickscope-trader", description="The bundled, instrumented trader.")
+    ap.add_argument("--feed", choices=["itch"], default="itch")
+    ap.add_argument("--loop", choices=["busy", "asyncio"], default="busy")
+    ap.add_argument("--md-host", default="127.0.0.1")
+    ap.add_argument("--md-port", type=int, required=True)
+    ap.add_argument("--ws-url", default="")
+    ap.add_argument("--fix-host", default="127.0.0.1")
+    ap.add_argument("--fix-port", type=int, required=True)
+    ap.add_argument("--sender-comp-id", default="TICKSCOPE")
+    ap.add_argument("--target-comp-id", default="VENUE")
+    ap.add_argument("--heartbeat", type=int, default=30)
+    ap.add_argument("--threshold", type=float, default=0.6)
+    ap.add_argument("--qty", type=int, default=100)
+    ap.add_argument("--connect-timeout", type=float, default=5.0)
+    ap.add_argument("--logon-timeout", type=float, default=5.0)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        trader = Trader(args)
+    except TraderError as e:
+        log(str(e))
+        return 2
+    log(
+        f"logged on; kernel rx stamps {trader.rx.enabled}, kernel tx stamps {trader.kernel_tx}, loop {args.loop}"
+    )
+    try:
+        trader.run_busy() if args.loop == "busy" else trader.run_asyncio()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        trader.close()
+        s = trader.stats()
+        log(f"messages {s['feed']['messages']}, gaps {s['feed_gaps']}, orders {s['orders_sent']}, acks {s['orders_acked']}, "
+            f"risk rejects {sum(s['risk_rejects'].values())}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""The bundled exchange simulator: ITCH 5.0 over MoldUDP64/UDP out, FIX 4.4 order entry in.
+
+    python -m tickscope.pipeline.venue --md-port 40000 --fix-port 40001 --rate 20000
+
+Market data comes from its own order-level book model (adds, cancels, deletes, executions,
+replaces around a random-walk mid for a few symbols) or from ``--replay`` of an ITCH 5.0 file.
+Each packet's messages carry the packet's *intended* send time as their ITCH timestamp, so a
+receiver can tell the load generator's own stalls from its own (coordinated omission).
+
+Orders arrive over FIX 4.4 (one session at a time); IOC limit orders are matched against the
+venue's book: ExecutionReport New, then Fill (or partial fill) and Cancel of the remainder.
+Fills do not change the published book: the feed stays a pure function of the seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import fix as F
+from . import itch
+from .book import OrderBook
+from .fix_session import FixSession
+from .loadgen import LoadModel
+
+SESSION = b"TICKSCOPE1"
+DEFAULT_SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "GOOG", "TSLA", "AMD"]
+
+
+def ns_since_midnight(realtime_ns: int) -> int:
+    return realtime_ns % 86_400_000_000_000
+
+
+class SyntheticFlow:
+    """An order-level market for a few symbols, as a stream of ITCH messages."""
+
+    def __init__(self, symbols: list[str], seed: int):
+        self.rng = random.Random(seed)
+        self.symbols = symbols
+        self.books = {i + 1: OrderBook(s) for i, s in enumerate(symbols)}
+        self.mids = {i + 1: 100_0000 + 50_0000 * i for i in range(len(symbols))}  # $100, $150, ...
+        self.next_ref = 1
+        self.next_match = 1
+        self.lock = threading.Lock()  # the FIX thread matches against these books
+
+    def preamble(self, ts: int) -> list[bytes]:
+        msgs = [itch.system_event(0, 0, ts, b"O")]
+        for locate, book in self.books.items():
+            msgs.append(itch.stock_directory(locate, 0, ts, book.symbol))
+        return msgs
+
+    def next_message(self, ts: int) -> bytes:
+        rng = self.rng
+        locate = rng.randrange(1, len(self.books) + 1)
+        book = self.books[locate]
+        with self.lock:
+            if rng.random() < 0.02:
+                self.mids[locate] += rng.choice((-100, 100))
+            n = len(book.orders)
+            r = rng.random()
+            if n < 40 or r < 0.45:
+                return self._add(locate, book, ts)
+            ref = rng.choice(list(book.orders)) if n < 200 else next(iter(book.orders))
+            side, price, shares = book.orders[ref]
+            if r < 0.60:
+                cut = max(1, shares // 2)
+                book.cancel(ref, cut)
+                return itch.order_cancel(locate, 0, ts, ref, cut)
+            if r < 0.80:
+                book.delete(ref)
+                return itch.order_delete(locate, 0, ts, ref)
+            if r < 0.90:
+                qty = max(1, shares // 3)
+                book.execute(ref, qty)
+                self.next_match += 1
+                return itch.order_executed(locate, 0, ts, ref, qty, self.next_match)
+            new_ref = self.next_ref
+            self.next_ref += 1
+            new_price = self._price(locate, side)
+            book.replace(ref, new_ref, shares, new_price)
+            return itch.order_replace(locate, 0, ts, ref, new_ref, shares, new_price)
+
+    def _price(self, locate: int, side: bytes) -> int:
+        k = self.rng.randint(1, 6) * 100
+        return self.mids[locate] - k if side == b"B" else self.mids[locate] + k
+
+    def _add(self, locate: int, book: OrderBook, ts: int) -> bytes:
+        side = b"B" if self.rng.random() < 0.5 else b"S"
+        price = self._price(locate, side)
+        shares = self.rng.randint(1, 10) * 100
+        ref = self.next_ref
+        self.next_ref += 1
+        book.add(ref, side, price, shares)
+        return itch.add_order(locate, 0, ts, ref, side, shares, book.symbol, price)
+
+    def locate_of(self, symbol: str) -> int | None:
+        for locate, book in self.books.items():
+            if book.symbol == symbol:
+                return locate
+        return None
+
+
+class FixAcceptor(threading.Thread):
+    """One FIX 4.4 session at a time, on a blocking socket with a short timeout."""
+
+    def __init__(self, port: int, flow: SyntheticFlow, logged_on: threading.Event, stop: threading.Event):
+        super().__init__(daemon=True, name="fix-acceptor")
+        self.flow, self.logged_on, self.stop = flow, logged_on, stop
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", port))
+        self.server.listen(4)
+        self.server.settimeout(0.2)
+        self.orders = 0
+        self.exec_id = 0
+        self.sessions = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.sessions += 1
+            try:
+                self._serve(conn)
+            except OSError as e:
+                log(f"FIX connection lost: {e}")
+            finally:
+                conn.close()
+        self.server.close()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.settimeout(0.2)
+        stream = F.FixStream()
+        session: FixSession | None = None
+        while not self.stop.is_set():
+            try:
+                data = conn.recv(65536)
+            except TimeoutError:
+                data = None
+            if data == b"":
+                return
+            out: list[bytes] = []
+            for item in stream.feed(data) if data else ():
+                if isinstance(item, F.FixError):
+                    log(f"FIX garbage from peer: {item}")
+                    if session is not None:
+                        out += session.on_error(item).replies
+                    continue
+                if session is None:
+                    if item.msg_type != F.LOGON:
+                        log("FIX: first message is not Logon: disconnecting")
+                        return
+                    sender = (item.get(F.TargetCompID) or b"VENUE").decode()
+                    target = (item.get(F.SenderCompID) or b"CLIENT").decode()
+                    session = FixSession(sender, target, heartbeat_s=item.int(F.HeartBtInt, 30))
+                got = session.on_message(item)
+                out += got.replies
+                if got.app is not None:
+                    out += self._application(session, got.app)
+                if got.close:
+                    log(f"FIX session closed: {got.reason}")
+                    conn.sendall(b"".join(out))
+                    return
+            if session is not None:
+                t = session.timer()
+                out += t.replies
+                if t.close:
+                    conn.sendall(b"".join(out))
+                    return
+            if out:
+                conn.sendall(b"".join(out))
+
+    def _application(self, session: FixSession, msg: F.FixMessage) -> list[bytes]:
+        t = msg.msg_type
+        if t == F.LOGON:
+            out = [session.build(F.LOGON, [(F.EncryptMethod, 0), (F.HeartBtInt, session.heartbeat_s)]
+                                 + ([(F.ResetSeqNumFlag, b"Y")] if msg.get(F.ResetSeqNumFlag) == b"Y" else []))]  # fmt: skip
+            self.logged_on.set()
+            return out
+        if t == F.NEW_ORDER_SINGLE:
+            self.orders += 1
+            return self._new_order(session, msg)
+        if t == F.ORDER_CANCEL_REQUEST:
+            return [session.build(F.ORDER_CANCEL_REJECT, [(F.OrderID, b"NONE"), (F.ClOrdID, msg.get(F.ClOrdID, b"")),
+                                   (F.OrigClOrdID, msg.get(F.OrigClOrdID, b"")), (F.OrdStatus, b"4"),
+                                   (434, b"1"), (102, b"1"), (F.Text, b"IOC orders are already done")])]  # fmt: skip
+        if t in (F.LOGOUT, F.REJECT):
+            return []
+        return [session.reject(f"unsupported MsgType {t.decode(errors='replace')}", msg.int(F.MsgSeqNum))]
+
+    def _report(self, session, msg, exec_type: bytes, status: bytes, cum: int, leaves: int,
+                last_qty: int = 0, last_px: bytes = b"0", extra=()) -> bytes:  # fmt: skip
+        self.exec_id += 1
+        return session.build(F.EXECUTION_REPORT, [
+            (F.OrderID, b"V" + msg.get(F.ClOrdID, b"")), (F.ExecID, self.exec_id), (F.ExecType, exec_type),
+            (F.OrdStatus, status), (F.ClOrdID, msg.get(F.ClOrdID, b"")), (F.Symbol, msg.get(F.Symbol, b"")),
+            (F.Side, msg.get(F.Side, b"")), (F.OrderQty, msg.get(F.OrderQty, b"0")), (F.LastQty, last_qty),
+            (F.LastPx, last_px), (F.LeavesQty, leaves), (F.CumQty, cum), (F.AvgPx, last_px if cum else b"0"),
+            (F.TransactTime, F.utc_timestamp()), *extra])  # fmt: skip
+
+    def _new_order(self, session: FixSession, msg: F.FixMessage) -> list[bytes]:
+        required = (F.ClOrdID, F.Symbol, F.Side, F.OrderQty, F.OrdType, F.TransactTime)
+        missing = [tag for tag in required if msg.get(tag) is None]
+        symbol = (msg.get(F.Symbol) or b"").decode(errors="replace")
+        locate = self.flow.locate_of(symbol)
+        try:
+            qty = int(msg.get(F.OrderQty, b"0"))
+            price = round(float(msg.get(F.Price, b"0")) * itch.PRICE_SCALE)
+        except ValueError:
+            qty, price = 0, 0
+        reason = (f"missing required tags {missing}" if missing else "unknown symbol" if locate is None
+                  else "bad quantity" if qty <= 0 else "only limit orders" if msg.get(F.OrdType) != b"2"
+                  else "bad side" if msg.get(F.Side) not in (b"1", b"2") else None)  # fmt: skip
+        if reason:
+            return [
+                self._report(session, msg, b"8", b"8", 0, 0, extra=[(F.OrdRejReason, 99), (F.Text, reason)])
+            ]
+        out = [self._report(session, msg, b"0", b"0", 0, qty)]
+        with self.flow.lock:
+            book = self.flow.books[locate]
+            if msg.get(F.Side) == b"1":
+                best = book.asks.best()
+                fill = min(qty, book.asks.levels[best][0]) if best is not None and best <= price else 0
+            else:
+                best = book.bids.best()
+                fill = min(qty, book.bids.levels[best][0]) if best is not None and best >= price else 0
+        if fill:
+            px = F.price_text(best)
+            out.append(
+                self._report(session, msg, b"F", b"2" if fill == qty else b"1", fill, qty - fill, fill, px)
+            )
+        if fill < qty:  # IOC: the remainder expires at once
+            out.append(self._report(session, msg, b"4", b"4", fill, 0))
+        return out
+
+
+def log(line: str) -> None:
+    print(f"venue: {line}", file=sys.stderr, flush=True)
+
+
+def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: threading.Event) -> dict:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    dest = (args.md_host, args.md_port)
+    per_packet = max(1, min(8, round(args.rate / 5000)))
+    model = LoadModel(args.load, args.rate / per_packet, burst=args.burst, seed=args.seed)
+    record = [] if args.write_itch else None
+    seq = 1
+    sent = packets = 0
+    start = time.monotonic_ns()
+    end = start + int(args.duration * 1e9) if args.duration else None
+    wall0 = time.clock_gettime_ns(time.CLOCK_REALTIME) - start
+    pending: list[bytes] = flow.preamble(ns_since_midnight(wall0 + start)) if flow else []
+    replay_pos = 0
+    try:
+        for due in model.schedule(start):
+            if stop.is_set() or (end is not None and due > end):
+                break
+            # Sleep through most of the gap and spin the last 80 us (about one sleep overshoot):
+            # spinning the whole gap would take a core from the trader, sleeping it all sends late.
+            now = time.monotonic_ns()
+            if due - now > 160_000:
+                time.sleep((due - now - 80_000) / 1e9)
+            while time.monotonic_ns() < due:
+                pass
+            ts = ns_since_midnight(wall0 + due)  # the intended send time, on the wire
+            msgs = pending
+            pending = []
+            if replay is not None:
+                if replay_pos >= len(replay):
+                    break
+                msgs += replay[replay_pos : replay_pos + per_packet]
+                replay_pos += per_packet
+            else:
+                while len(msgs) < per_packet:
+                    msgs.append(flow.next_message(ts))
+            try:
+                sock.sendto(itch.mold_packet(SESSION, seq, msgs), dest)
+            except OSError as e:
+                log(f"market data send failed: {e}")
+            if record is not None:
+                record += msgs
+            seq += len(msgs)
+            sent += len(msgs)
+            packets += 1
+    finally:
+        sock.sendto(itch.mold_end_of_session(SESSION, seq), dest)
+        if record is not None:
+            itch.write_itch_file(args.write_itch, record)
+    elapsed = (time.monotonic_ns() - start) / 1e9
+    return {
+        "messages": sent,
+        "packets": packets,
+        "seconds": round(elapsed, 3),
+        "rate": round(sent / elapsed) if elapsed else 0,
+    }
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(
+        prog="tickscope-venue", description="Exchange simulator: ITCH 5.0 over UDP, FIX 4.4 order entry."
+    )
+    ap.add_argument("--md-host", default="127.0.0.1")
+    ap.add_argument("--md-port", type=int, required=True)
+    ap.add_argument("--fix-port", type=int, default=0, help="0: no FIX acceptor")
+    ap.add_argument("--ws-port", type=int, default=0)
+    ap.add_argument("--feed", choices=["itch"], default="itch")
+    ap.add_argument("--rate", type=float, default=20_000, help="market-data messages per second")
+    ap.add_argument("--load", choices=["constant", "poisson", "burst"], default="constant")
+    ap.add_argument("--burst", type=int, default=50, help="packets per burst with --load burst")
+    ap.add_argument("--duration", type=float, default=0, help="seconds; 0 = until stopped")
+    ap.add_argument("--symbols", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--replay", type=Path)
+    ap.add_argument("--write-itch", type=Path, help="also write what was sent as an ITCH 5.0 file")
+    ap.add_argument(
+        "--wait-logon", action="store_true", help="publish only after the first FIX logon (or 15 s)"
+    )
+    ap.add_argument("--start-delay", type=float, default=0.0)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # The FIX thread answers orders while the publisher paces packets: switch often enough that
+    # an ExecutionReport does not wait for the publisher's 5 ms default time slice.
+    sys.setswitchinterval(0.0002)
+    if args.rate <= 0:
+        log("--rate must be positive")
+        return 2
+    replay = None
+    if args.replay:
+        try:
+            replay = list(itch.read_itch_file(args.replay))
+        except itch.ItchFileError as e:
+            log(str(e))
+            return 2
+    flow = SyntheticFlow(DEFAULT_SYMBOLS[: max(1, min(args.symbols, len(DEFAULT_SYMBOLS)))], args.seed)
+    stop, logged_on = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    acceptor = None
+    if args.fix_port:
+        try:
+            acceptor = FixAcceptor(args.fix_port, flow, logged_on, stop)
+        except OSError as e:
+            log(f"cannot listen for FIX on port {args.fix_port}: {e.strerror or e}")
+            return 2
+        acceptor.start()
+    try:
+        if args.wait_logon and acceptor is not None:
+            logged_on.wait(15.0)
+        if args.start_delay:
+            time.sleep(args.start_delay)
+        stats = publish(args, None if replay is not None else flow, replay, stop)
+        log(f"published {stats}")
+        if args.duration:
+            return 0
+        while not stop.is_set():  # replay finished: keep serving FIX until stopped
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if acceptor is not None:
+            acceptor.join(2.0)
+            log(f"orders received {acceptor.orders}, FIX sessions {acceptor.sessions}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
