@@ -70,9 +70,12 @@ class RxTimestamps:
 class TxTimestamps:
     """Transmit stamps of a TCP socket, matched to sends by their OPT_ID byte offset."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, enable: bool = True):
         self.sock = sock
         self.sent_bytes = 0
+        self.enabled = False
+        if not enable:
+            return
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TX_SOFTWARE | SOFTWARE | OPT_ID | OPT_TSONLY)
             self.enabled = True

@@ -87,7 +87,9 @@ class Trader:
         self.template = F.OrderTemplate(args.sender_comp_id, args.target_comp_id)
         self.stream = F.FixStream()
         self.fix = self._connect()
-        self.tx = TxTimestamps(self.fix)
+        # Error-queue stamps make the socket report EPOLLERR; libuv (uvloop) stops polling such a
+        # socket, so under uvloop order.tx is the user-space stamp after send() instead.
+        self.tx = TxTimestamps(self.fix, enable=not args.uvloop)
         self.kernel_tx = False
         self._logon()
         self.ticks = TickWriter(TICK_POINTS, name="trader", capacity=1 << 15)
@@ -316,14 +318,12 @@ class Trader:
         """The same handlers driven by an event loop (uvloop when installed)."""
         import asyncio
 
-        try:
+        if self.args.uvloop:
             import uvloop
 
             loop = uvloop.new_event_loop()
-            self.loop_impl = "uvloop"
-        except ImportError:
+        else:
             loop = asyncio.new_event_loop()
-            self.loop_impl = "asyncio"
         done = loop.create_future()
 
         def fix_ready():
@@ -345,10 +345,13 @@ class Trader:
                     self.write_stats()
                     self.ticks.heartbeat()
 
-        loop.add_reader(self.md.fileno(), md_ready)
-        loop.add_reader(self.fix.fileno(), fix_ready)
+        async def session():
+            loop.add_reader(self.md.fileno(), md_ready)
+            loop.add_reader(self.fix.fileno(), fix_ready)
+            await asyncio.gather(timers(), done)
+
         try:
-            loop.run_until_complete(asyncio.gather(timers(), done))
+            loop.run_until_complete(session())
         finally:
             loop.close()
 
@@ -370,7 +373,7 @@ class Trader:
             "fix": {k: v for k, v in self.session.stats.__dict__.items() if k != "reasons"},
             "kernel_rx_stamps": self.rx.enabled,
             "kernel_tx_stamps": self.kernel_tx,
-            "loop": self.args.loop,
+            "loop": "uvloop" if self.args.uvloop else self.args.loop,
             "tx_stamps_unmatched": len(self.pending_tx),
         }
 
@@ -414,6 +417,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="tickscope-trader", description="The bundled, instrumented trader.")
     ap.add_argument("--feed", choices=["itch"], default="itch")
     ap.add_argument("--loop", choices=["busy", "asyncio"], default="busy")
+    ap.add_argument("--no-uvloop", action="store_true", help="plain asyncio even when uvloop is installed")
     ap.add_argument("--md-host", default="127.0.0.1")
     ap.add_argument("--md-port", type=int, required=True)
     ap.add_argument("--ws-url", default="")
@@ -431,6 +435,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.uvloop = False
+    if args.loop == "asyncio" and not args.no_uvloop:
+        try:
+            import uvloop  # noqa: F401
+
+            args.uvloop = True
+        except ImportError:
+            pass
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         trader = Trader(args)
