@@ -385,7 +385,7 @@ def doctor(json_output: bool = typer.Option(False, "--json", help="Findings as J
 
     findings = run_checks()
     if json_output:
-        typer.echo(json.dumps([f.__dict__ for f in findings], indent=2))
+        typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
     else:
         Console().print(DoctorTable(findings))
 

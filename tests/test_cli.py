@@ -125,3 +125,20 @@ def test_expected_interval_adds_coordinated_omission_corrected_totals(tmp_path):
     s = Session.load(tmp_path / "s")
     raw, co = s.summary()["tick_to_trade"], s.summary()["tick_to_trade_co"]
     assert co["count"] >= raw["count"] == 2000 and co["max"] == raw["max"]
+
+
+def test_doctor_prints_findings_with_fixes():
+    out = run_cli("doctor", "--json")
+    assert out.returncode == 0, out.stderr
+    findings = json.loads(out.stdout)
+    assert {"name", "status", "value", "fix"} <= set(findings[0]) and any(f["name"] == "clocksource" for f in findings)
+
+
+def test_profile_with_side_collectors_saves_their_files(tmp_path):
+    out = run_cli("profile", "--out", str(tmp_path / "s"), "--no-live", "--duration", "3s", "--", *SUBJECT, "0",
+                  "--forever", "--rate", "2000")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "s" / "hiccup.hlog").is_file()
+    s = Session.load(tmp_path / "s")
+    assert s.meta["host"]["cpus"] >= 1 and any(f["name"] == "timer cost" for f in s.meta["doctor"])
+    assert "Traceback" not in out.stderr
