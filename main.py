@@ -79,9 +79,12 @@ def parse_rate(text: str) -> float:
 
 
 def want_live(live: bool | None) -> bool:
+    """--live/--no-live, else only on a real terminal; never on TERM=dumb (no cursor control)."""
+    if os.environ.get("TERM", "") == "dumb":
+        return False
     if live is not None:
         return live
-    return sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
+    return sys.stdout.isatty() and os.environ.get("TERM", "") != ""
 
 
 def _git_sha() -> str | None:

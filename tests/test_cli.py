@@ -4,8 +4,8 @@ import json
 import sys
 
 import pytest
-from conftest import PROGRAMS, run_cli
 
+from conftest import PROGRAMS, run_cli
 from tickscope.collectors.session import Session
 
 SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
@@ -131,7 +131,9 @@ def test_doctor_prints_findings_with_fixes():
     out = run_cli("doctor", "--json")
     assert out.returncode == 0, out.stderr
     findings = json.loads(out.stdout)
-    assert {"name", "status", "value", "fix"} <= set(findings[0]) and any(f["name"] == "clocksource" for f in findings)
+    assert {"name", "status", "value", "fix"} <= set(findings[0]) and any(
+        f["name"] == "clocksource" for f in findings
+    )
 
 
 def test_profile_with_side_collectors_saves_their_files(tmp_path):

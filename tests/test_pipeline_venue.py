@@ -7,8 +7,8 @@ import sys
 import time
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch

@@ -1,0 +1,278 @@
+"""The live view: small Rich widgets over the collector's ``LiveState``, redrawn 5 times a second.
+
+Each widget holds the data it shows and builds its renderable on demand; the view only swaps a
+new ``LiveState`` in. ``LiveView.update`` runs on the drain thread between polls and redraws at
+most every ``refresh_s`` (a redraw costs a few ms; the rings hold seconds of ticks), so the
+screen never makes the collector fall behind.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from tickscope.collectors.collector import LiveState
+from tickscope.collectors.session import fmt_ns
+
+from .console import COLUMNS, TOTAL_TAGS, CountersLine
+
+SPARK = "▁▂▃▄▅▆▇█"
+PALETTE = [
+    "cyan",
+    "magenta",
+    "yellow",
+    "green",
+    "blue",
+    "red",
+    "bright_cyan",
+    "bright_magenta",
+    "bright_yellow",
+]
+
+
+class LiveStageTable:
+    """Per stage: rate and percentiles of the last interval, p99 and max cumulative."""
+
+    def __init__(self, state: LiveState, compact: bool = False):
+        self.state, self.compact = state, compact
+
+    def __rich__(self) -> Table:
+        st = self.state
+        t = Table(expand=False, pad_edge=False, box=None, show_edge=False)
+        t.add_column("stage", no_wrap=True, overflow="ellipsis", max_width=18)
+        t.add_column("rate/s", justify="right")
+        cols = COLUMNS if not self.compact else (("p50", "p50"), ("p99", "p99"), ("max", "max"))
+        for _, label in cols:
+            t.add_column(label, justify="right")
+        if not self.compact:
+            t.add_column("p99 all", justify="right", style="dim")
+            t.add_column("max all", justify="right", style="dim")
+        tags = [x for x in st.tags if x not in TOTAL_TAGS] + [x for x in TOTAL_TAGS if x in st.tags]
+        for tag in tags:
+            last = st.last.get(tag, {})
+            cum = st.cumulative.get(tag, {})
+            cells = [Text(tag, style="bold" if tag in TOTAL_TAGS else ""), f"{st.rates.get(tag, 0):,.0f}"]
+            cells += [fmt_ns(last.get(k)) if last.get("count") else "-" for k, _ in cols]
+            if not self.compact:
+                cells += [
+                    fmt_ns(cum.get("p99")) if cum.get("count") else "-",
+                    fmt_ns(cum.get("max")) if cum.get("count") else "-",
+                ]
+            t.add_row(*cells)
+        return t
+
+
+class BreakdownBar:
+    """Tick-to-trade split by component: each stage's share of the summed stage percentiles."""
+
+    def __init__(self, state: LiveState, width: int = 60):
+        self.state, self.width = state, width
+
+    def shares(self, key: str) -> list[tuple[str, float, int]]:
+        src = self.state.last or self.state.cumulative  # live: what the pipeline does now
+        vals = [(s, src.get(s, {}).get(key, 0)) for s in self.state.trade_stages]
+        total = sum(v for _, v in vals) or 1
+        return [(s, v / total, v) for s, v in vals]
+
+    def __rich__(self):
+        lines = []
+        for key, label in (("p50", "p50"), ("p99", "p99")):
+            bar = Text(f"{label} ")
+            shares = self.shares(key)
+            if not any(v for _, _, v in shares):
+                bar.append("(waiting for complete traces)", style="dim")
+                lines.append(bar)
+                continue
+            for i, (_stage, share, _v) in enumerate(shares):
+                n = max(1 if share > 0 else 0, round(share * self.width))
+                bar.append("█" * n, style=PALETTE[i % len(PALETTE)])
+            lines.append(bar)
+        legend = Text()
+        for i, (stage, share, _v) in enumerate(self.shares("p99")):
+            legend.append("■ ", style=PALETTE[i % len(PALETTE)])
+            legend.append(f"{stage} {share:.0%}  ")
+        lines.append(legend)
+        return Group(*lines)
+
+
+class Sparkline:
+    """p99 of tick-to-trade per interval, newest on the right."""
+
+    def __init__(self, values: list[int], width: int = 60, label: str = "t2t p99"):
+        self.values, self.width, self.label = values, width, label
+
+    def __rich__(self) -> Text:
+        vals = [v for v in self.values[-self.width :]]
+        text = Text(f"{self.label} ")
+        if not vals or not max(vals):
+            return text.append("(no data yet)", style="dim")
+        lo, hi = min(vals), max(vals)
+        span = (hi - lo) or 1
+        text.append(
+            "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1)))] for v in vals),
+            style="green",
+        )
+        text.append(f"  {fmt_ns(lo)}..{fmt_ns(hi)}", style="dim")
+        return text
+
+
+class SidePanel:
+    def __init__(self, side: dict[str, dict]):
+        self.side = side
+
+    def __rich__(self) -> Text:
+        t = Text()
+        for name, figures in self.side.items():
+            if "error" in figures:
+                t.append(f"{name}: {figures['error']}  ", style="red")
+            elif figures.get("summary"):
+                t.append(f"{name}: ", style="bold")
+                t.append(f"{figures['summary']}   ")
+        return t
+
+
+class Header:
+    def __init__(self, state: LiveState, elapsed_s: float, duration_s: float | None):
+        self.state, self.elapsed, self.duration = state, elapsed_s, duration_s
+
+    def __rich__(self) -> Text:
+        t = Text("tickscope ", style="bold")
+        t.append(f"elapsed {self.elapsed:5.1f}s")
+        if self.duration:
+            t.append(f"  remaining {max(0.0, self.duration - self.elapsed):5.1f}s")
+        if self.state.warmup:
+            t.append("  WARM-UP (kept out of the totals)", style="yellow")
+        t.append(f"  rings {self.state.rings}  Ctrl-C: stop and save", style="dim")
+        return t
+
+
+def dashboard(state: LiveState, side: dict, elapsed: float, duration: float | None, width: int, height: int):
+    """The whole screen for a terminal of width x height: compact below 100 columns or 30 rows."""
+    compact = width < 100 or height < 30
+    bar_width = max(10, min(80, width - 10))
+    parts = [Header(state, elapsed, duration)]
+    if height < 14:  # a tiny terminal: the one line that matters
+        t2t = state.last.get("tick_to_trade", {})
+        parts.append(Text(f"t2t p50 {fmt_ns(t2t.get('p50'))} p99 {fmt_ns(t2t.get('p99'))} "
+                          f"dropped {state.counters.get('dropped_ring_full', 0):,}"))  # fmt: skip
+        return Group(*parts)
+    parts.append(
+        Panel(
+            LiveStageTable(state, compact), title="stages (last interval)", title_align="left", padding=(0, 1)
+        )
+    )
+    parts.append(
+        Panel(
+            BreakdownBar(state, bar_width),
+            title="tick-to-trade breakdown",
+            title_align="left",
+            padding=(0, 1),
+        )
+    )
+    parts.append(Sparkline(state.p99_history.get("tick_to_trade", []), bar_width))
+    parts.append(CountersLine(state.counters))
+    if side:
+        parts.append(SidePanel(side))
+    return Group(*parts)
+
+
+def terminal_size(console: Console) -> tuple[int, int]:
+    """The terminal's real size (ioctl), which follows resizes; COLUMNS/LINES left over in the
+    environment would otherwise pin Rich to a stale size."""
+    import os
+
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        return size.columns, size.lines
+    except (OSError, ValueError):
+        return console.size
+
+
+class LiveView:
+    """The ``View`` of ``collectors.profile``: a Rich Live display on the controlling terminal."""
+
+    def __init__(self, console: Console | None = None, refresh_s: float = 0.2):
+        self.console = console or Console()
+        self.live: Live | None = None
+        self.refresh_s = refresh_s
+
+    def start(self) -> None:
+        w, h = terminal_size(self.console)
+        self.console.size = (w, h)
+        self.live = Live(Text("tickscope: starting ..."), console=self.console, auto_refresh=False,
+                         vertical_overflow="crop", transient=False)  # fmt: skip
+        self.live.start()
+
+    def update(self, state: LiveState, side: dict, elapsed_s: float, duration_s: float | None) -> None:
+        if self.live is None:
+            return
+        w, h = terminal_size(self.console)
+        self.console.size = (w, h)
+        self.live.update(dashboard(state, side, elapsed_s, duration_s, w, h), refresh=True)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def attach(rings: list[Path], out: Path | None = None, duration_s: float | None = None) -> int:
+    """``tickscope live``: drain an already running pipeline's rings, show them, optionally save."""
+    import os
+
+    from tickscope.collectors.collector import Collector
+    from tickscope.collectors.ring_reader import RingReader
+    from tickscope.collectors.session import SessionWriter
+    from tickscope.probe.ring import RING_DIR_ENV, ring_dir
+
+    paths = [Path(p) for p in rings] or [Path(os.environ.get(RING_DIR_ENV) or ring_dir())]
+    dirs = {p if p.is_dir() else p.parent for p in paths}
+    for p in paths:
+        if not p.exists():
+            print(
+                f"tickscope: error: no ring directory or file at {p} (is the pipeline running? set ${RING_DIR_ENV})",
+                file=sys.stderr,
+            )
+            return 2
+        if p.is_file():
+            RingReader(p).close()  # validates: a bad ring is a one-line RingFormatError
+    if len(dirs) != 1:
+        print("tickscope: error: rings must all live in one directory", file=sys.stderr)
+        return 2
+    writer = SessionWriter(out, {"name": out.name, "command": "tickscope live"}) if out else None
+    collector = Collector(dirs.pop(), writer)
+    interactive = sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
+    if interactive:
+        view = LiveView()
+    else:
+        from .progress import PlainProgress
+
+        view = PlainProgress()
+    view.start()
+    start = time.monotonic()
+    status = "complete"
+    try:
+        next_draw = 0.0
+        while duration_s is None or time.monotonic() - start < duration_s:
+            busy = collector.poll() >= collector.BATCH
+            now = time.monotonic()
+            if now >= next_draw:
+                view.update(collector.live, {}, now - start, duration_s)
+                next_draw = now + 0.2
+            if not busy:
+                time.sleep(0.005)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        view.stop()
+        collector.finish(status)
+    if out:
+        print(f"session saved: {out}")
+    return 130 if status == "interrupted" else 0

@@ -1,0 +1,110 @@
+"""The live view in a real terminal (tmux), its plain fallback, and its widgets."""
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from rich.console import Console
+
+from conftest import PROGRAMS, run_cli
+from tickscope.collectors.collector import LiveState
+from tickscope.collectors.session import Session
+from tickscope.reports.live import BreakdownBar, Sparkline, dashboard
+
+SUBJECT = f"{sys.executable} {PROGRAMS / 'tick_subject.py'} 0 --forever --rate 20000 --no-order-every 3"
+
+
+def state():
+    s = {"count": 100, "p50": 1000, "p90": 2000, "p99": 5000, "p99_9": 8000, "max": 9000}
+    return LiveState(elapsed_s=3.0, tags=["feed", "strategy", "tick_to_trade"], trade_stages=["feed", "strategy"],
+                     last={"feed": s, "strategy": {**s, "p50": 3000, "p99": 15000}, "tick_to_trade": s},
+                     cumulative={"feed": s}, rates={"feed": 20000.0}, p99_history={"tick_to_trade": [5, 9, 3, 7]},
+                     counters={"produced": 10, "drained": 10, "dropped_ring_full": 0}, rings=1)  # fmt: skip
+
+
+def render(renderable, width=80):
+    c = Console(record=True, width=width, color_system=None)
+    c.print(renderable)
+    return c.export_text()
+
+
+def test_breakdown_shows_each_components_share():
+    text = render(BreakdownBar(state(), width=40))
+    assert "feed 25%" in text and "strategy 75%" in text  # p99: 5000 vs 15000
+
+
+def test_sparkline_and_dashboard_fit_small_and_large_terminals():
+    assert "▁" in render(Sparkline([1, 5, 9, 2], 20)) and "█" in render(Sparkline([1, 5, 9, 2], 20))
+    for w, h in ((80, 24), (160, 48), (40, 10)):
+        text = render(dashboard(state(), {"perf": {"summary": "cpu 99%"}}, 3.0, 10.0, w, h), width=w)
+        assert "elapsed" in text and all(len(line) <= w for line in text.splitlines())
+    assert "p99.9" in render(dashboard(state(), {}, 3.0, None, 160, 48), width=160)
+
+
+def tmux(*args):
+    return subprocess.run(["tmux", *args], capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed (apt-get install tmux)")
+@pytest.mark.parametrize("size", [(120, 40), (80, 24), (40, 10)])
+def test_profile_live_in_a_real_terminal(tmp_path, size):
+    name = f"ts-{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "s"
+    cmd = f"{sys.executable} -m tickscope.main profile --duration 6s --no-perf --out {out} -- {SUBJECT}; sleep 20"
+    tmux("new-session", "-d", "-x", str(size[0]), "-y", str(size[1]), "-s", name, cmd)
+    try:
+        time.sleep(3.0)
+        first = tmux("capture-pane", "-p", "-t", name).stdout
+        time.sleep(1.5)
+        second = tmux("capture-pane", "-p", "-t", name).stdout
+        deadline = time.monotonic() + 30
+        while not (out / "summary.json").exists() or Session.load(out).meta.get("status") == "running":
+            assert time.monotonic() < deadline, "profile did not finish"
+            time.sleep(0.5)
+    finally:
+        tmux("kill-session", "-t", name)
+    assert first != second, "the screen updates"
+    assert "elapsed" in first and "Traceback" not in first + second
+    if size[1] >= 24:
+        for word in ("stages", "tick_to_trade", "breakdown", "records: produced", "strategy"):
+            assert word in second, (word, second)
+    s = Session.load(out)
+    assert s.meta["counters"]["dropped_ring_full"] == 0, "the TUI costs the collector no drops"
+
+
+def test_piped_stdout_gets_plain_progress_lines(tmp_path):
+    out = run_cli("profile", "--duration", "3s", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s"), "--",
+                  *SUBJECT.split())  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    progress = [line for line in out.stdout.splitlines() if line.startswith("[")]
+    assert len(progress) >= 2 and "traces/s" in progress[0] and "\x1b[" not in out.stdout.split("session")[0]
+
+
+def test_term_dumb_falls_back_to_plain_lines(tmp_path):
+    out = run_cli("profile", "--live", "--duration", "2s", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s"),
+                  "--", *SUBJECT.split(), env={"TERM": "dumb"})  # fmt: skip
+    assert out.returncode == 0 and "traces/s" in out.stdout
+
+
+def test_live_attaches_to_running_rings_and_saves(tmp_path):
+    rings = tmp_path / "rings"
+    rings.mkdir()
+    subject = subprocess.Popen(
+        SUBJECT.split(), env={**__import__("os").environ, "TICKSCOPE_RING_DIR": str(rings)}
+    )
+    try:
+        time.sleep(1.0)
+        out = run_cli("live", str(rings), "--duration", "2s", "--out", str(tmp_path / "s"))
+    finally:
+        subject.terminate()
+        subject.wait()
+    assert out.returncode == 0, out.stderr
+    assert Session.load(tmp_path / "s").summary()["tick_to_trade"]["count"] > 1000
+
+
+def test_live_with_a_missing_ring_dir_is_one_line(tmp_path):
+    out = run_cli("live", str(tmp_path / "nope"))
+    assert out.returncode == 2 and "no ring directory" in out.stderr and "Traceback" not in out.stderr
