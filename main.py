@@ -321,11 +321,13 @@ def report(
         typer.echo(f"perfetto trace written: {perfetto}")
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})  # lets "--vs" through as a separator
 @user_errors
 def compare(
     baseline: list[Path] = typer.Argument(
-        ..., help="Baseline session(s); separate from candidates with --vs when several."
+        ...,
+        metavar="SESSION",
+        help="BASELINE CANDIDATE, or BASE... --vs CAND... for repeated runs (session dirs or .hlog files).",
     ),
     threshold: str | None = typer.Option(None, "--threshold", help="Per percentile, e.g. p50=5%,p99=10%."),
     markdown: Path | None = typer.Option(
@@ -348,6 +350,11 @@ def compare(
     from tickscope.reports.compare import main as compare_main
 
     paths = [str(p) for p in baseline]
+    unknown = [p for p in paths if p.startswith("-") and p != "--vs"]
+    if unknown:
+        raise UserError(f"no such option: {unknown[0]} (see tickscope compare --help)")
+    if paths.count("--vs") > 1:
+        raise UserError("--vs separates baselines from candidates: give it once")
     if "--vs" in paths:
         i = paths.index("--vs")
         baselines, candidates = paths[:i], paths[i + 1 :]

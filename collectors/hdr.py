@@ -184,6 +184,12 @@ def _bucket_values(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
 _BUCKET_CACHE: dict = {}
 
 
+def highest_equivalent_values(hist: HdrHistogram) -> np.ndarray:
+    """hdrh's get_highest_equivalent_value of every counts index: what percentiles report."""
+    lowest, size = _bucket_values(hist)
+    return lowest + size - 1
+
+
 def mean_of(hist: HdrHistogram) -> float:
     """hdrh's get_mean_value (each bucket counted at its median equivalent value), vectorised."""
     if hist.total_count == 0:

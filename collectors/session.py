@@ -125,11 +125,26 @@ class SessionWriter:
         self.warmup.close()
 
 
-@dataclass
 class Interval:
-    start_s: float  # relative to the session start
-    length_s: float
-    hist: HdrHistogram
+    """One interval of one tag. Keeps the compact encoded form and decodes on demand: a decoded
+    histogram is ~225 KB of counts, and a one-hour session has tens of thousands of intervals."""
+
+    __slots__ = ("start_s", "length_s", "_payload", "_hist", "_where")
+
+    def __init__(self, start_s: float, length_s: float, hist: HdrHistogram | None = None, payload: str | None = None,
+                 where: str = "") -> None:  # fmt: skip
+        self.start_s, self.length_s = start_s, length_s  # start relative to the session start
+        self._hist, self._payload, self._where = hist, payload, where
+
+    @property
+    def hist(self) -> HdrHistogram:
+        if self._hist is not None:
+            return self._hist
+        try:
+            return HdrHistogram.decode(self._payload)
+        except Exception as e:  # hdrh raises assorted errors on bad base64/zlib
+            raise SessionError(f"{self._where}: interval at {self.start_s:.3f}s holds a damaged histogram ({e}); "
+                               "re-record the session or cut that line out") from None  # fmt: skip
 
     @property
     def end_s(self) -> float:
@@ -172,7 +187,10 @@ def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
             if len(parts) != 4:
                 raise ValueError("expected 4 fields")
             start, length = float(parts[0]), float(parts[1])
-            hist = HdrHistogram.decode(parts[3])
+            if not parts[3].startswith("HIST") or len(parts[3]) < 40:
+                raise ValueError("payload is not a base64 V2 histogram")
+            if last or len(out) == 0:  # the first and a possibly cut last line are checked fully
+                HdrHistogram.decode(parts[3])
         except Exception as e:  # hdrh raises assorted errors on bad base64/zlib
             if last:
                 warnings.append(f"{path.name}: last line truncated (writer killed mid-write?), ignored")
@@ -181,7 +199,9 @@ def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
         # Absolute timestamps (other tools) become relative to the log's start.
         if base_time is None and start_time is not None and start > start_time - 365 * 86400:
             start -= start_time
-        out.setdefault(tag, []).append(Interval(start, length, hist))
+        out.setdefault(tag, []).append(
+            Interval(start, length, payload=parts[3], where=f"{path} line {i + 1}")
+        )
     return out, warnings
 
 

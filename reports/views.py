@@ -1,0 +1,115 @@
+"""Derived views of a session, computed once and shared by every renderer (pyinstrument's
+"processors"): stage shares, per-interval percentile series, percentile distributions on the
+HdrHistogram "nines" axis. Plain functions over a ``Session``; numpy over HDR counts, never a
+Python loop per bucket, so a one-hour session (3,600 intervals x 9 tags) stays fast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from tickscope.collectors.hdr import counts_view, highest_equivalent_values, percentiles
+from tickscope.collectors.session import Session
+
+SHARE_PERCENTILES = (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))
+
+
+def stage_shares(session: Session) -> dict[str, dict[str, float]]:
+    """Per percentile: each trade stage's value at that percentile (ns).
+
+    Percentiles do not add up (the p99 trace is not made of p99 stages), so the breakdown shows
+    each component at the percentile side by side, and its share of their sum as the bar width.
+    """
+    summary = session.summary()
+    out: dict[str, dict[str, float]] = {}
+    for key, _ in SHARE_PERCENTILES:
+        out[key] = {s: float(summary.get(s, {}).get(key, 0) or 0) for s in session.trade_stages}
+    return out
+
+
+def _highest_equivalent(h: HdrHistogram) -> np.ndarray:
+    return highest_equivalent_values(h)
+
+
+def percentile_values(h: HdrHistogram, pcts: np.ndarray) -> np.ndarray:
+    """Values at many percentiles at once, with hdrh's rounding (highest equivalent value)."""
+    if h.total_count == 0:
+        return np.zeros(len(pcts))
+    cum = np.cumsum(counts_view(h))
+    targets = np.maximum((np.minimum(pcts, 100.0) * h.total_count / 100 + 0.5).astype(np.int64), 1)
+    index = np.minimum(np.searchsorted(cum, targets, side="left"), h.counts_len - 1)
+    return _highest_equivalent(h)[index].astype(np.float64)
+
+
+def nines_axis(max_nines: float = 6.0, points: int = 120) -> np.ndarray:
+    """Percentiles spaced evenly on the 1/(1-p) log axis: 0, 90, 99, 99.9, ... (HdrHistogram plots)."""
+    x = np.linspace(0, max_nines, points)
+    return 100.0 * (1.0 - 10.0**-x)
+
+
+def distribution(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """(1/(1-p) x-values, latency ns) for a percentile-distribution plot up to the data's nines."""
+    n = max(h.total_count, 1)
+    nines = min(6.0, np.log10(n) + 0.5)
+    pcts = nines_axis(nines)
+    return 1.0 / (1.0 - pcts / 100.0), percentile_values(h, pcts)
+
+
+def interval_series(session: Session, tag: str) -> dict[str, np.ndarray]:
+    """Per interval of ``tag``: start time (s), count, p50, p99, max (ns)."""
+    ivs = session.intervals.get(tag, [])
+    out = {k: np.zeros(len(ivs)) for k in ("t", "count", "p50", "p99", "max")}
+    for i, iv in enumerate(ivs):
+        h = iv.hist
+        p = percentiles(h, (50.0, 99.0))
+        out["t"][i] = iv.start_s
+        out["count"][i] = h.total_count
+        out["p50"][i], out["p99"][i] = p[50.0], p[99.0]
+        out["max"][i] = h.get_max_value()
+    return out
+
+
+def interval_percentile(session: Session, tag: str, pct: float) -> np.ndarray:
+    """``pct`` of each interval of ``tag`` (ns): the unit of replication for ``compare``."""
+    return np.array(
+        [percentiles(iv.hist, (pct,))[pct] for iv in session.intervals.get(tag, []) if iv.hist.total_count]
+    )
+
+
+def perf_series(session: Session) -> dict[str, tuple[list[float], list[float]]]:
+    """perf.csv as {event: (times, values per second)}."""
+    path = session.side_file("perf.csv")
+    if path is None:
+        return {}
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    lines = path.read_text(errors="replace").splitlines()[1:]
+    prev_t: dict[str, float] = {}
+    for line in lines:
+        parts = line.split(",")
+        if len(parts) < 3 or not parts[2]:
+            continue
+        try:
+            t, v = float(parts[0]), float(parts[2])
+        except ValueError:
+            continue
+        dt = t - prev_t.get(parts[1], 0.0) or 1.0
+        prev_t[parts[1]] = t
+        ts, vs = out.setdefault(parts[1], ([], []))
+        ts.append(t)
+        vs.append(v / dt)
+    return out
+
+
+def hiccup_series(session: Session) -> dict[str, np.ndarray] | None:
+    path = session.side_file("hiccup.hlog")
+    if path is None:
+        return None
+    from tickscope.collectors.session import read_hlog
+
+    ivs, _ = read_hlog(path)
+    hs = ivs.get("hiccup", [])
+    if not hs:
+        return None
+    return {"t": np.array([iv.start_s for iv in hs]), "p99": np.array([percentiles(iv.hist, (99.0,))[99.0] for iv in hs]),
+            "max": np.array([iv.hist.get_max_value() for iv in hs], dtype=float)}  # fmt: skip

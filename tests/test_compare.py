@@ -1,0 +1,199 @@
+"""``tickscope compare``: the statistics (false alarms, detection), the outputs and the bad input.
+
+Sessions are synthesised with known properties (reports/synth.py): log-normal stage latencies
+plus a per-interval multiplicative jitter, the way a noisy neighbour or a GC pause moves a whole
+second of ticks together.
+"""
+
+import json
+from xml.etree import ElementTree as ET
+
+import pytest
+from hdrh.log import HistogramLogWriter
+
+from conftest import run_cli
+from tickscope.collectors.hdr import new_histogram
+from tickscope.reports.compare import IMPROVEMENT, NOISE, REGRESSION, compare_sessions, parse_thresholds
+from tickscope.reports.synth import STAGES, synth_session
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cmp")
+    same = [synth_session(d / f"run{i}", intervals=30, per_interval=400, seed=100 + i) for i in range(40)]
+    slow = synth_session(d / "slow", intervals=30, per_interval=400, seed=7, slowdown={"risk": 0.20})
+    fast = synth_session(d / "fast", intervals=30, per_interval=400, seed=8, slowdown={"encode": -0.30})
+    return {"same": same, "slow": slow, "fast": fast, "dir": d}
+
+
+def test_same_build_pairs_raise_no_regression_in_at_least_19_of_20(sessions):
+    runs = sessions["same"]
+    regressions = [
+        compare_sessions([a], [b]).regressions for a, b in zip(runs[0::2], runs[1::2], strict=True)
+    ]
+    clean = sum(1 for r in regressions if not r)
+    assert clean >= 19, [[(x.tag, x.percentile, round(x.ci_low, 3)) for x in r] for r in regressions if r]
+
+
+def test_a_20_percent_slowdown_in_one_stage_is_that_stage_only(sessions):
+    c = compare_sessions([sessions["same"][0]], [sessions["slow"]])
+    flagged = {r.tag for r in c.regressions}
+    assert flagged == {"risk"}, [(r.tag, r.percentile, r.change) for r in c.regressions]
+    risk = {r.percentile: r for r in c.rows if r.tag == "risk"}
+    assert risk["p50"].verdict == REGRESSION and 0.15 < risk["p50"].change < 0.25
+    assert risk["p50"].ci_low > 0.05, "the whole interval lies beyond the threshold"
+
+
+def test_an_improvement_is_reported_as_such_and_exits_0(sessions, tmp_path):
+    c = compare_sessions([sessions["same"][0]], [sessions["fast"]])
+    assert not c.regressions and {
+        r.verdict for r in c.rows if r.tag == "encode" and r.percentile == "p50"
+    } == {IMPROVEMENT}
+    out = run_cli("compare", str(sessions["same"][0]), str(sessions["fast"]))
+    assert out.returncode == 0 and "improvement" in out.stdout
+
+
+def test_repeated_runs_per_side_use_runs_as_the_unit(sessions):
+    runs = sessions["same"]
+    c = compare_sessions(runs[:6], runs[6:12])
+    assert all(r.units.startswith("runs 6/6") for r in c.rows) and not c.regressions
+    assert all(r.ci_low is not None for r in c.rows)
+    few = compare_sessions(runs[:2], runs[2:4])  # too few runs: the intervals of both
+    assert all(r.units.startswith("intervals 60/60") for r in few.rows)
+
+
+def test_cli_exit_codes_and_every_output(sessions, tmp_path):
+    base, slow = str(sessions["same"][0]), str(sessions["slow"])
+    md, xml, js, html = (tmp_path / f"out.{e}" for e in ("md", "xml", "json", "html"))
+    out = run_cli(
+        "compare",
+        base,
+        slow,
+        "--markdown",
+        str(md),
+        "--junit",
+        str(xml),
+        "--json",
+        str(js),
+        "--html",
+        str(html),
+    )
+    assert out.returncode == 1, out.stderr
+    assert "regression" in out.stdout and "risk" in out.stdout
+    text = md.read_text()
+    assert text.startswith("### tickscope compare: **regression**") and "| risk | p50 |" in text
+    suite = ET.parse(xml).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == (len(STAGES) + 1) * 4
+    failed = {c.get("name") for c in cases if c.find("failure") is not None}
+    assert (
+        failed
+        and all(name.startswith("risk ") for name in failed)
+        and suite.get("failures") == str(len(failed))
+    )
+    doc = json.loads(js.read_text())
+    assert (
+        doc["verdict"] == "regression" and doc["thresholds"]["p99"] == 0.10 and len(doc["rows"]) == len(cases)
+    )
+    assert "data-chart" in html.read_text()
+    same = run_cli("compare", base, str(sessions["same"][1]))
+    assert same.returncode == 0, same.stdout + same.stderr
+    several = run_cli("compare", *map(str, sessions["same"][:3]), "--vs", *map(str, sessions["same"][3:6]))
+    assert several.returncode == 0, several.stdout + several.stderr
+
+
+def test_thresholds_are_configurable(sessions):
+    assert parse_thresholds("p50=10%, p99.9=30") == {"p50": 0.10, "p90": 0.05, "p99": 0.10, "p99.9": 0.30}
+    c = compare_sessions([sessions["same"][0]], [sessions["slow"]], "p50=50%,p90=50%,p99=50%,p99.9=50%")
+    assert not c.regressions and {r.verdict for r in c.rows if r.tag == "risk" and r.percentile == "p50"} == {
+        NOISE
+    }
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["{d}/missing", "{base}"], "missing"),
+        (["{base}", "{base}", "--threshold", "p99=abc"], "p99=abc"),
+        (["{base}", "{base}", "--threshold", "p42=5%"], "p42=5%"),
+        (["{base}"], "BASELINE CANDIDATE"),
+        (["--vs", "{base}"], "at least one baseline"),
+        (["{base}", "--vs", "{base}", "--vs", "{base}"], "give it once"),
+        (["{base}", "{empty}"], "latency.hlog"),
+        (["{base}", "{damaged}"], "latency.hlog"),
+        (["{base}", "{base}", "--markdown", "{d}/no/such/dir/x.md"], "cannot write"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(sessions, tmp_path, args, needle):
+    base = sessions["same"][0]
+    empty, damaged = tmp_path / "empty", tmp_path / "damaged"
+    for d in (empty, damaged):
+        d.mkdir()
+        (d / "meta.json").write_text((base / "meta.json").read_text())
+    (empty / "latency.hlog").write_text("")
+    lines = (base / "latency.hlog").read_text().splitlines()
+    lines[len(lines) // 2] = lines[len(lines) // 2][:-60]  # a line cut in the middle of the log
+    (damaged / "latency.hlog").write_text("\n".join(lines) + "\n")
+    fmt = {"d": tmp_path, "base": base, "empty": empty, "damaged": damaged}
+    out = run_cli("compare", *[a.format(**fmt) for a in args])
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert needle in out.stderr, out.stderr
+
+
+def test_a_log_cut_off_at_the_end_is_compared_with_a_warning(sessions, tmp_path):
+    """A killed writer leaves a half-written last line: the complete intervals still count."""
+    base = sessions["same"][0]
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "meta.json").write_text((base / "meta.json").read_text())
+    (cut / "latency.hlog").write_text((base / "latency.hlog").read_text()[:-80])
+    out = run_cli("compare", str(base), str(cut))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "last line truncated" in out.stdout
+
+
+def test_different_stage_sets_and_hosts_warn_and_compare_the_common_stages(tmp_path):
+    a = synth_session(tmp_path / "a", intervals=10, per_interval=200, stages=["feed", "book", "risk"])
+    b = synth_session(tmp_path / "b", intervals=10, per_interval=200, seed=2, stages=["feed", "book", "encode"],
+                      hostname="other-host")  # fmt: skip
+    c = compare_sessions([a], [b])
+    assert {r.tag for r in c.rows} == {"feed", "book", "tick_to_trade"}
+    text = " ".join(c.warnings)
+    assert "stage sets differ" in text and "'risk'" in text and "'encode'" in text
+    assert "other-host" in text and "compared anyway" in text
+    out = run_cli("compare", str(a), str(b))
+    assert out.returncode in (0, 1) and "warning: stage sets differ" in out.stdout
+
+
+def test_bare_hlogs_of_other_tools_compare_by_tag(tmp_path):
+    """An interval log as HdrHistogram's Java HistogramLogWriter or wrk2 writes it (absolute
+    start timestamps, untagged intervals, ms units) compares like our sessions."""
+    import numpy as np
+
+    def write(path, scale, seed):
+        rng = np.random.default_rng(seed)
+        with open(path, "w") as f:
+            w = HistogramLogWriter(f)
+            w.output_comment("written by a test, as the Java tools do")
+            w.output_log_format_version()
+            # hdrh's output_start_time is broken (fromtimestamp of ms): the Java tools' line, by hand.
+            f.write("#[StartTime: 1700000000.000 (seconds since epoch), Tue Nov 14 22:13:20 UTC 2023]\n")
+            w.output_legend()
+            for i in range(20):
+                h = new_histogram()
+                h.set_start_time_stamp(1_700_000_000_000 + i * 1000)
+                h.set_end_time_stamp(1_700_000_000_000 + (i + 1) * 1000)
+                for v in rng.lognormal(np.log(2000 * scale), 0.3, 500).astype(int):
+                    h.record_value(int(v))
+                w.output_interval_histogram(h)
+        return path
+
+    base = write(tmp_path / "base.hlog", 1.0, 1)
+    same = write(tmp_path / "same.hlog", 1.0, 2)
+    slow = write(tmp_path / "slow.hlog", 1.3, 3)
+    assert not compare_sessions([base], [same]).regressions
+    c = compare_sessions([base], [slow])
+    assert c.regressions and c.rows[0].units.startswith("intervals 20/20")
+    out = run_cli("compare", str(base), str(slow), "--junit", str(tmp_path / "j.xml"))
+    assert out.returncode == 1 and (tmp_path / "j.xml").exists()
