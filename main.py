@@ -192,7 +192,10 @@ def profile(
         None, "--live/--no-live", help="Live TUI (default: when stdout is a terminal)."
     ),
     feed: str = typer.Option(
-        "itch", "--feed", help="Bundled pipeline market data: itch (ITCH 5.0 in MoldUDP64 over UDP)."
+        "itch",
+        "--feed",
+        help="Bundled pipeline market data: itch (ITCH 5.0 in MoldUDP64 over UDP) or ws "
+        "(Binance-style depthUpdate/bookTicker over WebSocket).",
     ),
     loop: str = typer.Option(
         "busy", "--loop", help="Bundled pipeline trader loop: busy (busy-poll) or asyncio."
@@ -244,8 +247,12 @@ def profile(
     if opts.interval_s < 0.05:
         raise UserError(f"interval {interval!r} is too short: use at least 50ms")
     rate_per_s = parse_rate(rate)
-    if feed != "itch":
-        raise UserError(f"--feed {feed!r}: the bundled pipeline speaks itch (ITCH 5.0 over MoldUDP64/UDP)")
+    if feed not in ("itch", "ws"):
+        raise UserError(
+            f"--feed {feed!r}: expected itch (ITCH 5.0 over MoldUDP64/UDP) or ws (Binance-style WebSocket)"
+        )
+    if feed == "ws" and replay is not None:
+        raise UserError("--replay replays ITCH 5.0 files: use it with --feed itch")
     if loop not in ("busy", "asyncio"):
         raise UserError(f"--loop {loop!r}: expected busy or asyncio")
     if load not in ("constant", "poisson", "burst"):

@@ -109,8 +109,11 @@ class ReferencePipeline:
         if c.fix_connect:
             fix_host, _, port = c.fix_connect.rpartition(":")
             fix_port = int(port)
+        from .venue import DEFAULT_SYMBOLS
+
+        symbols = ",".join(DEFAULT_SYMBOLS[: max(1, min(c.symbols, len(DEFAULT_SYMBOLS)))])
         return [sys.executable, "-m", "tickscope.pipeline.trader", "--feed", c.feed, "--loop", c.loop,
-                "--md-port", str(self.md_port), "--ws-url", f"ws://127.0.0.1:{self.ws_port}",
+                "--md-port", str(self.md_port), "--ws-url", f"ws://127.0.0.1:{self.ws_port}/ws", "--symbols", symbols,
                 "--fix-host", fix_host, "--fix-port", str(fix_port),
                 "--sender-comp-id", c.sender_comp_id, "--target-comp-id", c.target_comp_id]  # fmt: skip
 

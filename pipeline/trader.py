@@ -14,6 +14,11 @@ Per market-data message (one trace, keyed by its MoldUDP64 sequence number)::
     order.tx       kernel transmit stamp of the order (trade)    stage send
     ack.rx         first ExecutionReport for the order           stage order_rtt
 
+With ``--feed ws`` a trace is one Binance-style WebSocket event (depthUpdate or bookTicker,
+numbered by the trader in arrival order): ``md.rx`` is the kernel stamp of the TCP segment that
+completed it, ``md.decoded`` follows JSON parsing and field checks, ``book.updated`` the
+update-id check and the absolute level updates (see ``binance.DepthSync``).
+
 The first seven go in one tick record (``TickWriter``); ``order.tx`` arrives later from the
 socket's error queue and ``ack.rx`` with the venue's answer, so they are point records of the same
 trace in a second ring. Where the kernel gives no transmit stamps, ``order.tx`` is the user-space
@@ -37,6 +42,7 @@ from time import perf_counter_ns
 from tickscope.probe import Point, PointWriter, TickWriter, ring_dir
 
 from . import fix as F
+from .binance import DepthSync, WsClient, WsFeedError, decode_event, levels
 from .book import BookSet
 from .fix_session import FixSession
 from .itch import PRICE_SCALE, MoldReceiver
@@ -69,15 +75,22 @@ def log(line: str) -> None:
 class Trader:
     def __init__(self, args):
         self.args = args
-        self.md = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.md.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        try:
-            self.md.bind((args.md_host, args.md_port))
-        except OSError as e:
-            raise TraderError(f"cannot bind market data port {args.md_port}: {e.strerror or e}") from None
-        self.md.setblocking(False)
-        self.rx = RxTimestamps(self.md)
-        self.buf = bytearray(65536)
+        self.ws: WsClient | None = None
+        if args.feed == "itch":
+            self.md = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.md.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            try:
+                self.md.bind((args.md_host, args.md_port))
+            except OSError as e:
+                raise TraderError(f"cannot bind market data port {args.md_port}: {e.strerror or e}") from None
+            self.md.setblocking(False)
+            self.rx = RxTimestamps(self.md)
+        self.buf = bytearray(1 << 20)
+        self.depth: dict[str, DepthSync] = {}
+        self.snapshot_requests: dict[int, str] = {}
+        self.ws_seq = 0
+        self.ws_counts = {"events": 0, "malformed": 0, "ticker_checked": 0, "ticker_mismatches": 0,
+                          "stale_tickers": 0, "request_errors": 0}  # fmt: skip
         self.mold = MoldReceiver()
         self.books = BookSet()
         self.strategy = ImbalanceStrategy(threshold=args.threshold, qty=args.qty)
@@ -92,6 +105,8 @@ class Trader:
         self.tx = TxTimestamps(self.fix, enable=not args.uvloop)
         self.kernel_tx = False
         self._logon()
+        if args.feed == "ws":
+            self._connect_ws()
         self.ticks = TickWriter(TICK_POINTS, name="trader", capacity=1 << 15)
         clock = "realtime" if self.kernel_tx else "monotonic"
         self.orders_ring = PointWriter([Point("order.tx", stage="send", clock=clock, trade=True),
@@ -147,6 +162,26 @@ class Trader:
             self.kernel_tx = bool(self.tx.drain())
         self.fix.setblocking(False)
 
+    def _connect_ws(self) -> None:
+        try:
+            self.ws = WsClient(self.args.ws_url, RxTimestamps, self.args.connect_timeout)
+        except ConnectionError as e:
+            raise TraderError(str(e)) from None
+        self.md, self.rx = self.ws.sock, self.ws.rx
+        symbols = [s for s in self.args.symbols.split(",") if s]
+        self.ws.request(
+            "SUBSCRIBE", [f"{s.lower()}@{kind}" for s in symbols for kind in ("depth", "bookTicker")]
+        )
+        for s in symbols:
+            self.depth[s] = DepthSync(s)
+        self._request_snapshots()
+
+    def _request_snapshots(self) -> None:
+        for symbol, sync in self.depth.items():
+            if sync.want_snapshot:
+                sync.want_snapshot = False
+                self.snapshot_requests[self.ws.request("depth", {"symbol": symbol, "limit": 1000})] = symbol
+
     # -- hot path -------------------------------------------------------------------------------
     def on_market_data(self) -> int:
         """Drain the market-data socket; returns the packets read."""
@@ -183,6 +218,95 @@ class Trader:
             self._log_limited(mold.last_error)
             mold.last_error = ""
         return packets
+
+    def on_ws_market_data(self) -> int:
+        """Drain the WebSocket: every text frame is one trace; returns the reads done."""
+        ws, commit, strategy, depth = self.ws, self.ticks.commit, self.strategy, self.depth
+        t = self.ticks.stamps
+        reads = 0
+        while True:
+            got = ws.receive(self.buf)
+            if got is None:
+                break
+            reads += 1
+            kernel_rx, texts = got
+            for text in texts:
+                self.ws_seq += 1
+                seq = self.ws_seq
+                t[MD_RX] = kernel_rx
+                t[MD_READ] = perf_counter_ns()
+                try:
+                    msg = decode_event(text)
+                    if msg.get("e") == "depthUpdate":
+                        sync = depth.get(msg["s"])
+                        if sync is None:
+                            raise WsFeedError(f"depthUpdate for unsubscribed symbol {msg['s']!r}")
+                        first, last, bids, asks = (
+                            int(msg["U"]),
+                            int(msg["u"]),
+                            levels(msg["b"]),
+                            levels(msg["a"]),
+                        )
+                    elif "u" in msg and "e" not in msg:
+                        self._ticker(msg)
+                        msg = None
+                    else:
+                        self._answer(msg)
+                        msg = None
+                except (WsFeedError, KeyError, TypeError, ValueError) as e:
+                    self.ws_counts["malformed"] += 1
+                    self._log_limited(f"market data skipped: {e}")
+                    t = commit(seq)
+                    continue
+                self.ws_counts["events"] += 1
+                t[MD_DECODED] = perf_counter_ns()
+                if msg is not None:
+                    changed = sync.on_event(first, last, bids, asks)
+                    t[BOOK_UPDATED] = perf_counter_ns()
+                    if changed:
+                        now = time.monotonic_ns()
+                        intent = strategy.on_book(sync.book, now)
+                        t[SIGNAL] = perf_counter_ns()
+                        if intent is not None:
+                            self._order(t, seq, sync.book, intent, now)
+                    elif sync.want_snapshot:
+                        self._log_limited(
+                            f"{sync.symbol}: hole in depth updates at U={first}: resync from a snapshot"
+                        )
+                        self._request_snapshots()
+                t = commit(seq)
+        return reads
+
+    def _ticker(self, msg: dict) -> None:
+        """bookTicker: a cross-check of the local book, whose update id it names."""
+        sync = self.depth.get(msg["s"])
+        if sync is None or not sync.synced:
+            return
+        u = int(msg["u"])
+        if u != sync.last_update_id:
+            self.ws_counts["stale_tickers"] += 1  # the book moved on (or the depth event was lost)
+            return
+        self.ws_counts["ticker_checked"] += 1
+        book = sync.book
+        top = (book.bids.best(), book.bids.best_size(), book.asks.best(), book.asks.best_size())
+        if top != (levels([[msg["b"], msg["B"]]])[0] + levels([[msg["a"], msg["A"]]])[0]):
+            self.ws_counts["ticker_mismatches"] += 1
+            self._log_limited(f"{sync.symbol}: bookTicker u={u} disagrees with the local book {top}")
+
+    def _answer(self, msg: dict) -> None:
+        symbol = self.snapshot_requests.pop(msg.get("id"), None)
+        if msg.get("status", 200) != 200 or "error" in msg:
+            self.ws_counts["request_errors"] += 1
+            self._log_limited(f"venue refused request {msg.get('id')}: {msg.get('error')}")
+            if symbol is not None:
+                self.depth[symbol].want_snapshot = True
+            return
+        if symbol is None:
+            return  # SUBSCRIBE acknowledged
+        snap = msg["result"]
+        sync = self.depth[symbol]
+        if not sync.on_snapshot(int(snap["lastUpdateId"]), levels(snap["bids"]), levels(snap["asks"])):
+            self._request_snapshots()
 
     def _order(self, t, seq: int, book, intent, now: int) -> None:
         side, qty, price = intent
@@ -296,7 +420,7 @@ class Trader:
         """Busy-poll both non-blocking sockets: the lowest latency, one core at 100 %."""
         next_house = time.monotonic() + 0.001
         next_stats = time.monotonic() + 1.0
-        on_md, on_fix = self.on_market_data, self.on_fix
+        on_md, on_fix = self.on_market_data if self.ws is None else self.on_ws_market_data, self.on_fix
         fix_alive = True
         while not self.stop:
             on_md()
@@ -311,7 +435,7 @@ class Trader:
                     self.write_stats()
                     self.ticks.heartbeat()
                     next_stats = now + 1.0
-                if self.mold.stats.end_of_session:
+                if self.feed_ended:
                     break
 
     def run_asyncio(self) -> None:
@@ -330,9 +454,11 @@ class Trader:
             if not self.on_fix():
                 loop.remove_reader(self.fix.fileno())
 
+        on_md = self.on_market_data if self.ws is None else self.on_ws_market_data
+
         def md_ready():
-            self.on_market_data()
-            if self.mold.stats.end_of_session and not done.done():
+            on_md()
+            if self.feed_ended and not done.done():
                 done.set_result(None)
 
         async def timers():
@@ -355,10 +481,24 @@ class Trader:
         finally:
             loop.close()
 
+    @property
+    def feed_ended(self) -> bool:
+        return self.mold.stats.end_of_session if self.ws is None else self.ws.closed
+
     # -- end ------------------------------------------------------------------------------------
     def stats(self) -> dict:
         feed = self.mold.stats
+        ws = {}
+        if self.ws is not None:
+            sync = [d.stats for d in self.depth.values()]
+            ws = {"ws": {**self.ws_counts, **{k: sum(getattr(x, k) for x in sync) for k in
+                         ("applied", "stale", "holes", "resyncs", "snapshots_too_old")},
+                         "synced": sorted(s for s, d in self.depth.items() if d.synced)}}  # fmt: skip
+            feed.messages = self.ws_counts["events"]
+            feed.gaps = ws["ws"]["holes"]  # a hole in the update ids is the WebSocket feed's gap
+            feed.malformed_messages = self.ws_counts["malformed"]
         return {
+            **ws,
             "feed": {**feed.__dict__},
             "feed_gaps": feed.gaps,
             "feed_gap_messages": feed.gap_messages,
@@ -403,7 +543,10 @@ class Trader:
         self.ticks.close()
         self.orders_ring.close()
         self.fix.close()
-        self.md.close()
+        if self.ws is not None:
+            self.ws.close()
+        else:
+            self.md.close()
 
     def housekeeping_tx_only(self) -> None:
         if self.pending_tx:
@@ -415,12 +558,13 @@ class Trader:
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="tickscope-trader", description="The bundled, instrumented trader.")
-    ap.add_argument("--feed", choices=["itch"], default="itch")
+    ap.add_argument("--feed", choices=["itch", "ws"], default="itch")
     ap.add_argument("--loop", choices=["busy", "asyncio"], default="busy")
     ap.add_argument("--no-uvloop", action="store_true", help="plain asyncio even when uvloop is installed")
     ap.add_argument("--md-host", default="127.0.0.1")
-    ap.add_argument("--md-port", type=int, required=True)
-    ap.add_argument("--ws-url", default="")
+    ap.add_argument("--md-port", type=int, default=0, help="UDP port of the ITCH feed")
+    ap.add_argument("--ws-url", default="", help="WebSocket market data (with --feed ws)")
+    ap.add_argument("--symbols", default="AAPL,MSFT,NVDA,AMZN", help="WebSocket streams to subscribe")
     ap.add_argument("--fix-host", default="127.0.0.1")
     ap.add_argument("--fix-port", type=int, required=True)
     ap.add_argument("--sender-comp-id", default="TICKSCOPE")
@@ -435,6 +579,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.feed == "itch" and not args.md_port or args.feed == "ws" and not args.ws_url:
+        log("--feed itch needs --md-port, --feed ws needs --ws-url")
+        return 2
     args.uvloop = False
     if args.loop == "asyncio" and not args.no_uvloop:
         try:

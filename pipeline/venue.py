@@ -1,6 +1,8 @@
-"""The bundled exchange simulator: ITCH 5.0 over MoldUDP64/UDP out, FIX 4.4 order entry in.
+"""The bundled exchange simulator: market data out (ITCH 5.0 over MoldUDP64/UDP, or Binance-style
+WebSocket streams), FIX 4.4 order entry in.
 
     python -m tickscope.pipeline.venue --md-port 40000 --fix-port 40001 --rate 20000
+    python -m tickscope.pipeline.venue --feed ws --ws-port 40002 --fix-port 40001 --rate 5000
 
 Market data comes from its own order-level book model (adds, cancels, deletes, executions,
 replaces around a random-walk mid for a few symbols) or from ``--replay`` of an ITCH 5.0 file.
@@ -15,6 +17,8 @@ Fills do not change the published book: the feed stays a pure function of the se
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import random
 import signal
 import socket
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from . import fix as F
 from . import itch
+from .binance import DepthPublisher
 from .book import OrderBook
 from .fix_session import FixSession
 from .loadgen import LoadModel
@@ -47,7 +52,8 @@ class SyntheticFlow:
         self.mids = {i + 1: 100_0000 + 50_0000 * i for i in range(len(symbols))}  # $100, $150, ...
         self.next_ref = 1
         self.next_match = 1
-        self.lock = threading.Lock()  # the FIX thread matches against these books
+        # The FIX thread matches against these books, the WebSocket thread snapshots them.
+        self.lock = threading.RLock()
 
     def preamble(self, ts: int) -> list[bytes]:
         msgs = [itch.system_event(0, 0, ts, b"O")]
@@ -243,28 +249,110 @@ class FixAcceptor(threading.Thread):
         return out
 
 
+class WsServer(threading.Thread):
+    """Binance-style streams (``<symbol>@depth``, ``<symbol>@bookTicker``) after a SUBSCRIBE, and
+    the WebSocket API's ``depth`` request for snapshots, on the thread's own asyncio loop."""
+
+    def __init__(self, port: int, flow: SyntheticFlow, publisher: DepthPublisher):
+        super().__init__(daemon=True, name="ws-server")
+        self.port, self.flow, self.publisher = port, flow, publisher
+        self.loop = asyncio.new_event_loop()
+        self.clients: dict = {}  # connection -> subscribed stream names
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self.sent = 0
+        self._stopping: asyncio.Future | None = None
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except OSError as e:
+            self.error = f"cannot listen for WebSocket on port {self.port}: {e.strerror or e}"
+            self.ready.set()
+
+    async def _main(self) -> None:
+        from websockets.asyncio.server import serve
+
+        self._stopping = self.loop.create_future()
+        async with serve(self._serve, "127.0.0.1", self.port, compression=None, ping_interval=None):
+            self.ready.set()
+            await self._stopping
+            for ws in list(self.clients):
+                await ws.close(1001, "venue stopping")
+
+    async def _serve(self, ws) -> None:
+        self.clients[ws] = set()
+        try:
+            async for text in ws:
+                await ws.send(self._answer(text, self.clients[ws]))
+        except Exception as e:  # noqa: BLE001 - one client's failure must not stop the venue
+            log(f"WebSocket client lost: {e}")
+        finally:
+            self.clients.pop(ws, None)
+
+    def _answer(self, text, streams: set) -> str:
+        try:
+            req = json.loads(text)
+            rid, method, params = req.get("id"), req["method"], req.get("params")
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return json.dumps(
+                {"id": None, "status": 400, "error": {"code": -1100, "msg": "malformed request"}}
+            )
+        if method == "SUBSCRIBE" and isinstance(params, list):
+            streams.update(str(p) for p in params)
+            return json.dumps({"result": None, "id": rid})
+        if method == "depth" and isinstance(params, dict):
+            with self.flow.lock:  # the book and its lastUpdateId, consistently
+                try:
+                    snap = self.publisher.snapshot(
+                        str(params.get("symbol", "")), int(params.get("limit", 1000))
+                    )
+                except (KeyError, ValueError):
+                    return json.dumps(
+                        {"id": rid, "status": 400, "error": {"code": -1121, "msg": "Invalid symbol."}}
+                    )
+            return json.dumps({"id": rid, "status": 200, "result": snap})
+        return json.dumps(
+            {"id": rid, "status": 400, "error": {"code": -1102, "msg": f"unknown method {method}"}}
+        )
+
+    def publish(self, events: list[tuple[str, str]]) -> None:
+        """From the publisher thread: hand the events to the loop, never block on a slow client."""
+        self.loop.call_soon_threadsafe(self._send, events)
+
+    def _send(self, events: list[tuple[str, str]]) -> None:
+        from websockets.asyncio.server import broadcast
+
+        for stream, text in events:
+            targets = [ws for ws, subs in self.clients.items() if stream in subs]
+            if targets:
+                broadcast(targets, text)
+                self.sent += len(targets)
+
+    def shutdown(self) -> None:
+        if self._stopping is not None:
+            self.loop.call_soon_threadsafe(lambda: self._stopping.done() or self._stopping.set_result(None))
+        self.join(3.0)
+
+
 def log(line: str) -> None:
     print(f"venue: {line}", file=sys.stderr, flush=True)
 
 
-def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: threading.Event) -> dict:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    dest = (args.md_host, args.md_port)
+def paced(args, stop: threading.Event):
+    """(per_packet, iterator of intended send times in REALTIME ns) for the load model: waits for
+    each send time, ends at ``--duration`` or ``stop``."""
     per_packet = max(1, min(8, round(args.rate / 5000)))
     model = LoadModel(args.load, args.rate / per_packet, burst=args.burst, seed=args.seed)
-    record = [] if args.write_itch else None
-    seq = 1
-    sent = packets = 0
-    start = time.monotonic_ns()
-    end = start + int(args.duration * 1e9) if args.duration else None
-    wall0 = time.clock_gettime_ns(time.CLOCK_REALTIME) - start
-    pending: list[bytes] = flow.preamble(ns_since_midnight(wall0 + start)) if flow else []
-    replay_pos = 0
-    try:
+
+    def times():
+        start = time.monotonic_ns()
+        end = start + int(args.duration * 1e9) if args.duration else None
+        wall0 = time.clock_gettime_ns(time.CLOCK_REALTIME) - start
         for due in model.schedule(start):
             if stop.is_set() or (end is not None and due > end):
-                break
+                return
             # Sleep through most of the gap and spin the last 80 us (about one sleep overshoot):
             # spinning the whole gap would take a core from the trader, sleeping it all sends late.
             now = time.monotonic_ns()
@@ -272,7 +360,25 @@ def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: 
                 time.sleep((due - now - 80_000) / 1e9)
             while time.monotonic_ns() < due:
                 pass
-            ts = ns_since_midnight(wall0 + due)  # the intended send time, on the wire
+            yield wall0 + due
+
+    return per_packet, times()
+
+
+def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: threading.Event) -> dict:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    dest = (args.md_host, args.md_port)
+    per_packet, send_times = paced(args, stop)
+    record = [] if args.write_itch else None
+    seq = 1
+    sent = packets = 0
+    start = time.monotonic_ns()
+    pending: list[bytes] = flow.preamble(ns_since_midnight(time.time_ns())) if flow else []
+    replay_pos = 0
+    try:
+        for due in send_times:
+            ts = ns_since_midnight(due)  # the intended send time, on the wire
             msgs = pending
             pending = []
             if replay is not None:
@@ -305,15 +411,48 @@ def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: 
     }
 
 
+def publish_ws(args, flow: SyntheticFlow, server: WsServer, publisher: DepthPublisher,
+               stop: threading.Event) -> dict:  # fmt: skip
+    """The synthetic market as WebSocket events, paced like the UDP feed: each batch of
+    ``per_packet`` book messages becomes one depthUpdate per changed symbol (+ bookTicker)."""
+    per_packet, send_times = paced(args, stop)
+    sent = batches = skipped = depth_events = 0
+    start = time.monotonic_ns()
+    for due in send_times:
+        ts = ns_since_midnight(due)
+        with flow.lock:
+            for _ in range(per_packet):
+                msg = flow.next_message(ts)
+                publisher.touched(int.from_bytes(msg[1:3], "big"))
+            events = publisher.events(due // 1_000_000)
+        if args.ws_skip_every:  # chaos: lose depth events, as a flaky link would
+            kept = []
+            for ev in events:
+                if ev[0].endswith("@depth"):
+                    depth_events += 1
+                    if depth_events % args.ws_skip_every == 0:
+                        skipped += 1
+                        continue
+                kept.append(ev)
+            events = kept
+        server.publish(events)
+        sent += per_packet
+        batches += 1
+    elapsed = (time.monotonic_ns() - start) / 1e9
+    return {"messages": sent, "batches": batches, "skipped_events": skipped, "seconds": round(elapsed, 3),
+            "rate": round(sent / elapsed) if elapsed else 0}  # fmt: skip
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         prog="tickscope-venue", description="Exchange simulator: ITCH 5.0 over UDP, FIX 4.4 order entry."
     )
     ap.add_argument("--md-host", default="127.0.0.1")
-    ap.add_argument("--md-port", type=int, required=True)
+    ap.add_argument("--md-port", type=int, default=0, help="UDP port for ITCH (with --feed itch)")
     ap.add_argument("--fix-port", type=int, default=0, help="0: no FIX acceptor")
-    ap.add_argument("--ws-port", type=int, default=0)
-    ap.add_argument("--feed", choices=["itch"], default="itch")
+    ap.add_argument("--ws-port", type=int, default=0, help="WebSocket port (with --feed ws)")
+    ap.add_argument("--feed", choices=["itch", "ws"], default="itch")
+    ap.add_argument("--ws-skip-every", type=int, default=0, help="drop every K-th depth event (resync tests)")
     ap.add_argument("--rate", type=float, default=20_000, help="market-data messages per second")
     ap.add_argument("--load", choices=["constant", "poisson", "burst"], default="constant")
     ap.add_argument("--burst", type=int, default=50, help="packets per burst with --load burst")
@@ -337,6 +476,12 @@ def main(argv=None) -> int:
     if args.rate <= 0:
         log("--rate must be positive")
         return 2
+    if args.feed == "itch" and not args.md_port:
+        log("--feed itch needs --md-port")
+        return 2
+    if args.feed == "ws" and (not args.ws_port or args.replay):
+        log("--feed ws needs --ws-port and replays only ITCH files (use --feed itch with --replay)")
+        return 2
     replay = None
     if args.replay:
         try:
@@ -355,12 +500,25 @@ def main(argv=None) -> int:
             log(f"cannot listen for FIX on port {args.fix_port}: {e.strerror or e}")
             return 2
         acceptor.start()
+    server = publisher = None
+    if args.feed == "ws":
+        publisher = DepthPublisher(flow.books)
+        server = WsServer(args.ws_port, flow, publisher)
+        server.start()
+        server.ready.wait(10.0)
+        if server.error:
+            log(server.error)
+            stop.set()
+            return 2
     try:
         if args.wait_logon and acceptor is not None:
             logged_on.wait(15.0)
         if args.start_delay:
             time.sleep(args.start_delay)
-        stats = publish(args, None if replay is not None else flow, replay, stop)
+        if server is not None:
+            stats = publish_ws(args, flow, server, publisher, stop)
+        else:
+            stats = publish(args, None if replay is not None else flow, replay, stop)
         log(f"published {stats}")
         if args.duration:
             return 0
@@ -370,6 +528,8 @@ def main(argv=None) -> int:
         pass
     finally:
         stop.set()
+        if server is not None:
+            server.shutdown()
         if acceptor is not None:
             acceptor.join(2.0)
             log(f"orders received {acceptor.orders}, FIX sessions {acceptor.sessions}")

@@ -1,0 +1,321 @@
+"""Binance-shaped WebSocket market data: ``depthUpdate`` and ``bookTicker`` events, depth
+snapshots, and the order-book synchronisation Binance documents for its spot streams.
+
+Venue side: :class:`DepthPublisher` turns the venue's books into events. Every book change of a
+symbol takes the next *update id* of that symbol; one ``depthUpdate`` carries the absolute
+quantity of every level that changed since the previous event, with ``U`` (first update id in the
+event) and ``u`` (last). A snapshot carries ``lastUpdateId``.
+
+Trader side: :class:`DepthSync`, per symbol, as documented (spot "how to manage a local order
+book correctly"): buffer events until a snapshot arrives; drop buffered events with
+``u <= lastUpdateId``; the first applied event must straddle ``lastUpdateId + 1``; afterwards each
+event must start at the previous ``u + 1``. An event with ``u`` at or below the book's id is stale
+and dropped; one that starts beyond it is a hole: the book is discarded and re-synced from a new
+snapshot. Quantities are absolute; 0 removes the level.
+
+Prices travel as decimal strings ("101.2300"), parsed to ITCH price units (1/10000) so the
+strategy, risk and FIX code are shared with the ITCH feed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .book import OrderBook
+from .itch import PRICE_SCALE
+
+
+def price_text(p: int) -> str:
+    return f"{p // PRICE_SCALE}.{p % PRICE_SCALE:04d}"
+
+
+def parse_price(s: str) -> int:
+    """'101.23' -> 1012300, without float rounding."""
+    whole, _, frac = s.partition(".")
+    if not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > 4:
+        raise ValueError(f"bad price {s!r}")
+    return int(whole) * PRICE_SCALE + int((frac + "0000")[:4])
+
+
+class WsFeedError(ValueError):
+    """A market-data event the trader cannot use (bad JSON, missing fields): counted, skipped."""
+
+
+# -- venue side ---------------------------------------------------------------------------------
+class DepthPublisher:
+    """Events for the books of the venue's ``SyntheticFlow`` (keyed by ITCH stock locate)."""
+
+    def __init__(self, books: dict[int, OrderBook]):
+        self.books = books
+        self.update_id = {locate: 0 for locate in books}
+        self._first = {locate: 0 for locate in books}  # first update id not yet published
+        self._published = {locate: ({}, {}) for locate in books}  # last L2 sent: (bids, asks)
+        self._top = {locate: None for locate in books}
+
+    def touched(self, locate: int) -> None:
+        """A message changed this symbol's book: it takes the next update id."""
+        if locate in self.update_id:
+            self.update_id[locate] += 1
+
+    def snapshot(self, symbol: str, limit: int = 1000) -> dict:
+        for locate, book in self.books.items():
+            if book.symbol == symbol:
+                bids, asks = book.depth(limit)
+                return {"lastUpdateId": self.update_id[locate],
+                        "bids": [[price_text(p), str(q)] for p, q in bids],
+                        "asks": [[price_text(p), str(q)] for p, q in asks]}  # fmt: skip
+        raise KeyError(symbol)
+
+    def events(self, event_time_ms: int) -> list[tuple[str, str]]:
+        """(stream name, JSON text) for every symbol that changed since the last call."""
+        out = []
+        for locate, book in self.books.items():
+            last = self.update_id[locate]
+            first = self._first[locate] + 1
+            if last < first:
+                continue
+            self._first[locate] = last
+            sym = book.symbol
+            old_bids, old_asks = self._published[locate]
+            new_bids, new_asks = book.l2()
+            b = _diff(old_bids, new_bids)
+            a = _diff(old_asks, new_asks)
+            self._published[locate] = (new_bids, new_asks)
+            out.append((f"{sym.lower()}@depth", json.dumps(
+                {"e": "depthUpdate", "E": event_time_ms, "s": sym, "U": first, "u": last, "b": b, "a": a},
+                separators=(",", ":"))))  # fmt: skip
+            bid, ask = book.bids.best(), book.asks.best()
+            top = (bid, book.bids.best_size(), ask, book.asks.best_size())
+            if top != self._top[locate] and bid is not None and ask is not None:
+                self._top[locate] = top
+                out.append((f"{sym.lower()}@bookTicker", json.dumps(
+                    {"u": last, "s": sym, "b": price_text(bid), "B": str(top[1]), "a": price_text(ask),
+                     "A": str(top[3])}, separators=(",", ":"))))  # fmt: skip
+        return out
+
+
+def _diff(old: dict[int, int], new: dict[int, int]) -> list[list[str]]:
+    out = [[price_text(p), str(q)] for p, q in new.items() if old.get(p) != q]
+    out += [[price_text(p), "0"] for p in old if p not in new]
+    return out
+
+
+# -- trader side --------------------------------------------------------------------------------
+@dataclass
+class SyncStats:
+    applied: int = 0
+    stale: int = 0  # u <= the book's id: already in the book
+    holes: int = 0  # U beyond the book's id + 1: missed events, book discarded
+    resyncs: int = 0  # snapshots applied after the first
+    snapshots_too_old: int = 0
+    buffered_max: int = 0
+
+
+@dataclass
+class DepthSync:
+    """One symbol's local book kept in sync with a Binance-style depth stream."""
+
+    symbol: str
+    book: OrderBook = field(default_factory=OrderBook)
+    last_update_id: int = -1  # -1: not synced
+    buffer: list[tuple[int, int, list, list]] = field(default_factory=list)
+    stats: SyncStats = field(default_factory=SyncStats)
+    want_snapshot: bool = True  # the caller should request one (and clear this)
+
+    def __post_init__(self):
+        self.book.symbol = self.symbol
+
+    @property
+    def synced(self) -> bool:
+        return self.last_update_id >= 0
+
+    def on_event(self, first: int, last: int, bids: list, asks: list) -> bool:
+        """Apply or buffer one depthUpdate (levels already parsed: ``levels()``); True when the
+        book changed."""
+        if not self.synced:
+            self.buffer.append((first, last, bids, asks))
+            self.stats.buffered_max = max(self.stats.buffered_max, len(self.buffer))
+            return False
+        if last <= self.last_update_id:
+            self.stats.stale += 1
+            return False
+        if first > self.last_update_id + 1:
+            self.stats.holes += 1
+            self._desync()
+            self.buffer.append((first, last, bids, asks))
+            return False
+        self._apply(last, bids, asks)
+        return True
+
+    def on_snapshot(self, last_update_id: int, bids: list, asks: list) -> bool:
+        """Install a snapshot and replay the buffer; False if the snapshot is older than the buffer
+        (Binance: fetch another)."""
+        if self.buffer and last_update_id < self.buffer[0][0] - 1:
+            self.stats.snapshots_too_old += 1
+            self.want_snapshot = True
+            return False
+        self.book = OrderBook(self.symbol)
+        for p, q in bids:
+            self.book.bids.set_level(p, q)
+        for p, q in asks:
+            self.book.asks.set_level(p, q)
+        if self.stats.applied or self.stats.holes:
+            self.stats.resyncs += 1
+        self.last_update_id = last_update_id
+        pending, self.buffer = self.buffer, []
+        for first, last, b, a in pending:
+            if last <= last_update_id:
+                continue  # already in the snapshot
+            if first > self.last_update_id + 1:  # the stream lost events while we waited
+                self.stats.holes += 1
+                self._desync()
+                self.buffer = [(first, last, b, a)]
+                return False
+            self._apply(last, b, a)
+        return True
+
+    def _apply(self, last: int, bids: list, asks: list) -> None:
+        book = self.book
+        for p, q in bids:
+            book.bids.set_level(p, q)
+        for p, q in asks:
+            book.asks.set_level(p, q)
+        self.last_update_id = last
+        self.stats.applied += 1
+
+    def _desync(self) -> None:
+        self.last_update_id = -1
+        self.buffer = []
+        self.want_snapshot = True
+
+
+def levels(raw) -> list[tuple[int, int]]:
+    """[["101.23", "300"], ...] -> [(1012300, 300), ...]; all parsed before any is applied, so a
+    malformed event never half-changes a book."""
+    try:
+        return [(parse_price(p), int(q)) for p, q in raw]
+    except (TypeError, ValueError) as e:
+        raise WsFeedError(f"bad price level in {str(raw)[:60]}: {e}") from None
+
+
+def decode_event(text: bytes | str) -> dict:
+    """json.loads with the fields a feed handler needs checked: one WsFeedError otherwise."""
+    try:
+        msg = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WsFeedError(f"market data is not JSON: {e}") from None
+    if not isinstance(msg, dict):
+        raise WsFeedError("market data event is not a JSON object")
+    if msg.get("e") == "depthUpdate":
+        missing = [k for k in ("s", "U", "u", "b", "a") if k not in msg]
+    elif "result" in msg or "error" in msg or "status" in msg:
+        return msg  # an answer to one of our requests
+    elif "u" in msg and "b" in msg:
+        missing = [k for k in ("s", "B", "a", "A") if k not in msg]  # bookTicker
+    else:
+        raise WsFeedError(f"unknown market data event: {str(text)[:80]}")
+    if missing:
+        raise WsFeedError(f"{msg.get('e', 'bookTicker')} event without {', '.join(missing)}")
+    return msg
+
+
+class WsClient:
+    """A WebSocket client on our own non-blocking socket, using ``websockets``' Sans-I/O protocol.
+
+    The library's threaded and asyncio clients read the socket themselves; a feed handler wants
+    to: ``recvmsg_into`` with the kernel's receive stamp, from a busy-poll loop or an event loop.
+    The protocol object does the framing, masking, ping/pong and close handshake.
+    """
+
+    def __init__(self, url: str, rx_factory, connect_timeout_s: float = 5.0):
+        import socket
+        import time
+
+        from websockets.client import ClientProtocol
+        from websockets.http11 import Response
+        from websockets.uri import parse_uri
+
+        uri = parse_uri(url)
+        deadline = time.monotonic() + connect_timeout_s
+        while True:
+            try:
+                self.sock = socket.create_connection((uri.host, uri.port), timeout=1.0)
+                break
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise ConnectionError(f"cannot connect to market data {url}: {e.strerror or e}") from None
+                time.sleep(0.1)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.protocol = ClientProtocol(uri, max_size=None)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        self.sock.settimeout(0.2)
+        while True:
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"market data {url} never completed the WebSocket handshake")
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                raise ConnectionError(f"market data {url} closed the connection during the handshake")
+            self.protocol.receive_data(data)
+            events = self.protocol.events_received()
+            if events and isinstance(events[0], Response):
+                if self.protocol.handshake_exc is not None:
+                    raise ConnectionError(f"market data {url} refused the WebSocket handshake: "
+                                          f"{self.protocol.handshake_exc}")  # fmt: skip
+                self.early = [e.data for e in events[1:] if getattr(e, "opcode", None) == 1]
+                break
+        self.sock.setblocking(False)
+        self.rx = rx_factory(self.sock)
+        self.closed = False
+        self._next_id = 1
+
+    def _flush(self) -> None:
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                self.sock.sendall(chunk)
+
+    def request(self, method: str, params) -> int:
+        rid = self._next_id
+        self._next_id += 1
+        self.protocol.send_text(json.dumps({"id": rid, "method": method, "params": params}).encode())
+        self._flush()
+        return rid
+
+    def receive(self, buf) -> tuple[int, list[bytes]] | None:
+        """One ``recv``: (kernel receive stamp, text payloads); None when nothing is waiting.
+        Pings are answered here; a close from the venue sets ``closed``."""
+        if self.closed:
+            return None
+        try:
+            n, kernel_rx = self.rx.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:  # reset by the peer
+            self.closed = True
+            return None
+        if n == 0:
+            self.closed = True
+            self.protocol.receive_eof()
+            return kernel_rx, []
+        self.protocol.receive_data(bytes(buf[:n]))
+        out = []
+        for frame in self.protocol.events_received():
+            if frame.opcode == 1:  # TEXT
+                out.append(frame.data)
+            elif frame.opcode == 8:  # CLOSE
+                self.closed = True
+        self._flush()
+        return kernel_rx, out
+
+    def close(self) -> None:
+        try:
+            if not self.closed:
+                self.protocol.send_close(1000, "trader stopping")
+                self._flush()
+        except OSError:
+            pass
+        self.sock.close()

@@ -1,0 +1,254 @@
+"""The Binance-style WebSocket feed: the documented book sync, the venue's publisher, and the
+trader against the real venue (and a real WebSocket server that sends garbage) over loopback."""
+
+import asyncio
+import glob
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+
+import pytest
+from test_pipeline_venue import start_venue
+
+from conftest import run_cli
+from tickscope.collectors.session import Session
+from tickscope.pipeline.binance import (
+    DepthPublisher,
+    DepthSync,
+    WsFeedError,
+    decode_event,
+    levels,
+    parse_price,
+    price_text,
+)
+from tickscope.pipeline.launch import free_port
+from tickscope.pipeline.venue import SyntheticFlow
+
+
+def lv(*pairs):
+    return [(parse_price(p), q) for p, q in pairs]
+
+
+def test_prices_round_trip_without_floats():
+    assert (
+        parse_price("101.23") == 1_012_300
+        and parse_price("7") == 70_000
+        and price_text(1_012_300) == "101.2300"
+    )
+    for bad in ("1.23456", "-1", "abc", "1e3", ""):
+        with pytest.raises(ValueError):
+            parse_price(bad)
+
+
+def test_sync_buffers_until_the_snapshot_then_drops_what_it_holds():
+    s = DepthSync("AAPL")
+    assert s.on_event(5, 7, lv(("100", 1)), []) is False and not s.synced
+    s.on_event(8, 9, lv(("100", 2)), lv(("101", 5)))
+    s.on_event(10, 10, [], lv(("101", 0)))
+    assert s.on_snapshot(8, lv(("100", 9), ("99", 3)), lv(("101", 4)))
+    # 5..7 was in the snapshot (dropped); 8..9 straddles lastUpdateId + 1 (applied); then 10.
+    assert s.last_update_id == 10 and s.book.l2() == ({1_000_000: 2, 990_000: 3}, {})
+    assert s.on_event(9, 10, lv(("100", 77)), []) is False and s.stats.stale == 1, "u <= id: stale, dropped"
+    assert s.on_event(11, 12, [], lv(("102", 1))) and s.book.asks.best() == 1_020_000
+
+
+def test_a_hole_discards_the_book_and_asks_for_a_new_snapshot():
+    s = DepthSync("AAPL")
+    s.want_snapshot = False
+    s.on_snapshot(10, lv(("100", 1)), lv(("101", 1)))
+    assert s.on_event(11, 11, lv(("100", 2)), [])
+    assert s.on_event(13, 14, lv(("100", 3)), []) is False  # 12 is missing
+    assert s.stats.holes == 1 and not s.synced and s.want_snapshot and s.buffer
+    s.want_snapshot = False
+    assert s.on_snapshot(14, lv(("100", 3)), lv(("101", 1)))
+    assert s.synced and s.stats.resyncs == 1 and s.book.bids.best_size() == 3
+
+
+def test_a_snapshot_older_than_the_buffer_is_refused():
+    s = DepthSync("AAPL")
+    s.want_snapshot = False
+    s.on_event(50, 52, lv(("100", 1)), [])
+    assert s.on_snapshot(40, [], []) is False and s.want_snapshot and s.stats.snapshots_too_old == 1
+
+
+def test_publisher_and_sync_agree_through_lost_events_and_resyncs():
+    """The venue's own books, published; events lost at random; the trader-side sync re-snapshots
+    on every hole; at the end every synced book equals the venue's book level for level."""
+    rng = random.Random(3)
+    flow = SyntheticFlow(["AAPL", "MSFT", "NVDA"], seed=5)
+    pub = DepthPublisher(flow.books)
+    syncs = {b.symbol: DepthSync(b.symbol) for b in flow.books.values()}
+    lost = 0
+    for step in range(6000):
+        for _ in range(4):
+            msg = flow.next_message(step)
+            pub.touched(int.from_bytes(msg[1:3], "big"))
+        for _stream, text in pub.events(step):
+            m = decode_event(text)
+            if "e" not in m:
+                continue  # bookTicker
+            if rng.random() < 0.01:
+                lost += 1
+                continue
+            sync = syncs[m["s"]]
+            sync.on_event(m["U"], m["u"], levels(m["b"]), levels(m["a"]))
+        for sym, sync in syncs.items():
+            if sync.want_snapshot and rng.random() < 0.3:  # the answer arrives a few events later
+                sync.want_snapshot = False
+                snap = pub.snapshot(sym)
+                sync.on_snapshot(snap["lastUpdateId"], levels(snap["bids"]), levels(snap["asks"]))
+    for sync in syncs.values():
+        if not sync.synced:
+            snap = pub.snapshot(sync.symbol)
+            assert sync.on_snapshot(snap["lastUpdateId"], levels(snap["bids"]), levels(snap["asks"]))
+    assert lost > 100 and sum(s.stats.holes for s in syncs.values()) > 50
+    for book in flow.books.values():
+        assert syncs[book.symbol].book.l2() == book.l2(), book.symbol
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"e": "depthUpdate", "s": "AAPL", "U": 1, "b": [], "a": []}', "without u"),
+        (b'{"u": 5, "s": "AAPL", "b": "1.0", "a": "2.0"}', "without B, A"),
+        (b'{"e": "trade", "s": "AAPL"}', "unknown market data event"),
+    ],
+)
+def test_malformed_events_are_one_clear_error(text, needle):
+    with pytest.raises(WsFeedError, match=needle):
+        decode_event(text)
+
+
+def test_a_malformed_level_changes_nothing():
+    with pytest.raises(WsFeedError, match="bad price level"):
+        levels([["100.5", "3"], ["oops", "1"]])
+
+
+def trader_stats(ring_dir):
+    (path,) = glob.glob(str(ring_dir / "trader.*.stats.json"))
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_trader(ring_dir, fix_port, ws_url, *args, timeout=60):
+    env = dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir))
+    return subprocess.run([sys.executable, "-m", "tickscope.pipeline.trader", "--feed", "ws", "--ws-url", ws_url,
+                           "--fix-port", str(fix_port), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+@pytest.mark.parametrize("loop", ["busy", "asyncio"])
+def test_trader_resyncs_on_every_hole_the_venue_makes(tmp_path, loop):
+    ws_port = free_port()
+    venue, _, fix_port = start_venue("--feed", "ws", "--ws-port", str(ws_port), "--rate", "4000", "--duration", "3",
+                                     "--ws-skip-every", "150", "--wait-logon")  # fmt: skip
+    try:
+        out = run_trader(tmp_path, fix_port, f"ws://127.0.0.1:{ws_port}/ws", "--loop", loop)
+    finally:
+        venue.wait(20)
+    assert out.returncode == 0, out.stderr
+    skipped = json.loads(venue.stderr.read().split("published ", 1)[1].split("\n")[0].replace("'", '"'))
+    stats = trader_stats(tmp_path)
+    ws = stats["ws"]
+    assert skipped["skipped_events"] > 20
+    # A lost event is a hole unless it was lost while the book waited for a snapshot anyway (or
+    # before the trader subscribed): the snapshot covers those.
+    assert 0.8 * skipped["skipped_events"] <= ws["holes"] <= skipped["skipped_events"]
+    assert ws["resyncs"] >= ws["holes"] - 4 and ws["malformed"] == 0 and ws["request_errors"] == 0
+    assert ws["ticker_checked"] > 100 and ws["ticker_mismatches"] == 0, (
+        "the synced book matches the venue's tops"
+    )
+    assert stats["feed_gaps"] == ws["holes"]
+    assert stats["orders_sent"] > 0 and stats["orders_acked"] == stats["orders_sent"]
+
+
+class GarbageServer(threading.Thread):
+    """A real WebSocket server that answers the trader's requests, then sends bad events."""
+
+    BAD = ["{oops", '{"e": "depthUpdate", "s": "AAPL", "U": 1}', '{"e": "depthUpdate", "s": "ZZZZ", "U": 1, "u": 1, '
+           '"b": [], "a": []}', '{"e": "depthUpdate", "s": "AAPL", "U": 1, "u": 2, "b": [["x", "1"]], "a": []}']  # fmt: skip
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.ready = threading.Event()
+
+    def run(self):
+        asyncio.run(self.main())
+
+    async def main(self):
+        from websockets.asyncio.server import serve
+
+        async def handler(ws):
+            async for text in ws:
+                req = json.loads(text)
+                if req["method"] == "SUBSCRIBE":
+                    await ws.send(json.dumps({"result": None, "id": req["id"]}))
+                elif req["params"]["symbol"] == "AAPL":
+                    await ws.send(json.dumps({"id": req["id"], "status": 200, "result": {
+                        "lastUpdateId": 10, "bids": [["100.00", "5"]], "asks": [["100.10", "5"]]}}))  # fmt: skip
+                    for bad in self.BAD:
+                        await ws.send(bad)
+                    await ws.send('{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[["100.00","7"]],"a":[]}')
+                    await ws.close()
+                    return
+                else:
+                    await ws.send(json.dumps({"id": req["id"], "status": 400, "error": {"code": -1121}}))
+
+        async with serve(handler, "127.0.0.1", self.port):
+            self.ready.set()
+            await asyncio.sleep(30)
+
+
+def test_trader_counts_malformed_events_keeps_going_and_stops_when_the_feed_closes(tmp_path):
+    ws_port = free_port()
+    server = GarbageServer(ws_port)
+    server.start()
+    server.ready.wait(5)
+    venue, _, fix_port = start_venue("--rate", "100")  # FIX order entry only: its UDP feed goes nowhere
+    try:
+        out = run_trader(
+            tmp_path, fix_port, f"ws://127.0.0.1:{ws_port}/ws", "--symbols", "MSFT,AAPL", timeout=30
+        )
+    finally:
+        venue.kill()
+        venue.wait()
+    assert out.returncode == 0, out.stderr
+    ws = trader_stats(tmp_path)["ws"]
+    assert ws["malformed"] == len(GarbageServer.BAD) and ws["request_errors"] == 1
+    assert ws["applied"] == 1 and ws["synced"] == ["AAPL"], "the good event after the bad ones was applied"
+    assert "market data skipped" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_trader_gives_up_on_a_websocket_feed_that_is_not_there(tmp_path):
+    venue, _, fix_port = start_venue("--rate", "100")
+    try:
+        out = run_trader(tmp_path, fix_port, f"ws://127.0.0.1:{free_port()}/ws", "--connect-timeout", "1")
+    finally:
+        venue.kill()
+        venue.wait()
+    assert (
+        out.returncode == 2
+        and "cannot connect to market data" in out.stderr
+        and "Traceback" not in out.stderr
+    )
+
+
+def test_profile_with_the_websocket_feed_measures_every_stage(tmp_path):
+    out = run_cli("profile", "--feed", "ws", "--duration", "4s", "--rate", "3k", "--no-live", "--no-perf",
+                  "--no-hiccup", "--out", str(tmp_path / "s"), timeout=90)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    s = Session.load(tmp_path / "s")
+    summary = s.summary()
+    for stage in ("wire_to_read", "feed", "book", "strategy", "risk", "encode", "send", "order_rtt"):
+        assert summary[stage]["count"] > 0, stage
+    assert s.meta["counters"]["dropped_ring_full"] == 0 and s.meta["options"]["pipeline"]["feed"] == "ws"
+    trader = s.meta["subject_stats"]["trader"]
+    assert trader["ws"]["synced"] and trader["orders_acked"] == trader["orders_sent"] > 0
+    bad = run_cli("profile", "--feed", "ws", "--replay", str(tmp_path / "x.itch"), "--no-live")
+    assert bad.returncode == 2 and "--feed itch" in bad.stderr
