@@ -123,7 +123,8 @@ def _session_meta(options: dict) -> dict:
     return meta
 
 
-def _side_collectors(perf: bool, pyspy: bool, pyspy_rate: int, pyspy_nonblocking: bool, hiccup: bool) -> list:
+def _side_collectors(perf: bool, pyspy: bool, pyspy_rate: int, pyspy_nonblocking: bool, hiccup: bool,
+                     hiccup_cpu: int | None = None) -> list:  # fmt: skip
     side = []
     try:
         if perf:
@@ -137,7 +138,7 @@ def _side_collectors(perf: bool, pyspy: bool, pyspy_rate: int, pyspy_nonblocking
         if hiccup:
             from tickscope.collectors.hiccup import HiccupCollector
 
-            side.append(HiccupCollector())
+            side.append(HiccupCollector(cpu=hiccup_cpu))
     except ImportError as e:  # a side collector not built into this install: say so, go on
         typer.echo(f"tickscope: warning: side collector unavailable ({e})", err=True)
     return side
@@ -188,6 +189,11 @@ def profile(
         False, "--pyspy-nonblocking", help="py-spy without pausing the target."
     ),
     hiccup: bool = typer.Option(True, "--hiccup/--no-hiccup", help="Platform jitter meter (hiccup.hlog)."),
+    hiccup_cpu: int | None = typer.Option(
+        None,
+        "--hiccup-cpu",
+        help="Pin the hiccup meter to this CPU (e.g. the trader's isolated core's sibling).",
+    ),
     live: bool | None = typer.Option(
         None, "--live/--no-live", help="Live TUI (default: when stdout is a terminal)."
     ),
@@ -275,7 +281,11 @@ def profile(
         start_subject = functools.partial(start_reference_pipeline, config)
     use_live = want_live(live)
     view = _make_view(use_live, opts.duration_s)
-    side = _side_collectors(perf, pyspy, pyspy_rate, pyspy_nonblocking, hiccup)
+    if hiccup_cpu is not None and hiccup_cpu not in os.sched_getaffinity(0):
+        raise UserError(
+            f"--hiccup-cpu {hiccup_cpu}: not a CPU this process may run on {sorted(os.sched_getaffinity(0))}"
+        )
+    side = _side_collectors(perf, pyspy, pyspy_rate, pyspy_nonblocking, hiccup, hiccup_cpu)
     result = run_profile(opts, start_subject, view=view, side=side, meta=_session_meta(options))
     console = Console()
     state = result.state

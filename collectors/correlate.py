@@ -15,6 +15,10 @@ Rules (stated once, used everywhere):
 - A trace closes once its final point has arrived and a later drain round has begun (its other
   points may sit in a ring drained after the final point's), when nothing arrived for it for
   ``linger_ns`` of collector time, or when the session ends.
+- It also closes after a later drain round once it is *decided*: a tick record of it left out a
+  point that only tick rings declare. A tick ring writes one record per trace, so that point will
+  never come, the trade point cannot be reached as a complete trace, and waiting would only hold
+  memory (most ticks lead to no order: without this rule they all wait out ``linger_ns``).
 Because stages telescope, the stages up to the trade point sum exactly to tick-to-trade.
 """
 
@@ -116,6 +120,23 @@ class Correlator:
         self._round = np.empty(0, np.int64)  # drain round of that arrival
         self.duplicate_stamps = 0
         self.evicted = 0
+        self._rings: list[tuple[int, np.ndarray, bool]] = []  # (src value, columns, is a tick ring)
+
+    def declare_ring(self, index: int, columns, tick: bool) -> None:
+        """Tell the correlator which columns ring ``index`` writes, and whether one record per trace."""
+        self._rings.append((index + 1, np.asarray(columns, np.intp), tick))
+
+    def _decided(self, present: np.ndarray) -> np.ndarray:
+        """Rows (raw column layout) whose tick record left out a point no point ring declares."""
+        decided = np.zeros(present.shape[0], bool)
+        point_cols = {int(c) for _, cols, tick in self._rings if not tick for c in cols}
+        for value, cols, tick in self._rings:
+            only_tick = [int(c) for c in cols if int(c) not in point_cols and c < present.shape[1]]
+            if not tick or not only_tick:
+                continue
+            delivered = (self._src == value).any(axis=1)
+            decided |= delivered & ~present[:, only_tick].all(axis=1)
+        return decided
 
     def advance(self) -> None:
         """Begin a drain round: the caller drains every ring once before the next call."""
@@ -196,7 +217,8 @@ class Correlator:
         if force:
             close = np.ones(self._ids.size, bool)
         else:
-            close = (final & (self._round < self.round)) | (self._arrived < now_ns - self.linger_ns)
+            settled = (final | self._decided(self._ts != 0)) & (self._round < self.round)
+            close = settled | (self._arrived < now_ns - self.linger_ns)
             overflow = self._ids.size - int(close.sum()) - self.max_pending
             if overflow > 0:  # keep memory bounded: close the stalest first
                 stalest = np.argsort(self._arrived)[:overflow]

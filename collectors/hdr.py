@@ -17,6 +17,8 @@ Index arithmetic (hdrh's ``_counts_index_for``), for v >= 0::
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
@@ -130,8 +132,13 @@ def add_into(dst: HdrHistogram, src: HdrHistogram) -> None:
 
 
 def reset(hist: HdrHistogram) -> None:
+    """hdrh's reset, without its Python loop over every bucket (it dominated the 1 s interval roll)."""
     counts_view(hist)[:] = 0
-    hist.reset()
+    hist.total_count = 0
+    hist.min_value = sys.maxsize
+    hist.max_value = 0
+    hist.start_time_stamp_msec = sys.maxsize
+    hist.end_time_stamp_msec = 0
 
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)

@@ -101,7 +101,8 @@ class ProfileOptions:
     interval_s: float = 1.0
     out: Path | None = None
     name: str = "session"
-    poll_s: float = 0.005
+    poll_s: float = 0.005  # first sleep between polls; then adapted to how fast the rings fill
+    poll_max_s: float = 0.02
     refresh_s: float = 0.2
     expected_interval_ns: int = 0
     extra_meta: dict = field(default_factory=dict)
@@ -160,7 +161,14 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
                 warnings.append(f"{s.name}: failed to start ({e})")
         if view:
             view.start()
-        code, message, status = _collect(opts, collector, subject, view, side_started)
+        cpu0 = time.thread_time()  # this thread drains, correlates and ingests: the collector's cost
+        try:
+            code, message, status = _collect(opts, collector, subject, view, side_started)
+        finally:
+            cpu = time.thread_time() - cpu0
+            drained = sum(src.reader.drained for src in collector.sources)
+            writer.meta["collector_cpu"] = {"seconds": round(cpu, 3),
+                                            "ns_per_record": round(cpu * 1e9 / drained, 1) if drained else None}  # fmt: skip
     except KeyboardInterrupt:
         status, code, message = "interrupted", 130, "interrupted: session saved up to now"
     finally:
@@ -189,8 +197,10 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
 def _collect(opts, collector: Collector, subject: Subject, view, side) -> tuple[int, str | None, str]:
     start = monotonic_ns()
     next_refresh = start
+    sleep_s = opts.poll_s
     while True:
         busy = collector.poll() >= collector.BATCH
+        sleep_s = collector.next_sleep(sleep_s, ceiling_s=opts.poll_max_s)
         now = monotonic_ns()
         elapsed = (now - start) / 1e9
         if view and now >= next_refresh:
@@ -200,8 +210,8 @@ def _collect(opts, collector: Collector, subject: Subject, view, side) -> tuple[
             return 0, None, "complete"
         if opts.duration_s is not None and elapsed >= opts.duration_s:
             return 0, None, "complete"
-        if not busy:
-            time.sleep(opts.poll_s)
+        if not busy and sleep_s:
+            time.sleep(sleep_s)
 
 
 def _latest(s) -> dict:

@@ -66,6 +66,7 @@ class RingReader:
         self.records = np.frombuffer(self.mm, dtype=self.dtype, count=self.capacity, offset=L.DATA_OFFSET)
         self.tail = int(self._u64[L.OFF_TAIL // 8])
         self.drained = 0
+        self._alive_until = 0  # monotonic ns until which the writer counts as alive (cached)
         self._u64[L.OFF_READER_HEARTBEAT_NS // 8] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         struct.pack_into("<I", self.mm, L.OFF_READER_PID, os.getpid())
 
@@ -137,9 +138,20 @@ class RingReader:
         """Every record the writer tried to write: published plus dropped because full."""
         return self.head + self.dropped_full
 
+    LIVENESS_CHECK_NS = 50_000_000  # /proc reads cost ~20 us; a death noticed 50 ms late is fine
+
     def writer_alive(self) -> bool:
         if self.writer_closed:
             return False
+        now = time.monotonic_ns()
+        if now < self._alive_until:
+            return True
+        alive = self._writer_alive_now()
+        if alive:
+            self._alive_until = now + self.LIVENESS_CHECK_NS
+        return alive
+
+    def _writer_alive_now(self) -> bool:
         try:
             os.kill(self.writer_pid, 0)
         except ProcessLookupError:

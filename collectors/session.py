@@ -267,7 +267,9 @@ class Session:
     def tags(self) -> list[str]:
         """Every tag with data: stages in pipeline order first, then the rest (tick_to_trade, ...)."""
         stage_names = self.stages
-        rest = [t for t in self.intervals if t not in stage_names]
+        known = ["tick_to_trade", "tick_to_decision", "tick_to_trade_co", "tick_to_decision_co"]
+        rest = [t for t in known if t in self.intervals and t not in stage_names]
+        rest += [t for t in self.intervals if t not in stage_names and t not in known]
         return [s for s in stage_names if s in self.intervals] + rest
 
     @property

@@ -260,14 +260,16 @@ def attach(rings: list[Path], out: Path | None = None, duration_s: float | None 
     status = "complete"
     try:
         next_draw = 0.0
+        sleep_s = 0.005
         while duration_s is None or time.monotonic() - start < duration_s:
             busy = collector.poll() >= collector.BATCH
+            sleep_s = collector.next_sleep(sleep_s)
             now = time.monotonic()
             if now >= next_draw:
                 view.update(collector.live, {}, now - start, duration_s)
                 next_draw = now + 0.2
-            if not busy:
-                time.sleep(0.005)
+            if not busy and sleep_s:
+                time.sleep(sleep_s)
     except KeyboardInterrupt:
         status = "interrupted"
     finally:

@@ -75,7 +75,8 @@ def test_missing_target_command(tmp_path):
 
 @pytest.mark.parametrize("flag, value, needle", [("--duration", "5x", "not a duration"),
                                                  ("--rate", "fast", "not a rate"),
-                                                 ("--warmup", "-1s", "not a duration")])  # fmt: skip
+                                                 ("--warmup", "-1s", "not a duration"),
+                                                 ("--hiccup-cpu", "4096", "not a CPU this process may run on")])  # fmt: skip
 def test_bad_flag_values_are_one_line(tmp_path, flag, value, needle):
     out = run_cli("profile", flag, value, "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "10")
     assert_one_line_error(out, needle)

@@ -77,6 +77,28 @@ def test_open_traces_wait_for_late_points_then_close_after_linger():
     assert c.pending == 0 and list(out.values[TICK_TO_DECISION]) == [100]
 
 
+def test_a_tick_record_that_left_a_point_out_closes_without_waiting_out_the_linger():
+    """Ring 0 (tick) declares a..c, ring 1 (points) declares d. A tick record missing c can never
+    gain it: the trace is decided after the next drain round. One with a..c waits for d."""
+    c = Correlator(schema("a", "b", "c", "d", trade="d"), linger_ns=10**12)
+    c.declare_ring(0, [0, 1, 2], tick=True)
+    c.declare_ring(1, [3], tick=False)
+    c.advance()
+    c.add_rows(*rows((1, [100, 130, 0, 0]), (2, [100, 110, 170, 0])))
+    assert c.flush(now_ns=1000).complete == 0, "not before another drain round"
+    c.advance()
+    out = c.flush(now_ns=1000)
+    assert list(out.values[TICK_TO_DECISION]) == [30] and c.pending == 1
+    # A point ring may still declare c: then nothing is decided early.
+    c2 = Correlator(schema("a", "b", "c", "d", trade="d"), linger_ns=10**12)
+    c2.declare_ring(0, [0, 1, 2], tick=True)
+    c2.declare_ring(1, [2, 3], tick=False)
+    c2.advance()
+    c2.add_rows(*rows((1, [100, 130, 0, 0])))
+    c2.advance()
+    assert c2.flush(now_ns=1000).complete == 0 and c2.pending == 1
+
+
 def test_negative_stages_are_counted_as_clock_skew():
     c = Correlator(schema("a", "b", "c"))
     c.add_rows(*rows((1, [100, 90, 300])))
@@ -128,3 +150,40 @@ def test_collector_joins_a_tick_ring_and_a_point_ring_of_one_pipeline(ring_dir):
     assert totals[TICK_TO_TRADE].get_value_at_percentile(50) == 300
     counters = col.counter_dict()
     assert counters["traces_complete"] == 100 and counters["produced"] == counters["drained"] == 200
+
+
+def test_rings_join_the_pipeline_order_in_creation_order_not_file_name_order(ring_dir):
+    """The trader's layout: a tick ring, then a point ring of later points with no point in common.
+    'trader-orders.*.ring' sorts before 'trader.*.ring'; found in one pass, creation order decides."""
+    tick = TickWriter([Point("md.rx"), Point("signal", stage="strategy")], name="trader")
+    orders = PointWriter([Point("order.tx", stage="send", trade=True), Point("ack.rx", stage="order_rtt")],
+                         name="trader-orders")  # fmt: skip
+    assert sorted(p.name for p in ring_dir.iterdir())[0].startswith("trader-orders")
+    col = Collector(ring_dir)
+    t = tick.stamps
+    base = monotonic_ns()
+    for seq in range(1, 51):
+        t[0], t[1] = base + 1000 * seq, base + 1000 * seq + 100
+        t = tick.commit(seq)
+        if seq % 2:
+            orders.record(0, seq, ts=base + 1000 * seq + 300)
+            orders.record(1, seq, ts=base + 1000 * seq + 900)
+    col.poll()
+    col.finish()
+    assert col.schema.order_names == ["md.rx", "signal", "order.tx", "ack.rx"]
+    c = col.counter_dict()
+    assert c["traces_complete"] == 50 and c["traces_incomplete"] == 0 and c["traces_clock_skew"] == 0
+    assert (
+        col.hists.total[TICK_TO_TRADE].total_count == 25
+        and col.hists.total[TICK_TO_DECISION].total_count == 25
+    )
+
+
+def test_the_collector_polls_rarely_when_rings_fill_slowly_and_at_once_when_they_fill_fast():
+    c = Collector.__new__(Collector)
+    c.fill = 0.0
+    assert c.next_sleep(0.005) == 0.01 and c.next_sleep(0.02) == 0.02, "backs off to the ceiling"
+    c.fill = 0.1
+    assert c.next_sleep(0.02) == 0.01
+    c.fill = 0.3
+    assert c.next_sleep(0.02) == 0.0, "a ring a quarter full: poll again at once"

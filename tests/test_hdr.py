@@ -91,3 +91,18 @@ def test_coordinated_omission_correction_matches_record_corrected_value(values, 
     for v in values:
         ref.record_corrected_value(v, interval)
     assert bulk.encode() == ref.encode() and bulk.total_count == ref.total_count
+
+
+def test_reset_leaves_a_histogram_like_a_new_one():
+    from tickscope.collectors.hdr import reset
+
+    h = new_histogram()
+    for v in (1, 500, 10**9):
+        h.record_value(v)
+    reset(h)
+    fresh = new_histogram()
+    assert h.total_count == 0 and h.get_max_value() == fresh.get_max_value()
+    assert h.get_min_value() == fresh.get_min_value() and h.encode() == fresh.encode()
+    h.record_value(42)
+    fresh.record_value(42)
+    assert h.encode() == fresh.encode()
