@@ -1,0 +1,49 @@
+"""False alarms of ``tickscope compare`` on the real pipeline: same build, same rate, repeated.
+
+    python benchmarks/bench_compare.py [--pairs 20] [--duration 8] [--rate 10000]
+
+Runs 2 x pairs profile sessions of the bundled pipeline back to back and compares each pair
+(run 2k against run 2k+1) with the default thresholds. Target (issue 5): no regression in at
+least 19 of 20 pairs. Prints each pair's flagged rows, the tally, and one JSON line.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tickscope.reports.compare import compare_sessions
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=20)
+    ap.add_argument("--duration", type=float, default=8)
+    ap.add_argument("--rate", type=int, default=10_000)
+    args = ap.parse_args()
+    d = Path(tempfile.mkdtemp(prefix="tickscope-bench-compare-"))
+    t0 = time.monotonic()
+    runs = []
+    for i in range(2 * args.pairs):
+        out = d / f"run{i:02d}"
+        cmd = [sys.executable, "-m", "tickscope.main", "profile", "--duration", f"{args.duration}s", "--warmup", "1s",
+               "--rate", str(args.rate), "--no-live", "--no-perf", "--no-hiccup", "--out", str(out)]  # fmt: skip
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"run {i} failed: {r.stderr.strip().splitlines()[-1:]}")
+        runs.append(out)
+        print(f"run {i + 1}/{2 * args.pairs} done ({time.monotonic() - t0:.0f}s)", file=sys.stderr)
+    clean, flagged = 0, []
+    for k in range(args.pairs):
+        c = compare_sessions([runs[2 * k]], [runs[2 * k + 1]])
+        rows = [
+            (r.tag, r.percentile, round(r.change * 100, 1), round(r.ci_low * 100, 1)) for r in c.regressions
+        ]
+        clean += not rows
+        flagged.append(rows)
+        print(f"pair {k + 1:2d}: {'no regression' if not rows else rows}")
+    print(f"{clean}/{args.pairs} same-build pairs without a regression (target >= 19/20 at 20 pairs)")
+    print(json.dumps({"pairs": args.pairs, "clean": clean, "flagged": flagged, "duration_s": args.duration,
+                      "rate": args.rate}))  # fmt: skip
