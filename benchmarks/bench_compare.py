@@ -4,7 +4,9 @@
 
 Runs 2 x pairs profile sessions of the bundled pipeline back to back and compares each pair
 (run 2k against run 2k+1) with the default thresholds. Target (issue 5): no regression in at
-least 19 of 20 pairs. Prints each pair's flagged rows, the tally, and one JSON line.
+least 19 of 20 pairs. Then the same sessions as groups of 3 runs per side (``--vs``), the way
+the README recommends gating on a shared machine. Prints the flagged rows, the tallies, and one
+JSON line.
 """
 
 import argparse
@@ -45,5 +47,14 @@ if __name__ == "__main__":
         flagged.append(rows)
         print(f"pair {k + 1:2d}: {'no regression' if not rows else rows}")
     print(f"{clean}/{args.pairs} same-build pairs without a regression (target >= 19/20 at 20 pairs)")
-    print(json.dumps({"pairs": args.pairs, "clean": clean, "flagged": flagged, "duration_s": args.duration,
-                      "rate": args.rate}))  # fmt: skip
+    groups = clean3 = 0
+    for i in range(0, len(runs) - 5, 6):
+        c = compare_sessions(runs[i : i + 3], runs[i + 3 : i + 6])
+        groups += 1
+        clean3 += not c.regressions
+        print(
+            f"3 vs 3 runs #{groups}: {'no regression' if not c.regressions else [(r.tag, r.percentile) for r in c.regressions]}"
+        )
+    print(f"{clean3}/{groups} same-build comparisons of 3 runs per side without a regression")
+    print(json.dumps({"pairs": args.pairs, "clean": clean, "flagged": flagged, "groups_3v3": groups,
+                      "clean_3v3": clean3, "duration_s": args.duration, "rate": args.rate}))  # fmt: skip

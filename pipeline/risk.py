@@ -48,7 +48,7 @@ class RiskChecker:
         self._last_order: dict[tuple, int] = {}
         self.positions: dict[str, int] = {}
         self.open_exposure = 0  # notional of orders sent and not yet done
-        self.filled_exposure = 0
+        self._position_value: dict[str, int] = {}  # |position| x last fill price, per symbol
 
     def kill(self, reason: str) -> None:
         self.killed = True
@@ -81,7 +81,7 @@ class RiskChecker:
                 r = Reject.DUPLICATE
             elif abs(self.positions.get(symbol, 0) + signed) > lim.max_position:
                 r = Reject.MAX_POSITION
-            elif self.open_exposure + self.filled_exposure + notional > lim.credit:
+            elif self.open_exposure + self.position_exposure + notional > lim.credit:
                 r = Reject.CREDIT
             else:
                 recent.append(now_ns)
@@ -91,9 +91,14 @@ class RiskChecker:
         self.counts[r.name] += 1
         return r
 
+    @property
+    def position_exposure(self) -> int:
+        """Gross exposure of the positions (marked at their last fill): a sale that flattens frees credit."""
+        return sum(self._position_value.values())
+
     def on_fill(self, symbol: str, side: bytes, qty: int, price: int) -> None:
-        self.positions[symbol] = self.positions.get(symbol, 0) + (qty if side == b"B" else -qty)
-        self.filled_exposure += qty * price
+        pos = self.positions[symbol] = self.positions.get(symbol, 0) + (qty if side == b"B" else -qty)
+        self._position_value[symbol] = abs(pos) * price
         self.open_exposure = max(0, self.open_exposure - qty * price)
 
     def on_done(self, leaves_qty: int, price: int) -> None:

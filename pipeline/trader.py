@@ -93,8 +93,9 @@ class Trader:
                           "stale_tickers": 0, "request_errors": 0}  # fmt: skip
         self.mold = MoldReceiver()
         self.books = BookSet()
-        self.strategy = ImbalanceStrategy(threshold=args.threshold, qty=args.qty)
         self.risk = RiskChecker(RiskLimits())
+        self.strategy = ImbalanceStrategy(threshold=args.threshold, qty=args.qty, positions=self.risk.positions,
+                                          soft_position=self.risk.limits.max_position * 4 // 5)  # fmt: skip
         self.oms = OrderManager(self.risk)
         self.session = FixSession(args.sender_comp_id, args.target_comp_id, heartbeat_s=args.heartbeat)
         self.template = F.OrderTemplate(args.sender_comp_id, args.target_comp_id)
@@ -104,10 +105,15 @@ class Trader:
         # socket, so under uvloop order.tx is the user-space stamp after send() instead.
         self.tx = TxTimestamps(self.fix, enable=not args.uvloop)
         self.kernel_tx = False
-        self._logon()
-        if args.feed == "ws":
-            self._connect_ws()
+        # The tick ring exists before Logon: the venue starts publishing as soon as we are logged on.
         self.ticks = TickWriter(TICK_POINTS, name="trader", capacity=1 << 15)
+        try:
+            self._logon()
+            if args.feed == "ws":
+                self._connect_ws()
+        except TraderError:
+            self.ticks.close()
+            raise
         clock = "realtime" if self.kernel_tx else "monotonic"
         self.orders_ring = PointWriter([Point("order.tx", stage="send", clock=clock, trade=True),
                                         Point("ack.rx", stage="order_rtt")], name="trader-orders", capacity=1 << 14)  # fmt: skip
@@ -141,8 +147,6 @@ class Trader:
             if time.monotonic() > deadline:
                 raise TraderError(f"venue {self.args.fix_host}:{self.args.fix_port} never answered Logon "
                                   f"within {self.args.logon_timeout:g}s")  # fmt: skip
-            if self.tx.enabled and not self.kernel_tx and self.tx.drain():
-                self.kernel_tx = True  # the kernel stamped our Logon: use kernel transmit stamps
             try:
                 data = self.fix.recv(65536)
             except TimeoutError:
@@ -157,10 +161,14 @@ class Trader:
                     self.fix.sendall(b"".join(got.replies))
                 if got.close:
                     raise TraderError(f"venue refused Logon: {got.reason}")
-        if self.tx.enabled and not self.kernel_tx:
-            time.sleep(0.02)
-            self.kernel_tx = bool(self.tx.drain())
+        # Did the kernel stamp our Logon? Then order.tx uses kernel transmit stamps. Asked only
+        # once the socket is non-blocking: with a timeout set, Python waits for readability even
+        # on MSG_ERRQUEUE|MSG_DONTWAIT, and an error queue never makes a socket readable.
         self.fix.setblocking(False)
+        deadline = time.monotonic() + 0.02
+        while self.tx.enabled and not self.kernel_tx and time.monotonic() < deadline:
+            self.kernel_tx = bool(self.tx.drain())
+            time.sleep(0.001)
 
     def _connect_ws(self) -> None:
         try:
@@ -507,6 +515,7 @@ class Trader:
             "orders_acked": self.acks,
             "fills": self.oms.fills,
             "risk_rejects": dict(self.risk.counts),
+            "signals_held_back": self.strategy.held_back,
             "kill_switch": self.risk.kill_reason or None,
             "oms_invalid_transitions": self.oms.invalid_transitions,
             "oms_unknown_reports": self.oms.unknown_reports,

@@ -2,18 +2,20 @@
 
 Method
 ------
-- Unit of replication: the *run* when a side has five or more sessions, otherwise the
-  *interval* (1 s histograms) of that side's sessions. Never the individual tick: ticks are
-  autocorrelated (a GC pause or a noisy neighbour slows hundreds in a row), so resampling ticks
-  would give confidence intervals far too narrow.
+- Unit of replication: the *interval* (1 s histogram) within a run and the *run* itself, in a
+  two-level bootstrap: draw the runs with replacement, then each drawn run's intervals. Never the
+  individual tick: ticks are autocorrelated (a GC pause or a noisy neighbour slows hundreds in a
+  row), so resampling ticks would give confidence intervals far too narrow. With one run per
+  side only the within-run noise is visible: on a shared machine, run-to-run noise is larger, so
+  gate on several runs per side (``--vs``).
 - Point estimate: the percentile of the merged histograms of each side; change = cand / base - 1.
-- Confidence interval: bootstrap (2,000 resamples, fixed seed) of the units on each side, merging
-  the resampled histograms, taking the percentile on each side, and the 2.5 %..97.5 % quantiles
-  of the ratio.
+- Confidence interval: 2,000 bootstrap resamples (fixed seed) per side, merging the resampled
+  histograms, taking the percentile on each side, and the 2.5 %..97.5 % quantiles of the ratio.
 - Verdict (criterion's rule): ``regression`` only when the whole interval lies above
   +threshold, ``improvement`` only when it lies below -threshold, ``within noise`` when it lies
-  inside ±threshold, otherwise ``inconclusive``. Too few units for an interval: ``inconclusive``.
-- More than 100 intervals are merged into 100 consecutive blocks (a block bootstrap).
+  inside ±threshold, otherwise ``inconclusive``. ``inconclusive`` too with fewer than 5 intervals
+  on a side, or fewer than 10 values beyond the percentile (p99.9 needs 10,000 values per side).
+- More than 100 intervals per side are merged into consecutive blocks (a block bootstrap).
 - Default thresholds: p50 5 %, p90 5 %, p99 10 %, p99.9 20 % (``--threshold p99=15%`` to change).
 
 Works on our sessions and on bare HdrHistogram interval logs of other tools (wrk2, HdrHistogram's
@@ -36,7 +38,8 @@ from .views import _highest_equivalent
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
 DEFAULT_THRESHOLDS = {"p50": 0.05, "p90": 0.05, "p99": 0.10, "p99.9": 0.20}
 RESAMPLES = 2000
-MIN_UNITS = 5
+MIN_UNITS = 5  # intervals (or blocks) per side for a confidence interval
+MIN_TAIL = 10  # values beyond a percentile for it to be compared (p99.9 needs 10,000 values)
 MAX_UNITS = 100  # more intervals than this are merged into consecutive blocks
 
 REGRESSION, IMPROVEMENT, NOISE, INCONCLUSIVE = "regression", "improvement", "within noise", "inconclusive"
@@ -93,41 +96,40 @@ class Comparison:
     def as_dict(self) -> dict:
         return {"verdict": self.verdict, "thresholds": self.thresholds, "baselines": self.baselines,
                 "candidates": self.candidates, "warnings": self.warnings, "rows": [asdict(r) for r in self.rows],
-                "method": "bootstrap over intervals (one run per side) or runs; criterion's rule on the 95% CI"}  # fmt: skip
+                "method": "two-level bootstrap over runs and their 1 s intervals; criterion's rule on the 95% CI"}  # fmt: skip
 
 
-def _units(sessions: list[Session], tag: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], str, object]:
-    """Sparse count vectors (bucket indexes, counts) to resample: one per run, or one per interval."""
-    if len(sessions) >= MIN_UNITS:
-        hists = (s.total(tag) for s in sessions if tag in s.intervals)
-        kind = "runs"
-    else:  # too few runs for a run-level interval: the intervals of all of them
-        hists = (iv.hist for s in sessions for iv in s.intervals.get(tag, []))
-        kind = "intervals"
-    units, ref, layout = [], None, None
-    for h in hists:  # one decoded histogram at a time: a long session would not fit decoded
-        if not h.total_count:
-            continue
-        shape = (h.counts_len, h.unit_magnitude, h.sub_bucket_half_count_magnitude)
-        if layout is not None and shape != layout:
-            raise CompareError(
-                f"{tag}: histograms of different layouts cannot be compared (record with the same settings)"
-            )
-        layout, ref = shape, ref or h
-        counts = counts_view(h)
-        nz = np.flatnonzero(counts)
-        units.append((nz, counts[nz].astype(np.float64)))
+def _units(sessions: list[Session], tag: str) -> tuple[list[list[tuple[np.ndarray, np.ndarray]]], object]:
+    """Per run, its intervals as sparse count vectors (bucket indexes, counts)."""
+    runs, ref, layout = [], None, None
+    for s in sessions:
+        units = []
+        for iv in s.intervals.get(tag, []):  # one decoded histogram at a time: long sessions are big
+            h = iv.hist
+            if not h.total_count:
+                continue
+            shape = (h.counts_len, h.unit_magnitude, h.sub_bucket_half_count_magnitude)
+            if layout is not None and shape != layout:
+                raise CompareError(
+                    f"{tag}: histograms of different layouts cannot be compared (record with the same settings)"
+                )
+            layout, ref = shape, ref or h
+            counts = counts_view(h)
+            nz = np.flatnonzero(counts)
+            units.append((nz, counts[nz].astype(np.float64)))
+        if units:
+            runs.append(units)
     if ref is None:
         raise CompareError(f"{tag}: no recorded values to compare")
-    return units, kind, ref
+    return runs, ref
 
 
-def _blocks(m: np.ndarray) -> np.ndarray:
-    """Merge consecutive units into at most MAX_UNITS blocks: a block bootstrap, which also keeps
-    the correlation between neighbouring intervals inside a block, and bounds the work."""
-    if m.shape[0] <= MAX_UNITS:
+def _blocks(m: np.ndarray, max_units: int) -> np.ndarray:
+    """Merge consecutive intervals into at most ``max_units`` blocks: a block bootstrap, which
+    keeps the correlation between neighbouring intervals inside a block and bounds the work."""
+    if m.shape[0] <= max_units:
         return m
-    starts = np.linspace(0, m.shape[0], MAX_UNITS, endpoint=False).astype(np.int64)
+    starts = np.linspace(0, m.shape[0], max_units, endpoint=False).astype(np.int64)
     return np.add.reduceat(m, starts, axis=0)
 
 
@@ -136,6 +138,31 @@ def _dense(units: list[tuple[np.ndarray, np.ndarray]], used: np.ndarray) -> np.n
     for i, (idx, cnt) in enumerate(units):
         m[i, np.searchsorted(used, idx)] = cnt
     return m
+
+
+class _Side:
+    """One side's interval matrix (intervals x used buckets, blocked per run) and its runs."""
+
+    def __init__(self, runs: list[list[tuple[np.ndarray, np.ndarray]]], used: np.ndarray):
+        per_run = max(1, MAX_UNITS // len(runs))
+        mats = [_blocks(_dense(units, used), per_run) for units in runs]
+        self.matrix = np.vstack(mats)
+        self.run_sizes = np.array([m.shape[0] for m in mats])
+        self.intervals = sum(len(u) for u in runs)
+
+    def resample_weights(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Two-level bootstrap weights (resamples x rows): draw the runs with replacement, then
+        each drawn run's intervals with replacement. One run: the plain interval bootstrap. The
+        run level is what carries run-to-run noise (placement, neighbours, frequency), which no
+        resampling inside one run can see."""
+        r = self.run_sizes.size
+        draws = rng.multinomial(r, np.full(r, 1 / r), size=n) if r > 1 else np.ones((n, 1), np.int64)
+        out = np.empty((n, self.matrix.shape[0]))
+        start = 0
+        for j, k in enumerate(self.run_sizes):
+            out[:, start : start + k] = rng.multinomial(draws[:, j] * k, np.full(k, 1 / k))
+            start += k
+        return out
 
 
 def _percentile_of(cum: np.ndarray, values: np.ndarray, pct: float) -> np.ndarray:
@@ -148,23 +175,23 @@ def _percentile_of(cum: np.ndarray, values: np.ndarray, pct: float) -> np.ndarra
 
 def compare_tag(base: list[Session], cand: list[Session], tag: str, thresholds: dict[str, float],
                 rng: np.random.Generator) -> list[Row]:  # fmt: skip
-    ub, kind_b, ref = _units(base, tag)
-    uc, _kind_c, ref_c = _units(cand, tag)
+    runs_b, ref = _units(base, tag)
+    runs_c, ref_c = _units(cand, tag)
     if (ref.counts_len, ref.unit_magnitude) != (ref_c.counts_len, ref_c.unit_magnitude):
         raise CompareError(f"{tag}: baseline and candidate histograms have different layouts")
     # Only buckets that hold anything matter: it shrinks the bootstrap matrices ~100x.
-    used = np.unique(np.concatenate([idx for idx, _ in ub + uc]))
+    used = np.unique(np.concatenate([idx for run in runs_b + runs_c for idx, _ in run]))
     values = _highest_equivalent(ref)[used].astype(np.float64)
-    Bu, Cu = _blocks(_dense(ub, used)), _blocks(_dense(uc, used))  # units x buckets
-    nb, nc = Bu.shape[0], Cu.shape[0]
-    enough = nb >= MIN_UNITS and nc >= MIN_UNITS
+    B, C = _Side(runs_b, used), _Side(runs_c, used)
+    enough = B.matrix.shape[0] >= MIN_UNITS and C.matrix.shape[0] >= MIN_UNITS
     if enough:
-        # A bootstrap resample = how often each unit is drawn: a multinomial weight per unit.
-        wb = rng.multinomial(nb, np.full(nb, 1 / nb), size=RESAMPLES).astype(np.float64)  # resamples x units
-        wc = rng.multinomial(nc, np.full(nc, 1 / nc), size=RESAMPLES).astype(np.float64)
-        cum_b, cum_c = np.cumsum(wb @ Bu, axis=1), np.cumsum(wc @ Cu, axis=1)  # resamples x buckets
-    all_b = np.cumsum(Bu.sum(axis=0, keepdims=True), axis=1)
-    all_c = np.cumsum(Cu.sum(axis=0, keepdims=True), axis=1)
+        cum_b = np.cumsum(B.resample_weights(rng, RESAMPLES) @ B.matrix, axis=1)  # resamples x buckets
+        cum_c = np.cumsum(C.resample_weights(rng, RESAMPLES) @ C.matrix, axis=1)
+    all_b = np.cumsum(B.matrix.sum(axis=0, keepdims=True), axis=1)
+    all_c = np.cumsum(C.matrix.sum(axis=0, keepdims=True), axis=1)
+    n_b, n_c = all_b[0, -1], all_c[0, -1]
+    units = (f"runs {len(runs_b)}/{len(runs_c)}, " if len(runs_b) + len(runs_c) > 2 else "") + \
+        f"intervals {B.intervals}/{C.intervals}"  # fmt: skip
     rows = []
     for name, pct in PERCENTILES:
         b = float(_percentile_of(all_b, values, pct)[0])
@@ -172,22 +199,18 @@ def compare_tag(base: list[Session], cand: list[Session], tag: str, thresholds: 
         change = c / b - 1 if b else 0.0
         t = thresholds[name]
         lo = hi = None
-        if enough:
+        # A tail percentile needs values beyond it: with fewer than MIN_TAIL above p99.9 it is
+        # the few largest samples, and no resampling makes that an estimate.
+        tail_ok = min(n_b, n_c) * (1 - pct / 100) >= MIN_TAIL
+        if enough and tail_ok:
             ratio = _percentile_of(cum_c, values, pct) / np.maximum(_percentile_of(cum_b, values, pct), 1)
             lo, hi = (float(x) - 1 for x in np.quantile(ratio, [0.025, 0.975]))
-            verdict = (
-                REGRESSION
-                if lo > t
-                else IMPROVEMENT
-                if hi < -t
-                else NOISE
-                if (lo >= -t and hi <= t)
-                else INCONCLUSIVE
-            )
+            verdict = (REGRESSION if lo > t else IMPROVEMENT if hi < -t
+                       else NOISE if (lo >= -t and hi <= t) else INCONCLUSIVE)  # fmt: skip
         else:
             verdict = INCONCLUSIVE
-        rows.append(Row(tag, name, b, c, change, lo, hi, t, verdict, f"{kind_b} {len(ub)}/{len(uc)}"
-                        + (f" in {nb}/{nc} blocks" if (nb, nc) != (len(ub), len(uc)) else "")))  # fmt: skip
+        rows.append(Row(tag, name, b, c, change, lo, hi, t, verdict,
+                        units + ("" if tail_ok else f"; too few values for {name}")))  # fmt: skip
     return rows
 
 
@@ -221,7 +244,11 @@ def compare_sessions(
         warnings += [f"{s.name}: {w}" for w in s.warnings]
     rng = np.random.default_rng(20260101)
     rows = [r for tag in common for r in compare_tag(base, cand, tag, th, rng)]
-    if any(r.verdict == INCONCLUSIVE and r.ci_low is None for r in rows):
+    thin = sorted({f"{r.tag} {r.percentile}" for r in rows if "too few values" in r.units})
+    if thin:
+        warnings.append(f"fewer than {MIN_TAIL} values beyond the percentile on a side, inconclusive: "
+                        f"{', '.join(thin)} (record longer runs)")  # fmt: skip
+    if any(r.ci_low is None and "too few values" not in r.units for r in rows):
         warnings.append(f"fewer than {MIN_UNITS} intervals on a side: no confidence interval, verdict inconclusive "
                         "(record longer runs)")  # fmt: skip
     return Comparison(rows, warnings, [str(p) for p in baselines], [str(p) for p in candidates], th)

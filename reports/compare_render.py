@@ -60,7 +60,7 @@ def markdown(c: Comparison) -> str:
                      f"{_pct(r.change)} | {_ci(r)} | ±{r.threshold * 100:g}% | {verdict} |")  # fmt: skip
     if c.warnings:
         lines += ["", *[f"> warning: {esc(w)}" for w in c.warnings]]
-    lines += ["", f"<sub>Method: bootstrap of {c.rows[0].units.split()[0] if c.rows else 'intervals'}; "
+    lines += ["", f"<sub>Method: bootstrap of runs, then their 1 s intervals ({c.rows[0].units if c.rows else '-'}); "
               "a regression needs the whole 95% interval beyond the threshold.</sub>", ""]  # fmt: skip
     return "\n".join(lines)
 
@@ -127,5 +127,5 @@ def html(c: Comparison) -> str:
 <table><tr><th>stage</th><th>pct</th><th>baseline</th><th>candidate</th><th>change</th><th>95% CI</th><th>verdict</th></tr>{rows}</table>
 {charts}<script>{plotly_js}</script>
 <script>var F={_json_for_script(figures)};Promise.all(Object.keys(F).map(function(k){{return Plotly.newPlot(k,F[k].data,F[k].layout,{{displaylogo:false}});}}))
-.then(function(){{document.body.setAttribute("data-charts-drawn",String(document.querySelectorAll("[data-chart] .main-svg").length));
+.then(function(){{document.body.setAttribute("data-charts-drawn",String(Array.prototype.filter.call(document.querySelectorAll("[data-chart]"),function(d){{return d.querySelector(".main-svg");}}).length));
 document.body.setAttribute("data-js-errors",String(window.__errors.length));}});</script></body></html>"""

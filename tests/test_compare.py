@@ -53,13 +53,42 @@ def test_an_improvement_is_reported_as_such_and_exits_0(sessions, tmp_path):
     assert out.returncode == 0 and "improvement" in out.stdout
 
 
-def test_repeated_runs_per_side_use_runs_as_the_unit(sessions):
+def test_repeated_runs_per_side_resample_runs_then_their_intervals(sessions):
     runs = sessions["same"]
     c = compare_sessions(runs[:6], runs[6:12])
-    assert all(r.units.startswith("runs 6/6") for r in c.rows) and not c.regressions
+    assert all(r.units.startswith("runs 6/6, intervals 180/180") for r in c.rows) and not c.regressions
     assert all(r.ci_low is not None for r in c.rows)
-    few = compare_sessions(runs[:2], runs[2:4])  # too few runs: the intervals of both
-    assert all(r.units.startswith("intervals 60/60") for r in few.rows)
+
+
+def test_run_to_run_noise_widens_the_interval_that_one_run_per_side_cannot_see(tmp_path):
+    """Same build, but every run draws its own speed (placement, neighbours): +-8% per run. One
+    run per side calls that a regression; three runs per side see the run-to-run spread."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+
+    def runs(prefix, n):
+        return [synth_session(tmp_path / f"{prefix}{i}", intervals=20, per_interval=300, seed=int(rng.integers(1e9)),
+                              jitter=0.01, slowdown={s: f for s in STAGES for f in [rng.normal(0, 0.08)]})
+                for i in range(n)]  # fmt: skip
+
+    base, cand = runs("b", 3), runs("c", 3)
+    single = [compare_sessions([b], [c]) for b in base for c in cand]
+    assert sum(bool(x.regressions) for x in single) >= 3, "one run per side: false alarms"
+    pooled = compare_sessions(base, cand)
+    assert not pooled.regressions
+    p50 = next(r for r in pooled.rows if r.tag == "feed" and r.percentile == "p50")
+    one = next(r for r in single[0].rows if r.tag == "feed" and r.percentile == "p50")
+    assert (p50.ci_high - p50.ci_low) > 2 * (one.ci_high - one.ci_low)
+
+
+def test_tail_percentiles_need_values_beyond_them(tmp_path):
+    a = synth_session(tmp_path / "a", intervals=10, per_interval=200, seed=1)  # 2,000 values
+    b = synth_session(tmp_path / "b", intervals=10, per_interval=200, seed=2, slowdown={"risk": 1.0})
+    c = compare_sessions([a], [b])
+    risk = {r.percentile: r for r in c.rows if r.tag == "risk"}
+    assert risk["p50"].verdict == REGRESSION and risk["p99.9"].verdict == "inconclusive"
+    assert "too few values for p99.9" in risk["p99.9"].units and any("risk p99.9" in w for w in c.warnings)
 
 
 def test_cli_exit_codes_and_every_output(sessions, tmp_path):

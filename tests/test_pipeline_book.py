@@ -81,3 +81,17 @@ def test_strategy_fires_on_imbalance_then_cools_down():
     assert s.on_book(book, 5000) == (b"S", 10, 100)
     book.add(4, b"B", 100, 1200)
     assert s.on_book(book, 9000) is None  # balanced: no trade
+
+
+def test_strategy_only_trades_back_towards_flat_past_its_soft_position():
+    book = OrderBook("X")
+    book.add(1, b"B", 100, 900)
+    book.add(2, b"S", 101, 100)
+    positions = {"X": 95}
+    s = ImbalanceStrategy(threshold=0.6, qty=10, cooldown_ns=0, positions=positions, soft_position=100)
+    assert s.on_book(book, 0) is None and s.held_back == 1, "buying 10 more would pass +100"
+    positions["X"] = 85
+    assert s.on_book(book, 1) == (b"B", 10, 101)
+    positions["X"] = -100
+    book.add(3, b"S", 101, 4000)
+    assert s.on_book(book, 2) is None, "selling more would pass -100"

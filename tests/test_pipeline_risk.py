@@ -45,6 +45,9 @@ def test_credit_limit_on_gross_exposure():
     r.on_fill("X", b"B", 600, MID)
     assert r.check("X", b"B", 400, MID, MID, 0) == Reject.OK  # open 400 + filled 600
     assert r.check("Y", b"B", 1, MID, MID, 10**9) == Reject.CREDIT
+    r.on_done(400, MID)
+    r.on_fill("X", b"S", 600, MID)  # flat again: the position no longer uses credit
+    assert r.position_exposure == 0 and r.check("Y", b"B", 900, MID, MID, 2 * 10**9) == Reject.OK
 
 
 def test_message_rate_limit_per_second():

@@ -141,3 +141,16 @@ def test_report_of_a_missing_session_or_bad_output_is_one_line(tmp_path):
     s = synth_session(tmp_path / "syn", intervals=3, per_interval=50)
     out = run_cli("report", str(s), "-o", str(tmp_path / "no-such-dir" / "r.html"))
     assert out.returncode == 2 and "Traceback" not in out.stderr and "cannot write report" in out.stderr
+
+
+def test_compare_html_renders_in_headless_chromium(tmp_path):
+    exe = chromium()
+    a = synth_session(tmp_path / "a", intervals=8, per_interval=300, stages=["feed", "<b>risk</b>"])
+    b = synth_session(tmp_path / "b", intervals=8, per_interval=300, seed=2, stages=["feed", "<b>risk</b>"])
+    html = tmp_path / "compare.html"
+    out = run_cli("compare", str(a), str(b), "--html", str(html))
+    assert out.returncode in (0, 1), out.stderr
+    assert "<b>risk</b>" not in html.read_text().split("<body>", 1)[1].split("<script>", 1)[0]
+    dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri())
+    attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom.stdout).group(1)))
+    assert attrs.get("data-js-errors") == "0" and attrs.get("data-charts-drawn") == "3", attrs
