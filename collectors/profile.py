@@ -144,6 +144,10 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
     status, subject, code, message = "complete", None, 0, None
     warnings: list[str] = []
     side_started: list[SideCollector] = []
+    # A closed terminal (SIGHUP) or a polite kill (SIGTERM) ends the session like Ctrl-C does:
+    # the target is stopped (the bundled pipeline runs in its own process groups and would
+    # otherwise be orphaned) and the session is saved.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         try:
             subject = start_subject(env)
@@ -189,9 +193,15 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
         collector.finish(status)
         collector.remove_finished_rings()
         shutil.rmtree(rings, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if collector.ring_errors:
         warnings += collector.ring_errors
     return ProfileResult(out, code, subject_exit, message, collector.live, warnings)
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _collect(opts, collector: Collector, subject: Subject, view, side) -> tuple[int, str | None, str]:

@@ -72,8 +72,8 @@ class LiveStageTable:
 class BreakdownBar:
     """Tick-to-trade split by component: each stage's share of the summed stage percentiles."""
 
-    def __init__(self, state: LiveState, width: int = 60):
-        self.state, self.width = state, width
+    def __init__(self, state: LiveState, width: int = 60, compact: bool = False):
+        self.state, self.width, self.compact = state, width, compact
 
     def shares(self, key: str) -> list[tuple[str, float, int]]:
         src = self.state.last or self.state.cumulative  # live: what the pipeline does now
@@ -81,23 +81,38 @@ class BreakdownBar:
         total = sum(v for _, v in vals) or 1
         return [(s, v / total, v) for s, v in vals]
 
+    def cells(self, shares: list[float]) -> list[int]:
+        """Bar cells per stage summing to exactly ``width`` (largest remainder), at least one for
+        any stage with a share, so a small stage stays visible and the bar never wraps."""
+        raw = [x * self.width for x in shares]
+        n = [int(r) for r in raw]
+        for i in sorted(range(len(raw)), key=lambda i: raw[i] - n[i], reverse=True)[: self.width - sum(n)]:
+            n[i] += 1
+        for i, x in enumerate(shares):
+            if x > 0 and n[i] == 0:
+                n[i] = 1
+                n[max(range(len(n)), key=n.__getitem__)] -= 1
+        return n
+
     def __rich__(self):
         lines = []
-        for key, label in (("p50", "p50"), ("p99", "p99")):
-            bar = Text(f"{label} ")
+        for key in ("p50", "p99"):
+            bar = Text(f"{key} ")
             shares = self.shares(key)
             if not any(v for _, _, v in shares):
                 bar.append("(waiting for complete traces)", style="dim")
                 lines.append(bar)
                 continue
-            for i, (_stage, share, _v) in enumerate(shares):
-                n = max(1 if share > 0 else 0, round(share * self.width))
+            for i, n in enumerate(self.cells([share for _, share, _ in shares])):
                 bar.append("█" * n, style=PALETTE[i % len(PALETTE)])
             lines.append(bar)
-        legend = Text()
-        for i, (stage, share, _v) in enumerate(self.shares("p99")):
+        # Wide terminals: both shares per stage; compact ones keep the legend to one line (p99).
+        legend = Text("p99: " if self.compact else "share at p50/p99: ", style="dim")
+        for i, ((stage, s50, _), (_, s99, _)) in enumerate(
+            zip(self.shares("p50"), self.shares("p99"), strict=True)
+        ):
             legend.append("■ ", style=PALETTE[i % len(PALETTE)])
-            legend.append(f"{stage} {share:.0%}  ")
+            legend.append(f"{stage} {s99:.0%}  " if self.compact else f"{stage} {s50:.0%}/{s99:.0%}  ")
         lines.append(legend)
         return Group(*lines)
 
@@ -170,7 +185,7 @@ def dashboard(state: LiveState, side: dict, elapsed: float, duration: float | No
     )
     parts.append(
         Panel(
-            BreakdownBar(state, bar_width),
+            BreakdownBar(state, bar_width, compact=compact),
             title="tick-to-trade breakdown",
             title_align="left",
             padding=(0, 1),

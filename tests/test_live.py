@@ -33,7 +33,7 @@ def render(renderable, width=80):
 
 def test_breakdown_shows_each_components_share():
     text = render(BreakdownBar(state(), width=40))
-    assert "feed 25%" in text and "strategy 75%" in text  # p99: 5000 vs 15000
+    assert "feed 25%/25%" in text and "strategy 75%/75%" in text  # p50 1000:3000, p99 5000:15000
 
 
 def test_sparkline_and_dashboard_fit_small_and_large_terminals():
@@ -108,3 +108,10 @@ def test_live_attaches_to_running_rings_and_saves(tmp_path):
 def test_live_with_a_missing_ring_dir_is_one_line(tmp_path):
     out = run_cli("live", str(tmp_path / "nope"))
     assert out.returncode == 2 and "no ring directory" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_breakdown_bar_fills_its_width_exactly_and_keeps_small_stages_visible():
+    bar = BreakdownBar(state(), width=40)
+    for shares in ([0.9, 0.001, 0.001, 0.098], [1 / 3] * 3, [0.5, 0.5, 0.0], [0.97] + [0.005] * 6):
+        cells = bar.cells(shares)
+        assert sum(cells) == 40 and all(c >= 1 for c, s in zip(cells, shares, strict=True) if s > 0)

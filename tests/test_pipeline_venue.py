@@ -1,6 +1,7 @@
 """The venue and trader as real processes over loopback: no mocks of either side."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -215,3 +216,29 @@ def test_profile_of_the_bundled_pipeline_measures_every_stage(tmp_path, loop):
         ["pgrep", "-f", "tickscope.pipeline"], capture_output=True, text=True
     ).stdout.split()
     assert [p for p in left if int(p) != os.getpid()] == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_killed_or_hung_up_profile_stops_the_pipeline_and_saves(tmp_path, sig):
+    """A closed terminal (SIGHUP) or `kill` (SIGTERM) of tickscope itself: the venue and trader run
+    in their own process groups, so tickscope must stop them, then save what it has."""
+    env = dict(os.environ)
+    env.pop("TICKSCOPE_RING_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "profile", "--duration", "60s", "--rate", "5k",
+                             "--no-perf", "--no-hiccup", "--no-live", "--out", str(tmp_path / "s")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    log = tmp_path / "s" / "latency.hlog"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (log.exists() and log.read_text().count("\n") > 12):
+        time.sleep(0.2)  # a few intervals recorded
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (proc.returncode, err)
+    s = Session.load(tmp_path / "s")
+    assert s.meta["status"] == "interrupted" and s.summary()["feed"]["count"] > 0
+    ports = s.meta["command"].split("--md-port ", 1)[1].split()[0]
+    time.sleep(0.5)
+    left = subprocess.run(
+        ["pgrep", "-f", f"--md-port {ports}"], capture_output=True, text=True
+    ).stdout.split()
+    assert left == [], "venue and trader were stopped"
