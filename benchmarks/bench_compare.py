@@ -24,6 +24,7 @@ if __name__ == "__main__":
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--duration", type=float, default=8)
     ap.add_argument("--rate", type=int, default=10_000)
+    ap.add_argument("--hiccup", action="store_true", help="record the hiccup meter too (platform control)")
     args = ap.parse_args()
     d = Path(tempfile.mkdtemp(prefix="tickscope-bench-compare-"))
     t0 = time.monotonic()
@@ -31,7 +32,8 @@ if __name__ == "__main__":
     for i in range(2 * args.pairs):
         out = d / f"run{i:02d}"
         cmd = [sys.executable, "-m", "tickscope.main", "profile", "--duration", f"{args.duration}s", "--warmup", "1s",
-               "--rate", str(args.rate), "--no-live", "--no-perf", "--no-hiccup", "--out", str(out)]  # fmt: skip
+               "--rate", str(args.rate), "--no-live", "--no-perf", "--hiccup" if args.hiccup else "--no-hiccup",
+               "--out", str(out)]  # fmt: skip
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"run {i} failed: {r.stderr.strip().splitlines()[-1:]}")
