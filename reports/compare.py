@@ -30,10 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tickscope.collectors.hdr import counts_view
+from tickscope.collectors.hdr import counts_view, highest_equivalent_values
 from tickscope.collectors.session import Session, SessionError
-
-from .views import _highest_equivalent
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
 DEFAULT_THRESHOLDS = {"p50": 0.05, "p90": 0.05, "p99": 0.10, "p99.9": 0.20}
@@ -181,7 +179,7 @@ def compare_tag(base: list[Session], cand: list[Session], tag: str, thresholds: 
         raise CompareError(f"{tag}: baseline and candidate histograms have different layouts")
     # Only buckets that hold anything matter: it shrinks the bootstrap matrices ~100x.
     used = np.unique(np.concatenate([idx for run in runs_b + runs_c for idx, _ in run]))
-    values = _highest_equivalent(ref)[used].astype(np.float64)
+    values = highest_equivalent_values(ref)[used].astype(np.float64)
     B, C = _Side(runs_b, used), _Side(runs_c, used)
     enough = B.matrix.shape[0] >= MIN_UNITS and C.matrix.shape[0] >= MIN_UNITS
     if enough:

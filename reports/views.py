@@ -28,10 +28,6 @@ def stage_shares(session: Session) -> dict[str, dict[str, float]]:
     return out
 
 
-def _highest_equivalent(h: HdrHistogram) -> np.ndarray:
-    return highest_equivalent_values(h)
-
-
 def percentile_values(h: HdrHistogram, pcts: np.ndarray) -> np.ndarray:
     """Values at many percentiles at once, with hdrh's rounding (highest equivalent value)."""
     if h.total_count == 0:
@@ -39,7 +35,7 @@ def percentile_values(h: HdrHistogram, pcts: np.ndarray) -> np.ndarray:
     cum = np.cumsum(counts_view(h))
     targets = np.maximum((np.minimum(pcts, 100.0) * h.total_count / 100 + 0.5).astype(np.int64), 1)
     index = np.minimum(np.searchsorted(cum, targets, side="left"), h.counts_len - 1)
-    return _highest_equivalent(h)[index].astype(np.float64)
+    return highest_equivalent_values(h)[index].astype(np.float64)
 
 
 def nines_axis(max_nines: float = 6.0, points: int = 120) -> np.ndarray:
@@ -68,13 +64,6 @@ def interval_series(session: Session, tag: str) -> dict[str, np.ndarray]:
         out["p50"][i], out["p99"][i] = p[50.0], p[99.0]
         out["max"][i] = h.get_max_value()
     return out
-
-
-def interval_percentile(session: Session, tag: str, pct: float) -> np.ndarray:
-    """``pct`` of each interval of ``tag`` (ns): the unit of replication for ``compare``."""
-    return np.array(
-        [percentiles(iv.hist, (pct,))[pct] for iv in session.intervals.get(tag, []) if iv.hist.total_count]
-    )
 
 
 def perf_series(session: Session) -> dict[str, tuple[list[float], list[float]]]:
