@@ -389,11 +389,7 @@ class Trader:
             self.orders_ring.record(ACK_RX, order.trace_id, ts=arrived)
 
     def housekeeping(self) -> None:
-        if self.pending_tx:
-            for key, ts in self.tx.drain():
-                seq = self.pending_tx.pop(key, None)
-                if seq is not None:
-                    self.orders_ring.record(ORDER_TX, seq, ts=ts)
+        self.record_tx_stamps()
         got = self.session.timer()
         if got.replies:
             self._send(b"".join(got.replies))
@@ -547,7 +543,7 @@ class Trader:
             except OSError:
                 pass
         time.sleep(0.005)
-        self.housekeeping_tx_only()
+        self.record_tx_stamps()
         self.write_stats()
         self.ticks.close()
         self.orders_ring.close()
@@ -557,7 +553,8 @@ class Trader:
         else:
             self.md.close()
 
-    def housekeeping_tx_only(self) -> None:
+    def record_tx_stamps(self) -> None:
+        """order.tx of the orders whose kernel transmit stamp has reached the error queue."""
         if self.pending_tx:
             for key, ts in self.tx.drain():
                 seq = self.pending_tx.pop(key, None)
