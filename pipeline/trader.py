@@ -118,10 +118,15 @@ class Trader:
         self.orders_ring = PointWriter([Point("order.tx", stage="send", clock=clock, trade=True),
                                         Point("ack.rx", stage="order_rtt")], name="trader-orders", capacity=1 << 14)  # fmt: skip
         self.pending_tx: dict[int, int] = {}
-        self.sent = self.acks = 0
+        # Orders on the wire and not yet answered, by ClOrdID (-> MsgSeqNum) and by MsgSeqNum (a
+        # session-level Reject names the order only by its sequence number).
+        self.awaiting: dict[bytes, int] = {}
+        self.awaiting_seq: dict[int, bytes] = {}
+        self.sent = self.acks = self.venue_rejects = 0
         self.log_lines = 0
         self.stats_path = ring_dir() / f"trader.{os.getpid()}.stats.json"
         self.stop = False
+        self.closing = False
 
     # -- session start --------------------------------------------------------------------------
     def _connect(self) -> socket.socket:
@@ -328,7 +333,8 @@ class Trader:
             )
             return
         order = self.oms.new_order(book.symbol, side, qty, price, seq, now)
-        raw = self.template.encode(self.session.next_seq(), order.clordid, book.symbol.encode(),
+        msg_seq = self.session.next_seq()
+        raw = self.template.encode(msg_seq, order.clordid, book.symbol.encode(),
                                    b"1" if side == b"B" else b"2", qty, F.price_text(price))  # fmt: skip
         t[ORDER_ENCODED] = perf_counter_ns()
         try:
@@ -336,9 +342,13 @@ class Trader:
         except OSError as e:
             self._kill(f"order send failed: {e}")
             return
+        # Counted the moment it is on the wire: stops arrive as a flag (see main), never between
+        # the send and this line, so the count matches what the acceptor received.
+        self.sent += 1
+        self.awaiting[order.clordid] = msg_seq
+        self.awaiting_seq[msg_seq] = order.clordid
         key = self.tx.key_for_send(len(raw))
         self.session.sent(raw)
-        self.sent += 1
         if self.kernel_tx:
             self.pending_tx[key] = seq
         else:
@@ -355,7 +365,8 @@ class Trader:
             return False
         arrived = perf_counter_ns()
         if not data:
-            self._kill("venue closed the FIX connection")
+            if not self.closing:
+                self._kill("venue closed the FIX connection")
             return False
         replies: list[bytes] = []
         alive = True
@@ -366,10 +377,14 @@ class Trader:
                 continue
             got = self.session.on_message(item)
             replies += got.replies
-            if got.app is not None and got.app.msg_type == F.EXECUTION_REPORT:
-                self._execution(got.app, arrived)
+            if got.app is not None:
+                if got.app.msg_type == F.EXECUTION_REPORT:
+                    self._execution(got.app, arrived)
+                elif got.app.msg_type == F.REJECT:
+                    self._session_reject(got.app)
             if got.close:
-                self._kill(f"FIX session ended: {got.reason}")
+                if not (self.closing and not self.session.logged_on):
+                    self._kill(f"FIX session ended: {got.reason}")
                 alive = False
         if replies:
             self._send(b"".join(replies))
@@ -383,10 +398,26 @@ class Trader:
             last_px = round(float(msg.get(F.LastPx, b"0")) * PRICE_SCALE)
         except ValueError:
             last_px = 0
-        self.oms.on_execution(clordid, msg.get(F.ExecType, b""), msg.int(F.LastQty), last_px)
+        exec_type = msg.get(F.ExecType, b"")
+        self.oms.on_execution(clordid, exec_type, msg.int(F.LastQty), last_px)
         if first:
-            self.acks += 1
             self.orders_ring.record(ACK_RX, order.trace_id, ts=arrived)
+        msg_seq = self.awaiting.pop(clordid, None)
+        if msg_seq is not None:
+            del self.awaiting_seq[msg_seq]
+            if exec_type == b"8":
+                self.venue_rejects += 1
+            else:
+                self.acks += 1
+
+    def _session_reject(self, msg: F.FixMessage) -> None:
+        """A session-level Reject of an order: answered (rejected), no longer in flight."""
+        clordid = self.awaiting_seq.pop(msg.int(F.RefSeqNum, -1), None)
+        if clordid is not None and self.awaiting.pop(clordid, None) is not None:
+            self.venue_rejects += 1
+            self.oms.on_execution(clordid, b"8")
+            self._log_limited(f"order {clordid.decode()} rejected by the session: "
+                              f"{(msg.get(F.Text) or b'').decode(errors='replace')}")  # fmt: skip
 
     def housekeeping(self) -> None:
         self.record_tx_stamps()
@@ -469,6 +500,9 @@ class Trader:
             n = 0
             while not done.done():
                 await asyncio.sleep(0.001)
+                if self.stop:
+                    done.set_result(None)
+                    break
                 self.housekeeping()
                 n += 1
                 if n % 1000 == 0:
@@ -509,6 +543,8 @@ class Trader:
             "unknown_order_refs": self.books.unknown_refs,
             "orders_sent": self.sent,
             "orders_acked": self.acks,
+            "orders_rejected": self.venue_rejects,
+            "orders_in_flight_at_end": len(self.awaiting),
             "fills": self.oms.fills,
             "risk_rejects": dict(self.risk.counts),
             "signals_held_back": self.strategy.held_back,
@@ -531,19 +567,24 @@ class Trader:
             pass
 
     def close(self) -> None:
-        if self.session.logged_on:
-            try:
-                self.fix.setblocking(True)
-                self.fix.settimeout(0.5)
-                self.fix.sendall(self.session.logout("trader stopping"))
-                end = time.monotonic() + 0.5
-                while time.monotonic() < end and select.select([self.fix], [], [], 0.05)[0]:
-                    if not self.fix.recv(65536):
-                        break
-            except OSError:
-                pass
-        time.sleep(0.005)
+        """End of session: wait (bounded) for the answers to orders on the wire, log out, and
+        parse everything that arrives until the peer's Logout, so that the last acks are counted.
+        What is still unanswered after that is reported as in flight at end, never dropped."""
+        self.closing = True
+        try:
+            if self.session.logged_on and not self.risk.killed:
+                self._read_fix_while(lambda: self.awaiting, self.args.ack_wait)
+            if self.session.logged_on:
+                self._send(self.session.logout("trader stopping"))
+                self._read_fix_while(lambda: self.session.logged_on, self.args.logout_wait)
+        except OSError:
+            pass
         self.record_tx_stamps()
+        if self.pending_tx:  # transmit stamps of the last orders may trail the acks by a moment
+            end = time.monotonic() + 0.05
+            while self.pending_tx and time.monotonic() < end:
+                time.sleep(0.001)
+                self.record_tx_stamps()
         self.write_stats()
         self.ticks.close()
         self.orders_ring.close()
@@ -552,6 +593,13 @@ class Trader:
             self.ws.close()
         else:
             self.md.close()
+
+    def _read_fix_while(self, pending, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        while pending() and (left := end - time.monotonic()) > 0:
+            if select.select([self.fix], [], [], min(left, 0.01))[0] and not self.on_fix():
+                return
+            self.record_tx_stamps()
 
     def record_tx_stamps(self) -> None:
         """order.tx of the orders whose kernel transmit stamp has reached the error queue."""
@@ -580,6 +628,13 @@ def parse_args(argv=None):
     ap.add_argument("--qty", type=int, default=100)
     ap.add_argument("--connect-timeout", type=float, default=5.0)
     ap.add_argument("--logon-timeout", type=float, default=5.0)
+    ap.add_argument(
+        "--ack-wait",
+        type=float,
+        default=2.0,
+        help="seconds to wait at the end for answers to orders on the wire",
+    )
+    ap.add_argument("--logout-wait", type=float, default=1.0, help="seconds to wait for the peer's Logout")
     return ap.parse_args(argv)
 
 
@@ -596,12 +651,26 @@ def main(argv=None) -> int:
             args.uvloop = True
         except ImportError:
             pass
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Until the loops run, a stop interrupts start-up; from then on it is a flag that the loops
+    # test, so an order is never cut between its send and its count. Set for SIGINT too: a
+    # trader started from a background job inherits SIGINT ignored and must still stop.
+    running: list[Trader] = []
+
+    def request_stop(_signum, _frame):
+        if not running:
+            raise KeyboardInterrupt
+        running[0].stop = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     try:
         trader = Trader(args)
     except TraderError as e:
         log(str(e))
         return 2
+    except KeyboardInterrupt:
+        return 0
+    running.append(trader)
     log(
         f"logged on; kernel rx stamps {trader.rx.enabled}, kernel tx stamps {trader.kernel_tx}, loop {args.loop}"
     )
@@ -613,6 +682,7 @@ def main(argv=None) -> int:
         trader.close()
         s = trader.stats()
         log(f"messages {s['feed']['messages']}, gaps {s['feed_gaps']}, orders {s['orders_sent']}, acks {s['orders_acked']}, "
+            f"rejected {s['orders_rejected']}, in flight at end {s['orders_in_flight_at_end']}, "
             f"risk rejects {sum(s['risk_rejects'].values())}")  # fmt: skip
     return 0
 

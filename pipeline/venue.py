@@ -126,6 +126,8 @@ class FixAcceptor(threading.Thread):
         self.orders = 0
         self.exec_id = 0
         self.sessions = 0
+        self.idle = threading.Event()  # set while no FIX session is connected
+        self.idle.set()
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -134,12 +136,14 @@ class FixAcceptor(threading.Thread):
             except (TimeoutError, OSError):
                 continue
             self.sessions += 1
+            self.idle.clear()
             try:
                 self._serve(conn)
             except OSError as e:
                 log(f"FIX connection lost: {e}")
             finally:
                 conn.close()
+                self.idle.set()
         self.server.close()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -457,6 +461,12 @@ def parse_args(argv=None):
     ap.add_argument("--load", choices=["constant", "poisson", "burst"], default="constant")
     ap.add_argument("--burst", type=int, default=50, help="packets per burst with --load burst")
     ap.add_argument("--duration", type=float, default=0, help="seconds; 0 = until stopped")
+    ap.add_argument(
+        "--logout-grace",
+        type=float,
+        default=10.0,
+        help="after --duration, seconds to keep serving FIX until the trader logs out",
+    )
     ap.add_argument("--symbols", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--replay", type=Path)
@@ -521,6 +531,13 @@ def main(argv=None) -> int:
             stats = publish(args, None if replay is not None else flow, replay, stop)
         log(f"published {stats}")
         if args.duration:
+            # The feed is over, the order entry is not: answer the orders still on their way until
+            # the trader logs out (bounded), so that no ack is lost to the venue shutting first.
+            if server is not None:
+                server.shutdown()  # the WebSocket feed's end of session
+                server = None
+            if acceptor is not None:
+                acceptor.idle.wait(args.logout_grace)
             return 0
         while not stop.is_set():  # replay finished: keep serving FIX until stopped
             time.sleep(0.1)

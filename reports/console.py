@@ -65,8 +65,12 @@ class CountersLine:
         if c.get("traces_evicted"):
             text.append(f", {c['traces_evicted']:,} evicted (too many open)")
         if c.get("orders_sent"):
-            text.append(f"\norders: {c['orders_sent']:,} sent, {c.get('orders_acked', 0):,} acked, "
-                        f"{c.get('risk_rejects', 0):,} risk rejects")  # fmt: skip
+            # Every order on the wire is answered or still in flight when the session ended.
+            text.append(f"\norders: {c['orders_sent']:,} sent = {c.get('orders_acked', 0):,} acked"
+                        f" + {c.get('orders_rejected', 0):,} rejected + {c.get('orders_in_flight_at_end', 0):,}"
+                        " in flight at end")  # fmt: skip
+            if c.get("risk_rejects"):
+                text.append(f"; {c['risk_rejects']:,} held by risk")
         for key, label in (("feed_gaps", "feed gaps"), ("writers_died", "writers died"),
                            ("values_out_of_range", "values out of HDR range")):  # fmt: skip
             if c.get(key):

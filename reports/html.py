@@ -142,8 +142,9 @@ def cards(session: Session) -> list[dict]:
     if c.get("orders_sent"):
         out.append(
             {
-                "k": "orders sent / acked",
-                "v": f"{c['orders_sent']:,} / {c.get('orders_acked', 0):,}",
+                "k": "orders sent / acked / rejected / in flight at end",
+                "v": f"{c['orders_sent']:,} / {c.get('orders_acked', 0):,} / {c.get('orders_rejected', 0):,}"
+                f" / {c.get('orders_in_flight_at_end', 0):,}",
                 "cls": "",
             }
         )

@@ -205,17 +205,21 @@ def test_profile_of_the_bundled_pipeline_measures_every_stage(tmp_path, loop):
         assert summary[stage]["count"] > 0, stage
     stats = s.meta["subject_stats"]["trader"]
     assert stats["feed_gaps"] == 0 and stats["orders_sent"] > 0
-    assert stats["orders_acked"] >= stats["orders_sent"] - 2  # at most the in-flight ones at stop
+    # Every order on the wire is accounted for: answered, or still in flight when the trader stopped.
+    assert (
+        stats["orders_sent"]
+        == stats["orders_acked"] + stats["orders_rejected"] + stats["orders_in_flight_at_end"]
+    )
+    assert stats["orders_rejected"] == 0 and stats["orders_acked"] > 0
     assert s.meta["counters"]["dropped_ring_full"] == 0 and s.meta["counters"]["traces_incomplete"] <= 2
     # The stages up to the trade point add up to tick-to-trade exactly, trace by trace.
     for trace in s.slowest:
         ts = {st["point"]: st["ts_ns"] for st in trace["stamps"]}
         assert ts["order.tx"] - ts["md.rx"] == trace["tick_to_trade_ns"]
-    # No orphans: nothing of ours still listens or runs.
-    left = subprocess.run(
-        ["pgrep", "-f", "tickscope.pipeline"], capture_output=True, text=True
-    ).stdout.split()
-    assert [p for p in left if int(p) != os.getpid()] == []
+    # No orphans: nothing of this run still runs (other runs on the host may: scope by port).
+    port = s.meta["command"].split("--md-port ", 1)[1].split()[0]
+    left = subprocess.run(["pgrep", "-f", f"--md-port {port}"], capture_output=True, text=True).stdout.split()
+    assert left == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
@@ -242,3 +246,43 @@ def test_a_killed_or_hung_up_profile_stops_the_pipeline_and_saves(tmp_path, sig)
         ["pgrep", "-f", f"--md-port {ports}"], capture_output=True, text=True
     ).stdout.split()
     assert left == [], "venue and trader were stopped"
+
+
+@pytest.mark.parametrize("loop", ["busy", "asyncio"])
+def test_a_trader_stopped_mid_flow_counts_exactly_what_the_venue_received(tmp_path, loop):
+    """Stopped while orders flow, even with SIGINT inherited as ignored (a background job), the
+    trader counts every order the acceptor received and accounts for each: acked, rejected, or
+    in flight at end. The venue's own count is the reference."""
+    import glob
+    import json
+
+    venue, md_port, fix_port = start_venue("--rate", "5000", "--wait-logon")
+    env = dict(os.environ, TICKSCOPE_RING_DIR=str(tmp_path))
+    trader = subprocess.Popen([sys.executable, "-m", "tickscope.pipeline.trader", "--md-port", str(md_port),
+                               "--fix-port", str(fix_port), "--loop", loop], env=env, stderr=subprocess.PIPE,
+                              text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    try:
+        stats_file = None
+        deadline = time.monotonic() + 60  # hang guard: wait for a stats file that shows orders
+        while time.monotonic() < deadline:
+            found = glob.glob(str(tmp_path / "trader.*.stats.json"))
+            if found and json.loads(open(found[0]).read() or "{}").get("orders_sent", 0) > 20:
+                stats_file = found[0]
+                break
+            time.sleep(0.1)
+        assert stats_file, "the trader sent orders"
+        trader.send_signal(signal.SIGINT)  # honoured although inherited as ignored
+        err = trader.communicate(timeout=60)[1]
+    finally:
+        trader.kill()
+        venue.send_signal(signal.SIGTERM)
+        venue_err = venue.communicate(timeout=30)[1]
+    assert trader.returncode == 0 and "Traceback" not in err, err
+    stats = json.loads(open(stats_file).read())
+    received = int(venue_err.split("orders received ", 1)[1].split(",")[0])
+    assert stats["orders_sent"] == received > 20
+    assert (
+        stats["orders_sent"]
+        == stats["orders_acked"] + stats["orders_rejected"] + stats["orders_in_flight_at_end"]
+    )
+    assert "FIX session closed: peer logged out: trader stopping" in venue_err, "a clean Logout, answered"

@@ -146,9 +146,11 @@ def run_trader(ring_dir, fix_port, ws_url, *args, timeout=60):
 def test_trader_resyncs_on_every_hole_the_venue_makes(tmp_path, loop):
     ws_port = free_port()
     venue, _, fix_port = start_venue("--feed", "ws", "--ws-port", str(ws_port), "--rate", "4000", "--duration", "3",
-                                     "--ws-skip-every", "150", "--wait-logon")  # fmt: skip
+                                     "--ws-skip-every", "150", "--wait-logon", "--logout-grace", "90")  # fmt: skip
     try:
-        out = run_trader(tmp_path, fix_port, f"ws://127.0.0.1:{ws_port}/ws", "--loop", loop)
+        out = run_trader(
+            tmp_path, fix_port, f"ws://127.0.0.1:{ws_port}/ws", "--loop", loop, "--ack-wait", "60"
+        )
     finally:
         venue.wait(20)
     assert out.returncode == 0, out.stderr
@@ -164,7 +166,10 @@ def test_trader_resyncs_on_every_hole_the_venue_makes(tmp_path, loop):
         "the synced book matches the venue's tops"
     )
     assert stats["feed_gaps"] == ws["holes"]
-    assert stats["orders_sent"] > 0 and stats["orders_acked"] == stats["orders_sent"]
+    # The venue keeps order entry open until the trader logs out and the trader waits for every
+    # answer (the generous --ack-wait is a hang guard, not a timing): nothing is left in flight.
+    assert stats["orders_sent"] > 0 and stats["orders_in_flight_at_end"] == 0
+    assert stats["orders_acked"] + stats["orders_rejected"] == stats["orders_sent"]
 
 
 class GarbageServer(threading.Thread):
@@ -249,6 +254,10 @@ def test_profile_with_the_websocket_feed_measures_every_stage(tmp_path):
         assert summary[stage]["count"] > 0, stage
     assert s.meta["counters"]["dropped_ring_full"] == 0 and s.meta["options"]["pipeline"]["feed"] == "ws"
     trader = s.meta["subject_stats"]["trader"]
-    assert trader["ws"]["synced"] and trader["orders_acked"] == trader["orders_sent"] > 0
+    assert trader["ws"]["synced"] and trader["orders_sent"] > 0 and trader["orders_acked"] > 0
+    assert trader["orders_sent"] == (
+        trader["orders_acked"] + trader["orders_rejected"] + trader["orders_in_flight_at_end"]
+    )
+    assert "in flight at end" in out.stdout, "the console accounts for every order"
     bad = run_cli("profile", "--feed", "ws", "--replay", str(tmp_path / "x.itch"), "--no-live")
     assert bad.returncode == 2 and "--feed itch" in bad.stderr
