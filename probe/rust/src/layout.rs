@@ -91,6 +91,53 @@ pub struct PointRecord {
     pub aux: u64,
 }
 
+/// Every constant above by its Python name, for the cross-language check (`layout` example).
+pub const CONSTANTS: &[(&str, u64)] = &[
+    ("MAGIC", MAGIC as u64),
+    ("LAYOUT_VERSION", LAYOUT_VERSION as u64),
+    ("KIND_POINT", KIND_POINT as u64),
+    ("KIND_TICK", KIND_TICK as u64),
+    ("CLOCK_TSC", CLOCK_TSC as u64),
+    ("CLOCK_MONOTONIC", CLOCK_MONOTONIC as u64),
+    ("CLOCK_REALTIME", CLOCK_REALTIME as u64),
+    ("POINT_TRADE", POINT_TRADE as u64),
+    ("CACHE_LINE_PAIR", CACHE_LINE_PAIR as u64),
+    ("OFF_MAGIC", OFF_MAGIC as u64),
+    ("OFF_VERSION", OFF_VERSION as u64),
+    ("OFF_KIND", OFF_KIND as u64),
+    ("OFF_RECORD_SIZE", OFF_RECORD_SIZE as u64),
+    ("OFF_N_POINTS", OFF_N_POINTS as u64),
+    ("OFF_CAPACITY", OFF_CAPACITY as u64),
+    ("OFF_CLOCK_DOMAIN", OFF_CLOCK_DOMAIN as u64),
+    ("OFF_WRITER_PID", OFF_WRITER_PID as u64),
+    ("OFF_WRITER_TID", OFF_WRITER_TID as u64),
+    ("OFF_FLAGS", OFF_FLAGS as u64),
+    ("OFF_CREATED_MONO_NS", OFF_CREATED_MONO_NS as u64),
+    ("OFF_CREATED_REAL_NS", OFF_CREATED_REAL_NS as u64),
+    ("OFF_DATA_OFFSET", OFF_DATA_OFFSET as u64),
+    ("OFF_WRITER_NAME", OFF_WRITER_NAME as u64),
+    ("WRITER_NAME_SIZE", WRITER_NAME_SIZE as u64),
+    ("OFF_HEAD", OFF_HEAD as u64),
+    ("OFF_DROPPED_FULL", OFF_DROPPED_FULL as u64),
+    ("OFF_WRITER_HEARTBEAT_NS", OFF_WRITER_HEARTBEAT_NS as u64),
+    ("OFF_WRITER_CLOSED", OFF_WRITER_CLOSED as u64),
+    ("OFF_TAIL", OFF_TAIL as u64),
+    ("OFF_READER_HEARTBEAT_NS", OFF_READER_HEARTBEAT_NS as u64),
+    ("OFF_READER_PID", OFF_READER_PID as u64),
+    ("OFF_CALIB_COUNT", OFF_CALIB_COUNT as u64),
+    ("OFF_CALIB_ENTRIES", OFF_CALIB_ENTRIES as u64),
+    ("CALIB_SLOTS", CALIB_SLOTS as u64),
+    ("CALIB_ENTRY_SIZE", CALIB_ENTRY_SIZE as u64),
+    ("OFF_POINT_TABLE", OFF_POINT_TABLE as u64),
+    ("POINT_NAME_SIZE", POINT_NAME_SIZE as u64),
+    ("POINT_STAGE_SIZE", POINT_STAGE_SIZE as u64),
+    ("POINT_ENTRY_SIZE", POINT_ENTRY_SIZE as u64),
+    ("MAX_POINTS", MAX_POINTS as u64),
+    ("DATA_OFFSET", DATA_OFFSET as u64),
+    ("POINT_RECORD_SIZE", POINT_RECORD_SIZE as u64),
+    ("TICK_TRAILER_SIZE", TICK_TRAILER_SIZE as u64),
+];
+
 pub const fn tick_record_size(n_points: usize) -> usize {
     8 * n_points + TICK_TRAILER_SIZE
 }

@@ -1,0 +1,180 @@
+"""The Rust crate (probe/rust) and the Python reader agree on every byte: cargo-built writers,
+read directly and under the real ``tickscope profile``."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import PROGRAMS, run_cli
+from tickscope.collectors.bench import build_rust, rust_crate
+from tickscope.collectors.ring_reader import RingReader, find_rings
+from tickscope.collectors.session import Session
+from tickscope.probe import layout as L
+from tickscope.probe.clock import fit_tsc
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("cargo") is None, reason="no cargo on this host: apt-get install cargo to run the Rust probe tests"
+)
+QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
+STAGES = ["feed", "strategy", "send"]  # spans 1..3 of the example's four points
+
+
+def span(i, k):
+    """Ticks between point k-1 and k of trace index i: the formula of examples/rust_writer.rs."""
+    return 1000 * k + (i * 7919 % 1000) * 23 * k
+
+
+@pytest.fixture(scope="module")
+def rust_writer():
+    return build_rust("rust_writer")
+
+
+def run_writer(exe, ring_dir, *args, check=True):
+    out = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir)), check=check)  # fmt: skip
+    return out if not check else dict(kv.split("=") for kv in out.stdout.split())
+
+
+def test_layout_constants_match_the_python_module(rust_writer):
+    rust = json.loads(subprocess.run([str(rust_writer), "layout"], capture_output=True, check=True).stdout)
+    python = {k: v for k, v in vars(L).items() if k.isupper() and isinstance(v, int)}
+    python["CALIB_ENTRY_SIZE"] = L.CALIB_ENTRY.size
+    assert rust == python
+
+
+def test_cargo_unit_tests_pass_with_probes_on_and_compiled_off():
+    crate = rust_crate()
+    for features in ([], ["--features", "off"]):
+        out = subprocess.run(["cargo", "test", "--offline", "--quiet", *features], cwd=crate, capture_output=True,
+                             text=True, timeout=600)  # fmt: skip
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "test result: ok" in out.stdout
+
+
+def test_point_records_read_exactly_from_python(rust_writer, ring_dir):
+    stats = run_writer(rust_writer, ring_dir, "points", 1000)
+    assert stats == {"produced": "4000", "dropped": "0", "clock": "Tsc", "invariant": "true"}
+    (path,) = find_rings(ring_dir)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    r = RingReader(path)
+    assert (r.kind, r.record_size, r.n_points, r.writer_name) == (L.KIND_POINT, 32, 4, "rust-points")
+    assert [(p.name, p.stage, p.flags) for p in r.points] == [
+        ("md.rx", "", 0), ("md.decoded", "feed", 0), ("signal", "strategy", 0), ("order.tx", "send", L.POINT_TRADE)
+    ]  # fmt: skip
+    assert r.clock_domain == L.CLOCK_TSC and all(p.clock == L.CLOCK_TSC for p in r.points)
+    assert r.writer_closed and not r.writer_alive()
+    rec = r.drain()
+    assert rec.size == 4000 and r.produced == 4000
+    assert np.array_equal(rec["trace"], np.repeat(np.arange(1, 1001), 4))
+    assert np.array_equal(rec["point"], np.tile(np.arange(4), 1000))
+    ts = rec["ts"].astype(np.int64).reshape(1000, 4)
+    spans = np.array([[span(i, k) for k in (1, 2, 3)] for i in range(1000)])
+    assert np.array_equal(np.diff(ts, axis=1), spans), "record_ts stores the stamp it is given"
+    assert np.array_equal(rec["aux"].reshape(1000, 4)[:, 1:], spans)
+    assert set(rec["thread"]) == {r.writer_tid}
+    cal = fit_tsc(r.calibration_pairs())
+    assert cal is not None and cal.pairs >= 2 and 1e8 < cal.hz < 1e10
+
+
+def test_tick_records_read_exactly_from_python(rust_writer, ring_dir):
+    stats = run_writer(rust_writer, ring_dir, "ticks", 1000)
+    assert (stats["produced"], stats["dropped"]) == ("1000", "0")
+    r = RingReader(find_rings(ring_dir)[0])
+    assert (r.kind, r.record_size, r.n_points, r.writer_name) == (L.KIND_TICK, 8 * 4 + 16, 4, "rust-ticks")
+    rec = r.drain()
+    assert rec.size == 1000
+    assert np.array_equal(rec["trace"], np.arange(1, 1001)) and np.array_equal(rec["aux"], np.arange(1000))
+    spans = np.array([[span(i, k) for k in (1, 2, 3)] for i in range(1000)])
+    assert np.array_equal(np.diff(rec["ts"].astype(np.int64), axis=1), spans)
+
+
+def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
+    stats = run_writer(rust_writer, ring_dir, "live", 100, 256)
+    assert (stats["produced"], stats["dropped"]) == ("400", "144")
+    r = RingReader(find_rings(ring_dir)[0])
+    rec = r.drain()
+    assert r.dropped_full == 144 and rec.size == 256 and r.produced == 400
+    assert np.array_equal(rec["trace"], np.repeat(np.arange(1, 65), 4)), "the oldest 64 traces stay"
+    assert np.all(np.diff(rec["ts"].astype(np.int64)) > 0), "rdtsc stamps of one thread increase"
+    assert set(rec["aux"][rec["point"] == 3]) == {42}
+
+
+def assert_within_hdr_precision(summary, exact_ns, tag):
+    """Every percentile, min and max of the session within HDR's 3 significant digits (0.1%) of
+    the exact values, + 2 ns: each TSC stamp is rounded to whole ns before the difference."""
+    assert summary["count"] == exact_ns.size, tag
+    for key, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9), ("p99_99", 99.99)):
+        exact = np.percentile(exact_ns, p, method="inverted_cdf")
+        assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
+    for key, exact in (("min", exact_ns.min()), ("max", exact_ns.max())):
+        assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
+
+
+@pytest.mark.parametrize("mode", ["points", "ticks"])
+def test_known_tsc_spans_are_reported_within_hdr_precision_under_profile(rust_writer, tmp_path, mode):
+    traces = 20_000
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", str(rust_writer), mode, str(traces),
+                  str(1 << 17))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    s = Session.load(tmp_path / "s")
+    c = s.meta["counters"]
+    records = traces * 4 if mode == "points" else traces
+    assert c["produced"] == c["drained"] == records and c["dropped_ring_full"] == 0
+    assert (c["traces_complete"], c["traces_incomplete"], c["traces_clock_skew"]) == (traces, 0, 0)
+    (ring,) = s.meta["rings"]
+    assert ring["clocks"] == ["tsc"] and ring["closed_cleanly"]
+    ns_per_tick = 1e9 / ring["tsc_hz"]
+    spans = np.array([[span(i, k) for k in (1, 2, 3)] for i in range(traces)], dtype=np.float64)
+    summary = s.summary()
+    # Same-ring stages are TSC differences converted by rate alone: a refit of the TSC line
+    # mid-run must not move them (see DESIGN.md, "Clocks"); the tsc branch fixes the collector.
+    for k, stage in enumerate(STAGES):
+        assert_within_hdr_precision(summary[stage], spans[:, k] * ns_per_tick, stage)
+    assert_within_hdr_precision(summary["tick_to_trade"], spans.sum(axis=1) * ns_per_tick, "tick_to_trade")
+
+
+def test_a_trace_from_a_rust_and_a_python_process_joins_by_trace_id(rust_writer, tmp_path):
+    traces = 500
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", sys.executable,
+                  str(PROGRAMS / "mixed_trace.py"), str(rust_writer), str(traces))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"traces={traces} dropped=0 rust_exit=0" in out.stdout
+    s = Session.load(tmp_path / "s")
+    c = s.meta["counters"]
+    assert c["produced"] == c["drained"] == 3 * traces and c["dropped_ring_full"] == 0
+    assert (c["traces_complete"], c["traces_incomplete"], c["traces_clock_skew"]) == (traces, 0, 0)
+    rings = {r["writer"]: r for r in s.meta["rings"]}
+    assert rings["python-mixed"]["clocks"] == ["monotonic"] and rings["rust-relay"]["clocks"] == ["tsc"]
+    summary = s.summary()
+    assert summary["feed"]["count"] == summary["send"]["count"] == summary["tick_to_trade"]["count"] == traces
+    slowest = json.loads((tmp_path / "s" / "slowest.json").read_text())
+    writers = [[st["writer"] for st in t["stamps"]] for t in slowest]
+    assert writers and all(w == ["python-mixed", "rust-relay", "rust-relay"] for w in writers)
+
+
+def test_bad_capacity_is_a_one_line_error_not_a_panic(rust_writer, ring_dir):
+    out = run_writer(rust_writer, ring_dir, "points", 10, 3, check=False)
+    assert out.returncode == 1 and "panicked" not in out.stderr
+    assert out.stderr == "rust_writer: ring capacity must be a power of 2 >= 2: capacity=3\n"
+    assert find_rings(ring_dir) == []
+
+
+def test_unwritable_ring_directory_is_a_one_line_error_naming_it(rust_writer, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = run_writer(rust_writer, blocker / "rings", "points", 10, check=False)  # below a file: fails as root too
+    assert out.returncode == 1 and "panicked" not in out.stderr
+    assert out.stderr.count("\n") == 1
+    assert str(blocker / "rings") in out.stderr and "TICKSCOPE_RING_DIR" in out.stderr
+
+
+def test_the_off_feature_compiles_probes_away(ring_dir):
+    exe = build_rust("rust_writer", features=("off",))
+    stats = run_writer(exe, ring_dir, "points", 100)
+    assert (stats["produced"], stats["dropped"]) == ("400", "0")
+    assert list(ring_dir.iterdir()) == [], "no ring file: every probe call compiled to nothing"
