@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from conftest import PROGRAMS, run_cli
-from tickscope.collectors.bench import build_rust, rust_crate
+from tickscope.collectors.bench import bench_rust_probe, build_rust, rust_crate
 from tickscope.collectors.ring_reader import RingReader, find_rings
 from tickscope.collectors.session import Session
 from tickscope.probe import layout as L
 from tickscope.probe.clock import fit_tsc
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("cargo") is None, reason="no cargo on this host: apt-get install cargo to run the Rust probe tests"
+    shutil.which("cargo") is None,
+    reason="no cargo on this host: apt-get install cargo to run the Rust probe tests",
 )
 QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 STAGES = ["feed", "strategy", "send"]  # spans 1..3 of the example's four points
@@ -167,7 +168,8 @@ def test_bad_capacity_is_a_one_line_error_not_a_panic(rust_writer, ring_dir):
 def test_unwritable_ring_directory_is_a_one_line_error_naming_it(rust_writer, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    out = run_writer(rust_writer, blocker / "rings", "points", 10, check=False)  # below a file: fails as root too
+    # Below a regular file: not creatable even for root.
+    out = run_writer(rust_writer, blocker / "rings", "points", 10, check=False)
     assert out.returncode == 1 and "panicked" not in out.stderr
     assert out.stderr.count("\n") == 1
     assert str(blocker / "rings") in out.stderr and "TICKSCOPE_RING_DIR" in out.stderr
@@ -178,3 +180,17 @@ def test_the_off_feature_compiles_probes_away(ring_dir):
     stats = run_writer(exe, ring_dir, "points", 100)
     assert (stats["produced"], stats["dropped"]) == ("400", "0")
     assert list(ring_dir.iterdir()) == [], "no ring file: every probe call compiled to nothing"
+
+
+def test_bench_puts_the_rust_probe_next_to_a_bare_rdtsc_store(tmp_path):
+    b = bench_rust_probe(tmp_path)
+    assert b["rust_probe_ns"] > 0 and b["rust_tick_stamp_ns"] > 0 and b["rdtsc_store_ns"] > 0
+    assert b["rust_probe_ratio"] == round(b["rust_probe_ns"] / b["rdtsc_store_ns"], 2)
+    assert list(tmp_path.iterdir()) == [], "the bench removes its rings"
+
+
+def test_bench_without_cargo_reports_null_and_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    b = bench_rust_probe(tmp_path)
+    assert b["rust_probe_ns"] is None and b["rust_tick_stamp_ns"] is None and b["rdtsc_store_ns"] is None
+    assert "cargo" in b["rust_probe_error"]

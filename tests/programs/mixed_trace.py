@@ -17,7 +17,9 @@ POINTS = [Point("md.rx"), Point("md.decoded", stage="feed"), Point("order.tx", s
 def main() -> int:
     exe, traces = sys.argv[1], int(sys.argv[2])
     probe = PointWriter(POINTS, name="python-mixed")
-    rust = subprocess.Popen([exe, "relay"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    rust = subprocess.Popen(
+        [exe, "relay"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+    )
     for trace in range(1, traces + 1):
         probe.record(0, trace)
         rust.stdin.write(f"{trace}\n")
