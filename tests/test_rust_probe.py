@@ -105,6 +105,18 @@ def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
     assert set(rec["aux"][rec["point"] == 3]) == {42}
 
 
+def test_no_invariant_tsc_means_monotonic_stamps_declared_as_such(rust_writer, ring_dir, monkeypatch):
+    monkeypatch.setenv("TICKSCOPE_CLOCK", "monotonic")  # what a host without invariant TSC gets
+    stats = run_writer(rust_writer, ring_dir, "live", 100)
+    assert (stats["produced"], stats["clock"]) == ("400", "Monotonic")
+    r = RingReader(find_rings(ring_dir)[0])
+    assert r.clock_domain == L.CLOCK_MONOTONIC and all(p.clock == L.CLOCK_MONOTONIC for p in r.points)
+    ts = r.drain()["ts"].astype(np.int64)
+    assert np.all(np.diff(ts) >= 0) and r.created_monotonic_ns <= ts[0] <= ts[-1]
+    pairs = r.calibration_pairs()
+    assert pairs and all(p[0] == 0 for p in pairs), "no TSC in the pairs: nothing to convert"
+
+
 def assert_within_hdr_precision(summary, exact_ns, tag):
     """Every percentile, min and max of the session within HDR's 3 significant digits (0.1%) of
     the exact values, + 2 ns: each TSC stamp is rounded to whole ns before the difference."""

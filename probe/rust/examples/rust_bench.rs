@@ -5,7 +5,6 @@
 //! it zeroes drained tick slots and advances `tail` through the file.
 
 use std::fs::OpenOptions;
-use std::hint::black_box;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use tickscope_probe::layout as L;
@@ -15,10 +14,9 @@ const ROUNDS: usize = 9;
 const PER_ROUND: u64 = 1 << 16; // records or stamps per timed loop
 const POINTS: u32 = 8;
 
-fn mono_ns() -> u64 {
-    // std's Instant is CLOCK_MONOTONIC on Linux.
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+/// ns since `start` (std's Instant is CLOCK_MONOTONIC on Linux).
+fn mono_ns(start: std::time::Instant) -> u64 {
+    start.elapsed().as_nanos() as u64
 }
 
 /// Releases everything written so far, as the collector would after draining.
@@ -39,26 +37,28 @@ fn main() {
     let mut tick = TickWriter::open_in(&dir, "rust-bench-tick", &names, ticks).expect("open tick ring");
     let mut buf = vec![0u64; PER_ROUND as usize];
     let mask = PER_ROUND - 1;
+    let start = std::time::Instant::now();
+    let mut checksum = 0u64; // the bare loop's stores are read back, so they cannot be optimised away
     let (mut best_bare, mut best_point, mut best_tick) = (f64::MAX, f64::MAX, f64::MAX);
     for _ in 0..ROUNDS {
         // Interleaved, so host noise hits all three alike; best of the rounds.
-        let t0 = mono_ns();
+        let t0 = mono_ns(start);
         for i in 0..PER_ROUND {
             buf[(i & mask) as usize] = rdtsc();
         }
-        let t1 = mono_ns();
-        black_box(&mut buf);
+        let t1 = mono_ns(start);
+        checksum = buf.iter().fold(checksum, |a, &t| a.wrapping_add(t));
         best_bare = best_bare.min((t1 - t0) as f64 / PER_ROUND as f64);
 
-        let t0 = mono_ns();
+        let t0 = mono_ns(start);
         for i in 0..PER_ROUND {
             point.record((i & 7) as u32, i, 0);
         }
-        let t1 = mono_ns();
+        let t1 = mono_ns(start);
         best_point = best_point.min((t1 - t0) as f64 / PER_ROUND as f64);
         consume(point.path(), point.written(), 0);
 
-        let t0 = mono_ns();
+        let t0 = mono_ns(start);
         for k in 0..ticks {
             tick.stamp(0);
             tick.stamp(1);
@@ -70,7 +70,7 @@ fn main() {
             tick.stamp(7);
             tick.commit(k, 0);
         }
-        let t1 = mono_ns();
+        let t1 = mono_ns(start);
         best_tick = best_tick.min((t1 - t0) as f64 / PER_ROUND as f64);
         consume(tick.path(), tick.written(), ticks as usize * L::tick_record_size(POINTS as usize));
     }
@@ -82,6 +82,6 @@ fn main() {
         let _ = std::fs::remove_file(p);
     }
     println!(
-        "{{\"rdtsc_store_ns\": {best_bare:.2}, \"record_ns\": {best_point:.2}, \"tick_stamp_ns\": {best_tick:.2}, \"dropped\": {dropped}}}"
+        "{{\"rdtsc_store_ns\": {best_bare:.2}, \"record_ns\": {best_point:.2}, \"tick_stamp_ns\": {best_tick:.2}, \"dropped\": {dropped}, \"checksum\": {checksum}}}"
     );
 }

@@ -31,6 +31,14 @@ fn span(i: u64, k: u64) -> u64 {
     1000 * k + (i * 7919 % 1000) * 23 * k
 }
 
+fn spin(n: u64) {
+    let mut sink = 0u64;
+    for k in 0..n {
+        // SAFETY: a volatile store to a local: only keeps the loop from being optimised away.
+        unsafe { std::ptr::write_volatile(&mut sink, sink.wrapping_add(k)) };
+    }
+}
+
 fn arg(args: &[String], i: usize, default: u64) -> u64 {
     args.get(i).map(|s| s.parse().expect("a number")).unwrap_or(default)
 }
@@ -53,7 +61,7 @@ fn run() -> Result<(), Error> {
                 let mut ts = w.now();
                 for k in 0..4u64 {
                     if mode == "live" {
-                        std::hint::black_box((0..20u64).sum::<u64>()); // a little work between points
+                        spin(20); // a little work between points
                         w.record(k as u32, base + i, if k == 3 { 42 } else { 0 });
                     } else {
                         if k > 0 {
@@ -92,7 +100,10 @@ fn run() -> Result<(), Error> {
             let mut produced = 0u64;
             for line in stdin.lock().lines() {
                 let line = line.expect("stdin");
-                let Ok(trace) = line.trim().parse::<u64>() else { break };
+                let trace: u64 = match line.trim().parse() {
+                    Ok(t) => t,
+                    Err(_) => break,
+                };
                 w.record(1, trace, 0);
                 w.record(2, trace, 0);
                 produced += 2;

@@ -5,7 +5,7 @@
 
 use crate::layout;
 use crate::sys;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The clock domain of a point's stamps (the values are the ring ABI's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,9 +27,8 @@ pub fn rdtsc() -> u64 {
         // `_rdtsc` has no preconditions; it is declared unsafe on older toolchains only.
         #[allow(unused_unsafe)]
         // SAFETY: rdtsc reads a counter register; it touches no memory.
-        unsafe {
-            core::arch::x86_64::_rdtsc()
-        }
+        let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+        tsc
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -55,11 +54,16 @@ pub fn rdtscp() -> u64 {
 /// Whether the host's TSC is invariant: `constant_tsc` (fixed rate across frequency changes) and
 /// `nonstop_tsc` (keeps ticking in deep C-states), as `/proc/cpuinfo` lists them. Read once.
 pub fn tsc_invariant() -> bool {
-    static INVARIANT: OnceLock<bool> = OnceLock::new();
-    *INVARIANT.get_or_init(|| {
-        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        flags_say_invariant(&info)
-    })
+    static INVARIANT: AtomicU8 = AtomicU8::new(0); // 0 not read yet, 1 no, 2 yes
+    match INVARIANT.load(Ordering::Relaxed) {
+        0 => {
+            let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            let invariant = flags_say_invariant(&info);
+            INVARIANT.store(1 + invariant as u8, Ordering::Relaxed);
+            invariant
+        }
+        known => known == 2,
+    }
 }
 
 pub(crate) fn flags_say_invariant(cpuinfo: &str) -> bool {
@@ -81,8 +85,11 @@ pub(crate) fn flags_say_invariant(cpuinfo: &str) -> bool {
 
 /// The clock a writer stamps with: the TSC on x86-64 with an invariant TSC, else CLOCK_MONOTONIC
 /// (a TSC whose rate changes under the probe would turn frequency scaling into latency).
+/// `TICKSCOPE_CLOCK=monotonic` chooses CLOCK_MONOTONIC anyway (e.g. a VM that migrates between
+/// hosts). Read when a writer opens; the ring declares the choice, so the session shows it.
 pub fn native_clock() -> ClockDomain {
-    if cfg!(target_arch = "x86_64") && tsc_invariant() {
+    let forced_monotonic = std::env::var_os("TICKSCOPE_CLOCK").map_or(false, |v| v == "monotonic");
+    if cfg!(target_arch = "x86_64") && tsc_invariant() && !forced_monotonic {
         ClockDomain::Tsc
     } else {
         ClockDomain::Monotonic

@@ -172,9 +172,10 @@ impl RingFile {
     #[inline(always)]
     pub fn u64_at(&self, off: usize) -> &AtomicU64 {
         debug_assert!(off % 8 == 0 && off < L::DATA_OFFSET);
-        // SAFETY: `off` is one of the layout's 8-aligned header offsets inside the live mapping,
-        // and both sides access it only atomically (invariant); the borrow ends before Drop.
-        unsafe { AtomicU64::from_ptr(self.base.add(off) as *mut u64) }
+        // SAFETY: `off` is one of the layout's 8-aligned header offsets inside the live mapping
+        // (AtomicU64 has u64's size and, on 64-bit targets, its alignment), both sides access it
+        // only atomically (invariant), and the borrow is tied to `&self`, so it ends before Drop.
+        unsafe { &*(self.base.add(off) as *const AtomicU64) }
     }
 
     /// Start of the records area.
@@ -189,7 +190,7 @@ impl RingFile {
     pub fn calibrate(&mut self) {
         let pair = clock::calibration_pair(self.clock == ClockDomain::Tsc);
         // SAFETY: OFF_CALIB_COUNT is 4-aligned inside the mapping; only this writer stores it.
-        let count_at = unsafe { AtomicU32::from_ptr(self.base.add(L::OFF_CALIB_COUNT) as *mut u32) };
+        let count_at = unsafe { &*(self.base.add(L::OFF_CALIB_COUNT) as *const AtomicU32) };
         let count = count_at.load(Ordering::Relaxed);
         let slot = L::OFF_CALIB_ENTRIES + (count as usize % L::CALIB_SLOTS) * L::CALIB_ENTRY_SIZE;
         for (i, v) in pair.iter().enumerate() {
