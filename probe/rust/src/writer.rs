@@ -157,7 +157,7 @@ pub struct TickWriter {
     ring: RingFile,
     n: usize,
     current: *mut u64,
-    scratch: Box<[u64]>,
+    scratch: Vec<u64>, // a Vec, not a Box: `current` may point into it while it is not borrowed
     on_scratch: bool,
     cursor: Cursor,
 }
@@ -184,7 +184,7 @@ impl TickWriter {
             ring,
             n,
             current,
-            scratch: vec![0u64; n + 2].into_boxed_slice(),
+            scratch: vec![0u64; n + 2],
             on_scratch: false,
             cursor: Cursor { head: 0, limit: capacity },
         })
