@@ -1,8 +1,9 @@
 //! A small instrumented Rust program for tickscope's tests.
 //!
-//!     rust_writer points TRACES [CAPACITY] [BASE]   4 points per trace, known TSC spans (record_ts)
-//!     rust_writer ticks TRACES [CAPACITY] [BASE]    the same spans as one tick record per trace
-//!     rust_writer live TRACES [CAPACITY] [BASE]     4 points per trace stamped now (record)
+//!     rust_writer points TRACES [CAPACITY] [BASE] [BEAT]   4 points per trace, known TSC spans
+//!                                                          (record_ts); heartbeat every BEAT traces
+//!     rust_writer ticks TRACES [CAPACITY] [BASE] [BEAT]    the same spans as one tick record per trace
+//!     rust_writer live TRACES [CAPACITY] [BASE] [BEAT]     4 points per trace stamped now (record)
 //!     rust_writer relay                             per trace id read on stdin: md.decoded and
 //!                                                   order.tx now, then the id back on stdout
 //!     rust_writer layout                            the ring layout constants as JSON
@@ -53,6 +54,7 @@ fn run() -> Result<(), Error> {
     let traces = arg(&args, 2, 1000);
     let capacity = arg(&args, 3, 1 << 16);
     let base = arg(&args, 4, 1);
+    let beat_every = arg(&args, 5, 4096).max(1);
     match mode {
         "points" | "live" => {
             let mut w = PointWriter::open("rust-points", &POINTS, capacity)?;
@@ -71,7 +73,7 @@ fn run() -> Result<(), Error> {
                     }
                     produced += 1;
                 }
-                if i % 4096 == 4095 {
+                if i % beat_every == beat_every - 1 {
                     w.heartbeat();
                 }
             }
@@ -87,7 +89,7 @@ fn run() -> Result<(), Error> {
                     w.stamp_ts(k as u32, ts);
                 }
                 w.commit(base + i, i);
-                if i % 4096 == 4095 {
+                if i % beat_every == beat_every - 1 {
                     w.heartbeat();
                 }
             }
