@@ -131,8 +131,9 @@ def assert_within_hdr_precision(summary, exact_ns, tag):
 @pytest.mark.parametrize("mode", ["points", "ticks"])
 def test_known_tsc_spans_are_reported_within_hdr_precision_under_profile(rust_writer, tmp_path, mode):
     traces = 20_000
-    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", str(rust_writer), mode, str(traces),
-                  str(1 << 17), "1", "256")  # fmt: skip  (a heartbeat, so a TSC refit, every 256 traces)
+    # CAPACITY holds the whole run; BASE 1; a heartbeat, so a TSC refit, every 256 traces.
+    writer = [str(rust_writer), mode, str(traces), str(1 << 17), "1", "256"]
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", *writer)
     assert out.returncode == 0, out.stderr
     s = Session.load(tmp_path / "s")
     c = s.meta["counters"]
