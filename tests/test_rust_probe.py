@@ -18,7 +18,7 @@ from tickscope.collectors.session import Session
 from tickscope.probe import layout as L
 from tickscope.probe.clock import fit_tsc, tsc_facts
 
-pytestmark = pytest.mark.skipif(
+needs_cargo = pytest.mark.skipif(
     shutil.which("cargo") is None,
     reason="no cargo on this host: apt-get install cargo to run the Rust probe tests",
 )
@@ -44,6 +44,7 @@ def run_writer(exe, ring_dir, *args, check=True):
     return out if not check else dict(kv.split("=") for kv in out.stdout.split())
 
 
+@needs_cargo
 def test_layout_constants_match_the_python_module(rust_writer):
     rust = json.loads(subprocess.run([str(rust_writer), "layout"], capture_output=True, check=True).stdout)
     python = {k: v for k, v in vars(L).items() if k.isupper() and isinstance(v, int)}
@@ -51,6 +52,7 @@ def test_layout_constants_match_the_python_module(rust_writer):
     assert rust == python
 
 
+@needs_cargo
 def test_cargo_unit_tests_pass_with_probes_on_and_compiled_off():
     crate = rust_crate()
     for features in ([], ["--features", "off"]):
@@ -60,6 +62,7 @@ def test_cargo_unit_tests_pass_with_probes_on_and_compiled_off():
         assert "test result: ok" in out.stdout
 
 
+@needs_cargo
 def test_point_records_read_exactly_from_python(rust_writer, ring_dir):
     stats = run_writer(rust_writer, ring_dir, "points", 1000)
     assert (stats["produced"], stats["dropped"], stats["clock"]) == ("4000", "0", HOST_CLOCK)
@@ -87,6 +90,7 @@ def test_point_records_read_exactly_from_python(rust_writer, ring_dir):
         assert cal is not None and cal.pairs >= 2 and 1e8 < cal.hz < 1e10
 
 
+@needs_cargo
 def test_tick_records_read_exactly_from_python(rust_writer, ring_dir):
     stats = run_writer(rust_writer, ring_dir, "ticks", 1000)
     assert (stats["produced"], stats["dropped"]) == ("1000", "0")
@@ -99,6 +103,7 @@ def test_tick_records_read_exactly_from_python(rust_writer, ring_dir):
     assert np.array_equal(np.diff(rec["ts"].astype(np.int64), axis=1), spans)
 
 
+@needs_cargo
 def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
     stats = run_writer(rust_writer, ring_dir, "live", 100, 256)
     assert (stats["produced"], stats["dropped"]) == ("400", "144")
@@ -110,6 +115,7 @@ def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
     assert set(rec["aux"][rec["point"] == 3]) == {42}
 
 
+@needs_cargo
 def test_no_invariant_tsc_means_monotonic_stamps_declared_as_such(rust_writer, ring_dir, monkeypatch):
     monkeypatch.setenv("TICKSCOPE_CLOCK", "monotonic")  # what a host without invariant TSC gets
     stats = run_writer(rust_writer, ring_dir, "live", 100)
@@ -133,6 +139,7 @@ def assert_within_hdr_precision(summary, exact_ns, tag):
         assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
 
 
+@needs_cargo
 @pytest.mark.parametrize("mode", ["points", "ticks"])
 def test_known_tsc_spans_are_reported_within_hdr_precision_under_profile(rust_writer, tmp_path, mode):
     traces = 20_000
@@ -157,6 +164,7 @@ def test_known_tsc_spans_are_reported_within_hdr_precision_under_profile(rust_wr
     assert_within_hdr_precision(summary["tick_to_trade"], spans.sum(axis=1) * ns_per_tick, "tick_to_trade")
 
 
+@needs_cargo
 def test_a_trace_from_a_rust_and_a_python_process_joins_by_trace_id(rust_writer, tmp_path):
     traces = 500
     out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", sys.executable,
@@ -177,6 +185,7 @@ def test_a_trace_from_a_rust_and_a_python_process_joins_by_trace_id(rust_writer,
     assert writers and all(w == ["python-mixed", "rust-relay", "rust-relay"] for w in writers)
 
 
+@needs_cargo
 def test_bad_capacity_is_a_one_line_error_not_a_panic(rust_writer, ring_dir):
     out = run_writer(rust_writer, ring_dir, "points", 10, 3, check=False)
     assert out.returncode == 1 and "panicked" not in out.stderr
@@ -184,6 +193,7 @@ def test_bad_capacity_is_a_one_line_error_not_a_panic(rust_writer, ring_dir):
     assert find_rings(ring_dir) == []
 
 
+@needs_cargo
 def test_unwritable_ring_directory_is_a_one_line_error_naming_it(rust_writer, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -194,6 +204,7 @@ def test_unwritable_ring_directory_is_a_one_line_error_naming_it(rust_writer, tm
     assert str(blocker / "rings") in out.stderr and "TICKSCOPE_RING_DIR" in out.stderr
 
 
+@needs_cargo
 def test_the_off_feature_compiles_probes_away(ring_dir):
     exe = build_rust("rust_writer", features=("off",))
     stats = run_writer(exe, ring_dir, "points", 100)
@@ -201,6 +212,7 @@ def test_the_off_feature_compiles_probes_away(ring_dir):
     assert list(ring_dir.iterdir()) == [], "no ring file: every probe call compiled to nothing"
 
 
+@needs_cargo
 def test_bench_puts_the_rust_probe_next_to_a_bare_rdtsc_store(tmp_path):
     b = bench_rust_probe(tmp_path)
     assert b["rust_probe_ns"] > 0 and b["rust_tick_stamp_ns"] > 0 and b["rdtsc_store_ns"] > 0
