@@ -16,7 +16,8 @@
 //! # Ok::<(), tickscope_probe::Error>(())
 //! ```
 //!
-//! A writer belongs to one thread (single producer) and never blocks nor allocates after `open`:
+//! A writer belongs to one thread (single producer; it is neither `Send` nor `Sync`, so open it on
+//! the thread that stamps: the ring records that thread's id) and never blocks nor allocates after `open`:
 //! a full ring drops the newest record and counts it in the ring header. With the `off` feature
 //! every method compiles to nothing and `open` creates no file.
 

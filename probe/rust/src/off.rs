@@ -4,13 +4,15 @@
 use crate::clock::{native_clock, ClockDomain};
 use crate::error::Error;
 use crate::point::{to_points, validate_capacity, Point};
+use std::marker::PhantomData;
 use std::path::Path;
 
 macro_rules! off_writer {
     ($name:ident, $doc:literal) => {
         #[doc = $doc]
         pub struct $name {
-            _private: (),
+            // Zero-sized, and !Send like the real writer, so code that builds `off` builds on.
+            _one_thread: PhantomData<*const ()>,
         }
 
         impl $name {
@@ -21,7 +23,7 @@ macro_rules! off_writer {
             ) -> Result<Self, Error> {
                 validate_capacity(capacity)?;
                 to_points(points)?;
-                Ok($name { _private: () })
+                Ok($name { _one_thread: PhantomData })
             }
 
             pub fn open_in<'a, P: Clone + Into<Point<'a>>>(

@@ -38,10 +38,6 @@ pub(crate) struct RingFile {
     closed: bool,
 }
 
-// SAFETY: the mapping is process-wide memory, not tied to the creating thread; the writer that owns
-// this value stays the only producer wherever it moves (it is Send, not Sync).
-unsafe impl Send for RingFile {}
-
 fn safe_name(name: &str) -> String {
     let s: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
