@@ -32,7 +32,8 @@ fn main() {
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from).unwrap_or_else(tickscope_probe::ring_dir);
     let names: Vec<String> = (0..POINTS).map(|i| format!("p{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut point = PointWriter::open_in(&dir, "rust-bench-point", &names, PER_ROUND).expect("open point ring");
+    let mut point =
+        PointWriter::open_in(&dir, "rust-bench-point", &names, PER_ROUND).expect("open point ring");
     let ticks = PER_ROUND / POINTS as u64;
     let mut tick = TickWriter::open_in(&dir, "rust-bench-tick", &names, ticks).expect("open tick ring");
     let mut buf = vec![0u64; PER_ROUND as usize];

@@ -24,8 +24,11 @@ const POINTS: [Point<'static>; 4] = [
     Point::new("order.tx").stage("send").trade(),
 ];
 
-const RELAY_POINTS: [Point<'static>; 3] =
-    [Point::new("md.rx"), Point::new("md.decoded").stage("feed"), Point::new("order.tx").stage("send").trade()];
+const RELAY_POINTS: [Point<'static>; 3] = [
+    Point::new("md.rx"),
+    Point::new("md.decoded").stage("feed"),
+    Point::new("order.tx").stage("send").trade(),
+];
 
 /// Ticks between point k-1 and point k of trace i: 0.3 .. ~30 us at a few GHz, all different.
 fn span(i: u64, k: u64) -> u64 {

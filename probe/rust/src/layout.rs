@@ -93,7 +93,7 @@ pub struct PointRecord {
 
 /// Every constant above by its Python name, for the cross-language check (`layout` example).
 pub const CONSTANTS: &[(&str, u64)] = &[
-    ("MAGIC", MAGIC as u64),
+    ("MAGIC", MAGIC),
     ("LAYOUT_VERSION", LAYOUT_VERSION as u64),
     ("KIND_POINT", KIND_POINT as u64),
     ("KIND_TICK", KIND_TICK as u64),

@@ -39,8 +39,10 @@ pub(crate) struct RingFile {
 }
 
 fn safe_name(name: &str) -> String {
-    let s: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
     if s.is_empty() {
         "ring".into()
     } else {
@@ -116,7 +118,10 @@ impl RingFile {
         }
         Err(Error::RingDir {
             dir: dir.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::AlreadyExists, format!("1000 ring files named {safe}.{pid}.{tid}.* exist")),
+            source: io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("1000 ring files named {safe}.{pid}.{tid}.* exist"),
+            ),
         })
     }
 

@@ -97,7 +97,11 @@ pub struct PointWriter {
 
 impl PointWriter {
     /// Creates a ring in `tickscope_probe::ring_dir()` for `points` (ids are their positions).
-    pub fn open<'a, P: Clone + Into<Point<'a>>>(name: &str, points: &[P], capacity: u64) -> Result<Self, Error> {
+    pub fn open<'a, P: Clone + Into<Point<'a>>>(
+        name: &str,
+        points: &[P],
+        capacity: u64,
+    ) -> Result<Self, Error> {
         Self::open_in(crate::ring_dir(), name, points, capacity)
     }
 
@@ -164,7 +168,11 @@ pub struct TickWriter {
 
 impl TickWriter {
     /// Creates a ring in `tickscope_probe::ring_dir()` for `points` (slots are their positions).
-    pub fn open<'a, P: Clone + Into<Point<'a>>>(name: &str, points: &[P], capacity: u64) -> Result<Self, Error> {
+    pub fn open<'a, P: Clone + Into<Point<'a>>>(
+        name: &str,
+        points: &[P],
+        capacity: u64,
+    ) -> Result<Self, Error> {
         Self::open_in(crate::ring_dir(), name, points, capacity)
     }
 

@@ -4,6 +4,7 @@
 use tickscope_probe::{Error, PointWriter, TickWriter, ENABLED};
 
 #[test]
+#[allow(clippy::assertions_on_constants)] // ENABLED is the constant under test
 fn off_writers_are_empty_and_create_no_ring() {
     assert!(!ENABLED);
     assert_eq!(std::mem::size_of::<PointWriter>(), 0);

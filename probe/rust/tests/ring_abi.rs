@@ -142,7 +142,8 @@ fn header_and_point_table_as_written() {
 fn point_records_in_order_then_the_full_ring_drops_the_newest_and_counts() {
     let dir = TempDir::new("pointfull");
     let mut w = PointWriter::open_in(&dir.0, "full", &["a", "b"], 4).unwrap();
-    let published: Vec<bool> = (0..10).map(|k| w.record_ts(k % 2, 100 + k as u64, 1000 + k as u64, k as u64)).collect();
+    let published: Vec<bool> =
+        (0..10).map(|k| w.record_ts(k % 2, 100 + k as u64, 1000 + k as u64, k as u64)).collect();
     assert_eq!(published, [true, true, true, true, false, false, false, false, false, false]);
     assert_eq!((w.written(), w.dropped()), (4, 6));
     let b = read(w.path());
