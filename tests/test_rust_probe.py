@@ -111,7 +111,7 @@ def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
     rec = r.drain()
     assert r.dropped_full == 144 and rec.size == 256 and r.produced == 400
     assert np.array_equal(rec["trace"], np.repeat(np.arange(1, 65), 4)), "the oldest 64 traces stay"
-    assert np.all(np.diff(rec["ts"].astype(np.int64)) > 0), "rdtsc stamps of one thread increase"
+    assert np.all(np.diff(rec["ts"].astype(np.int64)) >= 0), "stamps of one thread never go back"
     assert set(rec["aux"][rec["point"] == 3]) == {42}
 
 
@@ -157,8 +157,9 @@ def test_known_tsc_spans_are_reported_within_hdr_precision_under_profile(rust_wr
     ns_per_tick = 1e9 / ring["tsc_hz"] if HOST_CLOCK == "Tsc" else 1.0
     spans = np.array([[span(i, k) for k in (1, 2, 3)] for i in range(traces)], dtype=np.float64)
     summary = s.summary()
-    # Same-ring stages are TSC differences converted by rate alone: a refit of the TSC line
-    # mid-run must not move them (see DESIGN.md, "Clocks"); the tsc branch fixes the collector.
+    # Same-ring stages are TSC differences, to be converted by rate alone (DESIGN.md, "Clocks"). If
+    # this fails by a few ns to µs while the records above are exact, it is the collector's TSC
+    # conversion shifting a trace whose stamps straddle a refit, not the crate.
     for k, stage in enumerate(STAGES):
         assert_within_hdr_precision(summary[stage], spans[:, k] * ns_per_tick, stage)
     assert_within_hdr_precision(summary["tick_to_trade"], spans.sum(axis=1) * ns_per_tick, "tick_to_trade")
