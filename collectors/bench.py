@@ -44,6 +44,31 @@ def build_c(name: str, out_dir: Path) -> Path | None:
     return exe
 
 
+def rust_crate() -> Path:
+    """The Rust probe crate (``probe/rust``), shipped beside the C header."""
+    return Path(probe_pkg.__file__).parent / "rust"
+
+
+def build_rust(example: str, features: tuple[str, ...] = ()) -> Path | None:
+    """``cargo build --release --offline`` one of probe/rust/examples; None without cargo or crate.
+
+    Artifacts stay in the crate's ``target/`` (git-ignored), so a rebuild is a no-op; a feature
+    set gets its own target directory, or building one would evict the other's binary.
+    """
+    cargo, crate = shutil.which("cargo"), rust_crate()
+    if cargo is None or not (crate / "Cargo.toml").is_file():
+        return None
+    target = crate / "target" if os.access(crate, os.W_OK) else Path(tempfile.gettempdir()) / "tickscope-rust"
+    if features:
+        target = target / "-".join(features)
+    cmd = [cargo, "build", "--release", "--offline", "--quiet", "--manifest-path", str(crate / "Cargo.toml"),
+           "--target-dir", str(target), "--example", example]  # fmt: skip
+    if features:
+        cmd += ["--features", ",".join(features)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    return target / "release" / "examples" / example
+
+
 def _best(fn, rounds: int) -> float:
     return min(fn() for _ in range(rounds))
 
@@ -133,6 +158,28 @@ def bench_c_probe(work: Path) -> dict:
         "c_probe_ns": r["record_ns"],
         "rdtsc_ns": r["rdtsc_ns"],
         "c_probe_ratio": round(r["record_ns"] / r["rdtsc_ns"], 2),
+    }
+
+
+def bench_rust_probe(work: Path) -> dict:
+    """The Rust crate's ``record`` and tick ``stamp`` next to a bare rdtsc + store, one run."""
+    missing = {"rust_probe_ns": None, "rust_tick_stamp_ns": None, "rdtsc_store_ns": None}
+    try:
+        exe = build_rust("rust_bench")
+    except subprocess.CalledProcessError as e:
+        return missing | {"rust_probe_error": e.stderr.decode(errors="replace").strip()[-200:]}
+    if exe is None:
+        return missing | {"rust_probe_error": "no cargo (install Debian's cargo) or no probe/rust crate"}
+    out = subprocess.run([str(exe), str(work)], capture_output=True, text=True, check=True, timeout=60)
+    import json
+
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "rust_probe_ns": r["record_ns"],
+        "rust_tick_stamp_ns": r["tick_stamp_ns"],
+        "rdtsc_store_ns": r["rdtsc_store_ns"],
+        "rust_probe_ratio": round(r["record_ns"] / r["rdtsc_store_ns"], 2),
+        "rust_tick_stamp_ratio": round(r["tick_stamp_ns"] / r["rdtsc_store_ns"], 2),
     }
 
 
@@ -274,6 +321,8 @@ def run_all(quick: bool = False, progress=None) -> dict:
         results |= bench_python_probe(rounds=3 if quick else 7, ticks=4096 if quick else 20_480)
         say("C probe ...")
         results |= bench_c_probe(work)
+        say("Rust probe ...")
+        results |= bench_rust_probe(work)
         say("HDR ingestion ...")
         results |= bench_ingest(
             n=200_000 if quick else 4_000_000, n_ref=10_000 if quick else 100_000, rounds=2 if quick else 5
@@ -291,6 +340,8 @@ TARGETS = {
     "probe_stamp_ns": ("<=", 100),
     "probe_stamp_ratio": ("<=", 2.0),
     "c_probe_ns": ("<=", 15),
+    "rust_probe_ns": ("<=", 15),
+    "rust_probe_ratio": ("<=", 1.3),
     "ingest_values_per_s": (">=", 100e6),
     "ingest_ratio": (">=", 100),
     "drain_records_per_s": (">=", 10e6),

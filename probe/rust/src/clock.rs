@@ -1,0 +1,140 @@
+//! Clocks: the TSC where it can be trusted, CLOCK_MONOTONIC where it cannot.
+//!
+//! Stamps are raw ticks; the collector converts them with the calibration pairs the writer stores
+//! (least squares of CLOCK_MONOTONIC_RAW against the TSC), so the hot path is one `rdtsc`.
+
+use crate::layout;
+use crate::sys;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The clock domain of a point's stamps (the values are the ring ABI's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum ClockDomain {
+    /// Raw `rdtsc` ticks, converted by the collector with the ring's calibration pairs.
+    Tsc = layout::CLOCK_TSC,
+    /// `clock_gettime(CLOCK_MONOTONIC)` ns (Python's `perf_counter_ns`).
+    Monotonic = layout::CLOCK_MONOTONIC,
+    /// `CLOCK_REALTIME` ns, e.g. kernel `SO_TIMESTAMPING` stamps passed to `record_ts`.
+    Realtime = layout::CLOCK_REALTIME,
+}
+
+/// Reads the TSC (x86-64), or CLOCK_MONOTONIC ns elsewhere.
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // `_rdtsc` has no preconditions; it is declared unsafe on older toolchains only.
+        #[allow(unused_unsafe)]
+        // SAFETY: rdtsc reads a counter register; it touches no memory.
+        let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+        tsc
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        sys::clock_ns(sys::CLOCK_MONOTONIC)
+    }
+}
+
+/// `rdtscp`: waits for earlier instructions to retire, so it stamps the *end* of a stage.
+#[inline(always)]
+pub fn rdtscp() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut aux = 0u32;
+        // SAFETY: `aux` is a valid u32 the instruction writes the processor id into.
+        unsafe { core::arch::x86_64::__rdtscp(&mut aux) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        rdtsc()
+    }
+}
+
+/// Whether the host's TSC is invariant: `constant_tsc` (fixed rate across frequency changes) and
+/// `nonstop_tsc` (keeps ticking in deep C-states), as `/proc/cpuinfo` lists them. Read once.
+pub fn tsc_invariant() -> bool {
+    static INVARIANT: AtomicU8 = AtomicU8::new(0); // 0 not read yet, 1 no, 2 yes
+    match INVARIANT.load(Ordering::Relaxed) {
+        0 => {
+            let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            let invariant = flags_say_invariant(&info);
+            INVARIANT.store(1 + invariant as u8, Ordering::Relaxed);
+            invariant
+        }
+        known => known == 2,
+    }
+}
+
+pub(crate) fn flags_say_invariant(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, flags)| {
+            let mut constant = false;
+            let mut nonstop = false;
+            for f in flags.split_whitespace() {
+                constant |= f == "constant_tsc";
+                nonstop |= f == "nonstop_tsc";
+            }
+            constant && nonstop
+        })
+        .unwrap_or(false)
+}
+
+/// The clock a writer stamps with: the TSC on x86-64 with an invariant TSC, else CLOCK_MONOTONIC
+/// (a TSC whose rate changes under the probe would turn frequency scaling into latency).
+/// `TICKSCOPE_CLOCK=monotonic` chooses CLOCK_MONOTONIC anyway (e.g. a VM that migrates between
+/// hosts). Read when a writer opens; the ring declares the choice, so the session shows it.
+pub fn native_clock() -> ClockDomain {
+    let forced_monotonic = std::env::var_os("TICKSCOPE_CLOCK").map_or(false, |v| v == "monotonic");
+    if cfg!(target_arch = "x86_64") && tsc_invariant() && !forced_monotonic {
+        ClockDomain::Tsc
+    } else {
+        ClockDomain::Monotonic
+    }
+}
+
+/// Reads `clock` now: the writer's hot-path clock read.
+#[inline(always)]
+pub(crate) fn read(clock: ClockDomain) -> u64 {
+    match clock {
+        ClockDomain::Tsc => rdtsc(),
+        ClockDomain::Monotonic => sys::clock_ns(sys::CLOCK_MONOTONIC),
+        ClockDomain::Realtime => sys::clock_ns(sys::CLOCK_REALTIME),
+    }
+}
+
+/// One calibration entry `(tsc, monotonic_raw, monotonic, realtime)`, built as the C header does:
+/// the TSC read between two CLOCK_MONOTONIC_RAW reads, RAW taken at their midpoint and MONOTONIC
+/// moved back by the same half-width. A writer without a TSC stores 0 there (as Python does).
+pub(crate) fn calibration_pair(tsc_clock: bool) -> [u64; 4] {
+    let raw0 = sys::clock_ns(sys::CLOCK_MONOTONIC_RAW);
+    let tsc = if tsc_clock { rdtscp() } else { 0 };
+    let raw1 = sys::clock_ns(sys::CLOCK_MONOTONIC_RAW);
+    let mono = sys::clock_ns(sys::CLOCK_MONOTONIC);
+    let real = sys::clock_ns(sys::CLOCK_REALTIME);
+    let half = (raw1 - raw0) / 2;
+    [tsc, raw0 + half, mono - half, real]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invariant_needs_both_flags() {
+        assert!(flags_say_invariant("processor: 0\nflags\t\t: fpu tsc constant_tsc nonstop_tsc\n"));
+        assert!(!flags_say_invariant("flags\t\t: fpu tsc constant_tsc\n"));
+        assert!(!flags_say_invariant("flags\t\t: fpu tsc nonstop_tsc_x constant_tsc\n"));
+        assert!(!flags_say_invariant(""));
+    }
+
+    #[test]
+    fn tsc_moves_forward() {
+        let a = rdtsc();
+        let b = rdtscp();
+        assert!(b > a);
+    }
+}

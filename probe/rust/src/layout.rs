@@ -1,0 +1,158 @@
+//! Every offset and size of a tickscope ring file: the Rust mirror of `probe/layout.py`, which
+//! owns the diagrams and is the source of truth. `tests/test_rust_probe.py` compares these
+//! constants with the Python module (the `layout` example prints them), so they cannot drift.
+//!
+//! ```text
+//! 0 .. 127      static description (magic last, released)   | written once by the producer
+//! 128 .. 255    head, dropped_full, writer_heartbeat_ns, writer_closed | producer only
+//! 256 .. 383    tail, reader_heartbeat_ns, reader_pid        | consumer only
+//! 384 .. 1023   calib_count u32, pad, 16 x (tsc, monotonic_raw, monotonic, realtime)
+//! 1024 ..       point table: 64 x (name 48, stage 40, clock_domain u32, flags u32)
+//! 8192 ..       capacity x record_size
+//! ```
+//!
+//! `KIND_POINT` record (32 bytes): `ts u64 | trace_id u64 | point u32 | thread u32 | aux u64`.
+//! `KIND_TICK` record (8 n + 16 bytes): `ts[0..n] u64 | trace_id u64 | aux u64`, 0 = not reached.
+
+/// `b"TSCOPE01"` read as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"TSCOPE01");
+pub const LAYOUT_VERSION: u32 = 1;
+
+pub const KIND_POINT: u32 = 1;
+pub const KIND_TICK: u32 = 2;
+
+pub const CLOCK_TSC: u32 = 1;
+pub const CLOCK_MONOTONIC: u32 = 2;
+pub const CLOCK_REALTIME: u32 = 3;
+
+/// Point flag: tick-to-trade ends at this point (default: the last declared point).
+pub const POINT_TRADE: u32 = 1;
+
+pub const CACHE_LINE_PAIR: usize = 128;
+
+// Line 0: static description.
+pub const OFF_MAGIC: usize = 0;
+pub const OFF_VERSION: usize = 8;
+pub const OFF_KIND: usize = 12;
+pub const OFF_RECORD_SIZE: usize = 16;
+pub const OFF_N_POINTS: usize = 20;
+pub const OFF_CAPACITY: usize = 24;
+pub const OFF_CLOCK_DOMAIN: usize = 32;
+pub const OFF_WRITER_PID: usize = 36;
+pub const OFF_WRITER_TID: usize = 40;
+pub const OFF_FLAGS: usize = 44;
+pub const OFF_CREATED_MONO_NS: usize = 48;
+pub const OFF_CREATED_REAL_NS: usize = 56;
+pub const OFF_DATA_OFFSET: usize = 64;
+pub const OFF_WRITER_NAME: usize = 72;
+pub const WRITER_NAME_SIZE: usize = 56;
+
+// Line 1: producer-owned.
+pub const OFF_HEAD: usize = CACHE_LINE_PAIR;
+pub const OFF_DROPPED_FULL: usize = OFF_HEAD + 8;
+pub const OFF_WRITER_HEARTBEAT_NS: usize = OFF_HEAD + 16;
+pub const OFF_WRITER_CLOSED: usize = OFF_HEAD + 24;
+
+// Line 2: consumer-owned.
+pub const OFF_TAIL: usize = 2 * CACHE_LINE_PAIR;
+pub const OFF_READER_HEARTBEAT_NS: usize = OFF_TAIL + 8;
+pub const OFF_READER_PID: usize = OFF_TAIL + 16;
+
+// Calibration pairs.
+pub const OFF_CALIB_COUNT: usize = 3 * CACHE_LINE_PAIR;
+pub const OFF_CALIB_ENTRIES: usize = OFF_CALIB_COUNT + 8;
+pub const CALIB_SLOTS: usize = 16;
+pub const CALIB_ENTRY_SIZE: usize = 32;
+
+// Point table.
+pub const OFF_POINT_TABLE: usize = 1024;
+pub const POINT_NAME_SIZE: usize = 48;
+pub const POINT_STAGE_SIZE: usize = 40;
+pub const POINT_ENTRY_SIZE: usize = POINT_NAME_SIZE + POINT_STAGE_SIZE + 8;
+pub const MAX_POINTS: usize = 64;
+pub const DATA_OFFSET: usize = 8192;
+
+pub const POINT_RECORD_SIZE: usize = 32;
+pub const TICK_TRAILER_SIZE: usize = 16;
+
+const _: () = assert!(OFF_WRITER_NAME + WRITER_NAME_SIZE == CACHE_LINE_PAIR);
+const _: () = assert!(OFF_CALIB_ENTRIES + CALIB_SLOTS * CALIB_ENTRY_SIZE <= OFF_POINT_TABLE);
+const _: () = assert!(OFF_POINT_TABLE + MAX_POINTS * POINT_ENTRY_SIZE <= DATA_OFFSET);
+const _: () = assert!(core::mem::size_of::<PointRecord>() == POINT_RECORD_SIZE);
+
+/// One `KIND_POINT` record as it lies in the ring (little endian on every supported target).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PointRecord {
+    pub ts: u64,
+    pub trace_id: u64,
+    pub point_id: u32,
+    pub thread_id: u32,
+    pub aux: u64,
+}
+
+/// Every constant above by its Python name, for the cross-language check (`layout` example).
+pub const CONSTANTS: &[(&str, u64)] = &[
+    ("MAGIC", MAGIC),
+    ("LAYOUT_VERSION", LAYOUT_VERSION as u64),
+    ("KIND_POINT", KIND_POINT as u64),
+    ("KIND_TICK", KIND_TICK as u64),
+    ("CLOCK_TSC", CLOCK_TSC as u64),
+    ("CLOCK_MONOTONIC", CLOCK_MONOTONIC as u64),
+    ("CLOCK_REALTIME", CLOCK_REALTIME as u64),
+    ("POINT_TRADE", POINT_TRADE as u64),
+    ("CACHE_LINE_PAIR", CACHE_LINE_PAIR as u64),
+    ("OFF_MAGIC", OFF_MAGIC as u64),
+    ("OFF_VERSION", OFF_VERSION as u64),
+    ("OFF_KIND", OFF_KIND as u64),
+    ("OFF_RECORD_SIZE", OFF_RECORD_SIZE as u64),
+    ("OFF_N_POINTS", OFF_N_POINTS as u64),
+    ("OFF_CAPACITY", OFF_CAPACITY as u64),
+    ("OFF_CLOCK_DOMAIN", OFF_CLOCK_DOMAIN as u64),
+    ("OFF_WRITER_PID", OFF_WRITER_PID as u64),
+    ("OFF_WRITER_TID", OFF_WRITER_TID as u64),
+    ("OFF_FLAGS", OFF_FLAGS as u64),
+    ("OFF_CREATED_MONO_NS", OFF_CREATED_MONO_NS as u64),
+    ("OFF_CREATED_REAL_NS", OFF_CREATED_REAL_NS as u64),
+    ("OFF_DATA_OFFSET", OFF_DATA_OFFSET as u64),
+    ("OFF_WRITER_NAME", OFF_WRITER_NAME as u64),
+    ("WRITER_NAME_SIZE", WRITER_NAME_SIZE as u64),
+    ("OFF_HEAD", OFF_HEAD as u64),
+    ("OFF_DROPPED_FULL", OFF_DROPPED_FULL as u64),
+    ("OFF_WRITER_HEARTBEAT_NS", OFF_WRITER_HEARTBEAT_NS as u64),
+    ("OFF_WRITER_CLOSED", OFF_WRITER_CLOSED as u64),
+    ("OFF_TAIL", OFF_TAIL as u64),
+    ("OFF_READER_HEARTBEAT_NS", OFF_READER_HEARTBEAT_NS as u64),
+    ("OFF_READER_PID", OFF_READER_PID as u64),
+    ("OFF_CALIB_COUNT", OFF_CALIB_COUNT as u64),
+    ("OFF_CALIB_ENTRIES", OFF_CALIB_ENTRIES as u64),
+    ("CALIB_SLOTS", CALIB_SLOTS as u64),
+    ("CALIB_ENTRY_SIZE", CALIB_ENTRY_SIZE as u64),
+    ("OFF_POINT_TABLE", OFF_POINT_TABLE as u64),
+    ("POINT_NAME_SIZE", POINT_NAME_SIZE as u64),
+    ("POINT_STAGE_SIZE", POINT_STAGE_SIZE as u64),
+    ("POINT_ENTRY_SIZE", POINT_ENTRY_SIZE as u64),
+    ("MAX_POINTS", MAX_POINTS as u64),
+    ("DATA_OFFSET", DATA_OFFSET as u64),
+    ("POINT_RECORD_SIZE", POINT_RECORD_SIZE as u64),
+    ("TICK_TRAILER_SIZE", TICK_TRAILER_SIZE as u64),
+];
+
+pub const fn tick_record_size(n_points: usize) -> usize {
+    8 * n_points + TICK_TRAILER_SIZE
+}
+
+pub const fn record_size_for(kind: u32, n_points: usize) -> usize {
+    if kind == KIND_POINT {
+        POINT_RECORD_SIZE
+    } else {
+        tick_record_size(n_points)
+    }
+}
+
+pub const fn ring_file_size(capacity: usize, record_size: usize) -> usize {
+    DATA_OFFSET + capacity * record_size
+}
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("tickscope rings are little endian; this crate stores native integers");

@@ -1,0 +1,87 @@
+use crate::clock::ClockDomain;
+use crate::error::Error;
+use crate::layout;
+
+/// A declared probe point, as Python's `Point`: `stage` names the span that ends here (default:
+/// the point's own name), `clock` the domain of its stamps (default: the writer's own clock),
+/// `trade` marks where tick-to-trade ends when that is not the last point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Point<'a> {
+    pub name: &'a str,
+    pub stage: &'a str,
+    pub clock: Option<ClockDomain>,
+    pub trade: bool,
+}
+
+impl<'a> Point<'a> {
+    pub const fn new(name: &'a str) -> Self {
+        Point { name, stage: "", clock: None, trade: false }
+    }
+
+    pub const fn stage(self, stage: &'a str) -> Self {
+        Point { stage, ..self }
+    }
+
+    /// Stamps of this point come from another clock, e.g. `Realtime` for a kernel receive stamp
+    /// passed to `record_ts`.
+    pub const fn clock(self, clock: ClockDomain) -> Self {
+        Point { clock: Some(clock), ..self }
+    }
+
+    pub const fn trade(self) -> Self {
+        Point { trade: true, ..self }
+    }
+}
+
+impl<'a> From<&'a str> for Point<'a> {
+    fn from(name: &'a str) -> Self {
+        Point::new(name)
+    }
+}
+
+/// The same rules as Python's `_as_points`, with the same wording.
+pub(crate) fn validate(points: &[Point<'_>]) -> Result<(), Error> {
+    if points.is_empty() {
+        return Err(Error::Points("a ring needs at least one probe point".into()));
+    }
+    if points.len() > layout::MAX_POINTS {
+        return Err(Error::Points(format!(
+            "at most {} probe points per ring: got {}",
+            layout::MAX_POINTS,
+            points.len()
+        )));
+    }
+    for (i, p) in points.iter().enumerate() {
+        if p.name.is_empty() || p.name.len() > layout::POINT_NAME_SIZE {
+            return Err(Error::Points(format!(
+                "probe point name must be 1..{} bytes: {:?}",
+                layout::POINT_NAME_SIZE,
+                p.name
+            )));
+        }
+        if p.stage.len() > layout::POINT_STAGE_SIZE {
+            return Err(Error::Points(format!(
+                "stage name must be at most {} bytes: {:?}",
+                layout::POINT_STAGE_SIZE,
+                p.stage
+            )));
+        }
+        if points[..i].iter().any(|q| q.name == p.name) {
+            return Err(Error::Points(format!("probe point names must be unique: {:?} twice", p.name)));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_capacity(capacity: u64) -> Result<(), Error> {
+    if capacity < 2 || !capacity.is_power_of_two() {
+        return Err(Error::Capacity(capacity));
+    }
+    Ok(())
+}
+
+pub(crate) fn to_points<'a, P: Clone + Into<Point<'a>>>(points: &[P]) -> Result<Vec<Point<'a>>, Error> {
+    let out: Vec<Point<'a>> = points.iter().cloned().map(Into::into).collect();
+    validate(&out)?;
+    Ok(out)
+}

@@ -1,0 +1,235 @@
+//! One mapped ring file: creation, the header, and the header fields the writers share.
+//!
+//! Every `unsafe` block of the crate that touches the ring lives here or in `writer.rs`; each
+//! rests on the invariants of `RingFile` below.
+
+use crate::clock::{self, ClockDomain};
+use crate::error::Error;
+use crate::layout as L;
+use crate::point::Point;
+use crate::sys;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A ring file mapped shared and writable.
+///
+/// Invariants (what the `unsafe` blocks rely on):
+/// - `base` is a live `MAP_SHARED` mapping of exactly `size` bytes, page aligned, owned by this
+///   value and unmapped only in `Drop`; `size == DATA_OFFSET + capacity * record_size`.
+/// - The mapping is shared with one consumer process, which writes only its own header line
+///   (tail, reader heartbeat, reader pid) and zeroes tick slots *before* releasing them through
+///   `tail`. This writer writes everything else; the records in `[tail, head)` are the
+///   consumer's to read, the slots in `[head, tail + capacity)` are this writer's to fill.
+/// - Header fields written by both sides or read while the other side writes are accessed only
+///   through atomics at their naturally aligned offsets.
+pub(crate) struct RingFile {
+    base: *mut u8,
+    size: usize,
+    pub path: PathBuf,
+    pub capacity: u64,
+    pub record_size: usize,
+    pub n_points: u32,
+    pub tid: u32,
+    pub clock: ClockDomain,
+    closed: bool,
+}
+
+fn safe_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if s.is_empty() {
+        "ring".into()
+    } else {
+        s
+    }
+}
+
+fn put(buf: &mut [u8], off: usize, bytes: &[u8]) {
+    buf[off..off + bytes.len()].copy_from_slice(bytes);
+}
+
+impl RingFile {
+    /// Creates `<dir>/<name>.<pid>.<tid>[.n].ring` exclusively with mode 0600 (as Python and C
+    /// do), sizes it, maps it and publishes the header, magic last.
+    pub fn create(
+        dir: &Path,
+        name: &str,
+        points: &[Point<'_>],
+        kind: u32,
+        capacity: u64,
+    ) -> Result<RingFile, Error> {
+        let n_points = points.len();
+        let record_size = L::record_size_for(kind, n_points);
+        let size = (capacity as usize)
+            .checked_mul(record_size)
+            .and_then(|b| b.checked_add(L::DATA_OFFSET))
+            .ok_or(Error::Capacity(capacity))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| Error::RingDir { dir: dir.to_path_buf(), source })?;
+        let pid = std::process::id();
+        let tid = sys::thread_id();
+        let (path, file) = Self::create_exclusive(dir, &safe_name(name), pid, tid)?;
+        let fail = |path: &Path, source: io::Error| {
+            let _ = std::fs::remove_file(path);
+            Error::RingFile { path: path.to_path_buf(), source }
+        };
+        if let Err(e) = file.set_len(size as u64) {
+            return Err(fail(&path, e));
+        }
+        let base = match sys::map_shared(file.as_raw_fd(), size) {
+            Ok(b) => b,
+            Err(e) => return Err(fail(&path, e)),
+        };
+        drop(file); // the mapping keeps the file's pages; the descriptor is not needed
+        let clock = clock::native_clock();
+        let mut ring = RingFile {
+            base,
+            size,
+            path,
+            capacity,
+            record_size,
+            n_points: n_points as u32,
+            tid,
+            clock,
+            closed: false,
+        };
+        ring.write_header(name, points, kind, pid);
+        Ok(ring)
+    }
+
+    fn create_exclusive(dir: &Path, safe: &str, pid: u32, tid: u32) -> Result<(PathBuf, File), Error> {
+        for n in 0..1000 {
+            let suffix = if n == 0 { String::new() } else { format!(".{n}") };
+            let path = dir.join(format!("{safe}.{pid}.{tid}{suffix}.ring"));
+            match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(f) => return Ok((path, f)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(source) => return Err(Error::RingDir { dir: dir.to_path_buf(), source }),
+            }
+        }
+        Err(Error::RingDir {
+            dir: dir.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("1000 ring files named {safe}.{pid}.{tid}.* exist"),
+            ),
+        })
+    }
+
+    /// The static header bytes (line 0 and the point table). Nobody reads them before the magic.
+    fn header_mut(&mut self) -> &mut [u8] {
+        // SAFETY: [0, DATA_OFFSET) is inside the mapping (invariant); before the magic is
+        // published no reader interprets it, and afterwards this is never called again.
+        unsafe { std::slice::from_raw_parts_mut(self.base, L::DATA_OFFSET) }
+    }
+
+    fn write_header(&mut self, name: &str, points: &[Point<'_>], kind: u32, pid: u32) {
+        let (clock, capacity, record_size, n_points, tid) =
+            (self.clock, self.capacity, self.record_size, self.n_points, self.tid);
+        let h = self.header_mut();
+        for (i, p) in points.iter().enumerate() {
+            let e = L::OFF_POINT_TABLE + i * L::POINT_ENTRY_SIZE;
+            put(h, e, p.name.as_bytes());
+            put(h, e + L::POINT_NAME_SIZE, p.stage.as_bytes());
+            let domain = p.clock.unwrap_or(clock) as u32;
+            put(h, e + L::POINT_NAME_SIZE + L::POINT_STAGE_SIZE, &domain.to_le_bytes());
+            let flags = if p.trade { L::POINT_TRADE } else { 0 };
+            put(h, e + L::POINT_NAME_SIZE + L::POINT_STAGE_SIZE + 4, &flags.to_le_bytes());
+        }
+        put(h, L::OFF_VERSION, &L::LAYOUT_VERSION.to_le_bytes());
+        put(h, L::OFF_KIND, &kind.to_le_bytes());
+        put(h, L::OFF_RECORD_SIZE, &(record_size as u32).to_le_bytes());
+        put(h, L::OFF_N_POINTS, &n_points.to_le_bytes());
+        put(h, L::OFF_CAPACITY, &capacity.to_le_bytes());
+        put(h, L::OFF_CLOCK_DOMAIN, &(clock as u32).to_le_bytes());
+        put(h, L::OFF_WRITER_PID, &pid.to_le_bytes());
+        put(h, L::OFF_WRITER_TID, &tid.to_le_bytes());
+        put(h, L::OFF_CREATED_MONO_NS, &sys::clock_ns(sys::CLOCK_MONOTONIC).to_le_bytes());
+        put(h, L::OFF_CREATED_REAL_NS, &sys::clock_ns(sys::CLOCK_REALTIME).to_le_bytes());
+        put(h, L::OFF_DATA_OFFSET, &(L::DATA_OFFSET as u64).to_le_bytes());
+        let name = name.as_bytes();
+        put(h, L::OFF_WRITER_NAME, &name[..name.len().min(L::WRITER_NAME_SIZE - 1)]);
+        // Two pairs 20 ms apart give the collector a TSC rate even for a run that never heartbeats.
+        self.calibrate();
+        if self.clock == ClockDomain::Tsc {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            self.calibrate();
+        }
+        self.u64_at(L::OFF_WRITER_HEARTBEAT_NS).store(sys::clock_ns(sys::CLOCK_MONOTONIC), Ordering::Release);
+        // The magic last, released: a reader that sees it sees the whole header.
+        self.u64_at(L::OFF_MAGIC).store(L::MAGIC, Ordering::Release);
+    }
+
+    /// A header u64 shared with the consumer.
+    #[inline(always)]
+    pub fn u64_at(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off < L::DATA_OFFSET);
+        // SAFETY: `off` is one of the layout's 8-aligned header offsets inside the live mapping
+        // (AtomicU64 has u64's size and, on 64-bit targets, its alignment), both sides access it
+        // only atomically (invariant), and the borrow is tied to `&self`, so it ends before Drop.
+        unsafe { &*(self.base.add(off) as *const AtomicU64) }
+    }
+
+    /// Start of the records area.
+    #[inline(always)]
+    pub fn data(&self) -> *mut u8 {
+        // SAFETY: DATA_OFFSET < size (invariant), so the result stays inside the mapping.
+        unsafe { self.base.add(L::DATA_OFFSET) }
+    }
+
+    /// Stores one calibration pair the way the C header does: the entry into slot
+    /// `count % CALIB_SLOTS` first, then a release store of `count + 1`.
+    pub fn calibrate(&mut self) {
+        let pair = clock::calibration_pair(self.clock == ClockDomain::Tsc);
+        // SAFETY: OFF_CALIB_COUNT is 4-aligned inside the mapping; only this writer stores it.
+        let count_at = unsafe { &*(self.base.add(L::OFF_CALIB_COUNT) as *const AtomicU32) };
+        let count = count_at.load(Ordering::Relaxed);
+        let slot = L::OFF_CALIB_ENTRIES + (count as usize % L::CALIB_SLOTS) * L::CALIB_ENTRY_SIZE;
+        for (i, v) in pair.iter().enumerate() {
+            // SAFETY: the slot is 8-aligned and inside [OFF_CALIB_ENTRIES, OFF_POINT_TABLE); the
+            // collector reads entries only up to the count released below.
+            unsafe { (self.base.add(slot + 8 * i) as *mut u64).write(*v) };
+        }
+        count_at.store(count.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Liveness for the collector, and a fresh calibration pair.
+    pub fn heartbeat(&mut self) {
+        self.calibrate();
+        self.u64_at(L::OFF_WRITER_HEARTBEAT_NS).store(sys::clock_ns(sys::CLOCK_MONOTONIC), Ordering::Release);
+    }
+
+    /// Whether a collector drained this ring within `max_age_ns`.
+    pub fn collector_alive(&self, max_age_ns: u64) -> bool {
+        let beat = self.u64_at(L::OFF_READER_HEARTBEAT_NS).load(Ordering::Acquire);
+        beat != 0 && sys::clock_ns(sys::CLOCK_MONOTONIC).saturating_sub(beat) < max_age_ns
+    }
+
+    /// Marks the ring cleanly closed; the file stays for the collector to drain and remove.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.heartbeat();
+        self.u64_at(L::OFF_WRITER_CLOSED).store(1, Ordering::Release);
+    }
+}
+
+impl Drop for RingFile {
+    fn drop(&mut self) {
+        self.close();
+        // SAFETY: `base`/`size` are this value's own mapping (invariant) and nothing borrows it
+        // past this point: every borrow handed out is tied to `&self`.
+        unsafe { sys::unmap(self.base, self.size) };
+    }
+}

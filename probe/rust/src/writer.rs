@@ -1,0 +1,286 @@
+//! The two writers: `PointWriter` (one 32-byte record per point) and `TickWriter` (one record per
+//! tick holding a stamp for every declared point). Both publish with a release store of `head`,
+//! drop the newest record when the ring is full and count it in `dropped_full`.
+
+use crate::clock::{self, ClockDomain};
+use crate::error::Error;
+use crate::layout::{self as L, PointRecord};
+use crate::point::{to_points, validate_capacity, Point};
+use crate::ring::RingFile;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+#[cold]
+#[inline(never)]
+fn undeclared(point: u32, n_points: u32) -> ! {
+    panic!("point id {point} not declared: this ring has {n_points} points")
+}
+
+/// Producer-side bookkeeping common to both writers: `head` is kept locally (never re-read from
+/// shared memory) and `tail` is re-read only when `head` reaches `limit`, once per lap at most
+/// while the collector keeps up.
+struct Cursor {
+    head: u64,
+    limit: u64,
+}
+
+impl Cursor {
+    /// Re-reads the consumer's tail; false (and one more drop counted) if the ring is still full.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, ring: &RingFile) -> bool {
+        self.limit = ring.u64_at(L::OFF_TAIL).load(Ordering::Acquire) + ring.capacity;
+        self.head < self.limit
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn count_drop(ring: &RingFile) {
+        let dropped = ring.u64_at(L::OFF_DROPPED_FULL);
+        // Only this writer stores it, so load + store is an increment; Relaxed: it orders nothing.
+        dropped.store(dropped.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
+
+macro_rules! common_methods {
+    () => {
+        /// The writer's clock now (TSC ticks, or CLOCK_MONOTONIC ns without an invariant TSC):
+        /// the stamp `record`/`stamp` would take, for `record_ts`/`stamp_ts` later.
+        #[inline(always)]
+        pub fn now(&self) -> u64 {
+            clock::read(self.ring.clock)
+        }
+
+        /// The clock domain of `now()` and of every point declared without its own clock.
+        pub fn clock(&self) -> ClockDomain {
+            self.ring.clock
+        }
+
+        /// From an idle path: tells the collector this writer is alive though quiet, and stores a
+        /// fresh calibration pair (call it every few hundred ms; it reads four clocks).
+        pub fn heartbeat(&mut self) {
+            self.ring.heartbeat();
+        }
+
+        /// Whether a collector drained this ring within `max_age_ns` (else records pile up and drop).
+        pub fn collector_alive(&self, max_age_ns: u64) -> bool {
+            self.ring.collector_alive(max_age_ns)
+        }
+
+        /// Records dropped because the ring was full.
+        pub fn dropped(&self) -> u64 {
+            self.ring.u64_at(L::OFF_DROPPED_FULL).load(Ordering::Relaxed)
+        }
+
+        /// Records published so far.
+        pub fn written(&self) -> u64 {
+            self.cursor.head
+        }
+
+        /// The ring file (the collector removes it after draining a closed ring).
+        pub fn path(&self) -> &Path {
+            &self.ring.path
+        }
+
+        /// Marks the ring cleanly closed and unmaps it (dropping the writer does the same).
+        pub fn close(self) {}
+    };
+}
+
+/// One 32-byte record per probe point: `record(point_id, trace_id, aux)`.
+pub struct PointWriter {
+    ring: RingFile,
+    records: *mut PointRecord,
+    mask: u64,
+    cursor: Cursor,
+}
+
+impl PointWriter {
+    /// Creates a ring in `tickscope_probe::ring_dir()` for `points` (ids are their positions).
+    pub fn open<'a, P: Clone + Into<Point<'a>>>(
+        name: &str,
+        points: &[P],
+        capacity: u64,
+    ) -> Result<Self, Error> {
+        Self::open_in(crate::ring_dir(), name, points, capacity)
+    }
+
+    /// As `open`, in `dir`.
+    pub fn open_in<'a, P: Clone + Into<Point<'a>>>(
+        dir: impl AsRef<Path>,
+        name: &str,
+        points: &[P],
+        capacity: u64,
+    ) -> Result<Self, Error> {
+        validate_capacity(capacity)?;
+        let points = to_points(points)?;
+        let ring = RingFile::create(dir.as_ref(), name, &points, L::KIND_POINT, capacity)?;
+        let records = ring.data() as *mut PointRecord;
+        Ok(PointWriter { ring, records, mask: capacity - 1, cursor: Cursor { head: 0, limit: capacity } })
+    }
+
+    /// Stamps `point` of `trace_id` now. Returns false if the ring was full (the record is
+    /// dropped and counted). Panics if `point` was not declared.
+    #[inline(always)]
+    pub fn record(&mut self, point: u32, trace_id: u64, aux: u64) -> bool {
+        let ts = self.now();
+        self.record_ts(point, trace_id, ts, aux)
+    }
+
+    /// As `record`, with a stamp taken earlier (`now()`) or from another clock the point declared.
+    #[inline(always)]
+    pub fn record_ts(&mut self, point: u32, trace_id: u64, ts: u64, aux: u64) -> bool {
+        if point >= self.ring.n_points {
+            undeclared(point, self.ring.n_points);
+        }
+        let h = self.cursor.head;
+        if h >= self.cursor.limit && !self.cursor.make_room(&self.ring) {
+            Cursor::count_drop(&self.ring);
+            return false;
+        }
+        let record = PointRecord { ts, trace_id, point_id: point, thread_id: self.ring.tid, aux };
+        // SAFETY: `h & mask < capacity`, so the slot lies in the records area of the live mapping
+        // (32-byte aligned: DATA_OFFSET and the record size are multiples of 32). `h < tail +
+        // capacity` (checked above against `limit`), so the consumer has released this slot and
+        // reads it only after the release store of `head` below.
+        unsafe { self.records.add((h & self.mask) as usize).write(record) };
+        self.cursor.head = h + 1;
+        self.ring.u64_at(L::OFF_HEAD).store(h + 1, Ordering::Release);
+        true
+    }
+
+    common_methods!();
+}
+
+/// One record per tick: `stamp(i)` for each point reached, then `commit(trace_id, aux)`.
+///
+/// Stamps go straight into the free slot the commit will publish (the collector zeroes slots it
+/// has drained), so a stamp is one `rdtsc` and one store, and a commit three stores. A tick that
+/// begins on a full ring stamps into a scratch vector and is dropped at commit if no room appeared.
+pub struct TickWriter {
+    ring: RingFile,
+    n: usize,
+    current: *mut u64,
+    scratch: Vec<u64>, // a Vec, not a Box: `current` may point into it while it is not borrowed
+    on_scratch: bool,
+    cursor: Cursor,
+}
+
+impl TickWriter {
+    /// Creates a ring in `tickscope_probe::ring_dir()` for `points` (slots are their positions).
+    pub fn open<'a, P: Clone + Into<Point<'a>>>(
+        name: &str,
+        points: &[P],
+        capacity: u64,
+    ) -> Result<Self, Error> {
+        Self::open_in(crate::ring_dir(), name, points, capacity)
+    }
+
+    /// As `open`, in `dir`.
+    pub fn open_in<'a, P: Clone + Into<Point<'a>>>(
+        dir: impl AsRef<Path>,
+        name: &str,
+        points: &[P],
+        capacity: u64,
+    ) -> Result<Self, Error> {
+        validate_capacity(capacity)?;
+        let points = to_points(points)?;
+        let ring = RingFile::create(dir.as_ref(), name, &points, L::KIND_TICK, capacity)?;
+        let n = points.len();
+        let current = ring.data() as *mut u64;
+        Ok(TickWriter {
+            ring,
+            n,
+            current,
+            scratch: vec![0u64; n + 2],
+            on_scratch: false,
+            cursor: Cursor { head: 0, limit: capacity },
+        })
+    }
+
+    #[inline(always)]
+    fn slot(&self, head: u64) -> *mut u64 {
+        let offset = (head & (self.ring.capacity - 1)) as usize * self.ring.record_size;
+        // SAFETY: offset < capacity * record_size: inside the records area of the live mapping.
+        unsafe { self.ring.data().add(offset) as *mut u64 }
+    }
+
+    /// Stamps point `i` of the tick in progress now. Panics if `i` was not declared.
+    #[inline(always)]
+    pub fn stamp(&mut self, i: u32) {
+        let ts = self.now();
+        self.stamp_ts(i, ts);
+    }
+
+    /// As `stamp`, with a stamp taken earlier or from the point's own clock.
+    #[inline(always)]
+    pub fn stamp_ts(&mut self, i: u32, ts: u64) {
+        if i as usize >= self.n {
+            undeclared(i, self.n as u32);
+        }
+        // SAFETY: `current` is either the scratch vector (n + 2 u64) or the slot at `head`, which
+        // `head < limit <= tail + capacity` makes this writer's until it is published; i < n.
+        unsafe { self.current.add(i as usize).write(ts) };
+    }
+
+    /// Publishes the tick as `trace_id`; the next `stamp` starts the next tick. Returns false if
+    /// the ring was full (the tick is dropped and counted).
+    #[inline(always)]
+    pub fn commit(&mut self, trace_id: u64, aux: u64) -> bool {
+        if self.on_scratch && !self.land_scratch() {
+            return false;
+        }
+        let v = self.current;
+        // SAFETY: `v` is the slot at `head` (see `stamp_ts`); its trailer is the 2 u64 after the
+        // n stamps, inside the record.
+        unsafe {
+            v.add(self.n).write(trace_id);
+            v.add(self.n + 1).write(aux);
+        }
+        let h = self.cursor.head + 1;
+        self.cursor.head = h;
+        self.ring.u64_at(L::OFF_HEAD).store(h, Ordering::Release);
+        if h < self.cursor.limit {
+            self.current = self.slot(h);
+        } else {
+            self.next_vector();
+        }
+        true
+    }
+
+    /// The vector for the next tick when `head` reached `limit`: the slot if the collector freed
+    /// one, else the zeroed scratch vector.
+    #[cold]
+    #[inline(never)]
+    fn next_vector(&mut self) {
+        if self.cursor.make_room(&self.ring) {
+            self.current = self.slot(self.cursor.head);
+            self.on_scratch = false;
+        } else {
+            self.scratch.fill(0);
+            self.current = self.scratch.as_mut_ptr();
+            self.on_scratch = true;
+        }
+    }
+
+    /// The tick began on a full ring: copy it into a slot if room appeared since, else drop it.
+    #[cold]
+    #[inline(never)]
+    fn land_scratch(&mut self) -> bool {
+        if !self.cursor.make_room(&self.ring) {
+            Cursor::count_drop(&self.ring);
+            self.scratch.fill(0);
+            self.current = self.scratch.as_mut_ptr();
+            return false;
+        }
+        let slot = self.slot(self.cursor.head);
+        // SAFETY: the slot at `head` is this writer's (just checked against the fresh tail) and
+        // holds n + 2 u64; the scratch vector is a separate allocation of n + 2 u64.
+        unsafe { std::ptr::copy_nonoverlapping(self.scratch.as_ptr(), slot, self.n) };
+        self.current = slot;
+        self.on_scratch = false;
+        true
+    }
+
+    common_methods!();
+}
