@@ -98,7 +98,7 @@ def print_drop_summary(console, state, fail_on_drops: bool) -> bool:
 
     advice = DropAdvice(state.ring_details if state is not None else [])
     if advice.lines():
-        console.print(advice)
+        console.print(advice, soft_wrap=True)  # one line per ring: greppable, copyable
     lost = records_lost(state.counters) if state is not None else 0
     if lost and fail_on_drops:
         typer.echo(f"tickscope: records lost (see above): exit {EXIT_VERDICT} (--fail-on-drops)", err=True)

@@ -92,7 +92,20 @@ def capacity_needed(reader: RingReader) -> int | None:
     (records waiting plus records dropped between two drains), at least twice the capacity."""
     if not reader.last.dropped:
         return None
-    return 1 << max(reader.peak_demand, 2 * reader.capacity - 1).bit_length()
+    return 1 << (max(reader.peak_demand, 2 * reader.capacity) - 1).bit_length()
+
+
+CREATION_GRACE_S = 1.0  # a writer sizes the file and publishes the magic within microseconds
+
+
+def _being_created(path: Path, error: RingFormatError) -> bool:
+    """A ring file without its magic yet, or not yet sized, that was touched a moment ago."""
+    if "bad magic 0x0000000000000000" not in str(error) and "truncated header" not in str(error):
+        return False
+    try:
+        return time.time() - path.lstat().st_mtime < CREATION_GRACE_S
+    except OSError:
+        return False
 
 
 class HistogramSet:
@@ -191,7 +204,7 @@ class Collector:
                 reader = RingReader(path)
             except RingFormatError as e:
                 # A ring still being created has no magic yet: retry next poll, report only if it stays bad.
-                if not named and ("bad magic 0x0000000000000000" in str(e) or "truncated header" in str(e)):
+                if not named and _being_created(path, e):
                     continue
                 self._known.add(path)
                 self.ring_errors.append(f"skipped {e}")

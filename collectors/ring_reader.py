@@ -254,7 +254,9 @@ class RingReader:
             good_head = head if e.head_ok else (before.head if before else self.tail)
             self.last = RingCounters(good_head, before.dropped if before else 0, self.tail)
             raise
-        self.peak_demand = max(self.peak_demand, got.backlog + (dropped - before.dropped if before else 0))
+        # Drops since the last reading had no slot: the ring would have needed them on top of the
+        # backlog (at attach, every earlier drop counts: nobody was draining).
+        self.peak_demand = max(self.peak_demand, got.backlog + dropped - (before.dropped if before else 0))
         self.last, self._last_read_ns = got, now
         return got
 
