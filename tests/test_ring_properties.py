@@ -112,3 +112,18 @@ def test_any_header_bytes_give_a_one_line_error_or_a_ring_that_drains(kind, offs
         except RingFormatError as e:
             assert str(e).startswith(f"ring {path}: ") and "\n" not in str(e)
         collect_without_crashing(Path(d))
+
+
+@PROPERTY
+@given(kind=st.sampled_from(["tick", "point"]), clocks=st.lists(st.sampled_from(sorted(L.CLOCK_NAMES)), min_size=3,
+       max_size=3), calibration=st.binary(min_size=0, max_size=L.OFF_POINT_TABLE - L.OFF_CALIB_COUNT))  # fmt: skip
+def test_any_clock_domains_and_calibration_bytes_never_crash_the_collector(kind, clocks, calibration):
+    with tempfile.TemporaryDirectory() as d:
+        path = make_ring(Path(d), kind)
+        with open(path, "r+b") as f:
+            for i, clock in enumerate(clocks):
+                f.seek(L.OFF_POINT_TABLE + i * L.POINT_ENTRY_SIZE + L.POINT_NAME_SIZE + L.POINT_STAGE_SIZE)
+                f.write(struct.pack("<I", clock))
+            f.seek(L.OFF_CALIB_COUNT)
+            f.write(calibration)
+        collect_without_crashing(Path(d))
