@@ -37,7 +37,9 @@ def resolve_rings(rings: list[Path]) -> tuple[Path, list[Path] | None]:
             raise ProfileError(
                 f"no ring directory or file at {p} (is the pipeline running? set ${RING_DIR_ENV})"
             )
-    dirs = [p for p in paths if p.is_dir() and not p.is_symlink()]
+    # A directory named on the command line is the user's choice, link or not; ring files inside
+    # it (and ring files named) are never opened through a link (see RingReader).
+    dirs = [p for p in paths if p.is_dir()]
     if dirs:
         if len(paths) > 1:
             raise ProfileError("give either one ring directory or ring files, not both")

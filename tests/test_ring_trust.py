@@ -59,6 +59,29 @@ def test_records_line_adds_up_mid_run_with_the_backlog_as_its_own_term(ring_dir)
     w.close()
 
 
+def test_the_live_view_shows_the_backlog_term_and_each_ring_problem():
+    from tickscope.collectors.collector import LiveState
+    from tickscope.reports.live import dashboard
+
+    counters = {
+        "produced": 140,
+        "drained": 100,
+        "dropped_ring_full": 0,
+        "in_ring": 40,
+        "rings_quarantined": 1,
+    }
+    errors = ["quarantined ring /dev/shm/r/bad.1.1.ring: impossible counters (head went back from 9 to 3)",
+              "skipped ring /dev/shm/r/x.ring: is a symbolic link; tickscope opens ring files only, never links"]  # fmt: skip
+    state = LiveState(elapsed_s=2.0, tags=["feed"], trade_stages=["feed"], counters=counters, rings=2,
+                      ring_errors=errors)  # fmt: skip
+    for w, h in ((160, 48), (80, 24)):
+        text = render(dashboard(state, {}, 2.0, None, w, h), width=w)
+        assert "produced 140 = drained 100 + dropped 0 (ring full) + in ring 40" in text.replace("\n", " ")
+        assert "quarantined ring /dev/shm/r/bad.1.1.ring" in text and "skipped ring /dev/shm/r/x.ring" in text
+        assert "NOT drop-free: 1 ring quarantined" in text.replace("\n", " ")
+        assert all(len(line) <= w for line in text.splitlines())
+
+
 def test_a_killed_collector_is_not_called_drop_free(ring_dir, tmp_path):
     """The collector saves per interval; killed, its last save still owes the records in the ring."""
     w = TickWriter(POINTS, name="t", capacity=1024)
