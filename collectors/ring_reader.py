@@ -10,6 +10,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,10 +37,11 @@ COUNTER_LIMIT = 1 << 62
 # No writer publishes faster than one record per nanosecond (the C probe costs ~15 ns); allow a
 # whole ring's worth on top for writers that publish ``head`` in batches.
 MAX_RECORDS_PER_NS = 1
+assert L.OFF_DROPPED_FULL == L.OFF_HEAD + 8
+_HEAD_AND_DROPPED = struct.Struct("<QQ")
 
 
-@dataclass(frozen=True)
-class RingCounters:
+class RingCounters(NamedTuple):
     """One consistent reading of a ring's counters. Exact accounting, per ring:
     ``produced = drained_before_attach + drained + in ring + dropped``."""
 
@@ -61,7 +63,12 @@ def check_counters(now: RingCounters, capacity: int, before: RingCounters | None
     """Raise ``RingCounterError`` naming the rule and the values when counters cannot be true.
     ``before`` is the previous reading (None at attach); ``elapsed_ns`` the time since it (or
     since the ring was created), which bounds how much the counters can have grown."""
-    head, dropped, tail = now.head, now.dropped, now.tail
+    head, dropped, tail = now
+    if before is not None:  # the common case, in one comparison chain (drain calls this each time)
+        grow_limit = elapsed_ns * MAX_RECORDS_PER_NS + capacity
+        if (before.head <= head <= tail + capacity and tail <= head < COUNTER_LIMIT and before.dropped <= dropped
+                < COUNTER_LIMIT and head - before.head <= grow_limit and dropped - before.dropped <= grow_limit):  # fmt: skip
+            return
 
     def fail(rule: str, head_ok: bool):
         raise RingCounterError(f"{where}: impossible counters ({rule})", head_ok)
@@ -115,6 +122,7 @@ class RingReader:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._where = f"ring {self.path}"
         fd = _open_own_regular_file(self.path)
         try:
             st = os.fstat(fd)
@@ -242,13 +250,12 @@ class RingReader:
         ``tail`` and against what was read before. Raises ``RingCounterError`` (and keeps the last
         good values in ``last``) when they cannot be true."""
         now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        head = int(self._u64[L.OFF_HEAD // 8])
-        dropped = int(self._u64[L.OFF_DROPPED_FULL // 8])
+        head, dropped = _HEAD_AND_DROPPED.unpack_from(self.mm, L.OFF_HEAD)
         got = RingCounters(head, dropped, self.tail)
         before = self.last
         try:
             check_counters(got, self.capacity, before, now - self._last_read_ns if before else
-                           now - self.created_monotonic_ns, where=f"ring {self.path}")  # fmt: skip
+                           now - self.created_monotonic_ns, where=self._where)  # fmt: skip
         except RingCounterError as e:
             # Keep what can still be believed: a sane head with the last sane drop count.
             good_head = head if e.head_ok else (before.head if before else self.tail)
