@@ -37,6 +37,7 @@ COUNTER_LIMIT = 1 << 62
 # No writer publishes faster than one record per nanosecond (the C probe costs ~15 ns); allow a
 # whole ring's worth on top for writers that publish ``head`` in batches.
 MAX_RECORDS_PER_NS = 1
+PID_MAX_LIMIT = 1 << 22  # the kernel's ceiling for /proc/sys/kernel/pid_max on 64-bit
 assert L.OFF_DROPPED_FULL == L.OFF_HEAD + 8
 _HEAD_AND_DROPPED = struct.Struct("<QQ")
 
@@ -197,6 +198,10 @@ class RingReader:
             )
         if capacity < 2 or capacity & (capacity - 1):
             raise RingFormatError(f"{where}: capacity must be a power of 2: capacity={capacity}")
+        if not 0 < pid <= PID_MAX_LIMIT:
+            raise RingFormatError(
+                f"{where}: writer pid {pid} is not a process id (expected 1..{PID_MAX_LIMIT})"
+            )
         if data_off != L.DATA_OFFSET:
             raise RingFormatError(f"{where}: data offset {data_off}, expected {L.DATA_OFFSET}")
         expected_size = L.ring_file_size(capacity, rsize)
@@ -349,6 +354,8 @@ def _pid_not_zombie(pid: int) -> bool:
 
 
 def _pid_running(pid: int) -> bool:
+    if not 0 < pid <= PID_MAX_LIMIT:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -8,7 +8,8 @@ import struct
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tickscope.collectors.collector import Collector
@@ -27,9 +28,10 @@ PROPERTY = settings(max_examples=60, derandomize=True, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 U64 = st.integers(0, 2**64 - 1)
 COUNTER = st.one_of(st.integers(0, 4096), U64)  # small, plausible values and anything at all
+EDGES = st.sampled_from([0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**62, 2**63 + 5, 2**64 - 1])
 
 
-def make_ring(directory: Path, kind: str) -> Path:
+def make_ring(directory: Path, kind: str, closed: bool = True) -> Path:
     points = [Point("md.rx"), Point("signal", stage="strategy"), Point("order.tx", stage="send", trade=True)]
     if kind == "tick":
         w = TickWriter(points, name="prop", capacity=64, directory=directory)
@@ -42,7 +44,8 @@ def make_ring(directory: Path, kind: str) -> Path:
         for seq in range(1, 14):
             for p in range(3):
                 w.record(p, seq, ts=seq * 1000 + p * 10)
-    w.close()
+    if closed:
+        w.close()
     return w.path
 
 
@@ -126,4 +129,34 @@ def test_any_clock_domains_and_calibration_bytes_never_crash_the_collector(kind,
                 f.write(struct.pack("<I", clock))
             f.seek(L.OFF_CALIB_COUNT)
             f.write(calibration)
+        collect_without_crashing(Path(d))
+
+
+HEADER_FIELDS = [  # (offset, size) of every field a writer fills in, counters and static line alike
+    (L.OFF_VERSION, 4), (L.OFF_KIND, 4), (L.OFF_RECORD_SIZE, 4), (L.OFF_N_POINTS, 4), (L.OFF_CAPACITY, 8),
+    (L.OFF_CLOCK_DOMAIN, 4), (L.OFF_WRITER_PID, 4), (L.OFF_WRITER_TID, 4), (L.OFF_FLAGS, 4),
+    (L.OFF_CREATED_MONO_NS, 8), (L.OFF_CREATED_REAL_NS, 8), (L.OFF_DATA_OFFSET, 8), (L.OFF_HEAD, 8),
+    (L.OFF_DROPPED_FULL, 8), (L.OFF_WRITER_HEARTBEAT_NS, 8), (L.OFF_WRITER_CLOSED, 8), (L.OFF_TAIL, 8),
+    (L.OFF_READER_HEARTBEAT_NS, 8), (L.OFF_READER_PID, 4), (L.OFF_CALIB_COUNT, 4),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "field", HEADER_FIELDS, ids=lambda f: f"offset{f[0]}" if isinstance(f, tuple) else ""
+)
+@settings(PROPERTY, max_examples=15)
+@given(kind=st.sampled_from(["tick", "point"]), closed=st.booleans(), value=EDGES | U64)
+@example(kind="tick", closed=False, value=2**32 - 1)  # every field's largest value, the writer alive
+@example(kind="point", closed=False, value=2**63 + 5)
+def test_any_value_in_any_header_field_never_crashes_the_collector(field, kind, closed, value):
+    offset, size = field
+    with tempfile.TemporaryDirectory() as d:
+        path = make_ring(Path(d), kind, closed)
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write((value % (1 << (8 * size))).to_bytes(size, "little"))
+        try:
+            RingReader(path).close()
+        except RingFormatError as e:
+            assert str(e).startswith(f"ring {path}: ") and "\n" not in str(e)
         collect_without_crashing(Path(d))
