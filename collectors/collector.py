@@ -474,7 +474,9 @@ class Collector:
 
     def finish(self, status: str = "complete") -> None:
         """Drain everything still in the rings, close all traces, write the last interval."""
-        while self.poll():
+        self.discover()
+        published = self._published_heads()
+        while self.poll() and not self._caught_up(published):
             pass
         pending = self.correlator.pending
         closed = self.correlator.flush(monotonic_ns(), force=True)
@@ -485,6 +487,24 @@ class Collector:
             self.session.meta["end_monotonic_ns"] = monotonic_ns()
             self._save_state()
             self.session.close(status)
+
+    def _published_heads(self) -> dict[int, int]:
+        """Per ring still drained: the head as of now. A writer that keeps running (``tickscope
+        live`` detaching) would otherwise keep the final drain going for as long as it writes."""
+        heads = {}
+        for src in self.sources:
+            if src.finished:
+                continue
+            try:
+                heads[src.index] = src.reader.counters().head
+            except RingFormatError as e:
+                self._quarantine(src, e)
+        return heads
+
+    def _caught_up(self, heads: dict[int, int]) -> bool:
+        for s in self.sources:  # a ring that appeared meanwhile: up to the head its first drain saw
+            heads.setdefault(s.index, s.reader.last.head)
+        return all(s.finished or s.reader.tail >= heads[s.index] for s in self.sources)
 
     def remove_finished_rings(self) -> None:
         """Unlink rings whose writer is gone and which are fully drained (ours to clean up)."""

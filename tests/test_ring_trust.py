@@ -315,3 +315,26 @@ def test_profile_fail_on_drops_is_exit_1_and_names_the_fix(tmp_path):
             and "use capacity 1 << 7 (128)" in res.stdout
         )
     assert "records lost (see above): exit 1 (--fail-on-drops)" in res.stderr
+
+
+def test_finish_drains_what_was_published_then_stops_though_the_writer_goes_on(ring_dir):
+    """``tickscope live`` detaches from a writer that keeps running: finishing drains what was
+    published when it began, instead of polling until the writer happens to pause."""
+    w = TickWriter(POINTS, name="busy", capacity=1024)
+    seq = iter(range(1, 10**9))
+
+    class WriterNeverPauses(Collector):
+        polls = 0
+
+        def poll(self, now_ns=None):
+            self.polls += 1
+            assert self.polls < 1000, "finish() never returned while the writer kept writing"
+            ticks(w, next(seq), 1)  # one more tick published before every poll
+            return super().poll(now_ns)
+
+    collector = WriterNeverPauses(ring_dir)
+    ticks(w, 10**6, 300)
+    collector.finish()
+    c = collector.counter_dict()
+    assert c["drained"] >= 300 and c["in_ring"] <= 2 and accounted(c) == c["produced"]
+    w.close()
