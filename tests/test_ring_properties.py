@@ -144,7 +144,7 @@ HEADER_FIELDS = [  # (offset, size) of every field a writer fills in, counters a
 @pytest.mark.parametrize(
     "field", HEADER_FIELDS, ids=lambda f: f"offset{f[0]}" if isinstance(f, tuple) else ""
 )
-@settings(PROPERTY, max_examples=15)
+@settings(PROPERTY, max_examples=10)
 @given(kind=st.sampled_from(["tick", "point"]), closed=st.booleans(), value=EDGES | U64)
 @example(kind="tick", closed=False, value=2**32 - 1)  # every field's largest value, the writer alive
 @example(kind="point", closed=False, value=2**63 + 5)
