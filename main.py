@@ -1,6 +1,7 @@
 """tickscope command line: ``tickscope`` (console script) or ``python main.py``.
 
-Exit codes: 0 success; 1 regression found (``compare``); 2 usage or input error (bad flag,
+Exit codes: 0 success; 1 a verdict against the measurement: regression found (``compare``),
+records lost with ``--fail-on-drops`` (``profile``, ``live``); 2 usage or input error (bad flag,
 malformed file, unwritable output, target command missing or failing); 130 interrupted (Ctrl-C,
 session saved). Errors are one line on stderr, never a traceback.
 """
@@ -24,6 +25,7 @@ app = typer.Typer(
     help="Latency profiling for low-latency trading pipelines: tick-to-trade per stage, at the tail.",
 )
 
+EXIT_VERDICT = 1
 EXIT_USAGE = 2
 
 
@@ -76,6 +78,32 @@ def parse_rate(text: str) -> float:
     if not m:
         raise UserError(f"rate {text!r} is not a rate: use e.g. 20000, 20k, 1.5k/s, 1M")
     return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+
+
+FAIL_ON_DROPS_HELP = (
+    "Exit 1 when any record was lost: dropped because a ring was full, malformed, or in a "
+    "quarantined ring (for CI)."
+)
+
+
+def records_lost(counters: dict) -> int:
+    """Records (and rings) whose data the session does not hold, for --fail-on-drops."""
+    keys = ("dropped_ring_full", "malformed", "rings_quarantined")
+    return sum(v for k in keys if isinstance(v := counters.get(k, 0), int))
+
+
+def print_drop_summary(console, state, fail_on_drops: bool) -> bool:
+    """The capacity advice for each ring that dropped; True when --fail-on-drops should fail."""
+    from tickscope.reports.console import DropAdvice
+
+    advice = DropAdvice(state.ring_details if state is not None else [])
+    if advice.lines():
+        console.print(advice, soft_wrap=True)  # one line per ring: greppable, copyable
+    lost = records_lost(state.counters) if state is not None else 0
+    if lost and fail_on_drops:
+        typer.echo(f"tickscope: records lost (see above): exit {EXIT_VERDICT} (--fail-on-drops)", err=True)
+        return True
+    return False
 
 
 def want_live(live: bool | None) -> bool:
@@ -221,6 +249,7 @@ def profile(
     target_comp_id: str = typer.Option(
         "VENUE", "--target-comp-id", help="FIX TargetCompID with --fix-connect."
     ),
+    fail_on_drops: bool = typer.Option(False, "--fail-on-drops", help=FAIL_ON_DROPS_HELP),
 ):
     """Profile a command that writes tickscope probes (after --), or the bundled reference pipeline.
 
@@ -228,8 +257,8 @@ def profile(
       tickscope profile --duration 30s --rate 20k          # bundled venue + trader on loopback
       tickscope profile --duration 10s -- ./my_feed_handler --config prod.toml
 
-    Exit codes: 0 ok; 2 bad input, unwritable --out, or target missing/failed (its code is reported);
-    130 interrupted by Ctrl-C (the session is saved up to that point).
+    Exit codes: 0 ok; 1 records lost with --fail-on-drops; 2 bad input, unwritable --out, or target
+    missing/failed (its code is reported); 130 interrupted by Ctrl-C (the session is saved up to that point).
     """
     from rich.console import Console
 
@@ -293,15 +322,16 @@ def profile(
         console.print(
             StageTable(state.cumulative or state.last, state.tags, title=f"session {result.session_dir}")
         )
-        console.print(CountersLine(state.counters))
+        console.print(CountersLine(state.counters, status="complete"))
     else:
         console.print(f"session {result.session_dir}: no traces were recorded (did the target write probes?)")
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
+    failed_on_drops = print_drop_summary(console, state, fail_on_drops)
     typer.echo(f"session saved: {result.session_dir}")
     if result.message:
         typer.echo(f"tickscope: {'error: ' if result.exit_code == 2 else ''}{result.message}", err=True)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(EXIT_VERDICT if failed_on_drops and result.exit_code == 0 else result.exit_code)
 
 
 @app.command()
@@ -395,11 +425,37 @@ def live(
     duration: str | None = typer.Option(
         None, "--duration", "-d", help="Stop after this long (default: Ctrl-C)."
     ),
+    live: bool | None = typer.Option(
+        None, "--live/--no-live", help="Live TUI (default: when stdout is a terminal)."
+    ),
+    fail_on_drops: bool = typer.Option(False, "--fail-on-drops", help=FAIL_ON_DROPS_HELP),
 ):
-    """Attach the live view to the rings of an already running pipeline."""
-    from tickscope.reports.live import attach
+    """Attach the live view to the rings of an already running pipeline.
 
-    raise typer.Exit(attach(rings or [], out=out, duration_s=parse_duration(duration) if duration else None))
+    \b
+      tickscope live                          # every ring in $TICKSCOPE_RING_DIR (or /dev/shm/tickscope)
+      tickscope live /dev/shm/tickscope/trader.4242.ring --duration 10s -o sessions/attach
+
+    Only regular files of your own user are opened (never through a symbolic link); each ring
+    skipped is printed with its reason. Exit codes as for profile.
+    """
+    from rich.console import Console
+
+    from tickscope.collectors.attach import attach
+    from tickscope.reports.console import CountersLine, StageTable
+
+    duration_s = parse_duration(duration) if duration else None
+    result = attach(rings or [], _make_view(want_live(live), duration_s), out=out, duration_s=duration_s)
+    console = Console()
+    state = result.state
+    if state.tags:
+        console.print(StageTable(state.cumulative or state.last, state.tags, title="live (attached)"))
+    if state.counters:
+        console.print(CountersLine(state.counters, status="complete"))
+    failed_on_drops = print_drop_summary(console, state, fail_on_drops)
+    if out:
+        typer.echo(f"session saved: {out}")
+    raise typer.Exit(EXIT_VERDICT if failed_on_drops and result.exit_code == 0 else result.exit_code)
 
 
 @app.command()

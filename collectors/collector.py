@@ -21,7 +21,7 @@ from tickscope.probe.clock import TscCalibration, fit_tsc, sample_realtime_offse
 
 from .correlate import TICK_TO_DECISION, TICK_TO_TRADE, Closed, Correlator, TraceSchema
 from .hdr import BulkRecorder, add_into, corrected_values, new_histogram, reset, summarize
-from .ring_reader import RingFormatError, RingReader, find_rings
+from .ring_reader import RingCounterError, RingFormatError, RingReader, find_rings
 from .session import SessionCounters, SessionWriter
 
 CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
@@ -44,6 +44,7 @@ class RingSource:
     dead_since: int | None = None
     finished: bool = False
     malformed: int = 0
+    quarantined: str | None = None  # why the ring's header stopped being trusted
 
     def refresh_calibration(self) -> None:
         pairs = self.reader.calibration_pairs()
@@ -72,14 +73,39 @@ class RingSource:
             "path": str(r.path), "writer": r.writer_name, "pid": r.writer_pid, "tid": r.writer_tid,
             "kind": L.KIND_NAMES[r.kind], "capacity": r.capacity, "points": [p.name for p in r.points],
             "clocks": sorted({L.CLOCK_NAMES[p.clock] for p in r.points}),
-            "produced": r.produced, "drained": r.drained, "dropped_ring_full": r.dropped_full,
+            "produced": r.last.produced, "drained": r.drained, "dropped_ring_full": r.last.dropped,
+            "in_ring": r.in_ring_seen, "drained_before_attach": r.drained_before_attach,
             "malformed": self.malformed, "closed_cleanly": r.writer_closed,
+            "peak_backlog": r.peak_demand, "capacity_needed": capacity_needed(r),
         }  # fmt: skip
+        if self.quarantined:
+            d["quarantined"] = self.quarantined
         if self.tsc:
             d["tsc_hz"] = round(self.tsc.hz, 1)
             d["tsc_fit_residual_ns"] = round(self.tsc.residual_ns, 2)
             d["tsc_pairs"] = self.tsc.pairs
         return d
+
+
+def capacity_needed(reader: RingReader) -> int | None:
+    """For a ring that dropped records: the power of two that would have held its peak backlog
+    (records waiting plus records dropped between two drains), at least twice the capacity."""
+    if not reader.last.dropped:
+        return None
+    return 1 << (max(reader.peak_demand, 2 * reader.capacity) - 1).bit_length()
+
+
+CREATION_GRACE_S = 1.0  # a writer sizes the file and publishes the magic within microseconds
+
+
+def _being_created(path: Path, error: RingFormatError) -> bool:
+    """A ring file without its magic yet, or not yet sized, that was touched a moment ago."""
+    if "bad magic 0x0000000000000000" not in str(error) and "truncated header" not in str(error):
+        return False
+    try:
+        return time.time() - path.lstat().st_mtime < CREATION_GRACE_S
+    except OSError:
+        return False
 
 
 class HistogramSet:
@@ -129,13 +155,18 @@ class LiveState:
     p99_history: dict[str, list[int]] = field(default_factory=dict)
     counters: dict = field(default_factory=dict)
     rings: int = 0
+    ring_details: list[dict] = field(default_factory=list)  # RingSource.describe() per ring
+    ring_errors: list[str] = field(default_factory=list)  # rings skipped or quarantined, with why
 
 
 class Collector:
     def __init__(self, ring_dir: str | Path, session: SessionWriter | None = None, *,
                  interval_s: float = 1.0, warmup_s: float = 0.0, linger_s: float = 0.25,
-                 slowest: int = 20, history: int = 120, expected_interval_ns: int = 0):  # fmt: skip
+                 slowest: int = 20, history: int = 120, expected_interval_ns: int = 0,
+                 ring_paths: list[Path] | None = None):  # fmt: skip
         self.ring_dir = Path(ring_dir)
+        # Named rings: attach to exactly these, never to their neighbours in the directory.
+        self.ring_paths = [Path(p) for p in ring_paths] if ring_paths is not None else None
         self.session = session
         self.interval_ns = int(interval_s * 1e9)
         self.warmup_ns = int(warmup_s * 1e9)
@@ -165,17 +196,18 @@ class Collector:
         # process creates its tick ring before the ring of later points (trader-orders.*.ring
         # sorts before trader.*.ring, and merging it first would put order.tx before md.rx).
         found = []
-        for path in find_rings(self.ring_dir):
+        named = self.ring_paths is not None
+        for path in self.ring_paths if named else find_rings(self.ring_dir):
             if path in self._known:
                 continue
             try:
                 reader = RingReader(path)
             except RingFormatError as e:
                 # A ring still being created has no magic yet: retry next poll, report only if it stays bad.
-                if "bad magic 0x0000000000000000" in str(e) or "truncated header" in str(e):
+                if not named and _being_created(path, e):
                     continue
                 self._known.add(path)
-                self.ring_errors.append(str(e))
+                self.ring_errors.append(f"skipped {e}")
                 continue
             self._known.add(path)
             found.append(reader)
@@ -183,8 +215,32 @@ class Collector:
             cols = np.array(self.schema.merge(reader.points), dtype=np.int64)
             src = RingSource(len(self.sources), reader, cols, np.array([p.clock for p in reader.points]))
             self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT)
-            src.refresh_calibration()
             self.sources.append(src)
+            if reader.counter_error is not None:
+                self._quarantine(src, reader.counter_error)
+                continue
+            try:
+                src.refresh_calibration()
+            except RingFormatError as e:
+                self._quarantine(src, e)
+
+    def _quarantine(self, src: RingSource, error: RingFormatError) -> None:
+        """Stop trusting one ring's header: keep what it held under counters that still made
+        sense, report it, and let the other rings carry on."""
+        src.finished = True
+        src.quarantined = str(error).split(": ", 1)[-1]
+        before = src.reader.drained
+        if isinstance(error, RingCounterError):
+            try:
+                while (batch := src.reader.drain_trusted(self.BATCH)).size:
+                    self._correlate(src, batch)
+            except (RingFormatError, ValueError, OverflowError):
+                pass
+        self.counters.rings_quarantined += 1
+        self.ring_errors.append(
+            f"quarantined {error}: stopped reading it; kept the {src.reader.drained:,} records drained"
+            f" under sane counters ({src.reader.drained - before:,} after the check failed), the other rings go on"
+        )
 
     # -- one pass --------------------------------------------------------------------------------
     BATCH = 1 << 16  # records per ring per round: bounds the open traces re-sorted per batch
@@ -209,7 +265,11 @@ class Collector:
         self.fill = 0.0
         for src in self.sources:
             if not src.finished:
-                n = self._drain(src)
+                try:
+                    n = self._drain(src)
+                except RingFormatError as e:
+                    self._quarantine(src, e)
+                    continue
                 drained += n
                 self.fill = max(self.fill, n / src.reader.capacity)
         now = monotonic_ns() if now_ns is None else now_ns
@@ -224,7 +284,7 @@ class Collector:
         batch = reader.drain(self.BATCH)
         if batch.size:
             self._correlate(src, batch)
-        elif not alive and reader.head == reader.tail:
+        elif not alive and reader.in_ring_seen == 0:
             src.finished = True
             if not reader.writer_closed:
                 self.counters.writers_died += 1
@@ -343,6 +403,8 @@ class Collector:
             p99_history={t: list(d) for t, d in self._p99.items()},
             counters=self.counter_dict(),
             rings=len(self.sources),
+            ring_details=[s.describe() for s in self.sources],
+            ring_errors=list(self.ring_errors),
         )
 
     def subject_stats(self) -> dict:
@@ -363,9 +425,18 @@ class Collector:
         for key in ("feed_gaps", "orders_sent", "orders_acked", "orders_rejected", "orders_in_flight_at_end"):
             c.extra[key] = sum(int(v.get(key, 0) or 0) for v in stats.values())
         c.extra["risk_rejects"] = sum(sum((v.get("risk_rejects") or {}).values()) for v in stats.values())
-        c.produced = sum(s.reader.produced for s in self.sources)
-        c.drained = sum(s.reader.drained for s in self.sources)
-        c.dropped_ring_full = sum(s.reader.dropped_full for s in self.sources)
+        for src in self.sources:
+            if not src.finished:
+                try:
+                    src.reader.counters()  # one fresh, checked reading per ring: the terms add up
+                except RingFormatError as e:
+                    self._quarantine(src, e)
+        readers = [s.reader for s in self.sources]
+        c.produced = sum(r.last.produced for r in readers)
+        c.drained = sum(r.drained for r in readers)
+        c.dropped_ring_full = sum(r.last.dropped for r in readers)
+        c.in_ring = sum(r.in_ring_seen for r in readers)
+        c.drained_before_attach = sum(r.drained_before_attach for r in readers)
         c.malformed = sum(s.malformed for s in self.sources)
         c.duplicate_stamps = self.correlator.duplicate_stamps
         c.traces_evicted = self.correlator.evicted
@@ -403,7 +474,9 @@ class Collector:
 
     def finish(self, status: str = "complete") -> None:
         """Drain everything still in the rings, close all traces, write the last interval."""
-        while self.poll():
+        self.discover()
+        published = self._published_heads()
+        while self.poll() and not self._caught_up(published):
             pass
         pending = self.correlator.pending
         closed = self.correlator.flush(monotonic_ns(), force=True)
@@ -415,11 +488,29 @@ class Collector:
             self._save_state()
             self.session.close(status)
 
+    def _published_heads(self) -> dict[int, int]:
+        """Per ring still drained: the head as of now. A writer that keeps running (``tickscope
+        live`` detaching) would otherwise keep the final drain going for as long as it writes."""
+        heads = {}
+        for src in self.sources:
+            if src.finished:
+                continue
+            try:
+                heads[src.index] = src.reader.counters().head
+            except RingFormatError as e:
+                self._quarantine(src, e)
+        return heads
+
+    def _caught_up(self, heads: dict[int, int]) -> bool:
+        for s in self.sources:  # a ring that appeared meanwhile: up to the head its first drain saw
+            heads.setdefault(s.index, s.reader.last.head)
+        return all(s.finished or s.reader.tail >= heads[s.index] for s in self.sources)
+
     def remove_finished_rings(self) -> None:
         """Unlink rings whose writer is gone and which are fully drained (ours to clean up)."""
         for src in self.sources:
             r = src.reader
-            if src.finished or (not r.writer_alive() and r.head == r.tail):
+            if src.finished or (not r.writer_alive() and r.in_ring_seen == 0):
                 try:
                     r.path.unlink()
                 except OSError:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
+import stat
 import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,6 +19,83 @@ from tickscope.probe import layout as L
 
 class RingFormatError(Exception):
     """A ring file that is not (or no longer) a tickscope ring. The message is one line."""
+
+
+class RingCounterError(RingFormatError):
+    """The ring's counters contradict each other or their own history: the header cannot be
+    trusted any more. ``head_ok`` says whether ``head`` itself still passed its checks, so the
+    records up to it may still be read."""
+
+    def __init__(self, message: str, head_ok: bool):
+        super().__init__(message)
+        self.head_ok = head_ok
+
+
+# Counters are u64 on disk and int64 in the collector (numpy). Even one record per nanosecond
+# takes 146 years to count to 2**62; a value beyond it is corruption, not traffic.
+COUNTER_LIMIT = 1 << 62
+# No writer publishes faster than one record per nanosecond (the C probe costs ~15 ns); allow a
+# whole ring's worth on top for writers that publish ``head`` in batches.
+MAX_RECORDS_PER_NS = 1
+PID_MAX_LIMIT = 1 << 22  # the kernel's ceiling for /proc/sys/kernel/pid_max on 64-bit
+assert L.OFF_DROPPED_FULL == L.OFF_HEAD + 8
+_HEAD_AND_DROPPED = struct.Struct("<QQ")
+
+
+class RingCounters(NamedTuple):
+    """One consistent reading of a ring's counters. Exact accounting, per ring:
+    ``produced = drained_before_attach + drained + in ring + dropped``."""
+
+    head: int  # records published by the writer since the ring was created
+    dropped: int  # records the writer dropped because the ring was full
+    tail: int  # records released by the consumer (us)
+
+    @property
+    def produced(self) -> int:
+        return self.head + self.dropped
+
+    @property
+    def backlog(self) -> int:
+        return self.head - self.tail
+
+
+def check_counters(now: RingCounters, capacity: int, before: RingCounters | None, elapsed_ns: int,
+                   where: str = "ring") -> None:  # fmt: skip
+    """Raise ``RingCounterError`` naming the rule and the values when counters cannot be true.
+    ``before`` is the previous reading (None at attach); ``elapsed_ns`` the time since it (or
+    since the ring was created), which bounds how much the counters can have grown."""
+    head, dropped, tail = now
+    if before is not None:  # the common case, in one comparison chain (drain calls this each time)
+        grow_limit = elapsed_ns * MAX_RECORDS_PER_NS + capacity
+        if (before.head <= head <= tail + capacity and tail <= head < COUNTER_LIMIT and before.dropped <= dropped
+                < COUNTER_LIMIT and head - before.head <= grow_limit and dropped - before.dropped <= grow_limit):  # fmt: skip
+            return
+
+    def fail(rule: str, head_ok: bool):
+        raise RingCounterError(f"{where}: impossible counters ({rule})", head_ok)
+
+    if head >= COUNTER_LIMIT:
+        fail(f"head={head} is beyond {COUNTER_LIMIT}", False)
+    if head < tail:
+        fail(f"head={head} is behind tail={tail}", False)
+    if head - tail > capacity:
+        fail(f"head-tail={head - tail} exceeds capacity={capacity}", False)
+    grow_limit = max(elapsed_ns, 0) * MAX_RECORDS_PER_NS + capacity
+    if before is not None:
+        if head < before.head:
+            fail(f"head went back from {before.head} to {head}", False)
+        if head - before.head > grow_limit:
+            fail(f"head grew by {head - before.head} in {elapsed_ns} ns", False)
+    if dropped >= COUNTER_LIMIT:
+        fail(f"dropped_full={dropped} is beyond {COUNTER_LIMIT}", True)
+    if before is not None:
+        if dropped < before.dropped:
+            fail(f"dropped_full went back from {before.dropped} to {dropped}", True)
+        if dropped - before.dropped > grow_limit:
+            fail(f"dropped_full grew by {dropped - before.dropped} in {elapsed_ns} ns", True)
+    elif elapsed_ns > 0 and head + dropped > grow_limit:
+        fail(f"head+dropped_full={head + dropped} records in the {elapsed_ns} ns since the ring was created",
+             head + capacity <= grow_limit)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,32 +123,54 @@ class RingReader:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._where = f"ring {self.path}"
+        fd = _open_own_regular_file(self.path)
         try:
-            fd = os.open(self.path, os.O_RDWR)
-        except FileNotFoundError:
-            raise RingFormatError(f"ring {self.path}: no such file") from None
-        except PermissionError:
-            raise RingFormatError(
-                f"ring {self.path}: permission denied (rings are mode 0600: run as the writer's user)"
-            ) from None
-        try:
-            size = os.fstat(fd).st_size
-            if size < L.DATA_OFFSET:
+            st = os.fstat(fd)
+            if st.st_size < L.DATA_OFFSET:
                 raise RingFormatError(
-                    f"ring {self.path}: truncated header ({size} bytes, expected at least {L.DATA_OFFSET})"
+                    f"ring {self.path}: truncated header ({st.st_size} bytes, expected at least {L.DATA_OFFSET})"
                 )
-            self.mm = mmap.mmap(fd, size)
+            self.mm = mmap.mmap(fd, st.st_size)
         finally:
             os.close(fd)
-        self._validate_header(size)
-        self._u64 = np.frombuffer(self.mm, dtype="<u8", count=L.DATA_OFFSET // 8)
+        try:
+            self._validate_header(st.st_size)
+            self._u64 = np.frombuffer(self.mm, dtype="<u8", count=L.DATA_OFFSET // 8)
+            self._check_no_other_reader()
+            self.tail = int(self._u64[L.OFF_TAIL // 8])
+            self.drained_before_attach = self.tail  # released by an earlier collector
+            self.drained = 0
+            self.peak_demand = 0  # the most slots the ring would have needed at once (backlog + drops)
+            self.last: RingCounters | None = None
+            self._last_read_ns = 0
+            self.counter_error: RingCounterError | None = None  # set when attached already corrupt
+            try:
+                self.counters()
+            except RingCounterError as e:
+                self.counter_error = e
+        except BaseException:
+            self._u64 = None
+            self.mm.close()
+            raise
         self.dtype = point_dtype() if self.kind == L.KIND_POINT else tick_dtype(self.n_points)
         self.records = np.frombuffer(self.mm, dtype=self.dtype, count=self.capacity, offset=L.DATA_OFFSET)
-        self.tail = int(self._u64[L.OFF_TAIL // 8])
-        self.drained = 0
         self._alive_until = 0  # monotonic ns until which the writer counts as alive (cached)
         self._u64[L.OFF_READER_HEARTBEAT_NS // 8] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         struct.pack_into("<I", self.mm, L.OFF_READER_PID, os.getpid())
+
+    OTHER_READER_FRESH_NS = 2_000_000_000  # a collector polls at least every 20 ms
+
+    def _check_no_other_reader(self) -> None:
+        """Two consumers of one SPSC ring would each take records from the other and both write
+        ``tail``: refuse a ring another live collector is draining right now."""
+        (pid,) = struct.unpack_from("<I", self.mm, L.OFF_READER_PID)
+        beat = int(self._u64[L.OFF_READER_HEARTBEAT_NS // 8])
+        age = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - beat
+        if pid and pid != os.getpid() and 0 <= age < self.OTHER_READER_FRESH_NS and _pid_running(pid):
+            raise RingFormatError(
+                f"ring {self.path}: already drained by another collector (pid {pid}); stop that one first"
+            )
 
     def _validate_header(self, size: int) -> None:
         mm = self.mm
@@ -96,6 +198,10 @@ class RingReader:
             )
         if capacity < 2 or capacity & (capacity - 1):
             raise RingFormatError(f"{where}: capacity must be a power of 2: capacity={capacity}")
+        if not 0 < pid <= PID_MAX_LIMIT:
+            raise RingFormatError(
+                f"{where}: writer pid {pid} is not a process id (expected 1..{PID_MAX_LIMIT})"
+            )
         if data_off != L.DATA_OFFSET:
             raise RingFormatError(f"{where}: data offset {data_off}, expected {L.DATA_OFFSET}")
         expected_size = L.ring_file_size(capacity, rsize)
@@ -123,7 +229,8 @@ class RingReader:
 
     @property
     def dropped_full(self) -> int:
-        return int(self._u64[L.OFF_DROPPED_FULL // 8])
+        """Records the writer dropped because the ring was full (read now, checked)."""
+        return self.counters().dropped
 
     @property
     def writer_closed(self) -> bool:
@@ -135,8 +242,39 @@ class RingReader:
 
     @property
     def produced(self) -> int:
-        """Every record the writer tried to write: published plus dropped because full."""
-        return self.head + self.dropped_full
+        """Every record the writer tried to write: published plus dropped because full (read now, checked)."""
+        return self.counters().produced
+
+    @property
+    def in_ring_seen(self) -> int:
+        """Records published but not drained yet, as of the last checked counters."""
+        return self.last.head - self.tail
+
+    def counters(self) -> RingCounters:
+        """Read ``head`` and ``dropped`` once and check them against each other, against our own
+        ``tail`` and against what was read before. Raises ``RingCounterError`` (and keeps the last
+        good values in ``last``) when they cannot be true."""
+        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        head, dropped = _HEAD_AND_DROPPED.unpack_from(self.mm, L.OFF_HEAD)
+        got = RingCounters(head, dropped, self.tail)
+        before = self.last
+        try:
+            check_counters(got, self.capacity, before, now - self._last_read_ns if before else
+                           now - self.created_monotonic_ns, where=self._where)  # fmt: skip
+        except RingCounterError as e:
+            # Keep what can still be believed: a sane head with the last sane drop count.
+            good_head = head if e.head_ok else (before.head if before else self.tail)
+            self.last = RingCounters(good_head, before.dropped if before else 0, self.tail)
+            raise
+        # Drops since the last reading had no slot: the ring would have needed them on top of the
+        # backlog (at attach, every earlier drop counts: nobody was draining).
+        self.peak_demand = max(self.peak_demand, got.backlog + dropped - (before.dropped if before else 0))
+        self.last, self._last_read_ns = got, now
+        return got
+
+    def drain_trusted(self, max_records: int | None = None) -> np.ndarray:
+        """After a ``RingCounterError``: the records up to the last head that passed its checks."""
+        return self._take(self.last.head - self.tail, max_records)
 
     LIVENESS_CHECK_NS = 50_000_000  # /proc reads cost ~20 us; a death noticed 50 ms late is fine
 
@@ -169,14 +307,12 @@ class RingReader:
         return sorted(p for p in pairs if p[1])
 
     def drain(self, max_records: int | None = None) -> np.ndarray:
-        """Copy out the records in [tail, head), release their slots, return them in order."""
-        head = self.head
+        """Copy out the records in [tail, head), release their slots, return them in order.
+        Raises ``RingCounterError`` before touching a slot if the counters are impossible."""
+        return self._take(self.counters().head - self.tail, max_records)
+
+    def _take(self, n: int, max_records: int | None) -> np.ndarray:
         tail = self.tail
-        if head < tail or head - tail > self.capacity:
-            raise RingFormatError(
-                f"ring {self.path}: corrupted counters head={head} tail={tail} capacity={self.capacity}"
-            )
-        n = head - tail
         if max_records is not None:
             n = min(n, max_records)
         if n == 0:
@@ -215,6 +351,63 @@ def _pid_not_zombie(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(b")", 1)[-1].split()[0] != b"Z"
+
+
+def _pid_running(pid: int) -> bool:
+    if not 0 < pid <= PID_MAX_LIMIT:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _pid_not_zombie(pid)
+
+
+def _open_own_regular_file(path: Path) -> int:
+    """Open a ring read-write only if it is a regular file of ours, not reached through a link.
+
+    Rings live in shared directories (``/dev/shm``): a planted ``x.ring`` symlink would otherwise
+    have the collector map, and write ``tail`` into, any file it can open (as root: any file).
+    ``O_NOFOLLOW`` refuses the link itself; ``fstat`` on the opened descriptor (not the name,
+    which may change in between) checks what was actually opened."""
+    where = f"ring {path}"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise RingFormatError(f"{where}: no such file") from None
+    except PermissionError:
+        raise RingFormatError(
+            f"{where}: permission denied (rings are mode 0600: run as the writer's user)"
+        ) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RingFormatError(
+                f"{where}: is a symbolic link; tickscope opens ring files only, never links"
+            ) from None
+        raise RingFormatError(f"{where}: cannot open ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RingFormatError(f"{where}: not a regular file ({_file_kind(st.st_mode)})")
+        if st.st_uid != os.geteuid():
+            raise RingFormatError(
+                f"{where}: owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); "
+                "attach as the writer's user"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a fifo"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):  # fmt: skip
+        if test(mode):
+            return name
+    return f"mode {mode:o}"
 
 
 def find_rings(directory: str | os.PathLike) -> list[Path]:

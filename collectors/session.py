@@ -352,12 +352,17 @@ def fmt_ns(ns: float | None) -> str:
 
 @dataclass
 class SessionCounters:
-    """Every record accounted for: produced = drained + dropped_ring_full, per ring and in total."""
+    """Every record accounted for, per ring and in total, from one reading of each ring's counters:
+    ``produced = drained + dropped_ring_full + in_ring + drained_before_attach``. ``malformed``
+    records are drained ones that carried nothing usable (a subset of ``drained``)."""
 
     produced: int = 0
     drained: int = 0
     dropped_ring_full: int = 0
+    in_ring: int = 0  # published, not drained yet (a backlog mid-run; left behind at the end)
+    drained_before_attach: int = 0  # released by an earlier collector (``tickscope live``)
     malformed: int = 0
+    rings_quarantined: int = 0
     duplicate_stamps: int = 0
     traces_complete: int = 0
     traces_incomplete: int = 0
@@ -375,4 +380,4 @@ class SessionCounters:
 
     @property
     def drop_free(self) -> bool:
-        return self.dropped_ring_full == 0 and self.malformed == 0
+        return not (self.dropped_ring_full or self.malformed or self.in_ring or self.rings_quarantined)

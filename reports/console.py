@@ -44,18 +44,38 @@ class StageTable:
         return t
 
 
-class CountersLine:
-    """Every record accounted for, and whether the run was drop-free, in one line."""
+def _count(c: dict, key: str) -> int:
+    v = c.get(key, 0)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
 
-    def __init__(self, counters: dict):
-        self.c = counters
+
+class CountersLine:
+    """Every record accounted for in one line whose terms add up, then a verdict that says what
+    became of each record that was not recorded.
+
+    ``status`` is where the run stands: None mid-run (the live view: records in the ring are a
+    backlog being drained), else the session's status; ``running`` in a finished process means
+    the collector never closed the session (it was killed)."""
+
+    def __init__(self, counters: dict, status: str | None = None):
+        self.c, self.status = counters, status
 
     def __rich__(self) -> Text:
         c = self.c
-        dropped, malformed = c.get("dropped_ring_full", 0), c.get("malformed", 0)
-        text = Text()
-        text.append(f"records: produced {c.get('produced', 0):,} = drained {c.get('drained', 0):,}"
-                    f" + dropped {dropped:,} (ring full)")  # fmt: skip
+        keys = ("produced", "drained", "dropped_ring_full", "in_ring", "drained_before_attach", "malformed")
+        produced, drained, dropped, in_ring, before, malformed = (_count(c, k) for k in keys)
+        # Sessions saved before in_ring was counted: the remainder is what was never drained.
+        never = produced - drained - dropped - in_ring - before
+        terms = [f"drained {drained:,}", f"dropped {dropped:,} (ring full)"]
+        if in_ring or "in_ring" in c:
+            terms.append(f"in ring {in_ring:,}")
+        if before:
+            terms.append(f"drained before attach {before:,}")
+        if never > 0:
+            terms.append(f"never drained {never:,}")
+        text = Text(f"records: produced {produced:,} = " + " + ".join(terms))
+        if never < 0:
+            text.append(f"  (counters disagree by {-never:,})", style="bold red")
         text.append(f"  malformed {malformed:,}")
         text.append(
             f"\ntraces: {c.get('traces_complete', 0):,} complete, {c.get('traces_incomplete', 0):,} incomplete"
@@ -75,17 +95,89 @@ class CountersLine:
                            ("values_out_of_range", "values out of HDR range")):  # fmt: skip
             if c.get(key):
                 text.append(f", {label} {c[key]:,}")
-        if dropped == 0 and malformed == 0:
-            text.append("\ndrop-free: every record produced was recorded", style="green")
+        problems = self.problems(dropped, malformed, in_ring + max(never, 0), _count(c, "rings_quarantined"))
+        if problems:
+            text.append("\nNOT drop-free: " + "; ".join(problems), style="bold red")
+        elif self.status is None:
+            text.append(
+                "\ndrop-free so far: every record produced was drained or waits in the ring", style="green"
+            )
         else:
-            text.append(f"\nDROPS: {dropped + malformed:,} records lost", style="bold red")
+            text.append("\ndrop-free: every record produced was recorded", style="green")
         return text
+
+    def problems(self, dropped: int, malformed: int, not_drained: int, quarantined: int) -> list[str]:
+        out = []
+        if dropped:
+            out.append(f"{dropped:,} dropped because a ring was full")
+        if malformed:
+            out.append(f"{malformed:,} malformed (drained, carried no usable stamp)")
+        if not_drained and self.status is not None:
+            why = (
+                "the collector stopped without closing the session (killed?); counts as of its last save"
+                if self.status == "running"
+                else "still in the ring when the collector stopped (the writer was still running)"
+            )
+            out.append(f"{not_drained:,} produced but never drained: {why}")
+        if quarantined:
+            out.append(
+                f"{quarantined} ring{'s' if quarantined > 1 else ''} quarantined (impossible counters)"
+            )
+        return out
+
+
+class DropAdvice:
+    """For each ring that dropped records: its capacity and the capacity its peak backlog needed."""
+
+    def __init__(self, rings: list[dict]):
+        self.rings = rings
+
+    def lines(self) -> list[str]:
+        out = []
+        for r in self.rings:
+            dropped, produced = _count(r, "dropped_ring_full"), _count(r, "produced")
+            if not dropped or not isinstance(r.get("capacity"), int):
+                continue
+            needed = r.get("capacity_needed")
+            line = (f"ring {r.get('path')} ({r.get('writer')}, pid {r.get('pid')}) dropped {dropped:,} of "
+                    f"{produced:,} records ({dropped / max(produced, 1):.0%}): capacity {r['capacity']:,}")  # fmt: skip
+            if isinstance(needed, int) and needed > 0:
+                line += (f", its peak backlog needed {_count(r, 'peak_backlog'):,}: use capacity "
+                         f"1 << {needed.bit_length() - 1} ({needed:,}) in the writer")  # fmt: skip
+            out.append(line)
+        return out
+
+    def __rich__(self) -> Text:
+        return Text("\n".join(self.lines()), style="bold red")
+
+
+class RingProblems:
+    """Rings skipped (not ours, not a ring) or quarantined (impossible counters), with why."""
+
+    def __init__(self, errors: list[str], limit: int = 4):
+        self.errors, self.limit = errors, limit
+
+    def __rich__(self) -> Text:
+        t = Text()
+        for e in self.errors[-self.limit :]:
+            t.append(f"{e}\n", style="red")
+        if len(self.errors) > self.limit:
+            t.append(f"(and {len(self.errors) - self.limit} more in meta.json)\n", style="red")
+        t.rstrip()
+        return t
 
 
 def session_renderable(session: Session):
     parts = [StageTable(session.summary(), session.tags, title=f"session {session.name}")]
     if session.counters():
-        parts.append(CountersLine(session.counters()))
+        parts.append(CountersLine(session.counters(), status=str(session.meta.get("status", "complete"))))
+    rings = session.meta.get("rings")
+    advice = DropAdvice([r for r in rings if isinstance(r, dict)] if isinstance(rings, list) else [])
+    if advice.lines():
+        parts.append(advice)
+    errors = session.meta.get("ring_errors")
+    if isinstance(errors, list) and errors:
+        parts.append(RingProblems([str(e) for e in errors], limit=len(errors)))
     for w in session.warnings:
         parts.append(Text(f"warning: {w}", style="yellow"))
     return Group(*parts)

@@ -9,8 +9,6 @@ screen never makes the collector fall behind.
 from __future__ import annotations
 
 import sys
-import time
-from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -21,7 +19,7 @@ from rich.text import Text
 from tickscope.collectors.collector import LiveState
 from tickscope.collectors.session import fmt_ns
 
-from .console import COLUMNS, TOTAL_TAGS, CountersLine
+from .console import COLUMNS, TOTAL_TAGS, CountersLine, RingProblems
 
 SPARK = "▁▂▃▄▅▆▇█"
 PALETTE = [
@@ -193,6 +191,8 @@ def dashboard(state: LiveState, side: dict, elapsed: float, duration: float | No
     )
     parts.append(Sparkline(state.p99_history.get("tick_to_trade", []), bar_width))
     parts.append(CountersLine(state.counters))
+    if state.ring_errors:
+        parts.append(RingProblems(state.ring_errors, limit=2 if compact else 4))
     if side:
         parts.append(SidePanel(side))
     return Group(*parts)
@@ -236,60 +236,3 @@ class LiveView:
         if self.live is not None:
             self.live.stop()
             self.live = None
-
-
-def attach(rings: list[Path], out: Path | None = None, duration_s: float | None = None) -> int:
-    """``tickscope live``: drain an already running pipeline's rings, show them, optionally save."""
-    import os
-
-    from tickscope.collectors.collector import Collector
-    from tickscope.collectors.ring_reader import RingReader
-    from tickscope.collectors.session import SessionWriter
-    from tickscope.probe.ring import RING_DIR_ENV, ring_dir
-
-    paths = [Path(p) for p in rings] or [Path(os.environ.get(RING_DIR_ENV) or ring_dir())]
-    dirs = {p if p.is_dir() else p.parent for p in paths}
-    for p in paths:
-        if not p.exists():
-            print(
-                f"tickscope: error: no ring directory or file at {p} (is the pipeline running? set ${RING_DIR_ENV})",
-                file=sys.stderr,
-            )
-            return 2
-        if p.is_file():
-            RingReader(p).close()  # validates: a bad ring is a one-line RingFormatError
-    if len(dirs) != 1:
-        print("tickscope: error: rings must all live in one directory", file=sys.stderr)
-        return 2
-    writer = SessionWriter(out, {"name": out.name, "command": "tickscope live"}) if out else None
-    collector = Collector(dirs.pop(), writer)
-    interactive = sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
-    if interactive:
-        view = LiveView()
-    else:
-        from .progress import PlainProgress
-
-        view = PlainProgress()
-    view.start()
-    start = time.monotonic()
-    status = "complete"
-    try:
-        next_draw = 0.0
-        sleep_s = 0.005
-        while duration_s is None or time.monotonic() - start < duration_s:
-            busy = collector.poll() >= collector.BATCH
-            sleep_s = collector.next_sleep(sleep_s)
-            now = time.monotonic()
-            if now >= next_draw:
-                view.update(collector.live, {}, now - start, duration_s)
-                next_draw = now + 0.2
-            if not busy and sleep_s:
-                time.sleep(sleep_s)
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        view.stop()
-        collector.finish(status)
-    if out:
-        print(f"session saved: {out}")
-    return 130 if status == "interrupted" else 0

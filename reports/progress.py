@@ -30,6 +30,8 @@ class PlainProgress:
                 f"tick-to-trade p50 {fmt_ns(t2t['p50'])} p99 {fmt_ns(t2t['p99'])} max {fmt_ns(t2t['max'])}"
             )
         parts.append(f"dropped {total.get('dropped_ring_full', 0):,}")
+        if state.ring_errors:  # each is printed with its reason at the end
+            parts.append(f"rings skipped/quarantined {len(state.ring_errors)}")
         parts.append(f"incomplete {total.get('traces_incomplete', 0):,}")
         for name, figures in side.items():
             if "summary" in figures:

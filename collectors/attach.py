@@ -1,0 +1,89 @@
+"""``tickscope live``: attach a collector to the rings of a pipeline that is already running.
+
+The counterpart of ``profile`` for subjects we did not start: the same ``Collector`` drains the
+named rings (or every ring of one directory) until the duration is up or Ctrl-C, the view only
+shows it. Rings that are not ours to read are skipped, each with its reason on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tickscope.probe.ring import RING_DIR_ENV, ring_dir
+
+from .collector import Collector, LiveState
+from .profile import ProfileError, View
+from .session import SessionWriter
+
+
+@dataclass
+class AttachResult:
+    exit_code: int
+    state: LiveState
+    skipped: list[str] = field(default_factory=list)  # rings skipped or quarantined, with why
+    session_dir: Path | None = None
+
+
+def resolve_rings(rings: list[Path]) -> tuple[Path, list[Path] | None]:
+    """RING... -> (their directory, the named ring files); no argument or a directory -> (the
+    directory, None: every ring in it, as they appear)."""
+    paths = [Path(p) for p in rings] or [Path(os.environ.get(RING_DIR_ENV) or ring_dir())]
+    for p in paths:
+        if not p.exists() and not p.is_symlink():
+            raise ProfileError(
+                f"no ring directory or file at {p} (is the pipeline running? set ${RING_DIR_ENV})"
+            )
+    # A directory named on the command line is the user's choice, link or not; ring files inside
+    # it (and ring files named) are never opened through a link (see RingReader).
+    dirs = [p for p in paths if p.is_dir()]
+    if dirs:
+        if len(paths) > 1:
+            raise ProfileError("give either one ring directory or ring files, not both")
+        return dirs[0], None
+    parents = {p.parent.resolve() for p in paths}
+    if len(parents) != 1:
+        raise ProfileError("rings must all live in one directory")
+    return parents.pop(), list(dict.fromkeys(paths))
+
+
+def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s: float | None = None,
+           report=lambda line: print(line, file=sys.stderr)) -> AttachResult:  # fmt: skip
+    """Drain until ``duration_s`` or Ctrl-C; ``report`` gets each skipped ring as it is found."""
+    directory, named = resolve_rings(rings)
+    writer = SessionWriter(out, {"name": out.name, "command": "tickscope live"}) if out else None
+    collector = Collector(directory, writer, ring_paths=named)
+    collector.discover()
+    reported = 0
+    for line in collector.ring_errors:
+        report(f"tickscope: {line}")
+    reported = len(collector.ring_errors)
+    if named is not None and not collector.sources:
+        collector.finish("no-rings")
+        raise ProfileError(f"none of the {len(named)} named rings could be attached (reasons above)")
+    view.start()
+    start = time.monotonic()
+    status = "complete"
+    try:
+        next_draw = 0.0
+        sleep_s = 0.005
+        while duration_s is None or time.monotonic() - start < duration_s:
+            busy = collector.poll() >= collector.BATCH
+            sleep_s = collector.next_sleep(sleep_s)
+            now = time.monotonic()
+            if now >= next_draw:
+                view.update(collector.live, {}, now - start, duration_s)
+                next_draw = now + 0.2
+            if not busy and sleep_s:
+                time.sleep(sleep_s)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        view.stop()
+        collector.finish(status)
+    for line in collector.ring_errors[reported:]:
+        report(f"tickscope: {line}")
+    return AttachResult(130 if status == "interrupted" else 0, collector.live, collector.ring_errors, out)
