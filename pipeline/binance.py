@@ -110,6 +110,7 @@ class SyncStats:
     resyncs: int = 0  # snapshots applied after the first
     snapshots_too_old: int = 0
     buffered_max: int = 0
+    missed_ids: int = 0  # update ids the stream skipped between two events seen, synced or not
 
 
 @dataclass
@@ -122,6 +123,8 @@ class DepthSync:
     buffer: list[tuple[int, int, list, list]] = field(default_factory=list)
     stats: SyncStats = field(default_factory=SyncStats)
     want_snapshot: bool = True  # the caller should request one (and clear this)
+    first_seen: int = -1  # U of the first event seen, u of the last: the span losses are counted in
+    last_seen: int = -1
 
     def __post_init__(self):
         self.book.symbol = self.symbol
@@ -133,6 +136,14 @@ class DepthSync:
     def on_event(self, first: int, last: int, bids: list, asks: list) -> bool:
         """Apply or buffer one depthUpdate (levels already parsed: ``levels()``); True when the
         book changed."""
+        # Stream-level loss accounting, apart from the book's sync state: every update id between
+        # two events seen that neither carried was lost on the way, whatever the book did then.
+        if last > self.last_seen:
+            if self.last_seen < 0:
+                self.first_seen = first
+            elif first > self.last_seen + 1:
+                self.stats.missed_ids += first - self.last_seen - 1
+            self.last_seen = last
         if not self.synced:
             self.buffer.append((first, last, bids, asks))
             self.stats.buffered_max = max(self.stats.buffered_max, len(self.buffer))

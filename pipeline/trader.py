@@ -530,7 +530,8 @@ class Trader:
         if self.ws is not None:
             sync = [d.stats for d in self.depth.values()]
             ws = {"ws": {**self.ws_counts, **{k: sum(getattr(x, k) for x in sync) for k in
-                         ("applied", "stale", "holes", "resyncs", "snapshots_too_old")},
+                         ("applied", "stale", "holes", "resyncs", "snapshots_too_old", "missed_ids")},
+                         "seen": {s: [d.first_seen, d.last_seen] for s, d in self.depth.items()},
                          "synced": sorted(s for s, d in self.depth.items() if d.synced)}}  # fmt: skip
             feed.messages = self.ws_counts["events"]
             feed.gaps = ws["ws"]["holes"]  # a hole in the update ids is the WebSocket feed's gap

@@ -421,6 +421,7 @@ def publish_ws(args, flow: SyntheticFlow, server: WsServer, publisher: DepthPubl
     ``per_packet`` book messages becomes one depthUpdate per changed symbol (+ bookTicker)."""
     per_packet, send_times = paced(args, stop)
     sent = batches = skipped = depth_events = 0
+    skipped_ids: dict[str, list[list[int]]] = {}  # symbol -> [U, u] of every event left out
     start = time.monotonic_ns()
     for due in send_times:
         ts = ns_since_midnight(due)
@@ -436,6 +437,8 @@ def publish_ws(args, flow: SyntheticFlow, server: WsServer, publisher: DepthPubl
                     depth_events += 1
                     if depth_events % args.ws_skip_every == 0:
                         skipped += 1
+                        lost = json.loads(ev[1])
+                        skipped_ids.setdefault(lost["s"], []).append([lost["U"], lost["u"]])
                         continue
                 kept.append(ev)
             events = kept
@@ -444,7 +447,7 @@ def publish_ws(args, flow: SyntheticFlow, server: WsServer, publisher: DepthPubl
         batches += 1
     elapsed = (time.monotonic_ns() - start) / 1e9
     return {"messages": sent, "batches": batches, "skipped_events": skipped, "seconds": round(elapsed, 3),
-            "rate": round(sent / elapsed) if elapsed else 0}  # fmt: skip
+            "rate": round(sent / elapsed) if elapsed else 0, "skipped_ids": skipped_ids}  # fmt: skip
 
 
 def parse_args(argv=None):
