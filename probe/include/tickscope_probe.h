@@ -352,8 +352,8 @@ static inline int tsp__open(tsp_ring *r, const char *name, const tsp_point *poin
  * publishes the header.
  *
  * capacity: records the ring holds, a power of two >= 2; the file is 8 KiB + 32 bytes x capacity.
- * Size it for the longest pause of the collector (it drains every few ms, ~100 ms when the host
- * stalls): records per second x 0.1 s, with room, e.g. 1 << 16 for 8 points x 50k ticks/s (2 MiB).
+ * Size it for the longest pause of the collector (it drains every few ms; a loaded host can stall it
+ * for 100 ms or more): records per second x 0.25 s, e.g. 8 points x 50k ticks/s -> 1u << 17 (4 MiB).
  * When the ring is full a record is dropped and counted (the session reports dropped_ring_full).
  *
  * Returns 0, or a negative errno value (also left in errno, so perror() works):
