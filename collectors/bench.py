@@ -48,11 +48,15 @@ def _best(fn, rounds: int) -> float:
     return min(fn() for _ in range(rounds))
 
 
-def bench_python_probe(rounds: int = 7, ticks: int = 20_000) -> dict:
-    """ns per stamp: perf_counter_ns() alone vs TickWriter (stamp + amortised commit) vs PointWriter."""
+def bench_python_probe(rounds: int = 7, ticks: int = 20_000, directory: Path | None = None) -> dict:
+    """ns per stamp: perf_counter_ns() alone vs TickWriter (stamp + amortised commit) vs PointWriter.
+
+    The rings go where a subject's do (``directory``: /dev/shm from ``run_all``), not onto a disk
+    file system whose page writeback would add faults a subject never sees.
+    """
     from time import perf_counter_ns as pc
 
-    d = tempfile.mkdtemp(prefix="tickscope-bench-")
+    d = tempfile.mkdtemp(prefix="tickscope-bench-", dir=directory)
     try:
         tick = TickWriter([f"p{i}" for i in range(POINTS)], name="bench", capacity=1 << 12, directory=d)
         point = PointWriter(
@@ -271,7 +275,7 @@ def run_all(quick: bool = False, progress=None) -> dict:
     results: dict = {"quick": quick}
     try:
         say("python probe ...")
-        results |= bench_python_probe(rounds=3 if quick else 7, ticks=4096 if quick else 20_480)
+        results |= bench_python_probe(rounds=3 if quick else 7, ticks=4096 if quick else 20_480, directory=work)
         say("C probe ...")
         results |= bench_c_probe(work)
         say("HDR ingestion ...")
@@ -289,7 +293,7 @@ def run_all(quick: bool = False, progress=None) -> dict:
 
 TARGETS = {
     "probe_stamp_ns": ("<=", 100),
-    "probe_stamp_ratio": ("<=", 2.0),
+    "probe_stamp_ratio": ("<=", 1.8),
     "c_probe_ns": ("<=", 15),
     "ingest_values_per_s": (">=", 100e6),
     "ingest_ratio": (">=", 100),

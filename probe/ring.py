@@ -274,39 +274,57 @@ class TickWriter(_Writer):
         limit = capacity  # head may reach this before the tail has to be re-read
         current = slots[0]
 
+        # Invariant: ``current`` is the free slot of tick ``head`` exactly when ``head < limit``;
+        # otherwise the ring was full when the tick began and ``current`` is ``scratch``. So the
+        # fast path checks one comparison, and everything about a full ring lives in the two
+        # helpers below (fewer free variables in ``commit`` also make each call cheaper).
+
         def next_vector():
+            """The vector for tick ``head`` once it reached ``limit``: re-read the tail."""
             nonlocal limit, current
+            limit = tail_v[0] + capacity
+            beat_v[0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             if head >= limit:
-                limit = tail_v[0] + capacity
-                beat_v[0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-                if head >= limit:
-                    scratch_bytes[:] = zero_record
-                    current = scratch
-                    return scratch
+                scratch_bytes[:] = zero_record
+                current = scratch
+                return scratch
             current = slots[head & mask]
             return current
 
+        def commit_from_scratch(trace_id: int, aux: int):
+            """The tick began on a full ring: land it if room appeared since, else count the drop."""
+            nonlocal head, limit, current
+            limit = tail_v[0] + capacity
+            if head >= limit:
+                dropped_v[0] += 1
+                return next_vector()
+            v = slots[head & mask]
+            v[:] = scratch
+            v[trace_at] = trace_id
+            v[aux_at] = aux
+            head += 1
+            head_v[0] = head
+            if head < limit:
+                current = slots[head & mask]
+                return current
+            return next_vector()
+
         def commit(trace_id: int, aux: int = 0):
             """Publish the tick as ``trace_id``; returns the stamp vector of the next tick."""
-            nonlocal head, current, limit
-            v = current
-            if v is scratch:  # the tick began on a full ring: land it if room appeared since
-                limit = tail_v[0] + capacity
-                if head >= limit:
-                    dropped_v[0] += 1
-                    return next_vector()
-                v = slots[head & mask]
-                v[:] = scratch
-            v[trace_at] = trace_id
-            if aux:
-                v[aux_at] = aux
-            h = head + 1  # locals from here: a cell load or store costs more than a fast local
-            head = h
-            head_v[0] = h
+            nonlocal head, current
+            h = head  # fast locals from here: a cell load or store costs more
             if h < limit:
-                current = v = slots[h & mask]
-                return v
-            return next_vector()
+                v = current
+                v[trace_at] = trace_id
+                if aux:
+                    v[aux_at] = aux
+                head = h = h + 1
+                head_v[0] = h
+                if h < limit:
+                    current = v = slots[h & mask]
+                    return v
+                return next_vector()
+            return commit_from_scratch(trace_id, aux)
 
         self._current = lambda: current
         return commit

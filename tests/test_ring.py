@@ -60,8 +60,12 @@ def test_full_ring_drops_newest_and_counts_every_drop(ring_dir):
     assert r.produced == got.size + r.dropped_full == 20
     # Once drained, the writer has room again.
     t[0] = 99
-    w.commit(99)
-    assert list(r.drain()["trace"]) == [99]
+    t = w.commit(99, aux=7)
+    got = r.drain()
+    assert list(got["trace"]) == [99] and list(got["ts"][:, 0]) == [99] and list(got["aux"]) == [7]
+    t[0] = 100  # and the tick after it starts on a clean slot of the ring
+    w.commit(100)
+    assert list(r.drain()["ts"][:, 0]) == [100]
 
 
 def test_point_writer_records_every_field(ring_dir):
