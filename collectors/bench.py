@@ -275,7 +275,9 @@ def run_all(quick: bool = False, progress=None) -> dict:
     results: dict = {"quick": quick}
     try:
         say("python probe ...")
-        results |= bench_python_probe(rounds=3 if quick else 7, ticks=4096 if quick else 20_480, directory=work)
+        results |= bench_python_probe(
+            rounds=3 if quick else 7, ticks=4096 if quick else 20_480, directory=work
+        )
         say("C probe ...")
         results |= bench_c_probe(work)
         say("HDR ingestion ...")
