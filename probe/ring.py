@@ -270,62 +270,59 @@ class TickWriter(_Writer):
         zero_record = bytes(rsize)
         head_v, tail_v, dropped_v, beat_v = self._head, self._tail, self._dropped, self._heartbeat
         trace_at, aux_at = n, n + 1
-        head = 0
-        limit = capacity  # head may reach this before the tail has to be re-read
-        current = slots[0]
+        # ``window`` yields, for each tick that will still find a free slot, the head to publish
+        # when the tick before it commits and that tick's vector: (h, slot of h) for h in
+        # (head, limit), limit = tail + capacity as last read. It is a zip of a range and list
+        # slices, so the fast path does no Python-level arithmetic and no bounds check: one
+        # ``next`` in C, and its end (StopIteration, free to set up) is the rare slow path.
+        window = iter(())
+        current = scratch
 
-        # Invariant: ``current`` is the free slot of tick ``head`` exactly when ``head < limit``;
-        # otherwise the ring was full when the tick began and ``current`` is ``scratch``. So the
-        # fast path checks one comparison, and everything about a full ring lives in the two
-        # helpers below (fewer free variables in ``commit`` also make each call cheaper).
-
-        def next_vector():
-            """The vector for tick ``head`` once it reached ``limit``: re-read the tail."""
-            nonlocal limit, current
+        def open_window(head: int):
+            """Re-read the tail and hand out the vector of tick ``head`` (scratch if the ring is full)."""
+            nonlocal window, current
             limit = tail_v[0] + capacity
             beat_v[0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             if head >= limit:
                 scratch_bytes[:] = zero_record
+                window = iter(())
                 current = scratch
                 return scratch
+            first, last = (head + 1) & mask, limit - 1  # the window's ticks: head + 1 .. last
+            views = slots[first : first + last - head]
+            if len(views) < last - head:  # it wraps past the end of the ring
+                views += slots[: last - head - len(views)]
+            window = zip(range(head + 1, limit), views, strict=True)
             current = slots[head & mask]
             return current
 
-        def commit_from_scratch(trace_id: int, aux: int):
-            """The tick began on a full ring: land it if room appeared since, else count the drop."""
-            nonlocal head, limit, current
-            limit = tail_v[0] + capacity
-            if head >= limit:
-                dropped_v[0] += 1
-                return next_vector()
-            v = slots[head & mask]
-            v[:] = scratch
-            v[trace_at] = trace_id
-            v[aux_at] = aux
-            head += 1
-            head_v[0] = head
-            if head < limit:
-                current = slots[head & mask]
-                return current
-            return next_vector()
+        def window_end():
+            """The window ran out: publish the tick just committed if it has a slot, then re-open."""
+            v = current  # its trace id and aux are stored already
+            head = head_v[0]  # the tick just committed is tick ``head``
+            if v is scratch:  # it began on a full ring: land it if room appeared since
+                if head >= tail_v[0] + capacity:
+                    dropped_v[0] += 1
+                    return open_window(head)
+                slots[head & mask][:] = scratch
+            head_v[0] = head + 1
+            return open_window(head + 1)
 
         def commit(trace_id: int, aux: int = 0):
             """Publish the tick as ``trace_id``; returns the stamp vector of the next tick."""
-            nonlocal head, current
-            h = head  # fast locals from here: a cell load or store costs more
-            if h < limit:
-                v = current
-                v[trace_at] = trace_id
-                if aux:
-                    v[aux_at] = aux
-                head = h = h + 1
-                head_v[0] = h
-                if h < limit:
-                    current = v = slots[h & mask]
-                    return v
-                return next_vector()
-            return commit_from_scratch(trace_id, aux)
+            nonlocal current
+            v = current
+            v[trace_at] = trace_id
+            if aux != 0:  # an int comparison is specialised; a bare `if aux:` is a generic truth test
+                v[aux_at] = aux
+            try:
+                h, current = next(window)
+            except StopIteration:
+                return window_end()
+            head_v[0] = h  # publishes the tick: its record is complete
+            return current
 
+        open_window(0)
         self._current = lambda: current
         return commit
 

@@ -3,8 +3,8 @@
  *
  * Compile with the include directory tickscope prints:
  *     cc -O2 $(python -m tickscope.probe --cflags) my_feed.c      (or: -I"$(tickscope include-dir)")
- * Include it first (it defines _GNU_SOURCE for clock_gettime and gettid), or build with gcc's default
- * -std=gnu11 / any C++ standard.
+ * Include it first (it defines _GNU_SOURCE for clock_gettime and syscall), or build with gcc's
+ * default -std=gnu11 / any C++ standard.
  *
  * Declare the points the way tickscope.probe.Point does in Python (name, stage, clock, trade):
  *
@@ -24,8 +24,8 @@
  *
  * One ring per thread (single producer): every call on a ring comes from the thread that opened it.
  * A full ring drops the record and counts it; the writer never blocks and never allocates after
- * tsp_open. Stamps are raw TSC ticks; the collector fits the TSC rate over the calibration pairs
- * this writer stores (at open, at every heartbeat and at close).
+ * tsp_open. tsp_record stamps raw TSC ticks; the collector fits the TSC rate over the calibration
+ * pairs this writer stores (at open, at every heartbeat and at close).
  *
  * The byte layout is the one documented in probe/layout.py (KIND_POINT rings, 32-byte records);
  * tests/test_c_probe.py checks every mirrored constant below against it and reads gcc- and
