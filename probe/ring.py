@@ -2,8 +2,8 @@
 
 Two writers, one ring file each (see ``layout`` for the bytes):
 
-``TickWriter``: the hot path. A tick fills a plain list of stamps, one slot per declared point,
-then commits it as one record::
+``TickWriter``: the hot path. A tick fills a vector of stamps, one per declared point (a u64 view
+of the ring slot it will be published in), then commits it as one record::
 
     from time import perf_counter_ns
     from tickscope.probe import Point, TickWriter
@@ -14,7 +14,7 @@ then commits it as one record::
     t[MD_RX] = kernel_rx_stamp
     t[MD_DECODED] = perf_counter_ns()
     t[BOOK] = perf_counter_ns()
-    probe.commit(trace_id)        # publishes the record and zeroes the stamps for the next tick
+    t = probe.commit(trace_id)    # publishes the record; returns the next tick's (clean) vector
 
 ``PointWriter``: one 32-byte record per probe point (``record(point, trace_id)``), for points
 that happen outside a tick's flow (an ack arriving later, a rare event) and for parity with C.
