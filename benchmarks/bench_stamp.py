@@ -4,6 +4,9 @@
 Why ``TickWriter`` stamps into u64 memoryviews of format "L" and commits the way it does. Two
 tables, every row measured in the same run with rounds interleaved (best of N, ns per stamp):
 
+Each figure is the best chunk of 1024 ticks (interleaved with the others), as in
+``tickscope bench``, so a loaded host still measures the code.
+
 1. the stamp container alone: ``t[i] = perf_counter_ns()`` into a list, a memoryview cast "Q" or
    "L", an ``array('L')``, a ctypes ``c_uint64`` array;
 2. whole ticks (8 stamps + one commit, the ring drained between rounds as in ``tickscope bench``):
@@ -34,33 +37,31 @@ N = 8
 TICKS = 1024
 
 
-def bare(rounds_of=20):
+def bare():
     s = pc()
-    for _ in range(rounds_of * TICKS):
+    for _ in range(TICKS):
         pc(); pc(); pc(); pc(); pc(); pc(); pc(); pc()  # fmt: skip
-    return (pc() - s) / (rounds_of * TICKS * N)
+    return (pc() - s) / (TICKS * N)
 
 
-def stores_into(t, rounds_of=20):
+def stores_into(t):
     s = pc()
-    for _ in range(rounds_of * TICKS):
+    for _ in range(TICKS):
         t[0] = pc(); t[1] = pc(); t[2] = pc(); t[3] = pc()  # fmt: skip
         t[4] = pc(); t[5] = pc(); t[6] = pc(); t[7] = pc()  # fmt: skip
-    return (pc() - s) / (rounds_of * TICKS * N)
+    return (pc() - s) / (TICKS * N)
 
 
-def ticks_through(first, commit, reader, rounds_of=20):
-    elapsed = 0
-    for _ in range(rounds_of):
-        t = first()
-        s = pc()
-        for k in range(TICKS):
-            t[0] = pc(); t[1] = pc(); t[2] = pc(); t[3] = pc()  # fmt: skip
-            t[4] = pc(); t[5] = pc(); t[6] = pc(); t[7] = pc()  # fmt: skip
-            t = commit(k)
-        elapsed += pc() - s
-        reader.drain()
-    return elapsed / (rounds_of * TICKS * N)
+def ticks_through(first, commit, reader):
+    t = first()
+    s = pc()
+    for k in range(TICKS):
+        t[0] = pc(); t[1] = pc(); t[2] = pc(); t[3] = pc()  # fmt: skip
+        t[4] = pc(); t[5] = pc(); t[6] = pc(); t[7] = pc()  # fmt: skip
+        t = commit(k)
+    elapsed = pc() - s
+    reader.drain()
+    return elapsed / (TICKS * N)
 
 
 def slot_commit(w: TickWriter, fmt: str):
@@ -141,7 +142,7 @@ def list_commit(w: TickWriter):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=150, help="chunks per figure")
     rounds = ap.parse_args().rounds
     work = tempfile.mkdtemp(prefix="tickscope-bench-stamp-", dir="/dev/shm")
     try:
