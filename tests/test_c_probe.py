@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,24 @@ def test_tsp_open_reports_an_unusable_ring_directory(tmp_path):
         out = subprocess.run([str(exe), "ok"], capture_output=True, text=True, check=True,
                              env=dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir)))  # fmt: skip
         assert out.stdout.split() == [f"rc={-code}", f"errno={code}", "closed=1"], ring_dir
+
+
+def test_tsp_open_reports_a_directory_it_may_not_write():
+    """EACCES needs a user the directory refuses: root runs the program as nobody (setpriv)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the writer as an unprivileged user")
+    shared = Path(tempfile.mkdtemp(prefix="tickscope-eacces-"))
+    try:
+        shared.chmod(0o755)  # nobody may enter and run the program, not create files
+        exe = build_like_a_user("gcc", PROGRAMS / "c_open_errors.c", shared / "c_open_errors")
+        (shared / "rings").mkdir(mode=0o755)
+        out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(exe), "ok"],
+                             capture_output=True, text=True, check=True,
+                             env=dict(os.environ, TICKSCOPE_RING_DIR=str(shared / "rings")))  # fmt: skip
+        assert out.stdout.split() == [f"rc={-errno.EACCES}", f"errno={errno.EACCES}", "closed=1"]
+        assert list((shared / "rings").iterdir()) == []
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_tsp_open_creates_missing_parent_directories(tmp_path):
