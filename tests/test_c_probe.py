@@ -127,11 +127,13 @@ def test_c_stages_subject_profiled_with_its_declared_stages_and_trade_point(tmp_
     assert "tick_to_decision" not in summary
     c = s.meta["counters"]
     assert c["produced"] == c["drained"] == 15000 and c["dropped_ring_full"] == 0
-    # tick-to-trade ends at order.tx, to the nanosecond, not at the later ack.
+    # tick-to-trade ends at order.tx, not at the ack that follows it after 2,000 dependent
+    # multiply-adds (a gap that only grows on a slower host).
     assert s.slowest
     for trace in s.slowest:
         ts = {st["point"]: st["ts_ns"] for st in trace["stamps"]}
-        assert trace["tick_to_trade_ns"] == ts["order.tx"] - ts["md.rx"] < ts["ack.rx"] - ts["md.rx"]
+        to_trade, ack_gap = ts["order.tx"] - ts["md.rx"], ts["ack.rx"] - ts["order.tx"]
+        assert ack_gap > 0 and abs(trace["tick_to_trade_ns"] - to_trade) < ack_gap / 2, trace
 
 
 def test_the_header_compiles_as_cpp17_and_its_ring_reads_the_same(tmp_path, ring_dir):
