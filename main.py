@@ -491,6 +491,14 @@ def bench(
         Console().print(table(results))
 
 
+@app.command("include-dir")
+def include_dir_command():
+    """Print the directory of the C/C++ probe header: cc -I"$(tickscope include-dir)" ..."""
+    from tickscope.probe import include_dir
+
+    typer.echo(include_dir())
+
+
 def main() -> None:
     app()
 

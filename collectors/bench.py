@@ -73,65 +73,63 @@ def _best(fn, rounds: int) -> float:
     return min(fn() for _ in range(rounds))
 
 
-def bench_python_probe(rounds: int = 7, ticks: int = 20_000) -> dict:
-    """ns per stamp: perf_counter_ns() alone vs TickWriter (stamp + amortised commit) vs PointWriter."""
+def bench_python_probe(rounds: int = 7, ticks: int = 20_000, directory: Path | None = None) -> dict:
+    """ns per stamp: perf_counter_ns() alone vs TickWriter (stamp + amortised commit) vs PointWriter.
+
+    Each round is cut into chunks of ``TICKS_PER_ROUND`` ticks (well under a millisecond), run
+    bare, stamped, per-point in turn, and each figure is the best chunk: on a shared host a whole
+    20 ms round is rarely left alone, a chunk often is, and all three see the same host. The rings
+    go where a subject's do (``directory``: /dev/shm from ``run_all``), not onto a disk file system
+    whose page writeback would add faults a subject never sees.
+    """
     from time import perf_counter_ns as pc
 
-    d = tempfile.mkdtemp(prefix="tickscope-bench-")
+    d = tempfile.mkdtemp(prefix="tickscope-bench-", dir=directory)
+    per_chunk = TICKS_PER_ROUND * POINTS
     try:
         tick = TickWriter([f"p{i}" for i in range(POINTS)], name="bench", capacity=1 << 12, directory=d)
         point = PointWriter(
             [f"p{i}" for i in range(POINTS)], name="bench-point", capacity=1 << 15, directory=d
         )
         tick_reader, point_reader = RingReader(tick.path), RingReader(point.path)
+        commit, record = tick.commit, point.record
 
         def bare():
-            elapsed = 0
-            for _ in range(ticks // TICKS_PER_ROUND):
-                s = pc()
-                for _k in range(TICKS_PER_ROUND):
-                    pc(); pc(); pc(); pc(); pc(); pc(); pc(); pc()  # fmt: skip
-                elapsed += pc() - s
-            return elapsed / (ticks // TICKS_PER_ROUND * TICKS_PER_ROUND * POINTS)
+            s = pc()
+            for _k in range(TICKS_PER_ROUND):
+                pc(); pc(); pc(); pc(); pc(); pc(); pc(); pc()  # fmt: skip
+            return (pc() - s) / per_chunk
 
         def stamped():
-            elapsed = 0
-            commit = tick.commit
-            for _ in range(ticks // TICKS_PER_ROUND):
-                t = tick.stamps
-                s = pc()
-                for k in range(TICKS_PER_ROUND):
-                    t[0] = pc(); t[1] = pc(); t[2] = pc(); t[3] = pc()  # fmt: skip
-                    t[4] = pc(); t[5] = pc(); t[6] = pc(); t[7] = pc()  # fmt: skip
-                    t = commit(k)
-                elapsed += pc() - s
-                tick_reader.drain()  # the collector's work, outside the timed loop
-            return elapsed / (ticks // TICKS_PER_ROUND * TICKS_PER_ROUND * POINTS)
+            t = tick.stamps
+            s = pc()
+            for k in range(TICKS_PER_ROUND):
+                t[0] = pc(); t[1] = pc(); t[2] = pc(); t[3] = pc()  # fmt: skip
+                t[4] = pc(); t[5] = pc(); t[6] = pc(); t[7] = pc()  # fmt: skip
+                t = commit(k)
+            elapsed = pc() - s
+            tick_reader.drain()  # the collector's work, outside the timed loop
+            return elapsed / per_chunk
 
         def per_point():
-            elapsed = 0
-            record = point.record
-            for _ in range(ticks // TICKS_PER_ROUND):
-                s = pc()
-                for k in range(TICKS_PER_ROUND):
-                    for p in range(POINTS):
-                        record(p, k)
-                elapsed += pc() - s
-                point_reader.drain()
-            return elapsed / (ticks // TICKS_PER_ROUND * TICKS_PER_ROUND * POINTS)
+            s = pc()
+            for k in range(TICKS_PER_ROUND):
+                for p in range(POINTS):
+                    record(p, k)
+            elapsed = pc() - s
+            point_reader.drain()
+            return elapsed / per_chunk
 
-        # Interleave the rounds so that host noise hits all three alike.
-        results = {"bare": [], "tick": [], "point": []}
-        for _ in range(rounds):
-            results["bare"].append(bare())
-            results["tick"].append(stamped())
-            results["point"].append(per_point())
+        pc_ns = stamp_ns = point_ns = float("inf")
+        for _ in range(rounds * max(1, ticks // TICKS_PER_ROUND)):
+            pc_ns = min(pc_ns, bare())
+            stamp_ns = min(stamp_ns, stamped())
+            point_ns = min(point_ns, per_point())
         dropped = tick.dropped + point.dropped
         tick.close()
         point.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    pc_ns, stamp_ns, point_ns = min(results["bare"]), min(results["tick"]), min(results["point"])
     return {
         "perf_counter_ns_ns": round(pc_ns, 1),
         "probe_stamp_ns": round(stamp_ns, 1),
@@ -318,7 +316,9 @@ def run_all(quick: bool = False, progress=None) -> dict:
     results: dict = {"quick": quick}
     try:
         say("python probe ...")
-        results |= bench_python_probe(rounds=3 if quick else 7, ticks=4096 if quick else 20_480)
+        results |= bench_python_probe(
+            rounds=3 if quick else 7, ticks=4096 if quick else 20_480, directory=work
+        )
         say("C probe ...")
         results |= bench_c_probe(work)
         say("Rust probe ...")
@@ -338,7 +338,7 @@ def run_all(quick: bool = False, progress=None) -> dict:
 
 TARGETS = {
     "probe_stamp_ns": ("<=", 100),
-    "probe_stamp_ratio": ("<=", 2.0),
+    "probe_stamp_ratio": ("<=", 1.8),
     "c_probe_ns": ("<=", 15),
     "rust_probe_ns": ("<=", 15),
     "rust_probe_ratio": ("<=", 1.3),

@@ -3,6 +3,8 @@
 Imports only the standard library, so an instrumented program needs nothing else installed.
 """
 
+from pathlib import Path
+
 from .layout import CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_TSC
 from .ring import RING_DIR_ENV, Point, PointWriter, TickWriter, ring_dir
 
@@ -14,5 +16,15 @@ __all__ = [
     "Point",
     "PointWriter",
     "TickWriter",
+    "include_dir",
     "ring_dir",
 ]
+
+
+def include_dir() -> str:
+    """The directory holding ``tickscope_probe.h`` (the C/C++ probe), for ``-I``.
+
+    Also printed by ``tickscope include-dir`` and, as ``-I<dir>``, by
+    ``python -m tickscope.probe --cflags``.
+    """
+    return str(Path(__file__).resolve().parent / "include")

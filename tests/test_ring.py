@@ -1,6 +1,7 @@
 """The ring: what a writer publishes is what the reader drains, and every loss is counted."""
 
 import os
+import random
 import stat
 import struct
 import subprocess
@@ -60,8 +61,12 @@ def test_full_ring_drops_newest_and_counts_every_drop(ring_dir):
     assert r.produced == got.size + r.dropped_full == 20
     # Once drained, the writer has room again.
     t[0] = 99
-    w.commit(99)
-    assert list(r.drain()["trace"]) == [99]
+    t = w.commit(99, aux=7)
+    got = r.drain()
+    assert list(got["trace"]) == [99] and list(got["ts"][:, 0]) == [99] and list(got["aux"]) == [7]
+    t[0] = 100  # and the tick after it starts on a clean slot of the ring
+    w.commit(100)
+    assert list(r.drain()["ts"][:, 0]) == [100]
 
 
 def test_point_writer_records_every_field(ring_dir):
@@ -201,3 +206,30 @@ def test_drain_of_a_wrapped_range_keeps_order(ring_dir):
         t[0] = seq
         t = w.commit(seq)
     assert np.array_equal(r.drain()["trace"], np.arange(7, 14))
+
+
+@pytest.mark.parametrize("capacity", [2, 4, 16])
+def test_tick_writer_matches_a_model_of_the_ring_under_random_drains(ring_dir, capacity):
+    """A tick is kept exactly when the ring has room at its commit; kept ticks arrive whole, in order."""
+    rng = random.Random(capacity)
+    w = TickWriter(["a", "b", "c"], capacity=capacity)
+    r = RingReader(w.path)
+    expected, got, drained, dropped = [], [], 0, 0
+    t = w.stamps
+    for seq in range(1, 3000):
+        if rng.random() < 0.3:
+            batch = r.drain(rng.randint(1, capacity))
+            got += [(int(b["trace"]), [int(x) for x in b["ts"]], int(b["aux"])) for b in batch]
+            drained += batch.size
+        t[0] = seq
+        if seq % 3:
+            t[2] = seq * 10  # "b" never stamped, "c" on two ticks of three
+        aux = rng.choice([0, seq])
+        if len(expected) - drained < capacity:
+            expected.append((seq, [seq, 0, seq * 10 if seq % 3 else 0], aux))
+        else:
+            dropped += 1
+        t = w.commit(seq, aux)
+    got += [(int(b["trace"]), [int(x) for x in b["ts"]], int(b["aux"])) for b in r.drain()]
+    assert got == expected
+    assert w.dropped == r.dropped_full == dropped and w.written == len(expected)

@@ -1,25 +1,42 @@
 /*
- * tickscope_probe.h: a header-only C probe writer for tickscope rings.
+ * tickscope_probe.h: a header-only C/C++ probe writer for tickscope rings.
  *
- * The byte layout is the one documented in probe/layout.py (KIND_POINT rings, 32-byte records);
- * tests/test_c_probe.py compiles a writer against this header and reads it from Python, so the
- * two stay in lock step. Usage:
+ * Compile with the include directory tickscope prints:
+ *     cc -O2 $(python -m tickscope.probe --cflags) my_feed.c      (or: -I"$(tickscope include-dir)")
+ * Include it first (it defines _GNU_SOURCE for clock_gettime and syscall), or build with gcc's
+ * default -std=gnu11 / any C++ standard.
  *
+ * Declare the points the way tickscope.probe.Point does in Python (name, stage, clock, trade):
+ *
+ *     enum { MD_RX, DECODED, ORDER_TX, ACK_RX, N_POINTS };
+ *     static const tsp_point POINTS[N_POINTS] = {
+ *         {"md.rx", NULL, TSP_CLOCK_TSC, 0},
+ *         {"md.decoded", "feed", TSP_CLOCK_TSC, 0},               // stage = the span ending here
+ *         {"order.tx", "send", TSP_CLOCK_TSC, TSP_POINT_TRADE},   // tick-to-trade ends here
+ *         {"ack.rx", "order_rtt", TSP_CLOCK_TSC, 0},              // later: a stage of its own
+ *     };
  *     tsp_ring ring;
- *     const char *points[] = {"md.rx", "md.decoded", "order.tx"};
- *     if (tsp_open(&ring, "feed", points, 3, 1u << 16) != 0) { perror("tsp_open"); }
- *     tsp_record(&ring, 0, seq, 0);      // rdtsc + 32-byte store + release store of head
- *     tsp_heartbeat(&ring);              // from an idle path: liveness + a calibration pair
+ *     int rc = tsp_open_points(&ring, "feed", POINTS, N_POINTS, 1u << 16);
+ *     if (rc != 0) { fprintf(stderr, "tsp_open: %s\n", strerror(-rc)); return 1; }
+ *     tsp_record(&ring, DECODED, seq, 0);   // rdtsc + one 32-byte store + a release store of head
+ *     tsp_heartbeat(&ring);                 // from an idle path, every 0.1-1 s: liveness + calibration
  *     tsp_close(&ring);
  *
- * One writer per thread (single producer). A full ring drops the record and counts it; the
- * writer never blocks and never allocates after tsp_open. Stamps are raw TSC ticks: the collector
- * fits TSC Hz over the calibration pairs (least squares against CLOCK_MONOTONIC_RAW).
+ * One ring per thread (single producer): every call on a ring comes from the thread that opened it.
+ * A full ring drops the record and counts it; the writer never blocks and never allocates after
+ * tsp_open. tsp_record stamps raw TSC ticks; the collector fits the TSC rate over the calibration
+ * pairs this writer stores (at open, at every heartbeat and at close).
+ *
+ * The byte layout is the one documented in probe/layout.py (KIND_POINT rings, 32-byte records);
+ * tests/test_c_probe.py checks every mirrored constant below against it and reads gcc- and
+ * g++-built writers from Python, so the two cannot drift apart silently.
  */
 #ifndef TICKSCOPE_PROBE_H
 #define TICKSCOPE_PROBE_H
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -42,6 +59,7 @@
 #define TSP_CLOCK_TSC 1u
 #define TSP_CLOCK_MONOTONIC 2u
 #define TSP_CLOCK_REALTIME 3u
+#define TSP_POINT_TRADE 1u /* point flag: tick-to-trade ends at this point */
 
 #define TSP_OFF_MAGIC 0
 #define TSP_OFF_VERSION 8
@@ -84,7 +102,30 @@ typedef struct {
     uint64_t aux;
 } tsp_record_t;
 
+#ifdef __cplusplus
+static_assert(sizeof(tsp_record_t) == TSP_RECORD_SIZE, "record must be 32 bytes");
+#else
 _Static_assert(sizeof(tsp_record_t) == TSP_RECORD_SIZE, "record must be 32 bytes");
+#endif
+
+/*
+ * A declared probe point: the C form of tickscope.probe.Point, field for field the ring's point
+ * table entry (name, stage, clock domain, flags).
+ *   name   "component.event", 1..48 bytes, unique within the ring; records refer to it by its index.
+ *   stage  the span that ends at this point (e.g. "feed" at "md.decoded"); NULL or "" names the stage
+ *          after the point itself; at most 40 bytes. The first point's stage is never used.
+ *   clock  the domain of the stamps recorded for this point: TSP_CLOCK_TSC (tsp_record, or 0),
+ *          TSP_CLOCK_MONOTONIC or TSP_CLOCK_REALTIME (nanoseconds, recorded with tsp_record_ts,
+ *          e.g. a kernel SO_TIMESTAMPING receive stamp on a REALTIME point).
+ *   flags  TSP_POINT_TRADE marks where tick-to-trade ends (default: the last declared point), so
+ *          points after it (acks, fills) are measured as their own stages, outside tick-to-trade.
+ */
+typedef struct {
+    const char *name;
+    const char *stage;
+    uint32_t clock;
+    uint32_t flags;
+} tsp_point;
 
 typedef struct {
     uint8_t *base;
@@ -154,44 +195,122 @@ static inline const char *tsp_ring_dir(void) {
     return (d && *d) ? d : "/dev/shm/tickscope";
 }
 
-/* Creates the ring file and publishes its header. Returns 0, or -1 with errno set. */
-static inline int tsp_open(tsp_ring *r, const char *name, const char *const *points, uint32_t n_points,
-                           uint64_t capacity) {
-    memset(r, 0, sizeof *r);
-    if (n_points == 0 || n_points > TSP_MAX_POINTS || capacity < 2 || (capacity & (capacity - 1))) {
-        errno = EINVAL;
-        return -1;
+/* Creates the ring directory and its missing parents (mkdir -p), mode 0700. 0 or -errno. */
+static inline int tsp__mkdirs(const char *dir) {
+    char path[512];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof path)
+        return -ENAMETOOLONG;
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return -errno;
+        path[i] = c;
     }
+    return 0;
+}
+
+/* Point i of either declaration style: full descriptors, or bare names (TSC, no stage, no flags). */
+static inline tsp_point tsp__point_at(const tsp_point *points, const char *const *names, uint32_t i) {
+    if (points)
+        return points[i];
+    tsp_point p;
+    p.name = names[i];
+    p.stage = NULL;
+    p.clock = TSP_CLOCK_TSC;
+    p.flags = 0;
+    return p;
+}
+
+/* Everything tsp_open checks before it creates a file: nothing is left behind by a bad call. */
+static inline int tsp__check(const char *name, const tsp_point *points, const char *const *names,
+                             uint32_t n_points, uint64_t capacity) {
+    if (!name || !*name || (!points && !names) || n_points == 0 || n_points > TSP_MAX_POINTS)
+        return -EINVAL;
+    if (capacity < 2 || (capacity & (capacity - 1)) ||
+        capacity > ((uint64_t)SIZE_MAX - TSP_DATA_OFFSET) / TSP_RECORD_SIZE)
+        return -EINVAL;
+    for (uint32_t i = 0; i < n_points; i++) {
+        tsp_point p = tsp__point_at(points, names, i);
+        if (!p.name || !*p.name || strlen(p.name) > TSP_POINT_NAME_SIZE)
+            return -EINVAL;
+        if (p.stage && strlen(p.stage) > TSP_POINT_STAGE_SIZE)
+            return -EINVAL;
+        if (p.clock > TSP_CLOCK_REALTIME || (p.flags & ~TSP_POINT_TRADE))
+            return -EINVAL;
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(tsp__point_at(points, names, j).name, p.name) == 0)
+                return -EINVAL;
+    }
+    return 0;
+}
+
+static inline int tsp__open(tsp_ring *r, const char *name, const tsp_point *points, const char *const *names,
+                            uint32_t n_points, uint64_t capacity) {
+    memset(r, 0, sizeof *r);
+    int rc = tsp__check(name, points, names, n_points, capacity);
+    if (rc == 0)
+        rc = tsp__mkdirs(tsp_ring_dir());
+    if (rc != 0) {
+        errno = -rc;
+        return rc;
+    }
+    /* The file name keeps [A-Za-z0-9_-] of the writer name, as the Python writers do. */
+    char safe[TSP_WRITER_NAME_SIZE];
+    size_t k = 0;
+    for (; name[k] && k < sizeof safe - 1; k++) {
+        char c = name[k];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        safe[k] = ok ? c : '_';
+    }
+    safe[k] = '\0';
     const char *dir = tsp_ring_dir();
-    mkdir(dir, 0700);
     pid_t pid = getpid();
     r->thread_id = (uint32_t)syscall(SYS_gettid);
     int fd = -1;
     for (int n = 0; n < 1000 && fd < 0; n++) {
-        if (n)
-            snprintf(r->path, sizeof r->path, "%s/%s.%d.%u.%d.ring", dir, name, (int)pid, r->thread_id, n);
-        else
-            snprintf(r->path, sizeof r->path, "%s/%s.%d.%u.ring", dir, name, (int)pid, r->thread_id);
+        int len = n ? snprintf(r->path, sizeof r->path, "%s/%s.%d.%u.%d.ring", dir, safe, (int)pid, r->thread_id, n)
+                    : snprintf(r->path, sizeof r->path, "%s/%s.%d.%u.ring", dir, safe, (int)pid, r->thread_id);
+        if (len < 0 || (size_t)len >= sizeof r->path) {
+            errno = ENAMETOOLONG;
+            return -ENAMETOOLONG;
+        }
         fd = open(r->path, O_RDWR | O_CREAT | O_EXCL, 0600);
         if (fd < 0 && errno != EEXIST)
-            return -1;
+            return -errno;
     }
     if (fd < 0)
-        return -1;
+        return -EEXIST;
     r->size = TSP_DATA_OFFSET + capacity * TSP_RECORD_SIZE;
     if (ftruncate(fd, (off_t)r->size) != 0) {
+        rc = -errno;
         close(fd);
-        return -1;
+        unlink(r->path);
+        errno = -rc;
+        return rc;
     }
-    r->base = (uint8_t *)mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *base = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    rc = base == MAP_FAILED ? -errno : 0;
     close(fd);
-    if (r->base == MAP_FAILED)
-        return -1;
+    if (rc != 0) {
+        unlink(r->path);
+        errno = -rc;
+        return rc;
+    }
+    r->base = (uint8_t *)base;
     uint8_t *b = r->base;
     for (uint32_t i = 0; i < n_points; i++) {
+        tsp_point p = tsp__point_at(points, names, i);
         uint8_t *e = b + TSP_OFF_POINT_TABLE + i * TSP_POINT_ENTRY_SIZE;
-        strncpy((char *)e, points[i], TSP_POINT_NAME_SIZE);
-        tsp_put32(e + TSP_POINT_NAME_SIZE + TSP_POINT_STAGE_SIZE, TSP_CLOCK_TSC);
+        memcpy(e, p.name, strlen(p.name)); /* NUL padded by the fresh file; a 48-byte name fills it */
+        if (p.stage)
+            memcpy(e + TSP_POINT_NAME_SIZE, p.stage, strlen(p.stage));
+        tsp_put32(e + TSP_POINT_NAME_SIZE + TSP_POINT_STAGE_SIZE, p.clock ? p.clock : TSP_CLOCK_TSC);
+        tsp_put32(e + TSP_POINT_NAME_SIZE + TSP_POINT_STAGE_SIZE + 4, p.flags);
     }
     tsp_put32(b + TSP_OFF_VERSION, TSP_LAYOUT_VERSION);
     tsp_put32(b + TSP_OFF_KIND, TSP_KIND_POINT);
@@ -204,7 +323,7 @@ static inline int tsp_open(tsp_ring *r, const char *name, const char *const *poi
     tsp_put64(b + TSP_OFF_CREATED_MONO_NS, tsp_clock_ns(CLOCK_MONOTONIC));
     tsp_put64(b + TSP_OFF_CREATED_REAL_NS, tsp_clock_ns(CLOCK_REALTIME));
     tsp_put64(b + TSP_OFF_DATA_OFFSET, TSP_DATA_OFFSET);
-    strncpy((char *)b + TSP_OFF_WRITER_NAME, name, TSP_WRITER_NAME_SIZE - 1);
+    memcpy(b + TSP_OFF_WRITER_NAME, name, strnlen(name, TSP_WRITER_NAME_SIZE - 1));
     r->records = (tsp_record_t *)(b + TSP_DATA_OFFSET);
     r->head = (uint64_t *)(b + TSP_OFF_HEAD);
     r->dropped = (uint64_t *)(b + TSP_OFF_DROPPED_FULL);
@@ -226,7 +345,46 @@ static inline int tsp_open(tsp_ring *r, const char *name, const char *const *poi
     return 0;
 }
 
-/* Stamp an explicit timestamp (ts in the ring's TSC domain). Returns 1, or 0 if dropped. */
+/*
+ * Opens a ring for the calling thread: creates <dir>/<name>.<pid>.<tid>.ring (dir is
+ * $TICKSCOPE_RING_DIR, set by `tickscope profile`, else /dev/shm/tickscope; created if missing),
+ * declares the points, stores two calibration pairs 20 ms apart (so tsp_open takes ~20 ms) and
+ * publishes the header.
+ *
+ * capacity: records the ring holds, a power of two >= 2; the file is 8 KiB + 32 bytes x capacity.
+ * Size it for the longest pause of the collector (it drains every few ms; a loaded host can stall it
+ * for 100 ms or more): records per second x 0.25 s, e.g. 8 points x 50k ticks/s -> 1u << 17 (4 MiB).
+ * When the ring is full a record is dropped and counted (the session reports dropped_ring_full).
+ *
+ * Returns 0, or a negative errno value (also left in errno, so perror() works):
+ *   -EINVAL        capacity not a power of two >= 2; no points or more than TSP_MAX_POINTS (64);
+ *                  a point name empty, longer than 48 bytes or repeated; a stage longer than 40
+ *                  bytes; an unknown clock or flag; a NULL or empty writer name
+ *   -EACCES, -EROFS, -ENOTDIR, -ENOENT, ...   the ring directory cannot be created or written
+ *   -ENAMETOOLONG  the ring directory's path is too long (511 bytes at most with the file name)
+ *   -ENOSPC, -ENOMEM, -EFBIG   the file cannot be sized or mapped (/dev/shm full: a smaller capacity)
+ * On any error no file is left behind and the ring stays closed (tsp_close on it is a no-op).
+ */
+static inline int tsp_open_points(tsp_ring *r, const char *name, const tsp_point *points, uint32_t n_points,
+                                  uint64_t capacity) {
+    return tsp__open(r, name, points, NULL, n_points, capacity);
+}
+
+/* tsp_open_points with bare names: every point TSC, each stage named after its end point, and
+ * tick-to-trade ending at the last point. Same return values. */
+static inline int tsp_open(tsp_ring *r, const char *name, const char *const *points, uint32_t n_points,
+                           uint64_t capacity) {
+    return tsp__open(r, name, NULL, points, n_points, capacity);
+}
+
+/*
+ * Records point_id of trace_id with a stamp taken earlier or elsewhere. ts is in the clock declared
+ * for that point: TSC ticks (tsp_rdtsc()/tsp_rdtscp() of this host) for a TSC point, nanoseconds of
+ * CLOCK_MONOTONIC or CLOCK_REALTIME for those (a kernel SO_TIMESTAMPING stamp is REALTIME). Use it
+ * to stamp the moment a packet arrived although the trace id is only known after decoding it.
+ * aux is free for the caller (bytes, an order id); point_id is the point's index in the
+ * declaration. Returns 1, or 0 when the ring was full and the record was dropped (and counted).
+ */
 static inline int tsp_record_ts(tsp_ring *r, uint32_t point_id, uint64_t trace_id, uint64_t ts, uint64_t aux) {
     uint64_t h = r->head_local;
     if (__builtin_expect(h >= r->limit, 0)) {
@@ -247,17 +405,29 @@ static inline int tsp_record_ts(tsp_ring *r, uint32_t point_id, uint64_t trace_i
     return 1;
 }
 
-/* The hot path: rdtsc + one 32-byte record + a release store of head. */
+/* The hot path, a TSC point stamped now: rdtsc + one 32-byte record + a release store of head
+ * (~10 ns, `tickscope bench` shows it next to a bare rdtsc). Returns 1, or 0 if dropped. */
 static inline int tsp_record(tsp_ring *r, uint32_t point_id, uint64_t trace_id, uint64_t aux) {
     return tsp_record_ts(r, point_id, trace_id, tsp_rdtsc(), aux);
 }
 
+/*
+ * Liveness and calibration, from an idle path of the writer's thread, every 0.1-1 s (~100 ns, off
+ * the hot path). It stamps the writer's heartbeat, so the collector tells a quiet writer from a dead
+ * one, and stores a calibration pair (TSC read between two CLOCK_MONOTONIC_RAW reads, with
+ * MONOTONIC and REALTIME), which is what keeps TSC conversion true over a long run: without
+ * heartbeats the collector has only the two pairs from tsp_open, 20 ms apart, and their rate error
+ * grows with the session into tens of microseconds of offset after seconds (stages between two TSC
+ * points are affected least, stages against MONOTONIC or REALTIME points most).
+ */
 static inline void tsp_heartbeat(tsp_ring *r) {
     tsp_calibration_pair(r);
     __atomic_store_n(r->writer_heartbeat, tsp_clock_ns(CLOCK_MONOTONIC), __ATOMIC_RELEASE);
 }
 
-/* Marks the ring cleanly closed; the file stays for the collector to drain and remove. */
+/* Stores a last calibration pair, marks the ring cleanly closed and unmaps it; the file stays for
+ * the collector to drain and remove. Call it before the thread or process ends: a ring never closed
+ * is reported as a writer that died. Safe to call twice, or on a ring whose tsp_open failed. */
 static inline void tsp_close(tsp_ring *r) {
     if (!r->base)
         return;
