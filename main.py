@@ -177,7 +177,10 @@ def profile(
         help="Intended time between ticks (e.g. 50us): also record coordinated-omission-corrected tick_to_trade_co.",
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Session directory (default sessions/<time>-<name>)."
+        None, "--out", "-o", help="Session directory (default sessions/<time>-<name>, never reused)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the session already in --out (refused without it)."
     ),
     name: str = typer.Option("", "--name", help="Session name (default: pipeline or command name)."),
     perf: bool = typer.Option(
@@ -228,7 +231,8 @@ def profile(
       tickscope profile --duration 30s --rate 20k          # bundled venue + trader on loopback
       tickscope profile --duration 10s -- ./my_feed_handler --config prod.toml
 
-    Exit codes: 0 ok; 2 bad input, unwritable --out, or target missing/failed (its code is reported);
+    Exit codes: 0 ok; 2 bad input, unwritable or non-empty --out (see --force), or target missing/failed
+    (its exit code or the signal that killed it is reported);
     130 interrupted by Ctrl-C (the session is saved up to that point).
     """
     from rich.console import Console
@@ -247,6 +251,7 @@ def profile(
         warmup_s=parse_duration(warmup, "warmup"),
         interval_s=parse_duration(interval, "interval"),
         out=out,
+        force=force,
     )
     if expected_interval:
         opts.expected_interval_ns = int(parse_duration(expected_interval, "expected interval") * 1e9)

@@ -583,6 +583,11 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+def _stop_requested(*_):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.feed == "itch" and not args.md_port or args.feed == "ws" and not args.ws_url:
@@ -596,12 +601,16 @@ def main(argv=None) -> int:
             args.uvloop = True
         except ImportError:
             pass
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # tickscope stops the trader with SIGTERM: end the loop like Ctrl-C, once (a second signal
+    # must not interrupt the shutdown), and never with a traceback.
+    signal.signal(signal.SIGTERM, _stop_requested)
     try:
         trader = Trader(args)
     except TraderError as e:
         log(str(e))
         return 2
+    except KeyboardInterrupt:
+        return 0
     log(
         f"logged on; kernel rx stamps {trader.rx.enabled}, kernel tx stamps {trader.kernel_tx}, loop {args.loop}"
     )
@@ -610,6 +619,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         trader.close()
         s = trader.stats()
         log(f"messages {s['feed']['messages']}, gaps {s['feed_gaps']}, orders {s['orders_sent']}, acks {s['orders_acked']}, "
