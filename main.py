@@ -51,6 +51,8 @@ def user_errors(fn):
             fail(str(e))
         except BrokenPipeError:
             raise typer.Exit(0) from None
+        except KeyboardInterrupt:  # Ctrl-C before a session started (or after it was saved)
+            fail("interrupted", 130)
 
     return wrapper
 
