@@ -207,10 +207,12 @@ def _holds(path: Path, existing: list[str]) -> str:
     )
 
 
-def private_ring_dir() -> tuple[Path, list[str]]:
+def private_ring_dir(base: Path | None = None) -> tuple[Path, list[str]]:
     """A fresh ring directory for this run, named after our pid, so that a later run can tell
-    the directories of runs that were killed (``kill -9`` runs no cleanup) and remove them."""
-    base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+    the directories of runs that were killed (``kill -9`` runs no cleanup) and remove them.
+    Returns it with a note for each such removal."""
+    if base is None:
+        base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
     removed = remove_stale_ring_dirs(base)
     notes = [f"removed {len(removed)} ring director{'y' if len(removed) == 1 else 'ies'} left by a killed "
              f"tickscope run ({', '.join(str(p) for p in removed)})"] if removed else []  # fmt: skip
