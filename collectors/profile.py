@@ -267,8 +267,8 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
     status, subject, code, message = "complete", None, 0, None
     side_started: list[SideCollector] = []
     # A closed terminal (SIGHUP) or a polite kill (SIGTERM) ends the session like Ctrl-C does:
-    # the target is stopped (the bundled pipeline runs in its own process groups and would
-    # otherwise be orphaned) and the session is saved.
+    # the target is stopped in order and the session is saved. (Only SIGKILL skips this; the
+    # children then die with us, see ``children``, and the next run removes our ring directory.)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         try:
