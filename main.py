@@ -53,6 +53,8 @@ def user_errors(fn):
             fail(str(e))
         except BrokenPipeError:
             raise typer.Exit(0) from None
+        except KeyboardInterrupt:  # Ctrl-C before a session started (or after it was saved)
+            fail("interrupted", 130)
 
     return wrapper
 
@@ -205,7 +207,10 @@ def profile(
         help="Intended time between ticks (e.g. 50us): also record coordinated-omission-corrected tick_to_trade_co.",
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Session directory (default sessions/<time>-<name>)."
+        None, "--out", "-o", help="Session directory (default sessions/<time>-<name>, never reused)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the session already in --out (refused without it)."
     ),
     name: str = typer.Option("", "--name", help="Session name (default: pipeline or command name)."),
     perf: bool = typer.Option(
@@ -257,8 +262,9 @@ def profile(
       tickscope profile --duration 30s --rate 20k          # bundled venue + trader on loopback
       tickscope profile --duration 10s -- ./my_feed_handler --config prod.toml
 
-    Exit codes: 0 ok; 1 records lost with --fail-on-drops; 2 bad input, unwritable --out, or target
-    missing/failed (its code is reported); 130 interrupted by Ctrl-C (the session is saved up to that point).
+    Exit codes: 0 ok; 1 records lost with --fail-on-drops; 2 bad input, unwritable or non-empty --out
+    (see --force), or target missing/failed (its exit code or the signal that killed it is reported);
+    130 interrupted by Ctrl-C (the session is saved up to that point).
     """
     from rich.console import Console
 
@@ -276,6 +282,7 @@ def profile(
         warmup_s=parse_duration(warmup, "warmup"),
         interval_s=parse_duration(interval, "interval"),
         out=out,
+        force=force,
     )
     if expected_interval:
         opts.expected_interval_ns = int(parse_duration(expected_interval, "expected interval") * 1e9)

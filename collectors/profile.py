@@ -7,11 +7,13 @@ side collectors (perf, py-spy, hiccup) plug in through small protocols and never
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shlex
 import shutil
 import signal
-import subprocess
+import stat
 import sys
 import tempfile
 import time
@@ -19,10 +21,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tickscope.probe.ring import RING_DIR_ENV
+from tickscope.probe.ring import COLLECTOR_PID_ENV, RING_DIR_ENV
 
+from .children import exit_description, pid_alive, spawn_child, stop_child
 from .collector import Collector, LiveState, monotonic_ns
-from .session import SessionError, SessionWriter
+from .session import (
+    HICCUP_LOG,
+    LATENCY_LOG,
+    META,
+    PERF_CSV,
+    PROFILE,
+    SLOWEST,
+    SUMMARY,
+    WARMUP_LOG,
+    SessionError,
+    SessionWriter,
+)
+
+# What a session consists of: removed from an --out that is replaced with --force, nothing else.
+SESSION_FILES = {META, LATENCY_LOG, WARMUP_LOG, SUMMARY, SLOWEST, PERF_CSV, PROFILE, HICCUP_LOG}
 
 
 class ProfileError(Exception):
@@ -32,10 +49,14 @@ class ProfileError(Exception):
 class Subject(Protocol):
     pid: int
     description: str
+    stopped_by_us: bool
 
     def poll(self) -> int | None: ...
 
     def stop(self, timeout_s: float = 5.0) -> int | None: ...
+
+    def failure_reason(self) -> str | None:
+        """Why the subject failed when it ended on its own (None: it did not fail)."""
 
 
 class View(Protocol):
@@ -60,7 +81,9 @@ class SideCollector(Protocol):
 
 
 class CommandSubject:
-    """Any command, run in its own process group so that stopping it stops its children too."""
+    """Any command, as a child tickscope owns (``children``): its own process group, so stopping it
+    stops its children too; it dies with tickscope. Stopped with SIGINT first, like Ctrl-C, which
+    is what programs are written to handle (restored to its default action in the child)."""
 
     def __init__(self, argv: list[str], env: dict[str, str]):
         self.description = shlex.join(argv)
@@ -68,7 +91,7 @@ class CommandSubject:
         if os.sep not in exe and shutil.which(exe, path=env.get("PATH")) is None:
             raise ProfileError(f"target command not found: {exe!r} (check the spelling or PATH)")
         try:
-            self.proc = subprocess.Popen(argv, env=env, start_new_session=True)
+            self.proc = spawn_child(argv, env=env)
         except OSError as e:
             raise ProfileError(f"cannot start target {exe!r}: {e.strerror or e}") from None
         self.pid = self.proc.pid
@@ -81,16 +104,13 @@ class CommandSubject:
         if self.proc.poll() is not None:
             return self.proc.returncode
         self.stopped_by_us = True
-        for sig, wait in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                return self.proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-        return self.proc.poll()
+        return stop_child(self.proc, signal.SIGINT, timeout_s)
+
+    def failure_reason(self) -> str | None:
+        code = self.proc.poll()
+        if self.stopped_by_us or code in (None, 0):
+            return None
+        return f"target {self.description!r} {exit_description(code)}"
 
 
 @dataclass
@@ -100,6 +120,7 @@ class ProfileOptions:
     warmup_s: float = 0.0
     interval_s: float = 1.0
     out: Path | None = None
+    force: bool = False  # replace the session already in ``out``
     name: str = "session"
     poll_s: float = 0.005  # first sleep between polls; then adapted to how fast the rings fill
     poll_max_s: float = 0.02
@@ -118,22 +139,124 @@ class ProfileResult:
     warnings: list[str] = field(default_factory=list)
 
 
+SESSIONS_DIR = Path("sessions")
+RING_DIR_PREFIX = "tickscope-rings-"
+
+
 def default_session_dir(name: str) -> Path:
-    return Path("sessions") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    """``sessions/<time>-<name>``, created here: mkdir is exclusive, so a second run started in the
+    same second gets ``-2`` (then ``-3``...) instead of writing into the first one's session."""
+    base = SESSIONS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    try:
+        SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise ProfileError(f"cannot write session directory {base}: {e.strerror or e}") from None
+    raise ProfileError(f"cannot find a free session directory name next to {base}: use --out DIR")
 
 
-def private_ring_dir() -> Path:
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="tickscope-rings-", dir=base))
+def claim_session_dir(out: Path | None, name: str, force: bool = False) -> tuple[Path, int]:
+    """The directory this run writes its session into, and a descriptor holding its lock.
+
+    The lock (``flock`` on the directory, released by the kernel however the run ends) makes a
+    second run onto the same ``--out`` refuse instead of interleaving its files with the first.
+    An ``--out`` that already holds anything is refused unless ``force``; then the files of the
+    old session (and only those) are removed, so nothing of it mixes into the new one.
+    """
+    path = default_session_dir(name) if out is None else out
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise ProfileError(f"cannot write session directory {path}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ProfileError(
+                f"session directory {path} is being written by another tickscope run: choose another --out"
+            ) from None
+        existing = sorted(os.listdir(path))
+        if existing and not force:
+            raise ProfileError(f"{path} {_holds(path, existing)}: not overwriting it "
+                               "(use --force to replace it, or choose another --out)")  # fmt: skip
+        for f in existing:
+            if f.removesuffix(".tmp") in SESSION_FILES:
+                (path / f).unlink(missing_ok=True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return path, fd
+
+
+def _holds(path: Path, existing: list[str]) -> str:
+    if META not in existing:
+        return "is not empty"
+    try:
+        status = json.loads((path / META).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    return (
+        f"already holds a session (status {status})" if isinstance(status, str) else "already holds a session"
+    )
+
+
+def private_ring_dir(base: Path | None = None) -> tuple[Path, list[str]]:
+    """A fresh ring directory for this run, named after our pid, so that a later run can tell
+    the directories of runs that were killed (``kill -9`` runs no cleanup) and remove them.
+    Returns it with a note for each such removal."""
+    if base is None:
+        base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+    removed = remove_stale_ring_dirs(base)
+    notes = [f"removed {len(removed)} ring director{'y' if len(removed) == 1 else 'ies'} left by a killed "
+             f"tickscope run ({', '.join(str(p) for p in removed)})"] if removed else []  # fmt: skip
+    return Path(tempfile.mkdtemp(prefix=f"{RING_DIR_PREFIX}{os.getpid()}-", dir=base)), notes
+
+
+def remove_stale_ring_dirs(base: Path) -> list[Path]:
+    """Remove this user's run ring directories whose owning tickscope is gone. Directories of
+    other users, symlinks, live owners and names without an owner pid are left alone."""
+    removed = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        owner = entry.name[len(RING_DIR_PREFIX) :].split("-", 1)[0]
+        if not entry.name.startswith(RING_DIR_PREFIX) or not owner.isdigit():
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or pid_alive(int(owner)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
 
 
 def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None,
                 side: list[SideCollector] = (), meta: dict | None = None) -> ProfileResult:  # fmt: skip
     """Run one session. ``start_subject(env) -> Subject`` launches the target with the ring dir set."""
-    out = opts.out or default_session_dir(opts.name)
-    rings = private_ring_dir()
+    out, lock = claim_session_dir(opts.out, opts.name, opts.force)
+    try:
+        return _run_claimed(out, opts, start_subject, view, side, meta)
+    finally:
+        os.close(lock)
+
+
+def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, meta) -> ProfileResult:
+    rings, warnings = private_ring_dir()
     env = dict(os.environ)
     env[RING_DIR_ENV] = str(rings)
+    env[COLLECTOR_PID_ENV] = str(os.getpid())  # writers leave their rings to us at exit
     try:
         writer = SessionWriter(out, {"name": out.name, **(meta or {}), **opts.extra_meta})
     except SessionError as e:
@@ -142,11 +265,10 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
     collector = Collector(rings, writer, interval_s=opts.interval_s, warmup_s=opts.warmup_s,
                           expected_interval_ns=opts.expected_interval_ns)  # fmt: skip
     status, subject, code, message = "complete", None, 0, None
-    warnings: list[str] = []
     side_started: list[SideCollector] = []
     # A closed terminal (SIGHUP) or a polite kill (SIGTERM) ends the session like Ctrl-C does:
-    # the target is stopped (the bundled pipeline runs in its own process groups and would
-    # otherwise be orphaned) and the session is saved.
+    # the target is stopped in order and the session is saved. (Only SIGKILL skips this; the
+    # children then die with us, see ``children``, and the next run removes our ring directory.)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         try:
@@ -184,10 +306,9 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
                 warnings += s.stop()
             except Exception as e:
                 warnings.append(f"{s.name}: failed to stop cleanly ({e})")
-        if subject is not None and code == 0 and not getattr(subject, "stopped_by_us", True) and subject_exit:
-            status, code = "target-failed", 2
-            reason = getattr(subject, "failure_reason", lambda: None)()
-            message = reason or f"target {subject.description!r} exited with code {subject_exit}"
+        reason = subject.failure_reason() if subject is not None and code == 0 else None
+        if reason:
+            status, code, message = "target-failed", 2, reason
         writer.meta["side_warnings"] = warnings
         writer.meta["subject_exit"] = subject_exit
         collector.finish(status)

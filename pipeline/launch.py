@@ -6,11 +6,12 @@ lost to a socket that did not exist yet. With ``--fix-connect`` the trader logs 
 the venue starts publishing after a short delay instead.
 
 The subject's pid (for perf and py-spy) is the trader's: that is the process being measured.
+Both are children of tickscope (``collectors.children``): they die with it, and are stopped with
+SIGTERM, which both handle explicitly to stop cleanly whatever signals they inherited.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -20,7 +21,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tickscope.collectors.children import exit_description, spawn_child, stop_child
 from tickscope.collectors.profile import ProfileError
+from tickscope.probe.ring import RING_DIR_ENV
 
 
 @dataclass
@@ -71,23 +74,36 @@ def _last_line(path: Path) -> str:
 
 
 class ReferencePipeline:
-    """The venue and the trader as two process groups; ``pid`` is the trader's."""
+    """The venue and the trader as two process groups; ``pid`` is the trader's.
+
+    Their logs go to the session's private ring directory (removed with it), else a temporary one.
+    """
 
     def __init__(self, config: PipelineConfig, env: dict[str, str]):
         self.config = config
-        self.logs = Path(tempfile.mkdtemp(prefix="tickscope-pipeline-"))
+        self.stopped: set[str] = set()  # the processes we stopped, as opposed to those that ended
+        private = env.get(RING_DIR_ENV)
+        self.logs = (
+            Path(private) / "logs" if private else Path(tempfile.mkdtemp(prefix="tickscope-pipeline-"))
+        )
+        self.logs.mkdir(mode=0o700, exist_ok=True)
         self.md_port = free_port(socket.SOCK_DGRAM)
         self.fix_port = free_port()
         self.ws_port = free_port()
         self.venue = self._spawn("venue", self._venue_argv(), env)
         if not config.fix_connect and not _wait_listening(self.fix_port, self.venue, 10.0):
-            why = _last_line(self.logs / "venue.err") or f"exit code {self.venue.poll()}"
-            self._kill(self.venue)
+            code = self.venue.poll()
+            why = _last_line(self.logs / "venue.err") if code is None or code >= 0 else ""
+            why = why or (exit_description(code) if code is not None else "not listening after 10 s")
+            stop_child(self.venue, signal.SIGTERM)
             raise ProfileError(f"bundled venue did not start: {why}")
         self.trader = self._spawn("trader", self._trader_argv(), env)
         self.pid = self.trader.pid
         self.description = "bundled pipeline: " + " ".join(self._trader_argv()[2:])
-        self.stopped_by_us = False
+
+    @property
+    def stopped_by_us(self) -> bool:
+        return bool(self.stopped)
 
     def _venue_argv(self) -> list[str]:
         c = self.config
@@ -121,7 +137,7 @@ class ReferencePipeline:
         out = open(self.logs / f"{name}.out", "wb")  # noqa: SIM115 - owned by the child
         err = open(self.logs / f"{name}.err", "wb")  # noqa: SIM115
         try:
-            return subprocess.Popen(argv, env=env, stdout=out, stderr=err, start_new_session=True)
+            return spawn_child(argv, env=env, stdout=out, stderr=err)
         finally:
             out.close()
             err.close()
@@ -134,31 +150,22 @@ class ReferencePipeline:
         return code
 
     def stop(self, timeout_s: float = 5.0) -> int | None:
-        if self.trader.poll() is None:
-            self.stopped_by_us = True
-        code = self._kill(self.trader, timeout_s)
-        self._kill(self.venue, timeout_s)
-        return code
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen, timeout_s: float = 5.0) -> int | None:
-        for sig, wait in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(wait)
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        return proc.poll()
+        for name, proc in (("trader", self.trader), ("venue", self.venue)):
+            if proc.poll() is None:
+                self.stopped.add(name)
+                stop_child(proc, signal.SIGTERM, timeout_s)
+        return self.trader.returncode
 
     def failure_reason(self) -> str | None:
-        """The last stderr line of whichever process failed, for the one-line error."""
+        """Why whichever process ended on its own failed, for the one-line error: killed by a
+        signal, or its last stderr line (what it said before exiting non-zero)."""
         for name, proc in (("trader", self.trader), ("venue", self.venue)):
-            if proc.poll() not in (None, 0, -signal.SIGINT, -signal.SIGTERM, 130):
-                return f"{name}: {_last_line(self.logs / f'{name}.err') or f'exit code {proc.returncode}'}"
+            code = proc.poll()
+            if name in self.stopped or code in (None, 0):
+                continue
+            if code < 0:
+                return f"{name} {exit_description(code)}"
+            return f"{name}: {_last_line(self.logs / f'{name}.err') or exit_description(code)}"
         return None
 
 

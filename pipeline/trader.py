@@ -680,6 +680,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         trader.close()
         s = trader.stats()
         log(f"messages {s['feed']['messages']}, gaps {s['feed_gaps']}, orders {s['orders_sent']}, acks {s['orders_acked']}, "

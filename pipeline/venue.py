@@ -525,9 +525,11 @@ def main(argv=None) -> int:
             return 2
     try:
         if args.wait_logon and acceptor is not None:
-            logged_on.wait(15.0)
+            deadline = time.monotonic() + 15.0
+            while not (logged_on.wait(0.05) or stop.is_set() or time.monotonic() > deadline):
+                pass  # a stop (SIGTERM) must not wait out the logon timeout
         if args.start_delay:
-            time.sleep(args.start_delay)
+            stop.wait(args.start_delay)
         if server is not None:
             stats = publish_ws(args, flow, server, publisher, stop)
         else:

@@ -15,9 +15,15 @@ of the ring slot it will be published in), then commits it as one record::
     t[MD_DECODED] = perf_counter_ns()
     t[BOOK] = perf_counter_ns()
     t = probe.commit(trace_id)    # publishes the record; returns the next tick's (clean) vector
+    probe.close()                 # at the end (also done at interpreter exit)
 
 ``PointWriter``: one 32-byte record per probe point (``record(point, trace_id)``), for points
 that happen outside a tick's flow (an ack arriving later, a rare event) and for parity with C.
+
+Closing a writer (``close()``, or interpreter exit) marks its ring closed, so a collector knows
+the writer is done rather than dead. The file is left for the collector to drain and remove when
+one is attached or announced (``tickscope profile`` sets ``$TICKSCOPE_COLLECTOR_PID``); a program
+run without tickscope removes its own ring, leaving nothing in ``/dev/shm``.
 
 Each writer belongs to one thread (single producer). Neither blocks nor allocates when the ring
 is full: the record is dropped and counted in the header, where the collector reports it.
@@ -30,6 +36,7 @@ Ordering: the record is stored before ``head`` with plain stores. That is a rele
 
 from __future__ import annotations
 
+import atexit
 import mmap
 import os
 import struct
@@ -53,6 +60,7 @@ _POINT_RECORD_PACK = struct.Struct("@LLIIL") if _NATIVE_U64 else L.POINT_RECORD
 assert _POINT_RECORD_PACK.size == L.POINT_RECORD_SIZE
 
 RING_DIR_ENV = "TICKSCOPE_RING_DIR"
+COLLECTOR_PID_ENV = "TICKSCOPE_COLLECTOR_PID"  # a collector that will drain (and remove) our rings
 DEFAULT_RING_DIR = "/dev/shm/tickscope"
 RING_SUFFIX = ".ring"
 
@@ -188,6 +196,9 @@ class _Writer:
         self._heartbeat = ring.u64(L.OFF_WRITER_HEARTBEAT_NS)
         self._reader_heartbeat = ring.u64(L.OFF_READER_HEARTBEAT_NS)
         self._closed = False
+        # At exit rather than on garbage collection: ``record = PointWriter(...).record`` keeps
+        # only the closure, and the ring must stay open for as long as that is used.
+        atexit.register(self.close)
 
     def index(self, name: str) -> int:
         """The slot (TickWriter) or point id (PointWriter) of a declared point."""
@@ -213,18 +224,42 @@ class _Writer:
         return beat != 0 and time.clock_gettime_ns(time.CLOCK_MONOTONIC) - beat < max_age_s * 1e9
 
     def close(self) -> None:
-        """Mark the ring cleanly closed. The file stays for the collector to drain and remove."""
+        """Mark the ring cleanly closed (also done at interpreter exit). The file stays for a
+        collector that is attached or announced to drain and remove; otherwise it is removed."""
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         self.heartbeat()
         self._ring.u64(L.OFF_WRITER_CLOSED)[0] = 1
+        (reader_pid,) = struct.unpack_from("<I", self._ring.mm, L.OFF_READER_PID)
+        if not _collector_will_drain(reader_pid):
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _collector_will_drain(reader_pid: int) -> bool:
+    """Whether a live collector has attached to the ring or was announced to the writer."""
+    announced = os.environ.get(COLLECTOR_PID_ENV, "")
+    for pid in (reader_pid, int(announced) if announced.isdigit() else 0):
+        if pid <= 0:
+            continue
+        try:
+            os.kill(pid, 0)
+            return True
+        except PermissionError:
+            return True
+        except (OSError, OverflowError):
+            continue
+    return False
 
 
 class TickWriter(_Writer):

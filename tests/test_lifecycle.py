@@ -1,0 +1,322 @@
+"""Process lifecycle and session ownership, with real processes: whatever happens to tickscope or
+its children, nothing keeps running, nothing is left in /dev/shm, no session is overwritten."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PROGRAMS, run_cli
+from tickscope.collectors import profile as P
+from tickscope.collectors.session import Session
+
+SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
+QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
+HANG_GUARD_S = 60  # only a guard against hanging forever: every wait below is for a condition
+
+
+def cli_env():
+    env = dict(os.environ)
+    env.pop("TICKSCOPE_RING_DIR", None)
+    env.pop("TICKSCOPE_COLLECTOR_PID", None)
+    env.setdefault("COLUMNS", "120")
+    return env
+
+
+def start_cli(*args, cwd=None, **popen):
+    return subprocess.Popen([sys.executable, "-m", "tickscope.main", *args], env=cli_env(), cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)  # fmt: skip
+
+
+def wait_for(condition, what):
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def hlog_lines(path: Path) -> int:
+    try:
+        return sum(1 for line in path.read_text().splitlines() if line.startswith("Tag="))
+    except OSError:
+        return 0
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """Direct children of ``pid`` and their command lines, from /proc."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(b")", 1)[1].split()[1]) == pid:
+            out[int(entry)] = cmd
+    return out
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"
+
+
+def ignored_signals(pid: int) -> set[int]:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split()[1], 16)
+            return {s for s in range(1, 65) if mask >> (s - 1) & 1}
+    return set()
+
+
+def ring_dirs_of(pid: int) -> list[Path]:
+    return [p for p in Path("/dev/shm").glob(f"{P.RING_DIR_PREFIX}*") if f"-{pid}-" in p.name]
+
+
+def kill_all(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# -- 2. process lifecycle ------------------------------------------------------------------------
+
+
+def test_kill_9_of_profile_takes_every_child_with_it_and_a_later_run_removes_its_rings(tmp_path):
+    proc = start_cli("profile", "--duration", "120s", "--rate", "5k", "--no-perf", "--no-live",
+                     "--out", str(tmp_path / "s"))  # fmt: skip
+    kids = {}
+    try:
+        wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") > 8 and (tmp_path / "s" / "hiccup.hlog").exists(),
+                 "a few recorded intervals")  # fmt: skip
+        kids = children_of(proc.pid)
+        names = " ".join(kids.values())
+        assert all(n in names for n in ("pipeline.venue", "pipeline.trader", "hiccup")), kids
+        assert ring_dirs_of(proc.pid), "the run's private ring directory is named after its pid"
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: not any(running(pid) for pid in kids), f"children {kids} to die with tickscope")
+    finally:
+        proc.kill()
+        kill_all(kids)  # survivors would hold the output pipes open
+        proc.communicate(timeout=HANG_GUARD_S)
+    stale = ring_dirs_of(proc.pid)
+    assert stale, "kill -9 runs no cleanup: the ring directory is still there"
+
+    out = run_cli("profile", "--out", str(tmp_path / "next"), *QUIET, "--", *SUBJECT, "100")
+    assert out.returncode == 0, out.stderr
+    assert not any(p.exists() for p in stale), "the next run removed the dead run's ring directory"
+
+
+def test_a_run_says_which_ring_directories_of_killed_runs_it_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{P.RING_DIR_PREFIX}{dead.pid}-abc"
+    stale.mkdir()
+    mine, notes = P.private_ring_dir(tmp_path)
+    assert mine.name.startswith(f"{P.RING_DIR_PREFIX}{os.getpid()}-") and not stale.exists()
+    assert notes == [f"removed 1 ring directory left by a killed tickscope run ({stale})"]
+
+
+def test_stale_ring_dirs_of_live_owners_other_names_and_symlinks_are_left_alone(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{P.RING_DIR_PREFIX}{dead.pid}-abc"
+    live = tmp_path / f"{P.RING_DIR_PREFIX}{os.getpid()}-abc"
+    old_style = tmp_path / f"{P.RING_DIR_PREFIX}k2j3h4g5"
+    target = tmp_path / "not-ours"
+    for d in (stale, live, old_style, target):
+        d.mkdir()
+        (d / "x.ring").write_text("")
+    link = tmp_path / f"{P.RING_DIR_PREFIX}{dead.pid}-link"
+    link.symlink_to(target)
+    assert P.remove_stale_ring_dirs(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and old_style.exists() and (target / "x.ring").exists()
+
+
+def test_a_target_killed_by_a_signal_is_reported_as_such(tmp_path):
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", "sh", "-c", "kill -KILL $$")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "target \"sh -c 'kill -KILL $$'\" killed by SIGKILL" in out.stderr, out.stderr
+    assert json.loads((tmp_path / "s" / "meta.json").read_text())["status"] == "target-failed"
+
+
+@pytest.mark.parametrize("victim", ["trader", "venue"])
+def test_a_pipeline_process_killed_by_a_signal_is_reported_as_such(tmp_path, victim):
+    proc = start_cli("profile", "--duration", "120s", "--rate", "5k", *QUIET, "--out", str(tmp_path / "s"))
+    try:
+        wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") > 8, "a few recorded intervals")
+        (pid,) = [p for p, cmd in children_of(proc.pid).items() if f"pipeline.{victim}" in cmd]
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert f"tickscope: error: {victim} killed by SIGKILL" in err, err
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["status"] == "target-failed" and "session saved" in out
+
+
+def ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to a background job
+
+
+def test_a_background_job_with_sigint_ignored_still_stops_its_target_cleanly(tmp_path):
+    """The target inherits SIGINT ignored; tickscope's stop must still be the one it honours:
+    tick_subject closes its ring on SIGINT, so no writer is counted as died."""
+    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "profile", "--duration", "1s",
+                             "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "0", "--forever", "--rate", "2000"],
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ignore_sigint)  # fmt: skip
+    out, err = proc.communicate(timeout=HANG_GUARD_S)
+    assert proc.returncode == 0, err
+    s = Session.load(tmp_path / "s")
+    assert s.meta["status"] == "complete" and s.meta["subject_exit"] == 0
+    assert s.meta["counters"]["writers_died"] == 0, "the target was stopped by a signal it honours"
+
+
+def test_children_of_a_background_job_do_not_inherit_ignored_stop_signals(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "profile", "--duration", "120s", "--rate", "2k",
+                             "--no-perf", "--no-live", "--out", str(tmp_path / "s")],
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ignore_sigint)  # fmt: skip
+    try:
+        wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") > 4, "a few recorded intervals")
+        assert signal.SIGINT in ignored_signals(proc.pid), (
+            "the test really starts tickscope as a background job"
+        )
+        kids = children_of(proc.pid)
+        assert len(kids) >= 3, kids
+        for pid, cmd in kids.items():
+            assert not {signal.SIGINT, signal.SIGTERM} & ignored_signals(pid), cmd
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and Session.load(tmp_path / "s").meta["status"] == "interrupted", err
+
+
+def test_ctrl_c_prints_no_traceback_from_any_child(tmp_path):
+    """Ctrl-C sends SIGINT to the terminal's whole foreground process group."""
+    proc = start_cli("profile", "--duration", "120s", "--no-perf", "--no-live", "--out", str(tmp_path / "s"), "--",
+                     *SUBJECT, "0", "--forever", "--rate", "2000", start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: hlog_lines(tmp_path / "s" / "hiccup.hlog") >= 1, "the hiccup meter's first interval")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    s = Session.load(tmp_path / "s")
+    assert s.meta["status"] == "interrupted"
+
+
+PROBED = """
+import sys
+from time import perf_counter_ns
+from tickscope.probe import Point, TickWriter
+probe = TickWriter([Point("md.rx"), Point("order.tx", stage="send")], name="readme")
+t, seq = probe.stamps, 0
+while sys.argv[1] == "forever" or seq < 100:  # forever: until tickscope stops it (KeyboardInterrupt)
+    seq += 1
+    t[0] = perf_counter_ns()
+    t[1] = perf_counter_ns()
+    t = probe.commit(seq)
+if sys.argv[1] == "close":
+    probe.close()
+"""
+
+
+@pytest.mark.parametrize("ending", ["close", "exit"])
+def test_a_probed_program_run_without_tickscope_leaves_no_ring(tmp_path, ending):
+    env = {**cli_env(), "TICKSCOPE_RING_DIR": str(tmp_path / "rings")}
+    subprocess.run([sys.executable, "-c", PROBED, ending], env=env, check=True, timeout=HANG_GUARD_S)
+    assert list((tmp_path / "rings").iterdir()) == []
+
+
+@pytest.mark.parametrize("ending", ["close", "exit", "forever"])
+def test_under_profile_a_writer_is_drained_and_closed_however_it_ends(tmp_path, ending):
+    """Closed at exit (not unlinked: a collector is announced), so every record is drained, even
+    from a program that exits before the collector first looks, and none counts as died."""
+    out = run_cli("profile", "--duration", "2s", "--out", str(tmp_path / "s"), *QUIET, "--", sys.executable, "-c",
+                  PROBED, ending)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    c = Session.load(tmp_path / "s").meta["counters"]
+    assert c["produced"] == c["drained"] + c["dropped_ring_full"] and c["writers_died"] == 0
+    assert c["drained"] == 100 if ending != "forever" else c["drained"] > 100
+
+
+# -- 4. sessions are never overwritten -----------------------------------------------------------
+
+
+def test_default_session_names_are_unique_within_one_second(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(P.time, "strftime", lambda fmt: "20260101-120000")
+    first, second = P.default_session_dir("pipeline"), P.default_session_dir("pipeline")
+    assert first != second and first.is_dir() and second.is_dir()
+    assert (first.name, second.name) == ("20260101-120000-pipeline", "20260101-120000-pipeline-2")
+
+
+def test_out_onto_an_existing_session_refuses_unless_forced(tmp_path):
+    failed = run_cli(
+        "profile", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "50", "--exit-code", "3"
+    )
+    assert failed.returncode == 2
+    before = (tmp_path / "s" / "meta.json").read_text()
+    again = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "80")
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    (line,) = again.stderr.strip().splitlines()
+    assert str(tmp_path / "s") in line and "--force" in line and "target-failed" in line, line
+    assert (tmp_path / "s" / "meta.json").read_text() == before, "the refused run changed nothing"
+
+    (tmp_path / "s" / "notes.txt").write_text("mine")
+    (tmp_path / "s" / "perf.csv").write_text("stale")
+    forced = run_cli("profile", "--out", str(tmp_path / "s"), "--force", *QUIET, "--", *SUBJECT, "80")
+    assert forced.returncode == 0, forced.stderr
+    s = Session.load(tmp_path / "s")
+    assert s.meta["status"] == "complete" and s.summary()["tick_to_trade"]["count"] == 80
+    assert not (tmp_path / "s" / "perf.csv").exists(), "no file of the old session mixes into the new one"
+    assert (tmp_path / "s" / "notes.txt").read_text() == "mine", "files that are not a session's are kept"
+
+
+def test_out_onto_a_non_empty_directory_refuses(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("")
+    out = run_cli("profile", "--out", str(tmp_path / "d"), *QUIET, "--", *SUBJECT, "10")
+    assert out.returncode == 2 and "is not empty" in out.stderr and "--force" in out.stderr
+
+
+def test_two_concurrent_runs_onto_one_out_one_refuses_cleanly(tmp_path):
+    first = start_cli("profile", "--duration", "3s", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "0",
+                      "--forever", "--rate", "2000")  # fmt: skip
+    try:
+        wait_for(lambda: (tmp_path / "s" / "meta.json").exists(), "the first run's session")
+        second = run_cli("profile", "--out", str(tmp_path / "s"), "--force", *QUIET, "--", *SUBJECT, "10")
+        out, err = first.communicate(timeout=HANG_GUARD_S)
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert "being written by another tickscope run" in second.stderr, second.stderr
+    assert first.returncode == 0, err
+    s = Session.load(tmp_path / "s")
+    assert s.meta["status"] == "complete" and s.summary()["tick_to_trade"]["count"] > 100
