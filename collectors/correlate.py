@@ -19,7 +19,17 @@ Rules (stated once, used everywhere):
   point that only tick rings declare. A tick ring writes one record per trace, so that point will
   never come, the trade point cannot be reached as a complete trace, and waiting would only hold
   memory (most ticks lead to no order: without this rule they all wait out ``linger_ns``).
-Because stages telescope, the stages up to the trade point sum exactly to tick-to-trade.
+- A stage (or tick-to-trade) between two stamps of one TSC ring is their tick difference times
+  that ring's rate (the ring's *local* timeline, which re-anchoring never touches); only a span
+  that crosses clocks goes through the ring's slewed map onto CLOCK_MONOTONIC. Stamps of TSC rings
+  are therefore held as local ns and moved onto the common timeline only when a span needs it.
+- A trace that closes after reaching its trade point but before its last point (a slow ack, a
+  fill) is kept in the ``LateIndex`` for ``late_horizon_ns``: points that arrive later join it
+  there and become stage values however late they come. Points after the trade point whose trace
+  is not in the index (beyond the horizon, or its trace never completed) are counted as
+  ``late_beyond_horizon``, never as incomplete traces.
+Because stages telescope, the stages up to the trade point sum to tick-to-trade (exactly when
+they are all in one clock domain; otherwise within the drift of a TSC ring's local rate).
 """
 
 from __future__ import annotations
@@ -99,16 +109,90 @@ class Closed:
     complete: int = 0
     incomplete: int = 0
     clock_skew: int = 0
+    late_points: int = 0  # traces whose later points joined a trace closed earlier (LateIndex)
+    late_beyond_horizon: int = 0
     slow_rows: np.ndarray | None = None  # ordered stamps (pipeline order) of the slowest traces
     slow_src: np.ndarray | None = None
     slow_ids: np.ndarray | None = None
     slow_key: np.ndarray | None = None
 
 
+class LateIndex:
+    """Closed traces that reached their trade point but not their last point, by trace id.
+
+    Memory is bounded by ``horizon_ns`` of collector time and ``max_entries``. Entries arrive in
+    batches (one per flush) kept as chunks sorted by id, oldest first; adjacent chunks of similar
+    size merge (so lookups touch O(log n) chunks), expiry drops whole old chunks, and an entry
+    that is taken out (its late point came) is only marked dead until its chunk merges.
+    """
+
+    def __init__(self, horizon_ns: int, max_entries: int):
+        self.horizon_ns = horizon_ns
+        self.max_entries = max_entries
+        self.expired = 0  # entries dropped by the horizon or the size bound, never answered
+        self._chunks: list[dict] = []  # ids (sorted u64), ts, src (raw column layout), added, live
+
+    def __len__(self) -> int:
+        return sum(int(c["live"].sum()) for c in self._chunks)
+
+    def add(self, ids: np.ndarray, ts: np.ndarray, src: np.ndarray, added: np.ndarray) -> None:
+        if ids.size == 0:
+            return
+        order = np.argsort(ids, kind="stable")
+        self._chunks.append({"ids": ids[order], "ts": ts[order], "src": src[order], "added": added[order],
+                             "live": np.ones(ids.size, bool)})  # fmt: skip
+        while len(self._chunks) >= 2 and self._chunks[-2]["ids"].size <= 2 * self._chunks[-1]["ids"].size:
+            b, a = self._chunks.pop(), self._chunks.pop()
+            merged = {
+                k: np.concatenate((a[k][a["live"]], b[k][b["live"]])) for k in ("ids", "ts", "src", "added")
+            }
+            order = np.argsort(merged["ids"], kind="stable")
+            merged = {k: v[order] for k, v in merged.items()}
+            merged["live"] = np.ones(merged["ids"].size, bool)
+            self._chunks.append(merged)
+
+    def expire(self, now_ns: int) -> None:
+        cutoff = now_ns - self.horizon_ns
+        total = sum(c["ids"].size for c in self._chunks)
+        while self._chunks and (self._chunks[0]["added"].max() < cutoff or total > self.max_entries):
+            old = self._chunks.pop(0)
+            self.expired += int(old["live"].sum())
+            total -= old["ids"].size
+
+    def take(self, ids: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Remove and return the entries of ``ids``: (found mask, ts rows, src rows, added)."""
+        found = np.zeros(ids.size, bool)
+        ts = np.zeros((ids.size, width), np.int64)
+        src = np.zeros((ids.size, width), np.int16)
+        added = np.zeros(ids.size, np.int64)
+        for c in self._chunks:
+            if c["ids"].size == 0:
+                continue
+            pos = np.clip(np.searchsorted(c["ids"], ids), 0, c["ids"].size - 1)
+            hit = (c["ids"][pos] == ids) & c["live"][pos] & ~found
+            if not hit.any():
+                continue
+            at = pos[hit]
+            k = min(width, c["ts"].shape[1])
+            ts[hit, :k], src[hit, :k] = c["ts"][at, :k], c["src"][at, :k]
+            added[hit] = c["added"][at]
+            c["live"][at] = False
+            found |= hit
+        return found, ts, src, added
+
+
 class Correlator:
+    LATE_HORIZON_NS = 30_000_000_000  # a late point joins its trace up to 30 s after the trace closed
+    LATE_MAX_ENTRIES = 1 << 20
+
     def __init__(self, schema: TraceSchema, *, linger_ns: int = 250_000_000, max_pending: int = 1 << 20,
-                 slowest: int = 20):  # fmt: skip
+                 slowest: int = 20, late_horizon_ns: int = LATE_HORIZON_NS,
+                 late_max_entries: int = LATE_MAX_ENTRIES):  # fmt: skip
         self.schema = schema
+        self.late = LateIndex(late_horizon_ns, late_max_entries)
+        self.late_points = 0
+        self.late_beyond_horizon = 0
+        self._tsc: dict[int, tuple[np.ndarray, object]] = {}  # src value -> (TSC columns, local -> common)
         self.linger_ns = linger_ns
         self.max_pending = max_pending
         self.slowest = slowest
@@ -122,9 +206,42 @@ class Correlator:
         self.evicted = 0
         self._rings: list[tuple[int, np.ndarray, bool]] = []  # (src value, columns, is a tick ring)
 
-    def declare_ring(self, index: int, columns, tick: bool) -> None:
-        """Tell the correlator which columns ring ``index`` writes, and whether one record per trace."""
-        self._rings.append((index + 1, np.asarray(columns, np.intp), tick))
+    def declare_ring(self, index: int, columns, tick: bool, tsc=None, to_common=None) -> None:
+        """Tell the correlator which columns ring ``index`` writes, and whether one record per trace.
+
+        ``tsc`` (a bool per column) marks the columns this ring stamps in its own TSC domain: their
+        stamps arrive as the ring's local ns, and ``to_common`` maps them onto CLOCK_MONOTONIC.
+        """
+        cols = np.asarray(columns, np.intp)
+        self._rings.append((index + 1, cols, tick))
+        if tsc is not None and np.any(tsc):
+            self._tsc[index + 1] = (cols[np.asarray(tsc, bool)], to_common)
+
+    def _on_common(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray):
+        """``C`` with TSC stamps moved from their ring's local timeline onto the common one, and
+        the mask of those stamps (None when no ring stamps in TSC)."""
+        if not self._tsc:
+            return C, None
+        common = C.copy()
+        local = np.zeros(C.shape, bool)
+        for value, (tsc_cols, to_common) in self._tsc.items():
+            sel = (S == value) & np.isin(cols, tsc_cols)[None, :] & (C != 0)
+            if sel.any():
+                common[sel] = to_common(C[sel])
+                local |= sel
+        return common, local
+
+    @staticmethod
+    def _span(C, common, S, local, a, b) -> np.ndarray:
+        """Stamp b - stamp a per row (index arrays or ints): in-ring TSC spans from local ns."""
+        rows = np.arange(C.shape[0])
+        if np.ndim(a) == 2:
+            rows = rows[:, None]
+        d = common[rows, b] - common[rows, a]
+        if local is not None:
+            same = local[rows, a] & local[rows, b] & (S[rows, a] == S[rows, b])
+            d = np.where(same, C[rows, b] - C[rows, a], d)
+        return d
 
     def _decided(self, present: np.ndarray) -> np.ndarray:
         """Rows (raw column layout) whose tick record left out a point no point ring declares."""
@@ -207,6 +324,7 @@ class Correlator:
         schema = self.schema
         tags = schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION]
         empty = {t: np.empty(0, np.int64) for t in tags}
+        self.late.expire(now_ns)
         if self._ids.size == 0:
             return Closed(values=empty)
         self._ts, self._src = self._width(self._ts), self._width(self._src)
@@ -227,42 +345,97 @@ class Correlator:
         if not close.any():
             return Closed(values=empty)
         C, P, S, ids = T[close], present[close], self._src[close][:, order], self._ids[close]
+        arrived = self._arrived[close]
         keep = ~close
         self._ids, self._ts, self._src = self._ids[keep], self._ts[keep], self._src[keep]
         self._arrived, self._round = self._arrived[keep], self._round[keep]
 
+        trade = schema.trade_index
+        values: dict[str, list[np.ndarray]] = {t: [] for t in tags}
+        closed = Closed(values={})
+        if trade < len(order) - 1:
+            C, P, S, ids, arrived = self._join_late(C, P, S, ids, arrived, values, closed, now_ns)
+        common, local = self._on_common(C, S, order)
+
         count = P.sum(axis=1)
         prefix = np.logical_and.accumulate(P, axis=1).sum(axis=1)
         complete = (prefix == count) & P[:, 0]
-        D = np.diff(C, axis=1)
+        k = C.shape[1]
+        D = self._span(C, common, S, local, np.arange(k - 1)[None, :], np.arange(1, k)[None, :]) if k > 1 else (
+            np.empty((C.shape[0], 0), np.int64))  # fmt: skip
         valid = P[:, 1:]
         skew = complete & ((D < 0) & valid).any(axis=1)
         good = complete & ~skew
-        values: dict[str, np.ndarray] = {}
         for j, stage in enumerate(schema.stages):
-            sel = good & valid[:, j]
-            values[stage] = np.concatenate((values[stage], D[sel, j])) if stage in values else D[sel, j]
-        trade = schema.trade_index
+            values[stage].append(D[good & valid[:, j], j])
         reached = good & P[:, trade]
-        t2t = C[reached, trade] - C[reached, 0]
-        values[TICK_TO_TRADE] = t2t
+        t2t_all = self._span(C, common, S, local, 0, trade)
+        t2t = t2t_all[reached]
+        values[TICK_TO_TRADE].append(t2t)
         decided = good & ~P[:, trade] & (count >= 2)
-        last = np.take_along_axis(C, (count - 1)[:, None], axis=1)[:, 0]
-        values[TICK_TO_DECISION] = last[decided] - C[decided, 0]
-        closed = Closed(
-            values=values,
-            complete=int(good.sum()),
-            incomplete=int((~complete).sum()),
-            clock_skew=int(skew.sum()),
-        )
+        last = self._span(C, common, S, local, 0, count - 1)
+        values[TICK_TO_DECISION].append(last[decided])
+        if trade < len(order) - 1:
+            waiting = reached & ~P[:, -1]  # the answer may still come: keep the trace for it
+            if waiting.any():
+                self._remember_late(C[waiting], S[waiting], ids[waiting], arrived[waiting], order)
+        closed.values = {t: (np.concatenate(v) if v else np.empty(0, np.int64)) for t, v in values.items()}
+        closed.complete = int(good.sum())
+        closed.incomplete = int((~complete).sum())
+        closed.clock_skew = int(skew.sum())
         if self.slowest and t2t.size:
-            k = min(self.slowest, t2t.size)
-            top = np.argpartition(t2t, t2t.size - k)[-k:]
+            n = min(self.slowest, t2t.size)
+            top = np.argpartition(t2t, t2t.size - n)[-n:]
             rows = np.flatnonzero(reached)[top]
             closed.slow_rows, closed.slow_src, closed.slow_ids, closed.slow_key = (
-                C[rows],
+                common[rows],
                 S[rows],
                 ids[rows],
                 t2t[top],
             )
         return closed
+
+    def _remember_late(self, C, S, ids, arrived, order) -> None:
+        width = len(self.schema.names)
+        ts = np.zeros((C.shape[0], width), np.int64)
+        src = np.zeros((C.shape[0], width), np.int16)
+        ts[:, order], src[:, order] = C, S
+        self.late.add(ids, ts, src, arrived)
+
+    def _join_late(self, C, P, S, ids, arrived, values, closed, now_ns):
+        """Rows holding only points after the trade point: join them to their trace in the late
+        index and record the stages they complete; return the other rows."""
+        schema, order = self.schema, self.schema.order
+        trade = schema.trade_index
+        late = ~P[:, : trade + 1].any(axis=1)
+        if not late.any():
+            return C, P, S, ids, arrived
+        found, ts, src, added = self.late.take(ids[late], len(schema.names))
+        self.late_beyond_horizon += int((~found).sum())
+        closed.late_beyond_horizon = int((~found).sum())
+        if found.any():
+            Cl, Sl = C[late][found], S[late][found]
+            known = ts[found][:, order]
+            Sk = src[found][:, order]
+            before = known != 0
+            Cm = np.where(before, known, Cl)
+            Sm = np.where(before, Sk, Sl)
+            Pm = Cm != 0
+            common, local = self._on_common(Cm, Sm, order)
+            for j in range(trade + 1, len(order)):
+                new = Pm[:, j] & Pm[:, j - 1] & ~(before[:, j] & before[:, j - 1])
+                if new.any():
+                    d = self._span(
+                        Cm[new], common[new], Sm[new], None if local is None else local[new], j - 1, j
+                    )
+                    skew = d < 0
+                    closed.clock_skew += int(skew.sum())
+                    values[schema.stages[j - 1]].append(d[~skew])
+            closed.late_points = int(found.sum())
+            self.late_points += closed.late_points
+            waiting = ~Pm[:, -1]
+            if waiting.any():
+                self._remember_late(Cm[waiting], Sm[waiting], ids[late][found][waiting], added[found][waiting],
+                                    order)  # fmt: skip
+        rest = ~late
+        return C[rest], P[rest], S[rest], ids[rest], arrived[rest]

@@ -197,6 +197,7 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
             signal.signal(sig, handler)
     if collector.ring_errors:
         warnings += collector.ring_errors
+    warnings += collector.clock_notes
     return ProfileResult(out, code, subject_exit, message, collector.live, warnings)
 
 

@@ -1,0 +1,205 @@
+"""TSC stamps are converted exactly: known tick spans from a gcc-built subject, profiled for real.
+
+``probe/examples/c_known_spans.c`` writes every stamp explicitly (ts0, ts0 + FEED, ...), splits
+a trace around each of its heartbeats (the collector drains the first half, refits on the new
+pair, then converts the rest) and writes one perturbed calibration pair. Whatever the fits say,
+a stage between two stamps of the ring must be its tick span times the ring's rate: the
+session's histograms must hold exactly those values, to HDR precision, with exact counts.
+"""
+
+import json
+import math
+import os
+import subprocess
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import run_cli
+from tickscope.collectors.collector import Collector
+from tickscope.collectors.hdr import new_histogram
+from tickscope.collectors.tsc_timeline import MAX_SLEW, PiecewiseLinear, TscTimeline
+from tickscope.probe.clock import TscCalibration, fit_tsc
+
+FEED, STRATEGY, SPIKE, SEND, SPIKE_EVERY = 15000, 60000, 600000, 6000, 50
+HDR = new_histogram()
+
+
+def profile(exe, tmp_path, *args):
+    out = tmp_path / "session"
+    r = run_cli("profile", "--no-live", "--no-perf", "--duration", "120s", "--out", str(out), "--", str(exe),
+                *map(str, args), timeout=180)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return r, json.loads((out / "meta.json").read_text()), json.loads((out / "summary.json").read_text())
+
+
+def expected_ticks(traces: int) -> dict[str, np.ndarray]:
+    i = np.arange(1, traces + 1)
+    strategy = np.where(i % SPIKE_EVERY == 0, SPIKE, STRATEGY)
+    return {
+        "md.decoded": np.full(traces, FEED),
+        "signal": strategy,
+        "order.tx": np.full(traces, SEND),
+        "tick_to_trade": FEED + strategy + SEND,
+    }
+
+
+def assert_exact(summary: dict, ticks: np.ndarray, hz_choices: list[float]) -> None:
+    """Count exact; min, percentiles and max equal to the known spans to HDR precision (each stamp
+    is rounded to 1 ns, so a span may be 1 ns either side)."""
+    assert summary["count"] == ticks.size
+    for key, pct in (("min", 0), ("p50", 50), ("p90", 90), ("p99", 99), ("max", 100)):
+        rank = max(1, math.ceil(pct / 100 * ticks.size))
+        span = np.sort(ticks)[rank - 1]
+        exact = [span * 1e9 / hz for hz in hz_choices]
+        lo = HDR.get_lowest_equivalent_value(math.floor(min(exact)) - 1)
+        hi = HDR.get_highest_equivalent_value(math.ceil(max(exact)) + 1)
+        assert lo <= summary[key] <= hi, (key, summary[key], exact)
+
+
+def check_session(meta, summary, traces):
+    (ring,) = meta["rings"]
+    hz = ring["tsc"]["local_hz"]  # the rate in-ring spans use (one, unless an opening pair was bad)
+    assert ring["tsc"]["local_rate_changes"] == len(hz) - 1
+    for tag, ticks in expected_ticks(traces).items():
+        assert_exact(summary[tag], ticks, hz)
+    counters = meta["counters"]
+    assert counters["traces_complete"] == traces
+    assert counters["traces_incomplete"] == counters["traces_clock_skew"] == 0
+    return ring
+
+
+def test_known_tsc_spans_are_exact_across_refits_mid_trace(c_build, tmp_path):
+    exe = c_build("c_known_spans.c")
+    r, meta, summary = profile(exe, tmp_path, 2000, 40)
+    ring = check_session(meta, summary, 2000)
+    tsc = ring["tsc"]
+    # 2 pairs at open + 40 heartbeats + 1 perturbed + 1 at close: past the 16 slots, all read.
+    assert tsc["pairs_written"] == 44 and tsc["pairs_missed"] == 0
+    assert tsc["calibration"] == "heartbeats"
+    refits_mid_run = [f for f in tsc["fits"] if f["from_tick"] is not None]
+    assert len(refits_mid_run) >= 40, "every heartbeat came between the two halves of a trace"
+    assert max(f["rejected"] for f in tsc["fits"]) == 1, "the perturbed pair is left out of the fit"
+    assert abs(tsc["fits"][-1]["hz"] / tsc["local_hz"][0] - 1) < 1e-4
+    assert "tsp_heartbeat" not in r.stderr and meta["clocks"]["notes"] == []
+
+
+def test_a_writer_that_never_heartbeats_is_exact_and_says_so(c_build, tmp_path):
+    exe = c_build("c_known_spans.c")
+    r, meta, summary = profile(exe, tmp_path, 1000, 0)
+    ring = check_session(meta, summary, 1000)
+    assert ring["tsc"]["calibration"] == "open-close only" and ring["tsc"]["pairs_written"] == 3
+    (line,) = [ln for ln in r.stderr.splitlines() if "tsp_heartbeat" in ln]
+    assert line.startswith("tickscope: warning: ring cknown") and "pairs at open-close only" in line
+    assert "cross-clock stages moved by up to" in line
+    assert meta["clocks"]["notes"] == [line.removeprefix("tickscope: warning: ")]
+
+
+def test_records_naming_points_the_table_lacks_are_a_line_not_a_silent_loss(c_build, tmp_path):
+    exe = c_build("c_known_spans.c")
+    r, meta, summary = profile(exe, tmp_path, 1000, 0, "bad-point")
+    ring = check_session(meta, summary, 1000)  # the good records still measure exactly
+    assert ring["point_out_of_range"] == 100 and ring["malformed"] == 100
+    assert "100 records name a point id beyond the 4 points of its table" in r.stderr
+    assert any("point id beyond" in n for n in meta["clocks"]["notes"])
+
+
+def test_a_ring_of_an_unknown_layout_version_is_a_line(c_build, tmp_path):
+    exe = c_build("c_known_spans.c")
+    r, meta, _ = profile(exe, tmp_path, 100, 0, "bad-version")
+    assert "layout version 99, this tickscope reads 1" in r.stderr
+    assert any("layout version 99" in e for e in meta["ring_errors"])
+    assert meta["counters"]["traces_complete"] == 0
+
+
+def test_tsc_on_a_host_without_invariant_tsc_is_flagged(c_build, ring_dir):
+    exe = c_build("c_known_spans.c")
+    subprocess.run([str(exe), "200", "0"], check=True, capture_output=True,
+                   env=dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir)))  # fmt: skip
+    host = {"tsc": True, "constant_tsc": True, "nonstop_tsc": False, "invariant": False}
+    c = Collector(ring_dir, host_tsc=host)
+    c.poll()
+    c.finish()
+    assert c.meta_update()["clocks"]["tsc_trusted"] is False
+    assert any("not invariant (nonstop_tsc missing" in n for n in c.clock_notes)
+    c.remove_finished_rings()
+    trusted = Collector(ring_dir, host_tsc={**host, "nonstop_tsc": True, "invariant": True})
+    assert trusted.tsc_trusted() is None, "no TSC ring: nothing to trust or flag"
+
+
+# -- the maps, as properties ---------------------------------------------------------------------
+
+HZ = 3e9
+
+
+def fit(hz, tsc0, mono0):
+    return TscCalibration(hz=hz, tsc0=tsc0, mono0=mono0, residual_ns=0, pairs=2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(-80e-6, 80e-6),  # rate error of the new fit (ppm-scale, under RATE_TOLERANCE)
+            st.integers(-200_000, 200_000),  # its disagreement with the map, ns
+            st.integers(1, 3 * 10**9),  # ticks converted since the previous fit
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_slewed_map_is_continuous_monotonic_and_never_rewrites_the_past(steps):
+    tl = TscTimeline()
+    tick = 10**12
+    tl.update(fit(HZ, tick, 5 * 10**12), 0)
+    converted = []  # (ticks, local, common) as converted at the time
+    for k, (rate_err, offset, advance) in enumerate(steps, 1):
+        ticks = np.sort(np.random.default_rng(k).integers(tick, tick + advance, 64))
+        local = tl.to_local(ticks)
+        converted.append((ticks, local, tl.to_common(local)))
+        tick += advance
+        target = tl.common.at(tl.local.at(tl.max_tick)) + offset
+        tl.update(fit(HZ * (1 + rate_err), tl.max_tick, target), k)
+    for ticks, local, common in converted:  # the past stays as it was converted
+        assert np.array_equal(tl.to_local(ticks), local)
+        assert np.array_equal(tl.to_common(local), common)
+    assert tl.rate_changes == 0
+    lo, hi = int(tl.common.xs[0]) - 10**6, int(tl.common.xs[-1]) + 10**9
+    xs = np.unique(np.concatenate([np.linspace(lo, hi, 20000).astype(np.int64),
+                                   np.array(tl.common.xs, np.int64) - 1, np.array(tl.common.xs, np.int64)]))  # fmt: skip
+    ys = tl.to_common(xs)
+    assert np.all(np.diff(ys) >= 0), "monotonic"
+    for x in tl.common.xs[1:]:  # continuous: one ns of input moves the output by about one ns
+        assert abs(tl.common.at(x) - tl.common.at(x - 1) - 1) <= 1
+    slopes = np.array(tl.common.slopes)
+    assert np.all(np.abs(slopes - 1) <= 81e-6 + MAX_SLEW), "slews at most MAX_SLEW on top of the rate"
+
+
+@given(st.integers(0, 10**13), st.integers(1, 10**10))
+def test_in_ring_spans_are_ticks_times_the_rate_whatever_the_anchor(t0, span):
+    tl = TscTimeline()
+    tl.update(fit(2.5e9, 7 * 10**11, 3 * 10**12), 0)
+    a, b = tl.to_local(np.array([t0, t0 + span], np.int64))
+    tl.update(fit(2.5e9 * (1 + 5e-5), t0 + span, 3 * 10**12 + 10**7), 1)  # re-anchored 10 ms away
+    c, d = tl.to_local(np.array([t0, t0 + span], np.int64))
+    assert abs((b - a) - span / 2.5) <= 1 and (c, d) == (a, b)
+
+
+def test_piecewise_linear_rejects_a_backwards_slope():
+    m = PiecewiseLinear(0, 0, 1.0)
+    try:
+        m.append(10, -1.0)
+    except ValueError as e:
+        assert "slope must be positive" in str(e)
+    else:
+        raise AssertionError("a negative slope was accepted")
+
+
+def test_a_preempted_calibration_pair_is_left_out_of_the_fit():
+    pairs = [(int(1e9 + i * 3e8), 10**9 + i * 10**8, 2 * 10**9 + i * 10**8, 0) for i in range(8)]
+    bad = list(pairs)
+    bad[-1] = (bad[-1][0], bad[-1][1] + 400_000, bad[-1][2] + 400_000, 0)  # the newest: most leverage
+    good, robust = fit_tsc(pairs), fit_tsc(bad)
+    assert robust.rejected == 1 and robust.pairs == 7
+    assert abs(robust.hz / good.hz - 1) < 1e-9 and abs(good.hz - 3e9) < 1
