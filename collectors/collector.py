@@ -33,6 +33,7 @@ def monotonic_ns() -> int:
 
 
 CALIB_SPACING_NS = 100_000_000  # pairs kept for the fit are at least this far apart (the newest always)
+CALIB_RECENT = 8  # the newest pairs, kept unthinned
 CALIB_HISTORY = 64  # so the fit spans up to ~6 s of the writer's recent pairs
 
 
@@ -74,32 +75,33 @@ class RingSource:
             if not pair[0] or not pair[1]:
                 continue  # a Python writer's pair (no TSC) or an empty slot
             kept = self.calib_pairs
-            if len(kept) >= 2 and pair[1] - kept[-2][1] < CALIB_SPACING_NS:
-                kept[-1] = pair
-            else:
-                kept.append(pair)
+            # The newest CALIB_RECENT pairs all stay (enough of them for the fit to tell an outlier);
+            # older ones are thinned to CALIB_SPACING_NS apart, which keeps a long baseline.
+            if (
+                len(kept) > CALIB_RECENT
+                and kept[-CALIB_RECENT][1] - kept[-CALIB_RECENT - 1][1] < CALIB_SPACING_NS
+            ):
+                del kept[-CALIB_RECENT]
+            kept.append(pair)
             del kept[:-CALIB_HISTORY]
         fit = fit_tsc(self.calib_pairs)
         if fit is not None:
             self.tsc.update(fit, count - 1)
 
     def convert(self, ts: np.ndarray, domain: int, realtime_offset: int) -> np.ndarray:
-        """Raw stamps (u64) of one domain -> int64 ns: CLOCK_MONOTONIC, or for TSC the ring's
-        local timeline (see ``TscTimeline``); 0 stays 0 (absent)."""
+        """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns, or for TSC the raw ticks
+        themselves (the correlator measures in-ring spans from ticks, see ``TscTimeline``); 0
+        stays 0 (absent)."""
         raw = ts.astype(np.int64)
         if domain == L.CLOCK_MONOTONIC:
             return raw
         absent = raw == 0
-        if domain == L.CLOCK_REALTIME:
-            out = raw - realtime_offset
-        else:
+        if domain == L.CLOCK_TSC:
             if not self.tsc.ready:
                 raise RingFormatError(f"ring {self.reader.path}: TSC stamps but no usable calibration pairs")
-            out = self.tsc.to_local(raw[~absent]) if absent.any() else self.tsc.to_local(raw)
-            if absent.any():
-                full = np.zeros(raw.size, np.int64)
-                full[~absent] = out
-                out = full
+            self.tsc.observe(raw[~absent] if absent.any() else raw)
+            return raw
+        out = raw - realtime_offset
         out[absent] = 0
         return out
 
@@ -260,7 +262,7 @@ class Collector:
             src = RingSource(len(self.sources), reader, cols, np.array([p.clock for p in reader.points]))
             src.refresh_calibration()
             self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT,
-                                         tsc=src.domains == L.CLOCK_TSC, to_common=src.tsc.to_common)  # fmt: skip
+                                         tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc)  # fmt: skip
             self.sources.append(src)
 
     # -- one pass --------------------------------------------------------------------------------

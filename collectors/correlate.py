@@ -22,7 +22,7 @@ Rules (stated once, used everywhere):
 - A stage (or tick-to-trade) between two stamps of one TSC ring is their tick difference times
   that ring's rate (the ring's *local* timeline, which re-anchoring never touches); only a span
   that crosses clocks goes through the ring's slewed map onto CLOCK_MONOTONIC. Stamps of TSC rings
-  are therefore held as local ns and moved onto the common timeline only when a span needs it.
+  are therefore held as raw ticks and moved onto the common timeline only when a span needs it.
 - A trace that closes after reaching its trade point but before its last point (a slow ack, a
   fill) is kept in the ``LateIndex`` for ``late_horizon_ns``: points that arrive later join it
   there and become stage values however late they come. Points after the trade point whose trace
@@ -206,16 +206,17 @@ class Correlator:
         self.evicted = 0
         self._rings: list[tuple[int, np.ndarray, bool]] = []  # (src value, columns, is a tick ring)
 
-    def declare_ring(self, index: int, columns, tick: bool, tsc=None, to_common=None) -> None:
+    def declare_ring(self, index: int, columns, tick: bool, tsc=None, timeline=None) -> None:
         """Tell the correlator which columns ring ``index`` writes, and whether one record per trace.
 
         ``tsc`` (a bool per column) marks the columns this ring stamps in its own TSC domain: their
-        stamps arrive as the ring's local ns, and ``to_common`` maps them onto CLOCK_MONOTONIC.
+        stamps arrive as raw ticks; ``timeline`` (a ``TscTimeline``) turns two ticks of the ring
+        into a span (``span``) and a tick into CLOCK_MONOTONIC ns (``to_common``).
         """
         cols = np.asarray(columns, np.intp)
         self._rings.append((index + 1, cols, tick))
         if tsc is not None and np.any(tsc):
-            self._tsc[index + 1] = (cols[np.asarray(tsc, bool)], to_common)
+            self._tsc[index + 1] = (cols[np.asarray(tsc, bool)], timeline)
 
     def _on_common(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray):
         """``C`` with TSC stamps moved from their ring's local timeline onto the common one, and
@@ -224,23 +225,30 @@ class Correlator:
             return C, None
         common = C.copy()
         local = np.zeros(C.shape, bool)
-        for value, (tsc_cols, to_common) in self._tsc.items():
+        for value, (tsc_cols, timeline) in self._tsc.items():
             sel = (S == value) & np.isin(cols, tsc_cols)[None, :] & (C != 0)
             if sel.any():
-                common[sel] = to_common(C[sel])
+                common[sel] = timeline.to_common(C[sel])
                 local |= sel
         return common, local
 
-    @staticmethod
-    def _span(C, common, S, local, a, b) -> np.ndarray:
-        """Stamp b - stamp a per row (index arrays or ints): in-ring TSC spans from local ns."""
+    def _span(self, C, common, S, local, a, b) -> np.ndarray:
+        """Stamp b - stamp a per row (index arrays or ints): two ticks of one TSC ring by that
+        ring's rate alone, anything else on the common timeline."""
         rows = np.arange(C.shape[0])
         if np.ndim(a) == 2:
             rows = rows[:, None]
         d = common[rows, b] - common[rows, a]
         if local is not None:
             same = local[rows, a] & local[rows, b] & (S[rows, a] == S[rows, b])
-            d = np.where(same, C[rows, b] - C[rows, a], d)
+            if same.any():
+                ta, tb, ring = np.broadcast_to(C[rows, a], same.shape), np.broadcast_to(C[rows, b], same.shape), (
+                    np.broadcast_to(S[rows, a], same.shape))  # fmt: skip
+                d = d.copy()
+                for value, (_, timeline) in self._tsc.items():
+                    sel = same & (ring == value)
+                    if sel.any():
+                        d[sel] = timeline.span(ta[sel], tb[sel])
         return d
 
     def _decided(self, present: np.ndarray) -> np.ndarray:

@@ -37,6 +37,16 @@ class PiecewiseLinear:
         i = np.clip(np.searchsorted(self._x, x, side="right") - 1, 0, None)
         return self._y[i] + np.rint((x - self._x[i]) * self._s[i]).astype(np.int64)
 
+    def difference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """map(b) - map(a) computed without rounding either end first."""
+        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+        ia = np.clip(np.searchsorted(self._x, a, side="right") - 1, 0, None)
+        ib = np.clip(np.searchsorted(self._x, b, side="right") - 1, 0, None)
+        apart = (self._y[ib] - self._y[ia]) + (
+            (b - self._x[ib]) * self._s[ib] - (a - self._x[ia]) * self._s[ia]
+        )
+        return np.rint(np.where(ia == ib, (b - a) * self._s[ia], apart)).astype(np.int64)
+
     def at(self, x: int) -> int:
         return int(self(np.array([x], np.int64))[0])
 
@@ -69,7 +79,8 @@ class TscTimeline:
     """One TSC ring's stamps on two timelines.
 
     * **local** (ticks -> ns): one rate and one anchor, so the difference of two stamps of this
-      ring is their tick difference times the rate, whatever later fits say. The rate is the
+      ring is their tick difference times the rate, whatever later fits say (``span``: the
+      correlator keeps TSC stamps as raw ticks and asks for spans, rounded once). The rate is the
       first fit's; it changes only if a later fit disagrees by more than RATE_TOLERANCE (a bad
       opening pair), and then as a new piece joined continuously at the newest tick converted.
     * **common** (local ns -> CLOCK_MONOTONIC ns): follows every fit, but slews into it at most
@@ -86,6 +97,13 @@ class TscTimeline:
         self.fits_total = 0
         self.rate_changes = 0
         self.largest_step_ns = 0  # largest disagreement of a new fit with the map (slewed away)
+        self.local_rate_from: TscCalibration | None = None  # the fit whose rate local ns use
+
+    def _better_rate(self, fit: TscCalibration) -> bool:
+        """May ``fit`` replace the local rate? Only a fit whose outliers could be screened (four
+        pairs or more) over a baseline at least four times longer: one perturbed pair among few
+        must not rescale every in-ring span."""
+        return fit.pairs + fit.rejected >= 4 and fit.span_ns >= 4 * self.local_rate_from.span_ns
 
     @property
     def ready(self) -> bool:
@@ -99,8 +117,9 @@ class TscTimeline:
         else:
             boundary = self.max_tick
             local_rate = self.local.slopes[-1]
-            if abs(fit.ns_per_tick / local_rate - 1) > RATE_TOLERANCE:
+            if self._better_rate(fit) and abs(fit.ns_per_tick / local_rate - 1) > RATE_TOLERANCE:
                 self.local.append(boundary, fit.ns_per_tick)
+                self.local_rate_from = fit
                 self.rate_changes += 1
                 local_rate = fit.ns_per_tick
             l0 = self.local.at(boundary)
@@ -114,6 +133,8 @@ class TscTimeline:
             else:
                 self.common.append(l0, slope)
             self.largest_step_ns = max(self.largest_step_ns, abs(step))
+        if self.max_tick is None or self.local_rate_from is None:
+            self.local_rate_from = fit
         self.fit = fit
         self.fits_total += 1
         self.fits.append({
@@ -123,12 +144,22 @@ class TscTimeline:
         })  # fmt: skip
         del self.fits[:-FIT_LOG]
 
-    def to_local(self, ticks: np.ndarray) -> np.ndarray:
+    def observe(self, ticks: np.ndarray) -> None:
+        """Ticks drained: from now on they are the past, which no later piece may change."""
         if ticks.size:
             top = int(ticks.max())
             if self.max_tick is None or top > self.max_tick:
                 self.max_tick = top
+
+    def to_local(self, ticks: np.ndarray) -> np.ndarray:
+        self.observe(ticks)
         return self.local(ticks)
 
-    def to_common(self, local: np.ndarray) -> np.ndarray:
-        return self.common(local)
+    def to_common(self, ticks: np.ndarray) -> np.ndarray:
+        """Observed ticks -> CLOCK_MONOTONIC ns (for spans that cross clocks)."""
+        return self.common(self.local(ticks))
+
+    def span(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """b - a in ns for ticks of this ring: the tick difference times the local rate, rounded
+        once (so a span of k ticks is always rint(k * ns_per_tick), never off by a stamp's rounding)."""
+        return self.local.difference(a, b)
