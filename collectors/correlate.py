@@ -192,7 +192,8 @@ class Correlator:
         self.late = LateIndex(late_horizon_ns, late_max_entries)
         self.late_points = 0
         self.late_beyond_horizon = 0
-        self._tsc: dict[int, tuple[np.ndarray, object]] = {}  # src value -> (TSC columns, local -> common)
+        self._tsc: dict[int, tuple[np.ndarray, object]] = {}  # src value -> (TSC columns, TscTimeline)
+        self._tsc_table, self._tsc_table_key = None, None
         self.linger_ns = linger_ns
         self.max_pending = max_pending
         self.slowest = slowest
@@ -218,38 +219,92 @@ class Correlator:
         if tsc is not None and np.any(tsc):
             self._tsc[index + 1] = (cols[np.asarray(tsc, bool)], timeline)
 
-    def _on_common(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray):
-        """``C`` with TSC stamps moved from their ring's local timeline onto the common one, and
-        the mask of those stamps (None when no ring stamps in TSC)."""
+    def _tsc_stamps(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+        """Mask of the stamps of ``C`` (columns ``cols``) that are raw ticks of a TSC ring."""
         if not self._tsc:
-            return C, None
+            return None
+        width = len(self.schema.names)
+        key = (len(self._tsc), width)
+        if self._tsc_table_key != key:
+            table = np.zeros((max(self._tsc) + 1, width), bool)
+            for value, (tsc_cols, _) in self._tsc.items():
+                table[value, tsc_cols] = True
+            self._tsc_table, self._tsc_table_key = table, key
+            self._tsc_whole = np.zeros(np.iinfo(np.int16).max + 1, bool)  # rings whose every point is TSC
+            for value, _, _ in self._rings:
+                if value in self._tsc:
+                    self._tsc_whole[value] = all(self._tsc_table[value, c] for c in self._ring_cols(value))
+            self._tsc_mixed_clocks = any(
+                value in self._tsc and not self._tsc_whole[value] for value, _, _ in self._rings
+            )
+        if not self._tsc_mixed_clocks:
+            return self._tsc_whole[S] & (C != 0)
+        src = np.minimum(S, self._tsc_table.shape[0] - 1)
+        return self._tsc_table[src, cols[None, :]] & (S < self._tsc_table.shape[0]) & (C != 0)
+
+    def _ring_cols(self, value: int) -> np.ndarray:
+        return next(cols for v, cols, _ in self._rings if v == value)
+
+    def _on_common(self, C: np.ndarray, S: np.ndarray, local: np.ndarray | None, rows=None) -> np.ndarray:
+        """``C`` with TSC ticks moved onto CLOCK_MONOTONIC where a span may cross clocks: rows
+        mixing a ring's ticks with other stamps (plus ``rows``, a mask). Rows holding the ticks of
+        one ring only are left as ticks: all their spans are in-ring (see ``_span``)."""
+        if local is None or not local.any():
+            return C
+        mixed = (local != (C != 0)).any(axis=1)  # a present stamp that is not a tick
+        if len(self._tsc) > 1:  # ticks of two rings in one row
+            top = np.iinfo(np.int16).max
+            mixed |= np.where(local, S, top).min(axis=1) != np.where(local, S, -1).max(axis=1)
+        mixed &= local.any(axis=1)
+        if rows is not None:
+            mixed |= rows
+        if not mixed.any():
+            return C
         common = C.copy()
-        local = np.zeros(C.shape, bool)
-        for value, (tsc_cols, timeline) in self._tsc.items():
-            sel = (S == value) & np.isin(cols, tsc_cols)[None, :] & (C != 0)
+        for value, (_, timeline) in self._tsc.items():
+            sel = local & (S == value) & mixed[:, None]
             if sel.any():
                 common[sel] = timeline.to_common(C[sel])
-                local |= sel
-        return common, local
+        return common
+
+    def _in_ring(self, ta: np.ndarray, tb: np.ndarray, src: np.ndarray, same: np.ndarray) -> np.ndarray:
+        """tb - ta in ns where ``same`` (two ticks of ring ``src``): ticks times the ring's rate,
+        rounded once; a ring whose rate changed mid-run asks its timeline piece by piece."""
+        rate = np.zeros(max(self._tsc) + 1)
+        pieced = []
+        for value, (_, timeline) in self._tsc.items():
+            if len(timeline.local.xs) == 1:
+                rate[value] = timeline.local.slopes[0]
+            else:
+                pieced.append((value, timeline))
+        out = np.rint((tb - ta) * rate[np.where(same, src, 0)]).astype(np.int64)
+        for value, timeline in pieced:
+            sel = same & (src == value)
+            if sel.any():
+                out[sel] = timeline.span(ta[sel], tb[sel])
+        return out
 
     def _span(self, C, common, S, local, a, b) -> np.ndarray:
-        """Stamp b - stamp a per row (index arrays or ints): two ticks of one TSC ring by that
+        """Stamp b - stamp a per row (ints or an index per row): two ticks of one TSC ring by that
         ring's rate alone, anything else on the common timeline."""
         rows = np.arange(C.shape[0])
-        if np.ndim(a) == 2:
-            rows = rows[:, None]
         d = common[rows, b] - common[rows, a]
-        if local is not None:
-            same = local[rows, a] & local[rows, b] & (S[rows, a] == S[rows, b])
-            if same.any():
-                ta, tb, ring = np.broadcast_to(C[rows, a], same.shape), np.broadcast_to(C[rows, b], same.shape), (
-                    np.broadcast_to(S[rows, a], same.shape))  # fmt: skip
-                d = d.copy()
-                for value, (_, timeline) in self._tsc.items():
-                    sel = same & (ring == value)
-                    if sel.any():
-                        d[sel] = timeline.span(ta[sel], tb[sel])
-        return d
+        if local is None:
+            return d
+        same = local[rows, a] & local[rows, b] & (S[rows, a] == S[rows, b])
+        if not same.any():
+            return d
+        return np.where(same, self._in_ring(C[rows, a], C[rows, b], S[rows, a], same), d)
+
+    def _stages(self, C, common, S, local) -> np.ndarray:
+        """Every consecutive span (column j - 1 -> j) of every row, as ``_span`` measures them."""
+        d = np.diff(common, axis=1)
+        if local is None:
+            return d
+        same = local[:, 1:] & local[:, :-1] & (S[:, 1:] == S[:, :-1])
+        if not same.any():
+            return d
+        return np.where(same, self._in_ring(C[:, :-1], C[:, 1:], S[:, :-1], same), d)
 
     def _decided(self, present: np.ndarray) -> np.ndarray:
         """Rows (raw column layout) whose tick record left out a point no point ring declares."""
@@ -363,31 +418,27 @@ class Correlator:
         closed = Closed(values={})
         if trade < len(order) - 1:
             C, P, S, ids, arrived = self._join_late(C, P, S, ids, arrived, values, closed, now_ns)
-        common, local = self._on_common(C, S, order)
+        spans = _Spans(self, C, S, P, order)
 
         count = P.sum(axis=1)
         prefix = np.logical_and.accumulate(P, axis=1).sum(axis=1)
         complete = (prefix == count) & P[:, 0]
-        k = C.shape[1]
-        D = self._span(C, common, S, local, np.arange(k - 1)[None, :], np.arange(1, k)[None, :]) if k > 1 else (
-            np.empty((C.shape[0], 0), np.int64))  # fmt: skip
+        D = spans.stages()
         valid = P[:, 1:]
         skew = complete & ((D < 0) & valid).any(axis=1)
         good = complete & ~skew
         for j, stage in enumerate(schema.stages):
             values[stage].append(D[good & valid[:, j], j])
         reached = good & P[:, trade]
-        t2t_all = self._span(C, common, S, local, 0, trade)
-        t2t = t2t_all[reached]
+        t2t = spans.span(0, trade)[reached]
         values[TICK_TO_TRADE].append(t2t)
         decided = good & ~P[:, trade] & (count >= 2)
-        last = self._span(C, common, S, local, 0, count - 1)
-        values[TICK_TO_DECISION].append(last[decided])
+        values[TICK_TO_DECISION].append(spans.span(0, count - 1)[decided])
         if trade < len(order) - 1:
             waiting = reached & ~P[:, -1]  # the answer may still come: keep the trace for it
             if waiting.any():
                 self._remember_late(C[waiting], S[waiting], ids[waiting], arrived[waiting], order)
-        closed.values = {t: (np.concatenate(v) if v else np.empty(0, np.int64)) for t, v in values.items()}
+        closed.values = {t: _joined(v) for t, v in values.items()}
         closed.complete = int(good.sum())
         closed.incomplete = int((~complete).sum())
         closed.clock_skew = int(skew.sum())
@@ -396,7 +447,7 @@ class Correlator:
             top = np.argpartition(t2t, t2t.size - n)[-n:]
             rows = np.flatnonzero(reached)[top]
             closed.slow_rows, closed.slow_src, closed.slow_ids, closed.slow_key = (
-                common[rows],
+                spans.on_common(rows),  # the slowest leave with every stamp on one timeline
                 S[rows],
                 ids[rows],
                 t2t[top],
@@ -429,7 +480,8 @@ class Correlator:
             Cm = np.where(before, known, Cl)
             Sm = np.where(before, Sk, Sl)
             Pm = Cm != 0
-            common, local = self._on_common(Cm, Sm, order)
+            local = self._tsc_stamps(Cm, Sm, order)
+            common = self._on_common(Cm, Sm, local)
             for j in range(trade + 1, len(order)):
                 new = Pm[:, j] & Pm[:, j - 1] & ~(before[:, j] & before[:, j - 1])
                 if new.any():
@@ -447,3 +499,78 @@ class Correlator:
                                     order)  # fmt: skip
         rest = ~late
         return C[rest], P[rest], S[rest], ids[rest], arrived[rest]
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+
+class _Spans:
+    """How ``Correlator.flush`` measures the spans of the rows it closes.
+
+    Three kinds of row: no TSC stamp (spans are plain differences of ns), the ticks of one TSC
+    ring only (every span is ticks times that ring's rate: one multiply per cell, the common case
+    of a C pipeline), and the rest (stamps of several clocks or rings, or a ring whose rate
+    changed mid-run), measured stamp by stamp on the side (``Correlator._span``).
+    """
+
+    def __init__(self, cor: Correlator, C: np.ndarray, S: np.ndarray, P: np.ndarray, order: np.ndarray):
+        self.cor, self.C, self.S, self.order = cor, C, S, order
+        self.scale = self.mixed = None
+        if not cor._tsc:
+            return
+        cor._tsc_stamps(C[:0], S[:0], order)  # (re)builds the ring tables
+        rate = np.zeros(np.iinfo(np.int16).max + 1)  # ns per tick of rings with one rate all session
+        for value, (_, timeline) in cor._tsc.items():
+            if len(timeline.local.xs) == 1:
+                rate[value] = timeline.local.slopes[0]
+        ring = S.max(axis=1)
+        one_ring = np.where(P, S, np.iinfo(np.int16).max).min(axis=1) == ring
+        whole = cor._tsc_whole[ring]  # a ring all of whose points stamp TSC
+        if cor._tsc_mixed_clocks:  # a ring stamps some points in TSC and others not: look at every stamp
+            ticks = cor._tsc_stamps(C, S, order)
+            pure = one_ring & (ticks == P).all(axis=1) & ticks.any(axis=1) & (rate[ring] > 0)
+            maybe = ~pure
+        else:
+            pure = one_ring & whole & (rate[ring] > 0)
+            maybe = ~one_ring | (whole & ~pure)  # rows that may hold ticks and are not pure
+        self.scale = np.where(pure, rate[ring], 1.0)[:, None] if pure.any() else None
+        idx = np.flatnonzero(maybe)
+        if idx.size:
+            ticks = cor._tsc_stamps(C[idx], S[idx], order)
+            idx, ticks = idx[ticks.any(axis=1)], ticks[ticks.any(axis=1)]
+            if idx.size:
+                self.mixed = idx
+                Cm, Sm = C[idx], S[idx]
+                self.m = (Cm, cor._on_common(Cm, Sm, ticks, rows=np.ones(idx.size, bool)), Sm, ticks)
+
+    def stages(self) -> np.ndarray:
+        """Every consecutive span (column j - 1 -> j) of every row."""
+        D = np.diff(self.C, axis=1)
+        if self.scale is not None:
+            D = np.rint(D * self.scale).astype(np.int64)
+        if self.mixed is not None:
+            D[self.mixed] = self.cor._stages(*self.m)
+        return D
+
+    def span(self, a, b) -> np.ndarray:
+        """Stamp b - stamp a of every row (``a``, ``b``: a column, or one per row)."""
+        if np.ndim(a) == 0 and np.ndim(b) == 0:
+            d = self.C[:, b] - self.C[:, a]
+        else:
+            rows = np.arange(self.C.shape[0])
+            d = self.C[rows, b] - self.C[rows, a]
+        if self.scale is not None:
+            d = np.rint(d * self.scale[:, 0]).astype(np.int64)
+        if self.mixed is not None:
+            sub = [x if np.ndim(x) == 0 else x[self.mixed] for x in (a, b)]
+            d[self.mixed] = self.cor._span(*self.m, *sub)
+        return d
+
+    def on_common(self, rows: np.ndarray) -> np.ndarray:
+        """The stamps of ``rows``, TSC ticks moved onto CLOCK_MONOTONIC."""
+        C, S = self.C[rows], self.S[rows]
+        ticks = self.cor._tsc_stamps(C, S, self.order)
+        return C if ticks is None else self.cor._on_common(C, S, ticks, rows=np.ones(rows.size, bool))

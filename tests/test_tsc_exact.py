@@ -11,6 +11,7 @@ import json
 import math
 import os
 import subprocess
+from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import given, settings
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from conftest import run_cli
 from tickscope.collectors.collector import Collector
+from tickscope.collectors.correlate import TICK_TO_DECISION, TICK_TO_TRADE, Correlator, TraceSchema
 from tickscope.collectors.hdr import BulkRecorder, new_histogram, summarize
 from tickscope.collectors.tsc_timeline import MAX_SLEW, PiecewiseLinear, TscTimeline
 from tickscope.probe.clock import TscCalibration, fit_tsc
@@ -214,3 +216,60 @@ def test_a_preempted_calibration_pair_is_left_out_of_the_fit():
     good, robust = fit_tsc(pairs), fit_tsc(bad)
     assert robust.rejected == 1 and robust.pairs == 7
     assert abs(robust.hz / good.hz - 1) < 1e-9 and abs(good.hz - 3e9) < 1
+
+
+# -- the correlator: in-ring spans from ticks, cross-clock spans through the slewed map ----------
+
+
+@dataclass
+class Pt:
+    name: str
+    stage: str = ""
+    flags: int = 0
+
+
+def test_spans_within_a_tsc_ring_use_ticks_and_spans_across_clocks_use_the_common_map():
+    schema = TraceSchema()
+    tsc_cols = schema.merge([Pt("md.rx"), Pt("md.decoded")])  # a C ring (TSC)
+    mono_cols = schema.merge([Pt("order.tx")])  # a Python ring (MONOTONIC)
+    tl = TscTimeline()
+    tl.update(fit(2.5e9, 10**12, 5 * 10**12), 0)
+    c = Correlator(schema)
+    c.declare_ring(0, tsc_cols, tick=False, tsc=np.array([True, True]), timeline=tl)
+    c.declare_ring(1, mono_cols, tick=False)
+    t0 = 10**12 + 2_500_000  # 1 ms after the fit's anchor
+    ticks = np.array([[t0, t0 + 12_501]] * 3 + [[t0, t0 + 3]], np.int64)
+    tl.observe(ticks.ravel())
+    # Re-anchor 40 us away mid-run: in-ring spans must not notice, cross-clock ones slew.
+    tl.update(fit(2.5e9, t0 + 12_501, tl.common.at(tl.local.at(t0 + 12_501)) + 40_000), 1)
+    ids = np.arange(1, 5, dtype=np.uint64)
+    c.add_points(np.repeat(ids, 2), np.tile(tsc_cols, 4), ticks.ravel(), 0, 0)
+    tx = tl.to_common(ticks[:, 1]) + np.array([7_000, 8_000, 9_000, 0])
+    c.add_points(ids[:3], np.array(mono_cols * 3), tx[:3], 1, 0)  # trace 4 never reached order.tx
+    out = c.flush(10**15, force=True)
+    assert list(out.values["md.decoded"]) == [5000, 5000, 5000, 1], "12,501 ticks at 2.5 GHz, rounded once"
+    assert sorted(out.values["order.tx"]) == [7000, 8000, 9000]
+    assert sorted(out.values[TICK_TO_TRADE]) == [12_000, 13_000, 14_000]
+    assert list(out.values[TICK_TO_DECISION]) == [1]
+    slow = out.slow_rows[np.argsort(out.slow_key)]
+    assert np.array_equal(slow[:, 2], tx[:3]) and np.all(slow[:, 0] > 4 * 10**12), "slowest on one timeline"
+
+
+def test_a_ring_whose_rate_changed_measures_each_span_piece_by_piece():
+    schema = TraceSchema()
+    cols = schema.merge([Pt("a"), Pt("b")])
+    tl = TscTimeline()
+    tl.update(TscCalibration(hz=2.5e9, tsc0=0, mono0=10**12, residual_ns=0, pairs=2, span_ns=20_000_000), 0)
+    tl.observe(np.array([10**9]))
+    # A screened fit over a long baseline disagrees by 1000 ppm: the local rate changes at tick 1e9.
+    tl.update(TscCalibration(hz=2.5e9 * 1.001, tsc0=10**9, mono0=10**12 + 4 * 10**8, residual_ns=0, pairs=6,
+                             span_ns=10**9), 1)  # fmt: skip
+    assert tl.rate_changes == 1
+    c = Correlator(schema)
+    c.declare_ring(0, cols, tick=False, tsc=np.array([True, True]), timeline=tl)
+    ticks = np.array([5 * 10**8, 5 * 10**8 + 2500, 10**9 - 1250, 10**9 + 1250, 2 * 10**9, 2 * 10**9 + 2500])
+    tl.observe(ticks)
+    c.add_points(np.repeat(np.arange(1, 4, dtype=np.uint64), 2), np.tile(cols, 3), ticks, 0, 0)
+    out = c.flush(10**15, force=True)
+    after = 2500 / 2.5 / 1.001
+    assert list(out.values["b"]) == [1000, round(500 + after / 2), round(after)]
