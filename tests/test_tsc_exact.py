@@ -10,6 +10,7 @@ session's histograms must hold exactly those values, to HDR precision, with exac
 import json
 import math
 import os
+import struct
 import subprocess
 from dataclasses import dataclass
 
@@ -273,3 +274,18 @@ def test_a_ring_whose_rate_changed_measures_each_span_piece_by_piece():
     out = c.flush(10**15, force=True)
     after = 2500 / 2.5 / 1.001
     assert list(out.values["b"]) == [1000, round(500 + after / 2), round(after)]
+
+
+def test_calibration_pairs_are_read_by_sequence_number_past_the_sixteen_slots():
+    from tickscope.probe import layout as L
+    from tickscope.probe.clock import read_calibration
+
+    buf = bytearray(L.DATA_OFFSET)
+    for seq in range(20):  # the writer's protocol: slot seq % 16 first, then the counter
+        L.CALIB_ENTRY.pack_into(buf, L.OFF_CALIB_ENTRIES + (seq % L.CALIB_SLOTS) * L.CALIB_ENTRY.size,
+                                1000 + seq, 2000 + seq, 3000 + seq, 4000 + seq)  # fmt: skip
+        struct.pack_into("<I", buf, L.OFF_CALIB_COUNT, seq + 1)
+    count, pairs = read_calibration(buf)
+    # Slot 20 % 16 is the next one the writer rewrites: pair 4 there may be torn, so it is left out.
+    assert count == 20 and [s for s, _ in pairs] == list(range(5, 20))
+    assert all(p == (1000 + s, 2000 + s, 3000 + s, 4000 + s) for s, p in pairs)
