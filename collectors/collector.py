@@ -41,9 +41,9 @@ CALIB_HISTORY = 64  # so the fit spans up to ~6 s of the writer's recent pairs
 class RingSource:
     """One ring being drained, with what it takes to put its stamps on the common timeline.
 
-    TSC stamps become the ring's *local* ns (``TscTimeline``: one rate, one anchor) as they are
-    drained; the correlator moves them onto CLOCK_MONOTONIC through the ring's slewed map only for
-    spans that cross clocks. Calibration follows the writer's pairs for the whole session: the
+    TSC stamps stay raw ticks: the correlator measures a span between two ticks of this ring with
+    the ring's rate alone, and moves a tick onto CLOCK_MONOTONIC through the ring's slewed map
+    (``TscTimeline``) only for spans that cross clocks. Calibration follows the writer's pairs for the whole session: the
     header's pair counter is a sequence number, so every new pair is seen however many came.
     """
 
