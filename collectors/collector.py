@@ -147,10 +147,14 @@ class RingSource:
                        "points of its table: dropped (writer and point table disagree)")  # fmt: skip
         if self.stamps_tsc and t.ready:
             quality = self.calibration_quality()
-            if quality != "heartbeats":
-                out.append(f"{who}: TSC calibrated from the pairs at {quality.replace(' only', '')} only (the writer "
-                           f"never called tsp_heartbeat): cross-clock stages moved by up to {t.largest_step_ns} ns "
-                           "when the closing pair arrived; call tsp_heartbeat from an idle path")  # fmt: skip
+            if quality == "open-close only":
+                out.append(f"{who}: TSC calibrated from the pairs at open-close only (the writer never called "
+                           f"tsp_heartbeat): cross-clock stages moved by up to {t.largest_step_ns} ns when the "
+                           "closing pair arrived; call tsp_heartbeat from an idle path")  # fmt: skip
+            elif quality == "open only":
+                out.append(f"{who}: TSC calibrated from the pairs at open only (no tsp_heartbeat, no tsp_close): "
+                           "cross-clock stages rest on two pairs 20 ms apart; call tsp_heartbeat from an idle "
+                           "path")  # fmt: skip
             if t.rate_changes:
                 out.append(f"{who}: in-ring TSC rate changed {t.rate_changes} time(s) (an opening calibration pair "
                            f"was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json rings[].tsc.fits")  # fmt: skip
