@@ -153,8 +153,9 @@ def py_runs(work: Path, runs: int) -> tuple[float, int]:
 def collect_figure(pythonpath: str | None, rounds: int) -> list[tuple[int, float]]:
     """(records/s, CPU ns per record) of ``bench_collect`` per round. The host is shared: CPU time
     is the steadier of the two."""
-    code = ("import json,tempfile,pathlib; from tickscope.collectors.bench import bench_collect; "
-            "print(json.dumps(bench_collect(pathlib.Path(tempfile.mkdtemp(dir='/dev/shm')), 400_000)))")  # fmt: skip
+    code = ("import json,tempfile,pathlib,shutil; from tickscope.collectors.bench import bench_collect; "
+            "d=tempfile.mkdtemp(prefix='tickscope-bench-',dir='/dev/shm'); "
+            "r=bench_collect(pathlib.Path(d), 400_000); shutil.rmtree(d); print(json.dumps(r))")  # fmt: skip
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
