@@ -59,16 +59,31 @@ def user_errors(fn):
     return wrapper
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h)?\s*$")
-_UNITS_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*(ns|us|µs|ms|s|m|h)?\s*$")
+_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
+            None: 10**9}  # fmt: skip
+
+
+def parse_duration_ns(text: str, what: str = "duration") -> int:
+    """'50us', '1.5ms', '30s', '2m', '1h', '10' (seconds) -> exact integer nanoseconds.
+
+    Decimal digits are kept as integers (never a float product), so '50us' is 50000 ns, not the
+    49999 that 50 * 1e-6 * 1e9 truncates to.
+    """
+    m = _DURATION.match(text or "")
+    if not m:
+        raise UserError(f"{what} {text!r} is not a duration: use e.g. 30s, 500ms, 50us, 2m, 1h")
+    whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
+    scaled = int(whole + frac) * _UNIT_NS[unit]
+    ns, rest = divmod(scaled, 10 ** len(frac))
+    if rest:
+        raise UserError(f"{what} {text!r} is finer than 1 ns: give whole nanoseconds")
+    return ns
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
-    """'30s', '500ms', '2m', '1h', '10' (seconds) -> seconds."""
-    m = _DURATION.match(text or "")
-    if not m:
-        raise UserError(f"{what} {text!r} is not a duration: use e.g. 30s, 500ms, 2m, 1h")
-    return float(m.group(1)) * _UNITS_S[m.group(2)]
+    """Seconds, as ``parse_duration_ns(...) / 1e9``: ``round(s * 1e9)`` gives the nanoseconds back."""
+    return parse_duration_ns(text, what) / 1e9
 
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:/s)?\s*$")
@@ -285,7 +300,7 @@ def profile(
         force=force,
     )
     if expected_interval:
-        opts.expected_interval_ns = int(parse_duration(expected_interval, "expected interval") * 1e9)
+        opts.expected_interval_ns = parse_duration_ns(expected_interval, "expected interval")
     if opts.interval_s < 0.05:
         raise UserError(f"interval {interval!r} is too short: use at least 50ms")
     rate_per_s = parse_rate(rate)

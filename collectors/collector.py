@@ -17,12 +17,13 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from tickscope.probe import layout as L
-from tickscope.probe.clock import TscCalibration, fit_tsc, sample_realtime_offset
+from tickscope.probe.clock import fit_tsc, read_calibration, sample_realtime_offset, tsc_facts
 
 from .correlate import TICK_TO_DECISION, TICK_TO_TRADE, Closed, Correlator, TraceSchema
 from .hdr import BulkRecorder, add_into, corrected_values, new_histogram, reset, summarize
 from .ring_reader import RingCounterError, RingFormatError, RingReader, find_rings
 from .session import SessionCounters, SessionWriter
+from .tsc_timeline import RATE_TOLERANCE, TscTimeline
 
 CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
 
@@ -31,39 +32,77 @@ def monotonic_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
+CALIB_SPACING_NS = 100_000_000  # pairs kept for the fit are at least this far apart (the newest always)
+CALIB_RECENT = 8  # the newest pairs, kept unthinned
+CALIB_HISTORY = 64  # so the fit spans up to ~6 s of the writer's recent pairs
+
+
 @dataclass
 class RingSource:
-    """One ring being drained, with what it takes to put its stamps on the common timeline."""
+    """One ring being drained, with what it takes to put its stamps on the common timeline.
+
+    TSC stamps stay raw ticks: the correlator measures a span between two ticks of this ring with
+    the ring's rate alone, and moves a tick onto CLOCK_MONOTONIC through the ring's slewed map
+    (``TscTimeline``) only for spans that cross clocks. Calibration follows the writer's pairs for the whole session: the
+    header's pair counter is a sequence number, so every new pair is seen however many came.
+    """
 
     index: int
     reader: RingReader
     columns: np.ndarray  # local point id -> schema column
     domains: np.ndarray  # local point id -> clock domain
-    tsc: TscCalibration | None = None
-    calib_seen: int = 0
+    tsc: TscTimeline = field(default_factory=TscTimeline)
+    calib_seen: int = 0  # calibration pairs read so far (the writer's sequence counter)
+    calib_missed: int = 0  # pairs overwritten before a poll could read them
+    calib_pairs: list = field(default_factory=list)  # TSC pairs kept for the fit (see CALIB_SPACING_NS)
     dead_since: int | None = None
     finished: bool = False
     malformed: int = 0
     quarantined: str | None = None  # why the ring's header stopped being trusted
+    point_out_of_range: int = 0  # records naming a point id the ring's point table does not have
+
+    @property
+    def stamps_tsc(self) -> bool:
+        return bool((self.domains == L.CLOCK_TSC).any())
 
     def refresh_calibration(self) -> None:
-        pairs = self.reader.calibration_pairs()
-        if len(pairs) != self.calib_seen:
-            self.calib_seen = len(pairs)
-            self.tsc = fit_tsc(pairs) or self.tsc
+        count, pairs = read_calibration(self.reader.mm)
+        if count <= self.calib_seen:
+            return
+        fresh = [(seq, p) for seq, p in pairs if seq >= self.calib_seen]
+        self.calib_missed += (fresh[0][0] if fresh else count) - self.calib_seen
+        self.calib_seen = count
+        for _, pair in fresh:
+            if not pair[0] or not pair[1]:
+                continue  # a Python writer's pair (no TSC) or an empty slot
+            kept = self.calib_pairs
+            # The newest CALIB_RECENT pairs all stay (enough of them for the fit to tell an outlier);
+            # older ones are thinned to CALIB_SPACING_NS apart, which keeps a long baseline.
+            if (
+                len(kept) > CALIB_RECENT
+                and kept[-CALIB_RECENT][1] - kept[-CALIB_RECENT - 1][1] < CALIB_SPACING_NS
+            ):
+                del kept[-CALIB_RECENT]
+            kept.append(pair)
+            del kept[:-CALIB_HISTORY]
+        fit = fit_tsc(self.calib_pairs)
+        if fit is not None:
+            self.tsc.update(fit, count - 1)
 
-    def to_monotonic(self, ts: np.ndarray, domain: int, realtime_offset: int) -> np.ndarray:
-        """Raw stamps (u64) of one domain -> int64 CLOCK_MONOTONIC ns; 0 stays 0 (absent)."""
+    def convert(self, ts: np.ndarray, domain: int, realtime_offset: int) -> np.ndarray:
+        """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns, or for TSC the raw ticks
+        themselves (the correlator measures in-ring spans from ticks, see ``TscTimeline``); 0
+        stays 0 (absent)."""
         raw = ts.astype(np.int64)
         if domain == L.CLOCK_MONOTONIC:
             return raw
         absent = raw == 0
-        if domain == L.CLOCK_REALTIME:
-            out = raw - realtime_offset
-        else:
-            if self.tsc is None:
+        if domain == L.CLOCK_TSC:
+            if not self.tsc.ready:
                 raise RingFormatError(f"ring {self.reader.path}: TSC stamps but no usable calibration pairs")
-            out = self.tsc.mono0 + np.rint((raw - self.tsc.tsc0) * (1e9 / self.tsc.hz)).astype(np.int64)
+            self.tsc.observe(raw[~absent] if absent.any() else raw)
+            return raw
+        out = raw - realtime_offset
         out[absent] = 0
         return out
 
@@ -75,16 +114,56 @@ class RingSource:
             "clocks": sorted({L.CLOCK_NAMES[p.clock] for p in r.points}),
             "produced": r.last.produced, "drained": r.drained, "dropped_ring_full": r.last.dropped,
             "in_ring": r.in_ring_seen, "drained_before_attach": r.drained_before_attach,
-            "malformed": self.malformed, "closed_cleanly": r.writer_closed,
+            "malformed": self.malformed, "point_out_of_range": self.point_out_of_range,
+            "closed_cleanly": r.writer_closed,
             "peak_backlog": r.peak_demand, "capacity_needed": capacity_needed(r),
         }  # fmt: skip
         if self.quarantined:
             d["quarantined"] = self.quarantined
-        if self.tsc:
-            d["tsc_hz"] = round(self.tsc.hz, 1)
-            d["tsc_fit_residual_ns"] = round(self.tsc.residual_ns, 2)
-            d["tsc_pairs"] = self.tsc.pairs
+        t = self.tsc
+        if t.ready:
+            d["tsc_hz"] = round(t.fit.hz, 1)
+            d["tsc_fit_residual_ns"] = round(t.fit.residual_ns, 2)
+            d["tsc_pairs"] = t.fit.pairs
+            d["tsc"] = {
+                "calibration": self.calibration_quality(),
+                "pairs_written": self.calib_seen, "pairs_missed": self.calib_missed,
+                "local_hz": [round(1e9 / s, 3) for s in t.local.slopes],  # the rate in-ring spans use
+                "local_rate_changes": t.rate_changes,
+                "largest_step_ns": t.largest_step_ns,  # largest fit disagreement slewed away
+                "fits_total": t.fits_total, "fits": t.fits,
+            }  # fmt: skip
         return d
+
+    def calibration_quality(self) -> str:
+        """'heartbeats' (pairs during the run), 'open-close only' or 'open only' (never heartbeats)."""
+        during = self.calib_seen - 2 - (1 if self.reader.writer_closed else 0)
+        if during > 0:
+            return "heartbeats"
+        return "open-close only" if self.reader.writer_closed else "open only"
+
+    def notes(self) -> list[str]:
+        """One line per thing the user must know about this ring's numbers."""
+        r, t = self.reader, self.tsc
+        who = f"ring {r.writer_name} (pid {r.writer_pid})"
+        out = []
+        if self.point_out_of_range:
+            out.append(f"{who}: {self.point_out_of_range} records name a point id beyond the {r.n_points} "
+                       "points of its table: dropped (writer and point table disagree)")  # fmt: skip
+        if self.stamps_tsc and t.ready:
+            quality = self.calibration_quality()
+            if quality == "open-close only":
+                out.append(f"{who}: TSC calibrated from the pairs at open-close only (the writer never called "
+                           f"tsp_heartbeat): cross-clock stages moved by up to {t.largest_step_ns} ns when the "
+                           "closing pair arrived; call tsp_heartbeat from an idle path")  # fmt: skip
+            elif quality == "open only":
+                out.append(f"{who}: TSC calibrated from the pairs at open only (no tsp_heartbeat, no tsp_close): "
+                           "cross-clock stages rest on two pairs 20 ms apart; call tsp_heartbeat from an idle "
+                           "path")  # fmt: skip
+            if t.rate_changes:
+                out.append(f"{who}: in-ring TSC rate changed {t.rate_changes} time(s) (an opening calibration pair "
+                           f"was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json rings[].tsc.fits")  # fmt: skip
+        return out
 
 
 def capacity_needed(reader: RingReader) -> int | None:
@@ -163,15 +242,17 @@ class Collector:
     def __init__(self, ring_dir: str | Path, session: SessionWriter | None = None, *,
                  interval_s: float = 1.0, warmup_s: float = 0.0, linger_s: float = 0.25,
                  slowest: int = 20, history: int = 120, expected_interval_ns: int = 0,
-                 ring_paths: list[Path] | None = None):  # fmt: skip
+                 ring_paths: list[Path] | None = None, host_tsc: dict | None = None):  # fmt: skip
         self.ring_dir = Path(ring_dir)
         # Named rings: attach to exactly these, never to their neighbours in the directory.
         self.ring_paths = [Path(p) for p in ring_paths] if ring_paths is not None else None
+        self.host_tsc = host_tsc if host_tsc is not None else tsc_facts()
+        self.clock_notes: list[str] = []  # filled by finish(): one line each, also in meta.json
         self.session = session
-        self.interval_ns = int(interval_s * 1e9)
-        self.warmup_ns = int(warmup_s * 1e9)
+        self.interval_ns = round(interval_s * 1e9)
+        self.warmup_ns = round(warmup_s * 1e9)
         self.schema = TraceSchema()
-        self.correlator = Correlator(self.schema, linger_ns=int(linger_s * 1e9), slowest=slowest)
+        self.correlator = Correlator(self.schema, linger_ns=round(linger_s * 1e9), slowest=slowest)
         self.hists = HistogramSet()
         self.counters = SessionCounters()
         self.sources: list[RingSource] = []
@@ -214,7 +295,8 @@ class Collector:
         for reader in sorted(found, key=lambda r: r.created_monotonic_ns):
             cols = np.array(self.schema.merge(reader.points), dtype=np.int64)
             src = RingSource(len(self.sources), reader, cols, np.array([p.clock for p in reader.points]))
-            self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT)
+            self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT,
+                                         tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc)  # fmt: skip
             self.sources.append(src)
             if reader.counter_error is not None:
                 self._quarantine(src, reader.counter_error)
@@ -281,6 +363,7 @@ class Collector:
     def _drain(self, src: RingSource) -> int:
         reader = src.reader
         alive = reader.writer_alive()  # asked before draining: a writer dying meanwhile leaves more
+        src.refresh_calibration()  # before draining: the records drained are converted with every pair written before them
         batch = reader.drain(self.BATCH)
         if batch.size:
             self._correlate(src, batch)
@@ -291,19 +374,20 @@ class Collector:
         return int(batch.size)
 
     def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
-        src.refresh_calibration()
         reader = src.reader
         if reader.kind == L.KIND_POINT:
-            ok = (batch["point"] < reader.n_points) & (batch["ts"] != 0)
+            known = batch["point"] < reader.n_points
+            ok = known & (batch["ts"] != 0)
             bad = int(batch.size - np.count_nonzero(ok))
             if bad:
                 src.malformed += bad
+                src.point_out_of_range += int(batch.size - np.count_nonzero(known))
                 batch = batch[ok]
             local = batch["point"].astype(np.int64)
             ts = np.empty(batch.size, np.int64)
             for domain in np.unique(src.domains[local]) if batch.size else ():
                 sel = src.domains[local] == domain
-                ts[sel] = src.to_monotonic(batch["ts"][sel], int(domain), self.realtime_offset)
+                ts[sel] = src.convert(batch["ts"][sel], int(domain), self.realtime_offset)
             self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index, monotonic_ns())
         else:
             raw = batch["ts"]
@@ -311,7 +395,7 @@ class Collector:
             rows = np.zeros((batch.size, n), np.int64)
             srcs = np.zeros((batch.size, n), np.int16)
             for j in range(reader.n_points):
-                col = rows[:, src.columns[j]] = src.to_monotonic(
+                col = rows[:, src.columns[j]] = src.convert(
                     raw[:, j], int(src.domains[j]), self.realtime_offset
                 )
                 srcs[:, src.columns[j]] = np.where(col != 0, src.index + 1, 0)
@@ -441,6 +525,8 @@ class Collector:
         c.duplicate_stamps = self.correlator.duplicate_stamps
         c.traces_evicted = self.correlator.evicted
         c.values_out_of_range = self.hists.out_of_range
+        c.extra["late_points"] = self.correlator.late_points
+        c.extra["late_beyond_horizon"] = self.correlator.late_beyond_horizon
         d = c.as_dict()
         d["traces_pending"] = self.correlator.pending
         d["ring_errors"] = len(self.ring_errors)
@@ -460,12 +546,36 @@ class Collector:
             "clocks": {
                 "realtime_minus_monotonic_ns": self.realtime_offset,
                 "realtime_offset_uncertainty_ns": self.realtime_uncertainty,
+                "host_tsc": self.host_tsc,
+                # False: some ring stamps with a TSC this host does not keep invariant (numbers flagged)
+                "tsc_trusted": self.tsc_trusted(),
+                "late_horizon_s": self.correlator.late.horizon_ns / 1e9,
+                "late_max_traces": self.correlator.late.max_entries,
+                "notes": self.clock_notes,
             },
             "interval_s": self.interval_ns / 1e9,
             "expected_interval_ns": self.expected_interval_ns or None,
             "warmup_s": self.warmup_ns / 1e9,
             "start_monotonic_ns": self.start_ns,
         }
+
+    def tsc_trusted(self) -> bool | None:
+        """None when no ring stamps in TSC; else whether the host says its TSC is invariant."""
+        if not any(s.stamps_tsc for s in self.sources):
+            return None
+        return bool(self.host_tsc.get("invariant"))
+
+    def notes(self) -> list[str]:
+        """What the user must know about how stamps were converted: one line each."""
+        out = []
+        if self.tsc_trusted() is False:
+            missing = [f for f in ("constant_tsc", "nonstop_tsc") if not self.host_tsc.get(f)]
+            out.append(f"this host's TSC is not invariant ({' and '.join(missing) or 'constant_tsc/nonstop_tsc'} "
+                       "missing from /proc/cpuinfo flags): TSC-stamped stages may be wrong and are flagged "
+                       "in meta.json (clocks.tsc_trusted = false)")  # fmt: skip
+        for src in self.sources:
+            out += src.notes()
+        return out
 
     def _save_state(self) -> None:
         self.session.meta.update(self.meta_update())
@@ -482,6 +592,7 @@ class Collector:
         closed = self.correlator.flush(monotonic_ns(), force=True)
         self.counters.traces_open_at_end = pending  # closed (and classified) by the session's end
         self._ingest(closed)
+        self.clock_notes[:] = self.notes()
         self._roll(max(monotonic_ns(), self._interval_start + 1))
         if self.session is not None:
             self.session.meta["end_monotonic_ns"] = monotonic_ns()

@@ -19,7 +19,17 @@ Rules (stated once, used everywhere):
   point that only tick rings declare. A tick ring writes one record per trace, so that point will
   never come, the trade point cannot be reached as a complete trace, and waiting would only hold
   memory (most ticks lead to no order: without this rule they all wait out ``linger_ns``).
-Because stages telescope, the stages up to the trade point sum exactly to tick-to-trade.
+- A stage (or tick-to-trade) between two stamps of one TSC ring is their tick difference times
+  that ring's rate (the ring's *local* timeline, which re-anchoring never touches); only a span
+  that crosses clocks goes through the ring's slewed map onto CLOCK_MONOTONIC. Stamps of TSC rings
+  are therefore held as raw ticks and moved onto the common timeline only when a span needs it.
+- A trace that closes after reaching its trade point but before its last point (a slow ack, a
+  fill) is kept in the ``LateIndex`` for ``late_horizon_ns``: points that arrive later join it
+  there and become stage values however late they come. Points after the trade point whose trace
+  is not in the index (beyond the horizon, or its trace never completed) are counted as
+  ``late_beyond_horizon``, never as incomplete traces.
+Because stages telescope, the stages up to the trade point sum to tick-to-trade (exactly when
+they are all in one clock domain; otherwise within the drift of a TSC ring's local rate).
 """
 
 from __future__ import annotations
@@ -99,16 +109,91 @@ class Closed:
     complete: int = 0
     incomplete: int = 0
     clock_skew: int = 0
+    late_points: int = 0  # traces whose later points joined a trace closed earlier (LateIndex)
+    late_beyond_horizon: int = 0
     slow_rows: np.ndarray | None = None  # ordered stamps (pipeline order) of the slowest traces
     slow_src: np.ndarray | None = None
     slow_ids: np.ndarray | None = None
     slow_key: np.ndarray | None = None
 
 
+class LateIndex:
+    """Closed traces that reached their trade point but not their last point, by trace id.
+
+    Memory is bounded by ``horizon_ns`` of collector time and ``max_entries``. Entries arrive in
+    batches (one per flush) kept as chunks sorted by id, oldest first; adjacent chunks of similar
+    size merge (so lookups touch O(log n) chunks), expiry drops whole old chunks, and an entry
+    that is taken out (its late point came) is only marked dead until its chunk merges.
+    """
+
+    def __init__(self, horizon_ns: int, max_entries: int):
+        self.horizon_ns = horizon_ns
+        self.max_entries = max_entries
+        self.expired = 0  # entries dropped by the horizon or the size bound, never answered
+        self._chunks: list[dict] = []  # ids (sorted u64), ts, src (raw column layout), added, live
+
+    def __len__(self) -> int:
+        return sum(int(c["live"].sum()) for c in self._chunks)
+
+    def add(self, ids: np.ndarray, ts: np.ndarray, src: np.ndarray, added: np.ndarray) -> None:
+        if ids.size == 0:
+            return
+        order = np.argsort(ids, kind="stable")
+        self._chunks.append({"ids": ids[order], "ts": ts[order], "src": src[order], "added": added[order],
+                             "live": np.ones(ids.size, bool)})  # fmt: skip
+        while len(self._chunks) >= 2 and self._chunks[-2]["ids"].size <= 2 * self._chunks[-1]["ids"].size:
+            b, a = self._chunks.pop(), self._chunks.pop()
+            merged = {
+                k: np.concatenate((a[k][a["live"]], b[k][b["live"]])) for k in ("ids", "ts", "src", "added")
+            }
+            order = np.argsort(merged["ids"], kind="stable")
+            merged = {k: v[order] for k, v in merged.items()}
+            merged["live"] = np.ones(merged["ids"].size, bool)
+            self._chunks.append(merged)
+
+    def expire(self, now_ns: int) -> None:
+        cutoff = now_ns - self.horizon_ns
+        total = sum(c["ids"].size for c in self._chunks)
+        while self._chunks and (self._chunks[0]["added"].max() < cutoff or total > self.max_entries):
+            old = self._chunks.pop(0)
+            self.expired += int(old["live"].sum())
+            total -= old["ids"].size
+
+    def take(self, ids: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Remove and return the entries of ``ids``: (found mask, ts rows, src rows, added)."""
+        found = np.zeros(ids.size, bool)
+        ts = np.zeros((ids.size, width), np.int64)
+        src = np.zeros((ids.size, width), np.int16)
+        added = np.zeros(ids.size, np.int64)
+        for c in self._chunks:
+            if c["ids"].size == 0:
+                continue
+            pos = np.clip(np.searchsorted(c["ids"], ids), 0, c["ids"].size - 1)
+            hit = (c["ids"][pos] == ids) & c["live"][pos] & ~found
+            if not hit.any():
+                continue
+            at = pos[hit]
+            k = min(width, c["ts"].shape[1])
+            ts[hit, :k], src[hit, :k] = c["ts"][at, :k], c["src"][at, :k]
+            added[hit] = c["added"][at]
+            c["live"][at] = False
+            found |= hit
+        return found, ts, src, added
+
+
 class Correlator:
+    LATE_HORIZON_NS = 30_000_000_000  # a late point joins its trace up to 30 s after the trace closed
+    LATE_MAX_ENTRIES = 1 << 20
+
     def __init__(self, schema: TraceSchema, *, linger_ns: int = 250_000_000, max_pending: int = 1 << 20,
-                 slowest: int = 20):  # fmt: skip
+                 slowest: int = 20, late_horizon_ns: int = LATE_HORIZON_NS,
+                 late_max_entries: int = LATE_MAX_ENTRIES):  # fmt: skip
         self.schema = schema
+        self.late = LateIndex(late_horizon_ns, late_max_entries)
+        self.late_points = 0
+        self.late_beyond_horizon = 0
+        self._tsc: dict[int, tuple[np.ndarray, object]] = {}  # src value -> (TSC columns, TscTimeline)
+        self._tsc_table, self._tsc_table_key = None, None
         self.linger_ns = linger_ns
         self.max_pending = max_pending
         self.slowest = slowest
@@ -122,9 +207,104 @@ class Correlator:
         self.evicted = 0
         self._rings: list[tuple[int, np.ndarray, bool]] = []  # (src value, columns, is a tick ring)
 
-    def declare_ring(self, index: int, columns, tick: bool) -> None:
-        """Tell the correlator which columns ring ``index`` writes, and whether one record per trace."""
-        self._rings.append((index + 1, np.asarray(columns, np.intp), tick))
+    def declare_ring(self, index: int, columns, tick: bool, tsc=None, timeline=None) -> None:
+        """Tell the correlator which columns ring ``index`` writes, and whether one record per trace.
+
+        ``tsc`` (a bool per column) marks the columns this ring stamps in its own TSC domain: their
+        stamps arrive as raw ticks; ``timeline`` (a ``TscTimeline``) turns two ticks of the ring
+        into a span (``span``) and a tick into CLOCK_MONOTONIC ns (``to_common``).
+        """
+        cols = np.asarray(columns, np.intp)
+        self._rings.append((index + 1, cols, tick))
+        if tsc is not None and np.any(tsc):
+            self._tsc[index + 1] = (cols[np.asarray(tsc, bool)], timeline)
+
+    def _tsc_stamps(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+        """Mask of the stamps of ``C`` (columns ``cols``) that are raw ticks of a TSC ring."""
+        if not self._tsc:
+            return None
+        width = len(self.schema.names)
+        key = (len(self._tsc), width)
+        if self._tsc_table_key != key:
+            table = np.zeros((max(self._tsc) + 1, width), bool)
+            for value, (tsc_cols, _) in self._tsc.items():
+                table[value, tsc_cols] = True
+            self._tsc_table, self._tsc_table_key = table, key
+            self._tsc_whole = np.zeros(np.iinfo(np.int16).max + 1, bool)  # rings whose every point is TSC
+            for value, _, _ in self._rings:
+                if value in self._tsc:
+                    self._tsc_whole[value] = all(self._tsc_table[value, c] for c in self._ring_cols(value))
+            self._tsc_mixed_clocks = any(
+                value in self._tsc and not self._tsc_whole[value] for value, _, _ in self._rings
+            )
+        if not self._tsc_mixed_clocks:
+            return self._tsc_whole[S] & (C != 0)
+        src = np.minimum(S, self._tsc_table.shape[0] - 1)
+        return self._tsc_table[src, cols[None, :]] & (S < self._tsc_table.shape[0]) & (C != 0)
+
+    def _ring_cols(self, value: int) -> np.ndarray:
+        return next(cols for v, cols, _ in self._rings if v == value)
+
+    def _on_common(self, C: np.ndarray, S: np.ndarray, local: np.ndarray | None, rows=None) -> np.ndarray:
+        """``C`` with TSC ticks moved onto CLOCK_MONOTONIC where a span may cross clocks: rows
+        mixing a ring's ticks with other stamps (plus ``rows``, a mask). Rows holding the ticks of
+        one ring only are left as ticks: all their spans are in-ring (see ``_span``)."""
+        if local is None or not local.any():
+            return C
+        mixed = (local != (C != 0)).any(axis=1)  # a present stamp that is not a tick
+        if len(self._tsc) > 1:  # ticks of two rings in one row
+            top = np.iinfo(np.int16).max
+            mixed |= np.where(local, S, top).min(axis=1) != np.where(local, S, -1).max(axis=1)
+        mixed &= local.any(axis=1)
+        if rows is not None:
+            mixed |= rows
+        if not mixed.any():
+            return C
+        common = C.copy()
+        for value, (_, timeline) in self._tsc.items():
+            sel = local & (S == value) & mixed[:, None]
+            if sel.any():
+                common[sel] = timeline.to_common(C[sel])
+        return common
+
+    def _in_ring(self, ta: np.ndarray, tb: np.ndarray, src: np.ndarray, same: np.ndarray) -> np.ndarray:
+        """tb - ta in ns where ``same`` (two ticks of ring ``src``): ticks times the ring's rate,
+        rounded once; a ring whose rate changed mid-run asks its timeline piece by piece."""
+        rate = np.zeros(max(self._tsc) + 1)
+        pieced = []
+        for value, (_, timeline) in self._tsc.items():
+            if len(timeline.local.xs) == 1:
+                rate[value] = timeline.local.slopes[0]
+            else:
+                pieced.append((value, timeline))
+        out = np.rint((tb - ta) * rate[np.where(same, src, 0)]).astype(np.int64)
+        for value, timeline in pieced:
+            sel = same & (src == value)
+            if sel.any():
+                out[sel] = timeline.span(ta[sel], tb[sel])
+        return out
+
+    def _span(self, C, common, S, local, a, b) -> np.ndarray:
+        """Stamp b - stamp a per row (ints or an index per row): two ticks of one TSC ring by that
+        ring's rate alone, anything else on the common timeline."""
+        rows = np.arange(C.shape[0])
+        d = common[rows, b] - common[rows, a]
+        if local is None:
+            return d
+        same = local[rows, a] & local[rows, b] & (S[rows, a] == S[rows, b])
+        if not same.any():
+            return d
+        return np.where(same, self._in_ring(C[rows, a], C[rows, b], S[rows, a], same), d)
+
+    def _stages(self, C, common, S, local) -> np.ndarray:
+        """Every consecutive span (column j - 1 -> j) of every row, as ``_span`` measures them."""
+        d = np.diff(common, axis=1)
+        if local is None:
+            return d
+        same = local[:, 1:] & local[:, :-1] & (S[:, 1:] == S[:, :-1])
+        if not same.any():
+            return d
+        return np.where(same, self._in_ring(C[:, :-1], C[:, 1:], S[:, :-1], same), d)
 
     def _decided(self, present: np.ndarray) -> np.ndarray:
         """Rows (raw column layout) whose tick record left out a point no point ring declares."""
@@ -207,6 +387,7 @@ class Correlator:
         schema = self.schema
         tags = schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION]
         empty = {t: np.empty(0, np.int64) for t in tags}
+        self.late.expire(now_ns)
         if self._ids.size == 0:
             return Closed(values=empty)
         self._ts, self._src = self._width(self._ts), self._width(self._src)
@@ -227,42 +408,177 @@ class Correlator:
         if not close.any():
             return Closed(values=empty)
         C, P, S, ids = T[close], present[close], self._src[close][:, order], self._ids[close]
+        arrived = self._arrived[close]
         keep = ~close
         self._ids, self._ts, self._src = self._ids[keep], self._ts[keep], self._src[keep]
         self._arrived, self._round = self._arrived[keep], self._round[keep]
 
-        count = P.sum(axis=1)
-        prefix = np.logical_and.accumulate(P, axis=1).sum(axis=1)
-        complete = (prefix == count) & P[:, 0]
-        D = np.diff(C, axis=1)
-        valid = P[:, 1:]
-        skew = complete & ((D < 0) & valid).any(axis=1)
-        good = complete & ~skew
-        values: dict[str, np.ndarray] = {}
-        for j, stage in enumerate(schema.stages):
-            sel = good & valid[:, j]
-            values[stage] = np.concatenate((values[stage], D[sel, j])) if stage in values else D[sel, j]
         trade = schema.trade_index
+        values: dict[str, list[np.ndarray]] = {t: [] for t in tags}
+        closed = Closed(values={})
+        if trade < len(order) - 1:
+            C, P, S, ids, arrived = self._join_late(C, P, S, ids, arrived, values, closed, now_ns)
+        spans = _Spans(self, C, S, P, order)
+
+        PT = _columns_first(P)
+        count = PT.sum(axis=0)
+        prefix = np.logical_and.accumulate(PT, axis=0).sum(axis=0)
+        complete = (prefix == count) & P[:, 0]
+        D = spans.stages()
+        valid = P[:, 1:]
+        skew = complete & _columns_first((D < 0) & valid).any(axis=0)
+        good = complete & ~skew
+        for j, stage in enumerate(schema.stages):
+            values[stage].append(D[good & valid[:, j], j])
         reached = good & P[:, trade]
-        t2t = C[reached, trade] - C[reached, 0]
-        values[TICK_TO_TRADE] = t2t
+        t2t = spans.span(0, trade)[reached]
+        values[TICK_TO_TRADE].append(t2t)
         decided = good & ~P[:, trade] & (count >= 2)
-        last = np.take_along_axis(C, (count - 1)[:, None], axis=1)[:, 0]
-        values[TICK_TO_DECISION] = last[decided] - C[decided, 0]
-        closed = Closed(
-            values=values,
-            complete=int(good.sum()),
-            incomplete=int((~complete).sum()),
-            clock_skew=int(skew.sum()),
-        )
+        values[TICK_TO_DECISION].append(spans.span(0, count - 1)[decided])
+        if trade < len(order) - 1:
+            waiting = reached & ~P[:, -1]  # the answer may still come: keep the trace for it
+            if waiting.any():
+                self._remember_late(C[waiting], S[waiting], ids[waiting], arrived[waiting], order)
+        closed.values = {t: _joined(v) for t, v in values.items()}
+        closed.complete = int(good.sum())
+        closed.incomplete = int((~complete).sum())
+        closed.clock_skew = int(skew.sum())
         if self.slowest and t2t.size:
-            k = min(self.slowest, t2t.size)
-            top = np.argpartition(t2t, t2t.size - k)[-k:]
+            n = min(self.slowest, t2t.size)
+            top = np.argpartition(t2t, t2t.size - n)[-n:]
             rows = np.flatnonzero(reached)[top]
             closed.slow_rows, closed.slow_src, closed.slow_ids, closed.slow_key = (
-                C[rows],
+                spans.on_common(rows),  # the slowest leave with every stamp on one timeline
                 S[rows],
                 ids[rows],
                 t2t[top],
             )
         return closed
+
+    def _remember_late(self, C, S, ids, arrived, order) -> None:
+        width = len(self.schema.names)
+        ts = np.zeros((C.shape[0], width), np.int64)
+        src = np.zeros((C.shape[0], width), np.int16)
+        ts[:, order], src[:, order] = C, S
+        self.late.add(ids, ts, src, arrived)
+
+    def _join_late(self, C, P, S, ids, arrived, values, closed, now_ns):
+        """Rows holding only points after the trade point: join them to their trace in the late
+        index and record the stages they complete; return the other rows."""
+        schema, order = self.schema, self.schema.order
+        trade = schema.trade_index
+        late = ~P[:, : trade + 1].any(axis=1)
+        if not late.any():
+            return C, P, S, ids, arrived
+        found, ts, src, added = self.late.take(ids[late], len(schema.names))
+        self.late_beyond_horizon += int((~found).sum())
+        closed.late_beyond_horizon = int((~found).sum())
+        if found.any():
+            Cl, Sl = C[late][found], S[late][found]
+            known = ts[found][:, order]
+            Sk = src[found][:, order]
+            before = known != 0
+            Cm = np.where(before, known, Cl)
+            Sm = np.where(before, Sk, Sl)
+            Pm = Cm != 0
+            local = self._tsc_stamps(Cm, Sm, order)
+            common = self._on_common(Cm, Sm, local)
+            for j in range(trade + 1, len(order)):
+                new = Pm[:, j] & Pm[:, j - 1] & ~(before[:, j] & before[:, j - 1])
+                if new.any():
+                    d = self._span(
+                        Cm[new], common[new], Sm[new], None if local is None else local[new], j - 1, j
+                    )
+                    skew = d < 0
+                    closed.clock_skew += int(skew.sum())
+                    values[schema.stages[j - 1]].append(d[~skew])
+            closed.late_points = int(found.sum())
+            self.late_points += closed.late_points
+            waiting = ~Pm[:, -1]
+            if waiting.any():
+                self._remember_late(Cm[waiting], Sm[waiting], ids[late][found][waiting], added[found][waiting],
+                                    order)  # fmt: skip
+        rest = ~late
+        return C[rest], P[rest], S[rest], ids[rest], arrived[rest]
+
+
+def _columns_first(M: np.ndarray) -> np.ndarray:
+    """``M`` transposed into its own memory: numpy reduces a few wide rows many times faster than
+    many rows of a few stamps (``M.sum(axis=1)`` over 8 columns is ~10x slower than this + ``axis=0``)."""
+    return np.ascontiguousarray(M.T)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+
+class _Spans:
+    """How ``Correlator.flush`` measures the spans of the rows it closes.
+
+    Three kinds of row: no TSC stamp (spans are plain differences of ns), the ticks of one TSC
+    ring only (every span is ticks times that ring's rate: one multiply per cell, the common case
+    of a C pipeline), and the rest (stamps of several clocks or rings, or a ring whose rate
+    changed mid-run), measured stamp by stamp on the side (``Correlator._span``).
+    """
+
+    def __init__(self, cor: Correlator, C: np.ndarray, S: np.ndarray, P: np.ndarray, order: np.ndarray):
+        self.cor, self.C, self.S, self.order = cor, C, S, order
+        self.scale = self.mixed = None
+        if not cor._tsc:
+            return
+        cor._tsc_stamps(C[:0], S[:0], order)  # (re)builds the ring tables
+        rate = np.zeros(np.iinfo(np.int16).max + 1)  # ns per tick of rings with one rate all session
+        for value, (_, timeline) in cor._tsc.items():
+            if len(timeline.local.xs) == 1:
+                rate[value] = timeline.local.slopes[0]
+        ST = _columns_first(S)
+        ring = ST.max(axis=0)
+        one_ring = np.where(_columns_first(P), ST, np.iinfo(np.int16).max).min(axis=0) == ring
+        whole = cor._tsc_whole[ring]  # a ring all of whose points stamp TSC
+        if cor._tsc_mixed_clocks:  # a ring stamps some points in TSC and others not: look at every stamp
+            ticks = cor._tsc_stamps(C, S, order)
+            pure = one_ring & (ticks == P).all(axis=1) & ticks.any(axis=1) & (rate[ring] > 0)
+            maybe = ~pure
+        else:
+            pure = one_ring & whole & (rate[ring] > 0)
+            maybe = ~one_ring | (whole & ~pure)  # rows that may hold ticks and are not pure
+        self.scale = np.where(pure, rate[ring], 1.0)[:, None] if pure.any() else None
+        idx = np.flatnonzero(maybe)
+        if idx.size:
+            ticks = cor._tsc_stamps(C[idx], S[idx], order)
+            idx, ticks = idx[ticks.any(axis=1)], ticks[ticks.any(axis=1)]
+            if idx.size:
+                self.mixed = idx
+                Cm, Sm = C[idx], S[idx]
+                self.m = (Cm, cor._on_common(Cm, Sm, ticks, rows=np.ones(idx.size, bool)), Sm, ticks)
+
+    def stages(self) -> np.ndarray:
+        """Every consecutive span (column j - 1 -> j) of every row."""
+        D = np.diff(self.C, axis=1)
+        if self.scale is not None:
+            D = np.rint(D * self.scale).astype(np.int64)
+        if self.mixed is not None:
+            D[self.mixed] = self.cor._stages(*self.m)
+        return D
+
+    def span(self, a, b) -> np.ndarray:
+        """Stamp b - stamp a of every row (``a``, ``b``: a column, or one per row)."""
+        if np.ndim(a) == 0 and np.ndim(b) == 0:
+            d = self.C[:, b] - self.C[:, a]
+        else:
+            rows = np.arange(self.C.shape[0])
+            d = self.C[rows, b] - self.C[rows, a]
+        if self.scale is not None:
+            d = np.rint(d * self.scale[:, 0]).astype(np.int64)
+        if self.mixed is not None:
+            sub = [x if np.ndim(x) == 0 else x[self.mixed] for x in (a, b)]
+            d[self.mixed] = self.cor._span(*self.m, *sub)
+        return d
+
+    def on_common(self, rows: np.ndarray) -> np.ndarray:
+        """The stamps of ``rows``, TSC ticks moved onto CLOCK_MONOTONIC."""
+        C, S = self.C[rows], self.S[rows]
+        ticks = self.cor._tsc_stamps(C, S, self.order)
+        return C if ticks is None else self.cor._on_common(C, S, ticks, rows=np.ones(rows.size, bool))

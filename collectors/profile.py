@@ -318,6 +318,7 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
             signal.signal(sig, handler)
     if collector.ring_errors:
         warnings += collector.ring_errors
+    warnings += collector.clock_notes
     return ProfileResult(out, code, subject_exit, message, collector.live, warnings)
 
 

@@ -7,10 +7,19 @@ Converting late keeps the hot path to a single clock read, as Tracy does.
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import dataclass
 
-from .layout import CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_TSC
+from .layout import (
+    CALIB_ENTRY,
+    CALIB_SLOTS,
+    CLOCK_MONOTONIC,
+    CLOCK_REALTIME,
+    CLOCK_TSC,
+    OFF_CALIB_COUNT,
+    OFF_CALIB_ENTRIES,
+)
 
 
 def sample_realtime_offset(samples: int = 9) -> tuple[int, int]:
@@ -43,46 +52,112 @@ def clock_pair() -> tuple[int, int, int, int]:
 
 @dataclass(frozen=True)
 class TscCalibration:
-    """Linear map from TSC ticks to CLOCK_MONOTONIC ns, fitted over a writer's calibration pairs."""
+    """Linear map from TSC ticks to CLOCK_MONOTONIC ns, fitted over a writer's calibration pairs.
+
+    The rate comes from MONOTONIC_RAW (NTP never slews it); the line is anchored on the MONOTONIC
+    timeline at the newest pair, so successive fits follow NTP's corrections of MONOTONIC.
+    """
 
     hz: float
     tsc0: int
     mono0: int
-    residual_ns: float  # RMS distance of the pairs from the fitted line
-    pairs: int
+    residual_ns: float  # RMS distance of the pairs kept from the fitted line
+    pairs: int  # pairs kept
+    rejected: int = 0  # pairs left out as outliers (a preempted or perturbed sample)
+    span_ns: int = 0  # MONOTONIC_RAW time between the first and last pair kept
+
+    @property
+    def ns_per_tick(self) -> float:
+        return 1e9 / self.hz
 
     def to_monotonic_ns(self, tsc: int) -> int:
         return self.mono0 + round((tsc - self.tsc0) * 1e9 / self.hz)
 
 
-def fit_tsc(pairs: list[tuple[int, int, int, int]]) -> TscCalibration | None:
-    """Least-squares fit of MONOTONIC_RAW ns against TSC ticks.
+OUTLIER_FLOOR_NS = 2_000  # a pair this close to the line is never an outlier (clock-read noise)
 
-    The rate comes from MONOTONIC_RAW (NTP never slews it); the offset anchors the line on the
-    MONOTONIC timeline at the mean pair, which is where Python stamps live.
-    Returns None with fewer than two pairs with a TSC, or when they span no time.
-    """
-    pts = [p for p in pairs if p[0]]
-    if len(pts) < 2:
-        return None
-    n = len(pts)
+
+def _line(pts):
     t0, r0 = pts[0][0], pts[0][1]
     xs = [p[0] - t0 for p in pts]
     ys = [p[1] - r0 for p in pts]
+    n = len(pts)
     mx, my = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mx) ** 2 for x in xs)
     if sxx == 0:
         return None
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx  # ns per tick
+    resid = [y - (my + slope * (x - mx)) for x, y in zip(xs, ys, strict=True)]
+    return slope, lambda tsc: r0 + my + slope * ((tsc - t0) - mx), resid
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def fit_tsc(pairs: list[tuple[int, int, int, int]]) -> TscCalibration | None:
+    """Least-squares fit of MONOTONIC_RAW ns against TSC ticks, outliers left out.
+
+    With four pairs or more, a pair is an outlier when it sits further than both OUTLIER_FLOOR_NS
+    and five times the median distance from the Theil-Sen line (the median of the pairwise slopes,
+    which one bad pair cannot tilt, unlike least squares where the newest pair has the most
+    leverage): a preemption between the clock reads, a perturbed sample. Pairs without a TSC
+    (Python writers) are ignored. Returns None with fewer than two TSC pairs, or when they span
+    no time.
+    """
+    pts = sorted(p for p in pairs if p[0])
+    if len(pts) < 2:
+        return None
+    rejected = 0
+    if len(pts) >= 4:
+        t0, r0 = pts[0][0], pts[0][1]
+        xs = [p[0] - t0 for p in pts]
+        ys = [p[1] - r0 for p in pts]
+        slopes = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(pts)) for j in range(i + 1, len(pts))
+                  if xs[j] != xs[i]]  # fmt: skip
+        if slopes:
+            m = _median(slopes)
+            b = _median([y - m * x for x, y in zip(xs, ys, strict=True)])
+            dist = [abs(y - (b + m * x)) for x, y in zip(xs, ys, strict=True)]
+            limit = max(OUTLIER_FLOOR_NS, 5 * _median(dist))
+            kept = [p for p, d in zip(pts, dist, strict=True) if d <= limit]
+            if len(kept) >= 2:
+                rejected, pts = len(pts) - len(kept), kept
+    fitted = _line(pts)
+    if fitted is None:
+        return None
+    slope, raw_at, resid = fitted
     if slope <= 0:
         return None
-    resid = (sum((y - (my + slope * (x - mx))) ** 2 for x, y in zip(xs, ys, strict=True)) / n) ** 0.5
-    # Anchor: mean pair, mapped through mono - raw at that pair (they differ by NTP's doing).
-    mean_pair = min(pts, key=lambda p: abs((p[0] - t0) - mx))
-    mono_minus_raw = mean_pair[2] - mean_pair[1]
-    tsc_anchor = mean_pair[0]
-    mono_anchor = round(r0 + my + slope * ((tsc_anchor - t0) - mx)) + mono_minus_raw
-    return TscCalibration(hz=1e9 / slope, tsc0=tsc_anchor, mono0=mono_anchor, residual_ns=resid, pairs=n)
+    rms = (sum(r * r for r in resid) / len(resid)) ** 0.5
+    newest = pts[-1]
+    mono_minus_raw = newest[2] - newest[1]  # what NTP has done to MONOTONIC, as of the newest pair
+    return TscCalibration(hz=1e9 / slope, tsc0=newest[0], mono0=round(raw_at(newest[0])) + mono_minus_raw,
+                          residual_ns=rms, pairs=len(pts), rejected=rejected,
+                          span_ns=pts[-1][1] - pts[0][1])  # fmt: skip
+
+
+def read_calibration(buf) -> tuple[int, list[tuple[int, tuple[int, int, int, int]]]]:
+    """The pairs of a ring header that are whole: (pairs written so far, [(sequence number, pair)]).
+
+    ``calib_count`` is the writer's sequence counter: pair ``s`` lives in slot ``s % CALIB_SLOTS``
+    and is written *before* the counter moves past ``s``. Reading the counter before (c1) and after
+    (c2) the slots, a pair ``s`` is whole when ``s < c1`` (published) and ``s > c2 - CALIB_SLOTS``
+    (its slot was not being rewritten by pair c2, nor any pair before it, while we read).
+    """
+    c1 = _calib_count(buf)
+    slots = [
+        CALIB_ENTRY.unpack_from(buf, OFF_CALIB_ENTRIES + i * CALIB_ENTRY.size) for i in range(CALIB_SLOTS)
+    ]
+    c2 = _calib_count(buf)
+    lo = max(0, c2 + 1 - CALIB_SLOTS)
+    return c1, [(s, slots[s % CALIB_SLOTS]) for s in range(lo, c1)]
+
+
+def _calib_count(buf) -> int:
+    return struct.unpack_from("<I", buf, OFF_CALIB_COUNT)[0]
 
 
 def read_text(path: str) -> str | None:
