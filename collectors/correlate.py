@@ -273,6 +273,8 @@ class Correlator:
         rate = np.zeros(max(self._tsc) + 1)
         pieced = []
         for value, (_, timeline) in self._tsc.items():
+            if timeline.local is None:
+                continue  # never calibrated (a ring quarantined at discovery): it has no rows
             if len(timeline.local.xs) == 1:
                 rate[value] = timeline.local.slopes[0]
             else:
@@ -531,7 +533,7 @@ class _Spans:
         cor._tsc_stamps(C[:0], S[:0], order)  # (re)builds the ring tables
         rate = np.zeros(np.iinfo(np.int16).max + 1)  # ns per tick of rings with one rate all session
         for value, (_, timeline) in cor._tsc.items():
-            if len(timeline.local.xs) == 1:
+            if timeline.local is not None and len(timeline.local.xs) == 1:
                 rate[value] = timeline.local.slopes[0]
         ST = _columns_first(S)
         ring = ST.max(axis=0)

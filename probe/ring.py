@@ -176,7 +176,9 @@ class RingFile:
         L.CALIB_ENTRY.pack_into(
             self.mm, L.OFF_CALIB_ENTRIES + (count % L.CALIB_SLOTS) * L.CALIB_ENTRY.size, *pair
         )
-        struct.pack_into("<I", self.mm, L.OFF_CALIB_COUNT, count + 1)
+        # A u32 that wraps like the C and Rust writers' (2^32 pairs outlast any session): a header
+        # scribbled on by someone else must never make close() raise.
+        struct.pack_into("<I", self.mm, L.OFF_CALIB_COUNT, (count + 1) & 0xFFFFFFFF)
 
     def u64(self, offset: int) -> memoryview:
         """A one-element u64 view of a header field: the cheapest store Python has."""

@@ -43,3 +43,11 @@ def run_cli(*args, timeout=120, env=None, cwd=None):
         env=e,
         cwd=cwd,
     )
+
+
+@pytest.fixture(autouse=True)
+def tests_collect_the_rings_they_make(monkeypatch):
+    """A test that makes a ring reads it afterwards, as a collector would: announce the test process
+    as that collector, so a writer's close() (or exit) leaves its ring for the test to read instead
+    of removing it as it does with no collector about. Tests of that removal unset it."""
+    monkeypatch.setenv("TICKSCOPE_COLLECTOR_PID", str(os.getpid()))
