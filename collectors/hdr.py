@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ctypes
+import functools
 import math
 import struct
 import sys
@@ -80,11 +81,7 @@ class Layout(NamedTuple):
     @property
     def counts_len(self) -> int:
         """hdrh's counts_len for this layout, computed without allocating anything."""
-        unit_magnitude, half_mag = self.magnitudes
-        sub_bucket_count = 1 << (half_mag + 1)
-        return (get_bucket_count(self.highest, sub_bucket_count, unit_magnitude) + 1) * (
-            sub_bucket_count // 2
-        )
+        return _counts_len(self)
 
     @property
     def magnitudes(self) -> tuple[int, int]:
@@ -114,10 +111,15 @@ class Layout(NamedTuple):
             )
 
 
-def _payload_bytes(payload: str | bytes, head_only: bool = False) -> bytes:
+@functools.lru_cache(maxsize=64)
+def _counts_len(layout: Layout) -> int:
+    unit_magnitude, half_mag = layout.magnitudes
+    sub_bucket_count = 1 << (half_mag + 1)
+    return (get_bucket_count(layout.highest, sub_bucket_count, unit_magnitude) + 1) * (sub_bucket_count // 2)
+
+
+def _payload_bytes(payload: str | bytes) -> bytes:
     text = payload.strip()
-    if head_only:  # the external header and the start of the zlib stream: enough for the layout
-        text = text[:344]
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -127,7 +129,7 @@ def _payload_bytes(payload: str | bytes, head_only: bool = False) -> bytes:
     cookie, length = _EXT_HEADER.unpack_from(raw)
     if get_cookie_base(cookie) != V2_COMPRESSION_COOKIE_BASE:
         raise HistogramDecodeError(f"not a compressed V2 HdrHistogram (cookie {cookie:#x})")
-    if not head_only and length != len(raw) - _EXT_HEADER.size:
+    if length != len(raw) - _EXT_HEADER.size:
         raise HistogramDecodeError(f"header says {length} bytes follow, {len(raw) - _EXT_HEADER.size} do")
     return raw[_EXT_HEADER.size :]
 
@@ -148,15 +150,6 @@ def _inflate_head(zdata: bytes) -> tuple[zlib._Decompress, bytes]:
     except zlib.error as e:
         raise HistogramDecodeError(f"damaged zlib data ({e})") from None
     return d, head
-
-
-def read_layout(payload: str | bytes) -> Layout:
-    """The layout an encoded histogram declares, checked, from its first few hundred characters."""
-    for head_only in (True, False):
-        _, head = _inflate_head(_payload_bytes(payload, head_only))
-        if len(head) == _PAYLOAD_HEADER.size:
-            return _layout_of(head)[0]
-    raise HistogramDecodeError("ends inside its header")
 
 
 def decode_histogram(payload: str | bytes) -> HdrHistogram:
@@ -190,29 +183,38 @@ def decode_histogram(payload: str | bytes) -> HdrHistogram:
     return hist
 
 
-def covering_layout(layouts) -> Layout:
-    """One layout every value of ``layouts`` fits in, for adding them up: the widest range at the
-    finest precision that stays within MAX_COUNTS_LEN (fewer digits rather than a refusal)."""
-    layouts = set(layouts)
-    if not layouts:
-        return Layout(LOWEST_NS, HIGHEST_NS, SIGNIFICANT_DIGITS)
-    if len(layouts) == 1:
-        return next(iter(layouts))
-    lowest = min(lo for lo, _, _ in layouts)
-    highest = min(
-        2 * max(hi for _, hi, _ in layouts), (1 << 62)
-    )  # headroom: a last bucket reaches past highest
-    for digits in range(max(d for _, _, d in layouts), 0, -1):
-        out = Layout(lowest, highest, digits)
-        if out.counts_len <= MAX_COUNTS_LEN:
-            return out
-    return Layout(lowest, highest, 1)
+def layout_of(hist: HdrHistogram) -> Layout:
+    return Layout(hist.lowest_trackable_value, hist.highest_trackable_value, hist.significant_figures)
+
+
+def max_recordable(hist: HdrHistogram) -> int:
+    """The largest value ``hist`` can count (the top of its last bucket)."""
+    return hist.get_highest_equivalent_value(hist.get_value_from_index(hist.counts_len - 1))
+
+
+def holding(dst: HdrHistogram, src: HdrHistogram) -> HdrHistogram:
+    """``dst``, or when some value of ``src`` lies beyond it, a copy of ``dst`` in a layout that holds
+    both: the wider range, at the finer precision that stays within MAX_COUNTS_LEN (fewer digits
+    rather than a refusal). For totals over intervals of other tools' logs, whose layouts differ."""
+    if src.total_count == 0 or src.get_max_value() <= max_recordable(dst):
+        return dst
+    a, b = layout_of(dst), layout_of(src)
+    lowest, highest = (
+        min(a.lowest, b.lowest),
+        min(max(a.highest, b.highest, 2 * src.get_max_value()), 1 << 62),
+    )
+    for digits in range(max(a.digits, b.digits), 0, -1):
+        if Layout(lowest, highest, digits).counts_len <= MAX_COUNTS_LEN:
+            break
+    grown = HdrHistogram(lowest, highest, digits)
+    add_any(grown, dst)
+    return grown
 
 
 def add_any(dst: HdrHistogram, src: HdrHistogram) -> None:
     """``dst.add(src)`` for any two layouts: numpy for the same layout, else each non-empty bucket
     of ``src`` (a few hundred, not its whole counts array) re-recorded at its value in ``dst``.
-    A value beyond ``dst`` lands in its last bucket (covering_layout makes that not happen)."""
+    A value beyond ``dst`` lands in its last bucket: ``holding`` first makes that not happen."""
     if (dst.counts_len, dst.unit_magnitude, dst.sub_bucket_half_count_magnitude) == (
         src.counts_len,
         src.unit_magnitude,

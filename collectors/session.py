@@ -29,13 +29,12 @@ from hdrh.histogram import HdrHistogram
 
 from .hdr import (
     HistogramDecodeError,
-    Layout,
     LayoutLimitError,
     add_any,
-    covering_layout,
     decode_histogram,
+    holding,
+    layout_of,
     new_histogram,
-    read_layout,
     summarize,
 )
 
@@ -138,19 +137,14 @@ class SessionWriter:
 class Interval:
     """One interval of one tag. Keeps the compact encoded form and decodes on demand: a decoded
     histogram is ~225 KB of counts, and a one-hour session has tens of thousands of intervals.
-    ``layout`` is what the payload declares, read (and checked against MAX_COUNTS_LEN) at load."""
+    Decoding checks the layout the payload declares before allocating it (MAX_COUNTS_LEN)."""
 
-    __slots__ = ("start_s", "length_s", "_payload", "_hist", "_where", "layout")
+    __slots__ = ("start_s", "length_s", "_payload", "_hist", "_where")
 
     def __init__(self, start_s: float, length_s: float, hist: HdrHistogram | None = None, payload: str | None = None,
-                 where: str = "", layout: Layout | None = None) -> None:  # fmt: skip
+                 where: str = "") -> None:  # fmt: skip
         self.start_s, self.length_s = start_s, length_s  # start relative to the session start
         self._hist, self._payload, self._where = hist, payload, where
-        if layout is None and hist is not None:
-            layout = Layout(
-                hist.lowest_trackable_value, hist.highest_trackable_value, hist.significant_figures
-            )
-        self.layout = layout
 
     @property
     def hist(self) -> HdrHistogram:
@@ -197,8 +191,7 @@ def parse_hlog(text: str, path: Path) -> tuple[dict[str, list[Interval]], list[s
 
     Returns intervals per tag in file order, and warnings (a truncated last line is skipped with
     a warning: that is what a killed writer leaves; an unreadable StartTime/BaseTime header is
-    ignored with a warning). Anything else malformed is a SessionError naming the line. Every
-    line's layout is read from its header (cheap) and refused beyond MAX_COUNTS_LEN; the first
+    ignored with a warning). Anything else malformed is a SessionError naming the line. The first
     and last lines are decoded in full, the rest when a report needs them.
     """
     lines = text.split("\n")
@@ -235,12 +228,7 @@ def parse_hlog(text: str, path: Path) -> tuple[dict[str, list[Interval]], list[s
             if not parts[3].startswith("HIST") or len(parts[3]) < 40:
                 raise HistogramDecodeError("payload is not a base64 V2 histogram")
             if last or len(out) == 0:  # the first and a possibly cut last line are checked fully
-                hist = decode_histogram(parts[3])
-                layout = Layout(
-                    hist.lowest_trackable_value, hist.highest_trackable_value, hist.significant_figures
-                )
-            else:
-                layout = read_layout(parts[3])
+                decode_histogram(parts[3])
         except HistogramDecodeError as e:
             if last and not isinstance(e, LayoutLimitError):
                 warnings.append(f"{path.name}: last line truncated (writer killed mid-write?), ignored")
@@ -250,7 +238,7 @@ def parse_hlog(text: str, path: Path) -> tuple[dict[str, list[Interval]], list[s
         if base_time is None and start_time is not None and start > start_time - 365 * 86400:
             start -= start_time
         out.setdefault(tag, []).append(
-            Interval(start, length, payload=parts[3], where=f"{path} line {i + 1}", layout=layout)
+            Interval(start, length, payload=parts[3], where=f"{path} line {i + 1}")
         )
     return out, warnings
 
@@ -349,10 +337,12 @@ class Session:
         """All (non-warm-up) intervals of ``tag`` added together, in a layout that holds every one
         of them (their own when they share one, as tickscope's do)."""
         if tag not in self._totals:
-            ivs = self.intervals.get(tag, [])
-            h = new_histogram(*covering_layout(iv.layout for iv in ivs))
-            for iv in ivs:
-                add_any(h, iv.hist)
+            h = None
+            for iv in self.intervals.get(tag, []):
+                x = iv.hist
+                h = new_histogram(*layout_of(x)) if h is None else holding(h, x)
+                add_any(h, x)
+            h = h if h is not None else new_histogram()
             # Keep totals of small layouts only: a file of many tags with big layouts must not
             # hold them all alive (each is recomputed when asked again).
             cached = sum(t.counts_len for t in self._totals.values())
