@@ -240,14 +240,15 @@ def test_a_damaged_file_is_one_line_and_exit_2_in_every_command(clean, tmp_path,
 def test_a_damaged_file_is_a_warning_and_the_rest_is_reported(clean, tmp_path, case):
     damage, needle = WARNINGS[case]
     d = damaged(clean, tmp_path, damage)
-    if (
-        case == "value-beyond-our-layout"
-    ):  # its 100 s value is kept, not an IndexError; compare needs one layout
+    if case == "value-beyond-our-layout":  # its 100 s value is kept, not an IndexError
         r = run_cli("report", str(d))
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
         row = next(x for x in r.stdout.splitlines() if "tick_to_trade" in x)
         assert row.rstrip(" │|").endswith("100s"), row
-        assert_one_line_error(run_cli("compare", str(clean), str(d)), "different layouts")
+        r = run_cli("compare", str(clean), str(d), "--json", str(tmp_path / "c.json"))
+        assert r.returncode in (0, 1) and r.stderr == "", r.stderr[-2000:]
+        rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+        assert {x["tag"] for x in rows} >= {"tick_to_trade", "feed"}
         return
     for name, args in commands(d, clean, tmp_path, perfetto_alone=False).items():
         r = run_cli(*args)
@@ -293,6 +294,25 @@ def test_another_tools_log_keeps_values_beyond_our_layout(tmp_path):
     assert r.returncode == 0 and "13" in row and row.rstrip(" │|").endswith("100s"), (row, r.stderr)
 
 
+def test_compare_takes_each_side_in_its_own_layout(tmp_path):
+    """Baseline from a tool recording 1 us .. 1 h, candidate in tickscope's 1 ns .. 60 s: both are
+    counted in one layout that holds them, each value where it belongs."""
+    for name, lowest, highest, slow in (
+        ("a", 1000, 3_600 * 10**9, 100 * 10**9),
+        ("b", 1, 60 * 10**9, 50 * 10**9),
+    ):
+        lines = [HEADER] + [hist_line("rtt", i, lowest, highest, 3, [slow, slow, 7_000]) for i in range(8)]
+        (tmp_path / f"{name}.hlog").write_text("\n".join(lines) + "\n")
+    r = run_cli(
+        "compare", str(tmp_path / "a.hlog"), str(tmp_path / "b.hlog"), "--json", str(tmp_path / "c.json")
+    )
+    assert r.returncode in (0, 1) and r.stderr == "", r.stderr
+    rows = {x["percentile"]: x for x in json.loads((tmp_path / "c.json").read_text())["rows"]}
+    assert rows["p50"]["baseline_ns"] == pytest.approx(100e9, rel=1e-3)
+    assert rows["p50"]["candidate_ns"] == pytest.approx(50e9, rel=1e-3)
+    assert rows["p50"]["change"] == pytest.approx(-0.5, rel=1e-2)
+
+
 def test_the_layout_limit_is_decided_before_allocating(tmp_path):
     """A 1.8 KB hlog of 5-digit, 1..2**62 histograms: refused from its header, no 48 MB per line."""
     lines = [HEADER] + [f"{i}.000,1.000,1.0,{HUGE.split(',', 4)[4]}" for i in range(28)]
@@ -306,3 +326,8 @@ def test_the_layout_limit_is_decided_before_allocating(tmp_path):
     (tmp_path / "edge.hlog").write_text(HEADER + "\n" + hist_line(None, 0, 1, 2**32 - 1, 5, [12_345]) + "\n")
     r = run_cli("report", str(tmp_path / "edge.hlog"))
     assert r.returncode == 0 and "12.3us" in r.stdout, r.stdout + r.stderr
+
+
+def test_an_unwritable_perfetto_trace_is_one_line(clean, tmp_path):
+    r = run_cli("report", str(clean), "--perfetto", str(tmp_path / "no-such-dir" / "t.json"))
+    assert_one_line_error(r, "cannot write trace")
