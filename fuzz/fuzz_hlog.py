@@ -1,13 +1,13 @@
 """Coverage-guided fuzzing (atheris) of what ``tickscope report`` and ``compare`` read from disk:
 the HdrHistogram interval log (lines, headers, base64/zlib/varint payloads) and the session's
-JSON files (meta.json, summary.json, slowest.json).
+JSON files (meta.json, summary.json, slowest.json), and two logs compared tag by tag.
 
     pip install atheris
     python fuzz/fuzz_hlog.py -max_total_time=300 /tmp/tickscope-fuzz-hlog   # a 5-minute campaign
 
 The only exception allowed out is the documented one (SessionError, which the CLI prints as one
 line, exit 2); anything else is a crash that atheris reports with the input that caused it. The
-first input byte picks the target, so one corpus covers all three. Not run in CI: the bounded
+first input byte picks the target, so one corpus covers all four. Not run in CI: the bounded
 property tests in tests/test_hlog_properties.py are.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 
 with atheris.instrument_imports():
     from tickscope.collectors import hdr, session
-    from tickscope.reports import console, perfetto
+    from tickscope.reports import compare, console, perfetto
 
 from hdrh.histogram import HdrHistogram
 from rich.console import Console
@@ -60,6 +60,22 @@ def check_log(text: str) -> None:
         assert "\n" not in str(e), "an error message must be one line"
 
 
+def check_compare(text: str) -> None:
+    """Two logs (split at a form feed) compared tag by tag, as ``tickscope compare a.hlog b.hlog``."""
+    compare.RESAMPLES = 50  # the statistics are not under test here, the reading is
+    base_text, _, cand_text = text.partition("\f")
+    try:
+        sides = []
+        for part in (base_text, cand_text):
+            intervals, _ = session.parse_hlog(part, SEED_LOG)
+            sides.append([session.Session(SEED_LOG, {"name": "fuzz"}, intervals, {}, None, [], [])])
+        common = [t for t in sides[0][0].tags if t in sides[1][0].intervals]
+        for tag in common:
+            compare.compare_tag(sides[0], sides[1], tag, compare.DEFAULT_THRESHOLDS, np.random.default_rng(1))
+    except session.SessionError as e:
+        assert "\n" not in str(e), "an error message must be one line"
+
+
 def check_payload(data: bytes) -> None:
     try:
         h = hdr.decode_histogram(data)
@@ -86,13 +102,15 @@ def check_json(data: bytes) -> None:
 def test_one_input(data: bytes) -> None:
     if not data:
         return
-    target, body = data[0] % 3, data[1:]
+    target, body = data[0] % 4, data[1:]
     if target == 0:
         check_log(body.decode("utf-8", errors="replace"))
     elif target == 1:
         check_payload(body)
-    else:
+    elif target == 2:
         check_json(body)
+    else:
+        check_compare(body.decode("utf-8", errors="replace"))
 
 
 def main() -> None:
@@ -103,6 +121,7 @@ def main() -> None:
         (corpus / "log").write_bytes(b"\x00" + log.encode())
         payload = log.split("\n")[4].rsplit(",", 1)[1]
         (corpus / "payload").write_bytes(b"\x01" + payload.encode())
+        (corpus / "compare").write_bytes(b"\x03" + (log + "\f" + log.replace("Tag=feed", "Tag=x")).encode())
         (corpus / "meta").write_bytes(b"\x02" + json.dumps({"stages": [{"name": "a", "from": "x", "to": "y"}],
                                                               "counters": {"produced": 1}}).encode())  # fmt: skip
     atheris.Setup(sys.argv, test_one_input)
