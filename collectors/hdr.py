@@ -134,33 +134,25 @@ def _payload_bytes(payload: str | bytes) -> bytes:
     return raw[_EXT_HEADER.size :]
 
 
-def _layout_of(head: bytes) -> tuple[Layout, int]:
-    cookie, payload_len, _offset, digits, lowest, highest, _ratio = _PAYLOAD_HEADER.unpack_from(head)
+def _layout_of(head: bytes) -> Layout:
+    cookie, _len, _offset, digits, lowest, highest, _ratio = _PAYLOAD_HEADER.unpack_from(head)
     if get_cookie_base(cookie) != V2_ENCODING_COOKIE_BASE:
         raise HistogramDecodeError(f"not a V2 HdrHistogram payload (cookie {cookie:#x})")
     layout = Layout(lowest, highest, digits)
     layout.check()
-    return layout, payload_len
-
-
-def _inflate_head(zdata: bytes) -> tuple[zlib._Decompress, bytes]:
-    d = zlib.decompressobj()
-    try:
-        head = d.decompress(zdata, _PAYLOAD_HEADER.size)
-    except zlib.error as e:
-        raise HistogramDecodeError(f"damaged zlib data ({e})") from None
-    return d, head
+    return layout
 
 
 def decode_histogram(payload: str | bytes) -> HdrHistogram:
     """``HdrHistogram.decode`` that never raises anything but HistogramDecodeError, refuses a layout
     beyond MAX_COUNTS_LEN before allocating it, and never inflates more than the layout can hold."""
-    d, head = _inflate_head(_payload_bytes(payload))
-    if len(head) < _PAYLOAD_HEADER.size:
-        raise HistogramDecodeError("ends inside its header")
-    layout, _ = _layout_of(head)
-    limit = layout.counts_len * _MAX_VARINT_BYTES
+    d = zlib.decompressobj()
     try:
+        head = d.decompress(_payload_bytes(payload), _PAYLOAD_HEADER.size)  # the layout, nothing more
+        if len(head) < _PAYLOAD_HEADER.size:
+            raise HistogramDecodeError("ends inside its header")
+        layout = _layout_of(head)
+        limit = layout.counts_len * _MAX_VARINT_BYTES
         body = d.decompress(d.unconsumed_tail, limit + 1)
     except zlib.error as e:
         raise HistogramDecodeError(f"damaged zlib data ({e})") from None
@@ -174,7 +166,7 @@ def decode_histogram(payload: str | bytes) -> HdrHistogram:
                                 hist.counts_len, 8)  # fmt: skip
     except (IndexError, ValueError, OverflowError) as e:  # a count beyond its own layout, a bad varint
         raise HistogramDecodeError(f"holds counts its layout cannot ({e})") from None
-    if found["total"] < 0 or (counts_view(hist) < 0).any():
+    if found["total"] < 0 or int(counts_view(hist).min()) < 0:  # a count past 2**63 reads negative
         raise HistogramDecodeError("holds negative counts")
     if found["total"]:
         hist.set_internal_tacking_values(
