@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import atheris
@@ -28,7 +27,7 @@ with atheris.instrument_imports():
 from hdrh.histogram import HdrHistogram
 from rich.console import Console
 
-SEED_LOG = Path(tempfile.mkdtemp(prefix="tickscope-fuzz-")) / "seed.hlog"
+SEED_LOG = Path("fuzzed.hlog")  # named in error messages only: nothing is written
 
 
 def seed_log() -> str:
