@@ -17,10 +17,20 @@ Index arithmetic (hdrh's ``_counts_index_for``), for v >= 0::
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ctypes
+import functools
+import math
+import struct
 import sys
+import zlib
+from typing import NamedTuple
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
+from hdrh.codec import V2_COMPRESSION_COOKIE_BASE, V2_ENCODING_COOKIE_BASE, get_cookie_base
+from hdrh.histogram import HdrHistogram, get_bucket_count
+from pyhdrh import decode as _decode_varints
 
 LOWEST_NS = 1
 HIGHEST_NS = 60 * 1_000_000_000
@@ -34,6 +44,185 @@ def new_histogram(
     lowest: int = LOWEST_NS, highest: int = HIGHEST_NS, digits: int = SIGNIFICANT_DIGITS
 ) -> HdrHistogram:
     return HdrHistogram(lowest, highest, digits)
+
+
+# Decoding histograms written by anyone. An encoded HdrHistogram carries its own layout
+# (lowest, highest trackable value, significant digits) and is decoded into that layout, so a
+# 100 s value in another tool's 1 h log is kept, not refused. What a layout would cost is worked
+# out from its header alone and refused BEFORE anything is allocated: 56 bytes of base64 can
+# declare 5 digits over 1..2**62, 6 M counts (48 MB) per interval.
+MAX_COUNTS_LEN = 1 << 21
+"""Largest layout decoded: 2,097,152 counts (16 MB per histogram). Every layout of 1-4 significant
+digits fits (4 digits over the whole 64-bit range is 819,200); 5 digits fit while highest / lowest
+stays below 2**32 (1 ns .. 4.2 s, 1 us .. 71 min). tickscope's own layout (1 ns .. 60 s, 3 digits)
+is 27,648."""
+
+_EXT_HEADER = struct.Struct(">II")  # cookie, length of the zlib payload that follows
+# cookie, payload_len, normalizing index offset, digits, lowest, highest, int-to-double ratio
+_PAYLOAD_HEADER = struct.Struct(">IIIIqqd")
+_MAX_VARINT_BYTES = 9  # one count (LEB128-64b9B zig-zag) takes at most 9 bytes
+
+
+class HistogramDecodeError(ValueError):
+    """An encoded histogram that cannot be decoded; the message says why, in one line."""
+
+
+class LayoutLimitError(HistogramDecodeError):
+    """A layout beyond MAX_COUNTS_LEN: refused whole, never mistaken for a truncated line."""
+
+
+class Layout(NamedTuple):
+    """What an encoded histogram declares: its counts array follows from these three numbers."""
+
+    lowest: int
+    highest: int
+    digits: int
+
+    @property
+    def counts_len(self) -> int:
+        """hdrh's counts_len for this layout, computed without allocating anything."""
+        return _counts_len(self)
+
+    @property
+    def magnitudes(self) -> tuple[int, int]:
+        """(unit_magnitude, sub_bucket_half_count_magnitude), computed as hdrh computes them."""
+        unit_magnitude = int(math.floor(math.log(self.lowest) / math.log(2)))
+        mag = int(math.ceil(math.log(2 * math.pow(10, self.digits)) / math.log(2)))
+        return unit_magnitude, (mag - 1 if mag > 1 else 0)
+
+    def check(self) -> None:
+        """The layout is one hdrh can hold and within MAX_COUNTS_LEN, or HistogramDecodeError."""
+        lo, hi, digits = self
+        if not 1 <= digits <= 5:
+            raise HistogramDecodeError(f"declares {digits} significant digits (HdrHistogram allows 1..5)")
+        if lo < 1 or hi < 2 * lo:
+            raise HistogramDecodeError(
+                f"declares an impossible range {lo}..{hi} (needs 1 <= lowest, 2 x lowest <= highest)"
+            )
+        unit_magnitude, half_mag = self.magnitudes
+        if unit_magnitude + half_mag > 61:
+            raise HistogramDecodeError(f"declares lowest {lo} with {digits} digits: beyond 64-bit values")
+        n = self.counts_len
+        if n > MAX_COUNTS_LEN:
+            raise LayoutLimitError(
+                f"declares a layout of {n:,} counts ({lo}..{hi}, {digits} digits, {n * 8 / 1e6:,.0f} MB), "
+                f"more than tickscope decodes ({MAX_COUNTS_LEN:,}): re-record with fewer significant digits "
+                "or a narrower range"
+            )
+
+
+@functools.lru_cache(maxsize=64)
+def _counts_len(layout: Layout) -> int:
+    unit_magnitude, half_mag = layout.magnitudes
+    sub_bucket_count = 1 << (half_mag + 1)
+    return (get_bucket_count(layout.highest, sub_bucket_count, unit_magnitude) + 1) * (sub_bucket_count // 2)
+
+
+def _payload_bytes(payload: str | bytes) -> bytes:
+    text = payload.strip()
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise HistogramDecodeError("not base64") from None
+    if len(raw) < _EXT_HEADER.size:
+        raise HistogramDecodeError("shorter than the 8-byte header")
+    cookie, length = _EXT_HEADER.unpack_from(raw)
+    if get_cookie_base(cookie) != V2_COMPRESSION_COOKIE_BASE:
+        raise HistogramDecodeError(f"not a compressed V2 HdrHistogram (cookie {cookie:#x})")
+    if length != len(raw) - _EXT_HEADER.size:
+        raise HistogramDecodeError(f"header says {length} bytes follow, {len(raw) - _EXT_HEADER.size} do")
+    return raw[_EXT_HEADER.size :]
+
+
+def _layout_of(head: bytes) -> Layout:
+    cookie, _len, _offset, digits, lowest, highest, _ratio = _PAYLOAD_HEADER.unpack_from(head)
+    if get_cookie_base(cookie) != V2_ENCODING_COOKIE_BASE:
+        raise HistogramDecodeError(f"not a V2 HdrHistogram payload (cookie {cookie:#x})")
+    layout = Layout(lowest, highest, digits)
+    layout.check()
+    return layout
+
+
+def decode_histogram(payload: str | bytes) -> HdrHistogram:
+    """``HdrHistogram.decode`` that never raises anything but HistogramDecodeError, refuses a layout
+    beyond MAX_COUNTS_LEN before allocating it, and never inflates more than the layout can hold."""
+    d = zlib.decompressobj()
+    try:
+        head = d.decompress(_payload_bytes(payload), _PAYLOAD_HEADER.size)  # the layout, nothing more
+        if len(head) < _PAYLOAD_HEADER.size:
+            raise HistogramDecodeError("ends inside its header")
+        layout = _layout_of(head)
+        limit = layout.counts_len * _MAX_VARINT_BYTES
+        body = d.decompress(d.unconsumed_tail, limit + 1)
+    except zlib.error as e:
+        raise HistogramDecodeError(f"damaged zlib data ({e})") from None
+    if len(body) > limit:
+        raise HistogramDecodeError(f"inflates past the {limit:,} bytes its layout can hold")
+    if not d.eof:
+        raise HistogramDecodeError("truncated zlib data")
+    hist = HdrHistogram(*layout)
+    try:
+        found = _decode_varints(head + body, _PAYLOAD_HEADER.size, ctypes.addressof(hist.counts),
+                                hist.counts_len, 8)  # fmt: skip
+    except (IndexError, ValueError, OverflowError) as e:  # a count beyond its own layout, a bad varint
+        raise HistogramDecodeError(f"holds counts its layout cannot ({e})") from None
+    if found["total"] < 0 or int(counts_view(hist).min()) < 0:  # a count past 2**63 reads negative
+        raise HistogramDecodeError("holds negative counts")
+    if found["total"]:
+        hist.set_internal_tacking_values(
+            found["min_nonzero_index"], found["max_nonzero_index"], found["total"]
+        )
+    return hist
+
+
+def layout_of(hist: HdrHistogram) -> Layout:
+    return Layout(hist.lowest_trackable_value, hist.highest_trackable_value, hist.significant_figures)
+
+
+def max_recordable(hist: HdrHistogram) -> int:
+    """The largest value ``hist`` can count (the top of its last bucket)."""
+    return hist.get_highest_equivalent_value(hist.get_value_from_index(hist.counts_len - 1))
+
+
+def holding(dst: HdrHistogram, src: HdrHistogram) -> HdrHistogram:
+    """``dst``, or when some value of ``src`` lies beyond it, a copy of ``dst`` in a layout that holds
+    both: the wider range, at the finer precision that stays within MAX_COUNTS_LEN (fewer digits
+    rather than a refusal). For totals over intervals of other tools' logs, whose layouts differ."""
+    if src.total_count == 0 or src.get_max_value() <= max_recordable(dst):
+        return dst
+    a, b = layout_of(dst), layout_of(src)
+    lowest, highest = (
+        min(a.lowest, b.lowest),
+        min(max(a.highest, b.highest, 2 * src.get_max_value()), 1 << 62),
+    )
+    for digits in range(max(a.digits, b.digits), 0, -1):
+        if Layout(lowest, highest, digits).counts_len <= MAX_COUNTS_LEN:
+            break
+    grown = HdrHistogram(lowest, highest, digits)
+    add_any(grown, dst)
+    return grown
+
+
+def add_any(dst: HdrHistogram, src: HdrHistogram) -> None:
+    """``dst.add(src)`` for any two layouts: numpy for the same layout, else each non-empty bucket
+    of ``src`` (a few hundred, not its whole counts array) re-recorded at its value in ``dst``.
+    A value beyond ``dst`` lands in its last bucket: ``holding`` first makes that not happen."""
+    if (dst.counts_len, dst.unit_magnitude, dst.sub_bucket_half_count_magnitude) == (
+        src.counts_len,
+        src.unit_magnitude,
+        src.sub_bucket_half_count_magnitude,
+    ):
+        add_into(dst, src)
+        return
+    if src.total_count == 0:
+        return
+    src_counts, dst_counts = counts_view(src), counts_view(dst)
+    for index in np.flatnonzero(src_counts).tolist():
+        value = src.get_value_from_index(index)
+        dst_counts[min(dst._counts_index_for(value), dst.counts_len - 1)] += src_counts[index]
+    dst.total_count += src.total_count
+    dst.min_value = min(dst.min_value, src.min_value)
+    dst.max_value = max(dst.max_value, src.max_value)
 
 
 def counts_view(hist: HdrHistogram) -> np.ndarray:
@@ -184,6 +373,8 @@ def _bucket_values(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
         bucket = np.where(low_bucket, 0, bucket)
         lowest = sub << (bucket + hist.unit_magnitude)
         size = np.left_shift(1, bucket + hist.unit_magnitude)
+        if len(_BUCKET_CACHE) >= 4:  # layouts come from files: bound what they keep alive
+            _BUCKET_CACHE.clear()
         _BUCKET_CACHE[key] = (lowest, size)
     return _BUCKET_CACHE[key]
 

@@ -27,7 +27,16 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
-from .hdr import add_into, new_histogram, summarize
+from .hdr import (
+    HistogramDecodeError,
+    LayoutLimitError,
+    add_any,
+    decode_histogram,
+    holding,
+    layout_of,
+    new_histogram,
+    summarize,
+)
 
 LATENCY_LOG = "latency.hlog"
 WARMUP_LOG = "warmup.hlog"
@@ -127,7 +136,8 @@ class SessionWriter:
 
 class Interval:
     """One interval of one tag. Keeps the compact encoded form and decodes on demand: a decoded
-    histogram is ~225 KB of counts, and a one-hour session has tens of thousands of intervals."""
+    histogram is ~225 KB of counts, and a one-hour session has tens of thousands of intervals.
+    Decoding checks the layout the payload declares before allocating it (MAX_COUNTS_LEN)."""
 
     __slots__ = ("start_s", "length_s", "_payload", "_hist", "_where")
 
@@ -141,8 +151,8 @@ class Interval:
         if self._hist is not None:
             return self._hist
         try:
-            return HdrHistogram.decode(self._payload)
-        except Exception as e:  # hdrh raises assorted errors on bad base64/zlib
+            return decode_histogram(self._payload)
+        except HistogramDecodeError as e:
             raise SessionError(f"{self._where}: interval at {self.start_s:.3f}s holds a damaged histogram ({e}); "
                                "re-record the session or cut that line out") from None  # fmt: skip
 
@@ -151,16 +161,39 @@ class Interval:
         return self.start_s + self.length_s
 
 
-def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
-    """Parse a (tagged or untagged) HdrHistogram interval log. Untagged lines get tag "default".
-
-    Returns intervals per tag in file order, and warnings (a truncated last line is skipped with
-    a warning: that is what a killed writer leaves). Anything else malformed is a SessionError.
-    """
+def _header_seconds(line: str, name: str, where: str, warnings: list[str]) -> float | None:
+    """The number after ``#[StartTime:`` / ``#[BaseTime:``; a missing or non-numeric one is a warning."""
+    words = line.split(":", 1)[1].replace("]", " ").split()
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        value = float(words[0])
+        if not math.isfinite(value):
+            raise ValueError
+        return value
+    except (IndexError, ValueError):
+        warnings.append(
+            f"{where}: {name} {(words[0] if words else '')!r} is not a number of seconds, ignored"
+        )
+        return None
+
+
+def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
+    """Parse a (tagged or untagged) HdrHistogram interval log file. See ``parse_hlog``."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise SessionError(f"cannot read {path}: {e.strerror or e}") from None
+    return parse_hlog(data.decode("utf-8", errors="replace"), path)
+
+
+def parse_hlog(text: str, path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
+    """Parse the text of a (tagged or untagged) HdrHistogram interval log. Untagged lines get tag "default".
+
+    Returns intervals per tag in file order, and warnings (a truncated last line is skipped with
+    a warning: that is what a killed writer leaves; an unreadable StartTime/BaseTime header is
+    ignored with a warning). Anything else malformed is a SessionError naming the line. The first
+    and last lines are decoded in full, the rest when a report needs them.
+    """
     lines = text.split("\n")
     truncated_tail = bool(lines) and lines[-1] != ""
     out: dict[str, list[Interval]] = {}
@@ -172,9 +205,9 @@ def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
             continue
         if line.startswith("#"):
             if line.startswith("#[StartTime:"):
-                start_time = float(line.split(":", 1)[1].split()[0])
+                start_time = _header_seconds(line, "StartTime", f"{path.name} line {i + 1}", warnings)
             elif line.startswith("#[BaseTime:"):
-                base_time = float(line.split(":", 1)[1].split()[0])
+                base_time = _header_seconds(line, "BaseTime", f"{path.name} line {i + 1}", warnings)
             continue
         if line.startswith('"StartTimestamp"'):
             continue
@@ -185,17 +218,22 @@ def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
         last = i == len(lines) - 1 and truncated_tail
         try:
             if len(parts) != 4:
-                raise ValueError("expected 4 fields")
-            start, length = float(parts[0]), float(parts[1])
+                raise HistogramDecodeError(f"expected 4 fields, found {len(parts)}")
+            try:
+                start, length = float(parts[0]), float(parts[1])
+            except ValueError:
+                raise HistogramDecodeError("start and length are not numbers") from None
+            if not (math.isfinite(start) and math.isfinite(length) and length >= 0):
+                raise HistogramDecodeError(f"start {parts[0]} / length {parts[1]} are not finite seconds")
             if not parts[3].startswith("HIST") or len(parts[3]) < 40:
-                raise ValueError("payload is not a base64 V2 histogram")
+                raise HistogramDecodeError("payload is not a base64 V2 histogram")
             if last or len(out) == 0:  # the first and a possibly cut last line are checked fully
-                HdrHistogram.decode(parts[3])
-        except Exception as e:  # hdrh raises assorted errors on bad base64/zlib
-            if last:
+                decode_histogram(parts[3])
+        except HistogramDecodeError as e:
+            if last and not isinstance(e, LayoutLimitError):
                 warnings.append(f"{path.name}: last line truncated (writer killed mid-write?), ignored")
                 break
-            raise SessionError(f"{path}: line {i + 1} is not an HdrHistogram interval ({e})") from None
+            raise SessionError(f"{path}: line {i + 1} is not an HdrHistogram interval: {e}") from None
         # Absolute timestamps (other tools) become relative to the log's start.
         if base_time is None and start_time is not None and start > start_time - 365 * 86400:
             start -= start_time
@@ -206,7 +244,11 @@ def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
 
 
 class Session:
-    """A saved session, loaded read-only. ``reports/`` imports nothing else from the collector."""
+    """A saved session, loaded read-only. ``reports/`` imports nothing else from the collector.
+
+    Whatever is on disk, a loaded session holds only well-typed data (see ``check_meta``,
+    ``check_summary``, ``check_slowest``): renderers never meet a wrong type.
+    """
 
     def __init__(self, path: Path, meta: dict, intervals: dict[str, list[Interval]],
                  warmup: dict[str, list[Interval]], summary: dict | None, slowest: list[dict],
@@ -231,22 +273,27 @@ class Session:
         meta_path = p / META
         if not meta_path.is_file():
             raise SessionError(f"{p} is not a tickscope session: {META} is missing")
+        warnings: list[str] = []
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise SessionError(f"{meta_path}: not valid JSON ({e})") from None
+            raw_meta = json.loads(meta_path.read_bytes())
+        except OSError as e:
+            raise SessionError(f"cannot read {meta_path}: {e.strerror or e}") from None
+        except (ValueError, RecursionError) as e:
+            raise SessionError(f"{meta_path}: not valid JSON ({_one_line(e)})") from None
+        meta = check_meta(raw_meta, warnings)
         log = p / LATENCY_LOG
         if not log.is_file():
             raise SessionError(f"{log} is missing: the session recorded no intervals")
-        intervals, warnings = read_hlog(log)
+        intervals, w1 = read_hlog(log)
+        warnings += w1
         if not intervals:
             raise SessionError(f"{log} holds no intervals (empty or truncated session)")
         warmup: dict[str, list[Interval]] = {}
         if (p / WARMUP_LOG).is_file():
             warmup, w2 = read_hlog(p / WARMUP_LOG)
             warnings += w2
-        summary = _read_json(p / SUMMARY, warnings)
-        slowest = _read_json(p / SLOWEST, warnings) or []
+        summary = check_summary(_read_json(p / SUMMARY, warnings), warnings)
+        slowest = check_slowest(_read_json(p / SLOWEST, warnings), warnings)
         if meta.get("status") == "running":
             warnings.append(f"{p.name}: the collector did not finish (killed?); data up to its last interval")
         return cls(p, meta, intervals, warmup, summary, slowest, warnings)
@@ -270,7 +317,7 @@ class Session:
         known = ["tick_to_trade", "tick_to_decision", "tick_to_trade_co", "tick_to_decision_co"]
         rest = [t for t in known if t in self.intervals and t not in stage_names]
         rest += [t for t in self.intervals if t not in stage_names and t not in known]
-        return [s for s in stage_names if s in self.intervals] + rest
+        return [s for s in dict.fromkeys(stage_names) if s in self.intervals] + rest
 
     @property
     def stages(self) -> list[str]:
@@ -287,12 +334,21 @@ class Session:
         return [s["name"] for s in self.meta.get("stages", [])[:cut]]
 
     def total(self, tag: str) -> HdrHistogram:
-        """All (non-warm-up) intervals of ``tag`` added together."""
+        """All (non-warm-up) intervals of ``tag`` added together, in a layout that holds every one
+        of them (their own when they share one, as tickscope's do)."""
         if tag not in self._totals:
-            h = new_histogram()
+            h = None
             for iv in self.intervals.get(tag, []):
-                _add_any(h, iv.hist)
-            self._totals[tag] = h
+                x = iv.hist
+                h = new_histogram(*layout_of(x)) if h is None else holding(h, x)
+                add_any(h, x)
+            h = h if h is not None else new_histogram()
+            # Keep totals of small layouts only: a file of many tags with big layouts must not
+            # hold them all alive (each is recomputed when asked again).
+            cached = sum(t.counts_len for t in self._totals.values())
+            if cached + h.counts_len <= _TOTALS_CACHE_COUNTS:
+                self._totals[tag] = h
+            return h
         return self._totals[tag]
 
     def summary(self) -> dict[str, dict]:
@@ -315,26 +371,162 @@ class Session:
         return max(ends) - min(starts) if ends else 0.0
 
 
-def _add_any(dst: HdrHistogram, src: HdrHistogram) -> None:
-    same = (dst.counts_len, dst.unit_magnitude, dst.sub_bucket_count) == (
-        src.counts_len,
-        src.unit_magnitude,
-        src.sub_bucket_count,
-    )
-    if same:
-        add_into(dst, src)
-    else:
-        dst.add(src)
+_TOTALS_CACHE_COUNTS = 1 << 23  # 64 MB of cached per-tag totals; ~300 tags of tickscope's layout
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _read_json(path: Path, warnings: list[str]):
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        warnings.append(f"{path.name}: unreadable, ignored (computed from the log instead)")
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as e:
+        warnings.append(f"{path.name}: unreadable ({_one_line(e)[:120]}), ignored")
         return None
+
+
+# ---- schema checks: wrong types become warnings and safe defaults, in one place ----------------
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_count(v) -> bool:
+    return _is_int(v) and 0 <= v < 1 << 64
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _is_epoch(v) -> bool:
+    return _is_number(v) and 0 <= v < 1e11  # time.gmtime() must be able to format it
+
+
+def _is_str(v) -> bool:
+    return isinstance(v, str)
+
+
+def _is_str_list(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_stage(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(v.get(k), str) for k in ("name", "from", "to"))
+
+
+def _is_finding(v) -> bool:  # a doctor check: name, value, fix, status
+    return isinstance(v, dict) and all(isinstance(v.get(k), str | int | float | None) for k in
+                                       ("name", "value", "fix", "status")) and "name" in v  # fmt: skip
+
+
+def _is_host(v) -> bool:
+    return isinstance(v, dict)
+
+
+# Key: (check, what it should be, default). Keys not listed are kept as found: no renderer reads them.
+META_SCHEMA = {
+    "name": (_is_str, "a string", None),
+    "status": (_is_str, "a string", None),
+    "command": (_is_str, "a string", ""),
+    "host": (_is_host, "an object", {}),
+    "points": (_is_str_list, "a list of point names", []),
+    "stages": (lambda v: isinstance(v, list), "a list of {name, from, to}", []),
+    "trade_point": (_is_str, "a point name", None),
+    "counters": (lambda v: isinstance(v, dict), "an object of counts", {}),
+    "start_epoch_s": (_is_epoch, "seconds since the epoch", None),
+    "end_epoch_s": (_is_epoch, "seconds since the epoch", None),
+    "doctor": (lambda v: isinstance(v, list), "a list of checks", []),
+    "side_warnings": (_is_str_list, "a list of strings", []),
+}
+
+
+def _kind(v) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def check_meta(raw, warnings: list[str]) -> dict:
+    """meta.json as renderers may rely on it: every key of META_SCHEMA of the right type (else a
+    warning and its default), stages/doctor entries well-formed, counters non-negative integers."""
+    if not isinstance(raw, dict):
+        warnings.append(f"{META} is {_kind(raw)}, not an object: host, stages and counters unknown")
+        raw = {}
+    meta = dict(raw)
+    for key, (ok, expected, default) in META_SCHEMA.items():
+        if key in meta and not ok(meta[key]):
+            warnings.append(f"{META}: {key} is {_kind(meta[key])}, expected {expected}: ignored")
+            meta[key] = default
+        if meta.get(key) is None and default is not None:
+            meta[key] = default
+    host = meta["host"]
+    if any(not isinstance(host.get(k), str | type(None)) for k in ("hostname", "cpu_model")):
+        warnings.append(f"{META}: host.hostname / host.cpu_model are not strings: ignored")
+        meta["host"] = {k: v for k, v in host.items() if k not in ("hostname", "cpu_model")}
+    for key, ok, what in (("stages", _is_stage, "{name, from, to} with string values"),
+                          ("doctor", _is_finding, "{name, value, fix, status}")):  # fmt: skip
+        good = [x for x in meta[key] if ok(x)]
+        if len(good) != len(meta[key]):
+            warnings.append(f"{META}: {len(meta[key]) - len(good)} of {len(meta[key])} {key} entries are not "
+                            f"{what}: ignored")  # fmt: skip
+            meta[key] = good
+    counters = meta["counters"]
+    bad = [k for k, v in counters.items() if not _is_count(v)]
+    if bad:
+        shown = ", ".join(f"{k}={counters[k]!r}"[:60] for k in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        warnings.append(f"{META}: counters are non-negative integers; ignored {shown}")
+        meta["counters"] = {k: v for k, v in counters.items() if k not in bad}
+    return meta
+
+
+_SUMMARY_KEYS = ("count", "min", "mean", "p50", "p90", "p99", "p99_9", "p99_99", "max")
+
+
+def check_summary(raw, warnings: list[str]) -> dict | None:
+    """summary.json, or None (recomputed from the log) when any of it is not numbers per tag."""
+    if raw is None:
+        return None
+    ok = isinstance(raw, dict) and all(
+        isinstance(v, dict)
+        and _is_count(v.get("count"))
+        and all(_is_number(v[k]) for k in _SUMMARY_KEYS if k in v)
+        for v in raw.values()
+    )
+    if not ok:
+        warnings.append(f"{SUMMARY}: not numbers per stage, ignored (computed from the log instead)")
+        return None
+    return raw
+
+
+def _is_stamp(v) -> bool:
+    return (isinstance(v, dict) and isinstance(v.get("point"), str) and _is_int(v.get("ts_ns"))
+            and (v.get("t_rel_ns") is None or _is_int(v.get("t_rel_ns")))
+            and all(v.get(k) is None or _is_int(v.get(k)) for k in ("pid", "tid"))
+            and (v.get("writer") is None or isinstance(v.get("writer"), str)))  # fmt: skip
+
+
+def _is_trace(v) -> bool:
+    return (isinstance(v, dict) and isinstance(v.get("trace_id"), int | str) and not isinstance(v.get("trace_id"), bool)
+            and (v.get("tick_to_trade_ns") is None or _is_number(v.get("tick_to_trade_ns")))
+            and isinstance(v.get("stamps"), list) and all(_is_stamp(s) for s in v["stamps"]))  # fmt: skip
+
+
+def check_slowest(raw, warnings: list[str]) -> list[dict]:
+    """slowest.json's well-formed traces; the others are dropped with one warning."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        warnings.append(f"{SLOWEST} is {_kind(raw)}, not a list of traces: ignored")
+        return []
+    good = [t for t in raw if _is_trace(t)]
+    if len(good) != len(raw):
+        warnings.append(f"{SLOWEST}: {len(raw) - len(good)} of {len(raw)} traces are malformed, ignored")
+    return good
 
 
 def fmt_ns(ns: float | None) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tickscope.collectors.hdr import counts_view, highest_equivalent_values
+from tickscope.collectors.hdr import counts_view, highest_equivalent_values, holding, layout_of, new_histogram
 from tickscope.collectors.session import Session, SessionError
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
@@ -98,28 +98,40 @@ class Comparison:
 
 
 def _units(sessions: list[Session], tag: str) -> tuple[list[list[tuple[np.ndarray, np.ndarray]]], object]:
-    """Per run, its intervals as sparse count vectors (bucket indexes, counts)."""
-    runs, ref, layout = [], None, None
+    """Per run, its intervals as sparse count vectors (bucket indexes, counts), all in one layout.
+
+    Intervals are decoded one at a time (long sessions are big) and kept sparse. Logs of other
+    tools may mix layouts: the reference layout then holds every value (``holding``), and the
+    intervals of another layout are re-indexed into it, bucket by bucket."""
+    runs, ref, exemplars = [], None, {}
     for s in sessions:
         units = []
-        for iv in s.intervals.get(tag, []):  # one decoded histogram at a time: long sessions are big
+        for iv in s.intervals.get(tag, []):
             h = iv.hist
             if not h.total_count:
                 continue
-            shape = (h.counts_len, h.unit_magnitude, h.sub_bucket_half_count_magnitude)
-            if layout is not None and shape != layout:
-                raise CompareError(
-                    f"{tag}: histograms of different layouts cannot be compared (record with the same settings)"
-                )
-            layout, ref = shape, ref or h
+            key = layout_of(h)
+            exemplars.setdefault(key, h)
+            ref = new_histogram(*key) if ref is None else holding(ref, h)
             counts = counts_view(h)
             nz = np.flatnonzero(counts)
-            units.append((nz, counts[nz].astype(np.float64)))
-        if units:
-            runs.append(units)
+            units.append((key, nz, counts[nz].astype(np.float64)))
+        runs.append(units)
     if ref is None:
         raise CompareError(f"{tag}: no recorded values to compare")
-    return runs, ref
+    ref_key = layout_of(ref)
+    out = []
+    for units in runs:
+        same = []
+        for key, nz, cnt in units:
+            if key != ref_key:  # each bucket's lowest value, counted where the reference puts it
+                lowest = exemplars[key].get_value_from_index
+                idx = np.array([ref._counts_index_for(lowest(int(i))) for i in nz], dtype=np.int64)
+                nz, inverse = np.unique(np.minimum(idx, ref.counts_len - 1), return_inverse=True)
+                cnt = np.bincount(inverse, weights=cnt)
+            same.append((nz, cnt))
+        out.append(same)
+    return out, ref
 
 
 def _blocks(m: np.ndarray, max_units: int) -> np.ndarray:
@@ -173,10 +185,12 @@ def _percentile_of(cum: np.ndarray, values: np.ndarray, pct: float) -> np.ndarra
 
 def compare_tag(base: list[Session], cand: list[Session], tag: str, thresholds: dict[str, float],
                 rng: np.random.Generator) -> list[Row]:  # fmt: skip
-    runs_b, ref = _units(base, tag)
-    runs_c, ref_c = _units(cand, tag)
-    if (ref.counts_len, ref.unit_magnitude) != (ref_c.counts_len, ref_c.unit_magnitude):
-        raise CompareError(f"{tag}: baseline and candidate histograms have different layouts")
+    runs, ref = _units(base + cand, tag)
+    runs_b, runs_c = [r for r in runs[: len(base)] if r], [r for r in runs[len(base) :] if r]
+    if not runs_b or not runs_c:
+        raise CompareError(
+            f"{tag}: no recorded values to compare on the {'baseline' if not runs_b else 'candidate'} side"
+        )
     # Only buckets that hold anything matter: it shrinks the bootstrap matrices ~100x.
     used = np.unique(np.concatenate([idx for run in runs_b + runs_c for idx, _ in run]))
     values = highest_equivalent_values(ref)[used].astype(np.float64)

@@ -98,7 +98,7 @@ def flame_figure(session: Session) -> dict | None:
     if path is None:
         return None
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_bytes())
         frames = doc["shared"]["frames"]
         counts: dict[tuple, float] = {}
         for prof in doc["profiles"]:
@@ -107,18 +107,19 @@ def flame_figure(session: Session) -> dict | None:
             for stack, w in zip(prof["samples"], prof["weights"], strict=False):
                 for depth in range(1, len(stack) + 1):
                     key = tuple(stack[:depth])
-                    counts[key] = counts.get(key, 0) + w
-    except (OSError, ValueError, KeyError, TypeError):
+                    counts[key] = counts.get(key, 0) + float(w)
+        ids, labels, parents, values = [], [], [], []
+        for key, v in counts.items():
+            ids.append("/".join(map(str, key)))
+            f = frames[key[-1]]
+            labels.append(f"{f.get('name', '?')} ({Path(str(f.get('file', ''))).name}:{f.get('line', '')})")
+            parents.append("/".join(map(str, key[:-1])))
+            values.append(v if np.isfinite(v) else 0.0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
+        session.warnings.append(f"profile.speedscope.json not shown: unreadable ({type(e).__name__})")
         return None
     if not counts:
         return None
-    ids, labels, parents, values = [], [], [], []
-    for key, v in counts.items():
-        ids.append("/".join(map(str, key)))
-        f = frames[key[-1]]
-        labels.append(f"{f.get('name', '?')} ({Path(f.get('file', '')).name}:{f.get('line', '')})")
-        parents.append("/".join(map(str, key[:-1])))
-        values.append(v)
     data = [{"type": "icicle", "ids": ids, "labels": labels, "parents": parents, "values": values,
              "branchvalues": "total", "tiling": {"orientation": "v"}, "maxdepth": 12}]  # fmt: skip
     return {"data": data, "layout": {"margin": {"t": 10, "l": 0, "r": 0, "b": 0}, "height": 520}}

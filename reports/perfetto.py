@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tickscope.collectors.session import Session
+from tickscope.collectors.session import Session, SessionError
 
 
 def _us(ns: int) -> float:
@@ -74,5 +74,8 @@ def trace_events(session: Session) -> dict:
 
 def write_trace(session: Session, path: str | Path) -> Path:
     p = Path(path)
-    p.write_text(json.dumps(trace_events(session)))
+    try:
+        p.write_text(json.dumps(trace_events(session)))
+    except OSError as e:
+        raise SessionError(f"cannot write trace {p}: {e.strerror or e}") from None
     return p

@@ -82,6 +82,8 @@ def perf_series(session: Session) -> dict[str, tuple[list[float], list[float]]]:
             t, v = float(parts[0]), float(parts[2])
         except ValueError:
             continue
+        if not (np.isfinite(t) and np.isfinite(v)):
+            continue
         dt = t - prev_t.get(parts[1], 0.0) or 1.0
         prev_t[parts[1]] = t
         ts, vs = out.setdefault(parts[1], ([], []))
@@ -94,11 +96,16 @@ def hiccup_series(session: Session) -> dict[str, np.ndarray] | None:
     path = session.side_file("hiccup.hlog")
     if path is None:
         return None
-    from tickscope.collectors.session import read_hlog
+    from tickscope.collectors.session import SessionError, read_hlog
 
-    ivs, _ = read_hlog(path)
-    hs = ivs.get("hiccup", [])
-    if not hs:
+    try:  # a side file: when damaged, the report goes on without it and says so
+        ivs, _ = read_hlog(path)
+        hs = ivs.get("hiccup", [])
+        if not hs:
+            return None
+        hists = [iv.hist for iv in hs]
+    except SessionError as e:
+        session.warnings.append(f"platform hiccups not shown: {e}")
         return None
-    return {"t": np.array([iv.start_s for iv in hs]), "p99": np.array([percentiles(iv.hist, (99.0,))[99.0] for iv in hs]),
-            "max": np.array([iv.hist.get_max_value() for iv in hs], dtype=float)}  # fmt: skip
+    return {"t": np.array([iv.start_s for iv in hs]), "p99": np.array([percentiles(h, (99.0,))[99.0] for h in hists]),
+            "max": np.array([h.get_max_value() for h in hists], dtype=float)}  # fmt: skip
