@@ -88,40 +88,87 @@ class FixMessage:
         return self.fields.get(tag, default)
 
     def int(self, tag: int, default: int = 0) -> int:
+        """A FIX int field; FieldError (a session-level Reject) when it is not one."""
         v = self.fields.get(tag)
-        return int(v) if v is not None else default
+        return default if v is None else parse_int(v, tag)
+
+
+class FieldError(FixError):
+    """A well-framed message with a field the session cannot use: answered with a Reject(35=3)
+    naming the tag (RefTagID 371) and SessionRejectReason(373), never an exception to the caller."""
+
+    REQUIRED_TAG_MISSING, VALUE_INCORRECT, INCORRECT_DATA_FORMAT = 1, 5, 6
+
+    def __init__(self, text: str, tag: int, reason: int):
+        super().__init__(text)
+        self.tag, self.reason = tag, reason
+
+
+# A value of a FIX int field: ASCII digits with an optional leading '-', at most 18 digits (int64).
+# Parsed by hand because int() also takes '+', whitespace, '_' and non-ASCII digits.
+_MAX_INT_DIGITS = 18
+
+
+def parse_int(v: bytes, tag: int = 0) -> int:
+    digits = v[1:] if v[:1] == b"-" else v
+    if not digits.isdigit() or len(digits) > _MAX_INT_DIGITS:  # bytes.isdigit: ASCII only
+        raise FieldError(f"tag {tag} is not an integer: {v[:20]!r}", tag, FieldError.INCORRECT_DATA_FORMAT)
+    return int(v)
+
+
+def parse_price(v: bytes, tag: int = Price) -> int:
+    """A FIX Price (e.g. b"101.23") -> price units of 1/10000, exactly; FieldError otherwise."""
+    whole, dot, frac = v.partition(b".")
+    frac = frac.rstrip(b"0")
+    if not whole.isdigit() or len(whole) > 12 or (frac and not frac.isdigit()) or len(frac) > 4:
+        raise FieldError(f"tag {tag} is not a price with at most 4 decimals: {v[:20]!r}", tag,
+                         FieldError.INCORRECT_DATA_FORMAT)  # fmt: skip
+    return int(whole) * 10_000 + int((frac + b"0000")[:4])
+
+
+# A body holds at most FixStream.MAX_MESSAGE bytes: BodyLength has at most 5 digits, and a
+# 9-digit bound leaves room for callers that parse bigger messages without int()'s digit limit.
+_MAX_BODY_LENGTH_DIGITS = 9
 
 
 def parse(raw: bytes) -> FixMessage:
-    """One complete message -> FixMessage; FixError if BeginString, BodyLength or CheckSum are wrong."""
+    """One complete message -> FixMessage; FixError if the framing is not exactly FIX: BeginString,
+    BodyLength (ASCII digits only), every field ``tag=value<SOH>``, CheckSum exactly three digits."""
     if not raw.startswith(_HEAD):
         raise FixError(f"does not start with 8=FIX.4.4|9=: {raw[:20]!r}")
     len_end = raw.find(SOH, len(_HEAD))
     if len_end < 0:
         raise FixError("no SOH after BodyLength")
-    try:
-        body_len = int(raw[len(_HEAD) : len_end])
-    except ValueError:
-        raise FixError(f"BodyLength is not a number: {raw[len(_HEAD) : len_end]!r}") from None
+    length_text = raw[len(_HEAD) : len_end]
+    if not length_text.isdigit() or len(length_text) > _MAX_BODY_LENGTH_DIGITS:
+        raise FixError(f"BodyLength is not a number: {length_text[:20]!r}")
+    body_len = int(length_text)
     body_start = len_end + 1
     trailer = body_start + body_len
     if raw[trailer : trailer + 3] != b"10=":
         raise FixError(f"BodyLength {body_len} does not end at the CheckSum field")
+    if raw[trailer - 1 : trailer] != SOH:
+        raise FixError("the field before CheckSum does not end in SOH")
     if len(raw) != trailer + 7 or raw[-1:] != SOH:
         raise FixError("CheckSum field is not 10=NNN| at the end of the message")
-    try:
-        declared = int(raw[trailer + 3 : trailer + 6])
-    except ValueError:
-        raise FixError(f"CheckSum is not 3 digits: {raw[trailer + 3 : trailer + 6]!r}") from None
+    sum_text = raw[trailer + 3 : trailer + 6]
+    if not sum_text.isdigit():
+        raise FixError(f"CheckSum is not 3 digits: {sum_text!r}")
+    declared = int(sum_text)
     actual = checksum(raw[:trailer])
     if declared != actual:
         raise FixError(f"CheckSum {declared:03d} does not match the computed {actual:03d}")
     fields: dict[int, bytes] = {}
-    for item in raw[body_start:trailer].split(SOH)[:-1]:
-        tag, eq, value = item.partition(b"=")
-        if not eq or not tag.isdigit():
-            raise FixError(f"malformed field {item[:30]!r}")
-        fields[int(tag)] = value
+    try:
+        for item in raw[body_start : trailer - 1].split(SOH):
+            tag, eq, value = item.partition(b"=")
+            if not eq or not tag.isdigit():
+                raise FixError(f"malformed field {item[:30]!r}")
+            fields[int(tag)] = value
+    except FixError:
+        raise
+    except ValueError:  # int() refuses a tag of more than 4300 digits
+        raise FixError(f"malformed field {item[:30]!r}") from None
     msg_type = fields.get(MsgType)
     if msg_type is None or not raw[body_start:].startswith(b"35="):
         raise FixError("MsgType(35) must be the third field")
@@ -144,12 +191,19 @@ class FixStream:
             if start < 0:
                 if len(self.buf) > 16:
                     out.append(FixError(f"garbage without BeginString: {bytes(self.buf[:20])!r}"))
-                    del self.buf[:]
+                    del self.buf[: len(self.buf) - 4]  # keep what may be the start of b"8=FIX"
                 return out
             if start > 0:
                 out.append(FixError(f"garbage before BeginString: {bytes(self.buf[: min(start, 20)])!r}"))
                 del self.buf[:start]
             end = self.buf.find(b"\x0110=", 0)
+            # A message cut short (no CheckSum) followed by a whole one: report the first alone,
+            # so that the second is not lost with it.
+            restart = self.buf.find(_HEAD, 1, end if end >= 0 else len(self.buf))
+            if restart > 0:
+                out.append(FixError(f"message without CheckSum: {bytes(self.buf[: min(restart, 20)])!r}"))
+                del self.buf[:restart]
+                continue
             if end < 0 or len(self.buf) < end + 8:
                 if len(self.buf) > self.MAX_MESSAGE:
                     out.append(FixError("message longer than 64 KiB without a CheckSum"))

@@ -131,8 +131,11 @@ def mold_end_of_session(session: bytes, next_seq: int) -> bytes:
 def decode(buf, offset: int, length: int) -> tuple | None:
     """One message at ``buf[offset:offset+length]`` -> its fields (type first), or None to skip.
 
-    Raises ValueError for an unknown type or a length that does not match the type.
+    Raises ValueError (only) for an empty message, an unknown type or a length that does not match
+    the type; the message must lie inside ``buf`` (``MoldReceiver.packet`` checks the framing).
     """
+    if not length:  # its type byte would be the next message's, or past the packet
+        raise ValueError("empty ITCH message (length 0)")
     kind = buf[offset]
     expected = LENGTHS.get(kind)
     if expected is None:

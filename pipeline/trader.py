@@ -42,7 +42,16 @@ from time import perf_counter_ns
 from tickscope.probe import Point, PointWriter, TickWriter, ring_dir
 
 from . import fix as F
-from .binance import DepthSync, WsClient, WsFeedError, decode_event, levels
+from .binance import (
+    DepthSync,
+    WsClient,
+    WsFeedError,
+    book_ticker,
+    brief,
+    decode_event,
+    depth_update,
+    snapshot_levels,
+)
 from .book import BookSet
 from .fix_session import FixSession
 from .itch import PRICE_SCALE, MoldReceiver
@@ -246,22 +255,17 @@ class Trader:
                 try:
                     msg = decode_event(text)
                     if msg.get("e") == "depthUpdate":
-                        sync = depth.get(msg["s"])
+                        symbol, first, last, bids, asks = depth_update(msg)
+                        sync = depth.get(symbol)
                         if sync is None:
-                            raise WsFeedError(f"depthUpdate for unsubscribed symbol {msg['s']!r}")
-                        first, last, bids, asks = (
-                            int(msg["U"]),
-                            int(msg["u"]),
-                            levels(msg["b"]),
-                            levels(msg["a"]),
-                        )
-                    elif "u" in msg and "e" not in msg:
-                        self._ticker(msg)
-                        msg = None
-                    else:
+                            raise WsFeedError(f"depthUpdate for unsubscribed symbol {symbol[:20]!r}")
+                    elif "result" in msg or "error" in msg or "status" in msg:
                         self._answer(msg)
                         msg = None
-                except (WsFeedError, KeyError, TypeError, ValueError) as e:
+                    else:
+                        self._ticker(msg)
+                        msg = None
+                except WsFeedError as e:
                     self.ws_counts["malformed"] += 1
                     self._log_limited(f"market data skipped: {e}")
                     t = commit(seq)
@@ -287,33 +291,38 @@ class Trader:
 
     def _ticker(self, msg: dict) -> None:
         """bookTicker: a cross-check of the local book, whose update id it names."""
-        sync = self.depth.get(msg["s"])
+        symbol, u, ticker_top = book_ticker(msg)
+        sync = self.depth.get(symbol)
         if sync is None or not sync.synced:
             return
-        u = int(msg["u"])
         if u != sync.last_update_id:
             self.ws_counts["stale_tickers"] += 1  # the book moved on (or the depth event was lost)
             return
         self.ws_counts["ticker_checked"] += 1
         book = sync.book
         top = (book.bids.best(), book.bids.best_size(), book.asks.best(), book.asks.best_size())
-        if top != (levels([[msg["b"], msg["B"]]])[0] + levels([[msg["a"], msg["A"]]])[0]):
+        if top != ticker_top:
             self.ws_counts["ticker_mismatches"] += 1
             self._log_limited(f"{sync.symbol}: bookTicker u={u} disagrees with the local book {top}")
 
     def _answer(self, msg: dict) -> None:
-        symbol = self.snapshot_requests.pop(msg.get("id"), None)
+        rid = msg.get("id")
+        symbol = self.snapshot_requests.pop(rid, None) if type(rid) is int else None
         if msg.get("status", 200) != 200 or "error" in msg:
             self.ws_counts["request_errors"] += 1
-            self._log_limited(f"venue refused request {msg.get('id')}: {msg.get('error')}")
+            self._log_limited(f"venue refused request {brief(rid)}: {brief(msg.get('error'))}")
             if symbol is not None:
                 self.depth[symbol].want_snapshot = True
             return
         if symbol is None:
             return  # SUBSCRIBE acknowledged
-        snap = msg["result"]
         sync = self.depth[symbol]
-        if not sync.on_snapshot(int(snap["lastUpdateId"]), levels(snap["bids"]), levels(snap["asks"])):
+        try:
+            snapshot = snapshot_levels(msg.get("result"))
+        except WsFeedError:
+            sync.want_snapshot = True  # ask again once the bad answer is counted
+            raise
+        if not sync.on_snapshot(*snapshot):
             self._request_snapshots()
 
     def _order(self, t, seq: int, book, intent, now: int) -> None:
@@ -367,7 +376,11 @@ class Trader:
             got = self.session.on_message(item)
             replies += got.replies
             if got.app is not None and got.app.msg_type == F.EXECUTION_REPORT:
-                self._execution(got.app, arrived)
+                try:
+                    self._execution(got.app, arrived)
+                except F.FieldError as e:  # e.g. LastPx=inf: Reject(35=3), counted in fix.invalid_fields
+                    self._log_limited(f"FIX from venue: ExecutionReport rejected: {e}")
+                    replies += self.session.on_field_error(got.app, e).replies
             if got.close:
                 self._kill(f"FIX session ended: {got.reason}")
                 alive = False
@@ -377,13 +390,16 @@ class Trader:
 
     def _execution(self, msg: F.FixMessage, arrived: int) -> None:
         clordid = msg.get(F.ClOrdID, b"")
+        # Fields checked before anything changes: a bad one leaves the order as it was.
+        last_px = F.parse_price(msg.get(F.LastPx, b"0"), F.LastPx)
+        last_qty = msg.int(F.LastQty)
+        if last_qty < 0:
+            raise F.FieldError(
+                f"LastQty(32) is negative: {last_qty}", F.LastQty, F.FieldError.VALUE_INCORRECT
+            )
         order = self.oms.orders.get(clordid)
         first = order is not None and order.state == State.PENDING_NEW
-        try:
-            last_px = round(float(msg.get(F.LastPx, b"0")) * PRICE_SCALE)
-        except ValueError:
-            last_px = 0
-        self.oms.on_execution(clordid, msg.get(F.ExecType, b""), msg.int(F.LastQty), last_px)
+        self.oms.on_execution(clordid, msg.get(F.ExecType, b""), last_qty, last_px)
         if first:
             self.acks += 1
             self.orders_ring.record(ACK_RX, order.trace_id, ts=arrived)

@@ -138,6 +138,8 @@ class FixAcceptor(threading.Thread):
                 self._serve(conn)
             except OSError as e:
                 log(f"FIX connection lost: {e}")
+            except Exception as e:  # noqa: BLE001 - one peer must never stop the acceptor
+                log(f"FIX connection dropped after an internal error ({type(e).__name__}: {e})")
             finally:
                 conn.close()
         self.server.close()
@@ -165,9 +167,11 @@ class FixAcceptor(threading.Thread):
                     if item.msg_type != F.LOGON:
                         log("FIX: first message is not Logon: disconnecting")
                         return
-                    sender = (item.get(F.TargetCompID) or b"VENUE").decode()
-                    target = (item.get(F.SenderCompID) or b"CLIENT").decode()
-                    session = FixSession(sender, target, heartbeat_s=item.int(F.HeartBtInt, 30))
+                    sender, target = comp_id(item.get(F.TargetCompID)), comp_id(item.get(F.SenderCompID))
+                    if sender is None or target is None:
+                        log("FIX: Logon without printable SenderCompID/TargetCompID: disconnecting")
+                        return
+                    session = FixSession(sender, target)  # HeartBtInt: checked by the session
                 got = session.on_message(item)
                 out += got.replies
                 if got.app is not None:
@@ -219,12 +223,13 @@ class FixAcceptor(threading.Thread):
         symbol = (msg.get(F.Symbol) or b"").decode(errors="replace")
         locate = self.flow.locate_of(symbol)
         try:
-            qty = int(msg.get(F.OrderQty, b"0"))
-            price = round(float(msg.get(F.Price, b"0")) * itch.PRICE_SCALE)
-        except ValueError:
-            qty, price = 0, 0
+            qty = msg.int(F.OrderQty)
+            price = F.parse_price(msg.get(F.Price, b"0"))
+        except F.FieldError:
+            qty, price = 0, -1
         reason = (f"missing required tags {missing}" if missing else "unknown symbol" if locate is None
-                  else "bad quantity" if qty <= 0 else "only limit orders" if msg.get(F.OrdType) != b"2"
+                  else "bad quantity" if qty <= 0 else "bad price" if price < 0
+                  else "only limit orders" if msg.get(F.OrdType) != b"2"
                   else "bad side" if msg.get(F.Side) not in (b"1", b"2") else None)  # fmt: skip
         if reason:
             return [
@@ -295,7 +300,7 @@ class WsServer(threading.Thread):
         try:
             req = json.loads(text)
             rid, method, params = req.get("id"), req["method"], req.get("params")
-        except (ValueError, KeyError, AttributeError, TypeError):
+        except (ValueError, KeyError, AttributeError, TypeError, RecursionError):
             return json.dumps(
                 {"id": None, "status": 400, "error": {"code": -1100, "msg": "malformed request"}}
             )
@@ -303,12 +308,15 @@ class WsServer(threading.Thread):
             streams.update(str(p) for p in params)
             return json.dumps({"result": None, "id": rid})
         if method == "depth" and isinstance(params, dict):
+            limit = params.get("limit", 1000)
+            if type(limit) is not int or not 1 <= limit <= 5000:
+                return json.dumps(
+                    {"id": rid, "status": 400, "error": {"code": -1100, "msg": "limit must be 1-5000"}}
+                )
             with self.flow.lock:  # the book and its lastUpdateId, consistently
                 try:
-                    snap = self.publisher.snapshot(
-                        str(params.get("symbol", "")), int(params.get("limit", 1000))
-                    )
-                except (KeyError, ValueError):
+                    snap = self.publisher.snapshot(str(params.get("symbol", "")), limit)
+                except KeyError:
                     return json.dumps(
                         {"id": rid, "status": 400, "error": {"code": -1121, "msg": "Invalid symbol."}}
                     )
@@ -334,6 +342,14 @@ class WsServer(threading.Thread):
         if self._stopping is not None:
             self.loop.call_soon_threadsafe(lambda: self._stopping.done() or self._stopping.set_result(None))
         self.join(3.0)
+
+
+def comp_id(value: bytes | None) -> str | None:
+    """A CompID from a peer's Logon: printable ASCII, or None."""
+    if not value or not value.isascii():
+        return None
+    text = value.decode("ascii")
+    return text if text.isprintable() else None
 
 
 def log(line: str) -> None:
