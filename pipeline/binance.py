@@ -264,6 +264,18 @@ def snapshot_levels(result) -> tuple[int, list, list]:
     return update_id(result, "lastUpdateId"), levels(result["bids"]), levels(result["asks"])
 
 
+DEPTH_UPDATE, BOOK_TICKER, ANSWER = "depthUpdate", "bookTicker", "answer"
+
+
+def event_kind(msg: dict) -> str:
+    """Which of the three shapes ``decode_event`` lets through this event is."""
+    if msg.get("e") == "depthUpdate":
+        return DEPTH_UPDATE
+    if "result" in msg or "error" in msg or "status" in msg:
+        return ANSWER
+    return BOOK_TICKER
+
+
 def decode_event(text: bytes | str) -> dict:
     """json.loads with the fields a feed handler needs present: one WsFeedError otherwise (their
     values are checked by ``depth_update``, ``book_ticker`` and ``snapshot_levels``)."""
@@ -273,9 +285,10 @@ def decode_event(text: bytes | str) -> dict:
         raise WsFeedError(f"market data is not JSON: {str(e)[:80]}") from None
     if not isinstance(msg, dict):
         raise WsFeedError("market data event is not a JSON object")
-    if msg.get("e") == "depthUpdate":
+    kind = event_kind(msg)
+    if kind == DEPTH_UPDATE:
         missing = [k for k in ("s", "U", "u", "b", "a") if k not in msg]
-    elif "result" in msg or "error" in msg or "status" in msg:
+    elif kind == ANSWER:
         return msg  # an answer to one of our requests
     elif "u" in msg and "b" in msg:
         missing = [k for k in ("s", "B", "a", "A") if k not in msg]  # bookTicker

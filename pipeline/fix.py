@@ -175,6 +175,16 @@ def parse(raw: bytes) -> FixMessage:
     return FixMessage(msg_type, fields, raw)
 
 
+def execution_fields(msg: FixMessage) -> tuple[bytes, bytes, int, int]:
+    """(ClOrdID, ExecType, LastQty, LastPx in price units) of an ExecutionReport, every field
+    checked before the caller changes anything; FieldError for one that is not usable."""
+    last_px = parse_price(msg.fields.get(LastPx, b"0"), LastPx)
+    last_qty = msg.int(LastQty)
+    if last_qty < 0:
+        raise FieldError(f"LastQty(32) is negative: {last_qty}", LastQty, FieldError.VALUE_INCORRECT)
+    return msg.fields.get(ClOrdID, b""), msg.fields.get(ExecType, b""), last_qty, last_px
+
+
 class FixStream:
     """Splits a TCP byte stream into FIX messages, each parsed or reported as a FixError."""
 

@@ -43,6 +43,8 @@ from tickscope.probe import Point, PointWriter, TickWriter, ring_dir
 
 from . import fix as F
 from .binance import (
+    ANSWER,
+    DEPTH_UPDATE,
     DepthSync,
     WsClient,
     WsFeedError,
@@ -50,6 +52,7 @@ from .binance import (
     brief,
     decode_event,
     depth_update,
+    event_kind,
     snapshot_levels,
 )
 from .book import BookSet
@@ -254,16 +257,17 @@ class Trader:
                 t[MD_READ] = perf_counter_ns()
                 try:
                     msg = decode_event(text)
-                    if msg.get("e") == "depthUpdate":
+                    kind = event_kind(msg)
+                    if kind == DEPTH_UPDATE:
                         symbol, first, last, bids, asks = depth_update(msg)
                         sync = depth.get(symbol)
                         if sync is None:
                             raise WsFeedError(f"depthUpdate for unsubscribed symbol {symbol[:20]!r}")
-                    elif "result" in msg or "error" in msg or "status" in msg:
-                        self._answer(msg)
-                        msg = None
                     else:
-                        self._ticker(msg)
+                        if kind == ANSWER:
+                            self._answer(msg)
+                        else:
+                            self._ticker(msg)
                         msg = None
                 except WsFeedError as e:
                     self.ws_counts["malformed"] += 1
@@ -389,17 +393,10 @@ class Trader:
         return alive
 
     def _execution(self, msg: F.FixMessage, arrived: int) -> None:
-        clordid = msg.get(F.ClOrdID, b"")
-        # Fields checked before anything changes: a bad one leaves the order as it was.
-        last_px = F.parse_price(msg.get(F.LastPx, b"0"), F.LastPx)
-        last_qty = msg.int(F.LastQty)
-        if last_qty < 0:
-            raise F.FieldError(
-                f"LastQty(32) is negative: {last_qty}", F.LastQty, F.FieldError.VALUE_INCORRECT
-            )
+        clordid, exec_type, last_qty, last_px = F.execution_fields(msg)  # FieldError: nothing changed
         order = self.oms.orders.get(clordid)
         first = order is not None and order.state == State.PENDING_NEW
-        self.oms.on_execution(clordid, msg.get(F.ExecType, b""), last_qty, last_px)
+        self.oms.on_execution(clordid, exec_type, last_qty, last_px)
         if first:
             self.acks += 1
             self.orders_ring.record(ACK_RX, order.trace_id, ts=arrived)

@@ -112,19 +112,69 @@ class SyntheticFlow:
         return None
 
 
+class FixConnection:
+    """One order-entry connection, sans I/O: FIX bytes in, (bytes to send, close) out.
+
+    The acceptor's thread owns the socket; the fuzzer (fuzz/fuzz_fix.py) drives this directly.
+    Whatever the peer sends, the answer is FIX (Reject, Logout) or a disconnect, never an exception.
+    """
+
+    def __init__(self, orders: OrderEntry):
+        self.orders = orders
+        self.stream = F.FixStream()
+        self.session: FixSession | None = None
+        self.log_lines = 0
+
+    def received(self, data: bytes) -> tuple[bytes, bool]:
+        out: list[bytes] = []
+        for item in self.stream.feed(data):
+            if isinstance(item, F.FixError):
+                self._log(f"FIX garbage from peer: {item}")
+                if self.session is not None:
+                    out += self.session.on_error(item).replies
+                continue
+            if self.session is None:
+                if item.msg_type != F.LOGON:
+                    self._log("FIX: first message is not Logon: disconnecting")
+                    return b"", True
+                sender, target = comp_id(item.get(F.TargetCompID)), comp_id(item.get(F.SenderCompID))
+                if sender is None or target is None:
+                    self._log("FIX: Logon without printable SenderCompID/TargetCompID: disconnecting")
+                    return b"", True
+                self.session = FixSession(sender, target)  # HeartBtInt: checked by the session
+            got = self.session.on_message(item)
+            out += got.replies
+            if got.app is not None:
+                out += self.orders.application(self.session, got.app)
+            if got.close:
+                self._log(f"FIX session closed: {got.reason}")
+                return b"".join(out), True
+        return b"".join(out), False
+
+    def timer(self) -> tuple[bytes, bool]:
+        if self.session is None:
+            return b"", False
+        t = self.session.timer()
+        return b"".join(t.replies), t.close
+
+    def _log(self, line: str) -> None:
+        self.log_lines += 1  # a peer sending garbage in a loop must not flood the log
+        if self.log_lines <= 20 or self.log_lines % 1000 == 0:
+            log(line + (" (further lines rate-limited)" if self.log_lines == 20 else ""))
+
+
 class FixAcceptor(threading.Thread):
-    """One FIX 4.4 session at a time, on a blocking socket with a short timeout."""
+    """One FIX 4.4 connection at a time, on a blocking socket with a short timeout."""
 
     def __init__(self, port: int, flow: SyntheticFlow, logged_on: threading.Event, stop: threading.Event):
         super().__init__(daemon=True, name="fix-acceptor")
-        self.flow, self.logged_on, self.stop = flow, logged_on, stop
+        self.stop = stop
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind(("127.0.0.1", port))
         self.server.listen(4)
         self.server.settimeout(0.2)
-        self.orders = 0
-        self.exec_id = 0
+        self.entry = OrderEntry(flow, logged_on)
         self.sessions = 0
 
     def run(self) -> None:
@@ -147,8 +197,7 @@ class FixAcceptor(threading.Thread):
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.settimeout(0.2)
-        stream = F.FixStream()
-        session: FixSession | None = None
+        fix = FixConnection(self.entry)
         while not self.stop.is_set():
             try:
                 data = conn.recv(65536)
@@ -156,40 +205,25 @@ class FixAcceptor(threading.Thread):
                 data = None
             if data == b"":
                 return
-            out: list[bytes] = []
-            for item in stream.feed(data) if data else ():
-                if isinstance(item, F.FixError):
-                    log(f"FIX garbage from peer: {item}")
-                    if session is not None:
-                        out += session.on_error(item).replies
-                    continue
-                if session is None:
-                    if item.msg_type != F.LOGON:
-                        log("FIX: first message is not Logon: disconnecting")
-                        return
-                    sender, target = comp_id(item.get(F.TargetCompID)), comp_id(item.get(F.SenderCompID))
-                    if sender is None or target is None:
-                        log("FIX: Logon without printable SenderCompID/TargetCompID: disconnecting")
-                        return
-                    session = FixSession(sender, target)  # HeartBtInt: checked by the session
-                got = session.on_message(item)
-                out += got.replies
-                if got.app is not None:
-                    out += self._application(session, got.app)
-                if got.close:
-                    log(f"FIX session closed: {got.reason}")
-                    conn.sendall(b"".join(out))
-                    return
-            if session is not None:
-                t = session.timer()
-                out += t.replies
-                if t.close:
-                    conn.sendall(b"".join(out))
-                    return
+            out, close = fix.received(data) if data else (b"", False)
+            if not close:
+                more, close = fix.timer()
+                out += more
             if out:
-                conn.sendall(b"".join(out))
+                conn.sendall(out)
+            if close:
+                return
 
-    def _application(self, session: FixSession, msg: F.FixMessage) -> list[bytes]:
+
+class OrderEntry:
+    """The venue's order handling: IOC limit orders matched against the flow's books."""
+
+    def __init__(self, flow: SyntheticFlow, logged_on: threading.Event):
+        self.flow, self.logged_on = flow, logged_on
+        self.orders = 0
+        self.exec_id = 0
+
+    def application(self, session: FixSession, msg: F.FixMessage) -> list[bytes]:
         t = msg.msg_type
         if t == F.LOGON:
             out = [session.build(F.LOGON, [(F.EncryptMethod, 0), (F.HeartBtInt, session.heartbeat_s)]
@@ -548,7 +582,7 @@ def main(argv=None) -> int:
             server.shutdown()
         if acceptor is not None:
             acceptor.join(2.0)
-            log(f"orders received {acceptor.orders}, FIX sessions {acceptor.sessions}")
+            log(f"orders received {acceptor.entry.orders}, FIX sessions {acceptor.sessions}")
     return 0
 
 
