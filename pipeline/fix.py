@@ -201,11 +201,23 @@ class FixStream:
             if start < 0:
                 if len(self.buf) > 16:
                     out.append(FixError(f"garbage without BeginString: {bytes(self.buf[:20])!r}"))
-                    del self.buf[: len(self.buf) - 4]  # keep what may be the start of b"8=FIX"
+                    # Keep a tail that may be the start of the next BeginString (b"8=F" ...).
+                    keep = next((k for k in range(4, 0, -1) if self.buf.endswith(b"8=FIX"[:k])), 0)
+                    del self.buf[: len(self.buf) - keep]
                 return out
             if start > 0:
                 out.append(FixError(f"garbage before BeginString: {bytes(self.buf[: min(start, 20)])!r}"))
                 del self.buf[:start]
+            framed = self._by_body_length()
+            if framed:
+                raw = bytes(self.buf[:framed])
+                del self.buf[:framed]
+                try:
+                    out.append(parse(raw))
+                except FixError as e:
+                    out.append(e)
+                continue
+            # BodyLength unusable, or the message is not all here yet: the first CheckSum field ends it.
             end = self.buf.find(b"\x0110=", 0)
             # A message cut short (no CheckSum) followed by a whole one: report the first alone,
             # so that the second is not lost with it.
@@ -225,6 +237,21 @@ class FixStream:
                 out.append(parse(raw))
             except FixError as e:
                 out.append(e)
+
+    def _by_body_length(self) -> int:
+        """The length of the message at the start of the buffer when its BodyLength is digits and
+        points at a complete ``10=NNN<SOH>`` (a field without its SOH is then parse's to report)."""
+        buf = self.buf
+        if not buf.startswith(_HEAD):
+            return 0
+        len_end = buf.find(SOH, len(_HEAD), len(_HEAD) + _MAX_BODY_LENGTH_DIGITS + 1)
+        length_text = buf[len(_HEAD) : len_end]
+        if len_end < 0 or not length_text.isdigit():
+            return 0
+        end = len_end + 1 + int(length_text) + 7
+        if len(buf) < end or buf[end - 7 : end - 4] != b"10=" or buf[end - 1] != 1:
+            return 0
+        return end
 
 
 class OrderTemplate:

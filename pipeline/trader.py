@@ -112,6 +112,7 @@ class Trader:
         self.session = FixSession(args.sender_comp_id, args.target_comp_id, heartbeat_s=args.heartbeat)
         self.template = F.OrderTemplate(args.sender_comp_id, args.target_comp_id)
         self.stream = F.FixStream()
+        self._after_logon: list = []
         self.fix = self._connect()
         # Error-queue stamps make the socket report EPOLLERR; libuv (uvloop) stops polling such a
         # socket, so under uvloop order.tx is the user-space stamp after send() instead.
@@ -134,6 +135,8 @@ class Trader:
         self.log_lines = 0
         self.stats_path = ring_dir() / f"trader.{os.getpid()}.stats.json"
         self.stop = False
+        if self._after_logon:
+            self._on_fix_items(self._after_logon, perf_counter_ns())
 
     # -- session start --------------------------------------------------------------------------
     def _connect(self) -> socket.socket:
@@ -165,7 +168,11 @@ class Trader:
                 continue
             if not data:
                 raise TraderError("venue closed the connection during Logon")
-            for item in self.stream.feed(data):
+            items = self.stream.feed(data)
+            for i, item in enumerate(items):
+                if self.session.logged_on:  # what the venue sent right after its Logon: the
+                    self._after_logon = items[i:]  # session's to handle, once the trader is set up
+                    break
                 if isinstance(item, F.FixError):
                     raise TraderError(f"venue answered Logon with garbage: {item}")
                 got = self.session.on_message(item)
@@ -370,9 +377,13 @@ class Trader:
         if not data:
             self._kill("venue closed the FIX connection")
             return False
+        return self._on_fix_items(self.stream.feed(data), arrived)
+
+    def _on_fix_items(self, items: list, arrived: int) -> bool:
+        """Session and ExecutionReport handling of parsed FIX (or FixError); False when it ended."""
         replies: list[bytes] = []
         alive = True
-        for item in self.stream.feed(data):
+        for item in items:
             if isinstance(item, F.FixError):
                 self._log_limited(f"FIX from venue: {item}")
                 replies += self.session.on_error(item).replies

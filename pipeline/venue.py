@@ -256,11 +256,7 @@ class OrderEntry:
         missing = [tag for tag in required if msg.get(tag) is None]
         symbol = (msg.get(F.Symbol) or b"").decode(errors="replace")
         locate = self.flow.locate_of(symbol)
-        try:
-            qty = msg.int(F.OrderQty)
-            price = F.parse_price(msg.get(F.Price, b"0"))
-        except F.FieldError:
-            qty, price = 0, -1
+        qty, price = _or(msg.int, F.OrderQty, 0), _or(F.parse_price, msg.get(F.Price, b"0"), -1)
         reason = (f"missing required tags {missing}" if missing else "unknown symbol" if locate is None
                   else "bad quantity" if qty <= 0 else "bad price" if price < 0
                   else "only limit orders" if msg.get(F.OrdType) != b"2"
@@ -376,6 +372,13 @@ class WsServer(threading.Thread):
         if self._stopping is not None:
             self.loop.call_soon_threadsafe(lambda: self._stopping.done() or self._stopping.set_result(None))
         self.join(3.0)
+
+
+def _or(parse, arg, fallback: int) -> int:
+    try:
+        return parse(arg)
+    except F.FieldError:
+        return fallback
 
 
 def comp_id(value: bytes | None) -> str | None:
