@@ -166,9 +166,11 @@ class FixConnection:
 class FixAcceptor(threading.Thread):
     """One FIX 4.4 connection at a time, on a blocking socket with a short timeout."""
 
-    def __init__(self, port: int, flow: SyntheticFlow, logged_on: threading.Event, stop: threading.Event):
+    def __init__(self, port: int, flow: SyntheticFlow, logged_on: threading.Event, stop: threading.Event,
+                 logon_timeout_s: float = 10.0):  # fmt: skip
         super().__init__(daemon=True, name="fix-acceptor")
         self.stop = stop
+        self.logon_timeout_s = logon_timeout_s
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind(("127.0.0.1", port))
@@ -198,7 +200,12 @@ class FixAcceptor(threading.Thread):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.settimeout(0.2)
         fix = FixConnection(self.entry)
+        # One connection at a time: one that never logs on must not keep the next one out.
+        logon_deadline = time.monotonic() + self.logon_timeout_s
         while not self.stop.is_set():
+            if fix.session is None and time.monotonic() > logon_deadline:
+                log(f"FIX: no Logon within {self.logon_timeout_s:g} s: disconnecting")
+                return
             try:
                 data = conn.recv(65536)
             except TimeoutError:
@@ -503,6 +510,8 @@ def parse_args(argv=None):
     ap.add_argument("--md-host", default="127.0.0.1")
     ap.add_argument("--md-port", type=int, default=0, help="UDP port for ITCH (with --feed itch)")
     ap.add_argument("--fix-port", type=int, default=0, help="0: no FIX acceptor")
+    ap.add_argument("--fix-logon-timeout", type=float, default=10.0,
+                    help="seconds a FIX connection may take to log on before it is closed")  # fmt: skip
     ap.add_argument("--ws-port", type=int, default=0, help="WebSocket port (with --feed ws)")
     ap.add_argument("--feed", choices=["itch", "ws"], default="itch")
     ap.add_argument("--ws-skip-every", type=int, default=0, help="drop every K-th depth event (resync tests)")
@@ -548,7 +557,7 @@ def main(argv=None) -> int:
     acceptor = None
     if args.fix_port:
         try:
-            acceptor = FixAcceptor(args.fix_port, flow, logged_on, stop)
+            acceptor = FixAcceptor(args.fix_port, flow, logged_on, stop, args.fix_logon_timeout)
         except OSError as e:
             log(f"cannot listen for FIX on port {args.fix_port}: {e.strerror or e}")
             return 2

@@ -277,6 +277,20 @@ def venue_fix_port():
     assert "Traceback" not in err, err
 
 
+def test_a_connection_that_never_logs_on_does_not_keep_the_next_one_out():
+    proc, _, fix_port = start_venue("--rate", "500", "--fix-logon-timeout", "1")
+    try:
+        silent = socket.create_connection(("127.0.0.1", fix_port), timeout=5)
+        silent.sendall(b"8=FIX.4.4\x019=")  # and then nothing
+        sock, _ = proper_logon(fix_port)  # served once the silent one is dropped
+        sock.close()
+        silent.close()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "no Logon within 1 s" in proc.stderr.read()
+
+
 def read_messages(sock, n=1, timeout=10.0):
     stream, out = F.FixStream(), []
     sock.settimeout(0.5)
@@ -296,7 +310,7 @@ def proper_logon(port):
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     session = FixSession("TRADER", "VENUE")
     sock.sendall(session.logon())
-    (reply,) = read_messages(sock)
+    (reply,) = read_messages(sock, timeout=30)
     assert isinstance(reply, F.FixMessage) and reply.msg_type == F.LOGON, reply
     session.on_message(reply)
     return sock, session
