@@ -31,11 +31,31 @@ def price_text(p: int) -> str:
 
 
 def parse_price(s: str) -> int:
-    """'101.23' -> 1012300, without float rounding."""
+    """'101.23' -> 1012300, without float rounding; ValueError for anything but ASCII digits with
+    at most 4 decimals (``int()`` alone would take '+', spaces, '_' and non-ASCII digits)."""
     whole, _, frac = s.partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > 4:
-        raise ValueError(f"bad price {s!r}")
+    if (not s.isascii() or not whole.isdigit() or len(whole) > 12 or (frac and not frac.isdigit())
+            or len(frac) > 4):  # fmt: skip
+        raise ValueError(f"bad price {brief(s)}")
     return int(whole) * PRICE_SCALE + int((frac + "0000")[:4])
+
+
+def parse_qty(s: str) -> int:
+    """'300' -> 300: a whole quantity as a decimal string of ASCII digits."""
+    if type(s) is not str or not s.isascii() or not s.isdigit() or len(s) > 18:
+        raise ValueError(f"bad quantity {brief(s)}")
+    return int(s)
+
+
+def brief(v) -> str:
+    """A JSON value for a one-line message: scalars shortened, containers by type only (their
+    repr could be megabytes, or nested deeper than repr's recursion limit)."""
+    if v is None or isinstance(v, (str, int, float, bool)):
+        r = repr(v)
+        return r if len(r) <= 30 else r[:27] + "..."
+    return (
+        f"a JSON {'list' if isinstance(v, list) else 'object' if isinstance(v, dict) else type(v).__name__}"
+    )
 
 
 class WsFeedError(ValueError):
@@ -203,29 +223,88 @@ class DepthSync:
 
 def levels(raw) -> list[tuple[int, int]]:
     """[["101.23", "300"], ...] -> [(1012300, 300), ...]; all parsed before any is applied, so a
-    malformed event never half-changes a book."""
+    malformed event never half-changes a book. Each level is a list of exactly two strings."""
+    if type(raw) is not list:
+        raise WsFeedError(f"price levels are not a list: {brief(raw)}")
+    out = []
     try:
-        return [(parse_price(p), int(q)) for p, q in raw]
-    except (TypeError, ValueError) as e:
-        raise WsFeedError(f"bad price level in {str(raw)[:60]}: {e}") from None
+        for level in raw:
+            if type(level) is not list or len(level) != 2:
+                raise ValueError(f"level {brief(level)} is not [price, quantity]")
+            p, q = level
+            out.append((parse_price(p), parse_qty(q)))
+    except (AttributeError, ValueError) as e:  # AttributeError: a price that is not a string
+        raise WsFeedError(f"bad price level: {e}") from None
+    return out
+
+
+def update_id(msg: dict, key: str) -> int:
+    """An update id (``U``, ``u``, ``lastUpdateId``): a non-negative JSON integer, nothing else
+    (not 1e999, not "5", not true)."""
+    v = msg[key]
+    if type(v) is not int or v < 0:
+        raise WsFeedError(f"{key} is not an update id: {brief(v)}")
+    return v
+
+
+def _symbol(msg: dict) -> str:
+    s = msg["s"]
+    if type(s) is not str:
+        raise WsFeedError(f"symbol is not a string: {brief(s)}")
+    return s
+
+
+def depth_update(msg: dict) -> tuple[str, int, int, list, list]:
+    """A decoded depthUpdate -> (symbol, U, u, bids, asks), fully checked; WsFeedError otherwise."""
+    first, last = update_id(msg, "U"), update_id(msg, "u")
+    if first > last:
+        raise WsFeedError(f"depthUpdate with U={first} after u={last}")
+    return _symbol(msg), first, last, levels(msg["b"]), levels(msg["a"])
+
+
+def book_ticker(msg: dict) -> tuple[str, int, tuple[int, int, int, int]]:
+    """A decoded bookTicker -> (symbol, u, (bid, bid size, ask, ask size)); WsFeedError otherwise."""
+    (bid, bid_size), (ask, ask_size) = levels([[msg["b"], msg["B"]], [msg["a"], msg["A"]]])
+    return _symbol(msg), update_id(msg, "u"), (bid, bid_size, ask, ask_size)
+
+
+def snapshot_levels(result) -> tuple[int, list, list]:
+    """The ``result`` of a depth request -> (lastUpdateId, bids, asks); WsFeedError otherwise."""
+    if type(result) is not dict or not {"lastUpdateId", "bids", "asks"} <= result.keys():
+        raise WsFeedError(f"depth snapshot without lastUpdateId, bids, asks: {brief(result)}")
+    return update_id(result, "lastUpdateId"), levels(result["bids"]), levels(result["asks"])
+
+
+DEPTH_UPDATE, BOOK_TICKER, ANSWER = "depthUpdate", "bookTicker", "answer"
+
+
+def event_kind(msg: dict) -> str:
+    """Which of the three shapes ``decode_event`` lets through this event is."""
+    if msg.get("e") == "depthUpdate":
+        return DEPTH_UPDATE
+    if "result" in msg or "error" in msg or "status" in msg:
+        return ANSWER
+    return BOOK_TICKER
 
 
 def decode_event(text: bytes | str) -> dict:
-    """json.loads with the fields a feed handler needs checked: one WsFeedError otherwise."""
+    """json.loads with the fields a feed handler needs present: one WsFeedError otherwise (their
+    values are checked by ``depth_update``, ``book_ticker`` and ``snapshot_levels``)."""
     try:
         msg = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise WsFeedError(f"market data is not JSON: {e}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: deep nesting
+        raise WsFeedError(f"market data is not JSON: {str(e)[:80]}") from None
     if not isinstance(msg, dict):
         raise WsFeedError("market data event is not a JSON object")
-    if msg.get("e") == "depthUpdate":
+    kind = event_kind(msg)
+    if kind == DEPTH_UPDATE:
         missing = [k for k in ("s", "U", "u", "b", "a") if k not in msg]
-    elif "result" in msg or "error" in msg or "status" in msg:
+    elif kind == ANSWER:
         return msg  # an answer to one of our requests
     elif "u" in msg and "b" in msg:
         missing = [k for k in ("s", "B", "a", "A") if k not in msg]  # bookTicker
     else:
-        raise WsFeedError(f"unknown market data event: {str(text)[:80]}")
+        raise WsFeedError(f"unknown market data event: {text[:80]!r}")
     if missing:
         raise WsFeedError(f"{msg.get('e', 'bookTicker')} event without {', '.join(missing)}")
     return msg

@@ -31,7 +31,9 @@ class Side:
             level[1] += 1
 
     def reduce(self, price: int, shares: int, removes_order: bool) -> None:
-        level = self.levels[price]
+        level = self.levels.get(price)
+        if level is None:  # emptied already (a hostile feed's zero-share adds or reused refs)
+            return
         level[0] -= shares
         if removes_order:
             level[1] -= 1

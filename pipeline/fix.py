@@ -88,44 +88,101 @@ class FixMessage:
         return self.fields.get(tag, default)
 
     def int(self, tag: int, default: int = 0) -> int:
+        """A FIX int field; FieldError (a session-level Reject) when it is not one."""
         v = self.fields.get(tag)
-        return int(v) if v is not None else default
+        return default if v is None else parse_int(v, tag)
+
+
+class FieldError(FixError):
+    """A well-framed message with a field the session cannot use: answered with a Reject(35=3)
+    naming the tag (RefTagID 371) and SessionRejectReason(373), never an exception to the caller."""
+
+    REQUIRED_TAG_MISSING, VALUE_INCORRECT, INCORRECT_DATA_FORMAT = 1, 5, 6
+
+    def __init__(self, text: str, tag: int, reason: int):
+        super().__init__(text)
+        self.tag, self.reason = tag, reason
+
+
+# A value of a FIX int field: ASCII digits with an optional leading '-', at most 18 digits (int64).
+# Parsed by hand because int() also takes '+', whitespace, '_' and non-ASCII digits.
+_MAX_INT_DIGITS = 18
+
+
+def parse_int(v: bytes, tag: int = 0) -> int:
+    digits = v[1:] if v[:1] == b"-" else v
+    if not digits.isdigit() or len(digits) > _MAX_INT_DIGITS:  # bytes.isdigit: ASCII only
+        raise FieldError(f"tag {tag} is not an integer: {v[:20]!r}", tag, FieldError.INCORRECT_DATA_FORMAT)
+    return int(v)
+
+
+def parse_price(v: bytes, tag: int = Price) -> int:
+    """A FIX Price (e.g. b"101.23") -> price units of 1/10000, exactly; FieldError otherwise."""
+    whole, dot, frac = v.partition(b".")
+    frac = frac.rstrip(b"0")
+    if not whole.isdigit() or len(whole) > 12 or (frac and not frac.isdigit()) or len(frac) > 4:
+        raise FieldError(f"tag {tag} is not a price with at most 4 decimals: {v[:20]!r}", tag,
+                         FieldError.INCORRECT_DATA_FORMAT)  # fmt: skip
+    return int(whole) * 10_000 + int((frac + b"0000")[:4])
+
+
+# A body holds at most FixStream.MAX_MESSAGE bytes: BodyLength has at most 5 digits, and a
+# 9-digit bound leaves room for callers that parse bigger messages without int()'s digit limit.
+_MAX_BODY_LENGTH_DIGITS = 9
 
 
 def parse(raw: bytes) -> FixMessage:
-    """One complete message -> FixMessage; FixError if BeginString, BodyLength or CheckSum are wrong."""
+    """One complete message -> FixMessage; FixError if the framing is not exactly FIX: BeginString,
+    BodyLength (ASCII digits only), every field ``tag=value<SOH>``, CheckSum exactly three digits."""
     if not raw.startswith(_HEAD):
         raise FixError(f"does not start with 8=FIX.4.4|9=: {raw[:20]!r}")
     len_end = raw.find(SOH, len(_HEAD))
     if len_end < 0:
         raise FixError("no SOH after BodyLength")
-    try:
-        body_len = int(raw[len(_HEAD) : len_end])
-    except ValueError:
-        raise FixError(f"BodyLength is not a number: {raw[len(_HEAD) : len_end]!r}") from None
+    length_text = raw[len(_HEAD) : len_end]
+    if not length_text.isdigit() or len(length_text) > _MAX_BODY_LENGTH_DIGITS:
+        raise FixError(f"BodyLength is not a number: {length_text[:20]!r}")
+    body_len = int(length_text)
     body_start = len_end + 1
     trailer = body_start + body_len
     if raw[trailer : trailer + 3] != b"10=":
         raise FixError(f"BodyLength {body_len} does not end at the CheckSum field")
+    if raw[trailer - 1 : trailer] != SOH:
+        raise FixError("the field before CheckSum does not end in SOH")
     if len(raw) != trailer + 7 or raw[-1:] != SOH:
         raise FixError("CheckSum field is not 10=NNN| at the end of the message")
-    try:
-        declared = int(raw[trailer + 3 : trailer + 6])
-    except ValueError:
-        raise FixError(f"CheckSum is not 3 digits: {raw[trailer + 3 : trailer + 6]!r}") from None
+    sum_text = raw[trailer + 3 : trailer + 6]
+    if not sum_text.isdigit():
+        raise FixError(f"CheckSum is not 3 digits: {sum_text!r}")
+    declared = int(sum_text)
     actual = checksum(raw[:trailer])
     if declared != actual:
         raise FixError(f"CheckSum {declared:03d} does not match the computed {actual:03d}")
     fields: dict[int, bytes] = {}
-    for item in raw[body_start:trailer].split(SOH)[:-1]:
-        tag, eq, value = item.partition(b"=")
-        if not eq or not tag.isdigit():
-            raise FixError(f"malformed field {item[:30]!r}")
-        fields[int(tag)] = value
+    try:
+        for item in raw[body_start : trailer - 1].split(SOH):
+            tag, eq, value = item.partition(b"=")
+            if not eq or not tag.isdigit():
+                raise FixError(f"malformed field {item[:30]!r}")
+            fields[int(tag)] = value
+    except FixError:
+        raise
+    except ValueError:  # int() refuses a tag of more than 4300 digits
+        raise FixError(f"malformed field {item[:30]!r}") from None
     msg_type = fields.get(MsgType)
     if msg_type is None or not raw[body_start:].startswith(b"35="):
         raise FixError("MsgType(35) must be the third field")
     return FixMessage(msg_type, fields, raw)
+
+
+def execution_fields(msg: FixMessage) -> tuple[bytes, bytes, int, int]:
+    """(ClOrdID, ExecType, LastQty, LastPx in price units) of an ExecutionReport, every field
+    checked before the caller changes anything; FieldError for one that is not usable."""
+    last_px = parse_price(msg.fields.get(LastPx, b"0"), LastPx)
+    last_qty = msg.int(LastQty)
+    if last_qty < 0:
+        raise FieldError(f"LastQty(32) is negative: {last_qty}", LastQty, FieldError.VALUE_INCORRECT)
+    return msg.fields.get(ClOrdID, b""), msg.fields.get(ExecType, b""), last_qty, last_px
 
 
 class FixStream:
@@ -144,12 +201,31 @@ class FixStream:
             if start < 0:
                 if len(self.buf) > 16:
                     out.append(FixError(f"garbage without BeginString: {bytes(self.buf[:20])!r}"))
-                    del self.buf[:]
+                    # Keep a tail that may be the start of the next BeginString (b"8=F" ...).
+                    keep = next((k for k in range(4, 0, -1) if self.buf.endswith(b"8=FIX"[:k])), 0)
+                    del self.buf[: len(self.buf) - keep]
                 return out
             if start > 0:
                 out.append(FixError(f"garbage before BeginString: {bytes(self.buf[: min(start, 20)])!r}"))
                 del self.buf[:start]
+            framed = self._by_body_length()
+            if framed:
+                raw = bytes(self.buf[:framed])
+                del self.buf[:framed]
+                try:
+                    out.append(parse(raw))
+                except FixError as e:
+                    out.append(e)
+                continue
+            # BodyLength unusable, or the message is not all here yet: the first CheckSum field ends it.
             end = self.buf.find(b"\x0110=", 0)
+            # A message cut short (no CheckSum) followed by a whole one: report the first alone,
+            # so that the second is not lost with it.
+            restart = self.buf.find(_HEAD, 1, end if end >= 0 else len(self.buf))
+            if restart > 0:
+                out.append(FixError(f"message without CheckSum: {bytes(self.buf[: min(restart, 20)])!r}"))
+                del self.buf[:restart]
+                continue
             if end < 0 or len(self.buf) < end + 8:
                 if len(self.buf) > self.MAX_MESSAGE:
                     out.append(FixError("message longer than 64 KiB without a CheckSum"))
@@ -161,6 +237,21 @@ class FixStream:
                 out.append(parse(raw))
             except FixError as e:
                 out.append(e)
+
+    def _by_body_length(self) -> int:
+        """The length of the message at the start of the buffer when its BodyLength is digits and
+        points at a complete ``10=NNN<SOH>`` (a field without its SOH is then parse's to report)."""
+        buf = self.buf
+        if not buf.startswith(_HEAD):
+            return 0
+        len_end = buf.find(SOH, len(_HEAD), len(_HEAD) + _MAX_BODY_LENGTH_DIGITS + 1)
+        length_text = buf[len(_HEAD) : len_end]
+        if len_end < 0 or not length_text.isdigit():
+            return 0
+        end = len_end + 1 + int(length_text) + 7
+        if len(buf) < end or buf[end - 7 : end - 4] != b"10=" or buf[end - 1] != 1:
+            return 0
+        return end
 
 
 class OrderTemplate:

@@ -10,6 +10,10 @@ Sequence rules (FIX 4.4 session protocol):
 - ResendRequest from the peer: answered with SequenceReset-GapFill (application messages are not
   re-sent: stale orders must not be replayed onto a market).
 - Garbage, bad BodyLength or CheckSum: Reject(35=3) with the reason in Text; the session goes on.
+- A well-framed message with a field the session cannot use (MsgSeqNum missing or not a number,
+  a non-numeric HeartBtInt or NewSeqNo, ...): Reject(35=3) with Text, RefTagID(371) and
+  SessionRejectReason(373); before Logon completes, Logout and disconnect instead. Nothing a peer
+  sends raises out of ``on_message``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class SessionStats:
     seq_too_low: int = 0
     test_requests_sent: int = 0
     heartbeats_sent: int = 0
+    invalid_fields: int = 0  # well-framed messages rejected for a field (MsgSeqNum=x, ...)
     last_error: str = ""
     reasons: dict = field(default_factory=dict)
 
@@ -91,9 +96,15 @@ class FixSession:
         self.logout_sent = True
         return self.build(F.LOGOUT, [(F.Text, text)] if text else [])
 
-    def reject(self, text: str, ref_seq: int = 0) -> bytes:
+    def reject(self, text: str, ref_seq: int = 0, ref_tag: int = 0, reason: int | None = None) -> bytes:
+        """Reject(35=3); ``ref_tag`` and ``reason`` (SessionRejectReason) when a field was at fault."""
         self.stats.rejects_sent += 1
-        return self.build(F.REJECT, [(F.RefSeqNum, ref_seq), (F.Text, text[:200])])
+        fields: list[tuple[int, object]] = [(F.RefSeqNum, max(ref_seq, 0))]
+        if ref_tag:
+            fields.append((F.RefTagID, ref_tag))
+        if reason is not None:
+            fields.append((F.SessionRejectReason, reason))
+        return self.build(F.REJECT, [*fields, (F.Text, text[:200])])
 
     # -- incoming ------------------------------------------------------------------------------
     def on_error(self, err: F.FixError) -> Received:
@@ -105,15 +116,33 @@ class FixSession:
         self.last_rx = self.clock()
         self.test_request_at = None
         self.stats.messages_in += 1
+        try:
+            return self._on_message(msg)
+        except F.FieldError as e:
+            return self.on_field_error(msg, e)
+
+    def on_field_error(self, msg: F.FixMessage, err: F.FieldError) -> Received:
+        """A field the session (or the application: an ExecutionReport's LastPx) cannot use."""
+        self.stats.invalid_fields += 1
+        self.stats.last_error = str(err)
+        if not self.logged_on:  # an invalid Logon is answered with Logout (FIX session protocol)
+            text = f"invalid Logon: {err}"
+            return Received(None, [self.logout(text)], close=True, reason=text)
+        ref_seq = _seq_or_zero(msg)
+        return Received(None, [self.reject(str(err), ref_seq, err.tag, err.reason)])
+
+    def _on_message(self, msg: F.FixMessage) -> Received:
         t = msg.msg_type
-        seq = msg.int(F.MsgSeqNum, -1)
+        if msg.get(F.MsgSeqNum) is None:
+            raise F.FieldError("MsgSeqNum(34) missing", F.MsgSeqNum, F.FieldError.REQUIRED_TAG_MISSING)
+        seq = _positive(msg, F.MsgSeqNum, 0)
         if msg.get(F.SenderCompID) != self.target.encode() or msg.get(F.TargetCompID) != self.sender.encode():
             text = f"CompID problem: got {msg.get(F.SenderCompID)!r}->{msg.get(F.TargetCompID)!r}"
             return Received(None, [self.reject(text, seq), self.logout(text)], close=True, reason=text)
         if t == F.LOGON and msg.get(F.ResetSeqNumFlag) == b"Y":
             self.in_seq = 1
         if t == F.SEQUENCE_RESET and msg.get(F.GapFillFlag) != b"Y":
-            self.in_seq = msg.int(F.NewSeqNo, self.in_seq)
+            self.in_seq = _positive(msg, F.NewSeqNo, self.in_seq)
             return Received(None, [])
         replies: list[bytes] = []
         if seq < self.in_seq:
@@ -128,14 +157,14 @@ class FixSession:
             replies.append(self.build(F.RESEND_REQUEST, [(F.BeginSeqNo, self.in_seq), (F.EndSeqNo, 0)]))
         self.in_seq = seq + 1
         if t == F.SEQUENCE_RESET:  # gap fill
-            self.in_seq = max(self.in_seq, msg.int(F.NewSeqNo, self.in_seq))
+            self.in_seq = max(self.in_seq, _positive(msg, F.NewSeqNo, self.in_seq))
             return Received(None, replies)
         if t == F.LOGON:
             if not self.logged_on:
-                self.logged_on = True
                 hb = msg.int(F.HeartBtInt, self.heartbeat_s)
                 if hb > 0:
                     self.heartbeat_s = hb
+                self.logged_on = True
             return Received(msg, replies)
         if t == F.HEARTBEAT:
             return Received(None, replies)
@@ -176,3 +205,16 @@ class FixSession:
             self.stats.heartbeats_sent += 1
             out.append(self.build(F.HEARTBEAT))
         return Received(None, out)
+
+
+def _seq_or_zero(msg: F.FixMessage) -> int:
+    """RefSeqNum for a Reject: the message's MsgSeqNum when it is a number at all."""
+    v = msg.get(F.MsgSeqNum) or b""
+    return int(v) if v.isdigit() and len(v) <= 18 else 0
+
+
+def _positive(msg: F.FixMessage, tag: int, default: int) -> int:
+    v = msg.int(tag, default)
+    if v <= 0:
+        raise F.FieldError(f"tag {tag} must be a positive number: {v}", tag, F.FieldError.VALUE_INCORRECT)
+    return v

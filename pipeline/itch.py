@@ -131,8 +131,11 @@ def mold_end_of_session(session: bytes, next_seq: int) -> bytes:
 def decode(buf, offset: int, length: int) -> tuple | None:
     """One message at ``buf[offset:offset+length]`` -> its fields (type first), or None to skip.
 
-    Raises ValueError for an unknown type or a length that does not match the type.
+    Raises ValueError (only) for an empty message, an unknown type or a length that does not match
+    the type; the message must lie inside ``buf`` (``MoldReceiver.packet`` checks the framing).
     """
+    if not length:  # its type byte would be the next message's, or past the packet
+        raise ValueError("empty ITCH message (length 0)")
     kind = buf[offset]
     expected = LENGTHS.get(kind)
     if expected is None:
@@ -272,15 +275,20 @@ def read_itch_file(path: str | Path) -> Iterator[bytes]:
         data = p.read_bytes()
     except OSError as e:
         raise ItchFileError(f"cannot read ITCH file {p}: {e.strerror or e}") from None
+    return itch_file_messages(data, str(p))
+
+
+def itch_file_messages(data: bytes, name: str = "ITCH data") -> Iterator[bytes]:
+    """The messages of an ITCH 5.0 file's bytes; ItchFileError (one line naming ``name``) otherwise."""
     pos, index = 0, 0
     while pos < len(data):
         if pos + 2 > len(data):
-            raise ItchFileError(f"{p}: truncated after {index} messages (dangling length byte)")
+            raise ItchFileError(f"{name}: truncated after {index} messages (dangling length byte)")
         (length,) = MOLD_LENGTH.unpack_from(data, pos)
         body = data[pos + 2 : pos + 2 + length]
         if length == 0 or len(body) != length:
             raise ItchFileError(
-                f"{p}: not an ITCH 5.0 file (message {index} at byte {pos}: length {length} runs past the end)"
+                f"{name}: not an ITCH 5.0 file (message {index} at byte {pos}: length {length} runs past the end)"
             )
         expected = LENGTHS.get(body[0])
         if expected is None or expected != length:
@@ -289,7 +297,7 @@ def read_itch_file(path: str | Path) -> Iterator[bytes]:
                 if expected is None
                 else f"type {body[:1]!r} with {length} bytes, expected {expected}"
             )
-            raise ItchFileError(f"{p}: not an ITCH 5.0 file (message {index} at byte {pos}: {what})")
+            raise ItchFileError(f"{name}: not an ITCH 5.0 file (message {index} at byte {pos}: {what})")
         yield body
         pos += 2 + length
         index += 1

@@ -41,6 +41,8 @@ class ImbalanceStrategy:
         if bid is None or ask is None:
             return None
         bsz, asz = book.bids.levels[bid][0], book.asks.levels[ask][0]
+        if bsz + asz <= 0:  # zero-share adds from a hostile feed: no imbalance to read
+            return None
         imbalance = (bsz - asz) / (bsz + asz)
         if -self.threshold < imbalance < self.threshold:
             return None

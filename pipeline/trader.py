@@ -42,7 +42,19 @@ from time import perf_counter_ns
 from tickscope.probe import Point, PointWriter, TickWriter, ring_dir
 
 from . import fix as F
-from .binance import DepthSync, WsClient, WsFeedError, decode_event, levels
+from .binance import (
+    ANSWER,
+    DEPTH_UPDATE,
+    DepthSync,
+    WsClient,
+    WsFeedError,
+    book_ticker,
+    brief,
+    decode_event,
+    depth_update,
+    event_kind,
+    snapshot_levels,
+)
 from .book import BookSet
 from .fix_session import FixSession
 from .itch import PRICE_SCALE, MoldReceiver
@@ -100,6 +112,7 @@ class Trader:
         self.session = FixSession(args.sender_comp_id, args.target_comp_id, heartbeat_s=args.heartbeat)
         self.template = F.OrderTemplate(args.sender_comp_id, args.target_comp_id)
         self.stream = F.FixStream()
+        self._after_logon: list = []
         self.fix = self._connect()
         # Error-queue stamps make the socket report EPOLLERR; libuv (uvloop) stops polling such a
         # socket, so under uvloop order.tx is the user-space stamp after send() instead.
@@ -127,6 +140,8 @@ class Trader:
         self.stats_path = ring_dir() / f"trader.{os.getpid()}.stats.json"
         self.stop = False
         self.closing = False
+        if self._after_logon:
+            self._on_fix_items(self._after_logon, perf_counter_ns())
 
     # -- session start --------------------------------------------------------------------------
     def _connect(self) -> socket.socket:
@@ -158,7 +173,11 @@ class Trader:
                 continue
             if not data:
                 raise TraderError("venue closed the connection during Logon")
-            for item in self.stream.feed(data):
+            items = self.stream.feed(data)
+            for i, item in enumerate(items):
+                if self.session.logged_on:  # what the venue sent right after its Logon: the
+                    self._after_logon = items[i:]  # session's to handle, once the trader is set up
+                    break
                 if isinstance(item, F.FixError):
                     raise TraderError(f"venue answered Logon with garbage: {item}")
                 got = self.session.on_message(item)
@@ -250,23 +269,19 @@ class Trader:
                 t[MD_READ] = perf_counter_ns()
                 try:
                     msg = decode_event(text)
-                    if msg.get("e") == "depthUpdate":
-                        sync = depth.get(msg["s"])
+                    kind = event_kind(msg)
+                    if kind == DEPTH_UPDATE:
+                        symbol, first, last, bids, asks = depth_update(msg)
+                        sync = depth.get(symbol)
                         if sync is None:
-                            raise WsFeedError(f"depthUpdate for unsubscribed symbol {msg['s']!r}")
-                        first, last, bids, asks = (
-                            int(msg["U"]),
-                            int(msg["u"]),
-                            levels(msg["b"]),
-                            levels(msg["a"]),
-                        )
-                    elif "u" in msg and "e" not in msg:
-                        self._ticker(msg)
-                        msg = None
+                            raise WsFeedError(f"depthUpdate for unsubscribed symbol {symbol[:20]!r}")
                     else:
-                        self._answer(msg)
+                        if kind == ANSWER:
+                            self._answer(msg)
+                        else:
+                            self._ticker(msg)
                         msg = None
-                except (WsFeedError, KeyError, TypeError, ValueError) as e:
+                except WsFeedError as e:
                     self.ws_counts["malformed"] += 1
                     self._log_limited(f"market data skipped: {e}")
                     t = commit(seq)
@@ -292,33 +307,38 @@ class Trader:
 
     def _ticker(self, msg: dict) -> None:
         """bookTicker: a cross-check of the local book, whose update id it names."""
-        sync = self.depth.get(msg["s"])
+        symbol, u, ticker_top = book_ticker(msg)
+        sync = self.depth.get(symbol)
         if sync is None or not sync.synced:
             return
-        u = int(msg["u"])
         if u != sync.last_update_id:
             self.ws_counts["stale_tickers"] += 1  # the book moved on (or the depth event was lost)
             return
         self.ws_counts["ticker_checked"] += 1
         book = sync.book
         top = (book.bids.best(), book.bids.best_size(), book.asks.best(), book.asks.best_size())
-        if top != (levels([[msg["b"], msg["B"]]])[0] + levels([[msg["a"], msg["A"]]])[0]):
+        if top != ticker_top:
             self.ws_counts["ticker_mismatches"] += 1
             self._log_limited(f"{sync.symbol}: bookTicker u={u} disagrees with the local book {top}")
 
     def _answer(self, msg: dict) -> None:
-        symbol = self.snapshot_requests.pop(msg.get("id"), None)
+        rid = msg.get("id")
+        symbol = self.snapshot_requests.pop(rid, None) if type(rid) is int else None
         if msg.get("status", 200) != 200 or "error" in msg:
             self.ws_counts["request_errors"] += 1
-            self._log_limited(f"venue refused request {msg.get('id')}: {msg.get('error')}")
+            self._log_limited(f"venue refused request {brief(rid)}: {brief(msg.get('error'))}")
             if symbol is not None:
                 self.depth[symbol].want_snapshot = True
             return
         if symbol is None:
             return  # SUBSCRIBE acknowledged
-        snap = msg["result"]
         sync = self.depth[symbol]
-        if not sync.on_snapshot(int(snap["lastUpdateId"]), levels(snap["bids"]), levels(snap["asks"])):
+        try:
+            snapshot = snapshot_levels(msg.get("result"))
+        except WsFeedError:
+            sync.want_snapshot = True  # ask again once the bad answer is counted
+            raise
+        if not sync.on_snapshot(*snapshot):
             self._request_snapshots()
 
     def _order(self, t, seq: int, book, intent, now: int) -> None:
@@ -368,9 +388,13 @@ class Trader:
             if not self.closing:
                 self._kill("venue closed the FIX connection")
             return False
+        return self._on_fix_items(self.stream.feed(data), arrived)
+
+    def _on_fix_items(self, items: list, arrived: int) -> bool:
+        """Session and ExecutionReport handling of parsed FIX (or FixError); False when it ended."""
         replies: list[bytes] = []
         alive = True
-        for item in self.stream.feed(data):
+        for item in items:
             if isinstance(item, F.FixError):
                 self._log_limited(f"FIX from venue: {item}")
                 replies += self.session.on_error(item).replies
@@ -378,10 +402,14 @@ class Trader:
             got = self.session.on_message(item)
             replies += got.replies
             if got.app is not None:
-                if got.app.msg_type == F.EXECUTION_REPORT:
-                    self._execution(got.app, arrived)
-                elif got.app.msg_type == F.REJECT:
-                    self._session_reject(got.app)
+                try:
+                    if got.app.msg_type == F.EXECUTION_REPORT:
+                        self._execution(got.app, arrived)
+                    elif got.app.msg_type == F.REJECT:
+                        self._session_reject(got.app)
+                except F.FieldError as e:  # e.g. LastPx=inf: Reject(35=3), counted in fix.invalid_fields
+                    self._log_limited(f"FIX from venue: {got.app.msg_type.decode()} rejected: {e}")
+                    replies += self.session.on_field_error(got.app, e).replies
             if got.close:
                 if not (self.closing and not self.session.logged_on):
                     self._kill(f"FIX session ended: {got.reason}")
@@ -391,15 +419,10 @@ class Trader:
         return alive
 
     def _execution(self, msg: F.FixMessage, arrived: int) -> None:
-        clordid = msg.get(F.ClOrdID, b"")
+        clordid, exec_type, last_qty, last_px = F.execution_fields(msg)  # FieldError: nothing changed
         order = self.oms.orders.get(clordid)
         first = order is not None and order.state == State.PENDING_NEW
-        try:
-            last_px = round(float(msg.get(F.LastPx, b"0")) * PRICE_SCALE)
-        except ValueError:
-            last_px = 0
-        exec_type = msg.get(F.ExecType, b"")
-        self.oms.on_execution(clordid, exec_type, msg.int(F.LastQty), last_px)
+        self.oms.on_execution(clordid, exec_type, last_qty, last_px)
         if first:
             self.orders_ring.record(ACK_RX, order.trace_id, ts=arrived)
         msg_seq = self.awaiting.pop(clordid, None)

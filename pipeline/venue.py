@@ -112,19 +112,71 @@ class SyntheticFlow:
         return None
 
 
-class FixAcceptor(threading.Thread):
-    """One FIX 4.4 session at a time, on a blocking socket with a short timeout."""
+class FixConnection:
+    """One order-entry connection, sans I/O: FIX bytes in, (bytes to send, close) out.
 
-    def __init__(self, port: int, flow: SyntheticFlow, logged_on: threading.Event, stop: threading.Event):
+    The acceptor's thread owns the socket; the fuzzer (fuzz/fuzz_fix.py) drives this directly.
+    Whatever the peer sends, the answer is FIX (Reject, Logout) or a disconnect, never an exception.
+    """
+
+    def __init__(self, orders: OrderEntry):
+        self.orders = orders
+        self.stream = F.FixStream()
+        self.session: FixSession | None = None
+        self.log_lines = 0
+
+    def received(self, data: bytes) -> tuple[bytes, bool]:
+        out: list[bytes] = []
+        for item in self.stream.feed(data):
+            if isinstance(item, F.FixError):
+                self._log(f"FIX garbage from peer: {item}")
+                if self.session is not None:
+                    out += self.session.on_error(item).replies
+                continue
+            if self.session is None:
+                if item.msg_type != F.LOGON:
+                    self._log("FIX: first message is not Logon: disconnecting")
+                    return b"", True
+                sender, target = comp_id(item.get(F.TargetCompID)), comp_id(item.get(F.SenderCompID))
+                if sender is None or target is None:
+                    self._log("FIX: Logon without printable SenderCompID/TargetCompID: disconnecting")
+                    return b"", True
+                self.session = FixSession(sender, target)  # HeartBtInt: checked by the session
+            got = self.session.on_message(item)
+            out += got.replies
+            if got.app is not None:
+                out += self.orders.application(self.session, got.app)
+            if got.close:
+                self._log(f"FIX session closed: {got.reason}")
+                return b"".join(out), True
+        return b"".join(out), False
+
+    def timer(self) -> tuple[bytes, bool]:
+        if self.session is None:
+            return b"", False
+        t = self.session.timer()
+        return b"".join(t.replies), t.close
+
+    def _log(self, line: str) -> None:
+        self.log_lines += 1  # a peer sending garbage in a loop must not flood the log
+        if self.log_lines <= 20 or self.log_lines % 1000 == 0:
+            log(line + (" (further lines rate-limited)" if self.log_lines == 20 else ""))
+
+
+class FixAcceptor(threading.Thread):
+    """One FIX 4.4 connection at a time, on a blocking socket with a short timeout."""
+
+    def __init__(self, port: int, flow: SyntheticFlow, logged_on: threading.Event, stop: threading.Event,
+                 logon_timeout_s: float = 10.0):  # fmt: skip
         super().__init__(daemon=True, name="fix-acceptor")
-        self.flow, self.logged_on, self.stop = flow, logged_on, stop
+        self.stop = stop
+        self.logon_timeout_s = logon_timeout_s
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind(("127.0.0.1", port))
         self.server.listen(4)
         self.server.settimeout(0.2)
-        self.orders = 0
-        self.exec_id = 0
+        self.entry = OrderEntry(flow, logged_on)
         self.sessions = 0
         self.idle = threading.Event()  # set while no FIX session is connected
         self.idle.set()
@@ -141,6 +193,8 @@ class FixAcceptor(threading.Thread):
                 self._serve(conn)
             except OSError as e:
                 log(f"FIX connection lost: {e}")
+            except Exception as e:  # noqa: BLE001 - one peer must never stop the acceptor
+                log(f"FIX connection dropped after an internal error ({type(e).__name__}: {e})")
             finally:
                 conn.close()
                 self.idle.set()
@@ -149,47 +203,38 @@ class FixAcceptor(threading.Thread):
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.settimeout(0.2)
-        stream = F.FixStream()
-        session: FixSession | None = None
+        fix = FixConnection(self.entry)
+        # One connection at a time: one that never logs on must not keep the next one out.
+        logon_deadline = time.monotonic() + self.logon_timeout_s
         while not self.stop.is_set():
+            if fix.session is None and time.monotonic() > logon_deadline:
+                log(f"FIX: no Logon within {self.logon_timeout_s:g} s: disconnecting")
+                return
             try:
                 data = conn.recv(65536)
             except TimeoutError:
                 data = None
             if data == b"":
                 return
-            out: list[bytes] = []
-            for item in stream.feed(data) if data else ():
-                if isinstance(item, F.FixError):
-                    log(f"FIX garbage from peer: {item}")
-                    if session is not None:
-                        out += session.on_error(item).replies
-                    continue
-                if session is None:
-                    if item.msg_type != F.LOGON:
-                        log("FIX: first message is not Logon: disconnecting")
-                        return
-                    sender = (item.get(F.TargetCompID) or b"VENUE").decode()
-                    target = (item.get(F.SenderCompID) or b"CLIENT").decode()
-                    session = FixSession(sender, target, heartbeat_s=item.int(F.HeartBtInt, 30))
-                got = session.on_message(item)
-                out += got.replies
-                if got.app is not None:
-                    out += self._application(session, got.app)
-                if got.close:
-                    log(f"FIX session closed: {got.reason}")
-                    conn.sendall(b"".join(out))
-                    return
-            if session is not None:
-                t = session.timer()
-                out += t.replies
-                if t.close:
-                    conn.sendall(b"".join(out))
-                    return
+            out, close = fix.received(data) if data else (b"", False)
+            if not close:
+                more, close = fix.timer()
+                out += more
             if out:
-                conn.sendall(b"".join(out))
+                conn.sendall(out)
+            if close:
+                return
 
-    def _application(self, session: FixSession, msg: F.FixMessage) -> list[bytes]:
+
+class OrderEntry:
+    """The venue's order handling: IOC limit orders matched against the flow's books."""
+
+    def __init__(self, flow: SyntheticFlow, logged_on: threading.Event):
+        self.flow, self.logged_on = flow, logged_on
+        self.orders = 0
+        self.exec_id = 0
+
+    def application(self, session: FixSession, msg: F.FixMessage) -> list[bytes]:
         t = msg.msg_type
         if t == F.LOGON:
             out = [session.build(F.LOGON, [(F.EncryptMethod, 0), (F.HeartBtInt, session.heartbeat_s)]
@@ -222,13 +267,10 @@ class FixAcceptor(threading.Thread):
         missing = [tag for tag in required if msg.get(tag) is None]
         symbol = (msg.get(F.Symbol) or b"").decode(errors="replace")
         locate = self.flow.locate_of(symbol)
-        try:
-            qty = int(msg.get(F.OrderQty, b"0"))
-            price = round(float(msg.get(F.Price, b"0")) * itch.PRICE_SCALE)
-        except ValueError:
-            qty, price = 0, 0
+        qty, price = _or(msg.int, F.OrderQty, 0), _or(F.parse_price, msg.get(F.Price, b"0"), -1)
         reason = (f"missing required tags {missing}" if missing else "unknown symbol" if locate is None
-                  else "bad quantity" if qty <= 0 else "only limit orders" if msg.get(F.OrdType) != b"2"
+                  else "bad quantity" if qty <= 0 else "bad price" if price < 0
+                  else "only limit orders" if msg.get(F.OrdType) != b"2"
                   else "bad side" if msg.get(F.Side) not in (b"1", b"2") else None)  # fmt: skip
         if reason:
             return [
@@ -299,7 +341,7 @@ class WsServer(threading.Thread):
         try:
             req = json.loads(text)
             rid, method, params = req.get("id"), req["method"], req.get("params")
-        except (ValueError, KeyError, AttributeError, TypeError):
+        except (ValueError, KeyError, AttributeError, TypeError, RecursionError):
             return json.dumps(
                 {"id": None, "status": 400, "error": {"code": -1100, "msg": "malformed request"}}
             )
@@ -307,12 +349,15 @@ class WsServer(threading.Thread):
             streams.update(str(p) for p in params)
             return json.dumps({"result": None, "id": rid})
         if method == "depth" and isinstance(params, dict):
+            limit = params.get("limit", 1000)
+            if type(limit) is not int or not 1 <= limit <= 5000:
+                return json.dumps(
+                    {"id": rid, "status": 400, "error": {"code": -1100, "msg": "limit must be 1-5000"}}
+                )
             with self.flow.lock:  # the book and its lastUpdateId, consistently
                 try:
-                    snap = self.publisher.snapshot(
-                        str(params.get("symbol", "")), int(params.get("limit", 1000))
-                    )
-                except (KeyError, ValueError):
+                    snap = self.publisher.snapshot(str(params.get("symbol", "")), limit)
+                except KeyError:
                     return json.dumps(
                         {"id": rid, "status": 400, "error": {"code": -1121, "msg": "Invalid symbol."}}
                     )
@@ -338,6 +383,21 @@ class WsServer(threading.Thread):
         if self._stopping is not None:
             self.loop.call_soon_threadsafe(lambda: self._stopping.done() or self._stopping.set_result(None))
         self.join(3.0)
+
+
+def _or(parse, arg, fallback: int) -> int:
+    try:
+        return parse(arg)
+    except F.FieldError:
+        return fallback
+
+
+def comp_id(value: bytes | None) -> str | None:
+    """A CompID from a peer's Logon: printable ASCII, or None."""
+    if not value or not value.isascii():
+        return None
+    text = value.decode("ascii")
+    return text if text.isprintable() else None
 
 
 def log(line: str) -> None:
@@ -457,6 +517,8 @@ def parse_args(argv=None):
     ap.add_argument("--md-host", default="127.0.0.1")
     ap.add_argument("--md-port", type=int, default=0, help="UDP port for ITCH (with --feed itch)")
     ap.add_argument("--fix-port", type=int, default=0, help="0: no FIX acceptor")
+    ap.add_argument("--fix-logon-timeout", type=float, default=10.0,
+                    help="seconds a FIX connection may take to log on before it is closed")  # fmt: skip
     ap.add_argument("--ws-port", type=int, default=0, help="WebSocket port (with --feed ws)")
     ap.add_argument("--feed", choices=["itch", "ws"], default="itch")
     ap.add_argument("--ws-skip-every", type=int, default=0, help="drop every K-th depth event (resync tests)")
@@ -508,7 +570,7 @@ def main(argv=None) -> int:
     acceptor = None
     if args.fix_port:
         try:
-            acceptor = FixAcceptor(args.fix_port, flow, logged_on, stop)
+            acceptor = FixAcceptor(args.fix_port, flow, logged_on, stop, args.fix_logon_timeout)
         except OSError as e:
             log(f"cannot listen for FIX on port {args.fix_port}: {e.strerror or e}")
             return 2
@@ -554,7 +616,7 @@ def main(argv=None) -> int:
             server.shutdown()
         if acceptor is not None:
             acceptor.join(2.0)
-            log(f"orders received {acceptor.orders}, FIX sessions {acceptor.sessions}")
+            log(f"orders received {acceptor.entry.orders}, FIX sessions {acceptor.sessions}")
     return 0
 
 
