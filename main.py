@@ -404,6 +404,33 @@ def live(
 
 @app.command()
 @user_errors
+def merge(
+    out: Path = typer.Argument(..., help="New session directory for the merged result."),
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...", help="Session directories or .hlog files; HOST=PATH labels an input."
+    ),
+    digits: int | None = typer.Option(
+        None, "--digits", help="Significant digits of the result (default: the coarsest input's)."
+    ),
+):
+    """Exact union of sessions from several hosts/processes/days, aligned on absolute time.
+
+    \b
+      tickscope merge fleet/ ny4/sessions/run1 ld4/sessions/run1
+      tickscope report fleet/        # per host: <host>/<stage>; fleet-wide: <stage>
+    """
+    from tickscope.collectors.merge import merge as merge_sessions
+
+    result = merge_sessions(inputs, out, digits=digits)
+    for w in result.warnings:
+        typer.echo(f"tickscope: warning: {w}", err=True)
+    typer.echo(f"merged {len(inputs)} inputs from {len(result.hosts)} host(s) ({', '.join(result.hosts)}): "
+               f"{result.intervals} intervals at {result.digits} significant digits")  # fmt: skip
+    typer.echo(f"session saved: {result.out}")
+
+
+@app.command()
+@user_errors
 def doctor(json_output: bool = typer.Option(False, "--json", help="Findings as JSON.")):
     """Is this host fit to measure latency? Each finding comes with its fix."""
     from rich.console import Console
