@@ -221,6 +221,16 @@ def profile(
     target_comp_id: str = typer.Option(
         "VENUE", "--target-comp-id", help="FIX TargetCompID with --fix-connect."
     ),
+    prometheus: str | None = typer.Option(
+        None,
+        "--prometheus",
+        help="Serve /metrics on [HOST:]PORT: per-stage native histograms (protobuf) and counters.",
+    ),
+    prometheus_linger: str = typer.Option(
+        "5s",
+        "--prometheus-linger",
+        help="At the end, serve the final totals until scraped, at most this long.",
+    ),
 ):
     """Profile a command that writes tickscope probes (after --), or the bundled reference pipeline.
 
@@ -247,6 +257,8 @@ def profile(
         warmup_s=parse_duration(warmup, "warmup"),
         interval_s=parse_duration(interval, "interval"),
         out=out,
+        prometheus=prometheus,
+        prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
     )
     if expected_interval:
         opts.expected_interval_ns = int(parse_duration(expected_interval, "expected interval") * 1e9)
