@@ -119,10 +119,9 @@ def to_native(hist: HdrHistogram) -> NativeHistogram:
     counts = counts_view(hist)
     nz = np.flatnonzero(counts)
     c = counts[nz]
-    native = native_index_of_hdr(hist)[nz]
-    order = np.argsort(native, kind="stable")  # already sorted: the map is monotonic
-    native, c = native[order], c[order]
-    uniq, start = np.unique(native, return_index=True)
+    native = native_index_of_hdr(hist)[nz]  # non-decreasing: the map is monotonic
+    start = np.flatnonzero(np.diff(native, prepend=-(1 << 62)))
+    uniq = native[start]
     summed = np.add.reduceat(c, start) if c.size else c
     lowest, size = _bucket_values(hist)
     sum_s = float(((lowest[nz] + (size[nz] >> 1)).astype(np.float64) * counts[nz]).sum() / 1e9)
@@ -153,6 +152,22 @@ def _varint(n: int) -> bytes:
         else:
             out.append(b)
             return bytes(out)
+
+
+def _varints(values: np.ndarray) -> bytes:
+    """Concatenated varints of non-negative int64 values, vectorised (a scrape holds thousands)."""
+    v = values.astype(np.uint64)
+    nbytes = np.ones(v.size, np.int64)
+    for k in range(1, 10):
+        nbytes += v >= np.uint64(1 << (7 * k))
+    out = np.empty(int(nbytes.sum()), np.uint8)
+    offsets = np.cumsum(nbytes) - nbytes
+    for k in range(int(nbytes.max()) if v.size else 0):
+        sel = nbytes > k
+        byte = (v[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        more = (nbytes[sel] > k + 1).astype(np.uint64) << np.uint64(7)
+        out[offsets[sel] + k] = (byte | more).astype(np.uint8)
+    return out.tobytes()
 
 
 def _zigzag(n: int) -> int:
@@ -186,26 +201,26 @@ def encode_native_histogram(h: NativeHistogram) -> bytes:
     zero_threshold=6, zero_count=7, positive_span=12 {offset=1 sint32, length=2}, positive_delta=13."""
     out = [_uint_field(1, h.count), _double_field(2, h.sum_s), _key(5, 0) + _varint(_zigzag(SCHEMA)),
            _double_field(6, 0.0), _uint_field(7, 0)]  # fmt: skip
-    idx, counts = h.indexes.tolist(), h.counts.tolist()
-    if not idx:  # a no-op span marks an empty native histogram (else it would read as classic)
+    idx = h.indexes
+    if not idx.size:  # a no-op span marks an empty native histogram (else it would read as classic)
         out.append(_bytes_field(12, b""))
         return b"".join(out)
-    spans, prev_end = [], None
-    for i in idx:
-        if prev_end is not None and i == prev_end:
-            spans[-1][1] += 1
+    # Spans: runs of consecutive indexes; offset = gap since the previous run's end (first: its start).
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    lengths = np.diff(np.concatenate((starts, [idx.size])))
+    run_start = idx[starts]
+    offsets = run_start - np.concatenate(([0], idx[starts[1:] - 1] + 1))
+    for offset, length in zip(offsets.tolist(), lengths.tolist(), strict=True):
+        zz = _zigzag(offset)
+        if zz < 128 and length < 128:  # the common case, one byte each: skip the generic encoder
+            out.append(bytes((0x62, 4, 0x08, zz, 0x10, length)) if zz else bytes((0x62, 2, 0x10, length)))
         else:
-            spans.append([i - prev_end if prev_end is not None else i, 1])
-        prev_end = i + 1
-    for offset, length in spans:
-        span = (_key(1, 0) + _varint(_zigzag(offset)) if offset else b"") + _uint_field(2, length)
-        out.append(_bytes_field(12, span))
-    # Buckets in gaps are empty and not sent; deltas run over the sent buckets only.
-    deltas, prev = bytearray(), 0
-    for c in counts:
-        deltas += _varint(_zigzag(c - prev))
-        prev = c
-    out.append(_bytes_field(13, bytes(deltas)))
+            span = (_key(1, 0) + _varint(zz) if offset else b"") + _uint_field(2, length)
+            out.append(_bytes_field(12, span))
+    # Buckets in gaps are empty and not sent; deltas run over the sent buckets only (packed sint64).
+    delta = np.diff(h.counts, prepend=0)
+    out.append(_bytes_field(13, _varints((delta << 1) ^ (delta >> 63))))
     return b"".join(out)
 
 
@@ -294,6 +309,7 @@ class PrometheusExporter:
         self.serve_cpu_s = 0.0
         self.publish_cpu_s = 0.0
         self._seen_live = None
+        self._encoded: dict[bool, tuple[ExportState, bytes]] = {}
         self._scraped = threading.Condition()
         self.server = self._bind()
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -351,10 +367,11 @@ class PrometheusExporter:
             req.send_error(404, "tickscope serves /metrics")
             return
         state = self.state
-        if wants_protobuf(req.headers.get("Accept", "")):
-            body, ctype = render_protobuf(state), PROTOBUF_TYPE
-        else:
-            body, ctype = render_text(state), TEXT_TYPE
+        proto = wants_protobuf(req.headers.get("Accept", ""))
+        cached = self._encoded.get(proto)
+        if cached is None or cached[0] is not state:  # encode once per published state, not per scrape
+            cached = self._encoded[proto] = (state, render_protobuf(state) if proto else render_text(state))
+        body, ctype = cached[1], PROTOBUF_TYPE if proto else TEXT_TYPE
         try:
             req.send_response(200)
             req.send_header("Content-Type", ctype)
