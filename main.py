@@ -231,6 +231,11 @@ def profile(
         "--prometheus-linger",
         help="At the end, serve the final totals until scraped, at most this long.",
     ),
+    prometheus_hold: str = typer.Option(
+        "0s",
+        "--prometheus-hold",
+        help="Keep serving the final totals this long after the end (fleets: all hosts up at once).",
+    ),
 ):
     """Profile a command that writes tickscope probes (after --), or the bundled reference pipeline.
 
@@ -259,6 +264,7 @@ def profile(
         out=out,
         prometheus=prometheus,
         prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
+        prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
     )
     if expected_interval:
         opts.expected_interval_ns = int(parse_duration(expected_interval, "expected interval") * 1e9)

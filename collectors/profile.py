@@ -109,6 +109,7 @@ class ProfileOptions:
     extra_meta: dict = field(default_factory=dict)
     prometheus: str | None = None  # [HOST:]PORT of a /metrics endpoint (collectors/prometheus.py)
     prometheus_linger_s: float = 5.0
+    prometheus_hold_s: float = 0.0
 
 
 @dataclass
@@ -199,7 +200,7 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
         writer.meta["subject_exit"] = subject_exit
         collector.finish(status)
         if exporter is not None:
-            warnings += exporter.conclude(collector, writer, opts.prometheus_linger_s)
+            warnings += exporter.conclude(collector, writer, opts.prometheus_linger_s, opts.prometheus_hold_s)
         collector.remove_finished_rings()
         shutil.rmtree(rings, ignore_errors=True)
         for sig, handler in previous.items():

@@ -388,23 +388,26 @@ class PrometheusExporter:
                 self.scrapes_of_final += 1
             self._scraped.notify_all()
 
-    def finish(self, collector, linger_s: float) -> bool:
+    def finish(self, collector, linger_s: float, hold_s: float = 0.0) -> bool:
         """Publish the session's final totals and serve them until scraped once (at most linger_s):
-        the last interval would otherwise never reach Prometheus. True if it was scraped."""
+        the last interval would otherwise never reach Prometheus. Then keep serving until hold_s
+        after the end, so that hosts ending at nearly the same time are all up, with their final
+        totals, at one instant a fleet-wide query can use. True if the final state was scraped."""
         self.publish(collector, final=True)
-        deadline = time.monotonic() + linger_s
+        end = time.monotonic()
         with self._scraped:
             while not self.scrapes_of_final:
-                left = deadline - time.monotonic()
+                left = end + linger_s - time.monotonic()
                 if left <= 0:
                     break
                 self._scraped.wait(left)
-            return self.scrapes_of_final > 0
+        time.sleep(max(0.0, end + hold_s - time.monotonic()))
+        return self.scrapes_of_final > 0
 
-    def conclude(self, collector, writer, linger_s: float) -> list[str]:
+    def conclude(self, collector, writer, linger_s: float, hold_s: float = 0.0) -> list[str]:
         """End of a profile run: serve the final totals until scraped, record the exporter's cost in
         the session, stop serving. Returns warnings."""
-        scraped = self.finish(collector, linger_s)
+        scraped = self.finish(collector, linger_s, hold_s)
         self.close()
         drained = sum(src.reader.drained for src in collector.sources)
         writer.meta["prometheus"] = self.stats(drained)

@@ -1,6 +1,7 @@
 """--prometheus: a real Prometheus (Debian's, native histograms on) scrapes a real profile run."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -132,7 +133,7 @@ def final_scrape_time(prom: Prometheus, drained: int, selector: str) -> float:
     assert samples, "no scrape reached Prometheus"
     ts = [float(t) for t, v in samples[0]["values"] if float(v) == drained]
     assert ts, (drained, samples[0]["values"][-3:])
-    return ts[-1]
+    return ts[0]
 
 
 def assert_p99_agrees(prom: Prometheus, selector: str, at: float, hist) -> float:
@@ -181,3 +182,66 @@ def test_prometheus_p99_of_the_bundled_pipeline_agrees_with_the_session(tmp_path
     sent = prom.query('tickscope_orders_sent_total{session="s"}', at)
     assert sent and sent[0]["metric"]["host"] == socket.gethostname()
     assert int(float(sent[0]["value"][1])) == session.meta["counters"]["orders_sent"] > 0
+
+
+def _sh(*argv, check=True):
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def two_hosts():
+    """Two network namespaces, each a "host" with a veth link to this one (10.77.N.1 <-> 10.77.N.2)."""
+    if shutil.which("ip") is None or shutil.which("unshare") is None:
+        pytest.skip("iproute2/unshare missing: cannot make network namespaces (apt-get install iproute2)")
+    tag = f"{os.getpid() % 100000}"
+    made, hosts = [], []
+    try:
+        for n in (1, 2):
+            ns, outer, inner = f"ts{n}-{tag}", f"tso{n}-{tag}", f"tsi{n}-{tag}"
+            r = _sh("ip", "netns", "add", ns, check=False)
+            if r.returncode != 0:
+                pytest.skip(
+                    f"cannot create network namespaces here ({r.stderr.strip()}): needs root/CAP_NET_ADMIN"
+                )
+            made.append(ns)
+            _sh("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
+            _sh("ip", "link", "set", inner, "netns", ns)
+            _sh("ip", "addr", "add", f"10.77.{n}.1/30", "dev", outer)
+            _sh("ip", "link", "set", outer, "up")
+            _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"10.77.{n}.2/30", "dev", inner)
+            _sh("ip", "netns", "exec", ns, "ip", "link", "set", inner, "up")
+            _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+            hosts.append((ns, f"host-{chr(96 + n)}", f"10.77.{n}.2"))
+        yield hosts
+    finally:
+        for ns in made:
+            _sh("ip", "netns", "del", ns, check=False)  # takes its end of the veth pair with it
+
+
+def test_two_hosts_fleet_p99_from_prometheus_and_from_merge_agree(tmp_path, prometheus_for, two_hosts):
+    port = 19464
+    prom = prometheus_for([f"{addr}:{port}" for _, _, addr in two_hosts])
+    procs = []
+    for ns, hostname, addr in two_hosts:
+        cmd = [sys.executable, "-m", "tickscope.main", "profile", "--duration", "6s", "--rate", "2k",
+               "--out", str(tmp_path / hostname), *QUIET, "--prometheus", f"{addr}:{port}",
+               "--prometheus-hold", "10s"]  # fmt: skip
+        # its own UTS namespace too, so each "host" has its own hostname (the host label and merge key)
+        script = f"hostname {hostname} && exec {' '.join(cmd)}"
+        procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--uts", "sh", "-c", script],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+    for p in procs:
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    sessions = [Session.load(tmp_path / h) for _, h, _ in two_hosts]
+    assert [s.meta["host"]["hostname"] for s in sessions] == ["host-a", "host-b"]
+    times = [final_scrape_time(prom, s.meta["counters"]["drained"], f'{{host="{s.meta["host"]["hostname"]}"}}')
+             for s in sessions]  # fmt: skip
+    merged = run_cli("merge", str(tmp_path / "fleet"), str(tmp_path / "host-a"), str(tmp_path / "host-b"))
+    assert merged.returncode == 0, merged.stderr
+    assert "clocks disagree" not in merged.stderr, "one machine, one clock: the measured offset is ~0"
+    fleet = Session.load(tmp_path / "fleet")
+    hist = fleet.total("tick_to_trade")
+    assert hist.total_count == sum(s.total("tick_to_trade").total_count for s in sessions)
+    # --prometheus-hold kept both up with their final totals until after the later one was scraped
+    assert_p99_agrees(prom, '{stage="tick_to_trade"}', max(times), hist)
