@@ -395,13 +395,16 @@ class PrometheusExporter:
         totals, at one instant a fleet-wide query can use. True if the final state was scraped."""
         self.publish(collector, final=True)
         end = time.monotonic()
-        with self._scraped:
-            while not self.scrapes_of_final:
-                left = end + linger_s - time.monotonic()
-                if left <= 0:
-                    break
-                self._scraped.wait(left)
-        time.sleep(max(0.0, end + hold_s - time.monotonic()))
+        try:
+            with self._scraped:
+                while not self.scrapes_of_final:
+                    left = end + linger_s - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._scraped.wait(left)
+            time.sleep(max(0.0, end + hold_s - time.monotonic()))
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for scrapers, the session is saved
+            pass
         return self.scrapes_of_final > 0
 
     def conclude(self, collector, writer, linger_s: float, hold_s: float = 0.0) -> list[str]:
@@ -409,9 +412,10 @@ class PrometheusExporter:
         the session, stop serving. Returns warnings."""
         scraped = self.finish(collector, linger_s, hold_s)
         self.close()
-        drained = sum(src.reader.drained for src in collector.sources)
-        writer.meta["prometheus"] = self.stats(drained)
-        writer.save_meta()
+        if writer is not None:  # tickscope live may run without saving a session
+            drained = sum(src.reader.drained for src in collector.sources)
+            writer.meta["prometheus"] = self.stats(drained)
+            writer.save_meta()
         if scraped:
             return []
         return [f"prometheus: the final totals were not scraped within {linger_s:g}s of the end "

@@ -16,6 +16,7 @@ import pytest
 from conftest import PROGRAMS, run_cli
 from tickscope.collectors.hdr import BulkRecorder, counts_view, highest_equivalent_values, new_histogram
 from tickscope.collectors.prometheus import (
+    CLASSIC_BOUNDS_NS,
     RELATIVE_ERROR_BOUND,
     native_bucket_bounds,
     to_native,
@@ -74,7 +75,7 @@ def test_bad_listen_addresses_are_one_line_errors(tmp_path):
 class Prometheus:
     """Debian's prometheus on loopback, private storage, native histograms on, 1 s scrapes."""
 
-    def __init__(self, tmp_path, targets: list[str], netns: str | None = None):
+    def __init__(self, tmp_path, targets: list[str], native: bool = True):
         exe = shutil.which("prometheus")
         if exe is None:
             pytest.skip("prometheus is not installed (.ci/run installs Debian's package)")
@@ -88,7 +89,9 @@ class Prometheus:
         )
         self.log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed in stop()
         argv = [exe, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--enable-feature=native-histograms"]  # fmt: skip
+                f"--web.listen-address=127.0.0.1:{self.port}"]  # fmt: skip
+        if native:  # without it, Prometheus 2.42 asks for the text format only
+            argv.append("--enable-feature=native-histograms")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_for(lambda: self._get("/-/ready") is not None, "prometheus ready", 60)
 
@@ -151,8 +154,8 @@ def assert_p99_agrees(prom: Prometheus, selector: str, at: float, hist) -> float
 def prometheus_for(tmp_path):
     started = []
 
-    def start(targets):
-        started.append(Prometheus(tmp_path, targets))
+    def start(targets, native=True):
+        started.append(Prometheus(tmp_path, targets, native))
         return started[-1]
 
     yield start
@@ -182,6 +185,26 @@ def test_prometheus_p99_of_the_bundled_pipeline_agrees_with_the_session(tmp_path
     sent = prom.query('tickscope_orders_sent_total{session="s"}', at)
     assert sent and sent[0]["metric"]["host"] == socket.gethostname()
     assert int(float(sent[0]["value"][1])) == session.meta["counters"]["orders_sent"] > 0
+
+
+def test_a_text_only_prometheus_gets_classic_buckets_holding_the_same_p99(tmp_path, prometheus_for):
+    port = free_port()
+    prom = prometheus_for([f"127.0.0.1:{port}"], native=False)
+    out = run_cli("profile", "--duration", "4s", "--out", str(tmp_path / "s"), *QUIET, "--prometheus",
+                  f"127.0.0.1:{port}", "--", *SUBJECT, "0", "--forever", "--rate", "3000")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    session = Session.load(tmp_path / "s")
+    at = final_scrape_time(prom, session.meta["counters"]["drained"], "")
+    hist = session.total("tick_to_trade")
+    got = prom.query(
+        'histogram_quantile(0.99, sum by (le) (tickscope_latency_seconds_bucket{stage="tick_to_trade"}))', at
+    )
+    count = prom.query('tickscope_latency_seconds_count{stage="tick_to_trade"}', at)
+    assert int(float(count[0]["value"][1])) == hist.total_count
+    ours = value_at_rank(hist, 0.99)
+    upper = min(b for b in CLASSIC_BOUNDS_NS if b >= ours)  # the classic bucket holding our value
+    lower = max([b for b in CLASSIC_BOUNDS_NS if b < upper] or [0])
+    assert lower / 1e9 <= float(got[0]["value"][1]) <= upper / 1e9, (got, ours)
 
 
 def _sh(*argv, check=True):
