@@ -31,6 +31,7 @@ from .hdr import BulkRecorder, add_into, counts_view, highest_equivalent_values,
 from .session import (
     LATENCY_LOG,
     META,
+    WARMUP_LOG,
     HistogramLogWriter,
     Interval,
     SessionError,
@@ -296,40 +297,67 @@ def merge(specs: list[str], out: str | os.PathLike, *, digits: int | None = None
 
     base = round(min(x.anchor_s for x in inputs), 3)
     hosts = list(dict.fromkeys(x.host for x in inputs))
-    lines: list[tuple[float, float, str, HdrHistogram]] = []  # (start rel, end rel, tag, hist)
-    slots: dict[tuple[str, int], list] = {}  # (tag, slot) -> [hist, end]
-    totals: dict[str, HdrHistogram] = {}
-    for inp in inputs:
-        shift = inp.anchor_s - base
-        for tag, ivs in inp.intervals.items():
-            for iv in ivs:
-                where = f"{inp.path} ({tag} at {iv.start_s:.3f}s)"
-                h = new_histogram(*target)
-                mapper.add(h, iv.hist, where)
-                start, end = iv.start_s + shift, iv.end_s + shift
-                lines.append((start, end, f"{inp.host}/{tag}", h))
-                k = int(math.floor(start / interval_s + 1e-6))
-                slot = slots.setdefault((tag, k), [new_histogram(*target), end])
-                add_into(slot[0], h)
-                slot[1] = max(slot[1], end)
-                add_into(totals.setdefault(tag, new_histogram(*target)), h)
-                add_into(totals.setdefault(f"{inp.host}/{tag}", new_histogram(*target)), h)
-    for (tag, k), (h, end) in slots.items():
-        start = k * interval_s
-        lines.append((start, min(end, start + interval_s), tag, h))
-
     meta = _merged_meta(inputs, hosts, base, interval_s, target, warnings)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / META, meta)
-    log = HistogramLogWriter(out / LATENCY_LOG, base)
-    try:
-        for start, end, tag, h in sorted(lines, key=lambda x: (x[0], x[2])):
-            log.write(tag, h, start, end)
-    finally:
-        log.close()
+    totals, lines = _write_log(
+        out / LATENCY_LOG, [(x, x.intervals) for x in inputs], base, interval_s, mapper
+    )
+    warmups = [(x, _warmup_intervals(x)) for x in inputs]
+    if any(ivs for _, ivs in warmups):
+        _write_log(out / WARMUP_LOG, warmups, base, interval_s, mapper)
     write_json_atomic(out / "summary.json", {t: summarize(h) for t, h in totals.items()})
     write_json_atomic(out / "slowest.json", _slowest(inputs))
-    return MergeResult(out, hosts, sorted(totals), len(lines), target[2], warnings)
+    return MergeResult(out, hosts, sorted(totals), lines, target[2], warnings)
+
+
+def _write_log(path: Path, sources, base: float, interval_s: float, mapper: LayoutMapper):
+    """Write one merged interval log, a grid slot at a time: memory holds one slot's histograms
+    (a decoded histogram is ~225 KB; a day of intervals would not fit), the rest stays encoded.
+    Returns the totals per tag (fleet and per host) and the number of lines written."""
+    target = layout_of(mapper.target)
+    by_slot: dict[int, list[tuple[float, float, str, str, Interval, str]]] = {}
+    for inp, intervals in sources:
+        shift = inp.anchor_s - base
+        for tag, ivs in intervals.items():
+            for iv in ivs:
+                start = iv.start_s + shift
+                k = int(math.floor(start / interval_s + 1e-6))
+                by_slot.setdefault(k, []).append((start, iv.end_s + shift, inp.host, tag, iv, str(inp.path)))
+    totals: dict[str, HdrHistogram] = {}
+    lines = 0
+    log = HistogramLogWriter(path, base)
+    try:
+        for k in sorted(by_slot):
+            fleet: dict[str, list] = {}  # tag -> [hist, end]
+            for start, end, host, tag, iv, where in sorted(by_slot[k], key=lambda e: (e[0], e[2], e[3])):
+                h = new_histogram(*target)
+                mapper.add(h, iv.hist, f"{where} ({tag} at {iv.start_s:.3f}s)")
+                log.write(f"{host}/{tag}", h, start, end)
+                slot = fleet.setdefault(tag, [new_histogram(*target), end])
+                add_into(slot[0], h)
+                slot[1] = max(slot[1], end)
+                add_into(totals.setdefault(f"{host}/{tag}", new_histogram(*target)), h)
+                lines += 1
+            for tag, (h, end) in fleet.items():
+                slot_start = k * interval_s
+                log.write(tag, h, slot_start, min(end, slot_start + interval_s))
+                add_into(totals.setdefault(tag, new_histogram(*target)), h)
+                lines += 1
+            log.flush()
+    finally:
+        log.close()
+    return totals, lines
+
+
+def _warmup_intervals(inp: MergeInput) -> dict[str, list[Interval]]:
+    f = inp.path / WARMUP_LOG if inp.path.is_dir() else None
+    if f is None or not f.is_file():
+        return {}
+    try:
+        return read_hlog(f)[0]
+    except SessionError:
+        return {}
 
 
 def _typical_length(inp: MergeInput) -> float:

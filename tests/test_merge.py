@@ -136,3 +136,47 @@ def test_clocks_that_disagree_are_reported_with_the_measured_offset(tmp_path, se
     assert out.returncode == 0, out.stderr
     warn = [ln for ln in out.stderr.splitlines() if "clocks disagree" in ln]
     assert len(warn) == 1 and "+50.000 ms" in warn[0], out.stderr
+
+
+def test_hosts_on_different_machines_warn_when_their_clocks_are_not_disciplined(tmp_path, session_dir):
+    shutil.copytree(session_dir, tmp_path / "remote")
+    meta = json.loads((tmp_path / "remote" / "meta.json").read_text())
+    meta["host"].update(hostname="ld4-trader", boot_id="another-machine")
+    meta["host"]["clock_sync"] = {
+        "synchronised": True,
+        "offset_ns": 3_000_000,
+        "esterror_ns": 0,
+        "maxerror_ns": 0,
+    }
+    (tmp_path / "remote" / "meta.json").write_text(json.dumps(meta))
+    local = json.loads((session_dir / "meta.json").read_text())["host"]["clock_sync"]
+    out = run_cli("merge", str(tmp_path / "m"), str(session_dir), str(tmp_path / "remote"))
+    assert out.returncode == 0, out.stderr
+    clock = [ln for ln in out.stderr.splitlines() if "clock" in ln]
+    assert len(clock) == 1, out.stderr
+    if local["synchronised"]:  # this host's own discipline decides which line it is
+        assert "ld4-trader" in clock[0] and "adjtimex" in clock[0], clock
+    else:
+        assert "not synchronised" in clock[0] and "max error" in clock[0], clock
+    again = run_cli("merge", str(tmp_path / "m"), str(session_dir))
+    assert_one_line_error(again, "not empty")
+
+
+def test_warmup_intervals_are_merged_apart_from_the_headline_ones(tmp_path):
+    from tickscope.collectors.session import SessionWriter
+
+    rng = np.random.default_rng(11)
+    for name in ("a", "b"):
+        w = SessionWriter(
+            tmp_path / name, {"name": name, "start_epoch_s": 1_700_000_000.0, "interval_s": 1.0}
+        )
+        for i, warm in ((0, True), (1, False), (2, False)):
+            h = new_histogram()
+            BulkRecorder(h).record(h, rng.integers(1_000, 50_000, 1000 * (i + 1)))
+            w.write_interval({"tick_to_trade": h}, float(i), float(i + 1), warmup=warm)
+        w.close()
+    out = run_cli("merge", str(tmp_path / "m"), f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}")
+    assert out.returncode == 0, out.stderr
+    merged = Session.load(tmp_path / "m")
+    assert [iv.hist.total_count for iv in merged.warmup_intervals["tick_to_trade"]] == [2000]
+    assert merged.total("tick_to_trade").total_count == 2 * (2000 + 3000)
