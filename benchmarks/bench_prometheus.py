@@ -6,8 +6,8 @@ Runs ``tickscope profile`` on the 5-point test subject (tests/programs/tick_subj
 paced at --rate ticks/s) alternately without and with ``--prometheus``, a scraper asking for the
 protobuf exposition once a second (as Prometheus does) during the run with the exporter. Per run:
 the collector thread's CPU per record (``meta.collector_cpu``, which includes the exporter's
-per-interval conversion since it runs in that thread) and, with the exporter, the serving
-thread's CPU per record (``meta.prometheus``). Prints medians, the ratio (bar: <= 1.05) and one
+per-interval copy of the totals since it runs in that thread) and, with the exporter, the
+server thread's CPU per record for conversion, encoding and HTTP (``meta.prometheus``). Prints medians, the ratio (bar: <= 1.05) and one
 JSON line.
 """
 

@@ -20,8 +20,9 @@ LabelPair, Counter, Histogram with BucketSpan), a page of varint code; the ``pro
 would add a compiled dependency (and version conflicts in users' environments) for that.
 Field numbers are those of io.prometheus.client's metrics.proto.
 
-The collector thread converts the totals once per interval (``observe``), off the drain path's
-per-record work; scrapes encode that immutable snapshot in the server thread.
+Cost to the collector: once per interval its thread copies the totals' counts (``observe``), a
+memcpy per stage; converting to exponential buckets and encoding happen at scrape time in the
+server thread, once per published snapshot, and not at all if nobody scrapes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .hdr import _bucket_values, counts_view, highest_equivalent_values
 SCHEMA = 8
 BUCKET_GROWTH = 2.0 ** (2.0**-SCHEMA)  # 1.00271
 RELATIVE_ERROR_BOUND = BUCKET_GROWTH - 1.0
+SPAN_GAP = 4  # empty buckets sent as zeros rather than starting a new span
 PROTOBUF_TYPE = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Classic buckets for text-only scrapers: a fixed 1-2-5 ladder, so rate() sees stable series.
@@ -115,21 +117,37 @@ class NativeHistogram:
     classic: list[int]  # cumulative counts at CLASSIC_BOUNDS_NS (then +Inf = count)
 
 
-def to_native(hist: HdrHistogram) -> NativeHistogram:
-    counts = counts_view(hist)
+_TABLES: dict = {}
+
+
+def _layout_tables(hist: HdrHistogram):
+    key = (hist.counts_len, hist.unit_magnitude, hist.sub_bucket_half_count_magnitude)
+    if key not in _TABLES:
+        lowest, size = _bucket_values(hist)
+        _TABLES[key] = (native_index_of_hdr(hist), highest_equivalent_values(hist),
+                        (lowest + (size >> 1)).astype(np.float64) / 1e9)  # fmt: skip
+    return _TABLES[key]
+
+
+def to_native(
+    hist: HdrHistogram, counts: np.ndarray | None = None, total: int | None = None
+) -> NativeHistogram:
+    """``hist`` in schema-8 buckets (``counts``/``total``: a copy of its counts taken earlier)."""
+    counts = counts_view(hist) if counts is None else counts
+    total = hist.total_count if total is None else total
     nz = np.flatnonzero(counts)
     c = counts[nz]
-    native = native_index_of_hdr(hist)[nz]  # non-decreasing: the map is monotonic
+    native_map, highest_all, middle_s = _layout_tables(hist)
+    native = native_map[nz]  # non-decreasing: the map is monotonic
     start = np.flatnonzero(np.diff(native, prepend=-(1 << 62)))
     uniq = native[start]
     summed = np.add.reduceat(c, start) if c.size else c
-    lowest, size = _bucket_values(hist)
-    sum_s = float(((lowest[nz] + (size[nz] >> 1)).astype(np.float64) * counts[nz]).sum() / 1e9)
-    highest = highest_equivalent_values(hist)[nz]
-    cum = np.cumsum(counts[nz])
+    sum_s = float(np.dot(middle_s[nz], c))  # hdrh's mean convention: each value at its bucket's middle
+    highest = highest_all[nz]
+    cum = np.cumsum(c)
     pos = np.searchsorted(highest, CLASSIC_BOUNDS_NS, side="right")
     classic = [int(cum[p - 1]) if p else 0 for p in pos]
-    return NativeHistogram(uniq, summed, int(hist.total_count), sum_s, classic)
+    return NativeHistogram(uniq, summed, int(total), sum_s, classic)
 
 
 def value_at_rank(hist: HdrHistogram, q: float) -> int:
@@ -205,12 +223,19 @@ def encode_native_histogram(h: NativeHistogram) -> bytes:
     if not idx.size:  # a no-op span marks an empty native histogram (else it would read as classic)
         out.append(_bytes_field(12, b""))
         return b"".join(out)
-    # Spans: runs of consecutive indexes; offset = gap since the previous run's end (first: its start).
-    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    # Spans: runs of indexes no more than SPAN_GAP apart, the empty buckets inside sent as zeros (as
+    # client_golang does): a zero costs one byte, a new span four. Offset = gap since the previous
+    # span's end (the first: its start index).
+    breaks = np.flatnonzero(np.diff(idx) > SPAN_GAP + 1) + 1
     starts = np.concatenate(([0], breaks))
-    lengths = np.diff(np.concatenate((starts, [idx.size])))
+    ends = np.concatenate((breaks, [idx.size])) - 1
     run_start = idx[starts]
-    offsets = run_start - np.concatenate(([0], idx[starts[1:] - 1] + 1))
+    lengths = idx[ends] - run_start + 1
+    offsets = run_start - np.concatenate(([0], idx[ends[:-1]] + 1))
+    span_of = np.cumsum(np.isin(np.arange(idx.size), starts)) - 1
+    first_slot = np.cumsum(lengths) - lengths
+    dense = np.zeros(int(lengths.sum()), np.int64)
+    dense[first_slot[span_of] + idx - run_start[span_of]] = h.counts
     for offset, length in zip(offsets.tolist(), lengths.tolist(), strict=True):
         zz = _zigzag(offset)
         if zz < 128 and length < 128:  # the common case, one byte each: skip the generic encoder
@@ -218,8 +243,8 @@ def encode_native_histogram(h: NativeHistogram) -> bytes:
         else:
             span = (_key(1, 0) + _varint(zz) if offset else b"") + _uint_field(2, length)
             out.append(_bytes_field(12, span))
-    # Buckets in gaps are empty and not sent; deltas run over the sent buckets only (packed sint64).
-    delta = np.diff(h.counts, prepend=0)
+    # Buckets between spans are not sent; deltas run over the sent buckets only (packed sint64).
+    delta = np.diff(dense, prepend=0)
     out.append(_bytes_field(13, _varints((delta << 1) ^ (delta >> 63))))
     return b"".join(out)
 
@@ -304,6 +329,7 @@ class PrometheusExporter:
         self.address = parse_listen(listen)
         self.labels = {"host": host or socket.gethostname(), "session": session}
         self.state = ExportState(self.labels)
+        self._raw = self.state_source = ({}, {}, False)
         self.scrapes = 0
         self.scrapes_of_final = 0
         self.serve_cpu_s = 0.0
@@ -356,17 +382,29 @@ class PrometheusExporter:
         self.publish(collector)
 
     def publish(self, collector, final: bool = False) -> None:
+        """Copy the totals (a memcpy per stage; the collector mutates them in place at the next
+        roll). Converting and encoding happen at scrape time in the server thread, and only if
+        someone scrapes."""
         t0 = time.thread_time()
-        hists = {tag: to_native(h) for tag, h in collector.hists.total.items() if h.total_count}
-        self.state = ExportState(self.labels, hists, dict(collector.counter_dict()), final)
+        raw = {tag: (h, counts_view(h).copy(), h.total_count) for tag, h in collector.hists.total.items()
+               if h.total_count}  # fmt: skip
+        self._raw = (raw, dict(collector.live.counters), final)
         self.publish_cpu_s += time.thread_time() - t0
+
+    def _current_state(self) -> ExportState:
+        raw = self._raw
+        if self.state_source is not raw:
+            hists, counters, final = raw
+            natives = {tag: to_native(h, counts, total) for tag, (h, counts, total) in hists.items()}
+            self.state, self.state_source = ExportState(self.labels, natives, counters, final), raw
+        return self.state
 
     def _serve(self, req: BaseHTTPRequestHandler) -> None:
         t0 = time.thread_time()
         if req.path.split("?")[0] not in ("/metrics", "/"):
             req.send_error(404, "tickscope serves /metrics")
             return
-        state = self.state
+        state = self._current_state()
         proto = wants_protobuf(req.headers.get("Accept", ""))
         cached = self._encoded.get(proto)
         if cached is None or cached[0] is not state:  # encode once per published state, not per scrape
