@@ -181,6 +181,12 @@ def test_prometheus_p99_of_the_bundled_pipeline_agrees_with_the_session(tmp_path
             abs(prom_p99 * 1e9 - session.summary()["tick_to_trade"]["p99"])
             <= RELATIVE_ERROR_BOUND * prom_p99 * 1e9
         )
+    # the README's per-stage PromQL: one p99 per stage the session recorded
+    per_stage = prom.query(
+        "histogram_quantile(0.99, sum by (host, stage) (rate(tickscope_latency_seconds[1m])))", at
+    )
+    assert {r["metric"]["stage"] for r in per_stage} == set(session.intervals), per_stage
+    assert all(float(r["value"][1]) > 0 for r in per_stage)
     # counters with host and session labels
     sent = prom.query('tickscope_orders_sent_total{session="s"}', at)
     assert sent and sent[0]["metric"]["host"] == socket.gethostname()
