@@ -19,6 +19,7 @@ refused rather than split.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -27,7 +28,16 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from .hdr import BulkRecorder, add_into, counts_view, highest_equivalent_values, new_histogram, summarize
+from .hdr import (
+    CHUNK,
+    BulkRecorder,
+    _bucket_values,
+    add_into,
+    counts_view,
+    highest_equivalent_values,
+    new_histogram,
+    summarize,
+)
 from .session import (
     LATENCY_LOG,
     META,
@@ -96,8 +106,6 @@ def _log_anchor(path: Path) -> float | None:
 
 
 def load_input(spec: str) -> MergeInput:
-    import json
-
     label, p = parse_input(spec)
     if p.is_dir():
         meta_path, log = p / META, p / LATENCY_LOG
@@ -152,8 +160,6 @@ class LayoutMapper:
     def index_map(self, src: HdrHistogram, where: str) -> np.ndarray:
         key = layout_of(src)
         if key not in self._maps:
-            from .hdr import _bucket_values
-
             lowest, _ = _bucket_values(src)
             highest = highest_equivalent_values(src)
             top = self.recorder.max_recordable
@@ -175,8 +181,6 @@ class LayoutMapper:
 
     def _indexes(self, values: np.ndarray) -> np.ndarray:
         out = np.empty(values.size, np.int64)
-        from .hdr import CHUNK
-
         for i in range(0, values.size, CHUNK):
             self.recorder.indexes(values[i : i + CHUNK], out[i : i + CHUNK])
         return out
@@ -410,8 +414,6 @@ def _merged_meta(inputs, hosts, base, interval_s, target, warnings) -> dict:
 
 
 def _slowest(inputs: list[MergeInput]) -> list[dict]:
-    import json
-
     rows = []
     for inp in inputs:
         f = inp.path / "slowest.json" if inp.path.is_dir() else None
