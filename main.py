@@ -270,6 +270,21 @@ def profile(
         "VENUE", "--target-comp-id", help="FIX TargetCompID with --fix-connect."
     ),
     fail_on_drops: bool = typer.Option(False, "--fail-on-drops", help=FAIL_ON_DROPS_HELP),
+    prometheus: str | None = typer.Option(
+        None,
+        "--prometheus",
+        help="Serve /metrics on [HOST:]PORT: per-stage native histograms (protobuf) and counters.",
+    ),
+    prometheus_linger: str = typer.Option(
+        "5s",
+        "--prometheus-linger",
+        help="At the end, serve the final totals until scraped, at most this long.",
+    ),
+    prometheus_hold: str = typer.Option(
+        "0s",
+        "--prometheus-hold",
+        help="Keep serving the final totals this long after the end (fleets: all hosts up at once).",
+    ),
 ):
     """Profile a command that writes tickscope probes (after --), or the bundled reference pipeline.
 
@@ -298,6 +313,9 @@ def profile(
         interval_s=parse_duration(interval, "interval"),
         out=out,
         force=force,
+        prometheus=prometheus,
+        prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
+        prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
     )
     if expected_interval:
         opts.expected_interval_ns = parse_duration_ns(expected_interval, "expected interval")
@@ -478,6 +496,33 @@ def live(
     if out:
         typer.echo(f"session saved: {out}")
     raise typer.Exit(EXIT_VERDICT if failed_on_drops and result.exit_code == 0 else result.exit_code)
+
+
+@app.command()
+@user_errors
+def merge(
+    out: Path = typer.Argument(..., help="New session directory for the merged result."),
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...", help="Session directories or .hlog files; HOST=PATH labels an input."
+    ),
+    digits: int | None = typer.Option(
+        None, "--digits", help="Significant digits of the result (default: the coarsest input's)."
+    ),
+):
+    """Exact union of sessions from several hosts/processes/days, aligned on absolute time.
+
+    \b
+      tickscope merge fleet/ ny4/sessions/run1 ld4/sessions/run1
+      tickscope report fleet/        # per host: <host>/<stage>; fleet-wide: <stage>
+    """
+    from tickscope.collectors.merge import merge as merge_sessions
+
+    result = merge_sessions(inputs, out, digits=digits)
+    for w in result.warnings:
+        typer.echo(f"tickscope: warning: {w}", err=True)
+    typer.echo(f"merged {len(inputs)} inputs from {len(result.hosts)} host(s) ({', '.join(result.hosts)}): "
+               f"{result.intervals} intervals at {result.digits} significant digits")  # fmt: skip
+    typer.echo(f"session saved: {result.out}")
 
 
 @app.command()

@@ -5,6 +5,7 @@ Every field degrades to None when the host does not tell (containers, VMs, permi
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import socket
@@ -78,11 +79,43 @@ def thread_context_switches(pid: int) -> dict[str, dict]:
     return out
 
 
+class _Timex(ctypes.Structure):
+    # The head of struct timex (linux/timex.h) on 64-bit Linux; the tail is reserved padding.
+    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+                ("_rest", ctypes.c_byte * 256)]  # fmt: skip
+
+
+_STA_UNSYNC, _STA_NANO = 0x0040, 0x2000
+
+
+def clock_sync() -> dict | None:
+    """The kernel's own view of its REALTIME clock discipline (adjtimex, read-only): whether NTP/PTP
+    keeps it synchronised, the offset still being slewed and the estimated/maximum error. A merge
+    of sessions from several hosts uses it to say how far their clocks may disagree."""
+    try:
+        tx = _Timex()
+        state = ctypes.CDLL(None, use_errno=True).adjtimex(ctypes.byref(tx))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    unit = 1 if tx.status & _STA_NANO else 1000  # offset is in ns with STA_NANO, else us
+    return {
+        "synchronised": not (tx.status & _STA_UNSYNC) and state != 5,  # 5 = TIME_ERROR
+        "offset_ns": int(tx.offset) * unit,
+        "esterror_ns": int(tx.esterror) * 1000,
+        "maxerror_ns": int(tx.maxerror) * 1000,
+    }
+
+
 def host_facts() -> dict:
     govs = governors()
     mhz = cpu_mhz()
     return {
         "hostname": socket.gethostname(),
+        "boot_id": _first("/proc/sys/kernel/random/boot_id"),
+        "clock_sync": clock_sync(),
         "kernel": platform.release(),
         "os": _first("/etc/os-release")
         and next(

@@ -25,6 +25,7 @@ from tickscope.probe.ring import COLLECTOR_PID_ENV, RING_DIR_ENV
 
 from .children import exit_description, pid_alive, spawn_child, stop_child
 from .collector import Collector, LiveState, monotonic_ns
+from .prometheus import ExporterError, start_exporter
 from .session import (
     HICCUP_LOG,
     LATENCY_LOG,
@@ -127,6 +128,9 @@ class ProfileOptions:
     refresh_s: float = 0.2
     expected_interval_ns: int = 0
     extra_meta: dict = field(default_factory=dict)
+    prometheus: str | None = None  # [HOST:]PORT of a /metrics endpoint (collectors/prometheus.py)
+    prometheus_linger_s: float = 5.0
+    prometheus_hold_s: float = 0.0
 
 
 @dataclass
@@ -257,10 +261,14 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
     env = dict(os.environ)
     env[RING_DIR_ENV] = str(rings)
     env[COLLECTOR_PID_ENV] = str(os.getpid())  # writers leave their rings to us at exit
+    exporter = None
     try:
+        exporter = start_exporter(opts.prometheus, out.name) if opts.prometheus else None
         writer = SessionWriter(out, {"name": out.name, **(meta or {}), **opts.extra_meta})
-    except SessionError as e:
+    except (SessionError, ExporterError) as e:
         shutil.rmtree(rings, ignore_errors=True)
+        if exporter is not None:
+            exporter.close()
         raise ProfileError(str(e)) from None
     collector = Collector(rings, writer, interval_s=opts.interval_s, warmup_s=opts.warmup_s,
                           expected_interval_ns=opts.expected_interval_ns)  # fmt: skip
@@ -289,7 +297,7 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
             view.start()
         cpu0 = time.thread_time()  # this thread drains, correlates and ingests: the collector's cost
         try:
-            code, message, status = _collect(opts, collector, subject, view, side_started)
+            code, message, status = _collect(opts, collector, subject, view, side_started, exporter)
         finally:
             cpu = time.thread_time() - cpu0
             drained = sum(src.reader.drained for src in collector.sources)
@@ -312,6 +320,8 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
         writer.meta["side_warnings"] = warnings
         writer.meta["subject_exit"] = subject_exit
         collector.finish(status)
+        if exporter is not None:
+            warnings += exporter.conclude(collector, writer, opts.prometheus_linger_s, opts.prometheus_hold_s)
         collector.remove_finished_rings()
         shutil.rmtree(rings, ignore_errors=True)
         for sig, handler in previous.items():
@@ -326,12 +336,16 @@ def _interrupt(signum, _frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _collect(opts, collector: Collector, subject: Subject, view, side) -> tuple[int, str | None, str]:
+def _collect(
+    opts, collector: Collector, subject: Subject, view, side, exporter=None
+) -> tuple[int, str | None, str]:
     start = monotonic_ns()
     next_refresh = start
     sleep_s = opts.poll_s
     while True:
         busy = collector.poll() >= collector.BATCH
+        if exporter is not None:
+            exporter.observe(collector)
         sleep_s = collector.next_sleep(sleep_s, ceiling_s=opts.poll_max_s)
         now = monotonic_ns()
         elapsed = (now - start) / 1e9

@@ -1,0 +1,182 @@
+"""tickscope merge: an exact union of interval histograms across sessions, hosts and layouts."""
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import PROGRAMS, run_cli
+from tickscope.collectors.hdr import BulkRecorder, counts_view, new_histogram
+from tickscope.collectors.session import HistogramLogWriter, Session
+
+SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
+QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
+
+
+@pytest.fixture(scope="module")
+def session_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("merge") / "whole"
+    res = run_cli("profile", "--duration", "4.5s", "--out", str(out), *QUIET, "--", *SUBJECT, "0", "--forever",
+                  "--rate", "3000", "--no-order-every", "4")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def split_copy(src, dst, keep) -> None:
+    """A copy of session ``src`` whose latency.hlog keeps only the intervals ``keep(start_s)`` accepts."""
+    shutil.copytree(src, dst)
+    (dst / "summary.json").unlink()
+    lines = (src / "latency.hlog").read_text().splitlines(keepends=True)
+    kept = [ln for ln in lines if not ln.startswith("Tag=") or keep(float(ln.split(",")[1]))]
+    (dst / "latency.hlog").write_text("".join(kept))
+
+
+def assert_one_line_error(out, *needles):
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    assert len([ln for ln in out.stderr.splitlines() if "error" in ln]) == 1, out.stderr
+    for n in needles:
+        assert n in out.stderr, out.stderr
+
+
+def test_merge_of_two_halves_is_the_whole_bucket_for_bucket(session_dir, tmp_path):
+    whole = Session.load(session_dir)
+    starts = sorted({iv.start_s for ivs in whole.intervals.values() for iv in ivs})
+    assert len(starts) >= 4, starts
+    cut = starts[len(starts) // 2]
+    split_copy(session_dir, tmp_path / "first", lambda s: s < cut)
+    split_copy(session_dir, tmp_path / "second", lambda s: s >= cut)
+    out = run_cli("merge", str(tmp_path / "m"), str(tmp_path / "first"), str(tmp_path / "second"))
+    assert out.returncode == 0, out.stderr
+    merged = Session.load(tmp_path / "m")
+    host = whole.meta["host"]["hostname"]
+    assert set(whole.intervals) <= set(merged.intervals)
+    for tag, ivs in whole.intervals.items():
+        for view in (tag, f"{host}/{tag}"):
+            got = merged.intervals[view]
+            assert [round(iv.start_s, 3) for iv in got] == [round(iv.start_s, 3) for iv in ivs], view
+            for a, b in zip(got, ivs, strict=True):
+                assert np.array_equal(counts_view(a.hist), counts_view(b.hist)), (view, a.start_s)
+        assert np.array_equal(counts_view(merged.total(tag)), counts_view(whole.total(tag)))
+        assert merged.summary()[tag] == whole.summary()[tag]
+    # the result is an ordinary session: report and compare read it unchanged
+    assert run_cli("report", str(tmp_path / "m")).returncode == 0
+    cmp = run_cli("compare", str(session_dir), str(tmp_path / "m"))
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+
+
+def write_hlog(path, start_epoch, digits, values_per_interval):
+    rec = None
+    log = HistogramLogWriter(path, start_epoch)
+    for i, values in enumerate(values_per_interval):
+        h = new_histogram(digits=digits)
+        rec = BulkRecorder(h)
+        rec.record(h, np.asarray(values, np.int64))
+        log.write("tick_to_trade", h, float(i), float(i + 1))
+    log.close()
+
+
+def test_different_layouts_merge_exactly_into_the_coarsest_and_finer_is_refused(tmp_path):
+    rng = np.random.default_rng(7)
+    a = [rng.lognormal(9, 1.5, 5000).astype(np.int64) + 1 for _ in range(3)]
+    b = [rng.lognormal(10, 1.0, 4000).astype(np.int64) + 1 for _ in range(3)]
+    write_hlog(tmp_path / "a.hlog", 1_700_000_000.0, 3, a)
+    write_hlog(tmp_path / "b.hlog", 1_700_000_000.5, 2, b)
+    out = run_cli("merge", str(tmp_path / "m"), str(tmp_path / "a.hlog"), str(tmp_path / "b.hlog"))
+    assert out.returncode == 0, out.stderr
+    assert "different layouts" in out.stderr and "digits=2" in out.stderr
+    merged = Session.load(tmp_path / "m")
+    expect = new_histogram(digits=2)
+    BulkRecorder(expect).record(expect, np.concatenate(a + b))
+    total = new_histogram(digits=2)  # (Session.total() would re-bin into its 3-digit default)
+    for iv in merged.intervals["tick_to_trade"]:
+        assert iv.hist.significant_figures == 2
+        total.add(iv.hist)
+    assert np.array_equal(counts_view(total), counts_view(expect))
+    assert sum(iv.hist.total_count for iv in merged.intervals["a/tick_to_trade"]) == sum(len(x) for x in a)
+    # a host's intervals keep their own times (b started 0.5 s later), the fleet total uses the grid
+    assert [iv.start_s for iv in merged.intervals["b/tick_to_trade"]] == [0.5, 1.5, 2.5]
+    assert [iv.start_s for iv in merged.intervals["tick_to_trade"]] == [0.0, 1.0, 2.0]
+    finer = run_cli(
+        "merge", "--digits", "3", str(tmp_path / "m3"), str(tmp_path / "a.hlog"), str(tmp_path / "b.hlog")
+    )
+    assert_one_line_error(finer, "b.hlog", "digits=2", "straddle")
+
+
+def test_inputs_that_are_not_histogram_logs_are_refused(tmp_path, session_dir):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello,world\n1,2,3,4\n")
+    assert_one_line_error(run_cli("merge", str(tmp_path / "m"), str(session_dir), str(junk)), "notes.txt",
+                          "not an HdrHistogram interval log")  # fmt: skip
+    assert_one_line_error(run_cli("merge", str(tmp_path / "m2"), str(tmp_path / "missing")), "no such input")
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m2").exists()
+
+
+def test_overlapping_intervals_of_one_host_are_refused_unless_labelled(tmp_path, session_dir):
+    shutil.copytree(session_dir, tmp_path / "copy")
+    out = run_cli("merge", str(tmp_path / "m"), str(session_dir), str(tmp_path / "copy"))
+    assert_one_line_error(out, "overlapping", "NAME=PATH")
+    ok = run_cli("merge", str(tmp_path / "m2"), f"a={session_dir}", f"b={tmp_path / 'copy'}")
+    assert ok.returncode == 0, ok.stderr
+    merged = Session.load(tmp_path / "m2")
+    whole = Session.load(session_dir)
+    assert merged.total("tick_to_trade").total_count == 2 * whole.total("tick_to_trade").total_count
+
+
+def test_clocks_that_disagree_are_reported_with_the_measured_offset(tmp_path, session_dir):
+    shutil.copytree(session_dir, tmp_path / "other")
+    meta = json.loads((tmp_path / "other" / "meta.json").read_text())
+    assert meta["host"]["boot_id"], "sessions record the boot they were taken in"
+    meta["host"]["hostname"] = "other-host"
+    meta["clocks"]["realtime_minus_monotonic_ns"] += 50_000_000  # REALTIME stepped by 50 ms
+    (tmp_path / "other" / "meta.json").write_text(json.dumps(meta))
+    out = run_cli("merge", str(tmp_path / "m"), str(session_dir), str(tmp_path / "other"))
+    assert out.returncode == 0, out.stderr
+    warn = [ln for ln in out.stderr.splitlines() if "clocks disagree" in ln]
+    assert len(warn) == 1 and "+50.000 ms" in warn[0], out.stderr
+
+
+def test_hosts_on_different_machines_warn_when_their_clocks_are_not_disciplined(tmp_path, session_dir):
+    shutil.copytree(session_dir, tmp_path / "remote")
+    meta = json.loads((tmp_path / "remote" / "meta.json").read_text())
+    meta["host"].update(hostname="ld4-trader", boot_id="another-machine")
+    meta["host"]["clock_sync"] = {
+        "synchronised": True,
+        "offset_ns": 3_000_000,
+        "esterror_ns": 0,
+        "maxerror_ns": 0,
+    }
+    (tmp_path / "remote" / "meta.json").write_text(json.dumps(meta))
+    local = json.loads((session_dir / "meta.json").read_text())["host"]["clock_sync"]
+    out = run_cli("merge", str(tmp_path / "m"), str(session_dir), str(tmp_path / "remote"))
+    assert out.returncode == 0, out.stderr
+    clock = [ln for ln in out.stderr.splitlines() if "clock" in ln]
+    assert len(clock) == 1, out.stderr
+    if local["synchronised"]:  # this host's own discipline decides which line it is
+        assert "ld4-trader" in clock[0] and "adjtimex" in clock[0], clock
+    else:
+        assert "not synchronised" in clock[0] and "max error" in clock[0], clock
+    again = run_cli("merge", str(tmp_path / "m"), str(session_dir))
+    assert_one_line_error(again, "not empty")
+
+
+def test_warmup_intervals_are_merged_apart_from_the_headline_ones(tmp_path):
+    from tickscope.collectors.session import SessionWriter
+
+    rng = np.random.default_rng(11)
+    for name in ("a", "b"):
+        w = SessionWriter(
+            tmp_path / name, {"name": name, "start_epoch_s": 1_700_000_000.0, "interval_s": 1.0}
+        )
+        for i, warm in ((0, True), (1, False), (2, False)):
+            h = new_histogram()
+            BulkRecorder(h).record(h, rng.integers(1_000, 50_000, 1000 * (i + 1)))
+            w.write_interval({"tick_to_trade": h}, float(i), float(i + 1), warmup=warm)
+        w.close()
+    out = run_cli("merge", str(tmp_path / "m"), f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}")
+    assert out.returncode == 0, out.stderr
+    merged = Session.load(tmp_path / "m")
+    assert [iv.hist.total_count for iv in merged.warmup_intervals["tick_to_trade"]] == [2000]
+    assert merged.total("tick_to_trade").total_count == 2 * (2000 + 3000)

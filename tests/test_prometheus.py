@@ -1,0 +1,276 @@
+"""--prometheus: a real Prometheus (Debian's, native histograms on) scrapes a real profile run."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+
+from conftest import PROGRAMS, run_cli
+from tickscope.collectors.hdr import BulkRecorder, counts_view, highest_equivalent_values, new_histogram
+from tickscope.collectors.prometheus import (
+    CLASSIC_BOUNDS_NS,
+    RELATIVE_ERROR_BOUND,
+    native_bucket_bounds,
+    to_native,
+    value_at_rank,
+)
+from tickscope.collectors.session import Session
+
+QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
+SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
+
+
+def free_port(host="127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def test_every_hdr_bucket_moves_whole_into_the_native_bucket_holding_its_value():
+    rng = np.random.default_rng(3)
+    h = new_histogram()
+    BulkRecorder(h).record(h, (rng.lognormal(9, 2, 200_000)).astype(np.int64) + 1)
+    native = to_native(h)
+    assert native.count == h.total_count == int(native.counts.sum())
+    assert np.all(np.diff(native.indexes) > 0)
+    counts = counts_view(h)
+    nz = np.flatnonzero(counts)
+    highest = highest_equivalent_values(h)[nz] / 1e9
+    # each HDR bucket's value lies in exactly the native bucket its count went to
+    by_native = dict(zip(native.indexes.tolist(), native.counts.tolist(), strict=True))
+    regrouped: dict[int, int] = {}
+    for v, c in zip(highest, counts[nz], strict=True):
+        i = next(i for i in range(int(np.floor(np.log2(v) * 256)) - 1, int(np.ceil(np.log2(v) * 256)) + 2)
+                 if native_bucket_bounds(i)[0] < v <= native_bucket_bounds(i)[1])  # fmt: skip
+        regrouped[i] = regrouped.get(i, 0) + int(c)
+    assert regrouped == by_native
+
+
+def test_bad_listen_addresses_are_one_line_errors(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = run_cli("profile", "--out", str(tmp_path / "a"), *QUIET, "--prometheus", f"127.0.0.1:{port}",
+                      "--", *SUBJECT, "10")  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"port {port} is in use" in out.stderr, out.stderr
+    out = run_cli("profile", "--out", str(tmp_path / "b"), *QUIET, "--prometheus", "192.0.2.1:9464",
+                  "--", *SUBJECT, "10")  # fmt: skip
+    assert out.returncode == 2 and "not an address of this host" in out.stderr, out.stderr
+    out = run_cli("profile", "--out", str(tmp_path / "c"), *QUIET, "--prometheus", "localhost:http",
+                  "--", *SUBJECT, "10")  # fmt: skip
+    assert out.returncode == 2 and "expected [HOST:]PORT" in out.stderr, out.stderr
+    assert not any((tmp_path / n).exists() for n in "abc"), "nothing is recorded when the endpoint fails"
+
+
+class Prometheus:
+    """Debian's prometheus on loopback, private storage, native histograms on, 1 s scrapes."""
+
+    def __init__(self, tmp_path, targets: list[str], native: bool = True):
+        exe = shutil.which("prometheus")
+        if exe is None:
+            pytest.skip("prometheus is not installed (.ci/run installs Debian's package)")
+        self.port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            "  - job_name: tickscope\n"
+            f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
+        )
+        self.log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed in stop()
+        argv = [exe, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}"]  # fmt: skip
+        if native:  # without it, Prometheus 2.42 asks for the text format only
+            argv.append("--enable-feature=native-histograms")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_for(lambda: self._get("/-/ready") is not None, "prometheus ready", 60)
+
+    def _get(self, path: str):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.read()
+        except OSError:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"prometheus exited with {self.proc.returncode}") from None
+            return None
+
+    def query(self, promql: str, at: float | None = None) -> list:
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        body = self._get("/api/v1/query?" + urllib.parse.urlencode(params))
+        assert body is not None, promql
+        data = json.loads(body)
+        assert data["status"] == "success", data
+        return data["data"]["result"]
+
+    def wait_for(self, cond, what: str, hang_guard_s: float):
+        deadline = time.monotonic() + hang_guard_s
+        while not cond():
+            assert time.monotonic() < deadline, f"hang guard: {what}"
+            time.sleep(0.2)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+def final_scrape_time(prom: Prometheus, drained: int, selector: str) -> float:
+    """When Prometheus scraped the run's final totals (before the target vanished and went stale)."""
+    samples = prom.query(f"tickscope_records_drained_total{selector}[10m]")
+    assert samples, "no scrape reached Prometheus"
+    ts = [float(t) for t, v in samples[0]["values"] if float(v) == drained]
+    assert ts, (drained, samples[0]["values"][-3:])
+    return ts[0]
+
+
+def assert_p99_agrees(prom: Prometheus, selector: str, at: float, hist) -> float:
+    got = prom.query(f"histogram_quantile(0.99, sum(tickscope_latency_seconds{selector}))", at)
+    assert len(got) == 1, got
+    prom_p99 = float(got[0]["value"][1])
+    count = prom.query(f"histogram_count(sum(tickscope_latency_seconds{selector}))", at)
+    assert int(float(count[0]["value"][1])) == hist.total_count, "Prometheus holds the final totals"
+    ours = value_at_rank(hist, 0.99) / 1e9
+    assert abs(prom_p99 - ours) <= RELATIVE_ERROR_BOUND * ours, (prom_p99, ours)
+    return prom_p99
+
+
+@pytest.fixture
+def prometheus_for(tmp_path):
+    started = []
+
+    def start(targets, native=True):
+        started.append(Prometheus(tmp_path, targets, native))
+        return started[-1]
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def test_prometheus_p99_of_the_bundled_pipeline_agrees_with_the_session(tmp_path, prometheus_for):
+    port = free_port()
+    prom = prometheus_for([f"127.0.0.1:{port}"])
+    out = run_cli("profile", "--duration", "8s", "--rate", "5k", "--out", str(tmp_path / "s"), *QUIET,
+                  "--prometheus", f"127.0.0.1:{port}", timeout=180)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    session = Session.load(tmp_path / "s")
+    assert session.meta["prometheus"]["final_scraped"], session.meta["prometheus"]
+    at = final_scrape_time(prom, session.meta["counters"]["drained"], "")
+    hist = session.total("tick_to_trade")
+    assert hist.total_count > 50
+    prom_p99 = assert_p99_agrees(prom, '{stage="tick_to_trade"}', at, hist)
+    n = hist.total_count
+    if np.ceil(0.99 * n) == int(0.99 * n + 0.5):  # same rank: tickscope's own summary p99
+        assert (
+            abs(prom_p99 * 1e9 - session.summary()["tick_to_trade"]["p99"])
+            <= RELATIVE_ERROR_BOUND * prom_p99 * 1e9
+        )
+    # the README's per-stage PromQL: one p99 per stage the session recorded
+    per_stage = prom.query(
+        "histogram_quantile(0.99, sum by (host, stage) (rate(tickscope_latency_seconds[1m])))", at
+    )
+    assert {r["metric"]["stage"] for r in per_stage} == set(session.intervals), per_stage
+    assert all(float(r["value"][1]) > 0 for r in per_stage)
+    # counters with host and session labels
+    sent = prom.query('tickscope_orders_sent_total{session="s"}', at)
+    assert sent and sent[0]["metric"]["host"] == socket.gethostname()
+    assert int(float(sent[0]["value"][1])) == session.meta["counters"]["orders_sent"] > 0
+
+
+def test_a_text_only_prometheus_gets_classic_buckets_holding_the_same_p99(tmp_path, prometheus_for):
+    port = free_port()
+    prom = prometheus_for([f"127.0.0.1:{port}"], native=False)
+    out = run_cli("profile", "--duration", "4s", "--out", str(tmp_path / "s"), *QUIET, "--prometheus",
+                  f"127.0.0.1:{port}", "--", *SUBJECT, "0", "--forever", "--rate", "3000")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    session = Session.load(tmp_path / "s")
+    at = final_scrape_time(prom, session.meta["counters"]["drained"], "")
+    hist = session.total("tick_to_trade")
+    got = prom.query(
+        'histogram_quantile(0.99, sum by (le) (tickscope_latency_seconds_bucket{stage="tick_to_trade"}))', at
+    )
+    count = prom.query('tickscope_latency_seconds_count{stage="tick_to_trade"}', at)
+    assert int(float(count[0]["value"][1])) == hist.total_count
+    ours = value_at_rank(hist, 0.99)
+    upper = min(b for b in CLASSIC_BOUNDS_NS if b >= ours)  # the classic bucket holding our value
+    lower = max([b for b in CLASSIC_BOUNDS_NS if b < upper] or [0])
+    assert lower / 1e9 <= float(got[0]["value"][1]) <= upper / 1e9, (got, ours)
+
+
+def _sh(*argv, check=True):
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def two_hosts():
+    """Two network namespaces, each a "host" with a veth link to this one (10.77.N.1 <-> 10.77.N.2)."""
+    if shutil.which("ip") is None or shutil.which("unshare") is None:
+        pytest.skip("iproute2/unshare missing: cannot make network namespaces (apt-get install iproute2)")
+    tag = f"{os.getpid() % 100000}"
+    made, hosts = [], []
+    try:
+        for n in (1, 2):
+            ns, outer, inner = f"ts{n}-{tag}", f"tso{n}-{tag}", f"tsi{n}-{tag}"
+            r = _sh("ip", "netns", "add", ns, check=False)
+            if r.returncode != 0:
+                pytest.skip(
+                    f"cannot create network namespaces here ({r.stderr.strip()}): needs root/CAP_NET_ADMIN"
+                )
+            made.append(ns)
+            _sh("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
+            _sh("ip", "link", "set", inner, "netns", ns)
+            _sh("ip", "addr", "add", f"10.77.{n}.1/30", "dev", outer)
+            _sh("ip", "link", "set", outer, "up")
+            _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"10.77.{n}.2/30", "dev", inner)
+            _sh("ip", "netns", "exec", ns, "ip", "link", "set", inner, "up")
+            _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+            hosts.append((ns, f"host-{chr(96 + n)}", f"10.77.{n}.2"))
+        yield hosts
+    finally:
+        for ns in made:
+            _sh("ip", "netns", "del", ns, check=False)  # takes its end of the veth pair with it
+
+
+def test_two_hosts_fleet_p99_from_prometheus_and_from_merge_agree(tmp_path, prometheus_for, two_hosts):
+    port = 19464
+    prom = prometheus_for([f"{addr}:{port}" for _, _, addr in two_hosts])
+    procs = []
+    for ns, hostname, addr in two_hosts:
+        cmd = [sys.executable, "-m", "tickscope.main", "profile", "--duration", "6s", "--rate", "2k",
+               "--out", str(tmp_path / hostname), *QUIET, "--prometheus", f"{addr}:{port}",
+               "--prometheus-hold", "10s"]  # fmt: skip
+        # its own UTS namespace too, so each "host" has its own hostname (the host label and merge key)
+        script = f"hostname {hostname} && exec {' '.join(cmd)}"
+        procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--uts", "sh", "-c", script],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+    for p in procs:
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    sessions = [Session.load(tmp_path / h) for _, h, _ in two_hosts]
+    assert [s.meta["host"]["hostname"] for s in sessions] == ["host-a", "host-b"]
+    times = [final_scrape_time(prom, s.meta["counters"]["drained"], f'{{host="{s.meta["host"]["hostname"]}"}}')
+             for s in sessions]  # fmt: skip
+    merged = run_cli("merge", str(tmp_path / "fleet"), str(tmp_path / "host-a"), str(tmp_path / "host-b"))
+    assert merged.returncode == 0, merged.stderr
+    assert "clocks disagree" not in merged.stderr, "one machine, one clock: the measured offset is ~0"
+    fleet = Session.load(tmp_path / "fleet")
+    hist = fleet.total("tick_to_trade")
+    assert hist.total_count == sum(s.total("tick_to_trade").total_count for s in sessions)
+    # --prometheus-hold kept both up with their final totals until after the later one was scraped
+    assert_p99_agrees(prom, '{stage="tick_to_trade"}', max(times), hist)
