@@ -249,9 +249,14 @@ def remove_stale_ring_dirs(base: Path) -> list[Path]:
 def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None,
                 side: list[SideCollector] = (), meta: dict | None = None) -> ProfileResult:  # fmt: skip
     """Run one session. ``start_subject(env) -> Subject`` launches the target with the ring dir set."""
+    created = opts.out is None or not opts.out.exists()
     out, lock = claim_session_dir(opts.out, opts.name, opts.force)
     try:
         return _run_claimed(out, opts, start_subject, view, side, meta)
+    except ProfileError:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # the run never began (e.g. the --prometheus port is taken): leave nothing
+        raise
     finally:
         os.close(lock)
 
