@@ -46,8 +46,11 @@ def run_cli(*args, timeout=120, env=None, cwd=None):
 
 
 @pytest.fixture(autouse=True)
-def tests_collect_the_rings_they_make(monkeypatch):
+def tests_collect_the_rings_they_make(monkeypatch, tmp_path_factory):
     """A test that makes a ring reads it afterwards, as a collector would: announce the test process
     as that collector, so a writer's close() (or exit) leaves its ring for the test to read instead
-    of removing it as it does with no collector about. Tests of that removal unset it."""
+    of removing it as it does with no collector about, and give every test (and the processes it
+    starts) a ring directory of its own, so nothing lands in the shared /dev/shm/tickscope. Tests of
+    the defaults unset both."""
     monkeypatch.setenv("TICKSCOPE_COLLECTOR_PID", str(os.getpid()))
+    monkeypatch.setenv("TICKSCOPE_RING_DIR", str(tmp_path_factory.mktemp("rings")))
