@@ -469,6 +469,15 @@ def live(
         None, "--live/--no-live", help="Live TUI (default: when stdout is a terminal)."
     ),
     fail_on_drops: bool = typer.Option(False, "--fail-on-drops", help=FAIL_ON_DROPS_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace the session already in --out."),
+    prometheus: str | None = typer.Option(
+        None, "--prometheus", help="Serve /metrics on [HOST:]PORT, as profile does."
+    ),
+    prometheus_linger: str = typer.Option(
+        "5s",
+        "--prometheus-linger",
+        help="At the end, serve the final totals until scraped, at most this long.",
+    ),
 ):
     """Attach the live view to the rings of an already running pipeline.
 
@@ -485,7 +494,9 @@ def live(
     from tickscope.reports.console import CountersLine, StageTable
 
     duration_s = parse_duration(duration) if duration else None
-    result = attach(rings or [], _make_view(want_live(live), duration_s), out=out, duration_s=duration_s)
+    result = attach(rings or [], _make_view(want_live(live), duration_s), out=out, duration_s=duration_s,
+                    force=force, prometheus=prometheus,
+                    prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"))  # fmt: skip
     console = Console()
     state = result.state
     if state.tags:

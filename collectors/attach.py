@@ -16,7 +16,8 @@ from pathlib import Path
 from tickscope.probe.ring import RING_DIR_ENV, ring_dir
 
 from .collector import Collector, LiveState
-from .profile import ProfileError, View
+from .profile import ProfileError, View, claim_session_dir
+from .prometheus import ExporterError, start_exporter
 from .session import SessionWriter
 
 
@@ -51,9 +52,27 @@ def resolve_rings(rings: list[Path]) -> tuple[Path, list[Path] | None]:
 
 
 def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s: float | None = None,
+           force: bool = False, prometheus: str | None = None, prometheus_linger_s: float = 5.0,
            report=lambda line: print(line, file=sys.stderr)) -> AttachResult:  # fmt: skip
     """Drain until ``duration_s`` or Ctrl-C; ``report`` gets each skipped ring as it is found."""
     directory, named = resolve_rings(rings)
+    lock = None
+    if out is not None:  # the same rule as profile: never overwrite a session, never share one
+        out, lock = claim_session_dir(out, "live", force)
+    try:
+        exporter = start_exporter(prometheus, out.name if out else "live") if prometheus else None
+    except ExporterError as e:
+        if lock is not None:
+            os.close(lock)
+        raise ProfileError(str(e)) from None
+    try:
+        return _attach(directory, named, view, out, duration_s, exporter, prometheus_linger_s, report)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _attach(directory, named, view, out, duration_s, exporter, linger_s, report) -> AttachResult:
     writer = SessionWriter(out, {"name": out.name, "command": "tickscope live"}) if out else None
     collector = Collector(directory, writer, ring_paths=named)
     collector.discover()
@@ -63,6 +82,8 @@ def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s
     reported = len(collector.ring_errors)
     if named is not None and not collector.sources:
         collector.finish("no-rings")
+        if exporter is not None:
+            exporter.close()
         raise ProfileError(f"none of the {len(named)} named rings could be attached (reasons above)")
     view.start()
     start = time.monotonic()
@@ -72,6 +93,8 @@ def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s
         sleep_s = 0.005
         while duration_s is None or time.monotonic() - start < duration_s:
             busy = collector.poll() >= collector.BATCH
+            if exporter is not None:
+                exporter.observe(collector)
             sleep_s = collector.next_sleep(sleep_s)
             now = time.monotonic()
             if now >= next_draw:
@@ -84,6 +107,9 @@ def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s
     finally:
         view.stop()
         collector.finish(status)
+        if exporter is not None:
+            for line in exporter.conclude(collector, writer, linger_s):
+                report(f"tickscope: warning: {line}")
     for line in collector.ring_errors[reported:]:
         report(f"tickscope: {line}")
     return AttachResult(130 if status == "interrupted" else 0, collector.live, collector.ring_errors, out)

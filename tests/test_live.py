@@ -115,3 +115,53 @@ def test_breakdown_bar_fills_its_width_exactly_and_keeps_small_stages_visible():
     for shares in ([0.9, 0.001, 0.001, 0.098], [1 / 3] * 3, [0.5, 0.5, 0.0], [0.97] + [0.005] * 6):
         cells = bar.cells(shares)
         assert sum(cells) == 40 and all(c >= 1 for c, s in zip(cells, shares, strict=True) if s > 0)
+
+
+def test_live_serves_prometheus_and_its_final_scrape_holds_the_saved_totals(tmp_path):
+    """`live --prometheus`: the same exporter as profile's; the last scrape (the final totals,
+    served until scraped) counts exactly what the saved session counts."""
+    import os
+    import re
+    import socket
+    import urllib.request
+
+    rings = tmp_path / "rings"
+    rings.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subject = subprocess.Popen(SUBJECT.split(), env={**os.environ, "TICKSCOPE_RING_DIR": str(rings)})
+    env = {k: v for k, v in os.environ.items() if k != "TICKSCOPE_RING_DIR"}
+    live = subprocess.Popen([sys.executable, "-m", "tickscope.main", "live", str(rings), "--duration", "2s",
+                             "--no-live", "--out", str(tmp_path / "s"), "--prometheus", f"127.0.0.1:{port}",
+                             "--prometheus-linger", "60s"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    last = None
+    try:
+        deadline = time.monotonic() + 120  # hang guard only
+        while live.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    last = r.read().decode()
+            except OSError:
+                pass
+            time.sleep(0.2)
+        out, err = live.communicate(timeout=60)
+    finally:
+        subject.terminate()
+        subject.wait()
+        live.kill()
+    assert live.returncode == 0, err
+    count = re.search(r'tickscope_latency_seconds_count\{[^}]*stage="tick_to_trade"[^}]*\} (\d+)', last or "")
+    assert count, last
+    assert int(count.group(1)) == Session.load(tmp_path / "s").summary()["tick_to_trade"]["count"] > 0
+
+
+def test_live_never_overwrites_a_session(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "meta.json").write_text('{"status": "complete"}')
+    rings = tmp_path / "rings"
+    rings.mkdir()
+    out = run_cli("live", str(rings), "--duration", "1s", "--no-live", "--out", str(tmp_path / "s"))
+    assert out.returncode == 2 and "already holds a session" in out.stderr and "--force" in out.stderr
+    assert "Traceback" not in out.stderr
