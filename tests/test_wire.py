@@ -302,3 +302,41 @@ def test_read_capture_refuses_a_short_file(tmp_path):
     p.write_bytes(b"ab")
     with pytest.raises(WireError, match="too short"):
         read_capture(p)
+
+
+# -- profile --capture ---------------------------------------------------------------------------------
+@needs_tcpdump
+def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
+    out = tmp_path / "s"
+    r = run_cli("profile", "--capture", "--duration", "4s", "--rate", "5k", "--no-live", "--no-perf",
+                "--no-hiccup", "-o", str(out), timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    cap = meta["capture"]
+    c = cap["counters"]
+    assert c["orders_new"] > 0 and c["orders_matched"] >= 0.999 * c["orders_new"]
+    assert c["orders_unmatched"] == 0 and cap["orders_on_wire_without_trace"] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["wire_to_wire"]["count"] == c["orders_matched"]
+    residual = (
+        summary["wire.order-order.tx"]["count"] + summary.get("order.tx-wire.order", {"count": 0})["count"]
+    )
+    assert residual == c["orders_matched"] and summary["md.rx-wire.md"]["count"] > 0
+    assert "tcpdump_dropped_by_kernel" in cap and "dropped by kernel" in r.stdout
+    assert "wire_to_wire" in r.stdout and (out / "wire.pcap").is_file()
+    # the same capture read afterwards gives the same wire_to_wire histogram
+    w = run_cli("wire", str(out / "wire.pcap"), "--md", f"udp:{cap['md_port']}", "--orders",
+                f"tcp:{cap['order_port']}", "-o", str(tmp_path / "w"))  # fmt: skip
+    assert w.returncode == 0, w.stderr
+    assert (
+        json.loads((tmp_path / "w" / "summary.json").read_text())["wire_to_wire"] == summary["wire_to_wire"]
+    )
+
+
+def test_profile_capture_without_tcpdump_says_so_and_the_session_goes_on(tmp_path):
+    out = tmp_path / "s"
+    r = run_cli("profile", "--capture", "--duration", "2s", "--rate", "2k", "--no-live", "--no-perf",
+                "--no-hiccup", "-o", str(out), timeout=300, env={"PATH": str(tmp_path)})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "tcpdump not found: apt-get install tcpdump" in r.stderr
+    assert json.loads((out / "summary.json").read_text())["tick_to_trade"]["count"] > 0
