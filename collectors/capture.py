@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +92,13 @@ class WireCapture(SideCollectorBase):
         self.thread.start()
         # tcpdump says "listening on" once the filter is in; the first packets must not be missed.
         # A hang guard only: a dead tcpdump ends the wait at once.
-        while not listening.wait(0.05) and self.proc.poll() is None and len(self._stderr) < 50:
+        deadline = time.monotonic() + 15
+        while not listening.wait(0.05) and self.proc.poll() is None and time.monotonic() < deadline:
             pass
+        if not listening.is_set() and self.proc.poll() is None:
+            self.warn(
+                f"tcpdump did not say 'listening on' {self.iface} within 15 s: the capture may miss the start"
+            )
         if self.proc.poll() is not None:
             self.thread.join(timeout=5)
             self.warn(self._why_failed())
