@@ -270,6 +270,10 @@ def profile(
         "VENUE", "--target-comp-id", help="FIX TargetCompID with --fix-connect."
     ),
     fail_on_drops: bool = typer.Option(False, "--fail-on-drops", help=FAIL_ON_DROPS_HELP),
+    capture: bool = typer.Option(
+        False, "--capture", help="Bundled pipeline: tcpdump its traffic into wire.pcap, join wire_to_wire."
+    ),
+    capture_iface: str = typer.Option("lo", "--capture-iface", help="Interface for --capture."),
     prometheus: str | None = typer.Option(
         None,
         "--prometheus",
@@ -355,6 +359,10 @@ def profile(
             f"--hiccup-cpu {hiccup_cpu}: not a CPU this process may run on {sorted(os.sched_getaffinity(0))}"
         )
     side = _side_collectors(perf, pyspy, pyspy_rate, pyspy_nonblocking, hiccup, hiccup_cpu)
+    if capture:
+        from tickscope.collectors.capture import WireCapture
+
+        side.append(WireCapture(capture_iface))
     result = run_profile(opts, start_subject, view=view, side=side, meta=_session_meta(options))
     console = Console()
     state = result.state
@@ -365,6 +373,8 @@ def profile(
         console.print(CountersLine(state.counters, status="complete"))
     else:
         console.print(f"session {result.session_dir}: no traces were recorded (did the target write probes?)")
+    if capture:
+        _print_capture(console, result.session_dir)
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
     failed_on_drops = print_drop_summary(console, state, fail_on_drops)
@@ -372,6 +382,33 @@ def profile(
     if result.message:
         typer.echo(f"tickscope: {'error: ' if result.exit_code == 2 else ''}{result.message}", err=True)
     raise typer.Exit(EXIT_VERDICT if failed_on_drops and result.exit_code == 0 else result.exit_code)
+
+
+def _print_capture(console, session_dir: Path) -> None:
+    """The wire tags (wire_to_wire, residuals) and the capture's own drop counters."""
+    from tickscope.collectors.capture import RESIDUAL_TAGS
+    from tickscope.collectors.session import Session, SessionError
+    from tickscope.reports.console import StageTable
+
+    try:
+        s = Session.load(session_dir)
+    except SessionError:
+        return
+    info = s.meta.get("capture")
+    if not isinstance(info, dict):
+        return
+    tags = [t for t in ("wire_to_wire", *RESIDUAL_TAGS) if t in s.intervals]
+    summary = s.summary()
+    if tags:
+        console.print(StageTable({t: summary[t] for t in tags if t in summary}, tags, title="wire capture"))
+    c = info.get("counters", {})
+    drops = [f"{info[k]} {k.removeprefix('tcpdump_').replace('_', ' ')}" for k in
+             ("tcpdump_dropped_by_kernel", "tcpdump_dropped_by_interface") if k in info]  # fmt: skip
+    console.print(f"capture {info.get('interface')} ({info.get('stamps')} stamps): "
+                  f"{info.get('tcpdump_captured', '?')} packets, {', '.join(drops) or 'drops unknown'}; "
+                  f"orders on the wire {c.get('orders_new', 0)}, matched {c.get('orders_matched', 0)}, "
+                  f"unmatched {c.get('orders_unmatched', 0)}; traced orders not on the wire "
+                  f"{info.get('orders_traced_not_on_wire', 0)}", markup=False, highlight=False)  # fmt: skip
 
 
 @app.command()
@@ -406,6 +443,77 @@ def report(
         write_trace(s, perfetto)
     if perfetto is not None:
         typer.echo(f"perfetto trace written: {perfetto}")
+
+
+@app.command()
+@user_errors
+def wire(
+    capture: Path = typer.Argument(
+        ..., help="A pcap or pcapng capture (tcpdump, editcap, a capture appliance)."
+    ),
+    md: list[str] = typer.Option(..., "--md", help="Market-data port: udp:PORT[:mold] (repeatable)."),
+    orders: list[str] = typer.Option(
+        ..., "--orders", help="Order port (the venue's): tcp:PORT[:fix] (repeatable)."
+    ),
+    out: Path | None = typer.Option(
+        None, "-o", "--out", help="Session directory to write [CAPTURE.session]."
+    ),
+    clordid_tag: int = typer.Option(
+        11, "--clordid-tag", help="FIX tag carrying the trace (11 ClOrdID; e.g. 9717)."
+    ),
+    clordid_regex: str = typer.Option(
+        r"(\d+)",
+        "--clordid-regex",
+        help="Regex on that tag's value; group 1 is the trace id (MoldUDP64 sequence).",
+    ),
+):
+    """Wire-to-wire tick-to-trade (STAC-T1 SOM to SOF) from a capture taken anywhere: a session directory."""
+    from rich.console import Console
+
+    from tickscope.collectors.session import Session
+    from tickscope.collectors.wire import (
+        Endpoint,
+        OrderMapping,
+        WireError,
+        match,
+        read_capture,
+        write_session,
+    )
+    from tickscope.reports.console import session_renderable
+
+    try:
+        md_ports = {Endpoint.parse(x, "udp", "mold").port for x in md}
+        order_ports = {Endpoint.parse(x, "tcp", "fix").port for x in orders}
+        mapping = OrderMapping(clordid_tag, clordid_regex)
+        cap = read_capture(capture)
+        if not len(cap):
+            raise WireError(f"{capture}: no packets read" + (f" ({cap.warnings[0]})" if cap.warnings else ""))
+        m = match(cap, md_ports, order_ports, mapping)
+    except WireError as e:
+        raise UserError(str(e)) from None
+    target = out or capture.with_name(capture.name + ".session")
+    # No host facts or doctor checks: the capture was taken elsewhere, this host measured nothing.
+    options = {"capture": str(capture), "md": md, "orders": orders, "clordid_tag": clordid_tag,
+               "clordid_regex": clordid_regex}  # fmt: skip
+    meta = {
+        "tool": "tickscope",
+        "name": target.name,
+        "command": f"tickscope wire {capture}",
+        "options": options,
+    }
+    path = write_session(m, target, meta)
+    err = Console(stderr=True)
+    for w in m.warnings:
+        err.print(f"tickscope: warning: {w}", markup=False, highlight=False)
+    c = m.counters
+    typer.echo(
+        f"{m.packets} packets ({m.fmt}): {c.get('md_messages', 0)} market-data messages, "
+        f"{c.get('orders_new', 0)} new orders, {c.get('orders_matched', 0)} matched, "
+        f"{c.get('orders_unmatched', 0)} unmatched, {c.get('orders_unmapped', 0)} without a trace id"
+    )
+    if m.trace.size:
+        Console().print(session_renderable(Session.load(path)))
+    typer.echo(f"session written: {path}")
 
 
 @app.command(context_settings={"ignore_unknown_options": True})  # lets "--vs" through as a separator

@@ -270,6 +270,9 @@ class Collector:
         self.live = LiveState()
         self._p99 = {}
         self._subject_stats: dict = {}
+        # point name -> [(trace ids, stamps)] of every trace, kept for joins after the run (a wire
+        # capture joins md.rx and order.tx, see collectors/capture.py); empty: nothing is kept.
+        self.keep_points: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
 
     # -- discovery -----------------------------------------------------------------------------
     def discover(self) -> None:
@@ -389,6 +392,9 @@ class Collector:
                 sel = src.domains[local] == domain
                 ts[sel] = src.convert(batch["ts"][sel], int(domain), self.realtime_offset)
             self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index, monotonic_ns())
+            if self.keep_points:
+                cols, tsc = src.columns[local], src.domains[local] == L.CLOCK_TSC
+                self._keep(batch["trace"], lambda c, cols=cols, tsc=tsc: (cols == c) & ~tsc, ts)
         else:
             raw = batch["ts"]
             n = len(self.schema.names)
@@ -405,6 +411,17 @@ class Collector:
                 keep = ~empty
                 batch, rows, srcs = batch[keep], rows[keep], srcs[keep]
             self.correlator.add_rows(batch["trace"], rows, srcs, monotonic_ns())
+            for j in range(reader.n_points) if self.keep_points else ():
+                if src.domains[j] != L.CLOCK_TSC:  # raw ticks are not ns on the capture's clock
+                    col = int(src.columns[j])
+                    self._keep(batch["trace"], lambda c, col=col: c == col, rows[:, col])
+
+    def _keep(self, trace: np.ndarray, in_column, ts: np.ndarray) -> None:
+        for name, parts in self.keep_points.items():
+            if name in self.schema.names:
+                sel = in_column(self.schema.names.index(name)) & (ts != 0)
+                if np.any(sel):
+                    parts.append((trace[sel].astype(np.int64), ts[sel]))
 
     def _ingest(self, closed: Closed) -> None:
         for tag, values in closed.values.items():

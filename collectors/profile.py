@@ -294,6 +294,8 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
         writer.save_meta()
         for s in side:
             try:
+                if hasattr(s, "bind"):  # needs the subject's ports and the collector (wire capture)
+                    s.bind(subject, collector)
                 s.start(subject.pid, out)
                 side_started.append(s)
             except Exception as e:  # a side collector must never take the session down
@@ -325,6 +327,14 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
         writer.meta["side_warnings"] = warnings
         writer.meta["subject_exit"] = subject_exit
         collector.finish(status)
+        for s in side_started:
+            if hasattr(s, "conclude"):  # joins that need every trace closed (wire capture)
+                try:
+                    more, writer.meta[s.name] = s.conclude(collector, writer)
+                    warnings += more
+                    writer.save_meta()
+                except Exception as e:
+                    warnings.append(f"{s.name}: failed to join with the traces ({e})")
         if exporter is not None:
             warnings += exporter.conclude(collector, writer, opts.prometheus_linger_s, opts.prometheus_hold_s)
         collector.remove_finished_rings()

@@ -78,6 +78,14 @@ class HistogramLogWriter:
         self.f.write('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
         self.f.flush()
 
+    @classmethod
+    def append_to(cls, path: Path) -> HistogramLogWriter:
+        """More lines for a log already written (its header stays); for data joined after a run."""
+        self = cls.__new__(cls)
+        self.path = path
+        self.f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        return self
+
     def write(self, tag: str, hist: HdrHistogram, start_s: float, end_s: float) -> None:
         payload = hist.encode().decode("ascii")
         max_ms = hist.get_max_value() / 1e6

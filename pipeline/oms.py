@@ -61,7 +61,9 @@ class OrderManager:
         self._logged: set[str] = set()
 
     def new_order(self, symbol: str, side: bytes, qty: int, price: int, trace_id: int, now_ns: int) -> Order:
-        clordid = b"%s%d" % (self._prefix, self._next)
+        # The trace id leads the ClOrdID so a wire capture can join the order to its market data
+        # (collectors/wire.py reads the first run of digits); the counter keeps ClOrdIDs unique.
+        clordid = b"%s%d-%d" % (self._prefix, trace_id, self._next)
         self._next += 1
         o = Order(clordid, symbol, side, qty, price, trace_id, now_ns)
         self.orders[clordid] = o

@@ -51,7 +51,7 @@ def distribution_figure(session: Session) -> dict:
     for i, tag in enumerate(session.tags):
         x, y = views.distribution(session.total(tag))
         data.append({"type": "scatter", "mode": "lines", "name": tag, "x": _clean(x), "y": _clean(y / 1e3),
-                     "line": {"color": COLORS[i % len(COLORS)], "width": 3 if tag.startswith("tick_to") else 1.5}})  # fmt: skip
+                     "line": {"color": COLORS[i % len(COLORS)], "width": 3 if tag.startswith(("tick_to", "wire_to_wire")) else 1.5}})  # fmt: skip
     layout = {"xaxis": {"type": "log", "title": "percentile", "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
               "yaxis": {"type": "log", "title": "latency (µs)", "automargin": True}, "margin": {"t": 10},
               "legend": {"orientation": "h"}, "height": 440}  # fmt: skip

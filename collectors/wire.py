@@ -1,0 +1,743 @@
+"""Wire captures (pcap, pcapng) read and matched to traces: ``wire.md``, ``wire.order``, ``wire_to_wire``.
+
+A capture appliance (or tcpdump) stamps every frame as it passes. STAC-T1 measures tick-to-trade
+there: from the first byte of the market-data message (SOM) to the first byte of the order frame
+it caused (SOF). This module turns a capture into those two points per trace:
+
+``wire.md``     MoldUDP64 packet on a market-data UDP port: every message it carries is the trace
+                whose id is its sequence number (packet's first sequence + index of the message in
+                the packet), the key the bundled feed handler gives its traces. The stamp is the
+                packet's (a capture stamps frames, not the bytes inside them).
+``wire.order``  FIX NewOrderSingle (35=D) sent to an order port, after TCP reassembly per direction
+                (out-of-order segments wait for the hole to fill, retransmitted bytes are taken
+                once, frames split across segments or several in one are framed by BodyLength).
+                The stamp is that of the segment holding the frame's first byte. The trace id is
+                read from the ClOrdID (tag 11, or the tag a venue uses instead) with a regex whose
+                first group is the id; the bundled trader's ClOrdIDs are ``TS<trace id>-<n>``.
+
+Parsing: the file is walked once in Python for record boundaries (pcap record headers, pcapng
+blocks), then link, IP, UDP and TCP headers of all packets are decoded at once with numpy over the
+fixed-layout header bytes (gathers on the whole buffer). Only order-port TCP segments go through
+Python one by one (stream reassembly needs state). dpkt builds one Python object per layer per
+packet, several times slower than the record walk alone (``benchmarks/bench_wire.py`` measures it).
+
+Bad input never raises past ``read_capture``/``match``: an unreadable file is a ``WireError`` (one
+line), everything else (a pcapng block with a wrong length, a truncated last record, packets cut
+by the snap length, unknown link types, malformed Mold or FIX) is a counter in ``counters`` and,
+where it stops reading, a line in ``warnings``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# -- capture files --------------------------------------------------------------------------------
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BYTE_ORDER = 0x1A2B3C4D
+PCAPNG_IDB, PCAPNG_SPB, PCAPNG_EPB, PCAPNG_OBSOLETE_PB = 1, 3, 6, 2
+IDB_OPT_TSRESOL, IDB_OPT_TSOFFSET = 9, 14
+
+# Link types (https://www.tcpdump.org/linktypes.html)
+LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
+LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_IPV4, LINKTYPE_IPV6 = 113, 276, 228, 229
+DLT_RAW_ALIASES = (12, 14)  # DLT_RAW as some BSDs number it in pcap files
+SUPPORTED_LINKTYPES = {LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL,
+                       LINKTYPE_LINUX_SLL2, LINKTYPE_IPV4, LINKTYPE_IPV6, *DLT_RAW_ALIASES}  # fmt: skip
+
+ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ = 0x0800, 0x86DD, 0x8100, 0x88A8
+IPPROTO_TCP, IPPROTO_UDP = 6, 17
+TCP_SYN = 0x02
+
+PAD = 128  # zero bytes after the file's data, so header gathers past a short packet stay in bounds
+
+
+class WireError(Exception):
+    """A capture that cannot be read at all (missing, not pcap/pcapng, no packets): one line."""
+
+
+@dataclass
+class Capture:
+    """Every packet of a capture: its stamp (ns since the epoch), where its bytes sit in ``data``,
+    captured and original length and link type."""
+
+    data: bytes
+    ts_ns: np.ndarray
+    offset: np.ndarray
+    caplen: np.ndarray
+    origlen: np.ndarray
+    linktype: np.ndarray
+    fmt: str
+    counters: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.ts_ns.size)
+
+
+def read_capture(path: str | Path) -> Capture:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise WireError(f"cannot read capture {p}: {e.strerror or e}") from None
+    if len(data) < 4:
+        raise WireError(f"{p}: {len(data)} bytes, not a pcap or pcapng capture (too short)")
+    magic_le = struct.unpack_from("<I", data)[0]
+    if magic_le == PCAPNG_SHB:
+        return _read_pcapng(p, data)
+    for endian in "<>":
+        magic = struct.unpack_from(endian + "I", data)[0]
+        if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
+            return _read_pcap(p, data, endian, nano=magic == PCAP_MAGIC_NS)
+    raise WireError(f"{p}: not a pcap or pcapng capture (magic {data[:4].hex()}); "
+                    "write captures with tcpdump -w or convert with editcap -F pcap")  # fmt: skip
+
+
+def _read_pcap(p: Path, data: bytes, endian: str, nano: bool) -> Capture:
+    if len(data) < 24:
+        raise WireError(f"{p}: truncated pcap header ({len(data)} of 24 bytes)")
+    linktype = struct.unpack_from(endian + "I", data, 20)[0] & 0x0FFFFFFF  # upper bits: FCS flags
+    record = struct.Struct(endian + "IIII")
+    unpack = record.unpack_from
+    secs, fracs, offs, caps, origs = [], [], [], [], []
+    pos, end = 24, len(data)
+    counters: dict[str, int] = {}
+    warnings: list[str] = []
+    while pos + 16 <= end:
+        s, f, incl, orig = unpack(data, pos)
+        if pos + 16 + incl > end:
+            break
+        secs.append(s)
+        fracs.append(f)
+        offs.append(pos + 16)
+        caps.append(incl)
+        origs.append(orig)
+        pos += 16 + incl
+    if pos < end:
+        counters["capture_truncated_records"] = 1
+        warnings.append(f"{p.name}: last record truncated at byte {pos} of {end} "
+                        f"(capture cut short?); {len(offs)} packets read before it")  # fmt: skip
+    ts = np.array(secs, dtype=np.int64) * 1_000_000_000 + np.array(fracs, dtype=np.int64) * (
+        1 if nano else 1000
+    )
+    n = len(offs)
+    return Capture(data + bytes(PAD), ts, np.array(offs, dtype=np.int64), np.array(caps, dtype=np.int64),
+                   np.array(origs, dtype=np.int64), np.full(n, linktype, dtype=np.int32),
+                   "pcap-ns" if nano else "pcap-us", counters, warnings)  # fmt: skip
+
+
+@dataclass
+class _Interface:
+    linktype: int
+    tsresol: int = 6  # pcapng default: microseconds
+    tsoffset_s: int = 0
+
+
+def _ticks_to_ns(ticks: np.ndarray, resol: int) -> np.ndarray:
+    """pcapng if_tsresol: high bit clear = 10**-n s per tick, set = 2**-n s per tick."""
+    if resol & 0x80:
+        shift = resol & 0x7F
+        return np.array([(int(t) * 1_000_000_000) >> shift for t in ticks], dtype=np.int64)
+    if resol <= 9:
+        return ticks.astype(np.int64) * 10 ** (9 - resol)
+    return (ticks // np.uint64(10 ** (resol - 9))).astype(np.int64)
+
+
+def _read_pcapng(p: Path, data: bytes) -> Capture:
+    counters: dict[str, int] = {}
+    warnings: list[str] = []
+    ifaces: list[_Interface] = []
+    all_ifaces: dict[int, _Interface] = {}  # (section << 32 | interface id) -> interface
+    iface_ids, ticks, offs, caps, origs = [], [], [], [], []
+    pos, end = 0, len(data)
+    endian = "<"
+    section = 0
+    no_stamp = 0
+
+    def stop(why: str) -> None:
+        counters["capture_bad_blocks"] = counters.get("capture_bad_blocks", 0) + 1
+        warnings.append(f"{p.name}: {why}; reading stopped there, {len(offs)} packets read before it")
+
+    while pos < end:
+        if pos + 12 > end:
+            stop(f"truncated pcapng block header at byte {pos} of {end}")
+            break
+        btype = struct.unpack_from(endian + "I", data, pos)[0]
+        if btype == PCAPNG_SHB:
+            bom = data[pos + 8 : pos + 12]
+            if bom == PCAPNG_BYTE_ORDER.to_bytes(4, "little"):
+                endian = "<"
+            elif bom == PCAPNG_BYTE_ORDER.to_bytes(4, "big"):
+                endian = ">"
+            else:
+                stop(f"pcapng section header at byte {pos} has byte-order magic {bom.hex()}")
+                break
+            ifaces = []  # interface ids are per section
+            section += 1
+        blen = struct.unpack_from(endian + "I", data, pos + 4)[0]
+        if blen < 12 or blen % 4 or pos + blen > end:
+            stop(f"pcapng block type {btype:#x} at byte {pos} has length {blen} (file has {end - pos} bytes left; "
+                 "lengths are multiples of 4, at least 12)")  # fmt: skip
+            break
+        trailer = struct.unpack_from(endian + "I", data, pos + blen - 4)[0]
+        if trailer != blen:
+            stop(f"pcapng block type {btype:#x} at byte {pos}: length {blen} but trailing length {trailer}")
+            break
+        body = pos + 8
+        if btype == PCAPNG_IDB and blen >= 20:
+            linktype, _, _snaplen = struct.unpack_from(endian + "HHI", data, body)
+            iface = _Interface(linktype)
+            _options(data, body + 8, pos + blen - 4, endian, iface)
+            all_ifaces[(section << 32) | len(ifaces)] = iface
+            ifaces.append(iface)
+        elif btype == PCAPNG_EPB and blen >= 32:
+            iid, hi, lo, incl, orig = struct.unpack_from(endian + "IIIII", data, body)
+            if iid >= len(ifaces):
+                counters["capture_unknown_interface"] = counters.get("capture_unknown_interface", 0) + 1
+            elif body + 20 + incl > pos + blen - 4:
+                counters["capture_bad_packet_lengths"] = counters.get("capture_bad_packet_lengths", 0) + 1
+            else:
+                iface_ids.append((section, iid))
+                ticks.append((hi << 32) | lo)
+                offs.append(body + 20)
+                caps.append(incl)
+                origs.append(orig)
+        elif btype in (PCAPNG_SPB, PCAPNG_OBSOLETE_PB):
+            no_stamp += 1  # a simple packet block has no stamp: useless for timing
+        pos += blen
+    if no_stamp:
+        counters["capture_packets_without_stamp"] = no_stamp
+        warnings.append(f"{p.name}: {no_stamp} simple packet blocks carry no timestamp: not used")
+    ts = np.zeros(len(offs), dtype=np.int64)
+    linktypes = np.zeros(len(offs), dtype=np.int32)
+    keys = np.array([s << 32 | i for s, i in iface_ids], dtype=np.int64)
+    tick_arr = np.array(ticks, dtype=np.uint64)
+    seen_ifaces: dict[int, _Interface] = {}
+    for key in np.unique(keys):
+        iface = all_ifaces.get(int(key))
+        sel = keys == key
+        if iface is None:
+            continue
+        seen_ifaces[int(key)] = iface
+        ts[sel] = _ticks_to_ns(tick_arr[sel], iface.tsresol) + iface.tsoffset_s * 1_000_000_000
+        linktypes[sel] = iface.linktype
+    cap = Capture(data + bytes(PAD), ts, np.array(offs, dtype=np.int64), np.array(caps, dtype=np.int64),
+                  np.array(origs, dtype=np.int64), linktypes, "pcapng", counters, warnings)  # fmt: skip
+    cap.counters["capture_interfaces"] = len(seen_ifaces)
+    return cap
+
+
+def _options(data: bytes, pos: int, end: int, endian: str, iface: _Interface) -> None:
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(endian + "HH", data, pos)
+        if code == 0:
+            return
+        value = pos + 4
+        if value + length > end:
+            return
+        if code == IDB_OPT_TSRESOL and length >= 1:
+            iface.tsresol = data[value]
+        elif code == IDB_OPT_TSOFFSET and length >= 8:
+            iface.tsoffset_s = struct.unpack_from(endian + "q", data, value)[0]
+        pos = value + (length + 3) // 4 * 4
+
+
+# -- link, IP and transport headers of all packets at once ------------------------------------------
+@dataclass
+class Headers:
+    """Per packet: IP protocol (0 = not IPv4/IPv6 UDP/TCP), ports, where the payload starts and ends,
+    and for TCP the sequence number, flags and where the IP addresses are (for the stream key)."""
+
+    proto: np.ndarray
+    sport: np.ndarray
+    dport: np.ndarray
+    payload: np.ndarray
+    payload_end: np.ndarray
+    tcp_seq: np.ndarray
+    tcp_flags: np.ndarray
+    addr: np.ndarray  # offset of the source address; the destination follows it
+    addr_len: np.ndarray
+
+
+def _u8(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return buf[np.minimum(idx, buf.size - 8)].astype(np.int64)
+
+
+def _be16(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    idx = np.minimum(idx, buf.size - 8)
+    return (buf[idx].astype(np.int64) << 8) | buf[idx + 1]
+
+
+def _be32(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return (_be16(buf, idx) << 16) | _be16(buf, idx + 2)
+
+
+def decode_headers(cap: Capture) -> Headers:
+    buf = np.frombuffer(cap.data, dtype=np.uint8)
+    off, lt = cap.offset, cap.linktype
+    end = off + cap.caplen
+    n = len(cap)
+    ethertype = np.zeros(n, dtype=np.int64)
+    l3 = np.zeros(n, dtype=np.int64)
+
+    def version_ethertype(at: np.ndarray) -> np.ndarray:
+        ver = _u8(buf, at) >> 4
+        return np.where(ver == 4, ETHERTYPE_IPV4, np.where(ver == 6, ETHERTYPE_IPV6, 0))
+
+    eth = lt == LINKTYPE_ETHERNET
+    if eth.any():
+        et = _be16(buf, off + 12)
+        at = off + 14
+        for _ in range(2):  # 802.1Q and QinQ tags
+            tagged = (et == ETHERTYPE_VLAN) | (et == ETHERTYPE_QINQ)
+            et = np.where(tagged, _be16(buf, at + 2), et)
+            at = np.where(tagged, at + 4, at)
+        ethertype[eth], l3[eth] = et[eth], at[eth]
+    sll = lt == LINKTYPE_LINUX_SLL
+    if sll.any():
+        ethertype[sll], l3[sll] = _be16(buf, off + 14)[sll], (off + 16)[sll]
+    sll2 = lt == LINKTYPE_LINUX_SLL2
+    if sll2.any():
+        ethertype[sll2], l3[sll2] = _be16(buf, off)[sll2], (off + 20)[sll2]
+    raw = np.isin(lt, (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *DLT_RAW_ALIASES))
+    if raw.any():
+        ethertype[raw], l3[raw] = version_ethertype(off)[raw], off[raw]
+    null = (lt == LINKTYPE_NULL) | (lt == LINKTYPE_LOOP)  # 4-byte address family, then IP
+    if null.any():
+        ethertype[null], l3[null] = version_ethertype(off + 4)[null], (off + 4)[null]
+    known = np.isin(lt, list(SUPPORTED_LINKTYPES))
+    for t in np.unique(lt[~known]):
+        cap.counters[f"packets_unknown_linktype_{int(t)}"] = int(np.count_nonzero(lt == t))
+        cap.warnings.append(f"link type {int(t)} is not one tickscope decodes (Ethernet, Linux cooked SLL/SLL2, "
+                            "raw IP, loopback/null): its packets are counted, not read")  # fmt: skip
+
+    v4 = ethertype == ETHERTYPE_IPV4
+    v6 = ethertype == ETHERTYPE_IPV6
+    ihl = (_u8(buf, l3) & 0xF) * 4
+    frag = _be16(buf, l3 + 6) & 0x3FFF  # MF flag + fragment offset
+    proto = np.where(v4, _u8(buf, l3 + 9), np.where(v6, _u8(buf, l3 + 6), 0))
+    l4 = np.where(v4, l3 + ihl, l3 + 40)
+    ip_end = np.where(v4, l3 + _be16(buf, l3 + 2), l3 + 40 + _be16(buf, l3 + 4))
+    addr = np.where(v4, l3 + 12, l3 + 8)
+    addr_len = np.where(v4, 4, 16)
+    ip = (v4 | v6) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP))
+    fragmented = v4 & (frag != 0) & ip
+    if fragmented.any():
+        cap.counters["packets_ip_fragments"] = int(np.count_nonzero(fragmented))
+    ip &= ~fragmented & (~v4 | (ihl >= 20))
+    tcp = proto == IPPROTO_TCP
+    header_end = np.where(tcp, l4 + 20, l4 + 8)
+    payload = np.where(tcp, l4 + (_u8(buf, l4 + 12) >> 4) * 4, l4 + 8)
+    cut = ip & ((header_end > end) | (ip_end > end))
+    if cut.any():
+        cap.counters["packets_cut_by_snaplen"] = int(np.count_nonzero(cut))
+    bad = ip & ~cut & ((payload > ip_end) | (payload < header_end))
+    if bad.any():
+        cap.counters["packets_malformed_headers"] = int(np.count_nonzero(bad))
+    ok = ip & ~cut & ~bad
+    return Headers(np.where(ok, proto, 0), _be16(buf, l4), _be16(buf, l4 + 2), payload, ip_end,
+                   _be32(buf, l4 + 4), _u8(buf, l4 + 13), addr, addr_len)  # fmt: skip
+
+
+# -- what to match -----------------------------------------------------------------------------------
+DEFAULT_CLORDID_TAG = 11
+DEFAULT_CLORDID_REGEX = r"(\d+)"  # first run of digits: TS<trace id>-<n> from the bundled trader
+
+
+@dataclass
+class Endpoint:
+    """``udp:PORT[:mold]`` or ``tcp:PORT[:fix]``: a transport, a port, a protocol."""
+
+    transport: str
+    port: int
+    protocol: str
+
+    @classmethod
+    def parse(cls, text: str, transport: str, protocol: str) -> Endpoint:
+        parts = text.split(":")
+        if len(parts) == 1:  # a bare port
+            parts = [transport, *parts]
+        if parts[0] != transport or len(parts) > 3 or not parts[1].isdigit() or not 0 < int(parts[1]) < 65536:
+            raise WireError(f"{text!r}: expected {transport}:PORT[:{protocol}] with PORT 1-65535")
+        if len(parts) == 3 and parts[2] != protocol:
+            raise WireError(f"{text!r}: protocol {parts[2]!r} is not one tickscope matches here ({protocol})")
+        return cls(transport, int(parts[1]), protocol)
+
+
+@dataclass
+class OrderMapping:
+    """Which FIX tag carries the trace and how to read the trace id from it (regex group 1)."""
+
+    tag: int = DEFAULT_CLORDID_TAG
+    regex: str = DEFAULT_CLORDID_REGEX
+
+    def __post_init__(self):
+        try:
+            self.pattern = re.compile(self.regex.encode())
+        except re.error as e:
+            raise WireError(f"--clordid-regex {self.regex!r} is not a regular expression: {e}") from None
+        if self.pattern.groups < 1:
+            raise WireError(
+                f"--clordid-regex {self.regex!r} needs one group (...) around the trace id digits"
+            )
+        self.field = b"\x01%d=" % self.tag
+
+    def trace_id(self, value: bytes) -> int | None:
+        m = self.pattern.search(value)
+        if m is None:
+            return None
+        try:
+            return int(m.group(1))
+        except ValueError:
+            return None
+
+
+# -- market data: MoldUDP64 ------------------------------------------------------------------------
+MOLD_HEADER_LEN = 20  # session (10), sequence of the first message (u64), message count (u16)
+MOLD_END_OF_SESSION = 0xFFFF
+
+
+def match_mold(cap: Capture, hdr: Headers, ports: set[int], counters: dict[str, int],
+               warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """-> (trace ids, wire.md stamps), sorted by trace id; a sequence seen twice keeps its first stamp."""
+    buf = np.frombuffer(cap.data, dtype=np.uint8)
+    md = (hdr.proto == IPPROTO_UDP) & np.isin(hdr.dport, list(ports))
+    counters["md_packets"] = int(np.count_nonzero(md))
+    p, pend = hdr.payload[md], hdr.payload_end[md]
+    ts = cap.ts_ns[md]
+    short = pend - p < MOLD_HEADER_LEN
+    if short.any():
+        counters["md_packets_malformed"] = int(np.count_nonzero(short))
+        p, pend, ts = p[~short], pend[~short], ts[~short]
+    seq = (_be32(buf, p + 10) << 32) | _be32(buf, p + 14)
+    count = _be16(buf, p + 18)
+    heartbeat = (count == 0) | (count == MOLD_END_OF_SESSION)
+    counters["md_heartbeats"] = int(np.count_nonzero(heartbeat))
+    # each message is at least a 2-byte length and a 1-byte type
+    overfull = ~heartbeat & (count * 3 > pend - p - MOLD_HEADER_LEN)
+    if overfull.any():
+        counters["md_packets_malformed"] = counters.get("md_packets_malformed", 0) + int(
+            np.count_nonzero(overfull)
+        )
+    keep = ~heartbeat & ~overfull
+    sessions = np.unique(buf[(p[keep])[:, None] + np.arange(10)].view("S10").ravel()) if keep.any() else []
+    if len(sessions) > 1:
+        warnings.append(f"{len(sessions)} MoldUDP64 sessions on the market-data port(s): trace ids are "
+                        "sequence numbers, so the same number in two sessions is one trace")  # fmt: skip
+    counters["md_sessions"] = len(sessions)
+    seq, count, ts = seq[keep], count[keep], ts[keep]
+    total = int(count.sum())
+    starts = np.repeat(seq - (np.cumsum(count) - count), count)
+    trace = starts + np.arange(total, dtype=np.int64)  # first seq of the packet + index in it
+    stamps = np.repeat(ts, count)
+    order = np.lexsort((stamps, trace))
+    trace, stamps = trace[order], stamps[order]
+    first = np.ones(trace.size, dtype=bool)
+    first[1:] = trace[1:] != trace[:-1]
+    counters["md_messages"] = int(first.sum())
+    dups = int(trace.size - first.sum())
+    if dups:
+        counters["md_messages_duplicate"] = dups
+    return trace[first], stamps[first]
+
+
+# -- orders: FIX over TCP ----------------------------------------------------------------------------
+FIX_BEGIN = b"8=FIX"
+MAX_FIX_HEADER = 64  # "8=FIX.4.4|9=nnnnnn|" fits well inside this
+
+
+class TcpStream:
+    """One direction of one TCP connection, reassembled: bytes in sequence order, each byte's
+    capture stamp that of the first segment that carried it."""
+
+    def __init__(self, counters: dict[str, int]):
+        self.counters = counters
+        self.next_seq: int | None = None
+        self.buf = bytearray()
+        self.buf_pos = 0  # stream offset of buf[0]
+        self.marks: list[int] = []  # stream offsets where a segment's bytes begin ...
+        self.mark_ts: list[int] = []  # ... and their stamps
+        self.pending: dict[int, tuple[bytes, int]] = {}  # out-of-order: seq -> (payload, stamp)
+        self.stream_pos = 0  # stream offset of next_seq
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def segment(self, seq: int, flags: int, payload: bytes, ts: int) -> None:
+        if flags & TCP_SYN:
+            self.next_seq = (seq + 1) & 0xFFFFFFFF
+            return
+        if not payload:
+            return
+        if self.next_seq is None:  # joined mid-connection: start here; framing resyncs on 8=FIX
+            self._count("tcp_streams_joined_midway")
+            self.next_seq = seq
+        rel = (seq - self.next_seq) & 0xFFFFFFFF
+        if rel >= 1 << 31:  # starts before what we have: retransmission, maybe with new bytes after
+            behind = (self.next_seq - seq) & 0xFFFFFFFF
+            if behind >= len(payload):
+                self._count("tcp_segments_retransmitted")
+                return
+            self._count("tcp_segments_partly_retransmitted")
+            payload, seq = payload[behind:], self.next_seq
+            rel = 0
+        if rel:
+            if seq not in self.pending:
+                self._count("tcp_segments_out_of_order")
+                self.pending[seq] = (payload, ts)
+            return
+        self._append(payload, ts)
+        while self.pending:
+            hit = None
+            for s in self.pending:
+                r = (s - self.next_seq) & 0xFFFFFFFF
+                if r >= 1 << 31 or r == 0:
+                    hit = s
+                    break
+            if hit is None:
+                return
+            data, t = self.pending.pop(hit)
+            behind = (self.next_seq - hit) & 0xFFFFFFFF
+            if behind < (1 << 31):
+                if behind >= len(data):
+                    continue
+                data = data[behind:]
+            self._append(data, t)
+
+    def _append(self, payload: bytes, ts: int) -> None:
+        self.marks.append(self.stream_pos)
+        self.mark_ts.append(ts)
+        self.buf += payload
+        self.stream_pos += len(payload)
+        self.next_seq = (self.next_seq + len(payload)) & 0xFFFFFFFF
+
+    def stamp_at(self, stream_offset: int) -> int:
+        return self.mark_ts[bisect.bisect_right(self.marks, stream_offset) - 1]
+
+    def frames(self):
+        """Complete FIX frames now in the buffer -> (first byte's stamp, frame bytes)."""
+        buf = self.buf
+        pos = 0
+        while True:
+            start = buf.find(FIX_BEGIN, pos)
+            if start < 0:
+                skipped = max(0, len(buf) - (len(FIX_BEGIN) - 1)) - pos
+                if skipped > 0:
+                    self._count("fix_garbage_bytes", skipped)
+                    pos += skipped
+                break
+            if start > pos:
+                self._count("fix_garbage_bytes", start - pos)
+            head_end = buf.find(b"\x01", start)  # end of 8=FIX.x.y
+            length_end = buf.find(b"\x01", head_end + 1) if head_end >= 0 else -1
+            if length_end < 0:
+                if len(buf) - start > MAX_FIX_HEADER:
+                    self._count("fix_frames_malformed")
+                    pos = start + 1
+                    continue
+                pos = start
+                break
+            field = bytes(buf[head_end + 1 : length_end])
+            if not field.startswith(b"9=") or not field[2:].isdigit() or length_end - start > MAX_FIX_HEADER:
+                self._count("fix_frames_malformed")
+                pos = start + 1
+                continue
+            frame_end = length_end + 1 + int(field[2:]) + 7  # body, then "10=nnn\x01"
+            if frame_end > len(buf):
+                pos = start
+                break
+            if buf[frame_end - 7 : frame_end - 4] != b"10=":
+                self._count("fix_frames_malformed")
+                pos = start + 1
+                continue
+            yield self.stamp_at(self.buf_pos + start), bytes(buf[start:frame_end])
+            pos = frame_end
+        if pos:
+            del buf[:pos]
+            self.buf_pos += pos
+            keep = max(0, bisect.bisect_right(self.marks, self.buf_pos) - 1)
+            if keep:
+                del self.marks[:keep]
+                del self.mark_ts[:keep]
+
+    def finish(self) -> None:
+        if self.pending:
+            self._count("tcp_segments_after_gap", len(self.pending))
+        if self.buf:
+            self._count("fix_bytes_incomplete_at_end", len(self.buf))
+
+
+def fix_field(frame: bytes, field: bytes) -> bytes | None:
+    at = frame.find(field)
+    if at < 0:
+        return None
+    start = at + len(field)
+    end = frame.find(b"\x01", start)
+    return frame[start:end] if end >= 0 else None
+
+
+def match_fix(cap: Capture, hdr: Headers, ports: set[int], mapping: OrderMapping,
+              counters: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """-> (trace ids, wire.order stamps) of NewOrderSingles sent to ``ports``, sorted by trace id."""
+    sel = np.flatnonzero((hdr.proto == IPPROTO_TCP) & np.isin(hdr.dport, list(ports)))
+    counters["order_segments"] = int(sel.size)
+    data = cap.data
+    streams: dict[bytes, TcpStream] = {}
+    traces: list[int] = []
+    stamps: list[int] = []
+    new_orders = unmapped = 0
+    cols = (hdr.addr[sel], hdr.addr_len[sel], hdr.sport[sel], hdr.dport[sel], hdr.payload[sel],
+            hdr.payload_end[sel], hdr.tcp_seq[sel], hdr.tcp_flags[sel], cap.ts_ns[sel])  # fmt: skip
+    for addr, alen, sport, dport, p, pend, seq, flags, ts in zip(*(c.tolist() for c in cols), strict=True):
+        key = data[addr : addr + 2 * alen] + bytes((sport >> 8, sport & 0xFF, dport >> 8, dport & 0xFF))
+        stream = streams.get(key)
+        if stream is None:
+            stream = streams[key] = TcpStream(counters)
+        stream.segment(seq, flags, data[p:pend], ts)
+        if not stream.buf:
+            continue
+        for stamp, frame in stream.frames():
+            if fix_field(frame, b"\x0135=") != b"D":
+                continue
+            new_orders += 1
+            value = fix_field(frame, mapping.field)
+            trace = mapping.trace_id(value) if value is not None else None
+            if trace is None:
+                unmapped += 1
+                continue
+            traces.append(trace)
+            stamps.append(stamp)
+    for s in streams.values():
+        s.finish()
+    counters["order_streams"] = len(streams)
+    counters["orders_new"] = new_orders
+    if unmapped:
+        counters["orders_unmapped"] = unmapped
+    trace = np.array(traces, dtype=np.int64)
+    stamp = np.array(stamps, dtype=np.int64)
+    order = np.lexsort((stamp, trace))
+    trace, stamp = trace[order], stamp[order]
+    first = np.ones(trace.size, dtype=bool)
+    first[1:] = trace[1:] != trace[:-1]
+    if trace.size - first.sum():
+        counters["orders_duplicate_trace"] = int(trace.size - first.sum())
+    return trace[first], stamp[first]
+
+
+# -- the join ----------------------------------------------------------------------------------------
+@dataclass
+class WireMatch:
+    """Both wire points per trace, and the join: ``trace``/``wire_to_wire`` of matched orders."""
+
+    md_trace: np.ndarray
+    md_ts: np.ndarray
+    order_trace: np.ndarray
+    order_ts: np.ndarray
+    trace: np.ndarray
+    wire_md: np.ndarray
+    wire_order: np.ndarray
+    counters: dict[str, int]
+    warnings: list[str]
+    packets: int
+    fmt: str
+
+    @property
+    def wire_to_wire(self) -> np.ndarray:
+        return self.wire_order - self.wire_md
+
+
+def match(cap: Capture, md_ports: set[int], order_ports: set[int],
+          mapping: OrderMapping | None = None) -> WireMatch:  # fmt: skip
+    hdr = decode_headers(cap)  # adds its counters and warnings to the capture's
+    counters = dict(cap.counters)
+    warnings = list(cap.warnings)
+    md_trace, md_ts = match_mold(cap, hdr, md_ports, counters, warnings)
+    order_trace, order_ts = match_fix(cap, hdr, order_ports, mapping or OrderMapping(), counters)
+    at = np.searchsorted(md_trace, order_trace)
+    found = at < md_trace.size
+    found[found] = md_trace[at[found]] == order_trace[found]
+    counters["orders_matched"] = int(found.sum())
+    counters["orders_unmatched"] = int(order_trace.size - found.sum())
+    counters["md_messages_without_order"] = int(md_trace.size - found.sum())  # most ticks trade nothing
+    counters["packets"] = len(cap)
+    counters["packets_other"] = int(len(cap) - counters["md_packets"] - counters["order_segments"])
+    if not counters["md_packets"] and not counters["order_segments"]:
+        warnings.append(f"no packet of the capture goes to udp port(s) {sorted(md_ports)} or tcp port(s) "
+                        f"{sorted(order_ports)}: check --md/--orders")  # fmt: skip
+    return WireMatch(md_trace, md_ts, order_trace, order_ts, order_trace[found], md_ts[at[found]],
+                     order_ts[found], counters, warnings, len(cap), cap.fmt)  # fmt: skip
+
+
+# -- a session directory from a match -----------------------------------------------------------------
+WIRE_STAGE = {"name": "wire_to_wire", "from": "wire.md", "to": "wire.order"}
+WIRE_TAGS = ("wire_to_wire", "md.rx-wire.md", "wire.order-order.tx")
+
+
+def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_ns: int, interval_ns: int):
+    """{tag: (stamps, values)} -> [(start_s, end_s, {tag: histogram})] per interval that has data,
+    stamps relative to ``start_ns``. Negative values (residuals can be) are counted by the caller."""
+    from .hdr import BulkRecorder, new_histogram
+
+    recorder = BulkRecorder(new_histogram())
+    slot_of = {
+        tag: (np.asarray(st, dtype=np.int64) - start_ns) // interval_ns for tag, (st, _) in values.items()
+    }
+    slots = sorted(set().union(*(np.unique(s).tolist() for s in slot_of.values())) if slot_of else set())
+    out = []
+    for slot in slots:
+        hists = {}
+        for tag, (_, v) in values.items():
+            sel = slot_of[tag] == slot
+            if sel.any():
+                h = new_histogram()
+                recorder.record(h, np.asarray(v, dtype=np.int64)[sel])
+                if h.total_count:
+                    hists[tag] = h
+        out.append((slot * interval_ns / 1e9, (slot + 1) * interval_ns / 1e9, hists))
+    return out
+
+
+def write_session(m: WireMatch, out: Path, meta: dict, interval_s: float = 1.0) -> Path:
+    """A normal session directory (meta.json, latency.hlog, summary.json) from a capture alone."""
+    from .hdr import summarize
+    from .session import SessionWriter
+
+    start_ns = int(min(m.md_ts.min(initial=2**62), m.order_ts.min(initial=2**62)))
+    if start_ns == 2**62:
+        start_ns = 0
+    meta = dict(meta)
+    meta.update({"source": "wire", "points": ["wire.md", "wire.order"], "stages": [WIRE_STAGE],
+                 "trade_point": "wire.order", "start_epoch_s": start_ns / 1e9})  # fmt: skip
+    meta.setdefault("counters", {}).update(m.counters)
+    meta.setdefault("wire", {})["warnings"] = m.warnings
+    writer = SessionWriter(out, meta)
+    w2w = m.wire_to_wire
+    negative = int(np.count_nonzero(w2w < 0))
+    if negative:  # an order stamped before its market data: clocks of two capture ports disagree
+        writer.meta["counters"]["wire_to_wire_negative"] = negative
+    totals = {}
+    for start_s, end_s, hists in interval_histograms({"wire_to_wire": (m.wire_order, w2w)}, start_ns,
+                                                     int(interval_s * 1e9)):  # fmt: skip
+        writer.write_interval(hists, start_s, end_s, warmup=False)
+        for tag, h in hists.items():
+            if tag in totals:
+                totals[tag].add(h)
+            else:
+                totals[tag] = h
+    writer.write_summary({tag: summarize(h) for tag, h in totals.items()}, [])
+    writer.meta["end_epoch_s"] = (
+        int(max(m.md_ts.max(initial=start_ns), m.order_ts.max(initial=start_ns))) / 1e9
+    )
+    writer.meta["status"] = "complete"
+    writer.save_meta()
+    writer.latency.close()
+    writer.warmup.close()
+    return writer.path
