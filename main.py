@@ -336,7 +336,9 @@ def profile(
     if trader not in ("python", "rust"):
         raise UserError(f"--trader {trader!r}: expected python or rust")
     if trader == "rust" and (feed != "itch" or loop != "busy"):
-        raise UserError("--trader rust reads the ITCH feed with a busy-poll loop: drop --feed ws / --loop asyncio")
+        raise UserError(
+            "--trader rust reads the ITCH feed with a busy-poll loop: drop --feed ws / --loop asyncio"
+        )
     if load not in ("constant", "poisson", "burst"):
         raise UserError(f"--load {load!r}: expected constant, poisson or burst")
     if replay is not None and not replay.is_file():

@@ -58,9 +58,15 @@ def build_rust_trader() -> Path:
     directory when the crate is read-only. ProfileError (one line) without cargo or on a failed build."""
     cargo = shutil.which("cargo")
     if cargo is None:
-        raise ProfileError("--trader rust needs cargo (Rust >= 1.63): apt-get install cargo, or https://rustup.rs")
+        raise ProfileError(
+            "--trader rust needs cargo (Rust >= 1.63): apt-get install cargo, or https://rustup.rs"
+        )
     crate = RUST_TRADER_CRATE
-    target = crate / "target" if os.access(crate, os.W_OK) else Path(tempfile.gettempdir()) / "tickscope-rust-trader"
+    target = (
+        crate / "target"
+        if os.access(crate, os.W_OK)
+        else Path(tempfile.gettempdir()) / "tickscope-rust-trader"
+    )
     cmd = [cargo, "build", "--release", "--offline", "--quiet", "--manifest-path", str(crate / "Cargo.toml"),
            "--target-dir", str(target)]  # fmt: skip
     try:
@@ -68,7 +74,9 @@ def build_rust_trader() -> Path:
     except subprocess.TimeoutExpired:
         raise ProfileError(f"cargo build of {crate} did not finish in 15 minutes") from None
     if proc.returncode != 0:
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("error")] or proc.stderr.splitlines()
+        errors = [
+            line for line in proc.stderr.splitlines() if line.startswith("error")
+        ] or proc.stderr.splitlines()
         raise ProfileError(f"cargo build of {crate} failed: {(errors or ['no output'])[0]}")
     return target / "release" / "tickscope-trader"
 
@@ -114,7 +122,8 @@ class ReferencePipeline:
             Path(private) / "logs" if private else Path(tempfile.mkdtemp(prefix="tickscope-pipeline-"))
         )
         self.logs.mkdir(mode=0o700, exist_ok=True)
-        self.rust_trader = build_rust_trader() if config.trader == "rust" else None  # before any process starts
+        # Built before any process starts: a failed build leaves nothing running.
+        self.rust_trader = build_rust_trader() if config.trader == "rust" else None
         self.md_port = free_port(socket.SOCK_DGRAM)
         self.fix_port = free_port()
         self.ws_port = free_port()
