@@ -348,13 +348,15 @@ def profile(
         opts.name = name or Path(command[0]).name
         start_subject = functools.partial(CommandSubject, command)
     else:
-        from tickscope.pipeline.launch import PipelineConfig, start_reference_pipeline
+        from tickscope.pipeline.launch import PipelineConfig, build_rust_trader, start_reference_pipeline
 
         config = PipelineConfig(
             rate=rate_per_s, duration_s=opts.duration_s, feed=feed, loop=loop, load=load, replay=replay,
             fix_connect=fix_connect, sender_comp_id=sender_comp_id, target_comp_id=target_comp_id, trader=trader,
         )  # fmt: skip
         opts.name = name or (f"pipeline-{feed}-{loop}" if trader == "python" else "pipeline-rust")
+        if trader == "rust":
+            build_rust_trader()  # before the session exists: no cargo, or a failed build, is one line
         options.update(config.as_meta())
         start_subject = functools.partial(start_reference_pipeline, config)
     use_live = want_live(live)

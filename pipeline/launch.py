@@ -12,6 +12,7 @@ SIGTERM, which both handle explicitly to stop cleanly whatever signals they inhe
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -52,6 +53,7 @@ class PipelineConfig:
 RUST_TRADER_CRATE = Path(__file__).parent / "rust_trader"
 
 
+@functools.cache  # once per tickscope run: main builds it before the session starts, the pipeline reuses it
 def build_rust_trader() -> Path:
     """``cargo build --release --offline`` of pipeline/rust_trader; cargo rebuilds only when its
     sources changed. The target directory stays inside the crate (git-ignored), or in the temporary

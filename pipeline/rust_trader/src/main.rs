@@ -480,8 +480,13 @@ impl Trader {
                 }
                 Ok(m) => m,
             };
+            let invalid = self.session.stats.invalid_fields;
             let got = self.session.on_message(msg);
             replies.extend(got.replies);
+            if self.session.stats.invalid_fields != invalid {
+                let line = format!("FIX from venue: rejected: {}", self.session.stats.last_error);
+                self.log_limited(&line);
+            }
             if let Some(app) = got.app {
                 let handled = match app.msg_type.as_slice() {
                     b"8" => self.execution(&app, arrived),
