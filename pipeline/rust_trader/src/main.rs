@@ -590,7 +590,7 @@ impl Trader {
                     &[
                         (fix::ORIG_CL_ORD_ID, cl.as_bytes()),
                         (fix::CL_ORD_ID, cancel.as_bytes()),
-                        (fix::SYMBOL, o.symbol.as_bytes()),
+                        (fix::SYMBOL, o.symbol()),
                         (fix::SIDE, if o.side == b'B' { b"1" } else { b"2" }),
                         (fix::TRANSACT_TIME, &now),
                     ],

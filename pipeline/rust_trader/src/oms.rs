@@ -41,13 +41,20 @@ fn allowed(from: State, to: State) -> bool {
 pub struct Order {
     pub id: u64,
     pub locate: u16,
-    pub symbol: String,
+    symbol: [u8; 16], // inline: no allocation per order
+    symbol_len: u8,
     pub side: u8,
     pub qty: i64,
     pub price: i64,
     pub state: State,
     pub filled: i64,
     pub trace_id: u64,
+}
+
+impl Order {
+    pub fn symbol(&self) -> &[u8] {
+        &self.symbol[..self.symbol_len as usize]
+    }
 }
 
 #[derive(Default)]
@@ -72,7 +79,11 @@ impl OrderManager {
     pub fn new_order(&mut self, locate: u16, symbol: &str, side: u8, qty: i64, price: i64, trace_id: u64) -> u64 {
         self.next += 1;
         let id = self.next;
-        self.orders.insert(id, Order { id, locate, symbol: symbol.into(), side, qty, price, state: State::PendingNew, filled: 0, trace_id });
+        let mut sym = [0u8; 16];
+        let n = symbol.len().min(16);
+        sym[..n].copy_from_slice(&symbol.as_bytes()[..n]);
+        let o = Order { id, locate, symbol: sym, symbol_len: n as u8, side, qty, price, state: State::PendingNew, filled: 0, trace_id };
+        self.orders.insert(id, o);
         id
     }
 

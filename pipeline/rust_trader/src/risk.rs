@@ -1,8 +1,9 @@
 //! Pre-trade risk (pipeline/risk.py: the same nine checks, order and reason names) and the
 //! imbalance strategy (pipeline/strategy.py). Time is passed in, never read here.
 
-use crate::book::{Book, IntMap};
+use crate::book::{Book, IntHasher, IntMap};
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
@@ -61,7 +62,7 @@ pub struct RiskChecker {
     pub killed: bool,
     pub kill_reason: String,
     recent: VecDeque<u64>,
-    last_order: HashMap<(u16, u8, i64, i64), u64>,
+    last_order: HashMap<(u16, u8, i64, i64), u64, BuildHasherDefault<IntHasher>>,
     pub positions: IntMap<u16, i64>,
     pub open_exposure: i64,
     position_value: IntMap<u16, i64>,
@@ -75,7 +76,7 @@ impl RiskChecker {
             killed: false,
             kill_reason: String::new(),
             recent: VecDeque::with_capacity(1024),
-            last_order: HashMap::new(),
+            last_order: HashMap::default(),
             positions: IntMap::default(),
             open_exposure: 0,
             position_value: IntMap::default(),
