@@ -152,3 +152,24 @@ def test_without_cargo_profile_says_what_to_install_in_one_line(tmp_path):
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "needs cargo" in lines[0] and "apt-get install cargo" in lines[0], lines
     assert not (tmp_path / "s").exists()
+
+
+@needs_cargo
+def test_fix_connect_sends_the_rust_traders_orders_to_another_acceptor(tmp_path, rust_trader):
+    """Market data from the bundled venue, orders to a separate FIX 4.4 acceptor (one that logs the
+    trader on and never answers an order): every order the trader counts arrives there."""
+    acceptor = HostileVenue([])
+    acceptor.start()
+    out = run_cli("profile", "--trader", "rust", "--duration", "3s", "--rate", "5k", "--no-perf", "--no-hiccup",
+                  "--no-live", "--fix-connect", f"127.0.0.1:{acceptor.port}", "--out", str(tmp_path / "s"),
+                  timeout=600)  # fmt: skip
+    acceptor.server.close()
+    assert out.returncode == 0, out.stdout + out.stderr
+    acceptor.done.wait(30)
+    orders = [
+        m for m in acceptor.received if isinstance(m, F.FixMessage) and m.msg_type == F.NEW_ORDER_SINGLE
+    ]
+    stats = Session.load(tmp_path / "s").meta["subject_stats"]["trader"]
+    assert len(orders) == stats["orders_sent"] > 0
+    assert stats["orders_in_flight_at_end"] == stats["orders_sent"]  # never answered: reported, not dropped
+    assert {m.get(F.SenderCompID) for m in orders} == {b"TICKSCOPE"}
