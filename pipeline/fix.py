@@ -197,7 +197,8 @@ def parse(raw: bytes) -> FixMessage:
         or not sum_text.isdigit()
     ):
         _trailer_error(raw, trailer)
-    actual = checksum(raw[:trailer])
+    # checksum() inlined for the common case (<= 256 bytes; Adler-32's low byte is (1 + sum) & 0xFF)
+    actual = (zlib.adler32(raw[:trailer]) - 1) & 0xFF if trailer <= _ADLER_CHUNK else checksum(raw[:trailer])
     if int(sum_text) != actual:
         raise FixError(f"CheckSum {int(sum_text):03d} does not match the computed {actual:03d}")
     body = raw[body_start:trailer]
@@ -208,10 +209,10 @@ def parse(raw: bytes) -> FixMessage:
     # Anything else goes to the field-by-field loop, which names the first malformed field.
     delimiters = body.translate(None, _NOT_DELIMITERS)
     if _ALTERNATING.startswith(delimiters) and len(body) < 4300 and b"\x010" not in body:
-        parts = body.replace(b"=", SOH).split(SOH)
-        tags = parts[0:-1:2]
-        if b"".join(tags).isdigit() and b"" not in tags:
-            by_text = dict(zip(tags, parts[1::2]))  # noqa: B905 - as many values as tags, by construction
+        pairs = iter(body.replace(b"=", SOH).split(SOH))  # tag, value, tag, value, ..., b""
+        by_text = dict(zip(pairs, pairs))  # noqa: B905 - the trailing b"" is left over, by design
+        if not b"".join(by_text).isdigit() or b"" in by_text:  # a tag not ASCII digits, or empty
+            by_text = None
     if by_text is None:
         by_text = {tag_text(t): v for t, v in _parse_fields(body[:-1].split(SOH)).items()}
     msg_type = by_text.get(b"35")
