@@ -254,6 +254,9 @@ def profile(
     loop: str = typer.Option(
         "busy", "--loop", help="Bundled pipeline trader loop: busy (busy-poll) or asyncio."
     ),
+    trader: str = typer.Option(
+        "python", "--trader", help="Bundled pipeline trader: python, or rust (built with cargo on first use)."
+    ),
     load: str = typer.Option(
         "constant", "--load", help="Bundled venue load model: constant, poisson or burst."
     ),
@@ -334,6 +337,12 @@ def profile(
         raise UserError("--replay replays ITCH 5.0 files: use it with --feed itch")
     if loop not in ("busy", "asyncio"):
         raise UserError(f"--loop {loop!r}: expected busy or asyncio")
+    if trader not in ("python", "rust"):
+        raise UserError(f"--trader {trader!r}: expected python or rust")
+    if trader == "rust" and (feed != "itch" or loop != "busy"):
+        raise UserError(
+            "--trader rust reads the ITCH feed with a busy-poll loop: drop --feed ws / --loop asyncio"
+        )
     if load not in ("constant", "poisson", "burst"):
         raise UserError(f"--load {load!r}: expected constant, poisson or burst")
     if replay is not None and not replay.is_file():
@@ -343,13 +352,15 @@ def profile(
         opts.name = name or Path(command[0]).name
         start_subject = functools.partial(CommandSubject, command)
     else:
-        from tickscope.pipeline.launch import PipelineConfig, start_reference_pipeline
+        from tickscope.pipeline.launch import PipelineConfig, build_rust_trader, start_reference_pipeline
 
         config = PipelineConfig(
             rate=rate_per_s, duration_s=opts.duration_s, feed=feed, loop=loop, load=load, replay=replay,
-            fix_connect=fix_connect, sender_comp_id=sender_comp_id, target_comp_id=target_comp_id,
+            fix_connect=fix_connect, sender_comp_id=sender_comp_id, target_comp_id=target_comp_id, trader=trader,
         )  # fmt: skip
-        opts.name = name or f"pipeline-{feed}-{loop}"
+        opts.name = name or (f"pipeline-{feed}-{loop}" if trader == "python" else "pipeline-rust")
+        if trader == "rust":
+            build_rust_trader()  # before the session exists: no cargo, or a failed build, is one line
         options.update(config.as_meta())
         start_subject = functools.partial(start_reference_pipeline, config)
     use_live = want_live(live)

@@ -12,7 +12,7 @@ pre-built once; per order there is one ``%`` format of the variable fields and o
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import zlib
 
 SOH = b"\x01"
 BEGIN_STRING = b"FIX.4.4"
@@ -43,8 +43,24 @@ class FixError(ValueError):
     """A message that is not valid FIX; the text is one line for the log and the Reject's Text."""
 
 
+# The byte sum is Adler-32's low half: A = (1 + sum of the bytes) mod 65521, exact while the sum
+# stays below 65520, i.e. for up to 256 bytes at a time. One C call per 256 bytes instead of an
+# interpreter-level sum() over every byte (about 10x faster for a NewOrderSingle).
+_ADLER_CHUNK = 256
+
+
 def checksum(data: bytes) -> int:
-    return sum(data) & 0xFF
+    if len(data) <= _ADLER_CHUNK:
+        return ((zlib.adler32(data) & 0xFFFF) - 1) & 0xFF
+    view = memoryview(data)
+    total = 0
+    for i in range(0, len(data), _ADLER_CHUNK):
+        total += (zlib.adler32(view[i : i + _ADLER_CHUNK]) & 0xFFFF) - 1
+    return total & 0xFF
+
+
+_NOT_DELIMITERS = bytes(b for b in range(256) if b not in b"=\x01")
+_ALTERNATING = b"=\x01" * (64 * 1024)  # longer than any body FixStream frames
 
 
 _second_cache: list = [-1, b""]
@@ -78,19 +94,47 @@ def _b(v) -> bytes:
     return str(v).encode()
 
 
-@dataclass(slots=True)
+_TAG_TEXT = [b"%d" % i for i in range(10_000)]  # every standard and user-defined tag
+
+
+def tag_text(tag: int) -> bytes:
+    """A tag's canonical text (no leading zeros): the key of ``FixMessage.by_text``."""
+    return _TAG_TEXT[tag] if 0 <= tag < 10_000 else b"%d" % tag
+
+
 class FixMessage:
-    msg_type: bytes
-    fields: dict[int, bytes]
-    raw: bytes
+    """A parsed message: its fields by canonical tag text (``by_text``, built by one split), and
+    by tag number (``fields``, built on first use)."""
+
+    __slots__ = ("msg_type", "by_text", "raw", "_fields")
+
+    def __init__(self, msg_type: bytes, by_text: dict[bytes, bytes], raw: bytes):
+        self.msg_type, self.by_text, self.raw = msg_type, by_text, raw
+        self._fields: dict[int, bytes] | None = None
+
+    @property
+    def fields(self) -> dict[int, bytes]:
+        if self._fields is None:
+            self._fields = {int(t): v for t, v in self.by_text.items()}
+        return self._fields
 
     def get(self, tag: int, default: bytes | None = None) -> bytes | None:
-        return self.fields.get(tag, default)
+        return self.by_text.get(_TAG_TEXT[tag] if 0 <= tag < 10_000 else b"%d" % tag, default)
 
     def int(self, tag: int, default: int = 0) -> int:
         """A FIX int field; FieldError (a session-level Reject) when it is not one."""
-        v = self.fields.get(tag)
+        v = self.get(tag)
         return default if v is None else parse_int(v, tag)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, FixMessage):
+            return NotImplemented
+        return (self.msg_type, self.by_text, self.raw) == (other.msg_type, other.by_text, other.raw)
+
+    __hash__ = None  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return f"FixMessage(msg_type={self.msg_type!r}, fields={self.fields!r}, raw={self.raw!r})"
 
 
 class FieldError(FixError):
@@ -142,25 +186,59 @@ def parse(raw: bytes) -> FixMessage:
     length_text = raw[len(_HEAD) : len_end]
     if not length_text.isdigit() or len(length_text) > _MAX_BODY_LENGTH_DIGITS:
         raise FixError(f"BodyLength is not a number: {length_text[:20]!r}")
-    body_len = int(length_text)
     body_start = len_end + 1
-    trailer = body_start + body_len
+    trailer = body_start + int(length_text)
+    sum_text = raw[trailer + 3 : trailer + 6]
+    # One test for the whole trailer; the detailed checks (and their messages) only when it fails.
+    if (
+        raw[trailer - 1 : trailer + 3] != b"\x0110="
+        or len(raw) != trailer + 7
+        or raw[-1] != 1
+        or not sum_text.isdigit()
+    ):
+        _trailer_error(raw, trailer)
+    # checksum() inlined for the common case (<= 256 bytes; Adler-32's low byte is (1 + sum) & 0xFF)
+    actual = (zlib.adler32(raw[:trailer]) - 1) & 0xFF if trailer <= _ADLER_CHUNK else checksum(raw[:trailer])
+    if int(sum_text) != actual:
+        raise FixError(f"CheckSum {int(sum_text):03d} does not match the computed {actual:03d}")
+    body = raw[body_start:trailer]
+    by_text = None
+    # Fast path, every step a C loop: when the delimiters alternate '=' SOH '=' SOH ... (every field
+    # has exactly one '=': no value contains one), one split cuts tags and values apart; tags are
+    # kept as text when canonical (no leading zero) and short enough for int() to read later.
+    # Anything else goes to the field-by-field loop, which names the first malformed field.
+    delimiters = body.translate(None, _NOT_DELIMITERS)
+    if _ALTERNATING.startswith(delimiters) and len(body) < 4300 and b"\x010" not in body:
+        pairs = iter(body.replace(b"=", SOH).split(SOH))  # tag, value, tag, value, ..., b""
+        by_text = dict(zip(pairs, pairs))  # noqa: B905 - the trailing b"" is left over, by design
+        if not b"".join(by_text).isdigit() or b"" in by_text:  # a tag not ASCII digits, or empty
+            by_text = None
+    if by_text is None:
+        by_text = {tag_text(t): v for t, v in _parse_fields(body[:-1].split(SOH)).items()}
+    msg_type = by_text.get(b"35")
+    if msg_type is None or not raw.startswith(b"35=", body_start):
+        raise FixError("MsgType(35) must be the third field")
+    return FixMessage(msg_type, by_text, raw)
+
+
+def _trailer_error(raw: bytes, trailer: int) -> None:
+    """Raises the FixError naming what is wrong with the CheckSum field or what precedes it."""
     if raw[trailer : trailer + 3] != b"10=":
-        raise FixError(f"BodyLength {body_len} does not end at the CheckSum field")
+        raise FixError(
+            f"BodyLength {trailer - raw.find(SOH, len(_HEAD)) - 1} does not end at the CheckSum field"
+        )
     if raw[trailer - 1 : trailer] != SOH:
         raise FixError("the field before CheckSum does not end in SOH")
     if len(raw) != trailer + 7 or raw[-1:] != SOH:
         raise FixError("CheckSum field is not 10=NNN| at the end of the message")
-    sum_text = raw[trailer + 3 : trailer + 6]
-    if not sum_text.isdigit():
-        raise FixError(f"CheckSum is not 3 digits: {sum_text!r}")
-    declared = int(sum_text)
-    actual = checksum(raw[:trailer])
-    if declared != actual:
-        raise FixError(f"CheckSum {declared:03d} does not match the computed {actual:03d}")
+    raise FixError(f"CheckSum is not 3 digits: {raw[trailer + 3 : trailer + 6]!r}")
+
+
+def _parse_fields(items: list[bytes]) -> dict[int, bytes]:
+    """Field by field: FixError naming the first malformed field."""
     fields: dict[int, bytes] = {}
     try:
-        for item in raw[body_start : trailer - 1].split(SOH):
+        for item in items:
             tag, eq, value = item.partition(b"=")
             if not eq or not tag.isdigit():
                 raise FixError(f"malformed field {item[:30]!r}")
@@ -169,20 +247,17 @@ def parse(raw: bytes) -> FixMessage:
         raise
     except ValueError:  # int() refuses a tag of more than 4300 digits
         raise FixError(f"malformed field {item[:30]!r}") from None
-    msg_type = fields.get(MsgType)
-    if msg_type is None or not raw[body_start:].startswith(b"35="):
-        raise FixError("MsgType(35) must be the third field")
-    return FixMessage(msg_type, fields, raw)
+    return fields
 
 
 def execution_fields(msg: FixMessage) -> tuple[bytes, bytes, int, int]:
     """(ClOrdID, ExecType, LastQty, LastPx in price units) of an ExecutionReport, every field
     checked before the caller changes anything; FieldError for one that is not usable."""
-    last_px = parse_price(msg.fields.get(LastPx, b"0"), LastPx)
+    last_px = parse_price(msg.get(LastPx, b"0"), LastPx)
     last_qty = msg.int(LastQty)
     if last_qty < 0:
         raise FieldError(f"LastQty(32) is negative: {last_qty}", LastQty, FieldError.VALUE_INCORRECT)
-    return msg.fields.get(ClOrdID, b""), msg.fields.get(ExecType, b""), last_qty, last_px
+    return msg.get(ClOrdID, b""), msg.get(ExecType, b""), last_qty, last_px
 
 
 class FixStream:

@@ -12,6 +12,9 @@ SIGTERM, which both handle explicitly to stop cleanly whatever signals they inhe
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,11 +42,45 @@ class PipelineConfig:
     target_comp_id: str = "VENUE"
     symbols: int = 4
     seed: int = 1
+    trader: str = "python"  # or "rust": pipeline/rust_trader, built on first use
 
     def as_meta(self) -> dict:
         d = asdict(self)
         d["replay"] = str(self.replay) if self.replay else None
         return {"pipeline": d}
+
+
+RUST_TRADER_CRATE = Path(__file__).parent / "rust_trader"
+
+
+@functools.cache  # once per tickscope run: main builds it before the session starts, the pipeline reuses it
+def build_rust_trader() -> Path:
+    """``cargo build --release --offline`` of pipeline/rust_trader; cargo rebuilds only when its
+    sources changed. The target directory stays inside the crate (git-ignored), or in the temporary
+    directory when the crate is read-only. ProfileError (one line) without cargo or on a failed build."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        raise ProfileError(
+            "--trader rust needs cargo (Rust >= 1.63): apt-get install cargo, or https://rustup.rs"
+        )
+    crate = RUST_TRADER_CRATE
+    target = (
+        crate / "target"
+        if os.access(crate, os.W_OK)
+        else Path(tempfile.gettempdir()) / "tickscope-rust-trader"
+    )
+    cmd = [cargo, "build", "--release", "--offline", "--quiet", "--manifest-path", str(crate / "Cargo.toml"),
+           "--target-dir", str(target)]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        raise ProfileError(f"cargo build of {crate} did not finish in 15 minutes") from None
+    if proc.returncode != 0:
+        errors = [
+            line for line in proc.stderr.splitlines() if line.startswith("error")
+        ] or proc.stderr.splitlines()
+        raise ProfileError(f"cargo build of {crate} failed: {(errors or ['no output'])[0]}")
+    return target / "release" / "tickscope-trader"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -87,6 +124,8 @@ class ReferencePipeline:
             Path(private) / "logs" if private else Path(tempfile.mkdtemp(prefix="tickscope-pipeline-"))
         )
         self.logs.mkdir(mode=0o700, exist_ok=True)
+        # Built before any process starts: a failed build leaves nothing running.
+        self.rust_trader = build_rust_trader() if config.trader == "rust" else None
         self.md_port = free_port(socket.SOCK_DGRAM)
         self.fix_port = free_port()
         self.ws_port = free_port()
@@ -97,9 +136,10 @@ class ReferencePipeline:
             why = why or (exit_description(code) if code is not None else "not listening after 10 s")
             stop_child(self.venue, signal.SIGTERM)
             raise ProfileError(f"bundled venue did not start: {why}")
-        self.trader = self._spawn("trader", self._trader_argv(), env)
+        argv = self._trader_argv()
+        self.trader = self._spawn("trader", argv, env)
         self.pid = self.trader.pid
-        self.description = "bundled pipeline: " + " ".join(self._trader_argv()[2:])
+        self.description = "bundled pipeline: " + " ".join(argv[1 if config.trader == "rust" else 2 :])
 
     @property
     def stopped_by_us(self) -> bool:
@@ -128,6 +168,10 @@ class ReferencePipeline:
         from .venue import DEFAULT_SYMBOLS
 
         symbols = ",".join(DEFAULT_SYMBOLS[: max(1, min(c.symbols, len(DEFAULT_SYMBOLS)))])
+        if c.trader == "rust":
+            return [str(self.rust_trader), "--md-port", str(self.md_port), "--fix-host", fix_host,
+                    "--fix-port", str(fix_port), "--sender-comp-id", c.sender_comp_id,
+                    "--target-comp-id", c.target_comp_id]  # fmt: skip
         return [sys.executable, "-m", "tickscope.pipeline.trader", "--feed", c.feed, "--loop", c.loop,
                 "--md-port", str(self.md_port), "--ws-url", f"ws://127.0.0.1:{self.ws_port}/ws", "--symbols", symbols,
                 "--fix-host", fix_host, "--fix-port", str(fix_port),

@@ -1,5 +1,6 @@
 """FIX 4.4: our encoder and simplefix agree both ways; BodyLength and CheckSum are enforced."""
 
+import pytest
 import simplefix
 
 from tickscope.pipeline import fix as F
@@ -107,3 +108,20 @@ def test_garbage_gets_a_reject_with_the_reason():
     a, b, _ = pair()
     r = b.on_error(F.FixError("CheckSum 001 does not match the computed 002"))
     assert b"35=3\x01" in r.replies[0] and b"58=CheckSum" in r.replies[0] and b.stats.rejects_sent == 1
+
+
+def test_parse_takes_values_with_equals_and_non_canonical_tags_field_by_field():
+    """The one-split fast path needs one '=' per field and canonical tags; anything else is parsed
+    field by field, with the same result."""
+
+    def framed(body: bytes) -> bytes:
+        msg = b"8=FIX.4.4\x019=%d\x01%s" % (len(body), body)
+        return msg + b"10=%03d\x01" % (sum(msg) & 0xFF)
+
+    m = F.parse(framed(b"35=0\x0149=A\x0156=B\x0134=7\x0158=a=b\x01"))
+    assert m.get(F.Text) == b"a=b" and m.int(F.MsgSeqNum) == 7
+    m = F.parse(framed(b"35=0\x01049=A\x0156=B\x010034=7\x01"))
+    assert m.get(F.SenderCompID) == b"A" and m.fields[F.MsgSeqNum] == b"7" and m.get(34) == b"7"
+    with pytest.raises(F.FixError, match="malformed field b'x7'"):
+        F.parse(framed(b"35=0\x0149=A\x01x7\x0156=B=C\x01"))
+    assert F.checksum(bytes(range(256)) * 3) == sum(bytes(range(256)) * 3) & 0xFF

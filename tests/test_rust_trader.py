@@ -1,0 +1,175 @@
+"""The Rust reference trader (pipeline/rust_trader): its cargo unit tests, a profile of it against
+the bundled venue over loopback (the Python trader's stage names, every order accounted for, no
+gaps), and the hostile peers and packets the Python trader must survive. Skipped, with the reason,
+only where cargo is absent."""
+
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+from test_hostile_input import HostileVenue, body_with_small_checksum, frame, trader_stats, wait_for
+
+from conftest import run_cli
+from tickscope.collectors.session import Session
+from tickscope.pipeline import fix as F
+from tickscope.pipeline import itch
+from tickscope.pipeline.launch import RUST_TRADER_CRATE, build_rust_trader, free_port
+from tickscope.pipeline.trader import TICK_POINTS
+
+needs_cargo = pytest.mark.skipif(
+    shutil.which("cargo") is None,
+    reason="cargo is not installed: apt-get install cargo to test the Rust trader",
+)
+# The Python trader's stages: tick points in order, then order.tx (send) and ack.rx (order_rtt).
+PYTHON_STAGES = [p.stage for p in TICK_POINTS if p.stage] + ["send", "order_rtt"]
+
+
+@pytest.fixture(scope="module")
+def rust_trader():
+    return build_rust_trader()
+
+
+@needs_cargo
+def test_cargo_unit_tests_pass():
+    out = subprocess.run(["cargo", "test", "--offline", "--quiet", "--manifest-path", str(RUST_TRADER_CRATE / "Cargo.toml"),
+                          "--target-dir", str(RUST_TRADER_CRATE / "target")], capture_output=True, text=True,
+                         timeout=900)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "test result: ok" in out.stdout and " 0 failed" in out.stdout
+
+
+@needs_cargo
+def test_profile_of_the_rust_trader_has_the_python_stages_and_accounts_for_every_order(tmp_path, rust_trader):
+    out = run_cli("profile", "--trader", "rust", "--duration", "4s", "--rate", "5k", "--no-perf", "--no-hiccup",
+                  "--no-live", "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = Session.load(tmp_path / "s")
+    assert s.stages == PYTHON_STAGES
+    summary = s.summary()
+    for stage in s.stages + ["tick_to_trade", "tick_to_decision"]:
+        assert summary[stage]["count"] > 0, stage
+    stats = s.meta["subject_stats"]["trader"]
+    assert stats["trader"] == "rust" and stats["feed_gaps"] == 0 and stats["feed"]["gap_messages"] == 0
+    assert stats["orders_sent"] > 0 and stats["orders_acked"] > 0
+    assert (
+        stats["orders_sent"]
+        == stats["orders_acked"] + stats["orders_rejected"] + stats["orders_in_flight_at_end"]
+    )
+    counters = s.meta["counters"]
+    assert counters["dropped_ring_full"] == 0 and counters["traces_incomplete"] <= 2
+    assert counters["orders_sent"] == stats["orders_sent"]
+    # The stages up to the trade point add up to tick-to-trade exactly, trace by trace.
+    for trace in s.slowest:
+        ts = {st["point"]: st["ts_ns"] for st in trace["stamps"]}
+        assert ts["order.tx"] - ts["md.rx"] == trace["tick_to_trade_ns"]
+    port = s.meta["command"].split("--md-port ", 1)[1].split()[0]
+    left = subprocess.run(["pgrep", "-f", f"--md-port {port}"], capture_output=True, text=True).stdout.split()
+    assert left == []
+
+
+@needs_cargo
+def test_rust_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path, rust_trader):
+    lenient, value = body_with_small_checksum()
+    hostile = [
+        frame(b"35=0\x0149=VENUE\x0156=TICKSCOPE\x0134=x\x01"),  # non-numeric MsgSeqNum
+        frame(lenient, checksum=b" %02d" % value),  # bad checksums
+        frame(lenient, checksum=b"%d_%d" % divmod(value, 10)),
+        lambda s: s.build(
+            F.EXECUTION_REPORT,
+            [(F.ClOrdID, b"TS1"), (F.ExecType, b"F"), (F.LastQty, 1), (F.LastPx, b"1e999")],
+        ),  # fmt: skip
+        b"\x00garbage that is not FIX at all\x01",
+        lambda s: s.build(F.TEST_REQUEST, [(F.TestReqID, b"still-there")]),
+    ]
+    venue = HostileVenue(hostile)
+    venue.start()
+    md_port = free_port(socket.SOCK_DGRAM)
+    env = dict(os.environ, TICKSCOPE_RING_DIR=str(tmp_path))
+    trader = subprocess.Popen([str(rust_trader), "--md-port", str(md_port), "--fix-port", str(venue.port)],
+                              env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: any(m.msg_type == F.HEARTBEAT and m.get(F.TestReqID) == b"still-there"
+                             for m in venue.received if isinstance(m, F.FixMessage)) or trader.poll() is not None,
+                 what="the trader's answer to the TestRequest after the garbage")  # fmt: skip
+        assert trader.poll() is None, trader.stderr.read()
+        good = itch.add_order(1, 0, 0, 1, b"B", 100, "AAPL", 1_000_000)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        packets = [
+            itch.mold_packet(b"TEST000001", 1, [good, b""]),  # a zero-length message
+            b"\x00" * 7,  # shorter than the header
+            itch.mold_packet(b"TEST000001", 3, [good])[:-5],  # framing says more than it holds
+            itch.mold_packet(b"TEST000001", 4, [b"Z" * 11]),  # unknown type
+            itch.mold_packet(b"TEST000001", 5, [itch.add_order(1, 0, 0, 2, b"S", 0, "AAPL", 1_000_100)]),
+            itch.mold_packet(b"TEST000001", 6, [itch.order_delete(1, 0, 0, 2)]),
+            itch.mold_end_of_session(b"TEST000001", 7),
+        ]
+        for p in packets:
+            udp.sendto(p, ("127.0.0.1", md_port))
+        udp.close()
+        trader.wait(60)
+    finally:
+        if trader.poll() is None:
+            trader.kill()
+            trader.wait()
+        venue.server.close()
+    err = trader.stderr.read()
+    assert trader.returncode == 0 and "panicked" not in err, err
+    assert "CheckSum is not 3 digits" in err and "tag 34 is not an integer" in err  # logged, one line each
+    venue.done.wait(10)
+    rejects = venue.rejects()
+    assert [(r.int(F.RefTagID), r.int(F.SessionRejectReason)) for r in rejects if r.get(F.RefTagID)] == [
+        (F.MsgSeqNum, 6), (F.LastPx, 6)]  # fmt: skip
+    assert sum(b"CheckSum is not 3 digits" in r.get(F.Text) for r in rejects) == 2
+    stats = trader_stats(tmp_path)
+    assert stats["fix"]["invalid_fields"] == 2 and stats["fix"]["garbage"] == 3
+    assert stats["kill_switch"] is None, "garbage from the venue is answered, not a reason to stop trading"
+    feed = stats["feed"]
+    assert feed["messages"] == 3 and feed["malformed_packets"] == 2 and feed["malformed_messages"] == 2
+    assert feed["end_of_session"]
+    # The trader logged out and read the venue's answer: the session ended cleanly.
+    assert any(isinstance(m, F.FixMessage) and m.msg_type == F.LOGOUT for m in venue.received)
+
+
+@needs_cargo
+def test_rust_trader_gives_up_on_a_venue_that_never_answers_logon(rust_trader):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    out = subprocess.run([str(rust_trader), "--md-port", str(free_port(socket.SOCK_DGRAM)),
+                          "--fix-port", str(silent.getsockname()[1]), "--logon-timeout", "1"],
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    silent.close()
+    assert out.returncode == 2 and "never answered Logon" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_without_cargo_profile_says_what_to_install_in_one_line(tmp_path):
+    out = run_cli("profile", "--trader", "rust", "--duration", "1s", "--no-live", "--out", str(tmp_path / "s"),
+                  env={"PATH": str(tmp_path)})  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and "needs cargo" in lines[0] and "apt-get install cargo" in lines[0], lines
+    assert not (tmp_path / "s").exists()
+
+
+@needs_cargo
+def test_fix_connect_sends_the_rust_traders_orders_to_another_acceptor(tmp_path, rust_trader):
+    """Market data from the bundled venue, orders to a separate FIX 4.4 acceptor (one that logs the
+    trader on and never answers an order): every order the trader counts arrives there."""
+    acceptor = HostileVenue([])
+    acceptor.start()
+    out = run_cli("profile", "--trader", "rust", "--duration", "3s", "--rate", "5k", "--no-perf", "--no-hiccup",
+                  "--no-live", "--fix-connect", f"127.0.0.1:{acceptor.port}", "--out", str(tmp_path / "s"),
+                  timeout=600)  # fmt: skip
+    acceptor.server.close()
+    assert out.returncode == 0, out.stdout + out.stderr
+    acceptor.done.wait(30)
+    orders = [
+        m for m in acceptor.received if isinstance(m, F.FixMessage) and m.msg_type == F.NEW_ORDER_SINGLE
+    ]
+    stats = Session.load(tmp_path / "s").meta["subject_stats"]["trader"]
+    assert len(orders) == stats["orders_sent"] > 0
+    assert stats["orders_in_flight_at_end"] == stats["orders_sent"]  # never answered: reported, not dropped
+    assert {m.get(F.SenderCompID) for m in orders} == {b"TICKSCOPE"}
