@@ -434,7 +434,7 @@ def compare(
       tickscope compare base/ cand/
       tickscope compare base1/ base2/ --vs cand1/ cand2/ --markdown $GITHUB_STEP_SUMMARY
     """
-    from tickscope.reports.compare import main as compare_main
+    from tickscope.reports.compare_render import main as compare_main
 
     paths = [str(p) for p in baseline]
     unknown = [p for p in paths if p.startswith("-") and p != "--vs"]

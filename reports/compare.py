@@ -264,21 +264,3 @@ def compare_sessions(
         warnings.append(f"fewer than {MIN_UNITS} intervals on a side: no confidence interval, verdict inconclusive "
                         "(record longer runs)")  # fmt: skip
     return Comparison(rows, warnings, [str(p) for p in baselines], [str(p) for p in candidates], th)
-
-
-def main(
-    baselines, candidates, thresholds=None, markdown=None, junit=None, json_path=None, html=None, console=True
-) -> int:
-    """The CLI entry point: render every requested output; 0 no regression, 1 regression."""
-    from . import compare_render as R
-
-    result = compare_sessions(baselines, candidates, thresholds)
-    if console:
-        R.print_console(result)
-    for path, render in ((markdown, R.markdown), (junit, R.junit), (json_path, R.json_text), (html, R.html)):
-        if path is not None:
-            try:
-                Path(path).write_text(render(result), encoding="utf-8")
-            except OSError as e:
-                raise CompareError(f"cannot write {path}: {e.strerror or e}") from None
-    return 1 if result.regressions else 0

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import html as html_lib
 import json
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from tickscope.collectors.session import fmt_ns
+from tickscope.reports.units import fmt_ns
 
-from .compare import IMPROVEMENT, INCONCLUSIVE, NOISE, REGRESSION, Comparison, Row
+from .compare import (
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    NOISE,
+    REGRESSION,
+    CompareError,
+    Comparison,
+    Row,
+    compare_sessions,
+)
 
 STYLE = {REGRESSION: "bold red", IMPROVEMENT: "green", NOISE: "dim", INCONCLUSIVE: "yellow"}
 
@@ -129,3 +139,27 @@ def html(c: Comparison) -> str:
 <script>var F={_json_for_script(figures)};Promise.all(Object.keys(F).map(function(k){{return Plotly.newPlot(k,F[k].data,F[k].layout,{{displaylogo:false}});}}))
 .then(function(){{document.body.setAttribute("data-charts-drawn",String(Array.prototype.filter.call(document.querySelectorAll("[data-chart]"),function(d){{return d.querySelector(".main-svg");}}).length));
 document.body.setAttribute("data-js-errors",String(window.__errors.length));}});</script></body></html>"""
+
+
+def main(
+    baselines,
+    candidates,
+    thresholds=None,
+    markdown_path=None,
+    junit_path=None,
+    json_path=None,
+    html_path=None,
+    console=True,
+) -> int:
+    """The CLI entry point: compare, render every requested output; 0 no regression, 1 regression."""
+    result = compare_sessions(baselines, candidates, thresholds)
+    if console:
+        print_console(result)
+    outputs = ((markdown_path, markdown), (junit_path, junit), (json_path, json_text), (html_path, html))
+    for path, render in outputs:
+        if path is not None:
+            try:
+                Path(path).write_text(render(result), encoding="utf-8")
+            except OSError as e:
+                raise CompareError(f"cannot write {path}: {e.strerror or e}") from None
+    return 1 if result.regressions else 0

@@ -14,7 +14,8 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from tickscope.collectors.session import Session, fmt_ns
+from tickscope.collectors.session import Session
+from tickscope.reports.units import fmt_ns
 
 from . import views
 
