@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 a verdict against the measurement: regression found (``compare``),
 records lost with ``--fail-on-drops`` (``profile``, ``live``); 2 usage or input error (bad flag,
 malformed file, unwritable output, target command missing or failing); 130 interrupted (Ctrl-C,
-session saved). Errors are one line on stderr, never a traceback.
+session saved); 3 ``compare --max-inconclusive``: more rows inconclusive than allowed. Errors are
+one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -427,8 +428,14 @@ def compare(
     html: Path | None = typer.Option(
         None, "--html", help="Write an HTML comparison with overlaid percentile plots."
     ),
+    max_inconclusive: str | None = typer.Option(
+        None,
+        "--max-inconclusive",
+        help="Fail (exit 3) when more than this share of rows is inconclusive, e.g. 50%.",
+    ),
 ):
-    """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input.
+    """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input,
+    3: more rows inconclusive than --max-inconclusive allows.
 
     \b
       tickscope compare base/ cand/
@@ -451,7 +458,9 @@ def compare(
         raise UserError("compare takes BASELINE CANDIDATE, or BASE... --vs CAND... for repeated runs")
     if not baselines or not candidates:
         raise UserError("compare needs at least one baseline and one candidate")
-    code = compare_main(baselines, candidates, threshold, markdown, junit, json_out, html)
+    code = compare_main(
+        baselines, candidates, threshold, markdown, junit, json_out, html, True, max_inconclusive
+    )
     raise typer.Exit(code)
 
 
@@ -564,6 +573,37 @@ def include_dir_command():
     from tickscope.probe import include_dir
 
     typer.echo(include_dir())
+
+
+def tool_version() -> str:
+    """The installed package's version; a source checkout that was never installed reads pyproject.toml."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tickscope")
+    except PackageNotFoundError:
+        import tomllib
+
+        try:
+            with open(Path(__file__).parent / "pyproject.toml", "rb") as f:
+                return tomllib.load(f)["project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+def _print_version(value: bool):
+    if value:
+        typer.echo(f"tickscope {tool_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+):
+    """Latency profiling for low-latency trading pipelines: tick-to-trade per stage, at the tail."""
 
 
 def main() -> None:
