@@ -261,6 +261,11 @@ def profile(
     replay: Path | None = typer.Option(
         None, "--replay", help="Bundled venue: replay an ITCH 5.0 file instead of synthetic flow."
     ),
+    speed: str | None = typer.Option(
+        None,
+        "--speed",
+        help="With --replay: 1x, 2x, 8x of the file's own timestamps, or max (default: --rate).",
+    ),
     fix_connect: str | None = typer.Option(
         None, "--fix-connect", help="Send orders to another FIX 4.4 acceptor HOST:PORT."
     ),
@@ -335,6 +340,15 @@ def profile(
         raise UserError(f"--load {load!r}: expected constant, poisson or burst")
     if replay is not None and not replay.is_file():
         raise UserError(f"--replay {replay}: no such file")
+    if speed is not None:
+        from tickscope.pipeline.replay import parse_speed
+
+        if replay is None:
+            raise UserError("--speed paces a --replay FILE: give the ITCH file too")
+        try:
+            parse_speed(speed)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     options = {"duration_s": opts.duration_s, "warmup_s": opts.warmup_s, "interval_s": opts.interval_s}
     if command:
         opts.name = name or Path(command[0]).name
@@ -344,7 +358,7 @@ def profile(
 
         config = PipelineConfig(
             rate=rate_per_s, duration_s=opts.duration_s, feed=feed, loop=loop, load=load, replay=replay,
-            fix_connect=fix_connect, sender_comp_id=sender_comp_id, target_comp_id=target_comp_id,
+            speed=speed, fix_connect=fix_connect, sender_comp_id=sender_comp_id, target_comp_id=target_comp_id,
         )  # fmt: skip
         opts.name = name or f"pipeline-{feed}-{loop}"
         options.update(config.as_meta())
