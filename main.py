@@ -406,6 +406,8 @@ def report(
     from tickscope.collectors.session import Session
     from tickscope.reports.console import session_renderable
 
+    if (session / "sweep.json").is_file():  # a sweep directory: its table, or its load curve with -o
+        return _report_sweep(session, output)
     s = Session.load(session)
     if output is None and perfetto is None:
         Console().print(session_renderable(s))
@@ -421,6 +423,112 @@ def report(
         write_trace(s, perfetto)
     if perfetto is not None:
         typer.echo(f"perfetto trace written: {perfetto}")
+
+
+def _report_sweep(sweep_dir: Path, output: Path | None) -> None:
+    from rich.console import Console
+
+    from tickscope.collectors.sweep import SweepError, load_sweep
+    from tickscope.reports import sweep_render
+
+    try:
+        result = load_sweep(sweep_dir)
+    except SweepError as e:
+        raise UserError(str(e)) from None
+    if output is None:
+        Console().print(sweep_render.table(result))
+        for line in sweep_render.headline(result):
+            typer.echo(line)
+        return
+    try:
+        output.write_text(sweep_render.html(result), encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write {output}: {e.strerror or e}") from None
+    typer.echo(f"report written: {output}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors
+def sweep(
+    ctx: typer.Context,
+    rates: str | None = typer.Option(None, "--rates", help="Offered rates, increasing: 5k,10k,20k,40k."),
+    rate_from: str | None = typer.Option(None, "--from", help="With --to/--steps: first rate (e.g. 5k)."),
+    rate_to: str | None = typer.Option(None, "--to", help="Last rate (e.g. 80k)."),
+    steps: int = typer.Option(5, "--steps", help="Rates from --from to --to, evenly on a log axis."),
+    duration: str = typer.Option("10s", "--duration", "-d", help="Measured time per step."),
+    warmup: str = typer.Option("2s", "--warmup", help="Warmup per step, kept out of the figures."),
+    sla: str | None = typer.Option(None, "--sla", help="Latency budget, e.g. p99=200us,p99.9=1ms."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Sweep directory (default sessions/<time>-sweep)."
+    ),
+):
+    """Latency against offered load: one profile session per rate, the sustainable throughput
+    (highest rate meeting --sla) and the knee. The rate reaches a -- CMD as $TICKSCOPE_RATE and
+    as {rate} in its arguments. Exit 0 done, 1 no rate met the SLA, 2 bad input or a failed step.
+
+    \b
+      tickscope sweep --rates 5k,10k,20k,40k --duration 10s --sla p99=200us,p99.9=1ms
+      tickscope sweep --from 5k --to 80k --steps 5 -- ./my_trader --rate {rate}
+    """
+    import time as _time
+
+    from rich.console import Console
+
+    from tickscope.collectors.profile import default_session_dir
+    from tickscope.collectors.sweep import (
+        SweepError,
+        geometric_rates,
+        parse_rate,
+        parse_rates,
+        parse_sla,
+        run_sweep,
+    )
+    from tickscope.reports import sweep_render
+
+    command = list(ctx.args)
+    if command and command[0] == "--":
+        command = command[1:]
+    if command and command[0].startswith("-"):
+        raise UserError(f"no such option: {command[0]} (see tickscope sweep --help)")
+    try:
+        if rates is not None and (rate_from or rate_to):
+            raise SweepError("give either --rates or --from/--to/--steps, not both")
+        if rates is not None:
+            offered = parse_rates(rates)
+        elif rate_from and rate_to:
+            offered = geometric_rates(parse_rate(rate_from), parse_rate(rate_to), steps)
+        else:
+            raise SweepError("give the rates: --rates 5k,10k,20k or --from 5k --to 80k --steps 5")
+        budget = parse_sla(sla)
+    except SweepError as e:
+        raise UserError(str(e)) from None
+    duration_s, warmup_s = parse_duration(duration, "duration"), parse_duration(warmup, "warmup")
+    if duration_s <= 0:
+        raise UserError(f"--duration {duration!r}: a step needs a positive duration")
+    sweep_dir = out or default_session_dir("sweep")
+    if sweep_dir.exists() and any(sweep_dir.iterdir()):
+        raise UserError(f"{sweep_dir} is not empty: choose another --out")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 140))  # CI logs: never squeeze the numbers
+    t0 = _time.monotonic()
+
+    def on_step(step):
+        console.print(" | ".join(sweep_render.step_cells(step)), highlight=False, soft_wrap=True)
+
+    result = run_sweep(
+        sweep_dir, offered, duration, duration_s, warmup, warmup_s, budget, command, extra=[], on_step=on_step
+    )
+    console.print(sweep_render.table(result))
+    for line in sweep_render.headline(result):
+        typer.echo(line)
+    typer.echo(
+        f"sweep saved: {sweep_dir} ({_time.monotonic() - t0:.0f} s; tickscope report {sweep_dir} -o sweep.html)"
+    )
+    if any(s.error for s in result.steps):
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_VERDICT if budget and result.sustainable_rate is None else 0)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})  # lets "--vs" through as a separator
