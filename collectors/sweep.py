@@ -73,10 +73,10 @@ def parse_rates(text: str) -> list[float]:
 
 
 def geometric_rates(start: float, stop: float, steps: int) -> list[float]:
-    """``--from 5k --to 80k --steps 5``: rates evenly spaced on a log axis, rounded to integers."""
+    """``--from 5k --to 80k --steps 5``: rates evenly spaced on a log axis, to 3 significant digits."""
     if steps < 2 or stop <= start:
         raise SweepError(f"--from/--to/--steps: need --to above --from and at least 2 steps (got {steps})")
-    return [float(round(r)) for r in np.geomspace(start, stop, steps)]
+    return [float(f"{r:.3g}") for r in np.geomspace(start, stop, steps)]
 
 
 def parse_sla(text: str | None) -> dict[str, float]:
@@ -182,8 +182,10 @@ def judge(step: Step, sla: dict[str, float]) -> str | None:
         step.meets_sla = False
         step.flags.append("no ticks recorded")
         return "no ticks were recorded (does the command write probes?)"
+    from tickscope.reports.units import fmt_ns
+
     ratio = (step.achieved or 0) / step.offered
-    if ratio < RATE_IGNORED:
+    if ratio < RATE_IGNORED and not step.drops:  # with drops the ticks were lost, not unsent
         step.flags.append(f"rate ignored? achieved {ratio:.0%} of offered")
     elif ratio < RATE_MISSED:
         step.flags.append(f"rate not sustained: achieved {ratio:.0%} of offered")
@@ -194,13 +196,12 @@ def judge(step: Step, sla: dict[str, float]) -> str | None:
         v = step.value(name)
         if v is not None and v > limit:
             broken.append((v / limit, name, v, limit))
+    step.flags += [f"{name} {fmt_ns(v)} > {fmt_ns(limit)}" for _, name, v, limit in broken]
     step.meets_sla = not broken and not step.drops and ratio >= RATE_MISSED
     if step.drops:
         return f"{rate_label(step.offered)}/s dropped {step.drops:,} records"
     worst = max(broken, default=None)
     if worst and worst[0] >= WIDE_MARGIN:
-        from tickscope.reports.units import fmt_ns
-
         return f"{rate_label(step.offered)}/s broke {worst[1]} {worst[0]:.0f}x ({fmt_ns(worst[2])} > {fmt_ns(worst[3])})"
     return None
 

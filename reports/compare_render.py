@@ -125,8 +125,8 @@ def html(c: Comparison) -> str:
             data.append({"type": "scatter", "mode": "lines", "name": label, "x": _clean(x), "y": _clean(y / 1e3),
                          "line": {"dash": dash}})  # fmt: skip
         figures[f"c{i}"] = {"title": tag, "data": data, "layout": {
-            "xaxis": {"type": "log", "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
-            "yaxis": {"type": "log", "title": "µs"}, "height": 320, "margin": {"t": 10}}}  # fmt: skip
+            "xaxis": {"type": "log", "title": {"text": "percentile"}, "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
+            "yaxis": {"type": "log", "title": {"text": "latency (µs)"}}, "height": 320, "margin": {"t": 10}}}  # fmt: skip
     rows = "".join(
         f"<tr class='{r.verdict.replace(' ', '-')}'><td>{html_lib.escape(r.tag)}</td><td>{r.percentile}</td>"
         f"<td>{fmt_ns(r.baseline_ns)}</td><td>{fmt_ns(r.candidate_ns)}</td><td>{_pct(r.change)}</td><td>{_ci(r)}</td>"

@@ -51,22 +51,25 @@ def html(result: SweepResult) -> str:
     the knee and the sustainable rate marked."""
     from plotly.offline import get_plotlyjs
 
-    from .html import _json_for_script
+    from .html import LEGEND, LOG_DECADES, _json_for_script, latency_unit
 
     steps = [s for s in result.steps if s.latency]
     x = [s.offered for s in steps]
+    peak = max([v or 0 for s in steps for v in (*s.latency.values(), *s.latency_co.values())] + list(result.sla.values()),
+               default=0)  # fmt: skip
+    unit, scale = latency_unit(peak)
     data = []
     for key, name in COLUMNS:
         data.append({"type": "scatter", "mode": "lines+markers", "name": name, "x": x,
-                     "y": [(s.latency.get(key) or 0) / 1e3 for s in steps]})  # fmt: skip
+                     "y": [(s.latency.get(key) or 0) / scale for s in steps]})  # fmt: skip
     if any(s.latency_co for s in steps):
         data.append({"type": "scatter", "mode": "lines+markers", "name": "p99 (CO-corrected)", "x": x,
-                     "y": [((s.latency_co or {}).get("p99") or 0) / 1e3 for s in steps], "line": {"dash": "dash"}})  # fmt: skip
+                     "y": [((s.latency_co or {}).get("p99") or 0) / scale for s in steps], "line": {"dash": "dash"}})  # fmt: skip
     shapes, notes = [], []
     for name, limit in result.sla.items():
-        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": limit / 1e3, "y1": limit / 1e3,
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": limit / scale, "y1": limit / scale,
                        "line": {"dash": "dot", "color": "#c0392b"}})  # fmt: skip
-        notes.append({"xref": "paper", "x": 0, "y": _log10(limit / 1e3), "yanchor": "bottom", "xanchor": "left",
+        notes.append({"xref": "paper", "x": 0, "y": _log10(limit / scale), "yanchor": "bottom", "xanchor": "left",
                       "text": f"SLA {name} ≤ {fmt_ns(limit)}", "showarrow": False, "font": {"color": "#c0392b"}})  # fmt: skip
     for rate, label, color in (
         (result.knee_rate, "knee", "#8e44ad"),
@@ -78,9 +81,10 @@ def html(result: SweepResult) -> str:
             notes.append({"yref": "paper", "y": 1, "x": _log10(rate), "yanchor": "bottom",
                           "text": f"{label} {rate_label(rate)}/s", "showarrow": False, "font": {"color": color}})  # fmt: skip
     figure = {"data": data, "layout": {
-        "xaxis": {"type": "log", "title": {"text": "offered load (messages/s)"}},
-        "yaxis": {"type": "log", "title": {"text": "tick-to-trade latency (µs)"}},
-        "shapes": shapes, "annotations": notes, "height": 520, "margin": {"t": 40}, "legend": {"orientation": "h"}}}  # fmt: skip
+        "xaxis": {"type": "log", "title": {"text": "offered load (messages/s)"}, "tickmode": "array", "tickvals": x,
+                  "ticktext": [rate_label(r) for r in x]},
+        "yaxis": {**LOG_DECADES, "title": {"text": f"tick-to-trade latency ({unit})"}},
+        "shapes": shapes, "annotations": notes, "height": 540, "margin": {"t": 60}, "legend": LEGEND}}  # fmt: skip
     rows = "".join("<tr>" + "".join(f"<td>{html_lib.escape(c)}</td>" for c in step_cells(s)) + "</tr>"
                    for s in result.steps)  # fmt: skip
     head = "".join(f"<th>{c}</th>" for c in ("offered", "achieved/s", *(c for _, c in COLUMNS), "p99 CO", "drops",
@@ -90,7 +94,7 @@ def html(result: SweepResult) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>tickscope sweep</title>
 <script>window.__errors=[];window.addEventListener("error",function(e){{window.__errors.push(String(e.message));}});</script>
 <style>body{{font:14px system-ui,sans-serif;margin:24px;max-width:1200px}}td,th{{padding:3px 8px;text-align:right}}
-td:last-child{{text-align:left}}</style></head><body>
+td:last-child{{text-align:left;min-width:16em}}table{{display:block;overflow-x:auto}}</style></head><body>
 <h1>tickscope sweep</h1><ul>{lines}</ul>
 <div id="sweep" data-chart="1"></div>
 <table><tr>{head}</tr>{rows}</table>
