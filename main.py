@@ -461,6 +461,12 @@ def sweep(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Sweep directory (default sessions/<time>-sweep)."
     ),
+    replay: Path | None = typer.Option(
+        None, "--replay", help="Bundled venue: replay this ITCH 5.0 file per step."
+    ),
+    speeds: str | None = typer.Option(
+        None, "--speeds", help="With --replay: multiples of its pace, e.g. 1x,2x,8x."
+    ),
 ):
     """Latency against offered load: one profile session per rate, the sustainable throughput
     (highest rate meeting --sla) and the knee. The rate reaches a -- CMD as $TICKSCOPE_RATE and
@@ -469,6 +475,7 @@ def sweep(
     \b
       tickscope sweep --rates 5k,10k,20k,40k --duration 10s --sla p99=200us,p99.9=1ms
       tickscope sweep --from 5k --to 80k --steps 5 -- ./my_trader --rate {rate}
+      tickscope sweep --replay day.itch --speeds 1x,2x,8x --sla p99=1ms
     """
     import time as _time
 
@@ -481,6 +488,7 @@ def sweep(
         parse_rate,
         parse_rates,
         parse_sla,
+        replay_speeds,
         run_sweep,
     )
     from tickscope.reports import sweep_render
@@ -493,7 +501,13 @@ def sweep(
     try:
         if rates is not None and (rate_from or rate_to):
             raise SweepError("give either --rates or --from/--to/--steps, not both")
-        if rates is not None:
+        replayed = None
+        if speeds is not None or replay is not None:
+            if speeds is None or replay is None or command or rates or rate_from:
+                raise SweepError("--replay FILE --speeds 1x,2x,8x sweeps the bundled pipeline by speed alone")
+            pairs = replay_speeds(replay, speeds)
+            offered, replayed = [r for _, r in pairs], (replay, [s for s, _ in pairs])
+        elif rates is not None:
             offered = parse_rates(rates)
         elif rate_from and rate_to:
             offered = geometric_rates(parse_rate(rate_from), parse_rate(rate_to), steps)
@@ -518,7 +532,17 @@ def sweep(
         console.print(" | ".join(sweep_render.step_cells(step)), highlight=False, soft_wrap=True)
 
     result = run_sweep(
-        sweep_dir, offered, duration, duration_s, warmup, warmup_s, budget, command, extra=[], on_step=on_step
+        sweep_dir,
+        offered,
+        duration,
+        duration_s,
+        warmup,
+        warmup_s,
+        budget,
+        command,
+        extra=[],
+        on_step=on_step,
+        replay=replayed,
     )
     console.print(sweep_render.table(result))
     for line in sweep_render.headline(result):

@@ -108,10 +108,36 @@ def rate_label(rate: float) -> str:
     )
 
 
+def replay_speeds(path: Path, text: str) -> list[tuple[str, float]]:
+    """``--replay FILE --speeds 1x,2x,8x`` -> [(speed, offered messages/s)], STAC-T1 style: the
+    offered rate of a speed is the file's messages over its own span divided by the speed."""
+    from tickscope.pipeline import itch
+    from tickscope.pipeline.replay import parse_speed, plan
+
+    items = [s.strip() for s in (text or "").split(",")]
+    try:
+        factors = [parse_speed(s) for s in items]
+    except ValueError as e:
+        raise SweepError(f"--speeds {text!r}: {e}") from None
+    if any(f is None for f in factors) or any(b <= a for a, b in zip(factors, factors[1:], strict=False)):
+        raise SweepError(
+            f"--speeds {text!r}: give increasing multiples like 1x,2x,8x (max has no offered rate)"
+        )
+    try:
+        messages = list(itch.read_itch_file(path))
+    except itch.ItchFileError as e:
+        raise SweepError(str(e)) from None
+    span = plan(messages, 1.0).file_span_ns
+    if not span:
+        raise SweepError(f"--replay {path}: no timestamps to pace by, so no speed to sweep")
+    return [(s, len(messages) * f / (span / 1e9)) for s, f in zip(items, factors, strict=True)]
+
+
 @dataclass
 class Step:
     offered: float
     session: str
+    speed: str | None = None  # a replay step: the multiple of the file's own pace
     achieved: float | None = None
     tag: str | None = None  # the headline stage: tick_to_trade (or tick_to_decision without orders)
     latency: dict[str, float | None] = field(default_factory=dict)  # p50, p90, p99, p99_9, max (ns)
@@ -283,22 +309,25 @@ def step_argv(
 
 def run_sweep(sweep_dir: Path, rates: list[float], duration: str, duration_s: float, warmup: str,
               warmup_s: float, sla: dict[str, float], command: list[str], extra: list[str],
-              on_step=None) -> SweepResult:  # fmt: skip
+              on_step=None, replay: tuple[Path, list[str]] | None = None) -> SweepResult:  # fmt: skip
     """Run the steps in order, each a ``tickscope profile`` process; stop early on a wide SLA
-    breach or drops. ``on_step(step)`` is told after each step."""
+    breach or drops. ``on_step(step)`` is told after each step. With ``replay`` (file, speeds),
+    step i replays the file at speeds[i] and rates[i] is that speed's offered rate."""
     steps: list[Step] = []
     stopped = None
     env = dict(os.environ)
     for i, rate in enumerate(rates):
-        out = sweep_dir / f"step-{i + 1:02d}-{rate_label(rate)}"
+        speed = replay[1][i] if replay else None
+        step_extra = [*extra, "--replay", str(replay[0]), "--speed", speed] if replay else extra
+        out = sweep_dir / f"step-{i + 1:02d}-{speed or rate_label(rate)}"
         env[RATE_ENV] = f"{rate:g}"
         log = sweep_dir / f"step-{i + 1:02d}.log"
         t0 = time.monotonic()
         with open(log, "w") as fh:
-            proc = subprocess.run(step_argv(rate, out, duration, warmup, extra, command),
+            proc = subprocess.run(step_argv(rate, out, duration, warmup, step_extra, command),
                                   stdout=fh, stderr=subprocess.STDOUT, env=env)  # fmt: skip
         t1 = time.monotonic()
-        step = Step(offered=rate, session=str(out), wall_s=round(t1 - t0, 3))
+        step = Step(offered=rate, session=str(out), speed=speed, wall_s=round(t1 - t0, 3))
         if proc.returncode not in (0, 1):
             lines = [
                 ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("tickscope: error")

@@ -13,7 +13,7 @@ COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), (
 
 def step_cells(s: Step) -> list[str]:
     achieved = f"{s.achieved:,.0f}" if s.achieved is not None else "-"
-    cells = [f"{rate_label(s.offered)}/s", achieved]
+    cells = [f"{rate_label(s.offered)}/s" + (f" ({s.speed})" if s.speed else ""), achieved]
     cells += [fmt_ns(s.latency.get(k)) for k, _ in COLUMNS]
     cells += [fmt_ns(s.latency_co.get("p99")) if s.latency_co else "-", f"{s.drops:,}", f"{s.gaps:,}"]
     verdict = "error" if s.error else "meets SLA" if s.meets_sla else "misses SLA"

@@ -138,3 +138,19 @@ def test_bad_sweep_input_is_one_line_and_exit_2(tmp_path, args, text):
     r = run_cli("sweep", *args, "-o", str(tmp_path / "sw"))
     assert r.returncode == 2 and text in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "sw").exists()
+
+
+def test_replay_speeds_offer_the_file_rate_times_the_speed(tmp_path):
+    from test_replay_pace import GAPS_NS, recorded
+
+    from tickscope.collectors.sweep import replay_speeds
+    from tickscope.pipeline import itch
+
+    f = tmp_path / "day.itch"
+    itch.write_itch_file(f, recorded())
+    per_s = len(recorded()) / (sum(GAPS_NS) / 1e9)
+    assert replay_speeds(f, "1x,2x,8x") == [("1x", pytest.approx(per_s)), ("2x", pytest.approx(2 * per_s)),
+                                            ("8x", pytest.approx(8 * per_s))]  # fmt: skip
+    for bad in ("2x,1x", "1x,max", "fast"):
+        with pytest.raises(SweepError, match="--speeds"):
+            replay_speeds(f, bad)
