@@ -336,7 +336,7 @@ def run_sweep(sweep_dir: Path, rates: list[float], duration: str, duration_s: fl
                 lines[-1].removeprefix("tickscope: error: ") if lines else f"see {log}"
             )
         else:
-            read_step(step, duration_s)
+            read_step(step, max(duration_s - warmup_s, 1e-3))  # --duration includes the warmup
         reason = judge(step, sla)
         step.sweep_overhead_s = round(time.monotonic() - t1, 4)
         steps.append(step)
