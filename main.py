@@ -341,14 +341,16 @@ def profile(
     if replay is not None and not replay.is_file():
         raise UserError(f"--replay {replay}: no such file")
     if speed is not None:
-        from tickscope.pipeline.replay import parse_speed
+        from tickscope.pipeline.replay import check_file
 
         if replay is None:
             raise UserError("--speed paces a --replay FILE: give the ITCH file too")
         try:
-            parse_speed(speed)
+            problem = check_file(replay, speed)
         except ValueError as e:
             raise UserError(str(e)) from None
+        if problem:
+            typer.echo(f"tickscope: warning: {problem}", err=True)
     options = {"duration_s": opts.duration_s, "warmup_s": opts.warmup_s, "interval_s": opts.interval_s}
     if command:
         opts.name = name or Path(command[0]).name

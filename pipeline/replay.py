@@ -90,3 +90,21 @@ def plan(messages: list[bytes], speed: float | None, per_packet: int = 8) -> Rep
             out.packets.append((offset, [msg]))
     out.file_span_ns = (last - first) if first is not None else 0
     return out
+
+
+def check_file(path, speed_text: str) -> str | None:
+    """Before a run: ValueError (one line) for a bad speed, an unreadable file or one with nothing
+    to pace by; else the line about what will be sent with its neighbour, or None."""
+    from . import itch
+
+    factor = parse_speed(speed_text)
+    try:
+        messages = list(itch.read_itch_file(path))
+    except itch.ItchFileError as e:
+        raise ValueError(str(e)) from None
+    p = plan(messages, factor)
+    if factor is not None and not p.file_span_ns:
+        raise ValueError(
+            f"replay {path}: no timestamps to pace by (all absent or equal); use --speed max or --rate"
+        )
+    return p.problems(str(path))

@@ -117,3 +117,22 @@ def test_profile_refuses_a_speed_without_a_replay_or_a_bad_speed(tmp_path):
             text = "--speed 'fast'"
         r = run_cli("profile", "--duration", "1s", *args)
         assert r.returncode == 2 and text in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_profile_says_what_the_replay_cannot_pace_before_it_starts(tmp_path):
+    flat = tmp_path / "flat.itch"
+    itch.write_itch_file(flat, [itch.add_order(1, 0, 0, i, b"B", 1, "AAPL", 1) for i in range(5)])
+    r = run_cli(
+        "profile", "--duration", "1s", "--replay", str(flat), "--speed", "1x", "--out", str(tmp_path / "s")
+    )
+    assert r.returncode == 2 and "no timestamps to pace by" in r.stderr and r.stderr.count("\n") == 1, (
+        r.stderr
+    )
+    assert not (tmp_path / "s").exists()
+    back = tmp_path / "back.itch"
+    msgs = recorded()
+    msgs.insert(4, itch.add_order(1, 0, T0 - 1, 77, b"S", 1, "AAPL", 1))
+    itch.write_itch_file(back, msgs)
+    r = run_cli("profile", "--duration", "3s", "--no-live", "--no-perf", "--no-hiccup", "--replay", str(back),
+                "--speed", "max", "--out", str(tmp_path / "b"), timeout=180)  # fmt: skip
+    assert "warning: replay" in r.stderr and "1 timestamps went backwards" in r.stderr, r.stderr
