@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 a verdict against the measurement: regression found (``compare``),
 records lost with ``--fail-on-drops`` (``profile``, ``live``); 2 usage or input error (bad flag,
 malformed file, unwritable output, target command missing or failing); 130 interrupted (Ctrl-C,
-session saved). Errors are one line on stderr, never a traceback.
+session saved); 3 ``compare --max-inconclusive``: more rows inconclusive than allowed. Errors are
+one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -263,6 +264,11 @@ def profile(
     replay: Path | None = typer.Option(
         None, "--replay", help="Bundled venue: replay an ITCH 5.0 file instead of synthetic flow."
     ),
+    speed: str | None = typer.Option(
+        None,
+        "--speed",
+        help="With --replay: 1x, 2x, 8x of the file's own timestamps, or max (default: --rate).",
+    ),
     fix_connect: str | None = typer.Option(
         None, "--fix-connect", help="Send orders to another FIX 4.4 acceptor HOST:PORT."
     ),
@@ -347,6 +353,17 @@ def profile(
         raise UserError(f"--load {load!r}: expected constant, poisson or burst")
     if replay is not None and not replay.is_file():
         raise UserError(f"--replay {replay}: no such file")
+    if speed is not None:
+        from tickscope.pipeline.replay import check_file
+
+        if replay is None:
+            raise UserError("--speed paces a --replay FILE: give the ITCH file too")
+        try:
+            problem = check_file(replay, speed)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if problem:
+            typer.echo(f"tickscope: warning: {problem}", err=True)
     options = {"duration_s": opts.duration_s, "warmup_s": opts.warmup_s, "interval_s": opts.interval_s}
     if command:
         opts.name = name or Path(command[0]).name
@@ -356,7 +373,8 @@ def profile(
 
         config = PipelineConfig(
             rate=rate_per_s, duration_s=opts.duration_s, feed=feed, loop=loop, load=load, replay=replay,
-            fix_connect=fix_connect, sender_comp_id=sender_comp_id, target_comp_id=target_comp_id, trader=trader,
+            speed=speed, fix_connect=fix_connect, sender_comp_id=sender_comp_id, target_comp_id=target_comp_id,
+            trader=trader,
         )  # fmt: skip
         opts.name = name or (f"pipeline-{feed}-{loop}" if trader == "python" else "pipeline-rust")
         if trader == "rust":
@@ -439,6 +457,8 @@ def report(
     from tickscope.collectors.session import Session
     from tickscope.reports.console import session_renderable
 
+    if (session / "sweep.json").is_file():  # a sweep directory: its table, or its load curve with -o
+        return _report_sweep(session, output)
     s = Session.load(session)
     if output is None and perfetto is None:
         Console().print(session_renderable(s))
@@ -527,6 +547,136 @@ def wire(
     typer.echo(f"session written: {path}")
 
 
+def _report_sweep(sweep_dir: Path, output: Path | None) -> None:
+    from rich.console import Console
+
+    from tickscope.collectors.sweep import SweepError, load_sweep
+    from tickscope.reports import sweep_render
+
+    try:
+        result = load_sweep(sweep_dir)
+    except SweepError as e:
+        raise UserError(str(e)) from None
+    if output is None:
+        Console().print(sweep_render.table(result))
+        for line in sweep_render.headline(result):
+            typer.echo(line)
+        return
+    try:
+        output.write_text(sweep_render.html(result), encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write {output}: {e.strerror or e}") from None
+    typer.echo(f"report written: {output}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors
+def sweep(
+    ctx: typer.Context,
+    rates: str | None = typer.Option(None, "--rates", help="Offered rates, increasing: 5k,10k,20k,40k."),
+    rate_from: str | None = typer.Option(None, "--from", help="With --to/--steps: first rate (e.g. 5k)."),
+    rate_to: str | None = typer.Option(None, "--to", help="Last rate (e.g. 80k)."),
+    steps: int = typer.Option(5, "--steps", help="Rates from --from to --to, evenly on a log axis."),
+    duration: str = typer.Option("10s", "--duration", "-d", help="Measured time per step."),
+    warmup: str = typer.Option("2s", "--warmup", help="Warmup per step, kept out of the figures."),
+    sla: str | None = typer.Option(None, "--sla", help="Latency budget, e.g. p99=200us,p99.9=1ms."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Sweep directory (default sessions/<time>-sweep)."
+    ),
+    replay: Path | None = typer.Option(
+        None, "--replay", help="Bundled venue: replay this ITCH 5.0 file per step."
+    ),
+    speeds: str | None = typer.Option(
+        None, "--speeds", help="With --replay: multiples of its pace, e.g. 1x,2x,8x."
+    ),
+):
+    """Latency against offered load: one profile session per rate, the sustainable throughput
+    (highest rate meeting --sla) and the knee. The rate reaches a -- CMD as $TICKSCOPE_RATE and
+    as {rate} in its arguments. Exit 0 done, 1 no rate met the SLA, 2 bad input or a failed step.
+
+    \b
+      tickscope sweep --rates 5k,10k,20k,40k --duration 10s --sla p99=200us,p99.9=1ms
+      tickscope sweep --from 5k --to 80k --steps 5 -- ./my_trader --rate {rate}
+      tickscope sweep --replay day.itch --speeds 1x,2x,8x --sla p99=1ms
+    """
+    import time as _time
+
+    from rich.console import Console
+
+    from tickscope.collectors.profile import default_session_dir
+    from tickscope.collectors.sweep import (
+        SweepError,
+        geometric_rates,
+        parse_rate,
+        parse_rates,
+        parse_sla,
+        replay_speeds,
+        run_sweep,
+    )
+    from tickscope.reports import sweep_render
+
+    command = list(ctx.args)
+    if command and command[0] == "--":
+        command = command[1:]
+    if command and command[0].startswith("-"):
+        raise UserError(f"no such option: {command[0]} (see tickscope sweep --help)")
+    try:
+        if rates is not None and (rate_from or rate_to):
+            raise SweepError("give either --rates or --from/--to/--steps, not both")
+        replayed = None
+        if speeds is not None or replay is not None:
+            if speeds is None or replay is None or command or rates or rate_from:
+                raise SweepError("--replay FILE --speeds 1x,2x,8x sweeps the bundled pipeline by speed alone")
+            pairs = replay_speeds(replay, speeds)
+            offered, replayed = [r for _, r in pairs], (replay, [s for s, _ in pairs])
+        elif rates is not None:
+            offered = parse_rates(rates)
+        elif rate_from and rate_to:
+            offered = geometric_rates(parse_rate(rate_from), parse_rate(rate_to), steps)
+        else:
+            raise SweepError("give the rates: --rates 5k,10k,20k or --from 5k --to 80k --steps 5")
+        budget = parse_sla(sla)
+    except SweepError as e:
+        raise UserError(str(e)) from None
+    duration_s, warmup_s = parse_duration(duration, "duration"), parse_duration(warmup, "warmup")
+    if duration_s <= 0:
+        raise UserError(f"--duration {duration!r}: a step needs a positive duration")
+    sweep_dir = out or default_session_dir("sweep")
+    if sweep_dir.exists() and any(sweep_dir.iterdir()):
+        raise UserError(f"{sweep_dir} is not empty: choose another --out")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 140))  # CI logs: never squeeze the numbers
+    t0 = _time.monotonic()
+
+    def on_step(step):
+        console.print(" | ".join(sweep_render.step_cells(step)), highlight=False, soft_wrap=True)
+
+    result = run_sweep(
+        sweep_dir,
+        offered,
+        duration,
+        duration_s,
+        warmup,
+        warmup_s,
+        budget,
+        command,
+        extra=[],
+        on_step=on_step,
+        replay=replayed,
+    )
+    console.print(sweep_render.table(result))
+    for line in sweep_render.headline(result):
+        typer.echo(line)
+    typer.echo(
+        f"sweep saved: {sweep_dir} ({_time.monotonic() - t0:.0f} s; tickscope report {sweep_dir} -o sweep.html)"
+    )
+    if any(s.error for s in result.steps):
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_VERDICT if budget and result.sustainable_rate is None else 0)
+
+
 @app.command(context_settings={"ignore_unknown_options": True})  # lets "--vs" through as a separator
 @user_errors
 def compare(
@@ -546,14 +696,20 @@ def compare(
     html: Path | None = typer.Option(
         None, "--html", help="Write an HTML comparison with overlaid percentile plots."
     ),
+    max_inconclusive: str | None = typer.Option(
+        None,
+        "--max-inconclusive",
+        help="Fail (exit 3) when more than this share of rows is inconclusive, e.g. 50%.",
+    ),
 ):
-    """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input.
+    """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input,
+    3: more rows inconclusive than --max-inconclusive allows.
 
     \b
       tickscope compare base/ cand/
       tickscope compare base1/ base2/ --vs cand1/ cand2/ --markdown $GITHUB_STEP_SUMMARY
     """
-    from tickscope.reports.compare import main as compare_main
+    from tickscope.reports.compare_render import main as compare_main
 
     paths = [str(p) for p in baseline]
     unknown = [p for p in paths if p.startswith("-") and p != "--vs"]
@@ -570,7 +726,9 @@ def compare(
         raise UserError("compare takes BASELINE CANDIDATE, or BASE... --vs CAND... for repeated runs")
     if not baselines or not candidates:
         raise UserError("compare needs at least one baseline and one candidate")
-    code = compare_main(baselines, candidates, threshold, markdown, junit, json_out, html)
+    code = compare_main(
+        baselines, candidates, threshold, markdown, junit, json_out, html, True, max_inconclusive
+    )
     raise typer.Exit(code)
 
 
@@ -694,6 +852,37 @@ def include_dir_command():
     from tickscope.probe import include_dir
 
     typer.echo(include_dir())
+
+
+def tool_version() -> str:
+    """The installed package's version; a source checkout that was never installed reads pyproject.toml."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tickscope")
+    except PackageNotFoundError:
+        import tomllib
+
+        try:
+            with open(Path(__file__).parent / "pyproject.toml", "rb") as f:
+                return tomllib.load(f)["project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+def _print_version(value: bool):
+    if value:
+        typer.echo(f"tickscope {tool_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+):
+    """Latency profiling for low-latency trading pipelines: tick-to-trade per stage, at the tail."""
 
 
 def main() -> None:

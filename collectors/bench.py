@@ -362,7 +362,8 @@ def table(results: dict):
         mark = ""
         if target and value is not None:
             op, bound = target
-            mark = "ok" if (value <= bound if op == "<=" else value >= bound) else "BELOW TARGET"
+            met = value <= bound if op == "<=" else value >= bound
+            mark = "ok" if met else f"misses target ({'≤' if op == '<=' else '≥'} {bound:,g})"
         shown = (
             f"{value:,.1f}"
             if isinstance(value, float)

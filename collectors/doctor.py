@@ -52,7 +52,11 @@ def perf_hardware_counters() -> tuple[bool | None, str]:
     line = text[-1] if text else ""
     if out.returncode != 0:
         return False, line or f"exit code {out.returncode}"
-    return ("<not supported>" not in line and "<not counted>" not in line), line
+    fields = line.split(",")  # perf stat -x, CSV: value,unit,event,run time,percentage,...
+    if fields and fields[0] in ("<not supported>", "<not counted>"):
+        event = fields[2] if len(fields) > 2 and fields[2] else "instructions"
+        return False, f"perf stat: {event} {fields[0].strip('<>')}"  # a phrase, not the raw CSV row
+    return True, line
 
 
 def run_checks(quick: bool = False) -> list[Finding]:
@@ -85,7 +89,7 @@ def run_checks(quick: bool = False) -> list[Finding]:
     if hw is None:
         out.append(Finding("perf", "warn", "not installed", "apt-get install linux-perf"))
     else:
-        out.append(Finding("perf hardware counters", "ok" if hw else "warn", "supported" if hw else f"not supported ({said[:60]})",
+        out.append(Finding("perf hardware counters", "ok" if hw else "warn", "supported" if hw else said[:80],
                            "" if hw else "a VM without a virtual PMU: software counters only (cycles/instructions unavailable)"))  # fmt: skip
     scope = facts["ptrace_scope"]
     pyspy = shutil.which("py-spy")

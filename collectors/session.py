@@ -537,19 +537,6 @@ def check_slowest(raw, warnings: list[str]) -> list[dict]:
     return good
 
 
-def fmt_ns(ns: float | None) -> str:
-    """A latency for humans: 850ns, 12.3us, 4.56ms, 1.20s."""
-    if ns is None or (isinstance(ns, float) and math.isnan(ns)):
-        return "-"
-    if ns < 1_000:
-        return f"{ns:.0f}ns"
-    if ns < 1_000_000:
-        return f"{ns / 1e3:.3g}us" if ns < 100_000 else f"{ns / 1e3:.0f}us"
-    if ns < 1_000_000_000:
-        return f"{ns / 1e6:.3g}ms"
-    return f"{ns / 1e9:.3g}s"
-
-
 @dataclass
 class SessionCounters:
     """Every record accounted for, per ring and in total, from one reading of each ring's counters:

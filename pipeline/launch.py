@@ -37,6 +37,7 @@ class PipelineConfig:
     loop: str = "busy"
     load: str = "constant"
     replay: Path | None = None
+    speed: str | None = None  # with replay: "1x", "2x", "max"; None: at --rate
     fix_connect: str | None = None
     sender_comp_id: str = "TICKSCOPE"
     target_comp_id: str = "VENUE"
@@ -157,6 +158,8 @@ class ReferencePipeline:
             argv += ["--wait-logon"]
         if c.replay:
             argv += ["--replay", str(c.replay)]
+        if c.speed:
+            argv += ["--speed", c.speed]
         return argv
 
     def _trader_argv(self) -> list[str]:

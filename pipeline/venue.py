@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import fix as F
 from . import itch
+from . import replay as replay_pace
 from .binance import DepthPublisher
 from .book import OrderBook
 from .fix_session import FixSession
@@ -417,16 +418,61 @@ def paced(args, stop: threading.Event):
         for due in model.schedule(start):
             if stop.is_set() or (end is not None and due > end):
                 return
-            # Sleep through most of the gap and spin the last 80 us (about one sleep overshoot):
-            # spinning the whole gap would take a core from the trader, sleeping it all sends late.
-            now = time.monotonic_ns()
-            if due - now > 160_000:
-                time.sleep((due - now - 80_000) / 1e9)
-            while time.monotonic_ns() < due:
-                pass
+            wait_until(due)
             yield wall0 + due
 
     return per_packet, times()
+
+
+def wait_until(due: int) -> None:
+    """Sleep through most of the gap to ``due`` (monotonic ns) and spin the last 80 us (about one
+    sleep overshoot): spinning the whole gap would take a core from the trader, sleeping it all sends late."""
+    now = time.monotonic_ns()
+    if due - now > 160_000:
+        time.sleep((due - now - 80_000) / 1e9)
+    while time.monotonic_ns() < due:
+        pass
+
+
+def publish_replay(args, plan: replay_pace.ReplayPlan, stop: threading.Event) -> dict:
+    """An ITCH file at its own pace x ``--speed``: each packet waits for its intended offset and
+    carries that intended time as its messages' timestamp (with ``max``: the time it is sent)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    dest = (args.md_host, args.md_port)
+    record = [] if args.write_itch else None
+    seq, sent, late = 1, 0, 0
+    start = time.monotonic_ns()
+    wall0 = time.clock_gettime_ns(time.CLOCK_REALTIME) - start
+    end = start + int(args.duration * 1e9) if args.duration else None
+    pace = args.speed_factor is not None
+    try:
+        for offset, msgs in plan.packets:
+            due = start + offset if pace else time.monotonic_ns()
+            if stop.is_set() or (end is not None and due > end):
+                break
+            if pace:
+                wait_until(due)
+                late += time.monotonic_ns() - due > 1_000_000
+            ts = ns_since_midnight(wall0 + due)  # the intended send time, on the wire
+            msgs = [replay_pace.restamp(m, ts) for m in msgs]
+            try:
+                sock.sendto(itch.mold_packet(SESSION, seq, msgs), dest)
+            except OSError as e:
+                log(f"market data send failed: {e}")
+            if record is not None:
+                record += msgs
+            seq += len(msgs)
+            sent += len(msgs)
+    finally:
+        sock.sendto(itch.mold_end_of_session(SESSION, seq), dest)
+        if record is not None:
+            itch.write_itch_file(args.write_itch, record)
+    elapsed = (time.monotonic_ns() - start) / 1e9
+    return {"messages": sent, "packets": len(plan.packets), "seconds": round(elapsed, 3),
+            "rate": round(sent / elapsed) if elapsed else 0, "speed": args.speed,
+            "file_span_s": plan.file_span_ns / 1e9, "intended_span_s": plan.intended_span_ns / 1e9,
+            "packets_late_over_1ms": late, "backwards": plan.backwards, "untimed": plan.untimed}  # fmt: skip
 
 
 def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: threading.Event) -> dict:
@@ -535,6 +581,9 @@ def parse_args(argv=None):
     ap.add_argument("--symbols", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--replay", type=Path)
+    ap.add_argument(
+        "--speed", help="with --replay: 1x, 2x, 8x... of the file's own pace, or max (default: --rate)"
+    )
     ap.add_argument("--write-itch", type=Path, help="also write what was sent as an ITCH 5.0 file")
     ap.add_argument(
         "--wait-logon", action="store_true", help="publish only after the first FIX logon (or 15 s)"
@@ -563,6 +612,24 @@ def main(argv=None) -> int:
             replay = list(itch.read_itch_file(args.replay))
         except itch.ItchFileError as e:
             log(str(e))
+            return 2
+    plan = None
+    if args.speed is not None:
+        try:
+            args.speed_factor = replay_pace.parse_speed(args.speed)
+        except ValueError as e:
+            log(str(e))
+            return 2
+        if replay is None or args.feed != "itch":
+            log("--speed paces a --replay of an ITCH file (--feed itch)")
+            return 2
+        plan = replay_pace.plan(replay, args.speed_factor)
+        if problem := plan.problems(str(args.replay)):
+            log(problem)
+        if args.speed_factor is not None and not plan.file_span_ns:
+            log(
+                f"replay {args.replay}: no timestamps to pace by (all absent or equal); use --speed max or --rate"
+            )
             return 2
     flow = SyntheticFlow(DEFAULT_SYMBOLS[: max(1, min(args.symbols, len(DEFAULT_SYMBOLS)))], args.seed)
     stop, logged_on = threading.Event(), threading.Event()
@@ -594,6 +661,8 @@ def main(argv=None) -> int:
             stop.wait(args.start_delay)
         if server is not None:
             stats = publish_ws(args, flow, server, publisher, stop)
+        elif plan is not None:
+            stats = publish_replay(args, plan, stop)
         else:
             stats = publish(args, None if replay is not None else flow, replay, stop)
         log(f"published {stats}")

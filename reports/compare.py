@@ -73,6 +73,13 @@ class Row:
     threshold: float
     verdict: str
     units: str  # what was resampled: "intervals 30/30" or "runs 5/5"
+    why: str = ""  # for an inconclusive verdict: one of the WHY_* reasons
+
+
+# Why a row is inconclusive: the headline counts each, so "no regression" never hides thin data.
+WHY_VALUES = "too few values beyond the percentile"
+WHY_INTERVALS = "too few 1 s intervals"
+WHY_WIDE = "confidence interval straddles the threshold"
 
 
 @dataclass
@@ -88,11 +95,46 @@ class Comparison:
         return [r for r in self.rows if r.verdict == REGRESSION]
 
     @property
+    def inconclusive(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict == INCONCLUSIVE]
+
+    @property
+    def decided(self) -> int:
+        return len(self.rows) - len(self.inconclusive)
+
+    @property
+    def inconclusive_reasons(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.inconclusive:
+            out[r.why] = out.get(r.why, 0) + 1
+        return out
+
+    @property
     def verdict(self) -> str:
-        return REGRESSION if self.regressions else "no regression"
+        """``inconclusive`` when nothing could be decided: "no regression" would claim what no row showed."""
+        return REGRESSION if self.regressions else "no regression" if self.decided else INCONCLUSIVE
+
+    @property
+    def support(self) -> str:
+        """How much stands behind the verdict: '6 of 40 comparisons decided, 34 inconclusive
+        (28 too few values beyond the percentile, 6 too few 1 s intervals)'."""
+        text = f"{self.decided} of {len(self.rows)} comparisons decided"
+        if self.inconclusive:
+            why = ", ".join(f"{n} {w}" for w, n in self.inconclusive_reasons.items())
+            text += f", {len(self.inconclusive)} inconclusive ({why})"
+        return text
+
+    @property
+    def headline(self) -> str:
+        return f"{self.verdict}: {self.support}"
+
+    def inconclusive_share(self) -> float:
+        return len(self.inconclusive) / len(self.rows) if self.rows else 1.0
 
     def as_dict(self) -> dict:
-        return {"verdict": self.verdict, "thresholds": self.thresholds, "baselines": self.baselines,
+        return {"verdict": self.verdict, "headline": self.headline, "decided": self.decided,
+                "inconclusive": len(self.inconclusive), "inconclusive_reasons": self.inconclusive_reasons,
+                "thresholds": self.thresholds, "baselines": self.baselines,
                 "candidates": self.candidates, "warnings": self.warnings, "rows": [asdict(r) for r in self.rows],
                 "method": "two-level bootstrap over runs and their 1 s intervals; criterion's rule on the 95% CI"}  # fmt: skip
 
@@ -221,9 +263,29 @@ def compare_tag(base: list[Session], cand: list[Session], tag: str, thresholds: 
                        else NOISE if (lo >= -t and hi <= t) else INCONCLUSIVE)  # fmt: skip
         else:
             verdict = INCONCLUSIVE
+        why = (
+            ""
+            if verdict != INCONCLUSIVE
+            else WHY_VALUES
+            if not tail_ok
+            else WHY_INTERVALS
+            if not enough
+            else WHY_WIDE
+        )
         rows.append(Row(tag, name, b, c, change, lo, hi, t, verdict,
-                        units + ("" if tail_ok else f"; too few values for {name}")))  # fmt: skip
+                        units + ("" if tail_ok else f"; too few values for {name}"), why))  # fmt: skip
     return rows
+
+
+def parse_share(text: str | None) -> float | None:
+    """``--max-inconclusive 50%`` (or 0.5): the share of inconclusive rows above which CI fails."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
+    value = None if not m else float(m.group(1)) / (100 if m.group(2) else 1)
+    if value is None or not 0 <= value <= 1:
+        raise CompareError(f"--max-inconclusive {text!r} is not a share like 50% (0%..100%)")
+    return value
 
 
 def compare_sessions(
@@ -264,21 +326,3 @@ def compare_sessions(
         warnings.append(f"fewer than {MIN_UNITS} intervals on a side: no confidence interval, verdict inconclusive "
                         "(record longer runs)")  # fmt: skip
     return Comparison(rows, warnings, [str(p) for p in baselines], [str(p) for p in candidates], th)
-
-
-def main(
-    baselines, candidates, thresholds=None, markdown=None, junit=None, json_path=None, html=None, console=True
-) -> int:
-    """The CLI entry point: render every requested output; 0 no regression, 1 regression."""
-    from . import compare_render as R
-
-    result = compare_sessions(baselines, candidates, thresholds)
-    if console:
-        R.print_console(result)
-    for path, render in ((markdown, R.markdown), (junit, R.junit), (json_path, R.json_text), (html, R.html)):
-        if path is not None:
-            try:
-                Path(path).write_text(render(result), encoding="utf-8")
-            except OSError as e:
-                raise CompareError(f"cannot write {path}: {e.strerror or e}") from None
-    return 1 if result.regressions else 0

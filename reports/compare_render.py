@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import html as html_lib
 import json
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from tickscope.collectors.session import fmt_ns
+from tickscope.reports.units import fmt_ns
 
-from .compare import IMPROVEMENT, INCONCLUSIVE, NOISE, REGRESSION, Comparison, Row
+from .compare import (
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    NOISE,
+    REGRESSION,
+    CompareError,
+    Comparison,
+    Row,
+    compare_sessions,
+    parse_share,
+)
 
+EXIT_INCONCLUSIVE = 3  # no regression seen, but too little was decided to say so (--max-inconclusive)
 STYLE = {REGRESSION: "bold red", IMPROVEMENT: "green", NOISE: "dim", INCONCLUSIVE: "yellow"}
 
 
@@ -37,6 +49,9 @@ def print_console(c: Comparison) -> None:
     if not console.is_terminal:
         console = Console(width=max(console.width, 120))  # CI logs: never squeeze the numbers
     console.print(t)
+    console.print(
+        Text(f"tickscope compare: {c.headline}", style=STYLE.get(c.verdict, "bold")), soft_wrap=True
+    )
     for w in c.warnings:
         console.print(Text(f"warning: {w}", style="yellow"))
 
@@ -45,7 +60,7 @@ def markdown(c: Comparison) -> str:
     def esc(s: str) -> str:
         return html_lib.escape(s).replace("|", "\\|")
 
-    lines = [f"### tickscope compare: **{c.verdict}**", ""]
+    lines = [f"### tickscope compare: **{c.verdict}**", "", esc(c.support), ""]
     if c.regressions:
         lines.append(
             "Regressions: "
@@ -78,6 +93,11 @@ def junit(c: Comparison) -> str:
             ET.SubElement(case, "failure", message=message, type="regression").text = message
         else:
             ET.SubElement(case, "system-out").text = message
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("verdict", c.verdict), ("decided", c.decided), ("inconclusive", len(c.inconclusive)),
+                        ("headline", c.headline)):  # fmt: skip
+        ET.SubElement(props, "property", name=name, value=str(value))
+    suite.insert(0, suite[-1])  # JUnit puts <properties> before the test cases
     root = ET.Element("testsuites")
     root.append(suite)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
@@ -105,8 +125,8 @@ def html(c: Comparison) -> str:
             data.append({"type": "scatter", "mode": "lines", "name": label, "x": _clean(x), "y": _clean(y / 1e3),
                          "line": {"dash": dash}})  # fmt: skip
         figures[f"c{i}"] = {"title": tag, "data": data, "layout": {
-            "xaxis": {"type": "log", "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
-            "yaxis": {"type": "log", "title": "µs"}, "height": 320, "margin": {"t": 10}}}  # fmt: skip
+            "xaxis": {"type": "log", "title": {"text": "percentile"}, "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
+            "yaxis": {"type": "log", "title": {"text": "latency (µs)"}}, "height": 320, "margin": {"t": 10}}}  # fmt: skip
     rows = "".join(
         f"<tr class='{r.verdict.replace(' ', '-')}'><td>{html_lib.escape(r.tag)}</td><td>{r.percentile}</td>"
         f"<td>{fmt_ns(r.baseline_ns)}</td><td>{fmt_ns(r.candidate_ns)}</td><td>{_pct(r.change)}</td><td>{_ci(r)}</td>"
@@ -123,9 +143,42 @@ def html(c: Comparison) -> str:
 <script>window.__errors=[];window.addEventListener("error",function(e){{window.__errors.push(String(e.message));}});</script>
 <style>body{{font:14px system-ui,sans-serif;margin:24px;}}td,th{{padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
 .regression td{{color:#c0392b;font-weight:600}}.improvement td{{color:#1e8e3e}}</style></head><body>
-<h1>tickscope compare: {html_lib.escape(c.verdict)}</h1><ul>{warnings}</ul>
+<h1>tickscope compare: {html_lib.escape(c.verdict)}</h1><p>{html_lib.escape(c.support)}</p><ul>{warnings}</ul>
 <table><tr><th>stage</th><th>pct</th><th>baseline</th><th>candidate</th><th>change</th><th>95% CI</th><th>verdict</th></tr>{rows}</table>
 {charts}<script>{plotly_js}</script>
 <script>var F={_json_for_script(figures)};Promise.all(Object.keys(F).map(function(k){{return Plotly.newPlot(k,F[k].data,F[k].layout,{{displaylogo:false}});}}))
 .then(function(){{document.body.setAttribute("data-charts-drawn",String(Array.prototype.filter.call(document.querySelectorAll("[data-chart]"),function(d){{return d.querySelector(".main-svg");}}).length));
 document.body.setAttribute("data-js-errors",String(window.__errors.length));}});</script></body></html>"""
+
+
+def main(
+    baselines,
+    candidates,
+    thresholds=None,
+    markdown_path=None,
+    junit_path=None,
+    json_path=None,
+    html_path=None,
+    console=True,
+    max_inconclusive=None,
+) -> int:
+    """The CLI entry point: compare, render every requested output. 0 no regression, 1 regression,
+    3 more rows inconclusive than ``max_inconclusive`` allows (a share, e.g. "50%")."""
+    limit = parse_share(max_inconclusive)
+    result = compare_sessions(baselines, candidates, thresholds)
+    if console:
+        print_console(result)
+    outputs = ((markdown_path, markdown), (junit_path, junit), (json_path, json_text), (html_path, html))
+    for path, render in outputs:
+        if path is not None:
+            try:
+                Path(path).write_text(render(result), encoding="utf-8")
+            except OSError as e:
+                raise CompareError(f"cannot write {path}: {e.strerror or e}") from None
+    if result.regressions:
+        return 1
+    if limit is not None and result.inconclusive_share() > limit:
+        print(f"tickscope compare: {len(result.inconclusive)} of {len(result.rows)} comparisons inconclusive, "
+              f"more than --max-inconclusive {limit:.0%}: failing (exit 3)")  # fmt: skip
+        return EXIT_INCONCLUSIVE
+    return 0

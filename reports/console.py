@@ -10,7 +10,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from tickscope.collectors.session import Session, fmt_ns
+from tickscope.collectors.session import Session
+from tickscope.reports.units import fmt_ns
 
 COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
 TOTAL_TAGS = ("tick_to_trade", "tick_to_decision", "tick_to_trade_co", "tick_to_decision_co")

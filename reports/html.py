@@ -7,6 +7,7 @@ by Jinja2's autoescaping in the HTML and as JSON inside the script (``</`` canno
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from tickscope.collectors.session import Session, fmt_ns
+from tickscope.collectors.session import Session
+from tickscope.reports.units import fmt_ns
 
 from . import views
 
@@ -46,49 +48,106 @@ def _clean(a) -> list[float]:
     return [float(x) for x in np.nan_to_num(np.asarray(a, dtype=float))]
 
 
+def latency_unit(max_ns: float) -> tuple[str, float]:
+    """The unit a latency axis reads best in: ms once values reach 10 ms, else µs."""
+    return ("ms", 1e6) if max_ns >= 10e6 else ("µs", 1e3)
+
+
+def _title(text: str) -> dict:
+    return {"text": text}  # plotly.js 3 draws an axis title only as {"text": ...}
+
+
+# Above the plot: below it, a wrapped legend runs into the x axis title on a narrow page.
+LEGEND = {
+    "orientation": "h",
+    "traceorder": "normal",
+    "x": 0,
+    "y": 1.02,
+    "xanchor": "left",
+    "yanchor": "bottom",
+}
+LOG_DECADES = {"type": "log", "dtick": 1, "automargin": True}  # labels at powers of ten only
+
+
+_PERF_CSV = re.compile(r"<(not supported|not counted)>,[^,]*,([\w:-]+)[^)]*")
+
+
+def _readable(value: str) -> str:
+    """Sessions recorded before doctor said it in words carry perf's raw CSV row
+    (``<not supported>,,instructions,0,100.00,,``): show the event and the reason."""
+    return _PERF_CSV.sub(lambda m: f"perf stat: {m.group(2)} {m.group(1)}", value)
+
+
+def _nice_ticks(peak: float, n: int = 4) -> list[float]:
+    """``n`` + 1 round tick values from 0 to at least ``peak`` (1, 2 or 5 times a power of ten apart)."""
+    if not peak > 0:
+        return [0.0, 1.0]
+    raw = peak / n
+    mag = 10 ** np.floor(np.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    return [float(step * i) for i in range(int(np.ceil(peak / step)) + 1)]
+
+
 def distribution_figure(session: Session) -> dict:
+    curves = {tag: views.distribution(session.total(tag)) for tag in session.tags}
+    unit, scale = latency_unit(max((float(np.nanmax(y)) for _, y in curves.values() if len(y)), default=0))
+    # The end-to-end curves are drawn first, wide and translucent: a stage that carries almost
+    # all of the latency (wire_to_read under load) runs along them and must stay visible on top.
+    order = sorted(enumerate(session.tags), key=lambda it: not it[1].startswith("tick_to"))
     data = []
-    for i, tag in enumerate(session.tags):
-        x, y = views.distribution(session.total(tag))
-        data.append({"type": "scatter", "mode": "lines", "name": tag, "x": _clean(x), "y": _clean(y / 1e3),
-                     "line": {"color": COLORS[i % len(COLORS)], "width": 3 if tag.startswith(("tick_to", "wire_to_wire")) else 1.5}})  # fmt: skip
-    layout = {"xaxis": {"type": "log", "title": "percentile", "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
-              "yaxis": {"type": "log", "title": "latency (µs)", "automargin": True}, "margin": {"t": 10},
-              "legend": {"orientation": "h"}, "height": 440}  # fmt: skip
+    for i, tag in order:
+        x, y = curves[tag]
+        end_to_end = tag.startswith(("tick_to", "wire_to_wire"))
+        data.append({"type": "scatter", "mode": "lines", "name": tag, "x": _clean(x), "y": _clean(y / scale),
+                     "opacity": 0.55 if end_to_end else 1.0,
+                     "line": {"color": COLORS[i % len(COLORS)], "width": 5 if end_to_end else 1.5}})  # fmt: skip
+    layout = {"xaxis": {"type": "log", "title": _title("percentile"), "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
+              "yaxis": {**LOG_DECADES, "title": _title(f"latency ({unit})")}, "margin": {"t": 10},
+              "legend": LEGEND, "height": 460}  # fmt: skip
     return {"data": data, "layout": layout}
 
 
 def breakdown_figure(session: Session) -> dict:
     shares = views.stage_shares(session)
     labels = [k.replace("_", ".") for k in shares]
+    biggest = max((sum(v or 0 for v in row.values()) for row in shares.values()), default=0)
+    unit, scale = latency_unit(biggest)
     data = []
     for i, stage in enumerate(session.trade_stages):
         data.append({"type": "bar", "orientation": "h", "name": stage, "y": labels,
-                     "x": [shares[k].get(stage, 0) / 1e3 for k in shares], "marker": {"color": COLORS[i % len(COLORS)]},
-                     "hovertemplate": "%{y}: %{x:.2f} µs<extra>" + stage.replace("<", "&lt;") + "</extra>"})  # fmt: skip
-    layout = {"barmode": "stack", "xaxis": {"title": "µs (each stage at that percentile, stacked)"},
-              "yaxis": {"autorange": "reversed"}, "margin": {"t": 10}, "height": 140 + 55 * len(labels),
-              "legend": {"orientation": "h", "traceorder": "normal"}}  # fmt: skip
+                     "x": [shares[k].get(stage, 0) / scale for k in shares], "marker": {"color": COLORS[i % len(COLORS)]},
+                     "hovertemplate": "%{y}: %{x:.2f} " + unit + "<extra>" + stage.replace("<", "&lt;") + "</extra>"})  # fmt: skip
+    layout = {"barmode": "stack", "xaxis": {"title": _title(f"{unit} (each stage at that percentile, stacked)")},
+              "yaxis": {"autorange": "reversed"}, "margin": {"t": 10}, "height": 160 + 55 * len(labels),
+              "legend": LEGEND}  # fmt: skip
     return {"data": data, "layout": layout}
 
 
 def timeline_figure(session: Session) -> dict:
     tag = "tick_to_trade" if "tick_to_trade" in session.intervals else session.tags[0]
     s = views.interval_series(session, tag)
-    data = [{"type": "scatter", "mode": "lines", "name": f"{tag} {k}", "x": _clean(s["t"]), "y": _clean(s[k] / 1e3)}
-            for k in ("p50", "p99", "max")]  # fmt: skip
-    layout = {"xaxis": {"title": "session time (s)"}, "yaxis": {"type": "log", "title": "latency (µs)", "automargin": True},
-              "margin": {"t": 10}, "legend": {"orientation": "h"}, "height": 400}  # fmt: skip
     hic = views.hiccup_series(session)
+    peak = max([float(np.nanmax(s["max"])) if len(s["max"]) else 0.0]
+               + ([float(np.nanmax(hic["p99"]))] if hic is not None and len(hic["p99"]) else []))  # fmt: skip
+    unit, scale = latency_unit(peak)
+    data = [{"type": "scatter", "mode": "lines", "name": f"{tag} {k}", "x": _clean(s["t"]), "y": _clean(s[k] / scale)}
+            for k in ("p50", "p99", "max")]  # fmt: skip
+    layout = {"xaxis": {"title": _title("session time (s)")},
+              "yaxis": {**LOG_DECADES, "title": _title(f"latency ({unit})")},
+              "margin": {"t": 10}, "legend": LEGEND, "height": 420}  # fmt: skip
     if hic is not None:
         data.append({"type": "scatter", "mode": "lines", "name": "platform hiccup p99", "x": _clean(hic["t"]),
-                     "y": _clean(hic["p99"] / 1e3), "line": {"dash": "dot"}})  # fmt: skip
+                     "y": _clean(hic["p99"] / scale), "line": {"dash": "dot"}})  # fmt: skip
     perf = views.perf_series(session)
     cs = perf.get("context-switches")
     if cs:
         data.append({"type": "scatter", "mode": "lines", "name": "context switches/s (perf)", "x": cs[0], "y": cs[1],
                      "yaxis": "y2", "line": {"dash": "dash", "color": "#999"}})  # fmt: skip
-        layout["yaxis2"] = {"overlaying": "y", "side": "right", "title": "per second", "showgrid": False}
+        # Four round labels from zero: left alone, plotly packs ten 4-digit labels into 300 px (1049/1026/1001).
+        ticks = _nice_ticks(max((float(v) for v in cs[1] if v is not None), default=0))
+        layout["yaxis2"] = {"overlaying": "y", "side": "right", "title": _title("context switches/s"),
+                            "showgrid": False, "range": [0, ticks[-1]], "tickmode": "array", "tickvals": ticks,
+                            "ticktext": [f"{v:,.6g}" for v in ticks], "automargin": True}  # fmt: skip
     return {"data": data, "layout": layout}
 
 
@@ -183,7 +242,9 @@ def render(session: Session, out_path: str | Path, perfetto_path: str | Path | N
     meta = session.meta
     host = meta.get("host") or {}
     warnings = [
-        f"{f['name']}: {f['value']} — {f['fix']}" for f in meta.get("doctor", []) if f.get("status") != "ok"
+        f"{f['name']}: {_readable(str(f['value']))} — {f['fix']}"
+        for f in meta.get("doctor", [])
+        if f.get("status") != "ok"
     ]
     warnings += list(session.warnings) + list(meta.get("side_warnings") or [])
     started = meta.get("start_epoch_s")

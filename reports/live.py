@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tickscope.collectors.collector import LiveState
-from tickscope.collectors.session import fmt_ns
+from tickscope.reports.units import fmt_ns
 
 from .console import COLUMNS, TOTAL_TAGS, CountersLine, RingProblems
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tickscope.collectors.session import fmt_ns
+from tickscope.reports.units import fmt_ns
 
 
 class PlainProgress:

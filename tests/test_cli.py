@@ -151,3 +151,22 @@ def test_profile_with_side_collectors_saves_their_files(tmp_path):
     s = Session.load(tmp_path / "s")
     assert s.meta["host"]["cpus"] >= 1 and any(f["name"] == "timer cost" for f in s.meta["doctor"])
     assert "Traceback" not in out.stderr
+
+
+def test_bench_says_which_way_a_figure_misses_its_target():
+    from rich.console import Console
+
+    from tickscope.collectors.bench import table
+
+    console = Console(record=True, width=200)
+    console.print(table({"c_probe_ns": 40.0, "ingest_ratio": 20.0, "probe_stamp_ns": 50.0}))
+    text = console.export_text()
+    assert "misses target (≤ 15)" in text and "misses target (≥ 100)" in text and "BELOW" not in text
+    assert text.count("misses target") == 2 and " ok" in text
+
+
+def test_version_prints_the_package_version():
+    from importlib.metadata import version
+
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"tickscope {version('tickscope')}"

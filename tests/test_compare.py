@@ -13,7 +13,15 @@ from hdrh.log import HistogramLogWriter
 
 from conftest import run_cli
 from tickscope.collectors.hdr import new_histogram
-from tickscope.reports.compare import IMPROVEMENT, NOISE, REGRESSION, compare_sessions, parse_thresholds
+from tickscope.reports.compare import (
+    IMPROVEMENT,
+    NOISE,
+    REGRESSION,
+    WHY_INTERVALS,
+    WHY_VALUES,
+    compare_sessions,
+    parse_thresholds,
+)
 from tickscope.reports.synth import STAGES, synth_session
 
 
@@ -226,3 +234,45 @@ def test_bare_hlogs_of_other_tools_compare_by_tag(tmp_path):
     assert c.regressions and c.rows[0].units.startswith("intervals 20/20")
     out = run_cli("compare", str(base), str(slow), "--junit", str(tmp_path / "j.xml"))
     assert out.returncode == 1 and (tmp_path / "j.xml").exists()
+
+
+def test_the_headline_counts_decided_and_inconclusive_rows_and_says_why(tmp_path):
+    """2,000 values per side: p99.9 has 2 values beyond it on each side, so every p99.9 row is
+    inconclusive for too few values, and the headline says so next to the verdict."""
+    a = synth_session(tmp_path / "a", intervals=10, per_interval=200, seed=1)
+    b = synth_session(tmp_path / "b", intervals=10, per_interval=200, seed=2)
+    c = compare_sessions([a], [b])
+    tags = len(STAGES) + 1
+    assert c.inconclusive_reasons.get(WHY_VALUES) == tags
+    assert c.decided + len(c.inconclusive) == len(c.rows) == tags * 4
+    assert c.headline.startswith(f"no regression: {c.decided} of {tags * 4} comparisons decided, ")
+    assert f"{tags} {WHY_VALUES}" in c.headline
+    doc = c.as_dict()
+    assert doc["decided"] == c.decided and doc["inconclusive"] == len(c.inconclusive)
+    assert doc["inconclusive_reasons"][WHY_VALUES] == tags
+
+
+def test_nothing_decided_is_inconclusive_and_max_inconclusive_fails_ci(tmp_path):
+    """Three 1 s intervals per side: no confidence interval anywhere. The verdict is
+    'inconclusive', never 'no regression'; --max-inconclusive 50% turns it into exit 3."""
+    a = synth_session(tmp_path / "a", intervals=3, per_interval=2000, seed=1)
+    b = synth_session(tmp_path / "b", intervals=3, per_interval=2000, seed=2)
+    c = compare_sessions([a], [b])
+    assert c.decided == 0 and c.verdict == "inconclusive" and WHY_INTERVALS in c.inconclusive_reasons
+    md, js, xml = tmp_path / "c.md", tmp_path / "c.json", tmp_path / "c.xml"
+    plain = run_cli("compare", str(a), str(b), "--markdown", str(md), "--json", str(js), "--junit", str(xml))
+    assert plain.returncode == 0, plain.stderr
+    assert "inconclusive: 0 of" in plain.stdout and WHY_INTERVALS in plain.stdout
+    assert (
+        md.read_text().startswith("### tickscope compare: **inconclusive**")
+        and WHY_INTERVALS in md.read_text()
+    )
+    assert json.loads(js.read_text())["decided"] == 0
+    props = {p.get("name"): p.get("value") for p in ET.parse(xml).getroot().iter("property")}
+    assert props["decided"] == "0" and props["verdict"] == "inconclusive"
+    gated = run_cli("compare", str(a), str(b), "--max-inconclusive", "50%")
+    assert gated.returncode == 3 and "more than --max-inconclusive 50%" in gated.stdout
+    allowed = run_cli("compare", str(a), str(b), "--max-inconclusive", "100%")
+    assert allowed.returncode == 0
+    bad = run_cli("compare", str(a), str(b), "--max-inconclusive", "lots")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--max-inconclusive" in bad.stderr
