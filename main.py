@@ -391,7 +391,15 @@ def profile(
     if capture:
         from tickscope.collectors.capture import WireCapture
 
-        side.append(WireCapture(capture_iface))
+        ports = {}
+        if not command:  # the ports are fixed now, so tcpdump listens before the first packet is sent
+            import socket
+
+            from tickscope.pipeline.launch import free_port
+
+            config.md_port, config.fix_port = free_port(socket.SOCK_DGRAM), free_port()
+            ports = {"md_port": config.md_port, "order_port": config.fix_port}
+        side.append(WireCapture(capture_iface, **ports))
     result = run_profile(opts, start_subject, view=view, side=side, meta=_session_meta(options))
     console = Console()
     state = result.state

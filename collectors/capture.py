@@ -51,11 +51,15 @@ def parse_tcpdump_stats(text: str) -> dict[str, int]:
 class WireCapture(SideCollectorBase):
     name = "capture"
 
-    def __init__(self, iface: str = "lo", snaplen: int = SNAPLEN):
+    def __init__(self, iface: str = "lo", snaplen: int = SNAPLEN, md_port: int | None = None,
+                 order_port: int | None = None):  # fmt: skip
         super().__init__()
         self.iface, self.snaplen = iface, snaplen
         self.proc: subprocess.Popen | None = None
-        self.md_port = self.order_port = None
+        self.md_port, self.order_port = md_port, order_port
+        # Ports known up front: start (and wait for tcpdump's "listening on") before the subject
+        # exists, so the first market data and orders are on the capture too.
+        self.before_subject = bool(md_port and order_port)
         self.collector = None
         self.path: Path | None = None
         self.stats: dict[str, int] = {}
@@ -65,7 +69,11 @@ class WireCapture(SideCollectorBase):
     def bind(self, subject, collector) -> None:
         """Before start: the ports come from the subject (the bundled pipeline knows them); the
         collector keeps md.rx/order.tx of every trace for the join."""
-        self.md_port, self.order_port = getattr(subject, "md_port", None), getattr(subject, "fix_port", None)
+        if not self.before_subject:
+            self.md_port, self.order_port = (
+                getattr(subject, "md_port", None),
+                getattr(subject, "fix_port", None),
+            )
         self.collector = collector
         collector.keep_points = {"md.rx": [], "order.tx": []}
 

@@ -284,6 +284,14 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
     # children then die with us, see ``children``, and the next run removes our ring directory.)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
+        for s in side:
+            if getattr(s, "before_subject", False):  # e.g. a wire capture that must see the first packet
+                try:
+                    s.bind(None, collector)
+                    s.start(None, out)
+                    side_started.append(s)
+                except Exception as e:  # a side collector must never take the session down
+                    warnings.append(f"{s.name}: failed to start ({e})")
         try:
             subject = start_subject(env)
         except ProfileError as e:
@@ -293,6 +301,8 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
         writer.meta["subject_pid"] = subject.pid
         writer.save_meta()
         for s in side:
+            if getattr(s, "before_subject", False):
+                continue
             try:
                 if hasattr(s, "bind"):  # needs the subject's ports and the collector (wire capture)
                     s.bind(subject, collector)

@@ -44,6 +44,8 @@ class PipelineConfig:
     symbols: int = 4
     seed: int = 1
     trader: str = "python"  # or "rust": pipeline/rust_trader, built on first use
+    md_port: int = 0  # 0: a free port picked at start; set beforehand when a capture must know it
+    fix_port: int = 0
 
     def as_meta(self) -> dict:
         d = asdict(self)
@@ -127,8 +129,8 @@ class ReferencePipeline:
         self.logs.mkdir(mode=0o700, exist_ok=True)
         # Built before any process starts: a failed build leaves nothing running.
         self.rust_trader = build_rust_trader() if config.trader == "rust" else None
-        self.md_port = free_port(socket.SOCK_DGRAM)
-        self.fix_port = free_port()
+        self.md_port = config.md_port or free_port(socket.SOCK_DGRAM)
+        self.fix_port = config.fix_port or free_port()
         self.ws_port = free_port()
         self.venue = self._spawn("venue", self._venue_argv(), env)
         if not config.fix_connect and not _wait_listening(self.fix_port, self.venue, 10.0):
