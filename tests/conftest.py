@@ -54,3 +54,25 @@ def tests_collect_the_rings_they_make(monkeypatch, tmp_path_factory):
     the defaults unset both."""
     monkeypatch.setenv("TICKSCOPE_COLLECTOR_PID", str(os.getpid()))
     monkeypatch.setenv("TICKSCOPE_RING_DIR", str(tmp_path_factory.mktemp("rings")))
+
+
+def send_hostile_mold(md_port: int) -> None:
+    """Malformed MoldUDP64/ITCH a feed handler must count and survive (the Python and the Rust
+    trader alike), ending with a good end-of-session so the trader stops by itself."""
+    import socket
+
+    from tickscope.pipeline import itch
+
+    good = itch.add_order(1, 0, 0, 1, b"B", 100, "AAPL", 1_000_000)
+    packets = [
+        itch.mold_packet(b"TEST000001", 1, [good, b""]),  # a zero-length message: IndexError once
+        b"\x00" * 7,  # shorter than the header
+        itch.mold_packet(b"TEST000001", 3, [good])[:-5],  # framing says more than it holds
+        itch.mold_packet(b"TEST000001", 4, [b"Z" * 11]),  # unknown type
+        itch.mold_packet(b"TEST000001", 5, [itch.add_order(1, 0, 0, 2, b"S", 0, "AAPL", 1_000_100)]),
+        itch.mold_packet(b"TEST000001", 6, [itch.order_delete(1, 0, 0, 2)]),
+        itch.mold_end_of_session(b"TEST000001", 7),
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for p in packets:
+            udp.sendto(p, ("127.0.0.1", md_port))

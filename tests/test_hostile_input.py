@@ -17,6 +17,7 @@ import time
 import pytest
 from test_pipeline_venue import start_venue
 
+from conftest import send_hostile_mold
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
 from tickscope.pipeline.binance import (
@@ -439,20 +440,7 @@ def test_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path):
                              for m in venue.received if isinstance(m, F.FixMessage)) or trader.poll() is not None,
                  what="the trader's answer to the TestRequest after the garbage")  # fmt: skip
         assert trader.poll() is None, trader.stderr.read()
-        good = itch.add_order(1, 0, 0, 1, b"B", 100, "AAPL", 1_000_000)
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        packets = [
-            itch.mold_packet(b"TEST000001", 1, [good, b""]),  # an empty message: IndexError before
-            b"\x00" * 7,  # shorter than the header
-            itch.mold_packet(b"TEST000001", 3, [good])[:-5],  # framing says more than it holds
-            itch.mold_packet(b"TEST000001", 4, [b"Z" * 11]),  # unknown type
-            itch.mold_packet(b"TEST000001", 5, [itch.add_order(1, 0, 0, 2, b"S", 0, "AAPL", 1_000_100)]),
-            itch.mold_packet(b"TEST000001", 6, [itch.order_delete(1, 0, 0, 2)]),
-            itch.mold_end_of_session(b"TEST000001", 7),
-        ]
-        for p in packets:
-            udp.sendto(p, ("127.0.0.1", md_port))
-        udp.close()
+        send_hostile_mold(md_port)
         trader.wait(30)
     finally:
         if trader.poll() is None:
