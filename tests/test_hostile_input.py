@@ -416,6 +416,31 @@ def wait_for(condition, timeout=30.0, what="condition"):
         time.sleep(0.05)
 
 
+def run_trader_against_hostile_peers(trader_argv: list[str], hostile: list, ring_dir, timeout_s: float = 60):
+    """A trader (Python or Rust: ``trader_argv`` without its ports) logged on to a venue that sends
+    ``hostile``, then fed ``send_hostile_mold``; returns (venue, finished trader, its stderr) once
+    the feed's end of session has stopped it. Waits are hang guards, not timings."""
+    venue = HostileVenue(hostile)
+    venue.start()
+    md_port = free_port(socket.SOCK_DGRAM)
+    env = dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir))
+    trader = subprocess.Popen([*trader_argv, "--md-port", str(md_port), "--fix-port", str(venue.port)], env=env,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: any(m.msg_type == F.HEARTBEAT and m.get(F.TestReqID) == b"still-there"
+                             for m in venue.received if isinstance(m, F.FixMessage)) or trader.poll() is not None,
+                 what="the trader's answer to the TestRequest after the garbage")  # fmt: skip
+        assert trader.poll() is None, trader.stderr.read()
+        send_hostile_mold(md_port)
+        trader.wait(timeout_s)
+    finally:
+        if trader.poll() is None:
+            trader.kill()
+            trader.wait()
+        venue.server.close()
+    return venue, trader, trader.stderr.read()
+
+
 def test_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path):
     lenient, value = body_with_small_checksum()
     hostile = [
@@ -429,25 +454,9 @@ def test_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path):
         ),  # fmt: skip
         lambda s: s.build(F.TEST_REQUEST, [(F.TestReqID, b"still-there")]),
     ]
-    venue = HostileVenue(hostile)
-    venue.start()
-    md_port = free_port(socket.SOCK_DGRAM)
-    env = dict(os.environ, TICKSCOPE_RING_DIR=str(tmp_path))
-    trader = subprocess.Popen([sys.executable, "-m", "tickscope.pipeline.trader", "--md-port", str(md_port),
-                               "--fix-port", str(venue.port)], env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        wait_for(lambda: any(m.msg_type == F.HEARTBEAT and m.get(F.TestReqID) == b"still-there"
-                             for m in venue.received if isinstance(m, F.FixMessage)) or trader.poll() is not None,
-                 what="the trader's answer to the TestRequest after the garbage")  # fmt: skip
-        assert trader.poll() is None, trader.stderr.read()
-        send_hostile_mold(md_port)
-        trader.wait(30)
-    finally:
-        if trader.poll() is None:
-            trader.kill()
-            trader.wait()
-        venue.server.close()
-    err = trader.stderr.read()
+    venue, trader, err = run_trader_against_hostile_peers(
+        [sys.executable, "-m", "tickscope.pipeline.trader"], hostile, tmp_path
+    )
     assert trader.returncode == 0 and "Traceback" not in err, err
     venue.done.wait(10)
     rejects = venue.rejects()

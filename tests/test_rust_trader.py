@@ -3,15 +3,20 @@ the bundled venue over loopback (the Python trader's stage names, every order ac
 gaps), and the hostile peers and packets the Python trader must survive. Skipped, with the reason,
 only where cargo is absent."""
 
-import os
 import shutil
 import socket
 import subprocess
 
 import pytest
-from test_hostile_input import HostileVenue, body_with_small_checksum, frame, trader_stats, wait_for
+from test_hostile_input import (
+    HostileVenue,
+    body_with_small_checksum,
+    frame,
+    run_trader_against_hostile_peers,
+    trader_stats,
+)
 
-from conftest import run_cli, send_hostile_mold
+from conftest import run_cli
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline.launch import RUST_TRADER_CRATE, build_rust_trader, free_port
@@ -82,25 +87,7 @@ def test_rust_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path, rust
         b"\x00garbage that is not FIX at all\x01",
         lambda s: s.build(F.TEST_REQUEST, [(F.TestReqID, b"still-there")]),
     ]
-    venue = HostileVenue(hostile)
-    venue.start()
-    md_port = free_port(socket.SOCK_DGRAM)
-    env = dict(os.environ, TICKSCOPE_RING_DIR=str(tmp_path))
-    trader = subprocess.Popen([str(rust_trader), "--md-port", str(md_port), "--fix-port", str(venue.port)],
-                              env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        wait_for(lambda: any(m.msg_type == F.HEARTBEAT and m.get(F.TestReqID) == b"still-there"
-                             for m in venue.received if isinstance(m, F.FixMessage)) or trader.poll() is not None,
-                 what="the trader's answer to the TestRequest after the garbage")  # fmt: skip
-        assert trader.poll() is None, trader.stderr.read()
-        send_hostile_mold(md_port)
-        trader.wait(60)
-    finally:
-        if trader.poll() is None:
-            trader.kill()
-            trader.wait()
-        venue.server.close()
-    err = trader.stderr.read()
+    venue, trader, err = run_trader_against_hostile_peers([str(rust_trader)], hostile, tmp_path)
     assert trader.returncode == 0 and "panicked" not in err, err
     assert "CheckSum is not 3 digits" in err and "tag 34 is not an integer" in err  # logged, one line each
     venue.done.wait(10)
