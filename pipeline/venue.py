@@ -456,13 +456,7 @@ def publish_replay(args, plan: replay_pace.ReplayPlan, stop: threading.Event) ->
                 late += time.monotonic_ns() - due > 1_000_000
             ts = ns_since_midnight(wall0 + due)  # the intended send time, on the wire
             msgs = [replay_pace.restamp(m, ts) for m in msgs]
-            try:
-                sock.sendto(itch.mold_packet(SESSION, seq, msgs), dest)
-            except OSError as e:
-                log(f"market data send failed: {e}")
-            if record is not None:
-                record += msgs
-            seq += len(msgs)
+            seq = send_packet(sock, dest, seq, msgs, record)
             sent += len(msgs)
     finally:
         sock.sendto(itch.mold_end_of_session(SESSION, seq), dest)
@@ -473,6 +467,19 @@ def publish_replay(args, plan: replay_pace.ReplayPlan, stop: threading.Event) ->
             "rate": round(sent / elapsed) if elapsed else 0, "speed": args.speed,
             "file_span_s": plan.file_span_ns / 1e9, "intended_span_s": plan.intended_span_ns / 1e9,
             "packets_late_over_1ms": late, "backwards": plan.backwards, "untimed": plan.untimed}  # fmt: skip
+
+
+def send_packet(sock: socket.socket, dest, seq: int, msgs: list[bytes], record: list | None) -> int:
+    """One MoldUDP64 packet of ``msgs`` numbered from ``seq`` (kept in ``record`` for --write-itch);
+    returns the next sequence number. A failed send is logged, and its numbers are still used: the
+    receiver sees the gap, as it would on a real feed."""
+    try:
+        sock.sendto(itch.mold_packet(SESSION, seq, msgs), dest)
+    except OSError as e:
+        log(f"market data send failed: {e}")
+    if record is not None:
+        record += msgs
+    return seq + len(msgs)
 
 
 def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: threading.Event) -> dict:
@@ -499,13 +506,7 @@ def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: 
             else:
                 while len(msgs) < per_packet:
                     msgs.append(flow.next_message(ts))
-            try:
-                sock.sendto(itch.mold_packet(SESSION, seq, msgs), dest)
-            except OSError as e:
-                log(f"market data send failed: {e}")
-            if record is not None:
-                record += msgs
-            seq += len(msgs)
+            seq = send_packet(sock, dest, seq, msgs, record)
             sent += len(msgs)
             packets += 1
     finally:
