@@ -102,6 +102,6 @@ if __name__ == "__main__":
                           str(root / "rust")], capture_output=True, text=True)  # fmt: skip
     result["compare_exit"] = cmp.returncode
     print(f"tickscope compare {root / 'python'} --vs {root / 'rust'}: exit {cmp.returncode}")
-    print("\n".join(cmp.stdout.strip().splitlines()[:4]))
+    print(cmp.stdout.rstrip())
     result["bars"] = bars
     print(json.dumps(result))

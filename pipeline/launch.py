@@ -79,11 +79,29 @@ def build_rust_trader() -> Path:
     except subprocess.TimeoutExpired:
         raise ProfileError(f"cargo build of {crate} did not finish in 15 minutes") from None
     if proc.returncode != 0:
-        errors = [
-            line for line in proc.stderr.splitlines() if line.startswith("error")
-        ] or proc.stderr.splitlines()
-        raise ProfileError(f"cargo build of {crate} failed: {(errors or ['no output'])[0]}")
+        raise ProfileError(f"cargo build of {crate} failed: {cargo_error(proc.stderr)}")
     return target / "release" / "tickscope-trader"
+
+
+def cargo_error(stderr: str) -> str:
+    """cargo's first error on one line: with its ``Caused by:`` chain (where the reason usually is,
+    e.g. "lock file version 4 requires `-Znext-lockfile-bump`" under "failed to parse lock file"),
+    or for a compile error with the source location (``--> src/main.rs:3:5``)."""
+    lines = stderr.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("error")), None)
+    if first is None:
+        return next((line.strip() for line in lines if line.strip()), "no output")
+    chain = [lines[first].strip()]
+    for line in lines[first + 1 :]:
+        text = line.strip()
+        if not text or text == "Caused by:":
+            continue
+        if line.startswith(("error", "warning")) or text.startswith("|"):
+            break
+        chain.append(text)
+        if text.startswith("-->"):  # a compile error: its location, not the source excerpt
+            break
+    return ": ".join(chain)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

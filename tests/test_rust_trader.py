@@ -19,7 +19,7 @@ from test_hostile_input import (
 from conftest import run_cli
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
-from tickscope.pipeline.launch import RUST_TRADER_CRATE, build_rust_trader, free_port
+from tickscope.pipeline.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error, free_port
 from tickscope.pipeline.trader import TICK_POINTS
 
 needs_cargo = pytest.mark.skipif(
@@ -125,6 +125,27 @@ def test_without_cargo_profile_says_what_to_install_in_one_line(tmp_path):
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "needs cargo" in lines[0] and "apt-get install cargo" in lines[0], lines
     assert not (tmp_path / "s").exists()
+
+
+@needs_cargo
+def test_a_failed_cargo_build_is_one_line_with_the_reason_and_where(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "Cargo.toml").write_text('[package]\nname = "broken"\nversion = "0.1.0"\nedition = "2021"\n')
+    (tmp_path / "src" / "main.rs").write_text("fn main() {\n    let x: u32 = not_defined;\n}\n")
+    out = subprocess.run(["cargo", "build", "--offline", "--quiet", "--manifest-path", str(tmp_path / "Cargo.toml")],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode != 0
+    line = cargo_error(out.stderr)
+    assert "\n" not in line and line.startswith("error[E0425]") and "src/main.rs:2:" in line, line
+    # cargo's own errors keep their "Caused by:" reason on the same line (what Debian's cargo 0.66
+    # prints for a Cargo.lock of version 4)
+    chained = (
+        "error: failed to parse lock file at: /c/Cargo.lock\n\nCaused by:\n  lock file version 4 requires x\n"
+    )
+    assert (
+        cargo_error(chained)
+        == "error: failed to parse lock file at: /c/Cargo.lock: lock file version 4 requires x"
+    )
 
 
 @needs_cargo
