@@ -23,19 +23,35 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 
 from .side import SideCollectorBase
+from .wire import END_MARKER_MAGIC, PcapStream, WireError, WireMatch, WireMatcher, WireStep
 
 CAPTURE_FILE = "wire.pcap"
 SNAPLEN = 2048
 _STAT = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel|dropped by interface)")
 RESIDUAL_TAGS = ("md.rx-wire.md", "wire.order-order.tx", "order.tx-wire.order")
+END_GUARD_S = 60.0  # hang guard for the end of the capture; never a measurement
+QUIET_S = 1.0  # without an end marker: the file has stopped growing for this long
+IFF_LOOPBACK = 0x8
+
+
+def is_loopback(iface: str) -> bool:
+    """``any`` sees loopback too; otherwise the interface's own flags say."""
+    if iface == "any":
+        return True
+    try:
+        return bool(int(Path(f"/sys/class/net/{iface}/flags").read_text(), 16) & IFF_LOOPBACK)
+    except (OSError, ValueError):
+        return False
 
 
 def parse_tcpdump_stats(text: str) -> dict[str, int]:
@@ -65,6 +81,11 @@ class WireCapture(SideCollectorBase):
         self.stats: dict[str, int] = {}
         self.stamp_type = "host"
         self._stderr: list[str] = []
+        self.tail: CaptureTail | None = None
+        # The end marker: a UDP socket of ours on loopback, in the filter; at the end one datagram
+        # to it goes through tcpdump's ring behind everything captured before it (see ``stop``).
+        self.marker_sock: socket.socket | None = None
+        self.end: dict = {}
 
     def bind(self, subject, collector) -> None:
         """Before start: the ports come from the subject (the bundled pipeline knows them); the
@@ -87,12 +108,18 @@ class WireCapture(SideCollectorBase):
                       "tickscope wire CAPTURE --md udp:PORT --orders tcp:PORT")  # fmt: skip
             return
         self.path = Path(session_dir) / CAPTURE_FILE
-        argv = [tcpdump, "-i", self.iface, "-n", "-s", str(self.snaplen), "-B", "16384",
+        # -U: each packet is written as tcpdump takes it, so the file can be tailed (end marker, live view)
+        argv = [tcpdump, "-i", self.iface, "-n", "-U", "-s", str(self.snaplen), "-B", "16384",
                 "--time-stamp-precision=nano", "-w", str(self.path)]  # fmt: skip
         self.stamp_type = self._hardware_stamps(tcpdump)
         if self.stamp_type != "host":
             argv += ["-j", self.stamp_type]
-        argv.append(f"(udp dst port {self.md_port}) or (tcp dst port {self.order_port})")
+        bpf = f"(udp dst port {self.md_port}) or (tcp dst port {self.order_port})"
+        if is_loopback(self.iface):
+            self.marker_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.marker_sock.bind(("127.0.0.1", 0))
+            bpf += f" or (udp dst port {self.marker_sock.getsockname()[1]})"
+        argv.append(bpf)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)  # fmt: skip
         listening = threading.Event()
@@ -111,6 +138,9 @@ class WireCapture(SideCollectorBase):
             self.thread.join(timeout=5)
             self.warn(self._why_failed())
             self.proc = None
+            self._close_marker()
+            return
+        self.tail = CaptureTail(self.path, self.md_port, self.order_port)
 
     def _hardware_stamps(self, tcpdump: str) -> str:
         try:
@@ -133,8 +163,45 @@ class WireCapture(SideCollectorBase):
                     "`setcap cap_net_raw,cap_net_admin=eip $(which tcpdump)` (no wire capture, session goes on)")  # fmt: skip
         return f"tcpdump failed on {self.iface}: {text or 'no output'} (no wire capture, session goes on)"
 
+    def _close_marker(self) -> None:
+        if self.marker_sock is not None:
+            self.marker_sock.close()
+            self.marker_sock = None
+
+    def _drain_ring(self) -> None:
+        """Called once the subject has stopped, before tcpdump is: wait until tcpdump has written
+        everything it captured. On SIGINT tcpdump (libpcap's TPACKET_V3 ring) breaks its loop and
+        abandons what is still in the ring, packets the kernel counted as received, so no drop
+        counter shows them; a loaded host makes tcpdump lag, and the tail of the run was lost.
+        The ring is FIFO: once our own marker datagram is in the file, so is every packet before it.
+        A non-loopback interface cannot carry our marker: wait until the file stops growing."""
+        tail, deadline = self.tail, time.monotonic() + END_GUARD_S
+        if self.marker_sock is not None:
+            token = END_MARKER_MAGIC + uuid.uuid4().hex.encode()
+            self.marker_sock.sendto(token, self.marker_sock.getsockname())
+            while token not in tail.matcher.markers and tail.error is None and self.proc.poll() is None:
+                if time.monotonic() > deadline:
+                    self.end = {"end_marker": True, "end_marker_missing": 1}
+                    self.warn(f"the end marker did not reach {CAPTURE_FILE} within {END_GUARD_S:.0f} s: packets "
+                              "tcpdump had not written when it stopped may be missing (capture.end_marker_missing)")  # fmt: skip
+                    return
+                if not tail.step():
+                    time.sleep(0.02)
+            self.end = {"end_marker": True}
+            return
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < QUIET_S and time.monotonic() < deadline and tail.error is None:
+            if tail.step():
+                quiet_since = time.monotonic()
+            time.sleep(0.1)
+        self.end = {"end_marker": False}
+        self.warn(f"{self.iface} is not loopback, so no end marker: stopped tcpdump once {CAPTURE_FILE} had not "
+                  f"grown for {QUIET_S:.0f} s (packets still in its ring then would be missing)")  # fmt: skip
+
     def stop(self) -> list[str]:
         if self.proc is not None:
+            if self.proc.poll() is None and self.tail is not None:
+                self._drain_ring()
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGINT)  # tcpdump flushes the file and prints its counters
             try:
@@ -146,22 +213,23 @@ class WireCapture(SideCollectorBase):
             self.thread.join(timeout=5)
             self.stats = parse_tcpdump_stats("\n".join(self._stderr))
             self.publish(self.stats)
+            if self.tail is not None:
+                self.tail.close()  # the rest of the file, now that tcpdump has written its last record
+        self._close_marker()
         return self.warnings
 
     # -- after the run ------------------------------------------------------------------------------
     def conclude(self, collector, writer) -> tuple[list[str], dict]:
         """Match the capture, join it with the kept traces, append the wire tags to the session.
         -> (warnings, meta.json ``capture`` section)."""
-        from .wire import WireError, match, read_capture
-
         info = {"interface": self.iface, "snaplen": self.snaplen, "stamps": self.stamp_type, "file": CAPTURE_FILE,
-                "md_port": self.md_port, "order_port": self.order_port, **{f"tcpdump_{k}": v for k, v in self.stats.items()}}  # fmt: skip
-        if self.path is None or not self.path.is_file():
+                "md_port": self.md_port, "order_port": self.order_port, **self.end,
+                **{f"tcpdump_{k}": v for k, v in self.stats.items()}}  # fmt: skip
+        if self.tail is None or self.path is None or not self.path.is_file():
             return [], info
-        try:
-            m = match(read_capture(self.path), {self.md_port}, {self.order_port})
-        except WireError as e:
-            return [f"{self.name}: {e}"], info
+        if self.tail.error is not None:
+            return [f"{self.name}: {self.tail.error}"], info
+        m = self.tail.match  # the whole file, read as tcpdump wrote it: what `tickscope wire` reads too
         info["counters"] = m.counters
         off = collector.realtime_offset  # realtime -> the collector's CLOCK_MONOTONIC timeline
         kept = {name: _concat(parts) for name, parts in collector.keep_points.items()}
@@ -186,6 +254,47 @@ class WireCapture(SideCollectorBase):
         _append_tags(writer, values, collector)
         warnings = [f"{self.name}: {w}" for w in m.warnings]
         return warnings, info
+
+
+class CaptureTail:
+    """The capture file as tcpdump writes it (-U: whole records), read from where the last read
+    stopped and fed to one ``WireMatcher``: the end marker is seen here, the live view's wire rows
+    come from here, and ``close`` gives the match of the whole file that the session keeps."""
+
+    def __init__(self, path: Path, md_port: int, order_port: int):
+        self.path = path
+        self.stream = PcapStream(path.name)
+        self.matcher = WireMatcher({md_port}, {order_port})
+        self.file = None
+        self.error: str | None = None  # the file is not a capture we can read: one line
+        self.match: WireMatch | None = None
+
+    def step(self) -> WireStep | None:
+        """Read what was appended since the last step. -> what it held (None: nothing new)."""
+        if self.error is not None:
+            return None
+        try:
+            if self.file is None:
+                self.file = open(self.path, "rb")  # noqa: SIM115 - kept open between steps
+            data = self.file.read()
+            return self.matcher.feed(self.stream.push(data)) if data else None
+        except FileNotFoundError:
+            return None  # tcpdump has not created it yet
+        except (OSError, WireError) as e:
+            self.error = f"cannot read {self.path}: {e}"
+            return None
+
+    def close(self) -> None:
+        self.step()
+        if self.file is not None:
+            self.file.close()
+        if self.error is None:
+            try:
+                self.matcher.feed(self.stream.close())
+            except WireError as e:
+                self.error = str(e)
+                return
+            self.match = self.matcher.finish()
 
 
 def _empty():
