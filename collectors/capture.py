@@ -1,15 +1,19 @@
-"""``profile --capture``: tcpdump beside the run, joined to the traces afterwards.
+"""``profile --capture``: tcpdump beside the run, its packets joined to the traces live and at the end.
 
-Runs ``tcpdump -i IFACE --time-stamp-precision=nano -w <session>/wire.pcap`` (with ``-j adapter``
+Runs ``tcpdump -i IFACE -U --time-stamp-precision=nano -w <session>/wire.pcap`` (with ``-j adapter``
 / ``adapter_unsynced`` when the interface offers hardware stamps) filtered to the pipeline's
 market-data port (UDP, to the trader) and order port (TCP, to the venue), snap length 2048: the
 headers and a whole order frame. Its own counters ("packets dropped by kernel / interface") go
-into meta.json (``capture``) and the console.
+into meta.json (``capture``) and the console. On loopback an end marker of ours closes the
+capture (``WireCapture._drain_ring``): nothing tcpdump captured is left behind in its ring.
 
-After the run the capture is matched (collectors/wire.py) and joined with the traces: the collector
-kept every trace's ``md.rx`` and ``order.tx`` (``Collector.keep_points``, CLOCK_MONOTONIC ns); the
-capture's stamps are CLOCK_REALTIME and move onto that timeline by the collector's own realtime
-offset. New tags in latency.hlog, one interval grid with the rest of the session:
+During the run a thread tails the file (``CaptureTail``: whole records, one ``WireMatcher``) and
+joins what it finds with the probe points the collector keeps (``LiveWireJoin``): the live view's
+wire rows. After the run the same matcher, fed to the end of the file, gives the match of the
+whole file, joined with every trace: the collector kept every trace's ``md.rx`` and ``order.tx``
+(``Collector.keep_points``, CLOCK_MONOTONIC ns); the capture's stamps are CLOCK_REALTIME and move
+onto that timeline by the collector's own realtime offset. New tags in latency.hlog, one interval
+grid with the rest of the session:
 
 ``wire_to_wire``          wire.order - wire.md: STAC-T1 SOM to SOF, the capture alone
 ``md.rx-wire.md``         how long after the capture's stamp the trader's kernel stamped the packet
@@ -42,6 +46,9 @@ RESIDUAL_TAGS = ("md.rx-wire.md", "wire.order-order.tx", "order.tx-wire.order")
 END_GUARD_S = 60.0  # hang guard for the end of the capture; never a measurement
 QUIET_S = 1.0  # without an end marker: the file has stopped growing for this long
 IFF_LOOPBACK = 0x8
+TAIL_EVERY_S = 0.2  # the live view redraws 5 times a second
+LIVE_TAGS = ("wire_to_wire", *RESIDUAL_TAGS)
+JOIN_HORIZON_NS = 10_000_000_000  # a live join waits this long for the other side, then gives up
 
 
 def is_loopback(iface: str) -> bool:
@@ -86,6 +93,8 @@ class WireCapture(SideCollectorBase):
         # to it goes through tcpdump's ring behind everything captured before it (see ``stop``).
         self.marker_sock: socket.socket | None = None
         self.end: dict = {}
+        self.live: LiveWireJoin | None = None
+        self.live_cpu: tuple[float, float] | None = None  # (CPU s, wall s) of the tail thread
 
     def bind(self, subject, collector) -> None:
         """Before start: the ports come from the subject (the bundled pipeline knows them); the
@@ -141,6 +150,44 @@ class WireCapture(SideCollectorBase):
             self._close_marker()
             return
         self.tail = CaptureTail(self.path, self.md_port, self.order_port)
+        self.live = LiveWireJoin(self.collector) if self.collector is not None else None
+        self._tailing = threading.Event()
+        self.tail_thread = threading.Thread(target=self._follow, daemon=True, name="capture-tail")
+        self.tail_thread.start()
+
+    def _follow(self) -> None:
+        """The capture tailed during the run: wire points joined as tcpdump writes them, for the
+        live view (``live_rows``) and the side panel. Its own thread: the drain never waits on it."""
+        cpu0, wall0 = time.thread_time(), time.monotonic()
+        try:
+            self._follow_steps()
+        except Exception as e:  # the live rows stop; the capture and the join at the end go on
+            self.warn(f"live wire rows stopped ({e}); the session's wire tags are joined at the end as usual")
+        self.live_cpu = (time.thread_time() - cpu0, time.monotonic() - wall0)
+
+    def _follow_steps(self) -> None:
+        matched = orders = 0
+        while not self._tailing.wait(TAIL_EVERY_S):
+            step = self.tail.step()
+            if step is None:
+                continue
+            if self.live is not None:
+                self.live.add(step)
+            matched += step.trace.size
+            orders += step.order_trace.size
+            c = self.tail.matcher.counters
+            self.publish({"summary": f"{self.tail.matcher.packets:,} packets, "
+                                     f"{c.get('md_messages_seen', 0):,} md msgs, {orders:,} orders, "
+                                     f"{matched:,} matched, {orders - matched:,} unmatched"})  # fmt: skip
+
+    def roll_live(self, warmup: bool) -> None:
+        """The collector closed an interval: close the wire rows' interval too."""
+        if self.live is not None:
+            self.live.roll(warmup)
+
+    def live_rows(self):
+        """The wire rows for the live view's stage table (a partial ``LiveState``), or None."""
+        return self.live.rows() if self.live is not None else None
 
     def _hardware_stamps(self, tcpdump: str) -> str:
         try:
@@ -199,6 +246,9 @@ class WireCapture(SideCollectorBase):
                   f"grown for {QUIET_S:.0f} s (packets still in its ring then would be missing)")  # fmt: skip
 
     def stop(self) -> list[str]:
+        if self.tail is not None:
+            self._tailing.set()
+            self.tail_thread.join()  # from here on one thread reads the file
         if self.proc is not None:
             if self.proc.poll() is None and self.tail is not None:
                 self._drain_ring()
@@ -224,6 +274,8 @@ class WireCapture(SideCollectorBase):
         -> (warnings, meta.json ``capture`` section)."""
         info = {"interface": self.iface, "snaplen": self.snaplen, "stamps": self.stamp_type, "file": CAPTURE_FILE,
                 "md_port": self.md_port, "order_port": self.order_port, **self.end,
+                **({"live_join_cpu_s": round(self.live_cpu[0], 3), "live_join_s": round(self.live_cpu[1], 3)}
+                   if self.live_cpu else {}),
                 **{f"tcpdump_{k}": v for k, v in self.stats.items()}}  # fmt: skip
         if self.tail is None or self.path is None or not self.path.is_file():
             return [], info
@@ -254,6 +306,88 @@ class WireCapture(SideCollectorBase):
         _append_tags(writer, values, collector)
         warnings = [f"{self.name}: {w}" for w in m.warnings]
         return warnings, info
+
+
+class PendingJoin:
+    """(trace, stamp) pairs from two sources arriving in any order and at any lag (the capture
+    file, the collector's kept probe points), paired once both sides have a trace. What waits
+    longer than ``JOIN_HORIZON_NS`` is dropped: memory and cost per step stay bounded however long
+    the run (the session's files are joined in full at the end, not from this)."""
+
+    def __init__(self, horizon_ns: int = JOIN_HORIZON_NS):
+        self.horizon_ns = horizon_ns
+        self.a = self.b = _empty()
+
+    def add(self, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]):
+        """-> (trace ids, a's stamps, b's stamps) of the traces both sides now have."""
+        at, ats = (np.concatenate(x) for x in zip(self.a, a, strict=True))
+        bt, bts = (np.concatenate(x) for x in zip(self.b, b, strict=True))
+        common, ia, ib = np.intersect1d(at, bt, return_indices=True)  # first occurrences
+        newest = max(int(ats.max(initial=0)), int(bts.max(initial=0)))
+        keep_a = ~np.isin(at, common) & (ats >= newest - self.horizon_ns)
+        keep_b = ~np.isin(bt, common) & (bts >= newest - self.horizon_ns)
+        self.a, self.b = (at[keep_a], ats[keep_a]), (bt[keep_b], bts[keep_b])
+        return common, ats[ia], bts[ib]
+
+
+class LiveWireJoin:
+    """The wire rows of the live view, from what the capture tail finds: ``wire_to_wire`` and the
+    residuals against the collector's kept ``md.rx``/``order.tx``, in an interval histogram closed
+    with the collector's. The drain thread appends to the kept lists; this reads only what was
+    appended since the last step (a list's length and slice are safe to read meanwhile)."""
+
+    def __init__(self, collector):
+        from .collector import HistogramSet
+
+        self.collector = collector
+        self.offset = collector.realtime_offset
+        self.hists = HistogramSet()
+        self.lock = threading.Lock()
+        self.cursor = {name: 0 for name in ("md.rx", "order.tx")}
+        self.md = PendingJoin()
+        self.orders = PendingJoin()
+        self._rows = None
+
+    def _kept(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        parts = self.collector.keep_points.get(name, [])
+        end = len(parts)
+        new = parts[self.cursor[name] : end]
+        self.cursor[name] = end
+        return _concat(new)
+
+    def add(self, step: WireStep) -> None:
+        off = self.offset
+        values = {"wire_to_wire": step.wire_order - step.wire_md}
+        trace, wire_md, md_rx = self.md.add((step.md_trace, step.md_ts - off), self._kept("md.rx"))
+        values["md.rx-wire.md"] = md_rx - wire_md
+        trace, wire_order, order_tx = self.orders.add(
+            (step.order_trace, step.order_ts - off), self._kept("order.tx")
+        )
+        res = wire_order - order_tx
+        values["wire.order-order.tx"], values["order.tx-wire.order"] = res[res >= 0], -res[res < 0]
+        with self.lock:
+            for tag, v in values.items():
+                self.hists.record(tag, v)
+
+    def roll(self, warmup: bool) -> None:
+        from tickscope.collectors.collector import LiveState
+
+        from .hdr import summarize
+
+        with self.lock:
+            finished = self.hists.roll(warmup)
+            totals = self.hists.total or self.hists.warmup_total
+            secs = self.collector.interval_ns / 1e9
+            last = {t: summarize(h) for t, h in finished.items()}
+            self._rows = LiveState(
+                tags=[t for t in LIVE_TAGS if t in totals or t in last],
+                last=last,
+                cumulative={t: summarize(h) for t, h in totals.items()},
+                rates={t: s["count"] / secs for t, s in last.items()},
+            )
+
+    def rows(self):
+        return self._rows
 
 
 class CaptureTail:

@@ -173,7 +173,7 @@ class PcapStream:
         )
         return Capture(chunk + bytes(PAD), ts, np.array(offs, dtype=np.int64), np.array(caps, dtype=np.int64),
                        np.array(origs, dtype=np.int64), np.full(len(offs), self.linktype, dtype=np.int32),
-                       "pcap-ns" if self.nano else "pcap-us")  # fmt: skip
+                       "" if self.unpack is None else "pcap-ns" if self.nano else "pcap-us")  # fmt: skip
 
     def close(self) -> Capture:
         """No more bytes will come: an empty ``Capture`` carrying what was left over."""
@@ -742,7 +742,7 @@ class WireMatcher:
         for k, v in cap.counters.items():
             _count(self.counters, k, v)
         self.warnings += [w for w in cap.warnings if w not in self.warnings]
-        self.fmt = self.fmt or cap.fmt
+        self.fmt = cap.fmt or self.fmt  # a push before the file header is complete has none
         self.packets += len(cap)
         hdr = decode_headers(cap, self.counters, self.warnings)
         self.markers += end_markers(cap, hdr, self.md_ports)
