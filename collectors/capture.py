@@ -75,9 +75,9 @@ class WireCapture(SideCollectorBase):
     name = "capture"
 
     def __init__(self, iface: str = "lo", snaplen: int = SNAPLEN, md_port: int | None = None,
-                 order_port: int | None = None):  # fmt: skip
+                 order_port: int | None = None, end_guard_s: float = END_GUARD_S):  # fmt: skip
         super().__init__()
-        self.iface, self.snaplen = iface, snaplen
+        self.iface, self.snaplen, self.end_guard_s = iface, snaplen, end_guard_s
         self.proc: subprocess.Popen | None = None
         self.md_port, self.order_port = md_port, order_port
         # Ports known up front: start (and wait for tcpdump's "listening on") before the subject
@@ -222,14 +222,14 @@ class WireCapture(SideCollectorBase):
         counter shows them; a loaded host makes tcpdump lag, and the tail of the run was lost.
         The ring is FIFO: once our own marker datagram is in the file, so is every packet before it.
         A non-loopback interface cannot carry our marker: wait until the file stops growing."""
-        tail, deadline = self.tail, time.monotonic() + END_GUARD_S
+        tail, deadline = self.tail, time.monotonic() + self.end_guard_s
         if self.marker_sock is not None:
             token = END_MARKER_MAGIC + uuid.uuid4().hex.encode()
             self.marker_sock.sendto(token, self.marker_sock.getsockname())
             while token not in tail.matcher.markers and tail.error is None and self.proc.poll() is None:
                 if time.monotonic() > deadline:
                     self.end = {"end_marker": True, "end_marker_missing": 1}
-                    self.warn(f"the end marker did not reach {CAPTURE_FILE} within {END_GUARD_S:.0f} s: packets "
+                    self.warn(f"the end marker did not reach {CAPTURE_FILE} within {self.end_guard_s:g} s: packets "
                               "tcpdump had not written when it stopped may be missing (capture.end_marker_missing)")  # fmt: skip
                     return
                 if not tail.step():

@@ -470,6 +470,23 @@ def test_profile_capture_shows_the_wire_rows_in_the_live_view_during_the_run(tmp
     assert json.loads((out / "summary.json").read_text())["wire_to_wire"]["count"] > 0
 
 
+@needs_tcpdump
+def test_an_end_marker_that_never_reaches_the_capture_is_one_line_and_a_counter(tmp_path):
+    from tickscope.collectors.capture import WireCapture
+    from tickscope.pipeline.launch import free_port
+
+    cap = WireCapture("lo", md_port=free_port(socket.SOCK_DGRAM), order_port=free_port(), end_guard_s=1.0)
+    cap.start(None, tmp_path)
+    assert cap.tail is not None and not cap.warnings, cap.warnings
+    cap.marker_sock.close()  # the marker now goes to a port tcpdump's filter does not have
+    cap.marker_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cap.marker_sock.bind(("127.0.0.1", 0))
+    warnings = cap.stop()
+    assert cap.end == {"end_marker": True, "end_marker_missing": 1}
+    assert [w for w in warnings if "end marker did not reach wire.pcap within 1 s" in w] == warnings, warnings
+    assert cap.proc.poll() is not None and cap.tail.match.counters.get("capture_end_marker") is None
+
+
 def test_profile_capture_without_tcpdump_says_so_and_the_session_goes_on(tmp_path):
     out = tmp_path / "s"
     r = run_cli("profile", "--capture", "--duration", "2s", "--rate", "2k", "--no-live", "--no-perf",
