@@ -227,6 +227,7 @@ class LiveState:
     elapsed_s: float = 0.0
     warmup: bool = False
     tags: list[str] = field(default_factory=list)
+    side_tags: list[str] = field(default_factory=list)  # rows from outside the rings (a wire capture)
     trade_stages: list[str] = field(default_factory=list)
     last: dict[str, dict] = field(default_factory=dict)  # tag -> summary of the last interval
     cumulative: dict[str, dict] = field(default_factory=dict)

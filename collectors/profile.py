@@ -7,6 +7,7 @@ side collectors (perf, py-spy, hiccup) plug in through small protocols and never
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -367,6 +368,7 @@ def _collect(
     start = monotonic_ns()
     next_refresh = start
     sleep_s = opts.poll_s
+    seen = collector.live
     while True:
         busy = collector.poll() >= collector.BATCH
         if exporter is not None:
@@ -375,7 +377,13 @@ def _collect(
         now = monotonic_ns()
         elapsed = (now - start) / 1e9
         if view and now >= next_refresh:
-            view.update(collector.live, {s.name: _latest(s) for s in side}, elapsed, opts.duration_s)
+            if collector.live is not seen:  # the collector closed an interval: so do the side rows
+                seen = collector.live
+                for s in side:
+                    if hasattr(s, "roll_live"):
+                        s.roll_live(seen.warmup)
+            state = with_side_rows(collector.live, side)
+            view.update(state, {s.name: _latest(s) for s in side}, elapsed, opts.duration_s)
             next_refresh = now + int(opts.refresh_s * 1e9)
         if subject.poll() is not None:
             return 0, None, "complete"
@@ -383,6 +391,21 @@ def _collect(
             return 0, None, "complete"
         if not busy and sleep_s:
             time.sleep(sleep_s)
+
+
+def with_side_rows(state: LiveState, side) -> LiveState:
+    """The collector's state with the rows side collectors add to the stage table (a wire
+    capture's ``wire_to_wire`` and residuals): a new state, the collector's own is not touched."""
+    rows = [r for s in side if hasattr(s, "live_rows") and (r := s.live_rows()) is not None and r.tags]
+    if not rows:
+        return state
+    return dataclasses.replace(
+        state,
+        side_tags=state.side_tags + [t for r in rows for t in r.tags],
+        last={**state.last, **{t: v for r in rows for t, v in r.last.items()}},
+        cumulative={**state.cumulative, **{t: v for r in rows for t, v in r.cumulative.items()}},
+        rates={**state.rates, **{t: v for r in rows for t, v in r.rates.items()}},
+    )
 
 
 def _latest(s) -> dict:

@@ -94,44 +94,100 @@ def read_capture(path: str | Path) -> Capture:
     if magic_le == PCAPNG_SHB:
         return _read_pcapng(p, data)
     for endian in "<>":
-        magic = struct.unpack_from(endian + "I", data)[0]
-        if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
-            return _read_pcap(p, data, endian, nano=magic == PCAP_MAGIC_NS)
+        if struct.unpack_from(endian + "I", data)[0] in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
+            return _read_pcap(p, data)
     raise WireError(f"{p}: not a pcap or pcapng capture (magic {data[:4].hex()}); "
                     "write captures with tcpdump -w or convert with editcap -F pcap")  # fmt: skip
 
 
-def _read_pcap(p: Path, data: bytes, endian: str, nano: bool) -> Capture:
-    if len(data) < 24:
-        raise WireError(f"{p}: truncated pcap header ({len(data)} of 24 bytes)")
-    linktype = struct.unpack_from(endian + "I", data, 20)[0] & 0x0FFFFFFF  # upper bits: FCS flags
-    record = struct.Struct(endian + "IIII")
-    unpack = record.unpack_from
-    secs, fracs, offs, caps, origs = [], [], [], [], []
-    pos, end = 24, len(data)
-    counters: dict[str, int] = {}
-    warnings: list[str] = []
-    while pos + 16 <= end:
-        s, f, incl, orig = unpack(data, pos)
-        if pos + 16 + incl > end:
-            break
-        secs.append(s)
-        fracs.append(f)
-        offs.append(pos + 16)
-        caps.append(incl)
-        origs.append(orig)
-        pos += 16 + incl
-    if pos < end:
-        counters["capture_truncated_records"] = 1
-        warnings.append(f"{p.name}: last record truncated at byte {pos} of {end} "
-                        f"(capture cut short?); {len(offs)} packets read before it")  # fmt: skip
-    ts = np.array(secs, dtype=np.int64) * 1_000_000_000 + np.array(fracs, dtype=np.int64) * (
-        1 if nano else 1000
-    )
-    n = len(offs)
-    return Capture(data + bytes(PAD), ts, np.array(offs, dtype=np.int64), np.array(caps, dtype=np.int64),
-                   np.array(origs, dtype=np.int64), np.full(n, linktype, dtype=np.int32),
-                   "pcap-ns" if nano else "pcap-us", counters, warnings)  # fmt: skip
+def _read_pcap(p: Path, data: bytes) -> Capture:
+    stream = PcapStream(p.name)
+    cap = stream.push(data)
+    end = stream.close()  # a truncated header raises, a truncated last record is counted
+    cap.counters.update(end.counters)
+    cap.warnings += end.warnings
+    return cap
+
+
+PCAP_HEADER_LEN, PCAP_RECORD_HEADER_LEN = 24, 16
+
+
+class PcapStream:
+    """A pcap file read as it grows (tcpdump -U writing it) or all at once: ``push`` bytes in file
+    order and get the complete records among them as a ``Capture``; a record cut by the end of
+    what was pushed waits for the next push. ``close`` says what was left over (a truncated last
+    record: a counter and a line). One walk for both uses, so a file read in pieces gives the
+    same packets as the file read whole."""
+
+    def __init__(self, name: str = "capture"):
+        self.name = name
+        self.pending = bytearray()
+        self.file_pos = 0  # file offset of pending[0]
+        self.packets = 0
+        self.unpack = None
+        self.nano = False
+        self.linktype = 0
+
+    def push(self, data: bytes) -> Capture:
+        buf = bytes(self.pending) + data if self.pending else bytes(data)
+        pos = 0
+        if self.unpack is None:
+            if len(buf) < PCAP_HEADER_LEN:
+                self.pending = bytearray(buf)
+                return self._capture(b"", [], [], [], [], [])
+            self._header(buf)
+            pos = PCAP_HEADER_LEN
+        unpack = self.unpack
+        secs, fracs, offs, caps, origs = [], [], [], [], []
+        start, end = pos, len(buf)
+        while pos + PCAP_RECORD_HEADER_LEN <= end:
+            s, f, incl, orig = unpack(buf, pos)
+            if pos + PCAP_RECORD_HEADER_LEN + incl > end:
+                break
+            secs.append(s)
+            fracs.append(f)
+            offs.append(pos + PCAP_RECORD_HEADER_LEN)
+            caps.append(incl)
+            origs.append(orig)
+            pos += PCAP_RECORD_HEADER_LEN + incl
+        self.pending = bytearray(buf[pos:])
+        self.file_pos += pos - start
+        self.packets += len(offs)
+        return self._capture(buf if pos == end else buf[:pos], secs, fracs, offs, caps, origs)
+
+    def _header(self, buf: bytes) -> None:
+        for endian in "<>":
+            magic = struct.unpack_from(endian + "I", buf)[0]
+            if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
+                break
+        else:
+            raise WireError(f"{self.name}: not a pcap capture (magic {buf[:4].hex()})")
+        self.nano = magic == PCAP_MAGIC_NS
+        self.linktype = struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF  # upper bits: FCS flags
+        self.unpack = struct.Struct(endian + "IIII").unpack_from
+        self.file_pos = PCAP_HEADER_LEN
+
+    def _capture(self, chunk: bytes, secs, fracs, offs, caps, origs) -> Capture:
+        ts = np.array(secs, dtype=np.int64) * 1_000_000_000 + np.array(fracs, dtype=np.int64) * (
+            1 if self.nano else 1000
+        )
+        return Capture(chunk + bytes(PAD), ts, np.array(offs, dtype=np.int64), np.array(caps, dtype=np.int64),
+                       np.array(origs, dtype=np.int64), np.full(len(offs), self.linktype, dtype=np.int32),
+                       "" if self.unpack is None else "pcap-ns" if self.nano else "pcap-us")  # fmt: skip
+
+    def close(self) -> Capture:
+        """No more bytes will come: an empty ``Capture`` carrying what was left over."""
+        if self.unpack is None:
+            raise WireError(
+                f"{self.name}: truncated pcap header ({len(self.pending)} of {PCAP_HEADER_LEN} bytes)"
+            )
+        end = self._capture(b"", [], [], [], [], [])
+        if self.pending:
+            at, size = self.file_pos, self.file_pos + len(self.pending)
+            end.counters["capture_truncated_records"] = 1
+            end.warnings.append(f"{self.name}: last record truncated at byte {at} of {size} "
+                                f"(capture cut short?); {self.packets} packets read before it")  # fmt: skip
+        return end
 
 
 @dataclass
@@ -267,6 +323,10 @@ class Headers:
     addr_len: np.ndarray
 
 
+def _count(counters: dict[str, int], name: str, n: int = 1) -> None:
+    counters[name] = counters.get(name, 0) + n
+
+
 def _u8(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return buf[np.minimum(idx, buf.size - 8)].astype(np.int64)
 
@@ -280,7 +340,8 @@ def _be32(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return (_be16(buf, idx) << 16) | _be16(buf, idx + 2)
 
 
-def decode_headers(cap: Capture) -> Headers:
+def decode_headers(cap: Capture, counters: dict[str, int], warnings: list[str]) -> Headers:
+    """Adds what it counts to ``counters`` (a matcher sums them over the chunks it is fed)."""
     buf = np.frombuffer(cap.data, dtype=np.uint8)
     off, lt = cap.offset, cap.linktype
     end = off + cap.caplen
@@ -315,9 +376,11 @@ def decode_headers(cap: Capture) -> Headers:
         ethertype[null], l3[null] = version_ethertype(off + 4)[null], (off + 4)[null]
     known = np.isin(lt, list(SUPPORTED_LINKTYPES))
     for t in np.unique(lt[~known]):
-        cap.counters[f"packets_unknown_linktype_{int(t)}"] = int(np.count_nonzero(lt == t))
-        cap.warnings.append(f"link type {int(t)} is not one tickscope decodes (Ethernet, Linux cooked SLL/SLL2, "
-                            "raw IP, loopback/null): its packets are counted, not read")  # fmt: skip
+        _count(counters, f"packets_unknown_linktype_{int(t)}", int(np.count_nonzero(lt == t)))
+        line = (f"link type {int(t)} is not one tickscope decodes (Ethernet, Linux cooked SLL/SLL2, "
+                "raw IP, loopback/null): its packets are counted, not read")  # fmt: skip
+        if line not in warnings:
+            warnings.append(line)
 
     v4 = ethertype == ETHERTYPE_IPV4
     v6 = ethertype == ETHERTYPE_IPV6
@@ -331,17 +394,17 @@ def decode_headers(cap: Capture) -> Headers:
     ip = (v4 | v6) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP))
     fragmented = v4 & (frag != 0) & ip
     if fragmented.any():
-        cap.counters["packets_ip_fragments"] = int(np.count_nonzero(fragmented))
+        _count(counters, "packets_ip_fragments", int(np.count_nonzero(fragmented)))
     ip &= ~fragmented & (~v4 | (ihl >= 20))
     tcp = proto == IPPROTO_TCP
     header_end = np.where(tcp, l4 + 20, l4 + 8)
     payload = np.where(tcp, l4 + (_u8(buf, l4 + 12) >> 4) * 4, l4 + 8)
     cut = ip & ((header_end > end) | (ip_end > end))
     if cut.any():
-        cap.counters["packets_cut_by_snaplen"] = int(np.count_nonzero(cut))
+        _count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(cut)))
     bad = ip & ~cut & ((payload > ip_end) | (payload < header_end))
     if bad.any():
-        cap.counters["packets_malformed_headers"] = int(np.count_nonzero(bad))
+        _count(counters, "packets_malformed_headers", int(np.count_nonzero(bad)))
     ok = ip & ~cut & ~bad
     return Headers(np.where(ok, proto, 0), _be16(buf, l4), _be16(buf, l4 + 2), payload, ip_end,
                    _be32(buf, l4 + 4), _u8(buf, l4 + 13), addr, addr_len)  # fmt: skip
@@ -405,47 +468,46 @@ MOLD_HEADER_LEN = 20  # session (10), sequence of the first message (u64), messa
 MOLD_END_OF_SESSION = 0xFFFF
 
 
-def match_mold(cap: Capture, hdr: Headers, ports: set[int], counters: dict[str, int],
-               warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """-> (trace ids, wire.md stamps), sorted by trace id; a sequence seen twice keeps its first stamp."""
+def mold_messages(cap: Capture, hdr: Headers, ports: set[int], counters: dict[str, int],
+                  sessions: set[bytes]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """-> (trace ids, wire.md stamps) of the MoldUDP64 messages in one chunk, sorted by trace id, a
+    sequence seen twice in it keeping its first stamp; ``md_messages_seen`` counts them all."""
     buf = np.frombuffer(cap.data, dtype=np.uint8)
     md = (hdr.proto == IPPROTO_UDP) & np.isin(hdr.dport, list(ports))
-    counters["md_packets"] = int(np.count_nonzero(md))
+    _count(counters, "md_packets", int(np.count_nonzero(md)))
     p, pend = hdr.payload[md], hdr.payload_end[md]
     ts = cap.ts_ns[md]
     short = pend - p < MOLD_HEADER_LEN
     if short.any():
-        counters["md_packets_malformed"] = int(np.count_nonzero(short))
+        _count(counters, "md_packets_malformed", int(np.count_nonzero(short)))
         p, pend, ts = p[~short], pend[~short], ts[~short]
     seq = (_be32(buf, p + 10) << 32) | _be32(buf, p + 14)
     count = _be16(buf, p + 18)
     heartbeat = (count == 0) | (count == MOLD_END_OF_SESSION)
-    counters["md_heartbeats"] = int(np.count_nonzero(heartbeat))
+    _count(counters, "md_heartbeats", int(np.count_nonzero(heartbeat)))
     # each message is at least a 2-byte length and a 1-byte type
     overfull = ~heartbeat & (count * 3 > pend - p - MOLD_HEADER_LEN)
     if overfull.any():
-        counters["md_packets_malformed"] = counters.get("md_packets_malformed", 0) + int(
-            np.count_nonzero(overfull)
-        )
+        _count(counters, "md_packets_malformed", int(np.count_nonzero(overfull)))
     keep = ~heartbeat & ~overfull
-    sessions = np.unique(buf[(p[keep])[:, None] + np.arange(10)].view("S10").ravel()) if keep.any() else []
-    if len(sessions) > 1:
-        warnings.append(f"{len(sessions)} MoldUDP64 sessions on the market-data port(s): trace ids are "
-                        "sequence numbers, so the same number in two sessions is one trace")  # fmt: skip
-    counters["md_sessions"] = len(sessions)
+    if keep.any():
+        sessions.update(np.unique(buf[(p[keep])[:, None] + np.arange(10)].view("S10").ravel()).tolist())
     seq, count, ts = seq[keep], count[keep], ts[keep]
     total = int(count.sum())
     starts = np.repeat(seq - (np.cumsum(count) - count), count)
     trace = starts + np.arange(total, dtype=np.int64)  # first seq of the packet + index in it
-    stamps = np.repeat(ts, count)
+    _count(counters, "md_messages_seen", total)
+    return _first_per_trace(trace, np.repeat(ts, count))
+
+
+def _first_per_trace(trace: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-> (trace ids, earliest stamp of each), sorted by trace id."""
+    if trace.size < 2 or bool((trace[1:] > trace[:-1]).all()):
+        return trace, stamps  # one chunk's, or chunks in sequence order: sorted and unique already
     order = np.lexsort((stamps, trace))
     trace, stamps = trace[order], stamps[order]
     first = np.ones(trace.size, dtype=bool)
     first[1:] = trace[1:] != trace[:-1]
-    counters["md_messages"] = int(first.sum())
-    dups = int(trace.size - first.sum())
-    if dups:
-        counters["md_messages_duplicate"] = dups
     return trace[first], stamps[first]
 
 
@@ -584,52 +646,23 @@ def fix_field(frame: bytes, field: bytes) -> bytes | None:
     return frame[start:end] if end >= 0 else None
 
 
-def match_fix(cap: Capture, hdr: Headers, ports: set[int], mapping: OrderMapping,
-              counters: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """-> (trace ids, wire.order stamps) of NewOrderSingles sent to ``ports``, sorted by trace id."""
-    sel = np.flatnonzero((hdr.proto == IPPROTO_TCP) & np.isin(hdr.dport, list(ports)))
-    counters["order_segments"] = int(sel.size)
-    data = cap.data
-    streams: dict[bytes, TcpStream] = {}
-    traces: list[int] = []
-    stamps: list[int] = []
-    new_orders = unmapped = 0
-    cols = (hdr.addr[sel], hdr.addr_len[sel], hdr.sport[sel], hdr.dport[sel], hdr.payload[sel],
-            hdr.payload_end[sel], hdr.tcp_seq[sel], hdr.tcp_flags[sel], cap.ts_ns[sel])  # fmt: skip
-    for addr, alen, sport, dport, p, pend, seq, flags, ts in zip(*(c.tolist() for c in cols), strict=True):
-        key = data[addr : addr + 2 * alen] + bytes((sport >> 8, sport & 0xFF, dport >> 8, dport & 0xFF))
-        stream = streams.get(key)
-        if stream is None:
-            stream = streams[key] = TcpStream(counters)
-        stream.segment(seq, flags, data[p:pend], ts)
-        if not stream.buf:
-            continue
-        for stamp, frame in stream.frames():
-            if fix_field(frame, b"\x0135=") != b"D":
-                continue
-            new_orders += 1
-            value = fix_field(frame, mapping.field)
-            trace = mapping.trace_id(value) if value is not None else None
-            if trace is None:
-                unmapped += 1
-                continue
-            traces.append(trace)
-            stamps.append(stamp)
-    for s in streams.values():
-        s.finish()
-    counters["order_streams"] = len(streams)
-    counters["orders_new"] = new_orders
-    if unmapped:
-        counters["orders_unmapped"] = unmapped
-    trace = np.array(traces, dtype=np.int64)
-    stamp = np.array(stamps, dtype=np.int64)
-    order = np.lexsort((stamp, trace))
-    trace, stamp = trace[order], stamp[order]
-    first = np.ones(trace.size, dtype=bool)
-    first[1:] = trace[1:] != trace[:-1]
-    if trace.size - first.sum():
-        counters["orders_duplicate_trace"] = int(trace.size - first.sum())
-    return trace[first], stamp[first]
+# -- the end marker ----------------------------------------------------------------------------------
+# ``profile --capture`` ends its capture with one UDP datagram of its own (collectors/capture.py):
+# once it is in the file, every packet captured before it is too. Recognised by its payload, so
+# ``tickscope wire`` on the same file counts it as the marker, not as a stray packet.
+END_MARKER_MAGIC = b"tickscope-capture-end:"
+
+
+def end_markers(cap: Capture, hdr: Headers, md_ports: set[int]) -> list[bytes]:
+    """Payloads of the end-marker datagrams in a chunk (never on a market-data port)."""
+    udp = (hdr.proto == IPPROTO_UDP) & ~np.isin(hdr.dport, list(md_ports))
+    at = np.flatnonzero(udp & (hdr.payload_end - hdr.payload >= len(END_MARKER_MAGIC)))
+    if not at.size:
+        return []
+    buf = np.frombuffer(cap.data, dtype=np.uint8)
+    head = buf[np.minimum(hdr.payload[at][:, None] + np.arange(len(END_MARKER_MAGIC)), buf.size - 1)]
+    hits = at[(head == np.frombuffer(END_MARKER_MAGIC, dtype=np.uint8)).all(axis=1)]
+    return [cap.data[hdr.payload[i] : hdr.payload_end[i]] for i in hits.tolist()]
 
 
 # -- the join ----------------------------------------------------------------------------------------
@@ -654,26 +687,167 @@ class WireMatch:
         return self.wire_order - self.wire_md
 
 
+@dataclass
+class WireStep:
+    """What one ``feed`` found: the chunk's wire.md and wire.order points, and its orders joined
+    to market data already seen (the live view's ``wire_to_wire``)."""
+
+    md_trace: np.ndarray
+    md_ts: np.ndarray
+    order_trace: np.ndarray
+    order_ts: np.ndarray
+    trace: np.ndarray
+    wire_md: np.ndarray
+    wire_order: np.ndarray
+
+
+def _i64(values=()) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def _join(keys: np.ndarray, stamps: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``keys`` sorted and unique -> (mask of ``wanted`` found in them, their stamps)."""
+    at = np.searchsorted(keys, wanted)
+    found = at < keys.size
+    found[found] = keys[at[found]] == wanted[found]
+    return found, stamps[at[found]]
+
+
+class WireMatcher:
+    """Captures matched as they are read, in chunks of whole packets (``PcapStream``): MoldUDP64
+    first-seen state and the order port's TCP streams carry over from one chunk to the next, so
+    ``finish()`` after feeding a file in any number of pieces gives the match of the whole file.
+
+    ``feed`` also joins each new order with the market data seen so far, for the live view; that
+    join looks back ``LIVE_LOOKBACK_CHUNKS`` chunks, so its cost per chunk does not grow with the
+    run. ``finish`` joins everything with everything, which is what the session files hold."""
+
+    LIVE_LOOKBACK_CHUNKS = 64
+
+    def __init__(self, md_ports: set[int], order_ports: set[int], mapping: OrderMapping | None = None):
+        self.md_ports, self.order_ports = set(md_ports), set(order_ports)
+        self.mapping = mapping or OrderMapping()
+        self.counters: dict[str, int] = {"md_packets": 0, "md_heartbeats": 0, "order_segments": 0}
+        self.warnings: list[str] = []
+        self.packets = 0
+        self.fmt = ""
+        self.sessions: set[bytes] = set()
+        self.md_parts: list[tuple[np.ndarray, np.ndarray]] = []  # per chunk, sorted by trace
+        self.order_traces: list[int] = []
+        self.order_stamps: list[int] = []
+        self.streams: dict[bytes, TcpStream] = {}
+        self.markers: list[bytes] = []  # end-marker payloads seen
+
+    def feed(self, cap: Capture) -> WireStep:
+        for k, v in cap.counters.items():
+            _count(self.counters, k, v)
+        self.warnings += [w for w in cap.warnings if w not in self.warnings]
+        self.fmt = cap.fmt or self.fmt  # a push before the file header is complete has none
+        self.packets += len(cap)
+        hdr = decode_headers(cap, self.counters, self.warnings)
+        self.markers += end_markers(cap, hdr, self.md_ports)
+        md_trace, md_ts = mold_messages(cap, hdr, self.md_ports, self.counters, self.sessions)
+        if md_trace.size:
+            self.md_parts.append((md_trace, md_ts))
+        first = len(self.order_traces)
+        self._orders(cap, hdr)
+        order_trace, order_ts = _i64(self.order_traces[first:]), _i64(self.order_stamps[first:])
+        found, wire_md = self._recent_md(order_trace)
+        return WireStep(md_trace, md_ts, order_trace, order_ts, order_trace[found], wire_md, order_ts[found])
+
+    def _recent_md(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = np.zeros(wanted.size, dtype=bool)
+        stamps = np.full(wanted.size, 2**62, dtype=np.int64)
+        if not wanted.size:
+            return found, stamps[found]
+        lo, hi = wanted.min(), wanted.max()
+        for trace, ts in self.md_parts[-self.LIVE_LOOKBACK_CHUNKS :]:
+            if trace[0] > hi or trace[-1] < lo:
+                continue
+            hit, st = _join(trace, ts, wanted)
+            stamps[hit] = np.minimum(stamps[hit], st)  # a sequence seen twice: its first stamp
+            found |= hit
+        return found, stamps[found]
+
+    def _orders(self, cap: Capture, hdr: Headers) -> None:
+        sel = np.flatnonzero((hdr.proto == IPPROTO_TCP) & np.isin(hdr.dport, list(self.order_ports)))
+        _count(self.counters, "order_segments", int(sel.size))
+        data, mapping, counters, streams = cap.data, self.mapping, self.counters, self.streams
+        new_orders = unmapped = 0
+        cols = (hdr.addr[sel], hdr.addr_len[sel], hdr.sport[sel], hdr.dport[sel], hdr.payload[sel],
+                hdr.payload_end[sel], hdr.tcp_seq[sel], hdr.tcp_flags[sel], cap.ts_ns[sel])  # fmt: skip
+        for addr, alen, sport, dport, p, pend, seq, flags, ts in zip(
+            *(c.tolist() for c in cols), strict=True
+        ):
+            key = data[addr : addr + 2 * alen] + bytes((sport >> 8, sport & 0xFF, dport >> 8, dport & 0xFF))
+            stream = streams.get(key)
+            if stream is None:
+                stream = streams[key] = TcpStream(counters)
+            stream.segment(seq, flags, data[p:pend], ts)
+            if not stream.buf:
+                continue
+            for stamp, frame in stream.frames():
+                if fix_field(frame, b"\x0135=") != b"D":
+                    continue
+                new_orders += 1
+                value = fix_field(frame, mapping.field)
+                trace = mapping.trace_id(value) if value is not None else None
+                if trace is None:
+                    unmapped += 1
+                    continue
+                self.order_traces.append(trace)
+                self.order_stamps.append(stamp)
+        _count(counters, "orders_new", new_orders)
+        if unmapped:
+            _count(counters, "orders_unmapped", unmapped)
+
+    def finish(self) -> WireMatch:
+        """Every trace joined: the same for a file fed whole or in pieces. Call once, at the end."""
+        counters, warnings = self.counters, list(self.warnings)
+        md_trace, md_ts = (
+            (np.concatenate(x) for x in zip(*self.md_parts, strict=True))
+            if self.md_parts
+            else (_i64(), _i64())
+        )
+        md_trace, md_ts = _first_per_trace(md_trace, md_ts)
+        seen = counters.pop("md_messages_seen", 0)
+        if len(self.sessions) > 1:
+            warnings.append(f"{len(self.sessions)} MoldUDP64 sessions on the market-data port(s): trace ids are "
+                            "sequence numbers, so the same number in two sessions is one trace")  # fmt: skip
+        counters["md_sessions"] = len(self.sessions)
+        counters["md_messages"] = int(md_trace.size)
+        if seen - md_trace.size:
+            counters["md_messages_duplicate"] = int(seen - md_trace.size)
+        for s in self.streams.values():
+            s.finish()
+        counters["order_streams"] = len(self.streams)
+        counters.setdefault("orders_new", 0)
+        raw = _i64(self.order_traces)
+        order_trace, order_ts = _first_per_trace(raw, _i64(self.order_stamps))
+        if raw.size - order_trace.size:
+            counters["orders_duplicate_trace"] = int(raw.size - order_trace.size)
+        found, wire_md = _join(md_trace, md_ts, order_trace)
+        counters["orders_matched"] = int(found.sum())
+        counters["orders_unmatched"] = int(order_trace.size - found.sum())
+        counters["md_messages_without_order"] = int(md_trace.size - found.sum())  # most ticks trade nothing
+        if self.markers:
+            counters["capture_end_marker"] = len(self.markers)
+        counters["packets"] = self.packets
+        counters["packets_other"] = int(self.packets - counters["md_packets"] - counters["order_segments"]
+                                        - len(self.markers))  # fmt: skip
+        if not counters["md_packets"] and not counters["order_segments"]:
+            warnings.append(f"no packet of the capture goes to udp port(s) {sorted(self.md_ports)} or tcp port(s) "
+                            f"{sorted(self.order_ports)}: check --md/--orders")  # fmt: skip
+        return WireMatch(md_trace, md_ts, order_trace, order_ts, order_trace[found], wire_md, order_ts[found],
+                         counters, warnings, self.packets, self.fmt)  # fmt: skip
+
+
 def match(cap: Capture, md_ports: set[int], order_ports: set[int],
           mapping: OrderMapping | None = None) -> WireMatch:  # fmt: skip
-    hdr = decode_headers(cap)  # adds its counters and warnings to the capture's
-    counters = dict(cap.counters)
-    warnings = list(cap.warnings)
-    md_trace, md_ts = match_mold(cap, hdr, md_ports, counters, warnings)
-    order_trace, order_ts = match_fix(cap, hdr, order_ports, mapping or OrderMapping(), counters)
-    at = np.searchsorted(md_trace, order_trace)
-    found = at < md_trace.size
-    found[found] = md_trace[at[found]] == order_trace[found]
-    counters["orders_matched"] = int(found.sum())
-    counters["orders_unmatched"] = int(order_trace.size - found.sum())
-    counters["md_messages_without_order"] = int(md_trace.size - found.sum())  # most ticks trade nothing
-    counters["packets"] = len(cap)
-    counters["packets_other"] = int(len(cap) - counters["md_packets"] - counters["order_segments"])
-    if not counters["md_packets"] and not counters["order_segments"]:
-        warnings.append(f"no packet of the capture goes to udp port(s) {sorted(md_ports)} or tcp port(s) "
-                        f"{sorted(order_ports)}: check --md/--orders")  # fmt: skip
-    return WireMatch(md_trace, md_ts, order_trace, order_ts, order_trace[found], md_ts[at[found]],
-                     order_ts[found], counters, warnings, len(cap), cap.fmt)  # fmt: skip
+    """A whole capture matched at once: one chunk fed to a ``WireMatcher``."""
+    matcher = WireMatcher(md_ports, order_ports, mapping)
+    matcher.feed(cap)
+    return matcher.finish()
 
 
 # -- a session directory from a match -----------------------------------------------------------------

@@ -44,7 +44,7 @@ class LiveStageTable:
     def __rich__(self) -> Table:
         st = self.state
         t = Table(expand=False, pad_edge=False, box=None, show_edge=False)
-        t.add_column("stage", no_wrap=True, overflow="ellipsis", max_width=18)
+        t.add_column("stage", no_wrap=True, overflow="ellipsis", max_width=20)
         t.add_column("rate/s", justify="right")
         cols = COLUMNS if not self.compact else (("p50", "p50"), ("p99", "p99"), ("max", "max"))
         for _, label in cols:
@@ -53,6 +53,7 @@ class LiveStageTable:
             t.add_column("p99 all", justify="right", style="dim")
             t.add_column("max all", justify="right", style="dim")
         tags = [x for x in st.tags if x not in TOTAL_TAGS] + [x for x in TOTAL_TAGS if x in st.tags]
+        tags += [x for x in st.side_tags if x not in tags]  # e.g. wire_to_wire: after the probes' totals
         for tag in tags:
             last = st.last.get(tag, {})
             cum = st.cumulative.get(tag, {})

@@ -1,13 +1,18 @@
 """Wire captures: real tcpdump captures of loopback traffic, converted by editcap, and captures built
 byte by byte for what loopback cannot show on demand (reordering, other link types, damage)."""
 
+import functools
 import json
+import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -19,7 +24,9 @@ from tickscope.collectors.wire import (
     LINKTYPE_NULL,
     LINKTYPE_RAW,
     OrderMapping,
+    PcapStream,
     WireError,
+    WireMatcher,
     match,
     read_capture,
 )
@@ -105,8 +112,12 @@ def _loopback_traffic(md_port: int, fix_port: int, listener: socket.socket) -> t
     return orders, 300
 
 
-@needs_tcpdump
-def test_tcpdump_capture_pcap_and_editcap_pcapng_give_the_same_session(tmp_path):
+@pytest.fixture(scope="module")
+def loopback_capture(tmp_path_factory):
+    """A real tcpdump capture of ``_loopback_traffic`` -> (pcap path, md port, fix port, orders)."""
+    if shutil.which("tcpdump") is None or shutil.which("editcap") is None:
+        pytest.skip("tcpdump and editcap (apt-get install tcpdump wireshark-common)")
+    tmp_path = tmp_path_factory.mktemp("lo")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -128,6 +139,11 @@ def test_tcpdump_capture_pcap_and_editcap_pcapng_give_the_same_session(tmp_path)
         dump.send_signal(signal.SIGINT)
         dump.wait(timeout=30)
         listener.close()
+    return pcap, md_port, fix_port, orders
+
+
+def test_tcpdump_capture_pcap_and_editcap_pcapng_give_the_same_session(tmp_path, loopback_capture):
+    pcap, md_port, fix_port, orders = loopback_capture
     pcapng = tmp_path / "lo.pcapng"
     subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(pcapng)], check=True)
     sessions = []
@@ -146,6 +162,66 @@ def test_tcpdump_capture_pcap_and_editcap_pcapng_give_the_same_session(tmp_path)
     assert sessions[0] == sessions[1]  # the pcapng from editcap gives the very same histograms
     r = run_cli("report", str(tmp_path / "pcap.session"))
     assert r.returncode == 0 and "wire_to_wire" in r.stdout, r.stderr
+
+
+# -- a capture read as it grows ----------------------------------------------------------------------
+def _fed_in_pieces(data: bytes, cuts: list[int], md_port: int, fix_port: int):
+    """The file's bytes pushed in pieces cut at ``cuts`` -> (the match at the end, orders joined live)."""
+    stream, matcher = PcapStream("lo.pcap"), WireMatcher({md_port}, {fix_port})
+    joined_live = 0
+    for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        joined_live += matcher.feed(stream.push(data[a:b])).trace.size
+    matcher.feed(stream.close())
+    return matcher.finish(), joined_live
+
+
+def _same_match(a, b) -> None:
+    for name in ("md_trace", "md_ts", "order_trace", "order_ts", "trace", "wire_md", "wire_order"):
+        assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
+    assert (a.counters, a.warnings, a.packets, a.fmt) == (b.counters, b.warnings, b.packets, b.fmt)
+
+
+def _record_bounds(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every pcap record (little-endian, as tcpdump writes here)."""
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        end = pos + 16 + int.from_bytes(data[pos + 8 : pos + 12], "little")
+        out.append((pos, end))
+        pos = end
+    return out
+
+
+def test_a_capture_fed_in_any_pieces_matches_exactly_as_the_whole_file(loopback_capture):
+    """Cut anywhere (inside a record header, inside a packet, between the two segments of a FIX
+    frame split over TCP, inside the file header), the capture read as tcpdump writes it gives the
+    match of the whole file; every order is also joined live, its market data came before it."""
+    pcap, md_port, fix_port, orders = loopback_capture
+    data = pcap.read_bytes()
+    whole = match(read_capture(pcap), {md_port}, {fix_port})
+    assert (
+        whole.counters["orders_matched"] == orders and whole.counters.get("tcp_segments_out_of_order", 0) == 0
+    )
+    bounds = _record_bounds(data)
+    # _loopback_traffic sends some orders in two segments: a record holding the rest of a frame
+    split_frames = [(s, e) for s, e in bounds if b"49=TRADER" in data[s:e] and b"8=FIX" not in data[s:e]]
+    plans = {
+        "every record alone": [e for _, e in bounds[:-1]],
+        "inside every record": [(s + e) // 2 for s, e in bounds],
+        "inside every record header": [s + 5 for s, _ in bounds],
+        "inside the file header": [7],
+    }
+    rng = random.Random(12)
+    for trial in range(30):
+        plans[f"random {trial}"] = sorted(set(rng.sample(range(1, len(data)), rng.randint(1, 300))))
+    for name, cuts in plans.items():
+        m, joined_live = _fed_in_pieces(data, cuts, md_port, fix_port)
+        _same_match(m, whole)
+        assert joined_live == orders, name
+    assert split_frames, "FIX frames split over two segments, cut between them by 'every record alone'"
+    with pytest.raises(WireError, match="truncated pcap header"):
+        _fed_in_pieces(data[:20], [], md_port, fix_port)
+    m, _ = _fed_in_pieces(data[:-7], [len(data) // 2], md_port, fix_port)  # tcpdump killed mid-record
+    assert m.counters["capture_truncated_records"] == 1 and m.packets == len(bounds) - 1
 
 
 # -- TCP reassembly ----------------------------------------------------------------------------------
@@ -316,9 +392,11 @@ def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
     c = cap["counters"]
     assert c["orders_new"] > 0 and c["orders_matched"] >= 0.999 * c["orders_new"]
     assert c["orders_unmatched"] == 0 and cap["orders_on_wire_without_trace"] == 0
-    # Traced packets missing from the capture are counted, never hidden. (Under a CPU hog a handful
-    # went missing with tcpdump reporting no drop, not yet explained: see the README.)
-    assert {"orders_traced_not_on_wire", "md_traced_not_on_wire"} <= set(cap)
+    # tcpdump listened before the pipeline started, and was stopped only once our end marker was in
+    # the file: every traced packet is on the capture, however late tcpdump ran behind.
+    assert cap["end_marker"] is True and "end_marker_missing" not in cap
+    assert cap["orders_traced_not_on_wire"] == 0 and cap["md_traced_not_on_wire"] == 0, cap
+    assert c["capture_end_marker"] == 1 and c["packets_other"] == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["wire_to_wire"]["count"] == c["orders_matched"]
     residual = (
@@ -336,6 +414,79 @@ def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
     )
 
 
+@needs_tcpdump
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed: apt-get install cargo")
+def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp_path):
+    """The Rust trader's ClOrdIDs carry the trace id (TS<trace>-<n>) as the Python trader's do."""
+    out = tmp_path / "s"
+    r = run_cli("profile", "--capture", "--trader", "rust", "--duration", "4s", "--rate", "5k", "--no-live",
+                "--no-perf", "--no-hiccup", "-o", str(out), timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    cap, c = meta["capture"], meta["capture"]["counters"]
+    assert c["orders_new"] > 0 and c["orders_matched"] == c["orders_new"] == cap["orders_traced"]
+    assert cap["orders_traced_not_on_wire"] == 0 and cap["orders_on_wire_without_trace"] == 0
+    assert cap["md_traced_not_on_wire"] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["wire_to_wire"]["count"] == c["orders_matched"]
+    residual = (
+        summary["wire.order-order.tx"]["count"] + summary.get("order.tx-wire.order", {"count": 0})["count"]
+    )
+    assert residual == c["orders_matched"]
+    # the wire joins what the probes measured: wire-to-wire is tick-to-trade give or take the stack
+    assert summary["wire_to_wire"]["p50"] < 10 * summary["tick_to_trade"]["p50"] + 1_000_000
+    stats = meta["subject_stats"]["trader"]
+    assert stats["oms_unknown_reports"] == 0 and stats["orders_acked"] > 0  # its OMS still finds its orders
+
+
+@needs_tcpdump
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed (apt-get install tmux)")
+def test_profile_capture_shows_the_wire_rows_in_the_live_view_during_the_run(tmp_path):
+    name = f"ts-wire-{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "s"
+    cmd = (f"{sys.executable} -m tickscope.main profile --capture --duration 300s --rate 5k --no-perf "
+           f"--no-hiccup --out {out}; sleep 60")  # fmt: skip
+    tmux = functools.partial(subprocess.run, capture_output=True, text=True)
+    tmux(["tmux", "new-session", "-d", "-x", "140", "-y", "50", "-s", name, cmd])
+    screen, row = "", None
+    try:
+        deadline = time.monotonic() + 240  # hang guard: the row appears within seconds
+        while row is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            screen = tmux(["tmux", "capture-pane", "-p", "-t", name]).stdout
+            row = re.search(r"wire_to_wire +([\d,]+) ", screen)
+            if row is not None and int(row.group(1).replace(",", "")) == 0:
+                row = None
+        tmux(["tmux", "send-keys", "-t", name, "C-c"])  # stop it early: the session is saved
+        while json.loads((out / "meta.json").read_text()).get("status") == "running":
+            assert time.monotonic() < deadline + 120, "profile did not finish"
+            time.sleep(0.5)
+    finally:
+        tmux(["tmux", "kill-session", "-t", name])
+    assert row is not None, screen
+    assert re.search(r"md\.rx-wire\.md +[\d,]+ ", screen) and "wire.order-order.tx" in screen, screen
+    assert re.search(r"capture: [\d,]+ packets, .* [\d,]+ matched, [\d,]+ unmatched", screen), screen
+    assert "Traceback" not in screen
+    assert json.loads((out / "summary.json").read_text())["wire_to_wire"]["count"] > 0
+
+
+@needs_tcpdump
+def test_an_end_marker_that_never_reaches_the_capture_is_one_line_and_a_counter(tmp_path):
+    from tickscope.collectors.capture import WireCapture
+    from tickscope.pipeline.launch import free_port
+
+    cap = WireCapture("lo", md_port=free_port(socket.SOCK_DGRAM), order_port=free_port(), end_guard_s=1.0)
+    cap.start(None, tmp_path)
+    assert cap.tail is not None and not cap.warnings, cap.warnings
+    cap.marker_sock.close()  # the marker now goes to a port tcpdump's filter does not have
+    cap.marker_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cap.marker_sock.bind(("127.0.0.1", 0))
+    warnings = cap.stop()
+    assert cap.end == {"end_marker": True, "end_marker_missing": 1}
+    assert [w for w in warnings if "end marker did not reach wire.pcap within 1 s" in w] == warnings, warnings
+    assert cap.proc.poll() is not None and cap.tail.match.counters.get("capture_end_marker") is None
+
+
 def test_profile_capture_without_tcpdump_says_so_and_the_session_goes_on(tmp_path):
     out = tmp_path / "s"
     r = run_cli("profile", "--capture", "--duration", "2s", "--rate", "2k", "--no-live", "--no-perf",
@@ -343,3 +494,28 @@ def test_profile_capture_without_tcpdump_says_so_and_the_session_goes_on(tmp_pat
     assert r.returncode == 0, r.stderr
     assert "tcpdump not found: apt-get install tcpdump" in r.stderr
     assert json.loads((out / "summary.json").read_text())["tick_to_trade"]["count"] > 0
+
+
+def _non_loopback_iface() -> str | None:
+    from pathlib import Path
+
+    for dev in sorted(Path("/sys/class/net").iterdir()):
+        try:
+            flags = int((dev / "flags").read_text(), 16)
+        except (OSError, ValueError):
+            continue
+        if flags & 0x1 and not flags & 0x8:  # up, not loopback
+            return dev.name
+    return None
+
+
+@needs_tcpdump
+@pytest.mark.skipif(_non_loopback_iface() is None, reason="no non-loopback interface that is up")
+def test_profile_capture_on_a_non_loopback_interface_says_there_is_no_end_marker(tmp_path):
+    out = tmp_path / "s"
+    iface = _non_loopback_iface()
+    r = run_cli("profile", "--capture", "--capture-iface", iface, "--duration", "2s", "--rate", "2k", "--no-live",
+                "--no-perf", "--no-hiccup", "-o", str(out), timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "meta.json").read_text())["capture"]["end_marker"] is False
+    assert f"{iface} is not loopback, so no end marker" in r.stderr

@@ -417,6 +417,8 @@ impl Trader {
         let msg_seq = self.session.next_seq();
         self.clordid.clear();
         self.clordid.extend_from_slice(b"TS");
+        fix::push_u64(&mut self.clordid, seq); // the trace id first, as the Python trader does: the wire joins on it
+        self.clordid.push(b'-');
         fix::push_u64(&mut self.clordid, id);
         let wall = sys::clock_ns(sys::CLOCK_REALTIME);
         self.template.encode(&mut self.session.clock, wall, msg_seq, &self.clordid, &sym[..sl], if side == b'B' { b'1' } else { b'2' }, qty, price);
@@ -582,7 +584,7 @@ impl Trader {
         log(&format!("kill switch: {}", reason));
         for o in self.oms.cancel_all() {
             if self.session.logged_on {
-                let cl = format!("TS{}", o.id);
+                let cl = format!("TS{}-{}", o.trace_id, o.id);
                 let cancel = format!("{}C", cl);
                 let now = self.session.clock.now();
                 let raw = self.session.build(
