@@ -276,3 +276,28 @@ def test_nothing_decided_is_inconclusive_and_max_inconclusive_fails_ci(tmp_path)
     assert allowed.returncode == 0
     bad = run_cli("compare", str(a), str(b), "--max-inconclusive", "lots")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--max-inconclusive" in bad.stderr
+
+
+def _constant_session(path, tag: str, value_ns: int, intervals: int = 30, per_interval: int = 400):
+    from tickscope.collectors.session import SessionWriter
+
+    w = SessionWriter(path, {"name": path.name, "points": [], "stages": []})
+    for i in range(intervals):
+        h = new_histogram()
+        h.record_value(value_ns, per_interval)
+        w.write_interval({tag: h}, float(i), float(i + 1), warmup=False)
+    w.close()
+    return path
+
+
+def test_a_percentile_of_zero_is_no_change_against_zero_and_a_regression_against_more(tmp_path):
+    """A residual that is 0 ns on both sides (md.rx-wire.md on loopback: one skb stamp) is the same,
+    not a -100 % improvement; 0 ns going to 5 us is a regression."""
+    zero = _constant_session(tmp_path / "zero", "md.rx-wire.md", 0)
+    again = _constant_session(tmp_path / "again", "md.rx-wire.md", 0)
+    more = _constant_session(tmp_path / "more", "md.rx-wire.md", 5_000)
+    same = compare_sessions([zero], [again])
+    assert {(r.verdict, r.change) for r in same.rows} == {(NOISE, 0.0)}
+    worse = compare_sessions([zero], [more])
+    p50 = worse.rows[0]
+    assert {r.verdict for r in worse.rows} == {REGRESSION} and p50.change == p50.candidate_ns - 1
