@@ -193,10 +193,11 @@ def parse_price(v: bytes, tag: int = Price) -> int:
 # 9-digit bound leaves room for callers that parse bigger messages without int()'s digit limit.
 _MAX_BODY_LENGTH_DIGITS = 9
 
-# parse's fast path accepts a body of exactly this shape: MsgType first, then every field a
-# canonical tag (ASCII digits without a leading zero, at most 9: the key tag_text gives and int()
-# reads back) '=' a value without SOH, SOH. The possessive quantifiers make it one pass with no
-# backtracking, linear on any input; in C it costs less than splitting the body would.
+# parse's fast path accepts a body of exactly this shape: MsgType first, then every field a tag
+# in canonical form (ASCII digits without a leading zero: the key tag_text gives; at most 9, so a
+# hostile tag never reaches int() in ``fields``: longer ones take the slow path) '=' a value
+# without SOH, SOH. The possessive quantifiers make it one pass with no backtracking, linear on
+# any input; in C it costs less than splitting the body would.
 _BODY_SHAPE = re.compile(rb"35=[^\x01]*+\x01(?:[1-9][0-9]{0,8}+=[^\x01]*+\x01)*+")
 
 # The last 8 bytes of a message, "<SOH>10=NNN<SOH>" for NNN in 000..255 -> what the byte sum of the
