@@ -86,6 +86,43 @@ def test_fix_parse_of_arbitrary_bytes_raises_only_fix_error(data):
         pass
 
 
+def parse_outcome(parse, raw: bytes):
+    try:
+        m = parse(raw)
+    except F.FixError as e:
+        return "FixError", str(e)
+    return m.msg_type, m.by_text, m.fields, m.raw
+
+
+# Body pieces that reach every branch of parse's fast path and of its field map: tags with leading
+# zeros, empty tags and values, '=' inside values, SOH runs, CheckSum-like fields inside the body.
+body_pieces = st.lists(
+    st.sampled_from(
+        [b"35=", b"\x01", b"=", b"0", b"1", b"9", b"a", b"10=", b"=x=", b"\x0110=000", b"49=A\x01"]
+    ),
+    max_size=30,
+)
+
+
+@ci
+@given(st.sampled_from([b"", b"35=D\x01", b"35=\x01"]), body_pieces)
+def test_fix_parse_gives_what_the_field_by_field_parse_gives(head, pieces):
+    """parse's fast path is an optimisation only: on any body (framed with a correct BodyLength and
+    CheckSum, so that the fast path is reached) it returns the same message or the same error."""
+    body = head + b"".join(pieces)
+    msg = b"8=FIX.4.4\x019=%d\x01%s" % (len(body), body)
+    raw = msg + b"10=%03d\x01" % F.checksum(msg)
+    assert parse_outcome(F.parse, raw) == parse_outcome(F._parse_field_by_field, raw)
+
+
+def test_fix_parse_takes_the_fast_path_for_an_order():
+    raw = F.OrderTemplate("TRADER", "VENUE").encode(7, b"TS42", b"AAPL", b"1", 300, b"101.25")
+    fast = F._checked(raw, raw.index(b"35="))
+    assert fast is not None and parse_outcome(lambda r: fast, raw) == parse_outcome(
+        F._parse_field_by_field, raw
+    )
+
+
 @ci
 @given(st.lists(st.tuples(msg_types, field_lists), min_size=1, max_size=5), st.data())
 def test_fix_stream_gives_the_same_messages_however_the_bytes_are_cut(messages, data):

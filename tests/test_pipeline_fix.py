@@ -125,3 +125,15 @@ def test_parse_takes_values_with_equals_and_non_canonical_tags_field_by_field():
     with pytest.raises(F.FixError, match="malformed field b'x7'"):
         F.parse(framed(b"35=0\x0149=A\x01x7\x0156=B=C\x01"))
     assert F.checksum(bytes(range(256)) * 3) == sum(bytes(range(256)) * 3) & 0xFF
+
+
+def test_messages_longer_than_adler32s_exact_range_are_checked_the_same():
+    """Past 256 bytes Adler-32's low half is no longer 1 + the byte sum: the fast path sums in chunks."""
+    raw = F.encode(
+        F.REJECT, [(F.SenderCompID, "A"), (F.TargetCompID, "B"), (F.MsgSeqNum, 1), (F.Text, "x=~" * 400)]
+    )
+    assert len(raw) > 1000 and F._checked(raw, raw.index(b"35=")) is not None
+    assert F.parse(raw).get(F.Text) == b"x=~" * 400 and F.parse(raw).int(F.MsgSeqNum) == 1
+    bad_sum = raw[:-4] + b"%03d\x01" % ((int(raw[-4:-1]) + 1) % 256)
+    with pytest.raises(F.FixError, match="CheckSum .* does not match"):
+        F.parse(bad_sum)
