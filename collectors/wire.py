@@ -667,27 +667,6 @@ def end_markers(cap: Capture, hdr: Headers, md_ports: set[int]) -> list[bytes]:
 
 # -- the join ----------------------------------------------------------------------------------------
 @dataclass
-class WireMatch:
-    """Both wire points per trace, and the join: ``trace``/``wire_to_wire`` of matched orders."""
-
-    md_trace: np.ndarray
-    md_ts: np.ndarray
-    order_trace: np.ndarray
-    order_ts: np.ndarray
-    trace: np.ndarray
-    wire_md: np.ndarray
-    wire_order: np.ndarray
-    counters: dict[str, int]
-    warnings: list[str]
-    packets: int
-    fmt: str
-
-    @property
-    def wire_to_wire(self) -> np.ndarray:
-        return self.wire_order - self.wire_md
-
-
-@dataclass
 class WireStep:
     """What one ``feed`` found: the chunk's wire.md and wire.order points, and its orders joined
     to market data already seen (the live view's ``wire_to_wire``)."""
@@ -699,6 +678,21 @@ class WireStep:
     trace: np.ndarray
     wire_md: np.ndarray
     wire_order: np.ndarray
+
+
+@dataclass
+class WireMatch(WireStep):
+    """Both wire points per trace over the whole capture, and the join: ``trace``/``wire_to_wire``
+    of matched orders."""
+
+    counters: dict[str, int]
+    warnings: list[str]
+    packets: int
+    fmt: str
+
+    @property
+    def wire_to_wire(self) -> np.ndarray:
+        return self.wire_order - self.wire_md
 
 
 def _i64(values=()) -> np.ndarray:
