@@ -24,6 +24,7 @@ grid with the rest of the session:
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .children import spawn_guarded
 from .side import SideCollectorBase
 from .wire import END_MARKER_MAGIC, PcapStream, WireError, WireMatch, WireMatcher, WireStep
 
@@ -129,8 +131,10 @@ class WireCapture(SideCollectorBase):
             self.marker_sock.bind(("127.0.0.1", 0))
             bpf += f" or (udp dst port {self.marker_sock.getsockname()[1]})"
         argv.append(bpf)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
+        # A child of ours that ends with us, though tcpdump drops root (``children.spawn_guarded``):
+        # a killed tickscope must not leave tcpdump writing its capture forever.
+        self.proc = spawn_guarded(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
         listening = threading.Event()
         self.thread = threading.Thread(target=self._read, args=(listening,), daemon=True, name="tcpdump")
         self.thread.start()
@@ -257,7 +261,7 @@ class WireCapture(SideCollectorBase):
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the guard and tcpdump: one process group
                 self.proc.wait()
                 self.warn("tcpdump did not stop within 30 s: killed, its counters are unknown")
             self.thread.join(timeout=5)

@@ -1,5 +1,5 @@
-"""The processes tickscope starts (venue, trader, a ``-- CMD`` target, the hiccup meter): how they
-are spawned, stopped and described when they end.
+"""The processes tickscope starts (venue, trader, a ``-- CMD`` target, the hiccup meter, perf,
+py-spy, tcpdump): how they are spawned, stopped and described when they end.
 
 Every child is spawned the same way, so three guarantees hold whatever the parent inherited:
 
@@ -42,23 +42,38 @@ _prctl = _load_prctl()
 class _ChildSetup:
     """Runs in the child between fork and exec: only calls resolved beforehand, no imports."""
 
-    def __init__(self, parent_pid: int):
-        self.parent_pid = parent_pid
+    def __init__(self, parent_pid: int, death_signal: signal.Signals):
+        self.parent_pid, self.death_signal = parent_pid, death_signal
 
     def __call__(self) -> None:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         if _prctl is not None:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            _prctl(PR_SET_PDEATHSIG, self.death_signal, 0, 0, 0)
         if os.getppid() != self.parent_pid:  # the parent died before the prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def spawn_child(argv: list[str], *, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+def spawn_child(argv: list[str], *, env: dict[str, str] | None = None,
+                death_signal: signal.Signals = signal.SIGKILL, **popen) -> subprocess.Popen:  # fmt: skip
     """``subprocess.Popen`` for a child tickscope owns (see the module docstring)."""
     return subprocess.Popen(
-        argv, env=env, start_new_session=True, preexec_fn=_ChildSetup(os.getpid()), **popen
+        argv, env=env, start_new_session=True, preexec_fn=_ChildSetup(os.getpid(), death_signal), **popen
     )
+
+
+def spawn_guarded(argv: list[str], **popen) -> subprocess.Popen:
+    """``spawn_child`` for a program that changes its credentials, which clears the parent-death
+    signal (prctl(2)): tcpdump drops root for its own user after opening the interface, and a
+    binary with file capabilities (``setcap``) loses it at exec. It runs under ``collectors.guard``,
+    a small parent of its own that keeps the parent-death signal (SIGTERM, so it can act on it),
+    passes on the signals it is stopped with and ends the program when tickscope dies. The Popen is
+    the guard's: signals sent to it reach the program, its exit status is the program's, and both
+    share one process group (``os.killpg`` reaches the two)."""
+    import sys
+
+    guard = [sys.executable, "-m", "tickscope.collectors.guard", str(os.getpid()), "--", *argv]
+    return spawn_child(guard, death_signal=signal.SIGTERM, **popen)
 
 
 def stop_child(proc: subprocess.Popen, first: signal.Signals, timeout_s: float = 5.0) -> int | None:

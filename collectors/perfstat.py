@@ -17,6 +17,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from .children import spawn_child
 from .side import SideCollectorBase
 
 SOFTWARE_EVENTS = ["task-clock", "context-switches", "cpu-migrations", "page-faults"]
@@ -68,8 +69,8 @@ class PerfStatCollector(SideCollectorBase):
         self.out = open(Path(session_dir) / "perf.csv", "w", encoding="utf-8")  # noqa: SIM115
         self.out.write("time_s,event,value,unit,run_pct\n")
         self.out.flush()
-        self.proc = subprocess.Popen([perf, "stat", "-x,", "-I", str(self.interval_ms), "-p", str(pid), "-e", ",".join(events)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        self.proc = spawn_child([perf, "stat", "-x,", "-I", str(self.interval_ms), "-p", str(pid), "-e", ",".join(events)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         self.thread = threading.Thread(target=self._read, daemon=True, name="perf-stat")
         self.thread.start()
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from .children import spawn_child
 from .side import SideCollectorBase
 
 
@@ -36,7 +37,7 @@ class PySpyCollector(SideCollectorBase):
                 "--rate", str(self.rate)]  # fmt: skip
         if self.nonblocking:
             argv.append("--nonblocking")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = spawn_child(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.publish({"summary": f"sampling at {self.rate}/s"})
 
     def stop(self) -> list[str]:

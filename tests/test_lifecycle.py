@@ -3,6 +3,7 @@ its children, nothing keeps running, nothing is left in /dev/shm, no session is 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,15 +99,24 @@ def kill_all(pids):
 
 
 def test_kill_9_of_profile_takes_every_child_with_it_and_a_later_run_removes_its_rings(tmp_path):
-    proc = start_cli("profile", "--duration", "120s", "--rate", "5k", "--no-perf", "--no-live",
-                     "--out", str(tmp_path / "s"))  # fmt: skip
+    # Every kind of child: the pipeline, the hiccup meter, and the side tools where installed
+    # (perf stat, tcpdump: a tcpdump left behind would write its capture forever).
+    side = {"perf": shutil.which("perf") is not None, "tcpdump": shutil.which("tcpdump") is not None}
+    proc = start_cli("profile", "--duration", "120s", "--rate", "5k", "--no-live", *(["--capture"] if side["tcpdump"] else []),
+                     *([] if side["perf"] else ["--no-perf"]), "--out", str(tmp_path / "s"))  # fmt: skip
     kids = {}
     try:
         wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") > 8 and (tmp_path / "s" / "hiccup.hlog").exists(),
                  "a few recorded intervals")  # fmt: skip
         kids = children_of(proc.pid)
+        kids.update(
+            {pid: cmd for kid in list(kids) for pid, cmd in children_of(kid).items()}
+        )  # tcpdump's guard
         names = " ".join(kids.values())
-        assert all(n in names for n in ("pipeline.venue", "pipeline.trader", "hiccup")), kids
+        expected = ["pipeline.venue", "pipeline.trader", "hiccup"] + [
+            tool for tool, there in side.items() if there
+        ]
+        assert all(n in names for n in expected), kids
         assert ring_dirs_of(proc.pid), "the run's private ring directory is named after its pid"
         proc.kill()
         proc.wait()
