@@ -399,6 +399,8 @@ def profile(
 
             config.md_port, config.fix_port = free_port(socket.SOCK_DGRAM), free_port()
             ports = {"md_port": config.md_port, "order_port": config.fix_port}
+            if feed == "ws":  # market data is the venue's side of its WebSocket port
+                config.ws_port = ports["ws_port"] = free_port()
         side.append(WireCapture(capture_iface, **ports))
     result = run_profile(opts, start_subject, view=view, side=side, meta=_session_meta(options))
     console = Console()
@@ -490,7 +492,11 @@ def wire(
     capture: Path = typer.Argument(
         ..., help="A pcap or pcapng capture (tcpdump, editcap, a capture appliance)."
     ),
-    md: list[str] = typer.Option(..., "--md", help="Market-data port: udp:PORT[:mold] (repeatable)."),
+    md: list[str] = typer.Option(
+        ...,
+        "--md",
+        help="Market data: udp:PORT[:mold], or tcp:PORT:ws (the venue's WebSocket port, ws:// only) (repeatable).",
+    ),
     orders: list[str] = typer.Option(
         ..., "--orders", help="Order port (the venue's): tcp:PORT[:fix] (repeatable)."
     ),
@@ -511,6 +517,8 @@ def wire(
 
     from tickscope.collectors.session import Session
     from tickscope.collectors.wire import (
+        MD_PROTOCOLS,
+        ORDER_PROTOCOLS,
         Endpoint,
         OrderMapping,
         WireError,
@@ -521,13 +529,15 @@ def wire(
     from tickscope.reports.console import session_renderable
 
     try:
-        md_ports = {Endpoint.parse(x, "udp", "mold").port for x in md}
-        order_ports = {Endpoint.parse(x, "tcp", "fix").port for x in orders}
+        md_ends = [Endpoint.parse(x, MD_PROTOCOLS) for x in md]
+        md_ports = {e.port for e in md_ends if e.protocol == "mold"}
+        ws_ports = {e.port for e in md_ends if e.protocol == "ws"}
+        order_ports = {Endpoint.parse(x, ORDER_PROTOCOLS).port for x in orders}
         mapping = OrderMapping(clordid_tag, clordid_regex)
         cap = read_capture(capture)
         if not len(cap):
             raise WireError(f"{capture}: no packets read" + (f" ({cap.warnings[0]})" if cap.warnings else ""))
-        m = match(cap, md_ports, order_ports, mapping)
+        m = match(cap, md_ports, order_ports, mapping, ws_ports)
     except WireError as e:
         raise UserError(str(e)) from None
     target = out or capture.with_name(capture.name + ".session")

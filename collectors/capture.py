@@ -3,7 +3,9 @@
 Runs ``tcpdump -i IFACE -U --time-stamp-precision=nano -w <session>/wire.pcap`` (with ``-j adapter``
 / ``adapter_unsynced`` when the interface offers hardware stamps) filtered to the pipeline's
 market-data port (UDP, to the trader) and order port (TCP, to the venue), snap length 2048: the
-headers and a whole order frame. Its own counters ("packets dropped by kernel / interface") go
+headers and a whole order frame. With a WebSocket feed (``ws_port``) the market-data side is TCP
+from the venue's WebSocket port, captured whole (snap length 262144): WebSocket frames are found by
+walking every frame's length, so no byte of that stream may be cut. Its own counters ("packets dropped by kernel / interface") go
 into meta.json (``capture``) and the console. On loopback an end marker of ours closes the
 capture (``WireCapture._drain_ring``): nothing tcpdump captured is left behind in its ring.
 
@@ -43,6 +45,7 @@ from .wire import END_MARKER_MAGIC, PcapStream, WireError, WireMatch, WireMatche
 
 CAPTURE_FILE = "wire.pcap"
 SNAPLEN = 2048
+WS_SNAPLEN = 262144  # tcpdump's default: whole packets (loopback segments reach 64 KiB)
 _STAT = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel|dropped by interface)")
 RESIDUAL_TAGS = ("md.rx-wire.md", "wire.order-order.tx", "order.tx-wire.order")
 END_GUARD_S = 60.0  # hang guard for the end of the capture; never a measurement
@@ -77,11 +80,13 @@ class WireCapture(SideCollectorBase):
     name = "capture"
 
     def __init__(self, iface: str = "lo", snaplen: int = SNAPLEN, md_port: int | None = None,
-                 order_port: int | None = None, end_guard_s: float = END_GUARD_S):  # fmt: skip
+                 order_port: int | None = None, end_guard_s: float = END_GUARD_S,
+                 ws_port: int | None = None):  # fmt: skip
         super().__init__()
-        self.iface, self.snaplen, self.end_guard_s = iface, snaplen, end_guard_s
+        self.iface, self.end_guard_s = iface, end_guard_s
+        self.snaplen = max(snaplen, WS_SNAPLEN) if ws_port else snaplen
         self.proc: subprocess.Popen | None = None
-        self.md_port, self.order_port = md_port, order_port
+        self.md_port, self.order_port, self.ws_port = md_port, order_port, ws_port
         # Ports known up front: start (and wait for tcpdump's "listening on") before the subject
         # exists, so the first market data and orders are on the capture too.
         self.before_subject = bool(md_port and order_port)
@@ -106,6 +111,9 @@ class WireCapture(SideCollectorBase):
                 getattr(subject, "md_port", None),
                 getattr(subject, "fix_port", None),
             )
+            if getattr(getattr(subject, "config", None), "feed", None) == "ws":
+                self.ws_port = getattr(subject, "ws_port", None)
+                self.snaplen = max(self.snaplen, WS_SNAPLEN)
         self.collector = collector
         collector.keep_points = {"md.rx": [], "order.tx": []}
 
@@ -125,7 +133,8 @@ class WireCapture(SideCollectorBase):
         self.stamp_type = self._hardware_stamps(tcpdump)
         if self.stamp_type != "host":
             argv += ["-j", self.stamp_type]
-        bpf = f"(udp dst port {self.md_port}) or (tcp dst port {self.order_port})"
+        md = f"tcp src port {self.ws_port}" if self.ws_port else f"udp dst port {self.md_port}"
+        bpf = f"({md}) or (tcp dst port {self.order_port})"
         if is_loopback(self.iface):
             self.marker_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.marker_sock.bind(("127.0.0.1", 0))
@@ -153,7 +162,7 @@ class WireCapture(SideCollectorBase):
             self.proc = None
             self._close_marker()
             return
-        self.tail = CaptureTail(self.path, self.md_port, self.order_port)
+        self.tail = CaptureTail(self.path, self.md_port, self.order_port, self.ws_port)
         self.live = LiveWireJoin(self.collector) if self.collector is not None else None
         self._tailing = threading.Event()
         self.tail_thread = threading.Thread(target=self._follow, daemon=True, name="capture-tail")
@@ -277,7 +286,8 @@ class WireCapture(SideCollectorBase):
         """Match the capture, join it with the kept traces, append the wire tags to the session.
         -> (warnings, meta.json ``capture`` section)."""
         info = {"interface": self.iface, "snaplen": self.snaplen, "stamps": self.stamp_type, "file": CAPTURE_FILE,
-                "md_port": self.md_port, "order_port": self.order_port, **self.end,
+                "md_port": self.md_port, "order_port": self.order_port,
+                **({"ws_port": self.ws_port} if self.ws_port else {}), **self.end,
                 **({"live_join_cpu_s": round(self.live_cpu[0], 3), "live_join_s": round(self.live_cpu[1], 3)}
                    if self.live_cpu else {}),
                 **{f"tcpdump_{k}": v for k, v in self.stats.items()}}  # fmt: skip
@@ -399,10 +409,12 @@ class CaptureTail:
     stopped and fed to one ``WireMatcher``: the end marker is seen here, the live view's wire rows
     come from here, and ``close`` gives the match of the whole file that the session keeps."""
 
-    def __init__(self, path: Path, md_port: int, order_port: int):
+    def __init__(self, path: Path, md_port: int, order_port: int, ws_port: int | None = None):
         self.path = path
         self.stream = PcapStream(path.name)
-        self.matcher = WireMatcher({md_port}, {order_port})
+        # a WebSocket feed: market data is the venue's side of its TCP port, not Mold on the UDP one
+        md, ws = ({md_port}, set()) if not ws_port else (set(), {ws_port})
+        self.matcher = WireMatcher(md, {order_port}, ws_ports=ws)
         self.file = None
         self.error: str | None = None  # the file is not a capture we can read: one line
         self.match: WireMatch | None = None

@@ -415,24 +415,39 @@ DEFAULT_CLORDID_TAG = 11
 DEFAULT_CLORDID_REGEX = r"(\d+)"  # first run of digits: TS<trace id>-<n> from the bundled trader
 
 
+MD_PROTOCOLS = {"udp": "mold", "tcp": "ws"}  # --md: MoldUDP64 over UDP, WebSocket (ws://) over TCP
+ORDER_PROTOCOLS = {"tcp": "fix"}  # --orders: FIX over TCP
+
+
 @dataclass
 class Endpoint:
-    """``udp:PORT[:mold]`` or ``tcp:PORT[:fix]``: a transport, a port, a protocol."""
+    """``udp:PORT[:mold]``, ``tcp:PORT:ws`` or ``tcp:PORT[:fix]``: a transport, a port, a protocol."""
 
     transport: str
     port: int
     protocol: str
 
     @classmethod
-    def parse(cls, text: str, transport: str, protocol: str) -> Endpoint:
+    def parse(cls, text: str, protocols: dict[str, str]) -> Endpoint:
+        """``protocols``: transport -> the protocol matched on it; the first transport is a bare
+        port's, a missing protocol is the transport's."""
         parts = text.split(":")
         if len(parts) == 1:  # a bare port
-            parts = [transport, *parts]
-        if parts[0] != transport or len(parts) > 3 or not parts[1].isdigit() or not 0 < int(parts[1]) < 65536:
-            raise WireError(f"{text!r}: expected {transport}:PORT[:{protocol}] with PORT 1-65535")
+            parts = [next(iter(protocols)), *parts]
+        forms = " or ".join(f"{t}:PORT[:{p}]" for t, p in protocols.items())
+        if (
+            parts[0] not in protocols
+            or len(parts) > 3
+            or not parts[1].isdigit()
+            or not 0 < int(parts[1]) < 65536
+        ):
+            raise WireError(f"{text!r}: expected {forms} with PORT 1-65535")
+        protocol = protocols[parts[0]]
         if len(parts) == 3 and parts[2] != protocol:
-            raise WireError(f"{text!r}: protocol {parts[2]!r} is not one tickscope matches here ({protocol})")
-        return cls(transport, int(parts[1]), protocol)
+            raise WireError(
+                f"{text!r}: protocol {parts[2]!r} is not one tickscope matches on {parts[0]} ({protocol})"
+            )
+        return cls(parts[0], int(parts[1]), protocol)
 
 
 @dataclass
@@ -622,9 +637,13 @@ class TcpStream:
                 continue
             yield self.stamp_at(self.buf_pos + start), bytes(buf[start:frame_end])
             pos = frame_end
-        if pos:
-            del buf[:pos]
-            self.buf_pos += pos
+        self.consume(pos)
+
+    def consume(self, n: int) -> None:
+        """The first ``n`` bytes of the buffer are framed: drop them (and the marks only they need)."""
+        if n:
+            del self.buf[:n]
+            self.buf_pos += n
             keep = max(0, bisect.bisect_right(self.marks, self.buf_pos) - 1)
             if keep:
                 del self.marks[:keep]
@@ -644,6 +663,190 @@ def fix_field(frame: bytes, field: bytes) -> bytes | None:
     start = at + len(field)
     end = frame.find(b"\x01", start)
     return frame[start:end] if end >= 0 else None
+
+
+# -- market data: WebSocket (RFC 6455) over TCP --------------------------------------------------------
+# A WebSocket feed carries no sequence number that is the trace id: a feed handler numbers the text
+# messages in the order they arrive (the bundled trader: ``ws_seq += 1`` for every text message).
+# TCP delivers the venue's bytes in order, so the n-th text message on the venue->client byte stream
+# is the handler's trace n, found on the wire by framing that stream exactly as the client does.
+WS_CONT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG = 0, 1, 2, 8, 9, 10
+WS_DATA_OPCODES = (WS_TEXT, WS_BINARY)
+WS_CONTROL_OPCODES = (WS_CLOSE, WS_PING, WS_PONG)
+MAX_WS_HANDSHAKE = 16384  # the HTTP/1.1 101 response; real ones are a few hundred bytes
+MAX_WS_PAYLOAD = 1 << 30  # one frame of market data beyond 1 GiB: the framing is lost, not a message
+TCP_FIN, TCP_RST = 0x01, 0x04
+
+
+class WsConnection:
+    """The venue->client direction of one WebSocket connection: TCP reassembled (``TcpStream``), the
+    HTTP/1.1 101 response skipped, then RFC 6455 frames walked header by header. Payloads are
+    passed over as they arrive, never kept whole and never inflated (permessage-deflate, RSV1, does
+    not change how many messages there are). ``stamps[i]`` is the capture stamp of the segment
+    holding the first byte of text message i (0-based): its first frame's header.
+
+    A frame the client would refuse (reserved opcode or bits, a masked frame, a fragmented or long
+    control frame, a continuation outside a message, a length beyond ``MAX_WS_PAYLOAD``), a
+    handshake that is not a 101, or a connection joined midway stops the numbering on it: the count
+    of what follows is unknown, and a number after it would be a guess. One line says where."""
+
+    def __init__(self, name: str, counters: dict[str, int]):
+        self.name = name
+        self.counters = counters
+        self.tcp = TcpStream(counters)
+        self.state = "handshake"  # -> "frames" -> "closed" (a Close frame) or "stopped" (see above)
+        self.why = ""  # why it stopped: a line
+        self.skip = 0  # payload bytes of the current frame not yet passed
+        self.in_message: int | None = None  # opcode of the fragmented data message in progress
+        self.deflate = False  # the 101 response agreed permessage-deflate: RSV1 allowed on data frames
+        self.stamps: list[int] = []
+        self.emitted = 0  # stamps already given trace ids
+        self.fin = False  # the venue's FIN or RST is on the capture
+        self.from_syn = False  # the SYN-ACK is on the capture: the stream is seen from its first byte
+        self.overlaps = False  # carried messages while an earlier connection was still open
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    @property
+    def ended(self) -> bool:
+        """No text message can follow: the count of this connection is final (or unknowable)."""
+        return self.state in ("closed", "stopped") or (self.fin and not self.tcp.pending)
+
+    def segment(self, seq: int, flags: int, payload: bytes, ts: int) -> None:
+        if flags & TCP_SYN:
+            self.from_syn = True
+        self.tcp.segment(seq, flags, payload, ts)
+        if flags & (TCP_FIN | TCP_RST):
+            self.fin = True
+        if self.tcp.buf:
+            self._walk()
+
+    def stop(self, why: str) -> None:
+        self.state = "stopped"
+        self.why = why
+        self._count("ws_connections_stopped")
+
+    def _walk(self) -> None:
+        tcp = self.tcp
+        buf = tcp.buf
+        n = len(buf)
+        pos = 0
+        while pos < n:
+            if self.skip:
+                step = min(self.skip, n - pos)
+                self.skip -= step
+                pos += step
+                continue
+            if self.state == "handshake":
+                pos = self._handshake(buf)
+                if pos < 0:
+                    pos = 0
+                    break
+                continue
+            if self.state != "frames":
+                self._count(
+                    "ws_bytes_after_close" if self.state == "closed" else "ws_bytes_unframed", n - pos
+                )
+                pos = n
+                break
+            if n - pos < 2:
+                break
+            b0, b1 = buf[pos], buf[pos + 1]
+            length = b1 & 0x7F
+            head = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if b1 & 0x80 else 0)
+            if n - pos < head:
+                break
+            if length == 126:
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            problem = self._refused(b0, b1, length)
+            at = tcp.buf_pos + pos
+            if problem:
+                self._count("ws_frames_malformed")
+                self.stop(f"{problem} at stream byte {at}")
+                continue
+            opcode, fin = b0 & 0x0F, b0 & 0x80
+            if opcode in WS_DATA_OPCODES:
+                if opcode == WS_TEXT:
+                    self.stamps.append(tcp.stamp_at(at))
+                else:
+                    self._count("ws_binary_messages")
+                self.in_message = None if fin else opcode
+            elif opcode == WS_CONT:
+                self._count("ws_continuation_frames")
+                if fin:
+                    self.in_message = None
+            elif opcode == WS_CLOSE:
+                self._count("ws_close_frames")
+                self.state = "closed"  # the client reads no frame after it (RFC 6455 5.5.1)
+            else:
+                self._count("ws_control_frames")  # ping, pong: anywhere, even inside a fragmented message
+            pos += head
+            self.skip = length
+        tcp.consume(pos)
+
+    def _handshake(self, buf: bytearray) -> int:
+        """-> offset of the first frame, -1 while the response is incomplete, 0 once stopped."""
+        if not buf.startswith(b"HTTP/1."[: len(buf)]):
+            if self.from_syn:
+                self._count("ws_handshakes_malformed")
+                self.stop("the stream does not start with an HTTP response")
+            else:
+                self._count("ws_connections_joined_midway")
+                self.stop("the capture joined the connection midway (no SYN, no HTTP 101 response): "
+                          "how many messages came before is unknown")  # fmt: skip
+            return 0
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_WS_HANDSHAKE:
+                self._count("ws_handshakes_malformed")
+                self.stop(f"no end of the HTTP response within {MAX_WS_HANDSHAKE} bytes")
+                return 0
+            return -1
+        head = bytes(buf[:end]).lower()
+        if not head.split(b"\r\n", 1)[0].split(b" ")[1:2] == [b"101"]:
+            self._count("ws_handshakes_refused")
+            status = bytes(buf[: min(end, 60)]).split(b"\r\n")[0]
+            self.stop(f"the venue answered {status!r}, not 101 Switching Protocols")
+            return 0
+        self.deflate = any(
+            line.startswith(b"sec-websocket-extensions:") and b"permessage-deflate" in line
+            for line in head.split(b"\r\n")
+        )
+        self.state = "frames"
+        self._count("ws_connections_upgraded")
+        return end + 4
+
+    def _refused(self, b0: int, b1: int, length: int) -> str:
+        """Why an RFC 6455 client fails the connection on this frame header ("" if it does not)."""
+        opcode = b0 & 0x0F
+        if opcode not in (WS_CONT, *WS_DATA_OPCODES, *WS_CONTROL_OPCODES):
+            return f"reserved opcode {opcode}"
+        if b0 & 0x30 or (b0 & 0x40 and not (self.deflate and opcode in WS_DATA_OPCODES)):
+            return f"reserved bits RSV1-3 = {(b0 >> 4) & 7:03b}" + (
+                "" if self.deflate else ", no extension agreed"
+            )
+        if b1 & 0x80:
+            return "a masked frame from the server (a client must close the connection)"
+        if opcode in WS_CONTROL_OPCODES and (not b0 & 0x80 or length > 125):
+            return f"control frame (opcode {opcode}) fragmented or longer than 125 bytes ({length})"
+        if opcode == WS_CONT and self.in_message is None:
+            return "continuation frame outside a message"
+        if opcode in WS_DATA_OPCODES and self.in_message is not None:
+            return "a new message inside a fragmented one"
+        if length > MAX_WS_PAYLOAD:
+            return f"payload length {length} beyond {MAX_WS_PAYLOAD} bytes"
+        return ""
+
+
+def _stream_name(key: bytes, addr_len: int) -> str:
+    import ipaddress
+
+    src, dst = (ipaddress.ip_address(key[i * addr_len : (i + 1) * addr_len]) for i in (0, 1))
+    sport, dport = struct.unpack_from(">HH", key, 2 * addr_len)
+    return f"{src}:{sport} -> {dst}:{dport}"
 
 
 # -- the end marker ----------------------------------------------------------------------------------
@@ -718,8 +921,9 @@ class WireMatcher:
 
     LIVE_LOOKBACK_CHUNKS = 64
 
-    def __init__(self, md_ports: set[int], order_ports: set[int], mapping: OrderMapping | None = None):
-        self.md_ports, self.order_ports = set(md_ports), set(order_ports)
+    def __init__(self, md_ports: set[int], order_ports: set[int], mapping: OrderMapping | None = None,
+                 ws_ports: set[int] = frozenset()):  # fmt: skip
+        self.md_ports, self.order_ports, self.ws_ports = set(md_ports), set(order_ports), set(ws_ports)
         self.mapping = mapping or OrderMapping()
         self.counters: dict[str, int] = {"md_packets": 0, "md_heartbeats": 0, "order_segments": 0}
         self.warnings: list[str] = []
@@ -731,6 +935,13 @@ class WireMatcher:
         self.order_stamps: list[int] = []
         self.streams: dict[bytes, TcpStream] = {}
         self.markers: list[bytes] = []  # end-marker payloads seen
+        # WebSocket market data: text messages numbered across connections in the order they
+        # started (all of one connection's before the next one's), 1 for the first.
+        self.ws_conns: dict[bytes, WsConnection] = {}  # by stream key: the one in use
+        self.ws_order: list[WsConnection] = []  # every connection, in the order it started
+        self.ws_next = 0  # the first connection whose messages are not all numbered yet
+        self.ws_base = 0  # text messages on the connections before it
+        self.ws_blocked = False  # a connection before ws_next stopped: later counts are unknowable
 
     def feed(self, cap: Capture) -> WireStep:
         for k, v in cap.counters.items():
@@ -741,6 +952,9 @@ class WireMatcher:
         hdr = decode_headers(cap, self.counters, self.warnings)
         self.markers += end_markers(cap, hdr, self.md_ports)
         md_trace, md_ts = mold_messages(cap, hdr, self.md_ports, self.counters, self.sessions)
+        if self.ws_ports:
+            self._ws_segments(cap, hdr)
+            md_trace, md_ts = self._with_ws(md_trace, md_ts, self._number_ws())
         if md_trace.size:
             self.md_parts.append((md_trace, md_ts))
         first = len(self.order_traces)
@@ -762,6 +976,83 @@ class WireMatcher:
             stamps[hit] = np.minimum(stamps[hit], st)  # a sequence seen twice: its first stamp
             found |= hit
         return found, stamps[found]
+
+    def _with_ws(self, md_trace, md_ts, ws: tuple[np.ndarray, np.ndarray]):
+        if not ws[0].size:
+            return md_trace, md_ts
+        _count(self.counters, "md_messages_seen", int(ws[0].size))
+        return _first_per_trace(np.concatenate((md_trace, ws[0])), np.concatenate((md_ts, ws[1])))
+
+    def _ws_segments(self, cap: Capture, hdr: Headers) -> None:
+        """The venue's side of the WebSocket connections (TCP from a ``ws_ports`` port), framed."""
+        sel = np.flatnonzero((hdr.proto == IPPROTO_TCP) & np.isin(hdr.sport, list(self.ws_ports)))
+        _count(self.counters, "ws_segments", int(sel.size))
+        data, conns = cap.data, self.ws_conns
+        cols = (hdr.addr[sel], hdr.addr_len[sel], hdr.sport[sel], hdr.dport[sel], hdr.payload[sel],
+                hdr.payload_end[sel], hdr.tcp_seq[sel], hdr.tcp_flags[sel], cap.ts_ns[sel])  # fmt: skip
+        for addr, alen, sport, dport, p, pend, seq, flags, ts in zip(
+            *(c.tolist() for c in cols), strict=True
+        ):
+            key = data[addr : addr + 2 * alen] + bytes((sport >> 8, sport & 0xFF, dport >> 8, dport & 0xFF))
+            conn = conns.get(key)
+            reused = conn is not None and flags & TCP_SYN and (conn.fin or conn.tcp.stream_pos)
+            if conn is None or reused:  # a new connection (the same ports again: a new one too)
+                conn = conns[key] = WsConnection(_stream_name(key, alen), self.counters)
+                self.ws_order.append(conn)
+                _count(self.counters, "ws_connections")
+            conn.segment(seq, flags, data[p:pend], ts)
+
+    def _number_ws(self, final: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Trace ids for the text messages framed since the last call whose number is known: those of
+        the first connection not yet ended, and of later ones once every earlier one has ended.
+        ``final``: the capture is over, every connection's count is what it is."""
+        traces: list[int] = []
+        stamps: list[int] = []
+        order = self.ws_order
+        while self.ws_next < len(order) and not self.ws_blocked:
+            c = order[self.ws_next]
+            new = c.stamps[c.emitted :]
+            first = self.ws_base + c.emitted + 1
+            traces += range(first, first + len(new))
+            stamps += new
+            c.emitted = len(c.stamps)
+            if not (final or c.ended):
+                for later in order[self.ws_next + 1 :]:
+                    if later.stamps and not later.overlaps:  # messages while an earlier one is open
+                        later.overlaps = True
+                        _count(self.counters, "ws_connections_overlapping")
+                break
+            self.ws_next += 1
+            self.ws_base += len(c.stamps)
+            self.ws_blocked = c.state == "stopped"
+        return _i64(traces), _i64(stamps)
+
+    def _finish_ws(self) -> tuple[np.ndarray, np.ndarray]:
+        for c in self.ws_order:
+            if c.tcp.pending:
+                _count(self.counters, "tcp_segments_after_gap", len(c.tcp.pending))
+            if c.tcp.pending and c.state in ("handshake", "frames"):
+                _count(self.counters, "ws_gaps_never_filled")
+                c.stop(f"a gap in the TCP stream at byte {c.tcp.stream_pos} was never filled "
+                       f"({len(c.tcp.pending)} segments wait behind it)")  # fmt: skip
+        ws = self._number_ws(final=True)
+        for i, c in enumerate(self.ws_order):
+            if c.state == "stopped":
+                later = len(self.ws_order) - i - 1
+                self.warnings.append(f"WebSocket {c.name}: {c.why}; its later text messages "
+                                     + (f"and those of the {later} connection(s) after it " if later else "")
+                                     + "are not numbered (a number after it would be a guess)")  # fmt: skip
+        if self.ws_blocked:
+            _count(self.counters, "ws_messages_not_numbered",
+                   sum(len(c.stamps) for c in self.ws_order[self.ws_next :]))  # fmt: skip
+        overlapping = self.counters.get("ws_connections_overlapping", 0)
+        if overlapping:
+            self.warnings.append(f"{overlapping} WebSocket connection(s) carried messages while an earlier one "
+                                 "was still open: numbered after all of the earlier connection's messages "
+                                 "(connection start order); a handler numbering in arrival order across its "
+                                 "sockets numbers them differently")  # fmt: skip
+        self.counters["ws_text_messages"] = sum(len(c.stamps) for c in self.ws_order)
+        return ws
 
     def _orders(self, cap: Capture, hdr: Headers) -> None:
         sel = np.flatnonzero((hdr.proto == IPPROTO_TCP) & np.isin(hdr.dport, list(self.order_ports)))
@@ -797,6 +1088,11 @@ class WireMatcher:
 
     def finish(self) -> WireMatch:
         """Every trace joined: the same for a file fed whole or in pieces. Call once, at the end."""
+        if self.ws_ports:
+            ws = self._finish_ws()
+            if ws[0].size:
+                _count(self.counters, "md_messages_seen", int(ws[0].size))
+                self.md_parts.append(ws)
         counters, warnings = self.counters, list(self.warnings)
         md_trace, md_ts = (
             (np.concatenate(x) for x in zip(*self.md_parts, strict=True))
@@ -827,19 +1123,21 @@ class WireMatcher:
         if self.markers:
             counters["capture_end_marker"] = len(self.markers)
         counters["packets"] = self.packets
+        ws_segments = counters.get("ws_segments", 0)
         counters["packets_other"] = int(self.packets - counters["md_packets"] - counters["order_segments"]
-                                        - len(self.markers))  # fmt: skip
-        if not counters["md_packets"] and not counters["order_segments"]:
+                                        - ws_segments - len(self.markers))  # fmt: skip
+        if not counters["md_packets"] and not counters["order_segments"] and not ws_segments:
+            ws = f", from tcp port(s) {sorted(self.ws_ports)}" if self.ws_ports else ""
             warnings.append(f"no packet of the capture goes to udp port(s) {sorted(self.md_ports)} or tcp port(s) "
-                            f"{sorted(self.order_ports)}: check --md/--orders")  # fmt: skip
+                            f"{sorted(self.order_ports)}{ws}: check --md/--orders")  # fmt: skip
         return WireMatch(md_trace, md_ts, order_trace, order_ts, order_trace[found], wire_md, order_ts[found],
                          counters, warnings, self.packets, self.fmt)  # fmt: skip
 
 
 def match(cap: Capture, md_ports: set[int], order_ports: set[int],
-          mapping: OrderMapping | None = None) -> WireMatch:  # fmt: skip
+          mapping: OrderMapping | None = None, ws_ports: set[int] = frozenset()) -> WireMatch:  # fmt: skip
     """A whole capture matched at once: one chunk fed to a ``WireMatcher``."""
-    matcher = WireMatcher(md_ports, order_ports, mapping)
+    matcher = WireMatcher(md_ports, order_ports, mapping, ws_ports)
     matcher.feed(cap)
     return matcher.finish()
 

@@ -46,6 +46,7 @@ class PipelineConfig:
     trader: str = "python"  # or "rust": pipeline/rust_trader, built on first use
     md_port: int = 0  # 0: a free port picked at start; set beforehand when a capture must know it
     fix_port: int = 0
+    ws_port: int = 0  # --feed ws: the venue's WebSocket port (0: picked at start)
 
     def as_meta(self) -> dict:
         d = asdict(self)
@@ -149,7 +150,7 @@ class ReferencePipeline:
         self.rust_trader = build_rust_trader() if config.trader == "rust" else None
         self.md_port = config.md_port or free_port(socket.SOCK_DGRAM)
         self.fix_port = config.fix_port or free_port()
-        self.ws_port = free_port()
+        self.ws_port = config.ws_port or free_port()
         self.venue = self._spawn("venue", self._venue_argv(), env)
         if not config.fix_connect and not _wait_listening(self.fix_port, self.venue, 10.0):
             code = self.venue.poll()

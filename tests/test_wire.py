@@ -1,13 +1,16 @@
 """Wire captures: real tcpdump captures of loopback traffic, converted by editcap, and captures built
 byte by byte for what loopback cannot show on demand (reordering, other link types, damage)."""
 
+import bisect
 import functools
+import itertools
 import json
 import random
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -367,8 +370,10 @@ def test_cli_one_line_errors(tmp_path):
                          (tmp_path / "missing.pcap", "cannot read capture")):  # fmt: skip
         r = run_cli("wire", str(path), "--md", "udp:1", "--orders", "tcp:2")
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and expect in r.stderr, r.stderr
-    r = run_cli("wire", str(garbage), "--md", "tcp:1", "--orders", "tcp:2")
-    assert r.returncode == 2 and "udp:PORT" in r.stderr
+    r = run_cli("wire", str(garbage), "--md", "sctp:1", "--orders", "tcp:2")
+    assert r.returncode == 2 and "udp:PORT[:mold] or tcp:PORT[:ws]" in r.stderr, r.stderr
+    r = run_cli("wire", str(garbage), "--md", "tcp:1:mold", "--orders", "tcp:2")
+    assert r.returncode == 2 and "not one tickscope matches on tcp (ws)" in r.stderr, r.stderr
     r = run_cli("wire", str(garbage), "--md", "udp:1", "--orders", "tcp:2", "--clordid-regex", "\\d+")
     assert r.returncode == 2 and "needs one group" in r.stderr
 
@@ -519,3 +524,280 @@ def test_profile_capture_on_a_non_loopback_interface_says_there_is_no_end_marker
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "meta.json").read_text())["capture"]["end_marker"] is False
     assert f"{iface} is not loopback, so no end marker" in r.stderr
+
+
+# -- WebSocket market data (ws://): text messages numbered on the venue's side of the stream ----------
+WS_PORT = 40102
+WS_101 = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")  # fmt: skip
+WS_101_DEFLATE = WS_101[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+
+
+def ws_frame(opcode: int, payload: bytes, fin: bool = True, mask: bytes = b"", rsv: int = 0) -> bytes:
+    """One RFC 6455 frame: 7-, 16- or 64-bit length as the payload needs, masked when ``mask``."""
+    b0 = (0x80 if fin else 0) | rsv << 4 | opcode
+    m, n = 0x80 if mask else 0, len(payload)
+    if n < 126:
+        head = bytes((b0, m | n))
+    elif n < 1 << 16:
+        head = struct.pack(">BBH", b0, m | 126, n)
+    else:
+        head = struct.pack(">BBQ", b0, m | 127, n)
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + payload
+
+
+def ws_text(i: int, size: int = 20) -> bytes:
+    return ws_frame(1, json.dumps({"e": "depthUpdate", "i": i, "pad": "x" * size}).encode())
+
+
+def ws_segment(seq: int, payload: bytes, flags: int = 0x18, client_port: int = 7000) -> bytes:
+    return S.ethernet(S.ipv4("10.0.0.9", "10.0.0.2", 6, S.tcp(WS_PORT, client_port, seq, payload, flags)))
+
+
+def ws_connection(stream: bytes, cuts: list[int], t0: int, client_port: int = 7000, isn: int = 5000):
+    """(stamp, frame) of a SYN-ACK and the stream cut into segments at ``cuts`` (stream offsets),
+    segment k stamped t0 + 1000 * (k + 1); and each segment's first stream offset."""
+    bounds = [0, *cuts, len(stream)]
+    packets = [(t0, ws_segment(isn, b"", 0x12, client_port))]
+    for k, (a, b) in enumerate(itertools.pairwise(bounds)):
+        packets.append((t0 + 1000 * (k + 1), ws_segment(isn + 1 + a, stream[a:b], 0x18, client_port)))
+    return packets, bounds[:-1]
+
+
+def ws_match(tmp_path, packets, ws_ports=frozenset({WS_PORT})):
+    path = tmp_path / "ws.pcap"
+    path.write_bytes(S.pcap(packets))
+    return match(read_capture(path), set(), {FIX_PORT}, None, ws_ports)
+
+
+def _stamp_of(offset: int, starts: list[int], t0: int) -> int:
+    return t0 + 1000 * bisect.bisect_right(starts, offset)
+
+
+def test_ws_messages_are_numbered_in_stream_order_through_fragments_pings_and_every_length(tmp_path):
+    """Trace n is the n-th text message on the venue's side; wire.md is the stamp of the segment that
+    holds its first frame's first byte. Fragments with a ping inside, binary messages (not numbered:
+    the trader numbers text), 16- and 64-bit lengths, frames split across segments, several frames in
+    one segment, segments out of order and retransmitted."""
+    parts = [WS_101, ws_text(1),
+             ws_frame(1, b'{"e":"dep', fin=False), ws_frame(9, b"ping"), ws_frame(0, b'thUpdate"', fin=False),
+             ws_frame(10, b""), ws_frame(0, b"}"),  # message 2: three fragments, a ping and a pong among them
+             ws_frame(2, b"\x00" * 50),  # binary: not a trace
+             ws_text(3, size=300),  # 16-bit length
+             ws_text(4, size=70_000),  # 64-bit length
+             ws_text(5), ws_text(6), ws_frame(8, b"\x03\xe8")]  # fmt: skip
+    stream = b"".join(parts)
+    offsets = list(itertools.accumulate(len(p) for p in parts))
+    starts_of = {1: offsets[0], 2: offsets[1], 3: offsets[7], 4: offsets[8], 5: offsets[9], 6: offsets[10]}
+    # cuts: inside message 1's header (split header), inside the fragmented message, inside the
+    # 16-bit length field, through the 64-bit payload; messages 5 and 6 share one segment
+    cuts = sorted({offsets[0] + 1, offsets[2] + 3, offsets[7] + 3, offsets[8] + 9, offsets[8] + 30_000,
+                   offsets[8] + 60_000, offsets[9] - 5})  # fmt: skip
+    t0 = 1_700_000_000_000_000_000
+    packets, starts = ws_connection(stream, cuts, t0)
+    order_ts = t0 + 10**6
+    packets.append((order_ts, tcp_frame(100, order(b"TS4-1"))))
+    expected = [_stamp_of(starts_of[n], starts, t0) for n in range(1, 7)]
+
+    m = ws_match(tmp_path, packets)
+    assert m.md_trace.tolist() == [1, 2, 3, 4, 5, 6] and m.md_ts.tolist() == expected
+    c = m.counters
+    assert c["ws_text_messages"] == 6 and c["ws_binary_messages"] == 1 and c["ws_control_frames"] == 2
+    assert c["ws_close_frames"] == 1 and c["ws_continuation_frames"] == 2
+    assert c["ws_connections_upgraded"] == 1
+    assert c["packets_other"] == 0 and "ws_frames_malformed" not in c and not m.warnings
+    assert m.trace.tolist() == [4] and m.wire_to_wire.tolist() == [order_ts - expected[3]]
+
+    # out of order, a retransmission, and fed in pieces: the same numbers and stamps
+    shuffled = [packets[0], packets[2], packets[1], packets[3], packets[1], *packets[4:]]
+    m2 = ws_match(tmp_path, shuffled)
+    assert m2.md_trace.tolist() == [1, 2, 3, 4, 5, 6]
+    assert m2.counters["tcp_segments_out_of_order"] == 1 and m2.counters["tcp_segments_retransmitted"] == 1
+    # the stamp of a message's first byte is that of the first segment that carried it
+    assert m2.md_ts.tolist()[1:] == expected[1:]
+    data = S.pcap(packets)
+    matcher = WireMatcher(set(), {FIX_PORT}, ws_ports={WS_PORT})
+    stream_in = PcapStream("ws.pcap")
+    for a, b in itertools.pairwise([0, 30, 200, 5000, 40_000, 71_000, len(data)]):
+        matcher.feed(stream_in.push(data[a:b]))
+    pieces = matcher.finish()
+    assert pieces.md_trace.tolist() == m.md_trace.tolist() and pieces.md_ts.tolist() == m.md_ts.tolist()
+    assert pieces.wire_to_wire.tolist() == m.wire_to_wire.tolist()
+
+
+def test_ws_permessage_deflate_frames_are_counted_not_inflated(tmp_path):
+    stream = WS_101_DEFLATE + ws_frame(1, b"\x8a\x01compressed", rsv=4) + ws_frame(1, b"\x02\x00", rsv=4)
+    m = ws_match(tmp_path, ws_connection(stream, [], 10**18)[0])
+    assert m.md_trace.tolist() == [1, 2] and not m.warnings
+
+
+@pytest.mark.parametrize("bad,why", [
+    (ws_frame(3, b"x"), "reserved opcode 3"),
+    (ws_frame(1, b"x", rsv=4), "reserved bits RSV1-3 = 100, no extension agreed"),
+    (ws_frame(1, b"x", rsv=2), "reserved bits RSV1-3 = 010"),
+    (ws_frame(1, b"abcd", mask=b"\x01\x02\x03\x04"), "a masked frame from the server"),
+    (ws_frame(9, b"p" * 126), "control frame (opcode 9) fragmented or longer than 125 bytes (126)"),
+    (ws_frame(9, b"p", fin=False), "control frame (opcode 9) fragmented"),
+    (ws_frame(0, b"x"), "continuation frame outside a message"),
+    (ws_frame(1, b"a", fin=False) + ws_frame(1, b"b"), "a new message inside a fragmented one"),
+    (struct.pack(">BBQ", 0x81, 127, 1 << 63), f"payload length {1 << 63} beyond"),
+    (struct.pack(">BBQ", 0x81, 127, (1 << 30) + 1), f"payload length {(1 << 30) + 1} beyond"),
+    (b"garbage in the stream", "reserved opcode 7"),  # 'g': RSV2 and RSV3 set, opcode 7
+])  # fmt: skip
+def test_ws_a_frame_the_client_would_refuse_stops_the_numbering_with_one_line(tmp_path, bad, why):
+    stream = WS_101 + ws_text(1) + ws_text(2) + bad + ws_text(3) + ws_text(4)
+    packets, _ = ws_connection(stream, [len(WS_101) + 10], 10**18)
+    m = ws_match(tmp_path, packets)
+    began = why.startswith("a new message")  # its first fragment began text message 3
+    assert m.md_trace.tolist() == [1, 2, 3] if began else [1, 2]  # what came before, nothing after
+    assert m.counters["ws_frames_malformed"] == 1 and m.counters["ws_connections_stopped"] == 1
+    assert m.counters.get("ws_bytes_unframed", 0) > 0
+    (line,) = [w for w in m.warnings if w.startswith("WebSocket ")]
+    assert why in line and "10.0.0.9:40102 -> 10.0.0.2:7000" in line and "not numbered" in line, line
+    assert "\n" not in line
+
+
+def test_ws_gap_never_filled_refused_handshake_and_midway_join_are_counted(tmp_path):
+    stream = WS_101 + b"".join(ws_text(i) for i in range(1, 6))
+    n = len(ws_text(1))
+    packets, _ = ws_connection(stream, [len(WS_101) + 30, len(WS_101) + n + 9, len(WS_101) + n + 40], 10**18)
+    del packets[3]  # the segment with the rest of message 2 (its header came before) never arrives
+    m = ws_match(tmp_path, packets)
+    assert m.md_trace.tolist() == [1, 2]  # message 2 began before the hole
+    assert m.counters["ws_gaps_never_filled"] == 1 and m.counters["tcp_segments_after_gap"] == 1
+    assert any("was never filled" in w for w in m.warnings)
+
+    refused = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" + ws_text(1)
+    m = ws_match(tmp_path, ws_connection(refused, [], 10**18)[0])
+    assert m.md_trace.size == 0 and m.counters["ws_handshakes_refused"] == 1
+    assert any("HTTP/1.1 400 Bad Request" in w and "not 101" in w for w in m.warnings)
+
+    midway, _ = ws_connection(ws_text(7) + ws_text(8), [], 10**18)
+    m = ws_match(tmp_path, midway[1:])  # no SYN-ACK, no 101: the count before it is unknown
+    assert m.md_trace.size == 0 and m.counters["ws_connections_joined_midway"] == 1
+    # the SYN-ACK missed but the 101 is there: counted from the first byte all the same
+    late, _ = ws_connection(WS_101 + ws_text(1), [], 10**18)
+    assert ws_match(tmp_path, late[1:]).md_trace.tolist() == [1]
+
+
+def test_ws_numbering_continues_across_connections_in_the_order_they_started(tmp_path):
+    """A handler that reconnects numbers on: connection B's first message follows A's last. An
+    overlap (B sends while A is open) keeps that order and says so; a connection whose count is
+    unknown (joined midway) leaves every later connection unnumbered."""
+    t0 = 10**18
+    a, _ = ws_connection(WS_101 + ws_text(1) + ws_text(2) + ws_frame(8, b""), [], t0, client_port=7000)
+    a.append((t0 + 5000, ws_segment(5001 + len(WS_101) + 2 * len(ws_text(1)) + 2, b"", 0x11, 7000)))  # FIN
+    b, _ = ws_connection(WS_101 + ws_text(3) + ws_text(4) + ws_text(5), [len(WS_101)], t0 + 10_000, 7001)
+    m = ws_match(tmp_path, a + b)
+    assert m.md_trace.tolist() == [1, 2, 3, 4, 5] and m.md_ts.tolist()[2:] == [t0 + 12_000] * 3
+    assert m.counters["ws_connections"] == 2 and not m.warnings
+
+    # B starts (and sends) before A's last message: A's two messages still come first
+    a2, _ = ws_connection(WS_101 + ws_text(1) + ws_text(2), [len(WS_101) + len(ws_text(1))], t0, 7000)
+    b2, _ = ws_connection(WS_101 + ws_text(3), [], t0 + 500, 7001)
+    m = ws_match(tmp_path, sorted(a2 + b2, key=lambda p: p[0]))
+    assert m.md_trace.tolist() == [1, 2, 3] and m.md_ts.tolist() == [t0 + 1000, t0 + 2000, t0 + 1500]
+    assert m.counters["ws_connections_overlapping"] == 1
+    assert any("numbered after all of the earlier connection's messages" in w for w in m.warnings)
+
+    # the live view gets them as they become known: B's only once A has ended
+    matcher = WireMatcher(set(), {FIX_PORT}, ws_ports={WS_PORT})
+    found = []
+    for pkt in a + b:
+        step = matcher.feed(read_capture_bytes(tmp_path, [pkt]))
+        found += step.md_trace.tolist()
+    assert found == [1, 2, 3, 4, 5]
+
+    midway, _ = ws_connection(ws_text(9), [], t0, 7000)
+    m = ws_match(tmp_path, midway[1:] + b)
+    assert m.md_trace.size == 0 and m.counters["ws_messages_not_numbered"] == 3
+    assert any("and those of the 1 connection(s) after it are not numbered" in w for w in m.warnings)
+
+
+def read_capture_bytes(tmp_path, packets):
+    path = tmp_path / "piece.pcap"
+    path.write_bytes(S.pcap(packets))
+    return read_capture(path)
+
+
+def _tshark_streams(pcap, port_filter: str) -> dict[int, bytes]:
+    """Each TCP stream matching ``port_filter`` reassembled by tshark's fields alone (sequence
+    numbers, payloads), keyed by stream index: a reference apart from tickscope's own reader."""
+    out = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"{port_filter} && tcp.len > 0", "-T", "fields",
+                          "-e", "tcp.stream", "-e", "tcp.seq_raw", "-e", "tcp.payload"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    segments: dict[int, dict[int, bytes]] = {}
+    for line in out.splitlines():
+        stream, seq, payload = line.split("\t")
+        segments.setdefault(int(stream), {})[int(seq)] = bytes.fromhex(payload)
+    streams = {}
+    for key, segs in segments.items():
+        data, at = bytearray(), min(segs)
+        for seq in sorted(segs):
+            if seq <= at < seq + len(segs[seq]):  # retransmitted bytes taken once
+                data += segs[seq][at - seq :]
+                at = seq + len(segs[seq])
+        streams[key] = bytes(data)
+    return streams
+
+
+@needs_tcpdump
+def test_profile_capture_with_a_websocket_feed_numbers_text_messages_as_the_trader_does(tmp_path):
+    """``--feed ws``: trace n is the trader's n-th text message; on the wire, the n-th text message of
+    the venue's stream. Checked against a reference: tshark's segments framed by the websockets
+    library (the one the trader uses), every order's trace must be a depthUpdate of the order's
+    symbol; and every traced message's kernel stamp is at or after the capture's stamp of its first
+    byte (a number one too high would pair a message with a later segment's stamp)."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    out = tmp_path / "s"
+    r = run_cli("profile", "--capture", "--feed", "ws", "--duration", "4s", "--rate", "5k", "--no-live",
+                "--no-perf", "--no-hiccup", "-o", str(out), timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    cap = meta["capture"]
+    c = cap["counters"]
+    assert cap["snaplen"] == 262144 and cap["end_marker"] is True
+    assert c["orders_new"] > 0 and c["orders_matched"] >= 0.999 * c["orders_new"]
+    assert c["orders_unmatched"] == 0 and cap["md_traced_not_on_wire"] == 0, cap
+    assert cap["orders_traced_not_on_wire"] == 0, cap
+    assert c["ws_connections"] == c["ws_connections_upgraded"] == 1 and c["packets_other"] == 0, c
+    assert not {"ws_frames_malformed", "ws_connections_stopped", "packets_cut_by_snaplen"} & c.keys(), c
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["wire_to_wire"]["count"] == c["orders_matched"]
+    ws = meta["subject_stats"]["trader"]["ws"]
+    assert summary["md.rx-wire.md"]["count"] == ws["events"] + ws["malformed"]  # none negative (dropped)
+    assert "wire_to_wire" in r.stdout and f"matched {c['orders_matched']}" in r.stdout
+
+    pcap = out / "wire.pcap"
+    (venue,) = _tshark_streams(pcap, f"tcp.srcport == {cap['ws_port']}").values()
+    reader = StreamReader()
+    reader.feed_data(venue[venue.index(b"\r\n\r\n") + 4 :])
+    reader.feed_eof()
+    texts = []
+    while True:  # to the end of the data: EOFError
+        parse = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(parse)
+        except StopIteration as done:
+            if done.value.opcode is Opcode.TEXT:
+                texts.append(json.loads(done.value.data))
+        except EOFError:
+            break  # the end (or the capture ended inside a frame)
+    assert len(texts) == c["ws_text_messages"]
+    fix = b"".join(_tshark_streams(pcap, f"tcp.dstport == {cap['order_port']}").values())
+    orders = [dict(f.split(b"=", 1) for f in frame.split(b"\x01") if b"=" in f)
+              for frame in fix.split(b"8=FIX")[1:]]  # fmt: skip
+    new = [(int(o[b"11"][2:].split(b"-")[0]), o[b"55"].decode()) for o in orders if o.get(b"35") == b"D"]
+    assert len(new) == c["orders_new"]
+    for trace, symbol in new:
+        assert texts[trace - 1].get("e") == "depthUpdate" and texts[trace - 1]["s"] == symbol, (trace, symbol)
+
+    w = run_cli("wire", str(pcap), "--md", f"tcp:{cap['ws_port']}:ws", "--orders", f"tcp:{cap['order_port']}:fix",
+                "-o", str(tmp_path / "w"))  # fmt: skip
+    assert w.returncode == 0, w.stderr
+    again = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert again["wire_to_wire"] == summary["wire_to_wire"]
