@@ -316,6 +316,11 @@ class WsClient:
     The library's threaded and asyncio clients read the socket themselves; a feed handler wants
     to: ``recvmsg_into`` with the kernel's receive stamp, from a busy-poll loop or an event loop.
     The protocol object does the framing, masking, ping/pong and close handshake.
+
+    ``receive`` hands out every text *message* once, in arrival order (a fragmented one when its last
+    frame is in, with the stamp of the read that completed it), including any that came in the same
+    read as the handshake's 101 response: the trader numbers them 1, 2, ..., and ``tickscope wire``
+    finds the same numbers by framing the venue's side of the connection on a capture.
     """
 
     def __init__(self, url: str, rx_factory, connect_timeout_s: float = 5.0):
@@ -341,27 +346,30 @@ class WsClient:
         self.protocol.send_request(self.protocol.connect())
         self._flush()
         self.sock.settimeout(0.2)
+        self.rx = rx_factory(self.sock)
+        self.closed = False
+        self._next_id = 1
+        self._fragments: list[bytes] | None = None  # a fragmented text message being assembled
+        buf = bytearray(65536)
         while True:
             if time.monotonic() > deadline:
                 raise ConnectionError(f"market data {url} never completed the WebSocket handshake")
             try:
-                data = self.sock.recv(65536)
+                n, kernel_rx = self.rx.recv_into(buf)
             except TimeoutError:
                 continue
-            if not data:
+            if not n:
                 raise ConnectionError(f"market data {url} closed the connection during the handshake")
-            self.protocol.receive_data(data)
+            self.protocol.receive_data(bytes(buf[:n]))
             events = self.protocol.events_received()
             if events and isinstance(events[0], Response):
                 if self.protocol.handshake_exc is not None:
                     raise ConnectionError(f"market data {url} refused the WebSocket handshake: "
                                           f"{self.protocol.handshake_exc}")  # fmt: skip
-                self.early = [e.data for e in events[1:] if getattr(e, "opcode", None) == 1]
+                # Messages in the same read as the 101: the first ``receive`` hands them out.
+                self._early = (kernel_rx, self._texts(events[1:]))
                 break
         self.sock.setblocking(False)
-        self.rx = rx_factory(self.sock)
-        self.closed = False
-        self._next_id = 1
 
     def _flush(self) -> None:
         for chunk in self.protocol.data_to_send():
@@ -378,6 +386,10 @@ class WsClient:
     def receive(self, buf) -> tuple[int, list[bytes]] | None:
         """One ``recv``: (kernel receive stamp, text payloads); None when nothing is waiting.
         Pings are answered here; a close from the venue sets ``closed``."""
+        if self._early is not None:
+            early, self._early = self._early, None
+            if early[1]:
+                return early
         if self.closed:
             return None
         try:
@@ -392,14 +404,30 @@ class WsClient:
             self.protocol.receive_eof()
             return kernel_rx, []
         self.protocol.receive_data(bytes(buf[:n]))
-        out = []
-        for frame in self.protocol.events_received():
-            if frame.opcode == 1:  # TEXT
-                out.append(frame.data)
-            elif frame.opcode == 8:  # CLOSE
-                self.closed = True
+        out = self._texts(self.protocol.events_received())
         self._flush()
         return kernel_rx, out
+
+    def _texts(self, frames) -> list[bytes]:
+        """The text messages completed by these frames (the protocol hands out frames, not messages:
+        a fragmented one is a TEXT frame and CONT frames up to the one with FIN)."""
+        out = []
+        for frame in frames:
+            op = frame.opcode
+            if op == 1:  # TEXT
+                if frame.fin:
+                    out.append(frame.data)
+                else:
+                    self._fragments = [frame.data]
+            elif op == 0:  # CONT
+                if self._fragments is not None:  # (else: the rest of a binary message, not market data)
+                    self._fragments.append(frame.data)
+                    if frame.fin:
+                        out.append(b"".join(self._fragments))
+                        self._fragments = None
+            elif op == 8:  # CLOSE
+                self.closed = True
+        return out
 
     def close(self) -> None:
         try:

@@ -252,7 +252,9 @@ class Trader:
         return packets
 
     def on_ws_market_data(self) -> int:
-        """Drain the WebSocket: every text frame is one trace; returns the reads done."""
+        """Drain the WebSocket: every text message is one trace, numbered 1, 2, ... in arrival order
+        (answers and malformed ones too: the n-th text message on the wire is trace n, which is how
+        ``tickscope wire`` matches it); returns the reads done."""
         ws, commit, strategy, depth = self.ws, self.ticks.commit, self.strategy, self.depth
         t = self.ticks.stamps
         reads = 0
@@ -535,6 +537,8 @@ class Trader:
         async def session():
             loop.add_reader(self.md.fileno(), md_ready)
             loop.add_reader(self.fix.fileno(), fix_ready)
+            if self.ws is not None:
+                loop.call_soon(md_ready)  # messages read with the handshake wait for no readiness
             await asyncio.gather(timers(), done)
 
         try:

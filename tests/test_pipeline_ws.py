@@ -2,13 +2,18 @@
 trader against the real venue (and a real WebSocket server that sends garbage) over loopback."""
 
 import asyncio
+import base64
 import glob
+import hashlib
 import json
 import os
 import random
+import re
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from test_pipeline_venue import start_venue
@@ -268,3 +273,67 @@ def test_profile_with_the_websocket_feed_measures_every_stage(tmp_path):
     assert "in flight at end" in out.stdout, "the console accounts for every order"
     bad = run_cli("profile", "--feed", "ws", "--replay", str(tmp_path / "x.itch"), "--no-live")
     assert bad.returncode == 2 and "--feed itch" in bad.stderr
+
+
+class PushOnConnectServer(threading.Thread):
+    """A raw WebSocket server (one socket, RFC 6455 by hand) that sends a text message in the same
+    write as its 101 response (as venues that push on connect do), then a message in three fragments
+    with a ping between them, a binary message, one more text message and a Close."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.error = None
+
+    @staticmethod
+    def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+        assert len(payload) < 126
+        return bytes(((0x80 if fin else 0) | opcode, len(payload))) + payload
+
+    def run(self):
+        try:
+            self.listener.settimeout(30)
+            conn, _ = self.listener.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                key = re.search(rb"(?i)sec-websocket-key: *(\S+)", request).group(1)
+                accept = base64.b64encode(
+                    hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+                )
+                early = b'{"u":1,"s":"AAPL","b":"100.0000","B":"5","a":"100.1000","A":"5"}'
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + self.frame(1, early))  # fmt: skip
+                event = b'{"e":"depthUpdate","s":"AAPL","U":5,"u":5,"b":[["100.0000","7"]],"a":[]}'
+                conn.sendall(self.frame(1, event[:20], fin=False) + self.frame(9, b"hi")
+                             + self.frame(0, event[20:40], fin=False))  # fmt: skip
+                time.sleep(0.2)  # the rest in a later read: the message is whole only then
+                conn.sendall(self.frame(0, event[40:]) + self.frame(2, b"\x00\x01")
+                             + self.frame(1, event.replace(b"5", b"6")) + self.frame(8, b"\x03\xe8"))  # fmt: skip
+                time.sleep(1)
+        except Exception as e:  # the test reads it
+            self.error = e
+        finally:
+            self.listener.close()
+
+
+@pytest.mark.parametrize("loop", ["busy", "asyncio"])
+def test_trader_numbers_every_text_message_once_whole_including_those_read_with_the_handshake(tmp_path, loop):
+    """What ``tickscope wire`` relies on for --feed ws: text message n on the wire is trace n."""
+    ws_port = free_port()
+    server = PushOnConnectServer(ws_port)
+    server.start()
+    venue, _, fix_port = start_venue("--rate", "100")  # FIX order entry only
+    try:
+        out = run_trader(tmp_path, fix_port, f"ws://127.0.0.1:{ws_port}/ws", "--symbols", "AAPL",
+                         "--loop", loop, timeout=30)  # fmt: skip
+    finally:
+        venue.kill()
+        venue.wait()
+    server.join(10)
+    assert server.error is None and out.returncode == 0, (server.error, out.stderr)
+    ws = trader_stats(tmp_path)["ws"]
+    # the early bookTicker, the fragmented depthUpdate (whole: it parses), the last one; not the binary
+    assert ws["events"] == 3 and ws["malformed"] == 0, (ws, out.stderr)
+    assert ws["seen"]["AAPL"] == [5, 6], "both depth events were read whole"
