@@ -446,11 +446,12 @@ def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp
 
 @needs_tcpdump
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed (apt-get install tmux)")
-def test_profile_capture_shows_the_wire_rows_in_the_live_view_during_the_run(tmp_path):
+@pytest.mark.parametrize("feed", ["itch", "ws"])
+def test_profile_capture_shows_the_wire_rows_in_the_live_view_during_the_run(tmp_path, feed):
     name = f"ts-wire-{uuid.uuid4().hex[:8]}"
     out = tmp_path / "s"
-    cmd = (f"{sys.executable} -m tickscope.main profile --capture --duration 300s --rate 5k --no-perf "
-           f"--no-hiccup --out {out}; sleep 60")  # fmt: skip
+    cmd = (f"{sys.executable} -m tickscope.main profile --capture --feed {feed} --duration 300s --rate 5k "
+           f"--no-perf --no-hiccup --out {out}; sleep 60")  # fmt: skip
     tmux = functools.partial(subprocess.run, capture_output=True, text=True)
     tmux(["tmux", "new-session", "-d", "-x", "140", "-y", "50", "-s", name, cmd])
     screen, row = "", None
