@@ -1,11 +1,13 @@
 """Wire capture parse + match against a plain read of the same file by dpkt, in the same run:
 
-    python benchmarks/bench_wire.py [--packets N] [--quick]
+    python benchmarks/bench_wire.py [--packets N] [--quick] [--feed itch|ws]
 
 The file: N packets (default 1 M) of Ethernet/IPv4 as the bundled pipeline sends them, 95 %
 MoldUDP64 packets of 1-3 ITCH messages to the market-data port, 5 % FIX NewOrderSingles to the
 order port (one TCP stream, ClOrdID ``TS<trace>-<n>``, every 10th order split over two segments),
-written as a nanosecond pcap (not timed).
+written as a nanosecond pcap (not timed). ``--feed ws``: the market data is instead one WebSocket
+connection's venue side (SYN-ACK, HTTP 101, then segments of 1-3 Binance-shaped text frames of about
+130 bytes, every 7th message a 16-bit-length frame of 300 bytes), the orders naming text messages.
 
 - tickscope: ``read_capture`` + ``match`` (record walk, numpy header decode, Mold expansion, TCP
   reassembly and FIX framing of the order stream, the join). Target <= 5 s for 1 M packets.
@@ -29,11 +31,18 @@ from tickscope.collectors.wire import match, read_capture
 from tickscope.pipeline import itch
 from tickscope.pipeline.fix import OrderTemplate
 
-MD_PORT, FIX_PORT = 40000, 40001
+MD_PORT, FIX_PORT, WS_PORT = 40000, 40001, 40002
 REPEATS = 3
 
 
-def build(n: int) -> tuple[bytes, int]:
+def _ws_text(i: int) -> bytes:
+    pad = "0" * (200 if i % 7 == 0 else 30)
+    event = f'{{"e":"depthUpdate","E":{i},"s":"AAPL","U":{i},"u":{i},"b":[["101.2300","{pad}"]],"a":[]}}'
+    n = len(event)
+    return (bytes((0x81, n)) if n < 126 else bytes((0x81, 126)) + n.to_bytes(2, "big")) + event.encode()
+
+
+def build(n: int, feed: str = "itch") -> tuple[bytes, int]:
     """-> (pcap bytes, orders in it)."""
     template = OrderTemplate("TICKSCOPE", "VENUE")
     msg = itch.order_delete(1, 0, 0, 1)
@@ -43,8 +52,27 @@ def build(n: int) -> tuple[bytes, int]:
     packets.append(
         (ts, S.ethernet(S.ipv4("127.0.0.1", "127.0.0.1", 6, S.tcp(5555, FIX_PORT, tcp_seq - 1, b"", 0x02))))
     )
+    ws_seq = 5000
+    if feed == "ws":
+        syn_ack = S.tcp(WS_PORT, 5557, ws_seq, b"", 0x12)
+        packets.append((ts, S.ethernet(S.ipv4("127.0.0.1", "127.0.0.1", 6, syn_ack))))
+        ws_seq += 1
+        head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        packets.append(
+            (ts, S.ethernet(S.ipv4("127.0.0.1", "127.0.0.1", 6, S.tcp(WS_PORT, 5557, ws_seq, head))))
+        )
+        ws_seq += len(head)
     while len(packets) < n:
         ts += 50_000
+        if len(packets) % 20 and feed == "ws":
+            count = 1 + len(packets) % 3
+            payload = b"".join(_ws_text(seq + i) for i in range(count))
+            packets.append(
+                (ts, S.ethernet(S.ipv4("127.0.0.1", "127.0.0.1", 6, S.tcp(WS_PORT, 5557, ws_seq, payload))))
+            )
+            ws_seq += len(payload)
+            seq += count
+            continue
         if len(packets) % 20:
             count = 1 + len(packets) % 3
             payload = itch.mold_packet(b"SESSION001", seq, [msg] * count)
@@ -91,13 +119,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="100 k packets")
+    ap.add_argument(
+        "--feed", choices=["itch", "ws"], default="itch", help="market data: MoldUDP64 or WebSocket"
+    )
     args = ap.parse_args()
     n = 100_000 if args.quick else args.packets
+    ws = {WS_PORT} if args.feed == "ws" else set()
     with tempfile.TemporaryDirectory(prefix="tickscope-bench-wire-") as tmp:
         path = Path(tmp) / "bench.pcap"
-        data, orders = build(n)
+        data, orders = build(n, args.feed)
         path.write_bytes(data)
-        ours_s, m = best_s(lambda: match(read_capture(path), {MD_PORT}, {FIX_PORT}))
+        ours_s, m = best_s(lambda: match(read_capture(path), {MD_PORT}, {FIX_PORT}, None, ws))
         assert m.counters["orders_matched"] == orders, m.counters
         try:
             dpkt_s, read = best_s(lambda: dpkt_read(path))
@@ -105,7 +137,10 @@ def main() -> None:
         except ImportError:
             dpkt_s = None
         size_mb = path.stat().st_size / 1e6
-    t = Table(title=f"{n:,} packets ({size_mb:.0f} MB pcap), {orders:,} orders matched; best of {REPEATS}")
+    title = (
+        f"{n:,} packets ({size_mb:.0f} MB pcap, {args.feed}), {orders:,} orders matched; best of {REPEATS}"
+    )
+    t = Table(title=title)
     for col in ("", "seconds", "packets/s", "vs dpkt read"):
         t.add_column(col, justify="right")
     t.add_row("tickscope parse + match", f"{ours_s:.2f}", f"{n / ours_s:,.0f}",
@@ -113,7 +148,7 @@ def main() -> None:
     t.add_row("dpkt read + Ethernet decode", f"{dpkt_s:.2f}" if dpkt_s else "pip install dpkt",
               f"{n / dpkt_s:,.0f}" if dpkt_s else "-", "1.0x" if dpkt_s else "-")  # fmt: skip
     Console().print(t)
-    print(json.dumps({"packets": n, "orders": orders, "tickscope_s": round(ours_s, 3),
+    print(json.dumps({"feed": args.feed, "packets": n, "orders": orders, "tickscope_s": round(ours_s, 3),
                       "dpkt_read_s": round(dpkt_s, 3) if dpkt_s else None, "target_s": 5.0 * n / 1e6}))  # fmt: skip
 
 

@@ -702,7 +702,7 @@ class WsConnection:
         self.stamps: list[int] = []
         self.emitted = 0  # stamps already given trace ids
         self.fin = False  # the venue's FIN or RST is on the capture
-        self.from_syn = False  # the SYN-ACK is on the capture: the stream is seen from its first byte
+        self.isn: int | None = None  # the SYN-ACK's sequence number: the stream is seen from its first byte
         self.overlaps = False  # carried messages while an earlier connection was still open
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -715,7 +715,9 @@ class WsConnection:
 
     def segment(self, seq: int, flags: int, payload: bytes, ts: int) -> None:
         if flags & TCP_SYN:
-            self.from_syn = True
+            if self.isn is not None:
+                return  # the SYN-ACK again (retransmitted): the stream must not rewind to it
+            self.isn = seq
         self.tcp.segment(seq, flags, payload, ts)
         if flags & (TCP_FIN | TCP_RST):
             self.fin = True
@@ -753,6 +755,11 @@ class WsConnection:
             if n - pos < 2:
                 break
             b0, b1 = buf[pos], buf[pos + 1]
+            if b0 == 0x81 and b1 < 126 and self.in_message is None:  # the usual frame: a whole short text
+                self.stamps.append(tcp.stamp_at(tcp.buf_pos + pos))
+                pos += 2
+                self.skip = b1
+                continue
             length = b1 & 0x7F
             head = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if b1 & 0x80 else 0)
             if n - pos < head:
@@ -790,7 +797,7 @@ class WsConnection:
     def _handshake(self, buf: bytearray) -> int:
         """-> offset of the first frame, -1 while the response is incomplete, 0 once stopped."""
         if not buf.startswith(b"HTTP/1."[: len(buf)]):
-            if self.from_syn:
+            if self.isn is not None:
                 self._count("ws_handshakes_malformed")
                 self.stop("the stream does not start with an HTTP response")
             else:
@@ -806,7 +813,7 @@ class WsConnection:
                 return 0
             return -1
         head = bytes(buf[:end]).lower()
-        if not head.split(b"\r\n", 1)[0].split(b" ")[1:2] == [b"101"]:
+        if head.split(b"\r\n", 1)[0].split(b" ")[1:2] != [b"101"]:
             self._count("ws_handshakes_refused")
             status = bytes(buf[: min(end, 60)]).split(b"\r\n")[0]
             self.stop(f"the venue answered {status!r}, not 101 Switching Protocols")
@@ -995,7 +1002,8 @@ class WireMatcher:
         ):
             key = data[addr : addr + 2 * alen] + bytes((sport >> 8, sport & 0xFF, dport >> 8, dport & 0xFF))
             conn = conns.get(key)
-            reused = conn is not None and flags & TCP_SYN and (conn.fin or conn.tcp.stream_pos)
+            reused = (conn is not None and flags & TCP_SYN and seq != conn.isn
+                      and (conn.fin or conn.tcp.stream_pos))  # fmt: skip
             if conn is None or reused:  # a new connection (the same ports again: a new one too)
                 conn = conns[key] = WsConnection(_stream_name(key, alen), self.counters)
                 self.ws_order.append(conn)

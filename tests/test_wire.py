@@ -611,10 +611,10 @@ def test_ws_messages_are_numbered_in_stream_order_through_fragments_pings_and_ev
     assert c["packets_other"] == 0 and "ws_frames_malformed" not in c and not m.warnings
     assert m.trace.tolist() == [4] and m.wire_to_wire.tolist() == [order_ts - expected[3]]
 
-    # out of order, a retransmission, and fed in pieces: the same numbers and stamps
-    shuffled = [packets[0], packets[2], packets[1], packets[3], packets[1], *packets[4:]]
+    # out of order, retransmissions (of the SYN-ACK too), and fed in pieces: the same numbers, stamps
+    shuffled = [packets[0], packets[2], packets[1], packets[3], packets[1], packets[0], *packets[4:]]
     m2 = ws_match(tmp_path, shuffled)
-    assert m2.md_trace.tolist() == [1, 2, 3, 4, 5, 6]
+    assert m2.md_trace.tolist() == [1, 2, 3, 4, 5, 6] and m2.counters["ws_connections"] == 1
     assert m2.counters["tcp_segments_out_of_order"] == 1 and m2.counters["tcp_segments_retransmitted"] == 1
     # the stamp of a message's first byte is that of the first segment that carried it
     assert m2.md_ts.tolist()[1:] == expected[1:]
