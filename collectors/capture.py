@@ -286,8 +286,8 @@ class WireCapture(SideCollectorBase):
         """Match the capture, join it with the kept traces, append the wire tags to the session.
         -> (warnings, meta.json ``capture`` section)."""
         info = {"interface": self.iface, "snaplen": self.snaplen, "stamps": self.stamp_type, "file": CAPTURE_FILE,
-                "md_port": self.md_port, "order_port": self.order_port,
-                **({"ws_port": self.ws_port} if self.ws_port else {}), **self.end,
+                **({"ws_port": self.ws_port} if self.ws_port else {"md_port": self.md_port}),
+                "order_port": self.order_port, **self.end,
                 **({"live_join_cpu_s": round(self.live_cpu[0], 3), "live_join_s": round(self.live_cpu[1], 3)}
                    if self.live_cpu else {}),
                 **{f"tcpdump_{k}": v for k, v in self.stats.items()}}  # fmt: skip
