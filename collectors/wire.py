@@ -734,6 +734,7 @@ class WsConnection:
         buf = tcp.buf
         n = len(buf)
         pos = 0
+        stamp, base, stamps = tcp.stamp_at, tcp.buf_pos, self.stamps
         while pos < n:
             if self.skip:
                 step = min(self.skip, n - pos)
@@ -756,9 +757,11 @@ class WsConnection:
                 break
             b0, b1 = buf[pos], buf[pos + 1]
             if b0 == 0x81 and b1 < 126 and self.in_message is None:  # the usual frame: a whole short text
-                self.stamps.append(tcp.stamp_at(tcp.buf_pos + pos))
-                pos += 2
-                self.skip = b1
+                stamps.append(stamp(base + pos))
+                end = pos + 2 + b1
+                if end > n:  # its payload goes on in the next segment
+                    self.skip, end = end - n, n
+                pos = end
                 continue
             length = b1 & 0x7F
             head = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if b1 & 0x80 else 0)
