@@ -47,10 +47,25 @@ class PipelineConfig:
     md_port: int = 0  # 0: a free port picked at start; set beforehand when a capture must know it
     fix_port: int = 0
 
+    def __post_init__(self):
+        if self.fix_connect is not None:
+            fix_connect_address(self.fix_connect)  # a malformed address is one line before anything starts
+
     def as_meta(self) -> dict:
         d = asdict(self)
         d["replay"] = str(self.replay) if self.replay else None
         return {"pipeline": d}
+
+
+def fix_connect_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[V6]:PORT`` too) of ``--fix-connect`` -> (host, port); ProfileError otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ProfileError(
+            f"--fix-connect {text!r}: expected HOST:PORT of a FIX 4.4 acceptor, e.g. 127.0.0.1:9878"
+        )
+    return host, int(port)
 
 
 RUST_TRADER_CRATE = Path(__file__).parent / "rust_trader"
@@ -186,8 +201,7 @@ class ReferencePipeline:
         c = self.config
         fix_host, fix_port = "127.0.0.1", self.fix_port
         if c.fix_connect:
-            fix_host, _, port = c.fix_connect.rpartition(":")
-            fix_port = int(port)
+            fix_host, fix_port = fix_connect_address(c.fix_connect)
         from .venue import DEFAULT_SYMBOLS
 
         symbols = ",".join(DEFAULT_SYMBOLS[: max(1, min(c.symbols, len(DEFAULT_SYMBOLS)))])

@@ -88,6 +88,15 @@ def test_bad_flag_values_are_one_line(tmp_path, flag, value, needle):
     assert_one_line_error(out, needle)
 
 
+@pytest.mark.parametrize("address", ["foo", "127.0.0.1:abc", ":9878", "host:0", "host:99999", "[::1]:98x"])
+def test_malformed_fix_connect_is_one_line_before_anything_starts(tmp_path, address):
+    out = run_cli(
+        "profile", "--fix-connect", address, "--duration", "1s", "--out", str(tmp_path / "s"), *QUIET
+    )
+    assert_one_line_error(out, f"--fix-connect {address!r}: expected HOST:PORT")
+    assert not (tmp_path / "s").exists(), "refused before the session (or the pipeline) started"
+
+
 def test_unwritable_out(tmp_path):
     (tmp_path / "f").write_text("")
     out = run_cli("profile", "--out", str(tmp_path / "f" / "s"), *QUIET, "--", *SUBJECT, "10")
