@@ -44,6 +44,37 @@ def test_sparkline_and_dashboard_fit_small_and_large_terminals():
     assert "p99.9" in render(dashboard(state(), {}, 3.0, None, 160, 48), width=160)
 
 
+def test_a_short_terminal_keeps_the_counters_and_the_capture_line_in_view():
+    # The bundled pipeline with --capture: 10 probe rows and 3 wire rows. A terminal crops the
+    # bottom, where the drop counters and the capture's matched/unmatched are: the breakdown
+    # (then the sparkline) makes way for them instead.
+    row = {"count": 100, "p50": 1000, "p90": 2000, "p99": 5000, "p99_9": 8000, "max": 9000}
+    stages = ["wire_to_read", "feed", "book", "strategy", "risk", "encode", "send", "order_rtt"]
+    wire = ["wire_to_wire", "md.rx-wire.md", "wire.order-order.tx"]
+    tags = [*stages, "tick_to_trade", "tick_to_decision", *wire]
+    live = LiveState(elapsed_s=3.0, tags=tags[:-3], side_tags=wire, trade_stages=stages[:7],
+                     last={t: row for t in tags}, cumulative={t: row for t in tags}, rates={t: 5000.0 for t in tags},
+                     p99_history={"tick_to_trade": [5, 9, 3, 7]}, rings=2,
+                     counters={"produced": 25092, "drained": 24945, "dropped_ring_full": 0, "in_ring": 147,
+                               "orders_sent": 802, "orders_acked": 802})  # fmt: skip
+    side = {"capture": {"summary": "22,864 packets, 21,989 md msgs, 827 orders, 827 matched, 0 unmatched"}}
+    for w, h in ((80, 24), (120, 30)):
+        text = render(dashboard(live, side, 3.0, 10.0, w, h), width=w)
+        assert len(text.rstrip("\n").splitlines()) <= h, (w, h, text)
+        for word in (
+            "elapsed",
+            "wire.order-order.tx",
+            "records: produced",
+            "orders: 802 sent",
+            "827 matched",
+        ):
+            assert word in text, (w, h, word, text)
+    tall = render(dashboard(live, side, 3.0, 10.0, 120, 48), width=120)
+    assert "tick-to-trade breakdown" in tall and "t2t p99" in tall, (
+        "a terminal that holds everything shows it"
+    )
+
+
 def tmux(*args):
     return subprocess.run(["tmux", *args], capture_output=True, text=True)
 
