@@ -407,9 +407,10 @@ def profile(
         console.print(
             StageTable(state.cumulative or state.last, state.tags, title=f"session {result.session_dir}")
         )
-        console.print(CountersLine(state.counters, status="complete"))
+        console.print(CountersLine(state.counters, status="complete"), soft_wrap=True)  # one line each
     else:
-        console.print(f"session {result.session_dir}: no traces were recorded (did the target write probes?)")
+        console.print(f"session {result.session_dir}: no traces were recorded (did the target write probes?)",
+                      soft_wrap=True)  # fmt: skip
     if capture:
         _print_capture(console, result.session_dir)
     for w in result.warnings:
@@ -469,7 +470,7 @@ def report(
         return _report_sweep(session, output)
     s = Session.load(session)
     if output is None and perfetto is None:
-        Console().print(session_renderable(s))
+        Console().print(session_renderable(s), soft_wrap=True)  # warnings stay one line each
         return
     if output is not None:
         from tickscope.reports.html import render
@@ -551,7 +552,7 @@ def wire(
         f"{c.get('orders_unmatched', 0)} unmatched, {c.get('orders_unmapped', 0)} without a trace id"
     )
     if m.trace.size:
-        Console().print(session_renderable(Session.load(path)))
+        Console().print(session_renderable(Session.load(path), recorded_warnings=False), soft_wrap=True)
     typer.echo(f"session written: {path}")
 
 
@@ -787,7 +788,7 @@ def live(
     if state.tags:
         console.print(StageTable(state.cumulative or state.last, state.tags, title="live (attached)"))
     if state.counters:
-        console.print(CountersLine(state.counters, status="complete"))
+        console.print(CountersLine(state.counters, status="complete"), soft_wrap=True)  # one line each
     failed_on_drops = print_drop_summary(console, state, fail_on_drops)
     if out:
         typer.echo(f"session saved: {out}")

@@ -179,3 +179,31 @@ def test_version_prints_the_package_version():
 
     out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"tickscope {version('tickscope')}"
+
+
+def test_report_of_a_wire_session_names_what_the_capture_lost_and_claims_no_records(tmp_path):
+    # `tickscope wire` of a capture whose last record is cut: its session has no rings, so no
+    # "records: produced 0 ... drop-free", and the cut is said by report (one line) and in the HTML.
+    from tickscope.collectors import wire_synth as S
+    from tickscope.pipeline import itch
+    from tickscope.pipeline.fix import OrderTemplate
+
+    mold = itch.mold_packet(b"TESTSESS01", 7, [itch.order_delete(1, 0, 0, 7)])
+    nos = OrderTemplate("TRADER", "VENUE").encode(1, b"TS7-1", b"AAPL", b"1", 100, b"10.0000")
+    frames = [S.ethernet(S.ipv4("10.0.0.1", "10.0.0.2", 17, S.udp(5000, 40100, mold))),
+              S.ethernet(S.ipv4("10.0.0.2", "10.0.0.3", 6, S.tcp(6000, 40101, 1, nos)))]  # fmt: skip
+    capture = tmp_path / "cut.pcap"
+    capture.write_bytes(
+        S.pcap([(10**9, frames[0]), (10**9 + 5000, frames[1]), (10**9 + 9000, frames[0])])[:-10]
+    )
+    out = run_cli(
+        "wire", str(capture), "--md", "udp:40100", "--orders", "tcp:40101", "-o", str(tmp_path / "w")
+    )
+    assert out.returncode == 0, out.stderr
+    rep = run_cli("report", str(tmp_path / "w"))
+    assert rep.returncode == 0 and "wire_to_wire" in rep.stdout, rep.stderr
+    assert "records: produced" not in rep.stdout and "drop-free" not in rep.stdout, rep.stdout
+    cut = [line for line in rep.stdout.splitlines() if "last record truncated" in line]
+    assert len(cut) == 1 and "packets read before it" in cut[0], rep.stdout
+    html = run_cli("report", str(tmp_path / "w"), "-o", str(tmp_path / "w.html"))
+    assert html.returncode == 0 and "last record truncated" in (tmp_path / "w.html").read_text()
