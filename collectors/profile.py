@@ -324,6 +324,11 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
     except KeyboardInterrupt:
         status, code, message = "interrupted", 130, "interrupted: session saved up to now"
     finally:
+        # Stopping and saving takes a moment (the bundled pipeline's acks, the capture's end marker):
+        # a second Ctrl-C here used to leave the session marked running, unjoined. Now it is told to wait.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous.setdefault(sig, signal.getsignal(sig))
+            signal.signal(sig, _while_saving)
         subject_exit = subject.stop() if subject is not None else None
         if view:
             view.stop()
@@ -360,6 +365,11 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
 
 def _interrupt(signum, _frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _while_saving(signum, _frame):
+    os.write(2, f"tickscope: {signal.Signals(signum).name} while stopping: the session is being saved, "
+                "please wait (kill -9 abandons it)\n".encode())  # fmt: skip
 
 
 def _collect(
