@@ -76,7 +76,7 @@ def build_rust_trader() -> Path:
     """``cargo build --release --offline`` of pipeline/rust_trader; cargo rebuilds only when its
     sources changed. The target directory stays inside the crate (git-ignored), or in the temporary
     directory when the crate is read-only. ProfileError (one line) without cargo or on a failed build."""
-    cargo = shutil.which("cargo")
+    cargo = find_cargo()
     if cargo is None:
         raise ProfileError(
             "--trader rust needs cargo (Rust >= 1.63): apt-get install cargo, or https://rustup.rs"
@@ -96,6 +96,15 @@ def build_rust_trader() -> Path:
     if proc.returncode != 0:
         raise ProfileError(f"cargo build of {crate} failed: {cargo_error(proc.stderr)}")
     return target / "release" / "tickscope-trader"
+
+
+def find_cargo() -> str | None:
+    """The first cargo on PATH, else rustup's (``$CARGO_HOME/bin``, ``~/.cargo/bin``), which a shell
+    that did not read the profile rustup edited (cron, CI steps, ``env -i``) does not have on PATH."""
+    homes = [os.environ.get("CARGO_HOME"), os.path.expanduser("~/.cargo")]
+    return shutil.which("cargo") or next(
+        (str(c) for h in homes if h and os.access(c := Path(h) / "bin" / "cargo", os.X_OK)), None
+    )
 
 
 def cargo_error(stderr: str) -> str:

@@ -3,9 +3,11 @@ the bundled venue over loopback (the Python trader's stage names, every order ac
 gaps), and the hostile peers and packets the Python trader must survive. Skipped, with the reason,
 only where cargo is absent."""
 
+import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 from test_hostile_input import (
@@ -120,11 +122,28 @@ def test_rust_trader_gives_up_on_a_venue_that_never_answers_logon(rust_trader):
 
 def test_without_cargo_profile_says_what_to_install_in_one_line(tmp_path):
     out = run_cli("profile", "--trader", "rust", "--duration", "1s", "--no-live", "--out", str(tmp_path / "s"),
-                  env={"PATH": str(tmp_path)})  # fmt: skip
+                  env={"PATH": str(tmp_path), "HOME": str(tmp_path), "CARGO_HOME": str(tmp_path)})  # fmt: skip
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "needs cargo" in lines[0] and "apt-get install cargo" in lines[0], lines
     assert not (tmp_path / "s").exists()
+
+
+RUSTUP_CARGO = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo") / "bin" / "cargo"
+
+
+@pytest.mark.skipif(
+    not RUSTUP_CARGO.exists(), reason=f"no rustup cargo at {RUSTUP_CARGO} (https://rustup.rs)"
+)
+def test_rustups_cargo_is_found_when_the_shell_never_put_it_on_path(tmp_path):
+    # cron, CI steps and `env -i` shells do not read the profile where rustup adds ~/.cargo/bin
+    path = os.pathsep.join(
+        d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "cargo").exists()
+    )
+    out = run_cli("profile", "--trader", "rust", "--duration", "2s", "--rate", "2k", "--no-live", "--no-perf",
+                  "--out", str(tmp_path / "s"), env={"PATH": path})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert Session.load(tmp_path / "s").meta["options"]["pipeline"]["trader"] == "rust"
 
 
 @needs_cargo
