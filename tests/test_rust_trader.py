@@ -76,6 +76,24 @@ def test_profile_of_the_rust_trader_has_the_python_stages_and_accounts_for_every
 
 
 @needs_cargo
+def test_a_rust_trader_run_shorter_than_a_second_still_calibrates_over_heartbeats(tmp_path, rust_trader):
+    # Its heartbeats came with the stats, once a second: a 0.3 s replay ended with its rings
+    # calibrated "open-close only" and a warning about our own trader never calling tsp_heartbeat.
+    from tickscope.pipeline import itch
+
+    t0 = 34_200_000_000_000
+    msgs = [itch.stock_directory(1, 0, t0, "AAPL")]
+    msgs += [itch.add_order(1, 0, t0 + i * 100_000, i + 1, b"BS"[i % 2 : i % 2 + 1], 100, "AAPL", 1_000_000 + i % 50)
+             for i in range(3000)]  # fmt: skip
+    itch.write_itch_file(tmp_path / "short.itch", msgs)
+    out = run_cli("profile", "--trader", "rust", "--replay", str(tmp_path / "short.itch"), "--speed", "1x",
+                  "--duration", "20s", "--no-perf", "--no-hiccup", "--no-live", "--out", str(tmp_path / "s"))  # fmt: skip
+    assert out.returncode == 0 and "tsp_heartbeat" not in out.stderr, out.stderr
+    rings = Session.load(tmp_path / "s").meta["rings"]
+    assert len(rings) == 2 and all(r["tsc"]["calibration"] == "heartbeats" for r in rings), rings
+
+
+@needs_cargo
 def test_rust_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path, rust_trader):
     lenient, value = body_with_small_checksum()
     hostile = [
