@@ -482,7 +482,8 @@ def report(
 
         write_trace(s, perfetto)
     if perfetto is not None:
-        typer.echo(f"perfetto trace written: {perfetto}")
+        empty = "" if s.slowest else " (empty: the session kept no trace's stamps, e.g. from tickscope wire)"
+        typer.echo(f"perfetto trace written: {perfetto}{empty}")
 
 
 @app.command()

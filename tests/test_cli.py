@@ -207,3 +207,6 @@ def test_report_of_a_wire_session_names_what_the_capture_lost_and_claims_no_reco
     assert len(cut) == 1 and "packets read before it" in cut[0], rep.stdout
     html = run_cli("report", str(tmp_path / "w"), "-o", str(tmp_path / "w.html"))
     assert html.returncode == 0 and "last record truncated" in (tmp_path / "w.html").read_text()
+    trace = run_cli("report", str(tmp_path / "w"), "--perfetto", str(tmp_path / "t.json"))
+    assert trace.returncode == 0 and json.loads((tmp_path / "t.json").read_text())["traceEvents"] == []
+    assert "(empty: the session kept no trace's stamps" in trace.stdout, trace.stdout
