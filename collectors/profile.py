@@ -24,6 +24,7 @@ from typing import Protocol
 
 from tickscope.probe.ring import COLLECTOR_PID_ENV, RING_DIR_ENV
 
+from .capture import CAPTURE_FILE
 from .children import exit_description, pid_alive, spawn_child, stop_child
 from .collector import Collector, LiveState, monotonic_ns
 from .prometheus import ExporterError, start_exporter
@@ -40,8 +41,9 @@ from .session import (
     SessionWriter,
 )
 
-# What a session consists of: removed from an --out that is replaced with --force, nothing else.
-SESSION_FILES = {META, LATENCY_LOG, WARMUP_LOG, SUMMARY, SLOWEST, PERF_CSV, PROFILE, HICCUP_LOG}
+# What a session consists of: removed from an --out that is replaced with --force, nothing else
+# (a capture left there would sit in the new session as if it were its own).
+SESSION_FILES = {META, LATENCY_LOG, WARMUP_LOG, SUMMARY, SLOWEST, PERF_CSV, PROFILE, HICCUP_LOG, CAPTURE_FILE}
 
 
 class ProfileError(Exception):

@@ -300,11 +300,15 @@ def test_out_onto_an_existing_session_refuses_unless_forced(tmp_path):
 
     (tmp_path / "s" / "notes.txt").write_text("mine")
     (tmp_path / "s" / "perf.csv").write_text("stale")
+    (tmp_path / "s" / "wire.pcap").write_text("stale")  # an earlier run's --capture
     forced = run_cli("profile", "--out", str(tmp_path / "s"), "--force", *QUIET, "--", *SUBJECT, "80")
     assert forced.returncode == 0, forced.stderr
     s = Session.load(tmp_path / "s")
     assert s.meta["status"] == "complete" and s.summary()["tick_to_trade"]["count"] == 80
-    assert not (tmp_path / "s" / "perf.csv").exists(), "no file of the old session mixes into the new one"
+    for stale in ("perf.csv", "wire.pcap"):
+        assert not (tmp_path / "s" / stale).exists(), (
+            f"no file of the old session ({stale}) mixes into the new one"
+        )
     assert (tmp_path / "s" / "notes.txt").read_text() == "mine", "files that are not a session's are kept"
 
 
