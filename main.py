@@ -499,6 +499,9 @@ def wire(
     out: Path | None = typer.Option(
         None, "-o", "--out", help="Session directory to write [CAPTURE.session]."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the session already in --out (refused without it)."
+    ),
     clordid_tag: int = typer.Option(
         11, "--clordid-tag", help="FIX tag carrying the trace (11 ClOrdID; e.g. 9717)."
     ),
@@ -533,6 +536,8 @@ def wire(
     except WireError as e:
         raise UserError(str(e)) from None
     target = out or capture.with_name(capture.name + ".session")
+    if force and target.resolve() == capture.resolve().parent:
+        raise UserError(f"--force would remove {capture.name}, the capture being read: choose another --out")
     # No host facts or doctor checks: the capture was taken elsewhere, this host measured nothing.
     options = {"capture": str(capture), "md": md, "orders": orders, "clordid_tag": clordid_tag,
                "clordid_regex": clordid_regex}  # fmt: skip
@@ -542,7 +547,14 @@ def wire(
         "command": f"tickscope wire {capture}",
         "options": options,
     }
-    path = write_session(m, target, meta)
+    from tickscope.collectors.profile import claim_session_dir
+
+    # As profile: a session is never overwritten (--force removes the old session's files only).
+    target, lock = claim_session_dir(target, target.name, force)
+    try:
+        path = write_session(m, target, meta)
+    finally:
+        os.close(lock)
     err = Console(stderr=True)
     for w in m.warnings:
         err.print(f"tickscope: warning: {w}", markup=False, highlight=False)

@@ -181,21 +181,26 @@ def test_version_prints_the_package_version():
     assert out.returncode == 0 and out.stdout.strip() == f"tickscope {version('tickscope')}"
 
 
-def test_report_of_a_wire_session_names_what_the_capture_lost_and_claims_no_records(tmp_path):
-    # `tickscope wire` of a capture whose last record is cut: its session has no rings, so no
-    # "records: produced 0 ... drop-free", and the cut is said by report (one line) and in the HTML.
+def one_order_capture(cut: int = 0) -> bytes:
+    """A pcap: a MoldUDP64 packet to udp 40100, the order it caused to tcp 40101 (ClOrdID TS7-1),
+    the market data again; ``cut`` bytes off the end (a capture cut short)."""
     from tickscope.collectors import wire_synth as S
     from tickscope.pipeline import itch
     from tickscope.pipeline.fix import OrderTemplate
 
     mold = itch.mold_packet(b"TESTSESS01", 7, [itch.order_delete(1, 0, 0, 7)])
     nos = OrderTemplate("TRADER", "VENUE").encode(1, b"TS7-1", b"AAPL", b"1", 100, b"10.0000")
-    frames = [S.ethernet(S.ipv4("10.0.0.1", "10.0.0.2", 17, S.udp(5000, 40100, mold))),
-              S.ethernet(S.ipv4("10.0.0.2", "10.0.0.3", 6, S.tcp(6000, 40101, 1, nos)))]  # fmt: skip
+    md = S.ethernet(S.ipv4("10.0.0.1", "10.0.0.2", 17, S.udp(5000, 40100, mold)))
+    order = S.ethernet(S.ipv4("10.0.0.2", "10.0.0.3", 6, S.tcp(6000, 40101, 1, nos)))
+    data = S.pcap([(10**9, md), (10**9 + 5000, order), (10**9 + 9000, md)])
+    return data[: len(data) - cut]
+
+
+def test_report_of_a_wire_session_names_what_the_capture_lost_and_claims_no_records(tmp_path):
+    # `tickscope wire` of a capture whose last record is cut: its session has no rings, so no
+    # "records: produced 0 ... drop-free", and the cut is said by report (one line) and in the HTML.
     capture = tmp_path / "cut.pcap"
-    capture.write_bytes(
-        S.pcap([(10**9, frames[0]), (10**9 + 5000, frames[1]), (10**9 + 9000, frames[0])])[:-10]
-    )
+    capture.write_bytes(one_order_capture(cut=10))
     out = run_cli(
         "wire", str(capture), "--md", "udp:40100", "--orders", "tcp:40101", "-o", str(tmp_path / "w")
     )
@@ -210,3 +215,28 @@ def test_report_of_a_wire_session_names_what_the_capture_lost_and_claims_no_reco
     trace = run_cli("report", str(tmp_path / "w"), "--perfetto", str(tmp_path / "t.json"))
     assert trace.returncode == 0 and json.loads((tmp_path / "t.json").read_text())["traceEvents"] == []
     assert "(empty: the session kept no trace's stamps" in trace.stdout, trace.stdout
+
+
+def test_wire_never_overwrites_a_session_unless_forced(tmp_path):
+    # `tickscope wire CAP -o DIR` wrote over whatever session DIR held (a profile's, with its
+    # probes' stages), and a second run onto the default CAPTURE.session silently replaced the first.
+    capture = tmp_path / "c.pcap"
+    capture.write_bytes(one_order_capture())
+    ports = ("--md", "udp:40100", "--orders", "tcp:40101")
+    profiled = run_cli(
+        "profile", "--duration", "20s", "--out", str(tmp_path / "p"), *QUIET, "--", *SUBJECT, "50"
+    )
+    assert profiled.returncode == 0, profiled.stderr
+    before = (tmp_path / "p" / "meta.json").read_text()
+    onto = run_cli("wire", str(capture), *ports, "-o", str(tmp_path / "p"))
+    assert_one_line_error(onto, "already holds a session (status complete): not overwriting it (use --force")
+    assert (tmp_path / "p" / "meta.json").read_text() == before
+    first = run_cli("wire", str(capture), *ports)
+    assert first.returncode == 0 and (tmp_path / "c.pcap.session" / "meta.json").exists(), first.stderr
+    assert_one_line_error(run_cli("wire", str(capture), *ports), "c.pcap.session already holds a session")
+    forced = run_cli("wire", str(capture), *ports, "-o", str(tmp_path / "p"), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert Session.load(tmp_path / "p").meta["source"] == "wire"
+    (tmp_path / "p" / "c.pcap").write_bytes(capture.read_bytes())
+    inside = run_cli("wire", str(tmp_path / "p" / "c.pcap"), *ports, "-o", str(tmp_path / "p"), "--force")
+    assert_one_line_error(inside, "--force would remove c.pcap, the capture being read")
