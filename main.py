@@ -446,7 +446,7 @@ def _print_capture(console, session_dir: Path) -> None:
                   f"{info.get('tcpdump_captured', '?')} packets, {', '.join(drops) or 'drops unknown'}; "
                   f"orders on the wire {c.get('orders_new', 0)}, matched {c.get('orders_matched', 0)}, "
                   f"unmatched {c.get('orders_unmatched', 0)}; traced orders not on the wire "
-                  f"{info.get('orders_traced_not_on_wire', 0)}", markup=False, highlight=False)  # fmt: skip
+                  f"{info.get('orders_traced_not_on_wire', 0)}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @app.command()
@@ -557,7 +557,7 @@ def wire(
         os.close(lock)
     err = Console(stderr=True)
     for w in m.warnings:
-        err.print(f"tickscope: warning: {w}", markup=False, highlight=False)
+        err.print(f"tickscope: warning: {w}", markup=False, highlight=False, soft_wrap=True)
     c = m.counters
     typer.echo(
         f"{m.packets} packets ({m.fmt}): {c.get('md_messages', 0)} market-data messages, "

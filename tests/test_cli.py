@@ -11,6 +11,7 @@ from tickscope.collectors.session import Session
 
 SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
 QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
+NARROW = {"COLUMNS": "80"}  # a line longer than the terminal must stay one line when piped
 
 
 def assert_one_line_error(out, *needles):
@@ -202,10 +203,20 @@ def test_report_of_a_wire_session_names_what_the_capture_lost_and_claims_no_reco
     capture = tmp_path / "cut.pcap"
     capture.write_bytes(one_order_capture(cut=10))
     out = run_cli(
-        "wire", str(capture), "--md", "udp:40100", "--orders", "tcp:40101", "-o", str(tmp_path / "w")
+        "wire",
+        str(capture),
+        "--md",
+        "udp:40100",
+        "--orders",
+        "tcp:40101",
+        "-o",
+        str(tmp_path / "w"),
+        env=NARROW,
     )
     assert out.returncode == 0, out.stderr
-    rep = run_cli("report", str(tmp_path / "w"))
+    (warned,) = [line for line in out.stderr.splitlines() if "last record truncated" in line]
+    assert "packets read before it" in warned, out.stderr
+    rep = run_cli("report", str(tmp_path / "w"), env=NARROW)
     assert rep.returncode == 0 and "wire_to_wire" in rep.stdout, rep.stderr
     assert "records: produced" not in rep.stdout and "drop-free" not in rep.stdout, rep.stdout
     cut = [line for line in rep.stdout.splitlines() if "last record truncated" in line]
