@@ -433,8 +433,8 @@ def _print_capture(console, session_dir: Path) -> None:
     except SessionError:
         return
     info = s.meta.get("capture")
-    if not isinstance(info, dict):
-        return
+    if not isinstance(info, dict) or "counters" not in info:
+        return  # no capture ran (its warning says why): no figures to show
     tags = [t for t in ("wire_to_wire", *RESIDUAL_TAGS) if t in s.intervals]
     summary = s.summary()
     if tags:

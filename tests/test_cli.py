@@ -1,6 +1,7 @@
 """The CLI as a user meets it: real subprocesses, exit codes, one-line errors, saved sessions."""
 
 import json
+import shutil
 import sys
 import time
 
@@ -251,3 +252,14 @@ def test_wire_never_overwrites_a_session_unless_forced(tmp_path):
     (tmp_path / "p" / "c.pcap").write_bytes(capture.read_bytes())
     inside = run_cli("wire", str(tmp_path / "p" / "c.pcap"), *ports, "-o", str(tmp_path / "p"), "--force")
     assert_one_line_error(inside, "--force would remove c.pcap, the capture being read")
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed (apt-get install tcpdump)")
+def test_a_capture_that_never_ran_prints_its_reason_and_no_made_up_figures(tmp_path):
+    # It printed "capture nosuch0 (host stamps): ? packets, drops unknown; orders on the wire 0,
+    # matched 0, ..." under the warning that tcpdump had failed.
+    out = run_cli("profile", "--capture", "--capture-iface", "nosuch0", "--duration", "1s", "--rate", "2k",
+                  "--out", str(tmp_path / "s"), *QUIET)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "capture: tcpdump failed on nosuch0" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "capture nosuch0" not in out.stdout and "drops unknown" not in out.stdout, out.stdout
