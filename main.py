@@ -282,7 +282,9 @@ def profile(
     capture: bool = typer.Option(
         False, "--capture", help="Bundled pipeline: tcpdump its traffic into wire.pcap, join wire_to_wire."
     ),
-    capture_iface: str = typer.Option("lo", "--capture-iface", help="Interface for --capture."),
+    capture_iface: str | None = typer.Option(
+        None, "--capture-iface", help="Interface for --capture (implies it) [default: lo]."
+    ),
     prometheus: str | None = typer.Option(
         None,
         "--prometheus",
@@ -388,6 +390,7 @@ def profile(
             f"--hiccup-cpu {hiccup_cpu}: not a CPU this process may run on {sorted(os.sched_getaffinity(0))}"
         )
     side = _side_collectors(perf, pyspy, pyspy_rate, pyspy_nonblocking, hiccup, hiccup_cpu)
+    capture = capture or capture_iface is not None  # an interface given alone was silently ignored
     if capture:
         from tickscope.collectors.capture import WireCapture
 
@@ -399,7 +402,7 @@ def profile(
 
             config.md_port, config.fix_port = free_port(socket.SOCK_DGRAM), free_port()
             ports = {"md_port": config.md_port, "order_port": config.fix_port}
-        side.append(WireCapture(capture_iface, **ports))
+        side.append(WireCapture(capture_iface or "lo", **ports))
     result = run_profile(opts, start_subject, view=view, side=side, meta=_session_meta(options))
     console = Console()
     state = result.state

@@ -258,7 +258,8 @@ def test_wire_never_overwrites_a_session_unless_forced(tmp_path):
 def test_a_capture_that_never_ran_prints_its_reason_and_no_made_up_figures(tmp_path):
     # It printed "capture nosuch0 (host stamps): ? packets, drops unknown; orders on the wire 0,
     # matched 0, ..." under the warning that tcpdump had failed.
-    out = run_cli("profile", "--capture", "--capture-iface", "nosuch0", "--duration", "1s", "--rate", "2k",
+    # --capture-iface alone implies --capture (it was silently ignored: no capture, no warning)
+    out = run_cli("profile", "--capture-iface", "nosuch0", "--duration", "1s", "--rate", "2k",
                   "--out", str(tmp_path / "s"), *QUIET)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "capture: tcpdump failed on nosuch0" in out.stderr and "Traceback" not in out.stderr, out.stderr
