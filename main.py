@@ -401,7 +401,11 @@ def profile(
             from tickscope.pipeline.launch import free_port
 
             config.md_port, config.fix_port = free_port(socket.SOCK_DGRAM), free_port()
-            ports = {"md_port": config.md_port, "order_port": config.fix_port}
+            from tickscope.pipeline.launch import fix_connect_address
+
+            # the orders go where --fix-connect sends them, not to the bundled venue's unused port
+            order_port = fix_connect_address(fix_connect)[1] if fix_connect else config.fix_port
+            ports = {"md_port": config.md_port, "order_port": order_port}
         side.append(WireCapture(capture_iface or "lo", **ports))
     result = run_profile(opts, start_subject, view=view, side=side, meta=_session_meta(options))
     console = Console()

@@ -264,3 +264,22 @@ def test_a_capture_that_never_ran_prints_its_reason_and_no_made_up_figures(tmp_p
     assert out.returncode == 0, out.stderr
     assert "capture: tcpdump failed on nosuch0" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert "capture nosuch0" not in out.stdout and "drops unknown" not in out.stdout, out.stdout
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed (apt-get install tcpdump)")
+def test_capture_with_fix_connect_sees_the_orders_sent_to_the_other_acceptor(tmp_path):
+    # The capture filtered the bundled venue's own FIX port, which --fix-connect leaves unused:
+    # 0 orders on the wire, every traced order "not on the wire", no wire_to_wire.
+    from test_hostile_input import HostileVenue
+
+    acceptor = HostileVenue([])
+    acceptor.start()
+    out = run_cli("profile", "--capture", "--fix-connect", f"127.0.0.1:{acceptor.port}", "--duration", "3s",
+                  "--rate", "5k", "--out", str(tmp_path / "s"), *QUIET)  # fmt: skip
+    acceptor.server.close()
+    assert out.returncode == 0, out.stderr
+    s = Session.load(tmp_path / "s")
+    capture, sent = s.meta["capture"], s.meta["counters"]["orders_sent"]
+    assert capture["order_port"] == acceptor.port and sent > 0
+    assert capture["counters"]["orders_new"] == capture["counters"]["orders_matched"] == sent, capture
+    assert capture["orders_traced_not_on_wire"] == 0 and s.summary()["wire_to_wire"]["count"] == sent
