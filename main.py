@@ -391,6 +391,9 @@ def profile(
         )
     side = _side_collectors(perf, pyspy, pyspy_rate, pyspy_nonblocking, hiccup, hiccup_cpu)
     capture = capture or capture_iface is not None  # an interface given alone was silently ignored
+    if capture and not command and feed == "ws":
+        typer.echo("tickscope: warning: --capture with --feed ws: WebSocket market data carries no trace id on the "
+                   "wire, so orders are captured but not matched (no wire_to_wire); use --feed itch", err=True)  # fmt: skip
     if capture:
         from tickscope.collectors.capture import WireCapture
 

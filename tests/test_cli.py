@@ -283,3 +283,13 @@ def test_capture_with_fix_connect_sees_the_orders_sent_to_the_other_acceptor(tmp
     assert capture["order_port"] == acceptor.port and sent > 0
     assert capture["counters"]["orders_new"] == capture["counters"]["orders_matched"] == sent, capture
     assert capture["orders_traced_not_on_wire"] == 0 and s.summary()["wire_to_wire"]["count"] == sent
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed (apt-get install tcpdump)")
+def test_capture_of_a_websocket_feed_says_up_front_why_nothing_will_match(tmp_path):
+    out = run_cli("profile", "--capture", "--feed", "ws", "--duration", "2s", "--rate", "2k",
+                  "--out", str(tmp_path / "s"), *QUIET)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (line,) = [x for x in out.stderr.splitlines() if "--feed ws" in x]
+    assert "not matched (no wire_to_wire); use --feed itch" in line, out.stderr
+    assert Session.load(tmp_path / "s").meta["capture"]["counters"]["orders_matched"] == 0
