@@ -513,7 +513,7 @@ def wire(
         False, "--force", help="Replace the session already in --out (refused without it)."
     ),
     clordid_tag: int = typer.Option(
-        11, "--clordid-tag", help="FIX tag carrying the trace (11 ClOrdID; e.g. 9717)."
+        11, "--clordid-tag", min=1, help="FIX tag carrying the trace (11 ClOrdID; e.g. 9717)."
     ),
     clordid_regex: str = typer.Option(
         r"(\d+)",

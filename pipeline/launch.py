@@ -255,7 +255,8 @@ class ReferencePipeline:
                 continue
             if code < 0:
                 return f"{name} {exit_description(code)}"
-            return f"{name}: {_last_line(self.logs / f'{name}.err') or exit_description(code)}"
+            said = _last_line(self.logs / f"{name}.err") or exit_description(code)
+            return said if said.startswith(f"{name}: ") else f"{name}: {said}"  # it may name itself
         return None
 
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import socket
 import sys
 import time
 
@@ -293,3 +294,21 @@ def test_capture_of_a_websocket_feed_says_up_front_why_nothing_will_match(tmp_pa
     (line,) = [x for x in out.stderr.splitlines() if "--feed ws" in x]
     assert "not matched (no wire_to_wire); use --feed itch" in line, out.stderr
     assert Session.load(tmp_path / "s").meta["capture"]["counters"]["orders_matched"] == 0
+
+
+def test_a_fix_acceptor_nobody_listens_on_is_one_line_naming_it_once(tmp_path):
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = run_cli("profile", "--fix-connect", f"127.0.0.1:{port}", "--duration", "20s", "--out",
+                  str(tmp_path / "s"), *QUIET)  # fmt: skip
+    assert_one_line_error(out, f"tickscope: error: trader: cannot connect to FIX acceptor 127.0.0.1:{port}")
+    assert "trader: trader:" not in out.stderr, out.stderr
+
+
+def test_wire_refuses_a_tag_that_is_not_a_positive_number(tmp_path):
+    capture = tmp_path / "c.pcap"
+    capture.write_bytes(one_order_capture())
+    out = run_cli("wire", str(capture), "--md", "udp:40100", "--orders", "tcp:40101", "--clordid-tag", "-5")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "--clordid-tag" in out.stderr, out.stderr
+    assert not (tmp_path / "c.pcap.session").exists()
