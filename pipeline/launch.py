@@ -72,7 +72,7 @@ RUST_TRADER_CRATE = Path(__file__).parent / "rust_trader"
 
 
 @functools.cache  # once per tickscope run: main builds it before the session starts, the pipeline reuses it
-def build_rust_trader() -> Path:
+def build_rust_trader(crate: Path = RUST_TRADER_CRATE) -> Path:
     """``cargo build --release --offline`` of pipeline/rust_trader; cargo rebuilds only when its
     sources changed. The target directory stays inside the crate (git-ignored), or in the temporary
     directory when the crate is read-only. ProfileError (one line) without cargo or on a failed build."""
@@ -81,7 +81,6 @@ def build_rust_trader() -> Path:
         raise ProfileError(
             "--trader rust needs cargo (Rust >= 1.63): apt-get install cargo, or https://rustup.rs"
         )
-    crate = RUST_TRADER_CRATE
     target = (
         crate / "target"
         if os.access(crate, os.W_OK)
@@ -89,12 +88,19 @@ def build_rust_trader() -> Path:
     )
     cmd = [cargo, "build", "--release", "--offline", "--quiet", "--manifest-path", str(crate / "Cargo.toml"),
            "--target-dir", str(target)]  # fmt: skip
+    # A child like the pipeline's: it dies with tickscope (kill -9 left cargo building on), and in
+    # its own process group, so on Ctrl-C tickscope stops it (and the rustc it runs) itself.
+    proc = spawn_child(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        _, stderr = proc.communicate(timeout=900)
     except subprocess.TimeoutExpired:
+        stop_child(proc, signal.SIGTERM)
         raise ProfileError(f"cargo build of {crate} did not finish in 15 minutes") from None
+    except BaseException:
+        stop_child(proc, signal.SIGINT)
+        raise
     if proc.returncode != 0:
-        raise ProfileError(f"cargo build of {crate} failed: {cargo_error(proc.stderr)}")
+        raise ProfileError(f"cargo build of {crate} failed: {cargo_error(stderr)}")
     return target / "release" / "tickscope-trader"
 
 

@@ -164,6 +164,55 @@ def test_rustups_cargo_is_found_when_the_shell_never_put_it_on_path(tmp_path):
     assert Session.load(tmp_path / "s").meta["options"]["pipeline"]["trader"] == "rust"
 
 
+def cargo_building(target: Path) -> list[int]:
+    """Pids of cargo and rustc processes building into ``target``."""
+    out = subprocess.run(["pgrep", "-f", f"{target}"], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in out if pid.isdigit() and int(pid) != os.getpid()]
+
+
+@needs_cargo
+@pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
+def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, how):
+    # cargo ran as a plain subprocess: kill -9 of tickscope left it (and rustc) building on.
+    import signal
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(
+        RUST_TRADER_CRATE, tmp_path / "pipeline" / "rust_trader", ignore=shutil.ignore_patterns("target")
+    )
+    shutil.copytree(
+        root / "probe" / "rust", tmp_path / "probe" / "rust", ignore=shutil.ignore_patterns("target")
+    )
+    crate = tmp_path / "pipeline" / "rust_trader"
+    # A build that cannot end while cargo lives (its build script waits for cargo to go away), so
+    # tickscope is always stopped mid-build, however fast or slow the host compiles.
+    (crate / "build.rs").write_text(
+        "fn main() { let cargo = std::os::unix::process::parent_id();\n"
+        "  while std::os::unix::process::parent_id() == cargo { std::thread::sleep(std::time::Duration::from_millis(20)); } }\n"
+    )
+    builder = subprocess.Popen([sys.executable, "-c", "import sys, pathlib; from tickscope.pipeline.launch import "
+                                "build_rust_trader; build_rust_trader(pathlib.Path(sys.argv[1]))", str(crate)],
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120  # a hang guard: the cold build runs long after cargo starts
+        while not cargo_building(crate / "target" / "release" / "build"):  # the build script runs
+            assert builder.poll() is None and time.monotonic() < deadline, builder.stderr.read()
+            time.sleep(0.05)
+        builder.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
+        builder.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while cargo_building(crate / "target"):
+            assert time.monotonic() < deadline, f"cargo still building after {how} of tickscope"
+            time.sleep(0.1)
+    finally:
+        builder.kill()
+        builder.wait()
+        for pid in cargo_building(crate / "target"):
+            os.kill(pid, signal.SIGKILL)
+
+
 @needs_cargo
 def test_a_failed_cargo_build_is_one_line_with_the_reason_and_where(tmp_path):
     (tmp_path / "src").mkdir()
