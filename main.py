@@ -30,6 +30,23 @@ EXIT_VERDICT = 1
 EXIT_USAGE = 2
 
 
+def _quiet_on_broken_pipe(console) -> None:
+    """Rich's ``Console.on_broken_pipe`` for the CLI: when stdout's reader goes away (``| head``, a
+    ``| tee`` killed by the same Ctrl-C) go quiet and let the command finish with its own exit code.
+    Rich's default exits 1, which here is a verdict: ``compare ... | head -1`` reported a regression
+    that was not there, and an interrupted profile lost its 130 and its line on stderr."""
+    console.quiet = True
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _install_quiet_on_broken_pipe() -> None:
+    from rich.console import Console
+
+    Console.on_broken_pipe = _quiet_on_broken_pipe
+
+
 class UserError(Exception):
     """Anything the user can fix: printed as one line, exit code 2."""
 
@@ -915,6 +932,7 @@ def _root(
     ),
 ):
     """Latency profiling for low-latency trading pipelines: tick-to-trade per stage, at the tail."""
+    _install_quiet_on_broken_pipe()  # before any command prints
 
 
 def main() -> None:
