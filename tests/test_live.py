@@ -114,6 +114,33 @@ def test_piped_stdout_gets_plain_progress_lines(tmp_path):
     assert len(progress) >= 2 and "traces/s" in progress[0] and "\x1b[" not in out.stdout.split("session")[0]
 
 
+def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path):
+    """`tickscope profile --duration 1h | head -1`: the second progress line met a broken pipe,
+    which ended the session after a second or two, marked complete, exit 0."""
+    import os
+
+    quiet_subject = (  # prints nothing: the target shares tickscope's stdout, and its pipe breaks too
+        "import time\nfrom time import perf_counter_ns\nfrom tickscope.probe import Point, TickWriter\n"
+        "probe = TickWriter([Point('md.rx'), Point('order.tx', stage='send')], name='quiet')\n"
+        "t, seq = probe.stamps, 0\ntry:\n  while True:\n    seq += 1\n    t[0] = perf_counter_ns()\n"
+        "    t[1] = perf_counter_ns()\n    t = probe.commit(seq)\n    time.sleep(0.001)\n"
+        "except KeyboardInterrupt:\n  probe.close()\n"
+    )
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "profile", "--duration", "6s", "--no-perf",
+                             "--no-hiccup", "--out", str(tmp_path / "s"), "--", sys.executable, "-c", quiet_subject],
+                            stdout=w, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(w)
+    with os.fdopen(r) as reader:
+        reader.readline()  # head -1: one progress line, then the reader is gone
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    s = Session.load(tmp_path / "s")
+    assert s.meta["status"] == "complete"
+    # 6 one-second intervals for the whole --duration (the broken pipe ended it after about 2)
+    assert len(s.intervals["tick_to_trade"]) >= 5, len(s.intervals["tick_to_trade"])
+
+
 def test_term_dumb_falls_back_to_plain_lines(tmp_path):
     out = run_cli("profile", "--live", "--duration", "2s", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s"),
                   "--", *SUBJECT.split(), env={"TERM": "dumb"})  # fmt: skip
