@@ -30,6 +30,23 @@ EXIT_VERDICT = 1
 EXIT_USAGE = 2
 
 
+def _quiet_on_broken_pipe(console) -> None:
+    """Rich's ``Console.on_broken_pipe`` for the CLI: when stdout's reader goes away (``| head``, a
+    ``| tee`` killed by the same Ctrl-C) go quiet and let the command finish with its own exit code.
+    Rich's default exits 1, which here is a verdict: ``compare ... | head -1`` reported a regression
+    that was not there, and an interrupted profile lost its 130 and its line on stderr."""
+    console.quiet = True
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _install_quiet_on_broken_pipe() -> None:
+    from rich.console import Console
+
+    Console.on_broken_pipe = _quiet_on_broken_pipe
+
+
 class UserError(Exception):
     """Anything the user can fix: printed as one line, exit code 2."""
 
@@ -282,7 +299,9 @@ def profile(
     capture: bool = typer.Option(
         False, "--capture", help="Bundled pipeline: tcpdump its traffic into wire.pcap, join wire_to_wire."
     ),
-    capture_iface: str = typer.Option("lo", "--capture-iface", help="Interface for --capture."),
+    capture_iface: str | None = typer.Option(
+        None, "--capture-iface", help="Interface for --capture (implies it) [default: lo]."
+    ),
     prometheus: str | None = typer.Option(
         None,
         "--prometheus",
@@ -379,6 +398,7 @@ def profile(
         opts.name = name or (f"pipeline-{feed}-{loop}" if trader == "python" else "pipeline-rust")
         if trader == "rust":
             build_rust_trader()  # before the session exists: no cargo, or a failed build, is one line
+        config.fix_ports()  # known before the session starts: its meta.json and a capture's filter name them
         options.update(config.as_meta())
         start_subject = functools.partial(start_reference_pipeline, config)
     use_live = want_live(live)
@@ -388,20 +408,20 @@ def profile(
             f"--hiccup-cpu {hiccup_cpu}: not a CPU this process may run on {sorted(os.sched_getaffinity(0))}"
         )
     side = _side_collectors(perf, pyspy, pyspy_rate, pyspy_nonblocking, hiccup, hiccup_cpu)
+    capture = capture or capture_iface is not None  # an interface given alone was silently ignored
     if capture:
         from tickscope.collectors.capture import WireCapture
 
         ports = {}
-        if not command:  # the ports are fixed now, so tcpdump listens before the first packet is sent
-            import socket
+        if not command:  # the ports are fixed up front, so tcpdump listens before the first packet is sent
+            from tickscope.pipeline.launch import fix_connect_address
 
-            from tickscope.pipeline.launch import free_port
-
-            config.md_port, config.fix_port = free_port(socket.SOCK_DGRAM), free_port()
-            ports = {"md_port": config.md_port, "order_port": config.fix_port}
+            # the orders go where --fix-connect sends them, not to the bundled venue's unused port
+            order_port = fix_connect_address(fix_connect)[1] if fix_connect else config.fix_port
+            ports = {"md_port": config.md_port, "order_port": order_port}
             if feed == "ws":  # market data is the venue's side of its WebSocket port
-                config.ws_port = ports["ws_port"] = free_port()
-        side.append(WireCapture(capture_iface, **ports))
+                ports["ws_port"] = config.ws_port
+        side.append(WireCapture(capture_iface or "lo", **ports))
     result = run_profile(opts, start_subject, view=view, side=side, meta=_session_meta(options))
     console = Console()
     state = result.state
@@ -409,9 +429,10 @@ def profile(
         console.print(
             StageTable(state.cumulative or state.last, state.tags, title=f"session {result.session_dir}")
         )
-        console.print(CountersLine(state.counters, status="complete"))
+        console.print(CountersLine(state.counters, status="complete"), soft_wrap=True)  # one line each
     else:
-        console.print(f"session {result.session_dir}: no traces were recorded (did the target write probes?)")
+        console.print(f"session {result.session_dir}: no traces were recorded (did the target write probes?)",
+                      soft_wrap=True)  # fmt: skip
     if capture:
         _print_capture(console, result.session_dir)
     for w in result.warnings:
@@ -434,8 +455,8 @@ def _print_capture(console, session_dir: Path) -> None:
     except SessionError:
         return
     info = s.meta.get("capture")
-    if not isinstance(info, dict):
-        return
+    if not isinstance(info, dict) or "counters" not in info:
+        return  # no capture ran (its warning says why): no figures to show
     tags = [t for t in ("wire_to_wire", *RESIDUAL_TAGS) if t in s.intervals]
     summary = s.summary()
     if tags:
@@ -447,7 +468,7 @@ def _print_capture(console, session_dir: Path) -> None:
                   f"{info.get('tcpdump_captured', '?')} packets, {', '.join(drops) or 'drops unknown'}; "
                   f"orders on the wire {c.get('orders_new', 0)}, matched {c.get('orders_matched', 0)}, "
                   f"unmatched {c.get('orders_unmatched', 0)}; traced orders not on the wire "
-                  f"{info.get('orders_traced_not_on_wire', 0)}", markup=False, highlight=False)  # fmt: skip
+                  f"{info.get('orders_traced_not_on_wire', 0)}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @app.command()
@@ -471,7 +492,7 @@ def report(
         return _report_sweep(session, output)
     s = Session.load(session)
     if output is None and perfetto is None:
-        Console().print(session_renderable(s))
+        Console().print(session_renderable(s), soft_wrap=True)  # warnings stay one line each
         return
     if output is not None:
         from tickscope.reports.html import render
@@ -483,7 +504,8 @@ def report(
 
         write_trace(s, perfetto)
     if perfetto is not None:
-        typer.echo(f"perfetto trace written: {perfetto}")
+        empty = "" if s.slowest else " (empty: the session kept no trace's stamps, e.g. from tickscope wire)"
+        typer.echo(f"perfetto trace written: {perfetto}{empty}")
 
 
 @app.command()
@@ -503,8 +525,11 @@ def wire(
     out: Path | None = typer.Option(
         None, "-o", "--out", help="Session directory to write [CAPTURE.session]."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the session already in --out (refused without it)."
+    ),
     clordid_tag: int = typer.Option(
-        11, "--clordid-tag", help="FIX tag carrying the trace (11 ClOrdID; e.g. 9717)."
+        11, "--clordid-tag", min=1, help="FIX tag carrying the trace (11 ClOrdID; e.g. 9717)."
     ),
     clordid_regex: str = typer.Option(
         r"(\d+)",
@@ -541,6 +566,8 @@ def wire(
     except WireError as e:
         raise UserError(str(e)) from None
     target = out or capture.with_name(capture.name + ".session")
+    if force and target.resolve() == capture.resolve().parent:
+        raise UserError(f"--force would remove {capture.name}, the capture being read: choose another --out")
     # No host facts or doctor checks: the capture was taken elsewhere, this host measured nothing.
     options = {"capture": str(capture), "md": md, "orders": orders, "clordid_tag": clordid_tag,
                "clordid_regex": clordid_regex}  # fmt: skip
@@ -550,10 +577,17 @@ def wire(
         "command": f"tickscope wire {capture}",
         "options": options,
     }
-    path = write_session(m, target, meta)
+    from tickscope.collectors.profile import claim_session_dir
+
+    # As profile: a session is never overwritten (--force removes the old session's files only).
+    target, lock = claim_session_dir(target, target.name, force)
+    try:
+        path = write_session(m, target, meta)
+    finally:
+        os.close(lock)
     err = Console(stderr=True)
     for w in m.warnings:
-        err.print(f"tickscope: warning: {w}", markup=False, highlight=False)
+        err.print(f"tickscope: warning: {w}", markup=False, highlight=False, soft_wrap=True)
     c = m.counters
     typer.echo(
         f"{m.packets} packets ({m.fmt}): {c.get('md_messages', 0)} market-data messages, "
@@ -561,7 +595,7 @@ def wire(
         f"{c.get('orders_unmatched', 0)} unmatched, {c.get('orders_unmapped', 0)} without a trace id"
     )
     if m.trace.size:
-        Console().print(session_renderable(Session.load(path)))
+        Console().print(session_renderable(Session.load(path), recorded_warnings=False), soft_wrap=True)
     typer.echo(f"session written: {path}")
 
 
@@ -797,7 +831,7 @@ def live(
     if state.tags:
         console.print(StageTable(state.cumulative or state.last, state.tags, title="live (attached)"))
     if state.counters:
-        console.print(CountersLine(state.counters, status="complete"))
+        console.print(CountersLine(state.counters, status="complete"), soft_wrap=True)  # one line each
     failed_on_drops = print_drop_summary(console, state, fail_on_drops)
     if out:
         typer.echo(f"session saved: {out}")
@@ -901,6 +935,7 @@ def _root(
     ),
 ):
     """Latency profiling for low-latency trading pipelines: tick-to-trade per stage, at the tail."""
+    _install_quiet_on_broken_pipe()  # before any command prints
 
 
 def main() -> None:

@@ -31,11 +31,18 @@ def profile(trader: str, args, out: Path) -> Session:
     cmd = [sys.executable, "-m", "tickscope.main", "profile", "--trader", trader,
            "--duration", f"{args.duration + args.warmup}s", "--warmup", f"{args.warmup}s", "--rate", str(args.rate),
            "--no-live", "--no-hiccup", "--no-perf", "--name", f"bench-{trader}", "--out", str(out)]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = run.communicate()
+    except KeyboardInterrupt:
+        # Ctrl-C reached tickscope too (one process group): let it stop the pipeline and save, never
+        # kill it (subprocess.run would: its venue and trader die with it, its rings stay in /dev/shm).
+        run.wait()
+        print(f"interrupted: the {trader} trader's session so far is in {out}", file=sys.stderr)
+        sys.exit(130)
     if run.returncode != 0:
-        sys.exit(
-            f"profile --trader {trader} failed ({run.returncode}): {run.stderr.strip().splitlines()[-1:]}"
-        )
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"profile --trader {trader} failed (exit {run.returncode}): {last}")
     return Session.load(out)
 
 

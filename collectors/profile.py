@@ -24,6 +24,7 @@ from typing import Protocol
 
 from tickscope.probe.ring import COLLECTOR_PID_ENV, RING_DIR_ENV
 
+from .capture import CAPTURE_FILE
 from .children import exit_description, pid_alive, spawn_child, stop_child
 from .collector import Collector, LiveState, monotonic_ns
 from .prometheus import ExporterError, start_exporter
@@ -40,8 +41,9 @@ from .session import (
     SessionWriter,
 )
 
-# What a session consists of: removed from an --out that is replaced with --force, nothing else.
-SESSION_FILES = {META, LATENCY_LOG, WARMUP_LOG, SUMMARY, SLOWEST, PERF_CSV, PROFILE, HICCUP_LOG}
+# What a session consists of: removed from an --out that is replaced with --force, nothing else
+# (a capture left there would sit in the new session as if it were its own).
+SESSION_FILES = {META, LATENCY_LOG, WARMUP_LOG, SUMMARY, SLOWEST, PERF_CSV, PROFILE, HICCUP_LOG, CAPTURE_FILE}
 
 
 class ProfileError(Exception):
@@ -324,6 +326,11 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
     except KeyboardInterrupt:
         status, code, message = "interrupted", 130, "interrupted: session saved up to now"
     finally:
+        # Stopping and saving takes a moment (the bundled pipeline's acks, the capture's end marker):
+        # a second Ctrl-C here used to leave the session marked running, unjoined. Now it is told to wait.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous.setdefault(sig, signal.getsignal(sig))
+            signal.signal(sig, _while_saving)
         subject_exit = subject.stop() if subject is not None else None
         if view:
             view.stop()
@@ -360,6 +367,11 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
 
 def _interrupt(signum, _frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _while_saving(signum, _frame):
+    os.write(2, f"tickscope: {signal.Signals(signum).name} while stopping: the session is being saved, "
+                "please wait (kill -9 abandons it)\n".encode())  # fmt: skip
 
 
 def _collect(

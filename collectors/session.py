@@ -315,6 +315,12 @@ class Session:
         return cls(p, meta, intervals, {}, None, [], warnings)
 
     @property
+    def recorded_warnings(self) -> list[str]:
+        """What went wrong while the session was recorded (a side collector that failed, a capture
+        cut short), as opposed to ``warnings`` about the files as they were loaded."""
+        return [*self.meta.get("side_warnings", []), *self.meta.get("wire", {}).get("warnings", [])]
+
+    @property
     def name(self) -> str:
         return self.meta.get("name") or self.path.name
 
@@ -450,6 +456,7 @@ META_SCHEMA = {
     "end_epoch_s": (_is_epoch, "seconds since the epoch", None),
     "doctor": (lambda v: isinstance(v, list), "a list of checks", []),
     "side_warnings": (_is_str_list, "a list of strings", []),
+    "wire": (lambda v: isinstance(v, dict), "an object", {}),  # tickscope wire: its warnings
 }
 
 
@@ -483,6 +490,10 @@ def check_meta(raw, warnings: list[str]) -> dict:
             warnings.append(f"{META}: {len(meta[key]) - len(good)} of {len(meta[key])} {key} entries are not "
                             f"{what}: ignored")  # fmt: skip
             meta[key] = good
+    if not _is_str_list(meta["wire"].get("warnings", [])):
+        warnings.append(f"{META}: wire.warnings is {_kind(meta['wire']['warnings'])}, expected a list of strings: "
+                        "ignored")  # fmt: skip
+        meta["wire"] = {k: v for k, v in meta["wire"].items() if k != "warnings"}
     counters = meta["counters"]
     bad = [k for k, v in counters.items() if not _is_count(v)]
     if bad:

@@ -48,26 +48,46 @@ class PipelineConfig:
     fix_port: int = 0
     ws_port: int = 0  # --feed ws: the venue's WebSocket port (0: picked at start)
 
+    def __post_init__(self):
+        if self.fix_connect is not None:
+            fix_connect_address(self.fix_connect)  # a malformed address is one line before anything starts
+
+    def fix_ports(self) -> None:
+        """Pick the free ports left at 0 now (a capture filters on them before the pipeline starts)."""
+        self.md_port = self.md_port or free_port(socket.SOCK_DGRAM)
+        self.fix_port = self.fix_port or free_port()
+        self.ws_port = self.ws_port or free_port()
+
     def as_meta(self) -> dict:
         d = asdict(self)
         d["replay"] = str(self.replay) if self.replay else None
         return {"pipeline": d}
 
 
+def fix_connect_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[V6]:PORT`` too) of ``--fix-connect`` -> (host, port); ProfileError otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ProfileError(
+            f"--fix-connect {text!r}: expected HOST:PORT of a FIX 4.4 acceptor, e.g. 127.0.0.1:9878"
+        )
+    return host, int(port)
+
+
 RUST_TRADER_CRATE = Path(__file__).parent / "rust_trader"
 
 
 @functools.cache  # once per tickscope run: main builds it before the session starts, the pipeline reuses it
-def build_rust_trader() -> Path:
+def build_rust_trader(crate: Path = RUST_TRADER_CRATE) -> Path:
     """``cargo build --release --offline`` of pipeline/rust_trader; cargo rebuilds only when its
     sources changed. The target directory stays inside the crate (git-ignored), or in the temporary
     directory when the crate is read-only. ProfileError (one line) without cargo or on a failed build."""
-    cargo = shutil.which("cargo")
+    cargo = find_cargo()
     if cargo is None:
         raise ProfileError(
             "--trader rust needs cargo (Rust >= 1.63): apt-get install cargo, or https://rustup.rs"
         )
-    crate = RUST_TRADER_CRATE
     target = (
         crate / "target"
         if os.access(crate, os.W_OK)
@@ -75,13 +95,29 @@ def build_rust_trader() -> Path:
     )
     cmd = [cargo, "build", "--release", "--offline", "--quiet", "--manifest-path", str(crate / "Cargo.toml"),
            "--target-dir", str(target)]  # fmt: skip
+    # A child like the pipeline's: it dies with tickscope (kill -9 left cargo building on), and in
+    # its own process group, so on Ctrl-C tickscope stops it (and the rustc it runs) itself.
+    proc = spawn_child(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        _, stderr = proc.communicate(timeout=900)
     except subprocess.TimeoutExpired:
+        stop_child(proc, signal.SIGTERM)
         raise ProfileError(f"cargo build of {crate} did not finish in 15 minutes") from None
+    except BaseException:
+        stop_child(proc, signal.SIGINT)
+        raise
     if proc.returncode != 0:
-        raise ProfileError(f"cargo build of {crate} failed: {cargo_error(proc.stderr)}")
+        raise ProfileError(f"cargo build of {crate} failed: {cargo_error(stderr)}")
     return target / "release" / "tickscope-trader"
+
+
+def find_cargo() -> str | None:
+    """The first cargo on PATH, else rustup's (``$CARGO_HOME/bin``, ``~/.cargo/bin``), which a shell
+    that did not read the profile rustup edited (cron, CI steps, ``env -i``) does not have on PATH."""
+    homes = [os.environ.get("CARGO_HOME"), os.path.expanduser("~/.cargo")]
+    return shutil.which("cargo") or next(
+        (str(c) for h in homes if h and os.access(c := Path(h) / "bin" / "cargo", os.X_OK)), None
+    )
 
 
 def cargo_error(stderr: str) -> str:
@@ -187,8 +223,7 @@ class ReferencePipeline:
         c = self.config
         fix_host, fix_port = "127.0.0.1", self.fix_port
         if c.fix_connect:
-            fix_host, _, port = c.fix_connect.rpartition(":")
-            fix_port = int(port)
+            fix_host, fix_port = fix_connect_address(c.fix_connect)
         from .venue import DEFAULT_SYMBOLS
 
         symbols = ",".join(DEFAULT_SYMBOLS[: max(1, min(c.symbols, len(DEFAULT_SYMBOLS)))])
@@ -233,7 +268,8 @@ class ReferencePipeline:
                 continue
             if code < 0:
                 return f"{name} {exit_description(code)}"
-            return f"{name}: {_last_line(self.logs / f'{name}.err') or exit_description(code)}"
+            said = _last_line(self.logs / f"{name}.err") or exit_description(code)
+            return said if said.startswith(f"{name}: ") else f"{name}: {said}"  # it may name itself
         return None
 
 

@@ -53,7 +53,7 @@ def print_console(c: Comparison) -> None:
         Text(f"tickscope compare: {c.headline}", style=STYLE.get(c.verdict, "bold")), soft_wrap=True
     )
     for w in c.warnings:
-        console.print(Text(f"warning: {w}", style="yellow"))
+        console.print(Text(f"warning: {w}", style="yellow"), soft_wrap=True)  # one line, however long
 
 
 def markdown(c: Comparison) -> str:

@@ -168,9 +168,11 @@ class RingProblems:
         return t
 
 
-def session_renderable(session: Session):
+def session_renderable(session: Session, recorded_warnings: bool = True):
+    """The table, the records and orders accounted for, and every warning: about the files as
+    loaded, and (``recorded_warnings``) those of the recording, unless the caller just printed them."""
     parts = [StageTable(session.summary(), session.tags, title=f"session {session.name}")]
-    if session.counters():
+    if "produced" in session.counters():  # records from rings (a `tickscope wire` session has none)
         parts.append(CountersLine(session.counters(), status=str(session.meta.get("status", "complete"))))
     rings = session.meta.get("rings")
     advice = DropAdvice([r for r in rings if isinstance(r, dict)] if isinstance(rings, list) else [])
@@ -179,6 +181,6 @@ def session_renderable(session: Session):
     errors = session.meta.get("ring_errors")
     if isinstance(errors, list) and errors:
         parts.append(RingProblems([str(e) for e in errors], limit=len(errors)))
-    for w in session.warnings:
+    for w in session.warnings + (session.recorded_warnings if recorded_warnings else []):
         parts.append(Text(f"warning: {w}", style="yellow"))
     return Group(*parts)

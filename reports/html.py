@@ -246,7 +246,7 @@ def render(session: Session, out_path: str | Path, perfetto_path: str | Path | N
         for f in meta.get("doctor", [])
         if f.get("status") != "ok"
     ]
-    warnings += list(session.warnings) + list(meta.get("side_warnings") or [])
+    warnings += list(session.warnings) + session.recorded_warnings
     started = meta.get("start_epoch_s")
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(

@@ -8,6 +8,7 @@ screen never makes the collector fall behind.
 
 from __future__ import annotations
 
+import io
 import sys
 
 from rich.console import Console, Group
@@ -168,34 +169,40 @@ class Header:
 
 
 def dashboard(state: LiveState, side: dict, elapsed: float, duration: float | None, width: int, height: int):
-    """The whole screen for a terminal of width x height: compact below 100 columns or 30 rows."""
+    """The whole screen for a terminal of width x height: compact below 100 columns or 30 rows.
+
+    What does not fit the height is left out, least important first (the breakdown, then the
+    sparkline): a terminal crops the bottom, and the bottom holds the drop counters and the side
+    collectors' figures (the capture's matched/unmatched), which must stay in view."""
     compact = width < 100 or height < 30
     bar_width = max(10, min(80, width - 10))
-    parts = [Header(state, elapsed, duration)]
+    header = Header(state, elapsed, duration)
     if height < 14:  # a tiny terminal: the one line that matters
         t2t = state.last.get("tick_to_trade", {})
-        parts.append(Text(f"t2t p50 {fmt_ns(t2t.get('p50'))} p99 {fmt_ns(t2t.get('p99'))} "
-                          f"dropped {state.counters.get('dropped_ring_full', 0):,}"))  # fmt: skip
-        return Group(*parts)
-    parts.append(
-        Panel(
-            LiveStageTable(state, compact), title="stages (last interval)", title_align="left", padding=(0, 1)
-        )
+        return Group(header, Text(f"t2t p50 {fmt_ns(t2t.get('p50'))} p99 {fmt_ns(t2t.get('p99'))} "
+                                  f"dropped {state.counters.get('dropped_ring_full', 0):,}"))  # fmt: skip
+    stages = Panel(
+        LiveStageTable(state, compact), title="stages (last interval)", title_align="left", padding=(0, 1)
     )
-    parts.append(
-        Panel(
-            BreakdownBar(state, bar_width, compact=compact),
-            title="tick-to-trade breakdown",
-            title_align="left",
-            padding=(0, 1),
-        )
+    breakdown = Panel(
+        BreakdownBar(state, bar_width, compact=compact),
+        title="tick-to-trade breakdown",
+        title_align="left",
+        padding=(0, 1),
     )
-    parts.append(Sparkline(state.p99_history.get("tick_to_trade", []), bar_width))
-    parts.append(CountersLine(state.counters))
+    sparkline = Sparkline(state.p99_history.get("tick_to_trade", []), bar_width)
+    parts = [header, stages, breakdown, sparkline, CountersLine(state.counters)]
     if state.ring_errors:
         parts.append(RingProblems(state.ring_errors, limit=2 if compact else 4))
     if side:
         parts.append(SidePanel(side))
+    measure = Console(width=width, file=io.StringIO(), color_system=None)
+    lines = {id(p): len(measure.render_lines(p, measure.options, pad=False)) for p in parts}
+    for optional in (breakdown, sparkline):  # least important first
+        if sum(lines.values()) <= height:
+            break
+        parts.remove(optional)
+        del lines[id(optional)]
     return Group(*parts)
 
 

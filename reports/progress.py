@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from tickscope.reports.units import fmt_ns
@@ -36,7 +37,14 @@ class PlainProgress:
         for name, figures in side.items():
             if "summary" in figures:
                 parts.append(f"{name}: {figures['summary']}")
-        print("  ".join(parts), file=self.stream, flush=True)
+        try:
+            print("  ".join(parts), file=self.stream, flush=True)
+        except BrokenPipeError:
+            # The reader went away (`| head`): the run goes on to its end, quietly. (The error
+            # used to end the session early, marked complete.)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
 
     def stop(self) -> None:
         pass

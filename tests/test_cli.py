@@ -1,6 +1,8 @@
 """The CLI as a user meets it: real subprocesses, exit codes, one-line errors, saved sessions."""
 
 import json
+import shutil
+import socket
 import sys
 import time
 
@@ -11,6 +13,7 @@ from tickscope.collectors.session import Session
 
 SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
 QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
+NARROW = {"COLUMNS": "80"}  # a line longer than the terminal must stay one line when piped
 
 
 def assert_one_line_error(out, *needles):
@@ -86,6 +89,15 @@ def test_missing_target_command(tmp_path):
 def test_bad_flag_values_are_one_line(tmp_path, flag, value, needle):
     out = run_cli("profile", flag, value, "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "10")
     assert_one_line_error(out, needle)
+
+
+@pytest.mark.parametrize("address", ["foo", "127.0.0.1:abc", ":9878", "host:0", "host:99999", "[::1]:98x"])
+def test_malformed_fix_connect_is_one_line_before_anything_starts(tmp_path, address):
+    out = run_cli(
+        "profile", "--fix-connect", address, "--duration", "1s", "--out", str(tmp_path / "s"), *QUIET
+    )
+    assert_one_line_error(out, f"--fix-connect {address!r}: expected HOST:PORT")
+    assert not (tmp_path / "s").exists(), "refused before the session (or the pipeline) started"
 
 
 def test_unwritable_out(tmp_path):
@@ -170,3 +182,123 @@ def test_version_prints_the_package_version():
 
     out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"tickscope {version('tickscope')}"
+
+
+def one_order_capture(cut: int = 0) -> bytes:
+    """A pcap: a MoldUDP64 packet to udp 40100, the order it caused to tcp 40101 (ClOrdID TS7-1),
+    the market data again; ``cut`` bytes off the end (a capture cut short)."""
+    from tickscope.collectors import wire_synth as S
+    from tickscope.pipeline import itch
+    from tickscope.pipeline.fix import OrderTemplate
+
+    mold = itch.mold_packet(b"TESTSESS01", 7, [itch.order_delete(1, 0, 0, 7)])
+    nos = OrderTemplate("TRADER", "VENUE").encode(1, b"TS7-1", b"AAPL", b"1", 100, b"10.0000")
+    md = S.ethernet(S.ipv4("10.0.0.1", "10.0.0.2", 17, S.udp(5000, 40100, mold)))
+    order = S.ethernet(S.ipv4("10.0.0.2", "10.0.0.3", 6, S.tcp(6000, 40101, 1, nos)))
+    data = S.pcap([(10**9, md), (10**9 + 5000, order), (10**9 + 9000, md)])
+    return data[: len(data) - cut]
+
+
+def test_report_of_a_wire_session_names_what_the_capture_lost_and_claims_no_records(tmp_path):
+    # `tickscope wire` of a capture whose last record is cut: its session has no rings, so no
+    # "records: produced 0 ... drop-free", and the cut is said by report (one line) and in the HTML.
+    capture = tmp_path / "cut.pcap"
+    capture.write_bytes(one_order_capture(cut=10))
+    out = run_cli(
+        "wire",
+        str(capture),
+        "--md",
+        "udp:40100",
+        "--orders",
+        "tcp:40101",
+        "-o",
+        str(tmp_path / "w"),
+        env=NARROW,
+    )
+    assert out.returncode == 0, out.stderr
+    (warned,) = [line for line in out.stderr.splitlines() if "last record truncated" in line]
+    assert "packets read before it" in warned, out.stderr
+    rep = run_cli("report", str(tmp_path / "w"), env=NARROW)
+    assert rep.returncode == 0 and "wire_to_wire" in rep.stdout, rep.stderr
+    assert "records: produced" not in rep.stdout and "drop-free" not in rep.stdout, rep.stdout
+    cut = [line for line in rep.stdout.splitlines() if "last record truncated" in line]
+    assert len(cut) == 1 and "packets read before it" in cut[0], rep.stdout
+    html = run_cli("report", str(tmp_path / "w"), "-o", str(tmp_path / "w.html"))
+    assert html.returncode == 0 and "last record truncated" in (tmp_path / "w.html").read_text()
+    trace = run_cli("report", str(tmp_path / "w"), "--perfetto", str(tmp_path / "t.json"))
+    assert trace.returncode == 0 and json.loads((tmp_path / "t.json").read_text())["traceEvents"] == []
+    assert "(empty: the session kept no trace's stamps" in trace.stdout, trace.stdout
+
+
+def test_wire_never_overwrites_a_session_unless_forced(tmp_path):
+    # `tickscope wire CAP -o DIR` wrote over whatever session DIR held (a profile's, with its
+    # probes' stages), and a second run onto the default CAPTURE.session silently replaced the first.
+    capture = tmp_path / "c.pcap"
+    capture.write_bytes(one_order_capture())
+    ports = ("--md", "udp:40100", "--orders", "tcp:40101")
+    profiled = run_cli(
+        "profile", "--duration", "20s", "--out", str(tmp_path / "p"), *QUIET, "--", *SUBJECT, "50"
+    )
+    assert profiled.returncode == 0, profiled.stderr
+    before = (tmp_path / "p" / "meta.json").read_text()
+    onto = run_cli("wire", str(capture), *ports, "-o", str(tmp_path / "p"))
+    assert_one_line_error(onto, "already holds a session (status complete): not overwriting it (use --force")
+    assert (tmp_path / "p" / "meta.json").read_text() == before
+    first = run_cli("wire", str(capture), *ports)
+    assert first.returncode == 0 and (tmp_path / "c.pcap.session" / "meta.json").exists(), first.stderr
+    assert_one_line_error(run_cli("wire", str(capture), *ports), "c.pcap.session already holds a session")
+    forced = run_cli("wire", str(capture), *ports, "-o", str(tmp_path / "p"), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert Session.load(tmp_path / "p").meta["source"] == "wire"
+    (tmp_path / "p" / "c.pcap").write_bytes(capture.read_bytes())
+    inside = run_cli("wire", str(tmp_path / "p" / "c.pcap"), *ports, "-o", str(tmp_path / "p"), "--force")
+    assert_one_line_error(inside, "--force would remove c.pcap, the capture being read")
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed (apt-get install tcpdump)")
+def test_a_capture_that_never_ran_prints_its_reason_and_no_made_up_figures(tmp_path):
+    # It printed "capture nosuch0 (host stamps): ? packets, drops unknown; orders on the wire 0,
+    # matched 0, ..." under the warning that tcpdump had failed.
+    # --capture-iface alone implies --capture (it was silently ignored: no capture, no warning)
+    out = run_cli("profile", "--capture-iface", "nosuch0", "--duration", "1s", "--rate", "2k",
+                  "--out", str(tmp_path / "s"), *QUIET)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "capture: tcpdump failed on nosuch0" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "capture nosuch0" not in out.stdout and "drops unknown" not in out.stdout, out.stdout
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed (apt-get install tcpdump)")
+def test_capture_with_fix_connect_sees_the_orders_sent_to_the_other_acceptor(tmp_path):
+    # The capture filtered the bundled venue's own FIX port, which --fix-connect leaves unused:
+    # 0 orders on the wire, every traced order "not on the wire", no wire_to_wire.
+    from test_hostile_input import HostileVenue
+
+    acceptor = HostileVenue([])
+    acceptor.start()
+    out = run_cli("profile", "--capture", "--fix-connect", f"127.0.0.1:{acceptor.port}", "--duration", "3s",
+                  "--rate", "5k", "--out", str(tmp_path / "s"), *QUIET)  # fmt: skip
+    acceptor.server.close()
+    assert out.returncode == 0, out.stderr
+    s = Session.load(tmp_path / "s")
+    capture, sent = s.meta["capture"], s.meta["counters"]["orders_sent"]
+    assert capture["order_port"] == acceptor.port and sent > 0
+    assert capture["counters"]["orders_new"] == capture["counters"]["orders_matched"] == sent, capture
+    assert capture["orders_traced_not_on_wire"] == 0 and s.summary()["wire_to_wire"]["count"] == sent
+
+
+def test_a_fix_acceptor_nobody_listens_on_is_one_line_naming_it_once(tmp_path):
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = run_cli("profile", "--fix-connect", f"127.0.0.1:{port}", "--duration", "20s", "--out",
+                  str(tmp_path / "s"), *QUIET)  # fmt: skip
+    assert_one_line_error(out, f"tickscope: error: trader: cannot connect to FIX acceptor 127.0.0.1:{port}")
+    assert "trader: trader:" not in out.stderr, out.stderr
+
+
+def test_wire_refuses_a_tag_that_is_not_a_positive_number(tmp_path):
+    capture = tmp_path / "c.pcap"
+    capture.write_bytes(one_order_capture())
+    out = run_cli("wire", str(capture), "--md", "udp:40100", "--orders", "tcp:40101", "--clordid-tag", "-5")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "--clordid-tag" in out.stderr, out.stderr
+    assert not (tmp_path / "c.pcap.session").exists()

@@ -301,3 +301,22 @@ def test_a_percentile_of_zero_is_no_change_against_zero_and_a_regression_against
     worse = compare_sessions([zero], [more])
     p50 = worse.rows[0]
     assert {r.verdict for r in worse.rows} == {REGRESSION} and p50.change == p50.candidate_ns - 1
+
+
+def test_a_reader_that_goes_away_does_not_turn_the_verdict_into_a_regression(sessions):
+    """`tickscope compare A B | head -1` exited 1 (regression) for two runs of one build: Rich
+    exits 1 when stdout's pipe breaks. The verdict's own code must come through."""
+    import os
+    import subprocess
+    import sys
+
+    base, same = str(sessions["same"][0]), str(sessions["same"][1])
+    whole = run_cli("compare", base, same)
+    assert whole.returncode in (0, 3), whole.stdout
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "compare", base, same], stdout=w,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(w)
+    os.close(r)  # the reader is gone before the first line (head -1 after its line, a dead tee)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == whole.returncode and "Traceback" not in err, err

@@ -300,11 +300,15 @@ def test_out_onto_an_existing_session_refuses_unless_forced(tmp_path):
 
     (tmp_path / "s" / "notes.txt").write_text("mine")
     (tmp_path / "s" / "perf.csv").write_text("stale")
+    (tmp_path / "s" / "wire.pcap").write_text("stale")  # an earlier run's --capture
     forced = run_cli("profile", "--out", str(tmp_path / "s"), "--force", *QUIET, "--", *SUBJECT, "80")
     assert forced.returncode == 0, forced.stderr
     s = Session.load(tmp_path / "s")
     assert s.meta["status"] == "complete" and s.summary()["tick_to_trade"]["count"] == 80
-    assert not (tmp_path / "s" / "perf.csv").exists(), "no file of the old session mixes into the new one"
+    for stale in ("perf.csv", "wire.pcap"):
+        assert not (tmp_path / "s" / stale).exists(), (
+            f"no file of the old session ({stale}) mixes into the new one"
+        )
     assert (tmp_path / "s" / "notes.txt").read_text() == "mine", "files that are not a session's are kept"
 
 
@@ -330,3 +334,71 @@ def test_two_concurrent_runs_onto_one_out_one_refuses_cleanly(tmp_path):
     assert first.returncode == 0, err
     s = Session.load(tmp_path / "s")
     assert s.meta["status"] == "complete" and s.summary()["tick_to_trade"]["count"] > 100
+
+
+def test_ctrl_c_of_bench_traders_lets_its_profile_save_and_leaves_no_rings(tmp_path):
+    """The benchmark must not kill the profile it runs (subprocess.run does on KeyboardInterrupt:
+    SIGKILL, so the pipeline died with it and the ring directory stayed in /dev/shm)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_traders.py"
+    env = {**cli_env(), "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, str(script), "--duration", "120", "--rate", "2000", "--warmup", "0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        session = wait_for(lambda: next(iter(tmp_path.glob("tickscope-bench-traders-*/python")), None),
+                           "the Python trader's session directory")  # fmt: skip
+        wait_for(lambda: hlog_lines(session / "latency.hlog") >= 1, "the first interval")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip() == f"interrupted: the python trader's session so far is in {session}", err
+    s = Session.load(session)
+    assert s.meta["status"] == "interrupted"
+    ring_dirs = {Path(r["path"]).parent for r in s.meta["rings"]}
+    assert ring_dirs and not any(d.exists() for d in ring_dirs), ring_dirs
+
+
+SLOW_TO_STOP = """
+import pathlib, signal, sys, time
+from time import perf_counter_ns
+from tickscope.probe import Point, TickWriter
+probe = TickWriter([Point("md.rx"), Point("order.tx", stage="send")], name="slow")
+def stopping(*_):  # tickscope is now in its stop phase, waiting for us: hold it there a while
+    pathlib.Path(sys.argv[1]).touch()
+    time.sleep(3)
+    probe.close()
+    sys.exit(0)
+signal.signal(signal.SIGINT, stopping)
+t, seq = probe.stamps, 0
+while True:
+    seq += 1
+    t[0] = perf_counter_ns()
+    t[1] = perf_counter_ns()
+    t = probe.commit(seq)
+    time.sleep(0.001)
+"""
+
+
+def test_a_second_ctrl_c_while_stopping_is_told_to_wait_and_the_session_is_still_saved(tmp_path):
+    """An impatient second Ctrl-C used to break off the stop: the session stayed 'running', the
+    side collectors (a capture's join) undone, and the one line said only 'error: interrupted'."""
+    stopping = tmp_path / "stopping"
+    proc = start_cli("profile", "--duration", "120s", "--out", str(tmp_path / "s"), *QUIET, "--", sys.executable,
+                     "-c", SLOW_TO_STOP, str(stopping))  # fmt: skip
+    try:
+        wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") >= 1, "the first interval")
+        proc.send_signal(signal.SIGINT)
+        wait_for(stopping.exists, "the target to be asked to stop")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "SIGINT while stopping: the session is being saved, please wait" in err, err
+    assert "interrupted: session saved up to now" in err, err
+    s = Session.load(tmp_path / "s")
+    assert s.meta["status"] == "interrupted" and s.meta["counters"]["writers_died"] == 0

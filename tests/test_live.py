@@ -44,6 +44,37 @@ def test_sparkline_and_dashboard_fit_small_and_large_terminals():
     assert "p99.9" in render(dashboard(state(), {}, 3.0, None, 160, 48), width=160)
 
 
+def test_a_short_terminal_keeps_the_counters_and_the_capture_line_in_view():
+    # The bundled pipeline with --capture: 10 probe rows and 3 wire rows. A terminal crops the
+    # bottom, where the drop counters and the capture's matched/unmatched are: the breakdown
+    # (then the sparkline) makes way for them instead.
+    row = {"count": 100, "p50": 1000, "p90": 2000, "p99": 5000, "p99_9": 8000, "max": 9000}
+    stages = ["wire_to_read", "feed", "book", "strategy", "risk", "encode", "send", "order_rtt"]
+    wire = ["wire_to_wire", "md.rx-wire.md", "wire.order-order.tx"]
+    tags = [*stages, "tick_to_trade", "tick_to_decision", *wire]
+    live = LiveState(elapsed_s=3.0, tags=tags[:-3], side_tags=wire, trade_stages=stages[:7],
+                     last={t: row for t in tags}, cumulative={t: row for t in tags}, rates={t: 5000.0 for t in tags},
+                     p99_history={"tick_to_trade": [5, 9, 3, 7]}, rings=2,
+                     counters={"produced": 25092, "drained": 24945, "dropped_ring_full": 0, "in_ring": 147,
+                               "orders_sent": 802, "orders_acked": 802})  # fmt: skip
+    side = {"capture": {"summary": "22,864 packets, 21,989 md msgs, 827 orders, 827 matched, 0 unmatched"}}
+    for w, h in ((80, 24), (120, 30)):
+        text = render(dashboard(live, side, 3.0, 10.0, w, h), width=w)
+        assert len(text.rstrip("\n").splitlines()) <= h, (w, h, text)
+        for word in (
+            "elapsed",
+            "wire.order-order.tx",
+            "records: produced",
+            "orders: 802 sent",
+            "827 matched",
+        ):
+            assert word in text, (w, h, word, text)
+    tall = render(dashboard(live, side, 3.0, 10.0, 120, 48), width=120)
+    assert "tick-to-trade breakdown" in tall and "t2t p99" in tall, (
+        "a terminal that holds everything shows it"
+    )
+
+
 def tmux(*args):
     return subprocess.run(["tmux", *args], capture_output=True, text=True)
 
@@ -81,6 +112,33 @@ def test_piped_stdout_gets_plain_progress_lines(tmp_path):
     assert out.returncode == 0, out.stderr
     progress = [line for line in out.stdout.splitlines() if line.startswith("[")]
     assert len(progress) >= 2 and "traces/s" in progress[0] and "\x1b[" not in out.stdout.split("session")[0]
+
+
+def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path):
+    """`tickscope profile --duration 1h | head -1`: the second progress line met a broken pipe,
+    which ended the session after a second or two, marked complete, exit 0."""
+    import os
+
+    quiet_subject = (  # prints nothing: the target shares tickscope's stdout, and its pipe breaks too
+        "import time\nfrom time import perf_counter_ns\nfrom tickscope.probe import Point, TickWriter\n"
+        "probe = TickWriter([Point('md.rx'), Point('order.tx', stage='send')], name='quiet')\n"
+        "t, seq = probe.stamps, 0\ntry:\n  while True:\n    seq += 1\n    t[0] = perf_counter_ns()\n"
+        "    t[1] = perf_counter_ns()\n    t = probe.commit(seq)\n    time.sleep(0.001)\n"
+        "except KeyboardInterrupt:\n  probe.close()\n"
+    )
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "profile", "--duration", "6s", "--no-perf",
+                             "--no-hiccup", "--out", str(tmp_path / "s"), "--", sys.executable, "-c", quiet_subject],
+                            stdout=w, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(w)
+    with os.fdopen(r) as reader:
+        reader.readline()  # head -1: one progress line, then the reader is gone
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    s = Session.load(tmp_path / "s")
+    assert s.meta["status"] == "complete"
+    # 6 one-second intervals for the whole --duration (the broken pipe ended it after about 2)
+    assert len(s.intervals["tick_to_trade"]) >= 5, len(s.intervals["tick_to_trade"])
 
 
 def test_term_dumb_falls_back_to_plain_lines(tmp_path):

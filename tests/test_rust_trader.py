@@ -3,9 +3,11 @@ the bundled venue over loopback (the Python trader's stage names, every order ac
 gaps), and the hostile peers and packets the Python trader must survive. Skipped, with the reason,
 only where cargo is absent."""
 
+import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 from test_hostile_input import (
@@ -74,6 +76,24 @@ def test_profile_of_the_rust_trader_has_the_python_stages_and_accounts_for_every
 
 
 @needs_cargo
+def test_a_rust_trader_run_shorter_than_a_second_still_calibrates_over_heartbeats(tmp_path, rust_trader):
+    # Its heartbeats came with the stats, once a second: a 0.3 s replay ended with its rings
+    # calibrated "open-close only" and a warning about our own trader never calling tsp_heartbeat.
+    from tickscope.pipeline import itch
+
+    t0 = 34_200_000_000_000
+    msgs = [itch.stock_directory(1, 0, t0, "AAPL")]
+    msgs += [itch.add_order(1, 0, t0 + i * 100_000, i + 1, b"BS"[i % 2 : i % 2 + 1], 100, "AAPL", 1_000_000 + i % 50)
+             for i in range(3000)]  # fmt: skip
+    itch.write_itch_file(tmp_path / "short.itch", msgs)
+    out = run_cli("profile", "--trader", "rust", "--replay", str(tmp_path / "short.itch"), "--speed", "1x",
+                  "--duration", "20s", "--no-perf", "--no-hiccup", "--no-live", "--out", str(tmp_path / "s"))  # fmt: skip
+    assert out.returncode == 0 and "tsp_heartbeat" not in out.stderr, out.stderr
+    rings = Session.load(tmp_path / "s").meta["rings"]
+    assert len(rings) == 2 and all(r["tsc"]["calibration"] == "heartbeats" for r in rings), rings
+
+
+@needs_cargo
 def test_rust_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path, rust_trader):
     lenient, value = body_with_small_checksum()
     hostile = [
@@ -120,11 +140,77 @@ def test_rust_trader_gives_up_on_a_venue_that_never_answers_logon(rust_trader):
 
 def test_without_cargo_profile_says_what_to_install_in_one_line(tmp_path):
     out = run_cli("profile", "--trader", "rust", "--duration", "1s", "--no-live", "--out", str(tmp_path / "s"),
-                  env={"PATH": str(tmp_path)})  # fmt: skip
+                  env={"PATH": str(tmp_path), "HOME": str(tmp_path), "CARGO_HOME": str(tmp_path)})  # fmt: skip
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "needs cargo" in lines[0] and "apt-get install cargo" in lines[0], lines
     assert not (tmp_path / "s").exists()
+
+
+RUSTUP_CARGO = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo") / "bin" / "cargo"
+
+
+@pytest.mark.skipif(
+    not RUSTUP_CARGO.exists(), reason=f"no rustup cargo at {RUSTUP_CARGO} (https://rustup.rs)"
+)
+def test_rustups_cargo_is_found_when_the_shell_never_put_it_on_path(tmp_path):
+    # cron, CI steps and `env -i` shells do not read the profile where rustup adds ~/.cargo/bin
+    path = os.pathsep.join(
+        d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "cargo").exists()
+    )
+    out = run_cli("profile", "--trader", "rust", "--duration", "2s", "--rate", "2k", "--no-live", "--no-perf",
+                  "--out", str(tmp_path / "s"), env={"PATH": path})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert Session.load(tmp_path / "s").meta["options"]["pipeline"]["trader"] == "rust"
+
+
+def cargo_building(target: Path) -> list[int]:
+    """Pids of cargo and rustc processes building into ``target``."""
+    out = subprocess.run(["pgrep", "-f", f"{target}"], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in out if pid.isdigit() and int(pid) != os.getpid()]
+
+
+@needs_cargo
+@pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
+def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, how):
+    # cargo ran as a plain subprocess: kill -9 of tickscope left it (and rustc) building on.
+    import signal
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(
+        RUST_TRADER_CRATE, tmp_path / "pipeline" / "rust_trader", ignore=shutil.ignore_patterns("target")
+    )
+    shutil.copytree(
+        root / "probe" / "rust", tmp_path / "probe" / "rust", ignore=shutil.ignore_patterns("target")
+    )
+    crate = tmp_path / "pipeline" / "rust_trader"
+    # A build that cannot end while cargo lives (its build script waits for cargo to go away), so
+    # tickscope is always stopped mid-build, however fast or slow the host compiles.
+    (crate / "build.rs").write_text(
+        "fn main() { let cargo = std::os::unix::process::parent_id();\n"
+        "  while std::os::unix::process::parent_id() == cargo { std::thread::sleep(std::time::Duration::from_millis(20)); } }\n"
+    )
+    builder = subprocess.Popen([sys.executable, "-c", "import sys, pathlib; from tickscope.pipeline.launch import "
+                                "build_rust_trader; build_rust_trader(pathlib.Path(sys.argv[1]))", str(crate)],
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120  # a hang guard: the cold build runs long after cargo starts
+        while not cargo_building(crate / "target" / "release" / "build"):  # the build script runs
+            assert builder.poll() is None and time.monotonic() < deadline, builder.stderr.read()
+            time.sleep(0.05)
+        builder.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
+        builder.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while cargo_building(crate / "target"):
+            assert time.monotonic() < deadline, f"cargo still building after {how} of tickscope"
+            time.sleep(0.1)
+    finally:
+        builder.kill()
+        builder.wait()
+        for pid in cargo_building(crate / "target"):
+            os.kill(pid, signal.SIGKILL)
 
 
 @needs_cargo

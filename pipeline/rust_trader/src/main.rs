@@ -622,6 +622,9 @@ impl Trader {
     fn run(&mut self) {
         let mut next_house = monotonic_ns() + 1_000_000;
         let mut next_stats = monotonic_ns() + 1_000_000_000;
+        // Calibration pairs every 100 ms, not with the stats each second: a run that ends within
+        // its first second (a short replay, an early Ctrl-C) still gets its TSC fitted over heartbeats.
+        let mut next_beat = monotonic_ns() + 100_000_000;
         let mut fix_alive = true;
         while !STOP.load(Ordering::Relaxed) {
             self.on_market_data();
@@ -634,12 +637,15 @@ impl Trader {
                     self.housekeeping();
                 }
                 next_house = now + 1_000_000;
-                if now >= next_stats {
-                    self.write_stats();
+                if now >= next_beat {
                     self.ticks.heartbeat();
                     if let Some(o) = self.orders.as_mut() {
                         o.heartbeat();
                     }
+                    next_beat = now + 100_000_000;
+                }
+                if now >= next_stats {
+                    self.write_stats();
                     next_stats = now + 1_000_000_000;
                 }
                 if self.mold.stats.end_of_session {
