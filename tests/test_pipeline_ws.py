@@ -265,6 +265,11 @@ def test_profile_with_the_websocket_feed_measures_every_stage(tmp_path):
     for stage in ("wire_to_read", "feed", "book", "strategy", "risk", "encode", "send", "order_rtt"):
         assert summary[stage]["count"] > 0, stage
     assert s.meta["counters"]["dropped_ring_full"] == 0 and s.meta["options"]["pipeline"]["feed"] == "ws"
+    ports = s.meta["options"]["pipeline"]  # the ports the pipeline really used, not 0 ("pick one later")
+    assert (
+        f"--md-port {ports['md_port']} " in s.meta["command"]
+        and f"127.0.0.1:{ports['ws_port']}/ws" in s.meta["command"]
+    )
     trader = s.meta["subject_stats"]["trader"]
     assert trader["ws"]["synced"] and trader["orders_sent"] > 0 and trader["orders_acked"] > 0
     assert trader["orders_sent"] == (
