@@ -472,8 +472,11 @@ class OrderMapping:
         m = self.pattern.search(value)
         if m is None:
             return None
+        digits = m.group(1)  # None when the regex matched through another branch: '(a)|(\d+)'
+        if digits is None:
+            return None
         try:
-            return int(m.group(1))
+            return int(digits)
         except ValueError:
             return None
 

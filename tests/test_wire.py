@@ -278,6 +278,9 @@ def test_mid_stream_join_and_own_clordid_tag_mapping(tmp_path):
     assert m.counters["tcp_streams_joined_midway"] == 1
     m = run_match(tmp_path, S.pcap(packets))  # tag 11 "ABC" has no digits: counted, not guessed
     assert m.trace.size == 0 and m.counters["orders_unmapped"] == 1
+    # a regex whose group 1 did not take part in the match ('ref' matched the other branch)
+    m = run_match(tmp_path, S.pcap(packets), mapping=OrderMapping(9717, r"(nope)|ref"))
+    assert m.trace.size == 0 and m.counters["orders_unmapped"] == 1
 
 
 # -- link types, file formats -------------------------------------------------------------------------
