@@ -565,6 +565,18 @@ def wire(
         m = match(cap, md_ports, order_ports, mapping, ws_ports)
     except WireError as e:
         raise UserError(str(e)) from None
+    err = Console(stderr=True)
+    for w in m.warnings:
+        err.print(f"tickscope: warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    c = m.counters
+    typer.echo(
+        f"{m.packets} packets ({m.fmt}): {c.get('md_messages', 0)} market-data messages, "
+        f"{c.get('orders_new', 0)} new orders, {c.get('orders_matched', 0)} matched, "
+        f"{c.get('orders_unmatched', 0)} unmatched, {c.get('orders_unmapped', 0)} without a trace id"
+    )
+    if not m.trace.size:  # a session of no values is one report and compare can only refuse
+        raise UserError(f"no order in {capture} was matched to its market data: no session written "
+                        "(check --md, --orders, --clordid-tag and --clordid-regex against the counts above)")  # fmt: skip
     target = out or capture.with_name(capture.name + ".session")
     if force and target.resolve() == capture.resolve().parent:
         raise UserError(f"--force would remove {capture.name}, the capture being read: choose another --out")
@@ -585,17 +597,7 @@ def wire(
         path = write_session(m, target, meta)
     finally:
         os.close(lock)
-    err = Console(stderr=True)
-    for w in m.warnings:
-        err.print(f"tickscope: warning: {w}", markup=False, highlight=False, soft_wrap=True)
-    c = m.counters
-    typer.echo(
-        f"{m.packets} packets ({m.fmt}): {c.get('md_messages', 0)} market-data messages, "
-        f"{c.get('orders_new', 0)} new orders, {c.get('orders_matched', 0)} matched, "
-        f"{c.get('orders_unmatched', 0)} unmatched, {c.get('orders_unmapped', 0)} without a trace id"
-    )
-    if m.trace.size:
-        Console().print(session_renderable(Session.load(path), recorded_warnings=False), soft_wrap=True)
+    Console().print(session_renderable(Session.load(path), recorded_warnings=False), soft_wrap=True)
     typer.echo(f"session written: {path}")
 
 

@@ -381,6 +381,23 @@ def test_cli_one_line_errors(tmp_path):
     assert r.returncode == 2 and "needs one group" in r.stderr
 
 
+def test_wire_writes_no_session_when_no_order_matched(tmp_path):
+    """A session of no values is one report and compare could only refuse: wire says why instead,
+    with the counts that tell which option is wrong."""
+    cap = tmp_path / "c.pcap"
+    cap.write_bytes(S.pcap([(10, md_frame(11)), (20, tcp_frame(100, order(b"TS11-1")))]))
+    good = run_cli(
+        "wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o", str(tmp_path / "ok")
+    )
+    assert good.returncode == 0 and "1 matched" in good.stdout, good.stderr
+    r = run_cli("wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "--clordid-regex", "(x)",
+                "-o", str(tmp_path / "none"))  # fmt: skip
+    assert r.returncode == 2 and "1 new orders, 0 matched, 0 unmatched, 1 without a trace id" in r.stdout
+    (line,) = r.stderr.splitlines()
+    assert "no order in" in line and "no session written" in line and "--clordid-regex" in line, r.stderr
+    assert not (tmp_path / "none").exists()
+
+
 def test_read_capture_refuses_a_short_file(tmp_path):
     p = tmp_path / "x"
     p.write_bytes(b"ab")
