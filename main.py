@@ -588,6 +588,7 @@ def wire(
         "name": target.name,
         "command": f"tickscope wire {capture}",
         "options": options,
+        "capture": _capture_identity(capture),
     }
     from tickscope.collectors.profile import claim_session_dir
 
@@ -599,6 +600,21 @@ def wire(
         os.close(lock)
     Console().print(session_renderable(Session.load(path), recorded_warnings=False), soft_wrap=True)
     typer.echo(f"session written: {path}")
+
+
+def _capture_identity(path: Path) -> dict:
+    """Which capture a wire session was read from: its name, size and a digest of its first MiB
+    (``merge`` refuses two sessions of one capture: their orders would count twice)."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        size = os.stat(path).st_size
+    except OSError:
+        return {"file": path.name}
+    return {"file": path.name, "bytes": size,
+            "sha256_head": hashlib.sha256(head + size.to_bytes(8, "little")).hexdigest()}  # fmt: skip
 
 
 def _report_sweep(sweep_dir: Path, output: Path | None) -> None:

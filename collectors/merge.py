@@ -129,7 +129,12 @@ def load_input(spec: str) -> MergeInput:
     anchor = _log_anchor(log)
     if anchor is None:
         raise MergeError(f"{log} has no StartTime/BaseTime header: it cannot be placed on absolute time")
-    host = label or (meta.get("host") or {}).get("hostname") or (p.stem if p.is_file() else p.name)
+    host = (
+        label
+        or (meta.get("host") or {}).get("hostname")
+        or _capture_name(meta)
+        or (p.stem if p.is_file() else p.name)
+    )
     return MergeInput(p, host, anchor, intervals, meta, meta.get("interval_s"))
 
 
@@ -198,6 +203,14 @@ class LayoutMapper:
         dst.total_count += src.total_count
         dst.min_value = min(dst.min_value, src.min_value)
         dst.max_value = max(dst.max_value, src.max_value)
+
+
+def _capture_name(meta: dict) -> str | None:
+    """A ``tickscope wire`` session measured no host: what it measured is its capture, so two
+    sessions of one capture are one "host" and their overlap is refused like any other."""
+    capture = meta.get("capture") if meta.get("source") == "wire" else None
+    digest = capture.get("sha256_head") if isinstance(capture, dict) else None
+    return f"capture-{digest[:12]}" if isinstance(digest, str) and digest else None
 
 
 # -- checks -------------------------------------------------------------------------------------------

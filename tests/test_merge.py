@@ -180,3 +180,42 @@ def test_warmup_intervals_are_merged_apart_from_the_headline_ones(tmp_path):
     merged = Session.load(tmp_path / "m")
     assert [iv.hist.total_count for iv in merged.warmup_intervals["tick_to_trade"]] == [2000]
     assert merged.total("tick_to_trade").total_count == 2 * (2000 + 3000)
+
+
+def test_two_wire_sessions_of_one_capture_are_one_source_and_not_counted_twice(tmp_path):
+    """A ``tickscope wire`` session has no host: its capture is what it measured. Two sessions read
+    from one capture overlap like two copies of one host's session and are refused the same way."""
+    from test_wire import FIX_PORT, MD_PORT, md_frame, order, tcp_frame
+
+    from tickscope.collectors import wire_synth as S
+
+    packets, seq = [], 100
+    for i in range(30):  # 3 s of market data and orders, a tick-to-trade of 40 us each
+        at = 1_700_000_000_000_000_000 + i * 100_000_000
+        packets += [(at, md_frame(10 + i)), (at + 40_000, tcp_frame(seq, order(b"TS%d-1" % (10 + i), i + 1)))]
+        seq += len(order(b"TS%d-1" % (10 + i), i + 1))
+    cap = tmp_path / "day.pcap"
+    cap.write_bytes(S.pcap(packets))
+    for name in ("a", "b"):
+        r = run_cli(
+            "wire",
+            str(cap),
+            "--md",
+            f"udp:{MD_PORT}",
+            "--orders",
+            f"tcp:{FIX_PORT}",
+            "-o",
+            str(tmp_path / name),
+        )
+        assert r.returncode == 0 and "30 matched" in r.stdout, r.stdout + r.stderr
+    assert_one_line_error(run_cli("merge", str(tmp_path / "m"), str(tmp_path / "a"), str(tmp_path / "b")),
+                          "overlapping", "capture-")  # fmt: skip
+    other = tmp_path / "other.pcap"  # another capture of the same time (another tap): two sources
+    other.write_bytes(S.pcap([(t + 1, p) for t, p in packets]))
+    r = run_cli(
+        "wire", str(other), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o", str(tmp_path / "c")
+    )
+    assert r.returncode == 0, r.stderr
+    ok = run_cli("merge", str(tmp_path / "m2"), str(tmp_path / "a"), str(tmp_path / "c"))
+    assert ok.returncode == 0, ok.stderr
+    assert Session.load(tmp_path / "m2").total("wire_to_wire").total_count == 60
