@@ -345,6 +345,10 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
         writer.meta["side_warnings"] = warnings
         writer.meta["subject_exit"] = subject_exit
         collector.finish(status)
+        if subject is not None and not collector.live.tags and hasattr(subject, "last_words"):
+            said = subject.last_words()  # read before the ring directory (and the pipeline's logs) goes
+            if said and said not in (message or ""):
+                warnings.append(f"nothing was traced; the pipeline's last line: {said}")
         for s in side_started:
             if hasattr(s, "conclude"):  # joins that need every trace closed (wire capture)
                 try:

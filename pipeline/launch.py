@@ -259,6 +259,11 @@ class ReferencePipeline:
                 stop_child(proc, signal.SIGTERM, timeout_s)
         return self.trader.returncode
 
+    def last_words(self) -> str | None:
+        """The trader's last stderr line (e.g. still waiting for its FIX acceptor when stopped):
+        what explains a run that traced nothing."""
+        return _last_line(self.logs / "trader.err") or None
+
     def failure_reason(self) -> str | None:
         """Why whichever process ended on its own failed, for the one-line error: killed by a
         signal, or its last stderr line (what it said before exiting non-zero)."""

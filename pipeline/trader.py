@@ -146,6 +146,7 @@ class Trader:
     # -- session start --------------------------------------------------------------------------
     def _connect(self) -> socket.socket:
         deadline = time.monotonic() + self.args.connect_timeout
+        tried = False
         while True:
             try:
                 s = socket.create_connection((self.args.fix_host, self.args.fix_port), timeout=1.0)
@@ -155,6 +156,10 @@ class Trader:
                 if time.monotonic() > deadline:
                     raise TraderError(f"cannot connect to FIX acceptor {self.args.fix_host}:{self.args.fix_port}: "
                                       f"{e.strerror or e}") from None  # fmt: skip
+                if not tried:  # said once: a run stopped while we wait can tell why nothing was traced
+                    log(f"waiting for FIX acceptor {self.args.fix_host}:{self.args.fix_port} ({e.strerror or e}); "
+                        f"retrying for {self.args.connect_timeout:g} s")  # fmt: skip
+                    tried = True
                 time.sleep(0.1)
 
     def _logon(self) -> None:

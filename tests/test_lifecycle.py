@@ -402,3 +402,30 @@ def test_a_second_ctrl_c_while_stopping_is_told_to_wait_and_the_session_is_still
     assert "interrupted: session saved up to now" in err, err
     s = Session.load(tmp_path / "s")
     assert s.meta["status"] == "interrupted" and s.meta["counters"]["writers_died"] == 0
+
+
+def test_a_run_stopped_before_anything_was_traced_says_what_the_pipeline_was_doing(tmp_path):
+    """--fix-connect to a port nobody listens on, stopped while the trader still retries: 'no traces'
+    alone would send the user looking at probes; the trader's last line says it never connected."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start_cli("profile", "--fix-connect", f"127.0.0.1:{port}", "--duration", "120s", *QUIET,
+                     "--out", str(tmp_path / "s"))  # fmt: skip
+    try:
+        said = f"waiting for FIX acceptor 127.0.0.1:{port}"
+
+        def trader_waits():
+            logs = [d / "logs" / "trader.err" for d in ring_dirs_of(proc.pid)]
+            return any(p.is_file() and said in p.read_text() for p in logs)
+
+        wait_for(trader_waits, "the trader to say it waits for its acceptor")
+        proc.send_signal(signal.SIGINT)  # within the trader's 5 s of retrying
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert f"nothing was traced; the pipeline's last line: trader: {said}" in err, err
