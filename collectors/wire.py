@@ -30,6 +30,7 @@ where it stops reading, a line in ``warnings``.
 from __future__ import annotations
 
 import bisect
+import heapq
 import re
 import struct
 from collections.abc import Iterator
@@ -625,7 +626,15 @@ MAX_FIX_HEADER = 64  # "8=FIX.4.4|9=nnnnnn|" fits well inside this
 
 class TcpStream:
     """One direction of one TCP connection, reassembled: bytes in sequence order, each byte's
-    capture stamp that of the first segment that carried it."""
+    capture stamp that of the first segment that carried it.
+
+    Segments after a hole wait for it to fill, up to ``MAX_PENDING_BYTES``: beyond that the capture
+    lost the hole's bytes (a retransmission comes within an RTO, not 16 MiB later), so the stream
+    goes on after it (``tcp_gaps_skipped``, ``tcp_bytes_missing``; the unframed bytes before it are
+    dropped, FIX framing resyncs on ``8=FIX``). Without it one lost segment would hold the rest of a
+    day's stream in memory."""
+
+    MAX_PENDING_BYTES = 16 << 20
 
     def __init__(self, counters: dict[str, int]):
         self.counters = counters
@@ -635,7 +644,10 @@ class TcpStream:
         self.marks: list[int] = []  # stream offsets where a segment's bytes begin ...
         self.mark_ts: list[int] = []  # ... and their stamps
         self.pending: dict[int, tuple[bytes, int]] = {}  # out-of-order: seq -> (payload, stamp)
+        self.pending_bytes = 0
         self.stream_pos = 0  # stream offset of next_seq
+        self.gaps = 0  # holes given up on (see MAX_PENDING_BYTES)
+        self.gap_at = 0  # stream offset of the last one
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -662,24 +674,54 @@ class TcpStream:
             if seq not in self.pending:
                 self._count("tcp_segments_out_of_order")
                 self.pending[seq] = (payload, ts)
+                self.pending_bytes += len(payload)
+                if self.pending_bytes > self.MAX_PENDING_BYTES:
+                    self._skip_gap()
             return
         self._append(payload, ts)
-        while self.pending:
-            hit = None
-            for s in self.pending:
-                r = (s - self.next_seq) & 0xFFFFFFFF
-                if r >= 1 << 31 or r == 0:
-                    hit = s
-                    break
-            if hit is None:
+        if self.pending:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Pending segments that now start at or before ``next_seq``, each time the first captured of
+        those (its stamp is the bytes' first), until a hole. Sorted once, so a hole filled late
+        costs n log n, not n squared."""
+        base = self.next_seq
+        by_seq = sorted(self.pending, key=lambda s: (s - base + (1 << 31)) & 0xFFFFFFFF)
+        captured = {s: i for i, s in enumerate(self.pending)}  # insertion order is capture order
+        ready: list[tuple[int, int]] = []
+        i = 0
+        while True:
+            while i < len(by_seq) and not 0 < (by_seq[i] - self.next_seq) & 0xFFFFFFFF < 1 << 31:
+                heapq.heappush(ready, (captured[by_seq[i]], by_seq[i]))
+                i += 1
+            if not ready:
                 return
-            data, t = self.pending.pop(hit)
-            behind = (self.next_seq - hit) & 0xFFFFFFFF
-            if behind < (1 << 31):
-                if behind >= len(data):
-                    continue
-                data = data[behind:]
-            self._append(data, t)
+            s = heapq.heappop(ready)[1]
+            data, t = self.pending.pop(s)
+            self.pending_bytes -= len(data)
+            behind = (self.next_seq - s) & 0xFFFFFFFF
+            if behind >= len(data):
+                continue
+            self._append(data[behind:], t)
+
+    def _skip_gap(self) -> None:
+        base = self.next_seq
+        first = min(self.pending, key=lambda s: (s - base) & 0xFFFFFFFF)
+        missing = (first - base) & 0xFFFFFFFF
+        self._count("tcp_gaps_skipped")
+        self._count("tcp_bytes_missing", missing)
+        if self.buf:
+            self._count("tcp_bytes_dropped_before_gap", len(self.buf))
+        self.gaps += 1
+        self.gap_at = self.stream_pos
+        self.buf.clear()
+        self.marks.clear()
+        self.mark_ts.clear()
+        self.stream_pos += missing
+        self.buf_pos = self.stream_pos
+        self.next_seq = first
+        self._drain()
 
     def _append(self, payload: bytes, ts: int) -> None:
         self.marks.append(self.stream_pos)
@@ -810,7 +852,13 @@ class WsConnection:
             if self.isn is not None:
                 return  # the SYN-ACK again (retransmitted): the stream must not rewind to it
             self.isn = seq
+        gaps = self.tcp.gaps
         self.tcp.segment(seq, flags, payload, ts)
+        if self.tcp.gaps != gaps and self.state in ("handshake", "frames"):
+            self._count("ws_gaps_never_filled")
+            self.skip = 0
+            self.stop(f"a gap in the TCP stream at byte {self.tcp.gap_at} was not filled within "
+                      f"{self.tcp.MAX_PENDING_BYTES} bytes of later data")  # fmt: skip
         if flags & (TCP_FIN | TCP_RST):
             self.fin = True
         if self.tcp.buf:
