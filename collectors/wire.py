@@ -833,14 +833,19 @@ class WsConnection:
         self.skip = 0  # payload bytes of the current frame not yet passed
         self.in_message: int | None = None  # opcode of the fragmented data message in progress
         self.deflate = False  # the 101 response agreed permessage-deflate: RSV1 allowed on data frames
-        self.stamps: list[int] = []
-        self.emitted = 0  # stamps already given trace ids
+        self.stamps: list[int] = []  # of the text messages not yet given trace ids
+        self.emitted = 0  # text messages already given trace ids (their stamps are dropped)
         self.fin = False  # the venue's FIN or RST is on the capture
         self.isn: int | None = None  # the SYN-ACK's sequence number: the stream is seen from its first byte
         self.overlaps = False  # carried messages while an earlier connection was still open
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+
+    @property
+    def messages(self) -> int:
+        """Text messages framed so far."""
+        return self.emitted + len(self.stamps)
 
     @property
     def ended(self) -> bool:
@@ -1162,19 +1167,20 @@ class WireMatcher:
         order = self.ws_order
         while self.ws_next < len(order) and not self.ws_blocked:
             c = order[self.ws_next]
-            new = c.stamps[c.emitted :]
+            new = c.stamps
             first = self.ws_base + c.emitted + 1
             traces += range(first, first + len(new))
             stamps += new
-            c.emitted = len(c.stamps)
+            c.emitted += len(new)
+            c.stamps = []  # numbered: memory per connection stays what one chunk framed
             if not (final or c.ended):
                 for later in order[self.ws_next + 1 :]:
-                    if later.stamps and not later.overlaps:  # messages while an earlier one is open
+                    if later.messages and not later.overlaps:  # messages while an earlier one is open
                         later.overlaps = True
                         _count(self.counters, "ws_connections_overlapping")
                 break
             self.ws_next += 1
-            self.ws_base += len(c.stamps)
+            self.ws_base += c.messages
             self.ws_blocked = c.state == "stopped"
         return _i64(traces), _i64(stamps)
 
@@ -1195,14 +1201,14 @@ class WireMatcher:
                                      + "are not numbered (a number after it would be a guess)")  # fmt: skip
         if self.ws_blocked:
             _count(self.counters, "ws_messages_not_numbered",
-                   sum(len(c.stamps) for c in self.ws_order[self.ws_next :]))  # fmt: skip
+                   sum(c.messages for c in self.ws_order[self.ws_next :]))  # fmt: skip
         overlapping = self.counters.get("ws_connections_overlapping", 0)
         if overlapping:
             self.warnings.append(f"{overlapping} WebSocket connection(s) carried messages while an earlier one "
                                  "was still open: numbered after all of the earlier connection's messages "
                                  "(connection start order); a handler numbering in arrival order across its "
                                  "sockets numbers them differently")  # fmt: skip
-        self.counters["ws_text_messages"] = sum(len(c.stamps) for c in self.ws_order)
+        self.counters["ws_text_messages"] = sum(c.messages for c in self.ws_order)
         return ws
 
     def _orders(self, cap: Capture, hdr: Headers) -> None:
