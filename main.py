@@ -536,6 +536,9 @@ def wire(
         "--clordid-regex",
         help="Regex on that tag's value; group 1 is the trace id (MoldUDP64 sequence).",
     ),
+    chunk_bytes: int | None = typer.Option(
+        None, "--chunk-bytes", min=1, hidden=True, help="Bytes of the capture read at a time (tests)."
+    ),
 ):
     """Wire-to-wire tick-to-trade (STAC-T1 SOM to SOF) from a capture taken anywhere: a session directory."""
     from rich.console import Console
@@ -547,8 +550,7 @@ def wire(
         Endpoint,
         OrderMapping,
         WireError,
-        match,
-        read_capture,
+        match_file,
         write_session,
     )
     from tickscope.reports.console import session_renderable
@@ -559,10 +561,7 @@ def wire(
         ws_ports = {e.port for e in md_ends if e.protocol == "ws"}
         order_ports = {Endpoint.parse(x, ORDER_PROTOCOLS).port for x in orders}
         mapping = OrderMapping(clordid_tag, clordid_regex)
-        cap = read_capture(capture)
-        if not len(cap):
-            raise WireError(f"{capture}: no packets read" + (f" ({cap.warnings[0]})" if cap.warnings else ""))
-        m = match(cap, md_ports, order_ports, mapping, ws_ports)
+        m = match_file(capture, md_ports, order_ports, mapping, ws_ports, chunk_bytes)  # chunk by chunk
     except WireError as e:
         raise UserError(str(e)) from None
     err = Console(stderr=True)

@@ -52,21 +52,26 @@ def pcap(packets: list[tuple[int, bytes]], linktype: int = LINKTYPE_ETHERNET, na
     return b"".join(out)
 
 
-def _block(btype: int, body: bytes) -> bytes:
+def block(btype: int, body: bytes, endian: str = "<") -> bytes:
+    """One pcapng block: type, total length, the body padded to 4 bytes, the length again."""
     body += bytes(-len(body) % 4)
     n = len(body) + 12
-    return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+    return struct.pack(endian + "II", btype, n) + body + struct.pack(endian + "I", n)
 
 
-def pcapng(interfaces: list[tuple[int, int]], packets: list[tuple[int, int, bytes]]) -> bytes:
-    """interfaces: (link type, if_tsresol byte); packets: (interface id, stamp ns, frame)."""
-    out = [_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))]
+def pcapng(
+    interfaces: list[tuple[int, int]], packets: list[tuple[int, int, bytes]], endian: str = "<"
+) -> bytes:
+    """One section. interfaces: (link type, if_tsresol byte); packets: (interface id, stamp ns, frame).
+    Sections concatenated make a file of several sections (interface ids start again in each)."""
+    e = endian
+    out = [block(0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1), e)]
     for linktype, resol in interfaces:
-        opts = struct.pack("<HHB3x", 9, 1, resol) + struct.pack("<HH", 0, 0)
-        out.append(_block(1, struct.pack("<HHI", linktype, 0, 262144) + opts))
+        opts = struct.pack(e + "HHB3x", 9, 1, resol) + struct.pack(e + "HH", 0, 0)
+        out.append(block(1, struct.pack(e + "HHI", linktype, 0, 262144) + opts, e))
     for iid, ts, frame in packets:
         resol = interfaces[iid][1]
         ticks = (ts << (resol & 0x7F)) // 10**9 if resol & 0x80 else ts // 10 ** (9 - resol)
-        out.append(_block(6, struct.pack("<IIIII", iid, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame))
-                          + frame))  # fmt: skip
+        out.append(block(6, struct.pack(e + "IIIII", iid, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame))
+                         + frame, e))  # fmt: skip
     return b"".join(out)

@@ -31,7 +31,9 @@ from tickscope.collectors.wire import (
     WireError,
     WireMatcher,
     match,
+    match_file,
     read_capture,
+    read_chunks,
 )
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
@@ -227,6 +229,172 @@ def test_a_capture_fed_in_any_pieces_matches_exactly_as_the_whole_file(loopback_
     assert m.counters["capture_truncated_records"] == 1 and m.packets == len(bounds) - 1
 
 
+# -- a capture read in chunks (tickscope wire: memory is one chunk, not the file) -------------------
+CHUNK_SIZES = (7, 64, 999, 4096)  # cuts inside file headers, record/block headers, packets, FIX frames
+
+
+def _multi_section_pcapng() -> bytes:
+    """Two sections, the second big-endian, with interfaces at ns, µs and 2**-30 s ticks, a simple
+    packet block (no stamp), FIX frames split over two segments, and Mold on several interfaces."""
+    t0 = 1_700_000_000_000_000_000
+    orders = [order(b"TS%d-%d" % (t, t)) for t in range(1, 41)]
+    first = [(0, t0, tcp_frame(99, b"", 0x02))]
+    seq = 100
+    for i in range(20):
+        first.append((i % 2, t0 + 1_000 * i + 1, md_frame(1 + i, 1)))
+        a, b = orders[i][:23], orders[i][23:]
+        first += [
+            (0, t0 + 1_000 * i + 500, tcp_frame(seq, a)),
+            (1, t0 + 1_000 * i + 700, tcp_frame(seq + len(a), b)),
+        ]
+        seq += len(orders[i])
+    second = []
+    for i in range(20, 40):
+        second.append((0, t0 + 1_000 * i + 3, md_frame(1 + i, 1)))
+        second.append(
+            (
+                1,
+                t0 + 1_000 * i + 900,
+                S.ipv4("10.0.0.2", "10.0.0.3", 6, S.tcp(6000, FIX_PORT, seq, orders[i])),
+            )
+        )
+        seq += len(orders[i])
+    spb = S.block(3, struct.pack("<I", 60) + md_frame(999)[:60])
+    return (S.pcapng([(1, 9), (1, 6)], first) + spb
+            + S.pcapng([(1, 0x80 | 30), (LINKTYPE_RAW, 9)], second, endian=">"))  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["tcpdump pcap", "editcap pcapng", "several sections pcapng"])
+def test_a_capture_read_in_small_chunks_matches_exactly_as_the_whole_file(tmp_path, loopback_capture, kind):
+    pcap, md_port, fix_port, orders = loopback_capture
+    ports = ({md_port}, {fix_port})
+    if kind == "editcap pcapng":
+        path = tmp_path / "lo.pcapng"
+        subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(path)], check=True)
+    elif kind == "several sections pcapng":
+        path, ports, orders = tmp_path / "multi.pcapng", ({MD_PORT}, {FIX_PORT}), 40
+        path.write_bytes(_multi_section_pcapng())
+    else:
+        path = pcap
+    whole = match(read_capture(path), *ports)
+    assert whole.counters["orders_matched"] == orders
+    if kind == "several sections pcapng":
+        c = whole.counters
+        assert c["capture_interfaces"] == 4 and c["capture_packets_without_stamp"] == 1
+        assert whole.wire_to_wire.tolist()[:2] == [
+            499,
+            500,
+        ]  # µs ticks on interface 1 and abs(whole.wire_to_wire[-1] - 897) <= 1
+    for size in CHUNK_SIZES:
+        assert sum(1 for _ in read_chunks(path, size)) > path.stat().st_size // size  # really in pieces
+        _same_match(match_file(path, *ports, chunk_bytes=size), whole)
+
+
+def test_a_bad_block_or_record_stops_reading_there_whatever_the_chunks(tmp_path):
+    """Reading stops at the damage (the rest of a 2 MB file is never read) with the same counter and
+    line as the whole file; a record or block longer than 16 MiB is damage, not something to wait for."""
+    good = [(0, 100 + i, md_frame(1 + i)) for i in range(3)]
+    tail = S.pcapng([(1, 9)], [(0, 10**6 + i, md_frame(100 + i)) for i in range(15_000)])[28:]  # no SHB
+    for name, damage in (("length 7", struct.pack("<II", 6, 7)), ("length 4294967292", struct.pack("<II", 6, 2**32 - 4)),
+                         ("trailing length", S.block(6, bytes(40))[:-4] + b"\x00\x00\x00\x00")):  # fmt: skip
+        path = tmp_path / "bad.pcapng"
+        path.write_bytes(S.pcapng([(1, 9)], good) + damage + tail)
+        whole = match(read_capture(path), {MD_PORT}, {FIX_PORT})
+        assert whole.counters["capture_bad_blocks"] == 1 and whole.packets == 3
+        assert any(name in w and "3 packets read before it" in w for w in whole.warnings), whole.warnings
+        for size in (64, 4096):
+            assert sum(1 for _ in read_chunks(path, size)) < 1_000 // size + 3  # not the file's 2 MB
+            _same_match(match_file(path, {MD_PORT}, {FIX_PORT}, chunk_bytes=size), whole)
+    huge = bytearray(S.pcap([(1, md_frame(1)), (2, md_frame(2))] + [(3, md_frame(3))] * 20_000))
+    second = 24 + 16 + len(md_frame(1))
+    huge[second + 8 : second + 12] = (64 << 20).to_bytes(4, "little")
+    path = tmp_path / "huge.pcap"
+    path.write_bytes(huge)
+    m = match_file(path, {MD_PORT}, {FIX_PORT}, chunk_bytes=4096)
+    assert m.packets == 1 and m.counters["capture_bad_records"] == 1
+    assert any(f"record at byte {second} has captured length {64 << 20}" in w for w in m.warnings), m.warnings
+    assert sum(1 for _ in read_chunks(path, 4096)) == 2  # the chunk with the damage, then close
+    _same_match(m, match(read_capture(path), {MD_PORT}, {FIX_PORT}))
+
+
+@needs_tcpdump
+def test_cli_reading_in_chunks_writes_the_session_of_the_whole_file(tmp_path, loopback_capture):
+    from tickscope.collectors.wire import write_session
+
+    pcap, md_port, fix_port, orders = loopback_capture
+    pcapng = tmp_path / "lo.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(pcapng)], check=True)
+    for cap in (pcap, pcapng):
+        whole = write_session(
+            match(read_capture(cap), {md_port}, {fix_port}), tmp_path / f"{cap.suffix}.whole", {}
+        )
+        out = tmp_path / f"{cap.suffix}.chunks"
+        r = run_cli("wire", str(cap), "--md", f"udp:{md_port}", "--orders", f"tcp:{fix_port}", "-o", str(out),
+                    "--chunk-bytes", "1000")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert cap.stat().st_size > 20 * 1000 and f"{orders} matched" in r.stdout
+        for name in ("summary.json", "latency.hlog"):
+            assert (out / name).read_text().splitlines()[3:] == (whole / name).read_text().splitlines()[3:], (
+                name
+            )
+        meta, meta_whole = (json.loads((d / "meta.json").read_text()) for d in (out, whole))
+        assert meta["counters"] == meta_whole["counters"] and meta["wire"] == meta_whole["wire"]
+
+
+def test_cli_refuses_what_is_not_a_capture_on_its_first_bytes(tmp_path):
+    noise = tmp_path / "noise.pcap"
+    noise.write_bytes(random.Random(3).randbytes(1 << 20))
+    for path in ("/dev/zero", str(noise)):
+        # /dev/zero never ends: read on, it would fill memory (or never return)
+        r = run_cli("wire", path, "--md", "udp:1", "--orders", "tcp:2", timeout=60)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert "not a pcap or pcapng capture (magic" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) is not installed")
+def test_cli_matches_a_capture_larger_than_its_address_space_limit(tmp_path):
+    """A 410 MB pcap matched by ``tickscope wire`` under a 256 MB address-space limit (prlimit --as):
+    the whole file can never be in memory at once, so passing shows the bound, on any host speed."""
+    path = tmp_path / "big.pcap"
+    md_packets, orders = 320_000, 0
+    try:
+        with open(path, "wb") as f:
+            f.write(S.pcap([]))
+            body = bytes(1200)
+            fix_seq, batch = 1, []
+            for i in range(md_packets):
+                msg = struct.pack(">H", len(body)) + body  # one 1,202-byte message: bytes, not state
+                payload = SESSION + struct.pack(">QH", i + 1, 1) + msg
+                frames = [md_frame_raw(payload)]
+                if i % 100 == 0:
+                    frames.append(tcp_frame(fix_seq, order(b"TS%d-%d" % (i + 1, orders))))
+                    fix_seq += len(order(b"TS%d-%d" % (i + 1, orders)))
+                    orders += 1
+                for fr in frames:
+                    ts = 1_700_000_000_000_000_000 + 1_000 * i
+                    batch.append(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(fr), len(fr)) + fr)
+                if len(batch) >= 10_000:
+                    f.write(b"".join(batch))
+                    batch = []
+            f.write(b"".join(batch))
+        size = path.stat().st_size
+        limit = 256 << 20  # it passes at 160 MB here: Python, numpy and the libraries take ~110
+        assert size > limit * 3 // 2
+        env = {"OPENBLAS_NUM_THREADS": "1"}  # one BLAS thread: its stacks count against the limit too
+        r = subprocess.run(["prlimit", f"--as={limit}", "--", sys.executable, "-m", "tickscope.main", "wire",
+                            str(path), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o",
+                            str(tmp_path / "s")], capture_output=True, text=True, timeout=600,
+                           env={**__import__("os").environ, **env})  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert f"{md_packets + orders} packets" in r.stdout and f"{orders} matched, 0 unmatched" in r.stdout
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def md_frame_raw(mold_payload: bytes) -> bytes:
+    return S.ethernet(S.ipv4("10.0.0.1", "10.0.0.2", 17, S.udp(5000, MD_PORT, mold_payload)))
+
+
 # -- TCP reassembly ----------------------------------------------------------------------------------
 def test_out_of_order_retransmitted_split_and_joined_frames_stamp_each_order_at_its_first_byte(tmp_path):
     a, b, c, d = (order(b"TS%d-%d" % (t, t)) for t in (1, 2, 3, 4))
@@ -281,6 +449,40 @@ def test_mid_stream_join_and_own_clordid_tag_mapping(tmp_path):
     # a regex whose group 1 did not take part in the match ('ref' matched the other branch)
     m = run_match(tmp_path, S.pcap(packets), mapping=OrderMapping(9717, r"(nope)|ref"))
     assert m.trace.size == 0 and m.counters["orders_unmapped"] == 1
+
+
+def test_a_hole_never_filled_is_given_up_after_a_bound_and_the_stream_goes_on(tmp_path, monkeypatch):
+    """A lost segment must not hold the rest of the stream in memory (a day's capture): past
+    MAX_PENDING_BYTES of later data the hole is skipped, counted, and FIX framing goes on after it;
+    a WebSocket connection stops its numbering there with one line (a count across a hole is a guess)."""
+    from tickscope.collectors.wire import TcpStream
+
+    monkeypatch.setattr(TcpStream, "MAX_PENDING_BYTES", 2_000)
+    frames = [order(b"TS%d-%d" % (t, t)) for t in range(1, 41)]
+    packets, seq = [(1, md_frame(1, 40)), (2, tcp_frame(99, b"", 0x02))], 100
+    for i, f in enumerate(frames):
+        if i == 2:  # order 3's second half is lost: its first half waits unframed, then is dropped
+            packets.append((10 + i, tcp_frame(seq, f[:30])))
+        elif i != 3:  # order 4 is lost whole
+            packets.append((10 + i, tcp_frame(seq, f)))
+        seq += len(f)
+    m = run_match(tmp_path, S.pcap(packets))
+    c = m.counters
+    assert m.trace.tolist() == [1, 2, *range(5, 41)]
+    assert c["tcp_gaps_skipped"] == 1 and c["tcp_bytes_missing"] == len(frames[2]) - 30 + len(frames[3])
+    assert c["tcp_bytes_dropped_before_gap"] == 30 and "tcp_segments_after_gap" not in c
+    # the same capture fed a packet at a time: the same match
+    _same_match(match_file(tmp_path / "c.pcap", {MD_PORT}, {FIX_PORT}, chunk_bytes=97), m)
+
+    texts = [ws_text(i, size=100) for i in range(1, 41)]
+    stream = WS_101 + b"".join(texts)
+    cuts = list(itertools.accumulate([len(WS_101), *map(len, texts[:-1])]))
+    ws_packets, starts = ws_connection(stream, cuts, 10**18)
+    del ws_packets[5]  # message 4's segment (1: SYN-ACK, 2: the 101)
+    m = ws_match(tmp_path, ws_packets)
+    assert m.md_trace.tolist() == [1, 2, 3] and m.counters["ws_gaps_never_filled"] == 1
+    (line,) = [w for w in m.warnings if w.startswith("WebSocket ")]
+    assert f"gap in the TCP stream at byte {starts[4]} was not filled within 2000 bytes" in line, line
 
 
 # -- link types, file formats -------------------------------------------------------------------------
