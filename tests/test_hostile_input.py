@@ -4,7 +4,6 @@ level (a FIX Reject or Logout, a counter) and nothing ends the venue or the trad
 Unit tests pin each parser; the end-to-end ones run the real venue and the real trader over
 loopback against a peer that sends garbage."""
 
-import asyncio
 import glob
 import json
 import os
@@ -16,6 +15,7 @@ import time
 
 import pytest
 from test_pipeline_venue import start_venue
+from test_pipeline_ws import BadEventsServer
 
 from conftest import send_hostile_mold
 from tickscope.pipeline import fix as F
@@ -441,84 +441,63 @@ def run_trader_against_hostile_peers(trader_argv: list[str], hostile: list, ring
     return venue, trader, trader.stderr.read()
 
 
-def test_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path):
+def hostile_fix_peer() -> list:
+    """What the hostile venue sends a trader after Logon (both traders get the same)."""
     lenient, value = body_with_small_checksum()
-    hostile = [
-        frame(b"35=0\x0149=VENUE\x0156=TICKSCOPE\x0134=x\x01"),
-        frame(lenient, checksum=b" %02d" % value),
+    return [
+        frame(b"35=0\x0149=VENUE\x0156=TICKSCOPE\x0134=x\x01"),  # non-numeric MsgSeqNum
+        frame(lenient, checksum=b" %02d" % value),  # bad checksums
         frame(lenient, checksum=b"%d_%d" % divmod(value, 10)),
         # A well-framed ExecutionReport whose LastPx no float() should see (OverflowError before).
         lambda s: s.build(
             F.EXECUTION_REPORT,
             [(F.ClOrdID, b"TS1"), (F.ExecType, b"F"), (F.LastQty, 1), (F.LastPx, b"1e999")],
         ),  # fmt: skip
+        b"\x00garbage that is not FIX at all\x01",
         lambda s: s.build(F.TEST_REQUEST, [(F.TestReqID, b"still-there")]),
     ]
-    venue, trader, err = run_trader_against_hostile_peers(
-        [sys.executable, "-m", "tickscope.pipeline.trader"], hostile, tmp_path
-    )
-    assert trader.returncode == 0 and "Traceback" not in err, err
+
+
+def assert_hostile_fix_and_udp_answered(venue, tmp_path) -> None:
+    """Each fault of ``hostile_fix_peer`` and ``send_hostile_mold`` answered and counted, the trader
+    still trading."""
     venue.done.wait(10)
     rejects = venue.rejects()
     assert [(r.int(F.RefTagID), r.int(F.SessionRejectReason)) for r in rejects if r.get(F.RefTagID)] == [
         (F.MsgSeqNum, 6), (F.LastPx, 6)]  # fmt: skip
     assert sum(b"CheckSum is not 3 digits" in r.get(F.Text) for r in rejects) == 2
     stats = trader_stats(tmp_path)
-    assert stats["fix"]["invalid_fields"] == 2 and stats["fix"]["garbage"] == 2
+    assert stats["fix"]["invalid_fields"] == 2 and stats["fix"]["garbage"] == 3
     assert stats["kill_switch"] is None, "garbage from the venue is answered, not a reason to stop trading"
     feed = stats["feed"]
     assert feed["messages"] == 3 and feed["malformed_packets"] == 2 and feed["malformed_messages"] == 2
     assert feed["end_of_session"]
 
 
-class HostileWsServer(threading.Thread):
-    """A real WebSocket server: a good snapshot for AAPL, then events no exchange should send."""
+def test_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path):
+    venue, trader, err = run_trader_against_hostile_peers(
+        [sys.executable, "-m", "tickscope.pipeline.trader"], hostile_fix_peer(), tmp_path
+    )
+    assert trader.returncode == 0 and "Traceback" not in err, err
+    assert_hostile_fix_and_udp_answered(venue, tmp_path)
 
-    BAD = [
-        '{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[[101.23,"300"]],"a":[]}',
-        '{"e":"depthUpdate","s":"AAPL","U":1e999,"u":11,"b":[],"a":[]}',
-        '{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[["100.00",1e999]],"a":[]}',
-        '{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":["12"],"a":[]}',
-        '{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[],"a":[],"x":' + "[" * 50_000 + "]" * 50_000 + "}",
-        "[" * 50_000,
-        '{"u":1e999,"s":"AAPL","b":"100.00","B":"5","a":"100.10","A":"5"}',
-        '{"u":10,"s":{"a":1},"b":"100.00","B":"5","a":"100.10","A":"5"}',
-        '{"id":[1],"status":500,"error":' + "[" * 900 + "]" * 900 + "}",
-    ]
 
-    def __init__(self, port):
-        super().__init__(daemon=True)
-        self.port = port
-        self.ready = threading.Event()
-
-    def run(self):
-        asyncio.run(self.main())
-
-    async def main(self):
-        from websockets.asyncio.server import serve
-
-        async def handler(ws):
-            async for text in ws:
-                req = json.loads(text)
-                if req["method"] == "SUBSCRIBE":
-                    await ws.send(json.dumps({"result": None, "id": req["id"]}))
-                    continue
-                await ws.send(json.dumps({"id": req["id"], "status": 200, "result": {
-                    "lastUpdateId": 10, "bids": [["100.00", "5"]], "asks": [["100.10", "5"]]}}))  # fmt: skip
-                for bad in self.BAD:
-                    await ws.send(bad)
-                await ws.send('{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[["100.00","7"]],"a":[]}')
-                await ws.close()
-                return
-
-        async with serve(handler, "127.0.0.1", self.port, max_size=None):
-            self.ready.set()
-            await asyncio.sleep(60)
+HOSTILE_WS_EVENTS = [
+    '{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[[101.23,"300"]],"a":[]}',
+    '{"e":"depthUpdate","s":"AAPL","U":1e999,"u":11,"b":[],"a":[]}',
+    '{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[["100.00",1e999]],"a":[]}',
+    '{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":["12"],"a":[]}',
+    '{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[],"a":[],"x":' + "[" * 50_000 + "]" * 50_000 + "}",
+    "[" * 50_000,
+    '{"u":1e999,"s":"AAPL","b":"100.00","B":"5","a":"100.10","A":"5"}',
+    '{"u":10,"s":{"a":1},"b":"100.00","B":"5","a":"100.10","A":"5"}',
+    '{"id":[1],"status":500,"error":' + "[" * 900 + "]" * 900 + "}",
+]
 
 
 def test_trader_counts_and_skips_every_hostile_websocket_event(tmp_path):
     ws_port = free_port()
-    server = HostileWsServer(ws_port)
+    server = BadEventsServer(ws_port, HOSTILE_WS_EVENTS)
     server.start()
     assert server.ready.wait(10)
     venue, _, fix_port = start_venue("--rate", "100")  # FIX order entry only
@@ -532,6 +511,6 @@ def test_trader_counts_and_skips_every_hostile_websocket_event(tmp_path):
         venue.wait()
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     ws = trader_stats(tmp_path)["ws"]
-    assert ws["malformed"] == len(HostileWsServer.BAD) - 1 and ws["request_errors"] == 1
+    assert ws["malformed"] == len(HOSTILE_WS_EVENTS) - 1 and ws["request_errors"] == 1
     assert ws["applied"] == 1 and ws["synced"] == ["AAPL"], "the good event after the bad ones was applied"
     assert "market data skipped" in out.stderr

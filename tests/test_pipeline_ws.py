@@ -184,15 +184,17 @@ def test_trader_resyncs_on_every_hole_the_venue_makes(tmp_path, loop):
     assert stats["orders_acked"] + stats["orders_rejected"] == stats["orders_sent"]
 
 
-class GarbageServer(threading.Thread):
-    """A real WebSocket server that answers the trader's requests, then sends bad events."""
-
-    BAD = ["{oops", '{"e": "depthUpdate", "s": "AAPL", "U": 1}', '{"e": "depthUpdate", "s": "ZZZZ", "U": 1, "u": 1, '
+GARBAGE = ["{oops", '{"e": "depthUpdate", "s": "AAPL", "U": 1}', '{"e": "depthUpdate", "s": "ZZZZ", "U": 1, "u": 1, '
            '"b": [], "a": []}', '{"e": "depthUpdate", "s": "AAPL", "U": 1, "u": 2, "b": [["x", "1"]], "a": []}']  # fmt: skip
 
-    def __init__(self, port):
+
+class BadEventsServer(threading.Thread):
+    """A real WebSocket server: a snapshot for AAPL (an error for any other symbol), then the events
+    ``bad`` no exchange should send, one good AAPL event, and a close."""
+
+    def __init__(self, port: int, bad: list[str]):
         super().__init__(daemon=True)
-        self.port = port
+        self.port, self.bad = port, bad
         self.ready = threading.Event()
 
     def run(self):
@@ -209,7 +211,7 @@ class GarbageServer(threading.Thread):
                 elif req["params"]["symbol"] == "AAPL":
                     await ws.send(json.dumps({"id": req["id"], "status": 200, "result": {
                         "lastUpdateId": 10, "bids": [["100.00", "5"]], "asks": [["100.10", "5"]]}}))  # fmt: skip
-                    for bad in self.BAD:
+                    for bad in self.bad:
                         await ws.send(bad)
                     await ws.send('{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[["100.00","7"]],"a":[]}')
                     await ws.close()
@@ -217,14 +219,14 @@ class GarbageServer(threading.Thread):
                 else:
                     await ws.send(json.dumps({"id": req["id"], "status": 400, "error": {"code": -1121}}))
 
-        async with serve(handler, "127.0.0.1", self.port):
+        async with serve(handler, "127.0.0.1", self.port, max_size=None):
             self.ready.set()
-            await asyncio.sleep(30)
+            await asyncio.sleep(60)
 
 
 def test_trader_counts_malformed_events_keeps_going_and_stops_when_the_feed_closes(tmp_path):
     ws_port = free_port()
-    server = GarbageServer(ws_port)
+    server = BadEventsServer(ws_port, GARBAGE)
     server.start()
     server.ready.wait(5)
     venue, _, fix_port = start_venue("--rate", "100")  # FIX order entry only: its UDP feed goes nowhere
@@ -237,7 +239,7 @@ def test_trader_counts_malformed_events_keeps_going_and_stops_when_the_feed_clos
         venue.wait()
     assert out.returncode == 0, out.stderr
     ws = trader_stats(tmp_path)["ws"]
-    assert ws["malformed"] == len(GarbageServer.BAD) and ws["request_errors"] == 1
+    assert ws["malformed"] == len(GARBAGE) and ws["request_errors"] == 1
     assert ws["applied"] == 1 and ws["synced"] == ["AAPL"], "the good event after the bad ones was applied"
     assert "market data skipped" in out.stderr and "Traceback" not in out.stderr
 
