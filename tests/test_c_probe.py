@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, run_cli
+from conftest import PROGRAMS, need_tool, run_cli
 from tickscope.collectors.collector import Collector
 from tickscope.collectors.ring_reader import RingReader, find_rings
 from tickscope.collectors.session import Session
@@ -86,8 +86,7 @@ RENAMED = {"TSP_RECORD_SIZE": "POINT_RECORD_SIZE", "TSP_CALIB_ENTRY_SIZE": None}
 
 def build_like_a_user(compiler, source, exe, *flags):
     """Compile the way the README says: the include flag comes from ``python -m tickscope.probe --cflags``."""
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no {compiler} on this host: install it to run the C probe tests")
+    need_tool(compiler, install="apt-get install gcc g++")
     cmd = f"{compiler} -O2 -Wall -Wextra -Werror {' '.join(flags)} $({sys.executable} -m tickscope.probe --cflags) -o {exe} {source}"
     out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -178,8 +177,9 @@ def test_tsp_open_reports_an_unusable_ring_directory(tmp_path):
 
 def test_tsp_open_reports_a_directory_it_may_not_write():
     """EACCES needs a user the directory refuses: root runs the program as nobody (setpriv)."""
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run the writer as an unprivileged user")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the writer as an unprivileged user")
+    need_tool("setpriv", install="apt-get install util-linux")
     shared = Path(tempfile.mkdtemp(prefix="tickscope-eacces-"))
     try:
         shared.chmod(0o755)  # nobody may enter and run the program, not create files

@@ -1,14 +1,13 @@
 """The CLI as a user meets it: real subprocesses, exit codes, one-line errors, saved sessions."""
 
 import json
-import shutil
 import socket
 import sys
 import time
 
 import pytest
 
-from conftest import PROGRAMS, run_cli
+from conftest import PROGRAMS, needs_tool, run_cli
 from tickscope.collectors.session import Session
 
 SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
@@ -255,7 +254,7 @@ def test_wire_never_overwrites_a_session_unless_forced(tmp_path):
     assert_one_line_error(inside, "--force would remove c.pcap, the capture being read")
 
 
-@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed (apt-get install tcpdump)")
+@needs_tool("tcpdump", install="apt-get install tcpdump")
 def test_a_capture_that_never_ran_prints_its_reason_and_no_made_up_figures(tmp_path):
     # It printed "capture nosuch0 (host stamps): ? packets, drops unknown; orders on the wire 0,
     # matched 0, ..." under the warning that tcpdump had failed.
@@ -267,7 +266,7 @@ def test_a_capture_that_never_ran_prints_its_reason_and_no_made_up_figures(tmp_p
     assert "capture nosuch0" not in out.stdout and "drops unknown" not in out.stdout, out.stdout
 
 
-@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed (apt-get install tcpdump)")
+@needs_tool("tcpdump", install="apt-get install tcpdump")
 def test_capture_with_fix_connect_sees_the_orders_sent_to_the_other_acceptor(tmp_path):
     # The capture filtered the bundled venue's own FIX port, which --fix-connect leaves unused:
     # 0 orders on the wire, every traced order "not on the wire", no wire_to_wire.

@@ -1,6 +1,5 @@
 """The live view in a real terminal (tmux), its plain fallback, and its widgets."""
 
-import shutil
 import subprocess
 import sys
 import time
@@ -9,7 +8,7 @@ import uuid
 import pytest
 from rich.console import Console
 
-from conftest import PROGRAMS, run_cli
+from conftest import PROGRAMS, needs_tool, run_cli
 from tickscope.collectors.collector import LiveState
 from tickscope.collectors.session import Session
 from tickscope.reports.live import BreakdownBar, Sparkline, dashboard
@@ -79,7 +78,7 @@ def tmux(*args):
     return subprocess.run(["tmux", *args], capture_output=True, text=True)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed (apt-get install tmux)")
+@needs_tool("tmux", install="apt-get install tmux")
 @pytest.mark.parametrize("size", [(120, 40), (80, 24), (40, 10)])
 def test_profile_live_in_a_real_terminal(tmp_path, size):
     name = f"ts-{uuid.uuid4().hex[:8]}"

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, run_cli
+from conftest import PROGRAMS, need_tool, run_cli
 from tickscope.collectors.hdr import BulkRecorder, counts_view, highest_equivalent_values, new_histogram
 from tickscope.collectors.prometheus import (
     CLASSIC_BOUNDS_NS,
@@ -76,9 +75,7 @@ class Prometheus:
     """Debian's prometheus on loopback, private storage, native histograms on, 1 s scrapes."""
 
     def __init__(self, tmp_path, targets: list[str], native: bool = True):
-        exe = shutil.which("prometheus")
-        if exe is None:
-            pytest.skip("prometheus is not installed (.ci/run installs Debian's package)")
+        exe = need_tool("prometheus", install="apt-get install prometheus")
         self.port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
@@ -220,8 +217,8 @@ def _sh(*argv, check=True):
 @pytest.fixture
 def two_hosts():
     """Two network namespaces, each a "host" with a veth link to this one (10.77.N.1 <-> 10.77.N.2)."""
-    if shutil.which("ip") is None or shutil.which("unshare") is None:
-        pytest.skip("iproute2/unshare missing: cannot make network namespaces (apt-get install iproute2)")
+    need_tool("ip", install="apt-get install iproute2")
+    need_tool("unshare", install="apt-get install util-linux")
     tag = f"{os.getpid() % 100000}"
     made, hosts = [], []
     try:

@@ -3,13 +3,12 @@ Chromium with JavaScript on (every chart drew, no console errors), and in Perfet
 
 import json
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import need_tool, run_cli
 from tickscope.collectors.collector import Collector
 from tickscope.collectors.session import Session, SessionWriter
 from tickscope.probe import Point, TickWriter
@@ -20,12 +19,7 @@ EVIL_STAGE = "<img src=x onerror=alert(2)>"
 
 
 def chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if exe is None:
-        pytest.skip(
-            "no chromium on this host: `apt-get install chromium` (done by .ci/run) to check the report in a browser"
-        )
-    return exe
+    return need_tool("chromium", "chromium-browser", "google-chrome", install="apt-get install chromium")
 
 
 def headless(exe, tmp_path, *args, url):

@@ -4,24 +4,20 @@ read directly and under the real ``tickscope profile``."""
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, run_cli
+from conftest import PROGRAMS, needs_tool, run_cli
 from tickscope.collectors.bench import bench_rust_probe, build_rust, rust_crate
 from tickscope.collectors.ring_reader import RingReader, find_rings
 from tickscope.collectors.session import Session
 from tickscope.probe import layout as L
 from tickscope.probe.clock import fit_tsc, tsc_facts
 
-needs_cargo = pytest.mark.skipif(
-    shutil.which("cargo") is None,
-    reason="no cargo on this host: apt-get install cargo to run the Rust probe tests",
-)
+needs_cargo = needs_tool("cargo", install="apt-get install cargo")
 QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 STAGES = ["feed", "strategy", "send"]  # spans 1..3 of the example's four points
 # The crate stamps rdtsc only where the TSC is invariant, else CLOCK_MONOTONIC (and says so).

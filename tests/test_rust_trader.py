@@ -17,16 +17,13 @@ from test_hostile_input import (
     run_trader_against_hostile_peers,
 )
 
-from conftest import run_cli
+from conftest import needs_tool, run_cli
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error, free_port
 from tickscope.pipeline.trader import TICK_POINTS
 
-needs_cargo = pytest.mark.skipif(
-    shutil.which("cargo") is None,
-    reason="cargo is not installed: apt-get install cargo to test the Rust trader",
-)
+needs_cargo = needs_tool("cargo", install="apt-get install cargo")
 # The Python trader's stages: tick points in order, then order.tx (send) and ack.rx (order_rtt).
 PYTHON_STAGES = [p.stage for p in TICK_POINTS if p.stage] + ["send", "order_rtt"]
 

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import time
 import pytest
 from hdrh.log import HistogramLogReader
 
+from conftest import needs_tool
 from tickscope.collectors.doctor import DoctorTable, run_checks
 from tickscope.collectors.hdr import new_histogram
 from tickscope.collectors.hiccup import HiccupCollector
@@ -34,7 +34,7 @@ def test_perf_csv_lines_parse_including_not_supported():
     assert parse_line("# started on Wed") is None and parse_line("") is None
 
 
-@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed (apt-get install linux-perf)")
+@needs_tool("perf", install="apt-get install linux-perf")
 def test_perf_collector_records_software_events_of_a_real_process(tmp_path):
     proc = busy(2.5)
     c = PerfStatCollector(interval_ms=500)
@@ -59,7 +59,7 @@ def test_missing_perf_and_pyspy_are_warnings_not_errors(tmp_path, monkeypatch):
     assert "pip install py-spy" in " ".join(s.stop())
 
 
-@pytest.mark.skipif(shutil.which("py-spy") is None, reason="py-spy not installed (pip install py-spy)")
+@needs_tool("py-spy", install="pip install py-spy")
 def test_pyspy_writes_a_valid_speedscope_profile_with_the_hot_function(tmp_path):
     proc = busy(4)
     time.sleep(0.3)

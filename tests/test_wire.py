@@ -7,7 +7,6 @@ import itertools
 import json
 import random
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -19,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import run_cli
+from conftest import need_tool, needs_tool, run_cli
 from tickscope.collectors import wire_synth as S
 from tickscope.collectors.wire import (
     LINKTYPE_LINUX_SLL,
@@ -68,8 +67,7 @@ def run_match(tmp_path, data: bytes, name="c.pcap", mapping=None):
 
 
 # -- a real capture ----------------------------------------------------------------------------------
-needs_tcpdump = pytest.mark.skipif(shutil.which("tcpdump") is None or shutil.which("editcap") is None,
-                                   reason="tcpdump and editcap (apt-get install tcpdump wireshark-common)")  # fmt: skip
+needs_tcpdump = needs_tool("tcpdump", "editcap", install="apt-get install tcpdump wireshark-common")
 
 
 def _loopback_traffic(md_port: int, fix_port: int, listener: socket.socket) -> tuple[int, int]:
@@ -120,8 +118,8 @@ def _loopback_traffic(md_port: int, fix_port: int, listener: socket.socket) -> t
 @pytest.fixture(scope="module")
 def loopback_capture(tmp_path_factory):
     """A real tcpdump capture of ``_loopback_traffic`` -> (pcap path, md port, fix port, orders)."""
-    if shutil.which("tcpdump") is None or shutil.which("editcap") is None:
-        pytest.skip("tcpdump and editcap (apt-get install tcpdump wireshark-common)")
+    need_tool("tcpdump", install="apt-get install tcpdump")
+    need_tool("editcap", install="apt-get install wireshark-common")
     tmp_path = tmp_path_factory.mktemp("lo")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -351,7 +349,7 @@ def test_cli_refuses_what_is_not_a_capture_on_its_first_bytes(tmp_path):
         assert "not a pcap or pcapng capture (magic" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) is not installed")
+@needs_tool("prlimit", install="apt-get install util-linux")
 def test_cli_matches_a_capture_larger_than_its_address_space_limit(tmp_path):
     """A 410 MB pcap matched by ``tickscope wire`` under a 256 MB address-space limit (prlimit --as):
     the whole file can never be in memory at once, so passing shows the bound, on any host speed."""
@@ -642,7 +640,7 @@ def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
 
 
 @needs_tcpdump
-@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed: apt-get install cargo")
+@needs_tool("cargo", install="apt-get install cargo")
 def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp_path):
     """The Rust trader's ClOrdIDs carry the trace id (TS<trace>-<n>) as the Python trader's do."""
     out = tmp_path / "s"
@@ -667,7 +665,7 @@ def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp
 
 
 @needs_tcpdump
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed (apt-get install tmux)")
+@needs_tool("tmux", install="apt-get install tmux")
 @pytest.mark.parametrize("feed", ["itch", "ws"])
 def test_profile_capture_shows_the_wire_rows_in_the_live_view_during_the_run(tmp_path, feed):
     name = f"ts-wire-{uuid.uuid4().hex[:8]}"
@@ -967,6 +965,7 @@ def _tshark_streams(pcap, port_filter: str) -> dict[int, bytes]:
 
 
 @needs_tcpdump
+@needs_tool("tshark", install="apt-get install tshark")
 def test_profile_capture_with_a_websocket_feed_numbers_text_messages_as_the_trader_does(tmp_path):
     """``--feed ws``: trace n is the trader's n-th text message; on the wire, the n-th text message of
     the venue's stream. Checked against a reference: tshark's segments framed by the websockets
