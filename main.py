@@ -69,6 +69,11 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except (UserError, ProfileError, SessionError, RingFormatError) as e:
             fail(str(e))
+        except MemoryError:  # an address-space limit (ulimit -v), or a host short of memory
+            from tickscope.collectors.hdr import MAX_COUNTS_LEN
+
+            fail(f"out of memory: raise the limit (ulimit -v) or use fewer significant digits (a histogram takes "
+                 f"up to {MAX_COUNTS_LEN * 8 >> 20} MB decoded; tickscope holds a few at a time)")  # fmt: skip
         except BrokenPipeError:
             raise typer.Exit(0) from None
         except KeyboardInterrupt:  # Ctrl-C before a session started (or after it was saved)

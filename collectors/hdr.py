@@ -24,6 +24,7 @@ import functools
 import math
 import struct
 import sys
+import weakref
 import zlib
 from typing import NamedTuple
 
@@ -43,7 +44,16 @@ _EXACT_FLOAT_LIMIT = 1 << 53
 def new_histogram(
     lowest: int = LOWEST_NS, highest: int = HIGHEST_NS, digits: int = SIGNIFICANT_DIGITS
 ) -> HdrHistogram:
-    return HdrHistogram(lowest, highest, digits)
+    return _acyclic(HdrHistogram(lowest, highest, digits))
+
+
+def _acyclic(hist: HdrHistogram) -> HdrHistogram:
+    """``hist`` freed as soon as it is dropped. hdrh's histogram and its encoder refer to each other,
+    a cycle only the cyclic garbage collector frees, and it runs by object counts, not bytes: a
+    merge of ten 5-digit tags (16 MB of counts each) held 1.2 GB of dropped histograms waiting for
+    it. The encoder's way back to its histogram becomes a weak reference."""
+    hist.encoder.histogram = weakref.proxy(hist)
+    return hist
 
 
 # Decoding histograms written by anyone. An encoded HdrHistogram carries its own layout
@@ -160,7 +170,7 @@ def decode_histogram(payload: str | bytes) -> HdrHistogram:
         raise HistogramDecodeError(f"inflates past the {limit:,} bytes its layout can hold")
     if not d.eof:
         raise HistogramDecodeError("truncated zlib data")
-    hist = HdrHistogram(*layout)
+    hist = _acyclic(HdrHistogram(*layout))
     try:
         found = _decode_varints(head + body, _PAYLOAD_HEADER.size, ctypes.addressof(hist.counts),
                                 hist.counts_len, 8)  # fmt: skip
@@ -198,7 +208,7 @@ def holding(dst: HdrHistogram, src: HdrHistogram) -> HdrHistogram:
     for digits in range(max(a.digits, b.digits), 0, -1):
         if Layout(lowest, highest, digits).counts_len <= MAX_COUNTS_LEN:
             break
-    grown = HdrHistogram(lowest, highest, digits)
+    grown = _acyclic(HdrHistogram(lowest, highest, digits))
     add_any(grown, dst)
     return grown
 

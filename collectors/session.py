@@ -184,6 +184,27 @@ def _header_seconds(line: str, name: str, where: str, warnings: list[str]) -> fl
         return None
 
 
+def log_anchor(path: Path) -> float | None:
+    """The absolute time (epoch s) a log's interval starts count from: its BaseTime, else its
+    StartTime (``parse_hlog`` rebases absolute starts on it); None without a finite one of either.
+    Checked as ``parse_hlog`` checks them (a ``nan`` or ``inf`` is no time)."""
+    start = base = None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.startswith("#"):
+                    if line.startswith('"'):
+                        continue
+                    break
+                if line.startswith("#[StartTime:"):
+                    start = _header_seconds(line, "StartTime", path.name, [])
+                elif line.startswith("#[BaseTime:"):
+                    base = _header_seconds(line, "BaseTime", path.name, [])
+    except OSError:
+        return None
+    return base if base is not None else start
+
+
 def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
     """Parse a (tagged or untagged) HdrHistogram interval log file. See ``parse_hlog``."""
     try:
@@ -454,6 +475,8 @@ META_SCHEMA = {
     "counters": (lambda v: isinstance(v, dict), "an object of counts", {}),
     "start_epoch_s": (_is_epoch, "seconds since the epoch", None),
     "end_epoch_s": (_is_epoch, "seconds since the epoch", None),
+    "interval_s": (lambda v: _is_number(v) and v > 0, "a positive number of seconds", None),
+    "clocks": (lambda v: isinstance(v, dict), "an object", {}),
     "doctor": (lambda v: isinstance(v, list), "a list of checks", []),
     "side_warnings": (_is_str_list, "a list of strings", []),
     "wire": (lambda v: isinstance(v, dict), "an object", {}),  # tickscope wire: its warnings

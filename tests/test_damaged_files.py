@@ -331,3 +331,67 @@ def test_the_layout_limit_is_decided_before_allocating(tmp_path):
 def test_an_unwritable_perfetto_trace_is_one_line(clean, tmp_path):
     r = run_cli("report", str(clean), "--perfetto", str(tmp_path / "no-such-dir" / "t.json"))
     assert_one_line_error(r, "cannot write trace")
+
+
+def start_time(value: str):
+    return edit_hlog(lambda ls: [(f"#[StartTime: {value} (seconds since epoch)]" if x.startswith("#[StartTime") else x)
+                                 for x in ls])  # fmt: skip
+
+
+# Shapes report and compare took with a warning while merge died on them with a traceback:
+# (damage, what report shows). One loader (Session.load) with one set of checks serves all three.
+MERGE_SHAPES = {
+    "stages-is-a-string": (with_stages("abc"), "stages is a string, expected a list"),
+    "host-is-a-string": (
+        edit_json("meta.json", lambda m: {**m, "host": "x"}),
+        "host is a string, expected an object",
+    ),
+    "meta-is-a-list": (write("meta.json", "[1, 2, 3]"), "meta.json is a list, not an object"),
+    "counters-is-a-list": (with_counters([1, 2]), "counters is a list, expected an object"),
+    "interval-not-a-number": (
+        edit_json("meta.json", lambda m: {**m, "interval_s": "abc"}),
+        "interval_s is a string, expected a positive number of seconds",
+    ),  # fmt: skip
+    "slowest-holds-a-string": (
+        write("slowest.json", json.dumps(SLOWEST + ["x"])),
+        "1 of 2 traces are malformed",
+    ),
+    "start-time-nan": (start_time("nan"), "StartTime 'nan' is not a number"),
+    "start-time-inf": (start_time("inf"), "StartTime 'inf' is not a number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MERGE_SHAPES))
+def test_merge_takes_what_report_and_compare_take(clean, tmp_path, case):
+    damage, needle = MERGE_SHAPES[case]
+    d = damaged(clean, tmp_path, damage)
+    r = run_cli("report", str(d))
+    assert r.returncode == 0 and r.stderr == "" and needle in " ".join(r.stdout.split()), (
+        r.stderr,
+        r.stdout[-2000:],
+    )
+    r = run_cli("compare", str(clean), str(d))
+    assert r.returncode in (0, 1) and r.stderr == "" and "Traceback" not in r.stdout, r.stderr[-2000:]
+    r = run_cli("merge", str(tmp_path / "m"), f"a={clean}", f"b={d}")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    warned = [w for w in r.stderr.splitlines() if w.startswith("tickscope: warning: ")]
+    assert len(warned) == len(r.stderr.splitlines()) and any(needle in w and str(d) in w for w in warned), (
+        r.stderr
+    )
+    merged = run_cli("report", str(tmp_path / "m"))
+    assert merged.returncode == 0 and "b/tick_to_trade" in merged.stdout, merged.stderr[-2000:]
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_merge_refuses_a_damaged_session_in_the_same_one_line(clean, tmp_path, case):
+    damage, needle = ERRORS[case]
+    d = damaged(clean, tmp_path, damage)
+    assert_one_line_error(run_cli("merge", str(tmp_path / "m"), f"a={clean}", f"b={d}"), needle)
+    assert not (tmp_path / "m").exists()
+
+
+def test_merge_refuses_a_bare_log_without_a_time_in_one_line(tmp_path):
+    h = hist_line(None, 0.0, 1, 60 * 10**9, 3, [5_000])
+    (tmp_path / "a.hlog").write_text(f"#[StartTime: nan (seconds since epoch)]\n{HEADER}\n{h}\n")
+    r = run_cli("merge", str(tmp_path / "m"), str(tmp_path / "a.hlog"))
+    assert_one_line_error(r, "a.hlog has no StartTime/BaseTime header of finite seconds")
