@@ -10,6 +10,10 @@ Every child is spawned the same way, so three guarantees hold whatever the paren
   ``fork`` and the ``prctl`` (it would never get the signal) kills itself at once.
 - **Only tickscope stops it.** Each child leads its own session and process group: Ctrl-C in the
   terminal reaches tickscope alone, which stops the children in order and saves the session.
+- **Nothing it starts outlives the run.** Stopping a child ends its whole process group, what
+  it left behind there too (a shell's ``sleep 60 &`` after the shell exited: SIGTERM, then
+  SIGKILL after a grace). tickscope is a child subreaper, so a descendant that left the group
+  (``setsid``) is re-parented to it when its parent exits, and ended with the run.
 - **It honours the signal it is stopped with.** A shell starts background jobs with SIGINT and
   SIGQUIT ignored and children inherit ignored signals across ``exec``; the stop signals are put
   back to their default action in the child so a stop never waits out a timeout.
@@ -21,8 +25,12 @@ import ctypes
 import os
 import signal
 import subprocess
+import time
+from typing import NamedTuple
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+STRAGGLER_GRACE_S = 2.0  # what a child left behind: from SIGTERM to SIGKILL
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
@@ -77,7 +85,12 @@ def spawn_guarded(argv: list[str], **popen) -> subprocess.Popen:
 
 
 def stop_child(proc: subprocess.Popen, first: signal.Signals, timeout_s: float = 5.0) -> int | None:
-    """Signal the child's process group with ``first``, then SIGTERM, then SIGKILL, until it exits."""
+    """Stop the child, then whatever it left in its process group, and reap what is ours.
+
+    The child gets ``first`` (then SIGTERM, then SIGKILL) until it exits, as before. A child's own
+    background jobs (``sh -c "sleep 60 & exit 0"``) stay in its group after it is gone, with
+    SIGINT ignored as a shell starts them: they get SIGTERM, then SIGKILL after a grace."""
+    pgid = proc.pid
     steps = [(first, timeout_s)]
     if first != signal.SIGTERM:
         steps.append((signal.SIGTERM, 2.0))
@@ -86,14 +99,117 @@ def stop_child(proc: subprocess.Popen, first: signal.Signals, timeout_s: float =
         if proc.poll() is not None:
             break
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(pgid, sig)
         except ProcessLookupError:
             break
         try:
             proc.wait(wait)
         except subprocess.TimeoutExpired:
             continue
+    end_group(pgid)
     return proc.poll()
+
+
+def end_group(pgid: int, grace_s: float = STRAGGLER_GRACE_S) -> None:
+    """End every process still in group ``pgid``: SIGTERM, SIGKILL after ``grace_s``; those that
+    are our children (orphans we adopted, see ``become_subreaper``) are reaped."""
+    _end(lambda p: p.pgrp == pgid, grace_s, by_group=False, pgid=pgid)
+
+
+def end_adopted(keep: set[int], grace_s: float = STRAGGLER_GRACE_S) -> int:
+    """End our children that are not in ``keep``, with their process groups: once every child we
+    started was stopped, they are orphans we adopted as subreaper. SIGTERM, SIGKILL after a grace,
+    reaped. Returns how many there were."""
+    me = os.getpid()
+    return _end(lambda p: p.ppid == me and p.pid not in keep, grace_s, by_group=True)
+
+
+def _end(member, grace_s: float, *, by_group: bool, pgid: int | None = None, rounds: int = 10) -> int:
+    """SIGTERM then SIGKILL to the processes ``member`` picks (re-read after each step: ending one
+    can orphan its children to us), to their groups too when ``by_group`` (never to our own)."""
+    ended: set[int] = set()
+    for _ in range(rounds):
+        alive = _reap_and_list(member)
+        if not alive:
+            break
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in alive:
+                ended.add(pid)
+                _signal(pid, pgid, sig, by_group)
+            deadline = time.monotonic() + grace_s
+            while (alive := _reap_and_list(member)) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not alive:
+                break
+    return len(ended)
+
+
+def _signal(pid: int, pgid: int | None, sig: signal.Signals, by_group: bool) -> None:
+    try:
+        if pgid is not None:
+            os.killpg(pgid, sig)
+            return
+        group = os.getpgid(pid) if by_group else None
+        if group is not None and group != os.getpgrp():
+            os.killpg(group, sig)
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _Proc(NamedTuple):
+    pid: int
+    ppid: int
+    pgrp: int
+    zombie: bool
+
+
+def processes() -> list[_Proc]:
+    """Every process on the host (from /proc): pid, parent, process group, and whether a zombie."""
+    out = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            out.append(_Proc(int(name), int(fields[1]), int(fields[2]), fields[0] == b"Z"))
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+    return out
+
+
+def _reap_and_list(member) -> list[int]:
+    """Reap the exited processes ``member`` picks that are our children; list its living ones."""
+    me, alive = os.getpid(), []
+    for p in processes():
+        if not member(p):
+            continue
+        if not p.zombie:
+            alive.append(p.pid)
+        elif p.ppid == me:
+            try:
+                os.waitpid(p.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+    return alive
+
+
+def become_subreaper() -> bool:
+    """Adopt our orphaned descendants (prctl PR_SET_CHILD_SUBREAPER): a process a target started
+    and left behind, even one that left the target's process group (``setsid``), is re-parented
+    to us instead of init when its parent exits, so ``end_adopted`` can end it with the run."""
+    return _prctl is not None and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def child_pids() -> set[int]:
+    """Our living children."""
+    me = os.getpid()
+    return {p.pid for p in processes() if p.ppid == me and not p.zombie}
 
 
 def signal_name(returncode: int | None) -> str | None:

@@ -25,7 +25,15 @@ from typing import Protocol
 from tickscope.probe.ring import COLLECTOR_PID_ENV, RING_DIR_ENV
 
 from .capture import CAPTURE_FILE
-from .children import exit_description, pid_alive, spawn_child, stop_child
+from .children import (
+    become_subreaper,
+    child_pids,
+    end_adopted,
+    exit_description,
+    pid_alive,
+    spawn_child,
+    stop_child,
+)
 from .collector import Collector, LiveState, monotonic_ns
 from .prometheus import ExporterError, start_exporter
 from .session import (
@@ -105,10 +113,8 @@ class CommandSubject:
         return self.proc.poll()
 
     def stop(self, timeout_s: float = 5.0) -> int | None:
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        self.stopped_by_us = True
-        return stop_child(self.proc, signal.SIGINT, timeout_s)
+        self.stopped_by_us = self.proc.poll() is None
+        return stop_child(self.proc, signal.SIGINT, timeout_s)  # its group too, though it has exited
 
     def failure_reason(self) -> str | None:
         code = self.proc.poll()
@@ -254,6 +260,7 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
     """Run one session. ``start_subject(env) -> Subject`` launches the target with the ring dir set."""
     created = opts.out is None or not opts.out.exists()
     out, lock = claim_session_dir(opts.out, opts.name, opts.force)
+    become_subreaper()  # what the target leaves behind is re-parented to us: see _run_claimed's end
     try:
         return _run_claimed(out, opts, start_subject, view, side, meta)
     except ProfileError:
@@ -266,6 +273,7 @@ def run_profile(opts: ProfileOptions, start_subject, *, view: View | None = None
 
 def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, meta) -> ProfileResult:
     rings, warnings = private_ring_dir()
+    children_before = child_pids()
     env = dict(os.environ)
     env[RING_DIR_ENV] = str(rings)
     env[COLLECTOR_PID_ENV] = str(os.getpid())  # writers leave their rings to us at exit
@@ -339,6 +347,10 @@ def _run_claimed(out: Path, opts: ProfileOptions, start_subject, view, side, met
                 warnings += s.stop()
             except Exception as e:
                 warnings.append(f"{s.name}: failed to stop cleanly ({e})")
+        strays = end_adopted(children_before)  # every child we started is stopped: the rest were orphaned
+        if strays:
+            warnings.append(f"ended {strays} process{'es' if strays > 1 else ''} the target left running "
+                            "outside its process group")  # fmt: skip
         reason = subject.failure_reason() if subject is not None and code == 0 else None
         if reason:
             status, code, message = "target-failed", 2, reason

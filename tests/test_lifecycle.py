@@ -429,3 +429,51 @@ def test_a_run_stopped_before_anything_was_traced_says_what_the_pipeline_was_doi
         proc.wait()
     assert proc.returncode == 130, err
     assert f"nothing was traced; the pipeline's last line: trader: {said}" in err, err
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Living (not zombie) processes with ``marker`` in their command line, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except OSError:
+            continue
+        if marker.encode() in argv and not zombie:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("command", ["profile", "sweep"])
+@pytest.mark.parametrize("ending", ["target exits", "ctrl-c"])
+def test_no_descendant_of_the_target_outlives_the_run(tmp_path, command, ending):
+    """A target's background jobs outlived the run: ``sh -c "sleep 60 & exit 0"`` left the sleep,
+    and Ctrl-C stopped the shell but not its jobs (a shell starts them with SIGINT ignored). Every
+    descendant ends with the run: the ones left in the target's process group, and one that left
+    it (``setsid``) and is re-parented to tickscope as subreaper."""
+    marker = f"tickscope-test-descendant-{os.getpid()}-{tmp_path.name}"
+    stay = f"{sys.executable} -c 'import time; time.sleep(60)' {marker} &"
+    leave = f"{sys.executable} -c 'import os, time; os.setsid(); time.sleep(60)' {marker} &"
+    script = f"{stay} {leave} " + ("sleep 1; exit 0" if ending == "target exits" else "sleep 30")
+    args = {"profile": ["profile", "--duration", "20s", "--out", str(tmp_path / "s"), *QUIET],
+            "sweep": ["sweep", "--rates", "100", "--duration", "20s", "--warmup", "0s", "-o", str(tmp_path / "s")]}  # fmt: skip
+    proc = start_cli(*args[command], "--", "sh", "-c", script, start_new_session=True)
+    try:
+        if ending == "ctrl-c":
+            wait_for(lambda: len(marked_processes(marker)) == 2, "both background jobs to start")
+            proc.send_signal(signal.SIGINT)  # to tickscope alone: the jobs ignore it anyway
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+        assert "Traceback" not in err, err
+        assert proc.returncode == (130 if ending == "ctrl-c" else 0), (proc.returncode, out, err)
+        assert marked_processes(marker) == [], f"descendants outlived tickscope {command}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in marked_processes(marker):
+            os.kill(pid, signal.SIGKILL)
