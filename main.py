@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand
 
 app = typer.Typer(
     add_completion=False,
@@ -82,6 +83,32 @@ def user_errors(fn):
     return wrapper
 
 
+class TargetAfterDashDash(TyperCommand):
+    """A command that runs a target given after ``--`` (profile, sweep). Click's parser drops the
+    ``--`` itself, so what followed it is noted here: an argument before it is a mistake
+    (``profile --duration 5 sec`` ran ``sec`` as the target), not the start of a command."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta[_AFTER_DASH_DASH] = args[args.index("--") + 1 :] if "--" in args else []
+        return super().parse_args(ctx, args)
+
+
+_AFTER_DASH_DASH = "tickscope.after_dash_dash"
+
+
+def target_command(ctx: typer.Context) -> list[str]:
+    """The target command (what followed ``--``); UserError for anything left over before it."""
+    after = ctx.meta.get(_AFTER_DASH_DASH, [])
+    stray = ctx.args[: len(ctx.args) - len(after)]
+    if stray and stray[0].startswith("-"):
+        raise UserError(f"no such option: {stray[0]} (see tickscope {ctx.info_name} --help; "
+                        "a target command goes after --)")  # fmt: skip
+    if stray:
+        raise UserError(f"unexpected argument {stray[0]!r}: a target command goes after --, "
+                        f"e.g. tickscope {ctx.info_name} --duration 10s -- ./my_trader")  # fmt: skip
+    return list(after)
+
+
 _DURATION = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*(ns|us|µs|ms|s|m|h)?\s*$")
 _UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
             None: 10**9}  # fmt: skip
@@ -109,15 +136,15 @@ def parse_duration(text: str, what: str = "duration") -> float:
     return parse_duration_ns(text, what) / 1e9
 
 
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:/s)?\s*$")
+def parse_rate(text: str, what: str = "rate") -> float:
+    """'50k', '20000', '1.5k/s', '1M' -> messages per second, > 0 (``collectors.rate``)."""
+    from tickscope.collectors.rate import RateError
+    from tickscope.collectors.rate import parse_rate as parse
 
-
-def parse_rate(text: str) -> float:
-    """'50k', '20000', '1.5k/s', '1M' -> messages per second."""
-    m = _RATE.match(text or "")
-    if not m:
-        raise UserError(f"rate {text!r} is not a rate: use e.g. 20000, 20k, 1.5k/s, 1M")
-    return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+    try:
+        return parse(text, what)
+    except RateError as e:
+        raise UserError(str(e)) from None
 
 
 FAIL_ON_DROPS_HELP = (
@@ -225,7 +252,9 @@ def _make_view(live: bool, duration_s):
     return PlainProgress()
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    cls=TargetAfterDashDash, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
 @user_errors
 def profile(
     ctx: typer.Context,
@@ -338,11 +367,7 @@ def profile(
     from tickscope.collectors.profile import CommandSubject, ProfileOptions, run_profile
     from tickscope.reports.console import CountersLine, StageTable
 
-    command = list(ctx.args)
-    if command and command[0] == "--":
-        command = command[1:]
-    if command and command[0].startswith("-"):
-        raise UserError(f"unknown option {command[0]!r} (put the target command after --)")
+    command = target_command(ctx)
     opts = ProfileOptions(
         command=command or None,
         duration_s=parse_duration(duration),
@@ -358,7 +383,7 @@ def profile(
         opts.expected_interval_ns = parse_duration_ns(expected_interval, "expected interval")
     if opts.interval_s < 0.05:
         raise UserError(f"interval {interval!r} is too short: use at least 50ms")
-    rate_per_s = parse_rate(rate)
+    rate_per_s = parse_rate(rate, "--rate")
     if feed not in ("itch", "ws"):
         raise UserError(
             f"--feed {feed!r}: expected itch (ITCH 5.0 over MoldUDP64/UDP) or ws (Binance-style WebSocket)"
@@ -643,7 +668,9 @@ def _report_sweep(sweep_dir: Path, output: Path | None) -> None:
     typer.echo(f"report written: {output}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    cls=TargetAfterDashDash, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
 @user_errors
 def sweep(
     ctx: typer.Context,
@@ -689,11 +716,7 @@ def sweep(
     )
     from tickscope.reports import sweep_render
 
-    command = list(ctx.args)
-    if command and command[0] == "--":
-        command = command[1:]
-    if command and command[0].startswith("-"):
-        raise UserError(f"no such option: {command[0]} (see tickscope sweep --help)")
+    command = target_command(ctx)
     try:
         if rates is not None and (rate_from or rate_to):
             raise SweepError("give either --rates or --from/--to/--steps, not both")
@@ -716,9 +739,12 @@ def sweep(
     if duration_s <= 0:
         raise UserError(f"--duration {duration!r}: a step needs a positive duration")
     sweep_dir = out or default_session_dir("sweep")
-    if sweep_dir.exists() and any(sweep_dir.iterdir()):
-        raise UserError(f"{sweep_dir} is not empty: choose another --out")
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if sweep_dir.exists() and any(sweep_dir.iterdir()):
+            raise UserError(f"{sweep_dir} is not empty: choose another --out")
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a path under a file (NotADirectoryError)
+        raise UserError(f"cannot write sweep directory {sweep_dir}: {e.strerror or e}") from None
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 140))  # CI logs: never squeeze the numbers
@@ -746,6 +772,9 @@ def sweep(
     typer.echo(
         f"sweep saved: {sweep_dir} ({_time.monotonic() - t0:.0f} s; tickscope report {sweep_dir} -o sweep.html)"
     )
+    if result.interrupted:
+        typer.echo(f"tickscope: {result.stopped}", err=True)
+        raise typer.Exit(130)
     if any(s.error for s in result.steps):
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_VERDICT if budget and result.sustainable_rate is None else 0)

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .rate import RateError, format_rate
+from .rate import parse_rate as _parse_rate
 
 RATE_ENV = "TICKSCOPE_RATE"  # the offered rate (messages per second) for a user's command
 RATE_PLACEHOLDER = "{rate}"
@@ -42,7 +46,6 @@ SLA_PERCENTILES = {
 WIDE_MARGIN = 10.0  # a step this many times over its SLA ends the sweep
 RATE_IGNORED = 0.5  # achieved below this share of offered: the command does not follow the rate
 RATE_MISSED = 0.9  # achieved below this share of offered: the rate is not sustained
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:/s)?\s*$")
 _LATENCY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)\s*$")
 _LATENCY_NS = {"ns": 1, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
 
@@ -51,11 +54,12 @@ class SweepError(Exception):
     """Bad sweep input or a step that could not run: one line, exit 2."""
 
 
-def parse_rate(text: str) -> float:
-    m = _RATE.match(text or "")
-    if not m or float(m.group(1)) <= 0:
-        raise SweepError(f"rate {text.strip()!r} is not a positive rate: use e.g. 5k, 20000, 1.5k, 1M")
-    return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+def parse_rate(text: str, what: str = "rate") -> float:
+    """One rate of a sweep (``collectors.rate``, the grammar of ``profile --rate``): SweepError."""
+    try:
+        return _parse_rate(text, what)
+    except RateError as e:
+        raise SweepError(str(e)) from None
 
 
 def parse_rates(text: str) -> list[float]:
@@ -147,6 +151,7 @@ class Step:
     meets_sla: bool | None = None
     flags: list[str] = field(default_factory=list)
     error: str | None = None
+    interrupted: bool = False  # Ctrl-C during this step: its figures cover the time up to then
     wall_s: float = 0.0  # the profile run, start to exit
     sweep_overhead_s: float = 0.0  # the sweep's own work for this step (read, judge, write)
 
@@ -261,6 +266,7 @@ class SweepResult:
     knee_rate: float | None
     knee_method: str = "Kneedle (Satopää et al. 2011) on log offered rate vs p99 tick-to-trade"
     stopped: str | None = None
+    interrupted: bool = False  # Ctrl-C (or SIGTERM/SIGHUP): the steps up to then, the last one cut short
     command: list[str] | None = None
     duration_s: float = 0.0
     warmup_s: float = 0.0
@@ -291,7 +297,7 @@ def load_sweep(path: str | Path) -> SweepResult:
             "duration_s",
             "warmup_s",
         )
-        return SweepResult(steps=steps, **{k: doc[k] for k in keys})
+        return SweepResult(steps=steps, interrupted=bool(doc.get("interrupted")), **{k: doc[k] for k in keys})
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SweepError(f"{f}: not a tickscope sweep.json ({e})") from None
 
@@ -299,12 +305,15 @@ def load_sweep(path: str | Path) -> SweepResult:
 def step_argv(
     rate: float, out: Path, duration: str, warmup: str, extra: list[str], command: list[str]
 ) -> list[str]:
-    argv = [sys.executable, "-m", "tickscope.main", "profile", "--rate", f"{rate:g}", "--duration", duration,
+    argv = [sys.executable, "-m", "tickscope.main", "profile", "--rate", format_rate(rate), "--duration", duration,
             "--warmup", warmup, "--out", str(out), "--no-live", "--expected-interval", f"{max(1, round(1e9 / rate))}ns",
             *extra]  # fmt: skip
     if command:
-        argv += ["--", *[a.replace(RATE_PLACEHOLDER, f"{rate:g}") for a in command]]
+        argv += ["--", *[a.replace(RATE_PLACEHOLDER, format_rate(rate)) for a in command]]
     return argv
+
+
+STEP_STOP_S = 60.0  # an interrupted step saving its session (the target's stop, joins, a linger)
 
 
 def run_sweep(sweep_dir: Path, rates: list[float], duration: str, duration_s: float, warmup: str,
@@ -312,45 +321,115 @@ def run_sweep(sweep_dir: Path, rates: list[float], duration: str, duration_s: fl
               on_step=None, replay: tuple[Path, list[str]] | None = None) -> SweepResult:  # fmt: skip
     """Run the steps in order, each a ``tickscope profile`` process; stop early on a wide SLA
     breach or drops. ``on_step(step)`` is told after each step. With ``replay`` (file, speeds),
-    step i replays the file at speeds[i] and rates[i] is that speed's offered rate."""
+    step i replays the file at speeds[i] and rates[i] is that speed's offered rate.
+
+    ``sweep.json`` is rewritten (atomically) after every step, so an interrupted or killed sweep
+    keeps every step that finished. Ctrl-C (or SIGTERM, SIGHUP) stops the running step as Ctrl-C
+    stops ``profile``: its session is saved, marked interrupted, and recorded as the last step."""
+    from .children import become_subreaper, child_pids, end_adopted
+    from .profile import _interrupt
+
     steps: list[Step] = []
-    stopped = None
+    stopped, interrupted = None, False
     env = dict(os.environ)
-    for i, rate in enumerate(rates):
-        speed = replay[1][i] if replay else None
-        step_extra = [*extra, "--replay", str(replay[0]), "--speed", speed] if replay else extra
-        out = sweep_dir / f"step-{i + 1:02d}-{speed or rate_label(rate)}"
-        env[RATE_ENV] = f"{rate:g}"
-        log = sweep_dir / f"step-{i + 1:02d}.log"
-        t0 = time.monotonic()
-        with open(log, "w") as fh:
-            proc = subprocess.run(step_argv(rate, out, duration, warmup, step_extra, command),
-                                  stdout=fh, stderr=subprocess.STDOUT, env=env)  # fmt: skip
-        t1 = time.monotonic()
-        step = Step(offered=rate, session=str(out), speed=speed, wall_s=round(t1 - t0, 3))
-        if proc.returncode not in (0, 1):
-            lines = [
-                ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("tickscope: error")
-            ]
-            step.error = f"step {rate_label(rate)}/s failed (exit {proc.returncode}): " + (
-                lines[-1].removeprefix("tickscope: error: ") if lines else f"see {log}"
-            )
-        else:
-            read_step(step, max(duration_s - warmup_s, 1e-3))  # --duration includes the warmup
-        reason = judge(step, sla)
-        step.sweep_overhead_s = round(time.monotonic() - t1, 4)
-        steps.append(step)
-        if on_step:
-            on_step(step)
-        if reason:
-            stopped = f"stopped after {rate_label(rate)}/s: {reason}"
-            break
-    result = analyse(steps, sla, stopped=stopped, command=command or None, duration_s=duration_s,
-                     warmup_s=warmup_s)  # fmt: skip
-    (sweep_dir / "sweep.json").write_text(
-        json.dumps(result.as_dict(), indent=2, allow_nan=False, default=_finite)
-    )
+    kw = {"command": command or None, "duration_s": duration_s, "warmup_s": warmup_s}
+    become_subreaper()  # a step killed before its own clean-up leaves its target's children to us
+    children_before = child_pids()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for i, rate in enumerate(rates):
+            speed = replay[1][i] if replay else None
+            step_extra = [*extra, "--replay", str(replay[0]), "--speed", speed] if replay else extra
+            out = sweep_dir / f"step-{i + 1:02d}-{speed or rate_label(rate)}"
+            env[RATE_ENV] = format_rate(rate)
+            argv = step_argv(rate, out, duration, warmup, step_extra, command)
+            step, why = _run_step(
+                argv,
+                sweep_dir / f"step-{i + 1:02d}.log",
+                rate,
+                out,
+                speed,
+                env,
+                max(duration_s - warmup_s, 1e-3),
+            )  # fmt: skip  (--duration includes the warmup)
+            t1 = time.monotonic()
+            reason = judge(step, sla) if why is None else None
+            step.sweep_overhead_s = round(time.monotonic() - t1, 4)
+            steps.append(step)
+            if why is not None:
+                interrupted = True
+                stopped = f"interrupted ({why}) during {rate_label(rate)}/s: its session is saved up to then"
+            elif reason:
+                stopped = f"stopped after {rate_label(rate)}/s: {reason}"
+            _save(sweep_dir, analyse(steps, sla, stopped=stopped, interrupted=interrupted, **kw))
+            if on_step:
+                on_step(step)
+            if stopped:
+                break
+    except KeyboardInterrupt as e:  # between steps
+        interrupted = True
+        stopped = f"interrupted ({e or 'SIGINT'}) after {len(steps)} step{'s' if len(steps) != 1 else ''}"
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        end_adopted(children_before)
+    result = analyse(steps, sla, stopped=stopped, interrupted=interrupted, **kw)
+    _save(sweep_dir, result)
     return result
+
+
+def _run_step(
+    argv, log: Path, rate: float, out: Path, speed, env, measured_s: float
+) -> tuple[Step, str | None]:
+    """One step, as its own ``tickscope profile`` process; the step and why it was interrupted (or None).
+
+    The step is a child tickscope owns (``children``): in a session of its own, so a Ctrl-C in the
+    terminal reaches the sweep alone, which stops the step with SIGINT and waits while it saves;
+    if the sweep is killed outright, the step gets SIGTERM and still saves its session."""
+    from .children import spawn_child, stop_child
+    from .profile import _while_saving
+
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        proc = spawn_child(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, death_signal=signal.SIGTERM)
+    why = None
+    try:
+        proc.wait()
+    except KeyboardInterrupt as e:
+        why = str(e) or "SIGINT"
+        # A second Ctrl-C would abandon the step's session half saved: it is told to wait instead.
+        previous = {
+            sig: signal.signal(sig, _while_saving) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        try:
+            stop_child(proc, signal.SIGINT, STEP_STOP_S)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    step = Step(offered=rate, session=str(out), speed=speed, wall_s=round(time.monotonic() - t0, 3))
+    if why is not None:
+        step.interrupted = True
+        step.flags.append(f"cut short after {step.wall_s:.1f} s")
+        if (out / "meta.json").is_file():
+            read_step(step, max(min(step.wall_s, measured_s), 1e-3))
+        return step, why
+    if proc.returncode not in (0, 1):
+        lines = [
+            ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("tickscope: error")
+        ]
+        step.error = f"step {rate_label(rate)}/s failed (exit {proc.returncode}): " + (
+            lines[-1].removeprefix("tickscope: error: ") if lines else f"see {log}"
+        )
+    else:
+        read_step(step, measured_s)
+    return step, None
+
+
+def _save(sweep_dir: Path, result: SweepResult) -> None:
+    """sweep.json, replaced atomically: a reader (or a kill) never sees half of it."""
+    tmp = sweep_dir / "sweep.json.tmp"
+    tmp.write_text(json.dumps(result.as_dict(), indent=2, allow_nan=False, default=_finite))
+    os.replace(tmp, sweep_dir / "sweep.json")
 
 
 def _finite(x):

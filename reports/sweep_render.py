@@ -16,7 +16,15 @@ def step_cells(s: Step) -> list[str]:
     cells = [f"{rate_label(s.offered)}/s" + (f" ({s.speed})" if s.speed else ""), achieved]
     cells += [fmt_ns(s.latency.get(k)) for k, _ in COLUMNS]
     cells += [fmt_ns(s.latency_co.get("p99")) if s.latency_co else "-", f"{s.drops:,}", f"{s.gaps:,}"]
-    verdict = "error" if s.error else "meets SLA" if s.meets_sla else "misses SLA"
+    verdict = (
+        "error"
+        if s.error
+        else "interrupted"
+        if s.interrupted
+        else "meets SLA"
+        if s.meets_sla
+        else "misses SLA"
+    )
     cells.append("; ".join([verdict, *s.flags]))
     return cells
 

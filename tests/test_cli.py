@@ -90,6 +90,43 @@ def test_bad_flag_values_are_one_line(tmp_path, flag, value, needle):
     assert_one_line_error(out, needle)
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["profile", "--rate", "0"], "--rate '0' is not a positive rate"),
+    (["profile", "--rate", "0k"], "--rate '0k' is not a positive rate"),
+    (["profile", "--duration", "5", "sec"], "unexpected argument 'sec': a target command goes after --"),
+    (["profile", "--duration", "1s", "sec", "--", *SUBJECT, "10"], "unexpected argument 'sec'"),
+    (["profile", "--bogus", "--", *SUBJECT, "10"], "no such option: --bogus"),
+    (["sweep", "--rates", "5k", "--duration", "1s", "sec"], "unexpected argument 'sec'"),
+])  # fmt: skip
+def test_refused_before_anything_starts_leaving_nothing_behind(tmp_path, args, needle):
+    """``profile --rate 0`` failed inside the venue and ``profile --duration 5 sec`` ran ``sec`` as
+    the target; both left a session directory. Refused in one line, before any directory exists,
+    whether --out is given or the default sessions/ would be used."""
+    for out in ([], ["--out", str(tmp_path / "s")]):
+        r = run_cli(*args, *QUIET[: 3 if args[0] == "profile" else 0], *out, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and r.stdout == ""
+        assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
+def test_a_rate_is_one_grammar_and_written_back_as_it_reads():
+    """One parser for profile and sweep, one formatter for the rate a sweep hands its steps."""
+    from tickscope.collectors.rate import RateError, format_rate, parse_rate
+
+    for text, rate in (("20000", 20_000), ("20k", 20_000), ("1.5k/s", 1_500), ("1M", 1_000_000),
+                       ("2.5M", 2_500_000), ("1.1k", 1_100), ("0.5", 0.5), ("12345678", 12_345_678)):  # fmt: skip
+        assert parse_rate(text) == rate
+        assert "e" not in format_rate(rate) and parse_rate(format_rate(rate)) == rate, format_rate(rate)
+    for rate in (1e6, 3e7, 1e9, 0.001, 1 / 3, 123456.789):
+        assert parse_rate(format_rate(rate)) == rate, format_rate(rate)
+    for bad in ("0", "0k", "0.0M"):
+        with pytest.raises(RateError, match="is not a positive rate"):
+            parse_rate(bad)
+    for bad in ("-5k", "1e6", "fast", "", "5 k/s/s"):
+        with pytest.raises(RateError, match="is not a rate"):
+            parse_rate(bad)
+
+
 @pytest.mark.parametrize("address", ["foo", "127.0.0.1:abc", ":9878", "host:0", "host:99999", "[::1]:98x"])
 def test_malformed_fix_connect_is_one_line_before_anything_starts(tmp_path, address):
     out = run_cli(

@@ -130,7 +130,7 @@ def test_a_command_that_ignores_the_rate_is_flagged_per_step(tmp_path):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["--rates", ""], "--rates ''"), (["--rates", "5k,abc"], "'abc' is not a positive rate"),
+    (["--rates", ""], "--rates ''"), (["--rates", "5k,abc"], "'abc' is not a rate"), (["--rates", "0,5k"], "'0' is not a positive rate"),
     (["--rates", "10k,5k"], "must increase"), (["--rates", "5k", "--sla", "p98=1ms"], "unknown percentile"),
     ([], "give the rates"), (["--rates", "5k", "--from", "1k", "--to", "2k"], "not both"),
 ])  # fmt: skip
@@ -154,3 +154,71 @@ def test_replay_speeds_offer_the_file_rate_times_the_speed(tmp_path):
     for bad in ("2x,1x", "1x,max", "fast"):
         with pytest.raises(SweepError, match="--speeds"):
             replay_speeds(f, bad)
+
+
+def test_a_rate_of_a_million_reaches_every_step_as_digits(tmp_path):
+    """``f"{rate:g}"`` handed 1,000,000 to the step as ``1e+06``, which profile refused: every rate
+    from 1M up failed. Here the command fixes its own pace (the rate only reaches it, as $TICKSCOPE_RATE)."""
+    argv = step_argv(2_500_000, Path("o"), "5s", "1s", [], ["./trader", "--rate={rate}"])
+    assert argv[argv.index("--rate") + 1] == "2500000" and argv[-1] == "--rate=2500000"
+    out = tmp_path / "sw"
+    seen = tmp_path / "rate.txt"
+    r = run_cli("sweep", "--rates", "1M", "--duration", "1.5s", "--warmup", "0s", "-o", str(out), "--", "sh", "-c",
+                f'echo "$TICKSCOPE_RATE {{rate}}" > {seen}; exec "$0" "$@"', *SUBJECT, "0", "--forever",
+                "--rate", "300", timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    step = json.loads((out / "sweep.json").read_text())["steps"][0]
+    assert step["error"] is None and step["tag"] == "tick_to_trade" and step["offered"] == 1e6, step
+    assert seen.read_text().split() == ["1000000", "1000000"]
+
+
+def test_sweep_out_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "f").write_text("")
+    r = run_cli("sweep", "--rates", "5k", "-o", str(tmp_path / "f" / "sw"), "--", *SUBJECT, "10")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot write sweep directory" in r.stderr and "Not a directory" in r.stderr
+
+
+def test_ctrl_c_during_a_sweep_keeps_the_finished_steps_and_closes_the_running_one(tmp_path):
+    """Ctrl-C lost the sweep: no sweep.json though steps had finished, the running step's session
+    left ``running`` (its profile killed 0.25 s after the signal), its ring directory in /dev/shm.
+    Now sweep.json is written after every step, and the running step is stopped as Ctrl-C stops
+    ``profile``: saved, marked interrupted, recorded as the last step."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out, rings = tmp_path / "sw", tmp_path / "rings.txt"
+    # The subject notes the ring directory of its step's profile, to check it is removed.
+    cmd = ["sh", "-c", f'echo "$TICKSCOPE_RING_DIR" >> {rings}; exec "$0" "$@"', *SUBJECT, "0", "--forever",
+           "--rate", "{rate}"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("TICKSCOPE_RING_DIR", "TICKSCOPE_COLLECTOR_PID")}
+    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "sweep", "--rates", "200,400,800,1600",
+                             "--duration", "3s", "--warmup", "0s", "-o", str(out), "--", *cmd],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120  # a hang guard: each wait is for a condition
+        step2 = out / "step-02-400" / "latency.hlog"
+        while not ((out / "sweep.json").is_file() and step2.is_file() and "Tag=" in step2.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "step 1 not recorded while step 2 ran"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: the foreground group
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "interrupted (SIGINT) during 400/s" in stderr, stderr
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["interrupted"] and [s["offered"] for s in doc["steps"]] == [200, 400], doc
+    first, cut = doc["steps"]
+    assert not first["interrupted"] and first["latency"]["p99"] > 0
+    assert cut["interrupted"] and cut["error"] is None and cut["tag"] == "tick_to_trade", cut
+    assert json.loads((out / "step-02-400" / "meta.json").read_text())["status"] == "interrupted"
+    assert not (out / "step-03-800").exists()
+    ring_dirs = rings.read_text().split()
+    assert len(ring_dirs) == 2 and not any(Path(d).exists() for d in ring_dirs), ring_dirs
+    assert load_sweep(out).interrupted
