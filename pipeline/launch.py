@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,11 +79,24 @@ def fix_connect_address(text: str) -> tuple[str, int]:
 RUST_TRADER_CRATE = Path(__file__).parent / "rust_trader"
 
 
+CARGO_TIMEOUT_S = 900.0
+CARGO_PROGRESS_S = 10.0  # a line this often while cargo builds: a first build takes a minute or more
+
+
+def _say(message: str) -> None:
+    print(f"tickscope: {message}", file=sys.stderr, flush=True)
+
+
 @functools.cache  # once per tickscope run: main builds it before the session starts, the pipeline reuses it
-def build_rust_trader(crate: Path = RUST_TRADER_CRATE) -> Path:
+def build_rust_trader(crate: Path = RUST_TRADER_CRATE, *, progress_s: float = CARGO_PROGRESS_S,
+                      timeout_s: float = CARGO_TIMEOUT_S, say=_say) -> Path:  # fmt: skip
     """``cargo build --release --offline`` of pipeline/rust_trader; cargo rebuilds only when its
     sources changed. The target directory stays inside the crate (git-ignored), or in the temporary
-    directory when the crate is read-only. ProfileError (one line) without cargo or on a failed build."""
+    directory when the crate is read-only. ProfileError (one line) without cargo or on a failed build.
+
+    While cargo works, ``say`` gets a line every ``progress_s`` with what cargo last said (the crate
+    it is compiling, or that it waits for a lock held by another build): a build that hangs is seen
+    hanging, not silent for the 15 minutes it is given."""
     cargo = find_cargo()
     if cargo is None:
         raise ProfileError(
@@ -93,22 +107,44 @@ def build_rust_trader(crate: Path = RUST_TRADER_CRATE) -> Path:
         if os.access(crate, os.W_OK)
         else Path(tempfile.gettempdir()) / "tickscope-rust-trader"
     )
-    cmd = [cargo, "build", "--release", "--offline", "--quiet", "--manifest-path", str(crate / "Cargo.toml"),
+    cmd = [cargo, "build", "--release", "--offline", "--color", "never", "--manifest-path", str(crate / "Cargo.toml"),
            "--target-dir", str(target)]  # fmt: skip
     # A child like the pipeline's: it dies with tickscope (kill -9 left cargo building on), and in
     # its own process group, so on Ctrl-C tickscope stops it (and the rustc it runs) itself.
-    proc = spawn_child(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn_child(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    said: list[str] = []  # cargo's stderr, line by line as it comes ("Compiling ...", errors)
+    reader = threading.Thread(target=lambda: said.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    start = time.monotonic()
     try:
-        _, stderr = proc.communicate(timeout=900)
-    except subprocess.TimeoutExpired:
+        while True:
+            try:
+                proc.wait(progress_s)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - start
+                if elapsed >= timeout_s:
+                    raise TimeoutError from None
+                say(f"building the Rust trader with cargo ({elapsed:.0f} s): {_cargo_doing(said)}")
+    except TimeoutError:
         stop_child(proc, signal.SIGTERM)
-        raise ProfileError(f"cargo build of {crate} did not finish in 15 minutes") from None
+        raise ProfileError(f"cargo build of {crate} did not finish in {timeout_s:.0f} s "
+                           f"(last: {_cargo_doing(said)})") from None  # fmt: skip
     except BaseException:
         stop_child(proc, signal.SIGINT)
         raise
+    reader.join(5.0)
+    proc.stderr.close()
+    if proc.returncode < 0:  # killed (the OOM killer, a kill -9): no error of its own to show
+        raise ProfileError(f"cargo build of {crate} {exit_description(proc.returncode)} "
+                           f"(last: {_cargo_doing(said)})")  # fmt: skip
     if proc.returncode != 0:
-        raise ProfileError(f"cargo build of {crate} failed: {cargo_error(stderr)}")
+        raise ProfileError(f"cargo build of {crate} failed: {cargo_error(''.join(said))}")
     return target / "release" / "tickscope-trader"
+
+
+def _cargo_doing(said: list[str]) -> str:
+    return next((line.strip() for line in reversed(said) if line.strip()), "no output yet")
 
 
 def find_cargo() -> str | None:

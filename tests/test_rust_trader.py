@@ -227,3 +227,41 @@ def test_fix_connect_sends_the_rust_traders_orders_to_another_acceptor(tmp_path,
     assert len(orders) == stats["orders_sent"] > 0
     assert stats["orders_in_flight_at_end"] == stats["orders_sent"]  # never answered: reported, not dropped
     assert {m.get(F.SenderCompID) for m in orders} == {b"TICKSCOPE"}
+
+
+def fake_cargo(tmp_path, script: str) -> str:
+    """A PATH whose first ``cargo`` is this shell script: cargo's ways of ending, on any host."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "cargo").write_text("#!/bin/sh\n" + script)
+    (bin_dir / "cargo").chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+def test_a_cargo_killed_by_a_signal_is_named_in_one_line(tmp_path):
+    """A cargo killed by a signal (the OOM killer, a kill -9) was "failed: no output"."""
+    path = fake_cargo(tmp_path, 'echo "   Compiling tickscope-trader v0.1.0" >&2\nkill -9 $$\n')
+    r = run_cli("profile", "--trader", "rust", "--duration", "1s", "--out", str(tmp_path / "s"),
+                "--no-perf", "--no-hiccup", "--no-live", env={"PATH": path})  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "killed by SIGKILL (last: Compiling tickscope-trader v0.1.0)" in r.stderr, r.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_slow_cargo_says_what_it_is_building_and_a_hung_one_is_ended(tmp_path, monkeypatch):
+    """A hung cargo was silent for the 15 minutes it is given: now a line every few seconds says what
+    cargo last said, and at the end of its time it is stopped and named."""
+    from tickscope.collectors.children import pid_alive
+    from tickscope.collectors.profile import ProfileError
+
+    pidfile = tmp_path / "cargo.pid"
+    monkeypatch.setenv("PATH", fake_cargo(tmp_path, f'echo $$ > {pidfile}\necho "   Compiling tickscope-probe v0.1.0" >&2\n'
+                                                    'echo "   Compiling tickscope-trader v0.1.0" >&2\nexec sleep 600\n'))  # fmt: skip
+    said = []
+    with pytest.raises(
+        ProfileError, match=r"did not finish in 8 s \(last: Compiling tickscope-trader v0\.1\.0\)"
+    ):
+        build_rust_trader.__wrapped__(tmp_path, progress_s=0.2, timeout_s=8, say=said.append)
+    assert said and all(s.startswith("building the Rust trader with cargo (") for s in said), said
+    assert "Compiling tickscope-trader v0.1.0" in said[-1], said
+    assert not pid_alive(int(pidfile.read_text()))
