@@ -39,7 +39,7 @@ def build_c(name: str, out_dir: Path) -> Path | None:
         return None
     exe = out_dir / Path(name).stem
     include = Path(probe_pkg.__file__).parent / "include"
-    subprocess.run([cc, "-O2", "-Wall", "-I", str(include), "-o", str(exe), str(c_source(name))], check=True,
+    subprocess.run([cc, "-O2", "-Wall", "-pthread", "-I", str(include), "-o", str(exe), str(c_source(name))], check=True,
                    capture_output=True)  # fmt: skip
     return exe
 

@@ -17,13 +17,14 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from tickscope.probe import layout as L
-from tickscope.probe.clock import fit_tsc, read_calibration, sample_realtime_offset, tsc_facts
+from tickscope.probe.clock import read_calibration, sample_realtime_offset, tsc_facts
 
 from .correlate import TICK_TO_DECISION, TICK_TO_TRADE, Closed, Correlator, TraceSchema
 from .hdr import BulkRecorder, add_into, corrected_values, new_histogram, reset, summarize
+from .host_tsc import collector_pair, host_tsc_domain, tsc_reader
 from .ring_reader import RingCounterError, RingFormatError, RingReader, find_rings
 from .session import SessionCounters, SessionWriter
-from .tsc_timeline import RATE_TOLERANCE, TscTimeline
+from .tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
 
 CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
 
@@ -32,18 +33,17 @@ def monotonic_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
-CALIB_SPACING_NS = 100_000_000  # pairs kept for the fit are at least this far apart (the newest always)
-CALIB_RECENT = 8  # the newest pairs, kept unthinned
-CALIB_HISTORY = 64  # so the fit spans up to ~6 s of the writer's recent pairs
+COLLECTOR_PAIR_EVERY_NS = 1_000_000_000  # the collector's own calibration pairs, this far apart
 
 
 @dataclass
 class RingSource:
     """One ring being drained, with what it takes to put its stamps on the common timeline.
 
-    TSC stamps stay raw ticks: the correlator measures a span between two ticks of this ring with
-    the ring's rate alone, and moves a tick onto CLOCK_MONOTONIC through the ring's slewed map
-    (``TscTimeline``) only for spans that cross clocks. Calibration follows the writer's pairs for the whole session: the
+    TSC stamps stay raw ticks: the correlator measures a span between two ticks of one TSC domain
+    (the host's, for every ring on a TSC the host trusts) with that domain's rate alone, and moves
+    a tick onto CLOCK_MONOTONIC through the domain's slewed map (``TscTimeline``) only for spans
+    that cross clocks. The ring's calibration pairs feed its domain for the whole session: the
     header's pair counter is a sequence number, so every new pair is seen however many came.
     """
 
@@ -51,10 +51,9 @@ class RingSource:
     reader: RingReader
     columns: np.ndarray  # local point id -> schema column
     domains: np.ndarray  # local point id -> clock domain
-    tsc: TscTimeline = field(default_factory=TscTimeline)
+    clock: TscDomain  # the TSC domain its TSC stamps belong to (shared by every trusted ring)
     calib_seen: int = 0  # calibration pairs read so far (the writer's sequence counter)
     calib_missed: int = 0  # pairs overwritten before a poll could read them
-    calib_pairs: list = field(default_factory=list)  # TSC pairs kept for the fit (see CALIB_SPACING_NS)
     dead_since: int | None = None
     finished: bool = False
     malformed: int = 0
@@ -62,32 +61,22 @@ class RingSource:
     point_out_of_range: int = 0  # records naming a point id the ring's point table does not have
 
     @property
+    def tsc(self) -> TscTimeline:
+        return self.clock.timeline
+
+    @property
     def stamps_tsc(self) -> bool:
         return bool((self.domains == L.CLOCK_TSC).any())
 
     def refresh_calibration(self) -> None:
+        """Hand the pairs written since the last call to the ring's domain (fitted by its refit)."""
         count, pairs = read_calibration(self.reader.mm)
         if count <= self.calib_seen:
             return
         fresh = [(seq, p) for seq, p in pairs if seq >= self.calib_seen]
         self.calib_missed += (fresh[0][0] if fresh else count) - self.calib_seen
         self.calib_seen = count
-        for _, pair in fresh:
-            if not pair[0] or not pair[1]:
-                continue  # a Python writer's pair (no TSC) or an empty slot
-            kept = self.calib_pairs
-            # The newest CALIB_RECENT pairs all stay (enough of them for the fit to tell an outlier);
-            # older ones are thinned to CALIB_SPACING_NS apart, which keeps a long baseline.
-            if (
-                len(kept) > CALIB_RECENT
-                and kept[-CALIB_RECENT][1] - kept[-CALIB_RECENT - 1][1] < CALIB_SPACING_NS
-            ):
-                del kept[-CALIB_RECENT]
-            kept.append(pair)
-            del kept[:-CALIB_HISTORY]
-        fit = fit_tsc(self.calib_pairs)
-        if fit is not None:
-            self.tsc.update(fit, count - 1)
+        self.clock.add([p for _, p in fresh], "rings")
 
     def convert(self, ts: np.ndarray, domain: int, realtime_offset: int) -> np.ndarray:
         """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns, or for TSC the raw ticks
@@ -121,17 +110,15 @@ class RingSource:
         if self.quarantined:
             d["quarantined"] = self.quarantined
         t = self.tsc
-        if t.ready:
+        if self.stamps_tsc and t.ready:
             d["tsc_hz"] = round(t.fit.hz, 1)
             d["tsc_fit_residual_ns"] = round(t.fit.residual_ns, 2)
             d["tsc_pairs"] = t.fit.pairs
             d["tsc"] = {
+                "domain": self.clock.name,  # meta.json clocks.tsc_domains[] holds its fits
                 "calibration": self.calibration_quality(),
                 "pairs_written": self.calib_seen, "pairs_missed": self.calib_missed,
-                "local_hz": [round(1e9 / s, 3) for s in t.local.slopes],  # the rate in-ring spans use
-                "local_rate_changes": t.rate_changes,
-                "largest_step_ns": t.largest_step_ns,  # largest fit disagreement slewed away
-                "fits_total": t.fits_total, "fits": t.fits,
+                "local_hz": [round(1e9 / s, 3) for s in t.local.slopes],  # the rate spans use
             }  # fmt: skip
         return d
 
@@ -150,7 +137,7 @@ class RingSource:
         if self.point_out_of_range:
             out.append(f"{who}: {self.point_out_of_range} records name a point id beyond the {r.n_points} "
                        "points of its table: dropped (writer and point table disagree)")  # fmt: skip
-        if self.stamps_tsc and t.ready:
+        if self.stamps_tsc and t.ready and self.clock.name != "host":
             quality = self.calibration_quality()
             if quality == "open-close only":
                 out.append(f"{who}: TSC calibrated from the pairs at open-close only (the writer never called "
@@ -161,8 +148,8 @@ class RingSource:
                            "cross-clock stages rest on two pairs 20 ms apart; call tsp_heartbeat from an idle "
                            "path")  # fmt: skip
             if t.rate_changes:
-                out.append(f"{who}: in-ring TSC rate changed {t.rate_changes} time(s) (an opening calibration pair "
-                           f"was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json rings[].tsc.fits")  # fmt: skip
+                out.append(f"{who}: TSC rate changed {t.rate_changes} time(s) (an opening calibration pair "
+                           f"was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json clocks.tsc_domains")  # fmt: skip
         return out
 
 
@@ -248,6 +235,14 @@ class Collector:
         # Named rings: attach to exactly these, never to their neighbours in the directory.
         self.ring_paths = [Path(p) for p in ring_paths] if ring_paths is not None else None
         self.host_tsc = host_tsc if host_tsc is not None else tsc_facts()
+        # One TSC domain for every ring of this host when the host keeps its TSC one clock;
+        # otherwise a domain per ring (the reason is said at the end of the run).
+        self.host_domain_ok, self.host_domain_why = host_tsc_domain(self.host_tsc)
+        self.host_clock = TscDomain("host")
+        self.tsc_domains: list[TscDomain] = [self.host_clock] if self.host_domain_ok else []
+        self._read_tsc = tsc_reader() if self.host_domain_ok else None
+        self._next_pair_ns = 0
+        self._take_collector_pair(monotonic_ns())
         self.clock_notes: list[str] = []  # filled by finish(): one line each, also in meta.json
         self.session = session
         self.interval_ns = round(interval_s * 1e9)
@@ -298,9 +293,14 @@ class Collector:
             found.append(reader)
         for reader in sorted(found, key=lambda r: r.created_monotonic_ns):
             cols = np.array(self.schema.merge(reader.points), dtype=np.int64)
-            src = RingSource(len(self.sources), reader, cols, np.array([p.clock for p in reader.points]))
+            clock = self.host_clock
+            if not self.host_domain_ok:
+                clock = TscDomain(str(reader.path))
+                self.tsc_domains.append(clock)
+            src = RingSource(len(self.sources), reader, cols, np.array([p.clock for p in reader.points]), clock)
             self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT,
-                                         tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc)  # fmt: skip
+                                         tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc,
+                                         domain=self.tsc_domains.index(clock) + 1)  # fmt: skip
             self.sources.append(src)
             if reader.counter_error is not None:
                 self._quarantine(src, reader.counter_error)
@@ -309,6 +309,15 @@ class Collector:
                 src.refresh_calibration()
             except RingFormatError as e:
                 self._quarantine(src, e)
+            clock.refit()
+
+    def _take_collector_pair(self, now_ns: int) -> None:
+        """A calibration pair of the collector's own for the host domain, every
+        COLLECTOR_PAIR_EVERY_NS: the baseline grows with the session whatever the writers do."""
+        if self._read_tsc is None or now_ns < self._next_pair_ns:
+            return
+        self._next_pair_ns = now_ns + COLLECTOR_PAIR_EVERY_NS
+        self.host_clock.add([collector_pair(self._read_tsc)], "collector")
 
     def _quarantine(self, src: RingSource, error: RingFormatError) -> None:
         """Stop trusting one ring's header: keep what it held under counters that still made
@@ -349,6 +358,17 @@ class Collector:
         self.correlator.advance()
         drained = 0
         self.fill = 0.0
+        # Calibration before draining: the records drained are converted with every pair written
+        # before them, by any ring of their domain.
+        self._take_collector_pair(monotonic_ns())
+        for src in self.sources:
+            if not src.finished:
+                try:
+                    src.refresh_calibration()
+                except RingFormatError as e:
+                    self._quarantine(src, e)
+        for clock in self.tsc_domains:
+            clock.refit()
         for src in self.sources:
             if not src.finished:
                 try:
@@ -367,7 +387,6 @@ class Collector:
     def _drain(self, src: RingSource) -> int:
         reader = src.reader
         alive = reader.writer_alive()  # asked before draining: a writer dying meanwhile leaves more
-        src.refresh_calibration()  # before draining: the records drained are converted with every pair written before them
         batch = reader.drain(self.BATCH)
         if batch.size:
             self._correlate(src, batch)
@@ -440,25 +459,30 @@ class Collector:
         if closed.slow_ids is not None:
             self._keep_slowest(closed)
 
+    SLOWEST_NOTE = ("stage_ns: the exact span from the previous point, as the stage tables measure it; "
+                    "ts_ns: the stamp on the session's CLOCK_MONOTONIC timeline, where a TSC stamp goes "
+                    "through the slewed TSC map and two of them may differ from their exact span by a few ns")
+
     def _keep_slowest(self, closed: Closed) -> None:
         names = self.schema.order_names
-        for ids, row, srow, key in zip(
-            closed.slow_ids, closed.slow_rows, closed.slow_src, closed.slow_key, strict=True
-        ):
+        for ids, row, srow, key, spans in zip(closed.slow_ids, closed.slow_rows, closed.slow_src, closed.slow_key,
+                                              closed.slow_spans, strict=True):  # fmt: skip
             if len(self._slowest) >= self.slowest_n and key <= self._slowest[-1][0]:
                 continue
             stamps = []
-            for name, ts, s in zip(names, row, srow, strict=False):
+            for j, (name, ts, s) in enumerate(zip(names, row, srow, strict=False)):
                 if ts:
                     r = self.sources[int(s) - 1].reader if s else None
-                    stamps.append({
+                    stamp = {
                         "point": name, "ts_ns": int(ts), "t_rel_ns": int(ts - self.start_ns),
                         "writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
                         "tid": r.writer_tid if r else None,
-                    })  # fmt: skip
-            self._slowest.append(
-                (int(key), {"trace_id": int(ids), "tick_to_trade_ns": int(key), "stamps": stamps})
-            )
+                    }  # fmt: skip
+                    if stamps:  # a complete trace's points form a prefix: the previous point is j - 1
+                        stamp["stage_ns"] = int(spans[j - 1])
+                    stamps.append(stamp)
+            trace = {"trace_id": int(ids), "tick_to_trade_ns": int(key), "stamps": stamps, "note": self.SLOWEST_NOTE}
+            self._slowest.append((int(key), trace))
             self._slowest.sort(key=lambda kv: -kv[0])
             del self._slowest[self.slowest_n :]
 
@@ -565,8 +589,13 @@ class Collector:
                 "realtime_minus_monotonic_ns": self.realtime_offset,
                 "realtime_offset_uncertainty_ns": self.realtime_uncertainty,
                 "host_tsc": self.host_tsc,
-                # False: some ring stamps with a TSC this host does not keep invariant (numbers flagged)
+                # False: some ring stamps with a TSC this host does not keep one clock (numbers flagged)
                 "tsc_trusted": self.tsc_trusted(),
+                # "host": every TSC ring on one clock, one rate; "per-ring": one map per ring, and why
+                "tsc_domain": "host" if self.host_domain_ok else "per-ring",
+                "tsc_domain_why": self.host_domain_why or None,
+                "collector_reads_tsc": self._read_tsc is not None,
+                "tsc_domains": [d.describe() for d in self.tsc_domains if d.ready or d.pairs_from],
                 "late_horizon_s": self.correlator.late.horizon_ns / 1e9,
                 "late_max_traces": self.correlator.late.max_entries,
                 "notes": self.clock_notes,
@@ -581,16 +610,26 @@ class Collector:
         """None when no ring stamps in TSC; else whether the host says its TSC is invariant."""
         if not any(s.stamps_tsc for s in self.sources):
             return None
-        return bool(self.host_tsc.get("invariant"))
+        return self.host_domain_ok
 
     def notes(self) -> list[str]:
         """What the user must know about how stamps were converted: one line each."""
         out = []
         if self.tsc_trusted() is False:
-            missing = [f for f in ("constant_tsc", "nonstop_tsc") if not self.host_tsc.get(f)]
-            out.append(f"this host's TSC is not invariant ({' and '.join(missing) or 'constant_tsc/nonstop_tsc'} "
-                       "missing from /proc/cpuinfo flags): TSC-stamped stages may be wrong and are flagged "
-                       "in meta.json (clocks.tsc_trusted = false)")  # fmt: skip
+            out.append(f"this host's TSC is not one clock for all rings: {self.host_domain_why}; each ring's "
+                       "TSC is mapped on its own, so stages between two rings' TSC stamps may be off by the "
+                       "maps' drift, and all TSC-stamped stages are flagged in meta.json "
+                       "(clocks.tsc_trusted = false)")  # fmt: skip
+        host = self.host_clock.timeline
+        if self.tsc_trusted() and host.rate_changes:
+            out.append(f"the host TSC rate changed {host.rate_changes} time(s) mid-run (an early calibration "
+                       f"pair was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json clocks.tsc_domains")  # fmt: skip
+        if self.tsc_trusted() and self._read_tsc is None:
+            for src in self.sources:
+                if src.stamps_tsc and src.calibration_quality() != "heartbeats":
+                    out.append(f"ring {src.reader.writer_name} (pid {src.reader.writer_pid}): the collector cannot "
+                               "read the TSC itself here and the writer never called tsp_heartbeat: cross-clock "
+                               "stages rest on its open/close pairs alone")  # fmt: skip
         for src in self.sources:
             out += src.notes()
         return out
@@ -603,6 +642,7 @@ class Collector:
     def finish(self, status: str = "complete") -> None:
         """Drain everything still in the rings, close all traces, write the last interval."""
         self.discover()
+        self._next_pair_ns = 0  # one last pair of our own: the host fit spans the whole session
         published = self._published_heads()
         while self.poll() and not self._caught_up(published):
             pass

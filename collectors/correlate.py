@@ -19,10 +19,12 @@ Rules (stated once, used everywhere):
   point that only tick rings declare. A tick ring writes one record per trace, so that point will
   never come, the trade point cannot be reached as a complete trace, and waiting would only hold
   memory (most ticks lead to no order: without this rule they all wait out ``linger_ns``).
-- A stage (or tick-to-trade) between two stamps of one TSC ring is their tick difference times
-  that ring's rate (the ring's *local* timeline, which re-anchoring never touches); only a span
-  that crosses clocks goes through the ring's slewed map onto CLOCK_MONOTONIC. Stamps of TSC rings
-  are therefore held as raw ticks and moved onto the common timeline only when a span needs it.
+- A stage (or tick-to-trade) between two stamps of one TSC domain is their tick difference times
+  that domain's rate (its *local* timeline, which re-anchoring never touches). A domain is the
+  host's for every ring on a TSC the host keeps one clock (any thread, any process), else one
+  ring's. Only a span that crosses clocks goes through the domain's slewed map onto
+  CLOCK_MONOTONIC. TSC stamps are therefore held as raw ticks and moved onto the common timeline
+  only when a span needs it.
 - A trace that closes after reaching its trade point but before its last point (a slow ack, a
   fill) is kept in the ``LateIndex`` for ``late_horizon_ns``: points that arrive later join it
   there and become stage values however late they come. Points after the trade point whose trace
@@ -115,6 +117,7 @@ class Closed:
     slow_src: np.ndarray | None = None
     slow_ids: np.ndarray | None = None
     slow_key: np.ndarray | None = None
+    slow_spans: np.ndarray | None = None  # their exact consecutive spans (column j: point j -> j + 1)
 
 
 class LateIndex:
@@ -206,18 +209,22 @@ class Correlator:
         self.duplicate_stamps = 0
         self.evicted = 0
         self._rings: list[tuple[int, np.ndarray, bool]] = []  # (src value, columns, is a tick ring)
+        # src value -> TSC domain (0: the ring stamps no TSC); two ticks of one domain are one clock
+        self._domain = np.zeros(np.iinfo(np.int16).max + 1, np.int32)
 
-    def declare_ring(self, index: int, columns, tick: bool, tsc=None, timeline=None) -> None:
+    def declare_ring(self, index: int, columns, tick: bool, tsc=None, timeline=None, domain: int = 0) -> None:
         """Tell the correlator which columns ring ``index`` writes, and whether one record per trace.
 
-        ``tsc`` (a bool per column) marks the columns this ring stamps in its own TSC domain: their
-        stamps arrive as raw ticks; ``timeline`` (a ``TscTimeline``) turns two ticks of the ring
-        into a span (``span``) and a tick into CLOCK_MONOTONIC ns (``to_common``).
+        ``tsc`` (a bool per column) marks the columns this ring stamps in TSC: their stamps arrive
+        as raw ticks of TSC domain ``domain`` (a number > 0 shared by every ring of that clock;
+        default: a domain of this ring alone); ``timeline`` (the domain's ``TscTimeline``) turns two
+        ticks into a span (``span``) and a tick into CLOCK_MONOTONIC ns (``to_common``).
         """
         cols = np.asarray(columns, np.intp)
         self._rings.append((index + 1, cols, tick))
         if tsc is not None and np.any(tsc):
             self._tsc[index + 1] = (cols[np.asarray(tsc, bool)], timeline)
+            self._domain[index + 1] = domain if domain > 0 else -(index + 1)
 
     def _tsc_stamps(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
         """Mask of the stamps of ``C`` (columns ``cols``) that are raw ticks of a TSC ring."""
@@ -252,9 +259,10 @@ class Correlator:
         if local is None or not local.any():
             return C
         mixed = (local != (C != 0)).any(axis=1)  # a present stamp that is not a tick
-        if len(self._tsc) > 1:  # ticks of two rings in one row
-            top = np.iinfo(np.int16).max
-            mixed |= np.where(local, S, top).min(axis=1) != np.where(local, S, -1).max(axis=1)
+        if len(self._tsc) > 1:  # ticks of two domains in one row
+            D = self._domain[S]
+            top = np.iinfo(np.int32).max
+            mixed |= np.where(local, D, top).min(axis=1) != np.where(local, D, np.iinfo(np.int32).min).max(axis=1)
         mixed &= local.any(axis=1)
         if rows is not None:
             mixed |= rows
@@ -268,8 +276,9 @@ class Correlator:
         return common
 
     def _in_ring(self, ta: np.ndarray, tb: np.ndarray, src: np.ndarray, same: np.ndarray) -> np.ndarray:
-        """tb - ta in ns where ``same`` (two ticks of ring ``src``): ticks times the ring's rate,
-        rounded once; a ring whose rate changed mid-run asks its timeline piece by piece."""
+        """tb - ta in ns where ``same`` (two ticks of the TSC domain of ring ``src``): ticks times
+        the domain's rate, rounded once; a domain whose rate changed mid-run asks its timeline
+        piece by piece."""
         rate = np.zeros(max(self._tsc) + 1)
         pieced = []
         for value, (_, timeline) in self._tsc.items():
@@ -287,13 +296,13 @@ class Correlator:
         return out
 
     def _span(self, C, common, S, local, a, b) -> np.ndarray:
-        """Stamp b - stamp a per row (ints or an index per row): two ticks of one TSC ring by that
-        ring's rate alone, anything else on the common timeline."""
+        """Stamp b - stamp a per row (ints or an index per row): two ticks of one TSC domain by that
+        domain's rate alone, anything else on the common timeline."""
         rows = np.arange(C.shape[0])
         d = common[rows, b] - common[rows, a]
         if local is None:
             return d
-        same = local[rows, a] & local[rows, b] & (S[rows, a] == S[rows, b])
+        same = local[rows, a] & local[rows, b] & (self._domain[S[rows, a]] == self._domain[S[rows, b]])
         if not same.any():
             return d
         return np.where(same, self._in_ring(C[rows, a], C[rows, b], S[rows, a], same), d)
@@ -303,7 +312,8 @@ class Correlator:
         d = np.diff(common, axis=1)
         if local is None:
             return d
-        same = local[:, 1:] & local[:, :-1] & (S[:, 1:] == S[:, :-1])
+        D = self._domain[S]
+        same = local[:, 1:] & local[:, :-1] & (D[:, 1:] == D[:, :-1])
         if not same.any():
             return d
         return np.where(same, self._in_ring(C[:, :-1], C[:, 1:], S[:, :-1], same), d)
@@ -449,11 +459,12 @@ class Correlator:
             n = min(self.slowest, t2t.size)
             top = np.argpartition(t2t, t2t.size - n)[-n:]
             rows = np.flatnonzero(reached)[top]
-            closed.slow_rows, closed.slow_src, closed.slow_ids, closed.slow_key = (
+            closed.slow_rows, closed.slow_src, closed.slow_ids, closed.slow_key, closed.slow_spans = (
                 spans.on_common(rows),  # the slowest leave with every stamp on one timeline
                 S[rows],
                 ids[rows],
                 t2t[top],
+                D[rows],  # and with the spans the stage tables took, exact where ts_ns may not be
             )
         return closed
 
@@ -520,9 +531,10 @@ class _Spans:
     """How ``Correlator.flush`` measures the spans of the rows it closes.
 
     Three kinds of row: no TSC stamp (spans are plain differences of ns), the ticks of one TSC
-    ring only (every span is ticks times that ring's rate: one multiply per cell, the common case
-    of a C pipeline), and the rest (stamps of several clocks or rings, or a ring whose rate
-    changed mid-run), measured stamp by stamp on the side (``Correlator._span``).
+    domain only, from any number of rings (every span is ticks times the domain's rate: one
+    multiply per cell, the common case of a C or Rust pipeline), and the rest (stamps of several
+    clocks or domains, or a domain whose rate changed mid-run), measured stamp by stamp on the
+    side (``Correlator._span``).
     """
 
     def __init__(self, cor: Correlator, C: np.ndarray, S: np.ndarray, P: np.ndarray, order: np.ndarray):
@@ -535,17 +547,22 @@ class _Spans:
         for value, (_, timeline) in cor._tsc.items():
             if timeline.local is not None and len(timeline.local.xs) == 1:
                 rate[value] = timeline.local.slopes[0]
-        ST = _columns_first(S)
-        ring = ST.max(axis=0)
-        one_ring = np.where(_columns_first(P), ST, np.iinfo(np.int16).max).min(axis=0) == ring
-        whole = cor._tsc_whole[ring]  # a ring all of whose points stamp TSC
+        ST, PT = _columns_first(S), _columns_first(P)
+        ring = ST.max(axis=0)  # one ring of the row: its domain's rate is the row's if one_domain
+        if len(cor._rings) == 1:
+            one_domain, whole = np.ones(ring.size, bool), cor._tsc_whole[ring]
+        else:
+            DT = cor._domain[ST]
+            i32 = np.iinfo(np.int32)
+            one_domain = np.where(PT, DT, i32.max).min(axis=0) == np.where(PT, DT, i32.min).max(axis=0)
+            whole = np.where(PT, cor._tsc_whole[ST], True).all(axis=0)  # every ring's points stamp TSC
         if cor._tsc_mixed_clocks:  # a ring stamps some points in TSC and others not: look at every stamp
             ticks = cor._tsc_stamps(C, S, order)
-            pure = one_ring & (ticks == P).all(axis=1) & ticks.any(axis=1) & (rate[ring] > 0)
+            pure = one_domain & (ticks == P).all(axis=1) & ticks.any(axis=1) & (rate[ring] > 0)
             maybe = ~pure
         else:
-            pure = one_ring & whole & (rate[ring] > 0)
-            maybe = ~one_ring | (whole & ~pure)  # rows that may hold ticks and are not pure
+            pure = one_domain & whole & (rate[ring] > 0)
+            maybe = ~one_domain | (whole & ~pure)  # rows that may hold ticks and are not pure
         self.scale = np.where(pure, rate[ring], 1.0)[:, None] if pure.any() else None
         idx = np.flatnonzero(maybe)
         if idx.size:
