@@ -297,7 +297,9 @@ class Collector:
             if not self.host_domain_ok:
                 clock = TscDomain(str(reader.path))
                 self.tsc_domains.append(clock)
-            src = RingSource(len(self.sources), reader, cols, np.array([p.clock for p in reader.points]), clock)
+            src = RingSource(
+                len(self.sources), reader, cols, np.array([p.clock for p in reader.points]), clock
+            )
             self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT,
                                          tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc,
                                          domain=self.tsc_domains.index(clock) + 1)  # fmt: skip
@@ -459,9 +461,11 @@ class Collector:
         if closed.slow_ids is not None:
             self._keep_slowest(closed)
 
-    SLOWEST_NOTE = ("stage_ns: the exact span from the previous point, as the stage tables measure it; "
-                    "ts_ns: the stamp on the session's CLOCK_MONOTONIC timeline, where a TSC stamp goes "
-                    "through the slewed TSC map and two of them may differ from their exact span by a few ns")
+    SLOWEST_NOTE = (
+        "stage_ns: the exact span from the previous point, as the stage tables measure it; "
+        "ts_ns: the stamp on the session's CLOCK_MONOTONIC timeline, where a TSC stamp goes "
+        "through the slewed TSC map and two of them may differ from their exact span by a few ns"
+    )
 
     def _keep_slowest(self, closed: Closed) -> None:
         names = self.schema.order_names
@@ -481,7 +485,12 @@ class Collector:
                     if stamps:  # a complete trace's points form a prefix: the previous point is j - 1
                         stamp["stage_ns"] = int(spans[j - 1])
                     stamps.append(stamp)
-            trace = {"trace_id": int(ids), "tick_to_trade_ns": int(key), "stamps": stamps, "note": self.SLOWEST_NOTE}
+            trace = {
+                "trace_id": int(ids),
+                "tick_to_trade_ns": int(key),
+                "stamps": stamps,
+                "note": self.SLOWEST_NOTE,
+            }
             self._slowest.append((int(key), trace))
             self._slowest.sort(key=lambda kv: -kv[0])
             del self._slowest[self.slowest_n :]

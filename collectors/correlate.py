@@ -262,7 +262,9 @@ class Correlator:
         if len(self._tsc) > 1:  # ticks of two domains in one row
             D = self._domain[S]
             top = np.iinfo(np.int32).max
-            mixed |= np.where(local, D, top).min(axis=1) != np.where(local, D, np.iinfo(np.int32).min).max(axis=1)
+            mixed |= np.where(local, D, top).min(axis=1) != np.where(local, D, np.iinfo(np.int32).min).max(
+                axis=1
+            )
         mixed &= local.any(axis=1)
         if rows is not None:
             mixed |= rows

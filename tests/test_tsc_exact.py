@@ -128,9 +128,14 @@ def test_a_writer_that_never_heartbeats_on_an_untrusted_tsc_says_so(c_build, rin
     c.poll()
     c.finish()
     clocks = c.meta_update()["clocks"]
-    assert clocks["tsc_domain"] == "per-ring" and "does not list tsc among its clocksources" in clocks["tsc_domain_why"]
+    assert (
+        clocks["tsc_domain"] == "per-ring"
+        and "does not list tsc among its clocksources" in clocks["tsc_domain_why"]
+    )
     assert not clocks["collector_reads_tsc"]
-    assert any("pairs at open-close only" in n and "cross-clock stages moved by up to" in n for n in c.clock_notes)
+    assert any(
+        "pairs at open-close only" in n and "cross-clock stages moved by up to" in n for n in c.clock_notes
+    )
     assert any("not one clock for all rings" in n for n in c.clock_notes)
     assert c.counters.traces_complete == 300
     c.remove_finished_rings()
