@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import needs_tool, run_cli
 from tickscope.collectors.hdr import BulkRecorder, new_histogram, summarize
 
 KEYS = ("count", "min", "p50", "p90", "p99", "p99_9", "max")
@@ -94,3 +94,40 @@ def test_c_two_threads_a_stage_across_rings_is_exact(c_build, tmp_path, heartbea
     row = lambda i: {points[s]: int(ticks[s][i - 1]) for s in points}  # noqa: E731
     assert_slowest_spans_exact(slowest, row, ns)
     assert "drop-free" in r.stdout + r.stderr
+
+
+def rust_ticks(traces: int) -> dict[str, np.ndarray]:
+    """Stage k of trace index i spans ``span(i, k)`` ticks (probe/rust/examples/rust_writer.rs)."""
+    i = np.arange(traces)
+    spans = {
+        stage: 1000 * k + (i * 7919 % 1000) * 23 * k
+        for k, stage in ((1, "feed"), (2, "strategy"), (3, "send"))
+    }
+    return {**spans, "tick_to_trade": sum(spans.values())}
+
+
+@needs_tool("cargo", install="apt-get install cargo")
+@pytest.mark.parametrize(
+    "shape,heartbeat_every",
+    [("threads", 0), ("threads", 500), ("processes", 0)],
+    ids=["two-threads", "two-threads-heartbeats", "two-processes"],
+)
+def test_rust_a_stage_across_rings_is_exact(tmp_path, shape, heartbeat_every):
+    """A TickWriter feed thread hands each trace to a PointWriter order thread (or process, through
+    a pipe): ``send`` spans the two rings."""
+    from tickscope.collectors.bench import build_rust
+
+    exe, traces = build_rust("rust_writer"), 20000
+    if shape == "threads":
+        cmd = [exe, "threads", traces, heartbeat_every]
+    else:
+        cmd = ["sh", "-c", f"'{exe}' feed {traces} {heartbeat_every} | '{exe}' orders {heartbeat_every}"]
+    r, meta, summary, slowest = profile(tmp_path, *cmd)
+    ns = host_rate_ns_per_tick(meta)
+    assert meta["points"] == ["md.rx", "md.decoded", "signal", "order.tx"]
+    ticks = rust_ticks(traces)
+    assert_exact(summary, ticks, ns)
+    assert_nothing_set_aside(meta, traces)
+    points = {"feed": "md.decoded", "strategy": "signal", "send": "order.tx"}
+    row = lambda trace: {points[s]: int(ticks[s][trace - 1]) for s in points}  # noqa: E731
+    assert_slowest_spans_exact(slowest, row, ns)
