@@ -16,7 +16,10 @@ class PiecewiseLinear:
 
     Pieces are only ever appended at an x no value has been converted at yet, and each new piece
     starts at the value the map already had there, so conversions done earlier stay valid and the
-    map never steps. Before the first piece the first slope extends backwards.
+    map never steps. Before the first piece the map extends backwards with ``back_slope``: the
+    first slope it ever had, kept when a piece is appended before the first piece's x (values
+    converted before the first anchor, e.g. stamps older than the newest calibration pair of the
+    first fit, must not move when the next fit slews).
     """
 
     MAX_PIECES = 4096  # older pieces are merged into their successor's backward extension
@@ -25,6 +28,7 @@ class PiecewiseLinear:
         if slope <= 0:
             raise ValueError(f"slope must be positive: slope={slope}")
         self.xs, self.ys, self.slopes = [int(x)], [int(y)], [float(slope)]
+        self.back_slope = float(slope)
         self._arrays()
 
     def _arrays(self) -> None:
@@ -32,20 +36,23 @@ class PiecewiseLinear:
         self._y = np.array(self.ys, np.int64)
         self._s = np.array(self.slopes, np.float64)
 
+    def _slope(self, x: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return np.where(x < self._x[0], self.back_slope, self._s[i])
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.int64)
         i = np.clip(np.searchsorted(self._x, x, side="right") - 1, 0, None)
-        return self._y[i] + np.rint((x - self._x[i]) * self._s[i]).astype(np.int64)
+        return self._y[i] + np.rint((x - self._x[i]) * self._slope(x, i)).astype(np.int64)
 
     def difference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """map(b) - map(a) computed without rounding either end first."""
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
         ia = np.clip(np.searchsorted(self._x, a, side="right") - 1, 0, None)
         ib = np.clip(np.searchsorted(self._x, b, side="right") - 1, 0, None)
-        apart = (self._y[ib] - self._y[ia]) + (
-            (b - self._x[ib]) * self._s[ib] - (a - self._x[ia]) * self._s[ia]
-        )
-        return np.rint(np.where(ia == ib, (b - a) * self._s[ia], apart)).astype(np.int64)
+        sa, sb = self._slope(a, ia), self._slope(b, ib)
+        apart = (self._y[ib] - self._y[ia]) + ((b - self._x[ib]) * sb - (a - self._x[ia]) * sa)
+        together = (ia == ib) & ((a < self._x[0]) == (b < self._x[0]))
+        return np.rint(np.where(together, (b - a) * sa, apart)).astype(np.int64)
 
     def at(self, x: int) -> int:
         return int(self(np.array([x], np.int64))[0])
@@ -63,6 +70,7 @@ class PiecewiseLinear:
             self.xs.append(int(x)), self.ys.append(y), self.slopes.append(float(slope))
         if len(self.xs) > self.MAX_PIECES:
             del self.xs[0], self.ys[0], self.slopes[0]
+            self.back_slope = self.slopes[0]
         self._arrays()
         return y
 

@@ -192,12 +192,13 @@ def fit(hz, tsc0, mono0):
         ),
         min_size=1,
         max_size=12,
-    )
+    ),
+    older=st.integers(0, 3 * 10**8),  # ticks before the first fit's anchor (a ring seen after its heartbeats)
 )
-def test_slewed_map_is_continuous_monotonic_and_never_rewrites_the_past(steps):
+def test_slewed_map_is_continuous_monotonic_and_never_rewrites_the_past(steps, older):
     tl = TscTimeline()
     tick = 10**12
-    tl.update(fit(HZ, tick, 5 * 10**12), 0)
+    tl.update(fit(HZ, tick + older, 5 * 10**12), 0)
     converted = []  # (ticks, local, common) as converted at the time
     for k, (rate_err, offset, advance) in enumerate(steps, 1):
         ticks = np.sort(np.random.default_rng(k).integers(tick, tick + advance, 64))
