@@ -6,12 +6,14 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import PROGRAMS, needs_tool, run_cli
 from tickscope.collectors.bench import bench_rust_probe, build_rust, rust_crate
+from tickscope.collectors.host_tsc import host_tsc_domain
 from tickscope.collectors.ring_reader import RingReader, find_rings
 from tickscope.collectors.session import Session
 from tickscope.probe import layout as L
@@ -20,8 +22,11 @@ from tickscope.probe.clock import fit_tsc, tsc_facts
 needs_cargo = needs_tool("cargo", install="apt-get install cargo")
 QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 STAGES = ["feed", "strategy", "send"]  # spans 1..3 of the example's four points
-# The crate stamps rdtsc only where the TSC is invariant, else CLOCK_MONOTONIC (and says so).
-HOST_CLOCK = "Tsc" if platform.machine() == "x86_64" and tsc_facts()["invariant"] else "Monotonic"
+# The crate stamps rdtsc only where the collector trusts the TSC as one host clock (invariant and
+# listed by the kernel as a clocksource), else CLOCK_MONOTONIC (and says so).
+TSC_TRUSTED = platform.machine() == "x86_64" and host_tsc_domain(tsc_facts())[0]
+HOST_CLOCK = "Tsc" if TSC_TRUSTED else "Monotonic"
+CLOCKSOURCES = Path("/sys/devices/system/clocksource/clocksource0/available_clocksource")
 
 
 def span(i, k):
@@ -109,6 +114,30 @@ def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
     assert np.array_equal(rec["trace"], np.repeat(np.arange(1, 65), 4)), "the oldest 64 traces stay"
     assert np.all(np.diff(rec["ts"].astype(np.int64)) >= 0), "stamps of one thread never go back"
     assert set(rec["aux"][rec["point"] == 3]) == {42}
+
+
+@needs_cargo
+@needs_tool("unshare", "mount", install="apt-get install util-linux mount")
+def test_a_tsc_the_kernel_dropped_from_its_clocksources_is_not_stamped(rust_writer, ring_dir, tmp_path):
+    """Invariant flags are not enough: the kernel's watchdog drops ``tsc`` from the clocksources when
+    CPUs disagree, and then the writer stamps CLOCK_MONOTONIC, as the collector would refuse a
+    host TSC domain. The list is replaced for the writer alone, in a private mount namespace."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to bind-mount over /sys in a mount namespace")
+    if not (TSC_TRUSTED and CLOCKSOURCES.is_file()):
+        pytest.skip("the TSC is not trusted here anyway: nothing to take away")
+    fake = tmp_path / "available_clocksource"
+    fake.write_text("hpet acpi_pm \n")
+    script = 'mount --bind "$1" "$2" && exec "$3" live 100'
+    out = subprocess.run(["unshare", "--mount", "--", "sh", "-c", script, "sh", fake, CLOCKSOURCES, rust_writer],
+                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    stats = dict(kv.split("=") for kv in out.stdout.split())
+    assert (stats["produced"], stats["clock"], stats["invariant"], stats["trusted"]) == (
+        "400", "Monotonic", "true", "false")  # fmt: skip
+    r = RingReader(find_rings(ring_dir)[0])
+    assert r.clock_domain == L.CLOCK_MONOTONIC and all(p.clock == L.CLOCK_MONOTONIC for p in r.points)
+    assert r.drain().size == 400
+    assert CLOCKSOURCES.read_text().split() != ["hpet", "acpi_pm"], "the host's own list is untouched"
 
 
 @needs_cargo

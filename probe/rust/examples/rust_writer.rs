@@ -15,14 +15,14 @@
 //!     rust_writer layout                            the ring layout constants as JSON
 //!
 //! Writers go to $TICKSCOPE_RING_DIR; the last line is
-//! "produced=N written=W dropped=M clock=C invariant=B" (N calls, W records published).
+//! "produced=N written=W dropped=M clock=C invariant=B trusted=T" (N calls, W records published).
 //! Stage k (1..3) of trace i spans `span(i, k)` clock ticks exactly: tests compute the expected
 //! durations from the same formula and the collector's fitted TSC rate.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use tickscope_probe::layout as L;
-use tickscope_probe::{tsc_invariant, Error, Point, PointWriter, TickWriter};
+use tickscope_probe::{tsc_invariant, tsc_trusted, Error, Point, PointWriter, TickWriter};
 
 const POINTS: [Point<'static>; 4] = [
     Point::new("md.rx"),
@@ -112,8 +112,9 @@ fn arg(args: &[String], i: usize, default: u64) -> u64 {
 
 fn summary(produced: u64, written: u64, dropped: u64, clock: tickscope_probe::ClockDomain) {
     println!(
-        "produced={produced} written={written} dropped={dropped} clock={clock:?} invariant={}",
-        tsc_invariant()
+        "produced={produced} written={written} dropped={dropped} clock={clock:?} invariant={} trusted={}",
+        tsc_invariant(),
+        tsc_trusted()
     );
 }
 

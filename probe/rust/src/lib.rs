@@ -38,7 +38,7 @@ mod ring;
 mod sys;
 mod writer;
 
-pub use clock::{native_clock, rdtsc, rdtscp, tsc_invariant, ClockDomain};
+pub use clock::{native_clock, rdtsc, rdtscp, tsc_invariant, tsc_trusted, ClockDomain};
 pub use error::Error;
 pub use point::Point;
 pub use writer::{PointWriter, TickWriter};
