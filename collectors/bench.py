@@ -49,22 +49,23 @@ def rust_crate() -> Path:
     return Path(probe_pkg.__file__).parent / "rust"
 
 
-def build_rust(example: str, features: tuple[str, ...] = ()) -> Path | None:
+def build_rust(example: str, probes: bool = True) -> Path | None:
     """``cargo build --release --offline`` one of probe/rust/examples; None without cargo or crate.
+    ``probes=False`` builds it with ``--no-default-features`` (the crate's ``enable`` off).
 
-    Artifacts stay in the crate's ``target/`` (git-ignored), so a rebuild is a no-op; a feature
-    set gets its own target directory, or building one would evict the other's binary.
+    Artifacts stay in the crate's ``target/`` (git-ignored), so a rebuild is a no-op; a build
+    without probes gets its own target directory, or building one would evict the other's binary.
     """
     cargo, crate = shutil.which("cargo"), rust_crate()
     if cargo is None or not (crate / "Cargo.toml").is_file():
         return None
     target = crate / "target" if os.access(crate, os.W_OK) else Path(tempfile.gettempdir()) / "tickscope-rust"
-    if features:
-        target = target / "-".join(features)
+    if not probes:
+        target = target / "no-probes"
     cmd = [cargo, "build", "--release", "--offline", "--quiet", "--manifest-path", str(crate / "Cargo.toml"),
            "--target-dir", str(target), "--example", example]  # fmt: skip
-    if features:
-        cmd += ["--features", ",".join(features)]
+    if not probes:
+        cmd.append("--no-default-features")
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     return target / "release" / "examples" / example
 

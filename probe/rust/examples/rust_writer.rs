@@ -14,14 +14,15 @@
 //!                                                   (`feed | orders`: the send stage crosses processes)
 //!     rust_writer layout                            the ring layout constants as JSON
 //!
-//! Writers go to $TICKSCOPE_RING_DIR; the last line is "produced=N dropped=M clock=C invariant=B".
+//! Writers go to $TICKSCOPE_RING_DIR; the last line is
+//! "produced=N written=W dropped=M clock=C invariant=B trusted=T" (N calls, W records published).
 //! Stage k (1..3) of trace i spans `span(i, k)` clock ticks exactly: tests compute the expected
 //! durations from the same formula and the collector's fitted TSC rate.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use tickscope_probe::layout as L;
-use tickscope_probe::{tsc_invariant, Error, Point, PointWriter, TickWriter};
+use tickscope_probe::{tsc_invariant, tsc_trusted, Error, Point, PointWriter, TickWriter};
 
 const POINTS: [Point<'static>; 4] = [
     Point::new("md.rx"),
@@ -109,8 +110,12 @@ fn arg(args: &[String], i: usize, default: u64) -> u64 {
     args.get(i).map(|s| s.parse().expect("a number")).unwrap_or(default)
 }
 
-fn summary(produced: u64, dropped: u64, clock: tickscope_probe::ClockDomain) {
-    println!("produced={produced} dropped={dropped} clock={clock:?} invariant={}", tsc_invariant());
+fn summary(produced: u64, written: u64, dropped: u64, clock: tickscope_probe::ClockDomain) {
+    println!(
+        "produced={produced} written={written} dropped={dropped} clock={clock:?} invariant={} trusted={}",
+        tsc_invariant(),
+        tsc_trusted()
+    );
 }
 
 fn run() -> Result<(), Error> {
@@ -142,7 +147,7 @@ fn run() -> Result<(), Error> {
                     w.heartbeat();
                 }
             }
-            summary(produced, w.dropped(), w.clock());
+            summary(produced, w.written(), w.dropped(), w.clock());
         }
         "ticks" => {
             let mut w = TickWriter::open("rust-ticks", &POINTS, capacity)?;
@@ -158,7 +163,7 @@ fn run() -> Result<(), Error> {
                     w.heartbeat();
                 }
             }
-            summary(traces, w.dropped(), w.clock());
+            summary(traces, w.written(), w.dropped(), w.clock());
         }
         "relay" => {
             let mut w = PointWriter::open("rust-relay", &RELAY_POINTS, capacity)?;
