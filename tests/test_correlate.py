@@ -1,13 +1,16 @@
 """Correlation rules: prefix-complete traces give stages; holes are counted, never guessed."""
 
 import itertools
+import json
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from rich.text import Text
 
+from conftest import PROGRAMS, run_cli
 from tickscope.collectors.collector import Collector, monotonic_ns
 from tickscope.collectors.correlate import (
     TICK_TO_DECISION,
@@ -16,6 +19,7 @@ from tickscope.collectors.correlate import (
     DeclarationConflict,
     TraceSchema,
 )
+from tickscope.collectors.hdr import new_histogram
 from tickscope.probe import Point, PointWriter, TickWriter
 from tickscope.reports.console import CountersLine
 
@@ -294,3 +298,66 @@ def test_the_collector_polls_rarely_when_rings_fill_slowly_and_at_once_when_they
     assert c.next_sleep(0.02) == 0.01
     c.fill = 0.3
     assert c.next_sleep(0.02) == 0.0, "a ring a quarter full: poll again at once"
+
+
+def test_every_trace_closed_is_recorded_or_set_aside_for_one_named_reason():
+    """seen == recorded + set aside, exactly, with skew, holes, duplicates, values beyond the
+    histogram range, late points (joined, beyond the horizon, skewed) and evictions in one run."""
+    c = Correlator(schema("a", "b", "c", "d", trade="c"), max_value=10**9, late_horizon_ns=10**12)
+    closed = []
+    c.add_rows(*rows((1, [100, 200, 300, 400]), (2, [100, 50, 300, 400]), (3, [100, 0, 300, 400]),
+                     (5, [100, 200, 2 * 10**9 + 300, 0]), (6, [100, 200, 300, 0]), (9, [100, 200, 300, 0])))  # fmt: skip
+    c.add_points(np.array([4, 4, 4], np.uint64), np.array([0, 0, 1]), np.array([10, 20, 30]), src=0)
+    closed.append(c.flush(10**12, force=True))
+    assert (closed[0].seen, closed[0].complete, closed[0].clock_skew, closed[0].incomplete) == (7, 3, 1, 1)
+    assert (closed[0].duplicate, closed[0].out_of_range) == (1, 1) and len(c.late) == 2
+    c.add_rows(*rows((6, [0, 0, 0, 900]), (7, [0, 0, 0, 900]), (9, [0, 0, 0, 250])))
+    closed.append(c.flush(10**12, force=True))
+    assert (closed[1].seen, closed[1].late_points, closed[1].late_beyond_horizon, closed[1].clock_skew) == (
+        2,
+        1,
+        1,
+        1,
+    )
+    assert list(closed[1].values["d"]) == [600], "the joined ack is part of a trace already seen"
+    c.max_pending, c.linger_ns = 2, 10**15
+    c.add_rows(*rows(*[(20 + i, [i + 1, i + 2, 0, 0]) for i in range(5)]))
+    closed.append(c.flush(now_ns=0))
+    closed.append(c.flush(10**12, force=True))
+    assert closed[2].evicted == closed[2].seen == 3 and closed[3].complete == 2
+    seen = sum(x.seen for x in closed)
+    recorded = sum(x.complete for x in closed)
+    aside = {k: sum(x.set_aside()[k] for x in closed) for k in closed[0].set_aside()}
+    assert seen == recorded + sum(aside.values()) == 14
+    assert aside == {"incomplete": 1, "clock_skew": 2, "late_beyond_horizon": 1, "evicted": 3, "duplicate": 1,
+                     "out_of_range": 1, "unordered": 0}  # fmt: skip
+
+
+@pytest.mark.parametrize("linked", [True, False])
+def test_an_order_thread_that_opens_its_ring_before_the_feed_thread(tmp_path, linked):
+    """Issue 19's case: the order ring is found a poll before the feed ring. Linked by declaration
+    (the order ring declares order.encoded first), every count and span is exact; unlinked, no
+    trace is measured on a guessed order: each is set aside and one line says what to declare."""
+    out = tmp_path / "s"
+    r = run_cli("profile", "--no-live", "--no-perf", "--fail-on-drops", "--out", str(out), "--", sys.executable,
+                str(PROGRAMS / "late_feed_ring.py"), "20000", "4", "linked" if linked else "unlinked")  # fmt: skip
+    assert "ticks=20000 orders=5000" in r.stdout, r.stdout + r.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    c = meta["counters"]
+    assert c["produced"] == c["drained"] == 30_000 and c["traces_seen"] == 20_000
+    if not linked:
+        assert r.returncode == 1 and c["traces_unordered"] == 20_000 and c["traces_complete"] == 0
+        assert "traces: 20,000 seen = 0 recorded + 20,000 set aside (unordered points 20,000)" in r.stdout
+        assert "declare order.encoded as the first point of ring orders" in r.stderr
+        return
+    assert r.returncode == 0 and meta["drop_free"] is True, r.stdout + r.stderr
+    assert meta["points"] == ["md.rx", "md.decoded", "order.encoded", "order.tx", "ack.rx"]
+    summary = json.loads((out / "summary.json").read_text())
+    exact = {"feed": (20_000, 1_000), "encode": (5_000, 2_000), "send": (5_000, 2_000),
+             "order_rtt": (5_000, 4_000), TICK_TO_TRADE: (5_000, 5_000), TICK_TO_DECISION: (15_000, 1_000)}  # fmt: skip
+    assert {t: (summary[t]["count"], summary[t]["min"]) for t in exact} == exact
+    hdr = new_histogram()  # every value of a tag is one exact span: min and max in its HDR bucket
+    assert all(v <= summary[t]["max"] <= hdr.get_highest_equivalent_value(v) for t, (_, v) in exact.items())
+    assert (
+        c["traces_complete"] == 20_000 and "traces: 20,000 seen = 20,000 recorded + 0 set aside" in r.stdout
+    )
