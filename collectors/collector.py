@@ -19,7 +19,15 @@ from hdrh.histogram import HdrHistogram
 from tickscope.probe import layout as L
 from tickscope.probe.clock import read_calibration, sample_realtime_offset, tsc_facts
 
-from .correlate import TICK_TO_DECISION, TICK_TO_TRADE, Closed, Correlator, TraceSchema
+from .correlate import (
+    SET_ASIDE,
+    TICK_TO_DECISION,
+    TICK_TO_TRADE,
+    Closed,
+    Correlator,
+    DeclarationConflict,
+    TraceSchema,
+)
 from .hdr import BulkRecorder, add_into, corrected_values, new_histogram, reset, summarize
 from .host_tsc import collector_pair, host_tsc_domain, tsc_reader
 from .ring_reader import RingCounterError, RingFormatError, RingReader, find_rings
@@ -27,6 +35,8 @@ from .session import SessionCounters, SessionWriter
 from .tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
 
 CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
+# Closed's reasons for setting a trace aside -> the session counter that adds them up
+SESSION_KEY = {r: r if r == "late_beyond_horizon" else f"traces_{r}" for r in SET_ASIDE}
 
 
 def monotonic_ns() -> int:
@@ -182,6 +192,7 @@ class HistogramSet:
         self.total: dict[str, HdrHistogram] = {}
         self.warmup_total: dict[str, HdrHistogram] = {}
         self._recorder = BulkRecorder(new_histogram())
+        self.max_value = self._recorder.max_recordable  # the highest value a histogram tracks
         self.out_of_range = 0
 
     def record(self, tag: str, values: np.ndarray) -> None:
@@ -248,8 +259,11 @@ class Collector:
         self.interval_ns = round(interval_s * 1e9)
         self.warmup_ns = round(warmup_s * 1e9)
         self.schema = TraceSchema()
-        self.correlator = Correlator(self.schema, linger_ns=round(linger_s * 1e9), slowest=slowest)
         self.hists = HistogramSet()
+        self.correlator = Correlator(self.schema, linger_ns=round(linger_s * 1e9), slowest=slowest,
+                                     max_value=self.hists.max_value)  # fmt: skip
+        self.refused: list[RingReader] = []  # rings whose declarations contradict the others': never read
+        self._unordered_since: int | None = None  # when the schema last lost its one order
         self.counters = SessionCounters()
         self.sources: list[RingSource] = []
         self._known: set[Path] = set()
@@ -272,9 +286,9 @@ class Collector:
 
     # -- discovery -----------------------------------------------------------------------------
     def discover(self) -> None:
-        # Rings are merged into the pipeline order in creation order, not file-name order: a
-        # process creates its tick ring before the ring of later points (trader-orders.*.ring
-        # sorts before trader.*.ring, and merging it first would put order.tx before md.rx).
+        # The pipeline order is the merge of the rings' declarations and does not depend on the
+        # order rings are merged in; creation order only decides which of two contradicting
+        # rings is refused (the later one: what was already being measured goes on).
         found = []
         named = self.ring_paths is not None
         for path in self.ring_paths if named else find_rings(self.ring_dir):
@@ -292,7 +306,14 @@ class Collector:
             self._known.add(path)
             found.append(reader)
         for reader in sorted(found, key=lambda r: r.created_monotonic_ns):
-            cols = np.array(self.schema.merge(reader.points), dtype=np.int64)
+            try:
+                merged = self.schema.merge(
+                    reader.points, ring=f"ring {reader.writer_name} (pid {reader.writer_pid})"
+                )
+            except DeclarationConflict as e:
+                self._refuse(reader, e)
+                continue
+            cols = np.array(merged, dtype=np.int64)
             clock = self.host_clock
             if not self.host_domain_ok:
                 clock = TscDomain(str(reader.path))
@@ -320,6 +341,15 @@ class Collector:
             return
         self._next_pair_ns = now_ns + COLLECTOR_PAIR_EVERY_NS
         self.host_clock.add([collector_pair(self._read_tsc)], "collector")
+
+    def _refuse(self, reader: RingReader, error: DeclarationConflict) -> None:
+        """A ring whose point declarations contradict another ring's: none of its records is read
+        (they would be measured on an order one of the two rings says is wrong); the run is not
+        drop-free and ``--fail-on-drops`` fails it."""
+        self.refused.append(reader)
+        self.counters.rings_refused += 1
+        self.ring_errors.append(f"refused ring {reader.path}: {error}; none of its records is read: fix the "
+                                "declarations so that every ring agrees")  # fmt: skip
 
     def _quarantine(self, src: RingSource, error: RingFormatError) -> None:
         """Stop trusting one ring's header: keep what it held under counters that still made
@@ -381,10 +411,29 @@ class Collector:
                 drained += n
                 self.fill = max(self.fill, n / src.reader.capacity)
         now = monotonic_ns() if now_ns is None else now_ns
-        self._ingest(self.correlator.flush(now))
+        self._ingest(self._close(now))
         while now - self._interval_start >= self.interval_ns:
             self._roll(self._interval_start + self.interval_ns)
         return drained
+
+    ORDER_GRACE_NS = 1_000_000_000  # how long traces wait for a ring whose declarations order the others'
+
+    def _close(self, now_ns: int, force: bool = False) -> Closed:
+        """Close traces, but never on a guessed order: while no declaration orders some points
+        (rings not linked yet: the ring that links them may not be open yet), traces wait; past
+        ``max(ORDER_GRACE_NS, one interval)`` or at the end they are set aside, with one line."""
+        unresolved = self.schema.unresolved
+        if unresolved is None:
+            self._unordered_since = None
+            return self.correlator.flush(now_ns, force)
+        if self._unordered_since is None:
+            self._unordered_since = now_ns
+        if not force and now_ns - self._unordered_since < max(self.ORDER_GRACE_NS, self.interval_ns):
+            return Closed(values={})
+        line = f"traces set aside, unmeasured: {unresolved}"
+        if line not in self.ring_errors:
+            self.ring_errors.append(line)
+        return self.correlator.flush(now_ns, unordered=True)
 
     def _drain(self, src: RingSource) -> int:
         reader = src.reader
@@ -455,9 +504,10 @@ class Collector:
                 )
                 self.hists.record(tag + CO_SUFFIX, corrected)
         c = self.counters
+        c.traces_seen += closed.seen
         c.traces_complete += closed.complete
-        c.traces_incomplete += closed.incomplete
-        c.traces_clock_skew += closed.clock_skew
+        for reason, n in closed.set_aside().items():
+            setattr(c, SESSION_KEY[reason], getattr(c, SESSION_KEY[reason]) + n)
         if closed.slow_ids is not None:
             self._keep_slowest(closed)
 
@@ -574,10 +624,15 @@ class Collector:
         c.drained_before_attach = sum(r.drained_before_attach for r in readers)
         c.malformed = sum(s.malformed for s in self.sources)
         c.duplicate_stamps = self.correlator.duplicate_stamps
-        c.traces_evicted = self.correlator.evicted
         c.values_out_of_range = self.hists.out_of_range
         c.extra["late_points"] = self.correlator.late_points
-        c.extra["late_beyond_horizon"] = self.correlator.late_beyond_horizon
+        c.records_refused = 0
+        for r in self.refused:
+            try:
+                c.records_refused += r.counters().produced
+            except RingFormatError:
+                c.records_refused += r.last.produced
+        c.produced += c.records_refused
         d = c.as_dict()
         d["traces_pending"] = self.correlator.pending
         d["ring_errors"] = len(self.ring_errors)
@@ -656,7 +711,7 @@ class Collector:
         while self.poll() and not self._caught_up(published):
             pass
         pending = self.correlator.pending
-        closed = self.correlator.flush(monotonic_ns(), force=True)
+        closed = self._close(monotonic_ns(), force=True)
         self.counters.traces_open_at_end = pending  # closed (and classified) by the session's end
         self._ingest(closed)
         self.clock_notes[:] = self.notes()
@@ -685,7 +740,14 @@ class Collector:
         return all(s.finished or s.reader.tail >= heads[s.index] for s in self.sources)
 
     def remove_finished_rings(self) -> None:
-        """Unlink rings whose writer is gone and which are fully drained (ours to clean up)."""
+        """Unlink rings whose writer is gone and which are fully drained (ours to clean up), and
+        refused rings whose writer is gone (their records are accounted as refused)."""
+        for r in self.refused:
+            if not r.writer_alive():
+                try:
+                    r.path.unlink()
+                except OSError:
+                    pass
         for src in self.sources:
             r = src.reader
             if src.finished or (not r.writer_alive() and r.in_ring_seen == 0):

@@ -55,6 +55,8 @@ COUNTERS = (  # (metric, counter key in SessionCounters/extra, help)
     ("tickscope_records_dropped_total", "dropped_ring_full", "Records dropped on a full ring."),
     ("tickscope_traces_complete_total", "traces_complete", "Traces with every stamp."),
     ("tickscope_traces_incomplete_total", "traces_incomplete", "Traces missing stamps."),
+    ("tickscope_traces_seen_total", "traces_seen", "Traces closed by the correlator: recorded or set aside."),
+    ("tickscope_traces_clock_skew_total", "traces_clock_skew", "Traces set aside: a negative stage."),
     ("tickscope_feed_gaps_total", "feed_gaps", "Market-data sequence gaps seen by the feed handler."),
     ("tickscope_orders_sent_total", "orders_sent", "Orders sent by the trader."),
     ("tickscope_orders_acked_total", "orders_acked", "Orders acknowledged by the venue."),

@@ -222,3 +222,15 @@ def test_live_never_overwrites_a_session(tmp_path):
     out = run_cli("live", str(rings), "--duration", "1s", "--no-live", "--out", str(tmp_path / "s"))
     assert out.returncode == 2 and "already holds a session" in out.stderr and "--force" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_live_view_accounts_for_every_trace_seen_and_the_ones_still_open():
+    live = state()
+    live.counters = {"produced": 10, "drained": 10, "dropped_ring_full": 0, "in_ring": 0, "traces_seen": 1000,
+                     "traces_complete": 990, "traces_clock_skew": 7, "late_beyond_horizon": 3, "traces_pending": 12}  # fmt: skip
+    text = render(dashboard(live, {}, 3.0, 10.0, 160, 48), width=160)
+    assert (
+        "traces: 1,000 seen = 990 recorded + 10 set aside (clock skew 7, late beyond the horizon 3); 12 open"
+        in text
+    )
+    assert "NOT drop-free: 10 traces set aside (not measured)" in text

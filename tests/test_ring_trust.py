@@ -314,7 +314,7 @@ def test_profile_fail_on_drops_is_exit_1_and_names_the_fix(tmp_path):
             "dropped 84 of 100 records (84%): capacity 16" in res.stdout
             and "use capacity 1 << 7 (128)" in res.stdout
         )
-    assert "records lost (see above): exit 1 (--fail-on-drops)" in res.stderr
+    assert "records lost or traces set aside (see above): exit 1 (--fail-on-drops)" in res.stderr
 
 
 def test_finish_drains_what_was_published_then_stops_though_the_writer_goes_on(ring_dir):
