@@ -41,6 +41,8 @@ static uint64_t traces, heartbeat_every;
 static const char *late = "";
 static uint64_t *signal_ticks;
 static uint64_t published; /* traces whose signal_ticks entry is written (release/acquire) */
+static uint64_t consumed;  /* traces the order thread has recorded: the feed stays within AHEAD */
+#define AHEAD 256          /* as a real order queue is bounded: no trace waits long on a descheduled thread */
 static int failed;
 
 static void pause_ms(unsigned ms) {
@@ -63,6 +65,7 @@ static void *order_thread(void *arg) {
             sched_yield();
         while (!tsp_record_ts(&ring, 1, i, signal_ticks[i] + send_ticks(i), 0))
             sched_yield(); /* ring full: the collector is behind; a known-delay subject loses nothing */
+        __atomic_store_n(&consumed, i, __ATOMIC_RELEASE);
         if (heartbeat_every && i % heartbeat_every == 0)
             tsp_heartbeat(&ring);
     }
@@ -88,6 +91,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     for (uint64_t i = 1; i <= traces; i++) {
+        while (i > AHEAD && __atomic_load_n(&consumed, __ATOMIC_ACQUIRE) < i - AHEAD)
+            sched_yield();
         uint64_t ts0 = tsp_rdtsc();
         uint64_t ts2 = ts0 + FEED + strategy(i);
         while (!tsp_record_ts(&ring, 0, i, ts0, 0))

@@ -188,7 +188,9 @@ fn run() -> Result<(), Error> {
         }
         "threads" => {
             let beat_every = heartbeat_every(arg(&args, 3, 0));
-            let (tx, rx) = std::sync::mpsc::channel();
+            // Bounded, as a real order queue is: the feed thread never runs more than 256 traces
+            // ahead, so no trace waits on a descheduled order thread for long.
+            let (tx, rx) = std::sync::mpsc::sync_channel(256);
             let order_thread = std::thread::spawn(move || orders(beat_every, rx.into_iter()));
             let (fed, feed_dropped) =
                 feed(traces, beat_every, |t, s| tx.send((t, s)).expect("order thread"))?;
