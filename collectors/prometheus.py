@@ -11,9 +11,7 @@ whole into the exponential bucket that holds the HDR bucket's highest equivalent
 tickscope reports as a percentile); nothing is split or interpolated. Counts keep their order, so
 the sample at any rank lies in the same exponential bucket as tickscope's value for that rank, and
 ``histogram_quantile`` (which interpolates inside that bucket) is within 2^(1/256) - 1 = 0.271 %
-of it. Prometheus ranks at ceil(q*N) where HDR rounds q*N: for a given N they can pick adjacent
-samples, so the bound is stated against tickscope's value at rank ceil(q*N)
-(``value_at_rank``), which is the summary's pXX whenever q*N is an integer.
+of it. Both rank at ceil(q*N) (``hdr.percentile_rank``), so that value is the summary's pXX.
 
 Why hand-encoded protobuf: the exposition needs five small messages (MetricFamily, Metric,
 LabelPair, Counter, Histogram with BucketSpan), a page of varint code; the ``protobuf`` package
@@ -150,15 +148,6 @@ def to_native(
     pos = np.searchsorted(highest, CLASSIC_BOUNDS_NS, side="right")
     classic = [int(cum[p - 1]) if p else 0 for p in pos]
     return NativeHistogram(uniq, summed, int(total), sum_s, classic)
-
-
-def value_at_rank(hist: HdrHistogram, q: float) -> int:
-    """The HDR value (highest equivalent) at Prometheus's rank for quantile q: the first bucket
-    whose cumulative count reaches q*N."""
-    counts = counts_view(hist)
-    cum = np.cumsum(counts)
-    i = int(np.searchsorted(cum, q * hist.total_count, side="left"))
-    return int(highest_equivalent_values(hist)[min(i, hist.counts_len - 1)])
 
 
 # -- protobuf ----------------------------------------------------------------------------------------------

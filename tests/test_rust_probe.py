@@ -322,7 +322,9 @@ def test_bench_puts_the_rust_probe_next_to_a_bare_rdtsc_store(tmp_path):
 
 
 def test_bench_without_cargo_reports_null_and_why(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))
+    # no cargo anywhere: not on PATH, nor rustup's ~/.cargo/bin (bench looks there, as profile does)
+    for name in ("PATH", "HOME", "CARGO_HOME"):
+        monkeypatch.setenv(name, str(tmp_path))
     b = bench_rust_probe(tmp_path)
     assert b["rust_probe_ns"] is None and b["rust_tick_stamp_ns"] is None and b["rdtsc_store_ns"] is None
     assert "cargo" in b["rust_probe_error"]

@@ -18,6 +18,7 @@ from test_hostile_input import (
 )
 
 from conftest import needs_tool, run_cli
+from tickscope.collectors.cargo import build_root
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error, free_port
@@ -146,7 +147,7 @@ def cargo_building(target: Path) -> list[int]:
 
 @needs_cargo
 @pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
-def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, how):
+def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, how, monkeypatch):
     # cargo ran as a plain subprocess: kill -9 of tickscope left it (and rustc) building on.
     import signal
     import sys
@@ -166,24 +167,26 @@ def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, ho
         "fn main() { let cargo = std::os::unix::process::parent_id();\n"
         "  while std::os::unix::process::parent_id() == cargo { std::thread::sleep(std::time::Duration::from_millis(20)); } }\n"
     )
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the builder's, and build_root's here
+    target = build_root(crate) / "target"
     builder = subprocess.Popen([sys.executable, "-c", "import sys, pathlib; from tickscope.pipeline.launch import "
                                 "build_rust_trader; build_rust_trader(pathlib.Path(sys.argv[1]))", str(crate)],
                                stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120  # a hang guard: the cold build runs long after cargo starts
-        while not cargo_building(crate / "target" / "release" / "build"):  # the build script runs
+        while not cargo_building(target / "release" / "build"):  # the build script runs
             assert builder.poll() is None and time.monotonic() < deadline, builder.stderr.read()
             time.sleep(0.05)
         builder.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
         builder.wait(timeout=60)
         deadline = time.monotonic() + 60
-        while cargo_building(crate / "target"):
+        while cargo_building(target):
             assert time.monotonic() < deadline, f"cargo still building after {how} of tickscope"
             time.sleep(0.1)
     finally:
         builder.kill()
         builder.wait()
-        for pid in cargo_building(crate / "target"):
+        for pid in cargo_building(target):
             os.kill(pid, signal.SIGKILL)
 
 
