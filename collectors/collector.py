@@ -327,6 +327,7 @@ class Collector:
             f"quarantined {error}: stopped reading it; kept the {src.reader.drained:,} records drained"
             f" under sane counters ({src.reader.drained - before:,} after the check failed), the other rings go on"
         )
+        src.reader.close()  # never read again (a truncated one must not be: SIGBUS); its file is evidence
 
     # -- one pass --------------------------------------------------------------------------------
     BATCH = 1 << 16  # records per ring per round: bounds the open traces re-sorted per batch
@@ -366,6 +367,7 @@ class Collector:
 
     def _drain(self, src: RingSource) -> int:
         reader = src.reader
+        reader.check_size()  # before anything reads the mapping (see RingReader.check_size)
         alive = reader.writer_alive()  # asked before draining: a writer dying meanwhile leaves more
         src.refresh_calibration()  # before draining: the records drained are converted with every pair written before them
         batch = reader.drain(self.BATCH)
