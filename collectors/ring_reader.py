@@ -21,6 +21,10 @@ class RingFormatError(Exception):
     """A ring file that is not (or no longer) a tickscope ring. The message is one line."""
 
 
+class RingDescriptorsExhausted(RingFormatError):
+    """No file descriptor left to open or map a ring (EMFILE/ENFILE): try again later."""
+
+
 class RingTruncatedError(RingFormatError):
     """The ring file shrank under the mapping: a page past its new end cannot be read (SIGBUS)."""
 
@@ -135,7 +139,9 @@ class RingReader:
                 raise RingFormatError(
                     f"ring {self.path}: truncated header ({st.st_size} bytes, expected at least {L.DATA_OFFSET})"
                 )
-            self.mm = mmap.mmap(fd, st.st_size)
+            self.mm = mmap.mmap(fd, st.st_size)  # holds a duplicate of fd until closed
+        except OSError as e:
+            raise _open_error(self.path, e, "map") from None
         finally:
             os.close(fd)
         try:
@@ -409,7 +415,7 @@ def _open_own_regular_file(path: Path) -> int:
             raise RingFormatError(
                 f"{where}: is a symbolic link; tickscope opens ring files only, never links"
             ) from None
-        raise RingFormatError(f"{where}: cannot open ({e.strerror or e})") from None
+        raise _open_error(path, e, "open") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -423,6 +429,12 @@ def _open_own_regular_file(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _open_error(path: Path, e: OSError, verb: str) -> RingFormatError:
+    if e.errno in (errno.EMFILE, errno.ENFILE):
+        return RingDescriptorsExhausted(f"ring {path}: cannot {verb} ({e.strerror})")
+    return RingFormatError(f"ring {path}: cannot {verb} ({e.strerror or e})")
 
 
 def _file_kind(mode: int) -> str:

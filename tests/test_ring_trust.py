@@ -307,16 +307,22 @@ def test_live_with_only_unusable_rings_named_is_one_line_exit_2(ring_dir):
 
 def test_a_c_ring_that_dropped_says_which_capacity_it_needed(ring_dir, tmp_path, c_build):
     exe = c_build("c_writer.c")
-    out = subprocess.run([str(exe), "1000", "0", "256"], env={**os.environ, "TICKSCOPE_RING_DIR": str(ring_dir)},
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert out.returncode == 0 and "dropped=7744" in out.stdout, out.stdout + out.stderr
+
+    def overfill():
+        out = subprocess.run([str(exe), "1000", "0", "256"], env={**os.environ, "TICKSCOPE_RING_DIR": str(ring_dir)},
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert out.returncode == 0 and "dropped=7744" in out.stdout, out.stdout + out.stderr
+
+    overfill()
+    (ring,) = find_rings(ring_dir)
     res = run_cli("live", str(ring_dir), "--duration", "0.5s", "--no-live")
     assert res.returncode == 0, res.stderr
-    (ring,) = find_rings(ring_dir)
     assert f"ring {ring} (cwriter, pid" in res.stdout
+    assert not ring.exists(), "drained to the end of a closed writer: removed"
     # 256 waiting + 7,744 dropped with nobody draining: 8,000 slots, the next power of two 8,192.
     assert "dropped 7,744 of 8,000 records (97%): capacity 256, its peak backlog needed 8,000" in res.stdout
     assert "use capacity 1 << 13 (8,192)" in res.stdout
+    overfill()
     strict = run_cli("live", str(ring_dir), "--duration", "0.5s", "--no-live", "--fail-on-drops")
     assert strict.returncode == 1 and "--fail-on-drops" in strict.stderr
 
