@@ -8,6 +8,7 @@ view, side collectors). ``finish()`` drains what is left and closes the session.
 from __future__ import annotations
 
 import json
+import resource
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from .correlate import (
 )
 from .hdr import BulkRecorder, add_into, corrected_values, new_histogram, reset, summarize
 from .host_tsc import collector_pair, host_tsc_domain, tsc_reader
-from .ring_reader import RingCounterError, RingFormatError, RingReader, find_rings
+from .ring_reader import RingCounterError, RingDescriptorsExhausted, RingFormatError, RingReader, find_rings
 from .session import SessionCounters, SessionWriter
 from .tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
 
@@ -267,6 +268,7 @@ class Collector:
         self.counters = SessionCounters()
         self.sources: list[RingSource] = []
         self._known: set[Path] = set()
+        self._descriptors_noted = False
         self.ring_errors: list[str] = []
         self.start_ns = monotonic_ns()
         self.start_epoch_s = time.time()
@@ -294,8 +296,13 @@ class Collector:
         for path in self.ring_paths if named else find_rings(self.ring_dir):
             if path in self._known:
                 continue
+            if not self._room_for_a_ring(len(found)):
+                break
             try:
                 reader = RingReader(path)
+            except RingDescriptorsExhausted:
+                self._room_for_a_ring(len(found), exhausted=True)
+                break
             except RingFormatError as e:
                 # A ring still being created has no magic yet: retry next poll, report only if it stays bad.
                 if not named and _being_created(path, e):
@@ -351,6 +358,21 @@ class Collector:
         self.ring_errors.append(f"refused ring {reader.path}: {error}; none of its records is read: fix the "
                                 "declarations so that every ring agrees")  # fmt: skip
 
+    def _room_for_a_ring(self, opening: int, exhausted: bool = False) -> bool:
+        """Whether one more ring may be attached. Each holds a descriptor (its mapping's) until
+        released; rings beyond what the descriptor limit allows, less a reserve for the session's
+        files, /proc reads and the Prometheus endpoint, wait in their directory until attached
+        ones finish. Said once, in one line."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        attached = opening + sum(not s.finished for s in self.sources)
+        if not exhausted and (soft == resource.RLIM_INFINITY or attached < soft - min(128, soft // 2)):
+            return True
+        if not self._descriptors_noted:
+            self._descriptors_noted = True
+            self.ring_errors.append(f"rings wait: {attached} attached hold the descriptors this process may use "
+                                    f"(ulimit -n {soft}); more are attached as these finish (raise ulimit -n)")  # fmt: skip
+        return False
+
     def _quarantine(self, src: RingSource, error: RingFormatError) -> None:
         """Stop trusting one ring's header: keep what it held under counters that still made
         sense, report it, and let the other rings carry on."""
@@ -368,6 +390,20 @@ class Collector:
             f"quarantined {error}: stopped reading it; kept the {src.reader.drained:,} records drained"
             f" under sane counters ({src.reader.drained - before:,} after the check failed), the other rings go on"
         )
+        src.reader.close()  # never read again (a truncated one must not be: SIGBUS); its file is evidence
+
+    def _release(self, src: RingSource) -> None:
+        """A ring drained to the end of a writer that is gone: unmap it (its descriptor goes with
+        the mapping) and remove its file, as the writer left it for us to do. Its counters stay
+        in the accounting. ``tickscope live`` attaches to writers for as long as it runs: keeping
+        each one mapped ran out of descriptors after ~1,000 short-lived writers."""
+        src.reader.close()
+        try:
+            src.reader.path.unlink()
+        except OSError:
+            return
+        if self.ring_paths is None:  # a new writer may be given the same name (pids are reused)
+            self._known.discard(src.reader.path)
 
     # -- one pass --------------------------------------------------------------------------------
     BATCH = 1 << 16  # records per ring per round: bounds the open traces re-sorted per batch
@@ -437,6 +473,7 @@ class Collector:
 
     def _drain(self, src: RingSource) -> int:
         reader = src.reader
+        reader.check_size()  # before anything reads the mapping (see RingReader.check_size)
         alive = reader.writer_alive()  # asked before draining: a writer dying meanwhile leaves more
         batch = reader.drain(self.BATCH)
         if batch.size:
@@ -445,6 +482,7 @@ class Collector:
             src.finished = True
             if not reader.writer_closed:
                 self.counters.writers_died += 1
+            self._release(src)
         return int(batch.size)
 
     def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
