@@ -1,7 +1,7 @@
 """tickscope command line: ``tickscope`` (console script) or ``python main.py``.
 
 Exit codes: 0 success; 1 a verdict against the measurement: regression found (``compare``),
-records lost with ``--fail-on-drops`` (``profile``, ``live``); 2 usage or input error (bad flag,
+records lost or traces set aside with ``--fail-on-drops`` (``profile``, ``live``); 2 usage or input error (bad flag,
 malformed file, unwritable output, target command missing or failing); 130 interrupted (Ctrl-C,
 session saved); 3 ``compare --max-inconclusive``: more rows inconclusive than allowed. Errors are
 one line on stderr, never a traceback.
@@ -148,15 +148,20 @@ def parse_rate(text: str, what: str = "rate") -> float:
 
 
 FAIL_ON_DROPS_HELP = (
-    "Exit 1 when any record was lost: dropped because a ring was full, malformed, or in a "
-    "quarantined ring (for CI)."
+    "Exit 1 when any record was lost (dropped because a ring was full, malformed, in a quarantined "
+    "or refused ring) or any trace was set aside (clock skew, late, evicted, incomplete, ...) (for CI)."
 )
 
 
 def records_lost(counters: dict) -> int:
-    """Records (and rings) whose data the session does not hold, for --fail-on-drops."""
-    keys = ("dropped_ring_full", "malformed", "rings_quarantined")
-    return sum(v for k in keys if isinstance(v := counters.get(k, 0), int))
+    """Records, rings and traces whose data the session does not hold, for --fail-on-drops."""
+    from tickscope.collectors.session import trace_accounting
+
+    keys = ("dropped_ring_full", "malformed", "rings_quarantined", "rings_refused", "records_refused",
+            "values_out_of_range")  # fmt: skip
+    lost = sum(v for k in keys if isinstance(v := counters.get(k, 0), int))
+    seen, recorded, _ = trace_accounting(counters) or (0, 0, {})
+    return lost + seen - recorded
 
 
 def print_drop_summary(console, state, fail_on_drops: bool) -> bool:
@@ -168,7 +173,8 @@ def print_drop_summary(console, state, fail_on_drops: bool) -> bool:
         console.print(advice, soft_wrap=True)  # one line per ring: greppable, copyable
     lost = records_lost(state.counters) if state is not None else 0
     if lost and fail_on_drops:
-        typer.echo(f"tickscope: records lost (see above): exit {EXIT_VERDICT} (--fail-on-drops)", err=True)
+        typer.echo(f"tickscope: records lost or traces set aside (see above): exit {EXIT_VERDICT} (--fail-on-drops)",
+                   err=True)  # fmt: skip
         return True
     return False
 
@@ -358,7 +364,7 @@ def profile(
       tickscope profile --duration 30s --rate 20k          # bundled venue + trader on loopback
       tickscope profile --duration 10s -- ./my_feed_handler --config prod.toml
 
-    Exit codes: 0 ok; 1 records lost with --fail-on-drops; 2 bad input, unwritable or non-empty --out
+    Exit codes: 0 ok; 1 records lost or traces set aside with --fail-on-drops; 2 bad input, unwritable or non-empty --out
     (see --force), or target missing/failed (its exit code or the signal that killed it is reported);
     130 interrupted by Ctrl-C (the session is saved up to that point).
     """
@@ -463,6 +469,8 @@ def profile(
     else:
         console.print(f"session {result.session_dir}: no traces were recorded (did the target write probes?)",
                       soft_wrap=True)  # fmt: skip
+        if state is not None and state.counters.get("produced"):  # records came: say what became of them
+            console.print(CountersLine(state.counters, status="complete"), soft_wrap=True)
     if capture:
         _print_capture(console, result.session_dir)
     for w in result.warnings:
@@ -499,6 +507,10 @@ def _print_capture(console, session_dir: Path) -> None:
                   f"orders on the wire {c.get('orders_new', 0)}, matched {c.get('orders_matched', 0)}, "
                   f"unmatched {c.get('orders_unmatched', 0)}; traced orders not on the wire "
                   f"{info.get('orders_traced_not_on_wire', 0)}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+    aside = info.get("set_aside")
+    if isinstance(aside, dict) and aside:  # values no histogram holds: counted, never skipped in silence
+        console.print("capture values set aside (not recorded): " + ", ".join(f"{k} {v:,}" for k, v in aside.items()),
+                      markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @app.command()

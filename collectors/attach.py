@@ -8,6 +8,7 @@ shows it. Rings that are not ours to read are skipped, each with its reason on s
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from tickscope.probe.ring import RING_DIR_ENV, ring_dir
 
 from .collector import Collector, LiveState
-from .profile import ProfileError, View, claim_session_dir
+from .profile import ProfileError, View, _interrupt, _while_saving, claim_session_dir
 from .prometheus import ExporterError, start_exporter
 from .session import SessionWriter
 
@@ -85,6 +86,12 @@ def _attach(directory, named, view, out, duration_s, exporter, linger_s, report)
         if exporter is not None:
             exporter.close()
         raise ProfileError(f"none of the {len(named)} named rings could be attached (reasons above)")
+    # SIGTERM and SIGHUP end the run as Ctrl-C does (summary printed, session closed); while it is
+    # being closed, any of the three only says so (see profile).
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.getsignal(sig) for sig in stops}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     view.start()
     start = time.monotonic()
     status = "complete"
@@ -105,11 +112,15 @@ def _attach(directory, named, view, out, duration_s, exporter, linger_s, report)
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
+        for sig in stops:
+            signal.signal(sig, _while_saving)
         view.stop()
         collector.finish(status)
         if exporter is not None:
             for line in exporter.conclude(collector, writer, linger_s):
                 report(f"tickscope: warning: {line}")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     for line in collector.ring_errors[reported:]:
         report(f"tickscope: {line}")
     return AttachResult(130 if status == "interrupted" else 0, collector.live, collector.ring_errors, out)

@@ -20,6 +20,7 @@ import tickscope.probe as probe_pkg
 from tickscope.probe import TickWriter
 from tickscope.probe.ring import PointWriter
 
+from .cargo import find_cargo, stage
 from .collector import Collector
 from .hdr import BulkRecorder, new_histogram
 from .ring_reader import RingReader
@@ -39,7 +40,7 @@ def build_c(name: str, out_dir: Path) -> Path | None:
         return None
     exe = out_dir / Path(name).stem
     include = Path(probe_pkg.__file__).parent / "include"
-    subprocess.run([cc, "-O2", "-Wall", "-I", str(include), "-o", str(exe), str(c_source(name))], check=True,
+    subprocess.run([cc, "-O2", "-Wall", "-pthread", "-I", str(include), "-o", str(exe), str(c_source(name))], check=True,
                    capture_output=True)  # fmt: skip
     return exe
 
@@ -49,22 +50,24 @@ def rust_crate() -> Path:
     return Path(probe_pkg.__file__).parent / "rust"
 
 
-def build_rust(example: str, features: tuple[str, ...] = ()) -> Path | None:
+def build_rust(example: str, probes: bool = True) -> Path | None:
     """``cargo build --release --offline`` one of probe/rust/examples; None without cargo or crate.
+    ``probes=False`` builds it with ``--no-default-features`` (the crate's ``enable`` off).
 
-    Artifacts stay in the crate's ``target/`` (git-ignored), so a rebuild is a no-op; a feature
-    set gets its own target directory, or building one would evict the other's binary.
+    Built on a copy in the per-user cache (``collectors.cargo``), so a rebuild is a no-op and an
+    installed package builds as a checkout does; a build without probes gets its own target
+    directory, or building one would evict the other's binary.
     """
-    cargo, crate = shutil.which("cargo"), rust_crate()
+    cargo, crate = find_cargo(), rust_crate()
     if cargo is None or not (crate / "Cargo.toml").is_file():
         return None
-    target = crate / "target" if os.access(crate, os.W_OK) else Path(tempfile.gettempdir()) / "tickscope-rust"
-    if features:
-        target = target / "-".join(features)
-    cmd = [cargo, "build", "--release", "--offline", "--quiet", "--manifest-path", str(crate / "Cargo.toml"),
+    manifest, target = stage(crate)
+    if not probes:
+        target = target / "no-probes"
+    cmd = [cargo, "build", "--release", "--offline", "--quiet", "--manifest-path", str(manifest),
            "--target-dir", str(target), "--example", example]  # fmt: skip
-    if features:
-        cmd += ["--features", ",".join(features)]
+    if not probes:
+        cmd.append("--no-default-features")
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     return target / "release" / "examples" / example
 
@@ -166,6 +169,8 @@ def bench_rust_probe(work: Path) -> dict:
         exe = build_rust("rust_bench")
     except subprocess.CalledProcessError as e:
         return missing | {"rust_probe_error": e.stderr.decode(errors="replace").strip()[-200:]}
+    except OSError as e:  # the per-user cache the crate is copied to (collectors.cargo)
+        return missing | {"rust_probe_error": f"cannot copy the crate to build it: {e}"}
     if exe is None:
         return missing | {"rust_probe_error": "no cargo (install Debian's cargo) or no probe/rust crate"}
     out = subprocess.run([str(exe), str(work)], capture_output=True, text=True, check=True, timeout=60)

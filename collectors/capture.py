@@ -317,7 +317,7 @@ class WireCapture(SideCollectorBase):
             np.count_nonzero(~np.isin(traced_md, m.md_trace))
         )  # before tcpdump listened
         info["orders_on_wire_without_trace"] = int(np.count_nonzero(order_tx == 0))
-        _append_tags(writer, values, collector)
+        info["set_aside"] = _append_tags(writer, values, collector)
         warnings = [f"{self.name}: {w}" for w in m.warnings]
         return warnings, info
 
@@ -469,8 +469,9 @@ def _lookup(trace: np.ndarray, ts: np.ndarray, wanted: np.ndarray) -> np.ndarray
     return out
 
 
-def _append_tags(writer, values: dict, collector) -> None:
-    """The wire tags into latency.hlog on the session's interval grid, and into summary.json."""
+def _append_tags(writer, values: dict, collector) -> dict[str, int]:
+    """The wire tags into latency.hlog on the session's interval grid, and into summary.json;
+    returns the values no histogram could hold, per tag and reason (``interval_histograms``)."""
     import json
 
     from .hdr import summarize
@@ -479,10 +480,12 @@ def _append_tags(writer, values: dict, collector) -> None:
 
     log = HistogramLogWriter.append_to(writer.path / LATENCY_LOG)
     totals: dict = {}
+    set_aside: dict[str, int] = {}
     warm_end = collector.start_ns + collector.warmup_ns
     kept = {tag: (st[st >= warm_end], v[st >= warm_end]) for tag, (st, v) in values.items()}
     try:
-        for start_s, end_s, hists in interval_histograms(kept, collector.start_ns, collector.interval_ns):
+        for start_s, end_s, hists in interval_histograms(kept, collector.start_ns, collector.interval_ns,
+                                                         set_aside):  # fmt: skip
             for tag, h in hists.items():
                 log.write(tag, h, start_s, end_s)
                 if tag in totals:
@@ -497,3 +500,4 @@ def _append_tags(writer, values: dict, collector) -> None:
         summary = {}
     summary.update({tag: summarize(h) for tag, h in totals.items()})
     write_json_atomic(writer.path / SUMMARY, summary)
+    return set_aside

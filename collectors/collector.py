@@ -8,6 +8,7 @@ view, side collectors). ``finish()`` drains what is left and closes the session.
 from __future__ import annotations
 
 import json
+import resource
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,33 +18,43 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from tickscope.probe import layout as L
-from tickscope.probe.clock import fit_tsc, read_calibration, sample_realtime_offset, tsc_facts
+from tickscope.probe.clock import read_calibration, sample_realtime_offset, tsc_facts
 
-from .correlate import TICK_TO_DECISION, TICK_TO_TRADE, Closed, Correlator, TraceSchema
+from .correlate import (
+    SET_ASIDE,
+    TICK_TO_DECISION,
+    TICK_TO_TRADE,
+    Closed,
+    Correlator,
+    DeclarationConflict,
+    TraceSchema,
+)
 from .hdr import BulkRecorder, add_into, corrected_values, new_histogram, reset, summarize
-from .ring_reader import RingCounterError, RingFormatError, RingReader, find_rings
+from .host_tsc import collector_pair, host_tsc_domain, tsc_reader
+from .ring_reader import RingCounterError, RingDescriptorsExhausted, RingFormatError, RingReader, find_rings
 from .session import SessionCounters, SessionWriter
-from .tsc_timeline import RATE_TOLERANCE, TscTimeline
+from .tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
 
 CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
+# Closed's reasons for setting a trace aside -> the session counter that adds them up
+SESSION_KEY = {r: r if r == "late_beyond_horizon" else f"traces_{r}" for r in SET_ASIDE}
 
 
 def monotonic_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
-CALIB_SPACING_NS = 100_000_000  # pairs kept for the fit are at least this far apart (the newest always)
-CALIB_RECENT = 8  # the newest pairs, kept unthinned
-CALIB_HISTORY = 64  # so the fit spans up to ~6 s of the writer's recent pairs
+COLLECTOR_PAIR_EVERY_NS = 1_000_000_000  # the collector's own calibration pairs, this far apart
 
 
 @dataclass
 class RingSource:
     """One ring being drained, with what it takes to put its stamps on the common timeline.
 
-    TSC stamps stay raw ticks: the correlator measures a span between two ticks of this ring with
-    the ring's rate alone, and moves a tick onto CLOCK_MONOTONIC through the ring's slewed map
-    (``TscTimeline``) only for spans that cross clocks. Calibration follows the writer's pairs for the whole session: the
+    TSC stamps stay raw ticks: the correlator measures a span between two ticks of one TSC domain
+    (the host's, for every ring on a TSC the host trusts) with that domain's rate alone, and moves
+    a tick onto CLOCK_MONOTONIC through the domain's slewed map (``TscTimeline``) only for spans
+    that cross clocks. The ring's calibration pairs feed its domain for the whole session: the
     header's pair counter is a sequence number, so every new pair is seen however many came.
     """
 
@@ -51,10 +62,9 @@ class RingSource:
     reader: RingReader
     columns: np.ndarray  # local point id -> schema column
     domains: np.ndarray  # local point id -> clock domain
-    tsc: TscTimeline = field(default_factory=TscTimeline)
+    clock: TscDomain  # the TSC domain its TSC stamps belong to (shared by every trusted ring)
     calib_seen: int = 0  # calibration pairs read so far (the writer's sequence counter)
     calib_missed: int = 0  # pairs overwritten before a poll could read them
-    calib_pairs: list = field(default_factory=list)  # TSC pairs kept for the fit (see CALIB_SPACING_NS)
     dead_since: int | None = None
     finished: bool = False
     malformed: int = 0
@@ -62,32 +72,22 @@ class RingSource:
     point_out_of_range: int = 0  # records naming a point id the ring's point table does not have
 
     @property
+    def tsc(self) -> TscTimeline:
+        return self.clock.timeline
+
+    @property
     def stamps_tsc(self) -> bool:
         return bool((self.domains == L.CLOCK_TSC).any())
 
     def refresh_calibration(self) -> None:
+        """Hand the pairs written since the last call to the ring's domain (fitted by its refit)."""
         count, pairs = read_calibration(self.reader.mm)
         if count <= self.calib_seen:
             return
         fresh = [(seq, p) for seq, p in pairs if seq >= self.calib_seen]
         self.calib_missed += (fresh[0][0] if fresh else count) - self.calib_seen
         self.calib_seen = count
-        for _, pair in fresh:
-            if not pair[0] or not pair[1]:
-                continue  # a Python writer's pair (no TSC) or an empty slot
-            kept = self.calib_pairs
-            # The newest CALIB_RECENT pairs all stay (enough of them for the fit to tell an outlier);
-            # older ones are thinned to CALIB_SPACING_NS apart, which keeps a long baseline.
-            if (
-                len(kept) > CALIB_RECENT
-                and kept[-CALIB_RECENT][1] - kept[-CALIB_RECENT - 1][1] < CALIB_SPACING_NS
-            ):
-                del kept[-CALIB_RECENT]
-            kept.append(pair)
-            del kept[:-CALIB_HISTORY]
-        fit = fit_tsc(self.calib_pairs)
-        if fit is not None:
-            self.tsc.update(fit, count - 1)
+        self.clock.add([p for _, p in fresh], "rings")
 
     def convert(self, ts: np.ndarray, domain: int, realtime_offset: int) -> np.ndarray:
         """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns, or for TSC the raw ticks
@@ -121,17 +121,15 @@ class RingSource:
         if self.quarantined:
             d["quarantined"] = self.quarantined
         t = self.tsc
-        if t.ready:
+        if self.stamps_tsc and t.ready:
             d["tsc_hz"] = round(t.fit.hz, 1)
             d["tsc_fit_residual_ns"] = round(t.fit.residual_ns, 2)
             d["tsc_pairs"] = t.fit.pairs
             d["tsc"] = {
+                "domain": self.clock.name,  # meta.json clocks.tsc_domains[] holds its fits
                 "calibration": self.calibration_quality(),
                 "pairs_written": self.calib_seen, "pairs_missed": self.calib_missed,
-                "local_hz": [round(1e9 / s, 3) for s in t.local.slopes],  # the rate in-ring spans use
-                "local_rate_changes": t.rate_changes,
-                "largest_step_ns": t.largest_step_ns,  # largest fit disagreement slewed away
-                "fits_total": t.fits_total, "fits": t.fits,
+                "local_hz": [round(1e9 / s, 3) for s in t.local.slopes],  # the rate spans use
             }  # fmt: skip
         return d
 
@@ -150,7 +148,7 @@ class RingSource:
         if self.point_out_of_range:
             out.append(f"{who}: {self.point_out_of_range} records name a point id beyond the {r.n_points} "
                        "points of its table: dropped (writer and point table disagree)")  # fmt: skip
-        if self.stamps_tsc and t.ready:
+        if self.stamps_tsc and t.ready and self.clock.name != "host":
             quality = self.calibration_quality()
             if quality == "open-close only":
                 out.append(f"{who}: TSC calibrated from the pairs at open-close only (the writer never called "
@@ -161,8 +159,8 @@ class RingSource:
                            "cross-clock stages rest on two pairs 20 ms apart; call tsp_heartbeat from an idle "
                            "path")  # fmt: skip
             if t.rate_changes:
-                out.append(f"{who}: in-ring TSC rate changed {t.rate_changes} time(s) (an opening calibration pair "
-                           f"was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json rings[].tsc.fits")  # fmt: skip
+                out.append(f"{who}: TSC rate changed {t.rate_changes} time(s) (an opening calibration pair "
+                           f"was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json clocks.tsc_domains")  # fmt: skip
         return out
 
 
@@ -195,6 +193,7 @@ class HistogramSet:
         self.total: dict[str, HdrHistogram] = {}
         self.warmup_total: dict[str, HdrHistogram] = {}
         self._recorder = BulkRecorder(new_histogram())
+        self.max_value = self._recorder.max_recordable  # the highest value a histogram tracks
         self.out_of_range = 0
 
     def record(self, tag: str, values: np.ndarray) -> None:
@@ -248,16 +247,28 @@ class Collector:
         # Named rings: attach to exactly these, never to their neighbours in the directory.
         self.ring_paths = [Path(p) for p in ring_paths] if ring_paths is not None else None
         self.host_tsc = host_tsc if host_tsc is not None else tsc_facts()
+        # One TSC domain for every ring of this host when the host keeps its TSC one clock;
+        # otherwise a domain per ring (the reason is said at the end of the run).
+        self.host_domain_ok, self.host_domain_why = host_tsc_domain(self.host_tsc)
+        self.host_clock = TscDomain("host")
+        self.tsc_domains: list[TscDomain] = [self.host_clock] if self.host_domain_ok else []
+        self._read_tsc = tsc_reader() if self.host_domain_ok else None
+        self._next_pair_ns = 0
+        self._take_collector_pair(monotonic_ns())
         self.clock_notes: list[str] = []  # filled by finish(): one line each, also in meta.json
         self.session = session
         self.interval_ns = round(interval_s * 1e9)
         self.warmup_ns = round(warmup_s * 1e9)
         self.schema = TraceSchema()
-        self.correlator = Correlator(self.schema, linger_ns=round(linger_s * 1e9), slowest=slowest)
         self.hists = HistogramSet()
+        self.correlator = Correlator(self.schema, linger_ns=round(linger_s * 1e9), slowest=slowest,
+                                     max_value=self.hists.max_value)  # fmt: skip
+        self.refused: list[RingReader] = []  # rings whose declarations contradict the others': never read
+        self._unordered_since: int | None = None  # when the schema last lost its one order
         self.counters = SessionCounters()
         self.sources: list[RingSource] = []
         self._known: set[Path] = set()
+        self._descriptors_noted = False
         self.ring_errors: list[str] = []
         self.start_ns = monotonic_ns()
         self.start_epoch_s = time.time()
@@ -277,16 +288,21 @@ class Collector:
 
     # -- discovery -----------------------------------------------------------------------------
     def discover(self) -> None:
-        # Rings are merged into the pipeline order in creation order, not file-name order: a
-        # process creates its tick ring before the ring of later points (trader-orders.*.ring
-        # sorts before trader.*.ring, and merging it first would put order.tx before md.rx).
+        # The pipeline order is the merge of the rings' declarations and does not depend on the
+        # order rings are merged in; creation order only decides which of two contradicting
+        # rings is refused (the later one: what was already being measured goes on).
         found = []
         named = self.ring_paths is not None
         for path in self.ring_paths if named else find_rings(self.ring_dir):
             if path in self._known:
                 continue
+            if not self._room_for_a_ring(len(found)):
+                break
             try:
                 reader = RingReader(path)
+            except RingDescriptorsExhausted:
+                self._room_for_a_ring(len(found), exhausted=True)
+                break
             except RingFormatError as e:
                 # A ring still being created has no magic yet: retry next poll, report only if it stays bad.
                 if not named and _being_created(path, e):
@@ -297,10 +313,24 @@ class Collector:
             self._known.add(path)
             found.append(reader)
         for reader in sorted(found, key=lambda r: r.created_monotonic_ns):
-            cols = np.array(self.schema.merge(reader.points), dtype=np.int64)
-            src = RingSource(len(self.sources), reader, cols, np.array([p.clock for p in reader.points]))
+            try:
+                merged = self.schema.merge(
+                    reader.points, ring=f"ring {reader.writer_name} (pid {reader.writer_pid})"
+                )
+            except DeclarationConflict as e:
+                self._refuse(reader, e)
+                continue
+            cols = np.array(merged, dtype=np.int64)
+            clock = self.host_clock
+            if not self.host_domain_ok:
+                clock = TscDomain(str(reader.path))
+                self.tsc_domains.append(clock)
+            src = RingSource(
+                len(self.sources), reader, cols, np.array([p.clock for p in reader.points]), clock
+            )
             self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT,
-                                         tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc)  # fmt: skip
+                                         tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc,
+                                         domain=self.tsc_domains.index(clock) + 1)  # fmt: skip
             self.sources.append(src)
             if reader.counter_error is not None:
                 self._quarantine(src, reader.counter_error)
@@ -309,6 +339,39 @@ class Collector:
                 src.refresh_calibration()
             except RingFormatError as e:
                 self._quarantine(src, e)
+            clock.refit()
+
+    def _take_collector_pair(self, now_ns: int) -> None:
+        """A calibration pair of the collector's own for the host domain, every
+        COLLECTOR_PAIR_EVERY_NS: the baseline grows with the session whatever the writers do."""
+        if self._read_tsc is None or now_ns < self._next_pair_ns:
+            return
+        self._next_pair_ns = now_ns + COLLECTOR_PAIR_EVERY_NS
+        self.host_clock.add([collector_pair(self._read_tsc)], "collector")
+
+    def _refuse(self, reader: RingReader, error: DeclarationConflict) -> None:
+        """A ring whose point declarations contradict another ring's: none of its records is read
+        (they would be measured on an order one of the two rings says is wrong); the run is not
+        drop-free and ``--fail-on-drops`` fails it."""
+        self.refused.append(reader)
+        self.counters.rings_refused += 1
+        self.ring_errors.append(f"refused ring {reader.path}: {error}; none of its records is read: fix the "
+                                "declarations so that every ring agrees")  # fmt: skip
+
+    def _room_for_a_ring(self, opening: int, exhausted: bool = False) -> bool:
+        """Whether one more ring may be attached. Each holds a descriptor (its mapping's) until
+        released; rings beyond what the descriptor limit allows, less a reserve for the session's
+        files, /proc reads and the Prometheus endpoint, wait in their directory until attached
+        ones finish. Said once, in one line."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        attached = opening + sum(not s.finished for s in self.sources)
+        if not exhausted and (soft == resource.RLIM_INFINITY or attached < soft - min(128, soft // 2)):
+            return True
+        if not self._descriptors_noted:
+            self._descriptors_noted = True
+            self.ring_errors.append(f"rings wait: {attached} attached hold the descriptors this process may use "
+                                    f"(ulimit -n {soft}); more are attached as these finish (raise ulimit -n)")  # fmt: skip
+        return False
 
     def _quarantine(self, src: RingSource, error: RingFormatError) -> None:
         """Stop trusting one ring's header: keep what it held under counters that still made
@@ -327,6 +390,20 @@ class Collector:
             f"quarantined {error}: stopped reading it; kept the {src.reader.drained:,} records drained"
             f" under sane counters ({src.reader.drained - before:,} after the check failed), the other rings go on"
         )
+        src.reader.close()  # never read again (a truncated one must not be: SIGBUS); its file is evidence
+
+    def _release(self, src: RingSource) -> None:
+        """A ring drained to the end of a writer that is gone: unmap it (its descriptor goes with
+        the mapping) and remove its file, as the writer left it for us to do. Its counters stay
+        in the accounting. ``tickscope live`` attaches to writers for as long as it runs: keeping
+        each one mapped ran out of descriptors after ~1,000 short-lived writers."""
+        src.reader.close()
+        try:
+            src.reader.path.unlink()
+        except OSError:
+            return
+        if self.ring_paths is None:  # a new writer may be given the same name (pids are reused)
+            self._known.discard(src.reader.path)
 
     # -- one pass --------------------------------------------------------------------------------
     BATCH = 1 << 16  # records per ring per round: bounds the open traces re-sorted per batch
@@ -349,6 +426,17 @@ class Collector:
         self.correlator.advance()
         drained = 0
         self.fill = 0.0
+        # Calibration before draining: the records drained are converted with every pair written
+        # before them, by any ring of their domain.
+        self._take_collector_pair(monotonic_ns())
+        for src in self.sources:
+            if not src.finished:
+                try:
+                    src.refresh_calibration()
+                except RingFormatError as e:
+                    self._quarantine(src, e)
+        for clock in self.tsc_domains:
+            clock.refit()
         for src in self.sources:
             if not src.finished:
                 try:
@@ -359,15 +447,34 @@ class Collector:
                 drained += n
                 self.fill = max(self.fill, n / src.reader.capacity)
         now = monotonic_ns() if now_ns is None else now_ns
-        self._ingest(self.correlator.flush(now))
+        self._ingest(self._close(now))
         while now - self._interval_start >= self.interval_ns:
             self._roll(self._interval_start + self.interval_ns)
         return drained
 
+    ORDER_GRACE_NS = 1_000_000_000  # how long traces wait for a ring whose declarations order the others'
+
+    def _close(self, now_ns: int, force: bool = False) -> Closed:
+        """Close traces, but never on a guessed order: while no declaration orders some points
+        (rings not linked yet: the ring that links them may not be open yet), traces wait; past
+        ``max(ORDER_GRACE_NS, one interval)`` or at the end they are set aside, with one line."""
+        unresolved = self.schema.unresolved
+        if unresolved is None:
+            self._unordered_since = None
+            return self.correlator.flush(now_ns, force)
+        if self._unordered_since is None:
+            self._unordered_since = now_ns
+        if not force and now_ns - self._unordered_since < max(self.ORDER_GRACE_NS, self.interval_ns):
+            return Closed(values={})
+        line = f"traces set aside, unmeasured: {unresolved}"
+        if line not in self.ring_errors:
+            self.ring_errors.append(line)
+        return self.correlator.flush(now_ns, unordered=True)
+
     def _drain(self, src: RingSource) -> int:
         reader = src.reader
+        reader.check_size()  # before anything reads the mapping (see RingReader.check_size)
         alive = reader.writer_alive()  # asked before draining: a writer dying meanwhile leaves more
-        src.refresh_calibration()  # before draining: the records drained are converted with every pair written before them
         batch = reader.drain(self.BATCH)
         if batch.size:
             self._correlate(src, batch)
@@ -375,6 +482,7 @@ class Collector:
             src.finished = True
             if not reader.writer_closed:
                 self.counters.writers_died += 1
+            self._release(src)
         return int(batch.size)
 
     def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
@@ -434,31 +542,44 @@ class Collector:
                 )
                 self.hists.record(tag + CO_SUFFIX, corrected)
         c = self.counters
+        c.traces_seen += closed.seen
         c.traces_complete += closed.complete
-        c.traces_incomplete += closed.incomplete
-        c.traces_clock_skew += closed.clock_skew
+        for reason, n in closed.set_aside().items():
+            setattr(c, SESSION_KEY[reason], getattr(c, SESSION_KEY[reason]) + n)
         if closed.slow_ids is not None:
             self._keep_slowest(closed)
 
+    SLOWEST_NOTE = (
+        "stage_ns: the exact span from the previous point, as the stage tables measure it; "
+        "ts_ns: the stamp on the session's CLOCK_MONOTONIC timeline, where a TSC stamp goes "
+        "through the slewed TSC map and two of them may differ from their exact span by a few ns"
+    )
+
     def _keep_slowest(self, closed: Closed) -> None:
         names = self.schema.order_names
-        for ids, row, srow, key in zip(
-            closed.slow_ids, closed.slow_rows, closed.slow_src, closed.slow_key, strict=True
-        ):
+        for ids, row, srow, key, spans in zip(closed.slow_ids, closed.slow_rows, closed.slow_src, closed.slow_key,
+                                              closed.slow_spans, strict=True):  # fmt: skip
             if len(self._slowest) >= self.slowest_n and key <= self._slowest[-1][0]:
                 continue
             stamps = []
-            for name, ts, s in zip(names, row, srow, strict=False):
+            for j, (name, ts, s) in enumerate(zip(names, row, srow, strict=False)):
                 if ts:
                     r = self.sources[int(s) - 1].reader if s else None
-                    stamps.append({
+                    stamp = {
                         "point": name, "ts_ns": int(ts), "t_rel_ns": int(ts - self.start_ns),
                         "writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
                         "tid": r.writer_tid if r else None,
-                    })  # fmt: skip
-            self._slowest.append(
-                (int(key), {"trace_id": int(ids), "tick_to_trade_ns": int(key), "stamps": stamps})
-            )
+                    }  # fmt: skip
+                    if stamps:  # a complete trace's points form a prefix: the previous point is j - 1
+                        stamp["stage_ns"] = int(spans[j - 1])
+                    stamps.append(stamp)
+            trace = {
+                "trace_id": int(ids),
+                "tick_to_trade_ns": int(key),
+                "stamps": stamps,
+                "note": self.SLOWEST_NOTE,
+            }
+            self._slowest.append((int(key), trace))
             self._slowest.sort(key=lambda kv: -kv[0])
             del self._slowest[self.slowest_n :]
 
@@ -541,10 +662,15 @@ class Collector:
         c.drained_before_attach = sum(r.drained_before_attach for r in readers)
         c.malformed = sum(s.malformed for s in self.sources)
         c.duplicate_stamps = self.correlator.duplicate_stamps
-        c.traces_evicted = self.correlator.evicted
         c.values_out_of_range = self.hists.out_of_range
         c.extra["late_points"] = self.correlator.late_points
-        c.extra["late_beyond_horizon"] = self.correlator.late_beyond_horizon
+        c.records_refused = 0
+        for r in self.refused:
+            try:
+                c.records_refused += r.counters().produced
+            except RingFormatError:
+                c.records_refused += r.last.produced
+        c.produced += c.records_refused
         d = c.as_dict()
         d["traces_pending"] = self.correlator.pending
         d["ring_errors"] = len(self.ring_errors)
@@ -565,8 +691,13 @@ class Collector:
                 "realtime_minus_monotonic_ns": self.realtime_offset,
                 "realtime_offset_uncertainty_ns": self.realtime_uncertainty,
                 "host_tsc": self.host_tsc,
-                # False: some ring stamps with a TSC this host does not keep invariant (numbers flagged)
+                # False: some ring stamps with a TSC this host does not keep one clock (numbers flagged)
                 "tsc_trusted": self.tsc_trusted(),
+                # "host": every TSC ring on one clock, one rate; "per-ring": one map per ring, and why
+                "tsc_domain": "host" if self.host_domain_ok else "per-ring",
+                "tsc_domain_why": self.host_domain_why or None,
+                "collector_reads_tsc": self._read_tsc is not None,
+                "tsc_domains": [d.describe() for d in self.tsc_domains if d.ready or d.pairs_from],
                 "late_horizon_s": self.correlator.late.horizon_ns / 1e9,
                 "late_max_traces": self.correlator.late.max_entries,
                 "notes": self.clock_notes,
@@ -581,16 +712,26 @@ class Collector:
         """None when no ring stamps in TSC; else whether the host says its TSC is invariant."""
         if not any(s.stamps_tsc for s in self.sources):
             return None
-        return bool(self.host_tsc.get("invariant"))
+        return self.host_domain_ok
 
     def notes(self) -> list[str]:
         """What the user must know about how stamps were converted: one line each."""
         out = []
         if self.tsc_trusted() is False:
-            missing = [f for f in ("constant_tsc", "nonstop_tsc") if not self.host_tsc.get(f)]
-            out.append(f"this host's TSC is not invariant ({' and '.join(missing) or 'constant_tsc/nonstop_tsc'} "
-                       "missing from /proc/cpuinfo flags): TSC-stamped stages may be wrong and are flagged "
-                       "in meta.json (clocks.tsc_trusted = false)")  # fmt: skip
+            out.append(f"this host's TSC is not one clock for all rings: {self.host_domain_why}; each ring's "
+                       "TSC is mapped on its own, so stages between two rings' TSC stamps may be off by the "
+                       "maps' drift, and all TSC-stamped stages are flagged in meta.json "
+                       "(clocks.tsc_trusted = false)")  # fmt: skip
+        host = self.host_clock.timeline
+        if self.tsc_trusted() and host.rate_changes:
+            out.append(f"the host TSC rate changed {host.rate_changes} time(s) mid-run (an early calibration "
+                       f"pair was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json clocks.tsc_domains")  # fmt: skip
+        if self.tsc_trusted() and self._read_tsc is None:
+            for src in self.sources:
+                if src.stamps_tsc and src.calibration_quality() != "heartbeats":
+                    out.append(f"ring {src.reader.writer_name} (pid {src.reader.writer_pid}): the collector cannot "
+                               "read the TSC itself here and the writer never called tsp_heartbeat: cross-clock "
+                               "stages rest on its open/close pairs alone")  # fmt: skip
         for src in self.sources:
             out += src.notes()
         return out
@@ -603,11 +744,12 @@ class Collector:
     def finish(self, status: str = "complete") -> None:
         """Drain everything still in the rings, close all traces, write the last interval."""
         self.discover()
+        self._next_pair_ns = 0  # one last pair of our own: the host fit spans the whole session
         published = self._published_heads()
         while self.poll() and not self._caught_up(published):
             pass
         pending = self.correlator.pending
-        closed = self.correlator.flush(monotonic_ns(), force=True)
+        closed = self._close(monotonic_ns(), force=True)
         self.counters.traces_open_at_end = pending  # closed (and classified) by the session's end
         self._ingest(closed)
         self.clock_notes[:] = self.notes()
@@ -636,7 +778,14 @@ class Collector:
         return all(s.finished or s.reader.tail >= heads[s.index] for s in self.sources)
 
     def remove_finished_rings(self) -> None:
-        """Unlink rings whose writer is gone and which are fully drained (ours to clean up)."""
+        """Unlink rings whose writer is gone and which are fully drained (ours to clean up), and
+        refused rings whose writer is gone (their records are accounted as refused)."""
+        for r in self.refused:
+            if not r.writer_alive():
+                try:
+                    r.path.unlink()
+                except OSError:
+                    pass
         for src in self.sources:
             r = src.reader
             if src.finished or (not r.writer_alive() and r.in_ring_seen == 0):

@@ -5,13 +5,20 @@ matrix with a column per probe point (0 = not reached), so every step below is a
 over whole batches of traces, never a Python loop per record.
 
 Rules (stated once, used everywhere):
-- Points have one pipeline order (``TraceSchema.order``), merged from the rings' point tables.
+- Points have one pipeline order (``TraceSchema.order``): the merge of the rings' point tables,
+  each a partial order. Points no declaration orders are never ordered by timing: the caller
+  holds traces back (``TraceSchema.unresolved``) and sets them aside if the order stays open.
 - A trace is *complete* when its points form a prefix of that order: first point present and no
   hole. Complete traces yield one value per stage (stage j spans point j-1 -> j, named after
   point j's declared stage) and either ``tick_to_trade`` (they reached the trade point) or
   ``tick_to_decision`` (they stopped earlier: a tick that led to no order).
 - A trace with a hole or without its first point is *incomplete*: counted, never interpolated.
 - A trace with a negative stage (clocks disagree) is counted as ``clock_skew``, not recorded.
+- Every trace closed is *seen* once and either recorded or set aside for one reason (``Closed``):
+  ``seen = recorded + incomplete + clock_skew + late_beyond_horizon + evicted + duplicate +
+  out_of_range + unordered``. A trace whose stamps arrive in pieces the correlator cannot join
+  (evicted, late beyond the horizon) counts once per piece; a late point that joins its trace
+  (``late_points``) is part of a trace already seen.
 - A trace closes once its final point has arrived and a later drain round has begun (its other
   points may sit in a ring drained after the final point's), when nothing arrived for it for
   ``linger_ns`` of collector time, or when the session ends.
@@ -19,10 +26,12 @@ Rules (stated once, used everywhere):
   point that only tick rings declare. A tick ring writes one record per trace, so that point will
   never come, the trade point cannot be reached as a complete trace, and waiting would only hold
   memory (most ticks lead to no order: without this rule they all wait out ``linger_ns``).
-- A stage (or tick-to-trade) between two stamps of one TSC ring is their tick difference times
-  that ring's rate (the ring's *local* timeline, which re-anchoring never touches); only a span
-  that crosses clocks goes through the ring's slewed map onto CLOCK_MONOTONIC. Stamps of TSC rings
-  are therefore held as raw ticks and moved onto the common timeline only when a span needs it.
+- A stage (or tick-to-trade) between two stamps of one TSC domain is their tick difference times
+  that domain's rate (its *local* timeline, which re-anchoring never touches). A domain is the
+  host's for every ring on a TSC the host keeps one clock (any thread, any process), else one
+  ring's. Only a span that crosses clocks goes through the domain's slewed map onto
+  CLOCK_MONOTONIC. TSC stamps are therefore held as raw ticks and moved onto the common timeline
+  only when a span needs it.
 - A trace that closes after reaching its trade point but before its last point (a slow ack, a
   fill) is kept in the ``LateIndex`` for ``late_horizon_ns``: points that arrive later join it
   there and become stage values however late they come. Points after the trade point whose trace
@@ -42,38 +51,145 @@ TICK_TO_TRADE = "tick_to_trade"
 TICK_TO_DECISION = "tick_to_decision"
 
 
+class DeclarationConflict(ValueError):
+    """Two rings declare the pipeline differently. The message is one line naming both rings and the points."""
+
+
 @dataclass
 class TraceSchema:
-    """The merged point table: append-only columns, plus the pipeline order over them."""
+    """The merged point table: append-only columns, plus the pipeline order over them.
+
+    Each ring's point table is a partial order (each point comes after the one declared before
+    it); the pipeline order is the one order consistent with all of them, computed from their
+    union alone, so it never depends on which ring was found first and never on timing. A ring
+    may declare a point it never stamps, to say where its own points sit (the orders ring of the
+    bundled traders declares ``order.encoded`` first). A declaration without a stage and without
+    the trade flag is such a reference: it agrees with any stage and flag.
+    """
 
     names: list[str] = field(default_factory=list)  # column -> point name (discovery order)
     stage_of: dict[str, str] = field(default_factory=dict)  # point -> stage name ending there
     trade_points: set[str] = field(default_factory=set)
     order_names: list[str] = field(default_factory=list)  # pipeline order
+    # (a, b) -> the ring that first declared a right before b
+    edges: dict[tuple[str, str], str] = field(default_factory=dict)
+    # point -> (stage, ring) and (trade flag, ring) of the first declaration that set them
+    _stage_by: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _trade_by: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    _declared_by: dict[str, list[str]] = field(default_factory=dict)  # point -> rings declaring it
+    unresolved: str | None = None  # why the order is not yet determined (None: it is)
 
-    def merge(self, points) -> list[int]:
-        """Add a ring's points (objects with name/stage/flags, in that ring's order); return their columns."""
+    def merge(self, points, ring: str = "a ring") -> list[int]:
+        """Add a ring's points (objects with name/stage/flags, in that ring's order); return their
+        columns. ``ring`` names the ring in errors (writer name and pid). A contradiction with
+        what other rings declared raises ``DeclarationConflict`` and leaves the schema unchanged."""
         names = [p.name for p in points]
-        for i, p in enumerate(points):
+        for p in points:
+            trade = bool(p.flags & 1)
+            if p.stage and (known := self._stage_by.get(p.name)) and known[0] != p.stage:
+                raise DeclarationConflict(
+                    f"{ring} declares point {p.name} with stage {p.stage!r}, {known[1]} with stage {known[0]!r}: "
+                    "a point's stage must be the same in every ring that declares it (or left empty)"
+                )
+            if (p.stage or trade) and (known := self._trade_by.get(p.name)) and known[0] != trade:
+                said = {True: "with the trade flag", False: "without the trade flag"}
+                raise DeclarationConflict(
+                    f"{ring} declares point {p.name} {said[trade]}, {known[1]} {said[known[0]]}: a point that "
+                    "has a stage or the flag must carry the same flag in every ring (or be declared bare)"
+                )
+        new_edges = [(a, b) for a, b in zip(names, names[1:], strict=False) if (a, b) not in self.edges]
+        succ: dict[str, list[str]] = {}
+        for (a, b), _ in self.edges.items():
+            succ.setdefault(a, []).append(b)
+        for a, b in new_edges:
+            path = _path(succ, b, a)
+            if path is not None:
+                said = ", ".join(
+                    f"{self.edges.get((x, y), ring)} declares {x} before {y}"
+                    for x, y in zip(path, path[1:], strict=False)
+                )
+                raise DeclarationConflict(
+                    f"{ring} declares {a} before {b}, but {said}: the rings' point orders contradict each other"
+                )
+            succ.setdefault(a, []).append(b)
+        for p in points:
             if p.name not in self.names:
                 self.names.append(p.name)
-                self._insert_in_order(p.name, names[:i], names[i + 1 :])
-            if p.stage and not self.stage_of.get(p.name):
+            self._declared_by.setdefault(p.name, []).append(ring)
+            if p.stage and p.name not in self._stage_by:
+                self._stage_by[p.name] = (p.stage, ring)
                 self.stage_of[p.name] = p.stage
-            if p.flags & 1:
+            trade = bool(p.flags & 1)
+            if (p.stage or trade) and p.name not in self._trade_by:
+                self._trade_by[p.name] = (trade, ring)
+            if trade:
                 self.trade_points.add(p.name)
+        for e in new_edges:
+            self.edges[e] = ring
+        self._order()
         return [self.names.index(n) for n in names]
 
-    def _insert_in_order(self, name: str, before: list[str], after: list[str]) -> None:
-        known_before = [n for n in before if n in self.order_names]
-        if known_before:
-            self.order_names.insert(self.order_names.index(known_before[-1]) + 1, name)
-            return
-        known_after = [n for n in after if n in self.order_names]
-        if known_after:
-            self.order_names.insert(self.order_names.index(known_after[0]), name)
-        else:
-            self.order_names.append(name)
+    def _order(self) -> None:
+        """Topological order of the declared edges; ties (points no declaration orders) broken by
+        name only so the order is reproducible, and reported in ``unresolved``."""
+        indeg = {n: 0 for n in self.names}
+        succ: dict[str, list[str]] = {n: [] for n in self.names}
+        for a, b in self.edges:
+            succ[a].append(b)
+            indeg[b] += 1
+        ready = sorted(n for n, d in indeg.items() if d == 0)
+        order, ties = [], []
+        while ready:
+            if len(ready) > 1:
+                ties.append(list(ready))
+            n = ready.pop(0)
+            order.append(n)
+            for m in succ[n]:
+                indeg[m] -= 1
+                if indeg[m] == 0:
+                    ready.append(m)
+            ready.sort()
+        self.order_names[:] = order
+        self.unresolved = self._describe_ties(ties[0]) if ties else None
+
+    def _describe_ties(self, tied: list[str]) -> str:
+        """One line: the points (or groups of points) no declaration orders, and what to declare."""
+        groups = self.components()
+        if len(groups) > 1:
+            parts = []
+            for g in groups:
+                rings = " and ".join(dict.fromkeys(r for n in g for r in self._declared_by[n]))
+                parts.append(f"{g[0]}..{g[-1]} of {rings}" if len(g) > 1 else f"{g[0]} of {rings}")
+            a, b = groups[0], groups[1]
+            hint = (
+                f"e.g. if {a[-1]} comes before {b[0]}, declare {a[-1]} as the first point of "
+                f"{self._declared_by[b[0]][0]} (declared, never stamped)"
+            )
+            return (
+                f"no declaration orders the points {' and '.join(parts)} relative to each other: declare in "
+                f"one ring the point that precedes another group's first point; {hint}"
+            )
+        return (
+            f"no declaration orders the points {', '.join(tied)} relative to each other: declare them in one "
+            "ring in pipeline order (a ring may declare points it never stamps)"
+        )
+
+    def components(self) -> list[list[str]]:
+        """Groups of points connected by declarations, each in pipeline order (ordered by first point)."""
+        group = {n: n for n in self.names}
+
+        def root(n):
+            while group[n] != n:
+                group[n] = group[group[n]]
+                n = group[n]
+            return n
+
+        for a, b in self.edges:
+            group[root(a)] = root(b)
+        out: dict[str, list[str]] = {}
+        for n in self.order_names:
+            out.setdefault(root(n), []).append(n)
+        return list(out.values())
 
     @property
     def order(self) -> np.ndarray:
@@ -98,23 +214,40 @@ class TraceSchema:
                 for s, a, b in zip(self.stages, self.order_names, self.order_names[1:], strict=False)
             ],
             "trade_point": self.order_names[self.trade_index] if self.order_names else None,
+            **({"unordered": self.unresolved} if self.unresolved else {}),
         }
+
+
+SET_ASIDE = ("incomplete", "clock_skew", "late_beyond_horizon", "evicted", "duplicate", "out_of_range",
+             "unordered")  # fmt: skip
 
 
 @dataclass
 class Closed:
-    """What one flush closed: latency values per tag, counts, and the slowest complete traces."""
+    """What one flush closed: latency values per tag, counts, and the slowest complete traces.
+
+    ``seen == complete + sum(set_aside().values())``: every trace closed is recorded (``complete``)
+    or set aside for exactly one reason (first one that applies, in ``SET_ASIDE`` order)."""
 
     values: dict[str, np.ndarray]
-    complete: int = 0
+    seen: int = 0
+    complete: int = 0  # recorded
     incomplete: int = 0
     clock_skew: int = 0
     late_points: int = 0  # traces whose later points joined a trace closed earlier (LateIndex)
     late_beyond_horizon: int = 0
+    evicted: int = 0  # closed early to bound memory (max_pending): never measured
+    duplicate: int = 0  # a point stamped twice: which stamp is the trace's is unknown
+    out_of_range: int = 0  # a value beyond the histogram's highest trackable value
+    unordered: int = 0  # closed while no declaration ordered the rings' points
     slow_rows: np.ndarray | None = None  # ordered stamps (pipeline order) of the slowest traces
     slow_src: np.ndarray | None = None
     slow_ids: np.ndarray | None = None
     slow_key: np.ndarray | None = None
+    slow_spans: np.ndarray | None = None  # their exact consecutive spans (column j: point j -> j + 1)
+
+    def set_aside(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in SET_ASIDE}
 
 
 class LateIndex:
@@ -187,8 +320,9 @@ class Correlator:
 
     def __init__(self, schema: TraceSchema, *, linger_ns: int = 250_000_000, max_pending: int = 1 << 20,
                  slowest: int = 20, late_horizon_ns: int = LATE_HORIZON_NS,
-                 late_max_entries: int = LATE_MAX_ENTRIES):  # fmt: skip
+                 late_max_entries: int = LATE_MAX_ENTRIES, max_value: int | None = None):  # fmt: skip
         self.schema = schema
+        self.max_value = max_value  # the histograms' highest trackable value: a trace beyond it is set aside
         self.late = LateIndex(late_horizon_ns, late_max_entries)
         self.late_points = 0
         self.late_beyond_horizon = 0
@@ -203,21 +337,26 @@ class Correlator:
         self._src = np.empty((0, 0), np.int16)  # ring index + 1 of each stamp, 0 = absent
         self._arrived = np.empty(0, np.int64)  # collector time a row last received a stamp
         self._round = np.empty(0, np.int64)  # drain round of that arrival
+        self._dup = np.empty(0, bool)  # a point of the row was stamped more than once
         self.duplicate_stamps = 0
         self.evicted = 0
         self._rings: list[tuple[int, np.ndarray, bool]] = []  # (src value, columns, is a tick ring)
+        # src value -> TSC domain (0: the ring stamps no TSC); two ticks of one domain are one clock
+        self._domain = np.zeros(np.iinfo(np.int16).max + 1, np.int32)
 
-    def declare_ring(self, index: int, columns, tick: bool, tsc=None, timeline=None) -> None:
+    def declare_ring(self, index: int, columns, tick: bool, tsc=None, timeline=None, domain: int = 0) -> None:
         """Tell the correlator which columns ring ``index`` writes, and whether one record per trace.
 
-        ``tsc`` (a bool per column) marks the columns this ring stamps in its own TSC domain: their
-        stamps arrive as raw ticks; ``timeline`` (a ``TscTimeline``) turns two ticks of the ring
-        into a span (``span``) and a tick into CLOCK_MONOTONIC ns (``to_common``).
+        ``tsc`` (a bool per column) marks the columns this ring stamps in TSC: their stamps arrive
+        as raw ticks of TSC domain ``domain`` (a number > 0 shared by every ring of that clock;
+        default: a domain of this ring alone); ``timeline`` (the domain's ``TscTimeline``) turns two
+        ticks into a span (``span``) and a tick into CLOCK_MONOTONIC ns (``to_common``).
         """
         cols = np.asarray(columns, np.intp)
         self._rings.append((index + 1, cols, tick))
         if tsc is not None and np.any(tsc):
             self._tsc[index + 1] = (cols[np.asarray(tsc, bool)], timeline)
+            self._domain[index + 1] = domain if domain > 0 else -(index + 1)
 
     def _tsc_stamps(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
         """Mask of the stamps of ``C`` (columns ``cols``) that are raw ticks of a TSC ring."""
@@ -252,9 +391,12 @@ class Correlator:
         if local is None or not local.any():
             return C
         mixed = (local != (C != 0)).any(axis=1)  # a present stamp that is not a tick
-        if len(self._tsc) > 1:  # ticks of two rings in one row
-            top = np.iinfo(np.int16).max
-            mixed |= np.where(local, S, top).min(axis=1) != np.where(local, S, -1).max(axis=1)
+        if len(self._tsc) > 1:  # ticks of two domains in one row
+            D = self._domain[S]
+            top = np.iinfo(np.int32).max
+            mixed |= np.where(local, D, top).min(axis=1) != np.where(local, D, np.iinfo(np.int32).min).max(
+                axis=1
+            )
         mixed &= local.any(axis=1)
         if rows is not None:
             mixed |= rows
@@ -268,8 +410,9 @@ class Correlator:
         return common
 
     def _in_ring(self, ta: np.ndarray, tb: np.ndarray, src: np.ndarray, same: np.ndarray) -> np.ndarray:
-        """tb - ta in ns where ``same`` (two ticks of ring ``src``): ticks times the ring's rate,
-        rounded once; a ring whose rate changed mid-run asks its timeline piece by piece."""
+        """tb - ta in ns where ``same`` (two ticks of the TSC domain of ring ``src``): ticks times
+        the domain's rate, rounded once; a domain whose rate changed mid-run asks its timeline
+        piece by piece."""
         rate = np.zeros(max(self._tsc) + 1)
         pieced = []
         for value, (_, timeline) in self._tsc.items():
@@ -287,13 +430,13 @@ class Correlator:
         return out
 
     def _span(self, C, common, S, local, a, b) -> np.ndarray:
-        """Stamp b - stamp a per row (ints or an index per row): two ticks of one TSC ring by that
-        ring's rate alone, anything else on the common timeline."""
+        """Stamp b - stamp a per row (ints or an index per row): two ticks of one TSC domain by that
+        domain's rate alone, anything else on the common timeline."""
         rows = np.arange(C.shape[0])
         d = common[rows, b] - common[rows, a]
         if local is None:
             return d
-        same = local[rows, a] & local[rows, b] & (S[rows, a] == S[rows, b])
+        same = local[rows, a] & local[rows, b] & (self._domain[S[rows, a]] == self._domain[S[rows, b]])
         if not same.any():
             return d
         return np.where(same, self._in_ring(C[rows, a], C[rows, b], S[rows, a], same), d)
@@ -303,17 +446,23 @@ class Correlator:
         d = np.diff(common, axis=1)
         if local is None:
             return d
-        same = local[:, 1:] & local[:, :-1] & (S[:, 1:] == S[:, :-1])
+        D = self._domain[S]
+        same = local[:, 1:] & local[:, :-1] & (D[:, 1:] == D[:, :-1])
         if not same.any():
             return d
         return np.where(same, self._in_ring(C[:, :-1], C[:, 1:], S[:, :-1], same), d)
 
     def _decided(self, present: np.ndarray) -> np.ndarray:
-        """Rows (raw column layout) whose tick record left out a point no point ring declares."""
+        """Rows (raw column layout) whose tick record left out a point no other ring declares (a
+        point another ring declares may still come from it, even one this ring only declares to
+        say where its points sit)."""
         decided = np.zeros(present.shape[0], bool)
-        point_cols = {int(c) for _, cols, tick in self._rings if not tick for c in cols}
+        declared: dict[int, int] = {}
+        for _, cols, _ in self._rings:
+            for c in cols:
+                declared[int(c)] = declared.get(int(c), 0) + 1
         for value, cols, tick in self._rings:
-            only_tick = [int(c) for c in cols if int(c) not in point_cols and c < present.shape[1]]
+            only_tick = [int(c) for c in cols if declared[int(c)] == 1 and c < present.shape[1]]
             if not tick or not only_tick:
                 continue
             delivered = (self._src == value).any(axis=1)
@@ -336,12 +485,12 @@ class Correlator:
         out[:, : m.shape[1]] = m
         return out
 
-    def add_rows(
-        self, trace: np.ndarray, ts: np.ndarray, src: np.ndarray, arrived_ns: int | None = None
-    ) -> None:
+    def add_rows(self, trace: np.ndarray, ts: np.ndarray, src: np.ndarray, arrived_ns: int | None = None,
+                 dup: np.ndarray | None = None) -> None:  # fmt: skip
         """Add stamp rows: ``ts[k, column]`` in monotonic ns (0 = absent), ``src`` likewise.
 
-        ``arrived_ns`` is the collector's clock now (default: each row's newest stamp).
+        ``arrived_ns`` is the collector's clock now (default: each row's newest stamp); ``dup``
+        marks rows already known to hold a point stamped twice.
         """
         if trace.size == 0:
             return
@@ -354,19 +503,22 @@ class Correlator:
         arrived = ts.max(axis=1) if arrived_ns is None else np.full(trace.size, arrived_ns, np.int64)
         arrived = np.concatenate((self._arrived, arrived))
         rounds = np.concatenate((self._round, np.full(trace.size, self.round, np.int64)))
+        dups = np.concatenate((self._dup, np.zeros(trace.size, bool) if dup is None else dup))
         order = np.argsort(ids, kind="stable")
         ids = ids[order]
         starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
-        T, S, arrived, rounds = T[order], S[order], arrived[order], rounds[order]
+        T, S, arrived, rounds, dups = T[order], S[order], arrived[order], rounds[order], dups[order]
         if starts.size != ids.size:
             present = np.add.reduceat((T != 0).astype(np.int32), starts, axis=0)
             self.duplicate_stamps += int(np.clip(present - 1, 0, None).sum())
+            dups = np.logical_or.reduceat(dups, starts) | (present > 1).any(axis=1)
             T = np.maximum.reduceat(T, starts, axis=0)
             S = np.maximum.reduceat(S, starts, axis=0)
             arrived = np.maximum.reduceat(arrived, starts)
             rounds = np.maximum.reduceat(rounds, starts)
             ids = ids[starts]
         self._ids, self._ts, self._src, self._arrived, self._round = ids, T, S, arrived, rounds
+        self._dup = dups
 
     def add_points(self, trace: np.ndarray, column: np.ndarray, ts: np.ndarray, src: int,
                    arrived_ns: int | None = None) -> None:  # fmt: skip
@@ -382,21 +534,28 @@ class Correlator:
         rows.reshape(-1)[cell] = ts
         srcs = np.zeros((uniq.size, n), np.int16)
         srcs.reshape(-1)[cell] = src + 1
-        self.add_rows(uniq, rows, srcs, arrived_ns)
+        self.add_rows(uniq, rows, srcs, arrived_ns, dup=(hits.reshape(uniq.size, n) > 1).any(axis=1))
 
-    def flush(self, now_ns: int, force: bool = False) -> Closed:
-        """Close what is ready (see module rules) and turn it into latency values."""
+    def flush(self, now_ns: int, force: bool = False, unordered: bool = False) -> Closed:
+        """Close what is ready (see module rules) and turn it into latency values. ``unordered``:
+        no declaration orders some points (``TraceSchema.unresolved``) and the caller gave up
+        waiting: close every open trace and set it aside, measured on no guessed order."""
         schema = self.schema
         tags = schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION]
         empty = {t: np.empty(0, np.int64) for t in tags}
         self.late.expire(now_ns)
         if self._ids.size == 0:
             return Closed(values=empty)
+        if unordered:
+            n = int(self._ids.size)
+            self._keep_rows(np.zeros(n, bool))
+            return Closed(values=empty, seen=n, unordered=n)
         self._ts, self._src = self._width(self._ts), self._width(self._src)
         order = schema.order
         T = self._ts[:, order]
         present = T != 0
         final = present[:, -1]
+        evict = np.zeros(self._ids.size, bool)
         if force:
             close = np.ones(self._ids.size, bool)
         else:
@@ -404,58 +563,80 @@ class Correlator:
             close = settled | (self._arrived < now_ns - self.linger_ns)
             overflow = self._ids.size - int(close.sum()) - self.max_pending
             if overflow > 0:  # keep memory bounded: close the stalest first
-                stalest = np.argsort(self._arrived)[:overflow]
-                close[stalest] = True
+                stalest = np.argsort(np.where(close, np.iinfo(np.int64).max, self._arrived))[:overflow]
+                close[stalest] = evict[stalest] = True
                 self.evicted += overflow
         if not close.any():
             return Closed(values=empty)
         C, P, S, ids = T[close], present[close], self._src[close][:, order], self._ids[close]
-        arrived = self._arrived[close]
-        keep = ~close
-        self._ids, self._ts, self._src = self._ids[keep], self._ts[keep], self._src[keep]
-        self._arrived, self._round = self._arrived[keep], self._round[keep]
+        arrived, dup, evict = self._arrived[close], self._dup[close], evict[close]
+        self._keep_rows(~close)
 
         trade = schema.trade_index
         values: dict[str, list[np.ndarray]] = {t: [] for t in tags}
         closed = Closed(values={})
         if trade < len(order) - 1:
-            C, P, S, ids, arrived = self._join_late(C, P, S, ids, arrived, values, closed, now_ns)
+            C, P, S, ids, arrived, dup, evict = self._join_late(
+                C, P, S, ids, arrived, dup, evict, values, closed
+            )
         spans = _Spans(self, C, S, P, order)
 
         PT = _columns_first(P)
         count = PT.sum(axis=0)
         prefix = np.logical_and.accumulate(PT, axis=0).sum(axis=0)
+        # One reason per trace set aside, in SET_ASIDE order: evicted, duplicate, incomplete, skew, range.
+        duplicate = dup & ~evict
         complete = (prefix == count) & P[:, 0]
+        incomplete = ~complete & ~evict & ~duplicate
+        measured = complete & ~evict & ~duplicate
         D = spans.stages()
         valid = P[:, 1:]
-        skew = complete & _columns_first((D < 0) & valid).any(axis=0)
-        good = complete & ~skew
+        skew = measured & _columns_first((D < 0) & valid).any(axis=0)
+        ok = measured & ~skew
+        t2t_all = spans.span(0, trade)
+        t2d_all = spans.span(0, np.maximum(count - 1, 0))
+        to_trade, to_decision = P[:, trade], ~P[:, trade] & (count >= 2)
+        out_of_range = np.zeros_like(ok)
+        top = self.max_value
+        if top is not None and max(D.max(initial=0), t2t_all.max(initial=0), t2d_all.max(initial=0)) > top:
+            beyond = _columns_first((D > top) & valid).any(axis=0)
+            beyond |= (to_trade & (t2t_all > top)) | (to_decision & (t2d_all > top))
+            out_of_range = ok & beyond
+        good = ok & ~out_of_range
         for j, stage in enumerate(schema.stages):
             values[stage].append(D[good & valid[:, j], j])
-        reached = good & P[:, trade]
-        t2t = spans.span(0, trade)[reached]
+        reached = good & to_trade
+        t2t = t2t_all[reached]
         values[TICK_TO_TRADE].append(t2t)
-        decided = good & ~P[:, trade] & (count >= 2)
-        values[TICK_TO_DECISION].append(spans.span(0, count - 1)[decided])
+        values[TICK_TO_DECISION].append(t2d_all[good & to_decision])
         if trade < len(order) - 1:
             waiting = reached & ~P[:, -1]  # the answer may still come: keep the trace for it
             if waiting.any():
                 self._remember_late(C[waiting], S[waiting], ids[waiting], arrived[waiting], order)
         closed.values = {t: _joined(v) for t, v in values.items()}
+        closed.seen += int(C.shape[0])
         closed.complete = int(good.sum())
-        closed.incomplete = int((~complete).sum())
-        closed.clock_skew = int(skew.sum())
+        closed.evicted = int(evict.sum())
+        closed.duplicate += int(duplicate.sum())
+        closed.incomplete = int(incomplete.sum())
+        closed.clock_skew += int(skew.sum())
+        closed.out_of_range += int(out_of_range.sum())
         if self.slowest and t2t.size:
             n = min(self.slowest, t2t.size)
             top = np.argpartition(t2t, t2t.size - n)[-n:]
             rows = np.flatnonzero(reached)[top]
-            closed.slow_rows, closed.slow_src, closed.slow_ids, closed.slow_key = (
+            closed.slow_rows, closed.slow_src, closed.slow_ids, closed.slow_key, closed.slow_spans = (
                 spans.on_common(rows),  # the slowest leave with every stamp on one timeline
                 S[rows],
                 ids[rows],
                 t2t[top],
+                D[rows],  # and with the spans the stage tables took, exact where ts_ns may not be
             )
         return closed
+
+    def _keep_rows(self, keep: np.ndarray) -> None:
+        self._ids, self._ts, self._src = self._ids[keep], self._ts[keep], self._src[keep]
+        self._arrived, self._round, self._dup = self._arrived[keep], self._round[keep], self._dup[keep]
 
     def _remember_late(self, C, S, ids, arrived, order) -> None:
         width = len(self.schema.names)
@@ -464,19 +645,29 @@ class Correlator:
         ts[:, order], src[:, order] = C, S
         self.late.add(ids, ts, src, arrived)
 
-    def _join_late(self, C, P, S, ids, arrived, values, closed, now_ns):
+    def _join_late(self, C, P, S, ids, arrived, dup, evict, values, closed):
         """Rows holding only points after the trade point: join them to their trace in the late
-        index and record the stages they complete; return the other rows."""
+        index and record the stages they complete; return the other rows.
+
+        A row that joins is part of a trace already seen (``late_points``); one that cannot join
+        (its trace is not in the index, a point stamped twice, a negative or out-of-range span) is
+        a trace piece seen and set aside."""
         schema, order = self.schema, self.schema.order
         trade = schema.trade_index
         late = ~P[:, : trade + 1].any(axis=1)
         if not late.any():
-            return C, P, S, ids, arrived
-        found, ts, src, added = self.late.take(ids[late], len(schema.names))
-        self.late_beyond_horizon += int((~found).sum())
-        closed.late_beyond_horizon = int((~found).sum())
+            return C, P, S, ids, arrived, dup, evict
+        twice = dup[late]
+        closed.duplicate += int(twice.sum())
+        closed.seen += int(twice.sum())
+        Cl, Sl, idl = C[late][~twice], S[late][~twice], ids[late][~twice]
+        found, ts, src, added = self.late.take(idl, len(schema.names))
+        beyond = int((~found).sum())
+        self.late_beyond_horizon += beyond
+        closed.late_beyond_horizon = beyond
+        closed.seen += beyond
         if found.any():
-            Cl, Sl = C[late][found], S[late][found]
+            Cl, Sl = Cl[found], Sl[found]
             known = ts[found][:, order]
             Sk = src[found][:, order]
             before = known != 0
@@ -485,23 +676,33 @@ class Correlator:
             Pm = Cm != 0
             local = self._tsc_stamps(Cm, Sm, order)
             common = self._on_common(Cm, Sm, local)
+            skew, big, spans = np.zeros(Cm.shape[0], bool), np.zeros(Cm.shape[0], bool), []
             for j in range(trade + 1, len(order)):
                 new = Pm[:, j] & Pm[:, j - 1] & ~(before[:, j] & before[:, j - 1])
                 if new.any():
                     d = self._span(
                         Cm[new], common[new], Sm[new], None if local is None else local[new], j - 1, j
                     )
-                    skew = d < 0
-                    closed.clock_skew += int(skew.sum())
-                    values[schema.stages[j - 1]].append(d[~skew])
-            closed.late_points = int(found.sum())
+                    spans.append((j, new, d))
+                    skew[new] |= d < 0
+                    if self.max_value is not None:
+                        big[new] |= d > self.max_value
+            big &= ~skew
+            ok = ~(skew | big)
+            for j, new, d in spans:
+                values[schema.stages[j - 1]].append(d[ok[new]])
+            closed.clock_skew += int(skew.sum())
+            closed.out_of_range += int(big.sum())
+            closed.seen += int((~ok).sum())
+            closed.late_points = int(ok.sum())
             self.late_points += closed.late_points
-            waiting = ~Pm[:, -1]
+            waiting = ~Pm[:, -1] & ok
             if waiting.any():
-                self._remember_late(Cm[waiting], Sm[waiting], ids[late][found][waiting], added[found][waiting],
-                                    order)  # fmt: skip
+                self._remember_late(
+                    Cm[waiting], Sm[waiting], idl[found][waiting], added[found][waiting], order
+                )
         rest = ~late
-        return C[rest], P[rest], S[rest], ids[rest], arrived[rest]
+        return C[rest], P[rest], S[rest], ids[rest], arrived[rest], dup[rest], evict[rest]
 
 
 def _columns_first(M: np.ndarray) -> np.ndarray:
@@ -516,13 +717,33 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
+def _path(succ: dict[str, list[str]], start: str, goal: str) -> list[str] | None:
+    """A path start -> ... -> goal along ``succ`` (breadth first), or None."""
+    came = {start: None}
+    todo = [start]
+    while todo:
+        n = todo.pop(0)
+        if n == goal:
+            path = []
+            while n is not None:
+                path.append(n)
+                n = came[n]
+            return path[::-1]
+        for m in succ.get(n, ()):
+            if m not in came:
+                came[m] = n
+                todo.append(m)
+    return None
+
+
 class _Spans:
     """How ``Correlator.flush`` measures the spans of the rows it closes.
 
     Three kinds of row: no TSC stamp (spans are plain differences of ns), the ticks of one TSC
-    ring only (every span is ticks times that ring's rate: one multiply per cell, the common case
-    of a C pipeline), and the rest (stamps of several clocks or rings, or a ring whose rate
-    changed mid-run), measured stamp by stamp on the side (``Correlator._span``).
+    domain only, from any number of rings (every span is ticks times the domain's rate: one
+    multiply per cell, the common case of a C or Rust pipeline), and the rest (stamps of several
+    clocks or domains, or a domain whose rate changed mid-run), measured stamp by stamp on the
+    side (``Correlator._span``).
     """
 
     def __init__(self, cor: Correlator, C: np.ndarray, S: np.ndarray, P: np.ndarray, order: np.ndarray):
@@ -535,17 +756,22 @@ class _Spans:
         for value, (_, timeline) in cor._tsc.items():
             if timeline.local is not None and len(timeline.local.xs) == 1:
                 rate[value] = timeline.local.slopes[0]
-        ST = _columns_first(S)
-        ring = ST.max(axis=0)
-        one_ring = np.where(_columns_first(P), ST, np.iinfo(np.int16).max).min(axis=0) == ring
-        whole = cor._tsc_whole[ring]  # a ring all of whose points stamp TSC
+        ST, PT = _columns_first(S), _columns_first(P)
+        ring = ST.max(axis=0)  # one ring of the row: its domain's rate is the row's if one_domain
+        if len(cor._rings) == 1:
+            one_domain, whole = np.ones(ring.size, bool), cor._tsc_whole[ring]
+        else:
+            DT = cor._domain[ST]
+            i32 = np.iinfo(np.int32)
+            one_domain = np.where(PT, DT, i32.max).min(axis=0) == np.where(PT, DT, i32.min).max(axis=0)
+            whole = np.where(PT, cor._tsc_whole[ST], True).all(axis=0)  # every ring's points stamp TSC
         if cor._tsc_mixed_clocks:  # a ring stamps some points in TSC and others not: look at every stamp
             ticks = cor._tsc_stamps(C, S, order)
-            pure = one_ring & (ticks == P).all(axis=1) & ticks.any(axis=1) & (rate[ring] > 0)
+            pure = one_domain & (ticks == P).all(axis=1) & ticks.any(axis=1) & (rate[ring] > 0)
             maybe = ~pure
         else:
-            pure = one_ring & whole & (rate[ring] > 0)
-            maybe = ~one_ring | (whole & ~pure)  # rows that may hold ticks and are not pure
+            pure = one_domain & whole & (rate[ring] > 0)
+            maybe = ~one_domain | (whole & ~pure)  # rows that may hold ticks and are not pure
         self.scale = np.where(pure, rate[ring], 1.0)[:, None] if pure.any() else None
         idx = np.flatnonzero(maybe)
         if idx.size:

@@ -48,6 +48,7 @@ from .session import (
     Session,
     SessionError,
     log_anchor,
+    trace_accounting,
     write_json_atomic,
 )
 
@@ -460,7 +461,10 @@ def _merged_meta(inputs, hosts, base, interval_s, target, warnings) -> dict:
         trade = trade or inp.meta.get("trade_point")
     counters: dict[str, int] = {}
     for inp in inputs:
-        for k, v in (inp.meta.get("counters") or {}).items():
+        own = dict(inp.meta.get("counters") or {})
+        if "traces_complete" in own and "traces_seen" not in own:  # saved before traces were seen
+            own["traces_seen"] = trace_accounting(own)[0]  # so the merged sum keeps its identity
+        for k, v in own.items():
             if isinstance(v, int | float) and not isinstance(v, bool):
                 counters[k] = counters.get(k, 0) + v
     ends = [inp.anchor_s + iv.end_s for inp in inputs for ivs in inp.intervals.values() for iv in ivs]

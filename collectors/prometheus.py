@@ -11,9 +11,7 @@ whole into the exponential bucket that holds the HDR bucket's highest equivalent
 tickscope reports as a percentile); nothing is split or interpolated. Counts keep their order, so
 the sample at any rank lies in the same exponential bucket as tickscope's value for that rank, and
 ``histogram_quantile`` (which interpolates inside that bucket) is within 2^(1/256) - 1 = 0.271 %
-of it. Prometheus ranks at ceil(q*N) where HDR rounds q*N: for a given N they can pick adjacent
-samples, so the bound is stated against tickscope's value at rank ceil(q*N)
-(``value_at_rank``), which is the summary's pXX whenever q*N is an integer.
+of it. Both rank at ceil(q*N) (``hdr.percentile_rank``), so that value is the summary's pXX.
 
 Why hand-encoded protobuf: the exposition needs five small messages (MetricFamily, Metric,
 LabelPair, Counter, Histogram with BucketSpan), a page of varint code; the ``protobuf`` package
@@ -22,12 +20,20 @@ Field numbers are those of io.prometheus.client's metrics.proto.
 
 Cost to the collector: once per interval its thread copies the totals' counts (``observe``), a
 memcpy per stage; converting to exponential buckets and encoding happen at scrape time in the
-server thread, once per published snapshot, and not at all if nobody scrapes.
+server's threads, once per published snapshot, and not at all if nobody scrapes.
+
+Clients are strangers: each connection is served in a thread of its own, at most
+``MAX_CONNECTIONS`` at once and each for at most ``CONNECTION_DEADLINE_S`` (request in, response
+out). A client that sends half a request holds one slot until its deadline, never the server, and
+the end of the run hangs up on every connection still open, so the run ends on time whatever
+clients do. Bursts wait in the kernel's listen queue (``LISTEN_BACKLOG``); a connection that finds
+no free slot within ``SLOT_WAIT_S`` is closed unserved. Both are counted in meta.json.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import socket
 import struct
 import threading
@@ -55,6 +61,8 @@ COUNTERS = (  # (metric, counter key in SessionCounters/extra, help)
     ("tickscope_records_dropped_total", "dropped_ring_full", "Records dropped on a full ring."),
     ("tickscope_traces_complete_total", "traces_complete", "Traces with every stamp."),
     ("tickscope_traces_incomplete_total", "traces_incomplete", "Traces missing stamps."),
+    ("tickscope_traces_seen_total", "traces_seen", "Traces closed by the correlator: recorded or set aside."),
+    ("tickscope_traces_clock_skew_total", "traces_clock_skew", "Traces set aside: a negative stage."),
     ("tickscope_feed_gaps_total", "feed_gaps", "Market-data sequence gaps seen by the feed handler."),
     ("tickscope_orders_sent_total", "orders_sent", "Orders sent by the trader."),
     ("tickscope_orders_acked_total", "orders_acked", "Orders acknowledged by the venue."),
@@ -148,15 +156,6 @@ def to_native(
     pos = np.searchsorted(highest, CLASSIC_BOUNDS_NS, side="right")
     classic = [int(cum[p - 1]) if p else 0 for p in pos]
     return NativeHistogram(uniq, summed, int(total), sum_s, classic)
-
-
-def value_at_rank(hist: HdrHistogram, q: float) -> int:
-    """The HDR value (highest equivalent) at Prometheus's rank for quantile q: the first bucket
-    whose cumulative count reaches q*N."""
-    counts = counts_view(hist)
-    cum = np.cumsum(counts)
-    i = int(np.searchsorted(cum, q * hist.total_count, side="left"))
-    return int(highest_equivalent_values(hist)[min(i, hist.counts_len - 1)])
 
 
 # -- protobuf ----------------------------------------------------------------------------------------------
@@ -321,9 +320,90 @@ def wants_protobuf(accept: str) -> bool:
 
 
 # -- the endpoint -------------------------------------------------------------------------------------------
+MAX_CONNECTIONS = 64  # served at once: a pair of Prometheus servers and a few dashboards need a handful
+LISTEN_BACKLOG = 1024  # a burst of scrapers waits here (the kernel caps it at net.core.somaxconn)
+SLOT_WAIT_S = 1.0  # an accepted connection waits this long for a free slot, then is closed unserved
+CONNECTION_DEADLINE_S = 10.0  # a connection's whole life, request in and response out (a scrape: ms)
+
+
+class BoundedHTTPServer(HTTPServer):
+    """An HTTPServer that serves each connection in a thread of its own, at most
+    ``max_connections`` at once, and hangs up on a connection past its deadline (checked by the
+    accept loop between accepts, at least every poll interval) or still open at ``hang_up_all``."""
+
+    request_queue_size = LISTEN_BACKLOG
+    allow_reuse_address = False
+
+    def __init__(self, address, handler, max_connections: int = MAX_CONNECTIONS,
+                 deadline_s: float = CONNECTION_DEADLINE_S):  # fmt: skip
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._deadline_s = deadline_s
+        # Connection -> deadline. A connection leaves it (under the lock) before it is closed, so
+        # hanging up under the lock never touches a descriptor number the kernel gave out again.
+        self._open: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self.refused = self.timed_out = self.failed = 0
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(timeout=SLOT_WAIT_S):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        with self._lock:
+            self._open[request] = time.monotonic() + self._deadline_s
+        try:
+            threading.Thread(target=self._serve_connection, args=(request, client_address),
+                             name="tickscope-prometheus-conn", daemon=True).start()  # fmt: skip
+        except RuntimeError:  # no thread to be had: this client goes unserved, the server goes on
+            self._release(request)
+            self.refused += 1
+
+    def _serve_connection(self, request, client_address):
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # a client that resets or vanishes mid-request: nothing to report but a count
+            with self._lock:
+                self.failed += 1
+        finally:
+            self._release(request)
+
+    def _release(self, request):
+        with self._lock:
+            self._open.pop(request, None)
+        self.shutdown_request(request)
+        self._slots.release()
+
+    def service_actions(self):
+        now = time.monotonic()
+        with self._lock:
+            for conn, deadline in self._open.items():
+                if deadline <= now:
+                    self._open[conn] = math.inf  # counted once; the handler's thread now ends
+                    self.timed_out += 1
+                    _hang_up(conn)
+
+    def hang_up_all(self):
+        with self._lock:
+            for conn in self._open:
+                _hang_up(conn)
+
+    def handle_error(self, request, client_address):
+        with self._lock:  # socketserver would print a traceback to stderr
+            self.failed += 1
+
+
+def _hang_up(conn: socket.socket) -> None:
+    """Wake the thread blocked on this connection (its read returns end-of-file) and end it."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class PrometheusExporter:
-    """Serves the last published ExportState from a daemon thread; ``observe`` publishes a new one
-    whenever the collector has rolled an interval (its LiveState object is replaced then)."""
+    """Serves the last published ExportState (see ``BoundedHTTPServer``); ``observe`` publishes a
+    new one whenever the collector has rolled an interval (its LiveState object is replaced then)."""
 
     def __init__(self, listen: str, *, session: str, host: str | None = None):
         self.address = parse_listen(listen)
@@ -336,25 +416,34 @@ class PrometheusExporter:
         self.publish_cpu_s = 0.0
         self._seen_live = None
         self._encoded: dict[bool, tuple[ExportState, bytes]] = {}
+        self._encoding = threading.Lock()  # many scrapers after one publish: one of them encodes
         self._scraped = threading.Condition()
         self.server = self._bind()
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                        name="tickscope-prometheus", daemon=True)  # fmt: skip
         self.thread.start()
 
-    def _bind(self) -> HTTPServer:
+    def _bind(self) -> BoundedHTTPServer:
         host, port = self.address
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CONNECTION_DEADLINE_S  # each read and write; the server bounds the whole connection
+
             def do_GET(self):  # noqa: N802 - http.server's naming
                 exporter._serve(self)
+
+            def do_HEAD(self):  # noqa: N802
+                exporter._serve(self, body=False)
+
+            def version_string(self):  # not "BaseHTTP/0.6 Python/3.x": which Python runs here is ours
+                return "tickscope"
 
             def log_message(self, *args):  # scrapes are not news
                 pass
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        server_class = type("Server", (HTTPServer,), {"address_family": family, "allow_reuse_address": False})
+        server_class = type("Server", (BoundedHTTPServer,), {"address_family": family})
         where = f"{'[' + host + ']' if ':' in host else host}:{port}"
         try:
             return server_class((host, port), Handler)
@@ -399,27 +488,34 @@ class PrometheusExporter:
             self.state, self.state_source = ExportState(self.labels, natives, counters, final), raw
         return self.state
 
-    def _serve(self, req: BaseHTTPRequestHandler) -> None:
+    def _serve(self, req: BaseHTTPRequestHandler, body: bool = True) -> None:
+        """GET (``body``) or HEAD: the same headers, so a HEAD says what a GET would send."""
         t0 = time.thread_time()
         if req.path.split("?")[0] not in ("/metrics", "/"):
             req.send_error(404, "tickscope serves /metrics")
             return
-        state = self._current_state()
         proto = wants_protobuf(req.headers.get("Accept", ""))
-        cached = self._encoded.get(proto)
-        if cached is None or cached[0] is not state:  # encode once per published state, not per scrape
-            cached = self._encoded[proto] = (state, render_protobuf(state) if proto else render_text(state))
-        body, ctype = cached[1], PROTOBUF_TYPE if proto else TEXT_TYPE
+        with self._encoding:
+            state = self._current_state()
+            cached = self._encoded.get(proto)
+            if cached is None or cached[0] is not state:  # encode once per published state, not per scrape
+                encoded = render_protobuf(state) if proto else render_text(state)
+                cached = self._encoded[proto] = (state, encoded)
+        payload, ctype = cached[1], PROTOBUF_TYPE if proto else TEXT_TYPE
         try:
             req.send_response(200)
             req.send_header("Content-Type", ctype)
-            req.send_header("Content-Length", str(len(body)))
+            req.send_header("Content-Length", str(len(payload)))
             req.end_headers()
-            req.wfile.write(body)
+            if body:
+                req.wfile.write(payload)
         except OSError:
             return
         finally:
-            self.serve_cpu_s += time.thread_time() - t0
+            with self._scraped:
+                self.serve_cpu_s += time.thread_time() - t0
+        if not body:  # a HEAD carries no totals: the final state is not delivered by it
+            return
         with self._scraped:
             self.scrapes += 1
             if state.final:
@@ -454,13 +550,25 @@ class PrometheusExporter:
             drained = sum(src.reader.drained for src in collector.sources)
             writer.meta["prometheus"] = self.stats(drained)
             writer.save_meta()
+        warnings = self.connection_warnings()
         if scraped:
+            return warnings
+        return warnings + [f"prometheus: the final totals were not scraped within {linger_s:g}s of the end "
+                           "(Prometheus holds the state of its last scrape; the session on disk is complete)"]  # fmt: skip
+
+    def connection_warnings(self) -> list[str]:
+        s = self.server
+        if not s.refused and not s.timed_out:
             return []
-        return [f"prometheus: the final totals were not scraped within {linger_s:g}s of the end "
-                "(Prometheus holds the state of its last scrape; the session on disk is complete)"]  # fmt: skip
+        return [f"prometheus: {s.refused} connection(s) closed unserved (all {MAX_CONNECTIONS} slots busy for "
+                f"{SLOT_WAIT_S:g}s) and {s.timed_out} cut at the {CONNECTION_DEADLINE_S:g}s deadline "
+                "(clients that were too many or too slow; see meta.json prometheus)"]  # fmt: skip
 
     def close(self) -> None:
+        """Stop accepting (within the poll interval, or SLOT_WAIT_S if the accept loop waits for a
+        slot), hang up on every connection still open, release the port."""
         self.server.shutdown()
+        self.server.hang_up_all()
         self.server.server_close()
 
     def stats(self, records: int) -> dict:
@@ -468,7 +576,9 @@ class PrometheusExporter:
         return {"listen": f"{self.address[0]}:{self.port}", "scrapes": self.scrapes,
                 "final_scraped": self.scrapes_of_final > 0, "publish_cpu_s": round(self.publish_cpu_s, 4),
                 "serve_cpu_s": round(self.serve_cpu_s, 4),
-                "ns_per_record": round(cpu * 1e9 / records, 2) if records else None}  # fmt: skip
+                "ns_per_record": round(cpu * 1e9 / records, 2) if records else None,
+                "connections_refused": self.server.refused, "connections_timed_out": self.server.timed_out,
+                "connections_failed": self.server.failed}  # fmt: skip
 
 
 def start_exporter(listen: str, session: str) -> PrometheusExporter:

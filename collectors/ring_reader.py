@@ -21,6 +21,14 @@ class RingFormatError(Exception):
     """A ring file that is not (or no longer) a tickscope ring. The message is one line."""
 
 
+class RingDescriptorsExhausted(RingFormatError):
+    """No file descriptor left to open or map a ring (EMFILE/ENFILE): try again later."""
+
+
+class RingTruncatedError(RingFormatError):
+    """The ring file shrank under the mapping: a page past its new end cannot be read (SIGBUS)."""
+
+
 class RingCounterError(RingFormatError):
     """The ring's counters contradict each other or their own history: the header cannot be
     trusted any more. ``head_ok`` says whether ``head`` itself still passed its checks, so the
@@ -131,7 +139,9 @@ class RingReader:
                 raise RingFormatError(
                     f"ring {self.path}: truncated header ({st.st_size} bytes, expected at least {L.DATA_OFFSET})"
                 )
-            self.mm = mmap.mmap(fd, st.st_size)
+            self.mm = mmap.mmap(fd, st.st_size)  # holds a duplicate of fd until closed
+        except OSError as e:
+            raise _open_error(self.path, e, "map") from None
         finally:
             os.close(fd)
         try:
@@ -156,6 +166,7 @@ class RingReader:
         self.dtype = point_dtype() if self.kind == L.KIND_POINT else tick_dtype(self.n_points)
         self.records = np.frombuffer(self.mm, dtype=self.dtype, count=self.capacity, offset=L.DATA_OFFSET)
         self._alive_until = 0  # monotonic ns until which the writer counts as alive (cached)
+        self._closed_seen = False
         self._u64[L.OFF_READER_HEARTBEAT_NS // 8] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         struct.pack_into("<I", self.mm, L.OFF_READER_PID, os.getpid())
 
@@ -207,6 +218,7 @@ class RingReader:
         expected_size = L.ring_file_size(capacity, rsize)
         if size < expected_size:
             raise RingFormatError(f"{where}: truncated ({size} bytes, header says {expected_size})")
+        self.ring_size = expected_size  # the bytes we read: the file must keep at least these
         self.kind, self.record_size, self.n_points, self.capacity = kind, rsize, n_points, capacity
         self.clock_domain, self.writer_pid, self.writer_tid = clock, pid, tid
         self.created_monotonic_ns, self.created_realtime_ns = cmono, creal
@@ -234,7 +246,10 @@ class RingReader:
 
     @property
     def writer_closed(self) -> bool:
-        return bool(self._u64[L.OFF_WRITER_CLOSED // 8])
+        """Read fresh while mapped; after ``close()``, what was read last."""
+        if self._u64 is not None:
+            self._closed_seen = bool(self._u64[L.OFF_WRITER_CLOSED // 8])
+        return self._closed_seen
 
     @property
     def writer_heartbeat_ns(self) -> int:
@@ -250,10 +265,24 @@ class RingReader:
         """Records published but not drained yet, as of the last checked counters."""
         return self.last.head - self.tail
 
+    def check_size(self) -> None:
+        """Raise ``RingTruncatedError`` if the file no longer holds the whole ring. A writer (or
+        anyone with write access) that truncates a mapped file turns our next read of a page past
+        its end into SIGBUS, which kills the collector outright: Python cannot catch it (the
+        faulting load would run again and again). So look before touching: one fstat on the
+        mapping's own descriptor. A truncation between this look and the read is still fatal;
+        that window is one drain long."""
+        size = self.mm.size()
+        if size < self.ring_size:
+            raise RingTruncatedError(f"{self._where}: truncated to {size} bytes while attached "
+                                     f"(the ring is {self.ring_size}); the writer or someone else shrank it")  # fmt: skip
+
     def counters(self) -> RingCounters:
         """Read ``head`` and ``dropped`` once and check them against each other, against our own
         ``tail`` and against what was read before. Raises ``RingCounterError`` (and keeps the last
-        good values in ``last``) when they cannot be true."""
+        good values in ``last``) when they cannot be true, ``RingTruncatedError`` when the file
+        shrank (see ``check_size``)."""
+        self.check_size()
         now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         head, dropped = _HEAD_AND_DROPPED.unpack_from(self.mm, L.OFF_HEAD)
         got = RingCounters(head, dropped, self.tail)
@@ -274,6 +303,7 @@ class RingReader:
 
     def drain_trusted(self, max_records: int | None = None) -> np.ndarray:
         """After a ``RingCounterError``: the records up to the last head that passed its checks."""
+        self.check_size()
         return self._take(self.last.head - self.tail, max_records)
 
     LIVENESS_CHECK_NS = 50_000_000  # /proc reads cost ~20 us; a death noticed 50 ms late is fine
@@ -336,12 +366,11 @@ class RingReader:
         return out
 
     def close(self) -> None:
+        """Unmap the ring, which also closes the descriptor the mapping holds. The last readings
+        (``last``, ``tail``, ``drained``, ``writer_closed``) stay, so the ring's accounting does."""
         self.records = None
         self._u64 = None
-        try:
-            self.mm.close()
-        except BufferError:
-            pass
+        self.mm.close()  # BufferError if a view of the mapping escaped: a leak to fix, not to hide
 
 
 def _pid_not_zombie(pid: int) -> bool:
@@ -386,7 +415,7 @@ def _open_own_regular_file(path: Path) -> int:
             raise RingFormatError(
                 f"{where}: is a symbolic link; tickscope opens ring files only, never links"
             ) from None
-        raise RingFormatError(f"{where}: cannot open ({e.strerror or e})") from None
+        raise _open_error(path, e, "open") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -400,6 +429,12 @@ def _open_own_regular_file(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _open_error(path: Path, e: OSError, verb: str) -> RingFormatError:
+    if e.errno in (errno.EMFILE, errno.ENFILE):
+        return RingDescriptorsExhausted(f"ring {path}: cannot {verb} ({e.strerror})")
+    return RingFormatError(f"ring {path}: cannot {verb} ({e.strerror or e})")
 
 
 def _file_kind(mode: int) -> str:

@@ -574,22 +574,32 @@ def check_slowest(raw, warnings: list[str]) -> list[dict]:
 @dataclass
 class SessionCounters:
     """Every record accounted for, per ring and in total, from one reading of each ring's counters:
-    ``produced = drained + dropped_ring_full + in_ring + drained_before_attach``. ``malformed``
-    records are drained ones that carried nothing usable (a subset of ``drained``)."""
+    ``produced = drained + dropped_ring_full + in_ring + drained_before_attach + records_refused``.
+    ``malformed`` records are drained ones that carried nothing usable (a subset of ``drained``).
+
+    Every trace the correlator closed likewise: ``traces_seen = traces_complete (recorded) + the
+    traces set aside``, one reason each (``TRACES_SET_ASIDE``)."""
 
     produced: int = 0
     drained: int = 0
     dropped_ring_full: int = 0
     in_ring: int = 0  # published, not drained yet (a backlog mid-run; left behind at the end)
     drained_before_attach: int = 0  # released by an earlier collector (``tickscope live``)
+    records_refused: int = 0  # in rings refused for contradicting another ring's declarations
     malformed: int = 0
     rings_quarantined: int = 0
+    rings_refused: int = 0
     duplicate_stamps: int = 0
+    traces_seen: int = 0
     traces_complete: int = 0
     traces_incomplete: int = 0
     traces_clock_skew: int = 0
-    traces_open_at_end: int = 0
+    late_beyond_horizon: int = 0
     traces_evicted: int = 0
+    traces_duplicate: int = 0
+    traces_out_of_range: int = 0
+    traces_unordered: int = 0
+    traces_open_at_end: int = 0
     values_out_of_range: int = 0
     writers_died: int = 0
     extra: dict = field(default_factory=dict)
@@ -601,4 +611,41 @@ class SessionCounters:
 
     @property
     def drop_free(self) -> bool:
-        return not (self.dropped_ring_full or self.malformed or self.in_ring or self.rings_quarantined)
+        records = (self.dropped_ring_full, self.malformed, self.in_ring, self.rings_quarantined, self.rings_refused,
+                   self.records_refused, self.values_out_of_range)  # fmt: skip
+        return not any(records) and not sum(getattr(self, k) for k in TRACES_SET_ASIDE)
+
+
+# Counter -> what the accounting line calls it, in the order the correlator applies the reasons.
+TRACES_SET_ASIDE = {
+    "traces_evicted": "evicted (too many open)",
+    "traces_duplicate": "duplicate stamps",
+    "traces_incomplete": "incomplete",
+    "traces_clock_skew": "clock skew",
+    "traces_out_of_range": "beyond the histogram range",
+    "late_beyond_horizon": "late beyond the horizon",
+    "traces_unordered": "unordered points",
+}
+
+
+def _int(counters: dict, key: str) -> int:
+    v = counters.get(key, 0)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def trace_accounting(counters: dict) -> tuple[int, int, dict[str, int]] | None:
+    """(seen, recorded, {label: traces set aside}) from a session's counters; None without traces.
+
+    Sessions saved before ``traces_seen`` was counted: seen is rebuilt from the counts that were
+    exclusive then (recorded, incomplete, clock skew, late beyond the horizon)."""
+    if "traces_complete" not in counters:
+        return None
+    recorded = _int(counters, "traces_complete")
+    if "traces_seen" in counters:
+        aside = {label: _int(counters, k) for k, label in TRACES_SET_ASIDE.items()}
+        seen = _int(counters, "traces_seen")
+    else:
+        old = ("traces_incomplete", "traces_clock_skew", "late_beyond_horizon")
+        aside = {TRACES_SET_ASIDE[k]: _int(counters, k) for k in old}
+        seen = recorded + sum(aside.values())
+    return seen, recorded, {k: v for k, v in aside.items() if v}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickscope.probe.clock import TscCalibration
+from tickscope.probe.clock import TscCalibration, fit_tsc
 
 
 class PiecewiseLinear:
@@ -16,7 +16,10 @@ class PiecewiseLinear:
 
     Pieces are only ever appended at an x no value has been converted at yet, and each new piece
     starts at the value the map already had there, so conversions done earlier stay valid and the
-    map never steps. Before the first piece the first slope extends backwards.
+    map never steps. Before the first piece the map extends backwards with ``back_slope``: the
+    first slope it ever had, kept when a piece is appended before the first piece's x (values
+    converted before the first anchor, e.g. stamps older than the newest calibration pair of the
+    first fit, must not move when the next fit slews).
     """
 
     MAX_PIECES = 4096  # older pieces are merged into their successor's backward extension
@@ -25,6 +28,7 @@ class PiecewiseLinear:
         if slope <= 0:
             raise ValueError(f"slope must be positive: slope={slope}")
         self.xs, self.ys, self.slopes = [int(x)], [int(y)], [float(slope)]
+        self.back_slope = float(slope)
         self._arrays()
 
     def _arrays(self) -> None:
@@ -32,20 +36,23 @@ class PiecewiseLinear:
         self._y = np.array(self.ys, np.int64)
         self._s = np.array(self.slopes, np.float64)
 
+    def _slope(self, x: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return np.where(x < self._x[0], self.back_slope, self._s[i])
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.int64)
         i = np.clip(np.searchsorted(self._x, x, side="right") - 1, 0, None)
-        return self._y[i] + np.rint((x - self._x[i]) * self._s[i]).astype(np.int64)
+        return self._y[i] + np.rint((x - self._x[i]) * self._slope(x, i)).astype(np.int64)
 
     def difference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """map(b) - map(a) computed without rounding either end first."""
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
         ia = np.clip(np.searchsorted(self._x, a, side="right") - 1, 0, None)
         ib = np.clip(np.searchsorted(self._x, b, side="right") - 1, 0, None)
-        apart = (self._y[ib] - self._y[ia]) + (
-            (b - self._x[ib]) * self._s[ib] - (a - self._x[ia]) * self._s[ia]
-        )
-        return np.rint(np.where(ia == ib, (b - a) * self._s[ia], apart)).astype(np.int64)
+        sa, sb = self._slope(a, ia), self._slope(b, ib)
+        apart = (self._y[ib] - self._y[ia]) + ((b - self._x[ib]) * sb - (a - self._x[ia]) * sa)
+        together = (ia == ib) & ((a < self._x[0]) == (b < self._x[0]))
+        return np.rint(np.where(together, (b - a) * sa, apart)).astype(np.int64)
 
     def at(self, x: int) -> int:
         return int(self(np.array([x], np.int64))[0])
@@ -63,6 +70,7 @@ class PiecewiseLinear:
             self.xs.append(int(x)), self.ys.append(y), self.slopes.append(float(slope))
         if len(self.xs) > self.MAX_PIECES:
             del self.xs[0], self.ys[0], self.slopes[0]
+            self.back_slope = self.slopes[0]
         self._arrays()
         return y
 
@@ -163,3 +171,69 @@ class TscTimeline:
         """b - a in ns for ticks of this ring: the tick difference times the local rate, rounded
         once (so a span of k ticks is always rint(k * ns_per_tick), never off by a stamp's rounding)."""
         return self.local.difference(a, b)
+
+
+CALIB_RECENT = 8  # the newest pairs, kept unthinned (enough of them for the fit to tell an outlier)
+CALIB_HISTORY = 64  # pairs kept in all: older ones thinned evenly, the first kept (the longest baseline)
+
+
+class TscDomain:
+    """One TSC clock and the one timeline every stamp of it goes through.
+
+    The host's domain pools the calibration pairs of every ring whose TSC the host keeps invariant
+    and the collector's own pairs (``collectors/host_tsc.py``): its rings' stamps are one clock, so a
+    span between two of them, in one ring or two, is their tick difference times one rate. A ring
+    on a TSC the host does not trust gets a domain of its own (per-ring maps, said aloud).
+    """
+
+    def __init__(self, name: str):
+        self.name = name  # "host", or the ring's path
+        self.timeline = TscTimeline()
+        self.pairs: list[tuple[int, int, int, int]] = []  # kept for the fit, by MONOTONIC_RAW time
+        self.pairs_from: dict[str, int] = {}  # source ("rings", "collector") -> pairs received
+        self._fresh = False
+        self._fits = 0
+
+    def add(self, pairs, source: str) -> None:
+        """Pairs of one source (any order, any ring): kept, thinned, fitted at the next ``refit``."""
+        for pair in pairs:
+            if not pair[0] or not pair[1]:
+                continue  # a Python writer's pair (no TSC) or an empty slot
+            self.pairs.append(tuple(pair))
+            self.pairs_from[source] = self.pairs_from.get(source, 0) + 1
+            self._fresh = True
+        if not self._fresh:
+            return
+        self.pairs.sort(key=lambda p: p[1])
+        while len(self.pairs) > CALIB_HISTORY:
+            # Drop the older pair closest to its predecessor: the first and the newest stay, the
+            # rest spread over the whole session, so the baseline only ever grows.
+            older = range(1, len(self.pairs) - CALIB_RECENT)
+            del self.pairs[min(older, key=lambda i: self.pairs[i][1] - self.pairs[i - 1][1])]
+
+    def refit(self) -> None:
+        if not self._fresh:
+            return
+        self._fresh = False
+        fit = fit_tsc(self.pairs)
+        if fit is not None:
+            self._fits += 1
+            self.timeline.update(fit, self._fits)
+
+    @property
+    def ready(self) -> bool:
+        return self.timeline.ready
+
+    def describe(self) -> dict:
+        t = self.timeline
+        d = {"domain": self.name, "pairs_received": dict(self.pairs_from), "pairs_kept": len(self.pairs)}
+        if t.ready:
+            d.update({
+                "hz": round(t.fit.hz, 1), "fit_residual_ns": round(t.fit.residual_ns, 2),
+                "fit_pairs": t.fit.pairs, "fit_span_s": round(t.fit.span_ns / 1e9, 3),
+                "local_hz": [round(1e9 / s, 3) for s in t.local.slopes],  # the rate spans use
+                "local_rate_changes": t.rate_changes,
+                "largest_step_ns": t.largest_step_ns,  # largest fit disagreement slewed away
+                "fits_total": t.fits_total, "fits": t.fits,
+            })  # fmt: skip
+        return d

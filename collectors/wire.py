@@ -1318,12 +1318,22 @@ WIRE_STAGE = {"name": "wire_to_wire", "from": "wire.md", "to": "wire.order"}
 WIRE_TAGS = ("wire_to_wire", "md.rx-wire.md", "wire.order-order.tx")
 
 
-def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_ns: int, interval_ns: int):
+def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_ns: int, interval_ns: int,
+                        set_aside: dict[str, int] | None = None):  # fmt: skip
     """{tag: (stamps, values)} -> [(start_s, end_s, {tag: histogram})] per interval that has data,
-    stamps relative to ``start_ns``. Negative values (residuals can be) are counted by the caller."""
+    stamps relative to ``start_ns``. Values no histogram can hold are not recorded: they are
+    counted into ``set_aside`` as ``<tag>_negative`` and ``<tag>_beyond_range`` (above the
+    highest trackable value, ~68.7 s), never skipped in silence."""
     from .hdr import BulkRecorder, new_histogram
 
     recorder = BulkRecorder(new_histogram())
+    if set_aside is not None:
+        for tag, (_, v) in values.items():
+            v = np.asarray(v, dtype=np.int64)
+            for key, n in ((f"{tag}_negative", np.count_nonzero(v < 0)),
+                           (f"{tag}_beyond_range", np.count_nonzero(v > recorder.max_recordable))):  # fmt: skip
+                if n:
+                    set_aside[key] = set_aside.get(key, 0) + int(n)
     slot_of = {
         tag: (np.asarray(st, dtype=np.int64) - start_ns) // interval_ns for tag, (st, _) in values.items()
     }
@@ -1357,12 +1367,16 @@ def write_session(m: WireMatch, out: Path, meta: dict, interval_s: float = 1.0) 
     meta.setdefault("wire", {})["warnings"] = m.warnings
     writer = SessionWriter(out, meta)
     w2w = m.wire_to_wire
-    negative = int(np.count_nonzero(w2w < 0))
-    if negative:  # an order stamped before its market data: clocks of two capture ports disagree
-        writer.meta["counters"]["wire_to_wire_negative"] = negative
     totals = {}
-    for start_s, end_s, hists in interval_histograms({"wire_to_wire": (m.wire_order, w2w)}, start_ns,
-                                                     int(interval_s * 1e9)):  # fmt: skip
+    # Negative: an order stamped before its market data (the clocks of two capture ports disagree);
+    # beyond range: an order answered a minute or more after its tick. Both counted, never recorded.
+    set_aside: dict[str, int] = {}
+    intervals = interval_histograms({"wire_to_wire": (m.wire_order, w2w)}, start_ns, int(interval_s * 1e9),
+                                    set_aside)  # fmt: skip
+    counters = writer.meta["counters"]
+    counters.update(set_aside)
+    counters["wire_to_wire_recorded"] = int(w2w.size - sum(set_aside.values()))
+    for start_s, end_s, hists in intervals:
         writer.write_interval(hists, start_s, end_s, warmup=False)
         for tag, h in hists.items():
             if tag in totals:

@@ -13,8 +13,6 @@ SIGTERM, which both handle explicitly to stop cleanly whatever signals they inhe
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tickscope.collectors.cargo import build_root, cargo_error, find_cargo, stage
 from tickscope.collectors.children import exit_description, spawn_child, stop_child
 from tickscope.collectors.profile import ProfileError
 from tickscope.probe.ring import RING_DIR_ENV
@@ -90,9 +89,10 @@ def _say(message: str) -> None:
 @functools.cache  # once per tickscope run: main builds it before the session starts, the pipeline reuses it
 def build_rust_trader(crate: Path = RUST_TRADER_CRATE, *, progress_s: float = CARGO_PROGRESS_S,
                       timeout_s: float = CARGO_TIMEOUT_S, say=_say) -> Path:  # fmt: skip
-    """``cargo build --release --offline`` of pipeline/rust_trader; cargo rebuilds only when its
-    sources changed. The target directory stays inside the crate (git-ignored), or in the temporary
-    directory when the crate is read-only. ProfileError (one line) without cargo or on a failed build.
+    """``cargo build --release --offline`` of pipeline/rust_trader, on a copy in the per-user cache
+    (``collectors.cargo``: never inside the crate, which may sit in site-packages); cargo rebuilds
+    only when its sources changed. ProfileError (one line) without cargo, with an unwritable cache
+    or on a failed build.
 
     While cargo works, ``say`` gets a line every ``progress_s`` with what cargo last said (the crate
     it is compiling, or that it waits for a lock held by another build): a build that hangs is seen
@@ -102,12 +102,14 @@ def build_rust_trader(crate: Path = RUST_TRADER_CRATE, *, progress_s: float = CA
         raise ProfileError(
             "--trader rust needs cargo (Rust >= 1.63): apt-get install cargo, or https://rustup.rs"
         )
-    target = (
-        crate / "target"
-        if os.access(crate, os.W_OK)
-        else Path(tempfile.gettempdir()) / "tickscope-rust-trader"
-    )
-    cmd = [cargo, "build", "--release", "--offline", "--color", "never", "--manifest-path", str(crate / "Cargo.toml"),
+    try:
+        manifest, target = stage(crate)
+    except OSError as e:
+        raise ProfileError(
+            f"--trader rust: cannot copy the trader's sources to {build_root(crate)}: {e} "
+            "(set XDG_CACHE_HOME to a writable directory)"
+        ) from None
+    cmd = [cargo, "build", "--release", "--offline", "--color", "never", "--manifest-path", str(manifest),
            "--target-dir", str(target)]  # fmt: skip
     # A child like the pipeline's: it dies with tickscope (kill -9 left cargo building on), and in
     # its own process group, so on Ctrl-C tickscope stops it (and the rustc it runs) itself.
@@ -139,42 +141,14 @@ def build_rust_trader(crate: Path = RUST_TRADER_CRATE, *, progress_s: float = CA
         raise ProfileError(f"cargo build of {crate} {exit_description(proc.returncode)} "
                            f"(last: {_cargo_doing(said)})")  # fmt: skip
     if proc.returncode != 0:
-        raise ProfileError(f"cargo build of {crate} failed: {cargo_error(''.join(said))}")
+        raise ProfileError(
+            f"cargo build of {crate} (in {manifest.parent}) failed: {cargo_error(''.join(said))}"
+        )
     return target / "release" / "tickscope-trader"
 
 
 def _cargo_doing(said: list[str]) -> str:
     return next((line.strip() for line in reversed(said) if line.strip()), "no output yet")
-
-
-def find_cargo() -> str | None:
-    """The first cargo on PATH, else rustup's (``$CARGO_HOME/bin``, ``~/.cargo/bin``), which a shell
-    that did not read the profile rustup edited (cron, CI steps, ``env -i``) does not have on PATH."""
-    homes = [os.environ.get("CARGO_HOME"), os.path.expanduser("~/.cargo")]
-    return shutil.which("cargo") or next(
-        (str(c) for h in homes if h and os.access(c := Path(h) / "bin" / "cargo", os.X_OK)), None
-    )
-
-
-def cargo_error(stderr: str) -> str:
-    """cargo's first error on one line: with its ``Caused by:`` chain (where the reason usually is,
-    e.g. "lock file version 4 requires `-Znext-lockfile-bump`" under "failed to parse lock file"),
-    or for a compile error with the source location (``--> src/main.rs:3:5``)."""
-    lines = stderr.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.startswith("error")), None)
-    if first is None:
-        return next((line.strip() for line in lines if line.strip()), "no output")
-    chain = [lines[first].strip()]
-    for line in lines[first + 1 :]:
-        text = line.strip()
-        if not text or text == "Caused by:":
-            continue
-        if line.startswith(("error", "warning")) or text.startswith("|"):
-            break
-        chain.append(text)
-        if text.startswith("-->"):  # a compile error: its location, not the source excerpt
-            break
-    return ": ".join(chain)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

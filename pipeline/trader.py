@@ -21,7 +21,8 @@ update-id check and the absolute level updates (see ``binance.DepthSync``).
 
 The first seven go in one tick record (``TickWriter``); ``order.tx`` arrives later from the
 socket's error queue and ``ack.rx`` with the venue's answer, so they are point records of the same
-trace in a second ring. Where the kernel gives no transmit stamps, ``order.tx`` is the user-space
+trace in a second ring, which declares ``order.encoded`` before them (never stamped there) to
+link the two rings' orders. Where the kernel gives no transmit stamps, ``order.tx`` is the user-space
 stamp after ``send`` returns (the session metadata says which).
 
 This file is also the example to copy when instrumenting a real trading process.
@@ -73,7 +74,9 @@ TICK_POINTS = [
     Point("order.encoded", stage="encode"),
 ]
 MD_RX, MD_READ, MD_DECODED, BOOK_UPDATED, SIGNAL, RISK_CHECKED, ORDER_ENCODED = range(7)
-ORDER_TX, ACK_RX = 0, 1
+# The orders ring declares order.encoded first without stamping it: that says its points come
+# after the tick ring's, whichever ring the collector finds first (README "Declaring points").
+ORDER_ENCODED_REF, ORDER_TX, ACK_RX = 0, 1, 2
 
 
 class TraderError(Exception):
@@ -128,7 +131,8 @@ class Trader:
             self.ticks.close()
             raise
         clock = "realtime" if self.kernel_tx else "monotonic"
-        self.orders_ring = PointWriter([Point("order.tx", stage="send", clock=clock, trade=True),
+        self.orders_ring = PointWriter([Point("order.encoded", clock=clock),
+                                        Point("order.tx", stage="send", clock=clock, trade=True),
                                         Point("ack.rx", stage="order_rtt")], name="trader-orders", capacity=1 << 14)  # fmt: skip
         self.pending_tx: dict[int, int] = {}
         # Orders on the wire and not yet answered, by ClOrdID (-> MsgSeqNum) and by MsgSeqNum (a

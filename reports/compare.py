@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tickscope.collectors.hdr import counts_view, highest_equivalent_values, holding, layout_of, new_histogram
+from tickscope.collectors.hdr import (
+    counts_view,
+    highest_equivalent_values,
+    holding,
+    layout_of,
+    new_histogram,
+    percentile_rank,
+)
 from tickscope.collectors.session import Session, SessionError
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
@@ -218,10 +225,10 @@ class _Side:
 
 
 def _percentile_of(cum: np.ndarray, values: np.ndarray, pct: float) -> np.ndarray:
-    """Percentile (hdrh rounding) of each row of the cumulative counts ``cum`` (replicates x buckets)."""
-    total = cum[:, -1]
-    target = np.maximum(np.floor(pct * total / 100 + 0.5), 1)
-    index = (cum < target[:, None]).sum(axis=1)
+    """Percentile (at ``percentile_rank``, as every output) of each row of the cumulative counts
+    ``cum`` (replicates x buckets)."""
+    rank = percentile_rank(pct, cum[:, -1])
+    index = (cum < rank[:, None]).sum(axis=1)
     return values[np.minimum(index, len(values) - 1)]
 
 

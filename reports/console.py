@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from tickscope.collectors.session import Session
+from tickscope.collectors.session import Session, trace_accounting
 from tickscope.reports.units import fmt_ns
 
 COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
@@ -63,28 +63,32 @@ class CountersLine:
 
     def __rich__(self) -> Text:
         c = self.c
-        keys = ("produced", "drained", "dropped_ring_full", "in_ring", "drained_before_attach", "malformed")
-        produced, drained, dropped, in_ring, before, malformed = (_count(c, k) for k in keys)
+        keys = ("produced", "drained", "dropped_ring_full", "in_ring", "drained_before_attach", "malformed",
+                "records_refused")  # fmt: skip
+        produced, drained, dropped, in_ring, before, malformed, refused = (_count(c, k) for k in keys)
         # Sessions saved before in_ring was counted: the remainder is what was never drained.
-        never = produced - drained - dropped - in_ring - before
+        never = produced - drained - dropped - in_ring - before - refused
         terms = [f"drained {drained:,}", f"dropped {dropped:,} (ring full)"]
         if in_ring or "in_ring" in c:
             terms.append(f"in ring {in_ring:,}")
         if before:
             terms.append(f"drained before attach {before:,}")
+        if refused:
+            terms.append(f"in refused rings {refused:,}")
         if never > 0:
             terms.append(f"never drained {never:,}")
         text = Text(f"records: produced {produced:,} = " + " + ".join(terms))
         if never < 0:
             text.append(f"  (counters disagree by {-never:,})", style="bold red")
         text.append(f"  malformed {malformed:,}")
-        text.append(
-            f"\ntraces: {c.get('traces_complete', 0):,} complete, {c.get('traces_incomplete', 0):,} incomplete"
-        )
-        if c.get("traces_clock_skew"):
-            text.append(f", {c['traces_clock_skew']:,} clock-skewed")
-        if c.get("traces_evicted"):
-            text.append(f", {c['traces_evicted']:,} evicted (too many open)")
+        traces = trace_accounting(c)
+        set_aside = 0
+        if traces is not None:
+            text.append(
+                "\n"
+                + TraceLine(traces, open_now=_count(c, "traces_pending") if self.status is None else 0).line()
+            )
+            set_aside = traces[0] - traces[1]
         if c.get("orders_sent"):
             # Every order on the wire is answered or still in flight when the session ended.
             text.append(f"\norders: {c['orders_sent']:,} sent = {c.get('orders_acked', 0):,} acked"
@@ -97,6 +101,14 @@ class CountersLine:
             if c.get(key):
                 text.append(f", {label} {c[key]:,}")
         problems = self.problems(dropped, malformed, in_ring + max(never, 0), _count(c, "rings_quarantined"))
+        if _count(c, "rings_refused"):
+            n = _count(c, "rings_refused")
+            problems.append(f"{n} ring{'s' if n > 1 else ''} refused (declarations contradict another ring's), "
+                            f"{refused:,} records in {'them' if n > 1 else 'it'} unread")  # fmt: skip
+        if set_aside:
+            problems.append(f"{set_aside:,} traces set aside (not measured)")
+        if _count(c, "values_out_of_range"):
+            problems.append(f"{_count(c, 'values_out_of_range'):,} values beyond the histogram range")
         if problems:
             text.append("\nNOT drop-free: " + "; ".join(problems), style="bold red")
         elif self.status is None:
@@ -104,7 +116,7 @@ class CountersLine:
                 "\ndrop-free so far: every record produced was drained or waits in the ring", style="green"
             )
         else:
-            text.append("\ndrop-free: every record produced was recorded", style="green")
+            text.append("\ndrop-free: every record produced and every trace seen was recorded", style="green")
         return text
 
     def problems(self, dropped: int, malformed: int, not_drained: int, quarantined: int) -> list[str]:
@@ -125,6 +137,42 @@ class CountersLine:
                 f"{quarantined} ring{'s' if quarantined > 1 else ''} quarantined (impossible counters)"
             )
         return out
+
+
+class TraceLine:
+    """``traces: N seen = R recorded + S set aside (reason n, ...)``: every trace the correlator
+    closed, recorded or set aside for one named reason (``collectors.session.trace_accounting``)."""
+
+    def __init__(self, accounting: tuple[int, int, dict[str, int]], open_now: int = 0):
+        self.seen, self.recorded, self.aside = accounting
+        self.open_now = open_now
+
+    def line(self) -> str:
+        n = self.seen - self.recorded
+        text = f"traces: {self.seen:,} seen = {self.recorded:,} recorded + {n:,} set aside"
+        if self.aside:
+            text += " (" + ", ".join(f"{label} {v:,}" for label, v in self.aside.items()) + ")"
+        if sum(self.aside.values()) != n:
+            text += f"  (counters disagree by {n - sum(self.aside.values()):,})"
+        if self.open_now:
+            text += f"; {self.open_now:,} open"
+        return text
+
+
+def wire_line(c: dict) -> str | None:
+    """``wire_to_wire: N matched orders = R recorded + S set aside (...)`` for a `tickscope wire`
+    session; None for other sessions. Sessions saved before ``wire_to_wire_recorded`` was counted
+    skipped a value beyond the histogram range without a count: those are not told apart."""
+    if "orders_matched" not in c:
+        return None
+    matched, negative, beyond = (_count(c, k) for k in ("orders_matched", "wire_to_wire_negative",
+                                                          "wire_to_wire_beyond_range"))  # fmt: skip
+    recorded = _count(c, "wire_to_wire_recorded") if "wire_to_wire_recorded" in c else matched - negative
+    reasons = [
+        f"{label} {n:,}" for label, n in (("negative", negative), ("beyond the histogram range", beyond)) if n
+    ]
+    return (f"wire_to_wire: {matched:,} matched orders = {recorded:,} recorded + {matched - recorded:,} set aside"
+            + (f" ({', '.join(reasons)})" if reasons else ""))  # fmt: skip
 
 
 class DropAdvice:
@@ -174,6 +222,8 @@ def session_renderable(session: Session, recorded_warnings: bool = True):
     parts = [StageTable(session.summary(), session.tags, title=f"session {session.name}")]
     if "produced" in session.counters():  # records from rings (a `tickscope wire` session has none)
         parts.append(CountersLine(session.counters(), status=str(session.meta.get("status", "complete"))))
+    if (line := wire_line(session.counters())) is not None:
+        parts.append(Text(line, style="bold red" if "set aside (" in line else ""))
     rings = session.meta.get("rings")
     advice = DropAdvice([r for r in rings if isinstance(r, dict)] if isinstance(rings, list) else [])
     if advice.lines():

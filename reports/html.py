@@ -15,7 +15,7 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from tickscope.collectors.session import Session
+from tickscope.collectors.session import Session, trace_accounting
 from tickscope.reports.units import fmt_ns
 
 from . import views
@@ -184,20 +184,37 @@ def flame_figure(session: Session) -> dict | None:
     return {"data": data, "layout": {"margin": {"t": 10, "l": 0, "r": 0, "b": 0}, "height": 520}}
 
 
+def accounting_lines(session: Session) -> list[str]:
+    """The records and traces accounted for, the verdict, and rings skipped or refused: the lines
+    the console prints (``CountersLine``, ``wire_line``)."""
+    from tickscope.reports.console import CountersLine, wire_line
+
+    c = session.counters()
+    out = []
+    if "produced" in c:
+        out += (
+            CountersLine(c, status=str(session.meta.get("status", "complete"))).__rich__().plain.split("\n")
+        )
+    if (line := wire_line(c)) is not None:
+        out.append(line)
+    errors = session.meta.get("ring_errors")
+    return out + ([str(e) for e in errors] if isinstance(errors, list) else [])
+
+
 def cards(session: Session) -> list[dict]:
     summary = session.summary()
     t2t = summary.get("tick_to_trade", {})
     c = session.counters()
     dropped = c.get("dropped_ring_full", 0) + c.get("malformed", 0)
-    traces = c.get("traces_complete", 0) + c.get("traces_incomplete", 0)
+    seen, recorded, _ = trace_accounting(c) or (0, 0, {})
     duration = session.duration_s or 1
     out = [{"k": f"tick-to-trade {k.replace('_', '.')}", "v": fmt_ns(t2t.get(k)) if t2t.get("count") else "-", "cls": ""}
            for k in ("p50", "p99", "p99_9", "max")]  # fmt: skip
     out += [
-        {"k": "traces / s", "v": f"{traces / duration:,.0f}", "cls": ""},
+        {"k": "traces / s", "v": f"{seen / duration:,.0f}", "cls": ""},
         {"k": "records dropped", "v": f"{dropped:,}", "cls": "bad" if dropped else "good"},
         {"k": "feed gaps", "v": f"{c.get('feed_gaps', 0):,}", "cls": "bad" if c.get("feed_gaps") else "good"},
-        {"k": "incomplete traces", "v": f"{c.get('traces_incomplete', 0):,}", "cls": ""},
+        {"k": "traces set aside", "v": f"{seen - recorded:,}", "cls": "bad" if seen - recorded else "good"},
     ]
     if c.get("orders_sent"):
         out.append(
@@ -258,6 +275,7 @@ def render(session: Session, out_path: str | Path, perfetto_path: str | Path | N
         plotly_js=Markup(get_plotlyjs().replace("</script", "<\\/script")), slowest=slowest,
         perfetto=str(perfetto_path) if perfetto_path else "",
         counters=[(k, f"{v:,}" if isinstance(v, int) else str(v)) for k, v in session.counters().items()],
+        accounting=accounting_lines(session),
     )  # fmt: skip
     out = Path(out_path)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from tickscope.collectors.session import trace_accounting
 from tickscope.reports.units import fmt_ns
 
 
@@ -32,8 +33,9 @@ class PlainProgress:
             )
         parts.append(f"dropped {total.get('dropped_ring_full', 0):,}")
         if state.ring_errors:  # each is printed with its reason at the end
-            parts.append(f"rings skipped/quarantined {len(state.ring_errors)}")
-        parts.append(f"incomplete {total.get('traces_incomplete', 0):,}")
+            parts.append(f"ring problems {len(state.ring_errors)}")
+        seen, recorded, _ = trace_accounting(total) or (0, 0, {})
+        parts.append(f"traces set aside {seen - recorded:,} of {seen:,}")
         for name, figures in side.items():
             if "summary" in figures:
                 parts.append(f"{name}: {figures['summary']}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.hdr import counts_view, highest_equivalent_values, percentiles
+from tickscope.collectors.hdr import percentile_values, percentiles
 from tickscope.collectors.session import Session
 
 SHARE_PERCENTILES = (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))
@@ -28,16 +28,6 @@ def stage_shares(session: Session) -> dict[str, dict[str, float]]:
     return out
 
 
-def percentile_values(h: HdrHistogram, pcts: np.ndarray) -> np.ndarray:
-    """Values at many percentiles at once, with hdrh's rounding (highest equivalent value)."""
-    if h.total_count == 0:
-        return np.zeros(len(pcts))
-    cum = np.cumsum(counts_view(h))
-    targets = np.maximum((np.minimum(pcts, 100.0) * h.total_count / 100 + 0.5).astype(np.int64), 1)
-    index = np.minimum(np.searchsorted(cum, targets, side="left"), h.counts_len - 1)
-    return highest_equivalent_values(h)[index].astype(np.float64)
-
-
 def nines_axis(max_nines: float = 6.0, points: int = 120) -> np.ndarray:
     """Percentiles spaced evenly on the 1/(1-p) log axis: 0, 90, 99, 99.9, ... (HdrHistogram plots)."""
     x = np.linspace(0, max_nines, points)
@@ -49,7 +39,7 @@ def distribution(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
     n = max(h.total_count, 1)
     nines = min(6.0, np.log10(n) + 0.5)
     pcts = nines_axis(nines)
-    return 1.0 / (1.0 - pcts / 100.0), percentile_values(h, pcts)
+    return 1.0 / (1.0 - pcts / 100.0), percentile_values(h, pcts).astype(np.float64)
 
 
 def interval_series(session: Session, tag: str) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ second of ticks together.
 import json
 from xml.etree import ElementTree as ET
 
+import numpy as np
 import pytest
 from hdrh.log import HistogramLogWriter
 
@@ -320,3 +321,26 @@ def test_a_reader_that_goes_away_does_not_turn_the_verdict_into_a_regression(ses
     os.close(r)  # the reader is gone before the first line (head -1 after its line, a dead tee)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == whole.returncode and "Traceback" not in err, err
+
+
+def test_compare_takes_each_percentile_at_rank_ceil_q_n_like_every_other_output(tmp_path):
+    """199 values, each its own HDR bucket: p90 and p99 of 199 are ranks 180 and 198 (hdrh's
+    rounding, which compare used, took 179 and 197), in the point estimate and so the bootstrap."""
+    import math
+    from fractions import Fraction
+
+    from tickscope.collectors.hdr import BulkRecorder
+    from tickscope.collectors.session import SessionWriter
+
+    values = [round(1000 * 1.01**j) for j in range(1, 200)]
+    w = SessionWriter(tmp_path / "s", {"name": "s", "points": [], "stages": []})
+    for i in range(10):
+        h = new_histogram()
+        BulkRecorder(h).record(h, np.array(values[i::10], dtype=np.int64))
+        w.write_interval({"t2t": h}, float(i), float(i + 1), warmup=False)
+    w.close()
+    h = new_histogram()
+    c = compare_sessions([tmp_path / "s"], [tmp_path / "s"])
+    for r in c.rows:
+        rank = math.ceil(Fraction(r.percentile[1:]) * len(values) / 100)
+        assert r.baseline_ns == r.candidate_ns == h.get_highest_equivalent_value(values[rank - 1]), r

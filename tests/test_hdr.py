@@ -1,5 +1,8 @@
 """Bulk ingestion is bit-identical to hdrh's record_value, and percentiles are within HDR precision."""
 
+import math
+from fractions import Fraction
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +15,7 @@ from tickscope.collectors.hdr import (
     corrected_values,
     mean_of,
     new_histogram,
+    percentile_rank,
     percentiles,
     summarize,
 )
@@ -35,13 +39,48 @@ def test_bulk_encode_is_bit_identical_to_record_value(values, layout):
     )
 
 
-@settings(max_examples=60, deadline=None)
-@given(values_strategy)
-def test_percentiles_and_mean_match_hdrh(values):
+def exact_rank(p: float, n: int) -> int:
+    """ceil(p/100 * n) in exact decimal arithmetic (p as written), at least 1: the oracle."""
+    return max(1, math.ceil(Fraction(repr(p)) * n / 100))
+
+
+# Percentiles with up to 4 decimals, as people write them (p99.99), plus the ends.
+percentile_strategy = st.integers(0, 1_000_000).map(lambda i: i / 10_000) | st.sampled_from(
+    [0.0, 99.9, 100.0]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values_strategy, st.lists(percentile_strategy, min_size=1, max_size=8))
+def test_percentile_is_the_value_at_rank_ceil_q_n_of_the_sorted_values_within_its_hdr_bucket(values, pcts):
     h = new_histogram()
     BulkRecorder(h).record(h, np.array(values, dtype=np.int64))
-    assert percentiles(h, PERCENTILES) == h.get_percentile_to_value_dict(list(PERCENTILES))
+    ordered = sorted(values)
+    got = percentiles(h, pcts)
+    for p in pcts:
+        v = ordered[exact_rank(p, len(values)) - 1]
+        # p0 names the minimum's bucket by its lowest value, as HdrHistogram's tools do
+        want = h.get_lowest_equivalent_value(v) if p == 0 else h.get_highest_equivalent_value(v)
+        assert got[p] == want, (p, len(values), got[p], want)
     assert abs(mean_of(h) - h.get_mean_value()) <= 1e-9 * max(1.0, h.get_mean_value())
+
+
+def test_percentile_rank_edge_cases():
+    h = new_histogram()
+    BulkRecorder(h).record(h, np.arange(1, 8))  # 1..7, each its own bucket
+    assert percentiles(h, (50.0, 90.0)) == {50.0: 4, 90.0: 7}  # hdrh's rounding said p90 = 6
+    assert percentiles(h, (0.0, 100.0)) == {0.0: 1, 100.0: 7}
+    s = summarize(h)
+    assert (s["min"], s["p90"], s["max"]) == (1, 7, 7)
+    assert percentiles(new_histogram(), (0.0, 50.0, 100.0)) == {0.0: 0, 50.0: 0, 100.0: 0}
+    assert percentile_rank([0.0, 50.0, 100.0], 0).tolist() == [1, 1, 1]
+    # q*N an integer: that rank, not the next one, though 0.999 * 1000 is 999.0000000000001 in floats
+    assert percentile_rank([90.0, 99.0, 99.9, 99.99], [10, 100, 1000, 10_000]).tolist() == [9, 99, 999, 9999]
+    big = new_histogram()
+    BulkRecorder(big).record(big, np.arange(1, 1001))
+    assert percentiles(big, (99.9,))[99.9] == big.get_highest_equivalent_value(999)
+    # hdrh's rounding took rank 8,920 of 8,929 for p99.9: 99.899 % of the values, below the fraction
+    assert percentile_rank(99.9, 8929) == 8921 and 8921 / 8929 >= 0.999 > 8920 / 8929
 
 
 def test_chunked_ingestion_of_many_values_equals_one_by_one():
@@ -60,9 +99,15 @@ def test_percentiles_agree_with_exact_numpy_within_hdr_precision():
     h = new_histogram()
     BulkRecorder(h).record(h, v)
     s = summarize(h)
+    ordered = np.sort(v)
     for p, key in zip(PERCENTILES, ("p50", "p90", "p99", "p99_9", "p99_99"), strict=True):
-        exact = np.percentile(v, p, method="inverted_cdf")
+        exact = ordered[exact_rank(p, v.size) - 1]
+        assert s[key] == h.get_highest_equivalent_value(int(exact)), (key, s[key], exact)
         assert abs(s[key] - exact) <= 0.001 * exact + 1, (key, s[key], exact)
+        # numpy's inverted_cdf is the same rule, but takes q*N in floats: 0.999 * 200,000 is one
+        # ulp above 199,800 and it names rank 199,801; the bucket may differ, the precision holds
+        inverted = np.percentile(v, p, method="inverted_cdf")
+        assert abs(s[key] - inverted) <= 0.001 * inverted + 1, (key, s[key], inverted)
     assert s["max"] >= v.max() and s["count"] == v.size
 
 

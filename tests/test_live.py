@@ -222,3 +222,153 @@ def test_live_never_overwrites_a_session(tmp_path):
     out = run_cli("live", str(rings), "--duration", "1s", "--no-live", "--out", str(tmp_path / "s"))
     assert out.returncode == 2 and "already holds a session" in out.stderr and "--force" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_live_view_accounts_for_every_trace_seen_and_the_ones_still_open():
+    live = state()
+    live.counters = {"produced": 10, "drained": 10, "dropped_ring_full": 0, "in_ring": 0, "traces_seen": 1000,
+                     "traces_complete": 990, "traces_clock_skew": 7, "late_beyond_horizon": 3, "traces_pending": 12}  # fmt: skip
+    text = render(dashboard(live, {}, 3.0, 10.0, 160, 48), width=160)
+    assert (
+        "traces: 1,000 seen = 990 recorded + 10 set aside (clock skew 7, late beyond the horizon 3); 12 open"
+        in text
+    )
+    assert "NOT drop-free: 10 traces set aside (not measured)" in text
+
+
+def _live_with_256_descriptors(rings, out) -> subprocess.Popen:
+    import os
+    import resource
+
+    def few_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    env = {k: v for k, v in os.environ.items() if k != "TICKSCOPE_RING_DIR"}
+    return subprocess.Popen([sys.executable, "-m", "tickscope.main", "live", str(rings), "--no-live", "--out", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=few_descriptors)  # fmt: skip
+
+
+def _ring_files_held(pid: int, rings) -> tuple[list[str], list[str]]:
+    """The descriptors and the mappings of process ``pid`` that point into directory ``rings``."""
+    import os
+
+    fds = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            fds.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read().splitlines()
+    return [x for x in fds if str(rings) in x], [x for x in maps if str(rings) in x]
+
+
+def _saved(out) -> dict:
+    import json
+
+    try:
+        return json.loads((out / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _until(cond, live: subprocess.Popen, what) -> None:
+    deadline = time.monotonic() + 120  # hang guard only
+    while not cond():
+        assert live.poll() is None, live.communicate()
+        assert time.monotonic() < deadline, f"hang guard: {what()}"
+        time.sleep(0.2)
+
+
+def test_live_releases_the_rings_of_writers_that_are_done_and_their_counts_stay(tmp_path):
+    """1,000 short-lived writers under ``live DIR`` limited to 256 descriptors: each finished,
+    drained ring is unmapped and removed (it used to keep a descriptor and a mapping each, until
+    ``Too many open files``), and its counts stay in the accounting."""
+    import os
+    import signal
+
+    writers, ticks = 1000, 10
+    rings, out = tmp_path / "rings", tmp_path / "s"
+    rings.mkdir()
+    live = _live_with_256_descriptors(rings, out)
+
+    def drained() -> int:
+        return _saved(out).get("counters", {}).get("drained", 0)
+
+    try:
+        # Writers leave their rings to this live (announced), even one that ends before it attaches.
+        made = subprocess.run([sys.executable, str(PROGRAMS / "short_writers.py"), str(writers), "8", str(ticks)],
+                              env={**os.environ, "TICKSCOPE_RING_DIR": str(rings),
+                                   "TICKSCOPE_COLLECTOR_PID": str(live.pid)},
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        _until(lambda: drained() == writers * ticks and not any(rings.iterdir()), live,
+               lambda: (drained(), len(list(rings.iterdir()))))  # fmt: skip
+        held = _ring_files_held(live.pid, rings)
+        live.send_signal(signal.SIGTERM)
+        stdout, stderr = live.communicate(timeout=120)
+    finally:
+        live.kill()
+    assert held == ([], []), f"descriptors and mappings of ring files left: {held}"
+    assert live.returncode == 130 and "Traceback" not in stderr and "Too many open files" not in stderr, (
+        stderr
+    )
+    meta = _saved(out)
+    c = meta["counters"]
+    assert c["produced"] == c["drained"] == writers * ticks
+    assert c["produced"] == c["drained"] + c["dropped_ring_full"] + c["in_ring"] + c["drained_before_attach"]
+    assert len(meta["rings"]) == writers and all(r["closed_cleanly"] for r in meta["rings"])
+    assert Session.load(out).summary()["tick_to_trade"]["count"] == writers * ticks
+
+
+def test_rings_beyond_the_descriptor_limit_wait_their_turn_and_nothing_is_lost(tmp_path):
+    """300 writers running at once under ``live`` limited to 256 descriptors: it attaches what the
+    limit allows, says so in one line, and attaches the rest as the first ones finish."""
+    import os
+    import signal
+
+    writers, ticks = 300, 10
+    rings, out = tmp_path / "rings", tmp_path / "s"
+    rings.mkdir()
+    program = tmp_path / "many.py"
+    program.write_text(
+        "import sys, time\n"
+        "from tickscope.probe import Point, TickWriter\n"
+        "ws = [TickWriter([Point('a'), Point('b', stage='s', trade=True)], name='held', capacity=64)\n"
+        f"      for _ in range({writers})]\n"
+        "for i, w in enumerate(ws):\n"
+        f"    t = w.stamps\n"
+        f"    for seq in range(1 + i * {ticks}, 1 + (i + 1) * {ticks}):\n"
+        "        t[0] = time.perf_counter_ns(); t[1] = t[0] + 5\n"
+        "        t = w.commit(seq)\n"
+        "print('written', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "for w in ws:\n"
+        "    w.close()\n"
+    )
+    live = _live_with_256_descriptors(rings, out)
+    writer = None
+    try:
+        env = {**os.environ, "TICKSCOPE_RING_DIR": str(rings), "TICKSCOPE_COLLECTOR_PID": str(live.pid)}
+        writer = subprocess.Popen([sys.executable, str(program)], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert writer.stdout.readline() == "written\n"
+        _until(lambda: any("rings wait" in e for e in _saved(out).get("ring_errors", [])), live,
+               lambda: _saved(out).get("ring_errors"))  # fmt: skip
+        fds, maps = _ring_files_held(live.pid, rings)
+        assert 0 < len(fds) == len(maps) < 256, (len(fds), len(maps))
+        writer.communicate("go\n", timeout=120)
+        _until(lambda: _saved(out).get("counters", {}).get("drained") == writers * ticks and not any(rings.iterdir()),
+               live, lambda: (_saved(out).get("counters"), len(list(rings.iterdir()))))  # fmt: skip
+        live.send_signal(signal.SIGTERM)
+        stdout, stderr = live.communicate(timeout=120)
+    finally:
+        live.kill()
+        if writer is not None:
+            writer.kill()
+    assert live.returncode == 130 and "Traceback" not in stderr, stderr
+    assert len([x for x in stderr.splitlines() if "rings wait" in x]) == 1, stderr
+    c = _saved(out)["counters"]
+    assert c["produced"] == c["drained"] == writers * ticks
+    assert Session.load(out).summary()["tick_to_trade"]["count"] == writers * ticks

@@ -1,14 +1,16 @@
 """tickscope merge: an exact union of interval histograms across sessions, hosts and layouts."""
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, run_cli
-from tickscope.collectors.hdr import BulkRecorder, counts_view, new_histogram
+from conftest import PROGRAMS, missing_tool, need_tool, run_cli
+from tickscope.collectors.hdr import PERCENTILES, BulkRecorder, counts_view, new_histogram, percentiles
 from tickscope.collectors.session import HistogramLogWriter, Session
 
 SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
@@ -326,3 +328,48 @@ def test_an_out_under_a_file_is_one_line(tmp_path, session_dir):
     (tmp_path / "f").write_text("")
     out = run_cli("merge", str(tmp_path / "f" / "m"), str(session_dir))
     assert_one_line_error(out, "cannot write merged session", "Not a directory")
+
+
+HDR_JS = "hdr-histogram-js@3.0.1"
+
+
+@pytest.fixture(scope="module")
+def hdr_js(tmp_path_factory):
+    """HdrHistogram's JavaScript port from the npm registry, in a temporary directory: NODE_PATH."""
+    need_tool("node", install="apt-get install nodejs")
+    npm = need_tool("npm", install="apt-get install npm")
+    d = tmp_path_factory.mktemp("hdr-js")
+    out = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(d), HDR_JS],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        missing_tool(f"{HDR_JS} (npm install failed: {last})", install=f"npm install {HDR_JS}")
+    return d / "node_modules"
+
+
+def test_merged_percentiles_equal_hdr_histogram_js_get_value_at_percentile(tmp_path, hdr_js):
+    """Three hosts' logs merged; HdrHistogram's JavaScript port reads the merged log, adds the fleet
+    intervals and takes getValueAtPercentile (rank ceil(q*N)): the summary says the same, p0 and
+    p100 included. N = 20,559: q*N has a fraction below 0.5 at p90, p99 and p99.9, where hdrh rounds down."""
+    rng = np.random.default_rng(19)
+    for host, per_interval in (("a", 1237), ("b", 2011), ("c", 3605)):
+        write_hlog(tmp_path / f"{host}.hlog", 1_700_000_000.0, 3,
+                   [rng.lognormal(10, 1.2, per_interval).astype(np.int64) + 1 for _ in range(3)])  # fmt: skip
+    out = run_cli("merge", str(tmp_path / "m"), *(str(tmp_path / f"{h}.hlog") for h in "abc"))
+    assert out.returncode == 0, out.stderr
+    pcts = (0.0, *PERCENTILES, 100.0)
+    js = subprocess.run(["node", str(PROGRAMS / "hdr_js_percentiles.js"), str(tmp_path / "m" / "latency.hlog"),
+                         "tick_to_trade", *map(str, pcts)], capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, NODE_PATH=str(hdr_js)))  # fmt: skip
+    assert js.returncode == 0, js.stderr
+    ref = json.loads(js.stdout)
+    ref_at = {p: ref["percentiles"][str(p)] for p in pcts}
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())["tick_to_trade"]
+    assert summary["count"] == ref["count"] == 3 * (1237 + 2011 + 3605)
+    keys = ("min", "p50", "p90", "p99", "p99_9", "p99_99", "max")
+    assert [summary[k] for k in keys] == [ref_at[p] for p in pcts]
+    total = Session.load(tmp_path / "m").total("tick_to_trade")
+    assert percentiles(total, pcts) == ref_at
+    assert any(total.get_value_at_percentile(p) != ref_at[p] for p in PERCENTILES), (
+        "hdrh's rounding agrees here"
+    )

@@ -166,14 +166,18 @@ def test_a_c_ring_with_a_runaway_head_is_quarantined(ring_dir, tmp_path, c_build
     py.close()
 
 
-@pytest.mark.parametrize("which", ["dropped", "head"])
+GOING_BAD = {"dropped": "impossible counters", "head": "impossible counters",
+             "truncated": "truncated to 0 bytes while attached"}  # fmt: skip
+
+
+@pytest.mark.parametrize("which", GOING_BAD)
 def test_profile_survives_a_ring_going_bad_mid_run(tmp_path, which):
     out, ring_dir_file = tmp_path / "s", tmp_path / "ring_dir"
     subject = [sys.executable, str(PROGRAMS / "corrupting_subject.py"), which, str(ring_dir_file)]
     res = run_cli("profile", "--duration", "60s", "--no-live", "--no-perf", "--no-hiccup", "--out", str(out),
                   "--", *subject)  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert "quarantined ring" in res.stderr and "impossible counters" in res.stderr
+    assert "quarantined ring" in res.stderr and GOING_BAD[which] in res.stderr
     assert "Traceback" not in res.stderr + res.stdout
     meta = json.loads((out / "meta.json").read_text())
     rings = {r["writer"]: r for r in meta["rings"]}
@@ -182,6 +186,36 @@ def test_profile_survives_a_ring_going_bad_mid_run(tmp_path, which):
     assert rings["good"]["drained"] == rings["good"]["produced"] == 1000
     assert Session.load(out).summary()["tick_to_trade"]["count"] == 1300
     assert not Path(ring_dir_file.read_text()).exists(), "the ring directory is removed"
+
+
+def test_live_survives_a_writer_truncating_its_ring_under_the_mapping(tmp_path):
+    """A truncated mapped file turns the next read of it into SIGBUS: ``live`` used to die of it
+    (exit -7, no summary, session left running). Now the ring is quarantined with one line."""
+    rings, out, ring_dir_file = tmp_path / "rings", tmp_path / "s", tmp_path / "ring_dir"
+    rings.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "TICKSCOPE_RING_DIR"}
+    live = subprocess.Popen([sys.executable, "-m", "tickscope.main", "live", str(rings), "--no-live", "--out",
+                             str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        subject = subprocess.run([sys.executable, str(PROGRAMS / "corrupting_subject.py"), "truncated",
+                                  str(ring_dir_file)], env={**os.environ, "TICKSCOPE_RING_DIR": str(rings)},
+                                 capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert live.poll() is None, live.communicate()
+        live.terminate()
+        stdout, stderr = live.communicate(timeout=120)
+    finally:
+        live.kill()
+    assert subject.returncode == 0, subject.stderr
+    assert live.returncode == 130 and "Traceback" not in stderr, stderr
+    (line,) = [x for x in stderr.splitlines() if "quarantined" in x]
+    assert "bad" in line and "truncated to 0 bytes while attached" in line, line
+    assert "tick_to_trade" in stdout, "the summary is printed"
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "interrupted" and meta["counters"]["rings_quarantined"] == 1
+    rings_meta = {r["writer"]: r for r in meta["rings"]}
+    assert rings_meta["bad"]["drained"] == 300 and "truncated" in rings_meta["bad"]["quarantined"]
+    assert rings_meta["good"]["drained"] == rings_meta["good"]["produced"] == 1000
+    assert Session.load(out).summary()["tick_to_trade"]["count"] == 1300
 
 
 # -- 5. live attaches only to what it should ---------------------------------------------------
@@ -273,16 +307,22 @@ def test_live_with_only_unusable_rings_named_is_one_line_exit_2(ring_dir):
 
 def test_a_c_ring_that_dropped_says_which_capacity_it_needed(ring_dir, tmp_path, c_build):
     exe = c_build("c_writer.c")
-    out = subprocess.run([str(exe), "1000", "0", "256"], env={**os.environ, "TICKSCOPE_RING_DIR": str(ring_dir)},
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert out.returncode == 0 and "dropped=7744" in out.stdout, out.stdout + out.stderr
+
+    def overfill():
+        out = subprocess.run([str(exe), "1000", "0", "256"], env={**os.environ, "TICKSCOPE_RING_DIR": str(ring_dir)},
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert out.returncode == 0 and "dropped=7744" in out.stdout, out.stdout + out.stderr
+
+    overfill()
+    (ring,) = find_rings(ring_dir)
     res = run_cli("live", str(ring_dir), "--duration", "0.5s", "--no-live")
     assert res.returncode == 0, res.stderr
-    (ring,) = find_rings(ring_dir)
     assert f"ring {ring} (cwriter, pid" in res.stdout
+    assert not ring.exists(), "drained to the end of a closed writer: removed"
     # 256 waiting + 7,744 dropped with nobody draining: 8,000 slots, the next power of two 8,192.
     assert "dropped 7,744 of 8,000 records (97%): capacity 256, its peak backlog needed 8,000" in res.stdout
     assert "use capacity 1 << 13 (8,192)" in res.stdout
+    overfill()
     strict = run_cli("live", str(ring_dir), "--duration", "0.5s", "--no-live", "--fail-on-drops")
     assert strict.returncode == 1 and "--fail-on-drops" in strict.stderr
 
@@ -314,7 +354,7 @@ def test_profile_fail_on_drops_is_exit_1_and_names_the_fix(tmp_path):
             "dropped 84 of 100 records (84%): capacity 16" in res.stdout
             and "use capacity 1 << 7 (128)" in res.stdout
         )
-    assert "records lost (see above): exit 1 (--fail-on-drops)" in res.stderr
+    assert "records lost or traces set aside (see above): exit 1 (--fail-on-drops)" in res.stderr
 
 
 def test_finish_drains_what_was_published_then_stops_though_the_writer_goes_on(ring_dir):

@@ -6,12 +6,14 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import PROGRAMS, needs_tool, run_cli
 from tickscope.collectors.bench import bench_rust_probe, build_rust, rust_crate
+from tickscope.collectors.host_tsc import host_tsc_domain
 from tickscope.collectors.ring_reader import RingReader, find_rings
 from tickscope.collectors.session import Session
 from tickscope.probe import layout as L
@@ -20,8 +22,11 @@ from tickscope.probe.clock import fit_tsc, tsc_facts
 needs_cargo = needs_tool("cargo", install="apt-get install cargo")
 QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 STAGES = ["feed", "strategy", "send"]  # spans 1..3 of the example's four points
-# The crate stamps rdtsc only where the TSC is invariant, else CLOCK_MONOTONIC (and says so).
-HOST_CLOCK = "Tsc" if platform.machine() == "x86_64" and tsc_facts()["invariant"] else "Monotonic"
+# The crate stamps rdtsc only where the collector trusts the TSC as one host clock (invariant and
+# listed by the kernel as a clocksource), else CLOCK_MONOTONIC (and says so).
+TSC_TRUSTED = platform.machine() == "x86_64" and host_tsc_domain(tsc_facts())[0]
+HOST_CLOCK = "Tsc" if TSC_TRUSTED else "Monotonic"
+CLOCKSOURCES = Path("/sys/devices/system/clocksource/clocksource0/available_clocksource")
 
 
 def span(i, k):
@@ -49,9 +54,9 @@ def test_layout_constants_match_the_python_module(rust_writer):
 
 
 @needs_cargo
-def test_cargo_unit_tests_pass_with_probes_on_and_compiled_off():
+def test_cargo_unit_tests_pass_with_probes_and_without():
     crate = rust_crate()
-    for features in ([], ["--features", "off"]):
+    for features in ([], ["--no-default-features"]):
         out = subprocess.run(["cargo", "test", "--offline", "--quiet", *features], cwd=crate, capture_output=True,
                              text=True, timeout=600)  # fmt: skip
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -109,6 +114,30 @@ def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
     assert np.array_equal(rec["trace"], np.repeat(np.arange(1, 65), 4)), "the oldest 64 traces stay"
     assert np.all(np.diff(rec["ts"].astype(np.int64)) >= 0), "stamps of one thread never go back"
     assert set(rec["aux"][rec["point"] == 3]) == {42}
+
+
+@needs_cargo
+@needs_tool("unshare", "mount", install="apt-get install util-linux mount")
+def test_a_tsc_the_kernel_dropped_from_its_clocksources_is_not_stamped(rust_writer, ring_dir, tmp_path):
+    """Invariant flags are not enough: the kernel's watchdog drops ``tsc`` from the clocksources when
+    CPUs disagree, and then the writer stamps CLOCK_MONOTONIC, as the collector would refuse a
+    host TSC domain. The list is replaced for the writer alone, in a private mount namespace."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to bind-mount over /sys in a mount namespace")
+    if not (TSC_TRUSTED and CLOCKSOURCES.is_file()):
+        pytest.skip("the TSC is not trusted here anyway: nothing to take away")
+    fake = tmp_path / "available_clocksource"
+    fake.write_text("hpet acpi_pm \n")
+    script = 'mount --bind "$1" "$2" && exec "$3" live 100'
+    out = subprocess.run(["unshare", "--mount", "--", "sh", "-c", script, "sh", fake, CLOCKSOURCES, rust_writer],
+                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    stats = dict(kv.split("=") for kv in out.stdout.split())
+    assert (stats["produced"], stats["clock"], stats["invariant"], stats["trusted"]) == (
+        "400", "Monotonic", "true", "false")  # fmt: skip
+    r = RingReader(find_rings(ring_dir)[0])
+    assert r.clock_domain == L.CLOCK_MONOTONIC and all(p.clock == L.CLOCK_MONOTONIC for p in r.points)
+    assert r.drain().size == 400
+    assert CLOCKSOURCES.read_text().split() != ["hpet", "acpi_pm"], "the host's own list is untouched"
 
 
 @needs_cargo
@@ -202,11 +231,86 @@ def test_unwritable_ring_directory_is_a_one_line_error_naming_it(rust_writer, tm
 
 
 @needs_cargo
-def test_the_off_feature_compiles_probes_away(ring_dir):
-    exe = build_rust("rust_writer", features=("off",))
-    stats = run_writer(exe, ring_dir, "points", 100)
-    assert (stats["produced"], stats["dropped"]) == ("400", "0")
+def test_a_build_without_probes_writes_nothing(ring_dir):
+    exe = build_rust("rust_writer", probes=False)
+    stats = run_writer(exe, ring_dir, "live", 100)
+    assert (stats["produced"], stats["written"], stats["dropped"]) == ("400", "0", "0"), (
+        "400 records returned"
+    )
     assert list(ring_dir.iterdir()) == [], "no ring file: every probe call compiled to nothing"
+
+
+QUIET_LIB = """
+/// A library that asks for no probes: its own calls are no-ops only if nobody else wants probes.
+pub fn record(n: u64) -> (bool, u64) {
+    let mut w = tickscope_probe::PointWriter::open("quiet-lib", &["lib.rx", "lib.tx"], 1 << 10).unwrap();
+    for i in 0..n {
+        w.record(0, i, 0);
+        w.record(1, i, 0);
+    }
+    (tickscope_probe::ENABLED, w.written())
+}
+"""
+APP = """
+fn main() {
+    let mut w = tickscope_probe::PointWriter::open("app", &["app.rx", "app.tx"], 1 << 10).unwrap();
+    for i in 0..10 {
+        w.record(0, i, 0);
+        w.record(1, i, 0);
+    }
+    let (lib_enabled, lib_written) = quiet_lib::record(10);
+    println!("app_enabled={} app_written={} lib_enabled={lib_enabled} lib_written={lib_written}",
+             tickscope_probe::ENABLED, w.written());
+}
+"""
+
+
+def cargo_toml(name: str, deps: str, extra: str = "") -> str:
+    return (
+        f'[package]\nname = "{name}"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\n{deps}\n{extra}'
+    )
+
+
+@needs_cargo
+def test_probes_are_on_when_any_crate_of_the_binary_enables_them(tmp_path, ring_dir):
+    """The feature is additive, as cargo unifies features over the graph: a library depending on
+    the probe with ``default-features = false`` cannot silence a binary that wants probes (with a
+    subtractive ``off`` it silenced all of them), and a binary whose own feature forwards to
+    ``tickscope-probe/enable`` (the README's recipe) gets no probes anywhere without it."""
+    probe = f'tickscope-probe = {{ path = "{rust_crate()}", default-features = false }}'
+    (tmp_path / "quiet_lib" / "src").mkdir(parents=True)
+    (tmp_path / "quiet_lib" / "Cargo.toml").write_text(cargo_toml("quiet_lib", probe))
+    (tmp_path / "quiet_lib" / "src" / "lib.rs").write_text(QUIET_LIB)
+    (tmp_path / "app" / "src").mkdir(parents=True)
+    deps = f'{probe}\nquiet_lib = {{ path = "../quiet_lib" }}'
+    (tmp_path / "app" / "Cargo.toml").write_text(
+        cargo_toml("app", deps, '[features]\nprobes = ["tickscope-probe/enable"]\n')
+    )
+    (tmp_path / "app" / "src" / "main.rs").write_text(APP)
+
+    def build_and_run(*features):
+        env = dict(os.environ, CARGO_TARGET_DIR=str(tmp_path / "target"))
+        out = subprocess.run(["cargo", "run", "--offline", "--quiet", *features], cwd=tmp_path / "app", env=env,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        return dict(kv.split("=") for kv in out.stdout.split())
+
+    assert build_and_run() == {
+        "app_enabled": "false",
+        "app_written": "0",
+        "lib_enabled": "false",
+        "lib_written": "0",
+    }
+    assert list(ring_dir.iterdir()) == [], "nobody asked for probes: no ring file"
+
+    on = build_and_run("--features", "probes")
+    assert on == {"app_enabled": "true", "app_written": "20", "lib_enabled": "true", "lib_written": "20"}
+    rings = {RingReader(p).writer_name: RingReader(p) for p in find_rings(ring_dir)}
+    assert sorted(rings) == ["app", "quiet-lib"]
+    lib = rings["quiet-lib"].drain()
+    assert lib.size == 20 and np.array_equal(lib["trace"], np.repeat(np.arange(10), 2)), (
+        "the quiet library's probes"
+    )
 
 
 @needs_cargo
@@ -218,7 +322,9 @@ def test_bench_puts_the_rust_probe_next_to_a_bare_rdtsc_store(tmp_path):
 
 
 def test_bench_without_cargo_reports_null_and_why(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))
+    # no cargo anywhere: not on PATH, nor rustup's ~/.cargo/bin (bench looks there, as profile does)
+    for name in ("PATH", "HOME", "CARGO_HOME"):
+        monkeypatch.setenv(name, str(tmp_path))
     b = bench_rust_probe(tmp_path)
     assert b["rust_probe_ns"] is None and b["rust_tick_stamp_ns"] is None and b["rdtsc_store_ns"] is None
     assert "cargo" in b["rust_probe_error"]

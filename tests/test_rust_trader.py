@@ -18,6 +18,7 @@ from test_hostile_input import (
 )
 
 from conftest import needs_tool, run_cli
+from tickscope.collectors.cargo import build_root
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error, free_port
@@ -146,7 +147,7 @@ def cargo_building(target: Path) -> list[int]:
 
 @needs_cargo
 @pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
-def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, how):
+def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, how, monkeypatch):
     # cargo ran as a plain subprocess: kill -9 of tickscope left it (and rustc) building on.
     import signal
     import sys
@@ -166,24 +167,26 @@ def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, ho
         "fn main() { let cargo = std::os::unix::process::parent_id();\n"
         "  while std::os::unix::process::parent_id() == cargo { std::thread::sleep(std::time::Duration::from_millis(20)); } }\n"
     )
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the builder's, and build_root's here
+    target = build_root(crate) / "target"
     builder = subprocess.Popen([sys.executable, "-c", "import sys, pathlib; from tickscope.pipeline.launch import "
                                 "build_rust_trader; build_rust_trader(pathlib.Path(sys.argv[1]))", str(crate)],
                                stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120  # a hang guard: the cold build runs long after cargo starts
-        while not cargo_building(crate / "target" / "release" / "build"):  # the build script runs
+        while not cargo_building(target / "release" / "build"):  # the build script runs
             assert builder.poll() is None and time.monotonic() < deadline, builder.stderr.read()
             time.sleep(0.05)
         builder.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
         builder.wait(timeout=60)
         deadline = time.monotonic() + 60
-        while cargo_building(crate / "target"):
+        while cargo_building(target):
             assert time.monotonic() < deadline, f"cargo still building after {how} of tickscope"
             time.sleep(0.1)
     finally:
         builder.kill()
         builder.wait()
-        for pid in cargo_building(crate / "target"):
+        for pid in cargo_building(target):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -242,7 +245,7 @@ def test_a_cargo_killed_by_a_signal_is_named_in_one_line(tmp_path):
     """A cargo killed by a signal (the OOM killer, a kill -9) was "failed: no output"."""
     path = fake_cargo(tmp_path, 'echo "   Compiling tickscope-trader v0.1.0" >&2\nkill -9 $$\n')
     r = run_cli("profile", "--trader", "rust", "--duration", "1s", "--out", str(tmp_path / "s"),
-                "--no-perf", "--no-hiccup", "--no-live", env={"PATH": path})  # fmt: skip
+                "--no-perf", "--no-hiccup", "--no-live", env={"PATH": path, "XDG_CACHE_HOME": str(tmp_path / "cache")})  # fmt: skip
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert "killed by SIGKILL (last: Compiling tickscope-trader v0.1.0)" in r.stderr, r.stderr
     assert not (tmp_path / "s").exists()
@@ -255,6 +258,7 @@ def test_a_slow_cargo_says_what_it_is_building_and_a_hung_one_is_ended(tmp_path,
     from tickscope.collectors.profile import ProfileError
 
     pidfile = tmp_path / "cargo.pid"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", fake_cargo(tmp_path, f'echo $$ > {pidfile}\necho "   Compiling tickscope-probe v0.1.0" >&2\n'
                                                     'echo "   Compiling tickscope-trader v0.1.0" >&2\nexec sleep 600\n'))  # fmt: skip
     said = []

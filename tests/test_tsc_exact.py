@@ -69,10 +69,18 @@ def assert_exact(summary: dict, ticks: np.ndarray, hz_choices: list[float]) -> N
         assert lo <= summary[key] <= hi, (key, summary[key], exact)
 
 
+def tsc_domain(meta, ring) -> dict:
+    """The TSC domain a ring's stamps went through (meta.json clocks.tsc_domains)."""
+    (domain,) = [d for d in meta["clocks"]["tsc_domains"] if d["domain"] == ring["tsc"]["domain"]]
+    return domain
+
+
 def check_session(meta, summary, traces):
     (ring,) = meta["rings"]
-    hz = ring["tsc"]["local_hz"]  # the rate in-ring spans use (one, unless an opening pair was bad)
-    assert ring["tsc"]["local_rate_changes"] == len(hz) - 1
+    domain = tsc_domain(meta, ring)
+    hz = domain["local_hz"]  # the rate spans use (one, unless an early pair was bad)
+    assert ring["tsc"]["local_hz"] == hz
+    assert domain["local_rate_changes"] == len(hz) - 1
     for tag, ticks in expected_ticks(traces).items():
         assert_exact(summary[tag], ticks, hz)
     counters = meta["counters"]
@@ -85,26 +93,52 @@ def test_known_tsc_spans_are_exact_across_refits_mid_trace(c_build, tmp_path):
     exe = c_build("c_known_spans.c")
     r, meta, summary = profile(exe, tmp_path, 2000, 40)
     ring = check_session(meta, summary, 2000)
-    tsc = ring["tsc"]
+    tsc, domain = ring["tsc"], tsc_domain(meta, ring)
     # 2 pairs at open + 40 heartbeats + 1 perturbed + 1 at close: past the 16 slots, all read.
     assert tsc["pairs_written"] == 44 and tsc["pairs_missed"] == 0
     assert tsc["calibration"] == "heartbeats"
-    refits_mid_run = [f for f in tsc["fits"] if f["from_tick"] is not None]
+    assert domain["domain"] == "host" and domain["pairs_received"]["rings"] == 44
+    refits_mid_run = [f for f in domain["fits"] if f["from_tick"] is not None]
     assert len(refits_mid_run) >= 40, "every heartbeat came between the two halves of a trace"
-    assert max(f["rejected"] for f in tsc["fits"]) == 1, "the perturbed pair is left out of the fit"
-    assert abs(tsc["fits"][-1]["hz"] / tsc["local_hz"][0] - 1) < 1e-4
+    assert max(f["rejected"] for f in domain["fits"]) >= 1, "the perturbed pair is left out of the fit"
+    assert abs(domain["fits"][-1]["hz"] / domain["local_hz"][0] - 1) < 1e-4
     assert "tsp_heartbeat" not in r.stderr and meta["clocks"]["notes"] == []
 
 
-def test_a_writer_that_never_heartbeats_is_exact_and_says_so(c_build, tmp_path):
+def test_a_writer_that_never_heartbeats_is_exact_on_the_host_clock(c_build, tmp_path):
+    """On a host TSC domain the collector takes calibration pairs itself: a writer that never
+    heartbeats gets the same long-baseline fit, and nothing to warn about."""
     exe = c_build("c_known_spans.c")
     r, meta, summary = profile(exe, tmp_path, 1000, 0)
     ring = check_session(meta, summary, 1000)
     assert ring["tsc"]["calibration"] == "open-close only" and ring["tsc"]["pairs_written"] == 3
-    (line,) = [ln for ln in r.stderr.splitlines() if "tsp_heartbeat" in ln]
-    assert line.startswith("tickscope: warning: ring cknown") and "pairs at open-close only" in line
-    assert "cross-clock stages moved by up to" in line
-    assert meta["clocks"]["notes"] == [line.removeprefix("tickscope: warning: ")]
+    domain = tsc_domain(meta, ring)
+    assert meta["clocks"]["collector_reads_tsc"] and domain["pairs_received"]["collector"] >= 2
+    assert "tsp_heartbeat" not in r.stderr and meta["clocks"]["notes"] == []
+
+
+def test_a_writer_that_never_heartbeats_on_an_untrusted_tsc_says_so(c_build, ring_dir):
+    """Per-ring maps (a TSC the host does not keep one clock) rest on the writer's pairs alone."""
+    exe = c_build("c_known_spans.c")
+    subprocess.run([str(exe), "300", "0"], check=True, capture_output=True,
+                   env=dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir)))  # fmt: skip
+    host = {"tsc": True, "constant_tsc": True, "nonstop_tsc": True, "invariant": True,
+            "available_clocksources": ["hpet", "acpi_pm"]}  # fmt: skip
+    c = Collector(ring_dir, host_tsc=host)
+    c.poll()
+    c.finish()
+    clocks = c.meta_update()["clocks"]
+    assert (
+        clocks["tsc_domain"] == "per-ring"
+        and "does not list tsc among its clocksources" in clocks["tsc_domain_why"]
+    )
+    assert not clocks["collector_reads_tsc"]
+    assert any(
+        "pairs at open-close only" in n and "cross-clock stages moved by up to" in n for n in c.clock_notes
+    )
+    assert any("not one clock for all rings" in n for n in c.clock_notes)
+    assert c.counters.traces_complete == 300
+    c.remove_finished_rings()
 
 
 def test_records_naming_points_the_table_lacks_are_a_line_not_a_silent_loss(c_build, tmp_path):
@@ -158,12 +192,13 @@ def fit(hz, tsc0, mono0):
         ),
         min_size=1,
         max_size=12,
-    )
+    ),
+    older=st.integers(0, 3 * 10**8),  # ticks before the first fit's anchor (a ring seen after its heartbeats)
 )
-def test_slewed_map_is_continuous_monotonic_and_never_rewrites_the_past(steps):
+def test_slewed_map_is_continuous_monotonic_and_never_rewrites_the_past(steps, older):
     tl = TscTimeline()
     tick = 10**12
-    tl.update(fit(HZ, tick, 5 * 10**12), 0)
+    tl.update(fit(HZ, tick + older, 5 * 10**12), 0)
     converted = []  # (ticks, local, common) as converted at the time
     for k, (rate_err, offset, advance) in enumerate(steps, 1):
         ticks = np.sort(np.random.default_rng(k).integers(tick, tick + advance, 64))

@@ -1023,3 +1023,24 @@ def test_profile_capture_with_a_websocket_feed_numbers_text_messages_as_the_trad
     assert w.returncode == 0, w.stderr
     again = json.loads((tmp_path / "w" / "summary.json").read_text())
     assert again["wire_to_wire"] == summary["wire_to_wire"]
+
+
+def test_a_wire_to_wire_beyond_the_histogram_range_is_counted_and_named(tmp_path):
+    """An order answered 120 s after its tick: no histogram holds it (~68.7 s at most), so it is
+    set aside under its own count in meta.json and the printed line, never skipped in silence."""
+    a, b, c = order(b"TS1-1"), order(b"TS2-2"), order(b"TS3-3")
+    packets = [(1_000, md_frame(1, 3)), (2_000, tcp_frame(100, b"", 0x02)), (6_000, tcp_frame(101, a)),
+               (9_000, tcp_frame(101 + len(a), b)),
+               (120 * 10**9, tcp_frame(101 + len(a) + len(b), c))]  # fmt: skip
+    cap = tmp_path / "slow.pcap"
+    cap.write_bytes(S.pcap(packets))
+    out = tmp_path / "slow.session"
+    r = run_cli("wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    counters = json.loads((out / "meta.json").read_text())["counters"]
+    assert counters["orders_matched"] == 3 and counters["wire_to_wire_beyond_range"] == 1
+    assert counters["wire_to_wire_recorded"] == 2
+    assert json.loads((out / "summary.json").read_text())["wire_to_wire"]["count"] == 2
+    line = "wire_to_wire: 3 matched orders = 2 recorded + 1 set aside (beyond the histogram range 1)"
+    assert line in r.stdout
+    assert line in run_cli("report", str(out)).stdout

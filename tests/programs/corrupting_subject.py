@@ -1,12 +1,14 @@
 """A probed program whose second ring's header goes bad mid-run (tests of quarantine).
 
-    python corrupting_subject.py {dropped|head} RING_DIR_FILE
+    python corrupting_subject.py {dropped|head|truncated} RING_DIR_FILE
 Writes 500 ticks to ring "good" and 300 to ring "bad", waits until the collector has drained
 both, then stores an impossible counter into "bad"'s header (dropped_full = 2**63 + 5, or head far
-beyond tail + capacity), never writes to "bad" again, writes 500 more ticks to "good" and waits
-until they are drained too. Writes $TICKSCOPE_RING_DIR into RING_DIR_FILE first.
+beyond tail + capacity) or truncates "bad"'s file to 0 bytes under the collector's mapping, never
+writes to "bad" again, writes 500 more ticks to "good" and waits until they are drained too.
+Writes $TICKSCOPE_RING_DIR into RING_DIR_FILE first.
 """
 
+import atexit
 import os
 import struct
 import sys
@@ -48,7 +50,10 @@ def main() -> int:
     drained(good, deadline)
     drained(bad, deadline)
     mm = bad._ring.mm
-    if which == "dropped":
+    if which == "truncated":
+        atexit.unregister(bad.close)  # closing stores into the mapping: SIGBUS for us too
+        os.truncate(bad.path, 0)
+    elif which == "dropped":
         struct.pack_into("<Q", mm, L.OFF_DROPPED_FULL, 2**63 + 5)
     else:
         (head,) = struct.unpack_from("<Q", mm, L.OFF_HEAD)

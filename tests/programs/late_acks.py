@@ -18,7 +18,9 @@ ORDER_POINTS = [
     Point("signal", stage="strategy"),
     Point("order.tx", stage="send", trade=True),
 ]
-ACK_POINTS = [Point("ack.rx", stage="order_rtt")]
+# order.tx declared (never stamped here) to say ack.rx follows it: rings link by declaration
+ACK_POINTS = [Point("order.tx"), Point("ack.rx", stage="order_rtt")]
+ACK_RX = 1
 
 
 def delay_ns(i: int) -> int:
@@ -42,7 +44,7 @@ def main() -> int:
     for stamp, i in due:
         while perf_counter_ns() < stamp:
             time.sleep(min(0.01, max(0.0, (stamp - perf_counter_ns()) / 1e9)))
-        acks.record(0, i, ts=stamp)
+        acks.record(ACK_RX, i, ts=stamp)
     ticks.close()
     acks.close()
     print(

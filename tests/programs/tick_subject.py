@@ -1,7 +1,8 @@
 """A small instrumented Python program for tests: a fake 5-point pipeline.
 
-    python tick_subject.py TICKS [--rate R] [--exit-code N] [--no-order-every K] [--forever]
-Every tick stamps md.rx..order.tx; every K-th tick stops at "signal" (no order).
+    python tick_subject.py TICKS [--rate R] [--exit-code N] [--no-order-every K] [--skew-every K] [--forever]
+Every tick stamps md.rx..order.tx; every K-th tick stops at "signal" (no order); with
+--skew-every, every K-th tick stamps md.decoded before md.rx (clocks that disagree).
 """
 
 import argparse
@@ -33,6 +34,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=0.0)
     ap.add_argument("--exit-code", type=int, default=0)
     ap.add_argument("--no-order-every", type=int, default=0)
+    ap.add_argument("--skew-every", type=int, default=0)
     ap.add_argument("--forever", action="store_true")
     args = ap.parse_args()
     probe = TickWriter(POINTS, name="tick-subject")
@@ -58,6 +60,8 @@ def run(args, probe, seq):
         t[RX] = perf_counter_ns()
         spin(500)
         t[DECODED] = perf_counter_ns()
+        if args.skew_every and seq % args.skew_every == 0:
+            t[RX], t[DECODED] = t[DECODED], t[RX]
         spin(1000)
         t[SIGNAL] = perf_counter_ns()
         if not (args.no_order_every and seq % args.no_order_every == 0):

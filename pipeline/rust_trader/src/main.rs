@@ -6,7 +6,8 @@
 //! md.rx (kernel receive stamp, REALTIME), md.read (wire_to_read), md.decoded (feed),
 //! book.updated (book), signal (strategy), risk.checked (risk), order.encoded (encode); then
 //! point records order.tx (kernel transmit stamp from the error queue: send) and ack.rx
-//! (order_rtt) of the same trace in the `trader-orders` ring.
+//! (order_rtt) of the same trace in the `trader-orders` ring, which declares order.encoded first
+//! (never stamped there) to link its points to the tick ring's.
 
 mod book;
 mod fix;
@@ -37,8 +38,10 @@ const BOOK_UPDATED: u32 = 3;
 const SIGNAL: u32 = 4;
 const RISK_CHECKED: u32 = 5;
 const ORDER_ENCODED: u32 = 6;
-const ORDER_TX: u32 = 0;
-const ACK_RX: u32 = 1;
+// The orders ring declares order.encoded first and never stamps it: that places its points after
+// the tick ring's, whichever ring the collector finds first (README "Declaring points").
+const ORDER_TX: u32 = 1;
+const ACK_RX: u32 = 2;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -278,7 +281,11 @@ impl Trader {
         };
         let after_logon = t.logon()?;
         let clock = if t.kernel_tx { ClockDomain::Realtime } else { tickscope_probe::native_clock() };
-        let points = [Point::new("order.tx").stage("send").clock(clock).trade(), Point::new("ack.rx").stage("order_rtt")];
+        let points = [
+            Point::new("order.encoded").clock(clock),
+            Point::new("order.tx").stage("send").clock(clock).trade(),
+            Point::new("ack.rx").stage("order_rtt"),
+        ];
         t.orders = Some(PointWriter::open("trader-orders", &points, 1 << 14).map_err(|e| format!("probe ring: {}", e))?);
         if !after_logon.is_empty() {
             let now = t.orders.as_ref().map(|o| o.now()).unwrap_or(0);

@@ -6,16 +6,23 @@
 //!     rust_writer live TRACES [CAPACITY] [BASE] [BEAT]     4 points per trace stamped now (record)
 //!     rust_writer relay                             per trace id read on stdin: md.decoded and
 //!                                                   order.tx now, then the id back on stdout
+//!     rust_writer threads TRACES [BEAT]             a feed thread (TickWriter: md.rx, md.decoded,
+//!                                                   signal) hands each trace to an order thread
+//!                                                   (PointWriter: order.tx): the send stage crosses rings
+//!     rust_writer feed TRACES [BEAT]                the feed half alone, "trace ticks" lines on stdout
+//!     rust_writer orders [BEAT]                     the order half alone, those lines on stdin
+//!                                                   (`feed | orders`: the send stage crosses processes)
 //!     rust_writer layout                            the ring layout constants as JSON
 //!
-//! Writers go to $TICKSCOPE_RING_DIR; the last line is "produced=N dropped=M clock=C invariant=B".
+//! Writers go to $TICKSCOPE_RING_DIR; the last line is
+//! "produced=N written=W dropped=M clock=C invariant=B trusted=T" (N calls, W records published).
 //! Stage k (1..3) of trace i spans `span(i, k)` clock ticks exactly: tests compute the expected
 //! durations from the same formula and the collector's fitted TSC rate.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use tickscope_probe::layout as L;
-use tickscope_probe::{tsc_invariant, Error, Point, PointWriter, TickWriter};
+use tickscope_probe::{tsc_invariant, tsc_trusted, Error, Point, PointWriter, TickWriter};
 
 const POINTS: [Point<'static>; 4] = [
     Point::new("md.rx"),
@@ -29,6 +36,62 @@ const RELAY_POINTS: [Point<'static>; 3] = [
     Point::new("md.decoded").stage("feed"),
     Point::new("order.tx").stage("send").trade(),
 ];
+
+const FEED_POINTS: [Point<'static>; 3] =
+    [Point::new("md.rx"), Point::new("md.decoded").stage("feed"), Point::new("signal").stage("strategy")];
+
+/// The order thread declares `signal` (never stamped here) before its own point: that is what
+/// orders `order.tx` after the feed thread's points, whichever ring opens first.
+const ORDER_POINTS: [Point<'static>; 2] =
+    [Point::new("signal"), Point::new("order.tx").stage("send").trade()];
+
+/// The feed half of a two-ring trace: known spans 1 and 2 from `now()`; hands (trace, signal's
+/// stamp) on.
+fn feed(traces: u64, beat_every: u64, mut hand_on: impl FnMut(u64, u64)) -> Result<(u64, u64), Error> {
+    let mut w = TickWriter::open("rust-feed", &FEED_POINTS, 1 << 16)?;
+    for i in 0..traces {
+        let rx = w.now();
+        let decoded = rx + span(i, 1);
+        let signal = decoded + span(i, 2);
+        w.stamp_ts(0, rx);
+        w.stamp_ts(1, decoded);
+        w.stamp_ts(2, signal);
+        while !w.commit(1 + i, 0) {
+            std::thread::yield_now(); // full: a known-delay subject waits rather than drops
+        }
+        hand_on(1 + i, signal);
+        if i % beat_every == beat_every - 1 {
+            w.heartbeat();
+        }
+        spin(2000);
+    }
+    Ok((traces, w.dropped()))
+}
+
+/// The order half: order.tx = signal's stamp + span 3 of that trace.
+fn orders(beat_every: u64, handed: impl Iterator<Item = (u64, u64)>) -> Result<(u64, u64), Error> {
+    let mut w = PointWriter::open("rust-orders", &ORDER_POINTS, 1 << 16)?;
+    let mut produced = 0;
+    for (trace, signal) in handed {
+        while !w.record_ts(1, trace, signal + span(trace - 1, 3), 0) {
+            std::thread::yield_now();
+        }
+        produced += 1;
+        if produced % beat_every == 0 {
+            w.heartbeat();
+        }
+    }
+    Ok((produced, w.dropped()))
+}
+
+/// BEAT as given: a heartbeat every that many traces; 0, never.
+fn heartbeat_every(beat: u64) -> u64 {
+    if beat == 0 {
+        u64::MAX
+    } else {
+        beat
+    }
+}
 
 /// Ticks between point k-1 and point k of trace i: 0.3 .. ~30 us at a few GHz, all different.
 fn span(i: u64, k: u64) -> u64 {
@@ -47,8 +110,12 @@ fn arg(args: &[String], i: usize, default: u64) -> u64 {
     args.get(i).map(|s| s.parse().expect("a number")).unwrap_or(default)
 }
 
-fn summary(produced: u64, dropped: u64, clock: tickscope_probe::ClockDomain) {
-    println!("produced={produced} dropped={dropped} clock={clock:?} invariant={}", tsc_invariant());
+fn summary(produced: u64, written: u64, dropped: u64, clock: tickscope_probe::ClockDomain) {
+    println!(
+        "produced={produced} written={written} dropped={dropped} clock={clock:?} invariant={} trusted={}",
+        tsc_invariant(),
+        tsc_trusted()
+    );
 }
 
 fn run() -> Result<(), Error> {
@@ -80,7 +147,7 @@ fn run() -> Result<(), Error> {
                     w.heartbeat();
                 }
             }
-            summary(produced, w.dropped(), w.clock());
+            summary(produced, w.written(), w.dropped(), w.clock());
         }
         "ticks" => {
             let mut w = TickWriter::open("rust-ticks", &POINTS, capacity)?;
@@ -96,7 +163,7 @@ fn run() -> Result<(), Error> {
                     w.heartbeat();
                 }
             }
-            summary(traces, w.dropped(), w.clock());
+            summary(traces, w.written(), w.dropped(), w.clock());
         }
         "relay" => {
             let mut w = PointWriter::open("rust-relay", &RELAY_POINTS, capacity)?;
@@ -119,12 +186,40 @@ fn run() -> Result<(), Error> {
             }
             eprintln!("produced={produced} dropped={}", w.dropped());
         }
+        "threads" => {
+            let beat_every = heartbeat_every(arg(&args, 3, 0));
+            // Bounded, as a real order queue is: the feed thread never runs more than 256 traces
+            // ahead, so no trace waits on a descheduled order thread for long.
+            let (tx, rx) = std::sync::mpsc::sync_channel(256);
+            let order_thread = std::thread::spawn(move || orders(beat_every, rx.into_iter()));
+            let (fed, feed_dropped) =
+                feed(traces, beat_every, |t, s| tx.send((t, s)).expect("order thread"))?;
+            drop(tx);
+            let (sent, order_dropped) = order_thread.join().expect("order thread")?;
+            println!("produced={} dropped={}", fed + sent, feed_dropped + order_dropped);
+        }
+        "feed" => {
+            let beat_every = heartbeat_every(arg(&args, 3, 0));
+            let mut out = std::io::stdout().lock();
+            let (fed, dropped) = feed(traces, beat_every, |t, s| writeln!(out, "{t} {s}").expect("stdout"))?;
+            eprintln!("feed produced={fed} dropped={dropped}");
+        }
+        "orders" => {
+            let beat_every = heartbeat_every(arg(&args, 2, 0));
+            let lines = std::io::stdin().lock().lines().map_while(Result::ok);
+            let handed = lines.filter_map(|l| {
+                let mut it = l.split_whitespace().map(|x| x.parse::<u64>());
+                Some((it.next()?.ok()?, it.next()?.ok()?))
+            });
+            let (sent, dropped) = orders(beat_every, handed)?;
+            eprintln!("orders produced={sent} dropped={dropped}");
+        }
         "layout" => {
             let body: Vec<String> = L::CONSTANTS.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
             println!("{{{}}}", body.join(", "));
         }
         other => {
-            eprintln!("rust_writer: unknown mode {other:?} (points, ticks, live, relay, layout)");
+            eprintln!("rust_writer: unknown mode {other:?} (points, ticks, live, relay, threads, feed, orders, layout)");
             std::process::exit(2);
         }
     }

@@ -54,13 +54,38 @@ pub fn rdtscp() -> u64 {
 /// Whether the host's TSC is invariant: `constant_tsc` (fixed rate across frequency changes) and
 /// `nonstop_tsc` (keeps ticking in deep C-states), as `/proc/cpuinfo` lists them. Read once.
 pub fn tsc_invariant() -> bool {
-    static INVARIANT: AtomicU8 = AtomicU8::new(0); // 0 not read yet, 1 no, 2 yes
-    match INVARIANT.load(Ordering::Relaxed) {
-        0 => {
-            let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-            let invariant = flags_say_invariant(&info);
-            INVARIANT.store(1 + invariant as u8, Ordering::Relaxed);
-            invariant
+    static INVARIANT: AtomicU8 = AtomicU8::new(UNREAD);
+    read_once(&INVARIANT, || {
+        flags_say_invariant(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default())
+    })
+}
+
+/// Whether writers stamp with the TSC: x86-64, an invariant TSC (`tsc_invariant`), and the kernel
+/// still lists `tsc` among its clocksources. The kernel drops it from that list when its watchdog
+/// finds the counters of two CPUs apart or the rate unstable, which the CPU flags cannot tell (it
+/// is the check that covers multi-socket hosts; minstant trusts the TSC on the same condition, and
+/// the collector decides its host TSC domain by it too). An unreadable list (no /sys in a
+/// container) leaves the flags to decide, as the collector does. Read once.
+pub fn tsc_trusted() -> bool {
+    static TRUSTED: AtomicU8 = AtomicU8::new(UNREAD);
+    read_once(&TRUSTED, || {
+        cfg!(target_arch = "x86_64")
+            && tsc_invariant()
+            && kernel_keeps_tsc(&std::fs::read_to_string(CLOCKSOURCES).unwrap_or_default())
+    })
+}
+
+const CLOCKSOURCES: &str = "/sys/devices/system/clocksource/clocksource0/available_clocksource";
+const UNREAD: u8 = 0;
+
+/// A host fact that cannot change while the process runs, read on first use: 0 not read yet,
+/// 1 false, 2 true. Two threads racing the first read both read the same answer.
+fn read_once(cell: &AtomicU8, read: impl FnOnce() -> bool) -> bool {
+    match cell.load(Ordering::Relaxed) {
+        UNREAD => {
+            let fact = read();
+            cell.store(1 + fact as u8, Ordering::Relaxed);
+            fact
         }
         known => known == 2,
     }
@@ -83,13 +108,20 @@ pub(crate) fn flags_say_invariant(cpuinfo: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The clock a writer stamps with: the TSC on x86-64 with an invariant TSC, else CLOCK_MONOTONIC
-/// (a TSC whose rate changes under the probe would turn frequency scaling into latency).
+/// `available_clocksource` names `tsc`, or could not be read (empty).
+pub(crate) fn kernel_keeps_tsc(available_clocksources: &str) -> bool {
+    let mut sources = available_clocksources.split_whitespace().peekable();
+    sources.peek().is_none() || sources.any(|s| s == "tsc")
+}
+
+/// The clock a writer stamps with: the TSC where `tsc_trusted`, else CLOCK_MONOTONIC (a TSC whose
+/// rate changes under the probe would turn frequency scaling into latency, and one that differs
+/// between CPUs would turn a thread migration into latency).
 /// `TICKSCOPE_CLOCK=monotonic` chooses CLOCK_MONOTONIC anyway (e.g. a VM that migrates between
 /// hosts). Read when a writer opens; the ring declares the choice, so the session shows it.
 pub fn native_clock() -> ClockDomain {
     let forced_monotonic = std::env::var_os("TICKSCOPE_CLOCK").map_or(false, |v| v == "monotonic");
-    if cfg!(target_arch = "x86_64") && tsc_invariant() && !forced_monotonic {
+    if tsc_trusted() && !forced_monotonic {
         ClockDomain::Tsc
     } else {
         ClockDomain::Monotonic
@@ -129,6 +161,15 @@ mod tests {
         assert!(!flags_say_invariant("flags\t\t: fpu tsc constant_tsc\n"));
         assert!(!flags_say_invariant("flags\t\t: fpu tsc nonstop_tsc_x constant_tsc\n"));
         assert!(!flags_say_invariant(""));
+    }
+
+    #[test]
+    fn the_tsc_is_trusted_only_while_the_kernel_lists_it() {
+        assert!(kernel_keeps_tsc("tsc hpet acpi_pm \n"));
+        assert!(kernel_keeps_tsc("kvm-clock tsc\n"));
+        assert!(!kernel_keeps_tsc("hpet acpi_pm\n"), "the watchdog dropped tsc: not one clock");
+        assert!(!kernel_keeps_tsc("kvm-clock tsc_early\n"));
+        assert!(kernel_keeps_tsc(""), "no /sys to read: the CPU flags decide");
     }
 
     #[test]

@@ -75,10 +75,15 @@ pub const DATA_OFFSET: usize = 8192;
 pub const POINT_RECORD_SIZE: usize = 32;
 pub const TICK_TRAILER_SIZE: usize = 16;
 
-const _: () = assert!(OFF_WRITER_NAME + WRITER_NAME_SIZE == CACHE_LINE_PAIR);
-const _: () = assert!(OFF_CALIB_ENTRIES + CALIB_SLOTS * CALIB_ENTRY_SIZE <= OFF_POINT_TABLE);
-const _: () = assert!(OFF_POINT_TABLE + MAX_POINTS * POINT_ENTRY_SIZE <= DATA_OFFSET);
-const _: () = assert!(core::mem::size_of::<PointRecord>() == POINT_RECORD_SIZE);
+// Checked at compile time. Debian bookworm's clippy (1.63) takes these for run-time asserts that
+// always hold (assertions_on_constants); later clippy knows a const assert is the point.
+#[allow(clippy::assertions_on_constants)]
+const _: () = {
+    assert!(OFF_WRITER_NAME + WRITER_NAME_SIZE == CACHE_LINE_PAIR);
+    assert!(OFF_CALIB_ENTRIES + CALIB_SLOTS * CALIB_ENTRY_SIZE <= OFF_POINT_TABLE);
+    assert!(OFF_POINT_TABLE + MAX_POINTS * POINT_ENTRY_SIZE <= DATA_OFFSET);
+    assert!(core::mem::size_of::<PointRecord>() == POINT_RECORD_SIZE);
+};
 
 /// One `KIND_POINT` record as it lies in the ring (little endian on every supported target).
 #[repr(C)]

@@ -18,38 +18,33 @@
 //!
 //! A writer belongs to one thread (single producer; it is neither `Send` nor `Sync`, so open it on
 //! the thread that stamps: the ring records that thread's id) and never blocks nor allocates after `open`:
-//! a full ring drops the newest record and counts it in the ring header. With the `off` feature
-//! every method compiles to nothing and `open` creates no file.
+//! a full ring drops the newest record and counts it in the ring header.
+//!
+//! Probes are compiled in by the default feature `enable`. Built without it (`default-features =
+//! false` on every dependency on this crate), the same types keep the same methods with empty
+//! bodies: every probe call compiles to nothing and `open` creates no file. The feature is additive,
+//! so one crate of a binary that asks for probes has them, whatever the others say.
 
-// With `off`, the ring machinery is unused but still compiled, so both builds check it.
-#![cfg_attr(feature = "off", allow(dead_code))]
+// Without `enable` the ring machinery and the method arguments go unused; the default build is the
+// one that checks them.
+#![cfg_attr(not(feature = "enable"), allow(dead_code, unused_variables))]
 
 mod clock;
 mod error;
 pub mod layout;
 mod point;
-mod sys;
-
-#[cfg(not(feature = "off"))]
+#[cfg(feature = "enable")]
 mod ring;
-#[cfg(not(feature = "off"))]
+mod sys;
 mod writer;
 
-#[cfg(feature = "off")]
-mod off;
-
-pub use clock::{native_clock, rdtsc, rdtscp, tsc_invariant, ClockDomain};
+pub use clock::{native_clock, rdtsc, rdtscp, tsc_invariant, tsc_trusted, ClockDomain};
 pub use error::Error;
 pub use point::Point;
-
-#[cfg(not(feature = "off"))]
 pub use writer::{PointWriter, TickWriter};
 
-#[cfg(feature = "off")]
-pub use off::{PointWriter, TickWriter};
-
-/// Whether probes are compiled in (false with the `off` feature).
-pub const ENABLED: bool = !cfg!(feature = "off");
+/// Whether probes are compiled in (the `enable` feature).
+pub const ENABLED: bool = cfg!(feature = "enable");
 
 /// Where writers create rings: `$TICKSCOPE_RING_DIR` (set by `tickscope profile`) or
 /// `/dev/shm/tickscope`.

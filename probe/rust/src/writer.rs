@@ -1,15 +1,28 @@
 //! The two writers: `PointWriter` (one 32-byte record per point) and `TickWriter` (one record per
 //! tick holding a stamp for every declared point). Both publish with a release store of `head`,
 //! drop the newest record when the ring is full and count it in `dropped_full`.
+//!
+//! Without the `enable` feature the writers keep every method, with an empty body, and no fields
+//! but a marker: `open` still checks its arguments (a bad capacity or point list is a bug whether
+//! probes are compiled in or not) and then creates nothing.
 
 use crate::clock::{self, ClockDomain};
 use crate::error::Error;
-use crate::layout::{self as L, PointRecord};
 use crate::point::{to_points, validate_capacity, Point};
-use crate::ring::RingFile;
+use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+#[cfg(feature = "enable")]
+use {
+    crate::layout::{self as L, PointRecord},
+    crate::ring::RingFile,
+    std::sync::atomic::Ordering,
+};
 
+/// Keeps a writer `!Send` and `!Sync` in both builds (with `enable`, its raw pointers would do it
+/// alone), so code that builds without probes builds with them.
+type OneThread = PhantomData<*const ()>;
+
+#[cfg(feature = "enable")]
 #[cold]
 #[inline(never)]
 fn undeclared(point: u32, n_points: u32) -> ! {
@@ -19,11 +32,13 @@ fn undeclared(point: u32, n_points: u32) -> ! {
 /// Producer-side bookkeeping common to both writers: `head` is kept locally (never re-read from
 /// shared memory) and `tail` is re-read only when `head` reaches `limit`, once per lap at most
 /// while the collector keeps up.
+#[cfg(feature = "enable")]
 struct Cursor {
     head: u64,
     limit: u64,
 }
 
+#[cfg(feature = "enable")]
 impl Cursor {
     /// Re-reads the consumer's tail; false (and one more drop counted) if the ring is still full.
     #[cold]
@@ -44,55 +59,112 @@ impl Cursor {
 
 macro_rules! common_methods {
     () => {
-        /// The writer's clock now (TSC ticks, or CLOCK_MONOTONIC ns without an invariant TSC):
+        /// The writer's clock now (TSC ticks, or CLOCK_MONOTONIC ns where the TSC is not trusted):
         /// the stamp `record`/`stamp` would take, for `record_ts`/`stamp_ts` later.
+        /// Without `enable`: 0.
         #[inline(always)]
         pub fn now(&self) -> u64 {
-            clock::read(self.ring.clock)
+            #[cfg(feature = "enable")]
+            {
+                clock::read(self.ring.clock)
+            }
+            #[cfg(not(feature = "enable"))]
+            {
+                0
+            }
         }
 
         /// The clock domain of `now()` and of every point declared without its own clock.
+        /// Without `enable`: the clock a writer would stamp with.
         pub fn clock(&self) -> ClockDomain {
-            self.ring.clock
+            #[cfg(feature = "enable")]
+            {
+                self.ring.clock
+            }
+            #[cfg(not(feature = "enable"))]
+            {
+                clock::native_clock()
+            }
         }
 
         /// From an idle path: tells the collector this writer is alive though quiet, and stores a
         /// fresh calibration pair (call it every few hundred ms; it reads four clocks).
+        #[inline(always)]
         pub fn heartbeat(&mut self) {
+            #[cfg(feature = "enable")]
             self.ring.heartbeat();
         }
 
         /// Whether a collector drained this ring within `max_age_ns` (else records pile up and drop).
+        /// Without `enable`: false.
+        #[inline(always)]
         pub fn collector_alive(&self, max_age_ns: u64) -> bool {
-            self.ring.collector_alive(max_age_ns)
+            #[cfg(feature = "enable")]
+            {
+                self.ring.collector_alive(max_age_ns)
+            }
+            #[cfg(not(feature = "enable"))]
+            {
+                false
+            }
         }
 
-        /// Records dropped because the ring was full.
+        /// Records dropped because the ring was full (without `enable`: 0).
+        #[inline(always)]
         pub fn dropped(&self) -> u64 {
-            self.ring.u64_at(L::OFF_DROPPED_FULL).load(Ordering::Relaxed)
+            #[cfg(feature = "enable")]
+            {
+                self.ring.u64_at(L::OFF_DROPPED_FULL).load(Ordering::Relaxed)
+            }
+            #[cfg(not(feature = "enable"))]
+            {
+                0
+            }
         }
 
-        /// Records published so far.
+        /// Records published so far (without `enable`: 0).
+        #[inline(always)]
         pub fn written(&self) -> u64 {
-            self.cursor.head
+            #[cfg(feature = "enable")]
+            {
+                self.cursor.head
+            }
+            #[cfg(not(feature = "enable"))]
+            {
+                0
+            }
         }
 
-        /// The ring file (the collector removes it after draining a closed ring).
+        /// The ring file (the collector removes it after draining a closed ring). Without
+        /// `enable` no file exists: an empty path.
         pub fn path(&self) -> &Path {
-            &self.ring.path
+            #[cfg(feature = "enable")]
+            {
+                &self.ring.path
+            }
+            #[cfg(not(feature = "enable"))]
+            {
+                Path::new("")
+            }
         }
 
         /// Marks the ring cleanly closed and unmaps it (dropping the writer does the same).
+        #[inline(always)]
         pub fn close(self) {}
     };
 }
 
 /// One 32-byte record per probe point: `record(point_id, trace_id, aux)`.
 pub struct PointWriter {
+    #[cfg(feature = "enable")]
     ring: RingFile,
+    #[cfg(feature = "enable")]
     records: *mut PointRecord,
+    #[cfg(feature = "enable")]
     mask: u64,
+    #[cfg(feature = "enable")]
     cursor: Cursor,
+    _one_thread: OneThread,
 }
 
 impl PointWriter {
@@ -114,13 +186,27 @@ impl PointWriter {
     ) -> Result<Self, Error> {
         validate_capacity(capacity)?;
         let points = to_points(points)?;
-        let ring = RingFile::create(dir.as_ref(), name, &points, L::KIND_POINT, capacity)?;
-        let records = ring.data() as *mut PointRecord;
-        Ok(PointWriter { ring, records, mask: capacity - 1, cursor: Cursor { head: 0, limit: capacity } })
+        #[cfg(feature = "enable")]
+        {
+            let ring = RingFile::create(dir.as_ref(), name, &points, L::KIND_POINT, capacity)?;
+            let records = ring.data() as *mut PointRecord;
+            Ok(PointWriter {
+                ring,
+                records,
+                mask: capacity - 1,
+                cursor: Cursor { head: 0, limit: capacity },
+                _one_thread: PhantomData,
+            })
+        }
+        #[cfg(not(feature = "enable"))]
+        {
+            Ok(PointWriter { _one_thread: PhantomData })
+        }
     }
 
     /// Stamps `point` of `trace_id` now. Returns false if the ring was full (the record is
-    /// dropped and counted). Panics if `point` was not declared.
+    /// dropped and counted). Panics if `point` was not declared. Without `enable`: records
+    /// nothing, loses nothing (true).
     #[inline(always)]
     pub fn record(&mut self, point: u32, trace_id: u64, aux: u64) -> bool {
         let ts = self.now();
@@ -130,23 +216,30 @@ impl PointWriter {
     /// As `record`, with a stamp taken earlier (`now()`) or from another clock the point declared.
     #[inline(always)]
     pub fn record_ts(&mut self, point: u32, trace_id: u64, ts: u64, aux: u64) -> bool {
-        if point >= self.ring.n_points {
-            undeclared(point, self.ring.n_points);
+        #[cfg(feature = "enable")]
+        {
+            if point >= self.ring.n_points {
+                undeclared(point, self.ring.n_points);
+            }
+            let h = self.cursor.head;
+            if h >= self.cursor.limit && !self.cursor.make_room(&self.ring) {
+                Cursor::count_drop(&self.ring);
+                return false;
+            }
+            let record = PointRecord { ts, trace_id, point_id: point, thread_id: self.ring.tid, aux };
+            // SAFETY: `h & mask < capacity`, so the slot lies in the records area of the live mapping
+            // (32-byte aligned: DATA_OFFSET and the record size are multiples of 32). `h < tail +
+            // capacity` (checked above against `limit`), so the consumer has released this slot and
+            // reads it only after the release store of `head` below.
+            unsafe { self.records.add((h & self.mask) as usize).write(record) };
+            self.cursor.head = h + 1;
+            self.ring.u64_at(L::OFF_HEAD).store(h + 1, Ordering::Release);
+            true
         }
-        let h = self.cursor.head;
-        if h >= self.cursor.limit && !self.cursor.make_room(&self.ring) {
-            Cursor::count_drop(&self.ring);
-            return false;
+        #[cfg(not(feature = "enable"))]
+        {
+            true
         }
-        let record = PointRecord { ts, trace_id, point_id: point, thread_id: self.ring.tid, aux };
-        // SAFETY: `h & mask < capacity`, so the slot lies in the records area of the live mapping
-        // (32-byte aligned: DATA_OFFSET and the record size are multiples of 32). `h < tail +
-        // capacity` (checked above against `limit`), so the consumer has released this slot and
-        // reads it only after the release store of `head` below.
-        unsafe { self.records.add((h & self.mask) as usize).write(record) };
-        self.cursor.head = h + 1;
-        self.ring.u64_at(L::OFF_HEAD).store(h + 1, Ordering::Release);
-        true
     }
 
     common_methods!();
@@ -158,12 +251,19 @@ impl PointWriter {
 /// has drained), so a stamp is one `rdtsc` and one store, and a commit three stores. A tick that
 /// begins on a full ring stamps into a scratch vector and is dropped at commit if no room appeared.
 pub struct TickWriter {
+    #[cfg(feature = "enable")]
     ring: RingFile,
+    #[cfg(feature = "enable")]
     n: usize,
+    #[cfg(feature = "enable")]
     current: *mut u64,
+    #[cfg(feature = "enable")]
     scratch: Vec<u64>, // a Vec, not a Box: `current` may point into it while it is not borrowed
+    #[cfg(feature = "enable")]
     on_scratch: bool,
+    #[cfg(feature = "enable")]
     cursor: Cursor,
+    _one_thread: OneThread,
 }
 
 impl TickWriter {
@@ -185,24 +285,25 @@ impl TickWriter {
     ) -> Result<Self, Error> {
         validate_capacity(capacity)?;
         let points = to_points(points)?;
-        let ring = RingFile::create(dir.as_ref(), name, &points, L::KIND_TICK, capacity)?;
-        let n = points.len();
-        let current = ring.data() as *mut u64;
-        Ok(TickWriter {
-            ring,
-            n,
-            current,
-            scratch: vec![0u64; n + 2],
-            on_scratch: false,
-            cursor: Cursor { head: 0, limit: capacity },
-        })
-    }
-
-    #[inline(always)]
-    fn slot(&self, head: u64) -> *mut u64 {
-        let offset = (head & (self.ring.capacity - 1)) as usize * self.ring.record_size;
-        // SAFETY: offset < capacity * record_size: inside the records area of the live mapping.
-        unsafe { self.ring.data().add(offset) as *mut u64 }
+        #[cfg(feature = "enable")]
+        {
+            let ring = RingFile::create(dir.as_ref(), name, &points, L::KIND_TICK, capacity)?;
+            let n = points.len();
+            let current = ring.data() as *mut u64;
+            Ok(TickWriter {
+                ring,
+                n,
+                current,
+                scratch: vec![0u64; n + 2],
+                on_scratch: false,
+                cursor: Cursor { head: 0, limit: capacity },
+                _one_thread: PhantomData,
+            })
+        }
+        #[cfg(not(feature = "enable"))]
+        {
+            Ok(TickWriter { _one_thread: PhantomData })
+        }
     }
 
     /// Stamps point `i` of the tick in progress now. Panics if `i` was not declared.
@@ -215,37 +316,60 @@ impl TickWriter {
     /// As `stamp`, with a stamp taken earlier or from the point's own clock.
     #[inline(always)]
     pub fn stamp_ts(&mut self, i: u32, ts: u64) {
-        if i as usize >= self.n {
-            undeclared(i, self.n as u32);
+        #[cfg(feature = "enable")]
+        {
+            if i as usize >= self.n {
+                undeclared(i, self.n as u32);
+            }
+            // SAFETY: `current` is either the scratch vector (n + 2 u64) or the slot at `head`, which
+            // `head < limit <= tail + capacity` makes this writer's until it is published; i < n.
+            unsafe { self.current.add(i as usize).write(ts) };
         }
-        // SAFETY: `current` is either the scratch vector (n + 2 u64) or the slot at `head`, which
-        // `head < limit <= tail + capacity` makes this writer's until it is published; i < n.
-        unsafe { self.current.add(i as usize).write(ts) };
     }
 
     /// Publishes the tick as `trace_id`; the next `stamp` starts the next tick. Returns false if
-    /// the ring was full (the tick is dropped and counted).
+    /// the ring was full (the tick is dropped and counted). Without `enable`: true.
     #[inline(always)]
     pub fn commit(&mut self, trace_id: u64, aux: u64) -> bool {
-        if self.on_scratch && !self.land_scratch() {
-            return false;
+        #[cfg(feature = "enable")]
+        {
+            if self.on_scratch && !self.land_scratch() {
+                return false;
+            }
+            let v = self.current;
+            // SAFETY: `v` is the slot at `head` (see `stamp_ts`); its trailer is the 2 u64 after the
+            // n stamps, inside the record.
+            unsafe {
+                v.add(self.n).write(trace_id);
+                v.add(self.n + 1).write(aux);
+            }
+            let h = self.cursor.head + 1;
+            self.cursor.head = h;
+            self.ring.u64_at(L::OFF_HEAD).store(h, Ordering::Release);
+            if h < self.cursor.limit {
+                self.current = self.slot(h);
+            } else {
+                self.next_vector();
+            }
+            true
         }
-        let v = self.current;
-        // SAFETY: `v` is the slot at `head` (see `stamp_ts`); its trailer is the 2 u64 after the
-        // n stamps, inside the record.
-        unsafe {
-            v.add(self.n).write(trace_id);
-            v.add(self.n + 1).write(aux);
+        #[cfg(not(feature = "enable"))]
+        {
+            true
         }
-        let h = self.cursor.head + 1;
-        self.cursor.head = h;
-        self.ring.u64_at(L::OFF_HEAD).store(h, Ordering::Release);
-        if h < self.cursor.limit {
-            self.current = self.slot(h);
-        } else {
-            self.next_vector();
-        }
-        true
+    }
+
+    common_methods!();
+}
+
+/// The tick writer's slow paths, which exist only with a ring.
+#[cfg(feature = "enable")]
+impl TickWriter {
+    #[inline(always)]
+    fn slot(&self, head: u64) -> *mut u64 {
+        let offset = (head & (self.ring.capacity - 1)) as usize * self.ring.record_size;
+        // SAFETY: offset < capacity * record_size: inside the records area of the live mapping.
+        unsafe { self.ring.data().add(offset) as *mut u64 }
     }
 
     /// The vector for the next tick when `head` reached `limit`: the slot if the collector freed
@@ -281,6 +405,4 @@ impl TickWriter {
         self.on_scratch = false;
         true
     }
-
-    common_methods!();
 }

@@ -1,5 +1,5 @@
 //! The bytes a writer leaves in its ring file, read back without the crate's own accessors.
-#![cfg(not(feature = "off"))]
+#![cfg(feature = "enable")]
 
 use std::path::{Path, PathBuf};
 use tickscope_probe::layout as L;
