@@ -321,6 +321,7 @@ class PcapngStream:
         self.ifaces: list[_Interface] = []  # the current section's, by interface id
         self.all_ifaces: dict[int, _Interface] = {}  # (section << 32 | interface id) -> interface
         self.used: set[int] = set()  # keys of the interfaces packets came on
+        self.bad_stamps: dict[int, _Interface] = {}  # interfaces that stamped packets out of range
         self.no_stamp = 0
 
     def push(self, data: bytes) -> Capture:
@@ -331,6 +332,10 @@ class PcapngStream:
     def close(self) -> Capture:
         end = self._walk(self.pending, final=True)  # what is left is a block cut short
         end.counters["capture_interfaces"] = len(self.used)
+        for key, iface in self.bad_stamps.items():  # said at the end: the same lines however the file is read
+            end.warnings.append(f"{self.name}: interface {key & 0xFFFFFFFF} of section {key >> 32} stamps packets "
+                                f"outside 1970-2116 (if_tsresol {iface.tsresol}, if_tsoffset {iface.tsoffset_s} s): "
+                                "those packets are counted (capture_packets_bad_stamp), not used")  # fmt: skip
         if self.no_stamp:
             end.counters["capture_packets_without_stamp"] = self.no_stamp
             end.warnings.append(
@@ -425,9 +430,7 @@ class PcapngStream:
             stamped[sel] = ok
             linktypes[sel] = iface.linktype
             if not ok.all():
-                warnings.append(f"{self.name}: interface {key & 0xFFFFFFFF} of section {key >> 32} stamps packets "
-                                f"outside 1970-2116 (if_tsresol {iface.tsresol}, if_tsoffset {iface.tsoffset_s} s): "
-                                "those packets are counted (capture_packets_bad_stamp), not used")  # fmt: skip
+                self.bad_stamps.setdefault(key, iface)
         chunk = buf if pos == end else buf[:pos]
         cap = Capture(chunk + bytes(PAD), ts, np.array(offs, dtype=np.int64), np.array(caps, dtype=np.int64),
                       np.array(origs, dtype=np.int64), linktypes, "pcapng", counters, warnings)  # fmt: skip
@@ -578,6 +581,10 @@ def _ip_layer(buf: np.ndarray, ethertype: np.ndarray, l3: np.ndarray, end: np.nd
     data starts and ends, version, next protocol) per IP fragment of the chunk, for ``IpReassembly``."""
     v4 = ethertype == ETHERTYPE_IPV4
     v6 = ethertype == ETHERTYPE_IPV6
+    # Nothing past a packet's captured bytes is read as its header: those are the next packet's (or
+    # padding), and what they say would depend on how the file was cut into chunks.
+    truncated = (v4 & (l3 + 20 > end)) | (v6 & (l3 + 40 > end))
+    v4, v6 = v4 & ~truncated, v6 & ~truncated
     ihl = (_u8(buf, l3) & 0xF) * 4
     flags_offset = _be16(buf, l3 + 6)
     ip_end = np.where(v4, l3 + _be16(buf, l3 + 2), l3 + 40 + _be16(buf, l3 + 4))
@@ -586,6 +593,9 @@ def _ip_layer(buf: np.ndarray, ethertype: np.ndarray, l3: np.ndarray, end: np.nd
     frag_at = np.full(l3.size, -1, dtype=np.int64)  # IPv6: where the fragment header is
     walking = v6 & np.isin(proto, IPV6_EXTENSIONS)
     for _ in range(MAX_IPV6_EXTENSIONS):
+        fits = l4 + 8 <= end  # every extension header is 8 bytes or more
+        truncated |= walking & ~fits
+        walking &= fits
         if not walking.any():
             break
         is_frag = walking & (proto == IPV6_FRAGMENT)
@@ -597,12 +607,14 @@ def _ip_layer(buf: np.ndarray, ethertype: np.ndarray, l3: np.ndarray, end: np.nd
         # after a fragment header of a real fragment come the fragment's data, not headers
         real = is_frag & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0)
         walking &= ~real & np.isin(proto, IPV6_EXTENSIONS) & (l4 < ip_end)
-    frag6 = v6 & (frag_at >= 0) & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0)
+    frag6 = v6 & ~truncated & (frag_at >= 0) & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0)
     frag4 = v4 & ((flags_offset & 0x3FFF) != 0) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP))
     addr = np.where(v4, l3 + 12, l3 + 8)
     addr_len = np.where(v4, 4, 16)
-    ip = (v4 | v6) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP)) & ~frag4 & ~frag6
+    ip = (v4 | v6) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP)) & ~frag4 & ~frag6 & ~truncated
     ip &= ~v4 | (ihl >= 20)
+    if truncated.any():
+        _count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(truncated)))
     tcp = proto == IPPROTO_TCP
     header_end = np.where(tcp, l4 + 20, l4 + 8)
     payload = np.where(tcp, l4 + (_u8(buf, l4 + 12) >> 4) * 4, l4 + 8)
@@ -849,8 +861,8 @@ def mold_messages(cap: Capture, hdr: Headers, ports: set[int], counters: dict[st
     count = _be16(buf, p + 18)
     heartbeat = (count == 0) | (count == MOLD_END_OF_SESSION)
     _count(counters, "md_heartbeats", int(np.count_nonzero(heartbeat)))
-    # each message is at least a 2-byte length and a 1-byte type
-    overfull = ~heartbeat & (count * 3 > pend - p - MOLD_HEADER_LEN)
+    # each message is at least its 2-byte length (the trader frames an empty one, then fails to decode it)
+    overfull = ~heartbeat & (count * 2 > pend - p - MOLD_HEADER_LEN)
     if overfull.any():
         _count(counters, "md_packets_malformed", int(np.count_nonzero(overfull)))
     keep = ~heartbeat & ~overfull
