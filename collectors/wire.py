@@ -199,27 +199,40 @@ class PcapStream:
                 return self._capture(b"", [], [], [], [], [])
             self._header(buf)
             pos = PCAP_HEADER_LEN
-        unpack = self.unpack
-        secs, fracs, offs, caps, origs = [], [], [], [], []
+        length_at = self.unpack  # the captured length of the record whose header starts at an offset
+        heads: list[int] = []
+        append = heads.append
         start, end = pos, len(buf)
         bad = None
+        # One Python step per record, only for its length (records are not of one size); the
+        # headers' four fields are then read for all records at once by numpy.
         while pos + PCAP_RECORD_HEADER_LEN <= end:
-            s, f, incl, orig = unpack(buf, pos)
+            (incl,) = length_at(buf, pos + 8)
             if incl > MAX_RECORD_LEN:
                 bad = incl
                 break
-            if pos + PCAP_RECORD_HEADER_LEN + incl > end:
+            following = pos + PCAP_RECORD_HEADER_LEN + incl
+            if following > end:
                 break
-            secs.append(s)
-            fracs.append(f)
-            offs.append(pos + PCAP_RECORD_HEADER_LEN)
-            caps.append(incl)
-            origs.append(orig)
-            pos += PCAP_RECORD_HEADER_LEN + incl
+            append(pos)
+            pos = following
+        if heads:
+            at = np.array(heads, dtype=np.int64)
+            raw = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + np.arange(PCAP_RECORD_HEADER_LEN)]
+            rec = raw.view(self.fields).reshape(-1, 4).astype(np.int64)
+            secs, fracs, offs, caps, origs = (
+                rec[:, 0],
+                rec[:, 1],
+                at + PCAP_RECORD_HEADER_LEN,
+                rec[:, 2],
+                rec[:, 3],
+            )
+        else:
+            secs = fracs = offs = caps = origs = []
         self.pending = bytearray(buf[pos:]) if bad is None else bytearray()
         at = self.file_pos + pos - start
         self.file_pos = at
-        self.packets += len(offs)
+        self.packets += len(heads)
         cap = self._capture(buf if pos == end else buf[:pos], secs, fracs, offs, caps, origs)
         if bad is not None:
             self.stopped = True
@@ -238,7 +251,8 @@ class PcapStream:
             raise WireError(f"{self.name}: not a pcap capture (magic {buf[:4].hex()})")
         self.nano = magic == PCAP_MAGIC_NS
         self.linktype = struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF  # upper bits: FCS flags
-        self.unpack = struct.Struct(endian + "IIII").unpack_from
+        self.unpack = struct.Struct(endian + "I").unpack_from
+        self.fields = np.dtype(endian + "u4")
         self.file_pos = PCAP_HEADER_LEN
 
     def _capture(self, chunk: bytes, secs, fracs, offs, caps, origs) -> Capture:
@@ -604,10 +618,11 @@ def _ip_layer(buf: np.ndarray, ethertype: np.ndarray, l3: np.ndarray, end: np.nd
         frag_at = np.where(is_frag, l4, frag_at)
         proto = np.where(walking, _u8(buf, l4), proto)
         l4 = np.where(walking, l4 + length, l4)
-        # after a fragment header of a real fragment come the fragment's data, not headers
-        real = is_frag & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0)
-        walking &= ~real & np.isin(proto, IPV6_EXTENSIONS) & (l4 < ip_end)
-    frag6 = v6 & ~truncated & (frag_at >= 0) & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0)
+        if is_frag.any():  # after a fragment header of a real fragment come its data, not headers
+            walking &= ~(is_frag & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0))
+        walking &= np.isin(proto, IPV6_EXTENSIONS) & (l4 < ip_end)
+    has_frag = frag_at >= 0
+    frag6 = has_frag & ~truncated & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0) if has_frag.any() else has_frag
     frag4 = v4 & ((flags_offset & 0x3FFF) != 0) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP))
     addr = np.where(v4, l3 + 12, l3 + 8)
     addr_len = np.where(v4, 4, 16)
@@ -884,21 +899,16 @@ def _mold_framing_holds(buf: np.ndarray, p: np.ndarray, pend: np.ndarray, count:
                         which: np.ndarray) -> np.ndarray:  # fmt: skip
     """Per packet (of those in ``which``): its ``count`` length-prefixed messages fill the payload
     exactly, as the trader's MoldReceiver requires before it hands out any of them. One numpy step
-    per message index, over the packets that have that many."""
-    ok = which.copy()
-    pos = p + MOLD_HEADER_LEN
-    left = np.where(which, count, 0)
-    active = np.flatnonzero(left > 0)
-    while active.size:
-        at = pos[active]
-        length = _be16(buf, at)
-        fits = (at + 2 + length <= pend[active]) & (at + 2 <= pend[active])
-        ok[active[~fits]] = False
-        active = active[fits]
-        pos[active] = at[fits] + 2 + length[fits]
-        left[active] -= 1
-        active = active[left[active] > 0]
-    return ok & (pos == pend)
+    per message index; a packet whose framing broke walks on from past its end, never back in."""
+    idx = np.flatnonzero(which)
+    pos, end, left = p[idx] + MOLD_HEADER_LEN, pend[idx], count[idx]
+    broken = 1 << 40
+    for k in range(int(left.max(initial=0))):
+        nxt = pos + 2 + _be16(buf, pos)
+        pos = np.where(left > k, np.where(nxt <= end, nxt, broken), pos)
+    ok = np.zeros(which.size, dtype=bool)
+    ok[idx] = pos == end
+    return ok
 
 
 def _first_per_trace(trace: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1053,7 +1063,8 @@ class TcpStream:
         return self.mark_ts[bisect.bisect_right(self.marks, stream_offset) - 1]
 
     def frames(self):
-        """Complete FIX frames now in the buffer -> (first byte's stamp, frame bytes), cut exactly
+        """Complete FIX frames now in the buffer -> (first byte's stamp, frame bytes, where its body
+        starts when BodyLength framed it, else 0), cut exactly
         where the venue's ``FixStream`` (pipeline/fix.py) cuts them, so a frame a receiver reads is
         the frame counted here: by BodyLength when it points at a complete ``10=NNN<SOH>``;
         otherwise (BodyLength not digits, too long, or pointing elsewhere) at the first CheckSum
@@ -1074,9 +1085,9 @@ class TcpStream:
             if start > pos:
                 self._count("fix_garbage_bytes", start - pos)
                 pos = start
-            end = _by_body_length(buf, pos)
+            end, body = _by_body_length(buf, pos)
             if end:
-                yield self.stamp_at(self.buf_pos + pos), bytes(buf[pos:end])
+                yield self.stamp_at(self.buf_pos + pos), bytes(buf[pos:end]), body - pos
                 pos = end
                 continue
             trailer = buf.find(b"\x0110=", pos)
@@ -1090,7 +1101,7 @@ class TcpStream:
                     self._count("fix_frames_malformed")
                     pos = n
                 break
-            yield self.stamp_at(self.buf_pos + pos), bytes(buf[pos : trailer + 8])
+            yield self.stamp_at(self.buf_pos + pos), bytes(buf[pos : trailer + 8]), 0
             pos = trailer + 8
         self.consume(pos)
 
@@ -1111,20 +1122,26 @@ class TcpStream:
             self._count("fix_bytes_incomplete_at_end", len(self.buf))
 
 
-def _by_body_length(buf: bytearray, pos: int) -> int:
-    """End of the frame at ``pos`` when its BodyLength is at most 9 digits and points at a complete
-    ``10=NNN<SOH>``; 0 otherwise (``FixStream._by_body_length``)."""
-    head = FIX_HEAD.match(buf, pos)
-    if head is None:
-        return 0
-    at = head.end()
+FIX44_HEAD = b"8=FIX.4.4\x019="  # the usual header: checked without the regex
+
+
+def _by_body_length(buf: bytearray, pos: int) -> tuple[int, int]:
+    """(end, body start) of the frame at ``pos`` when its BodyLength is at most 9 digits and points
+    at a complete ``10=NNN<SOH>``; (0, 0) otherwise (``FixStream._by_body_length``)."""
+    if buf.startswith(FIX44_HEAD, pos):
+        at = pos + len(FIX44_HEAD)
+    else:
+        head = FIX_HEAD.match(buf, pos)
+        if head is None:
+            return 0, 0
+        at = head.end()
     len_end = buf.find(SOH, at, at + MAX_BODY_LENGTH_DIGITS + 1)
     if len_end < 0 or not buf[at:len_end].isdigit():
-        return 0
+        return 0, 0
     end = len_end + 1 + int(buf[at:len_end]) + 7
     if len(buf) < end or buf[end - 7 : end - 4] != b"10=" or buf[end - 1] != 1:
-        return 0
-    return end
+        return 0, 0
+    return end, len_end + 1
 
 
 # The byte sum mod 256 is Adler-32's low half minus one while the sum stays below 65521, i.e. for up
@@ -1145,10 +1162,16 @@ def _byte_sum(data: bytes) -> int:
     return total & 0xFF
 
 
-def fix_refusal(frame: bytes) -> tuple[str, int]:
+def fix_refusal(frame: bytes, body: int = 0) -> tuple[str, int]:
     """("", body start) for a frame the venue's ``fix.parse`` accepts; (reason, 0) otherwise, the
     reason ``"checksum"`` (a CheckSum value that is not the byte sum: no acceptor takes it) or
-    ``"malformed"`` (BodyLength, trailer or a field not as FIX has them)."""
+    ``"malformed"`` (BodyLength, trailer or a field not as FIX has them). ``body``: where the body
+    starts when BodyLength is known to end the frame at its CheckSum field (``frames`` says)."""
+    if body:
+        expect = _TRAILER_SUM.get(frame[-8:])
+        if expect is not None and _BODY_SHAPE.fullmatch(frame, body, len(frame) - 7) is not None:
+            total = zlib.adler32(frame) - 1 if len(frame) <= _ADLER_CHUNK else _byte_sum(frame)
+            return ("", body) if total & 0xFF == expect else ("checksum", 0)
     head = FIX_HEAD.match(frame)
     if head is None:
         return "malformed", 0
@@ -1624,8 +1647,8 @@ class WireMatcher:
             stream.segment(seq, flags, data[p:pend], ts)
             if not stream.buf:
                 continue
-            for stamp, frame in stream.frames():
-                why, body = fix_refusal(frame)
+            for stamp, frame, body in stream.frames():
+                why, body = fix_refusal(frame, body)
                 if why:
                     refused[why] += 1
                     continue
