@@ -1783,12 +1783,11 @@ WIRE_TAGS = ("wire_to_wire", "md.rx-wire.md", "wire.order-order.tx")
 def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_ns: int, interval_ns: int,
                         set_aside: dict[str, int] | None = None):  # fmt: skip
     """{tag: (stamps, values)} -> yields (start_s, end_s, {tag: histogram}) per interval that has
-    data, in time order, stamps relative to ``start_ns``. A generator: a histogram is ~220 KB of
-    counts, so only one interval's are alive at a time however long the stamps span (a capture of
-    orders an hour apart is thousands of intervals). Values no histogram can hold are not
-    recorded: they are counted into ``set_aside`` as ``<tag>_negative`` and ``<tag>_beyond_range``
-    (above the highest trackable value, ~68.7 s), before the first interval is yielded, never
-    skipped in silence."""
+    data, in time order, stamps relative to ``start_ns``. Lazy: a histogram is ~220 KB of counts,
+    so only one interval's are alive at a time however long the stamps span (a capture of orders
+    an hour apart is thousands of intervals). Values no histogram can hold are not recorded: they
+    are counted into ``set_aside`` as ``<tag>_negative`` and ``<tag>_beyond_range`` (above the
+    highest trackable value, ~68.7 s) by the time this returns, never skipped in silence."""
     from .hdr import BulkRecorder, new_histogram
 
     recorder = BulkRecorder(new_histogram())
@@ -1804,6 +1803,12 @@ def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_
         order = np.argsort(slot, kind="stable")
         by_slot[tag] = (slot[order], v[order])
     slots = np.unique(np.concatenate([s for s, _ in by_slot.values()])) if by_slot else _i64()
+    return _each_interval(by_slot, slots, interval_ns, recorder)
+
+
+def _each_interval(by_slot, slots: np.ndarray, interval_ns: int, recorder):
+    from .hdr import new_histogram
+
     for slot in slots.tolist():
         hists = {}
         for tag, (s, v) in by_slot.items():
