@@ -486,6 +486,7 @@ def _print_capture(console, session_dir: Path) -> None:
     """The wire tags (wire_to_wire, residuals) and the capture's own drop counters."""
     from tickscope.collectors.capture import RESIDUAL_TAGS
     from tickscope.collectors.session import Session, SessionError
+    from tickscope.collectors.wire import refusals
     from tickscope.reports.console import StageTable
 
     try:
@@ -511,6 +512,8 @@ def _print_capture(console, session_dir: Path) -> None:
     if isinstance(aside, dict) and aside:  # values no histogram holds: counted, never skipped in silence
         console.print("capture values set aside (not recorded): " + ", ".join(f"{k} {v:,}" for k, v in aside.items()),
                       markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+    if refusals(c):
+        console.print(refusals(c), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -593,6 +596,7 @@ def wire(
         OrderMapping,
         WireError,
         match_file,
+        refusals,
         write_session,
     )
     from tickscope.reports.console import session_renderable
@@ -615,6 +619,8 @@ def wire(
         f"{c.get('orders_new', 0)} new orders, {c.get('orders_matched', 0)} matched, "
         f"{c.get('orders_unmatched', 0)} unmatched, {c.get('orders_unmapped', 0)} without a trace id"
     )
+    if refusals(c):
+        typer.echo(refusals(c))
     if not m.trace.size:  # a session of no values is one report and compare can only refuse
         raise UserError(f"no order in {capture} was matched to its market data: no session written "
                         "(check --md, --orders, --clordid-tag and --clordid-regex against the counts above)")  # fmt: skip
@@ -629,7 +635,7 @@ def wire(
         "name": target.name,
         "command": f"tickscope wire {capture}",
         "options": options,
-        "capture": _capture_identity(capture),
+        "capture": m.source,  # digested while matching: a FIFO or pipe is read once
     }
     from tickscope.collectors.profile import claim_session_dir
 
@@ -641,21 +647,6 @@ def wire(
         os.close(lock)
     Console().print(session_renderable(Session.load(path), recorded_warnings=False), soft_wrap=True)
     typer.echo(f"session written: {path}")
-
-
-def _capture_identity(path: Path) -> dict:
-    """Which capture a wire session was read from: its name, size and a digest of its first MiB
-    (``merge`` refuses two sessions of one capture: their orders would count twice)."""
-    import hashlib
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1 << 20)
-        size = os.stat(path).st_size
-    except OSError:
-        return {"file": path.name}
-    return {"file": path.name, "bytes": size,
-            "sha256_head": hashlib.sha256(head + size.to_bytes(8, "little")).hexdigest()}  # fmt: skip
 
 
 def _report_sweep(sweep_dir: Path, output: Path | None) -> None:

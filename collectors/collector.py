@@ -81,6 +81,7 @@ class RingSource:
 
     def refresh_calibration(self) -> None:
         """Hand the pairs written since the last call to the ring's domain (fitted by its refit)."""
+        self.reader.check_size()  # before anything reads the mapping (see RingReader.check_size)
         count, pairs = read_calibration(self.reader.mm)
         if count <= self.calib_seen:
             return

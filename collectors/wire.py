@@ -30,9 +30,13 @@ where it stops reading, a line in ``warnings``.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import heapq
+import os
 import re
+import stat
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,22 +109,43 @@ def capture_stream(head: bytes, path: str | Path) -> PcapStream | PcapngStream:
                     "write captures with tcpdump -w or convert with editcap -F pcap")  # fmt: skip
 
 
-def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Capture]:
+IDENTITY_HEAD = 1 << 20  # a capture's identity: sha256 of its first MiB and its size (see capture_identity)
+
+
+def read_chunks(
+    path: str | Path, chunk_bytes: int = CHUNK_BYTES, identity: dict | None = None
+) -> Iterator[Capture]:
     """The capture at ``path`` as ``Capture``s of whole packets, read ``chunk_bytes`` at a time: memory
     holds one chunk (and the record cut by its end), however large the file. The last one is what
     the stream's ``close`` says (a truncated last record, the interfaces seen). Reading stops at a
-    record or block whose length cannot be trusted."""
+    record or block whose length cannot be trusted. ``identity``, when given, is filled from the
+    bytes as they are read (``capture_identity``): a FIFO or a pipe cannot be read twice."""
     p = Path(path)
+    digest = hashlib.sha256()
+    seen = 0
     try:
         with open(p, "rb") as f:
+            regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
             data = f.read(max(chunk_bytes, 4))
             stream = capture_stream(data, p)
             while data and not stream.stopped:
+                if seen < IDENTITY_HEAD:
+                    digest.update(data[: IDENTITY_HEAD - seen])
+                seen += len(data)
                 cap = stream.push(data)
                 data = None  # the chunk's bytes live on in cap.data only, not twice while the next is read
                 yield cap
                 cap = None
                 data = f.read(chunk_bytes)
+            if identity is not None:
+                # A regular file's size is its own (as when the identity was read apart from the
+                # match); a pipe's is what came through it, up to where reading stopped.
+                size = os.fstat(f.fileno()).st_size if regular else seen
+                if regular and seen < min(size, IDENTITY_HEAD):  # stopped at damage inside the first MiB
+                    f.seek(seen)
+                    digest.update(f.read(IDENTITY_HEAD - seen))
+                digest.update(size.to_bytes(8, "little"))
+                identity.update({"file": p.name, "bytes": size, "sha256_head": digest.hexdigest()})
     except OSError as e:
         raise WireError(f"cannot read capture {p}: {e.strerror or e}") from None
     yield stream.close()
@@ -174,27 +199,40 @@ class PcapStream:
                 return self._capture(b"", [], [], [], [], [])
             self._header(buf)
             pos = PCAP_HEADER_LEN
-        unpack = self.unpack
-        secs, fracs, offs, caps, origs = [], [], [], [], []
+        length_at = self.unpack  # the captured length of the record whose header starts at an offset
+        heads: list[int] = []
+        append = heads.append
         start, end = pos, len(buf)
         bad = None
+        # One Python step per record, only for its length (records are not of one size); the
+        # headers' four fields are then read for all records at once by numpy.
         while pos + PCAP_RECORD_HEADER_LEN <= end:
-            s, f, incl, orig = unpack(buf, pos)
+            (incl,) = length_at(buf, pos + 8)
             if incl > MAX_RECORD_LEN:
                 bad = incl
                 break
-            if pos + PCAP_RECORD_HEADER_LEN + incl > end:
+            following = pos + PCAP_RECORD_HEADER_LEN + incl
+            if following > end:
                 break
-            secs.append(s)
-            fracs.append(f)
-            offs.append(pos + PCAP_RECORD_HEADER_LEN)
-            caps.append(incl)
-            origs.append(orig)
-            pos += PCAP_RECORD_HEADER_LEN + incl
+            append(pos)
+            pos = following
+        if heads:
+            at = np.array(heads, dtype=np.int64)
+            raw = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + np.arange(PCAP_RECORD_HEADER_LEN)]
+            rec = raw.view(self.fields).reshape(-1, 4).astype(np.int64)
+            secs, fracs, offs, caps, origs = (
+                rec[:, 0],
+                rec[:, 1],
+                at + PCAP_RECORD_HEADER_LEN,
+                rec[:, 2],
+                rec[:, 3],
+            )
+        else:
+            secs = fracs = offs = caps = origs = []
         self.pending = bytearray(buf[pos:]) if bad is None else bytearray()
         at = self.file_pos + pos - start
         self.file_pos = at
-        self.packets += len(offs)
+        self.packets += len(heads)
         cap = self._capture(buf if pos == end else buf[:pos], secs, fracs, offs, caps, origs)
         if bad is not None:
             self.stopped = True
@@ -213,7 +251,8 @@ class PcapStream:
             raise WireError(f"{self.name}: not a pcap capture (magic {buf[:4].hex()})")
         self.nano = magic == PCAP_MAGIC_NS
         self.linktype = struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF  # upper bits: FCS flags
-        self.unpack = struct.Struct(endian + "IIII").unpack_from
+        self.unpack = struct.Struct(endian + "I").unpack_from
+        self.fields = np.dtype(endian + "u4")
         self.file_pos = PCAP_HEADER_LEN
 
     def _capture(self, chunk: bytes, secs, fracs, offs, caps, origs) -> Capture:
@@ -246,14 +285,35 @@ class _Interface:
     tsoffset_s: int = 0
 
 
-def _ticks_to_ns(ticks: np.ndarray, resol: int) -> np.ndarray:
-    """pcapng if_tsresol: high bit clear = 10**-n s per tick, set = 2**-n s per tick."""
-    if resol & 0x80:
-        shift = resol & 0x7F
-        return np.array([(int(t) * 1_000_000_000) >> shift for t in ticks], dtype=np.int64)
+MAX_STAMP_NS = 1 << 62  # 2116: beyond any pcap stamp (u32 seconds), and the joins' "none" sentinel
+
+
+def _ticks_to_ns(ticks: np.ndarray, resol: int, offset_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """pcapng if_tsresol (high bit clear = 10**-n s per tick, set = 2**-n s per tick) and
+    if_tsoffset (seconds added) -> (ns since the epoch, which of them are in 0 .. MAX_STAMP_NS).
+    Any byte value of either option gives an answer: a stamp out of range is refused, never an
+    overflow."""
+    offset_ns = offset_s * 1_000_000_000
+    if resol & 0x80 or resol > 9 + 19:  # exact in Python ints (2**-0 s ticks * 1e9 overflow int64)
+        if resol & 0x80:
+            shift = resol & 0x7F
+            ns = [((int(t) * 1_000_000_000) >> shift) + offset_ns for t in ticks.tolist()]
+        else:
+            ns = [offset_ns] * ticks.size  # 10**-28 s ticks or finer: a u64 of them is under 1 ns
+        ok = np.array([0 <= x < MAX_STAMP_NS for x in ns], dtype=bool)
+        return np.array([x if 0 <= x < MAX_STAMP_NS else 0 for x in ns], dtype=np.int64), ok
     if resol <= 9:
-        return ticks.astype(np.int64) * 10 ** (9 - resol)
-    return (ticks // np.uint64(10 ** (resol - 9))).astype(np.int64)
+        scale = 10 ** (9 - resol)
+        ok = ticks < np.uint64(MAX_STAMP_NS // scale)
+        ns = np.where(ok, ticks, 0).astype(np.int64) * scale
+    else:
+        ns = (ticks // np.uint64(10 ** (resol - 9))).astype(np.int64)  # < 2**63: fits
+        ok = np.ones(ticks.size, dtype=bool)
+    if not -(1 << 63) < offset_ns < MAX_STAMP_NS:
+        ok[:] = False
+    else:  # 0 <= ns + offset < MAX_STAMP_NS, with bounds that fit int64
+        ok &= (ns >= max(-offset_ns, 0)) & (ns < min(MAX_STAMP_NS - offset_ns, (1 << 63) - 1))
+    return np.where(ok, ns + (offset_ns if ok.any() else 0), 0), ok
 
 
 class PcapngStream:
@@ -275,6 +335,7 @@ class PcapngStream:
         self.ifaces: list[_Interface] = []  # the current section's, by interface id
         self.all_ifaces: dict[int, _Interface] = {}  # (section << 32 | interface id) -> interface
         self.used: set[int] = set()  # keys of the interfaces packets came on
+        self.bad_stamps: dict[int, _Interface] = {}  # interfaces that stamped packets out of range
         self.no_stamp = 0
 
     def push(self, data: bytes) -> Capture:
@@ -285,6 +346,10 @@ class PcapngStream:
     def close(self) -> Capture:
         end = self._walk(self.pending, final=True)  # what is left is a block cut short
         end.counters["capture_interfaces"] = len(self.used)
+        for key, iface in self.bad_stamps.items():  # said at the end: the same lines however the file is read
+            end.warnings.append(f"{self.name}: interface {key & 0xFFFFFFFF} of section {key >> 32} stamps packets "
+                                f"outside 1970-2116 (if_tsresol {iface.tsresol}, if_tsoffset {iface.tsoffset_s} s): "
+                                "those packets are counted (capture_packets_bad_stamp), not used")  # fmt: skip
         if self.no_stamp:
             end.counters["capture_packets_without_stamp"] = self.no_stamp
             end.warnings.append(
@@ -370,15 +435,24 @@ class PcapngStream:
         linktypes = np.zeros(len(offs), dtype=np.int32)
         key_arr = np.array(keys, dtype=np.int64)
         tick_arr = np.array(ticks, dtype=np.uint64)
+        stamped = np.ones(len(offs), dtype=bool)
         for key in np.unique(key_arr).tolist():
             iface = self.all_ifaces[key]
             self.used.add(key)
             sel = key_arr == key
-            ts[sel] = _ticks_to_ns(tick_arr[sel], iface.tsresol) + iface.tsoffset_s * 1_000_000_000
+            ts[sel], ok = _ticks_to_ns(tick_arr[sel], iface.tsresol, iface.tsoffset_s)
+            stamped[sel] = ok
             linktypes[sel] = iface.linktype
+            if not ok.all():
+                self.bad_stamps.setdefault(key, iface)
         chunk = buf if pos == end else buf[:pos]
-        return Capture(chunk + bytes(PAD), ts, np.array(offs, dtype=np.int64), np.array(caps, dtype=np.int64),
-                       np.array(origs, dtype=np.int64), linktypes, "pcapng", counters, warnings)  # fmt: skip
+        cap = Capture(chunk + bytes(PAD), ts, np.array(offs, dtype=np.int64), np.array(caps, dtype=np.int64),
+                      np.array(origs, dtype=np.int64), linktypes, "pcapng", counters, warnings)  # fmt: skip
+        if not stamped.all():
+            _count(counters, "capture_packets_bad_stamp", int(np.count_nonzero(~stamped)))
+            for name in ("ts_ns", "offset", "caplen", "origlen", "linktype"):
+                setattr(cap, name, getattr(cap, name)[stamped])
+        return cap
 
 
 def _options(data: bytes, pos: int, end: int, endian: str, iface: _Interface) -> None:
@@ -430,11 +504,44 @@ def _be32(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return (_be16(buf, idx) << 16) | _be16(buf, idx + 2)
 
 
-def decode_headers(cap: Capture, counters: dict[str, int], warnings: list[str]) -> Headers:
-    """Adds what it counts to ``counters`` (a matcher sums them over the chunks it is fed)."""
+def decode_headers(cap: Capture, counters: dict[str, int], warnings: list[str],
+                   fragments: IpReassembly | None = None) -> Headers:  # fmt: skip
+    """Adds what it counts to ``counters`` (a matcher sums them over the chunks it is fed). With
+    ``fragments``, IP fragments are handed to it, and a datagram it completes takes the place of
+    its last fragment: its bytes are appended to ``cap.data`` and its stamp (that of the fragment
+    holding its first byte) written into ``cap.ts_ns``."""
     buf = np.frombuffer(cap.data, dtype=np.uint8)
+    ethertype, l3 = _link_layer(buf, cap, counters, warnings)
+    hdr, frag = _ip_layer(buf, ethertype, l3, cap.offset + cap.caplen, counters)
+    if frag is None:
+        return hdr
+    if fragments is None:
+        _count(counters, "packets_ip_fragments", int(frag[0].size))
+        return hdr
+    whole = fragments.add(cap.data, cap.ts_ns, *frag)
+    if not whole:
+        return hdr
+    at = np.array([i for i, _, _ in whole], dtype=np.int64)
+    packets = [p for _, p, _ in whole]
+    base = len(cap.data)
+    offsets = base + np.cumsum([0] + [len(p) for p in packets[:-1]], dtype=np.int64)
+    lengths = np.array([len(p) for p in packets], dtype=np.int64)
+    cap.data = cap.data + b"".join(packets) + bytes(PAD)
+    cap.ts_ns[at] = [t for _, _, t in whole]
+    buf = np.frombuffer(cap.data, dtype=np.uint8)
+    versions = _u8(buf, offsets) >> 4
+    mini, again = _ip_layer(buf, np.where(versions == 4, ETHERTYPE_IPV4, ETHERTYPE_IPV6), offsets,
+                            offsets + lengths, counters)  # fmt: skip
+    if again is not None:  # a fragment header inside a reassembled datagram: no receiver nests them
+        _count(counters, "packets_malformed_headers", int(again[0].size))
+    for name in Headers.__dataclass_fields__:
+        getattr(hdr, name)[at] = getattr(mini, name)
+    return hdr
+
+
+def _link_layer(buf: np.ndarray, cap: Capture, counters: dict[str, int], warnings: list[str]):
+    """-> (ethertype, offset of the IP header) per packet; 0 ethertype: not IP."""
     off, lt = cap.offset, cap.linktype
-    end = off + cap.caplen
     n = len(cap)
     ethertype = np.zeros(n, dtype=np.int64)
     l3 = np.zeros(n, dtype=np.int64)
@@ -471,33 +578,209 @@ def decode_headers(cap: Capture, counters: dict[str, int], warnings: list[str]) 
                 "raw IP, loopback/null): its packets are counted, not read")  # fmt: skip
         if line not in warnings:
             warnings.append(line)
+    return ethertype, l3
 
+
+# IPv6 extension headers walked to the transport header (RFC 8200 4.1): hop-by-hop options,
+# routing, destination options ((length + 1) * 8 bytes), authentication ((length + 2) * 4), fragment (8).
+IPV6_HOPOPTS, IPV6_ROUTING, IPV6_FRAGMENT, IPV6_AH, IPV6_DSTOPTS = 0, 43, 44, 51, 60
+IPV6_EXTENSIONS = (IPV6_HOPOPTS, IPV6_ROUTING, IPV6_FRAGMENT, IPV6_AH, IPV6_DSTOPTS)
+MAX_IPV6_EXTENSIONS = 8  # more in one packet is an attack on parsers, not traffic
+
+
+def _ip_layer(buf: np.ndarray, ethertype: np.ndarray, l3: np.ndarray, end: np.ndarray,
+              counters: dict[str, int]):  # fmt: skip
+    """-> (Headers, fragments): fragments None when there are none, else (packet index, key
+    bytes offset and length, fragment offset in bytes, more-fragments flag, where the fragment's
+    data starts and ends, version, next protocol) per IP fragment of the chunk, for ``IpReassembly``."""
     v4 = ethertype == ETHERTYPE_IPV4
     v6 = ethertype == ETHERTYPE_IPV6
+    # Nothing past a packet's captured bytes is read as its header: those are the next packet's (or
+    # padding), and what they say would depend on how the file was cut into chunks.
+    truncated = (v4 & (l3 + 20 > end)) | (v6 & (l3 + 40 > end))
+    v4, v6 = v4 & ~truncated, v6 & ~truncated
     ihl = (_u8(buf, l3) & 0xF) * 4
-    frag = _be16(buf, l3 + 6) & 0x3FFF  # MF flag + fragment offset
+    flags_offset = _be16(buf, l3 + 6)
+    ip_end = np.where(v4, l3 + _be16(buf, l3 + 2), l3 + 40 + _be16(buf, l3 + 4))
     proto = np.where(v4, _u8(buf, l3 + 9), np.where(v6, _u8(buf, l3 + 6), 0))
     l4 = np.where(v4, l3 + ihl, l3 + 40)
-    ip_end = np.where(v4, l3 + _be16(buf, l3 + 2), l3 + 40 + _be16(buf, l3 + 4))
+    frag_at = np.full(l3.size, -1, dtype=np.int64)  # IPv6: where the fragment header is
+    walking = v6 & np.isin(proto, IPV6_EXTENSIONS)
+    for _ in range(MAX_IPV6_EXTENSIONS):
+        fits = l4 + 8 <= end  # every extension header is 8 bytes or more
+        truncated |= walking & ~fits
+        walking &= fits
+        if not walking.any():
+            break
+        is_frag = walking & (proto == IPV6_FRAGMENT)
+        length = np.where(is_frag, 8, np.where(proto == IPV6_AH, (_u8(buf, l4 + 1) + 2) * 4,
+                                               (_u8(buf, l4 + 1) + 1) * 8))  # fmt: skip
+        frag_at = np.where(is_frag, l4, frag_at)
+        proto = np.where(walking, _u8(buf, l4), proto)
+        l4 = np.where(walking, l4 + length, l4)
+        if is_frag.any():  # after a fragment header of a real fragment come its data, not headers
+            walking &= ~(is_frag & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0))
+        walking &= np.isin(proto, IPV6_EXTENSIONS) & (l4 < ip_end)
+    has_frag = frag_at >= 0
+    frag6 = has_frag & ~truncated & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0) if has_frag.any() else has_frag
+    frag4 = v4 & ((flags_offset & 0x3FFF) != 0) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP))
     addr = np.where(v4, l3 + 12, l3 + 8)
     addr_len = np.where(v4, 4, 16)
-    ip = (v4 | v6) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP))
-    fragmented = v4 & (frag != 0) & ip
-    if fragmented.any():
-        _count(counters, "packets_ip_fragments", int(np.count_nonzero(fragmented)))
-    ip &= ~fragmented & (~v4 | (ihl >= 20))
+    ip = (v4 | v6) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP)) & ~frag4 & ~frag6 & ~truncated
+    ip &= ~v4 | (ihl >= 20)
+    if truncated.any():
+        _count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(truncated)))
     tcp = proto == IPPROTO_TCP
     header_end = np.where(tcp, l4 + 20, l4 + 8)
     payload = np.where(tcp, l4 + (_u8(buf, l4 + 12) >> 4) * 4, l4 + 8)
+    udp_len = _be16(buf, l4 + 4)
+    # UDP: the datagram is what its own length says (a receiver gets that many bytes), within IP's
+    payload_end = np.where(tcp, ip_end, l4 + udp_len)
     cut = ip & ((header_end > end) | (ip_end > end))
     if cut.any():
         _count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(cut)))
-    bad = ip & ~cut & ((payload > ip_end) | (payload < header_end))
+    bad = ip & ~cut & ((payload > ip_end) | (payload < header_end) | (payload_end > ip_end))
     if bad.any():
         _count(counters, "packets_malformed_headers", int(np.count_nonzero(bad)))
     ok = ip & ~cut & ~bad
-    return Headers(np.where(ok, proto, 0), _be16(buf, l4), _be16(buf, l4 + 2), payload, ip_end,
-                   _be32(buf, l4 + 4), _u8(buf, l4 + 13), addr, addr_len)  # fmt: skip
+    hdr = Headers(np.where(ok, proto, 0), _be16(buf, l4), _be16(buf, l4 + 2), payload, payload_end,
+                  _be32(buf, l4 + 4), _u8(buf, l4 + 13), addr, addr_len)  # fmt: skip
+    frag = frag4 | frag6
+    if not frag.any():
+        return hdr, None
+    frag_cut = frag & (ip_end > end)
+    if frag_cut.any():
+        _count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(frag_cut)))
+    idx = np.flatnonzero(frag & ~frag_cut)
+    v4i = v4[idx]
+    fo = np.where(v4i, flags_offset[idx], _be16(buf, frag_at[idx] + 2))
+    return hdr, (
+        idx,
+        addr[idx],
+        addr_len[idx],
+        np.where(v4i, (fo & 0x1FFF) * 8, (fo >> 3) * 8),  # fragment offset, bytes
+        np.where(v4i, fo & 0x2000, fo & 1) != 0,  # more fragments
+        np.where(v4i, _be16(buf, l3[idx] + 4), _be32(buf, frag_at[idx] + 4)),  # identification
+        np.where(v4i, l4[idx], frag_at[idx] + 8),  # the fragment's data ...
+        ip_end[idx],  # ... to here
+        np.where(v4i, 4, 6),
+        np.where(v4i, proto[idx], _u8(buf, frag_at[idx])),  # v6: the fragment header's next header
+    )
+
+
+class _Datagram:
+    __slots__ = ("first_ts", "offsets", "pieces", "received", "total", "version", "proto", "addresses")
+
+    def __init__(self, first_ts: int, version: int, proto: int, addresses: bytes):
+        self.first_ts, self.version, self.proto, self.addresses = first_ts, version, proto, addresses
+        self.offsets: list[int] = []  # sorted
+        self.pieces: dict[int, tuple[bytes, int]] = {}  # offset -> (bytes, stamp)
+        self.received = 0
+        self.total: int | None = None
+
+
+class IpReassembly:
+    """IP datagrams put back together from their fragments, as the receiving host's kernel does
+    before the feed handler reads a byte: IPv4 by (source, destination, protocol, id), IPv6 by
+    (source, destination, id). A datagram is whole when its last fragment is in and no byte before
+    it is missing; its stamp is that of the fragment holding its first byte (where the Mold header
+    and first message start). As Linux: fragments that overlap (other than an exact repeat) spoil
+    the datagram (RFC 5722), an incomplete datagram is given up ``TIMEOUT_NS`` after its first
+    fragment (ipfrag_time) or when what is held passes ``MAX_BYTES`` (ipfrag_high_thresh), oldest
+    first: memory stays bounded whatever the capture, and every datagram given up is counted."""
+
+    MAX_BYTES = 4 << 20
+    TIMEOUT_NS = 30 * 1_000_000_000
+    MAX_DATAGRAM = 65535
+    PIECE_OVERHEAD = 100  # bytes of bookkeeping per fragment held, counted against MAX_BYTES
+
+    def __init__(self, counters: dict[str, int]):
+        self.counters = counters
+        self.datagrams: dict[bytes, _Datagram] = {}  # first seen first
+        self.bytes = 0
+
+    def add(self, data: bytes, ts_ns: np.ndarray, idx, addr, addr_len, offset, more, ident, start, stop,
+            version, proto) -> list[tuple[int, bytes, int]]:  # fmt: skip
+        """Fragments of one chunk -> (index of the completing fragment, the datagram as a raw IP
+        packet, its stamp) per datagram completed."""
+        _count(self.counters, "packets_ip_fragments", int(idx.size))
+        out = []
+        cols = (idx, addr, addr_len, offset, more, ident, start, stop, version, proto, ts_ns[idx])
+        for i, a, alen, off, mf, ident_, p, pend, ver, nxt, ts in zip(
+            *(c.tolist() for c in cols), strict=True
+        ):
+            self._expire(ts)
+            addresses = data[a : a + 2 * alen]
+            key = bytes((ver,)) + addresses + (bytes((nxt,)) if ver == 4 else b"") + ident_.to_bytes(4, "big")
+            piece = data[p:pend]
+            end = off + len(piece)
+            d = self.datagrams.get(key)
+            if d is None:
+                d = self.datagrams[key] = _Datagram(ts, ver, nxt, addresses)
+            at = bisect.bisect_left(d.offsets, off)
+            same = d.pieces.get(off)
+            if same is not None and same[0] == piece:
+                _count(self.counters, "ip_fragments_repeated")
+                continue
+            last_end = d.offsets[-1] + len(d.pieces[d.offsets[-1]][0]) if d.offsets else 0
+            if (end > self.MAX_DATAGRAM or (mf and len(piece) % 8) or (mf and d.total is not None and end > d.total)
+                    or (not mf and (d.total not in (None, end) or last_end > end))):  # fmt: skip
+                self._drop(key, "ip_fragments_malformed")
+                continue
+            before = d.offsets[at - 1] if at else None
+            after = d.offsets[at] if at < len(d.offsets) else None
+            if (before is not None and before + len(d.pieces[before][0]) > off) or (
+                after is not None and after < end
+            ):
+                self._drop(key, "ip_fragments_overlapping")
+                continue
+            d.offsets.insert(at, off)
+            d.pieces[off] = (piece, ts)
+            d.received += len(piece)
+            self.bytes += len(piece) + self.PIECE_OVERHEAD
+            if off == 0:
+                d.proto = nxt  # the first fragment's next header names what the datagram carries
+            if not mf:
+                d.total = end
+            if d.total is None or d.received != d.total:
+                self._shrink()
+                continue
+            self._forget(key)
+            body = b"".join(d.pieces[o][0] for o in d.offsets)
+            src, dst = addresses[:alen], addresses[alen:]
+            if ver == 4:
+                head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + d.total, 0, 0, 64, d.proto, 0, src, dst)
+            else:
+                head = struct.pack(">IHBB16s16s", 6 << 28, d.total, d.proto, 64, src, dst)
+            _count(self.counters, "ip_datagrams_reassembled")
+            out.append((i, head + body, d.pieces[0][1]))
+        return out
+
+    def _forget(self, key: bytes) -> _Datagram:
+        d = self.datagrams.pop(key)
+        self.bytes -= d.received + self.PIECE_OVERHEAD * len(d.offsets)
+        return d
+
+    def _drop(self, key: bytes, why: str) -> None:
+        self._forget(key)
+        _count(self.counters, why)
+        _count(self.counters, "ip_datagrams_incomplete")
+
+    def _expire(self, now: int) -> None:
+        while self.datagrams:
+            key = next(iter(self.datagrams))
+            if self.datagrams[key].first_ts >= now - self.TIMEOUT_NS:
+                return
+            self._drop(key, "ip_datagrams_timed_out")
+
+    def _shrink(self) -> None:
+        while self.bytes > self.MAX_BYTES and self.datagrams:
+            self._drop(next(iter(self.datagrams)), "ip_datagrams_over_memory_bound")
+
+    def finish(self) -> None:
+        """The capture is over: datagrams still incomplete are counted."""
+        for key in list(self.datagrams):
+            self._drop(key, "ip_datagrams_unfinished")
 
 
 # -- what to match -----------------------------------------------------------------------------------
@@ -528,7 +811,7 @@ class Endpoint:
         if (
             parts[0] not in protocols
             or len(parts) > 3
-            or not parts[1].isdigit()
+            or re.fullmatch(r"[0-9]{1,5}", parts[1]) is None  # str.isdigit takes '²', int() does not
             or not 0 < int(parts[1]) < 65536
         ):
             raise WireError(f"{text!r}: expected {forms} with PORT 1-65535")
@@ -593,11 +876,15 @@ def mold_messages(cap: Capture, hdr: Headers, ports: set[int], counters: dict[st
     count = _be16(buf, p + 18)
     heartbeat = (count == 0) | (count == MOLD_END_OF_SESSION)
     _count(counters, "md_heartbeats", int(np.count_nonzero(heartbeat)))
-    # each message is at least a 2-byte length and a 1-byte type
-    overfull = ~heartbeat & (count * 3 > pend - p - MOLD_HEADER_LEN)
+    # each message is at least its 2-byte length (the trader frames an empty one, then fails to decode it)
+    overfull = ~heartbeat & (count * 2 > pend - p - MOLD_HEADER_LEN)
     if overfull.any():
         _count(counters, "md_packets_malformed", int(np.count_nonzero(overfull)))
     keep = ~heartbeat & ~overfull
+    misframed = keep & ~_mold_framing_holds(buf, p, pend, count, keep)
+    if misframed.any():  # the trader drops such a packet whole: its messages are no traces
+        _count(counters, "md_packets_malformed", int(np.count_nonzero(misframed)))
+        keep &= ~misframed
     if keep.any():
         sessions.update(np.unique(buf[(p[keep])[:, None] + np.arange(10)].view("S10").ravel()).tolist())
     seq, count, ts = seq[keep], count[keep], ts[keep]
@@ -606,6 +893,22 @@ def mold_messages(cap: Capture, hdr: Headers, ports: set[int], counters: dict[st
     trace = starts + np.arange(total, dtype=np.int64)  # first seq of the packet + index in it
     _count(counters, "md_messages_seen", total)
     return _first_per_trace(trace, np.repeat(ts, count))
+
+
+def _mold_framing_holds(buf: np.ndarray, p: np.ndarray, pend: np.ndarray, count: np.ndarray,
+                        which: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Per packet (of those in ``which``): its ``count`` length-prefixed messages fill the payload
+    exactly, as the trader's MoldReceiver requires before it hands out any of them. One numpy step
+    per message index; a packet whose framing broke walks on from past its end, never back in."""
+    idx = np.flatnonzero(which)
+    pos, end, left = p[idx] + MOLD_HEADER_LEN, pend[idx], count[idx]
+    broken = 1 << 40
+    for k in range(int(left.max(initial=0))):
+        nxt = pos + 2 + _be16(buf, pos)
+        pos = np.where(left > k, np.where(nxt <= end, nxt, broken), pos)
+    ok = np.zeros(which.size, dtype=bool)
+    ok[idx] = pos == end
+    return ok
 
 
 def _first_per_trace(trace: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -621,29 +924,42 @@ def _first_per_trace(trace: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray,
 
 # -- orders: FIX over TCP ----------------------------------------------------------------------------
 FIX_BEGIN = b"8=FIX"
-MAX_FIX_HEADER = 64  # "8=FIX.4.4|9=nnnnnn|" fits well inside this
+SOH = b"\x01"
+# The header a frame must start with: BeginString of a FIX version, then BodyLength. The venue's
+# parser (pipeline/fix.py) knows FIX.4.4 only; captures come from venues of any of these.
+FIX_HEAD = re.compile(rb"8=FIX(?:\.4\.[0-4]|T\.1\.1)\x019=")
+MAX_BODY_LENGTH_DIGITS = 9
+MAX_FIX_MESSAGE = 64 * 1024  # bytes without a CheckSum field after which the receiver gives up
+SEQ_MASK = 0xFFFFFFFF
 
 
 class TcpStream:
     """One direction of one TCP connection, reassembled: bytes in sequence order, each byte's
     capture stamp that of the first segment that carried it.
 
-    Segments after a hole wait for it to fill, up to ``MAX_PENDING_BYTES``: beyond that the capture
-    lost the hole's bytes (a retransmission comes within an RTO, not 16 MiB later), so the stream
-    goes on after it (``tcp_gaps_skipped``, ``tcp_bytes_missing``; the unframed bytes before it are
-    dropped, FIX framing resyncs on ``8=FIX``). Without it one lost segment would hold the rest of a
-    day's stream in memory."""
+    Segments after a hole wait for it to fill (every one of them, in capture order: a coalesced
+    retransmission starting where a pending segment starts but carrying more is kept too), up to
+    ``MAX_PENDING_BYTES``: beyond that the capture lost the hole's bytes (a retransmission comes
+    within an RTO, not 16 MiB later), so the stream goes on after it (``tcp_gaps_skipped``,
+    ``tcp_bytes_missing``; the unframed bytes before it are dropped, FIX framing resyncs on
+    ``8=FIX``). Without it one lost segment would hold the rest of a day's stream in memory. A SYN
+    with the stream's own ISN seen again after data (a late copy) is counted, never a rewind; a SYN
+    with another ISN is a new connection, the caller's to start (``restarted_by``)."""
 
     MAX_PENDING_BYTES = 16 << 20
 
     def __init__(self, counters: dict[str, int]):
         self.counters = counters
+        self.isn: int | None = None
         self.next_seq: int | None = None
         self.buf = bytearray()
         self.buf_pos = 0  # stream offset of buf[0]
         self.marks: list[int] = []  # stream offsets where a segment's bytes begin ...
         self.mark_ts: list[int] = []  # ... and their stamps
-        self.pending: dict[int, tuple[bytes, int]] = {}  # out-of-order: seq -> (payload, stamp)
+        # out of order, by arrival (capture order): n -> (seq, payload, stamp)
+        self.pending: dict[int, tuple[int, bytes, int]] = {}
+        self.pending_longest: dict[int, int] = {}  # seq -> the longest payload pending from it
+        self.arrivals = 0
         self.pending_bytes = 0
         self.stream_pos = 0  # stream offset of next_seq
         self.gaps = 0  # holes given up on (see MAX_PENDING_BYTES)
@@ -652,18 +968,25 @@ class TcpStream:
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
+    def restarted_by(self, seq: int, flags: int) -> bool:
+        """This segment is a SYN opening a new connection on the same addresses and ports."""
+        return bool(flags & TCP_SYN) and seq != self.isn and bool(self.stream_pos or self.pending)
+
     def segment(self, seq: int, flags: int, payload: bytes, ts: int) -> None:
         if flags & TCP_SYN:
-            self.next_seq = (seq + 1) & 0xFFFFFFFF
+            if not self.stream_pos and not self.pending:
+                self.isn, self.next_seq = seq, (seq + 1) & SEQ_MASK
+            else:
+                self._count("tcp_syn_repeated")  # the same ISN again after data: not a rewind
             return
         if not payload:
             return
         if self.next_seq is None:  # joined mid-connection: start here; framing resyncs on 8=FIX
             self._count("tcp_streams_joined_midway")
             self.next_seq = seq
-        rel = (seq - self.next_seq) & 0xFFFFFFFF
+        rel = (seq - self.next_seq) & SEQ_MASK
         if rel >= 1 << 31:  # starts before what we have: retransmission, maybe with new bytes after
-            behind = (self.next_seq - seq) & 0xFFFFFFFF
+            behind = (self.next_seq - seq) & SEQ_MASK
             if behind >= len(payload):
                 self._count("tcp_segments_retransmitted")
                 return
@@ -671,12 +994,17 @@ class TcpStream:
             payload, seq = payload[behind:], self.next_seq
             rel = 0
         if rel:
-            if seq not in self.pending:
-                self._count("tcp_segments_out_of_order")
-                self.pending[seq] = (payload, ts)
-                self.pending_bytes += len(payload)
-                if self.pending_bytes > self.MAX_PENDING_BYTES:
-                    self._skip_gap()
+            longest = self.pending_longest.get(seq, 0)
+            if len(payload) <= longest:
+                self._count("tcp_segments_retransmitted")
+                return
+            self._count("tcp_segments_partly_retransmitted" if longest else "tcp_segments_out_of_order")
+            self.pending[self.arrivals] = (seq, payload, ts)
+            self.arrivals += 1
+            self.pending_longest[seq] = len(payload)
+            self.pending_bytes += len(payload)
+            if self.pending_bytes > self.MAX_PENDING_BYTES:
+                self._skip_gap()
             return
         self._append(payload, ts)
         if self.pending:
@@ -687,28 +1015,29 @@ class TcpStream:
         those (its stamp is the bytes' first), until a hole. Sorted once, so a hole filled late
         costs n log n, not n squared."""
         base = self.next_seq
-        by_seq = sorted(self.pending, key=lambda s: (s - base + (1 << 31)) & 0xFFFFFFFF)
-        captured = {s: i for i, s in enumerate(self.pending)}  # insertion order is capture order
-        ready: list[tuple[int, int]] = []
+        by_seq = sorted(self.pending.items(), key=lambda kv: (kv[1][0] - base + (1 << 31)) & SEQ_MASK)
+        ready: list[int] = []  # arrival numbers: capture order
         i = 0
         while True:
-            while i < len(by_seq) and not 0 < (by_seq[i] - self.next_seq) & 0xFFFFFFFF < 1 << 31:
-                heapq.heappush(ready, (captured[by_seq[i]], by_seq[i]))
+            while i < len(by_seq) and not 0 < (by_seq[i][1][0] - self.next_seq) & SEQ_MASK < 1 << 31:
+                heapq.heappush(ready, by_seq[i][0])
                 i += 1
             if not ready:
-                return
-            s = heapq.heappop(ready)[1]
-            data, t = self.pending.pop(s)
+                break
+            s, data, t = self.pending.pop(heapq.heappop(ready))
             self.pending_bytes -= len(data)
-            behind = (self.next_seq - s) & 0xFFFFFFFF
-            if behind >= len(data):
-                continue
-            self._append(data[behind:], t)
+            behind = (self.next_seq - s) & SEQ_MASK
+            if behind < len(data):
+                self._append(data[behind:], t)
+        longest: dict[int, int] = {}
+        for s, data, _ in self.pending.values():
+            longest[s] = max(longest.get(s, 0), len(data))
+        self.pending_longest = longest
 
     def _skip_gap(self) -> None:
         base = self.next_seq
-        first = min(self.pending, key=lambda s: (s - base) & 0xFFFFFFFF)
-        missing = (first - base) & 0xFFFFFFFF
+        first = min((s for s, _, _ in self.pending.values()), key=lambda s: (s - base) & SEQ_MASK)
+        missing = (first - base) & SEQ_MASK
         self._count("tcp_gaps_skipped")
         self._count("tcp_bytes_missing", missing)
         if self.buf:
@@ -728,49 +1057,52 @@ class TcpStream:
         self.mark_ts.append(ts)
         self.buf += payload
         self.stream_pos += len(payload)
-        self.next_seq = (self.next_seq + len(payload)) & 0xFFFFFFFF
+        self.next_seq = (self.next_seq + len(payload)) & SEQ_MASK
 
     def stamp_at(self, stream_offset: int) -> int:
         return self.mark_ts[bisect.bisect_right(self.marks, stream_offset) - 1]
 
     def frames(self):
-        """Complete FIX frames now in the buffer -> (first byte's stamp, frame bytes)."""
+        """Complete FIX frames now in the buffer -> (first byte's stamp, frame bytes, where its body
+        starts when BodyLength framed it, else 0), cut exactly
+        where the venue's ``FixStream`` (pipeline/fix.py) cuts them, so a frame a receiver reads is
+        the frame counted here: by BodyLength when it points at a complete ``10=NNN<SOH>``;
+        otherwise (BodyLength not digits, too long, or pointing elsewhere) at the first CheckSum
+        field, or at the next header when one comes before it. A header declaring a huge
+        BodyLength thus costs one frame, not the rest of the connection. Whether a frame is valid
+        (CheckSum, fields) is ``fix_refusal``'s to say. Bytes that are no frame are counted."""
         buf = self.buf
+        n = len(buf)
         pos = 0
         while True:
             start = buf.find(FIX_BEGIN, pos)
             if start < 0:
-                skipped = max(0, len(buf) - (len(FIX_BEGIN) - 1)) - pos
-                if skipped > 0:
-                    self._count("fix_garbage_bytes", skipped)
-                    pos += skipped
+                if n - pos > 16:  # as FixStream: keep a tail that may begin the next BeginString
+                    keep = next((k for k in range(4, 0, -1) if buf.endswith(FIX_BEGIN[:k])), 0)
+                    self._count("fix_garbage_bytes", n - keep - pos)
+                    pos = n - keep
                 break
             if start > pos:
                 self._count("fix_garbage_bytes", start - pos)
-            head_end = buf.find(b"\x01", start)  # end of 8=FIX.x.y
-            length_end = buf.find(b"\x01", head_end + 1) if head_end >= 0 else -1
-            if length_end < 0:
-                if len(buf) - start > MAX_FIX_HEADER:
+                pos = start
+            end, body = _by_body_length(buf, pos)
+            if end:
+                yield self.stamp_at(self.buf_pos + pos), bytes(buf[pos:end]), body - pos
+                pos = end
+                continue
+            trailer = buf.find(b"\x0110=", pos)
+            restart = FIX_HEAD.search(buf, pos + 1, trailer if trailer >= 0 else n)
+            if restart is not None:  # cut short (no CheckSum) before a whole one: refuse it alone
+                self._count("fix_frames_malformed")
+                pos = restart.start()
+                continue
+            if trailer < 0 or n < trailer + 8:
+                if n - pos > MAX_FIX_MESSAGE:
                     self._count("fix_frames_malformed")
-                    pos = start + 1
-                    continue
-                pos = start
+                    pos = n
                 break
-            field = bytes(buf[head_end + 1 : length_end])
-            if not field.startswith(b"9=") or not field[2:].isdigit() or length_end - start > MAX_FIX_HEADER:
-                self._count("fix_frames_malformed")
-                pos = start + 1
-                continue
-            frame_end = length_end + 1 + int(field[2:]) + 7  # body, then "10=nnn\x01"
-            if frame_end > len(buf):
-                pos = start
-                break
-            if buf[frame_end - 7 : frame_end - 4] != b"10=":
-                self._count("fix_frames_malformed")
-                pos = start + 1
-                continue
-            yield self.stamp_at(self.buf_pos + start), bytes(buf[start:frame_end])
-            pos = frame_end
+            yield self.stamp_at(self.buf_pos + pos), bytes(buf[pos : trailer + 8]), 0
+            pos = trailer + 8
         self.consume(pos)
 
     def consume(self, n: int) -> None:
@@ -788,6 +1120,85 @@ class TcpStream:
             self._count("tcp_segments_after_gap", len(self.pending))
         if self.buf:
             self._count("fix_bytes_incomplete_at_end", len(self.buf))
+
+
+FIX44_HEAD = b"8=FIX.4.4\x019="  # the usual header: checked without the regex
+
+
+def _by_body_length(buf: bytearray, pos: int) -> tuple[int, int]:
+    """(end, body start) of the frame at ``pos`` when its BodyLength is at most 9 digits and points
+    at a complete ``10=NNN<SOH>``; (0, 0) otherwise (``FixStream._by_body_length``)."""
+    if buf.startswith(FIX44_HEAD, pos):
+        at = pos + len(FIX44_HEAD)
+    else:
+        head = FIX_HEAD.match(buf, pos)
+        if head is None:
+            return 0, 0
+        at = head.end()
+    len_end = buf.find(SOH, at, at + MAX_BODY_LENGTH_DIGITS + 1)
+    if len_end < 0 or not buf[at:len_end].isdigit():
+        return 0, 0
+    end = len_end + 1 + int(buf[at:len_end]) + 7
+    if len(buf) < end or buf[end - 7 : end - 4] != b"10=" or buf[end - 1] != 1:
+        return 0, 0
+    return end, len_end + 1
+
+
+# The byte sum mod 256 is Adler-32's low half minus one while the sum stays below 65521, i.e. for up
+# to 256 bytes at a time: one C call per 256 bytes (pipeline/fix.py's checksum, which collectors
+# may not import).
+_ADLER_CHUNK = 256
+# "<SOH>10=NNN<SOH>" -> what the byte sum of the whole frame (trailer included) must be mod 256
+_TRAILER_SUM = {b"\x0110=%03d\x01" % n: (sum(b"10=%03d\x01" % n) + n) & 0xFF for n in range(256)}
+# A body every receiver takes as it is: MsgType first, then canonical tag=value<SOH> fields.
+_BODY_SHAPE = re.compile(rb"35=[^\x01]*+\x01(?:[1-9][0-9]{0,8}+=[^\x01]*+\x01)*+")
+
+
+def _byte_sum(data: bytes) -> int:
+    view = memoryview(data)
+    total = 0
+    for i in range(0, len(data), _ADLER_CHUNK):
+        total += (zlib.adler32(view[i : i + _ADLER_CHUNK]) & 0xFFFF) - 1
+    return total & 0xFF
+
+
+def fix_refusal(frame: bytes, body: int = 0) -> tuple[str, int]:
+    """("", body start) for a frame the venue's ``fix.parse`` accepts; (reason, 0) otherwise, the
+    reason ``"checksum"`` (a CheckSum value that is not the byte sum: no acceptor takes it) or
+    ``"malformed"`` (BodyLength, trailer or a field not as FIX has them). ``body``: where the body
+    starts when BodyLength is known to end the frame at its CheckSum field (``frames`` says)."""
+    if body:
+        expect = _TRAILER_SUM.get(frame[-8:])
+        if expect is not None and _BODY_SHAPE.fullmatch(frame, body, len(frame) - 7) is not None:
+            total = zlib.adler32(frame) - 1 if len(frame) <= _ADLER_CHUNK else _byte_sum(frame)
+            return ("", body) if total & 0xFF == expect else ("checksum", 0)
+    head = FIX_HEAD.match(frame)
+    if head is None:
+        return "malformed", 0
+    at = head.end()
+    len_end = frame.find(SOH, at)
+    if len_end < 0 or not frame[at:len_end].isdigit() or len_end - at > MAX_BODY_LENGTH_DIGITS:
+        return "malformed", 0
+    body = len_end + 1
+    trailer = body + int(frame[at:len_end])
+    if len(frame) != trailer + 7:
+        return "malformed", 0
+    expect = _TRAILER_SUM.get(frame[-8:])
+    if expect is not None and _BODY_SHAPE.fullmatch(frame, body, trailer) is not None:  # the usual frame
+        total = zlib.adler32(frame) - 1 if len(frame) <= _ADLER_CHUNK else _byte_sum(frame)
+        return ("", body) if total & 0xFF == expect else ("checksum", 0)
+    sum_text = frame[trailer + 3 : trailer + 6]
+    if frame[trailer - 1 : trailer + 3] != b"\x0110=" or frame[-1] != 1 or not sum_text.isdigit():
+        return "malformed", 0
+    if int(sum_text) != _byte_sum(frame[:trailer]):
+        return "checksum", 0
+    if not frame.startswith(b"35=", body):
+        return "malformed", 0
+    for item in frame[body : trailer - 1].split(SOH):
+        tag, eq, _ = item.partition(b"=")
+        if not eq or not tag.isdigit() or len(tag) > 4300:  # 4300: int()'s digit limit, fix.parse's too
+            return "malformed", 0
+    return "", body
 
 
 def fix_field(frame: bytes, field: bytes) -> bytes | None:
@@ -1047,6 +1458,7 @@ class WireMatch(WireStep):
     warnings: list[str]
     packets: int
     fmt: str
+    source: dict = field(default_factory=dict)  # the capture's identity when read from a file (match_file)
 
     @property
     def wire_to_wire(self) -> np.ndarray:
@@ -1088,8 +1500,10 @@ class WireMatcher:
         self.md_parts: list[tuple[np.ndarray, np.ndarray]] = []  # per chunk, sorted by trace
         self.order_traces: list[int] = []
         self.order_stamps: list[int] = []
-        self.streams: dict[bytes, TcpStream] = {}
+        self.streams: dict[bytes, TcpStream] = {}  # by stream key: the connection in use
+        self.order_streams = 0  # connections seen (the same ports opened again count again)
         self.markers: list[bytes] = []  # end-marker payloads seen
+        self.fragments = IpReassembly(self.counters)
         # WebSocket market data: text messages numbered across connections in the order they
         # started (all of one connection's before the next one's), 1 for the first.
         self.ws_conns: dict[bytes, WsConnection] = {}  # by stream key: the one in use
@@ -1104,7 +1518,7 @@ class WireMatcher:
         self.warnings += [w for w in cap.warnings if w not in self.warnings]
         self.fmt = cap.fmt or self.fmt  # a push before the file header is complete has none
         self.packets += len(cap)
-        hdr = decode_headers(cap, self.counters, self.warnings)
+        hdr = decode_headers(cap, self.counters, self.warnings, self.fragments)  # may grow cap.data
         self.markers += end_markers(cap, hdr, self.md_ports)
         md_trace, md_ts = mold_messages(cap, hdr, self.md_ports, self.counters, self.sessions)
         if self.ws_ports:
@@ -1215,7 +1629,8 @@ class WireMatcher:
         sel = np.flatnonzero((hdr.proto == IPPROTO_TCP) & np.isin(hdr.dport, list(self.order_ports)))
         _count(self.counters, "order_segments", int(sel.size))
         data, mapping, counters, streams = cap.data, self.mapping, self.counters, self.streams
-        new_orders = unmapped = 0
+        new_orders = unmapped = out_of_range = 0
+        refused = {"checksum": 0, "malformed": 0}
         cols = (hdr.addr[sel], hdr.addr_len[sel], hdr.sport[sel], hdr.dport[sel], hdr.payload[sel],
                 hdr.payload_end[sel], hdr.tcp_seq[sel], hdr.tcp_flags[sel], cap.ts_ns[sel])  # fmt: skip
         for addr, alen, sport, dport, p, pend, seq, flags, ts in zip(
@@ -1223,13 +1638,21 @@ class WireMatcher:
         ):
             key = data[addr : addr + 2 * alen] + bytes((sport >> 8, sport & 0xFF, dport >> 8, dport & 0xFF))
             stream = streams.get(key)
-            if stream is None:
+            if stream is None or stream.restarted_by(seq, flags):  # the same ports again: a new connection
+                if stream is not None:
+                    stream.finish()
+                    _count(counters, "tcp_connections_reopened")
                 stream = streams[key] = TcpStream(counters)
+                self.order_streams += 1
             stream.segment(seq, flags, data[p:pend], ts)
             if not stream.buf:
                 continue
-            for stamp, frame in stream.frames():
-                if fix_field(frame, b"\x0135=") != b"D":
+            for stamp, frame, body in stream.frames():
+                why, body = fix_refusal(frame, body)
+                if why:
+                    refused[why] += 1
+                    continue
+                if frame[body + 3 : body + 5] != b"D\x01":  # MsgType is the body's first field
                     continue
                 new_orders += 1
                 value = fix_field(frame, mapping.field)
@@ -1237,11 +1660,21 @@ class WireMatcher:
                 if trace is None:
                     unmapped += 1
                     continue
-                self.order_traces.append(trace)
+                if trace >= 1 << 64:  # beyond any feed's sequence number (u64)
+                    out_of_range += 1
+                    continue
+                # u64 ids as int64, two's complement: how a Mold sequence of 2**63 or more is held too
+                self.order_traces.append(trace - (1 << 64) if trace >= 1 << 63 else trace)
                 self.order_stamps.append(stamp)
         _count(counters, "orders_new", new_orders)
         if unmapped:
             _count(counters, "orders_unmapped", unmapped)
+        if out_of_range:
+            _count(counters, "orders_trace_id_out_of_range", out_of_range)
+        if refused["checksum"]:
+            _count(counters, "fix_frames_bad_checksum", refused["checksum"])
+        if refused["malformed"]:
+            _count(counters, "fix_frames_malformed", refused["malformed"])
 
     def finish(self) -> WireMatch:
         """Every trace joined: the same for a file fed whole or in pieces. Call once, at the end."""
@@ -1250,7 +1683,15 @@ class WireMatcher:
             if ws[0].size:
                 _count(self.counters, "md_messages_seen", int(ws[0].size))
                 self.md_parts.append(ws)
+        self.fragments.finish()
         counters, warnings = self.counters, list(self.warnings)
+        incomplete = counters.get("ip_datagrams_incomplete", 0)
+        if incomplete:
+            why = ", ".join(f"{k.removeprefix('ip_').replace('_', ' ')} {v}" for k, v in sorted(counters.items())
+                            if k.startswith(("ip_datagrams_", "ip_fragments_")) and k != "ip_datagrams_incomplete"
+                            and k != "ip_datagrams_reassembled")  # fmt: skip
+            warnings.append(f"{incomplete} fragmented IP datagram(s) never completed ({why}): what they carried "
+                            "is not read, as the receiving host's kernel would not deliver it either")  # fmt: skip
         md_trace, md_ts = (
             (np.concatenate(x) for x in zip(*self.md_parts, strict=True))
             if self.md_parts
@@ -1267,7 +1708,7 @@ class WireMatcher:
             counters["md_messages_duplicate"] = int(seen - md_trace.size)
         for s in self.streams.values():
             s.finish()
-        counters["order_streams"] = len(self.streams)
+        counters["order_streams"] = self.order_streams
         counters.setdefault("orders_new", 0)
         raw = _i64(self.order_traces)
         order_trace, order_ts = _first_per_trace(raw, _i64(self.order_stamps))
@@ -1291,6 +1732,23 @@ class WireMatcher:
                          counters, warnings, self.packets, self.fmt)  # fmt: skip
 
 
+# What the wire side refuses or cannot use, as the receiver would: (counter, words) in the order shown.
+REFUSAL_COUNTERS = (
+    ("md_packets_malformed", "MoldUDP64 packets malformed (dropped whole, as the feed handler does)"),
+    ("fix_frames_bad_checksum", "FIX frames with a wrong CheckSum"),
+    ("fix_frames_malformed", "FIX frames malformed"),
+    ("orders_trace_id_out_of_range", "orders with a trace id of 2**64 or more"),
+    ("ip_datagrams_incomplete", "fragmented IP datagrams never completed"),
+    ("capture_packets_bad_stamp", "packets stamped outside 1970-2116"),
+)
+
+
+def refusals(counters: dict[str, int]) -> str:
+    """One line naming what was refused, "" when nothing was (for ``wire`` and ``profile --capture``)."""
+    parts = [f"{counters[k]} {words}" for k, words in REFUSAL_COUNTERS if counters.get(k)]
+    return "refused: " + "; ".join(parts) if parts else ""
+
+
 def match(cap: Capture, md_ports: set[int], order_ports: set[int],
           mapping: OrderMapping | None = None, ws_ports: set[int] = frozenset()) -> WireMatch:  # fmt: skip
     """A whole capture matched at once: one chunk fed to a ``WireMatcher``."""
@@ -1302,15 +1760,19 @@ def match(cap: Capture, md_ports: set[int], order_ports: set[int],
 def match_file(path: str | Path, md_ports: set[int], order_ports: set[int], mapping: OrderMapping | None = None,
                ws_ports: set[int] = frozenset(), chunk_bytes: int | None = None) -> WireMatch:  # fmt: skip
     """A capture file of any size matched as it is read (``read_chunks``): memory is one chunk plus
-    the matcher's state per message, never the file. The same match as ``match(read_capture(path))``."""
+    the matcher's state per message, never the file. The same match as ``match(read_capture(path))``,
+    with the capture's identity (``source``) taken from the same single read: a FIFO works."""
     matcher = WireMatcher(md_ports, order_ports, mapping, ws_ports)
     read_warnings: list[str] = []
-    for cap in read_chunks(path, chunk_bytes or CHUNK_BYTES):
+    identity: dict = {}
+    for cap in read_chunks(path, chunk_bytes or CHUNK_BYTES, identity):
         matcher.feed(cap)
         read_warnings += cap.warnings
     if not matcher.packets:
         raise WireError(f"{path}: no packets read" + (f" ({read_warnings[0]})" if read_warnings else ""))
-    return matcher.finish()
+    m = matcher.finish()
+    m.source = identity
+    return m
 
 
 # -- a session directory from a match -----------------------------------------------------------------
@@ -1320,36 +1782,43 @@ WIRE_TAGS = ("wire_to_wire", "md.rx-wire.md", "wire.order-order.tx")
 
 def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_ns: int, interval_ns: int,
                         set_aside: dict[str, int] | None = None):  # fmt: skip
-    """{tag: (stamps, values)} -> [(start_s, end_s, {tag: histogram})] per interval that has data,
-    stamps relative to ``start_ns``. Values no histogram can hold are not recorded: they are
-    counted into ``set_aside`` as ``<tag>_negative`` and ``<tag>_beyond_range`` (above the
-    highest trackable value, ~68.7 s), never skipped in silence."""
+    """{tag: (stamps, values)} -> yields (start_s, end_s, {tag: histogram}) per interval that has
+    data, in time order, stamps relative to ``start_ns``. Lazy: a histogram is ~220 KB of counts,
+    so only one interval's are alive at a time however long the stamps span (a capture of orders
+    an hour apart is thousands of intervals). Values no histogram can hold are not recorded: they
+    are counted into ``set_aside`` as ``<tag>_negative`` and ``<tag>_beyond_range`` (above the
+    highest trackable value, ~68.7 s) by the time this returns, never skipped in silence."""
     from .hdr import BulkRecorder, new_histogram
 
     recorder = BulkRecorder(new_histogram())
-    if set_aside is not None:
-        for tag, (_, v) in values.items():
-            v = np.asarray(v, dtype=np.int64)
+    by_slot = {}  # tag -> (slots sorted, values in that order)
+    for tag, (st, v) in values.items():
+        v = np.asarray(v, dtype=np.int64)
+        if set_aside is not None:
             for key, n in ((f"{tag}_negative", np.count_nonzero(v < 0)),
                            (f"{tag}_beyond_range", np.count_nonzero(v > recorder.max_recordable))):  # fmt: skip
                 if n:
                     set_aside[key] = set_aside.get(key, 0) + int(n)
-    slot_of = {
-        tag: (np.asarray(st, dtype=np.int64) - start_ns) // interval_ns for tag, (st, _) in values.items()
-    }
-    slots = sorted(set().union(*(np.unique(s).tolist() for s in slot_of.values())) if slot_of else set())
-    out = []
-    for slot in slots:
+        slot = (np.asarray(st, dtype=np.int64) - start_ns) // interval_ns
+        order = np.argsort(slot, kind="stable")
+        by_slot[tag] = (slot[order], v[order])
+    slots = np.unique(np.concatenate([s for s, _ in by_slot.values()])) if by_slot else _i64()
+    return _each_interval(by_slot, slots, interval_ns, recorder)
+
+
+def _each_interval(by_slot, slots: np.ndarray, interval_ns: int, recorder):
+    from .hdr import new_histogram
+
+    for slot in slots.tolist():
         hists = {}
-        for tag, (_, v) in values.items():
-            sel = slot_of[tag] == slot
-            if sel.any():
+        for tag, (s, v) in by_slot.items():
+            lo, hi = np.searchsorted(s, slot), np.searchsorted(s, slot, side="right")
+            if hi > lo:
                 h = new_histogram()
-                recorder.record(h, np.asarray(v, dtype=np.int64)[sel])
+                recorder.record(h, v[lo:hi])
                 if h.total_count:
                     hists[tag] = h
-        out.append((slot * interval_ns / 1e9, (slot + 1) * interval_ns / 1e9, hists))
-    return out
+        yield slot * interval_ns / 1e9, (slot + 1) * interval_ns / 1e9, hists
 
 
 def write_session(m: WireMatch, out: Path, meta: dict, interval_s: float = 1.0) -> Path:

@@ -20,9 +20,50 @@ def ipv4(src: str, dst: str, proto: int, l4: bytes) -> bytes:
                        bytes(map(int, dst.split(".")))) + l4  # fmt: skip
 
 
-def ipv6(proto: int, l4: bytes) -> bytes:
+def ipv4_fragments(src: str, dst: str, proto: int, l4: bytes, size: int, ident: int = 7) -> list[bytes]:
+    """``l4`` cut into IPv4 fragments of ``size`` bytes (a multiple of 8) each, in order."""
+    out = []
+    for off in range(0, len(l4), size):
+        part = l4[off : off + size]
+        flags = (0x2000 if off + size < len(l4) else 0) | off // 8
+        out.append(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(part), ident, flags, 64, proto, 0,
+                               bytes(map(int, src.split("."))), bytes(map(int, dst.split(".")))) + part)  # fmt: skip
+    return out
+
+
+def ipv6_extension(next_header: int, kind: int, body: bytes = bytes(6)) -> bytes:
+    """A hop-by-hop (0), routing (43) or destination options (60) header: padded to 8 bytes."""
+    body += bytes(-(len(body) + 2) % 8)
+    return bytes((next_header, (len(body) + 2) // 8 - 1)) + body
+
+
+def ipv6(proto: int, l4: bytes, extensions: tuple[int, ...] = ()) -> bytes:
+    """An IPv6 packet; ``extensions``: kinds of extension headers (0, 43, 60) before ``l4``, in order."""
     src = dst = bytes(15) + b"\x01"
-    return struct.pack(">IHBB16s16s", 6 << 28, len(l4), proto, 64, src, dst) + l4
+    chain = b""
+    for i, kind in enumerate(extensions):
+        chain += ipv6_extension(extensions[i + 1] if i + 1 < len(extensions) else proto, kind)
+    first = extensions[0] if extensions else proto
+    return struct.pack(">IHBB16s16s", 6 << 28, len(chain) + len(l4), first, 64, src, dst) + chain + l4
+
+
+def ipv6_fragments(
+    proto: int, l4: bytes, size: int, ident: int = 7, before: tuple[int, ...] = ()
+) -> list[bytes]:
+    """``l4`` in IPv6 fragments of ``size`` bytes (a multiple of 8), each after the extension
+    headers ``before`` (the unfragmentable part) and a fragment header."""
+    src = dst = bytes(15) + b"\x01"
+    out = []
+    for off in range(0, len(l4), size):
+        part = l4[off : off + size]
+        frag = struct.pack(">BBHI", proto, 0, off | (1 if off + size < len(l4) else 0), ident)
+        chain = b""
+        for i, kind in enumerate(before):
+            chain += ipv6_extension(before[i + 1] if i + 1 < len(before) else 44, kind)
+        first = before[0] if before else 44
+        out.append(struct.pack(">IHBB16s16s", 6 << 28, len(chain) + 8 + len(part), first, 64, src, dst)
+                   + chain + frag + part)  # fmt: skip
+    return out
 
 
 def udp(sport: int, dport: int, payload: bytes) -> bytes:

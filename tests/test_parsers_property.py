@@ -344,3 +344,119 @@ def test_levels_of_anything_is_a_list_of_levels_or_one_feed_error(value):
     except WsFeedError:
         return
     assert all(type(p) is int and type(q) is int and p >= 0 and q >= 0 for p, q in out)
+
+
+# -- the wire side (collectors/wire.py) frames as these receivers do -----------------------------------
+# `tickscope wire` may not import the pipeline (layers), so it has its own FIX and MoldUDP64 framing:
+# these pin it to the venue's FixStream and the trader's MoldReceiver, byte for byte.
+def _corrupt(raw: bytes, how: int) -> bytes:
+    """A message made into one a receiver refuses or frames differently."""
+    length_at = raw.index(b"\x019=") + 3
+    length_end = raw.index(b"\x01", length_at)
+    if how == 0:  # CheckSum value off by one
+        return raw[:-4] + b"%03d\x01" % ((int(raw[-4:-1]) + 1) % 256)
+    if how == 1:  # BodyLength far past the end (12 digits)
+        return raw[:length_at] + b"999999999999" + raw[length_end:]
+    if how == 2:  # BodyLength one short
+        return raw[:length_at] + b"%d" % (int(raw[length_at:length_end]) - 1) + raw[length_end:]
+    if how == 3:  # cut before its CheckSum
+        return raw[: raw.rindex(b"10=")]
+    if how == 4:  # a field without '=' (CheckSum made right again)
+        bad = raw.replace(b"\x0135=", b"\x0135=\x01junk", 1)[:-7]
+        bad = bad[:length_at] + b"%d" % (int(raw[length_at:length_end]) + 5) + bad[length_end:]
+        return bad + b"10=%03d\x01" % F.checksum(bad)
+    return raw
+
+
+fix_pieces = st.one_of(
+    st.builds(F.encode, msg_types, field_lists),
+    st.builds(_corrupt, st.builds(F.encode, msg_types, field_lists), st.integers(0, 4)),
+    st.binary(max_size=30),
+    st.sampled_from([b"8=FIX", b"8=FIX.4.4\x019=", b"\x0110=", b"\x0110=123\x01", b"8=FIX.4.4\x019=5\x01"]),
+)
+
+
+@ci
+@given(st.lists(fix_pieces, min_size=1, max_size=8), st.data())
+def test_the_wire_side_takes_exactly_the_messages_the_venue_takes_however_the_segments_cut(pieces, data):
+    from tickscope.collectors.wire import TcpStream, fix_refusal
+
+    whole = b"".join(pieces)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(whole) - 1)), max_size=6))))
+    chunks = [c for c in (whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)) if c]
+    venue, tcp, wire = F.FixStream(), TcpStream({}), []
+    tcp.segment(99, 0x02, b"", 0)
+    taken = []
+    seq = 100
+    for chunk in chunks:
+        taken += [m.raw for m in venue.feed(chunk) if isinstance(m, F.FixMessage)]
+        tcp.segment(seq, 0x18, chunk, seq)
+        seq += len(chunk)
+        for _, frame, body in tcp.frames():
+            assert fix_refusal(frame, body) == fix_refusal(frame)  # the shortcut decides as the full check
+            wire += [] if fix_refusal(frame)[0] else [frame]
+    assert wire == taken
+
+
+@ci
+@given(
+    st.binary(max_size=40),
+    st.lists(st.binary(max_size=12), max_size=4),
+    st.integers(0, 6),
+    st.binary(max_size=3),
+)
+def test_the_wire_side_takes_a_mold_packet_exactly_when_the_trader_does(session, messages, count, tail):
+    import numpy as np
+
+    from tickscope.collectors import wire_synth as S
+    from tickscope.collectors.wire import Capture, decode_headers, mold_messages
+
+    body = b"".join(len(m).to_bytes(2, "big") + m for m in messages) + tail
+    packet = (session + bytes(10))[:10] + (5).to_bytes(8, "big") + count.to_bytes(2, "big") + body
+    rx = itch.MoldReceiver()
+    trader = [seq for seq, _, _ in rx.packet(packet, len(packet))]
+    frame = S.ethernet(S.ipv4("10.0.0.1", "10.0.0.2", 17, S.udp(1, 2, packet)))
+    cap = Capture(frame + bytes(128), *(np.array([v], dtype=np.int64) for v in (1, 0, len(frame), len(frame))),
+                  np.array([1], dtype=np.int32), "pcap-ns")  # fmt: skip
+    counters: dict[str, int] = {}
+    wire, _ = mold_messages(cap, decode_headers(cap, counters, []), {2}, counters, set())
+    assert wire.tolist() == trader
+
+
+@ci
+@given(st.integers(1, 40), st.integers(1, 30), st.booleans(), st.randoms(use_true_random=False))
+def test_a_datagram_in_fragments_of_any_size_and_order_reads_as_the_whole_datagram(units, count, v6, rng):
+    """MoldUDP64 in IPv4 or IPv6 fragments of ``8 * units`` bytes, captured in any order: the same
+    messages as the datagram sent whole, stamped when its first byte was captured."""
+    import numpy as np
+
+    from tickscope.collectors import wire_synth as S
+    from tickscope.collectors.wire import Capture, WireMatcher
+
+    udp = S.udp(
+        1, 2, itch.mold_packet(b"TEST000001", 7, [itch.order_delete(1, 0, 0, i) for i in range(count)])
+    )
+    if v6:
+        frags = [S.ethernet(f, 0x86DD) for f in S.ipv6_fragments(17, udp, 8 * units)]
+        whole = S.ethernet(S.ipv6(17, udp), 0x86DD)
+    else:
+        frags = [S.ethernet(f) for f in S.ipv4_fragments("10.0.0.1", "10.0.0.2", 17, udp, 8 * units)]
+        whole = S.ethernet(S.ipv4("10.0.0.1", "10.0.0.2", 17, udp))
+    order = list(range(len(frags)))
+    rng.shuffle(order)
+
+    def read(frames: list[bytes], stamps: list[int]):
+        data = b"".join(frames)
+        offs = np.cumsum([0] + [len(f) for f in frames[:-1]], dtype=np.int64)
+        lens = np.array([len(f) for f in frames], dtype=np.int64)
+        cap = Capture(data + bytes(128), np.array(stamps, dtype=np.int64), offs, lens, lens,
+                      np.ones(len(frames), dtype=np.int32), "pcap-ns")  # fmt: skip
+        m = WireMatcher({2}, {3})
+        m.feed(cap)
+        return m.finish()
+
+    got = read([frags[i] for i in order], [1_000 + i for i in order])
+    want = read([whole], [1_000])
+    assert got.md_trace.tolist() == want.md_trace.tolist() == list(range(7, 7 + count))
+    assert got.md_ts.tolist() == want.md_ts.tolist()
+    assert got.counters.get("ip_datagrams_reassembled", 0) == (len(frags) > 1)

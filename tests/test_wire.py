@@ -1044,3 +1044,328 @@ def test_a_wire_to_wire_beyond_the_histogram_range_is_counted_and_named(tmp_path
     line = "wire_to_wire: 3 matched orders = 2 recorded + 1 set aside (beyond the histogram range 1)"
     assert line in r.stdout
     assert line in run_cli("report", str(out)).stdout
+
+
+# -- memory does not grow with the time a capture spans ------------------------------------------------
+def _orders_one_second_apart(n: int) -> bytes:
+    """n market-data messages and n orders for them, one pair per second: n intervals spanned."""
+    t0, seq, packets = 1_700_000_000_000_000_000, 100, [(0, tcp_frame(99, b"", 0x02))]
+    for i in range(n):
+        o = order(b"TS%d-%d" % (i + 1, i))
+        packets += [(t0 + i * 10**9, md_frame(i + 1)), (t0 + i * 10**9 + 5_000, tcp_frame(seq, o))]
+        seq += len(o)
+    packets[0] = (t0 - 1, packets[0][1])
+    return S.pcap(packets)
+
+
+AS_LIMIT = 256 << 20  # 3,000 intervals of ~220 KB histograms alive at once would need 660 MB
+
+
+def _under_address_limit(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**__import__("os").environ, "OPENBLAS_NUM_THREADS": "1"}  # one BLAS thread: its stacks count too
+    return subprocess.run(["prlimit", f"--as={AS_LIMIT}", "--", sys.executable, *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)  # fmt: skip
+
+
+@needs_tool("prlimit", install="apt-get install util-linux")
+def test_wire_memory_does_not_grow_with_the_time_the_capture_spans(tmp_path):
+    """3,000 orders one second apart are 3,000 intervals: under a 256 MB address-space limit the
+    session is written, so no per-interval histogram outlives its interval."""
+    cap = tmp_path / "spread.pcap"
+    cap.write_bytes(_orders_one_second_apart(3_000))
+    r = _under_address_limit(["-m", "tickscope.main", "wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders",
+                              f"tcp:{FIX_PORT}", "-o", str(tmp_path / "s")])  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "3000 matched, 0 unmatched" in r.stdout
+    hlog = (tmp_path / "s" / "latency.hlog").read_text().splitlines()
+    assert sum(1 for line in hlog if "wire_to_wire" in line) == 3_000
+
+
+@needs_tool("prlimit", install="apt-get install util-linux")
+def test_profile_capture_final_join_memory_does_not_grow_with_the_time_spanned(tmp_path):
+    """``profile --capture``'s final join (``_append_tags``) writes 3,000 one-second intervals of
+    wire tags under the same 256 MB limit."""
+    script = f"""
+import types, numpy as np
+from tickscope.collectors.capture import _append_tags
+from tickscope.collectors.session import SessionWriter
+w = SessionWriter({str(tmp_path / "s")!r}, {{"start_epoch_s": 0}})
+w.write_summary({{}}, [])
+stamps = np.arange(3000, dtype=np.int64) * 10**9 + 7
+values = {{"wire_to_wire": (stamps, np.full(3000, 5_000)), "md.rx-wire.md": (stamps, np.full(3000, 900))}}
+_append_tags(w, values, types.SimpleNamespace(start_ns=0, warmup_ns=0, interval_ns=10**9))
+w.latency.close()
+"""
+    r = _under_address_limit(["-c", script])
+    assert r.returncode == 0, r.stderr[-2000:]
+    hlog = (tmp_path / "s" / "latency.hlog").read_text().splitlines()
+    assert sum(1 for line in hlog if "wire_to_wire" in line) == 3_000
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["wire_to_wire"]["count"] == 3_000 and summary["md.rx-wire.md"]["count"] == 3_000
+
+
+def test_interval_histograms_hold_one_interval_at_a_time():
+    """The generator yields interval by interval in time order: what it made for earlier intervals
+    is the caller's to keep or drop."""
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from tickscope.collectors.wire import interval_histograms
+
+    stamps = np.array([5, 3 * 10**9, 10**9 + 1, 7 * 10**9, 3 * 10**9 + 2], dtype=np.int64)
+    gen = interval_histograms({"t": (stamps, np.arange(1, 6) * 100)}, 0, 10**9)
+    alive, seen = [], []
+    for start_s, _, hists in gen:
+        seen.append((start_s, hists["t"].total_count))
+        alive.append(weakref.ref(hists["t"]))
+        del hists
+        gc.collect()
+        assert sum(ref() is not None for ref in alive) <= 1  # none but the one just yielded
+    assert seen == [(0.0, 1), (1.0, 1), (3.0, 2), (7.0, 1)]
+
+
+# -- framing exactly as a receiver, and counting what it refuses ----------------------------------------
+def _syn() -> tuple[int, bytes]:
+    return (2, tcp_frame(99, b"", 0x02))
+
+
+def test_a_coalesced_retransmission_starting_at_a_pending_segment_is_not_lost(tmp_path):
+    """o1 is lost at first; o2 arrives (waits for o1); o2 and o3 are then retransmitted as one
+    segment from o2's sequence number (o3 never came alone): every order is read, each stamped at
+    its first byte's first capture."""
+    o1, o2, o3 = (order(b"TS%d-%d" % (t, t)) for t in (1, 2, 3))
+    packets = [(1, md_frame(1, 3)), _syn(),
+               (10, tcp_frame(100 + len(o1), o2)),
+               (20, tcp_frame(100 + len(o1), o2 + o3)),  # coalesced retransmission, same start
+               (30, tcp_frame(100, o1))]  # fmt: skip
+    m = run_match(tmp_path, S.pcap(packets))
+    assert dict(zip(m.trace.tolist(), m.wire_order.tolist(), strict=True)) == {1: 30, 2: 10, 3: 20}
+    assert m.counters["tcp_segments_partly_retransmitted"] == 1 and "tcp_segments_after_gap" not in m.counters
+
+
+def test_a_syn_seen_again_after_data_does_not_rewind_the_stream(tmp_path):
+    o1, o2, o3 = (order(b"TS%d-%d" % (t, t)) for t in (1, 2, 3))
+    packets = [(1, md_frame(1, 3)), _syn(), (10, tcp_frame(100, o1)),
+               (11, tcp_frame(99, b"", 0x02)),  # a late copy of the SYN (same ISN)
+               (20, tcp_frame(100 + len(o1), o2)),
+               (30, tcp_frame(5000, b"", 0x02)),  # the same ports opened again: a new connection
+               (40, tcp_frame(5001, o3))]  # fmt: skip
+    m = run_match(tmp_path, S.pcap(packets))
+    assert m.trace.tolist() == [1, 2, 3]
+    c = m.counters
+    assert c["tcp_syn_repeated"] == 1 and c["tcp_connections_reopened"] == 1 and c["order_streams"] == 2
+
+
+def _fix_stream_orders(stream: bytes, cuts: list[int]) -> list[bytes]:
+    """The NewOrderSingles the venue's own parser takes from ``stream`` received in pieces."""
+    fs, got = F.FixStream(), []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        got += [x.raw for x in fs.feed(stream[a:b]) if isinstance(x, F.FixMessage) and x.msg_type == b"D"]
+    return got
+
+
+def test_a_header_declaring_a_huge_body_length_costs_one_frame_not_the_connection(tmp_path):
+    """``9=999999999999`` before 2,000 good orders: the venue's FixStream resyncs at the next CheckSum
+    field, and so does the wire side, frame for frame."""
+    bad = order(b"TS1-0").replace(b"\x019=", b"\x019=999999999999", 1)
+    orders = [order(b"TS%d-%d" % (t, t)) for t in range(2, 2_002)]
+    stream = bad + b"".join(orders)
+    packets, seq = [(1, md_frame(1, 2_001)), _syn()], 100
+    cuts = []
+    for i in range(0, len(stream), 1_000):
+        packets.append((10 + i, tcp_frame(seq + i, stream[i : i + 1_000])))
+        cuts.append(i)
+    m = run_match(tmp_path, S.pcap(packets))
+    assert m.trace.tolist() == list(range(2, 2_002)) and m.counters["fix_frames_malformed"] == 1
+    assert _fix_stream_orders(stream, cuts[1:]) == orders  # the venue's own parser reads the same
+
+
+def test_a_frame_with_a_wrong_checksum_is_refused_not_an_order(tmp_path):
+    good = order(b"TS2-2")
+    wrong = order(b"TS1-1")
+    wrong = wrong[:-4] + b"%03d\x01" % ((int(wrong[-4:-1]) + 1) % 256)
+    with pytest.raises(F.FixError, match="CheckSum"):
+        F.parse(wrong)  # no acceptor takes it
+    cap = tmp_path / "c.pcap"
+    cap.write_bytes(S.pcap([(1, md_frame(1, 2)), _syn(), (10, tcp_frame(100, wrong + good))]))
+    r = run_cli(
+        "wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o", str(tmp_path / "s")
+    )
+    assert r.returncode == 0, r.stderr
+    assert "1 new orders, 1 matched" in r.stdout and "1 FIX frames with a wrong CheckSum" in r.stdout
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["counters"]["fix_frames_bad_checksum"] == 1 and meta["counters"]["orders_new"] == 1
+
+
+def test_a_mold_packet_whose_lengths_do_not_add_up_is_dropped_whole_as_the_trader_does(tmp_path):
+    good = mold(10, 2)
+    extra = good + b"\x00"  # a byte after the last message
+    overrun = bytearray(mold(20, 2))
+    overrun[20:22] = (len(overrun)).to_bytes(2, "big")  # the first message runs past the packet
+    short = bytearray(mold(30, 3))
+    short[18:20] = (2).to_bytes(2, "big")  # header says 2, the packet holds 3
+    bad = [bytes(extra), bytes(overrun), bytes(short)]
+    for packet in [good, *bad]:  # the trader's receiver: all of a packet or none of it
+        rx = itch.MoldReceiver()
+        assert len(list(rx.packet(packet, len(packet)))) == (2 if packet is good else 0)
+    m = run_match(tmp_path, S.pcap([(i, md_frame_raw(p)) for i, p in enumerate([good, *bad])]))
+    assert m.md_trace.tolist() == [10, 11] and m.counters["md_packets_malformed"] == 3
+
+
+def test_ip_fragments_are_reassembled_and_ipv6_extension_headers_walked(tmp_path):
+    """IPv4 and IPv6 market data in fragments (some out of order), an order after IPv6 hop-by-hop,
+    routing and destination options headers: all read, each datagram stamped at its first byte."""
+    md4 = S.udp(5000, MD_PORT, mold(10, 30))
+    md6 = S.udp(5000, MD_PORT, mold(100, 30))
+    frags4 = S.ipv4_fragments("10.0.0.1", "10.0.0.2", 17, md4, 256)
+    frags6 = S.ipv6_fragments(17, md6, 512, before=(0,))
+    o1, o2 = order(b"TS12-1"), order(b"TS105-2")
+    packets = [(100 + i, S.ethernet(f)) for i, f in enumerate(frags4)]
+    packets += [(200 + i, S.ethernet(f, 0x86DD)) for i, f in enumerate(reversed(frags6))]
+    packets += [(1_000, S.ethernet(S.ipv6(6, S.tcp(6000, FIX_PORT, 1, o1), (0, 43, 60)), 0x86DD)),
+                (2_000, S.ethernet(S.ipv6(6, S.tcp(6000, FIX_PORT, 1 + len(o1), o2), (60,)), 0x86DD))]  # fmt: skip
+    assert len(frags4) == 3 and len(frags6) == 2
+    m = run_match(tmp_path, S.pcap(packets))
+    assert m.md_trace.tolist() == [*range(10, 40), *range(100, 130)]
+    assert dict(zip(m.trace.tolist(), m.wire_to_wire.tolist(), strict=True)) == {12: 900, 105: 2_000 - 201}
+    assert m.counters["ip_datagrams_reassembled"] == 2 and m.counters["packets_ip_fragments"] == 5
+
+
+def test_ip_fragments_never_completed_are_given_up_within_bounds_and_counted(tmp_path, monkeypatch):
+    md = S.udp(5000, MD_PORT, mold(10, 30))
+    lost_middle = S.ipv4_fragments("10.0.0.1", "10.0.0.2", 17, md, 256, ident=1)
+    del lost_middle[1]
+    packets = [(100 + i, S.ethernet(f)) for i, f in enumerate(lost_middle)]
+    packets.append((200, md_frame(50)))
+    m = run_match(tmp_path, S.pcap(packets))
+    assert m.md_trace.tolist() == [50] and m.counters["ip_datagrams_incomplete"] == 1
+    (line,) = [w for w in m.warnings if "fragmented IP datagram" in w]
+    assert "1 fragmented IP datagram(s) never completed (datagrams unfinished 1)" in line
+    # 30 s after its first fragment a datagram is given up (Linux ipfrag_time)
+    late = [(10**9, S.ethernet(lost_middle[0])), (40 * 10**9, S.ethernet(lost_middle[-1]))]
+    assert run_match(tmp_path, S.pcap(late)).counters["ip_datagrams_timed_out"] == 1
+    # memory: datagrams that never complete are given up oldest first once the bound is passed
+    from tickscope.collectors.wire import IpReassembly
+
+    monkeypatch.setattr(IpReassembly, "MAX_BYTES", 20_000)
+    first_fragments = [(i, S.ethernet(S.ipv4_fragments("10.0.0.1", "10.0.0.2", 17, md, 256, ident=i)[0]))
+                       for i in range(1, 2_001)]  # fmt: skip
+    matcher = WireMatcher({MD_PORT}, {FIX_PORT})
+    path = tmp_path / "many.pcap"
+    path.write_bytes(S.pcap(first_fragments))
+    for cap in read_chunks(path, 4096):
+        matcher.feed(cap)
+        assert matcher.fragments.bytes <= IpReassembly.MAX_BYTES
+        assert len(matcher.fragments.datagrams) <= 20_000 // (256 + IpReassembly.PIECE_OVERHEAD)
+    assert matcher.finish().counters["ip_datagrams_incomplete"] == 2_000
+
+
+# -- a FIFO, a pipe, and the capture's identity --------------------------------------------------------
+def test_wire_reads_a_fifo_once_and_the_identity_of_a_file_is_unchanged(tmp_path):
+    import hashlib
+    import os
+
+    data = S.pcap([(10, md_frame(11)), _syn(), (20, tcp_frame(100, order(b"TS11-1")))])
+    cap = tmp_path / "c.pcap"
+    cap.write_bytes(data)
+    r = run_cli(
+        "wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o", str(tmp_path / "f")
+    )
+    assert r.returncode == 0, r.stderr
+    want = {"file": "c.pcap", "bytes": len(data),
+            "sha256_head": hashlib.sha256(data[: 1 << 20] + len(data).to_bytes(8, "little")).hexdigest()}  # fmt: skip
+    assert (
+        json.loads((tmp_path / "f" / "meta.json").read_text())["capture"] == want
+    )  # as sessions made before
+    fifo = tmp_path / "c.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    try:
+        r = run_cli("wire", str(fifo), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o",
+                    str(tmp_path / "p"), timeout=60)  # fmt: skip
+    finally:
+        if writer.is_alive():  # the CLI never opened it: let the writer go
+            with open(fifo, "rb") as f:
+                f.read()
+        writer.join()
+    assert r.returncode == 0 and "1 matched" in r.stdout, r.stderr
+    got = json.loads((tmp_path / "p" / "meta.json").read_text())["capture"]
+    assert got == {**want, "file": "c.fifo"}
+
+
+def test_two_captures_piped_through_stdin_are_two_sources_for_merge(tmp_path):
+    sessions = []
+    for i, first in enumerate((11, 12)):
+        data = S.pcap([(10, md_frame(first)), _syn(), (20, tcp_frame(100, order(b"TS%d-1" % first)))])
+        out = tmp_path / f"s{i}"
+        r = subprocess.run([sys.executable, "-m", "tickscope.main", "wire", "/dev/stdin", "--md", f"udp:{MD_PORT}",
+                            "--orders", f"tcp:{FIX_PORT}", "-o", str(out)], input=data, capture_output=True,
+                           timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        capture = json.loads((out / "meta.json").read_text())["capture"]
+        assert capture["bytes"] == len(data)
+        sessions.append(capture["sha256_head"])
+    assert sessions[0] != sessions[1]
+    r = run_cli("merge", str(tmp_path / "merged"), str(tmp_path / "s0"), str(tmp_path / "s1"))
+    assert r.returncode == 0, r.stderr
+
+
+# -- bad values: a line or a counter, never a traceback ------------------------------------------------
+def test_a_clordid_trace_id_of_2_63_or_more_is_matched_or_counted_never_a_traceback(tmp_path):
+    big = 2**63 + 5
+    mold_big = itch.mold_packet(SESSION, big, [itch.order_delete(1, 0, 0, 1)])
+    cap = tmp_path / "c.pcap"
+    o1, o2 = order(b"TS%d-1" % big), order(b"TS%d-2" % 2**64)
+    cap.write_bytes(S.pcap([(10, md_frame_raw(mold_big)), _syn(), (20, tcp_frame(100, o1 + o2))]))
+    r = run_cli(
+        "wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o", str(tmp_path / "s")
+    )
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "2 new orders, 1 matched" in r.stdout and "1 orders with a trace id of 2**64 or more" in r.stdout
+
+
+def _pcapng_with(resol: int, offset_s: int | None = None, ticks: int = 1_000) -> bytes:
+    opts = struct.pack("<HHB3x", 9, 1, resol)
+    if offset_s is not None:
+        opts += struct.pack("<HHq", 14, 8, offset_s)
+    out = [S.block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
+           S.block(1, struct.pack("<HHI", 1, 0, 262144) + opts + struct.pack("<HH", 0, 0))]  # fmt: skip
+    for t, frame in ((ticks, md_frame(1)), (ticks + 5, tcp_frame(1, order(b"TS1-1")))):
+        out.append(
+            S.block(6, struct.pack("<IIIII", 0, t >> 32, t & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+        )
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("resol,offset_s,ticks,usable", [
+    (40, None, 1_000, True),  # 10**-40 s ticks: every stamp is 0 ns, exactly
+    (0x80, None, 2**62, False),  # 2**-0 s ticks: 2**62 s is past 2116
+    (9, 2**62, 1_000, False),  # if_tsoffset of 2**62 s
+    (9, -(2**62), 1_000, False),
+    (0, None, 2**63, False),  # whole seconds: 2**63 s
+])  # fmt: skip
+def test_pcapng_stamps_out_of_range_are_counted_never_a_traceback(tmp_path, resol, offset_s, ticks, usable):
+    cap = tmp_path / "c.pcapng"
+    cap.write_bytes(_pcapng_with(resol, offset_s, ticks))
+    r = run_cli(
+        "wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o", str(tmp_path / "s")
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    if usable:
+        assert r.returncode == 0 and "1 matched" in r.stdout, r.stderr
+    else:
+        (line,) = r.stderr.splitlines()  # no packet left to read: one line saying why
+        assert r.returncode == 2 and "no packets read" in line and f"if_tsresol {resol}" in line, r.stderr
+        m = match(read_capture(cap), {MD_PORT}, {FIX_PORT})
+        assert m.counters["capture_packets_bad_stamp"] == 2 and m.packets == 0
+
+
+def test_a_port_that_is_not_ascii_digits_is_one_line(tmp_path):
+    cap = tmp_path / "c.pcap"
+    cap.write_bytes(S.pcap([(1, md_frame(1))]))
+    for md in ("udp:²", "udp:" + "1" * 5000, "udp:٣"):
+        r = run_cli("wire", str(cap), "--md", md, "--orders", "tcp:2")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "PORT 1-65535" in r.stderr, r.stderr
