@@ -363,7 +363,7 @@ class Correlator:
         if not self._tsc:
             return None
         width = len(self.schema.names)
-        key = (len(self._tsc), width)
+        key = (len(self._tsc), len(self._rings), width)
         if self._tsc_table_key != key:
             table = np.zeros((max(self._tsc) + 1, width), bool)
             for value, (tsc_cols, _) in self._tsc.items():
@@ -375,6 +375,11 @@ class Correlator:
                     self._tsc_whole[value] = all(self._tsc_table[value, c] for c in self._ring_cols(value))
             self._tsc_mixed_clocks = any(
                 value in self._tsc and not self._tsc_whole[value] for value, _, _ in self._rings
+            )
+            # Every ring stamps all its points in TSC of one domain (a C or Rust pipeline on a host
+            # TSC): every row is ticks of one clock, nothing to look up stamp by stamp.
+            self._tsc_one_domain = all(self._tsc_whole[v] for v, _, _ in self._rings) and (
+                len({int(self._domain[v]) for v, _, _ in self._rings}) == 1
             )
         if not self._tsc_mixed_clocks:
             return self._tsc_whole[S] & (C != 0)
@@ -758,7 +763,7 @@ class _Spans:
                 rate[value] = timeline.local.slopes[0]
         ST, PT = _columns_first(S), _columns_first(P)
         ring = ST.max(axis=0)  # one ring of the row: its domain's rate is the row's if one_domain
-        if len(cor._rings) == 1:
+        if len(cor._rings) == 1 or cor._tsc_one_domain:
             one_domain, whole = np.ones(ring.size, bool), cor._tsc_whole[ring]
         else:
             DT = cor._domain[ST]
