@@ -470,15 +470,35 @@ def assert_hostile_fix_and_udp_answered(venue, tmp_path) -> None:
     assert stats["fix"]["invalid_fields"] == 2 and stats["fix"]["garbage"] == 3
     assert stats["kill_switch"] is None, "garbage from the venue is answered, not a reason to stop trading"
     feed = stats["feed"]
-    assert feed["messages"] == 3 and feed["malformed_packets"] == 2 and feed["malformed_messages"] == 2
+    assert feed["messages"] == 3 and feed["malformed_packets"] == 3 and feed["malformed_messages"] == 2
     assert feed["end_of_session"]
+    # The one order the feed made is never answered by this venue: counted, named, exit 3.
+    assert stats["orders_sent"] == stats["orders_in_flight_at_end"] == 1
+
+
+def assert_exit_unanswered(trader, err: str) -> None:
+    """The trader's exit contract when orders are left unanswered: exit 3, the last line says so."""
+    assert trader.returncode == 3, err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith(
+            "orders never answered (last MsgSeqNum sent "
+            f"{last_sent(err)}, last the venue processed unknown): exit 3"
+        )
+    ), err
+
+
+def last_sent(err: str) -> str:
+    return err.rsplit("last MsgSeqNum sent ", 1)[1].split(",", 1)[0]
 
 
 def test_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path):
     venue, trader, err = run_trader_against_hostile_peers(
         [sys.executable, "-m", "tickscope.pipeline.trader"], hostile_fix_peer(), tmp_path
     )
-    assert trader.returncode == 0 and "Traceback" not in err, err
+    assert "Traceback" not in err and "would number past 2^64 - 1" in err, err
+    assert_exit_unanswered(trader, err)
     assert_hostile_fix_and_udp_answered(venue, tmp_path)
 
 
