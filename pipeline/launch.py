@@ -168,6 +168,9 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
+TRADER_ORDERS_UNANSWERED = 3  # both traders' exit code when orders were left unanswered
+
+
 class ReferencePipeline:
     """The venue and the trader as two process groups; ``pid`` is the trader's.
 
@@ -269,7 +272,10 @@ class ReferencePipeline:
         signal, or its last stderr line (what it said before exiting non-zero)."""
         for name, proc in (("trader", self.trader), ("venue", self.venue)):
             code = proc.poll()
-            if name in self.stopped or code in (None, 0):
+            # A trader stopped at the end still judges its order session: exit 3, orders unanswered.
+            if (
+                name in self.stopped and not (name == "trader" and code == TRADER_ORDERS_UNANSWERED)
+            ) or code in (None, 0):
                 continue
             if code < 0:
                 return f"{name} {exit_description(code)}"

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import need_tool
+from conftest import need_tool, run_cli
+from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
 from tickscope.pipeline.fix_session import FixSession
@@ -422,3 +423,34 @@ def test_the_venue_resends_its_execution_reports_and_gap_fills_its_admin_message
     # 2 and 3 arrive in sequence, the GapFill skips 4, the resent 5 is a duplicate of the queued one.
     assert [a.get(F.ClOrdID) for a in apps] == [b"TS1", b"TS2", b"TS3"]
     assert trader.in_seq == 6 and trader.stats.poss_dup_ignored == 1 and not trader.queue
+
+
+def test_a_profile_whose_orders_go_unanswered_fails_naming_them(tmp_path):
+    """The same stall seen from `tickscope profile --fix-connect`: the counters hold the orders in
+    flight and the run fails with the trader's last line, however the run was stopped."""
+
+    def keep_alive_without_answers(acc):
+        acc.answer_orders = False
+        deadline = time.monotonic() + GUARD_S
+        try:
+            while time.monotonic() < deadline:
+                acc.send(F.HEARTBEAT)
+                time.sleep(0.2)
+        except OSError:
+            pass  # the trader is gone
+
+    acc = ScriptedAcceptor(keep_alive_without_answers, None, tmp_path)
+    acc.start()
+    try:
+        r = run_cli("profile", "--fix-connect", f"127.0.0.1:{acc.port}", "--duration", "3s", "--rate", "2k",
+                    "--no-live", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s"), timeout=300)  # fmt: skip
+    finally:
+        acc.server.close()
+        if acc.conn is not None:
+            acc.conn.close()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert re.search(r"error: trader: \d+ of \d+ orders never answered \(last MsgSeqNum sent \d+, "
+                     r"last the venue processed unknown\): exit 3", r.stderr), r.stderr  # fmt: skip
+    counters = Session.load(tmp_path / "s").meta["counters"]
+    assert counters["orders_sent"] == counters["orders_in_flight_at_end"] > 0, counters
+    assert f"+ {counters['orders_in_flight_at_end']:,} in flight at end" in r.stdout
