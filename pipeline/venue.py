@@ -123,15 +123,13 @@ class ReplayMarket:
         self.books = self.bookset.books
         self.by_symbol: dict[str, int] = {}
         self.lock = threading.RLock()  # the FIX thread matches against the books the publisher builds
-        self.malformed = 0
 
     def published(self, msgs: list[bytes]) -> None:
         with self.lock:
             for msg in msgs:
                 try:
                     fields = itch.decode(msg, 0, len(msg))
-                except ValueError:
-                    self.malformed += 1  # sent as it is (the trader counts it too), not traded on
+                except ValueError:  # sent as it is, counted by the trader's feed handler; no book change
                     continue
                 if fields is None:
                     continue
