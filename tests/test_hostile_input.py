@@ -357,14 +357,16 @@ def test_venue_rejects_garbage_inside_a_session_keeps_it_and_serves_the_next_log
 
 # -- end to end: the real trader ------------------------------------------------------------------
 class HostileVenue(threading.Thread):
-    """A FIX acceptor that logs the trader on, then sends what no venue should."""
+    """A FIX acceptor that logs the trader on, then sends what no venue should; it answers orders
+    (New, then Canceled: IOC) only when ``answer_orders``."""
 
-    def __init__(self, hostile: list[bytes]):
+    def __init__(self, hostile: list[bytes], answer_orders: bool = False):
         super().__init__(daemon=True)
         self.server = socket.create_server(("127.0.0.1", 0))
         self.server.settimeout(30)
         self.port = self.server.getsockname()[1]
         self.hostile = hostile
+        self.answer_orders = answer_orders
         self.received: list = []
         self.hostile_sent = threading.Event()
         self.done = threading.Event()
@@ -394,6 +396,14 @@ class HostileVenue(threading.Thread):
                     for raw in self.hostile:
                         conn.sendall(raw if isinstance(raw, bytes) else raw(session))
                     self.hostile_sent.set()
+                elif (
+                    isinstance(item, F.FixMessage)
+                    and item.msg_type == F.NEW_ORDER_SINGLE
+                    and self.answer_orders
+                ):
+                    for exec_type in (b"0", b"4"):
+                        conn.sendall(session.build(F.EXECUTION_REPORT, [(F.ClOrdID, item.get(F.ClOrdID)),
+                                     (F.ExecType, exec_type), (F.OrdStatus, exec_type), (F.LastQty, 0)]))  # fmt: skip
         conn.close()
         self.server.close()
         self.done.set()

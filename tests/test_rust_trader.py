@@ -214,14 +214,15 @@ def test_a_failed_cargo_build_is_one_line_with_the_reason_and_where(tmp_path):
 @needs_cargo
 def test_fix_connect_sends_the_rust_traders_orders_to_another_acceptor(tmp_path, rust_trader):
     """Market data from the bundled venue, orders to a separate FIX 4.4 acceptor (one that logs the
-    trader on and never answers an order): every order the trader counts arrives there."""
+    trader on and never answers an order): every order the trader counts arrives there, and the
+    run fails naming them (the trader's exit 3)."""
     acceptor = HostileVenue([])
     acceptor.start()
     out = run_cli("profile", "--trader", "rust", "--duration", "3s", "--rate", "5k", "--no-perf", "--no-hiccup",
                   "--no-live", "--fix-connect", f"127.0.0.1:{acceptor.port}", "--out", str(tmp_path / "s"),
                   timeout=600)  # fmt: skip
     acceptor.server.close()
-    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.returncode == 2 and "orders never answered" in out.stderr, out.stdout + out.stderr
     acceptor.done.wait(30)
     orders = [
         m for m in acceptor.received if isinstance(m, F.FixMessage) and m.msg_type == F.NEW_ORDER_SINGLE
