@@ -562,4 +562,31 @@ mod tests {
         assert!(r.close && !t.logged_on && r.reason == "peer logged out: bye");
         assert_eq!(fix::parse(r.replies[0].clone()).unwrap().msg_type, b"5");
     }
+    #[test]
+    fn a_resend_request_is_gap_filled_from_its_begin_seq_no_to_our_next_number() {
+        let (mut t, mut v) = pair();
+        for _ in 0..3 {
+            t.next_seq(); // three orders from the template: 2, 3, 4
+            t.sent();
+        }
+        let r = t.on_message(fix::parse(v.build(b"2", &[(fix::BEGIN_SEQ_NO, b"2"), (fix::END_SEQ_NO, b"0")])).unwrap());
+        let gf = fix::parse(r.replies[0].clone()).unwrap();
+        assert_eq!((gf.msg_type.as_slice(), gf.int(fix::MSG_SEQ_NUM, 0), gf.int(fix::NEW_SEQ_NO, 0)), (&b"4"[..], Ok(2), Ok(5)));
+        assert_eq!((gf.get(fix::POSS_DUP_FLAG), gf.get(fix::GAP_FILL_FLAG)), (Some(&b"Y"[..]), Some(&b"Y"[..])));
+        assert!(gf.get(fix::ORIG_SENDING_TIME).is_some());
+        assert_eq!((r.gap_filled, t.out_seq), (vec![(2, 5)], 5));
+    }
+
+    #[test]
+    fn what_follows_a_gap_waits_for_the_fill() {
+        let (mut t, mut v) = pair();
+        v.out_seq += 2; // 2 and 3 lost
+        let r = t.on_message(fix::parse(v.build(b"1", &[(fix::TEST_REQ_ID, b"x")])).unwrap());
+        let types: Vec<Vec<u8>> = r.replies.iter().map(|m| fix::parse(m.clone()).unwrap().msg_type).collect();
+        assert_eq!(types, vec![b"2".to_vec()]); // the ResendRequest, no Heartbeat yet
+        let r = t.on_message(fix::parse(v.build_at(2, b"4", &[(fix::GAP_FILL_FLAG, b"Y"), (fix::NEW_SEQ_NO, b"4")])).unwrap());
+        let hb = fix::parse(r.replies[0].clone()).unwrap();
+        assert_eq!((hb.msg_type.as_slice(), hb.get(fix::TEST_REQ_ID)), (&b"0"[..], Some(&b"x"[..])));
+        assert_eq!((t.in_seq, t.stats.queued, t.stats.gap_fills_received), (5, 1, 1));
+    }
 }
