@@ -269,19 +269,22 @@ class ReferencePipeline:
 
     def failure_reason(self) -> str | None:
         """Why whichever process ended on its own failed, for the one-line error: killed by a
-        signal, or its last stderr line (what it said before exiting non-zero)."""
+        signal, or its last stderr line (what it said before exiting non-zero). Failing that, a
+        trader we stopped that still judged its order session failed (exit 3: orders unanswered)."""
         for name, proc in (("trader", self.trader), ("venue", self.venue)):
             code = proc.poll()
-            # A trader stopped at the end still judges its order session: exit 3, orders unanswered.
-            if (
-                name in self.stopped and not (name == "trader" and code == TRADER_ORDERS_UNANSWERED)
-            ) or code in (None, 0):
+            if name in self.stopped or code in (None, 0):
                 continue
-            if code < 0:
-                return f"{name} {exit_description(code)}"
-            said = _last_line(self.logs / f"{name}.err") or exit_description(code)
-            return said if said.startswith(f"{name}: ") else f"{name}: {said}"  # it may name itself
+            return self._said(name, code)
+        if self.trader.poll() == TRADER_ORDERS_UNANSWERED:
+            return self._said("trader", TRADER_ORDERS_UNANSWERED)
         return None
+
+    def _said(self, name: str, code: int) -> str:
+        if code < 0:
+            return f"{name} {exit_description(code)}"
+        said = _last_line(self.logs / f"{name}.err") or exit_description(code)
+        return said if said.startswith(f"{name}: ") else f"{name}: {said}"  # it may name itself
 
 
 def start_reference_pipeline(config: PipelineConfig, env: dict[str, str]) -> ReferencePipeline:
