@@ -26,6 +26,7 @@ pub const BEGIN_SEQ_NO: u32 = 7;
 pub const END_SEQ_NO: u32 = 16;
 pub const NEW_SEQ_NO: u32 = 36;
 pub const GAP_FILL_FLAG: u32 = 123;
+pub const ORIG_SENDING_TIME: u32 = 122;
 pub const CL_ORD_ID: u32 = 11;
 pub const ORIG_CL_ORD_ID: u32 = 41;
 pub const EXEC_TYPE: u32 = 150;

@@ -175,6 +175,13 @@ impl MoldReceiver {
                 return;
             }
         }
+        if seq.checked_add(count as u64).is_none() {
+            // Its numbers (and the next expected one) would not fit the u64 on the wire: as the
+            // Python trader does, a malformed packet, not a wrapped sequence.
+            self.stats.malformed_packets += 1;
+            self.last_error = format!("MoldUDP64 packet seq {}: its {} messages would number past 2^64 - 1", seq, count);
+            return;
+        }
         // Validate the framing before handing out anything: a count mismatch spoils the packet.
         self.offsets.clear();
         let mut pos = MOLD_HEADER;

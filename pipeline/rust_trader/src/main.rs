@@ -43,6 +43,10 @@ const ORDER_ENCODED: u32 = 6;
 const ORDER_TX: u32 = 1;
 const ACK_RX: u32 = 2;
 
+/// Exit codes (as pipeline/trader.py): 0 every order answered; 2 start-up failed (one line); 3
+/// orders left unanswered at the end (a stalled or lost order session), named in the last line.
+const EXIT_UNANSWERED: i32 = 3;
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn request_stop(_sig: std::os::raw::c_int) {
@@ -166,11 +170,14 @@ struct Trader {
     ticks: TickWriter,
     orders: Option<PointWriter>,
     pending_tx: IntMap<u32, u64>,
-    awaiting: IntMap<u64, u64>,     // ClOrdID number -> MsgSeqNum
-    awaiting_seq: IntMap<u64, u64>, // MsgSeqNum -> ClOrdID number
+    awaiting: IntMap<u64, u64>,            // ClOrdID number -> MsgSeqNum
+    awaiting_seq: IntMap<u64, (u64, u64)>, // MsgSeqNum -> (ClOrdID number, monotonic ns sent)
     sent: u64,
     acks: u64,
     venue_rejects: u64,
+    gap_filled_orders: u64,
+    order_stalls: u64,
+    stalled: bool, // warned about the current stall; cleared once every order is answered
     log_lines: u64,
     stats_path: PathBuf,
     closing: bool,
@@ -205,9 +212,7 @@ fn write_all(s: &mut TcpStream, mut data: &[u8]) -> std::io::Result<()> {
         match s.write(data) {
             Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "connection closed")),
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {
-                std::thread::yield_now()
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => std::thread::yield_now(),
             Err(e) => return Err(e),
         }
     }
@@ -216,23 +221,16 @@ fn write_all(s: &mut TcpStream, mut data: &[u8]) -> std::io::Result<()> {
 
 impl Trader {
     fn new(args: Args) -> Result<Trader, String> {
-        let md = UdpSocket::bind((args.md_host.as_str(), args.md_port))
-            .map_err(|e| format!("cannot bind market data port {}: {}", args.md_port, e))?;
+        let md =
+            UdpSocket::bind((args.md_host.as_str(), args.md_port)).map_err(|e| format!("cannot bind market data port {}: {}", args.md_port, e))?;
         let _ = sys::set_int_option(md.as_raw_fd(), sys::SO_RCVBUF, 8 << 20);
         md.set_nonblocking(true).map_err(|e| format!("market data socket: {}", e))?;
-        let rx_enabled = sys::set_int_option(
-            md.as_raw_fd(),
-            sys::SO_TIMESTAMPING,
-            sys::RX_SOFTWARE | sys::SOFTWARE | sys::RX_HARDWARE | sys::RAW_HARDWARE,
-        )
-        .is_ok();
+        let rx_enabled =
+            sys::set_int_option(md.as_raw_fd(), sys::SO_TIMESTAMPING, sys::RX_SOFTWARE | sys::SOFTWARE | sys::RX_HARDWARE | sys::RAW_HARDWARE)
+                .is_ok();
         let fix = connect(&args)?;
-        let tx_enabled = sys::set_int_option(
-            fix.as_raw_fd(),
-            sys::SO_TIMESTAMPING,
-            sys::TX_SOFTWARE | sys::SOFTWARE | sys::OPT_ID | sys::OPT_TSONLY,
-        )
-        .is_ok();
+        let tx_enabled =
+            sys::set_int_option(fix.as_raw_fd(), sys::SO_TIMESTAMPING, sys::TX_SOFTWARE | sys::SOFTWARE | sys::OPT_ID | sys::OPT_TSONLY).is_ok();
         // The tick ring exists before Logon: the venue starts publishing once we are logged on.
         let tick_points = [
             Point::new("md.rx").clock(ClockDomain::Realtime),
@@ -275,6 +273,9 @@ impl Trader {
             sent: 0,
             acks: 0,
             venue_rejects: 0,
+            gap_filled_orders: 0,
+            order_stalls: 0,
+            stalled: false,
             log_lines: 0,
             stats_path: tickscope_probe::ring_dir().join(format!("trader.{}.stats.json", pid)),
             closing: false,
@@ -303,15 +304,14 @@ impl Trader {
         let mut items = vec![];
         while !self.session.logged_on {
             if Instant::now() > deadline {
-                return Err(format!(
-                    "venue {}:{} never answered Logon within {}s",
-                    self.args.fix_host, self.args.fix_port, self.args.logon_timeout
-                ));
+                return Err(format!("venue {}:{} never answered Logon within {}s", self.args.fix_host, self.args.fix_port, self.args.logon_timeout));
             }
             let n = match self.fix.read(&mut self.fix_buf) {
                 Ok(0) => return Err("venue closed the connection during Logon".into()),
                 Ok(n) => n,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {
+                    continue
+                }
                 Err(e) => return Err(format!("FIX connection error during Logon: {}", e)),
             };
             let mut got = vec![];
@@ -444,7 +444,7 @@ impl Trader {
         // between the send and this line, so the count matches what the acceptor received.
         self.sent += 1;
         self.awaiting.insert(id, msg_seq);
-        self.awaiting_seq.insert(msg_seq, id);
+        self.awaiting_seq.insert(msg_seq, (id, now));
         self.session.sent();
         if self.kernel_tx {
             self.pending_tx.insert(key, seq);
@@ -496,7 +496,10 @@ impl Trader {
                 let line = format!("FIX from venue: rejected: {}", self.session.stats.last_error);
                 self.log_limited(&line);
             }
-            if let Some(app) = got.app {
+            if !got.gap_filled.is_empty() {
+                self.gap_filled(&got.gap_filled);
+            }
+            for app in got.apps {
                 let handled = match app.msg_type.as_slice() {
                     b"8" => self.execution(&app, arrived),
                     b"3" => self.session_reject(&app),
@@ -538,6 +541,7 @@ impl Trader {
         }
         if let Some(msg_seq) = id.and_then(|n| self.awaiting.remove(&n)) {
             self.awaiting_seq.remove(&msg_seq);
+            self.session.peer_processed(msg_seq);
             if exec_type == b"8" {
                 self.venue_rejects += 1;
             } else {
@@ -553,8 +557,9 @@ impl Trader {
         if ref_seq < 0 {
             return Ok(());
         }
-        if let Some(id) = self.awaiting_seq.remove(&(ref_seq as u64)) {
+        if let Some((id, _)) = self.awaiting_seq.remove(&(ref_seq as u64)) {
             if self.awaiting.remove(&id).is_some() {
+                self.session.peer_processed(ref_seq as u64);
                 self.venue_rejects += 1;
                 let cl = format!("TS{}", id);
                 self.oms.on_execution(&mut self.risk, cl.as_bytes(), b"8", 0, 0);
@@ -563,6 +568,66 @@ impl Trader {
             }
         }
         Ok(())
+    }
+
+    /// Orders under numbers we gap-filled at the venue's ResendRequest never reach it (IOC orders
+    /// are not resent, see session.rs): answered, by us, as not delivered.
+    fn gap_filled(&mut self, ranges: &[(u64, u64)]) {
+        let mut lost: Vec<(u64, u64)> =
+            self.awaiting_seq.iter().filter(|(s, _)| ranges.iter().any(|&(a, b)| a <= **s && **s < b)).map(|(s, v)| (*s, v.0)).collect();
+        lost.sort_unstable();
+        for &(seq, id) in &lost {
+            self.awaiting_seq.remove(&seq);
+            self.awaiting.remove(&id);
+            if let Some(o) = self.oms.orders.get(&id) {
+                let cl = format!("TS{}-{}", o.trace_id, id);
+                self.oms.on_execution(&mut self.risk, cl.as_bytes(), b"8", 0, 0);
+                // terminal: risk released
+            }
+        }
+        self.gap_filled_orders += lost.len() as u64;
+        if let (Some(first), Some(last)) = (lost.first(), lost.last()) {
+            log(&format!(
+                "{} orders (MsgSeqNum {}..{}) gap-filled at the venue's ResendRequest: never delivered, not resent (stale IOC orders)",
+                lost.len(),
+                first.0,
+                last.0
+            ));
+        }
+    }
+
+    /// One warning when the oldest unanswered order has waited more than --ack-wait while the
+    /// venue kept sending (heartbeats, rejects, other answers): the session is alive, the orders are not.
+    fn check_stall(&mut self) {
+        if self.awaiting_seq.is_empty() {
+            self.stalled = false;
+            return;
+        }
+        if self.stalled {
+            return;
+        }
+        let oldest_sent = match self.awaiting_seq.iter().min_by_key(|(s, _)| **s) {
+            Some((_, v)) => v.1,
+            None => return,
+        };
+        let sent_s = oldest_sent as f64 / 1e9;
+        let now_s = monotonic_ns() as f64 / 1e9;
+        if now_s - sent_s > self.args.ack_wait && self.session.last_rx > sent_s {
+            self.stalled = true;
+            self.order_stalls += 1;
+            log(&format!(
+                "warning: order session stalled: {} orders unanswered for over {} s while the venue is still sending; {}",
+                self.awaiting.len(),
+                self.args.ack_wait,
+                self.seq_facts()
+            ));
+        }
+    }
+
+    fn seq_facts(&self) -> String {
+        let expects = self.session.stats.peer_expects;
+        let processed = if expects > 0 { (expects - 1).to_string() } else { "unknown".into() };
+        format!("last MsgSeqNum sent {}, last the venue processed {}", self.session.out_seq - 1, processed)
     }
 
     fn housekeeping(&mut self) {
@@ -603,7 +668,6 @@ impl Trader {
                         (fix::SIDE, if o.side == b'B' { b"1" } else { b"2" }),
                         (fix::TRANSACT_TIME, &now),
                     ],
-                    false,
                 );
                 if self.send_raw(&raw).is_err() {
                     break;
@@ -645,6 +709,7 @@ impl Trader {
                 }
                 next_house = now + 1_000_000;
                 if now >= next_beat {
+                    self.check_stall();
                     self.ticks.heartbeat();
                     if let Some(o) = self.orders.as_mut() {
                         o.heartbeat();
@@ -708,19 +773,23 @@ impl Trader {
                 "\"gaps\": {}, \"gap_messages\": {}, \"stale_packets\": {}, \"malformed_packets\": {}, ",
                 "\"malformed_messages\": {}, \"end_of_session\": {}}}, \"feed_gaps\": {}, \"feed_gap_messages\": {}, ",
                 "\"unknown_order_refs\": {}, \"orders_sent\": {}, \"orders_acked\": {}, \"orders_rejected\": {}, ",
-                "\"orders_in_flight_at_end\": {}, \"fills\": {}, \"risk_rejects\": {{{}}}, \"signals_held_back\": {}, ",
+                "\"orders_in_flight_at_end\": {}, \"orders_gap_filled\": {}, \"order_stalls\": {}, \"fills\": {}, \"risk_rejects\": {{{}}}, \"signals_held_back\": {}, ",
                 "\"kill_switch\": {}, \"oms_invalid_transitions\": {}, \"oms_unknown_reports\": {}, ",
                 "\"fix\": {{\"messages_in\": {}, \"messages_out\": {}, \"rejects_sent\": {}, \"rejects_received\": {}, ",
                 "\"garbage\": {}, \"gaps\": {}, \"resend_requests_sent\": {}, \"seq_too_low\": {}, \"test_requests_sent\": {}, ",
-                "\"heartbeats_sent\": {}, \"invalid_fields\": {}, \"last_error\": {}}}, \"kernel_rx_stamps\": {}, ",
+                "\"heartbeats_sent\": {}, \"invalid_fields\": {}, \"queued\": {}, \"poss_dup_ignored\": {}, ",
+                "\"resend_requests_received\": {}, \"gap_fills_sent\": {}, \"messages_resent\": {}, \"gap_fills_received\": {}, ",
+                "\"sequence_resets_received\": {}, \"seq_num_resets\": {}, \"peer_expects\": {}, \"last_error\": {}}}, \"kernel_rx_stamps\": {}, ",
                 "\"kernel_tx_stamps\": {}, \"loop\": \"busy\", \"tx_stamps_unmatched\": {}}}"
             ),
             f.packets, f.messages, f.skipped, f.heartbeats, f.gaps, f.gap_messages, f.stale_packets, f.malformed_packets,
             f.malformed_messages, f.end_of_session, f.gaps, f.gap_messages, self.books.unknown_refs, self.sent, self.acks,
-            self.venue_rejects, self.awaiting.len(), self.oms.fills, risk.join(", "), self.strategy.held_back, kill,
+            self.venue_rejects, self.awaiting.len(), self.gap_filled_orders, self.order_stalls, self.oms.fills, risk.join(", "), self.strategy.held_back, kill,
             self.oms.invalid_transitions, self.oms.unknown_reports, s.messages_in, s.messages_out, s.rejects_sent,
             s.rejects_received, s.garbage, s.gaps, s.resend_requests_sent, s.seq_too_low, s.test_requests_sent,
-            s.heartbeats_sent, s.invalid_fields, json_str(&s.last_error), self.rx_enabled, self.kernel_tx,
+            s.heartbeats_sent, s.invalid_fields, s.queued, s.poss_dup_ignored, s.resend_requests_received, s.gap_fills_sent,
+            s.messages_resent, s.gap_fills_received, s.sequence_resets_received, s.seq_num_resets, s.peer_expects,
+            json_str(&s.last_error), self.rx_enabled, self.kernel_tx,
             self.pending_tx.len()
         )
     }
@@ -775,13 +844,19 @@ fn main() {
     trader.close();
     let f = &trader.mold.stats;
     log(&format!(
-        "messages {}, gaps {}, orders {}, acks {}, rejected {}, in flight at end {}, risk rejects {}",
+        "messages {}, gaps {}, orders {}, acks {}, rejected {}, gap-filled {}, in flight at end {}, risk rejects {}",
         f.messages,
         f.gaps,
         trader.sent,
         trader.acks,
         trader.venue_rejects,
+        trader.gap_filled_orders,
         trader.awaiting.len(),
         trader.risk.counts.iter().sum::<u64>()
     ));
+    if !trader.awaiting.is_empty() {
+        // The last line: what `profile` reports as the trader's failure.
+        log(&format!("{} of {} orders never answered ({}): exit {}", trader.awaiting.len(), trader.sent, trader.seq_facts(), EXIT_UNANSWERED));
+        std::process::exit(EXIT_UNANSWERED);
+    }
 }
