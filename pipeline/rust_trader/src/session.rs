@@ -172,7 +172,10 @@ impl FixSession {
         self.reset_numbers();
         self.reset_sent = true;
         let hb = num(self.heartbeat_s);
-        self.build(b"A", &[(fix::ENCRYPT_METHOD, b"0"), (fix::HEART_BT_INT, &hb), (fix::RESET_SEQ_NUM_FLAG, b"Y")])
+        self.build(
+            b"A",
+            &[(fix::ENCRYPT_METHOD, b"0"), (fix::HEART_BT_INT, &hb), (fix::RESET_SEQ_NUM_FLAG, b"Y")],
+        )
     }
 
     pub fn logout(&mut self, text: &str) -> Vec<u8> {
@@ -230,7 +233,9 @@ impl FixSession {
             return r;
         }
         let ref_seq = match msg.get(fix::MSG_SEQ_NUM) {
-            Some(v) if !v.is_empty() && v.len() <= 18 && v.iter().all(|c| c.is_ascii_digit()) => fix::parse_int(v, 0).unwrap_or(0),
+            Some(v) if !v.is_empty() && v.len() <= 18 && v.iter().all(|c| c.is_ascii_digit()) => {
+                fix::parse_int(v, 0).unwrap_or(0)
+            }
             _ => 0,
         };
         r.replies.push(self.reject(&err.text, ref_seq, err.tag, Some(err.reason)));
@@ -240,14 +245,22 @@ impl FixSession {
     fn positive(msg: &FixMessage, tag: u32, default: i64) -> Result<i64, FieldError> {
         let v = msg.int(tag, default)?;
         if v <= 0 {
-            return Err(field_error(format!("tag {} must be a positive number: {}", tag, v), tag, fix::VALUE_INCORRECT));
+            return Err(field_error(
+                format!("tag {} must be a positive number: {}", tag, v),
+                tag,
+                fix::VALUE_INCORRECT,
+            ));
         }
         Ok(v)
     }
 
     fn header_seq(msg: &FixMessage) -> Result<i64, FieldError> {
         if msg.get(fix::MSG_SEQ_NUM).is_none() {
-            return Err(field_error("MsgSeqNum(34) missing".into(), fix::MSG_SEQ_NUM, fix::REQUIRED_TAG_MISSING));
+            return Err(field_error(
+                "MsgSeqNum(34) missing".into(),
+                fix::MSG_SEQ_NUM,
+                fix::REQUIRED_TAG_MISSING,
+            ));
         }
         Self::positive(msg, fix::MSG_SEQ_NUM, 0)
     }
@@ -261,7 +274,9 @@ impl FixSession {
             Ok(s) => s,
             Err(e) => return self.on_field_error(&msg, &e),
         };
-        if msg.get(fix::SENDER_COMP_ID) != Some(self.target.as_bytes()) || msg.get(fix::TARGET_COMP_ID) != Some(self.sender.as_bytes()) {
+        if msg.get(fix::SENDER_COMP_ID) != Some(self.target.as_bytes())
+            || msg.get(fix::TARGET_COMP_ID) != Some(self.sender.as_bytes())
+        {
             let text = format!(
                 "CompID problem: got {}->{}",
                 msg.get(fix::SENDER_COMP_ID).map(fix::brepr).unwrap_or_else(|| "None".into()),
@@ -315,7 +330,10 @@ impl FixSession {
             self.process(msg.clone(), seq, out);
         }
         if self.queue.len() >= MAX_QUEUED {
-            let text = format!("MsgSeqNum gap from {} not filled: more than {} messages held", self.in_seq, MAX_QUEUED);
+            let text = format!(
+                "MsgSeqNum gap from {} not filled: more than {} messages held",
+                self.in_seq, MAX_QUEUED
+            );
             let logout = self.logout(&text);
             out.closing(vec![logout], text);
             return;
@@ -386,7 +404,11 @@ impl FixSession {
                 self.stats.gap_fills_received += 1;
                 let new_seq = Self::positive(msg, fix::NEW_SEQ_NO, 0)?;
                 if new_seq <= seq {
-                    return Err(field_error(format!("NewSeqNo {} is not above MsgSeqNum {}", new_seq, seq), fix::NEW_SEQ_NO, fix::VALUE_INCORRECT));
+                    return Err(field_error(
+                        format!("NewSeqNo {} is not above MsgSeqNum {}", new_seq, seq),
+                        fix::NEW_SEQ_NO,
+                        fix::VALUE_INCORRECT,
+                    ));
                 }
                 let to = new_seq.max(self.in_seq);
                 self.skip_to(to);
@@ -407,13 +429,18 @@ impl FixSession {
                 let text = String::from_utf8_lossy(msg.get(fix::TEXT).unwrap_or(b"")).into_owned();
                 let replies = if self.logout_sent { vec![] } else { vec![self.logout("")] };
                 self.logged_on = false;
-                let reason = if text.is_empty() { "peer logged out".to_string() } else { format!("peer logged out: {}", text) };
+                let reason = if text.is_empty() {
+                    "peer logged out".to_string()
+                } else {
+                    format!("peer logged out: {}", text)
+                };
                 out.closing(replies, reason);
                 Ok(true)
             }
             b"3" => {
                 self.stats.rejects_received += 1;
-                self.stats.last_error = String::from_utf8_lossy(msg.get(fix::TEXT).unwrap_or(b"")).into_owned();
+                self.stats.last_error =
+                    String::from_utf8_lossy(msg.get(fix::TEXT).unwrap_or(b"")).into_owned();
                 Ok(true)
             }
             _ => Ok(true),
@@ -433,7 +460,10 @@ impl FixSession {
         self.reset_numbers();
         if self.logged_on {
             let hb = num(self.heartbeat_s);
-            out.replies.push(self.build(b"A", &[(fix::ENCRYPT_METHOD, b"0"), (fix::HEART_BT_INT, &hb), (fix::RESET_SEQ_NUM_FLAG, b"Y")]));
+            out.replies.push(self.build(
+                b"A",
+                &[(fix::ENCRYPT_METHOD, b"0"), (fix::HEART_BT_INT, &hb), (fix::RESET_SEQ_NUM_FLAG, b"Y")],
+            ));
         }
     }
 
@@ -459,7 +489,11 @@ impl FixSession {
         self.stats.resend_requests_received += 1;
         for tag in [fix::BEGIN_SEQ_NO, fix::END_SEQ_NO] {
             if msg.get(tag).is_none() {
-                return Err(field_error(format!("ResendRequest without tag {}", tag), tag, fix::REQUIRED_TAG_MISSING));
+                return Err(field_error(
+                    format!("ResendRequest without tag {}", tag),
+                    tag,
+                    fix::REQUIRED_TAG_MISSING,
+                ));
             }
         }
         let begin = Self::positive(msg, fix::BEGIN_SEQ_NO, 0)?;
@@ -476,7 +510,11 @@ impl FixSession {
             end = last; // 0: everything since BeginSeqNo
         }
         if end < begin {
-            return Err(field_error(format!("EndSeqNo {} is below BeginSeqNo {}", end, begin), fix::END_SEQ_NO, fix::VALUE_INCORRECT));
+            return Err(field_error(
+                format!("EndSeqNo {} is below BeginSeqNo {}", end, begin),
+                fix::END_SEQ_NO,
+                fix::VALUE_INCORRECT,
+            ));
         }
         self.stats.peer_expects = begin as u64;
         self.stats.gap_fills_sent += 1;
@@ -549,7 +587,10 @@ mod tests {
         let raw = fix::encode(b"0", &[(49, b"VENUE"), (56, b"TRADER"), (34, b"x")]);
         let r = t.on_message(fix::parse(raw).unwrap());
         let rej = fix::parse(r.replies[0].clone()).unwrap();
-        assert_eq!((rej.msg_type.as_slice(), rej.int(fix::REF_TAG_ID, 0), rej.int(fix::SESSION_REJECT_REASON, 0)), (&b"3"[..], Ok(34), Ok(6)));
+        assert_eq!(
+            (rej.msg_type.as_slice(), rej.int(fix::REF_TAG_ID, 0), rej.int(fix::SESSION_REJECT_REASON, 0)),
+            (&b"3"[..], Ok(34), Ok(6))
+        );
         assert!(!r.close && t.logged_on && t.stats.invalid_fields == 1);
     }
 
@@ -569,10 +610,18 @@ mod tests {
             t.next_seq(); // three orders from the template: 2, 3, 4
             t.sent();
         }
-        let r = t.on_message(fix::parse(v.build(b"2", &[(fix::BEGIN_SEQ_NO, b"2"), (fix::END_SEQ_NO, b"0")])).unwrap());
+        let r = t.on_message(
+            fix::parse(v.build(b"2", &[(fix::BEGIN_SEQ_NO, b"2"), (fix::END_SEQ_NO, b"0")])).unwrap(),
+        );
         let gf = fix::parse(r.replies[0].clone()).unwrap();
-        assert_eq!((gf.msg_type.as_slice(), gf.int(fix::MSG_SEQ_NUM, 0), gf.int(fix::NEW_SEQ_NO, 0)), (&b"4"[..], Ok(2), Ok(5)));
-        assert_eq!((gf.get(fix::POSS_DUP_FLAG), gf.get(fix::GAP_FILL_FLAG)), (Some(&b"Y"[..]), Some(&b"Y"[..])));
+        assert_eq!(
+            (gf.msg_type.as_slice(), gf.int(fix::MSG_SEQ_NUM, 0), gf.int(fix::NEW_SEQ_NO, 0)),
+            (&b"4"[..], Ok(2), Ok(5))
+        );
+        assert_eq!(
+            (gf.get(fix::POSS_DUP_FLAG), gf.get(fix::GAP_FILL_FLAG)),
+            (Some(&b"Y"[..]), Some(&b"Y"[..]))
+        );
         assert!(gf.get(fix::ORIG_SENDING_TIME).is_some());
         assert_eq!((r.gap_filled, t.out_seq), (vec![(2, 5)], 5));
     }
@@ -584,7 +633,9 @@ mod tests {
         let r = t.on_message(fix::parse(v.build(b"1", &[(fix::TEST_REQ_ID, b"x")])).unwrap());
         let types: Vec<Vec<u8>> = r.replies.iter().map(|m| fix::parse(m.clone()).unwrap().msg_type).collect();
         assert_eq!(types, vec![b"2".to_vec()]); // the ResendRequest, no Heartbeat yet
-        let r = t.on_message(fix::parse(v.build_at(2, b"4", &[(fix::GAP_FILL_FLAG, b"Y"), (fix::NEW_SEQ_NO, b"4")])).unwrap());
+        let r = t.on_message(
+            fix::parse(v.build_at(2, b"4", &[(fix::GAP_FILL_FLAG, b"Y"), (fix::NEW_SEQ_NO, b"4")])).unwrap(),
+        );
         let hb = fix::parse(r.replies[0].clone()).unwrap();
         assert_eq!((hb.msg_type.as_slice(), hb.get(fix::TEST_REQ_ID)), (&b"0"[..], Some(&b"x"[..])));
         assert_eq!((t.in_seq, t.stats.queued, t.stats.gap_fills_received), (5, 1, 1));
