@@ -646,7 +646,8 @@ class Collector:
     def counter_dict(self) -> dict:
         c = self.counters
         stats = self.subject_stats()
-        for key in ("feed_gaps", "orders_sent", "orders_acked", "orders_rejected", "orders_in_flight_at_end"):
+        for key in ("feed_gaps", "orders_sent", "orders_acked", "orders_rejected", "orders_gap_filled",
+                    "orders_in_flight_at_end", "order_stalls"):  # fmt: skip
             c.extra[key] = sum(int(v.get(key, 0) or 0) for v in stats.values())
         c.extra["risk_rejects"] = sum(sum((v.get("risk_rejects") or {}).values()) for v in stats.values())
         for src in self.sources:

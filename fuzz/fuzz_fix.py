@@ -73,12 +73,12 @@ def initiator(stream: bytes) -> None:
             got = session.on_error(item)
         else:
             got = session.on_message(item)
-            if got.app is not None and got.app.msg_type == F.EXECUTION_REPORT:
+            for app in [m for m in got.apps if m.msg_type == F.EXECUTION_REPORT]:
                 try:
-                    clordid, exec_type, last_qty, last_px = F.execution_fields(got.app)
+                    clordid, exec_type, last_qty, last_px = F.execution_fields(app)
                     oms.on_execution(clordid, exec_type, last_qty, last_px)
                 except F.FieldError as e:
-                    got = session.on_field_error(got.app, e)
+                    got.replies += session.on_field_error(app, e).replies
         assert_valid_fix(b"".join(got.replies))
         if got.close:
             return

@@ -25,7 +25,7 @@ _LENGTH_AT = len(_HEAD)  # where BodyLength's digits start
 BeginString, BodyLength, MsgType, SenderCompID, TargetCompID, MsgSeqNum = 8, 9, 35, 49, 56, 34
 SendingTime, CheckSum, PossDupFlag, TestReqID, HeartBtInt, ResetSeqNumFlag = 52, 10, 43, 112, 108, 141
 EncryptMethod, Text, RefSeqNum, RefTagID, SessionRejectReason = 98, 58, 45, 371, 373
-BeginSeqNo, EndSeqNo, NewSeqNo, GapFillFlag = 7, 16, 36, 123
+BeginSeqNo, EndSeqNo, NewSeqNo, GapFillFlag, OrigSendingTime = 7, 16, 36, 123, 122
 ClOrdID, OrigClOrdID, OrderID, ExecID, ExecType, OrdStatus = 11, 41, 37, 17, 150, 39
 Symbol, Side, OrderQty, OrdType, Price, TimeInForce, TransactTime, HandlInst = 55, 54, 38, 40, 44, 59, 60, 21
 LastQty, LastPx, CumQty, LeavesQty, AvgPx, OrdRejReason = 32, 31, 14, 151, 6, 103
@@ -40,6 +40,7 @@ LOGON, HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT, SEQUENCE_RESET, LOGOUT =
     b"5",
 )
 NEW_ORDER_SINGLE, ORDER_CANCEL_REQUEST, EXECUTION_REPORT, ORDER_CANCEL_REJECT = b"D", b"F", b"8", b"9"
+ADMIN_TYPES = frozenset((LOGON, HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT, SEQUENCE_RESET, LOGOUT))
 
 
 class FixError(ValueError):

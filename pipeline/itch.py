@@ -164,6 +164,11 @@ class FeedStats:
     end_of_session: bool = False
 
 
+# A sequence number is a u64 on the wire and the trace id of its message in the rings: a packet
+# whose numbers (and the next expected one) would not fit is malformed, not a crash.
+MAX_NEXT_SEQ = (1 << 64) - 1
+
+
 class MoldReceiver:
     """Frames MoldUDP64 packets into ITCH messages, in sequence, counting gaps and damage.
 
@@ -194,8 +199,13 @@ class MoldReceiver:
         if count == MOLD_END_OF_SESSION:
             st.end_of_session = True
             return
-        if self.expected_seq is not None and seq + count <= self.expected_seq:
+        next_seq = seq + count
+        if self.expected_seq is not None and next_seq <= self.expected_seq:
             st.stale_packets += 1
+            return
+        if next_seq > MAX_NEXT_SEQ:
+            st.malformed_packets += 1
+            self.last_error = f"MoldUDP64 packet seq {seq}: its {count} messages would number past 2^64 - 1"
             return
         # Validate the framing before handing out anything: a count mismatch spoils the packet.
         offsets = []

@@ -178,6 +178,9 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
+TRADER_ORDERS_UNANSWERED = 3  # both traders' exit code when orders were left unanswered
+
+
 class ReferencePipeline:
     """The venue and the trader as two process groups; ``pid`` is the trader's.
 
@@ -276,16 +279,22 @@ class ReferencePipeline:
 
     def failure_reason(self) -> str | None:
         """Why whichever process ended on its own failed, for the one-line error: killed by a
-        signal, or its last stderr line (what it said before exiting non-zero)."""
+        signal, or its last stderr line (what it said before exiting non-zero). Failing that, a
+        trader we stopped that still judged its order session failed (exit 3: orders unanswered)."""
         for name, proc in (("trader", self.trader), ("venue", self.venue)):
             code = proc.poll()
             if name in self.stopped or code in (None, 0):
                 continue
-            if code < 0:
-                return f"{name} {exit_description(code)}"
-            said = _last_line(self.logs / f"{name}.err") or exit_description(code)
-            return said if said.startswith(f"{name}: ") else f"{name}: {said}"  # it may name itself
+            return self._said(name, code)
+        if self.trader.poll() == TRADER_ORDERS_UNANSWERED:
+            return self._said("trader", TRADER_ORDERS_UNANSWERED)
         return None
+
+    def _said(self, name: str, code: int) -> str:
+        if code < 0:
+            return f"{name} {exit_description(code)}"
+        said = _last_line(self.logs / f"{name}.err") or exit_description(code)
+        return said if said.startswith(f"{name}: ") else f"{name}: {said}"  # it may name itself
 
 
 def start_reference_pipeline(config: PipelineConfig, env: dict[str, str]) -> ReferencePipeline:

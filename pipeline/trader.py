@@ -79,6 +79,11 @@ MD_RX, MD_READ, MD_DECODED, BOOK_UPDATED, SIGNAL, RISK_CHECKED, ORDER_ENCODED = 
 ORDER_ENCODED_REF, ORDER_TX, ACK_RX = 0, 1, 2
 
 
+# Exit codes: 0 every order answered; 2 start-up failed (one line); 3 orders left unanswered at
+# the end (a stalled or lost order session), named in the last line.
+EXIT_UNANSWERED = 3
+
+
 class TraderError(Exception):
     """Start-up failures (venue unreachable, logon refused): one line, exit code 2."""
 
@@ -139,7 +144,9 @@ class Trader:
         # session-level Reject names the order only by its sequence number).
         self.awaiting: dict[bytes, int] = {}
         self.awaiting_seq: dict[int, bytes] = {}
-        self.sent = self.acks = self.venue_rejects = 0
+        self.sent = self.acks = self.venue_rejects = self.gap_filled_orders = 0
+        self.order_stalls = 0
+        self.stalled = False  # warned about the current stall; cleared once every order is answered
         self.log_lines = 0
         self.stats_path = ring_dir() / f"trader.{os.getpid()}.stats.json"
         self.stop = False
@@ -412,15 +419,17 @@ class Trader:
                 continue
             got = self.session.on_message(item)
             replies += got.replies
-            if got.app is not None:
+            if got.gap_filled:
+                self._gap_filled(got.gap_filled)
+            for app in got.apps:
                 try:
-                    if got.app.msg_type == F.EXECUTION_REPORT:
-                        self._execution(got.app, arrived)
-                    elif got.app.msg_type == F.REJECT:
-                        self._session_reject(got.app)
+                    if app.msg_type == F.EXECUTION_REPORT:
+                        self._execution(app, arrived)
+                    elif app.msg_type == F.REJECT:
+                        self._session_reject(app)
                 except F.FieldError as e:  # e.g. LastPx=inf: Reject(35=3), counted in fix.invalid_fields
-                    self._log_limited(f"FIX from venue: {got.app.msg_type.decode()} rejected: {e}")
-                    replies += self.session.on_field_error(got.app, e).replies
+                    self._log_limited(f"FIX from venue: {app.msg_type.decode()} rejected: {e}")
+                    replies += self.session.on_field_error(app, e).replies
             if got.close:
                 if not (self.closing and not self.session.logged_on):
                     self._kill(f"FIX session ended: {got.reason}")
@@ -439,6 +448,7 @@ class Trader:
         msg_seq = self.awaiting.pop(clordid, None)
         if msg_seq is not None:
             del self.awaiting_seq[msg_seq]
+            self.session.peer_processed(msg_seq)
             if exec_type == b"8":
                 self.venue_rejects += 1
             else:
@@ -446,12 +456,27 @@ class Trader:
 
     def _session_reject(self, msg: F.FixMessage) -> None:
         """A session-level Reject of an order: answered (rejected), no longer in flight."""
-        clordid = self.awaiting_seq.pop(msg.int(F.RefSeqNum, -1), None)
+        ref_seq = msg.int(F.RefSeqNum, -1)
+        clordid = self.awaiting_seq.pop(ref_seq, None)
         if clordid is not None and self.awaiting.pop(clordid, None) is not None:
+            self.session.peer_processed(ref_seq)
             self.venue_rejects += 1
             self.oms.on_execution(clordid, b"8")
             self._log_limited(f"order {clordid.decode()} rejected by the session: "
                               f"{(msg.get(F.Text) or b'').decode(errors='replace')}")  # fmt: skip
+
+    def _gap_filled(self, ranges: list[tuple[int, int]]) -> None:
+        """Orders under numbers we gap-filled at the venue's ResendRequest never reach it (IOC
+        orders are not resent, see fix_session): answered, by us, as not delivered."""
+        lost = [(seq, c) for seq, c in self.awaiting_seq.items() if any(a <= seq < b for a, b in ranges)]
+        for seq, clordid in lost:
+            del self.awaiting_seq[seq]
+            del self.awaiting[clordid]
+            self.oms.on_execution(clordid, b"8")  # terminal: its quantity no longer counts against risk
+        self.gap_filled_orders += len(lost)
+        if lost:
+            log(f"{len(lost)} orders (MsgSeqNum {lost[0][0]}..{lost[-1][0]}) gap-filled at the venue's "
+                f"ResendRequest: never delivered, not resent (stale IOC orders)")  # fmt: skip
 
     def housekeeping(self) -> None:
         self.record_tx_stamps()
@@ -460,6 +485,32 @@ class Trader:
             self._send(b"".join(got.replies))
         if got.close:
             self._kill(got.reason)
+        if self.awaiting:
+            self._check_stall()
+        else:
+            self.stalled = False
+
+    def _check_stall(self) -> None:
+        """One warning when the oldest unanswered order has waited more than --ack-wait while the
+        venue kept sending (heartbeats, rejects, other answers): the session is alive, the orders are not."""
+        if self.stalled:
+            return
+        oldest = self.oms.orders.get(next(iter(self.awaiting)))
+        if oldest is None:
+            return
+        sent_s = oldest.sent_ns / 1e9
+        if time.monotonic() - sent_s > self.args.ack_wait and self.session.last_rx > sent_s:
+            self.stalled = True
+            self.order_stalls += 1
+            log(f"warning: order session stalled: {len(self.awaiting)} orders unanswered for over "
+                f"{self.args.ack_wait:g} s while the venue is still sending; {self.seq_facts()}")  # fmt: skip
+
+    def seq_facts(self) -> str:
+        expects = self.session.stats.peer_expects
+        return (
+            f"last MsgSeqNum sent {self.session.out_seq - 1}, "
+            f"last the venue processed {expects - 1 if expects else 'unknown'}"
+        )
 
     def _send(self, raw: bytes) -> None:
         try:
@@ -582,6 +633,8 @@ class Trader:
             "orders_acked": self.acks,
             "orders_rejected": self.venue_rejects,
             "orders_in_flight_at_end": len(self.awaiting),
+            "orders_gap_filled": self.gap_filled_orders,
+            "order_stalls": self.order_stalls,
             "fills": self.oms.fills,
             "risk_rejects": dict(self.risk.counts),
             "signals_held_back": self.strategy.held_back,
@@ -720,8 +773,12 @@ def main(argv=None) -> int:
         trader.close()
         s = trader.stats()
         log(f"messages {s['feed']['messages']}, gaps {s['feed_gaps']}, orders {s['orders_sent']}, acks {s['orders_acked']}, "
-            f"rejected {s['orders_rejected']}, in flight at end {s['orders_in_flight_at_end']}, "
-            f"risk rejects {sum(s['risk_rejects'].values())}")  # fmt: skip
+            f"rejected {s['orders_rejected']}, gap-filled {s['orders_gap_filled']}, "
+            f"in flight at end {s['orders_in_flight_at_end']}, risk rejects {sum(s['risk_rejects'].values())}")  # fmt: skip
+    if trader.awaiting:  # the last line: what `profile` reports as the trader's failure
+        log(f"{len(trader.awaiting)} of {trader.sent} orders never answered ({trader.seq_facts()}): "
+            f"exit {EXIT_UNANSWERED}")  # fmt: skip
+        return EXIT_UNANSWERED
     return 0
 
 

@@ -31,7 +31,7 @@ from . import fix as F
 from . import itch
 from . import replay as replay_pace
 from .binance import DepthPublisher
-from .book import OrderBook
+from .book import BookSet, OrderBook
 from .fix_session import FixSession
 from .loadgen import LoadModel
 
@@ -113,12 +113,42 @@ class SyntheticFlow:
         return None
 
 
+class ReplayMarket:
+    """The market of a replayed ITCH file, as the venue has published it so far: its instruments
+    are the file's (stock directory 'R' messages) and orders match against the books its messages
+    built, so an order for a replayed symbol is traded, not rejected as unknown."""
+
+    def __init__(self):
+        self.bookset = BookSet()
+        self.books = self.bookset.books
+        self.by_symbol: dict[str, int] = {}
+        self.lock = threading.RLock()  # the FIX thread matches against the books the publisher builds
+
+    def published(self, msgs: list[bytes]) -> None:
+        with self.lock:
+            for msg in msgs:
+                try:
+                    fields = itch.decode(msg, 0, len(msg))
+                except ValueError:  # sent as it is, counted by the trader's feed handler; no book change
+                    continue
+                if fields is None:
+                    continue
+                self.bookset.apply(fields)
+                if fields[0] == b"R":
+                    self.by_symbol[self.bookset.symbols[fields[1]]] = fields[1]
+
+    def locate_of(self, symbol: str) -> int | None:
+        return self.by_symbol.get(symbol)
+
+
 class FixConnection:
     """One order-entry connection, sans I/O: FIX bytes in, (bytes to send, close) out.
 
     The acceptor's thread owns the socket; the fuzzer (fuzz/fuzz_fix.py) drives this directly.
     Whatever the peer sends, the answer is FIX (Reject, Logout) or a disconnect, never an exception.
     """
+
+    KEEP_SENT = 10_000  # application messages kept for resending (bounded: memory stays flat)
 
     def __init__(self, orders: OrderEntry):
         self.orders = orders
@@ -142,11 +172,13 @@ class FixConnection:
                 if sender is None or target is None:
                     self._log("FIX: Logon without printable SenderCompID/TargetCompID: disconnecting")
                     return b"", True
-                self.session = FixSession(sender, target)  # HeartBtInt: checked by the session
+                # HeartBtInt: checked by the session. ExecutionReports are kept for a ResendRequest:
+                # a venue resends what a trader missed (its fills), it does not gap-fill them.
+                self.session = FixSession(sender, target, keep_sent=self.KEEP_SENT)
             got = self.session.on_message(item)
             out += got.replies
-            if got.app is not None:
-                out += self.orders.application(self.session, got.app)
+            for app in got.apps:
+                out += self.orders.application(self.session, app)
             if got.close:
                 self._log(f"FIX session closed: {got.reason}")
                 return b"".join(out), True
@@ -434,7 +466,7 @@ def wait_until(due: int) -> None:
         pass
 
 
-def publish_replay(args, plan: replay_pace.ReplayPlan, stop: threading.Event) -> dict:
+def publish_replay(args, plan: replay_pace.ReplayPlan, market: ReplayMarket, stop: threading.Event) -> dict:
     """An ITCH file at its own pace x ``--speed``: each packet waits for its intended offset and
     carries that intended time as its messages' timestamp (with ``max``: the time it is sent)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -456,6 +488,7 @@ def publish_replay(args, plan: replay_pace.ReplayPlan, stop: threading.Event) ->
                 late += time.monotonic_ns() - due > 1_000_000
             ts = ns_since_midnight(wall0 + due)  # the intended send time, on the wire
             msgs = [replay_pace.restamp(m, ts) for m in msgs]
+            market.published(msgs)
             seq = send_packet(sock, dest, seq, msgs, record)
             sent += len(msgs)
     finally:
@@ -482,7 +515,9 @@ def send_packet(sock: socket.socket, dest, seq: int, msgs: list[bytes], record: 
     return seq + len(msgs)
 
 
-def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: threading.Event) -> dict:
+def publish(
+    args, flow: SyntheticFlow | ReplayMarket, replay: list[bytes] | None, stop: threading.Event
+) -> dict:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     dest = (args.md_host, args.md_port)
@@ -491,7 +526,7 @@ def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: 
     seq = 1
     sent = packets = 0
     start = time.monotonic_ns()
-    pending: list[bytes] = flow.preamble(ns_since_midnight(time.time_ns())) if flow else []
+    pending: list[bytes] = [] if replay is not None else flow.preamble(ns_since_midnight(time.time_ns()))
     replay_pos = 0
     try:
         for due in send_times:
@@ -503,6 +538,7 @@ def publish(args, flow: SyntheticFlow | None, replay: list[bytes] | None, stop: 
                     break
                 msgs += replay[replay_pos : replay_pos + per_packet]
                 replay_pos += per_packet
+                flow.published(msgs)
             else:
                 while len(msgs) < per_packet:
                     msgs.append(flow.next_message(ts))
@@ -632,7 +668,11 @@ def main(argv=None) -> int:
                 f"replay {args.replay}: no timestamps to pace by (all absent or equal); use --speed max or --rate"
             )
             return 2
-    flow = SyntheticFlow(DEFAULT_SYMBOLS[: max(1, min(args.symbols, len(DEFAULT_SYMBOLS)))], args.seed)
+    # Orders trade the instruments on the feed: the replayed file's, or the synthetic flow's.
+    market = ReplayMarket() if replay is not None else None
+    flow = market or SyntheticFlow(
+        DEFAULT_SYMBOLS[: max(1, min(args.symbols, len(DEFAULT_SYMBOLS)))], args.seed
+    )
     stop, logged_on = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     acceptor = None
@@ -663,9 +703,9 @@ def main(argv=None) -> int:
         if server is not None:
             stats = publish_ws(args, flow, server, publisher, stop)
         elif plan is not None:
-            stats = publish_replay(args, plan, stop)
+            stats = publish_replay(args, plan, market, stop)
         else:
-            stats = publish(args, None if replay is not None else flow, replay, stop)
+            stats = publish(args, flow, replay, stop)
         log(f"published {stats}")
         if args.duration:
             # The feed is over, the order entry is not: answer the orders still on their way until

@@ -90,10 +90,14 @@ class CountersLine:
             )
             set_aside = traces[0] - traces[1]
         if c.get("orders_sent"):
-            # Every order on the wire is answered or still in flight when the session ended.
+            # Every order on the wire is answered, gap-filled at the venue's ResendRequest (never
+            # delivered), or still in flight when the session ended.
+            gap_filled = f" + {c['orders_gap_filled']:,} gap-filled" if c.get("orders_gap_filled") else ""
             text.append(f"\norders: {c['orders_sent']:,} sent = {c.get('orders_acked', 0):,} acked"
-                        f" + {c.get('orders_rejected', 0):,} rejected + {c.get('orders_in_flight_at_end', 0):,}"
+                        f" + {c.get('orders_rejected', 0):,} rejected{gap_filled} + {c.get('orders_in_flight_at_end', 0):,}"
                         " in flight at end")  # fmt: skip
+            if c.get("order_stalls"):
+                text.append(f" (order session stalled {c['order_stalls']:,}x)", style="bold red")
             if c.get("risk_rejects"):
                 text.append(f"; {c['risk_rejects']:,} held by risk")
         for key, label in (("feed_gaps", "feed gaps"), ("writers_died", "writers died"),

@@ -219,10 +219,10 @@ def cards(session: Session) -> list[dict]:
     if c.get("orders_sent"):
         out.append(
             {
-                "k": "orders sent / acked / rejected / in flight at end",
+                "k": "orders sent / acked / rejected / gap-filled / in flight at end",
                 "v": f"{c['orders_sent']:,} / {c.get('orders_acked', 0):,} / {c.get('orders_rejected', 0):,}"
-                f" / {c.get('orders_in_flight_at_end', 0):,}",
-                "cls": "",
+                f" / {c.get('orders_gap_filled', 0):,} / {c.get('orders_in_flight_at_end', 0):,}",
+                "cls": "bad" if c.get("orders_in_flight_at_end") or c.get("order_stalls") else "",
             }
         )
     return out

@@ -108,6 +108,8 @@ def send_hostile_mold(md_port: int) -> None:
         itch.mold_packet(b"TEST000001", 4, [b"Z" * 11]),  # unknown type
         itch.mold_packet(b"TEST000001", 5, [itch.add_order(1, 0, 0, 2, b"S", 0, "AAPL", 1_000_100)]),
         itch.mold_packet(b"TEST000001", 6, [itch.order_delete(1, 0, 0, 2)]),
+        # Sequence numbers crossing 2^64: the Python trader died in its ring's commit once.
+        itch.mold_packet(b"TEST000001", (1 << 64) - 1, [good, good]),
         itch.mold_end_of_session(b"TEST000001", 7),
     ]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:

@@ -309,7 +309,7 @@ def test_capture_with_fix_connect_sees_the_orders_sent_to_the_other_acceptor(tmp
     # 0 orders on the wire, every traced order "not on the wire", no wire_to_wire.
     from test_hostile_input import HostileVenue
 
-    acceptor = HostileVenue([])
+    acceptor = HostileVenue([], answer_orders=True)
     acceptor.start()
     out = run_cli("profile", "--capture", "--fix-connect", f"127.0.0.1:{acceptor.port}", "--duration", "3s",
                   "--rate", "5k", "--out", str(tmp_path / "s"), *QUIET)  # fmt: skip

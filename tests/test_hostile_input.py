@@ -357,14 +357,16 @@ def test_venue_rejects_garbage_inside_a_session_keeps_it_and_serves_the_next_log
 
 # -- end to end: the real trader ------------------------------------------------------------------
 class HostileVenue(threading.Thread):
-    """A FIX acceptor that logs the trader on, then sends what no venue should."""
+    """A FIX acceptor that logs the trader on, then sends what no venue should; it answers orders
+    (New, then Canceled: IOC) only when ``answer_orders``."""
 
-    def __init__(self, hostile: list[bytes]):
+    def __init__(self, hostile: list[bytes], answer_orders: bool = False):
         super().__init__(daemon=True)
         self.server = socket.create_server(("127.0.0.1", 0))
         self.server.settimeout(30)
         self.port = self.server.getsockname()[1]
         self.hostile = hostile
+        self.answer_orders = answer_orders
         self.received: list = []
         self.hostile_sent = threading.Event()
         self.done = threading.Event()
@@ -394,6 +396,14 @@ class HostileVenue(threading.Thread):
                     for raw in self.hostile:
                         conn.sendall(raw if isinstance(raw, bytes) else raw(session))
                     self.hostile_sent.set()
+                elif (
+                    isinstance(item, F.FixMessage)
+                    and item.msg_type == F.NEW_ORDER_SINGLE
+                    and self.answer_orders
+                ):
+                    for exec_type in (b"0", b"4"):
+                        conn.sendall(session.build(F.EXECUTION_REPORT, [(F.ClOrdID, item.get(F.ClOrdID)),
+                                     (F.ExecType, exec_type), (F.OrdStatus, exec_type), (F.LastQty, 0)]))  # fmt: skip
         conn.close()
         self.server.close()
         self.done.set()
@@ -470,15 +480,35 @@ def assert_hostile_fix_and_udp_answered(venue, tmp_path) -> None:
     assert stats["fix"]["invalid_fields"] == 2 and stats["fix"]["garbage"] == 3
     assert stats["kill_switch"] is None, "garbage from the venue is answered, not a reason to stop trading"
     feed = stats["feed"]
-    assert feed["messages"] == 3 and feed["malformed_packets"] == 2 and feed["malformed_messages"] == 2
+    assert feed["messages"] == 3 and feed["malformed_packets"] == 3 and feed["malformed_messages"] == 2
     assert feed["end_of_session"]
+    # The one order the feed made is never answered by this venue: counted, named, exit 3.
+    assert stats["orders_sent"] == stats["orders_in_flight_at_end"] == 1
+
+
+def assert_exit_unanswered(trader, err: str) -> None:
+    """The trader's exit contract when orders are left unanswered: exit 3, the last line says so."""
+    assert trader.returncode == 3, err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith(
+            "orders never answered (last MsgSeqNum sent "
+            f"{last_sent(err)}, last the venue processed unknown): exit 3"
+        )
+    ), err
+
+
+def last_sent(err: str) -> str:
+    return err.rsplit("last MsgSeqNum sent ", 1)[1].split(",", 1)[0]
 
 
 def test_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path):
     venue, trader, err = run_trader_against_hostile_peers(
         [sys.executable, "-m", "tickscope.pipeline.trader"], hostile_fix_peer(), tmp_path
     )
-    assert trader.returncode == 0 and "Traceback" not in err, err
+    assert "Traceback" not in err and "would number past 2^64 - 1" in err, err
+    assert_exit_unanswered(trader, err)
     assert_hostile_fix_and_udp_answered(venue, tmp_path)
 
 

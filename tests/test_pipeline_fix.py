@@ -78,7 +78,7 @@ def deliver(raws, to):
 def test_logon_heartbeat_and_test_request():
     a, b, clock = pair()
     (r,) = deliver([a.logon()], b)
-    assert r.app.msg_type == F.LOGON and b.logged_on
+    assert [m.msg_type for m in r.apps] == [F.LOGON] and b.logged_on
     deliver([b.build(F.LOGON, [(98, 0), (108, 1)])], a)
     assert a.logged_on
     clock[0] = 1.5  # a heard nothing for > 1.2 heartbeats: TestRequest (and its own heartbeat)

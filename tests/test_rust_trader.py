@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_hostile_input import (
     HostileVenue,
+    assert_exit_unanswered,
     assert_hostile_fix_and_udp_answered,
     hostile_fix_peer,
     run_trader_against_hostile_peers,
@@ -93,8 +94,10 @@ def test_a_rust_trader_run_shorter_than_a_second_still_calibrates_over_heartbeat
 @needs_cargo
 def test_rust_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path, rust_trader):
     venue, trader, err = run_trader_against_hostile_peers([str(rust_trader)], hostile_fix_peer(), tmp_path)
-    assert trader.returncode == 0 and "panicked" not in err, err
+    assert "panicked" not in err, err
     assert "CheckSum is not 3 digits" in err and "tag 34 is not an integer" in err  # logged, one line each
+    assert "would number past 2^64 - 1" in err
+    assert_exit_unanswered(trader, err)
     assert_hostile_fix_and_udp_answered(venue, tmp_path)
     # The trader logged out and read the venue's answer: the session ended cleanly.
     assert any(isinstance(m, F.FixMessage) and m.msg_type == F.LOGOUT for m in venue.received)
@@ -214,14 +217,15 @@ def test_a_failed_cargo_build_is_one_line_with_the_reason_and_where(tmp_path):
 @needs_cargo
 def test_fix_connect_sends_the_rust_traders_orders_to_another_acceptor(tmp_path, rust_trader):
     """Market data from the bundled venue, orders to a separate FIX 4.4 acceptor (one that logs the
-    trader on and never answers an order): every order the trader counts arrives there."""
+    trader on and never answers an order): every order the trader counts arrives there, and the
+    run fails naming them (the trader's exit 3)."""
     acceptor = HostileVenue([])
     acceptor.start()
     out = run_cli("profile", "--trader", "rust", "--duration", "3s", "--rate", "5k", "--no-perf", "--no-hiccup",
                   "--no-live", "--fix-connect", f"127.0.0.1:{acceptor.port}", "--out", str(tmp_path / "s"),
                   timeout=600)  # fmt: skip
     acceptor.server.close()
-    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.returncode == 2 and "orders never answered" in out.stderr, out.stdout + out.stderr
     acceptor.done.wait(30)
     orders = [
         m for m in acceptor.received if isinstance(m, F.FixMessage) and m.msg_type == F.NEW_ORDER_SINGLE

@@ -176,9 +176,9 @@ fn symbol_text(stock: &[u8]) -> String {
 impl BookSet {
     fn book(&mut self, locate: u16) -> &mut Book {
         let symbols = &self.symbols;
-        self.books
-            .entry(locate)
-            .or_insert_with(|| Book::new(locate, symbols.get(&locate).cloned().unwrap_or_else(|| locate.to_string())))
+        self.books.entry(locate).or_insert_with(|| {
+            Book::new(locate, symbols.get(&locate).cloned().unwrap_or_else(|| locate.to_string()))
+        })
     }
 
     pub fn get(&self, locate: u16) -> Option<&Book> {

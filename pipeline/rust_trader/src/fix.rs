@@ -26,6 +26,7 @@ pub const BEGIN_SEQ_NO: u32 = 7;
 pub const END_SEQ_NO: u32 = 16;
 pub const NEW_SEQ_NO: u32 = 36;
 pub const GAP_FILL_FLAG: u32 = 123;
+pub const ORIG_SENDING_TIME: u32 = 122;
 pub const CL_ORD_ID: u32 = 11;
 pub const ORIG_CL_ORD_ID: u32 = 41;
 pub const EXEC_TYPE: u32 = 150;
@@ -203,7 +204,8 @@ pub fn parse(raw: Vec<u8>) -> Result<FixMessage, String> {
     if body_start >= end {
         return Err("malformed field b''".into());
     }
-    let msg_type = fields.iter().rev().find(|f| f.0 == MSG_TYPE).map(|f| raw[f.1 as usize..f.2 as usize].to_vec());
+    let msg_type =
+        fields.iter().rev().find(|f| f.0 == MSG_TYPE).map(|f| raw[f.1 as usize..f.2 as usize].to_vec());
     match msg_type {
         Some(t) if raw[body_start..].starts_with(b"35=") => Ok(FixMessage { raw, fields, msg_type: t }),
         _ => Err("MsgType(35) must be the third field".into()),
@@ -236,7 +238,10 @@ impl FixStream {
                 Some(s) => s,
             };
             if start > 0 {
-                out.push(Err(format!("garbage before BeginString: {}", brepr(head(&self.buf, start.min(20))))));
+                out.push(Err(format!(
+                    "garbage before BeginString: {}",
+                    brepr(head(&self.buf, start.min(20)))
+                )));
                 self.buf.drain(..start);
             }
             let framed = self.by_body_length();
@@ -308,7 +313,12 @@ pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
 fn push_trailer(out: &mut Vec<u8>) {
     let sum = checksum(out);
     out.extend_from_slice(b"10=");
-    out.extend_from_slice(&[b'0' + (sum / 100) as u8, b'0' + (sum / 10 % 10) as u8, b'0' + (sum % 10) as u8, SOH]);
+    out.extend_from_slice(&[
+        b'0' + (sum / 100) as u8,
+        b'0' + (sum / 10 % 10) as u8,
+        b'0' + (sum % 10) as u8,
+        SOH,
+    ]);
 }
 
 /// A complete message: BeginString, BodyLength, MsgType, the fields in order, CheckSum.
@@ -356,12 +366,18 @@ impl UtcClock {
             let d = doy - (153 * mp + 2) / 5 + 1;
             let m = if mp < 10 { mp + 3 } else { mp - 9 };
             let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-            let t = format!("{:04}{:02}{:02}-{:02}:{:02}:{:02}", y, m, d, rem / 3600, rem / 60 % 60, rem % 60);
+            let t =
+                format!("{:04}{:02}{:02}-{:02}:{:02}:{:02}", y, m, d, rem / 3600, rem / 60 % 60, rem % 60);
             self.text.copy_from_slice(t.as_bytes());
         }
         out.extend_from_slice(&self.text);
         let ms = (ns / 1_000_000 % 1000) as u32;
-        out.extend_from_slice(&[b'.', b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8]);
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (ms / 100) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+        ]);
     }
 
     pub fn now(&mut self) -> Vec<u8> {
@@ -387,12 +403,27 @@ impl OrderTemplate {
         prefix.extend_from_slice(b"\x0156=");
         prefix.extend_from_slice(target.as_bytes());
         prefix.extend_from_slice(b"\x0134=");
-        OrderTemplate { prefix, body: Vec::with_capacity(256), out: Vec::with_capacity(320), time: Vec::with_capacity(24) }
+        OrderTemplate {
+            prefix,
+            body: Vec::with_capacity(256),
+            out: Vec::with_capacity(320),
+            time: Vec::with_capacity(24),
+        }
     }
 
     /// Encodes into `self.out`.
     #[allow(clippy::too_many_arguments)]
-    pub fn encode(&mut self, clock: &mut UtcClock, now_ns: u64, seq: u64, clordid: &[u8], symbol: &[u8], side: u8, qty: i64, price: i64) {
+    pub fn encode(
+        &mut self,
+        clock: &mut UtcClock,
+        now_ns: u64,
+        seq: u64,
+        clordid: &[u8],
+        symbol: &[u8],
+        side: u8,
+        qty: i64,
+        price: i64,
+    ) {
         self.time.clear();
         clock.format(now_ns, &mut self.time);
         let b = &mut self.body;
@@ -429,7 +460,13 @@ pub fn push_price(out: &mut Vec<u8>, units: i64) {
     let u = units.max(0) as u64;
     push_u64(out, u / 10_000);
     let f = (u % 10_000) as u32;
-    out.extend_from_slice(&[b'.', b'0' + (f / 1000) as u8, b'0' + (f / 100 % 10) as u8, b'0' + (f / 10 % 10) as u8, b'0' + (f % 10) as u8]);
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (f / 1000) as u8,
+        b'0' + (f / 100 % 10) as u8,
+        b'0' + (f / 10 % 10) as u8,
+        b'0' + (f % 10) as u8,
+    ]);
 }
 
 #[cfg(test)]
@@ -465,7 +502,10 @@ mod tests {
         let p = parse(t.out.clone()).unwrap();
         assert_eq!(p.get(52), Some(&b"20251125-07:30:00.123"[..]));
         assert_eq!(p.get(44), Some(&b"100.0100"[..]));
-        assert_eq!((p.get(11), p.get(55), p.get(54), p.get(38), p.get(59)), (Some(&b"TS7"[..]), Some(&b"AAPL"[..]), Some(&b"1"[..]), Some(&b"100"[..]), Some(&b"3"[..])));
+        assert_eq!(
+            (p.get(11), p.get(55), p.get(54), p.get(38), p.get(59)),
+            (Some(&b"TS7"[..]), Some(&b"AAPL"[..]), Some(&b"1"[..]), Some(&b"100"[..]), Some(&b"3"[..]))
+        );
         assert_eq!(p.int(34, 0), Ok(42));
     }
 
@@ -475,7 +515,10 @@ mod tests {
         assert!(parse(frame(body, None)).is_ok());
         assert_eq!(parse(frame(body, Some(b"000"))).unwrap_err().split(" does").next(), Some("CheckSum 000"));
         assert_eq!(parse(frame(body, Some(b" 12"))).unwrap_err(), "CheckSum is not 3 digits: b' 12'");
-        assert_eq!(parse(frame(body, Some(b"12"))).unwrap_err(), "CheckSum field is not 10=NNN| at the end of the message");
+        assert_eq!(
+            parse(frame(body, Some(b"12"))).unwrap_err(),
+            "CheckSum field is not 10=NNN| at the end of the message"
+        );
         let mut m = frame(body, None);
         m[12] = b'1'; // BodyLength 20 -> 10
         assert!(parse(m).unwrap_err().starts_with("BodyLength 10 does not end"));

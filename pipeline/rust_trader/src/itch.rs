@@ -143,7 +143,13 @@ pub struct MoldReceiver {
 
 impl Default for MoldReceiver {
     fn default() -> Self {
-        MoldReceiver { expected_seq: None, stats: FeedStats::default(), last_error: String::new(), offsets: Vec::with_capacity(256), ready: Vec::with_capacity(256) }
+        MoldReceiver {
+            expected_seq: None,
+            stats: FeedStats::default(),
+            last_error: String::new(),
+            offsets: Vec::with_capacity(256),
+            ready: Vec::with_capacity(256),
+        }
     }
 }
 
@@ -174,6 +180,14 @@ impl MoldReceiver {
                 self.stats.stale_packets += 1;
                 return;
             }
+        }
+        if seq.checked_add(count as u64).is_none() {
+            // Its numbers (and the next expected one) would not fit the u64 on the wire: as the
+            // Python trader does, a malformed packet, not a wrapped sequence.
+            self.stats.malformed_packets += 1;
+            self.last_error =
+                format!("MoldUDP64 packet seq {}: its {} messages would number past 2^64 - 1", seq, count);
+            return;
         }
         // Validate the framing before handing out anything: a count mismatch spoils the packet.
         self.offsets.clear();
@@ -281,19 +295,33 @@ mod tests {
         assert_eq!(m, add_order(7, b'B', 100, 1_000_000));
         assert_eq!(
             decode(&m).unwrap().unwrap(),
-            Msg::AddOrder { locate: 1, ref_: 7, side: b'B', shares: 100, stock: b"AAPL    ", price: 1_000_000 }
+            Msg::AddOrder {
+                locate: 1,
+                ref_: 7,
+                side: b'B',
+                shares: 100,
+                stock: b"AAPL    ",
+                price: 1_000_000
+            }
         );
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        s.as_bytes().chunks(2).filter(|c| c.len() == 2).map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap()).collect()
+        s.as_bytes()
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
+            .collect()
     }
 
     #[test]
     fn replace_and_delete_decode_from_known_bytes() {
         // itch.order_replace(2, 0, 0, 5, 6, 300, 1_000_100): type, locate, tracking, ts, refs, shares, price
         let u = hex("5500020000000000000000000000000000000500000000000000060000012c000f42a4");
-        assert_eq!(decode(&u).unwrap().unwrap(), Msg::Replace { locate: 2, old_ref: 5, new_ref: 6, shares: 300, price: 1_000_100 });
+        assert_eq!(
+            decode(&u).unwrap().unwrap(),
+            Msg::Replace { locate: 2, old_ref: 5, new_ref: 6, shares: 300, price: 1_000_100 }
+        );
         let d = hex("44000200000000000000000000000000000005");
         assert_eq!(decode(&d).unwrap().unwrap(), Msg::Delete { locate: 2, ref_: 5 });
     }

@@ -81,23 +81,52 @@ pub fn clordid_number(c: &[u8]) -> Option<u64> {
 }
 
 impl OrderManager {
-    pub fn new_order(&mut self, locate: u16, symbol: &str, side: u8, qty: i64, price: i64, trace_id: u64) -> u64 {
+    pub fn new_order(
+        &mut self,
+        locate: u16,
+        symbol: &str,
+        side: u8,
+        qty: i64,
+        price: i64,
+        trace_id: u64,
+    ) -> u64 {
         self.next += 1;
         let id = self.next;
         let mut sym = [0u8; 16];
         let n = symbol.len().min(16);
         sym[..n].copy_from_slice(&symbol.as_bytes()[..n]);
-        let o = Order { id, locate, symbol: sym, symbol_len: n as u8, side, qty, price, state: State::PendingNew, filled: 0, trace_id };
+        let o = Order {
+            id,
+            locate,
+            symbol: sym,
+            symbol_len: n as u8,
+            side,
+            qty,
+            price,
+            state: State::PendingNew,
+            filled: 0,
+            trace_id,
+        };
         self.orders.insert(id, o);
         id
     }
 
-    pub fn on_execution(&mut self, risk: &mut RiskChecker, clordid: &[u8], exec_type: &[u8], last_qty: i64, last_px: i64) {
+    pub fn on_execution(
+        &mut self,
+        risk: &mut RiskChecker,
+        clordid: &[u8],
+        exec_type: &[u8],
+        last_qty: i64,
+        last_px: i64,
+    ) {
         let o = match clordid_number(clordid).and_then(|n| self.orders.get_mut(&n)) {
             None => {
                 self.unknown_reports += 1;
                 if self.unknown_reports == 1 {
-                    eprintln!("oms: execution report for unknown ClOrdID {} (counted)", crate::fix::brepr(clordid));
+                    eprintln!(
+                        "oms: execution report for unknown ClOrdID {} (counted)",
+                        crate::fix::brepr(clordid)
+                    );
                 }
                 return;
             }
