@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -71,7 +70,7 @@ def user_errors(fn):
         except (UserError, ProfileError, SessionError, RingFormatError) as e:
             fail(str(e))
         except MemoryError:  # an address-space limit (ulimit -v), or a host short of memory
-            from tickscope.collectors.hdr import MAX_COUNTS_LEN
+            from tickscope.collectors.session.hdr import MAX_COUNTS_LEN
 
             fail(f"out of memory: raise the limit (ulimit -v) or use fewer significant digits (a histogram takes "
                  f"up to {MAX_COUNTS_LEN * 8 >> 20} MB decoded; tickscope holds a few at a time)")  # fmt: skip
@@ -109,26 +108,15 @@ def target_command(ctx: typer.Context) -> list[str]:
     return list(after)
 
 
-_DURATION = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*(ns|us|µs|ms|s|m|h)?\s*$")
-_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
-            None: 10**9}  # fmt: skip
-
-
 def parse_duration_ns(text: str, what: str = "duration") -> int:
-    """'50us', '1.5ms', '30s', '2m', '1h', '10' (seconds) -> exact integer nanoseconds.
+    """'50us', '1.5ms', '30s', '2m', '1h', '10' (seconds) -> exact integer nanoseconds (``units``)."""
+    from tickscope.collectors.session.units import DurationError
+    from tickscope.collectors.session.units import parse_duration_ns as parse
 
-    Decimal digits are kept as integers (never a float product), so '50us' is 50000 ns, not the
-    49999 that 50 * 1e-6 * 1e9 truncates to.
-    """
-    m = _DURATION.match(text or "")
-    if not m:
-        raise UserError(f"{what} {text!r} is not a duration: use e.g. 30s, 500ms, 50us, 2m, 1h")
-    whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
-    scaled = int(whole + frac) * _UNIT_NS[unit]
-    ns, rest = divmod(scaled, 10 ** len(frac))
-    if rest:
-        raise UserError(f"{what} {text!r} is finer than 1 ns: give whole nanoseconds")
-    return ns
+    try:
+        return parse(text, what)
+    except DurationError as e:
+        raise UserError(str(e)) from None
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
@@ -137,9 +125,9 @@ def parse_duration(text: str, what: str = "duration") -> float:
 
 
 def parse_rate(text: str, what: str = "rate") -> float:
-    """'50k', '20000', '1.5k/s', '1M' -> messages per second, > 0 (``collectors.rate``)."""
-    from tickscope.collectors.rate import RateError
-    from tickscope.collectors.rate import parse_rate as parse
+    """'50k', '20000', '1.5k/s', '1M' -> messages per second, > 0 (``session.units``)."""
+    from tickscope.collectors.session.units import RateError
+    from tickscope.collectors.session.units import parse_rate as parse
 
     try:
         return parse(text, what)
@@ -424,7 +412,7 @@ def profile(
         opts.name = name or Path(command[0]).name
         start_subject = functools.partial(CommandSubject, command)
     else:
-        from tickscope.pipeline.launch import PipelineConfig, build_rust_trader, start_reference_pipeline
+        from tickscope.collectors.launch import PipelineConfig, build_rust_trader, start_reference_pipeline
 
         config = PipelineConfig(
             rate=rate_per_s, duration_s=opts.duration_s, feed=feed, loop=loop, load=load, replay=replay,
@@ -450,7 +438,7 @@ def profile(
 
         ports = {}
         if not command:  # the ports are fixed up front, so tcpdump listens before the first packet is sent
-            from tickscope.pipeline.launch import fix_connect_address
+            from tickscope.collectors.launch import fix_connect_address
 
             # the orders go where --fix-connect sends them, not to the bundled venue's unused port
             order_port = fix_connect_address(fix_connect)[1] if fix_connect else config.fix_port
@@ -714,9 +702,9 @@ def sweep(
         parse_rate,
         parse_rates,
         parse_sla,
-        replay_speeds,
         run_sweep,
     )
+    from tickscope.pipeline.replay import offered_rates
     from tickscope.reports import sweep_render
 
     command = target_command(ctx)
@@ -727,7 +715,10 @@ def sweep(
         if speeds is not None or replay is not None:
             if speeds is None or replay is None or command or rates or rate_from:
                 raise SweepError("--replay FILE --speeds 1x,2x,8x sweeps the bundled pipeline by speed alone")
-            pairs = replay_speeds(replay, speeds)
+            try:
+                pairs = offered_rates(replay, speeds)
+            except ValueError as e:
+                raise SweepError(str(e)) from None
             offered, replayed = [r for _, r in pairs], (replay, [s for s, _ in pairs])
         elif rates is not None:
             offered = parse_rates(rates)
@@ -768,6 +759,7 @@ def sweep(
         extra=[],
         on_step=on_step,
         replay=replayed,
+        cli=[sys.executable, "-m", "tickscope.main"],
     )
     console.print(sweep_render.table(result))
     for line in sweep_render.headline(result):

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickscope.collectors.session import Session
-from tickscope.reports.units import fmt_ns
+from tickscope.collectors.session.units import fmt_ns
 from tickscope.reports.views import stage_shares
 
 if __name__ == "__main__":

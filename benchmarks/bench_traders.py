@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickscope.collectors.session import Session
-from tickscope.reports.units import fmt_ns
+from tickscope.collectors.session.units import fmt_ns
 
 IN_PROCESS = ("feed", "book", "strategy", "risk", "encode")
 KERNEL = ("wire_to_read", "send")

@@ -76,7 +76,7 @@ def rank_value(values: np.ndarray, pct: float) -> float:
 def table(title: str, expected: dict[str, np.ndarray], summary: dict) -> tuple[float, int]:
     """Print expected (exact rank values) vs reported; return the worst |ppm| and how many cells
     differ from what HDR itself makes of the exact values (0: the collector lost nothing)."""
-    from tickscope.collectors.hdr import BulkRecorder, new_histogram, summarize
+    from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, summarize
 
     print(f"\n{title}")
     print(

@@ -16,16 +16,16 @@ from pathlib import Path
 
 from tickscope.probe.ring import RING_DIR_ENV, ring_dir
 
-from .collector import Collector, LiveState
+from .collector import Collector
 from .profile import ProfileError, View, _interrupt, _while_saving, claim_session_dir
 from .prometheus import ExporterError, start_exporter
-from .session import SessionWriter
+from .session import SessionWriter, Snapshot
 
 
 @dataclass
 class AttachResult:
     exit_code: int
-    state: LiveState
+    state: Snapshot
     skipped: list[str] = field(default_factory=list)  # rings skipped or quarantined, with why
     session_dir: Path | None = None
 

@@ -22,8 +22,8 @@ from tickscope.probe.ring import PointWriter
 
 from .cargo import find_cargo, stage
 from .collector import Collector
-from .hdr import BulkRecorder, new_histogram
 from .ring_reader import RingReader
+from .session.hdr import BulkRecorder, new_histogram
 
 TICKS_PER_ROUND = 1024
 POINTS = 8

@@ -199,7 +199,7 @@ class WireCapture(SideCollectorBase):
             self.live.roll(warmup)
 
     def live_rows(self):
-        """The wire rows for the live view's stage table (a partial ``LiveState``), or None."""
+        """The wire rows for the live view's stage table (a partial ``Snapshot``), or None."""
         return self.live.rows() if self.live is not None else None
 
     def _hardware_stamps(self, tcpdump: str) -> str:
@@ -384,16 +384,16 @@ class LiveWireJoin:
                 self.hists.record(tag, v)
 
     def roll(self, warmup: bool) -> None:
-        from tickscope.collectors.collector import LiveState
+        from tickscope.collectors.session import Snapshot
 
-        from .hdr import summarize
+        from .session.hdr import summarize
 
         with self.lock:
             finished = self.hists.roll(warmup)
             totals = self.hists.total or self.hists.warmup_total
             secs = self.collector.interval_ns / 1e9
             last = {t: summarize(h) for t, h in finished.items()}
-            self._rows = LiveState(
+            self._rows = Snapshot(
                 tags=[t for t in LIVE_TAGS if t in totals or t in last],
                 last=last,
                 cumulative={t: summarize(h) for t, h in totals.items()},
@@ -474,8 +474,8 @@ def _append_tags(writer, values: dict, collector) -> dict[str, int]:
     returns the values no histogram could hold, per tag and reason (``interval_histograms``)."""
     import json
 
-    from .hdr import summarize
     from .session import LATENCY_LOG, SUMMARY, HistogramLogWriter, write_json_atomic
+    from .session.hdr import summarize
     from .wire import interval_histograms
 
     log = HistogramLogWriter.append_to(writer.path / LATENCY_LOG)

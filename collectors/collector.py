@@ -11,7 +11,7 @@ import json
 import resource
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +29,10 @@ from .correlate import (
     DeclarationConflict,
     TraceSchema,
 )
-from .hdr import BulkRecorder, add_into, corrected_values, new_histogram, reset, summarize
 from .host_tsc import collector_pair, host_tsc_domain, tsc_reader
 from .ring_reader import RingCounterError, RingDescriptorsExhausted, RingFormatError, RingReader, find_rings
-from .session import SessionCounters, SessionWriter
+from .session import SessionCounters, SessionWriter, Snapshot
+from .session.hdr import BulkRecorder, add_into, corrected_values, new_histogram, reset, summarize
 from .tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
 
 CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
@@ -220,25 +220,6 @@ class HistogramSet:
         return finished
 
 
-@dataclass
-class LiveState:
-    """What the live view shows; replaced (not mutated) once per interval, so readers need no lock."""
-
-    elapsed_s: float = 0.0
-    warmup: bool = False
-    tags: list[str] = field(default_factory=list)
-    side_tags: list[str] = field(default_factory=list)  # rows from outside the rings (a wire capture)
-    trade_stages: list[str] = field(default_factory=list)
-    last: dict[str, dict] = field(default_factory=dict)  # tag -> summary of the last interval
-    cumulative: dict[str, dict] = field(default_factory=dict)
-    rates: dict[str, float] = field(default_factory=dict)  # tag -> values per second, last interval
-    p99_history: dict[str, list[int]] = field(default_factory=dict)
-    counters: dict = field(default_factory=dict)
-    rings: int = 0
-    ring_details: list[dict] = field(default_factory=list)  # RingSource.describe() per ring
-    ring_errors: list[str] = field(default_factory=list)  # rings skipped or quarantined, with why
-
-
 class Collector:
     def __init__(self, ring_dir: str | Path, session: SessionWriter | None = None, *,
                  interval_s: float = 1.0, warmup_s: float = 0.0, linger_s: float = 0.25,
@@ -280,7 +261,7 @@ class Collector:
         # Known interval between ticks (constant-rate load): also record CO-corrected totals.
         self.expected_interval_ns = expected_interval_ns
         self._history = history
-        self.live = LiveState()
+        self.live = Snapshot()
         self._p99 = {}
         self._subject_stats: dict = {}
         # point name -> [(trace ids, stamps)] of every trace, kept for joins after the run (a wire
@@ -616,7 +597,7 @@ class Collector:
             if t not in last:
                 self._p99[t].append(0)
         totals = self.hists.total if self.hists.total else self.hists.warmup_total
-        self.live = LiveState(
+        self.live = Snapshot(
             elapsed_s=end_s,
             warmup=warmup,
             tags=self.tags(),

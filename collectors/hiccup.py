@@ -28,8 +28,8 @@ from .side import SideCollectorBase
 
 
 def meter(path: Path, resolution_ns: int, cpu: int | None, stopping: threading.Event, out) -> None:
-    from .hdr import new_histogram, summarize
     from .session import HistogramLogWriter
+    from .session.hdr import new_histogram, summarize
 
     if cpu is not None:
         try:

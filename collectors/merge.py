@@ -29,16 +29,6 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from .hdr import (
-    CHUNK,
-    BulkRecorder,
-    _bucket_values,
-    add_into,
-    counts_view,
-    highest_equivalent_values,
-    new_histogram,
-    summarize,
-)
 from .session import (
     LATENCY_LOG,
     META,
@@ -50,6 +40,16 @@ from .session import (
     log_anchor,
     trace_accounting,
     write_json_atomic,
+)
+from .session.hdr import (
+    CHUNK,
+    BulkRecorder,
+    _bucket_values,
+    add_into,
+    counts_view,
+    highest_equivalent_values,
+    new_histogram,
+    summarize,
 )
 
 OVERLAP_TOLERANCE_S = 0.002  # interval times are written with 3 decimals

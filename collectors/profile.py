@@ -34,7 +34,7 @@ from .children import (
     spawn_child,
     stop_child,
 )
-from .collector import Collector, LiveState, monotonic_ns
+from .collector import Collector, monotonic_ns
 from .prometheus import ExporterError, start_exporter
 from .session import (
     HICCUP_LOG,
@@ -47,6 +47,7 @@ from .session import (
     WARMUP_LOG,
     SessionError,
     SessionWriter,
+    Snapshot,
 )
 
 # What a session consists of: removed from an --out that is replaced with --force, nothing else
@@ -75,7 +76,7 @@ class View(Protocol):
     def start(self) -> None: ...
 
     def update(
-        self, state: LiveState, side: dict[str, dict], elapsed_s: float, duration_s: float | None
+        self, state: Snapshot, side: dict[str, dict], elapsed_s: float, duration_s: float | None
     ) -> None: ...
 
     def stop(self) -> None: ...
@@ -148,7 +149,7 @@ class ProfileResult:
     exit_code: int
     subject_exit: int | None
     message: str | None = None
-    state: LiveState | None = None
+    state: Snapshot | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -421,7 +422,7 @@ def _collect(
             time.sleep(sleep_s)
 
 
-def with_side_rows(state: LiveState, side) -> LiveState:
+def with_side_rows(state: Snapshot, side) -> Snapshot:
     """The collector's state with the rows side collectors add to the stage table (a wire
     capture's ``wire_to_wire`` and residuals): a new state, the collector's own is not touched."""
     rows = [r for s in side if hasattr(s, "live_rows") and (r := s.live_rows()) is not None and r.tags]

@@ -44,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from .hdr import _bucket_values, counts_view, highest_equivalent_values
+from .session.hdr import _bucket_values, counts_view, highest_equivalent_values
 
 SCHEMA = 8
 BUCKET_GROWTH = 2.0 ** (2.0**-SCHEMA)  # 1.00271
@@ -403,7 +403,7 @@ def _hang_up(conn: socket.socket) -> None:
 
 class PrometheusExporter:
     """Serves the last published ExportState (see ``BoundedHTTPServer``); ``observe`` publishes a
-    new one whenever the collector has rolled an interval (its LiveState object is replaced then)."""
+    new one whenever the collector has rolled an interval (its Snapshot object is replaced then)."""
 
     def __init__(self, listen: str, *, session: str, host: str | None = None):
         self.address = parse_listen(listen)

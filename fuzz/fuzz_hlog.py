@@ -21,7 +21,8 @@ import atheris
 import numpy as np
 
 with atheris.instrument_imports():
-    from tickscope.collectors import hdr, session
+    from tickscope.collectors import session
+    from tickscope.collectors.session import hdr
     from tickscope.reports import compare, console, perfetto
 
 from hdrh.histogram import HdrHistogram

@@ -25,7 +25,8 @@ import numpy as np
 from _harness import run
 
 with atheris.instrument_imports():
-    from tickscope.collectors import hdr, merge, session
+    from tickscope.collectors import merge, session
+    from tickscope.collectors.session import hdr
 
 FILES = ("meta.json", "latency.hlog", "slowest.json", "summary.json", "warmup.hlog")
 WORK = Path(tempfile.mkdtemp(prefix="tickscope-fuzz-merge-"))

@@ -108,3 +108,29 @@ def check_file(path, speed_text: str) -> str | None:
             f"replay {path}: no timestamps to pace by (all absent or equal); use --speed max or --rate"
         )
     return p.problems(str(path))
+
+
+def offered_rates(path, text: str) -> list[tuple[str, float]]:
+    """``--replay FILE --speeds 1x,2x,8x`` -> [(speed, offered messages/s)], STAC-T1 style: the
+    offered rate of a speed is the file's messages over its own span divided by the speed.
+    ValueError (one line) for speeds that do not increase, an unreadable file or one with nothing
+    to pace by (a sweep by speed, run before its first step)."""
+    from . import itch
+
+    items = [s.strip() for s in (text or "").split(",")]
+    try:
+        factors = [parse_speed(s) for s in items]
+    except ValueError as e:
+        raise ValueError(f"--speeds {text!r}: {e}") from None
+    if any(f is None for f in factors) or any(b <= a for a, b in zip(factors, factors[1:], strict=False)):
+        raise ValueError(
+            f"--speeds {text!r}: give increasing multiples like 1x,2x,8x (max has no offered rate)"
+        )
+    try:
+        messages = list(itch.read_itch_file(path))
+    except itch.ItchFileError as e:
+        raise ValueError(str(e)) from None
+    span = plan(messages, 1.0).file_span_ns
+    if not span:
+        raise ValueError(f"--replay {path}: no timestamps to pace by, so no speed to sweep")
+    return [(s, len(messages) * f / (span / 1e9)) for s, f in zip(items, factors, strict=True)]

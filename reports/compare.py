@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tickscope.collectors.hdr import (
+from tickscope.collectors.session import Session, SessionError
+from tickscope.collectors.session.hdr import (
     counts_view,
     highest_equivalent_values,
     holding,
@@ -38,7 +39,6 @@ from tickscope.collectors.hdr import (
     new_histogram,
     percentile_rank,
 )
-from tickscope.collectors.session import Session, SessionError
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
 DEFAULT_THRESHOLDS = {"p50": 0.05, "p90": 0.05, "p99": 0.10, "p99.9": 0.20}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from tickscope.reports.units import fmt_ns
+from tickscope.collectors.session.units import fmt_ns
 
 from .compare import (
     IMPROVEMENT,

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tickscope.collectors.session import Session, trace_accounting
-from tickscope.reports.units import fmt_ns
+from tickscope.collectors.session.units import fmt_ns
 
 COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
 TOTAL_TAGS = ("tick_to_trade", "tick_to_decision", "tick_to_trade_co", "tick_to_decision_co")

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from tickscope.collectors.session import Session, trace_accounting
-from tickscope.reports.units import fmt_ns
+from tickscope.collectors.session.units import fmt_ns
 
 from . import views
 

@@ -1,7 +1,7 @@
-"""The live view: small Rich widgets over the collector's ``LiveState``, redrawn 5 times a second.
+"""The live view: small Rich widgets over the collector's ``Snapshot``, redrawn 5 times a second.
 
 Each widget holds the data it shows and builds its renderable on demand; the view only swaps a
-new ``LiveState`` in. ``LiveView.update`` runs on the drain thread between polls and redraws at
+new ``Snapshot`` in. ``LiveView.update`` runs on the drain thread between polls and redraws at
 most every ``refresh_s`` (a redraw costs a few ms; the rings hold seconds of ticks), so the
 screen never makes the collector fall behind.
 """
@@ -17,8 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from tickscope.collectors.collector import LiveState
-from tickscope.reports.units import fmt_ns
+from tickscope.collectors.session import Snapshot
+from tickscope.collectors.session.units import fmt_ns
 
 from .console import COLUMNS, TOTAL_TAGS, CountersLine, RingProblems
 
@@ -39,7 +39,7 @@ PALETTE = [
 class LiveStageTable:
     """Per stage: rate and percentiles of the last interval, p99 and max cumulative."""
 
-    def __init__(self, state: LiveState, compact: bool = False):
+    def __init__(self, state: Snapshot, compact: bool = False):
         self.state, self.compact = state, compact
 
     def __rich__(self) -> Table:
@@ -72,7 +72,7 @@ class LiveStageTable:
 class BreakdownBar:
     """Tick-to-trade split by component: each stage's share of the summed stage percentiles."""
 
-    def __init__(self, state: LiveState, width: int = 60, compact: bool = False):
+    def __init__(self, state: Snapshot, width: int = 60, compact: bool = False):
         self.state, self.width, self.compact = state, width, compact
 
     def shares(self, key: str) -> list[tuple[str, float, int]]:
@@ -154,7 +154,7 @@ class SidePanel:
 
 
 class Header:
-    def __init__(self, state: LiveState, elapsed_s: float, duration_s: float | None):
+    def __init__(self, state: Snapshot, elapsed_s: float, duration_s: float | None):
         self.state, self.elapsed, self.duration = state, elapsed_s, duration_s
 
     def __rich__(self) -> Text:
@@ -168,7 +168,7 @@ class Header:
         return t
 
 
-def dashboard(state: LiveState, side: dict, elapsed: float, duration: float | None, width: int, height: int):
+def dashboard(state: Snapshot, side: dict, elapsed: float, duration: float | None, width: int, height: int):
     """The whole screen for a terminal of width x height: compact below 100 columns or 30 rows.
 
     What does not fit the height is left out, least important first (the breakdown, then the
@@ -233,7 +233,7 @@ class LiveView:
                          vertical_overflow="crop", transient=False)  # fmt: skip
         self.live.start()
 
-    def update(self, state: LiveState, side: dict, elapsed_s: float, duration_s: float | None) -> None:
+    def update(self, state: Snapshot, side: dict, elapsed_s: float, duration_s: float | None) -> None:
         if self.live is None:
             return
         w, h = terminal_size(self.console)

@@ -6,7 +6,7 @@ import os
 import sys
 
 from tickscope.collectors.session import trace_accounting
-from tickscope.reports.units import fmt_ns
+from tickscope.collectors.session.units import fmt_ns
 
 
 class PlainProgress:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import html as html_lib
 
-from tickscope.collectors.sweep import Step, SweepResult, rate_label
-from tickscope.reports.units import fmt_ns
+from tickscope.collectors.session.sweep import Step, SweepResult, rate_label
+from tickscope.collectors.session.units import fmt_ns
 
 COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tickscope.collectors.hdr import BulkRecorder, new_histogram
 from tickscope.collectors.session import SessionWriter
+from tickscope.collectors.session.hdr import BulkRecorder, new_histogram
 
 STAGES = ["wire_to_read", "feed", "book", "strategy", "risk", "encode", "send"]
 MEDIANS_NS = {

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.hdr import percentile_values, percentiles
 from tickscope.collectors.session import Session
+from tickscope.collectors.session.hdr import percentile_values, percentiles
 
 SHARE_PERCENTILES = (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))
 

@@ -111,7 +111,7 @@ def test_refused_before_anything_starts_leaving_nothing_behind(tmp_path, args, n
 
 def test_a_rate_is_one_grammar_and_written_back_as_it_reads():
     """One parser for profile and sweep, one formatter for the rate a sweep hands its steps."""
-    from tickscope.collectors.rate import RateError, format_rate, parse_rate
+    from tickscope.collectors.session.units import RateError, format_rate, parse_rate
 
     for text, rate in (("20000", 20_000), ("20k", 20_000), ("1.5k/s", 1_500), ("1M", 1_000_000),
                        ("2.5M", 2_500_000), ("1.1k", 1_100), ("0.5", 0.5), ("12345678", 12_345_678)):  # fmt: skip

@@ -13,7 +13,7 @@ import pytest
 from hdrh.log import HistogramLogWriter
 
 from conftest import run_cli
-from tickscope.collectors.hdr import new_histogram
+from tickscope.collectors.session.hdr import new_histogram
 from tickscope.reports.compare import (
     IMPROVEMENT,
     NOISE,
@@ -329,8 +329,8 @@ def test_compare_takes_each_percentile_at_rank_ceil_q_n_like_every_other_output(
     import math
     from fractions import Fraction
 
-    from tickscope.collectors.hdr import BulkRecorder
     from tickscope.collectors.session import SessionWriter
+    from tickscope.collectors.session.hdr import BulkRecorder
 
     values = [round(1000 * 1.01**j) for j in range(1, 200)]
     w = SessionWriter(tmp_path / "s", {"name": "s", "points": [], "stages": []})

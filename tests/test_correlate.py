@@ -19,7 +19,7 @@ from tickscope.collectors.correlate import (
     DeclarationConflict,
     TraceSchema,
 )
-from tickscope.collectors.hdr import new_histogram
+from tickscope.collectors.session.hdr import new_histogram
 from tickscope.probe import Point, PointWriter, TickWriter
 from tickscope.reports.console import CountersLine
 

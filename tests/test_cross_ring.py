@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_tool, run_cli
-from tickscope.collectors.hdr import BulkRecorder, new_histogram, summarize
+from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, summarize
 
 KEYS = ("count", "min", "p50", "p90", "p99", "p99_9", "max")
 

@@ -10,7 +10,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from conftest import run_cli
-from tickscope.collectors.hdr import MAX_COUNTS_LEN, Layout
+from tickscope.collectors.session.hdr import MAX_COUNTS_LEN, Layout
 from tickscope.reports.synth import synth_session
 
 HEADER = '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"'

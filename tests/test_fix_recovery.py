@@ -18,11 +18,11 @@ import time
 import pytest
 
 from conftest import need_tool, run_cli
+from tickscope.collectors.launch import build_rust_trader, free_port
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
 from tickscope.pipeline.fix_session import FixSession
-from tickscope.pipeline.launch import build_rust_trader, free_port
 
 GUARD_S = 60  # hang guard for every wait
 

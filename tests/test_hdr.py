@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tickscope.collectors.hdr import (
+from tickscope.collectors.session.hdr import (
     HIGHEST_NS,
     PERCENTILES,
     BulkRecorder,
@@ -139,7 +139,7 @@ def test_coordinated_omission_correction_matches_record_corrected_value(values, 
 
 
 def test_reset_leaves_a_histogram_like_a_new_one():
-    from tickscope.collectors.hdr import reset
+    from tickscope.collectors.session.hdr import reset
 
     h = new_histogram()
     for v in (1, 500, 10**9):

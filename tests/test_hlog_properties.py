@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from tickscope.collectors.hdr import (
+from tickscope.collectors.session import Session, SessionError, check_meta, parse_hlog
+from tickscope.collectors.session.hdr import (
     BulkRecorder,
     HistogramDecodeError,
     counts_view,
@@ -23,7 +24,6 @@ from tickscope.collectors.hdr import (
     new_histogram,
     summarize,
 )
-from tickscope.collectors.session import Session, SessionError, check_meta, parse_hlog
 from tickscope.reports import console, html, perfetto
 
 BOUNDED = settings(max_examples=100, derandomize=True, deadline=None, database=None,

@@ -18,6 +18,7 @@ from test_pipeline_venue import start_venue
 from test_pipeline_ws import BadEventsServer
 
 from conftest import send_hostile_mold
+from tickscope.collectors.launch import free_port
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
 from tickscope.pipeline.binance import (
@@ -31,7 +32,6 @@ from tickscope.pipeline.binance import (
 )
 from tickscope.pipeline.book import BookSet
 from tickscope.pipeline.fix_session import FixSession
-from tickscope.pipeline.launch import free_port
 from tickscope.pipeline.strategy import ImbalanceStrategy
 from tickscope.pipeline.venue import FixConnection, OrderEntry, SyntheticFlow
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from conftest import PROGRAMS, run_cli
 from tickscope.collectors.correlate import TICK_TO_TRADE, Correlator, TraceSchema
-from tickscope.collectors.hdr import new_histogram
+from tickscope.collectors.session.hdr import new_histogram
 
 HDR = new_histogram()
 

@@ -9,8 +9,7 @@ import pytest
 from rich.console import Console
 
 from conftest import PROGRAMS, needs_tool, run_cli
-from tickscope.collectors.collector import LiveState
-from tickscope.collectors.session import Session
+from tickscope.collectors.session import Session, Snapshot
 from tickscope.reports.live import BreakdownBar, Sparkline, dashboard
 
 SUBJECT = f"{sys.executable} {PROGRAMS / 'tick_subject.py'} 0 --forever --rate 20000 --no-order-every 3"
@@ -18,7 +17,7 @@ SUBJECT = f"{sys.executable} {PROGRAMS / 'tick_subject.py'} 0 --forever --rate 2
 
 def state():
     s = {"count": 100, "p50": 1000, "p90": 2000, "p99": 5000, "p99_9": 8000, "max": 9000}
-    return LiveState(elapsed_s=3.0, tags=["feed", "strategy", "tick_to_trade"], trade_stages=["feed", "strategy"],
+    return Snapshot(elapsed_s=3.0, tags=["feed", "strategy", "tick_to_trade"], trade_stages=["feed", "strategy"],
                      last={"feed": s, "strategy": {**s, "p50": 3000, "p99": 15000}, "tick_to_trade": s},
                      cumulative={"feed": s}, rates={"feed": 20000.0}, p99_history={"tick_to_trade": [5, 9, 3, 7]},
                      counters={"produced": 10, "drained": 10, "dropped_ring_full": 0}, rings=1)  # fmt: skip
@@ -51,7 +50,7 @@ def test_a_short_terminal_keeps_the_counters_and_the_capture_line_in_view():
     stages = ["wire_to_read", "feed", "book", "strategy", "risk", "encode", "send", "order_rtt"]
     wire = ["wire_to_wire", "md.rx-wire.md", "wire.order-order.tx"]
     tags = [*stages, "tick_to_trade", "tick_to_decision", *wire]
-    live = LiveState(elapsed_s=3.0, tags=tags[:-3], side_tags=wire, trade_stages=stages[:7],
+    live = Snapshot(elapsed_s=3.0, tags=tags[:-3], side_tags=wire, trade_stages=stages[:7],
                      last={t: row for t in tags}, cumulative={t: row for t in tags}, rates={t: 5000.0 for t in tags},
                      p99_history={"tick_to_trade": [5, 9, 3, 7]}, rings=2,
                      counters={"produced": 25092, "drained": 24945, "dropped_ring_full": 0, "in_ring": 147,

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 from conftest import PROGRAMS, missing_tool, need_tool, run_cli
-from tickscope.collectors.hdr import PERCENTILES, BulkRecorder, counts_view, new_histogram, percentiles
 from tickscope.collectors.session import HistogramLogWriter, Session
+from tickscope.collectors.session.hdr import (
+    PERCENTILES,
+    BulkRecorder,
+    counts_view,
+    new_histogram,
+    percentiles,
+)
 
 SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
 QUIET = ["--no-perf", "--no-hiccup", "--no-live"]

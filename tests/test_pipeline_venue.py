@@ -10,12 +10,12 @@ import time
 import pytest
 
 from conftest import run_cli
+from tickscope.collectors.launch import free_port
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
 from tickscope.pipeline.book import BookSet
 from tickscope.pipeline.fix_session import FixSession
-from tickscope.pipeline.launch import free_port
 
 
 def start_venue(*args):
@@ -291,3 +291,12 @@ def test_a_trader_stopped_mid_flow_counts_exactly_what_the_venue_received(tmp_pa
         == stats["orders_acked"] + stats["orders_rejected"] + stats["orders_in_flight_at_end"]
     )
     assert "FIX session closed: peer logged out: trader stopping" in venue_err, "a clean Logout, answered"
+
+
+def test_the_launcher_subscribes_the_trader_to_the_venues_symbols():
+    """The launcher (collectors side) runs the pipeline without importing it, so it keeps the
+    venue's symbol list itself: the trader must subscribe to the streams the venue publishes."""
+    from tickscope.collectors.launch import BUNDLED_SYMBOLS
+    from tickscope.pipeline.venue import DEFAULT_SYMBOLS
+
+    assert BUNDLED_SYMBOLS == DEFAULT_SYMBOLS

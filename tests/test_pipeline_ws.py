@@ -19,6 +19,7 @@ import pytest
 from test_pipeline_venue import start_venue
 
 from conftest import run_cli
+from tickscope.collectors.launch import free_port
 from tickscope.collectors.session import Session
 from tickscope.pipeline.binance import (
     DepthPublisher,
@@ -29,7 +30,6 @@ from tickscope.pipeline.binance import (
     parse_price,
     price_text,
 )
-from tickscope.pipeline.launch import free_port
 from tickscope.pipeline.venue import SyntheticFlow
 
 

@@ -19,13 +19,6 @@ import numpy as np
 import pytest
 
 from conftest import PROGRAMS, need_tool, run_cli
-from tickscope.collectors.hdr import (
-    BulkRecorder,
-    counts_view,
-    highest_equivalent_values,
-    new_histogram,
-    percentiles,
-)
 from tickscope.collectors.prometheus import (
     CLASSIC_BOUNDS_NS,
     RELATIVE_ERROR_BOUND,
@@ -33,6 +26,13 @@ from tickscope.collectors.prometheus import (
     to_native,
 )
 from tickscope.collectors.session import Session
+from tickscope.collectors.session.hdr import (
+    BulkRecorder,
+    counts_view,
+    highest_equivalent_values,
+    new_histogram,
+    percentiles,
+)
 
 QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]

@@ -60,7 +60,7 @@ def test_records_line_adds_up_mid_run_with_the_backlog_as_its_own_term(ring_dir)
 
 
 def test_the_live_view_shows_the_backlog_term_and_each_ring_problem():
-    from tickscope.collectors.collector import LiveState
+    from tickscope.collectors.session import Snapshot
     from tickscope.reports.live import dashboard
 
     counters = {
@@ -72,7 +72,7 @@ def test_the_live_view_shows_the_backlog_term_and_each_ring_problem():
     }
     errors = ["quarantined ring /dev/shm/r/bad.1.1.ring: impossible counters (head went back from 9 to 3)",
               "skipped ring /dev/shm/r/x.ring: is a symbolic link; tickscope opens ring files only, never links"]  # fmt: skip
-    state = LiveState(elapsed_s=2.0, tags=["feed"], trade_stages=["feed"], counters=counters, rings=2,
+    state = Snapshot(elapsed_s=2.0, tags=["feed"], trade_stages=["feed"], counters=counters, rings=2,
                       ring_errors=errors)  # fmt: skip
     for w, h in ((160, 48), (80, 24)):
         text = render(dashboard(state, {}, 2.0, None, w, h), width=w)

@@ -20,9 +20,9 @@ from test_hostile_input import (
 
 from conftest import needs_tool, run_cli
 from tickscope.collectors.cargo import build_root
+from tickscope.collectors.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error, free_port
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
-from tickscope.pipeline.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error, free_port
 from tickscope.pipeline.trader import TICK_POINTS
 
 needs_cargo = needs_tool("cargo", install="apt-get install cargo")
@@ -172,7 +172,7 @@ def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, ho
     )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the builder's, and build_root's here
     target = build_root(crate) / "target"
-    builder = subprocess.Popen([sys.executable, "-c", "import sys, pathlib; from tickscope.pipeline.launch import "
+    builder = subprocess.Popen([sys.executable, "-c", "import sys, pathlib; from tickscope.collectors.launch import "
                                 "build_rust_trader; build_rust_trader(pathlib.Path(sys.argv[1]))", str(crate)],
                                stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:

@@ -8,8 +8,8 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from tickscope.collectors.collector import Collector
-from tickscope.collectors.hdr import BulkRecorder, new_histogram
 from tickscope.collectors.session import Session, SessionError, SessionWriter
+from tickscope.collectors.session.hdr import BulkRecorder, new_histogram
 from tickscope.probe import Point, TickWriter
 
 

@@ -11,11 +11,11 @@ from hdrh.log import HistogramLogReader
 
 from conftest import needs_tool
 from tickscope.collectors.doctor import DoctorTable, run_checks
-from tickscope.collectors.hdr import new_histogram
 from tickscope.collectors.hiccup import HiccupCollector
 from tickscope.collectors.host import host_facts, thread_context_switches
 from tickscope.collectors.perfstat import PerfStatCollector, parse_line
 from tickscope.collectors.pyspy import PySpyCollector
+from tickscope.collectors.session.hdr import new_histogram
 
 BUSY = "import time\ndef hot_loop_of_the_test():\n    t = time.time()\n    while time.time() - t < {s}: pass\nhot_loop_of_the_test()\n"
 

@@ -25,6 +25,7 @@ from tickscope.collectors.sweep import (
 )
 
 SUBJECT = [sys.executable, str(Path(__file__).parent / "programs" / "tick_subject.py")]
+CLI = [sys.executable, "-m", "tickscope.main"]
 
 
 def test_rates_parse_and_must_increase():
@@ -85,7 +86,7 @@ def test_a_wide_breach_or_drops_stop_the_sweep_and_an_ignored_rate_is_flagged():
 
 
 def test_the_rate_reaches_the_command_as_placeholder():
-    argv = step_argv(20_000, Path("o"), "5s", "1s", [], ["./trader", "--rate={rate}", "x"])
+    argv = step_argv(20_000, Path("o"), "5s", "1s", [], ["./trader", "--rate={rate}", "x"], cli=CLI)
     assert argv[-3:] == ["./trader", "--rate=20000", "x"] and "--expected-interval" in argv
     assert argv[argv.index("--expected-interval") + 1] == "50000ns"
 
@@ -143,23 +144,23 @@ def test_bad_sweep_input_is_one_line_and_exit_2(tmp_path, args, text):
 def test_replay_speeds_offer_the_file_rate_times_the_speed(tmp_path):
     from test_replay_pace import GAPS_NS, recorded
 
-    from tickscope.collectors.sweep import replay_speeds
     from tickscope.pipeline import itch
+    from tickscope.pipeline.replay import offered_rates
 
     f = tmp_path / "day.itch"
     itch.write_itch_file(f, recorded())
     per_s = len(recorded()) / (sum(GAPS_NS) / 1e9)
-    assert replay_speeds(f, "1x,2x,8x") == [("1x", pytest.approx(per_s)), ("2x", pytest.approx(2 * per_s)),
+    assert offered_rates(f, "1x,2x,8x") == [("1x", pytest.approx(per_s)), ("2x", pytest.approx(2 * per_s)),
                                             ("8x", pytest.approx(8 * per_s))]  # fmt: skip
     for bad in ("2x,1x", "1x,max", "fast"):
-        with pytest.raises(SweepError, match="--speeds"):
-            replay_speeds(f, bad)
+        with pytest.raises(ValueError, match="--speeds"):
+            offered_rates(f, bad)
 
 
 def test_a_rate_of_a_million_reaches_every_step_as_digits(tmp_path):
     """``f"{rate:g}"`` handed 1,000,000 to the step as ``1e+06``, which profile refused: every rate
     from 1M up failed. Here the command fixes its own pace (the rate only reaches it, as $TICKSCOPE_RATE)."""
-    argv = step_argv(2_500_000, Path("o"), "5s", "1s", [], ["./trader", "--rate={rate}"])
+    argv = step_argv(2_500_000, Path("o"), "5s", "1s", [], ["./trader", "--rate={rate}"], cli=CLI)
     assert argv[argv.index("--rate") + 1] == "2500000" and argv[-1] == "--rate=2500000"
     out = tmp_path / "sw"
     seen = tmp_path / "rate.txt"

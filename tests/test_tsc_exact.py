@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from conftest import run_cli
 from tickscope.collectors.collector import Collector
 from tickscope.collectors.correlate import TICK_TO_DECISION, TICK_TO_TRADE, Correlator, TraceSchema
-from tickscope.collectors.hdr import BulkRecorder, new_histogram, summarize
+from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, summarize
 from tickscope.collectors.tsc_timeline import MAX_SLEW, PiecewiseLinear, TscTimeline
 from tickscope.probe.clock import TscCalibration, fit_tsc
 

@@ -699,7 +699,7 @@ def test_profile_capture_shows_the_wire_rows_in_the_live_view_during_the_run(tmp
 @needs_tcpdump
 def test_an_end_marker_that_never_reaches_the_capture_is_one_line_and_a_counter(tmp_path):
     from tickscope.collectors.capture import WireCapture
-    from tickscope.pipeline.launch import free_port
+    from tickscope.collectors.launch import free_port
 
     cap = WireCapture("lo", md_port=free_port(socket.SOCK_DGRAM), order_port=free_port(), end_guard_s=1.0)
     cap.start(None, tmp_path)

@@ -23,10 +23,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tickscope.collectors.cargo import build_root, cargo_error, find_cargo, stage
-from tickscope.collectors.children import exit_description, spawn_child, stop_child
-from tickscope.collectors.profile import ProfileError
 from tickscope.probe.ring import RING_DIR_ENV
+
+from .cargo import build_root, cargo_error, find_cargo, stage
+from .children import exit_description, spawn_child, stop_child
+from .profile import ProfileError
 
 
 @dataclass
@@ -75,7 +76,9 @@ def fix_connect_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-RUST_TRADER_CRATE = Path(__file__).parent / "rust_trader"
+# The pipeline's folder beside this one (in the checkout and installed alike): the pipeline is run
+# from here, never imported.
+RUST_TRADER_CRATE = Path(__file__).parent.parent / "pipeline" / "rust_trader"
 
 
 CARGO_TIMEOUT_S = 900.0
@@ -178,6 +181,9 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
+# The venue's symbols (pipeline/venue.py DEFAULT_SYMBOLS; a test keeps the two equal): the venue
+# takes a count (--symbols 4), the trader the names of the WebSocket streams to subscribe.
+BUNDLED_SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "GOOG", "TSLA", "AMD"]
 TRADER_ORDERS_UNANSWERED = 3  # both traders' exit code when orders were left unanswered
 
 
@@ -237,9 +243,7 @@ class ReferencePipeline:
         fix_host, fix_port = "127.0.0.1", self.fix_port
         if c.fix_connect:
             fix_host, fix_port = fix_connect_address(c.fix_connect)
-        from .venue import DEFAULT_SYMBOLS
-
-        symbols = ",".join(DEFAULT_SYMBOLS[: max(1, min(c.symbols, len(DEFAULT_SYMBOLS)))])
+        symbols = ",".join(BUNDLED_SYMBOLS[: max(1, min(c.symbols, len(BUNDLED_SYMBOLS)))])
         if c.trader == "rust":
             return [str(self.rust_trader), "--md-port", str(self.md_port), "--fix-host", fix_host,
                     "--fix-port", str(fix_port), "--sender-comp-id", c.sender_comp_id,
