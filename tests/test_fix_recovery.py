@@ -18,7 +18,8 @@ import time
 import pytest
 
 from conftest import need_tool, run_cli
-from tickscope.collectors.launch import build_rust_trader, free_port
+from support import free_port
+from tickscope.collectors.launch import build_rust_trader
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch

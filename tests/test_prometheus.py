@@ -18,7 +18,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, need_tool, run_cli
+from conftest import need_tool, run_cli
+from support import QUIET, SUBJECT, free_port
 from tickscope.collectors.prometheus import (
     CLASSIC_BOUNDS_NS,
     RELATIVE_ERROR_BOUND,
@@ -33,15 +34,6 @@ from tickscope.collectors.session.hdr import (
     new_histogram,
     percentiles,
 )
-
-QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
-SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
-
-
-def free_port(host="127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def test_every_hdr_bucket_moves_whole_into_the_native_bucket_holding_its_value():

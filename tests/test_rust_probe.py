@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import PROGRAMS, needs_tool, run_cli
+from support import QUIET
 from tickscope.collectors.bench import bench_rust_probe, build_rust, rust_crate
 from tickscope.collectors.host_tsc import host_tsc_domain
 from tickscope.collectors.ring_reader import RingReader, find_rings
@@ -20,7 +21,6 @@ from tickscope.probe import layout as L
 from tickscope.probe.clock import fit_tsc, tsc_facts
 
 needs_cargo = needs_tool("cargo", install="apt-get install cargo")
-QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 STAGES = ["feed", "strategy", "send"]  # spans 1..3 of the example's four points
 # The crate stamps rdtsc only where the collector trusts the TSC as one host clock (invariant and
 # listed by the kernel as a clocksource), else CLOCK_MONOTONIC (and says so).

@@ -19,8 +19,9 @@ from test_hostile_input import (
 )
 
 from conftest import needs_tool, run_cli
+from support import free_port
 from tickscope.collectors.cargo import build_root
-from tickscope.collectors.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error, free_port
+from tickscope.collectors.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline.trader import TICK_POINTS

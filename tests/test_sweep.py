@@ -11,6 +11,7 @@ import pytest
 from test_report_html import chromium, headless
 
 from conftest import run_cli
+from support import SUBJECT
 from tickscope.collectors.sweep import (
     Step,
     SweepError,
@@ -24,7 +25,6 @@ from tickscope.collectors.sweep import (
     step_argv,
 )
 
-SUBJECT = [sys.executable, str(Path(__file__).parent / "programs" / "tick_subject.py")]
 CLI = [sys.executable, "-m", "tickscope.main"]
 
 

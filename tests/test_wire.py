@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from conftest import need_tool, needs_tool, run_cli
+from support import free_port
 from tickscope.collectors import wire_synth as S
 from tickscope.collectors.wire import (
     LINKTYPE_LINUX_SLL,
@@ -699,7 +700,6 @@ def test_profile_capture_shows_the_wire_rows_in_the_live_view_during_the_run(tmp
 @needs_tcpdump
 def test_an_end_marker_that_never_reaches_the_capture_is_one_line_and_a_counter(tmp_path):
     from tickscope.collectors.capture import WireCapture
-    from tickscope.collectors.launch import free_port
 
     cap = WireCapture("lo", md_port=free_port(socket.SOCK_DGRAM), order_port=free_port(), end_guard_s=1.0)
     cap.start(None, tmp_path)
