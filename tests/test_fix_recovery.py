@@ -34,7 +34,7 @@ def rust_binary():
     return str(build_rust_trader())
 
 
-@pytest.fixture(params=["python", "rust"])
+@pytest.fixture(params=["python", pytest.param("rust", marks=pytest.mark.slow)])  # rust: a cargo build
 def trader_argv(request):
     if request.param == "python":
         return [sys.executable, "-m", "tickscope.pipeline.trader"]

@@ -278,6 +278,7 @@ def _until(cond, live: subprocess.Popen, what) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # 1,000 writer processes
 def test_live_releases_the_rings_of_writers_that_are_done_and_their_counts_stay(tmp_path):
     """1,000 short-lived writers under ``live DIR`` limited to 256 descriptors: each finished,
     drained ring is unmapped and removed (it used to keep a descriptor and a mapping each, until

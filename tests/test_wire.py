@@ -350,6 +350,7 @@ def test_cli_refuses_what_is_not_a_capture_on_its_first_bytes(tmp_path):
         assert "not a pcap or pcapng capture (magic" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # a 410 MB capture
 @needs_tool("prlimit", install="apt-get install util-linux")
 def test_cli_matches_a_capture_larger_than_its_address_space_limit(tmp_path):
     """A 410 MB pcap matched by ``tickscope wire`` under a 256 MB address-space limit (prlimit --as):
@@ -641,6 +642,7 @@ def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
 
 
 @needs_tcpdump
+@pytest.mark.slow  # a cargo build
 @needs_tool("cargo", install="apt-get install cargo")
 def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp_path):
     """The Rust trader's ClOrdIDs carry the trace id (TS<trace>-<n>) as the Python trader's do."""
