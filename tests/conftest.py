@@ -47,7 +47,7 @@ def needs_tool(*names: str, install: str):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_tool(*names, install): the test runs these tools")
-    config.addinivalue_line("markers", "slow: minutes on a loaded host (builds, venvs); part of the suite")
+    config.addinivalue_line("markers", 'slow: cargo builds, long runs, huge files; -m "not slow" skips them')
 
 
 def pytest_runtest_setup(item):

@@ -1,17 +1,14 @@
 """The CLI as a user meets it: real subprocesses, exit codes, one-line errors, saved sessions."""
 
 import json
-import socket
-import sys
 import time
 
 import pytest
 
-from conftest import PROGRAMS, needs_tool, run_cli
+from conftest import needs_tool, run_cli
+from support import QUIET, SUBJECT, free_port
 from tickscope.collectors.session import Session
 
-SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
-QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 NARROW = {"COLUMNS": "80"}  # a line longer than the terminal must stay one line when piped
 
 
@@ -323,9 +320,7 @@ def test_capture_with_fix_connect_sees_the_orders_sent_to_the_other_acceptor(tmp
 
 
 def test_a_fix_acceptor_nobody_listens_on_is_one_line_naming_it_once(tmp_path):
-    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     out = run_cli("profile", "--fix-connect", f"127.0.0.1:{port}", "--duration", "20s", "--out",
                   str(tmp_path / "s"), *QUIET)  # fmt: skip
     assert_one_line_error(out, f"tickscope: error: trader: cannot connect to FIX acceptor 127.0.0.1:{port}")

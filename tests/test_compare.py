@@ -35,6 +35,7 @@ def sessions(tmp_path_factory):
     return {"same": same, "slow": slow, "fast": fast, "dir": d}
 
 
+@pytest.mark.slow  # 20 comparisons, ~30 s
 def test_same_build_pairs_raise_no_regression_in_at_least_19_of_20(sessions):
     runs = sessions["same"]
     regressions = [

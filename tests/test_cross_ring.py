@@ -106,6 +106,7 @@ def rust_ticks(traces: int) -> dict[str, np.ndarray]:
     return {**spans, "tick_to_trade": sum(spans.values())}
 
 
+@pytest.mark.slow  # a cargo build
 @needs_tool("cargo", install="apt-get install cargo")
 @pytest.mark.parametrize(
     "shape,heartbeat_every",

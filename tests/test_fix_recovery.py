@@ -18,7 +18,8 @@ import time
 import pytest
 
 from conftest import need_tool, run_cli
-from tickscope.collectors.launch import build_rust_trader, free_port
+from support import free_port
+from tickscope.collectors.launch import build_rust_trader
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
@@ -33,7 +34,7 @@ def rust_binary():
     return str(build_rust_trader())
 
 
-@pytest.fixture(params=["python", "rust"])
+@pytest.fixture(params=["python", pytest.param("rust", marks=pytest.mark.slow)])  # rust: a cargo build
 def trader_argv(request):
     if request.param == "python":
         return [sys.executable, "-m", "tickscope.pipeline.trader"]

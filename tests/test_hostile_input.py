@@ -18,7 +18,7 @@ from test_pipeline_venue import start_venue
 from test_pipeline_ws import BadEventsServer
 
 from conftest import send_hostile_mold
-from tickscope.collectors.launch import free_port
+from support import free_port
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
 from tickscope.pipeline.binance import (

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROGRAMS, run_cli
+from conftest import run_cli
+from support import QUIET, SUBJECT, free_port
 from tickscope.collectors import profile as P
 from tickscope.collectors.session import Session
 
-SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
-QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 HANG_GUARD_S = 60  # only a guard against hanging forever: every wait below is for a condition
 
 
@@ -407,11 +406,7 @@ def test_a_second_ctrl_c_while_stopping_is_told_to_wait_and_the_session_is_still
 def test_a_run_stopped_before_anything_was_traced_says_what_the_pipeline_was_doing(tmp_path):
     """--fix-connect to a port nobody listens on, stopped while the trader still retries: 'no traces'
     alone would send the user looking at probes; the trader's last line says it never connected."""
-    import socket
-
-    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     proc = start_cli("profile", "--fix-connect", f"127.0.0.1:{port}", "--duration", "120s", *QUIET,
                      "--out", str(tmp_path / "s"))  # fmt: skip
     try:

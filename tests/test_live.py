@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from conftest import PROGRAMS, needs_tool, run_cli
+from support import free_port
 from tickscope.collectors.session import Session, Snapshot
 from tickscope.reports.live import BreakdownBar, Sparkline, dashboard
 
@@ -178,14 +179,11 @@ def test_live_serves_prometheus_and_its_final_scrape_holds_the_saved_totals(tmp_
     served until scraped) counts exactly what the saved session counts."""
     import os
     import re
-    import socket
     import urllib.request
 
     rings = tmp_path / "rings"
     rings.mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     subject = subprocess.Popen(SUBJECT.split(), env={**os.environ, "TICKSCOPE_RING_DIR": str(rings)})
     env = {k: v for k, v in os.environ.items() if k != "TICKSCOPE_RING_DIR"}
     live = subprocess.Popen([sys.executable, "-m", "tickscope.main", "live", str(rings), "--duration", "2s",
@@ -280,6 +278,7 @@ def _until(cond, live: subprocess.Popen, what) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # 1,000 writer processes
 def test_live_releases_the_rings_of_writers_that_are_done_and_their_counts_stay(tmp_path):
     """1,000 short-lived writers under ``live DIR`` limited to 256 descriptors: each finished,
     drained ring is unmapped and removed (it used to keep a descriptor and a mapping each, until

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import PROGRAMS, missing_tool, need_tool, run_cli
+from support import QUIET, SUBJECT
 from tickscope.collectors.session import HistogramLogWriter, Session
 from tickscope.collectors.session.hdr import (
     PERCENTILES,
@@ -18,9 +19,6 @@ from tickscope.collectors.session.hdr import (
     new_histogram,
     percentiles,
 )
-
-SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
-QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 
 
 @pytest.fixture(scope="module")

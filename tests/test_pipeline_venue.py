@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import run_cli
-from tickscope.collectors.launch import free_port
+from support import free_port
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch

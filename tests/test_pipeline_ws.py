@@ -19,7 +19,7 @@ import pytest
 from test_pipeline_venue import start_venue
 
 from conftest import run_cli
-from tickscope.collectors.launch import free_port
+from support import free_port
 from tickscope.collectors.session import Session
 from tickscope.pipeline.binance import (
     DepthPublisher,

@@ -18,7 +18,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, need_tool, run_cli
+from conftest import need_tool, run_cli
+from support import QUIET, SUBJECT, free_port
 from tickscope.collectors.prometheus import (
     CLASSIC_BOUNDS_NS,
     RELATIVE_ERROR_BOUND,
@@ -33,15 +34,6 @@ from tickscope.collectors.session.hdr import (
     new_histogram,
     percentiles,
 )
-
-QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
-SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]
-
-
-def free_port(host="127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def test_every_hdr_bucket_moves_whole_into_the_native_bucket_holding_its_value():
@@ -251,6 +243,7 @@ def two_hosts():
             _sh("ip", "netns", "del", ns, check=False)  # takes its end of the veth pair with it
 
 
+@pytest.mark.slow  # two 6 s profile runs
 def test_two_hosts_fleet_p99_from_prometheus_and_from_merge_agree(tmp_path, prometheus_for, two_hosts):
     port = 19464
     prom = prometheus_for([f"{addr}:{port}" for _, _, addr in two_hosts])
@@ -393,6 +386,7 @@ def test_connections_beyond_the_bound_are_closed_unserved_and_counted(tmp_path):
     assert stats["connections_refused"] >= 1, stats
 
 
+@pytest.mark.slow  # 1,000 clients
 def test_a_thousand_concurrent_scrapes_are_mostly_answered_and_head_says_no_more_than_tickscope(tmp_path):
     (tmp_path / "rings").mkdir()
     port = free_port()

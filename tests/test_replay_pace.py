@@ -139,7 +139,7 @@ def test_profile_says_what_the_replay_cannot_pace_before_it_starts(tmp_path):
     assert "warning: replay" in r.stderr and "1 timestamps went backwards" in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("trader", ["python", "rust"])
+@pytest.mark.parametrize("trader", ["python", pytest.param("rust", marks=pytest.mark.slow)])  # rust: cargo
 def test_under_replay_the_venue_trades_the_instruments_the_file_lists(tmp_path, trader):
     """The venue matched orders against its own synthetic symbols, so every order of a replayed
     file's instruments came back 'unknown symbol' (26 sent, 0 acked): order_rtt was all rejects."""

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import PROGRAMS, needs_tool, run_cli
+from support import QUIET
 from tickscope.collectors.bench import bench_rust_probe, build_rust, rust_crate
 from tickscope.collectors.host_tsc import host_tsc_domain
 from tickscope.collectors.ring_reader import RingReader, find_rings
@@ -20,7 +21,6 @@ from tickscope.probe import layout as L
 from tickscope.probe.clock import fit_tsc, tsc_facts
 
 needs_cargo = needs_tool("cargo", install="apt-get install cargo")
-QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 STAGES = ["feed", "strategy", "send"]  # spans 1..3 of the example's four points
 # The crate stamps rdtsc only where the collector trusts the TSC as one host clock (invariant and
 # listed by the kernel as a clocksource), else CLOCK_MONOTONIC (and says so).
@@ -45,6 +45,7 @@ def run_writer(exe, ring_dir, *args, check=True):
     return out if not check else dict(kv.split("=") for kv in out.stdout.split())
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_layout_constants_match_the_python_module(rust_writer):
     rust = json.loads(subprocess.run([str(rust_writer), "layout"], capture_output=True, check=True).stdout)
@@ -53,6 +54,7 @@ def test_layout_constants_match_the_python_module(rust_writer):
     assert rust == python
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_cargo_unit_tests_pass_with_probes_and_without():
     crate = rust_crate()
@@ -63,6 +65,7 @@ def test_cargo_unit_tests_pass_with_probes_and_without():
         assert "test result: ok" in out.stdout
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_point_records_read_exactly_from_python(rust_writer, ring_dir):
     stats = run_writer(rust_writer, ring_dir, "points", 1000)
@@ -91,6 +94,7 @@ def test_point_records_read_exactly_from_python(rust_writer, ring_dir):
         assert cal is not None and cal.pairs >= 2 and 1e8 < cal.hz < 1e10
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_tick_records_read_exactly_from_python(rust_writer, ring_dir):
     stats = run_writer(rust_writer, ring_dir, "ticks", 1000)
@@ -104,6 +108,7 @@ def test_tick_records_read_exactly_from_python(rust_writer, ring_dir):
     assert np.array_equal(np.diff(rec["ts"].astype(np.int64), axis=1), spans)
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
     stats = run_writer(rust_writer, ring_dir, "live", 100, 256)
@@ -116,6 +121,7 @@ def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
     assert set(rec["aux"][rec["point"] == 3]) == {42}
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 @needs_tool("unshare", "mount", install="apt-get install util-linux mount")
 def test_a_tsc_the_kernel_dropped_from_its_clocksources_is_not_stamped(rust_writer, ring_dir, tmp_path):
@@ -140,6 +146,7 @@ def test_a_tsc_the_kernel_dropped_from_its_clocksources_is_not_stamped(rust_writ
     assert CLOCKSOURCES.read_text().split() != ["hpet", "acpi_pm"], "the host's own list is untouched"
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_no_invariant_tsc_means_monotonic_stamps_declared_as_such(rust_writer, ring_dir, monkeypatch):
     monkeypatch.setenv("TICKSCOPE_CLOCK", "monotonic")  # what a host without invariant TSC gets
@@ -164,6 +171,7 @@ def assert_within_hdr_precision(summary, exact_ns, tag):
         assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 @pytest.mark.parametrize("mode", ["points", "ticks"])
 def test_known_tsc_spans_are_reported_within_hdr_precision_under_profile(rust_writer, tmp_path, mode):
@@ -190,6 +198,7 @@ def test_known_tsc_spans_are_reported_within_hdr_precision_under_profile(rust_wr
     assert_within_hdr_precision(summary["tick_to_trade"], spans.sum(axis=1) * ns_per_tick, "tick_to_trade")
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_a_trace_from_a_rust_and_a_python_process_joins_by_trace_id(rust_writer, tmp_path):
     traces = 500
@@ -211,6 +220,7 @@ def test_a_trace_from_a_rust_and_a_python_process_joins_by_trace_id(rust_writer,
     assert writers and all(w == ["python-mixed", "rust-relay", "rust-relay"] for w in writers)
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_bad_capacity_is_a_one_line_error_not_a_panic(rust_writer, ring_dir):
     out = run_writer(rust_writer, ring_dir, "points", 10, 3, check=False)
@@ -219,6 +229,7 @@ def test_bad_capacity_is_a_one_line_error_not_a_panic(rust_writer, ring_dir):
     assert find_rings(ring_dir) == []
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_unwritable_ring_directory_is_a_one_line_error_naming_it(rust_writer, tmp_path):
     blocker = tmp_path / "a-file"
@@ -230,6 +241,7 @@ def test_unwritable_ring_directory_is_a_one_line_error_naming_it(rust_writer, tm
     assert str(blocker / "rings") in out.stderr and "TICKSCOPE_RING_DIR" in out.stderr
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_a_build_without_probes_writes_nothing(ring_dir):
     exe = build_rust("rust_writer", probes=False)
@@ -271,6 +283,7 @@ def cargo_toml(name: str, deps: str, extra: str = "") -> str:
     )
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_probes_are_on_when_any_crate_of_the_binary_enables_them(tmp_path, ring_dir):
     """The feature is additive, as cargo unifies features over the graph: a library depending on
@@ -313,6 +326,7 @@ def test_probes_are_on_when_any_crate_of_the_binary_enables_them(tmp_path, ring_
     )
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_bench_puts_the_rust_probe_next_to_a_bare_rdtsc_store(tmp_path):
     b = bench_rust_probe(tmp_path)

@@ -19,8 +19,9 @@ from test_hostile_input import (
 )
 
 from conftest import needs_tool, run_cli
+from support import free_port
 from tickscope.collectors.cargo import build_root
-from tickscope.collectors.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error, free_port
+from tickscope.collectors.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline.trader import TICK_POINTS
@@ -35,6 +36,7 @@ def rust_trader():
     return build_rust_trader()
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_cargo_unit_tests_pass():
     out = subprocess.run(["cargo", "test", "--offline", "--quiet", "--manifest-path", str(RUST_TRADER_CRATE / "Cargo.toml"),
@@ -44,6 +46,7 @@ def test_cargo_unit_tests_pass():
     assert "test result: ok" in out.stdout and " 0 failed" in out.stdout
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_profile_of_the_rust_trader_has_the_python_stages_and_accounts_for_every_order(tmp_path, rust_trader):
     out = run_cli("profile", "--trader", "rust", "--duration", "4s", "--rate", "5k", "--no-perf", "--no-hiccup",
@@ -73,6 +76,7 @@ def test_profile_of_the_rust_trader_has_the_python_stages_and_accounts_for_every
     assert left == []
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_a_rust_trader_run_shorter_than_a_second_still_calibrates_over_heartbeats(tmp_path, rust_trader):
     # Its heartbeats came with the stats, once a second: a 0.3 s replay ended with its rings
@@ -91,6 +95,7 @@ def test_a_rust_trader_run_shorter_than_a_second_still_calibrates_over_heartbeat
     assert len(rings) == 2 and all(r["tsc"]["calibration"] == "heartbeats" for r in rings), rings
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_rust_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path, rust_trader):
     venue, trader, err = run_trader_against_hostile_peers([str(rust_trader)], hostile_fix_peer(), tmp_path)
@@ -103,6 +108,7 @@ def test_rust_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path, rust
     assert any(isinstance(m, F.FixMessage) and m.msg_type == F.LOGOUT for m in venue.received)
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_rust_trader_gives_up_on_a_venue_that_never_answers_logon(rust_trader):
     silent = socket.socket()
@@ -128,6 +134,7 @@ def test_without_cargo_profile_says_what_to_install_in_one_line(tmp_path):
 RUSTUP_CARGO = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo") / "bin" / "cargo"
 
 
+@pytest.mark.slow  # a cargo build
 @pytest.mark.skipif(
     not RUSTUP_CARGO.exists(), reason=f"no rustup cargo at {RUSTUP_CARGO} (https://rustup.rs)"
 )
@@ -148,6 +155,7 @@ def cargo_building(target: Path) -> list[int]:
     return [int(pid) for pid in out if pid.isdigit() and int(pid) != os.getpid()]
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 @pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
 def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, how, monkeypatch):
@@ -193,6 +201,7 @@ def test_cargo_stops_with_tickscope_killed_or_interrupted_mid_build(tmp_path, ho
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_a_failed_cargo_build_is_one_line_with_the_reason_and_where(tmp_path):
     (tmp_path / "src").mkdir()
@@ -214,6 +223,7 @@ def test_a_failed_cargo_build_is_one_line_with_the_reason_and_where(tmp_path):
     )
 
 
+@pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_fix_connect_sends_the_rust_traders_orders_to_another_acceptor(tmp_path, rust_trader):
     """Market data from the bundled venue, orders to a separate FIX 4.4 acceptor (one that logs the

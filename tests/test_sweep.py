@@ -11,6 +11,7 @@ import pytest
 from test_report_html import chromium, headless
 
 from conftest import run_cli
+from support import SUBJECT
 from tickscope.collectors.sweep import (
     Step,
     SweepError,
@@ -24,7 +25,6 @@ from tickscope.collectors.sweep import (
     step_argv,
 )
 
-SUBJECT = [sys.executable, str(Path(__file__).parent / "programs" / "tick_subject.py")]
 CLI = [sys.executable, "-m", "tickscope.main"]
 
 
@@ -91,6 +91,7 @@ def test_the_rate_reaches_the_command_as_placeholder():
     assert argv[argv.index("--expected-interval") + 1] == "50000ns"
 
 
+@pytest.mark.slow  # three profile runs
 def test_a_three_step_sweep_of_a_command_writes_sessions_sweep_json_and_a_report(tmp_path):
     out = tmp_path / "sw"
     r = run_cli("sweep", "--rates", "200,400,800", "--duration", "2s", "--warmup", "0s", "--sla", "p99=10s",

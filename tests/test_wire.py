@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from conftest import need_tool, needs_tool, run_cli
+from support import free_port
 from tickscope.collectors import wire_synth as S
 from tickscope.collectors.wire import (
     LINKTYPE_LINUX_SLL,
@@ -349,6 +350,7 @@ def test_cli_refuses_what_is_not_a_capture_on_its_first_bytes(tmp_path):
         assert "not a pcap or pcapng capture (magic" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # a 410 MB capture
 @needs_tool("prlimit", install="apt-get install util-linux")
 def test_cli_matches_a_capture_larger_than_its_address_space_limit(tmp_path):
     """A 410 MB pcap matched by ``tickscope wire`` under a 256 MB address-space limit (prlimit --as):
@@ -640,6 +642,7 @@ def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
 
 
 @needs_tcpdump
+@pytest.mark.slow  # a cargo build
 @needs_tool("cargo", install="apt-get install cargo")
 def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp_path):
     """The Rust trader's ClOrdIDs carry the trace id (TS<trace>-<n>) as the Python trader's do."""
@@ -699,7 +702,6 @@ def test_profile_capture_shows_the_wire_rows_in_the_live_view_during_the_run(tmp
 @needs_tcpdump
 def test_an_end_marker_that_never_reaches_the_capture_is_one_line_and_a_counter(tmp_path):
     from tickscope.collectors.capture import WireCapture
-    from tickscope.collectors.launch import free_port
 
     cap = WireCapture("lo", md_port=free_port(socket.SOCK_DGRAM), order_port=free_port(), end_guard_s=1.0)
     cap.start(None, tmp_path)
