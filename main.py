@@ -61,8 +61,8 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from tickscope.collectors.profile import ProfileError
-        from tickscope.collectors.ring_reader import RingFormatError
+        from tickscope.collectors.rings.reader import RingFormatError
+        from tickscope.collectors.run.profile import ProfileError
         from tickscope.collectors.session import SessionError
 
         try:
@@ -196,7 +196,7 @@ def _session_meta(options: dict) -> dict:
         "git_sha": _git_sha(),
     }
     try:
-        from tickscope.collectors.host import host_facts
+        from tickscope.collectors.run.host import host_facts
 
         meta["host"] = host_facts()
     except ImportError:
@@ -217,15 +217,15 @@ def _side_collectors(perf: bool, pyspy: bool, pyspy_rate: int, pyspy_nonblocking
     side = []
     try:
         if perf:
-            from tickscope.collectors.perfstat import PerfStatCollector
+            from tickscope.collectors.side.perfstat import PerfStatCollector
 
             side.append(PerfStatCollector())
         if pyspy:
-            from tickscope.collectors.pyspy import PySpyCollector
+            from tickscope.collectors.side.pyspy import PySpyCollector
 
             side.append(PySpyCollector(rate=pyspy_rate, nonblocking=pyspy_nonblocking))
         if hiccup:
-            from tickscope.collectors.hiccup import HiccupCollector
+            from tickscope.collectors.side.hiccup import HiccupCollector
 
             side.append(HiccupCollector(cpu=hiccup_cpu))
     except ImportError as e:  # a side collector not built into this install: say so, go on
@@ -358,7 +358,7 @@ def profile(
     """
     from rich.console import Console
 
-    from tickscope.collectors.profile import CommandSubject, ProfileOptions, run_profile
+    from tickscope.collectors.run.profile import CommandSubject, ProfileOptions, run_profile
     from tickscope.reports.console import CountersLine, StageTable
 
     command = target_command(ctx)
@@ -412,7 +412,11 @@ def profile(
         opts.name = name or Path(command[0]).name
         start_subject = functools.partial(CommandSubject, command)
     else:
-        from tickscope.collectors.launch import PipelineConfig, build_rust_trader, start_reference_pipeline
+        from tickscope.collectors.run.launch import (
+            PipelineConfig,
+            build_rust_trader,
+            start_reference_pipeline,
+        )
 
         config = PipelineConfig(
             rate=rate_per_s, duration_s=opts.duration_s, feed=feed, loop=loop, load=load, replay=replay,
@@ -434,11 +438,11 @@ def profile(
     side = _side_collectors(perf, pyspy, pyspy_rate, pyspy_nonblocking, hiccup, hiccup_cpu)
     capture = capture or capture_iface is not None  # an interface given alone was silently ignored
     if capture:
-        from tickscope.collectors.capture import WireCapture
+        from tickscope.collectors.side.capture import WireCapture
 
         ports = {}
         if not command:  # the ports are fixed up front, so tcpdump listens before the first packet is sent
-            from tickscope.collectors.launch import fix_connect_address
+            from tickscope.collectors.run.launch import fix_connect_address
 
             # the orders go where --fix-connect sends them, not to the bundled venue's unused port
             order_port = fix_connect_address(fix_connect)[1] if fix_connect else config.fix_port
@@ -472,8 +476,8 @@ def profile(
 
 def _print_capture(console, session_dir: Path) -> None:
     """The wire tags (wire_to_wire, residuals) and the capture's own drop counters."""
-    from tickscope.collectors.capture import RESIDUAL_TAGS
     from tickscope.collectors.session import Session, SessionError
+    from tickscope.collectors.side.capture import RESIDUAL_TAGS
     from tickscope.collectors.wire import refusals
     from tickscope.reports.console import StageTable
 
@@ -625,7 +629,7 @@ def wire(
         "options": options,
         "capture": m.source,  # digested while matching: a FIFO or pipe is read once
     }
-    from tickscope.collectors.profile import claim_session_dir
+    from tickscope.collectors.run.profile import claim_session_dir
 
     # As profile: a session is never overwritten (--force removes the old session's files only).
     target, lock = claim_session_dir(target, target.name, force)
@@ -640,7 +644,7 @@ def wire(
 def _report_sweep(sweep_dir: Path, output: Path | None) -> None:
     from rich.console import Console
 
-    from tickscope.collectors.sweep import SweepError, load_sweep
+    from tickscope.collectors.run.sweep import SweepError, load_sweep
     from tickscope.reports import sweep_render
 
     try:
@@ -695,8 +699,8 @@ def sweep(
 
     from rich.console import Console
 
-    from tickscope.collectors.profile import default_session_dir
-    from tickscope.collectors.sweep import (
+    from tickscope.collectors.run.profile import default_session_dir
+    from tickscope.collectors.run.sweep import (
         SweepError,
         geometric_rates,
         parse_rate,
@@ -865,7 +869,7 @@ def live(
     """
     from rich.console import Console
 
-    from tickscope.collectors.attach import attach
+    from tickscope.collectors.run.attach import attach
     from tickscope.reports.console import CountersLine, StageTable
 
     duration_s = parse_duration(duration) if duration else None

@@ -29,7 +29,7 @@ import struct
 import tempfile
 from time import perf_counter_ns as pc
 
-from tickscope.collectors.ring_reader import RingReader
+from tickscope.collectors.rings.reader import RingReader
 from tickscope.probe import TickWriter
 from tickscope.probe import layout as L
 

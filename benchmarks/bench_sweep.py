@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tickscope.collectors.sweep import parse_rates
+from tickscope.collectors.run.sweep import parse_rates
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

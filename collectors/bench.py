@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 
 import tickscope.probe as probe_pkg
+from tickscope.collectors.rings.collector import Collector
+from tickscope.collectors.rings.reader import RingReader
+from tickscope.collectors.run.cargo import find_cargo, stage
+from tickscope.collectors.session.hdr import BulkRecorder, new_histogram
 from tickscope.probe import TickWriter
 from tickscope.probe.ring import PointWriter
-
-from .cargo import find_cargo, stage
-from .collector import Collector
-from .ring_reader import RingReader
-from .session.hdr import BulkRecorder, new_histogram
 
 TICKS_PER_ROUND = 1024
 POINTS = 8

@@ -10,9 +10,8 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 
-from tickscope.probe.clock import tsc_facts
-
-from .host import cmdline_value, governors, host_facts
+from tickscope.collectors.rings.clocks import tsc_facts
+from tickscope.collectors.run.host import cmdline_value, governors, host_facts
 
 
 @dataclass

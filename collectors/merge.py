@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from .session import (
+from tickscope.collectors.session import (
     LATENCY_LOG,
     META,
     WARMUP_LOG,
@@ -41,7 +41,7 @@ from .session import (
     trace_accounting,
     write_json_atomic,
 )
-from .session.hdr import (
+from tickscope.collectors.session.hdr import (
     CHUNK,
     BulkRecorder,
     _bucket_values,

@@ -1416,7 +1416,7 @@ def _stream_name(key: bytes, addr_len: int) -> str:
 
 
 # -- the end marker ----------------------------------------------------------------------------------
-# ``profile --capture`` ends its capture with one UDP datagram of its own (collectors/capture.py):
+# ``profile --capture`` ends its capture with one UDP datagram of its own (collectors/side/capture.py):
 # once it is in the file, every packet captured before it is too. Recognised by its payload, so
 # ``tickscope wire`` on the same file counts it as the marker, not as a stray packet.
 END_MARKER_MAGIC = b"tickscope-capture-end:"
@@ -1788,7 +1788,7 @@ def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_
     an hour apart is thousands of intervals). Values no histogram can hold are not recorded: they
     are counted into ``set_aside`` as ``<tag>_negative`` and ``<tag>_beyond_range`` (above the
     highest trackable value, ~68.7 s) by the time this returns, never skipped in silence."""
-    from .session.hdr import BulkRecorder, new_histogram
+    from tickscope.collectors.session.hdr import BulkRecorder, new_histogram
 
     recorder = BulkRecorder(new_histogram())
     by_slot = {}  # tag -> (slots sorted, values in that order)
@@ -1807,7 +1807,7 @@ def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_
 
 
 def _each_interval(by_slot, slots: np.ndarray, interval_ns: int, recorder):
-    from .session.hdr import new_histogram
+    from tickscope.collectors.session.hdr import new_histogram
 
     for slot in slots.tolist():
         hists = {}
@@ -1823,8 +1823,8 @@ def _each_interval(by_slot, slots: np.ndarray, interval_ns: int, recorder):
 
 def write_session(m: WireMatch, out: Path, meta: dict, interval_s: float = 1.0) -> Path:
     """A normal session directory (meta.json, latency.hlog, summary.json) from a capture alone."""
-    from .session import SessionWriter
-    from .session.hdr import summarize
+    from tickscope.collectors.session import SessionWriter
+    from tickscope.collectors.session.hdr import summarize
 
     start_ns = int(min(m.md_ts.min(initial=2**62), m.order_ts.min(initial=2**62)))
     if start_ns == 2**62:

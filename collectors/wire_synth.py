@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from .wire import LINKTYPE_ETHERNET, PCAP_MAGIC_NS, PCAP_MAGIC_US
+from tickscope.collectors.wire import LINKTYPE_ETHERNET, PCAP_MAGIC_NS, PCAP_MAGIC_US
 
 MAC_SRC, MAC_DST = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 

@@ -8,7 +8,7 @@ JSON files (meta.json, summary.json, slowest.json), and two logs compared tag by
 The only exception allowed out is the documented one (SessionError, which the CLI prints as one
 line, exit 2); anything else is a crash that atheris reports with the input that caused it. The
 first input byte picks the target, so one corpus covers all four. Not run in CI: the bounded
-property tests in tests/test_hlog_properties.py are.
+property tests in tests/collectors/test_hlog_properties.py are.
 """
 
 from __future__ import annotations

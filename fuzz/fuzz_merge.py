@@ -10,7 +10,7 @@ One input is one session directory: its files are the input split at form feeds 
 order of ``FILES``; it is merged with a clean session of another host (``a=`` / ``b=`` labels, so
 overlap refusals do not hide the rest). The only exception allowed out is SessionError (MergeError
 is one), which the CLI prints as one line, exit 2; anything else is a crash that atheris reports
-with the input that caused it. Not run in CI: tests/test_damaged_files.py holds the known shapes.
+with the input that caused it. Not run in CI: tests/collectors/test_damaged_files.py holds the known shapes.
 """
 
 from __future__ import annotations

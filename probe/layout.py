@@ -1,6 +1,6 @@
 """Every offset and size of a tickscope ring file, in one place.
 
-The C header ``probe/include/tickscope_probe.h`` mirrors these constants; ``tests/test_c_probe.py``
+The C header ``probe/include/tickscope_probe.h`` mirrors these constants; ``tests/probe/test_c_probe.py``
 compiles a C writer with gcc and reads its ring here, so the two cannot drift apart silently.
 
 A ring file is one single-producer/single-consumer queue: one writer thread, one collector.

@@ -7,7 +7,7 @@
 - ``sweep``: a sweep's ``sweep.json`` (its steps, their SLA verdicts, the knee);
 - ``units``: the one grammar of rates, durations and latencies, and how a latency is printed.
 
-It imports nothing of ours but itself (pinned by tests/test_layers.py), so a renderer reaching it
+It imports nothing of ours but itself (pinned by tests/cli/test_layers.py), so a renderer reaching it
 reaches nothing of the collector.
 """
 

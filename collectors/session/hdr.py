@@ -4,7 +4,7 @@
 of every value is computed with numpy exactly as ``hdrh`` computes it, in cache-sized chunks
 with preallocated buffers, then ``bincount`` adds a whole chunk at once into the histogram's own
 counts array. The histogram ends up in the same state as after recording the values one by one
-(``tests/test_hdr.py`` checks ``encode()`` equality with hypothesis).
+(``tests/collectors/test_hdr.py`` checks ``encode()`` equality with hypothesis).
 
 Index arithmetic (hdrh's ``_counts_index_for``), for v >= 0::
 

@@ -28,7 +28,7 @@
  * pairs this writer stores (at open, at every heartbeat and at close).
  *
  * The byte layout is the one documented in probe/layout.py (KIND_POINT rings, 32-byte records);
- * tests/test_c_probe.py checks every mirrored constant below against it and reads gcc- and
+ * tests/probe/test_c_probe.py checks every mirrored constant below against it and reads gcc- and
  * g++-built writers from Python, so the two cannot drift apart silently.
  */
 #ifndef TICKSCOPE_PROBE_H

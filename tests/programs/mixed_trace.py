@@ -1,4 +1,4 @@
-"""The Python half of traces whose other half is a Rust process (tests/test_rust_probe.py).
+"""The Python half of traces whose other half is a Rust process (tests/probe/test_rust_probe.py).
 
     python mixed_trace.py RUST_WRITER TRACES
 Per trace: md.rx stamped here (PointWriter, CLOCK_MONOTONIC), then the trace id goes down a pipe

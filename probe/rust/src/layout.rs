@@ -1,5 +1,5 @@
 //! Every offset and size of a tickscope ring file: the Rust mirror of `probe/layout.py`, which
-//! owns the diagrams and is the source of truth. `tests/test_rust_probe.py` compares these
+//! owns the diagrams and is the source of truth. `tests/probe/test_rust_probe.py` compares these
 //! constants with the Python module (the `layout` example prints them), so they cannot drift.
 //!
 //! ```text

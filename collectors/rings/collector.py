@@ -1,0 +1,790 @@
+"""The collector loop: rings -> one monotonic timeline -> traces -> HDR intervals -> session.
+
+``Collector.poll()`` is one pass (discover rings, drain each, correlate, ingest, roll the
+interval when due); the caller decides the cadence and what else runs between polls (the live
+view, side collectors). ``finish()`` drains what is left and closes the session.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from tickscope.collectors.rings.clocks import read_calibration, sample_realtime_offset, tsc_facts
+from tickscope.collectors.rings.correlate import (
+    SET_ASIDE,
+    TICK_TO_DECISION,
+    TICK_TO_TRADE,
+    Closed,
+    Correlator,
+    DeclarationConflict,
+    TraceSchema,
+)
+from tickscope.collectors.rings.host_tsc import collector_pair, host_tsc_domain, tsc_reader
+from tickscope.collectors.rings.reader import (
+    RingCounterError,
+    RingDescriptorsExhausted,
+    RingFormatError,
+    RingReader,
+    find_rings,
+)
+from tickscope.collectors.rings.tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
+from tickscope.collectors.session import SessionCounters, SessionWriter, Snapshot
+from tickscope.collectors.session.hdr import (
+    BulkRecorder,
+    add_into,
+    corrected_values,
+    new_histogram,
+    reset,
+    summarize,
+)
+from tickscope.probe import layout as L
+
+CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
+# Closed's reasons for setting a trace aside -> the session counter that adds them up
+SESSION_KEY = {r: r if r == "late_beyond_horizon" else f"traces_{r}" for r in SET_ASIDE}
+
+
+def monotonic_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+COLLECTOR_PAIR_EVERY_NS = 1_000_000_000  # the collector's own calibration pairs, this far apart
+
+
+@dataclass
+class RingSource:
+    """One ring being drained, with what it takes to put its stamps on the common timeline.
+
+    TSC stamps stay raw ticks: the correlator measures a span between two ticks of one TSC domain
+    (the host's, for every ring on a TSC the host trusts) with that domain's rate alone, and moves
+    a tick onto CLOCK_MONOTONIC through the domain's slewed map (``TscTimeline``) only for spans
+    that cross clocks. The ring's calibration pairs feed its domain for the whole session: the
+    header's pair counter is a sequence number, so every new pair is seen however many came.
+    """
+
+    index: int
+    reader: RingReader
+    columns: np.ndarray  # local point id -> schema column
+    domains: np.ndarray  # local point id -> clock domain
+    clock: TscDomain  # the TSC domain its TSC stamps belong to (shared by every trusted ring)
+    calib_seen: int = 0  # calibration pairs read so far (the writer's sequence counter)
+    calib_missed: int = 0  # pairs overwritten before a poll could read them
+    dead_since: int | None = None
+    finished: bool = False
+    malformed: int = 0
+    quarantined: str | None = None  # why the ring's header stopped being trusted
+    point_out_of_range: int = 0  # records naming a point id the ring's point table does not have
+
+    @property
+    def tsc(self) -> TscTimeline:
+        return self.clock.timeline
+
+    @property
+    def stamps_tsc(self) -> bool:
+        return bool((self.domains == L.CLOCK_TSC).any())
+
+    def refresh_calibration(self) -> None:
+        """Hand the pairs written since the last call to the ring's domain (fitted by its refit)."""
+        self.reader.check_size()  # before anything reads the mapping (see RingReader.check_size)
+        count, pairs = read_calibration(self.reader.mm)
+        if count <= self.calib_seen:
+            return
+        fresh = [(seq, p) for seq, p in pairs if seq >= self.calib_seen]
+        self.calib_missed += (fresh[0][0] if fresh else count) - self.calib_seen
+        self.calib_seen = count
+        self.clock.add([p for _, p in fresh], "rings")
+
+    def convert(self, ts: np.ndarray, domain: int, realtime_offset: int) -> np.ndarray:
+        """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns, or for TSC the raw ticks
+        themselves (the correlator measures in-ring spans from ticks, see ``TscTimeline``); 0
+        stays 0 (absent)."""
+        raw = ts.astype(np.int64)
+        if domain == L.CLOCK_MONOTONIC:
+            return raw
+        absent = raw == 0
+        if domain == L.CLOCK_TSC:
+            if not self.tsc.ready:
+                raise RingFormatError(f"ring {self.reader.path}: TSC stamps but no usable calibration pairs")
+            self.tsc.observe(raw[~absent] if absent.any() else raw)
+            return raw
+        out = raw - realtime_offset
+        out[absent] = 0
+        return out
+
+    def describe(self) -> dict:
+        r = self.reader
+        d = {
+            "path": str(r.path), "writer": r.writer_name, "pid": r.writer_pid, "tid": r.writer_tid,
+            "kind": L.KIND_NAMES[r.kind], "capacity": r.capacity, "points": [p.name for p in r.points],
+            "clocks": sorted({L.CLOCK_NAMES[p.clock] for p in r.points}),
+            "produced": r.last.produced, "drained": r.drained, "dropped_ring_full": r.last.dropped,
+            "in_ring": r.in_ring_seen, "drained_before_attach": r.drained_before_attach,
+            "malformed": self.malformed, "point_out_of_range": self.point_out_of_range,
+            "closed_cleanly": r.writer_closed,
+            "peak_backlog": r.peak_demand, "capacity_needed": capacity_needed(r),
+        }  # fmt: skip
+        if self.quarantined:
+            d["quarantined"] = self.quarantined
+        t = self.tsc
+        if self.stamps_tsc and t.ready:
+            d["tsc_hz"] = round(t.fit.hz, 1)
+            d["tsc_fit_residual_ns"] = round(t.fit.residual_ns, 2)
+            d["tsc_pairs"] = t.fit.pairs
+            d["tsc"] = {
+                "domain": self.clock.name,  # meta.json clocks.tsc_domains[] holds its fits
+                "calibration": self.calibration_quality(),
+                "pairs_written": self.calib_seen, "pairs_missed": self.calib_missed,
+                "local_hz": [round(1e9 / s, 3) for s in t.local.slopes],  # the rate spans use
+            }  # fmt: skip
+        return d
+
+    def calibration_quality(self) -> str:
+        """'heartbeats' (pairs during the run), 'open-close only' or 'open only' (never heartbeats)."""
+        during = self.calib_seen - 2 - (1 if self.reader.writer_closed else 0)
+        if during > 0:
+            return "heartbeats"
+        return "open-close only" if self.reader.writer_closed else "open only"
+
+    def notes(self) -> list[str]:
+        """One line per thing the user must know about this ring's numbers."""
+        r, t = self.reader, self.tsc
+        who = f"ring {r.writer_name} (pid {r.writer_pid})"
+        out = []
+        if self.point_out_of_range:
+            out.append(f"{who}: {self.point_out_of_range} records name a point id beyond the {r.n_points} "
+                       "points of its table: dropped (writer and point table disagree)")  # fmt: skip
+        if self.stamps_tsc and t.ready and self.clock.name != "host":
+            quality = self.calibration_quality()
+            if quality == "open-close only":
+                out.append(f"{who}: TSC calibrated from the pairs at open-close only (the writer never called "
+                           f"tsp_heartbeat): cross-clock stages moved by up to {t.largest_step_ns} ns when the "
+                           "closing pair arrived; call tsp_heartbeat from an idle path")  # fmt: skip
+            elif quality == "open only":
+                out.append(f"{who}: TSC calibrated from the pairs at open only (no tsp_heartbeat, no tsp_close): "
+                           "cross-clock stages rest on two pairs 20 ms apart; call tsp_heartbeat from an idle "
+                           "path")  # fmt: skip
+            if t.rate_changes:
+                out.append(f"{who}: TSC rate changed {t.rate_changes} time(s) (an opening calibration pair "
+                           f"was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json clocks.tsc_domains")  # fmt: skip
+        return out
+
+
+def capacity_needed(reader: RingReader) -> int | None:
+    """For a ring that dropped records: the power of two that would have held its peak backlog
+    (records waiting plus records dropped between two drains), at least twice the capacity."""
+    if not reader.last.dropped:
+        return None
+    return 1 << (max(reader.peak_demand, 2 * reader.capacity) - 1).bit_length()
+
+
+CREATION_GRACE_S = 1.0  # a writer sizes the file and publishes the magic within microseconds
+
+
+def _being_created(path: Path, error: RingFormatError) -> bool:
+    """A ring file without its magic yet, or not yet sized, that was touched a moment ago."""
+    if "bad magic 0x0000000000000000" not in str(error) and "truncated header" not in str(error):
+        return False
+    try:
+        return time.time() - path.lstat().st_mtime < CREATION_GRACE_S
+    except OSError:
+        return False
+
+
+class HistogramSet:
+    """Per tag: the interval in progress and the cumulative total (warm-up kept apart)."""
+
+    def __init__(self):
+        self.interval: dict[str, HdrHistogram] = {}
+        self.total: dict[str, HdrHistogram] = {}
+        self.warmup_total: dict[str, HdrHistogram] = {}
+        self._recorder = BulkRecorder(new_histogram())
+        self.max_value = self._recorder.max_recordable  # the highest value a histogram tracks
+        self.out_of_range = 0
+
+    def record(self, tag: str, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        h = self.interval.get(tag)
+        if h is None:
+            h = self.interval[tag] = new_histogram()
+        self.out_of_range += self._recorder.record(h, values)
+
+    def roll(self, warmup: bool) -> dict[str, HdrHistogram]:
+        """Close the interval: fold it into the totals, return copies of the finished histograms."""
+        finished = {}
+        totals = self.warmup_total if warmup else self.total
+        for tag, h in self.interval.items():
+            if not h.total_count:
+                continue
+            snap = new_histogram()
+            add_into(snap, h)
+            finished[tag] = snap
+            add_into(totals.setdefault(tag, new_histogram()), h)
+            reset(h)
+        return finished
+
+
+class Collector:
+    def __init__(self, ring_dir: str | Path, session: SessionWriter | None = None, *,
+                 interval_s: float = 1.0, warmup_s: float = 0.0, linger_s: float = 0.25,
+                 slowest: int = 20, history: int = 120, expected_interval_ns: int = 0,
+                 ring_paths: list[Path] | None = None, host_tsc: dict | None = None):  # fmt: skip
+        self.ring_dir = Path(ring_dir)
+        # Named rings: attach to exactly these, never to their neighbours in the directory.
+        self.ring_paths = [Path(p) for p in ring_paths] if ring_paths is not None else None
+        self.host_tsc = host_tsc if host_tsc is not None else tsc_facts()
+        # One TSC domain for every ring of this host when the host keeps its TSC one clock;
+        # otherwise a domain per ring (the reason is said at the end of the run).
+        self.host_domain_ok, self.host_domain_why = host_tsc_domain(self.host_tsc)
+        self.host_clock = TscDomain("host")
+        self.tsc_domains: list[TscDomain] = [self.host_clock] if self.host_domain_ok else []
+        self._read_tsc = tsc_reader() if self.host_domain_ok else None
+        self._next_pair_ns = 0
+        self._take_collector_pair(monotonic_ns())
+        self.clock_notes: list[str] = []  # filled by finish(): one line each, also in meta.json
+        self.session = session
+        self.interval_ns = round(interval_s * 1e9)
+        self.warmup_ns = round(warmup_s * 1e9)
+        self.schema = TraceSchema()
+        self.hists = HistogramSet()
+        self.correlator = Correlator(self.schema, linger_ns=round(linger_s * 1e9), slowest=slowest,
+                                     max_value=self.hists.max_value)  # fmt: skip
+        self.refused: list[RingReader] = []  # rings whose declarations contradict the others': never read
+        self._unordered_since: int | None = None  # when the schema last lost its one order
+        self.counters = SessionCounters()
+        self.sources: list[RingSource] = []
+        self._known: set[Path] = set()
+        self._descriptors_noted = False
+        self.ring_errors: list[str] = []
+        self.start_ns = monotonic_ns()
+        self.start_epoch_s = time.time()
+        self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()
+        self._interval_start = self.start_ns
+        self._slowest: list[tuple[int, dict]] = []
+        self.slowest_n = slowest
+        # Known interval between ticks (constant-rate load): also record CO-corrected totals.
+        self.expected_interval_ns = expected_interval_ns
+        self._history = history
+        self.live = Snapshot()
+        self._p99 = {}
+        self._subject_stats: dict = {}
+        # point name -> [(trace ids, stamps)] of every trace, kept for joins after the run (a wire
+        # capture joins md.rx and order.tx, see collectors/side/capture.py); empty: nothing is kept.
+        self.keep_points: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    # -- discovery -----------------------------------------------------------------------------
+    def discover(self) -> None:
+        # The pipeline order is the merge of the rings' declarations and does not depend on the
+        # order rings are merged in; creation order only decides which of two contradicting
+        # rings is refused (the later one: what was already being measured goes on).
+        found = []
+        named = self.ring_paths is not None
+        for path in self.ring_paths if named else find_rings(self.ring_dir):
+            if path in self._known:
+                continue
+            if not self._room_for_a_ring(len(found)):
+                break
+            try:
+                reader = RingReader(path)
+            except RingDescriptorsExhausted:
+                self._room_for_a_ring(len(found), exhausted=True)
+                break
+            except RingFormatError as e:
+                # A ring still being created has no magic yet: retry next poll, report only if it stays bad.
+                if not named and _being_created(path, e):
+                    continue
+                self._known.add(path)
+                self.ring_errors.append(f"skipped {e}")
+                continue
+            self._known.add(path)
+            found.append(reader)
+        for reader in sorted(found, key=lambda r: r.created_monotonic_ns):
+            try:
+                merged = self.schema.merge(
+                    reader.points, ring=f"ring {reader.writer_name} (pid {reader.writer_pid})"
+                )
+            except DeclarationConflict as e:
+                self._refuse(reader, e)
+                continue
+            cols = np.array(merged, dtype=np.int64)
+            clock = self.host_clock
+            if not self.host_domain_ok:
+                clock = TscDomain(str(reader.path))
+                self.tsc_domains.append(clock)
+            src = RingSource(
+                len(self.sources), reader, cols, np.array([p.clock for p in reader.points]), clock
+            )
+            self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT,
+                                         tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc,
+                                         domain=self.tsc_domains.index(clock) + 1)  # fmt: skip
+            self.sources.append(src)
+            if reader.counter_error is not None:
+                self._quarantine(src, reader.counter_error)
+                continue
+            try:
+                src.refresh_calibration()
+            except RingFormatError as e:
+                self._quarantine(src, e)
+            clock.refit()
+
+    def _take_collector_pair(self, now_ns: int) -> None:
+        """A calibration pair of the collector's own for the host domain, every
+        COLLECTOR_PAIR_EVERY_NS: the baseline grows with the session whatever the writers do."""
+        if self._read_tsc is None or now_ns < self._next_pair_ns:
+            return
+        self._next_pair_ns = now_ns + COLLECTOR_PAIR_EVERY_NS
+        self.host_clock.add([collector_pair(self._read_tsc)], "collector")
+
+    def _refuse(self, reader: RingReader, error: DeclarationConflict) -> None:
+        """A ring whose point declarations contradict another ring's: none of its records is read
+        (they would be measured on an order one of the two rings says is wrong); the run is not
+        drop-free and ``--fail-on-drops`` fails it."""
+        self.refused.append(reader)
+        self.counters.rings_refused += 1
+        self.ring_errors.append(f"refused ring {reader.path}: {error}; none of its records is read: fix the "
+                                "declarations so that every ring agrees")  # fmt: skip
+
+    def _room_for_a_ring(self, opening: int, exhausted: bool = False) -> bool:
+        """Whether one more ring may be attached. Each holds a descriptor (its mapping's) until
+        released; rings beyond what the descriptor limit allows, less a reserve for the session's
+        files, /proc reads and the Prometheus endpoint, wait in their directory until attached
+        ones finish. Said once, in one line."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        attached = opening + sum(not s.finished for s in self.sources)
+        if not exhausted and (soft == resource.RLIM_INFINITY or attached < soft - min(128, soft // 2)):
+            return True
+        if not self._descriptors_noted:
+            self._descriptors_noted = True
+            self.ring_errors.append(f"rings wait: {attached} attached hold the descriptors this process may use "
+                                    f"(ulimit -n {soft}); more are attached as these finish (raise ulimit -n)")  # fmt: skip
+        return False
+
+    def _quarantine(self, src: RingSource, error: RingFormatError) -> None:
+        """Stop trusting one ring's header: keep what it held under counters that still made
+        sense, report it, and let the other rings carry on."""
+        src.finished = True
+        src.quarantined = str(error).split(": ", 1)[-1]
+        before = src.reader.drained
+        if isinstance(error, RingCounterError):
+            try:
+                while (batch := src.reader.drain_trusted(self.BATCH)).size:
+                    self._correlate(src, batch)
+            except (RingFormatError, ValueError, OverflowError):
+                pass
+        self.counters.rings_quarantined += 1
+        self.ring_errors.append(
+            f"quarantined {error}: stopped reading it; kept the {src.reader.drained:,} records drained"
+            f" under sane counters ({src.reader.drained - before:,} after the check failed), the other rings go on"
+        )
+        src.reader.close()  # never read again (a truncated one must not be: SIGBUS); its file is evidence
+
+    def _release(self, src: RingSource) -> None:
+        """A ring drained to the end of a writer that is gone: unmap it (its descriptor goes with
+        the mapping) and remove its file, as the writer left it for us to do. Its counters stay
+        in the accounting. ``tickscope live`` attaches to writers for as long as it runs: keeping
+        each one mapped ran out of descriptors after ~1,000 short-lived writers."""
+        src.reader.close()
+        try:
+            src.reader.path.unlink()
+        except OSError:
+            return
+        if self.ring_paths is None:  # a new writer may be given the same name (pids are reused)
+            self._known.discard(src.reader.path)
+
+    # -- one pass --------------------------------------------------------------------------------
+    BATCH = 1 << 16  # records per ring per round: bounds the open traces re-sorted per batch
+    fill = 0.0  # the largest fraction of a ring's capacity the last poll drained
+
+    def next_sleep(self, current_s: float, floor_s: float = 0.001, ceiling_s: float = 0.02) -> float:
+        """How long to sleep before the next poll. Each poll has a fixed cost (~0.5 ms of numpy
+        calls), so poll rarely when the rings fill slowly, never letting one pass a quarter full:
+        no sleep above 1/4, back off to ``ceiling_s`` below 1/20."""
+        if self.fill >= 0.25:
+            return 0.0
+        if self.fill >= 0.05:
+            return max(floor_s, current_s / 2)
+        return min(ceiling_s, max(floor_s, current_s * 2))
+
+    def poll(self, now_ns: int | None = None) -> int:
+        """One drain round: discover rings, drain up to one batch from each, correlate, and roll
+        the interval if due. Returns the records drained (a full batch: poll again, no sleep)."""
+        self.discover()
+        self.correlator.advance()
+        drained = 0
+        self.fill = 0.0
+        # Calibration before draining: the records drained are converted with every pair written
+        # before them, by any ring of their domain.
+        self._take_collector_pair(monotonic_ns())
+        for src in self.sources:
+            if not src.finished:
+                try:
+                    src.refresh_calibration()
+                except RingFormatError as e:
+                    self._quarantine(src, e)
+        for clock in self.tsc_domains:
+            clock.refit()
+        for src in self.sources:
+            if not src.finished:
+                try:
+                    n = self._drain(src)
+                except RingFormatError as e:
+                    self._quarantine(src, e)
+                    continue
+                drained += n
+                self.fill = max(self.fill, n / src.reader.capacity)
+        now = monotonic_ns() if now_ns is None else now_ns
+        self._ingest(self._close(now))
+        while now - self._interval_start >= self.interval_ns:
+            self._roll(self._interval_start + self.interval_ns)
+        return drained
+
+    ORDER_GRACE_NS = 1_000_000_000  # how long traces wait for a ring whose declarations order the others'
+
+    def _close(self, now_ns: int, force: bool = False) -> Closed:
+        """Close traces, but never on a guessed order: while no declaration orders some points
+        (rings not linked yet: the ring that links them may not be open yet), traces wait; past
+        ``max(ORDER_GRACE_NS, one interval)`` or at the end they are set aside, with one line."""
+        unresolved = self.schema.unresolved
+        if unresolved is None:
+            self._unordered_since = None
+            return self.correlator.flush(now_ns, force)
+        if self._unordered_since is None:
+            self._unordered_since = now_ns
+        if not force and now_ns - self._unordered_since < max(self.ORDER_GRACE_NS, self.interval_ns):
+            return Closed(values={})
+        line = f"traces set aside, unmeasured: {unresolved}"
+        if line not in self.ring_errors:
+            self.ring_errors.append(line)
+        return self.correlator.flush(now_ns, unordered=True)
+
+    def _drain(self, src: RingSource) -> int:
+        reader = src.reader
+        reader.check_size()  # before anything reads the mapping (see RingReader.check_size)
+        alive = reader.writer_alive()  # asked before draining: a writer dying meanwhile leaves more
+        batch = reader.drain(self.BATCH)
+        if batch.size:
+            self._correlate(src, batch)
+        elif not alive and reader.in_ring_seen == 0:
+            src.finished = True
+            if not reader.writer_closed:
+                self.counters.writers_died += 1
+            self._release(src)
+        return int(batch.size)
+
+    def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
+        reader = src.reader
+        if reader.kind == L.KIND_POINT:
+            known = batch["point"] < reader.n_points
+            ok = known & (batch["ts"] != 0)
+            bad = int(batch.size - np.count_nonzero(ok))
+            if bad:
+                src.malformed += bad
+                src.point_out_of_range += int(batch.size - np.count_nonzero(known))
+                batch = batch[ok]
+            local = batch["point"].astype(np.int64)
+            ts = np.empty(batch.size, np.int64)
+            for domain in np.unique(src.domains[local]) if batch.size else ():
+                sel = src.domains[local] == domain
+                ts[sel] = src.convert(batch["ts"][sel], int(domain), self.realtime_offset)
+            self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index, monotonic_ns())
+            if self.keep_points:
+                cols, tsc = src.columns[local], src.domains[local] == L.CLOCK_TSC
+                self._keep(batch["trace"], lambda c, cols=cols, tsc=tsc: (cols == c) & ~tsc, ts)
+        else:
+            raw = batch["ts"]
+            n = len(self.schema.names)
+            rows = np.zeros((batch.size, n), np.int64)
+            srcs = np.zeros((batch.size, n), np.int16)
+            for j in range(reader.n_points):
+                col = rows[:, src.columns[j]] = src.convert(
+                    raw[:, j], int(src.domains[j]), self.realtime_offset
+                )
+                srcs[:, src.columns[j]] = np.where(col != 0, src.index + 1, 0)
+            empty = ~rows.any(axis=1)
+            if empty.any():  # a committed tick with no stamp at all carries nothing to measure
+                src.malformed += int(empty.sum())
+                keep = ~empty
+                batch, rows, srcs = batch[keep], rows[keep], srcs[keep]
+            self.correlator.add_rows(batch["trace"], rows, srcs, monotonic_ns())
+            for j in range(reader.n_points) if self.keep_points else ():
+                if src.domains[j] != L.CLOCK_TSC:  # raw ticks are not ns on the capture's clock
+                    col = int(src.columns[j])
+                    self._keep(batch["trace"], lambda c, col=col: c == col, rows[:, col])
+
+    def _keep(self, trace: np.ndarray, in_column, ts: np.ndarray) -> None:
+        for name, parts in self.keep_points.items():
+            if name in self.schema.names:
+                sel = in_column(self.schema.names.index(name)) & (ts != 0)
+                if np.any(sel):
+                    parts.append((trace[sel].astype(np.int64), ts[sel]))
+
+    def _ingest(self, closed: Closed) -> None:
+        for tag, values in closed.values.items():
+            self.hists.record(tag, values)
+        if self.expected_interval_ns:
+            for tag in (TICK_TO_TRADE, TICK_TO_DECISION):
+                corrected = corrected_values(
+                    closed.values.get(tag, np.empty(0, np.int64)), self.expected_interval_ns
+                )
+                self.hists.record(tag + CO_SUFFIX, corrected)
+        c = self.counters
+        c.traces_seen += closed.seen
+        c.traces_complete += closed.complete
+        for reason, n in closed.set_aside().items():
+            setattr(c, SESSION_KEY[reason], getattr(c, SESSION_KEY[reason]) + n)
+        if closed.slow_ids is not None:
+            self._keep_slowest(closed)
+
+    SLOWEST_NOTE = (
+        "stage_ns: the exact span from the previous point, as the stage tables measure it; "
+        "ts_ns: the stamp on the session's CLOCK_MONOTONIC timeline, where a TSC stamp goes "
+        "through the slewed TSC map and two of them may differ from their exact span by a few ns"
+    )
+
+    def _keep_slowest(self, closed: Closed) -> None:
+        names = self.schema.order_names
+        for ids, row, srow, key, spans in zip(closed.slow_ids, closed.slow_rows, closed.slow_src, closed.slow_key,
+                                              closed.slow_spans, strict=True):  # fmt: skip
+            if len(self._slowest) >= self.slowest_n and key <= self._slowest[-1][0]:
+                continue
+            stamps = []
+            for j, (name, ts, s) in enumerate(zip(names, row, srow, strict=False)):
+                if ts:
+                    r = self.sources[int(s) - 1].reader if s else None
+                    stamp = {
+                        "point": name, "ts_ns": int(ts), "t_rel_ns": int(ts - self.start_ns),
+                        "writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
+                        "tid": r.writer_tid if r else None,
+                    }  # fmt: skip
+                    if stamps:  # a complete trace's points form a prefix: the previous point is j - 1
+                        stamp["stage_ns"] = int(spans[j - 1])
+                    stamps.append(stamp)
+            trace = {
+                "trace_id": int(ids),
+                "tick_to_trade_ns": int(key),
+                "stamps": stamps,
+                "note": self.SLOWEST_NOTE,
+            }
+            self._slowest.append((int(key), trace))
+            self._slowest.sort(key=lambda kv: -kv[0])
+            del self._slowest[self.slowest_n :]
+
+    # -- intervals -------------------------------------------------------------------------------
+    def _roll(self, end_ns: int) -> None:
+        start_s = (self._interval_start - self.start_ns) / 1e9
+        end_s = (end_ns - self.start_ns) / 1e9
+        warmup = self._interval_start - self.start_ns < self.warmup_ns
+        finished = self.hists.roll(warmup)
+        if self.session is not None:
+            self.session.write_interval(finished, start_s, end_s, warmup)
+        self._interval_start = end_ns
+        self._publish_live(finished, end_s, warmup)
+        if self.session is not None:
+            self._save_state()
+
+    def tags(self) -> list[str]:
+        known = set(self.hists.total) | set(self.hists.warmup_total) | set(self.hists.interval)
+        ordered = self.schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION, TICK_TO_TRADE + CO_SUFFIX,
+                                         TICK_TO_DECISION + CO_SUFFIX]  # fmt: skip
+        return [t for t in dict.fromkeys(ordered) if t in known]
+
+    def trade_stages(self) -> list[str]:
+        return self.schema.stages[: self.schema.trade_index]
+
+    def _publish_live(self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool) -> None:
+        secs = self.interval_ns / 1e9
+        last = {t: summarize(h) for t, h in finished.items()}
+        for t, s in last.items():
+            hist = self._p99.setdefault(t, deque(maxlen=self._history))
+            hist.append(s.get("p99", 0))
+        for t in self._p99:
+            if t not in last:
+                self._p99[t].append(0)
+        totals = self.hists.total if self.hists.total else self.hists.warmup_total
+        self.live = Snapshot(
+            elapsed_s=end_s,
+            warmup=warmup,
+            tags=self.tags(),
+            trade_stages=self.trade_stages(),
+            last=last,
+            cumulative={t: summarize(h) for t, h in totals.items()},
+            rates={t: s["count"] / secs for t, s in last.items()},
+            p99_history={t: list(d) for t, d in self._p99.items()},
+            counters=self.counter_dict(),
+            rings=len(self.sources),
+            ring_details=[s.describe() for s in self.sources],
+            ring_errors=list(self.ring_errors),
+        )
+
+    def subject_stats(self) -> dict:
+        """Counters a subject publishes beside its rings (``*.stats.json``): feed gaps, risk rejects..."""
+        out = {}
+        for path in sorted(self.ring_dir.glob("*.stats.json")):
+            try:
+                out[path.name.split(".")[0]] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+        if out:
+            self._subject_stats = out
+        return self._subject_stats
+
+    def counter_dict(self) -> dict:
+        c = self.counters
+        stats = self.subject_stats()
+        for key in ("feed_gaps", "orders_sent", "orders_acked", "orders_rejected", "orders_gap_filled",
+                    "orders_in_flight_at_end", "order_stalls"):  # fmt: skip
+            c.extra[key] = sum(int(v.get(key, 0) or 0) for v in stats.values())
+        c.extra["risk_rejects"] = sum(sum((v.get("risk_rejects") or {}).values()) for v in stats.values())
+        for src in self.sources:
+            if not src.finished:
+                try:
+                    src.reader.counters()  # one fresh, checked reading per ring: the terms add up
+                except RingFormatError as e:
+                    self._quarantine(src, e)
+        readers = [s.reader for s in self.sources]
+        c.produced = sum(r.last.produced for r in readers)
+        c.drained = sum(r.drained for r in readers)
+        c.dropped_ring_full = sum(r.last.dropped for r in readers)
+        c.in_ring = sum(r.in_ring_seen for r in readers)
+        c.drained_before_attach = sum(r.drained_before_attach for r in readers)
+        c.malformed = sum(s.malformed for s in self.sources)
+        c.duplicate_stamps = self.correlator.duplicate_stamps
+        c.values_out_of_range = self.hists.out_of_range
+        c.extra["late_points"] = self.correlator.late_points
+        c.records_refused = 0
+        for r in self.refused:
+            try:
+                c.records_refused += r.counters().produced
+            except RingFormatError:
+                c.records_refused += r.last.produced
+        c.produced += c.records_refused
+        d = c.as_dict()
+        d["traces_pending"] = self.correlator.pending
+        d["ring_errors"] = len(self.ring_errors)
+        return d
+
+    def summary(self) -> dict:
+        return {t: summarize(h) for t, h in self.hists.total.items()}
+
+    def meta_update(self) -> dict:
+        return {
+            **self.schema.to_meta(),
+            "counters": self.counter_dict(),
+            "drop_free": self.counters.drop_free,
+            "rings": [s.describe() for s in self.sources],
+            "ring_errors": self.ring_errors,
+            "subject_stats": self.subject_stats(),
+            "clocks": {
+                "realtime_minus_monotonic_ns": self.realtime_offset,
+                "realtime_offset_uncertainty_ns": self.realtime_uncertainty,
+                "host_tsc": self.host_tsc,
+                # False: some ring stamps with a TSC this host does not keep one clock (numbers flagged)
+                "tsc_trusted": self.tsc_trusted(),
+                # "host": every TSC ring on one clock, one rate; "per-ring": one map per ring, and why
+                "tsc_domain": "host" if self.host_domain_ok else "per-ring",
+                "tsc_domain_why": self.host_domain_why or None,
+                "collector_reads_tsc": self._read_tsc is not None,
+                "tsc_domains": [d.describe() for d in self.tsc_domains if d.ready or d.pairs_from],
+                "late_horizon_s": self.correlator.late.horizon_ns / 1e9,
+                "late_max_traces": self.correlator.late.max_entries,
+                "notes": self.clock_notes,
+            },
+            "interval_s": self.interval_ns / 1e9,
+            "expected_interval_ns": self.expected_interval_ns or None,
+            "warmup_s": self.warmup_ns / 1e9,
+            "start_monotonic_ns": self.start_ns,
+        }
+
+    def tsc_trusted(self) -> bool | None:
+        """None when no ring stamps in TSC; else whether the host says its TSC is invariant."""
+        if not any(s.stamps_tsc for s in self.sources):
+            return None
+        return self.host_domain_ok
+
+    def notes(self) -> list[str]:
+        """What the user must know about how stamps were converted: one line each."""
+        out = []
+        if self.tsc_trusted() is False:
+            out.append(f"this host's TSC is not one clock for all rings: {self.host_domain_why}; each ring's "
+                       "TSC is mapped on its own, so stages between two rings' TSC stamps may be off by the "
+                       "maps' drift, and all TSC-stamped stages are flagged in meta.json "
+                       "(clocks.tsc_trusted = false)")  # fmt: skip
+        host = self.host_clock.timeline
+        if self.tsc_trusted() and host.rate_changes:
+            out.append(f"the host TSC rate changed {host.rate_changes} time(s) mid-run (an early calibration "
+                       f"pair was off by more than {RATE_TOLERANCE * 1e6:.0f} ppm); see meta.json clocks.tsc_domains")  # fmt: skip
+        if self.tsc_trusted() and self._read_tsc is None:
+            for src in self.sources:
+                if src.stamps_tsc and src.calibration_quality() != "heartbeats":
+                    out.append(f"ring {src.reader.writer_name} (pid {src.reader.writer_pid}): the collector cannot "
+                               "read the TSC itself here and the writer never called tsp_heartbeat: cross-clock "
+                               "stages rest on its open/close pairs alone")  # fmt: skip
+        for src in self.sources:
+            out += src.notes()
+        return out
+
+    def _save_state(self) -> None:
+        self.session.meta.update(self.meta_update())
+        self.session.save_meta()
+        self.session.write_summary(self.summary(), [s for _, s in self._slowest])
+
+    def finish(self, status: str = "complete") -> None:
+        """Drain everything still in the rings, close all traces, write the last interval."""
+        self.discover()
+        self._next_pair_ns = 0  # one last pair of our own: the host fit spans the whole session
+        published = self._published_heads()
+        while self.poll() and not self._caught_up(published):
+            pass
+        pending = self.correlator.pending
+        closed = self._close(monotonic_ns(), force=True)
+        self.counters.traces_open_at_end = pending  # closed (and classified) by the session's end
+        self._ingest(closed)
+        self.clock_notes[:] = self.notes()
+        self._roll(max(monotonic_ns(), self._interval_start + 1))
+        if self.session is not None:
+            self.session.meta["end_monotonic_ns"] = monotonic_ns()
+            self._save_state()
+            self.session.close(status)
+
+    def _published_heads(self) -> dict[int, int]:
+        """Per ring still drained: the head as of now. A writer that keeps running (``tickscope
+        live`` detaching) would otherwise keep the final drain going for as long as it writes."""
+        heads = {}
+        for src in self.sources:
+            if src.finished:
+                continue
+            try:
+                heads[src.index] = src.reader.counters().head
+            except RingFormatError as e:
+                self._quarantine(src, e)
+        return heads
+
+    def _caught_up(self, heads: dict[int, int]) -> bool:
+        for s in self.sources:  # a ring that appeared meanwhile: up to the head its first drain saw
+            heads.setdefault(s.index, s.reader.last.head)
+        return all(s.finished or s.reader.tail >= heads[s.index] for s in self.sources)
+
+    def remove_finished_rings(self) -> None:
+        """Unlink rings whose writer is gone and which are fully drained (ours to clean up), and
+        refused rings whose writer is gone (their records are accounted as refused)."""
+        for r in self.refused:
+            if not r.writer_alive():
+                try:
+                    r.path.unlink()
+                except OSError:
+                    pass
+        for src in self.sources:
+            r = src.reader
+            if src.finished or (not r.writer_alive() and r.in_ring_seen == 0):
+                try:
+                    r.path.unlink()
+                except OSError:
+                    pass

@@ -1,0 +1,132 @@
+"""``perf stat`` interval counters of the subject, into ``perf.csv`` and the live view.
+
+Runs ``perf stat -x, -I <ms> -p PID`` with software events always (task-clock,
+context-switches, cpu-migrations, page-faults) and hardware events when this host supports them
+(cycles, instructions, cache-misses, branch-misses: VMs without a virtual PMU say
+``<not supported>``, which is reported once as a warning, not as an error).
+
+perf.csv columns: ``time_s,event,value,unit,run_pct`` (time since perf started; value empty when
+the event was not counted in that interval).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+from tickscope.collectors.run.children import spawn_child
+from tickscope.collectors.side import SideCollectorBase
+
+SOFTWARE_EVENTS = ["task-clock", "context-switches", "cpu-migrations", "page-faults"]
+HARDWARE_EVENTS = ["cycles", "instructions", "cache-misses", "branch-misses"]
+
+
+def parse_line(line: str) -> dict | None:
+    """One ``perf stat -x, -I`` line -> {time_s, event, value (float|None), unit, run_pct}; None if not a sample."""
+    parts = line.strip().split(",")
+    if len(parts) < 4 or line.lstrip().startswith("#"):
+        return None
+    try:
+        time_s = float(parts[0])
+    except ValueError:
+        return None
+    raw, unit, event = parts[1], parts[2], parts[3]
+    value = None if raw.startswith("<") else _float(raw)
+    run_pct = _float(parts[5]) if len(parts) > 5 else None
+    return {"time_s": time_s, "event": event, "value": value, "unit": unit, "run_pct": run_pct,
+            "status": raw if raw.startswith("<") else "ok"}  # fmt: skip
+
+
+def _float(s: str) -> float | None:
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+class PerfStatCollector(SideCollectorBase):
+    name = "perf"
+
+    def __init__(self, interval_ms: int = 1000, events: list[str] | None = None):
+        super().__init__()
+        self.interval_ms = interval_ms
+        self.events = events
+        self.proc: subprocess.Popen | None = None
+        self.unsupported: set[str] = set()
+        self.rows = 0
+
+    def start(self, pid: int | None, session_dir: Path) -> None:
+        perf = shutil.which("perf")
+        if perf is None:
+            self.warn("perf not found: apt-get install linux-perf (counters skipped, session goes on)")
+            return
+        if pid is None:
+            return
+        events = self.events or SOFTWARE_EVENTS + HARDWARE_EVENTS
+        self.out = open(Path(session_dir) / "perf.csv", "w", encoding="utf-8")  # noqa: SIM115
+        self.out.write("time_s,event,value,unit,run_pct\n")
+        self.out.flush()
+        self.proc = spawn_child([perf, "stat", "-x,", "-I", str(self.interval_ms), "-p", str(pid), "-e", ",".join(events)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        self.thread = threading.Thread(target=self._read, daemon=True, name="perf-stat")
+        self.thread.start()
+
+    def _read(self) -> None:
+        latest: dict = {}
+        last_time = None
+        for line in self.proc.stderr:
+            row = parse_line(line)
+            if row is None:
+                text = line.strip()
+                if text and (
+                    "not permitted" in text.lower() or "permission" in text.lower() or "error" in text.lower()
+                ):
+                    self.warn(f"{text[:120]} (try: sysctl kernel.perf_event_paranoid=1, or run as root)")
+                continue
+            if row["value"] is None and row["status"] == "<not supported>":
+                self.unsupported.add(row["event"])
+            if last_time is not None and row["time_s"] != last_time and latest:
+                self.publish(latest)
+                latest = {}
+            last_time = row["time_s"]
+            v = "" if row["value"] is None else row["value"]
+            self.out.write(f"{row['time_s']:.3f},{row['event']},{v},{row['unit']},{row['run_pct'] or ''}\n")
+            self.rows += 1
+            if row["value"] is not None:
+                per_s = row["value"] / (self.interval_ms / 1000)
+                latest[row["event"] + ("_ms_per_s" if row["unit"] == "msec" else "_per_s")] = round(per_s, 1)
+            self.out.flush()
+        if latest:
+            self.publish(latest)
+
+    def latest(self) -> dict:
+        figures = super().latest()
+        if figures:
+            cs = figures.get("context-switches_per_s")
+            tc = figures.get("task-clock_ms_per_s")
+            parts = [
+                f"cpu {tc / 10:.0f}%" if tc is not None else "",
+                f"ctx-sw {cs:,.0f}/s" if cs is not None else "",
+            ]
+            figures["summary"] = " ".join(p for p in parts if p)
+        return figures
+
+    def stop(self) -> list[str]:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    self.proc.wait(3)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+            self.thread.join(3)
+            self.out.close()
+            if self.unsupported:
+                self.warn(f"events not supported on this host (VM without a PMU?): {', '.join(sorted(self.unsupported))}; "
+                          "software counters recorded")  # fmt: skip
+            if self.rows == 0:
+                self.warn("perf stat produced no samples (the target exited before the first interval?)")
+        return self.warnings

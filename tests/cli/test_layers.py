@@ -1,0 +1,134 @@
+"""The layers of docs/design, pinned: one direction, no back edges between the top-level folders.
+
+- ``probe`` imports nothing of ours (a subject that imports it must not pull in the collector);
+- ``pipeline`` imports ``probe`` only, and the rest runs it (``python -m tickscope.pipeline...``),
+  never imports it;
+- ``collectors`` imports ``probe`` only;
+- the session package (``collectors/session/``), the one hinge between collecting and reporting,
+  imports nothing of ours but itself, so ``reports`` reaching it reaches nothing else;
+- ``reports`` imports only the session package;
+- ``main.py`` may import anything (tests, benchmarks and fuzz harnesses are outside the product).
+
+"Imports" counts every ``import``/``from`` statement anywhere in a module (a lazy import inside a
+function is still a dependency), and a ``-m tickscope.X`` argv is an edge too: running a module of
+a higher layer is reaching up to it by another road.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FOLDERS = ("probe", "pipeline", "collectors", "reports")
+SESSION = "tickscope.collectors.session"
+
+# folder -> (what it may import, what it may run as a process, the rule in words)
+RULES = {
+    "probe": (("tickscope.probe",), (), "probe imports nothing of ours"),
+    "pipeline": (
+        ("tickscope.pipeline", "tickscope.probe"),
+        ("tickscope.pipeline",),
+        "pipeline imports probe only",
+    ),
+    "collectors": (
+        ("tickscope.collectors", "tickscope.probe"),
+        ("tickscope.collectors", "tickscope.pipeline"),
+        "collectors imports probe only (and runs the pipeline as processes)",
+    ),
+    "session": ((SESSION,), (), "the session package imports nothing of ours but itself"),
+    "reports": (("tickscope.reports", SESSION), (), "reports imports only the session package"),
+}
+_MODULE_NAME = re.compile(r"tickscope(\.\w+)+")
+
+
+def _module_of(path: Path, root: Path) -> list[str]:
+    rel = path.relative_to(root).with_suffix("")
+    parts = ["tickscope", *rel.parts]
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def _edges(path: Path, root: Path):
+    """(line, kind, target module) for every import of ours and every ``-m tickscope.X`` it runs."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    module = _module_of(path, root)
+    package = module if path.name == "__init__.py" else module[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, "imports", alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            for alias in node.names:  # `from tickscope.collectors import session` names a module
+                yield node.lineno, "imports", f"{target}.{alias.name}"
+        elif isinstance(node, ast.List | ast.Tuple):
+            items = node.elts
+            for flag, arg in zip(items, items[1:], strict=False):
+                if isinstance(flag, ast.Constant) and flag.value == "-m" and isinstance(arg, ast.Constant):
+                    yield arg.lineno, "runs", str(arg.value)
+
+
+def _within(target: str, allowed: tuple[str, ...]) -> bool:
+    return any(target == a or target.startswith(a + ".") for a in allowed)
+
+
+def violations(root: Path = ROOT) -> list[str]:
+    found = []
+    for folder in FOLDERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root)
+            layer = "session" if rel.parts[:2] == ("collectors", "session") else folder
+            may_import, may_run, rule = RULES[layer]
+            for line, kind, target in _edges(path, root):
+                if not _MODULE_NAME.fullmatch(target):
+                    continue  # not ours (numpy, hdrh, ...)
+                if kind == "imports" and target.split(".")[:2] == ["tickscope", "main"]:
+                    ok = False
+                elif kind == "imports":
+                    ok = _within(target, may_import)
+                else:
+                    ok = _within(target, may_run)
+                if not ok:
+                    found.append(f"{rel}:{line}: {kind} {target} ({rule})")
+    return found
+
+
+def test_no_upward_imports():
+    found = violations()
+    assert not found, f"{len(found)} imports against the layers:\n" + "\n".join(found)
+
+
+def test_the_check_sees_every_kind_of_edge(tmp_path):
+    """The rules bite: an absolute, a relative, a lazy and a ``from package import module`` import
+    and a ``-m`` run, each against its layer, are all reported with file:line and the rule."""
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "bad.py").write_text(
+        "from tickscope.collectors.rings.collector import Collector\n"
+        "from ..collectors.run import sweep\n"
+        "def f():\n"
+        "    import tickscope.pipeline.itch\n"
+        "from tickscope.collectors.session import Session\n"
+    )
+    (tmp_path / "collectors" / "session").mkdir(parents=True)
+    (tmp_path / "collectors" / "runner.py").write_text(
+        "import sys\nARGV = [sys.executable, '-m', 'tickscope.main', 'profile']\n"
+        "OK = [sys.executable, '-m', 'tickscope.pipeline.venue']\n"
+    )
+    (tmp_path / "collectors" / "session" / "files.py").write_text("from ..rings.reader import RingReader\n")
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "x.py").write_text("from tickscope.collectors import session\n")
+    found = violations(tmp_path)
+    assert found == [
+        "probe/x.py:1: imports tickscope.collectors.session (probe imports nothing of ours)",
+        "collectors/runner.py:2: runs tickscope.main (collectors imports probe only (and runs the pipeline as processes))",
+        "collectors/session/files.py:1: imports tickscope.collectors.rings.reader.RingReader "
+        "(the session package imports nothing of ours but itself)",
+        "reports/bad.py:1: imports tickscope.collectors.rings.collector.Collector (reports imports only the session package)",
+        "reports/bad.py:2: imports tickscope.collectors.run.sweep (reports imports only the session package)",
+        "reports/bad.py:4: imports tickscope.pipeline.itch (reports imports only the session package)",
+    ]

@@ -1,0 +1,131 @@
+"""The session directory: written as it goes, readable by HdrHistogram's tools, loadable after a kill."""
+
+import json
+
+import numpy as np
+import pytest
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+
+from tickscope.collectors.rings.collector import Collector
+from tickscope.collectors.session import Session, SessionError, SessionWriter
+from tickscope.collectors.session.hdr import BulkRecorder, new_histogram
+from tickscope.probe import Point, TickWriter
+
+
+def record_session(ring_dir, out, ticks=500, intervals=3):
+    w = TickWriter(
+        [Point("md.rx"), Point("signal", stage="strategy"), Point("order.tx", stage="send", trade=True)]
+    )
+    writer = SessionWriter(out, {"name": "unit"})
+    col = Collector(ring_dir, writer, interval_s=0.05)
+    t = w.stamps
+    seq = 0
+    for k in range(intervals):
+        for _ in range(ticks):
+            seq += 1
+            base = 10_000 * seq
+            t[0], t[1] = base, base + 1_000 + (seq % 7)
+            if seq % 5:
+                t[2] = base + 3_000 + k * 100
+            t = w.commit(seq)
+        col.poll()
+        import time
+
+        time.sleep(0.06)
+        col.poll()
+    return w, writer, col
+
+
+def test_session_roundtrip_has_every_file_and_count(ring_dir, tmp_path):
+    _, _, col = record_session(ring_dir, tmp_path / "s")
+    col.finish()
+    s = Session.load(tmp_path / "s")
+    assert s.stages == ["strategy", "send"] and s.trade_stages == ["strategy", "send"]
+    assert s.tags == ["strategy", "send", "tick_to_trade", "tick_to_decision"]
+    summary = s.summary()
+    assert summary["strategy"]["count"] == 1500 and summary["tick_to_trade"]["count"] == 1200
+    assert summary["tick_to_decision"]["count"] == 300
+    assert s.meta["status"] == "complete" and s.meta["drop_free"] is True
+    assert s.meta["counters"]["produced"] == s.meta["counters"]["drained"] == 1500
+    assert s.total("strategy").total_count == 1500
+    assert len(s.slowest) == 20 and s.slowest[0]["tick_to_trade_ns"] >= s.slowest[-1]["tick_to_trade_ns"]
+    assert [st["point"] for st in s.slowest[0]["stamps"]] == ["md.rx", "signal", "order.tx"]
+
+
+def test_latency_log_opens_in_hdrh_log_reader(ring_dir, tmp_path):
+    _, _, col = record_session(ring_dir, tmp_path / "s")
+    col.finish()
+    reader = HistogramLogReader(str(tmp_path / "s" / "latency.hlog"), new_histogram())
+    tags, total = set(), 0
+    while (h := reader.get_next_interval_histogram()) is not None:
+        tags.add(h.get_tag())
+        if h.get_tag() == "strategy":
+            total += h.total_count
+    assert tags == {"strategy", "send", "tick_to_trade", "tick_to_decision"} and total == 1500
+
+
+def test_a_killed_collector_leaves_a_loadable_session(ring_dir, tmp_path):
+    _, writer, col = record_session(ring_dir, tmp_path / "s")
+    # No finish(): the collector "died". Its last line is also cut mid-write.
+    writer.latency.f.write("Tag=strategy,9.000,1.000,0.1,HISTFAAAA")
+    writer.latency.f.flush()
+    s = Session.load(tmp_path / "s")
+    assert s.summary()["strategy"]["count"] > 0
+    assert any("did not finish" in w for w in s.warnings)
+    assert any("truncated" in w for w in s.warnings)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "meta.json").unlink(), "meta.json is missing"),
+        (lambda d: (d / "meta.json").write_text("{not json"), "not valid JSON"),
+        (lambda d: (d / "latency.hlog").write_text(""), "holds no intervals"),
+        (lambda d: (d / "latency.hlog").unlink(), "latency.hlog is missing"),
+        (lambda d: (d / "latency.hlog").write_text("Tag=a,0,1,2,garbage\nTag=a,1,1,2,garbage\n"), "line 1"),
+    ],
+)
+def test_damaged_sessions_fail_with_one_line(ring_dir, tmp_path, damage, message):
+    _, _, col = record_session(ring_dir, tmp_path / "s", intervals=1)
+    col.finish()
+    damage(tmp_path / "s")
+    with pytest.raises(SessionError) as e:
+        Session.load(tmp_path / "s")
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_session_is_a_clear_error(tmp_path):
+    with pytest.raises(SessionError, match="no session at"):
+        Session.load(tmp_path / "nope")
+
+
+def test_unwritable_session_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SessionError, match="cannot write session directory"):
+        SessionWriter(blocker / "s", {})
+
+
+def test_a_bare_hlog_from_another_tool_loads_as_a_session(tmp_path):
+    # An untagged log with absolute timestamps, as HdrHistogram's Java HistogramLogWriter writes.
+    h = HdrHistogram(1, 3_600_000_000, 3)
+    BulkRecorder(h).record(h, np.array([1000, 2000, 3000]))
+    start = 1_700_000_000.0
+    (tmp_path / "wrk2.hlog").write_text(
+        f"#[StartTime: {start:.3f} (seconds since epoch), whenever]\n"
+        '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n'
+        f"{start + 1:.3f},1.000,0.003,{h.encode().decode()}\n"
+    )
+    s = Session.load(tmp_path / "wrk2.hlog")
+    assert s.tags == ["default"] and s.summary()["default"]["count"] == 3
+    assert s.intervals["default"][0].start_s == pytest.approx(1.0)
+
+
+def test_summary_json_matches_the_log(ring_dir, tmp_path):
+    _, _, col = record_session(ring_dir, tmp_path / "s")
+    col.finish()
+    saved = json.loads((tmp_path / "s" / "summary.json").read_text())
+    s = Session.load(tmp_path / "s")
+    s._summary = None
+    assert s.summary() == saved

@@ -1,0 +1,122 @@
+"""Side collectors against the real tools on this host: perf, py-spy, the hiccup meter, /proc."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from hdrh.log import HistogramLogReader
+
+from conftest import needs_tool
+from tickscope.collectors.doctor import DoctorTable, run_checks
+from tickscope.collectors.run.host import host_facts, thread_context_switches
+from tickscope.collectors.session.hdr import new_histogram
+from tickscope.collectors.side.hiccup import HiccupCollector
+from tickscope.collectors.side.perfstat import PerfStatCollector, parse_line
+from tickscope.collectors.side.pyspy import PySpyCollector
+
+BUSY = "import time\ndef hot_loop_of_the_test():\n    t = time.time()\n    while time.time() - t < {s}: pass\nhot_loop_of_the_test()\n"
+
+
+def busy(seconds):
+    return subprocess.Popen([sys.executable, "-c", BUSY.format(s=seconds)])
+
+
+def test_perf_csv_lines_parse_including_not_supported():
+    assert (
+        parse_line("     1.000,472.55,msec,task-clock,472545943,100.00,0.945,CPUs utilized")["value"]
+        == 472.55
+    )
+    row = parse_line("     1.000,<not supported>,,cycles,0,100.00,,")
+    assert row["value"] is None and row["status"] == "<not supported>" and row["event"] == "cycles"
+    assert parse_line("# started on Wed") is None and parse_line("") is None
+
+
+@needs_tool("perf", install="apt-get install linux-perf")
+def test_perf_collector_records_software_events_of_a_real_process(tmp_path):
+    proc = busy(2.5)
+    c = PerfStatCollector(interval_ms=500)
+    c.start(proc.pid, tmp_path)
+    proc.wait()
+    warnings = c.stop()
+    lines = (tmp_path / "perf.csv").read_text().splitlines()
+    assert lines[0] == "time_s,event,value,unit,run_pct"
+    events = {line.split(",")[1] for line in lines[1:]}
+    assert {"task-clock", "context-switches", "page-faults"} <= events
+    task = [float(line.split(",")[2]) for line in lines[1:] if ",task-clock," in line and line.split(",")[2]]
+    assert task and max(task) > 100, "a busy process uses >100 ms of CPU per 500 ms"
+    assert all("Traceback" not in w for w in warnings)
+
+
+def test_missing_perf_and_pyspy_are_warnings_not_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    p, s = PerfStatCollector(), PySpyCollector()
+    p.start(os.getpid(), tmp_path)
+    s.start(os.getpid(), tmp_path)
+    assert "apt-get install linux-perf" in " ".join(p.stop())
+    assert "pip install py-spy" in " ".join(s.stop())
+
+
+@needs_tool("py-spy", install="pip install py-spy")
+def test_pyspy_writes_a_valid_speedscope_profile_with_the_hot_function(tmp_path):
+    proc = busy(4)
+    time.sleep(0.3)
+    c = PySpyCollector(rate=200)
+    c.start(proc.pid, tmp_path)
+    time.sleep(2)
+    warnings = c.stop()
+    proc.kill()
+    path = tmp_path / "profile.speedscope.json"
+    if not path.exists() and any("ptrace" in w for w in warnings):
+        pytest.skip(f"ptrace not permitted here: {warnings}")
+    doc = json.loads(path.read_text())
+    assert doc["$schema"] == "https://www.speedscope.app/file-format-schema.json"
+    frames = doc["shared"]["frames"]
+    names = [f["name"] for f in frames]
+    sampled = [p for p in doc["profiles"] if p["type"] == "sampled"]
+    assert sampled
+    hot = names.index("hot_loop_of_the_test")
+    hits = 0
+    for p in sampled:
+        assert len(p["samples"]) == len(p["weights"])
+        for stack in p["samples"]:
+            assert all(0 <= i < len(frames) for i in stack)
+            hits += hot in stack
+    assert hits > 10
+
+
+def test_hiccup_meter_writes_a_readable_interval_log(tmp_path):
+    c = HiccupCollector(resolution_ms=1)
+    c.start(None, tmp_path)
+    time.sleep(2.6)
+    latest = c.latest()
+    assert c.stop() == []
+    reader = HistogramLogReader(str(tmp_path / "hiccup.hlog"), new_histogram())
+    counts = []
+    while (h := reader.get_next_interval_histogram()) is not None:
+        assert h.get_tag() == "hiccup"
+        counts.append(h.total_count)
+    assert len(counts) >= 2 and all(c > 100 for c in counts[:2]), counts  # ~1000 wake-ups a second at 1 ms
+    assert latest and latest["max_us"] >= latest["p50_us"]
+
+
+def test_host_facts_and_thread_context_switches():
+    facts = host_facts()
+    for key in ("hostname", "kernel", "cpu_model", "cpus", "clocksource", "tsc", "load_avg", "python"):
+        assert key in facts
+    threads = thread_context_switches(os.getpid())
+    assert str(os.getpid()) in threads and threads[str(os.getpid())]["voluntary"] >= 0
+
+
+def test_doctor_gives_a_fix_for_every_warning():
+    findings = run_checks(quick=True)
+    names = {f.name for f in findings}
+    assert {"clocksource", "invariant TSC", "CPU governor", "isolated CPUs", "timer cost", "py-spy"} <= names
+    assert all(f.fix for f in findings if f.status != "ok")
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    console.print(DoctorTable(findings))
+    assert "timer cost" in console.export_text()

@@ -1,0 +1,150 @@
+"""The HTML report and the Perfetto export, checked the way a user sees them: in real headless
+Chromium with JavaScript on (every chart drew, no console errors), and in Perfetto's JSON shape."""
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import need_tool, run_cli
+from tickscope.collectors.rings.collector import Collector
+from tickscope.collectors.session import Session, SessionWriter
+from tickscope.probe import Point, TickWriter
+from tickscope.reports.synth import synth_session
+
+EVIL_POINT = "<script>alert(1)</script>"
+EVIL_STAGE = "<img src=x onerror=alert(2)>"
+
+
+def chromium() -> str:
+    return need_tool("chromium", "chromium-browser", "google-chrome", install="apt-get install chromium")
+
+
+def headless(exe, tmp_path, *args, url):
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'chrome-profile'}", "--virtual-time-budget=15000", *args, url]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def record_evil_session(ring_dir, out, ticks=400, intervals=3):
+    """A real session (probe -> ring -> collector -> session dir) whose probe and stage names are HTML."""
+    w = TickWriter(
+        [Point("md.rx"), Point(EVIL_POINT, stage=EVIL_STAGE), Point("order.tx", stage="send", trade=True)]
+    )
+    writer = SessionWriter(out, {"name": "evil", "command": "<b>cmd</b>", "host": {"hostname": "<i>h</i>"}})
+    col = Collector(ring_dir, writer, interval_s=0.05)
+    t, seq = w.stamps, 0
+    for k in range(intervals):
+        for _ in range(ticks):
+            seq += 1
+            base = 10_000 * seq
+            t[0], t[1], t[2] = base, base + 1_000 + (seq % 13) * 10, base + 3_000 + k * 100 + (seq % 7)
+            t = w.commit(seq)
+        col.poll()
+        time.sleep(0.06)
+        col.poll()
+    w.close()
+    col.finish()
+    return Session.load(out)
+
+
+@pytest.fixture
+def evil_session(ring_dir, tmp_path):
+    return record_evil_session(ring_dir, tmp_path / "evil")
+
+
+def test_report_renders_in_headless_chromium_every_chart_drawn_no_errors(evil_session, tmp_path):
+    exe = chromium()
+    html = tmp_path / "report.html"
+    out = run_cli(
+        "report", str(evil_session.path), "-o", str(html), "--perfetto", str(tmp_path / "trace.json")
+    )
+    assert out.returncode == 0, out.stderr
+    text = html.read_text()
+    assert not re.search(r"<(script|link)[^>]+(src|href)=", text), (
+        "the report must open offline: nothing external"
+    )
+    dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri())
+    body = re.search(r"<body([^>]*)>", dom.stdout)
+    assert body, dom.stderr[-2000:]
+    attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', body.group(1)))
+    assert attrs.get("data-js-errors") == "0", (attrs, dom.stdout[-3000:])
+    assert (
+        int(attrs["data-charts-total"]) >= 3 and attrs["data-charts-drawn"] == attrs["data-charts-total"]
+    ), attrs
+    # The evil names are on the page as text, never as markup.
+    assert "alert(1)" in dom.stdout and "<script>alert(1)</script>" not in dom.stdout.split("<body", 1)[1]
+    shot = tmp_path / "report.png"
+    headless(exe, tmp_path, f"--screenshot={shot}", "--window-size=1400,2400", url=html.as_uri())
+    assert shot.exists() and shot.stat().st_size > 20_000, "screenshot saved under the test's tmp dir"
+
+
+def test_probe_and_stage_names_are_escaped_in_the_html(evil_session, tmp_path):
+    from tickscope.reports.html import render
+
+    text = render(evil_session, tmp_path / "r.html").read_text()
+    head, body = text.split("<body>", 1)
+    assert EVIL_POINT not in text and EVIL_STAGE not in body.split("<script>", 1)[0]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "&lt;img src=x onerror=alert(2)&gt;" in body
+    assert "<b>cmd</b>" not in text and "&lt;b&gt;cmd&lt;/b&gt;" in text
+    # Inside the figures' JSON, "</" cannot close the script element.
+    scripts = re.findall(r"<script>(.*?)</script>", body, flags=re.S)
+    assert all("</script" not in s for s in scripts)
+
+
+def test_perfetto_export_is_valid_trace_event_json(evil_session, tmp_path):
+    from tickscope.reports.perfetto import write_trace
+
+    doc = json.loads(write_trace(evil_session, tmp_path / "t.json").read_text())
+    events = doc["traceEvents"]
+    slices = [e for e in events if e["ph"] == "X"]
+    assert slices and all(isinstance(e["ts"], float | int) and e["dur"] >= 0 for e in slices)
+    # Microseconds with 3 decimals: nanoseconds survive.
+    assert all(round(e["ts"], 3) == e["ts"] for e in slices)
+    named = {(e["pid"], e["tid"]) for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert {(e["pid"], e["tid"]) for e in slices} <= named, "every lane is named by an M event"
+    # Stage slices nest inside their trace slice on the same lane.
+    for lane in {e["tid"] for e in slices}:
+        on_lane = [e for e in slices if e["tid"] == lane]
+        outer = [e for e in on_lane if e["cat"] == "trace"]
+        assert len(outer) == 1
+        o = outer[0]
+        for e in on_lane:
+            if e["cat"] == "stage":
+                assert o["ts"] - 1e-3 <= e["ts"] and e["ts"] + e["dur"] <= o["ts"] + o["dur"] + 1e-3
+    flows = [e for e in events if e["ph"] in "sf"]
+    assert flows and len([e for e in flows if e["ph"] == "s"]) == len([e for e in flows if e["ph"] == "f"])
+    assert any(e["name"] == EVIL_STAGE for e in slices), "names are data in JSON, kept verbatim"
+
+
+def test_report_of_a_one_hour_style_session_without_slowest_traces(tmp_path):
+    """Synthesised sessions (no slowest.json, no side files) and bare .hlog files still render."""
+    from tickscope.reports.html import render
+
+    s = synth_session(tmp_path / "syn", intervals=20, per_interval=300)
+    text = render(Session.load(s), tmp_path / "r.html").read_text()
+    assert "No complete tick-to-trade traces" in text and 'id="breakdown"' in text
+
+
+def test_report_of_a_missing_session_or_bad_output_is_one_line(tmp_path):
+    out = run_cli("report", str(tmp_path / "nope"), "-o", str(tmp_path / "r.html"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "nope" in out.stderr
+    s = synth_session(tmp_path / "syn", intervals=3, per_interval=50)
+    out = run_cli("report", str(s), "-o", str(tmp_path / "no-such-dir" / "r.html"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "cannot write report" in out.stderr
+
+
+def test_compare_html_renders_in_headless_chromium(tmp_path):
+    exe = chromium()
+    a = synth_session(tmp_path / "a", intervals=8, per_interval=300, stages=["feed", "<b>risk</b>"])
+    b = synth_session(tmp_path / "b", intervals=8, per_interval=300, seed=2, stages=["feed", "<b>risk</b>"])
+    html = tmp_path / "compare.html"
+    out = run_cli("compare", str(a), str(b), "--html", str(html))
+    assert out.returncode in (0, 1), out.stderr
+    assert "<b>risk</b>" not in html.read_text().split("<body>", 1)[1].split("<script>", 1)[0]
+    dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri())
+    attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom.stdout).group(1)))
+    assert attrs.get("data-js-errors") == "0" and attrs.get("data-charts-drawn") == "3", attrs
