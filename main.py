@@ -359,6 +359,7 @@ def profile(
     from rich.console import Console
 
     from tickscope.collectors.run.profile import CommandSubject, ProfileOptions, run_profile
+    from tickscope.reports.attribution import AttributionTable
     from tickscope.reports.console import CountersLine, StageTable
 
     command = target_command(ctx)
@@ -457,6 +458,8 @@ def profile(
         console.print(
             StageTable(state.cumulative or state.last, state.tags, title=f"session {result.session_dir}")
         )
+        if state.attribution:
+            console.print(AttributionTable(state.attribution))
         console.print(CountersLine(state.counters, status="complete"), soft_wrap=True)  # one line each
     else:
         console.print(f"session {result.session_dir}: no traces were recorded (did the target write probes?)",
@@ -870,6 +873,7 @@ def live(
     from rich.console import Console
 
     from tickscope.collectors.run.attach import attach
+    from tickscope.reports.attribution import AttributionTable
     from tickscope.reports.console import CountersLine, StageTable
 
     duration_s = parse_duration(duration) if duration else None
@@ -880,6 +884,8 @@ def live(
     state = result.state
     if state.tags:
         console.print(StageTable(state.cumulative or state.last, state.tags, title="live (attached)"))
+        if state.attribution:
+            console.print(AttributionTable(state.attribution))
     if state.counters:
         console.print(CountersLine(state.counters, status="complete"), soft_wrap=True)  # one line each
     failed_on_drops = print_drop_summary(console, state, fail_on_drops)

@@ -20,7 +20,6 @@ from rich.table import Table
 
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.units import fmt_ns
-from tickscope.reports.views import stage_shares
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
@@ -40,13 +39,14 @@ if __name__ == "__main__":
     s = Session.load(out)
     summary, c = s.summary(), s.counters()
     trader = (s.meta.get("subject_stats") or {}).get("trader", {})
-    shares = stage_shares(s)
+    # each trade stage's share of the tail traces' own tick-to-trade (summary.json's attribution)
+    tails = (s.attribution or {}).get("tails", {})
+    shares = {k: {st: v["mean_ns"] / (tails[k]["mean_tick_to_trade_ns"] or 1) for st, v in tails[k]["stages"].items()}
+              for k in ("p50", "p99") if k in tails}  # fmt: skip
     t = Table(title=f"bundled pipeline: {args.feed}/{args.loop}, {args.rate:,} msg/s for {args.duration:g}s "
                     f"(+{args.warmup:g}s warm-up)")  # fmt: skip
     for col in ("stage", "count", "p50", "share@p50", "p99", "share@p99", "p99.9", "max"):
         t.add_column(col, justify="left" if col == "stage" else "right")
-    tot50 = sum(shares["p50"].values()) or 1
-    tot99 = sum(shares["p99"].values()) or 1
     result = {
         "feed": args.feed,
         "loop": args.loop,
@@ -56,15 +56,15 @@ if __name__ == "__main__":
     }
     for tag in s.tags:
         row = summary[tag]
-        share50 = shares["p50"].get(tag)
-        share99 = shares["p99"].get(tag)
-        t.add_row(tag, f"{row['count']:,}", fmt_ns(row["p50"]), f"{share50 / tot50:.0%}" if share50 is not None else "",
-                  fmt_ns(row["p99"]), f"{share99 / tot99:.0%}" if share99 is not None else "", fmt_ns(row["p99_9"]),
+        share50 = shares.get("p50", {}).get(tag)
+        share99 = shares.get("p99", {}).get(tag)
+        t.add_row(tag, f"{row['count']:,}", fmt_ns(row["p50"]), f"{share50:.0%}" if share50 is not None else "",
+                  fmt_ns(row["p99"]), f"{share99:.0%}" if share99 is not None else "", fmt_ns(row["p99_9"]),
                   fmt_ns(row["max"]))  # fmt: skip
         result["stages"][tag] = {k: row[k] for k in ("count", "p50", "p99", "p99_9", "max")}
         if share50 is not None:
-            result["stages"][tag]["share_p50"] = round(share50 / tot50, 3)
-            result["stages"][tag]["share_p99"] = round(share99 / tot99, 3)
+            result["stages"][tag]["share_p50"] = round(share50, 3)
+            result["stages"][tag]["share_p99"] = round(share99, 3)
     Console(width=120).print(t)
     feed = trader.get("feed", {})
     result.update(

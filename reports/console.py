@@ -13,8 +13,11 @@ from rich.text import Text
 from tickscope.collectors.session import Session, trace_accounting
 from tickscope.collectors.session.units import fmt_ns
 
+from .attribution import AttributionTable
+
 COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
-TOTAL_TAGS = ("tick_to_trade", "tick_to_decision", "tick_to_trade_co", "tick_to_decision_co")
+# each coordinated-omission-corrected figure right under its raw one
+TOTAL_TAGS = ("tick_to_trade", "tick_to_trade_co", "tick_to_decision", "tick_to_decision_co")
 
 
 class StageTable:
@@ -224,6 +227,8 @@ def session_renderable(session: Session, recorded_warnings: bool = True):
     """The table, the records and orders accounted for, and every warning: about the files as
     loaded, and (``recorded_warnings``) those of the recording, unless the caller just printed them."""
     parts = [StageTable(session.summary(), session.tags, title=f"session {session.name}")]
+    if session.attribution:
+        parts.append(AttributionTable(session.attribution))
     if "produced" in session.counters():  # records from rings (a `tickscope wire` session has none)
         parts.append(CountersLine(session.counters(), status=str(session.meta.get("status", "complete"))))
     if (line := wire_line(session.counters())) is not None:

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from tickscope.collectors.session import Session, trace_accounting
 from tickscope.collectors.session.units import fmt_ns
 
-from . import views
+from . import attribution, views
 
 TEMPLATES = Path(__file__).parent / "templates"
 COLORS = [
@@ -104,22 +104,6 @@ def distribution_figure(session: Session) -> dict:
     layout = {"xaxis": {"type": "log", "title": _title("percentile"), "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
               "yaxis": {**LOG_DECADES, "title": _title(f"latency ({unit})")}, "margin": {"t": 10},
               "legend": LEGEND, "height": 460}  # fmt: skip
-    return {"data": data, "layout": layout}
-
-
-def breakdown_figure(session: Session) -> dict:
-    shares = views.stage_shares(session)
-    labels = [k.replace("_", ".") for k in shares]
-    biggest = max((sum(v or 0 for v in row.values()) for row in shares.values()), default=0)
-    unit, scale = latency_unit(biggest)
-    data = []
-    for i, stage in enumerate(session.trade_stages):
-        data.append({"type": "bar", "orientation": "h", "name": stage, "y": labels,
-                     "x": [shares[k].get(stage, 0) / scale for k in shares], "marker": {"color": COLORS[i % len(COLORS)]},
-                     "hovertemplate": "%{y}: %{x:.2f} " + unit + "<extra>" + stage.replace("<", "&lt;") + "</extra>"})  # fmt: skip
-    layout = {"barmode": "stack", "xaxis": {"title": _title(f"{unit} (each stage at that percentile, stacked)")},
-              "yaxis": {"autorange": "reversed"}, "margin": {"t": 10}, "height": 160 + 55 * len(labels),
-              "legend": LEGEND}  # fmt: skip
     return {"data": data, "layout": layout}
 
 
@@ -232,11 +216,14 @@ def render(session: Session, out_path: str | Path, perfetto_path: str | Path | N
     from plotly.offline import get_plotlyjs
 
     figures = {"dist": ("Percentile distribution per stage (HdrHistogram nines axis)", distribution_figure(session), ""),
-               "breakdown": ("Tick-to-trade breakdown by component", breakdown_figure(session),
-                             "Percentiles do not add: each bar stacks every stage at that percentile."),
                "timeline": ("Latency over time, with platform hiccups and perf counters", timeline_figure(session), "")}  # fmt: skip
-    if not session.trade_stages:
-        del figures["breakdown"]
+    tails = session.attribution
+    if tails:  # after the distribution: the tail's make-up right under the tail's height
+        breakdown = ("Tick-to-trade breakdown of the tail traces", attribution.figure(tails, COLORS, latency_unit),
+                     f"Of {attribution.population(tails)}: each bar is the traces at or beyond that tick-to-trade "
+                     "percentile, each segment a stage's mean span in those traces, so a bar adds up to their own "
+                     "mean tick-to-trade.")  # fmt: skip
+        figures = {"dist": figures["dist"], "breakdown": breakdown, "timeline": figures["timeline"]}
     flame = flame_figure(session)
     if flame is not None:
         figures["flame"] = ("Where the Python time went (py-spy)", flame, "")
@@ -276,6 +263,8 @@ def render(session: Session, out_path: str | Path, perfetto_path: str | Path | N
         perfetto=str(perfetto_path) if perfetto_path else "",
         counters=[(k, f"{v:,}" if isinstance(v, int) else str(v)) for k, v in session.counters().items()],
         accounting=accounting_lines(session),
+        attribution=attribution.html_rows(tails) if tails else None,
+        attribution_missing=bool(session.trade_stages) and not tails,
     )  # fmt: skip
     out = Path(out_path)
     try:

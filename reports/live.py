@@ -20,6 +20,7 @@ from rich.text import Text
 from tickscope.collectors.session import Snapshot
 from tickscope.collectors.session.units import fmt_ns
 
+from .attribution import TailBars
 from .console import COLUMNS, TOTAL_TAGS, CountersLine, RingProblems
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -67,54 +68,6 @@ class LiveStageTable:
                 ]
             t.add_row(*cells)
         return t
-
-
-class BreakdownBar:
-    """Tick-to-trade split by component: each stage's share of the summed stage percentiles."""
-
-    def __init__(self, state: Snapshot, width: int = 60, compact: bool = False):
-        self.state, self.width, self.compact = state, width, compact
-
-    def shares(self, key: str) -> list[tuple[str, float, int]]:
-        src = self.state.last or self.state.cumulative  # live: what the pipeline does now
-        vals = [(s, src.get(s, {}).get(key, 0)) for s in self.state.trade_stages]
-        total = sum(v for _, v in vals) or 1
-        return [(s, v / total, v) for s, v in vals]
-
-    def cells(self, shares: list[float]) -> list[int]:
-        """Bar cells per stage summing to exactly ``width`` (largest remainder), at least one for
-        any stage with a share, so a small stage stays visible and the bar never wraps."""
-        raw = [x * self.width for x in shares]
-        n = [int(r) for r in raw]
-        for i in sorted(range(len(raw)), key=lambda i: raw[i] - n[i], reverse=True)[: self.width - sum(n)]:
-            n[i] += 1
-        for i, x in enumerate(shares):
-            if x > 0 and n[i] == 0:
-                n[i] = 1
-                n[max(range(len(n)), key=n.__getitem__)] -= 1
-        return n
-
-    def __rich__(self):
-        lines = []
-        for key in ("p50", "p99"):
-            bar = Text(f"{key} ")
-            shares = self.shares(key)
-            if not any(v for _, _, v in shares):
-                bar.append("(waiting for complete traces)", style="dim")
-                lines.append(bar)
-                continue
-            for i, n in enumerate(self.cells([share for _, share, _ in shares])):
-                bar.append("█" * n, style=PALETTE[i % len(PALETTE)])
-            lines.append(bar)
-        # Wide terminals: both shares per stage; compact ones keep the legend to one line (p99).
-        legend = Text("p99: " if self.compact else "share at p50/p99: ", style="dim")
-        for i, ((stage, s50, _), (_, s99, _)) in enumerate(
-            zip(self.shares("p50"), self.shares("p99"), strict=True)
-        ):
-            legend.append("■ ", style=PALETTE[i % len(PALETTE)])
-            legend.append(f"{stage} {s99:.0%}  " if self.compact else f"{stage} {s50:.0%}/{s99:.0%}  ")
-        lines.append(legend)
-        return Group(*lines)
 
 
 class Sparkline:
@@ -185,8 +138,8 @@ def dashboard(state: Snapshot, side: dict, elapsed: float, duration: float | Non
         LiveStageTable(state, compact), title="stages (last interval)", title_align="left", padding=(0, 1)
     )
     breakdown = Panel(
-        BreakdownBar(state, bar_width, compact=compact),
-        title="tick-to-trade breakdown",
+        TailBars(state.attribution, bar_width, compact=compact, palette=PALETTE),
+        title="tick-to-trade breakdown of the tail traces (cumulative)",
         title_align="left",
         padding=(0, 1),
     )

@@ -1,5 +1,5 @@
 """Derived views of a session, computed once and shared by every renderer (pyinstrument's
-"processors"): stage shares, per-interval percentile series, percentile distributions on the
+"processors"): per-interval percentile series, percentile distributions on the
 HdrHistogram "nines" axis. Plain functions over a ``Session``; numpy over HDR counts, never a
 Python loop per bucket, so a one-hour session (3,600 intervals x 9 tags) stays fast.
 """
@@ -11,21 +11,6 @@ from hdrh.histogram import HdrHistogram
 
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.hdr import percentile_values, percentiles
-
-SHARE_PERCENTILES = (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))
-
-
-def stage_shares(session: Session) -> dict[str, dict[str, float]]:
-    """Per percentile: each trade stage's value at that percentile (ns).
-
-    Percentiles do not add up (the p99 trace is not made of p99 stages), so the breakdown shows
-    each component at the percentile side by side, and its share of their sum as the bar width.
-    """
-    summary = session.summary()
-    out: dict[str, dict[str, float]] = {}
-    for key, _ in SHARE_PERCENTILES:
-        out[key] = {s: float(summary.get(s, {}).get(key, 0) or 0) for s in session.trade_stages}
-    return out
 
 
 def nines_axis(max_nines: float = 6.0, points: int = 120) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from tickscope.collectors.rings.attribution import TailAttribution
 from tickscope.collectors.rings.clocks import read_calibration, sample_realtime_offset, tsc_facts
 from tickscope.collectors.rings.correlate import (
     SET_ASIDE,
@@ -40,7 +41,7 @@ from tickscope.collectors.session import SessionCounters, SessionWriter, Snapsho
 from tickscope.collectors.session.hdr import (
     BulkRecorder,
     add_into,
-    corrected_values,
+    corrected_histogram,
     new_histogram,
     reset,
     summarize,
@@ -177,6 +178,11 @@ class RingSource:
         return out
 
 
+def population_interval(tick_interval_ns: int, ticks: int, samples: int) -> int:
+    """The expected interval between samples of a population with ``samples`` per ``ticks`` ticks."""
+    return max(1, round(tick_interval_ns * ticks / samples))
+
+
 def capacity_needed(reader: RingReader) -> int | None:
     """For a ring that dropped records: the power of two that would have held its peak backlog
     (records waiting plus records dropped between two drains), at least twice the capacity."""
@@ -207,6 +213,7 @@ class HistogramSet:
         self.warmup_total: dict[str, HdrHistogram] = {}
         self._recorder = BulkRecorder(new_histogram())
         self.max_value = self._recorder.max_recordable  # the highest value a histogram tracks
+        self.layout = new_histogram()  # the layout every histogram of the set has (kept empty)
         self.out_of_range = 0
 
     def record(self, tag: str, values: np.ndarray) -> None:
@@ -270,8 +277,12 @@ class Collector:
         self._interval_start = self.start_ns
         self._slowest: list[tuple[int, dict]] = []
         self.slowest_n = slowest
-        # Known interval between ticks (constant-rate load): also record CO-corrected totals.
+        # Known interval between ticks (constant-rate load): also record CO-corrected totals, each
+        # population corrected with its own interval (``_correct_interval``).
         self.expected_interval_ns = expected_interval_ns
+        self._interval_ticks = 0  # complete traces (ticks) closed in the interval in progress
+        self._co_totals = {TICK_TO_TRADE: [0, 0], TICK_TO_DECISION: [0, 0]}  # tag -> [ticks, samples]
+        self.attribution: TailAttribution | None = None
         self._history = history
         self.live = Snapshot()
         self._p99 = {}
@@ -529,12 +540,13 @@ class Collector:
     def _ingest(self, closed: Closed) -> None:
         for tag, values in closed.values.items():
             self.hists.record(tag, values)
-        if self.expected_interval_ns:
-            for tag in (TICK_TO_TRADE, TICK_TO_DECISION):
-                corrected = corrected_values(
-                    closed.values.get(tag, np.empty(0, np.int64)), self.expected_interval_ns
-                )
-                self.hists.record(tag + CO_SUFFIX, corrected)
+        self._interval_ticks += closed.complete
+        if closed.trade_spans is not None and self._interval_start - self.start_ns >= self.warmup_ns:
+            stages = self.trade_stages()
+            if self.attribution is None or self.attribution.stages != stages:
+                # a ring declaring trade points after trades were attributed: start over on the new stages
+                self.attribution = TailAttribution(stages, self.hists.layout)
+            self.attribution.add(closed.trade_spans, closed.values[TICK_TO_TRADE])
         c = self.counters
         c.traces_seen += closed.seen
         c.traces_complete += closed.complete
@@ -582,6 +594,7 @@ class Collector:
         start_s = (self._interval_start - self.start_ns) / 1e9
         end_s = (end_ns - self.start_ns) / 1e9
         warmup = self._interval_start - self.start_ns < self.warmup_ns
+        self._correct_interval(warmup)
         finished = self.hists.roll(warmup)
         if self.session is not None:
             self.session.write_interval(finished, start_s, end_s, warmup)
@@ -590,9 +603,41 @@ class Collector:
         if self.session is not None:
             self._save_state()
 
+    def _correct_interval(self, warmup: bool) -> None:
+        """Coordinated-omission-corrected twins of tick_to_trade and tick_to_decision for the interval
+        ending, each with the interval between samples *of its own population*: the intended tick
+        interval times the interval's ticks per sample (ticks / orders for tick_to_trade, about 100x
+        the tick interval when 1 % of ticks trade). A stall of d ns hides d / interval samples of a
+        population; the tick interval would invent ticks-per-order times too many orders."""
+        ticks, self._interval_ticks = self._interval_ticks, 0
+        if not self.expected_interval_ns:
+            return
+        for tag in (TICK_TO_TRADE, TICK_TO_DECISION):
+            raw = self.hists.interval.get(tag)
+            if raw is None or not raw.total_count or not ticks:
+                continue
+            interval = population_interval(self.expected_interval_ns, ticks, raw.total_count)
+            self.hists.interval[tag + CO_SUFFIX] = corrected_histogram(raw, interval)
+            if not warmup:
+                self._co_totals[tag][0] += ticks
+                self._co_totals[tag][1] += raw.total_count
+
+    def coordinated_omission(self) -> dict | None:
+        """meta.json's ``coordinated_omission``: the tick interval and, per population, the interval
+        its correction used over the whole run (each interval's own is in the hlog's _co counts)."""
+        if not self.expected_interval_ns:
+            return None
+        out = {"tick_interval_ns": self.expected_interval_ns}
+        for tag, (ticks, samples) in self._co_totals.items():
+            if samples:
+                out[tag] = {"ticks": ticks, "samples": samples,
+                            "interval_ns": population_interval(self.expected_interval_ns, ticks, samples)}  # fmt: skip
+        return out
+
     def tags(self) -> list[str]:
         known = set(self.hists.total) | set(self.hists.warmup_total) | set(self.hists.interval)
-        ordered = self.schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION, TICK_TO_TRADE + CO_SUFFIX,
+        # each corrected figure right after its raw one: shown side by side
+        ordered = self.schema.stages + [TICK_TO_TRADE, TICK_TO_TRADE + CO_SUFFIX, TICK_TO_DECISION,
                                          TICK_TO_DECISION + CO_SUFFIX]  # fmt: skip
         return [t for t in dict.fromkeys(ordered) if t in known]
 
@@ -620,6 +665,7 @@ class Collector:
             p99_history={t: list(d) for t, d in self._p99.items()},
             counters=self.counter_dict(),
             rings=len(self.sources),
+            attribution=self.attribution.summary() if self.attribution is not None else None,
             ring_details=[s.describe() for s in self.sources],
             ring_errors=list(self.ring_errors),
         )
@@ -699,6 +745,7 @@ class Collector:
             },
             "interval_s": self.interval_ns / 1e9,
             "expected_interval_ns": self.expected_interval_ns or None,
+            "coordinated_omission": self.coordinated_omission(),
             "warmup_s": self.warmup_ns / 1e9,
             "start_monotonic_ns": self.start_ns,
         }
@@ -734,7 +781,8 @@ class Collector:
     def _save_state(self) -> None:
         self.session.meta.update(self.meta_update())
         self.session.save_meta()
-        self.session.write_summary(self.summary(), [s for _, s in self._slowest])
+        attribution = self.attribution.summary() if self.attribution is not None else None
+        self.session.write_summary(self.summary(), [s for _, s in self._slowest], attribution)
 
     def finish(self, status: str = "complete") -> None:
         """Drain everything still in the rings, close all traces, write the last interval."""

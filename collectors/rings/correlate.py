@@ -245,6 +245,9 @@ class Closed:
     slow_ids: np.ndarray | None = None
     slow_key: np.ndarray | None = None
     slow_spans: np.ndarray | None = None  # their exact consecutive spans (column j: point j -> j + 1)
+    # Tail attribution's input (collectors/rings/attribution.py): every trace recorded in
+    # tick_to_trade, its spans up to the trade point (row i is values[TICK_TO_TRADE][i]'s trace)
+    trade_spans: np.ndarray | None = None
 
     def set_aside(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in SET_ASIDE}
@@ -613,6 +616,7 @@ class Correlator:
         reached = good & to_trade
         t2t = t2t_all[reached]
         values[TICK_TO_TRADE].append(t2t)
+        closed.trade_spans = D[reached, :trade]
         values[TICK_TO_DECISION].append(t2d_all[good & to_decision])
         if trade < len(order) - 1:
             waiting = reached & ~P[:, -1]  # the answer may still come: keep the trace for it

@@ -7,7 +7,8 @@
       latency.hlog     HdrHistogram interval log (format 1.3): one line per tag per interval,
                        ``Tag=<stage>,<start s>,<length s>,<max ms>,<base64 V2 histogram>``
       warmup.hlog      the same for the warm-up seconds, kept out of the headline numbers
-      summary.json     per tag: count, min, mean, p50, p90, p99, p99_9, p99_99, max (ns)
+      summary.json     per tag: count, min, mean, p50, p90, p99, p99_9, p99_99, max (ns); and under
+                       the reserved key ``attribution`` the tail attribution (docs/session-format.md)
       slowest.json     the slowest traces with every stamp
       perf.csv, profile.speedscope.json, hiccup.hlog   from side collectors, when they ran
 
@@ -48,6 +49,7 @@ PROFILE = "profile.speedscope.json"
 HICCUP_LOG = "hiccup.hlog"
 
 FORMAT_VERSION = 1
+ATTRIBUTION = "attribution"  # summary.json's one key that is not a tag (a stage may not be named so)
 
 
 class SessionError(Exception):
@@ -130,8 +132,10 @@ class SessionWriter:
                 log.write(tag, h, start_s, end_s)
         log.flush()
 
-    def write_summary(self, summary: dict, slowest: list[dict]) -> None:
-        write_json_atomic(self.path / SUMMARY, summary)
+    def write_summary(self, summary: dict, slowest: list[dict], attribution: dict | None = None) -> None:
+        write_json_atomic(
+            self.path / SUMMARY, {**summary, **({ATTRIBUTION: attribution} if attribution else {})}
+        )
         write_json_atomic(self.path / SLOWEST, slowest)
 
     def close(self, status: str = "complete") -> None:
@@ -281,12 +285,13 @@ class Session:
 
     def __init__(self, path: Path, meta: dict, intervals: dict[str, list[Interval]],
                  warmup: dict[str, list[Interval]], summary: dict | None, slowest: list[dict],
-                 warnings: list[str]):  # fmt: skip
+                 warnings: list[str], attribution: dict | None = None):  # fmt: skip
         self.path = path
         self.meta = meta
         self.intervals = intervals
         self.warmup_intervals = warmup
         self._summary = summary
+        self.attribution = attribution  # summary.json's tail attribution (None: not recorded)
         self.slowest = slowest
         self.warnings = warnings
         self._totals: dict[str, HdrHistogram] = {}
@@ -321,11 +326,16 @@ class Session:
         if (p / WARMUP_LOG).is_file():
             warmup, w2 = read_hlog(p / WARMUP_LOG)
             warnings += w2
-        summary = check_summary(_read_json(p / SUMMARY, warnings), warnings)
+        raw_summary = _read_json(p / SUMMARY, warnings)
+        attribution = None
+        if isinstance(raw_summary, dict) and ATTRIBUTION in raw_summary:
+            raw_summary = dict(raw_summary)
+            attribution = check_attribution(raw_summary.pop(ATTRIBUTION), warnings)
+        summary = check_summary(raw_summary, warnings)
         slowest = check_slowest(_read_json(p / SLOWEST, warnings), warnings)
         if meta.get("status") == "running":
             warnings.append(f"{p.name}: the collector did not finish (killed?); data up to its last interval")
-        return cls(p, meta, intervals, warmup, summary, slowest, warnings)
+        return cls(p, meta, intervals, warmup, summary, slowest, warnings, attribution)
 
     @classmethod
     def _from_hlog_file(cls, p: Path) -> Session:
@@ -349,7 +359,7 @@ class Session:
     def tags(self) -> list[str]:
         """Every tag with data: stages in pipeline order first, then the rest (tick_to_trade, ...)."""
         stage_names = self.stages
-        known = ["tick_to_trade", "tick_to_decision", "tick_to_trade_co", "tick_to_decision_co"]
+        known = ["tick_to_trade", "tick_to_trade_co", "tick_to_decision", "tick_to_decision_co"]
         rest = [t for t in known if t in self.intervals and t not in stage_names]
         rest += [t for t in self.intervals if t not in stage_names and t not in known]
         return [s for s in dict.fromkeys(stage_names) if s in self.intervals] + rest
@@ -541,6 +551,24 @@ def check_summary(raw, warnings: list[str]) -> dict | None:
     )
     if not ok:
         warnings.append(f"{SUMMARY}: not numbers per stage, ignored (computed from the log instead)")
+        return None
+    return raw
+
+
+def _is_tail(v, stages: list[str]) -> bool:
+    return (isinstance(v, dict) and all(_is_count(v.get(k)) for k in ("traces", "threshold_ns", "percentile_ns"))
+            and _is_number(v.get("mean_tick_to_trade_ns")) and isinstance(v.get("median"), dict)
+            and isinstance(v.get("stages"), dict) and set(v["stages"]) == set(stages)
+            and all(isinstance(x, dict) and all(_is_number(x.get(k)) for k in ("mean_ns", "mean_share", "median_share"))
+                    for x in v["stages"].values()))  # fmt: skip
+
+
+def check_attribution(raw, warnings: list[str]) -> dict | None:
+    """summary.json's ``attribution``, or None (with one warning) when a renderer could not use it."""
+    ok = (isinstance(raw, dict) and _is_count(raw.get("traces")) and _is_str_list(raw.get("stages"))
+          and isinstance(raw.get("tails"), dict) and all(_is_tail(t, raw["stages"]) for t in raw["tails"].values()))  # fmt: skip
+    if not ok:
+        warnings.append(f"{SUMMARY}: attribution is malformed, not shown")
         return None
     return raw
 

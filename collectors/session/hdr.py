@@ -320,6 +320,51 @@ def corrected_values(values: np.ndarray, expected_interval: int) -> np.ndarray:
     return base - step * expected_interval
 
 
+CORRECTION_EXPAND_LIMIT = 4096  # past this many corrected values, a bucket's are counted per bucket
+
+
+def corrected_histogram(hist: HdrHistogram, expected_interval: int) -> HdrHistogram:
+    """A coordinated-omission-corrected copy of ``hist``, as HdrHistogram's
+    ``copyCorrectedForCoordinatedOmission`` makes it: each bucket's count taken at the bucket's
+    highest equivalent value v and corrected as ``record_corrected_value`` corrects one value
+    (v, v - i, v - 2i, ... while above 0). Bucket for bucket equal to calling
+    ``record_corrected_value(v, expected_interval, count)`` for every bucket, so the correction can
+    be applied after the fact, with an interval known once the interval's counts are. Work and
+    memory stay bounded by the layout: a long value over a short interval is counted per
+    destination bucket (the progression's members in each), never expanded."""
+    out = new_histogram(*layout_of(hist))
+    counts = counts_view(hist)
+    nz = np.flatnonzero(counts)
+    if nz.size == 0:
+        return out
+    i = max(int(expected_interval), 1) if expected_interval > 0 else 0
+    values, c = highest_equivalent_values(hist)[nz], counts[nz]
+    extra = np.where(values > i, (values - 1) // i, 0) if i else np.zeros_like(values)
+    dst = counts_view(out)
+    small = extra < CORRECTION_EXPAND_LIMIT
+    expanded = corrected_values(values[small], i)
+    weights = np.repeat(c[small], extra[small] + 1)
+    recorder = BulkRecorder(out)
+    idx = np.empty(CHUNK, dtype=np.int64)
+    for start in range(0, expanded.size, CHUNK):
+        chunk = expanded[start : start + CHUNK]
+        ix = recorder.indexes(chunk, idx[: chunk.size])
+        dst += np.bincount(ix, weights[start : start + CHUNK], minlength=out.counts_len).astype(np.int64)
+    lows = [int(expanded.min())] if expanded.size else []
+    lowest, size = _bucket_values(out)
+    for v, n, k in zip(values[~small], c[~small], extra[~small], strict=True):
+        # members of v - k*i (k = 0..K) in each bucket [lo, hi] within [1, v]
+        top = int(np.searchsorted(lowest, v, side="right"))
+        lo = np.maximum(lowest[:top], 1)
+        hi = np.minimum(lowest[:top] + size[:top] - 1, v)
+        members = np.where(hi >= lo, (v - lo) // i - (v - hi + i - 1) // i + 1, 0)
+        dst[:top] += members * n
+        lows.append(int(v - k * i))
+    out.total_count = int((c * (extra + 1)).sum())
+    out.min_value, out.max_value = min(lows), int(values.max())
+    return out
+
+
 def add_into(dst: HdrHistogram, src: HdrHistogram) -> None:
     """``dst.add(src)`` for same-layout histograms with numpy, keeping hdrh's raw min/max bookkeeping."""
     if src.total_count == 0:

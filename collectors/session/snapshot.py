@@ -21,5 +21,6 @@ class Snapshot:
     p99_history: dict[str, list[int]] = field(default_factory=dict)
     counters: dict = field(default_factory=dict)
     rings: int = 0
+    attribution: dict | None = None  # summary.json's "attribution" so far (cumulative, warm-up kept out)
     ring_details: list[dict] = field(default_factory=list)  # RingSource.describe() per ring
     ring_errors: list[str] = field(default_factory=list)  # rings skipped or quarantined, with why
