@@ -140,7 +140,7 @@ def figure(attr: dict, colors: list[str], latency_unit) -> dict:
                      "median %{customdata[1]:.0f}%<extra>" + stage.replace("<", "&lt;") + "</extra>"})  # fmt: skip
     layout = {"barmode": "stack", "xaxis": {"title": {"text": f"{unit}: mean span in the tail's traces (adds up to their mean tick-to-trade)"}},
               "yaxis": {"autorange": "reversed", "automargin": True}, "margin": {"t": 10}, "height": 160 + 55 * len(labels),
-              "legend": {"orientation": "h", "x": 0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"}}  # fmt: skip
+              "legend": {"orientation": "h", "traceorder": "normal", "x": 0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"}}  # fmt: skip
     return {"data": data, "layout": layout}
 
 

@@ -11,14 +11,29 @@ from rich.console import Console
 from conftest import PROGRAMS, needs_tool, run_cli
 from support import free_port
 from tickscope.collectors.session import Session, Snapshot
-from tickscope.reports.live import BreakdownBar, Sparkline, dashboard
+from tickscope.reports.attribution import TailBars, cells
+from tickscope.reports.live import Sparkline, dashboard
 
 SUBJECT = f"{sys.executable} {PROGRAMS / 'tick_subject.py'} 0 --forever --rate 20000 --no-order-every 3"
 
 
+def tail(traces, threshold, feed, strategy):
+    total = feed + strategy
+    stages = {
+        "feed": {"mean_ns": feed, "mean_share": feed / total, "median_share": feed / total},
+        "strategy": {"mean_ns": strategy, "mean_share": strategy / total, "median_share": strategy / total},
+    }
+    return {"traces": traces, "threshold_ns": threshold, "percentile_ns": threshold, "mean_tick_to_trade_ns": total,
+            "median": {"method": "exact", "samples": traces}, "stages": stages}  # fmt: skip
+
+
+ATTRIBUTION = {"population": "traded ticks", "traces": 100, "stages": ["feed", "strategy"],
+               "tails": {"p50": tail(50, 4000, 1000, 3000), "p99": tail(1, 20000, 5000, 15000)}}  # fmt: skip
+
+
 def state():
     s = {"count": 100, "p50": 1000, "p90": 2000, "p99": 5000, "p99_9": 8000, "max": 9000}
-    return Snapshot(elapsed_s=3.0, tags=["feed", "strategy", "tick_to_trade"], trade_stages=["feed", "strategy"],
+    return Snapshot(attribution=ATTRIBUTION, elapsed_s=3.0, tags=["feed", "strategy", "tick_to_trade"], trade_stages=["feed", "strategy"],
                      last={"feed": s, "strategy": {**s, "p50": 3000, "p99": 15000}, "tick_to_trade": s},
                      cumulative={"feed": s}, rates={"feed": 20000.0}, p99_history={"tick_to_trade": [5, 9, 3, 7]},
                      counters={"produced": 10, "drained": 10, "dropped_ring_full": 0}, rings=1)  # fmt: skip
@@ -30,9 +45,10 @@ def render(renderable, width=80):
     return c.export_text()
 
 
-def test_breakdown_shows_each_components_share():
-    text = render(BreakdownBar(state(), width=40))
+def test_breakdown_shows_each_components_share_in_the_tail_traces_and_names_them():
+    text = render(TailBars(ATTRIBUTION, width=60))
     assert "feed 25%/25%" in text and "strategy 75%/75%" in text  # p50 1000:3000, p99 5000:15000
+    assert "of 100 traded ticks" in text and "p50: 50 traces ≥ 4us" in text and "p99: 1 trace ≥ 20us" in text
 
 
 def test_sparkline_and_dashboard_fit_small_and_large_terminals():
@@ -168,10 +184,9 @@ def test_live_with_a_missing_ring_dir_is_one_line(tmp_path):
 
 
 def test_breakdown_bar_fills_its_width_exactly_and_keeps_small_stages_visible():
-    bar = BreakdownBar(state(), width=40)
     for shares in ([0.9, 0.001, 0.001, 0.098], [1 / 3] * 3, [0.5, 0.5, 0.0], [0.97] + [0.005] * 6):
-        cells = bar.cells(shares)
-        assert sum(cells) == 40 and all(c >= 1 for c, s in zip(cells, shares, strict=True) if s > 0)
+        n = cells(shares, 40)
+        assert sum(n) == 40 and all(c >= 1 for c, s in zip(n, shares, strict=True) if s > 0)
 
 
 def test_live_serves_prometheus_and_its_final_scrape_holds_the_saved_totals(tmp_path):

@@ -61,6 +61,7 @@ def test_the_schema_rejects_what_a_reader_could_not_use(sessions):
         ("meta", {**meta, "counters": {**meta["counters"], "produced": -1}}),
         ("summary", {"feed": {k: v for k, v in summary["feed"].items() if k != "p99"}}),
         ("summary", {"feed": {**summary["feed"], "count": 1.5}}),
+        ("summary", {**summary, "attribution": {**summary["attribution"], "tails": {"p99": {"traces": 3}}}}),
         ("slowest", [{**slowest[0], "stamps": [{"point": "md.rx"}]}]),
         ("slowest", {"not": "a list"}),
     ]

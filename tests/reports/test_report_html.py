@@ -126,7 +126,8 @@ def test_report_of_a_one_hour_style_session_without_slowest_traces(tmp_path):
 
     s = synth_session(tmp_path / "syn", intervals=20, per_interval=300)
     text = render(Session.load(s), tmp_path / "r.html").read_text()
-    assert "No complete tick-to-trade traces" in text and 'id="breakdown"' in text
+    assert "No complete tick-to-trade traces" in text and "holds no tail attribution" in text
+    assert 'id="breakdown"' not in text, "no stacked percentiles of different populations"
 
 
 def test_report_of_a_missing_session_or_bad_output_is_one_line(tmp_path):
