@@ -20,7 +20,7 @@ from rich.table import Table
 
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.units import fmt_ns
-from tickscope.reports.views import stage_shares
+from tickscope.reports.analysis.views import stage_shares
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
