@@ -28,6 +28,9 @@ app = typer.Typer(
 
 EXIT_VERDICT = 1
 EXIT_USAGE = 2
+EXIT_INCONCLUSIVE = (
+    3  # compare: no regression seen, but too little was decided to say so (--max-inconclusive)
+)
 
 
 def _quiet_on_broken_pipe(console) -> None:
@@ -49,6 +52,16 @@ def _install_quiet_on_broken_pipe() -> None:
 
 class UserError(Exception):
     """Anything the user can fix: printed as one line, exit code 2."""
+
+
+def _write_output(path: Path, text: str, what: str = "") -> Path:
+    """Write what a renderer returned (renderers never write files): a path that cannot be written
+    is one line naming it, exit 2."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write {what}{path}: {e.strerror or e}") from None
+    return path
 
 
 def fail(message: str, code: int = EXIT_USAGE):
@@ -526,23 +539,23 @@ def report(
     from rich.console import Console
 
     from tickscope.collectors.session import Session
-    from tickscope.reports.console import session_renderable
+    from tickscope.reports import console as console_render
 
     if (session / "sweep.json").is_file():  # a sweep directory: its table, or its load curve with -o
         return _report_sweep(session, output)
     s = Session.load(session)
     if output is None and perfetto is None:
-        Console().print(session_renderable(s), soft_wrap=True)  # warnings stay one line each
+        Console().print(console_render.render(s), soft_wrap=True)  # warnings stay one line each
         return
+    if perfetto is not None:
+        from tickscope.reports import perfetto as perfetto_render
+
+        _write_output(perfetto, perfetto_render.render(s), "trace ")
     if output is not None:
-        from tickscope.reports.html import render
+        from tickscope.reports import html
 
-        path = render(s, output, perfetto_path=perfetto)
-        typer.echo(f"report written: {path}")
-    elif perfetto is not None:
-        from tickscope.reports.perfetto import write_trace
-
-        write_trace(s, perfetto)
+        _write_output(output, html.render(s, perfetto_path=perfetto), "report ")
+        typer.echo(f"report written: {output}")
     if perfetto is not None:
         empty = "" if s.slowest else " (empty: the session kept no trace's stamps, e.g. from tickscope wire)"
         typer.echo(f"perfetto trace written: {perfetto}{empty}")
@@ -594,7 +607,7 @@ def wire(
         refusals,
         write_session,
     )
-    from tickscope.reports.console import session_renderable
+    from tickscope.reports import console as console_render
 
     try:
         md_ends = [Endpoint.parse(x, MD_PROTOCOLS) for x in md]
@@ -640,7 +653,7 @@ def wire(
         path = write_session(m, target, meta)
     finally:
         os.close(lock)
-    Console().print(session_renderable(Session.load(path), recorded_warnings=False), soft_wrap=True)
+    Console().print(console_render.render(Session.load(path), recorded_warnings=False), soft_wrap=True)
     typer.echo(f"session written: {path}")
 
 
@@ -655,14 +668,9 @@ def _report_sweep(sweep_dir: Path, output: Path | None) -> None:
     except SweepError as e:
         raise UserError(str(e)) from None
     if output is None:
-        Console().print(sweep_render.table(result))
-        for line in sweep_render.headline(result):
-            typer.echo(line)
+        Console().print(sweep_render.render(result), soft_wrap=True)  # as report prints a session
         return
-    try:
-        output.write_text(sweep_render.html(result), encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"cannot write {output}: {e.strerror or e}") from None
+    _write_output(output, sweep_render.html(result))
     typer.echo(f"report written: {output}")
 
 
@@ -814,7 +822,11 @@ def compare(
       tickscope compare base/ cand/
       tickscope compare base1/ base2/ --vs cand1/ cand2/ --markdown $GITHUB_STEP_SUMMARY
     """
-    from tickscope.reports.compare_render import main as compare_main
+    from rich.console import Console
+
+    from tickscope.collectors.session import Session
+    from tickscope.reports import compare_render
+    from tickscope.reports.analysis.compare import compare_sessions, parse_share
 
     paths = [str(p) for p in baseline]
     unknown = [p for p in paths if p.startswith("-") and p != "--vs"]
@@ -831,10 +843,24 @@ def compare(
         raise UserError("compare takes BASELINE CANDIDATE, or BASE... --vs CAND... for repeated runs")
     if not baselines or not candidates:
         raise UserError("compare needs at least one baseline and one candidate")
-    code = compare_main(
-        baselines, candidates, threshold, markdown, junit, json_out, html, True, max_inconclusive
-    )
-    raise typer.Exit(code)
+    limit = parse_share(max_inconclusive)
+    base, cand = [Session.load(p) for p in baselines], [Session.load(p) for p in candidates]
+    result = compare_sessions(base, cand, threshold)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 120))  # CI logs: never squeeze the numbers
+    console.print(compare_render.render(result), soft_wrap=True)  # a warning stays one line, however long
+    outputs = ((markdown, compare_render.markdown), (junit, compare_render.junit), (json_out, compare_render.json_text),
+               (html, lambda c: compare_render.html(c, base[0], cand[0])))  # fmt: skip
+    for path, render in outputs:
+        if path is not None:
+            _write_output(path, render(result))
+    if result.regressions:
+        raise typer.Exit(EXIT_VERDICT)
+    if limit is not None and result.inconclusive_share() > limit:
+        typer.echo(f"tickscope compare: {len(result.inconclusive)} of {len(result.rows)} comparisons inconclusive, "
+                   f"more than --max-inconclusive {limit:.0%}: failing (exit 3)")  # fmt: skip
+        raise typer.Exit(EXIT_INCONCLUSIVE)
 
 
 @app.command()
@@ -927,13 +953,14 @@ def doctor(json_output: bool = typer.Option(False, "--json", help="Findings as J
     """Is this host fit to measure latency? Each finding comes with its fix."""
     from rich.console import Console
 
-    from tickscope.collectors.doctor import DoctorTable, run_checks
+    from tickscope.collectors.doctor import run_checks
+    from tickscope.reports import doctor as doctor_render
 
-    findings = run_checks()
+    findings = [f.as_dict() for f in run_checks()]
     if json_output:
-        typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
+        typer.echo(json.dumps(findings, indent=2))
     else:
-        Console().print(DoctorTable(findings))
+        Console().print(doctor_render.render(findings))
 
 
 @app.command()
@@ -943,7 +970,8 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Smaller sizes (for tests)."),
 ):
     """Probe overhead and collector throughput on this host, with ratios measured side by side."""
-    from tickscope.collectors.bench import run_all, table
+    from tickscope.collectors.bench import run_all
+    from tickscope.reports import bench as bench_render
 
     results = run_all(quick=quick, progress=None if json_output else lambda msg: typer.echo(msg, err=True))
     if json_output:
@@ -951,7 +979,7 @@ def bench(
     else:
         from rich.console import Console
 
-        Console().print(table(results))
+        Console().print(bench_render.render(results))
 
 
 @app.command("include-dir")

@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tickscope.reports.compare import compare_sessions
+from tickscope.collectors.session import Session
+from tickscope.reports.analysis.compare import compare_sessions
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
@@ -37,7 +38,7 @@ if __name__ == "__main__":
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"run {i} failed: {r.stderr.strip().splitlines()[-1:]}")
-        runs.append(out)
+        runs.append(Session.load(out))
         print(f"run {i + 1}/{2 * args.pairs} done ({time.monotonic() - t0:.0f}s)", file=sys.stderr)
     clean, flagged = 0, []
     for k in range(args.pairs):

@@ -11,7 +11,8 @@ import sys
 
 from rich.console import Console
 
-from tickscope.collectors.bench import run_all, table
+from tickscope.collectors.bench import run_all
+from tickscope.reports.bench import render as table
 
 if __name__ == "__main__":
     results = run_all(quick="--quick" in sys.argv, progress=lambda m: print(m, file=sys.stderr))

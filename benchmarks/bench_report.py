@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tickscope.collectors.session import Session
-from tickscope.reports.compare import compare_sessions
+from tickscope.reports.analysis.compare import compare_sessions
 from tickscope.reports.html import render
 from tickscope.reports.synth import STAGES, synth_session
 
@@ -24,10 +24,10 @@ if __name__ == "__main__":
     s = Session.load(d / "hour")
     load = time.perf_counter() - t
     t = time.perf_counter()
-    render(s, d / "hour.html")
+    (d / "hour.html").write_text(render(s), encoding="utf-8")
     html = time.perf_counter() - t
     t = time.perf_counter()
-    compare_sessions([d / "hour"], [d / "hour2"])
+    compare_sessions([Session.load(d / "hour")], [Session.load(d / "hour2")])
     cmp = time.perf_counter() - t
     tags = len(s.intervals)
     result = {"intervals": 3600, "tags": tags, "load_s": round(load, 2), "render_s": round(html, 2),

@@ -112,22 +112,3 @@ def run_checks(quick: bool = False) -> list[Finding]:
         out.append(Finding("virtualisation", "warn", "running under a hypervisor",
                            "steal time and virtual timers add tail latency: measure on bare metal for production numbers"))  # fmt: skip
     return out
-
-
-class DoctorTable:
-    def __init__(self, findings: list[Finding]):
-        self.findings = findings
-
-    def __rich__(self):
-        from rich.table import Table
-        from rich.text import Text
-
-        t = Table(title="tickscope doctor: is this host fit to measure?", title_justify="left")
-        t.add_column("check", no_wrap=True)
-        t.add_column("", no_wrap=True)
-        t.add_column("value")
-        t.add_column("fix")
-        style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-        for f in self.findings:
-            t.add_row(f.name, Text(f.status, style=style[f.status]), Text(f.value), Text(f.fix))
-        return t

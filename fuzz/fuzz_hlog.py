@@ -95,7 +95,7 @@ def check_json(data: bytes) -> None:
     summary = session.check_summary(raw if isinstance(raw, dict) else None, warnings)
     slowest = session.check_slowest(raw if isinstance(raw, list) else None, warnings)
     s = session.Session(SEED_LOG, meta, {}, {}, summary, slowest, warnings)
-    Console(file=open("/dev/null", "w"), width=100).print(console.session_renderable(s))  # noqa: SIM115
+    Console(file=open("/dev/null", "w"), width=100).print(console.render(s))  # noqa: SIM115
     json.dumps(perfetto.trace_events(s))
 
 

@@ -1,27 +1,24 @@
-"""Renderers of a ``Comparison``: console table, Markdown, JUnit XML, JSON, HTML. One function each."""
+"""Renderers of a ``Comparison``: console table, Markdown, JUnit XML, JSON, HTML. One function each;
+``tickscope compare`` (main.py) loads the sessions, writes the files and decides the exit code."""
 
 from __future__ import annotations
 
 import html as html_lib
 import json
-from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from tickscope.collectors.session import Session
 from tickscope.collectors.session.units import fmt_ns
 
-from .compare import (
+from .analysis.compare import (
     IMPROVEMENT,
     INCONCLUSIVE,
     NOISE,
     REGRESSION,
-    CompareError,
     Comparison,
     Row,
-    compare_sessions,
-    parse_share,
 )
 
-EXIT_INCONCLUSIVE = 3  # no regression seen, but too little was decided to say so (--max-inconclusive)
 STYLE = {REGRESSION: "bold red", IMPROVEMENT: "green", NOISE: "dim", INCONCLUSIVE: "yellow"}
 
 
@@ -33,8 +30,10 @@ def _ci(r: Row) -> str:
     return "n/a" if r.ci_low is None else f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}]"
 
 
-def print_console(c: Comparison) -> None:
-    from rich.console import Console
+def render(c: Comparison):
+    """The console table, the headline and every warning (print it with ``soft_wrap`` so that a
+    warning stays one line, however long: a CI log is grepped)."""
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
@@ -45,15 +44,9 @@ def print_console(c: Comparison) -> None:
     for r in c.rows:
         t.add_row(r.tag, r.percentile, fmt_ns(r.baseline_ns), fmt_ns(r.candidate_ns), _pct(r.change), _ci(r),
                   f"±{r.threshold * 100:g}%", Text(r.verdict, style=STYLE[r.verdict]))  # fmt: skip
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 120))  # CI logs: never squeeze the numbers
-    console.print(t)
-    console.print(
-        Text(f"tickscope compare: {c.headline}", style=STYLE.get(c.verdict, "bold")), soft_wrap=True
-    )
-    for w in c.warnings:
-        console.print(Text(f"warning: {w}", style="yellow"), soft_wrap=True)  # one line, however long
+    lines = [(f"tickscope compare: {c.headline}", STYLE.get(c.verdict, "bold"))]
+    lines += [(f"warning: {w}", "yellow") for w in c.warnings]
+    return Group(t, *(Text(text, style=style) for text, style in lines))
 
 
 def markdown(c: Comparison) -> str:
@@ -107,16 +100,12 @@ def json_text(c: Comparison) -> str:
     return json.dumps(c.as_dict(), indent=2)
 
 
-def html(c: Comparison) -> str:
-    """The table plus overlaid percentile distributions (baseline vs candidate) per stage."""
-    from plotly.offline import get_plotlyjs
+def html(c: Comparison, base: Session, cand: Session) -> str:
+    """The table plus overlaid percentile distributions of ``base`` and ``cand`` (the first
+    baseline and candidate) per stage."""
+    from .analysis.views import distribution
+    from .html import NINES_TICKS, _clean, page
 
-    from tickscope.collectors.session import Session
-
-    from .html import NINES_TICKS, _clean, _json_for_script
-    from .views import distribution
-
-    base, cand = Session.load(c.baselines[0]), Session.load(c.candidates[0])
     figures = {}
     for i, tag in enumerate(dict.fromkeys(r.tag for r in c.rows)):
         data = []
@@ -127,58 +116,8 @@ def html(c: Comparison) -> str:
         figures[f"c{i}"] = {"title": tag, "data": data, "layout": {
             "xaxis": {"type": "log", "title": {"text": "percentile"}, "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
             "yaxis": {"type": "log", "title": {"text": "latency (µs)"}}, "height": 320, "margin": {"t": 10}}}  # fmt: skip
-    rows = "".join(
-        f"<tr class='{r.verdict.replace(' ', '-')}'><td>{html_lib.escape(r.tag)}</td><td>{r.percentile}</td>"
-        f"<td>{fmt_ns(r.baseline_ns)}</td><td>{fmt_ns(r.candidate_ns)}</td><td>{_pct(r.change)}</td><td>{_ci(r)}</td>"
-        f"<td>{html_lib.escape(r.verdict)}</td></tr>"
-        for r in c.rows
-    )
-    charts = "".join(
-        f"<h3>{html_lib.escape(f['title'])}</h3><div id='{k}' data-chart='1'></div>"
-        for k, f in figures.items()
-    )
-    warnings = "".join(f"<li>{html_lib.escape(w)}</li>" for w in c.warnings)
-    plotly_js = get_plotlyjs().replace("</script", "<\\/script")
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>tickscope compare</title>
-<script>window.__errors=[];window.addEventListener("error",function(e){{window.__errors.push(String(e.message));}});</script>
-<style>body{{font:14px system-ui,sans-serif;margin:24px;}}td,th{{padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
-.regression td{{color:#c0392b;font-weight:600}}.improvement td{{color:#1e8e3e}}</style></head><body>
-<h1>tickscope compare: {html_lib.escape(c.verdict)}</h1><p>{html_lib.escape(c.support)}</p><ul>{warnings}</ul>
-<table><tr><th>stage</th><th>pct</th><th>baseline</th><th>candidate</th><th>change</th><th>95% CI</th><th>verdict</th></tr>{rows}</table>
-{charts}<script>{plotly_js}</script>
-<script>var F={_json_for_script(figures)};Promise.all(Object.keys(F).map(function(k){{return Plotly.newPlot(k,F[k].data,F[k].layout,{{displaylogo:false}});}}))
-.then(function(){{document.body.setAttribute("data-charts-drawn",String(Array.prototype.filter.call(document.querySelectorAll("[data-chart]"),function(d){{return d.querySelector(".main-svg");}}).length));
-document.body.setAttribute("data-js-errors",String(window.__errors.length));}});</script></body></html>"""
-
-
-def main(
-    baselines,
-    candidates,
-    thresholds=None,
-    markdown_path=None,
-    junit_path=None,
-    json_path=None,
-    html_path=None,
-    console=True,
-    max_inconclusive=None,
-) -> int:
-    """The CLI entry point: compare, render every requested output. 0 no regression, 1 regression,
-    3 more rows inconclusive than ``max_inconclusive`` allows (a share, e.g. "50%")."""
-    limit = parse_share(max_inconclusive)
-    result = compare_sessions(baselines, candidates, thresholds)
-    if console:
-        print_console(result)
-    outputs = ((markdown_path, markdown), (junit_path, junit), (json_path, json_text), (html_path, html))
-    for path, render in outputs:
-        if path is not None:
-            try:
-                Path(path).write_text(render(result), encoding="utf-8")
-            except OSError as e:
-                raise CompareError(f"cannot write {path}: {e.strerror or e}") from None
-    if result.regressions:
-        return 1
-    if limit is not None and result.inconclusive_share() > limit:
-        print(f"tickscope compare: {len(result.inconclusive)} of {len(result.rows)} comparisons inconclusive, "
-              f"more than --max-inconclusive {limit:.0%}: failing (exit 3)")  # fmt: skip
-        return EXIT_INCONCLUSIVE
-    return 0
+    rows = [{"cls": r.verdict.replace(" ", "-"), "cells": [r.tag, r.percentile, fmt_ns(r.baseline_ns),
+             fmt_ns(r.candidate_ns), _pct(r.change), _ci(r), r.verdict]} for r in c.rows]  # fmt: skip
+    charts = [{"id": k, "title": f["title"]} for k, f in figures.items()]
+    return page("compare.html.j2", {k: {"data": f["data"], "layout": f["layout"]} for k, f in figures.items()},
+                verdict=c.verdict, support=c.support, warnings=c.warnings, rows=rows, charts=charts)  # fmt: skip

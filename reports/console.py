@@ -21,28 +21,54 @@ TOTAL_TAGS = ("tick_to_trade", "tick_to_trade_co", "tick_to_decision", "tick_to_
 
 
 class StageTable:
-    """Rows in pipeline order; tick-to-trade and tick-to-decision set apart at the bottom."""
+    """Rows in pipeline order; tick-to-trade and tick-to-decision set apart at the bottom, then
+    ``trailing`` tags (the live view's side tags, e.g. wire_to_wire).
+
+    One widget for the end-of-run summary, a saved session and the live view: ``framed`` is the
+    boxed table with a count column (a summary), unframed is the live view's (rates and the last
+    interval's percentiles, ``cumulative`` p99 and max beside them); ``compact`` keeps p50/p99/max."""
 
     def __init__(self, summary: dict[str, dict], tags: list[str], title: str | None = None,
-                 rates: dict[str, float] | None = None):  # fmt: skip
+                 rates: dict[str, float] | None = None, *, cumulative: dict[str, dict] | None = None,
+                 trailing: list[str] = (), compact: bool = False, framed: bool = True):  # fmt: skip
         self.summary, self.tags, self.title, self.rates = summary, tags, title, rates
+        self.cumulative, self.trailing, self.compact, self.framed = cumulative, trailing, compact, framed
 
     def __rich__(self) -> Table:
-        t = Table(title=self.title, title_justify="left", expand=False, pad_edge=False)
-        t.add_column("stage", no_wrap=True, overflow="ellipsis", max_width=24)
-        t.add_column("count", justify="right")
+        if self.framed:
+            t = Table(title=self.title, title_justify="left", expand=False, pad_edge=False)
+        else:
+            t = Table(title=self.title, expand=False, pad_edge=False, box=None, show_edge=False)
+        t.add_column("stage", no_wrap=True, overflow="ellipsis", max_width=24 if self.framed else 20)
+        if self.framed:
+            t.add_column("count", justify="right")
         if self.rates is not None:
             t.add_column("rate/s", justify="right")
-        for _, label in COLUMNS:
+        cols = COLUMNS if not self.compact else (("p50", "p50"), ("p99", "p99"), ("max", "max"))
+        for _, label in cols:
             t.add_column(label, justify="right")
+        if self.cumulative is not None:
+            t.add_column("p99 all", justify="right", style="dim")
+            t.add_column("max all", justify="right", style="dim")
         tags = [x for x in self.tags if x not in TOTAL_TAGS] + [x for x in TOTAL_TAGS if x in self.tags]
+        tags += [x for x in self.trailing if x not in tags]
         for tag in tags:
             s = self.summary.get(tag, {"count": 0})
-            cells = [Text(tag, style="bold" if tag in TOTAL_TAGS else ""), f"{s.get('count', 0):,}"]
+            cells = [Text(tag, style="bold" if tag in TOTAL_TAGS else "")]
+            if self.framed:
+                cells.append(f"{s.get('count', 0):,}")
             if self.rates is not None:
                 cells.append(f"{self.rates.get(tag, 0):,.0f}")
-            cells += [fmt_ns(s.get(k)) if s.get("count") else "-" for k, _ in COLUMNS]
-            if tag in TOTAL_TAGS and tag == next(x for x in tags if x in TOTAL_TAGS) and t.row_count:
+            cells += [fmt_ns(s.get(k)) if s.get("count") else "-" for k, _ in cols]
+            if self.cumulative is not None:
+                cum = self.cumulative.get(tag, {})
+                cells += [fmt_ns(cum.get(k)) if cum.get("count") else "-" for k in ("p99", "max")]
+            if (
+                self.framed
+                and tag in TOTAL_TAGS
+                and tag == next(x for x in tags if x in TOTAL_TAGS)
+                and t.row_count
+            ):
                 t.add_section()
             t.add_row(*cells)
         return t
@@ -223,7 +249,7 @@ class RingProblems:
         return t
 
 
-def session_renderable(session: Session, recorded_warnings: bool = True):
+def render(session: Session, recorded_warnings: bool = True):
     """The table, the records and orders accounted for, and every warning: about the files as
     loaded, and (``recorded_warnings``) those of the recording, unless the caller just printed them."""
     parts = [StageTable(session.summary(), session.tags, title=f"session {session.name}")]

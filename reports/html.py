@@ -18,7 +18,8 @@ from markupsafe import Markup
 from tickscope.collectors.session import Session, trace_accounting
 from tickscope.collectors.session.units import fmt_ns
 
-from . import attribution, views
+from . import attribution
+from .analysis import views
 
 TEMPLATES = Path(__file__).parent / "templates"
 COLORS = [
@@ -37,6 +38,19 @@ NINES_TICKS = (
     [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000],
     ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"],
 )
+
+
+def page(template: str, figures: dict[str, dict], **context) -> str:
+    """A page of ``templates/``: each extends the one skeleton (page.html.j2), which inlines
+    Plotly and draws each of ``figures`` into the element whose id is its key."""
+    from plotly.offline import get_plotlyjs
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    return env.get_template(template).render(
+        figures_json=_json_for_script(figures),
+        plotly_js=Markup(get_plotlyjs().replace("</script", "<\\/script")),
+        **context,
+    )
 
 
 def _json_for_script(obj) -> Markup:
@@ -137,11 +151,11 @@ def timeline_figure(session: Session) -> dict:
 
 def flame_figure(session: Session) -> dict | None:
     """py-spy's speedscope profile as an icicle chart (aggregated stacks, root on top)."""
-    path = session.side_file("profile.speedscope.json")
-    if path is None:
-        return None
     try:
-        doc = json.loads(path.read_bytes())
+        data = session.side_bytes("profile.speedscope.json")
+        if data is None:
+            return None
+        doc = json.loads(data)
         frames = doc["shared"]["frames"]
         counts: dict[tuple, float] = {}
         for prof in doc["profiles"]:
@@ -212,9 +226,9 @@ def cards(session: Session) -> list[dict]:
     return out
 
 
-def render(session: Session, out_path: str | Path, perfetto_path: str | Path | None = None) -> Path:
-    from plotly.offline import get_plotlyjs
-
+def render(session: Session, perfetto_path: str | Path | None = None) -> str:
+    """The whole page; ``perfetto_path`` is where the CLI wrote the slowest traces' Perfetto
+    export, named on the page."""
     figures = {"dist": ("Percentile distribution per stage (HdrHistogram nines axis)", distribution_figure(session), ""),
                "timeline": ("Latency over time, with platform hiccups and perf counters", timeline_figure(session), "")}  # fmt: skip
     tails = session.attribution
@@ -227,10 +241,6 @@ def render(session: Session, out_path: str | Path, perfetto_path: str | Path | N
     flame = flame_figure(session)
     if flame is not None:
         figures["flame"] = ("Where the Python time went (py-spy)", flame, "")
-    if perfetto_path is not None:
-        from .perfetto import write_trace
-
-        write_trace(session, perfetto_path)
     stages_by_point = {s["to"]: s["name"] for s in session.meta.get("stages", [])}
     slowest = []
     for t in session.slowest:
@@ -252,25 +262,16 @@ def render(session: Session, out_path: str | Path, perfetto_path: str | Path | N
     ]
     warnings += list(session.warnings) + session.recorded_warnings
     started = meta.get("start_epoch_s")
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
-    html = env.get_template("report.html.j2").render(
+    return page(
+        "report.html.j2", {k: v[1] for k, v in figures.items()},
         title=session.name, command=meta.get("command", ""), host=f"{host.get('hostname', '?')} ({host.get('cpu_model', '?')})",
         started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if started else "",
         duration=f"{session.duration_s:.1f}s", cards=cards(session), warnings=warnings, stage_rows=stage_rows,
         charts=[{"id": k, "title": v[0], "note": v[2]} for k, v in figures.items()],
-        figures_json=_json_for_script({k: v[1] for k, v in figures.items()}),
-        plotly_js=Markup(get_plotlyjs().replace("</script", "<\\/script")), slowest=slowest,
+        slowest=slowest,
         perfetto=str(perfetto_path) if perfetto_path else "",
         counters=[(k, f"{v:,}" if isinstance(v, int) else str(v)) for k, v in session.counters().items()],
         accounting=accounting_lines(session),
         attribution=attribution.html_rows(tails) if tails else None,
         attribution_missing=bool(session.trade_stages) and not tails,
     )  # fmt: skip
-    out = Path(out_path)
-    try:
-        out.write_text(html, encoding="utf-8")
-    except OSError as e:
-        from tickscope.collectors.session import SessionError
-
-        raise SessionError(f"cannot write report {out}: {e.strerror or e}") from None
-    return out

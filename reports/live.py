@@ -14,14 +14,13 @@ import sys
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from tickscope.collectors.session import Snapshot
 from tickscope.collectors.session.units import fmt_ns
 
 from .attribution import TailBars
-from .console import COLUMNS, TOTAL_TAGS, CountersLine, RingProblems
+from .console import CountersLine, RingProblems, StageTable
 
 SPARK = "▁▂▃▄▅▆▇█"
 PALETTE = [
@@ -37,37 +36,6 @@ PALETTE = [
 ]
 
 
-class LiveStageTable:
-    """Per stage: rate and percentiles of the last interval, p99 and max cumulative."""
-
-    def __init__(self, state: Snapshot, compact: bool = False):
-        self.state, self.compact = state, compact
-
-    def __rich__(self) -> Table:
-        st = self.state
-        t = Table(expand=False, pad_edge=False, box=None, show_edge=False)
-        t.add_column("stage", no_wrap=True, overflow="ellipsis", max_width=20)
-        t.add_column("rate/s", justify="right")
-        cols = COLUMNS if not self.compact else (("p50", "p50"), ("p99", "p99"), ("max", "max"))
-        for _, label in cols:
-            t.add_column(label, justify="right")
-        if not self.compact:
-            t.add_column("p99 all", justify="right", style="dim")
-            t.add_column("max all", justify="right", style="dim")
-        tags = [x for x in st.tags if x not in TOTAL_TAGS] + [x for x in TOTAL_TAGS if x in st.tags]
-        tags += [x for x in st.side_tags if x not in tags]  # e.g. wire_to_wire: after the probes' totals
-        for tag in tags:
-            last = st.last.get(tag, {})
-            cum = st.cumulative.get(tag, {})
-            cells = [Text(tag, style="bold" if tag in TOTAL_TAGS else ""), f"{st.rates.get(tag, 0):,.0f}"]
-            cells += [fmt_ns(last.get(k)) if last.get("count") else "-" for k, _ in cols]
-            if not self.compact:
-                cells += [
-                    fmt_ns(cum.get("p99")) if cum.get("count") else "-",
-                    fmt_ns(cum.get("max")) if cum.get("count") else "-",
-                ]
-            t.add_row(*cells)
-        return t
 
 
 class Sparkline:
@@ -121,7 +89,7 @@ class Header:
         return t
 
 
-def dashboard(state: Snapshot, side: dict, elapsed: float, duration: float | None, width: int, height: int):
+def render(state: Snapshot, side: dict, elapsed: float, duration: float | None, width: int, height: int):
     """The whole screen for a terminal of width x height: compact below 100 columns or 30 rows.
 
     What does not fit the height is left out, least important first (the breakdown, then the
@@ -134,9 +102,9 @@ def dashboard(state: Snapshot, side: dict, elapsed: float, duration: float | Non
         t2t = state.last.get("tick_to_trade", {})
         return Group(header, Text(f"t2t p50 {fmt_ns(t2t.get('p50'))} p99 {fmt_ns(t2t.get('p99'))} "
                                   f"dropped {state.counters.get('dropped_ring_full', 0):,}"))  # fmt: skip
-    stages = Panel(
-        LiveStageTable(state, compact), title="stages (last interval)", title_align="left", padding=(0, 1)
-    )
+    table = StageTable(state.last, state.tags, rates=state.rates, cumulative=None if compact else state.cumulative,
+                       trailing=state.side_tags, compact=compact, framed=False)  # fmt: skip
+    stages = Panel(table, title="stages (last interval)", title_align="left", padding=(0, 1))
     breakdown = Panel(
         TailBars(state.attribution, bar_width, compact=compact, palette=PALETTE),
         title="tick-to-trade breakdown of the tail traces (cumulative)",
@@ -191,7 +159,7 @@ class LiveView:
             return
         w, h = terminal_size(self.console)
         self.console.size = (w, h)
-        self.live.update(dashboard(state, side, elapsed_s, duration_s, w, h), refresh=True)
+        self.live.update(render(state, side, elapsed_s, duration_s, w, h), refresh=True)
 
     def stop(self) -> None:
         if self.live is not None:

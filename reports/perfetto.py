@@ -10,9 +10,8 @@ Flow events link a trace's consecutive stages, also across processes.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from tickscope.collectors.session import Session, SessionError
+from tickscope.collectors.session import Session
 
 
 def _us(ns: int) -> float:
@@ -72,10 +71,5 @@ def trace_events(session: Session) -> dict:
             "otherData": {"session": session.name, "source": "tickscope"}}  # fmt: skip
 
 
-def write_trace(session: Session, path: str | Path) -> Path:
-    p = Path(path)
-    try:
-        p.write_text(json.dumps(trace_events(session)))
-    except OSError as e:
-        raise SessionError(f"cannot write trace {p}: {e.strerror or e}") from None
-    return p
+def render(session: Session) -> str:
+    return json.dumps(trace_events(session))

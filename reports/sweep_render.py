@@ -3,8 +3,6 @@ latency percentiles against offered load, with the SLA lines and the knee."""
 
 from __future__ import annotations
 
-import html as html_lib
-
 from tickscope.collectors.session.sweep import Step, SweepResult, rate_label
 from tickscope.collectors.session.units import fmt_ns
 
@@ -41,6 +39,14 @@ def table(result: SweepResult):
     return t
 
 
+def render(result: SweepResult):
+    """The table, then the stop reason, the sustainable throughput and the knee, one line each."""
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(table(result), *(Text(line) for line in headline(result)))
+
+
 def headline(result: SweepResult) -> list[str]:
     lines = []
     if result.stopped:
@@ -57,9 +63,7 @@ def headline(result: SweepResult) -> list[str]:
 def html(result: SweepResult) -> str:
     """Percentiles (and CO-corrected p99) against offered load, both axes log; SLA lines dotted;
     the knee and the sustainable rate marked."""
-    from plotly.offline import get_plotlyjs
-
-    from .html import LEGEND, LOG_DECADES, _json_for_script, latency_unit
+    from .html import LEGEND, LOG_DECADES, latency_unit, page
 
     steps = [s for s in result.steps if s.latency]
     x = [s.offered for s in steps]
@@ -93,23 +97,9 @@ def html(result: SweepResult) -> str:
                   "ticktext": [rate_label(r) for r in x]},
         "yaxis": {**LOG_DECADES, "title": {"text": f"tick-to-trade latency ({unit})"}},
         "shapes": shapes, "annotations": notes, "height": 540, "margin": {"t": 60}, "legend": LEGEND}}  # fmt: skip
-    rows = "".join("<tr>" + "".join(f"<td>{html_lib.escape(c)}</td>" for c in step_cells(s)) + "</tr>"
-                   for s in result.steps)  # fmt: skip
-    head = "".join(f"<th>{c}</th>" for c in ("offered", "achieved/s", *(c for _, c in COLUMNS), "p99 CO", "drops",
-                                             "gaps", "verdict"))  # fmt: skip
-    lines = "".join(f"<li>{html_lib.escape(line)}</li>" for line in headline(result))
-    plotly_js = get_plotlyjs().replace("</script", "<\\/script")
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>tickscope sweep</title>
-<script>window.__errors=[];window.addEventListener("error",function(e){{window.__errors.push(String(e.message));}});</script>
-<style>body{{font:14px system-ui,sans-serif;margin:24px;max-width:1200px}}td,th{{padding:3px 8px;text-align:right}}
-td:last-child{{text-align:left;min-width:16em}}table{{display:block;overflow-x:auto}}</style></head><body>
-<h1>tickscope sweep</h1><ul>{lines}</ul>
-<div id="sweep" data-chart="1"></div>
-<table><tr>{head}</tr>{rows}</table>
-<script>{plotly_js}</script>
-<script>var F={_json_for_script(figure)};Plotly.newPlot("sweep",F.data,F.layout,{{displaylogo:false,responsive:true}})
-.then(function(){{document.body.setAttribute("data-charts-drawn",String(document.querySelectorAll("#sweep .main-svg").length>0?1:0));
-document.body.setAttribute("data-js-errors",String(window.__errors.length));}});</script></body></html>"""
+    head = ("offered", "achieved/s", *(c for _, c in COLUMNS), "p99 CO", "drops", "gaps", "verdict")
+    return page("sweep.html.j2", {"sweep": figure}, headline=headline(result), head=head,
+                rows=[step_cells(s) for s in result.steps])  # fmt: skip
 
 
 def _log10(v: float) -> float:

@@ -409,6 +409,17 @@ class Session:
         f = self.path / name if self.path.is_dir() else None
         return f if f is not None and f.is_file() else None
 
+    def side_bytes(self, name: str) -> bytes | None:
+        """A side file's contents (perf.csv, py-spy's profile), None when the session has none: the
+        session reads its files, so renderers never do. OSError when it cannot be read."""
+        f = self.side_file(name)
+        return None if f is None else f.read_bytes()
+
+    def side_hlog(self, name: str) -> tuple[dict[str, list[Interval]], list[str]] | None:
+        """A side interval log (hiccup.hlog) as ``read_hlog`` parses it, None when there is none."""
+        f = self.side_file(name)
+        return None if f is None else read_hlog(f)
+
     @property
     def duration_s(self) -> float:
         ends = [iv.end_s for ivs in self.intervals.values() for iv in ivs]

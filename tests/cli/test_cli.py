@@ -201,7 +201,7 @@ def test_profile_with_side_collectors_saves_their_files(tmp_path):
 def test_bench_says_which_way_a_figure_misses_its_target():
     from rich.console import Console
 
-    from tickscope.collectors.bench import table
+    from tickscope.reports.bench import render as table
 
     console = Console(record=True, width=200)
     console.print(table({"c_probe_ns": 40.0, "ingest_ratio": 20.0, "probe_stamp_ns": 50.0}))

@@ -12,7 +12,8 @@ from conftest import PROGRAMS, needs_tool, run_cli
 from support import free_port
 from tickscope.collectors.session import Session, Snapshot
 from tickscope.reports.attribution import TailBars, cells
-from tickscope.reports.live import Sparkline, dashboard
+from tickscope.reports.live import Sparkline
+from tickscope.reports.live import render as dashboard_of
 
 SUBJECT = f"{sys.executable} {PROGRAMS / 'tick_subject.py'} 0 --forever --rate 20000 --no-order-every 3"
 
@@ -54,9 +55,9 @@ def test_breakdown_shows_each_components_share_in_the_tail_traces_and_names_them
 def test_sparkline_and_dashboard_fit_small_and_large_terminals():
     assert "▁" in render(Sparkline([1, 5, 9, 2], 20)) and "█" in render(Sparkline([1, 5, 9, 2], 20))
     for w, h in ((80, 24), (160, 48), (40, 10)):
-        text = render(dashboard(state(), {"perf": {"summary": "cpu 99%"}}, 3.0, 10.0, w, h), width=w)
+        text = render(dashboard_of(state(), {"perf": {"summary": "cpu 99%"}}, 3.0, 10.0, w, h), width=w)
         assert "elapsed" in text and all(len(line) <= w for line in text.splitlines())
-    assert "p99.9" in render(dashboard(state(), {}, 3.0, None, 160, 48), width=160)
+    assert "p99.9" in render(dashboard_of(state(), {}, 3.0, None, 160, 48), width=160)
 
 
 def test_a_short_terminal_keeps_the_counters_and_the_capture_line_in_view():
@@ -74,7 +75,7 @@ def test_a_short_terminal_keeps_the_counters_and_the_capture_line_in_view():
                                "orders_sent": 802, "orders_acked": 802})  # fmt: skip
     side = {"capture": {"summary": "22,864 packets, 21,989 md msgs, 827 orders, 827 matched, 0 unmatched"}}
     for w, h in ((80, 24), (120, 30)):
-        text = render(dashboard(live, side, 3.0, 10.0, w, h), width=w)
+        text = render(dashboard_of(live, side, 3.0, 10.0, w, h), width=w)
         assert len(text.rstrip("\n").splitlines()) <= h, (w, h, text)
         for word in (
             "elapsed",
@@ -84,7 +85,7 @@ def test_a_short_terminal_keeps_the_counters_and_the_capture_line_in_view():
             "827 matched",
         ):
             assert word in text, (w, h, word, text)
-    tall = render(dashboard(live, side, 3.0, 10.0, 120, 48), width=120)
+    tall = render(dashboard_of(live, side, 3.0, 10.0, 120, 48), width=120)
     assert "tick-to-trade breakdown" in tall and "t2t p99" in tall, (
         "a terminal that holds everything shows it"
     )
@@ -240,7 +241,7 @@ def test_the_live_view_accounts_for_every_trace_seen_and_the_ones_still_open():
     live = state()
     live.counters = {"produced": 10, "drained": 10, "dropped_ring_full": 0, "in_ring": 0, "traces_seen": 1000,
                      "traces_complete": 990, "traces_clock_skew": 7, "late_beyond_horizon": 3, "traces_pending": 12}  # fmt: skip
-    text = render(dashboard(live, {}, 3.0, 10.0, 160, 48), width=160)
+    text = render(dashboard_of(live, {}, 3.0, 10.0, 160, 48), width=160)
     assert (
         "traces: 1,000 seen = 990 recorded + 10 set aside (clock skew 7, late beyond the horizon 3); 12 open"
         in text

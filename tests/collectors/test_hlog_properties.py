@@ -55,7 +55,7 @@ def load_everything(text: str) -> None:
             summarize(s.total(tag))
             for iv in s.intervals[tag]:
                 assert iv.hist.total_count >= 0
-        Console(file=open("/dev/null", "w"), width=100).print(console.session_renderable(s))  # noqa: SIM115
+        Console(file=open("/dev/null", "w"), width=100).print(console.render(s))  # noqa: SIM115
     except SessionError as e:
         assert_clean(e)
 
@@ -168,9 +168,9 @@ def test_any_json_files_load_with_warnings_and_every_renderer_copes(meta, summar
         except SessionError as e:
             assert_clean(e)
             return
-        Console(file=open("/dev/null", "w"), width=100).print(console.session_renderable(s))  # noqa: SIM115
+        Console(file=open("/dev/null", "w"), width=100).print(console.render(s))  # noqa: SIM115
         json.dumps(perfetto.trace_events(s), allow_nan=False)
-        html.render(s, d / "r.html")
+        html.render(s)
 
 
 @BOUNDED

@@ -10,12 +10,13 @@ import pytest
 from hdrh.log import HistogramLogReader
 
 from conftest import needs_tool
-from tickscope.collectors.doctor import DoctorTable, run_checks
+from tickscope.collectors.doctor import run_checks
 from tickscope.collectors.run.host import host_facts, thread_context_switches
 from tickscope.collectors.session.hdr import new_histogram
 from tickscope.collectors.side.hiccup import HiccupCollector
 from tickscope.collectors.side.perfstat import PerfStatCollector, parse_line
 from tickscope.collectors.side.pyspy import PySpyCollector
+from tickscope.reports import doctor as doctor_render
 
 BUSY = "import time\ndef hot_loop_of_the_test():\n    t = time.time()\n    while time.time() - t < {s}: pass\nhot_loop_of_the_test()\n"
 
@@ -118,5 +119,5 @@ def test_doctor_gives_a_fix_for_every_warning():
     from rich.console import Console
 
     console = Console(record=True, width=120)
-    console.print(DoctorTable(findings))
+    console.print(doctor_render.render([f.as_dict() for f in findings]))
     assert "timer cost" in console.export_text()

@@ -61,7 +61,7 @@ def test_records_line_adds_up_mid_run_with_the_backlog_as_its_own_term(ring_dir)
 
 def test_the_live_view_shows_the_backlog_term_and_each_ring_problem():
     from tickscope.collectors.session import Snapshot
-    from tickscope.reports.live import dashboard
+    from tickscope.reports.live import render as dashboard_of
 
     counters = {
         "produced": 140,
@@ -75,7 +75,7 @@ def test_the_live_view_shows_the_backlog_term_and_each_ring_problem():
     state = Snapshot(elapsed_s=2.0, tags=["feed"], trade_stages=["feed"], counters=counters, rings=2,
                       ring_errors=errors)  # fmt: skip
     for w, h in ((160, 48), (80, 24)):
-        text = render(dashboard(state, {}, 2.0, None, w, h), width=w)
+        text = render(dashboard_of(state, {}, 2.0, None, w, h), width=w)
         assert "produced 140 = drained 100 + dropped 0 (ring full) + in ring 40" in text.replace("\n", " ")
         assert "quarantined ring /dev/shm/r/bad.1.1.ring" in text and "skipped ring /dev/shm/r/x.ring" in text
         assert "NOT drop-free: 1 ring quarantined" in text.replace("\n", " ")

@@ -13,8 +13,9 @@ import pytest
 from hdrh.log import HistogramLogWriter
 
 from conftest import run_cli
+from tickscope.collectors.session import Session
 from tickscope.collectors.session.hdr import new_histogram
-from tickscope.reports.compare import (
+from tickscope.reports.analysis.compare import (
     IMPROVEMENT,
     NOISE,
     REGRESSION,
@@ -24,6 +25,12 @@ from tickscope.reports.compare import (
     parse_thresholds,
 )
 from tickscope.reports.synth import STAGES, synth_session
+
+
+def compare_paths(baselines, candidates, thresholds=None):
+    """Load as ``tickscope compare`` loads, then compare (the analysis takes loaded sessions)."""
+    load = Session.load
+    return compare_sessions([load(p) for p in baselines], [load(p) for p in candidates], thresholds)
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +45,13 @@ def sessions(tmp_path_factory):
 @pytest.mark.slow  # 20 comparisons, ~30 s
 def test_same_build_pairs_raise_no_regression_in_at_least_19_of_20(sessions):
     runs = sessions["same"]
-    regressions = [
-        compare_sessions([a], [b]).regressions for a, b in zip(runs[0::2], runs[1::2], strict=True)
-    ]
+    regressions = [compare_paths([a], [b]).regressions for a, b in zip(runs[0::2], runs[1::2], strict=True)]
     clean = sum(1 for r in regressions if not r)
     assert clean >= 19, [[(x.tag, x.percentile, round(x.ci_low, 3)) for x in r] for r in regressions if r]
 
 
 def test_a_20_percent_slowdown_in_one_stage_is_that_stage_only(sessions):
-    c = compare_sessions([sessions["same"][0]], [sessions["slow"]])
+    c = compare_paths([sessions["same"][0]], [sessions["slow"]])
     flagged = {r.tag for r in c.regressions}
     assert flagged == {"risk"}, [(r.tag, r.percentile, r.change) for r in c.regressions]
     risk = {r.percentile: r for r in c.rows if r.tag == "risk"}
@@ -55,7 +60,7 @@ def test_a_20_percent_slowdown_in_one_stage_is_that_stage_only(sessions):
 
 
 def test_an_improvement_is_reported_as_such_and_exits_0(sessions, tmp_path):
-    c = compare_sessions([sessions["same"][0]], [sessions["fast"]])
+    c = compare_paths([sessions["same"][0]], [sessions["fast"]])
     assert not c.regressions and {
         r.verdict for r in c.rows if r.tag == "encode" and r.percentile == "p50"
     } == {IMPROVEMENT}
@@ -65,7 +70,7 @@ def test_an_improvement_is_reported_as_such_and_exits_0(sessions, tmp_path):
 
 def test_repeated_runs_per_side_resample_runs_then_their_intervals(sessions):
     runs = sessions["same"]
-    c = compare_sessions(runs[:6], runs[6:12])
+    c = compare_paths(runs[:6], runs[6:12])
     assert all(r.units.startswith("runs 6/6, intervals 180/180") for r in c.rows) and not c.regressions
     assert all(r.ci_low is not None for r in c.rows)
 
@@ -83,9 +88,9 @@ def test_run_to_run_noise_widens_the_interval_that_one_run_per_side_cannot_see(t
                 for i in range(n)]  # fmt: skip
 
     base, cand = runs("b", 3), runs("c", 3)
-    single = [compare_sessions([b], [c]) for b in base for c in cand]
+    single = [compare_paths([b], [c]) for b in base for c in cand]
     assert sum(bool(x.regressions) for x in single) >= 3, "one run per side: false alarms"
-    pooled = compare_sessions(base, cand)
+    pooled = compare_paths(base, cand)
     assert not pooled.regressions
     p50 = next(r for r in pooled.rows if r.tag == "feed" and r.percentile == "p50")
     one = next(r for r in single[0].rows if r.tag == "feed" and r.percentile == "p50")
@@ -95,7 +100,7 @@ def test_run_to_run_noise_widens_the_interval_that_one_run_per_side_cannot_see(t
 def test_tail_percentiles_need_values_beyond_them(tmp_path):
     a = synth_session(tmp_path / "a", intervals=10, per_interval=200, seed=1)  # 2,000 values
     b = synth_session(tmp_path / "b", intervals=10, per_interval=200, seed=2, slowdown={"risk": 1.0})
-    c = compare_sessions([a], [b])
+    c = compare_paths([a], [b])
     risk = {r.percentile: r for r in c.rows if r.tag == "risk"}
     assert risk["p50"].verdict == REGRESSION and risk["p99.9"].verdict == "inconclusive"
     assert "too few values for p99.9" in risk["p99.9"].units and any("risk p99.9" in w for w in c.warnings)
@@ -143,7 +148,7 @@ def test_cli_exit_codes_and_every_output(sessions, tmp_path):
 
 def test_thresholds_are_configurable(sessions):
     assert parse_thresholds("p50=10%, p99.9=30") == {"p50": 0.10, "p90": 0.05, "p99": 0.10, "p99.9": 0.30}
-    c = compare_sessions([sessions["same"][0]], [sessions["slow"]], "p50=50%,p90=50%,p99=50%,p99.9=50%")
+    c = compare_paths([sessions["same"][0]], [sessions["slow"]], "p50=50%,p90=50%,p99=50%,p99.9=50%")
     assert not c.regressions and {r.verdict for r in c.rows if r.tag == "risk" and r.percentile == "p50"} == {
         NOISE
     }
@@ -196,7 +201,7 @@ def test_different_stage_sets_and_hosts_warn_and_compare_the_common_stages(tmp_p
     a = synth_session(tmp_path / "a", intervals=10, per_interval=200, stages=["feed", "book", "risk"])
     b = synth_session(tmp_path / "b", intervals=10, per_interval=200, seed=2, stages=["feed", "book", "encode"],
                       hostname="other-host")  # fmt: skip
-    c = compare_sessions([a], [b])
+    c = compare_paths([a], [b])
     assert {r.tag for r in c.rows} == {"feed", "book", "tick_to_trade"}
     text = " ".join(c.warnings)
     assert "stage sets differ" in text and "'risk'" in text and "'encode'" in text
@@ -231,8 +236,8 @@ def test_bare_hlogs_of_other_tools_compare_by_tag(tmp_path):
     base = write(tmp_path / "base.hlog", 1.0, 1)
     same = write(tmp_path / "same.hlog", 1.0, 2)
     slow = write(tmp_path / "slow.hlog", 1.3, 3)
-    assert not compare_sessions([base], [same]).regressions
-    c = compare_sessions([base], [slow])
+    assert not compare_paths([base], [same]).regressions
+    c = compare_paths([base], [slow])
     assert c.regressions and c.rows[0].units.startswith("intervals 20/20")
     out = run_cli("compare", str(base), str(slow), "--junit", str(tmp_path / "j.xml"))
     assert out.returncode == 1 and (tmp_path / "j.xml").exists()
@@ -243,7 +248,7 @@ def test_the_headline_counts_decided_and_inconclusive_rows_and_says_why(tmp_path
     inconclusive for too few values, and the headline says so next to the verdict."""
     a = synth_session(tmp_path / "a", intervals=10, per_interval=200, seed=1)
     b = synth_session(tmp_path / "b", intervals=10, per_interval=200, seed=2)
-    c = compare_sessions([a], [b])
+    c = compare_paths([a], [b])
     tags = len(STAGES) + 1
     assert c.inconclusive_reasons.get(WHY_VALUES) == tags
     assert c.decided + len(c.inconclusive) == len(c.rows) == tags * 4
@@ -259,7 +264,7 @@ def test_nothing_decided_is_inconclusive_and_max_inconclusive_fails_ci(tmp_path)
     'inconclusive', never 'no regression'; --max-inconclusive 50% turns it into exit 3."""
     a = synth_session(tmp_path / "a", intervals=3, per_interval=2000, seed=1)
     b = synth_session(tmp_path / "b", intervals=3, per_interval=2000, seed=2)
-    c = compare_sessions([a], [b])
+    c = compare_paths([a], [b])
     assert c.decided == 0 and c.verdict == "inconclusive" and WHY_INTERVALS in c.inconclusive_reasons
     md, js, xml = tmp_path / "c.md", tmp_path / "c.json", tmp_path / "c.xml"
     plain = run_cli("compare", str(a), str(b), "--markdown", str(md), "--json", str(js), "--junit", str(xml))
@@ -298,9 +303,9 @@ def test_a_percentile_of_zero_is_no_change_against_zero_and_a_regression_against
     zero = _constant_session(tmp_path / "zero", "md.rx-wire.md", 0)
     again = _constant_session(tmp_path / "again", "md.rx-wire.md", 0)
     more = _constant_session(tmp_path / "more", "md.rx-wire.md", 5_000)
-    same = compare_sessions([zero], [again])
+    same = compare_paths([zero], [again])
     assert {(r.verdict, r.change) for r in same.rows} == {(NOISE, 0.0)}
-    worse = compare_sessions([zero], [more])
+    worse = compare_paths([zero], [more])
     p50 = worse.rows[0]
     assert {r.verdict for r in worse.rows} == {REGRESSION} and p50.change == p50.candidate_ns - 1
 
@@ -341,7 +346,7 @@ def test_compare_takes_each_percentile_at_rank_ceil_q_n_like_every_other_output(
         w.write_interval({"t2t": h}, float(i), float(i + 1), warmup=False)
     w.close()
     h = new_histogram()
-    c = compare_sessions([tmp_path / "s"], [tmp_path / "s"])
+    c = compare_paths([tmp_path / "s"], [tmp_path / "s"])
     for r in c.rows:
         rank = math.ceil(Fraction(r.percentile[1:]) * len(values) / 100)
         assert r.baseline_ns == r.candidate_ns == h.get_highest_equivalent_value(values[rank - 1]), r

@@ -43,11 +43,11 @@ def interval_series(session: Session, tag: str) -> dict[str, np.ndarray]:
 
 def perf_series(session: Session) -> dict[str, tuple[list[float], list[float]]]:
     """perf.csv as {event: (times, values per second)}."""
-    path = session.side_file("perf.csv")
-    if path is None:
+    data = session.side_bytes("perf.csv")
+    if data is None:
         return {}
     out: dict[str, tuple[list[float], list[float]]] = {}
-    lines = path.read_text(errors="replace").splitlines()[1:]
+    lines = data.decode(errors="replace").splitlines()[1:]
     prev_t: dict[str, float] = {}
     for line in lines:
         parts = line.split(",")
@@ -68,13 +68,13 @@ def perf_series(session: Session) -> dict[str, tuple[list[float], list[float]]]:
 
 
 def hiccup_series(session: Session) -> dict[str, np.ndarray] | None:
-    path = session.side_file("hiccup.hlog")
-    if path is None:
-        return None
-    from tickscope.collectors.session import SessionError, read_hlog
+    from tickscope.collectors.session import SessionError
 
     try:  # a side file: when damaged, the report goes on without it and says so
-        ivs, _ = read_hlog(path)
+        log = session.side_hlog("hiccup.hlog")
+        if log is None:
+            return None
+        ivs, _ = log
         hs = ivs.get("hiccup", [])
         if not hs:
             return None

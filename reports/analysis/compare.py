@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -299,12 +298,9 @@ def parse_share(text: str | None) -> float | None:
     return value
 
 
-def compare_sessions(
-    baselines: list[str | Path], candidates: list[str | Path], thresholds: str | None = None
-) -> Comparison:
+def compare_sessions(base: list[Session], cand: list[Session], thresholds: str | None = None) -> Comparison:
+    """Every common stage of the ``base`` runs against the ``cand`` runs (as loaded by the caller)."""
     th = parse_thresholds(thresholds)
-    base = [Session.load(p) for p in baselines]
-    cand = [Session.load(p) for p in candidates]
     warnings: list[str] = []
     tags_b = [t for t in base[0].tags if all(t in s.intervals for s in base)]
     tags_c = {t for t in cand[0].tags if all(t in s.intervals for s in cand)}
@@ -336,4 +332,4 @@ def compare_sessions(
     if any(r.ci_low is None and "too few values" not in r.units for r in rows):
         warnings.append(f"fewer than {MIN_UNITS} intervals on a side: no confidence interval, verdict inconclusive "
                         "(record longer runs)")  # fmt: skip
-    return Comparison(rows, warnings, [str(p) for p in baselines], [str(p) for p in candidates], th)
+    return Comparison(rows, warnings, [str(s.path) for s in base], [str(s.path) for s in cand], th)
