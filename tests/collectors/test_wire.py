@@ -1085,18 +1085,19 @@ def test_wire_memory_does_not_grow_with_the_time_the_capture_spans(tmp_path):
 
 @needs_tool("prlimit", install="apt-get install util-linux")
 def test_profile_capture_final_join_memory_does_not_grow_with_the_time_spanned(tmp_path):
-    """``profile --capture``'s final join (``_append_tags``) writes 3,000 one-second intervals of
-    wire tags under the same 256 MB limit."""
+    """``profile --capture``'s final join (``wire_tag_intervals`` into ``SessionWriter.add_tags``)
+    writes 3,000 one-second intervals of wire tags under the same 256 MB limit."""
     script = f"""
-import types, numpy as np
-from tickscope.collectors.side.capture import _append_tags
+import numpy as np
+from tickscope.collectors.rings.collector import IntervalGrid
+from tickscope.collectors.side.capture import wire_tag_intervals
 from tickscope.collectors.session import SessionWriter
 w = SessionWriter({str(tmp_path / "s")!r}, {{"start_epoch_s": 0}})
 w.write_summary({{}}, [])
 stamps = np.arange(3000, dtype=np.int64) * 10**9 + 7
 values = {{"wire_to_wire": (stamps, np.full(3000, 5_000)), "md.rx-wire.md": (stamps, np.full(3000, 900))}}
-_append_tags(w, values, types.SimpleNamespace(start_ns=0, warmup_ns=0, interval_ns=10**9))
-w.latency.close()
+w.add_tags(wire_tag_intervals(values, IntervalGrid(0, 10**9, 0, 0), {{}}))
+w.close()
 """
     r = _under_address_limit(["-c", script])
     assert r.returncode == 0, r.stderr[-2000:]
