@@ -44,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.session.hdr import _bucket_values, counts_view, highest_equivalent_values
+from tickscope.collectors.session.hdr import bucket_values, counts_view, highest_equivalent_values
 from tickscope.collectors.side import Conclusion, SideCollectorBase, SideError
 
 SCHEMA = 8
@@ -132,7 +132,7 @@ _TABLES: dict = {}
 def _layout_tables(hist: HdrHistogram):
     key = (hist.counts_len, hist.unit_magnitude, hist.sub_bucket_half_count_magnitude)
     if key not in _TABLES:
-        lowest, size = _bucket_values(hist)
+        lowest, size = bucket_values(hist)
         _TABLES[key] = (native_index_of_hdr(hist), highest_equivalent_values(hist),
                         (lowest + (size >> 1)).astype(np.float64) / 1e9)  # fmt: skip
     return _TABLES[key]

@@ -426,6 +426,18 @@ def test_out_of_order_retransmitted_split_and_joined_frames_stamp_each_order_at_
     assert c_["orders_matched"] == 4 and c_["md_messages"] == 4
 
 
+def test_a_wire_session_carries_the_run_metadata_and_says_this_host_only_analysed_it(tmp_path):
+    """Like every session: the tool, its version, the host facts; under ``analysed_on``, never
+    ``host``: the capture was taken anywhere, this host measured nothing."""
+    from tickscope.collectors.wire import write_session
+
+    m = run_match(tmp_path, S.pcap([(1000, md_frame(1, 1)), (2000, tcp_frame(100, b"", 0x02)),
+                                    (3000, tcp_frame(101, order(b"TS1-1")))]))  # fmt: skip
+    meta = json.loads((write_session(m, tmp_path / "s", {"name": "s"}) / "meta.json").read_text())
+    assert meta["tool"] == "tickscope" and meta["tool_version"] and meta["analysed_on"]["hostname"]
+    assert "host" not in meta and meta["source"] == "wire" and meta["name"] == "s"
+
+
 def test_gap_never_filled_and_garbage_between_frames_are_counted(tmp_path):
     a, b = order(b"TS1-1"), order(b"TS2-2")
     packets = [(1, md_frame(1, 2)), (2, tcp_frame(100, b"", 0x02)), (3, tcp_frame(101, b"junk" + a)),
