@@ -279,8 +279,10 @@ def test_under_profile_a_writer_is_drained_and_closed_however_it_ends(tmp_path, 
 
 def test_default_session_names_are_unique_within_one_second(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(P.time, "strftime", lambda fmt: "20260101-120000")
-    first, second = P.default_session_dir("pipeline"), P.default_session_dir("pipeline")
+    from tickscope.collectors.run import claim
+
+    monkeypatch.setattr(claim.time, "strftime", lambda fmt: "20260101-120000")
+    first, second = claim.default_session_dir("pipeline"), claim.default_session_dir("pipeline")
     assert first != second and first.is_dir() and second.is_dir()
     assert (first.name, second.name) == ("20260101-120000-pipeline", "20260101-120000-pipeline-2")
 
