@@ -149,7 +149,9 @@ def test_tags_joined_after_the_run_go_in_before_the_close_and_nothing_after_it(t
     writer.write_summary({"feed": {"count": 2}}, [])  # the collector's last state keeps the joined rows
     writer.close()
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
-    assert summary["feed"] == {"count": 2} and summary["wire_to_wire"] == json.loads(json.dumps(rows["wire_to_wire"]))
+    assert summary["feed"] == {"count": 2} and summary["wire_to_wire"] == json.loads(
+        json.dumps(rows["wire_to_wire"])
+    )
     assert len(Session.load(tmp_path / "s").intervals["wire_to_wire"]) == 3
     for late in (writer.save_meta, lambda: writer.add_tags(intervals()), lambda: writer.close()):
         with pytest.raises(SessionError, match="is closed"):
