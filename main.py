@@ -189,63 +189,6 @@ def want_live(live: bool | None) -> bool:
     return sys.stdout.isatty() and os.environ.get("TERM", "") != ""
 
 
-def _git_sha() -> str | None:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _session_meta(options: dict) -> dict:
-    from importlib.metadata import version
-
-    meta = {
-        "tool": "tickscope",
-        "tool_version": version("tickscope"),
-        "options": options,
-        "git_sha": _git_sha(),
-    }
-    try:
-        from tickscope.collectors.run.host import host_facts
-
-        meta["host"] = host_facts()
-    except ImportError:
-        pass
-    try:
-        from tickscope.collectors.doctor import run_checks
-
-        meta["doctor"] = [
-            f.__dict__ if hasattr(f, "__dict__") else dict(f._asdict()) for f in run_checks(quick=True)
-        ]
-    except (ImportError, TypeError):
-        pass
-    return meta
-
-
-def _side_collectors(perf: bool, pyspy: bool, pyspy_rate: int, pyspy_nonblocking: bool, hiccup: bool,
-                     hiccup_cpu: int | None = None) -> list:  # fmt: skip
-    side = []
-    try:
-        if perf:
-            from tickscope.collectors.side.perfstat import PerfStatCollector
-
-            side.append(PerfStatCollector())
-        if pyspy:
-            from tickscope.collectors.side.pyspy import PySpyCollector
-
-            side.append(PySpyCollector(rate=pyspy_rate, nonblocking=pyspy_nonblocking))
-        if hiccup:
-            from tickscope.collectors.side.hiccup import HiccupCollector
-
-            side.append(HiccupCollector(cpu=hiccup_cpu))
-    except ImportError as e:  # a side collector not built into this install: say so, go on
-        typer.echo(f"tickscope: warning: side collector unavailable ({e})", err=True)
-    return side
-
-
 def _make_view(live: bool, duration_s):
     if live:
         try:
@@ -369,102 +312,49 @@ def profile(
     (see --force), or target missing/failed (its exit code or the signal that killed it is reported);
     130 interrupted by Ctrl-C (the session is saved up to that point).
     """
+    from tickscope.collectors.run.engine import run
+    from tickscope.collectors.run.profile import ProfileOptions, plan_profile
+
+    opts = ProfileOptions(
+        command=target_command(ctx) or None, duration_s=parse_duration(duration),
+        warmup_s=parse_duration(warmup, "warmup"), interval_s=parse_duration(interval, "interval"),
+        expected_interval_ns=parse_duration_ns(expected_interval, "expected interval") if expected_interval else 0,
+        out=out, force=force, name=name, rate=parse_rate(rate, "--rate"), feed=feed, loop=loop, trader=trader,
+        load=load, replay=replay, speed=speed, fix_connect=fix_connect, sender_comp_id=sender_comp_id,
+        target_comp_id=target_comp_id, perf=perf, pyspy=pyspy, pyspy_rate=pyspy_rate,
+        pyspy_nonblocking=pyspy_nonblocking, hiccup=hiccup, hiccup_cpu=hiccup_cpu, capture=capture,
+        capture_iface=capture_iface, prometheus=prometheus,
+        prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
+        prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
+    )  # fmt: skip
+    if opts.interval_s < 0.05:
+        raise UserError(f"interval {interval!r} is too short: use at least 50ms")
+    opts.check()
+    if speed is not None:
+        _check_replay_speed(replay, speed)
+    result = run(plan_profile(opts, _make_view(want_live(live), opts.duration_s)))
+    _print_profile(result, fail_on_drops)
+
+
+def _check_replay_speed(replay: Path, speed: str) -> None:
+    from tickscope.pipeline.replay import check_file
+
+    try:
+        problem = check_file(replay, speed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if problem:
+        typer.echo(f"tickscope: warning: {problem}", err=True)
+
+
+def _print_profile(result, fail_on_drops: bool) -> None:
+    """The end of a profile run: the stage table, counters, the capture's figures, warnings, then
+    the exit code (drops with --fail-on-drops: 1; else the run's)."""
     from rich.console import Console
 
-    from tickscope.collectors.run.profile import CommandSubject, ProfileOptions, run_profile
     from tickscope.reports.attribution import AttributionTable
     from tickscope.reports.console import CountersLine, StageTable
 
-    command = target_command(ctx)
-    opts = ProfileOptions(
-        command=command or None,
-        duration_s=parse_duration(duration),
-        warmup_s=parse_duration(warmup, "warmup"),
-        interval_s=parse_duration(interval, "interval"),
-        out=out,
-        force=force,
-        prometheus=prometheus,
-        prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
-        prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
-    )
-    if expected_interval:
-        opts.expected_interval_ns = parse_duration_ns(expected_interval, "expected interval")
-    if opts.interval_s < 0.05:
-        raise UserError(f"interval {interval!r} is too short: use at least 50ms")
-    rate_per_s = parse_rate(rate, "--rate")
-    if feed not in ("itch", "ws"):
-        raise UserError(
-            f"--feed {feed!r}: expected itch (ITCH 5.0 over MoldUDP64/UDP) or ws (Binance-style WebSocket)"
-        )
-    if feed == "ws" and replay is not None:
-        raise UserError("--replay replays ITCH 5.0 files: use it with --feed itch")
-    if loop not in ("busy", "asyncio"):
-        raise UserError(f"--loop {loop!r}: expected busy or asyncio")
-    if trader not in ("python", "rust"):
-        raise UserError(f"--trader {trader!r}: expected python or rust")
-    if trader == "rust" and (feed != "itch" or loop != "busy"):
-        raise UserError(
-            "--trader rust reads the ITCH feed with a busy-poll loop: drop --feed ws / --loop asyncio"
-        )
-    if load not in ("constant", "poisson", "burst"):
-        raise UserError(f"--load {load!r}: expected constant, poisson or burst")
-    if replay is not None and not replay.is_file():
-        raise UserError(f"--replay {replay}: no such file")
-    if speed is not None:
-        from tickscope.pipeline.replay import check_file
-
-        if replay is None:
-            raise UserError("--speed paces a --replay FILE: give the ITCH file too")
-        try:
-            problem = check_file(replay, speed)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        if problem:
-            typer.echo(f"tickscope: warning: {problem}", err=True)
-    options = {"duration_s": opts.duration_s, "warmup_s": opts.warmup_s, "interval_s": opts.interval_s}
-    if command:
-        opts.name = name or Path(command[0]).name
-        start_subject = functools.partial(CommandSubject, command)
-    else:
-        from tickscope.collectors.run.launch import (
-            PipelineConfig,
-            build_rust_trader,
-            start_reference_pipeline,
-        )
-
-        config = PipelineConfig(
-            rate=rate_per_s, duration_s=opts.duration_s, feed=feed, loop=loop, load=load, replay=replay,
-            speed=speed, fix_connect=fix_connect, sender_comp_id=sender_comp_id, target_comp_id=target_comp_id,
-            trader=trader,
-        )  # fmt: skip
-        opts.name = name or (f"pipeline-{feed}-{loop}" if trader == "python" else "pipeline-rust")
-        if trader == "rust":
-            build_rust_trader()  # before the session exists: no cargo, or a failed build, is one line
-        config.fix_ports()  # known before the session starts: its meta.json and a capture's filter name them
-        options.update(config.as_meta())
-        start_subject = functools.partial(start_reference_pipeline, config)
-    use_live = want_live(live)
-    view = _make_view(use_live, opts.duration_s)
-    if hiccup_cpu is not None and hiccup_cpu not in os.sched_getaffinity(0):
-        raise UserError(
-            f"--hiccup-cpu {hiccup_cpu}: not a CPU this process may run on {sorted(os.sched_getaffinity(0))}"
-        )
-    side = _side_collectors(perf, pyspy, pyspy_rate, pyspy_nonblocking, hiccup, hiccup_cpu)
-    capture = capture or capture_iface is not None  # an interface given alone was silently ignored
-    if capture:
-        from tickscope.collectors.side.capture import WireCapture
-
-        ports = {}
-        if not command:  # the ports are fixed up front, so tcpdump listens before the first packet is sent
-            from tickscope.collectors.run.launch import fix_connect_address
-
-            # the orders go where --fix-connect sends them, not to the bundled venue's unused port
-            order_port = fix_connect_address(fix_connect)[1] if fix_connect else config.fix_port
-            ports = {"md_port": config.md_port, "order_port": order_port}
-            if feed == "ws":  # market data is the venue's side of its WebSocket port
-                ports["ws_port"] = config.ws_port
-        side.append(WireCapture(capture_iface or "lo", **ports))
-    result = run_profile(opts, start_subject, view=view, side=side, meta=_session_meta(options))
     console = Console()
     state = result.state
     if state is not None and state.tags:
@@ -479,8 +369,8 @@ def profile(
                       soft_wrap=True)  # fmt: skip
         if state is not None and state.counters.get("produced"):  # records came: say what became of them
             console.print(CountersLine(state.counters, status="complete"), soft_wrap=True)
-    if capture:
-        _print_capture(console, result.session_dir)
+    if "capture" in result.conclusions:
+        _print_capture(console, result.conclusions["capture"])
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
     failed_on_drops = print_drop_summary(console, state, fail_on_drops)
@@ -490,24 +380,20 @@ def profile(
     raise typer.Exit(EXIT_VERDICT if failed_on_drops and result.exit_code == 0 else result.exit_code)
 
 
-def _print_capture(console, session_dir: Path) -> None:
-    """The wire tags (wire_to_wire, residuals) and the capture's own drop counters."""
-    from tickscope.collectors.session import Session, SessionError
+def _print_capture(console, conclusion) -> None:
+    """The wire tags (wire_to_wire, residuals) and the capture's own drop counters, as the run
+    computed them (``Conclusion``: the same rows the session got)."""
     from tickscope.collectors.side.capture import RESIDUAL_TAGS
     from tickscope.collectors.wire import refusals
     from tickscope.reports.console import StageTable
 
-    try:
-        s = Session.load(session_dir)
-    except SessionError:
-        return
-    info = s.meta.get("capture")
+    info = conclusion.meta
     if not isinstance(info, dict) or "counters" not in info:
         return  # no capture ran (its warning says why): no figures to show
-    tags = [t for t in ("wire_to_wire", *RESIDUAL_TAGS) if t in s.intervals]
-    summary = s.summary()
+    summary = conclusion.summary
+    tags = [t for t in ("wire_to_wire", *RESIDUAL_TAGS) if t in summary]
     if tags:
-        console.print(StageTable({t: summary[t] for t in tags if t in summary}, tags, title="wire capture"))
+        console.print(StageTable({t: summary[t] for t in tags}, tags, title="wire capture"))
     c = info.get("counters", {})
     drops = [f"{info[k]} {k.removeprefix('tcpdump_').replace('_', ' ')}" for k in
              ("tcpdump_dropped_by_kernel", "tcpdump_dropped_by_interface") if k in info]  # fmt: skip
@@ -906,6 +792,8 @@ def live(
     result = attach(rings or [], _make_view(want_live(live), duration_s), out=out, duration_s=duration_s,
                     force=force, prometheus=prometheus,
                     prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"))  # fmt: skip
+    for w in result.warnings:
+        typer.echo(f"tickscope: warning: {w}", err=True)
     console = Console()
     state = result.state
     if state.tags:
@@ -991,19 +879,9 @@ def include_dir_command():
 
 
 def tool_version() -> str:
-    """The installed package's version; a source checkout that was never installed reads pyproject.toml."""
-    from importlib.metadata import PackageNotFoundError, version
+    from tickscope.collectors.run.metadata import tool_version
 
-    try:
-        return version("tickscope")
-    except PackageNotFoundError:
-        import tomllib
-
-        try:
-            with open(Path(__file__).parent / "pyproject.toml", "rb") as f:
-                return tomllib.load(f)["project"]["version"]
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
-            return "unknown"
+    return tool_version()
 
 
 def _print_version(value: bool):

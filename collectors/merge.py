@@ -44,8 +44,8 @@ from tickscope.collectors.session import (
 from tickscope.collectors.session.hdr import (
     CHUNK,
     BulkRecorder,
-    _bucket_values,
     add_into,
+    bucket_values,
     counts_view,
     highest_equivalent_values,
     new_histogram,
@@ -148,7 +148,7 @@ class LayoutMapper:
     def index_map(self, src: HdrHistogram, where: str) -> np.ndarray:
         key = layout_of(src)
         if key not in self._maps:
-            lowest, _ = _bucket_values(src)
+            lowest, _ = bucket_values(src)
             highest = highest_equivalent_values(src)
             top = self.recorder.max_recordable
             lo_ix = self._indexes(np.minimum(lowest, top))

@@ -1829,7 +1829,9 @@ def write_session(m: WireMatch, out: Path, meta: dict, interval_s: float = 1.0) 
     start_ns = int(min(m.md_ts.min(initial=2**62), m.order_ts.min(initial=2**62)))
     if start_ns == 2**62:
         start_ns = 0
-    meta = dict(meta)
+    from tickscope.collectors.run.metadata import run_meta
+
+    meta = {**run_meta(measured_here=False), **meta}  # tool, version; this host analysed, not measured
     meta.update({"source": "wire", "points": ["wire.md", "wire.order"], "stages": [WIRE_STAGE],
                  "trade_point": "wire.order", "start_epoch_s": start_ns / 1e9})  # fmt: skip
     meta.setdefault("counters", {}).update(m.counters)

@@ -28,6 +28,7 @@ RENDERERS = {
     "perfetto": "Session: the slowest traces as Chrome trace-event JSON",
     "compare_render": "Comparison: the console table (and Markdown, JUnit, JSON, HTML)",
     "sweep_render": "SweepResult: the table and headline (and the HTML load curve)",
+    "attribution": "a session's tail attribution (summary.json's dict): the table (and live bars, HTML figure)",
     "doctor": "findings as dicts: the doctor table",
     "bench": "bench figures as a dict: the table against the targets",
 }

@@ -157,3 +157,8 @@ def html_rows(attr: dict) -> dict:
         }
     )
     return {"population": population(attr), "heads": [tail_label(k, t) for k, t in shown], "rows": rows}
+
+
+def render(attr: dict, /) -> AttributionTable:
+    """The console table of a tail attribution (``Session.attribution`` or ``Snapshot.attribution``)."""
+    return AttributionTable(attr)

@@ -36,8 +36,6 @@ PALETTE = [
 ]
 
 
-
-
 class Sparkline:
     """p99 of tick-to-trade per interval, newest on the right."""
 

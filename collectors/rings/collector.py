@@ -239,6 +239,45 @@ class HistogramSet:
         return finished
 
 
+class PointTap:
+    """Every trace's stamps of a few named points (trace ids, CLOCK_MONOTONIC ns), kept for a join
+    beside or after the run (a wire capture joins ``md.rx`` and ``order.tx``). The drain thread
+    appends; another thread may ``take_new`` meanwhile (a list's length and slices are safe to
+    read while it grows)."""
+
+    def __init__(self, names):
+        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in names}
+        self._cursor = dict.fromkeys(self.parts, 0)
+
+    def take_new(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """What was kept of ``name`` since the last ``take_new``."""
+        parts = self.parts.get(name, [])
+        end = len(parts)
+        new = parts[self._cursor.get(name, 0) : end]
+        self._cursor[name] = end
+        return _concat(new)
+
+    def all(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return _concat(self.parts.get(name, []))
+
+
+def _concat(parts) -> tuple[np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@dataclass(frozen=True)
+class IntervalGrid:
+    """The session's timeline, for whoever adds tags on its interval grid: CLOCK_MONOTONIC ns of
+    the start, interval and warm-up lengths, and REALTIME - MONOTONIC (to move a capture's stamps)."""
+
+    start_ns: int
+    interval_ns: int
+    warmup_ns: int
+    realtime_offset: int
+
+
 class Collector:
     def __init__(self, ring_dir: str | Path, session: SessionWriter | None = None, *,
                  interval_s: float = 1.0, warmup_s: float = 0.0, linger_s: float = 0.25,
@@ -287,9 +326,31 @@ class Collector:
         self.live = Snapshot()
         self._p99 = {}
         self._subject_stats: dict = {}
-        # point name -> [(trace ids, stamps)] of every trace, kept for joins after the run (a wire
-        # capture joins md.rx and order.tx, see collectors/side/capture.py); empty: nothing is kept.
-        self.keep_points: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._taps: list[PointTap] = []  # see ``tap``; none: nothing is kept
+
+    # -- what others may use ---------------------------------------------------------------------
+    def tap(self, points) -> PointTap:
+        """Keep every trace's stamps of ``points`` from now on (TSC-stamped points are not kept:
+        raw ticks are not ns on another clock's timeline)."""
+        tap = PointTap(points)
+        self._taps.append(tap)
+        return tap
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The state as of the last interval closed: a new object at every roll, never mutated."""
+        return self.live
+
+    @property
+    def grid(self) -> IntervalGrid:
+        return IntervalGrid(self.start_ns, self.interval_ns, self.warmup_ns, self.realtime_offset)
+
+    def totals(self) -> dict[str, HdrHistogram]:
+        """The post-warm-up total per tag. Mutated in place at each roll: copy what you keep."""
+        return self.hists.total
+
+    def records_drained(self) -> int:
+        return sum(src.reader.drained for src in self.sources)
 
     # -- discovery -----------------------------------------------------------------------------
     def discover(self) -> None:
@@ -506,7 +567,7 @@ class Collector:
                 sel = src.domains[local] == domain
                 ts[sel] = src.convert(batch["ts"][sel], int(domain), self.realtime_offset)
             self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index, monotonic_ns())
-            if self.keep_points:
+            if self._taps:
                 cols, tsc = src.columns[local], src.domains[local] == L.CLOCK_TSC
                 self._keep(batch["trace"], lambda c, cols=cols, tsc=tsc: (cols == c) & ~tsc, ts)
         else:
@@ -525,17 +586,18 @@ class Collector:
                 keep = ~empty
                 batch, rows, srcs = batch[keep], rows[keep], srcs[keep]
             self.correlator.add_rows(batch["trace"], rows, srcs, monotonic_ns())
-            for j in range(reader.n_points) if self.keep_points else ():
+            for j in range(reader.n_points) if self._taps else ():
                 if src.domains[j] != L.CLOCK_TSC:  # raw ticks are not ns on the capture's clock
                     col = int(src.columns[j])
                     self._keep(batch["trace"], lambda c, col=col: c == col, rows[:, col])
 
     def _keep(self, trace: np.ndarray, in_column, ts: np.ndarray) -> None:
-        for name, parts in self.keep_points.items():
-            if name in self.schema.names:
-                sel = in_column(self.schema.names.index(name)) & (ts != 0)
-                if np.any(sel):
-                    parts.append((trace[sel].astype(np.int64), ts[sel]))
+        for tap in self._taps:
+            for name, parts in tap.parts.items():
+                if name in self.schema.names:
+                    sel = in_column(self.schema.names.index(name)) & (ts != 0)
+                    if np.any(sel):
+                        parts.append((trace[sel].astype(np.int64), ts[sel]))
 
     def _ingest(self, closed: Closed) -> None:
         for tag, values in closed.values.items():
@@ -785,7 +847,13 @@ class Collector:
         self.session.write_summary(self.summary(), [s for _, s in self._slowest], attribution)
 
     def finish(self, status: str = "complete") -> None:
-        """Drain everything still in the rings, close all traces, write the last interval."""
+        """Drain to the end and close the session (for a run with nothing to join afterwards)."""
+        self.drain_to_end()
+        self.close(status)
+
+    def drain_to_end(self) -> None:
+        """Drain everything still in the rings, close all traces, write the last interval. The
+        session stays open: joins that need every trace closed come next, then ``close``."""
         self.discover()
         self._next_pair_ns = 0  # one last pair of our own: the host fit spans the whole session
         published = self._published_heads()
@@ -797,9 +865,12 @@ class Collector:
         self._ingest(closed)
         self.clock_notes[:] = self.notes()
         self._roll(max(monotonic_ns(), self._interval_start + 1))
+
+    def close(self, status: str = "complete") -> None:
+        """The session's last meta.json, with ``status``, and the session closed (once)."""
         if self.session is not None:
             self.session.meta["end_monotonic_ns"] = monotonic_ns()
-            self._save_state()
+            self.session.meta.update(self.meta_update())
             self.session.close(status)
 
     def _published_heads(self) -> dict[int, int]:

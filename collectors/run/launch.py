@@ -25,7 +25,8 @@ from pathlib import Path
 
 from tickscope.collectors.run.cargo import build_root, cargo_error, find_cargo, stage
 from tickscope.collectors.run.children import exit_description, spawn_child, stop_child
-from tickscope.collectors.run.profile import ProfileError
+from tickscope.collectors.run.claim import ProfileError
+from tickscope.collectors.run.subject import Subject
 from tickscope.probe.ring import RING_DIR_ENV
 
 
@@ -186,7 +187,7 @@ BUNDLED_SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "GOOG", "TSLA", "AMD"
 TRADER_ORDERS_UNANSWERED = 3  # both traders' exit code when orders were left unanswered
 
 
-class ReferencePipeline:
+class ReferencePipeline(Subject):
     """The venue and the trader as two process groups; ``pid`` is the trader's.
 
     Their logs go to the session's private ring directory (removed with it), else a temporary one.
@@ -274,6 +275,12 @@ class ReferencePipeline:
                 self.stopped.add(name)
                 stop_child(proc, signal.SIGTERM, timeout_s)
         return self.trader.returncode
+
+    def ports(self) -> dict[str, int]:
+        ports = {"md_port": self.md_port, "order_port": self.fix_port}
+        if self.config.feed == "ws":
+            ports["ws_port"] = self.ws_port
+        return ports
 
     def last_words(self) -> str | None:
         """The trader's last stderr line (e.g. still waiting for its FIX acceptor when stopped):

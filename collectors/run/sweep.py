@@ -185,7 +185,7 @@ def run_sweep(sweep_dir: Path, rates: list[float], duration: str, duration_s: fl
     keeps every step that finished. Ctrl-C (or SIGTERM, SIGHUP) stops the running step as Ctrl-C
     stops ``profile``: its session is saved, marked interrupted, and recorded as the last step."""
     from tickscope.collectors.run.children import become_subreaper, child_pids, end_adopted
-    from tickscope.collectors.run.profile import _interrupt
+    from tickscope.collectors.run.signals import ending_like_ctrl_c
 
     steps: list[Step] = []
     stopped, interrupted = None, False
@@ -193,44 +193,44 @@ def run_sweep(sweep_dir: Path, rates: list[float], duration: str, duration_s: fl
     kw = {"command": command or None, "duration_s": duration_s, "warmup_s": warmup_s}
     become_subreaper()  # a step killed before its own clean-up leaves its target's children to us
     children_before = child_pids()
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        for i, rate in enumerate(rates):
-            speed = replay[1][i] if replay else None
-            step_extra = [*extra, "--replay", str(replay[0]), "--speed", speed] if replay else extra
-            out = sweep_dir / f"step-{i + 1:02d}-{speed or rate_label(rate)}"
-            env[RATE_ENV] = format_rate(rate)
-            argv = step_argv(rate, out, duration, warmup, step_extra, command, cli=cli)
-            step, why = _run_step(
-                argv,
-                sweep_dir / f"step-{i + 1:02d}.log",
-                rate,
-                out,
-                speed,
-                env,
-                max(duration_s - warmup_s, 1e-3),
-            )  # fmt: skip  (--duration includes the warmup)
-            t1 = time.monotonic()
-            reason = judge(step, sla) if why is None else None
-            step.sweep_overhead_s = round(time.monotonic() - t1, 4)
-            steps.append(step)
-            if why is not None:
-                interrupted = True
-                stopped = f"interrupted ({why}) during {rate_label(rate)}/s: its session is saved up to then"
-            elif reason:
-                stopped = f"stopped after {rate_label(rate)}/s: {reason}"
-            _save(sweep_dir, analyse(steps, sla, stopped=stopped, interrupted=interrupted, **kw))
-            if on_step:
-                on_step(step)
-            if stopped:
-                break
-    except KeyboardInterrupt as e:  # between steps
-        interrupted = True
-        stopped = f"interrupted ({e or 'SIGINT'}) after {len(steps)} step{'s' if len(steps) != 1 else ''}"
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        end_adopted(children_before)
+    with ending_like_ctrl_c():
+        try:
+            for i, rate in enumerate(rates):
+                speed = replay[1][i] if replay else None
+                step_extra = [*extra, "--replay", str(replay[0]), "--speed", speed] if replay else extra
+                out = sweep_dir / f"step-{i + 1:02d}-{speed or rate_label(rate)}"
+                env[RATE_ENV] = format_rate(rate)
+                argv = step_argv(rate, out, duration, warmup, step_extra, command, cli=cli)
+                step, why = _run_step(
+                    argv,
+                    sweep_dir / f"step-{i + 1:02d}.log",
+                    rate,
+                    out,
+                    speed,
+                    env,
+                    max(duration_s - warmup_s, 1e-3),
+                )  # fmt: skip  (--duration includes the warmup)
+                t1 = time.monotonic()
+                reason = judge(step, sla) if why is None else None
+                step.sweep_overhead_s = round(time.monotonic() - t1, 4)
+                steps.append(step)
+                if why is not None:
+                    interrupted = True
+                    stopped = (
+                        f"interrupted ({why}) during {rate_label(rate)}/s: its session is saved up to then"
+                    )
+                elif reason:
+                    stopped = f"stopped after {rate_label(rate)}/s: {reason}"
+                _save(sweep_dir, analyse(steps, sla, stopped=stopped, interrupted=interrupted, **kw))
+                if on_step:
+                    on_step(step)
+                if stopped:
+                    break
+        except KeyboardInterrupt as e:  # between steps
+            interrupted = True
+            stopped = f"interrupted ({e or 'SIGINT'}) after {len(steps)} step{'s' if len(steps) != 1 else ''}"
+        finally:
+            end_adopted(children_before)
     result = analyse(steps, sla, stopped=stopped, interrupted=interrupted, **kw)
     _save(sweep_dir, result)
     return result
@@ -245,7 +245,7 @@ def _run_step(
     terminal reaches the sweep alone, which stops the step with SIGINT and waits while it saves;
     if the sweep is killed outright, the step gets SIGTERM and still saves its session."""
     from tickscope.collectors.run.children import spawn_child, stop_child
-    from tickscope.collectors.run.profile import _while_saving
+    from tickscope.collectors.run.signals import while_saving
 
     t0 = time.monotonic()
     with open(log, "w") as fh:
@@ -256,14 +256,8 @@ def _run_step(
     except KeyboardInterrupt as e:
         why = str(e) or "SIGINT"
         # A second Ctrl-C would abandon the step's session half saved: it is told to wait instead.
-        previous = {
-            sig: signal.signal(sig, _while_saving) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        }
-        try:
+        with while_saving():
             stop_child(proc, signal.SIGINT, STEP_STOP_S)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
     step = Step(offered=rate, session=str(out), speed=speed, wall_s=round(time.monotonic() - t0, 3))
     if why is not None:
         step.interrupted = True

@@ -101,7 +101,10 @@ class HistogramLogWriter:
 
 
 class SessionWriter:
-    """Creates a session directory and keeps it loadable after every interval."""
+    """Creates a session directory and keeps it loadable after every interval.
+
+    Closed exactly once: joins made after the run (a wire capture's tags) come in through
+    ``add_tags`` while the session is still open, and nothing is written after ``close``."""
 
     def __init__(self, path: str | os.PathLike, meta: dict):
         self.path = Path(path)
@@ -118,14 +121,23 @@ class SessionWriter:
         start = self.meta.setdefault("start_epoch_s", time.time())
         self.latency = HistogramLogWriter(self.path / LATENCY_LOG, start)
         self.warmup = HistogramLogWriter(self.path / WARMUP_LOG, start)
+        self.closed = False
+        self._summary: dict = {}
+        self._added: dict[str, dict] = {}  # summary rows of tags joined after the run
         self.save_meta()
 
+    def _open(self, doing: str) -> None:
+        if self.closed:
+            raise SessionError(f"session {self.path} is closed: cannot {doing} (a late write, a bug of ours)")
+
     def save_meta(self) -> None:
+        self._open("save meta.json")
         write_json_atomic(self.path / META, self.meta)
 
     def write_interval(
         self, hists: dict[str, HdrHistogram], start_s: float, end_s: float, warmup: bool
     ) -> None:
+        self._open("write an interval")
         log = self.warmup if warmup else self.latency
         for tag, h in hists.items():
             if h.total_count:
@@ -133,15 +145,39 @@ class SessionWriter:
         log.flush()
 
     def write_summary(self, summary: dict, slowest: list[dict], attribution: dict | None = None) -> None:
-        write_json_atomic(
-            self.path / SUMMARY, {**summary, **({ATTRIBUTION: attribution} if attribution else {})}
-        )
+        self._open("write summary.json")
+        self._summary = {**summary, **({ATTRIBUTION: attribution} if attribution else {})}
+        write_json_atomic(self.path / SUMMARY, {**self._summary, **self._added})
         write_json_atomic(self.path / SLOWEST, slowest)
 
-    def close(self, status: str = "complete") -> None:
+    def add_tags(self, intervals) -> dict[str, dict]:
+        """More tags for latency.hlog, from ``(start_s, end_s, {tag: histogram})`` intervals in time
+        order (consumed one at a time: memory does not grow with the time they span), and their
+        totals into summary.json. -> the added tags' summary rows."""
+        from tickscope.collectors.session.hdr import summarize
+
+        self._open("add tags")
+        totals: dict[str, HdrHistogram] = {}
+        for start_s, end_s, hists in intervals:
+            for tag, h in hists.items():
+                if h.total_count:
+                    self.latency.write(tag, h, start_s, end_s)
+                if tag in totals:
+                    totals[tag].add(h)
+                else:
+                    totals[tag] = h
+        self.latency.flush()
+        rows = {tag: summarize(h) for tag, h in totals.items()}
+        self._added.update(rows)
+        write_json_atomic(self.path / SUMMARY, {**self._summary, **self._added})
+        return rows
+
+    def close(self, status: str = "complete", end_epoch_s: float | None = None) -> None:
+        self._open("close it again")
         self.meta["status"] = status
-        self.meta["end_epoch_s"] = time.time()
+        self.meta["end_epoch_s"] = time.time() if end_epoch_s is None else end_epoch_s
         self.save_meta()
+        self.closed = True
         self.latency.close()
         self.warmup.close()
 

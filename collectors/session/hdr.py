@@ -351,7 +351,7 @@ def corrected_histogram(hist: HdrHistogram, expected_interval: int) -> HdrHistog
         ix = recorder.indexes(chunk, idx[: chunk.size])
         dst += np.bincount(ix, weights[start : start + CHUNK], minlength=out.counts_len).astype(np.int64)
     lows = [int(expanded.min())] if expanded.size else []
-    lowest, size = _bucket_values(out)
+    lowest, size = bucket_values(out)
     for v, n, k in zip(values[~small], c[~small], extra[~small], strict=True):
         # members of v - k*i (k = 0..K) in each bucket [lo, hi] within [1, v]
         top = int(np.searchsorted(lowest, v, side="right"))
@@ -416,7 +416,7 @@ def percentile_values(hist: HdrHistogram, pcts) -> np.ndarray:
     cum = np.cumsum(counts_view(hist))
     index = np.minimum(np.searchsorted(cum, percentile_rank(pcts, hist.total_count), side="left"),
                        hist.counts_len - 1)  # fmt: skip
-    lowest, size = _bucket_values(hist)
+    lowest, size = bucket_values(hist)
     return np.where(pcts > 0, lowest[index] + size[index] - 1, lowest[index])
 
 
@@ -437,7 +437,7 @@ def summarize(hist: HdrHistogram) -> dict:
     return out
 
 
-def _bucket_values(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+def bucket_values(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
     """Lowest equivalent value and range size of every counts index (cached per layout)."""
     key = (hist.counts_len, hist.unit_magnitude, hist.sub_bucket_half_count_magnitude)
     if key not in _BUCKET_CACHE:
@@ -461,7 +461,7 @@ _BUCKET_CACHE: dict = {}
 
 def highest_equivalent_values(hist: HdrHistogram) -> np.ndarray:
     """hdrh's get_highest_equivalent_value of every counts index: what percentiles report."""
-    lowest, size = _bucket_values(hist)
+    lowest, size = bucket_values(hist)
     return lowest + size - 1
 
 
@@ -469,6 +469,6 @@ def mean_of(hist: HdrHistogram) -> float:
     """hdrh's get_mean_value (each bucket counted at its median equivalent value), vectorised."""
     if hist.total_count == 0:
         return 0.0
-    lowest, size = _bucket_values(hist)
+    lowest, size = bucket_values(hist)
     counts = counts_view(hist)
     return float(((lowest + (size >> 1)).astype(np.float64) * counts).sum() / hist.total_count)

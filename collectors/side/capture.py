@@ -13,9 +13,9 @@ During the run a thread tails the file (``CaptureTail``: whole records, one ``Wi
 joins what it finds with the probe points the collector keeps (``LiveWireJoin``): the live view's
 wire rows. After the run the same matcher, fed to the end of the file, gives the match of the
 whole file, joined with every trace: the collector kept every trace's ``md.rx`` and ``order.tx``
-(``Collector.keep_points``, CLOCK_MONOTONIC ns); the capture's stamps are CLOCK_REALTIME and move
-onto that timeline by the collector's own realtime offset. New tags in latency.hlog, one interval
-grid with the rest of the session:
+(``Collector.tap``, CLOCK_MONOTONIC ns); the capture's stamps are CLOCK_REALTIME and move
+onto that timeline by the collector's own realtime offset. ``conclude`` returns new tags for
+latency.hlog on the session's interval grid, which the run engine adds before it closes the session:
 
 ``wire_to_wire``          wire.order - wire.md: STAC-T1 SOM to SOF, the capture alone
 ``md.rx-wire.md``         how long after the capture's stamp the trader's kernel stamped the packet
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from tickscope.collectors.run.children import spawn_guarded
-from tickscope.collectors.side import SideCollectorBase
+from tickscope.collectors.side import Conclusion, SideCollectorBase
 from tickscope.collectors.wire import (
     END_MARKER_MAGIC,
     PcapStream,
@@ -98,6 +98,7 @@ class WireCapture(SideCollectorBase):
         # exists, so the first market data and orders are on the capture too.
         self.before_subject = bool(md_port and order_port)
         self.collector = None
+        self.points = None  # the collector's tap of md.rx and order.tx (``bind``)
         self.path: Path | None = None
         self.stats: dict[str, int] = {}
         self.stamp_type = "host"
@@ -114,15 +115,13 @@ class WireCapture(SideCollectorBase):
         """Before start: the ports come from the subject (the bundled pipeline knows them); the
         collector keeps md.rx/order.tx of every trace for the join."""
         if not self.before_subject:
-            self.md_port, self.order_port = (
-                getattr(subject, "md_port", None),
-                getattr(subject, "fix_port", None),
-            )
-            if getattr(getattr(subject, "config", None), "feed", None) == "ws":
-                self.ws_port = getattr(subject, "ws_port", None)
+            ports = subject.ports()
+            self.md_port, self.order_port = ports.get("md_port"), ports.get("order_port")
+            if ports.get("ws_port"):
+                self.ws_port = ports["ws_port"]
                 self.snaplen = max(self.snaplen, WS_SNAPLEN)
         self.collector = collector
-        collector.keep_points = {"md.rx": [], "order.tx": []}
+        self.points = collector.tap(("md.rx", "order.tx"))
 
     def start(self, pid: int | None, session_dir: Path) -> None:
         tcpdump = shutil.which("tcpdump")
@@ -170,7 +169,7 @@ class WireCapture(SideCollectorBase):
             self._close_marker()
             return
         self.tail = CaptureTail(self.path, self.md_port, self.order_port, self.ws_port)
-        self.live = LiveWireJoin(self.collector) if self.collector is not None else None
+        self.live = LiveWireJoin(self.collector, self.points) if self.collector is not None else None
         self._tailing = threading.Event()
         self.tail_thread = threading.Thread(target=self._follow, daemon=True, name="capture-tail")
         self.tail_thread.start()
@@ -289,9 +288,9 @@ class WireCapture(SideCollectorBase):
         return self.warnings
 
     # -- after the run ------------------------------------------------------------------------------
-    def conclude(self, collector, writer) -> tuple[list[str], dict]:
-        """Match the capture, join it with the kept traces, append the wire tags to the session.
-        -> (warnings, meta.json ``capture`` section)."""
+    def conclude(self, collector) -> Conclusion:
+        """Match the capture, join it with the kept traces: the wire tags on the session's interval
+        grid (for the engine to add), warnings, and meta.json's ``capture`` section."""
         info = {"interface": self.iface, "snaplen": self.snaplen, "stamps": self.stamp_type, "file": CAPTURE_FILE,
                 **({"ws_port": self.ws_port} if self.ws_port else {"md_port": self.md_port}),
                 "order_port": self.order_port, **self.end,
@@ -299,13 +298,14 @@ class WireCapture(SideCollectorBase):
                    if self.live_cpu else {}),
                 **{f"tcpdump_{k}": v for k, v in self.stats.items()}}  # fmt: skip
         if self.tail is None or self.path is None or not self.path.is_file():
-            return [], info
+            return Conclusion(meta=info)
         if self.tail.error is not None:
-            return [f"{self.name}: {self.tail.error}"], info
+            return Conclusion([f"{self.name}: {self.tail.error}"], info)
         m = self.tail.match  # the whole file, read as tcpdump wrote it: what `tickscope wire` reads too
         info["counters"] = m.counters
-        off = collector.realtime_offset  # realtime -> the collector's CLOCK_MONOTONIC timeline
-        kept = {name: _concat(parts) for name, parts in collector.keep_points.items()}
+        grid = collector.grid
+        off = grid.realtime_offset  # realtime -> the collector's CLOCK_MONOTONIC timeline
+        kept = {name: self.points.all(name) for name in ("md.rx", "order.tx")}
         values = {"wire_to_wire": (m.wire_order - off, m.wire_to_wire)}
         md_rx = _lookup(*kept.get("md.rx", _empty()), m.md_trace)
         ok = md_rx != 0
@@ -324,9 +324,10 @@ class WireCapture(SideCollectorBase):
             np.count_nonzero(~np.isin(traced_md, m.md_trace))
         )  # before tcpdump listened
         info["orders_on_wire_without_trace"] = int(np.count_nonzero(order_tx == 0))
-        info["set_aside"] = _append_tags(writer, values, collector)
+        # Filled while the engine consumes the intervals, before meta.json is written for the last time.
+        info["set_aside"] = {}
         warnings = [f"{self.name}: {w}" for w in m.warnings]
-        return warnings, info
+        return Conclusion(warnings, info, wire_tag_intervals(values, grid, info["set_aside"]))
 
 
 class PendingJoin:
@@ -357,32 +358,25 @@ class LiveWireJoin:
     with the collector's. The drain thread appends to the kept lists; this reads only what was
     appended since the last step (a list's length and slice are safe to read meanwhile)."""
 
-    def __init__(self, collector):
+    def __init__(self, collector, points):
         from tickscope.collectors.rings.collector import HistogramSet
 
-        self.collector = collector
-        self.offset = collector.realtime_offset
+        self.points = points
+        self.offset = collector.grid.realtime_offset
+        self.interval_s = collector.grid.interval_ns / 1e9
         self.hists = HistogramSet()
         self.lock = threading.Lock()
-        self.cursor = {name: 0 for name in ("md.rx", "order.tx")}
         self.md = PendingJoin()
         self.orders = PendingJoin()
         self._rows = None
 
-    def _kept(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        parts = self.collector.keep_points.get(name, [])
-        end = len(parts)
-        new = parts[self.cursor[name] : end]
-        self.cursor[name] = end
-        return _concat(new)
-
     def add(self, step: WireStep) -> None:
         off = self.offset
         values = {"wire_to_wire": step.wire_order - step.wire_md}
-        trace, wire_md, md_rx = self.md.add((step.md_trace, step.md_ts - off), self._kept("md.rx"))
+        trace, wire_md, md_rx = self.md.add((step.md_trace, step.md_ts - off), self.points.take_new("md.rx"))
         values["md.rx-wire.md"] = md_rx - wire_md
         trace, wire_order, order_tx = self.orders.add(
-            (step.order_trace, step.order_ts - off), self._kept("order.tx")
+            (step.order_trace, step.order_ts - off), self.points.take_new("order.tx")
         )
         res = wire_order - order_tx
         values["wire.order-order.tx"], values["order.tx-wire.order"] = res[res >= 0], -res[res < 0]
@@ -397,7 +391,7 @@ class LiveWireJoin:
         with self.lock:
             finished = self.hists.roll(warmup)
             totals = self.hists.total or self.hists.warmup_total
-            secs = self.collector.interval_ns / 1e9
+            secs = self.interval_s
             last = {t: summarize(h) for t, h in finished.items()}
             self._rows = Snapshot(
                 tags=[t for t in LIVE_TAGS if t in totals or t in last],
@@ -457,12 +451,6 @@ def _empty():
     return np.zeros(0, np.int64), np.zeros(0, np.int64)
 
 
-def _concat(parts) -> tuple[np.ndarray, np.ndarray]:
-    if not parts:
-        return _empty()
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
 def _lookup(trace: np.ndarray, ts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Stamp of each wanted trace id (the first one kept), 0 where the trace has none."""
     order = np.lexsort((ts, trace))
@@ -475,35 +463,12 @@ def _lookup(trace: np.ndarray, ts: np.ndarray, wanted: np.ndarray) -> np.ndarray
     return out
 
 
-def _append_tags(writer, values: dict, collector) -> dict[str, int]:
-    """The wire tags into latency.hlog on the session's interval grid, and into summary.json;
-    returns the values no histogram could hold, per tag and reason (``interval_histograms``)."""
-    import json
-
-    from tickscope.collectors.session import LATENCY_LOG, SUMMARY, HistogramLogWriter, write_json_atomic
-    from tickscope.collectors.session.hdr import summarize
+def wire_tag_intervals(values: dict, grid, set_aside: dict[str, int]):
+    """The wire tags' ``(start_s, end_s, {tag: histogram})`` on the session's interval grid, one
+    interval at a time, warm-up left out; values no histogram can hold are counted into
+    ``set_aside`` per tag and reason (``interval_histograms``)."""
     from tickscope.collectors.wire import interval_histograms
 
-    log = HistogramLogWriter.append_to(writer.path / LATENCY_LOG)
-    totals: dict = {}
-    set_aside: dict[str, int] = {}
-    warm_end = collector.start_ns + collector.warmup_ns
+    warm_end = grid.start_ns + grid.warmup_ns
     kept = {tag: (st[st >= warm_end], v[st >= warm_end]) for tag, (st, v) in values.items()}
-    try:
-        for start_s, end_s, hists in interval_histograms(kept, collector.start_ns, collector.interval_ns,
-                                                         set_aside):  # fmt: skip
-            for tag, h in hists.items():
-                log.write(tag, h, start_s, end_s)
-                if tag in totals:
-                    totals[tag].add(h)
-                else:
-                    totals[tag] = h
-    finally:
-        log.close()
-    try:
-        summary = json.loads((writer.path / SUMMARY).read_text())
-    except (OSError, ValueError):
-        summary = {}
-    summary.update({tag: summarize(h) for tag, h in totals.items()})
-    write_json_atomic(writer.path / SUMMARY, summary)
-    return set_aside
+    yield from interval_histograms(kept, grid.start_ns, grid.interval_ns, set_aside)

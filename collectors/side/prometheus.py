@@ -18,7 +18,7 @@ LabelPair, Counter, Histogram with BucketSpan), a page of varint code; the ``pro
 would add a compiled dependency (and version conflicts in users' environments) for that.
 Field numbers are those of io.prometheus.client's metrics.proto.
 
-Cost to the collector: once per interval its thread copies the totals' counts (``observe``), a
+Cost to the collector: once per interval its thread copies the totals' counts (``after_poll``), a
 memcpy per stage; converting to exponential buckets and encoding happen at scrape time in the
 server's threads, once per published snapshot, and not at all if nobody scrapes.
 
@@ -44,7 +44,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.session.hdr import _bucket_values, counts_view, highest_equivalent_values
+from tickscope.collectors.session.hdr import bucket_values, counts_view, highest_equivalent_values
+from tickscope.collectors.side import Conclusion, SideCollectorBase, SideError
 
 SCHEMA = 8
 BUCKET_GROWTH = 2.0 ** (2.0**-SCHEMA)  # 1.00271
@@ -70,7 +71,7 @@ COUNTERS = (  # (metric, counter key in SessionCounters/extra, help)
 )
 
 
-class ExporterError(Exception):
+class ExporterError(SideError):
     """The endpoint cannot be served: one line naming the address and what to do."""
 
 
@@ -131,7 +132,7 @@ _TABLES: dict = {}
 def _layout_tables(hist: HdrHistogram):
     key = (hist.counts_len, hist.unit_magnitude, hist.sub_bucket_half_count_magnitude)
     if key not in _TABLES:
-        lowest, size = _bucket_values(hist)
+        lowest, size = bucket_values(hist)
         _TABLES[key] = (native_index_of_hdr(hist), highest_equivalent_values(hist),
                         (lowest + (size >> 1)).astype(np.float64) / 1e9)  # fmt: skip
     return _TABLES[key]
@@ -401,13 +402,32 @@ def _hang_up(conn: socket.socket) -> None:
         pass
 
 
-class PrometheusExporter:
-    """Serves the last published ExportState (see ``BoundedHTTPServer``); ``observe`` publishes a
-    new one whenever the collector has rolled an interval (its Snapshot object is replaced then)."""
+class PrometheusExporter(SideCollectorBase):
+    """Serves the last published ExportState (see ``BoundedHTTPServer``); it publishes a
+    new one (``after_poll``) whenever the collector has rolled an interval (its Snapshot object is replaced then).
 
-    def __init__(self, listen: str, *, session: str, host: str | None = None):
-        self.address = parse_listen(listen)
-        self.labels = {"host": host or socket.gethostname(), "session": session}
+    A side collector of the run engine (``collectors/side``): ``prepare`` listens (a port in use
+    stops the run before it starts), ``after_poll`` observes, ``conclude`` serves the final totals
+    until scraped and returns the exporter's cost for meta.json, ``release`` stops serving."""
+
+    name = "prometheus"
+    in_side_panel = False
+
+    def __init__(self, listen: str, *, linger_s: float = 5.0, hold_s: float = 0.0, host: str | None = None):
+        super().__init__()
+        self.listen, self.host = listen, host
+        self.linger_s, self.hold_s = linger_s, hold_s
+        self.server = None
+
+    def prepare(self, session_name: str) -> None:
+        self._open(session_name)
+        host, _ = self.address
+        print(f"prometheus: serving /metrics on {host}:{self.port} (native histograms, schema {SCHEMA})",
+              flush=True)  # fmt: skip
+
+    def _open(self, session: str) -> None:
+        self.address = parse_listen(self.listen)
+        self.labels = {"host": self.host or socket.gethostname(), "session": session}
         self.state = ExportState(self.labels)
         self._raw = self.state_source = ({}, {}, False)
         self.scrapes = 0
@@ -418,6 +438,7 @@ class PrometheusExporter:
         self._encoded: dict[bool, tuple[ExportState, bytes]] = {}
         self._encoding = threading.Lock()  # many scrapers after one publish: one of them encodes
         self._scraped = threading.Condition()
+        self._closed = False
         self.server = self._bind()
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                        name="tickscope-prometheus", daemon=True)  # fmt: skip
@@ -463,21 +484,21 @@ class PrometheusExporter:
     def port(self) -> int:
         return self.server.server_address[1]
 
-    def observe(self, collector) -> None:
+    def after_poll(self, collector) -> None:
         """Called by the collector loop after each poll; does work only after an interval roll."""
-        if collector.live is self._seen_live:
+        if collector.snapshot is self._seen_live:
             return
-        self._seen_live = collector.live
-        self.publish(collector)
+        self._seen_live = collector.snapshot
+        self.publish_totals(collector)
 
-    def publish(self, collector, final: bool = False) -> None:
+    def publish_totals(self, collector, final: bool = False) -> None:
         """Copy the totals (a memcpy per stage; the collector mutates them in place at the next
         roll). Converting and encoding happen at scrape time in the server thread, and only if
         someone scrapes."""
         t0 = time.thread_time()
-        raw = {tag: (h, counts_view(h).copy(), h.total_count) for tag, h in collector.hists.total.items()
+        raw = {tag: (h, counts_view(h).copy(), h.total_count) for tag, h in collector.totals().items()
                if h.total_count}  # fmt: skip
-        self._raw = (raw, dict(collector.live.counters), final)
+        self._raw = (raw, dict(collector.snapshot.counters), final)
         self.publish_cpu_s += time.thread_time() - t0
 
     def _current_state(self) -> ExportState:
@@ -527,7 +548,7 @@ class PrometheusExporter:
         the last interval would otherwise never reach Prometheus. Then keep serving until hold_s
         after the end, so that hosts ending at nearly the same time are all up, with their final
         totals, at one instant a fleet-wide query can use. True if the final state was scraped."""
-        self.publish(collector, final=True)
+        self.publish_totals(collector, final=True)
         end = time.monotonic()
         try:
             with self._scraped:
@@ -541,20 +562,19 @@ class PrometheusExporter:
             pass
         return self.scrapes_of_final > 0
 
-    def conclude(self, collector, writer, linger_s: float, hold_s: float = 0.0) -> list[str]:
-        """End of a profile run: serve the final totals until scraped, record the exporter's cost in
-        the session, stop serving. Returns warnings."""
-        scraped = self.finish(collector, linger_s, hold_s)
+    def conclude(self, collector) -> Conclusion:
+        """End of a run: serve the final totals until scraped, stop serving; the exporter's cost
+        for meta.json and warnings."""
+        scraped = self.finish(collector, self.linger_s, self.hold_s)
         self.close()
-        if writer is not None:  # tickscope live may run without saving a session
-            drained = sum(src.reader.drained for src in collector.sources)
-            writer.meta["prometheus"] = self.stats(drained)
-            writer.save_meta()
         warnings = self.connection_warnings()
-        if scraped:
-            return warnings
-        return warnings + [f"prometheus: the final totals were not scraped within {linger_s:g}s of the end "
-                           "(Prometheus holds the state of its last scrape; the session on disk is complete)"]  # fmt: skip
+        if not scraped:
+            warnings.append(f"prometheus: the final totals were not scraped within {self.linger_s:g}s of the end "
+                            "(Prometheus holds the state of its last scrape; the session on disk is complete)")  # fmt: skip
+        return Conclusion(warnings, self.stats(collector.records_drained()))
+
+    def release(self) -> None:
+        self.close()
 
     def connection_warnings(self) -> list[str]:
         s = self.server
@@ -566,7 +586,10 @@ class PrometheusExporter:
 
     def close(self) -> None:
         """Stop accepting (within the poll interval, or SLOT_WAIT_S if the accept loop waits for a
-        slot), hang up on every connection still open, release the port."""
+        slot), hang up on every connection still open, release the port. Once; then nothing."""
+        if self.server is None or self._closed:
+            return
+        self._closed = True
         self.server.shutdown()
         self.server.hang_up_all()
         self.server.server_close()
@@ -579,11 +602,3 @@ class PrometheusExporter:
                 "ns_per_record": round(cpu * 1e9 / records, 2) if records else None,
                 "connections_refused": self.server.refused, "connections_timed_out": self.server.timed_out,
                 "connections_failed": self.server.failed}  # fmt: skip
-
-
-def start_exporter(listen: str, session: str) -> PrometheusExporter:
-    exporter = PrometheusExporter(listen, session=session)
-    host, _ = exporter.address
-    print(f"prometheus: serving /metrics on {host}:{exporter.port} (native histograms, schema {SCHEMA})",
-          flush=True)  # fmt: skip
-    return exporter

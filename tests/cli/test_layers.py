@@ -132,3 +132,43 @@ def test_the_check_sees_every_kind_of_edge(tmp_path):
         "reports/bad.py:2: imports tickscope.collectors.run.sweep (reports imports only the session package)",
         "reports/bad.py:4: imports tickscope.pipeline.itch (reports imports only the session package)",
     ]
+
+
+# -- the run engine asks its plug-ins through declared hooks only ----------------------------------
+ENGINE = ("collectors/run", "collectors/side")
+
+
+def undeclared_reaches(root: Path = ROOT) -> list[str]:
+    """``hasattr``/``getattr`` in the run engine and side collectors (a hook found by probing is a
+    hook nobody declared: declare it, with its default, on ``SideCollectorBase`` or ``Subject``), and
+    an import of another module's private name (``from x import _name``): make it public API."""
+    found = []
+    for folder in ENGINE:
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                    if node.func.id in ("hasattr", "getattr"):
+                        found.append(f"{rel}:{node.lineno}: {node.func.id}() (declare the hook instead)")
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tickscope."):
+                    for alias in node.names:
+                        if alias.name.startswith("_"):
+                            found.append(f"{rel}:{node.lineno}: imports {node.module}.{alias.name} (private)")
+    return found
+
+
+def test_the_run_engine_probes_nothing_and_imports_no_private_name():
+    found = undeclared_reaches()
+    assert not found, "\n".join(found)
+
+
+def test_the_engine_check_bites(tmp_path):
+    (tmp_path / "collectors" / "run").mkdir(parents=True)
+    (tmp_path / "collectors" / "side").mkdir(parents=True)
+    (tmp_path / "collectors" / "run" / "loop.py").write_text(
+        "from tickscope.collectors.run.profile import _interrupt\n"
+        "def f(s):\n    return hasattr(s, 'conclude') or getattr(s, 'bind', None)\n"
+    )
+    found = undeclared_reaches(tmp_path)
+    assert [f.split(": ", 1)[0] for f in found] == ["collectors/run/loop.py:1", "collectors/run/loop.py:3",
+                                                    "collectors/run/loop.py:3"], found  # fmt: skip

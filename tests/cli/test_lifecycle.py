@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import needs_tool, run_cli
 from support import QUIET, SUBJECT, free_port
 from tickscope.collectors.run import profile as P
 from tickscope.collectors.session import Session
@@ -279,8 +279,10 @@ def test_under_profile_a_writer_is_drained_and_closed_however_it_ends(tmp_path, 
 
 def test_default_session_names_are_unique_within_one_second(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(P.time, "strftime", lambda fmt: "20260101-120000")
-    first, second = P.default_session_dir("pipeline"), P.default_session_dir("pipeline")
+    from tickscope.collectors.run import claim
+
+    monkeypatch.setattr(claim.time, "strftime", lambda fmt: "20260101-120000")
+    first, second = claim.default_session_dir("pipeline"), claim.default_session_dir("pipeline")
     assert first != second and first.is_dir() and second.is_dir()
     assert (first.name, second.name) == ("20260101-120000-pipeline", "20260101-120000-pipeline-2")
 
@@ -472,3 +474,67 @@ def test_no_descendant_of_the_target_outlives_the_run(tmp_path, command, ending)
             proc.wait()
         for pid in marked_processes(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+# -- the session is closed exactly once -------------------------------------------------------------
+# Every write-open of a session file and every meta.json published (os.replace of its .tmp, with
+# the status it carries), as the tickscope process itself does them: Python's audit hooks see them.
+WRITES_AUDITED = """
+import atexit, json, os, sys
+SESSION, LOG = sys.argv[1], sys.argv[2]
+events = []
+WRITE = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT
+
+def hook(event, args):
+    if event == "open" and isinstance(args[0], str) and args[0].startswith(SESSION):
+        mode, flags = args[1] or "", args[2] or 0
+        if any(c in mode for c in "wax+") or flags & WRITE:
+            events.append(["write", os.path.basename(args[0])])
+    elif event == "os.rename" and str(args[1]) == os.path.join(SESSION, "meta.json"):
+        with open(args[0]) as f:
+            events.append(["meta", json.load(f)["status"]])
+
+sys.addaudithook(hook)
+atexit.register(lambda: open(LOG, "w").write(json.dumps(events)))
+sys.argv = ["tickscope", *sys.argv[3:]]
+from tickscope.main import main
+main()
+"""
+
+
+def _session_writes(tmp_path, *args) -> list:
+    session, log = tmp_path / "s", tmp_path / "writes.json"
+    r = subprocess.run([sys.executable, "-c", WRITES_AUDITED, str(session), str(log), "profile", "--out",
+                        str(session), *QUIET, *args], capture_output=True, text=True, env=cli_env(),
+                       timeout=HANG_GUARD_S * 3)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(log.read_text())
+
+
+def _closed_once(events: list) -> None:
+    published = [status for kind, status in events if kind == "meta"]
+    assert published[0] == "running" and published.count("running") == len(published) - 1, published
+    last = len(events) - 1 - events[::-1].index(["meta", published[-1]])
+    after = [e for e in events[last + 1 :] if e[0] == "write"]
+    assert not after, f"written after the session was closed: {after}"
+    assert events.count(["write", "latency.hlog"]) == 1  # opened once, never reopened to append
+
+
+def test_a_session_with_an_exporter_is_closed_once_and_never_written_after(tmp_path):
+    """The exporter's cost (meta.json ``prometheus``) goes in before the close, not by rewriting
+    meta.json after the session was marked complete."""
+    events = _session_writes(tmp_path, "--duration", "1s", "--prometheus", f"127.0.0.1:{free_port()}",
+                             "--prometheus-linger", "0s", "--", *SUBJECT, "0", "--forever", "--rate", "2000")  # fmt: skip
+    _closed_once(events)
+    assert "prometheus" in json.loads((tmp_path / "s" / "meta.json").read_text())
+
+
+@needs_tool("tcpdump", install="apt-get install tcpdump")
+def test_a_captured_session_gets_its_wire_tags_before_the_close_and_prints_them(tmp_path):
+    """``--capture``'s wire tags: added to the open latency.hlog and summary.json, the session
+    closed once afterwards; the console prints the rows the run computed, equal to the saved ones."""
+    events = _session_writes(tmp_path, "--capture", "--duration", "2s", "--rate", "2k")
+    _closed_once(events)
+    s = Session.load(tmp_path / "s")
+    assert s.summary()["wire_to_wire"]["count"] > 0 and "wire_to_wire" in s.intervals
+    assert s.meta["status"] == "complete" and s.meta["capture"]["counters"]

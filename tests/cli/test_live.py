@@ -179,6 +179,26 @@ def test_live_attaches_to_running_rings_and_saves(tmp_path):
     assert Session.load(tmp_path / "s").summary()["tick_to_trade"]["count"] > 1000
 
 
+def test_a_live_session_carries_the_run_metadata_a_profile_session_has(tmp_path):
+    """tool, tool_version, git sha, the host's facts and the doctor's quick checks: one engine,
+    one meta.json, whichever command made the session."""
+    import os
+
+    rings = tmp_path / "rings"
+    rings.mkdir()
+    subject = subprocess.Popen(SUBJECT.split(), env={**os.environ, "TICKSCOPE_RING_DIR": str(rings)})
+    try:
+        out = run_cli("live", str(rings), "--duration", "1s", "--no-live", "--out", str(tmp_path / "s"))
+    finally:
+        subject.terminate()
+        subject.wait()
+    assert out.returncode == 0, out.stderr
+    meta = Session.load(tmp_path / "s").meta
+    assert meta["tool"] == "tickscope" and meta["tool_version"] and "git_sha" in meta
+    assert meta["host"]["hostname"] and meta["doctor"] and meta["command"] == "tickscope live"
+    assert meta["status"] == "complete" and meta["collector_cpu"]["seconds"] >= 0
+
+
 def test_live_with_a_missing_ring_dir_is_one_line(tmp_path):
     out = run_cli("live", str(tmp_path / "nope"))
     assert out.returncode == 2 and "no ring directory" in out.stderr and "Traceback" not in out.stderr

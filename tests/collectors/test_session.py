@@ -130,3 +130,30 @@ def test_summary_json_matches_the_log(ring_dir, tmp_path):
     s._summary = None
     assert saved.pop("attribution") == s.attribution  # the one key that is not a tag
     assert s.summary() == saved
+
+
+def test_tags_joined_after_the_run_go_in_before_the_close_and_nothing_after_it(tmp_path):
+    """``add_tags``: more intervals into the open latency.hlog and their totals into summary.json
+    (beside the collector's rows, which later summaries keep); once closed, every write is refused
+    with one line instead of reopening a file of a finished session."""
+    writer = SessionWriter(tmp_path / "s", {"name": "unit"})
+    writer.write_summary({"feed": {"count": 1}}, [])
+
+    def intervals():
+        for i in range(3):
+            h = new_histogram()
+            h.record_value(1000 * (i + 1))
+            yield float(i), float(i + 1), {"wire_to_wire": h}
+
+    rows = writer.add_tags(intervals())
+    assert rows["wire_to_wire"]["count"] == 3 and rows["wire_to_wire"]["max"] >= 3000
+    writer.write_summary({"feed": {"count": 2}}, [])  # the collector's last state keeps the joined rows
+    writer.close()
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["feed"] == {"count": 2} and summary["wire_to_wire"] == json.loads(
+        json.dumps(rows["wire_to_wire"])
+    )
+    assert len(Session.load(tmp_path / "s").intervals["wire_to_wire"]) == 3
+    for late in (writer.save_meta, lambda: writer.add_tags(intervals()), lambda: writer.close()):
+        with pytest.raises(SessionError, match="is closed"):
+            late()

@@ -426,6 +426,18 @@ def test_out_of_order_retransmitted_split_and_joined_frames_stamp_each_order_at_
     assert c_["orders_matched"] == 4 and c_["md_messages"] == 4
 
 
+def test_a_wire_session_carries_the_run_metadata_and_says_this_host_only_analysed_it(tmp_path):
+    """Like every session: the tool, its version, the host facts; under ``analysed_on``, never
+    ``host``: the capture was taken anywhere, this host measured nothing."""
+    from tickscope.collectors.wire import write_session
+
+    m = run_match(tmp_path, S.pcap([(1000, md_frame(1, 1)), (2000, tcp_frame(100, b"", 0x02)),
+                                    (3000, tcp_frame(101, order(b"TS1-1")))]))  # fmt: skip
+    meta = json.loads((write_session(m, tmp_path / "s", {"name": "s"}) / "meta.json").read_text())
+    assert meta["tool"] == "tickscope" and meta["tool_version"] and meta["analysed_on"]["hostname"]
+    assert "host" not in meta and meta["source"] == "wire" and meta["name"] == "s"
+
+
 def test_gap_never_filled_and_garbage_between_frames_are_counted(tmp_path):
     a, b = order(b"TS1-1"), order(b"TS2-2")
     packets = [(1, md_frame(1, 2)), (2, tcp_frame(100, b"", 0x02)), (3, tcp_frame(101, b"junk" + a)),
@@ -1085,18 +1097,19 @@ def test_wire_memory_does_not_grow_with_the_time_the_capture_spans(tmp_path):
 
 @needs_tool("prlimit", install="apt-get install util-linux")
 def test_profile_capture_final_join_memory_does_not_grow_with_the_time_spanned(tmp_path):
-    """``profile --capture``'s final join (``_append_tags``) writes 3,000 one-second intervals of
-    wire tags under the same 256 MB limit."""
+    """``profile --capture``'s final join (``wire_tag_intervals`` into ``SessionWriter.add_tags``)
+    writes 3,000 one-second intervals of wire tags under the same 256 MB limit."""
     script = f"""
-import types, numpy as np
-from tickscope.collectors.side.capture import _append_tags
+import numpy as np
+from tickscope.collectors.rings.collector import IntervalGrid
+from tickscope.collectors.side.capture import wire_tag_intervals
 from tickscope.collectors.session import SessionWriter
 w = SessionWriter({str(tmp_path / "s")!r}, {{"start_epoch_s": 0}})
 w.write_summary({{}}, [])
 stamps = np.arange(3000, dtype=np.int64) * 10**9 + 7
 values = {{"wire_to_wire": (stamps, np.full(3000, 5_000)), "md.rx-wire.md": (stamps, np.full(3000, 900))}}
-_append_tags(w, values, types.SimpleNamespace(start_ns=0, warmup_ns=0, interval_ns=10**9))
-w.latency.close()
+w.add_tags(wire_tag_intervals(values, IntervalGrid(0, 10**9, 0, 0), {{}}))
+w.close()
 """
     r = _under_address_limit(["-c", script])
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,0 +1,319 @@
+"""The run engine: one loop for ``profile`` (a subject we start) and ``live`` (rings of a pipeline
+already running). Claim the session, start, poll, stop, conclude, close, in that order, once.
+
+Everything around the collector plugs in through declared protocols and nothing else: the subject
+(``collectors/run/subject.py``), side collectors and exporters (``collectors/side``), the view
+(``View`` below). The drain never waits on any of them. The session is written by the collector
+while the run lasts and closed exactly once, here, after every side collector's ``Conclusion``
+(a capture's wire tags, an exporter's cost) went in through ``SessionWriter.add_tags``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from tickscope.collectors.rings.collector import Collector, monotonic_ns
+from tickscope.collectors.run.children import become_subreaper, child_pids, end_adopted
+from tickscope.collectors.run.claim import ProfileError, claim_session_dir, private_ring_dir
+from tickscope.collectors.run.signals import ending_like_ctrl_c, while_saving
+from tickscope.collectors.run.subject import AttachedRings, Subject
+from tickscope.collectors.session import SessionError, SessionWriter, Snapshot
+from tickscope.collectors.side import Conclusion, SideCollectorBase, SideError
+from tickscope.probe.ring import COLLECTOR_PID_ENV, RING_DIR_ENV
+
+
+class View(Protocol):
+    def start(self) -> None: ...
+
+    def update(
+        self, state: Snapshot, side: dict[str, dict], elapsed_s: float, duration_s: float | None
+    ) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class RunPlan:
+    name: str  # the session's name (and the default directory's suffix)
+    start_subject: Callable[[dict], Subject] | None = None  # env -> Subject; None: attach to rings
+    ring_dir: Path | None = None  # attach: where the rings are (a run of ours makes a private one)
+    ring_paths: list[Path] | None = None  # attach: exactly these rings
+    save: bool = True  # False: ``live`` without --out keeps no session
+    out: Path | None = None
+    force: bool = False  # replace the session already in ``out``
+    meta: dict = field(default_factory=dict)
+    duration_s: float | None = 30.0
+    interval_s: float = 1.0
+    warmup_s: float = 0.0
+    expected_interval_ns: int = 0
+    poll_s: float = 0.005  # first sleep between polls; then adapted to how fast the rings fill
+    poll_max_s: float = 0.02
+    refresh_s: float = 0.2
+    side: list[SideCollectorBase] = field(default_factory=list)
+    view: View | None = None
+    report: Callable[[str], None] | None = None  # ring problems as found; None: in the warnings
+
+
+@dataclass
+class RunResult:
+    session_dir: Path | None
+    exit_code: int
+    subject_exit: int | None
+    message: str | None = None
+    state: Snapshot | None = None
+    warnings: list[str] = field(default_factory=list)
+    conclusions: dict[str, Conclusion] = field(default_factory=dict)  # per side collector, as written
+    ring_errors: list[str] = field(default_factory=list)  # rings skipped or quarantined, with why
+
+
+def run(plan: RunPlan) -> RunResult:
+    """Claim, start, poll, stop, conclude, close. ``ProfileError``: the run could not begin."""
+    out = lock = None
+    created = False
+    if plan.save:  # never overwrite a session, never share one (see claim_session_dir)
+        created = plan.out is None or not plan.out.exists()
+        out, lock = claim_session_dir(plan.out, plan.name, plan.force)
+    if plan.start_subject is not None:
+        become_subreaper()  # what the target leaves behind is re-parented to us: see _Run.stop
+    prepared: list[SideCollectorBase] = []
+    try:
+        try:
+            for s in plan.side:
+                s.prepare(out.name if out else plan.name)
+                prepared.append(s)
+        except SideError as e:
+            raise ProfileError(str(e)) from None
+        return _Run(plan, out).execute()
+    except ProfileError:
+        if created and out is not None and not any(out.iterdir()):
+            out.rmdir()  # the run never began (e.g. the --prometheus port is taken): leave nothing
+        raise
+    finally:
+        for s in prepared:
+            s.release()
+        if lock is not None:
+            os.close(lock)
+
+
+class _Run:
+    def __init__(self, plan: RunPlan, out: Path | None):
+        self.plan, self.out = plan, out
+        self.owns_rings = plan.start_subject is not None
+        self.warnings: list[str] = []
+        self.started: list[SideCollectorBase] = []
+        self.subject: Subject | None = None
+        self.status, self.code, self.message = "complete", 0, None
+        self.reported = 0  # ring problems already reported (attach)
+
+    def execute(self) -> RunResult:
+        plan = self.plan
+        if self.owns_rings:
+            self.rings, self.warnings = private_ring_dir()
+            self.children_before = child_pids()
+        else:
+            self.rings = plan.ring_dir
+        try:
+            meta = {"name": self.out.name, **plan.meta} if self.out else None
+            self.writer = SessionWriter(self.out, meta) if self.out else None
+        except SessionError as e:
+            self._remove_rings()
+            raise ProfileError(str(e)) from None
+        self.collector = Collector(self.rings, self.writer, interval_s=plan.interval_s, warmup_s=plan.warmup_s,
+                                   expected_interval_ns=plan.expected_interval_ns,
+                                   ring_paths=plan.ring_paths)  # fmt: skip
+        if not self.owns_rings:
+            self._attach()
+        with ending_like_ctrl_c():
+            try:
+                self._start_and_poll()
+            except KeyboardInterrupt:
+                self.status, self.code, self.message = (
+                    "interrupted",
+                    130,
+                    "interrupted: session saved up to now",
+                )
+            finally:
+                with while_saving():
+                    subject_exit = self._stop()
+                    conclusions = self._conclude_and_close()
+        return RunResult(self.out, self.code, subject_exit, self.message, self.collector.snapshot,
+                         self.warnings, conclusions, self.collector.ring_errors)  # fmt: skip
+
+    # -- start ----------------------------------------------------------------------------------
+    def _attach(self) -> None:
+        """Rings of a pipeline already running: found now, each skipped one said as it is found."""
+        c = self.collector
+        c.discover()
+        self.reported = len(c.ring_errors)
+        for line in c.ring_errors:
+            self._ring_problem(line)
+        if self.plan.ring_paths is not None and not c.sources:
+            c.finish("no-rings")
+            raise ProfileError(
+                f"none of the {len(self.plan.ring_paths)} named rings could be attached (reasons above)"
+            )
+
+    def _ring_problem(self, line: str) -> None:
+        if self.plan.report is not None:
+            self.plan.report(f"tickscope: {line}")
+
+    def _start_side(self, s: SideCollectorBase, subject: Subject | None) -> None:
+        try:
+            s.bind(subject, self.collector)
+            s.start(subject.pid if subject is not None else None, self.out)
+            self.started.append(s)
+        except Exception as e:  # a side collector must never take the session down
+            self.warnings.append(f"{s.name}: failed to start ({e})")
+
+    def _start_and_poll(self) -> None:
+        plan, writer = self.plan, self.writer
+        for s in plan.side:
+            if s.before_subject:  # e.g. a wire capture that must see the first packet
+                self._start_side(s, None)
+        if plan.start_subject is None:
+            self.subject = AttachedRings()
+        else:
+            env = dict(os.environ)
+            env[RING_DIR_ENV] = str(self.rings)
+            env[COLLECTOR_PID_ENV] = str(os.getpid())  # writers leave their rings to us at exit
+            try:
+                self.subject = plan.start_subject(env)
+            except ProfileError as e:
+                self.status, self.code, self.message = "target-failed", 2, str(e)
+                return
+        if writer is not None:
+            writer.meta["command"] = self.subject.description
+            writer.meta["subject_pid"] = self.subject.pid
+            writer.save_meta()
+        for s in plan.side:
+            if not s.before_subject:
+                self._start_side(s, self.subject)
+        if plan.view:
+            plan.view.start()
+        cpu0 = time.thread_time()  # this thread drains, correlates and ingests: the collector's cost
+        try:
+            self._poll()
+        finally:
+            cpu, drained = time.thread_time() - cpu0, self.collector.records_drained()
+            if writer is not None:
+                writer.meta["collector_cpu"] = {"seconds": round(cpu, 3),
+                                                "ns_per_record": round(cpu * 1e9 / drained, 1) if drained else None}  # fmt: skip
+
+    def _poll(self) -> None:
+        """The one drain loop: until the subject ends, the duration is up, or Ctrl-C."""
+        plan, collector, side, view = self.plan, self.collector, self.started, self.plan.view
+        start = monotonic_ns()
+        next_refresh = start
+        sleep_s = plan.poll_s
+        seen = collector.snapshot
+        while True:
+            busy = collector.poll() >= collector.BATCH
+            for s in side:
+                s.after_poll(collector)
+            sleep_s = collector.next_sleep(sleep_s, ceiling_s=plan.poll_max_s)
+            now = monotonic_ns()
+            elapsed = (now - start) / 1e9
+            if view and now >= next_refresh:
+                if collector.snapshot is not seen:  # the collector closed an interval: so do the side rows
+                    seen = collector.snapshot
+                    for s in side:
+                        s.roll_live(seen.warmup)
+                panel = {s.name: _latest(s) for s in side if s.in_side_panel}
+                view.update(with_side_rows(collector.snapshot, side), panel, elapsed, plan.duration_s)
+                next_refresh = now + int(plan.refresh_s * 1e9)
+            if self.subject.poll() is not None:
+                return
+            if plan.duration_s is not None and elapsed >= plan.duration_s:
+                return
+            if not busy and sleep_s:
+                time.sleep(sleep_s)
+
+    # -- stop, conclude, close ------------------------------------------------------------------
+    def _stop(self) -> int | None:
+        subject = self.subject
+        subject_exit = subject.stop() if subject is not None else None
+        if self.plan.view:
+            self.plan.view.stop()
+        for s in self.started:
+            try:
+                self.warnings += s.stop()
+            except Exception as e:
+                self.warnings.append(f"{s.name}: failed to stop cleanly ({e})")
+        if self.owns_rings:
+            strays = end_adopted(
+                self.children_before
+            )  # every child we started is stopped: the rest were orphaned
+            if strays:
+                self.warnings.append(f"ended {strays} process{'es' if strays > 1 else ''} the target left running "
+                                     "outside its process group")  # fmt: skip
+        reason = subject.failure_reason() if subject is not None and self.code == 0 else None
+        if reason:
+            self.status, self.code, self.message = "target-failed", 2, reason
+        if self.writer is not None:
+            self.writer.meta["side_warnings"] = self.warnings  # the same list: what is added below goes too
+            self.writer.meta["subject_exit"] = subject_exit
+        return subject_exit
+
+    def _conclude_and_close(self) -> dict[str, Conclusion]:
+        collector, writer, subject = self.collector, self.writer, self.subject
+        collector.drain_to_end()
+        if subject is not None and not collector.snapshot.tags:
+            said = subject.last_words()  # read before the ring directory (and the pipeline's logs) goes
+            if said and said not in (self.message or ""):
+                self.warnings.append(f"nothing was traced; the pipeline's last line: {said}")
+        conclusions = {}
+        for s in self.started:
+            try:
+                c = s.conclude(collector)  # joins that need every trace closed (wire capture)
+                if writer is not None:
+                    c.summary = writer.add_tags(c.intervals)
+                    if c.meta is not None:
+                        writer.meta[s.name] = c.meta
+                self.warnings += c.warnings
+                conclusions[s.name] = c
+            except Exception as e:
+                self.warnings.append(f"{s.name}: failed to join with the traces ({e})")
+        if self.owns_rings:
+            collector.remove_finished_rings()
+            self._remove_rings()
+        collector.close(self.status)
+        if self.plan.report is not None:
+            for line in collector.ring_errors[self.reported :]:
+                self._ring_problem(line)
+            self.warnings = self.warnings + collector.clock_notes
+        else:
+            self.warnings = self.warnings + collector.ring_errors + collector.clock_notes
+        return conclusions
+
+    def _remove_rings(self) -> None:
+        if self.owns_rings:
+            shutil.rmtree(self.rings, ignore_errors=True)
+
+
+def with_side_rows(state: Snapshot, side) -> Snapshot:
+    """The collector's state with the rows side collectors add to the stage table (a wire
+    capture's ``wire_to_wire`` and residuals): a new state, the collector's own is not touched."""
+    rows = [r for s in side if (r := s.live_rows()) is not None and r.tags]
+    if not rows:
+        return state
+    return dataclasses.replace(
+        state,
+        side_tags=state.side_tags + [t for r in rows for t in r.tags],
+        last={**state.last, **{t: v for r in rows for t, v in r.last.items()}},
+        cumulative={**state.cumulative, **{t: v for r in rows for t, v in r.cumulative.items()}},
+        rates={**state.rates, **{t: v for r in rows for t, v in r.rates.items()}},
+    )
+
+
+def _latest(s) -> dict:
+    try:
+        return s.latest()
+    except Exception as e:
+        return {"error": str(e)}
