@@ -18,7 +18,7 @@ import pytest
 
 from support import QUIET, free_port
 from support.cli import run_cli
-from support.native import rust_trader
+from support.native import rust_trader_binary
 from support.pipeline import TRADER
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
@@ -30,7 +30,7 @@ GUARD_S = 60  # hang guard for every wait
 
 @pytest.fixture(scope="module")
 def rust_binary():
-    return str(rust_trader())
+    return str(rust_trader_binary())
 
 
 @pytest.fixture(params=["python", pytest.param("rust", marks=pytest.mark.slow)])  # rust: a cargo build

@@ -21,7 +21,7 @@ from support.hostile import (
     hostile_fix_peer,
     run_trader_against_hostile_peers,
 )
-from support.native import rust_trader as build_the_rust_trader
+from support.native import rust_trader_binary
 from tickscope.collectors.run.cargo import build_root
 from tickscope.collectors.run.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error
 from tickscope.collectors.session import Session
@@ -35,7 +35,7 @@ PYTHON_STAGES = [p.stage for p in TICK_POINTS if p.stage] + ["send", "order_rtt"
 
 @pytest.fixture(scope="module")
 def rust_trader():
-    return build_the_rust_trader()
+    return rust_trader_binary()
 
 
 @pytest.mark.slow  # cargo builds

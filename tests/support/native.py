@@ -25,7 +25,7 @@ def rust_example(name: str, probes: bool = True) -> Path:
     return build_rust(name, probes=probes)
 
 
-def rust_trader() -> Path:
+def rust_trader_binary() -> Path:
     """The Rust reference trader (``pipeline/rust_trader``), built as ``profile --trader rust`` does."""
     from tickscope.collectors.run.launch import build_rust_trader
 

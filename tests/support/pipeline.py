@@ -11,7 +11,7 @@ import time
 from support import free_port
 
 VENUE = [sys.executable, "-m", "tickscope.pipeline.venue"]
-# The Python trader; support.native.rust_trader() builds the Rust one.
+# The Python trader; support.native.rust_trader_binary() builds the Rust one.
 TRADER = [sys.executable, "-m", "tickscope.pipeline.trader"]
 
 
