@@ -76,7 +76,7 @@ def fix_connect_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-# The pipeline's folder beside this one (in the checkout and installed alike): the pipeline is run
+# The pipeline folder beside collectors/ (in the checkout and installed alike): the pipeline is run
 # from here, never imported.
 RUST_TRADER_CRATE = Path(__file__).resolve().parents[2] / "pipeline" / "rust_trader"
 

@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from conftest import needs_tool, run_cli
+from conftest import needs_tool
 from support import QUIET, SUBJECT, free_port
+from support.cli import run_cli
 from tickscope.collectors.session import Session
 
 NARROW = {"COLUMNS": "80"}  # a line longer than the terminal must stay one line when piped
@@ -304,7 +305,7 @@ def test_a_capture_that_never_ran_prints_its_reason_and_no_made_up_figures(tmp_p
 def test_capture_with_fix_connect_sees_the_orders_sent_to_the_other_acceptor(tmp_path):
     # The capture filtered the bundled venue's own FIX port, which --fix-connect leaves unused:
     # 0 orders on the wire, every traced order "not on the wire", no wire_to_wire.
-    from test_hostile_input import HostileVenue
+    from support.hostile import HostileVenue
 
     acceptor = HostileVenue([], answer_orders=True)
     acceptor.start()

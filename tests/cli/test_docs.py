@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from support.cli import run_cli
 from tickscope.reports.synth import synth_session
 
 ROOT = Path(__file__).parents[2]

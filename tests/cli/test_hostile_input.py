@@ -4,21 +4,25 @@ level (a FIX Reject or Logout, a counter) and nothing ends the venue or the trad
 Unit tests pin each parser; the end-to-end ones run the real venue and the real trader over
 loopback against a peer that sends garbage."""
 
-import glob
-import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from test_pipeline_venue import start_venue
-from test_pipeline_ws import BadEventsServer
 
-from conftest import send_hostile_mold
 from support import free_port
+from support.hostile import (
+    BadEventsServer,
+    assert_exit_unanswered,
+    assert_hostile_fix_and_udp_answered,
+    body_with_small_checksum,
+    frame,
+    hostile_fix_peer,
+    run_trader_against_hostile_peers,
+)
+from support.pipeline import TRADER, start_venue, trader_stats
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
 from tickscope.pipeline.binance import (
@@ -37,23 +41,6 @@ from tickscope.pipeline.venue import FixConnection, OrderEntry, SyntheticFlow
 
 
 # -- FIX framing --------------------------------------------------------------------------------
-def frame(body: bytes, body_length: bytes | None = None, checksum: bytes | None = None) -> bytes:
-    """A message around ``body`` with the given BodyLength and CheckSum texts (correct if None)."""
-    head = b"8=FIX.4.4\x019=" + (body_length if body_length is not None else b"%d" % len(body)) + b"\x01"
-    msg = head + body
-    return msg + b"10=" + (checksum if checksum is not None else b"%03d" % F.checksum(msg)) + b"\x01"
-
-
-def body_with_small_checksum() -> tuple[bytes, int]:
-    """A heartbeat body whose message CheckSum is below 100, so that it fits '+NN', ' NN', 'N_N'."""
-    for i in range(1000):
-        body = b"35=0\x0149=VENUE\x0156=TRADER\x0134=2\x01112=%d\x01" % i
-        value = F.checksum(frame(body)[:-7])
-        if value < 100:
-            return body, value
-    raise AssertionError("no body with a small checksum")
-
-
 @pytest.mark.parametrize("form", [b" %02d", b"+%02d", b"\t%02d", b"%d_%d"])
 def test_checksum_is_exactly_three_ascii_digits(form):
     body, value = body_with_small_checksum()
@@ -356,157 +343,8 @@ def test_venue_rejects_garbage_inside_a_session_keeps_it_and_serves_the_next_log
 
 
 # -- end to end: the real trader ------------------------------------------------------------------
-class HostileVenue(threading.Thread):
-    """A FIX acceptor that logs the trader on, then sends what no venue should; it answers orders
-    (New, then Canceled: IOC) only when ``answer_orders``."""
-
-    def __init__(self, hostile: list[bytes], answer_orders: bool = False):
-        super().__init__(daemon=True)
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(30)
-        self.port = self.server.getsockname()[1]
-        self.hostile = hostile
-        self.answer_orders = answer_orders
-        self.received: list = []
-        self.hostile_sent = threading.Event()
-        self.done = threading.Event()
-
-    def run(self):
-        try:
-            conn, _ = self.server.accept()
-        except OSError:
-            return
-        conn.settimeout(0.2)
-        session, stream = FixSession("VENUE", "TICKSCOPE"), F.FixStream()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                data = conn.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            for item in stream.feed(data):
-                self.received.append(item)
-                if isinstance(item, F.FixMessage) and item.msg_type == F.LOGON and not session.logged_on:
-                    session.on_message(item)
-                    conn.sendall(session.build(F.LOGON, [(F.EncryptMethod, 0), (F.HeartBtInt, 30)]))
-                    for raw in self.hostile:
-                        conn.sendall(raw if isinstance(raw, bytes) else raw(session))
-                    self.hostile_sent.set()
-                elif (
-                    isinstance(item, F.FixMessage)
-                    and item.msg_type == F.NEW_ORDER_SINGLE
-                    and self.answer_orders
-                ):
-                    for exec_type in (b"0", b"4"):
-                        conn.sendall(session.build(F.EXECUTION_REPORT, [(F.ClOrdID, item.get(F.ClOrdID)),
-                                     (F.ExecType, exec_type), (F.OrdStatus, exec_type), (F.LastQty, 0)]))  # fmt: skip
-        conn.close()
-        self.server.close()
-        self.done.set()
-
-    def rejects(self):
-        return [m for m in self.received if isinstance(m, F.FixMessage) and m.msg_type == F.REJECT]
-
-
-def trader_stats(ring_dir):
-    (path,) = glob.glob(str(ring_dir / "trader.*.stats.json"))
-    with open(path) as f:
-        return json.load(f)
-
-
-def wait_for(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def run_trader_against_hostile_peers(trader_argv: list[str], hostile: list, ring_dir, timeout_s: float = 60):
-    """A trader (Python or Rust: ``trader_argv`` without its ports) logged on to a venue that sends
-    ``hostile``, then fed ``send_hostile_mold``; returns (venue, finished trader, its stderr) once
-    the feed's end of session has stopped it. Waits are hang guards, not timings."""
-    venue = HostileVenue(hostile)
-    venue.start()
-    md_port = free_port(socket.SOCK_DGRAM)
-    env = dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir))
-    trader = subprocess.Popen([*trader_argv, "--md-port", str(md_port), "--fix-port", str(venue.port)], env=env,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        wait_for(lambda: any(m.msg_type == F.HEARTBEAT and m.get(F.TestReqID) == b"still-there"
-                             for m in venue.received if isinstance(m, F.FixMessage)) or trader.poll() is not None,
-                 what="the trader's answer to the TestRequest after the garbage")  # fmt: skip
-        assert trader.poll() is None, trader.stderr.read()
-        send_hostile_mold(md_port)
-        trader.wait(timeout_s)
-    finally:
-        if trader.poll() is None:
-            trader.kill()
-            trader.wait()
-        venue.server.close()
-    return venue, trader, trader.stderr.read()
-
-
-def hostile_fix_peer() -> list:
-    """What the hostile venue sends a trader after Logon (both traders get the same)."""
-    lenient, value = body_with_small_checksum()
-    return [
-        frame(b"35=0\x0149=VENUE\x0156=TICKSCOPE\x0134=x\x01"),  # non-numeric MsgSeqNum
-        frame(lenient, checksum=b" %02d" % value),  # bad checksums
-        frame(lenient, checksum=b"%d_%d" % divmod(value, 10)),
-        # A well-framed ExecutionReport whose LastPx no float() should see (OverflowError before).
-        lambda s: s.build(
-            F.EXECUTION_REPORT,
-            [(F.ClOrdID, b"TS1"), (F.ExecType, b"F"), (F.LastQty, 1), (F.LastPx, b"1e999")],
-        ),  # fmt: skip
-        b"\x00garbage that is not FIX at all\x01",
-        lambda s: s.build(F.TEST_REQUEST, [(F.TestReqID, b"still-there")]),
-    ]
-
-
-def assert_hostile_fix_and_udp_answered(venue, tmp_path) -> None:
-    """Each fault of ``hostile_fix_peer`` and ``send_hostile_mold`` answered and counted, the trader
-    still trading."""
-    venue.done.wait(10)
-    rejects = venue.rejects()
-    assert [(r.int(F.RefTagID), r.int(F.SessionRejectReason)) for r in rejects if r.get(F.RefTagID)] == [
-        (F.MsgSeqNum, 6), (F.LastPx, 6)]  # fmt: skip
-    assert sum(b"CheckSum is not 3 digits" in r.get(F.Text) for r in rejects) == 2
-    stats = trader_stats(tmp_path)
-    assert stats["fix"]["invalid_fields"] == 2 and stats["fix"]["garbage"] == 3
-    assert stats["kill_switch"] is None, "garbage from the venue is answered, not a reason to stop trading"
-    feed = stats["feed"]
-    assert feed["messages"] == 3 and feed["malformed_packets"] == 3 and feed["malformed_messages"] == 2
-    assert feed["end_of_session"]
-    # The one order the feed made is never answered by this venue: counted, named, exit 3.
-    assert stats["orders_sent"] == stats["orders_in_flight_at_end"] == 1
-
-
-def assert_exit_unanswered(trader, err: str) -> None:
-    """The trader's exit contract when orders are left unanswered: exit 3, the last line says so."""
-    assert trader.returncode == 3, err
-    assert (
-        err.strip()
-        .splitlines()[-1]
-        .endswith(
-            "orders never answered (last MsgSeqNum sent "
-            f"{last_sent(err)}, last the venue processed unknown): exit 3"
-        )
-    ), err
-
-
-def last_sent(err: str) -> str:
-    return err.rsplit("last MsgSeqNum sent ", 1)[1].split(",", 1)[0]
-
-
 def test_trader_survives_hostile_fix_and_udp_and_counts_both(tmp_path):
-    venue, trader, err = run_trader_against_hostile_peers(
-        [sys.executable, "-m", "tickscope.pipeline.trader"], hostile_fix_peer(), tmp_path
-    )
+    venue, trader, err = run_trader_against_hostile_peers(TRADER, hostile_fix_peer(), tmp_path)
     assert "Traceback" not in err and "would number past 2^64 - 1" in err, err
     assert_exit_unanswered(trader, err)
     assert_hostile_fix_and_udp_answered(venue, tmp_path)
@@ -533,7 +371,7 @@ def test_trader_counts_and_skips_every_hostile_websocket_event(tmp_path):
     venue, _, fix_port = start_venue("--rate", "100")  # FIX order entry only
     env = dict(os.environ, TICKSCOPE_RING_DIR=str(tmp_path))
     try:
-        out = subprocess.run([sys.executable, "-m", "tickscope.pipeline.trader", "--feed", "ws", "--ws-url",
+        out = subprocess.run([*TRADER, "--feed", "ws", "--ws-url",
                               f"ws://127.0.0.1:{ws_port}/ws", "--fix-port", str(fix_port), "--symbols", "AAPL"],
                              env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     finally:

@@ -9,6 +9,9 @@
 - ``reports`` imports only the session package;
 - ``main.py`` may import anything (tests, benchmarks and fuzz harnesses are outside the product).
 
+And between the product and its tests: no test module imports another (what two test files share
+lives in ``tests/support/``), and the product imports nothing from ``tests/``.
+
 "Imports" counts every ``import``/``from`` statement anywhere in a module (a lazy import inside a
 function is still a dependency), and a ``-m tickscope.X`` argv is an edge too: running a module of
 a higher layer is reaching up to it by another road.
@@ -172,3 +175,69 @@ def test_the_engine_check_bites(tmp_path):
     found = undeclared_reaches(tmp_path)
     assert [f.split(": ", 1)[0] for f in found] == ["collectors/run/loop.py:1", "collectors/run/loop.py:3",
                                                     "collectors/run/loop.py:3"], found  # fmt: skip
+
+
+# -- the tests and the product ----------------------------------------------------------------------
+PRODUCT = (*FOLDERS, "main.py")
+# What a module of tests/ is importable as: pytest puts tests/ (for conftest.py) and each test
+# file's folder on sys.path, so ``support``, ``conftest`` and every ``test_*`` file by its bare name.
+HARNESS = ("tests", "support", "conftest")
+
+
+def harness_violations(root: Path = ROOT) -> list[str]:
+    test_modules = {p.stem for p in (root / "tests").rglob("test_*.py")}
+    found = []
+    for path in sorted((root / "tests").rglob("*.py")):
+        for line, kind, target in _edges(path, root):
+            if kind == "imports" and set(target.split(".")) & test_modules:
+                rel = path.relative_to(root)
+                found.append(
+                    f"{rel}:{line}: imports {target} (a test module imports no other: share through tests/support/)"
+                )
+    product = [root / "main.py"] if (root / "main.py").exists() else []
+    for path in sorted(product + [p for f in FOLDERS for p in (root / f).rglob("*.py")]):
+        for line, kind, target in _edges(path, root):
+            if kind == "imports" and (
+                target.split(".")[0] in HARNESS or target.split(".")[0] in test_modules
+            ):
+                found.append(
+                    f"{path.relative_to(root)}:{line}: imports {target} (the product imports nothing from tests/)"
+                )
+    return found
+
+
+def test_no_test_module_imports_another_and_the_product_none_of_the_tests():
+    found = harness_violations()
+    assert not found, f"{len(found)} imports across the tests' boundary:\n" + "\n".join(found)
+
+
+def test_the_harness_check_sees_test_to_test_and_product_to_test_imports(tmp_path):
+    """A test module importing another (at the top or lazily, by bare name or by path), support/
+    importing a test module, and product code importing support/, conftest or a test module are all
+    reported; importing support/ and conftest from a test is the rule, not a breach."""
+    (tmp_path / "tests" / "cli").mkdir(parents=True)
+    (tmp_path / "tests" / "pipeline").mkdir()
+    (tmp_path / "tests" / "support").mkdir()
+    (tmp_path / "tests" / "cli" / "test_a.py").write_text(
+        "from conftest import need_tool\nfrom support.cli import run_cli\nfrom test_b import start_venue\n"
+        "def test_x():\n    from tests.pipeline.test_b import GAPS\n"
+    )
+    (tmp_path / "tests" / "pipeline" / "test_b.py").write_text("import test_a\n")
+    (tmp_path / "tests" / "support" / "venues.py").write_text(
+        "from support import free_port\nimport test_b\n"
+    )
+    (tmp_path / "collectors").mkdir()
+    (tmp_path / "collectors" / "launch.py").write_text("from support import free_port\n")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "synth.py").write_text("def f():\n    from tests.support.cli import run_cli\n")
+    (tmp_path / "main.py").write_text("import conftest\nimport test_b\n")
+    assert harness_violations(tmp_path) == [
+        "tests/cli/test_a.py:3: imports test_b.start_venue (a test module imports no other: share through tests/support/)",
+        "tests/cli/test_a.py:5: imports tests.pipeline.test_b.GAPS (a test module imports no other: share through tests/support/)",
+        "tests/pipeline/test_b.py:1: imports test_a (a test module imports no other: share through tests/support/)",
+        "tests/support/venues.py:2: imports test_b (a test module imports no other: share through tests/support/)",
+        "collectors/launch.py:1: imports support.free_port (the product imports nothing from tests/)",
+        "main.py:1: imports conftest (the product imports nothing from tests/)",
+        "main.py:2: imports test_b (the product imports nothing from tests/)",
+        "reports/synth.py:2: imports tests.support.cli.run_cli (the product imports nothing from tests/)",
+    ]

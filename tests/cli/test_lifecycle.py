@@ -12,25 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_tool, run_cli
+from conftest import needs_tool
 from support import QUIET, SUBJECT, free_port
+from support.cli import cli_env, run_cli, start_cli
 from tickscope.collectors.run import profile as P
 from tickscope.collectors.session import Session
 
 HANG_GUARD_S = 60  # only a guard against hanging forever: every wait below is for a condition
-
-
-def cli_env():
-    env = dict(os.environ)
-    env.pop("TICKSCOPE_RING_DIR", None)
-    env.pop("TICKSCOPE_COLLECTOR_PID", None)
-    env.setdefault("COLUMNS", "120")
-    return env
-
-
-def start_cli(*args, cwd=None, **popen):
-    return subprocess.Popen([sys.executable, "-m", "tickscope.main", *args], env=cli_env(), cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)  # fmt: skip
+# Every tickscope here starts as from a user's shell (collector_pid=False): what it leaves behind is
+# its own doing, not that of a test announced as its collector.
 
 
 def wait_for(condition, what):
@@ -102,7 +92,7 @@ def test_kill_9_of_profile_takes_every_child_with_it_and_a_later_run_removes_its
     # (perf stat, tcpdump: a tcpdump left behind would write its capture forever).
     side = {"perf": shutil.which("perf") is not None, "tcpdump": shutil.which("tcpdump") is not None}
     proc = start_cli("profile", "--duration", "120s", "--rate", "5k", "--no-live", *(["--capture"] if side["tcpdump"] else []),
-                     *([] if side["perf"] else ["--no-perf"]), "--out", str(tmp_path / "s"))  # fmt: skip
+                     *([] if side["perf"] else ["--no-perf"]), "--out", str(tmp_path / "s"), collector_pid=False)  # fmt: skip
     kids = {}
     try:
         wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") > 8 and (tmp_path / "s" / "hiccup.hlog").exists(),
@@ -167,7 +157,17 @@ def test_a_target_killed_by_a_signal_is_reported_as_such(tmp_path):
 
 @pytest.mark.parametrize("victim", ["trader", "venue"])
 def test_a_pipeline_process_killed_by_a_signal_is_reported_as_such(tmp_path, victim):
-    proc = start_cli("profile", "--duration", "120s", "--rate", "5k", *QUIET, "--out", str(tmp_path / "s"))
+    proc = start_cli(
+        "profile",
+        "--duration",
+        "120s",
+        "--rate",
+        "5k",
+        *QUIET,
+        "--out",
+        str(tmp_path / "s"),
+        collector_pid=False,
+    )
     try:
         wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") > 8, "a few recorded intervals")
         (pid,) = [p for p, cmd in children_of(proc.pid).items() if f"pipeline.{victim}" in cmd]
@@ -189,10 +189,8 @@ def ignore_sigint():
 def test_a_background_job_with_sigint_ignored_still_stops_its_target_cleanly(tmp_path):
     """The target inherits SIGINT ignored; tickscope's stop must still be the one it honours:
     tick_subject closes its ring on SIGINT, so no writer is counted as died."""
-    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "profile", "--duration", "1s",
-                             "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "0", "--forever", "--rate", "2000"],
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=ignore_sigint)  # fmt: skip
+    proc = start_cli("profile", "--duration", "1s", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "0",
+                     "--forever", "--rate", "2000", preexec_fn=ignore_sigint, collector_pid=False)  # fmt: skip
     out, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 0, err
     s = Session.load(tmp_path / "s")
@@ -201,10 +199,8 @@ def test_a_background_job_with_sigint_ignored_still_stops_its_target_cleanly(tmp
 
 
 def test_children_of_a_background_job_do_not_inherit_ignored_stop_signals(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "profile", "--duration", "120s", "--rate", "2k",
-                             "--no-perf", "--no-live", "--out", str(tmp_path / "s")],
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=ignore_sigint)  # fmt: skip
+    proc = start_cli("profile", "--duration", "120s", "--rate", "2k", "--no-perf", "--no-live", "--out",
+                     str(tmp_path / "s"), preexec_fn=ignore_sigint, collector_pid=False)  # fmt: skip
     try:
         wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") > 4, "a few recorded intervals")
         assert signal.SIGINT in ignored_signals(proc.pid), (
@@ -225,7 +221,7 @@ def test_children_of_a_background_job_do_not_inherit_ignored_stop_signals(tmp_pa
 def test_ctrl_c_prints_no_traceback_from_any_child(tmp_path):
     """Ctrl-C sends SIGINT to the terminal's whole foreground process group."""
     proc = start_cli("profile", "--duration", "120s", "--no-perf", "--no-live", "--out", str(tmp_path / "s"), "--",
-                     *SUBJECT, "0", "--forever", "--rate", "2000", start_new_session=True)  # fmt: skip
+                     *SUBJECT, "0", "--forever", "--rate", "2000", start_new_session=True, collector_pid=False)  # fmt: skip
     try:
         wait_for(lambda: hlog_lines(tmp_path / "s" / "hiccup.hlog") >= 1, "the hiccup meter's first interval")
         os.killpg(proc.pid, signal.SIGINT)
@@ -257,7 +253,7 @@ if sys.argv[1] == "close":
 
 @pytest.mark.parametrize("ending", ["close", "exit"])
 def test_a_probed_program_run_without_tickscope_leaves_no_ring(tmp_path, ending):
-    env = {**cli_env(), "TICKSCOPE_RING_DIR": str(tmp_path / "rings")}
+    env = {**cli_env(collector_pid=False), "TICKSCOPE_RING_DIR": str(tmp_path / "rings")}
     subprocess.run([sys.executable, "-c", PROBED, ending], env=env, check=True, timeout=HANG_GUARD_S)
     assert list((tmp_path / "rings").iterdir()) == []
 
@@ -322,7 +318,7 @@ def test_out_onto_a_non_empty_directory_refuses(tmp_path):
 
 def test_two_concurrent_runs_onto_one_out_one_refuses_cleanly(tmp_path):
     first = start_cli("profile", "--duration", "3s", "--out", str(tmp_path / "s"), *QUIET, "--", *SUBJECT, "0",
-                      "--forever", "--rate", "2000")  # fmt: skip
+                      "--forever", "--rate", "2000", collector_pid=False)  # fmt: skip
     try:
         wait_for(lambda: (tmp_path / "s" / "meta.json").exists(), "the first run's session")
         second = run_cli("profile", "--out", str(tmp_path / "s"), "--force", *QUIET, "--", *SUBJECT, "10")
@@ -341,7 +337,7 @@ def test_ctrl_c_of_bench_traders_lets_its_profile_save_and_leaves_no_rings(tmp_p
     """The benchmark must not kill the profile it runs (subprocess.run does on KeyboardInterrupt:
     SIGKILL, so the pipeline died with it and the ring directory stayed in /dev/shm)."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_traders.py"
-    env = {**cli_env(), "TMPDIR": str(tmp_path)}
+    env = {**cli_env(collector_pid=False), "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, str(script), "--duration", "120", "--rate", "2000", "--warmup", "0"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
@@ -388,7 +384,7 @@ def test_a_second_ctrl_c_while_stopping_is_told_to_wait_and_the_session_is_still
     side collectors (a capture's join) undone, and the one line said only 'error: interrupted'."""
     stopping = tmp_path / "stopping"
     proc = start_cli("profile", "--duration", "120s", "--out", str(tmp_path / "s"), *QUIET, "--", sys.executable,
-                     "-c", SLOW_TO_STOP, str(stopping))  # fmt: skip
+                     "-c", SLOW_TO_STOP, str(stopping), collector_pid=False)  # fmt: skip
     try:
         wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") >= 1, "the first interval")
         proc.send_signal(signal.SIGINT)
@@ -410,7 +406,7 @@ def test_a_run_stopped_before_anything_was_traced_says_what_the_pipeline_was_doi
     alone would send the user looking at probes; the trader's last line says it never connected."""
     port = free_port()  # nobody listens there
     proc = start_cli("profile", "--fix-connect", f"127.0.0.1:{port}", "--duration", "120s", *QUIET,
-                     "--out", str(tmp_path / "s"))  # fmt: skip
+                     "--out", str(tmp_path / "s"), collector_pid=False)  # fmt: skip
     try:
         said = f"waiting for FIX acceptor 127.0.0.1:{port}"
 
@@ -459,7 +455,7 @@ def test_no_descendant_of_the_target_outlives_the_run(tmp_path, command, ending)
     script = f"{stay} {leave} " + ("sleep 1; exit 0" if ending == "target exits" else "sleep 30")
     args = {"profile": ["profile", "--duration", "20s", "--out", str(tmp_path / "s"), *QUIET],
             "sweep": ["sweep", "--rates", "100", "--duration", "20s", "--warmup", "0s", "-o", str(tmp_path / "s")]}  # fmt: skip
-    proc = start_cli(*args[command], "--", "sh", "-c", script, start_new_session=True)
+    proc = start_cli(*args[command], "--", "sh", "-c", script, start_new_session=True, collector_pid=False)
     try:
         if ending == "ctrl-c":
             wait_for(lambda: len(marked_processes(marker)) == 2, "both background jobs to start")

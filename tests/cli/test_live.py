@@ -1,5 +1,6 @@
 """The live view in a real terminal (tmux), its plain fallback, and its widgets."""
 
+import shlex
 import subprocess
 import sys
 import time
@@ -8,14 +9,15 @@ import uuid
 import pytest
 from rich.console import Console
 
-from conftest import PROGRAMS, needs_tool, run_cli
-from support import free_port
+from conftest import needs_tool
+from support import PROGRAMS, SUBJECT, free_port
+from support.cli import CLI, run_cli, start_cli
 from tickscope.collectors.session import Session, Snapshot
 from tickscope.reports.attribution import TailBars, cells
 from tickscope.reports.live import Sparkline
 from tickscope.reports.live import render as dashboard_of
 
-SUBJECT = f"{sys.executable} {PROGRAMS / 'tick_subject.py'} 0 --forever --rate 20000 --no-order-every 3"
+FOREVER = [*SUBJECT, "0", "--forever", "--rate", "20000", "--no-order-every", "3"]  # ticks until stopped
 
 
 def tail(traces, threshold, feed, strategy):
@@ -100,7 +102,7 @@ def tmux(*args):
 def test_profile_live_in_a_real_terminal(tmp_path, size):
     name = f"ts-{uuid.uuid4().hex[:8]}"
     out = tmp_path / "s"
-    cmd = f"{sys.executable} -m tickscope.main profile --duration 6s --no-perf --out {out} -- {SUBJECT}; sleep 20"
+    cmd = f"{sys.executable} -m tickscope.main profile --duration 6s --no-perf --out {out} -- {shlex.join(FOREVER)}; sleep 20"
     tmux("new-session", "-d", "-x", str(size[0]), "-y", str(size[1]), "-s", name, cmd)
     try:
         time.sleep(3.0)
@@ -124,7 +126,7 @@ def test_profile_live_in_a_real_terminal(tmp_path, size):
 
 def test_piped_stdout_gets_plain_progress_lines(tmp_path):
     out = run_cli("profile", "--duration", "3s", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s"), "--",
-                  *SUBJECT.split())  # fmt: skip
+                  *FOREVER)  # fmt: skip
     assert out.returncode == 0, out.stderr
     progress = [line for line in out.stdout.splitlines() if line.startswith("[")]
     assert len(progress) >= 2 and "traces/s" in progress[0] and "\x1b[" not in out.stdout.split("session")[0]
@@ -143,7 +145,7 @@ def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path):
         "except KeyboardInterrupt:\n  probe.close()\n"
     )
     r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "profile", "--duration", "6s", "--no-perf",
+    proc = subprocess.Popen([*CLI, "profile", "--duration", "6s", "--no-perf",
                              "--no-hiccup", "--out", str(tmp_path / "s"), "--", sys.executable, "-c", quiet_subject],
                             stdout=w, stderr=subprocess.PIPE, text=True)  # fmt: skip
     os.close(w)
@@ -159,16 +161,14 @@ def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path):
 
 def test_term_dumb_falls_back_to_plain_lines(tmp_path):
     out = run_cli("profile", "--live", "--duration", "2s", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s"),
-                  "--", *SUBJECT.split(), env={"TERM": "dumb"})  # fmt: skip
+                  "--", *FOREVER, env={"TERM": "dumb"})  # fmt: skip
     assert out.returncode == 0 and "traces/s" in out.stdout
 
 
 def test_live_attaches_to_running_rings_and_saves(tmp_path):
     rings = tmp_path / "rings"
     rings.mkdir()
-    subject = subprocess.Popen(
-        SUBJECT.split(), env={**__import__("os").environ, "TICKSCOPE_RING_DIR": str(rings)}
-    )
+    subject = subprocess.Popen(FOREVER, env={**__import__("os").environ, "TICKSCOPE_RING_DIR": str(rings)})
     try:
         time.sleep(1.0)
         out = run_cli("live", str(rings), "--duration", "2s", "--out", str(tmp_path / "s"))
@@ -220,12 +220,9 @@ def test_live_serves_prometheus_and_its_final_scrape_holds_the_saved_totals(tmp_
     rings = tmp_path / "rings"
     rings.mkdir()
     port = free_port()
-    subject = subprocess.Popen(SUBJECT.split(), env={**os.environ, "TICKSCOPE_RING_DIR": str(rings)})
-    env = {k: v for k, v in os.environ.items() if k != "TICKSCOPE_RING_DIR"}
-    live = subprocess.Popen([sys.executable, "-m", "tickscope.main", "live", str(rings), "--duration", "2s",
-                             "--no-live", "--out", str(tmp_path / "s"), "--prometheus", f"127.0.0.1:{port}",
-                             "--prometheus-linger", "60s"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    subject = subprocess.Popen(FOREVER, env={**os.environ, "TICKSCOPE_RING_DIR": str(rings)})
+    live = start_cli("live", str(rings), "--duration", "2s", "--no-live", "--out", str(tmp_path / "s"),
+                     "--prometheus", f"127.0.0.1:{port}", "--prometheus-linger", "60s", columns=False)  # fmt: skip
     last = None
     try:
         deadline = time.monotonic() + 120  # hang guard only
@@ -270,16 +267,14 @@ def test_the_live_view_accounts_for_every_trace_seen_and_the_ones_still_open():
 
 
 def _live_with_256_descriptors(rings, out) -> subprocess.Popen:
-    import os
     import resource
 
     def few_descriptors():
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
-    env = {k: v for k, v in os.environ.items() if k != "TICKSCOPE_RING_DIR"}
-    return subprocess.Popen([sys.executable, "-m", "tickscope.main", "live", str(rings), "--no-live", "--out", str(out)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=few_descriptors)  # fmt: skip
+    return start_cli(
+        "live", str(rings), "--no-live", "--out", str(out), columns=False, preexec_fn=few_descriptors
+    )
 
 
 def _ring_files_held(pid: int, rings) -> tuple[list[str], list[str]]:

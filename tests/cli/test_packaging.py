@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_tool
+from support import QUIET
 from tickscope.collectors.run.cargo import SHIPPED_CRATES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +84,7 @@ def test_an_installed_package_builds_and_runs_the_rust_trader_and_the_rust_bench
     assert Path(where.stdout.strip()).is_relative_to(venv), (where.stdout, where.stderr)
     before = installed_files(venv)
     out = subprocess.run([str(venv / "bin" / "tickscope"), "profile", "--trader", "rust", "--duration", "2s",
-                          "--rate", "2k", "--no-live", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s")],
+                          "--rate", "2k", *QUIET, "--out", str(tmp_path / "s")],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1200)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())

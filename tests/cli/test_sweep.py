@@ -4,14 +4,13 @@ structure (sessions, sweep.json, table, report) is checked, never its host-depen
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-from test_report_html import chromium, headless
 
-from conftest import run_cli
 from support import SUBJECT
+from support.chromium import chromium, headless
+from support.cli import CLI, run_cli, start_cli
 from tickscope.collectors.run.sweep import (
     Step,
     SweepError,
@@ -24,8 +23,6 @@ from tickscope.collectors.run.sweep import (
     parse_sla,
     step_argv,
 )
-
-CLI = [sys.executable, "-m", "tickscope.main"]
 
 
 def test_rates_parse_and_must_increase():
@@ -143,8 +140,7 @@ def test_bad_sweep_input_is_one_line_and_exit_2(tmp_path, args, text):
 
 
 def test_replay_speeds_offer_the_file_rate_times_the_speed(tmp_path):
-    from test_replay_pace import GAPS_NS, recorded
-
+    from support.replay import GAPS_NS, recorded
     from tickscope.pipeline import itch
     from tickscope.pipeline.replay import offered_rates
 
@@ -188,18 +184,14 @@ def test_ctrl_c_during_a_sweep_keeps_the_finished_steps_and_closes_the_running_o
     ``profile``: saved, marked interrupted, recorded as the last step."""
     import os
     import signal
-    import subprocess
     import time
 
     out, rings = tmp_path / "sw", tmp_path / "rings.txt"
     # The subject notes the ring directory of its step's profile, to check it is removed.
     cmd = ["sh", "-c", f'echo "$TICKSCOPE_RING_DIR" >> {rings}; exec "$0" "$@"', *SUBJECT, "0", "--forever",
            "--rate", "{rate}"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("TICKSCOPE_RING_DIR", "TICKSCOPE_COLLECTOR_PID")}
-    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "sweep", "--rates", "200,400,800,1600",
-                             "--duration", "3s", "--warmup", "0s", "-o", str(out), "--", *cmd],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)  # fmt: skip
+    proc = start_cli("sweep", "--rates", "200,400,800,1600", "--duration", "3s", "--warmup", "0s", "-o", str(out),
+                     "--", *cmd, collector_pid=False, columns=False, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120  # a hang guard: each wait is for a condition
         step2 = out / "step-02-400" / "latency.hlog"

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, run_cli
+from support import PROGRAMS, QUIET
+from support.cli import run_cli
 from tickscope.collectors.rings.attribution import TailAttribution
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.hdr import (
@@ -19,7 +20,6 @@ from tickscope.collectors.session.hdr import (
 )
 
 SUBJECT = [sys.executable, str(PROGRAMS / "attribution_subject.py")]
-QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 TICKS, ORDER_EVERY, SLOW_EVERY = 4000, 4, 50  # 1,000 traded ticks, 20 of them ~200 us slow in risk
 
 

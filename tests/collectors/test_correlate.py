@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from rich.text import Text
 
-from conftest import PROGRAMS, run_cli
+from support import PROGRAMS
+from support.cli import run_cli
 from tickscope.collectors.rings.collector import Collector, monotonic_ns
 from tickscope.collectors.rings.correlate import (
     TICK_TO_DECISION,

@@ -9,7 +9,7 @@ import zlib
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from conftest import run_cli
+from support.cli import run_cli
 from tickscope.collectors.session.hdr import MAX_COUNTS_LEN, Layout
 from tickscope.reports.synth import synth_session
 

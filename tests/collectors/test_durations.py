@@ -1,11 +1,11 @@
 """Every duration option is parsed to exact integer nanoseconds (no float truncation)."""
 
 import json
-import sys
 
 import pytest
 
-from conftest import PROGRAMS, run_cli
+from support import QUIET, SUBJECT
+from support.cli import run_cli
 from tickscope.main import UserError, parse_duration, parse_duration_ns
 
 
@@ -29,9 +29,8 @@ def test_a_bad_duration_is_a_one_line_error(text):
 
 def test_profile_stores_the_durations_it_was_given_exactly(tmp_path):
     out = tmp_path / "s"
-    r = run_cli("profile", "--no-perf", "--no-hiccup", "--no-live", "--duration", "20s", "--interval", "290ms",
-                "--warmup", "0.57s", "--expected-interval", "50us", "--out", str(out), "--", sys.executable,
-                str(PROGRAMS / "tick_subject.py"), "200")  # fmt: skip
+    r = run_cli("profile", *QUIET, "--duration", "20s", "--interval", "290ms",
+                "--warmup", "0.57s", "--expected-interval", "50us", "--out", str(out), "--", *SUBJECT, "200")  # fmt: skip
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "meta.json").read_text())
     assert meta["expected_interval_ns"] == 50_000

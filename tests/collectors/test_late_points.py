@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from conftest import PROGRAMS, run_cli
+from support import PROGRAMS
+from support.cli import run_cli
 from tickscope.collectors.rings.correlate import TICK_TO_TRADE, Correlator, TraceSchema
 from tickscope.collectors.session.hdr import new_histogram
 

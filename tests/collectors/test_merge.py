@@ -4,13 +4,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, missing_tool, need_tool, run_cli
-from support import QUIET, SUBJECT
+from conftest import missing_tool, need_tool
+from support import PROGRAMS, QUIET, SUBJECT
+from support.cli import CLI, run_cli
 from tickscope.collectors.session import HistogramLogWriter, Session
 from tickscope.collectors.session.hdr import (
     PERCENTILES,
@@ -191,8 +191,7 @@ def test_warmup_intervals_are_merged_apart_from_the_headline_ones(tmp_path):
 def test_two_wire_sessions_of_one_capture_are_one_source_and_not_counted_twice(tmp_path):
     """A ``tickscope wire`` session has no host: its capture is what it measured. Two sessions read
     from one capture overlap like two copies of one host's session and are refused the same way."""
-    from test_wire import FIX_PORT, MD_PORT, md_frame, order, tcp_frame
-
+    from support.wire_frames import FIX_PORT, MD_PORT, md_frame, order, tcp_frame
     from tickscope.collectors import wire_synth as S
 
     packets, seq = [], 100
@@ -301,7 +300,7 @@ def run_limited(limit_mb: int, *args):
 
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "COLUMNS": "120"}  # a BLAS thread's stack counts too
     env.pop("TICKSCOPE_RING_DIR", None)
-    return subprocess.run([sys.executable, "-m", "tickscope.main", *args], capture_output=True, text=True,
+    return subprocess.run([*CLI, *args], capture_output=True, text=True,
                           timeout=600, env=env, preexec_fn=limit)  # fmt: skip
 
 

@@ -10,7 +10,6 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -18,8 +17,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import need_tool, run_cli
+from conftest import need_tool
 from support import QUIET, SUBJECT, free_port
+from support.cli import CLI, run_cli, start_cli
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.hdr import (
     BulkRecorder,
@@ -249,7 +249,7 @@ def test_two_hosts_fleet_p99_from_prometheus_and_from_merge_agree(tmp_path, prom
     prom = prometheus_for([f"{addr}:{port}" for _, _, addr in two_hosts])
     procs = []
     for ns, hostname, addr in two_hosts:
-        cmd = [sys.executable, "-m", "tickscope.main", "profile", "--duration", "6s", "--rate", "2k",
+        cmd = [*CLI, "profile", "--duration", "6s", "--rate", "2k",
                "--out", str(tmp_path / hostname), *QUIET, "--prometheus", f"{addr}:{port}",
                "--prometheus-hold", "10s"]  # fmt: skip
         # its own UTS namespace too, so each "host" has its own hostname (the host label and merge key)
@@ -279,12 +279,6 @@ HANG_GUARD_S = 90  # only ever a hang guard: the host is loaded, nothing here me
 
 def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job starts with Ctrl-C ignored
-
-
-def start_cli(*args) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "TICKSCOPE_RING_DIR"}
-    return subprocess.Popen([sys.executable, "-m", "tickscope.main", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)  # fmt: skip
 
 
 def scrape(port: int, method: str = "GET") -> http.client.HTTPResponse:
@@ -322,7 +316,7 @@ def test_half_a_request_held_open_blocks_neither_a_scrape_nor_the_end_of_the_run
     port = free_port()
     proc = start_cli("profile", "--duration", "3s", "--out", str(tmp_path / "s"), *QUIET, "--prometheus",
                      f"127.0.0.1:{port}", "--prometheus-linger", "1s", "--", *SUBJECT, "0", "--forever",
-                     "--rate", "2000")  # fmt: skip
+                     "--rate", "2000", columns=False, preexec_fn=_default_sigint)  # fmt: skip
     slow = []
     try:
         wait_serving(port, proc)
@@ -343,7 +337,7 @@ def test_half_a_request_held_open_blocks_neither_a_scrape_nor_the_end_of_the_run
 def test_sigterm_and_ctrl_c_end_a_run_that_a_slow_client_holds(tmp_path, sig):
     port = free_port()
     proc = start_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--prometheus", f"127.0.0.1:{port}",
-                     "--prometheus-linger", "1s", "--", *SUBJECT, "0", "--forever", "--rate", "2000")  # fmt: skip
+                     "--prometheus-linger", "1s", "--", *SUBJECT, "0", "--forever", "--rate", "2000", columns=False, preexec_fn=_default_sigint)  # fmt: skip
     slow = []
     try:
         wait_serving(port, proc, drained=True)
@@ -365,7 +359,7 @@ def test_connections_beyond_the_bound_are_closed_unserved_and_counted(tmp_path):
     (tmp_path / "rings").mkdir()
     port = free_port()
     proc = start_cli("live", str(tmp_path / "rings"), "--no-live", "--out", str(tmp_path / "s"), "--prometheus",
-                     f"127.0.0.1:{port}", "--prometheus-linger", "0s")  # fmt: skip
+                     f"127.0.0.1:{port}", "--prometheus-linger", "0s", columns=False, preexec_fn=_default_sigint)  # fmt: skip
     slow = []
     try:
         wait_serving(port, proc)
@@ -391,7 +385,7 @@ def test_a_thousand_concurrent_scrapes_are_mostly_answered_and_head_says_no_more
     (tmp_path / "rings").mkdir()
     port = free_port()
     proc = start_cli("live", str(tmp_path / "rings"), "--no-live", "--prometheus", f"127.0.0.1:{port}",
-                     "--prometheus-linger", "0s")  # fmt: skip
+                     "--prometheus-linger", "0s", columns=False, preexec_fn=_default_sigint)  # fmt: skip
     clients = 1000
 
     async def one() -> bool:

@@ -1,13 +1,13 @@
 """docs/session.schema.json holds for every kind of session tickscope writes: profiled, synthetic, merged."""
 
 import json
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from conftest import PROGRAMS, run_cli
+from support import QUIET, SUBJECT
+from support.cli import run_cli
 from tickscope.reports.synth import synth_session
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "session.schema.json").read_text())
@@ -32,8 +32,7 @@ def validate_session(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory):
     d = tmp_path_factory.mktemp("sessions")
-    out = run_cli("profile", "--duration", "20s", "--out", str(d / "profiled"), "--no-perf", "--no-hiccup",
-                  "--no-live", "--", sys.executable, str(PROGRAMS / "tick_subject.py"), "500", "--rate", "5000")  # fmt: skip
+    out = run_cli("profile", "--duration", "20s", "--out", str(d / "profiled"), *QUIET, "--", *SUBJECT, "500", "--rate", "5000")  # fmt: skip
     assert out.returncode == 0, out.stderr
     synth_session(d / "synthetic", intervals=3, per_interval=200)
     out = run_cli("merge", str(d / "merged"), str(d / "profiled"), str(d / "synthetic"))

@@ -18,8 +18,10 @@ import uuid
 
 import pytest
 
-from conftest import need_tool, needs_tool, run_cli
-from support import free_port
+from conftest import need_tool, needs_tool
+from support import QUIET, free_port
+from support.cli import CLI, run_cli
+from support.wire_frames import FIX_PORT, MD_PORT, SESSION, md_frame, mold, order, tcp_frame
 from tickscope.collectors import wire_synth as S
 from tickscope.collectors.wire import (
     LINKTYPE_LINUX_SLL,
@@ -37,28 +39,6 @@ from tickscope.collectors.wire import (
 )
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
-from tickscope.pipeline.fix import OrderTemplate
-
-MD_PORT, FIX_PORT = 40100, 40101
-SESSION = b"TESTSESS01"
-TEMPLATE = OrderTemplate("TRADER", "VENUE")
-
-
-def mold(seq: int, count: int) -> bytes:
-    msgs = [itch.order_delete(1, 0, 0, seq + i) for i in range(count)]
-    return itch.mold_packet(SESSION, seq, msgs)
-
-
-def order(clordid: bytes, seq: int = 1) -> bytes:
-    return TEMPLATE.encode(seq, clordid, b"AAPL", b"1", 100, b"10.0000")
-
-
-def md_frame(seq: int, count: int = 1) -> bytes:
-    return S.ethernet(S.ipv4("10.0.0.1", "10.0.0.2", 17, S.udp(5000, MD_PORT, mold(seq, count))))
-
-
-def tcp_frame(seq: int, payload: bytes, flags: int = 0x18) -> bytes:
-    return S.ethernet(S.ipv4("10.0.0.2", "10.0.0.3", 6, S.tcp(6000, FIX_PORT, seq, payload, flags)))
 
 
 def run_match(tmp_path, data: bytes, name="c.pcap", mapping=None):
@@ -381,7 +361,7 @@ def test_cli_matches_a_capture_larger_than_its_address_space_limit(tmp_path):
         limit = 256 << 20  # it passes at 160 MB here: Python, numpy and the libraries take ~110
         assert size > limit * 3 // 2
         env = {"OPENBLAS_NUM_THREADS": "1"}  # one BLAS thread: its stacks count against the limit too
-        r = subprocess.run(["prlimit", f"--as={limit}", "--", sys.executable, "-m", "tickscope.main", "wire",
+        r = subprocess.run(["prlimit", f"--as={limit}", "--", *CLI, "wire",
                             str(path), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o",
                             str(tmp_path / "s")], capture_output=True, text=True, timeout=600,
                            env={**__import__("os").environ, **env})  # fmt: skip
@@ -623,8 +603,7 @@ def test_read_capture_refuses_a_short_file(tmp_path):
 @needs_tcpdump
 def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
     out = tmp_path / "s"
-    r = run_cli("profile", "--capture", "--duration", "4s", "--rate", "5k", "--no-live", "--no-perf",
-                "--no-hiccup", "-o", str(out), timeout=300)  # fmt: skip
+    r = run_cli("profile", "--capture", "--duration", "4s", "--rate", "5k", *QUIET, "-o", str(out), timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "meta.json").read_text())
     cap = meta["capture"]
@@ -659,8 +638,7 @@ def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
 def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp_path):
     """The Rust trader's ClOrdIDs carry the trace id (TS<trace>-<n>) as the Python trader's do."""
     out = tmp_path / "s"
-    r = run_cli("profile", "--capture", "--trader", "rust", "--duration", "4s", "--rate", "5k", "--no-live",
-                "--no-perf", "--no-hiccup", "-o", str(out), timeout=900)  # fmt: skip
+    r = run_cli("profile", "--capture", "--trader", "rust", "--duration", "4s", "--rate", "5k", *QUIET, "-o", str(out), timeout=900)  # fmt: skip
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "meta.json").read_text())
     cap, c = meta["capture"], meta["capture"]["counters"]
@@ -729,8 +707,7 @@ def test_an_end_marker_that_never_reaches_the_capture_is_one_line_and_a_counter(
 
 def test_profile_capture_without_tcpdump_says_so_and_the_session_goes_on(tmp_path):
     out = tmp_path / "s"
-    r = run_cli("profile", "--capture", "--duration", "2s", "--rate", "2k", "--no-live", "--no-perf",
-                "--no-hiccup", "-o", str(out), timeout=300, env={"PATH": str(tmp_path)})  # fmt: skip
+    r = run_cli("profile", "--capture", "--duration", "2s", "--rate", "2k", *QUIET, "-o", str(out), timeout=300, env={"PATH": str(tmp_path)})  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "tcpdump not found: apt-get install tcpdump" in r.stderr
     assert json.loads((out / "summary.json").read_text())["tick_to_trade"]["count"] > 0
@@ -754,8 +731,7 @@ def _non_loopback_iface() -> str | None:
 def test_profile_capture_on_a_non_loopback_interface_says_there_is_no_end_marker(tmp_path):
     out = tmp_path / "s"
     iface = _non_loopback_iface()
-    r = run_cli("profile", "--capture", "--capture-iface", iface, "--duration", "2s", "--rate", "2k", "--no-live",
-                "--no-perf", "--no-hiccup", "-o", str(out), timeout=300)  # fmt: skip
+    r = run_cli("profile", "--capture", "--capture-iface", iface, "--duration", "2s", "--rate", "2k", *QUIET, "-o", str(out), timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "meta.json").read_text())["capture"]["end_marker"] is False
     assert f"{iface} is not loopback, so no end marker" in r.stderr
@@ -990,8 +966,7 @@ def test_profile_capture_with_a_websocket_feed_numbers_text_messages_as_the_trad
     from websockets.streams import StreamReader
 
     out = tmp_path / "s"
-    r = run_cli("profile", "--capture", "--feed", "ws", "--duration", "4s", "--rate", "5k", "--no-live",
-                "--no-perf", "--no-hiccup", "-o", str(out), timeout=300)  # fmt: skip
+    r = run_cli("profile", "--capture", "--feed", "ws", "--duration", "4s", "--rate", "5k", *QUIET, "-o", str(out), timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "meta.json").read_text())
     cap = meta["capture"]
@@ -1316,7 +1291,7 @@ def test_two_captures_piped_through_stdin_are_two_sources_for_merge(tmp_path):
     for i, first in enumerate((11, 12)):
         data = S.pcap([(10, md_frame(first)), _syn(), (20, tcp_frame(100, order(b"TS%d-1" % first)))])
         out = tmp_path / f"s{i}"
-        r = subprocess.run([sys.executable, "-m", "tickscope.main", "wire", "/dev/stdin", "--md", f"udp:{MD_PORT}",
+        r = subprocess.run([*CLI, "wire", "/dev/stdin", "--md", f"udp:{MD_PORT}",
                             "--orders", f"tcp:{FIX_PORT}", "-o", str(out)], input=data, capture_output=True,
                            timeout=120)  # fmt: skip
         assert r.returncode == 0, r.stderr

@@ -11,15 +11,15 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from conftest import need_tool, run_cli
-from support import free_port
-from tickscope.collectors.run.launch import build_rust_trader
+from support import QUIET, free_port
+from support.cli import run_cli
+from support.native import rust_trader_binary
+from support.pipeline import TRADER
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
@@ -30,14 +30,13 @@ GUARD_S = 60  # hang guard for every wait
 
 @pytest.fixture(scope="module")
 def rust_binary():
-    need_tool("cargo", install="apt-get install cargo")
-    return str(build_rust_trader())
+    return str(rust_trader_binary())
 
 
 @pytest.fixture(params=["python", pytest.param("rust", marks=pytest.mark.slow)])  # rust: a cargo build
 def trader_argv(request):
     if request.param == "python":
-        return [sys.executable, "-m", "tickscope.pipeline.trader"]
+        return TRADER
     return [request.getfixturevalue("rust_binary")]
 
 
@@ -444,7 +443,7 @@ def test_a_profile_whose_orders_go_unanswered_fails_naming_them(tmp_path):
     acc.start()
     try:
         r = run_cli("profile", "--fix-connect", f"127.0.0.1:{acc.port}", "--duration", "3s", "--rate", "2k",
-                    "--no-live", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s"), timeout=300)  # fmt: skip
+                    *QUIET, "--out", str(tmp_path / "s"), timeout=300)  # fmt: skip
     finally:
         acc.server.close()
         if acc.conn is not None:

@@ -4,34 +4,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import run_cli
-from support import free_port
+from support import QUIET, free_port
+from support.cli import run_cli, start_cli
+from support.pipeline import TRADER, VENUE, start_venue
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline import itch
 from tickscope.pipeline.book import BookSet
 from tickscope.pipeline.fix_session import FixSession
-
-
-def start_venue(*args):
-    md_port = free_port(socket.SOCK_DGRAM)
-    fix_port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tickscope.pipeline.venue", "--md-port", str(md_port),
-                             "--fix-port", str(fix_port), *args], stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", fix_port), timeout=0.2).close()
-            return proc, md_port, fix_port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"venue did not start: {proc.stderr.read()}")
 
 
 @pytest.fixture
@@ -162,12 +146,12 @@ def test_replaying_the_venues_own_itch_file_rebuilds_the_same_book(tmp_path):
     rx_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     rx_sock.bind(("127.0.0.1", 0))
     port = rx_sock.getsockname()[1]
-    live = subprocess.Popen([sys.executable, "-m", "tickscope.pipeline.venue", "--md-port", str(port), "--rate", "5000",
+    live = subprocess.Popen([*VENUE, "--md-port", str(port), "--rate", "5000",
                              "--duration", "1", "--write-itch", str(tmp_path / "day.itch")])  # fmt: skip
     rx_live, books_live = receive_feed(rx_sock)
     assert live.wait(10) == 0
     assert rx_live.stats.gaps == 0 and rx_live.stats.messages > 1000
-    replay = subprocess.Popen([sys.executable, "-m", "tickscope.pipeline.venue", "--md-port", str(port), "--rate",
+    replay = subprocess.Popen([*VENUE, "--md-port", str(port), "--rate",
                                "20000", "--replay", str(tmp_path / "day.itch"), "--duration", "5"])  # fmt: skip
     try:
         rx_replay, books_replay = receive_feed(rx_sock)
@@ -183,7 +167,7 @@ def test_replaying_the_venues_own_itch_file_rebuilds_the_same_book(tmp_path):
 
 def test_venue_refuses_a_replay_file_that_is_not_itch(tmp_path):
     (tmp_path / "x.itch").write_text("GET / HTTP/1.1\r\n\r\n")
-    out = subprocess.run([sys.executable, "-m", "tickscope.pipeline.venue", "--md-port", "9", "--replay",
+    out = subprocess.run([*VENUE, "--md-port", "9", "--replay",
                           str(tmp_path / "x.itch")], capture_output=True, text=True, timeout=30)  # fmt: skip
     assert out.returncode == 2 and "not an ITCH 5.0 file" in out.stderr and "Traceback" not in out.stderr
 
@@ -192,7 +176,7 @@ def test_trader_gives_up_on_a_venue_that_never_answers_logon():
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()
-    out = subprocess.run([sys.executable, "-m", "tickscope.pipeline.trader", "--md-port", str(free_port(socket.SOCK_DGRAM)),
+    out = subprocess.run([*TRADER, "--md-port", str(free_port(socket.SOCK_DGRAM)),
                           "--fix-port", str(silent.getsockname()[1]), "--logon-timeout", "1"],
                          capture_output=True, text=True, timeout=30)  # fmt: skip
     assert out.returncode == 2 and "never answered Logon" in out.stderr and "Traceback" not in out.stderr
@@ -200,8 +184,7 @@ def test_trader_gives_up_on_a_venue_that_never_answers_logon():
 
 @pytest.mark.parametrize("loop", ["busy", "asyncio"])
 def test_profile_of_the_bundled_pipeline_measures_every_stage(tmp_path, loop):
-    out = run_cli("profile", "--duration", "4s", "--rate", "5k", "--loop", loop, "--no-perf", "--no-hiccup",
-                  "--no-live", "--out", str(tmp_path / "s"), timeout=120)  # fmt: skip
+    out = run_cli("profile", "--duration", "4s", "--rate", "5k", "--loop", loop, *QUIET, "--out", str(tmp_path / "s"), timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     s = Session.load(tmp_path / "s")
     assert s.stages == ["wire_to_read", "feed", "book", "strategy", "risk", "encode", "send", "order_rtt"]
@@ -231,11 +214,9 @@ def test_profile_of_the_bundled_pipeline_measures_every_stage(tmp_path, loop):
 def test_a_killed_or_hung_up_profile_stops_the_pipeline_and_saves(tmp_path, sig):
     """A closed terminal (SIGHUP) or `kill` (SIGTERM) of tickscope itself: the venue and trader run
     in their own process groups, so tickscope must stop them, then save what it has."""
-    env = dict(os.environ)
-    env.pop("TICKSCOPE_RING_DIR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "profile", "--duration", "60s", "--rate", "5k",
-                             "--no-perf", "--no-hiccup", "--no-live", "--out", str(tmp_path / "s")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = start_cli(
+        "profile", "--duration", "60s", "--rate", "5k", *QUIET, "--out", str(tmp_path / "s"), columns=False
+    )
     log = tmp_path / "s" / "latency.hlog"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (log.exists() and log.read_text().count("\n") > 12):
@@ -263,7 +244,7 @@ def test_a_trader_stopped_mid_flow_counts_exactly_what_the_venue_received(tmp_pa
 
     venue, md_port, fix_port = start_venue("--rate", "5000", "--wait-logon")
     env = dict(os.environ, TICKSCOPE_RING_DIR=str(tmp_path))
-    trader = subprocess.Popen([sys.executable, "-m", "tickscope.pipeline.trader", "--md-port", str(md_port),
+    trader = subprocess.Popen([*TRADER, "--md-port", str(md_port),
                                "--fix-port", str(fix_port), "--loop", loop], env=env, stderr=subprocess.PIPE,
                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
     try:

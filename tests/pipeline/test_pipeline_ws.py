@@ -1,9 +1,7 @@
 """The Binance-style WebSocket feed: the documented book sync, the venue's publisher, and the
 trader against the real venue (and a real WebSocket server that sends garbage) over loopback."""
 
-import asyncio
 import base64
-import glob
 import hashlib
 import json
 import os
@@ -11,15 +9,15 @@ import random
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from test_pipeline_venue import start_venue
 
-from conftest import run_cli
-from support import free_port
+from support import QUIET, free_port
+from support.cli import run_cli
+from support.hostile import BadEventsServer
+from support.pipeline import TRADER, start_venue, trader_stats
 from tickscope.collectors.session import Session
 from tickscope.pipeline.binance import (
     DepthPublisher,
@@ -134,15 +132,9 @@ def test_a_malformed_level_changes_nothing():
         levels([["100.5", "3"], ["oops", "1"]])
 
 
-def trader_stats(ring_dir):
-    (path,) = glob.glob(str(ring_dir / "trader.*.stats.json"))
-    with open(path) as f:
-        return json.load(f)
-
-
 def run_trader(ring_dir, fix_port, ws_url, *args, timeout=60):
     env = dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir))
-    return subprocess.run([sys.executable, "-m", "tickscope.pipeline.trader", "--feed", "ws", "--ws-url", ws_url,
+    return subprocess.run([*TRADER, "--feed", "ws", "--ws-url", ws_url,
                            "--fix-port", str(fix_port), *args], env=env, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
 
@@ -188,42 +180,6 @@ GARBAGE = ["{oops", '{"e": "depthUpdate", "s": "AAPL", "U": 1}', '{"e": "depthUp
            '"b": [], "a": []}', '{"e": "depthUpdate", "s": "AAPL", "U": 1, "u": 2, "b": [["x", "1"]], "a": []}']  # fmt: skip
 
 
-class BadEventsServer(threading.Thread):
-    """A real WebSocket server: a snapshot for AAPL (an error for any other symbol), then the events
-    ``bad`` no exchange should send, one good AAPL event, and a close."""
-
-    def __init__(self, port: int, bad: list[str]):
-        super().__init__(daemon=True)
-        self.port, self.bad = port, bad
-        self.ready = threading.Event()
-
-    def run(self):
-        asyncio.run(self.main())
-
-    async def main(self):
-        from websockets.asyncio.server import serve
-
-        async def handler(ws):
-            async for text in ws:
-                req = json.loads(text)
-                if req["method"] == "SUBSCRIBE":
-                    await ws.send(json.dumps({"result": None, "id": req["id"]}))
-                elif req["params"]["symbol"] == "AAPL":
-                    await ws.send(json.dumps({"id": req["id"], "status": 200, "result": {
-                        "lastUpdateId": 10, "bids": [["100.00", "5"]], "asks": [["100.10", "5"]]}}))  # fmt: skip
-                    for bad in self.bad:
-                        await ws.send(bad)
-                    await ws.send('{"e":"depthUpdate","s":"AAPL","U":11,"u":11,"b":[["100.00","7"]],"a":[]}')
-                    await ws.close()
-                    return
-                else:
-                    await ws.send(json.dumps({"id": req["id"], "status": 400, "error": {"code": -1121}}))
-
-        async with serve(handler, "127.0.0.1", self.port, max_size=None):
-            self.ready.set()
-            await asyncio.sleep(60)
-
-
 def test_trader_counts_malformed_events_keeps_going_and_stops_when_the_feed_closes(tmp_path):
     ws_port = free_port()
     server = BadEventsServer(ws_port, GARBAGE)
@@ -259,8 +215,7 @@ def test_trader_gives_up_on_a_websocket_feed_that_is_not_there(tmp_path):
 
 
 def test_profile_with_the_websocket_feed_measures_every_stage(tmp_path):
-    out = run_cli("profile", "--feed", "ws", "--duration", "4s", "--rate", "3k", "--no-live", "--no-perf",
-                  "--no-hiccup", "--out", str(tmp_path / "s"), timeout=90)  # fmt: skip
+    out = run_cli("profile", "--feed", "ws", "--duration", "4s", "--rate", "3k", *QUIET, "--out", str(tmp_path / "s"), timeout=90)  # fmt: skip
     assert out.returncode == 0, out.stderr
     s = Session.load(tmp_path / "s")
     summary = s.summary()

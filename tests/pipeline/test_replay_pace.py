@@ -5,26 +5,17 @@ import json
 import re
 import socket
 import subprocess
-import sys
 
 import pytest
 
-from conftest import need_tool, run_cli
+from conftest import need_tool
+from support import QUIET, free_port
+from support.cli import run_cli
+from support.pipeline import VENUE
+from support.replay import GAPS_NS, T0, recorded
 from tickscope.collectors.session import Session
 from tickscope.pipeline import itch
 from tickscope.pipeline.replay import parse_speed, plan, timestamp
-
-T0 = 34_200_000_000_000  # 09:30:00 in ns since midnight
-# Uneven gaps (1 us .. 40 ms) spanning 0.3 s: a pace that only looked at the mean would not match.
-GAPS_NS = [1_000, 40_000_000, 7_000_000, 0, 13_000_000, 250_000, 39_000_000, 999] * 5
-
-
-def recorded() -> list[bytes]:
-    ts, msgs = T0, [itch.stock_directory(1, 0, T0, "AAPL")]
-    for i, gap in enumerate(GAPS_NS):
-        ts += gap
-        msgs.append(itch.add_order(1, 0, ts, i + 1, b"B", 100, "AAPL", 1_000_000 + i))
-    return msgs
 
 
 def test_the_plan_spans_the_file_divided_by_the_speed_exactly():
@@ -63,11 +54,11 @@ def test_bad_speed_is_refused(text):
 
 
 def _venue(tmp_path, src, speed):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # the packets land in a closed port: only the sender's plan matters here
+    port = free_port(
+        socket.SOCK_DGRAM
+    )  # the packets land in a closed port: only the sender's plan matters here
     out = tmp_path / f"sent-{speed}.itch"
-    r = subprocess.run([sys.executable, "-m", "tickscope.pipeline.venue", "--md-port", str(port), "--replay", str(src),
+    r = subprocess.run([*VENUE, "--md-port", str(port), "--replay", str(src),
                         "--speed", speed, "--write-itch", str(out), "--duration", "120", "--logout-grace", "0"],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -96,10 +87,8 @@ def test_the_venue_stamps_each_packet_with_the_file_pace_times_the_speed(tmp_pat
 def test_a_file_without_timestamps_is_refused_and_backwards_ones_are_counted(tmp_path):
     flat = tmp_path / "flat.itch"
     itch.write_itch_file(flat, [itch.add_order(1, 0, 0, i, b"B", 1, "AAPL", 1) for i in range(5)])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    r = subprocess.run([sys.executable, "-m", "tickscope.pipeline.venue", "--md-port", str(port), "--replay",
+    port = free_port(socket.SOCK_DGRAM)
+    r = subprocess.run([*VENUE, "--md-port", str(port), "--replay",
                         str(flat), "--speed", "1x", "--duration", "60"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and "no timestamps to pace by" in r.stderr and "Traceback" not in r.stderr
     back = tmp_path / "back.itch"
@@ -134,7 +123,7 @@ def test_profile_says_what_the_replay_cannot_pace_before_it_starts(tmp_path):
     msgs = recorded()
     msgs.insert(4, itch.add_order(1, 0, T0 - 1, 77, b"S", 1, "AAPL", 1))
     itch.write_itch_file(back, msgs)
-    r = run_cli("profile", "--duration", "3s", "--no-live", "--no-perf", "--no-hiccup", "--replay", str(back),
+    r = run_cli("profile", "--duration", "3s", *QUIET, "--replay", str(back),
                 "--speed", "max", "--out", str(tmp_path / "b"), timeout=180)  # fmt: skip
     assert "warning: replay" in r.stderr and "1 timestamps went backwards" in r.stderr, r.stderr
 
@@ -153,7 +142,7 @@ def test_under_replay_the_venue_trades_the_instruments_the_file_lists(tmp_path, 
                  symbol, 1_000_000), itch.add_order(locate, 0, ts, 2 * locate + 1, b"S", 100, symbol, 1_000_100)]  # fmt: skip
     itch.write_itch_file(tmp_path / "day.itch", msgs)
     r = run_cli("profile", "--trader", trader, "--replay", str(tmp_path / "day.itch"), "--speed", "max", "--duration",
-                "20s", "--no-live", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
+                "20s", *QUIET, "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr
     session = Session.load(tmp_path / "s")
     stats = session.meta["subject_stats"]["trader"]

@@ -10,16 +10,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_hostile_input import (
+
+from conftest import needs_tool
+from support import QUIET, free_port
+from support.cli import run_cli
+from support.hostile import (
     HostileVenue,
     assert_exit_unanswered,
     assert_hostile_fix_and_udp_answered,
     hostile_fix_peer,
     run_trader_against_hostile_peers,
 )
-
-from conftest import needs_tool, run_cli
-from support import free_port
+from support.native import rust_trader_binary
 from tickscope.collectors.run.cargo import build_root
 from tickscope.collectors.run.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error
 from tickscope.collectors.session import Session
@@ -33,7 +35,7 @@ PYTHON_STAGES = [p.stage for p in TICK_POINTS if p.stage] + ["send", "order_rtt"
 
 @pytest.fixture(scope="module")
 def rust_trader():
-    return build_rust_trader()
+    return rust_trader_binary()
 
 
 @pytest.mark.slow  # cargo builds
@@ -49,8 +51,7 @@ def test_cargo_unit_tests_pass():
 @pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_profile_of_the_rust_trader_has_the_python_stages_and_accounts_for_every_order(tmp_path, rust_trader):
-    out = run_cli("profile", "--trader", "rust", "--duration", "4s", "--rate", "5k", "--no-perf", "--no-hiccup",
-                  "--no-live", "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
+    out = run_cli("profile", "--trader", "rust", "--duration", "4s", "--rate", "5k", *QUIET, "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     s = Session.load(tmp_path / "s")
     assert s.stages == PYTHON_STAGES
@@ -89,7 +90,7 @@ def test_a_rust_trader_run_shorter_than_a_second_still_calibrates_over_heartbeat
              for i in range(3000)]  # fmt: skip
     itch.write_itch_file(tmp_path / "short.itch", msgs)
     out = run_cli("profile", "--trader", "rust", "--replay", str(tmp_path / "short.itch"), "--speed", "1x",
-                  "--duration", "20s", "--no-perf", "--no-hiccup", "--no-live", "--out", str(tmp_path / "s"))  # fmt: skip
+                  "--duration", "20s", *QUIET, "--out", str(tmp_path / "s"))  # fmt: skip
     assert out.returncode == 0 and "tsp_heartbeat" not in out.stderr, out.stderr
     rings = Session.load(tmp_path / "s").meta["rings"]
     assert len(rings) == 2 and all(r["tsc"]["calibration"] == "heartbeats" for r in rings), rings
@@ -231,8 +232,7 @@ def test_fix_connect_sends_the_rust_traders_orders_to_another_acceptor(tmp_path,
     run fails naming them (the trader's exit 3)."""
     acceptor = HostileVenue([])
     acceptor.start()
-    out = run_cli("profile", "--trader", "rust", "--duration", "3s", "--rate", "5k", "--no-perf", "--no-hiccup",
-                  "--no-live", "--fix-connect", f"127.0.0.1:{acceptor.port}", "--out", str(tmp_path / "s"),
+    out = run_cli("profile", "--trader", "rust", "--duration", "3s", "--rate", "5k", *QUIET, "--fix-connect", f"127.0.0.1:{acceptor.port}", "--out", str(tmp_path / "s"),
                   timeout=600)  # fmt: skip
     acceptor.server.close()
     assert out.returncode == 2 and "orders never answered" in out.stderr, out.stdout + out.stderr
@@ -259,7 +259,7 @@ def test_a_cargo_killed_by_a_signal_is_named_in_one_line(tmp_path):
     """A cargo killed by a signal (the OOM killer, a kill -9) was "failed: no output"."""
     path = fake_cargo(tmp_path, 'echo "   Compiling tickscope-trader v0.1.0" >&2\nkill -9 $$\n')
     r = run_cli("profile", "--trader", "rust", "--duration", "1s", "--out", str(tmp_path / "s"),
-                "--no-perf", "--no-hiccup", "--no-live", env={"PATH": path, "XDG_CACHE_HOME": str(tmp_path / "cache")})  # fmt: skip
+                *QUIET, env={"PATH": path, "XDG_CACHE_HOME": str(tmp_path / "cache")})  # fmt: skip
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert "killed by SIGKILL (last: Compiling tickscope-trader v0.1.0)" in r.stderr, r.stderr
     assert not (tmp_path / "s").exists()

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, need_tool, run_cli
+from conftest import need_tool
+from support import PROGRAMS, QUIET
+from support.cli import run_cli
 from tickscope.collectors.rings.clocks import fit_tsc
 from tickscope.collectors.rings.collector import Collector
 from tickscope.collectors.rings.reader import RingReader, find_rings
@@ -113,7 +115,7 @@ def test_every_header_constant_equals_its_layout_twin(tmp_path):
 
 def test_c_stages_subject_profiled_with_its_declared_stages_and_trade_point(tmp_path):
     exe = build_like_a_user("gcc", EXAMPLES / "c_stages.c", tmp_path / "c_stages", "-std=c11", "-pedantic")
-    out = run_cli("profile", "--out", str(tmp_path / "s"), "--no-perf", "--no-hiccup", "--no-live", "--",
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--",
                   str(exe), "3000", "20000")  # fmt: skip
     assert out.returncode == 0, out.stderr
     s = Session.load(tmp_path / "s")

@@ -12,7 +12,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import needs_tool, run_cli
+from conftest import needs_tool
+from support import QUIET
+from support.cli import run_cli
+from support.native import rust_example
 from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, summarize
 
 KEYS = ("count", "min", "p50", "p90", "p99", "p99_9", "max")
@@ -31,7 +34,7 @@ def c_two_rings_ticks(traces: int) -> dict[str, np.ndarray]:
 
 def profile(tmp_path, *cmd, duration="120s"):
     out = tmp_path / "session"
-    r = run_cli("profile", "--no-live", "--no-perf", "--no-hiccup", "--duration", duration, "--out", str(out),
+    r = run_cli("profile", *QUIET, "--duration", duration, "--out", str(out),
                 "--fail-on-drops", "--", *map(str, cmd), timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     load = lambda name: json.loads((out / name).read_text())  # noqa: E731
@@ -116,9 +119,7 @@ def rust_ticks(traces: int) -> dict[str, np.ndarray]:
 def test_rust_a_stage_across_rings_is_exact(tmp_path, shape, heartbeat_every):
     """A TickWriter feed thread hands each trace to a PointWriter order thread (or process, through
     a pipe): ``send`` spans the two rings."""
-    from tickscope.collectors.bench import build_rust
-
-    exe, traces = build_rust("rust_writer"), 20000
+    exe, traces = rust_example("rust_writer"), 20000
     if shape == "threads":
         cmd = [exe, "threads", traces, heartbeat_every]
     else:

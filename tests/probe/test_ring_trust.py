@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conftest import PROGRAMS, run_cli
+from support import PROGRAMS, QUIET
+from support.cli import run_cli, start_cli
 from tickscope.collectors.rings.collector import Collector
 from tickscope.collectors.rings.reader import RingFormatError, RingReader, find_rings
 from tickscope.collectors.session import Session, SessionWriter
@@ -174,7 +175,7 @@ GOING_BAD = {"dropped": "impossible counters", "head": "impossible counters",
 def test_profile_survives_a_ring_going_bad_mid_run(tmp_path, which):
     out, ring_dir_file = tmp_path / "s", tmp_path / "ring_dir"
     subject = [sys.executable, str(PROGRAMS / "corrupting_subject.py"), which, str(ring_dir_file)]
-    res = run_cli("profile", "--duration", "60s", "--no-live", "--no-perf", "--no-hiccup", "--out", str(out),
+    res = run_cli("profile", "--duration", "60s", *QUIET, "--out", str(out),
                   "--", *subject)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "quarantined ring" in res.stderr and GOING_BAD[which] in res.stderr
@@ -193,9 +194,7 @@ def test_live_survives_a_writer_truncating_its_ring_under_the_mapping(tmp_path):
     (exit -7, no summary, session left running). Now the ring is quarantined with one line."""
     rings, out, ring_dir_file = tmp_path / "rings", tmp_path / "s", tmp_path / "ring_dir"
     rings.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "TICKSCOPE_RING_DIR"}
-    live = subprocess.Popen([sys.executable, "-m", "tickscope.main", "live", str(rings), "--no-live", "--out",
-                             str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    live = start_cli("live", str(rings), "--no-live", "--out", str(out), columns=False)
     try:
         subject = subprocess.run([sys.executable, str(PROGRAMS / "corrupting_subject.py"), "truncated",
                                   str(ring_dir_file)], env={**os.environ, "TICKSCOPE_RING_DIR": str(rings)},
@@ -345,7 +344,7 @@ def test_profile_fail_on_drops_is_exit_1_and_names_the_fix(tmp_path):
         "    os.kill(os.getppid(), signal.SIGCONT)\n"
         "w.close()\n"
     )
-    args = ["profile", "--duration", "60s", "--no-live", "--no-perf", "--no-hiccup"]
+    args = ["profile", "--duration", "60s", *QUIET]
     for flags, code in (([], 0), (["--fail-on-drops"], 1)):
         res = run_cli(*args, *flags, "--out", str(tmp_path / f"s{code}"), "--", sys.executable, str(program))
         assert res.returncode == code, res.stderr

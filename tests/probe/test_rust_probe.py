@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PROGRAMS, needs_tool, run_cli
-from support import QUIET
-from tickscope.collectors.bench import bench_rust_probe, build_rust, rust_crate
+from conftest import needs_tool
+from support import PROGRAMS, QUIET
+from support.cli import run_cli
+from support.native import rust_example
+from tickscope.collectors.bench import bench_rust_probe, rust_crate
 from tickscope.collectors.rings.clocks import fit_tsc, tsc_facts
 from tickscope.collectors.rings.host_tsc import host_tsc_domain
 from tickscope.collectors.rings.reader import RingReader, find_rings
@@ -36,7 +38,7 @@ def span(i, k):
 
 @pytest.fixture(scope="module")
 def rust_writer():
-    return build_rust("rust_writer")
+    return rust_example("rust_writer")
 
 
 def run_writer(exe, ring_dir, *args, check=True):
@@ -244,7 +246,7 @@ def test_unwritable_ring_directory_is_a_one_line_error_naming_it(rust_writer, tm
 @pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_a_build_without_probes_writes_nothing(ring_dir):
-    exe = build_rust("rust_writer", probes=False)
+    exe = rust_example("rust_writer", probes=False)
     stats = run_writer(exe, ring_dir, "live", 100)
     assert (stats["produced"], stats["written"], stats["dropped"]) == ("400", "0", "0"), (
         "400 records returned"

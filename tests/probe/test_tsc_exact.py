@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from support.cli import run_cli
 from tickscope.collectors.rings.clocks import TscCalibration, fit_tsc
 from tickscope.collectors.rings.collector import Collector
 from tickscope.collectors.rings.correlate import TICK_TO_DECISION, TICK_TO_TRADE, Correlator, TraceSchema

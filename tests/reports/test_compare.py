@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hdrh.log import HistogramLogWriter
 
-from conftest import run_cli
+from support.cli import CLI, run_cli
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.hdr import new_histogram
 from tickscope.reports.analysis.compare import (
@@ -315,13 +315,12 @@ def test_a_reader_that_goes_away_does_not_turn_the_verdict_into_a_regression(ses
     exits 1 when stdout's pipe breaks. The verdict's own code must come through."""
     import os
     import subprocess
-    import sys
 
     base, same = str(sessions["same"][0]), str(sessions["same"][1])
     whole = run_cli("compare", base, same)
     assert whole.returncode in (0, 3), whole.stdout
     r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-m", "tickscope.main", "compare", base, same], stdout=w,
+    proc = subprocess.Popen([*CLI, "compare", base, same], stdout=w,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     os.close(w)
     os.close(r)  # the reader is gone before the first line (head -1 after its line, a dead tee)

@@ -3,12 +3,12 @@ Chromium with JavaScript on (every chart drew, no console errors), and in Perfet
 
 import json
 import re
-import subprocess
 import time
 
 import pytest
 
-from conftest import need_tool, run_cli
+from support.chromium import chromium, headless
+from support.cli import run_cli
 from tickscope.collectors.rings.collector import Collector
 from tickscope.collectors.session import Session, SessionWriter
 from tickscope.probe import Point, TickWriter
@@ -16,17 +16,6 @@ from tickscope.reports.synth import synth_session
 
 EVIL_POINT = "<script>alert(1)</script>"
 EVIL_STAGE = "<img src=x onerror=alert(2)>"
-
-
-def chromium() -> str:
-    return need_tool("chromium", "chromium-browser", "google-chrome", install="apt-get install chromium")
-
-
-def headless(exe, tmp_path, *args, url):
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'chrome-profile'}", "--virtual-time-budget=15000", *args, url]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 def record_evil_session(ring_dir, out, ticks=400, intervals=3):

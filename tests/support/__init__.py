@@ -1,11 +1,17 @@
-"""Harness pieces the test files share: the subject they profile, the flags that keep a run quiet,
-and loopback ports. Fixtures and tool checks live in conftest.py; this is plain importable code
-(``from support import ...``, found the same way as ``conftest``: pytest puts tests/ on sys.path)."""
+"""Harness pieces the test files share, as plain importable code (``from support import ...``;
+pytest puts tests/ on sys.path for conftest.py, and this package is found the same way). Here: the
+subject a test profiles, the flags that keep a run quiet, and loopback ports. Beside it, each module
+says what it holds: ``cli`` (the CLI as a process), ``pipeline`` (the bundled venue and trader),
+``hostile`` (peers and packets no venue should send), ``native`` (gcc/cargo builds of test
+subjects), ``chromium``, ``replay`` (a recorded ITCH day), ``wire_frames`` (captured frames built
+by hand). Fixtures and tool checks live in conftest.py. Nothing here imports a test module."""
 
 import socket
 import sys
+from pathlib import Path
 
-from conftest import PROGRAMS
+TESTS = Path(__file__).resolve().parent.parent
+PROGRAMS = TESTS / "programs"  # small subjects the tests run as processes
 
 # The bundled test subject: a probed tick loop (``tick_subject.py N [--rate ...]``).
 SUBJECT = [sys.executable, str(PROGRAMS / "tick_subject.py")]

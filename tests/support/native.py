@@ -1,0 +1,33 @@
+"""Native test subjects built once per process: the C examples (gcc), the Rust probe crate's
+examples and the Rust trader (cargo). Each checks its tool first (``need_tool``: a skip outside
+CI, a failure under it) and builds where the product builds, so a second call is quick."""
+
+from pathlib import Path
+
+from conftest import need_tool
+
+CARGO = "apt-get install cargo"
+
+
+def c_example(name: str, out_dir: Path) -> Path:
+    """``probe/examples/<name>`` compiled against the C header into ``out_dir``."""
+    from tickscope.collectors.bench import build_c
+
+    need_tool("gcc", "cc", install="apt-get install gcc")
+    return build_c(name, out_dir)
+
+
+def rust_example(name: str, probes: bool = True) -> Path:
+    """``probe/rust/examples/<name>.rs`` built with cargo (``probes=False``: the crate's probes off)."""
+    from tickscope.collectors.bench import build_rust
+
+    need_tool("cargo", install=CARGO)
+    return build_rust(name, probes=probes)
+
+
+def rust_trader_binary() -> Path:
+    """The Rust reference trader (``pipeline/rust_trader``), built as ``profile --trader rust`` does."""
+    from tickscope.collectors.run.launch import build_rust_trader
+
+    need_tool("cargo", install=CARGO)
+    return build_rust_trader()
