@@ -193,7 +193,7 @@ def test_two_wire_sessions_of_one_capture_are_one_source_and_not_counted_twice(t
     from one capture overlap like two copies of one host's session and are refused the same way."""
     from test_wire import FIX_PORT, MD_PORT, md_frame, order, tcp_frame
 
-    from tickscope.collectors import wire_synth as S
+    from support import wire_synth as S
 
     packets, seq = [], 100
     for i in range(30):  # 3 s of market data and orders, a tick-to-trade of 40 us each

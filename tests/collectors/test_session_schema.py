@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from conftest import PROGRAMS, run_cli
-from tickscope.reports.synth import synth_session
+from support.synth import synth_session
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "session.schema.json").read_text())
 PARTS = ("meta", "summary", "slowest")

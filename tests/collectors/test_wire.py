@@ -20,7 +20,7 @@ import pytest
 
 from conftest import need_tool, needs_tool, run_cli
 from support import free_port
-from tickscope.collectors import wire_synth as S
+from support import wire_synth as S
 from tickscope.collectors.wire import (
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
