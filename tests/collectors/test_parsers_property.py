@@ -346,7 +346,7 @@ def test_levels_of_anything_is_a_list_of_levels_or_one_feed_error(value):
     assert all(type(p) is int and type(q) is int and p >= 0 and q >= 0 for p, q in out)
 
 
-# -- the wire side (collectors/wire.py) frames as these receivers do -----------------------------------
+# -- the wire side (collectors/wire/) frames as these receivers do ------------------------------------
 # `tickscope wire` may not import the pipeline (layers), so it has its own FIX and MoldUDP64 framing:
 # these pin it to the venue's FixStream and the trader's MoldReceiver, byte for byte.
 def _corrupt(raw: bytes, how: int) -> bytes:
