@@ -28,13 +28,17 @@ where it stops reading, a line in ``warnings``.
 
 Modules, in the order a packet meets them:
 
-``files``       capture files opened by their magic, read whole or in chunks (``read_chunks``)
-``pcap``, ``pcapng``  the two formats' streams: records or blocks -> ``Capture`` (``capture``)
-``headers``     link, IP, UDP and TCP headers of all packets at once; ``fragments``: IP reassembly
-``mold``        MoldUDP64 market data; ``websocket``: WebSocket market data over ``tcp``
-``tcp``         one TCP direction reassembled, FIX frames cut from it; ``fix``: the frame checks
-                (a copy of pipeline/fix.py's) and the ClOrdID mapping
-``marker``      the end marker ``profile --capture`` writes; ``endpoints``: ``--md``/``--orders``
+``files``       a capture file opened by its magic, read whole or in chunks (``read_chunks``)
+``pcap``        pcap records -> ``Capture`` (``capture``: the chunk type and ``WireError``)
+``pcapng``      pcapng blocks, sections and interfaces -> ``Capture``
+``headers``     link, IP, UDP and TCP headers of all packets at once
+``fragments``   IP datagrams reassembled from their fragments
+``mold``        MoldUDP64 market data on UDP
+``tcp``         one TCP direction reassembled, FIX frames cut from it
+``fix``         FIX frame checks (a copy of pipeline/fix.py's) and the ClOrdID -> trace id mapping
+``websocket``   WebSocket market data over TCP, text messages numbered as the feed handler does
+``marker``      the end marker ``profile --capture`` writes
+``endpoints``   ``--md``/``--orders``: a transport, a port, a protocol
 ``matcher``     ``WireMatcher``: chunks in, both points per trace and their join out (``traces``)
 ``session``     a session directory from a match
 
