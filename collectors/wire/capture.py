@@ -39,5 +39,5 @@ class Capture:
         return int(self.ts_ns.size)
 
 
-def _count(counters: dict[str, int], name: str, n: int = 1) -> None:
+def add_count(counters: dict[str, int], name: str, n: int = 1) -> None:
     counters[name] = counters.get(name, 0) + n

@@ -9,7 +9,7 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-from .capture import Capture, WireError, _count
+from .capture import Capture, WireError, add_count
 from .pcap import PCAP_MAGIC_NS, PCAP_MAGIC_US, PcapStream
 from .pcapng import PCAPNG_SHB, PcapngStream
 
@@ -86,6 +86,6 @@ def read_capture(path: str | Path) -> Capture:
     cap = stream.push(data)
     end = stream.close()  # a truncated pcap header raises, a truncated last record is counted
     for k, v in end.counters.items():
-        _count(cap.counters, k, v)
+        add_count(cap.counters, k, v)
     cap.warnings += end.warnings
     return cap

@@ -22,7 +22,7 @@ MAX_FIX_MESSAGE = 64 * 1024  # bytes without a CheckSum field after which the re
 FIX44_HEAD = b"8=FIX.4.4\x019="  # the usual header: checked without the regex
 
 
-def _by_body_length(buf: bytearray, pos: int) -> tuple[int, int]:
+def frame_by_body_length(buf: bytearray, pos: int) -> tuple[int, int]:
     """(end, body start) of the frame at ``pos`` when its BodyLength is at most 9 digits and points
     at a complete ``10=NNN<SOH>``; (0, 0) otherwise (``FixStream._by_body_length``)."""
     if buf.startswith(FIX44_HEAD, pos):

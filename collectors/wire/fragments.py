@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 
-from .capture import _count
+from .capture import add_count
 
 
 class _Datagram:
@@ -45,7 +45,7 @@ class IpReassembly:
             version, proto) -> list[tuple[int, bytes, int]]:  # fmt: skip
         """Fragments of one chunk -> (index of the completing fragment, the datagram as a raw IP
         packet, its stamp) per datagram completed."""
-        _count(self.counters, "packets_ip_fragments", int(idx.size))
+        add_count(self.counters, "packets_ip_fragments", int(idx.size))
         out = []
         cols = (idx, addr, addr_len, offset, more, ident, start, stop, version, proto, ts_ns[idx])
         for i, a, alen, off, mf, ident_, p, pend, ver, nxt, ts in zip(
@@ -62,7 +62,7 @@ class IpReassembly:
             at = bisect.bisect_left(d.offsets, off)
             same = d.pieces.get(off)
             if same is not None and same[0] == piece:
-                _count(self.counters, "ip_fragments_repeated")
+                add_count(self.counters, "ip_fragments_repeated")
                 continue
             last_end = d.offsets[-1] + len(d.pieces[d.offsets[-1]][0]) if d.offsets else 0
             if (end > self.MAX_DATAGRAM or (mf and len(piece) % 8) or (mf and d.total is not None and end > d.total)
@@ -94,7 +94,7 @@ class IpReassembly:
                 head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + d.total, 0, 0, 64, d.proto, 0, src, dst)
             else:
                 head = struct.pack(">IHBB16s16s", 6 << 28, d.total, d.proto, 64, src, dst)
-            _count(self.counters, "ip_datagrams_reassembled")
+            add_count(self.counters, "ip_datagrams_reassembled")
             out.append((i, head + body, d.pieces[0][1]))
         return out
 
@@ -105,8 +105,8 @@ class IpReassembly:
 
     def _drop(self, key: bytes, why: str) -> None:
         self._forget(key)
-        _count(self.counters, why)
-        _count(self.counters, "ip_datagrams_incomplete")
+        add_count(self.counters, why)
+        add_count(self.counters, "ip_datagrams_incomplete")
 
     def _expire(self, now: int) -> None:
         while self.datagrams:

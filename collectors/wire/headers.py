@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .capture import PAD, Capture, _count
+from .capture import PAD, Capture, add_count
 from .fragments import IpReassembly
 
 # Link types (https://www.tcpdump.org/linktypes.html)
@@ -38,17 +38,17 @@ class Headers:
     addr_len: np.ndarray
 
 
-def _u8(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def u8(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return buf[np.minimum(idx, buf.size - 8)].astype(np.int64)
 
 
-def _be16(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def be16(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
     idx = np.minimum(idx, buf.size - 8)
     return (buf[idx].astype(np.int64) << 8) | buf[idx + 1]
 
 
-def _be32(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return (_be16(buf, idx) << 16) | _be16(buf, idx + 2)
+def be32(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return (be16(buf, idx) << 16) | be16(buf, idx + 2)
 
 
 def decode_headers(cap: Capture, counters: dict[str, int], warnings: list[str],
@@ -63,7 +63,7 @@ def decode_headers(cap: Capture, counters: dict[str, int], warnings: list[str],
     if frag is None:
         return hdr
     if fragments is None:
-        _count(counters, "packets_ip_fragments", int(frag[0].size))
+        add_count(counters, "packets_ip_fragments", int(frag[0].size))
         return hdr
     whole = fragments.add(cap.data, cap.ts_ns, *frag)
     if not whole:
@@ -76,11 +76,11 @@ def decode_headers(cap: Capture, counters: dict[str, int], warnings: list[str],
     cap.data = cap.data + b"".join(packets) + bytes(PAD)
     cap.ts_ns[at] = [t for _, _, t in whole]
     buf = np.frombuffer(cap.data, dtype=np.uint8)
-    versions = _u8(buf, offsets) >> 4
+    versions = u8(buf, offsets) >> 4
     mini, again = _ip_layer(buf, np.where(versions == 4, ETHERTYPE_IPV4, ETHERTYPE_IPV6), offsets,
                             offsets + lengths, counters)  # fmt: skip
     if again is not None:  # a fragment header inside a reassembled datagram: no receiver nests them
-        _count(counters, "packets_malformed_headers", int(again[0].size))
+        add_count(counters, "packets_malformed_headers", int(again[0].size))
     for name in Headers.__dataclass_fields__:
         getattr(hdr, name)[at] = getattr(mini, name)
     return hdr
@@ -94,24 +94,24 @@ def _link_layer(buf: np.ndarray, cap: Capture, counters: dict[str, int], warning
     l3 = np.zeros(n, dtype=np.int64)
 
     def version_ethertype(at: np.ndarray) -> np.ndarray:
-        ver = _u8(buf, at) >> 4
+        ver = u8(buf, at) >> 4
         return np.where(ver == 4, ETHERTYPE_IPV4, np.where(ver == 6, ETHERTYPE_IPV6, 0))
 
     eth = lt == LINKTYPE_ETHERNET
     if eth.any():
-        et = _be16(buf, off + 12)
+        et = be16(buf, off + 12)
         at = off + 14
         for _ in range(2):  # 802.1Q and QinQ tags
             tagged = (et == ETHERTYPE_VLAN) | (et == ETHERTYPE_QINQ)
-            et = np.where(tagged, _be16(buf, at + 2), et)
+            et = np.where(tagged, be16(buf, at + 2), et)
             at = np.where(tagged, at + 4, at)
         ethertype[eth], l3[eth] = et[eth], at[eth]
     sll = lt == LINKTYPE_LINUX_SLL
     if sll.any():
-        ethertype[sll], l3[sll] = _be16(buf, off + 14)[sll], (off + 16)[sll]
+        ethertype[sll], l3[sll] = be16(buf, off + 14)[sll], (off + 16)[sll]
     sll2 = lt == LINKTYPE_LINUX_SLL2
     if sll2.any():
-        ethertype[sll2], l3[sll2] = _be16(buf, off)[sll2], (off + 20)[sll2]
+        ethertype[sll2], l3[sll2] = be16(buf, off)[sll2], (off + 20)[sll2]
     raw = np.isin(lt, (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *DLT_RAW_ALIASES))
     if raw.any():
         ethertype[raw], l3[raw] = version_ethertype(off)[raw], off[raw]
@@ -120,7 +120,7 @@ def _link_layer(buf: np.ndarray, cap: Capture, counters: dict[str, int], warning
         ethertype[null], l3[null] = version_ethertype(off + 4)[null], (off + 4)[null]
     known = np.isin(lt, list(SUPPORTED_LINKTYPES))
     for t in np.unique(lt[~known]):
-        _count(counters, f"packets_unknown_linktype_{int(t)}", int(np.count_nonzero(lt == t)))
+        add_count(counters, f"packets_unknown_linktype_{int(t)}", int(np.count_nonzero(lt == t)))
         line = (f"link type {int(t)} is not one tickscope decodes (Ethernet, Linux cooked SLL/SLL2, "
                 "raw IP, loopback/null): its packets are counted, not read")  # fmt: skip
         if line not in warnings:
@@ -146,10 +146,10 @@ def _ip_layer(buf: np.ndarray, ethertype: np.ndarray, l3: np.ndarray, end: np.nd
     # padding), and what they say would depend on how the file was cut into chunks.
     truncated = (v4 & (l3 + 20 > end)) | (v6 & (l3 + 40 > end))
     v4, v6 = v4 & ~truncated, v6 & ~truncated
-    ihl = (_u8(buf, l3) & 0xF) * 4
-    flags_offset = _be16(buf, l3 + 6)
-    ip_end = np.where(v4, l3 + _be16(buf, l3 + 2), l3 + 40 + _be16(buf, l3 + 4))
-    proto = np.where(v4, _u8(buf, l3 + 9), np.where(v6, _u8(buf, l3 + 6), 0))
+    ihl = (u8(buf, l3) & 0xF) * 4
+    flags_offset = be16(buf, l3 + 6)
+    ip_end = np.where(v4, l3 + be16(buf, l3 + 2), l3 + 40 + be16(buf, l3 + 4))
+    proto = np.where(v4, u8(buf, l3 + 9), np.where(v6, u8(buf, l3 + 6), 0))
     l4 = np.where(v4, l3 + ihl, l3 + 40)
     frag_at = np.full(l3.size, -1, dtype=np.int64)  # IPv6: where the fragment header is
     walking = v6 & np.isin(proto, IPV6_EXTENSIONS)
@@ -160,56 +160,56 @@ def _ip_layer(buf: np.ndarray, ethertype: np.ndarray, l3: np.ndarray, end: np.nd
         if not walking.any():
             break
         is_frag = walking & (proto == IPV6_FRAGMENT)
-        length = np.where(is_frag, 8, np.where(proto == IPV6_AH, (_u8(buf, l4 + 1) + 2) * 4,
-                                               (_u8(buf, l4 + 1) + 1) * 8))  # fmt: skip
+        length = np.where(is_frag, 8, np.where(proto == IPV6_AH, (u8(buf, l4 + 1) + 2) * 4,
+                                               (u8(buf, l4 + 1) + 1) * 8))  # fmt: skip
         frag_at = np.where(is_frag, l4, frag_at)
-        proto = np.where(walking, _u8(buf, l4), proto)
+        proto = np.where(walking, u8(buf, l4), proto)
         l4 = np.where(walking, l4 + length, l4)
         if is_frag.any():  # after a fragment header of a real fragment come its data, not headers
-            walking &= ~(is_frag & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0))
+            walking &= ~(is_frag & ((be16(buf, frag_at + 2) & 0xFFF9) != 0))
         walking &= np.isin(proto, IPV6_EXTENSIONS) & (l4 < ip_end)
     has_frag = frag_at >= 0
-    frag6 = has_frag & ~truncated & ((_be16(buf, frag_at + 2) & 0xFFF9) != 0) if has_frag.any() else has_frag
+    frag6 = has_frag & ~truncated & ((be16(buf, frag_at + 2) & 0xFFF9) != 0) if has_frag.any() else has_frag
     frag4 = v4 & ((flags_offset & 0x3FFF) != 0) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP))
     addr = np.where(v4, l3 + 12, l3 + 8)
     addr_len = np.where(v4, 4, 16)
     ip = (v4 | v6) & ((proto == IPPROTO_UDP) | (proto == IPPROTO_TCP)) & ~frag4 & ~frag6 & ~truncated
     ip &= ~v4 | (ihl >= 20)
     if truncated.any():
-        _count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(truncated)))
+        add_count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(truncated)))
     tcp = proto == IPPROTO_TCP
     header_end = np.where(tcp, l4 + 20, l4 + 8)
-    payload = np.where(tcp, l4 + (_u8(buf, l4 + 12) >> 4) * 4, l4 + 8)
-    udp_len = _be16(buf, l4 + 4)
+    payload = np.where(tcp, l4 + (u8(buf, l4 + 12) >> 4) * 4, l4 + 8)
+    udp_len = be16(buf, l4 + 4)
     # UDP: the datagram is what its own length says (a receiver gets that many bytes), within IP's
     payload_end = np.where(tcp, ip_end, l4 + udp_len)
     cut = ip & ((header_end > end) | (ip_end > end))
     if cut.any():
-        _count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(cut)))
+        add_count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(cut)))
     bad = ip & ~cut & ((payload > ip_end) | (payload < header_end) | (payload_end > ip_end))
     if bad.any():
-        _count(counters, "packets_malformed_headers", int(np.count_nonzero(bad)))
+        add_count(counters, "packets_malformed_headers", int(np.count_nonzero(bad)))
     ok = ip & ~cut & ~bad
-    hdr = Headers(np.where(ok, proto, 0), _be16(buf, l4), _be16(buf, l4 + 2), payload, payload_end,
-                  _be32(buf, l4 + 4), _u8(buf, l4 + 13), addr, addr_len)  # fmt: skip
+    hdr = Headers(np.where(ok, proto, 0), be16(buf, l4), be16(buf, l4 + 2), payload, payload_end,
+                  be32(buf, l4 + 4), u8(buf, l4 + 13), addr, addr_len)  # fmt: skip
     frag = frag4 | frag6
     if not frag.any():
         return hdr, None
     frag_cut = frag & (ip_end > end)
     if frag_cut.any():
-        _count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(frag_cut)))
+        add_count(counters, "packets_cut_by_snaplen", int(np.count_nonzero(frag_cut)))
     idx = np.flatnonzero(frag & ~frag_cut)
     v4i = v4[idx]
-    fo = np.where(v4i, flags_offset[idx], _be16(buf, frag_at[idx] + 2))
+    fo = np.where(v4i, flags_offset[idx], be16(buf, frag_at[idx] + 2))
     return hdr, (
         idx,
         addr[idx],
         addr_len[idx],
         np.where(v4i, (fo & 0x1FFF) * 8, (fo >> 3) * 8),  # fragment offset, bytes
         np.where(v4i, fo & 0x2000, fo & 1) != 0,  # more fragments
-        np.where(v4i, _be16(buf, l3[idx] + 4), _be32(buf, frag_at[idx] + 4)),  # identification
+        np.where(v4i, be16(buf, l3[idx] + 4), be32(buf, frag_at[idx] + 4)),  # identification
         np.where(v4i, l4[idx], frag_at[idx] + 8),  # the fragment's data ...
         ip_end[idx],  # ... to here
         np.where(v4i, 4, 6),
-        np.where(v4i, proto[idx], _u8(buf, frag_at[idx])),  # v6: the fragment header's next header
+        np.where(v4i, proto[idx], u8(buf, frag_at[idx])),  # v6: the fragment header's next header
     )

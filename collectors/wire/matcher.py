@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .capture import Capture, WireError, _count
+from .capture import Capture, WireError, add_count
 from .files import CHUNK_BYTES, read_chunks
 from .fix import OrderMapping, fix_field, fix_refusal
 from .fragments import IpReassembly
@@ -15,8 +15,8 @@ from .headers import IPPROTO_TCP, Headers, decode_headers
 from .marker import end_markers
 from .mold import mold_messages
 from .tcp import TCP_SYN, TcpStream
-from .traces import _first_per_trace, _i64, _join
-from .websocket import WsConnection, _stream_name
+from .traces import first_per_trace, i64, join_traces
+from .websocket import WsConnection, stream_name
 
 
 @dataclass
@@ -86,7 +86,7 @@ class WireMatcher:
 
     def feed(self, cap: Capture) -> WireStep:
         for k, v in cap.counters.items():
-            _count(self.counters, k, v)
+            add_count(self.counters, k, v)
         self.warnings += [w for w in cap.warnings if w not in self.warnings]
         self.fmt = cap.fmt or self.fmt  # a push before the file header is complete has none
         self.packets += len(cap)
@@ -100,7 +100,7 @@ class WireMatcher:
             self.md_parts.append((md_trace, md_ts))
         first = len(self.order_traces)
         self._orders(cap, hdr)
-        order_trace, order_ts = _i64(self.order_traces[first:]), _i64(self.order_stamps[first:])
+        order_trace, order_ts = i64(self.order_traces[first:]), i64(self.order_stamps[first:])
         found, wire_md = self._recent_md(order_trace)
         return WireStep(md_trace, md_ts, order_trace, order_ts, order_trace[found], wire_md, order_ts[found])
 
@@ -113,7 +113,7 @@ class WireMatcher:
         for trace, ts in self.md_parts[-self.LIVE_LOOKBACK_CHUNKS :]:
             if trace[0] > hi or trace[-1] < lo:
                 continue
-            hit, st = _join(trace, ts, wanted)
+            hit, st = join_traces(trace, ts, wanted)
             stamps[hit] = np.minimum(stamps[hit], st)  # a sequence seen twice: its first stamp
             found |= hit
         return found, stamps[found]
@@ -121,13 +121,13 @@ class WireMatcher:
     def _with_ws(self, md_trace, md_ts, ws: tuple[np.ndarray, np.ndarray]):
         if not ws[0].size:
             return md_trace, md_ts
-        _count(self.counters, "md_messages_seen", int(ws[0].size))
-        return _first_per_trace(np.concatenate((md_trace, ws[0])), np.concatenate((md_ts, ws[1])))
+        add_count(self.counters, "md_messages_seen", int(ws[0].size))
+        return first_per_trace(np.concatenate((md_trace, ws[0])), np.concatenate((md_ts, ws[1])))
 
     def _ws_segments(self, cap: Capture, hdr: Headers) -> None:
         """The venue's side of the WebSocket connections (TCP from a ``ws_ports`` port), framed."""
         sel = np.flatnonzero((hdr.proto == IPPROTO_TCP) & np.isin(hdr.sport, list(self.ws_ports)))
-        _count(self.counters, "ws_segments", int(sel.size))
+        add_count(self.counters, "ws_segments", int(sel.size))
         data, conns = cap.data, self.ws_conns
         cols = (hdr.addr[sel], hdr.addr_len[sel], hdr.sport[sel], hdr.dport[sel], hdr.payload[sel],
                 hdr.payload_end[sel], hdr.tcp_seq[sel], hdr.tcp_flags[sel], cap.ts_ns[sel])  # fmt: skip
@@ -139,9 +139,9 @@ class WireMatcher:
             reused = (conn is not None and flags & TCP_SYN and seq != conn.isn
                       and (conn.fin or conn.tcp.stream_pos))  # fmt: skip
             if conn is None or reused:  # a new connection (the same ports again: a new one too)
-                conn = conns[key] = WsConnection(_stream_name(key, alen), self.counters)
+                conn = conns[key] = WsConnection(stream_name(key, alen), self.counters)
                 self.ws_order.append(conn)
-                _count(self.counters, "ws_connections")
+                add_count(self.counters, "ws_connections")
             conn.segment(seq, flags, data[p:pend], ts)
 
     def _number_ws(self, final: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -163,19 +163,19 @@ class WireMatcher:
                 for later in order[self.ws_next + 1 :]:
                     if later.messages and not later.overlaps:  # messages while an earlier one is open
                         later.overlaps = True
-                        _count(self.counters, "ws_connections_overlapping")
+                        add_count(self.counters, "ws_connections_overlapping")
                 break
             self.ws_next += 1
             self.ws_base += c.messages
             self.ws_blocked = c.state == "stopped"
-        return _i64(traces), _i64(stamps)
+        return i64(traces), i64(stamps)
 
     def _finish_ws(self) -> tuple[np.ndarray, np.ndarray]:
         for c in self.ws_order:
             if c.tcp.pending:
-                _count(self.counters, "tcp_segments_after_gap", len(c.tcp.pending))
+                add_count(self.counters, "tcp_segments_after_gap", len(c.tcp.pending))
             if c.tcp.pending and c.state in ("handshake", "frames"):
-                _count(self.counters, "ws_gaps_never_filled")
+                add_count(self.counters, "ws_gaps_never_filled")
                 c.stop(f"a gap in the TCP stream at byte {c.tcp.stream_pos} was never filled "
                        f"({len(c.tcp.pending)} segments wait behind it)")  # fmt: skip
         ws = self._number_ws(final=True)
@@ -186,7 +186,7 @@ class WireMatcher:
                                      + (f"and those of the {later} connection(s) after it " if later else "")
                                      + "are not numbered (a number after it would be a guess)")  # fmt: skip
         if self.ws_blocked:
-            _count(self.counters, "ws_messages_not_numbered",
+            add_count(self.counters, "ws_messages_not_numbered",
                    sum(c.messages for c in self.ws_order[self.ws_next :]))  # fmt: skip
         overlapping = self.counters.get("ws_connections_overlapping", 0)
         if overlapping:
@@ -199,7 +199,7 @@ class WireMatcher:
 
     def _orders(self, cap: Capture, hdr: Headers) -> None:
         sel = np.flatnonzero((hdr.proto == IPPROTO_TCP) & np.isin(hdr.dport, list(self.order_ports)))
-        _count(self.counters, "order_segments", int(sel.size))
+        add_count(self.counters, "order_segments", int(sel.size))
         data, mapping, counters, streams = cap.data, self.mapping, self.counters, self.streams
         new_orders = unmapped = out_of_range = 0
         refused = {"checksum": 0, "malformed": 0}
@@ -213,7 +213,7 @@ class WireMatcher:
             if stream is None or stream.restarted_by(seq, flags):  # the same ports again: a new connection
                 if stream is not None:
                     stream.finish()
-                    _count(counters, "tcp_connections_reopened")
+                    add_count(counters, "tcp_connections_reopened")
                 stream = streams[key] = TcpStream(counters)
                 self.order_streams += 1
             stream.segment(seq, flags, data[p:pend], ts)
@@ -238,22 +238,22 @@ class WireMatcher:
                 # u64 ids as int64, two's complement: how a Mold sequence of 2**63 or more is held too
                 self.order_traces.append(trace - (1 << 64) if trace >= 1 << 63 else trace)
                 self.order_stamps.append(stamp)
-        _count(counters, "orders_new", new_orders)
+        add_count(counters, "orders_new", new_orders)
         if unmapped:
-            _count(counters, "orders_unmapped", unmapped)
+            add_count(counters, "orders_unmapped", unmapped)
         if out_of_range:
-            _count(counters, "orders_trace_id_out_of_range", out_of_range)
+            add_count(counters, "orders_trace_id_out_of_range", out_of_range)
         if refused["checksum"]:
-            _count(counters, "fix_frames_bad_checksum", refused["checksum"])
+            add_count(counters, "fix_frames_bad_checksum", refused["checksum"])
         if refused["malformed"]:
-            _count(counters, "fix_frames_malformed", refused["malformed"])
+            add_count(counters, "fix_frames_malformed", refused["malformed"])
 
     def finish(self) -> WireMatch:
         """Every trace joined: the same for a file fed whole or in pieces. Call once, at the end."""
         if self.ws_ports:
             ws = self._finish_ws()
             if ws[0].size:
-                _count(self.counters, "md_messages_seen", int(ws[0].size))
+                add_count(self.counters, "md_messages_seen", int(ws[0].size))
                 self.md_parts.append(ws)
         self.fragments.finish()
         counters, warnings = self.counters, list(self.warnings)
@@ -265,11 +265,9 @@ class WireMatcher:
             warnings.append(f"{incomplete} fragmented IP datagram(s) never completed ({why}): what they carried "
                             "is not read, as the receiving host's kernel would not deliver it either")  # fmt: skip
         md_trace, md_ts = (
-            (np.concatenate(x) for x in zip(*self.md_parts, strict=True))
-            if self.md_parts
-            else (_i64(), _i64())
+            (np.concatenate(x) for x in zip(*self.md_parts, strict=True)) if self.md_parts else (i64(), i64())
         )
-        md_trace, md_ts = _first_per_trace(md_trace, md_ts)
+        md_trace, md_ts = first_per_trace(md_trace, md_ts)
         seen = counters.pop("md_messages_seen", 0)
         if len(self.sessions) > 1:
             warnings.append(f"{len(self.sessions)} MoldUDP64 sessions on the market-data port(s): trace ids are "
@@ -282,11 +280,11 @@ class WireMatcher:
             s.finish()
         counters["order_streams"] = self.order_streams
         counters.setdefault("orders_new", 0)
-        raw = _i64(self.order_traces)
-        order_trace, order_ts = _first_per_trace(raw, _i64(self.order_stamps))
+        raw = i64(self.order_traces)
+        order_trace, order_ts = first_per_trace(raw, i64(self.order_stamps))
         if raw.size - order_trace.size:
             counters["orders_duplicate_trace"] = int(raw.size - order_trace.size)
-        found, wire_md = _join(md_trace, md_ts, order_trace)
+        found, wire_md = join_traces(md_trace, md_ts, order_trace)
         counters["orders_matched"] = int(found.sum())
         counters["orders_unmatched"] = int(order_trace.size - found.sum())
         counters["md_messages_without_order"] = int(md_trace.size - found.sum())  # most ticks trade nothing

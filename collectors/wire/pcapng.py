@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .capture import MAX_RECORD_LEN, MAX_STAMP_NS, PAD, Capture, _count
+from .capture import MAX_RECORD_LEN, MAX_STAMP_NS, PAD, Capture, add_count
 
 PCAPNG_SHB = 0x0A0D0D0A
 PCAPNG_BYTE_ORDER = 0x1A2B3C4D
@@ -151,9 +151,9 @@ class PcapngStream:
             elif btype == PCAPNG_EPB and blen >= 32:
                 iid, hi, lo, incl, orig = struct.unpack_from(endian + "IIIII", buf, body)
                 if iid >= len(self.ifaces):
-                    _count(counters, "capture_unknown_interface")
+                    add_count(counters, "capture_unknown_interface")
                 elif body + 20 + incl > pos + blen - 4:
-                    _count(counters, "capture_bad_packet_lengths")
+                    add_count(counters, "capture_bad_packet_lengths")
                 else:
                     keys.append((self.section << 32) | iid)
                     ticks.append((hi << 32) | lo)
@@ -184,7 +184,7 @@ class PcapngStream:
         cap = Capture(chunk + bytes(PAD), ts, np.array(offs, dtype=np.int64), np.array(caps, dtype=np.int64),
                       np.array(origs, dtype=np.int64), linktypes, "pcapng", counters, warnings)  # fmt: skip
         if not stamped.all():
-            _count(counters, "capture_packets_bad_stamp", int(np.count_nonzero(~stamped)))
+            add_count(counters, "capture_packets_bad_stamp", int(np.count_nonzero(~stamped)))
             for name in ("ts_ns", "offset", "caplen", "origlen", "linktype"):
                 setattr(cap, name, getattr(cap, name)[stamped])
         return cap

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .matcher import WireMatch
-from .traces import _i64
+from .traces import i64
 
 WIRE_STAGE = {"name": "wire_to_wire", "from": "wire.md", "to": "wire.order"}
 WIRE_TAGS = ("wire_to_wire", "md.rx-wire.md", "wire.order-order.tx")
@@ -35,7 +35,7 @@ def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_
         slot = (np.asarray(st, dtype=np.int64) - start_ns) // interval_ns
         order = np.argsort(slot, kind="stable")
         by_slot[tag] = (slot[order], v[order])
-    slots = np.unique(np.concatenate([s for s, _ in by_slot.values()])) if by_slot else _i64()
+    slots = np.unique(np.concatenate([s for s, _ in by_slot.values()])) if by_slot else i64()
     return _each_interval(by_slot, slots, interval_ns, recorder)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import heapq
 
-from .fix import FIX_BEGIN, FIX_HEAD, MAX_FIX_MESSAGE, _by_body_length
+from .fix import FIX_BEGIN, FIX_HEAD, MAX_FIX_MESSAGE, frame_by_body_length
 
 TCP_SYN = 0x02
 
@@ -168,7 +168,7 @@ class TcpStream:
             if start > pos:
                 self._count("fix_garbage_bytes", start - pos)
                 pos = start
-            end, body = _by_body_length(buf, pos)
+            end, body = frame_by_body_length(buf, pos)
             if end:
                 yield self.stamp_at(self.buf_pos + pos), bytes(buf[pos:end]), body - pos
                 pos = end

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def _i64(values=()) -> np.ndarray:
+def i64(values=()) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
-def _first_per_trace(trace: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def first_per_trace(trace: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """-> (trace ids, earliest stamp of each), sorted by trace id."""
     if trace.size < 2 or bool((trace[1:] > trace[:-1]).all()):
         return trace, stamps  # one chunk's, or chunks in sequence order: sorted and unique already
@@ -20,7 +20,7 @@ def _first_per_trace(trace: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray,
     return trace[first], stamps[first]
 
 
-def _join(keys: np.ndarray, stamps: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def join_traces(keys: np.ndarray, stamps: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``keys`` sorted and unique -> (mask of ``wanted`` found in them, their stamps)."""
     at = np.searchsorted(keys, wanted)
     found = at < keys.size

@@ -201,7 +201,7 @@ class WsConnection:
         return ""
 
 
-def _stream_name(key: bytes, addr_len: int) -> str:
+def stream_name(key: bytes, addr_len: int) -> str:
     import ipaddress
 
     src, dst = (ipaddress.ip_address(key[i * addr_len : (i + 1) * addr_len]) for i in (0, 1))
