@@ -5,6 +5,7 @@ Target: the report in <= 5 s. Prints seconds per step and one JSON line.
 """
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -12,7 +13,10 @@ from pathlib import Path
 from tickscope.collectors.session import Session
 from tickscope.reports.analysis.compare import compare_sessions
 from tickscope.reports.html import render
-from tickscope.reports.synth import STAGES, synth_session
+
+# The synthetic sessions are test support (tests/support/synth.py), not product code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.synth import STAGES, synth_session  # noqa: E402
 
 if __name__ == "__main__":
     d = Path(tempfile.mkdtemp(prefix="tickscope-bench-report-"))

@@ -34,10 +34,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tickscope.collectors import wire_synth as S
 from tickscope.collectors.wire import match_file
 from tickscope.pipeline import itch
 from tickscope.pipeline.fix import OrderTemplate
+
+# The capture builders are test support (tests/support/wire_synth.py), not product code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import wire_synth as S  # noqa: E402
 
 MD_PORT, FIX_PORT, WS_PORT = 40000, 40001, 40002
 REPEATS = 3

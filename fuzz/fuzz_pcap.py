@@ -14,14 +14,18 @@ nanosecond pcap, so that the fuzzer reaches IP, Mold, TCP and FIX instead of the
 """
 
 import struct
+import sys
 import tempfile
 from pathlib import Path
 
 import atheris
 from _harness import run
 
+# The capture builders are test support (tests/support/wire_synth.py), not product code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 with atheris.instrument_imports():
-    from tickscope.collectors import wire_synth as S
+    from support import wire_synth as S
     from tickscope.collectors.wire import MAX_STAMP_NS, WireError, match, match_file, read_capture
     from tickscope.pipeline import itch
     from tickscope.pipeline.fix import OrderTemplate

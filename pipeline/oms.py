@@ -62,7 +62,7 @@ class OrderManager:
 
     def new_order(self, symbol: str, side: bytes, qty: int, price: int, trace_id: int, now_ns: int) -> Order:
         # The trace id leads the ClOrdID so a wire capture can join the order to its market data
-        # (collectors/wire.py reads the first run of digits); the counter keeps ClOrdIDs unique.
+        # (collectors/wire/fix.py reads the first run of digits); the counter keeps ClOrdIDs unique.
         clordid = b"%s%d-%d" % (self._prefix, trace_id, self._next)
         self._next += 1
         o = Order(clordid, symbol, side, qty, price, trace_id, now_ns)

@@ -221,7 +221,7 @@ def test_version_prints_the_package_version():
 def one_order_capture(cut: int = 0) -> bytes:
     """A pcap: a MoldUDP64 packet to udp 40100, the order it caused to tcp 40101 (ClOrdID TS7-1),
     the market data again; ``cut`` bytes off the end (a capture cut short)."""
-    from tickscope.collectors import wire_synth as S
+    from support import wire_synth as S
     from tickscope.pipeline import itch
     from tickscope.pipeline.fix import OrderTemplate
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from support.cli import run_cli
-from tickscope.reports.synth import synth_session
+from support.synth import synth_session
 
 ROOT = Path(__file__).parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -241,3 +241,74 @@ def test_the_harness_check_sees_test_to_test_and_product_to_test_imports(tmp_pat
         "main.py:2: imports test_b (the product imports nothing from tests/)",
         "reports/synth.py:2: imports tests.support.cli.run_cli (the product imports nothing from tests/)",
     ]
+
+
+# -- test code stays out of the product ----------------------------------------------------------------
+# What tests/, benchmarks/ and fuzz/ import as the suite's own helpers (tests/ on sys.path).
+TEST_CODE = ("support", "conftest", "tests")
+
+
+def _product_modules(root: Path) -> dict[str, Path]:
+    mods = {
+        ".".join(_module_of(p, root)): p for folder in FOLDERS for p in sorted((root / folder).rglob("*.py"))
+    }
+    if (root / "main.py").exists():
+        mods["tickscope.main"] = root / "main.py"
+    return mods
+
+
+def fixture_violations(root: Path = ROOT) -> list[str]:
+    """Both ways: no product module imports the suite's helpers, and every product module is used by
+    the product (imported or run by another module, or an entry point: ``main``, a ``__main__``,
+    the ``probe`` API users import). A module only tests, benchmarks or fuzz import is a test
+    fixture living in product code: it belongs in tests/support/."""
+    mods = _product_modules(root)
+    found, used = [], set()
+    for path in mods.values():
+        for line, _, target in _edges(path, root):
+            if target.split(".")[0] in TEST_CODE:
+                found.append(
+                    f"{path.relative_to(root)}:{line}: imports {target} (test code; the product must run without tests/)"
+                )
+            parts = target.split(".")
+            used.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+    for name, path in mods.items():
+        entry = name == "tickscope.main" or name.endswith(".__main__") or name.startswith("tickscope.probe")
+        if not entry and name not in used:
+            found.append(f"{path.relative_to(root)}: nothing in the product imports or runs it "
+                         "(a fixture only tests use? move it to tests/support/)")  # fmt: skip
+    return found
+
+
+def test_test_fixtures_live_in_tests_not_in_the_product():
+    found = fixture_violations()
+    assert not found, "\n".join(found)
+
+
+def test_the_fixture_check_sees_both_directions(tmp_path):
+    for folder in (*FOLDERS, "collectors/session"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "main.py").write_text(
+        "from tickscope.collectors import capture\nimport tickscope.reports.html\n"
+    )
+    (tmp_path / "collectors" / "capture.py").write_text("def f():\n    from support import wire_synth\n")
+    (tmp_path / "reports" / "html.py").write_text("import conftest\n")
+    (tmp_path / "reports" / "synth.py").write_text("from tickscope.collectors.session import SessionWriter\n")
+    (tmp_path / "probe" / "api.py").write_text("")  # users import it, the product need not
+    (tmp_path / "probe" / "__main__.py").write_text("")
+    assert fixture_violations(tmp_path) == [
+        "collectors/capture.py:2: imports support.wire_synth (test code; the product must run without tests/)",
+        "reports/html.py:1: imports conftest (test code; the product must run without tests/)",
+        "reports/synth.py: nothing in the product imports or runs it (a fixture only tests use? move it to tests/support/)",
+    ]
+
+
+WIRE_MODULE_MAX_LINES = 400
+
+
+def test_the_wire_package_is_split_by_concern():
+    """collectors/wire/ is modules a reader takes in one sitting (~70-300 lines), none past 400."""
+    modules = sorted((ROOT / "collectors" / "wire").glob("*.py"))
+    assert len(modules) > 1, "collectors/wire/ is a package of modules by concern"
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in modules}
+    assert max(sizes.values()) <= WIRE_MODULE_MAX_LINES, sizes

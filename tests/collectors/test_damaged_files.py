@@ -10,8 +10,8 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from support.cli import run_cli
+from support.synth import synth_session
 from tickscope.collectors.session.hdr import MAX_COUNTS_LEN, Layout
-from tickscope.reports.synth import synth_session
 
 HEADER = '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"'
 

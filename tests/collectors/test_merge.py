@@ -191,8 +191,8 @@ def test_warmup_intervals_are_merged_apart_from_the_headline_ones(tmp_path):
 def test_two_wire_sessions_of_one_capture_are_one_source_and_not_counted_twice(tmp_path):
     """A ``tickscope wire`` session has no host: its capture is what it measured. Two sessions read
     from one capture overlap like two copies of one host's session and are refused the same way."""
+    from support import wire_synth as S
     from support.wire_frames import FIX_PORT, MD_PORT, md_frame, order, tcp_frame
-    from tickscope.collectors import wire_synth as S
 
     packets, seq = [], 100
     for i in range(30):  # 3 s of market data and orders, a tick-to-trade of 40 us each

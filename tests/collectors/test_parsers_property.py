@@ -346,7 +346,7 @@ def test_levels_of_anything_is_a_list_of_levels_or_one_feed_error(value):
     assert all(type(p) is int and type(q) is int and p >= 0 and q >= 0 for p, q in out)
 
 
-# -- the wire side (collectors/wire.py) frames as these receivers do -----------------------------------
+# -- the wire side (collectors/wire/) frames as these receivers do ------------------------------------
 # `tickscope wire` may not import the pipeline (layers), so it has its own FIX and MoldUDP64 framing:
 # these pin it to the venue's FixStream and the trader's MoldReceiver, byte for byte.
 def _corrupt(raw: bytes, how: int) -> bytes:
@@ -408,7 +408,7 @@ def test_the_wire_side_takes_exactly_the_messages_the_venue_takes_however_the_se
 def test_the_wire_side_takes_a_mold_packet_exactly_when_the_trader_does(session, messages, count, tail):
     import numpy as np
 
-    from tickscope.collectors import wire_synth as S
+    from support import wire_synth as S
     from tickscope.collectors.wire import Capture, decode_headers, mold_messages
 
     body = b"".join(len(m).to_bytes(2, "big") + m for m in messages) + tail
@@ -430,7 +430,7 @@ def test_a_datagram_in_fragments_of_any_size_and_order_reads_as_the_whole_datagr
     messages as the datagram sent whole, stamped when its first byte was captured."""
     import numpy as np
 
-    from tickscope.collectors import wire_synth as S
+    from support import wire_synth as S
     from tickscope.collectors.wire import Capture, WireMatcher
 
     udp = S.udp(

@@ -8,7 +8,7 @@ import pytest
 
 from support import QUIET, SUBJECT
 from support.cli import run_cli
-from tickscope.reports.synth import synth_session
+from support.synth import synth_session
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "session.schema.json").read_text())
 PARTS = ("meta", "summary", "slowest")

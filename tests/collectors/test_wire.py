@@ -20,9 +20,9 @@ import pytest
 
 from conftest import need_tool, needs_tool
 from support import QUIET, free_port
+from support import wire_synth as S
 from support.cli import CLI, run_cli
 from support.wire_frames import FIX_PORT, MD_PORT, SESSION, md_frame, mold, order, tcp_frame
-from tickscope.collectors import wire_synth as S
 from tickscope.collectors.wire import (
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,

@@ -1,6 +1,6 @@
 """``tickscope compare``: the statistics (false alarms, detection), the outputs and the bad input.
 
-Sessions are synthesised with known properties (reports/synth.py): log-normal stage latencies
+Sessions are synthesised with known properties (tests/support/synth.py): log-normal stage latencies
 plus a per-interval multiplicative jitter, the way a noisy neighbour or a GC pause moves a whole
 second of ticks together.
 """
@@ -13,6 +13,7 @@ import pytest
 from hdrh.log import HistogramLogWriter
 
 from support.cli import CLI, run_cli
+from support.synth import STAGES, synth_session
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.hdr import new_histogram
 from tickscope.reports.analysis.compare import (
@@ -24,7 +25,6 @@ from tickscope.reports.analysis.compare import (
     compare_sessions,
     parse_thresholds,
 )
-from tickscope.reports.synth import STAGES, synth_session
 
 
 def compare_paths(baselines, candidates, thresholds=None):

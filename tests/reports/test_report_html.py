@@ -9,10 +9,10 @@ import pytest
 
 from support.chromium import chromium, headless
 from support.cli import run_cli
+from support.synth import synth_session
 from tickscope.collectors.rings.collector import Collector
 from tickscope.collectors.session import Session, SessionWriter
 from tickscope.probe import Point, TickWriter
-from tickscope.reports.synth import synth_session
 
 EVIL_POINT = "<script>alert(1)</script>"
 EVIL_STAGE = "<img src=x onerror=alert(2)>"

@@ -1,7 +1,7 @@
 """Captured frames built byte by byte: Mold market data to ``MD_PORT`` over UDP and FIX orders to
 ``FIX_PORT`` over TCP, on made-up hosts (what a capture holds, without a capture)."""
 
-from tickscope.collectors import wire_synth as S
+from support import wire_synth as S
 from tickscope.pipeline import itch
 from tickscope.pipeline.fix import OrderTemplate
 
