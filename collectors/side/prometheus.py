@@ -2,16 +2,16 @@
 
 ``GET /metrics`` serves, per stage and for tick_to_trade, ``tickscope_latency_seconds`` labelled
 ``host``, ``pipeline``, ``stage``, plus the counters and gauges the shipped alerting rules and
-dashboard need (``collectors/side/alerting.py``, ``dashboard.py``).
+dashboard need (``collectors/side/alerting.py``, ``dashboard.py``). The histograms are the
+session's cumulative (post-warm-up) totals, so Prometheus's ``histogram_quantile`` over the latest
+sample is the session's percentile, and ``rate()``/``increase()`` windows work as for any counter.
 
 Series identity. ``host`` and ``pipeline`` (the run's name: ``--name``, else the command's or the
 bundled pipeline's) stay the same when the pipeline is restarted, so a restart continues the same
 series (counters reset, which ``rate``/``increase`` handle) instead of starting new ones: a label
 whose value changes every run would grow Prometheus's index by a series set per run and break
 every panel and alert at each restart. The session that is running is told by an info metric,
-``tickscope_session_info{session=...} 1``, joined on ``host``/``pipeline`` when wanted. The histograms are the
-session's cumulative (post-warm-up) totals, so Prometheus's ``histogram_quantile`` over the latest
-sample is the session's percentile, and ``rate()``/``increase()`` windows work as for any counter.
+``tickscope_session_info{session=...} 1``, joined on ``host``/``pipeline`` when wanted.
 
 Precision. Schema 8 is the finest Prometheus allows: bucket ``i`` is ``(2^((i-1)/256), 2^(i/256)]``
 seconds, 0.271 % wide, against HDR's 0.1 % at 3 significant digits. Each HDR bucket's count moves
