@@ -229,7 +229,11 @@ def profile(
     force: bool = typer.Option(
         False, "--force", help="Replace the session already in --out (refused without it)."
     ),
-    name: str = typer.Option("", "--name", help="Session name (default: pipeline or command name)."),
+    name: str = typer.Option(
+        "",
+        "--name",
+        help="Run name: session suffix and Prometheus pipeline label (default: pipeline or command name).",
+    ),
     perf: bool = typer.Option(
         True, "--perf/--no-perf", help="perf stat counters of the target (warns if unavailable)."
     ),
@@ -767,6 +771,9 @@ def live(
     prometheus: str | None = typer.Option(
         None, "--prometheus", help="Serve /metrics on [HOST:]PORT, as profile does."
     ),
+    name: str = typer.Option(
+        "live", "--name", help="The pipeline's name: its Prometheus pipeline label, kept across restarts."
+    ),
     prometheus_linger: str = typer.Option(
         "5s",
         "--prometheus-linger",
@@ -790,7 +797,7 @@ def live(
 
     duration_s = parse_duration(duration) if duration else None
     result = attach(rings or [], _make_view(want_live(live), duration_s), out=out, duration_s=duration_s,
-                    force=force, prometheus=prometheus,
+                    force=force, prometheus=prometheus, name=name,
                     prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"))  # fmt: skip
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
@@ -868,6 +875,52 @@ def bench(
         from rich.console import Console
 
         Console().print(bench_render.render(results))
+
+
+@app.command()
+@user_errors
+def alerts(
+    sla: list[str] = typer.Option(
+        None,
+        "--sla",
+        help="[STAGE:]pQ=DURATION, e.g. p99=500us or feed:p99.9=50us; repeat for more "
+        "[default: tick_to_trade:p99=1ms].",
+    ),
+    window: str = typer.Option("5m", "--window", help="What each rate/increase looks back over."),
+    hold: str = typer.Option(
+        "2m", "--for", help="How long a breach, unsynchronised clock or lost target lasts before it fires."
+    ),
+    job: str = typer.Option("tickscope", "--job", help="The Prometheus scrape job of tickscope targets."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the rule file here (default: stdout)."
+    ),
+    dashboard: Path | None = typer.Option(
+        None, "--dashboard", help="Also write the Grafana dashboard JSON here."
+    ),
+):
+    """Prometheus alerting rules (and the Grafana dashboard) for what --prometheus exports.
+
+    \b
+      tickscope alerts --sla p99=500us --sla feed:p99=50us -o /etc/prometheus/tickscope-alerts.yml
+      tickscope alerts --dashboard tickscope-dashboard.json -o tickscope-alerts.yml
+    """
+    from tickscope.collectors.side import alerting
+    from tickscope.collectors.side.dashboard import render_json
+
+    try:
+        slas = [alerting.parse_sla(text, parse_duration_ns) for text in sla or [alerting.DEFAULT_SLA]]
+    except alerting.AlertSpecError as e:
+        raise UserError(str(e)) from None
+    options = {"window_ns": parse_duration_ns(window, "--window"), "for_ns": parse_duration_ns(hold, "--for")}
+    if options["window_ns"] < 10**9:
+        raise UserError(f"--window {window!r}: at least 1s (a rate needs two scrapes inside it)")
+    text = alerting.rules_file(slas, job=job, **options)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        _write_output(output, text, "rules ")
+    if dashboard is not None:
+        _write_output(dashboard, render_json(), "dashboard ")
 
 
 @app.command("include-dir")

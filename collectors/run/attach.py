@@ -41,7 +41,7 @@ def resolve_rings(rings: list[Path]) -> tuple[Path, list[Path] | None]:
 
 
 def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s: float | None = None,
-           force: bool = False, prometheus: str | None = None, prometheus_linger_s: float = 5.0,
+           force: bool = False, prometheus: str | None = None, prometheus_linger_s: float = 5.0, name: str = "live",
            report=lambda line: print(line, file=sys.stderr)) -> RunResult:  # fmt: skip
     """Drain until ``duration_s`` or Ctrl-C; ``report`` gets each skipped ring as it is found."""
     directory, named = resolve_rings(rings)
@@ -49,8 +49,8 @@ def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s
     if prometheus:
         from tickscope.collectors.side.prometheus import PrometheusExporter
 
-        side.append(PrometheusExporter(prometheus, linger_s=prometheus_linger_s))
-    plan = RunPlan(name="live", ring_dir=directory, ring_paths=named, save=out is not None, out=out, force=force,
+        side.append(PrometheusExporter(prometheus, pipeline=name, linger_s=prometheus_linger_s))
+    plan = RunPlan(name=name, ring_dir=directory, ring_paths=named, save=out is not None, out=out, force=force,
                    meta={"command": "tickscope live", **(run_meta() if out else {})}, duration_s=duration_s, side=side,
                    view=view, report=report)  # fmt: skip
     return run(plan)

@@ -131,12 +131,12 @@ def plan_profile(o: ProfileOptions, view: View | None) -> RunPlan:
     return RunPlan(
         name=name, start_subject=start_subject, out=o.out, force=o.force,
         meta={**run_meta(options), **o.extra_meta}, duration_s=o.duration_s, interval_s=o.interval_s,
-        warmup_s=o.warmup_s, expected_interval_ns=o.expected_interval_ns, side=side_collectors(o, capture_ports),
+        warmup_s=o.warmup_s, expected_interval_ns=o.expected_interval_ns, side=side_collectors(o, capture_ports, name),
         view=view,
     )  # fmt: skip
 
 
-def side_collectors(o: ProfileOptions, capture_ports: dict[str, int]) -> list:
+def side_collectors(o: ProfileOptions, capture_ports: dict[str, int], name: str) -> list:
     side = []
     try:
         if o.perf:
@@ -161,7 +161,7 @@ def side_collectors(o: ProfileOptions, capture_ports: dict[str, int]) -> list:
     if o.prometheus:  # last: it concludes after the capture's tags are in
         from tickscope.collectors.side.prometheus import PrometheusExporter
 
-        side.append(
-            PrometheusExporter(o.prometheus, linger_s=o.prometheus_linger_s, hold_s=o.prometheus_hold_s)
-        )
+        # The run's name, not the session directory's: the same on every restart (one series set).
+        side.append(PrometheusExporter(o.prometheus, pipeline=name, linger_s=o.prometheus_linger_s,
+                                       hold_s=o.prometheus_hold_s))  # fmt: skip
     return side

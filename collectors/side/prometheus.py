@@ -1,9 +1,17 @@
 """Live export of stage latencies to Prometheus: native histograms (protobuf) and a text fallback.
 
 ``GET /metrics`` serves, per stage and for tick_to_trade, ``tickscope_latency_seconds`` labelled
-``host``, ``session``, ``stage``, plus the counters a dashboard needs. The histograms are the
+``host``, ``pipeline``, ``stage``, plus the counters and gauges the shipped alerting rules and
+dashboard need (``collectors/side/alerting.py``, ``dashboard.py``). The histograms are the
 session's cumulative (post-warm-up) totals, so Prometheus's ``histogram_quantile`` over the latest
 sample is the session's percentile, and ``rate()``/``increase()`` windows work as for any counter.
+
+Series identity. ``host`` and ``pipeline`` (the run's name: ``--name``, else the command's or the
+bundled pipeline's) stay the same when the pipeline is restarted, so a restart continues the same
+series (counters reset, which ``rate``/``increase`` handle) instead of starting new ones: a label
+whose value changes every run would grow Prometheus's index by a series set per run and break
+every panel and alert at each restart. The session that is running is told by an info metric,
+``tickscope_session_info{session=...} 1``, joined on ``host``/``pipeline`` when wanted.
 
 Precision. Schema 8 is the finest Prometheus allows: bucket ``i`` is ``(2^((i-1)/256), 2^(i/256)]``
 seconds, 0.271 % wide, against HDR's 0.1 % at 3 significant digits. Each HDR bucket's count moves
@@ -44,6 +52,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from tickscope.collectors.run.host import clock_sync
 from tickscope.collectors.session.hdr import bucket_values, counts_view, highest_equivalent_values
 from tickscope.collectors.side import Conclusion, SideCollectorBase, SideError
 
@@ -68,7 +77,21 @@ COUNTERS = (  # (metric, counter key in SessionCounters/extra, help)
     ("tickscope_orders_sent_total", "orders_sent", "Orders sent by the trader."),
     ("tickscope_orders_acked_total", "orders_acked", "Orders acknowledged by the venue."),
     ("tickscope_orders_rejected_total", "orders_rejected", "Orders rejected (venue or risk)."),
-)
+    ("tickscope_writers_died_total", "writers_died", "Ring writers that ended without closing their ring."),
+    ("tickscope_order_stalls_total", "order_stalls", "Order sessions stalled: orders unanswered while the venue still sends."),
+    ("tickscope_orders_gap_filled_total", "orders_gap_filled",
+     "Orders the venue never got: their FIX numbers were gap-filled at its ResendRequest."),
+)  # fmt: skip
+SESSION_INFO = "tickscope_session_info"
+SESSION_START = "tickscope_session_start_time_seconds"
+CLOCK_SYNCHRONISED = "tickscope_clock_synchronised"
+CLOCK_ERROR = "tickscope_clock_estimated_error_seconds"
+GAUGE_HELP = {
+    SESSION_INFO: "The session this collector is writing (its name in the session label); always 1.",
+    SESSION_START: "When the session started, Unix seconds: a restart shows as a step.",
+    CLOCK_SYNCHRONISED: "1 when the kernel says NTP/PTP keeps REALTIME synchronised (adjtimex), else 0.",
+    CLOCK_ERROR: "The kernel's estimated error of REALTIME (adjtimex esterror), seconds.",
+}
 
 
 class ExporterError(SideError):
@@ -255,7 +278,7 @@ def _family(name: str, help_: str, mtype: int, metrics: list[bytes]) -> bytes:
     return _varint(len(body)) + body
 
 
-COUNTER, HISTOGRAM = 0, 4
+COUNTER, GAUGE, HISTOGRAM = 0, 1, 4
 
 
 # -- the published state -----------------------------------------------------------------------------------
@@ -265,6 +288,8 @@ class ExportState:
     histograms: dict[str, NativeHistogram] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
     final: bool = False
+    # (name, labels beyond the series', value): session info and clock discipline
+    gauges: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
 
 
 LATENCY = "tickscope_latency_seconds"
@@ -284,6 +309,9 @@ def render_protobuf(state: ExportState) -> bytes:
         out.append(
             _family(name, help_, COUNTER, [_labels(state.labels) + _bytes_field(3, _double_field(1, value))])
         )
+    for name, extra, value in state.gauges:  # Metric.gauge = 2 {value = 1}
+        metric = _labels({**state.labels, **extra}) + _bytes_field(2, _double_field(1, value))
+        out.append(_family(name, GAUGE_HELP[name], GAUGE, [metric]))
     return b"".join(out)
 
 
@@ -308,6 +336,9 @@ def render_text(state: ExportState) -> bytes:
     for name, key, help_ in COUNTERS:
         lines += [f"# HELP {name} {help_}", f"# TYPE {name} counter",
                   f"{name}{{{lab}}} {float(state.counters.get(key, 0) or 0):.17g}"]  # fmt: skip
+    for name, extra, value in state.gauges:
+        lines += [f"# HELP {name} {GAUGE_HELP[name]}", f"# TYPE {name} gauge",
+                  f"{name}{{{_label_text({**state.labels, **extra})}}} {value:.17g}"]  # fmt: skip
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -318,6 +349,18 @@ def wants_protobuf(accept: str) -> bool:
         and "proto=io.prometheus.client.MetricFamily" in a
         and ("encoding=delimited" in a)
     )
+
+
+def clock_gauges() -> list[tuple[str, dict[str, str], float]]:
+    """The kernel's clock discipline now, read at scrape time (once per published state, in the
+    server's thread: never on the collector's); none where adjtimex cannot be read."""
+    sync = clock_sync()
+    if sync is None:
+        return []
+    return [
+        (CLOCK_SYNCHRONISED, {}, float(sync["synchronised"])),
+        (CLOCK_ERROR, {}, sync["esterror_ns"] / 1e9),
+    ]
 
 
 # -- the endpoint -------------------------------------------------------------------------------------------
@@ -413,9 +456,10 @@ class PrometheusExporter(SideCollectorBase):
     name = "prometheus"
     in_side_panel = False
 
-    def __init__(self, listen: str, *, linger_s: float = 5.0, hold_s: float = 0.0, host: str | None = None):
+    def __init__(self, listen: str, *, pipeline: str, linger_s: float = 5.0, hold_s: float = 0.0,
+                 host: str | None = None):  # fmt: skip
         super().__init__()
-        self.listen, self.host = listen, host
+        self.listen, self.host, self.pipeline = listen, host, pipeline
         self.linger_s, self.hold_s = linger_s, hold_s
         self.server = None
 
@@ -427,9 +471,10 @@ class PrometheusExporter(SideCollectorBase):
 
     def _open(self, session: str) -> None:
         self.address = parse_listen(self.listen)
-        self.labels = {"host": self.host or socket.gethostname(), "session": session}
+        self.labels = {"host": self.host or socket.gethostname(), "pipeline": self.pipeline}
+        self.session_gauges = [(SESSION_INFO, {"session": session}, 1.0), (SESSION_START, {}, time.time())]
         self.state = ExportState(self.labels)
-        self._raw = self.state_source = ({}, {}, False)
+        self._raw, self.state_source = ({}, {}, False), None
         self.scrapes = 0
         self.scrapes_of_final = 0
         self.serve_cpu_s = 0.0
@@ -506,7 +551,8 @@ class PrometheusExporter(SideCollectorBase):
         if self.state_source is not raw:
             hists, counters, final = raw
             natives = {tag: to_native(h, counts, total) for tag, (h, counts, total) in hists.items()}
-            self.state, self.state_source = ExportState(self.labels, natives, counters, final), raw
+            gauges = self.session_gauges + clock_gauges()
+            self.state, self.state_source = ExportState(self.labels, natives, counters, final, gauges), raw
         return self.state
 
     def _serve(self, req: BaseHTTPRequestHandler, body: bool = True) -> None:

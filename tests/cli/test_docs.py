@@ -24,10 +24,10 @@ from support.synth import synth_session
 ROOT = Path(__file__).parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND_FENCES = {"bash", "sh", "console"}
-RUN = {"report", "compare", "merge", "include-dir", "--version"}
+RUN = {"report", "compare", "merge", "include-dir", "alerts", "--version"}
 # Options whose value a command writes (or a number), never an input to make up.
 VALUE_OPTIONS = {"-o", "--out", "--markdown", "--junit", "--json", "--html", "--perfetto", "--digits",
-                 "--threshold", "--max-inconclusive"}  # fmt: skip
+                 "--threshold", "--max-inconclusive", "--dashboard", "--sla", "--window", "--for", "--job"}  # fmt: skip
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w-]*)")
 NOT_RUN = re.compile(r"<!--\s*not run:\s*\S.*-->")
 

@@ -72,6 +72,18 @@ def test_the_wheel_carries_the_rust_crate_and_the_traders_sources(wheel):
     assert not [n for n in names if "/target/" in n or n.endswith("Cargo.lock")]
 
 
+def test_the_wheel_carries_the_alerting_rules_and_the_dashboard(wheel):
+    """`tickscope alerts` documents them as shipped: a user loads them from the installed package."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {
+        f"tickscope/collectors/side/monitoring/{f.name}"
+        for f in (ROOT / "collectors/side/monitoring").iterdir()
+    }
+    assert {"tickscope/collectors/side/monitoring/tickscope-alerts.yml",
+            "tickscope/collectors/side/monitoring/tickscope-dashboard.json"} <= shipped  # fmt: skip
+    assert shipped - names == set(), "missing from the wheel"
+
+
 @pytest.mark.slow
 @needs_tool("cargo", install="apt-get install cargo")
 def test_an_installed_package_builds_and_runs_the_rust_trader_and_the_rust_bench(venv, tmp_path):

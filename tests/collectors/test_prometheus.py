@@ -11,8 +11,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ import pytest
 from conftest import need_tool
 from support import QUIET, SUBJECT, free_port
 from support.cli import CLI, run_cli, start_cli
+from support.prometheus import Prometheus
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.hdr import (
     BulkRecorder,
@@ -72,62 +71,6 @@ def test_bad_listen_addresses_are_one_line_errors(tmp_path):
                   "--", *SUBJECT, "10")  # fmt: skip
     assert out.returncode == 2 and "expected [HOST:]PORT" in out.stderr, out.stderr
     assert not any((tmp_path / n).exists() for n in "abc"), "nothing is recorded when the endpoint fails"
-
-
-class Prometheus:
-    """Debian's prometheus on loopback, private storage, native histograms on, 1 s scrapes."""
-
-    def __init__(self, tmp_path, targets: list[str], native: bool = True):
-        exe = need_tool("prometheus", install="apt-get install prometheus")
-        self.port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: tickscope\n"
-            f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
-        )
-        self.log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed in stop()
-        argv = [exe, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}"]  # fmt: skip
-        if native:  # without it, Prometheus 2.42 asks for the text format only
-            argv.append("--enable-feature=native-histograms")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_for(lambda: self._get("/-/ready") is not None, "prometheus ready", 60)
-
-    def _get(self, path: str):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.read()
-        except OSError:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"prometheus exited with {self.proc.returncode}") from None
-            return None
-
-    def query(self, promql: str, at: float | None = None) -> list:
-        params = {"query": promql}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        body = self._get("/api/v1/query?" + urllib.parse.urlencode(params))
-        assert body is not None, promql
-        data = json.loads(body)
-        assert data["status"] == "success", data
-        return data["data"]["result"]
-
-    def wait_for(self, cond, what: str, hang_guard_s: float):
-        deadline = time.monotonic() + hang_guard_s
-        while not cond():
-            assert time.monotonic() < deadline, f"hang guard: {what}"
-            time.sleep(0.2)
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
 
 
 def final_scrape_time(prom: Prometheus, drained: int, selector: str) -> float:
@@ -183,10 +126,50 @@ def test_prometheus_p99_of_the_bundled_pipeline_agrees_with_the_session(tmp_path
     )
     assert {r["metric"]["stage"] for r in per_stage} == set(session.intervals), per_stage
     assert all(float(r["value"][1]) > 0 for r in per_stage)
-    # counters with host and session labels
-    sent = prom.query('tickscope_orders_sent_total{session="s"}', at)
-    assert sent and sent[0]["metric"]["host"] == socket.gethostname()
+    # counters labelled by host and the run's name (the bundled pipeline's); the session by an info metric
+    sent = prom.query('tickscope_orders_sent_total{pipeline="pipeline-itch-busy"}', at)
+    assert sent and sent[0]["metric"]["host"] == socket.gethostname() and "session" not in sent[0]["metric"]
     assert int(float(sent[0]["value"][1])) == session.meta["counters"]["orders_sent"] > 0
+    info = prom.query("tickscope_session_info", at)
+    assert [(r["metric"]["session"], r["value"][1]) for r in info] == [("s", "1")], info
+
+
+def series_of(body: bytes) -> set[str]:
+    """The series a text scrape holds, as ``name{labels}`` without the values."""
+    return {
+        line.rsplit(" ", 1)[0] for line in body.decode().splitlines() if line and not line.startswith("#")
+    }
+
+
+def test_a_restarted_run_continues_the_same_series_and_says_which_session_in_an_info_metric(tmp_path):
+    """Two runs of one pipeline (same --name, new session each): every series but the session
+    info and start time is the same, so a restart adds no series to Prometheus."""
+    scraped = []
+    for run in ("first", "second"):
+        port = free_port()
+        proc = start_cli("profile", "--out", str(tmp_path / run), "--name", "md-handler", *QUIET,
+                         "--prometheus", f"127.0.0.1:{port}", "--prometheus-linger", "0s", "--", *SUBJECT, "0",
+                         "--forever", "--rate", "2000")  # fmt: skip
+        try:
+            wait_serving(port, proc, drained=True)
+            scraped.append(series_of(scrape(port).body))
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=HANG_GUARD_S)
+        finally:
+            proc.kill()
+        assert proc.returncode == 130 and "Traceback" not in err, err
+    first, second = scraped
+    moving = {"tickscope_session_info", "tickscope_session_start_time_seconds"}
+    assert {s for s in first if s.split("{")[0] not in moving} == {
+        s for s in second if s.split("{")[0] not in moving
+    }
+    assert any(
+        s.startswith("tickscope_latency_seconds_count{") and 'pipeline="md-handler"' in s for s in first
+    )
+    assert not any("session=" in s for s in first if not s.startswith("tickscope_session_info"))
+    info = [sorted(s for s in series if s.startswith("tickscope_session_info")) for series in scraped]
+    assert info == [[f'tickscope_session_info{{host="{socket.gethostname()}",pipeline="md-handler",session="{r}"}}']
+                    for r in ("first", "second")], info  # fmt: skip
 
 
 def test_a_text_only_prometheus_gets_classic_buckets_holding_the_same_p99(tmp_path, prometheus_for):

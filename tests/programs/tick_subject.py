@@ -1,8 +1,11 @@
 """A small instrumented Python program for tests: a fake 5-point pipeline.
 
     python tick_subject.py TICKS [--rate R] [--exit-code N] [--no-order-every K] [--skew-every K] [--forever]
+                                 [--spin STAGE=NS]
 Every tick stamps md.rx..order.tx; every K-th tick stops at "signal" (no order); with
---skew-every, every K-th tick stamps md.decoded before md.rx (clocks that disagree).
+--skew-every, every K-th tick stamps md.decoded before md.rx (clocks that disagree). Each stage
+spins a known time (feed 500 ns, strategy 1000 ns, encode 300 ns); ``--spin strategy=3000000``
+makes that stage 3 ms long (a known slow stage).
 """
 
 import argparse
@@ -36,7 +39,14 @@ def main() -> int:
     ap.add_argument("--no-order-every", type=int, default=0)
     ap.add_argument("--skew-every", type=int, default=0)
     ap.add_argument("--forever", action="store_true")
+    ap.add_argument("--spin", action="append", default=[], metavar="STAGE=NS")
     args = ap.parse_args()
+    args.spins = {"feed": 500, "strategy": 1000, "encode": 300}
+    for item in args.spin:
+        stage, _, ns = item.partition("=")
+        if stage not in args.spins or not ns.isdigit():
+            ap.error(f"--spin {item!r}: expected STAGE=NS with STAGE one of {', '.join(args.spins)}")
+        args.spins[stage] = int(ns)
     probe = TickWriter(POINTS, name="tick-subject")
     seq = 0
     try:
@@ -50,6 +60,7 @@ def main() -> int:
 
 def run(args, probe, seq):
     t = probe.stamps
+    feed_ns, strategy_ns, encode_ns = args.spins["feed"], args.spins["strategy"], args.spins["encode"]
     start = time.monotonic()
     while args.forever or seq < args.ticks:
         seq += 1
@@ -58,14 +69,14 @@ def run(args, probe, seq):
             while time.monotonic() < due:
                 pass
         t[RX] = perf_counter_ns()
-        spin(500)
+        spin(feed_ns)
         t[DECODED] = perf_counter_ns()
         if args.skew_every and seq % args.skew_every == 0:
             t[RX], t[DECODED] = t[DECODED], t[RX]
-        spin(1000)
+        spin(strategy_ns)
         t[SIGNAL] = perf_counter_ns()
         if not (args.no_order_every and seq % args.no_order_every == 0):
-            spin(300)
+            spin(encode_ns)
             t[ENCODED] = perf_counter_ns()
             t[TX] = perf_counter_ns()
         t = probe.commit(seq)
