@@ -832,7 +832,7 @@ def merge(
       tickscope merge fleet/ ny4/sessions/run1 ld4/sessions/run1
       tickscope report fleet/        # per host: <host>/<stage>; fleet-wide: <stage>
     """
-    from tickscope.collectors.merge import merge as merge_sessions
+    from tickscope.collectors.session.merge import merge as merge_sessions
 
     result = merge_sessions(inputs, out, digits=digits)
     for w in result.warnings:
@@ -848,7 +848,7 @@ def doctor(json_output: bool = typer.Option(False, "--json", help="Findings as J
     """Is this host fit to measure latency? Each finding comes with its fix."""
     from rich.console import Console
 
-    from tickscope.collectors.doctor import run_checks
+    from tickscope.collectors.run.doctor import run_checks
     from tickscope.reports import doctor as doctor_render
 
     findings = [f.as_dict() for f in run_checks()]
@@ -865,7 +865,7 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Smaller sizes (for tests)."),
 ):
     """Probe overhead and collector throughput on this host, with ratios measured side by side."""
-    from tickscope.collectors.bench import run_all
+    from tickscope.collectors.run.bench import run_all
     from tickscope.reports import bench as bench_render
 
     results = run_all(quick=quick, progress=None if json_output else lambda msg: typer.echo(msg, err=True))

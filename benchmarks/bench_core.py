@@ -1,6 +1,6 @@
 """The measuring core's benchmarks: ``python benchmarks/bench_core.py [--quick]``.
 
-The same measurements as ``tickscope bench`` (collectors/bench.py): Python probe vs
+The same measurements as ``tickscope bench`` (collectors/run/bench.py): Python probe vs
 perf_counter_ns alone, C probe vs rdtsc alone, bulk HDR ingestion vs hdrh's record_value on the
 same values, ring drain against a paced C writer, and the collector end to end. Prints the table,
 then one JSON line.
@@ -11,7 +11,7 @@ import sys
 
 from rich.console import Console
 
-from tickscope.collectors.bench import run_all
+from tickscope.collectors.run.bench import run_all
 from tickscope.reports.bench import render as table
 
 if __name__ == "__main__":

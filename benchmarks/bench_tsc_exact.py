@@ -106,7 +106,7 @@ def table(title: str, expected: dict[str, np.ndarray], summary: dict) -> tuple[f
 
 def c_runs(work: Path, runs: int) -> tuple[float, int]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tickscope.collectors.bench import build_c
+    from tickscope.collectors.run.bench import build_c
 
     exe = build_c("c_known_spans.c", work)
     worst, differ = 0.0, 0
@@ -153,7 +153,7 @@ def py_runs(work: Path, runs: int) -> tuple[float, int]:
 def collect_figure(pythonpath: str | None, rounds: int) -> list[tuple[int, float]]:
     """(records/s, CPU ns per record) of ``bench_collect`` per round. The host is shared: CPU time
     is the steadier of the two."""
-    code = ("import json,tempfile,pathlib,shutil; from tickscope.collectors.bench import bench_collect; "
+    code = ("import json,tempfile,pathlib,shutil; from tickscope.collectors.run.bench import bench_collect; "
             "d=tempfile.mkdtemp(prefix='tickscope-bench-',dir='/dev/shm'); "
             "r=bench_collect(pathlib.Path(d), 400_000); shutil.rmtree(d); print(json.dumps(r))")  # fmt: skip
     env = dict(os.environ)

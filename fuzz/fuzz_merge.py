@@ -25,8 +25,7 @@ import numpy as np
 from _harness import run
 
 with atheris.instrument_imports():
-    from tickscope.collectors import merge, session
-    from tickscope.collectors.session import hdr
+    from tickscope.collectors.session import hdr, merge, session
 
 FILES = ("meta.json", "latency.hlog", "slowest.json", "summary.json", "warmup.hlog")
 WORK = Path(tempfile.mkdtemp(prefix="tickscope-fuzz-merge-"))

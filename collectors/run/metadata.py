@@ -49,7 +49,7 @@ def run_meta(options: dict | None = None, *, measured_here: bool = True) -> dict
     meta["host"] = host_facts()
     from dataclasses import asdict
 
-    from tickscope.collectors.doctor import run_checks
+    from tickscope.collectors.run.doctor import run_checks
 
     meta["doctor"] = [asdict(f) for f in run_checks(quick=True)]
     return meta

@@ -101,7 +101,7 @@ def test_an_installed_package_builds_and_runs_the_rust_trader_and_the_rust_bench
     assert out.returncode == 0, out.stdout + out.stderr
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())
     assert meta["subject_stats"]["trader"]["trader"] == "rust" and meta["counters"]["orders_sent"] > 0
-    bench = subprocess.run([str(py), "-c", "import json, sys, pathlib; from tickscope.collectors.bench import "
+    bench = subprocess.run([str(py), "-c", "import json, sys, pathlib; from tickscope.collectors.run.bench import "
                             "bench_rust_probe; print(json.dumps(bench_rust_probe(pathlib.Path(sys.argv[1]))))",
                             str(tmp_path)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1200)  # fmt: skip
     assert bench.returncode == 0, bench.stderr

@@ -10,7 +10,7 @@ import pytest
 from hdrh.log import HistogramLogReader
 
 from conftest import needs_tool
-from tickscope.collectors.doctor import run_checks
+from tickscope.collectors.run.doctor import run_checks
 from tickscope.collectors.run.host import host_facts, thread_context_switches
 from tickscope.collectors.session.hdr import new_histogram
 from tickscope.collectors.side.hiccup import HiccupCollector

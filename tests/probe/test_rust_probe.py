@@ -15,10 +15,10 @@ from conftest import needs_tool
 from support import PROGRAMS, QUIET
 from support.cli import run_cli
 from support.native import rust_example
-from tickscope.collectors.bench import bench_rust_probe, rust_crate
 from tickscope.collectors.rings.clocks import fit_tsc, tsc_facts
 from tickscope.collectors.rings.host_tsc import host_tsc_domain
 from tickscope.collectors.rings.reader import RingReader, find_rings
+from tickscope.collectors.run.bench import bench_rust_probe, rust_crate
 from tickscope.collectors.session import Session
 from tickscope.probe import layout as L
 

@@ -11,7 +11,7 @@ CARGO = "apt-get install cargo"
 
 def c_example(name: str, out_dir: Path) -> Path:
     """``probe/examples/<name>`` compiled against the C header into ``out_dir``."""
-    from tickscope.collectors.bench import build_c
+    from tickscope.collectors.run.bench import build_c
 
     need_tool("gcc", "cc", install="apt-get install gcc")
     return build_c(name, out_dir)
@@ -19,7 +19,7 @@ def c_example(name: str, out_dir: Path) -> Path:
 
 def rust_example(name: str, probes: bool = True) -> Path:
     """``probe/rust/examples/<name>.rs`` built with cargo (``probes=False``: the crate's probes off)."""
-    from tickscope.collectors.bench import build_rust
+    from tickscope.collectors.run.bench import build_rust
 
     need_tool("cargo", install=CARGO)
     return build_rust(name, probes=probes)
