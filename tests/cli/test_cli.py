@@ -1,6 +1,7 @@
 """The CLI as a user meets it: real subprocesses, exit codes, one-line errors, saved sessions."""
 
 import json
+import re
 import time
 
 import pytest
@@ -9,13 +10,14 @@ from conftest import needs_tool, run_cli
 from support import QUIET, SUBJECT, free_port
 from tickscope.collectors.session import Session
 
+ERROR_LINE = re.compile(r"tickscope [\w-]+: (?!warning: )\S")  # main.py's one error form
 NARROW = {"COLUMNS": "80"}  # a line longer than the terminal must stay one line when piped
 
 
 def assert_one_line_error(out, *needles):
     assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
     assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
-    err = [line for line in out.stderr.splitlines() if "error" in line.lower()]
+    err = [line for line in out.stderr.splitlines() if ERROR_LINE.match(line)]
     assert err, out.stderr
     for n in needles:
         assert n in out.stderr, out.stderr
@@ -323,7 +325,7 @@ def test_a_fix_acceptor_nobody_listens_on_is_one_line_naming_it_once(tmp_path):
     port = free_port()  # nobody listens there
     out = run_cli("profile", "--fix-connect", f"127.0.0.1:{port}", "--duration", "20s", "--out",
                   str(tmp_path / "s"), *QUIET)  # fmt: skip
-    assert_one_line_error(out, f"tickscope: error: trader: cannot connect to FIX acceptor 127.0.0.1:{port}")
+    assert_one_line_error(out, f"tickscope profile: trader: cannot connect to FIX acceptor 127.0.0.1:{port}")
     assert "trader: trader:" not in out.stderr, out.stderr
 
 
