@@ -92,7 +92,7 @@ def test_bad_flag_values_are_one_line(tmp_path, flag, value, needle):
 @pytest.mark.parametrize("args, needle", [
     (["profile", "--rate", "0"], "--rate '0' is not a positive rate"),
     (["profile", "--rate", "0k"], "--rate '0k' is not a positive rate"),
-    (["profile", "--duration", "5", "sec"], "unexpected argument 'sec': a target command goes after --"),
+    (["profile", "--duration", "5", "sec"], "unexpected argument 'sec' (a target command goes after --"),
     (["profile", "--duration", "1s", "sec", "--", *SUBJECT, "10"], "unexpected argument 'sec'"),
     (["profile", "--bogus", "--", *SUBJECT, "10"], "no such option: --bogus"),
     (["sweep", "--rates", "5k", "--duration", "1s", "sec"], "unexpected argument 'sec'"),
