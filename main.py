@@ -12,19 +12,215 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 import typer
-from typer.core import TyperCommand
+from typer._click import exceptions as click_errors  # the click typer vendors
+from typer._click.globals import get_current_context
+from typer.core import TyperCommand, TyperGroup
+
+PROG = "tickscope"
+
+
+def _error_line(command_path: str, what: str, todo: str) -> str:
+    """THE error line: ``tickscope <command>: <what> (<what to do>)``."""
+    return f"{command_path}: {what}" + (f" ({todo})" if todo else "")
+
+
+def _click_error_line(e) -> str:
+    """Click's own usage errors (no such option, missing argument, bad value, extra argument) in
+    the one-line form: its message in lower case, and the way out in parentheses."""
+    ctx = getattr(e, "ctx", None)
+    path = ctx.command_path if ctx is not None else PROG
+    what = " ".join(e.format_message().split()).rstrip(".")
+    todo = f"see {path} --help"
+    hint = re.search(r"\s*\((Possible options: [^)]*)\)$|\s*(Did you mean [^?]*\?)$", what)
+    if hint:
+        todo = f"{(hint.group(1) or hint.group(2))[0].lower()}{(hint.group(1) or hint.group(2))[1:]}; {todo}"
+        what = what[: hint.start()]
+    extra = re.fullmatch(r"got unexpected extra argument(?:\(s\)|s)? \((.*)\)", what, re.I)
+    if extra:
+        what = f"unexpected argument {extra.group(1)}"
+    if isinstance(e, click_errors.MissingParameter) and e.param is not None:
+        what = f"missing {e.param.param_type_name} {_param_label(e.param)}"
+    elif isinstance(e, click_errors.BadParameter) and e.param is not None:
+        message = " ".join(e.message.split()).rstrip(".")
+        if message.endswith(")"):  # one of ours (``_check_value``): it says what to do itself
+            return _error_line(path, message, "")
+        what = f"{_param_label(e.param)}: {message[:1].lower() + message[1:]}"
+    return _error_line(path, what[:1].lower() + what[1:], todo)
+
+
+def _param_label(param) -> str:
+    if param.param_type_name == "argument":
+        return param.metavar or param.name.upper()
+    return max(param.opts, key=len)
+
+
+class Cli(TyperGroup):
+    """The ``tickscope`` group: every usage or input error, click's own included, leaves as one
+    line on stderr and exit 2 (click's default is a usage block, a blank line and "Error: ...")."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        prog_name = prog_name or PROG  # not "python -m tickscope.main" in messages and usage lines
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as e:  # bare "tickscope": the help, not an error
+            typer.echo(e.ctx.get_help())
+            sys.exit(0)
+        except click_errors.ClickException as e:
+            typer.echo(_click_error_line(e), err=True)
+            sys.exit(EXIT_USAGE)
+        except click_errors.Abort:
+            typer.echo(_error_line(PROG, "interrupted", ""), err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+class Command(TyperCommand):
+    """Every tickscope command: usage lines and the options table written for people (``SESSION``,
+    ``DURATION``, ``PATH``), not as the parser's internal types (``<list[Path]>``, ``<int range>``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for p in self.params:
+            if p.metavar is None and not getattr(p, "is_flag", False):
+                p.metavar = p.name.upper() if p.param_type_name == "argument" else _metavar(p)
+            if p.metavar in _GRAMMARS and p.callback is None:
+                p.callback = _check_value  # bad text is refused while parsing, before anything starts
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click_errors.UsageError as e:
+            e.ctx = (
+                ctx  # the parser's own errors name no command: "tickscope live: ...", not "tickscope: ..."
+            )
+            raise
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for p in self.get_params(ctx):
+            if p.param_type_name == "argument":
+                name = p.metavar + ("..." if p.nargs != 1 and not p.metavar.endswith("...") else "")
+                pieces.append(name if p.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx, formatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for p in self.get_params(ctx):
+            record = p.get_help_record(ctx)
+            if record is None:
+                continue
+            if p.param_type_name == "argument":
+                sections["Arguments"].append((p.metavar, record[1]))
+                continue
+            names = ", ".join(sorted(p.opts, key=len))
+            if p.secondary_opts:
+                names += " / " + ", ".join(p.secondary_opts)
+            if not getattr(p, "is_flag", False) and p.metavar:
+                names += f" {p.metavar}"
+            sections["Options"].append((names, record[1]))
+        for title, rows in sections.items():
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+_METAVARS = {"DURATION": {"duration", "warmup", "interval", "expected_interval", "prometheus_linger",
+                          "prometheus_hold", "window", "hold"},
+             "[STAGE:]PCT=LATENCY": {"alert_slas"},
+             "RATE": {"rate", "rate_from", "rate_to"}, "N": {"steps", "pyspy_rate", "hiccup_cpu", "digits"},
+             "[HOST:]PORT": {"prometheus"}, "HOST:PORT": {"fix_connect"}, "DIR": {"out"},
+             "FILE": {"markdown", "junit", "json_out", "html", "perfetto", "replay", "output"},
+             "itch|ws": {"feed"}, "busy|asyncio": {"loop"}, "python|rust": {"trader"},
+             "constant|poisson|burst": {"load"}, "PCT=SHARE,...": {"threshold"}, "SHARE": {"max_inconclusive"},
+             "PCT=LATENCY,...": {"sla"}, "RATE,...": {"rates"}, "SPEED,...": {"speeds"}, "SPEED": {"speed"},
+             "ID": {"sender_comp_id", "target_comp_id"}, "IFACE": {"capture_iface"}, "REGEX": {"clordid_regex"},
+             "SPEC": {"md", "orders"}}  # fmt: skip
+
+
+def _grammars() -> dict:
+    """What a value of each kind must read as (the parsers the commands use): metavar -> parse(text, label)."""
+    from tickscope.collectors.run import sweep
+    from tickscope.collectors.side import alerting
+    from tickscope.reports.analysis.compare import parse_share, parse_thresholds
+
+    return {"DURATION": parse_duration_ns, "RATE": parse_rate, "RATE,...": lambda t, _: sweep.parse_rates(t),
+            "PCT=LATENCY,...": lambda t, _: sweep.parse_sla(t), "PCT=SHARE,...": lambda t, _: parse_thresholds(t),
+            "SHARE": lambda t, _: parse_share(t),
+            "[STAGE:]PCT=LATENCY": lambda t, _: alerting.parse_sla(t, parse_duration_ns)}  # fmt: skip
+
+
+_GRAMMARS = {
+    "DURATION",
+    "RATE",
+    "RATE,...",
+    "PCT=LATENCY,...",
+    "PCT=SHARE,...",
+    "SHARE",
+    "[STAGE:]PCT=LATENCY",
+}
+
+
+def _check_value(ctx, param, value):
+    """A click callback: the option's text read by its grammar, refused as one line (a
+    ``BadParameter`` whose message says what to do); the command still gets the text."""
+    from tickscope.collectors.run.sweep import SweepError
+    from tickscope.collectors.session import SessionError
+    from tickscope.collectors.side.alerting import AlertSpecError
+
+    if value is None:
+        return value
+    try:
+        for text in value if isinstance(value, list | tuple) else [value]:  # a repeatable option: each
+            _grammars()[param.metavar](text, _param_label(param))
+    except (UserError, SweepError, SessionError, AlertSpecError) as e:
+        raise click_errors.BadParameter(str(e), ctx=ctx, param=param) from None
+    return value
+
+
+def _metavar(param) -> str:
+    for metavar, names in _METAVARS.items():
+        if param.name in names:
+            return metavar
+    kind = param.type_descriptor
+    if kind.is_path:
+        return "PATH"
+    return "N" if kind.annotation is int else param.name.upper()
+
+
+class TargetAfterDashDash(Command):
+    """A command that runs a target given after ``--`` (profile, sweep). Click's parser drops the
+    ``--`` itself, so what followed it is noted here: an argument before it is a mistake
+    (``profile --duration 5 sec`` ran ``sec`` as the target), not the start of a command."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta[_AFTER_DASH_DASH] = args[args.index("--") + 1 :] if "--" in args else []
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- CMD [ARG...]]"]
+
 
 app = typer.Typer(
+    cls=Cli,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Latency profiling for low-latency trading pipelines: tick-to-trade per stage, at the tail.",
 )
+
+
+def command(name: str | None = None, *, cls: type[Command] = Command, **kwargs):
+    """``app.command`` with tickscope's command class (``Command``, or ``TargetAfterDashDash``)."""
+    return app.command(name, cls=cls, **kwargs)
+
 
 EXIT_VERDICT = 1
 EXIT_USAGE = 2
@@ -54,6 +250,30 @@ class UserError(Exception):
     """Anything the user can fix: printed as one line, exit code 2."""
 
 
+def latest_session(root: Path = Path("sessions")) -> Path:
+    """The newest session (or sweep) under ``sessions/``, for ``report``/``compare`` given none:
+    newest by when its metadata was last written, named on stderr so the choice is never silent."""
+    return latest_sessions(1, root)[0]
+
+
+def latest_sessions(n: int, root: Path = Path("sessions")) -> list[Path]:
+    """The ``n`` newest sessions under ``root``, oldest first (compare: baseline, then candidate)."""
+    found = []
+    for d in root.iterdir() if root.is_dir() else ():
+        marker = next((d / f for f in ("meta.json", "sweep.json") if (d / f).is_file()), None)
+        if marker is not None:
+            found.append((marker.stat().st_mtime_ns, d.name, d))
+    if len(found) < n:
+        have = f"{len(found)} session{'s' if len(found) != 1 else ''}"
+        raise UserError(f"no session given and {root}/ holds {have}, not {n} (name the session directory, "
+                        "or run tickscope profile first)")  # fmt: skip
+    chosen = [d for _, _, d in sorted(found)[-n:]]
+    typer.echo(
+        f"tickscope: using the newest session{'s' if n > 1 else ''}: {', '.join(map(str, chosen))}", err=True
+    )
+    return chosen
+
+
 def _write_output(path: Path, text: str, what: str = "") -> Path:
     """Write what a renderer returned (renderers never write files): a path that cannot be written
     is one line naming it, exit 2."""
@@ -65,7 +285,9 @@ def _write_output(path: Path, text: str, what: str = "") -> Path:
 
 
 def fail(message: str, code: int = EXIT_USAGE):
-    typer.echo(f"tickscope: error: {message}", err=True)
+    """The one error line, ``tickscope <command>: <what> (<what to do>)``, and its exit code."""
+    ctx = get_current_context(silent=True)
+    typer.echo(f"{ctx.command_path if ctx is not None else PROG}: {message}", err=True)
     raise typer.Exit(code)
 
 
@@ -95,30 +317,43 @@ def user_errors(fn):
     return wrapper
 
 
-class TargetAfterDashDash(TyperCommand):
-    """A command that runs a target given after ``--`` (profile, sweep). Click's parser drops the
-    ``--`` itself, so what followed it is noted here: an argument before it is a mistake
-    (``profile --duration 5 sec`` ran ``sec`` as the target), not the start of a command."""
-
-    def parse_args(self, ctx, args):
-        ctx.meta[_AFTER_DASH_DASH] = args[args.index("--") + 1 :] if "--" in args else []
-        return super().parse_args(ctx, args)
-
-
 _AFTER_DASH_DASH = "tickscope.after_dash_dash"
 
 
-def target_command(ctx: typer.Context) -> list[str]:
-    """The target command (what followed ``--``); UserError for anything left over before it."""
+def stray_args(ctx: typer.Context) -> list[str]:
+    """What the command's own options left before ``--``."""
+    return ctx.args[: len(ctx.args) - len(ctx.meta.get(_AFTER_DASH_DASH, []))]
+
+
+def target_command(ctx: typer.Context, stray: list[str] | None = None) -> list[str]:
+    """The target command (what followed ``--``); UserError for anything left over before it
+    (``stray``: what is left once a command took what it passes on, as sweep does)."""
     after = ctx.meta.get(_AFTER_DASH_DASH, [])
-    stray = ctx.args[: len(ctx.args) - len(after)]
+    stray = stray_args(ctx) if stray is None else stray
     if stray and stray[0].startswith("-"):
         raise UserError(f"no such option: {stray[0]} (see tickscope {ctx.info_name} --help; "
                         "a target command goes after --)")  # fmt: skip
     if stray:
-        raise UserError(f"unexpected argument {stray[0]!r}: a target command goes after --, "
-                        f"e.g. tickscope {ctx.info_name} --duration 10s -- ./my_trader")  # fmt: skip
+        raise UserError(f"unexpected argument {stray[0]!r} (a target command goes after --, "
+                        f"e.g. tickscope {ctx.info_name} --duration 10s -- ./my_trader)")  # fmt: skip
     return list(after)
+
+
+def option_table(fn, leave_out: set[str] = frozenset()) -> dict[str, tuple[str, bool]]:
+    """A command's options as ``{"--trader": ("trader", takes_a_value), "--no-perf": ("perf", False)}``,
+    read from its signature (the one declaration of its options)."""
+    import inspect
+
+    table = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        info = param.default
+        if name in leave_out or not isinstance(info, typer.models.OptionInfo):
+            continue
+        flag = isinstance(info.default, bool) or any("/" in d for d in info.param_decls)
+        for decl in info.param_decls:
+            for opt in decl.split("/"):
+                table[opt] = (name, not flag)
+    return table
 
 
 def parse_duration_ns(text: str, what: str = "duration") -> int:
@@ -135,6 +370,14 @@ def parse_duration_ns(text: str, what: str = "duration") -> int:
 def parse_duration(text: str, what: str = "duration") -> float:
     """Seconds, as ``parse_duration_ns(...) / 1e9``: ``round(s * 1e9)`` gives the nanoseconds back."""
     return parse_duration_ns(text, what) / 1e9
+
+
+def parse_interval(text: str) -> float:
+    """A histogram interval, in seconds: at least 50 ms (shorter ones cost more than they show)."""
+    seconds = parse_duration(text, "interval")
+    if seconds < 0.05:
+        raise UserError(f"interval {text!r} is too short (use at least 50ms)")
+    return seconds
 
 
 def parse_rate(text: str, what: str = "rate") -> float:
@@ -202,20 +445,23 @@ def _make_view(live: bool, duration_s):
     return PlainProgress()
 
 
-@app.command(
-    cls=TargetAfterDashDash, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+@command(cls=TargetAfterDashDash, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @user_errors
 def profile(
     ctx: typer.Context,
     duration: str = typer.Option(
-        "30s", "--duration", "-d", help="How long to collect (e.g. 30s, 2m). The target is stopped then."
+        "30s",
+        "--duration",
+        "-d",
+        help="How long to collect (e.g. 30s, 1m30s), warm-up included. The target is stopped then.",
     ),
     rate: str = typer.Option(
         "20k", "--rate", "-r", help="Bundled pipeline: market-data messages per second (e.g. 20k)."
     ),
     warmup: str = typer.Option(
-        "0s", "--warmup", help="Seconds recorded apart (warmup.hlog) and kept out of the headline numbers."
+        "0s",
+        "--warmup",
+        help="Time recorded apart (warmup.hlog) and kept out of the headline numbers (inside --duration).",
     ),
     interval: str = typer.Option("1s", "--interval", help="Histogram interval length."),
     expected_interval: str | None = typer.Option(
@@ -321,7 +567,7 @@ def profile(
 
     opts = ProfileOptions(
         command=target_command(ctx) or None, duration_s=parse_duration(duration),
-        warmup_s=parse_duration(warmup, "warmup"), interval_s=parse_duration(interval, "interval"),
+        warmup_s=parse_duration(warmup, "warmup"), interval_s=parse_interval(interval),
         expected_interval_ns=parse_duration_ns(expected_interval, "expected interval") if expected_interval else 0,
         out=out, force=force, name=name, rate=parse_rate(rate, "--rate"), feed=feed, loop=loop, trader=trader,
         load=load, replay=replay, speed=speed, fix_connect=fix_connect, sender_comp_id=sender_comp_id,
@@ -331,8 +577,6 @@ def profile(
         prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
         prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
     )  # fmt: skip
-    if opts.interval_s < 0.05:
-        raise UserError(f"interval {interval!r} is too short: use at least 50ms")
     opts.check()
     if speed is not None:
         _check_replay_speed(replay, speed)
@@ -380,7 +624,7 @@ def _print_profile(result, fail_on_drops: bool) -> None:
     failed_on_drops = print_drop_summary(console, state, fail_on_drops)
     typer.echo(f"session saved: {result.session_dir}")
     if result.message:
-        typer.echo(f"tickscope: {'error: ' if result.exit_code == 2 else ''}{result.message}", err=True)
+        typer.echo(f"tickscope profile: {result.message}", err=True)
     raise typer.Exit(EXIT_VERDICT if failed_on_drops and result.exit_code == 0 else result.exit_code)
 
 
@@ -414,13 +658,14 @@ def _print_capture(console, conclusion) -> None:
         console.print(refusals(c), markup=False, highlight=False, soft_wrap=True)
 
 
-@app.command()
+@command()
 @user_errors
 def report(
-    session: Path = typer.Argument(..., help="Session directory (or an .hlog file)."),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Write a self-contained HTML report here."
+    session: Path | None = typer.Argument(
+        None, help="Session directory, sweep directory or .hlog file (default: the newest under sessions/)."
     ),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Write a self-contained HTML report here."),
+    output: Path | None = typer.Option(None, "--output", hidden=True),  # the old spelling of --out
     perfetto: Path | None = typer.Option(
         None, "--perfetto", help="Also write the slowest traces as Perfetto/Chrome trace JSON."
     ),
@@ -431,6 +676,8 @@ def report(
     from tickscope.collectors.session import Session
     from tickscope.reports import console as console_render
 
+    output = out or output
+    session = session or latest_session()
     if (session / "sweep.json").is_file():  # a sweep directory: its table, or its load curve with -o
         return _report_sweep(session, output)
     s = Session.load(session)
@@ -451,7 +698,7 @@ def report(
         typer.echo(f"perfetto trace written: {perfetto}{empty}")
 
 
-@app.command()
+@command()
 @user_errors
 def wire(
     capture: Path = typer.Argument(
@@ -524,7 +771,7 @@ def wire(
                         "(check --md, --orders, --clordid-tag and --clordid-regex against the counts above)")  # fmt: skip
     target = out or capture.with_name(capture.name + ".session")
     if force and target.resolve() == capture.resolve().parent:
-        raise UserError(f"--force would remove {capture.name}, the capture being read: choose another --out")
+        raise UserError(f"--force would remove {capture.name}, the capture being read (choose another --out)")
     # No host facts or doctor checks: the capture was taken elsewhere, this host measured nothing.
     options = {"capture": str(capture), "md": md, "orders": orders, "clordid_tag": clordid_tag,
                "clordid_regex": clordid_regex}  # fmt: skip
@@ -564,8 +811,38 @@ def _report_sweep(sweep_dir: Path, output: Path | None) -> None:
     typer.echo(f"report written: {output}")
 
 
-@app.command(
-    cls=TargetAfterDashDash, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+# Profile options a sweep sets on each step itself, or owns under its own name: not passed through.
+STEP_SETS = {"duration", "rate", "warmup", "out", "force", "expected_interval", "replay", "speed"}
+
+
+def profile_passthrough(stray: list[str]) -> tuple[list[str], list[str]]:
+    """Split what sweep's own options left into profile options for every step and the rest."""
+    table = option_table(profile, STEP_SETS)
+    taken, i = [], 0
+    while i < len(stray):
+        opt, eq, _ = stray[i].partition("=")
+        if opt not in table:
+            break
+        if table[opt][1] and not eq:
+            if i + 1 >= len(stray):
+                raise UserError(f"option {opt} requires a value (see tickscope profile --help)")
+            taken += stray[i : i + 2]
+            i += 2
+        else:
+            taken.append(stray[i])
+            i += 1
+    return taken, stray[i:]
+
+
+def _passthrough_help() -> str:
+    names = sorted({o for o, (name, _) in option_table(profile, STEP_SETS).items() if o.startswith("--")})
+    return "Every other profile option is passed to each step: " + ", ".join(names) + "."
+
+
+@command(
+    cls=TargetAfterDashDash,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog=_passthrough_help(),
 )
 @user_errors
 def sweep(
@@ -574,9 +851,15 @@ def sweep(
     rate_from: str | None = typer.Option(None, "--from", help="With --to/--steps: first rate (e.g. 5k)."),
     rate_to: str | None = typer.Option(None, "--to", help="Last rate (e.g. 80k)."),
     steps: int = typer.Option(5, "--steps", help="Rates from --from to --to, evenly on a log axis."),
-    duration: str = typer.Option("10s", "--duration", "-d", help="Measured time per step."),
-    warmup: str = typer.Option("2s", "--warmup", help="Warmup per step, kept out of the figures."),
-    sla: str | None = typer.Option(None, "--sla", help="Latency budget, e.g. p99=200us,p99.9=1ms."),
+    duration: str = typer.Option(
+        "10s", "--duration", "-d", help="Measured time per step (the warm-up comes before it, on top)."
+    ),
+    warmup: str = typer.Option(
+        "2s", "--warmup", help="Warm-up per step, before its --duration and kept out of the figures."
+    ),
+    sla: str | None = typer.Option(
+        None, "--sla", help="Latency budget, e.g. p99=200us,p99.9=1ms (p50 p90 p99 p99.9 p99.99 max mean)."
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Sweep directory (default sessions/<time>-sweep)."
     ),
@@ -612,7 +895,8 @@ def sweep(
     from tickscope.pipeline.replay import offered_rates
     from tickscope.reports import sweep_render
 
-    command = target_command(ctx)
+    extra, stray = profile_passthrough(stray_args(ctx))
+    command = target_command(ctx, stray)
     try:
         if rates is not None and (rate_from or rate_to):
             raise SweepError("give either --rates or --from/--to/--steps, not both")
@@ -634,13 +918,18 @@ def sweep(
         budget = parse_sla(sla)
     except SweepError as e:
         raise UserError(str(e)) from None
-    duration_s, warmup_s = parse_duration(duration, "duration"), parse_duration(warmup, "warmup")
-    if duration_s <= 0:
-        raise UserError(f"--duration {duration!r}: a step needs a positive duration")
+    from tickscope.collectors.session.units import format_duration
+
+    duration_ns, warmup_ns = parse_duration_ns(duration, "duration"), parse_duration_ns(warmup, "warmup")
+    if duration_ns <= 0:
+        raise UserError(f"--duration {duration!r} measures nothing (give each step a positive duration)")
+    # Each step is a profile run of warm-up + measured time (profile's --duration holds its warm-up).
+    step_duration = format_duration(duration_ns + warmup_ns)
+    step_s, warmup_s = (duration_ns + warmup_ns) / 1e9, warmup_ns / 1e9
     sweep_dir = out or default_session_dir("sweep")
     try:
         if sweep_dir.exists() and any(sweep_dir.iterdir()):
-            raise UserError(f"{sweep_dir} is not empty: choose another --out")
+            raise UserError(f"{sweep_dir} is not empty (choose another --out)")
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # e.g. a path under a file (NotADirectoryError)
         raise UserError(f"cannot write sweep directory {sweep_dir}: {e.strerror or e}") from None
@@ -655,13 +944,13 @@ def sweep(
     result = run_sweep(
         sweep_dir,
         offered,
-        duration,
-        duration_s,
+        step_duration,
+        step_s,
         warmup,
         warmup_s,
         budget,
         command,
-        extra=[],
+        extra=extra,
         on_step=on_step,
         replay=replayed,
         cli=[sys.executable, "-m", "tickscope.main"],
@@ -673,20 +962,27 @@ def sweep(
         f"sweep saved: {sweep_dir} ({_time.monotonic() - t0:.0f} s; tickscope report {sweep_dir} -o sweep.html)"
     )
     if result.interrupted:
-        typer.echo(f"tickscope: {result.stopped}", err=True)
+        typer.echo(f"tickscope sweep: {result.stopped}", err=True)
         raise typer.Exit(130)
     if any(s.error for s in result.steps):
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_VERDICT if budget and result.sustainable_rate is None else 0)
 
 
-@app.command(context_settings={"ignore_unknown_options": True})  # lets "--vs" through as a separator
+@command(context_settings={"ignore_unknown_options": True})  # lets "--vs" through as a separator
 @user_errors
 def compare(
     baseline: list[Path] = typer.Argument(
-        ...,
-        metavar="SESSION",
-        help="BASELINE CANDIDATE, or BASE... --vs CAND... for repeated runs (session dirs or .hlog files).",
+        None,
+        metavar="SESSION...",
+        help="BASELINE CANDIDATE, or BASE... --vs CAND... for repeated runs (session dirs or .hlog files; "
+        "default: the two newest under sessions/, older first).",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "-o",
+        "--out",
+        help="Write every output into this directory: compare.md, compare.xml (JUnit), compare.json, compare.html.",
     ),
     threshold: str | None = typer.Option(None, "--threshold", help="Per percentile, e.g. p50=5%,p99=10%."),
     markdown: Path | None = typer.Option(
@@ -718,21 +1014,23 @@ def compare(
     from tickscope.reports import compare_render
     from tickscope.reports.analysis.compare import compare_sessions, parse_share
 
-    paths = [str(p) for p in baseline]
+    paths = [str(p) for p in baseline or latest_sessions(2)]
     unknown = [p for p in paths if p.startswith("-") and p != "--vs"]
     if unknown:
         raise UserError(f"no such option: {unknown[0]} (see tickscope compare --help)")
     if paths.count("--vs") > 1:
-        raise UserError("--vs separates baselines from candidates: give it once")
+        raise UserError("--vs given twice (give it once, between the baselines and the candidates)")
     if "--vs" in paths:
         i = paths.index("--vs")
         baselines, candidates = paths[:i], paths[i + 1 :]
     elif len(paths) == 2:
         baselines, candidates = paths[:1], paths[1:]
     else:
-        raise UserError("compare takes BASELINE CANDIDATE, or BASE... --vs CAND... for repeated runs")
+        raise UserError(
+            f"{len(paths)} sessions but no --vs (give BASELINE CANDIDATE, or BASE... --vs CAND... for repeated runs)"
+        )
     if not baselines or not candidates:
-        raise UserError("compare needs at least one baseline and one candidate")
+        raise UserError("nothing on one side of --vs (give at least one baseline and one candidate)")
     limit = parse_share(max_inconclusive)
     base, cand = [Session.load(p) for p in baselines], [Session.load(p) for p in candidates]
     result = compare_sessions(base, cand, threshold)
@@ -740,11 +1038,20 @@ def compare(
     if not console.is_terminal:
         console = Console(width=max(console.width, 120))  # CI logs: never squeeze the numbers
     console.print(compare_render.render(result), soft_wrap=True)  # a warning stays one line, however long
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot write {out}: {e.strerror or e} (choose another --out)") from None
+        markdown, junit, json_out, html = (markdown or out / "compare.md", junit or out / "compare.xml",
+                                           json_out or out / "compare.json", html or out / "compare.html")  # fmt: skip
     outputs = ((markdown, compare_render.markdown), (junit, compare_render.junit), (json_out, compare_render.json_text),
                (html, lambda c: compare_render.html(c, base[0], cand[0])))  # fmt: skip
     for path, render in outputs:
         if path is not None:
             _write_output(path, render(result))
+    if out is not None:
+        typer.echo(f"comparison written: {out}/ (compare.md, compare.xml, compare.json, compare.html)")
     if result.regressions:
         raise typer.Exit(EXIT_VERDICT)
     if limit is not None and result.inconclusive_share() > limit:
@@ -753,7 +1060,7 @@ def compare(
         raise typer.Exit(EXIT_INCONCLUSIVE)
 
 
-@app.command()
+@command()
 @user_errors
 def live(
     rings: list[Path] = typer.Argument(
@@ -779,6 +1086,20 @@ def live(
         "--prometheus-linger",
         help="At the end, serve the final totals until scraped, at most this long.",
     ),
+    prometheus_hold: str = typer.Option(
+        "0s",
+        "--prometheus-hold",
+        help="Keep serving the final totals this long after the end (fleets: all hosts up at once).",
+    ),
+    warmup: str = typer.Option(
+        "0s", "--warmup", help="Time recorded apart (warmup.hlog) and kept out of the headline numbers."
+    ),
+    interval: str = typer.Option("1s", "--interval", help="Histogram interval length (at least 50ms)."),
+    expected_interval: str | None = typer.Option(
+        None,
+        "--expected-interval",
+        help="Intended time between ticks (e.g. 50us): also record coordinated-omission-corrected tick_to_trade_co.",
+    ),
 ):
     """Attach the live view to the rings of an already running pipeline.
 
@@ -796,9 +1117,14 @@ def live(
     from tickscope.reports.console import CountersLine, StageTable
 
     duration_s = parse_duration(duration) if duration else None
+    interval_s = parse_interval(interval)
     result = attach(rings or [], _make_view(want_live(live), duration_s), out=out, duration_s=duration_s,
                     force=force, prometheus=prometheus, name=name,
-                    prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"))  # fmt: skip
+                    prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
+                    prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
+                    warmup_s=parse_duration(warmup, "warmup"), interval_s=interval_s,
+                    expected_interval_ns=parse_duration_ns(expected_interval, "expected interval")
+                    if expected_interval else 0)  # fmt: skip
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
     console = Console()
@@ -815,7 +1141,7 @@ def live(
     raise typer.Exit(EXIT_VERDICT if failed_on_drops and result.exit_code == 0 else result.exit_code)
 
 
-@app.command()
+@command()
 @user_errors
 def merge(
     out: Path = typer.Argument(..., help="New session directory for the merged result."),
@@ -842,7 +1168,7 @@ def merge(
     typer.echo(f"session saved: {result.out}")
 
 
-@app.command()
+@command()
 @user_errors
 def doctor(json_output: bool = typer.Option(False, "--json", help="Findings as JSON.")):
     """Is this host fit to measure latency? Each finding comes with its fix."""
@@ -858,7 +1184,7 @@ def doctor(json_output: bool = typer.Option(False, "--json", help="Findings as J
         Console().print(doctor_render.render(findings))
 
 
-@app.command()
+@command()
 @user_errors
 def bench(
     json_output: bool = typer.Option(False, "--json", help="One JSON object on the last line."),
@@ -877,10 +1203,10 @@ def bench(
         Console().print(bench_render.render(results))
 
 
-@app.command()
+@command()
 @user_errors
 def alerts(
-    sla: list[str] = typer.Option(
+    alert_slas: list[str] = typer.Option(
         None,
         "--sla",
         help="[STAGE:]pQ=DURATION, e.g. p99=500us or feed:p99.9=50us; repeat for more "
@@ -891,9 +1217,7 @@ def alerts(
         "2m", "--for", help="How long a breach, unsynchronised clock or lost target lasts before it fires."
     ),
     job: str = typer.Option("tickscope", "--job", help="The Prometheus scrape job of tickscope targets."),
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write the rule file here (default: stdout)."
-    ),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Write the rule file here (default: stdout)."),
     dashboard: Path | None = typer.Option(
         None, "--dashboard", help="Also write the Grafana dashboard JSON here."
     ),
@@ -908,22 +1232,22 @@ def alerts(
     from tickscope.collectors.side.dashboard import render_json
 
     try:
-        slas = [alerting.parse_sla(text, parse_duration_ns) for text in sla or [alerting.DEFAULT_SLA]]
+        slas = [alerting.parse_sla(text, parse_duration_ns) for text in alert_slas or [alerting.DEFAULT_SLA]]
     except alerting.AlertSpecError as e:
         raise UserError(str(e)) from None
     options = {"window_ns": parse_duration_ns(window, "--window"), "for_ns": parse_duration_ns(hold, "--for")}
     if options["window_ns"] < 10**9:
         raise UserError(f"--window {window!r}: at least 1s (a rate needs two scrapes inside it)")
     text = alerting.rules_file(slas, job=job, **options)
-    if output is None:
+    if out is None:
         typer.echo(text, nl=False)
     else:
-        _write_output(output, text, "rules ")
+        _write_output(out, text, "rules ")
     if dashboard is not None:
         _write_output(dashboard, render_json(), "dashboard ")
 
 
-@app.command("include-dir")
+@command("include-dir")
 def include_dir_command():
     """Print the directory of the C/C++ probe header: cc -I"$(tickscope include-dir)" ..."""
     from tickscope.probe import include_dir

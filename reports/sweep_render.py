@@ -52,8 +52,13 @@ def headline(result: SweepResult) -> list[str]:
     if result.stopped:
         lines.append(result.stopped)
     sus = result.sustainable_rate
-    lines.append(f"sustainable throughput: {rate_label(sus)}/s (highest offered rate meeting the SLA)" if sus
-                 else "sustainable throughput: none of the rates met the SLA")  # fmt: skip
+    # Without --sla a step is judged on drops and achieved rate alone: say so, never "the SLA".
+    if result.sla:
+        why = "highest offered rate meeting the SLA" if sus else "no offered rate met the SLA"
+    else:
+        why = ("highest offered rate without drops or a missed rate" if sus
+               else "every offered rate dropped records or missed its rate") + "; no --sla given"  # fmt: skip
+    lines.append(f"sustainable throughput: {f'{rate_label(sus)}/s' if sus else 'none'} ({why})")
     knee = result.knee_rate
     lines.append(f"knee: {rate_label(knee)}/s ({result.knee_method})" if knee
                  else f"knee: not found ({result.knee_method}; needs 3+ steps on a curve that bends upward)")  # fmt: skip

@@ -123,10 +123,9 @@ def read_step(step: Step, duration_s: float) -> None:
     step.tag = tag
     if tag:
         row, co = summary[tag], summary.get(tag + "_co") or {}
-        step.latency = {k: row.get(k) for k in ("p50", "p90", "p99", "p99_9", "max")}
-        step.latency_co = (
-            {k: co.get(k) for k in ("p50", "p90", "p99", "p99_9", "max")} if co.get("count") else {}
-        )
+        keys = SLA_PERCENTILES.values()  # every figure an --sla may name
+        step.latency = {k: row.get(k) for k in keys}
+        step.latency_co = {k: co.get(k) for k in keys} if co.get("count") else {}
     step.achieved = achieved_rate(d, summary, duration_s)
     counters = meta.get("counters") or {}
     step.drops = int(counters.get("dropped_ring_full") or 0) + int(counters.get("malformed") or 0)
@@ -171,6 +170,7 @@ def step_argv(
     return argv
 
 
+STEP_ERROR = "tickscope profile: "
 STEP_STOP_S = 60.0  # an interrupted step saving its session (the target's stop, joins, a linger)
 
 
@@ -266,11 +266,10 @@ def _run_step(
             read_step(step, max(min(step.wall_s, measured_s), 1e-3))
         return step, why
     if proc.returncode not in (0, 1):
-        lines = [
-            ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("tickscope: error")
-        ]
+        # The step's error line: "tickscope profile: <what> (<what to do>)" (main.py's one form).
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith(STEP_ERROR)]
         step.error = f"step {rate_label(rate)}/s failed (exit {proc.returncode}): " + (
-            lines[-1].removeprefix("tickscope: error: ") if lines else f"see {log}"
+            lines[-1].removeprefix(STEP_ERROR) if lines else f"see {log}"
         )
     else:
         read_step(step, measured_s)

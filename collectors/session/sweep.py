@@ -19,16 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .units import fmt_ns
+from .units import PERCENTILES, fmt_ns
 
-SLA_PERCENTILES = {
-    "p50": "p50",
-    "p90": "p90",
-    "p99": "p99",
-    "p99.9": "p99_9",
-    "p99.99": "p99_99",
-    "max": "max",
-}
+SLA_PERCENTILES = PERCENTILES  # the one set a user chooses from (units.PERCENTILES)
 WIDE_MARGIN = 10.0  # a step this many times over its SLA ends the sweep
 RATE_IGNORED = 0.5  # achieved below this share of offered: the command does not follow the rate
 RATE_MISSED = 0.9  # achieved below this share of offered: the rate is not sustained

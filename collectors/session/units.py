@@ -5,7 +5,8 @@ Rates: ``parse_rate`` reads what a user types (``20000``, ``20k``, ``1.5k/s``, `
 anything that is not a positive rate; ``format_rate`` writes a rate back in a form
 ``parse_rate`` reads to the same number. A sweep hands each step its rate as text (``--rate``,
 ``$TICKSCOPE_RATE``, ``{rate}`` in the command), so the two must agree: ``f"{rate:g}"`` wrote
-1,000,000 as ``1e+06``, which no rate grammar reads.
+1,000,000 as ``1e+06``, which no rate grammar reads. Durations likewise: ``parse_duration_ns`` and
+``format_duration``; a latency limit is a duration with its unit named (``parse_latency_ns``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ def parse_rate(text: str, what: str = "rate") -> float:
     """'50k', '20000', '1.5k/s', '1M' -> messages per second (> 0)."""
     m = _RATE.match(text or "")
     if not m:
-        raise RateError(f"{what} {text!r} is not a rate: use e.g. 20000, 20k, 1.5k/s, 1M")
+        raise RateError(f"{what} {text!r} is not a rate (use e.g. 20000, 20k, 1.5k/s, 1.5M)")
     # Decimal, not float, before scaling: '1.1k' is 1100 exactly, not 1100.0000000000002.
     rate = float(Decimal(m.group(1)) * _SCALE[m.group(2).lower()])
     if rate <= 0:  # a rate of 0 passed here once and failed inside the venue, its session left empty
-        raise RateError(f"{what} {text!r} is not a positive rate: use e.g. 20000, 20k, 1.5k/s, 1M")
+        raise RateError(f"{what} {text!r} is not a positive rate (use e.g. 20000, 20k, 1.5k/s, 1.5M)")
     return rate
 
 
@@ -45,38 +46,93 @@ class DurationError(ValueError):
     """Not a duration: one line naming what was given and the grammar."""
 
 
-_DURATION = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*(ns|us|µs|ms|s|m|h)?\s*$")
+DURATION_EXAMPLES = "30s, 1m30s, 500ms, 50us, 2h, 2d, or bare seconds"
+# One grammar for every duration and latency a user types: terms of a number and a unit, largest
+# unit first (1m30s, 1h2m, 1.5ms), or one bare number of seconds.
+_TERM = re.compile(r"(\d+)(?:\.(\d+))?\s*(ns|us|µs|ms|s|m|h|d)")
+_BARE = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*$")
 _UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
-            None: 10**9}  # fmt: skip
+            "d": 86400 * 10**9}  # fmt: skip
+_UNIT_ORDER = ["d", "h", "m", "s", "ms", "us", "ns"]
+
+
+def _terms(text: str) -> list[tuple[str, str, str]] | None:
+    """(whole, fraction, unit) of each term, or None when the text is not in the grammar."""
+    m = _BARE.match(text or "")
+    if m:
+        return [(m.group(1), m.group(2) or "", "s")]
+    body = (text or "").strip()
+    terms, pos = [], 0
+    while pos < len(body):
+        t = _TERM.match(body, pos)
+        if not t:
+            return None
+        terms.append((t.group(1), t.group(2) or "", t.group(3)))
+        pos = t.end()
+        while pos < len(body) and body[pos] == " ":
+            pos += 1
+    units = [_UNIT_ORDER.index("us" if u == "µs" else u) for _, _, u in terms]
+    if not terms or units != sorted(set(units)):  # 30s1m, 1s1s: each unit once, largest first
+        return None
+    return terms
+
+
+def _scaled(terms) -> tuple[int, int]:
+    """The exact sum of the terms as a fraction of nanoseconds: (numerator, denominator)."""
+    digits = max(len(f) for _, f, _ in terms)
+    total = sum(int(w + f.ljust(digits, "0")) * _UNIT_NS[u] for w, f, u in terms)
+    return total, 10**digits
 
 
 def parse_duration_ns(text: str, what: str = "duration") -> int:
-    """'50us', '1.5ms', '30s', '2m', '1h', '10' (seconds) -> exact integer nanoseconds.
+    """'50us', '1.5ms', '30s', '1m30s', '2d', '10' (seconds) -> exact integer nanoseconds.
 
     Decimal digits are kept as integers (never a float product), so '50us' is 50000 ns, not the
     49999 that 50 * 1e-6 * 1e9 truncates to.
     """
-    m = _DURATION.match(text or "")
-    if not m:
-        raise DurationError(f"{what} {text!r} is not a duration: use e.g. 30s, 500ms, 50us, 2m, 1h")
-    whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
-    scaled = int(whole + frac) * _UNIT_NS[unit]
-    ns, rest = divmod(scaled, 10 ** len(frac))
+    terms = _terms(text)
+    if terms is None:
+        raise DurationError(f"{what} {text!r} is not a duration (use e.g. {DURATION_EXAMPLES})")
+    ns, rest = divmod(*_scaled(terms))
     if rest:
-        raise DurationError(f"{what} {text!r} is finer than 1 ns: give whole nanoseconds")
+        raise DurationError(f"{what} {text!r} is finer than 1 ns (give whole nanoseconds)")
     return ns
 
 
-# A latency limit (``sweep --sla p99=200us``) always names its unit and may be fractional below 1 ns
-# (it is only compared against), unlike a duration.
-_LATENCY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)\s*$")
-_LATENCY_NS = {"ns": 1, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
+def format_duration(ns: int) -> str:
+    """Whole nanoseconds as the largest units that hold them exactly (1m30s, 2d, 1500us), a form
+    ``parse_duration_ns`` reads back to the same number."""
+    if ns <= 0:
+        return "0s"
+    out = []
+    for unit in ("d", "h", "m", "s"):
+        n, ns = divmod(ns, _UNIT_NS[unit])
+        if n:
+            out.append(f"{n}{unit}")
+    for unit in ("ms", "us", "ns"):
+        if ns and ns % _UNIT_NS[unit] == 0:
+            out.append(f"{ns // _UNIT_NS[unit]}{unit}")
+            break
+    return "".join(out)
 
 
 def parse_latency_ns(text: str) -> float | None:
-    """'200us', '1ms', '1.5 ms' -> nanoseconds; None when the text is not a latency with its unit."""
-    m = _LATENCY.match(text or "")
-    return float(m.group(1)) * _LATENCY_NS[m.group(2)] if m else None
+    """A latency limit (``--sla p99=200us``): the duration grammar with its unit named (a bare
+    number is refused: 200 would be 200 seconds), and fractions below 1 ns allowed (a limit is only
+    compared against). '200us', '1ms', '1.5 ms', '1ms500us' -> nanoseconds; None otherwise."""
+    if _BARE.match(text or ""):
+        return None
+    terms = _terms(text)
+    if terms is None:
+        return None
+    num, den = _scaled(terms)
+    return num / den
+
+
+# The one set of percentiles a user chooses from (--sla, --threshold, console columns): the name a
+# user types -> the key summary.json holds it under.
+PERCENTILES = {"p50": "p50", "p90": "p90", "p99": "p99", "p99.9": "p99_9", "p99.99": "p99_99", "max": "max",
+               "mean": "mean"}  # fmt: skip
 
 
 def fmt_ns(ns: float | None) -> str:

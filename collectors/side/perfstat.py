@@ -11,6 +11,7 @@ the event was not counted in that interval).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,14 @@ def _float(s: str) -> float | None:
         return float(s)
     except ValueError:
         return None
+
+
+def perf_advice(is_root: bool) -> str:
+    """What to do about a refused perf stat: root is not told to become root (a VM without a
+    virtual PMU, or a container without CAP_PERFMON, refuses root too)."""
+    if is_root:
+        return "refused even as root: a VM without a virtual PMU or a container without CAP_PERFMON; see tickscope doctor"
+    return "try: sysctl kernel.perf_event_paranoid=1, or run as root"
 
 
 class PerfStatCollector(SideCollectorBase):
@@ -84,7 +93,7 @@ class PerfStatCollector(SideCollectorBase):
                 if text and (
                     "not permitted" in text.lower() or "permission" in text.lower() or "error" in text.lower()
                 ):
-                    self.warn(f"{text[:120]} (try: sysctl kernel.perf_event_paranoid=1, or run as root)")
+                    self.warn(f"{text[:120]} ({perf_advice(os.geteuid() == 0)})")
                 continue
             if row["value"] is None and row["status"] == "<not supported>":
                 self.unsupported.add(row["event"])

@@ -7,6 +7,7 @@ On stop it receives SIGINT, which makes it write the profile.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -54,7 +55,9 @@ class PySpyCollector(SideCollectorBase):
             text = (err or "").strip().splitlines()
             last = text[-1] if text else f"exit code {self.proc.returncode}"
             if "ptrace" in (err or "").lower() or "permission" in (err or "").lower():
-                self.warn(f"{last[:120]} (fix: run as root, or sysctl kernel.yama.ptrace_scope=0)")
+                fix = ("refused even as root: a container without CAP_SYS_PTRACE?" if os.geteuid() == 0
+                       else "fix: run as root, or sysctl kernel.yama.ptrace_scope=0")  # fmt: skip
+                self.warn(f"{last[:120]} ({fix})")
             elif "python" in (err or "").lower():
                 self.warn(f"{last[:120]} (is the target a Python process?)")
             else:

@@ -61,7 +61,7 @@ def parse_thresholds(text: str | None) -> dict[str, float]:
         m = re.fullmatch(r"\s*(p50|p90|p99|p99\.9)\s*=\s*(\d+(?:\.\d+)?)\s*%?\s*", item)
         if not m:
             raise CompareError(
-                f"threshold {item.strip()!r} is not like p99=10% (percentiles: p50, p90, p99, p99.9)"
+                f"--threshold {item.strip()!r} is not like p99=10% (percentiles compared: p50, p90, p99, p99.9)"
             )
         out[m.group(1)] = float(m.group(2)) / 100
     return out

@@ -1,6 +1,7 @@
 """The CLI as a user meets it: real subprocesses, exit codes, one-line errors, saved sessions."""
 
 import json
+import re
 import time
 
 import pytest
@@ -10,13 +11,14 @@ from support import QUIET, SUBJECT, free_port
 from support.cli import run_cli
 from tickscope.collectors.session import Session
 
+ERROR_LINE = re.compile(r"tickscope [\w-]+: (?!warning: )\S")  # main.py's one error form
 NARROW = {"COLUMNS": "80"}  # a line longer than the terminal must stay one line when piped
 
 
 def assert_one_line_error(out, *needles):
     assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
     assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
-    err = [line for line in out.stderr.splitlines() if "error" in line.lower()]
+    err = [line for line in out.stderr.splitlines() if ERROR_LINE.match(line)]
     assert err, out.stderr
     for n in needles:
         assert n in out.stderr, out.stderr
@@ -91,7 +93,7 @@ def test_bad_flag_values_are_one_line(tmp_path, flag, value, needle):
 @pytest.mark.parametrize("args, needle", [
     (["profile", "--rate", "0"], "--rate '0' is not a positive rate"),
     (["profile", "--rate", "0k"], "--rate '0k' is not a positive rate"),
-    (["profile", "--duration", "5", "sec"], "unexpected argument 'sec': a target command goes after --"),
+    (["profile", "--duration", "5", "sec"], "unexpected argument 'sec' (a target command goes after --"),
     (["profile", "--duration", "1s", "sec", "--", *SUBJECT, "10"], "unexpected argument 'sec'"),
     (["profile", "--bogus", "--", *SUBJECT, "10"], "no such option: --bogus"),
     (["sweep", "--rates", "5k", "--duration", "1s", "sec"], "unexpected argument 'sec'"),
@@ -324,7 +326,7 @@ def test_a_fix_acceptor_nobody_listens_on_is_one_line_naming_it_once(tmp_path):
     port = free_port()  # nobody listens there
     out = run_cli("profile", "--fix-connect", f"127.0.0.1:{port}", "--duration", "20s", "--out",
                   str(tmp_path / "s"), *QUIET)  # fmt: skip
-    assert_one_line_error(out, f"tickscope: error: trader: cannot connect to FIX acceptor 127.0.0.1:{port}")
+    assert_one_line_error(out, f"tickscope profile: trader: cannot connect to FIX acceptor 127.0.0.1:{port}")
     assert "trader: trader:" not in out.stderr, out.stderr
 
 

@@ -213,3 +213,20 @@ def test_the_cheap_commands_run(page, cmds, tmp_path):
         out = run_cli(*argv, cwd=tmp_path, timeout=120)
         assert out.returncode == 0, f"{cmd}: exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr}"
         assert "Traceback" not in out.stdout + out.stderr, f"{cmd}:\n{out.stderr}"
+
+
+def test_the_cli_reference_is_the_commands_own_help():
+    """docs/cli.md's reference is each command's --help, verbatim: a changed option shows here
+    until `python tests/support/cli_reference.py` rewrites the page."""
+    from support.cli_reference import PAGE, page_with_reference
+
+    text = PAGE.read_text()
+    assert text == page_with_reference(text), "docs/cli.md: run python tests/support/cli_reference.py"
+
+
+def test_the_commands_table_names_every_command():
+    from support.cli_reference import PAGE, commands
+
+    table = PAGE.read_text().split("\n\n")[1]
+    missing = [n for n in commands() if f"`tickscope {n}" not in table]
+    assert missing == [], f"docs/cli.md's commands table lacks {missing}"

@@ -177,7 +177,7 @@ def test_a_pipeline_process_killed_by_a_signal_is_reported_as_such(tmp_path, vic
         proc.kill()
         proc.wait()
     assert proc.returncode == 2 and "Traceback" not in err, err
-    assert f"tickscope: error: {victim} killed by SIGKILL" in err, err
+    assert f"tickscope profile: {victim} killed by SIGKILL" in err, err
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())
     assert meta["status"] == "target-failed" and "session saved" in out
 

@@ -186,7 +186,7 @@ def test_a_live_session_carries_the_run_metadata_a_profile_session_has(tmp_path)
 
     rings = tmp_path / "rings"
     rings.mkdir()
-    subject = subprocess.Popen(SUBJECT.split(), env={**os.environ, "TICKSCOPE_RING_DIR": str(rings)})
+    subject = subprocess.Popen(FOREVER, env={**os.environ, "TICKSCOPE_RING_DIR": str(rings)})
     try:
         out = run_cli("live", str(rings), "--duration", "1s", "--no-live", "--out", str(tmp_path / "s"))
     finally:

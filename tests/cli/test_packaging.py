@@ -146,3 +146,30 @@ def test_builds_run_on_a_copy_in_the_cache_that_follows_the_sources(tmp_path, mo
     assert not (build / "probe" / "rust" / "tests" / removed.name).exists()
     assert (build / "pipeline" / "rust_trader" / "Cargo.lock").exists()
     assert not list(root.rglob("Cargo.lock")) and not list(root.rglob("target"))
+
+
+# A runtime dependency's import name, where it differs from its distribution name; py-spy is a
+# program tickscope runs, not a module it imports.
+IMPORT_NAMES = {"hdrhistogram": "hdrh", "py-spy": None}
+SHIPPED = ["main.py", "probe", "collectors", "reports", "pipeline"]
+
+
+def test_every_runtime_dependency_is_used_by_tickscope_itself():
+    """A dependency only a benchmark or a test imports (simplefix) belongs in an extra (bench,
+    test), not on every user's machine."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    source = "\n".join(f.read_text() for top in SHIPPED for f in
+                       ([ROOT / top] if top.endswith(".py") else (ROOT / top).rglob("*.py")))  # fmt: skip
+    unused = []
+    for req in project["dependencies"]:
+        dist = re.match(r"[\w.-]+", req).group(0).lower()
+        module = IMPORT_NAMES.get(dist, dist.replace("-", "_"))
+        used = (re.search(rf"^\s*(import|from) {module}\b", source, re.M) if module
+                else f'"{dist}"' in source)  # fmt: skip
+        if not used:
+            unused.append(dist)
+    assert unused == [], f"runtime dependencies tickscope never imports (move them to an extra): {unused}"
+    assert any("simplefix" in r for r in project["optional-dependencies"]["bench"])

@@ -3,6 +3,7 @@ and the rest reported; never a traceback. Every command that reads a session is 
 
 import base64
 import json
+import re
 import struct
 import zlib
 
@@ -217,7 +218,7 @@ def assert_one_line_error(r, needle):
     assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tickscope: error: "), r.stderr
+    assert len(lines) == 1 and re.match(r"tickscope [\w-]+: \S", lines[0]), r.stderr
     assert needle in lines[0], lines[0]
 
 

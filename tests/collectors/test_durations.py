@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from support import QUIET, SUBJECT
 from support.cli import run_cli
@@ -40,3 +42,39 @@ def test_profile_stores_the_durations_it_was_given_exactly(tmp_path):
 def test_a_duration_finer_than_a_nanosecond_is_refused_by_the_cli():
     r = run_cli("profile", "--expected-interval", "0.5ns", "--", "true")
     assert r.returncode == 2 and "finer than 1 ns" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [("1m30s", 90 * 10**9), ("2d", 2 * 86400 * 10**9), ("1h2m3s", 3723 * 10**9), ("1m 30s", 90 * 10**9),
+     ("1s500ms", 1_500_000_000), ("500us", 500_000)],
+)  # fmt: skip
+def test_one_grammar_takes_compound_durations_and_days(text, ns):
+    assert parse_duration_ns(text) == ns
+
+
+@pytest.mark.parametrize("text", ["30s1m", "1s1s", "1m30", "2 days"])
+def test_compound_durations_name_each_unit_once_largest_first(text):
+    with pytest.raises(UserError):
+        parse_duration_ns(text)
+
+
+@given(st.integers(min_value=0, max_value=400 * 86400 * 10**9))
+def test_a_formatted_duration_reads_back_exactly(ns):
+    from tickscope.collectors.session.units import format_duration
+    from tickscope.collectors.session.units import parse_duration_ns as parse
+
+    assert parse(format_duration(ns)) == ns
+
+
+def test_a_latency_limit_is_a_duration_with_its_unit():
+    from tickscope.collectors.session.units import parse_latency_ns
+
+    assert parse_latency_ns("1ms500us") == 1_500_000 and parse_latency_ns("0.5ns") == 0.5
+    assert parse_latency_ns("200") is None  # 200 seconds or 200 us? a limit names its unit
+
+
+def test_the_sla_offers_the_one_percentile_set():
+    from tickscope.collectors.run.sweep import parse_sla
+
+    assert parse_sla("p99.99=1ms,max=2ms,mean=100us") == {"p99.99": 1e6, "max": 2e6, "mean": 1e5}

@@ -121,3 +121,10 @@ def test_doctor_gives_a_fix_for_every_warning():
     console = Console(record=True, width=120)
     console.print(doctor_render.render([f.as_dict() for f in findings]))
     assert "timer cost" in console.export_text()
+
+
+def test_perf_advice_never_tells_root_to_run_as_root():
+    from tickscope.collectors.side.perfstat import perf_advice
+
+    assert "run as root" in perf_advice(False) and "root" in perf_advice(True)
+    assert "run as root" not in perf_advice(True)
