@@ -290,6 +290,9 @@ class Collector:
         # ring's interned values of that dimension mapped onto one id space (meta.json "dimensions").
         self.dimensions: dict[str, list[str]] = {}
         self.legs_recorded = 0  # recorded rows that were one leg of a fanned-out trace
+        # A caller that sets a list gets every flush's recorded rows (trace, leg, dimension value
+        # ids, tick-to-trade): per-trace data for slicing by dimension. None: not kept.
+        self.rows: list[dict[str, np.ndarray]] | None = None
 
     # -- discovery -----------------------------------------------------------------------------
     def discover(self) -> None:
@@ -581,6 +584,8 @@ class Collector:
         c.traces_complete += closed.complete
         if closed.rows is not None:
             self.legs_recorded += int((closed.rows["leg"] >= 0).sum())
+            if self.rows is not None and closed.rows["trace"].size:
+                self.rows.append(closed.rows)
         for reason, n in closed.set_aside().items():
             setattr(c, SESSION_KEY[reason], getattr(c, SESSION_KEY[reason]) + n)
         if closed.slow_ids is not None:

@@ -255,9 +255,11 @@ class TraceSchema:
 class PathGraph:
     """The declared points as a graph over pipeline-order positions.
 
-    Each ring's consecutive declared points are one step of a path (``adj``). A trace takes one
-    path: its points, in pipeline order, step along declared edges from a start (a point nothing
-    precedes). Tick-to-trade ends at the trade points (declared, else every end of a path);
+    Each ring's consecutive declared points are one step of a path (``adj``), unless a longer
+    declared path already leads from the one to the other: then the pair only orders them (a ring
+    that stamps md.decoded and order.tx, next to one that declares signal between them, says
+    nothing about skipping signal). A trace takes one path: its points, in pipeline order, step
+    along those edges from a start (a point nothing precedes). Tick-to-trade ends at the trade points (declared, else every end of a path);
     a point declared with the leg flag, and every point after it, is stamped once per leg.
     ``chain``: one path through every point (the common case, measured on a fast path).
     """
@@ -270,11 +272,12 @@ class PathGraph:
         self.adj = np.zeros((n, n), bool)
         for a, b in schema.edges:
             self.adj[at[a], at[b]] = True
+        below = self._reach()  # below[i, j]: j comes after i on some path
+        self.adj &= ~((self.adj.astype(np.int64) @ below.astype(np.int64)) > 0)  # the transitive reduction
         self.source = ~self.adj.any(axis=0)
         self.sink = ~self.adj.any(axis=1)
         self.stage = ~self.source
         self.chain = bool(n == 0 or (self.adj.sum() == n - 1 and all(self.adj[j - 1, j] for j in range(1, n))))
-        below = self._reach()  # below[i, j]: j comes after i on some path
         marked = np.array([name in schema.trade_points for name in names], bool)
         if not marked.any():
             marked = self.sink.copy() if n else marked
