@@ -690,7 +690,7 @@ class Correlator:
         if legs is None or not per_leg.any():
             legs = np.full(trace.size, -1, np.int32)
         else:
-            legs = np.where(per_leg[column], legs, -1).astype(np.int32)
+            legs = np.where(per_leg[column], legs.astype(np.int32), -1)  # (-1 as a u16 leg would be 65535)
         trace = trace.astype(np.uint64, copy=False)
         order = np.lexsort((legs, trace))
         trace, legs, column, ts = trace[order], legs[order], column[order], ts[order]
