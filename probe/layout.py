@@ -99,7 +99,6 @@ CLOCK_BY_NAME = {v: k for k, v in CLOCK_NAMES.items()}
 # Point flags.
 POINT_TRADE = 1  # tick-to-trade ends at this point (default: the last declared point)
 POINT_LEG = 2  # stamped once per leg: the fan-out (this point and every point after it are per leg)
-POINT_FLAGS = POINT_TRADE | POINT_LEG
 
 CACHE_LINE_PAIR = 128
 
