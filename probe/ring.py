@@ -184,9 +184,11 @@ class RingFile:
                 p.clock_domain, p.flags,
             )  # fmt: skip
         for k, d in enumerate(self.dims):
-            mm[L.OFF_DIM_NAMES + k * L.DIM_NAME_SIZE : L.OFF_DIM_NAMES + k * L.DIM_NAME_SIZE + len(d.encode())] = (
-                d.encode()
-            )
+            mm[
+                L.OFF_DIM_NAMES + k * L.DIM_NAME_SIZE : L.OFF_DIM_NAMES
+                + k * L.DIM_NAME_SIZE
+                + len(d.encode())
+            ] = d.encode()
         self.add_calibration_pair(clock_pair())
         mono, real = time.clock_gettime_ns(time.CLOCK_MONOTONIC), time.clock_gettime_ns(time.CLOCK_REALTIME)
         # Everything but the magic first: a reader that sees the magic sees a complete header.
@@ -221,7 +223,9 @@ class RingFile:
             raise ValueError(f"dimension value must be 1..{L.DIM_VALUE_SIZE} bytes: {dim}={value!r}")
         n = len(self.values)
         if n >= L.MAX_DIM_VALUES:
-            raise ValueError(f"at most {L.MAX_DIM_VALUES} dimension values per ring: {dim}={value!r} is one more")
+            raise ValueError(
+                f"at most {L.MAX_DIM_VALUES} dimension values per ring: {dim}={value!r} is one more"
+            )
         L.DIM_VALUE_ENTRY.pack_into(self.mm, L.OFF_DIM_VALUES + n * L.DIM_VALUE_ENTRY.size, slot, 0, raw)
         # The entry before the count (plain stores are ordered on x86-64, see the module docstring).
         struct.pack_into("<I", self.mm, L.OFF_DIM_COUNT, n + 1)

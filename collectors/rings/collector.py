@@ -551,7 +551,9 @@ class Collector:
                 srcs[:, src.columns[j]] = np.where(col != 0, src.index + 1, 0)
             empty = ~rows.any(axis=1)
             bad_leg = batch["leg"] > L.MAX_LEG
-            if empty.any() or bad_leg.any():  # a committed tick with no stamp at all carries nothing to measure
+            if (
+                empty.any() or bad_leg.any()
+            ):  # a committed tick with no stamp at all carries nothing to measure
                 src.malformed += int((empty | bad_leg).sum())
                 src.leg_out_of_range += int((bad_leg & ~empty).sum())
                 keep = ~empty & ~bad_leg

@@ -240,9 +240,13 @@ class TraceSchema:
         return {
             "points": list(names),
             "stages": [
-                {"name": self.stage_of.get(b) or b, "from": "|".join(names[i] for i in np.flatnonzero(g.adj[:, j])),
-                 "to": b}
-                for j, b in enumerate(names) if g.stage[j]
+                {
+                    "name": self.stage_of.get(b) or b,
+                    "from": "|".join(names[i] for i in np.flatnonzero(g.adj[:, j])),
+                    "to": b,
+                }
+                for j, b in enumerate(names)
+                if g.stage[j]
             ],  # fmt: skip
             "trade_point": names[self.trade_index] if names else None,
             **({"trade_points": [names[j] for j in g.trade_at]} if g.trade_at.size > 1 else {}),
@@ -277,7 +281,9 @@ class PathGraph:
         self.source = ~self.adj.any(axis=0)
         self.sink = ~self.adj.any(axis=1)
         self.stage = ~self.source
-        self.chain = bool(n == 0 or (self.adj.sum() == n - 1 and all(self.adj[j - 1, j] for j in range(1, n))))
+        self.chain = bool(
+            n == 0 or (self.adj.sum() == n - 1 and all(self.adj[j - 1, j] for j in range(1, n)))
+        )
         marked = np.array([name in schema.trade_points for name in names], bool)
         if not marked.any():
             marked = self.sink.copy() if n else marked
@@ -321,7 +327,9 @@ class Closed:
     slow_src: np.ndarray | None = None
     slow_ids: np.ndarray | None = None
     slow_key: np.ndarray | None = None
-    slow_spans: np.ndarray | None = None  # their spans (column j - 1: from the previous point taken to point j)
+    slow_spans: np.ndarray | None = (
+        None  # their spans (column j - 1: from the previous point taken to point j)
+    )
     slow_legs: np.ndarray | None = None  # their legs (-1: a trace without legs)
     # The recorded traces, one row per leg (a trace without legs: one row, leg -1): trace id, leg,
     # dimension value ids (one column per dimension, 0 = none), tick_to_trade / tick_to_decision
@@ -358,12 +366,16 @@ class LateIndex:
             return
         legs = np.full(ids.size, -1, np.int32) if legs is None else legs
         dims = np.zeros((ids.size, 0), np.int32) if dims is None else dims
-        self._chunks.append(_keyed({"ids": ids, "legs": legs, "ts": ts, "src": src, "added": added, "dims": dims}))
+        self._chunks.append(
+            _keyed({"ids": ids, "legs": legs, "ts": ts, "src": src, "added": added, "dims": dims})
+        )
         while len(self._chunks) >= 2 and self._chunks[-2]["ids"].size <= 2 * self._chunks[-1]["ids"].size:
             b, a = self._chunks.pop(), self._chunks.pop()
             width = max(a["dims"].shape[1], b["dims"].shape[1])
             a["dims"], b["dims"] = _pad(a["dims"], width), _pad(b["dims"], width)
-            self._chunks.append(_keyed({k: np.concatenate((a[k][a["live"]], b[k][b["live"]])) for k in self.FIELDS}))
+            self._chunks.append(
+                _keyed({k: np.concatenate((a[k][a["live"]], b[k][b["live"]])) for k in self.FIELDS})
+            )
 
     def expire(self, now_ns: int) -> None:
         cutoff = now_ns - self.horizon_ns
@@ -633,7 +645,9 @@ class Correlator:
             a, b = np.flatnonzero(on_trace), np.flatnonzero(on_leg)
             trace = np.concatenate((trace[a], trace[b]))
             ts = np.concatenate((np.where(per_leg, 0, ts[a]), np.where(per_leg, ts[b], 0)))
-            src = np.concatenate((np.where(per_leg, 0, src[a]), np.where(per_leg, src[b], 0))).astype(np.int16)
+            src = np.concatenate((np.where(per_leg, 0, src[a]), np.where(per_leg, src[b], 0))).astype(
+                np.int16
+            )
             dims = np.concatenate((np.where(on_leg[a, None], 0, dims[a]), dims[b]))
             dup = np.concatenate((dup[a], dup[b]))
             legs = np.concatenate((np.full(a.size, -1, np.int32), legs[b]))
@@ -643,7 +657,11 @@ class Correlator:
 
     def _merge_rows(self, trace, legs, ts, src, dims, dup, arrived_ns) -> None:
         """Join new rows to the pending ones: one row per (trace id, leg), sorted that way."""
-        self._ts, self._src, self._dims = self._width(self._ts), self._width(self._src), self._dims_width(self._dims)
+        self._ts, self._src, self._dims = (
+            self._width(self._ts),
+            self._width(self._src),
+            self._dims_width(self._dims),
+        )
         ids = np.concatenate((self._ids, trace))
         lg = np.concatenate((self._legs, legs))
         T = np.concatenate((self._ts, ts))
@@ -656,7 +674,14 @@ class Correlator:
         order = np.lexsort((lg, ids))
         ids, lg = ids[order], lg[order]
         starts = np.flatnonzero(np.concatenate(([True], (ids[1:] != ids[:-1]) | (lg[1:] != lg[:-1]))))
-        T, S, arrived, rounds, dups, Dm = T[order], S[order], arrived[order], rounds[order], dups[order], Dm[order]
+        T, S, arrived, rounds, dups, Dm = (
+            T[order],
+            S[order],
+            arrived[order],
+            rounds[order],
+            dups[order],
+            Dm[order],
+        )
         if starts.size != ids.size:
             present = np.add.reduceat((T != 0).astype(np.int32), starts, axis=0)
             self.duplicate_stamps += int(np.clip(present - 1, 0, None).sum())
@@ -667,7 +692,14 @@ class Correlator:
             rounds = np.maximum.reduceat(rounds, starts)
             Dm = self._join_dims(Dm, starts) if Dm.shape[1] else Dm[starts]
             ids, lg = ids[starts], lg[starts]
-        self._ids, self._legs, self._ts, self._src, self._arrived, self._round = ids, lg, T, S, arrived, rounds
+        self._ids, self._legs, self._ts, self._src, self._arrived, self._round = (
+            ids,
+            lg,
+            T,
+            S,
+            arrived,
+            rounds,
+        )
         self._dup, self._dims = dups, Dm
 
     def _join_dims(self, Dm: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -729,7 +761,11 @@ class Correlator:
             n = int(self._ids.size)
             self._keep_rows(np.zeros(n, bool))
             return Closed(values=empty, seen=n, unordered=n)
-        self._ts, self._src, self._dims = self._width(self._ts), self._width(self._src), self._dims_width(self._dims)
+        self._ts, self._src, self._dims = (
+            self._width(self._ts),
+            self._width(self._src),
+            self._dims_width(self._dims),
+        )
         g = schema.graph()
         order = schema.order
         # A trace (all its rows: the shared one and one per leg) closes as one.
@@ -743,7 +779,10 @@ class Correlator:
         else:
             present_t = np.logical_or.reduceat(self._ts != 0, tstart, axis=0)
             final = present_t[:, order[g.sink]].any(axis=1)
-            rounds, arrived_t = np.maximum.reduceat(self._round, tstart), np.maximum.reduceat(self._arrived, tstart)
+            rounds, arrived_t = (
+                np.maximum.reduceat(self._round, tstart),
+                np.maximum.reduceat(self._arrived, tstart),
+            )
             settled = (final | self._decided(present_t, tstart)) & (rounds < self.round)
             close_t = settled | (arrived_t < now_ns - self.linger_ns)
             overflow = n_traces - int(close_t.sum()) - self.max_pending
@@ -754,10 +793,17 @@ class Correlator:
         if not close_t.any():
             return Closed(values=empty)
         close, evict = close_t[group], evict_t[group]
-        C, S, ids, legs = self._ts[close][:, order], self._src[close][:, order], self._ids[close], self._legs[close]
+        C, S, ids, legs = (
+            self._ts[close][:, order],
+            self._src[close][:, order],
+            self._ids[close],
+            self._legs[close],
+        )
         arrived, dup, evict, dims = self._arrived[close], self._dup[close], evict[close], self._dims[close]
         self._keep_rows(~close)
-        C, S, ids, legs, arrived, dup, evict, dims = _legs_measured(C, S, ids, legs, arrived, dup, evict, dims)
+        C, S, ids, legs, arrived, dup, evict, dims = _legs_measured(
+            C, S, ids, legs, arrived, dup, evict, dims
+        )
 
         values: dict[str, list[np.ndarray]] = {t: [] for t in tags}
         closed = Closed(values={})
@@ -780,7 +826,11 @@ class Correlator:
             prev = np.concatenate((np.full((P.shape[0], 1), -1), last_at[:, :-1]), axis=1)
             stepped = P & (prev >= 0)
             first = P.argmax(axis=1)
-            on_path = P.any(axis=1) & g.source[first] & (g.adj[np.maximum(prev, 0), np.arange(n)] | ~stepped).all(axis=1)
+            on_path = (
+                P.any(axis=1)
+                & g.source[first]
+                & (g.adj[np.maximum(prev, 0), np.arange(n)] | ~stepped).all(axis=1)
+            )
             last = np.maximum(last_at[:, -1], 0)
         # One reason per trace set aside, in SET_ASIDE order: evicted, duplicate, incomplete, skew, range.
         duplicate = dup & ~evict
@@ -888,7 +938,13 @@ class Correlator:
         twice = dup[late]
         closed.duplicate += int(twice.sum())
         closed.seen += int(twice.sum())
-        Cl, Sl, idl, lgl, dml = C[late][~twice], S[late][~twice], ids[late][~twice], legs[late][~twice], dims[late][~twice]
+        Cl, Sl, idl, lgl, dml = (
+            C[late][~twice],
+            S[late][~twice],
+            ids[late][~twice],
+            legs[late][~twice],
+            dims[late][~twice],
+        )
         found, ts, src, added, known_dims = self.late.take(idl, len(schema.names), lgl, self.n_dims)
         beyond = int((~found).sum())
         self.late_beyond_horizon += beyond

@@ -254,7 +254,9 @@ class RingReader:
         (count,) = struct.unpack_from("<I", self.mm, L.OFF_DIM_COUNT)
         count = min(count, L.MAX_DIM_VALUES)
         for i in range(len(self._dim_values), count):
-            slot, _, raw = L.DIM_VALUE_ENTRY.unpack_from(self.mm, L.OFF_DIM_VALUES + i * L.DIM_VALUE_ENTRY.size)
+            slot, _, raw = L.DIM_VALUE_ENTRY.unpack_from(
+                self.mm, L.OFF_DIM_VALUES + i * L.DIM_VALUE_ENTRY.size
+            )
             self._dim_values.append((slot, _cstr(raw)))
         return self._dim_values
 

@@ -70,7 +70,11 @@ def test_every_order_of_a_fanned_out_tick_is_one_tick_to_trade_sample_and_none_i
     assert out.values["encode"].size == out.values["send"].size == out.values["order_rtt"].size == orders
     assert set(out.values["order_rtt"]) == {1000}
     per_leg = np.bincount(out.rows["leg"])
-    assert list(per_leg) == [300, sum(legs_of(t) >= 2 for t in range(1, 301)), sum(legs_of(t) == 3 for t in range(1, 301))]
+    assert list(per_leg) == [
+        300,
+        sum(legs_of(t) >= 2 for t in range(1, 301)),
+        sum(legs_of(t) == 3 for t in range(1, 301)),
+    ]
 
 
 def test_acks_join_their_leg_after_the_trace_closed():
@@ -81,7 +85,9 @@ def test_acks_join_their_leg_after_the_trace_closed():
     first = c.flush(60_000, force=True)  # (stamps near 50 us: within the late horizon)
     assert sorted(first.values[TICK_TO_TRADE]) == [160, 171, 182] and first.values["order_rtt"].size == 0
     acks = ~early
-    c.add_points(trace[acks].astype(np.uint64), col[acks], ts[acks] + np.array([0, 7, 9]), src=1, legs=leg[acks])
+    c.add_points(
+        trace[acks].astype(np.uint64), col[acks], ts[acks] + np.array([0, 7, 9]), src=1, legs=leg[acks]
+    )
     late = c.flush(60_000, force=True)
     assert sorted(late.values["order_rtt"]) == [1000, 1007, 1009] and late.late_points == 3
     assert late.duplicate == late.incomplete == late.late_beyond_horizon == 0
@@ -131,7 +137,13 @@ def test_a_trace_is_complete_on_any_declared_path_and_its_stages_are_those_of_it
         rows.append(r)
         ids.append(t)
     both = np.zeros(len(s.names), np.int64)  # not a path: quote and trade handling on one tick
-    for n, v in (("md.rx", 1), ("md.decoded", 2), ("quote.handled", 3), ("trade.handled", 4), ("order.tx", 5)):
+    for n, v in (
+        ("md.rx", 1),
+        ("md.decoded", 2),
+        ("quote.handled", 3),
+        ("trade.handled", 4),
+        ("order.tx", 5),
+    ):
         both[col[n]] = v
     skipped = np.zeros(len(s.names), np.int64)  # stopped short of every path's next point: a hole
     skipped[col["md.rx"]], skipped[col["md.decoded"]], skipped[col["order.tx"]] = 1, 2, 9
@@ -201,9 +213,15 @@ def test_python_writers_fan_out_with_dimensions_exact_per_leg(ring_dir):
     assert summary["feed"]["count"] == summary["strategy"]["count"] == 200
     assert summary["send"]["count"] == summary["order_rtt"]["count"] == len(expected)
     meta = col.meta_update()
-    assert meta["dimensions"] == {"symbol": ["AAPL", "MSFT"], "venue": ["XNAS", "BATS"], "side": ["buy", "sell"]}
+    assert meta["dimensions"] == {
+        "symbol": ["AAPL", "MSFT"],
+        "venue": ["XNAS", "BATS"],
+        "side": ["buy", "sell"],
+    }
     rows = {k: np.concatenate([r[k] for r in col.rows]) for k in col.rows[0]}
-    got = sorted(zip(rows["trace"].tolist(), rows["leg"].tolist(), rows["tick_to_trade"].tolist(), strict=True))
+    got = sorted(
+        zip(rows["trace"].tolist(), rows["leg"].tolist(), rows["tick_to_trade"].tolist(), strict=True)
+    )
     assert got == sorted(expected)
     names = {d: ["", *v] for d, v in meta["dimensions"].items()}
     for (trace, leg), dims in zip(zip(rows["trace"], rows["leg"], strict=True), rows["dims"], strict=True):

@@ -10,9 +10,10 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from test_cross_ring import KEYS, host_rate_ns_per_tick
-from test_rust_probe import needs_cargo, rust_writer  # noqa: F401 - a fixture
+from test_rust_probe import needs_cargo
+
+from tickscope.collectors.bench import build_rust
 from tickscope.collectors.rings.collector import Collector
 from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, summarize
 
@@ -39,6 +40,11 @@ def expected_ticks(traces: int) -> dict:
     per_leg = [(i, k, "BATS" if i % 2 else "XNAS", "sell" if k else "buy", FEED + handled[i] + send_ticks(i, k))
                for i, k in legs]  # fmt: skip
     return {t: np.array(v) for t, v in ticks.items()}, per_leg
+
+
+@pytest.fixture(scope="module")
+def rust_writer():
+    return build_rust("rust_writer")
 
 
 def collect(ring_dir) -> Collector:

@@ -219,7 +219,9 @@ def test_tick_writer_matches_a_model_of_the_ring_under_random_drains(ring_dir, c
     for seq in range(1, 3000):
         if rng.random() < 0.3:
             batch = r.drain(rng.randint(1, capacity))
-            got += [(int(b["trace"]), [int(x) for x in b["ts"]], int(b["dims"]), int(b["leg"])) for b in batch]
+            got += [
+                (int(b["trace"]), [int(x) for x in b["ts"]], int(b["dims"]), int(b["leg"])) for b in batch
+            ]
             drained += batch.size
         t[0] = seq
         if seq % 3:
