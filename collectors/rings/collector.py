@@ -712,6 +712,7 @@ class Collector:
         c.extra["dimension_conflicts"] = self.correlator.dimension_conflicts
         c.extra["dimension_values_unknown"] = sum(s.dims_unknown for s in self.sources)
         c.extra["legs_recorded"] = self.legs_recorded
+        c.extra["late_legs"] = self.correlator.late_legs
         c.values_out_of_range = self.hists.out_of_range
         c.extra["late_points"] = self.correlator.late_points
         c.records_refused = 0

@@ -385,9 +385,9 @@ class LateIndex:
             self.expired += int(old["live"].sum())
             total -= old["ids"].size
 
-    def take(self, ids: np.ndarray, width: int, legs=None, n_dims: int = 0):
-        """Remove and return the entries of (``ids``, ``legs``): (found mask, ts rows, src rows,
-        added, dims rows)."""
+    def take(self, ids: np.ndarray, width: int, legs=None, n_dims: int = 0, keep: bool = False):
+        """Remove (``keep``: only read) and return the entries of (``ids``, ``legs``): (found mask,
+        ts rows, src rows, added, dims rows)."""
         legs = np.full(ids.size, -1, np.int32) if legs is None else legs
         found = np.zeros(ids.size, bool)
         ts = np.zeros((ids.size, width), np.int64)
@@ -409,7 +409,8 @@ class LateIndex:
             d = min(n_dims, c["dims"].shape[1])
             dims[hit, :d] = c["dims"][at, :d]
             added[hit] = c["added"][at]
-            c["live"][at] = False
+            if not keep:
+                c["live"][at] = False
             found |= hit
         return found, ts, src, added, dims
 
@@ -446,6 +447,10 @@ class Correlator:
         self.schema = schema
         self.max_value = max_value  # the histograms' highest trackable value: a trace beyond it is set aside
         self.late = LateIndex(late_horizon_ns, late_max_entries)
+        # The shared stamps of closed traces that fanned out, by trace id: a leg that comes after
+        # its trace closed (a hedge sent on a fill) joins them, within the same horizon.
+        self.late_shared = LateIndex(late_horizon_ns, late_max_entries)
+        self.late_legs = 0  # legs that joined their trace's shared points after it closed
         self.late_points = 0
         self.late_beyond_horizon = 0
         self._tsc: dict[int, tuple[np.ndarray, object]] = {}  # src value -> (TSC columns, TscTimeline)
@@ -755,6 +760,7 @@ class Correlator:
         tags = schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION]
         empty = {t: np.empty(0, np.int64) for t in tags}
         self.late.expire(now_ns)
+        self.late_shared.expire(now_ns)
         if self._ids.size == 0:
             return Closed(values=empty)
         if unordered:
@@ -807,10 +813,11 @@ class Correlator:
 
         values: dict[str, list[np.ndarray]] = {t: [] for t in tags}
         closed = Closed(values={})
+        late_leg = self._join_shared(C, S, ids, legs, dims) if g.leg.any() else np.zeros(C.shape[0], bool)
         if g.after_trade.any():
-            C, S, ids, legs, arrived, dup, evict, dims = self._join_late(
-                C, S, ids, legs, arrived, dup, evict, dims, values, closed
-            )
+            rest = self._join_late(C, S, ids, legs, arrived, dup, evict, dims, values, closed)
+            C, S, ids, legs, arrived, dup, evict, dims = rest[:-1]
+            late_leg = late_leg[rest[-1]]
         P = C != 0
         spans = _Spans(self, C, S, P, order)
         n = P.shape[1]
@@ -869,6 +876,7 @@ class Correlator:
         gi = np.flatnonzero(good)
         once = np.zeros_like(good)
         once[gi[np.concatenate(([True], ids[gi][1:] != ids[gi][:-1]))[: gi.size]]] = True
+        once &= ~late_leg  # its trace's shared stages were recorded when the trace closed
         for j in range(1, n):
             if g.stage[j]:
                 values[schema.stage_of.get(schema.order_names[j]) or schema.order_names[j]].append(
@@ -883,6 +891,12 @@ class Correlator:
             if waiting.any():
                 self._remember_late(C[waiting], S[waiting], ids[waiting], arrived[waiting], order,
                                     legs[waiting], dims[waiting])  # fmt: skip
+        if g.leg.any():  # a later leg may still come: keep the shared stamps of traces that fanned out
+            fanned = once & (legs >= 0)
+            if fanned.any():
+                shared_only = np.where(g.leg, 0, C[fanned])
+                self._remember_late(shared_only, np.where(g.leg, 0, S[fanned]), ids[fanned], arrived[fanned], order,
+                                    np.full(int(fanned.sum()), -1, np.int32), dims[fanned], self.late_shared)  # fmt: skip
         closed.values = {t: _joined(v) for t, v in values.items()}
         closed.rows = {
             "trace": ids[good], "leg": legs[good], "dims": dims[good],
@@ -915,12 +929,37 @@ class Correlator:
         self._arrived, self._round, self._dup = self._arrived[keep], self._round[keep], self._dup[keep]
         self._legs, self._dims = self._legs[keep], self._dims[keep]
 
-    def _remember_late(self, C, S, ids, arrived, order, legs, dims) -> None:
+    def _remember_late(self, C, S, ids, arrived, order, legs, dims, index: LateIndex | None = None) -> None:
         width = len(self.schema.names)
         ts = np.zeros((C.shape[0], width), np.int64)
         src = np.zeros((C.shape[0], width), np.int16)
         ts[:, order], src[:, order] = C, S
-        self.late.add(ids, ts, src, arrived, legs, dims)
+        (self.late if index is None else index).add(ids, ts, src, arrived, legs, dims)
+
+    def _join_shared(self, C, S, ids, legs, dims) -> np.ndarray:
+        """Leg rows without shared stamps that reached the fan-out (not only acks): fill in their
+        trace's shared stamps and dimension values from ``late_shared`` (in place). Returns the
+        rows that joined; the others stay as they are (incomplete)."""
+        g = self.schema.graph()
+        P = C != 0
+        lonely = (legs >= 0) & ~P[:, ~g.leg].any(axis=1) & P[:, g.leg & ~g.after_trade].any(axis=1)
+        joined = np.zeros(C.shape[0], bool)
+        if not lonely.any():
+            return joined
+        idx = np.flatnonzero(lonely)
+        n = len(self.schema.names)
+        found, ts, src, _, d = self.late_shared.take(
+            ids[idx], n, np.full(idx.size, -1, np.int32), self.n_dims, True
+        )
+        if found.any():
+            order, at = self.schema.order, idx[found]
+            known, Sk = ts[found][:, order], src[found][:, order]
+            C[at] = np.where(known != 0, known, C[at])
+            S[at] = np.where(known != 0, Sk, S[at])
+            dims[at] = np.where(dims[at] != 0, dims[at], d[found])
+            joined[at] = True
+            self.late_legs += int(found.sum())
+        return joined
 
     def _join_late(self, C, S, ids, legs, arrived, dup, evict, dims, values, closed):
         """Rows holding only points after a trade point: join them to their trace (and leg) in the
@@ -934,7 +973,7 @@ class Correlator:
         P = C != 0
         late = ~P[:, ~g.after_trade].any(axis=1)
         if not late.any():
-            return C, S, ids, legs, arrived, dup, evict, dims
+            return C, S, ids, legs, arrived, dup, evict, dims, np.ones(C.shape[0], bool)
         twice = dup[late]
         closed.duplicate += int(twice.sum())
         closed.seen += int(twice.sum())
@@ -990,7 +1029,17 @@ class Correlator:
                 self._remember_late(Cm[waiting], Sm[waiting], idl[found][waiting], added[found][waiting], order,
                                     lgl[found][waiting], Dm[waiting])  # fmt: skip
         rest = ~late
-        return C[rest], S[rest], ids[rest], legs[rest], arrived[rest], dup[rest], evict[rest], dims[rest]
+        return (
+            C[rest],
+            S[rest],
+            ids[rest],
+            legs[rest],
+            arrived[rest],
+            dup[rest],
+            evict[rest],
+            dims[rest],
+            rest,
+        )
 
 
 def _legs_measured(C, S, ids, legs, arrived, dup, evict, dims):

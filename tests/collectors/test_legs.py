@@ -93,6 +93,21 @@ def test_acks_join_their_leg_after_the_trace_closed():
     assert late.duplicate == late.incomplete == late.late_beyond_horizon == 0
 
 
+def test_a_leg_sent_after_its_trace_closed_joins_the_shared_points_and_counts_them_once():
+    """A hedge sent on a fill: its trace closed (leg 0 acked) before the leg existed."""
+    c = Correlator(schema(FANOUT))
+    trace, col, ts, leg = fanout_points([5])  # three legs
+    first = leg == 0  # the shared points (named leg 0 here: ignored on them) and leg 0
+    c.add_points(trace[first].astype(np.uint64), col[first], ts[first], src=0, legs=leg[first])
+    out = c.flush(60_000, force=True)
+    assert list(out.values[TICK_TO_TRADE]) == [160] and out.values["strategy"].size == 1
+    later = leg > 0
+    c.add_points(trace[later].astype(np.uint64), col[later], ts[later], src=1, legs=leg[later])
+    out = c.flush(60_000, force=True)
+    assert sorted(out.values[TICK_TO_TRADE]) == [171, 182] and out.values["strategy"].size == 0
+    assert sorted(out.values["encode"]) == [20, 30] and out.incomplete == 0 and c.late_legs == 2
+
+
 def test_a_point_stamped_twice_on_one_leg_is_still_a_duplicate_and_the_other_legs_are_kept():
     c = Correlator(schema(FANOUT))
     trace, col, ts, leg = fanout_points([5])  # three legs
