@@ -268,3 +268,29 @@ def test_undeclared_dimensions_and_too_many_are_one_line_errors(ring_dir):
         w.dims(symbol="AAPL")
     assert w.dims(venue="XNAS") == w.dims(venue="XNAS") == 1, "a value is interned once"
     w.close()
+
+
+def test_a_tick_ring_fans_out_with_one_record_per_leg(ring_dir):
+    """A tick record holds the shared points and one leg's; each further leg commits its own points."""
+    ticks = TickWriter([Point("md.rx"), Point("signal", stage="strategy"),
+                        Point("order.tx", stage="send", trade=True, leg=True)], name="ticks")  # fmt: skip
+    col = Collector(ring_dir)
+    base = monotonic_ns()
+    t = ticks.stamps
+    for seq in range(1, 101):
+        a = base + 10_000 * seq
+        t[0], t[1], t[2] = a, a + 500, a + 500 + 40
+        t = ticks.commit(seq)  # leg 0, with the shared points
+        for k in range(1, legs_of(seq)):
+            t[2] = a + 500 + 40 + 10 * k
+            t = ticks.commit_leg(seq, k)
+    col.poll()
+    col.finish()
+    counters = col.counter_dict()
+    orders = sum(legs_of(s) for s in range(1, 101))
+    assert counters["duplicate_stamps"] == 0 and counters["traces_incomplete"] == 0
+    assert counters["traces_complete"] == counters["legs_recorded"] == orders
+    summary = col.summary()
+    assert summary["strategy"]["count"] == 100 and summary[TICK_TO_TRADE]["count"] == orders
+    assert summary[TICK_TO_TRADE]["min"] == 540 and summary[TICK_TO_TRADE]["max"] == 560
+    ticks.close()

@@ -231,7 +231,7 @@ def test_tick_writer_matches_a_model_of_the_ring_under_random_drains(ring_dir, c
             expected.append((seq, [seq, 0, seq * 10 if seq % 3 else 0], dims, leg))
         else:
             dropped += 1
-        t = w.commit(seq, dims, leg)
+        t = w.commit_leg(seq, leg, dims) if leg else w.commit(seq, dims)
     got += [(int(b["trace"]), [int(x) for x in b["ts"]], int(b["dims"]), int(b["leg"])) for b in r.drain()]
     assert got == expected
     assert w.dropped == r.dropped_full == dropped and w.written == len(expected)
