@@ -588,7 +588,7 @@ class Correlator:
             return d
         return np.where(same, self._in_ring(C[:, :-1], C[:, 1:], S[:, :-1], same), d)
 
-    def _decided(self, present: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    def _decided(self, present: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
         """Traces (rows from ``starts``, raw column layout) whose tick record left out a point no
         other ring declares (a point another ring declares may still come from it, even one this
         ring only declares to say where its points sit)."""
@@ -601,7 +601,9 @@ class Correlator:
             only_tick = [int(c) for c in cols if declared[int(c)] == 1 and c < present.shape[1]]
             if not tick or not only_tick:
                 continue
-            delivered = np.logical_or.reduceat((self._src == value).any(axis=1), starts)
+            delivered = (self._src == value).any(axis=1)
+            if starts is not None:
+                delivered = np.logical_or.reduceat(delivered, starts)
             decided |= delivered & ~present[:, only_tick].all(axis=1)
         return decided
 
@@ -676,9 +678,13 @@ class Correlator:
         arrived = np.concatenate((self._arrived, arrived))
         rounds = np.concatenate((self._round, np.full(trace.size, self.round, np.int64)))
         dups = np.concatenate((self._dup, dup))
-        order = np.lexsort((lg, ids))
+        fan = self.schema.graph().leg.any()  # without a declared fan-out every leg is -1: sort by id alone
+        order = np.lexsort((lg, ids)) if fan else np.argsort(ids, kind="stable")
         ids, lg = ids[order], lg[order]
-        starts = np.flatnonzero(np.concatenate(([True], (ids[1:] != ids[:-1]) | (lg[1:] != lg[:-1]))))
+        new = ids[1:] != ids[:-1]
+        if fan:
+            new |= lg[1:] != lg[:-1]
+        starts = np.flatnonzero(np.concatenate(([True], new)))
         T, S, arrived, rounds, dups, Dm = (
             T[order],
             S[order],
@@ -729,9 +735,12 @@ class Correlator:
         else:
             legs = np.where(per_leg[column], legs.astype(np.int32), -1)  # (-1 as a u16 leg would be 65535)
         trace = trace.astype(np.uint64, copy=False)
-        order = np.lexsort((legs, trace))
+        fan = per_leg.any()
+        order = np.lexsort((legs, trace)) if fan else np.argsort(trace, kind="stable")
         trace, legs, column, ts = trace[order], legs[order], column[order], ts[order]
-        first = np.concatenate(([True], (trace[1:] != trace[:-1]) | (legs[1:] != legs[:-1])))
+        first = np.concatenate(([True], trace[1:] != trace[:-1]))
+        if fan:
+            first[1:] |= legs[1:] != legs[:-1]
         starts = np.flatnonzero(first)
         inv = np.cumsum(first) - 1
         cell = inv.astype(np.int64) * n + column
@@ -775,20 +784,27 @@ class Correlator:
         g = schema.graph()
         order = schema.order
         # A trace (all its rows: the shared one and one per leg) closes as one.
-        is_start = np.concatenate(([True], self._ids[1:] != self._ids[:-1]))
-        tstart = np.flatnonzero(is_start)
-        group = np.cumsum(is_start) - 1
-        n_traces = tstart.size
+        if g.leg.any():
+            is_start = np.concatenate(([True], self._ids[1:] != self._ids[:-1]))
+            tstart = np.flatnonzero(is_start)
+            group = np.cumsum(is_start) - 1
+            n_traces = tstart.size
+        else:  # one row per trace
+            tstart = group = None
+            n_traces = self._ids.size
         evict_t = np.zeros(n_traces, bool)
         if force:
             close_t = np.ones(n_traces, bool)
         else:
-            present_t = np.logical_or.reduceat(self._ts != 0, tstart, axis=0)
+            if tstart is None:
+                present_t, rounds, arrived_t = self._ts != 0, self._round, self._arrived
+            else:
+                present_t = np.logical_or.reduceat(self._ts != 0, tstart, axis=0)
+                rounds, arrived_t = (
+                    np.maximum.reduceat(self._round, tstart),
+                    np.maximum.reduceat(self._arrived, tstart),
+                )
             final = present_t[:, order[g.sink]].any(axis=1)
-            rounds, arrived_t = (
-                np.maximum.reduceat(self._round, tstart),
-                np.maximum.reduceat(self._arrived, tstart),
-            )
             settled = (final | self._decided(present_t, tstart)) & (rounds < self.round)
             close_t = settled | (arrived_t < now_ns - self.linger_ns)
             overflow = n_traces - int(close_t.sum()) - self.max_pending
@@ -798,7 +814,7 @@ class Correlator:
                 self.evicted += overflow
         if not close_t.any():
             return Closed(values=empty)
-        close, evict = close_t[group], evict_t[group]
+        close, evict = (close_t, evict_t) if group is None else (close_t[group], evict_t[group])
         C, S, ids, legs = (
             self._ts[close][:, order],
             self._src[close][:, order],
