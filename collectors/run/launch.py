@@ -77,7 +77,7 @@ def fix_connect_address(text: str) -> tuple[str, int]:
 
 # The pipeline's folder beside this one (in the checkout and installed alike): the pipeline is run
 # from here, never imported.
-RUST_TRADER_CRATE = Path(__file__).parent.parent / "pipeline" / "rust_trader"
+RUST_TRADER_CRATE = Path(__file__).resolve().parents[2] / "pipeline" / "rust_trader"
 
 
 CARGO_TIMEOUT_S = 900.0
