@@ -6,15 +6,28 @@ over whole batches of traces, never a Python loop per record.
 
 Rules (stated once, used everywhere):
 - Points have one pipeline order (``TraceSchema.order``): the merge of the rings' point tables,
-  each a partial order. Points no declaration orders are never ordered by timing: the caller
+  each a partial order. Points no declaration connects are never ordered by timing: the caller
   holds traces back (``TraceSchema.unresolved``) and sets them aside if the order stays open.
-- A trace is *complete* when its points form a prefix of that order: first point present and no
-  hole. Complete traces yield one value per stage (stage j spans point j-1 -> j, named after
-  point j's declared stage) and either ``tick_to_trade`` (they reached the trade point) or
-  ``tick_to_decision`` (they stopped earlier: a tick that led to no order).
-- A trace with a hole or without its first point is *incomplete*: counted, never interpolated.
+- The declared points form a graph (``PathGraph``): each ring's consecutive points are a step of
+  a path unless a longer declared path links them. A trace is *complete* when its points step
+  along declared edges from a start (a point nothing precedes) without a hole: the prefix of one
+  path. Complete traces yield one value per stage on the path they took (the stage ending at a
+  point spans from the trace's previous point, named after the point's declared stage) and
+  either ``tick_to_trade`` (they reached a trade point) or ``tick_to_decision`` (they stopped
+  earlier: a tick that led to no order).
+- A trace with a hole, without a start or holding points of two paths is *incomplete*: counted,
+  never interpolated.
+- Legs: points declared with the leg flag, and every point after them, are stamped once per leg
+  (order) of the trace. Rows are kept per (trace id, leg), leg -1 holding the shared points; at
+  close, each leg row is measured with its trace's shared stamps as a trace of its own (its own
+  tick-to-trade sample), a shared stage counted once per trace. Acks join their leg in the
+  ``LateIndex`` by (trace id, leg); a leg that comes after its trace closed joins the shared
+  stamps kept in ``late_shared``. Without a declared fan-out every row is a trace (leg -1).
+- Dimension value ids (the caller's, a column per dimension) ride with the rows; a leg's are
+  its trace's overlaid with its own. ``Closed.rows`` hands them on with every recorded row.
 - A trace with a negative stage (clocks disagree) is counted as ``clock_skew``, not recorded.
-- Every trace closed is *seen* once and either recorded or set aside for one reason (``Closed``):
+- Every trace (each leg of a fanned-out one) closed is *seen* once and either recorded or set
+  aside for one reason (``Closed``):
   ``seen = recorded + incomplete + clock_skew + late_beyond_horizon + evicted + duplicate +
   out_of_range + unordered``. A trace whose stamps arrive in pieces the correlator cannot join
   (evicted, late beyond the horizon) counts once per piece; a late point that joins its trace
