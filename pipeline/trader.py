@@ -71,7 +71,7 @@ TICK_POINTS = [
     Point("book.updated", stage="book"),
     Point("signal", stage="strategy"),
     Point("risk.checked", stage="risk"),
-    Point("order.encoded", stage="encode"),
+    Point("order.encoded", stage="encode", leg=True),  # the fan-out: each order is a leg (leg 0 here)
 ]
 MD_RX, MD_READ, MD_DECODED, BOOK_UPDATED, SIGNAL, RISK_CHECKED, ORDER_ENCODED = range(7)
 # The orders ring declares order.encoded first without stamping it: that says its points come

@@ -7,7 +7,7 @@ A ring file is one single-producer/single-consumer queue: one writer thread, one
 All integers are little endian. Counters are monotonically increasing record counts (never
 wrapped); a record's slot is ``count & (capacity - 1)``.
 
-Header (8 KiB, then the records)::
+Header (8 KiB, then the dimension values, then the records)::
 
     0        8       16      24      32      40      48      56      64     ...   128
     +-------+-------+-------+-------+-------+-------+-------+-------+-------+----+
@@ -21,32 +21,61 @@ Header (8 KiB, then the records)::
     | calib_count u32 | pad u32 | 16 x (tsc, monotonic_raw_ns, monotonic_ns, realtime_ns) |
     +--- 1024..: point table, POINT_ENTRY_SIZE bytes per point ------------------+
     | name (48) | stage (40) | clock_domain u32 | flags u32 |                     |
-    +--- DATA_OFFSET: capacity x record_size --------------------------------------+
+    +--- 7168..7299: dimension names and the count of interned values ------------+
+    +--- 8192..: dimension value table (128 KiB) -----------------------------------+
+    +--- DATA_OFFSET (139264): capacity x record_size -----------------------------+
 
 Producer and consumer counters sit on their own 128-byte lines (two cache lines) so that neither
 side's stores invalidate, or get prefetched with, the line the other side writes.
 
+Dimensions (``venue``, ``symbol``, ...) are declared per ring, at most ``MAX_DIMS``: their names in
+the dimension table, their values interned once each into the value table that follows the header
+(an append-only list: entry k is value id k + 1; the producer stores the entry, then the count with
+a release store). The hot path writes only value ids::
+
+    7168    7200    7232    7264    7296  7300
+    +-------+-------+-------+-------+-----+
+    | dim 0 | dim 1 | dim 2 | dim 3 |count|      names, 32 bytes each, NUL padded; count u32
+    +-------+-------+-------+-------+-----+
+    8192: MAX_DIM_VALUES x (slot u16 | pad u16 | value 28 bytes, UTF-8, NUL padded)
+
 Two record kinds, fixed size within a ring:
 
-``KIND_POINT`` (32 bytes, the C writer and ``PointWriter``)::
+``KIND_POINT`` (32 bytes, the C and Rust writers and ``PointWriter``)::
 
-    0               8               16      20      24              32
-    +---------------+---------------+-------+-------+---------------+
-    | ts u64        | trace_id u64  |point  |thread | aux u64       |
-    +---------------+---------------+-------+-------+---------------+
+    0               8               16  18  20      24              32
+    +---------------+---------------+---+---+-------+---------------+
+    | ts u64        | trace_id u64  |pt |leg|thread | dims u64      |
+    +---------------+---------------+---+---+-------+---------------+
+      point u16: index in the point table; leg u16: which leg of the trace (below)
 
-``KIND_TICK`` (8 x n_points + 16 bytes, ``TickWriter``): one record per tick holding a stamp for
+``KIND_TICK`` (8 x n_points + 24 bytes, ``TickWriter``): one record per tick holding a stamp for
 every declared point; point ids are the positions in the vector, 0 means "not reached"::
 
-    0               8                   8n              8n+8            8n+16
-    +---------------+-----   ...   -----+---------------+---------------+
-    | ts[0] u64     | ts[1] ...         | trace_id u64  | aux u64       |
-    +---------------+-----   ...   -----+---------------+---------------+
+    0               8                   8n              8n+8            8n+16           8n+24
+    +---------------+-----   ...   -----+---------------+---------------+---------------+
+    | ts[0] u64     | ts[1] ...         | trace_id u64  | leg u64       | dims u64      |
+    +---------------+-----   ...   -----+---------------+---------------+---------------+
+
+``dims`` (both kinds) is four u16 value ids, slot k = bits 16k..16k+15 = the ring's dimension k,
+0 = no value attached by this record. A value may ride on any record of the trace (the symbol
+after decoding, the venue at the socket): the trace (and each of its legs) gets every value its
+records attached.
+
+Legs: one trace (one tick) may fan out into several orders. A point declared with ``POINT_LEG``
+is stamped once per leg, as is every point the declarations place after it; the points before it
+are shared by the trace. A record names its leg with ``leg`` (0..65535, any numbering unique
+within the trace; a tick record's leg word must be below 2^16); on a shared point it is ignored.
+Each leg is measured as its own trace (the shared points plus its own) and yields its own
+tick-to-trade sample; its acks and fills join it by (trace_id, leg).
 
 The tick kind exists because Python pays ~20 ns to pack one integer and ~60 ns per call: the
 writer stamps straight into the free slot it will publish next, and the commit writes only the
 trace id and ``head``. The consumer zeroes every slot it has drained before releasing it, so a
 writer always starts a tick on a clean slot.
+
+Version 1 (before legs and dimensions) had ``point u32`` and ``aux u64`` in the point record, a
+16-byte tick trailer and no dimension tables; a version-1 ring is refused with one line saying so.
 """
 
 from __future__ import annotations
@@ -54,7 +83,7 @@ from __future__ import annotations
 import struct
 
 MAGIC = int.from_bytes(b"TSCOPE01", "little")
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 KIND_POINT = 1
 KIND_TICK = 2
@@ -69,6 +98,7 @@ CLOCK_BY_NAME = {v: k for k, v in CLOCK_NAMES.items()}
 
 # Point flags.
 POINT_TRADE = 1  # tick-to-trade ends at this point (default: the last declared point)
+POINT_LEG = 2  # stamped once per leg: the fan-out (this point and every point after it are per leg)
 
 CACHE_LINE_PAIR = 128
 
@@ -116,12 +146,35 @@ POINT_STAGE_SIZE = 40
 POINT_ENTRY = struct.Struct("<48s40sII")
 POINT_ENTRY_SIZE = POINT_ENTRY.size
 MAX_POINTS = 64
-DATA_OFFSET = 8192
-assert OFF_POINT_TABLE + MAX_POINTS * POINT_ENTRY_SIZE <= DATA_OFFSET
+assert OFF_POINT_TABLE + MAX_POINTS * POINT_ENTRY_SIZE <= 7168
 
-POINT_RECORD = struct.Struct("<QQIIQ")  # ts, trace_id, point_id, thread_id, aux
+# Dimensions: names, then the count of interned values; the values after the header.
+OFF_DIM_NAMES = 7168
+DIM_NAME_SIZE = 32
+MAX_DIMS = 4  # one u16 slot each in a record's dims word
+OFF_DIM_COUNT = OFF_DIM_NAMES + MAX_DIMS * DIM_NAME_SIZE
+OFF_DIM_VALUES = 8192
+DIM_VALUE_ENTRY = struct.Struct("<HH28s")  # slot, pad, value
+DIM_VALUE_SIZE = 28
+MAX_DIM_VALUES = 4096  # per ring, all dimensions together (ids are u16: below 65536)
+DIM_SLOT_BITS = 16
+DATA_OFFSET = OFF_DIM_VALUES + MAX_DIM_VALUES * DIM_VALUE_ENTRY.size
+assert OFF_DIM_COUNT + 4 <= OFF_DIM_VALUES
+
+MAX_LEG = 0xFFFF
+POINT_RECORD = struct.Struct("<QQHHIQ")  # ts, trace_id, point_id, leg, thread_id, dims
 POINT_RECORD_SIZE = POINT_RECORD.size
-TICK_TRAILER_SIZE = 16  # trace_id, aux after the n_points u64 stamps
+TICK_TRAILER_SIZE = 24  # trace_id, leg, dims after the n_points u64 stamps
+
+
+def pack_dims(ids) -> int:
+    """The dims word of value ids by slot (``ids[k]`` for dimension k, 0 = none)."""
+    word = 0
+    for k, v in enumerate(ids):
+        if not 0 <= v <= 0xFFFF:
+            raise ValueError(f"dimension value id must be 0..65535: slot {k} has {v}")
+        word |= v << (DIM_SLOT_BITS * k)
+    return word
 
 
 def tick_record_size(n_points: int) -> int:

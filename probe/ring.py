@@ -15,10 +15,18 @@ of the ring slot it will be published in), then commits it as one record::
     t[MD_DECODED] = perf_counter_ns()
     t[BOOK] = perf_counter_ns()
     t = probe.commit(trace_id)    # publishes the record; returns the next tick's (clean) vector
+                                  # (commit_leg(trace_id, leg) for one leg of a tick that fans out)
     probe.close()                 # at the end (also done at interpreter exit)
 
 ``PointWriter``: one 32-byte record per probe point (``record(point, trace_id)``), for points
 that happen outside a tick's flow (an ack arriving later, a rare event) and for parity with C.
+
+Legs (one tick, several orders): declare the fan-out point with ``Point(..., leg=True)``; every
+record of a point at or after it names its leg (``record(ORDER_TX, seq, leg=k)``,
+``commit_leg(seq, k)``), the points before it are shared. Dimensions: declare up to four per
+writer (``dims=["venue", "symbol"]``), intern each value once off the hot path
+(``word = probe.dims(venue="XNAS", symbol="AAPL")``, cached) and pass the word with the record
+(``record(..., dims=word)`` / ``commit(seq, dims=word)``).
 
 Closing a writer (``close()``, or interpreter exit) marks its ring closed, so a collector knows
 the writer is done rather than dead. The file is left for the collector to drain and remove when
@@ -56,7 +64,9 @@ from .clock import clock_pair
 _NATIVE_U64 = struct.calcsize("@L") == 8 and sys.byteorder == "little"
 U64_FORMAT = "L" if _NATIVE_U64 else "Q"
 # The point record, packed the same cheap way (same bytes as layout.POINT_RECORD where native).
-_POINT_RECORD_PACK = struct.Struct("@LLIIL") if _NATIVE_U64 else L.POINT_RECORD
+# The point id and the leg go in as one u32 (point | leg << 16: the same bytes as two u16, one
+# argument fewer to pack on the hot path).
+_POINT_RECORD_PACK = struct.Struct("@LLIIL") if _NATIVE_U64 else struct.Struct("<QQIIQ")
 assert _POINT_RECORD_PACK.size == L.POINT_RECORD_SIZE
 
 RING_DIR_ENV = "TICKSCOPE_RING_DIR"
@@ -76,13 +86,19 @@ class Point:
 
     ``stage`` names the span that ends at this point (default: the point's own name);
     ``clock`` is the domain of its stamps; ``trade`` marks where tick-to-trade ends when that is
-    not the last point (e.g. ``order.tx`` when ``ack.rx`` follows).
+    not the last point (e.g. ``order.tx`` when ``ack.rx`` follows); ``leg`` marks the fan-out: this
+    point and every point after it are stamped once per leg (order) of the trace.
     """
 
     name: str
     stage: str = ""
     clock: int | str = L.CLOCK_MONOTONIC
     trade: bool = False
+    leg: bool = False
+
+    @property
+    def flags(self) -> int:
+        return (L.POINT_TRADE if self.trade else 0) | (L.POINT_LEG if self.leg else 0)
 
     @property
     def clock_domain(self) -> int:
@@ -114,12 +130,27 @@ def _as_points(points) -> list[Point]:
     return out
 
 
+def _as_dims(dims) -> list[str]:
+    out = [str(d) for d in dims]
+    if len(out) > L.MAX_DIMS:
+        raise ValueError(f"at most {L.MAX_DIMS} dimensions per ring: got {len(out)} ({out})")
+    if len(set(out)) != len(out):
+        raise ValueError(f"dimension names must be unique: {out}")
+    for d in out:
+        if not d or len(d.encode()) > L.DIM_NAME_SIZE:
+            raise ValueError(f"dimension name must be 1..{L.DIM_NAME_SIZE} bytes: {d!r}")
+    return out
+
+
 class RingFile:
     """Creates and maps one ring file; the writers below own one each."""
 
-    def __init__(self, points, *, kind: int, capacity: int, name: str, directory: str | os.PathLike | None):
+    def __init__(self, points, *, kind: int, capacity: int, name: str, directory: str | os.PathLike | None,
+                 dims=()):  # fmt: skip
         L.check_capacity(capacity)
         self.points = _as_points(points)
+        self.dims = _as_dims(dims)
+        self.values: dict[tuple[int, str], int] = {}  # (slot, value) -> interned id
         self.kind = kind
         self.capacity = capacity
         self.record_size = L.record_size_for(kind, len(self.points))
@@ -151,15 +182,16 @@ class RingFile:
     def _write_header(self, name: str) -> None:
         mm = self.mm
         for i, p in enumerate(self.points):
-            flags = L.POINT_TRADE if p.trade else 0
             L.POINT_ENTRY.pack_into(
-                mm,
-                L.OFF_POINT_TABLE + i * L.POINT_ENTRY_SIZE,
-                p.name.encode(),
-                p.stage.encode(),
-                p.clock_domain,
-                flags,
-            )
+                mm, L.OFF_POINT_TABLE + i * L.POINT_ENTRY_SIZE, p.name.encode(), p.stage.encode(),
+                p.clock_domain, p.flags,
+            )  # fmt: skip
+        for k, d in enumerate(self.dims):
+            mm[
+                L.OFF_DIM_NAMES + k * L.DIM_NAME_SIZE : L.OFF_DIM_NAMES
+                + k * L.DIM_NAME_SIZE
+                + len(d.encode())
+            ] = d.encode()
         self.add_calibration_pair(clock_pair())
         mono, real = time.clock_gettime_ns(time.CLOCK_MONOTONIC), time.clock_gettime_ns(time.CLOCK_REALTIME)
         # Everything but the magic first: a reader that sees the magic sees a complete header.
@@ -179,6 +211,29 @@ class RingFile:
         # A u32 that wraps like the C and Rust writers' (2^32 pairs outlast any session): a header
         # scribbled on by someone else must never make close() raise.
         struct.pack_into("<I", self.mm, L.OFF_CALIB_COUNT, (count + 1) & 0xFFFFFFFF)
+
+    def intern(self, dim: str, value: str) -> int:
+        """The id of ``value`` of dimension ``dim``, appended to the value table the first time."""
+        try:
+            slot = self.dims.index(dim)
+        except ValueError:
+            raise ValueError(f"dimension {dim!r} not declared: this ring declares {self.dims}") from None
+        key = (slot, str(value))
+        if (known := self.values.get(key)) is not None:
+            return known
+        raw = key[1].encode()
+        if not raw or len(raw) > L.DIM_VALUE_SIZE:
+            raise ValueError(f"dimension value must be 1..{L.DIM_VALUE_SIZE} bytes: {dim}={value!r}")
+        n = len(self.values)
+        if n >= L.MAX_DIM_VALUES:
+            raise ValueError(
+                f"at most {L.MAX_DIM_VALUES} dimension values per ring: {dim}={value!r} is one more"
+            )
+        L.DIM_VALUE_ENTRY.pack_into(self.mm, L.OFF_DIM_VALUES + n * L.DIM_VALUE_ENTRY.size, slot, 0, raw)
+        # The entry before the count (plain stores are ordered on x86-64, see the module docstring).
+        struct.pack_into("<I", self.mm, L.OFF_DIM_COUNT, n + 1)
+        self.values[key] = n + 1
+        return n + 1
 
     def u64(self, offset: int) -> memoryview:
         """A one-element u64 view of a header field: the cheapest store Python has."""
@@ -201,6 +256,23 @@ class _Writer:
         # At exit rather than on garbage collection: ``record = PointWriter(...).record`` keeps
         # only the closure, and the ring must stay open for as long as that is used.
         atexit.register(self.close)
+
+    @property
+    def dimensions(self) -> list[str]:
+        return list(self._ring.dims)
+
+    def intern(self, dim: str, value) -> int:
+        """The value id of ``value`` in dimension ``dim`` (interned into the ring once)."""
+        return self._ring.intern(dim, value)
+
+    def dims(self, **values) -> int:
+        """The dims word attaching ``values`` (``venue="XNAS"``), for ``record``/``commit``:
+        compute it once per combination, off the hot path (each value is interned once)."""
+        ids = [0] * len(self._ring.dims)
+        for dim, value in values.items():
+            vid = self.intern(dim, value)  # raises for an undeclared dimension
+            ids[self._ring.dims.index(dim)] = vid
+        return L.pack_dims(ids)
 
     def index(self, name: str) -> int:
         """The slot (TickWriter) or point id (PointWriter) of a declared point."""
@@ -279,9 +351,9 @@ class TickWriter(_Writer):
     Do not write into a vector after committing it: it belongs to the collector then.
     """
 
-    def __init__(self, points, *, name: str = "python", capacity: int = 1 << 14, directory=None):
+    def __init__(self, points, *, name: str = "python", capacity: int = 1 << 14, directory=None, dims=()):
         super().__init__(
-            RingFile(points, kind=L.KIND_TICK, capacity=capacity, name=name, directory=directory)
+            RingFile(points, kind=L.KIND_TICK, capacity=capacity, name=name, directory=directory, dims=dims)
         )
         self.commit = self._make_commit()
 
@@ -306,7 +378,7 @@ class TickWriter(_Writer):
         scratch = memoryview(scratch_bytes).cast(U64_FORMAT)
         zero_record = bytes(rsize)
         head_v, tail_v, dropped_v, beat_v = self._head, self._tail, self._dropped, self._heartbeat
-        trace_at, aux_at = n, n + 1
+        trace_at, leg_at, dims_at = n, n + 1, n + 2
         # ``window`` yields, for each tick that will still find a free slot, the head to publish
         # when the tick before it commits and that tick's vector: (h, slot of h) for h in
         # (head, limit), limit = tail + capacity as last read. It is a zip of a range and list
@@ -335,7 +407,7 @@ class TickWriter(_Writer):
 
         def window_end():
             """The window ran out: publish the tick just committed if it has a slot, then re-open."""
-            v = current  # its trace id and aux are stored already
+            v = current  # its trace id, leg and dims are stored already
             head = head_v[0]  # the tick just committed is tick ``head``
             if v is scratch:  # it began on a full ring: land it if room appeared since
                 if head >= tail_v[0] + capacity:
@@ -345,13 +417,14 @@ class TickWriter(_Writer):
             head_v[0] = head + 1
             return open_window(head + 1)
 
-        def commit(trace_id: int, aux: int = 0):
-            """Publish the tick as ``trace_id``; returns the stamp vector of the next tick."""
+        def commit(trace_id: int, dims: int = 0):
+            """Publish the tick as ``trace_id``, carrying the dims word ``dims``; returns the stamp
+            vector of the next tick."""
             nonlocal current
             v = current
             v[trace_at] = trace_id
-            if aux != 0:  # an int comparison is specialised; a bare `if aux:` is a generic truth test
-                v[aux_at] = aux
+            if dims != 0:  # an int comparison is specialised; a bare `if dims:` is a generic truth test
+                v[dims_at] = dims
             try:
                 h, current = next(window)
             except StopIteration:
@@ -359,17 +432,26 @@ class TickWriter(_Writer):
             head_v[0] = h  # publishes the tick: its record is complete
             return current
 
+        def commit_leg(trace_id: int, leg: int, dims: int = 0):
+            """``commit`` of one leg of a tick that fans out (a separate call: ``commit`` stays as
+            cheap as before legs existed)."""
+            if not 0 <= leg <= L.MAX_LEG:
+                raise ValueError(f"leg must be 0..{L.MAX_LEG}: got {leg}")
+            current[leg_at] = leg
+            return commit(trace_id, dims)
+
         open_window(0)
         self._current = lambda: current
+        self.commit_leg = commit_leg
         return commit
 
 
 class PointWriter(_Writer):
-    """One 32-byte record per probe point: ``record(point_id, trace_id[, ts, aux])``."""
+    """One 32-byte record per probe point: ``record(point_id, trace_id[, ts, dims, leg])``."""
 
-    def __init__(self, points, *, name: str = "python", capacity: int = 1 << 14, directory=None):
+    def __init__(self, points, *, name: str = "python", capacity: int = 1 << 14, directory=None, dims=()):
         super().__init__(
-            RingFile(points, kind=L.KIND_POINT, capacity=capacity, name=name, directory=directory)
+            RingFile(points, kind=L.KIND_POINT, capacity=capacity, name=name, directory=directory, dims=dims)
         )
         self.record = self._make_record()
 
@@ -385,8 +467,9 @@ class PointWriter(_Writer):
         head = 0
         limit = capacity
 
-        def record(point: int, trace_id: int, ts: int | None = None, aux: int = 0) -> bool:
-            """Stamp ``point`` of ``trace_id`` now (or at ``ts``); False if the ring was full."""
+        def record(point: int, trace_id: int, ts: int | None = None, dims: int = 0, leg: int = 0) -> bool:
+            """Stamp ``point`` of ``trace_id`` (leg ``leg``) now (or at ``ts``), attaching the dims
+            word ``dims``; False if the ring was full."""
             nonlocal head, limit
             if ts is None:
                 ts = clock()
@@ -399,7 +482,11 @@ class PointWriter(_Writer):
                 if h >= limit:
                     dropped_v[0] += 1
                     return False
-            pack(mm, data + (h & mask) * rsize, ts, trace_id, point, tid, aux)
+            if leg != 0:
+                if not 0 <= leg <= L.MAX_LEG:
+                    raise ValueError(f"leg must be 0..{L.MAX_LEG}: got {leg}")
+                point |= leg << 16
+            pack(mm, data + (h & mask) * rsize, ts, trace_id, point, tid, dims)
             head = h = h + 1
             head_v[0] = h
             return True

@@ -1,4 +1,4 @@
-"""``tickscope bench``'s table: each figure of ``collectors.bench`` (a plain dict) against the
+"""``tickscope bench``'s table: each figure of ``collectors.run.bench`` (a plain dict) against the
 target docs/performance.md sets for it, and which way a figure misses it."""
 
 from __future__ import annotations

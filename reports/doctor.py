@@ -1,4 +1,4 @@
-"""``tickscope doctor``'s table: one row per finding of ``collectors.doctor`` (as plain dicts:
+"""``tickscope doctor``'s table: one row per finding of ``collectors.run.doctor`` (as plain dicts:
 ``name``, ``status`` ok/warn/fail, ``value``, ``fix``), the status coloured."""
 
 from __future__ import annotations

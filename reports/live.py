@@ -138,7 +138,7 @@ def terminal_size(console: Console) -> tuple[int, int]:
 
 
 class LiveView:
-    """The ``View`` of ``collectors.profile``: a Rich Live display on the controlling terminal."""
+    """The ``View`` of ``collectors.run``: a Rich Live display on the controlling terminal."""
 
     def __init__(self, console: Console | None = None, refresh_s: float = 0.2):
         self.console = console or Console()

@@ -11,7 +11,7 @@ import json
 import resource
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,12 @@ class RingSource:
     malformed: int = 0
     quarantined: str | None = None  # why the ring's header stopped being trusted
     point_out_of_range: int = 0  # records naming a point id the ring's point table does not have
+    leg_out_of_range: int = 0  # tick records whose leg word is beyond 65535 (malformed)
+    dims_unknown: int = 0  # dimension value ids the ring's value table does not (yet) hold: dropped
+    # slot -> (ring value id -> the collector's value id of that dimension, 0 = not interned)
+    dim_map: list[np.ndarray] = field(default_factory=list)
+    dim_column: list[int] = field(default_factory=list)  # slot -> the collector's dimension column
+    dim_seen: int = 0  # ring value ids mapped so far
 
     @property
     def tsc(self) -> TscTimeline:
@@ -129,6 +135,7 @@ class RingSource:
             "produced": r.last.produced, "drained": r.drained, "dropped_ring_full": r.last.dropped,
             "in_ring": r.in_ring_seen, "drained_before_attach": r.drained_before_attach,
             "malformed": self.malformed, "point_out_of_range": self.point_out_of_range,
+            "leg_out_of_range": self.leg_out_of_range, "dims": list(r.dims), "dims_unknown": self.dims_unknown,
             "closed_cleanly": r.writer_closed,
             "peak_backlog": r.peak_demand, "capacity_needed": capacity_needed(r),
         }  # fmt: skip
@@ -327,6 +334,13 @@ class Collector:
         self._p99 = {}
         self._subject_stats: dict = {}
         self._taps: list[PointTap] = []  # see ``tap``; none: nothing is kept
+        # Dimension name -> its values in the order first seen (value id = position + 1): every
+        # ring's interned values of that dimension mapped onto one id space (meta.json "dimensions").
+        self.dimensions: dict[str, list[str]] = {}
+        self.legs_recorded = 0  # recorded rows that were one leg of a fanned-out trace
+        # A caller that sets a list gets every flush's recorded rows (trace, leg, dimension value
+        # ids, tick-to-trade): per-trace data for slicing by dimension. None: not kept.
+        self.rows: list[dict[str, np.ndarray]] | None = None
 
     # -- what others may use ---------------------------------------------------------------------
     def tap(self, points) -> PointTap:
@@ -397,6 +411,11 @@ class Collector:
             self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT,
                                          tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc,
                                          domain=self.tsc_domains.index(clock) + 1)  # fmt: skip
+            for dim in reader.dims:
+                self.dimensions.setdefault(dim, [])
+                src.dim_column.append(list(self.dimensions).index(dim))
+                src.dim_map.append(np.zeros(L.MAX_DIM_VALUES + 1, np.int32))
+            self.correlator.declare_dims(len(self.dimensions))
             self.sources.append(src)
             if reader.counter_error is not None:
                 self._quarantine(src, reader.counter_error)
@@ -551,6 +570,27 @@ class Collector:
             self._release(src)
         return int(batch.size)
 
+    def _dims_of(self, src: RingSource, words: np.ndarray) -> np.ndarray | None:
+        """The dims words of a batch as the collector's value ids (a column per dimension)."""
+        if not src.dim_column or not words.any():
+            return None
+        values = src.reader.dim_values()
+        for i in range(src.dim_seen, len(values)):
+            slot, value = values[i]
+            if slot < len(src.dim_column):
+                known = self.dimensions[list(self.dimensions)[src.dim_column[slot]]]
+                if value not in known:
+                    known.append(value)
+                src.dim_map[slot][i + 1] = known.index(value) + 1
+        src.dim_seen = len(values)
+        out = np.zeros((words.size, len(self.dimensions)), np.int32)
+        for slot, col in enumerate(src.dim_column):
+            local = ((words >> np.uint64(L.DIM_SLOT_BITS * slot)) & np.uint64(0xFFFF)).astype(np.intp)
+            ids = src.dim_map[slot][np.minimum(local, L.MAX_DIM_VALUES)]
+            src.dims_unknown += int(((local != 0) & (ids == 0)).sum())
+            out[:, col] = ids
+        return out
+
     def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
         reader = src.reader
         if reader.kind == L.KIND_POINT:
@@ -566,7 +606,8 @@ class Collector:
             for domain in np.unique(src.domains[local]) if batch.size else ():
                 sel = src.domains[local] == domain
                 ts[sel] = src.convert(batch["ts"][sel], int(domain), self.realtime_offset)
-            self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index, monotonic_ns())
+            self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index, monotonic_ns(),
+                                       legs=batch["leg"], dims=self._dims_of(src, batch["dims"]))  # fmt: skip
             if self._taps:
                 cols, tsc = src.columns[local], src.domains[local] == L.CLOCK_TSC
                 self._keep(batch["trace"], lambda c, cols=cols, tsc=tsc: (cols == c) & ~tsc, ts)
@@ -581,11 +622,16 @@ class Collector:
                 )
                 srcs[:, src.columns[j]] = np.where(col != 0, src.index + 1, 0)
             empty = ~rows.any(axis=1)
-            if empty.any():  # a committed tick with no stamp at all carries nothing to measure
-                src.malformed += int(empty.sum())
-                keep = ~empty
+            bad_leg = batch["leg"] > L.MAX_LEG
+            if (
+                empty.any() or bad_leg.any()
+            ):  # a committed tick with no stamp at all carries nothing to measure
+                src.malformed += int((empty | bad_leg).sum())
+                src.leg_out_of_range += int((bad_leg & ~empty).sum())
+                keep = ~empty & ~bad_leg
                 batch, rows, srcs = batch[keep], rows[keep], srcs[keep]
-            self.correlator.add_rows(batch["trace"], rows, srcs, monotonic_ns())
+            self.correlator.add_rows(batch["trace"], rows, srcs, monotonic_ns(), legs=batch["leg"].astype(np.int32),
+                                     dims=self._dims_of(src, batch["dims"]))  # fmt: skip
             for j in range(reader.n_points) if self._taps else ():
                 if src.domains[j] != L.CLOCK_TSC:  # raw ticks are not ns on the capture's clock
                     col = int(src.columns[j])
@@ -612,6 +658,10 @@ class Collector:
         c = self.counters
         c.traces_seen += closed.seen
         c.traces_complete += closed.complete
+        if closed.rows is not None:
+            self.legs_recorded += int((closed.rows["leg"] >= 0).sum())
+            if self.rows is not None and closed.rows["trace"].size:
+                self.rows.append(closed.rows)
         for reason, n in closed.set_aside().items():
             setattr(c, SESSION_KEY[reason], getattr(c, SESSION_KEY[reason]) + n)
         if closed.slow_ids is not None:
@@ -625,8 +675,9 @@ class Collector:
 
     def _keep_slowest(self, closed: Closed) -> None:
         names = self.schema.order_names
-        for ids, row, srow, key, spans in zip(closed.slow_ids, closed.slow_rows, closed.slow_src, closed.slow_key,
-                                              closed.slow_spans, strict=True):  # fmt: skip
+        for ids, row, srow, key, spans, leg in zip(closed.slow_ids, closed.slow_rows, closed.slow_src,
+                                                   closed.slow_key, closed.slow_spans, closed.slow_legs,
+                                                   strict=True):  # fmt: skip
             if len(self._slowest) >= self.slowest_n and key <= self._slowest[-1][0]:
                 continue
             stamps = []
@@ -638,11 +689,12 @@ class Collector:
                         "writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
                         "tid": r.writer_tid if r else None,
                     }  # fmt: skip
-                    if stamps:  # a complete trace's points form a prefix: the previous point is j - 1
+                    if stamps:  # spans[j - 1]: from the previous point on the trace's path to point j
                         stamp["stage_ns"] = int(spans[j - 1])
                     stamps.append(stamp)
             trace = {
                 "trace_id": int(ids),
+                **({"leg": int(leg)} if leg >= 0 else {}),
                 "tick_to_trade_ns": int(key),
                 "stamps": stamps,
                 "note": self.SLOWEST_NOTE,
@@ -704,7 +756,7 @@ class Collector:
         return [t for t in dict.fromkeys(ordered) if t in known]
 
     def trade_stages(self) -> list[str]:
-        return self.schema.stages[: self.schema.trade_index]
+        return self.schema.trade_stages
 
     def _publish_live(self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool) -> None:
         secs = self.interval_ns / 1e9
@@ -765,6 +817,10 @@ class Collector:
         c.drained_before_attach = sum(r.drained_before_attach for r in readers)
         c.malformed = sum(s.malformed for s in self.sources)
         c.duplicate_stamps = self.correlator.duplicate_stamps
+        c.extra["dimension_conflicts"] = self.correlator.dimension_conflicts
+        c.extra["dimension_values_unknown"] = sum(s.dims_unknown for s in self.sources)
+        c.extra["legs_recorded"] = self.legs_recorded
+        c.extra["late_legs"] = self.correlator.late_legs
         c.values_out_of_range = self.hists.out_of_range
         c.extra["late_points"] = self.correlator.late_points
         c.records_refused = 0
@@ -785,6 +841,7 @@ class Collector:
     def meta_update(self) -> dict:
         return {
             **self.schema.to_meta(),
+            **({"dimensions": {d: list(v) for d, v in self.dimensions.items()}} if self.dimensions else {}),
             "counters": self.counter_dict(),
             "drop_free": self.counters.drop_free,
             "rings": [s.describe() for s in self.sources],

@@ -6,15 +6,28 @@ over whole batches of traces, never a Python loop per record.
 
 Rules (stated once, used everywhere):
 - Points have one pipeline order (``TraceSchema.order``): the merge of the rings' point tables,
-  each a partial order. Points no declaration orders are never ordered by timing: the caller
+  each a partial order. Points no declaration connects are never ordered by timing: the caller
   holds traces back (``TraceSchema.unresolved``) and sets them aside if the order stays open.
-- A trace is *complete* when its points form a prefix of that order: first point present and no
-  hole. Complete traces yield one value per stage (stage j spans point j-1 -> j, named after
-  point j's declared stage) and either ``tick_to_trade`` (they reached the trade point) or
-  ``tick_to_decision`` (they stopped earlier: a tick that led to no order).
-- A trace with a hole or without its first point is *incomplete*: counted, never interpolated.
+- The declared points form a graph (``PathGraph``): each ring's consecutive points are a step of
+  a path unless a longer declared path links them. A trace is *complete* when its points step
+  along declared edges from a start (a point nothing precedes) without a hole: the prefix of one
+  path. Complete traces yield one value per stage on the path they took (the stage ending at a
+  point spans from the trace's previous point, named after the point's declared stage) and
+  either ``tick_to_trade`` (they reached a trade point) or ``tick_to_decision`` (they stopped
+  earlier: a tick that led to no order).
+- A trace with a hole, without a start or holding points of two paths is *incomplete*: counted,
+  never interpolated.
+- Legs: points declared with the leg flag, and every point after them, are stamped once per leg
+  (order) of the trace. Rows are kept per (trace id, leg), leg -1 holding the shared points; at
+  close, each leg row is measured with its trace's shared stamps as a trace of its own (its own
+  tick-to-trade sample), a shared stage counted once per trace. Acks join their leg in the
+  ``LateIndex`` by (trace id, leg); a leg that comes after its trace closed joins the shared
+  stamps kept in ``late_shared``. Without a declared fan-out every row is a trace (leg -1).
+- Dimension value ids (the caller's, a column per dimension) ride with the rows; a leg's are
+  its trace's overlaid with its own. ``Closed.rows`` hands them on with every recorded row.
 - A trace with a negative stage (clocks disagree) is counted as ``clock_skew``, not recorded.
-- Every trace closed is *seen* once and either recorded or set aside for one reason (``Closed``):
+- Every trace (each leg of a fanned-out one) closed is *seen* once and either recorded or set
+  aside for one reason (``Closed``):
   ``seen = recorded + incomplete + clock_skew + late_beyond_horizon + evicted + duplicate +
   out_of_range + unordered``. A trace whose stamps arrive in pieces the correlator cannot join
   (evicted, late beyond the horizon) counts once per piece; a late point that joins its trace
@@ -70,6 +83,7 @@ class TraceSchema:
     names: list[str] = field(default_factory=list)  # column -> point name (discovery order)
     stage_of: dict[str, str] = field(default_factory=dict)  # point -> stage name ending there
     trade_points: set[str] = field(default_factory=set)
+    leg_points: set[str] = field(default_factory=set)  # declared with the leg flag (the fan-out)
     order_names: list[str] = field(default_factory=list)  # pipeline order
     # (a, b) -> the ring that first declared a right before b
     edges: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -78,6 +92,7 @@ class TraceSchema:
     _trade_by: dict[str, tuple[bool, str]] = field(default_factory=dict)
     _declared_by: dict[str, list[str]] = field(default_factory=dict)  # point -> rings declaring it
     unresolved: str | None = None  # why the order is not yet determined (None: it is)
+    _graph: PathGraph | None = None
 
     def merge(self, points, ring: str = "a ring") -> list[int]:
         """Add a ring's points (objects with name/stage/flags, in that ring's order); return their
@@ -124,6 +139,8 @@ class TraceSchema:
                 self._trade_by[p.name] = (trade, ring)
             if trade:
                 self.trade_points.add(p.name)
+            if p.flags & 2:
+                self.leg_points.add(p.name)
         for e in new_edges:
             self.edges[e] = ring
         self._order()
@@ -150,7 +167,10 @@ class TraceSchema:
                     ready.append(m)
             ready.sort()
         self.order_names[:] = order
-        self.unresolved = self._describe_ties(ties[0]) if ties else None
+        # Points of one connected graph that no declaration orders are branches (paths a trace
+        # may take); only groups no declaration connects leave the pipeline order open.
+        self.unresolved = self._describe_ties(ties[0]) if ties and len(self.components()) > 1 else None
+        self._graph = None
 
     def _describe_ties(self, tied: list[str]) -> str:
         """One line: the points (or groups of points) no declaration orders, and what to declare."""
@@ -195,27 +215,103 @@ class TraceSchema:
     def order(self) -> np.ndarray:
         return np.array([self.names.index(n) for n in self.order_names], dtype=np.intp)
 
+    def graph(self) -> PathGraph:
+        """The declared graph over pipeline-order positions (rebuilt when declarations change)."""
+        key = (len(self.names), len(self.edges), len(self.trade_points), len(self.leg_points))
+        if self._graph is None or self._graph.key != key:
+            self._graph = PathGraph(self, key)
+        return self._graph
+
     @property
     def stages(self) -> list[str]:
-        """Stage names in pipeline order (stage j ends at point j, j >= 1)."""
-        return [self.stage_of.get(n) or n for n in self.order_names[1:]]
+        """Stage names in pipeline order: one per point that ends a span (every point but the
+        starts of the declared paths), named after the point's declared stage."""
+        return [self.stage_of.get(n) or n for j, n in enumerate(self.order_names) if self.graph().stage[j]]
 
     @property
     def trade_index(self) -> int:
-        """Position (in pipeline order) where tick-to-trade ends."""
-        marked = [i for i, n in enumerate(self.order_names) if n in self.trade_points]
-        return marked[0] if marked else len(self.order_names) - 1
+        """Position (in pipeline order) of the first point where tick-to-trade ends."""
+        return int(self.graph().trade_at[0]) if self.order_names else 0
+
+    @property
+    def trade_stages(self) -> list[str]:
+        """The stages that make up tick-to-trade (every stage not after a trade point)."""
+        g = self.graph()
+        return [self.stage_of.get(n) or n for j, n in enumerate(self.order_names)
+                if g.stage[j] and not g.after_trade[j] and j <= g.trade_at.max()]  # fmt: skip
+
+    def leg_columns(self) -> np.ndarray:
+        """Per column (discovery order): stamped once per leg (the fan-out point and after it)."""
+        g = self.graph()
+        out = np.zeros(len(self.names), bool)
+        out[self.order] = g.leg
+        return out
 
     def to_meta(self) -> dict:
+        g = self.graph()
+        names = self.order_names
         return {
-            "points": list(self.order_names),
+            "points": list(names),
             "stages": [
-                {"name": s, "from": a, "to": b}
-                for s, a, b in zip(self.stages, self.order_names, self.order_names[1:], strict=False)
-            ],
-            "trade_point": self.order_names[self.trade_index] if self.order_names else None,
+                {
+                    "name": self.stage_of.get(b) or b,
+                    "from": "|".join(names[i] for i in np.flatnonzero(g.adj[:, j])),
+                    "to": b,
+                }
+                for j, b in enumerate(names)
+                if g.stage[j]
+            ],  # fmt: skip
+            "trade_point": names[self.trade_index] if names else None,
+            **({"trade_points": [names[j] for j in g.trade_at]} if g.trade_at.size > 1 else {}),
+            **({"leg_points": [n for j, n in enumerate(names) if g.leg[j]]} if g.leg.any() else {}),
+            **({"paths": "branching"} if not g.chain else {}),
             **({"unordered": self.unresolved} if self.unresolved else {}),
         }
+
+
+class PathGraph:
+    """The declared points as a graph over pipeline-order positions.
+
+    Each ring's consecutive declared points are one step of a path (``adj``), unless a longer
+    declared path already leads from the one to the other: then the pair only orders them (a ring
+    that stamps md.decoded and order.tx, next to one that declares signal between them, says
+    nothing about skipping signal). A trace takes one path: its points, in pipeline order, step
+    along those edges from a start (a point nothing precedes). Tick-to-trade ends at the trade points (declared, else every end of a path);
+    a point declared with the leg flag, and every point after it, is stamped once per leg.
+    ``chain``: one path through every point (the common case, measured on a fast path).
+    """
+
+    def __init__(self, schema: TraceSchema, key):
+        self.key = key
+        names = schema.order_names
+        n = len(names)
+        at = {name: i for i, name in enumerate(names)}
+        self.adj = np.zeros((n, n), bool)
+        for a, b in schema.edges:
+            self.adj[at[a], at[b]] = True
+        below = self._reach()  # below[i, j]: j comes after i on some path
+        self.adj &= ~((self.adj.astype(np.int64) @ below.astype(np.int64)) > 0)  # the transitive reduction
+        self.source = ~self.adj.any(axis=0)
+        self.sink = ~self.adj.any(axis=1)
+        self.stage = ~self.source
+        self.chain = bool(
+            n == 0 or (self.adj.sum() == n - 1 and all(self.adj[j - 1, j] for j in range(1, n)))
+        )
+        marked = np.array([name in schema.trade_points for name in names], bool)
+        if not marked.any():
+            marked = self.sink.copy() if n else marked
+        self.trade_at = np.flatnonzero(marked)
+        self.after_trade = below[marked].any(axis=0) if n else np.zeros(0, bool)
+        legs = np.array([name in schema.leg_points for name in names], bool)
+        self.leg = (legs | below[legs].any(axis=0)) if n else legs
+
+    def _reach(self) -> np.ndarray:
+        n = self.adj.shape[0]
+        reach = self.adj.copy()
+        for j in range(n - 1, -1, -1):  # positions are topologically ordered: successors come later
+            for k in np.flatnonzero(self.adj[j]):
+                reach[j] |= reach[k]
+        return reach
 
 
 SET_ASIDE = ("incomplete", "clock_skew", "late_beyond_horizon", "evicted", "duplicate", "out_of_range",
@@ -244,9 +340,17 @@ class Closed:
     slow_src: np.ndarray | None = None
     slow_ids: np.ndarray | None = None
     slow_key: np.ndarray | None = None
-    slow_spans: np.ndarray | None = None  # their exact consecutive spans (column j: point j -> j + 1)
-    # Tail attribution's input (collectors/rings/attribution.py): every trace recorded in
-    # tick_to_trade, its spans up to the trade point (row i is values[TICK_TO_TRADE][i]'s trace)
+    slow_spans: np.ndarray | None = (
+        None  # their spans (column j - 1: from the previous point taken to point j)
+    )
+    slow_legs: np.ndarray | None = None  # their legs (-1: a trace without legs)
+    # The recorded traces, one row per leg (a trace without legs: one row, leg -1): trace id, leg,
+    # dimension value ids (one column per dimension, 0 = none), tick_to_trade / tick_to_decision
+    # (-1 where the row has none). What slicing by dimension and per-trace attribution start from.
+    rows: dict[str, np.ndarray] | None = None
+    # Tail attribution's input (collectors/rings/attribution.py): every row recorded in tick_to_trade
+    # (one per leg), its spans of the trade stages (``TraceSchema.trade_stages``; 0 for a stage off
+    # the path it took), so row i sums to values[TICK_TO_TRADE][i]
     trade_spans: np.ndarray | None = None
 
     def set_aside(self) -> dict[str, int]:
@@ -271,21 +375,24 @@ class LateIndex:
     def __len__(self) -> int:
         return sum(int(c["live"].sum()) for c in self._chunks)
 
-    def add(self, ids: np.ndarray, ts: np.ndarray, src: np.ndarray, added: np.ndarray) -> None:
+    FIELDS = ("ids", "legs", "ts", "src", "added", "dims")
+
+    def add(self, ids: np.ndarray, ts: np.ndarray, src: np.ndarray, added: np.ndarray, legs=None,
+            dims=None) -> None:  # fmt: skip
         if ids.size == 0:
             return
-        order = np.argsort(ids, kind="stable")
-        self._chunks.append({"ids": ids[order], "ts": ts[order], "src": src[order], "added": added[order],
-                             "live": np.ones(ids.size, bool)})  # fmt: skip
+        legs = np.full(ids.size, -1, np.int32) if legs is None else legs
+        dims = np.zeros((ids.size, 0), np.int32) if dims is None else dims
+        self._chunks.append(
+            _keyed({"ids": ids, "legs": legs, "ts": ts, "src": src, "added": added, "dims": dims})
+        )
         while len(self._chunks) >= 2 and self._chunks[-2]["ids"].size <= 2 * self._chunks[-1]["ids"].size:
             b, a = self._chunks.pop(), self._chunks.pop()
-            merged = {
-                k: np.concatenate((a[k][a["live"]], b[k][b["live"]])) for k in ("ids", "ts", "src", "added")
-            }
-            order = np.argsort(merged["ids"], kind="stable")
-            merged = {k: v[order] for k, v in merged.items()}
-            merged["live"] = np.ones(merged["ids"].size, bool)
-            self._chunks.append(merged)
+            width = max(a["dims"].shape[1], b["dims"].shape[1])
+            a["dims"], b["dims"] = _pad(a["dims"], width), _pad(b["dims"], width)
+            self._chunks.append(
+                _keyed({k: np.concatenate((a[k][a["live"]], b[k][b["live"]])) for k in self.FIELDS})
+            )
 
     def expire(self, now_ns: int) -> None:
         cutoff = now_ns - self.horizon_ns
@@ -295,26 +402,56 @@ class LateIndex:
             self.expired += int(old["live"].sum())
             total -= old["ids"].size
 
-    def take(self, ids: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Remove and return the entries of ``ids``: (found mask, ts rows, src rows, added)."""
+    def take(self, ids: np.ndarray, width: int, legs=None, n_dims: int = 0, keep: bool = False):
+        """Remove (``keep``: only read) and return the entries of (``ids``, ``legs``): (found mask,
+        ts rows, src rows, added, dims rows)."""
+        legs = np.full(ids.size, -1, np.int32) if legs is None else legs
         found = np.zeros(ids.size, bool)
         ts = np.zeros((ids.size, width), np.int64)
         src = np.zeros((ids.size, width), np.int16)
         added = np.zeros(ids.size, np.int64)
+        dims = np.zeros((ids.size, n_dims), np.int32)
         for c in self._chunks:
             if c["ids"].size == 0:
                 continue
-            pos = np.clip(np.searchsorted(c["ids"], ids), 0, c["ids"].size - 1)
-            hit = (c["ids"][pos] == ids) & c["live"][pos] & ~found
+            r = np.clip(np.searchsorted(c["uids"], ids), 0, c["uids"].size - 1)
+            want = r * _LEG_SPAN + legs.astype(np.int64) + 1
+            pos = np.clip(np.searchsorted(c["key"], want), 0, c["key"].size - 1)
+            hit = (c["uids"][r] == ids) & (c["key"][pos] == want) & c["live"][pos] & ~found
             if not hit.any():
                 continue
             at = pos[hit]
             k = min(width, c["ts"].shape[1])
             ts[hit, :k], src[hit, :k] = c["ts"][at, :k], c["src"][at, :k]
+            d = min(n_dims, c["dims"].shape[1])
+            dims[hit, :d] = c["dims"][at, :d]
             added[hit] = c["added"][at]
-            c["live"][at] = False
+            if not keep:
+                c["live"][at] = False
             found |= hit
-        return found, ts, src, added
+        return found, ts, src, added, dims
+
+
+_LEG_SPAN = 1 << 17  # legs are -1 (none) .. 65535: leg + 1 fits below it
+
+
+def _keyed(chunk: dict) -> dict:
+    """A late-index chunk sorted by (trace id, leg), with the keys ``take`` searches: the distinct
+    ids, and per entry (rank of its id among them) * _LEG_SPAN + leg + 1, which sorts the same way."""
+    order = np.lexsort((chunk["legs"], chunk["ids"]))
+    chunk = {k: v[order] for k, v in chunk.items()}
+    uids, rank = np.unique(chunk["ids"], return_inverse=True)
+    chunk["uids"], chunk["key"] = uids, rank.astype(np.int64) * _LEG_SPAN + chunk["legs"].astype(np.int64) + 1
+    chunk["live"] = np.ones(chunk["ids"].size, bool)
+    return chunk
+
+
+def _pad(m: np.ndarray, width: int) -> np.ndarray:
+    if m.shape[1] == width:
+        return m
+    out = np.zeros((m.shape[0], width), m.dtype)
+    out[:, : m.shape[1]] = m
+    return out
 
 
 class Correlator:
@@ -327,6 +464,10 @@ class Correlator:
         self.schema = schema
         self.max_value = max_value  # the histograms' highest trackable value: a trace beyond it is set aside
         self.late = LateIndex(late_horizon_ns, late_max_entries)
+        # The shared stamps of closed traces that fanned out, by trace id: a leg that comes after
+        # its trace closed (a hedge sent on a fill) joins them, within the same horizon.
+        self.late_shared = LateIndex(late_horizon_ns, late_max_entries)
+        self.late_legs = 0  # legs that joined their trace's shared points after it closed
         self.late_points = 0
         self.late_beyond_horizon = 0
         self._tsc: dict[int, tuple[np.ndarray, object]] = {}  # src value -> (TSC columns, TscTimeline)
@@ -341,7 +482,11 @@ class Correlator:
         self._arrived = np.empty(0, np.int64)  # collector time a row last received a stamp
         self._round = np.empty(0, np.int64)  # drain round of that arrival
         self._dup = np.empty(0, bool)  # a point of the row was stamped more than once
+        self._legs = np.empty(0, np.int32)  # the row's leg (-1: the trace's shared points)
+        self._dims = np.empty((0, 0), np.int32)  # dimension value ids attached to the row
+        self.n_dims = 0  # dimensions known so far (the caller's global ids: column d = dimension d)
         self.duplicate_stamps = 0
+        self.dimension_conflicts = 0  # rows given two values of one dimension (the larger id is kept)
         self.evicted = 0
         self._rings: list[tuple[int, np.ndarray, bool]] = []  # (src value, columns, is a tick ring)
         # src value -> TSC domain (0: the ring stamps no TSC); two ticks of one domain are one clock
@@ -460,10 +605,10 @@ class Correlator:
             return d
         return np.where(same, self._in_ring(C[:, :-1], C[:, 1:], S[:, :-1], same), d)
 
-    def _decided(self, present: np.ndarray) -> np.ndarray:
-        """Rows (raw column layout) whose tick record left out a point no other ring declares (a
-        point another ring declares may still come from it, even one this ring only declares to
-        say where its points sit)."""
+    def _decided(self, present: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
+        """Traces (rows from ``starts``, raw column layout) whose tick record left out a point no
+        other ring declares (a point another ring declares may still come from it, even one this
+        ring only declares to say where its points sit)."""
         decided = np.zeros(present.shape[0], bool)
         declared: dict[int, int] = {}
         for _, cols, _ in self._rings:
@@ -474,6 +619,8 @@ class Correlator:
             if not tick or not only_tick:
                 continue
             delivered = (self._src == value).any(axis=1)
+            if starts is not None:
+                delivered = np.logical_or.reduceat(delivered, starts)
             decided |= delivered & ~present[:, only_tick].all(axis=1)
         return decided
 
@@ -493,29 +640,76 @@ class Correlator:
         out[:, : m.shape[1]] = m
         return out
 
+    def declare_dims(self, n: int) -> None:
+        """The caller now knows ``n`` dimensions (column d of every dims matrix: dimension d)."""
+        self.n_dims = max(self.n_dims, n)
+
     def add_rows(self, trace: np.ndarray, ts: np.ndarray, src: np.ndarray, arrived_ns: int | None = None,
-                 dup: np.ndarray | None = None) -> None:  # fmt: skip
+                 dup: np.ndarray | None = None, legs: np.ndarray | None = None,
+                 dims: np.ndarray | None = None) -> None:  # fmt: skip
         """Add stamp rows: ``ts[k, column]`` in monotonic ns (0 = absent), ``src`` likewise.
 
         ``arrived_ns`` is the collector's clock now (default: each row's newest stamp); ``dup``
-        marks rows already known to hold a point stamped twice.
+        marks rows already known to hold a point stamped twice; ``legs`` names each row's leg
+        (default 0); ``dims`` holds the dimension value ids each row attaches (0 = none). A row
+        stamping both shared points and per-leg points (a tick record) is split in two: its
+        shared stamps go to the trace, its per-leg ones and its dimension values to its leg.
         """
         if trace.size == 0:
             return
-        self._ts = self._width(self._ts)
-        self._src = self._width(self._src)
         ts, src = self._width(ts), self._width(src)
-        ids = np.concatenate((self._ids, trace.astype(np.uint64, copy=False)))
+        trace = trace.astype(np.uint64, copy=False)
+        legs = np.zeros(trace.size, np.int32) if legs is None else legs.astype(np.int32, copy=False)
+        dims = self._dims_width(np.zeros((trace.size, 0), np.int32) if dims is None else dims)
+        dup = np.zeros(trace.size, bool) if dup is None else dup
+        per_leg = self.schema.leg_columns()
+        if per_leg.any():
+            on_leg = (ts[:, per_leg] != 0).any(axis=1)
+            on_trace = (ts[:, ~per_leg] != 0).any(axis=1) | ~on_leg
+            a, b = np.flatnonzero(on_trace), np.flatnonzero(on_leg)
+            trace = np.concatenate((trace[a], trace[b]))
+            ts = np.concatenate((np.where(per_leg, 0, ts[a]), np.where(per_leg, ts[b], 0)))
+            src = np.concatenate((np.where(per_leg, 0, src[a]), np.where(per_leg, src[b], 0))).astype(
+                np.int16
+            )
+            dims = np.concatenate((np.where(on_leg[a, None], 0, dims[a]), dims[b]))
+            dup = np.concatenate((dup[a], dup[b]))
+            legs = np.concatenate((np.full(a.size, -1, np.int32), legs[b]))
+        else:  # no fan-out declared: every record is the trace's own
+            legs = np.full(trace.size, -1, np.int32)
+        self._merge_rows(trace, legs, ts, src, dims, dup, arrived_ns)
+
+    def _merge_rows(self, trace, legs, ts, src, dims, dup, arrived_ns) -> None:
+        """Join new rows to the pending ones: one row per (trace id, leg), sorted that way."""
+        self._ts, self._src, self._dims = (
+            self._width(self._ts),
+            self._width(self._src),
+            self._dims_width(self._dims),
+        )
+        ids = np.concatenate((self._ids, trace))
+        lg = np.concatenate((self._legs, legs))
         T = np.concatenate((self._ts, ts))
         S = np.concatenate((self._src, src))
+        Dm = np.concatenate((self._dims, dims))
         arrived = ts.max(axis=1) if arrived_ns is None else np.full(trace.size, arrived_ns, np.int64)
         arrived = np.concatenate((self._arrived, arrived))
         rounds = np.concatenate((self._round, np.full(trace.size, self.round, np.int64)))
-        dups = np.concatenate((self._dup, np.zeros(trace.size, bool) if dup is None else dup))
-        order = np.argsort(ids, kind="stable")
-        ids = ids[order]
-        starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
-        T, S, arrived, rounds, dups = T[order], S[order], arrived[order], rounds[order], dups[order]
+        dups = np.concatenate((self._dup, dup))
+        fan = self.schema.graph().leg.any()  # without a declared fan-out every leg is -1: sort by id alone
+        order = np.lexsort((lg, ids)) if fan else np.argsort(ids, kind="stable")
+        ids, lg = ids[order], lg[order]
+        new = ids[1:] != ids[:-1]
+        if fan:
+            new |= lg[1:] != lg[:-1]
+        starts = np.flatnonzero(np.concatenate(([True], new)))
+        T, S, arrived, rounds, dups, Dm = (
+            T[order],
+            S[order],
+            arrived[order],
+            rounds[order],
+            dups[order],
+            Dm[order],
+        )
         if starts.size != ids.size:
             present = np.add.reduceat((T != 0).astype(np.int32), starts, axis=0)
             self.duplicate_stamps += int(np.clip(present - 1, 0, None).sum())
@@ -524,25 +718,65 @@ class Correlator:
             S = np.maximum.reduceat(S, starts, axis=0)
             arrived = np.maximum.reduceat(arrived, starts)
             rounds = np.maximum.reduceat(rounds, starts)
-            ids = ids[starts]
-        self._ids, self._ts, self._src, self._arrived, self._round = ids, T, S, arrived, rounds
-        self._dup = dups
+            Dm = self._join_dims(Dm, starts) if Dm.shape[1] else Dm[starts]
+            ids, lg = ids[starts], lg[starts]
+        self._ids, self._legs, self._ts, self._src, self._arrived, self._round = (
+            ids,
+            lg,
+            T,
+            S,
+            arrived,
+            rounds,
+        )
+        self._dup, self._dims = dups, Dm
+
+    def _join_dims(self, Dm: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """One row's dimension values from its records: a value attached twice is one value; two
+        different values of one dimension are counted as a conflict (the larger id is kept)."""
+        top = np.maximum.reduceat(Dm, starts, axis=0)
+        low = np.minimum.reduceat(np.where(Dm == 0, np.iinfo(np.int32).max, Dm), starts, axis=0)
+        self.dimension_conflicts += int(((top != 0) & (low != top)).any(axis=1).sum())
+        return top
 
     def add_points(self, trace: np.ndarray, column: np.ndarray, ts: np.ndarray, src: int,
-                   arrived_ns: int | None = None) -> None:  # fmt: skip
-        """Add point records (one stamp each) by grouping them into rows first."""
+                   arrived_ns: int | None = None, legs: np.ndarray | None = None,
+                   dims: np.ndarray | None = None) -> None:  # fmt: skip
+        """Add point records (one stamp each) by grouping them into rows (one per trace and leg) first.
+        A record of a shared point belongs to the trace whatever leg it names."""
         if trace.size == 0:
             return
         n = len(self.schema.names)
-        uniq, inv = np.unique(trace, return_inverse=True)
+        per_leg = self.schema.leg_columns()
+        if legs is None or not per_leg.any():
+            legs = np.full(trace.size, -1, np.int32)
+        else:
+            legs = np.where(per_leg[column], legs.astype(np.int32), -1)  # (-1 as a u16 leg would be 65535)
+        trace = trace.astype(np.uint64, copy=False)
+        fan = per_leg.any()
+        order = np.lexsort((legs, trace)) if fan else np.argsort(trace, kind="stable")
+        trace, legs, column, ts = trace[order], legs[order], column[order], ts[order]
+        first = np.concatenate(([True], trace[1:] != trace[:-1]))
+        if fan:
+            first[1:] |= legs[1:] != legs[:-1]
+        starts = np.flatnonzero(first)
+        inv = np.cumsum(first) - 1
         cell = inv.astype(np.int64) * n + column
-        hits = np.bincount(cell, minlength=uniq.size * n)
+        hits = np.bincount(cell, minlength=starts.size * n)
         self.duplicate_stamps += int(np.clip(hits - 1, 0, None).sum())
-        rows = np.zeros((uniq.size, n), np.int64)
+        rows = np.zeros((starts.size, n), np.int64)
         rows.reshape(-1)[cell] = ts
-        srcs = np.zeros((uniq.size, n), np.int16)
+        srcs = np.zeros((starts.size, n), np.int16)
         srcs.reshape(-1)[cell] = src + 1
-        self.add_rows(uniq, rows, srcs, arrived_ns, dup=(hits.reshape(uniq.size, n) > 1).any(axis=1))
+        D = self._dims_width(np.zeros((trace.size, 0), np.int32) if dims is None else dims[order])
+        if D.shape[1]:
+            D = self._join_dims(D, starts)
+        else:
+            D = np.zeros((starts.size, 0), np.int32)
+        self._merge_rows(trace[starts], legs[starts], rows, srcs, D,
+                         (hits.reshape(starts.size, n) > 1).any(axis=1), arrived_ns)  # fmt: skip
+
+    def _dims_width(self, m: np.ndarray) -> np.ndarray:
+        return _pad(m.astype(np.int32, copy=False), self.n_dims) if m.shape[1] != self.n_dims else m
 
     def flush(self, now_ns: int, force: bool = False, unordered: bool = False) -> Closed:
         """Close what is ready (see module rules) and turn it into latency values. ``unordered``:
@@ -552,58 +786,120 @@ class Correlator:
         tags = schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION]
         empty = {t: np.empty(0, np.int64) for t in tags}
         self.late.expire(now_ns)
+        self.late_shared.expire(now_ns)
         if self._ids.size == 0:
             return Closed(values=empty)
         if unordered:
             n = int(self._ids.size)
             self._keep_rows(np.zeros(n, bool))
             return Closed(values=empty, seen=n, unordered=n)
-        self._ts, self._src = self._width(self._ts), self._width(self._src)
+        self._ts, self._src, self._dims = (
+            self._width(self._ts),
+            self._width(self._src),
+            self._dims_width(self._dims),
+        )
+        g = schema.graph()
         order = schema.order
-        T = self._ts[:, order]
-        present = T != 0
-        final = present[:, -1]
-        evict = np.zeros(self._ids.size, bool)
+        # A trace (all its rows: the shared one and one per leg) closes as one.
+        if g.leg.any():
+            is_start = np.concatenate(([True], self._ids[1:] != self._ids[:-1]))
+            tstart = np.flatnonzero(is_start)
+            group = np.cumsum(is_start) - 1
+            n_traces = tstart.size
+        else:  # one row per trace
+            tstart = group = None
+            n_traces = self._ids.size
+        evict_t = np.zeros(n_traces, bool)
         if force:
-            close = np.ones(self._ids.size, bool)
+            close_t = np.ones(n_traces, bool)
         else:
-            settled = (final | self._decided(self._ts != 0)) & (self._round < self.round)
-            close = settled | (self._arrived < now_ns - self.linger_ns)
-            overflow = self._ids.size - int(close.sum()) - self.max_pending
+            if tstart is None:
+                present_t, rounds, arrived_t = self._ts != 0, self._round, self._arrived
+            else:
+                present_t = np.logical_or.reduceat(self._ts != 0, tstart, axis=0)
+                rounds, arrived_t = (
+                    np.maximum.reduceat(self._round, tstart),
+                    np.maximum.reduceat(self._arrived, tstart),
+                )
+            final = present_t[:, order[g.sink]].any(axis=1)
+            settled = (final | self._decided(present_t, tstart)) & (rounds < self.round)
+            close_t = settled | (arrived_t < now_ns - self.linger_ns)
+            overflow = n_traces - int(close_t.sum()) - self.max_pending
             if overflow > 0:  # keep memory bounded: close the stalest first
-                stalest = np.argsort(np.where(close, np.iinfo(np.int64).max, self._arrived))[:overflow]
-                close[stalest] = evict[stalest] = True
+                stalest = np.argsort(np.where(close_t, np.iinfo(np.int64).max, arrived_t))[:overflow]
+                close_t[stalest] = evict_t[stalest] = True
                 self.evicted += overflow
-        if not close.any():
+        if not close_t.any():
             return Closed(values=empty)
-        C, P, S, ids = T[close], present[close], self._src[close][:, order], self._ids[close]
-        arrived, dup, evict = self._arrived[close], self._dup[close], evict[close]
+        close, evict = (close_t, evict_t) if group is None else (close_t[group], evict_t[group])
+        C, S, ids, legs = (
+            self._ts[close][:, order],
+            self._src[close][:, order],
+            self._ids[close],
+            self._legs[close],
+        )
+        arrived, dup, evict, dims = self._arrived[close], self._dup[close], evict[close], self._dims[close]
         self._keep_rows(~close)
+        C, S, ids, legs, arrived, dup, evict, dims = _legs_measured(
+            C, S, ids, legs, arrived, dup, evict, dims
+        )
 
-        trade = schema.trade_index
         values: dict[str, list[np.ndarray]] = {t: [] for t in tags}
         closed = Closed(values={})
-        if trade < len(order) - 1:
-            C, P, S, ids, arrived, dup, evict = self._join_late(
-                C, P, S, ids, arrived, dup, evict, values, closed
-            )
+        late_leg = self._join_shared(C, S, ids, legs, dims) if g.leg.any() else np.zeros(C.shape[0], bool)
+        if g.after_trade.any():
+            rest = self._join_late(C, S, ids, legs, arrived, dup, evict, dims, values, closed)
+            C, S, ids, legs, arrived, dup, evict, dims = rest[:-1]
+            late_leg = late_leg[rest[-1]]
+        P = C != 0
         spans = _Spans(self, C, S, P, order)
-
+        n = P.shape[1]
         PT = _columns_first(P)
         count = PT.sum(axis=0)
-        prefix = np.logical_and.accumulate(PT, axis=0).sum(axis=0)
+        if g.chain:
+            prefix = np.logical_and.accumulate(PT, axis=0).sum(axis=0)
+            on_path = (prefix == count) & P[:, 0]
+            first = np.zeros(P.shape[0], np.intp)
+            last = np.maximum(count - 1, 0)
+        else:
+            last_at = np.maximum.accumulate(np.where(P, np.arange(n), -1), axis=1)
+            prev = np.concatenate((np.full((P.shape[0], 1), -1), last_at[:, :-1]), axis=1)
+            stepped = P & (prev >= 0)
+            first = P.argmax(axis=1)
+            on_path = (
+                P.any(axis=1)
+                & g.source[first]
+                & (g.adj[np.maximum(prev, 0), np.arange(n)] | ~stepped).all(axis=1)
+            )
+            last = np.maximum(last_at[:, -1], 0)
         # One reason per trace set aside, in SET_ASIDE order: evicted, duplicate, incomplete, skew, range.
         duplicate = dup & ~evict
-        complete = (prefix == count) & P[:, 0]
+        complete = on_path
         incomplete = ~complete & ~evict & ~duplicate
         measured = complete & ~evict & ~duplicate
-        D = spans.stages()
-        valid = P[:, 1:]
+        if g.chain:
+            D = spans.stages()
+            valid = P[:, 1:]
+        else:
+            D = np.zeros((P.shape[0], max(n - 1, 0)), np.int64)
+            for j in range(1, n):
+                D[:, j - 1] = np.where(stepped[:, j], spans.span(np.maximum(prev[:, j], 0), j), 0)
+            valid = stepped[:, 1:]
         skew = measured & _columns_first((D < 0) & valid).any(axis=0)
         ok = measured & ~skew
-        t2t_all = spans.span(0, trade)
-        t2d_all = spans.span(0, np.maximum(count - 1, 0))
-        to_trade, to_decision = P[:, trade], ~P[:, trade] & (count >= 2)
+        trade_cols = g.trade_at
+        if trade_cols.size == 1:
+            trade = int(trade_cols[0])
+            to_trade = P[:, trade]
+            trade_col = np.full(P.shape[0], trade)
+            t2t_all = spans.span(first if not g.chain else 0, trade)
+        else:
+            hit = P[:, trade_cols]
+            to_trade = hit.any(axis=1)
+            trade_col = trade_cols[hit.argmax(axis=1)]
+            t2t_all = spans.span(first, trade_col)
+        t2d_all = spans.span(first if not g.chain else 0, last)
+        to_decision = ~to_trade & (count >= 2)
         out_of_range = np.zeros_like(ok)
         top = self.max_value
         if top is not None and max(D.max(initial=0), t2t_all.max(initial=0), t2d_all.max(initial=0)) > top:
@@ -611,18 +907,42 @@ class Correlator:
             beyond |= (to_trade & (t2t_all > top)) | (to_decision & (t2d_all > top))
             out_of_range = ok & beyond
         good = ok & ~out_of_range
-        for j, stage in enumerate(schema.stages):
-            values[stage].append(D[good & valid[:, j], j])
+        # A shared stage is the trace's: taken from its first recorded leg only.
+        gi = np.flatnonzero(good)
+        once = np.zeros_like(good)
+        once[gi[np.concatenate(([True], ids[gi][1:] != ids[gi][:-1]))[: gi.size]]] = True
+        once &= ~late_leg  # its trace's shared stages were recorded when the trace closed
+        for j in range(1, n):
+            if g.stage[j]:
+                values[schema.stage_of.get(schema.order_names[j]) or schema.order_names[j]].append(
+                    D[(good if g.leg[j] else once) & valid[:, j - 1], j - 1]
+                )
         reached = good & to_trade
         t2t = t2t_all[reached]
         values[TICK_TO_TRADE].append(t2t)
-        closed.trade_spans = D[reached, :trade]
+        # the trade stages' columns (as TraceSchema.trade_stages names them), each row's up to its own trade point
+        tcols = np.array([j for j in range(1, n) if g.stage[j] and not g.after_trade[j] and j <= trade_cols.max()],
+                         np.intp)  # fmt: skip
+        on = valid[:, tcols - 1] & (tcols[None, :] <= trade_col[:, None])
+        closed.trade_spans = np.where(on, D[:, tcols - 1], 0)[reached]
         values[TICK_TO_DECISION].append(t2d_all[good & to_decision])
-        if trade < len(order) - 1:
-            waiting = reached & ~P[:, -1]  # the answer may still come: keep the trace for it
+        if g.after_trade.any():
+            waiting = reached & ~P[:, g.sink].any(axis=1)  # the answer may still come: keep the trace for it
             if waiting.any():
-                self._remember_late(C[waiting], S[waiting], ids[waiting], arrived[waiting], order)
+                self._remember_late(C[waiting], S[waiting], ids[waiting], arrived[waiting], order,
+                                    legs[waiting], dims[waiting])  # fmt: skip
+        if g.leg.any():  # a later leg may still come: keep the shared stamps of traces that fanned out
+            fanned = once & (legs >= 0)
+            if fanned.any():
+                shared_only = np.where(g.leg, 0, C[fanned])
+                self._remember_late(shared_only, np.where(g.leg, 0, S[fanned]), ids[fanned], arrived[fanned], order,
+                                    np.full(int(fanned.sum()), -1, np.int32), dims[fanned], self.late_shared)  # fmt: skip
         closed.values = {t: _joined(v) for t, v in values.items()}
+        closed.rows = {
+            "trace": ids[good], "leg": legs[good], "dims": dims[good],
+            "tick_to_trade": np.where(to_trade, t2t_all, -1)[good],
+            "tick_to_decision": np.where(to_decision, t2d_all, -1)[good],
+        }  # fmt: skip
         closed.seen += int(C.shape[0])
         closed.complete = int(good.sum())
         closed.evicted = int(evict.sum())
@@ -631,8 +951,8 @@ class Correlator:
         closed.clock_skew += int(skew.sum())
         closed.out_of_range += int(out_of_range.sum())
         if self.slowest and t2t.size:
-            n = min(self.slowest, t2t.size)
-            top = np.argpartition(t2t, t2t.size - n)[-n:]
+            k = min(self.slowest, t2t.size)
+            top = np.argpartition(t2t, t2t.size - k)[-k:]
             rows = np.flatnonzero(reached)[top]
             closed.slow_rows, closed.slow_src, closed.slow_ids, closed.slow_key, closed.slow_spans = (
                 spans.on_common(rows),  # the slowest leave with every stamp on one timeline
@@ -641,36 +961,70 @@ class Correlator:
                 t2t[top],
                 D[rows],  # and with the spans the stage tables took, exact where ts_ns may not be
             )
+            closed.slow_legs = legs[rows]
         return closed
 
     def _keep_rows(self, keep: np.ndarray) -> None:
         self._ids, self._ts, self._src = self._ids[keep], self._ts[keep], self._src[keep]
         self._arrived, self._round, self._dup = self._arrived[keep], self._round[keep], self._dup[keep]
+        self._legs, self._dims = self._legs[keep], self._dims[keep]
 
-    def _remember_late(self, C, S, ids, arrived, order) -> None:
+    def _remember_late(self, C, S, ids, arrived, order, legs, dims, index: LateIndex | None = None) -> None:
         width = len(self.schema.names)
         ts = np.zeros((C.shape[0], width), np.int64)
         src = np.zeros((C.shape[0], width), np.int16)
         ts[:, order], src[:, order] = C, S
-        self.late.add(ids, ts, src, arrived)
+        (self.late if index is None else index).add(ids, ts, src, arrived, legs, dims)
 
-    def _join_late(self, C, P, S, ids, arrived, dup, evict, values, closed):
-        """Rows holding only points after the trade point: join them to their trace in the late
-        index and record the stages they complete; return the other rows.
+    def _join_shared(self, C, S, ids, legs, dims) -> np.ndarray:
+        """Leg rows without shared stamps that reached the fan-out (not only acks): fill in their
+        trace's shared stamps and dimension values from ``late_shared`` (in place). Returns the
+        rows that joined; the others stay as they are (incomplete)."""
+        g = self.schema.graph()
+        P = C != 0
+        lonely = (legs >= 0) & ~P[:, ~g.leg].any(axis=1) & P[:, g.leg & ~g.after_trade].any(axis=1)
+        joined = np.zeros(C.shape[0], bool)
+        if not lonely.any():
+            return joined
+        idx = np.flatnonzero(lonely)
+        n = len(self.schema.names)
+        found, ts, src, _, d = self.late_shared.take(
+            ids[idx], n, np.full(idx.size, -1, np.int32), self.n_dims, True
+        )
+        if found.any():
+            order, at = self.schema.order, idx[found]
+            known, Sk = ts[found][:, order], src[found][:, order]
+            C[at] = np.where(known != 0, known, C[at])
+            S[at] = np.where(known != 0, Sk, S[at])
+            dims[at] = np.where(dims[at] != 0, dims[at], d[found])
+            joined[at] = True
+            self.late_legs += int(found.sum())
+        return joined
+
+    def _join_late(self, C, S, ids, legs, arrived, dup, evict, dims, values, closed):
+        """Rows holding only points after a trade point: join them to their trace (and leg) in the
+        late index and record the stages they complete; return the other rows.
 
         A row that joins is part of a trace already seen (``late_points``); one that cannot join
         (its trace is not in the index, a point stamped twice, a negative or out-of-range span) is
         a trace piece seen and set aside."""
         schema, order = self.schema, self.schema.order
-        trade = schema.trade_index
-        late = ~P[:, : trade + 1].any(axis=1)
+        g = schema.graph()
+        P = C != 0
+        late = ~P[:, ~g.after_trade].any(axis=1)
         if not late.any():
-            return C, P, S, ids, arrived, dup, evict
+            return C, S, ids, legs, arrived, dup, evict, dims, np.ones(C.shape[0], bool)
         twice = dup[late]
         closed.duplicate += int(twice.sum())
         closed.seen += int(twice.sum())
-        Cl, Sl, idl = C[late][~twice], S[late][~twice], ids[late][~twice]
-        found, ts, src, added = self.late.take(idl, len(schema.names))
+        Cl, Sl, idl, lgl, dml = (
+            C[late][~twice],
+            S[late][~twice],
+            ids[late][~twice],
+            legs[late][~twice],
+            dims[late][~twice],
+        )
+        found, ts, src, added, known_dims = self.late.take(idl, len(schema.names), lgl, self.n_dims)
         beyond = int((~found).sum())
         self.late_beyond_horizon += beyond
         closed.late_beyond_horizon = beyond
@@ -683,14 +1037,18 @@ class Correlator:
             Cm = np.where(before, known, Cl)
             Sm = np.where(before, Sk, Sl)
             Pm = Cm != 0
+            n = Pm.shape[1]
+            last_at = np.maximum.accumulate(np.where(Pm, np.arange(n), -1), axis=1)
             local = self._tsc_stamps(Cm, Sm, order)
             common = self._on_common(Cm, Sm, local)
             skew, big, spans = np.zeros(Cm.shape[0], bool), np.zeros(Cm.shape[0], bool), []
-            for j in range(trade + 1, len(order)):
-                new = Pm[:, j] & Pm[:, j - 1] & ~(before[:, j] & before[:, j - 1])
+            rows = np.arange(Cm.shape[0])
+            for j in np.flatnonzero(g.after_trade):
+                prev = last_at[:, j - 1]
+                new = Pm[:, j] & (prev >= 0) & ~(before[:, j] & before[rows, np.maximum(prev, 0)])
                 if new.any():
                     d = self._span(
-                        Cm[new], common[new], Sm[new], None if local is None else local[new], j - 1, j
+                        Cm[new], common[new], Sm[new], None if local is None else local[new], prev[new], j
                     )
                     spans.append((j, new, d))
                     skew[new] |= d < 0
@@ -699,19 +1057,58 @@ class Correlator:
             big &= ~skew
             ok = ~(skew | big)
             for j, new, d in spans:
-                values[schema.stages[j - 1]].append(d[ok[new]])
+                values[schema.stage_of.get(schema.order_names[j]) or schema.order_names[j]].append(d[ok[new]])
             closed.clock_skew += int(skew.sum())
             closed.out_of_range += int(big.sum())
             closed.seen += int((~ok).sum())
             closed.late_points = int(ok.sum())
             self.late_points += closed.late_points
-            waiting = ~Pm[:, -1] & ok
+            waiting = ~Pm[:, g.sink].any(axis=1) & ok
             if waiting.any():
-                self._remember_late(
-                    Cm[waiting], Sm[waiting], idl[found][waiting], added[found][waiting], order
-                )
+                Dm = np.where(dml[found] != 0, dml[found], known_dims[found])
+                self._remember_late(Cm[waiting], Sm[waiting], idl[found][waiting], added[found][waiting], order,
+                                    lgl[found][waiting], Dm[waiting])  # fmt: skip
         rest = ~late
-        return C[rest], P[rest], S[rest], ids[rest], arrived[rest], dup[rest], evict[rest]
+        return (
+            C[rest],
+            S[rest],
+            ids[rest],
+            legs[rest],
+            arrived[rest],
+            dup[rest],
+            evict[rest],
+            dims[rest],
+            rest,
+        )
+
+
+def _legs_measured(C, S, ids, legs, arrived, dup, evict, dims):
+    """The rows measured from closed rows sorted by (trace id, leg): each leg row with its trace's
+    shared stamps (and dimension values, where the leg sets none), and the shared row of a trace
+    without legs. A leg row whose trace closed earlier stays as it is (a late piece, or incomplete)."""
+    shared = legs < 0
+    if shared.all():
+        return C, S, ids, legs, arrived, dup, evict, dims
+    is_start = np.concatenate(([True], ids[1:] != ids[:-1]))
+    group = np.cumsum(is_start) - 1
+    first = np.flatnonzero(is_start)
+    n_legs = np.add.reduceat((~shared).astype(np.int64), first)
+    shared_of = np.where(shared[first][group], first[group], -1)
+    m = np.flatnonzero(~shared | (n_legs[group] == 0))
+    sh = shared_of[m]
+    fill = (legs[m] >= 0) & (sh >= 0)
+    out = [x[m] for x in (C, S, ids, legs, arrived, dup, evict, dims)]
+    if fill.any():
+        f, src = np.flatnonzero(fill), sh[fill]
+        oc, os_, _, _, oa, od, oe, odm = out
+        # Shared and per-leg columns are disjoint (``add_rows`` splits them): a plain fill.
+        oc[f] = np.where(C[src] != 0, C[src], oc[f])
+        os_[f] = np.where(C[src] != 0, S[src], os_[f])
+        oa[f] = np.maximum(oa[f], arrived[src])
+        od[f] |= dup[src]
+        oe[f] |= evict[src]
+        odm[f] = np.where(odm[f] != 0, odm[f], dims[src])
+    return tuple(out)
 
 
 def _columns_first(M: np.ndarray) -> np.ndarray:

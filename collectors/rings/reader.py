@@ -115,11 +115,12 @@ class PointInfo:
 
 
 def point_dtype() -> np.dtype:
-    return np.dtype([("ts", "<u8"), ("trace", "<u8"), ("point", "<u4"), ("thread", "<u4"), ("aux", "<u8")])
+    return np.dtype([("ts", "<u8"), ("trace", "<u8"), ("point", "<u2"), ("leg", "<u2"), ("thread", "<u4"),
+                     ("dims", "<u8")])  # fmt: skip
 
 
 def tick_dtype(n_points: int) -> np.dtype:
-    return np.dtype([("ts", "<u8", (n_points,)), ("trace", "<u8"), ("aux", "<u8")])
+    return np.dtype([("ts", "<u8", (n_points,)), ("trace", "<u8"), ("leg", "<u8"), ("dims", "<u8")])
 
 
 def _cstr(raw: bytes) -> str:
@@ -135,9 +136,9 @@ class RingReader:
         fd = _open_own_regular_file(self.path)
         try:
             st = os.fstat(fd)
-            if st.st_size < L.DATA_OFFSET:
+            if st.st_size < L.OFF_DIM_VALUES:
                 raise RingFormatError(
-                    f"ring {self.path}: truncated header ({st.st_size} bytes, expected at least {L.DATA_OFFSET})"
+                    f"ring {self.path}: truncated header ({st.st_size} bytes, expected at least {L.OFF_DIM_VALUES})"
                 )
             self.mm = mmap.mmap(fd, st.st_size)  # holds a duplicate of fd until closed
         except OSError as e:
@@ -192,9 +193,14 @@ class RingReader:
             raise RingFormatError(
                 f"{where}: bad magic {magic:#018x}, expected {L.MAGIC:#018x} (not a tickscope ring)"
             )
+        if version < L.LAYOUT_VERSION:
+            raise RingFormatError(
+                f"{where}: layout version {version} comes from an older tickscope probe (before legs and "
+                f"dimensions); rebuild or restart the writer with this tickscope's probe (layout {L.LAYOUT_VERSION})"
+            )
         if version != L.LAYOUT_VERSION:
             raise RingFormatError(
-                f"{where}: layout version {version}, this tickscope reads {L.LAYOUT_VERSION} (upgrade the writer or tickscope)"
+                f"{where}: layout version {version}, this tickscope reads {L.LAYOUT_VERSION} (upgrade tickscope)"
             )
         if kind not in L.KIND_NAMES:
             raise RingFormatError(
@@ -233,6 +239,26 @@ class RingReader:
             self.points.append(PointInfo(_cstr(pname), _cstr(stage), pclock, flags))
         if not all(p.name for p in self.points):
             raise RingFormatError(f"{where}: a probe point has an empty name")
+        self.dims = []  # the ring's declared dimensions, by slot
+        for k in range(L.MAX_DIMS):
+            off = L.OFF_DIM_NAMES + k * L.DIM_NAME_SIZE
+            dim = _cstr(mm[off : off + L.DIM_NAME_SIZE])
+            if not dim:
+                break
+            self.dims.append(dim)
+        self._dim_values: list[tuple[int, str]] = []  # value id - 1 -> (slot, value)
+
+    def dim_values(self) -> list[tuple[int, str]]:
+        """The interned dimension values, by id - 1: (slot, value). Read incrementally (the
+        writer appends); an entry naming an undeclared slot is kept as such and never matched."""
+        (count,) = struct.unpack_from("<I", self.mm, L.OFF_DIM_COUNT)
+        count = min(count, L.MAX_DIM_VALUES)
+        for i in range(len(self._dim_values), count):
+            slot, _, raw = L.DIM_VALUE_ENTRY.unpack_from(
+                self.mm, L.OFF_DIM_VALUES + i * L.DIM_VALUE_ENTRY.size
+            )
+            self._dim_values.append((slot, _cstr(raw)))
+        return self._dim_values
 
     # -- header fields, read fresh each time: the producer changes them --------------------------
     @property

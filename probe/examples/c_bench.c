@@ -31,7 +31,7 @@ int main(void) {
         *tail = ring.head_local; /* consumer caught up */
         t0 = tsp_clock_ns(CLOCK_MONOTONIC);
         for (uint32_t i = 0; i < PER_ROUND; i++)
-            tsp_record(&ring, 0, i, 0);
+            tsp_record(&ring, 0, i, 0, 0);
         t1 = tsp_clock_ns(CLOCK_MONOTONIC);
         ns = (double)(t1 - t0) / PER_ROUND;
         if (ns < best_record)

@@ -97,8 +97,8 @@ int main(int argc, char **argv) {
         uint64_t ts1 = ts0 + FEED;
         uint64_t ts2 = ts1 + (i % SPIKE_EVERY == 0 ? SPIKE : STRATEGY);
         uint64_t ts3 = ts2 + SEND;
-        dropped += !tsp_record_ts(&ring, 0, i, ts0, 0);
-        dropped += !tsp_record_ts(&ring, 1, i, ts1, 0);
+        dropped += !tsp_record_ts(&ring, 0, i, ts0, 0, 0);
+        dropped += !tsp_record_ts(&ring, 1, i, ts1, 0, 0);
         if (split_every && i % split_every == 0 && beats < heartbeats) {
             wait_drained(&ring);
             tsp_heartbeat(&ring);
@@ -107,10 +107,10 @@ int main(int argc, char **argv) {
                 pause_ms(120);
             }
         }
-        dropped += !tsp_record_ts(&ring, 2, i, ts2, 0);
-        dropped += !tsp_record_ts(&ring, 3, i, ts3, 0);
+        dropped += !tsp_record_ts(&ring, 2, i, ts2, 0, 0);
+        dropped += !tsp_record_ts(&ring, 3, i, ts3, 0, 0);
         if (bad_point && i % 10 == 0)
-            dropped += !tsp_record_ts(&ring, 7, i, ts3 + 1, 0);
+            dropped += !tsp_record_ts(&ring, 7, i, ts3 + 1, 0, 0);
         /* keep the stamps in the past of the next trace's: stamps of one ring never go back */
         while (tsp_rdtsc() < ts3 + 1) {
         }

@@ -55,14 +55,14 @@ int main(int argc, char **argv) {
         }
         uint64_t rx = tsp_rdtsc(); /* the packet is here; its sequence number is known only once decoded */
         sink = work(sink + seq, 200);
-        tsp_record_ts(&ring, MD_RX, seq, rx, 0);
-        tsp_record(&ring, MD_DECODED, seq, 0);
+        tsp_record_ts(&ring, MD_RX, seq, rx, 0, 0);
+        tsp_record(&ring, MD_DECODED, seq, 0, 0);
         sink = work(sink, 100);
-        tsp_record(&ring, SIGNAL, seq, 0);
+        tsp_record(&ring, SIGNAL, seq, 0, 0);
         sink = work(sink, 300);
-        tsp_record(&ring, ORDER_TX, seq, seq); /* aux: the order id */
+        tsp_record(&ring, ORDER_TX, seq, 0, 0); /* leg 0: one order per tick */
         sink = work(sink, 2000);               /* the venue answers */
-        tsp_record(&ring, ACK_RX, seq, seq);
+        tsp_record(&ring, ACK_RX, seq, 0, 0);
     }
     uint64_t produced = *ring.head, dropped = *ring.dropped;
     tsp_close(&ring);

@@ -63,7 +63,7 @@ static void *order_thread(void *arg) {
     for (uint64_t i = 1; i <= traces; i++) {
         while (__atomic_load_n(&published, __ATOMIC_ACQUIRE) < i)
             sched_yield();
-        while (!tsp_record_ts(&ring, 1, i, signal_ticks[i] + send_ticks(i), 0))
+        while (!tsp_record_ts(&ring, 1, i, signal_ticks[i] + send_ticks(i), 0, 0))
             sched_yield(); /* ring full: the collector is behind; a known-delay subject loses nothing */
         __atomic_store_n(&consumed, i, __ATOMIC_RELEASE);
         if (heartbeat_every && i % heartbeat_every == 0)
@@ -95,11 +95,11 @@ int main(int argc, char **argv) {
             sched_yield();
         uint64_t ts0 = tsp_rdtsc();
         uint64_t ts2 = ts0 + FEED + strategy(i);
-        while (!tsp_record_ts(&ring, 0, i, ts0, 0))
+        while (!tsp_record_ts(&ring, 0, i, ts0, 0, 0))
             sched_yield();
-        while (!tsp_record_ts(&ring, 1, i, ts0 + FEED, 0))
+        while (!tsp_record_ts(&ring, 1, i, ts0 + FEED, 0, 0))
             sched_yield();
-        while (!tsp_record_ts(&ring, 2, i, ts2, 0))
+        while (!tsp_record_ts(&ring, 2, i, ts2, 0, 0))
             sched_yield();
         signal_ticks[i] = ts2;
         __atomic_store_n(&published, i, __ATOMIC_RELEASE);

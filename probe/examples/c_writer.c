@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
         for (uint32_t p = 0; p < 8; p++) {
             for (int k = 0; k < 20; k++)
                 sink += k; /* a little work between points */
-            tsp_record(&ring, p, trace_base + i, p == 6 ? 42 : 0);
+            tsp_record(&ring, p, trace_base + i, 0, p == 6 ? 42 : 0);
             produced++;
         }
         if ((i & 0xffff) == 0)

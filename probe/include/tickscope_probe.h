@@ -18,7 +18,7 @@
  *     tsp_ring ring;
  *     int rc = tsp_open_points(&ring, "feed", POINTS, N_POINTS, 1u << 16);
  *     if (rc != 0) { fprintf(stderr, "tsp_open: %s\n", strerror(-rc)); return 1; }
- *     tsp_record(&ring, DECODED, seq, 0);   // rdtsc + one 32-byte store + a release store of head
+ *     tsp_record(&ring, DECODED, seq, 0, 0);   // rdtsc + one 32-byte store + a release store of head
  *     tsp_heartbeat(&ring);                 // from an idle path, every 0.1-1 s: liveness + calibration
  *     tsp_close(&ring);
  *
@@ -26,6 +26,11 @@
  * A full ring drops the record and counts it; the writer never blocks and never allocates after
  * tsp_open. tsp_record stamps raw TSC ticks; the collector fits the TSC rate over the calibration
  * pairs this writer stores (at open, at every heartbeat and at close).
+ *
+ * Legs (one tick, several orders): flag the fan-out point TSP_POINT_LEG; every record of it and of
+ * the points after it names its leg (tsp_record(&ring, ORDER_TX, seq, leg, dims)), the points
+ * before it are shared by the trace. Dimensions: open with tsp_open_dims (up to 4 names), intern
+ * each value once off the hot path (tsp_intern), pass the ids packed by tsp_dims() with records.
  *
  * The byte layout is the one documented in probe/layout.py (KIND_POINT rings, 32-byte records);
  * tests/probe/test_c_probe.py checks every mirrored constant below against it and reads gcc- and
@@ -54,12 +59,13 @@
 
 /* Mirrors of probe/layout.py. */
 #define TSP_MAGIC 0x313045504F435354ULL /* "TSCOPE01" little endian */
-#define TSP_LAYOUT_VERSION 1u
+#define TSP_LAYOUT_VERSION 2u
 #define TSP_KIND_POINT 1u
 #define TSP_CLOCK_TSC 1u
 #define TSP_CLOCK_MONOTONIC 2u
 #define TSP_CLOCK_REALTIME 3u
 #define TSP_POINT_TRADE 1u /* point flag: tick-to-trade ends at this point */
+#define TSP_POINT_LEG 2u   /* point flag: the fan-out; this point and those after it are per leg */
 
 #define TSP_OFF_MAGIC 0
 #define TSP_OFF_VERSION 8
@@ -91,15 +97,27 @@
 #define TSP_POINT_STAGE_SIZE 40
 #define TSP_POINT_ENTRY_SIZE 96
 #define TSP_MAX_POINTS 64
-#define TSP_DATA_OFFSET 8192
+#define TSP_OFF_DIM_NAMES 7168
+#define TSP_DIM_NAME_SIZE 32
+#define TSP_MAX_DIMS 4
+#define TSP_OFF_DIM_COUNT 7296
+#define TSP_OFF_DIM_VALUES 8192
+#define TSP_DIM_VALUE_SIZE 28
+#define TSP_DIM_ENTRY_SIZE 32
+#define TSP_MAX_DIM_VALUES 4096
+#define TSP_DIM_SLOT_BITS 16
+#define TSP_DATA_OFFSET 139264 /* TSP_OFF_DIM_VALUES + TSP_MAX_DIM_VALUES * TSP_DIM_ENTRY_SIZE */
 #define TSP_RECORD_SIZE 32
+#define TSP_MAX_LEG 65535u
 
+/* dims: four u16 dimension value ids, slot k = bits 16k..16k+15, 0 = none (see tsp_dims). */
 typedef struct {
     uint64_t ts;
     uint64_t trace_id;
-    uint32_t point_id;
+    uint16_t point_id;
+    uint16_t leg;
     uint32_t thread_id;
-    uint64_t aux;
+    uint64_t dims;
 } tsp_record_t;
 
 #ifdef __cplusplus
@@ -141,6 +159,8 @@ typedef struct {
     uint64_t limit;       /* head may reach this before tail must be re-read */
     uint32_t thread_id;
     uint32_t n_points;
+    uint32_t n_dims;
+    uint32_t n_values; /* interned so far (the header's count, kept locally) */
     char path[512];
 } tsp_ring;
 
@@ -228,9 +248,18 @@ static inline tsp_point tsp__point_at(const tsp_point *points, const char *const
 
 /* Everything tsp_open checks before it creates a file: nothing is left behind by a bad call. */
 static inline int tsp__check(const char *name, const tsp_point *points, const char *const *names,
-                             uint32_t n_points, uint64_t capacity) {
+                             uint32_t n_points, const char *const *dims, uint32_t n_dims, uint64_t capacity) {
     if (!name || !*name || (!points && !names) || n_points == 0 || n_points > TSP_MAX_POINTS)
         return -EINVAL;
+    if (n_dims > TSP_MAX_DIMS || (n_dims && !dims))
+        return -EINVAL;
+    for (uint32_t i = 0; i < n_dims; i++) {
+        if (!dims[i] || !*dims[i] || strlen(dims[i]) > TSP_DIM_NAME_SIZE)
+            return -EINVAL;
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(dims[j], dims[i]) == 0)
+                return -EINVAL;
+    }
     if (capacity < 2 || (capacity & (capacity - 1)) ||
         capacity > ((uint64_t)SIZE_MAX - TSP_DATA_OFFSET) / TSP_RECORD_SIZE)
         return -EINVAL;
@@ -240,7 +269,7 @@ static inline int tsp__check(const char *name, const tsp_point *points, const ch
             return -EINVAL;
         if (p.stage && strlen(p.stage) > TSP_POINT_STAGE_SIZE)
             return -EINVAL;
-        if (p.clock > TSP_CLOCK_REALTIME || (p.flags & ~TSP_POINT_TRADE))
+        if (p.clock > TSP_CLOCK_REALTIME || (p.flags & ~(TSP_POINT_TRADE | TSP_POINT_LEG)))
             return -EINVAL;
         for (uint32_t j = 0; j < i; j++)
             if (strcmp(tsp__point_at(points, names, j).name, p.name) == 0)
@@ -250,9 +279,9 @@ static inline int tsp__check(const char *name, const tsp_point *points, const ch
 }
 
 static inline int tsp__open(tsp_ring *r, const char *name, const tsp_point *points, const char *const *names,
-                            uint32_t n_points, uint64_t capacity) {
+                            uint32_t n_points, const char *const *dims, uint32_t n_dims, uint64_t capacity) {
     memset(r, 0, sizeof *r);
-    int rc = tsp__check(name, points, names, n_points, capacity);
+    int rc = tsp__check(name, points, names, n_points, dims, n_dims, capacity);
     if (rc == 0)
         rc = tsp__mkdirs(tsp_ring_dir());
     if (rc != 0) {
@@ -312,6 +341,9 @@ static inline int tsp__open(tsp_ring *r, const char *name, const tsp_point *poin
         tsp_put32(e + TSP_POINT_NAME_SIZE + TSP_POINT_STAGE_SIZE, p.clock ? p.clock : TSP_CLOCK_TSC);
         tsp_put32(e + TSP_POINT_NAME_SIZE + TSP_POINT_STAGE_SIZE + 4, p.flags);
     }
+    for (uint32_t k = 0; k < n_dims; k++)
+        memcpy(b + TSP_OFF_DIM_NAMES + k * TSP_DIM_NAME_SIZE, dims[k], strlen(dims[k]));
+    r->n_dims = n_dims;
     tsp_put32(b + TSP_OFF_VERSION, TSP_LAYOUT_VERSION);
     tsp_put32(b + TSP_OFF_KIND, TSP_KIND_POINT);
     tsp_put32(b + TSP_OFF_RECORD_SIZE, TSP_RECORD_SIZE);
@@ -367,14 +399,56 @@ static inline int tsp__open(tsp_ring *r, const char *name, const tsp_point *poin
  */
 static inline int tsp_open_points(tsp_ring *r, const char *name, const tsp_point *points, uint32_t n_points,
                                   uint64_t capacity) {
-    return tsp__open(r, name, points, NULL, n_points, capacity);
+    return tsp__open(r, name, points, NULL, n_points, NULL, 0, capacity);
+}
+
+/* tsp_open_points declaring dimensions too: dims[k] (1..32 bytes, unique, at most TSP_MAX_DIMS) is
+ * slot k of every record's dims word. Same return values (-EINVAL for a bad dimension list). */
+static inline int tsp_open_dims(tsp_ring *r, const char *name, const tsp_point *points, uint32_t n_points,
+                                const char *const *dims, uint32_t n_dims, uint64_t capacity) {
+    return tsp__open(r, name, points, NULL, n_points, dims, n_dims, capacity);
 }
 
 /* tsp_open_points with bare names: every point TSC, each stage named after its end point, and
  * tick-to-trade ending at the last point. Same return values. */
 static inline int tsp_open(tsp_ring *r, const char *name, const char *const *points, uint32_t n_points,
                            uint64_t capacity) {
-    return tsp__open(r, name, NULL, points, n_points, capacity);
+    return tsp__open(r, name, NULL, points, n_points, NULL, 0, capacity);
+}
+
+/*
+ * The id of `value` in dimension slot `dim`, interning it into the ring's value table the first
+ * time (a linear search of what this writer interned: call it off the hot path, once per value,
+ * and keep the id). Returns 1..TSP_MAX_DIM_VALUES, or 0 when `dim` is not declared, `value` is
+ * empty or longer than 28 bytes, or the table is full (records then carry no value for it).
+ */
+static inline uint16_t tsp_intern(tsp_ring *r, uint32_t dim, const char *value) {
+    size_t len = value ? strlen(value) : 0;
+    if (!r->base || dim >= r->n_dims || len == 0 || len > TSP_DIM_VALUE_SIZE)
+        return 0;
+    for (uint32_t i = 0; i < r->n_values; i++) {
+        const uint8_t *e = r->base + TSP_OFF_DIM_VALUES + i * TSP_DIM_ENTRY_SIZE;
+        uint16_t slot;
+        memcpy(&slot, e, 2);
+        if (slot == dim && strncmp((const char *)e + 4, value, TSP_DIM_VALUE_SIZE) == 0 &&
+            (len == TSP_DIM_VALUE_SIZE || e[4 + len] == 0))
+            return (uint16_t)(i + 1);
+    }
+    if (r->n_values >= TSP_MAX_DIM_VALUES)
+        return 0;
+    uint8_t *e = r->base + TSP_OFF_DIM_VALUES + r->n_values * TSP_DIM_ENTRY_SIZE;
+    uint16_t slot = (uint16_t)dim;
+    memcpy(e, &slot, 2);
+    memcpy(e + 4, value, len);
+    r->n_values++;
+    /* Released: a collector that reads the count reads the entry. */
+    __atomic_store_n((uint32_t *)(r->base + TSP_OFF_DIM_COUNT), r->n_values, __ATOMIC_RELEASE);
+    return (uint16_t)r->n_values;
+}
+
+/* The dims word of value ids by slot (0 = no value for that dimension). */
+static inline uint64_t tsp_dims(uint16_t d0, uint16_t d1, uint16_t d2, uint16_t d3) {
+    return (uint64_t)d0 | (uint64_t)d1 << 16 | (uint64_t)d2 << 32 | (uint64_t)d3 << 48;
 }
 
 /*
@@ -382,10 +456,13 @@ static inline int tsp_open(tsp_ring *r, const char *name, const char *const *poi
  * for that point: TSC ticks (tsp_rdtsc()/tsp_rdtscp() of this host) for a TSC point, nanoseconds of
  * CLOCK_MONOTONIC or CLOCK_REALTIME for those (a kernel SO_TIMESTAMPING stamp is REALTIME). Use it
  * to stamp the moment a packet arrived although the trace id is only known after decoding it.
- * aux is free for the caller (bytes, an order id); point_id is the point's index in the
- * declaration. Returns 1, or 0 when the ring was full and the record was dropped (and counted).
+ * point_id is the point's index in the declaration; leg names the leg (order) of the trace a
+ * per-leg point belongs to (0 for a trace of one order; ignored on shared points); dims attaches
+ * dimension values (tsp_dims of tsp_intern ids, 0 = none). Returns 1, or 0 when the ring was full
+ * and the record was dropped (and counted).
  */
-static inline int tsp_record_ts(tsp_ring *r, uint32_t point_id, uint64_t trace_id, uint64_t ts, uint64_t aux) {
+static inline int tsp_record_ts(tsp_ring *r, uint32_t point_id, uint64_t trace_id, uint64_t ts, uint16_t leg,
+                                uint64_t dims) {
     uint64_t h = r->head_local;
     if (__builtin_expect(h >= r->limit, 0)) {
         r->limit = __atomic_load_n(r->tail, __ATOMIC_ACQUIRE) + r->capacity;
@@ -397,9 +474,10 @@ static inline int tsp_record_ts(tsp_ring *r, uint32_t point_id, uint64_t trace_i
     tsp_record_t *rec = &r->records[h & r->mask];
     rec->ts = ts;
     rec->trace_id = trace_id;
-    rec->point_id = point_id;
+    rec->point_id = (uint16_t)point_id;
+    rec->leg = leg;
     rec->thread_id = r->thread_id;
-    rec->aux = aux;
+    rec->dims = dims;
     r->head_local = h + 1;
     __atomic_store_n(r->head, h + 1, __ATOMIC_RELEASE);
     return 1;
@@ -407,8 +485,8 @@ static inline int tsp_record_ts(tsp_ring *r, uint32_t point_id, uint64_t trace_i
 
 /* The hot path, a TSC point stamped now: rdtsc + one 32-byte record + a release store of head
  * (~10 ns, `tickscope bench` shows it next to a bare rdtsc). Returns 1, or 0 if dropped. */
-static inline int tsp_record(tsp_ring *r, uint32_t point_id, uint64_t trace_id, uint64_t aux) {
-    return tsp_record_ts(r, point_id, trace_id, tsp_rdtsc(), aux);
+static inline int tsp_record(tsp_ring *r, uint32_t point_id, uint64_t trace_id, uint16_t leg, uint64_t dims) {
+    return tsp_record_ts(r, point_id, trace_id, tsp_rdtsc(), leg, dims);
 }
 
 /*

@@ -42,7 +42,7 @@ def split_copy(src, dst, keep) -> None:
 def assert_one_line_error(out, *needles):
     assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
     assert "Traceback" not in out.stderr
-    assert len([ln for ln in out.stderr.splitlines() if "error" in ln]) == 1, out.stderr
+    assert len([ln for ln in out.stderr.splitlines() if ln.startswith("tickscope merge: ")]) == 1, out.stderr
     for n in needles:
         assert n in out.stderr, out.stderr
 

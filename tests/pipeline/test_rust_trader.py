@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_tool
 from support import QUIET, free_port
 from support.cli import run_cli
 from support.hostile import (
@@ -21,14 +20,13 @@ from support.hostile import (
     hostile_fix_peer,
     run_trader_against_hostile_peers,
 )
-from support.native import rust_trader_binary
+from support.native import needs_cargo, rust_trader_binary
 from tickscope.collectors.run.cargo import build_root
 from tickscope.collectors.run.launch import RUST_TRADER_CRATE, build_rust_trader, cargo_error
 from tickscope.collectors.session import Session
 from tickscope.pipeline import fix as F
 from tickscope.pipeline.trader import TICK_POINTS
 
-needs_cargo = needs_tool("cargo", install="apt-get install cargo")
 # The Python trader's stages: tick points in order, then order.tx (send) and ack.rx (order_rtt).
 PYTHON_STAGES = [p.stage for p in TICK_POINTS if p.stage] + ["send", "order_rtt"]
 

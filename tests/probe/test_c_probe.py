@@ -43,7 +43,8 @@ def test_c_writer_records_read_exactly_from_python(c_build, ring_dir):
     assert np.array_equal(rec["trace"], np.repeat(np.arange(1, 1001), 8))
     assert np.array_equal(rec["point"], np.tile(np.arange(8), 1000))
     assert np.all(np.diff(rec["ts"].astype(np.int64)) > 0), "TSC stamps of one thread increase"
-    assert set(rec["aux"][rec["point"] == 6]) == {42} and set(rec["aux"][rec["point"] != 6]) == {0}
+    assert set(rec["dims"][rec["point"] == 6]) == {42} and set(rec["dims"][rec["point"] != 6]) == {0}
+    assert set(rec["leg"]) == {0}
     assert len(set(rec["thread"])) == 1 and rec["thread"][0] == r.writer_tid
 
 
@@ -108,6 +109,7 @@ def test_every_header_constant_equals_its_layout_twin(tmp_path):
                                                              check=True).stdout.split())  # fmt: skip
     expected = {n: getattr(L, RENAMED.get(n) or n.removeprefix("TSP_"), None) for n in names}
     expected["TSP_CALIB_ENTRY_SIZE"] = L.CALIB_ENTRY.size
+    expected["TSP_DIM_ENTRY_SIZE"] = L.DIM_VALUE_ENTRY.size
     unmirrored = [n for n, v in expected.items() if v is None]
     assert not unmirrored, f"header constants with no twin in layout.py: {unmirrored}"
     assert {n: int(v) for n, v in values.items()} == expected
@@ -152,7 +154,7 @@ def test_the_header_compiles_as_cpp17_and_its_ring_reads_the_same(tmp_path, ring
     ]
     rec = r.drain()
     assert rec.size == 500 and r.writer_closed
-    assert np.array_equal(rec["aux"][rec["point"] == 3], np.arange(1, 101)), "order ids ride in aux"
+    assert set(rec["leg"][rec["point"] == 3]) == {0}, "one order per tick: leg 0"
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,9 @@ import pytest
 from conftest import needs_tool
 from support import QUIET
 from support.cli import run_cli
+from support.clocks import KEYS, host_rate_ns_per_tick
 from support.native import rust_example
 from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, summarize
-
-KEYS = ("count", "min", "p50", "p90", "p99", "p99_9", "max")
 
 # probe/examples/c_two_rings.c
 FEED, STRATEGY, SPIKE, SPIKE_EVERY, SEND_BASE, SEND_SPREAD = 15000, 60000, 600000, 50, 2600, 1000
@@ -39,18 +38,6 @@ def profile(tmp_path, *cmd, duration="120s"):
     assert r.returncode == 0, r.stdout + r.stderr
     load = lambda name: json.loads((out / name).read_text())  # noqa: E731
     return r, load("meta.json"), load("summary.json"), load("slowest.json")
-
-
-def host_rate_ns_per_tick(meta) -> float:
-    clocks = meta["clocks"]
-    assert clocks["tsc_domain"] == "host", clocks.get("tsc_domain_why")
-    rings = [r for r in meta["rings"] if "tsc" in r]
-    assert len(rings) >= 2 and {r["tsc"]["domain"] for r in rings} == {"host"}, (
-        "every TSC ring on the host clock"
-    )
-    (host,) = [d for d in clocks["tsc_domains"] if d["domain"] == "host"]
-    assert len(host["local_hz"]) == 1, f"the host rate changed mid-run: {host['fits'][-3:]}"
-    return 1e9 / host["local_hz"][0]
 
 
 def assert_exact(summary: dict, ticks: dict[str, np.ndarray], ns_per_tick: float) -> None:

@@ -23,11 +23,11 @@ def test_tick_writer_records_are_drained_exactly(ring_dir):
         t[0], t[1] = seq * 10, seq * 10 + 1
         if seq % 2:
             t[2] = seq * 10 + 2
-        t = w.commit(seq, aux=seq * 7)
+        t = w.commit(seq, dims=seq * 7)
     got = r.drain()
     assert got.size == 40
     assert list(got["trace"]) == list(range(1, 41))
-    assert list(got["aux"]) == [s * 7 for s in range(1, 41)]
+    assert list(got["dims"]) == [s * 7 for s in range(1, 41)]
     assert list(got["ts"][:, 0]) == [s * 10 for s in range(1, 41)]
     # A point not stamped in a tick reads as 0, even though the slot was used before.
     assert list(got["ts"][:4, 2]) == [12, 0, 32, 0]
@@ -61,9 +61,9 @@ def test_full_ring_drops_newest_and_counts_every_drop(ring_dir):
     assert r.produced == got.size + r.dropped_full == 20
     # Once drained, the writer has room again.
     t[0] = 99
-    t = w.commit(99, aux=7)
+    t = w.commit(99, dims=7)
     got = r.drain()
-    assert list(got["trace"]) == [99] and list(got["ts"][:, 0]) == [99] and list(got["aux"]) == [7]
+    assert list(got["trace"]) == [99] and list(got["ts"][:, 0]) == [99] and list(got["dims"]) == [7]
     t[0] = 100  # and the tick after it starts on a clean slot of the ring
     w.commit(100)
     assert list(r.drain()["ts"][:, 0]) == [100]
@@ -72,11 +72,11 @@ def test_full_ring_drops_newest_and_counts_every_drop(ring_dir):
 def test_point_writer_records_every_field(ring_dir):
     w = PointWriter(["x", "y"], capacity=16)
     r = RingReader(w.path)
-    w.record(1, 77, ts=123, aux=5)
+    w.record(1, 77, ts=123, dims=5)
     w.record(0, 78)
     got = r.drain()
     assert got.dtype.itemsize == L.POINT_RECORD_SIZE == 32
-    assert (got[0]["ts"], got[0]["trace"], got[0]["point"], got[0]["aux"]) == (123, 77, 1, 5)
+    assert (got[0]["ts"], got[0]["trace"], got[0]["point"], got[0]["dims"]) == (123, 77, 1, 5)
     assert got[0]["thread"] == got[1]["thread"] != 0
     assert got[1]["ts"] > 0
     with pytest.raises(IndexError):
@@ -219,17 +219,19 @@ def test_tick_writer_matches_a_model_of_the_ring_under_random_drains(ring_dir, c
     for seq in range(1, 3000):
         if rng.random() < 0.3:
             batch = r.drain(rng.randint(1, capacity))
-            got += [(int(b["trace"]), [int(x) for x in b["ts"]], int(b["aux"])) for b in batch]
+            got += [
+                (int(b["trace"]), [int(x) for x in b["ts"]], int(b["dims"]), int(b["leg"])) for b in batch
+            ]
             drained += batch.size
         t[0] = seq
         if seq % 3:
             t[2] = seq * 10  # "b" never stamped, "c" on two ticks of three
-        aux = rng.choice([0, seq])
+        dims, leg = rng.choice([0, seq]), rng.choice([0, seq % 7])
         if len(expected) - drained < capacity:
-            expected.append((seq, [seq, 0, seq * 10 if seq % 3 else 0], aux))
+            expected.append((seq, [seq, 0, seq * 10 if seq % 3 else 0], dims, leg))
         else:
             dropped += 1
-        t = w.commit(seq, aux)
-    got += [(int(b["trace"]), [int(x) for x in b["ts"]], int(b["aux"])) for b in r.drain()]
+        t = w.commit_leg(seq, leg, dims) if leg else w.commit(seq, dims)
+    got += [(int(b["trace"]), [int(x) for x in b["ts"]], int(b["dims"]), int(b["leg"])) for b in r.drain()]
     assert got == expected
     assert w.dropped == r.dropped_full == dropped and w.written == len(expected)

@@ -14,7 +14,7 @@ import pytest
 from conftest import needs_tool
 from support import PROGRAMS, QUIET
 from support.cli import run_cli
-from support.native import rust_example
+from support.native import needs_cargo, rust_example
 from tickscope.collectors.rings.clocks import fit_tsc, tsc_facts
 from tickscope.collectors.rings.host_tsc import host_tsc_domain
 from tickscope.collectors.rings.reader import RingReader, find_rings
@@ -22,7 +22,6 @@ from tickscope.collectors.run.bench import bench_rust_probe, rust_crate
 from tickscope.collectors.session import Session
 from tickscope.probe import layout as L
 
-needs_cargo = needs_tool("cargo", install="apt-get install cargo")
 STAGES = ["feed", "strategy", "send"]  # spans 1..3 of the example's four points
 # The crate stamps rdtsc only where the collector trusts the TSC as one host clock (invariant and
 # listed by the kernel as a clocksource), else CLOCK_MONOTONIC (and says so).
@@ -89,7 +88,7 @@ def test_point_records_read_exactly_from_python(rust_writer, ring_dir):
     ts = rec["ts"].astype(np.int64).reshape(1000, 4)
     spans = np.array([[span(i, k) for k in (1, 2, 3)] for i in range(1000)])
     assert np.array_equal(np.diff(ts, axis=1), spans), "record_ts stores the stamp it is given"
-    assert np.array_equal(rec["aux"].reshape(1000, 4)[:, 1:], spans)
+    assert np.array_equal(rec["dims"].reshape(1000, 4)[:, 1:], spans)
     assert set(rec["thread"]) == {r.writer_tid}
     if HOST_CLOCK == "Tsc":
         cal = fit_tsc(r.calibration_pairs())
@@ -102,10 +101,10 @@ def test_tick_records_read_exactly_from_python(rust_writer, ring_dir):
     stats = run_writer(rust_writer, ring_dir, "ticks", 1000)
     assert (stats["produced"], stats["dropped"]) == ("1000", "0")
     r = RingReader(find_rings(ring_dir)[0])
-    assert (r.kind, r.record_size, r.n_points, r.writer_name) == (L.KIND_TICK, 8 * 4 + 16, 4, "rust-ticks")
+    assert (r.kind, r.record_size, r.n_points, r.writer_name) == (L.KIND_TICK, 8 * 4 + 24, 4, "rust-ticks")
     rec = r.drain()
     assert rec.size == 1000
-    assert np.array_equal(rec["trace"], np.arange(1, 1001)) and np.array_equal(rec["aux"], np.arange(1000))
+    assert np.array_equal(rec["trace"], np.arange(1, 1001)) and np.array_equal(rec["dims"], np.arange(1000))
     spans = np.array([[span(i, k) for k in (1, 2, 3)] for i in range(1000)])
     assert np.array_equal(np.diff(rec["ts"].astype(np.int64), axis=1), spans)
 
@@ -120,7 +119,7 @@ def test_a_full_ring_drops_the_newest_and_counts(rust_writer, ring_dir):
     assert r.dropped_full == 144 and rec.size == 256 and r.produced == 400
     assert np.array_equal(rec["trace"], np.repeat(np.arange(1, 65), 4)), "the oldest 64 traces stay"
     assert np.all(np.diff(rec["ts"].astype(np.int64)) >= 0), "stamps of one thread never go back"
-    assert set(rec["aux"][rec["point"] == 3]) == {42}
+    assert set(rec["dims"][rec["point"] == 3]) == {42}
 
 
 @pytest.mark.slow  # cargo builds
@@ -259,8 +258,8 @@ QUIET_LIB = """
 pub fn record(n: u64) -> (bool, u64) {
     let mut w = tickscope_probe::PointWriter::open("quiet-lib", &["lib.rx", "lib.tx"], 1 << 10).unwrap();
     for i in 0..n {
-        w.record(0, i, 0);
-        w.record(1, i, 0);
+        w.record(0, i, 0, 0);
+        w.record(1, i, 0, 0);
     }
     (tickscope_probe::ENABLED, w.written())
 }
@@ -269,8 +268,8 @@ APP = """
 fn main() {
     let mut w = tickscope_probe::PointWriter::open("app", &["app.rx", "app.tx"], 1 << 10).unwrap();
     for i in 0..10 {
-        w.record(0, i, 0);
-        w.record(1, i, 0);
+        w.record(0, i, 0, 0);
+        w.record(1, i, 0, 0);
     }
     let (lib_enabled, lib_written) = quiet_lib::record(10);
     println!("app_enabled={} app_written={} lib_enabled={lib_enabled} lib_written={lib_written}",

@@ -153,7 +153,7 @@ def test_records_naming_points_the_table_lacks_are_a_line_not_a_silent_loss(c_bu
 def test_a_ring_of_an_unknown_layout_version_is_a_line(c_build, tmp_path):
     exe = c_build("c_known_spans.c")
     r, meta, _ = profile(exe, tmp_path, 100, 0, "bad-version")
-    assert "layout version 99, this tickscope reads 1" in r.stderr
+    assert "layout version 99, this tickscope reads 2 (upgrade tickscope)" in r.stderr
     assert any("layout version 99" in e for e in meta["ring_errors"])
     assert meta["counters"]["traces_complete"] == 0
 
@@ -267,7 +267,7 @@ class Pt:
 def test_spans_within_a_tsc_ring_use_ticks_and_spans_across_clocks_use_the_common_map():
     schema = TraceSchema()
     tsc_cols = schema.merge([Pt("md.rx"), Pt("md.decoded")])  # a C ring (TSC)
-    mono_cols = schema.merge([Pt("order.tx")])  # a Python ring (MONOTONIC)
+    mono_cols = schema.merge([Pt("md.decoded"), Pt("order.tx")])[1:]  # a Python ring (MONOTONIC), linked
     tl = TscTimeline()
     tl.update(fit(2.5e9, 10**12, 5 * 10**12), 0)
     c = Correlator(schema)

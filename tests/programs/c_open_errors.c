@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(c, "unknown_clock"))
         points[1].clock = 9;
     else if (!strcmp(c, "unknown_flag"))
-        points[1].flags = 2;
+        points[1].flags = 4; /* neither TSP_POINT_TRADE nor TSP_POINT_LEG */
     else if (!strcmp(c, "empty_writer_name"))
         writer = "";
     tsp_ring ring;

@@ -4,9 +4,10 @@ CI, a failure under it) and builds where the product builds, so a second call is
 
 from pathlib import Path
 
-from conftest import need_tool
+from conftest import need_tool, needs_tool
 
 CARGO = "apt-get install cargo"
+needs_cargo = needs_tool("cargo", install=CARGO)  # a mark for tests that build with cargo
 
 
 def c_example(name: str, out_dir: Path) -> Path:

@@ -133,7 +133,7 @@ impl Trader {
             Point::new("book.updated").stage("book"),
             Point::new("signal").stage("strategy"),
             Point::new("risk.checked").stage("risk"),
-            Point::new("order.encoded").stage("encode"),
+            Point::new("order.encoded").stage("encode").leg(),
         ];
         let ticks = TickWriter::open("trader", &tick_points, 1 << 15)?;
         let risk = RiskChecker::new(RiskLimits::default());
@@ -297,7 +297,7 @@ impl Trader {
                         }
                     }
                 }
-                self.ticks.commit(seq, 0);
+                self.ticks.commit(seq, 0, 0);
             }
         }
         self.buf = buf;
@@ -356,7 +356,7 @@ impl Trader {
         if self.kernel_tx {
             self.pending_tx.insert(key, seq);
         } else if let Some(o) = self.orders.as_mut() {
-            o.record(ORDER_TX, seq, 0);
+            o.record(ORDER_TX, seq, 0, 0);
         }
     }
 
@@ -455,7 +455,7 @@ impl Trader {
             .map(|o| o.trace_id);
         self.oms.on_execution(&mut self.risk, clordid, exec_type, last_qty, last_px);
         if let (Some(trace), Some(o)) = (first, self.orders.as_mut()) {
-            o.record_ts(ACK_RX, trace, arrived, 0);
+            o.record_ts(ACK_RX, trace, arrived, 0, 0);
         }
         if let Some(msg_seq) = id.and_then(|n| self.in_flight.answered(n)) {
             self.session.peer_processed(msg_seq);
@@ -582,7 +582,7 @@ impl Trader {
         let (pending, orders) = (&mut self.pending_tx, &mut self.orders);
         sys::drain_tx_stamps(self.fix.as_raw_fd(), |key, ts| {
             if let (Some(seq), Some(o)) = (pending.remove(&key), orders.as_mut()) {
-                o.record_ts(ORDER_TX, seq, ts, 0);
+                o.record_ts(ORDER_TX, seq, ts, 0, 0);
             }
         });
     }

@@ -53,7 +53,7 @@ fn main() {
 
         let t0 = mono_ns(start);
         for i in 0..PER_ROUND {
-            point.record((i & 7) as u32, i, 0);
+            point.record((i & 7) as u32, i, 0, 0);
         }
         let t1 = mono_ns(start);
         best_point = best_point.min((t1 - t0) as f64 / PER_ROUND as f64);
@@ -69,7 +69,7 @@ fn main() {
             tick.stamp(5);
             tick.stamp(6);
             tick.stamp(7);
-            tick.commit(k, 0);
+            tick.commit(k, 0, 0);
         }
         let t1 = mono_ns(start);
         best_tick = best_tick.min((t1 - t0) as f64 / PER_ROUND as f64);

@@ -12,6 +12,8 @@
 //!     rust_writer feed TRACES [BEAT]                the feed half alone, "trace ticks" lines on stdout
 //!     rust_writer orders [BEAT]                     the order half alone, those lines on stdin
 //!                                                   (`feed | orders`: the send stage crosses processes)
+//!     rust_writer legs TRACES                       fan-out and branching paths with dimensions:
+//!                                                   the subject of probe/examples/c_legs.c
 //!     rust_writer layout                            the ring layout constants as JSON
 //!
 //! Writers go to $TICKSCOPE_RING_DIR; the last line is
@@ -22,7 +24,7 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use tickscope_probe::layout as L;
-use tickscope_probe::{tsc_invariant, tsc_trusted, Error, Point, PointWriter, TickWriter};
+use tickscope_probe::{dims, tsc_invariant, tsc_trusted, Error, Point, PointWriter, TickWriter};
 
 const POINTS: [Point<'static>; 4] = [
     Point::new("md.rx"),
@@ -56,7 +58,7 @@ fn feed(traces: u64, beat_every: u64, mut hand_on: impl FnMut(u64, u64)) -> Resu
         w.stamp_ts(0, rx);
         w.stamp_ts(1, decoded);
         w.stamp_ts(2, signal);
-        while !w.commit(1 + i, 0) {
+        while !w.commit(1 + i, 0, 0) {
             std::thread::yield_now(); // full: a known-delay subject waits rather than drops
         }
         hand_on(1 + i, signal);
@@ -73,7 +75,7 @@ fn orders(beat_every: u64, handed: impl Iterator<Item = (u64, u64)>) -> Result<(
     let mut w = PointWriter::open("rust-orders", &ORDER_POINTS, 1 << 16)?;
     let mut produced = 0;
     for (trace, signal) in handed {
-        while !w.record_ts(1, trace, signal + span(trace - 1, 3), 0) {
+        while !w.record_ts(1, trace, signal + span(trace - 1, 3), 0, 0) {
             std::thread::yield_now();
         }
         produced += 1;
@@ -82,6 +84,71 @@ fn orders(beat_every: u64, handed: impl Iterator<Item = (u64, u64)>) -> Result<(
         }
     }
     Ok((produced, w.dropped()))
+}
+
+/// The subject of probe/examples/c_legs.c (see there): known TSC spans, an even trace a quote on
+/// two legs (XNAS buy and sell), an odd one a trade message on one leg (BATS buy), the paths
+/// branching after md.decoded across two rings of this thread.
+fn legs(traces: u64) -> Result<(u64, u64), Error> {
+    const FEED: u64 = 15000;
+    const QUOTE: u64 = 40000;
+    const TRADE: u64 = 90000;
+    const ACK: u64 = 100000;
+    const PACE: u64 = 200000;
+    let send = |i: u64, k: u64| 2000 + 500 * k + (i * 7919) % 1000;
+    let quote_points = [
+        Point::new("md.rx"),
+        Point::new("md.decoded").stage("feed"),
+        Point::new("quote.handled").stage("quote"),
+        Point::new("order.tx").stage("send").trade().leg(),
+        Point::new("ack.rx").stage("order_rtt"),
+    ];
+    let trade_points =
+        [Point::new("md.decoded"), Point::new("trade.handled").stage("trade_msg"), Point::new("order.tx")];
+    let mut quotes = PointWriter::open_dims("quotes", &quote_points, &["venue", "side"], 1 << 16)?;
+    let mut trades = PointWriter::open("trades", &trade_points, 1 << 14)?;
+    let xnas_buy = dims([quotes.intern("venue", "XNAS"), quotes.intern("side", "buy"), 0, 0]);
+    let xnas_sell = dims([quotes.intern("venue", "XNAS"), quotes.intern("side", "sell"), 0, 0]);
+    let bats_buy = dims([quotes.intern("venue", "BATS"), quotes.intern("side", "buy"), 0, 0]);
+    let put = |w: &mut PointWriter, point: u32, trace: u64, ts: u64, leg: u16, d: u64| {
+        while !w.record_ts(point, trace, ts, leg, d) {
+            std::thread::yield_now(); // full: a known-delay subject waits rather than drops
+        }
+    };
+    let mut produced = 0;
+    for i in 1..=traces {
+        let ts0 = quotes.now();
+        let decoded = ts0 + FEED;
+        put(&mut quotes, 0, i, ts0, 0, 0);
+        put(&mut quotes, 1, i, decoded, 0, 0);
+        let quote = i % 2 == 0;
+        let handled = decoded + if quote { QUOTE } else { TRADE };
+        if quote {
+            put(&mut quotes, 2, i, handled, 0, 0);
+        } else {
+            put(&mut trades, 1, i, handled, 0, 0);
+        }
+        for k in 0..if quote { 2 } else { 1 } {
+            let tx = handled + send(i, k);
+            let d = if !quote {
+                bats_buy
+            } else if k == 0 {
+                xnas_buy
+            } else {
+                xnas_sell
+            };
+            put(&mut quotes, 3, i, tx, k as u16, d);
+            put(&mut quotes, 4, i, tx + ACK + k, k as u16, 0);
+            produced += 2;
+        }
+        produced += 3;
+        if i % 1000 == 0 {
+            quotes.heartbeat();
+            trades.heartbeat();
+        }
+        while quotes.now() < ts0 + PACE {}
+    }
+    Ok((produced, quotes.dropped() + trades.dropped()))
 }
 
 /// BEAT as given: a heartbeat every that many traces; 0, never.
@@ -134,12 +201,12 @@ fn run() -> Result<(), Error> {
                 for k in 0..4u64 {
                     if mode == "live" {
                         spin(20); // a little work between points
-                        w.record(k as u32, base + i, if k == 3 { 42 } else { 0 });
+                        w.record(k as u32, base + i, 0, if k == 3 { 42 } else { 0 });
                     } else {
                         if k > 0 {
                             ts += span(i, k);
                         }
-                        w.record_ts(k as u32, base + i, ts, span(i, k.max(1)));
+                        w.record_ts(k as u32, base + i, ts, 0, span(i, k.max(1)));
                     }
                     produced += 1;
                 }
@@ -158,7 +225,7 @@ fn run() -> Result<(), Error> {
                     ts += span(i, k);
                     w.stamp_ts(k as u32, ts);
                 }
-                w.commit(base + i, i);
+                w.commit(base + i, 0, i);
                 if i % beat_every == beat_every - 1 {
                     w.heartbeat();
                 }
@@ -176,8 +243,8 @@ fn run() -> Result<(), Error> {
                     Ok(t) => t,
                     Err(_) => break,
                 };
-                w.record(1, trace, 0);
-                w.record(2, trace, 0);
+                w.record(1, trace, 0, 0);
+                w.record(2, trace, 0, 0);
                 produced += 2;
                 if produced % 256 == 0 {
                     w.heartbeat();
@@ -214,12 +281,16 @@ fn run() -> Result<(), Error> {
             let (sent, dropped) = orders(beat_every, handed)?;
             eprintln!("orders produced={sent} dropped={dropped}");
         }
+        "legs" => {
+            let (produced, dropped) = legs(traces)?;
+            println!("produced={produced} dropped={dropped}");
+        }
         "layout" => {
             let body: Vec<String> = L::CONSTANTS.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
             println!("{{{}}}", body.join(", "));
         }
         other => {
-            eprintln!("rust_writer: unknown mode {other:?} (points, ticks, live, relay, threads, feed, orders, layout)");
+            eprintln!("rust_writer: unknown mode {other:?} (points, ticks, live, relay, threads, feed, orders, legs, layout)");
             std::process::exit(2);
         }
     }

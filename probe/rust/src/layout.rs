@@ -8,15 +8,18 @@
 //! 256 .. 383    tail, reader_heartbeat_ns, reader_pid        | consumer only
 //! 384 .. 1023   calib_count u32, pad, 16 x (tsc, monotonic_raw, monotonic, realtime)
 //! 1024 ..       point table: 64 x (name 48, stage 40, clock_domain u32, flags u32)
-//! 8192 ..       capacity x record_size
+//! 7168 ..       4 dimension names x 32 bytes, then the count of interned values (u32)
+//! 8192 ..       4096 interned values x (slot u16, pad u16, value 28 bytes)
+//! 139264 ..     capacity x record_size
 //! ```
 //!
-//! `KIND_POINT` record (32 bytes): `ts u64 | trace_id u64 | point u32 | thread u32 | aux u64`.
-//! `KIND_TICK` record (8 n + 16 bytes): `ts[0..n] u64 | trace_id u64 | aux u64`, 0 = not reached.
+//! `KIND_POINT` record (32 bytes): `ts u64 | trace_id u64 | point u16 | leg u16 | thread u32 | dims u64`.
+//! `KIND_TICK` record (8 n + 24 bytes): `ts[0..n] u64 | trace_id u64 | leg u64 | dims u64`, 0 = not reached.
+//! `dims`: four u16 value ids, slot k in bits 16k..16k+15 (0 = none); see `dims`.
 
 /// `b"TSCOPE01"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TSCOPE01");
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub const KIND_POINT: u32 = 1;
 pub const KIND_TICK: u32 = 2;
@@ -27,6 +30,8 @@ pub const CLOCK_REALTIME: u32 = 3;
 
 /// Point flag: tick-to-trade ends at this point (default: the last declared point).
 pub const POINT_TRADE: u32 = 1;
+/// Point flag: the fan-out; this point and every point after it are stamped once per leg.
+pub const POINT_LEG: u32 = 2;
 
 pub const CACHE_LINE_PAIR: usize = 128;
 
@@ -70,10 +75,22 @@ pub const POINT_NAME_SIZE: usize = 48;
 pub const POINT_STAGE_SIZE: usize = 40;
 pub const POINT_ENTRY_SIZE: usize = POINT_NAME_SIZE + POINT_STAGE_SIZE + 8;
 pub const MAX_POINTS: usize = 64;
-pub const DATA_OFFSET: usize = 8192;
+
+// Dimensions: names and the count of interned values, then the value table.
+pub const OFF_DIM_NAMES: usize = 7168;
+pub const DIM_NAME_SIZE: usize = 32;
+pub const MAX_DIMS: usize = 4;
+pub const OFF_DIM_COUNT: usize = OFF_DIM_NAMES + MAX_DIMS * DIM_NAME_SIZE;
+pub const OFF_DIM_VALUES: usize = 8192;
+pub const DIM_VALUE_SIZE: usize = 28;
+pub const DIM_ENTRY_SIZE: usize = 32;
+pub const MAX_DIM_VALUES: usize = 4096;
+pub const DIM_SLOT_BITS: usize = 16;
+pub const DATA_OFFSET: usize = OFF_DIM_VALUES + MAX_DIM_VALUES * DIM_ENTRY_SIZE;
+pub const MAX_LEG: u64 = 0xFFFF;
 
 pub const POINT_RECORD_SIZE: usize = 32;
-pub const TICK_TRAILER_SIZE: usize = 16;
+pub const TICK_TRAILER_SIZE: usize = 24;
 
 // Checked at compile time. Debian bookworm's clippy (1.63) takes these for run-time asserts that
 // always hold (assertions_on_constants); later clippy knows a const assert is the point.
@@ -81,7 +98,8 @@ pub const TICK_TRAILER_SIZE: usize = 16;
 const _: () = {
     assert!(OFF_WRITER_NAME + WRITER_NAME_SIZE == CACHE_LINE_PAIR);
     assert!(OFF_CALIB_ENTRIES + CALIB_SLOTS * CALIB_ENTRY_SIZE <= OFF_POINT_TABLE);
-    assert!(OFF_POINT_TABLE + MAX_POINTS * POINT_ENTRY_SIZE <= DATA_OFFSET);
+    assert!(OFF_POINT_TABLE + MAX_POINTS * POINT_ENTRY_SIZE <= OFF_DIM_NAMES);
+    assert!(OFF_DIM_COUNT + 4 <= OFF_DIM_VALUES);
     assert!(core::mem::size_of::<PointRecord>() == POINT_RECORD_SIZE);
 };
 
@@ -91,9 +109,10 @@ const _: () = {
 pub struct PointRecord {
     pub ts: u64,
     pub trace_id: u64,
-    pub point_id: u32,
+    pub point_id: u16,
+    pub leg: u16,
     pub thread_id: u32,
-    pub aux: u64,
+    pub dims: u64,
 }
 
 /// Every constant above by its Python name, for the cross-language check (`layout` example).
@@ -106,6 +125,7 @@ pub const CONSTANTS: &[(&str, u64)] = &[
     ("CLOCK_MONOTONIC", CLOCK_MONOTONIC as u64),
     ("CLOCK_REALTIME", CLOCK_REALTIME as u64),
     ("POINT_TRADE", POINT_TRADE as u64),
+    ("POINT_LEG", POINT_LEG as u64),
     ("CACHE_LINE_PAIR", CACHE_LINE_PAIR as u64),
     ("OFF_MAGIC", OFF_MAGIC as u64),
     ("OFF_VERSION", OFF_VERSION as u64),
@@ -138,6 +158,15 @@ pub const CONSTANTS: &[(&str, u64)] = &[
     ("POINT_STAGE_SIZE", POINT_STAGE_SIZE as u64),
     ("POINT_ENTRY_SIZE", POINT_ENTRY_SIZE as u64),
     ("MAX_POINTS", MAX_POINTS as u64),
+    ("OFF_DIM_NAMES", OFF_DIM_NAMES as u64),
+    ("DIM_NAME_SIZE", DIM_NAME_SIZE as u64),
+    ("MAX_DIMS", MAX_DIMS as u64),
+    ("OFF_DIM_COUNT", OFF_DIM_COUNT as u64),
+    ("OFF_DIM_VALUES", OFF_DIM_VALUES as u64),
+    ("DIM_VALUE_SIZE", DIM_VALUE_SIZE as u64),
+    ("MAX_DIM_VALUES", MAX_DIM_VALUES as u64),
+    ("DIM_SLOT_BITS", DIM_SLOT_BITS as u64),
+    ("MAX_LEG", MAX_LEG),
     ("DATA_OFFSET", DATA_OFFSET as u64),
     ("POINT_RECORD_SIZE", POINT_RECORD_SIZE as u64),
     ("TICK_TRAILER_SIZE", TICK_TRAILER_SIZE as u64),

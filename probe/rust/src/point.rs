@@ -4,18 +4,20 @@ use crate::layout;
 
 /// A declared probe point, as Python's `Point`: `stage` names the span that ends here (default:
 /// the point's own name), `clock` the domain of its stamps (default: the writer's own clock),
-/// `trade` marks where tick-to-trade ends when that is not the last point.
+/// `trade` marks where tick-to-trade ends when that is not the last point, `leg` the fan-out (this
+/// point and every point after it are stamped once per leg of the trace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Point<'a> {
     pub name: &'a str,
     pub stage: &'a str,
     pub clock: Option<ClockDomain>,
     pub trade: bool,
+    pub leg: bool,
 }
 
 impl<'a> Point<'a> {
     pub const fn new(name: &'a str) -> Self {
-        Point { name, stage: "", clock: None, trade: false }
+        Point { name, stage: "", clock: None, trade: false, leg: false }
     }
 
     pub const fn stage(self, stage: &'a str) -> Self {
@@ -30,6 +32,15 @@ impl<'a> Point<'a> {
 
     pub const fn trade(self) -> Self {
         Point { trade: true, ..self }
+    }
+
+    /// The fan-out point: records of it and of the points after it name their leg.
+    pub const fn leg(self) -> Self {
+        Point { leg: true, ..self }
+    }
+
+    pub(crate) const fn flags(&self) -> u32 {
+        (if self.trade { layout::POINT_TRADE } else { 0 }) | (if self.leg { layout::POINT_LEG } else { 0 })
     }
 }
 
@@ -68,6 +79,31 @@ pub(crate) fn validate(points: &[Point<'_>]) -> Result<(), Error> {
         }
         if points[..i].iter().any(|q| q.name == p.name) {
             return Err(Error::Points(format!("probe point names must be unique: {:?} twice", p.name)));
+        }
+    }
+    Ok(())
+}
+
+/// The same rules as Python's `_as_dims`, with the same wording.
+pub(crate) fn validate_dims(dims: &[&str]) -> Result<(), Error> {
+    if dims.len() > layout::MAX_DIMS {
+        return Err(Error::Points(format!(
+            "at most {} dimensions per ring: got {} ({:?})",
+            layout::MAX_DIMS,
+            dims.len(),
+            dims
+        )));
+    }
+    for (i, d) in dims.iter().enumerate() {
+        if d.is_empty() || d.len() > layout::DIM_NAME_SIZE {
+            return Err(Error::Points(format!(
+                "dimension name must be 1..{} bytes: {:?}",
+                layout::DIM_NAME_SIZE,
+                d
+            )));
+        }
+        if dims[..i].contains(d) {
+            return Err(Error::Points(format!("dimension names must be unique: {:?} twice", d)));
         }
     }
     Ok(())

@@ -35,6 +35,8 @@ pub(crate) struct RingFile {
     pub n_points: u32,
     pub tid: u32,
     pub clock: ClockDomain,
+    n_dims: usize,
+    n_values: u32,
     closed: bool,
 }
 
@@ -61,6 +63,7 @@ impl RingFile {
         dir: &Path,
         name: &str,
         points: &[Point<'_>],
+        dims: &[&str],
         kind: u32,
         capacity: u64,
     ) -> Result<RingFile, Error> {
@@ -100,9 +103,11 @@ impl RingFile {
             n_points: n_points as u32,
             tid,
             clock,
+            n_dims: dims.len(),
+            n_values: 0,
             closed: false,
         };
-        ring.write_header(name, points, kind, pid);
+        ring.write_header(name, points, dims, kind, pid);
         Ok(ring)
     }
 
@@ -132,7 +137,7 @@ impl RingFile {
         unsafe { std::slice::from_raw_parts_mut(self.base, L::DATA_OFFSET) }
     }
 
-    fn write_header(&mut self, name: &str, points: &[Point<'_>], kind: u32, pid: u32) {
+    fn write_header(&mut self, name: &str, points: &[Point<'_>], dims: &[&str], kind: u32, pid: u32) {
         let (clock, capacity, record_size, n_points, tid) =
             (self.clock, self.capacity, self.record_size, self.n_points, self.tid);
         let h = self.header_mut();
@@ -142,8 +147,10 @@ impl RingFile {
             put(h, e + L::POINT_NAME_SIZE, p.stage.as_bytes());
             let domain = p.clock.unwrap_or(clock) as u32;
             put(h, e + L::POINT_NAME_SIZE + L::POINT_STAGE_SIZE, &domain.to_le_bytes());
-            let flags = if p.trade { L::POINT_TRADE } else { 0 };
-            put(h, e + L::POINT_NAME_SIZE + L::POINT_STAGE_SIZE + 4, &flags.to_le_bytes());
+            put(h, e + L::POINT_NAME_SIZE + L::POINT_STAGE_SIZE + 4, &p.flags().to_le_bytes());
+        }
+        for (k, d) in dims.iter().enumerate() {
+            put(h, L::OFF_DIM_NAMES + k * L::DIM_NAME_SIZE, d.as_bytes());
         }
         put(h, L::OFF_VERSION, &L::LAYOUT_VERSION.to_le_bytes());
         put(h, L::OFF_KIND, &kind.to_le_bytes());
@@ -167,6 +174,40 @@ impl RingFile {
         self.u64_at(L::OFF_WRITER_HEARTBEAT_NS).store(sys::clock_ns(sys::CLOCK_MONOTONIC), Ordering::Release);
         // The magic last, released: a reader that sees it sees the whole header.
         self.u64_at(L::OFF_MAGIC).store(L::MAGIC, Ordering::Release);
+    }
+
+    /// The id of `value` in dimension slot `dim`, appended to the value table the first time
+    /// (a linear search of this writer's values: off the hot path). 0: not declared, empty, longer
+    /// than DIM_VALUE_SIZE bytes, or the table is full.
+    pub fn intern(&mut self, dim: usize, value: &str) -> u16 {
+        let v = value.as_bytes();
+        if dim >= self.n_dims || v.is_empty() || v.len() > L::DIM_VALUE_SIZE {
+            return 0;
+        }
+        for i in 0..self.n_values as usize {
+            let e = L::OFF_DIM_VALUES + i * L::DIM_ENTRY_SIZE;
+            // SAFETY: the entry lies inside [OFF_DIM_VALUES, DATA_OFFSET) of the live mapping and only
+            // this writer stores it; the collector only reads it.
+            let entry = unsafe { std::slice::from_raw_parts(self.base.add(e), L::DIM_ENTRY_SIZE) };
+            let name = &entry[4..4 + L::DIM_VALUE_SIZE];
+            let len = name.iter().position(|&b| b == 0).unwrap_or(L::DIM_VALUE_SIZE);
+            if u16::from_le_bytes([entry[0], entry[1]]) as usize == dim && &name[..len] == v {
+                return (i + 1) as u16;
+            }
+        }
+        if self.n_values as usize >= L::MAX_DIM_VALUES {
+            return 0;
+        }
+        let e = L::OFF_DIM_VALUES + self.n_values as usize * L::DIM_ENTRY_SIZE;
+        // SAFETY: as above; the entry is not yet counted, so the collector does not read it.
+        let entry = unsafe { std::slice::from_raw_parts_mut(self.base.add(e), L::DIM_ENTRY_SIZE) };
+        entry[..2].copy_from_slice(&(dim as u16).to_le_bytes());
+        entry[4..4 + v.len()].copy_from_slice(v);
+        self.n_values += 1;
+        // SAFETY: OFF_DIM_COUNT is 4-aligned inside the mapping; only this writer stores it.
+        let count = unsafe { &*(self.base.add(L::OFF_DIM_COUNT) as *const AtomicU32) };
+        count.store(self.n_values, Ordering::Release); // released: the entry before the count
+        self.n_values as u16
     }
 
     /// A header u64 shared with the consumer.

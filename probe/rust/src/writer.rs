@@ -8,7 +8,7 @@
 
 use crate::clock::{self, ClockDomain};
 use crate::error::Error;
-use crate::point::{to_points, validate_capacity, Point};
+use crate::point::{to_points, validate_capacity, validate_dims, Point};
 use std::marker::PhantomData;
 use std::path::Path;
 #[cfg(feature = "enable")]
@@ -148,16 +148,36 @@ macro_rules! common_methods {
             }
         }
 
+        /// The id of `value` of dimension `dim` (declared at open), interned into the ring the
+        /// first time: call it off the hot path and keep the id for `dims`. 0 (no value) when
+        /// `dim` is not declared, `value` is empty or longer than 28 bytes, or the ring's table of
+        /// 4096 values is full. Without `enable`: 0.
+        pub fn intern(&mut self, dim: &str, value: &str) -> u16 {
+            #[cfg(feature = "enable")]
+            {
+                match self.dims.iter().position(|d| d == dim) {
+                    Some(slot) => self.ring.intern(slot, value),
+                    None => 0,
+                }
+            }
+            #[cfg(not(feature = "enable"))]
+            {
+                0
+            }
+        }
+
         /// Marks the ring cleanly closed and unmaps it (dropping the writer does the same).
         #[inline(always)]
         pub fn close(self) {}
     };
 }
 
-/// One 32-byte record per probe point: `record(point_id, trace_id, aux)`.
+/// One 32-byte record per probe point: `record(point_id, trace_id, leg, dims)`.
 pub struct PointWriter {
     #[cfg(feature = "enable")]
     ring: RingFile,
+    #[cfg(feature = "enable")]
+    dims: Vec<String>,
     #[cfg(feature = "enable")]
     records: *mut PointRecord,
     #[cfg(feature = "enable")]
@@ -174,7 +194,7 @@ impl PointWriter {
         points: &[P],
         capacity: u64,
     ) -> Result<Self, Error> {
-        Self::open_in(crate::ring_dir(), name, points, capacity)
+        Self::open_in_dims(crate::ring_dir(), name, points, &[], capacity)
     }
 
     /// As `open`, in `dir`.
@@ -184,14 +204,37 @@ impl PointWriter {
         points: &[P],
         capacity: u64,
     ) -> Result<Self, Error> {
+        Self::open_in_dims(dir, name, points, &[], capacity)
+    }
+
+    /// As `open`, declaring dimensions too (at most 4): `dims[k]` is slot k of the dims word.
+    pub fn open_dims<'a, P: Clone + Into<Point<'a>>>(
+        name: &str,
+        points: &[P],
+        dims: &[&str],
+        capacity: u64,
+    ) -> Result<Self, Error> {
+        Self::open_in_dims(crate::ring_dir(), name, points, dims, capacity)
+    }
+
+    /// As `open_dims`, in `dir`.
+    pub fn open_in_dims<'a, P: Clone + Into<Point<'a>>>(
+        dir: impl AsRef<Path>,
+        name: &str,
+        points: &[P],
+        dims: &[&str],
+        capacity: u64,
+    ) -> Result<Self, Error> {
         validate_capacity(capacity)?;
+        validate_dims(dims)?;
         let points = to_points(points)?;
         #[cfg(feature = "enable")]
         {
-            let ring = RingFile::create(dir.as_ref(), name, &points, L::KIND_POINT, capacity)?;
+            let ring = RingFile::create(dir.as_ref(), name, &points, dims, L::KIND_POINT, capacity)?;
             let records = ring.data() as *mut PointRecord;
             Ok(PointWriter {
                 ring,
+                dims: dims.iter().map(|d| d.to_string()).collect(),
                 records,
                 mask: capacity - 1,
                 cursor: Cursor { head: 0, limit: capacity },
@@ -204,18 +247,20 @@ impl PointWriter {
         }
     }
 
-    /// Stamps `point` of `trace_id` now. Returns false if the ring was full (the record is
-    /// dropped and counted). Panics if `point` was not declared. Without `enable`: records
-    /// nothing, loses nothing (true).
+    /// Stamps `point` of `trace_id` now. `leg` names the leg (order) of the trace a per-leg point
+    /// belongs to (0 for a trace of one order; ignored on shared points); `dims` attaches
+    /// dimension values (`tickscope_probe::dims` of `intern` ids, 0 = none). Returns false if the
+    /// ring was full (the record is dropped and counted). Panics if `point` was not declared.
+    /// Without `enable`: records nothing, loses nothing (true).
     #[inline(always)]
-    pub fn record(&mut self, point: u32, trace_id: u64, aux: u64) -> bool {
+    pub fn record(&mut self, point: u32, trace_id: u64, leg: u16, dims: u64) -> bool {
         let ts = self.now();
-        self.record_ts(point, trace_id, ts, aux)
+        self.record_ts(point, trace_id, ts, leg, dims)
     }
 
     /// As `record`, with a stamp taken earlier (`now()`) or from another clock the point declared.
     #[inline(always)]
-    pub fn record_ts(&mut self, point: u32, trace_id: u64, ts: u64, aux: u64) -> bool {
+    pub fn record_ts(&mut self, point: u32, trace_id: u64, ts: u64, leg: u16, dims: u64) -> bool {
         #[cfg(feature = "enable")]
         {
             if point >= self.ring.n_points {
@@ -226,7 +271,9 @@ impl PointWriter {
                 Cursor::count_drop(&self.ring);
                 return false;
             }
-            let record = PointRecord { ts, trace_id, point_id: point, thread_id: self.ring.tid, aux };
+            // point < n_points <= MAX_POINTS (checked above): it fits the record's u16.
+            let record =
+                PointRecord { ts, trace_id, point_id: point as u16, leg, thread_id: self.ring.tid, dims };
             // SAFETY: `h & mask < capacity`, so the slot lies in the records area of the live mapping
             // (32-byte aligned: DATA_OFFSET and the record size are multiples of 32). `h < tail +
             // capacity` (checked above against `limit`), so the consumer has released this slot and
@@ -245,7 +292,7 @@ impl PointWriter {
     common_methods!();
 }
 
-/// One record per tick: `stamp(i)` for each point reached, then `commit(trace_id, aux)`.
+/// One record per tick: `stamp(i)` for each point reached, then `commit(trace_id, leg, dims)`.
 ///
 /// Stamps go straight into the free slot the commit will publish (the collector zeroes slots it
 /// has drained), so a stamp is one `rdtsc` and one store, and a commit three stores. A tick that
@@ -253,6 +300,8 @@ impl PointWriter {
 pub struct TickWriter {
     #[cfg(feature = "enable")]
     ring: RingFile,
+    #[cfg(feature = "enable")]
+    dims: Vec<String>,
     #[cfg(feature = "enable")]
     n: usize,
     #[cfg(feature = "enable")]
@@ -273,7 +322,7 @@ impl TickWriter {
         points: &[P],
         capacity: u64,
     ) -> Result<Self, Error> {
-        Self::open_in(crate::ring_dir(), name, points, capacity)
+        Self::open_in_dims(crate::ring_dir(), name, points, &[], capacity)
     }
 
     /// As `open`, in `dir`.
@@ -283,18 +332,41 @@ impl TickWriter {
         points: &[P],
         capacity: u64,
     ) -> Result<Self, Error> {
+        Self::open_in_dims(dir, name, points, &[], capacity)
+    }
+
+    /// As `open`, declaring dimensions too (at most 4): `dims[k]` is slot k of the dims word.
+    pub fn open_dims<'a, P: Clone + Into<Point<'a>>>(
+        name: &str,
+        points: &[P],
+        dims: &[&str],
+        capacity: u64,
+    ) -> Result<Self, Error> {
+        Self::open_in_dims(crate::ring_dir(), name, points, dims, capacity)
+    }
+
+    /// As `open_dims`, in `dir`.
+    pub fn open_in_dims<'a, P: Clone + Into<Point<'a>>>(
+        dir: impl AsRef<Path>,
+        name: &str,
+        points: &[P],
+        dims: &[&str],
+        capacity: u64,
+    ) -> Result<Self, Error> {
         validate_capacity(capacity)?;
+        validate_dims(dims)?;
         let points = to_points(points)?;
         #[cfg(feature = "enable")]
         {
-            let ring = RingFile::create(dir.as_ref(), name, &points, L::KIND_TICK, capacity)?;
+            let ring = RingFile::create(dir.as_ref(), name, &points, dims, L::KIND_TICK, capacity)?;
             let n = points.len();
             let current = ring.data() as *mut u64;
             Ok(TickWriter {
                 ring,
+                dims: dims.iter().map(|d| d.to_string()).collect(),
                 n,
                 current,
-                scratch: vec![0u64; n + 2],
+                scratch: vec![0u64; n + 3],
                 on_scratch: false,
                 cursor: Cursor { head: 0, limit: capacity },
                 _one_thread: PhantomData,
@@ -321,27 +393,29 @@ impl TickWriter {
             if i as usize >= self.n {
                 undeclared(i, self.n as u32);
             }
-            // SAFETY: `current` is either the scratch vector (n + 2 u64) or the slot at `head`, which
+            // SAFETY: `current` is either the scratch vector (n + 3 u64) or the slot at `head`, which
             // `head < limit <= tail + capacity` makes this writer's until it is published; i < n.
             unsafe { self.current.add(i as usize).write(ts) };
         }
     }
 
-    /// Publishes the tick as `trace_id`; the next `stamp` starts the next tick. Returns false if
-    /// the ring was full (the tick is dropped and counted). Without `enable`: true.
+    /// Publishes the tick as `trace_id` (leg `leg`, attaching the dims word `dims`); the next
+    /// `stamp` starts the next tick. Returns false if the ring was full (the tick is dropped and
+    /// counted). Without `enable`: true.
     #[inline(always)]
-    pub fn commit(&mut self, trace_id: u64, aux: u64) -> bool {
+    pub fn commit(&mut self, trace_id: u64, leg: u16, dims: u64) -> bool {
         #[cfg(feature = "enable")]
         {
             if self.on_scratch && !self.land_scratch() {
                 return false;
             }
             let v = self.current;
-            // SAFETY: `v` is the slot at `head` (see `stamp_ts`); its trailer is the 2 u64 after the
+            // SAFETY: `v` is the slot at `head` (see `stamp_ts`); its trailer is the 3 u64 after the
             // n stamps, inside the record.
             unsafe {
                 v.add(self.n).write(trace_id);
-                v.add(self.n + 1).write(aux);
+                v.add(self.n + 1).write(leg as u64);
+                v.add(self.n + 2).write(dims);
             }
             let h = self.cursor.head + 1;
             self.cursor.head = h;
@@ -399,7 +473,7 @@ impl TickWriter {
         }
         let slot = self.slot(self.cursor.head);
         // SAFETY: the slot at `head` is this writer's (just checked against the fresh tail) and
-        // holds n + 2 u64; the scratch vector is a separate allocation of n + 2 u64.
+        // holds n + 3 u64; the scratch vector is a separate allocation of n + 3 u64.
         unsafe { std::ptr::copy_nonoverlapping(self.scratch.as_ptr(), slot, self.n) };
         self.current = slot;
         self.on_scratch = false;

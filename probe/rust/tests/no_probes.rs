@@ -13,9 +13,9 @@ fn writers_without_probes_are_empty_and_create_no_ring() {
     let mut p = PointWriter::open_in(&dir, "x", &["a", "b"], 4).unwrap();
     let mut t = TickWriter::open_in(&dir, "y", &["a"], 4).unwrap();
     for k in 0..10 {
-        assert!(p.record(0, k, 0));
+        assert!(p.record(0, k, 0, 0));
         t.stamp(0);
-        assert!(t.commit(k, 0));
+        assert!(t.commit(k, 0, 0));
     }
     p.heartbeat();
     assert_eq!((p.written(), p.dropped(), p.now()), (0, 0, 0));

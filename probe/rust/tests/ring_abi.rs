@@ -67,9 +67,12 @@ fn offsets_are_the_documented_ones() {
         (L::OFF_CALIB_ENTRIES, 392),
         (L::OFF_POINT_TABLE, 1024),
         (L::POINT_ENTRY_SIZE, 96),
-        (L::DATA_OFFSET, 8192),
+        (L::OFF_DIM_NAMES, 7168),
+        (L::OFF_DIM_COUNT, 7296),
+        (L::OFF_DIM_VALUES, 8192),
+        (L::DATA_OFFSET, 139264),
         (L::POINT_RECORD_SIZE, 32),
-        (L::tick_record_size(5), 56),
+        (L::tick_record_size(5), 64),
     ];
     for (i, (ours, doc)) in documented.iter().enumerate() {
         assert_eq!(ours, doc, "entry {i}");
@@ -142,8 +145,9 @@ fn header_and_point_table_as_written() {
 fn point_records_in_order_then_the_full_ring_drops_the_newest_and_counts() {
     let dir = TempDir::new("pointfull");
     let mut w = PointWriter::open_in(&dir.0, "full", &["a", "b"], 4).unwrap();
-    let published: Vec<bool> =
-        (0..10).map(|k| w.record_ts(k % 2, 100 + k as u64, 1000 + k as u64, k as u64)).collect();
+    let published: Vec<bool> = (0..10)
+        .map(|k| w.record_ts(k % 2, 100 + k as u64, 1000 + k as u64, k as u16 + 7, k as u64))
+        .collect();
     assert_eq!(published, [true, true, true, true, false, false, false, false, false, false]);
     assert_eq!((w.written(), w.dropped()), (4, 6));
     let b = read(w.path());
@@ -152,8 +156,8 @@ fn point_records_in_order_then_the_full_ring_drops_the_newest_and_counts() {
         let r = L::DATA_OFFSET + 32 * k;
         assert_eq!(u64_at(&b, r), 1000 + k as u64, "the oldest records stay: drop-newest");
         assert_eq!(u64_at(&b, r + 8), 100 + k as u64);
-        assert_eq!(u32_at(&b, r + 16), k as u32 % 2);
-        assert_eq!(u64_at(&b, r + 24), k as u64);
+        assert_eq!(u32_at(&b, r + 16), (k as u32 % 2) | ((k as u32 + 7) << 16), "point u16, then leg u16");
+        assert_eq!(u64_at(&b, r + 24), k as u64, "the dims word");
     }
 }
 
@@ -164,15 +168,15 @@ fn tick_records_drop_when_full_and_land_again_once_drained() {
     for k in 0..5u64 {
         w.stamp_ts(0, 10 * k + 1);
         w.stamp_ts(2, 10 * k + 3); // "b" not reached: stays 0
-        w.commit(k, 7);
+        w.commit(k, 5, 7);
     }
     assert_eq!((w.written(), w.dropped()), (2, 3));
     let rsize = L::tick_record_size(3);
     let b = read(w.path());
     for k in 0..2u64 {
         let r = L::DATA_OFFSET + rsize * k as usize;
-        let got: Vec<u64> = (0..5).map(|i| u64_at(&b, r + 8 * i)).collect();
-        assert_eq!(got, [10 * k + 1, 0, 10 * k + 3, k, 7]);
+        let got: Vec<u64> = (0..6).map(|i| u64_at(&b, r + 8 * i)).collect();
+        assert_eq!(got, [10 * k + 1, 0, 10 * k + 3, k, 5, 7]);
     }
     // Play the collector: zero both slots, then release them through tail.
     {
@@ -185,12 +189,12 @@ fn tick_records_drop_when_full_and_land_again_once_drained() {
     }
     // The tick in progress began on the full ring (scratch): it lands now that room appeared.
     w.stamp_ts(1, 55);
-    assert!(w.commit(99, 0));
+    assert!(w.commit(99, 0, 0));
     assert_eq!((w.written(), w.dropped()), (3, 3));
     let b = read(w.path());
     let r = L::DATA_OFFSET; // head 2 of capacity 2: slot 0 again
-    let got: Vec<u64> = (0..5).map(|i| u64_at(&b, r + 8 * i)).collect();
-    assert_eq!(got, [0, 55, 0, 99, 0], "a dropped tick's stamps do not leak into the next");
+    let got: Vec<u64> = (0..6).map(|i| u64_at(&b, r + 8 * i)).collect();
+    assert_eq!(got, [0, 55, 0, 99, 0, 0], "a dropped tick's stamps do not leak into the next");
 }
 
 #[test]
@@ -242,5 +246,5 @@ fn unwritable_ring_directory_is_an_error_naming_it() {
 fn undeclared_point_panics_like_an_index() {
     let dir = TempDir::new("undeclared");
     let mut w = PointWriter::open_in(&dir.0, "x", &["a", "b"], 4).unwrap();
-    w.record(2, 1, 0);
+    w.record(2, 1, 0, 0);
 }
