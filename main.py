@@ -137,6 +137,44 @@ def parse_duration(text: str, what: str = "duration") -> float:
     return parse_duration_ns(text, what) / 1e9
 
 
+def parse_run_duration(text: str) -> float | None:
+    """A run's --duration in seconds, or None for ``forever``."""
+    from tickscope.collectors.session.units import FOREVER
+
+    return None if text.strip().lower() == FOREVER else parse_duration(text, "duration")
+
+
+def parse_segments(duration_s: float | None, interval_s: float, segment, retain, max_disk, decay):
+    """--segment/--retain/--max-disk/--decay -> a ``SegmentPolicy`` (None: a short run, unsegmented)."""
+    from tickscope.collectors.session.segments import SegmentError, segment_policy
+    from tickscope.collectors.session.units import DurationError
+
+    try:
+        return segment_policy(duration_s, interval_s, segment, retain, max_disk, decay)
+    except (DurationError, SegmentError) as e:
+        raise UserError(str(e)) from None
+
+
+def parse_window(start: str | None, end: str | None):
+    """--from/--to -> a ``Window`` (checked now: a typo fails before any session is read)."""
+    from tickscope.collectors.session.segments import Window, WindowError
+
+    try:
+        return Window(start, end).check()
+    except WindowError as e:
+        raise UserError(str(e)) from None
+
+
+SEGMENT_HELP = "Cut the session into segments this long (default 1h for runs longer than that or forever)."
+RETAIN_HELP = "Remove segments older than this (e.g. 7d); one line each time."
+MAX_DISK_HELP = "Remove the oldest segments while the segments take more than this (e.g. 5GB)."
+DECAY_HELP = "AGE:INTERVAL: segments older than AGE keep INTERVAL-long intervals, merged exactly (default 1d:1m), or off."
+FROM_HELP = (
+    "Window start: +2h (after the start), -30m (before the end) or a wall-clock time (2025-06-01T12:00)."
+)
+TO_HELP = "Window end, in the forms of --from."
+
+
 def parse_rate(text: str, what: str = "rate") -> float:
     """'50k', '20000', '1.5k/s', '1M' -> messages per second, > 0 (``session.units``)."""
     from tickscope.collectors.session.units import RateError
@@ -209,8 +247,15 @@ def _make_view(live: bool, duration_s):
 def profile(
     ctx: typer.Context,
     duration: str = typer.Option(
-        "30s", "--duration", "-d", help="How long to collect (e.g. 30s, 2m). The target is stopped then."
+        "30s",
+        "--duration",
+        "-d",
+        help="How long to collect (e.g. 30s, 2m, 7d, or forever). The target is stopped then.",
     ),
+    segment: str | None = typer.Option(None, "--segment", help=SEGMENT_HELP),
+    retain: str | None = typer.Option(None, "--retain", help=RETAIN_HELP),
+    max_disk: str | None = typer.Option(None, "--max-disk", help=MAX_DISK_HELP),
+    decay: str | None = typer.Option(None, "--decay", help=DECAY_HELP),
     rate: str = typer.Option(
         "20k", "--rate", "-r", help="Bundled pipeline: market-data messages per second (e.g. 20k)."
     ),
@@ -316,7 +361,7 @@ def profile(
     from tickscope.collectors.run.profile import ProfileOptions, plan_profile
 
     opts = ProfileOptions(
-        command=target_command(ctx) or None, duration_s=parse_duration(duration),
+        command=target_command(ctx) or None, duration_s=parse_run_duration(duration),
         warmup_s=parse_duration(warmup, "warmup"), interval_s=parse_duration(interval, "interval"),
         expected_interval_ns=parse_duration_ns(expected_interval, "expected interval") if expected_interval else 0,
         out=out, force=force, name=name, rate=parse_rate(rate, "--rate"), feed=feed, loop=loop, trader=trader,
@@ -327,8 +372,9 @@ def profile(
         prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
         prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
     )  # fmt: skip
-    if opts.interval_s < 0.05:
-        raise UserError(f"interval {interval!r} is too short: use at least 50ms")
+    if opts.interval_s < 0.01:
+        raise UserError(f"interval {interval!r} is too short: use at least 10ms")
+    opts.segments = parse_segments(opts.duration_s, opts.interval_s, segment, retain, max_disk, decay)
     opts.check()
     if speed is not None:
         _check_replay_speed(replay, speed)
@@ -420,6 +466,8 @@ def report(
     perfetto: Path | None = typer.Option(
         None, "--perfetto", help="Also write the slowest traces as Perfetto/Chrome trace JSON."
     ),
+    window_from: str | None = typer.Option(None, "--from", help=FROM_HELP),
+    window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
 ):
     """Render a saved session: the summary table, or an HTML report with -o."""
     from rich.console import Console
@@ -429,7 +477,7 @@ def report(
 
     if (session / "sweep.json").is_file():  # a sweep directory: its table, or its load curve with -o
         return _report_sweep(session, output)
-    s = Session.load(session)
+    s = Session.load(session, parse_window(window_from, window_to))
     if output is None and perfetto is None:
         Console().print(console_render.render(s), soft_wrap=True)  # warnings stay one line each
         return
@@ -700,6 +748,8 @@ def compare(
         "--max-inconclusive",
         help="Fail (exit 3) when more than this share of rows is inconclusive, e.g. 50%.",
     ),
+    window_from: str | None = typer.Option(None, "--from", help=FROM_HELP + " Applied to every session."),
+    window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
 ):
     """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input,
     3: more rows inconclusive than --max-inconclusive allows.
@@ -730,7 +780,8 @@ def compare(
     if not baselines or not candidates:
         raise UserError("compare needs at least one baseline and one candidate")
     limit = parse_share(max_inconclusive)
-    base, cand = [Session.load(p) for p in baselines], [Session.load(p) for p in candidates]
+    window = parse_window(window_from, window_to)
+    base, cand = [Session.load(p, window) for p in baselines], [Session.load(p, window) for p in candidates]
     result = compare_sessions(base, cand, threshold)
     console = Console()
     if not console.is_terminal:
@@ -757,8 +808,13 @@ def live(
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also save the session here."),
     duration: str | None = typer.Option(
-        None, "--duration", "-d", help="Stop after this long (default: Ctrl-C)."
+        None, "--duration", "-d", help="Stop after this long, or forever (the default: until Ctrl-C)."
     ),
+    interval: str = typer.Option("1s", "--interval", help="Histogram interval length."),
+    segment: str | None = typer.Option(None, "--segment", help=SEGMENT_HELP),
+    retain: str | None = typer.Option(None, "--retain", help=RETAIN_HELP),
+    max_disk: str | None = typer.Option(None, "--max-disk", help=MAX_DISK_HELP),
+    decay: str | None = typer.Option(None, "--decay", help=DECAY_HELP),
     live: bool | None = typer.Option(
         None, "--live/--no-live", help="Live TUI (default: when stdout is a terminal)."
     ),
@@ -788,10 +844,16 @@ def live(
     from tickscope.reports.attribution import AttributionTable
     from tickscope.reports.console import CountersLine, StageTable
 
-    duration_s = parse_duration(duration) if duration else None
+    duration_s = parse_run_duration(duration) if duration else None
+    interval_s = parse_duration(interval, "interval")
+    if interval_s < 0.01:
+        raise UserError(f"interval {interval!r} is too short: use at least 10ms")
+    # live runs until Ctrl-C by default: a long run unless --duration says otherwise
+    segments = parse_segments(duration_s, interval_s, segment, retain, max_disk, decay) if out else None
     result = attach(rings or [], _make_view(want_live(live), duration_s), out=out, duration_s=duration_s,
                     force=force, prometheus=prometheus,
-                    prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"))  # fmt: skip
+                    prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
+                    interval_s=interval_s, segments=segments)  # fmt: skip
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
     console = Console()
@@ -818,6 +880,8 @@ def merge(
     digits: int | None = typer.Option(
         None, "--digits", help="Significant digits of the result (default: the coarsest input's)."
     ),
+    window_from: str | None = typer.Option(None, "--from", help=FROM_HELP + " Applied to every input."),
+    window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
 ):
     """Exact union of sessions from several hosts/processes/days, aligned on absolute time.
 
@@ -827,7 +891,7 @@ def merge(
     """
     from tickscope.collectors.merge import merge as merge_sessions
 
-    result = merge_sessions(inputs, out, digits=digits)
+    result = merge_sessions(inputs, out, digits=digits, window=parse_window(window_from, window_to))
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
     typer.echo(f"merged {len(inputs)} inputs from {len(result.hosts)} host(s) ({', '.join(result.hosts)}): "

@@ -239,6 +239,25 @@ class HistogramSet:
         return finished
 
 
+class SlowestTraces:
+    """The ``n`` slowest traces offered, slowest first."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.kept: list[tuple[int, dict]] = []
+
+    def admits(self, key: int) -> bool:
+        return len(self.kept) < self.n or key > self.kept[-1][0]
+
+    def add(self, key: int, trace: dict) -> None:
+        self.kept.append((key, trace))
+        self.kept.sort(key=lambda kv: -kv[0])
+        del self.kept[self.n :]
+
+    def traces(self) -> list[dict]:
+        return [t for _, t in self.kept]
+
+
 class PointTap:
     """Every trace's stamps of a few named points (trace ids, CLOCK_MONOTONIC ns), kept for a join
     beside or after the run (a wire capture joins ``md.rx`` and ``order.tx``). The drain thread
@@ -314,7 +333,8 @@ class Collector:
         self.start_epoch_s = time.time()
         self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()
         self._interval_start = self.start_ns
-        self._slowest: list[tuple[int, dict]] = []
+        self._slowest = SlowestTraces(slowest)  # of the run
+        self._segment_slowest = SlowestTraces(slowest)  # of the open segment (a segmented session)
         self.slowest_n = slowest
         # Known interval between ticks (constant-rate load): also record CO-corrected totals, each
         # population corrected with its own interval (``_correct_interval``).
@@ -627,7 +647,8 @@ class Collector:
         names = self.schema.order_names
         for ids, row, srow, key, spans in zip(closed.slow_ids, closed.slow_rows, closed.slow_src, closed.slow_key,
                                               closed.slow_spans, strict=True):  # fmt: skip
-            if len(self._slowest) >= self.slowest_n and key <= self._slowest[-1][0]:
+            keeping = [k for k in (self._slowest, self._segment_slowest) if k.admits(int(key))]
+            if not keeping:
                 continue
             stamps = []
             for j, (name, ts, s) in enumerate(zip(names, row, srow, strict=False)):
@@ -647,9 +668,8 @@ class Collector:
                 "stamps": stamps,
                 "note": self.SLOWEST_NOTE,
             }
-            self._slowest.append((int(key), trace))
-            self._slowest.sort(key=lambda kv: -kv[0])
-            del self._slowest[self.slowest_n :]
+            for k in keeping:
+                k.add(int(key), trace)
 
     # -- intervals -------------------------------------------------------------------------------
     def _roll(self, end_ns: int) -> None:
@@ -664,6 +684,12 @@ class Collector:
         self._publish_live(finished, end_s, warmup)
         if self.session is not None:
             self._save_state()
+            if self.session.segment_due(end_s):
+                self._cut_segment()
+
+    def _cut_segment(self, final: bool = False) -> None:
+        self.session.cut_segment(self._segment_slowest.traces(), self.counter_dict(), self.hists.total, final)
+        self._segment_slowest = SlowestTraces(self.slowest_n)
 
     def _correct_interval(self, warmup: bool) -> None:
         """Coordinated-omission-corrected twins of tick_to_trade and tick_to_decision for the interval
@@ -844,7 +870,7 @@ class Collector:
         self.session.meta.update(self.meta_update())
         self.session.save_meta()
         attribution = self.attribution.summary() if self.attribution is not None else None
-        self.session.write_summary(self.summary(), [s for _, s in self._slowest], attribution)
+        self.session.write_summary(self.summary(), self._slowest.traces(), attribution)
 
     def finish(self, status: str = "complete") -> None:
         """Drain to the end and close the session (for a run with nothing to join afterwards)."""
@@ -871,6 +897,8 @@ class Collector:
         if self.session is not None:
             self.session.meta["end_monotonic_ns"] = monotonic_ns()
             self.session.meta.update(self.meta_update())
+            if self.session.segments is not None:
+                self._cut_segment(final=True)
             self.session.close(status)
 
     def _published_heads(self) -> dict[int, int]:

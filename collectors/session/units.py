@@ -45,26 +45,56 @@ class DurationError(ValueError):
     """Not a duration: one line naming what was given and the grammar."""
 
 
-_DURATION = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*(ns|us|µs|ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*(ns|us|µs|ms|s|m|h|d)?\s*$")
 _UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
-            None: 10**9}  # fmt: skip
+            "d": 86400 * 10**9, None: 10**9}  # fmt: skip
 
 
 def parse_duration_ns(text: str, what: str = "duration") -> int:
-    """'50us', '1.5ms', '30s', '2m', '1h', '10' (seconds) -> exact integer nanoseconds.
+    """'50us', '1.5ms', '30s', '2m', '1h', '7d', '10' (seconds) -> exact integer nanoseconds.
 
     Decimal digits are kept as integers (never a float product), so '50us' is 50000 ns, not the
     49999 that 50 * 1e-6 * 1e9 truncates to.
     """
     m = _DURATION.match(text or "")
     if not m:
-        raise DurationError(f"{what} {text!r} is not a duration: use e.g. 30s, 500ms, 50us, 2m, 1h")
+        raise DurationError(f"{what} {text!r} is not a duration: use e.g. 30s, 500ms, 50us, 2m, 1h, 7d")
     whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
     scaled = int(whole + frac) * _UNIT_NS[unit]
     ns, rest = divmod(scaled, 10 ** len(frac))
     if rest:
         raise DurationError(f"{what} {text!r} is finer than 1 ns: give whole nanoseconds")
     return ns
+
+
+FOREVER = "forever"  # a run's duration that never ends by itself (``--duration forever``)
+
+
+def parse_run_duration_s(text: str, what: str = "duration") -> float | None:
+    """A run's length in seconds, or None for ``forever`` (until Ctrl-C or the subject ends)."""
+    if (text or "").strip().lower() == FOREVER:
+        return None
+    return parse_duration_ns(text, what) / 1e9
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$", re.IGNORECASE)
+_SIZE_BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}  # fmt: skip
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """'5GB', '500MB', '2GiB', '1000000' (bytes) -> bytes (> 0). kB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024."""
+    m = _SIZE.match(text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise DurationError(f"{what} {text!r} is not a positive size: use e.g. 5GB, 500MB, 2GiB")
+    return int(Decimal(m.group(1)) * _SIZE_BYTES[(m.group(2) or "b").lower()])
+
+
+def format_size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
 
 
 # A latency limit (``sweep --sla p99=200us``) always names its unit and may be fractional below 1 ns
