@@ -333,6 +333,7 @@ class Collector:
         self.start_epoch_s = time.time()
         self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()
         self._interval_start = self.start_ns
+        self._state_saved_ns = 0  # interval grid time of the last meta.json/summary.json (0: never)
         self._slowest = SlowestTraces(slowest)  # of the run
         self._segment_slowest = SlowestTraces(slowest)  # of the open segment (a segmented session)
         self.slowest_n = slowest
@@ -683,9 +684,17 @@ class Collector:
         self._interval_start = end_ns
         self._publish_live(finished, end_s, warmup)
         if self.session is not None:
-            self._save_state()
-            if self.session.segment_due(end_s):
+            due = self.session.segment_due(end_s)
+            # meta.json and summary.json are the run's whole state, rewritten at most once a second:
+            # at 10 ms intervals, rewriting them at every roll was most of the collector's time
+            # (the intervals themselves are appended and flushed at every roll regardless).
+            if due or end_ns - self._state_saved_ns >= self.STATE_EVERY_NS:
+                self._save_state()
+                self._state_saved_ns = end_ns
+            if due:
                 self._cut_segment()
+
+    STATE_EVERY_NS = 1_000_000_000
 
     def _cut_segment(self, final: bool = False) -> None:
         self.session.cut_segment(self._segment_slowest.traces(), self.counter_dict(), self.hists.total, final)
@@ -896,7 +905,7 @@ class Collector:
         """The session's last meta.json, with ``status``, and the session closed (once)."""
         if self.session is not None:
             self.session.meta["end_monotonic_ns"] = monotonic_ns()
-            self.session.meta.update(self.meta_update())
+            self._save_state()  # the last roll may have come within a second of the last save
             if self.session.segments is not None:
                 self._cut_segment(final=True)
             self.session.close(status)
