@@ -132,7 +132,8 @@ class Command(TyperCommand):
 
 
 _METAVARS = {"DURATION": {"duration", "warmup", "interval", "expected_interval", "prometheus_linger",
-                          "prometheus_hold", "window", "hold"},
+                          "prometheus_hold", "window", "hold", "segment", "retain"},
+             "SIZE": {"max_disk"}, "AGE:INTERVAL|off": {"decay"}, "TIME": {"window_from", "window_to"},
              "[STAGE:]PCT=LATENCY": {"alert_slas"},
              "RATE": {"rate", "rate_from", "rate_to"}, "N": {"steps", "pyspy_rate", "hiccup_cpu", "digits"},
              "[HOST:]PORT": {"prometheus"}, "HOST:PORT": {"fix_connect"}, "DIR": {"out"},
@@ -147,13 +148,16 @@ _METAVARS = {"DURATION": {"duration", "warmup", "interval", "expected_interval",
 def _grammars() -> dict:
     """What a value of each kind must read as (the parsers the commands use): metavar -> parse(text, label)."""
     from tickscope.collectors.run import sweep
+    from tickscope.collectors.session.units import FOREVER, parse_size
     from tickscope.collectors.side import alerting
     from tickscope.reports.analysis.compare import parse_share, parse_thresholds
 
     return {"DURATION": parse_duration_ns, "RATE": parse_rate, "RATE,...": lambda t, _: sweep.parse_rates(t),
             "PCT=LATENCY,...": lambda t, _: sweep.parse_sla(t), "PCT=SHARE,...": lambda t, _: parse_thresholds(t),
             "SHARE": lambda t, _: parse_share(t),
-            "[STAGE:]PCT=LATENCY": lambda t, _: alerting.parse_sla(t, parse_duration_ns)}  # fmt: skip
+            "[STAGE:]PCT=LATENCY": lambda t, _: alerting.parse_sla(t, parse_duration_ns),
+            "DURATION|forever": lambda t, what: None if t.strip().lower() == FOREVER else parse_duration_ns(t, what),
+            "SIZE": parse_size}  # fmt: skip
 
 
 _GRAMMARS = {
@@ -373,11 +377,49 @@ def parse_duration(text: str, what: str = "duration") -> float:
 
 
 def parse_interval(text: str) -> float:
-    """A histogram interval, in seconds: at least 50 ms (shorter ones cost more than they show)."""
+    """A histogram interval, in seconds: at least 10 ms (shorter ones cost more than they show)."""
     seconds = parse_duration(text, "interval")
-    if seconds < 0.05:
-        raise UserError(f"interval {text!r} is too short (use at least 50ms)")
+    if seconds < 0.01:
+        raise UserError(f"interval {text!r} is too short (use at least 10ms)")
     return seconds
+
+
+def parse_run_duration(text: str) -> float | None:
+    """A run's --duration in seconds, or None for ``forever``."""
+    from tickscope.collectors.session.units import FOREVER
+
+    return None if text.strip().lower() == FOREVER else parse_duration(text, "duration")
+
+
+def parse_segments(duration_s: float | None, interval_s: float, segment, retain, max_disk, decay):
+    """--segment/--retain/--max-disk/--decay -> a ``SegmentPolicy`` (None: a short run, unsegmented)."""
+    from tickscope.collectors.session.segments import SegmentError, segment_policy
+    from tickscope.collectors.session.units import DurationError
+
+    try:
+        return segment_policy(duration_s, interval_s, segment, retain, max_disk, decay)
+    except (DurationError, SegmentError) as e:
+        raise UserError(str(e)) from None
+
+
+def parse_window(start: str | None, end: str | None):
+    """--from/--to -> a ``Window`` (checked now: a typo fails before any session is read)."""
+    from tickscope.collectors.session.segments import Window, WindowError
+
+    try:
+        return Window(start, end).check()
+    except WindowError as e:
+        raise UserError(str(e)) from None
+
+
+SEGMENT_HELP = "Cut the session into segments this long (default 1h for runs longer than that or forever)."
+RETAIN_HELP = "Remove segments older than this (e.g. 7d); one line each time."
+MAX_DISK_HELP = "Remove the oldest segments while the segments take more than this (e.g. 5GB)."
+DECAY_HELP = "AGE:INTERVAL: segments older than AGE keep INTERVAL-long intervals, merged exactly (default 1d:1m), or off."
+FROM_HELP = (
+    "Window start: +2h (after the start), -30m (before the end) or a wall-clock time (2025-06-01T12:00)."
+)
+TO_HELP = "Window end, in the forms of --from."
 
 
 def parse_rate(text: str, what: str = "rate") -> float:
@@ -453,8 +495,13 @@ def profile(
         "30s",
         "--duration",
         "-d",
-        help="How long to collect (e.g. 30s, 1m30s), warm-up included. The target is stopped then.",
+        help="How long to collect (e.g. 30s, 1m30s, 7d, or forever), warm-up included. The target is stopped then.",
+        metavar="DURATION|forever",
     ),
+    segment: str | None = typer.Option(None, "--segment", help=SEGMENT_HELP),
+    retain: str | None = typer.Option(None, "--retain", help=RETAIN_HELP),
+    max_disk: str | None = typer.Option(None, "--max-disk", help=MAX_DISK_HELP),
+    decay: str | None = typer.Option(None, "--decay", help=DECAY_HELP),
     rate: str = typer.Option(
         "20k", "--rate", "-r", help="Bundled pipeline: market-data messages per second (e.g. 20k)."
     ),
@@ -566,7 +613,7 @@ def profile(
     from tickscope.collectors.run.profile import ProfileOptions, plan_profile
 
     opts = ProfileOptions(
-        command=target_command(ctx) or None, duration_s=parse_duration(duration),
+        command=target_command(ctx) or None, duration_s=parse_run_duration(duration),
         warmup_s=parse_duration(warmup, "warmup"), interval_s=parse_interval(interval),
         expected_interval_ns=parse_duration_ns(expected_interval, "expected interval") if expected_interval else 0,
         out=out, force=force, name=name, rate=parse_rate(rate, "--rate"), feed=feed, loop=loop, trader=trader,
@@ -577,6 +624,7 @@ def profile(
         prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
         prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
     )  # fmt: skip
+    opts.segments = parse_segments(opts.duration_s, opts.interval_s, segment, retain, max_disk, decay)
     opts.check()
     if speed is not None:
         _check_replay_speed(replay, speed)
@@ -669,6 +717,8 @@ def report(
     perfetto: Path | None = typer.Option(
         None, "--perfetto", help="Also write the slowest traces as Perfetto/Chrome trace JSON."
     ),
+    window_from: str | None = typer.Option(None, "--from", help=FROM_HELP),
+    window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
 ):
     """Render a saved session: the summary table, or an HTML report with -o."""
     from rich.console import Console
@@ -680,7 +730,7 @@ def report(
     session = session or latest_session()
     if (session / "sweep.json").is_file():  # a sweep directory: its table, or its load curve with -o
         return _report_sweep(session, output)
-    s = Session.load(session)
+    s = Session.load(session, parse_window(window_from, window_to))
     if output is None and perfetto is None:
         Console().print(console_render.render(s), soft_wrap=True)  # warnings stay one line each
         return
@@ -1000,6 +1050,8 @@ def compare(
         "--max-inconclusive",
         help="Fail (exit 3) when more than this share of rows is inconclusive, e.g. 50%.",
     ),
+    window_from: str | None = typer.Option(None, "--from", help=FROM_HELP + " Applied to every session."),
+    window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
 ):
     """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input,
     3: more rows inconclusive than --max-inconclusive allows.
@@ -1032,7 +1084,8 @@ def compare(
     if not baselines or not candidates:
         raise UserError("nothing on one side of --vs (give at least one baseline and one candidate)")
     limit = parse_share(max_inconclusive)
-    base, cand = [Session.load(p) for p in baselines], [Session.load(p) for p in candidates]
+    window = parse_window(window_from, window_to)
+    base, cand = [Session.load(p, window) for p in baselines], [Session.load(p, window) for p in candidates]
     result = compare_sessions(base, cand, threshold)
     console = Console()
     if not console.is_terminal:
@@ -1068,8 +1121,16 @@ def live(
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also save the session here."),
     duration: str | None = typer.Option(
-        None, "--duration", "-d", help="Stop after this long (default: Ctrl-C)."
+        None,
+        "--duration",
+        "-d",
+        help="Stop after this long, or forever (the default: until Ctrl-C).",
+        metavar="DURATION|forever",
     ),
+    segment: str | None = typer.Option(None, "--segment", help=SEGMENT_HELP),
+    retain: str | None = typer.Option(None, "--retain", help=RETAIN_HELP),
+    max_disk: str | None = typer.Option(None, "--max-disk", help=MAX_DISK_HELP),
+    decay: str | None = typer.Option(None, "--decay", help=DECAY_HELP),
     live: bool | None = typer.Option(
         None, "--live/--no-live", help="Live TUI (default: when stdout is a terminal)."
     ),
@@ -1094,7 +1155,7 @@ def live(
     warmup: str = typer.Option(
         "0s", "--warmup", help="Time recorded apart (warmup.hlog) and kept out of the headline numbers."
     ),
-    interval: str = typer.Option("1s", "--interval", help="Histogram interval length (at least 50ms)."),
+    interval: str = typer.Option("1s", "--interval", help="Histogram interval length (at least 10ms)."),
     expected_interval: str | None = typer.Option(
         None,
         "--expected-interval",
@@ -1116,15 +1177,17 @@ def live(
     from tickscope.reports.attribution import AttributionTable
     from tickscope.reports.console import CountersLine, StageTable
 
-    duration_s = parse_duration(duration) if duration else None
+    duration_s = parse_run_duration(duration) if duration else None
     interval_s = parse_interval(interval)
+    # live runs until Ctrl-C by default: a long run unless --duration says otherwise
+    segments = parse_segments(duration_s, interval_s, segment, retain, max_disk, decay) if out else None
     result = attach(rings or [], _make_view(want_live(live), duration_s), out=out, duration_s=duration_s,
                     force=force, prometheus=prometheus, name=name,
                     prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
                     prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
                     warmup_s=parse_duration(warmup, "warmup"), interval_s=interval_s,
                     expected_interval_ns=parse_duration_ns(expected_interval, "expected interval")
-                    if expected_interval else 0)  # fmt: skip
+                    if expected_interval else 0, segments=segments)  # fmt: skip
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
     console = Console()
@@ -1151,6 +1214,8 @@ def merge(
     digits: int | None = typer.Option(
         None, "--digits", help="Significant digits of the result (default: the coarsest input's)."
     ),
+    window_from: str | None = typer.Option(None, "--from", help=FROM_HELP + " Applied to every input."),
+    window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
 ):
     """Exact union of sessions from several hosts/processes/days, aligned on absolute time.
 
@@ -1160,7 +1225,7 @@ def merge(
     """
     from tickscope.collectors.session.merge import merge as merge_sessions
 
-    result = merge_sessions(inputs, out, digits=digits)
+    result = merge_sessions(inputs, out, digits=digits, window=parse_window(window_from, window_to))
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
     typer.echo(f"merged {len(inputs)} inputs from {len(result.hosts)} host(s) ({', '.join(result.hosts)}): "

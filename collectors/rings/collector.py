@@ -246,6 +246,25 @@ class HistogramSet:
         return finished
 
 
+class SlowestTraces:
+    """The ``n`` slowest traces offered, slowest first."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.kept: list[tuple[int, dict]] = []
+
+    def admits(self, key: int) -> bool:
+        return len(self.kept) < self.n or key > self.kept[-1][0]
+
+    def add(self, key: int, trace: dict) -> None:
+        self.kept.append((key, trace))
+        self.kept.sort(key=lambda kv: -kv[0])
+        del self.kept[self.n :]
+
+    def traces(self) -> list[dict]:
+        return [t for _, t in self.kept]
+
+
 class PointTap:
     """Every trace's stamps of a few named points (trace ids, CLOCK_MONOTONIC ns), kept for a join
     beside or after the run (a wire capture joins ``md.rx`` and ``order.tx``). The drain thread
@@ -321,7 +340,9 @@ class Collector:
         self.start_epoch_s = time.time()
         self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()
         self._interval_start = self.start_ns
-        self._slowest: list[tuple[int, dict]] = []
+        self._state_saved_ns = 0  # interval grid time of the last meta.json/summary.json (0: never)
+        self._slowest = SlowestTraces(slowest)  # of the run
+        self._segment_slowest = SlowestTraces(slowest)  # of the open segment (a segmented session)
         self.slowest_n = slowest
         # Known interval between ticks (constant-rate load): also record CO-corrected totals, each
         # population corrected with its own interval (``_correct_interval``).
@@ -678,7 +699,8 @@ class Collector:
         for ids, row, srow, key, spans, leg in zip(closed.slow_ids, closed.slow_rows, closed.slow_src,
                                                    closed.slow_key, closed.slow_spans, closed.slow_legs,
                                                    strict=True):  # fmt: skip
-            if len(self._slowest) >= self.slowest_n and key <= self._slowest[-1][0]:
+            keeping = [k for k in (self._slowest, self._segment_slowest) if k.admits(int(key))]
+            if not keeping:
                 continue
             stamps = []
             for j, (name, ts, s) in enumerate(zip(names, row, srow, strict=False)):
@@ -699,9 +721,8 @@ class Collector:
                 "stamps": stamps,
                 "note": self.SLOWEST_NOTE,
             }
-            self._slowest.append((int(key), trace))
-            self._slowest.sort(key=lambda kv: -kv[0])
-            del self._slowest[self.slowest_n :]
+            for k in keeping:
+                k.add(int(key), trace)
 
     # -- intervals -------------------------------------------------------------------------------
     def _roll(self, end_ns: int) -> None:
@@ -715,7 +736,21 @@ class Collector:
         self._interval_start = end_ns
         self._publish_live(finished, end_s, warmup)
         if self.session is not None:
-            self._save_state()
+            due = self.session.segment_due(end_s)
+            # meta.json and summary.json are the run's whole state, rewritten at most once a second:
+            # at 10 ms intervals, rewriting them at every roll was most of the collector's time
+            # (the intervals themselves are appended and flushed at every roll regardless).
+            if due or end_ns - self._state_saved_ns >= self.STATE_EVERY_NS:
+                self._save_state()
+                self._state_saved_ns = end_ns
+            if due:
+                self._cut_segment()
+
+    STATE_EVERY_NS = 1_000_000_000
+
+    def _cut_segment(self, final: bool = False) -> None:
+        self.session.cut_segment(self._segment_slowest.traces(), self.counter_dict(), self.hists.total, final)
+        self._segment_slowest = SlowestTraces(self.slowest_n)
 
     def _correct_interval(self, warmup: bool) -> None:
         """Coordinated-omission-corrected twins of tick_to_trade and tick_to_decision for the interval
@@ -901,7 +936,7 @@ class Collector:
         self.session.meta.update(self.meta_update())
         self.session.save_meta()
         attribution = self.attribution.summary() if self.attribution is not None else None
-        self.session.write_summary(self.summary(), [s for _, s in self._slowest], attribution)
+        self.session.write_summary(self.summary(), self._slowest.traces(), attribution)
 
     def finish(self, status: str = "complete") -> None:
         """Drain to the end and close the session (for a run with nothing to join afterwards)."""
@@ -927,7 +962,9 @@ class Collector:
         """The session's last meta.json, with ``status``, and the session closed (once)."""
         if self.session is not None:
             self.session.meta["end_monotonic_ns"] = monotonic_ns()
-            self.session.meta.update(self.meta_update())
+            self._save_state()  # the last roll may have come within a second of the last save
+            if self.session.segments is not None:
+                self._cut_segment(final=True)
             self.session.close(status)
 
     def _published_heads(self) -> dict[int, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from tickscope.collectors.run.claim import ProfileError, claim_session_dir, priv
 from tickscope.collectors.run.signals import ending_like_ctrl_c, while_saving
 from tickscope.collectors.run.subject import AttachedRings, Subject
 from tickscope.collectors.session import SessionError, SessionWriter, Snapshot
+from tickscope.collectors.session.segments import SegmentPolicy
 from tickscope.collectors.side import Conclusion, SideCollectorBase, SideError
 from tickscope.probe.ring import COLLECTOR_PID_ENV, RING_DIR_ENV
 
@@ -59,6 +61,7 @@ class RunPlan:
     side: list[SideCollectorBase] = field(default_factory=list)
     view: View | None = None
     report: Callable[[str], None] | None = None  # ring problems as found; None: in the warnings
+    segments: SegmentPolicy | None = None  # cut the session into segments (a long run)
 
 
 @dataclass
@@ -121,7 +124,7 @@ class _Run:
             self.rings = plan.ring_dir
         try:
             meta = {"name": self.out.name, **plan.meta} if self.out else None
-            self.writer = SessionWriter(self.out, meta) if self.out else None
+            self.writer = SessionWriter(self.out, meta, plan.segments, self._say) if self.out else None
         except SessionError as e:
             self._remove_rings()
             raise ProfileError(str(e)) from None
@@ -159,6 +162,13 @@ class _Run:
             raise ProfileError(
                 f"none of the {len(self.plan.ring_paths)} named rings could be attached (reasons above)"
             )
+
+    def _say(self, line: str) -> None:
+        """A line the user must see as it happens (a segment retention removed)."""
+        if self.plan.report is not None:
+            self.plan.report(f"tickscope: {line}")
+        else:
+            print(f"tickscope: {line}", file=sys.stderr, flush=True)
 
     def _ring_problem(self, line: str) -> None:
         if self.plan.report is not None:

@@ -26,6 +26,7 @@ from tickscope.collectors.run.claim import (  # noqa: F401 - where callers have 
 from tickscope.collectors.run.engine import RunPlan, RunResult, View, run, with_side_rows  # noqa: F401
 from tickscope.collectors.run.metadata import run_meta
 from tickscope.collectors.run.subject import CommandSubject, Subject  # noqa: F401
+from tickscope.collectors.session.segments import SegmentPolicy
 
 ProfileResult = RunResult
 
@@ -64,6 +65,7 @@ class ProfileOptions:
     prometheus_linger_s: float = 5.0
     prometheus_hold_s: float = 0.0
     extra_meta: dict = field(default_factory=dict)
+    segments: SegmentPolicy | None = None  # a long run: cut into segments (collectors/session/segments.py)
 
     def check(self) -> None:
         """Options that contradict each other or the host: one ``ProfileError`` line each."""
@@ -132,7 +134,7 @@ def plan_profile(o: ProfileOptions, view: View | None) -> RunPlan:
         name=name, start_subject=start_subject, out=o.out, force=o.force,
         meta={**run_meta(options), **o.extra_meta}, duration_s=o.duration_s, interval_s=o.interval_s,
         warmup_s=o.warmup_s, expected_interval_ns=o.expected_interval_ns, side=side_collectors(o, capture_ports, name),
-        view=view,
+        view=view, segments=o.segments,
     )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,15 @@ from .hdr import (
     layout_of,
     new_histogram,
     summarize,
+)
+from .segments import (
+    SegmentedLog,
+    SegmentPolicy,
+    Window,
+    in_window,
+    is_segmented,
+    load_segments,
+    pick_slowest,
 )
 
 LATENCY_LOG = "latency.hlog"
@@ -106,7 +116,8 @@ class SessionWriter:
     Closed exactly once: joins made after the run (a wire capture's tags) come in through
     ``add_tags`` while the session is still open, and nothing is written after ``close``."""
 
-    def __init__(self, path: str | os.PathLike, meta: dict):
+    def __init__(self, path: str | os.PathLike, meta: dict, segments: SegmentPolicy | None = None,
+                 note: Callable[[str], None] | None = None):  # fmt: skip
         self.path = Path(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -119,8 +130,15 @@ class SessionWriter:
         self.meta.setdefault("format_version", FORMAT_VERSION)
         self.meta.setdefault("status", "running")
         start = self.meta.setdefault("start_epoch_s", time.time())
+        # Segmented, the top-level latency.hlog keeps its header (every segment's anchor) and the
+        # tags joined after the run; the intervals go into the open segment.
         self.latency = HistogramLogWriter(self.path / LATENCY_LOG, start)
-        self.warmup = HistogramLogWriter(self.path / WARMUP_LOG, start)
+        self.segments = None
+        if segments is not None:
+            self.meta["segments"] = segments.describe()
+            self.segments = SegmentedLog(self.path, segments, start, note or (lambda line: None))
+        else:
+            self.warmup = HistogramLogWriter(self.path / WARMUP_LOG, start)
         self.closed = False
         self._summary: dict = {}
         self._added: dict[str, dict] = {}  # summary rows of tags joined after the run
@@ -138,11 +156,26 @@ class SessionWriter:
         self, hists: dict[str, HdrHistogram], start_s: float, end_s: float, warmup: bool
     ) -> None:
         self._open("write an interval")
+        if self.segments is not None:
+            self.segments.write(hists, start_s, end_s, warmup)
+            return
         log = self.warmup if warmup else self.latency
         for tag, h in hists.items():
             if h.total_count:
                 log.write(tag, h, start_s, end_s)
         log.flush()
+
+    def segment_due(self, end_s: float) -> bool:
+        """Whether the open segment is full once the interval ending at ``end_s`` is written."""
+        return self.segments is not None and self.segments.due(end_s)
+
+    def cut_segment(self, slowest: list[dict], counters: dict, totals: dict[str, HdrHistogram],
+                    final: bool = False) -> None:  # fmt: skip
+        """Close the open segment with its slowest traces and the run's counters so far (its own
+        are the difference from the previous cut), and write the run's ``totals``."""
+        self._open("close a segment")
+        self.segments.cut(self.meta, slowest, counters, totals, final)
+        self.meta["segments_removed"] = dict(self.segments.removed)
 
     def write_summary(self, summary: dict, slowest: list[dict], attribution: dict | None = None) -> None:
         self._open("write summary.json")
@@ -179,7 +212,10 @@ class SessionWriter:
         self.save_meta()
         self.closed = True
         self.latency.close()
-        self.warmup.close()
+        if self.segments is not None:
+            self.segments.close()
+        else:
+            self.warmup.close()
 
 
 class Interval:
@@ -331,11 +367,17 @@ class Session:
         self.slowest = slowest
         self.warnings = warnings
         self._totals: dict[str, HdrHistogram] = {}
+        self.slowest_pool: list[dict] = []  # a segmented session: the slowest traces of every segment
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Session:
-        """Load a session directory, or a bare ``.hlog`` file written by any HdrHistogram tool."""
-        p = Path(path)
+    def load(cls, path: str | os.PathLike, window: Window | None = None) -> Session:
+        """Load a session directory (a segmented one as the union of its segments), or a bare
+        ``.hlog`` file written by any HdrHistogram tool; with a ``window``, only its intervals."""
+        session = cls._load(Path(path))
+        return session.within(window) if window else session
+
+    @classmethod
+    def _load(cls, p: Path) -> Session:
         if p.is_file():
             return cls._from_hlog_file(p)
         if not p.is_dir():
@@ -351,6 +393,8 @@ class Session:
         except (ValueError, RecursionError) as e:
             raise SessionError(f"{meta_path}: not valid JSON ({_one_line(e)})") from None
         meta = check_meta(raw_meta, warnings)
+        if is_segmented(p):
+            return cls._from_segments(p, meta, warnings)
         log = p / LATENCY_LOG
         if not log.is_file():
             raise SessionError(f"{log} is missing: the session recorded no intervals")
@@ -372,6 +416,60 @@ class Session:
         if meta.get("status") == "running":
             warnings.append(f"{p.name}: the collector did not finish (killed?); data up to its last interval")
         return cls(p, meta, intervals, warmup, summary, slowest, warnings, attribution)
+
+    @classmethod
+    def _from_segments(cls, p: Path, meta: dict, warnings: list[str]) -> Session:
+        """The union of the segments kept, and the tags joined after the run (top-level latency.hlog).
+        The run's summary.json covers segments retention removed too: the summary is computed
+        from the union instead, and the slowest traces are those of the segments kept."""
+        intervals, warmup, slowest = load_segments(p, warnings)
+        if (p / LATENCY_LOG).is_file():
+            added, w = read_hlog(p / LATENCY_LOG)
+            warnings += w
+            for tag, ivs in added.items():
+                intervals.setdefault(tag, []).extend(ivs)
+        if not intervals:
+            raise SessionError(f"{p}: no segment holds an interval (empty or truncated session)")
+        raw_summary = _read_json(p / SUMMARY, warnings)
+        attribution = None
+        if isinstance(raw_summary, dict) and ATTRIBUTION in raw_summary:
+            attribution = check_attribution(raw_summary[ATTRIBUTION], warnings)
+        starts = [iv.start_s for ivs in intervals.values() for iv in ivs]
+        ends = [iv.end_s for ivs in intervals.values() for iv in ivs]
+        top = check_slowest(_read_json(p / SLOWEST, warnings), warnings)
+        pool = slowest + top
+        if meta.get("status") == "running":
+            warnings.append(f"{p.name}: the collector did not finish (killed?); data up to its last interval")
+        session = cls(p, meta, intervals, warmup, None, pick_slowest(pool, min(starts), max(ends) + 1e-3),
+                      warnings, attribution)  # fmt: skip
+        session.slowest_pool = pool  # every segment's slowest: a window picks its own from them
+        return session
+
+    def within(self, window: Window) -> Session:
+        """The same session cut to ``window``: its intervals wholly inside it, the slowest traces
+        that started in it; the summary is computed from those intervals, the attribution (whole
+        run) is left out. ``SessionError`` when the window holds no interval."""
+        ends = [iv.end_s for ivs in self.intervals.values() for iv in ivs]
+        start_epoch = self.meta.get("start_epoch_s") or log_anchor(self.path / LATENCY_LOG if self.path.is_dir()
+                                                                   else self.path) or 0.0  # fmt: skip
+        try:
+            lo, hi = window.resolve(start_epoch, max(ends) if ends else 0.0)
+        except ValueError as e:
+            raise SessionError(str(e)) from None
+        kept = {t: [iv for iv in ivs if in_window(iv, lo, hi)] for t, ivs in self.intervals.items()}
+        kept = {t: ivs for t, ivs in kept.items() if ivs}
+        if not kept:
+            span = (
+                f"{min(iv.start_s for ivs in self.intervals.values() for iv in ivs):.0f}s to {max(ends):.0f}s"
+            )
+            raise SessionError(f"{self.path}: no interval lies within {window.describe(lo, hi, start_epoch)} "
+                               f"(the session spans {span} after its start)")  # fmt: skip
+        meta = {**self.meta, "window": {"from_s": None if lo == -math.inf else lo,
+                                        "to_s": None if hi == math.inf else hi}}  # fmt: skip
+        slowest = pick_slowest(self.slowest_pool or self.slowest, lo, hi)
+        warmup = {t: [iv for iv in ivs if in_window(iv, lo, hi)] for t, ivs in self.warmup_intervals.items()}
+        return Session(self.path, meta, kept, {t: v for t, v in warmup.items() if v}, None, slowest,
+                       list(self.warnings), None)  # fmt: skip
 
     @classmethod
     def _from_hlog_file(cls, p: Path) -> Session:

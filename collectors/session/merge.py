@@ -51,6 +51,7 @@ from tickscope.collectors.session.hdr import (
     new_histogram,
     summarize,
 )
+from tickscope.collectors.session.segments import Window
 
 OVERLAP_TOLERANCE_S = 0.002  # interval times are written with 3 decimals
 CLOCK_WARN_NS = 1_000_000  # hosts whose REALTIME clocks may disagree by more than this get a warning
@@ -90,18 +91,18 @@ def parse_input(spec: str) -> tuple[str | None, Path]:
     return None, Path(spec)
 
 
-def load_input(spec: str) -> MergeInput:
+def load_input(spec: str, window: Window | None = None) -> MergeInput:
     """One input, loaded by ``Session.load`` as ``report`` and ``compare`` load it: the same checks,
     the same one-line errors, and a damaged meta.json or slowest.json is a warning, not a crash."""
     label, p = parse_input(spec)
     if not p.exists():
         raise MergeError(f"no such input: {p} (expected a session directory or an .hlog file)")
     if p.is_dir():
-        session = Session.load(p)
+        session = Session.load(p, window)
         log = p / LATENCY_LOG
     else:
         try:
-            session = Session.load(p)
+            session = Session.load(p, window)
         except SessionError as e:
             raise MergeError(
                 f"{p} is not an HdrHistogram interval log: {str(e).split(': ', 1)[-1]}"
@@ -118,7 +119,10 @@ def load_input(spec: str) -> MergeInput:
         or _capture_name(meta)
         or (p.stem if p.is_file() else p.name)
     )
-    return MergeInput(p, host, anchor, session.intervals, meta, meta.get("interval_s"), session)
+    interval_s = meta.get("interval_s")
+    if meta.get("segments") and interval_s:  # decayed segments hold longer intervals: slots fit the longest
+        interval_s = max(interval_s, max(iv.length_s for ivs in session.intervals.values() for iv in ivs))
+    return MergeInput(p, host, anchor, session.intervals, meta, interval_s, session)
 
 
 # -- layouts ----------------------------------------------------------------------------------------
@@ -311,7 +315,8 @@ def _hosts(names: list[str], shown: int = 5) -> str:
 
 
 # -- the merge ------------------------------------------------------------------------------------------
-def merge(specs: list[str], out: str | os.PathLike, *, digits: int | None = None) -> MergeResult:
+def merge(specs: list[str], out: str | os.PathLike, *, digits: int | None = None,
+          window: Window | None = None) -> MergeResult:  # fmt: skip
     out = Path(out)
     if digits is not None and not 1 <= digits <= 5:
         raise MergeError(f"--digits {digits}: HdrHistogram supports 1 to 5 significant digits")
@@ -319,7 +324,7 @@ def merge(specs: list[str], out: str | os.PathLike, *, digits: int | None = None
         raise MergeError("merge needs at least one input (session directories or .hlog files)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MergeError(f"{out} exists and is not empty: give a new directory for the merged session")
-    inputs = [load_input(s) for s in specs]
+    inputs = [load_input(s, window) for s in specs]
     seen: dict[Path, str] = {}
     for inp in inputs:
         key = inp.path.resolve()

@@ -116,6 +116,36 @@ def format_duration(ns: int) -> str:
     return "".join(out)
 
 
+FOREVER = "forever"  # a run's duration that never ends by itself (``--duration forever``)
+
+
+def parse_run_duration_s(text: str, what: str = "duration") -> float | None:
+    """A run's length in seconds, or None for ``forever`` (until Ctrl-C or the subject ends)."""
+    if (text or "").strip().lower() == FOREVER:
+        return None
+    return parse_duration_ns(text, what) / 1e9
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$", re.IGNORECASE)
+_SIZE_BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}  # fmt: skip
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """'5GB', '500MB', '2GiB', '1000000' (bytes) -> bytes (> 0). kB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024."""
+    m = _SIZE.match(text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise DurationError(f"{what} {text!r} is not a positive size: use e.g. 5GB, 500MB, 2GiB")
+    return int(Decimal(m.group(1)) * _SIZE_BYTES[(m.group(2) or "b").lower()])
+
+
+def format_size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
 def parse_latency_ns(text: str) -> float | None:
     """A latency limit (``--sla p99=200us``): the duration grammar with its unit named (a bare
     number is refused: 200 would be 200 seconds), and fractions below 1 ns allowed (a limit is only
