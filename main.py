@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import typer
-from typer._click import exceptions as click_errors  # the click typer vendors
+from typer._click import exceptions as click_errors  # the click typer vendors (pyproject pins that typer)
 from typer._click.globals import get_current_context
 from typer.core import TyperCommand, TyperGroup
 
@@ -75,7 +75,7 @@ class Cli(TyperGroup):
         except click_errors.ClickException as e:
             typer.echo(_click_error_line(e), err=True)
             sys.exit(EXIT_USAGE)
-        except click_errors.Abort:
+        except typer.Abort:
             typer.echo(_error_line(PROG, "interrupted", ""), err=True)
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)

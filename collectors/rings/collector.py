@@ -675,7 +675,7 @@ class Collector:
             if self.attribution is None or self.attribution.stages != stages:
                 # a ring declaring trade points after trades were attributed: start over on the new stages
                 self.attribution = TailAttribution(stages, self.hists.layout)
-            self.attribution.add(closed.trade_spans, closed.values[TICK_TO_TRADE])
+            self.attribution.add(closed.trade_spans, closed.trade_t2t)
         c = self.counters
         c.traces_seen += closed.seen
         c.traces_complete += closed.complete

@@ -352,6 +352,9 @@ class Closed:
     # (one per leg), its spans of the trade stages (``TraceSchema.trade_stages``; 0 for a stage off
     # the path it took), so row i sums to values[TICK_TO_TRADE][i]
     trade_spans: np.ndarray | None = None
+    # their tick_to_trade, row for row (values[TICK_TO_TRADE] also holds legs and acks joined late,
+    # whose spans are not at hand: those are measured, not attributed)
+    trade_t2t: np.ndarray | None = None
 
     def set_aside(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in SET_ASIDE}
@@ -925,6 +928,7 @@ class Correlator:
                          np.intp)  # fmt: skip
         on = valid[:, tcols - 1] & (tcols[None, :] <= trade_col[:, None])
         closed.trade_spans = np.where(on, D[:, tcols - 1], 0)[reached]
+        closed.trade_t2t = t2t
         values[TICK_TO_DECISION].append(t2d_all[good & to_decision])
         if g.after_trade.any():
             waiting = reached & ~P[:, g.sink].any(axis=1)  # the answer may still come: keep the trace for it

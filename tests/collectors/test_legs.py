@@ -106,6 +106,10 @@ def test_a_leg_sent_after_its_trace_closed_joins_the_shared_points_and_counts_th
     out = c.flush(60_000, force=True)
     assert sorted(out.values[TICK_TO_TRADE]) == [171, 182] and out.values["strategy"].size == 0
     assert sorted(out.values["encode"]) == [20, 30] and out.incomplete == 0 and c.late_legs == 2
+    # tail attribution takes the rows whose spans are at hand, row for row with their own
+    # tick-to-trade (legs joined late are measured above, not attributed): never a misaligned batch
+    assert out.trade_spans.shape[0] == out.trade_t2t.size
+    assert (out.trade_spans.sum(axis=1) == out.trade_t2t).all()
 
 
 def test_a_point_stamped_twice_on_one_leg_is_still_a_duplicate_and_the_other_legs_are_kept():

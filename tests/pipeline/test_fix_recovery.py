@@ -449,7 +449,7 @@ def test_a_profile_whose_orders_go_unanswered_fails_naming_them(tmp_path):
         if acc.conn is not None:
             acc.conn.close()
     assert r.returncode == 2, r.stdout + r.stderr
-    assert re.search(r"error: trader: \d+ of \d+ orders never answered \(last MsgSeqNum sent \d+, "
+    assert re.search(r"tickscope profile: trader: \d+ of \d+ orders never answered \(last MsgSeqNum sent \d+, "
                      r"last the venue processed unknown\): exit 3", r.stderr), r.stderr  # fmt: skip
     counters = Session.load(tmp_path / "s").meta["counters"]
     assert counters["orders_sent"] == counters["orders_in_flight_at_end"] > 0, counters
