@@ -218,6 +218,13 @@ def profile(
         "0s", "--warmup", help="Seconds recorded apart (warmup.hlog) and kept out of the headline numbers."
     ),
     interval: str = typer.Option("1s", "--interval", help="Histogram interval length."),
+    slowest: int = typer.Option(
+        20,
+        "--slowest",
+        min=0,
+        max=10_000,
+        help="Keep the N slowest traces' stamps (report waterfalls, Perfetto).",
+    ),
     expected_interval: str | None = typer.Option(
         None,
         "--expected-interval",
@@ -325,7 +332,7 @@ def profile(
         pyspy_nonblocking=pyspy_nonblocking, hiccup=hiccup, hiccup_cpu=hiccup_cpu, capture=capture,
         capture_iface=capture_iface, prometheus=prometheus,
         prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
-        prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
+        prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"), slowest=slowest,
     )  # fmt: skip
     if opts.interval_s < 0.05:
         raise UserError(f"interval {interval!r} is too short: use at least 50ms")
@@ -556,8 +563,32 @@ def _report_sweep(sweep_dir: Path, output: Path | None) -> None:
     if output is None:
         Console().print(sweep_render.render(result), soft_wrap=True)  # as report prints a session
         return
-    _write_output(output, sweep_render.html(result))
+    _write_output(output, sweep_render.html(result, _write_step_reports(result, output)))
     typer.echo(f"report written: {output}")
+
+
+def _write_step_reports(result, output: Path) -> dict[str, str]:
+    """Each step's session report beside the sweep's page (``OUTPUT-steps/step-NN.html``), for its
+    links: {step session: href relative to the page}. A step whose session cannot be read is
+    named on stderr and left unlinked."""
+    from tickscope.collectors.session import Session, SessionError
+    from tickscope.reports import html
+
+    folder = output.parent / f"{output.stem}-steps"
+    links = {}
+    for i, step in enumerate(result.steps, 1):
+        try:
+            text = html.render(Session.load(step.session))
+        except SessionError as e:
+            typer.echo(f"tickscope report: warning: step {i} not linked: {e}", err=True)
+            continue
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot write step reports in {folder}: {e.strerror or e}") from None
+        _write_output(folder / f"step-{i:02d}.html", text, "step report ")
+        links[step.session] = f"{folder.name}/step-{i:02d}.html"
+    return links
 
 
 @app.command(
@@ -645,8 +676,10 @@ def sweep(
         console = Console(width=max(console.width, 140))  # CI logs: never squeeze the numbers
     t0 = _time.monotonic()
 
+    running = sweep_render.RunningTable()
+
     def on_step(step):
-        console.print(" | ".join(sweep_render.step_cells(step)), highlight=False, soft_wrap=True)
+        console.print(running.row(step), highlight=False, soft_wrap=True, markup=False)
 
     result = run_sweep(
         sweep_dir,
@@ -737,7 +770,7 @@ def compare(
         console = Console(width=max(console.width, 120))  # CI logs: never squeeze the numbers
     console.print(compare_render.render(result), soft_wrap=True)  # a warning stays one line, however long
     outputs = ((markdown, compare_render.markdown), (junit, compare_render.junit), (json_out, compare_render.json_text),
-               (html, lambda c: compare_render.html(c, base[0], cand[0])))  # fmt: skip
+               (html, lambda c: compare_render.html(c, base, cand)))  # fmt: skip
     for path, render in outputs:
         if path is not None:
             _write_output(path, render(result))

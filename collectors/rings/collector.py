@@ -627,8 +627,8 @@ class Collector:
         names = self.schema.order_names
         for ids, row, srow, key, spans in zip(closed.slow_ids, closed.slow_rows, closed.slow_src, closed.slow_key,
                                               closed.slow_spans, strict=True):  # fmt: skip
-            if len(self._slowest) >= self.slowest_n and key <= self._slowest[-1][0]:
-                continue
+            if len(self._slowest) >= self.slowest_n and (not self._slowest or key <= self._slowest[-1][0]):
+                continue  # full (or --slowest 0: keep none)
             stamps = []
             for j, (name, ts, s) in enumerate(zip(names, row, srow, strict=False)):
                 if ts:
