@@ -511,6 +511,13 @@ def profile(
         help="Time recorded apart (warmup.hlog) and kept out of the headline numbers (inside --duration).",
     ),
     interval: str = typer.Option("1s", "--interval", help="Histogram interval length."),
+    slowest: int = typer.Option(
+        20,
+        "--slowest",
+        min=0,
+        max=10_000,
+        help="Keep the N slowest traces' stamps (report waterfalls, Perfetto).",
+    ),
     expected_interval: str | None = typer.Option(
         None,
         "--expected-interval",
@@ -622,7 +629,7 @@ def profile(
         pyspy_nonblocking=pyspy_nonblocking, hiccup=hiccup, hiccup_cpu=hiccup_cpu, capture=capture,
         capture_iface=capture_iface, prometheus=prometheus,
         prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
-        prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
+        prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"), slowest=slowest,
     )  # fmt: skip
     opts.segments = parse_segments(opts.duration_s, opts.interval_s, segment, retain, max_disk, decay)
     opts.check()
@@ -857,7 +864,7 @@ def _report_sweep(sweep_dir: Path, output: Path | None) -> None:
     if output is None:
         Console().print(sweep_render.render(result), soft_wrap=True)  # as report prints a session
         return
-    _write_output(output, sweep_render.html(result))
+    _write_output(output, sweep_render.html(result, _write_step_reports(result, output)))
     typer.echo(f"report written: {output}")
 
 
@@ -887,6 +894,30 @@ def profile_passthrough(stray: list[str]) -> tuple[list[str], list[str]]:
 def _passthrough_help() -> str:
     names = sorted({o for o, (name, _) in option_table(profile, STEP_SETS).items() if o.startswith("--")})
     return "Every other profile option is passed to each step: " + ", ".join(names) + "."
+
+
+def _write_step_reports(result, output: Path) -> dict[str, str]:
+    """Each step's session report beside the sweep's page (``OUTPUT-steps/step-NN.html``), for its
+    links: {step session: href relative to the page}. A step whose session cannot be read is
+    named on stderr and left unlinked."""
+    from tickscope.collectors.session import Session, SessionError
+    from tickscope.reports import html
+
+    folder = output.parent / f"{output.stem}-steps"
+    links = {}
+    for i, step in enumerate(result.steps, 1):
+        try:
+            text = html.render(Session.load(step.session))
+        except SessionError as e:
+            typer.echo(f"tickscope report: warning: step {i} not linked: {e}", err=True)
+            continue
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot write step reports in {folder}: {e.strerror or e}") from None
+        _write_output(folder / f"step-{i:02d}.html", text, "step report ")
+        links[step.session] = f"{folder.name}/step-{i:02d}.html"
+    return links
 
 
 @command(
@@ -988,8 +1019,10 @@ def sweep(
         console = Console(width=max(console.width, 140))  # CI logs: never squeeze the numbers
     t0 = _time.monotonic()
 
+    running = sweep_render.RunningTable()
+
     def on_step(step):
-        console.print(" | ".join(sweep_render.step_cells(step)), highlight=False, soft_wrap=True)
+        console.print(running.row(step), highlight=False, soft_wrap=True, markup=False)
 
     result = run_sweep(
         sweep_dir,
@@ -1099,7 +1132,7 @@ def compare(
         markdown, junit, json_out, html = (markdown or out / "compare.md", junit or out / "compare.xml",
                                            json_out or out / "compare.json", html or out / "compare.html")  # fmt: skip
     outputs = ((markdown, compare_render.markdown), (junit, compare_render.junit), (json_out, compare_render.json_text),
-               (html, lambda c: compare_render.html(c, base[0], cand[0])))  # fmt: skip
+               (html, lambda c: compare_render.html(c, base, cand)))  # fmt: skip
     for path, render in outputs:
         if path is not None:
             _write_output(path, render(result))

@@ -123,22 +123,25 @@ class TailBars:
         return Group(*lines)
 
 
-def figure(attr: dict, colors: list[str], latency_unit) -> dict:
+def figure(attr: dict, colors: list[str], latency_axis) -> dict:
     """Plotly stacked bars for the HTML report: one bar per tail, a segment per stage (its mean
-    span in the tail's traces), adding up to the tail's mean tick-to-trade."""
+    span in the tail's traces), adding up to the tail's mean tick-to-trade. ``latency_axis``
+    (reports.html's) labels the nanosecond axis in ``fmt_ns``."""
     shown = tails(attr)
     labels = [tail_label(k, t) for k, t in shown]
-    unit, scale = latency_unit(max((t["mean_tick_to_trade_ns"] for _, t in shown), default=0))
     data = []
     for i, stage in enumerate(attr["stages"]):
         data.append({"type": "bar", "orientation": "h", "name": stage, "y": labels,
-                     "x": [t["stages"][stage]["mean_ns"] / scale for _, t in shown],
+                     "x": [t["stages"][stage]["mean_ns"] for _, t in shown],
+                     "text": [fmt_ns(t["stages"][stage]["mean_ns"]) for _, t in shown], "textposition": "none",
                      "customdata": [[t["stages"][stage]["mean_share"] * 100, t["stages"][stage]["median_share"] * 100]
                                     for _, t in shown],
                      "marker": {"color": colors[i % len(colors)]},
-                     "hovertemplate": "%{y}<br>mean %{x:.2f} " + unit + ", share mean %{customdata[0]:.0f}% "
+                     "hovertemplate": "%{y}<br>mean %{text}, share mean %{customdata[0]:.0f}% "
                      "median %{customdata[1]:.0f}%<extra>" + stage.replace("<", "&lt;") + "</extra>"})  # fmt: skip
-    layout = {"barmode": "stack", "xaxis": {"title": {"text": f"{unit}: mean span in the tail's traces (adds up to their mean tick-to-trade)"}},
+    peak = max((t["mean_tick_to_trade_ns"] for _, t in shown), default=0)
+    layout = {"barmode": "stack", "xaxis": latency_axis([0, peak], log=False,
+                                                       title="mean span in the tail's traces (adds up to their mean tick-to-trade)"),
               "yaxis": {"autorange": "reversed", "automargin": True}, "margin": {"t": 10}, "height": 160 + 55 * len(labels),
               "legend": {"orientation": "h", "traceorder": "normal", "x": 0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"}}  # fmt: skip
     return {"data": data, "layout": layout}

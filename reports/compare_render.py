@@ -44,7 +44,10 @@ def render(c: Comparison):
     for r in c.rows:
         t.add_row(r.tag, r.percentile, fmt_ns(r.baseline_ns), fmt_ns(r.candidate_ns), _pct(r.change), _ci(r),
                   f"±{r.threshold * 100:g}%", Text(r.verdict, style=STYLE[r.verdict]))  # fmt: skip
-    lines = [(f"tickscope compare: {c.headline}", STYLE.get(c.verdict, "bold"))]
+    lines = [
+        (f"tickscope compare: {c.sides}", "bold"),
+        (f"tickscope compare: {c.headline}", STYLE.get(c.verdict, "bold")),
+    ]
     lines += [(f"warning: {w}", "yellow") for w in c.warnings]
     return Group(t, *(Text(text, style=style) for text, style in lines))
 
@@ -53,7 +56,7 @@ def markdown(c: Comparison) -> str:
     def esc(s: str) -> str:
         return html_lib.escape(s).replace("|", "\\|")
 
-    lines = [f"### tickscope compare: **{c.verdict}**", "", esc(c.support), ""]
+    lines = [f"### tickscope compare: **{c.verdict}**", "", esc(c.sides), "", esc(c.support), ""]
     if c.regressions:
         lines.append(
             "Regressions: "
@@ -88,7 +91,7 @@ def junit(c: Comparison) -> str:
             ET.SubElement(case, "system-out").text = message
     props = ET.SubElement(suite, "properties")
     for name, value in (("verdict", c.verdict), ("decided", c.decided), ("inconclusive", len(c.inconclusive)),
-                        ("headline", c.headline)):  # fmt: skip
+                        ("headline", c.headline), ("sides", c.sides)):  # fmt: skip
         ET.SubElement(props, "property", name=name, value=str(value))
     suite.insert(0, suite[-1])  # JUnit puts <properties> before the test cases
     root = ET.Element("testsuites")
@@ -100,24 +103,45 @@ def json_text(c: Comparison) -> str:
     return json.dumps(c.as_dict(), indent=2)
 
 
-def html(c: Comparison, base: Session, cand: Session) -> str:
-    """The table plus overlaid percentile distributions of ``base`` and ``cand`` (the first
-    baseline and candidate) per stage."""
-    from .analysis.views import distribution
-    from .html import NINES_TICKS, _clean, page
+def html(c: Comparison, base: list[Session], cand: list[Session]) -> str:
+    """The table plus, per stage, the percentile distribution of every run of both sides
+    (baseline solid, candidate dashed), each named."""
+    from .analysis.views import distribution, run_facts
+    from .html import LEGEND, NINES_TICKS, _clean, latency_axis, ns_hover, page, run_header
 
     figures = {}
+    shades = {
+        "baseline": ["#1f77b4", "#6baed6", "#08519c", "#9ecae1"],
+        "candidate": ["#ff7f0e", "#fdae6b", "#a63603", "#fdd0a2"],
+    }
     for i, tag in enumerate(dict.fromkeys(r.tag for r in c.rows)):
-        data = []
-        for label, s, dash in (("baseline", base, "solid"), ("candidate", cand, "dash")):
-            x, y = distribution(s.total(tag))
-            data.append({"type": "scatter", "mode": "lines", "name": label, "x": _clean(x), "y": _clean(y / 1e3),
-                         "line": {"dash": dash}})  # fmt: skip
+        data, values = [], []
+        for label, runs, dash in (("baseline", base, "solid"), ("candidate", cand, "dash")):
+            for j, s in enumerate(runs):
+                x, y = distribution(s.total(tag))
+                values += list(y)
+                data.append({"type": "scatter", "mode": "lines", "name": f"{label} {s.name}", "x": _clean(x), "y": _clean(y),
+                             **ns_hover(y), "line": {"dash": dash, "color": shades[label][j % 4]}})  # fmt: skip
         figures[f"c{i}"] = {"title": tag, "data": data, "layout": {
             "xaxis": {"type": "log", "title": {"text": "percentile"}, "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
-            "yaxis": {"type": "log", "title": {"text": "latency (µs)"}}, "height": 320, "margin": {"t": 10}}}  # fmt: skip
+            "yaxis": latency_axis(values), "height": 360, "margin": {"t": 10}, "legend": LEGEND}}  # fmt: skip
     rows = [{"cls": r.verdict.replace(" ", "-"), "cells": [r.tag, r.percentile, fmt_ns(r.baseline_ns),
-             fmt_ns(r.candidate_ns), _pct(r.change), _ci(r), r.verdict]} for r in c.rows]  # fmt: skip
+             fmt_ns(r.candidate_ns), _pct(r.change), _ci(r), f"±{r.threshold * 100:g}%", r.verdict]} for r in c.rows]  # fmt: skip
     charts = [{"id": k, "title": f["title"]} for k, f in figures.items()]
+    headers = [run_header(_side_facts([run_facts(s.meta, s.name) for s in runs]), label)
+               for label, runs in (("baseline", base), ("candidate", cand))]  # fmt: skip
     return page("compare.html.j2", {k: {"data": f["data"], "layout": f["layout"]} for k, f in figures.items()},
-                verdict=c.verdict, support=c.support, warnings=c.warnings, rows=rows, charts=charts)  # fmt: skip
+                title=f"compare: {c.verdict}", headers=headers, verdict=c.verdict, support=c.support, sides=c.sides,
+                base_names=" + ".join(c.baseline_names), cand_names=" + ".join(c.candidate_names),
+                warnings=list(dict.fromkeys(c.warnings)), rows=rows, charts=charts)  # fmt: skip
+
+
+def _side_facts(facts: list[dict[str, str]]) -> dict[str, str]:
+    """One side's runs in one header row: each field once when the runs agree, else every value."""
+    out = {}
+    for key in facts[0]:
+        values = list(dict.fromkeys(f[key] for f in facts))
+        out[key] = values[0] if len(values) == 1 else " | ".join(values)
+    if len(facts) > 1:
+        out["name"] = f"{out['name']} ({len(facts)} runs)"
+    return out

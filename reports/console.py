@@ -16,6 +16,15 @@ from tickscope.collectors.session.units import fmt_ns
 from .attribution import AttributionTable
 
 COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
+COMPACT = (("p50", "p50"), ("p99", "p99"), ("max", "max"))
+# The live table's columns as a terminal widens, most wanted first: (summary key, label, cumulative?).
+GROWTH = [("p50", "p50", False), ("p99", "p99", False), ("max", "max", False), ("p90", "p90", False),
+          ("p99_9", "p99.9", False), ("p99", "p99 all", True), ("max", "max all", True),
+          ("p99_99", "p99.99", False), ("mean", "mean", False), ("p99_9", "p99.9 all", True),
+          ("p50", "p50 all", True), ("mean", "mean all", True)]  # fmt: skip
+DISPLAY = sorted(
+    GROWTH, key=lambda c: (c[2], ["p50", "p90", "p99", "p99_9", "p99_99", "max", "mean"].index(c[0]))
+)
 # each coordinated-omission-corrected figure right under its raw one
 TOTAL_TAGS = ("tick_to_trade", "tick_to_trade_co", "tick_to_decision", "tick_to_decision_co")
 
@@ -26,43 +35,67 @@ class StageTable:
 
     One widget for the end-of-run summary, a saved session and the live view: ``framed`` is the
     boxed table with a count column (a summary), unframed is the live view's (rates and the last
-    interval's percentiles, ``cumulative`` p99 and max beside them); ``compact`` keeps p50/p99/max."""
+    interval's percentiles, ``cumulative`` percentiles beside them). ``width`` (the live view's
+    terminal) chooses the columns: p50/p99/max always, then more in ``GROWTH`` order while they fit,
+    and the table fills that width; ``compact`` keeps p50/p99/max."""
 
     def __init__(self, summary: dict[str, dict], tags: list[str], title: str | None = None,
                  rates: dict[str, float] | None = None, *, cumulative: dict[str, dict] | None = None,
-                 trailing: list[str] = (), compact: bool = False, framed: bool = True):  # fmt: skip
+                 trailing: list[str] = (), compact: bool = False, framed: bool = True,
+                 width: int | None = None):  # fmt: skip
         self.summary, self.tags, self.title, self.rates = summary, tags, title, rates
         self.cumulative, self.trailing, self.compact, self.framed = cumulative, trailing, compact, framed
+        self.width = width
+
+    def _tags(self) -> list[str]:
+        tags = [x for x in self.tags if x not in TOTAL_TAGS] + [x for x in TOTAL_TAGS if x in self.tags]
+        return tags + [x for x in self.trailing if x not in tags]
+
+    def columns(self) -> list[tuple[str, str, bool]]:
+        """(summary key, label, cumulative?) in display order."""
+        if self.width is None:
+            cols = [(k, label, False) for k, label in (COLUMNS if not self.compact else COMPACT)]
+            if self.cumulative is not None:
+                cols += [("p99", "p99 all", True), ("max", "max all", True)]
+            return cols
+        growth = [c for c in GROWTH if self.cumulative is not None or not c[2]]
+        stage = min(20, max((len(t) for t in self._tags()), default=5))
+        used = stage + (9 if self.rates is not None else 0) + (8 if self.framed else 0)
+        chosen = []
+        for col in growth:
+            need = max(len(col[1]), 7) + 2  # a latency is at most 7 characters (fmt_ns), plus padding
+            if used + need > self.width and len(chosen) >= 3:
+                break
+            chosen.append(col)
+            used += need
+        return [c for c in DISPLAY if c in chosen]
 
     def __rich__(self) -> Table:
+        expand = self.width is not None
         if self.framed:
-            t = Table(title=self.title, title_justify="left", expand=False, pad_edge=False)
+            t = Table(title=self.title, title_justify="left", expand=expand, pad_edge=False)
         else:
-            t = Table(title=self.title, expand=False, pad_edge=False, box=None, show_edge=False)
+            t = Table(title=self.title, expand=expand, pad_edge=False, box=None, show_edge=False)
         t.add_column("stage", no_wrap=True, overflow="ellipsis", max_width=24 if self.framed else 20)
         if self.framed:
             t.add_column("count", justify="right")
         if self.rates is not None:
-            t.add_column("rate/s", justify="right")
-        cols = COLUMNS if not self.compact else (("p50", "p50"), ("p99", "p99"), ("max", "max"))
-        for _, label in cols:
-            t.add_column(label, justify="right")
-        if self.cumulative is not None:
-            t.add_column("p99 all", justify="right", style="dim")
-            t.add_column("max all", justify="right", style="dim")
-        tags = [x for x in self.tags if x not in TOTAL_TAGS] + [x for x in TOTAL_TAGS if x in self.tags]
-        tags += [x for x in self.trailing if x not in tags]
+            t.add_column("rate/s", justify="right", no_wrap=True)
+        cols = self.columns()
+        for _, label, cum in cols:
+            t.add_column(label, justify="right", no_wrap=True, style="dim" if cum else "")
+        tags = self._tags()
         for tag in tags:
             s = self.summary.get(tag, {"count": 0})
+            cum = (self.cumulative or {}).get(tag, {})
             cells = [Text(tag, style="bold" if tag in TOTAL_TAGS else "")]
             if self.framed:
                 cells.append(f"{s.get('count', 0):,}")
             if self.rates is not None:
                 cells.append(f"{self.rates.get(tag, 0):,.0f}")
-            cells += [fmt_ns(s.get(k)) if s.get("count") else "-" for k, _ in cols]
-            if self.cumulative is not None:
-                cum = self.cumulative.get(tag, {})
-                cells += [fmt_ns(cum.get(k)) if cum.get("count") else "-" for k in ("p99", "max")]
+            for key, _, is_cum in cols:
+                row = cum if is_cum else s
+                cells.append(fmt_ns(row.get(key)) if row.get("count") else "-")
             if (
                 self.framed
                 and tag in TOTAL_TAGS
@@ -87,8 +120,8 @@ class CountersLine:
     backlog being drained), else the session's status; ``running`` in a finished process means
     the collector never closed the session (it was killed)."""
 
-    def __init__(self, counters: dict, status: str | None = None):
-        self.c, self.status = counters, status
+    def __init__(self, counters: dict, status: str | None = None, width: int | None = None):
+        self.c, self.status, self.width = counters, status, width
 
     def __rich__(self) -> Text:
         c = self.c
@@ -97,6 +130,7 @@ class CountersLine:
         produced, drained, dropped, in_ring, before, malformed, refused = (_count(c, k) for k in keys)
         # Sessions saved before in_ring was counted: the remainder is what was never drained.
         never = produced - drained - dropped - in_ring - before - refused
+        # A narrow terminal (``width``) keeps the equation on one line without the parenthesis.
         terms = [f"drained {drained:,}", f"dropped {dropped:,} (ring full)"]
         if in_ring or "in_ring" in c:
             terms.append(f"in ring {in_ring:,}")
@@ -106,10 +140,14 @@ class CountersLine:
             terms.append(f"in refused rings {refused:,}")
         if never > 0:
             terms.append(f"never drained {never:,}")
-        text = Text(f"records: produced {produced:,} = " + " + ".join(terms))
+        first = f"records: produced {produced:,} = " + " + ".join(terms)
+        if malformed:  # a zero is folded: the equation above already accounts for every record
+            first += f"  malformed {malformed:,}"
+        if self.width is not None and len(first) > self.width:
+            first = first.replace(" (ring full)", "", 1)
+        text = Text(first)
         if never < 0:
             text.append(f"  (counters disagree by {-never:,})", style="bold red")
-        text.append(f"  malformed {malformed:,}")
         traces = trace_accounting(c)
         set_aside = 0
         if traces is not None:
@@ -124,7 +162,7 @@ class CountersLine:
             gap_filled = f" + {c['orders_gap_filled']:,} gap-filled" if c.get("orders_gap_filled") else ""
             text.append(f"\norders: {c['orders_sent']:,} sent = {c.get('orders_acked', 0):,} acked"
                         f" + {c.get('orders_rejected', 0):,} rejected{gap_filled} + {c.get('orders_in_flight_at_end', 0):,}"
-                        " in flight at end")  # fmt: skip
+                        f" in flight{' at end' if self.status is not None else ''}")  # fmt: skip
             if c.get("order_stalls"):
                 text.append(f" (order session stalled {c['order_stalls']:,}x)", style="bold red")
             if c.get("risk_rejects"):

@@ -1,7 +1,13 @@
 """``tickscope report SESSION -o report.html``: one self-contained file that opens offline.
 
-Plotly's JavaScript is inlined (no CDN); every name that came from a probe or a stage is escaped
-by Jinja2's autoescaping in the HTML and as JSON inside the script (``</`` cannot close it).
+The smallest plotly.js bundle that draws the page's trace types is inlined (no CDN,
+``reports.assets``); every name that came from a probe or a stage is escaped by Jinja2's
+autoescaping in the HTML and as JSON inside the script (``</`` cannot close it).
+
+The one look of the three pages (session, compare, sweep): one skeleton and stylesheet
+(``templates/page.html.j2``), one header (``run_header``: name, host, date, command, offered rate
+and load model), one units rule on text and axes alike (``fmt_ns``; ``latency_axis`` labels every
+latency axis with it).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from tickscope.collectors.session.units import fmt_ns
 
 from . import attribution
 from .analysis import views
+from .assets import plotly_bundle, trace_types
 
 TEMPLATES = Path(__file__).parent / "templates"
 COLORS = [
@@ -42,13 +49,14 @@ NINES_TICKS = (
 
 def page(template: str, figures: dict[str, dict], **context) -> str:
     """A page of ``templates/``: each extends the one skeleton (page.html.j2), which inlines
-    Plotly and draws each of ``figures`` into the element whose id is its key."""
-    from plotly.offline import get_plotlyjs
-
+    plotly.js (the smallest bundle drawing ``figures``' trace types) and draws each of ``figures``
+    into the element whose id is its key."""
+    bundle, js = plotly_bundle(trace_types(figures))
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     return env.get_template(template).render(
         figures_json=_json_for_script(figures),
-        plotly_js=Markup(get_plotlyjs().replace("</script", "<\\/script")),
+        plotly_js=Markup(js.replace("</script", "<\\/script")),
+        plotly_bundle=bundle,
         **context,
     )
 
@@ -62,9 +70,39 @@ def _clean(a) -> list[float]:
     return [float(x) for x in np.nan_to_num(np.asarray(a, dtype=float))]
 
 
-def latency_unit(max_ns: float) -> tuple[str, float]:
-    """The unit a latency axis reads best in: ms once values reach 10 ms, else µs."""
-    return ("ms", 1e6) if max_ns >= 10e6 else ("µs", 1e3)
+def latency_axis(values_ns, log: bool = True, title: str = "latency") -> dict:
+    """A latency axis whose data stay in nanoseconds and whose tick labels are ``fmt_ns``'s (850ns,
+    12.3µs, 4.56ms): a figure reads the same on the axis, in the hover and in the tables. Log axes
+    tick at 1, 2 and 5 per decade when the data span few decades, else at the decades."""
+    vals = [float(v) for v in values_ns if v is not None and np.isfinite(v) and v > 0]
+    lo, hi = (min(vals), max(vals)) if vals else (1.0, 1e3)
+    if log:
+        d0, d1 = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+        steps = (1, 2, 5) if d1 - d0 <= 3 else (1,)
+        ticks = [m * 10.0**d for d in range(d0, d1 + 1) for m in steps if lo / 1.5 <= m * 10.0**d <= hi * 1.5]
+        if len(ticks) < 2:
+            ticks = [10.0**d0, 10.0**d1]
+        axis = {"type": "log"}
+    else:
+        ticks = _nice_ticks(hi)
+        axis = {"rangemode": "tozero"}
+    return {**axis, "tickmode": "array", "tickvals": ticks, "ticktext": [fmt_ns(t) for t in ticks],
+            "title": _title(title), "automargin": True}  # fmt: skip
+
+
+def ns_hover(values_ns) -> dict:
+    """A trace's hover in ``fmt_ns`` (plotly would print 123456.7)."""
+    return {
+        "text": [fmt_ns(v) for v in values_ns],
+        "hovertemplate": "%{fullData.name}: %{text}<extra></extra>",
+    }
+
+
+def wall_clock(start_epoch_s: float | None, offsets_s) -> list[str]:
+    """Session offsets as wall-clock times for a date axis (UTC, millisecond resolution)."""
+    base = start_epoch_s or 0.0
+    return [time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base + float(t))) + f".{int((base + float(t)) % 1 * 1000):03d}"
+            for t in offsets_s]  # fmt: skip
 
 
 def _title(text: str) -> dict:
@@ -80,7 +118,6 @@ LEGEND = {
     "xanchor": "left",
     "yanchor": "bottom",
 }
-LOG_DECADES = {"type": "log", "dtick": 1, "automargin": True}  # labels at powers of ten only
 
 
 _PERF_CSV = re.compile(r"<(not supported|not counted)>,[^,]*,([\w:-]+)[^)]*")
@@ -104,7 +141,6 @@ def _nice_ticks(peak: float, n: int = 4) -> list[float]:
 
 def distribution_figure(session: Session) -> dict:
     curves = {tag: views.distribution(session.total(tag)) for tag in session.tags}
-    unit, scale = latency_unit(max((float(np.nanmax(y)) for _, y in curves.values() if len(y)), default=0))
     # The end-to-end curves are drawn first, wide and translucent: a stage that carries almost
     # all of the latency (wire_to_read under load) runs along them and must stay visible on top.
     order = sorted(enumerate(session.tags), key=lambda it: not it[1].startswith("tick_to"))
@@ -112,40 +148,77 @@ def distribution_figure(session: Session) -> dict:
     for i, tag in order:
         x, y = curves[tag]
         end_to_end = tag.startswith(("tick_to", "wire_to_wire"))
-        data.append({"type": "scatter", "mode": "lines", "name": tag, "x": _clean(x), "y": _clean(y / scale),
+        data.append({"type": "scatter", "mode": "lines", "name": tag, "x": _clean(x), "y": _clean(y), **ns_hover(y),
                      "opacity": 0.55 if end_to_end else 1.0,
                      "line": {"color": COLORS[i % len(COLORS)], "width": 5 if end_to_end else 1.5}})  # fmt: skip
     layout = {"xaxis": {"type": "log", "title": _title("percentile"), "tickvals": NINES_TICKS[0], "ticktext": NINES_TICKS[1]},
-              "yaxis": {**LOG_DECADES, "title": _title(f"latency ({unit})")}, "margin": {"t": 10},
+              "yaxis": latency_axis(v for _, y in curves.values() for v in y), "margin": {"t": 10},
               "legend": LEGEND, "height": 460}  # fmt: skip
     return {"data": data, "layout": layout}
 
 
 def timeline_figure(session: Session) -> dict:
-    tag = "tick_to_trade" if "tick_to_trade" in session.intervals else session.tags[0]
-    s = views.interval_series(session, tag)
+    """Every stage's p99 per interval on a wall-clock axis (tick-to-trade's max beside it), with
+    the platform's hiccups and perf's context switches."""
+    start = session.meta.get("start_epoch_s")
+    data, values = [], []
+    for i, tag in enumerate(session.tags):
+        s = views.interval_series(session, tag)
+        keys = ("p99", "max") if tag == "tick_to_trade" else ("p99",)
+        for k in keys:
+            y = s[k]
+            values += list(y)
+            end_to_end = tag.startswith("tick_to")
+            data.append({"type": "scatter", "mode": "lines", "name": f"{tag} {k}", "x": wall_clock(start, s["t"]),
+                         "y": _clean(y), **ns_hover(y), "visible": True if k == "p99" else "legendonly",
+                         "line": {"color": COLORS[i % len(COLORS)], "width": 3 if end_to_end else 1.5,
+                                  "dash": "dot" if k == "max" else "solid"}})  # fmt: skip
+    layout = {"xaxis": {"type": "date", "title": _title("wall clock (UTC)"), "automargin": True},
+              "yaxis": latency_axis(values, title="p99 per interval"),
+              "margin": {"t": 10}, "legend": LEGEND, "height": 460}  # fmt: skip
     hic = views.hiccup_series(session)
-    peak = max([float(np.nanmax(s["max"])) if len(s["max"]) else 0.0]
-               + ([float(np.nanmax(hic["p99"]))] if hic is not None and len(hic["p99"]) else []))  # fmt: skip
-    unit, scale = latency_unit(peak)
-    data = [{"type": "scatter", "mode": "lines", "name": f"{tag} {k}", "x": _clean(s["t"]), "y": _clean(s[k] / scale)}
-            for k in ("p50", "p99", "max")]  # fmt: skip
-    layout = {"xaxis": {"title": _title("session time (s)")},
-              "yaxis": {**LOG_DECADES, "title": _title(f"latency ({unit})")},
-              "margin": {"t": 10}, "legend": LEGEND, "height": 420}  # fmt: skip
     if hic is not None:
-        data.append({"type": "scatter", "mode": "lines", "name": "platform hiccup p99", "x": _clean(hic["t"]),
-                     "y": _clean(hic["p99"] / scale), "line": {"dash": "dot"}})  # fmt: skip
+        data.append({"type": "scatter", "mode": "lines", "name": "platform hiccup p99", "x": wall_clock(start, hic["t"]),
+                     "y": _clean(hic["p99"]), **ns_hover(hic["p99"]), "line": {"dash": "dot", "color": "#555"}})  # fmt: skip
+        layout["yaxis"] = latency_axis([*values, *hic["p99"]], title="p99 per interval")
     perf = views.perf_series(session)
     cs = perf.get("context-switches")
     if cs:
-        data.append({"type": "scatter", "mode": "lines", "name": "context switches/s (perf)", "x": cs[0], "y": cs[1],
-                     "yaxis": "y2", "line": {"dash": "dash", "color": "#999"}})  # fmt: skip
+        data.append({"type": "scatter", "mode": "lines", "name": "context switches/s (perf)", "x": wall_clock(start, cs[0]),
+                     "y": cs[1], "yaxis": "y2", "line": {"dash": "dash", "color": "#999"}})  # fmt: skip
         # Four round labels from zero: left alone, plotly packs ten 4-digit labels into 300 px (1049/1026/1001).
         ticks = _nice_ticks(max((float(v) for v in cs[1] if v is not None), default=0))
         layout["yaxis2"] = {"overlaying": "y", "side": "right", "title": _title("context switches/s"),
                             "showgrid": False, "range": [0, ticks[-1]], "tickmode": "array", "tickvals": ticks,
                             "ticktext": [f"{v:,.6g}" for v in ticks], "automargin": True}  # fmt: skip
+    return {"data": data, "layout": layout}
+
+
+def waterfall_figure(session: Session) -> dict | None:
+    """The slowest traces, one row each, every stage a bar from its first stamp to its last
+    (relative to the trace's first stamp): where each slow trace spent its time."""
+    rows = views.waterfalls(session)
+    if not rows:
+        return None
+    stages = list(dict.fromkeys(seg["stage"] for r in rows for seg in r["segments"]))
+    labels = [f"trace {r['trace_id']} · {fmt_ns(r['tick_to_trade_ns'])}" for r in rows]
+    data = []
+    for i, stage in enumerate(stages):
+        ys, xs, bases, text = [], [], [], []
+        for label, r in zip(labels, rows, strict=True):
+            for seg in r["segments"]:
+                if seg["stage"] == stage:
+                    ys.append(label)
+                    xs.append(seg["dur_ns"])
+                    bases.append(seg["start_ns"])
+                    text.append(f"{fmt_ns(seg['dur_ns'])} from +{fmt_ns(seg['start_ns'])}")
+        data.append({"type": "bar", "orientation": "h", "name": stage, "y": ys, "x": xs, "base": bases, "text": text,
+                     "textposition": "none", "hovertemplate": "%{y}<br>%{fullData.name}: %{text}<extra></extra>",
+                     "marker": {"color": COLORS[i % len(COLORS)]}})  # fmt: skip
+    ends = [seg["start_ns"] + seg["dur_ns"] for r in rows for seg in r["segments"]]
+    layout = {"barmode": "overlay", "xaxis": latency_axis([0, *ends], log=False, title="time since the trace's first stamp"),
+              "yaxis": {"autorange": "reversed", "automargin": True, "type": "category"}, "margin": {"t": 10},
+              "legend": LEGEND, "height": 140 + 24 * len(rows)}  # fmt: skip
     return {"data": data, "layout": layout}
 
 
@@ -226,18 +299,48 @@ def cards(session: Session) -> list[dict]:
     return out
 
 
+def run_header(facts: dict[str, str], label: str = "") -> dict:
+    """One header row of a page (``views.run_facts``): the fields every page shows, in one order."""
+    fields = [(k, facts[k]) for k in ("host", "date", "command", "offered rate", "load model")]
+    return {
+        "label": label,
+        "name": facts["name"],
+        "fields": fields,
+        "raw_command": facts.get("raw_command", ""),
+    }
+
+
+def page_warnings(session: Session) -> list[str]:
+    """The host's doctor findings and the session's warnings, each fact once: a warning the run
+    recorded about a tool (``perf: events not supported ...``) stands for the doctor's finding
+    about the same tool (``perf hardware counters``), which said it first and less exactly."""
+    recorded = list(session.warnings) + list(session.recorded_warnings)
+    topics = {w.split(":", 1)[0].strip().lower() for w in recorded if ":" in w}
+    doctor = [f"{f['name']}: {_readable(str(f['value']))} — {f['fix']}"
+              for f in session.meta.get("doctor", [])
+              if f.get("status") != "ok" and str(f.get("name", "")).split(" ", 1)[0].lower() not in topics]  # fmt: skip
+    return list(dict.fromkeys(doctor + recorded))
+
+
 def render(session: Session, perfetto_path: str | Path | None = None) -> str:
     """The whole page; ``perfetto_path`` is where the CLI wrote the slowest traces' Perfetto
     export, named on the page."""
     figures = {"dist": ("Percentile distribution per stage (HdrHistogram nines axis)", distribution_figure(session), ""),
-               "timeline": ("Latency over time, with platform hiccups and perf counters", timeline_figure(session), "")}  # fmt: skip
+               "timeline": ("Latency over time per stage, with platform hiccups and perf counters", timeline_figure(session),
+                            "p99 of each interval, on the wall clock; click a legend entry to show or hide it.")}  # fmt: skip
     tails = session.attribution
     if tails:  # after the distribution: the tail's make-up right under the tail's height
-        breakdown = ("Tick-to-trade breakdown of the tail traces", attribution.figure(tails, COLORS, latency_unit),
+        breakdown = ("Tick-to-trade breakdown of the tail traces", attribution.figure(tails, COLORS, latency_axis),
                      f"Of {attribution.population(tails)}: each bar is the traces at or beyond that tick-to-trade "
                      "percentile, each segment a stage's mean span in those traces, so a bar adds up to their own "
                      "mean tick-to-trade.")  # fmt: skip
         figures = {"dist": figures["dist"], "breakdown": breakdown, "timeline": figures["timeline"]}
+    waterfall = waterfall_figure(session)
+    if waterfall is not None:
+        note = f"The {len(session.slowest)} slowest tick-to-trade traces, slowest first: each stage from its first stamp to its last."
+        if perfetto_path:
+            note += f" Perfetto export: {perfetto_path}"
+        figures["waterfall"] = ("Slowest traces, stage by stage", waterfall, note)
     flame = flame_figure(session)
     if flame is not None:
         figures["flame"] = ("Where the Python time went (py-spy)", flame, "")
@@ -250,27 +353,16 @@ def render(session: Session, perfetto_path: str | Path | None = None) -> str:
              "stage": stages_by_point.get(s["point"], ""), "writer": s.get("writer") or "",
              "pidtid": f"{s.get('pid')}/{s.get('tid')}"} for s in t["stamps"]]})  # fmt: skip
     summary = session.summary()
-    keys = ("count", "min", "p50", "p90", "p99", "p99_9", "p99_99", "max")
+    keys = ("count", "min", "p50", "p90", "p99", "p99_9", "p99_99", "max", "mean")
     stage_rows = [{"tag": tag, "cells": [f"{summary.get(tag, {}).get('count', 0):,}"]
                    + [fmt_ns(summary.get(tag, {}).get(k)) for k in keys[1:]]} for tag in session.tags]  # fmt: skip
-    meta = session.meta
-    host = meta.get("host") or {}
-    warnings = [
-        f"{f['name']}: {_readable(str(f['value']))} — {f['fix']}"
-        for f in meta.get("doctor", [])
-        if f.get("status") != "ok"
-    ]
-    warnings += list(session.warnings) + session.recorded_warnings
-    started = meta.get("start_epoch_s")
+    counters, zeros = views.counters_in_words(session.counters())
     return page(
-        "report.html.j2", {k: v[1] for k, v in figures.items()},
-        title=session.name, command=meta.get("command", ""), host=f"{host.get('hostname', '?')} ({host.get('cpu_model', '?')})",
-        started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if started else "",
-        duration=f"{session.duration_s:.1f}s", cards=cards(session), warnings=warnings, stage_rows=stage_rows,
+        "report.html.j2", {k: v[1] for k, v in figures.items()}, title=session.name,
+        headers=[run_header(views.run_facts(session.meta, session.name))],
+        duration=f"{session.duration_s:.1f}s", cards=cards(session), warnings=page_warnings(session), stage_rows=stage_rows,
         charts=[{"id": k, "title": v[0], "note": v[2]} for k, v in figures.items()],
-        slowest=slowest,
-        perfetto=str(perfetto_path) if perfetto_path else "",
-        counters=[(k, f"{v:,}" if isinstance(v, int) else str(v)) for k, v in session.counters().items()],
+        slowest=slowest, counters=counters, zero_counters=zeros,
         accounting=accounting_lines(session),
         attribution=attribution.html_rows(tails) if tails else None,
         attribution_missing=bool(session.trade_stages) and not tails,

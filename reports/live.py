@@ -88,7 +88,8 @@ class Header:
 
 
 def render(state: Snapshot, side: dict, elapsed: float, duration: float | None, width: int, height: int):
-    """The whole screen for a terminal of width x height: compact below 100 columns or 30 rows.
+    """The whole screen for a terminal of width x height: the stage table takes the columns that
+    fit the width; the breakdown is compact below 100 columns or 30 rows.
 
     What does not fit the height is left out, least important first (the breakdown, then the
     sparkline): a terminal crops the bottom, and the bottom holds the drop counters and the side
@@ -100,8 +101,9 @@ def render(state: Snapshot, side: dict, elapsed: float, duration: float | None, 
         t2t = state.last.get("tick_to_trade", {})
         return Group(header, Text(f"t2t p50 {fmt_ns(t2t.get('p50'))} p99 {fmt_ns(t2t.get('p99'))} "
                                   f"dropped {state.counters.get('dropped_ring_full', 0):,}"))  # fmt: skip
-    table = StageTable(state.last, state.tags, rates=state.rates, cumulative=None if compact else state.cumulative,
-                       trailing=state.side_tags, compact=compact, framed=False)  # fmt: skip
+    # The panel's border and padding take 4 columns; the table picks the columns that fit the rest.
+    table = StageTable(state.last, state.tags, rates=state.rates, cumulative=state.cumulative,
+                       trailing=state.side_tags, framed=False, width=width - 4)  # fmt: skip
     stages = Panel(table, title="stages (last interval)", title_align="left", padding=(0, 1))
     breakdown = Panel(
         TailBars(state.attribution, bar_width, compact=compact, palette=PALETTE),
@@ -110,7 +112,7 @@ def render(state: Snapshot, side: dict, elapsed: float, duration: float | None, 
         padding=(0, 1),
     )
     sparkline = Sparkline(state.p99_history.get("tick_to_trade", []), bar_width)
-    parts = [header, stages, breakdown, sparkline, CountersLine(state.counters)]
+    parts = [header, stages, breakdown, sparkline, CountersLine(state.counters, width=width)]
     if state.ring_errors:
         parts.append(RingProblems(state.ring_errors, limit=2 if compact else 4))
     if side:

@@ -254,6 +254,8 @@ class SlowestTraces:
         self.kept: list[tuple[int, dict]] = []
 
     def admits(self, key: int) -> bool:
+        if self.n <= 0:  # --slowest 0: keep none
+            return False
         return len(self.kept) < self.n or key > self.kept[-1][0]
 
     def add(self, key: int, trace: dict) -> None:

@@ -55,6 +55,7 @@ class RunPlan:
     interval_s: float = 1.0
     warmup_s: float = 0.0
     expected_interval_ns: int = 0
+    slowest: int = 20  # the N slowest traces whose stamps are kept (slowest.json)
     poll_s: float = 0.005  # first sleep between polls; then adapted to how fast the rings fill
     poll_max_s: float = 0.02
     refresh_s: float = 0.2
@@ -129,7 +130,7 @@ class _Run:
             self._remove_rings()
             raise ProfileError(str(e)) from None
         self.collector = Collector(self.rings, self.writer, interval_s=plan.interval_s, warmup_s=plan.warmup_s,
-                                   expected_interval_ns=plan.expected_interval_ns,
+                                   expected_interval_ns=plan.expected_interval_ns, slowest=plan.slowest,
                                    ring_paths=plan.ring_paths)  # fmt: skip
         if not self.owns_rings:
             self._attach()

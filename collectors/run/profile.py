@@ -38,6 +38,7 @@ class ProfileOptions:
     warmup_s: float = 0.0
     interval_s: float = 1.0
     expected_interval_ns: int = 0
+    slowest: int = 20  # the N slowest traces whose stamps the session keeps (slowest.json)
     out: Path | None = None
     force: bool = False  # replace the session already in ``out``
     name: str = ""  # default: the pipeline's or the command's name
@@ -133,7 +134,7 @@ def plan_profile(o: ProfileOptions, view: View | None) -> RunPlan:
     return RunPlan(
         name=name, start_subject=start_subject, out=o.out, force=o.force,
         meta={**run_meta(options), **o.extra_meta}, duration_s=o.duration_s, interval_s=o.interval_s,
-        warmup_s=o.warmup_s, expected_interval_ns=o.expected_interval_ns, side=side_collectors(o, capture_ports, name),
+        warmup_s=o.warmup_s, expected_interval_ns=o.expected_interval_ns, slowest=o.slowest, side=side_collectors(o, capture_ports, name),
         view=view, segments=o.segments,
     )  # fmt: skip
 

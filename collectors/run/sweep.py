@@ -19,6 +19,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -190,7 +191,13 @@ def run_sweep(sweep_dir: Path, rates: list[float], duration: str, duration_s: fl
     steps: list[Step] = []
     stopped, interrupted = None, False
     env = dict(os.environ)
-    kw = {"command": command or None, "duration_s": duration_s, "warmup_s": warmup_s}
+    from tickscope.collectors.run.host import host_facts
+
+    facts = host_facts()
+    load = extra[extra.index("--load") + 1] if "--load" in extra[:-1] else None if command else "constant"
+    kw = {"command": command or None, "duration_s": duration_s, "warmup_s": warmup_s, "started_epoch_s": time.time(),
+          "host": {k: facts.get(k) for k in ("hostname", "cpu_model")}, "argv": ["tickscope", *sys.argv[1:]],
+          "load": load}  # fmt: skip
     become_subreaper()  # a step killed before its own clean-up leaves its target's children to us
     children_before = child_pids()
     with ending_like_ctrl_c():

@@ -130,6 +130,11 @@ class SweepResult:
     command: list[str] | None = None
     duration_s: float = 0.0
     warmup_s: float = 0.0
+    # What a page's header says (sweeps saved before these were kept read back as unknown).
+    started_epoch_s: float | None = None
+    host: dict = field(default_factory=dict)  # hostname, cpu_model
+    argv: list[str] | None = None  # the sweep's own command line
+    load: str | None = None  # the steps' load model (profile --load), None: a command's own pace
 
     def as_dict(self) -> dict:
         return {"format": "tickscope-sweep", "format_version": 1, **asdict(self)}
@@ -157,6 +162,9 @@ def load_sweep(path: str | Path) -> SweepResult:
             "duration_s",
             "warmup_s",
         )
-        return SweepResult(steps=steps, interrupted=bool(doc.get("interrupted")), **{k: doc[k] for k in keys})
+        header = {k: doc[k] for k in ("started_epoch_s", "host", "argv", "load") if k in doc}
+        return SweepResult(
+            steps=steps, interrupted=bool(doc.get("interrupted")), **{k: doc[k] for k in keys}, **header
+        )
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SweepError(f"{f}: not a tickscope sweep.json ({e})") from None

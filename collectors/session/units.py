@@ -166,13 +166,28 @@ PERCENTILES = {"p50": "p50", "p90": "p90", "p99": "p99", "p99.9": "p99_9", "p99.
 
 
 def fmt_ns(ns: float | None) -> str:
-    """A latency for humans: 850ns, 12.3us, 4.56ms, 1.20s."""
+    """A latency for humans: 850ns, 12.3µs, 4.56ms, 1.20s.
+
+    The one units rule of every output (console, live, HTML text and axes, Markdown, JUnit): ns,
+    µs, ms or s by magnitude, with "µs" spelled as the HTML axes spell it (``latency_axis``), so a
+    figure read in a table matches the same figure read off a plot."""
     if ns is None or (isinstance(ns, float) and math.isnan(ns)):
         return "-"
     if ns < 1_000:
         return f"{ns:.0f}ns"
     if ns < 1_000_000:
-        return f"{ns / 1e3:.3g}us" if ns < 100_000 else f"{ns / 1e3:.0f}us"
+        return f"{ns / 1e3:.3g}µs" if ns < 100_000 else f"{ns / 1e3:.0f}µs"
     if ns < 1_000_000_000:
         return f"{ns / 1e6:.3g}ms"
     return f"{ns / 1e9:.3g}s"
+
+
+def latency_unit(peak_ns: float) -> tuple[str, float]:
+    """The unit an axis reaching ``peak_ns`` reads best in (``fmt_ns``'s rule): (name, ns per unit)."""
+    if peak_ns >= 1e9:
+        return "s", 1e9
+    if peak_ns >= 1e6:
+        return "ms", 1e6
+    if peak_ns >= 1e3:
+        return "µs", 1e3
+    return "ns", 1.0

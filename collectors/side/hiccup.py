@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from tickscope.collectors.run.children import spawn_child, stop_child
+from tickscope.collectors.session.units import fmt_ns
 from tickscope.collectors.side import SideCollectorBase
 
 
@@ -103,7 +104,7 @@ class HiccupCollector(SideCollectorBase):
             except ValueError:
                 continue
             self.publish({"p50_us": p50 / 1e3, "p99_us": p99 / 1e3, "max_us": mx / 1e3,
-                          "summary": f"p99 {p99 / 1e3:.0f}us max {mx / 1e3:.0f}us"})  # fmt: skip
+                          "summary": f"p99 {fmt_ns(p99)} max {fmt_ns(mx)}"})  # fmt: skip
 
     def stop(self) -> list[str]:
         if self.proc is not None:

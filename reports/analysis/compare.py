@@ -95,6 +95,13 @@ class Comparison:
     baselines: list[str] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
+    baseline_names: list[str] = field(default_factory=list)
+    candidate_names: list[str] = field(default_factory=list)
+
+    @property
+    def sides(self) -> str:
+        """Both sides by name: 'baseline s1 vs candidate s2' (runs joined with '+')."""
+        return f"baseline {' + '.join(self.baseline_names) or '?'} vs candidate {' + '.join(self.candidate_names) or '?'}"
 
     @property
     def regressions(self) -> list[Row]:
@@ -141,7 +148,8 @@ class Comparison:
         return {"verdict": self.verdict, "headline": self.headline, "decided": self.decided,
                 "inconclusive": len(self.inconclusive), "inconclusive_reasons": self.inconclusive_reasons,
                 "thresholds": self.thresholds, "baselines": self.baselines,
-                "candidates": self.candidates, "warnings": self.warnings, "rows": [asdict(r) for r in self.rows],
+                "candidates": self.candidates, "baseline_names": self.baseline_names,
+                "candidate_names": self.candidate_names, "warnings": self.warnings, "rows": [asdict(r) for r in self.rows],
                 "method": "two-level bootstrap over runs and their 1 s intervals; criterion's rule on the 95% CI"}  # fmt: skip
 
 
@@ -321,6 +329,7 @@ def compare_sessions(base: list[Session], cand: list[Session], thresholds: str |
         warnings.append(
             f"baseline host {sorted(hosts_b)} differs from candidate host {sorted(hosts_c)}: compared anyway"
         )
+    warnings += run_differences(base, cand)
     for s in base + cand:
         warnings += [f"{s.name}: {w}" for w in s.warnings]
     rng = np.random.default_rng(20260101)
@@ -332,4 +341,24 @@ def compare_sessions(base: list[Session], cand: list[Session], thresholds: str |
     if any(r.ci_low is None and "too few values" not in r.units for r in rows):
         warnings.append(f"fewer than {MIN_UNITS} intervals on a side: no confidence interval, verdict inconclusive "
                         "(record longer runs)")  # fmt: skip
-    return Comparison(rows, warnings, [str(s.path) for s in base], [str(s.path) for s in cand], th)
+    return Comparison(rows, warnings, [str(s.path) for s in base], [str(s.path) for s in cand], th,
+                      [s.name for s in base], [s.name for s in cand])  # fmt: skip
+
+
+# What must match for a latency comparison to mean what it says: a different offered load, trader
+# or feed moves every percentile, whatever the change under test.
+COMPARED_FACTS = ("offered rate", "load model", "trader", "feed")
+
+
+def run_differences(base: list[Session], cand: list[Session]) -> list[str]:
+    """One warning per run fact (``COMPARED_FACTS``) that differs between the two sides."""
+    from .views import run_facts
+
+    out = []
+    for key in COMPARED_FACTS:
+        b = sorted({run_facts(s.meta, s.name)[key] for s in base})
+        c = sorted({run_facts(s.meta, s.name)[key] for s in cand})
+        if b != c:
+            out.append(f"{key} differs: baseline {', '.join(b)}, candidate {', '.join(c)}: compared anyway, "
+                       "the difference moves every percentile")  # fmt: skip
+    return out

@@ -6,6 +6,9 @@ Python loop per bucket, so a one-hour session (3,600 intervals x 9 tags) stays f
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
@@ -84,3 +87,100 @@ def hiccup_series(session: Session) -> dict[str, np.ndarray] | None:
         return None
     return {"t": np.array([iv.start_s for iv in hs]), "p99": np.array([percentiles(h, (99.0,))[99.0] for h in hists]),
             "max": np.array([h.get_max_value() for h in hists], dtype=float)}  # fmt: skip
+
+
+def waterfalls(session: Session) -> list[dict]:
+    """The slowest traces (slowest.json, slowest first) as per-stage segments: each declared stage
+    whose two points the trace stamped, from its first point to its second, relative to the
+    trace's first stamp (ns)."""
+    stages = [s for s in session.meta.get("stages", []) if isinstance(s, dict) and "from" in s and "to" in s]
+    out = []
+    for t in session.slowest:
+        ts: dict[str, int] = {}
+        for stamp in t.get("stamps", []):
+            ts.setdefault(stamp["point"], stamp["ts_ns"])  # a point stamped twice: its first stamp
+        if not ts:
+            continue
+        t0 = min(ts.values())
+        segments = [{"stage": s["name"], "start_ns": ts[s["from"]] - t0, "dur_ns": ts[s["to"]] - ts[s["from"]]}
+                    for s in stages if s["from"] in ts and s["to"] in ts]  # fmt: skip
+        out.append(
+            {"trace_id": t["trace_id"], "tick_to_trade_ns": t.get("tick_to_trade_ns"), "segments": segments}
+        )
+    return out
+
+
+def run_facts(meta: dict, name: str) -> dict[str, str]:
+    """What a page's header says about a run, from its meta.json: name, host, date, command,
+    offered rate and load model (the bundled pipeline's options, or what is known of a command's)."""
+    from tickscope.collectors.session.sweep import rate_label
+
+    host = meta.get("host") or meta.get("analysed_on") or {}
+    started = meta.get("start_epoch_s")
+    options = meta.get("options") or {}
+    pipeline = options.get("pipeline") if isinstance(options.get("pipeline"), dict) else None
+    command = str(meta.get("command", "") or "")
+    if pipeline:
+        trader = pipeline.get("trader", "python")
+        described = f"bundled pipeline: {trader} trader, {pipeline.get('feed', 'itch')} feed"
+        if trader == "python":
+            described += f", {pipeline.get('loop', 'busy')} loop"
+        if pipeline.get("fix_connect"):
+            described += f", orders to {pipeline['fix_connect']}"
+        command = described
+        if pipeline.get("replay"):
+            rate = f"replay of {Path(str(pipeline['replay'])).name} at {pipeline.get('speed') or rate_label(pipeline.get('rate') or 0) + '/s'}"
+        else:
+            rate = f"{rate_label(float(pipeline.get('rate') or 0))}/s"
+        load = str(pipeline.get("load", "constant"))
+    else:
+        interval = meta.get("expected_interval_ns")
+        rate = f"{rate_label(1e9 / interval)}/s (--expected-interval)" if isinstance(interval, int) and interval > 0 \
+            else "set by the command"  # fmt: skip
+        load = "set by the command"
+    return {
+        "name": name,
+        "host": f"{host.get('hostname', '?')} ({host.get('cpu_model', '?')})" if host else "?",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+        if isinstance(started, int | float)
+        else "?",
+        "command": command or "?",
+        "raw_command": str(meta.get("command", "") or ""),
+        "offered rate": rate,
+        "load model": load,
+        "trader": pipeline.get("trader", "python") if pipeline else "?",
+        "feed": pipeline.get("feed", "itch") if pipeline else "?",
+    }
+
+
+# Counters in words, in the order a reader asks: what came in, what became of it, the orders.
+COUNTER_WORDS = {
+    "produced": "records produced", "drained": "records drained", "dropped_ring_full": "records dropped (ring full)",
+    "in_ring": "records left in a ring", "drained_before_attach": "records drained before attach",
+    "records_refused": "records in refused rings", "malformed": "malformed records",
+    "duplicate_stamps": "duplicate stamps", "late_points": "points arriving after their trace closed",
+    "traces_seen": "traces seen", "traces_complete": "traces complete", "traces_incomplete": "traces incomplete",
+    "traces_clock_skew": "traces set aside: clock skew", "late_beyond_horizon": "stamps beyond the correlation horizon",
+    "traces_evicted": "traces evicted (too many open)", "traces_duplicate": "traces seen twice",
+    "traces_out_of_range": "traces beyond the histogram range", "traces_unordered": "traces with stamps out of order",
+    "traces_open_at_end": "traces still open at the end", "traces_pending": "traces pending",
+    "values_out_of_range": "values beyond the histogram range", "writers_died": "writers that died",
+    "rings_quarantined": "rings quarantined", "rings_refused": "rings refused", "ring_errors": "ring errors",
+    "feed_gaps": "feed sequence gaps", "orders_sent": "orders sent", "orders_acked": "orders acked",
+    "orders_rejected": "orders rejected", "orders_gap_filled": "orders gap-filled",
+    "orders_in_flight_at_end": "orders in flight at the end", "order_stalls": "order session stalls",
+    "risk_rejects": "orders held by risk",
+}  # fmt: skip
+
+
+def counters_in_words(counters: dict) -> tuple[list[tuple[str, str]], list[str]]:
+    """(non-zero counters as (words, value), the words of the zero ones): a page lists the first
+    and folds the second into one line."""
+    shown, zeros = [], []
+    for key, value in counters.items():
+        words = COUNTER_WORDS.get(key, key.replace("_", " "))
+        if value in (0, None, "", [], {}) or value is False:
+            zeros.append(words)
+        else:
+            shown.append((words, f"{value:,}" if isinstance(value, int) else str(value)))
+    return shown, zeros

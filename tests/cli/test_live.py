@@ -1,5 +1,6 @@
 """The live view in a real terminal (tmux), its plain fallback, and its widgets."""
 
+import re
 import shlex
 import subprocess
 import sys
@@ -51,7 +52,7 @@ def render(renderable, width=80):
 def test_breakdown_shows_each_components_share_in_the_tail_traces_and_names_them():
     text = render(TailBars(ATTRIBUTION, width=60))
     assert "feed 25%/25%" in text and "strategy 75%/75%" in text  # p50 1000:3000, p99 5000:15000
-    assert "of 100 traded ticks" in text and "p50: 50 traces ≥ 4us" in text and "p99: 1 trace ≥ 20us" in text
+    assert "of 100 traded ticks" in text and "p50: 50 traces ≥ 4µs" in text and "p99: 1 trace ≥ 20µs" in text
 
 
 def test_sparkline_and_dashboard_fit_small_and_large_terminals():
@@ -401,3 +402,41 @@ def test_rings_beyond_the_descriptor_limit_wait_their_turn_and_nothing_is_lost(t
     c = _saved(out)["counters"]
     assert c["produced"] == c["drained"] == writers * ticks
     assert Session.load(out).summary()["tick_to_trade"]["count"] == writers * ticks
+
+
+@needs_tool("tmux", install="apt-get install tmux")
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+def test_the_live_view_fills_80x24_and_grows_with_the_width(tmp_path, size):
+    """The bundled pipeline (orders, hiccup meter) live: p90..p99.9 fit 80x24 with the records
+    line unwrapped; 160 columns add percentiles and the whole run's; every figure in fmt_ns; the
+    orders in flight named as such while the run goes on."""
+    w, h = size
+    name = f"ts-{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "s"
+    cmd = (
+        f"{sys.executable} -m tickscope.main profile --duration 8s --rate 2k --no-perf --out {out}; sleep 20"
+    )
+    tmux("new-session", "-d", "-x", str(w), "-y", str(h), "-s", name, cmd)
+    try:
+        deadline = time.monotonic() + 60
+        screen = ""
+        while "orders:" not in screen or "hiccup:" not in screen:
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.5)
+            screen = tmux("capture-pane", "-p", "-t", name).stdout
+        while not (out / "summary.json").exists() or Session.load(out).meta.get("status") == "running":
+            assert time.monotonic() < deadline + 30, "profile did not finish"
+            time.sleep(0.5)
+    finally:
+        tmux("kill-session", "-t", name)
+    lines = screen.splitlines()
+    head = next(line for line in lines if " stage " in line and "p50" in line).split()
+    assert {"stage", "rate/s", "p50", "p90", "p99", "p99.9", "max"} <= set(head), head
+    records = next(i for i, line in enumerate(lines) if line.startswith("records: produced"))
+    assert lines[records + 1].startswith("traces:"), "the records line wraps"
+    assert not re.search(r"\d(\.\d+)?us\b", screen), screen
+    orders = next(line for line in lines if line.startswith("orders:"))
+    assert orders.endswith(" in flight"), orders
+    if w >= 160:
+        assert {"p99.99", "mean", "all"} <= set(head), head
+        assert max(len(line.rstrip()) for line in lines if "│" in line) == w, "the table uses the width"

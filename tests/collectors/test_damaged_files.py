@@ -326,7 +326,7 @@ def test_the_layout_limit_is_decided_before_allocating(tmp_path):
     assert Layout(1, 2**32 - 1, 5).counts_len == MAX_COUNTS_LEN
     (tmp_path / "edge.hlog").write_text(HEADER + "\n" + hist_line(None, 0, 1, 2**32 - 1, 5, [12_345]) + "\n")
     r = run_cli("report", str(tmp_path / "edge.hlog"))
-    assert r.returncode == 0 and "12.3us" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "12.3µs" in r.stdout, r.stdout + r.stderr
 
 
 def test_an_unwritable_perfetto_trace_is_one_line(clean, tmp_path):

@@ -18,6 +18,7 @@ REPORTS = Path(__file__).resolve().parents[2] / "reports"
 NOT_RENDERERS = {
     "progress": "profile's plain progress lines: an observer the run engine drives, not a renderer",
     "synth": "synthetic sessions for tests and benchmarks (moving to tests/support)",
+    "assets": "the package's own static files (plotly.js bundles) that pages inline",
 }
 # Method names that read or write a file whatever the receiver (Path, Session, a file).
 FILE_METHODS = {"open", "read_text", "read_bytes", "write_text", "write_bytes", "mkdir", "unlink", "rmdir",
@@ -39,7 +40,10 @@ OS_FILE_CALLS = {
 }
 FILE_MODULES = {"shutil", "tempfile"}  # every call of these touches the file system
 # (module, call): the one file a reports module opens, and why it may.
-ALLOWED = {("progress", "os.open")}  # /dev/null over a stdout whose reader went away (| head)
+ALLOWED = {
+    ("progress", "os.open"),  # /dev/null over a stdout whose reader went away (| head)
+    ("assets", ".read_text"),  # the package's own plotly.js bundle, as plotly's get_plotlyjs reads its own
+}
 
 
 def _call_name(node: ast.Call) -> str:
