@@ -743,6 +743,9 @@ def report(
     ),
     window_from: str | None = typer.Option(None, "--from", help=FROM_HELP),
     window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
+    by: str | None = typer.Option(
+        None, "--by", help="A stage table per value of this dimension (or combination recorded with --slice)."
+    ),
 ):
     """Render a saved session: the summary table, or an HTML report with -o."""
     from rich.console import Console
@@ -757,6 +760,8 @@ def report(
     s = Session.load(session, parse_window(window_from, window_to))
     if output is None and perfetto is None:
         Console().print(console_render.render(s), soft_wrap=True)  # warnings stay one line each
+        if by is not None:
+            Console().print(console_render.render_by(s, by), soft_wrap=True)
         return
     if perfetto is not None:
         from tickscope.reports import perfetto as perfetto_render
