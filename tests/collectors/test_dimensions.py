@@ -84,7 +84,10 @@ def test_report_by_prints_a_stage_table_per_value_and_names_an_unrecorded_slicin
     path, truth = run
     out = run_cli("report", str(path), "--by", "venue")
     assert out.returncode == 0, out.stderr
-    assert f"venue = XNAS: {TICKS // 2:,} orders" in out.stdout and f"venue = BATS: {TICKS // 4:,} orders" in out.stdout
+    assert (
+        f"venue = XNAS: {TICKS // 2:,} orders" in out.stdout
+        and f"venue = BATS: {TICKS // 4:,} orders" in out.stdout
+    )
     bad = run_cli("report", str(path), "--by", "venue,symbol")
     assert bad.returncode == 2 and "record it with --slice venue,symbol" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
