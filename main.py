@@ -391,6 +391,18 @@ def parse_run_duration(text: str) -> float | None:
     return None if text.strip().lower() == FOREVER else parse_duration(text, "duration")
 
 
+def parse_slices(specs: list[str]) -> list[tuple[str, ...]]:
+    """``--slice venue,symbol`` -> [("venue", "symbol")]; a name twice or empty is a usage error."""
+    out = []
+    for spec in specs:
+        dims = tuple(d.strip() for d in spec.split(","))
+        if len(dims) < 2 or not all(dims) or len(set(dims)) != len(dims):
+            raise typer.BadParameter(f"{spec!r}: name two or more different dimensions, e.g. venue,symbol "
+                                     "(each dimension alone is always sliced)", param_hint="--slice")  # fmt: skip
+        out.append(dims)
+    return out
+
+
 def parse_segments(duration_s: float | None, interval_s: float, segment, retain, max_disk, decay):
     """--segment/--retain/--max-disk/--decay -> a ``SegmentPolicy`` (None: a short run, unsegmented)."""
     from tickscope.collectors.session.segments import SegmentError, segment_policy
@@ -523,6 +535,17 @@ def profile(
         "--expected-interval",
         help="Intended time between ticks (e.g. 50us): also record coordinated-omission-corrected tick_to_trade_co.",
     ),
+    dimension_cap: int | None = typer.Option(
+        None,
+        "--dimension-cap",
+        min=1,
+        help="Values per dimension with their own histograms (default 16); the rest share one, 'other'.",
+    ),
+    slice_by: list[str] = typer.Option(
+        [],
+        "--slice",
+        help="Also slice by this combination of dimensions, e.g. venue,symbol (repeatable).",
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Session directory (default sessions/<time>-<name>, never reused)."
     ),
@@ -630,6 +653,7 @@ def profile(
         capture_iface=capture_iface, prometheus=prometheus,
         prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
         prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"), slowest=slowest,
+        dimension_cap=dimension_cap, slice_by=parse_slices(slice_by),
     )  # fmt: skip
     opts.segments = parse_segments(opts.duration_s, opts.interval_s, segment, retain, max_disk, decay)
     opts.check()
@@ -726,6 +750,9 @@ def report(
     ),
     window_from: str | None = typer.Option(None, "--from", help=FROM_HELP),
     window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
+    by: str | None = typer.Option(
+        None, "--by", help="A stage table per value of this dimension (or combination recorded with --slice)."
+    ),
 ):
     """Render a saved session: the summary table, or an HTML report with -o."""
     from rich.console import Console
@@ -740,6 +767,8 @@ def report(
     s = Session.load(session, parse_window(window_from, window_to))
     if output is None and perfetto is None:
         Console().print(console_render.render(s), soft_wrap=True)  # warnings stay one line each
+        if by is not None:
+            Console().print(console_render.render_by(s, by), soft_wrap=True)
         return
     if perfetto is not None:
         from tickscope.reports import perfetto as perfetto_render
@@ -1194,6 +1223,17 @@ def live(
         "--expected-interval",
         help="Intended time between ticks (e.g. 50us): also record coordinated-omission-corrected tick_to_trade_co.",
     ),
+    dimension_cap: int | None = typer.Option(
+        None,
+        "--dimension-cap",
+        min=1,
+        help="Values per dimension with their own histograms (default 16); the rest share one, 'other'.",
+    ),
+    slice_by: list[str] = typer.Option(
+        [],
+        "--slice",
+        help="Also slice by this combination of dimensions, e.g. venue,symbol (repeatable).",
+    ),
 ):
     """Attach the live view to the rings of an already running pipeline.
 
@@ -1220,7 +1260,8 @@ def live(
                     prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
                     warmup_s=parse_duration(warmup, "warmup"), interval_s=interval_s,
                     expected_interval_ns=parse_duration_ns(expected_interval, "expected interval")
-                    if expected_interval else 0, segments=segments)  # fmt: skip
+                    if expected_interval else 0, segments=segments, dimension_cap=dimension_cap,
+                    slice_by=parse_slices(slice_by))  # fmt: skip
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
     console = Console()

@@ -10,7 +10,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from tickscope.collectors.session import Session, trace_accounting
+from tickscope.collectors.session import Session, SessionError, trace_accounting
+from tickscope.collectors.session.dimensions import shown
 from tickscope.collectors.session.units import fmt_ns
 
 from .attribution import AttributionTable
@@ -306,4 +307,28 @@ def render(session: Session, recorded_warnings: bool = True):
         parts.append(RingProblems([str(e) for e in errors], limit=len(errors)))
     for w in session.warnings + (session.recorded_warnings if recorded_warnings else []):
         parts.append(Text(f"warning: {w}", style="yellow"))
+    return Group(*parts)
+
+
+def render_by(session: Session, slicing: str):
+    """``report --by``: a stage table per value of ``slicing`` (a dimension, or a combination
+    recorded with ``--slice``), most rows first, ``other`` last; each with its tail attribution.
+    The stage rows of a value describe its traded legs (each order one sample); tick_to_decision
+    its ticks that led to no order."""
+    values = session.dimensions.get(slicing)
+    if values is None:
+        recorded = ", ".join(session.dimensions) or "none"
+        hint = f"; record it with --slice {slicing}" if "," in slicing else ""
+        raise SessionError(f"{session.name} holds no slicing by {slicing} (recorded: {recorded}){hint}")
+    parts = []
+    for value in values:
+        s = session.slice(slicing, value)
+        recorded = session.dimension_summary.get(slicing, {}).get("values", {}).get(value, {})
+        folded = recorded.get("values")
+        said = f"other ({len(folded)} values)" if folded else ",".join(map(shown, value.split(",")))
+        t2t, t2d = (s.summary().get(t, {}).get("count", 0) for t in ("tick_to_trade", "tick_to_decision"))
+        title = f"{slicing} = {said}: {t2t:,} orders, {t2d:,} ticks without an order"
+        parts.append(StageTable(s.summary(), s.tags, title=title))
+        if s.attribution:
+            parts.append(AttributionTable(s.attribution))
     return Group(*parts)

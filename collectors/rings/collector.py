@@ -36,8 +36,10 @@ from tickscope.collectors.rings.reader import (
     RingReader,
     find_rings,
 )
+from tickscope.collectors.rings.slices import DimensionSlices
 from tickscope.collectors.rings.tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
 from tickscope.collectors.session import SessionCounters, SessionWriter, Snapshot
+from tickscope.collectors.session.dimensions import DEFAULT_CAP, is_dimension_tag, parse_tag
 from tickscope.collectors.session.hdr import (
     BulkRecorder,
     add_into,
@@ -310,7 +312,8 @@ class Collector:
     def __init__(self, ring_dir: str | Path, session: SessionWriter | None = None, *,
                  interval_s: float = 1.0, warmup_s: float = 0.0, linger_s: float = 0.25,
                  slowest: int = 20, history: int = 120, expected_interval_ns: int = 0,
-                 ring_paths: list[Path] | None = None, host_tsc: dict | None = None):  # fmt: skip
+                 ring_paths: list[Path] | None = None, host_tsc: dict | None = None,
+                 dimension_cap: int = DEFAULT_CAP, slice_by: list[tuple[str, ...]] | None = None):  # fmt: skip
         self.ring_dir = Path(ring_dir)
         # Named rings: attach to exactly these, never to their neighbours in the directory.
         self.ring_paths = [Path(p) for p in ring_paths] if ring_paths is not None else None
@@ -364,6 +367,8 @@ class Collector:
         # A caller that sets a list gets every flush's recorded rows (trace, leg, dimension value
         # ids, tick-to-trade): per-trace data for slicing by dimension. None: not kept.
         self.rows: list[dict[str, np.ndarray]] | None = None
+        # Per-dimension-value histograms (each dimension alone, plus the combinations in ``slice_by``)
+        self.slices = DimensionSlices(dimension_cap, slice_by)
 
     # -- what others may use ---------------------------------------------------------------------
     def tap(self, points) -> PointTap:
@@ -681,6 +686,10 @@ class Collector:
         c = self.counters
         c.traces_seen += closed.seen
         c.traces_complete += closed.complete
+        if closed.rows is not None and self.dimensions:
+            warmup = self._interval_start - self.start_ns < self.warmup_ns
+            self.slices.add(self.hists, closed.rows, closed.trade_spans, self.trade_stages(), self.dimensions, warmup,
+                            self.hists.layout)  # fmt: skip
         if closed.rows is not None:
             self.legs_recorded += int((closed.rows["leg"] >= 0).sum())
             if self.rows is not None and closed.rows["trace"].size:
@@ -797,7 +806,7 @@ class Collector:
 
     def _publish_live(self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool) -> None:
         secs = self.interval_ns / 1e9
-        last = {t: summarize(h) for t, h in finished.items()}
+        last = {t: summarize(h) for t, h in finished.items() if not is_dimension_tag(t)}
         for t, s in last.items():
             hist = self._p99.setdefault(t, deque(maxlen=self._history))
             hist.append(s.get("p99", 0))
@@ -811,7 +820,8 @@ class Collector:
             tags=self.tags(),
             trade_stages=self.trade_stages(),
             last=last,
-            cumulative={t: summarize(h) for t, h in totals.items()},
+            cumulative={t: summarize(h) for t, h in totals.items() if not is_dimension_tag(t)},
+            by_dimension=self.by_dimension(totals),
             rates={t: s["count"] / secs for t, s in last.items()},
             p99_history={t: list(d) for t, d in self._p99.items()},
             counters=self.counter_dict(),
@@ -873,7 +883,21 @@ class Collector:
         return d
 
     def summary(self) -> dict:
-        return {t: summarize(h) for t, h in self.hists.total.items()}
+        return {t: summarize(h) for t, h in self.hists.total.items() if not is_dimension_tag(t)}
+
+    def dimension_summary(self) -> dict:
+        """summary.json's ``dimensions``: per slicing, per value, its rows, tags and tail attribution."""
+        rows = {t: summarize(h) for t, h in self.hists.total.items() if is_dimension_tag(t)}
+        return self.slices.summary(self.dimensions, rows)
+
+    def by_dimension(self, totals: dict[str, HdrHistogram]) -> dict[str, dict[str, dict]]:
+        """Slicing -> value -> its tick_to_trade so far (what the live view and Prometheus start from)."""
+        out: dict[str, dict[str, dict]] = {}
+        for tag, h in totals.items():
+            base, values = parse_tag(tag)
+            if values and base == TICK_TO_TRADE:
+                out.setdefault(",".join(values), {})[",".join(values.values())] = summarize(h)
+        return out
 
     def meta_update(self) -> dict:
         return {
@@ -938,7 +962,8 @@ class Collector:
         self.session.meta.update(self.meta_update())
         self.session.save_meta()
         attribution = self.attribution.summary() if self.attribution is not None else None
-        self.session.write_summary(self.summary(), self._slowest.traces(), attribution)
+        self.session.write_summary(self.summary(), self._slowest.traces(), attribution,
+                                   self.dimension_summary() if self.dimensions else None)  # fmt: skip
 
     def finish(self, status: str = "complete") -> None:
         """Drain to the end and close the session (for a run with nothing to join afterwards)."""

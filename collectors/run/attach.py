@@ -15,6 +15,7 @@ from pathlib import Path
 from tickscope.collectors.run.claim import ProfileError
 from tickscope.collectors.run.engine import RunPlan, RunResult, View, run
 from tickscope.collectors.run.metadata import run_meta
+from tickscope.collectors.session.dimensions import DEFAULT_CAP
 from tickscope.collectors.session.segments import SegmentPolicy
 from tickscope.probe.ring import RING_DIR_ENV, ring_dir
 
@@ -45,7 +46,8 @@ def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s
            force: bool = False, prometheus: str | None = None, prometheus_linger_s: float = 5.0, name: str = "live",
            prometheus_hold_s: float = 0.0, warmup_s: float = 0.0, interval_s: float = 1.0,
            expected_interval_ns: int = 0, report=lambda line: print(line, file=sys.stderr),
-           segments: SegmentPolicy | None = None) -> RunResult:  # fmt: skip
+           segments: SegmentPolicy | None = None, dimension_cap: int | None = None,
+           slice_by: list[tuple[str, ...]] | None = None) -> RunResult:  # fmt: skip
     """Drain until ``duration_s`` or Ctrl-C; ``report`` gets each skipped ring as it is found. The
     warm-up, interval and expected interval mean what they mean for ``profile`` (one run engine)."""
     directory, named = resolve_rings(rings)
@@ -61,5 +63,6 @@ def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s
     plan = RunPlan(name=name, ring_dir=directory, ring_paths=named, save=out is not None, out=out, force=force,
                    meta={"command": "tickscope live", **(run_meta() if out else {})}, duration_s=duration_s, side=side,
                    view=view, report=report, warmup_s=warmup_s, interval_s=interval_s,
-                   expected_interval_ns=expected_interval_ns, segments=segments)  # fmt: skip
+                   expected_interval_ns=expected_interval_ns, segments=segments, dimension_cap=dimension_cap or DEFAULT_CAP,
+                   slice_by=slice_by or [])  # fmt: skip
     return run(plan)

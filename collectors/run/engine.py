@@ -26,6 +26,7 @@ from tickscope.collectors.run.claim import ProfileError, claim_session_dir, priv
 from tickscope.collectors.run.signals import ending_like_ctrl_c, while_saving
 from tickscope.collectors.run.subject import AttachedRings, Subject
 from tickscope.collectors.session import SessionError, SessionWriter, Snapshot
+from tickscope.collectors.session.dimensions import DEFAULT_CAP
 from tickscope.collectors.session.segments import SegmentPolicy
 from tickscope.collectors.side import Conclusion, SideCollectorBase, SideError
 from tickscope.probe.ring import COLLECTOR_PID_ENV, RING_DIR_ENV
@@ -56,6 +57,10 @@ class RunPlan:
     warmup_s: float = 0.0
     expected_interval_ns: int = 0
     slowest: int = 20  # the N slowest traces whose stamps are kept (slowest.json)
+    dimension_cap: int = DEFAULT_CAP  # values per slicing with their own histograms (the rest: other)
+    slice_by: list[tuple[str, ...]] = field(
+        default_factory=list
+    )  # combinations sliced besides each dimension
     poll_s: float = 0.005  # first sleep between polls; then adapted to how fast the rings fill
     poll_max_s: float = 0.02
     refresh_s: float = 0.2
@@ -131,7 +136,8 @@ class _Run:
             raise ProfileError(str(e)) from None
         self.collector = Collector(self.rings, self.writer, interval_s=plan.interval_s, warmup_s=plan.warmup_s,
                                    expected_interval_ns=plan.expected_interval_ns, slowest=plan.slowest,
-                                   ring_paths=plan.ring_paths)  # fmt: skip
+                                   ring_paths=plan.ring_paths, dimension_cap=plan.dimension_cap,
+                                   slice_by=plan.slice_by)  # fmt: skip
         if not self.owns_rings:
             self._attach()
         with ending_like_ctrl_c():

@@ -26,6 +26,7 @@ from tickscope.collectors.run.claim import (  # noqa: F401 - where callers have 
 from tickscope.collectors.run.engine import RunPlan, RunResult, View, run, with_side_rows  # noqa: F401
 from tickscope.collectors.run.metadata import run_meta
 from tickscope.collectors.run.subject import CommandSubject, Subject  # noqa: F401
+from tickscope.collectors.session.dimensions import DEFAULT_CAP
 from tickscope.collectors.session.segments import SegmentPolicy
 
 ProfileResult = RunResult
@@ -39,6 +40,8 @@ class ProfileOptions:
     interval_s: float = 1.0
     expected_interval_ns: int = 0
     slowest: int = 20  # the N slowest traces whose stamps the session keeps (slowest.json)
+    dimension_cap: int | None = None  # None: the collector's DEFAULT_CAP
+    slice_by: list[tuple[str, ...]] = field(default_factory=list)
     out: Path | None = None
     force: bool = False  # replace the session already in ``out``
     name: str = ""  # default: the pipeline's or the command's name
@@ -135,7 +138,7 @@ def plan_profile(o: ProfileOptions, view: View | None) -> RunPlan:
         name=name, start_subject=start_subject, out=o.out, force=o.force,
         meta={**run_meta(options), **o.extra_meta}, duration_s=o.duration_s, interval_s=o.interval_s,
         warmup_s=o.warmup_s, expected_interval_ns=o.expected_interval_ns, slowest=o.slowest, side=side_collectors(o, capture_ports, name),
-        view=view, segments=o.segments,
+        view=view, segments=o.segments, dimension_cap=o.dimension_cap or DEFAULT_CAP, slice_by=o.slice_by,
     )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
+from .dimensions import OTHER, is_dimension_tag, parse_tag, shown
 from .hdr import (
     HistogramDecodeError,
     LayoutLimitError,
@@ -59,7 +60,9 @@ PROFILE = "profile.speedscope.json"
 HICCUP_LOG = "hiccup.hlog"
 
 FORMAT_VERSION = 1
-ATTRIBUTION = "attribution"  # summary.json's one key that is not a tag (a stage may not be named so)
+# summary.json's keys that are not tags (a stage may not be named so)
+ATTRIBUTION = "attribution"
+DIMENSIONS = "dimensions"
 
 
 class SessionError(Exception):
@@ -177,9 +180,11 @@ class SessionWriter:
         self.segments.cut(self.meta, slowest, counters, totals, final)
         self.meta["segments_removed"] = dict(self.segments.removed)
 
-    def write_summary(self, summary: dict, slowest: list[dict], attribution: dict | None = None) -> None:
+    def write_summary(self, summary: dict, slowest: list[dict], attribution: dict | None = None,
+                      dimensions: dict | None = None) -> None:  # fmt: skip
         self._open("write summary.json")
-        self._summary = {**summary, **({ATTRIBUTION: attribution} if attribution else {})}
+        self._summary = {**summary, **({ATTRIBUTION: attribution} if attribution else {}),
+                         **({DIMENSIONS: dimensions} if dimensions else {})}  # fmt: skip
         write_json_atomic(self.path / SUMMARY, {**self._summary, **self._added})
         write_json_atomic(self.path / SLOWEST, slowest)
 
@@ -357,8 +362,10 @@ class Session:
 
     def __init__(self, path: Path, meta: dict, intervals: dict[str, list[Interval]],
                  warmup: dict[str, list[Interval]], summary: dict | None, slowest: list[dict],
-                 warnings: list[str], attribution: dict | None = None):  # fmt: skip
+                 warnings: list[str], attribution: dict | None = None,
+                 dimension_summary: dict | None = None):  # fmt: skip
         self.path = path
+        self.dimension_summary = dimension_summary or {}  # summary.json's "dimensions" ({}: none recorded)
         self.meta = meta
         self.intervals = intervals
         self.warmup_intervals = warmup
@@ -411,11 +418,15 @@ class Session:
         if isinstance(raw_summary, dict) and ATTRIBUTION in raw_summary:
             raw_summary = dict(raw_summary)
             attribution = check_attribution(raw_summary.pop(ATTRIBUTION), warnings)
+        dims = None
+        if isinstance(raw_summary, dict) and DIMENSIONS in raw_summary:
+            raw_summary = dict(raw_summary)
+            dims = check_dimension_summary(raw_summary.pop(DIMENSIONS), warnings)
         summary = check_summary(raw_summary, warnings)
         slowest = check_slowest(_read_json(p / SLOWEST, warnings), warnings)
         if meta.get("status") == "running":
             warnings.append(f"{p.name}: the collector did not finish (killed?); data up to its last interval")
-        return cls(p, meta, intervals, warmup, summary, slowest, warnings, attribution)
+        return cls(p, meta, intervals, warmup, summary, slowest, warnings, attribution, dims)
 
     @classmethod
     def _from_segments(cls, p: Path, meta: dict, warnings: list[str]) -> Session:
@@ -434,6 +445,9 @@ class Session:
         attribution = None
         if isinstance(raw_summary, dict) and ATTRIBUTION in raw_summary:
             attribution = check_attribution(raw_summary[ATTRIBUTION], warnings)
+        dims = None
+        if isinstance(raw_summary, dict) and DIMENSIONS in raw_summary:
+            dims = check_dimension_summary(raw_summary[DIMENSIONS], warnings)
         starts = [iv.start_s for ivs in intervals.values() for iv in ivs]
         ends = [iv.end_s for ivs in intervals.values() for iv in ivs]
         top = check_slowest(_read_json(p / SLOWEST, warnings), warnings)
@@ -441,7 +455,7 @@ class Session:
         if meta.get("status") == "running":
             warnings.append(f"{p.name}: the collector did not finish (killed?); data up to its last interval")
         session = cls(p, meta, intervals, warmup, None, pick_slowest(pool, min(starts), max(ends) + 1e-3),
-                      warnings, attribution)  # fmt: skip
+                      warnings, attribution, dims)  # fmt: skip
         session.slowest_pool = pool  # every segment's slowest: a window picks its own from them
         return session
 
@@ -495,8 +509,45 @@ class Session:
         stage_names = self.stages
         known = ["tick_to_trade", "tick_to_trade_co", "tick_to_decision", "tick_to_decision_co"]
         rest = [t for t in known if t in self.intervals and t not in stage_names]
-        rest += [t for t in self.intervals if t not in stage_names and t not in known]
+        rest += [
+            t for t in self.intervals if t not in stage_names and t not in known and not is_dimension_tag(t)
+        ]
         return [s for s in dict.fromkeys(stage_names) if s in self.intervals] + rest
+
+    @property
+    def dimensions(self) -> dict[str, list[str]]:
+        """Slicing ("venue", or "venue,symbol" for a combination) -> its values with histograms,
+        most rows first (``*other`` last), as found in the log: a merged or bare hlog has them too."""
+        rows: dict[str, dict[str, int]] = {}
+        for tag in self.intervals:
+            base, values = parse_tag(tag)
+            if values and base in ("tick_to_trade", "tick_to_decision"):
+                key = ",".join(values.values())
+                count = rows.setdefault(",".join(values), {})
+                count[key] = count.get(key, 0) + self.total(tag).total_count
+        return {d: sorted(v, key=lambda k: (OTHER in k.split(","), -v[k], k))
+                for d, v in rows.items()}  # fmt: skip
+
+    def slice(self, slicing: str, value: str) -> Session:
+        """The session as one value of one slicing sees it: its per-dimension tags under their plain
+        names (so every renderer and ``compare`` read it as a session), its summary rows and tail
+        attribution from summary.json's ``dimensions``. ``value`` joins a combination's values with
+        commas, in the slicing's order (``XNAS,AAPL`` for ``venue,symbol``)."""
+        want = dict(zip(slicing.split(","), value.split(","), strict=False))
+        intervals = {}
+        for tag, ivs in self.intervals.items():
+            base, values = parse_tag(tag)
+            if values == want:
+                intervals[base] = ivs
+        if not intervals:
+            raise SessionError(f"{self.path}: no histograms for {slicing}={shown(value)} (values: "
+                               f"{', '.join(map(shown, self.dimensions.get(slicing, []))) or 'none recorded'})")  # fmt: skip
+        recorded = self.dimension_summary.get(slicing, {}).get("values", {}).get(value, {})
+        summary = recorded.get("tags") or None
+        meta = {**self.meta, "slice": {slicing: value}}
+        return Session(
+            self.path, meta, intervals, {}, summary, [], list(self.warnings), recorded.get("attribution")
+        )
 
     @property
     def stages(self) -> list[str]:
@@ -532,7 +583,7 @@ class Session:
 
     def summary(self) -> dict[str, dict]:
         """Per tag: count, min, mean, p50..p99_99, max in ns (computed from the log if needed)."""
-        if self._summary and all(t in self._summary for t in self.intervals):
+        if self._summary and all(t in self._summary for t in self.tags):
             return self._summary
         return {t: summarize(self.total(t)) for t in self.tags}
 
@@ -715,6 +766,25 @@ def check_attribution(raw, warnings: list[str]) -> dict | None:
     if not ok:
         warnings.append(f"{SUMMARY}: attribution is malformed, not shown")
         return None
+    return raw
+
+
+def check_dimension_summary(raw, warnings: list[str]) -> dict | None:
+    """summary.json's ``dimensions`` (docs/session-format.md), or None (with one warning) when a renderer
+    could not use it; a value's malformed attribution is dropped alone (with a warning)."""
+    ok = isinstance(raw, dict) and all(
+        isinstance(s, dict) and _is_count(s.get("cap")) and isinstance(s.get("values"), dict)
+        and all(isinstance(v, dict) and _is_count(v.get("rows")) and isinstance(v.get("tags"), dict)
+                and check_summary(v["tags"], []) is not None for v in s["values"].values())
+        for s in raw.values()
+    )  # fmt: skip
+    if not ok:
+        warnings.append(f"{SUMMARY}: dimensions are malformed, per-dimension rows computed from the log")
+        return None
+    for s in raw.values():
+        for v in s["values"].values():
+            if "attribution" in v and check_attribution(v["attribution"], warnings) is None:
+                del v["attribution"]
     return raw
 
 

@@ -22,5 +22,7 @@ class Snapshot:
     counters: dict = field(default_factory=dict)
     rings: int = 0
     attribution: dict | None = None  # summary.json's "attribution" so far (cumulative, warm-up kept out)
+    # slicing ("venue", "venue,symbol") -> value -> cumulative tick_to_trade summary (warm-up kept out)
+    by_dimension: dict[str, dict[str, dict]] = field(default_factory=dict)
     ring_details: list[dict] = field(default_factory=list)  # RingSource.describe() per ring
     ring_errors: list[str] = field(default_factory=list)  # rings skipped or quarantined, with why

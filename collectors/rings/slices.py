@@ -1,0 +1,154 @@
+"""Slicing by dimension: each recorded row (one per trace, one per leg of a fanned-out trace) goes
+into the histograms of its dimension values, tagged as collectors/session/dimensions.py names them.
+
+Per value of a slicing (one dimension, or several together): ``tick_to_trade`` and
+``tick_to_decision``, and each trade stage over the traded rows (each order one sample, its
+shared stages included: the population of the value's tick-to-trade), plus a tail attribution.
+
+Memory is bounded by the cap, whatever the universe of values: a value's histograms are ~225 KB
+each, so only ``cap`` values per slicing get their own; the others share one histogram under
+``*other`` and are still counted row by row (``summary()``). Which values: the most frequent of
+the warm-up (warm-up rows are counted, not histogrammed, as everywhere), then first come while
+room is left. A value never moves between its own histograms and ``*other``, so each value's
+histograms hold all its rows from the end of the warm-up on, exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from tickscope.collectors.rings.attribution import TailAttribution
+from tickscope.collectors.rings.correlate import TICK_TO_DECISION, TICK_TO_TRADE
+from tickscope.collectors.session.dimensions import DEFAULT_CAP, OTHER, dimension_tag
+
+
+class Slicing:
+    """One slicing (a tuple of dimension names): its value tuples, which have histograms, their counts."""
+
+    def __init__(self, dims: tuple[str, ...], cap: int):
+        self.dims, self.cap = dims, cap
+        self.rows: dict[tuple[int, ...], int] = {}  # value ids -> rows recorded (after the warm-up)
+        self.warm: dict[tuple[int, ...], int] = {}  # value ids -> rows of the warm-up (which get slots)
+        self.label: dict[tuple[int, ...], str | None] = {}  # value ids -> own (None) or OTHER
+        self.own = 0
+        self.chosen = False  # the warm-up's most frequent values got their slots
+        self.attribution: dict[tuple[int, ...] | str, TailAttribution] = {}
+
+    def count(self, keys: np.ndarray, counts: np.ndarray, warmup: bool) -> None:
+        into = self.warm if warmup else self.rows
+        for key, n in zip(map(tuple, keys.tolist()), counts.tolist(), strict=True):
+            into[key] = into.get(key, 0) + n
+
+    def place(self, key: tuple[int, ...]) -> str | None:
+        """None: the value has its own histograms; OTHER: it shares them."""
+        if not self.chosen:
+            self.chosen = True
+            for k in sorted(self.warm, key=lambda k: -self.warm[k])[: self.cap]:
+                self.label[k] = None
+            self.own = sum(1 for v in self.label.values() if v is None)
+        if key not in self.label:
+            room = self.own < self.cap
+            self.label[key] = None if room else OTHER
+            self.own += room
+        return self.label[key]
+
+
+class DimensionSlices:
+    """Per-dimension-value histograms, recorded into the collector's ``HistogramSet`` under
+    per-dimension tags (so they roll, total and reach the hlog with every other tag)."""
+
+    def __init__(self, cap: int = DEFAULT_CAP, combinations: list[tuple[str, ...]] | None = None):
+        if cap < 1:
+            raise ValueError(f"the dimension value cap must be at least 1, got {cap}")
+        self.cap = cap
+        self.combinations = [tuple(c) for c in combinations or []]
+        self.slicings: dict[tuple[str, ...], Slicing] = {}
+
+    def _slicings(self, dimensions: list[str]) -> list[Slicing]:
+        wanted = [(d,) for d in dimensions] + [
+            c for c in self.combinations if all(d in dimensions for d in c)
+        ]
+        for dims in wanted:
+            if dims not in self.slicings:
+                self.slicings[dims] = Slicing(dims, self.cap)
+        return [self.slicings[d] for d in wanted]
+
+    def add(self, hists, rows: dict, trade_spans: np.ndarray | None, trade_stages: list[str],
+            dimensions: dict[str, list[str]], warmup: bool, layout: HdrHistogram) -> None:  # fmt: skip
+        """One flush's recorded rows (``Closed.rows``) and the trade spans of its traded rows."""
+        dims = rows["dims"]
+        if dims.size == 0 or dims.shape[1] == 0:
+            return
+        names = list(dimensions)
+        t2t, t2d = rows["tick_to_trade"], rows["tick_to_decision"]
+        traded = t2t >= 0
+        spans = (
+            trade_spans
+            if trade_spans is not None
+            else np.zeros((int(traded.sum()), len(trade_stages)), np.int64)
+        )
+        for sl in self._slicings(names[: dims.shape[1]]):
+            cols = dims[:, [names.index(d) for d in sl.dims]]
+            labelled = (cols != 0).all(
+                axis=1
+            )  # a row without a value of the slicing is in none of its slices
+            if not labelled.any():
+                continue
+            keys, inverse, counts = np.unique(cols[labelled], axis=0, return_inverse=True, return_counts=True)
+            sl.count(keys, counts, warmup)
+            if warmup:
+                continue
+            group = np.full(dims.shape[0], -1, np.int64)
+            group[labelled] = inverse.reshape(-1)
+            by_label: dict[str, list[int]] = {}
+            for g, key in enumerate(map(tuple, keys.tolist())):
+                value = sl.place(key)
+                label = dimension_tag(
+                    "", {d: value or dimensions[d][i - 1] for d, i in zip(sl.dims, key, strict=True)}
+                )
+                by_label.setdefault(label, []).append(g)
+            traded_group = group[traded]
+            for label, gs in by_label.items():
+                sel = np.isin(group, gs)
+                hists.record(TICK_TO_TRADE + label, t2t[sel & traded])
+                hists.record(TICK_TO_DECISION + label, t2d[sel & (t2d >= 0)])
+                tsel = np.isin(traded_group, gs)
+                if not tsel.any():
+                    continue
+                for j, stage in enumerate(trade_stages):
+                    s = spans[tsel, j]
+                    hists.record(stage + label, s[s != 0])  # 0: a stage off the path this row took
+                att = sl.attribution.get(label)
+                if att is None or att.stages != list(trade_stages):
+                    att = sl.attribution[label] = TailAttribution(trade_stages, layout)
+                att.add(spans[tsel], t2t[traded][tsel])
+
+    def summary(self, dimensions: dict[str, list[str]], hist_summaries: dict[str, dict]) -> dict:
+        """summary.json's ``dimensions`` (docs/session-format.md): per slicing, its cap, rows per value
+        (every value, also those under ``*other``), and per labelled value its rows by tag and tail
+        attribution. ``hist_summaries``: the per-dimension tags' summary rows."""
+        out = {}
+        for dims, sl in self.slicings.items():
+            name = ",".join(dims)
+
+            def said(key, sl=sl):
+                return ",".join(dimensions[d][i - 1] for d, i in zip(sl.dims, key, strict=True))
+
+            values: dict[str, dict] = {}
+            for key, label in sl.label.items():
+                value = OTHER if label == OTHER else said(key)
+                tag_label = dimension_tag("", {d: label or dimensions[d][i - 1]
+                                               for d, i in zip(sl.dims, key, strict=True)})  # fmt: skip
+                v = values.setdefault(value, {"rows": 0, "tags": {}})
+                v["rows"] += sl.rows.get(key, 0)
+                if label == OTHER:
+                    v.setdefault("values", []).append(said(key))
+                for tag, row in hist_summaries.items():
+                    if tag.endswith(tag_label) and "|" not in tag[: -len(tag_label)]:
+                        v["tags"][tag[: -len(tag_label)]] = row
+                att = sl.attribution.get(tag_label)
+                if att is not None and att.summary() is not None:
+                    v["attribution"] = att.summary()
+            out[name] = {"cap": sl.cap, "values": values}
+        return out

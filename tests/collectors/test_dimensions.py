@@ -1,0 +1,111 @@
+"""Slicing by dimension against a subject labelling known values with known stage lengths
+(tests/programs/dims_subject.py): counts exact per value and per leg, percentiles within HDR
+precision of the exact values, tags HdrHistogram's own reader opens, the cap's ``other``."""
+
+import sys
+
+import numpy as np
+import pytest
+from hdrh.log import HistogramLogReader
+
+from support import PROGRAMS, QUIET
+from support.cli import run_cli
+from tickscope.collectors.session import Session
+from tickscope.collectors.session.dimensions import OTHER, dimension_tag, parse_tag
+from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, percentile_values
+
+SUBJECT = [sys.executable, str(PROGRAMS / "dims_subject.py")]
+TICKS = 1200
+
+
+def profile(d, *options, symbols=3):
+    out = run_cli("profile", "--out", str(d / "s"), *QUIET, *options, "--", *SUBJECT, str(TICKS),
+                  "--symbols", str(symbols), "--truth", str(d / "truth.txt"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    truth = np.loadtxt(d / "truth.txt", dtype=np.int64)  # trace, leg, md.rx, signal, order.tx, symbol, venue
+    return d / "s", truth
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return profile(tmp_path_factory.mktemp("dims"))
+
+
+def exact_hdr(values, pcts=(50, 90, 99, 99.9)):
+    h = new_histogram()
+    BulkRecorder(h).record(h, np.asarray(values, np.int64))
+    return percentile_values(h, pcts)
+
+
+def test_every_count_is_exact_per_value_and_per_leg_and_percentiles_are_the_exact_values_in_hdr(run):
+    path, truth = run
+    s = Session.load(path)
+    assert set(s.dimensions) == {"symbol", "venue", "side"}
+    t2t = truth[:, 4] - truth[:, 2]
+    for venue, leg in (("XNAS", 0), ("BATS", 1)):  # one venue per leg: per venue is per leg
+        sel = truth[:, 1] == leg
+        v = s.slice("venue", venue).summary()
+        assert v["tick_to_trade"]["count"] == v["send"]["count"] == v["strategy"]["count"] == int(sel.sum())
+        assert "tick_to_decision" not in v  # venues are known only on orders
+        got = [v["tick_to_trade"][k] for k in ("p50", "p90", "p99", "p99_9")]
+        assert got == exact_hdr(t2t[sel]).tolist()
+        assert v["send"]["max"] == exact_hdr(truth[sel, 4] - truth[sel, 3], [100]).tolist()[0]
+    for i in range(3):
+        sel = truth[:, 5] == i
+        v = s.slice("symbol", f"S{i}").summary()
+        assert v["tick_to_trade"]["count"] == int(sel.sum())
+        untraded = sum(1 for seq in range(1, TICKS + 1) if seq % 3 == i and seq % 2)
+        assert v["tick_to_decision"]["count"] == untraded
+        assert [v["tick_to_trade"][k] for k in ("p50", "p99")] == exact_hdr(t2t[sel], (50, 99)).tolist()
+    rows = s.dimension_summary["venue"]["values"]
+    assert {k: x["rows"] for k, x in rows.items()} == {"XNAS": TICKS // 2, "BATS": TICKS // 4}
+    assert rows["BATS"]["attribution"]["traces"] == TICKS // 4
+
+
+def test_hdrhistogram_own_reader_opens_every_per_dimension_tag(run):
+    path, truth = run
+    reader = HistogramLogReader(str(path / "latency.hlog"), new_histogram())
+    counts = {}
+    while (h := reader.get_next_interval_histogram()) is not None:
+        counts[h.get_tag()] = counts.get(h.get_tag(), 0) + h.get_total_count()
+    assert counts["tick_to_trade|venue=BATS"] == int((truth[:, 1] == 1).sum())
+    assert counts["tick_to_trade|symbol=S1"] == int((truth[:, 5] == 1).sum())
+    assert counts["tick_to_trade"] == truth.shape[0]
+
+
+def test_tags_encode_values_hdrhistogram_readers_would_cut():
+    tag = dimension_tag("tick_to_trade", {"symbol": "BRK A,B|C=D%"})
+    assert " " not in tag and "," not in tag and tag.count("|") == 1 and tag.count("=") == 1
+    assert parse_tag(tag) == ("tick_to_trade", {"symbol": "BRK A,B|C=D%"})
+    assert parse_tag(dimension_tag("send", {"venue": OTHER})) == ("send", {"venue": OTHER})
+
+
+def test_report_by_prints_a_stage_table_per_value_and_names_an_unrecorded_slicing(run):
+    path, truth = run
+    out = run_cli("report", str(path), "--by", "venue")
+    assert out.returncode == 0, out.stderr
+    assert (
+        f"venue = XNAS: {TICKS // 2:,} orders" in out.stdout
+        and f"venue = BATS: {TICKS // 4:,} orders" in out.stdout
+    )
+    bad = run_cli("report", str(path), "--by", "venue,symbol")
+    assert bad.returncode == 2 and "record it with --slice venue,symbol" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_cap_keeps_the_rest_under_other_exactly_and_a_combination_is_sliced_on_request(tmp_path):
+    path, truth = profile(tmp_path, "--dimension-cap", "2", "--slice", "venue,symbol", symbols=5)
+    s = Session.load(path)
+    assert len(s.dimensions["symbol"]) == 3 and s.dimensions["symbol"][-1] == OTHER
+    other = s.dimension_summary["symbol"]["values"][OTHER]
+    kept = [v for v in s.dimensions["symbol"] if v != OTHER]
+    folded = {f"S{i}" for i in range(5)} - set(kept)
+    assert set(other["values"]) == folded
+    sel = np.isin(truth[:, 5], [int(v[1:]) for v in folded])
+    assert s.slice("symbol", OTHER).summary()["tick_to_trade"]["count"] == int(sel.sum())
+    combo = s.dimensions["venue,symbol"]
+    assert len(combo) == 3  # two combinations of their own + other
+    total = sum(s.slice("venue,symbol", v).summary()["tick_to_trade"]["count"] for v in combo)
+    assert total == truth.shape[0]
+    out = run_cli("report", str(path), "--by", "venue,symbol")
+    assert out.returncode == 0 and "venue,symbol = other" in out.stdout

@@ -1,0 +1,55 @@
+"""A subject labelling known dimension values with known stage lengths, two legs on some ticks.
+
+    python dims_subject.py TICKS --truth FILE [--symbols N]
+Tick ``seq``: symbol ``S<seq % N>`` on the tick ring; md.rx, then signal ~(1 + seq % 3) us later
+(strategy). Every second tick trades: leg 0 on venue XNAS (buy), and on every fourth tick also
+leg 1 on venue BATS (sell), each order.tx ~(2 + 3 * leg) us after the signal (send). The stamps
+of every order go to FILE (one line per order: trace, leg, md.rx, signal, order.tx, symbol index,
+venue index), the ground truth a test computes exact per-value figures from.
+"""
+
+import argparse
+from time import perf_counter_ns
+
+from tickscope.probe import Point, PointWriter, TickWriter
+
+VENUES = ("XNAS", "BATS")
+
+
+def spin(ns: int) -> int:
+    end = perf_counter_ns() + ns
+    while (now := perf_counter_ns()) < end:
+        pass
+    return now
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ticks", type=int)
+    ap.add_argument("--truth", required=True)
+    ap.add_argument("--symbols", type=int, default=3)
+    args = ap.parse_args()
+    ticks = TickWriter([Point("md.rx"), Point("signal", stage="strategy")], name="dims-feed", dims=["symbol"])
+    orders = PointWriter([Point("signal"), Point("order.tx", stage="send", trade=True, leg=True)], name="dims-orders",
+                         dims=["venue", "side"])  # fmt: skip
+    symbols = [ticks.dims(symbol=f"S{i}") for i in range(args.symbols)]
+    legs = [orders.dims(venue="XNAS", side="buy"), orders.dims(venue="BATS", side="sell")]
+    truth, t = [], ticks.stamps
+    for seq in range(1, args.ticks + 1):
+        t[0] = perf_counter_ns()
+        t[1] = spin(1_000 * (1 + seq % 3))
+        signal, rx = t[1], t[0]
+        t = ticks.commit(seq, dims=symbols[seq % args.symbols])
+        for leg in range((seq % 2 == 0) + (seq % 4 == 0)):
+            tx = spin(signal + 1_000 * (2 + 3 * leg) - perf_counter_ns())
+            orders.record(1, seq, ts=tx, dims=legs[leg], leg=leg)
+            truth.append(f"{seq} {leg} {rx} {signal} {tx} {seq % args.symbols} {leg}")
+    ticks.close()
+    orders.close()
+    with open(args.truth, "w") as f:
+        f.write("\n".join(truth) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
