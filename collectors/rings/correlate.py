@@ -390,9 +390,7 @@ class LateIndex:
             b, a = self._chunks.pop(), self._chunks.pop()
             width = max(a["dims"].shape[1], b["dims"].shape[1])
             a["dims"], b["dims"] = _pad(a["dims"], width), _pad(b["dims"], width)
-            self._chunks.append(
-                _keyed({k: np.concatenate((a[k][a["live"]], b[k][b["live"]])) for k in self.FIELDS})
-            )
+            self._chunks.append(_merged(a, b, self.FIELDS))
 
     def expire(self, now_ns: int) -> None:
         cutoff = now_ns - self.horizon_ns
@@ -438,12 +436,35 @@ _LEG_SPAN = 1 << 17  # legs are -1 (none) .. 65535: leg + 1 fits below it
 def _keyed(chunk: dict) -> dict:
     """A late-index chunk sorted by (trace id, leg), with the keys ``take`` searches: the distinct
     ids, and per entry (rank of its id among them) * _LEG_SPAN + leg + 1, which sorts the same way."""
-    order = np.lexsort((chunk["legs"], chunk["ids"]))
-    chunk = {k: v[order] for k, v in chunk.items()}
-    uids, rank = np.unique(chunk["ids"], return_inverse=True)
-    chunk["uids"], chunk["key"] = uids, rank.astype(np.int64) * _LEG_SPAN + chunk["legs"].astype(np.int64) + 1
-    chunk["live"] = np.ones(chunk["ids"].size, bool)
+    order = _key_order(chunk["ids"], chunk["legs"])
+    if order is not None:
+        chunk = {k: v[order] for k, v in chunk.items()}
+    ids = chunk["ids"]
+    first = np.concatenate(([True], ids[1:] != ids[:-1]))
+    rank = np.cumsum(first) - 1
+    chunk["uids"], chunk["key"] = ids[first], rank * _LEG_SPAN + chunk["legs"].astype(np.int64) + 1
+    chunk["live"] = np.ones(ids.size, bool)
     return chunk
+
+
+def _merged(a: dict, b: dict, fields) -> dict:
+    """Two late-index chunks as one (their live entries): each field written once, straight into
+    its place in (trace id, leg) order, instead of concatenated and then reordered."""
+    parts = [{k: c[k] if c["live"].all() else c[k][c["live"]] for k in fields} for c in (a, b)]
+    na = parts[0]["ids"].size
+    ids = np.concatenate((parts[0]["ids"], parts[1]["ids"]))
+    order = _key_order(ids, np.concatenate((parts[0]["legs"], parts[1]["legs"])))
+    if order is None:
+        return _keyed({k: np.concatenate((parts[0][k], parts[1][k])) for k in fields})
+    at = np.empty(ids.size, np.intp)
+    at[order] = np.arange(ids.size)
+    out = {}
+    for k in fields:
+        x, y = parts[0][k], parts[1][k]
+        m = np.empty((ids.size, *x.shape[1:]), x.dtype)
+        m[at[:na]], m[at[na:]] = x, y
+        out[k] = m
+    return _keyed(out)
 
 
 def _pad(m: np.ndarray, width: int) -> np.ndarray:
