@@ -11,7 +11,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import needs_tool
 from tickscope.collectors.rings.correlate import TICK_TO_DECISION, TICK_TO_TRADE, Correlator, TraceSchema
+from tickscope.collectors.run.bench import FANOUT_RECORDS, bench_collect
+from tickscope.collectors.run.bench import POINTS as PLAIN_RECORDS
 from tickscope.probe import layout as L
 
 
@@ -31,8 +34,13 @@ tick = st.tuples(
     st.integers(1, 5_000),  # signal - md.rx
     st.integers(1, 3),  # symbol id
     st.lists(  # legs: encode, send, rtt (None: no ack yet), venue, side
-        st.tuples(st.integers(1, 900), st.integers(1, 900), st.none() | st.integers(1, 9_000), st.integers(0, 3),
-                  st.integers(0, 2)),  # fmt: skip
+        st.tuples(
+            st.integers(1, 900),
+            st.integers(1, 900),
+            st.none() | st.integers(1, 9_000),
+            st.integers(0, 3),
+            st.integers(0, 2),
+        ),  # fmt: skip
         max_size=5,
     ),
 )
@@ -98,3 +106,21 @@ def test_fanned_out_traces_in_any_arrival_order_measure_exactly_as_the_reference
         for t, k, d in zip(out.rows["trace"], out.rows["leg"], out.rows["dims"], strict=True)
     )
     assert got == rows
+
+
+@needs_tool("gcc", install="apt-get install gcc")
+def test_bench_measures_the_collector_with_fan_out_beside_without(tmp_path):
+    """``tickscope bench``'s end-to-end row with 3 legs and 3 dimensions per tick: every record of
+    both runs collected, every leg one complete trace, nothing incomplete or dropped."""
+    r = bench_collect(tmp_path, traces_per_writer=2_000)
+    ticks = 2 * (2_000 * PLAIN_RECORDS // FANOUT_RECORDS)
+    assert r["collect_records"] == 2 * 2_000 * PLAIN_RECORDS and r["collect_traces_complete"] == 2 * 2_000
+    assert r["collect_fanout_records"] == ticks * FANOUT_RECORDS
+    assert r["collect_fanout_traces_complete"] == 3 * ticks, (
+        "each of the 3 legs is its own tick-to-trade sample"
+    )
+    assert r["collect_fanout_traces_incomplete"] == r["collect_fanout_dropped"] == 0
+    assert r["collect_fanout_records_per_s"] > 0 and r["collect_fanout_cpu_ns_per_record"] > 0
+    assert r["collect_fanout_ratio"] == round(
+        r["collect_fanout_records_per_s"] / r["collect_records_per_s"], 2
+    )
