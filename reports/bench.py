@@ -15,6 +15,7 @@ TARGETS = {
     "ingest_ratio": (">=", 100),
     "drain_records_per_s": (">=", 10e6),
     "collect_records_per_s": (">=", 5e6),
+    "collect_fanout_records_per_s": (">=", 8e6),
 }
 
 

@@ -393,9 +393,7 @@ class LateIndex:
             b, a = self._chunks.pop(), self._chunks.pop()
             width = max(a["dims"].shape[1], b["dims"].shape[1])
             a["dims"], b["dims"] = _pad(a["dims"], width), _pad(b["dims"], width)
-            self._chunks.append(
-                _keyed({k: np.concatenate((a[k][a["live"]], b[k][b["live"]])) for k in self.FIELDS})
-            )
+            self._chunks.append(_merged(a, b, self.FIELDS))
 
     def expire(self, now_ns: int) -> None:
         cutoff = now_ns - self.horizon_ns
@@ -441,12 +439,35 @@ _LEG_SPAN = 1 << 17  # legs are -1 (none) .. 65535: leg + 1 fits below it
 def _keyed(chunk: dict) -> dict:
     """A late-index chunk sorted by (trace id, leg), with the keys ``take`` searches: the distinct
     ids, and per entry (rank of its id among them) * _LEG_SPAN + leg + 1, which sorts the same way."""
-    order = np.lexsort((chunk["legs"], chunk["ids"]))
-    chunk = {k: v[order] for k, v in chunk.items()}
-    uids, rank = np.unique(chunk["ids"], return_inverse=True)
-    chunk["uids"], chunk["key"] = uids, rank.astype(np.int64) * _LEG_SPAN + chunk["legs"].astype(np.int64) + 1
-    chunk["live"] = np.ones(chunk["ids"].size, bool)
+    order = _key_order(chunk["ids"], chunk["legs"])
+    if order is not None:
+        chunk = {k: v[order] for k, v in chunk.items()}
+    ids = chunk["ids"]
+    first = np.concatenate(([True], ids[1:] != ids[:-1]))
+    rank = np.cumsum(first) - 1
+    chunk["uids"], chunk["key"] = ids[first], rank * _LEG_SPAN + chunk["legs"].astype(np.int64) + 1
+    chunk["live"] = np.ones(ids.size, bool)
     return chunk
+
+
+def _merged(a: dict, b: dict, fields) -> dict:
+    """Two late-index chunks as one (their live entries): each field written once, straight into
+    its place in (trace id, leg) order, instead of concatenated and then reordered."""
+    parts = [{k: c[k] if c["live"].all() else c[k][c["live"]] for k in fields} for c in (a, b)]
+    na = parts[0]["ids"].size
+    ids = np.concatenate((parts[0]["ids"], parts[1]["ids"]))
+    order = _key_order(ids, np.concatenate((parts[0]["legs"], parts[1]["legs"])))
+    if order is None:
+        return _keyed({k: np.concatenate((parts[0][k], parts[1][k])) for k in fields})
+    at = np.empty(ids.size, np.intp)
+    at[order] = np.arange(ids.size)
+    out = {}
+    for k in fields:
+        x, y = parts[0][k], parts[1][k]
+        m = np.empty((ids.size, *x.shape[1:]), x.dtype)
+        m[at[:na]], m[at[na:]] = x, y
+        out[k] = m
+    return _keyed(out)
 
 
 def _pad(m: np.ndarray, width: int) -> np.ndarray:
@@ -699,30 +720,35 @@ class Correlator:
         rounds = np.concatenate((self._round, np.full(trace.size, self.round, np.int64)))
         dups = np.concatenate((self._dup, dup))
         fan = self.schema.graph().leg.any()  # without a declared fan-out every leg is -1: sort by id alone
-        order = np.lexsort((lg, ids)) if fan else np.argsort(ids, kind="stable")
-        ids, lg = ids[order], lg[order]
+        cols = (ids, lg, T, S, arrived, rounds, dups, Dm)
+        order = _key_order(ids, lg if fan else None)
+        if order is not None:
+            cols = tuple(x[order] for x in cols)
+        ids, lg = cols[0], cols[1]
         new = ids[1:] != ids[:-1]
         if fan:
             new |= lg[1:] != lg[:-1]
         starts = np.flatnonzero(np.concatenate(([True], new)))
-        T, S, arrived, rounds, dups, Dm = (
-            T[order],
-            S[order],
-            arrived[order],
-            rounds[order],
-            dups[order],
-            Dm[order],
-        )
         if starts.size != ids.size:
-            present = np.add.reduceat((T != 0).astype(np.int32), starts, axis=0)
+            # Only groups of several rows (a trace whose records came in two batches) need a
+            # reduction; the others are taken as they are, so the cost follows those groups.
+            multi, sub, at = _several(starts, ids.size)
+            _, _, T, S, arrived, rounds, dups, Dm = cols
+            Ts = T[sub]
+            present = np.add.reduceat((Ts != 0).astype(np.int32), at, axis=0)
             self.duplicate_stamps += int(np.clip(present - 1, 0, None).sum())
-            dups = np.logical_or.reduceat(dups, starts) | (present > 1).any(axis=1)
-            T = np.maximum.reduceat(T, starts, axis=0)
-            S = np.maximum.reduceat(S, starts, axis=0)
-            arrived = np.maximum.reduceat(arrived, starts)
-            rounds = np.maximum.reduceat(rounds, starts)
-            Dm = self._join_dims(Dm, starts) if Dm.shape[1] else Dm[starts]
-            ids, lg = ids[starts], lg[starts]
+            one = tuple(x[starts] for x in cols)
+            ids, lg = one[0], one[1]
+            one[2][multi] = np.maximum.reduceat(Ts, at, axis=0)
+            one[3][multi] = np.maximum.reduceat(S[sub], at, axis=0)
+            one[4][multi] = np.maximum.reduceat(arrived[sub], at)
+            one[5][multi] = np.maximum.reduceat(rounds[sub], at)
+            one[6][multi] = np.logical_or.reduceat(dups[sub], at) | (present > 1).any(axis=1)
+            if Dm.shape[1]:
+                one[7][multi] = self._join_dims(Dm[sub], at)
+            T, S, arrived, rounds, dups, Dm = one[2:]
+        else:
+            T, S, arrived, rounds, dups, Dm = cols[2:]
         self._ids, self._legs, self._ts, self._src, self._arrived, self._round = (
             ids,
             lg,
@@ -741,6 +767,21 @@ class Correlator:
         self.dimension_conflicts += int(((top != 0) & (low != top)).any(axis=1).sum())
         return top
 
+    def _rows_dims(self, Dm: np.ndarray, row: np.ndarray, n_rows: int) -> np.ndarray:
+        """``_join_dims`` of records grouped into ``n_rows`` rows (``row``: each record's, ascending),
+        looking only at the records that carry a value (most stamp none)."""
+        out = np.zeros((n_rows, Dm.shape[1]), Dm.dtype)
+        some = np.flatnonzero(Dm.any(axis=1))
+        if some.size == 0:
+            return out
+        r = row[some]
+        starts = np.flatnonzero(np.concatenate(([True], r[1:] != r[:-1])))
+        if starts.size == some.size:  # one record with values per row: nothing to join
+            out[r] = Dm[some]
+        else:
+            out[r[starts]] = self._join_dims(Dm[some], starts)
+        return out
+
     def add_points(self, trace: np.ndarray, column: np.ndarray, ts: np.ndarray, src: int,
                    arrived_ns: int | None = None, legs: np.ndarray | None = None,
                    dims: np.ndarray | None = None) -> None:  # fmt: skip
@@ -756,8 +797,9 @@ class Correlator:
             legs = np.where(per_leg[column], legs.astype(np.int32), -1)  # (-1 as a u16 leg would be 65535)
         trace = trace.astype(np.uint64, copy=False)
         fan = per_leg.any()
-        order = np.lexsort((legs, trace)) if fan else np.argsort(trace, kind="stable")
-        trace, legs, column, ts = trace[order], legs[order], column[order], ts[order]
+        order = _key_order(trace, legs if fan else None)
+        if order is not None:
+            trace, legs, column, ts = trace[order], legs[order], column[order], ts[order]
         first = np.concatenate(([True], trace[1:] != trace[:-1]))
         if fan:
             first[1:] |= legs[1:] != legs[:-1]
@@ -770,9 +812,9 @@ class Correlator:
         rows.reshape(-1)[cell] = ts
         srcs = np.zeros((starts.size, n), np.int16)
         srcs.reshape(-1)[cell] = src + 1
-        D = self._dims_width(np.zeros((trace.size, 0), np.int32) if dims is None else dims[order])
+        D = self._dims_width(np.zeros((trace.size, 0), np.int32) if dims is None else dims)
         if D.shape[1]:
-            D = self._join_dims(D, starts)
+            D = self._rows_dims(D if order is None else D[order], inv, starts.size)
         else:
             D = np.zeros((starts.size, 0), np.int32)
         self._merge_rows(trace[starts], legs[starts], rows, srcs, D,
@@ -1113,6 +1155,39 @@ def _legs_measured(C, S, ids, legs, arrived, dup, evict, dims):
         oe[f] |= evict[src]
         odm[f] = np.where(odm[f] != 0, odm[f], dims[src])
     return tuple(out)
+
+
+def _key_order(ids: np.ndarray, legs: np.ndarray | None) -> np.ndarray | None:
+    """The stable order by (trace id, leg) (by id alone without ``legs``), or None when the rows
+    are in it already: the common case, one ring's records in trace order, or pending rows (kept
+    sorted) followed by a sorted batch, for which a stable sort of the ids (timsort) is a merge of
+    two runs. Legs are then ordered within each id by one more stable sort of a key that is
+    already sorted but inside a few groups, never by a full lexsort."""
+    if ids.size < 2:
+        return None
+    rising = ids[1:] >= ids[:-1]
+    if legs is None:
+        return None if rising.all() else np.argsort(ids, kind="stable")
+    same = ids[1:] == ids[:-1]
+    if rising.all() and (~same | (legs[1:] >= legs[:-1])).all():
+        return None
+    order = np.argsort(ids, kind="stable") if not rising.all() else np.arange(ids.size)
+    sid, sleg = ids[order], legs[order]
+    rank = np.cumsum(np.concatenate(([False], sid[1:] != sid[:-1])))
+    key = rank * _LEG_SPAN + sleg.astype(np.int64) + 1
+    if not (key[1:] >= key[:-1]).all():
+        order = order[np.argsort(key, kind="stable")]
+    return order
+
+
+def _several(starts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For groups starting at ``starts`` (of ``n`` rows): which groups hold several rows, those
+    rows, and the groups' starts among them (what ``reduceat`` over just those rows needs)."""
+    size = np.diff(np.append(starts, n))
+    multi = size > 1
+    sub = np.repeat(multi, size)
+    kept = size[multi]
+    return multi, sub, np.cumsum(kept) - kept
 
 
 def _columns_first(M: np.ndarray) -> np.ndarray:

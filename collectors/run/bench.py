@@ -26,6 +26,7 @@ from tickscope.probe.ring import PointWriter
 
 TICKS_PER_ROUND = 1024
 POINTS = 8
+FANOUT_RECORDS = 14  # c_fanout_writer.c: 5 shared points + 3 legs x 3 points
 
 
 def c_source(name: str) -> Path:
@@ -270,24 +271,14 @@ def bench_drain(work: Path, traces: int = 1_500_000, rate: float = 1_600_000) ->
     }
 
 
-def bench_collect(work: Path, traces_per_writer: int = 400_000) -> dict:
-    """Drain + correlate + ingest end to end: two C writers, 8 points per trace, the real Collector.
-
-    The writers fill their rings first, so the figure is the collector's own throughput; CPU time
-    per record is what profiling costs the measured host.
-    """
-    exe = build_c("c_writer.c", work)
-    if exe is None:
-        return {"collect_records_per_s": None, "collect_error": "no C compiler (install gcc)"}
-    ring_dir = work / "collect"
+def _collect(work: Path, name: str, writers: list[list[str]]) -> dict:
+    """The real Collector draining rings the ``writers`` (argv lists) filled first: records per
+    second of wall time, CPU ns per record, and the trace accounting that proves nothing was lost."""
+    ring_dir = work / name
     ring_dir.mkdir()
     env = dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir))
-    capacity = 1 << (int(np.ceil(np.log2(traces_per_writer * POINTS))))
-    writers = [
-        subprocess.Popen([str(exe), str(traces_per_writer), "0", str(capacity), str(base)], env=env, stdout=subprocess.PIPE)
-        for base in (1, 1 << 40)
-    ]  # fmt: skip
-    for w in writers:
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE) for argv in writers]
+    for w in procs:
         w.communicate()
     collector = Collector(ring_dir, None, interval_s=3600)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -301,13 +292,42 @@ def bench_collect(work: Path, traces_per_writer: int = 400_000) -> dict:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     c = collector.counter_dict()
     return {
-        "collect_records_per_s": round(records / wall),
-        "collect_cpu_ns_per_record": round(cpu / records * 1e9, 1) if records else None,
-        "collect_records": records,
-        "collect_traces_complete": c["traces_complete"],
-        "collect_traces_incomplete": c["traces_incomplete"],
-        "collect_dropped": c["dropped_ring_full"],
+        "records_per_s": round(records / wall),
+        "cpu_ns_per_record": round(cpu / records * 1e9, 1) if records else None,
+        "records": records,
+        "traces_complete": c["traces_complete"],
+        "traces_incomplete": c["traces_incomplete"],
+        "dropped": c["dropped_ring_full"],
     }
+
+
+def _capacity(records: int) -> int:
+    return 1 << int(np.ceil(np.log2(records)))
+
+
+def bench_collect(work: Path, traces_per_writer: int = 400_000) -> dict:
+    """Drain + correlate + ingest end to end, the real Collector, measured twice side by side:
+    two C writers of 8 points per trace (one order per tick), and two that fan out (5 shared
+    points, 3 legs of 3 points, 3 dimensions: 14 records per trace, ``c_fanout_writer.c``).
+
+    The writers fill their rings first, so the figure is the collector's own throughput; CPU time
+    per record is what profiling costs the measured host. A complete trace of the fan-out run is
+    one leg (its own tick-to-trade sample): 3 per tick.
+    """
+    exe, fan = build_c("c_writer.c", work), build_c("c_fanout_writer.c", work)
+    if exe is None or fan is None:
+        return {"collect_records_per_s": None, "collect_error": "no C compiler (install gcc)"}
+    bases = (1, 1 << 40)
+    plain = _collect(work, "collect", [[str(exe), str(traces_per_writer), "0",
+                                        str(_capacity(traces_per_writer * POINTS)), str(b)] for b in bases])  # fmt: skip
+    fan_traces = traces_per_writer * POINTS // FANOUT_RECORDS  # about as many records as the plain run
+    fanned = _collect(work, "collect-fanout", [[str(fan), str(fan_traces), str(_capacity(fan_traces * FANOUT_RECORDS)),
+                                                str(b)] for b in bases])  # fmt: skip
+    out = {f"collect_{k}": v for k, v in plain.items()}
+    out |= {f"collect_fanout_{k}": v for k, v in fanned.items()}
+    if plain["records_per_s"] and fanned["records_per_s"]:
+        out["collect_fanout_ratio"] = round(fanned["records_per_s"] / plain["records_per_s"], 2)
+    return out
 
 
 def run_all(quick: bool = False, progress=None) -> dict:
@@ -333,7 +353,7 @@ def run_all(quick: bool = False, progress=None) -> dict:
         )
         say("ring drain (C writer, concurrent) ...")
         results |= bench_drain(work, traces=50_000 if quick else 1_500_000)
-        say("collector end to end ...")
+        say("collector end to end, without and with fan-out ...")
         results |= bench_collect(work, traces_per_writer=20_000 if quick else 400_000)
     finally:
         shutil.rmtree(work, ignore_errors=True)

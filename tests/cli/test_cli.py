@@ -161,10 +161,14 @@ def test_bench_json_has_every_figure():
     assert out.returncode == 0, out.stderr
     b = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("perf_counter_ns_ns", "probe_stamp_ns", "c_probe_ns", "ingest_values_per_s", "hdrh_record_value_per_s",
-                "ingest_ratio", "drain_records_per_s", "collect_records_per_s", "collect_cpu_ns_per_record"):  # fmt: skip
+                "ingest_ratio", "drain_records_per_s", "collect_records_per_s", "collect_cpu_ns_per_record",
+                "collect_fanout_records_per_s", "collect_fanout_cpu_ns_per_record", "collect_fanout_ratio"):  # fmt: skip
         assert key in b
     assert (
-        b["drain_zero_loss"] is True and b["collect_traces_incomplete"] == 0 and b["probe_bench_dropped"] == 0
+        b["drain_zero_loss"] is True
+        and b["collect_traces_incomplete"] == 0
+        and b["probe_bench_dropped"] == 0
+        and b["collect_fanout_traces_incomplete"] == 0
     )
 
 
