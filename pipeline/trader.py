@@ -192,6 +192,7 @@ class Trader:
         self.sent_by_leg = [0, 0, 0]  # LEG_KINDS
         self.quoted = 0  # signals that sent at least one quote: every hedge_every-th of them hedges
         self.hedges_due = 0  # = quoted // hedge_every; those risk let through are sent
+        self.hedges_held_by_risk = 0
         self.order_stalls = 0
         self.log_lines = 0
         self.stats_path = ring_dir() / f"trader.{os.getpid()}.stats.json"
@@ -476,6 +477,8 @@ class Trader:
                 self.hedges_due += 1
                 if self._risk_ok(check(symbol, side, qty, price, mid, now), symbol, side, qty, price):
                     legs.append((LEG_HEDGE, self.hedge, side, price))
+                else:
+                    self.hedges_held_by_risk += 1
         t[RISK_CHECKED] = perf_counter_ns()
         if not legs:
             return None
@@ -777,6 +780,7 @@ class Trader:
             "orders_by_leg": dict(zip(LEG_KINDS, self.sent_by_leg, strict=True)),
             "quoted_signals": self.quoted,
             "hedges_due": self.hedges_due,
+            "hedges_held_by_risk": self.hedges_held_by_risk,
             "hedge_every": self.args.hedge_every if self.hedge is not None else 0,
             "venues": {
                 g.venue: {
