@@ -25,7 +25,8 @@ trace in a second ring, which declares ``order.encoded`` before them (never stam
 link the two rings' orders. Where the kernel gives no transmit stamps, ``order.tx`` is the user-space
 stamp after ``send`` returns (the session metadata says which).
 
-Market making (docs/pipeline.md "A two-venue market maker"): a signal quotes both sides, each
+Market making (``--quotes both``, as ``profile`` runs it; docs/pipeline.md "A two-venue market
+maker"): a signal quotes both sides, each
 order a leg of the tick (fan-out at ``order.encoded``): leg 0 the bid, leg 1 the ask, both IOC at
 the touch on the primary venue; every ``--hedge-every``-th signal that quoted also sends leg 2, a
 marketable IOC on the signal's side to the hedge venue (``--hedge-fix-port``: a second FIX
@@ -87,7 +88,7 @@ MD_RX, MD_READ, MD_DECODED, BOOK_UPDATED, SIGNAL, RISK_CHECKED, ORDER_ENCODED = 
 ORDER_ENCODED_REF, ORDER_TX, ACK_RX = 0, 1, 2
 
 LEG_BID, LEG_ASK, LEG_HEDGE = 0, 1, 2
-LEG_KINDS = ("bid", "ask", "hedge")  # by leg number
+LEG_TAKER = 0  # --quotes one: the signal's one marketable order
 DIMENSIONS = ["venue", "symbol", "msg_type", "side"]  # slot k of the dims word is DIMENSIONS[k]
 VENUE_SLOT, SYMBOL_SLOT, MSG_TYPE_SLOT, SIDE_SLOT = (
     16 * k for k in range(4)
@@ -189,7 +190,9 @@ class Trader:
                                         Point("order.tx", stage="send", clock=clock, trade=True),
                                         Point("ack.rx", stage="order_rtt")], name="trader-orders", capacity=1 << 14)  # fmt: skip
         self.sent = self.acks = self.venue_rejects = self.gap_filled_orders = 0
-        self.sent_by_leg = [0, 0, 0]  # LEG_KINDS
+        # Orders sent per leg kind: --quotes both: bid, ask (+ hedge); --quotes one: taker (+ hedge).
+        kinds = ("bid", "ask") if args.quotes == "both" else ("taker",)
+        self.sent_by_kind = dict.fromkeys(kinds + (("hedge",) if self.hedge else ()), 0)
         self.quoted = 0  # signals that sent at least one quote: every hedge_every-th of them hedges
         self.hedges_due = 0  # = quoted // hedge_every; those risk let through are sent
         self.hedges_held_by_risk = 0
@@ -456,34 +459,36 @@ class Trader:
             self._request_snapshots()
 
     def _order(self, t, seq: int, book, intent, now: int, word: int):
-        """Quote both sides of ``book`` (legs bid and ask, primary venue) and, every
+        """Quote both sides of ``book`` (legs bid and ask, primary venue; ``--quotes one``: one
+        marketable order on the signal's side, leg taker) and, every
         ``--hedge-every``-th signal that quoted, hedge on the signal's side (leg hedge, hedge venue).
         Commits the tick once per leg sent and returns the next tick's stamp vector; None when risk
         let no leg through (the caller commits the tick, which then ends at ``risk.checked``)."""
         side, qty, price = intent
         symbol, mid, check = book.symbol, book.mid(), self.risk.check
+        if self.args.quotes == "both":
+            quotes = ((LEG_BID, "bid", b"B", book.bids.best()), (LEG_ASK, "ask", b"S", book.asks.best()))
+        else:
+            quotes = ((LEG_TAKER, "taker", side, price),)
         legs = []
-        for leg, leg_side, leg_price in (
-            (LEG_BID, b"B", book.bids.best()),
-            (LEG_ASK, b"S", book.asks.best()),
-        ):
+        for leg, kind, leg_side, leg_price in quotes:
             if self._risk_ok(
                 check(symbol, leg_side, qty, leg_price, mid, now), symbol, leg_side, qty, leg_price
             ):
-                legs.append((leg, self.primary, leg_side, leg_price))
+                legs.append((leg, kind, self.primary, leg_side, leg_price))
         if legs:
             self.quoted += 1
             if self.hedge is not None and self.quoted % self.args.hedge_every == 0:
                 self.hedges_due += 1
                 if self._risk_ok(check(symbol, side, qty, price, mid, now), symbol, side, qty, price):
-                    legs.append((LEG_HEDGE, self.hedge, side, price))
+                    legs.append((LEG_HEDGE, "hedge", self.hedge, side, price))
                 else:
                     self.hedges_held_by_risk += 1
         t[RISK_CHECKED] = perf_counter_ns()
         if not legs:
             return None
         commit_leg, base = self.ticks.commit_leg, word
-        for leg, g, leg_side, leg_price in legs:
+        for leg, kind, g, leg_side, leg_price in legs:
             order = self.oms.new_order(symbol, leg_side, qty, leg_price, seq, now, leg=leg, venue=g.venue)
             msg_seq = g.session.next_seq()
             raw = g.template.encode(msg_seq, order.clordid, symbol.encode(),
@@ -501,7 +506,7 @@ class Trader:
             # Counted the moment it is on the wire: stops arrive as a flag (see main), never between
             # the send and this line, so the count matches what the acceptor received.
             self.sent += 1
-            self.sent_by_leg[leg] += 1
+            self.sent_by_kind[kind] += 1
             g.awaiting[order.clordid] = msg_seq
             g.awaiting_seq[msg_seq] = order.clordid
             key = g.tx.key_for_send(len(raw))
@@ -777,7 +782,8 @@ class Trader:
             "orders_acked": self.acks,
             "orders_rejected": self.venue_rejects,
             "orders_in_flight_at_end": self.awaiting,
-            "orders_by_leg": dict(zip(LEG_KINDS, self.sent_by_leg, strict=True)),
+            "orders_by_leg": dict(self.sent_by_kind),
+            "quotes": self.args.quotes,
             "quoted_signals": self.quoted,
             "hedges_due": self.hedges_due,
             "hedges_held_by_risk": self.hedges_held_by_risk,
@@ -891,6 +897,8 @@ def parse_args(argv=None):
     ap.add_argument("--hedge-fix-port", type=int, default=0,
                     help="the hedge venue's FIX acceptor (a second session); 0: quote only, no hedge leg")  # fmt: skip
     ap.add_argument("--hedge-target-comp-id", default="VENUE2")
+    ap.add_argument("--quotes", choices=["one", "both"], default="one",
+                    help="one: a marketable IOC per signal; both: bid and ask legs (the market maker)")  # fmt: skip
     ap.add_argument("--hedge-every", type=int, default=4,
                     help="every N-th signal that quoted also hedges on the hedge venue")  # fmt: skip
     ap.add_argument("--heartbeat", type=int, default=30)

@@ -286,7 +286,7 @@ class ReferencePipeline(Subject):
         return [sys.executable, "-m", "tickscope.pipeline.trader", "--feed", c.feed, "--loop", c.loop,
                 "--md-port", str(self.md_port), "--ws-url", f"ws://127.0.0.1:{self.ws_port}/ws", "--symbols", symbols,
                 "--fix-host", fix_host, "--fix-port", str(fix_port),
-                "--sender-comp-id", c.sender_comp_id, "--target-comp-id", c.target_comp_id,
+                "--sender-comp-id", c.sender_comp_id, "--target-comp-id", c.target_comp_id, "--quotes", "both",
                 *(hedge if self.hedge_fix_port else [])]  # fmt: skip
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:

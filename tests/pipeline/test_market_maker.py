@@ -66,7 +66,7 @@ def test_the_hedge_venue_receives_exactly_the_hedges(tmp_path):
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         trader = subprocess.run([*TRADER, "--md-port", str(md_port), "--fix-port", str(fix_port),
-                                 "--hedge-fix-port", str(hedge_port), "--hedge-every", "3"],
+                                 "--hedge-fix-port", str(hedge_port), "--hedge-every", "3", "--quotes", "both"],
                                 env={**os.environ, "TICKSCOPE_RING_DIR": str(tmp_path)},
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
     finally:
