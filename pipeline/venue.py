@@ -596,12 +596,16 @@ def publish_ws(args, flow: SyntheticFlow, server: WsServer, publisher: DepthPubl
             "rate": round(sent / elapsed) if elapsed else 0, "skipped_ids": skipped_ids}  # fmt: skip
 
 
-def quiet_market(flow: SyntheticFlow, stop: threading.Event) -> dict:
-    """An order-entry-only venue: its books get a few hundred orders of its own flow (published
-    nowhere, so hedges can fill), then it serves FIX until stopped."""
-    with flow.lock:
-        for _ in range(QUIET_MARKET_ORDERS):
-            flow.next_message(0)
+def quiet_market(flow: SyntheticFlow | ReplayMarket, stop: threading.Event, replay=None) -> dict:
+    """An order-entry-only venue: its books get a few hundred orders of its own flow, or (with
+    ``--replay``) the whole file, published nowhere, so hedges can fill; then it serves FIX until
+    stopped."""
+    if replay is not None:
+        flow.published(replay)  # the file's instruments: a hedge on a replayed symbol is traded
+    else:
+        with flow.lock:
+            for _ in range(QUIET_MARKET_ORDERS):
+                flow.next_message(0)
     while not stop.wait(0.1):
         pass
     return {"messages": 0, "book_orders": sum(len(b.orders) for b in flow.books.values())}
@@ -660,8 +664,10 @@ def main(argv=None) -> int:
     if args.ack_delay_us < 0:
         log(f"--ack-delay-us must be 0 or more: got {args.ack_delay_us:g}")
         return 2
-    if args.feed == "none" and (not args.fix_port or args.replay):
-        log("--feed none is an order-entry-only venue: it needs --fix-port and replays nothing")
+    if args.feed == "none" and (not args.fix_port or args.speed):
+        log(
+            "--feed none is an order-entry-only venue: it needs --fix-port and publishes nothing (no --speed)"
+        )
         return 2
     if args.feed == "itch" and not args.md_port:
         log("--feed itch needs --md-port")
@@ -728,7 +734,7 @@ def main(argv=None) -> int:
         if args.start_delay:
             stop.wait(args.start_delay)
         if args.feed == "none":
-            stats = quiet_market(flow, stop)
+            stats = quiet_market(flow, stop, replay)
         elif server is not None:
             stats = publish_ws(args, flow, server, publisher, stop)
         elif plan is not None:

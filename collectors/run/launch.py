@@ -250,7 +250,8 @@ class ReferencePipeline(Subject):
         c = self.config
         return [sys.executable, "-m", "tickscope.pipeline.venue", "--feed", "none", "--fix-port",
                 str(self.hedge_fix_port), "--ack-delay-us", str(HEDGE_VENUE_ACK_DELAY_US),
-                "--symbols", str(c.symbols), "--seed", str(c.seed + 1)]  # fmt: skip
+                "--symbols", str(c.symbols), "--seed", str(c.seed + 1),
+                *(["--replay", str(c.replay)] if c.replay else [])]  # fmt: skip
 
     @property
     def stopped_by_us(self) -> bool:
