@@ -37,16 +37,18 @@ ALLOWED = {
 
 
 class Order:
-    __slots__ = ("clordid", "symbol", "side", "qty", "price", "state", "filled", "trace_id", "sent_ns")
+    __slots__ = ("clordid", "symbol", "side", "qty", "price", "state", "filled", "trace_id", "sent_ns", "leg",
+                 "venue")  # fmt: skip
 
-    def __init__(
-        self, clordid: bytes, symbol: str, side: bytes, qty: int, price: int, trace_id: int, sent_ns: int
-    ):
+    def __init__(self, clordid: bytes, symbol: str, side: bytes, qty: int, price: int, trace_id: int, sent_ns: int,
+                 leg: int = 0, venue: str = ""):  # fmt: skip
         self.clordid, self.symbol, self.side, self.qty, self.price = clordid, symbol, side, qty, price
         self.state = State.PENDING_NEW
         self.filled = 0
         self.trace_id = trace_id
         self.sent_ns = sent_ns
+        self.leg = leg  # which order of its tick (the trace's leg): its acks join that leg
+        self.venue = venue
 
 
 class OrderManager:
@@ -60,12 +62,13 @@ class OrderManager:
         self.fills = 0
         self._logged: set[str] = set()
 
-    def new_order(self, symbol: str, side: bytes, qty: int, price: int, trace_id: int, now_ns: int) -> Order:
+    def new_order(self, symbol: str, side: bytes, qty: int, price: int, trace_id: int, now_ns: int,
+                  leg: int = 0, venue: str = "") -> Order:  # fmt: skip
         # The trace id leads the ClOrdID so a wire capture can join the order to its market data
         # (collectors/wire/fix.py reads the first run of digits); the counter keeps ClOrdIDs unique.
         clordid = b"%s%d-%d" % (self._prefix, trace_id, self._next)
         self._next += 1
-        o = Order(clordid, symbol, side, qty, price, trace_id, now_ns)
+        o = Order(clordid, symbol, side, qty, price, trace_id, now_ns, leg, venue)
         self.orders[clordid] = o
         return o
 

@@ -25,6 +25,15 @@ trace in a second ring, which declares ``order.encoded`` before them (never stam
 link the two rings' orders. Where the kernel gives no transmit stamps, ``order.tx`` is the user-space
 stamp after ``send`` returns (the session metadata says which).
 
+Market making (``--quotes both``, as ``profile`` runs it; docs/pipeline.md "A two-venue market
+maker"): a signal quotes both sides, each
+order a leg of the tick (fan-out at ``order.encoded``): leg 0 the bid, leg 1 the ask, both IOC at
+the touch on the primary venue; every ``--hedge-every``-th signal that quoted also sends leg 2, a
+marketable IOC on the signal's side to the hedge venue (``--hedge-fix-port``: a second FIX
+session). Risk checks every leg; a leg it rejects is not sent and its number stays unused.
+Dimensions ``venue`` (the FIX session's TargetCompID), ``symbol``, ``msg_type`` (the ITCH message
+type or the WebSocket event) and ``side`` are interned once at start: the hot path ORs small ids.
+
 This file is also the example to copy when instrumenting a real trading process.
 """
 
@@ -78,6 +87,15 @@ MD_RX, MD_READ, MD_DECODED, BOOK_UPDATED, SIGNAL, RISK_CHECKED, ORDER_ENCODED = 
 # after the tick ring's, whichever ring the collector finds first (README "Declaring points").
 ORDER_ENCODED_REF, ORDER_TX, ACK_RX = 0, 1, 2
 
+LEG_BID, LEG_ASK, LEG_HEDGE = 0, 1, 2
+LEG_TAKER = 0  # --quotes one: the signal's one marketable order
+DIMENSIONS = ["venue", "symbol", "msg_type", "side"]  # slot k of the dims word is DIMENSIONS[k]
+VENUE_SLOT, SYMBOL_SLOT, MSG_TYPE_SLOT, SIDE_SLOT = (
+    16 * k for k in range(4)
+)  # probe/layout.py DIM_SLOT_BITS
+ITCH_TYPES = "SRAFECXDUP"  # the ITCH 5.0 messages the feed handler decodes (pipeline/itch.py)
+WS_EVENTS = ("depthUpdate", "bookTicker")
+
 
 # Exit codes: 0 every order answered; 2 start-up failed (one line); 3 orders left unanswered at
 # the end (a stalled or lost order session), named in the last line.
@@ -90,6 +108,30 @@ class TraderError(Exception):
 
 def log(line: str) -> None:
     print(f"trader: {line}", file=sys.stderr, flush=True)
+
+
+class Gateway:
+    """One FIX order session (a venue): its socket, session layer, and the orders it has on the wire."""
+
+    def __init__(
+        self, venue: str, host: str, port: int, sender: str, target: str, heartbeat_s: int, hedge: bool
+    ):
+        self.venue, self.host, self.port = venue, host, port
+        self.prefix = f"hedge venue {venue}: " if hedge else ""  # log lines of the hedge session say so
+        self.session = FixSession(sender, target, heartbeat_s=heartbeat_s)
+        self.template = F.OrderTemplate(sender, target)
+        self.stream = F.FixStream()
+        self.after_logon: list = []
+        self.fix: socket.socket | None = None
+        self.tx: TxTimestamps | None = None
+        self.kernel_tx = False
+        self.pending_tx: dict[int, tuple[int, int]] = {}  # tx stamp key -> (trace id, leg)
+        # Orders on the wire and not yet answered, by ClOrdID (-> MsgSeqNum) and by MsgSeqNum (a
+        # session-level Reject names the order only by its sequence number).
+        self.awaiting: dict[bytes, int] = {}
+        self.awaiting_seq: dict[int, bytes] = {}
+        self.stalled = False  # warned about the current stall; cleared once every order is answered
+        self.alive = True
 
 
 class Trader:
@@ -117,97 +159,138 @@ class Trader:
         self.strategy = ImbalanceStrategy(threshold=args.threshold, qty=args.qty, positions=self.risk.positions,
                                           soft_position=self.risk.limits.max_position * 4 // 5)  # fmt: skip
         self.oms = OrderManager(self.risk)
-        self.session = FixSession(args.sender_comp_id, args.target_comp_id, heartbeat_s=args.heartbeat)
-        self.template = F.OrderTemplate(args.sender_comp_id, args.target_comp_id)
-        self.stream = F.FixStream()
-        self._after_logon: list = []
-        self.fix = self._connect()
-        # Error-queue stamps make the socket report EPOLLERR; libuv (uvloop) stops polling such a
-        # socket, so under uvloop order.tx is the user-space stamp after send() instead.
-        self.tx = TxTimestamps(self.fix, enable=not args.uvloop)
-        self.kernel_tx = False
+        self.primary = Gateway(args.target_comp_id, args.fix_host, args.fix_port, args.sender_comp_id,
+                               args.target_comp_id, args.heartbeat, hedge=False)  # fmt: skip
+        self.hedge = None
+        if args.hedge_fix_port:
+            self.hedge = Gateway(args.hedge_target_comp_id, args.hedge_fix_host, args.hedge_fix_port,
+                                 args.sender_comp_id, args.hedge_target_comp_id, args.heartbeat, hedge=True)  # fmt: skip
+        self.gateways = [self.primary] + ([self.hedge] if self.hedge else [])
+        self.by_venue = {g.venue: g for g in self.gateways}
+        for g in self.gateways:
+            g.fix = self._connect(g)
+            # Error-queue stamps make the socket report EPOLLERR; libuv (uvloop) stops polling such a
+            # socket, so under uvloop order.tx is the user-space stamp after send() instead.
+            g.tx = TxTimestamps(g.fix, enable=not args.uvloop)
         # The tick ring exists before Logon: the venue starts publishing as soon as we are logged on.
-        self.ticks = TickWriter(TICK_POINTS, name="trader", capacity=1 << 15)
+        self.ticks = TickWriter(TICK_POINTS, name="trader", capacity=1 << 15, dims=DIMENSIONS)
+        self._intern_dimensions()
         try:
-            self._logon()
+            for g in reversed(self.gateways):  # the hedge venue first: the primary's Logon starts the feed
+                self._logon(g)
             if args.feed == "ws":
                 self._connect_ws()
         except TraderError:
             self.ticks.close()
             raise
+        # One clock for order.tx of every venue: kernel stamps only where every session has them.
+        self.kernel_tx = all(g.kernel_tx for g in self.gateways)
         clock = "realtime" if self.kernel_tx else "monotonic"
         self.orders_ring = PointWriter([Point("order.encoded", clock=clock),
                                         Point("order.tx", stage="send", clock=clock, trade=True),
                                         Point("ack.rx", stage="order_rtt")], name="trader-orders", capacity=1 << 14)  # fmt: skip
-        self.pending_tx: dict[int, int] = {}
-        # Orders on the wire and not yet answered, by ClOrdID (-> MsgSeqNum) and by MsgSeqNum (a
-        # session-level Reject names the order only by its sequence number).
-        self.awaiting: dict[bytes, int] = {}
-        self.awaiting_seq: dict[int, bytes] = {}
         self.sent = self.acks = self.venue_rejects = self.gap_filled_orders = 0
+        # Orders sent per leg kind: --quotes both: bid, ask (+ hedge); --quotes one: taker (+ hedge).
+        kinds = ("bid", "ask") if args.quotes == "both" else ("taker",)
+        self.sent_by_kind = dict.fromkeys(kinds + (("hedge",) if self.hedge else ()), 0)
+        self.quoted = 0  # signals that sent at least one quote: every hedge_every-th of them hedges
+        self.hedges_due = 0  # = quoted // hedge_every; those risk let through are sent
+        self.hedges_held_by_risk = 0
         self.order_stalls = 0
-        self.stalled = False  # warned about the current stall; cleared once every order is answered
         self.log_lines = 0
         self.stats_path = ring_dir() / f"trader.{os.getpid()}.stats.json"
         self.stop = False
         self.closing = False
-        if self._after_logon:
-            self._on_fix_items(self._after_logon, perf_counter_ns())
+        for g in self.gateways:
+            if g.after_logon:
+                self._on_fix_items(g, g.after_logon, perf_counter_ns())
+
+    def _intern_dimensions(self) -> None:
+        """Every dimension value the trader knows at start, interned once; the hot path ORs the ids
+        (shifted to their slot) into a dims word."""
+        intern = self.ticks.intern
+        self.venue_bits = {g.venue: intern("venue", g.venue) << VENUE_SLOT for g in self.gateways}
+        self.side_bits = {b"B": intern("side", "buy") << SIDE_SLOT, b"S": intern("side", "sell") << SIDE_SLOT}
+        self.symbol_bits: dict[str, int] = {}
+        for symbol in self.args.symbols.split(","):
+            if symbol:
+                self._symbol_bits(symbol)
+        feed_venue = self.venue_bits[self.primary.venue]  # market data comes from the primary venue
+        names = [chr(c) for c in ITCH_TYPES.encode()] if self.args.feed == "itch" else list(WS_EVENTS)
+        self.msg_bits = {n.encode() if len(n) == 1 else n: feed_venue | intern("msg_type", n) << MSG_TYPE_SLOT
+                         for n in names}  # fmt: skip
+        self.feed_bits = feed_venue
+
+    def _symbol_bits(self, symbol: str) -> int:
+        """The symbol's slot bits; interned on first sight (the feed names its instruments as it goes)."""
+        bits = self.symbol_bits.get(symbol)
+        if bits is None:
+            try:
+                bits = self.ticks.intern("symbol", symbol) << SYMBOL_SLOT
+            except ValueError:  # too long, or the ring's value table full: counted as no symbol
+                bits = 0
+            self.symbol_bits[symbol] = bits
+        return bits
+
+    @property
+    def awaiting(self) -> int:
+        """Orders on the wire, every venue, not yet answered."""
+        return sum(len(g.awaiting) for g in self.gateways)
 
     # -- session start --------------------------------------------------------------------------
-    def _connect(self) -> socket.socket:
+    def _connect(self, g: Gateway) -> socket.socket:
         deadline = time.monotonic() + self.args.connect_timeout
         tried = False
         while True:
             try:
-                s = socket.create_connection((self.args.fix_host, self.args.fix_port), timeout=1.0)
+                s = socket.create_connection((g.host, g.port), timeout=1.0)
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 return s
             except OSError as e:
                 if time.monotonic() > deadline:
-                    raise TraderError(f"cannot connect to FIX acceptor {self.args.fix_host}:{self.args.fix_port}: "
+                    raise TraderError(f"{g.prefix}cannot connect to FIX acceptor {g.host}:{g.port}: "
                                       f"{e.strerror or e}") from None  # fmt: skip
                 if not tried:  # said once: a run stopped while we wait can tell why nothing was traced
-                    log(f"waiting for FIX acceptor {self.args.fix_host}:{self.args.fix_port} ({e.strerror or e}); "
+                    log(f"{g.prefix}waiting for FIX acceptor {g.host}:{g.port} ({e.strerror or e}); "
                         f"retrying for {self.args.connect_timeout:g} s")  # fmt: skip
                     tried = True
                 time.sleep(0.1)
 
-    def _logon(self) -> None:
-        raw = self.session.logon(reset=True)
-        self.fix.sendall(raw)
-        self.tx.key_for_send(len(raw))
+    def _logon(self, g: Gateway) -> None:
+        raw = g.session.logon(reset=True)
+        g.fix.sendall(raw)
+        g.tx.key_for_send(len(raw))
         deadline = time.monotonic() + self.args.logon_timeout
-        self.fix.settimeout(0.1)
-        while not self.session.logged_on:
+        g.fix.settimeout(0.1)
+        while not g.session.logged_on:
             if time.monotonic() > deadline:
-                raise TraderError(f"venue {self.args.fix_host}:{self.args.fix_port} never answered Logon "
+                raise TraderError(f"{g.prefix}venue {g.host}:{g.port} never answered Logon "
                                   f"within {self.args.logon_timeout:g}s")  # fmt: skip
             try:
-                data = self.fix.recv(65536)
+                data = g.fix.recv(65536)
             except TimeoutError:
                 continue
             if not data:
-                raise TraderError("venue closed the connection during Logon")
-            items = self.stream.feed(data)
+                raise TraderError(f"{g.prefix}venue closed the connection during Logon")
+            items = g.stream.feed(data)
             for i, item in enumerate(items):
-                if self.session.logged_on:  # what the venue sent right after its Logon: the
-                    self._after_logon = items[i:]  # session's to handle, once the trader is set up
+                if g.session.logged_on:  # what the venue sent right after its Logon: the
+                    g.after_logon = items[i:]  # session's to handle, once the trader is set up
                     break
                 if isinstance(item, F.FixError):
-                    raise TraderError(f"venue answered Logon with garbage: {item}")
-                got = self.session.on_message(item)
+                    raise TraderError(f"{g.prefix}venue answered Logon with garbage: {item}")
+                got = g.session.on_message(item)
                 if got.replies:
-                    self.fix.sendall(b"".join(got.replies))
+                    g.fix.sendall(b"".join(got.replies))
                 if got.close:
-                    raise TraderError(f"venue refused Logon: {got.reason}")
+                    raise TraderError(f"{g.prefix}venue refused Logon: {got.reason}")
         # Did the kernel stamp our Logon? Then order.tx uses kernel transmit stamps. Asked only
         # once the socket is non-blocking: with a timeout set, Python waits for readability even
         # on MSG_ERRQUEUE|MSG_DONTWAIT, and an error queue never makes a socket readable.
-        self.fix.setblocking(False)
+        g.fix.setblocking(False)
         deadline = time.monotonic() + 0.02
-        while self.tx.enabled and not self.kernel_tx and time.monotonic() < deadline:
-            self.kernel_tx = bool(self.tx.drain())
+        while g.tx.enabled and not g.kernel_tx and time.monotonic() < deadline:
+            g.kernel_tx = bool(g.tx.drain())
             time.sleep(0.001)
 
     def _connect_ws(self) -> None:
@@ -235,6 +318,7 @@ class Trader:
         """Drain the market-data socket; returns the packets read."""
         md_recv, mold, books, strategy = self.rx.recv_into, self.mold, self.books, self.strategy
         buf, commit, decode = self.buf, self.ticks.commit, mold.decode
+        msg_bits, feed_bits, symbol_bits = self.msg_bits, self.feed_bits, self.symbol_bits
         t = self.ticks.stamps
         packets = 0
         while True:
@@ -255,13 +339,19 @@ class Trader:
                     continue
                 book = books.apply(fields)
                 t[BOOK_UPDATED] = perf_counter_ns()
+                word = msg_bits.get(fields[0], feed_bits)
                 if book is not None:
+                    word |= symbol_bits.get(book.symbol) or self._symbol_bits(book.symbol)
                     now = time.monotonic_ns()
                     intent = strategy.on_book(book, now)
                     t[SIGNAL] = perf_counter_ns()
-                    if intent is not None:
-                        self._order(t, seq, book, intent, now)
-                t = commit(seq)
+                    if (
+                        intent is not None
+                        and (sent := self._order(t, seq, book, intent, now, word)) is not None
+                    ):
+                        t = sent  # committed once per leg
+                        continue
+                t = commit(seq, word)
         if packets and mold.last_error:
             self._log_limited(mold.last_error)
             mold.last_error = ""
@@ -272,6 +362,11 @@ class Trader:
         (answers and malformed ones too: the n-th text message on the wire is trace n, which is how
         ``tickscope wire`` matches it); returns the reads done."""
         ws, commit, strategy, depth = self.ws, self.ticks.commit, self.strategy, self.depth
+        depth_bits, ticker_bits, feed_bits = (
+            self.msg_bits["depthUpdate"],
+            self.msg_bits["bookTicker"],
+            self.feed_bits,
+        )
         t = self.ticks.stamps
         reads = 0
         while True:
@@ -293,11 +388,14 @@ class Trader:
                         sync = depth.get(symbol)
                         if sync is None:
                             raise WsFeedError(f"depthUpdate for unsubscribed symbol {symbol[:20]!r}")
+                        word = depth_bits | self.symbol_bits.get(symbol, 0)
                     else:
                         if kind == ANSWER:
                             self._answer(msg)
+                            word = feed_bits
                         else:
                             self._ticker(msg)
+                            word = ticker_bits
                         msg = None
                 except WsFeedError as e:
                     self.ws_counts["malformed"] += 1
@@ -313,14 +411,15 @@ class Trader:
                         now = time.monotonic_ns()
                         intent = strategy.on_book(sync.book, now)
                         t[SIGNAL] = perf_counter_ns()
-                        if intent is not None:
-                            self._order(t, seq, sync.book, intent, now)
+                        if intent is not None and (sent := self._order(t, seq, sync.book, intent, now, word)):
+                            t = sent  # committed once per leg
+                            continue
                     elif sync.want_snapshot:
                         self._log_limited(
                             f"{sync.symbol}: hole in depth updates at U={first}: resync from a snapshot"
                         )
                         self._request_snapshots()
-                t = commit(seq)
+                t = commit(seq, word)
         return reads
 
     def _ticker(self, msg: dict) -> None:
@@ -359,165 +458,210 @@ class Trader:
         if not sync.on_snapshot(*snapshot):
             self._request_snapshots()
 
-    def _order(self, t, seq: int, book, intent, now: int) -> None:
+    def _order(self, t, seq: int, book, intent, now: int, word: int):
+        """Quote both sides of ``book`` (legs bid and ask, primary venue; ``--quotes one``: one
+        marketable order on the signal's side, leg taker) and, every
+        ``--hedge-every``-th signal that quoted, hedge on the signal's side (leg hedge, hedge venue).
+        Commits the tick once per leg sent and returns the next tick's stamp vector; None when risk
+        let no leg through (the caller commits the tick, which then ends at ``risk.checked``)."""
         side, qty, price = intent
-        verdict = self.risk.check(book.symbol, side, qty, price, book.mid(), now)
-        t[RISK_CHECKED] = perf_counter_ns()
-        if verdict != Reject.OK:
-            if verdict == Reject.KILL_SWITCH:
-                return
-            self._log_limited(
-                f"risk reject {verdict.name} {book.symbol} {side.decode()} {qty}@{price / PRICE_SCALE}"
-            )
-            return
-        order = self.oms.new_order(book.symbol, side, qty, price, seq, now)
-        msg_seq = self.session.next_seq()
-        raw = self.template.encode(msg_seq, order.clordid, book.symbol.encode(),
-                                   b"1" if side == b"B" else b"2", qty, F.price_text(price))  # fmt: skip
-        t[ORDER_ENCODED] = perf_counter_ns()
-        try:
-            self.fix.sendall(raw)
-        except OSError as e:
-            self._kill(f"order send failed: {e}")
-            return
-        # Counted the moment it is on the wire: stops arrive as a flag (see main), never between
-        # the send and this line, so the count matches what the acceptor received.
-        self.sent += 1
-        self.awaiting[order.clordid] = msg_seq
-        self.awaiting_seq[msg_seq] = order.clordid
-        key = self.tx.key_for_send(len(raw))
-        self.session.sent(raw)
-        if self.kernel_tx:
-            self.pending_tx[key] = seq
+        symbol, mid, check = book.symbol, book.mid(), self.risk.check
+        if self.args.quotes == "both":
+            quotes = ((LEG_BID, "bid", b"B", book.bids.best()), (LEG_ASK, "ask", b"S", book.asks.best()))
         else:
-            self.orders_ring.record(ORDER_TX, seq)
+            quotes = ((LEG_TAKER, "taker", side, price),)
+        legs = []
+        for leg, kind, leg_side, leg_price in quotes:
+            if self._risk_ok(
+                check(symbol, leg_side, qty, leg_price, mid, now), symbol, leg_side, qty, leg_price
+            ):
+                legs.append((leg, kind, self.primary, leg_side, leg_price))
+        if legs:
+            self.quoted += 1
+            if self.hedge is not None and self.quoted % self.args.hedge_every == 0:
+                self.hedges_due += 1
+                if self._risk_ok(check(symbol, side, qty, price, mid, now), symbol, side, qty, price):
+                    legs.append((LEG_HEDGE, "hedge", self.hedge, side, price))
+                else:
+                    self.hedges_held_by_risk += 1
+        t[RISK_CHECKED] = perf_counter_ns()
+        if not legs:
+            return None
+        commit_leg, base = self.ticks.commit_leg, word
+        for leg, kind, g, leg_side, leg_price in legs:
+            order = self.oms.new_order(symbol, leg_side, qty, leg_price, seq, now, leg=leg, venue=g.venue)
+            msg_seq = g.session.next_seq()
+            raw = g.template.encode(msg_seq, order.clordid, symbol.encode(),
+                                    b"1" if leg_side == b"B" else b"2", qty, F.price_text(leg_price))  # fmt: skip
+            t[ORDER_ENCODED] = perf_counter_ns()
+            # Each leg is a record of its own: the first carries the shared stamps too, the later
+            # ones only their order.encoded (the shared ones stay 0: stamped once per trace).
+            venue_word = (base & ~0xFFFF) | self.venue_bits[g.venue]
+            t = commit_leg(seq, leg, venue_word | self.side_bits[leg_side])
+            try:
+                g.fix.sendall(raw)
+            except OSError as e:
+                self._kill(f"{g.prefix}order send failed: {e}")
+                return t
+            # Counted the moment it is on the wire: stops arrive as a flag (see main), never between
+            # the send and this line, so the count matches what the acceptor received.
+            self.sent += 1
+            self.sent_by_kind[kind] += 1
+            g.awaiting[order.clordid] = msg_seq
+            g.awaiting_seq[msg_seq] = order.clordid
+            key = g.tx.key_for_send(len(raw))
+            g.session.sent(raw)
+            if self.kernel_tx:
+                g.pending_tx[key] = (seq, leg)
+            else:
+                self.orders_ring.record(ORDER_TX, seq, leg=leg)
+        return t
 
-    def on_fix(self) -> bool:
-        """Read the order-entry socket; False when the session is over."""
+    def _risk_ok(self, verdict, symbol: str, side: bytes, qty: int, price: int) -> bool:
+        if verdict == Reject.OK:
+            return True
+        if verdict != Reject.KILL_SWITCH:
+            self._log_limited(
+                f"risk reject {verdict.name} {symbol} {side.decode()} {qty}@{price / PRICE_SCALE}"
+            )
+        return False
+
+    def on_fix(self, g: Gateway | None = None) -> bool:
+        """Read an order-entry socket (the primary's by default); False when that session is over."""
+        g = g or self.primary
         try:
-            data = self.fix.recv(65536)
+            data = g.fix.recv(65536)
         except (BlockingIOError, InterruptedError):
             return True
         except OSError as e:
-            self._kill(f"FIX connection error: {e}")
+            self._kill(f"{g.prefix}FIX connection error: {e}")
             return False
         arrived = perf_counter_ns()
         if not data:
             if not self.closing:
-                self._kill("venue closed the FIX connection")
+                self._kill(f"{g.prefix}venue closed the FIX connection")
             return False
-        return self._on_fix_items(self.stream.feed(data), arrived)
+        return self._on_fix_items(g, g.stream.feed(data), arrived)
 
-    def _on_fix_items(self, items: list, arrived: int) -> bool:
+    def on_all_fix(self) -> None:
+        for g in self.gateways:
+            if g.alive:
+                g.alive = self.on_fix(g)
+
+    def _on_fix_items(self, g: Gateway, items: list, arrived: int) -> bool:
         """Session and ExecutionReport handling of parsed FIX (or FixError); False when it ended."""
         replies: list[bytes] = []
         alive = True
         for item in items:
             if isinstance(item, F.FixError):
-                self._log_limited(f"FIX from venue: {item}")
-                replies += self.session.on_error(item).replies
+                self._log_limited(f"{g.prefix}FIX from venue: {item}")
+                replies += g.session.on_error(item).replies
                 continue
-            got = self.session.on_message(item)
+            got = g.session.on_message(item)
             replies += got.replies
             if got.gap_filled:
-                self._gap_filled(got.gap_filled)
+                self._gap_filled(g, got.gap_filled)
             for app in got.apps:
                 try:
                     if app.msg_type == F.EXECUTION_REPORT:
-                        self._execution(app, arrived)
+                        self._execution(g, app, arrived)
                     elif app.msg_type == F.REJECT:
-                        self._session_reject(app)
+                        self._session_reject(g, app)
                 except F.FieldError as e:  # e.g. LastPx=inf: Reject(35=3), counted in fix.invalid_fields
-                    self._log_limited(f"FIX from venue: {app.msg_type.decode()} rejected: {e}")
-                    replies += self.session.on_field_error(app, e).replies
+                    self._log_limited(f"{g.prefix}FIX from venue: {app.msg_type.decode()} rejected: {e}")
+                    replies += g.session.on_field_error(app, e).replies
             if got.close:
-                if not (self.closing and not self.session.logged_on):
-                    self._kill(f"FIX session ended: {got.reason}")
+                if not (self.closing and not g.session.logged_on):
+                    self._kill(f"{g.prefix}FIX session ended: {got.reason}")
                 alive = False
         if replies:
-            self._send(b"".join(replies))
+            self._send(g, b"".join(replies))
         return alive
 
-    def _execution(self, msg: F.FixMessage, arrived: int) -> None:
+    def _execution(self, g: Gateway, msg: F.FixMessage, arrived: int) -> None:
         clordid, exec_type, last_qty, last_px = F.execution_fields(msg)  # FieldError: nothing changed
         order = self.oms.orders.get(clordid)
         first = order is not None and order.state == State.PENDING_NEW
         self.oms.on_execution(clordid, exec_type, last_qty, last_px)
         if first:
-            self.orders_ring.record(ACK_RX, order.trace_id, ts=arrived)
-        msg_seq = self.awaiting.pop(clordid, None)
+            self.orders_ring.record(ACK_RX, order.trace_id, ts=arrived, leg=order.leg)
+        msg_seq = g.awaiting.pop(clordid, None)
         if msg_seq is not None:
-            del self.awaiting_seq[msg_seq]
-            self.session.peer_processed(msg_seq)
+            del g.awaiting_seq[msg_seq]
+            g.session.peer_processed(msg_seq)
             if exec_type == b"8":
                 self.venue_rejects += 1
             else:
                 self.acks += 1
 
-    def _session_reject(self, msg: F.FixMessage) -> None:
+    def _session_reject(self, g: Gateway, msg: F.FixMessage) -> None:
         """A session-level Reject of an order: answered (rejected), no longer in flight."""
         ref_seq = msg.int(F.RefSeqNum, -1)
-        clordid = self.awaiting_seq.pop(ref_seq, None)
-        if clordid is not None and self.awaiting.pop(clordid, None) is not None:
-            self.session.peer_processed(ref_seq)
+        clordid = g.awaiting_seq.pop(ref_seq, None)
+        if clordid is not None and g.awaiting.pop(clordid, None) is not None:
+            g.session.peer_processed(ref_seq)
             self.venue_rejects += 1
             self.oms.on_execution(clordid, b"8")
-            self._log_limited(f"order {clordid.decode()} rejected by the session: "
+            self._log_limited(f"{g.prefix}order {clordid.decode()} rejected by the session: "
                               f"{(msg.get(F.Text) or b'').decode(errors='replace')}")  # fmt: skip
 
-    def _gap_filled(self, ranges: list[tuple[int, int]]) -> None:
+    def _gap_filled(self, g: Gateway, ranges: list[tuple[int, int]]) -> None:
         """Orders under numbers we gap-filled at the venue's ResendRequest never reach it (IOC
         orders are not resent, see fix_session): answered, by us, as not delivered."""
-        lost = [(seq, c) for seq, c in self.awaiting_seq.items() if any(a <= seq < b for a, b in ranges)]
+        lost = [(seq, c) for seq, c in g.awaiting_seq.items() if any(a <= seq < b for a, b in ranges)]
         for seq, clordid in lost:
-            del self.awaiting_seq[seq]
-            del self.awaiting[clordid]
+            del g.awaiting_seq[seq]
+            del g.awaiting[clordid]
             self.oms.on_execution(clordid, b"8")  # terminal: its quantity no longer counts against risk
         self.gap_filled_orders += len(lost)
         if lost:
-            log(f"{len(lost)} orders (MsgSeqNum {lost[0][0]}..{lost[-1][0]}) gap-filled at the venue's "
+            log(f"{g.prefix}{len(lost)} orders (MsgSeqNum {lost[0][0]}..{lost[-1][0]}) gap-filled at the venue's "
                 f"ResendRequest: never delivered, not resent (stale IOC orders)")  # fmt: skip
 
     def housekeeping(self) -> None:
         self.record_tx_stamps()
-        got = self.session.timer()
-        if got.replies:
-            self._send(b"".join(got.replies))
-        if got.close:
-            self._kill(got.reason)
-        if self.awaiting:
-            self._check_stall()
-        else:
-            self.stalled = False
+        for g in self.gateways:
+            if not g.alive:
+                continue
+            got = g.session.timer()
+            if got.replies:
+                self._send(g, b"".join(got.replies))
+            if got.close:
+                self._kill(f"{g.prefix}{got.reason}")
+            if g.awaiting:
+                self._check_stall(g)
+            else:
+                g.stalled = False
 
-    def _check_stall(self) -> None:
+    def _check_stall(self, g: Gateway) -> None:
         """One warning when the oldest unanswered order has waited more than --ack-wait while the
         venue kept sending (heartbeats, rejects, other answers): the session is alive, the orders are not."""
-        if self.stalled:
+        if g.stalled:
             return
-        oldest = self.oms.orders.get(next(iter(self.awaiting)))
+        oldest = self.oms.orders.get(next(iter(g.awaiting)))
         if oldest is None:
             return
         sent_s = oldest.sent_ns / 1e9
-        if time.monotonic() - sent_s > self.args.ack_wait and self.session.last_rx > sent_s:
-            self.stalled = True
+        if time.monotonic() - sent_s > self.args.ack_wait and g.session.last_rx > sent_s:
+            g.stalled = True
             self.order_stalls += 1
-            log(f"warning: order session stalled: {len(self.awaiting)} orders unanswered for over "
-                f"{self.args.ack_wait:g} s while the venue is still sending; {self.seq_facts()}")  # fmt: skip
+            log(f"{g.prefix}warning: order session stalled: {len(g.awaiting)} orders unanswered for over "
+                f"{self.args.ack_wait:g} s while the venue is still sending; {self.seq_facts(g)}")  # fmt: skip
 
-    def seq_facts(self) -> str:
-        expects = self.session.stats.peer_expects
-        return (
-            f"last MsgSeqNum sent {self.session.out_seq - 1}, "
-            f"last the venue processed {expects - 1 if expects else 'unknown'}"
+    def seq_facts(self, g: Gateway | None = None) -> str:
+        gateways = [g] if g else [g for g in self.gateways if g.awaiting] or [self.primary]
+        return "; ".join(
+            f"{g.prefix}last MsgSeqNum sent {g.session.out_seq - 1}, "
+            f"last the venue processed {e - 1 if (e := g.session.stats.peer_expects) else 'unknown'}"
+            for g in gateways
         )
 
-    def _send(self, raw: bytes) -> None:
+    def _send(self, g: Gateway, raw: bytes) -> None:
         try:
-            self.fix.sendall(raw)
-            self.tx.key_for_send(len(raw))
+            g.fix.sendall(raw)
+            g.tx.key_for_send(len(raw))
         except OSError as e:
-            self._kill(f"FIX send failed: {e}")
+            self._kill(f"{g.prefix}FIX send failed: {e}")
 
     def _kill(self, reason: str) -> None:
         """Kill switch: no more orders; cancel what is open; the market-data side keeps measuring."""
@@ -525,8 +669,9 @@ class Trader:
             self.risk.kill(reason)
             log(f"kill switch: {reason}")
             for o in self.oms.cancel_all():
-                if self.session.logged_on:
-                    self._send(self.session.build(F.ORDER_CANCEL_REQUEST, [
+                g = self.by_venue.get(o.venue, self.primary)
+                if g.session.logged_on:
+                    self._send(g, g.session.build(F.ORDER_CANCEL_REQUEST, [
                         (F.OrigClOrdID, o.clordid), (F.ClOrdID, o.clordid + b"C"), (F.Symbol, o.symbol),
                         (F.Side, b"1" if o.side == b"B" else b"2"), (F.TransactTime, F.utc_timestamp())]))  # fmt: skip
 
@@ -540,15 +685,17 @@ class Trader:
         """Busy-poll both non-blocking sockets: the lowest latency, one core at 100 %."""
         next_house = time.monotonic() + 0.001
         next_stats = time.monotonic() + 1.0
-        on_md, on_fix = self.on_market_data if self.ws is None else self.on_ws_market_data, self.on_fix
-        fix_alive = True
+        on_md = self.on_market_data if self.ws is None else self.on_ws_market_data
+        on_fix, primary = self.on_fix, self.primary
+        gateways = self.gateways
         while not self.stop:
             on_md()
-            if fix_alive:
-                fix_alive = on_fix()
+            for g in gateways:
+                if g.alive:
+                    g.alive = on_fix(g)
             now = time.monotonic()
             if now >= next_house:
-                if fix_alive:
+                if primary.alive or any(g.alive for g in gateways):
                     self.housekeeping()
                 next_house = now + 0.001
                 if now >= next_stats:
@@ -570,9 +717,10 @@ class Trader:
             loop = asyncio.new_event_loop()
         done = loop.create_future()
 
-        def fix_ready():
-            if not self.on_fix():
-                loop.remove_reader(self.fix.fileno())
+        def fix_ready(g: Gateway):
+            if g.alive and not self.on_fix(g):
+                g.alive = False
+                loop.remove_reader(g.fix.fileno())
 
         on_md = self.on_market_data if self.ws is None else self.on_ws_market_data
 
@@ -596,7 +744,8 @@ class Trader:
 
         async def session():
             loop.add_reader(self.md.fileno(), md_ready)
-            loop.add_reader(self.fix.fileno(), fix_ready)
+            for g in self.gateways:
+                loop.add_reader(g.fix.fileno(), fix_ready, g)
             if self.ws is not None:
                 loop.call_soon(md_ready)  # messages read with the handshake wait for no readiness
             await asyncio.gather(timers(), done)
@@ -632,7 +781,21 @@ class Trader:
             "orders_sent": self.sent,
             "orders_acked": self.acks,
             "orders_rejected": self.venue_rejects,
-            "orders_in_flight_at_end": len(self.awaiting),
+            "orders_in_flight_at_end": self.awaiting,
+            "orders_by_leg": dict(self.sent_by_kind),
+            "quotes": self.args.quotes,
+            "quoted_signals": self.quoted,
+            "hedges_due": self.hedges_due,
+            "hedges_held_by_risk": self.hedges_held_by_risk,
+            "hedge_every": self.args.hedge_every if self.hedge is not None else 0,
+            "venues": {
+                g.venue: {
+                    "role": "hedge" if g is self.hedge else "primary",
+                    "port": g.port,
+                    "in_flight_at_end": len(g.awaiting),
+                }
+                for g in self.gateways
+            },  # fmt: skip
             "orders_gap_filled": self.gap_filled_orders,
             "order_stalls": self.order_stalls,
             "fills": self.oms.fills,
@@ -641,11 +804,16 @@ class Trader:
             "kill_switch": self.risk.kill_reason or None,
             "oms_invalid_transitions": self.oms.invalid_transitions,
             "oms_unknown_reports": self.oms.unknown_reports,
-            "fix": {k: v for k, v in self.session.stats.__dict__.items() if k != "reasons"},
+            "fix": {k: v for k, v in self.primary.session.stats.__dict__.items() if k != "reasons"},
+            **(
+                {"fix_hedge": {k: v for k, v in self.hedge.session.stats.__dict__.items() if k != "reasons"}}
+                if self.hedge is not None
+                else {}
+            ),  # fmt: skip
             "kernel_rx_stamps": self.rx.enabled,
             "kernel_tx_stamps": self.kernel_tx,
             "loop": "uvloop" if self.args.uvloop else self.args.loop,
-            "tx_stamps_unmatched": len(self.pending_tx),
+            "tx_stamps_unmatched": sum(len(g.pending_tx) for g in self.gateways),
         }
 
     def write_stats(self) -> None:
@@ -662,42 +830,54 @@ class Trader:
         What is still unanswered after that is reported as in flight at end, never dropped."""
         self.closing = True
         try:
-            if self.session.logged_on and not self.risk.killed:
+            if not self.risk.killed:
                 self._read_fix_while(lambda: self.awaiting, self.args.ack_wait)
-            if self.session.logged_on:
-                self._send(self.session.logout("trader stopping"))
-                self._read_fix_while(lambda: self.session.logged_on, self.args.logout_wait)
+            for g in self.gateways:
+                if g.session.logged_on:
+                    self._send(g, g.session.logout("trader stopping"))
+            self._read_fix_while(
+                lambda: any(g.session.logged_on for g in self.gateways), self.args.logout_wait
+            )
         except OSError:
             pass
         self.record_tx_stamps()
-        if self.pending_tx:  # transmit stamps of the last orders may trail the acks by a moment
+        if self._pending_tx():  # transmit stamps of the last orders may trail the acks by a moment
             end = time.monotonic() + 0.05
-            while self.pending_tx and time.monotonic() < end:
+            while self._pending_tx() and time.monotonic() < end:
                 time.sleep(0.001)
                 self.record_tx_stamps()
         self.write_stats()
         self.ticks.close()
         self.orders_ring.close()
-        self.fix.close()
+        for g in self.gateways:
+            g.fix.close()
         if self.ws is not None:
             self.ws.close()
         else:
             self.md.close()
 
+    def _pending_tx(self) -> bool:
+        return any(g.pending_tx for g in self.gateways)
+
     def _read_fix_while(self, pending, timeout_s: float) -> None:
         end = time.monotonic() + timeout_s
         while pending() and (left := end - time.monotonic()) > 0:
-            if select.select([self.fix], [], [], min(left, 0.01))[0] and not self.on_fix():
+            live = [g for g in self.gateways if g.alive and g.session.logged_on]
+            if not live:
                 return
+            for sock in select.select([g.fix for g in live], [], [], min(left, 0.01))[0]:
+                g = next(g for g in live if g.fix is sock)
+                g.alive = self.on_fix(g)
             self.record_tx_stamps()
 
     def record_tx_stamps(self) -> None:
         """order.tx of the orders whose kernel transmit stamp has reached the error queue."""
-        if self.pending_tx:
-            for key, ts in self.tx.drain():
-                seq = self.pending_tx.pop(key, None)
-                if seq is not None:
-                    self.orders_ring.record(ORDER_TX, seq, ts=ts)
+        for g in self.gateways:
+            if g.pending_tx:
+                for key, ts in g.tx.drain():
+                    seq_leg = g.pending_tx.pop(key, None)
+                    if seq_leg is not None:
+                        self.orders_ring.record(ORDER_TX, seq_leg[0], ts=ts, leg=seq_leg[1])
 
 
 def parse_args(argv=None):
@@ -713,6 +893,14 @@ def parse_args(argv=None):
     ap.add_argument("--fix-port", type=int, required=True)
     ap.add_argument("--sender-comp-id", default="TICKSCOPE")
     ap.add_argument("--target-comp-id", default="VENUE")
+    ap.add_argument("--hedge-fix-host", default="127.0.0.1")
+    ap.add_argument("--hedge-fix-port", type=int, default=0,
+                    help="the hedge venue's FIX acceptor (a second session); 0: quote only, no hedge leg")  # fmt: skip
+    ap.add_argument("--hedge-target-comp-id", default="VENUE2")
+    ap.add_argument("--quotes", choices=["one", "both"], default="one",
+                    help="one: a marketable IOC per signal; both: bid and ask legs (the market maker)")  # fmt: skip
+    ap.add_argument("--hedge-every", type=int, default=4,
+                    help="every N-th signal that quoted also hedges on the hedge venue")  # fmt: skip
     ap.add_argument("--heartbeat", type=int, default=30)
     ap.add_argument("--threshold", type=float, default=0.6)
     ap.add_argument("--qty", type=int, default=100)
@@ -732,6 +920,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.feed == "itch" and not args.md_port or args.feed == "ws" and not args.ws_url:
         log("--feed itch needs --md-port, --feed ws needs --ws-url")
+        return 2
+    if args.hedge_every < 1:
+        log(f"--hedge-every must be 1 or more: got {args.hedge_every}")
+        return 2
+    if args.hedge_fix_port and args.hedge_target_comp_id == args.target_comp_id:
+        log(
+            f"--hedge-target-comp-id must differ from --target-comp-id ({args.target_comp_id}): it names the venue"
+        )
         return 2
     args.uvloop = False
     if args.loop == "asyncio" and not args.no_uvloop:
@@ -772,11 +968,13 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         trader.close()
         s = trader.stats()
-        log(f"messages {s['feed']['messages']}, gaps {s['feed_gaps']}, orders {s['orders_sent']}, acks {s['orders_acked']}, "
+        legs = ", ".join(f"{k} {v}" for k, v in s["orders_by_leg"].items())
+        log(f"messages {s['feed']['messages']}, gaps {s['feed_gaps']}, orders {s['orders_sent']} ({legs}), "
+            f"acks {s['orders_acked']}, "
             f"rejected {s['orders_rejected']}, gap-filled {s['orders_gap_filled']}, "
             f"in flight at end {s['orders_in_flight_at_end']}, risk rejects {sum(s['risk_rejects'].values())}")  # fmt: skip
     if trader.awaiting:  # the last line: what `profile` reports as the trader's failure
-        log(f"{len(trader.awaiting)} of {trader.sent} orders never answered ({trader.seq_facts()}): "
+        log(f"{trader.awaiting} of {trader.sent} orders never answered ({trader.seq_facts()}): "
             f"exit {EXIT_UNANSWERED}")  # fmt: skip
         return EXIT_UNANSWERED
     return 0

@@ -200,7 +200,7 @@ class FixAcceptor(threading.Thread):
     """One FIX 4.4 connection at a time, on a blocking socket with a short timeout."""
 
     def __init__(self, port: int, flow: SyntheticFlow, logged_on: threading.Event, stop: threading.Event,
-                 logon_timeout_s: float = 10.0):  # fmt: skip
+                 logon_timeout_s: float = 10.0, ack_delay_s: float = 0.0):  # fmt: skip
         super().__init__(daemon=True, name="fix-acceptor")
         self.stop = stop
         self.logon_timeout_s = logon_timeout_s
@@ -209,7 +209,7 @@ class FixAcceptor(threading.Thread):
         self.server.bind(("127.0.0.1", port))
         self.server.listen(4)
         self.server.settimeout(0.2)
-        self.entry = OrderEntry(flow, logged_on)
+        self.entry = OrderEntry(flow, logged_on, ack_delay_s)
         self.sessions = 0
         self.idle = threading.Event()  # set while no FIX session is connected
         self.idle.set()
@@ -262,8 +262,9 @@ class FixAcceptor(threading.Thread):
 class OrderEntry:
     """The venue's order handling: IOC limit orders matched against the flow's books."""
 
-    def __init__(self, flow: SyntheticFlow, logged_on: threading.Event):
+    def __init__(self, flow: SyntheticFlow, logged_on: threading.Event, ack_delay_s: float = 0.0):
         self.flow, self.logged_on = flow, logged_on
+        self.ack_delay_s = ack_delay_s  # this venue's latency profile: matching engine time per order
         self.orders = 0
         self.exec_id = 0
 
@@ -276,6 +277,8 @@ class OrderEntry:
             return out
         if t == F.NEW_ORDER_SINGLE:
             self.orders += 1
+            if self.ack_delay_s:
+                time.sleep(self.ack_delay_s)
             return self._new_order(session, msg)
         if t == F.ORDER_CANCEL_REQUEST:
             return [session.build(F.ORDER_CANCEL_REJECT, [(F.OrderID, b"NONE"), (F.ClOrdID, msg.get(F.ClOrdID, b"")),
@@ -593,6 +596,24 @@ def publish_ws(args, flow: SyntheticFlow, server: WsServer, publisher: DepthPubl
             "rate": round(sent / elapsed) if elapsed else 0, "skipped_ids": skipped_ids}  # fmt: skip
 
 
+def quiet_market(flow: SyntheticFlow | ReplayMarket, stop: threading.Event, replay=None) -> dict:
+    """An order-entry-only venue: its books get a few hundred orders of its own flow, or (with
+    ``--replay``) the whole file, published nowhere, so hedges can fill; then it serves FIX until
+    stopped."""
+    if replay is not None:
+        flow.published(replay)  # the file's instruments: a hedge on a replayed symbol is traded
+    else:
+        with flow.lock:
+            for _ in range(QUIET_MARKET_ORDERS):
+                flow.next_message(0)
+    while not stop.wait(0.1):
+        pass
+    return {"messages": 0, "book_orders": sum(len(b.orders) for b in flow.books.values())}
+
+
+QUIET_MARKET_ORDERS = 400
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         prog="tickscope-venue", description="Exchange simulator: ITCH 5.0 over UDP, FIX 4.4 order entry."
@@ -603,7 +624,10 @@ def parse_args(argv=None):
     ap.add_argument("--fix-logon-timeout", type=float, default=10.0,
                     help="seconds a FIX connection may take to log on before it is closed")  # fmt: skip
     ap.add_argument("--ws-port", type=int, default=0, help="WebSocket port (with --feed ws)")
-    ap.add_argument("--feed", choices=["itch", "ws"], default="itch")
+    ap.add_argument("--feed", choices=["itch", "ws", "none"], default="itch",
+                    help="none: order entry only (a second venue to hedge on), its book from its own quiet flow")  # fmt: skip
+    ap.add_argument("--ack-delay-us", type=float, default=0.0,
+                    help="microseconds the matching engine takes per order (a venue's latency profile)")  # fmt: skip
     ap.add_argument("--ws-skip-every", type=int, default=0, help="drop every K-th depth event (resync tests)")
     ap.add_argument("--rate", type=float, default=20_000, help="market-data messages per second")
     ap.add_argument("--load", choices=["constant", "poisson", "burst"], default="constant")
@@ -636,6 +660,14 @@ def main(argv=None) -> int:
     sys.setswitchinterval(0.0002)
     if args.rate <= 0:
         log("--rate must be positive")
+        return 2
+    if args.ack_delay_us < 0:
+        log(f"--ack-delay-us must be 0 or more: got {args.ack_delay_us:g}")
+        return 2
+    if args.feed == "none" and (not args.fix_port or args.speed):
+        log(
+            "--feed none is an order-entry-only venue: it needs --fix-port and publishes nothing (no --speed)"
+        )
         return 2
     if args.feed == "itch" and not args.md_port:
         log("--feed itch needs --md-port")
@@ -678,7 +710,8 @@ def main(argv=None) -> int:
     acceptor = None
     if args.fix_port:
         try:
-            acceptor = FixAcceptor(args.fix_port, flow, logged_on, stop, args.fix_logon_timeout)
+            acceptor = FixAcceptor(args.fix_port, flow, logged_on, stop, args.fix_logon_timeout,
+                                   args.ack_delay_us / 1e6)  # fmt: skip
         except OSError as e:
             log(f"cannot listen for FIX on port {args.fix_port}: {e.strerror or e}")
             return 2
@@ -700,7 +733,9 @@ def main(argv=None) -> int:
                 pass  # a stop (SIGTERM) must not wait out the logon timeout
         if args.start_delay:
             stop.wait(args.start_delay)
-        if server is not None:
+        if args.feed == "none":
+            stats = quiet_market(flow, stop, replay)
+        elif server is not None:
             stats = publish_ws(args, flow, server, publisher, stop)
         elif plan is not None:
             stats = publish_replay(args, plan, market, stop)

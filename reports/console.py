@@ -161,7 +161,9 @@ class CountersLine:
             # Every order on the wire is answered, gap-filled at the venue's ResendRequest (never
             # delivered), or still in flight when the session ended.
             gap_filled = f" + {c['orders_gap_filled']:,} gap-filled" if c.get("orders_gap_filled") else ""
-            text.append(f"\norders: {c['orders_sent']:,} sent = {c.get('orders_acked', 0):,} acked"
+            legs = [(k[len("orders_leg_") :], v) for k, v in c.items() if k.startswith("orders_leg_")]
+            by_leg = f" ({', '.join(f'{k} {v:,}' for k, v in legs)})" if legs else ""
+            text.append(f"\norders: {c['orders_sent']:,} sent{by_leg} = {c.get('orders_acked', 0):,} acked"
                         f" + {c.get('orders_rejected', 0):,} rejected{gap_filled} + {c.get('orders_in_flight_at_end', 0):,}"
                         f" in flight{' at end' if self.status is not None else ''}")  # fmt: skip
             if c.get("order_stalls"):

@@ -850,6 +850,12 @@ class Collector:
                     "orders_in_flight_at_end", "order_stalls"):  # fmt: skip
             c.extra[key] = sum(int(v.get(key, 0) or 0) for v in stats.values())
         c.extra["risk_rejects"] = sum(sum((v.get("risk_rejects") or {}).values()) for v in stats.values())
+        # Orders per leg kind (a market maker's bid / ask / hedge), flat: every counter is a number.
+        by_leg: dict[str, int] = {}
+        for v in stats.values():
+            for kind, n in (v.get("orders_by_leg") or {}).items():
+                by_leg[f"orders_leg_{kind}"] = by_leg.get(f"orders_leg_{kind}", 0) + int(n or 0)
+        c.extra.update(by_leg)
         for src in self.sources:
             if not src.finished:
                 try:

@@ -48,6 +48,12 @@ class PipelineConfig:
     md_port: int = 0  # 0: a free port picked at start; set beforehand when a capture must know it
     fix_port: int = 0
     ws_port: int = 0  # --feed ws: the venue's WebSocket port (0: picked at start)
+    hedge_fix_port: int = 0  # the hedge venue's FIX port (0: picked at start)
+
+    @property
+    def hedges(self) -> bool:
+        """A second venue to hedge on: with the bundled venue (not --fix-connect), Python trader."""
+        return not self.fix_connect and self.trader == "python"
 
     def __post_init__(self):
         if self.fix_connect is not None:
@@ -58,6 +64,8 @@ class PipelineConfig:
         self.md_port = self.md_port or free_port(socket.SOCK_DGRAM)
         self.fix_port = self.fix_port or free_port()
         self.ws_port = self.ws_port or free_port()
+        if self.hedges:
+            self.hedge_fix_port = self.hedge_fix_port or free_port()
 
     def as_meta(self) -> dict:
         d = asdict(self)
@@ -185,6 +193,10 @@ def _last_line(path: Path) -> str:
 # takes a count (--symbols 4), the trader the names of the WebSocket streams to subscribe.
 BUNDLED_SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "GOOG", "TSLA", "AMD"]
 TRADER_ORDERS_UNANSWERED = 3  # both traders' exit code when orders were left unanswered
+# The hedge venue's latency profile: a slower matching engine than the primary's (which answers at
+# once), so per-venue outputs have two different order round trips to show.
+HEDGE_VENUE_ACK_DELAY_US = 200
+HEDGE_TARGET_COMP_ID = "VENUE2"
 
 
 class ReferencePipeline(Subject):
@@ -206,17 +218,40 @@ class ReferencePipeline(Subject):
         self.md_port = config.md_port or free_port(socket.SOCK_DGRAM)
         self.fix_port = config.fix_port or free_port()
         self.ws_port = config.ws_port or free_port()
-        self.venue = self._spawn("venue", self._venue_argv(), env)
-        if not config.fix_connect and not _wait_listening(self.fix_port, self.venue, 10.0):
-            code = self.venue.poll()
-            why = _last_line(self.logs / "venue.err") if code is None or code >= 0 else ""
-            why = why or (exit_description(code) if code is not None else "not listening after 10 s")
-            stop_child(self.venue, signal.SIGTERM)
-            raise ProfileError(f"bundled venue did not start: {why}")
+        self.hedge_fix_port = (config.hedge_fix_port or free_port()) if config.hedges else 0
+        self.venues: list[tuple[str, subprocess.Popen]] = []
+        self.venue = self._start_venue(
+            "venue", self._venue_argv(), env, None if config.fix_connect else self.fix_port
+        )
+        if self.hedge_fix_port:
+            self.hedge_venue = self._start_venue("venue2", self._hedge_venue_argv(), env, self.hedge_fix_port)
         argv = self._trader_argv()
         self.trader = self._spawn("trader", argv, env)
         self.pid = self.trader.pid
         self.description = "bundled pipeline: " + " ".join(argv[1 if config.trader == "rust" else 2 :])
+
+    def _start_venue(
+        self, name: str, argv: list[str], env: dict[str, str], port: int | None
+    ) -> subprocess.Popen:
+        proc = self._spawn(name, argv, env)
+        self.venues.append((name, proc))
+        if port is not None and not _wait_listening(port, proc, 10.0):
+            code = proc.poll()
+            why = _last_line(self.logs / f"{name}.err") if code is None or code >= 0 else ""
+            why = why or (exit_description(code) if code is not None else "not listening after 10 s")
+            for _, p in self.venues:
+                stop_child(p, signal.SIGTERM)
+            raise ProfileError(
+                f"bundled {'hedge venue' if name == 'venue2' else 'venue'} did not start: {why}"
+            )
+        return proc
+
+    def _hedge_venue_argv(self) -> list[str]:
+        c = self.config
+        return [sys.executable, "-m", "tickscope.pipeline.venue", "--feed", "none", "--fix-port",
+                str(self.hedge_fix_port), "--ack-delay-us", str(HEDGE_VENUE_ACK_DELAY_US),
+                "--symbols", str(c.symbols), "--seed", str(c.seed + 1),
+                *(["--replay", str(c.replay)] if c.replay else [])]  # fmt: skip
 
     @property
     def stopped_by_us(self) -> bool:
@@ -248,10 +283,12 @@ class ReferencePipeline(Subject):
             return [str(self.rust_trader), "--md-port", str(self.md_port), "--fix-host", fix_host,
                     "--fix-port", str(fix_port), "--sender-comp-id", c.sender_comp_id,
                     "--target-comp-id", c.target_comp_id]  # fmt: skip
+        hedge = ["--hedge-fix-port", str(self.hedge_fix_port), "--hedge-target-comp-id", HEDGE_TARGET_COMP_ID]
         return [sys.executable, "-m", "tickscope.pipeline.trader", "--feed", c.feed, "--loop", c.loop,
                 "--md-port", str(self.md_port), "--ws-url", f"ws://127.0.0.1:{self.ws_port}/ws", "--symbols", symbols,
                 "--fix-host", fix_host, "--fix-port", str(fix_port),
-                "--sender-comp-id", c.sender_comp_id, "--target-comp-id", c.target_comp_id]  # fmt: skip
+                "--sender-comp-id", c.sender_comp_id, "--target-comp-id", c.target_comp_id, "--quotes", "both",
+                *(hedge if self.hedge_fix_port else [])]  # fmt: skip
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         out = open(self.logs / f"{name}.out", "wb")  # noqa: SIM115 - owned by the child
@@ -264,22 +301,26 @@ class ReferencePipeline(Subject):
 
     def poll(self) -> int | None:
         code = self.trader.poll()
-        if code is None and self.venue.poll() is not None and self.venue.returncode != 0:
-            # A dead venue leaves the trader waiting forever: end the session, say why.
-            return self.venue.returncode
+        for _, venue in self.venues:
+            if code is None and venue.poll() is not None and venue.returncode != 0:
+                # A dead venue leaves the trader waiting forever: end the session, say why.
+                return venue.returncode
         return code
 
     def stop(self, timeout_s: float = 5.0) -> int | None:
-        for name, proc in (("trader", self.trader), ("venue", self.venue)):
+        for name, proc in (("trader", self.trader), *self.venues):
             if proc.poll() is None:
                 self.stopped.add(name)
                 stop_child(proc, signal.SIGTERM, timeout_s)
         return self.trader.returncode
 
     def ports(self) -> dict[str, int]:
+        # A capture follows the primary venue's order port only (the hedge venue's: hedge_order_port).
         ports = {"md_port": self.md_port, "order_port": self.fix_port}
         if self.config.feed == "ws":
             ports["ws_port"] = self.ws_port
+        if self.hedge_fix_port:
+            ports["hedge_order_port"] = self.hedge_fix_port
         return ports
 
     def last_words(self) -> str | None:
@@ -291,7 +332,7 @@ class ReferencePipeline(Subject):
         """Why whichever process ended on its own failed, for the one-line error: killed by a
         signal, or its last stderr line (what it said before exiting non-zero). Failing that, a
         trader we stopped that still judged its order session failed (exit 3: orders unanswered)."""
-        for name, proc in (("trader", self.trader), ("venue", self.venue)):
+        for name, proc in (("trader", self.trader), *self.venues):
             code = proc.poll()
             if name in self.stopped or code in (None, 0):
                 continue

@@ -1,0 +1,97 @@
+"""The bundled pipeline as a two-venue market maker: every signal quotes both sides (legs bid and
+ask on the primary venue), every N-th quoted signal hedges on a second venue (its own process and
+FIX session), and every order sent is one tick-to-trade sample of its tick."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+from support import QUIET, free_port
+from support.cli import run_cli
+from support.pipeline import TRADER, start_venue, trader_stats
+from tickscope.collectors.session import Session
+
+HEDGE_VENUE = [sys.executable, "-m", "tickscope.pipeline.venue", "--feed", "none"]
+
+
+def _legs_add_up(stats: dict) -> None:
+    legs = stats["orders_by_leg"]
+    assert stats["orders_sent"] == legs["bid"] + legs["ask"] + legs["hedge"]
+    assert legs["bid"] > 0 and legs["ask"] > 0 and legs["hedge"] > 0, legs
+    # The documented rule: every hedge_every-th signal that quoted is due a hedge; risk may hold one.
+    assert stats["hedges_due"] == stats["quoted_signals"] // stats["hedge_every"]
+    assert legs["hedge"] == stats["hedges_due"] - stats["hedges_held_by_risk"]
+    assert (
+        stats["orders_sent"]
+        == stats["orders_acked"] + stats["orders_rejected"] + stats["orders_in_flight_at_end"]
+    )
+
+
+def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path):
+    out = run_cli(
+        "profile", "--duration", "4s", "--rate", "5k", *QUIET, "--out", str(tmp_path / "s"), timeout=180
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = Session.load(tmp_path / "s")
+    stats = s.meta["subject_stats"]["trader"]
+    _legs_add_up(stats)
+    assert stats["orders_in_flight_at_end"] == 0 and stats["orders_rejected"] == 0
+    counters = s.meta["counters"]
+    # Every order sent is one tick-to-trade sample and one recorded leg; none is a duplicate.
+    assert s.summary()["tick_to_trade"]["count"] == stats["orders_sent"] == counters["legs_recorded"]
+    assert counters["duplicate_stamps"] == 0 and counters.get("traces_duplicate", 0) == 0
+    assert counters["traces_incomplete"] <= 2  # a tick cut by the stop, as for one order per tick
+    legs = stats["orders_by_leg"]
+    assert f"bid {legs['bid']:,}, ask {legs['ask']:,}, hedge {legs['hedge']:,}" in out.stdout
+    # The dimensions, interned at start: both venues, the feed's symbols, ITCH types, both sides.
+    dims = s.meta["dimensions"]
+    assert dims["venue"] == ["VENUE", "VENUE2"] and dims["side"] == ["buy", "sell"]
+    assert {"AAPL", "MSFT", "NVDA", "AMZN"} <= set(dims["symbol"]) and {"A", "D", "U"} <= set(
+        dims["msg_type"]
+    )
+    # Two FIX sessions: the hedge venue's port in meta.json, its session carried every hedge.
+    pipeline = s.meta["options"]["pipeline"]
+    assert stats["venues"]["VENUE2"]["port"] == pipeline["hedge_fix_port"] != pipeline["fix_port"]
+    assert stats["fix_hedge"]["messages_out"] >= legs["hedge"] + 1  # + its Logon
+    assert stats["fix"]["messages_out"] >= legs["bid"] + legs["ask"] + 1
+
+
+def test_the_hedge_venue_receives_exactly_the_hedges(tmp_path):
+    """Trader and both venues as plain processes: the second venue's own count is the reference."""
+    venue, md_port, fix_port = start_venue("--rate", "5000", "--wait-logon", "--duration", "3")
+    hedge_port = free_port()
+    hedge = subprocess.Popen([*HEDGE_VENUE, "--fix-port", str(hedge_port), "--ack-delay-us", "200"],
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        trader = subprocess.run([*TRADER, "--md-port", str(md_port), "--fix-port", str(fix_port),
+                                 "--hedge-fix-port", str(hedge_port), "--hedge-every", "3", "--quotes", "both"],
+                                env={**os.environ, "TICKSCOPE_RING_DIR": str(tmp_path)},
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+    finally:
+        for p in (venue, hedge):
+            p.send_signal(signal.SIGTERM)
+        venue_err, hedge_err = venue.communicate(timeout=30)[1], hedge.communicate(timeout=30)[1]
+    assert trader.returncode == 0 and "Traceback" not in trader.stderr, trader.stderr
+    stats = trader_stats(tmp_path)
+    _legs_add_up(stats)
+    assert stats["hedge_every"] == 3
+    legs = stats["orders_by_leg"]
+    assert int(re.search(r"orders received (\d+)", hedge_err)[1]) == legs["hedge"]
+    assert int(re.search(r"orders received (\d+)", venue_err)[1]) == legs["bid"] + legs["ask"]
+    assert "FIX session closed: peer logged out: trader stopping" in hedge_err
+
+
+def test_a_hedge_venue_that_is_not_there_is_one_line_and_exit_2(tmp_path):
+    venue, md_port, fix_port = start_venue("--rate", "1000")
+    try:
+        out = subprocess.run([*TRADER, "--md-port", str(md_port), "--fix-port", str(fix_port),
+                              "--hedge-fix-port", str(free_port()), "--connect-timeout", "0.5"],
+                             env={**os.environ, "TICKSCOPE_RING_DIR": str(tmp_path)},
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    finally:
+        venue.kill()
+        venue.wait()
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "hedge venue VENUE2: cannot connect to FIX acceptor" in out.stderr.strip().splitlines()[-1]
