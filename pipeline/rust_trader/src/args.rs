@@ -3,11 +3,6 @@
 
 use crate::error::Error;
 
-pub const USAGE: &str =
-    "usage: tickscope-trader --md-port PORT --fix-port PORT [--md-host H] [--fix-host H] \
-[--sender-comp-id ID] [--target-comp-id ID] [--heartbeat S] [--threshold X] [--qty N] [--connect-timeout S] \
-[--logon-timeout S] [--ack-wait S] [--logout-wait S]";
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Args {
     pub md_host: String,
@@ -23,6 +18,13 @@ pub struct Args {
     pub logon_timeout: f64,
     pub ack_wait: f64,
     pub logout_wait: f64,
+    /// `--quotes both`: a signal quotes bid and ask (the market maker); one: a marketable IOC.
+    pub quotes_both: bool,
+    pub hedge_fix_host: String,
+    /// The hedge venue's FIX acceptor, a second session; 0: no hedge leg.
+    pub hedge_fix_port: u16,
+    pub hedge_target: String,
+    pub hedge_every: i64,
 }
 
 impl Default for Args {
@@ -42,13 +44,18 @@ impl Default for Args {
             logon_timeout: 5.0,
             ack_wait: 2.0,
             logout_wait: 1.0,
+            quotes_both: false,
+            hedge_fix_host: "127.0.0.1".into(),
+            hedge_fix_port: 0,
+            hedge_target: "VENUE2".into(),
+            hedge_every: 4,
         }
     }
 }
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    Run(Args),
+    Run(Box<Args>),
     /// `-h`/`--help`: print USAGE and exit 0.
     Help,
 }
@@ -74,7 +81,10 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Command, Error> 
     if a.md_port == 0 || a.fix_port == 0 {
         return Err(Error::MissingPorts);
     }
-    Ok(Command::Run(a))
+    if a.hedge_fix_port != 0 && a.hedge_target == a.target {
+        return Err(Error::SameVenue { target: a.target });
+    }
+    Ok(Command::Run(Box::new(a)))
 }
 
 fn set(a: &mut Args, flag: String, value: String) -> Result<(), Error> {
@@ -93,6 +103,12 @@ fn set(a: &mut Args, flag: String, value: String) -> Result<(), Error> {
         "--logon-timeout" => a.logon_timeout = seconds(&value).ok_or_else(|| bad("seconds"))?,
         "--ack-wait" => a.ack_wait = seconds(&value).ok_or_else(|| bad("seconds"))?,
         "--logout-wait" => a.logout_wait = seconds(&value).ok_or_else(|| bad("seconds"))?,
+        "--quotes" if value == "one" || value == "both" => a.quotes_both = value == "both",
+        "--quotes" => return Err(bad("one or both")),
+        "--hedge-fix-host" => a.hedge_fix_host = value,
+        "--hedge-fix-port" => a.hedge_fix_port = port(&value).ok_or_else(|| bad("a port number"))?,
+        "--hedge-target-comp-id" => a.hedge_target = value,
+        "--hedge-every" => a.hedge_every = positive(&value).ok_or_else(|| bad("a positive integer"))?,
         "--feed" if value == "itch" => {}
         "--feed" => {
             return Err(Error::Unsupported { flag: "--feed", value, instead: "reads the ITCH feed only" })
@@ -124,6 +140,7 @@ fn seconds(v: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usage::USAGE;
 
     fn run(argv: &[&str]) -> Result<Command, Error> {
         parse(argv.iter().map(|s| s.to_string()))
@@ -138,7 +155,7 @@ mod tests {
     #[test]
     fn the_two_ports_are_enough_and_the_rest_has_the_python_traders_defaults() {
         let got = run(&["--md-port", "5001", "--fix-port=5002"]).unwrap();
-        assert_eq!(got, Command::Run(Args { md_port: 5001, fix_port: 5002, ..Args::default() }));
+        assert_eq!(got, Command::Run(Box::new(Args { md_port: 5001, fix_port: 5002, ..Args::default() })));
     }
 
     #[test]
@@ -171,6 +188,14 @@ mod tests {
             "--ws-url",
             "ws://ignored",
             "--symbols=ignored",
+            "--quotes",
+            "both",
+            "--hedge-fix-host=h2",
+            "--hedge-fix-port",
+            "3",
+            "--hedge-target-comp-id",
+            "V2",
+            "--hedge-every=2",
         ];
         let want = Args {
             md_host: "0.0.0.0".into(),
@@ -186,8 +211,13 @@ mod tests {
             logon_timeout: 1.5,
             ack_wait: 0.0,
             logout_wait: 3.0,
+            quotes_both: true,
+            hedge_fix_host: "h2".into(),
+            hedge_fix_port: 3,
+            hedge_target: "V2".into(),
+            hedge_every: 2,
         };
-        assert_eq!(run(&argv).unwrap(), Command::Run(want));
+        assert_eq!(run(&argv).unwrap(), Command::Run(Box::new(want)));
     }
 
     #[test]
@@ -203,6 +233,12 @@ mod tests {
         assert_eq!(with(&["--logon-timeout", "inf"]), r#"--logon-timeout "inf" is not seconds"#);
         assert_eq!(with(&["--ack-wait", ""]), r#"--ack-wait "" is not seconds"#);
         assert_eq!(with(&["--logout-wait=soon"]), r#"--logout-wait "soon" is not seconds"#);
+        assert_eq!(with(&["--quotes", "all"]), r#"--quotes "all" is not one or both"#);
+        assert_eq!(with(&["--hedge-every", "0"]), r#"--hedge-every "0" is not a positive integer"#);
+        assert_eq!(
+            with(&["--hedge-fix-port", "3", "--hedge-target-comp-id", "VENUE"]),
+            "--hedge-target-comp-id must differ from --target-comp-id (VENUE): it names the venue"
+        );
     }
 
     #[test]

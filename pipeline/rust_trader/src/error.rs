@@ -4,7 +4,7 @@
 //! for the kill switch. A peer's bad input is not here: it is counted and answered where it is
 //! read (itch::DecodeError, a Reject(35=3) from fix::FieldError).
 
-use crate::args::USAGE;
+use crate::usage::USAGE;
 use std::fmt;
 use std::io;
 
@@ -33,6 +33,9 @@ pub enum Error {
         flag: String,
     },
     MissingPorts,
+    SameVenue {
+        target: String,
+    },
     // -- start-up
     Bind {
         port: u16,
@@ -66,6 +69,11 @@ pub enum Error {
     SessionEnded(String),
     /// The session layer's own reason for logging out (no answer to a TestRequest, ...).
     Session(String),
+    /// What went wrong on the hedge venue's session, named as such.
+    HedgeVenue {
+        venue: String,
+        source: Box<Error>,
+    },
     // -- the end
     Unanswered {
         unanswered: usize,
@@ -78,6 +86,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Unanswered { .. } => EXIT_UNANSWERED,
+            Error::HedgeVenue { source, .. } => source.exit_code(),
             _ => EXIT_START_UP,
         }
     }
@@ -95,6 +104,12 @@ impl fmt::Display for Error {
             }
             Error::UnknownOption { flag } => write!(f, "unknown option {} ({})", flag, USAGE),
             Error::MissingPorts => write!(f, "--md-port and --fix-port are required ({})", USAGE),
+            Error::SameVenue { target } => write!(
+                f,
+                "--hedge-target-comp-id must differ from --target-comp-id ({}): it names the venue",
+                target
+            ),
+            Error::HedgeVenue { venue, source } => write!(f, "hedge venue {}: {}", venue, source),
             Error::Bind { port, source } => write!(f, "cannot bind market data port {}: {}", port, source),
             Error::Socket { what, source } => write!(f, "{} socket: {}", what, source),
             Error::Connect { host, port, source } => {

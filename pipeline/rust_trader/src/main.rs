@@ -6,6 +6,7 @@ mod args;
 mod book;
 mod error;
 mod fix;
+mod gateway;
 mod in_flight;
 mod itch;
 mod oms;
@@ -15,6 +16,7 @@ mod stats;
 mod strategy;
 mod sys;
 mod trader;
+mod usage;
 
 use args::Command;
 use error::Error;
@@ -41,9 +43,9 @@ fn fail(e: Error) -> ! {
 
 fn main() {
     let args = match args::parse(std::env::args().skip(1)) {
-        Ok(Command::Run(a)) => a,
+        Ok(Command::Run(a)) => *a,
         Ok(Command::Help) => {
-            println!("{}", args::USAGE);
+            println!("{}", usage::USAGE);
             return;
         }
         Err(e) => fail(e),

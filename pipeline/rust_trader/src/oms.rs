@@ -49,6 +49,17 @@ pub struct Order {
     pub state: State,
     pub filled: i64,
     pub trace_id: u64,
+    /// The leg of its tick (0 bid or taker, 1 ask, 2 hedge) and the venue (gateway index) it went to.
+    pub leg: u16,
+    pub venue: u8,
+}
+
+/// Which tick an order belongs to, as which leg, sent to which venue (gateway index).
+#[derive(Debug, Clone, Copy)]
+pub struct LegOf {
+    pub trace_id: u64,
+    pub leg: u16,
+    pub venue: u8,
 }
 
 impl Order {
@@ -81,15 +92,7 @@ pub fn clordid_number(c: &[u8]) -> Option<u64> {
 }
 
 impl OrderManager {
-    pub fn new_order(
-        &mut self,
-        locate: u16,
-        symbol: &str,
-        side: u8,
-        qty: i64,
-        price: i64,
-        trace_id: u64,
-    ) -> u64 {
+    pub fn new_order(&mut self, locate: u16, symbol: &str, side: u8, qty: i64, price: i64, of: LegOf) -> u64 {
         self.next += 1;
         let id = self.next;
         let mut sym = [0u8; 16];
@@ -105,7 +108,9 @@ impl OrderManager {
             price,
             state: State::PendingNew,
             filled: 0,
-            trace_id,
+            trace_id: of.trace_id,
+            leg: of.leg,
+            venue: of.venue,
         };
         self.orders.insert(id, o);
         id

@@ -23,16 +23,34 @@ pub struct OrderCounts {
     pub stalls: u64,
 }
 
+/// One FIX session (venue) of the trader: `venues` in the stats file.
+pub struct VenueStats<'a> {
+    pub name: &'a str,
+    pub role: &'static str,
+    pub port: u16,
+    pub in_flight_at_end: usize,
+}
+
 /// One stats file's worth of counters, borrowed from where each is kept.
 pub struct Stats<'a> {
     pub feed: &'a FeedStats,
     pub unknown_order_refs: u64,
     pub orders: &'a OrderCounts,
     pub in_flight: usize,
+    /// Orders sent per leg kind (`bid`, `ask` or `taker`, `hedge`), in that order.
+    pub by_leg: &'a [(&'static str, u64)],
+    pub quotes: &'static str,
+    pub quoted_signals: u64,
+    pub hedges_due: u64,
+    pub hedges_held_by_risk: u64,
+    pub hedge_every: i64,
+    pub venues: Vec<VenueStats<'a>>,
     pub oms: &'a OrderManager,
     pub risk: &'a RiskChecker,
     pub signals_held_back: u64,
     pub fix: &'a SessionStats,
+    /// The hedge venue's session, when there is one.
+    pub fix_hedge: Option<&'a SessionStats>,
     pub kernel_rx_stamps: bool,
     pub kernel_tx_stamps: bool,
     pub tx_stamps_unmatched: usize,
@@ -57,29 +75,18 @@ impl Stats<'_> {
             risk.value(name, count);
         }
         let kill = if self.risk.killed { json_str(&self.risk.kill_reason) } else { "null".into() };
-        let s = self.fix;
-        let mut fix = Object::new();
-        fix.value("messages_in", s.messages_in)
-            .value("messages_out", s.messages_out)
-            .value("rejects_sent", s.rejects_sent)
-            .value("rejects_received", s.rejects_received)
-            .value("garbage", s.garbage)
-            .value("gaps", s.gaps)
-            .value("resend_requests_sent", s.resend_requests_sent)
-            .value("seq_too_low", s.seq_too_low)
-            .value("test_requests_sent", s.test_requests_sent)
-            .value("heartbeats_sent", s.heartbeats_sent)
-            .value("invalid_fields", s.invalid_fields)
-            .value("queued", s.queued)
-            .value("poss_dup_ignored", s.poss_dup_ignored)
-            .value("resend_requests_received", s.resend_requests_received)
-            .value("gap_fills_sent", s.gap_fills_sent)
-            .value("messages_resent", s.messages_resent)
-            .value("gap_fills_received", s.gap_fills_received)
-            .value("sequence_resets_received", s.sequence_resets_received)
-            .value("seq_num_resets", s.seq_num_resets)
-            .value("peer_expects", s.peer_expects)
-            .raw("last_error", &json_str(&s.last_error));
+        let mut by_leg = Object::new();
+        for (kind, n) in self.by_leg {
+            by_leg.value(kind, n);
+        }
+        let mut venues = Object::new();
+        for v in &self.venues {
+            let mut one = Object::new();
+            one.raw("role", &json_str(v.role))
+                .value("port", v.port)
+                .value("in_flight_at_end", v.in_flight_at_end);
+            venues.raw(v.name, &one.end());
+        }
         let o = self.orders;
         let mut top = Object::new();
         top.raw("trader", "\"rust\"")
@@ -92,6 +99,13 @@ impl Stats<'_> {
             .value("orders_acked", o.acked)
             .value("orders_rejected", o.rejected)
             .value("orders_in_flight_at_end", self.in_flight)
+            .raw("orders_by_leg", &by_leg.end())
+            .raw("quotes", &json_str(self.quotes))
+            .value("quoted_signals", self.quoted_signals)
+            .value("hedges_due", self.hedges_due)
+            .value("hedges_held_by_risk", self.hedges_held_by_risk)
+            .value("hedge_every", self.hedge_every)
+            .raw("venues", &venues.end())
             .value("orders_gap_filled", o.gap_filled)
             .value("order_stalls", o.stalls)
             .value("fills", self.oms.fills)
@@ -100,13 +114,42 @@ impl Stats<'_> {
             .raw("kill_switch", &kill)
             .value("oms_invalid_transitions", self.oms.invalid_transitions)
             .value("oms_unknown_reports", self.oms.unknown_reports)
-            .raw("fix", &fix.end())
-            .value("kernel_rx_stamps", self.kernel_rx_stamps)
+            .raw("fix", &session_json(self.fix));
+        if let Some(hedge) = self.fix_hedge {
+            top.raw("fix_hedge", &session_json(hedge));
+        }
+        top.value("kernel_rx_stamps", self.kernel_rx_stamps)
             .value("kernel_tx_stamps", self.kernel_tx_stamps)
             .raw("loop", "\"busy\"")
             .value("tx_stamps_unmatched", self.tx_stamps_unmatched);
         top.end()
     }
+}
+
+fn session_json(s: &SessionStats) -> String {
+    let mut fix = Object::new();
+    fix.value("messages_in", s.messages_in)
+        .value("messages_out", s.messages_out)
+        .value("rejects_sent", s.rejects_sent)
+        .value("rejects_received", s.rejects_received)
+        .value("garbage", s.garbage)
+        .value("gaps", s.gaps)
+        .value("resend_requests_sent", s.resend_requests_sent)
+        .value("seq_too_low", s.seq_too_low)
+        .value("test_requests_sent", s.test_requests_sent)
+        .value("heartbeats_sent", s.heartbeats_sent)
+        .value("invalid_fields", s.invalid_fields)
+        .value("queued", s.queued)
+        .value("poss_dup_ignored", s.poss_dup_ignored)
+        .value("resend_requests_received", s.resend_requests_received)
+        .value("gap_fills_sent", s.gap_fills_sent)
+        .value("messages_resent", s.messages_resent)
+        .value("gap_fills_received", s.gap_fills_received)
+        .value("sequence_resets_received", s.sequence_resets_received)
+        .value("seq_num_resets", s.seq_num_resets)
+        .value("peer_expects", s.peer_expects)
+        .raw("last_error", &json_str(&s.last_error));
+    fix.end()
 }
 
 /// Written aside and renamed: the collector never reads half a file. A failed write leaves the
@@ -226,10 +269,21 @@ mod tests {
             unknown_order_refs: 10,
             orders,
             in_flight: 19,
+            by_leg: &[("bid", 5), ("ask", 4), ("hedge", 2)],
+            quotes: "both",
+            quoted_signals: 8,
+            hedges_due: 2,
+            hedges_held_by_risk: 0,
+            hedge_every: 4,
+            venues: vec![
+                VenueStats { name: "VENUE", role: "primary", port: 7001, in_flight_at_end: 19 },
+                VenueStats { name: "VENUE2", role: "hedge", port: 7002, in_flight_at_end: 0 },
+            ],
             oms,
             risk,
             signals_held_back: 20,
             fix,
+            fix_hedge: None,
             kernel_rx_stamps: true,
             kernel_tx_stamps: false,
             tx_stamps_unmatched: 51,
@@ -245,6 +299,9 @@ mod tests {
             r#""gap_messages": 6, "stale_packets": 7, "malformed_packets": 8, "malformed_messages": 9, "#,
             r#""end_of_session": true}, "feed_gaps": 5, "feed_gap_messages": 6, "unknown_order_refs": 10, "#,
             r#""orders_sent": 11, "orders_acked": 12, "orders_rejected": 13, "orders_in_flight_at_end": 19, "#,
+            r#""orders_by_leg": {"bid": 5, "ask": 4, "hedge": 2}, "quotes": "both", "quoted_signals": 8, "#,
+            r#""hedges_due": 2, "hedges_held_by_risk": 0, "hedge_every": 4, "venues": {"VENUE": {"role": "primary", "#,
+            r#""port": 7001, "in_flight_at_end": 19}, "VENUE2": {"role": "hedge", "port": 7002, "in_flight_at_end": 0}}, "#,
             r#""orders_gap_filled": 14, "order_stalls": 15, "fills": 16, "risk_rejects": {"KILL_SWITCH": 21, "#,
             r#""RESTRICTED": 22, "MAX_QTY": 23, "MAX_NOTIONAL": 24, "PRICE_COLLAR": 25, "MSG_RATE": 26, "#,
             r#""DUPLICATE": 27, "MAX_POSITION": 28, "CREDIT": 29}, "signals_held_back": 20, "kill_switch": null, "#,
