@@ -52,8 +52,8 @@ class PipelineConfig:
 
     @property
     def hedges(self) -> bool:
-        """A second venue to hedge on: with the bundled venue (not --fix-connect), Python trader."""
-        return not self.fix_connect and self.trader == "python"
+        """A second venue to hedge on: with the bundled venue (not --fix-connect), either trader."""
+        return not self.fix_connect
 
     def __post_init__(self):
         if self.fix_connect is not None:
@@ -279,11 +279,12 @@ class ReferencePipeline(Subject):
         if c.fix_connect:
             fix_host, fix_port = fix_connect_address(c.fix_connect)
         symbols = ",".join(BUNDLED_SYMBOLS[: max(1, min(c.symbols, len(BUNDLED_SYMBOLS)))])
+        hedge = ["--hedge-fix-port", str(self.hedge_fix_port), "--hedge-target-comp-id", HEDGE_TARGET_COMP_ID]
         if c.trader == "rust":
             return [str(self.rust_trader), "--md-port", str(self.md_port), "--fix-host", fix_host,
                     "--fix-port", str(fix_port), "--sender-comp-id", c.sender_comp_id,
-                    "--target-comp-id", c.target_comp_id]  # fmt: skip
-        hedge = ["--hedge-fix-port", str(self.hedge_fix_port), "--hedge-target-comp-id", HEDGE_TARGET_COMP_ID]
+                    "--target-comp-id", c.target_comp_id, "--quotes", "both",
+                    *(hedge if self.hedge_fix_port else [])]  # fmt: skip
         return [sys.executable, "-m", "tickscope.pipeline.trader", "--feed", c.feed, "--loop", c.loop,
                 "--md-port", str(self.md_port), "--ws-url", f"ws://127.0.0.1:{self.ws_port}/ws", "--symbols", symbols,
                 "--fix-host", fix_host, "--fix-port", str(fix_port),

@@ -1,6 +1,8 @@
 """The bundled pipeline as a two-venue market maker: every signal quotes both sides (legs bid and
 ask on the primary venue), every N-th quoted signal hedges on a second venue (its own process and
-FIX session), and every order sent is one tick-to-trade sample of its tick."""
+FIX session), and every order sent is one tick-to-trade sample of its tick. Both traders, Python
+and Rust (the Rust cases build it with cargo: slow), with the same points, stages, dimensions and
+exact counts."""
 
 import os
 import re
@@ -8,12 +10,24 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from support import QUIET, free_port
 from support.cli import run_cli
+from support.native import needs_cargo, rust_trader_binary
 from support.pipeline import TRADER, start_venue, trader_stats
 from tickscope.collectors.session import Session
 
 HEDGE_VENUE = [sys.executable, "-m", "tickscope.pipeline.venue", "--feed", "none"]
+
+# Each test runs against both traders; the Rust one is built with cargo on first use.
+TRADERS = pytest.mark.parametrize(
+    "trader", ["python", pytest.param("rust", marks=[pytest.mark.slow, needs_cargo])]
+)
+
+
+def trader_argv(trader: str) -> list[str]:
+    return TRADER if trader == "python" else [str(rust_trader_binary())]
 
 
 def _legs_add_up(stats: dict) -> None:
@@ -29,13 +43,15 @@ def _legs_add_up(stats: dict) -> None:
     )
 
 
-def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path):
-    out = run_cli(
-        "profile", "--duration", "4s", "--rate", "5k", *QUIET, "--out", str(tmp_path / "s"), timeout=180
-    )
+@TRADERS
+def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path, trader):
+    trader_argv(trader)  # a cargo build is not the profile's to time
+    out = run_cli("profile", "--trader", trader, "--duration", "4s", "--rate", "5k", *QUIET,
+                  "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     s = Session.load(tmp_path / "s")
     stats = s.meta["subject_stats"]["trader"]
+    assert s.meta["options"]["pipeline"]["trader"] == trader and stats["quotes"] == "both"
     _legs_add_up(stats)
     assert stats["orders_in_flight_at_end"] == 0 and stats["orders_rejected"] == 0
     counters = s.meta["counters"]
@@ -58,35 +74,43 @@ def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path):
     assert stats["fix"]["messages_out"] >= legs["bid"] + legs["ask"] + 1
 
 
-def test_the_hedge_venue_receives_exactly_the_hedges(tmp_path):
+@TRADERS
+def test_the_hedge_venue_receives_exactly_the_hedges(tmp_path, trader):
     """Trader and both venues as plain processes: the second venue's own count is the reference."""
+    argv = trader_argv(trader)
     venue, md_port, fix_port = start_venue("--rate", "5000", "--wait-logon", "--duration", "3")
     hedge_port = free_port()
     hedge = subprocess.Popen([*HEDGE_VENUE, "--fix-port", str(hedge_port), "--ack-delay-us", "200"],
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        trader = subprocess.run([*TRADER, "--md-port", str(md_port), "--fix-port", str(fix_port),
-                                 "--hedge-fix-port", str(hedge_port), "--hedge-every", "3", "--quotes", "both"],
-                                env={**os.environ, "TICKSCOPE_RING_DIR": str(tmp_path)},
-                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        run = subprocess.run([*argv, "--md-port", str(md_port), "--fix-port", str(fix_port),
+                              "--hedge-fix-port", str(hedge_port), "--hedge-every", "3", "--quotes", "both"],
+                             env={**os.environ, "TICKSCOPE_RING_DIR": str(tmp_path)},
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
     finally:
         for p in (venue, hedge):
             p.send_signal(signal.SIGTERM)
         venue_err, hedge_err = venue.communicate(timeout=30)[1], hedge.communicate(timeout=30)[1]
-    assert trader.returncode == 0 and "Traceback" not in trader.stderr, trader.stderr
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
     stats = trader_stats(tmp_path)
     _legs_add_up(stats)
     assert stats["hedge_every"] == 3
     legs = stats["orders_by_leg"]
+    last = run.stderr.strip().splitlines()[-1]
+    assert (
+        f"orders {stats['orders_sent']} (bid {legs['bid']}, ask {legs['ask']}, hedge {legs['hedge']})" in last
+    )
     assert int(re.search(r"orders received (\d+)", hedge_err)[1]) == legs["hedge"]
     assert int(re.search(r"orders received (\d+)", venue_err)[1]) == legs["bid"] + legs["ask"]
     assert "FIX session closed: peer logged out: trader stopping" in hedge_err
 
 
-def test_a_hedge_venue_that_is_not_there_is_one_line_and_exit_2(tmp_path):
+@TRADERS
+def test_a_hedge_venue_that_is_not_there_is_one_line_and_exit_2(tmp_path, trader):
+    argv = trader_argv(trader)
     venue, md_port, fix_port = start_venue("--rate", "1000")
     try:
-        out = subprocess.run([*TRADER, "--md-port", str(md_port), "--fix-port", str(fix_port),
+        out = subprocess.run([*argv, "--md-port", str(md_port), "--fix-port", str(fix_port),
                               "--hedge-fix-port", str(free_port()), "--connect-timeout", "0.5"],
                              env={**os.environ, "TICKSCOPE_RING_DIR": str(tmp_path)},
                              capture_output=True, text=True, timeout=60)  # fmt: skip
