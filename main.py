@@ -138,7 +138,7 @@ _METAVARS = {"DURATION": {"duration", "warmup", "interval", "expected_interval",
              "RATE": {"rate", "rate_from", "rate_to"}, "N": {"steps", "pyspy_rate", "hiccup_cpu", "digits"},
              "[HOST:]PORT": {"prometheus"}, "HOST:PORT": {"fix_connect"}, "DIR": {"out"},
              "FILE": {"markdown", "junit", "json_out", "html", "perfetto", "replay", "output"},
-             "itch|ws": {"feed"}, "busy|asyncio": {"loop"}, "python|rust": {"trader"},
+             "itch|ws": {"feed"}, "busy|asyncio": {"loop"}, "python|rust": {"trader"}, "one|both": {"quotes"},
              "constant|poisson|burst": {"load"}, "PCT=SHARE,...": {"threshold"}, "SHARE": {"max_inconclusive"},
              "PCT=LATENCY,...": {"sla"}, "RATE,...": {"rates"}, "SPEED,...": {"speeds"}, "SPEED": {"speed"},
              "ID": {"sender_comp_id", "target_comp_id"}, "IFACE": {"capture_iface"}, "REGEX": {"clordid_regex"},
@@ -586,6 +586,12 @@ def profile(
     trader: str = typer.Option(
         "python", "--trader", help="Bundled pipeline trader: python, or rust (built with cargo on first use)."
     ),
+    quotes: str = typer.Option(
+        "one",
+        "--quotes",
+        help="Bundled pipeline: one order per signal, or both: the two-venue market maker "
+        "(bid and ask legs, a hedge leg to a second venue; docs/pipeline.md).",
+    ),
     load: str = typer.Option(
         "constant", "--load", help="Bundled venue load model: constant, poisson or burst."
     ),
@@ -647,6 +653,7 @@ def profile(
         warmup_s=parse_duration(warmup, "warmup"), interval_s=parse_interval(interval),
         expected_interval_ns=parse_duration_ns(expected_interval, "expected interval") if expected_interval else 0,
         out=out, force=force, name=name, rate=parse_rate(rate, "--rate"), feed=feed, loop=loop, trader=trader,
+        quotes=quotes,
         load=load, replay=replay, speed=speed, fix_connect=fix_connect, sender_comp_id=sender_comp_id,
         target_comp_id=target_comp_id, perf=perf, pyspy=pyspy, pyspy_rate=pyspy_rate,
         pyspy_nonblocking=pyspy_nonblocking, hiccup=hiccup, hiccup_cpu=hiccup_cpu, capture=capture,

@@ -49,11 +49,14 @@ class PipelineConfig:
     fix_port: int = 0
     ws_port: int = 0  # --feed ws: the venue's WebSocket port (0: picked at start)
     hedge_fix_port: int = 0  # the hedge venue's FIX port (0: picked at start)
+    # "one": one order per signal (the default); "both": the two-venue market maker (bid and ask
+    # legs on a signal, a hedge leg to a second venue), docs/pipeline.md
+    quotes: str = "one"
 
     @property
     def hedges(self) -> bool:
-        """A second venue to hedge on: with the bundled venue (not --fix-connect), either trader."""
-        return not self.fix_connect
+        """A second venue to hedge on: the market maker with the bundled venue (not --fix-connect)."""
+        return self.quotes == "both" and not self.fix_connect
 
     def __post_init__(self):
         if self.fix_connect is not None:
@@ -283,12 +286,12 @@ class ReferencePipeline(Subject):
         if c.trader == "rust":
             return [str(self.rust_trader), "--md-port", str(self.md_port), "--fix-host", fix_host,
                     "--fix-port", str(fix_port), "--sender-comp-id", c.sender_comp_id,
-                    "--target-comp-id", c.target_comp_id, "--quotes", "both",
+                    "--target-comp-id", c.target_comp_id, "--quotes", c.quotes,
                     *(hedge if self.hedge_fix_port else [])]  # fmt: skip
         return [sys.executable, "-m", "tickscope.pipeline.trader", "--feed", c.feed, "--loop", c.loop,
                 "--md-port", str(self.md_port), "--ws-url", f"ws://127.0.0.1:{self.ws_port}/ws", "--symbols", symbols,
                 "--fix-host", fix_host, "--fix-port", str(fix_port),
-                "--sender-comp-id", c.sender_comp_id, "--target-comp-id", c.target_comp_id, "--quotes", "both",
+                "--sender-comp-id", c.sender_comp_id, "--target-comp-id", c.target_comp_id, "--quotes", c.quotes,
                 *(hedge if self.hedge_fix_port else [])]  # fmt: skip
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -50,6 +50,7 @@ class ProfileOptions:
     feed: str = "itch"
     loop: str = "busy"
     trader: str = "python"
+    quotes: str = "one"  # "both": the two-venue market maker
     load: str = "constant"
     replay: Path | None = None
     speed: str | None = None
@@ -86,6 +87,13 @@ class ProfileOptions:
             raise ProfileError(
                 "--trader rust reads the ITCH feed with a busy-poll loop: drop --feed ws / --loop asyncio"
             )
+        if self.quotes not in ("one", "both"):
+            raise ProfileError(
+                f"--quotes {self.quotes!r}: expected one (an order per signal) or both (the market maker)"
+            )
+        if self.quotes == "both" and self.capture:
+            raise ProfileError("--capture joins one order per tick by trace id: drop --quotes both (the market "
+                               "maker's legs share their tick's trace id)")  # fmt: skip
         if self.load not in ("constant", "poisson", "burst"):
             raise ProfileError(f"--load {self.load!r}: expected constant, poisson or burst")
         if self.replay is not None and not self.replay.is_file():
@@ -116,7 +124,7 @@ def plan_profile(o: ProfileOptions, view: View | None) -> RunPlan:
         config = PipelineConfig(
             rate=o.rate, duration_s=o.duration_s, feed=o.feed, loop=o.loop, load=o.load, replay=o.replay,
             speed=o.speed, fix_connect=o.fix_connect, sender_comp_id=o.sender_comp_id,
-            target_comp_id=o.target_comp_id, trader=o.trader,
+            target_comp_id=o.target_comp_id, trader=o.trader, quotes=o.quotes,
         )  # fmt: skip
         name = o.name or (f"pipeline-{o.feed}-{o.loop}" if o.trader == "python" else "pipeline-rust")
         if o.trader == "rust":

@@ -46,7 +46,7 @@ def _legs_add_up(stats: dict) -> None:
 @TRADERS
 def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path, trader):
     trader_argv(trader)  # a cargo build is not the profile's to time
-    out = run_cli("profile", "--trader", trader, "--duration", "4s", "--rate", "5k", *QUIET,
+    out = run_cli("profile", "--trader", trader, "--quotes", "both", "--duration", "4s", "--rate", "5k", *QUIET,
                   "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     s = Session.load(tmp_path / "s")

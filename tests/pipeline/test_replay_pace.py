@@ -141,7 +141,7 @@ def test_under_replay_the_venue_trades_the_instruments_the_file_lists(tmp_path, 
         msgs += [itch.stock_directory(locate, 0, ts, symbol), itch.add_order(locate, 0, ts, 2 * locate, b"B", 900,
                  symbol, 1_000_000), itch.add_order(locate, 0, ts, 2 * locate + 1, b"S", 100, symbol, 1_000_100)]  # fmt: skip
     itch.write_itch_file(tmp_path / "day.itch", msgs)
-    r = run_cli("profile", "--trader", trader, "--replay", str(tmp_path / "day.itch"), "--speed", "max", "--duration",
+    r = run_cli("profile", "--trader", trader, "--quotes", "both", "--replay", str(tmp_path / "day.itch"), "--speed", "max", "--duration",
                 "20s", *QUIET, "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr
     session = Session.load(tmp_path / "s")
