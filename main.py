@@ -1114,6 +1114,9 @@ def compare(
     ),
     window_from: str | None = typer.Option(None, "--from", help=FROM_HELP + " Applied to every session."),
     window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
+    by: str | None = typer.Option(
+        None, "--by", help="Judge each value of this dimension (or combination recorded with --slice) on its own."
+    ),
 ):
     """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input,
     3: more rows inconclusive than --max-inconclusive allows.
@@ -1148,7 +1151,7 @@ def compare(
     limit = parse_share(max_inconclusive)
     window = parse_window(window_from, window_to)
     base, cand = [Session.load(p, window) for p in baselines], [Session.load(p, window) for p in candidates]
-    result = compare_sessions(base, cand, threshold)
+    result = compare_sessions(base, cand, threshold, by)
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 120))  # CI logs: never squeeze the numbers

@@ -2,6 +2,7 @@
 (tests/programs/dims_subject.py): counts exact per value and per leg, percentiles within HDR
 precision of the exact values, tags HdrHistogram's own reader opens, the cap's ``other``."""
 
+import json
 import sys
 
 import numpy as np
@@ -18,9 +19,9 @@ SUBJECT = [sys.executable, str(PROGRAMS / "dims_subject.py")]
 TICKS = 1200
 
 
-def profile(d, *options, symbols=3):
-    out = run_cli("profile", "--out", str(d / "s"), *QUIET, *options, "--", *SUBJECT, str(TICKS),
-                  "--symbols", str(symbols), "--truth", str(d / "truth.txt"))  # fmt: skip
+def profile(d, *options, symbols=3, ticks=TICKS, extra=()):
+    out = run_cli("profile", "--out", str(d / "s"), *QUIET, *options, "--", *SUBJECT, str(ticks),
+                  "--symbols", str(symbols), "--truth", str(d / "truth.txt"), *extra)  # fmt: skip
     assert out.returncode == 0, out.stderr
     truth = np.loadtxt(d / "truth.txt", dtype=np.int64)  # trace, leg, md.rx, signal, order.tx, symbol, venue
     return d / "s", truth
@@ -109,3 +110,27 @@ def test_the_cap_keeps_the_rest_under_other_exactly_and_a_combination_is_sliced_
     assert total == truth.shape[0]
     out = run_cli("report", str(path), "--by", "venue,symbol")
     assert out.returncode == 0 and "venue,symbol = other" in out.stdout
+
+
+def test_compare_by_venue_judges_each_value_and_names_it(tmp_path):
+    """One venue's sends made 20 us slower: that venue regresses, the other does not. Thresholds
+    are wide (the host is shared): the point is the per-value judgement, not the noise rules."""
+    runs = []
+    for name, slow in (("base", ""), ("cand", "XNAS=20")):
+        d = tmp_path / name
+        d.mkdir()
+        path, _ = profile(d, "--interval", "50ms", extra=["--slow", slow, "--gap-us", "300"], ticks=4000)
+        runs.append(path)
+    out = run_cli("compare", *map(str, runs), "--by", "venue", "--threshold", "p99=50%,p99.9=100%",
+                  "--json", str(tmp_path / "c.json"))  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    verdicts = {(r["tag"], r["percentile"]): r["verdict"] for r in rows}
+    assert verdicts[("tick_to_trade|venue=XNAS", "p50")] == "regression"
+    assert verdicts[("send|venue=XNAS", "p50")] == "regression"
+    assert ("tick_to_trade|venue=BATS", "p50") in verdicts
+    assert not [k for k, v in verdicts.items() if "BATS" in k[0] and v == "regression"]
+    assert "tick_to_trade|venue=XNAS" in out.stdout
+    bad = run_cli("compare", *map(str, runs), "--by", "order_type")
+    assert bad.returncode == 2 and "--by order_type: no value recorded on both sides" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
