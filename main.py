@@ -1115,7 +1115,9 @@ def compare(
     window_from: str | None = typer.Option(None, "--from", help=FROM_HELP + " Applied to every session."),
     window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
     by: str | None = typer.Option(
-        None, "--by", help="Judge each value of this dimension (or combination recorded with --slice) on its own."
+        None,
+        "--by",
+        help="Judge each value of this dimension (or combination recorded with --slice) on its own.",
     ),
 ):
     """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input,
