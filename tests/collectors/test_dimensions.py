@@ -13,7 +13,7 @@ from support import PROGRAMS, QUIET
 from support.cli import run_cli
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.dimensions import OTHER, dimension_tag, parse_tag
-from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, percentile_values
+from tickscope.collectors.session.hdr import BulkRecorder, counts_view, new_histogram, percentile_values
 
 SUBJECT = [sys.executable, str(PROGRAMS / "dims_subject.py")]
 TICKS = 1200
@@ -134,3 +134,30 @@ def test_compare_by_venue_judges_each_value_and_names_it(tmp_path):
     bad = run_cli("compare", *map(str, runs), "--by", "order_type")
     assert bad.returncode == 2 and "--by order_type: no value recorded on both sides" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_merge_keeps_every_per_value_histogram_bucket_for_bucket(run, tmp_path):
+    other, _ = profile(tmp_path, symbols=2)
+    out = run_cli("merge", str(tmp_path / "m"), f"a={run[0]}", f"b={other}")
+    assert out.returncode == 0, out.stderr
+    a, b, m = Session.load(run[0]), Session.load(other), Session.load(tmp_path / "m")
+    assert set(m.dimensions) == set(a.dimensions) | set(b.dimensions)
+    tags = [t for t in set(a.intervals) | set(b.intervals) if parse_tag(t)[1]]
+    assert "tick_to_trade|symbol=S2" in tags and "send|venue=BATS" in tags
+    for tag in tags:
+        want = sum(counts_view(s.total(tag)).astype(np.int64)
+                   for s in (a, b) if tag in s.intervals)  # fmt: skip
+        got = counts_view(m.total(tag)).astype(np.int64)
+        assert np.array_equal(got, want), tag
+    for venue in ("XNAS", "BATS"):
+        merged = m.slice("venue", venue).summary()["tick_to_trade"]["count"]
+        assert merged == sum(s.slice("venue", venue).summary()["tick_to_trade"]["count"] for s in (a, b))
+    # summary.json as a profiled session has it: plain tags on top, per-value rows under dimensions
+    rows = m.dimension_summary["venue"]["values"]
+    assert {v: x["rows"] for v, x in rows.items()} == {
+        v: a.dimension_summary["venue"]["values"][v]["rows"]
+        + b.dimension_summary["venue"]["values"][v]["rows"]
+        for v in ("XNAS", "BATS")
+    }
+    assert rows["BATS"]["tags"]["tick_to_trade"] == m.slice("venue", "BATS").summary()["tick_to_trade"]
+    assert not [t for t in json.loads((tmp_path / "m" / "summary.json").read_text()) if "|" in t]
