@@ -486,12 +486,15 @@ def want_live(live: bool | None) -> bool:
     return sys.stdout.isatty() and os.environ.get("TERM", "") != ""
 
 
-def _make_view(live: bool, duration_s):
+LIVE_BY_HELP = "Live view: also the worst values of this dimension by tick-to-trade p99 (e.g. venue)."
+
+
+def _make_view(live: bool, duration_s, live_by: str | None = None):
     if live:
         try:
             from tickscope.reports.live import LiveView
 
-            return LiveView()
+            return LiveView(by=live_by)
         except ImportError:
             pass
     from tickscope.reports.progress import PlainProgress
@@ -574,6 +577,7 @@ def profile(
     live: bool | None = typer.Option(
         None, "--live/--no-live", help="Live TUI (default: when stdout is a terminal)."
     ),
+    live_by: str | None = typer.Option(None, "--live-by", help=LIVE_BY_HELP, metavar="DIM"),
     feed: str = typer.Option(
         "itch",
         "--feed",
@@ -666,7 +670,7 @@ def profile(
     opts.check()
     if speed is not None:
         _check_replay_speed(replay, speed)
-    result = run(plan_profile(opts, _make_view(want_live(live), opts.duration_s)))
+    result = run(plan_profile(opts, _make_view(want_live(live), opts.duration_s, live_by)))
     _print_profile(result, fail_on_drops)
 
 
@@ -1121,6 +1125,11 @@ def compare(
     ),
     window_from: str | None = typer.Option(None, "--from", help=FROM_HELP + " Applied to every session."),
     window_to: str | None = typer.Option(None, "--to", help=TO_HELP),
+    by: str | None = typer.Option(
+        None,
+        "--by",
+        help="Judge each value of this dimension (or combination recorded with --slice) on its own.",
+    ),
 ):
     """Compare BASELINE CANDIDATE sessions. Exit 0: no regression, 1: regression, 2: bad input,
     3: more rows inconclusive than --max-inconclusive allows.
@@ -1155,7 +1164,7 @@ def compare(
     limit = parse_share(max_inconclusive)
     window = parse_window(window_from, window_to)
     base, cand = [Session.load(p, window) for p in baselines], [Session.load(p, window) for p in candidates]
-    result = compare_sessions(base, cand, threshold)
+    result = compare_sessions(base, cand, threshold, by)
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 120))  # CI logs: never squeeze the numbers
@@ -1203,6 +1212,7 @@ def live(
     live: bool | None = typer.Option(
         None, "--live/--no-live", help="Live TUI (default: when stdout is a terminal)."
     ),
+    live_by: str | None = typer.Option(None, "--live-by", help=LIVE_BY_HELP, metavar="DIM"),
     fail_on_drops: bool = typer.Option(False, "--fail-on-drops", help=FAIL_ON_DROPS_HELP),
     force: bool = typer.Option(False, "--force", help="Replace the session already in --out."),
     prometheus: str | None = typer.Option(
@@ -1261,7 +1271,7 @@ def live(
     interval_s = parse_interval(interval)
     # live runs until Ctrl-C by default: a long run unless --duration says otherwise
     segments = parse_segments(duration_s, interval_s, segment, retain, max_disk, decay) if out else None
-    result = attach(rings or [], _make_view(want_live(live), duration_s), out=out, duration_s=duration_s,
+    result = attach(rings or [], _make_view(want_live(live), duration_s, live_by), out=out, duration_s=duration_s,
                     force=force, prometheus=prometheus, name=name,
                     prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
                     prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),

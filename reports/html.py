@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from tickscope.collectors.session import Session, trace_accounting
+from tickscope.collectors.session.dimensions import shown
 from tickscope.collectors.session.units import fmt_ns
 
 from . import attribution
@@ -155,6 +156,40 @@ def distribution_figure(session: Session) -> dict:
               "yaxis": latency_axis(v for _, y in curves.values() for v in y), "margin": {"t": 10},
               "legend": LEGEND, "height": 460}  # fmt: skip
     return {"data": data, "layout": layout}
+
+
+DIMENSION_FIGURES = ("p50", "p99", "p99_9", "max")
+
+
+def dimension_sections(session: Session) -> list[dict]:
+    """Per slicing (``venue``, ``venue,symbol``): a row per value (count and tick-to-trade figures)
+    and a figure with every value's tick-to-trade nines curve on one plot, values most orders first."""
+    out = []
+    for i, (slicing, values) in enumerate(session.dimensions.items()):
+        rows, data, ys = [], [], []
+        for j, value in enumerate(values):
+            t2t = session.slice(slicing, value).summary().get("tick_to_trade")
+            if not t2t or not t2t.get("count"):
+                continue  # a value seen only on ticks that did not trade (a symbol never quoted)
+            rows.append(
+                {
+                    "value": shown(value),
+                    "cells": [f"{t2t['count']:,}"] + [fmt_ns(t2t.get(k)) for k in DIMENSION_FIGURES],
+                }
+            )
+            x, y = views.distribution(session.slice(slicing, value).total("tick_to_trade"))
+            ys += list(y)
+            data.append({"type": "scatter", "mode": "lines", "name": shown(value), "x": _clean(x), "y": _clean(y),
+                         **ns_hover(y), "line": {"color": COLORS[j % len(COLORS)], "width": 2}})  # fmt: skip
+        if not rows:
+            continue
+        layout = {"xaxis": {"type": "log", "title": _title("percentile"), "tickvals": NINES_TICKS[0],
+                            "ticktext": NINES_TICKS[1]},
+                  "yaxis": latency_axis(ys), "margin": {"t": 10}, "legend": LEGEND, "height": 380}  # fmt: skip
+        out.append(
+            {"slicing": slicing, "id": f"dim{i}", "rows": rows, "figure": {"data": data, "layout": layout}}
+        )
+    return out
 
 
 def timeline_figure(session: Session) -> dict:
@@ -357,8 +392,10 @@ def render(session: Session, perfetto_path: str | Path | None = None) -> str:
     stage_rows = [{"tag": tag, "cells": [f"{summary.get(tag, {}).get('count', 0):,}"]
                    + [fmt_ns(summary.get(tag, {}).get(k)) for k in keys[1:]]} for tag in session.tags]  # fmt: skip
     counters, zeros = views.counters_in_words(session.counters())
+    dimensions = dimension_sections(session)
     return page(
-        "report.html.j2", {k: v[1] for k, v in figures.items()}, title=session.name,
+        "report.html.j2", {**{k: v[1] for k, v in figures.items()}, **{d["id"]: d["figure"] for d in dimensions}},
+        title=session.name, dimensions=dimensions,
         headers=[run_header(views.run_facts(session.meta, session.name))],
         duration=f"{session.duration_s:.1f}s", cards=cards(session), warnings=page_warnings(session), stage_rows=stage_rows,
         charts=[{"id": k, "title": v[0], "note": v[2]} for k, v in figures.items()],

@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from tickscope.collectors.session import Snapshot
+from tickscope.collectors.session.dimensions import shown
 from tickscope.collectors.session.units import fmt_ns
 
 from .attribution import TailBars
@@ -72,6 +73,27 @@ class SidePanel:
         return t
 
 
+class WorstValues:
+    """The values of one slicing with the highest tick-to-trade p99 so far, worst first: where to
+    look when the run's p99 moves (a venue, a symbol)."""
+
+    def __init__(self, slicing: str, values: dict[str, dict], rows: int = 5):
+        self.slicing, self.values, self.rows = slicing, values, rows
+
+    def __rich__(self) -> Text:
+        t = Text(f"worst {self.slicing} by t2t p99 (cumulative):", style="bold")
+        if not self.values:
+            return t.append(" no values yet", style="dim")
+        ranked = sorted(self.values.items(), key=lambda kv: -(kv[1].get("p99") or 0))
+        for i, (value, row) in enumerate(ranked[: self.rows]):
+            t.append(f"\n  {shown(value):<12} ", style="yellow" if i == 0 else "")
+            t.append(f"p99 {fmt_ns(row.get('p99')):>8}  p50 {fmt_ns(row.get('p50')):>8}  "
+                     f"max {fmt_ns(row.get('max')):>8}  {row.get('count', 0):,} orders")  # fmt: skip
+        if len(ranked) > self.rows:
+            t.append(f"\n  ... {len(ranked) - self.rows} more", style="dim")
+        return t
+
+
 class Header:
     def __init__(self, state: Snapshot, elapsed_s: float, duration_s: float | None):
         self.state, self.elapsed, self.duration = state, elapsed_s, duration_s
@@ -87,9 +109,11 @@ class Header:
         return t
 
 
-def render(state: Snapshot, side: dict, elapsed: float, duration: float | None, width: int, height: int):
+def render(state: Snapshot, side: dict, elapsed: float, duration: float | None, width: int, height: int,
+           by: str | None = None):  # fmt: skip
     """The whole screen for a terminal of width x height: the stage table takes the columns that
-    fit the width; the breakdown is compact below 100 columns or 30 rows.
+    fit the width; the breakdown is compact below 100 columns or 30 rows; with ``by`` (a slicing,
+    ``venue``), the worst values of it under the stage table.
 
     What does not fit the height is left out, least important first (the breakdown, then the
     sparkline): a terminal crops the bottom, and the bottom holds the drop counters and the side
@@ -112,14 +136,16 @@ def render(state: Snapshot, side: dict, elapsed: float, duration: float | None, 
         padding=(0, 1),
     )
     sparkline = Sparkline(state.p99_history.get("tick_to_trade", []), bar_width)
-    parts = [header, stages, breakdown, sparkline, CountersLine(state.counters, width=width)]
+    worst = WorstValues(by, state.by_dimension.get(by, {}), rows=3 if compact else 5) if by else None
+    parts = [header, stages, *([worst] if worst else []), breakdown, sparkline,
+             CountersLine(state.counters, width=width)]  # fmt: skip
     if state.ring_errors:
         parts.append(RingProblems(state.ring_errors, limit=2 if compact else 4))
     if side:
         parts.append(SidePanel(side))
     measure = Console(width=width, file=io.StringIO(), color_system=None)
     lines = {id(p): len(measure.render_lines(p, measure.options, pad=False)) for p in parts}
-    for optional in (breakdown, sparkline):  # least important first
+    for optional in (breakdown, sparkline, *([worst] if worst else [])):  # least important first
         if sum(lines.values()) <= height:
             break
         parts.remove(optional)
@@ -142,10 +168,11 @@ def terminal_size(console: Console) -> tuple[int, int]:
 class LiveView:
     """The ``View`` of ``collectors.run``: a Rich Live display on the controlling terminal."""
 
-    def __init__(self, console: Console | None = None, refresh_s: float = 0.2):
+    def __init__(self, console: Console | None = None, refresh_s: float = 0.2, by: str | None = None):
         self.console = console or Console()
         self.live: Live | None = None
         self.refresh_s = refresh_s
+        self.by = by  # --live-by: the slicing whose worst values are shown
 
     def start(self) -> None:
         w, h = terminal_size(self.console)
@@ -159,7 +186,7 @@ class LiveView:
             return
         w, h = terminal_size(self.console)
         self.console.size = (w, h)
-        self.live.update(render(state, side, elapsed_s, duration_s, w, h), refresh=True)
+        self.live.update(render(state, side, elapsed_s, duration_s, w, h, self.by), refresh=True)
 
     def stop(self) -> None:
         if self.live is not None:

@@ -41,6 +41,7 @@ from tickscope.collectors.session import (
     trace_accounting,
     write_json_atomic,
 )
+from tickscope.collectors.session.dimensions import parse_tag
 from tickscope.collectors.session.hdr import (
     CHUNK,
     BulkRecorder,
@@ -363,7 +364,7 @@ def merge(specs: list[str], out: str | os.PathLike, *, digits: int | None = None
         warmups = [(x, _warmup_intervals(x)) for x in inputs]
         if any(ivs for _, ivs in warmups):
             _write_log(out / WARMUP_LOG, warmups, base, interval_s, mapper)
-        write_json_atomic(out / "summary.json", {t: summarize(h.dense(target)) for t, h in totals.items()})
+        write_json_atomic(out / "summary.json", _summary(inputs, totals, target))
         write_json_atomic(out / "slowest.json", _slowest(inputs))
     except BaseException as e:  # a merge cut short leaves no half session behind to be read as whole
         if created:
@@ -443,6 +444,35 @@ class SparseTotal:
         counts_view(h)[self.index] = self.counts
         h.total_count, h.min_value, h.max_value = self.total, self.min_value, self.max_value
         return h
+
+
+def _summary(inputs: list[MergeInput], totals: dict, target: tuple[int, int, int]) -> dict:
+    """Plain tags at the top level, per-dimension ones under ``dimensions`` as a profiled session
+    has them (docs/session-format.md): each value's tags from the merged histograms, its rows the
+    inputs' rows added. Tail attribution is per trace and a summary keeps no traces, so a merged
+    value has none (``report`` says so) rather than a wrong one."""
+    out = {t: summarize(h.dense(target)) for t, h in totals.items() if not parse_tag(t)[1]}
+    dims: dict[str, dict] = {}
+    for inp in inputs:
+        recorded = inp.session.dimension_summary if inp.session is not None else {}
+        for slicing, rec in recorded.items():
+            d = dims.setdefault(slicing, {"cap": 0, "values": {}})
+            d["cap"] = max(d["cap"], rec["cap"])
+            for value, row in rec["values"].items():
+                v = d["values"].setdefault(value, {"rows": 0, "tags": {}})
+                v["rows"] += row["rows"]
+                if "values" in row:  # the values folded into *other, on any input
+                    v["values"] = sorted({*v.get("values", []), *row["values"]})
+    for slicing, d in dims.items():
+        for value, v in d["values"].items():
+            want = dict(zip(slicing.split(","), value.split(","), strict=False))
+            for tag in totals:
+                base, values = parse_tag(tag)
+                if values == want and "/" not in base:  # the fleet's, not one host's (``host/tag``)
+                    v["tags"][base] = summarize(totals[tag].dense(target))
+    if dims:
+        out["dimensions"] = dims
+    return out
 
 
 def _warmup_intervals(inp: MergeInput) -> dict[str, list[Interval]]:

@@ -2,7 +2,12 @@
 
 ``GET /metrics`` serves, per stage and for tick_to_trade, ``tickscope_latency_seconds`` labelled
 ``host``, ``pipeline``, ``stage``, plus the counters and gauges the shipped alerting rules and
-dashboard need (``collectors/side/alerting.py``, ``dashboard.py``). The histograms are the
+dashboard need (``collectors/side/alerting.py``, ``dashboard.py``). Per dimension value (venue,
+symbol, ...), ``tickscope_dimension_latency_seconds`` with the same labels plus ``dimension`` (the
+slicing) and one label per dimension: its series are the collector's own per-value histograms, so
+the cardinality is the collector's cap (``--dimension-cap``: that many values per slicing, the
+most frequent of the warm-up, then first come; the rest one series, value ``other``). A value
+never moves between its own series and ``other``, so every series' counts only grow. The histograms are the
 session's cumulative (post-warm-up) totals, so Prometheus's ``histogram_quantile`` over the latest
 sample is the session's percentile, and ``rate()``/``increase()`` windows work as for any counter.
 
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import errno
 import math
+import re
 import socket
 import struct
 import threading
@@ -53,6 +59,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from tickscope.collectors.run.host import clock_sync
+from tickscope.collectors.session.dimensions import parse_tag, shown
 from tickscope.collectors.session.hdr import bucket_values, counts_view, highest_equivalent_values
 from tickscope.collectors.side import Conclusion, SideCollectorBase, SideError
 
@@ -294,16 +301,43 @@ class ExportState:
 
 LATENCY = "tickscope_latency_seconds"
 LATENCY_HELP = "Stage latency (schema-8 native histogram from HDR, bucket width 0.271%), seconds."
+# Per dimension value, in a family of its own: a sum over tickscope_latency_seconds (every fleet
+# query and shipped alert) would otherwise count each sample once plainly and once per slicing.
+DIMENSION_LATENCY = "tickscope_dimension_latency_seconds"
+DIMENSION_LATENCY_HELP = ("Stage latency per dimension value (label dimension names the slicing; values beyond "
+                          "--dimension-cap are one series, \"other\"), seconds.")  # fmt: skip
+RESERVED_LABELS = {"host", "pipeline", "stage", "dimension", "le", "quantile", "job", "instance"}
+
+
+def _label_name(dimension: str) -> str:
+    """A dimension as a Prometheus label name: ``venue`` stays, ``msg.type`` is ``msg_type``, and a
+    name Prometheus or tickscope already uses (``host``) is ``dim_host``."""
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", dimension)
+    return f"dim_{name}" if name in RESERVED_LABELS or not re.match(r"[a-zA-Z_]", name) else name
+
+
+def series(tag: str) -> tuple[str, dict[str, str]]:
+    """A histogram's tag as (metric family, labels beyond the run's): ``send`` ->
+    (LATENCY, {stage: send}); ``send|venue=XNAS`` -> (DIMENSION_LATENCY, {stage: send,
+    dimension: venue, venue: XNAS}); a combination names both dimensions (``venue,symbol``)."""
+    stage, values = parse_tag(tag)
+    if not values:
+        return LATENCY, {"stage": stage}
+    return DIMENSION_LATENCY, {"stage": stage, "dimension": ",".join(values),
+                               **{_label_name(d): shown(v) for d, v in values.items()}}  # fmt: skip
 
 
 def render_protobuf(state: ExportState) -> bytes:
     out = []
-    metrics = [
-        _labels({**state.labels, "stage": stage}) + _bytes_field(7, encode_native_histogram(h))
-        for stage, h in state.histograms.items()
-    ]  # fmt: skip
-    if metrics:
-        out.append(_family(LATENCY, LATENCY_HELP, HISTOGRAM, metrics))
+    families: dict[str, list[bytes]] = {LATENCY: [], DIMENSION_LATENCY: []}
+    for tag, h in state.histograms.items():
+        family, labels = series(tag)
+        families[family].append(
+            _labels({**state.labels, **labels}) + _bytes_field(7, encode_native_histogram(h))
+        )
+    for family, help_ in ((LATENCY, LATENCY_HELP), (DIMENSION_LATENCY, DIMENSION_LATENCY_HELP)):
+        if families[family]:
+            out.append(_family(family, help_, HISTOGRAM, families[family]))
     for name, key, help_ in COUNTERS:
         value = float(state.counters.get(key, 0) or 0)
         out.append(
@@ -323,15 +357,24 @@ def _label_text(labels: dict[str, str]) -> str:
 
 
 def render_text(state: ExportState) -> bytes:
-    lines = [f"# HELP {LATENCY} Stage latency (classic 1-2-5 buckets; native histogram over protobuf), seconds.",
-             f"# TYPE {LATENCY} histogram"]  # fmt: skip
-    for stage, h in state.histograms.items():
-        lab = _label_text({**state.labels, "stage": stage})
-        for bound, cum in zip(CLASSIC_BOUNDS_NS, h.classic, strict=True):
-            lines.append(f'{LATENCY}_bucket{{{lab},le="{bound / 1e9:.9g}"}} {cum}')
-        lines.append(f'{LATENCY}_bucket{{{lab},le="+Inf"}} {h.count}')
-        lines.append(f"{LATENCY}_sum{{{lab}}} {h.sum_s:.9g}")
-        lines.append(f"{LATENCY}_count{{{lab}}} {h.count}")
+    lines = []
+    for family, help_ in (
+        (LATENCY, "Stage latency"),
+        (DIMENSION_LATENCY, "Stage latency per dimension value"),
+    ):
+        tags = [t for t in state.histograms if series(t)[0] == family]
+        if family == DIMENSION_LATENCY and not tags:
+            continue
+        lines += [f"# HELP {family} {help_} (classic 1-2-5 buckets; native histogram over protobuf), seconds.",
+                  f"# TYPE {family} histogram"]  # fmt: skip
+        for tag in tags:
+            h = state.histograms[tag]
+            lab = _label_text({**state.labels, **series(tag)[1]})
+            for bound, cum in zip(CLASSIC_BOUNDS_NS, h.classic, strict=True):
+                lines.append(f'{family}_bucket{{{lab},le="{bound / 1e9:.9g}"}} {cum}')
+            lines.append(f'{family}_bucket{{{lab},le="+Inf"}} {h.count}')
+            lines.append(f"{family}_sum{{{lab}}} {h.sum_s:.9g}")
+            lines.append(f"{family}_count{{{lab}}} {h.count}")
     lab = _label_text(state.labels)
     for name, key, help_ in COUNTERS:
         lines += [f"# HELP {name} {help_}", f"# TYPE {name} counter",

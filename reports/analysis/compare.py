@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tickscope.collectors.session import Session, SessionError
+from tickscope.collectors.session.dimensions import dimension_tag, shown
 from tickscope.collectors.session.hdr import (
     counts_view,
     highest_equivalent_values,
@@ -306,9 +307,46 @@ def parse_share(text: str | None) -> float | None:
     return value
 
 
-def compare_sessions(base: list[Session], cand: list[Session], thresholds: str | None = None) -> Comparison:
-    """Every common stage of the ``base`` runs against the ``cand`` runs (as loaded by the caller)."""
-    th = parse_thresholds(thresholds)
+def compare_sessions(base: list[Session], cand: list[Session], thresholds: str | None = None,
+                     by: str | None = None) -> Comparison:  # fmt: skip
+    """Every common stage of the ``base`` runs against the ``cand`` runs (as loaded by the caller);
+    with ``by`` (a slicing, e.g. ``venue``), every value of it recorded on both sides, each judged
+    as a session of its own, its rows tagged as the hlog tags it (``tick_to_trade|venue=XNAS``)."""
+    if by is not None:
+        return _compare_by(base, cand, parse_thresholds(thresholds), by)
+    return _compare(base, cand, parse_thresholds(thresholds))
+
+
+def _compare_by(base: list[Session], cand: list[Session], th: dict[str, float], by: str) -> Comparison:
+    def values(runs: list[Session]) -> list[str]:
+        per_run = [s.dimensions.get(by, []) for s in runs]
+        return [v for v in per_run[0] if all(v in p for p in per_run)]
+
+    vb, vc = values(base), values(cand)
+    common = [v for v in vb if v in vc]
+    if not common:
+        recorded = sorted({d for s in base + cand for d in s.dimensions})
+        raise CompareError(f"--by {by}: no value recorded on both sides (baseline {', '.join(map(shown, vb)) or 'none'}; "
+                           f"candidate {', '.join(map(shown, vc)) or 'none'}; slicings recorded: "
+                           f"{', '.join(recorded) or 'none'}; record it with --slice {by})")  # fmt: skip
+    out = None
+    for value in common:
+        one = _compare([s.slice(by, value) for s in base], [s.slice(by, value) for s in cand], th,
+                       dict(zip(by.split(","), value.split(","), strict=False)))  # fmt: skip
+        if out is None:
+            out = one
+        else:
+            out.rows += one.rows
+            out.warnings += [w for w in one.warnings if w not in out.warnings]
+    missing = [f"{side} only: {', '.join(map(shown, only))}" for side, only in
+               (("baseline", [v for v in vb if v not in vc]), ("candidate", [v for v in vc if v not in vb])) if only]  # fmt: skip
+    if missing:
+        out.warnings.append(f"--by {by}: values not on both sides, not compared ({'; '.join(missing)})")
+    return out
+
+
+def _compare(base: list[Session], cand: list[Session], th: dict[str, float],
+             value: dict[str, str] | None = None) -> Comparison:  # fmt: skip
     warnings: list[str] = []
     tags_b = [t for t in base[0].tags if all(t in s.intervals for s in base)]
     tags_c = {t for t in cand[0].tags if all(t in s.intervals for s in cand)}
@@ -334,6 +372,8 @@ def compare_sessions(base: list[Session], cand: list[Session], thresholds: str |
         warnings += [f"{s.name}: {w}" for w in s.warnings]
     rng = np.random.default_rng(20260101)
     rows = [r for tag in common for r in compare_tag(base, cand, tag, th, rng)]
+    for r in rows if value else []:
+        r.tag = dimension_tag(r.tag, value)
     thin = sorted({f"{r.tag} {r.percentile}" for r in rows if "too few values" in r.units})
     if thin:
         warnings.append(f"fewer than {MIN_TAIL} values beyond the percentile on a side, inconclusive: "

@@ -125,6 +125,33 @@ def test_profile_live_in_a_real_terminal(tmp_path, size):
     assert s.meta["counters"]["dropped_ring_full"] == 0, "the TUI costs the collector no drops"
 
 
+@needs_tool("tmux", install="apt-get install tmux")
+def test_live_by_venue_shows_the_worst_venue_first_in_a_real_terminal(tmp_path):
+    """tests/programs/dims_subject.py with XNAS's sends 40 us late: under --live-by venue the
+    screen ranks XNAS above BATS by tick-to-trade p99, both named with their order counts."""
+    name = f"ts-{uuid.uuid4().hex[:8]}"
+    subject = [sys.executable, str(PROGRAMS / "dims_subject.py"), "6000", "--slow", "XNAS=40", "--gap-us", "1000",
+               "--truth", str(tmp_path / "t.txt")]  # fmt: skip
+    cmd = (f"{sys.executable} -m tickscope.main profile --live --live-by venue --no-perf --no-hiccup "
+           f"--interval 200ms --out {tmp_path / 's'} -- {shlex.join(subject)}; echo profile exited; sleep 20")  # fmt: skip
+    tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", name, cmd)
+    try:
+        deadline, screen = time.monotonic() + 60, ""  # a hang guard: the run takes ~6 s
+        while not re.search(r"worst venue.*\n\s+XNAS .*orders\n\s+BATS .*orders", screen):
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.3)
+            screen = tmux("capture-pane", "-p", "-t", name).stdout
+        # The run ends by itself, rings removed, before the pane goes (killed mid-run, it would leave them).
+        while "profile exited" not in tmux("capture-pane", "-p", "-t", name).stdout:
+            assert time.monotonic() < deadline, "profile did not finish"
+            time.sleep(0.5)
+    finally:
+        tmux("kill-session", "-t", name)
+    assert "Traceback" not in screen
+    xnas, bats = (float(re.search(rf"{v}\s+p99\s+([\d.]+)µs", screen).group(1)) for v in ("XNAS", "BATS"))
+    assert xnas > bats, screen
+
+
 def test_piped_stdout_gets_plain_progress_lines(tmp_path):
     out = run_cli("profile", "--duration", "3s", "--no-perf", "--no-hiccup", "--out", str(tmp_path / "s"), "--",
                   *FOREVER)  # fmt: skip

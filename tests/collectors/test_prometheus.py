@@ -124,7 +124,7 @@ def test_prometheus_p99_of_the_bundled_pipeline_agrees_with_the_session(tmp_path
     per_stage = prom.query(
         "histogram_quantile(0.99, sum by (host, stage) (rate(tickscope_latency_seconds[1m])))", at
     )
-    assert {r["metric"]["stage"] for r in per_stage} == set(session.intervals), per_stage
+    assert {r["metric"]["stage"] for r in per_stage} == set(session.tags), per_stage
     assert all(float(r["value"][1]) > 0 for r in per_stage)
     # counters labelled by host and the run's name (the bundled pipeline's); the session by an info metric
     sent = prom.query('tickscope_orders_sent_total{pipeline="pipeline-itch-busy"}', at)
@@ -132,6 +132,41 @@ def test_prometheus_p99_of_the_bundled_pipeline_agrees_with_the_session(tmp_path
     assert int(float(sent[0]["value"][1])) == session.meta["counters"]["orders_sent"] > 0
     info = prom.query("tickscope_session_info", at)
     assert [(r["metric"]["session"], r["value"][1]) for r in info] == [("s", "1")], info
+
+
+def test_dimension_labels_with_a_cap_give_histogram_quantile_per_venue_within_the_bound(
+    tmp_path, prometheus_for
+):
+    """tests/programs/dims_subject.py (venues XNAS and BATS, five symbols) with --dimension-cap 2:
+    per venue, Prometheus's p99 is the session's within the documented bound; symbols are two of
+    their own and ``other``; the plain family still sums to the run's own count."""
+    import sys
+
+    from support import PROGRAMS
+
+    port = free_port()
+    prom = prometheus_for([f"127.0.0.1:{port}"])
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--prometheus", f"127.0.0.1:{port}",
+                  "--dimension-cap", "2", "--", sys.executable, str(PROGRAMS / "dims_subject.py"), "4000",
+                  "--symbols", "5", "--gap-us", "300", "--truth", str(tmp_path / "t.txt"), timeout=180)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    session = Session.load(tmp_path / "s")
+    assert session.meta["prometheus"]["final_scraped"], session.meta["prometheus"]
+    at = final_scrape_time(prom, session.meta["counters"]["drained"], "")
+    assert_p99_agrees(prom, '{stage="tick_to_trade"}', at, session.total("tick_to_trade"))  # no double count
+    for venue in ("XNAS", "BATS"):
+        hist = session.slice("venue", venue).total("tick_to_trade")
+        got = prom.query(f'histogram_quantile(0.99, tickscope_dimension_latency_seconds{{stage="tick_to_trade",'
+                         f'dimension="venue",venue="{venue}"}})', at)  # fmt: skip
+        assert len(got) == 1, got
+        ours = percentiles(hist, (99.0,))[99.0] / 1e9
+        assert abs(float(got[0]["value"][1]) - ours) <= RELATIVE_ERROR_BOUND * ours, (venue, got, ours)
+    symbols = prom.query('tickscope_dimension_latency_seconds{stage="tick_to_trade",dimension="symbol"}', at)
+    labels = sorted(r["metric"]["symbol"] for r in symbols)
+    assert len(labels) == 3 and "other" in labels, labels
+    per_venue = prom.query('histogram_count(sum by (venue) (tickscope_dimension_latency_seconds{stage="tick_to_trade",'
+                           'dimension="venue"}))', at)  # fmt: skip
+    assert sum(float(r["value"][1]) for r in per_venue) == session.total("tick_to_trade").total_count
 
 
 def series_of(body: bytes) -> set[str]:

@@ -1,11 +1,13 @@
 """A subject labelling known dimension values with known stage lengths, two legs on some ticks.
 
-    python dims_subject.py TICKS --truth FILE [--symbols N]
+    python dims_subject.py TICKS --truth FILE [--symbols N] [--slow VENUE=US] [--gap-us US]
 Tick ``seq``: symbol ``S<seq % N>`` on the tick ring; md.rx, then signal ~(1 + seq % 3) us later
 (strategy). Every second tick trades: leg 0 on venue XNAS (buy), and on every fourth tick also
 leg 1 on venue BATS (sell), each order.tx ~(2 + 3 * leg) us after the signal (send). The stamps
 of every order go to FILE (one line per order: trace, leg, md.rx, signal, order.tx, symbol index,
-venue index), the ground truth a test computes exact per-value figures from.
+venue index), the ground truth a test computes exact per-value figures from. ``--slow XNAS=20``
+sends that venue's orders 20 us later (the other venue's legs keep their times: legs go out in
+the order of their send times); ``--gap-us`` spaces the ticks, so a run spans many intervals.
 """
 
 import argparse
@@ -28,22 +30,27 @@ def main() -> int:
     ap.add_argument("ticks", type=int)
     ap.add_argument("--truth", required=True)
     ap.add_argument("--symbols", type=int, default=3)
+    ap.add_argument("--slow", default="", help="VENUE=US: that venue's sends this much later")
+    ap.add_argument("--gap-us", type=int, default=0)
     args = ap.parse_args()
     ticks = TickWriter([Point("md.rx"), Point("signal", stage="strategy")], name="dims-feed", dims=["symbol"])
     orders = PointWriter([Point("signal"), Point("order.tx", stage="send", trade=True, leg=True)], name="dims-orders",
                          dims=["venue", "side"])  # fmt: skip
     symbols = [ticks.dims(symbol=f"S{i}") for i in range(args.symbols)]
     legs = [orders.dims(venue="XNAS", side="buy"), orders.dims(venue="BATS", side="sell")]
+    slow_venue, _, slow_us = args.slow.partition("=")
+    delay = [1_000 * (2 + 3 * leg + (int(slow_us) if VENUES[leg] == slow_venue else 0)) for leg in range(2)]
     truth, t = [], ticks.stamps
     for seq in range(1, args.ticks + 1):
         t[0] = perf_counter_ns()
         t[1] = spin(1_000 * (1 + seq % 3))
         signal, rx = t[1], t[0]
         t = ticks.commit(seq, dims=symbols[seq % args.symbols])
-        for leg in range((seq % 2 == 0) + (seq % 4 == 0)):
-            tx = spin(signal + 1_000 * (2 + 3 * leg) - perf_counter_ns())
+        for leg in sorted(range((seq % 2 == 0) + (seq % 4 == 0)), key=delay.__getitem__):
+            tx = spin(signal + delay[leg] - perf_counter_ns())
             orders.record(1, seq, ts=tx, dims=legs[leg], leg=leg)
             truth.append(f"{seq} {leg} {rx} {signal} {tx} {seq % args.symbols} {leg}")
+        spin(1_000 * args.gap_us)
     ticks.close()
     orders.close()
     with open(args.truth, "w") as f:

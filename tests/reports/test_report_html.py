@@ -12,6 +12,7 @@ from support.cli import run_cli
 from support.synth import synth_session
 from tickscope.collectors.rings.collector import Collector
 from tickscope.collectors.session import Session, SessionWriter
+from tickscope.collectors.session.units import fmt_ns
 from tickscope.probe import Point, TickWriter
 
 EVIL_POINT = "<script>alert(1)</script>"
@@ -138,3 +139,41 @@ def test_compare_html_renders_in_headless_chromium(tmp_path):
     dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri())
     attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom.stdout).group(1)))
     assert attrs.get("data-js-errors") == "0" and attrs.get("data-charts-drawn") == "3", attrs
+
+
+def test_a_dimension_section_has_a_table_and_one_nines_plot_per_slicing(tmp_path):
+    """A session of tests/programs/dims_subject.py (venue XNAS on leg 0, BATS on leg 1): per
+    slicing, a row per value with its tick-to-trade figures, and every value's curve on one plot."""
+    import sys
+
+    from support import PROGRAMS, QUIET
+
+    exe = chromium()
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", sys.executable,
+                  str(PROGRAMS / "dims_subject.py"), "800", "--truth", str(tmp_path / "t.txt"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    html = tmp_path / "r.html"
+    assert run_cli("report", str(tmp_path / "s"), "-o", str(html)).returncode == 0
+    s = Session.load(tmp_path / "s")
+    dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri()).stdout
+    attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], (
+        attrs
+    )
+    section = dom.split('<section id="dimensions">', 1)[1].split("</section>", 1)[0]
+    table = section.split('data-slicing="venue"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>(\w+)</td><td>([\d,]+)</td>((?:<td>[^<]*</td>){4})</tr>", table)
+    assert [(v, int(n.replace(",", ""))) for v, n, _ in rows] == [("XNAS", 400), ("BATS", 200)]
+    bats = s.slice("venue", "BATS").summary()["tick_to_trade"]
+    assert re.findall(r"<td>([^<]*)</td>", rows[1][2]) == [
+        fmt_ns(bats[k]) for k in ("p50", "p99", "p99_9", "max")
+    ]
+    for i, slicing in enumerate(s.dimensions):  # one drawn plot per slicing, a curve per value
+        assert f'data-slicing="{slicing}"' in section
+        plot = section.split(f'id="dim{i}"', 1)[1].split("</div>\n", 1)[0]
+        assert "main-svg" in plot and len(re.findall(r'class="trace scatter', plot)) == len(
+            s.dimensions[slicing]
+        )
+    shot = tmp_path / "dims.png"
+    headless(exe, tmp_path, f"--screenshot={shot}", "--window-size=1400,3200", url=html.as_uri())
+    assert shot.exists()
