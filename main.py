@@ -142,7 +142,7 @@ _METAVARS = {"DURATION": {"duration", "warmup", "interval", "expected_interval",
              "constant|poisson|burst": {"load"}, "PCT=SHARE,...": {"threshold"}, "SHARE": {"max_inconclusive"},
              "PCT=LATENCY,...": {"sla"}, "RATE,...": {"rates"}, "SPEED,...": {"speeds"}, "SPEED": {"speed"},
              "ID": {"sender_comp_id", "target_comp_id"}, "IFACE": {"capture_iface"}, "REGEX": {"clordid_regex"},
-             "SPEC": {"md", "orders"}}  # fmt: skip
+             "SPEC": {"md", "orders"}, "DIM[,DIM...]": {"slice_by", "by"}}  # fmt: skip
 
 
 def _grammars() -> dict:
@@ -424,6 +424,21 @@ def parse_window(start: str | None, end: str | None):
         raise UserError(str(e)) from None
 
 
+# Options profile and live share, declared once (typer reads the same OptionInfo for both).
+EXPECTED_INTERVAL_OPTION = typer.Option(
+    None,
+    "--expected-interval",
+    help="Intended time between ticks (e.g. 50us): also record coordinated-omission-corrected tick_to_trade_co.",
+)
+DIMENSION_CAP_OPTION = typer.Option(
+    None,
+    "--dimension-cap",
+    min=1,
+    help="Values per dimension with their own histograms (default 16); the rest share one, 'other'.",
+)
+SLICE_OPTION = typer.Option(
+    [], "--slice", help="Also slice by this combination of dimensions, e.g. venue,symbol (repeatable)."
+)
 SEGMENT_HELP = "Cut the session into segments this long (default 1h for runs longer than that or forever)."
 RETAIN_HELP = "Remove segments older than this (e.g. 7d); one line each time."
 MAX_DISK_HELP = "Remove the oldest segments while the segments take more than this (e.g. 5GB)."
@@ -533,22 +548,9 @@ def profile(
         max=10_000,
         help="Keep the N slowest traces' stamps (report waterfalls, Perfetto).",
     ),
-    expected_interval: str | None = typer.Option(
-        None,
-        "--expected-interval",
-        help="Intended time between ticks (e.g. 50us): also record coordinated-omission-corrected tick_to_trade_co.",
-    ),
-    dimension_cap: int | None = typer.Option(
-        None,
-        "--dimension-cap",
-        min=1,
-        help="Values per dimension with their own histograms (default 16); the rest share one, 'other'.",
-    ),
-    slice_by: list[str] = typer.Option(
-        [],
-        "--slice",
-        help="Also slice by this combination of dimensions, e.g. venue,symbol (repeatable).",
-    ),
+    expected_interval: str | None = EXPECTED_INTERVAL_OPTION,
+    dimension_cap: int | None = DIMENSION_CAP_OPTION,
+    slice_by: list[str] = SLICE_OPTION,
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Session directory (default sessions/<time>-<name>, never reused)."
     ),
@@ -1235,22 +1237,9 @@ def live(
         "0s", "--warmup", help="Time recorded apart (warmup.hlog) and kept out of the headline numbers."
     ),
     interval: str = typer.Option("1s", "--interval", help="Histogram interval length (at least 10ms)."),
-    expected_interval: str | None = typer.Option(
-        None,
-        "--expected-interval",
-        help="Intended time between ticks (e.g. 50us): also record coordinated-omission-corrected tick_to_trade_co.",
-    ),
-    dimension_cap: int | None = typer.Option(
-        None,
-        "--dimension-cap",
-        min=1,
-        help="Values per dimension with their own histograms (default 16); the rest share one, 'other'.",
-    ),
-    slice_by: list[str] = typer.Option(
-        [],
-        "--slice",
-        help="Also slice by this combination of dimensions, e.g. venue,symbol (repeatable).",
-    ),
+    expected_interval: str | None = EXPECTED_INTERVAL_OPTION,
+    dimension_cap: int | None = DIMENSION_CAP_OPTION,
+    slice_by: list[str] = SLICE_OPTION,
 ):
     """Attach the live view to the rings of an already running pipeline.
 
