@@ -17,6 +17,9 @@ Method
   on a side, or fewer than 10 values beyond the percentile (p99.9 needs 10,000 values per side).
 - More than 100 intervals per side are merged into consecutive blocks (a block bootstrap).
 - Default thresholds: p50 5 %, p90 5 %, p99 10 %, p99.9 20 % (``--threshold p99=15%`` to change).
+  p99.99 is judged too when given a threshold (``--threshold p99.99=30%``): it needs 100,000 values
+  per side. max and mean are not offered: the max is one sample, not an estimate a resampling can
+  bound, and a mean hides the tail the other rows judge.
 
 Works on our sessions and on bare HdrHistogram interval logs of other tools (wrk2, HdrHistogram's
 Java HistogramLogWriter): tags are matched by name.
@@ -41,6 +44,7 @@ from tickscope.collectors.session.hdr import (
 )
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
+OPT_IN_PERCENTILES = (("p99.99", 99.99),)  # judged only when --threshold names them
 DEFAULT_THRESHOLDS = {"p50": 0.05, "p90": 0.05, "p99": 0.10, "p99.9": 0.20}
 RESAMPLES = 2000
 MIN_UNITS = 5  # intervals (or blocks) per side for a confidence interval
@@ -59,10 +63,11 @@ def parse_thresholds(text: str | None) -> dict[str, float]:
     if not text:
         return out
     for item in text.split(","):
-        m = re.fullmatch(r"\s*(p50|p90|p99|p99\.9)\s*=\s*(\d+(?:\.\d+)?)\s*%?\s*", item)
+        m = re.fullmatch(r"\s*(p50|p90|p99|p99\.9|p99\.99)\s*=\s*(\d+(?:\.\d+)?)\s*%?\s*", item)
         if not m:
             raise CompareError(
-                f"--threshold {item.strip()!r} is not like p99=10% (percentiles compared: p50, p90, p99, p99.9)"
+                f"--threshold {item.strip()!r} is not like p99=10% (percentiles compared: p50, p90, p99, p99.9, "
+                "and p99.99 when given; max and mean are not estimates a resampling can judge)"
             )
         out[m.group(1)] = float(m.group(2)) / 100
     return out
@@ -262,7 +267,7 @@ def compare_tag(base: list[Session], cand: list[Session], tag: str, thresholds: 
     units = (f"runs {len(runs_b)}/{len(runs_c)}, " if len(runs_b) + len(runs_c) > 2 else "") + \
         f"intervals {B.intervals}/{C.intervals}"  # fmt: skip
     rows = []
-    for name, pct in PERCENTILES:
+    for name, pct in PERCENTILES + tuple(p for p in OPT_IN_PERCENTILES if p[0] in thresholds):
         b = float(_percentile_of(all_b, values, pct)[0])
         c = float(_percentile_of(all_c, values, pct)[0])
         # A percentile of 0 ns (a residual where two stamps are the same clock reading) is taken as

@@ -22,6 +22,7 @@ from tickscope.reports.analysis.compare import (
     REGRESSION,
     WHY_INTERVALS,
     WHY_VALUES,
+    CompareError,
     compare_sessions,
     parse_thresholds,
 )
@@ -144,6 +145,18 @@ def test_cli_exit_codes_and_every_output(sessions, tmp_path):
     assert same.returncode == 0, same.stdout + same.stderr
     several = run_cli("compare", *map(str, sessions["same"][:3]), "--vs", *map(str, sessions["same"][3:6]))
     assert several.returncode == 0, several.stdout + several.stderr
+
+
+def test_p99_99_is_judged_when_given_a_threshold_and_says_when_it_has_too_few_values(tmp_path):
+    a = synth_session(tmp_path / "a", intervals=10, per_interval=200, seed=1)  # 2,000 values
+    b = synth_session(tmp_path / "b", intervals=10, per_interval=200, seed=2)
+    assert "p99.99" not in {r.percentile for r in compare_paths([a], [b]).rows}, "opt-in: not by default"
+    c = compare_paths([a], [b], "p99.99=30%")
+    tail = [r for r in c.rows if r.percentile == "p99.99"]
+    assert tail and all(r.verdict == "inconclusive" and r.threshold == 0.30 for r in tail)
+    assert all("too few values for p99.99" in r.units for r in tail)
+    with pytest.raises(CompareError, match="max and mean are not estimates"):
+        parse_thresholds("max=10%")
 
 
 def test_thresholds_are_configurable(sessions):
