@@ -173,3 +173,23 @@ def test_every_runtime_dependency_is_used_by_tickscope_itself():
             unused.append(dist)
     assert unused == [], f"runtime dependencies tickscope never imports (move them to an extra): {unused}"
     assert any("simplefix" in r for r in project["optional-dependencies"]["bench"])
+
+
+def test_every_package_folder_of_the_product_is_in_the_wheel_list():
+    """A folder with an ``__init__.py`` that pyproject's ``packages`` does not name is left out of
+    the wheel: the checkout works, the installed tool fails on import. Caught here without a build."""
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    dirs = setup["package-dir"]
+    found = set()
+    for package, folder in dirs.items():
+        if package == "tickscope":
+            continue
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([package, *rel.parts]))
+    assert found - listed == set(), (
+        f"add to pyproject.toml [tool.setuptools] packages: {sorted(found - listed)}"
+    )
