@@ -74,6 +74,7 @@ class ScriptedAcceptor(threading.Thread):
         self.port = self.server.getsockname()[1]
         self.script, self.feed, self.ring_dir = script, feed, ring_dir
         self.answer_orders = True
+        self.handled_orders = 0  # orders the reader is done with: answered, or left unanswered
         self.out_seq = 1
         self.received: list[F.FixMessage] = []
         self.changed = threading.Condition()
@@ -120,7 +121,11 @@ class ScriptedAcceptor(threading.Thread):
             return [m for m in self.received[start:] if m.msg_type == msg_type]
 
     def wait_orders(self, n: int) -> list[F.FixMessage]:
-        self.wait_for(lambda _: len(self.sent_of(F.NEW_ORDER_SINGLE)) >= n, f"{n} orders")
+        """The trader's first ``n`` orders, once the reader is done with them (their
+        ExecutionReports sent, if ``answer_orders``): a script that renumbers (``out_seq``) right
+        after would otherwise race the reader's ExecutionReports onto the new numbers."""
+        self.wait_for(lambda _: len(self.sent_of(F.NEW_ORDER_SINGLE)) >= n and self.handled_orders >= n,
+                      f"{n} orders")  # fmt: skip
         return self.sent_of(F.NEW_ORDER_SINGLE)
 
     def stats(self) -> dict | None:
@@ -167,6 +172,10 @@ class ScriptedAcceptor(threading.Thread):
                     self._answer(m)
                 except OSError:
                     return
+                if m.msg_type == F.NEW_ORDER_SINGLE:
+                    with self.changed:
+                        self.handled_orders += 1
+                        self.changed.notify_all()
 
     def _answer(self, m: F.FixMessage) -> None:
         if m.msg_type == F.NEW_ORDER_SINGLE and self.answer_orders:
