@@ -277,8 +277,10 @@ class SegmentedLog:
         write_total_log(self.root / TOTAL_LOG, run_totals, self.start_epoch_s, self.end_s)
         self.n += 1
         start = self.end_s
-        self._retain(now)
+        # Coarsen first, then remove by size: a decayed segment takes a fraction of its bytes, so
+        # --max-disk keeps more history rather than deleting what decay was about to shrink.
         self._decay(now)
+        self._retain(now)
         if not final:
             self._open(start)
             self.start_s = self.end_s = start
