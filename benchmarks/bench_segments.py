@@ -23,6 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# The RSS sampler is test support (tests/support/__init__.py), shared with the long-run test.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import rss_kb  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECT = [sys.executable, str(ROOT / "tests" / "programs" / "tick_subject.py")]
 QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
@@ -61,16 +65,6 @@ def disk(rate: str, seconds: int, tmp: Path) -> dict:
     return {"rate": rate, "span_s": round(span, 1), "bytes_1s": fine.stat().st_size,
             "bytes_1min": coarse.stat().st_size, "bytes_per_hour_1s": round(per_h_fine),
             "bytes_per_hour_1min": round(per_h_coarse), "week_bytes": round(week)}  # fmt: skip
-
-
-def rss_kb(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def memory(seconds: int, tmp: Path) -> dict:

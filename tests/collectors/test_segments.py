@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import QUIET, SUBJECT
+from support import QUIET, SUBJECT, rss_kb
 from support.cli import CLI, run_cli
 from tickscope.collectors.run.claim import RING_DIR_PREFIX
 from tickscope.collectors.session import Session, read_hlog
@@ -47,16 +47,6 @@ def start_profile(out: Path, *args: str) -> subprocess.Popen:
     cmd = [*CLI, "profile", *QUIET, *ACCELERATED, "--out", str(out), *args,
            "--", *SUBJECT, "0", "--forever", "--rate", "2000"]  # fmt: skip
     return subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def rss_kb(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def per_tag(path: Path) -> dict:
