@@ -181,7 +181,7 @@ class RingReader:
         age = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - beat
         if pid and pid != os.getpid() and 0 <= age < self.OTHER_READER_FRESH_NS and _pid_running(pid):
             raise RingFormatError(
-                f"ring {self.path}: already drained by another collector (pid {pid}); stop that one first"
+                f"ring {self.path}: already drained by another collector, pid {pid} (stop that one first)"
             )
 
     def _validate_header(self, size: int) -> None:
@@ -195,8 +195,8 @@ class RingReader:
             )
         if version < L.LAYOUT_VERSION:
             raise RingFormatError(
-                f"{where}: layout version {version} comes from an older tickscope probe (before legs and "
-                f"dimensions); rebuild or restart the writer with this tickscope's probe (layout {L.LAYOUT_VERSION})"
+                f"{where}: layout version {version} comes from an older tickscope probe, before legs and dimensions "
+                f"(rebuild or restart the writer with this tickscope's probe, layout {L.LAYOUT_VERSION})"
             )
         if version != L.LAYOUT_VERSION:
             raise RingFormatError(
@@ -448,8 +448,8 @@ def _open_own_regular_file(path: Path) -> int:
             raise RingFormatError(f"{where}: not a regular file ({_file_kind(st.st_mode)})")
         if st.st_uid != os.geteuid():
             raise RingFormatError(
-                f"{where}: owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); "
-                "attach as the writer's user"
+                f"{where}: owned by uid {st.st_uid}, not by this user, uid {os.geteuid()} "
+                "(attach as the writer's user)"
             )
     except BaseException:
         os.close(fd)

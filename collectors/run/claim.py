@@ -53,7 +53,7 @@ def default_session_dir(name: str) -> Path:
                 continue
     except OSError as e:
         raise ProfileError(f"cannot write session directory {base}: {e.strerror or e}") from None
-    raise ProfileError(f"cannot find a free session directory name next to {base}: use --out DIR")
+    raise ProfileError(f"cannot find a free session directory name next to {base} (use --out DIR)")
 
 
 def claim_session_dir(out: Path | None, name: str, force: bool = False) -> tuple[Path, int]:
@@ -75,7 +75,7 @@ def claim_session_dir(out: Path | None, name: str, force: bool = False) -> tuple
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ProfileError(
-                f"session directory {path} is being written by another tickscope run: choose another --out"
+                f"session directory {path} is being written by another tickscope run (choose another --out)"
             ) from None
         existing = sorted(os.listdir(path))
         if existing and not force:

@@ -114,7 +114,7 @@ def build_rust_trader(crate: Path = RUST_TRADER_CRATE, *, progress_s: float = CA
     cargo = find_cargo()
     if cargo is None:
         raise ProfileError(
-            "--trader rust needs cargo (Rust >= 1.63): apt-get install cargo, or https://rustup.rs"
+            "--trader rust needs cargo, Rust >= 1.63 (apt-get install cargo, or https://rustup.rs)"
         )
     try:
         manifest, target = stage(crate)

@@ -78,28 +78,30 @@ class ProfileOptions:
             raise ProfileError(f"--feed {self.feed!r}: expected itch (ITCH 5.0 over MoldUDP64/UDP) or ws "
                                "(Binance-style WebSocket)")  # fmt: skip
         if self.feed == "ws" and self.replay is not None:
-            raise ProfileError("--replay replays ITCH 5.0 files: use it with --feed itch")
+            raise ProfileError(
+                "--replay replays ITCH 5.0 files, not a WebSocket feed (use it with --feed itch)"
+            )
         if self.loop not in ("busy", "asyncio"):
             raise ProfileError(f"--loop {self.loop!r}: expected busy or asyncio")
         if self.trader not in ("python", "rust"):
             raise ProfileError(f"--trader {self.trader!r}: expected python or rust")
         if self.trader == "rust" and (self.feed != "itch" or self.loop != "busy"):
             raise ProfileError(
-                "--trader rust reads the ITCH feed with a busy-poll loop: drop --feed ws / --loop asyncio"
+                "--trader rust reads the ITCH feed with a busy-poll loop only (drop --feed ws / --loop asyncio)"
             )
         if self.quotes not in ("one", "both"):
             raise ProfileError(
                 f"--quotes {self.quotes!r}: expected one (an order per signal) or both (the market maker)"
             )
         if self.quotes == "both" and self.capture:
-            raise ProfileError("--capture joins one order per tick by trace id: drop --quotes both (the market "
-                               "maker's legs share their tick's trace id)")  # fmt: skip
+            raise ProfileError("--capture joins one order per tick by trace id, and the market maker's legs share "
+                               "their tick's trace id (drop --quotes both)")  # fmt: skip
         if self.load not in ("constant", "poisson", "burst"):
             raise ProfileError(f"--load {self.load!r}: expected constant, poisson or burst")
         if self.replay is not None and not self.replay.is_file():
             raise ProfileError(f"--replay {self.replay}: no such file")
         if self.speed is not None and self.replay is None:
-            raise ProfileError("--speed paces a --replay FILE: give the ITCH file too")
+            raise ProfileError("--speed paces a --replay FILE, and none was given (give the ITCH file too)")
 
     def meta_options(self) -> dict:
         return {"duration_s": self.duration_s, "warmup_s": self.warmup_s, "interval_s": self.interval_s}

@@ -75,13 +75,17 @@ def parse_rates(text: str) -> list[float]:
     """``5k,10k,20k`` -> [5000, 10000, 20000]: strictly increasing, at least one."""
     items = [t for t in (text or "").split(",")]
     if not text or not text.strip() or any(not t.strip() for t in items):
-        raise SweepError(f"--rates {text!r}: give rates separated by commas, e.g. 5k,10k,20k")
+        raise SweepError(
+            f"--rates {text!r} is not a list of rates (give rates separated by commas, e.g. 5k,10k,20k)"
+        )
     try:
         rates = [parse_rate(t) for t in items]
     except SweepError as e:
         raise SweepError(f"--rates {text!r}: {e}") from None
     if any(b <= a for a, b in zip(rates, rates[1:], strict=False)):
-        raise SweepError(f"--rates {text!r}: rates must increase step by step, e.g. 5k,10k,20k")
+        raise SweepError(
+            f"--rates {text!r} do not increase step by step (give them in increasing order, e.g. 5k,10k,20k)"
+        )
     return rates
 
 
@@ -106,7 +110,9 @@ def parse_sla(text: str | None) -> dict[str, float]:
             )
         limit = parse_latency_ns(value) if sep else None
         if limit is None:
-            raise SweepError(f"--sla {item.strip()!r}: the limit must be a latency like 200us or 1ms")
+            raise SweepError(
+                f"--sla {item.strip()!r}: the limit is not a latency (write it like 200us or 1ms)"
+            )
         out[name] = limit
     return out
 

@@ -242,8 +242,8 @@ class Interval:
         try:
             return decode_histogram(self._payload)
         except HistogramDecodeError as e:
-            raise SessionError(f"{self._where}: interval at {self.start_s:.3f}s holds a damaged histogram ({e}); "
-                               "re-record the session or cut that line out") from None  # fmt: skip
+            raise SessionError(f"{self._where}: interval at {self.start_s:.3f}s holds a damaged histogram, {e} "
+                               "(re-record the session or cut that line out)") from None  # fmt: skip
 
     @property
     def end_s(self) -> float:

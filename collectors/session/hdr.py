@@ -116,8 +116,8 @@ class Layout(NamedTuple):
         if n > MAX_COUNTS_LEN:
             raise LayoutLimitError(
                 f"declares a layout of {n:,} counts ({lo}..{hi}, {digits} digits, {n * 8 / 1e6:,.0f} MB), "
-                f"more than tickscope decodes ({MAX_COUNTS_LEN:,}): re-record with fewer significant digits "
-                "or a narrower range"
+                f"more than the {MAX_COUNTS_LEN:,} tickscope decodes (re-record with fewer significant digits "
+                "or a narrower range)"
             )
 
 

@@ -320,11 +320,13 @@ def merge(specs: list[str], out: str | os.PathLike, *, digits: int | None = None
           window: Window | None = None) -> MergeResult:  # fmt: skip
     out = Path(out)
     if digits is not None and not 1 <= digits <= 5:
-        raise MergeError(f"--digits {digits}: HdrHistogram supports 1 to 5 significant digits")
+        raise MergeError(
+            f"--digits {digits} is out of range (HdrHistogram supports 1 to 5 significant digits)"
+        )
     if not specs:
         raise MergeError("merge needs at least one input (session directories or .hlog files)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MergeError(f"{out} exists and is not empty: give a new directory for the merged session")
+        raise MergeError(f"{out} exists and is not empty (give a new directory for the merged session)")
     inputs = [load_input(s, window) for s in specs]
     seen: dict[Path, str] = {}
     for inp in inputs:

@@ -135,7 +135,7 @@ def parse_size(text: str, what: str = "size") -> int:
     """'5GB', '500MB', '2GiB', '1000000' (bytes) -> bytes (> 0). kB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024."""
     m = _SIZE.match(text or "")
     if not m or float(m.group(1)) <= 0:
-        raise DurationError(f"{what} {text!r} is not a positive size: use e.g. 5GB, 500MB, 2GiB")
+        raise DurationError(f"{what} {text!r} is not a positive size (use e.g. 5GB, 500MB, 2GiB)")
     return int(Decimal(m.group(1)) * _SIZE_BYTES[(m.group(2) or "b").lower()])
 
 

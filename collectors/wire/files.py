@@ -29,8 +29,8 @@ def capture_stream(head: bytes, path: str | Path) -> PcapStream | PcapngStream:
     for endian in "<>":
         if struct.unpack_from(endian + "I", head)[0] in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
             return PcapStream(name)
-    raise WireError(f"{path}: not a pcap or pcapng capture (magic {head[:4].hex()}); "
-                    "write captures with tcpdump -w or convert with editcap -F pcap")  # fmt: skip
+    raise WireError(f"{path}: not a pcap or pcapng capture, magic {head[:4].hex()} "
+                    "(write captures with tcpdump -w or convert with editcap -F pcap)")  # fmt: skip
 
 
 IDENTITY_HEAD = 1 << 20  # a capture's identity: sha256 of its first MiB and its size (see capture_identity)

@@ -320,7 +320,7 @@ def test_the_layout_limit_is_decided_before_allocating(tmp_path):
     (tmp_path / "huge.hlog").write_text("\n".join(lines) + "\n")
     assert (tmp_path / "huge.hlog").stat().st_size < 2200
     r = run_cli("report", str(tmp_path / "huge.hlog"))
-    assert_one_line_error(r, f"more than tickscope decodes ({MAX_COUNTS_LEN:,})")
+    assert_one_line_error(r, f"more than the {MAX_COUNTS_LEN:,} tickscope decodes")
     assert "re-record with fewer significant digits" in r.stderr
     # Just inside the limit is decoded: 5 digits over a range below 2**32.
     assert Layout(1, 2**32 - 1, 5).counts_len == MAX_COUNTS_LEN
