@@ -327,7 +327,7 @@ def test_cli_refuses_what_is_not_a_capture_on_its_first_bytes(tmp_path):
         # /dev/zero never ends: read on, it would fill memory (or never return)
         r = run_cli("wire", path, "--md", "udp:1", "--orders", "tcp:2", timeout=60)
         assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-        assert "not a pcap or pcapng capture (magic" in r.stderr and "Traceback" not in r.stderr
+        assert "not a pcap or pcapng capture, magic" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow  # a 410 MB capture
