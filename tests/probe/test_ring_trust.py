@@ -257,7 +257,8 @@ def test_a_ring_another_collector_drains_is_refused(ring_dir):
         struct.pack_into("<I", w._ring.mm, L.OFF_READER_PID, holder.pid)
         w._ring.u64(L.OFF_READER_HEARTBEAT_NS)[0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         with pytest.raises(
-            RingFormatError, match=f"already drained by another collector, pid {holder.pid} \\(stop that one first\\)"
+            RingFormatError,
+            match=f"already drained by another collector, pid {holder.pid} \\(stop that one first\\)",
         ):
             RingReader(w.path)
     finally:
