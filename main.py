@@ -1362,6 +1362,12 @@ def alerts(
         "2m", "--for", help="How long a breach, unsynchronised clock or lost target lasts before it fires."
     ),
     job: str = typer.Option("tickscope", "--job", help="The Prometheus scrape job of tickscope targets."),
+    by: str = typer.Option(
+        "venue",
+        "--by",
+        help="Also judge each SLA per value of these dimensions, each alone, with a dashboard "
+        "panel per dimension ('none': neither).",
+    ),
     out: Path | None = typer.Option(None, "-o", "--out", help="Write the rule file here (default: stdout)."),
     dashboard: Path | None = typer.Option(
         None, "--dashboard", help="Also write the Grafana dashboard JSON here."
@@ -1371,7 +1377,7 @@ def alerts(
 
     \b
       tickscope alerts --sla p99=500us --sla feed:p99=50us -o /etc/prometheus/tickscope-alerts.yml
-      tickscope alerts --dashboard tickscope-dashboard.json -o tickscope-alerts.yml
+      tickscope alerts --by venue,symbol --dashboard tickscope-dashboard.json -o tickscope-alerts.yml
     """
     from tickscope.collectors.side import alerting
     from tickscope.collectors.side.dashboard import render_json
@@ -1383,13 +1389,18 @@ def alerts(
     options = {"window_ns": parse_duration_ns(window, "--window"), "for_ns": parse_duration_ns(hold, "--for")}
     if options["window_ns"] < 10**9:
         raise UserError(f"--window {window!r}: at least 1s (a rate needs two scrapes inside it)")
-    text = alerting.rules_file(slas, job=job, **options)
+    dimensions = () if by.strip() == "none" else tuple(d.strip() for d in by.split(","))
+    if not all(dimensions) or len(set(dimensions)) < len(dimensions):
+        raise UserError(
+            f"--by {by!r} is not a list of dimensions (name each once, e.g. venue,symbol, or none)"
+        )
+    text = alerting.rules_file(slas, job=job, dimensions=dimensions, **options)
     if out is None:
         typer.echo(text, nl=False)
     else:
         _write_output(out, text, "rules ")
     if dashboard is not None:
-        _write_output(dashboard, render_json(), "dashboard ")
+        _write_output(dashboard, render_json(dimensions), "dashboard ")
 
 
 @command("include-dir")

@@ -9,8 +9,10 @@ the classic ``_bucket`` series (``A or B``: the native answer wins where both ex
 file serves both. Alerts are per ``host`` and ``pipeline`` (``SERIES_LABELS``): the labels that stay
 the same across restarts, never the session.
 
-Dimensions (venue, symbol, ...): when the exporter labels series by them, pass their label names
-as ``dimensions`` and every rule groups by them too, so a p99 breach names the venue it is on.
+Dimensions (venue, symbol, ...): the exporter serves each dimension value's histograms as a family
+of their own (``tickscope_dimension_latency_seconds``, label ``dimension`` naming the slicing and one
+label per dimension). For every dimension in ``dimensions`` (default: venue) each SLA gets a second
+rule on that family, grouped by the dimension's label, so a p99 breach names the venue it is on.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import textwrap
 from dataclasses import dataclass
 from decimal import Decimal
 
-from tickscope.collectors.side.prometheus import CLOCK_SYNCHRONISED, LATENCY
+from tickscope.collectors.side.prometheus import CLOCK_SYNCHRONISED, DIMENSION_LATENCY, LATENCY, label_name
 
 SERIES_LABELS = ("host", "pipeline")
 TICK_TO_TRADE = "tick_to_trade"
 DEFAULT_SLA = "tick_to_trade:p99=1ms"  # a placeholder: name your own with --sla
+DEFAULT_DIMENSIONS = (
+    "venue",
+)  # the bundled trader's venue (the FIX TargetCompID); a dimension not exported stays quiet
 DEFAULT_WINDOW_NS, DEFAULT_FOR_NS, DEFAULT_JOB = 300 * 10**9, 120 * 10**9, "tickscope"
 
 
@@ -90,10 +95,24 @@ def _by(dimensions: tuple[str, ...], *more: str) -> str:
     return ", ".join((*SERIES_LABELS, *dimensions, *more))
 
 
-def quantile_expr(quantile: float, selector: str, window: str, by: str) -> str:
+def quantile_expr(quantile: float, selector: str, window: str, by: str, metric: str = LATENCY) -> str:
     """The quantile from the native histogram, else from the classic buckets of a text-only scrape."""
-    return (f"histogram_quantile({quantile:.10g}, sum by ({by}) (rate({LATENCY}{{{selector}}}[{window}])))\n"
-            f"or histogram_quantile({quantile:.10g}, sum by ({by}, le) (rate({LATENCY}_bucket{{{selector}}}[{window}])))")  # fmt: skip
+    return (f"histogram_quantile({quantile:.10g}, sum by ({by}) (rate({metric}{{{selector}}}[{window}])))\n"
+            f"or histogram_quantile({quantile:.10g}, sum by ({by}, le) (rate({metric}_bucket{{{selector}}}[{window}])))")  # fmt: skip
+
+
+def dimension_selector(stage: str, dimension: str) -> str:
+    """One dimension's own series of a stage: ``dimension`` names the slicing, so a combination's
+    series (``venue,symbol``, which carry a venue label too) are not counted again."""
+    return f'stage="{stage}", dimension="{dimension}"'
+
+
+def dimension_quantile_expr(
+    quantile: float, stage: str, dimension: str, window: str, selector: str = ""
+) -> str:
+    """A stage's quantile per value of ``dimension``, from the dimension family."""
+    where = dimension_selector(stage, dimension) + (f", {selector}" if selector else "")
+    return quantile_expr(quantile, where, window, _by((label_name(dimension),), "stage"), DIMENSION_LATENCY)
 
 
 def _where(labels: str, dimensions: tuple[str, ...]) -> str:
@@ -102,43 +121,53 @@ def _where(labels: str, dimensions: tuple[str, ...]) -> str:
     return f"{{{{ $labels.pipeline }}}} on {{{{ $labels.host }}}}{dims}{labels}"
 
 
-def _counter_rule(
-    name: str, metric: str, window: str, what: str, dims: tuple[str, ...], severity: str
-) -> dict:
-    return {"alert": name, "expr": f"sum by ({_by(dims)}) (increase({metric}[{window}])) > 0",
+def _counter_rule(name: str, metric: str, window: str, what: str, severity: str) -> dict:
+    return {"alert": name, "expr": f"sum by ({_by(())}) (increase({metric}[{window}])) > 0",
             "labels": {"severity": severity},
-            "annotations": {"summary": f"{_where('', dims)}: {{{{ $value | humanize }}}} {what} in the last {window}"}}  # fmt: skip
+            "annotations": {"summary": f"{_where('', ())}: {{{{ $value | humanize }}}} {what} in the last {window}"}}  # fmt: skip
+
+
+def _latency_rule(name: str, expr: str, hold: str, sla: Sla, window: str, dims: tuple[str, ...]) -> dict:
+    limit_s = sla.threshold_s
+    return {
+        "alert": name, "expr": f"(\n{textwrap.indent(expr, '  ')}\n) > {limit_s}", "for": hold,
+        "labels": {"severity": "page", "quantile": sla.label, "sla_seconds": limit_s},
+        "annotations": {"summary": _where(f": {{{{ $labels.stage }}}} {sla.label} {{{{ $value | humanizeDuration }}}}"
+                                          f" over the SLA of {sla.limit_text or limit_s + 's'} (last {window})", dims)},
+    }  # fmt: skip
 
 
 def alert_rules(slas: list[Sla], *, window_ns: int = DEFAULT_WINDOW_NS, for_ns: int = DEFAULT_FOR_NS,
-                job: str = DEFAULT_JOB, dimensions: tuple[str, ...] = ()) -> dict:  # fmt: skip
+                job: str = DEFAULT_JOB, dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS) -> dict:  # fmt: skip
     """The rule file as data: ``{"groups": [...]}``. ``window_ns``: the span each rate and increase
     looks back over; ``for_ns``: how long a latency breach, an unsynchronised clock or a missing
     target must last before it fires (drops, gaps and deaths fire at once: each is already news);
-    ``job``: the scrape job that scrapes tickscope (for the no-scrape rules)."""
+    ``job``: the scrape job that scrapes tickscope (for the no-scrape rules); ``dimensions``: each
+    SLA is also judged per value of each of these (a venue breaching while the others hide it)."""
     window, hold = promql_duration(window_ns), promql_duration(for_ns)
-    dims = tuple(dimensions)
     latency = []
     for sla in slas:
-        limit_s = sla.threshold_s
-        expr = quantile_expr(sla.quantile, f'stage="{sla.stage}"', window, _by(dims, "stage"))
-        latency.append({
-            "alert": "TickscopeLatencyOverSLA", "expr": f"(\n{textwrap.indent(expr, '  ')}\n) > {limit_s}", "for": hold,
-            "labels": {"severity": "page", "quantile": sla.label, "sla_seconds": limit_s},
-            "annotations": {"summary": _where(f": {{{{ $labels.stage }}}} {sla.label} {{{{ $value | humanizeDuration }}}}"
-                                              f" over the SLA of {sla.limit_text or limit_s + 's'} (last {window})", dims)},
-        })  # fmt: skip
+        expr = quantile_expr(sla.quantile, f'stage="{sla.stage}"', window, _by((), "stage"))
+        latency.append(_latency_rule("TickscopeLatencyOverSLA", expr, hold, sla, window, ()))
+    for dim in dimensions:
+        for sla in slas:
+            expr = dimension_quantile_expr(sla.quantile, sla.stage, dim, window)
+            rule = _latency_rule(
+                "TickscopeDimensionLatencyOverSLA", expr, hold, sla, window, (label_name(dim),)
+            )
+            rule["labels"]["dimension"] = dim
+            latency.append(rule)
     loss = [
         _counter_rule("TickscopeRecordsDropped", "tickscope_records_dropped_total", window,
-                      "probe records dropped on a full ring (the stage numbers miss them)", dims, "warning"),
+                      "probe records dropped on a full ring (the stage numbers miss them)", "warning"),
         _counter_rule("TickscopeFeedGaps", "tickscope_feed_gaps_total", window,
-                      "market-data sequence gaps", dims, "warning"),
+                      "market-data sequence gaps", "warning"),
         _counter_rule("TickscopeWriterDied", "tickscope_writers_died_total", window,
-                      "ring writers ended without closing their ring (a crashed subject?)", dims, "page"),
+                      "ring writers ended without closing their ring (a crashed subject?)", "page"),
         _counter_rule("TickscopeOrderStalls", "tickscope_order_stalls_total", window,
-                      "order-session stalls (orders unanswered while the venue still sends)", dims, "page"),
+                      "order-session stalls (orders unanswered while the venue still sends)", "page"),
         _counter_rule("TickscopeOrdersGapFilled", "tickscope_orders_gap_filled_total", window,
-                      "orders gap-filled at the venue (never delivered)", dims, "warning"),
+                      "orders gap-filled at the venue (never delivered)", "warning"),
     ]  # fmt: skip
     health = [
         {"alert": "TickscopeClockNotSynchronised", "expr": f"{CLOCK_SYNCHRONISED} == 0", "for": hold,
@@ -196,11 +225,11 @@ _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 
 
 def rules_file(slas: list[Sla], *, window_ns: int = DEFAULT_WINDOW_NS, for_ns: int = DEFAULT_FOR_NS,
-               job: str = DEFAULT_JOB) -> str:  # fmt: skip
+               job: str = DEFAULT_JOB, dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS) -> str:  # fmt: skip
     """The rule file's text, headed by the command that makes it again."""
     words = ["tickscope", "alerts", *(f"--sla={s.text}" for s in slas), f"--window={promql_duration(window_ns)}",
-             f"--for={promql_duration(for_ns)}", f"--job={job}"]  # fmt: skip
-    options = {"window_ns": window_ns, "for_ns": for_ns, "job": job}
+             f"--for={promql_duration(for_ns)}", f"--job={job}", f"--by={','.join(dimensions) or 'none'}"]  # fmt: skip
+    options = {"window_ns": window_ns, "for_ns": for_ns, "job": job, "dimensions": tuple(dimensions)}
     return (f"# tickscope alerting rules, generated by: {shlex.join(words)}\n"
             "# Load with `rule_files: [FILE]` in prometheus.yml (docs/fleet.md#alerts).\n"
             + render_yaml(alert_rules(slas, **options)))  # fmt: skip

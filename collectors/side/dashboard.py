@@ -8,8 +8,8 @@ handful of shapes it needs, laid out on Grafana's 24-column grid here. The wheel
 
 Every query filters on the ``$host`` and ``$pipeline`` variables (the series identity that stays
 the same across restarts) and uses Grafana's ``$__rate_interval``. Dimensions (venue, symbol, ...):
-pass their label names as ``dimensions`` and the last row holds a tick-to-trade p99 panel per
-dimension instead of its placeholder.
+the last row holds a tick-to-trade p99 panel per dimension in ``dimensions`` (default: venue), read
+from the dimension family (``tickscope_dimension_latency_seconds``), one line per value.
 """
 
 from __future__ import annotations
@@ -18,8 +18,20 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tickscope.collectors.side.alerting import SERIES_LABELS, TICK_TO_TRADE, quantile_expr
-from tickscope.collectors.side.prometheus import CLOCK_ERROR, CLOCK_SYNCHRONISED, LATENCY, SESSION_INFO
+from tickscope.collectors.side.alerting import (
+    DEFAULT_DIMENSIONS,
+    SERIES_LABELS,
+    TICK_TO_TRADE,
+    dimension_quantile_expr,
+    quantile_expr,
+)
+from tickscope.collectors.side.prometheus import (
+    CLOCK_ERROR,
+    CLOCK_SYNCHRONISED,
+    LATENCY,
+    SESSION_INFO,
+    label_name,
+)
 
 GRID_WIDTH = 24
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -65,7 +77,7 @@ def _increase(metric: str, legend: str) -> Query:
                  f"{legend} {{{{pipeline}}}}@{{{{host}}}}")  # fmt: skip
 
 
-def rows(dimensions: tuple[str, ...] = ()) -> list[Row]:
+def rows(dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS) -> list[Row]:
     series = ", ".join(SERIES_LABELS)
     t2t = f'stage="{TICK_TO_TRADE}"'
     tick_to_trade = Row("Tick-to-trade", (
@@ -111,14 +123,16 @@ def rows(dimensions: tuple[str, ...] = ()) -> list[Row]:
     if dimensions:
         per_dimension = tuple(
             Panel(f"Tick-to-trade p99 by {dim}", "timeseries", (
-                Query(_latency(0.99, t2t, f"{series}, {dim}"), f"{{{{{dim}}}}} {{{{pipeline}}}}@{{{{host}}}}"),))
+                Query(dimension_quantile_expr(0.99, TICK_TO_TRADE, dim, RATE_WINDOW, SELECT),
+                      f"{{{{{label_name(dim)}}}}} {{{{pipeline}}}}@{{{{host}}}}"),),
+                description=f"Each {dim} on its own (values beyond --dimension-cap are one line, \"other\"): "
+                            "a tail one value has while the others hide it.")
             for dim in dimensions
         )  # fmt: skip
     else:
         per_dimension = (Panel("Per-dimension panels", "text", height=4, text=(
-            "Per-venue, per-symbol panels go here once the exporter labels series by dimension: "
-            "`dashboard(dimensions=(\"venue\",))` in `collectors/side/dashboard.py` adds a p99 panel per "
-            "dimension (and `alert_rules(..., dimensions=...)` groups the alerts by it).")),)  # fmt: skip
+            "Per-venue, per-symbol panels go here: `tickscope alerts --by venue --dashboard FILE` adds a "
+            "tick-to-trade p99 panel per dimension (and a per-value SLA rule).")),)  # fmt: skip
     return [tick_to_trade, stages, loss, Row("Per dimension", per_dimension, collapsed=not dimensions)]
 
 
@@ -147,7 +161,7 @@ def _variable(name: str, query: str) -> dict:
             "allValue": ".*", "current": {}, "sort": 1}  # fmt: skip
 
 
-def dashboard(dimensions: tuple[str, ...] = ()) -> dict:
+def dashboard(dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS) -> dict:
     """The dashboard as Grafana's JSON model (import it, or provision it as a file)."""
     panels, pid, y = [], 1, 0
     for row in rows(dimensions):
@@ -176,7 +190,7 @@ def dashboard(dimensions: tuple[str, ...] = ()) -> dict:
     }  # fmt: skip
 
 
-def render_json(dimensions: tuple[str, ...] = ()) -> str:
+def render_json(dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS) -> str:
     return json.dumps(dashboard(dimensions), indent=2) + "\n"
 
 

@@ -309,7 +309,7 @@ DIMENSION_LATENCY_HELP = ("Stage latency per dimension value (label dimension na
 RESERVED_LABELS = {"host", "pipeline", "stage", "dimension", "le", "quantile", "job", "instance"}
 
 
-def _label_name(dimension: str) -> str:
+def label_name(dimension: str) -> str:
     """A dimension as a Prometheus label name: ``venue`` stays, ``msg.type`` is ``msg_type``, and a
     name Prometheus or tickscope already uses (``host``) is ``dim_host``."""
     name = re.sub(r"[^a-zA-Z0-9_]", "_", dimension)
@@ -324,7 +324,7 @@ def series(tag: str) -> tuple[str, dict[str, str]]:
     if not values:
         return LATENCY, {"stage": stage}
     return DIMENSION_LATENCY, {"stage": stage, "dimension": ",".join(values),
-                               **{_label_name(d): shown(v) for d, v in values.items()}}  # fmt: skip
+                               **{label_name(d): shown(v) for d, v in values.items()}}  # fmt: skip
 
 
 def render_protobuf(state: ExportState) -> bytes:

@@ -6,6 +6,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -13,7 +14,7 @@ from importlib.resources import files
 import pytest
 
 from conftest import need_tool
-from support import QUIET, SUBJECT, free_port
+from support import PROGRAMS, QUIET, SUBJECT, free_port
 from support.cli import CLI, run_cli
 from support.prometheus import Alertmanager, Prometheus, wait_for
 from tickscope.collectors.session.units import parse_duration_ns
@@ -62,7 +63,8 @@ def test_a_bad_option_is_one_line_and_exit_2(argv, message):
 
 def exported_metrics() -> set[str]:
     names = {name for name, _, _ in prometheus.COUNTERS} | set(prometheus.GAUGE_HELP)
-    return names | {prometheus.LATENCY, prometheus.LATENCY + "_bucket"}
+    histograms = (prometheus.LATENCY, prometheus.DIMENSION_LATENCY)
+    return names | set(histograms) | {h + "_bucket" for h in histograms}
 
 
 def test_every_metric_the_rules_and_the_dashboard_read_is_one_the_exporter_serves():
@@ -74,13 +76,47 @@ def test_every_metric_the_rules_and_the_dashboard_read_is_one_the_exporter_serve
     assert used and used <= exported_metrics(), used - exported_metrics()
 
 
-def test_dimensions_reach_every_grouping_and_the_dashboard_row():
-    rules = alert_rules([parse_sla("p99=1ms", parse_duration_ns)], dimensions=("venue",))
-    for group in rules["groups"][:2]:
-        for rule in group["rules"]:
-            assert all("venue" in by for by in re.findall(r"by \(([^)]*)\)", rule["expr"])), rule["expr"]
-    titles = [t for t, _ in dashboard.panel_queries(dashboard.dashboard(dimensions=("venue",)))]
-    assert "Tick-to-trade p99 by venue" in titles
+def test_each_dimension_gets_a_rule_and_a_panel_on_its_own_family_grouped_by_its_label():
+    """A dimension's values live in tickscope_dimension_latency_seconds, one slicing per ``dimension``
+    label: its rule and panel read that family, that slicing only, grouped by the value's label (a
+    name Prometheus reserves gets its dim_ prefix); the plain family and the counters carry no
+    dimension label, so their rules do not group by one."""
+    slas = [parse_sla("p99=1ms", parse_duration_ns), parse_sla("feed:p99.9=50us", parse_duration_ns)]
+    rules = alert_rules(slas, dimensions=("venue", "host"))
+    per_value = [
+        r for g in rules["groups"] for r in g["rules"] if r["alert"] == "TickscopeDimensionLatencyOverSLA"
+    ]
+    assert [(r["labels"]["dimension"], r["labels"]["quantile"]) for r in per_value] == [
+        ("venue", "p99"), ("venue", "p99.9"), ("host", "p99"), ("host", "p99.9")]  # fmt: skip
+    for rule, label in zip(per_value, ("venue", "venue", "dim_host", "dim_host"), strict=True):
+        dim = rule["labels"]["dimension"]
+        assert (
+            f'{prometheus.DIMENSION_LATENCY}{{stage="' in rule["expr"]
+            and f'dimension="{dim}"}}' in rule["expr"]
+        )
+        assert all(label in by.split(", ") for by in re.findall(r"by \(([^)]*)\)", rule["expr"])), rule[
+            "expr"
+        ]
+        assert f"{label}={{{{ $labels.{label} }}}}" in rule["annotations"]["summary"]
+    for rule in [r for g in rules["groups"] for r in g["rules"] if r not in per_value]:
+        assert prometheus.DIMENSION_LATENCY not in rule["expr"] and "venue" not in rule["expr"], rule["expr"]
+    panels = dict(dashboard.panel_queries(dashboard.dashboard(dimensions=("venue",))))
+    assert 'dimension="venue"' in panels["Tick-to-trade p99 by venue"]["expr"]
+    assert prometheus.DIMENSION_LATENCY in panels["Tick-to-trade p99 by venue"]["expr"]
+    assert panels["Tick-to-trade p99 by venue"]["legendFormat"].startswith("{{venue}} ")
+    assert not [t for t, _ in dashboard.panel_queries(dashboard.dashboard(dimensions=())) if " by venue" in t]
+
+
+def test_by_names_the_dimensions_and_none_leaves_them_out(tmp_path):
+    made = run_cli("alerts", "--by", "venue,symbol", "--dashboard", str(tmp_path / "d.json"))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.count('dimension="venue"') == 2 and made.stdout.count('dimension="symbol"') == 2
+    assert {"Tick-to-trade p99 by venue", "Tick-to-trade p99 by symbol"} <= {
+        t for t, _ in dashboard.panel_queries(json.loads((tmp_path / "d.json").read_text()))}  # fmt: skip
+    bare = run_cli("alerts", "--by", "none")
+    assert bare.returncode == 0 and "TickscopeDimensionLatencyOverSLA" not in bare.stdout, bare.stderr
+    bad = run_cli("alerts", "--by", "venue,,venue")
+    assert bad.returncode == 2 and "--by 'venue,,venue' is not a list of dimensions" in bad.stderr, bad.stderr
 
 
 def test_the_dashboard_grid_has_no_overlaps_and_unique_ids():
@@ -112,6 +148,17 @@ def _buckets(stage: str, pipeline: str, per_minute: dict[str, int]) -> list[dict
                     f"0+{n}x20") for le, n in per_minute.items()]  # fmt: skip
 
 
+def _venue_buckets(
+    stage: str, venue: str, per_minute: dict[str, int], dimension: str = "venue"
+) -> list[dict]:
+    """The dimension family's classic buckets of one venue (of a combination too, ``venue,symbol``)."""
+    labels = {**WHERE, "pipeline": "slow", "stage": stage, "dimension": dimension, "venue": venue}
+    if dimension != "venue":
+        labels["symbol"] = "S1"
+    return [_series(f"{prometheus.DIMENSION_LATENCY}_bucket", {**labels, "le": le}, f"0+{n}x20")
+            for le, n in per_minute.items()]  # fmt: skip
+
+
 def _where(pipeline: str) -> str:
     return f"{pipeline} on h1"
 
@@ -136,6 +183,13 @@ def promtool_tests(rule_file: str) -> dict:
         *_buckets("tick_to_trade", "fast", {"0.0005": 100, "0.002": 100, "+Inf": 100}),  # p99 495 us
         *_buckets("feed", "slow", {"0.00002": 0, "0.0001": 100, "+Inf": 100}),  # p99.9 99.92 us
         *_buckets("feed", "fast", {"0.00002": 100, "0.0001": 100, "+Inf": 100}),
+        # Per venue: XNAS breaches both SLAs, BATS none; BATS's combination with a symbol breaches, but
+        # a combination is another slicing of the same samples (the per-venue rule reads venue alone).
+        *_venue_buckets("tick_to_trade", "XNAS", {"0.0005": 0, "0.002": 100, "+Inf": 100}),
+        *_venue_buckets("tick_to_trade", "BATS", {"0.0005": 100, "0.002": 100, "+Inf": 100}),
+        *_venue_buckets("tick_to_trade", "BATS", {"0.0005": 0, "0.002": 100, "+Inf": 100}, "venue,symbol"),
+        *_venue_buckets("feed", "XNAS", {"0.00002": 0, "0.0001": 100, "+Inf": 100}),
+        *_venue_buckets("feed", "BATS", {"0.00002": 100, "0.0001": 100, "+Inf": 100}),
         _series("tickscope_clock_synchronised", {**WHERE, "pipeline": "slow"}, "1x4 0x15"),
         _series("tickscope_clock_synchronised", {**WHERE, "pipeline": "fast"}, "1x20"),
         _series("up", {"job": "tickscope", "instance": "h1:9464"}, "1x4 0x15"),
@@ -151,10 +205,21 @@ def promtool_tests(rule_file: str) -> dict:
                 "exp_annotations": {"summary": f"{_where('slow')}: {stage} {label} {value} over the SLA of "
                                                f"{SLAS[0 if stage == 'tick_to_trade' else 1].split('=')[1]} (last 5m)"}}  # fmt: skip
 
+    def per_venue(stage, label, limit, value):
+        alert = latency(stage, label, limit, value)
+        alert["exp_labels"].update(venue="XNAS", dimension="venue")
+        alert["exp_annotations"]["summary"] = alert["exp_annotations"]["summary"].replace(
+            _where("slow"), _where("slow") + " venue=XNAS"
+        )
+        return alert  # fmt: skip
+
     cases = [  # (alert, eval time, alerts expected): each rule fires once, and keeps quiet once
         ("TickscopeLatencyOverSLA", "2m", []),  # breaching since 1m: pending for its 2m
         ("TickscopeLatencyOverSLA", "10m", [latency("tick_to_trade", "p99", "0.001", "1.985ms"),
                                             latency("feed", "p99.9", "0.00005", "99.92us")]),
+        ("TickscopeDimensionLatencyOverSLA", "2m", []),
+        ("TickscopeDimensionLatencyOverSLA", "10m", [per_venue("tick_to_trade", "p99", "0.001", "1.985ms"),
+                                                     per_venue("feed", "p99.9", "0.00005", "99.92us")]),
         ("TickscopeClockNotSynchronised", "6m", []),
         ("TickscopeClockNotSynchronised", "10m", [{
             "exp_labels": {**WHERE, "pipeline": "slow", "severity": "warning"},
@@ -263,31 +328,54 @@ def grafana_expanded(expr: str) -> str:
     return expr.replace("$__rate_interval", "30s").replace("$host", ".*").replace("$pipeline", ".*")
 
 
+def start_profile(tmp_path, name: str, port: int, *subject: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*CLI, "profile", "--duration", "300s", "--name", name, "--out", str(tmp_path / name), *QUIET,
+         "--prometheus", f"127.0.0.1:{port}", "--prometheus-linger", "0s", "--", *subject],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
 @pytest.mark.slow  # a ~30 s run beside a real Prometheus and Alertmanager
 def test_a_slow_stage_fires_the_sla_alert_through_alertmanager_and_every_panel_has_data(tmp_path):
+    """Two runs: a tick subject whose strategy stage is slow, and a subject with venues (XNAS and
+    BATS legs) whose XNAS orders go out 3 ms late, so the per-venue rule and panel have data."""
     need_tool("prometheus", install="apt-get install prometheus")
     need_tool("prometheus-alertmanager", "alertmanager", install="apt-get install prometheus-alertmanager")
     rules = tmp_path / "rules.yml"
     made = run_cli("alerts", "--sla", "strategy:p99=1ms", "--sla", "p99=1ms", "--window", "10s", "--for", "0s",
                    "-o", str(rules))  # fmt: skip
     assert made.returncode == 0, made.stderr
-    port = free_port()
-    started, proc = [], None
+    port, venues_port = free_port(), free_port()
+    started, proc, venues = [], None, None
     try:
         hook = Webhook()
         started.append(hook)
         started.append(am := Alertmanager(tmp_path, hook.url))
-        started.append(prom := Prometheus(tmp_path, [f"127.0.0.1:{port}"], rule_files=[rules],
-                                          alertmanager=am.address))  # fmt: skip
+        started.append(prom := Prometheus(tmp_path, [f"127.0.0.1:{port}", f"127.0.0.1:{venues_port}"],
+                                          rule_files=[rules], alertmanager=am.address))  # fmt: skip
         # Every tick's strategy stage spins 3 ms: its p99 and tick-to-trade's are over 1 ms whatever the load.
-        proc = subprocess.Popen(
-            [*CLI, "profile", "--duration", "300s", "--name", "slow-strategy",
-             "--out", str(tmp_path / "s"), *QUIET, "--prometheus", f"127.0.0.1:{port}", "--prometheus-linger", "0s",
-             "--", *SUBJECT, "0", "--forever", "--rate", "100", "--spin", "strategy=3000000"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        wait_for(lambda: {a["labels"].get("stage") for a in hook.alerts("TickscopeLatencyOverSLA")}
-                 >= {"strategy", "tick_to_trade"}, "the SLA alerts delivered to the webhook", HANG_GUARD_S, proc)  # fmt: skip
-        fired = {a["labels"]["stage"]: a for a in hook.alerts("TickscopeLatencyOverSLA")}
+        proc = start_profile(tmp_path, "slow-strategy", port,
+                             *SUBJECT, "0", "--forever", "--rate", "100", "--spin", "strategy=3000000")  # fmt: skip
+        # Every other tick has an XNAS leg, sent 3 ms after its signal: XNAS's p99 is over 1 ms.
+        venues = start_profile(tmp_path, "venues", venues_port, sys.executable, str(PROGRAMS / "dims_subject.py"),
+                               "0", "--forever", "--rate", "100", "--slow", "XNAS=3000")  # fmt: skip
+
+        def delivered():
+            stages = {a["labels"]["stage"] for a in hook.alerts("TickscopeLatencyOverSLA")
+                      if a["labels"]["pipeline"] == "slow-strategy"}  # fmt: skip
+            per_venue = {(a["labels"]["pipeline"], a["labels"].get("venue"))
+                         for a in hook.alerts("TickscopeDimensionLatencyOverSLA")}  # fmt: skip
+            return stages >= {"strategy", "tick_to_trade"} and ("venues", "XNAS") in per_venue
+
+        wait_for(delivered, "the SLA alerts delivered to the webhook", HANG_GUARD_S, proc)
+        fired = {a["labels"]["stage"]: a for a in hook.alerts("TickscopeLatencyOverSLA")
+                 if a["labels"]["pipeline"] == "slow-strategy"}  # fmt: skip
+        (xnas,) = [a for a in hook.alerts("TickscopeDimensionLatencyOverSLA") if a["labels"].get("venue") == "XNAS"
+                   and a["labels"]["stage"] == "tick_to_trade"]  # fmt: skip
+        assert xnas["status"] == "firing" and xnas["labels"]["dimension"] == "venue", xnas
+        assert (
+            "venues on " in xnas["annotations"]["summary"] and "venue=XNAS" in xnas["annotations"]["summary"]
+        )
         for stage in ("strategy", "tick_to_trade"):
             alert = fired[stage]
             assert alert["status"] == "firing"
@@ -299,12 +387,14 @@ def test_a_slow_stage_fires_the_sla_alert_through_alertmanager_and_every_panel_h
             if not prom.query(grafana_expanded(target["expr"])):
                 empty.append((title, target["expr"]))
         assert not empty, empty
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=HANG_GUARD_S)
-        assert proc.returncode == 130 and "Traceback" not in err, err
+        for run in (proc, venues):
+            run.send_signal(signal.SIGINT)
+            out, err = run.communicate(timeout=HANG_GUARD_S)
+            assert run.returncode == 130 and "Traceback" not in err, err
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        for run in (proc, venues):
+            if run is not None and run.poll() is None:
+                run.kill()
+                run.communicate()
         for s in reversed(started):
             s.stop()
