@@ -4,12 +4,19 @@ Each widget holds the data it shows and builds its renderable on demand; the vie
 new ``Snapshot`` in. ``LiveView.update`` runs on the drain thread between polls and redraws at
 most every ``refresh_s`` (a redraw costs a few ms; the rings hold seconds of ticks), so the
 screen never makes the collector fall behind.
+
+Keys: when stdin is the terminal (and this process its foreground), ``d`` cycles the dimension
+whose worst values are shown; they are read without blocking at each redraw.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import select
 import sys
+import termios
+import tty
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -109,11 +116,75 @@ class Header:
         return t
 
 
+class KeysLine:
+    """The footer of a view that reads keys: what ``d`` does, and the dimension shown now."""
+
+    def __init__(self, by: str | None, slicings: list[str]):
+        self.by, self.slicings = by, slicings
+
+    def __rich__(self) -> Text:
+        t = Text("d", style="bold").append(": next dimension", style="dim")
+        if not self.slicings:
+            return t.append(" (none declared)", style="dim")
+        t.append(f" (showing {self.by or 'none'}; declared: {', '.join(self.slicings)})", style="dim")
+        return t
+
+
+def next_dimension(current: str | None, slicings: list[str]) -> str | None:
+    """Each declared slicing in turn, then none (the screen without the worst values), then round."""
+    cycle = [*slicings, None]
+    return cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else cycle[0]
+
+
+class KeyReader:
+    """Keys typed at the terminal, read without blocking. Only when stdin is a terminal and this
+    process is in its foreground (a background job changing the terminal would be stopped by
+    SIGTTOU): cbreak mode (no echo, no line editing; Ctrl-C still interrupts), restored on stop."""
+
+    def __init__(self):
+        self.fd: int | None = None
+        self.saved: list | None = None
+
+    def start(self) -> None:
+        try:
+            fd = sys.stdin.fileno()
+            if not os.isatty(fd) or os.tcgetpgrp(fd) != os.getpgrp():
+                return
+            self.saved = termios.tcgetattr(fd)
+            tty.setcbreak(fd, termios.TCSANOW)
+            self.fd = fd
+        except (OSError, ValueError, AttributeError, termios.error):  # no stdin, or not ours to change
+            self.fd = None
+
+    @property
+    def active(self) -> bool:
+        return self.fd is not None
+
+    def keys(self) -> str:
+        """What was typed since the last call ("" when nothing was, or keys are not read)."""
+        got = b""
+        while self.fd is not None and select.select([self.fd], [], [], 0)[0]:
+            chunk = os.read(self.fd, 64)
+            if not chunk:  # the terminal went away: nothing more to read
+                self.stop()
+                break
+            got += chunk
+        return got.decode(errors="ignore")
+
+    def stop(self) -> None:
+        if self.fd is not None and self.saved is not None:
+            try:
+                termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+            except termios.error:
+                pass
+        self.fd = None
+
+
 def render(state: Snapshot, side: dict, elapsed: float, duration: float | None, width: int, height: int,
-           by: str | None = None):  # fmt: skip
+           by: str | None = None, footer=None):  # fmt: skip
     """The whole screen for a terminal of width x height: the stage table takes the columns that
     fit the width; the breakdown is compact below 100 columns or 30 rows; with ``by`` (a slicing,
-    ``venue``), the worst values of it under the stage table.
+    ``venue``), the worst values of it under the stage table; ``footer`` (the keys) last.
 
     What does not fit the height is left out, least important first (the breakdown, then the
     sparkline): a terminal crops the bottom, and the bottom holds the drop counters and the side
@@ -143,6 +214,8 @@ def render(state: Snapshot, side: dict, elapsed: float, duration: float | None, 
         parts.append(RingProblems(state.ring_errors, limit=2 if compact else 4))
     if side:
         parts.append(SidePanel(side))
+    if footer is not None:
+        parts.append(footer)
     measure = Console(width=width, file=io.StringIO(), color_system=None)
     lines = {id(p): len(measure.render_lines(p, measure.options, pad=False)) for p in parts}
     for optional in (breakdown, sparkline, *([worst] if worst else [])):  # least important first
@@ -172,9 +245,11 @@ class LiveView:
         self.console = console or Console()
         self.live: Live | None = None
         self.refresh_s = refresh_s
-        self.by = by  # --live-by: the slicing whose worst values are shown
+        self.by = by  # --live-by, then the d key: the slicing whose worst values are shown
+        self.keys = KeyReader()
 
     def start(self) -> None:
+        self.keys.start()
         w, h = terminal_size(self.console)
         self.console.size = (w, h)
         self.live = Live(Text("tickscope: starting ..."), console=self.console, auto_refresh=False,
@@ -184,11 +259,16 @@ class LiveView:
     def update(self, state: Snapshot, side: dict, elapsed_s: float, duration_s: float | None) -> None:
         if self.live is None:
             return
+        slicings = sorted(state.by_dimension)
+        for _ in range(self.keys.keys().lower().count("d")):
+            self.by = next_dimension(self.by, slicings)
+        footer = KeysLine(self.by, slicings) if self.keys.active else None
         w, h = terminal_size(self.console)
         self.console.size = (w, h)
-        self.live.update(render(state, side, elapsed_s, duration_s, w, h, self.by), refresh=True)
+        self.live.update(render(state, side, elapsed_s, duration_s, w, h, self.by, footer), refresh=True)
 
     def stop(self) -> None:
+        self.keys.stop()
         if self.live is not None:
             self.live.stop()
             self.live = None

@@ -106,11 +106,17 @@ def test_profile_live_in_a_real_terminal(tmp_path, size):
     cmd = f"{sys.executable} -m tickscope.main profile --duration 6s --no-perf --out {out} -- {shlex.join(FOREVER)}; sleep 20"
     tmux("new-session", "-d", "-x", str(size[0]), "-y", str(size[1]), "-s", name, cmd)
     try:
-        time.sleep(3.0)
-        first = tmux("capture-pane", "-p", "-t", name).stdout
-        time.sleep(1.5)
-        second = tmux("capture-pane", "-p", "-t", name).stdout
-        deadline = time.monotonic() + 30
+        # Waits for what the screen shows (a loaded host starts the run late), never a fixed sleep.
+        deadline = time.monotonic() + 60
+        first = screen_until(name, "elapsed", deadline).string
+        while (second := tmux("capture-pane", "-p", "-t", name).stdout) == first:
+            assert time.monotonic() < deadline, "the screen does not update"
+            time.sleep(0.3)
+        if size[1] >= 24:  # the stage rows come with the first closed interval
+            words = ("stages", "tick_to_trade", "breakdown", "records: produced", "strategy")
+            second = screen_until(
+                name, "".join(f"(?=[\\s\\S]*{re.escape(w)})" for w in words), deadline
+            ).string
         while not (out / "summary.json").exists() or Session.load(out).meta.get("status") == "running":
             assert time.monotonic() < deadline, "profile did not finish"
             time.sleep(0.5)
@@ -150,6 +156,44 @@ def test_live_by_venue_shows_the_worst_venue_first_in_a_real_terminal(tmp_path):
     assert "Traceback" not in screen
     xnas, bats = (float(re.search(rf"{v}\s+p99\s+([\d.]+)µs", screen).group(1)) for v in ("XNAS", "BATS"))
     assert xnas > bats, screen
+
+
+def screen_until(name: str, pattern: str, deadline: float) -> re.Match:
+    """Wait for the pane to show ``pattern`` (the deadline is a hang guard only)."""
+    while not (m := re.search(pattern, screen := tmux("capture-pane", "-p", "-t", name).stdout)):
+        assert time.monotonic() < deadline, (pattern, screen)
+        time.sleep(0.3)
+    return m
+
+
+@needs_tool("tmux", install="apt-get install tmux")
+def test_the_d_key_cycles_the_declared_dimensions_in_a_real_terminal(tmp_path):
+    """No --live-by: the footer names the declared dimensions; each d shows the next one's worst
+    values (XNAS's sends are 40 us late: it ranks first under venue), then none; Ctrl-C still stops
+    and saves with the keys read."""
+    name = f"ts-{uuid.uuid4().hex[:8]}"
+    subject = [sys.executable, str(PROGRAMS / "dims_subject.py"), "0", "--forever", "--rate", "500",
+               "--slow", "XNAS=40"]  # fmt: skip
+    cmd = (f"{sys.executable} -m tickscope.main profile --live --no-perf --no-hiccup --interval 200ms "
+           f"--duration 300s --out {tmp_path / 's'} -- {shlex.join(subject)}; echo profile exited; sleep 20")  # fmt: skip
+    tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", name, cmd)
+    try:
+        deadline = time.monotonic() + 120  # a hang guard: every wait is for what the screen shows
+        footer = r"d: next dimension \(showing (\S+); declared: ([^)]*)\)"
+        declared = screen_until(name, footer, deadline).group(2).split(", ")
+        assert "venue" in declared and "worst" not in tmux("capture-pane", "-p", "-t", name).stdout
+        for shown in [*declared, "none"]:
+            tmux("send-keys", "-t", name, "d")
+            screen_until(name, rf"showing {re.escape(shown)};", deadline)
+            if shown == "venue":
+                screen_until(name, r"worst venue by t2t p99.*\n\s+XNAS .*orders\n\s+BATS .*orders", deadline)
+        assert "worst" not in tmux("capture-pane", "-p", "-t", name).stdout  # none: the values are gone
+        tmux("send-keys", "-t", name, "C-c")
+        screen_until(name, "profile exited", deadline)
+    finally:
+        tmux("kill-session", "-t", name)
+    s = Session.load(tmp_path / "s")
+    assert s.meta["status"] == "interrupted" and s.total("tick_to_trade").total_count > 0, s.meta["status"]
 
 
 def test_piped_stdout_gets_plain_progress_lines(tmp_path):
