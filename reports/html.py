@@ -322,15 +322,9 @@ def cards(session: Session) -> list[dict]:
         {"k": "feed gaps", "v": f"{c.get('feed_gaps', 0):,}", "cls": "bad" if c.get("feed_gaps") else "good"},
         {"k": "traces set aside", "v": f"{seen - recorded:,}", "cls": "bad" if seen - recorded else "good"},
     ]
-    if c.get("orders_sent"):
-        out.append(
-            {
-                "k": "orders sent / acked / rejected / gap-filled / in flight at end",
-                "v": f"{c['orders_sent']:,} / {c.get('orders_acked', 0):,} / {c.get('orders_rejected', 0):,}"
-                f" / {c.get('orders_gap_filled', 0):,} / {c.get('orders_in_flight_at_end', 0):,}",
-                "cls": "bad" if c.get("orders_in_flight_at_end") or c.get("order_stalls") else "",
-            }
-        )
+    if orders := views.orders_in_words(c):
+        out.append({"k": "orders sent", "v": orders["sent"], "cls": "wide bad" if orders["bad"] else "wide",
+                    "lines": orders["lines"], "zeros": orders["zeros"]})  # fmt: skip
     return out
 
 

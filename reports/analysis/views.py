@@ -184,3 +184,46 @@ def counters_in_words(counters: dict) -> tuple[list[tuple[str, str]], list[str]]
         else:
             shown.append((words, f"{value:,}" if isinstance(value, int) else str(value)))
     return shown, zeros
+
+
+# A leg kind's words, one and many: the trader's stats name them (bid, ask, taker, hedge).
+LEG_WORDS = {"bid": ("bid", "bids"), "ask": ("ask", "asks"), "taker": ("taker order", "taker orders"),
+             "hedge": ("hedge", "hedges")}  # fmt: skip
+LEG_PREFIX = "orders_leg_"
+
+
+def _count(n: int, kind: str) -> str:
+    one, many = LEG_WORDS.get(kind, (kind, kind))
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def orders_in_words(counters: dict) -> dict | None:
+    """The orders of a run said in words, for a card: how many were sent, per leg kind (bids, asks,
+    hedges), how many the venue answered and how, what stayed unanswered or was held back; the
+    figures at zero folded into one ``none ...`` line. None for a run that sent no order."""
+    sent = int(counters.get("orders_sent") or 0)
+    if not sent:
+        return None
+    legs = {k[len(LEG_PREFIX) :]: int(v or 0) for k, v in counters.items() if k.startswith(LEG_PREFIX)}
+    acked, rejected = int(counters.get("orders_acked") or 0), int(counters.get("orders_rejected") or 0)
+    lines, zeros, bad = [], [], False
+    if [k for k, n in legs.items() if n] not in ([], ["taker"]):  # one kind of leg: the headline says it
+        lines.append("per leg: " + ", ".join(_count(n, k) for k, n in legs.items() if n))
+    zeros += [LEG_WORDS.get(k, (k, k))[1] for k, n in legs.items() if not n]
+    answered = acked + rejected
+    how = ", ".join(f"{n:,} {w}" for n, w in ((acked, "acked"), (rejected, "rejected")) if n)
+    lines.append(f"{'all ' if answered == sent else ''}{answered:,} answered" + (f": {how}" if how else ""))
+    zeros += ["rejected"] if not rejected else []
+    for key, words, counts_against in (
+        ("orders_in_flight_at_end", "unanswered at the end", True),
+        ("orders_gap_filled", "gap-filled at the venue (never delivered)", True),
+        ("order_stalls", "order-session stalls", True),
+        ("risk_rejects", "held by risk (not sent)", False),
+    ):
+        n = int(counters.get(key) or 0)
+        if n:
+            lines.append(f"{n:,} {words}")
+            bad = bad or counts_against
+        else:
+            zeros.append(words.split(" (")[0])
+    return {"sent": f"{sent:,}", "lines": lines, "zeros": zeros, "bad": bad}

@@ -94,6 +94,10 @@ def test_session_page_one_header_one_unit_small_and_drawn(sweep, tmp_path, width
     text = re.sub(r"<[^>]+>", " ", dom.split("<main>", 1)[1].split("<script>", 1)[0])
     assert not re.search(r"\d(\.\d+)?us\b", text), "µs is spelled one way"
     assert "counters at zero" in text and "records produced" in text and "dropped_ring_full" not in text
+    orders = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom.split('<div class="k">orders sent</div>', 1)[1]
+                                         .split('<div class="card', 1)[0].split("</div></div>", 1)[0]))  # fmt: skip
+    assert re.search(r"\d[\d,]* answered: [\d,]+ acked", orders) and " none " in f" {orders}", orders
+    assert " / " not in orders, "the orders are said in words, not as a row of slashes"
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -171,6 +175,27 @@ def test_counters_in_words_fold_the_zeros():
     shown, zeros = views.counters_in_words({"produced": 10, "dropped_ring_full": 0, "some_new_counter": 3})
     assert shown == [("records produced", "10"), ("some new counter", "3")]
     assert zeros == ["records dropped (ring full)"]
+
+
+def test_the_orders_card_says_what_each_figure_is_and_folds_the_zeros():
+    card = views.orders_in_words({"orders_sent": 1533, "orders_acked": 1530, "orders_rejected": 3,
+                                  "orders_gap_filled": 0, "orders_in_flight_at_end": 0, "order_stalls": 0,
+                                  "risk_rejects": 6, "orders_leg_bid": 684, "orders_leg_ask": 684,
+                                  "orders_leg_hedge": 165})  # fmt: skip
+    assert card == {"sent": "1,533", "bad": False, "lines": [
+        "per leg: 684 bids, 684 asks, 165 hedges", "all 1,533 answered: 1,530 acked, 3 rejected",
+        "6 held by risk (not sent)"], "zeros": ["unanswered at the end", "gap-filled at the venue", "order-session stalls"]}  # fmt: skip
+    taker = views.orders_in_words({"orders_sent": 10, "orders_acked": 8, "orders_in_flight_at_end": 2,
+                                   "orders_leg_taker": 10, "orders_leg_hedge": 0})  # fmt: skip
+    assert taker["lines"] == ["8 answered: 8 acked", "2 unanswered at the end"] and taker["bad"]
+    assert taker["zeros"] == [
+        "hedges",
+        "rejected",
+        "gap-filled at the venue",
+        "order-session stalls",
+        "held by risk",
+    ]
+    assert views.orders_in_words({"orders_sent": 0}) is None
 
 
 def test_profile_keeps_the_slowest_n_and_the_report_draws_each_as_a_waterfall(tmp_path):
