@@ -247,13 +247,21 @@ impl Trader {
         }
     }
 
+    fn loop_kind(&self) -> &'static str {
+        if self.args.tokio {
+            "tokio"
+        } else {
+            "busy"
+        }
+    }
+
     /// The line that says the trader is up, with the stamping it got.
     pub fn started(&self) -> String {
         format!(
             "logged on; kernel rx stamps {}, kernel tx stamps {}, loop {} (rust)",
             self.rx_enabled,
             self.kernel_tx,
-            if self.args.tokio { "tokio" } else { "busy" }
+            self.loop_kind()
         )
     }
 
@@ -864,6 +872,7 @@ impl Trader {
             kernel_rx_stamps: self.rx_enabled,
             kernel_tx_stamps: self.kernel_tx,
             tx_stamps_unmatched: self.venues.iter().map(|g| g.pending_tx.len()).sum(),
+            loop_kind: self.loop_kind(),
         };
         stats::write_atomically(&self.stats_path, &stats.to_json());
     }
