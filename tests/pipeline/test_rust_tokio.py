@@ -74,8 +74,7 @@ def test_profile_of_the_tokio_trader_has_the_busy_poll_stages_and_answers_every_
     for trace in s.slowest:
         ts = {st["point"]: st["ts_ns"] for st in trace["stamps"]}
         assert ts["order.tx"] - ts["md.rx"] == trace["tick_to_trade_ns"]
-    # Both rings closed by the trader (the handles' drop), not left as a writer that died: the
-    # main thread's thread-locals are never destroyed.
+    # Both rings closed by the trader, not left as a writer that died.
     rings = s.meta["rings"]
     assert len(rings) == 2 and all(r["closed_cleanly"] for r in rings), rings
 

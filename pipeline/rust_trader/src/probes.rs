@@ -166,8 +166,9 @@ mod imp {
     }
 
     /// The handle's end closes the ring of the thread that drops it (the runtime's, with the
-    /// current-thread runtime the trader uses): thread-locals of the main thread are never
-    /// destroyed, so without this its rings would read as a writer that died.
+    /// current-thread runtime the trader uses) there and then: std does not promise to destroy
+    /// the main thread's thread-locals (glibc does, at exit), and a ring never closed reads as a
+    /// writer that died.
     fn close<W: 'static>(key: &'static LocalKey<RefCell<Slot<W>>>) {
         let _ = key.try_with(|cell| *cell.borrow_mut() = Slot::Closed);
     }
