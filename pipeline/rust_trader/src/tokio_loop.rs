@@ -62,11 +62,12 @@ async fn drive(mut t: Trader, stop: &'static AtomicBool) -> Result<Trader, Error
                     break;
                 }
             }
-            _ = clock.tick() => {
-                if t.periodic(&mut timers) {
-                    break;
-                }
-            }
+            _ = clock.tick() => {}
+        }
+        // After every wake-up, not only the timer's: a feed that keeps its socket readable would
+        // otherwise starve the session timers (the biased select never reaches the clock).
+        if t.periodic(&mut timers) {
+            break;
         }
     }
     Ok(t)
