@@ -138,7 +138,7 @@ _METAVARS = {"DURATION": {"duration", "warmup", "interval", "expected_interval",
              "RATE": {"rate", "rate_from", "rate_to"}, "N": {"steps", "pyspy_rate", "hiccup_cpu", "digits"},
              "[HOST:]PORT": {"prometheus"}, "HOST:PORT": {"fix_connect"}, "DIR": {"out"},
              "FILE": {"markdown", "junit", "json_out", "html", "perfetto", "replay", "output"},
-             "itch|ws": {"feed"}, "busy|asyncio": {"loop"}, "python|rust": {"trader"}, "one|both": {"quotes"},
+             "itch|ws": {"feed"}, "busy|asyncio|tokio": {"loop"}, "python|rust": {"trader"}, "one|both": {"quotes"},
              "constant|poisson|burst": {"load"}, "PCT=SHARE,...": {"threshold"}, "SHARE": {"max_inconclusive"},
              "PCT=LATENCY,...": {"sla"}, "RATE,...": {"rates"}, "SPEED,...": {"speeds"}, "SPEED": {"speed"},
              "ID": {"sender_comp_id", "target_comp_id"}, "IFACE": {"capture_iface"}, "REGEX": {"clordid_regex"},
@@ -587,7 +587,9 @@ def profile(
         "(Binance-style depthUpdate/bookTicker over WebSocket).",
     ),
     loop: str = typer.Option(
-        "busy", "--loop", help="Bundled pipeline trader loop: busy (busy-poll) or asyncio."
+        "busy",
+        "--loop",
+        help="Bundled pipeline trader loop: busy (busy-poll), asyncio (--trader python) or tokio (--trader rust).",
     ),
     trader: str = typer.Option(
         "python", "--trader", help="Bundled pipeline trader: python, or rust (built with cargo on first use)."

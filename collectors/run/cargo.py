@@ -24,7 +24,7 @@ from pathlib import Path
 # checkout and installed). Both are mirrored together: the trader names the probe crate by the
 # relative path ../../probe/rust, which stays true in the copy.
 SHIPPED_CRATES = ("probe/rust", "pipeline/rust_trader")
-NOT_SOURCES = {"target", "Cargo.lock"}  # what cargo writes into a crate: never copied, never removed
+NOT_SOURCES = {"target", "Cargo.lock"}  # what cargo writes beside a Cargo.toml: never copied, never removed
 
 
 def find_cargo() -> str | None:
@@ -84,11 +84,12 @@ def _mirror(src: Path, dst: Path) -> None:
     """Make ``dst`` hold ``src``'s files (what cargo wrote aside), copying only those that differ."""
     wanted = set()
     for top, dirs, files in os.walk(src):
-        if top == str(src):
+        crate_root = "Cargo.toml" in files  # the crate's, or a nested one's (rust_trader/tokio)
+        if crate_root:
             dirs[:] = [d for d in dirs if d not in NOT_SOURCES]
         rel = Path(top).relative_to(src)
         for name in files:
-            if top == str(src) and name in NOT_SOURCES:
+            if crate_root and name in NOT_SOURCES:
                 continue
             wanted.add(rel / name)
             s, d = Path(top) / name, dst / rel / name
@@ -101,7 +102,8 @@ def _mirror(src: Path, dst: Path) -> None:
             shutil.copy2(s, tmp)
             os.replace(tmp, d)
     for top, dirs, files in os.walk(dst):
-        if top == str(dst):
+        crate_root = "Cargo.toml" in files
+        if crate_root:
             dirs[:] = [d for d in dirs if d not in NOT_SOURCES]
         rel = Path(top).relative_to(dst)
         for name in files:
@@ -109,6 +111,6 @@ def _mirror(src: Path, dst: Path) -> None:
             if (
                 (rel / name) not in wanted
                 and not name.startswith(".")
-                and not (top == str(dst) and name in NOT_SOURCES)
+                and not (crate_root and name in NOT_SOURCES)
             ):
                 (Path(top) / name).unlink(missing_ok=True)  # a source removed since the last copy

@@ -35,7 +35,7 @@ class PipelineConfig:
     rate: float = 20_000.0
     duration_s: float | None = 30.0
     feed: str = "itch"
-    loop: str = "busy"
+    loop: str = "busy"  # python: busy or asyncio; rust: busy or tokio
     load: str = "constant"
     replay: Path | None = None
     speed: str | None = None  # with replay: "1x", "2x", "max"; None: at --rate
@@ -100,13 +100,32 @@ def _say(message: str) -> None:
     print(f"tickscope: {message}", file=sys.stderr, flush=True)
 
 
+# The tokio loop's build (``--loop tokio``): the trader's sources through tokio/Cargo.toml, which
+# adds tokio. No crates registry is reachable offline, so where Debian's tokio (librust-tokio-dev)
+# is installed, cargo takes crates from Debian's directory of crate sources instead; elsewhere from
+# the user's own cargo cache (``cargo fetch`` there once).
+TOKIO_MANIFEST = Path("tokio") / "Cargo.toml"
+DEBIAN_CRATES = Path("/usr/share/cargo/registry")
+TOKIO_APT = "apt-get install librust-tokio-dev"
+
+
+def debian_source_config(crates: Path = DEBIAN_CRATES) -> list[str]:
+    """cargo ``--config`` arguments that replace crates.io with Debian's crate directory, when it
+    holds tokio 1; none otherwise."""
+    if not any(crates.glob("tokio-1.*")):
+        return []
+    return ["--config", 'source.crates-io.replace-with="debian"',
+            "--config", f"source.debian.directory={str(crates)!r}"]  # fmt: skip
+
+
 @functools.cache  # once per tickscope run: main builds it before the session starts, the pipeline reuses it
-def build_rust_trader(crate: Path = RUST_TRADER_CRATE, *, progress_s: float = CARGO_PROGRESS_S,
+def build_rust_trader(crate: Path = RUST_TRADER_CRATE, *, loop: str = "busy", progress_s: float = CARGO_PROGRESS_S,
                       timeout_s: float = CARGO_TIMEOUT_S, say=_say) -> Path:  # fmt: skip
     """``cargo build --release --offline`` of pipeline/rust_trader, on a copy in the per-user cache
     (``collectors.cargo``: never inside the crate, which may sit in site-packages); cargo rebuilds
     only when its sources changed. ProfileError (one line) without cargo, with an unwritable cache
-    or on a failed build.
+    or on a failed build. ``loop="tokio"``: the build with the tokio loop (tokio/Cargo.toml, its
+    own target directory, so the two builds never rebuild each other's binaries).
 
     While cargo works, ``say`` gets a line every ``progress_s`` with what cargo last said (the crate
     it is compiling, or that it waits for a lock held by another build): a build that hangs is seen
@@ -123,8 +142,12 @@ def build_rust_trader(crate: Path = RUST_TRADER_CRATE, *, progress_s: float = CA
             f"--trader rust: cannot copy the trader's sources to {build_root(crate)}: {e} "
             "(set XDG_CACHE_HOME to a writable directory)"
         ) from None
+    source: list[str] = []
+    if loop == "tokio":
+        manifest, target = manifest.parent / TOKIO_MANIFEST, target.with_name("target-tokio")
+        source = debian_source_config()
     cmd = [cargo, "build", "--release", "--offline", "--color", "never", "--manifest-path", str(manifest),
-           "--target-dir", str(target)]  # fmt: skip
+           "--target-dir", str(target), *source]  # fmt: skip
     # A child like the pipeline's: it dies with tickscope (kill -9 left cargo building on), and in
     # its own process group, so on Ctrl-C tickscope stops it (and the rustc it runs) itself.
     proc = spawn_child(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
@@ -155,9 +178,10 @@ def build_rust_trader(crate: Path = RUST_TRADER_CRATE, *, progress_s: float = CA
         raise ProfileError(f"cargo build of {crate} {exit_description(proc.returncode)} "
                            f"(last: {_cargo_doing(said)})")  # fmt: skip
     if proc.returncode != 0:
-        raise ProfileError(
-            f"cargo build of {crate} (in {manifest.parent}) failed: {cargo_error(''.join(said))}"
-        )
+        why = cargo_error("".join(said))
+        if loop == "tokio" and not source and "tokio" in why:
+            why += f" (the tokio loop needs tokio offline: {TOKIO_APT})"
+        raise ProfileError(f"cargo build of {manifest.parent} failed: {why}")
     return target / "release" / "tickscope-trader"
 
 
@@ -217,7 +241,7 @@ class ReferencePipeline(Subject):
         )
         self.logs.mkdir(mode=0o700, exist_ok=True)
         # Built before any process starts: a failed build leaves nothing running.
-        self.rust_trader = build_rust_trader() if config.trader == "rust" else None
+        self.rust_trader = build_rust_trader(loop=config.loop) if config.trader == "rust" else None
         self.md_port = config.md_port or free_port(socket.SOCK_DGRAM)
         self.fix_port = config.fix_port or free_port()
         self.ws_port = config.ws_port or free_port()
@@ -286,7 +310,7 @@ class ReferencePipeline(Subject):
         if c.trader == "rust":
             return [str(self.rust_trader), "--md-port", str(self.md_port), "--fix-host", fix_host,
                     "--fix-port", str(fix_port), "--sender-comp-id", c.sender_comp_id,
-                    "--target-comp-id", c.target_comp_id, "--quotes", c.quotes,
+                    "--target-comp-id", c.target_comp_id, "--quotes", c.quotes, "--loop", c.loop,
                     *(hedge if self.hedge_fix_port else [])]  # fmt: skip
         return [sys.executable, "-m", "tickscope.pipeline.trader", "--feed", c.feed, "--loop", c.loop,
                 "--md-port", str(self.md_port), "--ws-url", f"ws://127.0.0.1:{self.ws_port}/ws", "--symbols", symbols,

@@ -81,14 +81,17 @@ class ProfileOptions:
             raise ProfileError(
                 "--replay replays ITCH 5.0 files, not a WebSocket feed (use it with --feed itch)"
             )
-        if self.loop not in ("busy", "asyncio"):
-            raise ProfileError(f"--loop {self.loop!r}: expected busy or asyncio")
+        if self.loop not in ("busy", "asyncio", "tokio"):
+            raise ProfileError(f"--loop {self.loop!r}: expected busy, asyncio (--trader python) or tokio "
+                               "(--trader rust)")  # fmt: skip
         if self.trader not in ("python", "rust"):
             raise ProfileError(f"--trader {self.trader!r}: expected python or rust")
-        if self.trader == "rust" and (self.feed != "itch" or self.loop != "busy"):
+        if self.trader == "rust" and (self.feed != "itch" or self.loop == "asyncio"):
             raise ProfileError(
-                "--trader rust reads the ITCH feed with a busy-poll loop only (drop --feed ws / --loop asyncio)"
+                "--trader rust reads the ITCH feed with a busy-poll or tokio loop (drop --feed ws / --loop asyncio)"
             )
+        if self.trader == "python" and self.loop == "tokio":
+            raise ProfileError("--loop tokio runs the Rust trader (add --trader rust, or use --loop asyncio)")
         if self.quotes not in ("one", "both"):
             raise ProfileError(
                 f"--quotes {self.quotes!r}: expected one (an order per signal) or both (the market maker)"
@@ -128,9 +131,12 @@ def plan_profile(o: ProfileOptions, view: View | None) -> RunPlan:
             speed=o.speed, fix_connect=o.fix_connect, sender_comp_id=o.sender_comp_id,
             target_comp_id=o.target_comp_id, trader=o.trader, quotes=o.quotes,
         )  # fmt: skip
-        name = o.name or (f"pipeline-{o.feed}-{o.loop}" if o.trader == "python" else "pipeline-rust")
+        rust_name = "pipeline-rust" if o.loop == "busy" else f"pipeline-rust-{o.loop}"
+        name = o.name or (f"pipeline-{o.feed}-{o.loop}" if o.trader == "python" else rust_name)
         if o.trader == "rust":
-            build_rust_trader()  # before the session exists: no cargo, or a failed build, is one line
+            build_rust_trader(
+                loop=o.loop
+            )  # before the session exists: no cargo, or a failed build, is one line
         config.fix_ports()  # known before the session starts: its meta.json and a capture's filter name them
         options.update(config.as_meta())
         start_subject = functools.partial(start_reference_pipeline, config)

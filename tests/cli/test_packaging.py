@@ -28,7 +28,8 @@ def crate_sources() -> set[str]:
     for rel in SHIPPED_CRATES:
         for f in (ROOT / rel).rglob("*"):
             parts = f.relative_to(ROOT / rel).parts
-            if f.is_file() and parts[0] not in ("target", "Cargo.lock", ".gitignore"):
+            # what cargo writes beside any Cargo.toml (the trader's tokio/ too) is not a source
+            if f.is_file() and "target" not in parts and parts[-1] not in ("Cargo.lock", ".gitignore"):
                 out.add(f"tickscope/{rel}/{'/'.join(parts)}")
     return out
 
@@ -146,6 +147,31 @@ def test_builds_run_on_a_copy_in_the_cache_that_follows_the_sources(tmp_path, mo
     assert not (build / "probe" / "rust" / "tests" / removed.name).exists()
     assert (build / "pipeline" / "rust_trader" / "Cargo.lock").exists()
     assert not list(root.rglob("Cargo.lock")) and not list(root.rglob("target"))
+
+
+def test_the_tokio_crates_target_and_lock_are_never_copied_and_cargos_own_stay(tmp_path, monkeypatch):
+    # pipeline/rust_trader/tokio is a crate of its own: a clippy run there leaves target/ (hundreds
+    # of MB) and Cargo.lock beside its Cargo.toml, which the copy took as sources.
+    from tickscope.collectors.run.cargo import build_root, stage
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "checkout"
+    for rel in SHIPPED_CRATES:
+        shutil.copytree(ROOT / rel, root / rel, ignore=shutil.ignore_patterns("target", "Cargo.lock"))
+    tokio = root / "pipeline" / "rust_trader" / "tokio"
+    (tokio / "target" / "debug").mkdir(parents=True)
+    (tokio / "target" / "debug" / "tickscope-trader").write_text("a binary\n")
+    (tokio / "Cargo.lock").write_text("# the checkout's\n")
+    stage(root / "pipeline" / "rust_trader")
+    copy = build_root(root / "pipeline" / "rust_trader") / "pipeline" / "rust_trader" / "tokio"
+    assert (
+        (copy / "Cargo.toml").is_file()
+        and not (copy / "target").exists()
+        and not (copy / "Cargo.lock").exists()
+    )
+    (copy / "Cargo.lock").write_text("# cargo's, in the copy\n")
+    stage(root / "pipeline" / "rust_trader")
+    assert (copy / "Cargo.lock").read_text() == "# cargo's, in the copy\n"
 
 
 # A runtime dependency's import name, where it differs from its distribution name; py-spy is a

@@ -33,10 +33,19 @@ def rust_binary():
     return str(rust_trader_binary())
 
 
-@pytest.fixture(params=["python", pytest.param("rust", marks=pytest.mark.slow)])  # rust: a cargo build
+@pytest.fixture(scope="module")
+def rust_tokio_argv():
+    return [str(rust_trader_binary("tokio")), "--loop", "tokio"]
+
+
+# rust: a cargo build; rust-tokio: the same session layer driven by the tokio loop
+@pytest.fixture(params=["python", pytest.param("rust", marks=pytest.mark.slow),
+                        pytest.param("rust-tokio", marks=pytest.mark.slow)])  # fmt: skip
 def trader_argv(request):
     if request.param == "python":
         return TRADER
+    if request.param == "rust-tokio":
+        return request.getfixturevalue("rust_tokio_argv")
     return [request.getfixturevalue("rust_binary")]
 
 

@@ -2,7 +2,7 @@
 ask on the primary venue), every N-th quoted signal hedges on a second venue (its own process and
 FIX session), and every order sent is one tick-to-trade sample of its tick. Both traders, Python
 and Rust (the Rust cases build it with cargo: slow), with the same points, stages, dimensions and
-exact counts."""
+exact counts; the Rust trader on its tokio loop too (rust-tokio)."""
 
 import os
 import re
@@ -22,12 +22,20 @@ HEDGE_VENUE = [sys.executable, "-m", "tickscope.pipeline.venue", "--feed", "none
 
 # Each test runs against both traders; the Rust one is built with cargo on first use.
 TRADERS = pytest.mark.parametrize(
-    "trader", ["python", pytest.param("rust", marks=[pytest.mark.slow, needs_cargo])]
+    "trader",
+    ["python", *(pytest.param(t, marks=[pytest.mark.slow, needs_cargo]) for t in ("rust", "rust-tokio"))],
 )
 
 
 def trader_argv(trader: str) -> list[str]:
+    if trader == "rust-tokio":
+        return [str(rust_trader_binary("tokio")), "--loop", "tokio"]
     return TRADER if trader == "python" else [str(rust_trader_binary())]
+
+
+def profile_trader(trader: str) -> list[str]:
+    """``profile``'s options for ``trader``."""
+    return ["--trader", "rust", "--loop", "tokio"] if trader == "rust-tokio" else ["--trader", trader]
 
 
 def _legs_add_up(stats: dict) -> None:
@@ -46,12 +54,12 @@ def _legs_add_up(stats: dict) -> None:
 @TRADERS
 def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path, trader):
     trader_argv(trader)  # a cargo build is not the profile's to time
-    out = run_cli("profile", "--trader", trader, "--quotes", "both", "--duration", "4s", "--rate", "5k", *QUIET,
+    out = run_cli("profile", *profile_trader(trader), "--quotes", "both", "--duration", "4s", "--rate", "5k", *QUIET,
                   "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     s = Session.load(tmp_path / "s")
     stats = s.meta["subject_stats"]["trader"]
-    assert s.meta["options"]["pipeline"]["trader"] == trader and stats["quotes"] == "both"
+    assert s.meta["options"]["pipeline"]["trader"] == trader.split("-")[0] and stats["quotes"] == "both"
     _legs_add_up(stats)
     assert stats["orders_in_flight_at_end"] == 0 and stats["orders_rejected"] == 0
     counters = s.meta["counters"]

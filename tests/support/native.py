@@ -4,7 +4,7 @@ CI, a failure under it) and builds where the product builds, so a second call is
 
 from pathlib import Path
 
-from conftest import need_tool, needs_tool
+from conftest import missing_tool, need_tool, needs_tool
 
 CARGO = "apt-get install cargo"
 needs_cargo = needs_tool("cargo", install=CARGO)  # a mark for tests that build with cargo
@@ -26,9 +26,12 @@ def rust_example(name: str, probes: bool = True) -> Path:
     return build_rust(name, probes=probes)
 
 
-def rust_trader_binary() -> Path:
-    """The Rust reference trader (``pipeline/rust_trader``), built as ``profile --trader rust`` does."""
-    from tickscope.collectors.run.launch import build_rust_trader
+def rust_trader_binary(loop: str = "busy") -> Path:
+    """The Rust reference trader (``pipeline/rust_trader``), built as ``profile --trader rust`` does;
+    ``loop="tokio"``: the build with the tokio loop, which needs Debian's tokio offline."""
+    from tickscope.collectors.run.launch import TOKIO_APT, build_rust_trader, debian_source_config
 
     need_tool("cargo", install=CARGO)
-    return build_rust_trader()
+    if loop == "tokio" and not debian_source_config():
+        missing_tool("tokio (Debian's crate sources, /usr/share/cargo/registry/tokio-1.*)", TOKIO_APT)
+    return build_rust_trader(loop=loop)

@@ -25,6 +25,8 @@ pub struct Args {
     pub hedge_fix_port: u16,
     pub hedge_target: String,
     pub hedge_every: i64,
+    /// `--loop tokio`: the tokio loop (tokio_loop.rs), in a build with the `tokio-loop` feature.
+    pub tokio: bool,
 }
 
 impl Default for Args {
@@ -49,6 +51,7 @@ impl Default for Args {
             hedge_fix_port: 0,
             hedge_target: "VENUE2".into(),
             hedge_every: 4,
+            tokio: false,
         }
     }
 }
@@ -113,13 +116,22 @@ fn set(a: &mut Args, flag: String, value: String) -> Result<(), Error> {
         "--feed" => {
             return Err(Error::Unsupported { flag: "--feed", value, instead: "reads the ITCH feed only" })
         }
-        "--loop" if value == "busy" => {}
-        "--loop" => return Err(Error::Unsupported { flag: "--loop", value, instead: "busy-polls only" }),
+        "--loop" if value == "busy" => a.tokio = false,
+        "--loop" if value == "tokio" && cfg!(feature = "tokio-loop") => a.tokio = true,
+        "--loop" => return Err(Error::Unsupported { flag: "--loop", value, instead: LOOPS }),
         "--ws-url" | "--symbols" => {} // WebSocket feed options of the Python trader: unused here
         _ => return Err(Error::UnknownOption { flag }),
     }
     Ok(())
 }
+
+/// What `--loop` takes in this build: the tokio loop is built from tokio/Cargo.toml (tokio is a
+/// dependency there only, so this crate's default build stays std-only and offline).
+const LOOPS: &str = if cfg!(feature = "tokio-loop") {
+    "runs the busy or tokio loop only"
+} else {
+    "busy-polls only in this build (--loop tokio: build pipeline/rust_trader/tokio/Cargo.toml)"
+};
 
 fn port(v: &str) -> Option<u16> {
     v.parse().ok()
@@ -216,6 +228,7 @@ mod tests {
             hedge_fix_port: 3,
             hedge_target: "V2".into(),
             hedge_every: 2,
+            tokio: false,
         };
         assert_eq!(run(&argv).unwrap(), Command::Run(Box::new(want)));
     }
@@ -244,7 +257,16 @@ mod tests {
     #[test]
     fn what_the_rust_trader_does_not_do_is_said_as_such() {
         assert_eq!(error(&["--feed", "ws"]), "--feed ws: the Rust trader reads the ITCH feed only");
-        assert_eq!(error(&["--loop=asyncio"]), "--loop asyncio: the Rust trader busy-polls only");
+        assert_eq!(error(&["--loop=asyncio"]), format!("--loop asyncio: the Rust trader {}", LOOPS));
+        let tokio = run(&["--md-port", "1", "--fix-port", "2", "--loop", "tokio"]);
+        if cfg!(feature = "tokio-loop") {
+            assert!(matches!(tokio, Ok(Command::Run(a)) if a.tokio));
+        } else {
+            assert_eq!(
+                tokio.expect_err("no tokio loop").to_string(),
+                "--loop tokio: the Rust trader busy-polls only in this build (--loop tokio: build pipeline/rust_trader/tokio/Cargo.toml)"
+            );
+        }
     }
 
     #[test]

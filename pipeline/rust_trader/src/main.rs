@@ -1,6 +1,8 @@
 //! The bundled reference trader in Rust: the same pipeline, probe points, stage names, risk
 //! rules, FIX session and stats file as pipeline/trader.py, so sessions of the two compare stage
-//! by stage (`tickscope profile --trader rust`). The loop and its probe points: trader.rs.
+//! by stage (`tickscope profile --trader rust`). The loop and its probe points: trader.rs; the
+//! tokio loop (`--loop tokio`, built from tokio/Cargo.toml with the `tokio-loop` feature):
+//! tokio_loop.rs.
 
 mod args;
 mod book;
@@ -10,11 +12,14 @@ mod gateway;
 mod in_flight;
 mod itch;
 mod oms;
+mod probes;
 mod risk;
 mod session;
 mod stats;
 mod strategy;
 mod sys;
+#[cfg(feature = "tokio-loop")]
+mod tokio_loop;
 mod trader;
 mod usage;
 
@@ -59,7 +64,7 @@ fn main() {
         return;
     }
     log(&trader.started());
-    trader.run(&STOP);
+    let mut trader = run_loop(trader);
     sys::ignore_sigterm();
     trader.close();
     let (summary, outcome) = trader.finish();
@@ -67,4 +72,19 @@ fn main() {
     if let Err(e) = outcome {
         fail(e); // the last line: what `profile` reports as the trader's failure
     }
+}
+
+#[cfg(feature = "tokio-loop")]
+fn run_loop(mut trader: Trader) -> Trader {
+    if trader.tokio() {
+        return tokio_loop::run(trader, &STOP).unwrap_or_else(|e| fail(e));
+    }
+    trader.run(&STOP);
+    trader
+}
+
+#[cfg(not(feature = "tokio-loop"))]
+fn run_loop(mut trader: Trader) -> Trader {
+    trader.run(&STOP);
+    trader
 }

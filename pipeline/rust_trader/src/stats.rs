@@ -54,6 +54,8 @@ pub struct Stats<'a> {
     pub kernel_rx_stamps: bool,
     pub kernel_tx_stamps: bool,
     pub tx_stamps_unmatched: usize,
+    /// `busy` or `tokio`.
+    pub loop_kind: &'static str,
 }
 
 impl Stats<'_> {
@@ -120,7 +122,7 @@ impl Stats<'_> {
         }
         top.value("kernel_rx_stamps", self.kernel_rx_stamps)
             .value("kernel_tx_stamps", self.kernel_tx_stamps)
-            .raw("loop", "\"busy\"")
+            .raw("loop", &json_str(self.loop_kind))
             .value("tx_stamps_unmatched", self.tx_stamps_unmatched);
         top.end()
     }
@@ -287,6 +289,7 @@ mod tests {
             kernel_rx_stamps: true,
             kernel_tx_stamps: false,
             tx_stamps_unmatched: 51,
+            loop_kind: "busy",
         };
         stats.to_json()
     }

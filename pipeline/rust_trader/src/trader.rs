@@ -23,6 +23,7 @@ use crate::gateway::{Gateway, Venue};
 use crate::itch::MoldReceiver;
 use crate::log;
 use crate::oms::{self, LegOf, OrderManager};
+use crate::probes::{Orders, Ticks};
 use crate::risk::{Reject, RiskChecker, RiskLimits};
 use crate::stats::{self, OrderCounts, Stats};
 use crate::strategy::ImbalanceStrategy;
@@ -33,7 +34,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tickscope_probe::{ClockDomain, Point, PointWriter, TickWriter};
+use tickscope_probe::{ClockDomain, Point};
 
 const MD_RX: u32 = 0;
 const MD_READ: u32 = 1;
@@ -61,6 +62,33 @@ const SIDE_SLOT: u32 = 48;
 /// The ITCH 5.0 messages the feed handler decodes (itch.rs), each a `msg_type` value.
 const ITCH_TYPES: &[u8] = b"SRAFECXDUP";
 const PRIMARY: usize = 0;
+
+/// What one read of an order-entry socket brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixRead {
+    /// Nothing waiting: the socket would block.
+    Drained,
+    /// Read and handled; there may be more.
+    More,
+    /// The session is over (peer closed, Logout, a read error): stop reading it.
+    Over,
+}
+
+/// When `Trader::periodic` next has work (monotonic ns).
+pub struct Timers {
+    next_house: u64,
+    next_stats: u64,
+    next_beat: u64,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        let now = monotonic_ns();
+        // Calibration pairs every 100 ms, not with the stats each second: a run that ends within
+        // its first second (a short replay, an early Ctrl-C) still gets its TSC fitted over heartbeats.
+        Timers { next_house: now + 1_000_000, next_stats: now + 1_000_000_000, next_beat: now + 100_000_000 }
+    }
+}
 
 fn monotonic_ns() -> u64 {
     sys::clock_ns(sys::CLOCK_MONOTONIC)
@@ -101,8 +129,8 @@ pub struct Trader {
     strategy: ImbalanceStrategy,
     oms: OrderManager,
     clordid: Vec<u8>,
-    ticks: TickWriter,
-    orders: Option<PointWriter>,
+    ticks: Ticks,
+    orders: Option<Orders>,
     dims: DimBits,
     counts: OrderCounts,
     by_leg: LegCounts,
@@ -149,7 +177,7 @@ impl Trader {
             Point::new("risk.checked").stage("risk"),
             Point::new("order.encoded").stage("encode").leg(), // the fan-out: each order is a leg
         ];
-        let mut ticks = TickWriter::open_dims("trader", &tick_points, &DIMENSIONS, 1 << 15)?;
+        let mut ticks = Ticks::open_dims("trader", &tick_points, &DIMENSIONS, 1 << 15)?;
         let dims = intern_dimensions(&mut ticks, &venues);
         let risk = RiskChecker::new(RiskLimits::default());
         let soft = risk.limits.max_position * 4 / 5;
@@ -201,7 +229,7 @@ impl Trader {
             Point::new("order.tx").stage("send").clock(clock).trade(),
             Point::new("ack.rx").stage("order_rtt"),
         ];
-        t.orders = Some(PointWriter::open("trader-orders", &points, 1 << 14)?);
+        t.orders = Some(Orders::open("trader-orders", &points, 1 << 14)?);
         for (g, items) in after_logon {
             if !items.is_empty() {
                 let now = t.orders.as_ref().map(|o| o.now()).unwrap_or(0);
@@ -219,16 +247,27 @@ impl Trader {
         }
     }
 
+    fn loop_kind(&self) -> &'static str {
+        if self.args.tokio {
+            "tokio"
+        } else {
+            "busy"
+        }
+    }
+
     /// The line that says the trader is up, with the stamping it got.
     pub fn started(&self) -> String {
         format!(
-            "logged on; kernel rx stamps {}, kernel tx stamps {}, loop busy (rust)",
-            self.rx_enabled, self.kernel_tx
+            "logged on; kernel rx stamps {}, kernel tx stamps {}, loop {} (rust)",
+            self.rx_enabled,
+            self.kernel_tx,
+            self.loop_kind()
         )
     }
 
     // -- hot path --------------------------------------------------------------------------------
-    fn on_market_data(&mut self) -> usize {
+    /// Reads every datagram waiting on the market-data socket (until it would block); the count.
+    pub fn on_market_data(&mut self) -> usize {
         let mut buf = std::mem::take(&mut self.buf);
         let fd = self.md.as_raw_fd();
         let mut packets = 0;
@@ -419,12 +458,18 @@ impl Trader {
 
     /// Reads venue `g`'s order-entry socket; false when that session is over.
     fn on_fix(&mut self, g: usize) -> bool {
+        self.read_fix(g) != FixRead::Over
+    }
+
+    /// One read of venue `g`'s order-entry socket and what it brought.
+    pub fn read_fix(&mut self, g: usize) -> FixRead {
         let n = match self.venues[g].fix.read(&mut self.fix_buf) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => return true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return FixRead::Drained,
+            Err(e) if e.kind() == ErrorKind::Interrupted => return FixRead::More,
             Err(e) => {
                 self.kill(g, Error::Read(e));
-                return false;
+                return FixRead::Over;
             }
         };
         let arrived = self.orders.as_ref().map(|o| o.now()).unwrap_or(0);
@@ -432,14 +477,18 @@ impl Trader {
             if !self.closing {
                 self.kill(g, Error::PeerClosed);
             }
-            return false;
+            return FixRead::Over;
         }
         // The item buffer is kept across reads: no allocation per read on the hot path.
         let mut items = std::mem::take(&mut self.items);
         self.venues[g].stream.feed(&self.fix_buf[..n], &mut items);
         let alive = self.on_fix_items(g, items.drain(..), arrived);
         self.items = items;
-        alive
+        if alive {
+            FixRead::More
+        } else {
+            FixRead::Over
+        }
     }
 
     /// Log lines of the hedge session say so (built only for a line, never per message).
@@ -662,11 +711,7 @@ impl Trader {
     /// Busy-poll the non-blocking sockets until `stop` or the feed's end of session: the lowest
     /// latency, one core at 100 %.
     pub fn run(&mut self, stop: &AtomicBool) {
-        let mut next_house = monotonic_ns() + 1_000_000;
-        let mut next_stats = monotonic_ns() + 1_000_000_000;
-        // Calibration pairs every 100 ms, not with the stats each second: a run that ends within
-        // its first second (a short replay, an early Ctrl-C) still gets its TSC fitted over heartbeats.
-        let mut next_beat = monotonic_ns() + 100_000_000;
+        let mut timers = Timers::default();
         while !stop.load(Ordering::Relaxed) {
             self.on_market_data();
             for g in 0..self.venues.len() {
@@ -674,33 +719,41 @@ impl Trader {
                     self.venues[g].alive = self.on_fix(g);
                 }
             }
-            let now = monotonic_ns();
-            if now >= next_house {
-                for g in 0..self.venues.len() {
-                    if self.venues[g].alive {
-                        self.housekeeping(g);
-                    }
-                }
-                next_house = now + 1_000_000;
-                if now >= next_beat {
-                    for g in 0..self.venues.len() {
-                        self.check_stall(g);
-                    }
-                    self.ticks.heartbeat();
-                    if let Some(o) = self.orders.as_mut() {
-                        o.heartbeat();
-                    }
-                    next_beat = now + 100_000_000;
-                }
-                if now >= next_stats {
-                    self.write_stats();
-                    next_stats = now + 1_000_000_000;
-                }
-                if self.mold.stats.end_of_session {
-                    break;
-                }
+            if self.periodic(&mut timers) {
+                break;
             }
         }
+    }
+
+    /// What is due by the clock (session timers each millisecond, stall checks and heartbeats
+    /// every 100 ms, the stats file each second), whichever loop runs; true at the feed's end of
+    /// session.
+    pub fn periodic(&mut self, timers: &mut Timers) -> bool {
+        let now = monotonic_ns();
+        if now < timers.next_house {
+            return false;
+        }
+        for g in 0..self.venues.len() {
+            if self.venues[g].alive {
+                self.housekeeping(g);
+            }
+        }
+        timers.next_house = now + 1_000_000;
+        if now >= timers.next_beat {
+            for g in 0..self.venues.len() {
+                self.check_stall(g);
+            }
+            self.ticks.heartbeat();
+            if let Some(o) = self.orders.as_mut() {
+                o.heartbeat();
+            }
+            timers.next_beat = now + 100_000_000;
+        }
+        if now >= timers.next_stats {
+            self.write_stats();
+            timers.next_stats = now + 1_000_000_000;
+        }
+        self.mold.stats.end_of_session
     }
 
     /// End of session: wait (bounded) for answers to orders on the wire, log out of every
@@ -819,6 +872,7 @@ impl Trader {
             kernel_rx_stamps: self.rx_enabled,
             kernel_tx_stamps: self.kernel_tx,
             tx_stamps_unmatched: self.venues.iter().map(|g| g.pending_tx.len()).sum(),
+            loop_kind: self.loop_kind(),
         };
         stats::write_atomically(&self.stats_path, &stats.to_json());
     }
@@ -826,7 +880,7 @@ impl Trader {
 
 /// Every value known at start, interned once on the tick ring: the venues, both sides, the ITCH
 /// message types (each with the feed's venue: market data comes from the primary venue).
-fn intern_dimensions(ticks: &mut TickWriter, venues: &[Gateway]) -> DimBits {
+fn intern_dimensions(ticks: &mut Ticks, venues: &[Gateway]) -> DimBits {
     let venue: Vec<u64> =
         venues.iter().map(|g| (ticks.intern("venue", &g.venue) as u64) << VENUE_SLOT).collect();
     let buy = (ticks.intern("side", "buy") as u64) << SIDE_SLOT;
@@ -837,4 +891,31 @@ fn intern_dimensions(ticks: &mut TickWriter, venues: &[Gateway]) -> DimBits {
         msg[k as usize] = venue[PRIMARY] | (ticks.intern("msg_type", &name) as u64) << MSG_TYPE_SLOT;
     }
     DimBits { venue, buy, sell, msg, symbol: IntMap::default() }
+}
+
+/// What the tokio loop (tokio_loop.rs) needs to watch the sockets itself.
+#[cfg(feature = "tokio-loop")]
+impl Trader {
+    /// `--loop tokio` was asked for.
+    pub fn tokio(&self) -> bool {
+        self.args.tokio
+    }
+
+    /// Venue `g`'s session is still read (not closed by the peer, no Logout).
+    pub fn venue_alive(&self, g: usize) -> bool {
+        self.venues[g].alive
+    }
+
+    pub fn end_venue(&mut self, g: usize) {
+        self.venues[g].alive = false;
+    }
+
+    pub fn md_fd(&self) -> std::os::unix::io::RawFd {
+        self.md.as_raw_fd()
+    }
+
+    /// The order-entry sockets' descriptors, the primary venue first.
+    pub fn fix_fds(&self) -> Vec<std::os::unix::io::RawFd> {
+        self.venues.iter().map(|g| g.fix.as_raw_fd()).collect()
+    }
 }

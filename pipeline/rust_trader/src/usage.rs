@@ -5,4 +5,4 @@ pub const USAGE: &str =
     "usage: tickscope-trader --md-port PORT --fix-port PORT [--md-host H] [--fix-host H] \
 [--sender-comp-id ID] [--target-comp-id ID] [--heartbeat S] [--threshold X] [--qty N] [--connect-timeout S] \
 [--logon-timeout S] [--ack-wait S] [--logout-wait S] [--quotes one|both] [--hedge-fix-host H] \
-[--hedge-fix-port PORT] [--hedge-target-comp-id ID] [--hedge-every N]";
+[--hedge-fix-port PORT] [--hedge-target-comp-id ID] [--hedge-every N] [--loop busy|tokio]";
