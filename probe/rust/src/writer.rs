@@ -57,6 +57,86 @@ impl Cursor {
     }
 }
 
+/// The four ways to open a writer, all through `create` once the arguments are checked (the
+/// same rules with probes compiled in or not: a bad capacity or point list is a bug either way).
+macro_rules! open_methods {
+    ($t:ident) => {
+        /// Creates a ring in [`ring_dir()`](crate::ring_dir) for `points` (ids are their positions).
+        ///
+        /// ```
+        #[doc = concat!("use tickscope_probe::", stringify!($t), ";")]
+        /// # let dir = std::env::temp_dir().join(format!("tsp-doc-{}", std::process::id()));
+        /// # std::env::set_var("TICKSCOPE_RING_DIR", &dir);
+        #[doc = concat!("let w = ", stringify!($t), "::open(\"trader\", &[\"md.rx\", \"order.tx\"], 1 << 10)?;")]
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
+        pub fn open<'a, P: Clone + Into<Point<'a>>>(name: &str, points: &[P], capacity: u64) -> Result<Self, Error> {
+            Self::open_in_dims(crate::ring_dir(), name, points, &[], capacity)
+        }
+
+        /// As `open`, in `dir`.
+        ///
+        /// ```
+        #[doc = concat!("use tickscope_probe::", stringify!($t), ";")]
+        /// let dir = std::env::temp_dir().join(format!("tsp-doc-in-{}", std::process::id()));
+        #[doc = concat!("let w = ", stringify!($t), "::open_in(&dir, \"trader\", &[\"md.rx\"], 1 << 10)?;")]
+        /// assert!(w.path().starts_with(&dir) || !tickscope_probe::ENABLED);
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
+        pub fn open_in<'a, P: Clone + Into<Point<'a>>>(
+            dir: impl AsRef<Path>,
+            name: &str,
+            points: &[P],
+            capacity: u64,
+        ) -> Result<Self, Error> {
+            Self::open_in_dims(dir, name, points, &[], capacity)
+        }
+
+        /// As `open`, declaring dimensions too (at most 4): `dims[k]` is slot k of the dims word.
+        ///
+        /// ```
+        #[doc = concat!("use tickscope_probe::", stringify!($t), ";")]
+        /// # let dir = std::env::temp_dir().join(format!("tsp-doc-dims-{}", std::process::id()));
+        /// # std::env::set_var("TICKSCOPE_RING_DIR", &dir);
+        #[doc = concat!("let w = ", stringify!($t), "::open_dims(\"orders\", &[\"order.tx\"], &[\"venue\"], 1 << 10)?;")]
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
+        pub fn open_dims<'a, P: Clone + Into<Point<'a>>>(
+            name: &str,
+            points: &[P],
+            dims: &[&str],
+            capacity: u64,
+        ) -> Result<Self, Error> {
+            Self::open_in_dims(crate::ring_dir(), name, points, dims, capacity)
+        }
+
+        /// As `open_dims`, in `dir`.
+        ///
+        /// ```
+        #[doc = concat!("use tickscope_probe::", stringify!($t), ";")]
+        /// let dir = std::env::temp_dir().join(format!("tsp-doc-in-dims-{}", std::process::id()));
+        #[doc = concat!("let w = ", stringify!($t), "::open_in_dims(&dir, \"orders\", &[\"order.tx\"], &[\"venue\"], 1 << 10)?;")]
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
+        pub fn open_in_dims<'a, P: Clone + Into<Point<'a>>>(
+            dir: impl AsRef<Path>,
+            name: &str,
+            points: &[P],
+            dims: &[&str],
+            capacity: u64,
+        ) -> Result<Self, Error> {
+            validate_capacity(capacity)?;
+            validate_dims(dims)?;
+            let points = to_points(points)?;
+            Self::create(dir.as_ref(), name, &points, dims, capacity)
+        }
+    };
+}
+
 macro_rules! common_methods {
     () => {
         /// The writer's clock now (TSC ticks, or CLOCK_MONOTONIC ns where the TSC is not trusted):
@@ -188,49 +268,18 @@ pub struct PointWriter {
 }
 
 impl PointWriter {
-    /// Creates a ring in `tickscope_probe::ring_dir()` for `points` (ids are their positions).
-    pub fn open<'a, P: Clone + Into<Point<'a>>>(
-        name: &str,
-        points: &[P],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        Self::open_in_dims(crate::ring_dir(), name, points, &[], capacity)
-    }
+    open_methods!(PointWriter);
 
-    /// As `open`, in `dir`.
-    pub fn open_in<'a, P: Clone + Into<Point<'a>>>(
-        dir: impl AsRef<Path>,
+    fn create(
+        dir: &Path,
         name: &str,
-        points: &[P],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        Self::open_in_dims(dir, name, points, &[], capacity)
-    }
-
-    /// As `open`, declaring dimensions too (at most 4): `dims[k]` is slot k of the dims word.
-    pub fn open_dims<'a, P: Clone + Into<Point<'a>>>(
-        name: &str,
-        points: &[P],
+        points: &[Point<'_>],
         dims: &[&str],
         capacity: u64,
     ) -> Result<Self, Error> {
-        Self::open_in_dims(crate::ring_dir(), name, points, dims, capacity)
-    }
-
-    /// As `open_dims`, in `dir`.
-    pub fn open_in_dims<'a, P: Clone + Into<Point<'a>>>(
-        dir: impl AsRef<Path>,
-        name: &str,
-        points: &[P],
-        dims: &[&str],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        validate_capacity(capacity)?;
-        validate_dims(dims)?;
-        let points = to_points(points)?;
         #[cfg(feature = "enable")]
         {
-            let ring = RingFile::create(dir.as_ref(), name, &points, dims, L::KIND_POINT, capacity)?;
+            let ring = RingFile::create(dir, name, points, dims, L::KIND_POINT, capacity)?;
             let records = ring.data() as *mut PointRecord;
             Ok(PointWriter {
                 ring,
@@ -316,49 +365,18 @@ pub struct TickWriter {
 }
 
 impl TickWriter {
-    /// Creates a ring in `tickscope_probe::ring_dir()` for `points` (slots are their positions).
-    pub fn open<'a, P: Clone + Into<Point<'a>>>(
-        name: &str,
-        points: &[P],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        Self::open_in_dims(crate::ring_dir(), name, points, &[], capacity)
-    }
+    open_methods!(TickWriter);
 
-    /// As `open`, in `dir`.
-    pub fn open_in<'a, P: Clone + Into<Point<'a>>>(
-        dir: impl AsRef<Path>,
+    fn create(
+        dir: &Path,
         name: &str,
-        points: &[P],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        Self::open_in_dims(dir, name, points, &[], capacity)
-    }
-
-    /// As `open`, declaring dimensions too (at most 4): `dims[k]` is slot k of the dims word.
-    pub fn open_dims<'a, P: Clone + Into<Point<'a>>>(
-        name: &str,
-        points: &[P],
+        points: &[Point<'_>],
         dims: &[&str],
         capacity: u64,
     ) -> Result<Self, Error> {
-        Self::open_in_dims(crate::ring_dir(), name, points, dims, capacity)
-    }
-
-    /// As `open_dims`, in `dir`.
-    pub fn open_in_dims<'a, P: Clone + Into<Point<'a>>>(
-        dir: impl AsRef<Path>,
-        name: &str,
-        points: &[P],
-        dims: &[&str],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        validate_capacity(capacity)?;
-        validate_dims(dims)?;
-        let points = to_points(points)?;
         #[cfg(feature = "enable")]
         {
-            let ring = RingFile::create(dir.as_ref(), name, &points, dims, L::KIND_TICK, capacity)?;
+            let ring = RingFile::create(dir, name, points, dims, L::KIND_TICK, capacity)?;
             let n = points.len();
             let current = ring.data() as *mut u64;
             Ok(TickWriter {
@@ -434,6 +452,14 @@ impl TickWriter {
     }
 
     common_methods!();
+}
+
+#[cfg(feature = "enable")]
+impl PointWriter {
+    /// The half of the ring a `Probe` keeps, to close it if this thread never drops the writer.
+    pub(crate) fn shared(&self) -> &std::sync::Arc<crate::ring::Shared> {
+        self.ring.shared()
+    }
 }
 
 /// The tick writer's slow paths, which exist only with a ring.
