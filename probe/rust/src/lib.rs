@@ -113,8 +113,7 @@ pub use probe::{Probe, ProbeBuilder, StageGuard};
 pub use typed::Points;
 pub use writer::{PointWriter, TickWriter};
 
-/// Where rings go unless `$TICKSCOPE_RING_DIR` says otherwise. A ring left here by a writer that
-/// no collector drained is removed when the writer closes.
+/// Where rings go unless `$TICKSCOPE_RING_DIR` says otherwise.
 pub const DEFAULT_RING_DIR: &str = "/dev/shm/tickscope";
 
 /// The dims word of dimension value ids by slot (`intern` ids; 0 = no value for that dimension).

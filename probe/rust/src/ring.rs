@@ -49,9 +49,6 @@ pub(crate) struct RingFile {
 pub(crate) struct Shared {
     mapping: Mapping,
     path: PathBuf,
-    // Only in the default directory: a ring put elsewhere ($TICKSCOPE_RING_DIR, `open_in`) was
-    // put there for someone to read after the writer exits.
-    remove_orphan: bool,
     tsc: bool,
     lock: Mutex<()>,
     closed: AtomicBool,
@@ -134,7 +131,6 @@ impl RingFile {
         let shared = Arc::new(Shared {
             mapping: Mapping { base, size },
             path: path.clone(),
-            remove_orphan: dir == Path::new(crate::DEFAULT_RING_DIR),
             tsc: clock == ClockDomain::Tsc,
             lock: Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -366,9 +362,7 @@ impl Shared {
         if collector_will_drain(reader_pid.load(Ordering::Acquire)) {
             return;
         }
-        if self.remove_orphan {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        let _ = std::fs::remove_file(&self.path);
         let dropped = self.u64_at(L::OFF_DROPPED_FULL).load(Ordering::Relaxed);
         if dropped > 0 {
             let written = self.u64_at(L::OFF_HEAD).load(Ordering::Relaxed);

@@ -148,6 +148,12 @@ fn header_and_point_table_as_written() {
             ("ack.rx".into(), "".into(), native, 0),
         ]
     );
+    // Play the collector attaching (its pid in the header): the ring then stays for it at close.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&std::process::id().to_le_bytes(), L::OFF_READER_PID as u64).unwrap();
+    }
     w.close();
     assert_eq!(u64_at(&read(&path), L::OFF_WRITER_CLOSED), 1);
     assert_eq!(u32_at(&read(&path), L::OFF_CALIB_COUNT), expect_pairs + 1, "close heartbeats");
