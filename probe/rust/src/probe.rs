@@ -10,7 +10,7 @@ use crate::layout;
 use crate::point::{validate, validate_capacity, validate_dims, Point};
 use crate::typed::Points;
 use crate::writer::PointWriter;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -74,8 +74,24 @@ struct ThreadRing {
     values_synced: usize,
 }
 
+/// This thread's rings, boxed so that `LAST` may point at one while the vector grows.
+#[allow(clippy::vec_box)] // the box is the point: a stable address
+struct ThreadRings(Vec<Box<ThreadRing>>);
+
+impl Drop for ThreadRings {
+    fn drop(&mut self) {
+        // The rings are about to go: a record from a later thread-local destructor must not
+        // find them through the cache.
+        let _ = LAST.try_with(|last| last.set((0, std::ptr::null_mut())));
+    }
+}
+
 thread_local! {
-    static RINGS: RefCell<Vec<ThreadRing>> = const { RefCell::new(Vec::new()) };
+    static RINGS: RefCell<ThreadRings> = const { RefCell::new(ThreadRings(Vec::new())) };
+    /// The ring of the probe this thread recorded with last: (probe id, its `ThreadRing`), or
+    /// (0, null). The hot path: one thread-local load and a compare, no `RefCell`, no search.
+    /// Without a destructor, so readable at any point of the thread's exit.
+    static LAST: Cell<(u64, *mut ThreadRing)> = const { Cell::new((0, std::ptr::null_mut())) };
 }
 
 /// Options of a [`Probe`]: ring directory, dimensions, capacity of each thread's ring.
@@ -363,16 +379,40 @@ impl<S: Points> Probe<S> {
     #[inline(always)]
     fn on_thread_ring(&self, with_dims: bool, f: impl FnOnce(&mut PointWriter) -> bool) -> bool {
         let inner = &*self.inner;
+        let (probe, ring) = LAST.with(Cell::get);
+        if probe == inner.id {
+            // SAFETY: LAST holds a pointer to a boxed ThreadRing of this thread's RINGS with a
+            // writer, set by `slow_path`; the box lives until RINGS drops, which resets LAST
+            // first. Nothing else borrows it now: the only other access is `slow_path` on this
+            // same thread, which does not call back into user code while it holds a borrow.
+            let ring = unsafe { &mut *ring };
+            if let Some(w) = ring.writer.as_mut() {
+                if !with_dims || ring.values_synced == inner.n_values.load(Ordering::Acquire) {
+                    return f(w);
+                }
+            }
+        }
+        self.slow_path(with_dims, f)
+    }
+
+    /// Another probe than last time on this thread, a first record, new dimension values, or a
+    /// ring that could not be opened.
+    #[cold]
+    #[inline(never)]
+    fn slow_path(&self, with_dims: bool, f: impl FnOnce(&mut PointWriter) -> bool) -> bool {
+        let inner = &*self.inner;
         RINGS
             .try_with(|rings| {
                 let mut rings = rings.borrow_mut();
-                let i = match rings.iter().position(|r| r.probe == inner.id) {
+                let i = match rings.0.iter().position(|r| r.probe == inner.id) {
                     Some(i) => i,
-                    None => inner.open_here(&mut rings),
+                    None => inner.open_here(&mut rings.0),
                 };
-                let ring = &mut rings[i];
+                let ring = &mut *rings.0[i];
+                let ptr: *mut ThreadRing = ring;
                 match &mut ring.writer {
                     Some(w) => {
+                        LAST.with(|last| last.set((inner.id, ptr)));
                         if with_dims && ring.values_synced < inner.n_values.load(Ordering::Acquire) {
                             ring.values_synced = inner.sync_values(w, ring.values_synced);
                         }
@@ -396,7 +436,8 @@ impl Inner {
     /// Opens this thread's ring; on failure keeps the first error for the closing report.
     #[cold]
     #[inline(never)]
-    fn open_here(&self, rings: &mut Vec<ThreadRing>) -> usize {
+    #[allow(clippy::vec_box)] // see ThreadRings
+    fn open_here(&self, rings: &mut Vec<Box<ThreadRing>>) -> usize {
         let dims: Vec<&str> = self.dims.iter().map(String::as_str).collect();
         let writer =
             match PointWriter::open_in_dims(&self.dir, &self.name, &self.points, &dims, self.capacity) {
@@ -415,7 +456,7 @@ impl Inner {
                     None
                 }
             };
-        rings.push(ThreadRing { probe: self.id, writer, values_synced: 0 });
+        rings.push(Box::new(ThreadRing { probe: self.id, writer, values_synced: 0 }));
         rings.len() - 1
     }
 

@@ -15,6 +15,8 @@ use crate::point::Point;
 /// }
 /// assert_eq!(Feed::Decoded.id(), 1);
 /// assert_eq!(Feed::Decoded.name(), "md.decoded");
+/// assert_eq!(Feed::from_name("md.decoded"), Some(Feed::Decoded));
+/// assert_eq!(Feed::from_id(2), None);
 /// assert_eq!(Feed::declared()[1].stage, "feed");
 /// ```
 pub trait Points: Copy + Send + Sync + 'static {
@@ -22,6 +24,13 @@ pub trait Points: Copy + Send + Sync + 'static {
     fn declared() -> Vec<Point<'static>>;
     /// The point id: the variant's position.
     fn id(self) -> u32;
+    /// The point of id `id`, if declared.
+    fn from_id(id: u32) -> Option<Self>;
+    /// The point named `name`, if declared (a scan of the declarations: call it off the hot path).
+    fn from_name(name: &str) -> Option<Self> {
+        let position = Self::declared().iter().position(|p| p.name == name)?;
+        Self::from_id(position as u32)
+    }
     /// The point's name as declared.
     fn name(self) -> &'static str {
         Self::declared()[self.id() as usize].name
@@ -87,6 +96,10 @@ macro_rules! points {
             #[inline(always)]
             fn id(self) -> u32 {
                 self as u32
+            }
+
+            fn from_id(id: u32) -> ::core::option::Option<Self> {
+                [$($name::$variant),+].get(id as usize).copied()
             }
         }
     };
