@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 /// The clock domain of a point's stamps (the values are the ring ABI's).
+///
+/// ```
+/// use tickscope_probe::{native_clock, ClockDomain};
+/// assert!(matches!(native_clock(), ClockDomain::Tsc | ClockDomain::Monotonic));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum ClockDomain {
@@ -96,6 +101,11 @@ fn ns_per_tick() -> f64 {
 }
 
 /// Reads the TSC (x86-64), or CLOCK_MONOTONIC ns elsewhere.
+///
+/// ```
+/// let a = tickscope_probe::rdtsc();
+/// assert!(tickscope_probe::rdtsc() >= a);
+/// ```
 #[inline(always)]
 pub fn rdtsc() -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -113,6 +123,12 @@ pub fn rdtsc() -> u64 {
 }
 
 /// `rdtscp`: waits for earlier instructions to retire, so it stamps the *end* of a stage.
+///
+/// ```
+/// let begin = tickscope_probe::rdtsc();
+/// let end = tickscope_probe::rdtscp();
+/// assert!(end >= begin);
+/// ```
 #[inline(always)]
 pub fn rdtscp() -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -129,6 +145,12 @@ pub fn rdtscp() -> u64 {
 
 /// Whether the host's TSC is invariant: `constant_tsc` (fixed rate across frequency changes) and
 /// `nonstop_tsc` (keeps ticking in deep C-states), as `/proc/cpuinfo` lists them. Read once.
+///
+/// ```
+/// if !tickscope_probe::tsc_invariant() {
+///     eprintln!("no invariant TSC: writers stamp CLOCK_MONOTONIC");
+/// }
+/// ```
 pub fn tsc_invariant() -> bool {
     static INVARIANT: AtomicU8 = AtomicU8::new(UNREAD);
     read_once(&INVARIANT, || {
@@ -142,6 +164,10 @@ pub fn tsc_invariant() -> bool {
 /// is the check that covers multi-socket hosts; minstant trusts the TSC on the same condition, and
 /// the collector decides its host TSC domain by it too). An unreadable list (no /sys in a
 /// container) leaves the flags to decide, as the collector does. Read once.
+///
+/// ```
+/// assert!(!tickscope_probe::tsc_trusted() || tickscope_probe::tsc_invariant());
+/// ```
 pub fn tsc_trusted() -> bool {
     static TRUSTED: AtomicU8 = AtomicU8::new(UNREAD);
     read_once(&TRUSTED, || {
@@ -195,6 +221,11 @@ pub(crate) fn kernel_keeps_tsc(available_clocksources: &str) -> bool {
 /// between CPUs would turn a thread migration into latency).
 /// `TICKSCOPE_CLOCK=monotonic` chooses CLOCK_MONOTONIC anyway (e.g. a VM that migrates between
 /// hosts). Read when a writer opens; the ring declares the choice, so the session shows it.
+///
+/// ```
+/// let clock = tickscope_probe::native_clock();
+/// println!("writers stamp with {clock:?}");
+/// ```
 pub fn native_clock() -> ClockDomain {
     let forced_monotonic = std::env::var_os("TICKSCOPE_CLOCK").map_or(false, |v| v == "monotonic");
     if tsc_trusted() && !forced_monotonic {

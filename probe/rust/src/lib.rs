@@ -114,6 +114,10 @@ pub use typed::Points;
 pub use writer::{PointWriter, TickWriter};
 
 /// Where rings go unless `$TICKSCOPE_RING_DIR` says otherwise.
+///
+/// ```
+/// assert_eq!(tickscope_probe::DEFAULT_RING_DIR, "/dev/shm/tickscope");
+/// ```
 pub const DEFAULT_RING_DIR: &str = "/dev/shm/tickscope";
 
 /// The dims word of dimension value ids by slot (`intern` ids; 0 = no value for that dimension).

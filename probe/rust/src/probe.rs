@@ -115,6 +115,15 @@ pub struct ProbeBuilder<S: Points> {
 
 impl<S: Points> ProbeBuilder<S> {
     /// Where the rings go (default: [`ring_dir()`](crate::ring_dir)).
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// let probe = Probe::<P>::builder("feed").dir(&dir).build()?;
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
         self
@@ -122,12 +131,31 @@ impl<S: Points> ProbeBuilder<S> {
 
     /// Dimension names (at most 4): slot k of the dims word passed to
     /// [`Probe::record_with`].
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// let probe = Probe::<P>::builder("orders").dims(&["venue", "side"]).dir(&dir).build()?;
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     pub fn dims(mut self, dims: &[&str]) -> Self {
         self.dims = dims.iter().map(|d| d.to_string()).collect();
         self
     }
 
     /// Records per thread's ring, a power of two (default 65536).
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// assert!(Probe::<P>::builder("feed").capacity(1000).dir(&dir).build().is_err(), "not a power of 2");
+    /// let probe = Probe::<P>::builder("feed").capacity(1 << 12).dir(&dir).build()?;
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     pub fn capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
         self
@@ -135,6 +163,16 @@ impl<S: Points> ProbeBuilder<S> {
 
     /// Checks everything a thread's ring will need, creates the ring directory, and opens no
     /// ring yet: each thread opens its own on its first record.
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// let probe = Probe::<P>::builder("feed").dir(&dir).build()?;
+    /// assert!(!dir.exists() || std::fs::read_dir(&dir)?.next().is_none(), "no ring until a record");
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> Result<Probe<S>, Error> {
         if self.name.is_empty() || self.name.len() >= layout::WRITER_NAME_SIZE {
             return Err(Error::Points(format!(
@@ -220,6 +258,17 @@ impl<S: Points> Probe<S> {
     /// Stamps `point` of `trace_id` now, on this thread's ring (opened on the thread's first
     /// record). False if the record was lost: the ring was full (counted in the ring) or could not
     /// be opened (counted by the probe, said on stderr when the last handle drops).
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// let probe = Probe::<P>::builder("feed").dir(&dir).build()?;
+    /// probe.record(P::Rx, 42);
+    /// probe.record(P::Tx, 42);
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     #[inline(always)]
     pub fn record(&self, point: S, trace_id: u64) -> bool {
         self.record_with(point, trace_id, 0, 0)
@@ -250,6 +299,17 @@ impl<S: Points> Probe<S> {
 
     /// As [`record_with`](Self::record_with), with a stamp taken earlier ([`now`](Self::now)) or
     /// from the point's own clock.
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// let probe = Probe::<P>::builder("feed").dir(&dir).build()?;
+    /// let rx = probe.now();
+    /// probe.record_ts(P::Rx, 42, rx, 0, 0);
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     #[inline(always)]
     pub fn record_ts(&self, point: S, trace_id: u64, ts: u64, leg: u16, dims: u64) -> bool {
         if !crate::ENABLED {
@@ -349,11 +409,32 @@ impl<S: Points> Probe<S> {
     }
 
     /// ns between two [`now`](Self::now) stamps (see [`ClockDomain::delta_ns`]).
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// let probe = Probe::<P>::builder("feed").dir(&dir).build()?;
+    /// let t0 = probe.now();
+    /// assert!(probe.delta_ns(t0, probe.now()) < 60_000_000_000);
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     pub fn delta_ns(&self, earlier: u64, later: u64) -> u64 {
         self.inner.clock.delta_ns(earlier, later)
     }
 
     /// The clock the probe stamps with.
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// let probe = Probe::<P>::builder("feed").dir(&dir).build()?;
+    /// assert_eq!(probe.clock(), tickscope_probe::native_clock());
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     pub fn clock(&self) -> ClockDomain {
         self.inner.clock
     }
@@ -361,6 +442,16 @@ impl<S: Points> Probe<S> {
     /// From an idle path of this thread (a runtime's `on_thread_park`): tells the collector the
     /// thread's writer is alive though quiet and stores a calibration pair. A thread that keeps
     /// recording needs none: the collector judges a writer by its process.
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// let probe = Probe::<P>::builder("feed").dir(&dir).build()?;
+    /// probe.heartbeat(); // e.g. from tokio's on_thread_park
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     pub fn heartbeat(&self) {
         if crate::ENABLED {
             self.on_thread_ring(false, |w| {
@@ -371,6 +462,17 @@ impl<S: Points> Probe<S> {
     }
 
     /// Records lost because a thread's ring could not be opened (full rings count in the rings).
+    ///
+    /// ```
+    /// use tickscope_probe::{points, Probe};
+    /// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+    /// let probe = Probe::<P>::builder("feed").dir(&dir).build()?;
+    /// probe.record(P::Rx, 1);
+    /// assert_eq!(probe.lost(), 0);
+    /// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     pub fn lost(&self) -> u64 {
         self.inner.lost.load(Ordering::Relaxed)
     }
@@ -493,6 +595,17 @@ impl Drop for Inner {
 }
 
 /// Stamps its stage's end point when dropped; made by [`Probe::stage`].
+///
+/// ```
+/// use tickscope_probe::{points, Probe};
+/// points! { enum P { Rx = "md.rx", Tx = "order.tx" } }
+/// # let dir = std::env::temp_dir().join(format!("tsp-doc-p-{}", std::process::id()));
+/// let probe = Probe::<P>::builder("feed").dir(&dir).build()?;
+/// let guard = probe.stage(P::Rx, P::Tx, 42); // md.rx now
+/// drop(guard); // order.tx now
+/// # drop(probe); let _ = std::fs::remove_dir_all(&dir);
+/// # Ok::<(), tickscope_probe::Error>(())
+/// ```
 pub struct StageGuard<'p, S: Points> {
     probe: &'p Probe<S>,
     end: S,
