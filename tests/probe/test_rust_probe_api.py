@@ -4,9 +4,11 @@ line, and rings that a run without tickscope leaves nowhere. Subject: examples/p
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,3 +153,26 @@ def test_live_tells_a_dead_rust_writers_rings_from_a_live_ones(probe_threads, tm
                 p.kill()
                 p.wait()
     assert left == {alive.pid}, "the dead writer's drained ring is removed, the live writer's stays"
+
+
+@pytest.mark.slow  # a cargo build
+@needs_cargo
+def test_the_readmes_rust_example_builds_and_its_traces_are_complete_under_profile(tmp_path):
+    from tickscope.collectors.run.bench import rust_crate
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = re.findall(r"```rust\n(.*?)```", readme, re.S)
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "Cargo.toml").write_text(f'[package]\nname = "readme"\nversion = "0.0.0"\nedition = "2021"\n\n'
+                                    f'[dependencies]\ntickscope-probe = {{ path = "{rust_crate()}" }}\n')  # fmt: skip
+    (app / "src" / "main.rs").write_text(example)
+    build = subprocess.run(["cargo", "build", "--offline", "--quiet", "--target-dir", str(tmp_path / "target")],
+                           cwd=app, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    exe = tmp_path / "target" / "debug" / "readme"
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", str(exe), timeout=600)
+    assert out.returncode == 0, out.stderr
+    c = Session.load(tmp_path / "s").meta["counters"]
+    assert c["produced"] == c["drained"] == 3000
+    assert (c["traces_complete"], c["traces_incomplete"], c["traces_clock_skew"]) == (1000, 0, 0)
