@@ -361,6 +361,8 @@ def test_bench_puts_the_rust_probe_next_to_a_bare_rdtsc_store(tmp_path):
     b = bench_rust_probe(tmp_path)
     assert b["rust_probe_ns"] > 0 and b["rust_tick_stamp_ns"] > 0 and b["rdtsc_store_ns"] > 0
     assert b["rust_probe_ratio"] == round(b["rust_probe_ns"] / b["rdtsc_store_ns"], 2)
+    assert b["rust_probe_handle_ns"] > 0 and b["rust_open_us"] > 0
+    assert b["rust_probe_handle_ratio"] == round(b["rust_probe_handle_ns"] / b["rust_probe_ns"], 2)
     assert list(tmp_path.iterdir()) == [], "the bench removes its rings"
 
 
@@ -370,4 +372,5 @@ def test_bench_without_cargo_reports_null_and_why(tmp_path, monkeypatch):
         monkeypatch.setenv(name, str(tmp_path))
     b = bench_rust_probe(tmp_path)
     assert b["rust_probe_ns"] is None and b["rust_tick_stamp_ns"] is None and b["rdtsc_store_ns"] is None
+    assert b["rust_probe_handle_ns"] is None and b["rust_open_us"] is None
     assert "cargo" in b["rust_probe_error"]
