@@ -64,8 +64,8 @@ def test_cargo_unit_tests_pass_with_probes_and_without():
                              text=True, timeout=600)  # fmt: skip
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "test result: ok" in out.stdout
-        # unit tests, the two integration tests, and the rustdoc examples
-        assert out.stdout.count("test result: ok") == 4, out.stdout
+        # unit tests, the three integration tests, and the rustdoc examples
+        assert out.stdout.count("test result: ok") == 5, out.stdout
 
 
 @pytest.mark.slow  # cargo builds
