@@ -11,6 +11,7 @@ TARGETS = {
     "c_probe_ns": ("<=", 15),
     "rust_probe_ns": ("<=", 15),
     "rust_probe_ratio": ("<=", 1.3),
+    "rust_probe_handle_ratio": ("<=", 1.3),
     "ingest_values_per_s": (">=", 100e6),
     "ingest_ratio": (">=", 100),
     "drain_records_per_s": (">=", 10e6),

@@ -163,8 +163,10 @@ def bench_c_probe(work: Path) -> dict:
 
 
 def bench_rust_probe(work: Path) -> dict:
-    """The Rust crate's ``record`` and tick ``stamp`` next to a bare rdtsc + store, one run."""
-    missing = {"rust_probe_ns": None, "rust_tick_stamp_ns": None, "rdtsc_store_ns": None}
+    """The Rust crate's ``record``, ``Probe::record`` and tick ``stamp`` next to a bare rdtsc +
+    store, and the time to open a ring, one run."""
+    missing = {"rust_probe_ns": None, "rust_tick_stamp_ns": None, "rdtsc_store_ns": None,
+               "rust_probe_handle_ns": None, "rust_open_us": None}  # fmt: skip
     try:
         exe = build_rust("rust_bench")
     except subprocess.CalledProcessError as e:
@@ -183,6 +185,10 @@ def bench_rust_probe(work: Path) -> dict:
         "rdtsc_store_ns": r["rdtsc_store_ns"],
         "rust_probe_ratio": round(r["record_ns"] / r["rdtsc_store_ns"], 2),
         "rust_tick_stamp_ratio": round(r["tick_stamp_ns"] / r["rdtsc_store_ns"], 2),
+        # `Probe::record` from any thread (its ring found in a thread-local) against a direct record
+        "rust_probe_handle_ns": r["probe_record_ns"],
+        "rust_probe_handle_ratio": round(r["probe_record_ns"] / r["record_ns"], 2),
+        "rust_open_us": r["open_us"],  # opening a ring (it used to sleep 20 ms)
     }
 
 

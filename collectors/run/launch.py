@@ -109,10 +109,10 @@ DEBIAN_CRATES = Path("/usr/share/cargo/registry")
 TOKIO_APT = "apt-get install librust-tokio-dev"
 
 
-def debian_source_config(crates: Path = DEBIAN_CRATES) -> list[str]:
+def debian_source_config(crates: Path = DEBIAN_CRATES, needs: tuple[str, ...] = ("tokio-1.*",)) -> list[str]:
     """cargo ``--config`` arguments that replace crates.io with Debian's crate directory, when it
-    holds tokio 1; none otherwise."""
-    if not any(crates.glob("tokio-1.*")):
+    holds every crate of ``needs`` (globs); none otherwise."""
+    if not all(any(crates.glob(need)) for need in needs):
         return []
     return ["--config", 'source.crates-io.replace-with="debian"',
             "--config", f"source.debian.directory={str(crates)!r}"]  # fmt: skip

@@ -64,6 +64,34 @@ def test_cargo_unit_tests_pass_with_probes_and_without():
                              text=True, timeout=600)  # fmt: skip
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "test result: ok" in out.stdout
+        # unit tests, the three integration tests, and the rustdoc examples
+        assert out.stdout.count("test result: ok") == 5, out.stdout
+
+
+@pytest.mark.slow  # cargo builds
+@needs_cargo
+def test_a_point_of_another_enum_or_a_bare_id_does_not_compile():
+    out = subprocess.run(["cargo", "test", "--doc", "--offline", "points"], cwd=rust_crate(), capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.stdout.count("typed::points (line") == 3 and out.stdout.count("compile fail ... ok") == 2, (
+        out.stdout
+    )
+
+
+@pytest.mark.slow  # cargo
+@needs_cargo
+def test_the_crate_packages_its_sources_and_nothing_else():
+    crate = rust_crate()
+    out = subprocess.run(["cargo", "package", "--list", "--allow-dirty", "--offline"], cwd=crate,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    listed = set(out.stdout.split())
+    tracked = {p.relative_to(crate).as_posix() for p in crate.rglob("*")
+               if p.is_file() and "target" not in p.relative_to(crate).parts and p.name != "Cargo.lock"}  # fmt: skip
+    generated = {".cargo_vcs_info.json", "Cargo.toml.orig", "Cargo.lock"}
+    assert listed - generated == tracked, (listed ^ tracked) - generated
+    assert all(p.startswith(("src/", "examples/", "tests/")) or "/" not in p for p in listed)
 
 
 @pytest.mark.slow  # cargo builds
@@ -333,6 +361,8 @@ def test_bench_puts_the_rust_probe_next_to_a_bare_rdtsc_store(tmp_path):
     b = bench_rust_probe(tmp_path)
     assert b["rust_probe_ns"] > 0 and b["rust_tick_stamp_ns"] > 0 and b["rdtsc_store_ns"] > 0
     assert b["rust_probe_ratio"] == round(b["rust_probe_ns"] / b["rdtsc_store_ns"], 2)
+    assert b["rust_probe_handle_ns"] > 0 and b["rust_open_us"] > 0
+    assert b["rust_probe_handle_ratio"] == round(b["rust_probe_handle_ns"] / b["rust_probe_ns"], 2)
     assert list(tmp_path.iterdir()) == [], "the bench removes its rings"
 
 
@@ -342,4 +372,5 @@ def test_bench_without_cargo_reports_null_and_why(tmp_path, monkeypatch):
         monkeypatch.setenv(name, str(tmp_path))
     b = bench_rust_probe(tmp_path)
     assert b["rust_probe_ns"] is None and b["rust_tick_stamp_ns"] is None and b["rdtsc_store_ns"] is None
+    assert b["rust_probe_handle_ns"] is None and b["rust_open_us"] is None
     assert "cargo" in b["rust_probe_error"]

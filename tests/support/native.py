@@ -2,6 +2,8 @@
 examples and the Rust trader (cargo). Each checks its tool first (``need_tool``: a skip outside
 CI, a failure under it) and builds where the product builds, so a second call is quick."""
 
+import os
+import subprocess
 from pathlib import Path
 
 from conftest import missing_tool, need_tool, needs_tool
@@ -35,3 +37,39 @@ def rust_trader_binary(loop: str = "busy") -> Path:
     if loop == "tokio" and not debian_source_config():
         missing_tool("tokio (Debian's crate sources, /usr/share/cargo/registry/tokio-1.*)", TOKIO_APT)
     return build_rust_trader(loop=loop)
+
+
+TRACING_DEBS = "apt-get install librust-tracing-dev librust-tracing-subscriber-dev"
+
+
+def tracing_crate_build(work: Path, *cargo_args: str) -> subprocess.CompletedProcess:
+    """Runs ``cargo <cargo_args> --offline`` on a copy of probe/rust_tracing (and the probe crate
+    it depends on) in ``work``, with a CARGO_HOME of its own whose --config replaces crates.io by
+    Debian's crates as a directory source: no registry is reachable here, and the checkout's own
+    crates (and their lock files) stay as they are. A skip outside CI, a failure under it, when
+    cargo or the Debian crates are missing."""
+    import shutil
+
+    from tickscope.collectors.run.launch import DEBIAN_CRATES, debian_source_config
+
+    need_tool("cargo", install=CARGO)
+    debian = debian_source_config(needs=("tracing-0.1*", "tracing-subscriber-0.3*"))
+    if not debian:
+        missing_tool(f"Debian's tracing crates in {DEBIAN_CRATES}", TRACING_DEBS)
+    probe = Path(__file__).resolve().parents[2] / "probe"
+    skip = shutil.ignore_patterns("target", "Cargo.lock")
+    for crate in ("rust", "rust_tracing"):
+        if not (work / crate).exists():
+            shutil.copytree(probe / crate, work / crate, ignore=skip, symlinks=True)
+    home = work / "cargo-home"  # of its own: the user's registry cache is neither read nor written
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "CARGO_HOME": str(home)}
+    return subprocess.run(["cargo", *cargo_args, *debian, "--offline", "--target-dir", str(work / "target")],
+                          cwd=work / "rust_tracing", env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
+
+
+def tracing_example(name: str, work: Path) -> Path:
+    """``probe/rust_tracing/examples/<name>.rs`` built in release (see ``tracing_crate_build``)."""
+    out = tracing_crate_build(work, "build", "--release", "--example", name)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return work / "target" / "release" / "examples" / name

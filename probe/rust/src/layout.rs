@@ -16,16 +16,27 @@
 //! `KIND_POINT` record (32 bytes): `ts u64 | trace_id u64 | point u16 | leg u16 | thread u32 | dims u64`.
 //! `KIND_TICK` record (8 n + 24 bytes): `ts[0..n] u64 | trace_id u64 | leg u64 | dims u64`, 0 = not reached.
 //! `dims`: four u16 value ids, slot k in bits 16k..16k+15 (0 = none); see `dims`.
+//!
+//! ```
+//! use tickscope_probe::layout as L;
+//! assert_eq!(L::OFF_TAIL - L::OFF_HEAD, L::CACHE_LINE_PAIR); // producer and consumer lines apart
+//! ```
 
 /// `b"TSCOPE01"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TSCOPE01");
+/// Version of this layout, checked by the reader.
 pub const LAYOUT_VERSION: u32 = 2;
 
+/// Ring kind: one 32-byte record per point (`PointWriter`).
 pub const KIND_POINT: u32 = 1;
+/// Ring kind: one record per tick, a stamp per declared point (`TickWriter`).
 pub const KIND_TICK: u32 = 2;
 
+/// Clock domain: raw TSC ticks.
 pub const CLOCK_TSC: u32 = 1;
+/// Clock domain: CLOCK_MONOTONIC ns.
 pub const CLOCK_MONOTONIC: u32 = 2;
+/// Clock domain: CLOCK_REALTIME ns.
 pub const CLOCK_REALTIME: u32 = 3;
 
 /// Point flag: tick-to-trade ends at this point (default: the last declared point).
@@ -33,63 +44,108 @@ pub const POINT_TRADE: u32 = 1;
 /// Point flag: the fan-out; this point and every point after it are stamped once per leg.
 pub const POINT_LEG: u32 = 2;
 
+/// Two cache lines: the distance between fields the two sides write, so neither prefetches the other's.
 pub const CACHE_LINE_PAIR: usize = 128;
 
 // Line 0: static description.
+/// Byte offset of `magic` in the ring file.
 pub const OFF_MAGIC: usize = 0;
+/// Byte offset of `version` in the ring file.
 pub const OFF_VERSION: usize = 8;
+/// Byte offset of `kind` in the ring file.
 pub const OFF_KIND: usize = 12;
+/// Byte offset of `record_size` in the ring file.
 pub const OFF_RECORD_SIZE: usize = 16;
+/// Byte offset of `n_points` in the ring file.
 pub const OFF_N_POINTS: usize = 20;
+/// Byte offset of `capacity` in the ring file.
 pub const OFF_CAPACITY: usize = 24;
+/// Byte offset of `clock_domain` in the ring file.
 pub const OFF_CLOCK_DOMAIN: usize = 32;
+/// Byte offset of `writer_pid` in the ring file.
 pub const OFF_WRITER_PID: usize = 36;
+/// Byte offset of `writer_tid` in the ring file.
 pub const OFF_WRITER_TID: usize = 40;
+/// Byte offset of `flags` in the ring file.
 pub const OFF_FLAGS: usize = 44;
+/// Byte offset of `created_mono_ns` in the ring file.
 pub const OFF_CREATED_MONO_NS: usize = 48;
+/// Byte offset of `created_real_ns` in the ring file.
 pub const OFF_CREATED_REAL_NS: usize = 56;
+/// Byte offset of `data_offset` in the ring file.
 pub const OFF_DATA_OFFSET: usize = 64;
+/// Byte offset of `writer_name` in the ring file.
 pub const OFF_WRITER_NAME: usize = 72;
+/// Bytes of the writer name (NUL-padded).
 pub const WRITER_NAME_SIZE: usize = 56;
 
 // Line 1: producer-owned.
+/// Byte offset of `head` in the ring file.
 pub const OFF_HEAD: usize = CACHE_LINE_PAIR;
+/// Byte offset of `dropped_full` in the ring file.
 pub const OFF_DROPPED_FULL: usize = OFF_HEAD + 8;
+/// Byte offset of `writer_heartbeat_ns` in the ring file.
 pub const OFF_WRITER_HEARTBEAT_NS: usize = OFF_HEAD + 16;
+/// Byte offset of `writer_closed` in the ring file.
 pub const OFF_WRITER_CLOSED: usize = OFF_HEAD + 24;
 
 // Line 2: consumer-owned.
+/// Byte offset of `tail` in the ring file.
 pub const OFF_TAIL: usize = 2 * CACHE_LINE_PAIR;
+/// Byte offset of `reader_heartbeat_ns` in the ring file.
 pub const OFF_READER_HEARTBEAT_NS: usize = OFF_TAIL + 8;
+/// Byte offset of `reader_pid` in the ring file.
 pub const OFF_READER_PID: usize = OFF_TAIL + 16;
 
 // Calibration pairs.
+/// Byte offset of `calib_count` in the ring file.
 pub const OFF_CALIB_COUNT: usize = 3 * CACHE_LINE_PAIR;
+/// Byte offset of `calib_entries` in the ring file.
 pub const OFF_CALIB_ENTRIES: usize = OFF_CALIB_COUNT + 8;
+/// Calibration pairs kept (a ring buffer indexed by the count).
 pub const CALIB_SLOTS: usize = 16;
+/// Bytes of one calibration pair: (tsc, monotonic_raw, monotonic, realtime) u64.
 pub const CALIB_ENTRY_SIZE: usize = 32;
 
 // Point table.
+/// Byte offset of `point_table` in the ring file.
 pub const OFF_POINT_TABLE: usize = 1024;
+/// Bytes of a point name.
 pub const POINT_NAME_SIZE: usize = 48;
+/// Bytes of a stage name.
 pub const POINT_STAGE_SIZE: usize = 40;
+/// Bytes of one point table entry: name, stage, clock domain u32, flags u32.
 pub const POINT_ENTRY_SIZE: usize = POINT_NAME_SIZE + POINT_STAGE_SIZE + 8;
+/// Points a ring can declare.
 pub const MAX_POINTS: usize = 64;
 
 // Dimensions: names and the count of interned values, then the value table.
+/// Byte offset of `dim_names` in the ring file.
 pub const OFF_DIM_NAMES: usize = 7168;
+/// Bytes of a dimension name.
 pub const DIM_NAME_SIZE: usize = 32;
+/// Dimensions a ring can declare (the slots of the dims word).
 pub const MAX_DIMS: usize = 4;
+/// Byte offset of `dim_count` in the ring file.
 pub const OFF_DIM_COUNT: usize = OFF_DIM_NAMES + MAX_DIMS * DIM_NAME_SIZE;
+/// Byte offset of `dim_values` in the ring file.
 pub const OFF_DIM_VALUES: usize = 8192;
+/// Bytes of an interned dimension value.
 pub const DIM_VALUE_SIZE: usize = 28;
+/// Bytes of one interned value entry: slot u16, pad u16, value.
 pub const DIM_ENTRY_SIZE: usize = 32;
+/// Interned values a ring can hold.
 pub const MAX_DIM_VALUES: usize = 4096;
+/// Bits of one slot of the dims word.
 pub const DIM_SLOT_BITS: usize = 16;
+/// Where the records start.
 pub const DATA_OFFSET: usize = OFF_DIM_VALUES + MAX_DIM_VALUES * DIM_ENTRY_SIZE;
+/// The largest leg number.
 pub const MAX_LEG: u64 = 0xFFFF;
 
+/// Bytes of a `KIND_POINT` record.
 pub const POINT_RECORD_SIZE: usize = 32;
+/// Bytes after a tick record's stamps: trace id, leg, dims.
 pub const TICK_TRAILER_SIZE: usize = 24;
 
 // Checked at compile time. Debian bookworm's clippy (1.63) takes these for run-time asserts that
@@ -107,11 +163,17 @@ const _: () = {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PointRecord {
+    /// The stamp, in the point's clock domain.
     pub ts: u64,
+    /// The trace (tick) it belongs to.
     pub trace_id: u64,
+    /// The point's position in the point table.
     pub point_id: u16,
+    /// The leg of a fanned-out trace (0 for shared points).
     pub leg: u16,
+    /// The writer thread's kernel id.
     pub thread_id: u32,
+    /// Dimension value ids, slot k in bits 16k..16k+15.
     pub dims: u64,
 }
 
@@ -172,10 +234,21 @@ pub const CONSTANTS: &[(&str, u64)] = &[
     ("TICK_TRAILER_SIZE", TICK_TRAILER_SIZE as u64),
 ];
 
+/// Bytes of a `KIND_TICK` record with `n_points` stamps.
+///
+/// ```
+/// assert_eq!(tickscope_probe::layout::tick_record_size(4), 56);
+/// ```
 pub const fn tick_record_size(n_points: usize) -> usize {
     8 * n_points + TICK_TRAILER_SIZE
 }
 
+/// Bytes of a record of `kind` for `n_points` points.
+///
+/// ```
+/// use tickscope_probe::layout::{record_size_for, KIND_POINT};
+/// assert_eq!(record_size_for(KIND_POINT, 4), 32);
+/// ```
 pub const fn record_size_for(kind: u32, n_points: usize) -> usize {
     if kind == KIND_POINT {
         POINT_RECORD_SIZE
@@ -184,6 +257,12 @@ pub const fn record_size_for(kind: u32, n_points: usize) -> usize {
     }
 }
 
+/// Bytes of a ring file of `capacity` records of `record_size` bytes.
+///
+/// ```
+/// use tickscope_probe::layout::{ring_file_size, DATA_OFFSET};
+/// assert_eq!(ring_file_size(2, 32), DATA_OFFSET + 64);
+/// ```
 pub const fn ring_file_size(capacity: usize, record_size: usize) -> usize {
     DATA_OFFSET + capacity * record_size
 }

@@ -6,35 +6,72 @@ use crate::layout;
 /// the point's own name), `clock` the domain of its stamps (default: the writer's own clock),
 /// `trade` marks where tick-to-trade ends when that is not the last point, `leg` the fan-out (this
 /// point and every point after it are stamped once per leg of the trace).
+///
+/// ```
+/// use tickscope_probe::{ClockDomain, Point};
+///
+/// let rx = Point::new("md.rx").clock(ClockDomain::Realtime); // a kernel receive stamp
+/// let tx = Point::new("order.tx").stage("send").trade();
+/// assert_eq!((rx.name, tx.stage, tx.trade), ("md.rx", "send", true));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Point<'a> {
+    /// Dotted `component.event`, unique in the ring.
     pub name: &'a str,
+    /// The stage that ends here ("": the point's name).
     pub stage: &'a str,
+    /// The clock of its stamps (None: the writer's).
     pub clock: Option<ClockDomain>,
+    /// Tick-to-trade ends here.
     pub trade: bool,
+    /// The fan-out point.
     pub leg: bool,
 }
 
 impl<'a> Point<'a> {
+    /// A point named `name`, its stage named after it, on the writer's clock.
+    ///
+    /// ```
+    /// assert_eq!(tickscope_probe::Point::new("md.rx").stage, "");
+    /// ```
     pub const fn new(name: &'a str) -> Self {
         Point { name, stage: "", clock: None, trade: false, leg: false }
     }
 
+    /// Names the stage that ends at this point.
+    ///
+    /// ```
+    /// assert_eq!(tickscope_probe::Point::new("md.decoded").stage("feed").stage, "feed");
+    /// ```
     pub const fn stage(self, stage: &'a str) -> Self {
         Point { stage, ..self }
     }
 
     /// Stamps of this point come from another clock, e.g. `Realtime` for a kernel receive stamp
     /// passed to `record_ts`.
+    ///
+    /// ```
+    /// use tickscope_probe::{ClockDomain, Point};
+    /// assert_eq!(Point::new("md.rx").clock(ClockDomain::Realtime).clock, Some(ClockDomain::Realtime));
+    /// ```
     pub const fn clock(self, clock: ClockDomain) -> Self {
         Point { clock: Some(clock), ..self }
     }
 
+    /// Tick-to-trade ends at this point (default: the last declared point).
+    ///
+    /// ```
+    /// assert!(tickscope_probe::Point::new("order.tx").trade().trade);
+    /// ```
     pub const fn trade(self) -> Self {
         Point { trade: true, ..self }
     }
 
     /// The fan-out point: records of it and of the points after it name their leg.
+    ///
+    /// ```
+    /// assert!(tickscope_probe::Point::new("order.tx").leg().leg);
+    /// ```
     pub const fn leg(self) -> Self {
         Point { leg: true, ..self }
     }

@@ -13,13 +13,15 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A ring file mapped shared and writable.
 ///
 /// Invariants (what the `unsafe` blocks rely on):
-/// - `base` is a live `MAP_SHARED` mapping of exactly `size` bytes, page aligned, owned by this
-///   value and unmapped only in `Drop`; `size == DATA_OFFSET + capacity * record_size`.
+/// - `base` is a live `MAP_SHARED` mapping of `size == DATA_OFFSET + capacity * record_size` bytes,
+///   page aligned, owned by `shared` (which this value keeps alive) and unmapped only when the
+///   last owner of `shared` drops.
 /// - The mapping is shared with one consumer process, which writes only its own header line
 ///   (tail, reader heartbeat, reader pid) and zeroes tick slots *before* releasing them through
 ///   `tail`. This writer writes everything else; the records in `[tail, head)` are the
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 ///   through atomics at their naturally aligned offsets.
 pub(crate) struct RingFile {
     base: *mut u8,
-    size: usize,
+    shared: Arc<Shared>,
     pub path: PathBuf,
     pub capacity: u64,
     pub record_size: usize,
@@ -37,7 +39,39 @@ pub(crate) struct RingFile {
     pub clock: ClockDomain,
     n_dims: usize,
     n_values: u32,
-    closed: bool,
+}
+
+/// The part of a ring other threads may reach: the background calibrator (a second pair after
+/// open, so opening never sleeps) and a `Probe` closing the rings of threads whose thread-local
+/// destructors never run (the main thread's). Calibration pairs and closing go through `lock`,
+/// so two threads never interleave the header's pair protocol; the records stay the owning
+/// thread's alone.
+pub(crate) struct Shared {
+    mapping: Mapping,
+    path: PathBuf,
+    tsc: bool,
+    lock: Mutex<()>,
+    closed: AtomicBool,
+}
+
+/// `base`/`size`: one live `MAP_SHARED` mapping, unmapped when the last owner drops.
+struct Mapping {
+    base: *mut u8,
+    size: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access to it from a thread other than the
+// ring's owner goes through atomics or under `Shared::lock` (see `Shared`).
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`size` are this value's own mapping and every borrow of it ended: the
+        // owners (RingFile, Shared) are gone, and they lend only borrows tied to themselves.
+        unsafe { sys::unmap(self.base, self.size) };
+    }
 }
 
 fn safe_name(name: &str) -> String {
@@ -94,9 +128,16 @@ impl RingFile {
         };
         drop(file); // the mapping keeps the file's pages; the descriptor is not needed
         let clock = clock::native_clock();
+        let shared = Arc::new(Shared {
+            mapping: Mapping { base, size },
+            path: path.clone(),
+            tsc: clock == ClockDomain::Tsc,
+            lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
+        });
         let mut ring = RingFile {
             base,
-            size,
+            shared,
             path,
             capacity,
             record_size,
@@ -105,9 +146,11 @@ impl RingFile {
             clock,
             n_dims: dims.len(),
             n_values: 0,
-            closed: false,
         };
         ring.write_header(name, points, dims, kind, pid);
+        if clock == ClockDomain::Tsc {
+            crate::calibrator::second_pair(&ring.shared);
+        }
         Ok(ring)
     }
 
@@ -165,12 +208,10 @@ impl RingFile {
         put(h, L::OFF_DATA_OFFSET, &(L::DATA_OFFSET as u64).to_le_bytes());
         let name = name.as_bytes();
         put(h, L::OFF_WRITER_NAME, &name[..name.len().min(L::WRITER_NAME_SIZE - 1)]);
-        // Two pairs 20 ms apart give the collector a TSC rate even for a run that never heartbeats.
+        // One pair now; the calibrator thread stores a second one 20 ms later (`create`), which
+        // gives the collector a TSC rate even for a run that never heartbeats without the
+        // opening thread waiting for it.
         self.calibrate();
-        if self.clock == ClockDomain::Tsc {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            self.calibrate();
-        }
         self.u64_at(L::OFF_WRITER_HEARTBEAT_NS).store(sys::clock_ns(sys::CLOCK_MONOTONIC), Ordering::Release);
         // The magic last, released: a reader that sees it sees the whole header.
         self.u64_at(L::OFF_MAGIC).store(L::MAGIC, Ordering::Release);
@@ -227,20 +268,14 @@ impl RingFile {
         unsafe { self.base.add(L::DATA_OFFSET) }
     }
 
-    /// Stores one calibration pair the way the C header does: the entry into slot
-    /// `count % CALIB_SLOTS` first, then a release store of `count + 1`.
+    /// Stores one calibration pair (see `Shared::calibrate`).
     pub fn calibrate(&mut self) {
-        let pair = clock::calibration_pair(self.clock == ClockDomain::Tsc);
-        // SAFETY: OFF_CALIB_COUNT is 4-aligned inside the mapping; only this writer stores it.
-        let count_at = unsafe { &*(self.base.add(L::OFF_CALIB_COUNT) as *const AtomicU32) };
-        let count = count_at.load(Ordering::Relaxed);
-        let slot = L::OFF_CALIB_ENTRIES + (count as usize % L::CALIB_SLOTS) * L::CALIB_ENTRY_SIZE;
-        for (i, v) in pair.iter().enumerate() {
-            // SAFETY: the slot is 8-aligned and inside [OFF_CALIB_ENTRIES, OFF_POINT_TABLE); the
-            // collector reads entries only up to the count released below.
-            unsafe { (self.base.add(slot + 8 * i) as *mut u64).write(*v) };
-        }
-        count_at.store(count.wrapping_add(1), Ordering::Release);
+        self.shared.calibrate();
+    }
+
+    /// The half other threads may reach.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Liveness for the collector, and a fresh calibration pair.
@@ -255,22 +290,96 @@ impl RingFile {
         beat != 0 && sys::clock_ns(sys::CLOCK_MONOTONIC).saturating_sub(beat) < max_age_ns
     }
 
-    /// Marks the ring cleanly closed; the file stays for the collector to drain and remove.
+    /// Marks the ring cleanly closed (see `Shared::close`).
     pub fn close(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        self.heartbeat();
-        self.u64_at(L::OFF_WRITER_CLOSED).store(1, Ordering::Release);
+        self.shared.close();
     }
 }
 
 impl Drop for RingFile {
     fn drop(&mut self) {
         self.close();
-        // SAFETY: `base`/`size` are this value's own mapping (invariant) and nothing borrows it
-        // past this point: every borrow handed out is tied to `&self`.
-        unsafe { sys::unmap(self.base, self.size) };
     }
+}
+
+impl Shared {
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off < L::DATA_OFFSET);
+        // SAFETY: as `RingFile::u64_at`: an 8-aligned header offset inside the live mapping,
+        // accessed only atomically by both sides, borrowed no longer than `self`.
+        unsafe { &*(self.mapping.base.add(off) as *const AtomicU64) }
+    }
+
+    /// Stores one calibration pair the way the C header does: the entry into slot
+    /// `count % CALIB_SLOTS` first, then a release store of `count + 1`. Under `lock`: the
+    /// owning thread (heartbeat) and the calibrator may both call it.
+    pub fn calibrate(&self) {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.calibrate_locked();
+    }
+
+    fn calibrate_locked(&self) {
+        let base = self.mapping.base;
+        let pair = clock::calibration_pair(self.tsc);
+        // SAFETY: OFF_CALIB_COUNT is 4-aligned inside the mapping; it is stored only under `lock`.
+        let count_at = unsafe { &*(base.add(L::OFF_CALIB_COUNT) as *const AtomicU32) };
+        let count = count_at.load(Ordering::Relaxed);
+        let slot = L::OFF_CALIB_ENTRIES + (count as usize % L::CALIB_SLOTS) * L::CALIB_ENTRY_SIZE;
+        for (i, v) in pair.iter().enumerate() {
+            // SAFETY: the slot is 8-aligned and inside [OFF_CALIB_ENTRIES, OFF_POINT_TABLE), written
+            // only under `lock`; the collector reads entries only up to the count released below.
+            unsafe { (base.add(slot + 8 * i) as *mut u64).write(*v) };
+        }
+        count_at.store(count.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Whether the ring was closed (by its writer, or by the `Probe` that owns it).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// As `calibrate`, unless the ring was closed (its closing pair is its last).
+    pub fn calibrate_if_open(&self) {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.closed.load(Ordering::Acquire) {
+            self.calibrate_locked();
+        }
+    }
+
+    /// Marks the ring cleanly closed, once. The file stays for a collector that attached or was
+    /// announced ($TICKSCOPE_COLLECTOR_PID) to drain and remove; without one, nobody ever will:
+    /// the writer removes it and says once on stderr what it dropped.
+    pub fn close(&self) {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.calibrate_locked();
+        self.u64_at(L::OFF_WRITER_HEARTBEAT_NS).store(sys::clock_ns(sys::CLOCK_MONOTONIC), Ordering::Release);
+        self.u64_at(L::OFF_WRITER_CLOSED).store(1, Ordering::Release);
+        // SAFETY: OFF_READER_PID is 4-aligned inside the mapping; the collector stores it.
+        let reader_pid = unsafe { &*(self.mapping.base.add(L::OFF_READER_PID) as *const AtomicU32) };
+        if collector_will_drain(reader_pid.load(Ordering::Acquire)) {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.path);
+        let dropped = self.u64_at(L::OFF_DROPPED_FULL).load(Ordering::Relaxed);
+        if dropped > 0 {
+            let written = self.u64_at(L::OFF_HEAD).load(Ordering::Relaxed);
+            eprintln!(
+                "tickscope-probe: {} of {} records dropped: no collector attached (run under \
+                 `tickscope profile -- CMD` or attach `tickscope live` to keep them)",
+                dropped,
+                dropped + written
+            );
+        }
+    }
+}
+
+/// Whether a live collector attached to the ring (its pid in the header) or was announced to
+/// this process (`TICKSCOPE_COLLECTOR_PID`, set by `tickscope profile`): the same rule as
+/// Python's writer.
+fn collector_will_drain(reader_pid: u32) -> bool {
+    let announced = std::env::var("TICKSCOPE_COLLECTOR_PID").ok().and_then(|v| v.parse::<u32>().ok());
+    [Some(reader_pid), announced].iter().flatten().any(|&pid| pid > 0 && sys::process_exists(pid))
 }

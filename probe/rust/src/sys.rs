@@ -28,6 +28,7 @@ extern "C" {
     fn clock_gettime(clock: c_int, tp: *mut Timespec) -> c_int;
     fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void;
     fn munmap(addr: *mut c_void, len: usize) -> c_int;
+    fn kill(pid: c_int, sig: c_int) -> c_int;
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64"))]
     fn syscall(number: c_long, ...) -> c_long;
 }
@@ -71,4 +72,12 @@ pub fn map_shared(fd: c_int, len: usize) -> std::io::Result<*mut u8> {
 /// `base`/`len` must be exactly one live mapping from `map_shared`, and nothing may touch it after.
 pub unsafe fn unmap(base: *mut u8, len: usize) {
     munmap(base as *mut c_void, len);
+}
+
+/// Whether process `pid` exists (signal 0: nothing is sent; EPERM means it exists as another user).
+pub fn process_exists(pid: u32) -> bool {
+    const EPERM: i32 = 1;
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let sent = unsafe { kill(pid as c_int, 0) } == 0;
+    sent || std::io::Error::last_os_error().raw_os_error() == Some(EPERM)
 }

@@ -57,11 +57,100 @@ impl Cursor {
     }
 }
 
+/// The four ways to open a writer, all through `create` once the arguments are checked (the
+/// same rules with probes compiled in or not: a bad capacity or point list is a bug either way).
+macro_rules! open_methods {
+    ($t:ident) => {
+        /// Creates a ring in [`ring_dir()`](crate::ring_dir) for `points` (ids are their positions).
+        ///
+        /// ```
+        #[doc = concat!("use tickscope_probe::", stringify!($t), ";")]
+        /// # let dir = std::env::temp_dir().join(format!("tsp-doc-{}", std::process::id()));
+        /// # std::env::set_var("TICKSCOPE_RING_DIR", &dir);
+        #[doc = concat!("let w = ", stringify!($t), "::open(\"trader\", &[\"md.rx\", \"order.tx\"], 1 << 10)?;")]
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
+        pub fn open<'a, P: Clone + Into<Point<'a>>>(name: &str, points: &[P], capacity: u64) -> Result<Self, Error> {
+            Self::open_in_dims(crate::ring_dir(), name, points, &[], capacity)
+        }
+
+        /// As `open`, in `dir`.
+        ///
+        /// ```
+        #[doc = concat!("use tickscope_probe::", stringify!($t), ";")]
+        /// let dir = std::env::temp_dir().join(format!("tsp-doc-in-{}", std::process::id()));
+        #[doc = concat!("let w = ", stringify!($t), "::open_in(&dir, \"trader\", &[\"md.rx\"], 1 << 10)?;")]
+        /// assert!(w.path().starts_with(&dir) || !tickscope_probe::ENABLED);
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
+        pub fn open_in<'a, P: Clone + Into<Point<'a>>>(
+            dir: impl AsRef<Path>,
+            name: &str,
+            points: &[P],
+            capacity: u64,
+        ) -> Result<Self, Error> {
+            Self::open_in_dims(dir, name, points, &[], capacity)
+        }
+
+        /// As `open`, declaring dimensions too (at most 4): `dims[k]` is slot k of the dims word.
+        ///
+        /// ```
+        #[doc = concat!("use tickscope_probe::", stringify!($t), ";")]
+        /// # let dir = std::env::temp_dir().join(format!("tsp-doc-dims-{}", std::process::id()));
+        /// # std::env::set_var("TICKSCOPE_RING_DIR", &dir);
+        #[doc = concat!("let w = ", stringify!($t), "::open_dims(\"orders\", &[\"order.tx\"], &[\"venue\"], 1 << 10)?;")]
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
+        pub fn open_dims<'a, P: Clone + Into<Point<'a>>>(
+            name: &str,
+            points: &[P],
+            dims: &[&str],
+            capacity: u64,
+        ) -> Result<Self, Error> {
+            Self::open_in_dims(crate::ring_dir(), name, points, dims, capacity)
+        }
+
+        /// As `open_dims`, in `dir`.
+        ///
+        /// ```
+        #[doc = concat!("use tickscope_probe::", stringify!($t), ";")]
+        /// let dir = std::env::temp_dir().join(format!("tsp-doc-in-dims-{}", std::process::id()));
+        #[doc = concat!("let w = ", stringify!($t), "::open_in_dims(&dir, \"orders\", &[\"order.tx\"], &[\"venue\"], 1 << 10)?;")]
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
+        pub fn open_in_dims<'a, P: Clone + Into<Point<'a>>>(
+            dir: impl AsRef<Path>,
+            name: &str,
+            points: &[P],
+            dims: &[&str],
+            capacity: u64,
+        ) -> Result<Self, Error> {
+            validate_capacity(capacity)?;
+            validate_dims(dims)?;
+            let points = to_points(points)?;
+            Self::create(dir.as_ref(), name, &points, dims, capacity)
+        }
+    };
+}
+
 macro_rules! common_methods {
-    () => {
+    ($t:ident) => {
         /// The writer's clock now (TSC ticks, or CLOCK_MONOTONIC ns where the TSC is not trusted):
         /// the stamp `record`/`stamp` would take, for `record_ts`/`stamp_ts` later.
         /// Without `enable`: 0.
+        ///
+        /// ```
+        #[doc = concat!("# let dir = std::env::temp_dir().join(format!(\"tsp-doc-{}-{}\", \"", stringify!($t), "\", std::process::id()));")]
+        #[doc = concat!("let mut w = tickscope_probe::", stringify!($t), "::open_in(&dir, \"doc\", &[\"md.rx\"], 4)?;")]
+        /// let t0 = w.now();
+        /// assert!(w.now() >= t0);
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
         #[inline(always)]
         pub fn now(&self) -> u64 {
             #[cfg(feature = "enable")]
@@ -76,6 +165,14 @@ macro_rules! common_methods {
 
         /// The clock domain of `now()` and of every point declared without its own clock.
         /// Without `enable`: the clock a writer would stamp with.
+        ///
+        /// ```
+        #[doc = concat!("# let dir = std::env::temp_dir().join(format!(\"tsp-doc-{}-{}\", \"", stringify!($t), "\", std::process::id()));")]
+        #[doc = concat!("let mut w = tickscope_probe::", stringify!($t), "::open_in(&dir, \"doc\", &[\"md.rx\"], 4)?;")]
+        /// assert_eq!(w.clock(), tickscope_probe::native_clock());
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
         pub fn clock(&self) -> ClockDomain {
             #[cfg(feature = "enable")]
             {
@@ -89,6 +186,14 @@ macro_rules! common_methods {
 
         /// From an idle path: tells the collector this writer is alive though quiet, and stores a
         /// fresh calibration pair (call it every few hundred ms; it reads four clocks).
+        ///
+        /// ```
+        #[doc = concat!("# let dir = std::env::temp_dir().join(format!(\"tsp-doc-{}-{}\", \"", stringify!($t), "\", std::process::id()));")]
+        #[doc = concat!("let mut w = tickscope_probe::", stringify!($t), "::open_in(&dir, \"doc\", &[\"md.rx\"], 4)?;")]
+        /// w.heartbeat(); // e.g. from an idle path every few hundred ms
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
         #[inline(always)]
         pub fn heartbeat(&mut self) {
             #[cfg(feature = "enable")]
@@ -97,6 +202,14 @@ macro_rules! common_methods {
 
         /// Whether a collector drained this ring within `max_age_ns` (else records pile up and drop).
         /// Without `enable`: false.
+        ///
+        /// ```
+        #[doc = concat!("# let dir = std::env::temp_dir().join(format!(\"tsp-doc-{}-{}\", \"", stringify!($t), "\", std::process::id()));")]
+        #[doc = concat!("let mut w = tickscope_probe::", stringify!($t), "::open_in(&dir, \"doc\", &[\"md.rx\"], 4)?;")]
+        /// assert!(!w.collector_alive(2_000_000_000), "no collector drains this ring");
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
         #[inline(always)]
         pub fn collector_alive(&self, max_age_ns: u64) -> bool {
             #[cfg(feature = "enable")]
@@ -110,6 +223,14 @@ macro_rules! common_methods {
         }
 
         /// Records dropped because the ring was full (without `enable`: 0).
+        ///
+        /// ```
+        #[doc = concat!("# let dir = std::env::temp_dir().join(format!(\"tsp-doc-{}-{}\", \"", stringify!($t), "\", std::process::id()));")]
+        #[doc = concat!("let mut w = tickscope_probe::", stringify!($t), "::open_in(&dir, \"doc\", &[\"md.rx\"], 4)?;")]
+        /// assert_eq!(w.dropped(), 0);
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
         #[inline(always)]
         pub fn dropped(&self) -> u64 {
             #[cfg(feature = "enable")]
@@ -123,6 +244,14 @@ macro_rules! common_methods {
         }
 
         /// Records published so far (without `enable`: 0).
+        ///
+        /// ```
+        #[doc = concat!("# let dir = std::env::temp_dir().join(format!(\"tsp-doc-{}-{}\", \"", stringify!($t), "\", std::process::id()));")]
+        #[doc = concat!("let mut w = tickscope_probe::", stringify!($t), "::open_in(&dir, \"doc\", &[\"md.rx\"], 4)?;")]
+        /// assert_eq!(w.written(), 0);
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
         #[inline(always)]
         pub fn written(&self) -> u64 {
             #[cfg(feature = "enable")]
@@ -137,6 +266,14 @@ macro_rules! common_methods {
 
         /// The ring file (the collector removes it after draining a closed ring). Without
         /// `enable` no file exists: an empty path.
+        ///
+        /// ```
+        #[doc = concat!("# let dir = std::env::temp_dir().join(format!(\"tsp-doc-{}-{}\", \"", stringify!($t), "\", std::process::id()));")]
+        #[doc = concat!("let mut w = tickscope_probe::", stringify!($t), "::open_in(&dir, \"doc\", &[\"md.rx\"], 4)?;")]
+        /// assert!(w.path().starts_with(&dir) || !tickscope_probe::ENABLED);
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
         pub fn path(&self) -> &Path {
             #[cfg(feature = "enable")]
             {
@@ -152,6 +289,14 @@ macro_rules! common_methods {
         /// first time: call it off the hot path and keep the id for `dims`. 0 (no value) when
         /// `dim` is not declared, `value` is empty or longer than 28 bytes, or the ring's table of
         /// 4096 values is full. Without `enable`: 0.
+        ///
+        /// ```
+        #[doc = concat!("# let dir = std::env::temp_dir().join(format!(\"tsp-doc-{}-{}\", \"", stringify!($t), "\", std::process::id()));")]
+        #[doc = concat!("let mut w = tickscope_probe::", stringify!($t), "::open_in(&dir, \"doc\", &[\"md.rx\"], 4)?;")]
+        /// assert_eq!(w.intern("venue", "XNAS"), 0, "no dimension venue declared");
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
         pub fn intern(&mut self, dim: &str, value: &str) -> u16 {
             #[cfg(feature = "enable")]
             {
@@ -167,12 +312,32 @@ macro_rules! common_methods {
         }
 
         /// Marks the ring cleanly closed and unmaps it (dropping the writer does the same).
+        ///
+        /// ```
+        #[doc = concat!("# let dir = std::env::temp_dir().join(format!(\"tsp-doc-{}-{}\", \"", stringify!($t), "\", std::process::id()));")]
+        #[doc = concat!("let mut w = tickscope_probe::", stringify!($t), "::open_in(&dir, \"doc\", &[\"md.rx\"], 4)?;")]
+        /// w.close();
+        /// # let w = ();
+        /// # drop(w); let _ = std::fs::remove_dir_all(&dir);
+        /// # Ok::<(), tickscope_probe::Error>(())
+        /// ```
         #[inline(always)]
         pub fn close(self) {}
     };
 }
 
 /// One 32-byte record per probe point: `record(point_id, trace_id, leg, dims)`.
+///
+/// ```
+/// use tickscope_probe::PointWriter;
+/// # let dir = std::env::temp_dir().join(format!("tsp-doc-w-{}", std::process::id()));
+/// let mut w = PointWriter::open_in(&dir, "feed", &["md.rx", "md.decoded"], 1 << 10)?;
+/// w.record(0, 42, 0, 0); // md.rx of trace 42
+/// w.record(1, 42, 0, 0); // md.decoded of trace 42
+/// # drop(w);
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # Ok::<(), tickscope_probe::Error>(())
+/// ```
 pub struct PointWriter {
     #[cfg(feature = "enable")]
     ring: RingFile,
@@ -188,49 +353,18 @@ pub struct PointWriter {
 }
 
 impl PointWriter {
-    /// Creates a ring in `tickscope_probe::ring_dir()` for `points` (ids are their positions).
-    pub fn open<'a, P: Clone + Into<Point<'a>>>(
-        name: &str,
-        points: &[P],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        Self::open_in_dims(crate::ring_dir(), name, points, &[], capacity)
-    }
+    open_methods!(PointWriter);
 
-    /// As `open`, in `dir`.
-    pub fn open_in<'a, P: Clone + Into<Point<'a>>>(
-        dir: impl AsRef<Path>,
+    fn create(
+        dir: &Path,
         name: &str,
-        points: &[P],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        Self::open_in_dims(dir, name, points, &[], capacity)
-    }
-
-    /// As `open`, declaring dimensions too (at most 4): `dims[k]` is slot k of the dims word.
-    pub fn open_dims<'a, P: Clone + Into<Point<'a>>>(
-        name: &str,
-        points: &[P],
+        points: &[Point<'_>],
         dims: &[&str],
         capacity: u64,
     ) -> Result<Self, Error> {
-        Self::open_in_dims(crate::ring_dir(), name, points, dims, capacity)
-    }
-
-    /// As `open_dims`, in `dir`.
-    pub fn open_in_dims<'a, P: Clone + Into<Point<'a>>>(
-        dir: impl AsRef<Path>,
-        name: &str,
-        points: &[P],
-        dims: &[&str],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        validate_capacity(capacity)?;
-        validate_dims(dims)?;
-        let points = to_points(points)?;
         #[cfg(feature = "enable")]
         {
-            let ring = RingFile::create(dir.as_ref(), name, &points, dims, L::KIND_POINT, capacity)?;
+            let ring = RingFile::create(dir, name, points, dims, L::KIND_POINT, capacity)?;
             let records = ring.data() as *mut PointRecord;
             Ok(PointWriter {
                 ring,
@@ -252,6 +386,16 @@ impl PointWriter {
     /// dimension values (`tickscope_probe::dims` of `intern` ids, 0 = none). Returns false if the
     /// ring was full (the record is dropped and counted). Panics if `point` was not declared.
     /// Without `enable`: records nothing, loses nothing (true).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-rec-{}", std::process::id()));
+    /// let mut w = tickscope_probe::PointWriter::open_in(&dir, "feed", &["md.rx"], 2)?;
+    /// assert!(w.record(0, 1, 0, 0) && w.record(0, 2, 0, 0));
+    /// assert!(!w.record(0, 3, 0, 0) || !tickscope_probe::ENABLED, "full: dropped and counted");
+    /// # drop(w);
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     #[inline(always)]
     pub fn record(&mut self, point: u32, trace_id: u64, leg: u16, dims: u64) -> bool {
         let ts = self.now();
@@ -259,6 +403,18 @@ impl PointWriter {
     }
 
     /// As `record`, with a stamp taken earlier (`now()`) or from another clock the point declared.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-rts-{}", std::process::id()));
+    /// let mut w = tickscope_probe::PointWriter::open_in(&dir, "feed", &["md.rx", "md.decoded"], 1 << 10)?;
+    /// let rx = w.now();
+    /// // ... decode ...
+    /// w.record_ts(0, 42, rx, 0, 0);
+    /// w.record(1, 42, 0, 0);
+    /// # drop(w);
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     #[inline(always)]
     pub fn record_ts(&mut self, point: u32, trace_id: u64, ts: u64, leg: u16, dims: u64) -> bool {
         #[cfg(feature = "enable")]
@@ -289,7 +445,7 @@ impl PointWriter {
         }
     }
 
-    common_methods!();
+    common_methods!(PointWriter);
 }
 
 /// One record per tick: `stamp(i)` for each point reached, then `commit(trace_id, leg, dims)`.
@@ -297,6 +453,18 @@ impl PointWriter {
 /// Stamps go straight into the free slot the commit will publish (the collector zeroes slots it
 /// has drained), so a stamp is one `rdtsc` and one store, and a commit three stores. A tick that
 /// begins on a full ring stamps into a scratch vector and is dropped at commit if no room appeared.
+///
+/// ```
+/// use tickscope_probe::TickWriter;
+/// # let dir = std::env::temp_dir().join(format!("tsp-doc-w-{}", std::process::id()));
+/// let mut t = TickWriter::open_in(&dir, "ticks", &["md.rx", "order.tx"], 1 << 10)?;
+/// t.stamp(0);
+/// t.stamp(1);
+/// t.commit(42, 0, 0); // one record: both stamps of trace 42
+/// # drop(t);
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # Ok::<(), tickscope_probe::Error>(())
+/// ```
 pub struct TickWriter {
     #[cfg(feature = "enable")]
     ring: RingFile,
@@ -316,49 +484,18 @@ pub struct TickWriter {
 }
 
 impl TickWriter {
-    /// Creates a ring in `tickscope_probe::ring_dir()` for `points` (slots are their positions).
-    pub fn open<'a, P: Clone + Into<Point<'a>>>(
-        name: &str,
-        points: &[P],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        Self::open_in_dims(crate::ring_dir(), name, points, &[], capacity)
-    }
+    open_methods!(TickWriter);
 
-    /// As `open`, in `dir`.
-    pub fn open_in<'a, P: Clone + Into<Point<'a>>>(
-        dir: impl AsRef<Path>,
+    fn create(
+        dir: &Path,
         name: &str,
-        points: &[P],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        Self::open_in_dims(dir, name, points, &[], capacity)
-    }
-
-    /// As `open`, declaring dimensions too (at most 4): `dims[k]` is slot k of the dims word.
-    pub fn open_dims<'a, P: Clone + Into<Point<'a>>>(
-        name: &str,
-        points: &[P],
+        points: &[Point<'_>],
         dims: &[&str],
         capacity: u64,
     ) -> Result<Self, Error> {
-        Self::open_in_dims(crate::ring_dir(), name, points, dims, capacity)
-    }
-
-    /// As `open_dims`, in `dir`.
-    pub fn open_in_dims<'a, P: Clone + Into<Point<'a>>>(
-        dir: impl AsRef<Path>,
-        name: &str,
-        points: &[P],
-        dims: &[&str],
-        capacity: u64,
-    ) -> Result<Self, Error> {
-        validate_capacity(capacity)?;
-        validate_dims(dims)?;
-        let points = to_points(points)?;
         #[cfg(feature = "enable")]
         {
-            let ring = RingFile::create(dir.as_ref(), name, &points, dims, L::KIND_TICK, capacity)?;
+            let ring = RingFile::create(dir, name, points, dims, L::KIND_TICK, capacity)?;
             let n = points.len();
             let current = ring.data() as *mut u64;
             Ok(TickWriter {
@@ -379,6 +516,16 @@ impl TickWriter {
     }
 
     /// Stamps point `i` of the tick in progress now. Panics if `i` was not declared.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-st-{}", std::process::id()));
+    /// let mut t = tickscope_probe::TickWriter::open_in(&dir, "ticks", &["md.rx"], 4)?;
+    /// t.stamp(0);
+    /// t.commit(1, 0, 0);
+    /// # drop(t);
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     #[inline(always)]
     pub fn stamp(&mut self, i: u32) {
         let ts = self.now();
@@ -386,6 +533,18 @@ impl TickWriter {
     }
 
     /// As `stamp`, with a stamp taken earlier or from the point's own clock.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-sts-{}", std::process::id()));
+    /// let mut t = tickscope_probe::TickWriter::open_in(&dir, "ticks", &["md.rx", "order.tx"], 4)?;
+    /// let rx = t.now();
+    /// t.stamp_ts(0, rx);
+    /// t.stamp(1);
+    /// t.commit(1, 0, 0);
+    /// # drop(t);
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     #[inline(always)]
     pub fn stamp_ts(&mut self, i: u32, ts: u64) {
         #[cfg(feature = "enable")]
@@ -402,6 +561,17 @@ impl TickWriter {
     /// Publishes the tick as `trace_id` (leg `leg`, attaching the dims word `dims`); the next
     /// `stamp` starts the next tick. Returns false if the ring was full (the tick is dropped and
     /// counted). Without `enable`: true.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("tsp-doc-co-{}", std::process::id()));
+    /// let mut t = tickscope_probe::TickWriter::open_in(&dir, "ticks", &["md.rx"], 4)?;
+    /// t.stamp(0);
+    /// assert!(t.commit(7, 0, 0));
+    /// assert_eq!(t.written(), if tickscope_probe::ENABLED { 1 } else { 0 });
+    /// # drop(t);
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), tickscope_probe::Error>(())
+    /// ```
     #[inline(always)]
     pub fn commit(&mut self, trace_id: u64, leg: u16, dims: u64) -> bool {
         #[cfg(feature = "enable")]
@@ -433,7 +603,15 @@ impl TickWriter {
         }
     }
 
-    common_methods!();
+    common_methods!(TickWriter);
+}
+
+#[cfg(feature = "enable")]
+impl PointWriter {
+    /// The half of the ring a `Probe` keeps, to close it if this thread never drops the writer.
+    pub(crate) fn shared(&self) -> &std::sync::Arc<crate::ring::Shared> {
+        self.ring.shared()
+    }
 }
 
 /// The tick writer's slow paths, which exist only with a ring.

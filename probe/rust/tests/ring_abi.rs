@@ -111,8 +111,20 @@ fn header_and_point_table_as_written() {
     assert_eq!(u64_at(&b, L::OFF_DATA_OFFSET), L::DATA_OFFSET as u64);
     assert_eq!(cstr(&b[L::OFF_WRITER_NAME..L::OFF_WRITER_NAME + L::WRITER_NAME_SIZE]), "hdr test/1");
     assert!(u64_at(&b, L::OFF_WRITER_HEARTBEAT_NS) > 0);
+    // One pair at open; on a TSC the calibrator thread stores a second one 20 ms later, so that
+    // opening never sleeps (waited for here, not timed: the host may be slow).
     let expect_pairs = if w.clock() == ClockDomain::Tsc { 2 } else { 1 };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while u32_at(&read(&path), L::OFF_CALIB_COUNT) < expect_pairs {
+        assert!(std::time::Instant::now() < deadline, "no second calibration pair");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let b = read(&path);
     assert_eq!(u32_at(&b, L::OFF_CALIB_COUNT), expect_pairs);
+    if expect_pairs == 2 {
+        let raw = |k: usize| u64_at(&b, L::OFF_CALIB_ENTRIES + k * L::CALIB_ENTRY_SIZE + 8);
+        assert!(raw(1) - raw(0) >= 20_000_000, "the second pair is 20 ms after the first");
+    }
     let first = L::OFF_CALIB_ENTRIES;
     assert!(u64_at(&b, first + 8) > 0 && u64_at(&b, first + 16) > 0 && u64_at(&b, first + 24) > 0);
     let table: Vec<(String, String, u32, u32)> = (0..4)
@@ -136,6 +148,12 @@ fn header_and_point_table_as_written() {
             ("ack.rx".into(), "".into(), native, 0),
         ]
     );
+    // Play the collector attaching (its pid in the header): the ring then stays for it at close.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&std::process::id().to_le_bytes(), L::OFF_READER_PID as u64).unwrap();
+    }
     w.close();
     assert_eq!(u64_at(&read(&path), L::OFF_WRITER_CLOSED), 1);
     assert_eq!(u32_at(&read(&path), L::OFF_CALIB_COUNT), expect_pairs + 1, "close heartbeats");
