@@ -32,6 +32,7 @@ import numpy as np
 
 from tickscope.collectors.rings.correlate import TICK_TO_DECISION, TICK_TO_TRADE, TraceSchema
 from tickscope.collectors.session.dimensions import SEPARATOR, parse_tag
+from tickscope.collectors.session.files import INCIDENT, INCIDENTS, PERFETTO_INCIDENT
 from tickscope.collectors.session.trace_events import window_trace_events
 from tickscope.collectors.session.units import (
     DurationError,
@@ -40,9 +41,7 @@ from tickscope.collectors.session.units import (
     parse_latency_ns,
 )
 
-INCIDENTS_DIR = "incidents"
-INCIDENT_FILE = "incident.json"
-PERFETTO_FILE = "trace.perfetto.json"
+INCIDENTS_DIR, INCIDENT_FILE, PERFETTO_FILE = INCIDENTS, INCIDENT, PERFETTO_INCIDENT
 DEFAULT_WINDOW_NS = 100_000_000
 DEFAULT_MAX = "10/h"
 SETTLE_NS = 250_000_000  # past the window's end: traces still open close (linger), side samples arrive
