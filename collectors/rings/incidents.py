@@ -8,7 +8,14 @@ of traces the correlator closes, never per record. A breach opens a ``PendingInc
 buffer's rows from ``window`` before the breaching trace; rows closing afterwards join it up to
 ``window`` after its last stamp; once collector time is past that (plus ``SETTLE_NS`` for traces
 still open and for side collectors' samples), ``incidents/<UTC time>/`` is written atomically (a
-temporary directory renamed): ``incident.json`` and ``trace.perfetto.json``.
+temporary directory renamed): ``incident.json`` and ``trace.perfetto.json``. The drain thread
+only decides and gathers (the rows are immutable arrays, the side collectors' views are taken
+then); a writer thread builds and writes the files: at 20k ticks/s an incident holds ~4,000 traces
+and took the drain ~0.2 s of CPU to write, which on a busy host filled the rings (records dropped).
+The writer works ``YIELD_WORK_S`` at a time, then sleeps ``YIELD_PAUSE_S`` (``_Yield``: a fifth of
+a core at most, so the drain and the pipeline keep theirs; rate-limited incidents can wait), and encodes the
+files a few hundred traces at a time (``_write_json``): json's C encoder holds the GIL for a whole
+document, and a 7 MB one stalled the drain long enough to fill the rings.
 
 A breach inside the window of an incident not yet written joins it (``also_breached``) instead of
 opening another: a stall that slows a hundred ticks is one incident. ``--incident-max 10/h`` caps
@@ -20,8 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -46,6 +55,7 @@ DEFAULT_WINDOW_NS = 100_000_000
 DEFAULT_MAX = "10/h"
 SETTLE_NS = 250_000_000  # past the window's end: traces still open close (linger), side samples arrive
 VIEW_WAIT_NS = 3_000_000_000  # at most this long for a side collector whose samples lag (perf stat -I 1000)
+YIELD_WORK_S, YIELD_PAUSE_S = 0.001, 0.004  # the incident writer's work between pauses, and the pauses
 MAX_ROWS = 1 << 18  # the buffer's bounds: about 100 ms of a 2M traces/s pipeline
 MAX_BYTES = 64 << 20
 EXAMPLES = "e.g. 'tick_to_trade>500us', 'strategy>50us' or 'tick_to_trade|venue=XNAS>1ms'"
@@ -167,6 +177,38 @@ EXPECTED_VIEWS = {
 }
 
 
+class _Yield:
+    """Called often by the writer thread: sleeps (releasing the GIL) once ``YIELD_WORK_S`` of work passed."""
+
+    def __init__(self):
+        self.since = time.perf_counter()
+
+    def __call__(self) -> None:
+        if time.perf_counter() - self.since >= YIELD_WORK_S:
+            time.sleep(YIELD_PAUSE_S)
+            self.since = time.perf_counter()
+
+
+JSON_BATCH = 256  # list items encoded per call (between two chances for the drain to take the GIL)
+
+
+def _write_json(path: Path, doc: dict, streamed: tuple[str, ...], pause: Callable[[], None]) -> None:
+    """``doc`` as compact JSON (the C encoder: an indent falls back to the pure-Python one, ~10x
+    slower), its ``streamed`` lists encoded ``JSON_BATCH`` items at a time."""
+    sep = (",", ":")
+    head = {k: v for k, v in doc.items() if k not in streamed}
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(head, separators=sep)[:-1])
+        for n, key in enumerate(streamed):
+            items = doc[key]
+            f.write(("," if head or n else "") + json.dumps(key) + ":[")
+            for i in range(0, len(items), JSON_BATCH):
+                pause()
+                f.write(("," if i else "") + json.dumps(items[i : i + JSON_BATCH], separators=sep)[1:-1])
+            f.write("]")
+        f.write("}")
+
+
 @dataclass
 class _Chunk:
     names: list[str]  # pipeline order of the columns when the rows closed
@@ -254,7 +296,10 @@ class IncidentRecorder:
         self.matched: set[str] = set()  # triggers whose tag this run had
         self.written_dirs: list[str] = []
         self.errors: list[str] = []
-        self.cpu_s = 0.0
+        self.check_cpu_s = 0.0  # the drain thread's time checking batches and keeping the window
+        self.write_cpu_s = 0.0  # the writer thread's time writing incidents (bounded by --incident-max)
+        self._todo: queue.Queue[tuple[PendingIncident, list[WindowView]] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
 
     # -- per flush -------------------------------------------------------------------------------
     def check(
@@ -284,7 +329,7 @@ class IncidentRecorder:
             for row in np.flatnonzero(values > trig.limit_ns):
                 self._breach(trig, chunk, int(row), int(values[row]))
         self.buffer.evict()
-        self.cpu_s += time.thread_time() - t0
+        self.check_cpu_s += time.thread_time() - t0
 
     def _values(
         self, trig: IncidentTrigger, chunk: _Chunk, schema: TraceSchema, dimensions
@@ -346,37 +391,58 @@ class IncidentRecorder:
                 if lagging and not force and now_ns < p.due_ns + VIEW_WAIT_NS:
                     waiting.append(p)
                     continue
-                self._write(p, views)
+                self._hand_over(p, views)
             else:
                 waiting.append(p)
         self.pending = waiting
-        self.cpu_s += time.thread_time() - t0
+        self.check_cpu_s += time.thread_time() - t0
+
+    def _hand_over(self, p: PendingIncident, views: list[WindowView]) -> None:
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_all, name="tickscope-incidents", daemon=True)
+            self._writer.start()
+        self._todo.put((p, views))
+
+    def _write_all(self) -> None:
+        while (item := self._todo.get()) is not None:
+            t0 = time.thread_time()
+            self._write(*item)
+            self.write_cpu_s += time.thread_time() - t0
 
     def finish(self, now_ns: int) -> None:
+        """Every incident still pending written, and written to the end, before the session closes."""
         self.write_due(now_ns, force=True)
+        if self._writer is not None:
+            self._todo.put(None)
+            self._writer.join()
+            self._writer = None
 
-    def _trace(self, chunk: _Chunk, i: int) -> dict:
+    def _trace(self, chunk: _Chunk, i: int, writers: dict[int, dict]) -> dict:
         rows = chunk.rows
-        stamps, src, spans = rows["stamps"][i], rows["src"][i], rows["spans"][i]
+        stamps, src, spans = rows["stamps"][i].tolist(), rows["src"][i].tolist(), rows["spans"][i].tolist()
+        recorded = bool(rows["recorded"][i])
         out = []
-        for j, name in enumerate(chunk.names):
-            if j >= stamps.size or not stamps[j]:
+        for j, (name, ts, ring) in enumerate(zip(chunk.names, stamps, src, strict=False)):
+            if not ts:
                 continue
-            s = {"point": name, "ts_ns": int(stamps[j]), "t_rel_ns": int(stamps[j] - self.start_ns),
-                 **self.describe_ring(int(src[j]))}  # fmt: skip
-            if out and rows["recorded"][i]:
-                s["stage_ns"] = int(spans[j - 1])
+            who = writers.get(ring)
+            if who is None:
+                who = writers[ring] = self.describe_ring(ring)
+            s = {"point": name, "ts_ns": ts, "t_rel_ns": ts - self.start_ns, **who}
+            if out and recorded:
+                s["stage_ns"] = spans[j - 1]
             out.append(s)
         t2t, t2d = int(rows["tick_to_trade"][i]), int(rows["tick_to_decision"][i])
         leg = int(rows["leg"][i])
-        return {"trace_id": int(rows["trace"][i]), **({"leg": leg} if leg >= 0 else {}),
-                "recorded": bool(rows["recorded"][i]), "tick_to_trade_ns": t2t if t2t >= 0 else None,
+        return {"trace_id": int(rows["trace"][i]), **({"leg": leg} if leg >= 0 else {}), "recorded": recorded, "tick_to_trade_ns": t2t if t2t >= 0 else None,
                 **({"tick_to_decision_ns": t2d} if t2d >= 0 else {}), "stamps": out}  # fmt: skip
 
     def _write(self, p: PendingIncident, views: list[WindowView]) -> None:
         if self.dir is None:
             return
-        breach = self._trace(p.chunk, p.row)
+        writers: dict[int, dict] = {}
+        pause = _Yield()
+        breach = self._trace(p.chunk, p.row, writers)
         b_first, b_last = int(p.chunk.first[p.row]), int(p.chunk.last[p.row])
         overlapping, neighbours, seen = [], [], set()
         for chunk, sel in p.parts:
@@ -387,7 +453,8 @@ class IncidentRecorder:
                 if key in seen:
                     continue
                 seen.add(key)
-                t = self._trace(chunk, int(i))
+                pause()
+                t = self._trace(chunk, int(i), writers)
                 inside = chunk.last[i] >= b_first and chunk.first[i] <= b_last
                 (overlapping if inside else neighbours).append(t)
         neighbours.sort(key=lambda t: t["stamps"][0]["ts_ns"])
@@ -419,7 +486,9 @@ class IncidentRecorder:
         counters = {
             v.name: [(t - self.start_ns, x) for t, x in v.counter] for v in views if v.unavailable is None
         }
-        events = window_trace_events([breach, *overlapping, *neighbours], counters, f"incident {stamp}")
+        events = window_trace_events(
+            [breach, *overlapping, *neighbours], counters, f"incident {stamp}", pause
+        )
         try:
             self.dir.mkdir(exist_ok=True)
             name, n = stamp, 1
@@ -429,8 +498,8 @@ class IncidentRecorder:
             tmp = self.dir / f".tmp-{name}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            (tmp / INCIDENT_FILE).write_text(json.dumps(doc, indent=1))
-            (tmp / PERFETTO_FILE).write_text(json.dumps(events))
+            _write_json(tmp / INCIDENT_FILE, doc, ("overlapping", "neighbours"), pause)
+            _write_json(tmp / PERFETTO_FILE, events, ("traceEvents",), pause)
             os.rename(tmp, self.dir / name)
         except OSError as e:
             line = f"incident not written ({e.strerror or e}): check the session directory's disk"
@@ -446,7 +515,8 @@ class IncidentRecorder:
                 "suppressed": self.suppressed, "joined": self.joined, "pending": len(self.pending),
                 "buffer": {"rows": self.buffer.rows, "bytes": self.buffer.bytes, "peak_rows": self.buffer.peak_rows,
                            "peak_bytes": self.buffer.peak_bytes, "overflow_rows": self.buffer.overflow},
-                "cpu_s": round(self.cpu_s, 4), "dirs": self.written_dirs}  # fmt: skip
+                "check_cpu_s": round(self.check_cpu_s, 4), "write_cpu_s": round(self.write_cpu_s, 4),
+                "dirs": self.written_dirs}  # fmt: skip
 
     def notes(self) -> list[str]:
         """One line each for the end of the run."""

@@ -16,12 +16,15 @@ def _us(ns: int) -> float:
 COUNTER_PID = 0  # the process the counter tracks sit in (no writer has pid 0)
 
 
-def window_trace_events(traces: list[dict], counters: dict[str, list[tuple[int, float]]], title: str) -> dict:
+def window_trace_events(traces: list[dict], counters: dict[str, list[tuple[int, float]]], title: str,
+                        pause=lambda: None) -> dict:  # fmt: skip
     """``traces``: dicts as in slowest.json (stamps with point, t_rel_ns, writer, pid, tid; the
-    first is the breaching one); ``counters``: name -> (t_rel_ns, value) samples."""
+    first is the breaching one); ``counters``: name -> (t_rel_ns, value) samples; ``pause`` is
+    called once per trace (a writer thread gives the GIL back there)."""
     events: list[dict] = []
     threads: set[tuple[int, int]] = set()
     for k, trace in enumerate(traces):
+        pause()
         stamps = [s for s in trace["stamps"] if s.get("t_rel_ns") is not None]
         for s in stamps:
             pid, tid = int(s.get("pid") or 1), int(s.get("tid") or s.get("pid") or 1)

@@ -6,6 +6,7 @@ is one more breach on both sides of the comparison."""
 import json
 import re
 import sys
+from pathlib import Path
 
 from support import PROGRAMS, QUIET, SUBJECT
 from support.cli import run_cli
@@ -14,6 +15,7 @@ from tickscope.collectors.session import Session
 ERROR_LINE = re.compile(r"tickscope profile: (?!warning: )\S")
 SLOW_NS = 120_000_000  # the injected slow ticks: far above a normal tick (a few µs), above the limit
 LIMIT = "tick_to_trade>40ms"
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "session.schema.json").read_text())
 
 
 def incidents(session_dir):
