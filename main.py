@@ -142,7 +142,7 @@ _METAVARS = {"DURATION": {"duration", "warmup", "interval", "expected_interval",
              "constant|poisson|burst": {"load"}, "PCT=SHARE,...": {"threshold"}, "SHARE": {"max_inconclusive"},
              "PCT=LATENCY,...": {"sla"}, "RATE,...": {"rates"}, "SPEED,...": {"speeds"}, "SPEED": {"speed"},
              "ID": {"sender_comp_id", "target_comp_id"}, "IFACE": {"capture_iface"}, "REGEX": {"clordid_regex"},
-             "SPEC": {"md", "orders"}, "DIM[,DIM...]": {"slice_by", "by"}, "TAG>LATENCY": {"incident"},
+             "SPEC": {"md", "orders"}, "DIM[,DIM...]": {"slice_by", "by"}, "TRIGGER": {"incident"},
              "N/PERIOD": {"incident_max"}}  # fmt: skip
 
 
@@ -159,7 +159,7 @@ def _grammars() -> dict:
             "SHARE": lambda t, _: parse_share(t),
             "[STAGE:]PCT=LATENCY": lambda t, _: alerting.parse_sla(t, parse_duration_ns),
             "DURATION|forever": lambda t, what: None if t.strip().lower() == FOREVER else parse_duration_ns(t, what),
-            "SIZE": parse_size, "TAG>LATENCY": incidents.parse_trigger, "N/PERIOD": incidents.parse_rate_limit}  # fmt: skip
+            "SIZE": parse_size, "TRIGGER": incidents.parse_trigger, "N/PERIOD": incidents.parse_rate_limit}  # fmt: skip
 
 
 _GRAMMARS = {
@@ -170,7 +170,7 @@ _GRAMMARS = {
     "PCT=SHARE,...",
     "SHARE",
     "[STAGE:]PCT=LATENCY",
-    "TAG>LATENCY",
+    "TRIGGER",
     "N/PERIOD",
 }
 

@@ -20,7 +20,7 @@ document, and a 7 MB one stalled the drain long enough to fill the rings.
 A breach inside the window of an incident not yet written joins it (``also_breached``) instead of
 opening another: a stall that slows a hundred ticks is one incident. ``--incident-max 10/h`` caps
 incidents written per rolling period; the others are counted as suppressed. Accounting (meta.json
-``incidents``): ``breaches = written + suppressed + joined``.
+``incidents``): ``breaches = written + suppressed + joined + failed`` (a write the disk refused, said at the end).
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ class IncidentRecorder:
         self.pending: list[PendingIncident] = []
         self.written_at: deque[int] = deque()  # collector times of incidents opened in the rate period
         self.views: list[Callable[[int, int], WindowView | None]] = []
-        self.breaches = self.written = self.suppressed = self.joined = 0
+        self.breaches = self.written = self.suppressed = self.joined = self.failed = 0
         self.matched: set[str] = set()  # triggers whose tag this run had
         self.written_dirs: list[str] = []
         self.errors: list[str] = []
@@ -406,7 +406,11 @@ class IncidentRecorder:
     def _write_all(self) -> None:
         while (item := self._todo.get()) is not None:
             t0 = time.thread_time()
-            self._write(*item)
+            try:
+                self._write(*item)
+            except Exception as e:  # a bug of ours must not end the thread: the next ones still go out
+                self.failed += 1
+                self.errors.append(f"incident {item[0].trigger.text!r} not written ({type(e).__name__}: {e})")
             self.write_cpu_s += time.thread_time() - t0
 
     def finish(self, now_ns: int) -> None:
@@ -503,6 +507,7 @@ class IncidentRecorder:
             os.rename(tmp, self.dir / name)
         except OSError as e:
             line = f"incident not written ({e.strerror or e}): check the session directory's disk"
+            self.failed += 1
             if line not in self.errors:
                 self.errors.append(line)
             return
@@ -512,7 +517,8 @@ class IncidentRecorder:
     # -- the end -----------------------------------------------------------------------------------
     def to_meta(self) -> dict:
         return {**self.policy.to_meta(), "breaches": self.breaches, "written": self.written,
-                "suppressed": self.suppressed, "joined": self.joined, "pending": len(self.pending),
+                "suppressed": self.suppressed, "joined": self.joined, "failed": self.failed,
+                "pending": len(self.pending),
                 "buffer": {"rows": self.buffer.rows, "bytes": self.buffer.bytes, "peak_rows": self.buffer.peak_rows,
                            "peak_bytes": self.buffer.peak_bytes, "overflow_rows": self.buffer.overflow},
                 "check_cpu_s": round(self.check_cpu_s, 4), "write_cpu_s": round(self.write_cpu_s, 4),

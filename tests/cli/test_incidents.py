@@ -51,7 +51,8 @@ def test_an_injected_slow_tick_is_an_incident_holding_its_exact_trace_and_its_ne
     found = incidents(s)
     assert meta["breaches"] == len(over)
     assert (
-        meta["written"] == len(found)
+        meta["failed"] == 0
+        and meta["written"] == len(found)
         and meta["written"] + meta["suppressed"] + meta["joined"] == meta["breaches"]
     )
     doc = next(
@@ -99,7 +100,7 @@ def test_the_rate_limit_writes_that_many_and_counts_the_suppressed_exactly(tmp_p
     assert {500, 1000, 1500, 2000} <= set(over)
     meta = json.loads((s / "meta.json").read_text())["incidents"]
     assert meta["breaches"] == len(over)
-    assert meta["written"] == len(incidents(s)) == 2
+    assert meta["written"] == len(incidents(s)) == 2 and meta["failed"] == 0
     assert meta["suppressed"] == len(over) - 2 - meta["joined"]
     assert f"{meta['suppressed']} suppressed by --incident-max 2/h" in out.stderr
     for doc in incidents(s):
