@@ -132,7 +132,7 @@ class Command(TyperCommand):
 
 
 _METAVARS = {"DURATION": {"duration", "warmup", "interval", "expected_interval", "prometheus_linger",
-                          "prometheus_hold", "window", "hold", "segment", "retain"},
+                          "prometheus_hold", "window", "hold", "segment", "retain", "incident_window"},
              "SIZE": {"max_disk"}, "AGE:INTERVAL|off": {"decay"}, "TIME": {"window_from", "window_to"},
              "[STAGE:]PCT=LATENCY": {"alert_slas"},
              "RATE": {"rate", "rate_from", "rate_to"}, "N": {"steps", "pyspy_rate", "hiccup_cpu", "digits"},
@@ -142,11 +142,13 @@ _METAVARS = {"DURATION": {"duration", "warmup", "interval", "expected_interval",
              "constant|poisson|burst": {"load"}, "PCT=SHARE,...": {"threshold"}, "SHARE": {"max_inconclusive"},
              "PCT=LATENCY,...": {"sla"}, "RATE,...": {"rates"}, "SPEED,...": {"speeds"}, "SPEED": {"speed"},
              "ID": {"sender_comp_id", "target_comp_id"}, "IFACE": {"capture_iface"}, "REGEX": {"clordid_regex"},
-             "SPEC": {"md", "orders"}, "DIM[,DIM...]": {"slice_by", "by"}}  # fmt: skip
+             "SPEC": {"md", "orders"}, "DIM[,DIM...]": {"slice_by", "by"}, "TRIGGER": {"incident"},
+             "N/PERIOD": {"incident_max"}}  # fmt: skip
 
 
 def _grammars() -> dict:
     """What a value of each kind must read as (the parsers the commands use): metavar -> parse(text, label)."""
+    from tickscope.collectors.rings import incidents
     from tickscope.collectors.run import sweep
     from tickscope.collectors.session.units import FOREVER, parse_size
     from tickscope.collectors.side import alerting
@@ -157,7 +159,7 @@ def _grammars() -> dict:
             "SHARE": lambda t, _: parse_share(t),
             "[STAGE:]PCT=LATENCY": lambda t, _: alerting.parse_sla(t, parse_duration_ns),
             "DURATION|forever": lambda t, what: None if t.strip().lower() == FOREVER else parse_duration_ns(t, what),
-            "SIZE": parse_size}  # fmt: skip
+            "SIZE": parse_size, "TRIGGER": incidents.parse_trigger, "N/PERIOD": incidents.parse_rate_limit}  # fmt: skip
 
 
 _GRAMMARS = {
@@ -168,12 +170,15 @@ _GRAMMARS = {
     "PCT=SHARE,...",
     "SHARE",
     "[STAGE:]PCT=LATENCY",
+    "TRIGGER",
+    "N/PERIOD",
 }
 
 
 def _check_value(ctx, param, value):
     """A click callback: the option's text read by its grammar, refused as one line (a
     ``BadParameter`` whose message says what to do); the command still gets the text."""
+    from tickscope.collectors.rings.incidents import IncidentError
     from tickscope.collectors.run.sweep import SweepError
     from tickscope.collectors.session import SessionError
     from tickscope.collectors.side.alerting import AlertSpecError
@@ -183,7 +188,7 @@ def _check_value(ctx, param, value):
     try:
         for text in value if isinstance(value, list | tuple) else [value]:  # a repeatable option: each
             _grammars()[param.metavar](text, _param_label(param))
-    except (UserError, SweepError, SessionError, AlertSpecError) as e:
+    except (UserError, SweepError, SessionError, AlertSpecError, IncidentError) as e:
         raise click_errors.BadParameter(str(e), ctx=ctx, param=param) from None
     return value
 
@@ -414,6 +419,16 @@ def parse_segments(duration_s: float | None, interval_s: float, segment, retain,
         raise UserError(str(e)) from None
 
 
+def parse_incidents(triggers: list[str], window: str | None, limit: str | None):
+    """--incident/--incident-window/--incident-max -> an ``IncidentPolicy`` (None: no trigger)."""
+    from tickscope.collectors.rings.incidents import IncidentError, IncidentPolicy
+
+    try:
+        return IncidentPolicy.parse(triggers, window, limit)
+    except IncidentError as e:
+        raise UserError(str(e)) from None
+
+
 def parse_window(start: str | None, end: str | None):
     """--from/--to -> a ``Window`` (checked now: a typo fails before any session is read)."""
     from tickscope.collectors.session.segments import Window, WindowError
@@ -438,6 +453,20 @@ DIMENSION_CAP_OPTION = typer.Option(
 )
 SLICE_OPTION = typer.Option(
     [], "--slice", help="Also slice by this combination of dimensions, e.g. venue,symbol (repeatable)."
+)
+INCIDENT_OPTION = typer.Option(
+    [],
+    "--incident",
+    help="Write incidents/<time>/ when a trace breaches this, e.g. 'tick_to_trade>500us', "
+    "'strategy>50us' or 'tick_to_trade|venue=XNAS>1ms' (repeatable).",
+)
+INCIDENT_WINDOW_OPTION = typer.Option(
+    None, "--incident-window", help="History kept and written either side of a breach (default 100ms)."
+)
+INCIDENT_MAX_OPTION = typer.Option(
+    None,
+    "--incident-max",
+    help="Incidents written per period (default 10/h); the rest are counted as suppressed.",
 )
 SEGMENT_HELP = "Cut the session into segments this long (default 1h for runs longer than that or forever)."
 RETAIN_HELP = "Remove segments older than this (e.g. 7d); one line each time."
@@ -551,6 +580,9 @@ def profile(
     expected_interval: str | None = EXPECTED_INTERVAL_OPTION,
     dimension_cap: int | None = DIMENSION_CAP_OPTION,
     slice_by: list[str] = SLICE_OPTION,
+    incident: list[str] = INCIDENT_OPTION,
+    incident_window: str | None = INCIDENT_WINDOW_OPTION,
+    incident_max: str | None = INCIDENT_MAX_OPTION,
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Session directory (default sessions/<time>-<name>, never reused)."
     ),
@@ -669,6 +701,7 @@ def profile(
         prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
         prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"), slowest=slowest,
         dimension_cap=dimension_cap, slice_by=parse_slices(slice_by),
+        incidents=parse_incidents(incident, incident_window, incident_max),
     )  # fmt: skip
     opts.segments = parse_segments(opts.duration_s, opts.interval_s, segment, retain, max_disk, decay)
     opts.check()
@@ -1242,6 +1275,9 @@ def live(
     expected_interval: str | None = EXPECTED_INTERVAL_OPTION,
     dimension_cap: int | None = DIMENSION_CAP_OPTION,
     slice_by: list[str] = SLICE_OPTION,
+    incident: list[str] = INCIDENT_OPTION,
+    incident_window: str | None = INCIDENT_WINDOW_OPTION,
+    incident_max: str | None = INCIDENT_MAX_OPTION,
 ):
     """Attach the live view to the rings of an already running pipeline.
 
@@ -1262,6 +1298,9 @@ def live(
     interval_s = parse_interval(interval)
     # live runs until Ctrl-C by default: a long run unless --duration says otherwise
     segments = parse_segments(duration_s, interval_s, segment, retain, max_disk, decay) if out else None
+    incidents = parse_incidents(incident, incident_window, incident_max)
+    if incidents is not None and out is None:
+        raise UserError("--incident writes incidents into the session: add --out DIR")
     result = attach(rings or [], _make_view(want_live(live), duration_s, live_by), out=out, duration_s=duration_s,
                     force=force, prometheus=prometheus, name=name,
                     prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
@@ -1269,7 +1308,7 @@ def live(
                     warmup_s=parse_duration(warmup, "warmup"), interval_s=interval_s,
                     expected_interval_ns=parse_duration_ns(expected_interval, "expected interval")
                     if expected_interval else 0, segments=segments, dimension_cap=dimension_cap,
-                    slice_by=parse_slices(slice_by))  # fmt: skip
+                    slice_by=parse_slices(slice_by), incidents=incidents)  # fmt: skip
     for w in result.warnings:
         typer.echo(f"tickscope: warning: {w}", err=True)
     console = Console()

@@ -290,6 +290,24 @@ class RingProblems:
         return t
 
 
+class IncidentList:
+    """``report``'s incidents (``--incident``): one line each, then how many were suppressed."""
+
+    def __init__(self, incidents: list[dict], recorded: dict):
+        self.incidents, self.recorded = incidents, recorded
+
+    def __rich_console__(self, console, options):
+        n = len(self.incidents)
+        suppressed, joined = self.recorded.get("suppressed", 0), self.recorded.get("joined", 0)
+        yield Text(f"incidents: {n} written, {suppressed} suppressed by the rate limit, {joined} joined one "
+                   "already open", style="bold")  # fmt: skip
+        for i in self.incidents:
+            also = f" (+{i['also_breached']} breaches joined)" if i["also_breached"] else ""
+            missing = f"; unavailable: {', '.join(i['unavailable'])}" if i["unavailable"] else ""
+            yield Text(f"  {i['time_utc']}  {i['trigger']}  value {fmt_ns(i['value_ns'])}  trace {i['trace_id']}  "
+                       f"{i['traces']} traces{also}{missing}  {i['dir']}")  # fmt: skip
+
+
 def render(session: Session, recorded_warnings: bool = True):
     """The table, the records and orders accounted for, and every warning: about the files as
     loaded, and (``recorded_warnings``) those of the recording, unless the caller just printed them."""
@@ -304,6 +322,9 @@ def render(session: Session, recorded_warnings: bool = True):
     advice = DropAdvice([r for r in rings if isinstance(r, dict)] if isinstance(rings, list) else [])
     if advice.lines():
         parts.append(advice)
+    incidents, recorded = session.incidents(), session.meta.get("incidents")
+    if incidents or isinstance(recorded, dict):
+        parts.append(IncidentList(incidents, recorded if isinstance(recorded, dict) else {}))
     errors = session.meta.get("ring_errors")
     if isinstance(errors, list) and errors:
         parts.append(RingProblems([str(e) for e in errors], limit=len(errors)))

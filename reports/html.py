@@ -387,13 +387,18 @@ def render(session: Session, perfetto_path: str | Path | None = None) -> str:
                    + [fmt_ns(summary.get(tag, {}).get(k)) for k in keys[1:]]} for tag in session.tags]  # fmt: skip
     counters, zeros = views.counters_in_words(session.counters())
     dimensions = dimension_sections(session)
+    recorded = session.meta.get("incidents") if isinstance(session.meta.get("incidents"), dict) else None
+    incidents = [{"time": i["time_utc"], "trigger": i["trigger"], "value": fmt_ns(i["value_ns"]),
+                  "trace_id": i["trace_id"], "traces": i["traces"], "json": (i["dir"] / "incident.json").resolve().as_uri(),
+                  "perfetto": i["perfetto"].resolve().as_uri(), "unavailable": ", ".join(i["unavailable"])}
+                 for i in session.incidents()]  # fmt: skip
     return page(
         "report.html.j2", {**{k: v[1] for k, v in figures.items()}, **{d["id"]: d["figure"] for d in dimensions}},
         title=session.name, dimensions=dimensions,
         headers=[run_header(views.run_facts(session.meta, session.name))],
         duration=f"{session.duration_s:.1f}s", cards=cards(session), warnings=page_warnings(session), stage_rows=stage_rows,
         charts=[{"id": k, "title": v[0], "note": v[2]} for k, v in figures.items()],
-        slowest=slowest, counters=counters, zero_counters=zeros,
+        slowest=slowest, counters=counters, zero_counters=zeros, incidents=incidents, incidents_recorded=recorded,
         accounting=accounting_lines(session),
         attribution=attribution.html_rows(tails) if tails else None,
         attribution_missing=bool(session.trade_stages) and not tails,

@@ -29,6 +29,7 @@ from tickscope.collectors.rings.correlate import (
     TraceSchema,
 )
 from tickscope.collectors.rings.host_tsc import collector_pair, host_tsc_domain, tsc_reader
+from tickscope.collectors.rings.incidents import IncidentPolicy, IncidentRecorder
 from tickscope.collectors.rings.reader import (
     RingCounterError,
     RingDescriptorsExhausted,
@@ -313,7 +314,8 @@ class Collector:
                  interval_s: float = 1.0, warmup_s: float = 0.0, linger_s: float = 0.25,
                  slowest: int = 20, history: int = 120, expected_interval_ns: int = 0,
                  ring_paths: list[Path] | None = None, host_tsc: dict | None = None,
-                 dimension_cap: int = DEFAULT_CAP, slice_by: list[tuple[str, ...]] | None = None):  # fmt: skip
+                 dimension_cap: int = DEFAULT_CAP, slice_by: list[tuple[str, ...]] | None = None,
+                 incidents: IncidentPolicy | None = None):  # fmt: skip
         self.ring_dir = Path(ring_dir)
         # Named rings: attach to exactly these, never to their neighbours in the directory.
         self.ring_paths = [Path(p) for p in ring_paths] if ring_paths is not None else None
@@ -369,6 +371,12 @@ class Collector:
         self.rows: list[dict[str, np.ndarray]] | None = None
         # Per-dimension-value histograms (each dimension alone, plus the combinations in ``slice_by``)
         self.slices = DimensionSlices(dimension_cap, slice_by)
+        # --incident: every closed trace's stamps kept for a window, breaches written as incidents
+        self.incidents: IncidentRecorder | None = None
+        if incidents is not None:
+            self.incidents = IncidentRecorder(incidents, session.path if session is not None else None,
+                                              self._writer_of, self.start_ns, self.realtime_offset)  # fmt: skip
+            self.correlator.keep_closed = True
 
     # -- what others may use ---------------------------------------------------------------------
     def tap(self, points) -> PointTap:
@@ -390,6 +398,12 @@ class Collector:
     def totals(self) -> dict[str, HdrHistogram]:
         """The post-warm-up total per tag. Mutated in place at each roll: copy what you keep."""
         return self.hists.total
+
+    def _writer_of(self, src: int) -> dict:
+        """A stamp's source (ring index + 1, 0: none) as slowest.json names it."""
+        r = self.sources[src - 1].reader if src else None
+        return {"writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
+                "tid": r.writer_tid if r else None}  # fmt: skip
 
     def records_drained(self) -> int:
         return sum(src.reader.drained for src in self.sources)
@@ -561,6 +575,8 @@ class Collector:
                 self.fill = max(self.fill, n / src.reader.capacity)
         now = monotonic_ns() if now_ns is None else now_ns
         self._ingest(self._close(now))
+        if self.incidents is not None:
+            self.incidents.write_due(now)
         while now - self._interval_start >= self.interval_ns:
             self._roll(self._interval_start + self.interval_ns)
         return drained
@@ -698,6 +714,8 @@ class Collector:
             setattr(c, SESSION_KEY[reason], getattr(c, SESSION_KEY[reason]) + n)
         if closed.slow_ids is not None:
             self._keep_slowest(closed)
+        if self.incidents is not None and closed.kept is not None:
+            self.incidents.check(closed.kept, self.schema, self.dimensions)
 
     SLOWEST_NOTE = (
         "stage_ns: the exact span from the previous point, as the stage tables measure it; "
@@ -934,6 +952,7 @@ class Collector:
             "coordinated_omission": self.coordinated_omission(),
             "warmup_s": self.warmup_ns / 1e9,
             "start_monotonic_ns": self.start_ns,
+            **({"incidents": self.incidents.to_meta()} if self.incidents is not None else {}),
         }
 
     def tsc_trusted(self) -> bool | None:
@@ -990,6 +1009,8 @@ class Collector:
         self._ingest(closed)
         self.clock_notes[:] = self.notes()
         self._roll(max(monotonic_ns(), self._interval_start + 1))
+        if self.incidents is not None:
+            self.incidents.finish(monotonic_ns())
 
     def close(self, status: str = "complete") -> None:
         """The session's last meta.json, with ``status``, and the session closed (once)."""

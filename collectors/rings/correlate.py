@@ -355,6 +355,11 @@ class Closed:
     # their tick_to_trade, row for row (values[TICK_TO_TRADE] also holds legs and acks joined late,
     # whose spans are not at hand: those are measured, not attributed)
     trade_t2t: np.ndarray | None = None
+    # Every row closed with all its stamps (``Correlator.keep_closed``: incidents need the traces
+    # around a breach, not only the slowest): trace, leg, stamps on the common timeline and the
+    # source ring of each (pipeline order), spans as the stage tables measure them, whether the
+    # row was recorded, its tick_to_trade / tick_to_decision (-1: none) and dimension value ids.
+    kept: dict[str, np.ndarray] | None = None
 
     def set_aside(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in SET_ASIDE}
@@ -499,6 +504,7 @@ class Correlator:
         self.linger_ns = linger_ns
         self.max_pending = max_pending
         self.slowest = slowest
+        self.keep_closed = False  # hand every closed row's stamps on in ``Closed.kept`` (incidents)
         self.round = 0  # drain rounds begun by the caller (see advance())
         self._ids = np.empty(0, np.uint64)
         self._ts = np.empty((0, 0), np.int64)
@@ -989,6 +995,12 @@ class Correlator:
             "tick_to_trade": np.where(to_trade, t2t_all, -1)[good],
             "tick_to_decision": np.where(to_decision, t2d_all, -1)[good],
         }  # fmt: skip
+        if self.keep_closed and C.shape[0]:
+            closed.kept = {
+                "trace": ids, "leg": legs, "stamps": spans.on_common(np.arange(C.shape[0])), "src": S,
+                "spans": D, "recorded": good, "tick_to_trade": np.where(good & to_trade, t2t_all, -1),
+                "tick_to_decision": np.where(good & to_decision, t2d_all, -1), "dims": dims,
+            }  # fmt: skip
         closed.seen += int(C.shape[0])
         closed.complete = int(good.sum())
         closed.evicted = int(evict.sum())

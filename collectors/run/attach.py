@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from tickscope.collectors.rings.incidents import IncidentPolicy
 from tickscope.collectors.run.claim import ProfileError
 from tickscope.collectors.run.engine import RunPlan, RunResult, View, run
 from tickscope.collectors.run.metadata import run_meta
@@ -47,7 +48,7 @@ def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s
            prometheus_hold_s: float = 0.0, warmup_s: float = 0.0, interval_s: float = 1.0,
            expected_interval_ns: int = 0, report=lambda line: print(line, file=sys.stderr),
            segments: SegmentPolicy | None = None, dimension_cap: int | None = None,
-           slice_by: list[tuple[str, ...]] | None = None) -> RunResult:  # fmt: skip
+           slice_by: list[tuple[str, ...]] | None = None, incidents: IncidentPolicy | None = None) -> RunResult:  # fmt: skip
     """Drain until ``duration_s`` or Ctrl-C; ``report`` gets each skipped ring as it is found. The
     warm-up, interval and expected interval mean what they mean for ``profile`` (one run engine)."""
     directory, named = resolve_rings(rings)
@@ -64,5 +65,5 @@ def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s
                    meta={"command": "tickscope live", **(run_meta() if out else {})}, duration_s=duration_s, side=side,
                    view=view, report=report, warmup_s=warmup_s, interval_s=interval_s,
                    expected_interval_ns=expected_interval_ns, segments=segments, dimension_cap=dimension_cap or DEFAULT_CAP,
-                   slice_by=slice_by or [])  # fmt: skip
+                   slice_by=slice_by or [], incidents=incidents)  # fmt: skip
     return run(plan)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tickscope.collectors.rings.collector import Collector, monotonic_ns
+from tickscope.collectors.rings.incidents import IncidentPolicy
 from tickscope.collectors.run.children import become_subreaper, child_pids, end_adopted
 from tickscope.collectors.run.claim import ProfileError, claim_session_dir, private_ring_dir
 from tickscope.collectors.run.signals import ending_like_ctrl_c, while_saving
@@ -68,6 +69,7 @@ class RunPlan:
     view: View | None = None
     report: Callable[[str], None] | None = None  # ring problems as found; None: in the warnings
     segments: SegmentPolicy | None = None  # cut the session into segments (a long run)
+    incidents: IncidentPolicy | None = None  # --incident: breaches written under incidents/
 
 
 @dataclass
@@ -137,7 +139,7 @@ class _Run:
         self.collector = Collector(self.rings, self.writer, interval_s=plan.interval_s, warmup_s=plan.warmup_s,
                                    expected_interval_ns=plan.expected_interval_ns, slowest=plan.slowest,
                                    ring_paths=plan.ring_paths, dimension_cap=plan.dimension_cap,
-                                   slice_by=plan.slice_by)  # fmt: skip
+                                   slice_by=plan.slice_by, incidents=plan.incidents)  # fmt: skip
         if not self.owns_rings:
             self._attach()
         with ending_like_ctrl_c():
@@ -212,6 +214,8 @@ class _Run:
         for s in plan.side:
             if not s.before_subject:
                 self._start_side(s, self.subject)
+        if self.collector.incidents is not None:  # what the side collectors saw of each incident's window
+            self.collector.incidents.views = [s.incident_view for s in self.started]
         if plan.view:
             plan.view.start()
         cpu0 = time.thread_time()  # this thread drains, correlates and ingests: the collector's cost
@@ -301,6 +305,8 @@ class _Run:
             collector.remove_finished_rings()
             self._remove_rings()
         collector.close(self.status)
+        if collector.incidents is not None:
+            self.warnings += collector.incidents.notes()
         if self.plan.report is not None:
             for line in collector.ring_errors[self.reported :]:
                 self._ring_problem(line)

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tickscope.collectors.rings.incidents import IncidentPolicy
 from tickscope.collectors.run.claim import (  # noqa: F401 - where callers have always found them
     RING_DIR_PREFIX,
     SESSION_FILES,
@@ -71,6 +72,7 @@ class ProfileOptions:
     prometheus_hold_s: float = 0.0
     extra_meta: dict = field(default_factory=dict)
     segments: SegmentPolicy | None = None  # a long run: cut into segments (collectors/session/segments.py)
+    incidents: IncidentPolicy | None = None  # --incident (collectors/rings/incidents.py)
 
     def check(self) -> None:
         """Options that contradict each other or the host: one ``ProfileError`` line each."""
@@ -155,6 +157,7 @@ def plan_profile(o: ProfileOptions, view: View | None) -> RunPlan:
         meta={**run_meta(options), **o.extra_meta}, duration_s=o.duration_s, interval_s=o.interval_s,
         warmup_s=o.warmup_s, expected_interval_ns=o.expected_interval_ns, slowest=o.slowest, side=side_collectors(o, capture_ports, name),
         view=view, segments=o.segments, dimension_cap=o.dimension_cap or DEFAULT_CAP, slice_by=o.slice_by,
+        incidents=o.incidents,
     )  # fmt: skip
 
 

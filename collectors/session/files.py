@@ -55,6 +55,9 @@ WARMUP_LOG = "warmup.hlog"
 META = "meta.json"
 SUMMARY = "summary.json"
 SLOWEST = "slowest.json"
+INCIDENTS = "incidents"  # incidents/<UTC time>/ (collectors/rings/incidents.py writes them)
+INCIDENT = "incident.json"
+PERFETTO_INCIDENT = "trace.perfetto.json"
 PERF_CSV = "perf.csv"
 PROFILE = "profile.speedscope.json"
 HICCUP_LOG = "hiccup.hlog"
@@ -502,6 +505,28 @@ class Session:
     @property
     def name(self) -> str:
         return self.meta.get("name") or self.path.name
+
+    def incidents(self) -> list[dict]:
+        """The incidents written under ``incidents/`` (``--incident``), oldest first: each its
+        directory (``dir``, a path), time, trigger, value, breaching trace and the traces held.
+        One that does not read is a warning on the session, never an error."""
+        root = self.path / INCIDENTS if self.path.is_dir() else None
+        out = []
+        for d in sorted(root.iterdir()) if root is not None and root.is_dir() else ():
+            if d.name.startswith(".") or not d.is_dir():  # .tmp-*: an incident the collector did not finish
+                continue
+            doc = _read_json(d / INCIDENT, self.warnings)
+            if not isinstance(doc, dict) or not isinstance(doc.get("trigger"), str):
+                if (d / INCIDENT).is_file():
+                    self.warnings.append(f"{INCIDENTS}/{d.name}/{INCIDENT}: not an incident, ignored")
+                continue
+            out.append({"dir": d, "time_utc": str(doc.get("time_utc", d.name)), "trigger": doc["trigger"],
+                        "value_ns": doc.get("value_ns") if _is_int(doc.get("value_ns")) else None,
+                        "trace_id": doc.get("trace_id"), "traces": doc.get("traces") if _is_int(doc.get("traces")) else 0,
+                        "also_breached": len(doc.get("also_breached") or []),
+                        "unavailable": doc.get("unavailable") if isinstance(doc.get("unavailable"), dict) else {},
+                        "perfetto": d / PERFETTO_INCIDENT})  # fmt: skip
+        return out
 
     @property
     def tags(self) -> list[str]:

@@ -16,6 +16,8 @@ The engine (``collectors/run/engine.py``) calls, in this order, and nothing else
 ``roll_live(w)``    the collector closed an interval (``w``: a warm-up one)
 ``live_rows()``     rows for the live stage table (a partial ``Snapshot``) or None
 ``latest()``        figures for the view's side panel (when ``in_side_panel``)
+``incident_view`` on the drain thread, (a, b) CLOCK_MONOTONIC ns: what it saw then -> a
+                    ``WindowView`` for an incident (``--incident``), or None; must be cheap
 ``stop()``          the subject has stopped: stop collecting -> warnings
 ``conclude(col)``   every trace is closed, the session is not: -> ``Conclusion`` for the engine
 ``release()``       always, last, once ``prepare`` ran (also when the run never started)
@@ -90,6 +92,9 @@ class SideCollectorBase:
     def latest(self) -> dict:
         with self._lock:
             return dict(self._latest)
+
+    def incident_view(self, start_ns: int, end_ns: int):
+        return None
 
     def stop(self) -> list[str]:
         return self.warnings

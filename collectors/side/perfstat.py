@@ -16,11 +16,15 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
+from collections import deque
 from pathlib import Path
 
+from tickscope.collectors.rings.incidents import WindowView
 from tickscope.collectors.run.children import spawn_child
 from tickscope.collectors.side import SideCollectorBase
 
+INTERVALS_KEPT = 64  # the last intervals' software counts, for incidents (context switches in a window)
 SOFTWARE_EVENTS = ["task-clock", "context-switches", "cpu-migrations", "page-faults"]
 HARDWARE_EVENTS = ["cycles", "instructions", "cache-misses", "branch-misses"]
 
@@ -66,14 +70,23 @@ class PerfStatCollector(SideCollectorBase):
         self.proc: subprocess.Popen | None = None
         self.unsupported: set[str] = set()
         self.rows = 0
+        self.why_not: str | None = "perf stat was not started"
+        self.started_ns = 0
+        # (start, end) CLOCK_MONOTONIC ns of each interval ended (perf's clock started at its spawn,
+        # within the ms exec takes) -> software event counts
+        self.intervals: deque[tuple[int, int, dict[str, float]]] = deque(maxlen=INTERVALS_KEPT)
 
     def start(self, pid: int | None, session_dir: Path) -> None:
         perf = shutil.which("perf")
         if perf is None:
             self.warn("perf not found: apt-get install linux-perf (counters skipped, session goes on)")
+            self.why_not = "perf is not installed (apt-get install linux-perf)"
             return
         if pid is None:
+            self.why_not = "no subject pid to count (perf stat follows the subject profile starts)"
             return
+        self.why_not = None
+        self.started_ns = time.monotonic_ns()
         events = self.events or SOFTWARE_EVENTS + HARDWARE_EVENTS
         self.out = open(Path(session_dir) / "perf.csv", "w", encoding="utf-8")  # noqa: SIM115
         self.out.write("time_s,event,value,unit,run_pct\n")
@@ -85,6 +98,7 @@ class PerfStatCollector(SideCollectorBase):
 
     def _read(self) -> None:
         latest: dict = {}
+        counts: dict[str, float] = {}
         last_time = None
         for line in self.proc.stderr:
             row = parse_line(line)
@@ -100,7 +114,13 @@ class PerfStatCollector(SideCollectorBase):
             if last_time is not None and row["time_s"] != last_time and latest:
                 self.publish(latest)
                 latest = {}
+            if last_time is not None and row["time_s"] != last_time:
+                self._interval_ended(last_time, counts)
+            if last_time is None or row["time_s"] != last_time:
+                counts = {}
             last_time = row["time_s"]
+            if row["value"] is not None and row["event"] in SOFTWARE_EVENTS:
+                counts[row["event"]] = row["value"]
             v = "" if row["value"] is None else row["value"]
             self.out.write(f"{row['time_s']:.3f},{row['event']},{v},{row['unit']},{row['run_pct'] or ''}\n")
             self.rows += 1
@@ -110,6 +130,44 @@ class PerfStatCollector(SideCollectorBase):
             self.out.flush()
         if latest:
             self.publish(latest)
+        if last_time is not None:
+            self._interval_ended(last_time, counts)
+        with self._lock:
+            self.done = True
+
+    done = False  # perf stat has exited: no interval will come
+
+    def _interval_ended(self, time_s: float, counts: dict[str, float]) -> None:
+        end = self.started_ns + round(time_s * 1e9)
+        prev_end = self.intervals[-1][1] if self.intervals else self.started_ns
+        with self._lock:
+            self.intervals.append((prev_end, end, counts))
+
+    def incident_view(self, start_ns: int, end_ns: int) -> WindowView:
+        name = "context_switches"
+        if self.why_not is not None:
+            return WindowView(name, unavailable=self.why_not)
+        if "context-switches" in self.unsupported:
+            return WindowView(
+                name, unavailable="perf stat says context-switches <not supported> on this host"
+            )
+        with self._lock:
+            kept, done = list(self.intervals), self.done
+        if done and not kept:
+            return WindowView(
+                name, unavailable="perf stat produced no samples (refused? see the run's warnings)"
+            )
+        inside = [(a, b, c) for a, b, c in kept if b >= start_ns and a <= end_ns]
+        covered = kept[-1][1] if kept else self.started_ns
+        figures = {
+            "note": f"perf stat -I {self.interval_ms} counts of the subject over the intervals overlapping the "
+                    "window (the window is shorter than an interval: these bound it, they do not isolate it)",
+            "context_switches": sum(c.get("context-switches", 0) for *_, c in inside),
+            "cpu_migrations": sum(c.get("cpu-migrations", 0) for *_, c in inside),
+            "intervals": [{"start_monotonic_ns": a, "end_monotonic_ns": b, **c} for a, b, c in inside],
+        }  # fmt: skip
+        counter = [(a, c.get("context-switches", 0)) for a, _, c in inside]
+        return WindowView(name, figures, counter, covered_until_ns=end_ns if done else covered)
 
     def latest(self) -> dict:
         figures = super().latest()

@@ -162,8 +162,15 @@ def test_bench_json_has_every_figure():
     b = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("perf_counter_ns_ns", "probe_stamp_ns", "c_probe_ns", "ingest_values_per_s", "hdrh_record_value_per_s",
                 "ingest_ratio", "drain_records_per_s", "collect_records_per_s", "collect_cpu_ns_per_record",
-                "collect_fanout_records_per_s", "collect_fanout_cpu_ns_per_record", "collect_fanout_ratio"):  # fmt: skip
+                "collect_fanout_records_per_s", "collect_fanout_cpu_ns_per_record", "collect_fanout_ratio",
+                "collect_incident_cpu_ns_per_record", "collect_incident_check_ns_per_record",
+                "collect_incident_buffer_peak_bytes", "collect_incident_cpu_ratio"):  # fmt: skip
         assert key in b
+    # the same rings with and without --incident's buffer: every trace counted the same
+    assert (
+        b["collect_incident_records"] == b["collect_records"] and b["collect_incident_traces_incomplete"] == 0
+    )
+    assert b["collect_incident_buffer_peak_bytes"] > 0
     assert (
         b["drain_zero_loss"] is True
         and b["collect_traces_incomplete"] == 0

@@ -51,12 +51,45 @@ def test_perf_collector_records_software_events_of_a_real_process(tmp_path):
     assert all("Traceback" not in w for w in warnings)
 
 
+@needs_tool("perf", install="apt-get install linux-perf")
+def test_perf_gives_an_incident_the_context_switches_of_the_intervals_around_its_window(tmp_path):
+    c = PerfStatCollector(interval_ms=500)
+    proc = busy(1.5)
+    c.start(proc.pid, tmp_path)
+    proc.wait()
+    c.stop()
+    start, end = c.started_ns, time.monotonic_ns()
+    view = c.incident_view(start + 100_000_000, start + 200_000_000)
+    assert view.unavailable is None and view.covered_until_ns >= start + 200_000_000, "perf ended: all in"
+    assert len(view.figures["intervals"]) == 1, "the one 500 ms interval holding those 100 ms"
+    assert view.figures["context_switches"] >= 0 and "bound it" in view.figures["note"]
+    assert [t for t, _ in view.counter] == [view.figures["intervals"][0]["start_monotonic_ns"]]
+    assert len(c.incident_view(start, end).figures["intervals"]) >= 3
+
+
+def test_the_hiccup_meter_gives_an_incident_its_samples_of_the_window(tmp_path):
+    c = HiccupCollector(resolution_ms=1.0)
+    before = time.monotonic_ns()
+    c.start(None, tmp_path)
+    deadline = time.monotonic() + 60  # a hang guard: samples come every 100 ms of the meter's time
+    while c.incident_view(before, time.monotonic_ns()).figures.get("samples", 0) < 50:
+        assert time.monotonic() < deadline and c.proc.poll() is None
+        time.sleep(0.05)
+    c.stop()
+    kept = list(c.samples)
+    view = c.incident_view(kept[10][0], kept[40][0])
+    assert view.unavailable is None and view.figures["samples"] == 31
+    assert view.figures["max_ns"] == max(v for _, v in kept[10:41]) and view.counter == kept[10:41]
+    assert view.covered_until_ns == kept[-1][0]
+
+
 def test_missing_perf_and_pyspy_are_warnings_not_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     p, s = PerfStatCollector(), PySpyCollector()
     p.start(os.getpid(), tmp_path)
     s.start(os.getpid(), tmp_path)
     assert "apt-get install linux-perf" in " ".join(p.stop())
+    assert "not installed" in p.incident_view(0, 1).unavailable, "an incident says why it has no perf view"
     assert "pip install py-spy" in " ".join(s.stop())
 
 

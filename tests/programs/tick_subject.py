@@ -1,11 +1,12 @@
 """A small instrumented Python program for tests: a fake 5-point pipeline.
 
     python tick_subject.py TICKS [--rate R] [--exit-code N] [--no-order-every K] [--skew-every K] [--forever]
-                                 [--spin STAGE=NS]
+                                 [--spin STAGE=NS] [--slow-tick SEQ=NS]
 Every tick stamps md.rx..order.tx; every K-th tick stops at "signal" (no order); with
 --skew-every, every K-th tick stamps md.decoded before md.rx (clocks that disagree). Each stage
 spins a known time (feed 500 ns, strategy 1000 ns, encode 300 ns); ``--spin strategy=3000000``
-makes that stage 3 ms long (a known slow stage).
+makes that stage 3 ms long (a known slow stage); ``--slow-tick 500=20000000`` sleeps 20 ms more in
+tick 500's strategy stage (one known slow tick among normal ones; repeatable).
 """
 
 import argparse
@@ -40,7 +41,14 @@ def main() -> int:
     ap.add_argument("--skew-every", type=int, default=0)
     ap.add_argument("--forever", action="store_true")
     ap.add_argument("--spin", action="append", default=[], metavar="STAGE=NS")
+    ap.add_argument("--slow-tick", action="append", default=[], metavar="SEQ=NS")
     args = ap.parse_args()
+    args.slow = {}
+    for item in args.slow_tick:
+        seq, _, ns = item.partition("=")
+        if not seq.isdigit() or not ns.isdigit():
+            ap.error(f"--slow-tick {item!r}: expected SEQ=NS")
+        args.slow[int(seq)] = int(ns)
     args.spins = {"feed": 500, "strategy": 1000, "encode": 300}
     for item in args.spin:
         stage, _, ns = item.partition("=")
@@ -74,6 +82,8 @@ def run(args, probe, seq):
         if args.skew_every and seq % args.skew_every == 0:
             t[RX], t[DECODED] = t[DECODED], t[RX]
         spin(strategy_ns)
+        if seq in args.slow:
+            time.sleep(args.slow[seq] / 1e9)
         t[SIGNAL] = perf_counter_ns()
         if not (args.no_order_every and seq % args.no_order_every == 0):
             spin(encode_ns)
