@@ -144,7 +144,7 @@ class IncidentPolicy:
         if not triggers:
             if window is not None or limit is not None:
                 raise IncidentError(
-                    "--incident-window and --incident-max need a trigger: add --incident TAG>LATENCY"
+                    "--incident-window and --incident-max need a trigger (add --incident TAG>LATENCY)"
                 )
             return None
         n, period = parse_rate_limit(limit or DEFAULT_MAX)
