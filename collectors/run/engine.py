@@ -68,6 +68,7 @@ class RunPlan:
     view: View | None = None
     report: Callable[[str], None] | None = None  # ring problems as found; None: in the warnings
     segments: SegmentPolicy | None = None  # cut the session into segments (a long run)
+    say_writers: bool = False  # say each writer attached and released (``live --watch``: a daemon's log)
 
 
 @dataclass
@@ -177,6 +178,17 @@ class _Run:
         else:
             print(f"tickscope: {line}", file=sys.stderr, flush=True)
 
+    def _say_notices(self) -> None:
+        """Writers attached and released (``live --watch``: a daemon's log of who came and went),
+        and rings skipped mid-run: said as they happen, not days later at the end."""
+        for line in self.collector.take_notices():
+            if self.plan.say_writers:
+                self._say(line)
+        errors = self.collector.ring_errors
+        for line in errors[self.reported :]:
+            self._ring_problem(line)
+        self.reported = len(errors)
+
     def _ring_problem(self, line: str) -> None:
         if self.plan.report is not None:
             self.plan.report(f"tickscope: {line}")
@@ -232,6 +244,7 @@ class _Run:
         seen = collector.snapshot
         while True:
             busy = collector.poll() >= collector.BATCH
+            self._say_notices()
             for s in side:
                 s.after_poll(collector)
             sleep_s = collector.next_sleep(sleep_s, ceiling_s=plan.poll_max_s)
@@ -281,6 +294,7 @@ class _Run:
     def _conclude_and_close(self) -> dict[str, Conclusion]:
         collector, writer, subject = self.collector, self.writer, self.subject
         collector.drain_to_end()
+        self._say_notices()
         if subject is not None and not collector.snapshot.tags:
             said = subject.last_words()  # read before the ring directory (and the pipeline's logs) goes
             if said and said not in (self.message or ""):
