@@ -139,6 +139,8 @@ class _Run:
                                    expected_interval_ns=plan.expected_interval_ns, slowest=plan.slowest,
                                    ring_paths=plan.ring_paths, dimension_cap=plan.dimension_cap,
                                    slice_by=plan.slice_by)  # fmt: skip
+        if self.writer is not None and self.writer.segments is not None:
+            self.writer.segments.closing.append(self._segment_closing)
         if not self.owns_rings:
             self._attach()
         with ending_like_ctrl_c():
@@ -177,6 +179,13 @@ class _Run:
             self.plan.report(f"tickscope: {line}")
         else:
             print(f"tickscope: {line}", file=sys.stderr, flush=True)
+
+    def _segment_closing(self, segment_dir: Path, start_s: float, end_s: float) -> None:
+        for s in self.started:
+            try:
+                s.segment_closing(segment_dir, start_s, end_s)
+            except Exception as e:  # a side collector never takes the session down
+                self.warnings.append(f"{s.name}: failed to write its part of {segment_dir.name} ({e})")
 
     def _say_notices(self) -> None:
         """Writers attached and released (``live --watch``: a daemon's log of who came and went),
