@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from support import PROGRAMS, SUBJECT, needs_tool
+from conftest import needs_tool
+from support import PROGRAMS, SUBJECT
 from support.cli import CLI, cli_env, run_cli
 from tickscope.collectors.session import Session
 
@@ -201,3 +202,21 @@ def test_live_runs_the_side_collectors_profile_has_and_the_report_shows_them(tmp
     assert hiccups is not None and len(hiccups["t"]) >= 1
     assert "task-clock" in perf_series(session)
     assert session.meta["command"] == "tickscope live"
+
+
+def test_a_ring_skipped_mid_run_is_said_when_found_not_at_the_end(tmp_path):
+    """A daemon runs for days: a ring it cannot read is said as it is found."""
+    rings, out, err = tmp_path / "rings", tmp_path / "out", tmp_path / "live.err"
+    live = _start_watch(rings, out, err, "--no-perf", "--no-hiccup")
+    try:
+        _until(lambda: rings.is_dir() and any(out.iterdir()), live, err.read_text)
+        (rings / "junk.ring").write_bytes(b"\1" * 8192)
+        _until(lambda: _lines(err, "skipped ring"), live, err.read_text)
+        (line,) = _lines(err, "skipped ring")
+        assert "junk.ring" in line and "bad magic" in line
+        live.send_signal(signal.SIGINT)
+        live.wait(timeout=HANG_GUARD_S)
+    finally:
+        live.kill()
+        live.wait()
+    assert len(_lines(err, "skipped ring")) == 1  # said once, not again at the end
