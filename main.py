@@ -530,6 +530,10 @@ def want_live(live: bool | None) -> bool:
     return sys.stdout.isatty() and os.environ.get("TERM", "") != ""
 
 
+WATCH_HELP = (
+    "Daemon mode: watch the ring directory (made if missing) for as long as this runs, say each writer "
+    "attached and released; -o DIR holds one session per start (docs/live.md)."
+)
 LIVE_BY_HELP = "Live view: also the worst values of this dimension by tick-to-trade p99 (e.g. venue)."
 
 
@@ -1252,6 +1256,27 @@ def live(
     live_by: str | None = typer.Option(None, "--live-by", help=LIVE_BY_HELP, metavar="DIM"),
     fail_on_drops: bool = typer.Option(False, "--fail-on-drops", help=FAIL_ON_DROPS_HELP),
     force: bool = typer.Option(False, "--force", help="Replace the session already in --out."),
+    watch: bool = typer.Option(False, "--watch", help=WATCH_HELP),
+    perf: bool | None = typer.Option(
+        None, "--perf/--no-perf", help="perf stat counters, system-wide or of --perf-pid (default: with -o)."
+    ),
+    perf_pid: int | None = typer.Option(
+        None, "--perf-pid", help="perf stat of this process only.", metavar="PID"
+    ),
+    pyspy_pid: int | None = typer.Option(
+        None,
+        "--pyspy-pid",
+        help="py-spy profile of this Python process (profile.speedscope.json).",
+        metavar="PID",
+    ),
+    pyspy_rate: int = typer.Option(250, "--pyspy-rate", help="py-spy samples per second."),
+    pyspy_nonblocking: bool = typer.Option(
+        False, "--pyspy-nonblocking", help="py-spy without pausing the target."
+    ),
+    hiccup: bool | None = typer.Option(
+        None, "--hiccup/--no-hiccup", help="Platform jitter meter (hiccup.hlog) (default: with -o)."
+    ),
+    hiccup_cpu: int | None = typer.Option(None, "--hiccup-cpu", help="Pin the hiccup meter to this CPU."),
     prometheus: str | None = typer.Option(
         None, "--prometheus", help="Serve /metrics on [HOST:]PORT, as profile does."
     ),
@@ -1284,6 +1309,7 @@ def live(
     \b
       tickscope live                          # every ring in $TICKSCOPE_RING_DIR (or /dev/shm/tickscope)
       tickscope live /dev/shm/tickscope/trader.4242.ring --duration 10s -o sessions/attach
+      tickscope live --watch /dev/shm/tickscope -o /var/lib/tickscope --retain 7d --prometheus 9464
 
     Only regular files of your own user are opened (never through a symbolic link); each ring
     skipped is printed with its reason. Exit codes as for profile.
@@ -1291,6 +1317,7 @@ def live(
     from rich.console import Console
 
     from tickscope.collectors.run.attach import attach
+    from tickscope.collectors.run.sides import SideOptions
     from tickscope.reports.attribution import AttributionTable
     from tickscope.reports.console import CountersLine, StageTable
 
@@ -1301,10 +1328,18 @@ def live(
     incidents = parse_incidents(incident, incident_window, incident_max)
     if incidents is not None and out is None:
         raise UserError("--incident writes incidents into the session: add --out DIR")
+    if watch and force:
+        raise UserError(
+            "--watch writes a new session under -o at every start, so --force has nothing to replace (drop it)"
+        )
+    saving = out is not None  # perf and the hiccup meter write into the session: on with -o unless asked
+    sides = SideOptions(perf=(saving or perf_pid is not None) if perf is None else perf, perf_pid=perf_pid, pyspy=pyspy_pid is not None,
+                        pyspy_pid=pyspy_pid, pyspy_rate=pyspy_rate, pyspy_nonblocking=pyspy_nonblocking,
+                        hiccup=saving if hiccup is None else hiccup, hiccup_cpu=hiccup_cpu, prometheus=prometheus,
+                        prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
+                        prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"))  # fmt: skip
     result = attach(rings or [], _make_view(want_live(live), duration_s, live_by), out=out, duration_s=duration_s,
-                    force=force, prometheus=prometheus, name=name,
-                    prometheus_linger_s=parse_duration(prometheus_linger, "prometheus linger"),
-                    prometheus_hold_s=parse_duration(prometheus_hold, "prometheus hold"),
+                    force=force, name=name, sides=sides, watch=watch,
                     warmup_s=parse_duration(warmup, "warmup"), interval_s=interval_s,
                     expected_interval_ns=parse_duration_ns(expected_interval, "expected interval")
                     if expected_interval else 0, segments=segments, dimension_cap=dimension_cap,
@@ -1320,8 +1355,8 @@ def live(
     if state.counters:
         console.print(CountersLine(state.counters, status="complete"), soft_wrap=True)  # one line each
     failed_on_drops = print_drop_summary(console, state, fail_on_drops)
-    if out:
-        typer.echo(f"session saved: {out}")
+    if result.session_dir:
+        typer.echo(f"session saved: {result.session_dir}")
     raise typer.Exit(EXIT_VERDICT if failed_on_drops and result.exit_code == 0 else result.exit_code)
 
 

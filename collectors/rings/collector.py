@@ -8,6 +8,7 @@ view, side collectors). ``finish()`` drains what is left and closes the session.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from collections import deque
@@ -188,6 +189,10 @@ class RingSource:
         return out
 
 
+def _writer(reader: RingReader) -> str:
+    return f"{reader.writer_name}.{reader.writer_pid}"
+
+
 def population_interval(tick_interval_ns: int, ticks: int, samples: int) -> int:
     """The expected interval between samples of a population with ``samples`` per ``ticks`` ticks."""
     return max(1, round(tick_interval_ns * ticks / samples))
@@ -343,6 +348,9 @@ class Collector:
         self._known: set[Path] = set()
         self._descriptors_noted = False
         self.ring_errors: list[str] = []
+        # Writers attached and released, one line each, for ``live`` to say as they happen (taken
+        # by ``take_notices``: a daemon sees thousands of writers, so they are not kept).
+        self.notices: list[str] = []
         self.start_ns = monotonic_ns()
         self.start_epoch_s = time.time()
         self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()
@@ -429,6 +437,10 @@ class Collector:
                 # A ring still being created has no magic yet: retry next poll, report only if it stays bad.
                 if not named and _being_created(path, e):
                     continue
+                # Gone between listing and opening: its writer closed before anyone attached and
+                # removed it (the ownership rule, probe/ring.py); nothing of it was ours to count.
+                if not named and not os.path.lexists(path):
+                    continue
                 self._known.add(path)
                 self.ring_errors.append(f"skipped {e}")
                 continue
@@ -459,6 +471,7 @@ class Collector:
                 src.dim_map.append(np.zeros(L.MAX_DIM_VALUES + 1, np.int32))
             self.correlator.declare_dims(len(self.dimensions))
             self.sources.append(src)
+            self.notices.append(f"attached writer {_writer(reader)} ({reader.path})")
             if reader.counter_error is not None:
                 self._quarantine(src, reader.counter_error)
                 continue
@@ -524,6 +537,11 @@ class Collector:
         the mapping) and remove its file, as the writer left it for us to do. Its counters stay
         in the accounting. ``tickscope live`` attaches to writers for as long as it runs: keeping
         each one mapped ran out of descriptors after ~1,000 short-lived writers."""
+        r = src.reader
+        how = "closed its ring" if r.writer_closed else "exited without closing its ring"
+        dropped = f", {r.last.dropped:,} dropped (ring full)" if r.last is not None and r.last.dropped else ""
+        self.notices.append(f"released writer {_writer(r)} (pid {r.writer_pid} {how}; "
+                            f"{r.drained_before_attach + r.drained:,} records{dropped})")  # fmt: skip
         src.reader.close()
         try:
             src.reader.path.unlink()
@@ -531,6 +549,10 @@ class Collector:
             return
         if self.ring_paths is None:  # a new writer may be given the same name (pids are reused)
             self._known.discard(src.reader.path)
+
+    def take_notices(self) -> list[str]:
+        notices, self.notices = self.notices, []
+        return notices
 
     # -- one pass --------------------------------------------------------------------------------
     BATCH = 1 << 16  # records per ring per round: bounds the open traces re-sorted per batch

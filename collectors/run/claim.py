@@ -38,12 +38,13 @@ SESSIONS_DIR = Path("sessions")
 RING_DIR_PREFIX = "tickscope-rings-"
 
 
-def default_session_dir(name: str) -> Path:
-    """``sessions/<time>-<name>``, created here: mkdir is exclusive, so a second run started in the
+def default_session_dir(name: str, base: Path | None = None) -> Path:
+    """``sessions/<time>-<name>`` (or under ``base``), created here: mkdir is exclusive, so a second run started in the
     same second gets ``-2`` (then ``-3``...) instead of writing into the first one's session."""
-    base = SESSIONS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    parent = SESSIONS_DIR if base is None else base
+    base = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
     try:
-        SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
         for n in range(1, 1000):
             path = base if n == 1 else base.with_name(f"{base.name}-{n}")
             try:

@@ -70,6 +70,7 @@ class RunPlan:
     report: Callable[[str], None] | None = None  # ring problems as found; None: in the warnings
     segments: SegmentPolicy | None = None  # cut the session into segments (a long run)
     incidents: IncidentPolicy | None = None  # --incident: breaches written under incidents/
+    say_writers: bool = False  # say each writer attached and released (``live --watch``: a daemon's log)
 
 
 @dataclass
@@ -140,6 +141,8 @@ class _Run:
                                    expected_interval_ns=plan.expected_interval_ns, slowest=plan.slowest,
                                    ring_paths=plan.ring_paths, dimension_cap=plan.dimension_cap,
                                    slice_by=plan.slice_by, incidents=plan.incidents)  # fmt: skip
+        if self.writer is not None and self.writer.segments is not None:
+            self.writer.segments.closing.append(self._segment_closing)
         if not self.owns_rings:
             self._attach()
         with ending_like_ctrl_c():
@@ -178,6 +181,24 @@ class _Run:
             self.plan.report(f"tickscope: {line}")
         else:
             print(f"tickscope: {line}", file=sys.stderr, flush=True)
+
+    def _segment_closing(self, segment_dir: Path, start_s: float, end_s: float) -> None:
+        for s in self.started:
+            try:
+                s.segment_closing(segment_dir, start_s, end_s)
+            except Exception as e:  # a side collector never takes the session down
+                self.warnings.append(f"{s.name}: failed to write its part of {segment_dir.name} ({e})")
+
+    def _say_notices(self) -> None:
+        """Writers attached and released (``live --watch``: a daemon's log of who came and went),
+        and rings skipped mid-run: said as they happen, not days later at the end."""
+        for line in self.collector.take_notices():
+            if self.plan.say_writers:
+                self._say(line)
+        errors = self.collector.ring_errors
+        for line in errors[self.reported :]:
+            self._ring_problem(line)
+        self.reported = len(errors)
 
     def _ring_problem(self, line: str) -> None:
         if self.plan.report is not None:
@@ -236,6 +257,7 @@ class _Run:
         seen = collector.snapshot
         while True:
             busy = collector.poll() >= collector.BATCH
+            self._say_notices()
             for s in side:
                 s.after_poll(collector)
             sleep_s = collector.next_sleep(sleep_s, ceiling_s=plan.poll_max_s)
@@ -285,6 +307,7 @@ class _Run:
     def _conclude_and_close(self) -> dict[str, Conclusion]:
         collector, writer, subject = self.collector, self.writer, self.subject
         collector.drain_to_end()
+        self._say_notices()
         if subject is not None and not collector.snapshot.tags:
             said = subject.last_words()  # read before the ring directory (and the pipeline's logs) goes
             if said and said not in (self.message or ""):

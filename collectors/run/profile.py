@@ -8,8 +8,6 @@ a wire capture, the Prometheus exporter) are chosen here; the engine runs them.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from tickscope.collectors.run.claim import (  # noqa: F401 - where callers have 
 )
 from tickscope.collectors.run.engine import RunPlan, RunResult, View, run, with_side_rows  # noqa: F401
 from tickscope.collectors.run.metadata import run_meta
+from tickscope.collectors.run.sides import SideOptions, side_collectors
 from tickscope.collectors.run.subject import CommandSubject, Subject  # noqa: F401
 from tickscope.collectors.session.dimensions import DEFAULT_CAP
 from tickscope.collectors.session.segments import SegmentPolicy
@@ -34,7 +33,7 @@ ProfileResult = RunResult
 
 
 @dataclass
-class ProfileOptions:
+class ProfileOptions(SideOptions):  # the side collectors' options: sides.py
     command: list[str] | None = None
     duration_s: float | None = 30.0
     warmup_s: float = 0.0
@@ -58,18 +57,6 @@ class ProfileOptions:
     fix_connect: str | None = None
     sender_comp_id: str = "TICKSCOPE"
     target_comp_id: str = "VENUE"
-    # side collectors
-    perf: bool = True
-    pyspy: bool = False
-    pyspy_rate: int = 250
-    pyspy_nonblocking: bool = False
-    hiccup: bool = True
-    hiccup_cpu: int | None = None
-    capture: bool = False
-    capture_iface: str | None = None
-    prometheus: str | None = None  # [HOST:]PORT of a /metrics endpoint (collectors/side/prometheus.py)
-    prometheus_linger_s: float = 5.0
-    prometheus_hold_s: float = 0.0
     extra_meta: dict = field(default_factory=dict)
     segments: SegmentPolicy | None = None  # a long run: cut into segments (collectors/session/segments.py)
     incidents: IncidentPolicy | None = None  # --incident (collectors/rings/incidents.py)
@@ -148,45 +135,11 @@ def plan_profile(o: ProfileOptions, view: View | None) -> RunPlan:
             capture_ports = {"md_port": config.md_port, "order_port": order_port}
             if o.feed == "ws":  # market data is the venue's side of its WebSocket port
                 capture_ports["ws_port"] = config.ws_port
-    if o.hiccup_cpu is not None and o.hiccup_cpu not in os.sched_getaffinity(0):
-        raise ProfileError(
-            f"--hiccup-cpu {o.hiccup_cpu}: not a CPU this process may run on {sorted(os.sched_getaffinity(0))}"
-        )
+    o.check_sides(attached=False)
     return RunPlan(
         name=name, start_subject=start_subject, out=o.out, force=o.force,
         meta={**run_meta(options), **o.extra_meta}, duration_s=o.duration_s, interval_s=o.interval_s,
-        warmup_s=o.warmup_s, expected_interval_ns=o.expected_interval_ns, slowest=o.slowest, side=side_collectors(o, capture_ports, name),
+        warmup_s=o.warmup_s, expected_interval_ns=o.expected_interval_ns, slowest=o.slowest, side=side_collectors(o, name, capture_ports),
         view=view, segments=o.segments, dimension_cap=o.dimension_cap or DEFAULT_CAP, slice_by=o.slice_by,
         incidents=o.incidents,
     )  # fmt: skip
-
-
-def side_collectors(o: ProfileOptions, capture_ports: dict[str, int], name: str) -> list:
-    side = []
-    try:
-        if o.perf:
-            from tickscope.collectors.side.perfstat import PerfStatCollector
-
-            side.append(PerfStatCollector())
-        if o.pyspy:
-            from tickscope.collectors.side.pyspy import PySpyCollector
-
-            side.append(PySpyCollector(rate=o.pyspy_rate, nonblocking=o.pyspy_nonblocking))
-        if o.hiccup:
-            from tickscope.collectors.side.hiccup import HiccupCollector
-
-            side.append(HiccupCollector(cpu=o.hiccup_cpu))
-    except ImportError as e:  # a side collector not built into this install: say so, go on
-        print(f"tickscope: warning: side collector unavailable ({e})", file=sys.stderr)
-    if o.capture or o.capture_iface is not None:  # an interface given alone was silently ignored
-        from tickscope.collectors.side.capture import WireCapture
-
-        # A user command's ports are not known up front: the capture asks the subject (``bind``).
-        side.append(WireCapture(o.capture_iface or "lo", **capture_ports))
-    if o.prometheus:  # last: it concludes after the capture's tags are in
-        from tickscope.collectors.side.prometheus import PrometheusExporter
-
-        # The run's name, not the session directory's: the same on every restart (one series set).
-        side.append(PrometheusExporter(o.prometheus, pipeline=name, linger_s=o.prometheus_linger_s,
-                                       hold_s=o.prometheus_hold_s))  # fmt: skip
-    return side

@@ -48,6 +48,7 @@ from .segments import (
     is_segmented,
     load_segments,
     pick_slowest,
+    segment_dirs,
 )
 
 LATENCY_LOG = "latency.hlog"
@@ -626,7 +627,17 @@ class Session:
         return None if f is None else f.read_bytes()
 
     def side_hlog(self, name: str) -> tuple[dict[str, list[Interval]], list[str]] | None:
-        """A side interval log (hiccup.hlog) as ``read_hlog`` parses it, None when there is none."""
+        """A side interval log (hiccup.hlog) as ``read_hlog`` parses it, None when there is none;
+        of a segmented session, the union of its segments' (cut with them)."""
+        if self.path.is_dir() and is_segmented(self.path):
+            logs = [read_hlog(seg / name) for _, seg, _ in segment_dirs(self.path) if (seg / name).is_file()]
+            if not logs:
+                return None
+            union: dict[str, list[Interval]] = {}
+            for ivs, _ in logs:
+                for tag, got in ivs.items():
+                    union.setdefault(tag, []).extend(got)
+            return union, [w for _, ws in logs for w in ws]
         f = self.side_file(name)
         return None if f is None else read_hlog(f)
 

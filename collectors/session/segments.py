@@ -169,6 +169,9 @@ class SegmentedLog:
         self.removed = {"segments": 0, "bytes": 0, "through_s": None}
         self.n = 0
         self._prev_counters: dict = {}
+        # Called with the open segment's directory and span just before it closes: files of the
+        # run's side collectors (the hiccup meter's) go into the segment they cover.
+        self.closing: list[Callable[[Path, float, float], None]] = []
         self._open(0.0)
 
     # -- the open segment --------------------------------------------------------------------------
@@ -246,6 +249,8 @@ class SegmentedLog:
         if self.coarse is not None:
             self._flush_coarse()
         self.close()
+        for hook in self.closing:
+            hook(self.path, self.start_s, self.end_s)
         if not self.totals and self.warmup is None:
             # Nothing was recorded in it (an idle pipeline, or the last cut just before the end):
             # a segment of no interval is no readable unit. Its counters go with the next one.

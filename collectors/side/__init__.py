@@ -14,6 +14,8 @@ The engine (``collectors/run/engine.py``) calls, in this order, and nothing else
 ``start(pid, dir)`` collect; ``before_subject`` ones start before the subject exists (pid None)
 ``after_poll(col)`` after each drain of the rings, on the drain thread: must be cheap
 ``roll_live(w)``    the collector closed an interval (``w``: a warm-up one)
+``segment_closing`` a segmented session closes a segment (dir, start, end run-relative s): write
+                    this collector's files for it there (on the drain thread, before the rename)
 ``live_rows()``     rows for the live stage table (a partial ``Snapshot``) or None
 ``latest()``        figures for the view's side panel (when ``in_side_panel``)
 ``incident_view`` on the drain thread, (a, b) CLOCK_MONOTONIC ns: what it saw then -> a
@@ -84,6 +86,9 @@ class SideCollectorBase:
         pass
 
     def roll_live(self, warmup: bool) -> None:
+        pass
+
+    def segment_closing(self, segment_dir: Path, start_s: float, end_s: float) -> None:
         pass
 
     def live_rows(self):

@@ -11,7 +11,11 @@ one line per interval on stdout, which the collector reads for the live view, an
 (CLOCK_MONOTONIC ns of the wake-up, overshoot ns) in ``s`` lines every ``SAMPLE_BATCH_NS``: the
 collector keeps the last ``SAMPLES_KEPT`` for incidents (what the platform did in those ms).
 
-    python -m tickscope.collectors.side.hiccup HLOG [--resolution-ns N] [--cpu C]
+    python -m tickscope.collectors.side.hiccup HLOG|- [--resolution-ns N] [--cpu C]
+
+In a segmented session (a long run) the meter writes no file (``-``): the collector writes each
+interval it prints into the open segment's ``hiccup.hlog``, so the hiccups are cut, kept and
+removed with the segments (``segment_closing``).
 """
 
 from __future__ import annotations
@@ -26,8 +30,12 @@ import time
 from collections import deque
 from pathlib import Path
 
+from hdrh.histogram import HdrHistogram
+
 from tickscope.collectors.rings.incidents import WindowView
 from tickscope.collectors.run.children import spawn_child, stop_child
+from tickscope.collectors.session import HICCUP_LOG, HistogramLogWriter
+from tickscope.collectors.session.segments import SegmentedLog
 from tickscope.collectors.session.units import fmt_ns
 from tickscope.collectors.side import SideCollectorBase
 
@@ -41,7 +49,9 @@ def _print_samples(samples: list[tuple[int, int]], out) -> None:
         samples.clear()
 
 
-def meter(path: Path, resolution_ns: int, cpu: int | None, stopping: threading.Event, out) -> None:
+def meter(path: Path | None, resolution_ns: int, cpu: int | None, stopping: threading.Event, out) -> None:
+    """Record until ``stopping``; each interval goes into the log at ``path`` (None: no file) and,
+    as one line, to ``out``: p50 p99 max (ns), start and end (epoch s), the encoded histogram."""
     from tickscope.collectors.session import HistogramLogWriter
     from tickscope.collectors.session.hdr import new_histogram, summarize
 
@@ -50,13 +60,28 @@ def meter(path: Path, resolution_ns: int, cpu: int | None, stopping: threading.E
             os.sched_setaffinity(0, {cpu})
         except OSError:
             pass
-    log = HistogramLogWriter(path, time.time())
+    epoch = time.time()
+    log = HistogramLogWriter(path, epoch) if path is not None else None
     hist = new_histogram()
     start = time.monotonic_ns()
     interval_start = start
     sleep_s = resolution_ns / 1e9
     samples: list[tuple[int, int]] = []
     batch_start = start
+
+    def emit(t1: int, last: bool) -> None:
+        lo, hi = (interval_start - start) / 1e9, (t1 - start) / 1e9
+        if log is not None:
+            log.write("hiccup", hist, lo, hi)
+            log.flush()
+        s = summarize(hist)
+        try:
+            print(s.get("p50", 0), s.get("p99", 0), s.get("max", 0), f"{epoch + lo:.6f}", f"{epoch + hi:.6f}",
+                  hist.encode().decode("ascii"), file=out, flush=True)  # fmt: skip
+        except BrokenPipeError:
+            if not last:
+                raise
+
     while not stopping.is_set():
         t0 = time.monotonic_ns()
         time.sleep(sleep_s)
@@ -68,22 +93,19 @@ def meter(path: Path, resolution_ns: int, cpu: int | None, stopping: threading.E
             _print_samples(samples, out)
             batch_start = t1
         if t1 - interval_start >= 1_000_000_000:
-            log.write("hiccup", hist, (interval_start - start) / 1e9, (t1 - start) / 1e9)
-            log.flush()
-            s = summarize(hist)
-            print(s.get("p50", 0), s.get("p99", 0), s.get("max", 0), file=out, flush=True)
+            emit(t1, False)
             hist.reset()
             interval_start = t1
     _print_samples(samples, out)
     if hist.total_count:
-        t1 = time.monotonic_ns()
-        log.write("hiccup", hist, (interval_start - start) / 1e9, (t1 - start) / 1e9)
-    log.close()
+        emit(time.monotonic_ns(), True)
+    if log is not None:
+        log.close()
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="tickscope-hiccup", description="Platform jitter meter (hiccup.hlog).")
-    ap.add_argument("hlog", type=Path)
+    ap.add_argument("hlog", help="the interval log to write, or - for none (lines on stdout only)")
     ap.add_argument("--resolution-ns", type=int, default=1_000_000)
     ap.add_argument("--cpu", type=int, default=None)
     args = ap.parse_args(argv)
@@ -91,7 +113,9 @@ def main(argv=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     try:
-        meter(args.hlog, args.resolution_ns, args.cpu, stopping, sys.stdout)
+        meter(
+            None if args.hlog == "-" else Path(args.hlog), args.resolution_ns, args.cpu, stopping, sys.stdout
+        )
     except BrokenPipeError:  # the collector went away: nobody reads the figures, the log is written
         pass
     except OSError as e:
@@ -109,9 +133,22 @@ class HiccupCollector(SideCollectorBase):
         self.cpu = cpu
         self.proc: subprocess.Popen | None = None
         self.samples: deque[tuple[int, int]] = deque(maxlen=SAMPLES_KEPT)
+        self.segments: SegmentedLog | None = None  # a segmented session: intervals go to its open segment
+        self.base_epoch_s = 0.0  # the session's start: segment logs are run-relative
+        self.pending: deque[tuple[float, float, str]] = (
+            deque()
+        )  # (start, end epoch s, encoded), not yet written
+        self.log: HistogramLogWriter | None = None  # the open segment's hiccup.hlog
+        self.log_dir: Path | None = None
+
+    def bind(self, subject, collector) -> None:
+        session = collector.session
+        if session is not None and session.segments is not None:
+            self.segments, self.base_epoch_s = session.segments, session.segments.start_epoch_s
 
     def start(self, pid: int | None, session_dir: Path) -> None:
-        argv = [sys.executable, "-m", "tickscope.collectors.side.hiccup", str(Path(session_dir) / "hiccup.hlog"),
+        target = "-" if self.segments is not None else str(Path(session_dir) / HICCUP_LOG)
+        argv = [sys.executable, "-m", "tickscope.collectors.side.hiccup", target,
                 "--resolution-ns", str(self.resolution_ns)]  # fmt: skip
         if self.cpu is not None:
             argv += ["--cpu", str(self.cpu)]
@@ -130,9 +167,13 @@ class HiccupCollector(SideCollectorBase):
                     self.samples.extend(batch)
                 continue
             try:
-                p50, p99, mx = (int(float(x)) for x in line.split())
+                p50, p99, mx, lo, hi, encoded = line.split()
+                p50, p99, mx = (int(float(x)) for x in (p50, p99, mx))
+                lo, hi = float(lo), float(hi)
             except ValueError:
                 continue
+            if self.segments is not None:
+                self.pending.append((lo, hi, encoded))  # written on the drain thread: see after_poll
             self.publish({"p50_us": p50 / 1e3, "p99_us": p99 / 1e3, "max_us": mx / 1e3,
                           "summary": f"p99 {fmt_ns(p99)} max {fmt_ns(mx)}"})  # fmt: skip
 
@@ -149,6 +190,36 @@ class HiccupCollector(SideCollectorBase):
                    "stalled_ns": sum(values),  # the platform's own delay over the window, summed
                    "over_1ms": sum(v > 1_000_000 for v in values)}  # fmt: skip
         return WindowView("hiccup", figures, [(t, v) for t, v in inside], covered_until_ns=kept[-1][0])
+
+    def after_poll(self, collector) -> None:
+        # The drain thread is the one that cuts segments: writing here never races a cut.
+        if self.pending:
+            self._write_pending(self.segments.path, None)
+
+    def segment_closing(self, segment_dir: Path, start_s: float, end_s: float) -> None:
+        if self.segments is None:
+            return
+        self._write_pending(segment_dir, self.base_epoch_s + end_s)
+        if self.log is not None:
+            self.log.close()
+            self.log, self.log_dir = None, None
+
+    def _write_pending(self, segment_dir: Path, until_epoch_s: float | None) -> None:
+        """The intervals received, into ``segment_dir``'s hiccup.hlog: all of them, or those that
+        started before ``until_epoch_s`` (the rest belong to the next segment)."""
+        if self.log_dir != segment_dir:
+            if self.log is not None:
+                self.log.close()
+            self.log, self.log_dir = (
+                HistogramLogWriter(segment_dir / HICCUP_LOG, self.base_epoch_s),
+                segment_dir,
+            )
+        while self.pending and (until_epoch_s is None or self.pending[0][0] < until_epoch_s):
+            lo, hi, encoded = self.pending.popleft()
+            self.log.write(
+                "hiccup", HdrHistogram.decode(encoded), lo - self.base_epoch_s, hi - self.base_epoch_s
+            )
+        self.log.flush()
 
     def stop(self) -> list[str]:
         if self.proc is not None:

@@ -1,7 +1,7 @@
 """``perf stat`` interval counters of the subject, into ``perf.csv`` and the live view.
 
-Runs ``perf stat -x, -I <ms> -p PID`` with software events always (task-clock,
-context-switches, cpu-migrations, page-faults) and hardware events when this host supports them
+Runs ``perf stat -x, -I <ms> -p PID`` (or ``-a``, every CPU, for ``live`` without ``--perf-pid``)
+with software events always (task-clock, context-switches, cpu-migrations, page-faults) and hardware events when this host supports them
 (cycles, instructions, cache-misses, branch-misses: VMs without a virtual PMU say
 ``<not supported>``, which is reported once as a warning, not as an error).
 
@@ -63,8 +63,11 @@ def perf_advice(is_root: bool) -> str:
 class PerfStatCollector(SideCollectorBase):
     name = "perf"
 
-    def __init__(self, interval_ms: int = 1000, events: list[str] | None = None):
+    def __init__(self, interval_ms: int = 1000, events: list[str] | None = None, *, pid: int | None = None,
+                 system_wide: bool = False):  # fmt: skip
         super().__init__()
+        self.pid = pid  # a process named by the user (``live --perf-pid``) rather than the subject
+        self.system_wide = system_wide  # ``perf stat -a``: every CPU (``live`` without a pid)
         self.interval_ms = interval_ms
         self.events = events
         self.proc: subprocess.Popen | None = None
@@ -82,16 +85,18 @@ class PerfStatCollector(SideCollectorBase):
             self.warn("perf not found: apt-get install linux-perf (counters skipped, session goes on)")
             self.why_not = "perf is not installed (apt-get install linux-perf)"
             return
-        if pid is None:
+        pid = self.pid or pid
+        if pid is None and not self.system_wide:
             self.why_not = "no subject pid to count (perf stat follows the subject profile starts)"
             return
         self.why_not = None
         self.started_ns = time.monotonic_ns()
+        target = ["-a"] if pid is None else ["-p", str(pid)]
         events = self.events or SOFTWARE_EVENTS + HARDWARE_EVENTS
         self.out = open(Path(session_dir) / "perf.csv", "w", encoding="utf-8")  # noqa: SIM115
         self.out.write("time_s,event,value,unit,run_pct\n")
         self.out.flush()
-        self.proc = spawn_child([perf, "stat", "-x,", "-I", str(self.interval_ms), "-p", str(pid), "-e", ",".join(events)],
+        self.proc = spawn_child([perf, "stat", "-x,", "-I", str(self.interval_ms), *target, "-e", ",".join(events)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         self.thread = threading.Thread(target=self._read, daemon=True, name="perf-stat")
         self.thread.start()

@@ -20,8 +20,9 @@ from tickscope.collectors.side import SideCollectorBase
 class PySpyCollector(SideCollectorBase):
     name = "pyspy"
 
-    def __init__(self, rate: int = 250, nonblocking: bool = False):
+    def __init__(self, rate: int = 250, nonblocking: bool = False, pid: int | None = None):
         super().__init__()
+        self.pid = pid  # a process named by the user (``live --pyspy-pid``) rather than the subject
         self.rate = rate
         self.nonblocking = nonblocking
         self.proc: subprocess.Popen | None = None
@@ -31,6 +32,7 @@ class PySpyCollector(SideCollectorBase):
         if exe is None:
             self.warn("py-spy not found: pip install py-spy (profile skipped, session goes on)")
             return
+        pid = self.pid or pid
         if pid is None:
             return
         self.out = Path(session_dir) / "profile.speedscope.json"

@@ -260,3 +260,28 @@ def test_retain_removes_the_segments_older_than_it(tmp_path):
     )
     s = Session.load(out)
     assert same(summed(union_of(s), per_tag(out / REMOVED_LOG)), per_tag(out / TOTAL_LOG))
+
+
+def test_the_hiccup_log_is_cut_with_the_segments_and_the_report_reads_their_union(tmp_path):
+    """A segmented run's hiccup meter writes no run-long file: each interval goes into the segment
+    open when it arrived, so retention and decay take the hiccups with the latency they sat beside,
+    and a closed segment read alone has its own. The session reads the union."""
+    from tickscope.reports.analysis.views import hiccup_series
+
+    out = tmp_path / "s"
+    r = run_cli("profile", "--no-perf", "--no-live", "--interval", "100ms", "--segment", "1s", "--duration", "4s",
+                "--out", str(out), "--", *SUBJECT, "0", "--forever", "--rate", "2000", timeout=HANG_GUARD_S)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert not (out / "hiccup.hlog").exists()
+    index = json.loads((out / INDEX).read_text())
+    per_segment = {}
+    for seg in index["segments"]:
+        log = out / seg["dir"] / "hiccup.hlog"
+        ivs = read_hlog(log)[0].get("hiccup", []) if log.is_file() else []
+        assert all(iv.start_s < seg["end_s"] for iv in ivs), (seg, [iv.start_s for iv in ivs])
+        per_segment[seg["n"]] = len(ivs)
+        if ivs:
+            assert hiccup_series(Session.load(out / seg["dir"])) is not None  # a segment alone shows its own
+    series = hiccup_series(Session.load(out))
+    assert series is not None and len(series["t"]) == sum(per_segment.values()) >= 2, per_segment
+    assert list(series["t"]) == sorted(series["t"])
