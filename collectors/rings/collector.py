@@ -723,7 +723,8 @@ class Collector:
                         "writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
                         "tid": r.writer_tid if r else None,
                     }  # fmt: skip
-                    if stamps:  # spans[j - 1]: from the previous point on the trace's path to point j
+                    # spans[j - 1]: from the previous point on the trace's path to point j (NOT_TAKEN: none)
+                    if stamps and spans[j - 1] >= 0:
                         stamp["stage_ns"] = int(spans[j - 1])
                     stamps.append(stamp)
             trace = {
