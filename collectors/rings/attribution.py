@@ -148,6 +148,7 @@ class TailAttribution:
                         "mean_share": round(float(share_up[b, j] / m), 6),
                         "median_share": round(float(median[j]), 6),
                         "taken": int(taken_up[b, j]),
+                        "sum_ns": int(span_up[b, j]),  # exact: what a merge adds
                         "mean_taken_ns": round(float(span_up[b, j]) / max(int(taken_up[b, j]), 1), 1),
                     }
                     for j, s in enumerate(self.stages)

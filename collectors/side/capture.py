@@ -351,7 +351,7 @@ class PendingJoin:
 
     def __init__(self, horizon_ns: int = JOIN_HORIZON_NS):
         self.horizon_ns = horizon_ns
-        self.a = self.b = _empty()
+        self.a = self.b = _empty()[:2]  # (trace ids or keys, stamps)
 
     def add(self, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]):
         """-> (trace ids, a's stamps, b's stamps) of the traces both sides now have."""

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import pytest
 
 from conftest import need_tool, needs_tool
@@ -727,15 +728,17 @@ def test_profile_capture_of_the_market_maker_joins_every_leg_to_its_trace(tmp_pa
     assert c["orders_new"] == c["orders_matched"] == len(raw) == stats["orders_sent"]
     assert {leg: c[f"orders_matched_leg_{leg}"] for leg in LEG_KIND} == raw_legs
     assert c["orders_unmatched"] == 0 and "orders_duplicate_trace" not in c
-    # each order joined to its own leg's kernel transmit stamp: none missing, none left over
-    assert cap["orders_traced"] == len(raw) and cap["orders_traced_not_on_wire"] == 0
-    assert cap["orders_on_wire_without_trace"] == 0 and cap["md_traced_not_on_wire"] == 0
+    # each order joined to its own leg's kernel transmit stamp, none left over; a stamp the trader
+    # never read off its error queue before it stopped (a loaded host) is its own count, not ours
+    lost = stats["tx_stamps_unmatched"]
+    assert cap["orders_traced"] == len(raw) - lost and cap["orders_traced_not_on_wire"] == 0
+    assert cap["orders_on_wire_without_trace"] == lost and cap["md_traced_not_on_wire"] == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["wire_to_wire"]["count"] == len(raw) == summary["tick_to_trade"]["count"]
     residual = (
         summary["wire.order-order.tx"]["count"] + summary.get("order.tx-wire.order", {"count": 0})["count"]
     )
-    assert residual == len(raw)
+    assert residual == len(raw) - lost
     # the same capture read afterwards by `tickscope wire` (both order ports): the same samples
     w = run_cli("wire", str(out / "wire.pcap"), "--md", f"udp:{cap['md_port']}", "--orders",
                 f"tcp:{cap['order_port']}", "--orders", f"tcp:{cap['hedge_order_port']}", "-o", str(tmp_path / "w"))  # fmt: skip
@@ -743,6 +746,33 @@ def test_profile_capture_of_the_market_maker_joins_every_leg_to_its_trace(tmp_pa
     assert (
         json.loads((tmp_path / "w" / "summary.json").read_text())["wire_to_wire"] == summary["wire_to_wire"]
     )
+
+
+def test_the_live_wire_rows_join_each_leg_to_its_own_order_tx():
+    """Two legs of one tick on the wire: each leg's residual is against its own order.tx."""
+    from tickscope.collectors.rings.collector import IntervalGrid, PointTap
+    from tickscope.collectors.side.capture import LiveWireJoin
+    from tickscope.collectors.wire import WireStep
+
+    class Collector:  # what LiveWireJoin reads of a collector: its interval grid
+        grid = IntervalGrid(0, 10**9, 0, 0)
+
+    i64 = functools.partial(np.array, dtype=np.int64)
+    tap = PointTap(("md.rx", "order.tx"))
+    tap.parts["order.tx"].append((i64([5, 5]), i64([100, 130]), i64([1, 0])))  # leg 1 sent first
+    tap.parts["md.rx"].append((i64([5]), i64([50]), i64([0])))
+    live = LiveWireJoin(Collector(), tap)
+    # on the wire: leg 0 at 135, leg 1 at 103
+    live.add(WireStep(i64([5]), i64([40]), i64([5, 5]), i64([135, 103]), i64([5, 5]), i64([40, 40]),
+                      i64([135, 103]), i64([0, 1]), i64([0, 1])))  # fmt: skip
+    live.roll(False)
+    rows = live.rows().cumulative
+    assert rows["wire_to_wire"]["count"] == 2 and rows["md.rx-wire.md"]["max"] == 10
+    assert (
+        rows["wire.order-order.tx"]["count"],
+        rows["wire.order-order.tx"]["min"],
+        rows["wire.order-order.tx"]["max"],
+    ) == (2, 3, 5)
 
 
 @needs_tcpdump
@@ -1090,7 +1120,11 @@ def test_profile_capture_with_a_websocket_feed_numbers_text_messages_as_the_trad
     fix = b"".join(_tshark_streams(pcap, f"tcp.dstport == {cap['order_port']}").values())
     orders = [dict(f.split(b"=", 1) for f in frame.split(b"\x01") if b"=" in f)
               for frame in fix.split(b"8=FIX")[1:]]  # fmt: skip
-    new = [(int(o[b"11"][2:].split(b"-")[0]), o[b"55"].decode()) for o in orders if o.get(b"35") == b"D"]
+    new = [
+        (int(o[b"11"][2:].split(b"-")[0].split(b".")[0]), o[b"55"].decode())
+        for o in orders
+        if o.get(b"35") == b"D"
+    ]
     assert len(new) == c["orders_new"]
     for trace, symbol in new:
         assert texts[trace - 1].get("e") == "depthUpdate" and texts[trace - 1]["s"] == symbol, (trace, symbol)
