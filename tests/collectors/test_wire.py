@@ -673,7 +673,7 @@ def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
 @pytest.mark.slow  # a cargo build
 @needs_tool("cargo", install="apt-get install cargo")
 def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp_path):
-    """The Rust trader's ClOrdIDs carry the trace id (TS<trace>-<n>) as the Python trader's do."""
+    """The Rust trader's ClOrdIDs carry the trace id and leg (TS<trace>.<leg>-<n>) as the Python trader's do."""
     out = tmp_path / "s"
     r = run_cli("profile", "--capture", "--trader", "rust", "--duration", "4s", "--rate", "5k", *QUIET, "-o", str(out), timeout=900)  # fmt: skip
     assert r.returncode == 0, r.stderr
