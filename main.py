@@ -860,9 +860,10 @@ def wire(
         11, "--clordid-tag", min=1, help="FIX tag carrying the trace (11 ClOrdID; e.g. 9717)."
     ),
     clordid_regex: str = typer.Option(
-        r"(\d+)",
+        r"(\d+)(?:\.(\d+))?",
         "--clordid-regex",
-        help="Regex on that tag's value; group 1 is the trace id (MoldUDP64 sequence).",
+        help="Regex on that tag's value: group 1 the trace id (MoldUDP64 sequence), group 2 (optional) "
+        "the leg, which order of its tick (0 when absent).",
     ),
     chunk_bytes: int | None = typer.Option(
         None, "--chunk-bytes", min=1, hidden=True, help="Bytes of the capture read at a time (tests)."

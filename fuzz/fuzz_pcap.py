@@ -36,7 +36,17 @@ TMP = Path(tempfile.mkdtemp(prefix="tickscope-fuzz-pcap-"))
 
 
 def same(a, b) -> None:
-    for name in ("md_trace", "md_ts", "order_trace", "order_ts", "trace", "wire_md", "wire_order"):
+    for name in (
+        "md_trace",
+        "md_ts",
+        "order_trace",
+        "order_ts",
+        "trace",
+        "wire_md",
+        "wire_order",
+        "order_leg",
+        "leg",
+    ):
         assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
     # the same lines; the reader's and the matcher's may interleave differently when read in pieces
     assert (a.counters, sorted(a.warnings), a.packets) == (b.counters, sorted(b.warnings), b.packets)

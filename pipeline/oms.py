@@ -64,9 +64,10 @@ class OrderManager:
 
     def new_order(self, symbol: str, side: bytes, qty: int, price: int, trace_id: int, now_ns: int,
                   leg: int = 0, venue: str = "") -> Order:  # fmt: skip
-        # The trace id leads the ClOrdID so a wire capture can join the order to its market data
-        # (collectors/wire/fix.py reads the first run of digits); the counter keeps ClOrdIDs unique.
-        clordid = b"%s%d-%d" % (self._prefix, trace_id, self._next)
+        # The trace id and leg lead the ClOrdID so a wire capture can join the order to its leg's
+        # trace (collectors/wire/fix.py: the first run of digits, then '.<leg>'); the counter keeps
+        # ClOrdIDs unique. pipeline/rust_trader/src/trader.rs writes the same shape.
+        clordid = b"%s%d.%d-%d" % (self._prefix, trace_id, leg, self._next)
         self._next += 1
         o = Order(clordid, symbol, side, qty, price, trace_id, now_ns, leg, venue)
         self.orders[clordid] = o

@@ -16,6 +16,16 @@ from tickscope.collectors.session.units import fmt_ns
 LABELS = {"p50": "p50", "p99": "p99", "p99_9": "p99.9"}
 
 
+def median_share(stage: dict) -> str:
+    """'42%', or '–' where the median is unknown (a merged session: docs/fleet.md)."""
+    m = stage.get("median_share")
+    return "–" if m is None else f"{m:.0%}"
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else share * 100  # null: plotly shows no number, not 0 %
+
+
 def tails(attr: dict | None, keys=tuple(LABELS)) -> list[tuple[str, dict]]:
     if not attr:
         return []
@@ -57,7 +67,7 @@ class AttributionTable:
             cells = [stage]
             for _, tail in shown:
                 s = tail["stages"][stage]
-                cells.append(f"{fmt_ns(round(s['mean_ns']))} {s['mean_share']:.0%}/{s['median_share']:.0%}")
+                cells.append(f"{fmt_ns(round(s['mean_ns']))} {s['mean_share']:.0%}/{median_share(s)}")
             t.add_row(*cells)
         t.add_section()
         cells = [Text("tick_to_trade", style="bold")]
@@ -66,6 +76,9 @@ class AttributionTable:
         sampled = [LABELS[k] for k, tail in shown if tail.get("median", {}).get("method") == "sampled"]
         if sampled:
             t.caption = f"median shares of {', '.join(sampled)} from a uniform sample of the tail (see docs/concepts.md)"
+        if "merged" in attr:
+            t.caption = ("merged: each tail the union of the inputs' own tails; median shares (–) are not "
+                         "mergeable (see docs/fleet.md)")  # fmt: skip
         return t
 
 
@@ -134,8 +147,8 @@ def figure(attr: dict, colors: list[str], latency_axis) -> dict:
         data.append({"type": "bar", "orientation": "h", "name": stage, "y": labels,
                      "x": [t["stages"][stage]["mean_ns"] for _, t in shown],
                      "text": [fmt_ns(t["stages"][stage]["mean_ns"]) for _, t in shown], "textposition": "none",
-                     "customdata": [[t["stages"][stage]["mean_share"] * 100, t["stages"][stage]["median_share"] * 100]
-                                    for _, t in shown],
+                     "customdata": [[t["stages"][stage]["mean_share"] * 100,
+                                     _percent(t["stages"][stage]["median_share"])] for _, t in shown],
                      "marker": {"color": colors[i % len(colors)]},
                      "hovertemplate": "%{y}<br>mean %{text}, share mean %{customdata[0]:.0f}% "
                      "median %{customdata[1]:.0f}%<extra>" + stage.replace("<", "&lt;") + "</extra>"})  # fmt: skip
@@ -151,7 +164,7 @@ def html_rows(attr: dict) -> dict:
     """The HTML table: headers (one per tail) and a row per stage, then tick_to_trade."""
     shown = tails(attr)
     rows = [{"stage": s, "cells": [f"{fmt_ns(round(t['stages'][s]['mean_ns']))} · {t['stages'][s]['mean_share']:.0%}"
-                                   f" / {t['stages'][s]['median_share']:.0%}" for _, t in shown]}
+                                   f" / {median_share(t['stages'][s])}" for _, t in shown]}
             for s in attr["stages"]]  # fmt: skip
     rows.append(
         {

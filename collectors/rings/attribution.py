@@ -14,6 +14,10 @@ Definitions (docs/concepts.md "Tail attribution"):
   value of that bucket (``threshold_ns``). It holds at least (100 - XX) % of the traces.
 - A trace's share of stage s is span_s / (sum of its stages' spans); the sum is its tick-to-trade
   (exactly, when the stages are one clock domain's; see correlate.py).
+- A stage off the path a trace took (its span ``NOT_TAKEN``, -1) is not a 0 ns span: the trace adds
+  nothing to the stage's sums (so the means still add up to the tail's mean tick-to-trade, a
+  contribution), is not counted in its ``taken``, and has no share in its median; a stage of 0 ns
+  on the path (two points stamped at the same instant) is taken, with span 0 and share 0.
 
 Memory is bounded whatever the run's length: per HDR bucket of tick-to-trade, one count, the sum
 of each stage's span (int64 ns) and the sum of each stage's share; so means and mean shares of any
@@ -49,6 +53,7 @@ class TailAttribution:
         self.count = np.zeros(0, np.int64)
         self.span_sum = np.zeros((0, k), np.int64)
         self.share_sum = np.zeros((0, k), np.float64)
+        self.taken = np.zeros((0, k), np.int64)  # traces that took the stage
         self.keep_slowest, self.reservoir = keep_slowest, reservoir
         self._slow = np.empty((0, k + 1), np.int64)  # column 0: tick-to-trade, then the spans
         self._sample = np.empty((0, k + 1), np.int64)
@@ -60,7 +65,8 @@ class TailAttribution:
         return int(self.count.sum())
 
     def add(self, spans: np.ndarray, tick_to_trade: np.ndarray) -> None:
-        """One batch of traced trades: ``spans`` (n x stages, ns) and their tick-to-trade (n)."""
+        """One batch of traced trades: ``spans`` (n x stages, ns; NOT_TAKEN off the trace's path) and
+        their tick-to-trade (n)."""
         n = tick_to_trade.size
         if n == 0:
             return
@@ -72,12 +78,14 @@ class TailAttribution:
         self._grow(int(idx.max()) + 1)
         size = self.count.size
         self.count += np.bincount(idx, minlength=size)
-        total = spans.sum(axis=1)
-        shares = np.divide(spans, total[:, None], out=np.zeros(spans.shape), where=total[:, None] > 0)
+        taken = spans >= 0
+        shares = _shares(spans)
         for j in range(len(self.stages)):
             # float weights are exact here: a batch's sum per bucket stays far below 2**53 ns
-            self.span_sum[:, j] += np.rint(np.bincount(idx, spans[:, j], minlength=size)).astype(np.int64)
+            on = np.where(taken[:, j], spans[:, j], 0)
+            self.span_sum[:, j] += np.rint(np.bincount(idx, on, minlength=size)).astype(np.int64)
             self.share_sum[:, j] += np.bincount(idx, shares[:, j], minlength=size)
+            self.taken[:, j] += np.bincount(idx[taken[:, j]], minlength=size)
         rows = np.column_stack((t2t, spans))
         self._keep_slowest(rows)
         self._offer(rows)
@@ -89,6 +97,7 @@ class TailAttribution:
         self.count = np.concatenate((self.count, np.zeros(extra, np.int64)))
         self.span_sum = np.vstack((self.span_sum, np.zeros((extra, len(self.stages)), np.int64)))
         self.share_sum = np.vstack((self.share_sum, np.zeros((extra, len(self.stages)))))
+        self.taken = np.vstack((self.taken, np.zeros((extra, len(self.stages)), np.int64)))
 
     def _keep_slowest(self, rows: np.ndarray) -> None:
         both = np.vstack((self._slow, rows))
@@ -118,6 +127,7 @@ class TailAttribution:
             return None
         cum = np.cumsum(self.count)
         count_up, span_up, share_up = from_top(self.count), from_top(self.span_sum), from_top(self.share_sum)
+        taken_up = from_top(self.taken)
         tails = {}
         for key, pct in TAILS:
             b = int(np.searchsorted(cum, percentile_rank(pct, n), side="left"))
@@ -137,6 +147,9 @@ class TailAttribution:
                         "mean_ns": round(float(means[j]), 1),
                         "mean_share": round(float(share_up[b, j] / m), 6),
                         "median_share": round(float(median[j]), 6),
+                        "taken": int(taken_up[b, j]),
+                        "sum_ns": int(span_up[b, j]),  # exact: what a merge adds
+                        "mean_taken_ns": round(float(span_up[b, j]) / max(int(taken_up[b, j]), 1), 1),
                     }
                     for j, s in enumerate(self.stages)
                 },
@@ -144,7 +157,8 @@ class TailAttribution:
         return {"population": "traded ticks", "traces": n, "stages": list(self.stages), "tails": tails}
 
     def _median(self, threshold: int, members: int) -> tuple[np.ndarray, str, int]:
-        """Each stage's median share in the tail (the value at rank ceil(n/2) of the n shares)."""
+        """Each stage's median share in the tail over the n traces that took it (the value at rank
+        ceil(n/2) of their n shares; 0 when none did)."""
         if members <= self._slow.shape[0]:
             rows, method = self._slow[self._slow[:, 0] >= threshold], "exact"
         else:
@@ -152,10 +166,20 @@ class TailAttribution:
         if rows.shape[0] == 0:
             return np.zeros(len(self.stages)), method, 0
         spans = rows[:, 1:]
-        total = spans.sum(axis=1)
-        shares = np.divide(spans, total[:, None], out=np.zeros(spans.shape), where=total[:, None] > 0)
-        rank = int(percentile_rank(50.0, rows.shape[0])) - 1
-        return np.sort(shares, axis=0)[rank], method, int(rows.shape[0])
+        shares = _shares(spans)
+        median = np.zeros(len(self.stages))
+        for j in range(len(self.stages)):
+            took = shares[spans[:, j] >= 0, j]
+            if took.size:
+                median[j] = np.sort(took)[int(percentile_rank(50.0, took.size)) - 1]
+        return median, method, int(rows.shape[0])
+
+
+def _shares(spans: np.ndarray) -> np.ndarray:
+    """Each taken span's share of its row's taken spans (0 where not taken)."""
+    on = np.maximum(spans, 0)
+    total = on.sum(axis=1)
+    return np.divide(on, total[:, None], out=np.zeros(spans.shape), where=total[:, None] > 0)
 
 
 def from_top(a: np.ndarray) -> np.ndarray:

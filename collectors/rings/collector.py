@@ -276,16 +276,17 @@ class SlowestTraces:
 
 
 class PointTap:
-    """Every trace's stamps of a few named points (trace ids, CLOCK_MONOTONIC ns), kept for a join
-    beside or after the run (a wire capture joins ``md.rx`` and ``order.tx``). The drain thread
+    """Every trace's stamps of a few named points (trace ids, CLOCK_MONOTONIC ns, legs), kept for a
+    join beside or after the run (a wire capture joins ``md.rx`` by trace and ``order.tx`` by
+    (trace, leg); a shared point's leg is whatever its record carried). The drain thread
     appends; another thread may ``take_new`` meanwhile (a list's length and slices are safe to
     read while it grows)."""
 
     def __init__(self, names):
-        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in names}
+        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {n: [] for n in names}
         self._cursor = dict.fromkeys(self.parts, 0)
 
-    def take_new(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def take_new(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What was kept of ``name`` since the last ``take_new``."""
         parts = self.parts.get(name, [])
         end = len(parts)
@@ -293,14 +294,14 @@ class PointTap:
         self._cursor[name] = end
         return _concat(new)
 
-    def all(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def all(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return _concat(self.parts.get(name, []))
 
 
-def _concat(parts) -> tuple[np.ndarray, np.ndarray]:
+def _concat(parts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
 @dataclass(frozen=True)
@@ -676,7 +677,7 @@ class Collector:
                                        legs=batch["leg"], dims=self._dims_of(src, batch["dims"]))  # fmt: skip
             if self._taps:
                 cols, tsc = src.columns[local], src.domains[local] == L.CLOCK_TSC
-                self._keep(batch["trace"], lambda c, cols=cols, tsc=tsc: (cols == c) & ~tsc, ts)
+                self._keep(batch["trace"], lambda c, cols=cols, tsc=tsc: (cols == c) & ~tsc, ts, batch["leg"])
         else:
             raw = batch["ts"]
             n = len(self.schema.names)
@@ -701,15 +702,15 @@ class Collector:
             for j in range(reader.n_points) if self._taps else ():
                 if src.domains[j] != L.CLOCK_TSC:  # raw ticks are not ns on the capture's clock
                     col = int(src.columns[j])
-                    self._keep(batch["trace"], lambda c, col=col: c == col, rows[:, col])
+                    self._keep(batch["trace"], lambda c, col=col: c == col, rows[:, col], batch["leg"])
 
-    def _keep(self, trace: np.ndarray, in_column, ts: np.ndarray) -> None:
+    def _keep(self, trace: np.ndarray, in_column, ts: np.ndarray, leg: np.ndarray) -> None:
         for tap in self._taps:
             for name, parts in tap.parts.items():
                 if name in self.schema.names:
                     sel = in_column(self.schema.names.index(name)) & (ts != 0)
                     if np.any(sel):
-                        parts.append((trace[sel].astype(np.int64), ts[sel]))
+                        parts.append((trace[sel].astype(np.int64), ts[sel], leg[sel].astype(np.int64)))
 
     def _ingest(self, closed: Closed) -> None:
         for tag, values in closed.values.items():
@@ -762,7 +763,8 @@ class Collector:
                         "writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
                         "tid": r.writer_tid if r else None,
                     }  # fmt: skip
-                    if stamps:  # spans[j - 1]: from the previous point on the trace's path to point j
+                    # spans[j - 1]: from the previous point on the trace's path to point j (NOT_TAKEN: none)
+                    if stamps and spans[j - 1] >= 0:
                         stamp["stage_ns"] = int(spans[j - 1])
                     stamps.append(stamp)
             trace = {

@@ -318,6 +318,11 @@ SET_ASIDE = ("incomplete", "clock_skew", "late_beyond_horizon", "evicted", "dupl
              "unordered")  # fmt: skip
 
 
+# A span of a stage the trace did not take (a recorded span is >= 0: clock skew is set aside), so a
+# stage of 0 ns (two points stamped at the same instant) is never mistaken for one not on the path.
+NOT_TAKEN = -1
+
+
 @dataclass
 class Closed:
     """What one flush closed: latency values per tag, counts, and the slowest complete traces.
@@ -341,7 +346,7 @@ class Closed:
     slow_ids: np.ndarray | None = None
     slow_key: np.ndarray | None = None
     slow_spans: np.ndarray | None = (
-        None  # their spans (column j - 1: from the previous point taken to point j)
+        None  # their spans (column j - 1: from the previous point taken to point j; NOT_TAKEN off the path)
     )
     slow_legs: np.ndarray | None = None  # their legs (-1: a trace without legs)
     # The recorded traces, one row per leg (a trace without legs: one row, leg -1): trace id, leg,
@@ -349,8 +354,9 @@ class Closed:
     # (-1 where the row has none). What slicing by dimension and per-trace attribution start from.
     rows: dict[str, np.ndarray] | None = None
     # Tail attribution's input (collectors/rings/attribution.py): every row recorded in tick_to_trade
-    # (one per leg), its spans of the trade stages (``TraceSchema.trade_stages``; 0 for a stage off
-    # the path it took), so row i sums to values[TICK_TO_TRADE][i]
+    # (one per leg), its spans of the trade stages (``TraceSchema.trade_stages``; NOT_TAKEN for a
+    # stage off the path it took, so a stage of 0 ns stays one), so row i's taken spans sum to
+    # values[TICK_TO_TRADE][i]
     trade_spans: np.ndarray | None = None
     # their tick_to_trade, row for row (values[TICK_TO_TRADE] also holds legs and acks joined late,
     # whose spans are not at hand: those are measured, not attributed)
@@ -975,7 +981,7 @@ class Correlator:
         tcols = np.array([j for j in range(1, n) if g.stage[j] and not g.after_trade[j] and j <= trade_cols.max()],
                          np.intp)  # fmt: skip
         on = valid[:, tcols - 1] & (tcols[None, :] <= trade_col[:, None])
-        closed.trade_spans = np.where(on, D[:, tcols - 1], 0)[reached]
+        closed.trade_spans = np.where(on, D[:, tcols - 1], NOT_TAKEN)[reached]
         closed.trade_t2t = t2t
         values[TICK_TO_DECISION].append(t2d_all[good & to_decision])
         if g.after_trade.any():
@@ -1017,7 +1023,8 @@ class Correlator:
                 S[rows],
                 ids[rows],
                 t2t[top],
-                D[rows],  # and with the spans the stage tables took, exact where ts_ns may not be
+                # and with the spans the stage tables took, exact where ts_ns may not be
+                np.where(valid[rows], D[rows], NOT_TAKEN),
             )
             closed.slow_legs = legs[rows]
         return closed

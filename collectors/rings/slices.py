@@ -19,7 +19,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from tickscope.collectors.rings.attribution import TailAttribution
-from tickscope.collectors.rings.correlate import TICK_TO_DECISION, TICK_TO_TRADE
+from tickscope.collectors.rings.correlate import NOT_TAKEN, TICK_TO_DECISION, TICK_TO_TRADE
 from tickscope.collectors.session.dimensions import DEFAULT_CAP, OTHER, dimension_tag
 
 
@@ -86,7 +86,7 @@ class DimensionSlices:
         spans = (
             trade_spans
             if trade_spans is not None
-            else np.zeros((int(traded.sum()), len(trade_stages)), np.int64)
+            else np.full((int(traded.sum()), len(trade_stages)), NOT_TAKEN, np.int64)
         )
         for sl in self._slicings(names[: dims.shape[1]]):
             cols = dims[:, [names.index(d) for d in sl.dims]]
@@ -118,7 +118,7 @@ class DimensionSlices:
                     continue
                 for j, stage in enumerate(trade_stages):
                     s = spans[tsel, j]
-                    hists.record(stage + label, s[s != 0])  # 0: a stage off the path this row took
+                    hists.record(stage + label, s[s != NOT_TAKEN])  # a 0 ns stage is one sample
                 att = sl.attribution.get(label)
                 if att is None or att.stages != list(trade_stages):
                     att = sl.attribution[label] = TailAttribution(trade_stages, layout)

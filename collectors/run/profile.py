@@ -85,9 +85,6 @@ class ProfileOptions(SideOptions):  # the side collectors' options: sides.py
             raise ProfileError(
                 f"--quotes {self.quotes!r}: expected one (an order per signal) or both (the market maker)"
             )
-        if self.quotes == "both" and self.capture:
-            raise ProfileError("--capture joins one order per tick by trace id, and the market maker's legs share "
-                               "their tick's trace id (drop --quotes both)")  # fmt: skip
         if self.load not in ("constant", "poisson", "burst"):
             raise ProfileError(f"--load {self.load!r}: expected constant, poisson or burst")
         if self.replay is not None and not self.replay.is_file():
@@ -133,6 +130,8 @@ def plan_profile(o: ProfileOptions, view: View | None) -> RunPlan:
             # the orders go where --fix-connect sends them, not to the bundled venue's unused port
             order_port = fix_connect_address(o.fix_connect)[1] if o.fix_connect else config.fix_port
             capture_ports = {"md_port": config.md_port, "order_port": order_port}
+            if config.hedges:  # the hedge leg's orders go to the second venue
+                capture_ports["hedge_order_port"] = config.hedge_fix_port
             if o.feed == "ws":  # market data is the venue's side of its WebSocket port
                 capture_ports["ws_port"] = config.ws_port
     o.check_sides(attached=False)

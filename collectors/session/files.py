@@ -791,7 +791,9 @@ def _is_tail(v, stages: list[str]) -> bool:
     return (isinstance(v, dict) and all(_is_count(v.get(k)) for k in ("traces", "threshold_ns", "percentile_ns"))
             and _is_number(v.get("mean_tick_to_trade_ns")) and isinstance(v.get("median"), dict)
             and isinstance(v.get("stages"), dict) and set(v["stages"]) == set(stages)
-            and all(isinstance(x, dict) and all(_is_number(x.get(k)) for k in ("mean_ns", "mean_share", "median_share"))
+            and all(isinstance(x, dict) and all(_is_number(x.get(k)) for k in ("mean_ns", "mean_share"))
+                    # null after a merge: a median of the union is unknown (docs/fleet.md)
+                    and (_is_number(x.get("median_share")) or x.get("median_share", 0) is None)
                     for x in v["stages"].values()))  # fmt: skip
 
 

@@ -451,11 +451,14 @@ class SparseTotal:
 def _summary(inputs: list[MergeInput], totals: dict, target: tuple[int, int, int]) -> dict:
     """Plain tags at the top level, per-dimension ones under ``dimensions`` as a profiled session
     has them (docs/session-format.md): each value's tags from the merged histograms, its rows the
-    inputs' rows added. Tail attribution is per trace and a summary keeps no traces, so a merged
-    value has none (``report`` says so) rather than a wrong one."""
+    inputs' rows added; tail attribution, the session's and each value's, as ``merge_attribution``."""
     out = {t: summarize(h.dense(target)) for t, h in totals.items() if not parse_tag(t)[1]}
+    hosts = [inp.host for inp in inputs]
+    attr = merge_attribution(hosts, [inp.session.attribution if inp.session is not None else None for inp in inputs],
+                             out.get("tick_to_trade"))  # fmt: skip
     dims: dict[str, dict] = {}
-    for inp in inputs:
+    by_value: dict[tuple[str, str], list] = {}  # (slicing, value) -> each input's attribution of it
+    for i, inp in enumerate(inputs):
         recorded = inp.session.dimension_summary if inp.session is not None else {}
         for slicing, rec in recorded.items():
             d = dims.setdefault(slicing, {"cap": 0, "values": {}})
@@ -465,6 +468,7 @@ def _summary(inputs: list[MergeInput], totals: dict, target: tuple[int, int, int
                 v["rows"] += row["rows"]
                 if "values" in row:  # the values folded into *other, on any input
                     v["values"] = sorted({*v.get("values", []), *row["values"]})
+                by_value.setdefault((slicing, value), [None] * len(inputs))[i] = row.get("attribution")
     for slicing, d in dims.items():
         for value, v in d["values"].items():
             want = dict(zip(slicing.split(","), value.split(","), strict=False))
@@ -472,9 +476,72 @@ def _summary(inputs: list[MergeInput], totals: dict, target: tuple[int, int, int
                 base, values = parse_tag(tag)
                 if values == want and "/" not in base:  # the fleet's, not one host's (``host/tag``)
                     v["tags"][base] = summarize(totals[tag].dense(target))
+            merged = merge_attribution(
+                hosts, by_value.get((slicing, value), []), v["tags"].get("tick_to_trade")
+            )
+            if merged is not None:
+                v["attribution"] = merged
+    if attr is not None:
+        out["attribution"] = attr
     if dims:
         out["dimensions"] = dims
     return out
+
+
+MEDIAN_NOT_MERGED = "not merged: a median of the union is not a function of the inputs' medians"
+
+
+def merge_attribution(hosts: list[str], attrs: list[dict | None], tick_to_trade: dict | None) -> dict | None:
+    """The inputs' tail attributions as one (docs/fleet.md): each merged pXX tail is the union of
+    the inputs' own pXX tails (each input cut its tail at its own ``threshold_ns``, kept per host in
+    ``thresholds_ns``). Counts, span sums and shares add, so traces, ``taken``, the means and mean
+    shares are exact over that union; a median share cannot be merged, so it is null and the tail's
+    ``median.method`` says why. Inputs without an attribution, or with other trade stages, are
+    named under ``merged`` and left out of the population. None when no input has one."""
+    have = [(h, a) for h, a in zip(hosts, attrs, strict=False) if a]
+    if not have:
+        return None
+    stages = have[0][1]["stages"]
+    used = [(h, a) for h, a in have if a["stages"] == stages]
+    note = {"inputs": [h for h, _ in used], "tails": "each the union of the inputs' own pXX tails",
+            "median_share": MEDIAN_NOT_MERGED}  # fmt: skip
+    missing = [h for h, a in zip(hosts, attrs, strict=False) if not a]
+    if missing:
+        note["without_attribution"] = missing
+    other = [h for h, a in have if a["stages"] != stages]
+    if other:
+        note["other_stages"] = other
+    tails = {}
+    for key in used[0][1]["tails"]:
+        parts = [(h, a["tails"][key]) for h, a in used if key in a["tails"]]
+        n = sum(t["traces"] for _, t in parts)
+        if n == 0:
+            continue
+        rows = {}
+        for s in stages:
+            got = [t["stages"][s] for _, t in parts]
+            # sum_ns: exact where the input has it; an older input's rounded mean times its traces
+            total = sum(
+                g.get("sum_ns", round(g["mean_ns"] * t["traces"]))
+                for g, (_, t) in zip(got, parts, strict=True)
+            )
+            taken = sum(g.get("taken", t["traces"]) for g, (_, t) in zip(got, parts, strict=True))
+            share = sum(g["mean_share"] * t["traces"] for g, (_, t) in zip(got, parts, strict=True))
+            rows[s] = {"mean_ns": round(total / n, 1), "mean_share": round(share / n, 6), "median_share": None,
+                       "taken": taken, "mean_taken_ns": round(total / max(taken, 1), 1), "sum_ns": total}  # fmt: skip
+        pct = (tick_to_trade or {}).get(key)
+        tails[key] = {
+            "percentile_ns": int(pct) if pct is not None else max(t["percentile_ns"] for _, t in parts),
+            "threshold_ns": min(t["threshold_ns"] for _, t in parts),
+            "thresholds_ns": {h: t["threshold_ns"] for h, t in parts},
+            "traces": n,
+            "mean_tick_to_trade_ns": round(sum(r["sum_ns"] for r in rows.values()) / n, 1),
+            "median": {"method": "not merged", "samples": 0},
+            "stages": rows,
+        }
+    population = used[0][1].get("population", "traded ticks")
+    return {"population": population, "traces": sum(a["traces"] for _, a in used), "stages": list(stages),
+            "tails": tails, "merged": note}  # fmt: skip
 
 
 def _warmup_intervals(inp: MergeInput) -> dict[str, list[Interval]]:

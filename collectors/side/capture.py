@@ -49,6 +49,7 @@ from tickscope.collectors.wire import (
     WireMatcher,
     WireStep,
 )
+from tickscope.collectors.wire.traces import lookup_legs
 
 CAPTURE_FILE = "wire.pcap"
 SNAPLEN = 2048
@@ -88,12 +89,14 @@ class WireCapture(SideCollectorBase):
 
     def __init__(self, iface: str = "lo", snaplen: int = SNAPLEN, md_port: int | None = None,
                  order_port: int | None = None, end_guard_s: float = END_GUARD_S,
-                 ws_port: int | None = None):  # fmt: skip
+                 ws_port: int | None = None, hedge_order_port: int | None = None):  # fmt: skip
         super().__init__()
         self.iface, self.end_guard_s = iface, end_guard_s
         self.snaplen = max(snaplen, WS_SNAPLEN) if ws_port else snaplen
         self.proc: subprocess.Popen | None = None
         self.md_port, self.order_port, self.ws_port = md_port, order_port, ws_port
+        # the market maker's hedge leg goes to a second venue: its orders are on the capture too
+        self.hedge_order_port = hedge_order_port
         # Ports known up front: start (and wait for tcpdump's "listening on") before the subject
         # exists, so the first market data and orders are on the capture too.
         self.before_subject = bool(md_port and order_port)
@@ -117,6 +120,7 @@ class WireCapture(SideCollectorBase):
         if not self.before_subject:
             ports = subject.ports()
             self.md_port, self.order_port = ports.get("md_port"), ports.get("order_port")
+            self.hedge_order_port = ports.get("hedge_order_port")
             if ports.get("ws_port"):
                 self.ws_port = ports["ws_port"]
                 self.snaplen = max(self.snaplen, WS_SNAPLEN)
@@ -140,7 +144,7 @@ class WireCapture(SideCollectorBase):
         if self.stamp_type != "host":
             argv += ["-j", self.stamp_type]
         md = f"tcp src port {self.ws_port}" if self.ws_port else f"udp dst port {self.md_port}"
-        bpf = f"({md}) or (tcp dst port {self.order_port})"
+        bpf = f"({md}) or " + " or ".join(f"(tcp dst port {p})" for p in self.order_ports)
         if is_loopback(self.iface):
             self.marker_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.marker_sock.bind(("127.0.0.1", 0))
@@ -168,11 +172,15 @@ class WireCapture(SideCollectorBase):
             self.proc = None
             self._close_marker()
             return
-        self.tail = CaptureTail(self.path, self.md_port, self.order_port, self.ws_port)
+        self.tail = CaptureTail(self.path, self.md_port, self.order_ports, self.ws_port)
         self.live = LiveWireJoin(self.collector, self.points) if self.collector is not None else None
         self._tailing = threading.Event()
         self.tail_thread = threading.Thread(target=self._follow, daemon=True, name="capture-tail")
         self.tail_thread.start()
+
+    @property
+    def order_ports(self) -> list[int]:
+        return [p for p in (self.order_port, self.hedge_order_port) if p]
 
     def _follow(self) -> None:
         """The capture tailed during the run: wire points joined as tcpdump writes them, for the
@@ -293,7 +301,8 @@ class WireCapture(SideCollectorBase):
         grid (for the engine to add), warnings, and meta.json's ``capture`` section."""
         info = {"interface": self.iface, "snaplen": self.snaplen, "stamps": self.stamp_type, "file": CAPTURE_FILE,
                 **({"ws_port": self.ws_port} if self.ws_port else {"md_port": self.md_port}),
-                "order_port": self.order_port, **self.end,
+                "order_port": self.order_port,
+                **({"hedge_order_port": self.hedge_order_port} if self.hedge_order_port else {}), **self.end,
                 **({"live_join_cpu_s": round(self.live_cpu[0], 3), "live_join_s": round(self.live_cpu[1], 3)}
                    if self.live_cpu else {}),
                 **{f"tcpdump_{k}": v for k, v in self.stats.items()}}  # fmt: skip
@@ -307,18 +316,22 @@ class WireCapture(SideCollectorBase):
         off = grid.realtime_offset  # realtime -> the collector's CLOCK_MONOTONIC timeline
         kept = {name: self.points.all(name) for name in ("md.rx", "order.tx")}
         values = {"wire_to_wire": (m.wire_order - off, m.wire_to_wire)}
-        md_rx = _lookup(*kept.get("md.rx", _empty()), m.md_trace)
+        md_rx = _lookup(*kept.get("md.rx", _empty())[:2], m.md_trace)  # shared by the legs: by trace
         ok = md_rx != 0
         values["md.rx-wire.md"] = (m.md_ts[ok] - off, md_rx[ok] - (m.md_ts[ok] - off))
-        order_tx = _lookup(*kept.get("order.tx", _empty()), m.order_trace)
+        tx_trace, tx_ts, tx_leg = kept.get("order.tx", _empty())
+        order_tx = lookup_legs(
+            tx_trace, tx_leg, tx_ts, m.order_trace, m.order_leg
+        )  # each order its own leg's
         ok = order_tx != 0
         res = (m.order_ts[ok] - off) - order_tx[ok]
         at = m.order_ts[ok] - off
         values["wire.order-order.tx"] = (at[res >= 0], res[res >= 0])
         values["order.tx-wire.order"] = (at[res < 0], -res[res < 0])
-        traced_orders = kept.get("order.tx", _empty())[0]
-        info["orders_traced"] = int(np.unique(traced_orders).size)
-        info["orders_traced_not_on_wire"] = int(np.count_nonzero(~np.isin(traced_orders, m.order_trace)))
+        traced_orders = lookup_legs(m.order_trace, m.order_leg, np.ones(m.order_trace.size, np.int64),
+                                    tx_trace, tx_leg)  # 1: that (trace, leg) is on the wire  # fmt: skip
+        info["orders_traced"] = int(np.unique(np.stack((tx_trace, tx_leg)), axis=1).shape[1])
+        info["orders_traced_not_on_wire"] = int(np.count_nonzero(traced_orders == 0))
         traced_md = kept.get("md.rx", _empty())[0]
         info["md_traced_not_on_wire"] = int(
             np.count_nonzero(~np.isin(traced_md, m.md_trace))
@@ -338,7 +351,7 @@ class PendingJoin:
 
     def __init__(self, horizon_ns: int = JOIN_HORIZON_NS):
         self.horizon_ns = horizon_ns
-        self.a = self.b = _empty()
+        self.a = self.b = _empty()[:2]  # (trace ids or keys, stamps)
 
     def add(self, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]):
         """-> (trace ids, a's stamps, b's stamps) of the traces both sides now have."""
@@ -373,10 +386,14 @@ class LiveWireJoin:
     def add(self, step: WireStep) -> None:
         off = self.offset
         values = {"wire_to_wire": step.wire_order - step.wire_md}
-        trace, wire_md, md_rx = self.md.add((step.md_trace, step.md_ts - off), self.points.take_new("md.rx"))
+        trace, wire_md, md_rx = self.md.add(
+            (step.md_trace, step.md_ts - off), self.points.take_new("md.rx")[:2]
+        )
         values["md.rx-wire.md"] = md_rx - wire_md
+        tx_trace, tx_ts, tx_leg = self.points.take_new("order.tx")
         trace, wire_order, order_tx = self.orders.add(
-            (step.order_trace, step.order_ts - off), self.points.take_new("order.tx")
+            (live_leg_key(step.order_trace, step.order_leg), step.order_ts - off),
+            (live_leg_key(tx_trace, tx_leg), tx_ts),
         )
         res = wire_order - order_tx
         values["wire.order-order.tx"], values["order.tx-wire.order"] = res[res >= 0], -res[res < 0]
@@ -409,12 +426,12 @@ class CaptureTail:
     stopped and fed to one ``WireMatcher``: the end marker is seen here, the live view's wire rows
     come from here, and ``close`` gives the match of the whole file that the session keeps."""
 
-    def __init__(self, path: Path, md_port: int, order_port: int, ws_port: int | None = None):
+    def __init__(self, path: Path, md_port: int, order_ports: list[int], ws_port: int | None = None):
         self.path = path
         self.stream = PcapStream(path.name)
         # a WebSocket feed: market data is the venue's side of its TCP port, not Mold on the UDP one
         md, ws = ({md_port}, set()) if not ws_port else (set(), {ws_port})
-        self.matcher = WireMatcher(md, {order_port}, ws_ports=ws)
+        self.matcher = WireMatcher(md, set(order_ports), ws_ports=ws)
         self.file = None
         self.error: str | None = None  # the file is not a capture we can read: one line
         self.match: WireMatch | None = None
@@ -448,7 +465,14 @@ class CaptureTail:
 
 
 def _empty():
-    return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+
+def live_leg_key(trace: np.ndarray, leg: np.ndarray) -> np.ndarray:
+    """(trace id, leg) as one int64 for the live join, which sees a few seconds of traces at a time:
+    two pairs share a key only when their trace ids differ by a multiple of 2**48 (the session's
+    join, ``lookup_legs``, is exact)."""
+    return (trace << 16) | leg
 
 
 def _lookup(trace: np.ndarray, ts: np.ndarray, wanted: np.ndarray) -> np.ndarray:

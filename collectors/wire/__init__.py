@@ -13,7 +13,8 @@ it caused (SOF). This package turns a capture into those two points per trace:
                 once, frames split across segments or several in one are framed by BodyLength).
                 The stamp is that of the segment holding the frame's first byte. The trace id is
                 read from the ClOrdID (tag 11, or the tag a venue uses instead) with a regex whose
-                first group is the id; the bundled trader's ClOrdIDs are ``TS<trace id>-<n>``.
+                first group is the id and whose optional second group is the leg (0 without it);
+                the bundled traders' ClOrdIDs are ``TS<trace id>.<leg>-<n>``.
 
 Parsing: the file is walked once in Python for record boundaries (pcap record headers, pcapng
 blocks), then link, IP, UDP and TCP headers of all packets are decoded at once with numpy over the

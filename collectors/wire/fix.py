@@ -108,12 +108,17 @@ def fix_field(frame: bytes, field: bytes) -> bytes | None:
 
 
 DEFAULT_CLORDID_TAG = 11
-DEFAULT_CLORDID_REGEX = r"(\d+)"  # first run of digits: TS<trace id>-<n> from the bundled trader
+# The first run of digits is the trace id, digits after a '.' right behind it the leg:
+# TS<trace id>.<leg>-<n> from the bundled traders; TS<trace id>-<n> (no leg) is leg 0.
+DEFAULT_CLORDID_REGEX = r"(\d+)(?:\.(\d+))?"
+MAX_LEG = 0xFFFF  # a ring record's leg is a u16 (probe/layout.py)
 
 
 @dataclass
 class OrderMapping:
-    """Which FIX tag carries the trace and how to read the trace id from it (regex group 1)."""
+    """Which FIX tag carries the trace and how to read it: regex group 1 the trace id, group 2
+    (optional) the leg, i.e. which order of its tick this is; leg 0 when the regex has no group 2
+    or it took no part in the match, so one order per tick needs no leg in its ClOrdID."""
 
     tag: int = DEFAULT_CLORDID_TAG
     regex: str = DEFAULT_CLORDID_REGEX
@@ -129,14 +134,16 @@ class OrderMapping:
             )
         self.field = b"\x01%d=" % self.tag
 
-    def trace_id(self, value: bytes) -> int | None:
+    def trace_leg(self, value: bytes) -> tuple[int, int] | None:
+        """(trace id, leg) named by ``value``; None when it names no trace."""
         m = self.pattern.search(value)
         if m is None:
             return None
         digits = m.group(1)  # None when the regex matched through another branch: '(a)|(\d+)'
         if digits is None:
             return None
+        leg = m.group(2) if self.pattern.groups >= 2 else None
         try:
-            return int(digits)
+            return int(digits), int(leg) if leg is not None else 0
         except ValueError:
             return None

@@ -9,20 +9,21 @@ import numpy as np
 
 from .capture import Capture, WireError, add_count
 from .files import CHUNK_BYTES, read_chunks
-from .fix import OrderMapping, fix_field, fix_refusal
+from .fix import MAX_LEG, OrderMapping, fix_field, fix_refusal
 from .fragments import IpReassembly
 from .headers import IPPROTO_TCP, Headers, decode_headers
 from .marker import end_markers
 from .mold import mold_messages
 from .tcp import TCP_SYN, TcpStream
-from .traces import first_per_trace, i64, join_traces
+from .traces import first_per_leg, first_per_trace, i64, join_traces
 from .websocket import WsConnection, stream_name
 
 
 @dataclass
 class WireStep:
     """What one ``feed`` found: the chunk's wire.md and wire.order points, and its orders joined
-    to market data already seen (the live view's ``wire_to_wire``)."""
+    to market data already seen (the live view's ``wire_to_wire``). An order is one leg of its
+    trace (``order_leg``; ``leg`` of the joined ones): a tick may send several."""
 
     md_trace: np.ndarray
     md_ts: np.ndarray
@@ -31,12 +32,14 @@ class WireStep:
     trace: np.ndarray
     wire_md: np.ndarray
     wire_order: np.ndarray
+    order_leg: np.ndarray
+    leg: np.ndarray
 
 
 @dataclass
 class WireMatch(WireStep):
-    """Both wire points per trace over the whole capture, and the join: ``trace``/``wire_to_wire``
-    of matched orders."""
+    """Both wire points over the whole capture (market data per trace, orders per (trace, leg)),
+    and the join: ``trace``/``leg``/``wire_to_wire`` of matched orders."""
 
     counters: dict[str, int]
     warnings: list[str]
@@ -71,6 +74,7 @@ class WireMatcher:
         self.sessions: set[bytes] = set()
         self.md_parts: list[tuple[np.ndarray, np.ndarray]] = []  # per chunk, sorted by trace
         self.order_traces: list[int] = []
+        self.order_legs: list[int] = []
         self.order_stamps: list[int] = []
         self.streams: dict[bytes, TcpStream] = {}  # by stream key: the connection in use
         self.order_streams = 0  # connections seen (the same ports opened again count again)
@@ -101,8 +105,10 @@ class WireMatcher:
         first = len(self.order_traces)
         self._orders(cap, hdr)
         order_trace, order_ts = i64(self.order_traces[first:]), i64(self.order_stamps[first:])
+        order_leg = i64(self.order_legs[first:])
         found, wire_md = self._recent_md(order_trace)
-        return WireStep(md_trace, md_ts, order_trace, order_ts, order_trace[found], wire_md, order_ts[found])
+        return WireStep(md_trace, md_ts, order_trace, order_ts, order_trace[found], wire_md, order_ts[found],
+                        order_leg, order_leg[found])  # fmt: skip
 
     def _recent_md(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         found = np.zeros(wanted.size, dtype=bool)
@@ -201,7 +207,7 @@ class WireMatcher:
         sel = np.flatnonzero((hdr.proto == IPPROTO_TCP) & np.isin(hdr.dport, list(self.order_ports)))
         add_count(self.counters, "order_segments", int(sel.size))
         data, mapping, counters, streams = cap.data, self.mapping, self.counters, self.streams
-        new_orders = unmapped = out_of_range = 0
+        new_orders = unmapped = out_of_range = leg_out_of_range = 0
         refused = {"checksum": 0, "malformed": 0}
         cols = (hdr.addr[sel], hdr.addr_len[sel], hdr.sport[sel], hdr.dport[sel], hdr.payload[sel],
                 hdr.payload_end[sel], hdr.tcp_seq[sel], hdr.tcp_flags[sel], cap.ts_ns[sel])  # fmt: skip
@@ -228,21 +234,28 @@ class WireMatcher:
                     continue
                 new_orders += 1
                 value = fix_field(frame, mapping.field)
-                trace = mapping.trace_id(value) if value is not None else None
-                if trace is None:
+                key = mapping.trace_leg(value) if value is not None else None
+                if key is None:
                     unmapped += 1
                     continue
+                trace, leg = key
                 if trace >= 1 << 64:  # beyond any feed's sequence number (u64)
                     out_of_range += 1
+                    continue
+                if leg > MAX_LEG:  # no ring record can name it: no trace of ours has it
+                    leg_out_of_range += 1
                     continue
                 # u64 ids as int64, two's complement: how a Mold sequence of 2**63 or more is held too
                 self.order_traces.append(trace - (1 << 64) if trace >= 1 << 63 else trace)
                 self.order_stamps.append(stamp)
+                self.order_legs.append(leg)
         add_count(counters, "orders_new", new_orders)
         if unmapped:
             add_count(counters, "orders_unmapped", unmapped)
         if out_of_range:
             add_count(counters, "orders_trace_id_out_of_range", out_of_range)
+        if leg_out_of_range:
+            add_count(counters, "orders_leg_out_of_range", leg_out_of_range)
         if refused["checksum"]:
             add_count(counters, "fix_frames_bad_checksum", refused["checksum"])
         if refused["malformed"]:
@@ -281,13 +294,18 @@ class WireMatcher:
         counters["order_streams"] = self.order_streams
         counters.setdefault("orders_new", 0)
         raw = i64(self.order_traces)
-        order_trace, order_ts = first_per_trace(raw, i64(self.order_stamps))
-        if raw.size - order_trace.size:
+        order_trace, order_leg, order_ts = first_per_leg(raw, i64(self.order_legs), i64(self.order_stamps))
+        if raw.size - order_trace.size:  # the same (trace, leg) again: a resend, not another order
             counters["orders_duplicate_trace"] = int(raw.size - order_trace.size)
         found, wire_md = join_traces(md_trace, md_ts, order_trace)
         counters["orders_matched"] = int(found.sum())
         counters["orders_unmatched"] = int(order_trace.size - found.sum())
-        counters["md_messages_without_order"] = int(md_trace.size - found.sum())  # most ticks trade nothing
+        legs, per_leg = np.unique(order_leg[found], return_counts=True)
+        counters.update({f"orders_matched_leg_{leg}": int(n) for leg, n in zip(legs.tolist(), per_leg.tolist(),
+                                                                              strict=True)})  # fmt: skip
+        # most ticks trade nothing; a tick of several legs is one message with an order
+        traded = int(np.unique(order_trace[found]).size)
+        counters["md_messages_without_order"] = int(md_trace.size - traded)
         if self.markers:
             counters["capture_end_marker"] = len(self.markers)
         counters["packets"] = self.packets
@@ -299,7 +317,7 @@ class WireMatcher:
             warnings.append(f"no packet of the capture goes to udp port(s) {sorted(self.md_ports)} or tcp port(s) "
                             f"{sorted(self.order_ports)}{ws}: check --md/--orders")  # fmt: skip
         return WireMatch(md_trace, md_ts, order_trace, order_ts, order_trace[found], wire_md, order_ts[found],
-                         counters, warnings, self.packets, self.fmt)  # fmt: skip
+                         order_leg, order_leg[found], counters, warnings, self.packets, self.fmt)  # fmt: skip
 
 
 # What the wire side refuses or cannot use, as the receiver would: (counter, words) in the order shown.
@@ -308,6 +326,7 @@ REFUSAL_COUNTERS = (
     ("fix_frames_bad_checksum", "FIX frames with a wrong CheckSum"),
     ("fix_frames_malformed", "FIX frames malformed"),
     ("orders_trace_id_out_of_range", "orders with a trace id of 2**64 or more"),
+    ("orders_leg_out_of_range", f"orders with a leg above {MAX_LEG}"),
     ("ip_datagrams_incomplete", "fragmented IP datagrams never completed"),
     ("capture_packets_bad_stamp", "packets stamped outside 1970-2116"),
 )

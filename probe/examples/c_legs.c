@@ -7,7 +7,8 @@
  * message (one leg: a hedge on BATS). Stamps are explicit (tsp_record_ts), per trace i:
  *   md.rx = rdtsc, md.decoded = + FEED, then quote.handled = + QUOTE or trade.handled = + TRADE,
  *   order.tx of leg k = + send(i, k), ack.rx = order.tx + ACK + k
- * Dimensions venue and side ride on each leg's order.tx. Prints the constants first.
+ * Dimensions venue and side ride on each leg's order.tx; symbol (S0, S1, S2 by i % 3) on md.decoded,
+ * a point the legs share, so every leg of the trace carries it. Prints the constants first.
  */
 #include "tickscope_probe.h"
 
@@ -34,7 +35,7 @@ static const tsp_point TRADE_POINTS[] = {
     {"trade.handled", "trade_msg", TSP_CLOCK_TSC, 0},
     {"order.tx", NULL, TSP_CLOCK_TSC, 0},
 };
-static const char *const DIMS[] = {"venue", "side"};
+static const char *const DIMS[] = {"venue", "side", "symbol"};
 
 static int put(tsp_ring *r, uint32_t point, uint64_t trace, uint64_t ts, uint16_t leg, uint64_t dims) {
     while (!tsp_record_ts(r, point, trace, ts, leg, dims))
@@ -47,7 +48,7 @@ int main(int argc, char **argv) {
     printf("feed=%llu quote=%llu trade=%llu ack=%llu\n", FEED, QUOTE, TRADE, ACK);
     fflush(stdout);
     tsp_ring quotes, trades;
-    if (tsp_open_dims(&quotes, "quotes", QUOTE_POINTS, 5, DIMS, 2, 1u << 16) != 0 ||
+    if (tsp_open_dims(&quotes, "quotes", QUOTE_POINTS, 5, DIMS, 3, 1u << 16) != 0 ||
         tsp_open_points(&trades, "trades", TRADE_POINTS, 3, 1u << 14) != 0) {
         perror("tsp_open");
         return 1;
@@ -55,11 +56,14 @@ int main(int argc, char **argv) {
     uint64_t xnas_buy = tsp_dims(tsp_intern(&quotes, 0, "XNAS"), tsp_intern(&quotes, 1, "buy"), 0, 0);
     uint64_t xnas_sell = tsp_dims(tsp_intern(&quotes, 0, "XNAS"), tsp_intern(&quotes, 1, "sell"), 0, 0);
     uint64_t bats_buy = tsp_dims(tsp_intern(&quotes, 0, "BATS"), tsp_intern(&quotes, 1, "buy"), 0, 0);
+    const uint64_t symbol[] = {tsp_dims(0, 0, tsp_intern(&quotes, 2, "S0"), 0),
+                               tsp_dims(0, 0, tsp_intern(&quotes, 2, "S1"), 0),
+                               tsp_dims(0, 0, tsp_intern(&quotes, 2, "S2"), 0)};
     for (uint64_t i = 1; i <= traces; i++) {
         uint64_t ts0 = tsp_rdtsc();
         uint64_t decoded = ts0 + FEED;
         put(&quotes, MD_RX, i, ts0, 0, 0);
-        put(&quotes, MD_DECODED, i, decoded, 0, 0);
+        put(&quotes, MD_DECODED, i, decoded, 0, symbol[i % 3]);
         uint64_t handled = decoded + (i % 2 == 0 ? QUOTE : TRADE);
         if (i % 2 == 0)
             put(&quotes, QUOTE_HANDLED, i, handled, 0, 0);

@@ -161,3 +161,44 @@ def test_merge_keeps_every_per_value_histogram_bucket_for_bucket(run, tmp_path):
     }
     assert rows["BATS"]["tags"]["tick_to_trade"] == m.slice("venue", "BATS").summary()["tick_to_trade"]
     assert not [t for t in json.loads((tmp_path / "m" / "summary.json").read_text()) if "|" in t]
+
+
+def test_merge_keeps_each_values_tail_attribution_exact_where_sums_add_and_says_medians_are_not(
+    run, tmp_path
+):
+    """Per value and for the whole session: a merged tail is the union of the inputs' own tails, its
+    traces, taken counts and span sums the inputs' added (so its means are exact); a median share
+    cannot be merged: null, and the tail says why."""
+    other, _ = profile(tmp_path, symbols=2)
+    out = run_cli("merge", str(tmp_path / "m"), f"a={run[0]}", f"b={other}")
+    assert out.returncode == 0, out.stderr
+    a, b, m = Session.load(run[0]), Session.load(other), Session.load(tmp_path / "m")
+
+    def same_sums(merged, parts):
+        assert merged["traces"] == sum(p["traces"] for p in parts) and merged["stages"] == parts[0]["stages"]
+        assert merged["merged"]["inputs"] == ["a", "b"] and "median" in merged["merged"]["median_share"]
+        for key, tail in merged["tails"].items():
+            ins = [p["tails"][key] for p in parts]
+            n = sum(t["traces"] for t in ins)
+            assert tail["traces"] == n and tail["thresholds_ns"] == {
+                "a": ins[0]["threshold_ns"],
+                "b": ins[1]["threshold_ns"],
+            }
+            assert tail["median"]["method"] == "not merged"
+            for stage, row in tail["stages"].items():
+                total = sum(t["stages"][stage]["sum_ns"] for t in ins)
+                assert row["sum_ns"] == total and row["mean_ns"] == round(total / n, 1)
+                assert row["taken"] == sum(t["stages"][stage]["taken"] for t in ins)
+                assert row["median_share"] is None
+            assert sum(r["sum_ns"] for r in tail["stages"].values()) == pytest.approx(
+                tail["mean_tick_to_trade_ns"] * n, abs=0.05 * n
+            )
+
+    same_sums(m.attribution, [a.attribution, b.attribution])
+    for venue in ("XNAS", "BATS"):
+        parts = [s.dimension_summary["venue"]["values"][venue]["attribution"] for s in (a, b)]
+        same_sums(m.dimension_summary["venue"]["values"][venue]["attribution"], parts)
+    r = run_cli("report", str(tmp_path / "m"), "--by", "venue")
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "not mergeable" in r.stdout, (
+        r.stdout + r.stderr
+    )

@@ -13,7 +13,13 @@ import pytest
 from tickscope.collectors.rings.collector import Collector, monotonic_ns
 from tickscope.collectors.rings.correlate import TICK_TO_DECISION, TICK_TO_TRADE, Correlator, TraceSchema
 from tickscope.collectors.rings.reader import RingFormatError, RingReader
-from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, summarize
+from tickscope.collectors.session.hdr import (
+    BulkRecorder,
+    counts_view,
+    new_histogram,
+    percentile_rank,
+    summarize,
+)
 from tickscope.probe import Point, PointWriter, TickWriter
 from tickscope.probe import layout as L
 
@@ -298,3 +304,75 @@ def test_a_tick_ring_fans_out_with_one_record_per_leg(ring_dir):
     assert summary["strategy"]["count"] == 100 and summary[TICK_TO_TRADE]["count"] == orders
     assert summary[TICK_TO_TRADE]["min"] == 540 and summary[TICK_TO_TRADE]["max"] == 560
     ticks.close()
+
+
+def test_a_stage_of_0_ns_on_one_branch_is_taken_and_the_other_branch_never_counts_it(ring_dir):
+    """Two paths: a quote handled at the very instant it was decoded (stage ``quote`` of 0 ns) or a
+    trade message that skips ``quote``. The 0 ns spans are samples (stage tables, per dimension
+    value, attribution's ``taken``); the trade path's traces are none of them, and medians are
+    over the traces that took the stage, not padded with the other path's zeros."""
+    quotes = PointWriter([Point("md.rx"), Point("md.decoded", stage="feed"), Point("quote.handled", stage="quote"),
+                          Point("order.tx", stage="send", trade=True)], name="quotes", dims=["symbol"])  # fmt: skip
+    trades = PointWriter([Point("md.decoded"), Point("trade.handled", stage="trade_msg"), Point("order.tx")],
+                         name="trades")  # fmt: skip
+    col = Collector(ring_dir)
+    symbols = [quotes.dims(symbol=s) for s in ("AAPL", "MSFT")]
+    base = monotonic_ns()
+    truth = {}  # trace -> {stage: span} of the stages it took
+    for seq in range(1, 301):
+        a = base + 10_000 * seq
+        quotes.record(0, seq, ts=a, dims=symbols[seq % 2])
+        quotes.record(1, seq, ts=a + 20)
+        if seq % 3:  # the quote path: handled at the instant it was decoded
+            quotes.record(2, seq, ts=a + 20)
+            quotes.record(3, seq, ts=a + 60)
+            truth[seq] = {"feed": 20, "quote": 0, "send": 40}
+        else:
+            trades.record(1, seq, ts=a + 520 + seq % 7)
+            trades.record(2, seq, ts=a + 580 + seq % 7)
+            truth[seq] = {"feed": 20, "trade_msg": 500 + seq % 7, "send": 60}
+    col.poll()
+    col.finish()
+    counters = col.counter_dict()
+    assert counters["traces_complete"] == 300 and counters["traces_incomplete"] == 0
+    summary = col.summary()
+    quoted = [t for t, s in truth.items() if "quote" in s]
+    assert (summary["quote"]["count"], summary["quote"]["max"]) == (len(quoted), 0)
+    assert summary["trade_msg"]["count"] == 300 - len(quoted)
+    # per dimension value: every 0 ns quote is one sample of its symbol's quote stage
+    values = col.dimension_summary()["symbol"]["values"]
+    for i, sym in enumerate(("MSFT", "AAPL")):  # symbols[seq % 2]: even seq AAPL
+        assert values[sym]["tags"]["quote"]["count"] == sum(1 for t in quoted if t % 2 == (i == 0)), sym
+    att = col.attribution.summary()
+    stages = att["stages"]
+    t2t = np.array([sum(truth[t].values()) for t in sorted(truth)])
+    for key, pct in (("p50", 50.0), ("p99", 99.0)):
+        h = new_histogram()
+        BulkRecorder(h).record(h, t2t)
+        low = h.get_value_from_index(
+            int(np.searchsorted(np.cumsum(counts_view(h)), percentile_rank(pct, t2t.size)))
+        )
+        tail = [t for t in sorted(truth) if sum(truth[t].values()) >= low]
+        got = att["tails"][key]
+        assert got["traces"] == len(tail)
+        for stage in stages:
+            took = [t for t in tail if stage in truth[t]]
+            shares = sorted(truth[t][stage] / sum(truth[t].values()) for t in took)
+            row = got["stages"][stage]
+            assert row["taken"] == len(took), (key, stage)
+            assert row["median_share"] == pytest.approx(
+                shares[percentile_rank(50.0, len(shares)) - 1] if shares else 0, abs=1e-6
+            )
+            assert row["mean_taken_ns"] == pytest.approx(
+                np.mean([truth[t][stage] for t in took]) if took else 0, abs=0.06
+            )
+        assert sum(r["mean_ns"] for r in got["stages"].values()) == pytest.approx(
+            got["mean_tick_to_trade_ns"], abs=0.3
+        )
+    p50 = att["tails"]["p50"]["stages"]
+    assert p50["quote"]["taken"] == len(quoted) and p50["trade_msg"]["median_share"] > 0.8
+    # the slowest traces (trade path) show no quote stage at all, not one of 0 ns
+    slow = col._slowest.traces()
+    assert slow and all("quote.handled" not in [s["point"] for s in tr["stamps"]] for tr in slow)
+    quotes.close()
+    trades.close()

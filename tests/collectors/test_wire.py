@@ -16,12 +16,14 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import pytest
 
 from conftest import need_tool, needs_tool
 from support import QUIET, free_port
 from support import wire_synth as S
 from support.cli import CLI, run_cli
+from support.native import needs_cargo
 from support.wire_frames import FIX_PORT, MD_PORT, SESSION, md_frame, mold, order, tcp_frame
 from tickscope.collectors.wire import (
     LINKTYPE_LINUX_SLL,
@@ -160,7 +162,17 @@ def _fed_in_pieces(data: bytes, cuts: list[int], md_port: int, fix_port: int):
 
 
 def _same_match(a, b) -> None:
-    for name in ("md_trace", "md_ts", "order_trace", "order_ts", "trace", "wire_md", "wire_order"):
+    for name in (
+        "md_trace",
+        "md_ts",
+        "order_trace",
+        "order_ts",
+        "trace",
+        "wire_md",
+        "wire_order",
+        "order_leg",
+        "leg",
+    ):
         assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
     assert (a.counters, a.warnings, a.packets, a.fmt) == (b.counters, b.warnings, b.packets, b.fmt)
 
@@ -418,6 +430,31 @@ def test_a_wire_session_carries_the_run_metadata_and_says_this_host_only_analyse
     assert "host" not in meta and meta["source"] == "wire" and meta["name"] == "s"
 
 
+def test_several_orders_of_one_tick_are_each_joined_as_their_leg(tmp_path):
+    """TS<trace>.<leg>-<n>: every leg of a tick is its own order and its own wire-to-wire sample;
+    the same leg again is a duplicate; a ClOrdID without a leg is leg 0; a leg no ring record can
+    name (above 65535) is refused and counted."""
+    frames = [order(b"TS7.0-1", 1), order(b"TS7.1-2", 2), order(b"TS7.2-3", 3), order(b"TS7.1-4", 4),
+              order(b"TS8-5", 5), order(b"TS8.70000-6", 6)]  # fmt: skip
+    packets, seq = [(100, md_frame(7, 2)), (150, tcp_frame(99, b"", 0x02))], 100
+    for i, f in enumerate(frames):
+        packets.append((200 + 10 * i, tcp_frame(seq, f)))
+        seq += len(f)
+    m = run_match(tmp_path, S.pcap(packets))
+    assert list(zip(m.trace.tolist(), m.leg.tolist(), m.wire_to_wire.tolist(), strict=True)) == [
+        (7, 0, 100), (7, 1, 110), (7, 2, 120), (8, 0, 140)
+    ]  # fmt: skip
+    c = m.counters
+    assert c["orders_new"] == 6 and c["orders_matched"] == 4 and c["orders_duplicate_trace"] == 1
+    assert (c["orders_matched_leg_0"], c["orders_matched_leg_1"], c["orders_matched_leg_2"]) == (2, 1, 1)
+    assert c["orders_leg_out_of_range"] == 1 and c["md_messages_without_order"] == 0
+    # a regex with no leg group: every order leg 0, the legs of one tick are then duplicates
+    m = run_match(tmp_path, S.pcap(packets), mapping=OrderMapping(11, r"(\d+)"))
+    assert (
+        m.trace.tolist() == [7, 8] and m.leg.tolist() == [0, 0] and m.counters["orders_duplicate_trace"] == 4
+    )
+
+
 def test_gap_never_filled_and_garbage_between_frames_are_counted(tmp_path):
     a, b = order(b"TS1-1"), order(b"TS2-2")
     packets = [(1, md_frame(1, 2)), (2, tcp_frame(100, b"", 0x02)), (3, tcp_frame(101, b"junk" + a)),
@@ -636,7 +673,7 @@ def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
 @pytest.mark.slow  # a cargo build
 @needs_tool("cargo", install="apt-get install cargo")
 def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp_path):
-    """The Rust trader's ClOrdIDs carry the trace id (TS<trace>-<n>) as the Python trader's do."""
+    """The Rust trader's ClOrdIDs carry the trace id and leg (TS<trace>.<leg>-<n>) as the Python trader's do."""
     out = tmp_path / "s"
     r = run_cli("profile", "--capture", "--trader", "rust", "--duration", "4s", "--rate", "5k", *QUIET, "-o", str(out), timeout=900)  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -655,6 +692,87 @@ def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp
     assert summary["wire_to_wire"]["p50"] < 10 * summary["tick_to_trade"]["p50"] + 1_000_000
     stats = meta["subject_stats"]["trader"]
     assert stats["oms_unknown_reports"] == 0 and stats["orders_acked"] > 0  # its OMS still finds its orders
+
+
+# A NewOrderSingle's ClOrdID as the bundled traders write it, read straight off the capture's bytes.
+RAW_NEW_ORDER = re.compile(rb"\x0135=D\x01(?:[^\x01]*\x01)*?11=TS(\d+)\.(\d+)-(\d+)\x01")
+LEG_KIND = {0: "bid", 1: "ask", 2: "hedge"}
+
+
+@needs_tcpdump
+@pytest.mark.parametrize("trader", ["python", pytest.param("rust", marks=[pytest.mark.slow, needs_cargo])])
+def test_profile_capture_of_the_market_maker_joins_every_leg_to_its_trace(tmp_path, trader):
+    """--quotes both: a tick sends a bid, an ask and sometimes a hedge to a second venue. Every order
+    on the wire (counted from the capture's raw bytes, not through the matcher) is one wire-to-wire
+    sample, per leg as many as the trader sent, each joined to its own leg's order.tx."""
+    out = tmp_path / "s"
+    r = run_cli("profile", "--capture", "--quotes", "both", "--trader", trader, "--duration", "4s", "--rate", "5k",
+                *QUIET, "-o", str(out), timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    cap, c = meta["capture"], meta["capture"]["counters"]
+    assert (
+        cap["hedge_order_port"] == meta["options"]["pipeline"]["hedge_fix_port"] and cap["end_marker"] is True
+    )
+    raw = {
+        m.group(3): (int(m.group(1)), int(m.group(2)))
+        for m in RAW_NEW_ORDER.finditer((out / "wire.pcap").read_bytes())
+    }
+    raw_legs = {leg: sum(1 for _, g in raw.values() if g == leg) for leg in LEG_KIND}
+    stats = meta["subject_stats"]["trader"]
+    sent = stats["orders_by_leg"]
+    assert {LEG_KIND[leg]: n for leg, n in raw_legs.items()} == sent and min(sent.values()) > 0, (
+        raw_legs,
+        sent,
+    )
+    assert c["orders_new"] == c["orders_matched"] == len(raw) == stats["orders_sent"]
+    assert {leg: c[f"orders_matched_leg_{leg}"] for leg in LEG_KIND} == raw_legs
+    assert c["orders_unmatched"] == 0 and "orders_duplicate_trace" not in c
+    # each order joined to its own leg's kernel transmit stamp, none left over; a stamp the trader
+    # never read off its error queue before it stopped (a loaded host) is its own count, not ours
+    lost = stats["tx_stamps_unmatched"]
+    assert cap["orders_traced"] == len(raw) - lost and cap["orders_traced_not_on_wire"] == 0
+    assert cap["orders_on_wire_without_trace"] == lost and cap["md_traced_not_on_wire"] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["wire_to_wire"]["count"] == len(raw) == summary["tick_to_trade"]["count"]
+    residual = (
+        summary["wire.order-order.tx"]["count"] + summary.get("order.tx-wire.order", {"count": 0})["count"]
+    )
+    assert residual == len(raw) - lost
+    # the same capture read afterwards by `tickscope wire` (both order ports): the same samples
+    w = run_cli("wire", str(out / "wire.pcap"), "--md", f"udp:{cap['md_port']}", "--orders",
+                f"tcp:{cap['order_port']}", "--orders", f"tcp:{cap['hedge_order_port']}", "-o", str(tmp_path / "w"))  # fmt: skip
+    assert w.returncode == 0, w.stderr
+    assert (
+        json.loads((tmp_path / "w" / "summary.json").read_text())["wire_to_wire"] == summary["wire_to_wire"]
+    )
+
+
+def test_the_live_wire_rows_join_each_leg_to_its_own_order_tx():
+    """Two legs of one tick on the wire: each leg's residual is against its own order.tx."""
+    from tickscope.collectors.rings.collector import IntervalGrid, PointTap
+    from tickscope.collectors.side.capture import LiveWireJoin
+    from tickscope.collectors.wire import WireStep
+
+    class Collector:  # what LiveWireJoin reads of a collector: its interval grid
+        grid = IntervalGrid(0, 10**9, 0, 0)
+
+    i64 = functools.partial(np.array, dtype=np.int64)
+    tap = PointTap(("md.rx", "order.tx"))
+    tap.parts["order.tx"].append((i64([5, 5]), i64([100, 130]), i64([1, 0])))  # leg 1 sent first
+    tap.parts["md.rx"].append((i64([5]), i64([50]), i64([0])))
+    live = LiveWireJoin(Collector(), tap)
+    # on the wire: leg 0 at 135, leg 1 at 103
+    live.add(WireStep(i64([5]), i64([40]), i64([5, 5]), i64([135, 103]), i64([5, 5]), i64([40, 40]),
+                      i64([135, 103]), i64([0, 1]), i64([0, 1])))  # fmt: skip
+    live.roll(False)
+    rows = live.rows().cumulative
+    assert rows["wire_to_wire"]["count"] == 2 and rows["md.rx-wire.md"]["max"] == 10
+    assert (
+        rows["wire.order-order.tx"]["count"],
+        rows["wire.order-order.tx"]["min"],
+        rows["wire.order-order.tx"]["max"],
+    ) == (2, 3, 5)
 
 
 @needs_tcpdump
@@ -1002,7 +1120,11 @@ def test_profile_capture_with_a_websocket_feed_numbers_text_messages_as_the_trad
     fix = b"".join(_tshark_streams(pcap, f"tcp.dstport == {cap['order_port']}").values())
     orders = [dict(f.split(b"=", 1) for f in frame.split(b"\x01") if b"=" in f)
               for frame in fix.split(b"8=FIX")[1:]]  # fmt: skip
-    new = [(int(o[b"11"][2:].split(b"-")[0]), o[b"55"].decode()) for o in orders if o.get(b"35") == b"D"]
+    new = [
+        (int(o[b"11"][2:].split(b"-")[0].split(b".")[0]), o[b"55"].decode())
+        for o in orders
+        if o.get(b"35") == b"D"
+    ]
     assert len(new) == c["orders_new"]
     for trace, symbol in new:
         assert texts[trace - 1].get("e") == "depthUpdate" and texts[trace - 1]["s"] == symbol, (trace, symbol)

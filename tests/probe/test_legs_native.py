@@ -2,7 +2,9 @@
 
 probe/examples/c_legs.c and the Rust ``rust_writer legs`` mode write the same subject: an even
 trace is a quote on two legs (XNAS buy and sell), an odd one a trade message on one leg (a hedge
-on BATS), the paths branching after md.decoded across two rings of one thread.
+on BATS), the paths branching after md.decoded across two rings of one thread. Dimensions are
+attached at known points: venue and side on each leg's order.tx, symbol (S<i % 3>) on md.decoded,
+which the legs share: every per-value output is exact, per leg.
 """
 
 import os
@@ -37,8 +39,8 @@ def expected_ticks(traces: int) -> dict:
         "order_rtt": [ACK + k for _, k in legs],
         "tick_to_trade": [FEED + handled[i] + send_ticks(i, k) for i, k in legs],
     }
-    per_leg = [(i, k, "BATS" if i % 2 else "XNAS", "sell" if k else "buy", FEED + handled[i] + send_ticks(i, k))
-               for i, k in legs]  # fmt: skip
+    per_leg = [(i, k, "BATS" if i % 2 else "XNAS", "sell" if k else "buy", f"S{i % 3}",
+                FEED + handled[i] + send_ticks(i, k)) for i, k in legs]  # fmt: skip
     return {t: np.array(v) for t, v in ticks.items()}, per_leg
 
 
@@ -55,6 +57,12 @@ def collect(ring_dir) -> Collector:
     return col
 
 
+def exact_ns(ticks, ns_per_tick: float) -> dict:
+    truth = new_histogram()
+    BulkRecorder(new_histogram()).record(truth, np.rint(np.asarray(ticks) * ns_per_tick).astype(np.int64))
+    return summarize(truth)
+
+
 def assert_legs_exact(col: Collector, traces: int) -> None:
     ticks, per_leg = expected_ticks(traces)
     meta = col.meta_update()
@@ -62,7 +70,12 @@ def assert_legs_exact(col: Collector, traces: int) -> None:
     assert counters["duplicate_stamps"] == 0 and counters["traces_duplicate"] == 0
     assert counters["traces_incomplete"] == 0 and counters["dimension_values_unknown"] == 0
     assert counters["traces_complete"] == counters["legs_recorded"] == len(per_leg)
-    assert meta["dimensions"] == {"venue": ["XNAS", "BATS"], "side": ["buy", "sell"]}
+    assert meta["dimensions"] == {
+        "venue": ["XNAS", "BATS"],
+        "side": ["buy", "sell"],
+        "symbol": ["S0", "S1", "S2"],
+    }
+    assert counters["dimension_conflicts"] == 0
     ns = host_rate_ns_per_tick(meta)
     summary = col.summary()
     for tag, t in ticks.items():
@@ -71,13 +84,24 @@ def assert_legs_exact(col: Collector, traces: int) -> None:
         exact = summarize(truth)
         assert {k: summary[tag][k] for k in KEYS} == {k: exact[k] for k in KEYS}, tag
     rows = {k: np.concatenate([r[k] for r in col.rows]) for k in col.rows[0]}
-    venues, sides = ["", *meta["dimensions"]["venue"]], ["", *meta["dimensions"]["side"]]
-    got = sorted((int(i), int(k), venues[d[0]], sides[d[1]], int(t))
+    names = [["", *meta["dimensions"][d]] for d in ("venue", "side", "symbol")]
+    got = sorted((int(i), int(k), *(n[v] for n, v in zip(names, d, strict=False)), int(t))
                  for i, k, d, t in zip(rows["trace"], rows["leg"], rows["dims"], rows["tick_to_trade"], strict=True))  # fmt: skip
-    want = sorted((i, k, v, s, int(np.rint(t * ns))) for i, k, v, s, t in per_leg)
+    want = sorted((i, k, v, s, y, int(np.rint(t * ns))) for i, k, v, s, y, t in per_leg)
     assert got == want
     by_venue = {v: sum(1 for g in got if g[2] == v) for v in ("XNAS", "BATS")}
     assert by_venue == {"XNAS": traces // 2 * 2, "BATS": traces - traces // 2}
+    # every per-value output: each value's legs, their tick-to-trade and send exactly, per leg
+    sliced = col.dimension_summary()
+    for d, at in (("venue", 2), ("side", 3), ("symbol", 4)):
+        for value in meta["dimensions"][d]:
+            mine = [w for w in want if w[at] == value]
+            assert sliced[d]["values"][value]["rows"] == len(mine), (d, value)
+            tags = sliced[d]["values"][value]["tags"]
+            t2t = exact_ns([w[5] for w in mine], 1.0)
+            assert {k: tags["tick_to_trade"][k] for k in KEYS} == {k: t2t[k] for k in KEYS}, (d, value)
+            sends = exact_ns([send_ticks(w[0], w[1]) for w in mine], ns)
+            assert {k: tags["send"][k] for k in KEYS} == {k: sends[k] for k in KEYS}, (d, value)
 
 
 def test_c_subject_fans_out_and_branches_with_exact_counts_per_leg_and_dimension(c_build, ring_dir):

@@ -77,12 +77,15 @@ pub struct OrderManager {
     pub fills: u64,
 }
 
-/// "TS<trace id>-<n>" (or "TS<n>") -> n: ClOrdIDs are numbered, so the map is keyed by the number.
-/// The trace id in front is for the wire (`tickscope wire`, `profile --capture` read it from tag 11).
+/// "TS<trace id>.<leg>-<n>" (or "TS<trace id>-<n>", "TS<n>") -> n: ClOrdIDs are numbered, so the
+/// map is keyed by the number. Trace id and leg are for the wire (`tickscope wire`, `profile
+/// --capture` read them from tag 11).
 pub fn clordid_number(c: &[u8]) -> Option<u64> {
     let d = c.strip_prefix(b"TS")?;
     let d = match d.iter().rposition(|&x| x == b'-') {
-        Some(dash) if dash > 0 && d[..dash].iter().all(|x| x.is_ascii_digit()) => &d[dash + 1..],
+        Some(dash) if dash > 0 && d[..dash].iter().all(|x| x.is_ascii_digit() || *x == b'.') => {
+            &d[dash + 1..]
+        }
         _ => d,
     };
     if d.is_empty() || d.len() > 18 || !d.iter().all(|x| x.is_ascii_digit()) {
@@ -184,6 +187,7 @@ mod clordid_tests {
     #[test]
     fn the_order_number_is_read_after_the_trace_id() {
         assert_eq!(clordid_number(b"TS123456-7"), Some(7));
+        assert_eq!(clordid_number(b"TS123456.2-7"), Some(7));
         assert_eq!(clordid_number(b"TS7"), Some(7));
         assert_eq!(clordid_number(b"TS12-"), None);
         assert_eq!(clordid_number(b"TSx-7"), None);

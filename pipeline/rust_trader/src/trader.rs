@@ -418,7 +418,9 @@ impl Trader {
             let msg_seq = gw.session.next_seq();
             self.clordid.clear();
             self.clordid.extend_from_slice(b"TS");
-            fix::push_u64(&mut self.clordid, seq); // the trace id first, as the Python trader does: the wire joins on it
+            fix::push_u64(&mut self.clordid, seq); // TS<trace>.<leg>-<n> as the Python trader's: the wire joins on them
+            self.clordid.push(b'.');
+            fix::push_u64(&mut self.clordid, leg as u64);
             self.clordid.push(b'-');
             fix::push_u64(&mut self.clordid, id);
             let wall = sys::clock_ns(sys::CLOCK_REALTIME);

@@ -88,7 +88,7 @@ fn orders(beat_every: u64, handed: impl Iterator<Item = (u64, u64)>) -> Result<(
 
 /// The subject of probe/examples/c_legs.c (see there): known TSC spans, an even trace a quote on
 /// two legs (XNAS buy and sell), an odd one a trade message on one leg (BATS buy), the paths
-/// branching after md.decoded across two rings of this thread.
+/// branching after md.decoded across two rings of this thread; symbol S0..S2 (by i % 3) on md.decoded.
 fn legs(traces: u64) -> Result<(u64, u64), Error> {
     const FEED: u64 = 15000;
     const QUOTE: u64 = 40000;
@@ -105,11 +105,13 @@ fn legs(traces: u64) -> Result<(u64, u64), Error> {
     ];
     let trade_points =
         [Point::new("md.decoded"), Point::new("trade.handled").stage("trade_msg"), Point::new("order.tx")];
-    let mut quotes = PointWriter::open_dims("quotes", &quote_points, &["venue", "side"], 1 << 16)?;
+    let mut quotes = PointWriter::open_dims("quotes", &quote_points, &["venue", "side", "symbol"], 1 << 16)?;
     let mut trades = PointWriter::open("trades", &trade_points, 1 << 14)?;
     let xnas_buy = dims([quotes.intern("venue", "XNAS"), quotes.intern("side", "buy"), 0, 0]);
     let xnas_sell = dims([quotes.intern("venue", "XNAS"), quotes.intern("side", "sell"), 0, 0]);
     let bats_buy = dims([quotes.intern("venue", "BATS"), quotes.intern("side", "buy"), 0, 0]);
+    let symbol: Vec<u64> =
+        ["S0", "S1", "S2"].iter().map(|s| dims([0, 0, quotes.intern("symbol", s), 0])).collect();
     let put = |w: &mut PointWriter, point: u32, trace: u64, ts: u64, leg: u16, d: u64| {
         while !w.record_ts(point, trace, ts, leg, d) {
             std::thread::yield_now(); // full: a known-delay subject waits rather than drops
@@ -120,7 +122,7 @@ fn legs(traces: u64) -> Result<(u64, u64), Error> {
         let ts0 = quotes.now();
         let decoded = ts0 + FEED;
         put(&mut quotes, 0, i, ts0, 0, 0);
-        put(&mut quotes, 1, i, decoded, 0, 0);
+        put(&mut quotes, 1, i, decoded, 0, symbol[(i % 3) as usize]);
         let quote = i % 2 == 0;
         let handled = decoded + if quote { QUOTE } else { TRADE };
         if quote {
