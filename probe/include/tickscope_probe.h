@@ -23,6 +23,9 @@
  *     tsp_close(&ring);
  *
  * One ring per thread (single producer): every call on a ring comes from the thread that opened it.
+ * Build with -pthread (tsp_open starts a short-lived thread for the ring's second calibration pair;
+ * with glibc >= 2.34 the pthread functions are in libc anyway), and keep a tsp_ring where it is from
+ * tsp_open to tsp_close (that thread holds its address).
  * A full ring drops the record and counts it; the writer never blocks and never allocates after
  * tsp_open. tsp_record stamps raw TSC ticks; the collector fits the TSC rate over the calibration
  * pairs this writer stores (at open, at every heartbeat and at close).
@@ -44,6 +47,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +166,13 @@ typedef struct {
     uint32_t n_dims;
     uint32_t n_values; /* interned so far (the header's count, kept locally) */
     char path[512];
+    /* The calibration slots are written by the writer's thread (heartbeat, close) and, once, by
+     * the ring's calibrator thread (the second pair, 20 ms after open): the lock orders them. */
+    pthread_mutex_t calib_lock;
+    pthread_cond_t calib_wake; /* tsp_close wakes the calibrator early */
+    pthread_t calibrator;
+    int calibrator_started;
+    int closing;
 } tsp_ring;
 
 static inline uint64_t tsp_rdtsc(void) {
@@ -193,8 +204,9 @@ static inline uint64_t tsp_clock_ns(clockid_t id) {
 static inline void tsp_put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static inline void tsp_put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
-/* One (tsc, monotonic_raw, monotonic, realtime) pair, TSC read between two RAW reads. */
-static inline void tsp_calibration_pair(tsp_ring *r) {
+/* One (tsc, monotonic_raw, monotonic, realtime) pair, TSC read between two RAW reads; the caller
+ * holds r->calib_lock. */
+static inline void tsp__calibration_pair_locked(tsp_ring *r) {
     uint64_t raw0 = tsp_clock_ns(CLOCK_MONOTONIC_RAW);
     uint64_t tsc = tsp_rdtscp();
     uint64_t raw1 = tsp_clock_ns(CLOCK_MONOTONIC_RAW);
@@ -208,6 +220,38 @@ static inline void tsp_calibration_pair(tsp_ring *r) {
     tsp_put64(e + 16, mono - (raw1 - raw0) / 2);
     tsp_put64(e + 24, real);
     __atomic_store_n((uint32_t *)(r->base + TSP_OFF_CALIB_COUNT), count + 1, __ATOMIC_RELEASE);
+}
+
+static inline void tsp_calibration_pair(tsp_ring *r) {
+    pthread_mutex_lock(&r->calib_lock);
+    tsp__calibration_pair_locked(r);
+    pthread_mutex_unlock(&r->calib_lock);
+}
+
+/* Two pairs 20 ms apart give the collector a TSC rate even for a run that never heartbeats (and
+ * a collector that cannot read the TSC itself); far enough apart that clock-read jitter (~100 ns)
+ * is a few ppm of rate. */
+static const uint64_t tsp__second_pair_after_ns = 20000000ull;
+
+/* The ring's calibrator: stores the second pair 20 ms after open, off the
+ * writer's thread, so that opening never sleeps (the thread that opens may be an event loop's);
+ * returns at once when tsp_close comes first (close stores a pair itself). */
+static inline void *tsp__calibrator(void *arg) {
+    tsp_ring *r = (tsp_ring *)arg;
+    struct timespec due;
+    clock_gettime(CLOCK_MONOTONIC, &due);
+    uint64_t ns = (uint64_t)due.tv_nsec + tsp__second_pair_after_ns;
+    due.tv_sec += (time_t)(ns / 1000000000ull);
+    due.tv_nsec = (long)(ns % 1000000000ull);
+    pthread_mutex_lock(&r->calib_lock);
+    while (!r->closing) {
+        if (pthread_cond_timedwait(&r->calib_wake, &r->calib_lock, &due) == ETIMEDOUT) {
+            tsp__calibration_pair_locked(r);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->calib_lock);
+    return NULL;
 }
 
 static inline const char *tsp_ring_dir(void) {
@@ -281,6 +325,7 @@ static inline int tsp__check(const char *name, const tsp_point *points, const ch
 static inline int tsp__open(tsp_ring *r, const char *name, const tsp_point *points, const char *const *names,
                             uint32_t n_points, const char *const *dims, uint32_t n_dims, uint64_t capacity) {
     memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->calib_lock, NULL);
     int rc = tsp__check(name, points, names, n_points, dims, n_dims, capacity);
     if (rc == 0)
         rc = tsp__mkdirs(tsp_ring_dir());
@@ -365,23 +410,26 @@ static inline int tsp__open(tsp_ring *r, const char *name, const tsp_point *poin
     r->mask = capacity - 1;
     r->limit = capacity;
     r->n_points = n_points;
-    /* Two pairs 20 ms apart give the collector a TSC rate even for a run that never heartbeats. */
-    tsp_calibration_pair(r);
-    uint64_t until = tsp_clock_ns(CLOCK_MONOTONIC_RAW) + 20000000ull;
-    while (tsp_clock_ns(CLOCK_MONOTONIC_RAW) < until) {
-    }
     tsp_calibration_pair(r);
     *r->writer_heartbeat = tsp_clock_ns(CLOCK_MONOTONIC);
     /* The magic last, released: a reader that sees it sees the whole header. */
     __atomic_store_n((uint64_t *)(b + TSP_OFF_MAGIC), TSP_MAGIC, __ATOMIC_RELEASE);
+    /* The second pair comes from the calibrator, 20 ms from now. If no thread can be started the
+     * ring still works: the collector pools its own pairs, the heartbeats' and the closing one. */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->calib_wake, &attr);
+    pthread_condattr_destroy(&attr);
+    r->calibrator_started = pthread_create(&r->calibrator, NULL, tsp__calibrator, r) == 0;
     return 0;
 }
 
 /*
  * Opens a ring for the calling thread: creates <dir>/<name>.<pid>.<tid>.ring (dir is
  * $TICKSCOPE_RING_DIR, set by `tickscope profile`, else /dev/shm/tickscope; created if missing),
- * declares the points, stores two calibration pairs 20 ms apart (so tsp_open takes ~20 ms) and
- * publishes the header.
+ * declares the points, stores a calibration pair, publishes the header and starts a thread that
+ * stores a second pair 20 ms later (so tsp_open never sleeps: ~10-20 us).
  *
  * capacity: records the ring holds, a power of two >= 2; the file is 8 KiB + 32 bytes x capacity.
  * Size it for the longest pause of the collector (it drains every few ms; a loaded host can stall it
@@ -494,7 +542,7 @@ static inline int tsp_record(tsp_ring *r, uint32_t point_id, uint64_t trace_id, 
  * the hot path). It stamps the writer's heartbeat, so the collector tells a quiet writer from a dead
  * one, and stores a calibration pair (TSC read between two CLOCK_MONOTONIC_RAW reads, with
  * MONOTONIC and REALTIME), which is what keeps TSC conversion true over a long run: without
- * heartbeats the collector has only the two pairs from tsp_open, 20 ms apart, and their rate error
+ * heartbeats the collector has only the two opening pairs, 20 ms apart, and their rate error
  * grows with the session into tens of microseconds of offset after seconds (stages between two TSC
  * points are affected least, stages against MONOTONIC or REALTIME points most).
  */
@@ -509,10 +557,20 @@ static inline void tsp_heartbeat(tsp_ring *r) {
 static inline void tsp_close(tsp_ring *r) {
     if (!r->base)
         return;
+    if (r->calibrator_started) {
+        pthread_mutex_lock(&r->calib_lock);
+        r->closing = 1;
+        pthread_cond_signal(&r->calib_wake);
+        pthread_mutex_unlock(&r->calib_lock);
+        pthread_join(r->calibrator, NULL);
+        r->calibrator_started = 0;
+    }
     tsp_heartbeat(r);
     __atomic_store_n((uint64_t *)(r->base + TSP_OFF_WRITER_CLOSED), 1, __ATOMIC_RELEASE);
     munmap(r->base, r->size);
     r->base = NULL;
+    pthread_cond_destroy(&r->calib_wake);
+    pthread_mutex_destroy(&r->calib_lock);
 }
 
 #endif /* TICKSCOPE_PROBE_H */

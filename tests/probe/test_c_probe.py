@@ -65,6 +65,22 @@ def test_tsc_calibration_from_c_pairs_is_sane(c_build, ring_dir):
     assert cal.residual_ns < 10_000
 
 
+def test_tsp_open_returns_before_its_second_calibration_pair_which_a_thread_stores_later(tmp_path, ring_dir):
+    """Opening never waits the 20 ms between the two opening pairs (the thread that opens may be
+    an event loop's): the header holds one pair when tsp_open returns, the second appears later
+    (stored by the ring's calibrator thread), and the close adds a third."""
+    exe = build_like_a_user("gcc", PROGRAMS / "c_second_pair.c", tmp_path / "c_second_pair")
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["at_open=1", "later=2"], out.stdout
+    r = RingReader(find_rings(ring_dir)[0])
+    pairs = r.calibration_pairs()
+    assert len(pairs) == 3 and r.drain().size == 2 and r.writer_closed
+    # The calibrator waits 20 ms of MONOTONIC before its pair: a rate from the two opening pairs.
+    assert pairs[1][2] - pairs[0][2] >= 20_000_000
+    cal = fit_tsc(pairs)
+    assert cal is not None and 1e8 < cal.hz < 1e10
+
+
 def test_c_traces_become_stage_latencies_on_the_monotonic_timeline(c_build, ring_dir):
     run_writer(c_build("c_writer.c"), ring_dir, 2000)
     c = Collector(ring_dir)

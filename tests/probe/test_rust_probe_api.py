@@ -15,27 +15,11 @@ import pytest
 
 from support import QUIET
 from support.cli import cli_env, run_cli, start_cli
-from support.native import needs_cargo, rust_example
+from support.native import exact_within_hdr, known_span, needs_cargo, rust_example
 from tickscope.collectors.rings.reader import find_rings
 from tickscope.collectors.session import Session
 
 HANG_GUARD_S = 120
-
-
-def span(i, k):
-    """Ticks between point k-1 and k of trace index i: the formula of examples/probe_threads.rs."""
-    return 1000 * k + (i * 7919 % 1000) * 23 * k
-
-
-def exact_within_hdr(summary, exact_ns, tag):
-    """Count exact; every percentile, min and max within HDR's 0.1 % (+2 ns for ns rounding of
-    each TSC stamp) of the exact values."""
-    assert summary["count"] == exact_ns.size, tag
-    for key, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9), ("p99_99", 99.99)):
-        exact = np.percentile(exact_ns, p, method="inverted_cdf")
-        assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
-    for key, exact in (("min", exact_ns.min()), ("max", exact_ns.max())):
-        assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +47,7 @@ def test_traces_hopping_three_threads_are_exact_under_profile(probe_threads, tmp
     assert all(r["closed_cleanly"] for r in rings), "the main thread's ring too: closed when the probe drops"
     (clock,) = {c for r in rings for c in r["clocks"]}
     ns_per_tick = 1e9 / rings[0]["tsc_hz"] if clock == "tsc" else 1.0
-    spans = np.array([[span(i, k) for k in (1, 2, 3)] for i in range(traces)], dtype=np.float64)
+    spans = np.array([[known_span(i, k) for k in (1, 2, 3)] for i in range(traces)], dtype=np.float64)
     summary = s.summary()
     # strategy and send cross rings (threads): exact too, as the host's TSC is one clock.
     for k, stage in enumerate(["feed", "strategy", "send"]):

@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from conftest import missing_tool, need_tool, needs_tool
 
 CARGO = "apt-get install cargo"
@@ -39,7 +41,24 @@ def rust_trader_binary(loop: str = "busy") -> Path:
     return build_rust_trader(loop=loop)
 
 
-TRACING_DEBS = "apt-get install librust-tracing-dev librust-tracing-subscriber-dev"
+def known_span(i, k):
+    """Ticks between point k-1 and k of trace index i in the known-delay Rust subjects
+    (probe/rust/examples/probe_threads.rs, probe/rust_tracing/examples/tokio_subject.rs)."""
+    return 1000 * k + (i * 7919 % 1000) * 23 * k
+
+
+def exact_within_hdr(summary, exact_ns, tag):
+    """Count exact; every percentile, min and max within HDR's 0.1 % (+2 ns for ns rounding of
+    each TSC stamp) of the exact values."""
+    assert summary["count"] == exact_ns.size, tag
+    for key, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9), ("p99_99", 99.99)):
+        exact = np.percentile(exact_ns, p, method="inverted_cdf")
+        assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
+    for key, exact in (("min", exact_ns.min()), ("max", exact_ns.max())):
+        assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
+
+
+TRACING_DEBS = "apt-get install librust-tracing-dev librust-tracing-subscriber-dev librust-tokio-dev"
 
 
 def tracing_crate_build(work: Path, *cargo_args: str) -> subprocess.CompletedProcess:
@@ -53,9 +72,9 @@ def tracing_crate_build(work: Path, *cargo_args: str) -> subprocess.CompletedPro
     from tickscope.collectors.run.launch import DEBIAN_CRATES, debian_source_config
 
     need_tool("cargo", install=CARGO)
-    debian = debian_source_config(needs=("tracing-0.1*", "tracing-subscriber-0.3*"))
+    debian = debian_source_config(needs=("tracing-0.1*", "tracing-subscriber-0.3*", "tokio-1.*"))
     if not debian:
-        missing_tool(f"Debian's tracing crates in {DEBIAN_CRATES}", TRACING_DEBS)
+        missing_tool(f"Debian's tracing and tokio crates in {DEBIAN_CRATES}", TRACING_DEBS)
     probe = Path(__file__).resolve().parents[2] / "probe"
     skip = shutil.ignore_patterns("target", "Cargo.lock")
     for crate in ("rust", "rust_tracing"):

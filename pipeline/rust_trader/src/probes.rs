@@ -5,8 +5,13 @@
 //! writer is not `Send` (it owns a raw pointer into its ring), so a trader holding one could not
 //! be a tokio task; the handle is then an empty `Send` token and each runtime thread keeps its own
 //! writer in a `thread_local!`, opened on that thread's first use from the declaration stored at
-//! `open` (docs/instrumenting.md "Rust on tokio"). This module is the one place that knows: the
-//! probe crate's `Send + Sync` handle (issue 23, item 1) replaces it whole.
+//! `open`, and dimension values are interned once for every thread, as the probe crate's `Probe`
+//! does (docs/instrumenting.md "Rust on tokio").
+//!
+//! Why not `Probe` itself: it writes a record per point, and the tick ring is one record per tick
+//! (a stamp vector committed once, with dims known only at the commit); a `Probe::record` costs
+//! 12.0 ns here against 7.8 ns for a tick `stamp` (`tickscope bench`), so six points and five
+//! more records per tick would be the busy-poll hot path's price for a handle it does not need.
 
 pub use imp::{Orders, Ticks};
 
@@ -80,7 +85,8 @@ mod imp {
 
 #[cfg(feature = "tokio-loop")]
 mod imp {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     use std::thread::LocalKey;
     use tickscope_probe::{Error, Point, PointWriter, TickWriter};
@@ -104,9 +110,37 @@ mod imp {
     static TICKS_DECLARED: Mutex<Option<Declared>> = Mutex::new(None);
     static ORDERS_DECLARED: Mutex<Option<Declared>> = Mutex::new(None);
 
+    /// Dimension values of the tick ring by id - 1, as `(dim, value)`: every thread's tick ring
+    /// interns them in this order, so an id the trader keeps means the same value in every ring,
+    /// whichever worker the trader's task runs on.
+    static TICK_VALUES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    static N_TICK_VALUES: AtomicUsize = AtomicUsize::new(0);
+
     thread_local! {
         static TICKS: RefCell<Slot<TickWriter>> = const { RefCell::new(Slot::Unopened) };
         static ORDERS: RefCell<Slot<PointWriter>> = const { RefCell::new(Slot::Unopened) };
+        /// How many of TICK_VALUES this thread's tick ring holds.
+        static TICKS_SYNCED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Brings this thread's tick ring up to every value interned so far (on any thread).
+    #[inline(always)]
+    fn sync_values(w: &mut TickWriter) {
+        if TICKS_SYNCED.with(Cell::get) < N_TICK_VALUES.load(Ordering::Acquire) {
+            sync_values_slow(w);
+        }
+    }
+
+    #[cold]
+    fn sync_values_slow(w: &mut TickWriter) {
+        sync_from(w, &TICK_VALUES.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn sync_from(w: &mut TickWriter, values: &[(String, String)]) {
+        for (dim, value) in &values[TICKS_SYNCED.with(Cell::get)..] {
+            w.intern(dim, value);
+        }
+        TICKS_SYNCED.with(|s| s.set(values.len()));
     }
 
     fn open_ticks(d: &Declared) -> Result<TickWriter, Error> {
@@ -198,12 +232,36 @@ mod imp {
 
         #[inline(always)]
         pub fn commit(&mut self, trace_id: u64, leg: u16, dims: u64) -> bool {
-            with(&TICKS, &TICKS_DECLARED, open_ticks, |w| w.commit(trace_id, leg, dims)).unwrap_or(false)
+            with(&TICKS, &TICKS_DECLARED, open_ticks, |w| {
+                if dims != 0 {
+                    sync_values(w);
+                }
+                w.commit(trace_id, leg, dims)
+            })
+            .unwrap_or(false)
         }
 
-        /// Interned in this thread's ring: with one runtime thread, the ids every commit uses.
+        /// The id of `value` in every thread's tick ring: interned here after the values before
+        /// it, and by each other thread's ring in the same order before it commits with dims.
         pub fn intern(&mut self, dim: &str, value: &str) -> u16 {
-            with(&TICKS, &TICKS_DECLARED, open_ticks, |w| w.intern(dim, value)).unwrap_or(0)
+            with(&TICKS, &TICKS_DECLARED, open_ticks, |w| {
+                let mut values = TICK_VALUES.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = values.iter().position(|(d, v)| d == dim && v == value) {
+                    return (i + 1) as u16;
+                }
+                // Under the same lock: the new value's id is the next in every ring.
+                sync_from(w, &values);
+                // 0 (not interned: an undeclared dimension, a value too long, a full table)
+                // leaves no trace in the ring, so nothing to share.
+                let id = w.intern(dim, value);
+                if id as usize == values.len() + 1 {
+                    values.push((dim.to_string(), value.to_string()));
+                    N_TICK_VALUES.store(values.len(), Ordering::Release);
+                    TICKS_SYNCED.with(|s| s.set(values.len()));
+                }
+                id
+            })
+            .unwrap_or(0)
         }
 
         pub fn heartbeat(&mut self) {

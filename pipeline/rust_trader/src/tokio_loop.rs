@@ -2,9 +2,10 @@
 //! a tokio runtime instead of a busy-poll: the task sleeps in epoll until a socket is readable or
 //! the millisecond timer fires, so an idle trader costs no CPU and every tick pays a wake-up.
 //!
-//! A current-thread runtime: the trader is one task over shared state (book, OMS, risk, sessions),
-//! so more workers would add hand-offs, not parallelism. It is still `tokio::spawn`ed (the trader
-//! is `Send`: its probe writers are per-thread, probes.rs), the form a service with more tasks has.
+//! A multi-thread runtime, the one a tokio service runs on: the trader is one task over shared
+//! state (book, OMS, risk, sessions), `tokio::spawn`ed, and may resume on either worker after a
+//! wake-up. Its probe writers follow it: a ring per worker, dimension ids the same in every ring
+//! (probes.rs), stamps joined by trace id.
 
 use crate::error::Error;
 use crate::trader::{FixRead, Timers, Trader};
@@ -14,10 +15,15 @@ use std::time::Duration;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::Interest;
 
+/// Workers of the runtime: this host's two cores. One task does the work; the second worker is
+/// where it may move.
+const WORKERS: usize = 2;
+
 /// Runs `trader` until `stop` or the feed's end of session; gives it back for the end of the
 /// session (answers awaited, Logout), which runs as for the busy loop, off the runtime.
 pub fn run(trader: Trader, stop: &'static AtomicBool) -> Result<Trader, Error> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
         .enable_io()
         .enable_time()
         .build()
