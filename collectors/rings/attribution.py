@@ -51,6 +51,7 @@ class TailAttribution:
         self.share_sum = np.zeros((0, k), np.float64)
         self.keep_slowest, self.reservoir = keep_slowest, reservoir
         self._slow = np.empty((0, k + 1), np.int64)  # column 0: tick-to-trade, then the spans
+        self._slow_floor = 0  # the least tick-to-trade in _slow
         self._sample = np.empty((0, k + 1), np.int64)
         self._offered = 0  # traces offered to the reservoir
         self._rng = np.random.default_rng(seed)
@@ -70,14 +71,17 @@ class TailAttribution:
         for start in range(0, n, CHUNK):  # BulkRecorder's work buffers hold CHUNK values
             self._bucket.indexes(t2t[start : start + CHUNK], idx[start : start + CHUNK])
         self._grow(int(idx.max()) + 1)
-        size = self.count.size
-        self.count += np.bincount(idx, minlength=size)
+        # Sums over the buckets this batch touched only: a poll's few traces per dimension value
+        # would otherwise pay for every bucket up to the slowest trace's (thousands) per stage.
+        touched, at = np.unique(idx, return_inverse=True)
+        self.count[touched] += np.bincount(at, minlength=touched.size)
         total = spans.sum(axis=1)
         shares = np.divide(spans, total[:, None], out=np.zeros(spans.shape), where=total[:, None] > 0)
         for j in range(len(self.stages)):
             # float weights are exact here: a batch's sum per bucket stays far below 2**53 ns
-            self.span_sum[:, j] += np.rint(np.bincount(idx, spans[:, j], minlength=size)).astype(np.int64)
-            self.share_sum[:, j] += np.bincount(idx, shares[:, j], minlength=size)
+            span = np.bincount(at, spans[:, j], minlength=touched.size)
+            self.span_sum[touched, j] += np.rint(span).astype(np.int64)
+            self.share_sum[touched, j] += np.bincount(at, shares[:, j], minlength=touched.size)
         rows = np.column_stack((t2t, spans))
         self._keep_slowest(rows)
         self._offer(rows)
@@ -85,16 +89,24 @@ class TailAttribution:
     def _grow(self, size: int) -> None:
         if size <= self.count.size:
             return
+        # Doubling: a run whose tail creeps up bucket by bucket re-stacks O(log) times, not per batch.
+        size = min(max(size, 2 * self.count.size), self._bucket.counts_len)
         extra = size - self.count.size
         self.count = np.concatenate((self.count, np.zeros(extra, np.int64)))
         self.span_sum = np.vstack((self.span_sum, np.zeros((extra, len(self.stages)), np.int64)))
         self.share_sum = np.vstack((self.share_sum, np.zeros((extra, len(self.stages)))))
 
     def _keep_slowest(self, rows: np.ndarray) -> None:
+        if self._slow.shape[0] >= self.keep_slowest:
+            # Only rows as slow as the slowest kept's k-th can enter: most batches stack nothing.
+            rows = rows[rows[:, 0] >= self._slow_floor]
+            if rows.shape[0] == 0:
+                return
         both = np.vstack((self._slow, rows))
         if both.shape[0] > self.keep_slowest:
             both = both[np.argpartition(both[:, 0], both.shape[0] - self.keep_slowest)[-self.keep_slowest :]]
         self._slow = both
+        self._slow_floor = int(both[:, 0].min()) if both.shape[0] else 0
 
     def _offer(self, rows: np.ndarray) -> None:
         """Algorithm R over a batch: the i-th trace offered replaces a random slot with p = R/i."""
@@ -116,26 +128,32 @@ class TailAttribution:
         n = self.traces
         if n == 0:
             return None
-        cum = np.cumsum(self.count)
-        count_up, span_up, share_up = from_top(self.count), from_top(self.span_sum), from_top(self.share_sum)
+        # The buckets holding traces only (a few hundred of thousands): sums from the top over them
+        # are the same sums, and summary() runs per dimension value at every save.
+        filled = np.flatnonzero(self.count)
+        count = self.count[filled]
+        cum = np.cumsum(count)
+        count_up = from_top(count)
+        span_up, share_up = from_top(self.span_sum[filled]), from_top(self.share_sum[filled])
         tails = {}
         for key, pct in TAILS:
-            b = int(np.searchsorted(cum, percentile_rank(pct, n), side="left"))
+            i = int(np.searchsorted(cum, percentile_rank(pct, n), side="left"))
+            b = int(filled[i])
             low = int(self._template.get_value_from_index(b))
             high = int(self._template.get_highest_equivalent_value(low))
-            m = int(count_up[b])
-            means = span_up[b] / m
+            m = int(count_up[i])
+            means = span_up[i] / m
             median, method, samples = self._median(low, m)
             tails[key] = {
                 "percentile_ns": high,  # the tick_to_trade pXX every table reports
                 "threshold_ns": low,  # the tail: tick-to-trade >= this
                 "traces": m,
-                "mean_tick_to_trade_ns": round(float(span_up[b].sum()) / m, 1),
+                "mean_tick_to_trade_ns": round(float(span_up[i].sum()) / m, 1),
                 "median": {"method": method, "samples": samples},
                 "stages": {
                     s: {
                         "mean_ns": round(float(means[j]), 1),
-                        "mean_share": round(float(share_up[b, j] / m), 6),
+                        "mean_share": round(float(share_up[i, j] / m), 6),
                         "median_share": round(float(median[j]), 6),
                     }
                     for j, s in enumerate(self.stages)
