@@ -130,7 +130,7 @@ class TailAttribution:
             return None
         # The buckets holding traces only (a few hundred of thousands): sums from the top over them
         # are the same sums, and summary() runs per dimension value at every save.
-        filled = np.flatnonzero(self.count)
+        filled = np.flatnonzero(self.count != 0)
         count = self.count[filled]
         cum = np.cumsum(count)
         count_up = from_top(count)

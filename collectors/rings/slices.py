@@ -95,7 +95,7 @@ class DimensionSlices:
             )  # a row without a value of the slicing is in none of its slices
             if not labelled.any():
                 continue
-            keys, inverse, counts = np.unique(cols[labelled], axis=0, return_inverse=True, return_counts=True)
+            keys, inverse, counts = unique_rows(cols[labelled])
             sl.count(keys, counts, warmup)
             if warmup:
                 continue
@@ -152,3 +152,20 @@ class DimensionSlices:
                     v["attribution"] = att.summary()
             out[name] = {"cap": sl.cap, "values": values}
         return out
+
+
+def unique_rows(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(cols, axis=0, return_inverse=True, return_counts=True)`` for value ids (>= 0):
+    each row packed into one int64 (first column most significant, so the order is the same),
+    as numpy's row-wise unique sorts a structured view ~50x slower than int64s."""
+    radix = cols.max(axis=0, initial=0).astype(np.int64) + 1
+    if float(np.prod(radix.astype(np.float64))) >= 2.0**62:  # never with 16-bit value ids and few dimensions
+        return np.unique(cols, axis=0, return_inverse=True, return_counts=True)
+    packed = np.zeros(cols.shape[0], np.int64)
+    for j in range(cols.shape[1]):
+        packed = packed * radix[j] + cols[:, j]
+    u, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+    keys = np.empty((u.size, cols.shape[1]), cols.dtype)
+    for j in reversed(range(cols.shape[1])):
+        u, keys[:, j] = np.divmod(u, radix[j])
+    return keys, inverse, counts

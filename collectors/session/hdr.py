@@ -230,7 +230,7 @@ def add_any(dst: HdrHistogram, src: HdrHistogram) -> None:
     if src.total_count == 0:
         return
     src_counts, dst_counts = counts_view(src), counts_view(dst)
-    for index in np.flatnonzero(src_counts).tolist():
+    for index in filled_buckets(src_counts).tolist():
         value = src.get_value_from_index(index)
         dst_counts[min(dst._counts_index_for(value), dst.counts_len - 1)] += src_counts[index]
     dst.total_count += src.total_count
@@ -342,7 +342,7 @@ def corrected_histogram(hist: HdrHistogram, expected_interval: int) -> HdrHistog
     destination bucket (the progression's members in each), never expanded."""
     out = new_histogram(*layout_of(hist))
     counts = counts_view(hist)
-    nz = np.flatnonzero(counts)
+    nz = filled_buckets(counts)
     if nz.size == 0:
         return out
     i = max(int(expected_interval), 1) if expected_interval > 0 else 0
@@ -414,6 +414,11 @@ def percentile_rank(pcts, total) -> np.ndarray:
     return np.maximum(np.ceil(fp - np.spacing(fp)), 1).astype(np.int64)
 
 
+def filled_buckets(counts: np.ndarray) -> np.ndarray:
+    """The indexes of the non-zero counts (numpy's nonzero on int64 is ~10x slower than on a mask)."""
+    return np.flatnonzero(counts != 0)
+
+
 def percentile_values(hist: HdrHistogram, pcts) -> np.ndarray:
     """Values (ns) at many percentiles at once, at ``percentile_rank``: the highest equivalent
     value of the bucket holding that rank; at p = 0 the lowest equivalent value of the minimum's
@@ -422,7 +427,7 @@ def percentile_values(hist: HdrHistogram, pcts) -> np.ndarray:
     if hist.total_count == 0:
         return np.zeros(pcts.shape, dtype=np.int64)
     counts = counts_view(hist)
-    filled = np.flatnonzero(counts)  # a run fills a few hundred of the ~28k buckets: rank those only
+    filled = filled_buckets(counts)  # a run fills a few hundred of the ~28k buckets: rank those only
     at = np.searchsorted(np.cumsum(counts[filled]), percentile_rank(pcts, hist.total_count), side="left")
     # beyond the last filled bucket (counts summing short of total_count): the last bucket, as before
     index = np.append(filled, hist.counts_len - 1)[at]
@@ -481,6 +486,6 @@ def mean_of(hist: HdrHistogram) -> float:
         return 0.0
     lowest, size = bucket_values(hist)
     counts = counts_view(hist)
-    filled = np.flatnonzero(counts)
+    filled = filled_buckets(counts)
     mid = (lowest[filled] + (size[filled] >> 1)).astype(np.float64)
     return float((mid * counts[filled]).sum() / hist.total_count)
