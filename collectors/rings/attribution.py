@@ -52,7 +52,8 @@ class TailAttribution:
         self.keep_slowest, self.reservoir = keep_slowest, reservoir
         self._slow = np.empty((0, k + 1), np.int64)  # column 0: tick-to-trade, then the spans
         self._slow_floor = 0  # the least tick-to-trade in _slow
-        self._sample = np.empty((0, k + 1), np.int64)
+        self._sample_buffer = np.empty((0, k + 1), np.int64)
+        self._sample = self._sample_buffer  # the reservoir's rows: the filled part of the buffer
         self._offered = 0  # traces offered to the reservoir
         self._rng = np.random.default_rng(seed)
 
@@ -112,8 +113,15 @@ class TailAttribution:
         """Algorithm R over a batch: the i-th trace offered replaces a random slot with p = R/i."""
         room = self.reservoir - self._sample.shape[0]
         if room > 0:
-            self._sample = np.vstack((self._sample, rows[:room]))
-            self._offered += min(room, rows.shape[0])
+            n = min(room, rows.shape[0])
+            filled = self._sample.shape[0]
+            if filled + n > self._sample_buffer.shape[0]:  # doubling: not a re-stack per batch
+                grown = np.empty((min(self.reservoir, max(2 * (filled + n), 64)), rows.shape[1]), np.int64)
+                grown[:filled] = self._sample
+                self._sample_buffer = grown
+            self._sample_buffer[filled : filled + n] = rows[:n]
+            self._sample = self._sample_buffer[: filled + n]
+            self._offered += n
             rows = rows[room:]
         if rows.shape[0] == 0:
             return
