@@ -45,7 +45,6 @@ from tickscope.collectors.session.hdr import (
     add_into,
     corrected_histogram,
     new_histogram,
-    reset,
     summarize,
 )
 from tickscope.probe import layout as L
@@ -235,17 +234,17 @@ class HistogramSet:
         self.out_of_range += self._recorder.record(h, values)
 
     def roll(self, warmup: bool) -> dict[str, HdrHistogram]:
-        """Close the interval: fold it into the totals, return copies of the finished histograms."""
+        """Close the interval: fold it into the totals and hand its histograms out (no longer the
+        set's: the next interval's are made as its tags record, instead of a copy and a reset of
+        each ~220 KB histogram per tag per interval)."""
         finished = {}
         totals = self.warmup_total if warmup else self.total
         for tag, h in self.interval.items():
             if not h.total_count:
                 continue
-            snap = new_histogram()
-            add_into(snap, h)
-            finished[tag] = snap
+            finished[tag] = h
             add_into(totals.setdefault(tag, new_histogram()), h)
-            reset(h)
+        self.interval = {}
         return finished
 
 
