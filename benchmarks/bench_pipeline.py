@@ -5,11 +5,13 @@
 Target (issue 3): the busy-poll ITCH variant sustains 20 k messages/s for 30 s with zero feed
 gaps and zero ring drops. Prints tick-to-trade p50/p99/p99.9, every stage's p50/p99 and its share
 of the stacked tick-to-trade at that percentile, the drop and gap counters, orders sent/acked and
-the collector's own CPU cost, then one JSON line.
+the collector's own CPU cost (per record, and per second of run as a share of a core, beside
+the same run with the previous poll ceiling: ``--no-side-by-side`` skips that run), then one JSON line.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,8 +20,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from tickscope.collectors.run.engine import POLL_MAX_ENV
 from tickscope.collectors.session import Session
 from tickscope.collectors.session.units import fmt_ns
+
+PREVIOUS_POLL_MAX_S = "0.02"  # the collector's poll ceiling before the adaptive pace
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
@@ -28,15 +33,34 @@ if __name__ == "__main__":
     ap.add_argument("--feed", default="itch")
     ap.add_argument("--loop", default="busy")
     ap.add_argument("--warmup", type=float, default=2)
+    ap.add_argument(
+        "--no-side-by-side", action="store_true", help="skip the run with the previous poll ceiling"
+    )
     args = ap.parse_args()
-    out = Path(tempfile.mkdtemp(prefix="tickscope-bench-pipeline-")) / "session"
-    cmd = [sys.executable, "-m", "tickscope.main", "profile", "--duration", f"{args.duration + args.warmup}s",
-           "--warmup", f"{args.warmup}s", "--rate", str(args.rate), "--feed", args.feed, "--loop", args.loop,
-           "--no-live", "--no-hiccup", "--out", str(out)]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.exit(f"profile failed ({run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
-    s = Session.load(out)
+
+    def profile(poll_max_s: str | None) -> Session:
+        out = Path(tempfile.mkdtemp(prefix="tickscope-bench-pipeline-")) / "session"
+        cmd = [sys.executable, "-m", "tickscope.main", "profile", "--duration", f"{args.duration + args.warmup}s",
+               "--warmup", f"{args.warmup}s", "--rate", str(args.rate), "--feed", args.feed, "--loop", args.loop,
+               "--no-live", "--no-hiccup", "--out", str(out)]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k != POLL_MAX_ENV}
+        if poll_max_s is not None:
+            env[POLL_MAX_ENV] = poll_max_s
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if run.returncode != 0:
+            sys.exit(f"profile failed ({run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
+        return Session.load(out)
+
+    def cpu_share(s: Session) -> float | None:
+        """The collector's CPU seconds per second of run: the fraction of a core it took."""
+        cpu, m = (s.meta.get("collector_cpu") or {}).get("seconds"), s.meta
+        if cpu is None or not m.get("end_monotonic_ns"):
+            return None
+        return cpu / ((m["end_monotonic_ns"] - m["start_monotonic_ns"]) / 1e9)
+
+    # Side by side in one run of the benchmark: the poll ceiling before (20 ms) and today's pace.
+    before = None if args.no_side_by_side else profile(PREVIOUS_POLL_MAX_S)
+    s = profile(None)
     summary, c = s.summary(), s.counters()
     trader = (s.meta.get("subject_stats") or {}).get("trader", {})
     # each trade stage's share of the tail traces' own tick-to-trade (summary.json's attribution)
@@ -72,6 +96,16 @@ if __name__ == "__main__":
         malformed=c.get("malformed", 0), orders_sent=c.get("orders_sent", 0), orders_acked=c.get("orders_acked", 0),
         traces_incomplete=c.get("traces_incomplete", 0), collector_cpu_ns_per_record=(s.meta.get("collector_cpu") or {}).get("ns_per_record"),
     )  # fmt: skip
+    share = cpu_share(s)
+    result["collector_cpu_share"] = round(share, 4) if share is not None else None
+    if before is not None:
+        was = cpu_share(before)
+        result["collector_cpu_share_previous_pace"] = round(was, 4) if was is not None else None
+        result["previous_pace_dropped_ring_full"] = before.counters().get("dropped_ring_full", 0)
+        if share is not None and was is not None:
+            print(f"collector CPU per second of run: {share:.2%} of a core (adaptive pace) vs {was:.2%} "
+                  f"({POLL_MAX_ENV}={PREVIOUS_POLL_MAX_S}, the ceiling before): ratio {share / was:.2f}; "
+                  f"target <= 1%")  # fmt: skip
     verdict = "met" if result["feed_gaps"] == 0 and result["dropped_ring_full"] == 0 else "MISSED"
     print(f"messages {result['messages']:,}  feed gaps {result['feed_gaps']}  ring drops {result['dropped_ring_full']}  "
           f"malformed {result['malformed']}  incomplete traces {result['traces_incomplete']}  orders sent/acked "

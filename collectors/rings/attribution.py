@@ -56,7 +56,9 @@ class TailAttribution:
         self.taken = np.zeros((0, k), np.int64)  # traces that took the stage
         self.keep_slowest, self.reservoir = keep_slowest, reservoir
         self._slow = np.empty((0, k + 1), np.int64)  # column 0: tick-to-trade, then the spans
-        self._sample = np.empty((0, k + 1), np.int64)
+        self._slow_floor = 0  # the least tick-to-trade in _slow
+        self._sample_buffer = np.empty((0, k + 1), np.int64)
+        self._sample = self._sample_buffer  # the reservoir's rows: the filled part of the buffer
         self._offered = 0  # traces offered to the reservoir
         self._rng = np.random.default_rng(seed)
 
@@ -76,16 +78,19 @@ class TailAttribution:
         for start in range(0, n, CHUNK):  # BulkRecorder's work buffers hold CHUNK values
             self._bucket.indexes(t2t[start : start + CHUNK], idx[start : start + CHUNK])
         self._grow(int(idx.max()) + 1)
-        size = self.count.size
-        self.count += np.bincount(idx, minlength=size)
+        # Sums over the buckets this batch touched only: a poll's few traces per dimension value
+        # would otherwise pay for every bucket up to the slowest trace's (thousands) per stage.
+        touched, at = np.unique(idx, return_inverse=True)
+        at = at.reshape(-1)
+        self.count[touched] += np.bincount(at, minlength=touched.size)
         taken = spans >= 0
         shares = _shares(spans)
         for j in range(len(self.stages)):
             # float weights are exact here: a batch's sum per bucket stays far below 2**53 ns
             on = np.where(taken[:, j], spans[:, j], 0)
-            self.span_sum[:, j] += np.rint(np.bincount(idx, on, minlength=size)).astype(np.int64)
-            self.share_sum[:, j] += np.bincount(idx, shares[:, j], minlength=size)
-            self.taken[:, j] += np.bincount(idx[taken[:, j]], minlength=size)
+            self.span_sum[touched, j] += np.rint(np.bincount(at, on, minlength=touched.size)).astype(np.int64)
+            self.share_sum[touched, j] += np.bincount(at, shares[:, j], minlength=touched.size)
+            self.taken[touched, j] += np.bincount(at[taken[:, j]], minlength=touched.size)
         rows = np.column_stack((t2t, spans))
         self._keep_slowest(rows)
         self._offer(rows)
@@ -93,6 +98,8 @@ class TailAttribution:
     def _grow(self, size: int) -> None:
         if size <= self.count.size:
             return
+        # Doubling: a run whose tail creeps up bucket by bucket re-stacks O(log) times, not per batch.
+        size = min(max(size, 2 * self.count.size), self._bucket.counts_len)
         extra = size - self.count.size
         self.count = np.concatenate((self.count, np.zeros(extra, np.int64)))
         self.span_sum = np.vstack((self.span_sum, np.zeros((extra, len(self.stages)), np.int64)))
@@ -100,17 +107,30 @@ class TailAttribution:
         self.taken = np.vstack((self.taken, np.zeros((extra, len(self.stages)), np.int64)))
 
     def _keep_slowest(self, rows: np.ndarray) -> None:
+        if self._slow.shape[0] >= self.keep_slowest:
+            # Only rows as slow as the slowest kept's k-th can enter: most batches stack nothing.
+            rows = rows[rows[:, 0] >= self._slow_floor]
+            if rows.shape[0] == 0:
+                return
         both = np.vstack((self._slow, rows))
         if both.shape[0] > self.keep_slowest:
             both = both[np.argpartition(both[:, 0], both.shape[0] - self.keep_slowest)[-self.keep_slowest :]]
         self._slow = both
+        self._slow_floor = int(both[:, 0].min()) if both.shape[0] else 0
 
     def _offer(self, rows: np.ndarray) -> None:
         """Algorithm R over a batch: the i-th trace offered replaces a random slot with p = R/i."""
         room = self.reservoir - self._sample.shape[0]
         if room > 0:
-            self._sample = np.vstack((self._sample, rows[:room]))
-            self._offered += min(room, rows.shape[0])
+            n = min(room, rows.shape[0])
+            filled = self._sample.shape[0]
+            if filled + n > self._sample_buffer.shape[0]:  # doubling: not a re-stack per batch
+                grown = np.empty((min(self.reservoir, max(2 * (filled + n), 64)), rows.shape[1]), np.int64)
+                grown[:filled] = self._sample
+                self._sample_buffer = grown
+            self._sample_buffer[filled : filled + n] = rows[:n]
+            self._sample = self._sample_buffer[: filled + n]
+            self._offered += n
             rows = rows[room:]
         if rows.shape[0] == 0:
             return
@@ -125,31 +145,37 @@ class TailAttribution:
         n = self.traces
         if n == 0:
             return None
-        cum = np.cumsum(self.count)
-        count_up, span_up, share_up = from_top(self.count), from_top(self.span_sum), from_top(self.share_sum)
-        taken_up = from_top(self.taken)
+        # The buckets holding traces only (a few hundred of thousands): sums from the top over them
+        # are the same sums, and summary() runs per dimension value at every save.
+        filled = np.flatnonzero(self.count != 0)
+        count = self.count[filled]
+        cum = np.cumsum(count)
+        count_up = from_top(count)
+        span_up, share_up = from_top(self.span_sum[filled]), from_top(self.share_sum[filled])
+        taken_up = from_top(self.taken[filled])
         tails = {}
         for key, pct in TAILS:
-            b = int(np.searchsorted(cum, percentile_rank(pct, n), side="left"))
+            i = int(np.searchsorted(cum, percentile_rank(pct, n), side="left"))
+            b = int(filled[i])
             low = int(self._template.get_value_from_index(b))
             high = int(self._template.get_highest_equivalent_value(low))
-            m = int(count_up[b])
-            means = span_up[b] / m
+            m = int(count_up[i])
+            means = span_up[i] / m
             median, method, samples = self._median(low, m)
             tails[key] = {
                 "percentile_ns": high,  # the tick_to_trade pXX every table reports
                 "threshold_ns": low,  # the tail: tick-to-trade >= this
                 "traces": m,
-                "mean_tick_to_trade_ns": round(float(span_up[b].sum()) / m, 1),
+                "mean_tick_to_trade_ns": round(float(span_up[i].sum()) / m, 1),
                 "median": {"method": method, "samples": samples},
                 "stages": {
                     s: {
                         "mean_ns": round(float(means[j]), 1),
-                        "mean_share": round(float(share_up[b, j] / m), 6),
+                        "mean_share": round(float(share_up[i, j] / m), 6),
                         "median_share": round(float(median[j]), 6),
-                        "taken": int(taken_up[b, j]),
-                        "sum_ns": int(span_up[b, j]),  # exact: what a merge adds
-                        "mean_taken_ns": round(float(span_up[b, j]) / max(int(taken_up[b, j]), 1), 1),
+                        "taken": int(taken_up[i, j]),
+                        "sum_ns": int(span_up[i, j]),  # exact: what a merge adds
+                        "mean_taken_ns": round(float(span_up[i, j]) / max(int(taken_up[i, j]), 1), 1),
                     }
                     for j, s in enumerate(self.stages)
                 },

@@ -47,7 +47,6 @@ from tickscope.collectors.session.hdr import (
     add_into,
     corrected_histogram,
     new_histogram,
-    reset,
     summarize,
 )
 from tickscope.probe import layout as L
@@ -93,6 +92,7 @@ class RingSource:
     dim_map: list[np.ndarray] = field(default_factory=list)
     dim_column: list[int] = field(default_factory=list)  # slot -> the collector's dimension column
     dim_seen: int = 0  # ring value ids mapped so far
+    peak_rate: float = 0.0  # records/s, the fastest seen filling (halved every PEAK_HALF_LIFE_NS)
 
     @property
     def tsc(self) -> TscTimeline:
@@ -240,17 +240,17 @@ class HistogramSet:
         self.out_of_range += self._recorder.record(h, values)
 
     def roll(self, warmup: bool) -> dict[str, HdrHistogram]:
-        """Close the interval: fold it into the totals, return copies of the finished histograms."""
+        """Close the interval: fold it into the totals and hand its histograms out (no longer the
+        set's: the next interval's are made as its tags record, instead of a copy and a reset of
+        each ~220 KB histogram per tag per interval)."""
         finished = {}
         totals = self.warmup_total if warmup else self.total
         for tag, h in self.interval.items():
             if not h.total_count:
                 continue
-            snap = new_histogram()
-            add_into(snap, h)
-            finished[tag] = snap
+            finished[tag] = h
             add_into(totals.setdefault(tag, new_histogram()), h)
-            reset(h)
+        self.interval = {}
         return finished
 
 
@@ -558,16 +558,43 @@ class Collector:
     # -- one pass --------------------------------------------------------------------------------
     BATCH = 1 << 16  # records per ring per round: bounds the open traces re-sorted per batch
     fill = 0.0  # the largest fraction of a ring's capacity the last poll drained
+    PACE_FILL = 0.25  # one sleep may fill at most this fraction of any ring, at its peak rate
+    BACKLOG_FILL = 0.5  # a poll that drained this much of a ring: poll again without sleeping
+    PEAK_HALF_LIFE_NS = 10_000_000_000
+    _drained_at_ns = 0  # when the last poll drained
+    _pace_s = 0.0  # the last sleep next_sleep chose before cutting it to the interval's end
 
-    def next_sleep(self, current_s: float, floor_s: float = 0.001, ceiling_s: float = 0.02) -> float:
-        """How long to sleep before the next poll. Each poll has a fixed cost (~0.5 ms of numpy
-        calls), so poll rarely when the rings fill slowly, never letting one pass a quarter full:
-        no sleep above 1/4, back off to ``ceiling_s`` below 1/20."""
-        if self.fill >= 0.25:
+    def next_sleep(self, current_s: float, floor_s: float = 0.001, ceiling_s: float = 0.25) -> float:
+        """How long to sleep before the next poll. Each poll has a fixed cost (numpy calls per tag
+        and dimension value), so poll rarely when the rings fill slowly: no sleep once a poll found
+        a ring BACKLOG_FILL full (a backlog), else double the sleep up to ``ceiling_s`` but never past
+        ``safe_sleep_s`` (a ring's capacity at the fastest rate it was seen filling), nor past the
+        end of the interval in progress (its records close in it)."""
+        if self.fill >= self.BACKLOG_FILL:  # faster than any rate seen: drain again at once
+            self._pace_s /= 2
             return 0.0
-        if self.fill >= 0.05:
-            return max(floor_s, current_s / 2)
-        return min(ceiling_s, max(floor_s, current_s * 2))
+        # A trace closes ``linger`` after its last record was drained: polls at most linger / 5
+        # apart keep that within 1.4 lingers of its last stamp (late answers rely on it).
+        ceiling_s = min(ceiling_s, self.correlator.linger_ns / 5e9)
+        # doubled from the last pace, not from a sleep cut short by the interval's end
+        self._pace_s = min(ceiling_s, self.safe_sleep_s(), max(floor_s, max(current_s, self._pace_s) * 2))
+        until_roll = (self._interval_start + self.interval_ns - monotonic_ns()) / 1e9
+        return min(self._pace_s, max(until_roll, floor_s))
+
+    def safe_sleep_s(self) -> float:
+        """The longest sleep after which no ring is more than PACE_FILL full, were each written at
+        the peak rate it has shown: capacity * PACE_FILL / peak rate, for the ring that fills first.
+        A burst faster than any seen still has the other 3/4 of the ring (``capacity_needed`` says
+        what would have held one that overflowed)."""
+        bounds = [s.reader.capacity * self.PACE_FILL / s.peak_rate for s in self.sources
+                  if not s.finished and s.peak_rate > 0]  # fmt: skip
+        return min(bounds, default=float("inf"))
+
+    def _pace(self, src: RingSource, drained: int, now_ns: int) -> None:
+        """The ring's peak rate, from what one poll drained over the time since the previous one."""
+        elapsed = max(now_ns - (self._drained_at_ns or self.start_ns), 1)
+        decayed = src.peak_rate * 0.5 ** (elapsed / self.PEAK_HALF_LIFE_NS)
+        src.peak_rate = max(drained * 1e9 / elapsed, decayed)
 
     def poll(self, now_ns: int | None = None) -> int:
         """One drain round: discover rings, drain up to one batch from each, correlate, and roll
@@ -587,6 +614,7 @@ class Collector:
                     self._quarantine(src, e)
         for clock in self.tsc_domains:
             clock.refit()
+        drained_at = monotonic_ns()
         for src in self.sources:
             if not src.finished:
                 try:
@@ -596,6 +624,8 @@ class Collector:
                     continue
                 drained += n
                 self.fill = max(self.fill, n / src.reader.capacity)
+                self._pace(src, n, drained_at)
+        self._drained_at_ns = drained_at
         now = monotonic_ns() if now_ns is None else now_ns
         self._ingest(self._close(now))
         if self.incidents is not None:

@@ -88,6 +88,7 @@ class DimensionSlices:
             if trade_spans is not None
             else np.full((int(traded.sum()), len(trade_stages)), NOT_TAKEN, np.int64)
         )
+        span_of = np.cumsum(traded) - 1  # a traded row -> its row of ``spans``
         for sl in self._slicings(names[: dims.shape[1]]):
             cols = dims[:, [names.index(d) for d in sl.dims]]
             labelled = (cols != 0).all(
@@ -95,34 +96,39 @@ class DimensionSlices:
             )  # a row without a value of the slicing is in none of its slices
             if not labelled.any():
                 continue
-            keys, inverse, counts = np.unique(cols[labelled], axis=0, return_inverse=True, return_counts=True)
+            keys, inverse, counts = unique_rows(cols[labelled])
             sl.count(keys, counts, warmup)
             if warmup:
                 continue
-            group = np.full(dims.shape[0], -1, np.int64)
-            group[labelled] = inverse.reshape(-1)
-            by_label: dict[str, list[int]] = {}
+            labels: dict[str, int] = {}  # label -> its position; several values may share one (OTHER)
+            label_of = np.empty(keys.shape[0], np.int64)
             for g, key in enumerate(map(tuple, keys.tolist())):
                 value = sl.place(key)
                 label = dimension_tag(
                     "", {d: value or dimensions[d][i - 1] for d, i in zip(sl.dims, key, strict=True)}
                 )
-                by_label.setdefault(label, []).append(g)
-            traded_group = group[traded]
-            for label, gs in by_label.items():
-                sel = np.isin(group, gs)
-                hists.record(TICK_TO_TRADE + label, t2t[sel & traded])
-                hists.record(TICK_TO_DECISION + label, t2d[sel & (t2d >= 0)])
-                tsel = np.isin(traded_group, gs)
-                if not tsel.any():
+                label_of[g] = labels.setdefault(label, len(labels))
+            # Rows grouped by label once (a stable sort keeps each label's rows in arrival order,
+            # which the attribution's reservoir follows), instead of a pass over all rows per label.
+            row_label = np.full(dims.shape[0], len(labels), np.int64)
+            row_label[labelled] = label_of[inverse.reshape(-1)]
+            order = np.argsort(row_label, kind="stable")
+            ends = np.searchsorted(row_label[order], np.arange(len(labels) + 1))
+            for label, at in labels.items():
+                rows_of = order[ends[at] : ends[at + 1]]
+                traded_rows = rows_of[traded[rows_of]]
+                hists.record(TICK_TO_TRADE + label, t2t[traded_rows])
+                hists.record(TICK_TO_DECISION + label, t2d[rows_of[t2d[rows_of] >= 0]])
+                if traded_rows.size == 0:
                     continue
+                mine = spans[span_of[traded_rows]]
                 for j, stage in enumerate(trade_stages):
-                    s = spans[tsel, j]
+                    s = mine[:, j]
                     hists.record(stage + label, s[s != NOT_TAKEN])  # a 0 ns stage is one sample
                 att = sl.attribution.get(label)
                 if att is None or att.stages != list(trade_stages):
                     att = sl.attribution[label] = TailAttribution(trade_stages, layout)
-                att.add(spans[tsel], t2t[traded][tsel])
+                att.add(mine, t2t[traded_rows])
 
     def summary(self, dimensions: dict[str, list[str]], hist_summaries: dict[str, dict]) -> dict:
         """summary.json's ``dimensions`` (docs/session-format.md): per slicing, its cap, rows per value
@@ -152,3 +158,20 @@ class DimensionSlices:
                     v["attribution"] = att.summary()
             out[name] = {"cap": sl.cap, "values": values}
         return out
+
+
+def unique_rows(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(cols, axis=0, return_inverse=True, return_counts=True)`` for value ids (>= 0):
+    each row packed into one int64 (first column most significant, so the order is the same),
+    as numpy's row-wise unique sorts a structured view ~50x slower than int64s."""
+    radix = cols.max(axis=0, initial=0).astype(np.int64) + 1
+    if float(np.prod(radix.astype(np.float64))) >= 2.0**62:  # never with 16-bit value ids and few dimensions
+        return np.unique(cols, axis=0, return_inverse=True, return_counts=True)
+    packed = np.zeros(cols.shape[0], np.int64)
+    for j in range(cols.shape[1]):
+        packed = packed * radix[j] + cols[:, j]
+    u, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+    keys = np.empty((u.size, cols.shape[1]), cols.dtype)
+    for j in reversed(range(cols.shape[1])):
+        u, keys[:, j] = np.divmod(u, radix[j])
+    return keys, inverse, counts

@@ -63,7 +63,7 @@ class RunPlan:
         default_factory=list
     )  # combinations sliced besides each dimension
     poll_s: float = 0.005  # first sleep between polls; then adapted to how fast the rings fill
-    poll_max_s: float = 0.02
+    poll_max_s: float | None = None  # the longest sleep; None: $TICKSCOPE_POLL_MAX_S or POLL_MAX_S
     refresh_s: float = 0.2
     side: list[SideCollectorBase] = field(default_factory=list)
     view: View | None = None
@@ -85,8 +85,32 @@ class RunResult:
     ring_errors: list[str] = field(default_factory=list)  # rings skipped or quarantined, with why
 
 
+POLL_MAX_ENV = "TICKSCOPE_POLL_MAX_S"
+# A near-idle collector at low rates: each poll costs numpy calls per tag and dimension value, so
+# a slow ring is drained 4 times a second; the rings' capacities and peak rates bound it further
+# (Collector.next_sleep). 0.02 (the ceiling before) is kept for side-by-side measurements.
+POLL_MAX_S = 0.25
+
+
+def poll_ceiling(plan: RunPlan) -> float:
+    if plan.poll_max_s is not None:
+        return plan.poll_max_s
+    raw = os.environ.get(POLL_MAX_ENV)
+    if raw is None:
+        return POLL_MAX_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 10:
+        raise ProfileError(f"{POLL_MAX_ENV}={raw!r} is not a poll ceiling (seconds above 0, at most 10: "
+                           f"e.g. 0.02 for the ceiling before 0.25; or unset it)")  # fmt: skip
+    return value
+
+
 def run(plan: RunPlan) -> RunResult:
     """Claim, start, poll, stop, conclude, close. ``ProfileError``: the run could not begin."""
+    plan = dataclasses.replace(plan, poll_max_s=poll_ceiling(plan))
     out = lock = None
     created = False
     if plan.save:  # never overwrite a session, never share one (see claim_session_dir)
@@ -260,7 +284,8 @@ class _Run:
             self._say_notices()
             for s in side:
                 s.after_poll(collector)
-            sleep_s = collector.next_sleep(sleep_s, ceiling_s=plan.poll_max_s)
+            ceiling = plan.poll_max_s if view is None else min(plan.poll_max_s, plan.refresh_s)
+            sleep_s = collector.next_sleep(sleep_s, ceiling_s=ceiling)
             now = monotonic_ns()
             elapsed = (now - start) / 1e9
             if view and now >= next_refresh:
@@ -276,6 +301,8 @@ class _Run:
             if plan.duration_s is not None and elapsed >= plan.duration_s:
                 return
             if not busy and sleep_s:
+                if plan.duration_s is not None:  # the end of the run is not put off by a sleep
+                    sleep_s = min(sleep_s, max(plan.duration_s - elapsed, 0.0))
                 time.sleep(sleep_s)
 
     # -- stop, conclude, close ------------------------------------------------------------------

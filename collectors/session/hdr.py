@@ -37,6 +37,9 @@ LOWEST_NS = 1
 HIGHEST_NS = 60 * 1_000_000_000
 SIGNIFICANT_DIGITS = 3
 CHUNK = 1 << 14  # values per pass: the working buffers stay in L1/L2
+# Below counts_len / SPARSE_RATIO values, touching only their buckets (np.add.at, ~10 ns a value)
+# beats a dense bincount (~1 ns a bucket of the whole layout); measured on numpy 2.4.
+SPARSE_RATIO = 16
 
 _EXACT_FLOAT_LIMIT = 1 << 53
 
@@ -227,7 +230,7 @@ def add_any(dst: HdrHistogram, src: HdrHistogram) -> None:
     if src.total_count == 0:
         return
     src_counts, dst_counts = counts_view(src), counts_view(dst)
-    for index in np.flatnonzero(src_counts).tolist():
+    for index in filled_buckets(src_counts).tolist():
         value = src.get_value_from_index(index)
         dst_counts[min(dst._counts_index_for(value), dst.counts_len - 1)] += src_counts[index]
     dst.total_count += src.total_count
@@ -294,7 +297,12 @@ class BulkRecorder:
         for start in range(0, values.size, CHUNK):
             chunk = values[start : start + CHUNK]
             ix = self.indexes(chunk, idx[: chunk.size])
-            counts += np.bincount(ix, minlength=self.counts_len)
+            if chunk.size * SPARSE_RATIO < self.counts_len:
+                # A few values (one poll's of one dimension value): a bincount would walk and add
+                # every one of the counts_len buckets for them.
+                np.add.at(counts, ix, 1)
+            else:
+                counts += np.bincount(ix, minlength=self.counts_len)
         hist.total_count += int(values.size)
         hist.min_value = min(hist.min_value, vmin)
         hist.max_value = max(hist.max_value, vmax)
@@ -334,7 +342,7 @@ def corrected_histogram(hist: HdrHistogram, expected_interval: int) -> HdrHistog
     destination bucket (the progression's members in each), never expanded."""
     out = new_histogram(*layout_of(hist))
     counts = counts_view(hist)
-    nz = np.flatnonzero(counts)
+    nz = filled_buckets(counts)
     if nz.size == 0:
         return out
     i = max(int(expected_interval), 1) if expected_interval > 0 else 0
@@ -406,6 +414,11 @@ def percentile_rank(pcts, total) -> np.ndarray:
     return np.maximum(np.ceil(fp - np.spacing(fp)), 1).astype(np.int64)
 
 
+def filled_buckets(counts: np.ndarray) -> np.ndarray:
+    """The indexes of the non-zero counts (numpy's nonzero on int64 is ~10x slower than on a mask)."""
+    return np.flatnonzero(counts != 0)
+
+
 def percentile_values(hist: HdrHistogram, pcts) -> np.ndarray:
     """Values (ns) at many percentiles at once, at ``percentile_rank``: the highest equivalent
     value of the bucket holding that rank; at p = 0 the lowest equivalent value of the minimum's
@@ -413,9 +426,11 @@ def percentile_values(hist: HdrHistogram, pcts) -> np.ndarray:
     pcts = np.asarray(pcts, dtype=np.float64)
     if hist.total_count == 0:
         return np.zeros(pcts.shape, dtype=np.int64)
-    cum = np.cumsum(counts_view(hist))
-    index = np.minimum(np.searchsorted(cum, percentile_rank(pcts, hist.total_count), side="left"),
-                       hist.counts_len - 1)  # fmt: skip
+    counts = counts_view(hist)
+    filled = filled_buckets(counts)  # a run fills a few hundred of the ~28k buckets: rank those only
+    at = np.searchsorted(np.cumsum(counts[filled]), percentile_rank(pcts, hist.total_count), side="left")
+    # beyond the last filled bucket (counts summing short of total_count): the last bucket, as before
+    index = np.append(filled, hist.counts_len - 1)[at]
     lowest, size = bucket_values(hist)
     return np.where(pcts > 0, lowest[index] + size[index] - 1, lowest[index])
 
@@ -471,4 +486,6 @@ def mean_of(hist: HdrHistogram) -> float:
         return 0.0
     lowest, size = bucket_values(hist)
     counts = counts_view(hist)
-    return float(((lowest + (size >> 1)).astype(np.float64) * counts).sum() / hist.total_count)
+    filled = filled_buckets(counts)
+    mid = (lowest[filled] + (size[filled] >> 1)).astype(np.float64)
+    return float((mid * counts[filled]).sum() / hist.total_count)

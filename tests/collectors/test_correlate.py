@@ -291,16 +291,6 @@ def test_rings_no_declaration_links_hold_their_traces_then_set_them_aside_with_o
     assert not col.counters.drop_free and not col.hists.total
 
 
-def test_the_collector_polls_rarely_when_rings_fill_slowly_and_at_once_when_they_fill_fast():
-    c = Collector.__new__(Collector)
-    c.fill = 0.0
-    assert c.next_sleep(0.005) == 0.01 and c.next_sleep(0.02) == 0.02, "backs off to the ceiling"
-    c.fill = 0.1
-    assert c.next_sleep(0.02) == 0.01
-    c.fill = 0.3
-    assert c.next_sleep(0.02) == 0.0, "a ring a quarter full: poll again at once"
-
-
 def test_every_trace_closed_is_recorded_or_set_aside_for_one_named_reason():
     """seen == recorded + set aside, exactly, with skew, holes, duplicates, values beyond the
     histogram range, late points (joined, beyond the horizon, skewed) and evictions in one run."""

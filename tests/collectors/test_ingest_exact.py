@@ -1,0 +1,116 @@
+"""The collector's vectorised ingest against simple exact references, on random batches: row keys
+packed for unique, small batches recorded bucket by bucket, tail sums over the touched buckets
+only, and per-dimension-value histograms grouped by one sort."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tickscope.collectors.rings.attribution import TailAttribution
+from tickscope.collectors.rings.correlate import TICK_TO_DECISION, TICK_TO_TRADE
+from tickscope.collectors.rings.slices import DimensionSlices, unique_rows
+from tickscope.collectors.session.dimensions import dimension_tag
+from tickscope.collectors.session.hdr import BulkRecorder, new_histogram
+
+LAYOUT = new_histogram()
+values = st.integers(1, 10**9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 3), st.integers(1, 70_000), st.integers(0, 2**31))
+def test_packed_unique_rows_are_numpy_s_row_wise_unique(n, k, top, seed):
+    cols = np.random.default_rng(seed).integers(0, top, size=(n, k)).astype(np.int32)
+    got, want = unique_rows(cols), np.unique(cols, axis=0, return_inverse=True, return_counts=True)
+    assert got[0].dtype == want[0].dtype
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a.reshape(-1), b.reshape(-1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(values, min_size=0, max_size=3000), min_size=1, max_size=4))
+def test_batches_of_any_size_encode_as_record_value_one_by_one(batches):
+    ours, ref = new_histogram(), new_histogram()
+    rec = BulkRecorder(ours)
+    for batch in batches:  # small ones take the sparse path, large ones the dense bincount
+        rec.record(ours, np.array(batch, np.int64))
+        for v in batch:
+            ref.record_value(v)
+    assert ours.encode() == ref.encode()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(values, st.integers(0, 10**6), st.integers(0, 10**6)), min_size=1, max_size=200),
+       st.integers(1, 4))  # fmt: skip
+def test_tail_sums_per_bucket_are_the_rows_sums(rows, batches):
+    att = TailAttribution(["a", "b"], LAYOUT)
+    spans = np.array([[a, b] for _, a, b in rows], np.int64)
+    t2t = spans.sum(axis=1)
+    for part in np.array_split(np.arange(len(rows)), batches):
+        att.add(spans[part], t2t[part])
+    rec = BulkRecorder(LAYOUT)
+    idx = rec.indexes(t2t, np.empty(t2t.size, np.int64))
+    for b in np.unique(idx):
+        mine = idx == b
+        assert att.count[b] == mine.sum()
+        assert np.array_equal(att.span_sum[b], spans[mine].sum(axis=0))
+        total = spans[mine].sum(axis=1)
+        shares = np.divide(spans[mine], total[:, None], out=np.zeros((int(mine.sum()), 2)),
+                           where=total[:, None] > 0)  # fmt: skip
+        assert np.allclose(att.share_sum[b], shares.sum(axis=0), rtol=1e-12, atol=1e-12)
+    assert att.count.sum() == len(rows)
+
+
+class Hists:
+    """What DimensionSlices records into, kept as plain lists per tag (the reference's view)."""
+
+    def __init__(self):
+        self.got: dict[str, list[int]] = {}
+
+    def record(self, tag, vals):
+        self.got.setdefault(tag, []).extend(int(v) for v in vals)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 400), st.integers(1, 6), st.integers(1, 3), st.integers(0, 2**31))
+def test_per_value_histograms_hold_exactly_each_value_s_rows_in_order(n, n_values, cap, seed):
+    rng = np.random.default_rng(seed)
+    dims = rng.integers(0, n_values + 1, size=(n, 2)).astype(np.int32)  # 0: the row has no value
+    traded = rng.random(n) < 0.6
+    t2t = np.where(traded, rng.integers(1, 10**7, n), -1)
+    t2d = np.where(traded, -1, rng.integers(1, 10**7, n))
+    spans = rng.integers(0, 10**6, size=(int(traded.sum()), 2))
+    names = {
+        "venue": [f"v{i}" for i in range(1, n_values + 1)],
+        "side": [f"s{i}" for i in range(1, n_values + 1)],
+    }
+    slices, hists = DimensionSlices(cap=cap, combinations=[("venue", "side")]), Hists()
+    rows = {
+        "trace": np.arange(n),
+        "leg": np.full(n, -1),
+        "dims": dims,
+        "tick_to_trade": t2t,
+        "tick_to_decision": t2d,
+    }
+    slices.add(hists, rows, spans, ["a", "b"], names, False, LAYOUT)
+    # The reference: row by row, in order, each into its label's lists (the first `cap` values
+    # seen in sorted value order get their own, the rest share *other).
+    want: dict[str, list[int]] = {}
+    span_of = np.cumsum(traded) - 1
+    for dims_of, sl in slices.slicings.items():
+        cols = [list(names).index(d) for d in dims_of]
+        for i in range(n):
+            key = tuple(int(dims[i, c]) for c in cols)
+            if 0 in key:
+                continue
+            place = sl.label[key]
+            label = dimension_tag(
+                "", {d: place or names[d][v - 1] for d, v in zip(dims_of, key, strict=True)}
+            )
+            if traded[i]:
+                want.setdefault(TICK_TO_TRADE + label, []).append(int(t2t[i]))
+                for j, stage in enumerate(["a", "b"]):
+                    if spans[span_of[i], j]:
+                        want.setdefault(stage + label, []).append(int(spans[span_of[i], j]))
+            else:
+                want.setdefault(TICK_TO_DECISION + label, []).append(int(t2d[i]))
+    assert {t: v for t, v in hists.got.items() if v} == want
