@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from conftest import needs_tool
-from support import PROGRAMS, SUBJECT, free_port
+from support import PROGRAMS, SUBJECT, free_port, held_files
 from support.cli import CLI, run_cli, start_cli
 from tickscope.collectors.session import Session, Snapshot
 from tickscope.reports.attribution import TailBars, cells
@@ -351,16 +351,7 @@ def _live_with_256_descriptors(rings, out) -> subprocess.Popen:
 
 def _ring_files_held(pid: int, rings) -> tuple[list[str], list[str]]:
     """The descriptors and the mappings of process ``pid`` that point into directory ``rings``."""
-    import os
-
-    fds = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            fds.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except FileNotFoundError:
-            continue
-    with open(f"/proc/{pid}/maps") as f:
-        maps = f.read().splitlines()
+    fds, maps = held_files(pid)
     return [x for x in fds if str(rings) in x], [x for x in maps if str(rings) in x]
 
 

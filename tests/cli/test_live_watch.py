@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_tool
-from support import PROGRAMS, SUBJECT
+from support import PROGRAMS, SUBJECT, held_files
 from support.cli import CLI, cli_env, run_cli
 from tickscope.collectors.session import Session
 
@@ -44,14 +44,8 @@ def _held(pid: int, rings: Path, session: Path) -> tuple[list[str], list[str], l
     """Process ``pid``'s descriptors (what they point to) other than its session's files and /proc
     reads (opened and closed as each interval is written: not what a released writer leaves), and
     its descriptors and mappings of files in ``rings``."""
-    fds = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            fds.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except FileNotFoundError:
-            continue
-    with open(f"/proc/{pid}/maps") as f:
-        maps = [x for x in f.read().splitlines() if str(rings) in x]
+    fds, maps = held_files(pid)
+    maps = [x for x in maps if str(rings) in x]
     steady = sorted(x for x in fds if not x.startswith((str(session), "/proc/")) and str(rings) not in x)
     return steady, [x for x in fds if str(rings) in x], maps
 

@@ -161,22 +161,6 @@ def _fed_in_pieces(data: bytes, cuts: list[int], md_port: int, fix_port: int):
     return matcher.finish(), joined_live
 
 
-def _same_match(a, b) -> None:
-    for name in (
-        "md_trace",
-        "md_ts",
-        "order_trace",
-        "order_ts",
-        "trace",
-        "wire_md",
-        "wire_order",
-        "order_leg",
-        "leg",
-    ):
-        assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
-    assert (a.counters, a.warnings, a.packets, a.fmt) == (b.counters, b.warnings, b.packets, b.fmt)
-
-
 def _record_bounds(data: bytes) -> list[tuple[int, int]]:
     """(start, end) of every pcap record (little-endian, as tcpdump writes here)."""
     out, pos = [], 24
@@ -211,7 +195,7 @@ def test_a_capture_fed_in_any_pieces_matches_exactly_as_the_whole_file(loopback_
         plans[f"random {trial}"] = sorted(set(rng.sample(range(1, len(data)), rng.randint(1, 300))))
     for name, cuts in plans.items():
         m, joined_live = _fed_in_pieces(data, cuts, md_port, fix_port)
-        _same_match(m, whole)
+        S.assert_same_match(m, whole)
         assert joined_live == orders, name
     assert split_frames, "FIX frames split over two segments, cut between them by 'every record alone'"
     with pytest.raises(WireError, match="truncated pcap header"):
@@ -278,7 +262,7 @@ def test_a_capture_read_in_small_chunks_matches_exactly_as_the_whole_file(tmp_pa
         ]  # µs ticks on interface 1 and abs(whole.wire_to_wire[-1] - 897) <= 1
     for size in CHUNK_SIZES:
         assert sum(1 for _ in read_chunks(path, size)) > path.stat().st_size // size  # really in pieces
-        _same_match(match_file(path, *ports, chunk_bytes=size), whole)
+        S.assert_same_match(match_file(path, *ports, chunk_bytes=size), whole)
 
 
 def test_a_bad_block_or_record_stops_reading_there_whatever_the_chunks(tmp_path):
@@ -295,7 +279,7 @@ def test_a_bad_block_or_record_stops_reading_there_whatever_the_chunks(tmp_path)
         assert any(name in w and "3 packets read before it" in w for w in whole.warnings), whole.warnings
         for size in (64, 4096):
             assert sum(1 for _ in read_chunks(path, size)) < 1_000 // size + 3  # not the file's 2 MB
-            _same_match(match_file(path, {MD_PORT}, {FIX_PORT}, chunk_bytes=size), whole)
+            S.assert_same_match(match_file(path, {MD_PORT}, {FIX_PORT}, chunk_bytes=size), whole)
     huge = bytearray(S.pcap([(1, md_frame(1)), (2, md_frame(2))] + [(3, md_frame(3))] * 20_000))
     second = 24 + 16 + len(md_frame(1))
     huge[second + 8 : second + 12] = (64 << 20).to_bytes(4, "little")
@@ -305,7 +289,7 @@ def test_a_bad_block_or_record_stops_reading_there_whatever_the_chunks(tmp_path)
     assert m.packets == 1 and m.counters["capture_bad_records"] == 1
     assert any(f"record at byte {second} has captured length {64 << 20}" in w for w in m.warnings), m.warnings
     assert sum(1 for _ in read_chunks(path, 4096)) == 2  # the chunk with the damage, then close
-    _same_match(m, match(read_capture(path), {MD_PORT}, {FIX_PORT}))
+    S.assert_same_match(m, match(read_capture(path), {MD_PORT}, {FIX_PORT}))
 
 
 @needs_tcpdump
@@ -501,7 +485,7 @@ def test_a_hole_never_filled_is_given_up_after_a_bound_and_the_stream_goes_on(tm
     assert c["tcp_gaps_skipped"] == 1 and c["tcp_bytes_missing"] == len(frames[2]) - 30 + len(frames[3])
     assert c["tcp_bytes_dropped_before_gap"] == 30 and "tcp_segments_after_gap" not in c
     # the same capture fed a packet at a time: the same match
-    _same_match(match_file(tmp_path / "c.pcap", {MD_PORT}, {FIX_PORT}, chunk_bytes=97), m)
+    S.assert_same_match(match_file(tmp_path / "c.pcap", {MD_PORT}, {FIX_PORT}, chunk_bytes=97), m)
 
     texts = [ws_text(i, size=100) for i in range(1, 41)]
     stream = WS_101 + b"".join(texts)

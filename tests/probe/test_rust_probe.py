@@ -14,7 +14,7 @@ import pytest
 from conftest import needs_tool
 from support import PROGRAMS, QUIET
 from support.cli import run_cli
-from support.native import needs_cargo, rust_example
+from support.native import exact_within_hdr, needs_cargo, rust_example
 from tickscope.collectors.rings.clocks import fit_tsc, tsc_facts
 from tickscope.collectors.rings.host_tsc import host_tsc_domain
 from tickscope.collectors.rings.reader import RingReader, find_rings
@@ -189,17 +189,6 @@ def test_no_invariant_tsc_means_monotonic_stamps_declared_as_such(rust_writer, r
     assert pairs and all(p[0] == 0 for p in pairs), "no TSC in the pairs: nothing to convert"
 
 
-def assert_within_hdr_precision(summary, exact_ns, tag):
-    """Every percentile, min and max of the session within HDR's 3 significant digits (0.1%) of
-    the exact values, + 2 ns: each TSC stamp is rounded to whole ns before the difference."""
-    assert summary["count"] == exact_ns.size, tag
-    for key, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9), ("p99_99", 99.99)):
-        exact = np.percentile(exact_ns, p, method="inverted_cdf")
-        assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
-    for key, exact in (("min", exact_ns.min()), ("max", exact_ns.max())):
-        assert abs(summary[key] - exact) <= 0.001 * exact + 2, (tag, key, summary[key], exact)
-
-
 @pytest.mark.slow  # cargo builds
 @needs_cargo
 @pytest.mark.parametrize("mode", ["points", "ticks"])
@@ -223,8 +212,8 @@ def test_known_tsc_spans_are_reported_within_hdr_precision_under_profile(rust_wr
     # this fails by a few ns to µs while the records above are exact, it is the collector's TSC
     # conversion shifting a trace whose stamps straddle a refit, not the crate.
     for k, stage in enumerate(STAGES):
-        assert_within_hdr_precision(summary[stage], spans[:, k] * ns_per_tick, stage)
-    assert_within_hdr_precision(summary["tick_to_trade"], spans.sum(axis=1) * ns_per_tick, "tick_to_trade")
+        exact_within_hdr(summary[stage], spans[:, k] * ns_per_tick, stage)
+    exact_within_hdr(summary["tick_to_trade"], spans.sum(axis=1) * ns_per_tick, "tick_to_trade")
 
 
 @pytest.mark.slow  # cargo builds

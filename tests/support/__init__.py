@@ -37,3 +37,18 @@ def rss_kb(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def held_files(pid: int) -> tuple[list[str], list[str]]:
+    """What process ``pid`` holds open: its descriptors (what each points to; one closed while
+    read is passed over) and the lines of its memory map."""
+    import os
+
+    fds = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            fds.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+    with open(f"/proc/{pid}/maps") as f:
+        return fds, f.read().splitlines()

@@ -116,3 +116,22 @@ def pcapng(
         out.append(block(6, struct.pack(e + "IIIII", iid, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame))
                          + frame, e))  # fmt: skip
     return b"".join(out)
+
+
+MATCH_FIELDS = (
+    "md_trace",
+    "md_ts",
+    "order_trace",
+    "order_ts",
+    "trace",
+    "wire_md",
+    "wire_order",
+    "order_leg",
+    "leg",
+)
+
+
+def assert_same_match(a, b) -> None:
+    """Two wire matches equal field by field (one read whole, one in chunks or live)."""
+    for name in MATCH_FIELDS:
+        assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
