@@ -132,7 +132,8 @@ class SessionWriter:
             probe.write_text("")
             probe.unlink()
         except OSError as e:
-            raise SessionError(f"cannot write session directory {self.path}: {e.strerror or e}") from None
+            raise SessionError(f"cannot write session directory {self.path}: {e.strerror or e} "
+                               "(choose another --out, or make this one writable)") from None  # fmt: skip
         self.meta = dict(meta)
         self.meta.setdefault("format_version", FORMAT_VERSION)
         self.meta.setdefault("status", "running")
@@ -296,7 +297,9 @@ def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise SessionError(f"cannot read {path}: {e.strerror or e}") from None
+        raise SessionError(
+            f"cannot read {path}: {e.strerror or e} (check the path and its permissions)"
+        ) from None
     return parse_hlog(data.decode("utf-8", errors="replace"), path)
 
 
@@ -395,12 +398,16 @@ class Session:
             raise SessionError(f"no session at {p} (expected a session directory or an .hlog file)")
         meta_path = p / META
         if not meta_path.is_file():
-            raise SessionError(f"{p} is not a tickscope session: {META} is missing")
+            raise SessionError(
+                f"{p} is not a tickscope session: {META} is missing (name a session directory)"
+            )
         warnings: list[str] = []
         try:
             raw_meta = json.loads(meta_path.read_bytes())
         except OSError as e:
-            raise SessionError(f"cannot read {meta_path}: {e.strerror or e}") from None
+            raise SessionError(
+                f"cannot read {meta_path}: {e.strerror or e} (check its permissions)"
+            ) from None
         except (ValueError, RecursionError) as e:
             raise SessionError(f"{meta_path}: not valid JSON ({_one_line(e)})") from None
         meta = check_meta(raw_meta, warnings)
@@ -408,7 +415,9 @@ class Session:
             return cls._from_segments(p, meta, warnings)
         log = p / LATENCY_LOG
         if not log.is_file():
-            raise SessionError(f"{log} is missing: the session recorded no intervals")
+            raise SessionError(
+                f"{log} is missing: the session recorded no intervals (nothing to read; record a longer run)"
+            )
         intervals, w1 = read_hlog(log)
         warnings += w1
         if not intervals:

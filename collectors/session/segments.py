@@ -86,7 +86,7 @@ def segment_policy(duration_s: float | None, interval_s: float, segment: str | N
     segment_s = parse_duration_ns(segment, "--segment") / 1e9 if segment else DEFAULT_SEGMENT_S
     if segment_s < interval_s:
         raise SegmentError(f"--segment {segment!r} is shorter than one interval ({interval_s:g}s): a segment "
-                           "holds whole intervals")  # fmt: skip
+                           f"holds whole intervals (give at least {interval_s:g}s)")  # fmt: skip
     retain_s = parse_duration_ns(retain, "--retain") / 1e9 if retain else None
     max_disk_bytes = parse_size(max_disk, "--max-disk") if max_disk else None
     decay_after_s, coarse_s = parse_decay(decay or DEFAULT_DECAY)
@@ -103,8 +103,8 @@ def parse_decay(text: str) -> tuple[float | None, float]:
         return None, 60.0
     after, sep, coarse = text.partition(":")
     if not sep:
-        raise SegmentError(f"--decay {text!r}: expected AGE:INTERVAL (e.g. 1d:1m, segments older than a day keep "
-                           "1-minute intervals) or off")  # fmt: skip
+        raise SegmentError(f"--decay {text!r} is not AGE:INTERVAL (expected e.g. 1d:1m, segments older than a "
+                           "day keep 1-minute intervals, or off)")  # fmt: skip
     return parse_duration_ns(after, "--decay age") / 1e9, parse_duration_ns(coarse, "--decay interval") / 1e9
 
 
@@ -464,7 +464,9 @@ class Window:
         )
         hi = _bound(self.end, "--to", start_epoch_s, end_s, math.inf) if self.end is not None else math.inf
         if hi <= lo:
-            raise WindowError(f"--from {self.start} is not before --to {self.end}: an empty window")
+            raise WindowError(
+                f"--from {self.start} is not before --to {self.end}: an empty window (swap them)"
+            )
         return lo, hi
 
     def describe(self, lo: float, hi: float, start_epoch_s: float) -> str:

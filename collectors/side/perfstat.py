@@ -82,7 +82,7 @@ class PerfStatCollector(SideCollectorBase):
     def start(self, pid: int | None, session_dir: Path) -> None:
         perf = shutil.which("perf")
         if perf is None:
-            self.warn("perf not found: apt-get install linux-perf (counters skipped, session goes on)")
+            self.warn("perf not found (apt-get install linux-perf; counters skipped, session goes on)")
             self.why_not = "perf is not installed (apt-get install linux-perf)"
             return
         pid = self.pid or pid

@@ -241,7 +241,7 @@ def test_the_option_grammar():
     with pytest.raises(WindowError, match="--to .12 o.clock. is not a time"):
         Window(None, "12 o'clock").check()
     for args, says in ((["--segment", "5ms"], "shorter than one interval"), (["--max-disk", "lots"], "not a positive size"),
-                       (["--decay", "1d"], "expected AGE:INTERVAL"), (["--duration", "always"], "not a duration")):  # fmt: skip
+                       (["--decay", "1d"], "is not AGE:INTERVAL"), (["--duration", "always"], "not a duration")):  # fmt: skip
         r = run_cli("profile", *QUIET, *args, "--", *SUBJECT, "10")
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
