@@ -244,16 +244,18 @@ class SegmentedLog:
             final: bool = False) -> None:  # fmt: skip
         """Close the open segment (all its files, then one rename), write the run's total, apply
         retention and decay; then open the next one unless ``final``."""
-        from .files import META, SLOWEST, SUMMARY, write_json_atomic
+        from .files import META, SLOWEST, SUMMARY, has_side_files, write_json_atomic
 
         if self.coarse is not None:
             self._flush_coarse()
         self.close()
         for hook in self.closing:
             hook(self.path, self.start_s, self.end_s)
-        if not self.totals and self.warmup is None:
+        if not self.totals and self.warmup is None and not has_side_files(self.path):
             # Nothing was recorded in it (an idle pipeline, or the last cut just before the end):
             # a segment of no interval is no readable unit. Its counters go with the next one.
+            # One the side collectors wrote into (hiccups, perf rows of an idle pipeline) is kept:
+            # the platform's view of that span is a readable unit too, never set aside.
             shutil.rmtree(self.path, ignore_errors=True)
             write_total_log(self.root / TOTAL_LOG, run_totals, self.start_epoch_s, self.end_s)
             if not final:
