@@ -289,7 +289,7 @@ def _write_output(path: Path, text: str, what: str = "") -> Path:
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as e:
-        raise UserError(f"cannot write {what}{path}: {e.strerror or e}") from None
+        raise UserError(f"cannot write {what}{path}: {e.strerror or e} (choose another path)") from None
     return path
 
 
@@ -316,12 +316,12 @@ def user_errors(fn):
         except MemoryError:  # an address-space limit (ulimit -v), or a host short of memory
             from tickscope.collectors.session.hdr import MAX_COUNTS_LEN
 
-            fail(f"out of memory: raise the limit (ulimit -v) or use fewer significant digits (a histogram takes "
-                 f"up to {MAX_COUNTS_LEN * 8 >> 20} MB decoded; tickscope holds a few at a time)")  # fmt: skip
+            fail(f"out of memory: a histogram takes up to {MAX_COUNTS_LEN * 8 >> 20} MB decoded and tickscope holds a "
+                 "few at a time (raise the limit, ulimit -v, or record with fewer significant digits)")  # fmt: skip
         except BrokenPipeError:
             raise typer.Exit(0) from None
         except KeyboardInterrupt:  # Ctrl-C before a session started (or after it was saved)
-            fail("interrupted", 130)
+            fail("interrupted (Ctrl-C: nothing was being saved)", 130)
 
     return wrapper
 
@@ -996,7 +996,9 @@ def _write_step_reports(result, output: Path) -> dict[str, str]:
         try:
             folder.mkdir(exist_ok=True)
         except OSError as e:
-            raise UserError(f"cannot write step reports in {folder}: {e.strerror or e}") from None
+            raise UserError(
+                f"cannot write step reports in {folder}: {e.strerror or e} (choose another --out)"
+            ) from None
         _write_output(folder / f"step-{i:02d}.html", text, "step report ")
         links[step.session] = f"{folder.name}/step-{i:02d}.html"
     return links
@@ -1062,11 +1064,14 @@ def sweep(
     command = target_command(ctx, stray)
     try:
         if rates is not None and (rate_from or rate_to):
-            raise SweepError("give either --rates or --from/--to/--steps, not both")
+            raise SweepError("--rates and --from/--to/--steps given together (give either one)")
         replayed = None
         if speeds is not None or replay is not None:
             if speeds is None or replay is None or command or rates or rate_from:
-                raise SweepError("--replay FILE --speeds 1x,2x,8x sweeps the bundled pipeline by speed alone")
+                raise SweepError(
+                    "--replay and --speeds go together and without rates or a command (--replay FILE --speeds "
+                    "1x,2x,8x sweeps the bundled pipeline by speed alone)"
+                )
             try:
                 pairs = offered_rates(replay, speeds)
             except ValueError as e:
@@ -1077,7 +1082,7 @@ def sweep(
         elif rate_from and rate_to:
             offered = geometric_rates(parse_rate(rate_from), parse_rate(rate_to), steps)
         else:
-            raise SweepError("give the rates: --rates 5k,10k,20k or --from 5k --to 80k --steps 5")
+            raise SweepError("no rates given (give --rates 5k,10k,20k or --from 5k --to 80k --steps 5)")
         budget = parse_sla(sla)
     except SweepError as e:
         raise UserError(str(e)) from None
@@ -1095,7 +1100,9 @@ def sweep(
             raise UserError(f"{sweep_dir} is not empty (choose another --out)")
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # e.g. a path under a file (NotADirectoryError)
-        raise UserError(f"cannot write sweep directory {sweep_dir}: {e.strerror or e}") from None
+        raise UserError(
+            f"cannot write sweep directory {sweep_dir}: {e.strerror or e} (choose another --out)"
+        ) from None
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 140))  # CI logs: never squeeze the numbers
@@ -1328,7 +1335,7 @@ def live(
     segments = parse_segments(duration_s, interval_s, segment, retain, max_disk, decay) if out else None
     incidents = parse_incidents(incident, incident_window, incident_max)
     if incidents is not None and out is None:
-        raise UserError("--incident writes incidents into the session: add --out DIR")
+        raise UserError("--incident writes incidents into the session (add --out DIR)")
     if watch and force:
         raise UserError(
             "--watch writes a new session under -o at every start, so --force has nothing to replace (drop it)"

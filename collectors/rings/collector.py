@@ -123,7 +123,10 @@ class RingSource:
         absent = raw == 0
         if domain == L.CLOCK_TSC:
             if not self.tsc.ready:
-                raise RingFormatError(f"ring {self.reader.path}: TSC stamps but no usable calibration pairs")
+                raise RingFormatError(
+                    f"ring {self.reader.path}: TSC stamps but no usable calibration pairs "
+                    "(the writer must calibrate its TSC before its first record)"
+                )
             self.tsc.observe(raw[~absent] if absent.any() else raw)
             return raw
         out = raw - realtime_offset

@@ -124,7 +124,8 @@ class TraceSchema:
                     for x, y in zip(path, path[1:], strict=False)
                 )
                 raise DeclarationConflict(
-                    f"{ring} declares {a} before {b}, but {said}: the rings' point orders contradict each other"
+                    f"{ring} declares {a} before {b}, but {said}: the rings' point orders contradict each other "
+                    "(declare the points in one order in every writer)"
                 )
             succ.setdefault(a, []).append(b)
         for p in points:

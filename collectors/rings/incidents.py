@@ -85,7 +85,7 @@ class IncidentTrigger:
 def parse_trigger(text: str, what: str = "--incident") -> IncidentTrigger:
     lhs, sep, rhs = (text or "").partition(">")
     if not sep or ">" in rhs:
-        raise IncidentError(f"{what} {text!r}: expected TAG>LATENCY ({EXAMPLES})")
+        raise IncidentError(f"{what} {text!r} is not a trigger (expected TAG>LATENCY, {EXAMPLES})")
     limit = parse_latency_ns(rhs.strip())
     if limit is None or limit <= 0:
         raise IncidentError(f"{what} {text!r}: {rhs.strip()!r} is not a latency with its unit ({EXAMPLES})")
@@ -107,7 +107,9 @@ def parse_rate_limit(text: str, what: str = "--incident-max") -> tuple[int, int]
     """'10/h', '1/m', '3/30s' -> (incidents, period ns)."""
     m = _PERIOD.match(text or "")
     if not m or int(m.group(1)) < 1:
-        raise IncidentError(f"{what} {text!r}: expected N/PERIOD with N >= 1 (e.g. 10/h, 1/m, 5/30m)")
+        raise IncidentError(
+            f"{what} {text!r} is not a rate limit (expected N/PERIOD with N >= 1, e.g. 10/h, 1/m, 5/30m)"
+        )
     period = m.group(2)
     try:
         period_ns = parse_duration_ns(period if period[0].isdigit() else "1" + period, what)

@@ -191,7 +191,7 @@ class RingReader:
         where = f"ring {self.path}"
         if magic != L.MAGIC:
             raise RingFormatError(
-                f"{where}: bad magic {magic:#018x}, expected {L.MAGIC:#018x} (not a tickscope ring)"
+                f"{where}: bad magic {magic:#018x} (not a tickscope ring, whose magic is {L.MAGIC:#018x}: name ring files only)"
             )
         if version < L.LAYOUT_VERSION:
             raise RingFormatError(
@@ -204,23 +204,30 @@ class RingReader:
             )
         if kind not in L.KIND_NAMES:
             raise RingFormatError(
-                f"{where}: unknown record kind {kind}, expected one of {sorted(L.KIND_NAMES)}"
+                f"{where}: unknown record kind {kind} (expected one of {sorted(L.KIND_NAMES)}: not a tickscope writer?)"
             )
         if not 1 <= n_points <= L.MAX_POINTS:
-            raise RingFormatError(f"{where}: {n_points} probe points, expected 1..{L.MAX_POINTS}")
+            raise RingFormatError(
+                f"{where}: {n_points} probe points (expected 1..{L.MAX_POINTS}: a damaged header?)"
+            )
         expected_rsize = L.record_size_for(kind, n_points)
         if rsize != expected_rsize:
             raise RingFormatError(
-                f"{where}: record size {rsize}, expected {expected_rsize} for {L.KIND_NAMES[kind]} records of {n_points} points"
+                f"{where}: record size {rsize} (expected {expected_rsize} for {L.KIND_NAMES[kind]} records of {n_points} "
+                "points: a writer built against another layout? rebuild it with this probe)"
             )
         if capacity < 2 or capacity & (capacity - 1):
-            raise RingFormatError(f"{where}: capacity must be a power of 2: capacity={capacity}")
+            raise RingFormatError(
+                f"{where}: capacity must be a power of 2: capacity={capacity} (fix the writer's capacity)"
+            )
         if not 0 < pid <= PID_MAX_LIMIT:
             raise RingFormatError(
                 f"{where}: writer pid {pid} is not a process id (expected 1..{PID_MAX_LIMIT})"
             )
         if data_off != L.DATA_OFFSET:
-            raise RingFormatError(f"{where}: data offset {data_off}, expected {L.DATA_OFFSET}")
+            raise RingFormatError(
+                f"{where}: data offset {data_off} (expected {L.DATA_OFFSET}: a writer built against another layout?)"
+            )
         expected_size = L.ring_file_size(capacity, rsize)
         if size < expected_size:
             raise RingFormatError(f"{where}: truncated ({size} bytes, header says {expected_size})")
@@ -238,7 +245,9 @@ class RingReader:
                 raise RingFormatError(f"{where}: point {i} has unknown clock domain {pclock}")
             self.points.append(PointInfo(_cstr(pname), _cstr(stage), pclock, flags))
         if not all(p.name for p in self.points):
-            raise RingFormatError(f"{where}: a probe point has an empty name")
+            raise RingFormatError(
+                f"{where}: a probe point has an empty name (name every point in the writer)"
+            )
         self.dims = []  # the ring's declared dimensions, by slot
         for k in range(L.MAX_DIMS):
             off = L.OFF_DIM_NAMES + k * L.DIM_NAME_SIZE
@@ -301,7 +310,8 @@ class RingReader:
         size = self.mm.size()
         if size < self.ring_size:
             raise RingTruncatedError(f"{self._where}: truncated to {size} bytes while attached "
-                                     f"(the ring is {self.ring_size}); the writer or someone else shrank it")  # fmt: skip
+                                     f"(the ring is {self.ring_size}): the writer or someone else shrank it (leave ring files to "
+                                     "their writer)")  # fmt: skip
 
     def counters(self) -> RingCounters:
         """Read ``head`` and ``dropped`` once and check them against each other, against our own
@@ -431,7 +441,9 @@ def _open_own_regular_file(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise RingFormatError(f"{where}: no such file") from None
+        raise RingFormatError(
+            f"{where}: no such file (is the writer running? list its ring directory)"
+        ) from None
     except PermissionError:
         raise RingFormatError(
             f"{where}: permission denied (rings are mode 0600: run as the writer's user)"
@@ -439,7 +451,7 @@ def _open_own_regular_file(path: Path) -> int:
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise RingFormatError(
-                f"{where}: is a symbolic link; tickscope opens ring files only, never links"
+                f"{where}: is a symbolic link (name the ring file itself: tickscope never opens links)"
             ) from None
         raise _open_error(path, e, "open") from None
     try:

@@ -38,11 +38,13 @@ def resolve_rings(rings: list[Path]) -> tuple[Path, list[Path] | None]:
     dirs = [p for p in paths if p.is_dir()]
     if dirs:
         if len(paths) > 1:
-            raise ProfileError("give either one ring directory or ring files, not both")
+            raise ProfileError(
+                "a ring directory and ring files given together (give either one directory or files)"
+            )
         return dirs[0], None
     parents = {p.parent.resolve() for p in paths}
     if len(parents) != 1:
-        raise ProfileError("rings must all live in one directory")
+        raise ProfileError("rings named from several directories (name rings of one directory)")
     return parents.pop(), list(dict.fromkeys(paths))
 
 
@@ -58,7 +60,7 @@ def watched_dir(rings: list[Path]) -> Path:
         raise ProfileError(f"cannot make ring directory {paths[0]}: {e.strerror or e} (choose another, or "
                            f"set ${RING_DIR_ENV})") from None  # fmt: skip
     if not paths[0].is_dir():
-        raise ProfileError(f"{paths[0]} is not a directory: --watch watches a ring directory")
+        raise ProfileError(f"{paths[0]} is not a directory (--watch watches a ring directory: name one)")
     return paths[0]
 
 

@@ -53,7 +53,9 @@ def default_session_dir(name: str, base: Path | None = None) -> Path:
             except FileExistsError:
                 continue
     except OSError as e:
-        raise ProfileError(f"cannot write session directory {base}: {e.strerror or e}") from None
+        raise ProfileError(
+            f"cannot write session directory {base}: {e.strerror or e} (choose another --out)"
+        ) from None
     raise ProfileError(f"cannot find a free session directory name next to {base} (use --out DIR)")
 
 
@@ -70,7 +72,9 @@ def claim_session_dir(out: Path | None, name: str, force: bool = False) -> tuple
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise ProfileError(f"cannot write session directory {path}: {e.strerror or e}") from None
+        raise ProfileError(
+            f"cannot write session directory {path}: {e.strerror or e} (choose another --out)"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

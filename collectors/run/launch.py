@@ -82,7 +82,7 @@ def fix_connect_address(text: str) -> tuple[str, int]:
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
         raise ProfileError(
-            f"--fix-connect {text!r}: expected HOST:PORT of a FIX 4.4 acceptor, e.g. 127.0.0.1:9878"
+            f"--fix-connect {text!r} is not HOST:PORT (expected a FIX 4.4 acceptor's, e.g. 127.0.0.1:9878)"
         )
     return host, int(port)
 

@@ -64,17 +64,17 @@ class ProfileOptions(SideOptions):  # the side collectors' options: sides.py
     def check(self) -> None:
         """Options that contradict each other or the host: one ``ProfileError`` line each."""
         if self.feed not in ("itch", "ws"):
-            raise ProfileError(f"--feed {self.feed!r}: expected itch (ITCH 5.0 over MoldUDP64/UDP) or ws "
-                               "(Binance-style WebSocket)")  # fmt: skip
+            raise ProfileError(f"--feed {self.feed!r} is not a feed (expected itch, ITCH 5.0 over MoldUDP64/UDP, or "
+                               "ws, a Binance-style WebSocket)")  # fmt: skip
         if self.feed == "ws" and self.replay is not None:
             raise ProfileError(
                 "--replay replays ITCH 5.0 files, not a WebSocket feed (use it with --feed itch)"
             )
         if self.loop not in ("busy", "asyncio", "tokio"):
-            raise ProfileError(f"--loop {self.loop!r}: expected busy, asyncio (--trader python) or tokio "
-                               "(--trader rust)")  # fmt: skip
+            raise ProfileError(f"--loop {self.loop!r} is not a loop (expected busy, asyncio with --trader python, or "
+                               "tokio with --trader rust)")  # fmt: skip
         if self.trader not in ("python", "rust"):
-            raise ProfileError(f"--trader {self.trader!r}: expected python or rust")
+            raise ProfileError(f"--trader {self.trader!r} is not a trader (expected python or rust)")
         if self.trader == "rust" and (self.feed != "itch" or self.loop == "asyncio"):
             raise ProfileError(
                 "--trader rust reads the ITCH feed with a busy-poll or tokio loop (drop --feed ws / --loop asyncio)"
@@ -83,12 +83,14 @@ class ProfileOptions(SideOptions):  # the side collectors' options: sides.py
             raise ProfileError("--loop tokio runs the Rust trader (add --trader rust, or use --loop asyncio)")
         if self.quotes not in ("one", "both"):
             raise ProfileError(
-                f"--quotes {self.quotes!r}: expected one (an order per signal) or both (the market maker)"
+                f"--quotes {self.quotes!r} is not a quoting mode (expected one, an order per signal, or both, the market maker)"
             )
         if self.load not in ("constant", "poisson", "burst"):
-            raise ProfileError(f"--load {self.load!r}: expected constant, poisson or burst")
+            raise ProfileError(
+                f"--load {self.load!r} is not a load model (expected constant, poisson or burst)"
+            )
         if self.replay is not None and not self.replay.is_file():
-            raise ProfileError(f"--replay {self.replay}: no such file")
+            raise ProfileError(f"--replay {self.replay}: no such file (give an ITCH 5.0 file)")
         if self.speed is not None and self.replay is None:
             raise ProfileError("--speed paces a --replay FILE, and none was given (give the ITCH file too)")
 

@@ -62,7 +62,7 @@ class SideOptions:
                 )
         if self.hiccup_cpu is not None and self.hiccup_cpu not in os.sched_getaffinity(0):
             raise ProfileError(
-                f"--hiccup-cpu {self.hiccup_cpu}: not a CPU this process may run on {sorted(os.sched_getaffinity(0))}"
+                f"--hiccup-cpu {self.hiccup_cpu}: not a CPU this process may run on (pick one of {sorted(os.sched_getaffinity(0))})"
             )
 
 

@@ -56,7 +56,9 @@ class CommandSubject(Subject):
         try:
             self.proc = spawn_child(argv, env=env)
         except OSError as e:
-            raise ProfileError(f"cannot start target {exe!r}: {e.strerror or e}") from None
+            raise ProfileError(
+                f"cannot start target {exe!r}: {e.strerror or e} (check the command after --)"
+            ) from None
         self.pid = self.proc.pid
         self.stopped_by_us = False
 

@@ -62,6 +62,12 @@ PERFETTO_INCIDENT = "trace.perfetto.json"
 PERF_CSV = "perf.csv"
 PROFILE = "profile.speedscope.json"
 HICCUP_LOG = "hiccup.hlog"
+SIDE_FILES = (PERF_CSV, PROFILE, HICCUP_LOG)  # what side collectors write into a session or a segment
+
+
+def has_side_files(path: Path) -> bool:
+    return any((path / name).is_file() for name in SIDE_FILES)
+
 
 FORMAT_VERSION = 1
 # summary.json's keys that are not tags (a stage may not be named so)
@@ -132,7 +138,8 @@ class SessionWriter:
             probe.write_text("")
             probe.unlink()
         except OSError as e:
-            raise SessionError(f"cannot write session directory {self.path}: {e.strerror or e}") from None
+            raise SessionError(f"cannot write session directory {self.path}: {e.strerror or e} "
+                               "(choose another --out, or make this one writable)") from None  # fmt: skip
         self.meta = dict(meta)
         self.meta.setdefault("format_version", FORMAT_VERSION)
         self.meta.setdefault("status", "running")
@@ -296,7 +303,9 @@ def read_hlog(path: Path) -> tuple[dict[str, list[Interval]], list[str]]:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise SessionError(f"cannot read {path}: {e.strerror or e}") from None
+        raise SessionError(
+            f"cannot read {path}: {e.strerror or e} (check the path and its permissions)"
+        ) from None
     return parse_hlog(data.decode("utf-8", errors="replace"), path)
 
 
@@ -395,12 +404,16 @@ class Session:
             raise SessionError(f"no session at {p} (expected a session directory or an .hlog file)")
         meta_path = p / META
         if not meta_path.is_file():
-            raise SessionError(f"{p} is not a tickscope session: {META} is missing")
+            raise SessionError(
+                f"{p} is not a tickscope session: {META} is missing (name a session directory)"
+            )
         warnings: list[str] = []
         try:
             raw_meta = json.loads(meta_path.read_bytes())
         except OSError as e:
-            raise SessionError(f"cannot read {meta_path}: {e.strerror or e}") from None
+            raise SessionError(
+                f"cannot read {meta_path}: {e.strerror or e} (check its permissions)"
+            ) from None
         except (ValueError, RecursionError) as e:
             raise SessionError(f"{meta_path}: not valid JSON ({_one_line(e)})") from None
         meta = check_meta(raw_meta, warnings)
@@ -408,10 +421,13 @@ class Session:
             return cls._from_segments(p, meta, warnings)
         log = p / LATENCY_LOG
         if not log.is_file():
-            raise SessionError(f"{log} is missing: the session recorded no intervals")
+            raise SessionError(
+                f"{log} is missing: the session recorded no intervals (nothing to read; record a longer run)"
+            )
         intervals, w1 = read_hlog(log)
         warnings += w1
-        if not intervals:
+        if not intervals and not (isinstance(meta.get("segment"), dict) and has_side_files(p)):
+            # (a segment of an idle pipeline holds only what the side collectors saw: readable)
             raise SessionError(f"{log} holds no intervals (empty or truncated session)")
         warmup: dict[str, list[Interval]] = {}
         if (p / WARMUP_LOG).is_file():
@@ -443,7 +459,7 @@ class Session:
             warnings += w
             for tag, ivs in added.items():
                 intervals.setdefault(tag, []).extend(ivs)
-        if not intervals:
+        if not intervals and not any(has_side_files(seg) for _, seg, _ in segment_dirs(p)):
             raise SessionError(f"{p}: no segment holds an interval (empty or truncated session)")
         raw_summary = _read_json(p / SUMMARY, warnings)
         attribution = None
@@ -458,7 +474,7 @@ class Session:
         pool = slowest + top
         if meta.get("status") == "running":
             warnings.append(f"{p.name}: the collector did not finish (killed?); data up to its last interval")
-        session = cls(p, meta, intervals, warmup, None, pick_slowest(pool, min(starts), max(ends) + 1e-3),
+        session = cls(p, meta, intervals, warmup, None, pick_slowest(pool, min(starts, default=0.0), max(ends, default=0.0) + 1e-3),
                       warnings, attribution, dims)  # fmt: skip
         session.slowest_pool = pool  # every segment's slowest: a window picks its own from them
         return session
@@ -622,9 +638,27 @@ class Session:
 
     def side_bytes(self, name: str) -> bytes | None:
         """A side file's contents (perf.csv, py-spy's profile), None when the session has none: the
-        session reads its files, so renderers never do. OSError when it cannot be read."""
+        session reads its files, so renderers never do. OSError when it cannot be read. Of a
+        segmented session, a table cut with the segments (perf.csv) is their union: the header
+        once, then each segment's rows, oldest segment first."""
         f = self.side_file(name)
-        return None if f is None else f.read_bytes()
+        if (
+            f is not None
+            or not name.endswith(".csv")
+            or not self.path.is_dir()
+            or not is_segmented(self.path)
+        ):
+            return None if f is None else f.read_bytes()
+        parts = [(seg / name).read_bytes() for _, seg, _ in segment_dirs(self.path) if (seg / name).is_file()]
+        if not parts:
+            return None
+        # a segment cut short by a crash may end mid-row: each part ends its own last line
+        rows = [p.split(b"\n", 1)[1] if b"\n" in p else b"" for p in parts]
+        return (
+            parts[0].split(b"\n", 1)[0]
+            + b"\n"
+            + b"".join(r if r.endswith(b"\n") or not r else r + b"\n" for r in rows)
+        )
 
     def side_hlog(self, name: str) -> tuple[dict[str, list[Interval]], list[str]] | None:
         """A side interval log (hiccup.hlog) as ``read_hlog`` parses it, None when there is none;

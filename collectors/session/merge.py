@@ -107,12 +107,13 @@ def load_input(spec: str, window: Window | None = None) -> MergeInput:
         except SessionError as e:
             raise MergeError(
                 f"{p} is not an HdrHistogram interval log: {str(e).split(': ', 1)[-1]}"
+                " (name a session directory or an .hlog file)"
             ) from None
         log = p
     anchor = log_anchor(log)
     if anchor is None:
         raise MergeError(f"{log} has no StartTime/BaseTime header of finite seconds: it cannot be placed on "
-                         "absolute time")  # fmt: skip
+                         "absolute time (merge logs that carry their start time)")  # fmt: skip
     meta = session.meta if p.is_dir() else {}
     host = (
         label
@@ -332,7 +333,9 @@ def merge(specs: list[str], out: str | os.PathLike, *, digits: int | None = None
     for inp in inputs:
         key = inp.path.resolve()
         if key in seen:
-            raise MergeError(f"{inp.path} is given twice: its ticks would be counted twice")
+            raise MergeError(
+                f"{inp.path} is given twice: its ticks would be counted twice (name each input once)"
+            )
         seen[key] = inp.host
     check_overlaps(inputs)
     interval_s = max((x.interval_s or _typical_length(x)) for x in inputs)
@@ -372,7 +375,9 @@ def merge(specs: list[str], out: str | os.PathLike, *, digits: int | None = None
         if created:
             shutil.rmtree(out, ignore_errors=True)
         if isinstance(e, OSError):
-            raise MergeError(f"cannot write merged session {out}: {e.strerror or e}") from None
+            raise MergeError(
+                f"cannot write merged session {out}: {e.strerror or e} (choose another --out)"
+            ) from None
         raise
     return MergeResult(out, hosts, sorted(totals), lines, target[2], warnings)
 

@@ -86,7 +86,7 @@ def segment_policy(duration_s: float | None, interval_s: float, segment: str | N
     segment_s = parse_duration_ns(segment, "--segment") / 1e9 if segment else DEFAULT_SEGMENT_S
     if segment_s < interval_s:
         raise SegmentError(f"--segment {segment!r} is shorter than one interval ({interval_s:g}s): a segment "
-                           "holds whole intervals")  # fmt: skip
+                           f"holds whole intervals (give at least {interval_s:g}s)")  # fmt: skip
     retain_s = parse_duration_ns(retain, "--retain") / 1e9 if retain else None
     max_disk_bytes = parse_size(max_disk, "--max-disk") if max_disk else None
     decay_after_s, coarse_s = parse_decay(decay or DEFAULT_DECAY)
@@ -103,8 +103,8 @@ def parse_decay(text: str) -> tuple[float | None, float]:
         return None, 60.0
     after, sep, coarse = text.partition(":")
     if not sep:
-        raise SegmentError(f"--decay {text!r}: expected AGE:INTERVAL (e.g. 1d:1m, segments older than a day keep "
-                           "1-minute intervals) or off")  # fmt: skip
+        raise SegmentError(f"--decay {text!r} is not AGE:INTERVAL (expected e.g. 1d:1m, segments older than a "
+                           "day keep 1-minute intervals, or off)")  # fmt: skip
     return parse_duration_ns(after, "--decay age") / 1e9, parse_duration_ns(coarse, "--decay interval") / 1e9
 
 
@@ -244,16 +244,18 @@ class SegmentedLog:
             final: bool = False) -> None:  # fmt: skip
         """Close the open segment (all its files, then one rename), write the run's total, apply
         retention and decay; then open the next one unless ``final``."""
-        from .files import META, SLOWEST, SUMMARY, write_json_atomic
+        from .files import META, SLOWEST, SUMMARY, has_side_files, write_json_atomic
 
         if self.coarse is not None:
             self._flush_coarse()
         self.close()
         for hook in self.closing:
             hook(self.path, self.start_s, self.end_s)
-        if not self.totals and self.warmup is None:
+        if not self.totals and self.warmup is None and not has_side_files(self.path):
             # Nothing was recorded in it (an idle pipeline, or the last cut just before the end):
             # a segment of no interval is no readable unit. Its counters go with the next one.
+            # One the side collectors wrote into (hiccups, perf rows of an idle pipeline) is kept:
+            # the platform's view of that span is a readable unit too, never set aside.
             shutil.rmtree(self.path, ignore_errors=True)
             write_total_log(self.root / TOTAL_LOG, run_totals, self.start_epoch_s, self.end_s)
             if not final:
@@ -464,7 +466,9 @@ class Window:
         )
         hi = _bound(self.end, "--to", start_epoch_s, end_s, math.inf) if self.end is not None else math.inf
         if hi <= lo:
-            raise WindowError(f"--from {self.start} is not before --to {self.end}: an empty window")
+            raise WindowError(
+                f"--from {self.start} is not before --to {self.end}: an empty window (swap them)"
+            )
         return lo, hi
 
     def describe(self, lo: float, hi: float, start_epoch_s: float) -> str:

@@ -67,16 +67,16 @@ def parse_sla(text: str, parse_duration_ns) -> Sla:
     m = _SLA.match(text.strip())
     if not m:
         raise AlertSpecError(
-            f"--sla {text!r}: expected [STAGE:]pQUANTILE=DURATION, e.g. p99=500us or feed:p99.9=50us"
+            f"--sla {text!r} is not an SLA (expected [STAGE:]pQUANTILE=DURATION, e.g. p99=500us or feed:p99.9=50us)"
         )
     q = float(m["q"])
     if not 0 < q < 100:
         raise AlertSpecError(
-            f"--sla {text!r}: the percentile must be between 0 and 100 (exclusive), got {m['q']}"
+            f"--sla {text!r}: the percentile is {m['q']} (give one between 0 and 100, exclusive)"
         )
     limit = parse_duration_ns(m["limit"], f"--sla {text!r} limit")
     if limit <= 0:
-        raise AlertSpecError(f"--sla {text!r}: the limit must be above zero")
+        raise AlertSpecError(f"--sla {text!r}: the limit is zero (give a limit above zero)")
     return Sla(m["stage"] or TICK_TO_TRADE, q / 100, limit, m["limit"])
 
 

@@ -130,7 +130,7 @@ class WireCapture(SideCollectorBase):
     def start(self, pid: int | None, session_dir: Path) -> None:
         tcpdump = shutil.which("tcpdump")
         if tcpdump is None:
-            self.warn("tcpdump not found: apt-get install tcpdump (no wire capture, session goes on)")
+            self.warn("tcpdump not found (apt-get install tcpdump; no wire capture, session goes on)")
             return
         if not self.md_port or not self.order_port:
             self.warn("ports unknown for a user command: capture with tcpdump yourself and run "

@@ -140,6 +140,7 @@ class HiccupCollector(SideCollectorBase):
         )  # (start, end epoch s, encoded), not yet written
         self.log: HistogramLogWriter | None = None  # the open segment's hiccup.hlog
         self.log_dir: Path | None = None
+        self.stopped = False
 
     def bind(self, subject, collector) -> None:
         session = collector.session
@@ -197,9 +198,10 @@ class HiccupCollector(SideCollectorBase):
             self._write_pending(self.segments.path, None)
 
     def segment_closing(self, segment_dir: Path, start_s: float, end_s: float) -> None:
-        if self.segments is None:
-            return
-        self._write_pending(segment_dir, self.base_epoch_s + end_s)
+        if self.segments is None or (not self.pending and self.log_dir != segment_dir):
+            return  # nothing for it: no empty log (a segment holding one would be kept for nothing)
+        # once the meter stopped nothing more comes: this segment takes every interval left
+        self._write_pending(segment_dir, None if self.stopped else self.base_epoch_s + end_s)
         if self.log is not None:
             self.log.close()
             self.log, self.log_dir = None, None
@@ -225,6 +227,7 @@ class HiccupCollector(SideCollectorBase):
         if self.proc is not None:
             code = stop_child(self.proc, signal.SIGTERM, timeout_s=3.0)
             self.reader.join(2.0)
+            self.stopped = True
             err = self.proc.stderr.read().strip().splitlines()
             if code == -signal.SIGKILL:
                 self.warn("hiccup meter did not stop in time (killed); its last interval may be missing")

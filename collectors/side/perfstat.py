@@ -7,6 +7,12 @@ with software events always (task-clock, context-switches, cpu-migrations, page-
 
 perf.csv columns: ``time_s,event,value,unit,run_pct`` (time since perf started; value empty when
 the event was not counted in that interval).
+
+In a segmented session (a long run) there is no run-long perf.csv: each row goes into the
+perf.csv of the segment its interval started in (one that arrives after that segment closed goes
+into the next), so retention removes the counters with the latency they sat beside and a segment
+read alone has its own. ``time_s`` stays perf's own, so the segments' rows, header aside, are the
+run's rows: ``Session.side_bytes`` reads their union.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ from pathlib import Path
 
 from tickscope.collectors.rings.incidents import WindowView
 from tickscope.collectors.run.children import spawn_child
-from tickscope.collectors.side import SideCollectorBase
+from tickscope.collectors.session import PERF_CSV
+from tickscope.collectors.session.segments import SegmentedLog
+from tickscope.collectors.side import Conclusion, SideCollectorBase
 
 INTERVALS_KEPT = 64  # the last intervals' software counts, for incidents (context switches in a window)
+HEADER = "time_s,event,value,unit,run_pct\n"
 SOFTWARE_EVENTS = ["task-clock", "context-switches", "cpu-migrations", "page-faults"]
 HARDWARE_EVENTS = ["cycles", "instructions", "cache-misses", "branch-misses"]
 
@@ -78,11 +87,22 @@ class PerfStatCollector(SideCollectorBase):
         # (start, end) CLOCK_MONOTONIC ns of each interval ended (perf's clock started at its spawn,
         # within the ms exec takes) -> software event counts
         self.intervals: deque[tuple[int, int, dict[str, float]]] = deque(maxlen=INTERVALS_KEPT)
+        self.out = None  # the run's perf.csv (unsegmented), or the open segment's
+        self.segments: SegmentedLog | None = None  # a segmented session: rows go to its open segment
+        self.run_offset_s = 0.0  # perf's time_s + this = seconds after the session's start
+        self.pending: deque[tuple[float, str]] = deque()  # (interval start, run-relative s; the row)
+        self.out_dir: Path | None = None
+        self.stopped = False
+
+    def bind(self, subject, collector) -> None:
+        session = collector.session
+        if session is not None and session.segments is not None:
+            self.segments = session.segments
 
     def start(self, pid: int | None, session_dir: Path) -> None:
         perf = shutil.which("perf")
         if perf is None:
-            self.warn("perf not found: apt-get install linux-perf (counters skipped, session goes on)")
+            self.warn("perf not found (apt-get install linux-perf; counters skipped, session goes on)")
             self.why_not = "perf is not installed (apt-get install linux-perf)"
             return
         pid = self.pid or pid
@@ -93,9 +113,12 @@ class PerfStatCollector(SideCollectorBase):
         self.started_ns = time.monotonic_ns()
         target = ["-a"] if pid is None else ["-p", str(pid)]
         events = self.events or SOFTWARE_EVENTS + HARDWARE_EVENTS
-        self.out = open(Path(session_dir) / "perf.csv", "w", encoding="utf-8")  # noqa: SIM115
-        self.out.write("time_s,event,value,unit,run_pct\n")
-        self.out.flush()
+        if self.segments is None:
+            self.out = open(Path(session_dir) / PERF_CSV, "w", encoding="utf-8")  # noqa: SIM115
+            self.out.write(HEADER)
+            self.out.flush()
+        else:
+            self.run_offset_s = time.time() - self.segments.start_epoch_s
         self.proc = spawn_child([perf, "stat", "-x,", "-I", str(self.interval_ms), *target, "-e", ",".join(events)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         self.thread = threading.Thread(target=self._read, daemon=True, name="perf-stat")
@@ -127,12 +150,16 @@ class PerfStatCollector(SideCollectorBase):
             if row["value"] is not None and row["event"] in SOFTWARE_EVENTS:
                 counts[row["event"]] = row["value"]
             v = "" if row["value"] is None else row["value"]
-            self.out.write(f"{row['time_s']:.3f},{row['event']},{v},{row['unit']},{row['run_pct'] or ''}\n")
+            text = f"{row['time_s']:.3f},{row['event']},{v},{row['unit']},{row['run_pct'] or ''}\n"
+            if self.segments is None:
+                self.out.write(text)
+                self.out.flush()
+            else:  # written on the drain thread, which cuts the segments: see after_poll
+                self.pending.append((self.run_offset_s + row["time_s"] - self.interval_ms / 1000, text))
             self.rows += 1
             if row["value"] is not None:
                 per_s = row["value"] / (self.interval_ms / 1000)
                 latest[row["event"] + ("_ms_per_s" if row["unit"] == "msec" else "_per_s")] = round(per_s, 1)
-            self.out.flush()
         if latest:
             self.publish(latest)
         if last_time is not None:
@@ -147,6 +174,41 @@ class PerfStatCollector(SideCollectorBase):
         prev_end = self.intervals[-1][1] if self.intervals else self.started_ns
         with self._lock:
             self.intervals.append((prev_end, end, counts))
+
+    def after_poll(self, collector) -> None:
+        if self.pending:
+            self._write_pending(self.segments.path, None)
+
+    def segment_closing(self, segment_dir: Path, start_s: float, end_s: float) -> None:
+        if self.segments is None or (not self.pending and self.out_dir != segment_dir):
+            return
+        # Once perf stopped nothing more comes: this segment (the last, or one cut by the final
+        # drain) takes every row left.
+        self._write_pending(segment_dir, None if self.stopped else end_s)
+        self.out.close()
+        self.out, self.out_dir = None, None
+
+    def _write_pending(self, segment_dir: Path, until_s: float | None) -> None:
+        """The rows received, into ``segment_dir``'s perf.csv: all of them, or those whose interval
+        started before ``until_s`` (the rest belong to the next segment)."""
+        if self.out_dir != segment_dir:
+            if self.out is not None:
+                self.out.close()
+            self.out = open(segment_dir / PERF_CSV, "w", encoding="utf-8")  # noqa: SIM115
+            self.out.write(HEADER)
+            self.out_dir = segment_dir
+        while self.pending and (until_s is None or self.pending[0][0] < until_s):
+            self.out.write(self.pending.popleft()[1])
+        self.out.flush()
+
+    def conclude(self, collector) -> Conclusion:
+        if self.why_not is not None:
+            return Conclusion()
+        meta = {"rows": self.rows, "interval_ms": self.interval_ms, "written_to": PERF_CSV}
+        if self.segments is not None:
+            # time_s + run_offset_s: seconds after the session's start (how rows were given to segments)
+            meta.update(written_to=f"{PERF_CSV} of each segment", run_offset_s=round(self.run_offset_s, 6))
+        return Conclusion(meta=meta)
 
     def incident_view(self, start_ns: int, end_ns: int) -> WindowView:
         name = "context_switches"
@@ -195,7 +257,9 @@ class PerfStatCollector(SideCollectorBase):
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
             self.thread.join(3)
-            self.out.close()
+            self.stopped = True
+            if self.segments is None:
+                self.out.close()
             if self.unsupported:
                 self.warn(f"events not supported on this host (VM without a PMU?): {', '.join(sorted(self.unsupported))}; "
                           "software counters recorded")  # fmt: skip

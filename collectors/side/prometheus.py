@@ -113,7 +113,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     elif ":" in port:
         host, _, port = port.rpartition(":")
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ExporterError(f"--prometheus {text!r}: expected [HOST:]PORT, e.g. 9464 or 127.0.0.1:9464")
+        raise ExporterError(
+            f"--prometheus {text!r} is not an address (expected [HOST:]PORT, e.g. 9464 or 127.0.0.1:9464)"
+        )
     return host or "0.0.0.0", int(port)
 
 
@@ -559,7 +561,7 @@ class PrometheusExporter(SideCollectorBase):
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise ExporterError(
-                    f"--prometheus {where}: port {port} is in use; pick another port"
+                    f"--prometheus {where}: port {port} is in use (pick another port)"
                 ) from None
             if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                 raise ExporterError(f"--prometheus {where}: {host} is not an address of this host "

@@ -33,7 +33,7 @@ class Endpoint:
             or re.fullmatch(r"[0-9]{1,5}", parts[1]) is None  # str.isdigit takes '²', int() does not
             or not 0 < int(parts[1]) < 65536
         ):
-            raise WireError(f"{text!r}: expected {forms} with PORT 1-65535")
+            raise WireError(f"{text!r} is not an endpoint (expected {forms} with PORT 1-65535)")
         protocol = protocols[parts[0]]
         if len(parts) == 3 and parts[2] != protocol:
             raise WireError(

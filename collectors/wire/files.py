@@ -71,7 +71,9 @@ def read_chunks(
                 digest.update(size.to_bytes(8, "little"))
                 identity.update({"file": p.name, "bytes": size, "sha256_head": digest.hexdigest()})
     except OSError as e:
-        raise WireError(f"cannot read capture {p}: {e.strerror or e}") from None
+        raise WireError(
+            f"cannot read capture {p}: {e.strerror or e} (check the path and its permissions)"
+        ) from None
     yield stream.close()
 
 
@@ -81,7 +83,9 @@ def read_capture(path: str | Path) -> Capture:
     try:
         data = p.read_bytes()
     except OSError as e:
-        raise WireError(f"cannot read capture {p}: {e.strerror or e}") from None
+        raise WireError(
+            f"cannot read capture {p}: {e.strerror or e} (check the path and its permissions)"
+        ) from None
     stream = capture_stream(data, p)
     cap = stream.push(data)
     end = stream.close()  # a truncated pcap header raises, a truncated last record is counted

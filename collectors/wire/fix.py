@@ -130,7 +130,7 @@ class OrderMapping:
             raise WireError(f"--clordid-regex {self.regex!r} is not a regular expression: {e}") from None
         if self.pattern.groups < 1:
             raise WireError(
-                f"--clordid-regex {self.regex!r} needs one group (...) around the trace id digits"
+                f"--clordid-regex {self.regex!r} has no group (put one group (...) around the trace id digits)"
             )
         self.field = b"\x01%d=" % self.tag
 

@@ -315,7 +315,7 @@ class WireMatcher:
         if not counters["md_packets"] and not counters["order_segments"] and not ws_segments:
             ws = f", from tcp port(s) {sorted(self.ws_ports)}" if self.ws_ports else ""
             warnings.append(f"no packet of the capture goes to udp port(s) {sorted(self.md_ports)} or tcp port(s) "
-                            f"{sorted(self.order_ports)}{ws}: check --md/--orders")  # fmt: skip
+                            f"{sorted(self.order_ports)}{ws} (check --md/--orders)")  # fmt: skip
         return WireMatch(md_trace, md_ts, order_trace, order_ts, order_trace[found], wire_md, order_ts[found],
                          order_leg, order_leg[found], counters, warnings, self.packets, self.fmt)  # fmt: skip
 

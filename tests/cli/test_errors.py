@@ -97,10 +97,16 @@ def test_report_with_a_missing_session_is_one_line(tmp_path):
     assert_one_line(run_cli("report", cwd=tmp_path), "report", "no session given")
 
 
-# -- the wording of the errors raised below the CLI ----------------------------------------------------
-# The CLI prints what the session, ring, run and wire code raise as it is: those messages follow the
-# contract too. A fix is said in parentheses at the end, never as a ": do this" or "; do this" tail.
-RAISING = ("collectors/session", "collectors/rings", "collectors/run", "collectors/wire")
+# -- the wording of every error and warning the code writes ------------------------------------------
+# The CLI prints what the session, ring, run, side and wire code raise as it is, and main.py's own
+# errors and every warning a side collector or the run says: those lines follow the contract too.
+SCANNED = ("collectors/session", "collectors/rings", "collectors/run", "collectors/side", "collectors/wire",
+           "main.py")  # fmt: skip
+# Raised only to be wrapped into another message, never printed alone: a histogram's decode error
+# becomes part of "<file>: line N is not an HdrHistogram interval: ..." (whose fix is that line's);
+# a plain ValueError here is an invariant of ours (a bug), not input.
+FRAGMENTS = {"HistogramDecodeError", "LayoutLimitError", "ValueError"}
+WARNING_CALLS = {"warn", "note"}  # self.warn(...), a collector's note(...)
 IMPERATIVES = {
     "add", "apt-get", "attach", "call", "check", "choose", "convert", "cut", "declare", "delete", "disable",
     "drop", "enable", "give", "install", "label", "leave", "pass", "pick", "put", "raise", "re-record",
@@ -121,12 +127,21 @@ def message_text(node) -> str | None:
     return None
 
 
+def wraps_another(node) -> bool:
+    """``f"--rates {text}: {e}"``: the message ends in another error's own text, which says its
+    fix where that error is raised (and is scanned there)."""
+    while isinstance(node, ast.BinOp):
+        node = node.right
+    return (
+        isinstance(node, ast.JoinedStr)
+        and isinstance(node.values[-1], ast.FormattedValue)
+        and isinstance(node.values[-1].value, ast.Name)
+    )
+
+
 def fix_tail(message: str) -> str | None:
     """The ``: do this`` / ``; do this`` tail of a message (what its parentheses leave), if any."""
-    bare = message
-    while (stripped := re.sub(r"\([^()]*\)", "", bare)) != bare:
-        bare = stripped
-    tail = re.split(r"[:;] ", bare)[1:]
+    tail = re.split(r"[:;] ", outside_parentheses(message))[1:]
     for part in tail:
         words = part.split()
         if words and words[0].lower() in IMPERATIVES:
@@ -134,32 +149,99 @@ def fix_tail(message: str) -> str | None:
     return None
 
 
-def raised_messages(root=ROOT, folders=RAISING):
+def outside_parentheses(message: str) -> str:
+    bare = message
+    while (stripped := re.sub(r"\([^()]*\)", "", bare)) != bare:
+        bare = stripped
+    return bare
+
+
+def says_what_to_do(message: str) -> bool:
+    """``<what> (<what to do>)``: the message ends in parentheses, and an ``expected ...`` list of
+    the accepted values is inside them."""
+    ends = re.search(r"\S \([^()]*(\([^()]*\)[^()]*)*\)$", message.strip())
+    return bool(ends) and not re.search(r"[:;,] expected ", outside_parentheses(message))
+
+
+def call_name(node) -> str | None:
+    f = node.func
+    return f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+
+
+def written_messages(root=ROOT, folders=SCANNED):
+    """(where, kind, text, wraps another) of every literal message: ``error`` for what is raised
+    (fragments left out) and main.py's ``fail(...)``, ``warning`` for ``warn``/``note``/``warnings.append``."""
     for folder in folders:
-        for path in sorted((root / folder).rglob("*.py")):
+        top = root / folder
+        for path in [top] if top.suffix == ".py" else sorted(top.rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
+                kind, arg = None, None
                 if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
-                    text = message_text(node.exc.args[0])
-                    if text is not None:
-                        yield f"{path.relative_to(root)}:{node.lineno}", text
+                    if call_name(node.exc) not in FRAGMENTS:
+                        kind, arg = "error", node.exc.args[0]
+                elif isinstance(node, ast.Call) and node.args:
+                    name = call_name(node)
+                    if name == "fail" and path.name == "main.py":
+                        kind, arg = "error", node.args[0]
+                    elif name in WARNING_CALLS or (
+                        name == "append" and isinstance(node.func, ast.Attribute)
+                        and ast.unparse(node.func.value).endswith("warnings")
+                    ):  # fmt: skip
+                        kind, arg = "warning", node.args[0]
+                text = message_text(arg) if arg is not None else None
+                if text is not None:
+                    yield f"{path.relative_to(root)}:{node.lineno}", kind, text, wraps_another(arg)
 
 
-def test_errors_raised_below_the_cli_say_their_fix_in_parentheses():
-    found = [f"{where}: {text!r}" for where, text in raised_messages() if fix_tail(text)]
+def test_errors_and_warnings_say_their_fix_in_parentheses():
+    """A fix is said in parentheses at the end, never as a ``: do this`` or ``; do this`` tail."""
+    found = [f"{where}: {text!r}" for where, _, text, _ in written_messages() if fix_tail(text)]
     assert not found, "\n".join(found)
 
 
-def test_the_fix_tail_scan_tells_the_two_wordings_apart(tmp_path):
+def test_every_error_says_what_to_do():
+    """Every error is ``<what> (<what to do>)``: it ends in parentheses holding the fix. The rule
+    for "expected X": a message listing the accepted values says what to do, as long as the list
+    is the parenthesised part (``--trader 'x' is not a trader (expected python or rust)``); an
+    ``: expected X`` tail with nothing in parentheses is refused like any fix said outside them.
+    A message ending in another error's text (``{e}``) carries that one's fix. Warnings are held
+    to the parentheses rule above, not to this one: many say what happened and that the session
+    went on, which is all there is to say."""
+    found = [f"{where}: {text!r}" for where, kind, text, wraps in written_messages()
+             if kind == "error" and not wraps and not says_what_to_do(text)]  # fmt: skip
+    assert not found, f"{len(found)} errors say no fix:\n" + "\n".join(found)
+
+
+def test_the_scans_tell_the_wordings_apart(tmp_path):
     (tmp_path / "collectors" / "run").mkdir(parents=True)
     (tmp_path / "collectors" / "run" / "x.py").write_text(
-        "def f(d):\n"
+        "def f(d, e):\n"
         "    raise ProfileError(f'cannot find a name next to {d}: use --out DIR')\n"
         "    raise ProfileError(f'{d}: owned by another user; attach as the writer' + 's user')\n"
         "    raise ProfileError(f'{d} is taken (choose another --out)')\n"
         "    raise ProfileError(f'{d}: permission denied (rings are mode 0600: run as the writer)')\n"
+        "    raise ProfileError(f'--trader {d!r}: expected python or rust')\n"
+        "    raise ProfileError(f'--trader {d!r} is not a trader (expected python or rust)')\n"
+        "    raise ProfileError(f'--loop {d!r}: expected busy or tokio (--trader rust)')\n"
+        "    raise ProfileError(f'--rates {d!r}: {e}')\n"
+        "    raise ValueError(f'slope {d} must be positive')\n"
+        "    self.warn(f'{d} not found: apt-get install tcpdump (no wire capture)')\n"
+        "    self.warnings.append(f'{d}: it stopped (the session goes on)')\n"
     )
-    found = [(w, fix_tail(t)) for w, t in raised_messages(tmp_path, ("collectors/run",)) if fix_tail(t)]
-    assert found == [
+    got = list(written_messages(tmp_path, ("collectors/run",)))
+    assert [(w, fix_tail(t)) for w, _, t, _ in got if fix_tail(t)] == [
         ("collectors/run/x.py:2", "use --out DIR"),
         ("collectors/run/x.py:3", "attach as the writers user"),
+        ("collectors/run/x.py:11", "apt-get install tcpdump"),
+    ]
+    errors = [(w, says_what_to_do(t) or wraps) for w, kind, t, wraps in got if kind == "error"]
+    assert errors == [
+        ("collectors/run/x.py:2", False),
+        ("collectors/run/x.py:3", False),
+        ("collectors/run/x.py:4", True),
+        ("collectors/run/x.py:5", True),
+        ("collectors/run/x.py:6", False),
+        ("collectors/run/x.py:7", True),
+        ("collectors/run/x.py:8", False),
+        ("collectors/run/x.py:9", True),
     ]

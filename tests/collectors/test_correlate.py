@@ -225,7 +225,8 @@ def test_every_discovery_order_gives_the_same_schema():
          "that has a stage or the flag must carry the same flag in every ring (or be declared bare)"),
         ([P("order.tx"), P("md.rx")],
          "ring b (pid 2) declares order.tx before md.rx, but ring a (pid 1) declares md.rx before md.decoded, "
-         "ring a (pid 1) declares md.decoded before order.tx: the rings' point orders contradict each other"),
+         "ring a (pid 1) declares md.decoded before order.tx: the rings' point orders contradict each other "
+         "(declare the points in one order in every writer)"),
     ],
 )  # fmt: skip
 def test_contradicting_declarations_are_one_line_naming_both_rings_and_the_points(second, line):

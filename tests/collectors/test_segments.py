@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import needs_tool
 from support import QUIET, SUBJECT, rss_kb
 from support.cli import CLI, run_cli
 from tickscope.collectors.run.claim import RING_DIR_PREFIX
@@ -241,7 +242,7 @@ def test_the_option_grammar():
     with pytest.raises(WindowError, match="--to .12 o.clock. is not a time"):
         Window(None, "12 o'clock").check()
     for args, says in ((["--segment", "5ms"], "shorter than one interval"), (["--max-disk", "lots"], "not a positive size"),
-                       (["--decay", "1d"], "expected AGE:INTERVAL"), (["--duration", "always"], "not a duration")):  # fmt: skip
+                       (["--decay", "1d"], "is not AGE:INTERVAL"), (["--duration", "always"], "not a duration")):  # fmt: skip
         r = run_cli("profile", *QUIET, *args, "--", *SUBJECT, "10")
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
@@ -285,3 +286,62 @@ def test_the_hiccup_log_is_cut_with_the_segments_and_the_report_reads_their_unio
     series = hiccup_series(Session.load(out))
     assert series is not None and len(series["t"]) == sum(per_segment.values()) >= 2, per_segment
     assert list(series["t"]) == sorted(series["t"])
+
+
+def csv_rows(path: Path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines()[1:]] if path.is_file() else []
+
+
+@needs_tool("perf", install="apt-get install linux-perf")
+def test_perf_rows_are_cut_with_the_segments_and_their_union_is_the_runs(tmp_path):
+    """Like the hiccups: no run-long perf.csv; each row goes into the segment its interval started
+    in (or, arriving after that one closed, the next), a segment read alone has its own counters,
+    and the segments' rows are every row perf gave, each once (the report reads their union)."""
+    from tickscope.reports.analysis.views import perf_series
+
+    out = tmp_path / "s"
+    r = run_cli("profile", "--no-hiccup", "--no-live", "--interval", "100ms", "--segment", "2s", "--duration", "6s",
+                "--out", str(out), "--", *SUBJECT, "0", "--forever", "--rate", "2000", timeout=HANG_GUARD_S)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert not (out / "perf.csv").exists()
+    perf = json.loads((out / "meta.json").read_text())["perf"]
+    index = json.loads((out / INDEX).read_text())
+    union, with_rows = [], 0
+    for seg in index["segments"]:
+        rows = csv_rows(out / seg["dir"] / "perf.csv")
+        interval_s = perf["interval_ms"] / 1000
+        assert all(float(t) + perf["run_offset_s"] - interval_s < seg["end_s"] for t, *_ in rows), (seg, rows)
+        if rows:
+            with_rows += 1
+            assert perf_series(Session.load(out / seg["dir"])), seg  # a segment alone shows its own
+        union += rows
+    assert with_rows >= 2 and len(union) == perf["rows"] > 0, (with_rows, len(union), perf)
+    assert len({(t, event) for t, event, *_ in union}) == len(union), "no row twice"
+    times = [float(t) for t, *_ in union]
+    assert times == sorted(times), "segments in time order"
+    read = Session.load(out).side_bytes("perf.csv").decode().splitlines()
+    assert read[0] == "time_s,event,value,unit,run_pct" and [x.split(",") for x in read[1:]] == union
+
+
+def test_a_segment_of_an_idle_pipeline_keeps_what_the_side_collectors_saw(tmp_path):
+    """A pipeline that writes no probe for seconds gives segments with no latency interval: kept
+    when a side collector wrote into them (hiccups here), readable alone, so the run's hiccup
+    intervals have no hole: each starts where the one before it ended."""
+    from tickscope.reports.analysis.views import hiccup_series
+
+    out = tmp_path / "s"
+    r = run_cli("profile", "--no-perf", "--no-live", "--interval", "100ms", "--segment", "1s", "--duration", "4s",
+                "--out", str(out), "--", *SUBJECT, "0", "--forever", "--rate", "0.001", timeout=HANG_GUARD_S)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    index = json.loads((out / INDEX).read_text())
+    kept = [seg for seg in index["segments"] if (out / seg["dir"] / "hiccup.hlog").is_file()]
+    assert len(kept) >= 2 and kept == index["segments"], index["segments"]
+    for seg in kept:
+        alone = Session.load(out / seg["dir"])
+        assert alone.tags == [] and hiccup_series(alone) is not None
+    ivs = sorted((iv for log in [Session.load(out).side_hlog("hiccup.hlog")[0]] for iv in log["hiccup"]),
+                 key=lambda iv: iv.start_s)  # fmt: skip
+    assert len(ivs) >= 3
+    assert all(abs(b.start_s - a.end_s) < 2e-3 for a, b in zip(ivs, ivs[1:], strict=False)), [
+        (iv.start_s, iv.end_s) for iv in ivs
+    ]
