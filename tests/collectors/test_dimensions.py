@@ -21,7 +21,8 @@ TICKS = 1200
 
 def profile(d, *options, symbols=3, ticks=TICKS, extra=()):
     out = run_cli("profile", "--out", str(d / "s"), *QUIET, *options, "--", *SUBJECT, str(ticks),
-                  "--symbols", str(symbols), "--truth", str(d / "truth.txt"), *extra)  # fmt: skip
+                  "--symbols", str(symbols), "--truth", str(d / "truth.txt"), "--tick-truth", str(d / "ticks.txt"),
+                  *extra)  # fmt: skip
     assert out.returncode == 0, out.stderr
     truth = np.loadtxt(d / "truth.txt", dtype=np.int64)  # trace, leg, md.rx, signal, order.tx, symbol, venue
     return d / "s", truth
@@ -30,6 +31,11 @@ def profile(d, *options, symbols=3, ticks=TICKS, extra=()):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     return profile(tmp_path_factory.mktemp("dims"))
+
+
+def tick_truth(path):
+    """Every tick of a ``profile`` run, traded or not: trace, md.rx, signal, symbol index."""
+    return np.loadtxt(path.parent / "ticks.txt", dtype=np.int64)
 
 
 def exact_hdr(values, pcts=(50, 90, 99, 99.9)):
@@ -46,7 +52,7 @@ def test_every_count_is_exact_per_value_and_per_leg_and_percentiles_are_the_exac
     for venue, leg in (("XNAS", 0), ("BATS", 1)):  # one venue per leg: per venue is per leg
         sel = truth[:, 1] == leg
         v = s.slice("venue", venue).summary()
-        assert v["tick_to_trade"]["count"] == v["send"]["count"] == v["strategy"]["count"] == int(sel.sum())
+        assert v["tick_to_trade"]["count"] == v["send"]["count"] == int(sel.sum())
         assert "tick_to_decision" not in v  # venues are known only on orders
         got = [v["tick_to_trade"][k] for k in ("p50", "p90", "p99", "p99_9")]
         assert got == exact_hdr(t2t[sel]).tolist()
@@ -60,7 +66,36 @@ def test_every_count_is_exact_per_value_and_per_leg_and_percentiles_are_the_exac
         assert [v["tick_to_trade"][k] for k in ("p50", "p99")] == exact_hdr(t2t[sel], (50, 99)).tolist()
     rows = s.dimension_summary["venue"]["values"]
     assert {k: x["rows"] for k, x in rows.items()} == {"XNAS": TICKS // 2, "BATS": TICKS // 4}
+    assert not any("ticks" in x for x in rows.values())  # a venue is no tick's own
     assert rows["BATS"]["attribution"]["traces"] == TICKS // 4
+
+
+def test_a_feed_stage_is_sliced_once_per_tick_over_all_ticks_and_never_under_a_legs_value(run):
+    """strategy (md.rx -> signal) comes before the fan-out: per symbol, every tick of that symbol
+    is one sample (half of them never trade, a quarter trade twice), exactly its span; under a
+    venue or side (attached to orders only) it is not recorded at all."""
+    path, truth = run
+    ticks = tick_truth(path)
+    assert ticks.shape[0] == TICKS
+    s = Session.load(path)
+    for i in range(3):
+        sel = ticks[:, 3] == i
+        v = s.slice("symbol", f"S{i}").summary()
+        assert v["strategy"]["count"] == int(sel.sum()) == len(range(i or 3, TICKS + 1, 3))
+        spans = ticks[sel, 2] - ticks[sel, 1]
+        assert [v["strategy"][k] for k in ("p50", "p90", "p99", "p99_9")] == exact_hdr(spans).tolist()
+        assert v["strategy"]["max"] == exact_hdr(spans, [100]).tolist()[0]
+        # the stage after the fan-out stays per order, with the tick's symbol
+        assert v["send"]["count"] == v["tick_to_trade"]["count"] == int((truth[:, 5] == i).sum())
+        assert s.dimension_summary["symbol"]["values"][f"S{i}"]["ticks"] == int(sel.sum())
+    reader = HistogramLogReader(str(path / "latency.hlog"), new_histogram())
+    tags = set()
+    while (h := reader.get_next_interval_histogram()) is not None:
+        tags.add(h.get_tag())
+    assert {t for t in tags if t.startswith("strategy|")} == {f"strategy|symbol=S{i}" for i in range(3)}
+    out = run_cli("report", str(path), "--by", "symbol")
+    assert out.returncode == 0, out.stderr
+    assert f"stages before the fan-out over all {TICKS // 3:,} ticks" in out.stdout
 
 
 def test_hdrhistogram_own_reader_opens_every_per_dimension_tag(run):
