@@ -134,7 +134,9 @@ class DimensionSlices:
         label_of = np.empty(keys.shape[0], np.int64)
         for g, key in enumerate(map(tuple, keys.tolist())):
             value = sl.place(key)
-            label = dimension_tag("", {d: value or dimensions[d][i - 1] for d, i in zip(sl.dims, key, strict=True)})
+            label = dimension_tag(
+                "", {d: value or dimensions[d][i - 1] for d, i in zip(sl.dims, key, strict=True)}
+            )
             label_of[g] = labels.setdefault(label, len(labels))
         # Rows grouped by label once (a stable sort keeps each label's rows in arrival order,
         # which the attribution's reservoir follows), instead of a pass over all rows per label.

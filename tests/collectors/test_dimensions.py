@@ -166,6 +166,12 @@ def test_compare_by_venue_judges_each_value_and_names_it(tmp_path):
     assert ("tick_to_trade|venue=BATS", "p50") in verdicts
     assert not [k for k, v in verdicts.items() if "BATS" in k[0] and v == "regression"]
     assert "tick_to_trade|venue=XNAS" in out.stdout
+    by_symbol = run_cli("compare", *map(str, runs), "--by", "symbol", "--threshold", "p99=50%,p99.9=100%",
+                        "--json", str(tmp_path / "s.json"))  # fmt: skip
+    assert by_symbol.returncode in (0, 1), by_symbol.stderr
+    judged = {r["tag"] for r in json.loads((tmp_path / "s.json").read_text())["rows"]}
+    assert {f"strategy|symbol=S{i}" for i in range(3)} <= judged  # the feed stage per tick, per symbol
+    assert not [t for t in judged if t.startswith("strategy|venue=")]
     bad = run_cli("compare", *map(str, runs), "--by", "order_type")
     assert bad.returncode == 2 and "--by order_type: no value recorded on both sides" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
@@ -178,7 +184,8 @@ def test_merge_keeps_every_per_value_histogram_bucket_for_bucket(run, tmp_path):
     a, b, m = Session.load(run[0]), Session.load(other), Session.load(tmp_path / "m")
     assert set(m.dimensions) == set(a.dimensions) | set(b.dimensions)
     tags = [t for t in set(a.intervals) | set(b.intervals) if parse_tag(t)[1]]
-    assert "tick_to_trade|symbol=S2" in tags and "send|venue=BATS" in tags
+    assert "tick_to_trade|symbol=S2" in tags and "send|venue=BATS" in tags and "strategy|symbol=S2" in tags
+    assert not [t for t in m.intervals if t.startswith("strategy|venue=")]
     for tag in tags:
         want = sum(counts_view(s.total(tag)).astype(np.int64)
                    for s in (a, b) if tag in s.intervals)  # fmt: skip
@@ -195,6 +202,12 @@ def test_merge_keeps_every_per_value_histogram_bucket_for_bucket(run, tmp_path):
         for v in ("XNAS", "BATS")
     }
     assert rows["BATS"]["tags"]["tick_to_trade"] == m.slice("venue", "BATS").summary()["tick_to_trade"]
+    # a symbol's ticks (its feed stages' population) add up too, and its per-tick stage is the merged one
+    symbols = m.dimension_summary["symbol"]["values"]
+    assert symbols["S1"]["ticks"] == sum(
+        s.dimension_summary["symbol"]["values"]["S1"]["ticks"] for s in (a, b)
+    )
+    assert symbols["S1"]["tags"]["strategy"]["count"] == symbols["S1"]["ticks"] == TICKS // 3 + TICKS // 2
     assert not [t for t in json.loads((tmp_path / "m" / "summary.json").read_text()) if "|" in t]
 
 
