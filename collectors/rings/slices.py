@@ -1,9 +1,12 @@
 """Slicing by dimension: each recorded row (one per trace, one per leg of a fanned-out trace) goes
 into the histograms of its dimension values, tagged as collectors/session/dimensions.py names them.
 
-Per value of a slicing (one dimension, or several together): ``tick_to_trade`` and
-``tick_to_decision``, and each trade stage over the traded rows (each order one sample, its
-shared stages included: the population of the value's tick-to-trade), plus a tail attribution.
+Per value of a slicing (one dimension, or several together): ``tick_to_trade``,
+``tick_to_decision``, the trade stages after the fan-out over the traded rows (each order one
+sample: the population of the value's tick-to-trade) and a tail attribution over those orders;
+the stages before the fan-out over every tick recorded with the value as its own (``Closed.ticks``:
+values attached at shared points), each tick once, traded or not. A value attached only to legs
+(a venue) never labels a stage the ticks share: whose venue would a tick with two legs have?
 
 Memory is bounded by the cap, whatever the universe of values: a value's histograms are ~225 KB
 each, so only ``cap`` values per slicing get their own; the others share one histogram under
