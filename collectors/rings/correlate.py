@@ -245,8 +245,8 @@ class TraceSchema:
 
     @property
     def tick_stages(self) -> list[str]:
-        """The stages measured once per tick: before the fan-out (every stage up to the trade
-        point without a declared fan-out), as ``Closed.ticks`` spans them."""
+        """The stages measured once per tick, as ``Closed.ticks`` spans them: those before the
+        fan-out (without a declared fan-out, every stage but those after the trade point)."""
         g = self.graph()
         return [self.stage_of.get(n) or n for j, n in enumerate(self.order_names)
                 if g.stage[j] and not g.leg[j] and not g.after_trade[j]]  # fmt: skip
