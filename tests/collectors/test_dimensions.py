@@ -239,8 +239,8 @@ def test_merge_keeps_each_values_tail_attribution_exact_where_sums_add_and_says_
                 assert row["taken"] == sum(t["stages"][stage]["taken"] for t in ins)
                 assert row["median_share"] is None
             assert sum(r["sum_ns"] for r in tail["stages"].values()) == pytest.approx(
-                tail["mean_tick_to_trade_ns"] * n, abs=0.05 * n
-            )
+                tail["mean_tick_to_trade_ns"] * n, abs=0.05 * n * (1 + 1e-9)
+            )  # the mean is rounded to 0.1 ns: off by up to 0.05 ns per trace, that bound included
 
     same_sums(m.attribution, [a.attribution, b.attribution])
     for venue in ("XNAS", "BATS"):
