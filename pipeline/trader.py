@@ -462,7 +462,7 @@ class Trader:
         """Quote both sides of ``book`` (legs bid and ask, primary venue; ``--quotes one``: one
         marketable order on the signal's side, leg taker) and, every
         ``--hedge-every``-th signal that quoted, hedge on the signal's side (leg hedge, hedge venue).
-        Commits the tick once per leg sent and returns the next tick's stamp vector; None when risk
+        Commits the tick, then each leg sent, and returns the next tick's stamp vector; None when risk
         let no leg through (the caller commits the tick, which then ends at ``risk.checked``)."""
         side, qty, price = intent
         symbol, mid, check = book.symbol, book.mid(), self.risk.check
@@ -487,6 +487,10 @@ class Trader:
         t[RISK_CHECKED] = perf_counter_ns()
         if not legs:
             return None
+        # The tick's stamps and its own values (feed venue, symbol, msg_type) as a record of their
+        # own: a record that also stamps a leg's point gives its values to that leg, and the
+        # stages before the fan-out are sliced by the tick's values only (docs/concepts.md).
+        t = self.ticks.commit(seq, word)
         commit_leg, base = self.ticks.commit_leg, word
         for leg, kind, g, leg_side, leg_price in legs:
             order = self.oms.new_order(symbol, leg_side, qty, leg_price, seq, now, leg=leg, venue=g.venue)
@@ -494,8 +498,7 @@ class Trader:
             raw = g.template.encode(msg_seq, order.clordid, symbol.encode(),
                                     b"1" if leg_side == b"B" else b"2", qty, F.price_text(leg_price))  # fmt: skip
             t[ORDER_ENCODED] = perf_counter_ns()
-            # Each leg is a record of its own: the first carries the shared stamps too, the later
-            # ones only their order.encoded (the shared ones stay 0: stamped once per trace).
+            # Each leg is a record of its own: only its order.encoded, with the leg's values.
             venue_word = (base & ~0xFFFF) | self.venue_bits[g.venue]
             t = commit_leg(seq, leg, venue_word | self.side_bits[leg_side])
             try:

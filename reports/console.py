@@ -336,8 +336,9 @@ def render(session: Session, recorded_warnings: bool = True):
 def render_by(session: Session, slicing: str):
     """``report --by``: a stage table per value of ``slicing`` (a dimension, or a combination
     recorded with ``--slice``), most rows first, ``other`` last; each with its tail attribution.
-    The stage rows of a value describe its traded legs (each order one sample); tick_to_decision
-    its ticks that led to no order."""
+    The stage rows after the fan-out describe the value's traded legs (each order one sample), the
+    stages before it every tick the value is the tick's own (traded or not); tick_to_decision its
+    ticks that led to no order."""
     values = session.dimensions.get(slicing)
     if values is None:
         recorded = ", ".join(session.dimensions) or "none"
@@ -351,6 +352,8 @@ def render_by(session: Session, slicing: str):
         said = f"other ({len(folded)} values)" if folded else ",".join(map(shown, value.split(",")))
         t2t, t2d = (s.summary().get(t, {}).get("count", 0) for t in ("tick_to_trade", "tick_to_decision"))
         title = f"{slicing} = {said}: {t2t:,} orders, {t2d:,} ticks without an order"
+        if ticks := recorded.get("ticks"):  # the value is a tick's own: its feed stages count every tick
+            title += f"; stages before the fan-out over all {ticks:,} ticks"
         parts.append(StageTable(s.summary(), s.tags, title=title))
         if s.attribution:
             parts.append(AttributionTable(s.attribution))

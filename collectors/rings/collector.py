@@ -761,7 +761,7 @@ class Collector:
         if closed.rows is not None and self.dimensions:
             warmup = self._interval_start - self.start_ns < self.warmup_ns
             self.slices.add(self.hists, closed.rows, closed.trade_spans, self.trade_stages(), self.dimensions, warmup,
-                            self.hists.layout)  # fmt: skip
+                            self.hists.layout, closed.ticks, self.schema.tick_stages)  # fmt: skip
         if closed.rows is not None:
             self.legs_recorded += int((closed.rows["leg"] >= 0).sum())
             if self.rows is not None and closed.rows["trace"].size:

@@ -24,7 +24,10 @@ Rules (stated once, used everywhere):
   ``LateIndex`` by (trace id, leg); a leg that comes after its trace closed joins the shared
   stamps kept in ``late_shared``. Without a declared fan-out every row is a trace (leg -1).
 - Dimension value ids (the caller's, a column per dimension) ride with the rows; a leg's are
-  its trace's overlaid with its own. ``Closed.rows`` hands them on with every recorded row.
+  its trace's overlaid with its own. ``Closed.rows`` hands them on with every recorded row. The
+  trace's own values (attached at shared points: the tick's symbol, never a leg's venue) are
+  carried apart as a second matrix (``tdims``) through the joins, so ``Closed.ticks`` gives each
+  recorded tick once with them and its shared stages' spans.
 - A trace with a negative stage (clocks disagree) is counted as ``clock_skew``, not recorded.
 - Every trace (each leg of a fanned-out one) closed is *seen* once and either recorded or set
   aside for one reason (``Closed``):
@@ -241,6 +244,14 @@ class TraceSchema:
         return [self.stage_of.get(n) or n for j, n in enumerate(self.order_names)
                 if g.stage[j] and not g.after_trade[j] and j <= g.trade_at.max()]  # fmt: skip
 
+    @property
+    def tick_stages(self) -> list[str]:
+        """The stages measured once per tick, as ``Closed.ticks`` spans them: those before the
+        fan-out (without a declared fan-out, every stage but those after the trade point)."""
+        g = self.graph()
+        return [self.stage_of.get(n) or n for j, n in enumerate(self.order_names)
+                if g.stage[j] and not g.leg[j] and not g.after_trade[j]]  # fmt: skip
+
     def leg_columns(self) -> np.ndarray:
         """Per column (discovery order): stamped once per leg (the fan-out point and after it)."""
         g = self.graph()
@@ -362,6 +373,10 @@ class Closed:
     # their tick_to_trade, row for row (values[TICK_TO_TRADE] also holds legs and acks joined late,
     # whose spans are not at hand: those are measured, not attributed)
     trade_t2t: np.ndarray | None = None
+    # Every tick recorded, once (also those that never traded): trace id, the tick's own dimension
+    # value ids (attached at shared points, without any leg's), and the spans of its shared stages
+    # (``TraceSchema.tick_stages``; NOT_TAKEN off its path). What per-value feed stages slice.
+    ticks: dict[str, np.ndarray] | None = None
     # Every row closed with all its stamps (``Correlator.keep_closed``: incidents need the traces
     # around a breach, not only the slowest): trace, leg, stamps on the common timeline and the
     # source ring of each (pipeline order), spans as the stage tables measure them, whether the
@@ -898,17 +913,19 @@ class Correlator:
         )
         arrived, dup, evict, dims = self._arrived[close], self._dup[close], evict[close], self._dims[close]
         self._keep_rows(~close)
-        C, S, ids, legs, arrived, dup, evict, dims = _legs_measured(
+        C, S, ids, legs, arrived, dup, evict, dims, tdims = _legs_measured(
             C, S, ids, legs, arrived, dup, evict, dims
         )
 
         values: dict[str, list[np.ndarray]] = {t: [] for t in tags}
         closed = Closed(values={})
-        late_leg = self._join_shared(C, S, ids, legs, dims) if g.leg.any() else np.zeros(C.shape[0], bool)
+        late_leg = (
+            self._join_shared(C, S, ids, legs, dims, tdims) if g.leg.any() else np.zeros(C.shape[0], bool)
+        )
         if g.after_trade.any():
             rest = self._join_late(C, S, ids, legs, arrived, dup, evict, dims, values, closed)
             C, S, ids, legs, arrived, dup, evict, dims = rest[:-1]
-            late_leg = late_leg[rest[-1]]
+            late_leg, tdims = late_leg[rest[-1]], tdims[rest[-1]]
         P = C != 0
         spans = _Spans(self, C, S, P, order)
         n = P.shape[1]
@@ -983,6 +1000,11 @@ class Correlator:
                          np.intp)  # fmt: skip
         on = valid[:, tcols - 1] & (tcols[None, :] <= trade_col[:, None])
         closed.trade_spans = np.where(on, D[:, tcols - 1], NOT_TAKEN)[reached]
+        kcols = np.flatnonzero(g.stage & ~g.leg & ~g.after_trade)  # TraceSchema.tick_stages
+        closed.ticks = {
+            "trace": ids[once], "dims": tdims[once],
+            "spans": np.where(valid[once][:, kcols - 1], D[once][:, kcols - 1], NOT_TAKEN),
+        }  # fmt: skip
         closed.trade_t2t = t2t
         values[TICK_TO_DECISION].append(t2d_all[good & to_decision])
         if g.after_trade.any():
@@ -995,7 +1017,7 @@ class Correlator:
             if fanned.any():
                 shared_only = np.where(g.leg, 0, C[fanned])
                 self._remember_late(shared_only, np.where(g.leg, 0, S[fanned]), ids[fanned], arrived[fanned], order,
-                                    np.full(int(fanned.sum()), -1, np.int32), dims[fanned], self.late_shared)  # fmt: skip
+                                    np.full(int(fanned.sum()), -1, np.int32), tdims[fanned], self.late_shared)  # fmt: skip
         closed.values = {t: _joined(v) for t, v in values.items()}
         closed.rows = {
             "trace": ids[good], "leg": legs[good], "dims": dims[good],
@@ -1042,10 +1064,10 @@ class Correlator:
         ts[:, order], src[:, order] = C, S
         (self.late if index is None else index).add(ids, ts, src, arrived, legs, dims)
 
-    def _join_shared(self, C, S, ids, legs, dims) -> np.ndarray:
+    def _join_shared(self, C, S, ids, legs, dims, tdims) -> np.ndarray:
         """Leg rows without shared stamps that reached the fan-out (not only acks): fill in their
-        trace's shared stamps and dimension values from ``late_shared`` (in place). Returns the
-        rows that joined; the others stay as they are (incomplete)."""
+        trace's shared stamps and its own dimension values from ``late_shared`` (in place). Returns
+        the rows that joined; the others stay as they are (incomplete)."""
         g = self.schema.graph()
         P = C != 0
         lonely = (legs >= 0) & ~P[:, ~g.leg].any(axis=1) & P[:, g.leg & ~g.after_trade].any(axis=1)
@@ -1063,6 +1085,7 @@ class Correlator:
             C[at] = np.where(known != 0, known, C[at])
             S[at] = np.where(known != 0, Sk, S[at])
             dims[at] = np.where(dims[at] != 0, dims[at], d[found])
+            tdims[at] = d[found]
             joined[at] = True
             self.late_legs += int(found.sum())
         return joined
@@ -1151,10 +1174,11 @@ class Correlator:
 def _legs_measured(C, S, ids, legs, arrived, dup, evict, dims):
     """The rows measured from closed rows sorted by (trace id, leg): each leg row with its trace's
     shared stamps (and dimension values, where the leg sets none), and the shared row of a trace
-    without legs. A leg row whose trace closed earlier stays as it is (a late piece, or incomplete)."""
+    without legs; last, each row's trace's own dimension values (its shared row's, without the
+    leg's; none for a leg whose trace closed earlier: it stays as it is, a late piece or incomplete)."""
     shared = legs < 0
     if shared.all():
-        return C, S, ids, legs, arrived, dup, evict, dims
+        return C, S, ids, legs, arrived, dup, evict, dims, dims
     is_start = np.concatenate(([True], ids[1:] != ids[:-1]))
     group = np.cumsum(is_start) - 1
     first = np.flatnonzero(is_start)
@@ -1164,6 +1188,7 @@ def _legs_measured(C, S, ids, legs, arrived, dup, evict, dims):
     sh = shared_of[m]
     fill = (legs[m] >= 0) & (sh >= 0)
     out = [x[m] for x in (C, S, ids, legs, arrived, dup, evict, dims)]
+    tdims = np.where((legs[m] < 0)[:, None], out[7], 0)
     if fill.any():
         f, src = np.flatnonzero(fill), sh[fill]
         oc, os_, _, _, oa, od, oe, odm = out
@@ -1174,7 +1199,8 @@ def _legs_measured(C, S, ids, legs, arrived, dup, evict, dims):
         od[f] |= dup[src]
         oe[f] |= evict[src]
         odm[f] = np.where(odm[f] != 0, odm[f], dims[src])
-    return tuple(out)
+        tdims[f] = dims[src]
+    return (*out, tdims)
 
 
 def _key_order(ids: np.ndarray, legs: np.ndarray | None) -> np.ndarray | None:

@@ -455,8 +455,8 @@ class SparseTotal:
 
 def _summary(inputs: list[MergeInput], totals: dict, target: tuple[int, int, int]) -> dict:
     """Plain tags at the top level, per-dimension ones under ``dimensions`` as a profiled session
-    has them (docs/session-format.md): each value's tags from the merged histograms, its rows the
-    inputs' rows added; tail attribution, the session's and each value's, as ``merge_attribution``."""
+    has them (docs/session-format.md): each value's tags from the merged histograms, its rows (and
+    ticks) the inputs' added; tail attribution, the session's and each value's, as ``merge_attribution``."""
     out = {t: summarize(h.dense(target)) for t, h in totals.items() if not parse_tag(t)[1]}
     hosts = [inp.host for inp in inputs]
     attr = merge_attribution(hosts, [inp.session.attribution if inp.session is not None else None for inp in inputs],
@@ -471,6 +471,8 @@ def _summary(inputs: list[MergeInput], totals: dict, target: tuple[int, int, int
             for value, row in rec["values"].items():
                 v = d["values"].setdefault(value, {"rows": 0, "tags": {}})
                 v["rows"] += row["rows"]
+                if "ticks" in row:  # the value is a tick's own (its stages before the fan-out count ticks)
+                    v["ticks"] = v.get("ticks", 0) + row["ticks"]
                 if "values" in row:  # the values folded into *other, on any input
                     v["values"] = sorted({*v.get("values", []), *row["values"]})
                 by_value.setdefault((slicing, value), [None] * len(inputs))[i] = row.get("attribution")

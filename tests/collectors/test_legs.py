@@ -118,6 +118,41 @@ def test_a_leg_sent_after_its_trace_closed_joins_the_shared_points_and_counts_th
     assert (out.trade_spans.sum(axis=1) == out.trade_t2t).all()
 
 
+def test_a_tick_keeps_its_own_dimension_values_apart_from_its_legs_also_for_a_leg_joined_late():
+    """Dimensions (symbol, venue): symbol on md.rx (the tick's), the venue on each leg's order.tx.
+    Every tick is given once in ``Closed.ticks`` with its own values and its shared stages (also
+    a tick that never traded); a leg that comes after its trace closed and names no venue gets
+    the tick's symbol, never the venue of the leg recorded before it."""
+    c = Correlator(schema(FANOUT))
+    c.declare_dims(2)
+    trace, col, ts, leg = fanout_points([5])  # three legs
+    dims = np.zeros((trace.size, 2), np.int32)
+    dims[col == 0, 0] = 1  # symbol 1 on md.rx
+    dims[(col == 3) & (leg == 0), 1] = 1  # venue 1 on leg 0's order.tx
+    dims[(col == 3) & (leg == 2), 1] = 2  # venue 2 on leg 2's; leg 1 names none
+    untraded = np.array([[6, 0, 60_000, 0], [6, 1, 60_100, 0]])  # symbol 2, no order
+    first = leg == 0
+    c.add_points(np.concatenate((trace[first], untraded[:, 0])).astype(np.uint64),
+                 np.concatenate((col[first], untraded[:, 1])), np.concatenate((ts[first], untraded[:, 2])), src=0,
+                 legs=np.concatenate((leg[first], untraded[:, 3])),
+                 dims=np.concatenate((dims[first], [[2, 0], [0, 0]])))  # fmt: skip
+    out = c.flush(90_000, force=True)
+    assert c.schema.tick_stages == ["strategy"]
+    assert out.ticks["trace"].tolist() == [5, 6] and out.ticks["dims"].tolist() == [[1, 0], [2, 0]]
+    assert out.ticks["spans"].tolist() == [[100], [100]]
+    assert out.rows["dims"].tolist() == [[1, 1], [2, 0]]  # leg 0: its tick's symbol and its venue
+    later = leg > 0
+    c.add_points(
+        trace[later].astype(np.uint64), col[later], ts[later], src=1, legs=leg[later], dims=dims[later]
+    )
+    out = c.flush(90_000, force=True)
+    assert out.ticks["trace"].size == 0, "the tick was given when it closed"
+    assert sorted(zip(out.rows["leg"].tolist(), map(tuple, out.rows["dims"].tolist()), strict=True)) == [
+        (1, (1, 0)),
+        (2, (1, 2)),
+    ]
+
+
 def test_a_point_stamped_twice_on_one_leg_is_still_a_duplicate_and_the_other_legs_are_kept():
     c = Correlator(schema(FANOUT))
     trace, col, ts, leg = fanout_points([5])  # three legs

@@ -75,6 +75,19 @@ def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path, tr
     assert {"AAPL", "MSFT", "NVDA", "AMZN"} <= set(dims["symbol"]) and {"A", "D", "U"} <= set(
         dims["msg_type"]
     )
+    # The stages before the fan-out are the tick's, under its own values only: every tick that
+    # reached the strategy has a symbol and came from the primary venue's feed, traded or not;
+    # the hedge venue and the sides label orders, never a stage the ticks share.
+    per_symbol = [
+        s.slice("symbol", v).summary().get("strategy", {}).get("count", 0) for v in s.dimensions["symbol"]
+    ]
+    assert (
+        sum(per_symbol)
+        == s.summary()["strategy"]["count"]
+        == s.slice("venue", "VENUE").summary()["strategy"]["count"]
+    )
+    assert "strategy" not in s.slice("venue", "VENUE2").summary()
+    assert not [v for v in s.dimensions["side"] if "book" in s.slice("side", v).summary()]
     # Two FIX sessions: the hedge venue's port in meta.json, its session carried every hedge.
     pipeline = s.meta["options"]["pipeline"]
     assert stats["venues"]["VENUE2"]["port"] == pipeline["hedge_fix_port"] != pipeline["fix_port"]

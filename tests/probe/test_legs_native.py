@@ -4,7 +4,8 @@ probe/examples/c_legs.c and the Rust ``rust_writer legs`` mode write the same su
 trace is a quote on two legs (XNAS buy and sell), an odd one a trade message on one leg (a hedge
 on BATS), the paths branching after md.decoded across two rings of one thread. Dimensions are
 attached at known points: venue and side on each leg's order.tx, symbol (S<i % 3>) on md.decoded,
-which the legs share: every per-value output is exact, per leg.
+which the legs share: every per-value output is exact, per leg (the stages after the fan-out)
+or per tick (the stages before it, under the tick's symbol only).
 """
 
 import os
@@ -102,6 +103,21 @@ def assert_legs_exact(col: Collector, traces: int) -> None:
             assert {k: tags["tick_to_trade"][k] for k in KEYS} == {k: t2t[k] for k in KEYS}, (d, value)
             sends = exact_ns([send_ticks(w[0], w[1]) for w in mine], ns)
             assert {k: tags["send"][k] for k in KEYS} == {k: sends[k] for k in KEYS}, (d, value)
+    # the stages before the fan-out (feed, then quote or trade_msg on the path the tick took): once
+    # per tick under the tick's own symbol, exactly; never under a leg's venue or side
+    shared = {"feed": (FEED, lambda i: True), "quote": (QUOTE, lambda i: i % 2 == 0),
+              "trade_msg": (TRADE, lambda i: i % 2 == 1)}  # fmt: skip
+    for value in meta["dimensions"]["symbol"]:
+        mine = [i for i in range(1, traces + 1) if f"S{i % 3}" == value]
+        assert sliced["symbol"]["values"][value]["ticks"] == len(mine)
+        tags = sliced["symbol"]["values"][value]["tags"]
+        for tag, (span, taken) in shared.items():
+            exact = exact_ns([span] * sum(map(taken, mine)), ns)
+            assert {k: tags[tag][k] for k in KEYS} == {k: exact[k] for k in KEYS}, (tag, value)
+    for d in ("venue", "side"):
+        for value in meta["dimensions"][d]:
+            assert not set(shared) & set(sliced[d]["values"][value]["tags"]), (d, value)
+            assert "ticks" not in sliced[d]["values"][value]
 
 
 def test_c_subject_fans_out_and_branches_with_exact_counts_per_leg_and_dimension(c_build, ring_dir):

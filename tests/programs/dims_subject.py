@@ -1,12 +1,13 @@
 """A subject labelling known dimension values with known stage lengths, two legs on some ticks.
 
-    python dims_subject.py TICKS --truth FILE [--symbols N] [--slow VENUE=US] [--gap-us US]
+    python dims_subject.py TICKS --truth FILE [--tick-truth FILE] [--symbols N] [--slow VENUE=US] [--gap-us US]
     python dims_subject.py 0 --forever --rate 100 [--slow VENUE=US]   (until stopped; no truth kept)
 Tick ``seq``: symbol ``S<seq % N>`` on the tick ring; md.rx, then signal ~(1 + seq % 3) us later
 (strategy). Every second tick trades: leg 0 on venue XNAS (buy), and on every fourth tick also
 leg 1 on venue BATS (sell), each order.tx ~(2 + 3 * leg) us after the signal (send). The stamps
 of every order go to FILE (one line per order: trace, leg, md.rx, signal, order.tx, symbol index,
-venue index), the ground truth a test computes exact per-value figures from. ``--slow XNAS=20``
+venue index), the ground truth a test computes exact per-value figures from; ``--tick-truth``
+writes every tick, traded or not (trace, md.rx, signal, symbol index). ``--slow XNAS=20``
 sends that venue's orders 20 us later (the other venue's legs keep their times: legs go out in
 the order of their send times); ``--gap-us`` spaces the ticks, so a run spans many intervals;
 ``--rate`` paces them by sleeping instead (a long run beside other processes).
@@ -32,6 +33,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("ticks", type=int)
     ap.add_argument("--truth")
+    ap.add_argument("--tick-truth")
     ap.add_argument("--forever", action="store_true")
     ap.add_argument("--rate", type=float, default=0.0, help="ticks per second, paced by sleeping")
     ap.add_argument("--symbols", type=int, default=3)
@@ -45,13 +47,15 @@ def main() -> int:
     legs = [orders.dims(venue="XNAS", side="buy"), orders.dims(venue="BATS", side="sell")]
     slow_venue, _, slow_us = args.slow.partition("=")
     delay = [1_000 * (2 + 3 * leg + (int(slow_us) if VENUES[leg] == slow_venue else 0)) for leg in range(2)]
-    truth, t = [], ticks.stamps
+    truth, tick_truth, t = [], [], ticks.stamps
     try:
         for seq in itertools.count(1) if args.forever else range(1, args.ticks + 1):
             t[0] = perf_counter_ns()
             t[1] = spin(1_000 * (1 + seq % 3))
             signal, rx = t[1], t[0]
             t = ticks.commit(seq, dims=symbols[seq % args.symbols])
+            if args.tick_truth:
+                tick_truth.append(f"{seq} {rx} {signal} {seq % args.symbols}")
             for leg in sorted(range((seq % 2 == 0) + (seq % 4 == 0)), key=delay.__getitem__):
                 tx = spin(signal + delay[leg] - perf_counter_ns())
                 orders.record(1, seq, ts=tx, dims=legs[leg], leg=leg)
@@ -67,6 +71,9 @@ def main() -> int:
     if args.truth:
         with open(args.truth, "w") as f:
             f.write("\n".join(truth) + "\n")
+    if args.tick_truth:
+        with open(args.tick_truth, "w") as f:
+            f.write("\n".join(tick_truth) + "\n")
     return 0
 
 

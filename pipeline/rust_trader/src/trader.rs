@@ -405,6 +405,10 @@ impl Trader {
         if n == 0 {
             return false;
         }
+        // The tick's stamps and its own values (feed venue, symbol, msg_type) as a record of their
+        // own: a record that also stamps a leg's point gives its values to that leg, and the
+        // stages before the fan-out are sliced by the tick's values only (docs/concepts.md).
+        self.ticks.commit(seq, 0, word);
         for &(leg, kind, g, leg_side, leg_price) in &legs[..n] {
             let id = self.oms.new_order(
                 locate,
@@ -428,8 +432,7 @@ impl Trader {
             let clock = &mut gw.session.clock;
             gw.template.encode(clock, wall, msg_seq, &self.clordid, &sym[..sl], fix_side, qty, leg_price);
             self.ticks.stamp(ORDER_ENCODED);
-            // Each leg is a record of its own: the first carries the shared stamps too, the later
-            // ones only their order.encoded (the shared ones stay 0: stamped once per trace).
+            // Each leg is a record of its own: only its order.encoded, with the leg's values.
             let side_bits = if leg_side == b'B' { self.dims.buy } else { self.dims.sell };
             self.ticks.commit(seq, leg, (word & !0xFFFF) | self.dims.venue[g] | side_bits);
             let gw = &mut self.venues[g];
