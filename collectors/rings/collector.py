@@ -382,7 +382,8 @@ class Collector:
         self._co_totals = {TICK_TO_TRADE: [0, 0], TICK_TO_DECISION: [0, 0]}  # tag -> [ticks, samples]
         self.attribution: TailAttribution | None = None
         self._history = history
-        self.live = Snapshot()
+        self._live: Snapshot | None = Snapshot()  # None: the last roll's is not built yet
+        self._live_parts: tuple = ()  # _build_snapshot's arguments as of the last roll
         self._p99 = {}
         self._subject_stats: dict = {}
         self._taps: list[PointTap] = []  # see ``tap``; none: nothing is kept
@@ -412,8 +413,12 @@ class Collector:
 
     @property
     def snapshot(self) -> Snapshot:
-        """The state as of the last interval closed: a new object at every roll, never mutated."""
-        return self.live
+        """The state as of the last interval closed: a new object at every roll, never mutated.
+        Built when first asked for after the roll (by a view, an exporter): a run nobody watches
+        does not summarize every total and dimension value each interval for no one."""
+        if self._live is None:
+            self._live = self._build_snapshot(*self._live_parts)
+        return self._live
 
     @property
     def grid(self) -> IntervalGrid:
@@ -895,7 +900,6 @@ class Collector:
         return self.schema.trade_stages
 
     def _publish_live(self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool) -> None:
-        secs = self.interval_ns / 1e9
         last = {t: summarize(h) for t, h in finished.items() if not is_dimension_tag(t)}
         for t, s in last.items():
             hist = self._p99.setdefault(t, deque(maxlen=self._history))
@@ -903,11 +907,15 @@ class Collector:
         for t in self._p99:
             if t not in last:
                 self._p99[t].append(0)
+        self._live_parts, self._live = (end_s, warmup, last, self.tags()), None
+
+    def _build_snapshot(self, end_s: float, warmup: bool, last: dict[str, dict], tags: list[str]) -> Snapshot:
+        secs = self.interval_ns / 1e9
         totals = self.hists.total if self.hists.total else self.hists.warmup_total
-        self.live = Snapshot(
+        return Snapshot(
             elapsed_s=end_s,
             warmup=warmup,
-            tags=self.tags(),
+            tags=tags,
             trade_stages=self.trade_stages(),
             last=last,
             cumulative={t: summarize(h) for t, h in totals.items() if not is_dimension_tag(t)},
@@ -1081,6 +1089,7 @@ class Collector:
         self._ingest(closed)
         self.clock_notes[:] = self.notes()
         self._roll(max(monotonic_ns(), self._interval_start + 1))
+        self._live = self._build_snapshot(*self._live_parts)  # the last state, while the rings are there
         if self.incidents is not None:
             self.incidents.finish(monotonic_ns())
 
