@@ -46,7 +46,9 @@ from tickscope.collectors.session.hdr import (
     BulkRecorder,
     add_into,
     corrected_histogram,
+    layout_of,
     new_histogram,
+    reset,
     summarize,
 )
 from tickscope.probe import layout as L
@@ -233,28 +235,41 @@ class HistogramSet:
         self.max_value = self._recorder.max_recordable  # the highest value a histogram tracks
         self.layout = new_histogram()  # the layout every histogram of the set has (kept empty)
         self.out_of_range = 0
+        # Emptied interval histograms, handed back after a roll: with ~180 tags (dimension values)
+        # a new one per tag per interval cost more than zeroing a used one.
+        self._spare: list[HdrHistogram] = []
 
     def record(self, tag: str, values: np.ndarray) -> None:
         if values.size == 0:
             return
         h = self.interval.get(tag)
         if h is None:
-            h = self.interval[tag] = new_histogram()
+            h = self.interval[tag] = self._spare.pop() if self._spare else new_histogram()
         self.out_of_range += self._recorder.record(h, values)
 
     def roll(self, warmup: bool) -> dict[str, HdrHistogram]:
         """Close the interval: fold it into the totals and hand its histograms out (no longer the
-        set's: the next interval's are made as its tags record, instead of a copy and a reset of
-        each ~220 KB histogram per tag per interval)."""
+        set's until ``recycle`` gives them back: the next interval's are taken as its tags record,
+        so only the tags an interval touched cost anything at its roll)."""
         finished = {}
         totals = self.warmup_total if warmup else self.total
         for tag, h in self.interval.items():
             if not h.total_count:
                 continue
             finished[tag] = h
-            add_into(totals.setdefault(tag, new_histogram()), h)
+            total = totals.get(tag)
+            if total is None:
+                total = totals[tag] = new_histogram()
+            add_into(total, h)
         self.interval = {}
         return finished
+
+    def recycle(self, finished: dict[str, HdrHistogram]) -> None:
+        """Take back histograms ``roll`` handed out, once nothing holds them any more."""
+        for h in finished.values():
+            if layout_of(h) == layout_of(self.layout):  # a corrected twin may have grown its layout
+                reset(h)
+                self._spare.append(h)
 
 
 class SlowestTraces:
@@ -370,7 +385,8 @@ class Collector:
         self._co_totals = {TICK_TO_TRADE: [0, 0], TICK_TO_DECISION: [0, 0]}  # tag -> [ticks, samples]
         self.attribution: TailAttribution | None = None
         self._history = history
-        self.live = Snapshot()
+        self._live: Snapshot | None = Snapshot()  # None: the last roll's is not built yet
+        self._live_parts: tuple = ()  # _build_snapshot's arguments as of the last roll
         self._p99 = {}
         self._subject_stats: dict = {}
         self._taps: list[PointTap] = []  # see ``tap``; none: nothing is kept
@@ -400,8 +416,12 @@ class Collector:
 
     @property
     def snapshot(self) -> Snapshot:
-        """The state as of the last interval closed: a new object at every roll, never mutated."""
-        return self.live
+        """The state as of the last interval closed: a new object at every roll, never mutated.
+        Built when first asked for after the roll (by a view, an exporter): a run nobody watches
+        does not summarize every total and dimension value each interval for no one."""
+        if self._live is None:
+            self._live = self._build_snapshot(*self._live_parts)
+        return self._live
 
     @property
     def grid(self) -> IntervalGrid:
@@ -821,18 +841,21 @@ class Collector:
             self.session.write_interval(finished, start_s, end_s, warmup)
         self._interval_start = end_ns
         self._publish_live(finished, end_s, warmup)
+        self.hists.recycle(finished)  # written, folded into the totals and summarized: reused
         if self.session is not None:
             due = self.session.segment_due(end_s)
-            # meta.json and summary.json are the run's whole state, rewritten at most once a second:
-            # at 10 ms intervals, rewriting them at every roll was most of the collector's time
-            # (the intervals themselves are appended and flushed at every roll regardless).
+            # meta.json and summary.json are the run's whole state: a summary per tag and dimension
+            # value, the tail attribution per value. Rewritten every STATE_EVERY_NS while running
+            # (the intervals themselves are appended and flushed at every roll regardless); a
+            # killed collector's latency figures come from the log, not from these files.
             if due or end_ns - self._state_saved_ns >= self.STATE_EVERY_NS:
                 self._save_state()
                 self._state_saved_ns = end_ns
             if due:
                 self._cut_segment()
 
-    STATE_EVERY_NS = 1_000_000_000
+    # Each save was ~25 ms at ~180 tags, a quarter of the collector's CPU at 20 k msgs/s.
+    STATE_EVERY_NS = 5_000_000_000
 
     def _cut_segment(self, final: bool = False) -> None:
         self.session.cut_segment(self._segment_slowest.traces(), self.counter_dict(), self.hists.total, final)
@@ -880,7 +903,6 @@ class Collector:
         return self.schema.trade_stages
 
     def _publish_live(self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool) -> None:
-        secs = self.interval_ns / 1e9
         last = {t: summarize(h) for t, h in finished.items() if not is_dimension_tag(t)}
         for t, s in last.items():
             hist = self._p99.setdefault(t, deque(maxlen=self._history))
@@ -888,11 +910,15 @@ class Collector:
         for t in self._p99:
             if t not in last:
                 self._p99[t].append(0)
+        self._live_parts, self._live = (end_s, warmup, last, self.tags()), None
+
+    def _build_snapshot(self, end_s: float, warmup: bool, last: dict[str, dict], tags: list[str]) -> Snapshot:
+        secs = self.interval_ns / 1e9
         totals = self.hists.total if self.hists.total else self.hists.warmup_total
-        self.live = Snapshot(
+        return Snapshot(
             elapsed_s=end_s,
             warmup=warmup,
-            tags=self.tags(),
+            tags=tags,
             trade_stages=self.trade_stages(),
             last=last,
             cumulative={t: summarize(h) for t, h in totals.items() if not is_dimension_tag(t)},
@@ -1066,6 +1092,7 @@ class Collector:
         self._ingest(closed)
         self.clock_notes[:] = self.notes()
         self._roll(max(monotonic_ns(), self._interval_start + 1))
+        self._live = self._build_snapshot(*self._live_parts)  # the last state, while the rings are there
         if self.incidents is not None:
             self.incidents.finish(monotonic_ns())
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickscope.collectors.rings.attribution import TailAttribution
+from tickscope.collectors.rings.collector import HistogramSet
 from tickscope.collectors.rings.correlate import TICK_TO_DECISION, TICK_TO_TRADE
 from tickscope.collectors.rings.slices import DimensionSlices, unique_rows
 from tickscope.collectors.session.dimensions import dimension_tag
@@ -114,3 +115,31 @@ def test_per_value_histograms_hold_exactly_each_value_s_rows_in_order(n, n_value
             else:
                 want.setdefault(TICK_TO_DECISION + label, []).append(int(t2d[i]))
     assert {t: v for t, v in hists.got.items() if v} == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from("abcd"), st.lists(values, min_size=0, max_size=400), max_size=4),
+                min_size=1, max_size=5))  # fmt: skip
+def test_recycled_interval_histograms_roll_as_fresh_ones(intervals):
+    """Interval histograms are reused after each roll: every interval, and every total, encodes as
+    fresh histograms recording the same values would; a tag that saw nothing in an interval is
+    not in it (its line is absent from the log, as before)."""
+    hists, total = HistogramSet(), {}
+    for interval in intervals:
+        for tag, batch in interval.items():
+            hists.record(tag, np.array(batch, np.int64))
+        finished = hists.roll(warmup=False)
+        want = {}
+        for tag, batch in interval.items():
+            if batch:
+                want[tag] = fresh(batch)
+                total[tag] = total.get(tag, []) + batch
+        assert {t: h.encode() for t, h in finished.items()} == {t: h.encode() for t, h in want.items()}
+        hists.recycle(finished)
+    assert {t: h.encode() for t, h in hists.total.items()} == {t: fresh(v).encode() for t, v in total.items()}
+
+
+def fresh(batch):
+    h = new_histogram()
+    BulkRecorder(h).record(h, np.array(batch, np.int64))
+    return h

@@ -157,3 +157,39 @@ def test_tags_joined_after_the_run_go_in_before_the_close_and_nothing_after_it(t
     for late in (writer.save_meta, lambda: writer.add_tags(intervals()), lambda: writer.close()):
         with pytest.raises(SessionError, match="is closed"):
             late()
+
+
+def one_interval(value: int) -> dict:
+    h = new_histogram()
+    h.record_value(value)
+    return {"tick_to_trade": h}
+
+
+def test_a_killed_session_s_summary_is_its_log_s_not_a_stale_summary_json(tmp_path):
+    """summary.json is rewritten every few seconds while running, the log flushed every interval:
+    a session left "running" (killed) takes its figures from the log, up to its last interval."""
+    writer = SessionWriter(tmp_path / "s", {"name": "unit"})
+    writer.write_interval(one_interval(1_000), 0.0, 1.0, False)
+    writer.write_summary({"tick_to_trade": {"count": 1, "min": 1000, "mean": 1000.0, "p50": 1000, "p90": 1000,
+                                            "p99": 1000, "p99_9": 1000, "p99_99": 1000, "max": 1000}}, [])  # fmt: skip
+    for i in (1, 2):  # intervals after the last state save, then the kill (no close)
+        writer.write_interval(one_interval(5_000), float(i), i + 1.0, False)
+    writer.latency.flush()
+    s = Session.load(tmp_path / "s")
+    row = s.summary()["tick_to_trade"]
+    assert row["count"] == 3 and row["max"] == s.total("tick_to_trade").get_max_value() >= 5_000
+    assert any("did not finish" in w for w in s.warnings)
+
+
+def test_state_files_are_compact_while_running_and_indented_once_closed(tmp_path):
+    writer = SessionWriter(tmp_path / "s", {"name": "unit"})
+    writer.write_interval(one_interval(1_000), 0.0, 1.0, False)
+    writer.write_summary({"tick_to_trade": {"count": 1}}, [{"trace_id": 7}])
+    files = [tmp_path / "s" / name for name in ("meta.json", "summary.json", "slowest.json")]
+    running = [f.read_text() for f in files]
+    assert all(text.count("\n") == 1 for text in running), running  # one line each
+    writer.close()
+    closed = [f.read_text() for f in files]
+    assert all(text.count("\n") > 1 for text in closed), closed  # indented
+    assert [json.loads(t) for t in closed[1:]] == [json.loads(t) for t in running[1:]]
+    assert json.loads(closed[0])["status"] == "complete"
