@@ -154,8 +154,9 @@ def test_live_by_venue_shows_the_worst_venue_first_in_a_real_terminal(tmp_path):
     finally:
         tmux("kill-session", "-t", name)
     assert "Traceback" not in screen
-    xnas, bats = (float(re.search(rf"{v}\s+p99\s+([\d.]+)µs", screen).group(1)) for v in ("XNAS", "BATS"))
-    assert xnas > bats, screen
+    # The subject's spans are exact (XNAS 42-47 us, BATS 8 us), whatever the host's load.
+    xnas, bats = (re.search(rf"{v}\s+p99\s+([\d.]+)µs", screen) for v in ("XNAS", "BATS"))
+    assert xnas and bats and float(xnas.group(1)) > float(bats.group(1)), screen
 
 
 def screen_until(name: str, pattern: str, deadline: float) -> re.Match:

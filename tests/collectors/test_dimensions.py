@@ -148,8 +148,8 @@ def test_the_cap_keeps_the_rest_under_other_exactly_and_a_combination_is_sliced_
 
 
 def test_compare_by_venue_judges_each_value_and_names_it(tmp_path):
-    """One venue's sends made 20 us slower: that venue regresses, the other does not. Thresholds
-    are wide (the host is shared): the point is the per-value judgement, not the noise rules."""
+    """One venue's sends made 20 us slower: that venue regresses, the other does not (the
+    subject's spans are exact, so BATS's figures are the same on both sides whatever the load)."""
     runs = []
     for name, slow in (("base", ""), ("cand", "XNAS=20")):
         d = tmp_path / name

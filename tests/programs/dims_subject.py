@@ -2,9 +2,9 @@
 
     python dims_subject.py TICKS --truth FILE [--tick-truth FILE] [--symbols N] [--slow VENUE=US] [--gap-us US]
     python dims_subject.py 0 --forever --rate 100 [--slow VENUE=US]   (until stopped; no truth kept)
-Tick ``seq``: symbol ``S<seq % N>`` on the tick ring; md.rx, then signal ~(1 + seq % 3) us later
-(strategy). Every second tick trades: leg 0 on venue XNAS (buy), and on every fourth tick also
-leg 1 on venue BATS (sell), each order.tx ~(2 + 3 * leg) us after the signal (send). The stamps
+Every span is exact (each stamp is the time waited for, not the time the wait ended): tick ``seq``:
+symbol ``S<seq % N>`` on the tick ring; md.rx, then signal (1 + seq % 3) us later (strategy). Every second tick trades: leg 0 on venue XNAS (buy), and on every fourth tick also
+leg 1 on venue BATS (sell), each order.tx (2 + 3 * leg) us after the signal (send). The stamps
 of every order go to FILE (one line per order: trace, leg, md.rx, signal, order.tx, symbol index,
 venue index), the ground truth a test computes exact per-value figures from; ``--tick-truth``
 writes every tick, traded or not (trace, md.rx, signal, symbol index). ``--slow XNAS=20``
@@ -29,6 +29,14 @@ def spin(ns: int) -> int:
     return now
 
 
+def at(t: int) -> int:
+    """Wait until ``t``, and stamp ``t`` itself: each span is its known length whatever the host
+    did meanwhile (a preempted spin would stretch it), and no stamp is ever in the future."""
+    while perf_counter_ns() < t:
+        pass
+    return t
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("ticks", type=int)
@@ -51,13 +59,13 @@ def main() -> int:
     try:
         for seq in itertools.count(1) if args.forever else range(1, args.ticks + 1):
             t[0] = perf_counter_ns()
-            t[1] = spin(1_000 * (1 + seq % 3))
+            t[1] = at(t[0] + 1_000 * (1 + seq % 3))
             signal, rx = t[1], t[0]
             t = ticks.commit(seq, dims=symbols[seq % args.symbols])
             if args.tick_truth:
                 tick_truth.append(f"{seq} {rx} {signal} {seq % args.symbols}")
             for leg in sorted(range((seq % 2 == 0) + (seq % 4 == 0)), key=delay.__getitem__):
-                tx = spin(signal + delay[leg] - perf_counter_ns())
+                tx = at(signal + delay[leg])
                 orders.record(1, seq, ts=tx, dims=legs[leg], leg=leg)
                 if args.truth:
                     truth.append(f"{seq} {leg} {rx} {signal} {tx} {seq % args.symbols} {leg}")
