@@ -38,6 +38,7 @@ from tickscope.collectors.rings.reader import (
     RingReader,
     find_rings,
 )
+from tickscope.collectors.rings.released import ReleasedWriters
 from tickscope.collectors.rings.slices import DimensionSlices
 from tickscope.collectors.rings.tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
 from tickscope.collectors.session import SessionCounters, SessionWriter, Snapshot
@@ -348,7 +349,17 @@ class Collector:
         self.refused: list[RingReader] = []  # rings whose declarations contradict the others': never read
         self._unordered_since: int | None = None  # when the schema last lost its one order
         self.counters = SessionCounters()
-        self.sources: list[RingSource] = []
+        self.sources: list[RingSource] = []  # attached, and released ones not yet folded
+        self._by_index: dict[int, RingSource] = {}
+        self._next_index = 0
+        self._free_indexes: deque[int] = deque()  # of folded writers: reused only at the int16 limit
+        # Released writers: parted (released, a stamp of theirs may still be in an open or late
+        # trace), then folded into one aggregate once none is (see ``_fold_released``).
+        self._parting: list[RingSource] = []
+        self._folded_ns = 0  # interval grid time of the last fold
+        self.released = ReleasedWriters()
+        # index -> (writer, pid, tid) of folded writers, for an incident naming one after the fold
+        self._identities: dict[int, tuple] = {}
         self._known: set[Path] = set()
         self._descriptors_noted = False
         self.ring_errors: list[str] = []
@@ -413,9 +424,12 @@ class Collector:
 
     def _writer_of(self, src: int) -> dict:
         """A stamp's source (ring index + 1, 0: none) as slowest.json names it."""
-        r = self.sources[src - 1].reader if src else None
-        return {"writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
-                "tid": r.writer_tid if r else None}  # fmt: skip
+        held = self._by_index.get(src - 1) if src else None
+        if held is not None:
+            r = held.reader
+            return {"writer": r.writer_name, "pid": r.writer_pid, "tid": r.writer_tid}
+        writer, pid, tid = self._identities.get(src - 1, (None, None, None)) if src else (None, None, None)
+        return {"writer": writer, "pid": pid, "tid": tid}
 
     def records_drained(self) -> int:
         return sum(src.reader.drained for src in self.sources)
@@ -464,17 +478,19 @@ class Collector:
                 clock = TscDomain(str(reader.path))
                 self.tsc_domains.append(clock)
             src = RingSource(
-                len(self.sources), reader, cols, np.array([p.clock for p in reader.points]), clock
+                self._new_index(), reader, cols, np.array([p.clock for p in reader.points]), clock
             )
+            # domain 0: a domain of this ring alone (numbered by its index, which outlives a fold)
             self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT,
                                          tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc,
-                                         domain=self.tsc_domains.index(clock) + 1)  # fmt: skip
+                                         domain=1 if clock is self.host_clock else 0)  # fmt: skip
             for dim in reader.dims:
                 self.dimensions.setdefault(dim, [])
                 src.dim_column.append(list(self.dimensions).index(dim))
                 src.dim_map.append(np.zeros(L.MAX_DIM_VALUES + 1, np.int32))
             self.correlator.declare_dims(len(self.dimensions))
             self.sources.append(src)
+            self._by_index[src.index] = src
             self.notices.append(f"attached writer {_writer(reader)} ({reader.path})")
             if reader.counter_error is not None:
                 self._quarantine(src, reader.counter_error)
@@ -484,6 +500,47 @@ class Collector:
             except RingFormatError as e:
                 self._quarantine(src, e)
             clock.refit()
+
+    # A stamp's source is an int16 (index + 1): past this many writers, folded writers' indexes are
+    # reused, oldest first (a released writer's stamps are long gone by then).
+    MAX_INDEXES = np.iinfo(np.int16).max
+
+    def _new_index(self) -> int:
+        if self._next_index < self.MAX_INDEXES or not self._free_indexes:
+            self._next_index += 1
+            return self._next_index - 1
+        index = self._free_indexes.popleft()
+        self._identities.pop(index, None)
+        return index
+
+    def _fold_released(self) -> None:
+        """Fold released writers none of whose stamps the correlator still holds into the one
+        ``released`` aggregate: the collector keeps nothing per writer gone (a daemon's RSS grew
+        ~6.5 kB per writer, and meta.json ~660 bytes, before)."""
+        if not self._parting:
+            return
+        held = self.correlator.rings_held()
+        parting = []
+        for src in self._parting:
+            if src.index in held:
+                parting.append(src)
+                continue
+            self.released.fold(src.describe())
+            self.sources.remove(src)
+            del self._by_index[src.index]
+            r = src.reader
+            self._identities[src.index] = (r.writer_name, r.writer_pid, r.writer_tid)
+            while len(self._identities) > self.IDENTITIES_KEPT:
+                del self._identities[next(iter(self._identities))]
+            self.correlator.forget_ring(src.index)
+            if src.clock is not self.host_clock:
+                self.tsc_domains.remove(src.clock)
+            self._free_indexes.append(src.index)
+        self._parting = parting
+
+    # Names of folded writers kept for an incident written after their fold (its window is
+    # milliseconds: far fewer writers come and go in it)
+    IDENTITIES_KEPT = 64
 
     def _take_collector_pair(self, now_ns: int) -> None:
         """A calibration pair of the collector's own for the host domain, every
@@ -553,6 +610,7 @@ class Collector:
             return
         if self.ring_paths is None:  # a new writer may be given the same name (pids are reused)
             self._known.discard(src.reader.path)
+        self._parting.append(src)
 
     def take_notices(self) -> list[str]:
         notices, self.notices = self.notices, []
@@ -790,12 +848,8 @@ class Collector:
             stamps = []
             for j, (name, ts, s) in enumerate(zip(names, row, srow, strict=False)):
                 if ts:
-                    r = self.sources[int(s) - 1].reader if s else None
-                    stamp = {
-                        "point": name, "ts_ns": int(ts), "t_rel_ns": int(ts - self.start_ns),
-                        "writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
-                        "tid": r.writer_tid if r else None,
-                    }  # fmt: skip
+                    stamp = {"point": name, "ts_ns": int(ts), "t_rel_ns": int(ts - self.start_ns),
+                             **self._writer_of(int(s))}  # fmt: skip
                     # spans[j - 1]: from the previous point on the trace's path to point j (NOT_TAKEN: none)
                     if stamps and spans[j - 1] >= 0:
                         stamp["stage_ns"] = int(spans[j - 1])
@@ -820,6 +874,9 @@ class Collector:
         if self.session is not None:
             self.session.write_interval(finished, start_s, end_s, warmup)
         self._interval_start = end_ns
+        if end_ns - self._folded_ns >= self.STATE_EVERY_NS:  # a scan of the open traces: not at every roll
+            self._fold_released()
+            self._folded_ns = end_ns
         self._publish_live(finished, end_s, warmup)
         if self.session is not None:
             due = self.session.segment_due(end_s)
@@ -902,7 +959,7 @@ class Collector:
             counters=self.counter_dict(),
             rings=len(self.sources),
             attribution=self.attribution.summary() if self.attribution is not None else None,
-            ring_details=[s.describe() for s in self.sources],
+            ring_details=self.ring_rows(),
             ring_errors=list(self.ring_errors),
         )
 
@@ -938,15 +995,18 @@ class Collector:
                 except RingFormatError as e:
                     self._quarantine(src, e)
         readers = [s.reader for s in self.sources]
-        c.produced = sum(r.last.produced for r in readers)
-        c.drained = sum(r.drained for r in readers)
-        c.dropped_ring_full = sum(r.last.dropped for r in readers)
-        c.in_ring = sum(r.in_ring_seen for r in readers)
-        c.drained_before_attach = sum(r.drained_before_attach for r in readers)
-        c.malformed = sum(s.malformed for s in self.sources)
+        gone = self.released.sums  # folded writers: their terms, added when they were folded
+        c.produced = gone["produced"] + sum(r.last.produced for r in readers)
+        c.drained = gone["drained"] + sum(r.drained for r in readers)
+        c.dropped_ring_full = gone["dropped_ring_full"] + sum(r.last.dropped for r in readers)
+        c.in_ring = gone["in_ring"] + sum(r.in_ring_seen for r in readers)
+        c.drained_before_attach = gone["drained_before_attach"] + sum(
+            r.drained_before_attach for r in readers
+        )
+        c.malformed = gone["malformed"] + sum(s.malformed for s in self.sources)
         c.duplicate_stamps = self.correlator.duplicate_stamps
         c.extra["dimension_conflicts"] = self.correlator.dimension_conflicts
-        c.extra["dimension_values_unknown"] = sum(s.dims_unknown for s in self.sources)
+        c.extra["dimension_values_unknown"] = gone["dims_unknown"] + sum(s.dims_unknown for s in self.sources)
         c.extra["legs_recorded"] = self.legs_recorded
         c.extra["late_legs"] = self.correlator.late_legs
         c.values_out_of_range = self.hists.out_of_range
@@ -986,7 +1046,9 @@ class Collector:
             **({"dimensions": {d: list(v) for d, v in self.dimensions.items()}} if self.dimensions else {}),
             "counters": self.counter_dict(),
             "drop_free": self.counters.drop_free,
-            "rings": [s.describe() for s in self.sources],
+            "rings": self.ring_rows(),
+            "released_writers": self.released.to_meta(),
+            "writer_rows": self.writer_rows(),
             "ring_errors": self.ring_errors,
             "subject_stats": self.subject_stats(),
             "clocks": {
@@ -1011,6 +1073,21 @@ class Collector:
             "start_monotonic_ns": self.start_ns,
             **({"incidents": self.incidents.to_meta()} if self.incidents is not None else {}),
         }
+
+    def ring_rows(self) -> list[dict]:
+        """A row per ring: the last few released (``released_writers`` counts every one) and then
+        those still held, in the order they were attached."""
+        return list(self.released.last) + [s.describe() for s in self.sources]
+
+    def writer_rows(self) -> dict[str, int]:
+        """How many rows per writer each structure holds now: bounded by the writers attached (plus
+        a few released, see ``_fold_released``), never by the writers seen (meta.json, for a test
+        and for whoever wonders where a daemon's memory goes)."""
+        declared, tsc = self.correlator.rings_declared()
+        return {"sources": len(self.sources), "parting": len(self._parting),
+                "correlator_rings": declared, "correlator_tsc": tsc,
+                "tsc_domains": len(self.tsc_domains), "identities": len(self._identities),
+                "released_detail": len(self.released.last)}  # fmt: skip
 
     def tsc_trusted(self) -> bool | None:
         """None when no ring stamps in TSC; else whether the host says its TSC is invariant."""
@@ -1071,6 +1148,7 @@ class Collector:
 
     def close(self, status: str = "complete") -> None:
         """The session's last meta.json, with ``status``, and the session closed (once)."""
+        self._fold_released()
         if self.session is not None:
             self.session.meta["end_monotonic_ns"] = monotonic_ns()
             self._save_state()  # the last roll may have come within a second of the last save
