@@ -125,7 +125,7 @@ def test_thousands_of_writers_under_watch_leave_one_aggregate_row_and_exact_coun
     RSS and ~660 bytes of meta.json each.)"""
     writers, batch, ticks, kill_every = 2000, 20, 20, 7
     rings, out, err = tmp_path / "rings", tmp_path / "out", tmp_path / "live.err"
-    live = _start_watch(rings, out, err, "--no-perf", "--no-hiccup", "--interval", "10ms")
+    live = _start_watch(rings, out, err, "--no-perf", "--no-hiccup")
     env = {**os.environ, "TICKSCOPE_RING_DIR": str(rings)}
     env.pop("TICKSCOPE_COLLECTOR_PID", None)
     try:
