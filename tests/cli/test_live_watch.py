@@ -195,6 +195,42 @@ def test_each_start_of_watch_writes_a_new_session_under_out(tmp_path):
     assert all(json.loads((out / s / "meta.json").read_text())["status"] == "complete" for s in sessions)
 
 
+def test_retention_under_watch_counts_the_sessions_of_earlier_starts(tmp_path):
+    """``live --watch -o DIR`` writes a session per start; --retain and --max-disk count them all,
+    remove the oldest first (a whole earlier session, said in one line) and leave alone whatever in
+    DIR tickscope did not write."""
+    rings, out = tmp_path / "rings", tmp_path / "out"
+    base = ["live", "--watch", str(rings), "-o", str(out), "--no-live", "--duration", "1s", "--no-perf",
+            "--no-hiccup"]  # fmt: skip
+
+    def start(*extra: str) -> list[str]:
+        done = run_cli(*base, *extra)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        return [x for x in done.stderr.splitlines() if "retention: removed" in x]
+
+    def sessions() -> list[str]:
+        return sorted(p.name for p in out.iterdir() if (p / "meta.json").is_file())
+
+    assert start() == [] and start() == []
+    a, b = sessions()
+    meta = json.loads((out / a / "meta.json").read_text())  # the first start: two days ago
+    meta["start_epoch_s"] -= 2 * 86400
+    meta["end_epoch_s"] -= 2 * 86400
+    (out / a / "meta.json").write_text(json.dumps(meta))
+    (out / "notes").mkdir()
+    (out / "notes" / "meta.json").write_text('{"command": "not tickscope"}')
+
+    (line,) = start("--retain", "1d")
+    assert f"removed earlier session {a} (" in line and line.endswith("older than --retain 1d"), line
+    (b2, c) = [s for s in sessions() if s != "notes"]
+    assert b2 == b
+
+    lines = start("--max-disk", "1kB")  # less than any session: every earlier one goes, oldest first
+    assert [x.split("removed earlier session ")[1].split(" ")[0] for x in lines] == [b, c], lines
+    assert all("over --max-disk 1 kB" in x for x in lines), lines
+    assert len([s for s in sessions() if s != "notes"]) == 1 and (out / "notes" / "meta.json").is_file()
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
