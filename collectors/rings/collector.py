@@ -380,6 +380,8 @@ class Collector:
         self._interval_ticks = 0  # complete traces (ticks) closed in the interval in progress
         self._co_totals = {TICK_TO_TRADE: [0, 0], TICK_TO_DECISION: [0, 0]}  # tag -> [ticks, samples]
         self.attribution: TailAttribution | None = None
+        # (the TailAttribution, its traces, when, its summary then): see _attribution_summary
+        self._attribution_cache: tuple | None = None
         self._history = history
         self.live = Snapshot()
         self._p99 = {}
@@ -865,7 +867,7 @@ class Collector:
                 k.add(int(key), trace)
 
     # -- intervals -------------------------------------------------------------------------------
-    def _roll(self, end_ns: int) -> None:
+    def _roll(self, end_ns: int, final: bool = False) -> None:
         start_s = (self._interval_start - self.start_ns) / 1e9
         end_s = (end_ns - self.start_ns) / 1e9
         warmup = self._interval_start - self.start_ns < self.warmup_ns
@@ -877,7 +879,7 @@ class Collector:
         if end_ns - self._folded_ns >= self.STATE_EVERY_NS:  # a scan of the open traces: not at every roll
             self._fold_released()
             self._folded_ns = end_ns
-        self._publish_live(finished, end_s, warmup)
+        self._publish_live(finished, end_s, warmup, final)
         if self.session is not None:
             due = self.session.segment_due(end_s)
             # meta.json and summary.json are the run's whole state, rewritten at most once a second:
@@ -936,7 +938,9 @@ class Collector:
     def trade_stages(self) -> list[str]:
         return self.schema.trade_stages
 
-    def _publish_live(self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool) -> None:
+    def _publish_live(
+        self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool, final: bool = False
+    ) -> None:
         secs = self.interval_ns / 1e9
         last = {t: summarize(h) for t, h in finished.items() if not is_dimension_tag(t)}
         for t, s in last.items():
@@ -958,10 +962,27 @@ class Collector:
             p99_history={t: list(d) for t, d in self._p99.items()},
             counters=self.counter_dict(),
             rings=len(self.sources),
-            attribution=self.attribution.summary() if self.attribution is not None else None,
+            attribution=self._attribution_summary(fresh=final),
             ring_details=self.ring_rows(),
             ring_errors=list(self.ring_errors),
         )
+
+    def _attribution_summary(self, fresh: bool) -> dict | None:
+        """The tail attribution as of the last roll: recomputed when traces were added since, but at
+        most once a second of the session's time unless ``fresh`` (a save, the last roll). Its medians
+        partition a sample of up to 65,536 traces per tail: at 10 ms intervals, recomputing it at
+        every roll for the live snapshot made the collector fall behind and its final drain last
+        minutes."""
+        a = self.attribution
+        if a is None:
+            return None
+        c = self._attribution_cache
+        if c is not None and c[0] is a:
+            if c[1] == a.traces or not fresh and self._interval_start - c[2] < self.STATE_EVERY_NS:
+                return c[3]
+        summary = a.summary()
+        self._attribution_cache = (a, a.traces, self._interval_start, summary)
+        return summary
 
     def subject_stats(self) -> dict:
         """Counters a subject publishes beside its rings (``*.stats.json``): feed gaps, risk rejects..."""
@@ -1120,7 +1141,7 @@ class Collector:
     def _save_state(self) -> None:
         self.session.meta.update(self.meta_update())
         self.session.save_meta()
-        attribution = self.attribution.summary() if self.attribution is not None else None
+        attribution = self._attribution_summary(fresh=True)
         self.session.write_summary(self.summary(), self._slowest.traces(), attribution,
                                    self.dimension_summary() if self.dimensions else None)  # fmt: skip
 
@@ -1142,7 +1163,7 @@ class Collector:
         self.counters.traces_open_at_end = pending  # closed (and classified) by the session's end
         self._ingest(closed)
         self.clock_notes[:] = self.notes()
-        self._roll(max(monotonic_ns(), self._interval_start + 1))
+        self._roll(max(monotonic_ns(), self._interval_start + 1), final=True)
         if self.incidents is not None:
             self.incidents.finish(monotonic_ns())
 
