@@ -380,8 +380,7 @@ class Collector:
         self._interval_ticks = 0  # complete traces (ticks) closed in the interval in progress
         self._co_totals = {TICK_TO_TRADE: [0, 0], TICK_TO_DECISION: [0, 0]}  # tag -> [ticks, samples]
         self.attribution: TailAttribution | None = None
-        # (the TailAttribution, its traces, when, its summary then): see _attribution_summary
-        self._attribution_cache: tuple | None = None
+        self._published: dict[str, tuple] = {}  # name -> (version, when, value): see _throttled
         self._history = history
         self.live = Snapshot()
         self._p99 = {}
@@ -956,8 +955,9 @@ class Collector:
             tags=self.tags(),
             trade_stages=self.trade_stages(),
             last=last,
-            cumulative={t: summarize(h) for t, h in totals.items() if not is_dimension_tag(t)},
-            by_dimension=self.by_dimension(totals),
+            # the whole run's figures change little per interval: at most once a second (see _throttled)
+            cumulative=self._throttled("cumulative", None, final, lambda: self.summary(totals)),
+            by_dimension=self._throttled("by_dimension", None, final, lambda: self.by_dimension(totals)),
             rates={t: s["count"] / secs for t, s in last.items()},
             p99_history={t: list(d) for t, d in self._p99.items()},
             counters=self.counter_dict(),
@@ -968,21 +968,23 @@ class Collector:
         )
 
     def _attribution_summary(self, fresh: bool) -> dict | None:
-        """The tail attribution as of the last roll: recomputed when traces were added since, but at
-        most once a second of the session's time unless ``fresh`` (a save, the last roll). Its medians
-        partition a sample of up to 65,536 traces per tail: at 10 ms intervals, recomputing it at
-        every roll for the live snapshot made the collector fall behind and its final drain last
-        minutes."""
+        """The tail attribution as of the last roll (see ``_throttled``): its medians partition a
+        sample of up to 65,536 traces per tail. At 10 ms intervals, recomputing it at every roll for
+        the live snapshot made the collector fall behind and its final drain last minutes."""
         a = self.attribution
-        if a is None:
-            return None
-        c = self._attribution_cache
-        if c is not None and c[0] is a:
-            if c[1] == a.traces or not fresh and self._interval_start - c[2] < self.STATE_EVERY_NS:
-                return c[3]
-        summary = a.summary()
-        self._attribution_cache = (a, a.traces, self._interval_start, summary)
-        return summary
+        return None if a is None else self._throttled("attribution", (a, a.traces), fresh, a.summary)
+
+    def _throttled(self, name: str, version, fresh: bool, compute):
+        """``compute()`` again when ``version`` changed (None: always changed), but at most once a
+        second of the session's time unless ``fresh`` (a save, the last roll); else the last value."""
+        last = self._published.get(name)
+        if last is not None and version is not None and last[0] == version:
+            return last[2]
+        if last is not None and not fresh and self._interval_start - last[1] < self.STATE_EVERY_NS:
+            return last[2]
+        value = compute()
+        self._published[name] = (version, self._interval_start, value)
+        return value
 
     def subject_stats(self) -> dict:
         """Counters a subject publishes beside its rings (``*.stats.json``): feed gaps, risk rejects..."""
@@ -1044,8 +1046,9 @@ class Collector:
         d["ring_errors"] = len(self.ring_errors)
         return d
 
-    def summary(self) -> dict:
-        return {t: summarize(h) for t, h in self.hists.total.items() if not is_dimension_tag(t)}
+    def summary(self, totals: dict[str, HdrHistogram] | None = None) -> dict:
+        totals = self.hists.total if totals is None else totals
+        return {t: summarize(h) for t, h in totals.items() if not is_dimension_tag(t)}
 
     def dimension_summary(self) -> dict:
         """summary.json's ``dimensions``: per slicing, per value, its rows, tags and tail attribution."""

@@ -203,3 +203,7 @@ def test_the_live_snapshot_recomputes_attribution_at_most_once_a_second_of_sessi
     writer.close()
     col.finish()
     assert col.snapshot.attribution == summary(col.attribution)  # the last roll's is fresh
+    assert (
+        col.snapshot.cumulative == col.summary()
+        and col.snapshot.cumulative["tick_to_trade"]["count"] == 10 * rolls
+    )
