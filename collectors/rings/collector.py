@@ -597,7 +597,7 @@ class Collector:
     def _release(self, src: RingSource) -> None:
         """A ring drained to the end of a writer that is gone: unmap it (its descriptor goes with
         the mapping) and remove its file, as the writer left it for us to do. Its counters stay
-        in the accounting. ``tickscope live`` attaches to writers for as long as it runs: keeping
+        in the accounting (``_fold_released``). ``tickscope live`` attaches to writers for as long as it runs: keeping
         each one mapped ran out of descriptors after ~1,000 short-lived writers."""
         r = src.reader
         how = "closed its ring" if r.writer_closed else "exited without closing its ring"
@@ -605,13 +605,13 @@ class Collector:
         self.notices.append(f"released writer {_writer(r)} (pid {r.writer_pid} {how}; "
                             f"{r.drained_before_attach + r.drained:,} records{dropped})")  # fmt: skip
         src.reader.close()
+        self._parting.append(src)  # folded into ``released`` once no open trace holds a stamp of it
         try:
             src.reader.path.unlink()
         except OSError:
             return
         if self.ring_paths is None:  # a new writer may be given the same name (pids are reused)
             self._known.discard(src.reader.path)
-        self._parting.append(src)
 
     def take_notices(self) -> list[str]:
         notices, self.notices = self.notices, []
