@@ -38,6 +38,7 @@ from tickscope.collectors.rings.reader import (
     RingReader,
     find_rings,
 )
+from tickscope.collectors.rings.released import ReleasedWriters
 from tickscope.collectors.rings.slices import DimensionSlices
 from tickscope.collectors.rings.tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
 from tickscope.collectors.session import SessionCounters, SessionWriter, Snapshot
@@ -363,7 +364,17 @@ class Collector:
         self.refused: list[RingReader] = []  # rings whose declarations contradict the others': never read
         self._unordered_since: int | None = None  # when the schema last lost its one order
         self.counters = SessionCounters()
-        self.sources: list[RingSource] = []
+        self.sources: list[RingSource] = []  # attached, and released ones not yet folded
+        self._by_index: dict[int, RingSource] = {}
+        self._next_index = 0
+        self._free_indexes: deque[int] = deque()  # of folded writers: reused only at the int16 limit
+        # Released writers: parted (released, a stamp of theirs may still be in an open or late
+        # trace), then folded into one aggregate once none is (see ``_fold_released``).
+        self._parting: list[RingSource] = []
+        self._folded_ns = 0  # interval grid time of the last fold
+        self.released = ReleasedWriters()
+        # index -> (writer, pid, tid) of folded writers, for an incident naming one after the fold
+        self._identities: dict[int, tuple] = {}
         self._known: set[Path] = set()
         self._descriptors_noted = False
         self.ring_errors: list[str] = []
@@ -384,6 +395,7 @@ class Collector:
         self._interval_ticks = 0  # complete traces (ticks) closed in the interval in progress
         self._co_totals = {TICK_TO_TRADE: [0, 0], TICK_TO_DECISION: [0, 0]}  # tag -> [ticks, samples]
         self.attribution: TailAttribution | None = None
+        self._published: dict[str, tuple] = {}  # name -> (version, when, value): see _throttled
         self._history = history
         self._live: Snapshot | None = Snapshot()  # None: the last roll's is not built yet
         self._live_parts: tuple = ()  # _build_snapshot's arguments as of the last roll
@@ -433,9 +445,12 @@ class Collector:
 
     def _writer_of(self, src: int) -> dict:
         """A stamp's source (ring index + 1, 0: none) as slowest.json names it."""
-        r = self.sources[src - 1].reader if src else None
-        return {"writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
-                "tid": r.writer_tid if r else None}  # fmt: skip
+        held = self._by_index.get(src - 1) if src else None
+        if held is not None:
+            r = held.reader
+            return {"writer": r.writer_name, "pid": r.writer_pid, "tid": r.writer_tid}
+        writer, pid, tid = self._identities.get(src - 1, (None, None, None)) if src else (None, None, None)
+        return {"writer": writer, "pid": pid, "tid": tid}
 
     def records_drained(self) -> int:
         return sum(src.reader.drained for src in self.sources)
@@ -484,17 +499,19 @@ class Collector:
                 clock = TscDomain(str(reader.path))
                 self.tsc_domains.append(clock)
             src = RingSource(
-                len(self.sources), reader, cols, np.array([p.clock for p in reader.points]), clock
+                self._new_index(), reader, cols, np.array([p.clock for p in reader.points]), clock
             )
+            # domain 0: a domain of this ring alone (numbered by its index, which outlives a fold)
             self.correlator.declare_ring(src.index, cols, tick=reader.kind != L.KIND_POINT,
                                          tsc=src.domains == L.CLOCK_TSC, timeline=src.tsc,
-                                         domain=self.tsc_domains.index(clock) + 1)  # fmt: skip
+                                         domain=1 if clock is self.host_clock else 0)  # fmt: skip
             for dim in reader.dims:
                 self.dimensions.setdefault(dim, [])
                 src.dim_column.append(list(self.dimensions).index(dim))
                 src.dim_map.append(np.zeros(L.MAX_DIM_VALUES + 1, np.int32))
             self.correlator.declare_dims(len(self.dimensions))
             self.sources.append(src)
+            self._by_index[src.index] = src
             self.notices.append(f"attached writer {_writer(reader)} ({reader.path})")
             if reader.counter_error is not None:
                 self._quarantine(src, reader.counter_error)
@@ -504,6 +521,47 @@ class Collector:
             except RingFormatError as e:
                 self._quarantine(src, e)
             clock.refit()
+
+    # A stamp's source is an int16 (index + 1): past this many writers, folded writers' indexes are
+    # reused, oldest first (a released writer's stamps are long gone by then).
+    MAX_INDEXES = np.iinfo(np.int16).max
+
+    def _new_index(self) -> int:
+        if self._next_index < self.MAX_INDEXES or not self._free_indexes:
+            self._next_index += 1
+            return self._next_index - 1
+        index = self._free_indexes.popleft()
+        self._identities.pop(index, None)
+        return index
+
+    def _fold_released(self) -> None:
+        """Fold released writers none of whose stamps the correlator still holds into the one
+        ``released`` aggregate: the collector keeps nothing per writer gone (a daemon's RSS grew
+        ~6.5 kB per writer, and meta.json ~660 bytes, before)."""
+        if not self._parting:
+            return
+        held = self.correlator.rings_held()
+        parting = []
+        for src in self._parting:
+            if src.index in held:
+                parting.append(src)
+                continue
+            self.released.fold(src.describe())
+            self.sources.remove(src)
+            del self._by_index[src.index]
+            r = src.reader
+            self._identities[src.index] = (r.writer_name, r.writer_pid, r.writer_tid)
+            while len(self._identities) > self.IDENTITIES_KEPT:
+                del self._identities[next(iter(self._identities))]
+            self.correlator.forget_ring(src.index)
+            if src.clock is not self.host_clock:
+                self.tsc_domains.remove(src.clock)
+            self._free_indexes.append(src.index)
+        self._parting = parting
+
+    # Names of folded writers kept for an incident written after their fold (its window is
+    # milliseconds: far fewer writers come and go in it)
+    IDENTITIES_KEPT = 64
 
     def _take_collector_pair(self, now_ns: int) -> None:
         """A calibration pair of the collector's own for the host domain, every
@@ -559,7 +617,7 @@ class Collector:
     def _release(self, src: RingSource) -> None:
         """A ring drained to the end of a writer that is gone: unmap it (its descriptor goes with
         the mapping) and remove its file, as the writer left it for us to do. Its counters stay
-        in the accounting. ``tickscope live`` attaches to writers for as long as it runs: keeping
+        in the accounting (``_fold_released``). ``tickscope live`` attaches to writers for as long as it runs: keeping
         each one mapped ran out of descriptors after ~1,000 short-lived writers."""
         r = src.reader
         how = "closed its ring" if r.writer_closed else "exited without closing its ring"
@@ -567,6 +625,7 @@ class Collector:
         self.notices.append(f"released writer {_writer(r)} (pid {r.writer_pid} {how}; "
                             f"{r.drained_before_attach + r.drained:,} records{dropped})")  # fmt: skip
         src.reader.close()
+        self._parting.append(src)  # folded into ``released`` once no open trace holds a stamp of it
         try:
             src.reader.path.unlink()
         except OSError:
@@ -810,12 +869,8 @@ class Collector:
             stamps = []
             for j, (name, ts, s) in enumerate(zip(names, row, srow, strict=False)):
                 if ts:
-                    r = self.sources[int(s) - 1].reader if s else None
-                    stamp = {
-                        "point": name, "ts_ns": int(ts), "t_rel_ns": int(ts - self.start_ns),
-                        "writer": r.writer_name if r else None, "pid": r.writer_pid if r else None,
-                        "tid": r.writer_tid if r else None,
-                    }  # fmt: skip
+                    stamp = {"point": name, "ts_ns": int(ts), "t_rel_ns": int(ts - self.start_ns),
+                             **self._writer_of(int(s))}  # fmt: skip
                     # spans[j - 1]: from the previous point on the trace's path to point j (NOT_TAKEN: none)
                     if stamps and spans[j - 1] >= 0:
                         stamp["stage_ns"] = int(spans[j - 1])
@@ -831,7 +886,7 @@ class Collector:
                 k.add(int(key), trace)
 
     # -- intervals -------------------------------------------------------------------------------
-    def _roll(self, end_ns: int) -> None:
+    def _roll(self, end_ns: int, final: bool = False) -> None:
         start_s = (self._interval_start - self.start_ns) / 1e9
         end_s = (end_ns - self.start_ns) / 1e9
         warmup = self._interval_start - self.start_ns < self.warmup_ns
@@ -840,7 +895,10 @@ class Collector:
         if self.session is not None:
             self.session.write_interval(finished, start_s, end_s, warmup)
         self._interval_start = end_ns
-        self._publish_live(finished, end_s, warmup)
+        if end_ns - self._folded_ns >= self.FOLD_EVERY_NS:  # a scan of the open traces: not at every roll
+            self._fold_released()
+            self._folded_ns = end_ns
+        self._publish_live(finished, end_s, warmup, final)
         self.hists.recycle(finished)  # written, folded into the totals and summarized: reused
         if self.session is not None:
             due = self.session.segment_due(end_s)
@@ -856,6 +914,8 @@ class Collector:
 
     # Each save was ~25 ms at ~180 tags, a quarter of the collector's CPU at 20 k msgs/s.
     STATE_EVERY_NS = 5_000_000_000
+    LIVE_EVERY_NS = 1_000_000_000  # the live view's whole-run figures: a person reads them once a second
+    FOLD_EVERY_NS = 1_000_000_000  # released writers folded (a scan of the open traces)
 
     def _cut_segment(self, final: bool = False) -> None:
         self.session.cut_segment(self._segment_slowest.traces(), self.counter_dict(), self.hists.total, final)
@@ -902,7 +962,9 @@ class Collector:
     def trade_stages(self) -> list[str]:
         return self.schema.trade_stages
 
-    def _publish_live(self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool) -> None:
+    def _publish_live(
+        self, finished: dict[str, HdrHistogram], end_s: float, warmup: bool, final: bool = False
+    ) -> None:
         last = {t: summarize(h) for t, h in finished.items() if not is_dimension_tag(t)}
         for t, s in last.items():
             hist = self._p99.setdefault(t, deque(maxlen=self._history))
@@ -910,9 +972,10 @@ class Collector:
         for t in self._p99:
             if t not in last:
                 self._p99[t].append(0)
-        self._live_parts, self._live = (end_s, warmup, last, self.tags()), None
+        self._live_parts, self._live = (end_s, warmup, last, self.tags(), final), None
 
-    def _build_snapshot(self, end_s: float, warmup: bool, last: dict[str, dict], tags: list[str]) -> Snapshot:
+    def _build_snapshot(self, end_s: float, warmup: bool, last: dict[str, dict], tags: list[str],
+                        final: bool = False) -> Snapshot:  # fmt: skip
         secs = self.interval_ns / 1e9
         totals = self.hists.total if self.hists.total else self.hists.warmup_total
         return Snapshot(
@@ -921,16 +984,36 @@ class Collector:
             tags=tags,
             trade_stages=self.trade_stages(),
             last=last,
-            cumulative={t: summarize(h) for t, h in totals.items() if not is_dimension_tag(t)},
-            by_dimension=self.by_dimension(totals),
+            # the whole run's figures change little per interval: at most once a second (see _throttled)
+            cumulative=self._throttled("cumulative", None, final, lambda: self.summary(totals)),
+            by_dimension=self._throttled("by_dimension", None, final, lambda: self.by_dimension(totals)),
             rates={t: s["count"] / secs for t, s in last.items()},
             p99_history={t: list(d) for t, d in self._p99.items()},
             counters=self.counter_dict(),
             rings=len(self.sources),
-            attribution=self.attribution.summary() if self.attribution is not None else None,
-            ring_details=[s.describe() for s in self.sources],
+            attribution=self._attribution_summary(fresh=final),
+            ring_details=self.ring_rows(),
             ring_errors=list(self.ring_errors),
         )
+
+    def _attribution_summary(self, fresh: bool) -> dict | None:
+        """The tail attribution as of the last roll (see ``_throttled``): its medians partition a
+        sample of up to 65,536 traces per tail. At 10 ms intervals, recomputing it at every roll for
+        the live snapshot made the collector fall behind and its final drain last minutes."""
+        a = self.attribution
+        return None if a is None else self._throttled("attribution", (a, a.traces), fresh, a.summary)
+
+    def _throttled(self, name: str, version, fresh: bool, compute):
+        """``compute()`` again when ``version`` changed (None: always changed), but at most once a
+        second of the session's time unless ``fresh`` (a save, the last roll); else the last value."""
+        last = self._published.get(name)
+        if last is not None and version is not None and last[0] == version:
+            return last[2]
+        if last is not None and not fresh and self._interval_start - last[1] < self.LIVE_EVERY_NS:
+            return last[2]
+        value = compute()
+        self._published[name] = (version, self._interval_start, value)
+        return value
 
     def subject_stats(self) -> dict:
         """Counters a subject publishes beside its rings (``*.stats.json``): feed gaps, risk rejects..."""
@@ -964,15 +1047,18 @@ class Collector:
                 except RingFormatError as e:
                     self._quarantine(src, e)
         readers = [s.reader for s in self.sources]
-        c.produced = sum(r.last.produced for r in readers)
-        c.drained = sum(r.drained for r in readers)
-        c.dropped_ring_full = sum(r.last.dropped for r in readers)
-        c.in_ring = sum(r.in_ring_seen for r in readers)
-        c.drained_before_attach = sum(r.drained_before_attach for r in readers)
-        c.malformed = sum(s.malformed for s in self.sources)
+        gone = self.released.sums  # folded writers: their terms, added when they were folded
+        c.produced = gone["produced"] + sum(r.last.produced for r in readers)
+        c.drained = gone["drained"] + sum(r.drained for r in readers)
+        c.dropped_ring_full = gone["dropped_ring_full"] + sum(r.last.dropped for r in readers)
+        c.in_ring = gone["in_ring"] + sum(r.in_ring_seen for r in readers)
+        c.drained_before_attach = gone["drained_before_attach"] + sum(
+            r.drained_before_attach for r in readers
+        )
+        c.malformed = gone["malformed"] + sum(s.malformed for s in self.sources)
         c.duplicate_stamps = self.correlator.duplicate_stamps
         c.extra["dimension_conflicts"] = self.correlator.dimension_conflicts
-        c.extra["dimension_values_unknown"] = sum(s.dims_unknown for s in self.sources)
+        c.extra["dimension_values_unknown"] = gone["dims_unknown"] + sum(s.dims_unknown for s in self.sources)
         c.extra["legs_recorded"] = self.legs_recorded
         c.extra["late_legs"] = self.correlator.late_legs
         c.values_out_of_range = self.hists.out_of_range
@@ -989,8 +1075,9 @@ class Collector:
         d["ring_errors"] = len(self.ring_errors)
         return d
 
-    def summary(self) -> dict:
-        return {t: summarize(h) for t, h in self.hists.total.items() if not is_dimension_tag(t)}
+    def summary(self, totals: dict[str, HdrHistogram] | None = None) -> dict:
+        totals = self.hists.total if totals is None else totals
+        return {t: summarize(h) for t, h in totals.items() if not is_dimension_tag(t)}
 
     def dimension_summary(self) -> dict:
         """summary.json's ``dimensions``: per slicing, per value, its rows, tags and tail attribution."""
@@ -1012,7 +1099,9 @@ class Collector:
             **({"dimensions": {d: list(v) for d, v in self.dimensions.items()}} if self.dimensions else {}),
             "counters": self.counter_dict(),
             "drop_free": self.counters.drop_free,
-            "rings": [s.describe() for s in self.sources],
+            "rings": self.ring_rows(),
+            "released_writers": self.released.to_meta(),
+            "writer_rows": self.writer_rows(),
             "ring_errors": self.ring_errors,
             "subject_stats": self.subject_stats(),
             "clocks": {
@@ -1037,6 +1126,21 @@ class Collector:
             "start_monotonic_ns": self.start_ns,
             **({"incidents": self.incidents.to_meta()} if self.incidents is not None else {}),
         }
+
+    def ring_rows(self) -> list[dict]:
+        """A row per ring: the last few released (``released_writers`` counts every one) and then
+        those still held, in the order they were attached."""
+        return list(self.released.last) + [s.describe() for s in self.sources]
+
+    def writer_rows(self) -> dict[str, int]:
+        """How many rows per writer each structure holds now: bounded by the writers attached (plus
+        a few released, see ``_fold_released``), never by the writers seen (meta.json, for a test
+        and for whoever wonders where a daemon's memory goes)."""
+        declared, tsc = self.correlator.rings_declared()
+        return {"sources": len(self.sources), "parting": len(self._parting),
+                "correlator_rings": declared, "correlator_tsc": tsc,
+                "tsc_domains": len(self.tsc_domains), "identities": len(self._identities),
+                "released_detail": len(self.released.last)}  # fmt: skip
 
     def tsc_trusted(self) -> bool | None:
         """None when no ring stamps in TSC; else whether the host says its TSC is invariant."""
@@ -1069,7 +1173,7 @@ class Collector:
     def _save_state(self) -> None:
         self.session.meta.update(self.meta_update())
         self.session.save_meta()
-        attribution = self.attribution.summary() if self.attribution is not None else None
+        attribution = self._attribution_summary(fresh=True)
         self.session.write_summary(self.summary(), self._slowest.traces(), attribution,
                                    self.dimension_summary() if self.dimensions else None)  # fmt: skip
 
@@ -1091,13 +1195,14 @@ class Collector:
         self.counters.traces_open_at_end = pending  # closed (and classified) by the session's end
         self._ingest(closed)
         self.clock_notes[:] = self.notes()
-        self._roll(max(monotonic_ns(), self._interval_start + 1))
+        self._roll(max(monotonic_ns(), self._interval_start + 1), final=True)
         self._live = self._build_snapshot(*self._live_parts)  # the last state, while the rings are there
         if self.incidents is not None:
             self.incidents.finish(monotonic_ns())
 
     def close(self, status: str = "complete") -> None:
         """The session's last meta.json, with ``status``, and the session closed (once)."""
+        self._fold_released()
         if self.session is not None:
             self.session.meta["end_monotonic_ns"] = monotonic_ns()
             self._save_state()  # the last roll may have come within a second of the last save

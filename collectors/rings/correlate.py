@@ -558,6 +558,24 @@ class Correlator:
             self._tsc[index + 1] = (cols[np.asarray(tsc, bool)], timeline)
             self._domain[index + 1] = domain if domain > 0 else -(index + 1)
 
+    def forget_ring(self, index: int) -> None:
+        """Ring ``index`` is gone and no stamp of it is held (``rings_held``): drop what was declared
+        for it, so that a daemon's thousands of released writers cost nothing per flush."""
+        value = index + 1
+        self._rings = [r for r in self._rings if r[0] != value]
+        self._tsc.pop(value, None)
+        self._tsc_table_key = None  # the TSC tables are rebuilt from the rings still declared
+        self._domain[value] = 0
+
+    def rings_declared(self) -> tuple[int, int]:
+        """(rings declared, of which stamping TSC): what the correlator holds per ring."""
+        return len(self._rings), len(self._tsc)
+
+    def rings_held(self) -> set[int]:
+        """Ring indexes with a stamp still held: in an open trace or in the late index."""
+        held = [np.unique(self._src)] + [np.unique(c["src"][c["live"]]) for c in self.late._chunks]
+        return {int(v) - 1 for v in np.unique(np.concatenate(held)) if v > 0}
+
     def _tsc_stamps(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
         """Mask of the stamps of ``C`` (columns ``cols``) that are raw ticks of a TSC ring."""
         if not self._tsc:

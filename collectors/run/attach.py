@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tickscope.collectors.rings.incidents import IncidentPolicy
@@ -86,6 +87,8 @@ def attach(rings: list[Path], view: View, *, out: Path | None = None, duration_s
     sides = sides or SideOptions(perf=False, hiccup=False)
     sides.check_sides(attached=True, saving=out is not None)
     if watch and out is not None:
+        if segments is not None:  # retention counts the sessions of earlier starts under -o too
+            segments = replace(segments, pool=str(out))
         out = watch_session_dir(out, name)
     side = side_collectors(sides, name, attached=True)
     plan = RunPlan(name=name, ring_dir=directory, ring_paths=named, save=out is not None, out=out, force=force,

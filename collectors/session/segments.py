@@ -71,6 +71,9 @@ class SegmentPolicy:
     max_disk_bytes: int | None = None  # remove the oldest segments while the segments take more
     decay_after_s: float | None = 86400.0  # None: never coarsen
     coarse_s: float = 60.0
+    # ``live --watch -o DIR``: the directory of one session per start of tickscope. The sessions
+    # of earlier starts count toward --retain and --max-disk too, and go first (they are older).
+    pool: str | None = None
 
     def describe(self) -> dict:
         return asdict(self)
@@ -173,6 +176,8 @@ class SegmentedLog:
         # run's side collectors (the hiccup meter's) go into the segment they cover.
         self.closing: list[Callable[[Path, float, float], None]] = []
         self._open(0.0)
+        if policy.pool is not None:  # a restarted daemon applies retention to what it finds at once
+            self._retain(time.time())
 
     # -- the open segment --------------------------------------------------------------------------
     def _open(self, start_s: float) -> None:
@@ -301,13 +306,33 @@ class SegmentedLog:
 
     def _retain(self, now: float) -> None:
         p = self.policy
+        earlier = self._earlier_sessions()
+        while earlier:
+            start, end, path, size = earlier[0]
+            why = None
+            if p.retain_s is not None and end < now - p.retain_s:
+                why = f"older than --retain {_span(p.retain_s)}"
+            elif p.max_disk_bytes is not None:
+                used = sum(e[3] for e in earlier) + sum(s["bytes"] for s in self.index) + dir_bytes(self.path)
+                if used > p.max_disk_bytes:
+                    why = (
+                        f"sessions take {format_size(used)}, over --max-disk {format_size(p.max_disk_bytes)}"
+                    )
+            if why is None:
+                break
+            shutil.rmtree(path, ignore_errors=True)
+            earlier.pop(0)
+            self.removed["sessions"] = self.removed.get("sessions", 0) + 1
+            self.removed["bytes"] += size
+            self.note(f"retention: removed earlier session {path.name} ({_wall(start)} to {_wall(end)}, "
+                      f"{size / 1e6:.1f} MB): {why}")  # fmt: skip
         while len(self.index) > 0:
             oldest = self.index[0]
             why = None
             if p.retain_s is not None and oldest["end_epoch_s"] < now - p.retain_s:
                 why = f"older than --retain {_span(p.retain_s)}"
             elif p.max_disk_bytes is not None:
-                used = sum(s["bytes"] for s in self.index) + dir_bytes(self.path)
+                used = sum(e[3] for e in earlier) + sum(s["bytes"] for s in self.index) + dir_bytes(self.path)
                 if used > p.max_disk_bytes:
                     why = (
                         f"segments take {format_size(used)}, over --max-disk {format_size(p.max_disk_bytes)}"
@@ -315,6 +340,31 @@ class SegmentedLog:
             if why is None:
                 return
             self._remove(oldest, why)
+
+    def _earlier_sessions(self) -> list[tuple[float, float, Path, int]]:
+        """(start, end, path, bytes) of the other sessions under the policy's ``pool``, oldest first:
+        only directories whose meta.json says ``tickscope live`` wrote them (nothing else there is
+        ours to remove). A session killed mid-run has no end: its meta.json's last save is one."""
+        if self.policy.pool is None:
+            return []
+        out = []
+        try:
+            entries = list(Path(self.policy.pool).iterdir())
+        except OSError:
+            return []
+        for path in entries:
+            if path == self.root or path.is_symlink() or not path.is_dir():
+                continue
+            try:
+                meta = json.loads((path / "meta.json").read_bytes())
+                if not isinstance(meta, dict) or meta.get("command") != "tickscope live":
+                    continue
+                start = float(meta["start_epoch_s"])
+                end = float(meta.get("end_epoch_s") or (path / "meta.json").stat().st_mtime)
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            out.append((start, end, path, dir_bytes(path)))
+        return sorted(out)
 
     def _remove(self, entry: dict, why: str) -> None:
         from .files import read_hlog

@@ -15,6 +15,8 @@ import pytest
 from conftest import needs_tool
 from support import PROGRAMS, SUBJECT, held_files
 from support.cli import CLI, cli_env, run_cli
+from tickscope.collectors.rings.collector import Collector
+from tickscope.collectors.rings.released import RELEASED_KEPT
 from tickscope.collectors.session import Session
 
 FOREVER = [*SUBJECT, "0", "--forever", "--rate", "20000", "--no-order-every", "3"]  # ticks until stopped
@@ -114,6 +116,47 @@ def test_500_writers_come_and_go_under_watch_and_leave_nothing_behind(tmp_path):
     assert Session.load(session).summary()["tick_to_trade"]["count"] == total
 
 
+@pytest.mark.slow  # 2,000 writer processes
+def test_thousands_of_writers_under_watch_leave_one_aggregate_row_and_exact_counts(tmp_path):
+    """A daemon's state is the size of what is attached, not of what came and went: 2,000 short
+    writers (rounds of 20, every 7th killed) leave at most RELEASED_KEPT rows per writer in
+    meta.json and in every per-writer structure of the collector (``writer_rows``), and the one
+    aggregate row counts exactly what every writer wrote. (It grew by a row per writer, ~6.5 kB of
+    RSS and ~660 bytes of meta.json each.)"""
+    writers, batch, ticks, kill_every = 2000, 20, 20, 7
+    rings, out, err = tmp_path / "rings", tmp_path / "out", tmp_path / "live.err"
+    live = _start_watch(rings, out, err, "--no-perf", "--no-hiccup")
+    env = {**os.environ, "TICKSCOPE_RING_DIR": str(rings)}
+    env.pop("TICKSCOPE_COLLECTOR_PID", None)
+    try:
+        _until(lambda: rings.is_dir() and out.is_dir() and any(out.iterdir()), live, err.read_text)
+        session = _session(out)
+        made = subprocess.run([sys.executable, str(PROGRAMS / "watched_writers.py"), str(writers), str(batch),
+                               str(ticks), str(kill_every)], env=env, timeout=HANG_GUARD_S)  # fmt: skip
+        assert made.returncode == 0
+        _until(lambda: len(_lines(err, "released writer")) == writers and not any(rings.iterdir()), live,
+               lambda: len(_lines(err, "released writer")))  # fmt: skip
+        live.send_signal(signal.SIGTERM)
+        live.wait(timeout=HANG_GUARD_S)
+    finally:
+        live.kill()
+        live.wait()
+    assert live.returncode == 130 and "Traceback" not in err.read_text()
+    meta = json.loads((session / "meta.json").read_text())
+    rows = meta["writer_rows"]
+    assert len(meta["rings"]) <= RELEASED_KEPT and rows["released_detail"] <= RELEASED_KEPT, rows
+    assert rows["sources"] == rows["parting"] == rows["correlator_rings"] == rows["correlator_tsc"] == 0, rows
+    assert rows["tsc_domains"] <= 1 and rows["identities"] <= Collector.IDENTITIES_KEPT, rows
+    gone, c = meta["released_writers"], meta["counters"]
+    died = writers // kill_every
+    assert (gone["writers"], gone["closed_cleanly"]) == (writers, writers - died)
+    assert gone["produced"] == gone["drained_before_attach"] + gone["drained"] == writers * ticks
+    assert gone["dropped_ring_full"] == gone["in_ring"] == 0
+    assert c["produced"] == c["drained"] + c["drained_before_attach"] == writers * ticks and c["in_ring"] == 0
+    assert c["writers_died"] == died
+    assert Session.load(session).summary()["tick_to_trade"]["count"] == writers * ticks
+
+
 def test_watch_says_each_writer_once_and_keeps_running_after_the_last(tmp_path):
     """One writer under ``--watch``: "attached writer" then "released writer NAME.PID (pid PID closed
     its ring; N records)", one line each; the directory it watches did not exist when it started."""
@@ -150,6 +193,42 @@ def test_each_start_of_watch_writes_a_new_session_under_out(tmp_path):
     sessions = sorted(p.name for p in out.iterdir())
     assert len(sessions) == 2 and all(s.endswith("-trader") for s in sessions), sessions
     assert all(json.loads((out / s / "meta.json").read_text())["status"] == "complete" for s in sessions)
+
+
+def test_retention_under_watch_counts_the_sessions_of_earlier_starts(tmp_path):
+    """``live --watch -o DIR`` writes a session per start; --retain and --max-disk count them all,
+    remove the oldest first (a whole earlier session, said in one line) and leave alone whatever in
+    DIR tickscope did not write."""
+    rings, out = tmp_path / "rings", tmp_path / "out"
+    base = ["live", "--watch", str(rings), "-o", str(out), "--no-live", "--duration", "1s", "--no-perf",
+            "--no-hiccup"]  # fmt: skip
+
+    def start(*extra: str) -> list[str]:
+        done = run_cli(*base, *extra)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        return [x for x in done.stderr.splitlines() if "retention: removed" in x]
+
+    def sessions() -> list[str]:
+        return sorted(p.name for p in out.iterdir() if (p / "meta.json").is_file())
+
+    assert start() == [] and start() == []
+    a, b = sessions()
+    meta = json.loads((out / a / "meta.json").read_text())  # the first start: two days ago
+    meta["start_epoch_s"] -= 2 * 86400
+    meta["end_epoch_s"] -= 2 * 86400
+    (out / a / "meta.json").write_text(json.dumps(meta))
+    (out / "notes").mkdir()
+    (out / "notes" / "meta.json").write_text('{"command": "not tickscope"}')
+
+    (line,) = start("--retain", "1d")
+    assert f"removed earlier session {a} (" in line and line.endswith("older than --retain 1d"), line
+    (b2, c) = [s for s in sessions() if s != "notes"]
+    assert b2 == b
+
+    lines = start("--max-disk", "1kB")  # less than any session: every earlier one goes, oldest first
+    assert [x.split("removed earlier session ")[1].split(" ")[0] for x in lines] == [b, c], lines
+    assert all("over --max-disk 1 kB" in x for x in lines), lines
+    assert len([s for s in sessions() if s != "notes"]) == 1 and (out / "notes" / "meta.json").is_file()
 
 
 @pytest.mark.parametrize(

@@ -171,3 +171,39 @@ def test_a_malformed_attribution_is_one_warning_not_a_crash(run, tmp_path):
     loaded = Session.load(copy)
     assert loaded.attribution is None and "tick_to_trade" in loaded.summary()
     assert any("attribution is malformed" in w for w in loaded.warnings)
+
+
+def test_the_live_snapshot_recomputes_attribution_at_most_once_a_second_of_session_time(
+    ring_dir, monkeypatch
+):
+    """At 10 ms intervals the live snapshot's attribution (medians over a sample of up to 65,536
+    traces) was recomputed at every roll: the collector fell behind and its final drain of a 180 s
+    run took minutes. Now at most once per second of the session's time, traces added or not, and
+    exactly as ``summary()`` says at the last roll."""
+    from tickscope.collectors.rings.collector import Collector, monotonic_ns
+    from tickscope.probe import Point, TickWriter
+
+    calls = []
+    summary = TailAttribution.summary
+    monkeypatch.setattr(TailAttribution, "summary", lambda self: calls.append(1) or summary(self))
+    points = [Point("md.rx"), Point("signal", stage="strategy"), Point("order.tx", stage="send", trade=True)]
+    writer = TickWriter(points, name="attr", capacity=1 << 12)
+    col = Collector(ring_dir, interval_s=0.01, linger_s=0.001)
+    base, step, rolls = monotonic_ns() + 10**9, 10**7, 300  # a second behind at once, then a roll per poll
+    t = writer.stamps
+    for i in range(rolls):
+        for seq in range(1 + 10 * i, 11 + 10 * i):  # traces at every roll: a new sample each time
+            now = monotonic_ns()
+            t[0], t[1], t[2] = now, now + 100 + seq % 7, now + 300 + seq % 11
+            t = writer.commit(seq)
+        col.poll(now_ns=base + i * step)
+    session_s = (col._interval_start - col.start_ns) / 1e9
+    assert col.attribution is not None and col.attribution.traces > 0
+    assert len(calls) <= session_s + 1, (len(calls), session_s)
+    writer.close()
+    col.finish()
+    assert col.snapshot.attribution == summary(col.attribution)  # the last roll's is fresh
+    assert (
+        col.snapshot.cumulative == col.summary()
+        and col.snapshot.cumulative["tick_to_trade"]["count"] == 10 * rolls
+    )
