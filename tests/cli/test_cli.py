@@ -132,7 +132,7 @@ def test_malformed_fix_connect_is_one_line_before_anything_starts(tmp_path, addr
     out = run_cli(
         "profile", "--fix-connect", address, "--duration", "1s", "--out", str(tmp_path / "s"), *QUIET
     )
-    assert_one_line_error(out, f"--fix-connect {address!r}: expected HOST:PORT")
+    assert_one_line_error(out, f"--fix-connect {address!r} is not HOST:PORT (expected")
     assert not (tmp_path / "s").exists(), "refused before the session (or the pipeline) started"
 
 

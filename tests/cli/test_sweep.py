@@ -142,7 +142,7 @@ def test_a_command_that_ignores_the_rate_is_flagged_per_step(tmp_path):
 @pytest.mark.parametrize("args, text", [
     (["--rates", ""], "--rates ''"), (["--rates", "5k,abc"], "'abc' is not a rate"), (["--rates", "0,5k"], "'0' is not a positive rate"),
     (["--rates", "10k,5k"], "do not increase step by step"), (["--rates", "5k", "--sla", "p98=1ms"], "unknown percentile"),
-    ([], "give the rates"), (["--rates", "5k", "--from", "1k", "--to", "2k"], "not both"),
+    ([], "no rates given (give --rates"), (["--rates", "5k", "--from", "1k", "--to", "2k"], "given together (give either one)"),
 ])  # fmt: skip
 def test_bad_sweep_input_is_one_line_and_exit_2(tmp_path, args, text):
     r = run_cli("sweep", *args, "-o", str(tmp_path / "sw"))
