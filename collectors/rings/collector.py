@@ -350,6 +350,7 @@ class Collector:
         self.host_domain_ok, self.host_domain_why = host_tsc_domain(self.host_tsc)
         self.host_clock = TscDomain("host")
         self.tsc_domains: list[TscDomain] = [self.host_clock] if self.host_domain_ok else []
+        self._saw_tsc = False  # a ring stamping TSC was attached (released or not)
         self._read_tsc = tsc_reader() if self.host_domain_ok else None
         self._next_pair_ns = 0
         self._take_collector_pair(monotonic_ns())
@@ -512,6 +513,7 @@ class Collector:
             self.correlator.declare_dims(len(self.dimensions))
             self.sources.append(src)
             self._by_index[src.index] = src
+            self._saw_tsc |= src.stamps_tsc  # sticky: a released writer's TSC stamps were converted too
             self.notices.append(f"attached writer {_writer(reader)} ({reader.path})")
             if reader.counter_error is not None:
                 self._quarantine(src, reader.counter_error)
@@ -1144,7 +1146,7 @@ class Collector:
 
     def tsc_trusted(self) -> bool | None:
         """None when no ring stamps in TSC; else whether the host says its TSC is invariant."""
-        if not any(s.stamps_tsc for s in self.sources):
+        if not self._saw_tsc:
             return None
         return self.host_domain_ok
 
