@@ -305,19 +305,10 @@ class SegmentedLog:
                                               "segments": self.index})  # fmt: skip
 
     def _retain(self, now: float) -> None:
-        p = self.policy
         earlier = self._earlier_sessions()
         while earlier:
             start, end, path, size = earlier[0]
-            why = None
-            if p.retain_s is not None and end < now - p.retain_s:
-                why = f"older than --retain {_span(p.retain_s)}"
-            elif p.max_disk_bytes is not None:
-                used = sum(e[3] for e in earlier) + sum(s["bytes"] for s in self.index) + dir_bytes(self.path)
-                if used > p.max_disk_bytes:
-                    why = (
-                        f"sessions take {format_size(used)}, over --max-disk {format_size(p.max_disk_bytes)}"
-                    )
+            why = self._why_remove(end, now, earlier, "sessions")
             if why is None:
                 break
             shutil.rmtree(path, ignore_errors=True)
@@ -328,18 +319,22 @@ class SegmentedLog:
                       f"{size / 1e6:.1f} MB): {why}")  # fmt: skip
         while len(self.index) > 0:
             oldest = self.index[0]
-            why = None
-            if p.retain_s is not None and oldest["end_epoch_s"] < now - p.retain_s:
-                why = f"older than --retain {_span(p.retain_s)}"
-            elif p.max_disk_bytes is not None:
-                used = sum(e[3] for e in earlier) + sum(s["bytes"] for s in self.index) + dir_bytes(self.path)
-                if used > p.max_disk_bytes:
-                    why = (
-                        f"segments take {format_size(used)}, over --max-disk {format_size(p.max_disk_bytes)}"
-                    )
+            why = self._why_remove(oldest["end_epoch_s"], now, earlier, "segments")
             if why is None:
                 return
             self._remove(oldest, why)
+
+    def _why_remove(self, end_epoch_s: float, now: float, earlier: list, what: str) -> str | None:
+        """Why the oldest session or segment (ended at ``end_epoch_s``) goes, or None: older than
+        --retain, or everything kept (earlier sessions, segments, the open one) over --max-disk."""
+        p = self.policy
+        if p.retain_s is not None and end_epoch_s < now - p.retain_s:
+            return f"older than --retain {_span(p.retain_s)}"
+        if p.max_disk_bytes is not None:
+            used = sum(e[3] for e in earlier) + sum(s["bytes"] for s in self.index) + dir_bytes(self.path)
+            if used > p.max_disk_bytes:
+                return f"{what} take {format_size(used)}, over --max-disk {format_size(p.max_disk_bytes)}"
+        return None
 
     def _earlier_sessions(self) -> list[tuple[float, float, Path, int]]:
         """(start, end, path, bytes) of the other sessions under the policy's ``pool``, oldest first:
