@@ -140,22 +140,35 @@ def figure(attr: dict, colors: list[str], latency_axis) -> dict:
     """Plotly stacked bars for the HTML report: one bar per tail, a segment per stage (its mean
     span in the tail's traces), adding up to the tail's mean tick-to-trade. ``latency_axis``
     (reports.html's) labels the nanosecond axis in ``fmt_ns``."""
-    shown = tails(attr)
-    labels = [tail_label(k, t) for k, t in shown]
+    return _bars([(tail_label(k, t), t) for k, t in tails(attr)], attr["stages"], colors, latency_axis, 55)
+
+
+def values_figure(attrs: list[tuple[str, dict]], colors: list[str], latency_axis) -> dict:
+    """``figure`` for every value of one slicing on one plot (``XNAS · p99: 4 traces ≥ 12.0µs``),
+    each value's bars over its own population, so values compare tail against tail."""
+    stages = list(dict.fromkeys(s for _, a in attrs for s in a["stages"]))
+    bars = [(f"{value} · {tail_label(k, t)}", t) for value, a in attrs for k, t in tails(a)]
+    return _bars(bars, stages, colors, latency_axis, 26)
+
+
+def _bars(bars: list[tuple[str, dict]], stages: list[str], colors: list[str], latency_axis, per_bar: int) -> dict:
+    labels = [label for label, _ in bars]
+    zero = {"mean_ns": 0.0, "mean_share": 0.0, "median_share": None}  # a stage a value's traces never took
     data = []
-    for i, stage in enumerate(attr["stages"]):
+    for i, stage in enumerate(stages):
+        of = [t["stages"].get(stage, zero) for _, t in bars]
         data.append({"type": "bar", "orientation": "h", "name": stage, "y": labels,
-                     "x": [t["stages"][stage]["mean_ns"] for _, t in shown],
-                     "text": [fmt_ns(t["stages"][stage]["mean_ns"]) for _, t in shown], "textposition": "none",
-                     "customdata": [[t["stages"][stage]["mean_share"] * 100,
-                                     _percent(t["stages"][stage]["median_share"])] for _, t in shown],
+                     "x": [s["mean_ns"] for s in of],
+                     "text": [fmt_ns(s["mean_ns"]) for s in of], "textposition": "none",
+                     "customdata": [[s["mean_share"] * 100, _percent(s["median_share"])] for s in of],
                      "marker": {"color": colors[i % len(colors)]},
                      "hovertemplate": "%{y}<br>mean %{text}, share mean %{customdata[0]:.0f}% "
                      "median %{customdata[1]:.0f}%<extra>" + stage.replace("<", "&lt;") + "</extra>"})  # fmt: skip
-    peak = max((t["mean_tick_to_trade_ns"] for _, t in shown), default=0)
+    peak = max((t["mean_tick_to_trade_ns"] for _, t in bars), default=0)
     layout = {"barmode": "stack", "xaxis": latency_axis([0, peak], log=False,
                                                        title="mean span in the tail's traces (adds up to their mean tick-to-trade)"),
-              "yaxis": {"autorange": "reversed", "automargin": True}, "margin": {"t": 10}, "height": 160 + 55 * len(labels),
+              "yaxis": {"autorange": "reversed", "automargin": True}, "margin": {"t": 10},
+              "height": 160 + per_bar * len(labels),
               "legend": {"orientation": "h", "traceorder": "normal", "x": 0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"}}  # fmt: skip
     return {"data": data, "layout": layout}
 

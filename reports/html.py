@@ -159,36 +159,61 @@ def distribution_figure(session: Session) -> dict:
 
 
 DIMENSION_FIGURES = ("p50", "p99", "p99_9", "max")
+VALUE_STAGE_FIGURES = ("p50", "p90", "p99", "p99_9", "max")
 
 
 def dimension_sections(session: Session) -> list[dict]:
-    """Per slicing (``venue``, ``venue,symbol``): a row per value (count and tick-to-trade figures)
-    and a figure with every value's tick-to-trade nines curve on one plot, values most orders first."""
+    """Per slicing (``venue``, ``venue,symbol``): a row per value (its orders and tick-to-trade
+    figures), every value's tick-to-trade nines curve on one plot, the tail attribution bars of
+    every value that traded on one plot, and per value its stage table naming each row's
+    population (``views.dimension_value``) and its attribution table. Values most rows first; a
+    value that never traded (a symbol never quoted) keeps its stages before the fan-out."""
     out = []
     for i, (slicing, values) in enumerate(session.dimensions.items()):
-        rows, data, ys = [], [], []
+        rows, data, ys, details, tails = [], [], [], [], []
         for j, value in enumerate(values):
-            t2t = session.slice(slicing, value).summary().get("tick_to_trade")
-            if not t2t or not t2t.get("count"):
-                continue  # a value seen only on ticks that did not trade (a symbol never quoted)
-            rows.append(
-                {
-                    "value": shown(value),
-                    "cells": [f"{t2t['count']:,}"] + [fmt_ns(t2t.get(k)) for k in DIMENSION_FIGURES],
-                }
-            )
-            x, y = views.distribution(session.slice(slicing, value).total("tick_to_trade"))
+            v = views.dimension_value(session, slicing, value)
+            s, summary = v["slice"], v["slice"].summary()
+            t2t = summary.get("tick_to_trade", {})
+            traded = bool(t2t.get("count"))
+            rows.append({"value": v["said"], "cells": [f"{v['orders']:,}", "-" if v["ticks"] is None else f"{v['ticks']:,}"]
+                         + [fmt_ns(t2t.get(k)) if traded else "-" for k in DIMENSION_FIGURES]})  # fmt: skip
+            # Each figure also in ns (data-ns): what a reader of the page's data compares, not the rounded text.
+            stage_rows = [{"tag": tag, "population": v["populations"][tag], "count": summary.get(tag, {}).get("count", 0),
+                           "cells": [(fmt_ns(row[k]), row[k]) if row.get("count") else ("-", "")
+                                     for k in VALUE_STAGE_FIGURES for row in [summary.get(tag, {})]]}
+                          for tag in s.tags]  # fmt: skip
+            title = f"{slicing} = {v['said']}: {v['orders']:,} orders, {v['no_order']:,} ticks without an order"
+            if v["ticks"]:
+                title += f"; stages before the fan-out over all {v['ticks']:,} ticks"
+            details.append({"value": v["said"], "raw": value, "title": title, "stage_rows": stage_rows,
+                            "attribution": attribution.html_rows(s.attribution) if s.attribution else None})  # fmt: skip
+            if s.attribution:
+                tails.append((v["said"], s.attribution))
+            if not traded:
+                continue
+            x, y = views.distribution(s.total("tick_to_trade"))
             ys += list(y)
-            data.append({"type": "scatter", "mode": "lines", "name": shown(value), "x": _clean(x), "y": _clean(y),
+            data.append({"type": "scatter", "mode": "lines", "name": v["said"], "x": _clean(x), "y": _clean(y),
                          **ns_hover(y), "line": {"color": COLORS[j % len(COLORS)], "width": 2}})  # fmt: skip
-        if not rows:
-            continue
-        layout = {"xaxis": {"type": "log", "title": _title("percentile"), "tickvals": NINES_TICKS[0],
-                            "ticktext": NINES_TICKS[1]},
-                  "yaxis": latency_axis(ys), "margin": {"t": 10}, "legend": LEGEND, "height": 380}  # fmt: skip
-        out.append(
-            {"slicing": slicing, "id": f"dim{i}", "rows": rows, "figure": {"data": data, "layout": layout}}
-        )
+        figure = None
+        if data:
+            layout = {"xaxis": {"type": "log", "title": _title("percentile"), "tickvals": NINES_TICKS[0],
+                                "ticktext": NINES_TICKS[1]},
+                      "yaxis": latency_axis(ys), "margin": {"t": 10}, "legend": LEGEND, "height": 380}  # fmt: skip
+            figure = {"data": data, "layout": layout}
+        out.append({"slicing": slicing, "id": f"dim{i}", "rows": rows, "figure": figure, "per_value": details,
+                    "tails_id": f"dim{i}tails" if tails else None,
+                    "tails": attribution.values_figure(tails, COLORS, latency_axis) if tails else None})  # fmt: skip
+    return out
+
+
+def dimension_figures(sections: list[dict]) -> dict[str, dict]:
+    """The figures of ``dimension_sections`` by element id."""
+    out = {}
+    for d in sections:
+        out.update({d["id"]: d["figure"]} if d["figure"] else {})
+        out.update({d["tails_id"]: d["tails"]} if d["tails"] else {})
     return out
 
 
@@ -393,7 +418,7 @@ def render(session: Session, perfetto_path: str | Path | None = None) -> str:
                   "perfetto": i["perfetto"].resolve().as_uri(), "unavailable": ", ".join(i["unavailable"])}
                  for i in session.incidents()]  # fmt: skip
     return page(
-        "report.html.j2", {**{k: v[1] for k, v in figures.items()}, **{d["id"]: d["figure"] for d in dimensions}},
+        "report.html.j2", {**{k: v[1] for k, v in figures.items()}, **dimension_figures(dimensions)},
         title=session.name, dimensions=dimensions,
         headers=[run_header(views.run_facts(session.meta, session.name))],
         duration=f"{session.duration_s:.1f}s", cards=cards(session), warnings=page_warnings(session), stage_rows=stage_rows,
