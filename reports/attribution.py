@@ -151,7 +151,9 @@ def values_figure(attrs: list[tuple[str, dict]], colors: list[str], latency_axis
     return _bars(bars, stages, colors, latency_axis, 26)
 
 
-def _bars(bars: list[tuple[str, dict]], stages: list[str], colors: list[str], latency_axis, per_bar: int) -> dict:
+def _bars(
+    bars: list[tuple[str, dict]], stages: list[str], colors: list[str], latency_axis, per_bar: int
+) -> dict:
     labels = [label for label, _ in bars]
     zero = {"mean_ns": 0.0, "mean_share": 0.0, "median_share": None}  # a stage a value's traces never took
     data = []

@@ -11,9 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tickscope.collectors.session import Session, SessionError, trace_accounting
-from tickscope.collectors.session.dimensions import shown
 from tickscope.collectors.session.units import fmt_ns
 
+from .analysis import views
 from .attribution import AttributionTable
 
 COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
@@ -346,14 +346,8 @@ def render_by(session: Session, slicing: str):
         raise SessionError(f"{session.name} holds no slicing by {slicing} (recorded: {recorded}){hint}")
     parts = []
     for value in values:
-        s = session.slice(slicing, value)
-        recorded = session.dimension_summary.get(slicing, {}).get("values", {}).get(value, {})
-        folded = recorded.get("values")
-        said = f"other ({len(folded)} values)" if folded else ",".join(map(shown, value.split(",")))
-        t2t, t2d = (s.summary().get(t, {}).get("count", 0) for t in ("tick_to_trade", "tick_to_decision"))
-        title = f"{slicing} = {said}: {t2t:,} orders, {t2d:,} ticks without an order"
-        if ticks := recorded.get("ticks"):  # the value is a tick's own: its feed stages count every tick
-            title += f"; stages before the fan-out over all {ticks:,} ticks"
+        v = views.dimension_value(session, slicing, value)
+        s, title = v["slice"], v["title"]
         parts.append(StageTable(s.summary(), s.tags, title=title))
         if s.attribution:
             parts.append(AttributionTable(s.attribution))

@@ -22,7 +22,6 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from tickscope.collectors.session import Session, trace_accounting
-from tickscope.collectors.session.dimensions import shown
 from tickscope.collectors.session.units import fmt_ns
 
 from . import attribution
@@ -183,10 +182,7 @@ def dimension_sections(session: Session) -> list[dict]:
                            "cells": [(fmt_ns(row[k]), row[k]) if row.get("count") else ("-", "")
                                      for k in VALUE_STAGE_FIGURES for row in [summary.get(tag, {})]]}
                           for tag in s.tags]  # fmt: skip
-            title = f"{slicing} = {v['said']}: {v['orders']:,} orders, {v['no_order']:,} ticks without an order"
-            if v["ticks"]:
-                title += f"; stages before the fan-out over all {v['ticks']:,} ticks"
-            details.append({"value": v["said"], "raw": value, "title": title, "stage_rows": stage_rows,
+            details.append({"value": v["said"], "raw": value, "title": v["title"], "stage_rows": stage_rows,
                             "attribution": attribution.html_rows(s.attribution) if s.attribution else None})  # fmt: skip
             if s.attribution:
                 tails.append((v["said"], s.attribution))

@@ -255,5 +255,8 @@ def dimension_value(session: Session, slicing: str, value: str) -> dict:
             populations[tag] = f"{ticks:,} ticks"
         else:
             populations[tag] = f"{orders:,} orders"
+    title = f"{slicing} = {said}: {orders:,} orders, {no_order:,} ticks without an order"
+    if ticks:
+        title += f"; stages {'before the fan-out' if leg_points else 'per tick'} over all {ticks:,} ticks"
     return {"slice": s, "said": said, "orders": orders, "no_order": no_order, "ticks": ticks,
-            "populations": populations}  # fmt: skip
+            "populations": populations, "title": title}  # fmt: skip
