@@ -5,6 +5,7 @@ import json
 import re
 import time
 
+import numpy as np
 import pytest
 
 from support.chromium import chromium, headless
@@ -162,7 +163,7 @@ def test_a_dimension_section_has_a_table_and_one_nines_plot_per_slicing(tmp_path
     )
     section = dom.split('<section id="dimensions">', 1)[1].split("</section>", 1)[0]
     table = section.split('data-slicing="venue"', 1)[1].split("</table>", 1)[0]
-    rows = re.findall(r"<tr><td>(\w+)</td><td>([\d,]+)</td>((?:<td>[^<]*</td>){4})</tr>", table)
+    rows = re.findall(r"<tr><td>(\w+)</td><td>([\d,]+)</td><td>-</td>((?:<td>[^<]*</td>){4})</tr>", table)
     assert [(v, int(n.replace(",", ""))) for v, n, _ in rows] == [("XNAS", 400), ("BATS", 200)]
     bats = s.slice("venue", "BATS").summary()["tick_to_trade"]
     assert re.findall(r"<td>([^<]*)</td>", rows[1][2]) == [
@@ -177,3 +178,162 @@ def test_a_dimension_section_has_a_table_and_one_nines_plot_per_slicing(tmp_path
     shot = tmp_path / "dims.png"
     headless(exe, tmp_path, f"--screenshot={shot}", "--window-size=1400,3200", url=html.as_uri())
     assert shot.exists()
+
+
+def figures_of(dom: str) -> dict:
+    """The page's figures as drawn: the JSON its script hands to plotly."""
+    return json.loads(re.search(r"var figures = (\{.*?\});\n", dom, re.S).group(1))
+
+
+def value_tables(dom: str, slicing: str, value: str) -> tuple[str, dict[str, dict], dict[str, list[str]]]:
+    """A value's block of the By dimension section: its title, its stage rows (tag -> population,
+    count, figures in ns) and its attribution rows (stage -> cells)."""
+    block = dom.split(f'data-slicing="{slicing}" data-value="{value}"', 1)[1].split("</details>", 1)[0]
+    title = re.search(r"<summary>([^<]*)</summary>", block).group(1)
+    stages = {}
+    for tag, pop, count, cells in re.findall(
+        r'<tr data-tag="([^"]+)"><td>[^<]*</td><td>([^<]*)</td><td>([\d,]+)</td>((?:<td data-ns="[^"]*">[^<]*</td>)+)</tr>',
+        block,
+    ):
+        ns = [int(x) if x else None for x in re.findall(r'data-ns="([^"]*)"', cells)]
+        stages[tag] = {"population": pop, "count": int(count.replace(",", "")), "ns": ns}
+    attribution = {}
+    if 'class="dimension-attribution"' in block:
+        table = block.split('class="dimension-attribution"', 1)[1].split("</table>", 1)[0]
+        for stage, cells in re.findall(r"<tr><td>([^<]*)</td>((?:<td>[^<]*</td>)+)</tr>", table):
+            attribution[stage] = re.findall(r"<td>([^<]*)</td>", cells)
+    return title, stages, attribution
+
+
+def exact_hdr(values, pcts=(50, 90, 99, 99.9, 100)) -> list[int]:
+    """The exact values' percentiles as an HDR histogram of the session's layout reports them."""
+    from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, percentile_values
+
+    h = new_histogram()
+    BulkRecorder(h).record(h, np.asarray(values, np.int64))
+    return percentile_values(h, pcts).tolist()
+
+
+def tail_bars(fig: dict, label_prefix: str) -> dict[str, dict[str, float]]:
+    """Per bar of a tail attribution figure whose label starts with ``label_prefix``: stage -> mean ns."""
+    out: dict[str, dict[str, float]] = {}
+    for trace in fig["data"]:
+        for label, x in zip(trace["y"], trace["x"], strict=True):
+            if label.startswith(label_prefix):
+                out.setdefault(label, {})[trace["name"]] = x
+    return out
+
+
+def assert_exact_tail_means(s: Session, slicing: str, value: str, fig: dict, label: str, spans: dict, t2t):
+    """Each bar of ``value``'s tails is the exact mean span, per stage, of the orders whose exact
+    tick-to-trade is at or beyond the tail's threshold (``spans``: stage -> per-order spans)."""
+    tails = s.slice(slicing, value).attribution["tails"]
+    bars = tail_bars(fig, f"{label} · ")
+    assert len(bars) == len(tails) == 3
+    for key, tail in tails.items():
+        (bar,) = [b for lbl, b in bars.items() if lbl.startswith(f"{label} · {key.replace('_', '.')}:")]
+        inside = t2t >= tail["threshold_ns"]
+        assert int(inside.sum()) == tail["traces"]
+        for stage, per_order in spans.items():
+            # summary.json keeps a mean to 0.1 ns
+            assert bar[stage] == pytest.approx(per_order[inside].mean(), abs=0.05 + 1e-9), (value, key, stage)
+
+
+def test_every_dimension_value_has_its_stage_table_over_its_populations_and_its_exact_tail_bars(tmp_path):
+    """tests/programs/dims_subject.py (legs on two venues, symbols on the tick): per value, the
+    stage table names each row's population (a symbol's feed stage over all its ticks, its send
+    over its orders; a venue only its orders), every figure is the exact values' in HDR, and the
+    tail attribution bars of every value are the exact per-order means of the tail's traces."""
+    import sys
+
+    from support import PROGRAMS, QUIET
+
+    exe = chromium()
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", sys.executable, str(PROGRAMS / "dims_subject.py"),
+                  "600", "--truth", str(tmp_path / "t.txt"), "--tick-truth", str(tmp_path / "ticks.txt"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    truth = np.loadtxt(tmp_path / "t.txt", dtype=np.int64)  # trace leg md.rx signal order.tx symbol venue
+    ticks = np.loadtxt(tmp_path / "ticks.txt", dtype=np.int64)  # trace md.rx signal symbol
+    html = tmp_path / "r.html"
+    assert run_cli("report", str(tmp_path / "s"), "-o", str(html)).returncode == 0
+    dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri()).stdout
+    attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], attrs
+    s = Session.load(tmp_path / "s")
+    figures = figures_of(dom)
+    strategy, send, t2t = truth[:, 3] - truth[:, 2], truth[:, 4] - truth[:, 3], truth[:, 4] - truth[:, 2]
+    for i in range(3):
+        mine, orders = ticks[:, 3] == i, truth[:, 5] == i
+        n_ticks, n_orders = int(mine.sum()), int(orders.sum())
+        no_order = n_ticks - len(set(truth[orders, 0].tolist()))
+        title, rows, attribution = value_tables(dom, "symbol", f"S{i}")
+        assert title == (f"symbol = S{i}: {n_orders:,} orders, {no_order:,} ticks without an order; "
+                         f"stages before the fan-out over all {n_ticks:,} ticks")  # fmt: skip
+        assert rows["strategy"] == {"population": f"{n_ticks:,} ticks", "count": n_ticks,
+                                    "ns": exact_hdr(ticks[mine, 2] - ticks[mine, 1])}  # fmt: skip
+        assert rows["send"] == {"population": f"{n_orders:,} orders", "count": n_orders, "ns": exact_hdr(send[orders])}
+        assert rows["tick_to_trade"] == {"population": f"{n_orders:,} orders", "count": n_orders,
+                                         "ns": exact_hdr(t2t[orders])}  # fmt: skip
+        assert rows["tick_to_decision"]["population"] == f"{no_order:,} ticks without an order"
+        assert list(attribution) == ["strategy", "send", "tick_to_trade"]
+        fig = figures[f"dim{list(s.dimensions).index('symbol')}tails"]
+        assert_exact_tail_means(s, "symbol", f"S{i}", fig, f"S{i}",
+                                {"strategy": strategy[orders], "send": send[orders]}, t2t[orders])  # fmt: skip
+    for venue, leg in (("XNAS", 0), ("BATS", 1)):
+        orders = truth[:, 1] == leg
+        n = int(orders.sum())
+        title, rows, attribution = value_tables(dom, "venue", venue)
+        assert title == f"venue = {venue}: {n:,} orders, 0 ticks without an order"
+        # a venue labels orders only: no stage before the fan-out is its own
+        assert rows == {"send": {"population": f"{n:,} orders", "count": n, "ns": exact_hdr(send[orders])},
+                        "tick_to_trade": {"population": f"{n:,} orders", "count": n, "ns": exact_hdr(t2t[orders])}}  # fmt: skip
+        fig = figures[f"dim{list(s.dimensions).index('venue')}tails"]
+        assert_exact_tail_means(s, "venue", venue, fig, venue,
+                                {"strategy": strategy[orders], "send": send[orders]}, t2t[orders])  # fmt: skip
+
+
+def test_a_value_that_never_traded_keeps_its_feed_stages_per_tick(tmp_path):
+    """tests/programs/tick_dims_subject.py: every value is the tick's own (symbol, msg_type) and
+    S1 never trades. S1 still has its block (strategy over all its ticks, tick_to_decision, no
+    attribution) and its overview row; every figure is the exact values' in HDR."""
+    import sys
+
+    from support import PROGRAMS, QUIET
+
+    exe = chromium()
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", sys.executable,
+                  str(PROGRAMS / "tick_dims_subject.py"), "600", "--truth", str(tmp_path / "t.txt"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    seq, strategy, send = np.loadtxt(tmp_path / "t.txt", dtype=np.int64, usecols=(0, 1, 2)).T
+    symbol, msg_type = np.loadtxt(tmp_path / "t.txt", dtype=str, usecols=(3, 4)).T
+    html = tmp_path / "r.html"
+    assert run_cli("report", str(tmp_path / "s"), "-o", str(html)).returncode == 0
+    dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri()).stdout
+    attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], attrs
+    s = Session.load(tmp_path / "s")
+    figures = figures_of(dom)
+    traded = send >= 0
+    for slicing, column, value in (("symbol", symbol, "S0"), ("symbol", symbol, "S1"), ("msg_type", msg_type, "T"),
+                                   ("msg_type", msg_type, "Q")):  # fmt: skip
+        mine = column == value
+        n_ticks, orders = int(mine.sum()), mine & traded
+        n_orders = int(orders.sum())
+        title, rows, attribution = value_tables(dom, slicing, value)
+        assert title == (f"{slicing} = {value}: {n_orders:,} orders, {n_ticks - n_orders:,} ticks without an order; "
+                         f"stages per tick over all {n_ticks:,} ticks")  # fmt: skip
+        assert rows["strategy"] == {"population": f"{n_ticks:,} ticks", "count": n_ticks, "ns": exact_hdr(strategy[mine])}
+        table = dom.split(f'<table class="dimension" data-slicing="{slicing}">', 1)[1].split("</table>", 1)[0]
+        overview = re.search(rf"<tr><td>{value}</td><td>([\d,]+)</td><td>([\d,]+)</td>", table)
+        assert overview.groups() == (f"{n_orders:,}", f"{n_ticks:,}")
+        if not n_orders:
+            assert set(rows) == {"strategy", "tick_to_decision"} and not attribution
+            assert not any(lbl.startswith(f"{value} · ") for f in figures.values() for tr in f["data"]
+                           for lbl in tr.get("y") or [] if isinstance(lbl, str))  # fmt: skip
+            continue
+        # no fan-out: the send stage is per tick too (each traded tick one order)
+        assert rows["send"] == {"population": f"{n_ticks:,} ticks", "count": n_orders, "ns": exact_hdr(send[orders])}
+        assert rows["tick_to_trade"]["population"] == f"{n_orders:,} orders"
+        fig = figures[f"dim{list(s.dimensions).index(slicing)}tails"]
+        assert_exact_tail_means(s, slicing, value, fig, value, {"strategy": strategy[orders], "send": send[orders]},
+                                strategy[orders] + send[orders])  # fmt: skip
