@@ -66,3 +66,33 @@ def test_the_schema_rejects_what_a_reader_could_not_use(sessions):
     ]
     for part, doc in bad:
         assert not validator(part).is_valid(doc), (part, doc)
+
+
+def test_a_session_with_dimensions_validates_and_its_per_value_rows_are_checked(tmp_path):
+    """summary.json's ``dimensions`` (tests/programs/dims_subject.py: symbols on the tick, venues
+    on legs): every value's populations, rows per tag and tail attribution are in the schema."""
+    import sys
+
+    from support import PROGRAMS
+
+    out = run_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--", sys.executable,
+                  str(PROGRAMS / "dims_subject.py"), "300")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert validate_session(tmp_path / "s") == list(PARTS)
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    s0 = summary["dimensions"]["symbol"]["values"]["S0"]
+    assert s0["ticks"] and "attribution" in s0 and {"strategy", "send", "tick_to_trade"} <= set(s0["tags"])
+
+    def with_s0(row: dict) -> dict:
+        values = {**summary["dimensions"]["symbol"]["values"], "S0": row}
+        return {**summary, "dimensions": {**summary["dimensions"], "symbol": {"cap": 16, "values": values}}}
+
+    bad = [
+        with_s0({k: v for k, v in s0.items() if k != "tags"}),
+        with_s0({**s0, "ticks": -1}),
+        with_s0({**s0, "tags": {"send": {"count": 3}}}),
+        with_s0({**s0, "attribution": {**s0["attribution"], "tails": {"p99": {"traces": 3}}}}),
+        {**summary, "dimensions": {"symbol": {"values": {}}}},
+    ]
+    for doc in bad:
+        assert not validator("summary").is_valid(doc)
