@@ -82,13 +82,15 @@ class SidePanel:
 
 class WorstValues:
     """The values of one slicing with the highest tick-to-trade p99 so far, worst first: where to
-    look when the run's p99 moves (a venue, a symbol)."""
+    look when the run's p99 moves (a venue, a symbol). Its population named: each value's orders.
+    A symbol's feed stages over its ticks are not here: the live snapshot carries per value its
+    tick-to-trade only (docs/live.md says why); ``report --by``, the HTML and summary.json hold them."""
 
     def __init__(self, slicing: str, values: dict[str, dict], rows: int = 5):
         self.slicing, self.values, self.rows = slicing, values, rows
 
     def __rich__(self) -> Text:
-        t = Text(f"worst {self.slicing} by t2t p99 (cumulative):", style="bold")
+        t = Text(f"worst {self.slicing} by t2t p99 over each value's orders (cumulative):", style="bold")
         if not self.values:
             return t.append(" no values yet", style="dim")
         ranked = sorted(self.values.items(), key=lambda kv: -(kv[1].get("p99") or 0))

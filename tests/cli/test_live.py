@@ -144,7 +144,9 @@ def test_live_by_venue_shows_the_worst_venue_first_in_a_real_terminal(tmp_path):
     tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", name, cmd)
     try:
         deadline, screen = time.monotonic() + 60, ""  # a hang guard: the run takes ~6 s
-        while not re.search(r"worst venue.*\n\s+XNAS .*orders\n\s+BATS .*orders", screen):
+        # the table names its population: the orders of each value (a leg's venue labels orders only)
+        while not re.search(r"worst venue by t2t p99 over each value's orders.*\n\s+XNAS .*orders\n\s+BATS .*orders",
+                            screen):  # fmt: skip
             assert time.monotonic() < deadline, screen
             time.sleep(0.3)
             screen = tmux("capture-pane", "-p", "-t", name).stdout
