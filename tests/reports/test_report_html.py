@@ -258,7 +258,9 @@ def test_every_dimension_value_has_its_stage_table_over_its_populations_and_its_
     assert run_cli("report", str(tmp_path / "s"), "-o", str(html)).returncode == 0
     dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri()).stdout
     attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
-    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], attrs
+    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], (
+        attrs
+    )
     s = Session.load(tmp_path / "s")
     figures = figures_of(dom)
     strategy, send, t2t = truth[:, 3] - truth[:, 2], truth[:, 4] - truth[:, 3], truth[:, 4] - truth[:, 2]
@@ -271,7 +273,11 @@ def test_every_dimension_value_has_its_stage_table_over_its_populations_and_its_
                          f"stages before the fan-out over all {n_ticks:,} ticks")  # fmt: skip
         assert rows["strategy"] == {"population": f"{n_ticks:,} ticks", "count": n_ticks,
                                     "ns": exact_hdr(ticks[mine, 2] - ticks[mine, 1])}  # fmt: skip
-        assert rows["send"] == {"population": f"{n_orders:,} orders", "count": n_orders, "ns": exact_hdr(send[orders])}
+        assert rows["send"] == {
+            "population": f"{n_orders:,} orders",
+            "count": n_orders,
+            "ns": exact_hdr(send[orders]),
+        }
         assert rows["tick_to_trade"] == {"population": f"{n_orders:,} orders", "count": n_orders,
                                          "ns": exact_hdr(t2t[orders])}  # fmt: skip
         assert rows["tick_to_decision"]["population"] == f"{no_order:,} ticks without an order"
@@ -310,7 +316,9 @@ def test_a_value_that_never_traded_keeps_its_feed_stages_per_tick(tmp_path):
     assert run_cli("report", str(tmp_path / "s"), "-o", str(html)).returncode == 0
     dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri()).stdout
     attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
-    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], attrs
+    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], (
+        attrs
+    )
     s = Session.load(tmp_path / "s")
     figures = figures_of(dom)
     traded = send >= 0
@@ -322,7 +330,11 @@ def test_a_value_that_never_traded_keeps_its_feed_stages_per_tick(tmp_path):
         title, rows, attribution = value_tables(dom, slicing, value)
         assert title == (f"{slicing} = {value}: {n_orders:,} orders, {n_ticks - n_orders:,} ticks without an order; "
                          f"stages per tick over all {n_ticks:,} ticks")  # fmt: skip
-        assert rows["strategy"] == {"population": f"{n_ticks:,} ticks", "count": n_ticks, "ns": exact_hdr(strategy[mine])}
+        assert rows["strategy"] == {
+            "population": f"{n_ticks:,} ticks",
+            "count": n_ticks,
+            "ns": exact_hdr(strategy[mine]),
+        }
         table = dom.split(f'<table class="dimension" data-slicing="{slicing}">', 1)[1].split("</table>", 1)[0]
         overview = re.search(rf"<tr><td>{value}</td><td>([\d,]+)</td><td>([\d,]+)</td>", table)
         assert overview.groups() == (f"{n_orders:,}", f"{n_ticks:,}")
@@ -332,7 +344,11 @@ def test_a_value_that_never_traded_keeps_its_feed_stages_per_tick(tmp_path):
                            for lbl in tr.get("y") or [] if isinstance(lbl, str))  # fmt: skip
             continue
         # no fan-out: the send stage is per tick too (each traded tick one order)
-        assert rows["send"] == {"population": f"{n_ticks:,} ticks", "count": n_orders, "ns": exact_hdr(send[orders])}
+        assert rows["send"] == {
+            "population": f"{n_ticks:,} ticks",
+            "count": n_orders,
+            "ns": exact_hdr(send[orders]),
+        }
         assert rows["tick_to_trade"]["population"] == f"{n_orders:,} orders"
         fig = figures[f"dim{list(s.dimensions).index(slicing)}tails"]
         assert_exact_tail_means(s, slicing, value, fig, value, {"strategy": strategy[orders], "send": send[orders]},
