@@ -155,6 +155,9 @@ class SessionWriter:
         self.meta = dict(meta)
         self.meta.setdefault("format_version", FORMAT_VERSION)
         self.meta.setdefault("status", "running")
+        # the encoder's import (numba, up to a second on a busy host) before the session's time
+        # starts: after it, the session's start would lead the collector's by that long
+        _hlog_encode()
         start = self.meta.setdefault("start_epoch_s", time.time())
         # Segmented, the top-level latency.hlog keeps its header (every segment's anchor) and the
         # tags joined after the run; the intervals go into the open segment.
