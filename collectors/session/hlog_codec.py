@@ -102,8 +102,7 @@ def _load_libz():
         return None
     lib.deflateInit2_.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                   ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]  # fmt: skip
-    for fn in ("deflateReset", "deflateEnd"):
-        getattr(lib, fn).argtypes = [ctypes.POINTER(_ZStream)]
+    lib.deflateReset.argtypes = lib.deflateEnd.argtypes = [ctypes.POINTER(_ZStream)]
     lib.deflate.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int]
     lib.deflateBound.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_ulong]
     lib.deflateBound.restype = ctypes.c_ulong
@@ -169,12 +168,16 @@ class HlogEncoder:
         return base64.b64encode(struct.pack(">II", COMPRESSION_COOKIE, len(compressed)) + compressed)
 
 
-_per_thread = threading.local()
+class _PerThread(threading.local):
+    encoder: HlogEncoder | None = None
+
+
+_per_thread = _PerThread()
 
 
 def encode(hist: HdrHistogram) -> bytes:
     """``hist.encode()``, the same bytes, with this thread's encoder."""
-    encoder = getattr(_per_thread, "encoder", None)
+    encoder = _per_thread.encoder
     if encoder is None:
         encoder = _per_thread.encoder = HlogEncoder()
     return encoder.encode(hist)
