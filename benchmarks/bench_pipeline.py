@@ -7,8 +7,8 @@ gaps and zero ring drops. Prints tick-to-trade p50/p99/p99.9, every stage's p50/
 of the stacked tick-to-trade at that percentile, the drop and gap counters, orders sent/acked and
 the collector's own CPU cost (per record, and per second of run as a share of a core, beside
 the same run of the previous code: ``--previous REV``, a git revision of this repository, default
-the one before the roll/save work; ``--pairs N`` interleaves N runs of each; ``--no-side-by-side``
-skips them), then one JSON line.
+the one before the hlog encoder and the interval snapshot; ``--pairs N`` interleaves N runs of
+each; ``--no-side-by-side`` skips them), then one JSON line.
 """
 
 import argparse
@@ -27,8 +27,9 @@ from tickscope.collectors.session import Session
 from tickscope.collectors.session.units import fmt_ns
 
 REPO = Path(__file__).resolve().parents[1]
-# The collector before pooled interval histograms and state files every 5 s (compact while running).
-PREVIOUS_REV = "5d98206"
+# The collector before the hlog encoder of its own and the progress lines' interval snapshot
+# (5d98206: before pooled interval histograms and state files every 5 s).
+PREVIOUS_REV = "75005c3"
 
 
 def previous_code(rev: str, into: Path) -> Path:

@@ -243,6 +243,8 @@ def terminal_size(console: Console) -> tuple[int, int]:
 class LiveView:
     """The ``View`` of ``collectors.run``: a Rich Live display on the controlling terminal."""
 
+    whole_run = True  # cumulative tables, slices by dimension, tail attribution
+
     def __init__(self, console: Console | None = None, refresh_s: float = 0.2, by: str | None = None):
         self.console = console or Console()
         self.live: Live | None = None

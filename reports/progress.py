@@ -12,6 +12,8 @@ from tickscope.collectors.session.units import fmt_ns
 class PlainProgress:
     """One line per interval, greppable: elapsed, tick rate, tick-to-trade p50/p99, drops."""
 
+    whole_run = False  # the last interval's figures only: the run's totals are not summarized for it
+
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
         self._last_elapsed = -1.0

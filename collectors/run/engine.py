@@ -34,6 +34,10 @@ from tickscope.probe.ring import COLLECTOR_PID_ENV, RING_DIR_ENV
 
 
 class View(Protocol):
+    # False: the view shows only the last interval's figures (``Collector.interval_snapshot``), and
+    # the whole run's totals are not summarized for it
+    whole_run: bool
+
     def start(self) -> None: ...
 
     def update(
@@ -278,7 +282,11 @@ class _Run:
         start = monotonic_ns()
         next_refresh = start
         sleep_s = plan.poll_s
-        seen = collector.snapshot
+
+        def latest() -> Snapshot:
+            return collector.snapshot if view is None or view.whole_run else collector.interval_snapshot
+
+        seen = latest()
         while True:
             busy = collector.poll() >= collector.BATCH
             self._say_notices()
@@ -289,12 +297,12 @@ class _Run:
             now = monotonic_ns()
             elapsed = (now - start) / 1e9
             if view and now >= next_refresh:
-                if collector.snapshot is not seen:  # the collector closed an interval: so do the side rows
-                    seen = collector.snapshot
+                if (state := latest()) is not seen:  # the collector closed an interval: so do the side rows
+                    seen = state
                     for s in side:
                         s.roll_live(seen.warmup)
                 panel = {s.name: _latest(s) for s in side if s.in_side_panel}
-                view.update(with_side_rows(collector.snapshot, side), panel, elapsed, plan.duration_s)
+                view.update(with_side_rows(state, side), panel, elapsed, plan.duration_s)
                 next_refresh = now + int(plan.refresh_s * 1e9)
             if self.subject.poll() is not None:
                 return

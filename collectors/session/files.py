@@ -89,6 +89,14 @@ def write_json_atomic(path: Path, data, indent: int | None = 2) -> None:
     os.replace(tmp, path)
 
 
+def _hlog_encode():
+    """The hlog encoder, imported by the first writer: numba's import (~0.3 s) is paid by the
+    commands that write logs, before their run starts, and not by those that only read."""
+    from .hlog_codec import encode
+
+    return encode
+
+
 class HistogramLogWriter:
     """Writes a tagged HdrHistogram interval log readable by HdrHistogram's own tools.
 
@@ -97,6 +105,7 @@ class HistogramLogWriter:
 
     def __init__(self, path: Path, start_epoch_s: float):
         self.path = path
+        self.encode = _hlog_encode()
         self.f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - kept open for the session
         stamp = datetime.fromtimestamp(start_epoch_s, UTC).isoformat()
         self.f.write("#[Histogram log format version 1.3]\n")
@@ -110,11 +119,12 @@ class HistogramLogWriter:
         """More lines for a log already written (its header stays); for data joined after a run."""
         self = cls.__new__(cls)
         self.path = path
+        self.encode = _hlog_encode()
         self.f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
         return self
 
     def write(self, tag: str, hist: HdrHistogram, start_s: float, end_s: float) -> None:
-        payload = hist.encode().decode("ascii")
+        payload = self.encode(hist).decode("ascii")
         max_ms = hist.get_max_value() / 1e6
         self.f.write(f"Tag={tag},{start_s:.3f},{end_s - start_s:.3f},{max_ms:.3f},{payload}\n")
 
@@ -145,6 +155,9 @@ class SessionWriter:
         self.meta = dict(meta)
         self.meta.setdefault("format_version", FORMAT_VERSION)
         self.meta.setdefault("status", "running")
+        # the encoder's import (numba, up to a second on a busy host) before the session's time
+        # starts: after it, the session's start would lead the collector's by that long
+        _hlog_encode()
         start = self.meta.setdefault("start_epoch_s", time.time())
         # Segmented, the top-level latency.hlog keeps its header (every segment's anchor) and the
         # tags joined after the run; the intervals go into the open segment.

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from tickscope.collectors.rings.incidents import WindowView
@@ -43,10 +44,34 @@ SAMPLE_BATCH_NS = 100_000_000  # samples reach the collector this often (10 shor
 SAMPLES_KEPT = 16_384  # ~16 s at the default 1 ms resolution: an incident is written within ~1 s
 
 
-def _print_samples(samples: list[tuple[int, int]], out) -> None:
-    if samples:
-        print("s", *(f"{t}:{v}" for t, v in samples), file=out, flush=True)
-        samples.clear()
+class SampleBatch:
+    """The overshoots since the last batch, recorded into the interval's histogram and printed
+    together (every SAMPLE_BATCH_NS, and before an interval closes). Recording each overshoot as it
+    came (``record_value``, pure Python) and keeping it as a tuple was half the meter's own CPU
+    beyond its wake-ups; recorded in bulk, the histogram holds the same counts
+    (``BulkRecorder``, bit-identical to ``record_value``)."""
+
+    def __init__(self, hist: HdrHistogram, resolution_ns: int):
+        from tickscope.collectors.session.hdr import BulkRecorder
+
+        self.hist, self.resolution_ns = hist, resolution_ns
+        self.recorder = BulkRecorder(hist)
+        self.ends: list[int] = []  # each sleep's end (monotonic ns)
+        self.lengths: list[int] = []  # each sleep's length (ns)
+
+    def flush(self, out) -> None:
+        if not self.ends:
+            return
+        overshoot = np.maximum(np.array(self.lengths, np.int64) - self.resolution_ns, 0)
+        self.recorder.record(self.hist, overshoot)
+        print(
+            "s",
+            *(f"{t}:{v}" for t, v in zip(self.ends, overshoot.tolist(), strict=True)),
+            file=out,
+            flush=True,
+        )
+        self.ends.clear()
+        self.lengths.clear()
 
 
 def meter(path: Path | None, resolution_ns: int, cpu: int | None, stopping: threading.Event, out) -> None:
@@ -66,7 +91,7 @@ def meter(path: Path | None, resolution_ns: int, cpu: int | None, stopping: thre
     start = time.monotonic_ns()
     interval_start = start
     sleep_s = resolution_ns / 1e9
-    samples: list[tuple[int, int]] = []
+    batch = SampleBatch(hist, resolution_ns)
     batch_start = start
 
     def emit(t1: int, last: bool) -> None:
@@ -82,21 +107,24 @@ def meter(path: Path | None, resolution_ns: int, cpu: int | None, stopping: thre
             if not last:
                 raise
 
-    while not stopping.is_set():
-        t0 = time.monotonic_ns()
-        time.sleep(sleep_s)
-        t1 = time.monotonic_ns()
-        overshoot = max(0, t1 - t0 - resolution_ns)
-        hist.record_value(overshoot)
-        samples.append((t1, overshoot))
+    # the loop runs a thousand times a second: its names are bound once
+    monotonic_ns, sleep, stopped = time.monotonic_ns, time.sleep, stopping.is_set
+    ends, lengths = batch.ends, batch.lengths
+    while not stopped():
+        t0 = monotonic_ns()
+        sleep(sleep_s)
+        t1 = monotonic_ns()
+        ends.append(t1)
+        lengths.append(t1 - t0)
         if t1 - batch_start >= SAMPLE_BATCH_NS:
-            _print_samples(samples, out)
+            batch.flush(out)
             batch_start = t1
         if t1 - interval_start >= 1_000_000_000:
+            batch.flush(out)  # the interval's last samples are in its histogram
             emit(t1, False)
             hist.reset()
             interval_start = t1
-    _print_samples(samples, out)
+    batch.flush(out)
     if hist.total_count:
         emit(time.monotonic_ns(), True)
     if log is not None:
