@@ -631,10 +631,10 @@ def profile(
         "python", "--trader", help="Bundled pipeline trader: python, or rust (built with cargo on first use)."
     ),
     quotes: str = typer.Option(
-        "one",
+        "both",
         "--quotes",
-        help="Bundled pipeline: one order per signal, or both: the two-venue market maker "
-        "(bid and ask legs, a hedge leg to a second venue; docs/pipeline.md).",
+        help="Bundled pipeline: both, the two-venue market maker (bid and ask legs, a hedge leg to a "
+        "second venue; docs/pipeline.md), or one: one order per signal.",
     ),
     load: str = typer.Option(
         "constant", "--load", help="Bundled venue load model: constant, poisson or burst."

@@ -25,7 +25,7 @@ trace in a second ring, which declares ``order.encoded`` before them (never stam
 link the two rings' orders. Where the kernel gives no transmit stamps, ``order.tx`` is the user-space
 stamp after ``send`` returns (the session metadata says which).
 
-Market making (``--quotes both``, as ``profile`` runs it; docs/pipeline.md "A two-venue market
+Market making (``--quotes both``, the default, as ``profile`` runs it; docs/pipeline.md "A two-venue market
 maker"): a signal quotes both sides, each
 order a leg of the tick (fan-out at ``order.encoded``): leg 0 the bid, leg 1 the ask, both IOC at
 the touch on the primary venue; every ``--hedge-every``-th signal that quoted also sends leg 2, a
@@ -900,8 +900,8 @@ def parse_args(argv=None):
     ap.add_argument("--hedge-fix-port", type=int, default=0,
                     help="the hedge venue's FIX acceptor (a second session); 0: quote only, no hedge leg")  # fmt: skip
     ap.add_argument("--hedge-target-comp-id", default="VENUE2")
-    ap.add_argument("--quotes", choices=["one", "both"], default="one",
-                    help="one: a marketable IOC per signal; both: bid and ask legs (the market maker)")  # fmt: skip
+    ap.add_argument("--quotes", choices=["one", "both"], default="both",
+                    help="both: bid and ask legs, the market maker (the default); one: a marketable IOC per signal")  # fmt: skip
     ap.add_argument("--hedge-every", type=int, default=4,
                     help="every N-th signal that quoted also hedges on the hedge venue")  # fmt: skip
     ap.add_argument("--heartbeat", type=int, default=30)

@@ -49,9 +49,9 @@ class PipelineConfig:
     fix_port: int = 0
     ws_port: int = 0  # --feed ws: the venue's WebSocket port (0: picked at start)
     hedge_fix_port: int = 0  # the hedge venue's FIX port (0: picked at start)
-    # "one": one order per signal (the default); "both": the two-venue market maker (bid and ask
-    # legs on a signal, a hedge leg to a second venue), docs/pipeline.md
-    quotes: str = "one"
+    # "both" (the default): the two-venue market maker (bid and ask legs on a signal, a hedge leg to
+    # a second venue), docs/pipeline.md; "one": one order per signal
+    quotes: str = "both"
 
     @property
     def hedges(self) -> bool:

@@ -50,7 +50,7 @@ class ProfileOptions(SideOptions):  # the side collectors' options: sides.py
     feed: str = "itch"
     loop: str = "busy"
     trader: str = "python"
-    quotes: str = "one"  # "both": the two-venue market maker
+    quotes: str = "both"  # the two-venue market maker; "one": an order per signal
     load: str = "constant"
     replay: Path | None = None
     speed: str | None = None

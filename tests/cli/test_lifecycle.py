@@ -155,7 +155,16 @@ def test_a_target_killed_by_a_signal_is_reported_as_such(tmp_path):
     assert json.loads((tmp_path / "s" / "meta.json").read_text())["status"] == "target-failed"
 
 
-@pytest.mark.parametrize("victim", ["trader", "venue"])
+def is_pipeline_process(victim: str, cmd: str) -> bool:
+    """``cmd`` is the bundled pipeline's ``victim``: its trader, its venue, or venue2, the market
+    maker's hedge venue (the same module, order entry only: ``--feed none``)."""
+    if victim == "trader":
+        return "pipeline.trader" in cmd
+    return "pipeline.venue" in cmd and ("--feed none" in cmd) == (victim == "venue2")
+
+
+# The default pipeline is the two-venue market maker: either venue dying ends the run, named.
+@pytest.mark.parametrize("victim", ["trader", "venue", "venue2"])
 def test_a_pipeline_process_killed_by_a_signal_is_reported_as_such(tmp_path, victim):
     proc = start_cli(
         "profile",
@@ -170,7 +179,7 @@ def test_a_pipeline_process_killed_by_a_signal_is_reported_as_such(tmp_path, vic
     )
     try:
         wait_for(lambda: hlog_lines(tmp_path / "s" / "latency.hlog") > 8, "a few recorded intervals")
-        (pid,) = [p for p, cmd in children_of(proc.pid).items() if f"pipeline.{victim}" in cmd]
+        (pid,) = [p for p, cmd in children_of(proc.pid).items() if is_pipeline_process(victim, cmd)]
         os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=HANG_GUARD_S)
     finally:

@@ -624,7 +624,9 @@ def test_read_capture_refuses_a_short_file(tmp_path):
 @needs_tcpdump
 def test_profile_capture_joins_wire_points_with_the_traces(tmp_path):
     out = tmp_path / "s"
-    r = run_cli("profile", "--capture", "--duration", "4s", "--rate", "5k", *QUIET, "-o", str(out), timeout=300)  # fmt: skip
+    # --quotes one: one venue, so `tickscope wire` re-reads the capture with its one order port;
+    # the default market maker's two venues are the next tests'.
+    r = run_cli("profile", "--capture", "--quotes", "one", "--duration", "4s", "--rate", "5k", *QUIET, "-o", str(out), timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "meta.json").read_text())
     cap = meta["capture"]
@@ -686,11 +688,12 @@ LEG_KIND = {0: "bid", 1: "ask", 2: "hedge"}
 @needs_tcpdump
 @pytest.mark.parametrize("trader", ["python", pytest.param("rust", marks=[pytest.mark.slow, needs_cargo])])
 def test_profile_capture_of_the_market_maker_joins_every_leg_to_its_trace(tmp_path, trader):
-    """--quotes both: a tick sends a bid, an ask and sometimes a hedge to a second venue. Every order
-    on the wire (counted from the capture's raw bytes, not through the matcher) is one wire-to-wire
-    sample, per leg as many as the trader sent, each joined to its own leg's order.tx."""
+    """The default pipeline, the market maker: a tick sends a bid, an ask and sometimes a hedge to a
+    second venue. Every order on the wire (counted from the capture's raw bytes, not through the
+    matcher) is one wire-to-wire sample, per leg as many as the trader sent, each joined to its own
+    leg's order.tx."""
     out = tmp_path / "s"
-    r = run_cli("profile", "--capture", "--quotes", "both", "--trader", trader, "--duration", "4s", "--rate", "5k",
+    r = run_cli("profile", "--capture", "--trader", trader, "--duration", "4s", "--rate", "5k",
                 *QUIET, "-o", str(out), timeout=900)  # fmt: skip
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "meta.json").read_text())
@@ -776,7 +779,13 @@ def test_profile_capture_shows_the_wire_rows_in_the_live_view_during_the_run(tmp
             time.sleep(0.5)
             screen = tmux(["tmux", "capture-pane", "-p", "-t", name]).stdout
             row = re.search(r"wire_to_wire +([\d,]+) ", screen)
-            if row is not None and int(row.group(1).replace(",", "")) == 0:
+            # Wait for every wire row: the residual rows follow once the order ring is drained,
+            # which may be a redraw after wire_to_wire's first orders (more so with three legs a tick).
+            if row is not None and (
+                int(row.group(1).replace(",", "")) == 0
+                or "wire.order-order.tx" not in screen
+                or not re.search(r"md\.rx-wire\.md +[\d,]+ ", screen)
+            ):
                 row = None
         tmux(["tmux", "send-keys", "-t", name, "C-c"])  # stop it early: the session is saved
         while json.loads((out / "meta.json").read_text()).get("status") == "running":
@@ -1101,7 +1110,9 @@ def test_profile_capture_with_a_websocket_feed_numbers_text_messages_as_the_trad
         except EOFError:
             break  # the end (or the capture ended inside a frame)
     assert len(texts) == c["ws_text_messages"]
-    fix = b"".join(_tshark_streams(pcap, f"tcp.dstport == {cap['order_port']}").values())
+    # Both venues' order ports: the market maker's bid and ask go to the first, its hedges to the second.
+    ports = f"(tcp.dstport == {cap['order_port']} || tcp.dstport == {cap['hedge_order_port']})"
+    fix = b"".join(_tshark_streams(pcap, ports).values())
     orders = [dict(f.split(b"=", 1) for f in frame.split(b"\x01") if b"=" in f)
               for frame in fix.split(b"8=FIX")[1:]]  # fmt: skip
     new = [
@@ -1114,7 +1125,7 @@ def test_profile_capture_with_a_websocket_feed_numbers_text_messages_as_the_trad
         assert texts[trace - 1].get("e") == "depthUpdate" and texts[trace - 1]["s"] == symbol, (trace, symbol)
 
     w = run_cli("wire", str(pcap), "--md", f"tcp:{cap['ws_port']}:ws", "--orders", f"tcp:{cap['order_port']}:fix",
-                "-o", str(tmp_path / "w"))  # fmt: skip
+                "--orders", f"tcp:{cap['hedge_order_port']}:fix", "-o", str(tmp_path / "w"))  # fmt: skip
     assert w.returncode == 0, w.stderr
     again = json.loads((tmp_path / "w" / "summary.json").read_text())
     assert again["wire_to_wire"] == summary["wire_to_wire"]

@@ -206,8 +206,10 @@ def play(trader_argv, tmp_path, script, *args: str):
     acc = ScriptedAcceptor(script, feed, tmp_path)
     acc.start()
     env = {**__import__("os").environ, "TICKSCOPE_RING_DIR": str(tmp_path)}
-    proc = subprocess.Popen([*trader_argv, "--md-port", str(md_port), "--fix-port", str(acc.port), *args], env=env,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # --quotes one: the scripts count the trader's orders as one per provoked signal (a market
+    # maker's bid and ask would double every MsgSeqNum the scripts name).
+    proc = subprocess.Popen([*trader_argv, "--md-port", str(md_port), "--fix-port", str(acc.port), "--quotes", "one",
+                             *args], env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         acc.script_done.wait(GUARD_S)
         feed.end()

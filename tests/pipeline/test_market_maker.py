@@ -54,7 +54,8 @@ def _legs_add_up(stats: dict) -> None:
 @TRADERS
 def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path, trader):
     trader_argv(trader)  # a cargo build is not the profile's to time
-    out = run_cli("profile", *profile_trader(trader), "--quotes", "both", "--duration", "4s", "--rate", "5k", *QUIET,
+    # No --quotes: the market maker is what profile runs by default.
+    out = run_cli("profile", *profile_trader(trader), "--duration", "4s", "--rate", "5k", *QUIET,
                   "--out", str(tmp_path / "s"), timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     s = Session.load(tmp_path / "s")
@@ -97,7 +98,8 @@ def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path, tr
 
 @TRADERS
 def test_the_hedge_venue_receives_exactly_the_hedges(tmp_path, trader):
-    """Trader and both venues as plain processes: the second venue's own count is the reference."""
+    """Trader and both venues as plain processes: the second venue's own count is the reference.
+    The trader runs bare (no --quotes): quoting both sides is its default too."""
     argv = trader_argv(trader)
     venue, md_port, fix_port = start_venue("--rate", "5000", "--wait-logon", "--duration", "3")
     hedge_port = free_port()
@@ -105,7 +107,7 @@ def test_the_hedge_venue_receives_exactly_the_hedges(tmp_path, trader):
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         run = subprocess.run([*argv, "--md-port", str(md_port), "--fix-port", str(fix_port),
-                              "--hedge-fix-port", str(hedge_port), "--hedge-every", "3", "--quotes", "both"],
+                              "--hedge-fix-port", str(hedge_port), "--hedge-every", "3"],
                              env={**os.environ, "TICKSCOPE_RING_DIR": str(tmp_path)},
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     finally:

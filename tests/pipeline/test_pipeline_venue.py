@@ -199,6 +199,11 @@ def test_profile_of_the_bundled_pipeline_measures_every_stage(tmp_path, loop):
         == stats["orders_acked"] + stats["orders_rejected"] + stats["orders_in_flight_at_end"]
     )
     assert stats["orders_rejected"] == 0 and stats["orders_acked"] > 0
+    # The default pipeline is the market maker: bid and ask legs, hedges on the second venue, each
+    # order one tick-to-trade sample.
+    legs = stats["orders_by_leg"]
+    assert stats["quotes"] == "both" and min(legs.values()) > 0 and legs.keys() == {"bid", "ask", "hedge"}
+    assert summary["tick_to_trade"]["count"] == stats["orders_sent"] == sum(legs.values())
     assert s.meta["counters"]["dropped_ring_full"] == 0 and s.meta["counters"]["traces_incomplete"] <= 2
     # The stages up to the trade point add up to tick-to-trade exactly, trace by trace.
     for trace in s.slowest:
@@ -206,8 +211,10 @@ def test_profile_of_the_bundled_pipeline_measures_every_stage(tmp_path, loop):
         assert ts["order.tx"] - ts["md.rx"] == trace["tick_to_trade_ns"]
     # No orphans: nothing of this run still runs (other runs on the host may: scope by port).
     port = s.meta["command"].split("--md-port ", 1)[1].split()[0]
-    left = subprocess.run(["pgrep", "-f", f"--md-port {port}"], capture_output=True, text=True).stdout.split()
-    assert left == []
+    hedge_port = s.meta["options"]["pipeline"]["hedge_fix_port"]
+    for pattern in (f"--md-port {port}", f"--fix-port {hedge_port}"):  # the hedge venue has no md port
+        left = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        assert left == [], pattern
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])

@@ -67,9 +67,12 @@ def test_profile_of_the_tokio_trader_has_the_busy_poll_stages_and_answers_every_
     counters = s.meta["counters"]
     assert counters["dropped_ring_full"] == 0 and counters["traces_incomplete"] <= 2
     assert counters["orders_sent"] == stats["orders_sent"] == summary["tick_to_trade"]["count"]
-    # The busy-poll trader's dimensions, interned once for every worker's ring.
+    # The busy-poll trader's dimensions, interned once for every worker's ring; the default
+    # pipeline is the market maker, so both venues (the hedge venue's legs) and every leg kind.
     dims = s.meta["dimensions"]
-    assert dims["venue"] == ["VENUE"] and dims["side"] == ["buy", "sell"]
+    assert dims["venue"] == ["VENUE", "VENUE2"] and dims["side"] == ["buy", "sell"]
+    legs = stats["orders_by_leg"]
+    assert min(legs.values()) > 0 and legs.keys() == {"bid", "ask", "hedge"}
     assert {"AAPL", "MSFT"} <= set(dims["symbol"]) and {"A", "D"} <= set(dims["msg_type"])
     for trace in s.slowest:
         ts = {st["point"]: st["ts_ns"] for st in trace["stamps"]}

@@ -66,13 +66,20 @@ def test_profile_of_the_rust_trader_has_the_python_stages_and_accounts_for_every
     counters = s.meta["counters"]
     assert counters["dropped_ring_full"] == 0 and counters["traces_incomplete"] <= 2
     assert counters["orders_sent"] == stats["orders_sent"]
+    # The default pipeline is the market maker: bid and ask legs, hedges on the second venue, each
+    # order one tick-to-trade sample.
+    legs = stats["orders_by_leg"]
+    assert stats["quotes"] == "both" and min(legs.values()) > 0 and legs.keys() == {"bid", "ask", "hedge"}
+    assert summary["tick_to_trade"]["count"] == stats["orders_sent"] == sum(legs.values())
     # The stages up to the trade point add up to tick-to-trade exactly, trace by trace.
     for trace in s.slowest:
         ts = {st["point"]: st["ts_ns"] for st in trace["stamps"]}
         assert ts["order.tx"] - ts["md.rx"] == trace["tick_to_trade_ns"]
     port = s.meta["command"].split("--md-port ", 1)[1].split()[0]
-    left = subprocess.run(["pgrep", "-f", f"--md-port {port}"], capture_output=True, text=True).stdout.split()
-    assert left == []
+    hedge_port = s.meta["options"]["pipeline"]["hedge_fix_port"]
+    for pattern in (f"--md-port {port}", f"--fix-port {hedge_port}"):  # the hedge venue has no md port
+        left = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        assert left == [], pattern
 
 
 @pytest.mark.slow  # cargo builds

@@ -108,8 +108,9 @@ def run_trader_against_hostile_peers(trader_argv: list[str], hostile: list, ring
     venue.start()
     md_port = free_port(socket.SOCK_DGRAM)
     env = dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir))
-    trader = subprocess.Popen([*trader_argv, "--md-port", str(md_port), "--fix-port", str(venue.port)], env=env,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # --quotes one: the checks count the one order the hostile feed's one signal makes.
+    trader = subprocess.Popen([*trader_argv, "--md-port", str(md_port), "--fix-port", str(venue.port), "--quotes",
+                               "one"], env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         wait_for(lambda: any(m.msg_type == F.HEARTBEAT and m.get(F.TestReqID) == b"still-there"
                              for m in venue.received if isinstance(m, F.FixMessage)) or trader.poll() is not None,

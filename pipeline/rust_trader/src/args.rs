@@ -18,7 +18,8 @@ pub struct Args {
     pub logon_timeout: f64,
     pub ack_wait: f64,
     pub logout_wait: f64,
-    /// `--quotes both`: a signal quotes bid and ask (the market maker); one: a marketable IOC.
+    /// `--quotes both` (the default): a signal quotes bid and ask (the market maker); one: a
+    /// marketable IOC per signal.
     pub quotes_both: bool,
     pub hedge_fix_host: String,
     /// The hedge venue's FIX acceptor, a second session; 0: no hedge leg.
@@ -46,7 +47,7 @@ impl Default for Args {
             logon_timeout: 5.0,
             ack_wait: 2.0,
             logout_wait: 1.0,
-            quotes_both: false,
+            quotes_both: true,
             hedge_fix_host: "127.0.0.1".into(),
             hedge_fix_port: 0,
             hedge_target: "VENUE2".into(),
@@ -171,6 +172,16 @@ mod tests {
     }
 
     #[test]
+    fn run_bare_it_is_the_market_maker_and_quotes_one_is_one_order_per_signal() {
+        let bare = |extra: &[&str]| match run(&[&["--md-port", "1", "--fix-port", "2"][..], extra].concat()) {
+            Ok(Command::Run(args)) => args.quotes_both,
+            other => panic!("not a run: {:?}", other),
+        };
+        assert!(bare(&[]), "the bundled default quotes both sides, as profile runs it");
+        assert!(!bare(&["--quotes", "one"]));
+    }
+
+    #[test]
     fn every_option_takes_its_value_after_a_space_or_an_equals_sign() {
         let argv = [
             "--md-host=0.0.0.0",
@@ -201,7 +212,7 @@ mod tests {
             "ws://ignored",
             "--symbols=ignored",
             "--quotes",
-            "both",
+            "one",
             "--hedge-fix-host=h2",
             "--hedge-fix-port",
             "3",
@@ -223,7 +234,7 @@ mod tests {
             logon_timeout: 1.5,
             ack_wait: 0.0,
             logout_wait: 3.0,
-            quotes_both: true,
+            quotes_both: false,
             hedge_fix_host: "h2".into(),
             hedge_fix_port: 3,
             hedge_target: "V2".into(),

@@ -9,7 +9,7 @@
 //! trace and leg in the `trader-orders` ring, which declares order.encoded first (never stamped
 //! there) to link its points to the tick ring's.
 //!
-//! Market making (`--quotes both`, as `profile` runs it; docs/pipeline.md "A two-venue market
+//! Market making (`--quotes both`, the default, as `profile` runs it; docs/pipeline.md "A two-venue market
 //! maker"): a signal quotes both sides, leg 0 the bid and leg 1 the ask on the primary venue;
 //! every `--hedge-every`-th signal that quoted also sends leg 2 on the signal's side to the hedge
 //! venue (`--hedge-fix-port`, its own FIX session). Dimensions venue, symbol, msg_type and side
