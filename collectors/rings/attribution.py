@@ -210,7 +210,7 @@ class TailAttribution:
         rows = rows[rows[:, 0] >= threshold]
         if rows.shape[0] == 0:
             return np.zeros(len(self.stages)), method, 0
-        spans = rows[:, 1:]
+        spans = np.ascontiguousarray(rows[:, 1:])  # one compiled signature
         shares = compiled(KERNELS).shares(spans)
         median = np.zeros(len(self.stages))
         for j in range(len(self.stages)):

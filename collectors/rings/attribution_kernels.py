@@ -115,3 +115,20 @@ def keep(slot, rows, slow, heap, slow_n, keep_slowest, sample, offered, reservoi
                     pool[place, j] = rows[i, j]
             seen += 1
         slow_n[s], offered[s] = kept, seen
+
+
+def _warm() -> None:
+    """Load every kernel's cached machine code at import (hdr_kernels._warm says why)."""
+    one, rows = np.zeros(1, np.int64), np.zeros((1, 2), np.int64)
+    share = shares(rows[:, 1:].copy())
+    cube = np.zeros((1, 1, 1), np.int64)
+    tail_sums(one, one, rows, share, np.zeros((1, 1), np.int64), cube, np.zeros((1, 1, 1)), cube.copy())
+    slow, heap, sample = new_row_list(), new_row_list(), new_row_list()
+    slow.append(np.zeros((1, 2), np.int64))
+    heap.append(np.zeros((1, 2), np.int64))
+    sample.append(np.zeros((1, 2), np.int64))
+    slow[0] = slow[0][:1] if len(slow) else slow[0]  # the list's own methods compile on first use too
+    keep(one, rows, slow, heap, np.zeros(1, np.int64), 1, sample, np.zeros(1, np.int64), 1, 0)
+
+
+_warm()

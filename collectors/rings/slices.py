@@ -21,9 +21,11 @@ from __future__ import annotations
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from tickscope.collectors.rings.attribution import KERNELS as ATTRIBUTION_KERNELS
 from tickscope.collectors.rings.attribution import TailAttribution
 from tickscope.collectors.rings.correlate import NOT_TAKEN, TICK_TO_DECISION, TICK_TO_TRADE
 from tickscope.collectors.session.dimensions import DEFAULT_CAP, OTHER, dimension_tag
+from tickscope.collectors.session.hdr import compiled
 
 
 class Slicing:
@@ -64,6 +66,7 @@ class DimensionSlices:
         self.cap = cap
         self.combinations = [tuple(c) for c in combinations or []]
         self.slicings: dict[tuple[str, ...], Slicing] = {}
+        compiled(ATTRIBUTION_KERNELS)  # loaded with the collector, not at its first trade
 
     def _slicings(self, dimensions: list[str]) -> list[Slicing]:
         wanted = [(d,) for d in dimensions] + [
@@ -202,7 +205,16 @@ def unique_rows(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     packed = np.zeros(cols.shape[0], np.int64)
     for j in range(cols.shape[1]):
         packed = packed * radix[j] + cols[:, j]
-    u, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+    span = int(np.prod(radix))
+    if span <= max(4 * cols.shape[0], 1 << 16):
+        # Few possible keys (a flush's symbols x venues): counted in place, no sort.
+        every = np.bincount(packed, minlength=span)
+        u = np.flatnonzero(every)
+        rank = np.zeros(span, np.int64)
+        rank[u] = np.arange(u.size)
+        inverse, counts = rank[packed], every[u]
+    else:
+        u, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
     keys = np.empty((u.size, cols.shape[1]), cols.dtype)
     for j in reversed(range(cols.shape[1])):
         u, keys[:, j] = np.divmod(u, radix[j])

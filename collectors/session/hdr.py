@@ -265,6 +265,7 @@ class BulkRecorder:
             template.get_value_from_index(self.counts_len - 1)
         )
         self._scratch = np.zeros(self.counts_len, np.int64)
+        compiled(KERNELS)  # loaded now, not at the first batch (hdr_kernels._warm)
 
     def indexes(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Counts indexes of ``values`` (each 0 <= v <= max_recordable), into ``out`` (same length)."""
