@@ -38,12 +38,11 @@ from typing import NamedTuple
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.session.hdr import BulkRecorder, compiled, percentile_rank
+from tickscope.collectors.session.hdr import BulkRecorder, loading_kernels, percentile_rank
 
 TAILS = (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))
 KEEP_SLOWEST = 8192
 RESERVOIR = 65536
-KERNELS = "rings.attribution_kernels"
 
 
 class Trades(NamedTuple):
@@ -72,11 +71,11 @@ class TailAttribution:
         self.share_sum = np.zeros((0, 0, k), np.float64)
         self.taken = np.zeros((0, 0, k), np.int64)  # traces that took the stage
         self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
-        kernels = compiled(KERNELS)
+        compiled = kernels()
         # Per slot: the slowest traces kept whole (a heap) and the reservoir, rows of column 0
         # tick-to-trade then the spans, in buffers grown as they fill (a value of ten traces keeps ten).
-        self._slow, self._sample = kernels.new_row_list(), kernels.new_row_list()
-        self._heap = kernels.new_row_list()  # per slot: (tick-to-trade, row of _slow), a min-heap
+        self._slow, self._sample = compiled.new_row_list(), compiled.new_row_list()
+        self._heap = compiled.new_row_list()  # per slot: (tick-to-trade, row of _slow), a min-heap
         self._slow_n = np.zeros(0, np.int64)  # rows of the heap
         self._offered = np.zeros(0, np.int64)  # traces offered to the reservoir
         self._room = np.zeros((0, 2), np.int64)  # rows of each slot's two buffers
@@ -99,7 +98,7 @@ class TailAttribution:
         rows = np.empty((n, len(self.stages) + 1), np.int64)
         rows[:, 0], rows[:, 1:] = t2t, spans
         bucket = self._bucket.indexes(t2t, np.empty(n, np.int64))
-        return Trades(rows, bucket, compiled(KERNELS).shares(spans))
+        return Trades(rows, bucket, kernels().shares(spans))
 
     def add_trades(self, trades: Trades, slot: np.ndarray | None = None) -> None:
         n = trades.bucket.size
@@ -110,11 +109,11 @@ class TailAttribution:
         if top < 0:
             return
         self._grow(top + 1, int(trades.bucket[slot >= 0].max()) + 1)
-        kernels = compiled(KERNELS)
-        kernels.tail_sums(slot, trades.bucket, trades.rows, trades.share, self.count, self.span_sum,
+        compiled = kernels()
+        compiled.tail_sums(slot, trades.bucket, trades.rows, trades.share, self.count, self.span_sum,
                           self.share_sum, self.taken)  # fmt: skip
         self._make_room(np.bincount(slot + 1, minlength=self._slow_n.size + 1)[1:])
-        kernels.keep(slot, trades.rows, self._slow, self._heap, self._slow_n, self.keep_slowest, self._sample,
+        compiled.keep(slot, trades.rows, self._slow, self._heap, self._slow_n, self.keep_slowest, self._sample,
                      self._offered, self.reservoir, self.seed)  # fmt: skip
 
     def _make_room(self, arriving: np.ndarray) -> None:
@@ -211,7 +210,7 @@ class TailAttribution:
         if rows.shape[0] == 0:
             return np.zeros(len(self.stages)), method, 0
         spans = np.ascontiguousarray(rows[:, 1:])  # one compiled signature
-        shares = compiled(KERNELS).shares(spans)
+        shares = kernels().shares(spans)
         median = np.zeros(len(self.stages))
         for j in range(len(self.stages)):
             took = shares[spans[:, j] >= 0, j]
@@ -231,6 +230,13 @@ class TailAttribution:
         if slot >= self._offered.size:
             return np.empty((0, 0), np.int64)
         return self._sample[slot][: min(self._offered[slot], self.reservoir)]
+
+
+def kernels():
+    """The compiled kernels (attribution_kernels.py), loaded on first use."""
+    with loading_kernels():
+        from tickscope.collectors.rings import attribution_kernels
+    return attribution_kernels
 
 
 def from_top(a: np.ndarray) -> np.ndarray:

@@ -21,11 +21,9 @@ from __future__ import annotations
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.rings.attribution import KERNELS as ATTRIBUTION_KERNELS
-from tickscope.collectors.rings.attribution import TailAttribution
+from tickscope.collectors.rings.attribution import TailAttribution, kernels
 from tickscope.collectors.rings.correlate import NOT_TAKEN, TICK_TO_DECISION, TICK_TO_TRADE
 from tickscope.collectors.session.dimensions import DEFAULT_CAP, OTHER, dimension_tag
-from tickscope.collectors.session.hdr import compiled
 
 
 class Slicing:
@@ -66,7 +64,7 @@ class DimensionSlices:
         self.cap = cap
         self.combinations = [tuple(c) for c in combinations or []]
         self.slicings: dict[tuple[str, ...], Slicing] = {}
-        compiled(ATTRIBUTION_KERNELS)  # loaded with the collector, not at its first trade
+        kernels()  # loaded with the collector, not at its first trade
 
     def _slicings(self, dimensions: list[str]) -> list[Slicing]:
         wanted = [(d,) for d in dimensions] + [

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ctypes
 import functools
-import importlib
 import math
 import struct
 import sys
@@ -37,7 +37,6 @@ LOWEST_NS = 1
 HIGHEST_NS = 60 * 1_000_000_000
 SIGNIFICANT_DIGITS = 3
 CHUNK = 1 << 14  # values per pass where a caller keeps its own working buffers bounded
-KERNELS = "session.hdr_kernels"
 
 
 def new_histogram(
@@ -239,16 +238,23 @@ def counts_view(hist: HdrHistogram) -> np.ndarray:
     return np.ctypeslib.as_array(hist.counts).view(np.int64)
 
 
-def compiled(module: str):
-    """The compiled-kernel module ``module`` (tickscope.collectors.<module>), imported on first use:
-    commands that never bucket a value (--help, a report of a saved session) do not load LLVM,
-    and an address-space limit too small for LLVM's library is the out-of-memory it is."""
+@contextlib.contextmanager
+def loading_kernels():
+    """Around the import of a compiled-kernel module (imported on first use: commands that never
+    bucket a value, --help or a report of a saved session, do not load LLVM): an address-space
+    limit too small for LLVM's library is the out-of-memory it is, not a traceback."""
     try:
-        return importlib.import_module(f"tickscope.collectors.{module}")
+        yield
     except OSError as e:
         if "failed to map segment" in f"{e} {e.__context__}":
             raise MemoryError(f"cannot map the compiled kernels' library: {e.__context__ or e}") from e
         raise
+
+
+def _kernels():
+    with loading_kernels():
+        from tickscope.collectors.session import hdr_kernels
+    return hdr_kernels
 
 
 class BulkRecorder:
@@ -265,11 +271,11 @@ class BulkRecorder:
             template.get_value_from_index(self.counts_len - 1)
         )
         self._scratch = np.zeros(self.counts_len, np.int64)
-        compiled(KERNELS)  # loaded now, not at the first batch (hdr_kernels._warm)
+        _kernels()  # loaded now, not at the first batch (hdr_kernels._warm)
 
     def indexes(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Counts indexes of ``values`` (each 0 <= v <= max_recordable), into ``out`` (same length)."""
-        compiled(KERNELS).indexes(
+        _kernels().indexes(
             np.asarray(values, np.int64), out, self.sub_bucket_mask, self.unit_magnitude, self.half_mag
         )
         return out
@@ -279,7 +285,7 @@ class BulkRecorder:
         values = np.asarray(values, dtype=np.int64)
         if values.size == 0:
             return 0
-        n, lo, hi = compiled(KERNELS).record(values, counts_view(hist), self.sub_bucket_mask, self.unit_magnitude,
+        n, lo, hi = _kernels().record(values, counts_view(hist), self.sub_bucket_mask, self.unit_magnitude,
                             self.half_mag, self.max_recordable)  # fmt: skip
         if n:
             hist.total_count += int(n)
@@ -295,7 +301,7 @@ class BulkRecorder:
         values, group = np.asarray(values, np.int64), np.asarray(group, np.int64)
         if values.size == 0:
             return 0
-        pairs, starts, recorded, lo, hi, rejected = compiled(KERNELS).record_groups(
+        pairs, starts, recorded, lo, hi, rejected = _kernels().record_groups(
             values, group, n_groups, self.sub_bucket_mask, self.unit_magnitude, self.half_mag,
             self.max_recordable, self._scratch,
         )  # fmt: skip
