@@ -25,23 +25,38 @@ tail are exact (no estimate). Medians cannot be summed: they come from the ``kee
 traces kept whole (exact while the tail has no more traces than that) or else from a uniform
 reservoir of ``reservoir`` traces (``median.method == "sampled"``; with n of the reservoir's traces
 in the tail, the median's rank is within about +-1/sqrt(n) of 50 % at 95 % confidence).
+
+One ``TailAttribution`` holds any number of populations (slots: the collector's one, or one per
+dimension value of a slicing), so a flush's orders of every value are summed in one compiled pass
+(attribution_kernels.py), whatever the number of values.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.session.hdr import CHUNK, BulkRecorder, percentile_rank
+from tickscope.collectors.session.hdr import BulkRecorder, loading_kernels, percentile_rank
 
 TAILS = (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))
 KEEP_SLOWEST = 8192
 RESERVOIR = 65536
 
 
+class Trades(NamedTuple):
+    """A batch of traded traces: rows (tick-to-trade, then each stage's span), each row's
+    tick-to-trade bucket and each stage's share of the row's taken spans."""
+
+    rows: np.ndarray
+    bucket: np.ndarray
+    share: np.ndarray
+
+
 class TailAttribution:
-    """Accumulates the trade stages' spans of every traded trace; ``summary()`` is summary.json's
-    ``attribution``."""
+    """Accumulates the trade stages' spans of every traded trace, per population (slot);
+    ``summary(slot)`` is summary.json's ``attribution``."""
 
     def __init__(self, stages: list[str], template: HdrHistogram, keep_slowest: int = KEEP_SLOWEST,
                  reservoir: int = RESERVOIR, seed: int = 0):  # fmt: skip
@@ -49,110 +64,112 @@ class TailAttribution:
         self._bucket = BulkRecorder(template)
         self._template = template
         k = len(self.stages)
-        # Grown to the highest bucket seen (a run of microseconds touches a few thousand buckets).
-        self.count = np.zeros(0, np.int64)
-        self.span_sum = np.zeros((0, k), np.int64)
-        self.share_sum = np.zeros((0, k), np.float64)
-        self.taken = np.zeros((0, k), np.int64)  # traces that took the stage
-        self.keep_slowest, self.reservoir = keep_slowest, reservoir
-        self._slow = np.empty((0, k + 1), np.int64)  # column 0: tick-to-trade, then the spans
-        self._slow_floor = 0  # the least tick-to-trade in _slow
-        self._sample_buffer = np.empty((0, k + 1), np.int64)
-        self._sample = self._sample_buffer  # the reservoir's rows: the filled part of the buffer
-        self._offered = 0  # traces offered to the reservoir
-        self._rng = np.random.default_rng(seed)
+        # slot x bucket (x stage), grown to the highest bucket seen (a run of microseconds touches
+        # a few thousand buckets) and to the slots added.
+        self.count = np.zeros((0, 0), np.int64)
+        self.span_sum = np.zeros((0, 0, k), np.int64)
+        self.share_sum = np.zeros((0, 0, k), np.float64)
+        self.taken = np.zeros((0, 0, k), np.int64)  # traces that took the stage
+        self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
+        compiled = kernels()
+        # Per slot: the slowest traces kept whole (a heap) and the reservoir, rows of column 0
+        # tick-to-trade then the spans, in buffers grown as they fill (a value of ten traces keeps ten).
+        self._slow, self._sample = compiled.new_row_list(), compiled.new_row_list()
+        self._heap = compiled.new_row_list()  # per slot: (tick-to-trade, row of _slow), a min-heap
+        self._slow_n = np.zeros(0, np.int64)  # rows of the heap
+        self._offered = np.zeros(0, np.int64)  # traces offered to the reservoir
+        self._room = np.zeros((0, 2), np.int64)  # rows of each slot's two buffers
 
     @property
     def traces(self) -> int:
         return int(self.count.sum())
 
-    def add(self, spans: np.ndarray, tick_to_trade: np.ndarray) -> None:
-        """One batch of traced trades: ``spans`` (n x stages, ns; NOT_TAKEN off the trace's path) and
-        their tick-to-trade (n)."""
+    def add(self, spans: np.ndarray, tick_to_trade: np.ndarray, slot: np.ndarray | None = None) -> None:
+        """One batch of traced trades: ``spans`` (n x stages, ns; NOT_TAKEN off the trace's path),
+        their tick-to-trade (n) and the population of each (n slots, -1: none; None: all slot 0)."""
+        self.add_trades(self.trades(spans, tick_to_trade), slot)
+
+    def trades(self, spans: np.ndarray, tick_to_trade: np.ndarray) -> Trades:
+        """A batch made ready once for any number of ``add_trades`` (one per slicing of a flush)."""
         n = tick_to_trade.size
+        # contiguous arrays: one compiled signature per kernel
+        spans = np.ascontiguousarray(spans, np.int64).reshape(n, len(self.stages))
+        t2t = np.ascontiguousarray(tick_to_trade, np.int64)
+        rows = np.empty((n, len(self.stages) + 1), np.int64)
+        rows[:, 0], rows[:, 1:] = t2t, spans
+        bucket = self._bucket.indexes(t2t, np.empty(n, np.int64))
+        return Trades(rows, bucket, kernels().shares(spans))
+
+    def add_trades(self, trades: Trades, slot: np.ndarray | None = None) -> None:
+        n = trades.bucket.size
         if n == 0:
             return
-        spans = np.asarray(spans, np.int64).reshape(n, len(self.stages))
-        t2t = np.asarray(tick_to_trade, np.int64)
-        idx = np.empty(n, np.int64)
-        for start in range(0, n, CHUNK):  # BulkRecorder's work buffers hold CHUNK values
-            self._bucket.indexes(t2t[start : start + CHUNK], idx[start : start + CHUNK])
-        self._grow(int(idx.max()) + 1)
-        # Sums over the buckets this batch touched only: a poll's few traces per dimension value
-        # would otherwise pay for every bucket up to the slowest trace's (thousands) per stage.
-        touched, at = np.unique(idx, return_inverse=True)
-        at = at.reshape(-1)
-        self.count[touched] += np.bincount(at, minlength=touched.size)
-        taken = spans >= 0
-        shares = _shares(spans)
-        for j in range(len(self.stages)):
-            # float weights are exact here: a batch's sum per bucket stays far below 2**53 ns
-            on = np.where(taken[:, j], spans[:, j], 0)
-            self.span_sum[touched, j] += np.rint(np.bincount(at, on, minlength=touched.size)).astype(np.int64)
-            self.share_sum[touched, j] += np.bincount(at, shares[:, j], minlength=touched.size)
-            self.taken[touched, j] += np.bincount(at[taken[:, j]], minlength=touched.size)
-        rows = np.column_stack((t2t, spans))
-        self._keep_slowest(rows)
-        self._offer(rows)
+        slot = np.zeros(n, np.int64) if slot is None else np.ascontiguousarray(slot, np.int64)
+        top = int(slot.max())
+        if top < 0:
+            return
+        self._grow(top + 1, int(trades.bucket[slot >= 0].max()) + 1)
+        compiled = kernels()
+        compiled.tail_sums(slot, trades.bucket, trades.rows, trades.share, self.count, self.span_sum,
+                          self.share_sum, self.taken)  # fmt: skip
+        self._make_room(np.bincount(slot + 1, minlength=self._slow_n.size + 1)[1:])
+        compiled.keep(slot, trades.rows, self._slow, self._heap, self._slow_n, self.keep_slowest, self._sample,
+                     self._offered, self.reservoir, self.seed)  # fmt: skip
 
-    def _grow(self, size: int) -> None:
-        if size <= self.count.size:
+    def _make_room(self, arriving: np.ndarray) -> None:
+        """Grow the buffers of the slots whose heap or reservoir fills past its rows (doubling)."""
+        need = np.column_stack((np.minimum(self._slow_n + arriving, self.keep_slowest),
+                                np.minimum(self._offered + arriving, self.reservoir)))  # fmt: skip
+        for s, which in zip(*np.nonzero(need > self._room), strict=True):
+            buffers, cap = (self._slow, self.keep_slowest) if which == 0 else (self._sample, self.reservoir)
+            grown = np.empty((min(max(int(need[s, which]), 2 * int(self._room[s, which]), 64), cap),
+                              len(self.stages) + 1), np.int64)  # fmt: skip
+            grown[: self._room[s, which]] = buffers[s]
+            buffers[s] = grown
+            if which == 0:
+                heap = np.empty((grown.shape[0], 2), np.int64)
+                heap[: self._room[s, which]] = self._heap[s]
+                self._heap[s] = heap
+            self._room[s, which] = grown.shape[0]
+
+    def _grow(self, slots: int, buckets: int) -> None:
+        have_slots, have = self.count.shape
+        if slots <= have_slots and buckets <= have:
             return
         # Doubling: a run whose tail creeps up bucket by bucket re-stacks O(log) times, not per batch.
-        size = min(max(size, 2 * self.count.size), self._bucket.counts_len)
-        extra = size - self.count.size
-        self.count = np.concatenate((self.count, np.zeros(extra, np.int64)))
-        self.span_sum = np.vstack((self.span_sum, np.zeros((extra, len(self.stages)), np.int64)))
-        self.share_sum = np.vstack((self.share_sum, np.zeros((extra, len(self.stages)))))
-        self.taken = np.vstack((self.taken, np.zeros((extra, len(self.stages)), np.int64)))
+        if buckets > have:
+            have = min(max(buckets, 2 * have), self._bucket.counts_len)
+        slots = max(slots, have_slots)
+        k = len(self.stages)
+        for name in ("count", "span_sum", "share_sum", "taken"):
+            old = getattr(self, name)
+            new = np.zeros((slots, have, k)[: old.ndim], old.dtype)
+            new[: old.shape[0], : old.shape[1]] = old
+            setattr(self, name, new)
+        empty = np.empty((0, k + 1), np.int64)
+        while len(self._slow) < slots:
+            self._slow.append(empty)
+            self._sample.append(empty)
+            self._heap.append(np.empty((0, 2), np.int64))
+        more = slots - self._slow_n.size
+        self._slow_n = np.concatenate((self._slow_n, np.zeros(more, np.int64)))
+        self._offered = np.concatenate((self._offered, np.zeros(more, np.int64)))
+        self._room = np.vstack((self._room, np.zeros((more, 2), np.int64)))
 
-    def _keep_slowest(self, rows: np.ndarray) -> None:
-        if self._slow.shape[0] >= self.keep_slowest:
-            # Only rows as slow as the slowest kept's k-th can enter: most batches stack nothing.
-            rows = rows[rows[:, 0] >= self._slow_floor]
-            if rows.shape[0] == 0:
-                return
-        both = np.vstack((self._slow, rows))
-        if both.shape[0] > self.keep_slowest:
-            both = both[np.argpartition(both[:, 0], both.shape[0] - self.keep_slowest)[-self.keep_slowest :]]
-        self._slow = both
-        self._slow_floor = int(both[:, 0].min()) if both.shape[0] else 0
-
-    def _offer(self, rows: np.ndarray) -> None:
-        """Algorithm R over a batch: the i-th trace offered replaces a random slot with p = R/i."""
-        room = self.reservoir - self._sample.shape[0]
-        if room > 0:
-            n = min(room, rows.shape[0])
-            filled = self._sample.shape[0]
-            if filled + n > self._sample_buffer.shape[0]:  # doubling: not a re-stack per batch
-                grown = np.empty((min(self.reservoir, max(2 * (filled + n), 64)), rows.shape[1]), np.int64)
-                grown[:filled] = self._sample
-                self._sample_buffer = grown
-            self._sample_buffer[filled : filled + n] = rows[:n]
-            self._sample = self._sample_buffer[: filled + n]
-            self._offered += n
-            rows = rows[room:]
-        if rows.shape[0] == 0:
-            return
-        seen = self._offered + 1 + np.arange(rows.shape[0])
-        slot = (self._rng.random(rows.shape[0]) * seen).astype(np.int64)
-        take = slot < self.reservoir
-        self._sample[slot[take]] = rows[take]  # a later trace of the batch wins a shared slot, as in order
-        self._offered += rows.shape[0]
-
-    def summary(self) -> dict | None:
-        """summary.json's ``attribution`` (docs/session-format.md); None before any trade."""
-        n = self.traces
-        if n == 0:
+    def summary(self, slot: int = 0) -> dict | None:
+        """summary.json's ``attribution`` (docs/session-format.md) of population ``slot``; None
+        before any trade."""
+        if slot >= self.count.shape[0] or not self.count[slot].any():
             return None
         # The buckets holding traces only (a few hundred of thousands): sums from the top over them
         # are the same sums, and summary() runs per dimension value at every save.
-        filled = np.flatnonzero(self.count != 0)
-        count = self.count[filled]
+        filled = np.flatnonzero(self.count[slot] != 0)
+        count = self.count[slot, filled]
+        n = int(count.sum())
         cum = np.cumsum(count)
         count_up = from_top(count)
-        span_up, share_up = from_top(self.span_sum[filled]), from_top(self.share_sum[filled])
-        taken_up = from_top(self.taken[filled])
+        span_up, share_up = from_top(self.span_sum[slot, filled]), from_top(self.share_sum[slot, filled])
+        taken_up = from_top(self.taken[slot, filled])
         tails = {}
         for key, pct in TAILS:
             i = int(np.searchsorted(cum, percentile_rank(pct, n), side="left"))
@@ -161,7 +178,7 @@ class TailAttribution:
             high = int(self._template.get_highest_equivalent_value(low))
             m = int(count_up[i])
             means = span_up[i] / m
-            median, method, samples = self._median(low, m)
+            median, method, samples = self._median(slot, low, m)
             tails[key] = {
                 "percentile_ns": high,  # the tick_to_trade pXX every table reports
                 "threshold_ns": low,  # the tail: tick-to-trade >= this
@@ -182,17 +199,18 @@ class TailAttribution:
             }
         return {"population": "traded ticks", "traces": n, "stages": list(self.stages), "tails": tails}
 
-    def _median(self, threshold: int, members: int) -> tuple[np.ndarray, str, int]:
+    def _median(self, slot: int, threshold: int, members: int) -> tuple[np.ndarray, str, int]:
         """Each stage's median share in the tail over the n traces that took it (the value at rank
         ceil(n/2) of their n shares; 0 when none did)."""
-        if members <= self._slow.shape[0]:
-            rows, method = self._slow[self._slow[:, 0] >= threshold], "exact"
+        if members <= self._slow_n[slot]:
+            rows, method = self.slowest(slot), "exact"
         else:
-            rows, method = self._sample[self._sample[:, 0] >= threshold], "sampled"
+            rows, method = self.sampled(slot), "sampled"
+        rows = rows[rows[:, 0] >= threshold]
         if rows.shape[0] == 0:
             return np.zeros(len(self.stages)), method, 0
-        spans = rows[:, 1:]
-        shares = _shares(spans)
+        spans = np.ascontiguousarray(rows[:, 1:])  # one compiled signature
+        shares = kernels().shares(spans)
         median = np.zeros(len(self.stages))
         for j in range(len(self.stages)):
             took = shares[spans[:, j] >= 0, j]
@@ -201,12 +219,24 @@ class TailAttribution:
                 median[j] = np.partition(took, k)[k]  # the sorted k-th, without sorting the rest
         return median, method, int(rows.shape[0])
 
+    def slowest(self, slot: int = 0) -> np.ndarray:
+        """The slowest traces kept whole (up to ``keep_slowest``), in no order."""
+        return (
+            self._slow[slot][: self._slow_n[slot]] if slot < self._slow_n.size else np.empty((0, 0), np.int64)
+        )
 
-def _shares(spans: np.ndarray) -> np.ndarray:
-    """Each taken span's share of its row's taken spans (0 where not taken)."""
-    on = np.maximum(spans, 0)
-    total = on.sum(axis=1)
-    return np.divide(on, total[:, None], out=np.zeros(spans.shape), where=total[:, None] > 0)
+    def sampled(self, slot: int = 0) -> np.ndarray:
+        """The reservoir: a uniform sample of up to ``reservoir`` traces."""
+        if slot >= self._offered.size:
+            return np.empty((0, 0), np.int64)
+        return self._sample[slot][: min(self._offered[slot], self.reservoir)]
+
+
+def kernels():
+    """The compiled kernels (attribution_kernels.py), loaded on first use."""
+    with loading_kernels():
+        from tickscope.collectors.rings import attribution_kernels
+    return attribution_kernels
 
 
 def from_top(a: np.ndarray) -> np.ndarray:

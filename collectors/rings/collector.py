@@ -243,10 +243,19 @@ class HistogramSet:
     def record(self, tag: str, values: np.ndarray) -> None:
         if values.size == 0:
             return
+        self.out_of_range += self._recorder.record(self._interval_of(tag), values)
+
+    def record_groups(self, tags: list[str], group: np.ndarray, values: np.ndarray) -> None:
+        """``record(tags[g], values[group == g])`` for every g in one pass (group -1: nowhere)."""
+        self.out_of_range += self._recorder.record_groups(
+            values, group, len(tags), lambda g: self._interval_of(tags[g])
+        )
+
+    def _interval_of(self, tag: str) -> HdrHistogram:
         h = self.interval.get(tag)
         if h is None:
             h = self.interval[tag] = self._spare.pop() if self._spare else new_histogram()
-        self.out_of_range += self._recorder.record(h, values)
+        return h
 
     def roll(self, warmup: bool) -> dict[str, HdrHistogram]:
         """Close the interval: fold it into the totals and hand its histograms out (no longer the

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.rings.attribution import TailAttribution
+from tickscope.collectors.rings.attribution import TailAttribution, kernels
 from tickscope.collectors.rings.correlate import NOT_TAKEN, TICK_TO_DECISION, TICK_TO_TRADE
 from tickscope.collectors.session.dimensions import DEFAULT_CAP, OTHER, dimension_tag
 
@@ -37,7 +37,8 @@ class Slicing:
         self.label: dict[tuple[int, ...], str | None] = {}  # value ids -> own (None) or OTHER
         self.own = 0
         self.chosen = False  # the warm-up's most frequent values got their slots
-        self.attribution: dict[tuple[int, ...] | str, TailAttribution] = {}
+        self.attribution: TailAttribution | None = None  # one population per label
+        self.slot: dict[str, int] = {}  # label -> its population in ``attribution``
 
     def place(self, key: tuple[int, ...]) -> str | None:
         """None: the value has its own histograms; OTHER: it shares them."""
@@ -63,6 +64,7 @@ class DimensionSlices:
         self.cap = cap
         self.combinations = [tuple(c) for c in combinations or []]
         self.slicings: dict[tuple[str, ...], Slicing] = {}
+        kernels()  # loaded with the collector, not at its first trade
 
     def _slicings(self, dimensions: list[str]) -> list[Slicing]:
         wanted = [(d,) for d in dimensions] + [
@@ -81,58 +83,72 @@ class DimensionSlices:
 
         A stage before the fan-out is recorded per tick under the tick's own values (all ticks,
         traded or not: a leg's venue never labels it); the stages after it per order under the
-        tick's values and the leg's; the tail attribution per order, over all the trade stages."""
+        tick's values and the leg's; the tail attribution per order, over all the trade stages.
+        Per slicing, every value's histograms are filled by one ``hists.record_groups`` pass and
+        its attribution by one ``TailAttribution.add``, whatever the number of values."""
         dims = rows["dims"]
         if dims.size == 0 or dims.shape[1] == 0:
             return
         names = list(dimensions)
         t2t, t2d = rows["tick_to_trade"], rows["tick_to_decision"]
-        traded = t2t >= 0
+        traded = np.flatnonzero(t2t >= 0)  # row i of ``spans`` is row traded[i]
         spans = (
             trade_spans
             if trade_spans is not None
-            else np.full((int(traded.sum()), len(trade_stages)), NOT_TAKEN, np.int64)
+            else np.full((traded.size, len(trade_stages)), NOT_TAKEN, np.int64)
         )
-        span_of = np.cumsum(traded) - 1  # a traded row -> its row of ``spans``
         per_tick = set(tick_stages) if ticks is not None else set()
-        leg_stages = [(j, s) for j, s in enumerate(trade_stages) if s not in per_tick]
+        leg_stages = [j for j, s in enumerate(trade_stages) if s not in per_tick]
+        columns = [TICK_TO_TRADE, TICK_TO_DECISION] + [trade_stages[j] for j in leg_stages]
+        trades = None  # made ready once for every slicing's attribution
         for sl in self._slicings(names[: dims.shape[1]]):
             at = [names.index(d) for d in sl.dims]
-            for label, rows_of in self._grouped(sl, dims[:, at], dimensions, warmup, sl.rows, sl.warm):
-                traded_rows = rows_of[traded[rows_of]]
-                hists.record(TICK_TO_TRADE + label, t2t[traded_rows])
-                hists.record(TICK_TO_DECISION + label, t2d[rows_of[t2d[rows_of] >= 0]])
-                if traded_rows.size == 0:
-                    continue
-                mine = spans[span_of[traded_rows]]
-                for j, stage in leg_stages:
-                    s = mine[:, j]
-                    hists.record(stage + label, s[s != NOT_TAKEN])  # a 0 ns stage is one sample
-                att = sl.attribution.get(label)
-                if att is None or att.stages != list(trade_stages):
-                    att = sl.attribution[label] = TailAttribution(trade_stages, layout)
-                att.add(mine, t2t[traded_rows])
+            labels, label = self._labelled(sl, dims[:, at], dimensions, warmup, sl.rows, sl.warm)
+            if labels:
+                c = len(columns)
+                of_trade = label[traded]
+                # one value (and group: label x column) per row and column; -1 is recorded nowhere
+                groups = [np.where(of_trade >= 0, of_trade * c, -1),
+                          np.where((label >= 0) & (t2d >= 0), label * c + 1, -1)]  # fmt: skip
+                values = [t2t[traded], t2d]
+                for col, j in enumerate(leg_stages, start=2):
+                    groups.append(
+                        np.where((of_trade >= 0) & (spans[:, j] != NOT_TAKEN), of_trade * c + col, -1)
+                    )
+                    values.append(spans[:, j])  # a 0 ns stage is one sample
+                hists.record_groups([col + lab for lab in labels for col in columns],
+                                    np.concatenate(groups), np.concatenate(values))  # fmt: skip
+                if sl.attribution is None or sl.attribution.stages != list(trade_stages):
+                    # a ring declaring trade points after trades were attributed: start over on them
+                    sl.attribution, sl.slot = TailAttribution(trade_stages, layout), {}
+                if trades is None:
+                    trades = sl.attribution.trades(spans, t2t[traded])
+                slot_of = np.array([sl.slot.setdefault(lab, len(sl.slot)) for lab in labels] + [-1], np.int64)
+                sl.attribution.add_trades(trades, slot_of[of_trade])  # of_trade -1: the last, -1
             if ticks is None or ticks["dims"].shape[1] <= max(at):
                 continue
-            for label, ticks_of in self._grouped(sl, ticks["dims"][:, at], dimensions, warmup, sl.ticks, {}):
-                mine = ticks["spans"][ticks_of]
-                for j, stage in enumerate(tick_stages):
-                    s = mine[:, j]
-                    hists.record(stage + label, s[s != NOT_TAKEN])
+            labels, label = self._labelled(sl, ticks["dims"][:, at], dimensions, warmup, sl.ticks, {})
+            if labels:
+                k = len(tick_stages)
+                groups = [np.where((label >= 0) & (ticks["spans"][:, j] != NOT_TAKEN), label * k + j, -1)
+                          for j in range(k)]  # fmt: skip
+                hists.record_groups([stage + lab for lab in labels for stage in tick_stages],
+                                    np.concatenate(groups), ticks["spans"].T.reshape(-1))  # fmt: skip
 
-    def _grouped(self, sl: Slicing, cols: np.ndarray, dimensions: dict[str, list[str]], warmup: bool,
-                 counted: dict, warm: dict):  # fmt: skip
-        """(label, its rows) of the rows of ``cols`` (value ids of the slicing's dimensions), each
-        row counted into ``counted`` (``warm`` in the warm-up, when nothing is recorded)."""
-        labelled = (cols != 0).all(axis=1)  # a row without a value of the slicing is in none of its slices
+    def _labelled(self, sl: Slicing, cols: np.ndarray, dimensions: dict[str, list[str]], warmup: bool,
+                  counted: dict, warm: dict) -> tuple[list[str], np.ndarray]:  # fmt: skip
+        """The labels of the rows of ``cols`` (value ids of the slicing's dimensions) and each row's
+        position among them (-1: a row without a value of the slicing, in none of its slices), each
+        row counted into ``counted`` (``warm`` in the warm-up, when nothing is recorded: no labels)."""
+        labelled = (cols != 0).all(axis=1)
         if not labelled.any():
-            return
+            return [], np.empty(0, np.int64)
         keys, inverse, counts = unique_rows(cols[labelled])
         for key, n in zip(map(tuple, keys.tolist()), counts.tolist(), strict=True):
             into = warm if warmup else counted
             into[key] = into.get(key, 0) + n
         if warmup:
-            return
+            return [], np.empty(0, np.int64)
         labels: dict[str, int] = {}  # label -> its position; several values may share one (OTHER)
         label_of = np.empty(keys.shape[0], np.int64)
         for g, key in enumerate(map(tuple, keys.tolist())):
@@ -141,14 +157,9 @@ class DimensionSlices:
                 "", {d: value or dimensions[d][i - 1] for d, i in zip(sl.dims, key, strict=True)}
             )
             label_of[g] = labels.setdefault(label, len(labels))
-        # Rows grouped by label once (a stable sort keeps each label's rows in arrival order,
-        # which the attribution's reservoir follows), instead of a pass over all rows per label.
-        row_label = np.full(cols.shape[0], len(labels), np.int64)
+        row_label = np.full(cols.shape[0], -1, np.int64)
         row_label[labelled] = label_of[inverse.reshape(-1)]
-        order = np.argsort(row_label, kind="stable")
-        ends = np.searchsorted(row_label[order], np.arange(len(labels) + 1))
-        for label, at in labels.items():
-            yield label, order[ends[at] : ends[at + 1]]
+        return list(labels), row_label
 
     def summary(self, dimensions: dict[str, list[str]], hist_summaries: dict[str, dict]) -> dict:
         """summary.json's ``dimensions`` (docs/session-format.md): per slicing, its cap, rows per value
@@ -175,9 +186,9 @@ class DimensionSlices:
                 for tag, row in hist_summaries.items():
                     if tag.endswith(tag_label) and "|" not in tag[: -len(tag_label)]:
                         v["tags"][tag[: -len(tag_label)]] = row
-                att = sl.attribution.get(tag_label)
-                if att is not None and att.summary() is not None:
-                    v["attribution"] = att.summary()
+                att = None if tag_label not in sl.slot else sl.attribution.summary(sl.slot[tag_label])
+                if att is not None:
+                    v["attribution"] = att
             out[name] = {"cap": sl.cap, "values": values}
         return out
 
@@ -192,7 +203,16 @@ def unique_rows(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     packed = np.zeros(cols.shape[0], np.int64)
     for j in range(cols.shape[1]):
         packed = packed * radix[j] + cols[:, j]
-    u, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+    span = int(np.prod(radix))
+    if span <= max(4 * cols.shape[0], 1 << 16):
+        # Few possible keys (a flush's symbols x venues): counted in place, no sort.
+        every = np.bincount(packed, minlength=span)
+        u = np.flatnonzero(every)
+        rank = np.zeros(span, np.int64)
+        rank[u] = np.arange(u.size)
+        inverse, counts = rank[packed], every[u]
+    else:
+        u, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
     keys = np.empty((u.size, cols.shape[1]), cols.dtype)
     for j in reversed(range(cols.shape[1])):
         u, keys[:, j] = np.divmod(u, radix[j])

@@ -1,9 +1,10 @@
 """Bulk, bit-exact ingestion of values into ``hdrh`` histograms.
 
-``HdrHistogram.record_value`` is pure Python (about a microsecond a value). Here the counts index
-of every value is computed with numpy exactly as ``hdrh`` computes it, in cache-sized chunks
-with preallocated buffers, then ``bincount`` adds a whole chunk at once into the histogram's own
-counts array. The histogram ends up in the same state as after recording the values one by one
+``HdrHistogram.record_value`` is pure Python (about a microsecond a value). Here one compiled
+kernel (numba, compiled once and cached on disk) computes every value's counts index exactly as
+``hdrh`` computes it and adds into the histogram's own counts array in the same pass; a grouped
+variant files the values of many histograms (one per dimension value and stage) in one pass too.
+The histogram ends up in the same state as after recording the values one by one
 (``tests/collectors/test_hdr.py`` checks ``encode()`` equality with hypothesis).
 
 Index arithmetic (hdrh's ``_counts_index_for``), for v >= 0::
@@ -11,14 +12,13 @@ Index arithmetic (hdrh's ``_counts_index_for``), for v >= 0::
     bucket   = bit_length(v | sub_bucket_mask) - unit_magnitude - (sub_bucket_half_count_magnitude + 1)
     sub      = v >> (bucket + unit_magnitude)
     index    = ((bucket + 1) << half_mag) + sub - half_count  ==  (bucket << half_mag) + sub
-
-``bit_length`` comes from the float64 exponent, exact below 2**53 (104 days in ns).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ctypes
 import functools
 import math
@@ -36,12 +36,7 @@ from pyhdrh import decode as _decode_varints
 LOWEST_NS = 1
 HIGHEST_NS = 60 * 1_000_000_000
 SIGNIFICANT_DIGITS = 3
-CHUNK = 1 << 14  # values per pass: the working buffers stay in L1/L2
-# Below counts_len / SPARSE_RATIO values, touching only their buckets (np.add.at, ~10 ns a value)
-# beats a dense bincount (~1 ns a bucket of the whole layout); measured on numpy 2.4.
-SPARSE_RATIO = 16
-
-_EXACT_FLOAT_LIMIT = 1 << 53
+CHUNK = 1 << 14  # values per pass where a caller keeps its own working buffers bounded
 
 
 def new_histogram(
@@ -243,6 +238,25 @@ def counts_view(hist: HdrHistogram) -> np.ndarray:
     return np.ctypeslib.as_array(hist.counts).view(np.int64)
 
 
+@contextlib.contextmanager
+def loading_kernels():
+    """Around the import of a compiled-kernel module (imported on first use: commands that never
+    bucket a value, --help or a report of a saved session, do not load LLVM): an address-space
+    limit too small for LLVM's library is the out-of-memory it is, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        if "failed to map segment" in f"{e} {e.__context__}":
+            raise MemoryError(f"cannot map the compiled kernels' library: {e.__context__ or e}") from e
+        raise
+
+
+def _kernels():
+    with loading_kernels():
+        from tickscope.collectors.session import hdr_kernels
+    return hdr_kernels
+
+
 class BulkRecorder:
     """Records numpy arrays of values into one hdrh histogram layout; reusable across histograms."""
 
@@ -256,26 +270,14 @@ class BulkRecorder:
         self.max_recordable = template.get_highest_equivalent_value(
             template.get_value_from_index(self.counts_len - 1)
         )
-        # exponent field of float64(v | mask) is bit_length + 1022; fold the constant offsets in once.
-        self.exp_offset = 1022 + self.unit_magnitude + self.half_mag + 1
-        self._work = np.empty(CHUNK, dtype=np.int64)
-        self._shift = np.empty(CHUNK, dtype=np.int64)
-        self._float = np.empty(CHUNK, dtype=np.float64)
+        self._scratch = np.zeros(self.counts_len, np.int64)
+        _kernels()  # loaded now, not at the first batch (hdr_kernels._warm)
 
     def indexes(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Counts indexes of up to CHUNK values, into ``out`` (same length as values)."""
-        n = len(values)
-        work, shift, fl = self._work[:n], self._shift[:n], self._float[:n]
-        np.bitwise_or(values, self.sub_bucket_mask, out=work)
-        np.copyto(fl, work, casting="unsafe")
-        bits = fl.view(np.int64)
-        np.right_shift(bits, 52, out=shift)
-        np.subtract(shift, self.exp_offset, out=shift)  # bucket index
-        np.left_shift(shift, self.half_mag, out=out)  # bucket << half_mag
-        if self.unit_magnitude:
-            np.add(shift, self.unit_magnitude, out=shift)
-        np.right_shift(values, shift, out=work)  # sub-bucket index
-        np.add(out, work, out=out)
+        """Counts indexes of ``values`` (each 0 <= v <= max_recordable), into ``out`` (same length)."""
+        _kernels().indexes(
+            np.asarray(values, np.int64), out, self.sub_bucket_mask, self.unit_magnitude, self.half_mag
+        )
         return out
 
     def record(self, hist: HdrHistogram, values: np.ndarray) -> int:
@@ -283,30 +285,34 @@ class BulkRecorder:
         values = np.asarray(values, dtype=np.int64)
         if values.size == 0:
             return 0
-        vmin, vmax = int(values.min()), int(values.max())
-        rejected = 0
-        if vmin < 0 or vmax > self.max_recordable or vmax >= _EXACT_FLOAT_LIMIT:
-            ok = (values >= 0) & (values <= min(self.max_recordable, _EXACT_FLOAT_LIMIT - 1))
-            rejected = int(values.size - np.count_nonzero(ok))
-            values = values[ok]
-            if values.size == 0:
-                return rejected
-            vmin, vmax = int(values.min()), int(values.max())
-        counts = counts_view(hist)
-        idx = np.empty(CHUNK, dtype=np.int64)
-        for start in range(0, values.size, CHUNK):
-            chunk = values[start : start + CHUNK]
-            ix = self.indexes(chunk, idx[: chunk.size])
-            if chunk.size * SPARSE_RATIO < self.counts_len:
-                # A few values (one poll's of one dimension value): a bincount would walk and add
-                # every one of the counts_len buckets for them.
-                np.add.at(counts, ix, 1)
-            else:
-                counts += np.bincount(ix, minlength=self.counts_len)
-        hist.total_count += int(values.size)
-        hist.min_value = min(hist.min_value, vmin)
-        hist.max_value = max(hist.max_value, vmax)
-        return rejected
+        n, lo, hi = _kernels().record(values, counts_view(hist), self.sub_bucket_mask, self.unit_magnitude,
+                            self.half_mag, self.max_recordable)  # fmt: skip
+        if n:
+            hist.total_count += int(n)
+            hist.min_value = min(hist.min_value, int(lo))
+            hist.max_value = max(hist.max_value, int(hi))
+        return int(values.size - n)
+
+    def record_groups(self, values: np.ndarray, group: np.ndarray, n_groups: int, hist_of) -> int:
+        """Record ``values[i]`` into histogram ``hist_of(group[i])`` (group -1: nowhere, not counted
+        as out of range), all groups in one pass and one small add per histogram that got values;
+        returns how many values were out of range. Each histogram ends up as ``record`` of its
+        values would leave it."""
+        values, group = np.asarray(values, np.int64), np.asarray(group, np.int64)
+        if values.size == 0:
+            return 0
+        pairs, starts, recorded, lo, hi, rejected = _kernels().record_groups(
+            values, group, n_groups, self.sub_bucket_mask, self.unit_magnitude, self.half_mag,
+            self.max_recordable, self._scratch,
+        )  # fmt: skip
+        for g in np.flatnonzero(recorded).tolist():
+            hist = hist_of(g)
+            at = pairs[starts[g] : starts[g + 1]]
+            counts_view(hist)[at[:, 0]] += at[:, 1]  # the indexes of one group are distinct
+            hist.total_count += int(recorded[g])
+            hist.min_value = min(hist.min_value, int(lo[g]))
+            hist.max_value = max(hist.max_value, int(hi[g]))
+        return int(rejected)
 
 
 def corrected_values(values: np.ndarray, expected_interval: int) -> np.ndarray:

@@ -142,7 +142,7 @@ def test_memory_is_bounded_and_large_tails_report_sampled_medians_within_the_sta
         b = rng.integers(1_000, 10_000, 2000)
         acc.add(np.column_stack((a, b)), a + b)
         every_a.append(a), every_t2t.append(a + b)
-    assert acc._slow.shape[0] == 100 and acc._sample.shape[0] == 2000 and acc.count.size < 30_000
+    assert acc.slowest().shape[0] == 100 and acc.sampled().shape[0] == 2000 and acc.count.size < 30_000
     got = acc.summary()
     a, t2t = np.concatenate(every_a), np.concatenate(every_t2t)
     for key, pct in (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9)):

@@ -52,12 +52,12 @@ def test_tail_sums_per_bucket_are_the_rows_sums(rows, batches):
     idx = rec.indexes(t2t, np.empty(t2t.size, np.int64))
     for b in np.unique(idx):
         mine = idx == b
-        assert att.count[b] == mine.sum()
-        assert np.array_equal(att.span_sum[b], spans[mine].sum(axis=0))
+        assert att.count[0, b] == mine.sum()
+        assert np.array_equal(att.span_sum[0, b], spans[mine].sum(axis=0))
         total = spans[mine].sum(axis=1)
         shares = np.divide(spans[mine], total[:, None], out=np.zeros((int(mine.sum()), 2)),
                            where=total[:, None] > 0)  # fmt: skip
-        assert np.allclose(att.share_sum[b], shares.sum(axis=0), rtol=1e-12, atol=1e-12)
+        assert np.allclose(att.share_sum[0, b], shares.sum(axis=0), rtol=1e-12, atol=1e-12)
     assert att.count.sum() == len(rows)
 
 
@@ -69,6 +69,10 @@ class Hists:
 
     def record(self, tag, vals):
         self.got.setdefault(tag, []).extend(int(v) for v in vals)
+
+    def record_groups(self, tags, group, vals):
+        for g, tag in enumerate(tags):
+            self.record(tag, vals[group == g])
 
 
 @settings(max_examples=40, deadline=None)
