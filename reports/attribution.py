@@ -33,8 +33,8 @@ def tails(attr: dict | None, keys=tuple(LABELS)) -> list[tuple[str, dict]]:
 
 
 def population(attr: dict) -> str:
-    """'1,684 traded ticks': the whole population the tails are cut from."""
-    return f"{attr['traces']:,} {attr.get('population', 'traded ticks')}"
+    """'1,684 orders': the whole population the tails are cut from."""
+    return f"{attr['traces']:,} {attr.get('population', 'orders')}"
 
 
 def tail_label(key: str, tail: dict) -> str:

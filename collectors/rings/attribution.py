@@ -197,7 +197,7 @@ class TailAttribution:
                     for j, s in enumerate(self.stages)
                 },
             }
-        return {"population": "traded ticks", "traces": n, "stages": list(self.stages), "tails": tails}
+        return {"population": "orders", "traces": n, "stages": list(self.stages), "tails": tails}
 
     def _median(self, slot: int, threshold: int, members: int) -> tuple[np.ndarray, str, int]:
         """Each stage's median share in the tail over the n traces that took it (the value at rank

@@ -247,7 +247,10 @@ def loading_kernels():
         yield
     except OSError as e:
         if "failed to map segment" in f"{e} {e.__context__}":
-            raise MemoryError(f"cannot map the compiled kernels' library: {e.__context__ or e}") from e
+            raise MemoryError(
+                f"cannot map the compiled kernels' library: {e.__context__ or e} "
+                "(raise the address-space limit, ulimit -v, by about 100 MB)"
+            ) from e
         raise
 
 

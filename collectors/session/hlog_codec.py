@@ -156,7 +156,10 @@ class HlogEncoder:
         counts = np.frombuffer(hist.counts, dtype=np.uint64)
         end = _write_varints(counts, n, self.buf, PAYLOAD_HEADER_SIZE)
         if end == _TOO_BIG:
-            raise OverflowError("64-bit overflow - zigzag only supports 63-bit values")
+            raise OverflowError(
+                "an hlog bucket count of 2**63 or more cannot be encoded "
+                "(zigzag varints hold 63 bits: record such counts in several histograms)"
+            )
         # hdrh's payload header as the histogram's encoder holds it (a decoded histogram keeps the
         # offsets and ratio it was read with), with this payload's length
         self.buf[:PAYLOAD_HEADER_SIZE] = np.frombuffer(bytes(hist.encoder.payload.payload), np.uint8)

@@ -546,7 +546,7 @@ def merge_attribution(hosts: list[str], attrs: list[dict | None], tick_to_trade:
             "median": {"method": "not merged", "samples": 0},
             "stages": rows,
         }
-    population = used[0][1].get("population", "traded ticks")
+    population = used[0][1].get("population", "orders")
     return {"population": population, "traces": sum(a["traces"] for _, a in used), "stages": list(stages),
             "tails": tails, "merged": note}  # fmt: skip
 

@@ -33,7 +33,7 @@ def tail(traces, threshold, feed, strategy):
             "median": {"method": "exact", "samples": traces}, "stages": stages}  # fmt: skip
 
 
-ATTRIBUTION = {"population": "traded ticks", "traces": 100, "stages": ["feed", "strategy"],
+ATTRIBUTION = {"population": "orders", "traces": 100, "stages": ["feed", "strategy"],
                "tails": {"p50": tail(50, 4000, 1000, 3000), "p99": tail(1, 20000, 5000, 15000)}}  # fmt: skip
 
 
@@ -54,7 +54,7 @@ def render(renderable, width=80):
 def test_breakdown_shows_each_components_share_in_the_tail_traces_and_names_them():
     text = render(TailBars(ATTRIBUTION, width=60))
     assert "feed 25%/25%" in text and "strategy 75%/75%" in text  # p50 1000:3000, p99 5000:15000
-    assert "of 100 traded ticks" in text and "p50: 50 traces ≥ 4µs" in text and "p99: 1 trace ≥ 20µs" in text
+    assert "of 100 orders" in text and "p50: 50 traces ≥ 4µs" in text and "p99: 1 trace ≥ 20µs" in text
 
 
 def test_sparkline_and_dashboard_fit_small_and_large_terminals():

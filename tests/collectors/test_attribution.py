@@ -45,7 +45,7 @@ def test_shares_are_the_exact_per_trace_shares_of_the_tail_traces(run):
     s, truth, _ = run
     spans, t2t = np.diff(truth, axis=1), truth[:, -1] - truth[:, 0]
     a = s.attribution
-    assert a["population"] == "traded ticks" and a["traces"] == TICKS // ORDER_EVERY == t2t.size
+    assert a["population"] == "orders" and a["traces"] == TICKS // ORDER_EVERY == t2t.size
     assert a["stages"] == ["feed", "strategy", "risk", "send"]
     for key, pct in (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9)):
         tail, sel = a["tails"][key], tail_of(t2t, pct)
@@ -76,15 +76,15 @@ def test_shares_are_the_exact_per_trace_shares_of_the_tail_traces(run):
 
 def test_every_output_names_the_population(run, tmp_path):
     s, _, stdout = run
-    assert "tail attribution of 1,000 traded ticks" in stdout  # the end of profile
+    assert "tail attribution of 1,000 orders" in stdout  # the end of profile
     out = run_cli("report", str(s.path))
-    assert out.returncode == 0 and "tail attribution of 1,000 traded ticks" in out.stdout
+    assert out.returncode == 0 and "tail attribution of 1,000 orders" in out.stdout
     n99 = s.attribution["tails"]["p99"]["traces"]
     assert f"{n99:,} ≥" in out.stdout
     html = run_cli("report", str(s.path), "-o", str(tmp_path / "r.html"))
     assert html.returncode == 0, html.stderr
     text = (tmp_path / "r.html").read_text()
-    assert "Of 1,000 traded ticks" in text and f"p99: {n99:,} traces ≥" in text and 'id="breakdown"' in text
+    assert "Of 1,000 orders" in text and f"p99: {n99:,} traces ≥" in text and 'id="breakdown"' in text
 
 
 def test_co_correction_uses_each_populations_own_interval(run):
