@@ -71,11 +71,11 @@ class TailAttribution:
         self.share_sum = np.zeros((0, 0, k), np.float64)
         self.taken = np.zeros((0, 0, k), np.int64)  # traces that took the stage
         self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
-        compiled = kernels()
         # Per slot: the slowest traces kept whole (a heap) and the reservoir, rows of column 0
         # tick-to-trade then the spans, in buffers grown as they fill (a value of ten traces keeps ten).
-        self._slow, self._sample = compiled.new_row_list(), compiled.new_row_list()
-        self._heap = compiled.new_row_list()  # per slot: (tick-to-trade, row of _slow), a min-heap
+        self._slow: list[np.ndarray] = []
+        self._sample: list[np.ndarray] = []
+        self._heap: list[np.ndarray] = []  # per slot: (tick-to-trade, row of _slow), a min-heap
         self._slow_n = np.zeros(0, np.int64)  # rows of the heap
         self._offered = np.zeros(0, np.int64)  # traces offered to the reservoir
         self._room = np.zeros((0, 2), np.int64)  # rows of each slot's two buffers
@@ -112,9 +112,20 @@ class TailAttribution:
         compiled = kernels()
         compiled.tail_sums(slot, trades.bucket, trades.rows, trades.share, self.count, self.span_sum,
                           self.share_sum, self.taken)  # fmt: skip
-        self._make_room(np.bincount(slot + 1, minlength=self._slow_n.size + 1)[1:])
-        compiled.keep(slot, trades.rows, self._slow, self._heap, self._slow_n, self.keep_slowest, self._sample,
-                     self._offered, self.reservoir, self.seed)  # fmt: skip
+        arriving = np.bincount(slot + 1, minlength=self._slow_n.size + 1)[1:]
+        self._make_room(arriving)
+        # Each population's rows in arrival order (a stable sort by slot), one kernel call per
+        # population that has rows: a flush touches a few values, each call is ~1 µs.
+        order = np.argsort(slot, kind="stable")
+        at = int(np.searchsorted(slot[order], 0))
+        rows = trades.rows
+        for s in np.flatnonzero(arriving):
+            part = np.ascontiguousarray(rows[order[at : at + arriving[s]]])
+            at += int(arriving[s])
+            self._slow_n[s], self._offered[s] = compiled.keep(
+                int(s), part, self._slow[s], self._heap[s], int(self._slow_n[s]), self.keep_slowest,
+                self._sample[s], int(self._offered[s]), self.reservoir, self.seed,
+            )  # fmt: skip
 
     def _make_room(self, arriving: np.ndarray) -> None:
         """Grow the buffers of the slots whose heap or reservoir fills past its rows (doubling)."""

@@ -2,15 +2,7 @@
 by attribution.py on first use. Each takes a whole batch of every population (slot) at once."""
 
 import numpy as np
-from numba import njit, types
-from numba.typed import List
-
-ROWS = types.int64[:, ::1]
-
-
-def new_row_list():
-    """A list of per-population row buffers (C-contiguous int64 matrices) the kernels write into."""
-    return List.empty_list(ROWS)
+from numba import njit
 
 
 @njit(cache=True, nogil=True)
@@ -58,63 +50,45 @@ def _uniform(seed, s, i):
 
 
 @njit(cache=True, nogil=True)
-def keep(slot, rows, slow, heap, slow_n, keep_slowest, sample, offered, reservoir, seed):
-    """Each population's rows in arrival order into its slowest (up to ``keep_slowest`` rows, with a
-    min-heap of (tick-to-trade, row) over them: a slower row replaces the least) and its uniform
-    reservoir (Algorithm R: the i-th trace offered takes a random place with p = R/i). Buffers
-    sized by the caller; a row of slot -1 is in no population."""
-    n_slots = slow_n.size
-    start = np.zeros(n_slots + 1, np.int64)
-    for i in range(slot.size):
-        if slot[i] >= 0:
-            start[slot[i] + 1] += 1
-    for s in range(n_slots):
-        start[s + 1] += start[s]
-    order = np.empty(slot.size, np.int64)  # rows grouped by slot, each group in arrival order
-    fill = start[:n_slots].copy()
-    for i in range(slot.size):
-        if slot[i] >= 0:
-            order[fill[slot[i]]] = i
-            fill[slot[i]] += 1
+def keep(s, rows, kept_rows, h, kept, keep_slowest, pool, seen, reservoir, seed):
+    """Population ``s``'s rows, in arrival order, into its slowest (up to ``keep_slowest`` rows, with
+    a min-heap ``h`` of (tick-to-trade, row) over them: a slower row replaces the least) and its
+    uniform reservoir ``pool`` (Algorithm R: the i-th trace offered takes a random place with
+    p = R/i). Buffers sized by the caller; returns the rows kept and the traces offered so far."""
     width = rows.shape[1]
-    for s in range(n_slots):
-        if start[s + 1] == start[s]:
-            continue
-        kept_rows, h, kept, pool, seen = slow[s], heap[s], slow_n[s], sample[s], offered[s]
-        for r in range(start[s], start[s + 1]):
-            i = order[r]
-            key = rows[i, 0]
-            if kept < keep_slowest:  # room left: the row goes in, its key sifts up
-                at, c = kept, kept
-                kept += 1
-                while c > 0 and h[(c - 1) // 2, 0] > key:
-                    h[c, 0], h[c, 1] = h[(c - 1) // 2, 0], h[(c - 1) // 2, 1]
-                    c = (c - 1) // 2
-                h[c, 0], h[c, 1] = key, at
-            elif key > h[0, 0]:  # slower than the least kept: it takes that row's place, sifts down
-                at, c = h[0, 1], 0
-                while True:
-                    m = 2 * c + 1
-                    if m >= kept:
-                        break
-                    if m + 1 < kept and h[m + 1, 0] < h[m, 0]:
-                        m += 1
-                    if h[m, 0] >= key:
-                        break
-                    h[c, 0], h[c, 1] = h[m, 0], h[m, 1]
-                    c = m
-                h[c, 0], h[c, 1] = key, at
-            else:
-                at = -1
-            if at >= 0:
-                for j in range(width):
-                    kept_rows[at, j] = rows[i, j]
-            place = seen if seen < reservoir else int(_uniform(seed, s, seen) * (seen + 1))
-            if place < reservoir:
-                for j in range(width):
-                    pool[place, j] = rows[i, j]
-            seen += 1
-        slow_n[s], offered[s] = kept, seen
+    for i in range(rows.shape[0]):
+        key = rows[i, 0]
+        if kept < keep_slowest:  # room left: the row goes in, its key sifts up
+            at, c = kept, kept
+            kept += 1
+            while c > 0 and h[(c - 1) // 2, 0] > key:
+                h[c, 0], h[c, 1] = h[(c - 1) // 2, 0], h[(c - 1) // 2, 1]
+                c = (c - 1) // 2
+            h[c, 0], h[c, 1] = key, at
+        elif key > h[0, 0]:  # slower than the least kept: it takes that row's place, sifts down
+            at, c = h[0, 1], 0
+            while True:
+                m = 2 * c + 1
+                if m >= kept:
+                    break
+                if m + 1 < kept and h[m + 1, 0] < h[m, 0]:
+                    m += 1
+                if h[m, 0] >= key:
+                    break
+                h[c, 0], h[c, 1] = h[m, 0], h[m, 1]
+                c = m
+            h[c, 0], h[c, 1] = key, at
+        else:
+            at = -1
+        if at >= 0:
+            for j in range(width):
+                kept_rows[at, j] = rows[i, j]
+        place = seen if seen < reservoir else int(_uniform(seed, s, seen) * (seen + 1))
+        if place < reservoir:
+            for j in range(width):
+                pool[place, j] = rows[i, j]
+        seen += 1
+    return kept, seen
 
 
 def _warm() -> None:
@@ -123,12 +97,7 @@ def _warm() -> None:
     share = shares(rows[:, 1:].copy())
     cube = np.zeros((1, 1, 1), np.int64)
     tail_sums(one, one, rows, share, np.zeros((1, 1), np.int64), cube, np.zeros((1, 1, 1)), cube.copy())
-    slow, heap, sample = new_row_list(), new_row_list(), new_row_list()
-    slow.append(np.zeros((1, 2), np.int64))
-    heap.append(np.zeros((1, 2), np.int64))
-    sample.append(np.zeros((1, 2), np.int64))
-    slow[0] = slow[0][:1] if len(slow) else slow[0]  # the list's own methods compile on first use too
-    keep(one, rows, slow, heap, np.zeros(1, np.int64), 1, sample, np.zeros(1, np.int64), 1, 0)
+    keep(0, rows, rows.copy(), np.zeros((1, 2), np.int64), 0, 1, rows.copy(), 0, 1, 0)
 
 
 _warm()
