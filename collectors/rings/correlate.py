@@ -787,15 +787,12 @@ class Correlator:
         sink[order[g.sink]] = True
         tick_of, tick_only = self._ticks_only(width)
         # A trace (all its rows: the shared one and one per leg) closes as one.
-        ids, legs, C, S, arrived, dup, evict, dims, evicted = self._open.close(
+        ids, legs, C, S, arrived, dup, evict, dims, tdims, evicted = self._open.close(
             sink, tick_of, tick_only, self.round, now_ns - self.linger_ns, force, self.max_pending, order
         )
         self.evicted += evicted
         if ids.size == 0:
             return Closed(values=empty)
-        C, S, ids, legs, arrived, dup, evict, dims, tdims = _legs_measured(
-            C, S, ids, legs, arrived, dup, evict, dims
-        )
 
         values: dict[str, list[np.ndarray]] = {t: [] for t in tags}
         closed = Closed(values={})
@@ -1044,38 +1041,6 @@ class Correlator:
             dims[rest],
             rest,
         )
-
-
-def _legs_measured(C, S, ids, legs, arrived, dup, evict, dims):
-    """The rows measured from closed rows sorted by (trace id, leg): each leg row with its trace's
-    shared stamps (and dimension values, where the leg sets none), and the shared row of a trace
-    without legs; last, each row's trace's own dimension values (its shared row's, without the
-    leg's; none for a leg whose trace closed earlier: it stays as it is, a late piece or incomplete)."""
-    shared = legs < 0
-    if shared.all():
-        return C, S, ids, legs, arrived, dup, evict, dims, dims
-    is_start = np.concatenate(([True], ids[1:] != ids[:-1]))
-    group = np.cumsum(is_start) - 1
-    first = np.flatnonzero(is_start)
-    n_legs = np.add.reduceat((~shared).astype(np.int64), first)
-    shared_of = np.where(shared[first][group], first[group], -1)
-    m = np.flatnonzero(~shared | (n_legs[group] == 0))
-    sh = shared_of[m]
-    fill = (legs[m] >= 0) & (sh >= 0)
-    out = [x[m] for x in (C, S, ids, legs, arrived, dup, evict, dims)]
-    tdims = np.where((legs[m] < 0)[:, None], out[7], 0)
-    if fill.any():
-        f, src = np.flatnonzero(fill), sh[fill]
-        oc, os_, _, _, oa, od, oe, odm = out
-        # Shared and per-leg columns are disjoint (``add_rows`` splits them): a plain fill.
-        oc[f] = np.where(C[src] != 0, C[src], oc[f])
-        os_[f] = np.where(C[src] != 0, S[src], os_[f])
-        oa[f] = np.maximum(oa[f], arrived[src])
-        od[f] |= dup[src]
-        oe[f] |= evict[src]
-        odm[f] = np.where(odm[f] != 0, odm[f], dims[src])
-        tdims[f] = dims[src]
-    return (*out, tdims)
 
 
 def _key_order(ids: np.ndarray, legs: np.ndarray | None) -> np.ndarray | None:

@@ -258,17 +258,22 @@ def _close_scan(t_live, t_id, t_head, r_next, R_ts, R_src, r_arrived, r_round, s
 @njit(cache=True, nogil=True)
 def _take(slots, evict_t, order, h_val, t_id, t_live, t_head, t_rows, r_next, r_leg, r_live, t_free, r_free,
           R_ts, R_src, R_dims, r_arrived, r_dup, cnt):  # fmt: skip
-    """Take the traces ``slots`` (in the order given) out, their rows in leg order, stamps in
-    pipeline order (``order``): ids, legs, stamps, sources, arrived, dup, evicted, dims."""
+    """Take the traces ``slots`` out (in the order given) as the rows measured: each leg row
+    with its trace's shared stamps (and its dimension values where the leg sets none), or the
+    shared row of a trace without legs. Stamps in pipeline order (``order``). Returns ids, legs,
+    stamps, sources, arrived, dup, evicted, dims, and each row's trace's own dimension values
+    (its shared row's; none for a leg whose trace's shared row is not here: it closed earlier)."""
     n = 0
     for t in slots:
-        n += t_rows[t]
+        head = t_head[t]
+        n += t_rows[t] - (1 if r_leg[head] < 0 and t_rows[t] > 1 else 0)
     w, nd = order.size, R_dims.shape[1]
     ids = np.empty(n, np.uint64)
     legs = np.empty(n, np.int32)
     C = np.empty((n, w), np.int64)
     S = np.empty((n, w), np.int16)
     dims = np.empty((n, nd), np.int32)
+    tdims = np.zeros((n, nd), np.int32)
     arrived = np.empty(n, np.int64)
     dup = np.empty(n, np.bool_)
     evict = np.empty(n, np.bool_)
@@ -277,6 +282,9 @@ def _take(slots, evict_t, order, h_val, t_id, t_live, t_head, t_rows, r_next, r_
     for i in range(slots.size):
         t = slots[i]
         r = t_head[t]
+        shared = r if r_leg[r] < 0 else -1
+        if shared >= 0 and r_next[r] >= 0:  # it fanned out: its legs carry the shared stamps
+            r = r_next[r]
         while r >= 0:
             ids[k], legs[k], arrived[k], dup[k], evict[k] = (
                 t_id[t],
@@ -289,11 +297,26 @@ def _take(slots, evict_t, order, h_val, t_id, t_live, t_head, t_rows, r_next, r_
                 C[k, j], S[k, j] = R_ts[r, order[j]], R_src[r, order[j]]
             for d in range(nd):
                 dims[k, d] = R_dims[r, d]
+            if shared >= 0:
+                if shared != r:  # shared and per-leg columns are disjoint: a plain fill
+                    for j in range(w):
+                        if R_ts[shared, order[j]] != 0:
+                            C[k, j], S[k, j] = R_ts[shared, order[j]], R_src[shared, order[j]]
+                    for d in range(nd):
+                        if dims[k, d] == 0:
+                            dims[k, d] = R_dims[shared, d]
+                    arrived[k] = max(arrived[k], r_arrived[shared])
+                    dup[k] |= r_dup[shared]
+                for d in range(nd):
+                    tdims[k, d] = R_dims[shared, d]
+            k += 1
+            r = r_next[r]
+        r = t_head[t]
+        while r >= 0:
             r_live[r] = 0
             r_free[cnt[ROW_FREE]] = r
             cnt[ROW_FREE] += 1
             cnt[ROWS] -= 1
-            k += 1
             r = r_next[r]
         # Out of the hash (inline: see _merge_rows): later entries of its probe run shift back
         # so that lookups never meet a hole.
@@ -315,7 +338,7 @@ def _take(slots, evict_t, order, h_val, t_id, t_live, t_head, t_rows, r_next, r_
         t_free[cnt[TRACE_FREE]] = t
         cnt[TRACE_FREE] += 1
         cnt[TRACES] -= 1
-    return ids, legs, C, S, arrived, dup, evict, dims
+    return ids, legs, C, S, arrived, dup, evict, dims, tdims
 
 
 class PendingTable:
@@ -429,9 +452,9 @@ class PendingTable:
         stamp's began (``round_now``); those that received nothing since ``cutoff``; then, while
         more than ``max_pending`` stay open, the stalest (equals: the lowest trace id), evicted.
 
-        Returns the closed rows sorted by (trace id, leg), stamps in pipeline order (``order``):
-        (ids, legs, stamps, sources, arrived, stamped twice, evicted, dims), and how many traces
-        were evicted."""
+        Returns the rows measured, sorted by (trace id, leg) (see ``_take``: ids, legs, stamps in
+        pipeline order (``order``), sources, arrived, stamped twice, evicted, dims, the trace's own
+        dims), and how many traces were evicted."""
         slots, ids, arrived, closes = _close_scan(
             self.t_live, self.t_id, self.t_head, self.r_next, self.ts, self.src, self.arrived, self.round, sink,
             tick_of, tick_only, round_now, cutoff, force, self.traces,

@@ -4,8 +4,9 @@ Random runs: point records of several rings and tick rows of a tick ring, for a 
 small enough that records of one trace arrive in several batches and out of order, on shared and
 per-leg points, stamped twice, with conflicting dimension values; closes by final point, by a
 tick ring's decision, by lingering, by the pending bound (evictions) and forced. Every counter and
-every closed row (trace id, leg, stamps in pipeline order, sources, arrival, stamped-twice,
-evicted, dimension values) must be exactly the reference's.
+every row closed and measured (trace id, leg, stamps in pipeline order with its trace's shared
+stamps, sources, arrival, stamped-twice, evicted, dimension values, the trace's own values) must be
+exactly the reference's.
 """
 
 import numpy as np
@@ -110,11 +111,20 @@ class Reference:
             )
         out = []
         for i in sorted(i for i in traces if closes[i] or i in evicted):
-            for leg in sorted(traces[i]):
-                r = self.rows.pop((i, leg))
-                out.append(
-                    (i, leg, r["ts"][ORDER], r["src"][ORDER], r["arrived"], r["dup"], i in evicted, r["dims"])
-                )
+            rows = {leg: self.rows.pop((i, leg)) for leg in traces[i]}
+            shared = rows.pop(-1, None)
+            if not rows:  # no leg: the shared row is the trace
+                rows, shared = {-1: shared}, None
+            for leg in sorted(rows):
+                r = rows[leg]
+                ts, src, dims, arrived, dup = r["ts"], r["src"], r["dims"], r["arrived"], r["dup"]
+                tdims = dims if leg < 0 else np.zeros(N_DIMS, np.int32)
+                if shared is not None:  # a leg measured with its trace's shared stamps
+                    ts = np.where(shared["ts"] != 0, shared["ts"], ts)
+                    src = np.where(shared["ts"] != 0, shared["src"], src)
+                    dims, tdims = np.where(dims != 0, dims, shared["dims"]), shared["dims"]
+                    arrived, dup = max(arrived, shared["arrived"]), dup or shared["dup"]
+                out.append((i, leg, ts[ORDER], src[ORDER], arrived, dup, i in evicted, dims, tdims))
         return out, max(overflow, 0)
 
 
@@ -159,7 +169,7 @@ def test_pending_rows_close_exactly_as_the_reference(seed):
             assert evicted == want_evicted
             assert got[0].size == len(want)
             for k, name in enumerate(
-                ("ids", "legs", "stamps", "sources", "arrived", "dup", "evicted", "dims")
+                ("ids", "legs", "stamps", "sources", "arrived", "dup", "evicted", "dims", "tdims")
             ):
                 expect = np.array([w[k] for w in want]).reshape(got[k].shape)
                 assert np.array_equal(got[k], expect), name
@@ -183,7 +193,7 @@ def test_a_wider_schema_keeps_the_rows_held():
                      np.array([300], np.int64), np.array([[4]], np.int32), 2, 8, 0, per_leg)  # fmt: skip
     sink = np.array([False, False, True])
     no_tick, only = tick_tables([], 3)
-    ids, legs, C, S, arrived, dup, evict, dims, evicted = table.close(
+    ids, legs, C, S, arrived, dup, evict, dims, tdims, evicted = table.close(
         sink, no_tick, only, 1, 0, False, 10, np.array([0, 1, 2], np.int64)
     )
     assert ids.tolist() == [5] and C.tolist() == [[100, 0, 300]] and S.tolist() == [[1, 0, 2]]
