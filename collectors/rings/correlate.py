@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .pending import PendingTable, tick_tables, warm
+from .pending import PendingTable, merge_sorted, tick_tables, warm
 
 TICK_TO_TRADE = "tick_to_trade"
 TICK_TO_DECISION = "tick_to_decision"
@@ -480,23 +480,19 @@ def _keyed(chunk: dict) -> dict:
 
 
 def _merged(a: dict, b: dict, fields) -> dict:
-    """Two late-index chunks as one (their live entries): each field written once, straight into
-    its place in (trace id, leg) order, instead of concatenated and then reordered."""
+    """Two late-index chunks as one (their live entries): both are sorted, so one merge pass
+    (``merge_sorted``) places every entry and keys the result; each field is written once."""
     parts = [{k: c[k] if c["live"].all() else c[k][c["live"]] for k in fields} for c in (a, b)]
-    na = parts[0]["ids"].size
-    ids = np.concatenate((parts[0]["ids"], parts[1]["ids"]))
-    order = _key_order(ids, np.concatenate((parts[0]["legs"], parts[1]["legs"])))
-    if order is None:
-        return _keyed({k: np.concatenate((parts[0][k], parts[1][k])) for k in fields})
-    at = np.empty(ids.size, np.intp)
-    at[order] = np.arange(ids.size)
+    at_a, at_b, uids, key = merge_sorted(*(np.ascontiguousarray(p[k], dt) for p in parts
+                                           for k, dt in (("ids", np.uint64), ("legs", np.int32))), _LEG_SPAN)  # fmt: skip
     out = {}
     for k in fields:
         x, y = parts[0][k], parts[1][k]
-        m = np.empty((ids.size, *x.shape[1:]), x.dtype)
-        m[at[:na]], m[at[na:]] = x, y
+        m = np.empty((key.size, *x.shape[1:]), x.dtype)
+        m[at_a], m[at_b] = x, y
         out[k] = m
-    return _keyed(out)
+    out["uids"], out["key"], out["live"] = uids, key, np.ones(key.size, bool)
+    return out
 
 
 def _pad(m: np.ndarray, width: int) -> np.ndarray:
