@@ -63,10 +63,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .pending import PendingTable, merge_sorted, tick_tables, warm
-
 TICK_TO_TRADE = "tick_to_trade"
 TICK_TO_DECISION = "tick_to_decision"
+
+
+def _kernels():
+    """The numba kernels (``pending.py``), imported with the first correlator, not with this
+    module: numba maps LLVM (~150 MB of address space), and commands that import this module
+    without correlating anything (merge, report, wire) run under tight address-space limits."""
+    from . import pending
+
+    return pending
 
 
 class DeclarationConflict(ValueError):
@@ -483,7 +490,7 @@ def _merged(a: dict, b: dict, fields) -> dict:
     """Two late-index chunks as one (their live entries): both are sorted, so one merge pass
     (``merge_sorted``) places every entry and keys the result; each field is written once."""
     parts = [{k: c[k] if c["live"].all() else c[k][c["live"]] for k in fields} for c in (a, b)]
-    at_a, at_b, uids, key = merge_sorted(*(np.ascontiguousarray(p[k], dt) for p in parts
+    at_a, at_b, uids, key = _kernels().merge_sorted(*(np.ascontiguousarray(p[k], dt) for p in parts
                                            for k, dt in (("ids", np.uint64), ("legs", np.int32))), _LEG_SPAN)  # fmt: skip
     out = {}
     for k in fields:
@@ -528,8 +535,8 @@ class Correlator:
         self.round = 0  # drain rounds begun by the caller (see advance())
         # The open traces' rows (trace id, leg, stamps and source ring + 1 per column, newest
         # arrival, its drain round, stamped twice, dimension value ids), held in place.
-        warm()  # before any record is timed: never a compile between a drain and its flush
-        self._open = PendingTable()
+        _kernels().warm()  # before any record is timed: never a compile between a drain and its flush
+        self._open = _kernels().PendingTable()
         self._tick_tables, self._tick_tables_key = None, None
         self.n_dims = 0  # dimensions known so far (the caller's global ids: column d = dimension d)
         self.evicted = 0
@@ -678,7 +685,7 @@ class Correlator:
         """``tick_tables`` of the rings declared now (rebuilt when they change)."""
         key = (tuple(v for v, _, _ in self._rings), width)
         if self._tick_tables_key != key:
-            self._tick_tables, self._tick_tables_key = tick_tables(self._rings, width), key
+            self._tick_tables, self._tick_tables_key = _kernels().tick_tables(self._rings, width), key
         return self._tick_tables
 
     @property
