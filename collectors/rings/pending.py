@@ -34,30 +34,21 @@ def _home(key, mask):
     return np.int64(h & np.uint64(mask))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _find(h_val, t_id, key, mask):
-    """(trace slot or -1, hash position where it is or would go)."""
-    i = _home(key, mask)
-    while True:
-        t = h_val[i]
-        if t < 0 or t_id[t] == key:
-            return t, i
-        i = (i + 1) & mask
-
-
 @njit(cache=True, nogil=True)
 def _rehash(h_val, t_id, t_live):
     mask = h_val.size - 1
     h_val[:] = -1
     for t in range(t_id.size):
         if t_live[t]:
-            _, i = _find(h_val, t_id, t_id[t], mask)
+            i = _home(t_id[t], mask)
+            while h_val[i] >= 0:
+                i = (i + 1) & mask
             h_val[i] = t
 
 
 @njit(cache=True, nogil=True)
 def _merge_rows(ids, legs, ts, src, dims, dup, arrived_ns, rnd, per_leg, epoch,
-                h_val, t_id, t_live, t_head, t_rows, r_next, r_leg, r_trace, r_live, t_free, r_free,
+                h_val, t_id, t_live, t_head, t_rows, r_next, r_leg, r_live, t_free, r_free,
                 R_ts, R_src, R_dims, r_arrived, r_round, r_dup, r_epoch, cnt):  # fmt: skip
     """Join stamp rows to the open ones, each into its row (made if absent): a point stamped in
     both counts one duplicate stamp; stamps and sources keep the larger; two different values of
@@ -105,7 +96,7 @@ def _merge_rows(ids, legs, ts, src, dims, dup, arrived_ns, rnd, per_leg, epoch,
             if made:
                 cnt[ROW_FREE] -= 1
                 new = r_free[cnt[ROW_FREE]]
-                r_leg[new], r_trace[new], r_next[new], r_live[new] = leg, t, r, 1
+                r_leg[new], r_next[new], r_live[new] = leg, r, 1
                 if prev < 0:
                     t_head[t] = new
                 else:
@@ -381,7 +372,7 @@ class PendingTable:
     def _empty(self, width: int, n_dims: int) -> None:
         self.t_id, self.t_live = np.empty(0, np.uint64), np.empty(0, np.uint8)
         self.t_head, self.t_rows, self.t_free = (np.empty(0, np.int64) for _ in range(3))
-        self.r_next, self.r_trace, self.r_free = (np.empty(0, np.int64) for _ in range(3))
+        self.r_next, self.r_free = np.empty(0, np.int64), np.empty(0, np.int64)
         self.r_leg, self.r_live = np.empty(0, np.int32), np.empty(0, np.uint8)
         self.ts, self.src = np.empty((0, width), np.int64), np.empty((0, width), np.int16)
         self.dims = np.empty((0, n_dims), np.int32)
@@ -401,9 +392,7 @@ class PendingTable:
 
         self.t_id, self.t_live, self.t_rows = (grow(a, traces) for a in (self.t_id, self.t_live, self.t_rows))
         self.t_head = grow(self.t_head, traces, -1)
-        self.r_leg, self.r_trace, self.r_live = (
-            grow(a, rows) for a in (self.r_leg, self.r_trace, self.r_live)
-        )
+        self.r_leg, self.r_live = grow(self.r_leg, rows), grow(self.r_live, rows)
         self.arrived, self.round, self.dup = (grow(a, rows) for a in (self.arrived, self.round, self.dup))
         self.r_next, self.r_epoch = grow(self.r_next, rows, -1), grow(self.r_epoch, rows, -1)
         self.ts, self.src = grow(self.ts, (rows, width)), grow(self.src, (rows, width))
@@ -451,7 +440,7 @@ class PendingTable:
         return int(self.cnt[DIM_CONFLICTS])
 
     def _state(self):
-        return (self.h_val, self.t_id, self.t_live, self.t_head, self.t_rows, self.r_next, self.r_leg, self.r_trace,
+        return (self.h_val, self.t_id, self.t_live, self.t_head, self.t_rows, self.r_next, self.r_leg,
                 self.r_live, self.t_free, self.r_free, self.ts, self.src, self.dims, self.arrived, self.round,
                 self.dup, self.r_epoch, self.cnt)  # fmt: skip
 
