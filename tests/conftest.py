@@ -71,3 +71,13 @@ def tests_collect_the_rings_they_make(monkeypatch, tmp_path_factory):
     the defaults unset both."""
     monkeypatch.setenv("TICKSCOPE_COLLECTOR_PID", str(os.getpid()))
     monkeypatch.setenv("TICKSCOPE_RING_DIR", str(tmp_path_factory.mktemp("rings")))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def native_kernels():
+    """Compile the collector's numba kernels (or load them from numba's cache) once, before any
+    test: a first compile takes seconds, and no test's hang guard may include it. Collectors the
+    tests start as processes then load them from the cache this fills."""
+    from tickscope.collectors.rings.pending import warm
+
+    warm()

@@ -1,8 +1,9 @@
 """Correlation: records of many rings -> per-trace stamp rows -> stage latencies.
 
 A trace is one tick's journey, keyed by its 64-bit trace id. Its stamps are kept as one row of a
-matrix with a column per probe point (0 = not reached), so every step below is a numpy operation
-over whole batches of traces, never a Python loop per record.
+matrix with a column per probe point (0 = not reached). Open traces' rows are held, grouped and
+chosen for closing by numba kernels (``pending.py``), one pass per batch; closed rows are measured
+by numpy operations over whole batches of traces, never a Python loop per record.
 
 Rules (stated once, used everywhere):
 - Points have one pipeline order (``TraceSchema.order``): the merge of the rings' point tables,
@@ -65,6 +66,15 @@ import numpy as np
 
 TICK_TO_TRADE = "tick_to_trade"
 TICK_TO_DECISION = "tick_to_decision"
+
+
+def _kernels():
+    """The numba kernels (``pending.py``), imported with the first correlator, not with this
+    module: numba maps LLVM (~150 MB of address space), and commands that import this module
+    without correlating anything (merge, report, wire) run under tight address-space limits."""
+    from . import pending
+
+    return pending
 
 
 class DeclarationConflict(ValueError):
@@ -478,23 +488,19 @@ def _keyed(chunk: dict) -> dict:
 
 
 def _merged(a: dict, b: dict, fields) -> dict:
-    """Two late-index chunks as one (their live entries): each field written once, straight into
-    its place in (trace id, leg) order, instead of concatenated and then reordered."""
+    """Two late-index chunks as one (their live entries): both are sorted, so one merge pass
+    (``merge_sorted``) places every entry and keys the result; each field is written once."""
     parts = [{k: c[k] if c["live"].all() else c[k][c["live"]] for k in fields} for c in (a, b)]
-    na = parts[0]["ids"].size
-    ids = np.concatenate((parts[0]["ids"], parts[1]["ids"]))
-    order = _key_order(ids, np.concatenate((parts[0]["legs"], parts[1]["legs"])))
-    if order is None:
-        return _keyed({k: np.concatenate((parts[0][k], parts[1][k])) for k in fields})
-    at = np.empty(ids.size, np.intp)
-    at[order] = np.arange(ids.size)
+    at_a, at_b, uids, key = _kernels().merge_sorted(*(np.ascontiguousarray(p[k], dt) for p in parts
+                                           for k, dt in (("ids", np.uint64), ("legs", np.int32))), _LEG_SPAN)  # fmt: skip
     out = {}
     for k in fields:
         x, y = parts[0][k], parts[1][k]
-        m = np.empty((ids.size, *x.shape[1:]), x.dtype)
-        m[at[:na]], m[at[na:]] = x, y
+        m = np.empty((key.size, *x.shape[1:]), x.dtype)
+        m[at_a], m[at_b] = x, y
         out[k] = m
-    return _keyed(out)
+    out["uids"], out["key"], out["live"] = uids, key, np.ones(key.size, bool)
+    return out
 
 
 def _pad(m: np.ndarray, width: int) -> np.ndarray:
@@ -528,17 +534,12 @@ class Correlator:
         self.slowest = slowest
         self.keep_closed = False  # hand every closed row's stamps on in ``Closed.kept`` (incidents)
         self.round = 0  # drain rounds begun by the caller (see advance())
-        self._ids = np.empty(0, np.uint64)
-        self._ts = np.empty((0, 0), np.int64)
-        self._src = np.empty((0, 0), np.int16)  # ring index + 1 of each stamp, 0 = absent
-        self._arrived = np.empty(0, np.int64)  # collector time a row last received a stamp
-        self._round = np.empty(0, np.int64)  # drain round of that arrival
-        self._dup = np.empty(0, bool)  # a point of the row was stamped more than once
-        self._legs = np.empty(0, np.int32)  # the row's leg (-1: the trace's shared points)
-        self._dims = np.empty((0, 0), np.int32)  # dimension value ids attached to the row
+        # The open traces' rows (trace id, leg, stamps and source ring + 1 per column, newest
+        # arrival, its drain round, stamped twice, dimension value ids), held in place.
+        _kernels().warm()  # before any record is timed: never a compile between a drain and its flush
+        self._open = _kernels().PendingTable()
+        self._tick_tables, self._tick_tables_key = None, None
         self.n_dims = 0  # dimensions known so far (the caller's global ids: column d = dimension d)
-        self.duplicate_stamps = 0
-        self.dimension_conflicts = 0  # rows given two values of one dimension (the larger id is kept)
         self.evicted = 0
         self._rings: list[tuple[int, np.ndarray, bool]] = []  # (src value, columns, is a tick ring)
         # src value -> TSC domain (0: the ring stamps no TSC); two ticks of one domain are one clock
@@ -573,7 +574,9 @@ class Correlator:
 
     def rings_held(self) -> set[int]:
         """Ring indexes with a stamp still held: in an open trace or in the late index."""
-        held = [np.unique(self._src)] + [np.unique(c["src"][c["live"]]) for c in self.late._chunks]
+        held = [np.unique(self._open.live_src())] + [
+            np.unique(c["src"][c["live"]]) for c in self.late._chunks
+        ]
         return {int(v) - 1 for v in np.unique(np.concatenate(held)) if v > 0}
 
     def _tsc_stamps(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
@@ -675,32 +678,30 @@ class Correlator:
             return d
         return np.where(same, self._in_ring(C[:, :-1], C[:, 1:], S[:, :-1], same), d)
 
-    def _decided(self, present: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
-        """Traces (rows from ``starts``, raw column layout) whose tick record left out a point no
-        other ring declares (a point another ring declares may still come from it, even one this
-        ring only declares to say where its points sit)."""
-        decided = np.zeros(present.shape[0], bool)
-        declared: dict[int, int] = {}
-        for _, cols, _ in self._rings:
-            for c in cols:
-                declared[int(c)] = declared.get(int(c), 0) + 1
-        for value, cols, tick in self._rings:
-            only_tick = [int(c) for c in cols if declared[int(c)] == 1 and c < present.shape[1]]
-            if not tick or not only_tick:
-                continue
-            delivered = (self._src == value).any(axis=1)
-            if starts is not None:
-                delivered = np.logical_or.reduceat(delivered, starts)
-            decided |= delivered & ~present[:, only_tick].all(axis=1)
-        return decided
-
     def advance(self) -> None:
         """Begin a drain round: the caller drains every ring once before the next call."""
         self.round += 1
 
+    def _ticks_only(self, width: int):
+        """``tick_tables`` of the rings declared now (rebuilt when they change)."""
+        key = (tuple(v for v, _, _ in self._rings), width)
+        if self._tick_tables_key != key:
+            self._tick_tables, self._tick_tables_key = _kernels().tick_tables(self._rings, width), key
+        return self._tick_tables
+
     @property
     def pending(self) -> int:
-        return int(self._ids.size)
+        """Rows held open (one per trace, or per leg and the shared row of a trace that fans out)."""
+        return self._open.rows
+
+    @property
+    def duplicate_stamps(self) -> int:
+        return self._open.duplicate_stamps
+
+    @property
+    def dimension_conflicts(self) -> int:
+        """Rows given two values of one dimension (the larger id is kept), once per row and batch."""
+        return self._open.dimension_conflicts
 
     def _width(self, m: np.ndarray, fill=0) -> np.ndarray:
         n = len(self.schema.names)
@@ -727,144 +728,43 @@ class Correlator:
         """
         if trace.size == 0:
             return
-        ts, src = self._width(ts), self._width(src)
-        trace = trace.astype(np.uint64, copy=False)
-        legs = np.zeros(trace.size, np.int32) if legs is None else legs.astype(np.int32, copy=False)
-        dims = self._dims_width(np.zeros((trace.size, 0), np.int32) if dims is None else dims)
-        dup = np.zeros(trace.size, bool) if dup is None else dup
+        self._open.shape(len(self.schema.names), self.n_dims)
         per_leg = self.schema.leg_columns()
-        if per_leg.any():
-            on_leg = (ts[:, per_leg] != 0).any(axis=1)
-            on_trace = (ts[:, ~per_leg] != 0).any(axis=1) | ~on_leg
-            a, b = np.flatnonzero(on_trace), np.flatnonzero(on_leg)
-            trace = np.concatenate((trace[a], trace[b]))
-            ts = np.concatenate((np.where(per_leg, 0, ts[a]), np.where(per_leg, ts[b], 0)))
-            src = np.concatenate((np.where(per_leg, 0, src[a]), np.where(per_leg, src[b], 0))).astype(
-                np.int16
-            )
-            dims = np.concatenate((np.where(on_leg[a, None], 0, dims[a]), dims[b]))
-            dup = np.concatenate((dup[a], dup[b]))
-            legs = np.concatenate((np.full(a.size, -1, np.int32), legs[b]))
-        else:  # no fan-out declared: every record is the trace's own
-            legs = np.full(trace.size, -1, np.int32)
-        self._merge_rows(trace, legs, ts, src, dims, dup, arrived_ns)
-
-    def _merge_rows(self, trace, legs, ts, src, dims, dup, arrived_ns) -> None:
-        """Join new rows to the pending ones: one row per (trace id, leg), sorted that way."""
-        self._ts, self._src, self._dims = (
-            self._width(self._ts),
-            self._width(self._src),
-            self._dims_width(self._dims),
+        n = trace.size
+        self._open.add_rows(
+            np.ascontiguousarray(trace, np.uint64),
+            np.zeros(n, np.int32) if legs is None else np.ascontiguousarray(legs, np.int32),
+            np.ascontiguousarray(self._width(ts), np.int64),
+            np.ascontiguousarray(self._width(src), np.int16),
+            self._dims_of(dims, n),
+            np.zeros(n, bool) if dup is None else np.ascontiguousarray(dup, bool),
+            -1 if arrived_ns is None else int(arrived_ns),
+            self.round,
+            per_leg,
         )
-        ids = np.concatenate((self._ids, trace))
-        lg = np.concatenate((self._legs, legs))
-        T = np.concatenate((self._ts, ts))
-        S = np.concatenate((self._src, src))
-        Dm = np.concatenate((self._dims, dims))
-        arrived = ts.max(axis=1) if arrived_ns is None else np.full(trace.size, arrived_ns, np.int64)
-        arrived = np.concatenate((self._arrived, arrived))
-        rounds = np.concatenate((self._round, np.full(trace.size, self.round, np.int64)))
-        dups = np.concatenate((self._dup, dup))
-        fan = self.schema.graph().leg.any()  # without a declared fan-out every leg is -1: sort by id alone
-        cols = (ids, lg, T, S, arrived, rounds, dups, Dm)
-        order = _key_order(ids, lg if fan else None)
-        if order is not None:
-            cols = tuple(x[order] for x in cols)
-        ids, lg = cols[0], cols[1]
-        new = ids[1:] != ids[:-1]
-        if fan:
-            new |= lg[1:] != lg[:-1]
-        starts = np.flatnonzero(np.concatenate(([True], new)))
-        if starts.size != ids.size:
-            # Only groups of several rows (a trace whose records came in two batches) need a
-            # reduction; the others are taken as they are, so the cost follows those groups.
-            multi, sub, at = _several(starts, ids.size)
-            _, _, T, S, arrived, rounds, dups, Dm = cols
-            Ts = T[sub]
-            present = np.add.reduceat((Ts != 0).astype(np.int32), at, axis=0)
-            self.duplicate_stamps += int(np.clip(present - 1, 0, None).sum())
-            one = tuple(x[starts] for x in cols)
-            ids, lg = one[0], one[1]
-            one[2][multi] = np.maximum.reduceat(Ts, at, axis=0)
-            one[3][multi] = np.maximum.reduceat(S[sub], at, axis=0)
-            one[4][multi] = np.maximum.reduceat(arrived[sub], at)
-            one[5][multi] = np.maximum.reduceat(rounds[sub], at)
-            one[6][multi] = np.logical_or.reduceat(dups[sub], at) | (present > 1).any(axis=1)
-            if Dm.shape[1]:
-                one[7][multi] = self._join_dims(Dm[sub], at)
-            T, S, arrived, rounds, dups, Dm = one[2:]
-        else:
-            T, S, arrived, rounds, dups, Dm = cols[2:]
-        self._ids, self._legs, self._ts, self._src, self._arrived, self._round = (
-            ids,
-            lg,
-            T,
-            S,
-            arrived,
-            rounds,
-        )
-        self._dup, self._dims = dups, Dm
-
-    def _join_dims(self, Dm: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """One row's dimension values from its records: a value attached twice is one value; two
-        different values of one dimension are counted as a conflict (the larger id is kept)."""
-        top = np.maximum.reduceat(Dm, starts, axis=0)
-        low = np.minimum.reduceat(np.where(Dm == 0, np.iinfo(np.int32).max, Dm), starts, axis=0)
-        self.dimension_conflicts += int(((top != 0) & (low != top)).any(axis=1).sum())
-        return top
-
-    def _rows_dims(self, Dm: np.ndarray, row: np.ndarray, n_rows: int) -> np.ndarray:
-        """``_join_dims`` of records grouped into ``n_rows`` rows (``row``: each record's, ascending),
-        looking only at the records that carry a value (most stamp none)."""
-        out = np.zeros((n_rows, Dm.shape[1]), Dm.dtype)
-        some = np.flatnonzero(Dm.any(axis=1))
-        if some.size == 0:
-            return out
-        r = row[some]
-        starts = np.flatnonzero(np.concatenate(([True], r[1:] != r[:-1])))
-        if starts.size == some.size:  # one record with values per row: nothing to join
-            out[r] = Dm[some]
-        else:
-            out[r[starts]] = self._join_dims(Dm[some], starts)
-        return out
 
     def add_points(self, trace: np.ndarray, column: np.ndarray, ts: np.ndarray, src: int,
                    arrived_ns: int | None = None, legs: np.ndarray | None = None,
                    dims: np.ndarray | None = None) -> None:  # fmt: skip
-        """Add point records (one stamp each) by grouping them into rows (one per trace and leg) first.
-        A record of a shared point belongs to the trace whatever leg it names."""
+        """Add point records (one stamp each) of ring ``src``, grouped into rows (one per trace and
+        leg) first. A record of a shared point belongs to the trace whatever leg it names."""
         if trace.size == 0:
             return
-        n = len(self.schema.names)
+        self._open.shape(len(self.schema.names), self.n_dims)
         per_leg = self.schema.leg_columns()
+        column = np.ascontiguousarray(column, np.int64)
         if legs is None or not per_leg.any():
             legs = np.full(trace.size, -1, np.int32)
-        else:
-            legs = np.where(per_leg[column], legs.astype(np.int32), -1)  # (-1 as a u16 leg would be 65535)
-        trace = trace.astype(np.uint64, copy=False)
-        fan = per_leg.any()
-        order = _key_order(trace, legs if fan else None)
-        if order is not None:
-            trace, legs, column, ts = trace[order], legs[order], column[order], ts[order]
-        first = np.concatenate(([True], trace[1:] != trace[:-1]))
-        if fan:
-            first[1:] |= legs[1:] != legs[:-1]
-        starts = np.flatnonzero(first)
-        inv = np.cumsum(first) - 1
-        cell = inv.astype(np.int64) * n + column
-        hits = np.bincount(cell, minlength=starts.size * n)
-        self.duplicate_stamps += int(np.clip(hits - 1, 0, None).sum())
-        rows = np.zeros((starts.size, n), np.int64)
-        rows.reshape(-1)[cell] = ts
-        srcs = np.zeros((starts.size, n), np.int16)
-        srcs.reshape(-1)[cell] = src + 1
-        D = self._dims_width(np.zeros((trace.size, 0), np.int32) if dims is None else dims)
-        if D.shape[1]:
-            D = self._rows_dims(D if order is None else D[order], inv, starts.size)
-        else:
-            D = np.zeros((starts.size, 0), np.int32)
-        self._merge_rows(trace[starts], legs[starts], rows, srcs, D,
-                         (hits.reshape(starts.size, n) > 1).any(axis=1), arrived_ns)  # fmt: skip
+        else:  # (-1 as a u16 leg would be 65535)
+            legs = np.where(per_leg[column], legs.astype(np.int32), np.int32(-1)).astype(np.int32)
+        self._open.add_points(
+            np.ascontiguousarray(trace, np.uint64), legs, column, np.ascontiguousarray(ts, np.int64),
+            self._dims_of(dims, trace.size), src + 1, -1 if arrived_ns is None else int(arrived_ns), self.round,
+            per_leg,
+        )  # fmt: skip
+
+    def _dims_of(self, dims: np.ndarray | None, n: int) -> np.ndarray:
+        return np.ascontiguousarray(self._dims_width(np.zeros((n, 0), np.int32) if dims is None else dims))
 
     def _dims_width(self, m: np.ndarray) -> np.ndarray:
         return _pad(m.astype(np.int32, copy=False), self.n_dims) if m.shape[1] != self.n_dims else m
@@ -878,62 +778,25 @@ class Correlator:
         empty = {t: np.empty(0, np.int64) for t in tags}
         self.late.expire(now_ns)
         self.late_shared.expire(now_ns)
-        if self._ids.size == 0:
+        if self._open.rows == 0:
             return Closed(values=empty)
         if unordered:
-            n = int(self._ids.size)
-            self._keep_rows(np.zeros(n, bool))
+            n = self._open.clear()
             return Closed(values=empty, seen=n, unordered=n)
-        self._ts, self._src, self._dims = (
-            self._width(self._ts),
-            self._width(self._src),
-            self._dims_width(self._dims),
-        )
+        width = len(schema.names)
+        self._open.shape(width, self.n_dims)
         g = schema.graph()
-        order = schema.order
+        order = np.ascontiguousarray(schema.order, np.int64)
+        sink = np.zeros(width, bool)
+        sink[order[g.sink]] = True
+        tick_of, tick_only = self._ticks_only(width)
         # A trace (all its rows: the shared one and one per leg) closes as one.
-        if g.leg.any():
-            is_start = np.concatenate(([True], self._ids[1:] != self._ids[:-1]))
-            tstart = np.flatnonzero(is_start)
-            group = np.cumsum(is_start) - 1
-            n_traces = tstart.size
-        else:  # one row per trace
-            tstart = group = None
-            n_traces = self._ids.size
-        evict_t = np.zeros(n_traces, bool)
-        if force:
-            close_t = np.ones(n_traces, bool)
-        else:
-            if tstart is None:
-                present_t, rounds, arrived_t = self._ts != 0, self._round, self._arrived
-            else:
-                present_t = np.logical_or.reduceat(self._ts != 0, tstart, axis=0)
-                rounds, arrived_t = (
-                    np.maximum.reduceat(self._round, tstart),
-                    np.maximum.reduceat(self._arrived, tstart),
-                )
-            final = present_t[:, order[g.sink]].any(axis=1)
-            settled = (final | self._decided(present_t, tstart)) & (rounds < self.round)
-            close_t = settled | (arrived_t < now_ns - self.linger_ns)
-            overflow = n_traces - int(close_t.sum()) - self.max_pending
-            if overflow > 0:  # keep memory bounded: close the stalest first
-                stalest = np.argsort(np.where(close_t, np.iinfo(np.int64).max, arrived_t))[:overflow]
-                close_t[stalest] = evict_t[stalest] = True
-                self.evicted += overflow
-        if not close_t.any():
+        ids, legs, C, S, arrived, dup, evict, dims, tdims, evicted = self._open.close(
+            sink, tick_of, tick_only, self.round, now_ns - self.linger_ns, force, self.max_pending, order
+        )
+        self.evicted += evicted
+        if ids.size == 0:
             return Closed(values=empty)
-        close, evict = (close_t, evict_t) if group is None else (close_t[group], evict_t[group])
-        C, S, ids, legs = (
-            self._ts[close][:, order],
-            self._src[close][:, order],
-            self._ids[close],
-            self._legs[close],
-        )
-        arrived, dup, evict, dims = self._arrived[close], self._dup[close], evict[close], self._dims[close]
-        self._keep_rows(~close)
-        C, S, ids, legs, arrived, dup, evict, dims, tdims = _legs_measured(
-            C, S, ids, legs, arrived, dup, evict, dims
-        )
 
         values: dict[str, list[np.ndarray]] = {t: [] for t in tags}
         closed = Closed(values={})
@@ -1070,11 +933,6 @@ class Correlator:
             closed.slow_legs = legs[rows]
         return closed
 
-    def _keep_rows(self, keep: np.ndarray) -> None:
-        self._ids, self._ts, self._src = self._ids[keep], self._ts[keep], self._src[keep]
-        self._arrived, self._round, self._dup = self._arrived[keep], self._round[keep], self._dup[keep]
-        self._legs, self._dims = self._legs[keep], self._dims[keep]
-
     def _remember_late(self, C, S, ids, arrived, order, legs, dims, index: LateIndex | None = None) -> None:
         width = len(self.schema.names)
         ts = np.zeros((C.shape[0], width), np.int64)
@@ -1189,38 +1047,6 @@ class Correlator:
         )
 
 
-def _legs_measured(C, S, ids, legs, arrived, dup, evict, dims):
-    """The rows measured from closed rows sorted by (trace id, leg): each leg row with its trace's
-    shared stamps (and dimension values, where the leg sets none), and the shared row of a trace
-    without legs; last, each row's trace's own dimension values (its shared row's, without the
-    leg's; none for a leg whose trace closed earlier: it stays as it is, a late piece or incomplete)."""
-    shared = legs < 0
-    if shared.all():
-        return C, S, ids, legs, arrived, dup, evict, dims, dims
-    is_start = np.concatenate(([True], ids[1:] != ids[:-1]))
-    group = np.cumsum(is_start) - 1
-    first = np.flatnonzero(is_start)
-    n_legs = np.add.reduceat((~shared).astype(np.int64), first)
-    shared_of = np.where(shared[first][group], first[group], -1)
-    m = np.flatnonzero(~shared | (n_legs[group] == 0))
-    sh = shared_of[m]
-    fill = (legs[m] >= 0) & (sh >= 0)
-    out = [x[m] for x in (C, S, ids, legs, arrived, dup, evict, dims)]
-    tdims = np.where((legs[m] < 0)[:, None], out[7], 0)
-    if fill.any():
-        f, src = np.flatnonzero(fill), sh[fill]
-        oc, os_, _, _, oa, od, oe, odm = out
-        # Shared and per-leg columns are disjoint (``add_rows`` splits them): a plain fill.
-        oc[f] = np.where(C[src] != 0, C[src], oc[f])
-        os_[f] = np.where(C[src] != 0, S[src], os_[f])
-        oa[f] = np.maximum(oa[f], arrived[src])
-        od[f] |= dup[src]
-        oe[f] |= evict[src]
-        odm[f] = np.where(odm[f] != 0, odm[f], dims[src])
-        tdims[f] = dims[src]
-    return (*out, tdims)
-
-
 def _key_order(ids: np.ndarray, legs: np.ndarray | None) -> np.ndarray | None:
     """The stable order by (trace id, leg) (by id alone without ``legs``), or None when the rows
     are in it already: the common case, one ring's records in trace order, or pending rows (kept
@@ -1242,16 +1068,6 @@ def _key_order(ids: np.ndarray, legs: np.ndarray | None) -> np.ndarray | None:
     if not (key[1:] >= key[:-1]).all():
         order = order[np.argsort(key, kind="stable")]
     return order
-
-
-def _several(starts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For groups starting at ``starts`` (of ``n`` rows): which groups hold several rows, those
-    rows, and the groups' starts among them (what ``reduceat`` over just those rows needs)."""
-    size = np.diff(np.append(starts, n))
-    multi = size > 1
-    sub = np.repeat(multi, size)
-    kept = size[multi]
-    return multi, sub, np.cumsum(kept) - kept
 
 
 def _columns_first(M: np.ndarray) -> np.ndarray:
