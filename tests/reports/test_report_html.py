@@ -180,6 +180,19 @@ def test_a_dimension_section_has_a_table_and_one_nines_plot_per_slicing(tmp_path
     assert shot.exists()
 
 
+def _drawn(exe, tmp_path):
+    """The session at tmp_path/s, and its HTML report's DOM and figures as headless Chromium drew
+    them (every chart drawn, no script error)."""
+    html = tmp_path / "r.html"
+    assert run_cli("report", str(tmp_path / "s"), "-o", str(html)).returncode == 0
+    dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri()).stdout
+    attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], (
+        attrs
+    )
+    return Session.load(tmp_path / "s"), dom, figures_of(dom)
+
+
 def figures_of(dom: str) -> dict:
     """The page's figures as drawn: the JSON its script hands to plotly."""
     return json.loads(re.search(r"var figures = (\{.*?\});\n", dom, re.S).group(1))
@@ -254,15 +267,7 @@ def test_every_dimension_value_has_its_stage_table_over_its_populations_and_its_
     assert out.returncode == 0, out.stderr
     truth = np.loadtxt(tmp_path / "t.txt", dtype=np.int64)  # trace leg md.rx signal order.tx symbol venue
     ticks = np.loadtxt(tmp_path / "ticks.txt", dtype=np.int64)  # trace md.rx signal symbol
-    html = tmp_path / "r.html"
-    assert run_cli("report", str(tmp_path / "s"), "-o", str(html)).returncode == 0
-    dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri()).stdout
-    attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
-    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], (
-        attrs
-    )
-    s = Session.load(tmp_path / "s")
-    figures = figures_of(dom)
+    s, dom, figures = _drawn(exe, tmp_path)
     strategy, send, t2t = truth[:, 3] - truth[:, 2], truth[:, 4] - truth[:, 3], truth[:, 4] - truth[:, 2]
     for i in range(3):
         mine, orders = ticks[:, 3] == i, truth[:, 5] == i
@@ -312,15 +317,7 @@ def test_a_value_that_never_traded_keeps_its_feed_stages_per_tick(tmp_path):
     assert out.returncode == 0, out.stderr
     seq, strategy, send = np.loadtxt(tmp_path / "t.txt", dtype=np.int64, usecols=(0, 1, 2)).T
     symbol, msg_type = np.loadtxt(tmp_path / "t.txt", dtype=str, usecols=(3, 4)).T
-    html = tmp_path / "r.html"
-    assert run_cli("report", str(tmp_path / "s"), "-o", str(html)).returncode == 0
-    dom = headless(exe, tmp_path, "--dump-dom", url=html.as_uri()).stdout
-    attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
-    assert attrs.get("data-js-errors") == "0" and attrs["data-charts-drawn"] == attrs["data-charts-total"], (
-        attrs
-    )
-    s = Session.load(tmp_path / "s")
-    figures = figures_of(dom)
+    s, dom, figures = _drawn(exe, tmp_path)
     traded = send >= 0
     for slicing, column, value in (("symbol", symbol, "S0"), ("symbol", symbol, "S1"), ("msg_type", msg_type, "T"),
                                    ("msg_type", msg_type, "Q")):  # fmt: skip
