@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -199,6 +200,38 @@ def latency_like_values(n: int, seed: int = 7) -> np.ndarray:
     return np.clip(rng.lognormal(np.log(20_000), 1.0, n), 1, 50e9).astype(np.int64)
 
 
+# What a collector's process does before its first record: numba's import and every kernel loaded
+# (pending.warm and the kernel modules, which warm at import), in a fresh interpreter.
+_LOAD_KERNELS = (
+    "import sys, time\n"
+    "t = time.perf_counter()\n"
+    "from tickscope.collectors.rings.pending import warm\n"
+    "warm()\n"
+    "import tickscope.collectors.session.hdr_kernels, tickscope.collectors.rings.attribution_kernels\n"
+    "import tickscope.collectors.session.hlog_codec\n"
+    "print(time.perf_counter() - t)\n"
+)
+
+
+def bench_kernels(work: Path, cold: bool = True) -> dict:
+    """Seconds a fresh process takes to have the collector's compiled kernels ready: from numba's
+    on-disk cache (every run after the first on a host) and, with ``cold``, compiled from scratch
+    (the first run, or after an upgrade: an empty ``NUMBA_CACHE_DIR``)."""
+
+    def once(env: dict) -> float:
+        out = subprocess.run([sys.executable, "-c", _LOAD_KERNELS], env=env, capture_output=True, text=True)
+        return round(float(out.stdout.strip().splitlines()[-1]), 3) if out.returncode == 0 else None
+
+    out = {}
+    if cold:
+        cache = work / "numba-cache"
+        out["kernels_compile_s"] = once(dict(os.environ, NUMBA_CACHE_DIR=str(cache)))
+    once(dict(os.environ))  # the package's own cache filled, if this host never ran a collector
+    loads = [t for t in (once(dict(os.environ)) for _ in range(3)) if t is not None]
+    out["kernels_load_s"] = min(loads, default=None)
+    return out
+
+
 def bench_ingest(n: int = 4_000_000, n_ref: int = 100_000, rounds: int = 5) -> dict:
     values = latency_like_values(n)
     hist = new_histogram()
@@ -384,6 +417,8 @@ def run_all(quick: bool = False, progress=None) -> dict:
         )
         say("ring drain (C writer, concurrent) ...")
         results |= bench_drain(work, traces=50_000 if quick else 1_500_000)
+        say("compiled kernels: load from cache" + ("" if quick else ", compile cold") + " ...")
+        results |= bench_kernels(work, cold=not quick)
         say("collector end to end: plain, with --incident's buffer, with fan-out ...")
         results |= bench_collect(work, traces_per_writer=20_000 if quick else 400_000)
     finally:

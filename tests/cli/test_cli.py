@@ -164,13 +164,14 @@ def test_bench_json_has_every_figure():
                 "ingest_ratio", "drain_records_per_s", "collect_records_per_s", "collect_cpu_ns_per_record",
                 "collect_fanout_records_per_s", "collect_fanout_cpu_ns_per_record", "collect_fanout_ratio",
                 "collect_incident_cpu_ns_per_record", "collect_incident_check_ns_per_record",
-                "collect_incident_buffer_peak_bytes", "collect_incident_cpu_ratio"):  # fmt: skip
+                "collect_incident_buffer_peak_bytes", "collect_incident_cpu_ratio", "kernels_load_s"):  # fmt: skip
         assert key in b
     # the same rings with and without --incident's buffer: every trace counted the same
     assert (
         b["collect_incident_records"] == b["collect_records"] and b["collect_incident_traces_incomplete"] == 0
     )
     assert b["collect_incident_buffer_peak_bytes"] > 0
+    assert b["kernels_load_s"] > 0 and "kernels_compile_s" not in b  # --quick never compiles cold
     assert (
         b["drain_zero_loss"] is True
         and b["collect_traces_incomplete"] == 0
