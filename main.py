@@ -313,9 +313,11 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except (UserError, ProfileError, SessionError, RingFormatError) as e:
             fail(str(e))
-        except MemoryError:  # an address-space limit (ulimit -v), or a host short of memory
+        except MemoryError as e:  # an address-space limit (ulimit -v), or a host short of memory
             from tickscope.collectors.session.hdr import MAX_COUNTS_LEN
 
+            if e.args:  # a memory error that says what it could not load (the compiled kernels)
+                fail(f"out of memory: {e}")
             fail(f"out of memory: a histogram takes up to {MAX_COUNTS_LEN * 8 >> 20} MB decoded and tickscope holds a "
                  "few at a time (raise the limit, ulimit -v, or record with fewer significant digits)")  # fmt: skip
         except BrokenPipeError:

@@ -37,6 +37,7 @@ from .hdr import (
     decode_histogram,
     holding,
     layout_of,
+    loading_kernels,
     new_histogram,
     summarize,
 )
@@ -92,8 +93,8 @@ def write_json_atomic(path: Path, data, indent: int | None = 2) -> None:
 def _hlog_encode():
     """The hlog encoder, imported by the first writer: numba's import (~0.3 s) is paid by the
     commands that write logs, before their run starts, and not by those that only read."""
-    from .hlog_codec import encode
-
+    with loading_kernels():
+        from .hlog_codec import encode
     return encode
 
 

@@ -246,10 +246,12 @@ def loading_kernels():
     try:
         yield
     except OSError as e:
-        if "failed to map segment" in f"{e} {e.__context__}":
+        # llvmlite's dlopen under a limit: "failed to map segment", or its own wrapper's words
+        said = f"{e} {e.__context__}"
+        if "failed to map segment" in said or "libllvmlite" in said:
             raise MemoryError(
-                f"cannot map the compiled kernels' library: {e.__context__ or e} "
-                "(raise the address-space limit, ulimit -v, by about 100 MB)"
+                "cannot load numba's LLVM library, which runs the compiled kernels, under this "
+                "address-space limit (raise the limit, ulimit -v, by about 150 MB)"
             ) from e
         raise
 

@@ -329,7 +329,7 @@ def test_cli_refuses_what_is_not_a_capture_on_its_first_bytes(tmp_path):
 @pytest.mark.slow  # a 410 MB capture
 @needs_tool("prlimit", install="apt-get install util-linux")
 def test_cli_matches_a_capture_larger_than_its_address_space_limit(tmp_path):
-    """A 410 MB pcap matched by ``tickscope wire`` under a 256 MB address-space limit (prlimit --as):
+    """A 410 MB pcap matched by ``tickscope wire`` under a 384 MB address-space limit (prlimit --as):
     the whole file can never be in memory at once, so passing shows the bound, on any host speed."""
     path = tmp_path / "big.pcap"
     md_packets, orders = 320_000, 0
@@ -354,8 +354,10 @@ def test_cli_matches_a_capture_larger_than_its_address_space_limit(tmp_path):
                     batch = []
             f.write(b"".join(batch))
         size = path.stat().st_size
-        limit = 256 << 20  # it passes at 160 MB here: Python, numpy and the libraries take ~110
-        assert size > limit * 3 // 2
+        # The whole file is larger than the whole address space. It passed at 160 MB before numba:
+        # Python, numpy and the libraries took ~110; numba's LLVM (the hlog encoder's kernel) maps ~150 more.
+        limit = 384 << 20
+        assert size > limit
         env = {"OPENBLAS_NUM_THREADS": "1"}  # one BLAS thread: its stacks count against the limit too
         r = subprocess.run(["prlimit", f"--as={limit}", "--", *CLI, "wire",
                             str(path), "--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}", "-o",
