@@ -1001,26 +1001,19 @@ class Collector:
                         final: bool = False, whole_run: bool = True) -> Snapshot:  # fmt: skip
         secs = self.interval_ns / 1e9
         totals = self.hists.total if self.hists.total else self.hists.warmup_total
+        interval = dict(elapsed_s=end_s, warmup=warmup, tags=tags, trade_stages=self.trade_stages(), last=last,
+                        rates={t: s["count"] / secs for t, s in last.items()}, counters=self.counter_dict(),
+                        rings=len(self.sources), ring_errors=list(self.ring_errors))  # fmt: skip
         if not whole_run:
-            return Snapshot(elapsed_s=end_s, warmup=warmup, tags=tags, trade_stages=self.trade_stages(), last=last,
-                            rates={t: s["count"] / secs for t, s in last.items()}, counters=self.counter_dict(),
-                            rings=len(self.sources), ring_errors=list(self.ring_errors))  # fmt: skip
+            return Snapshot(**interval)
         return Snapshot(
-            elapsed_s=end_s,
-            warmup=warmup,
-            tags=tags,
-            trade_stages=self.trade_stages(),
-            last=last,
+            **interval,
             # the whole run's figures change little per interval: at most once a second (see _throttled)
             cumulative=self._throttled("cumulative", None, final, lambda: self.summary(totals)),
             by_dimension=self._throttled("by_dimension", None, final, lambda: self.by_dimension(totals)),
-            rates={t: s["count"] / secs for t, s in last.items()},
             p99_history={t: list(d) for t, d in self._p99.items()},
-            counters=self.counter_dict(),
-            rings=len(self.sources),
             attribution=self._attribution_summary(fresh=final),
             ring_details=self.ring_rows(),
-            ring_errors=list(self.ring_errors),
         )
 
     def _attribution_summary(self, fresh: bool) -> dict | None:
