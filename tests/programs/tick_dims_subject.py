@@ -9,21 +9,14 @@ span is exact: each stamp is the time waited for (dims_subject.py's ``at``).
 """
 
 import argparse
+from time import perf_counter_ns
+
+from dims_subject import at  # this script's directory is on sys.path when it runs
 
 from tickscope.probe import Point, PointWriter, TickWriter
 
 
-def at(t: int) -> int:
-    from time import perf_counter_ns
-
-    while perf_counter_ns() < t:
-        pass
-    return t
-
-
 def main() -> int:
-    from time import perf_counter_ns
-
     ap = argparse.ArgumentParser()
     ap.add_argument("ticks", type=int)
     ap.add_argument("--truth", required=True)
