@@ -85,8 +85,8 @@ def native_kernels():
 
 @pytest.fixture(scope="session", autouse=True)
 def bytecode():
-    """Write our modules' bytecode once, before any test. The suite starts thousands of interpreters
-    (collectors, venues, traders, subjects); with PYTHONDONTWRITEBYTECODE set (as on the CI host)
+    """Write our modules' bytecode once, before any test. The suite starts an interpreter for
+    every collector, venue, trader and subject it runs; with PYTHONDONTWRITEBYTECODE set (the CI host)
     each one compiled our ~70 modules from source again: 0.1 s of CPU per collector, 0.23 s per
     profile run of the bundled pipeline. Interpreters still read bytecode under that setting, and
     a source edited later is recompiled in memory (the timestamp no longer matches), never stale."""
