@@ -81,3 +81,19 @@ def native_kernels():
     from tickscope.collectors.rings.pending import warm
 
     warm()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bytecode():
+    """Write our modules' bytecode once, before any test. The suite starts an interpreter for
+    every collector, venue, trader and subject it runs; with PYTHONDONTWRITEBYTECODE set (the CI host)
+    each one compiled our ~70 modules from source again: 0.1 s of CPU per collector, 0.23 s per
+    profile run of the bundled pipeline. Interpreters still read bytecode under that setting, and
+    a source edited later is recompiled in memory (the timestamp no longer matches), never stale."""
+    import compileall
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for d in ("probe", "collectors", "reports", "pipeline", "tests/support", "tests/programs"):
+        compileall.compile_dir(root / d, quiet=2, workers=1)
+    compileall.compile_file(root / "main.py", quiet=2)

@@ -247,21 +247,27 @@ class ReferencePipeline(Subject):
         self.ws_port = config.ws_port or free_port()
         self.hedge_fix_port = (config.hedge_fix_port or free_port()) if config.hedges else 0
         self.venues: list[tuple[str, subprocess.Popen]] = []
-        self.venue = self._start_venue(
-            "venue", self._venue_argv(), env, None if config.fix_connect else self.fix_port
-        )
+        # Both venues start before either is waited for: their interpreters boot side by side
+        # instead of one after the other (the hedge venue's start was on every default run's path).
+        self.venue = self._spawn_venue("venue", self._venue_argv(), env)
         if self.hedge_fix_port:
-            self.hedge_venue = self._start_venue("venue2", self._hedge_venue_argv(), env, self.hedge_fix_port)
+            self.hedge_venue = self._spawn_venue("venue2", self._hedge_venue_argv(), env)
+        self._wait_venue("venue", self.venue, None if config.fix_connect else self.fix_port)
+        if self.hedge_fix_port:
+            self._wait_venue("venue2", self.hedge_venue, self.hedge_fix_port)
         argv = self._trader_argv()
         self.trader = self._spawn("trader", argv, env)
         self.pid = self.trader.pid
         self.description = "bundled pipeline: " + " ".join(argv[1 if config.trader == "rust" else 2 :])
 
-    def _start_venue(
-        self, name: str, argv: list[str], env: dict[str, str], port: int | None
-    ) -> subprocess.Popen:
+    def _spawn_venue(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         proc = self._spawn(name, argv, env)
         self.venues.append((name, proc))
+        return proc
+
+    def _wait_venue(self, name: str, proc: subprocess.Popen, port: int | None) -> None:
+        """Until ``proc`` listens on ``port`` (None: nothing to wait for); a venue that does not is
+        one line naming it, and every venue started is stopped."""
         if port is not None and not _wait_listening(port, proc, 10.0):
             code = proc.poll()
             why = _last_line(self.logs / f"{name}.err") if code is None or code >= 0 else ""
@@ -271,7 +277,6 @@ class ReferencePipeline(Subject):
             raise ProfileError(
                 f"bundled {'hedge venue' if name == 'venue2' else 'venue'} did not start: {why}"
             )
-        return proc
 
     def _hedge_venue_argv(self) -> list[str]:
         c = self.config
