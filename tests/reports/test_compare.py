@@ -15,7 +15,7 @@ from hdrh.log import HistogramLogWriter
 from support.cli import CLI, run_cli
 from support.synth import STAGES, synth_session
 from tickscope.collectors.session import Session
-from tickscope.collectors.session.hdr import new_histogram
+from tickscope.collectors.session.hdr import new_histogram, percentile_rank
 from tickscope.reports.analysis.compare import (
     IMPROVEMENT,
     NOISE,
@@ -23,6 +23,7 @@ from tickscope.reports.analysis.compare import (
     WHY_INTERVALS,
     WHY_VALUES,
     CompareError,
+    _percentiles,
     compare_sessions,
     parse_thresholds,
 )
@@ -362,3 +363,25 @@ def test_compare_takes_each_percentile_at_rank_ceil_q_n_like_every_other_output(
     for r in c.rows:
         rank = math.ceil(Fraction(r.percentile[1:]) * len(values) / 100)
         assert r.baseline_ns == r.candidate_ns == h.get_highest_equivalent_value(values[rank - 1]), r
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bootstrap_percentiles_are_those_of_each_rows_cumulative_counts(seed):
+    """The compiled pass reads each row's percentiles as the definition does: the first bucket whose
+    cumulative count reaches percentile_rank of the row's total (rows of zeros, ties at a rank,
+    one bucket, percentiles asked in any order)."""
+    rng = np.random.default_rng(seed)
+    rows, width = int(rng.integers(1, 300)), int(rng.integers(1, 400))
+    counts = rng.poisson(rng.choice([0.05, 0.5, 5.0]), (rows, width)).astype(np.float64)
+    counts[rng.random(rows) < 0.1] = 0  # resamples that drew nothing
+    values = np.sort(rng.integers(1, 10**9, width)).astype(np.float64)
+    pcts = [99.9, 50.0, 99.99, 90.0, 99.0, 100.0, 0.0][: int(rng.integers(1, 8))]
+    cum = np.cumsum(counts, axis=1)
+    want = np.stack(
+        [
+            values[np.minimum((cum < percentile_rank(p, cum[:, -1])[:, None]).sum(axis=1), width - 1)]
+            for p in pcts
+        ],
+        axis=1,
+    )
+    assert np.array_equal(_percentiles(counts, values, pcts), want)
