@@ -178,13 +178,13 @@ _GRAMMARS = {
 def _check_value(ctx, param, value):
     """A click callback: the option's text read by its grammar, refused as one line (a
     ``BadParameter`` whose message says what to do); the command still gets the text."""
+    if value is None:  # before the imports: a grammar's module is the collector's, ~0.1 s to import
+        return value
     from tickscope.collectors.rings.incidents import IncidentError
     from tickscope.collectors.run.sweep import SweepError
     from tickscope.collectors.session import SessionError
     from tickscope.collectors.side.alerting import AlertSpecError
 
-    if value is None:
-        return value
     try:
         for text in value if isinstance(value, list | tuple) else [value]:  # a repeatable option: each
             _grammars()[param.metavar](text, _param_label(param))
@@ -305,14 +305,8 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from tickscope.collectors.rings.reader import RingFormatError
-        from tickscope.collectors.run.profile import ProfileError
-        from tickscope.collectors.session import SessionError
-
         try:
             return fn(*args, **kwargs)
-        except (UserError, ProfileError, SessionError, RingFormatError) as e:
-            fail(str(e))
         except MemoryError as e:  # an address-space limit (ulimit -v), or a host short of memory
             from tickscope.collectors.session.hdr import MAX_COUNTS_LEN
 
@@ -324,6 +318,16 @@ def user_errors(fn):
             raise typer.Exit(0) from None
         except KeyboardInterrupt:  # Ctrl-C before a session started (or after it was saved)
             fail("interrupted (Ctrl-C: nothing was being saved)", 130)
+        except Exception as e:
+            # the error classes imported only now: their modules are the collector's, ~0.1 s of
+            # every command's start (report, compare) that never raises them
+            from tickscope.collectors.rings.reader import RingFormatError
+            from tickscope.collectors.run.profile import ProfileError
+            from tickscope.collectors.session import SessionError
+
+            if not isinstance(e, UserError | ProfileError | SessionError | RingFormatError):
+                raise
+            fail(str(e))
 
     return wrapper
 
