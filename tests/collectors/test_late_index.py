@@ -58,8 +58,11 @@ class Reference:
 @pytest.mark.parametrize("seed", range(30))
 def test_late_index_answers_exactly_as_the_reference(seed):
     rng = np.random.default_rng(seed)
-    horizon, bound = int(rng.integers(5, 60)), int(rng.integers(20, 400))
+    horizon, bound = int(rng.integers(5, 60)), int(rng.integers(20, 1500))
     index, ref = LateIndex(horizon, bound), Reference(horizon, bound)
+    # a few keys held many times, or many (runs of ids in sequence, ids far apart) filling the hash
+    pool = IDS if seed % 2 else np.concatenate((IDS, np.arange(1000, 1600, dtype=np.uint64),
+                                                 rng.integers(0, 1 << 63, 300).astype(np.uint64) << np.uint64(1)))  # fmt: skip
     width, n_dims, now = 3, 1, 0
     for _ in range(int(rng.integers(20, 80))):
         now += int(rng.integers(0, 4))
@@ -70,7 +73,7 @@ def test_late_index_answers_exactly_as_the_reference(seed):
             if rng.random() < 0.05:
                 n_dims += 1
             n = int(rng.integers(0, 120))
-            ids, legs = rng.choice(IDS, n), rng.integers(-1, 3, n).astype(np.int32)
+            ids, legs = rng.choice(pool, n), rng.integers(-1, 3, n).astype(np.int32)
             ts = rng.integers(0, 1 << 62, (n, width)) * (rng.random((n, width)) < 0.7)
             src = rng.integers(1, 5, (n, width)).astype(np.int16)
             added = now - rng.integers(0, 3, n)
@@ -82,7 +85,7 @@ def test_late_index_answers_exactly_as_the_reference(seed):
             ref.add(ids, ts, src, added, legs, dims, rows, order, keep)
         elif op < 0.85:
             n = int(rng.integers(0, 40))
-            ids, legs = rng.choice(IDS, n), rng.integers(-1, 3, n).astype(np.int32)
+            ids, legs = rng.choice(pool, n), rng.integers(-1, 3, n).astype(np.int32)
             ask_width, ask_dims, keep = (
                 width + int(rng.integers(-1, 2)),
                 n_dims + int(rng.integers(-1, 2)),
