@@ -510,11 +510,6 @@ class Correlator:
             self._tsc_mixed_clocks = any(
                 value in self._tsc and not self._tsc_whole[value] for value, _, _ in self._rings
             )
-            # Every ring stamps all its points in TSC of one domain (a C or Rust pipeline on a host
-            # TSC): every row is ticks of one clock, nothing to look up stamp by stamp.
-            self._tsc_one_domain = all(self._tsc_whole[v] for v, _, _ in self._rings) and (
-                len({int(self._domain[v]) for v, _, _ in self._rings}) == 1
-            )
         if not self._tsc_mixed_clocks:
             return self._tsc_whole[S] & (C != 0)
         src = np.minimum(S, self._tsc_table.shape[0] - 1)
@@ -896,12 +891,6 @@ class Correlator:
         )
 
 
-def _columns_first(M: np.ndarray) -> np.ndarray:
-    """``M`` transposed into its own memory: numpy reduces a few wide rows many times faster than
-    many rows of a few stamps (``M.sum(axis=1)`` over 8 columns is ~10x slower than this + ``axis=0``)."""
-    return np.ascontiguousarray(M.T)
-
-
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     if len(parts) == 1:
         return parts[0]
@@ -940,61 +929,34 @@ class _Spans:
 
     def __init__(self, cor: Correlator, C: np.ndarray, S: np.ndarray, order: np.ndarray):
         self.cor, self.C, self.S, self.order = cor, C, S, order
-        self.scale = np.zeros(C.shape[0])  # per row: ns per tick, or 0 (plain ns, or on the side)
-        self.mixed = None
-        if not cor._tsc:
-            return
-        P = C != 0
-        cor._tsc_stamps(C[:0], S[:0], order)  # (re)builds the ring tables
-        rate = np.zeros(np.iinfo(np.int16).max + 1)  # ns per tick of rings with one rate all session
-        for value, (_, timeline) in cor._tsc.items():
-            if timeline.local is not None and len(timeline.local.xs) == 1:
-                rate[value] = timeline.local.slopes[0]
-        ST, PT = _columns_first(S), _columns_first(P)
-        ring = ST.max(axis=0)  # one ring of the row: its domain's rate is the row's if one_domain
-        if len(cor._rings) == 1 or cor._tsc_one_domain:
-            one_domain, whole = np.ones(ring.size, bool), cor._tsc_whole[ring]
-        else:
-            DT = cor._domain[ST]
-            i32 = np.iinfo(np.int32)
-            one_domain = np.where(PT, DT, i32.max).min(axis=0) == np.where(PT, DT, i32.min).max(axis=0)
-            whole = np.where(PT, cor._tsc_whole[ST], True).all(axis=0)  # every ring's points stamp TSC
-        if cor._tsc_mixed_clocks:  # a ring stamps some points in TSC and others not: look at every stamp
-            ticks = cor._tsc_stamps(C, S, order)
-            pure = one_domain & (ticks == P).all(axis=1) & ticks.any(axis=1) & (rate[ring] > 0)
-            maybe = ~pure
-        else:
-            pure = one_domain & whole & (rate[ring] > 0)
-            maybe = ~one_domain | (whole & ~pure)  # rows that may hold ticks and are not pure
-        self.scale[pure] = rate[ring[pure]]
-        idx = np.flatnonzero(maybe)
-        if idx.size:
-            ticks = cor._tsc_stamps(C[idx], S[idx], order)
-            idx, ticks = idx[ticks.any(axis=1)], ticks[ticks.any(axis=1)]
-            if idx.size:
-                self.mixed = idx
-                Cm, Sm = C[idx], S[idx]
-                self.m = (Cm, cor._on_common(Cm, Sm, ticks, rows=np.ones(idx.size, bool)), Sm, ticks)
 
     def measure(self, g: PathGraph):
         """``measure.spans`` of every row (see there), the rows on the side measured here."""
-        side_at = np.full(self.C.shape[0], -1, np.int64)
-        n_side = 0 if self.mixed is None else self.mixed.size
-        if n_side:
-            side_at[self.mixed] = np.arange(n_side)
-        D, valid, count, on_path, first, last, trade_col, to_trade, at_sink, t2t, t2d, prev = _measure().spans(
-            np.ascontiguousarray(self.C, np.int64), self.scale, side_at, n_side, g.source, g.adj,
-            np.ascontiguousarray(g.trade_at, np.int64), g.sink,
+        cor, C, S, order = self.cor, self.C, self.S, self.order
+        if cor._tsc:
+            cor._tsc_stamps(C[:0], S[:0], order)  # (re)builds the ring tables
+            ticks = np.ascontiguousarray(cor._tsc_table[:, order])
+            rate = np.zeros(ticks.shape[0])  # ns per tick of rings with one rate all session
+            for value, (_, timeline) in cor._tsc.items():
+                if timeline.local is not None and len(timeline.local.xs) == 1:
+                    rate[value] = timeline.local.slopes[0]
+        else:
+            ticks, rate = np.zeros((0, C.shape[1]), bool), np.zeros(0)
+        D, valid, count, on_path, first, last, trade_col, to_trade, at_sink, t2t, t2d, at, prev = _measure().spans(
+            np.ascontiguousarray(C, np.int64), np.ascontiguousarray(S, np.int16), ticks, cor._domain, rate,
+            g.source, g.adj, np.ascontiguousarray(g.trade_at, np.int64), g.sink,
         )  # fmt: skip
-        if n_side:
-            at = self.mixed
+        if at.size:
+            Cm, Sm = C[at], S[at]
+            local = cor._tsc_stamps(Cm, Sm, order)
+            m = (Cm, cor._on_common(Cm, Sm, local, rows=np.ones(at.size, bool)), Sm, local)
             for j in range(1, prev.shape[1]):
                 step = prev[:, j] >= 0
                 if step.any():
-                    D[at[step], j - 1] = self.cor._span(*(x[step] for x in self.m), prev[step, j], j)
-            span = self.cor._span(*self.m, first[at], trade_col[at])
+                    D[at[step], j - 1] = cor._span(*(x[step] for x in m), prev[step, j], j)
+            span = cor._span(*m, first[at], trade_col[at])
             t2t[at] = np.where(to_trade[at], span, 0)
-            span = self.cor._span(*self.m, first[at], last[at])
+            span = cor._span(*m, first[at], last[at])
             t2d[at] = np.where(~to_trade[at] & (count[at] >= 2), span, 0)
         return D, valid, count, on_path, first, last, trade_col, to_trade, at_sink, t2t, t2d
 

@@ -27,18 +27,44 @@ def _span(a, b, scale):
 
 
 @njit(cache=True, nogil=True)
-def spans(C, scale, side_at, n_side, source, adj, trade_cols, sink):
-    """Per row of stamps ``C`` (pipeline order, 0 = absent): points present, on a declared path,
-    first and last point, the trade point reached (``trade_cols``: the first present, else the
-    first of them), reached a final point (``sink``); per column j > 0 whether a step ends there
-    (``valid``) and its span from the previous point present (``D``, 0 where no step);
-    tick-to-trade (rows that reached a trade point) and tick-to-decision (rows of two points or
-    more that did not), 0 elsewhere.
+def spans(C, S, ticks, domain, rate, source, adj, trade_cols, sink):
+    """Per row of stamps ``C`` (pipeline order, 0 = absent) from rings ``S`` (ring index + 1):
+    points present, on a declared path, first and last point, the trade point reached
+    (``trade_cols``: the first present, else the first of them), reached a final point
+    (``sink``); per column j > 0 whether a step ends there (``valid``) and its span from the
+    previous point present (``D``, 0 where no step); tick-to-trade (rows that reached a trade
+    point) and tick-to-decision (rows of two points or more that did not), 0 elsewhere.
 
-    A row with ``side_at`` >= 0 holds stamps of clocks ``scale`` cannot convert: its spans are
-    left 0 and its steps' previous points written to row ``side_at`` of ``prev`` for the caller."""
+    Clocks: ``ticks[ring, j]`` says ring stamps column j in TSC ticks (rings past its rows stamp
+    none), of TSC ``domain[ring]`` at ``rate[ring]`` ns per tick (0: the rate changed mid-run).
+    A row whose stamps are all ticks of one domain with one rate is measured in ticks times that
+    rate (the rate of its highest ring), a row without ticks in ns. Any other row is left to the
+    caller (``side``: its spans 0, its steps' previous points in its row of ``prev``)."""
     n, w = C.shape
     ws = max(w - 1, 0)
+    scale = np.zeros(n)
+    side_at = np.full(n, -1, np.int64)
+    n_side = 0
+    for r in range(n):
+        any_tick, all_ticks, dom, top = False, True, np.int64(0), 0
+        for j in range(w):
+            if C[r, j] == 0:
+                continue
+            ring = S[r, j]
+            top = max(top, ring)
+            if ring < ticks.shape[0] and ticks[ring, j]:
+                if any_tick and domain[ring] != dom:
+                    all_ticks = False  # two domains
+                any_tick, dom = True, domain[ring]
+            else:
+                all_ticks = False
+        if any_tick:
+            if all_ticks and rate[top] > 0:
+                scale[r] = rate[top]
+            else:
+                side_at[r] = n_side
+                n_side += 1
+    side_rows = np.flatnonzero(side_at >= 0)
     D = np.zeros((n, ws), np.int64)
     valid = np.zeros((n, ws), np.bool_)
     count = np.zeros(n, np.int64)
@@ -84,7 +110,7 @@ def spans(C, scale, side_at, n_side, source, adj, trade_cols, sink):
                 t2t[r] = _span(C[r, f], C[r, tc], s)
             elif cnt >= 2:
                 t2d[r] = _span(C[r, f], C[r, lst], s)
-    return D, valid, count, on_path, first, last, trade_col, to_trade, at_sink, t2t, t2d, prev_of
+    return D, valid, count, on_path, first, last, trade_col, to_trade, at_sink, t2t, t2d, side_rows, prev_of
 
 
 @njit(cache=True, nogil=True)
@@ -166,9 +192,10 @@ def warm() -> None:
         return
     C = np.array([[1, 2, 3], [4, 0, 6]], np.int64)
     flags = np.ones(3, np.bool_)
-    D, valid, count, on_path, _, _, _, to_trade, _, t2t, t2d, _ = spans(
-        C, np.zeros(2), np.array([-1, 0], np.int64), 1, flags, np.ones((3, 3), np.bool_),
-        np.array([2], np.int64), flags,
+    S = np.array([[1, 1, 2], [1, 0, 1]], np.int16)
+    D, valid, count, on_path, _, _, _, to_trade, _, t2t, t2d, _, _ = spans(
+        C, S, np.ones((2, 3), np.bool_), np.ones(2, np.int32), np.array([0.0, 0.4]), flags,
+        np.ones((3, 3), np.bool_), np.array([2], np.int64), flags,
     )  # fmt: skip
     no = np.zeros(2, np.bool_)
     cols = np.array([1, 2], np.int64)
