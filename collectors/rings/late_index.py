@@ -18,7 +18,7 @@ from numba import njit
 
 from .pending import _home
 
-HEAD, TAIL, LIVE = range(3)  # FIFO sequence numbers (slot = seq & (capacity - 1)) and live entries
+HEAD, TAIL, LIVE = range(3)  # the FIFO's slots [HEAD, TAIL), oldest first, and how many are live
 _LEG_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
@@ -72,10 +72,10 @@ def _add(rows, ids, legs, ts, src, order, keep, added, dims, h, e_id, e_leg, e_t
          e_live, e_next, cnt):  # fmt: skip
     """Append rows ``rows`` of the inputs at the FIFO's tail (the caller made room) and index them:
     column j of ``ts``/``src`` is stored as column ``order[j]`` where ``keep[j]`` (else 0)."""
-    cap, mask = e_id.size, h.shape[0] - 1
+    mask = h.shape[0] - 1
     w, nd = ts.shape[1], min(dims.shape[1], e_dims.shape[1])
     for r in rows:
-        s = cnt[TAIL] & (cap - 1)
+        s = cnt[TAIL]
         cnt[TAIL] += 1
         cnt[LIVE] += 1
         e_id[s], e_leg[s], e_added[s], e_live[s], e_next[s] = ids[r], legs[r], added[r], 1, -1
@@ -120,10 +120,9 @@ def _take(ids, legs, keep, found, ts, src, added, dims, h, e_id, e_leg, e_ts, e_
 def _expire(cutoff, max_live, h, e_id, e_leg, e_added, e_live, e_next, cnt):
     """Drop the oldest entries while they were added before ``cutoff`` or more than ``max_live``
     are held; taken entries at the front are reclaimed on the way. Returns how many live ones went."""
-    cap = e_id.size
     gone = 0
     while cnt[HEAD] < cnt[TAIL]:
-        s = cnt[HEAD] & (cap - 1)
+        s = cnt[HEAD]
         if e_live[s]:
             if e_added[s] >= cutoff and cnt[LIVE] <= max_live:
                 break
@@ -134,15 +133,15 @@ def _expire(cutoff, max_live, h, e_id, e_leg, e_added, e_live, e_next, cnt):
 
 
 @njit(cache=True, nogil=True)
-def _rehash(old, moved_to, h):
-    """The (entry, key) pairs of hash ``old`` into the empty hash ``h``, entries renumbered."""
+def _rehash(old, h):
+    """The (entry, key) pairs of hash ``old`` into the empty hash ``h``."""
     mask = h.shape[0] - 1
     for i in range(old.shape[0]):
         if old[i, 0] >= 0:
             j = _slot_of(np.uint64(old[i, 1]), mask)
             while h[j, 0] >= 0:
                 j = (j + 1) & mask
-            h[j, 0], h[j, 1] = moved_to[old[i, 0]], old[i, 1]
+            h[j, 0], h[j, 1] = old[i, 0], old[i, 1]
 
 
 class LateIndex:
@@ -165,42 +164,58 @@ class LateIndex:
         self.e_ts, self.e_src = np.zeros((capacity, width), np.int64), np.zeros((capacity, width), np.int16)
         self.e_added, self.e_next = np.zeros(capacity, np.int64), np.full(capacity, -1, np.int64)
         self.e_dims, self.e_live = np.zeros((capacity, n_dims), np.int32), np.zeros(capacity, np.uint8)
-        # (entry, key) per position, at most half full: probe runs stay short
-        self.h = np.full((2 * capacity, 2), -1, np.int64)
+        self.h = np.full((2 * capacity, 2), -1, np.int64)  # (entry, key) per position, at most half full
         self.cnt[:] = 0
 
     def _live(self) -> np.ndarray:
         """Slots of the live entries, oldest first."""
-        seq = np.arange(self.cnt[HEAD], self.cnt[TAIL]) & (self.e_id.size - 1)
-        return seq[self.e_live[seq].astype(bool)]
+        head, tail = self.cnt[HEAD], self.cnt[TAIL]
+        return head + np.flatnonzero(self.e_live[head:tail])
 
     def _room(self, n: int, width: int, n_dims: int) -> None:
-        """Room for ``n`` more entries of ``width`` stamp columns and ``n_dims`` dimensions: when
-        the FIFO is full or too narrow, its live entries move (in order, from slot 0) into fresh
-        arrays, and the hash is rebuilt from the keys it holds (no entry is looked up again)."""
-        used = int(self.cnt[TAIL] - self.cnt[HEAD])
-        width, n_dims = max(width, self.e_ts.shape[1]), max(n_dims, self.e_dims.shape[1])
-        if used + n <= self.e_id.size and (width, n_dims) == (self.e_ts.shape[1], self.e_dims.shape[1]):
+        """Room for ``n`` more entries of ``width`` stamp columns and ``n_dims`` dimensions at the
+        FIFO's tail. Live entries move down to slot 0 when the dead ones make room; the arrays grow
+        in place (realloc: what is held is neither copied nor touched again); the hash, kept at
+        most half full, is rebuilt from the keys it holds (no entry is read)."""
+        if width > self.e_ts.shape[1] or n_dims > self.e_dims.shape[1]:
+            self._widen(max(width, self.e_ts.shape[1]), max(n_dims, self.e_dims.shape[1]))
+        if self.cnt[TAIL] + n <= self.e_id.size:
             return
-        live, (h, e_id, e_leg, e_ts, e_src, e_added, e_dims, _, e_next, _) = self._live(), self._state()
-        moved_to = np.full(e_id.size, -1, np.int64)
-        moved_to[live] = np.arange(live.size)
-        capacity = 256
+        live = self._live()
+        if live.size < self.cnt[TAIL]:  # dead slots or an expired front: move the live entries down
+            moved_to = np.full(self.e_id.size, -1, np.int64)
+            moved_to[live] = np.arange(live.size)
+            for a in (self.e_id, self.e_leg, self.e_ts, self.e_src, self.e_added, self.e_dims):
+                a[: live.size] = a[live]
+            newer = self.e_next[live]  # a chain holds live entries only: removals take a key's oldest
+            self.e_next[: live.size] = np.where(newer >= 0, moved_to[newer], -1)
+            self.e_live[: live.size], self.e_live[live.size :] = 1, 0
+            held = self.h[:, 0] >= 0
+            self.h[held, 0] = moved_to[self.h[held, 0]]
+            self.cnt[HEAD], self.cnt[TAIL] = 0, live.size
+        capacity = self.e_id.size
         while 4 * capacity < 5 * (live.size + n):
             capacity *= 2
-        self._alloc(capacity, width, n_dims)
-        k, w, d = live.size, e_ts.shape[1], e_dims.shape[1]
-        self.e_id[:k], self.e_leg[:k], self.e_added[:k], self.e_live[:k] = (
-            e_id[live],
-            e_leg[live],
-            e_added[live],
-            1,
+        if capacity != self.e_id.size:
+            for a in (self.e_id, self.e_leg, self.e_ts, self.e_src, self.e_added, self.e_dims, self.e_live):
+                a.resize((capacity, *a.shape[1:]), refcheck=False)  # new slots zeroed
+            self.e_next.resize(capacity, refcheck=False)
+            old, self.h = self.h, np.full((2 * capacity, 2), -1, np.int64)
+            _rehash(old, self.h)
+
+    def _widen(self, width: int, n_dims: int) -> None:
+        """Wider stamp rows or more dimensions (new columns zero): those arrays are made anew."""
+
+        def wider(a, columns):
+            out = np.zeros((a.shape[0], columns), a.dtype)
+            out[:, : a.shape[1]] = a
+            return out
+
+        self.e_ts, self.e_src, self.e_dims = (
+            wider(self.e_ts, width),
+            wider(self.e_src, width),
+            wider(self.e_dims, n_dims),
         )
-        self.e_ts[:k, :w], self.e_src[:k, :w], self.e_dims[:k, :d] = e_ts[live], e_src[live], e_dims[live]
-        newer = e_next[live]  # a chain holds live entries only: removals take a key's oldest
-        self.e_next[:k] = np.where(newer >= 0, moved_to[newer], -1)
-        self.cnt[TAIL] = self.cnt[LIVE] = k
-        _rehash(h, moved_to, self.h)
 
     def _state(self):
         return (self.h, self.e_id, self.e_leg, self.e_ts, self.e_src, self.e_added, self.e_dims, self.e_live,
