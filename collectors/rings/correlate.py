@@ -3,7 +3,8 @@
 A trace is one tick's journey, keyed by its 64-bit trace id. Its stamps are kept as one row of a
 matrix with a column per probe point (0 = not reached). Open traces' rows are held, grouped and
 chosen for closing by numba kernels (``pending.py``), one pass per batch; closed rows are measured
-by numpy operations over whole batches of traces, never a Python loop per record.
+and judged by two more (``measure.py``), each row touched once, and closed traces that may still
+get points wait in a hash (``late_index.py``).
 
 Rules (stated once, used everywhere):
 - Points have one pipeline order (``TraceSchema.order``): the merge of the rings' point tables,
