@@ -79,8 +79,8 @@ def _kernels():
     return pending
 
 
-def _warm() -> None:
-    """Compile (or load from the cache) every kernel the correlator runs."""
+def warm_kernels() -> None:
+    """Compile (or load from the cache) every kernel the correlator runs, once per process."""
     from . import late_index, measure, pending
 
     for kernels in (pending, late_index, measure):
@@ -436,7 +436,7 @@ class Correlator:
                  late_max_entries: int = LATE_MAX_ENTRIES, max_value: int | None = None):  # fmt: skip
         self.schema = schema
         self.max_value = max_value  # the histograms' highest trackable value: a trace beyond it is set aside
-        _warm()  # before any record is timed: never a compile between a drain and its flush
+        warm_kernels()  # before any record is timed: never a compile between a drain and its flush
         self.late = _late_index().LateIndex(late_horizon_ns, late_max_entries)
         # The shared stamps of closed traces that fanned out, by trace id: a leg that comes after
         # its trace closed (a hedge sent on a fill) joins them, within the same horizon.
