@@ -78,9 +78,9 @@ def native_kernels():
     """Compile the collector's numba kernels (or load them from numba's cache) once, before any
     test: a first compile takes seconds, and no test's hang guard may include it. Collectors the
     tests start as processes then load them from the cache this fills."""
-    from tickscope.collectors.rings.pending import warm
+    from tickscope.collectors.rings.correlate import warm_kernels
 
-    warm()
+    warm_kernels()
 
 
 @pytest.fixture(scope="session", autouse=True)

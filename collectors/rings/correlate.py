@@ -3,7 +3,8 @@
 A trace is one tick's journey, keyed by its 64-bit trace id. Its stamps are kept as one row of a
 matrix with a column per probe point (0 = not reached). Open traces' rows are held, grouped and
 chosen for closing by numba kernels (``pending.py``), one pass per batch; closed rows are measured
-by numpy operations over whole batches of traces, never a Python loop per record.
+and judged by two more (``measure.py``), each row touched once, and closed traces that may still
+get points wait in a hash (``late_index.py``).
 
 Rules (stated once, used everywhere):
 - Points have one pipeline order (``TraceSchema.order``): the merge of the rings' point tables,
@@ -69,12 +70,33 @@ TICK_TO_DECISION = "tick_to_decision"
 
 
 def _kernels():
-    """The numba kernels (``pending.py``), imported with the first correlator, not with this
-    module: numba maps LLVM (~150 MB of address space), and commands that import this module
-    without correlating anything (merge, report, wire) run under tight address-space limits."""
+    """The numba kernels of open traces (``pending.py``), imported with the first correlator, not
+    with this module: numba maps LLVM (~150 MB of address space), and commands that import this
+    module without correlating anything (merge, report, wire) run under tight address-space
+    limits. So are the late index's (``late_index.py``) and the flush's (``measure.py``)."""
     from . import pending
 
     return pending
+
+
+def warm_kernels() -> None:
+    """Compile (or load from the cache) every kernel the correlator runs, once per process."""
+    from . import late_index, measure, pending
+
+    for kernels in (pending, late_index, measure):
+        kernels.warm()
+
+
+def _late_index():
+    from . import late_index
+
+    return late_index
+
+
+def _measure():
+    from . import measure
+
+    return measure
 
 
 class DeclarationConflict(ValueError):
@@ -397,112 +419,6 @@ class Closed:
         return {k: getattr(self, k) for k in SET_ASIDE}
 
 
-class LateIndex:
-    """Closed traces that reached their trade point but not their last point, by trace id.
-
-    Memory is bounded by ``horizon_ns`` of collector time and ``max_entries``. Entries arrive in
-    batches (one per flush) kept as chunks sorted by id, oldest first; adjacent chunks of similar
-    size merge (so lookups touch O(log n) chunks), expiry drops whole old chunks, and an entry
-    that is taken out (its late point came) is only marked dead until its chunk merges.
-    """
-
-    def __init__(self, horizon_ns: int, max_entries: int):
-        self.horizon_ns = horizon_ns
-        self.max_entries = max_entries
-        self.expired = 0  # entries dropped by the horizon or the size bound, never answered
-        self._chunks: list[dict] = []  # ids (sorted u64), ts, src (raw column layout), added, live
-
-    def __len__(self) -> int:
-        return sum(int(c["live"].sum()) for c in self._chunks)
-
-    FIELDS = ("ids", "legs", "ts", "src", "added", "dims")
-
-    def add(self, ids: np.ndarray, ts: np.ndarray, src: np.ndarray, added: np.ndarray, legs=None,
-            dims=None) -> None:  # fmt: skip
-        if ids.size == 0:
-            return
-        legs = np.full(ids.size, -1, np.int32) if legs is None else legs
-        dims = np.zeros((ids.size, 0), np.int32) if dims is None else dims
-        self._chunks.append(
-            _keyed({"ids": ids, "legs": legs, "ts": ts, "src": src, "added": added, "dims": dims})
-        )
-        while len(self._chunks) >= 2 and self._chunks[-2]["ids"].size <= 2 * self._chunks[-1]["ids"].size:
-            b, a = self._chunks.pop(), self._chunks.pop()
-            width = max(a["dims"].shape[1], b["dims"].shape[1])
-            a["dims"], b["dims"] = _pad(a["dims"], width), _pad(b["dims"], width)
-            self._chunks.append(_merged(a, b, self.FIELDS))
-
-    def expire(self, now_ns: int) -> None:
-        cutoff = now_ns - self.horizon_ns
-        total = sum(c["ids"].size for c in self._chunks)
-        while self._chunks and (self._chunks[0]["added"].max() < cutoff or total > self.max_entries):
-            old = self._chunks.pop(0)
-            self.expired += int(old["live"].sum())
-            total -= old["ids"].size
-
-    def take(self, ids: np.ndarray, width: int, legs=None, n_dims: int = 0, keep: bool = False):
-        """Remove (``keep``: only read) and return the entries of (``ids``, ``legs``): (found mask,
-        ts rows, src rows, added, dims rows)."""
-        legs = np.full(ids.size, -1, np.int32) if legs is None else legs
-        found = np.zeros(ids.size, bool)
-        ts = np.zeros((ids.size, width), np.int64)
-        src = np.zeros((ids.size, width), np.int16)
-        added = np.zeros(ids.size, np.int64)
-        dims = np.zeros((ids.size, n_dims), np.int32)
-        for c in self._chunks:
-            if c["ids"].size == 0:
-                continue
-            r = np.clip(np.searchsorted(c["uids"], ids), 0, c["uids"].size - 1)
-            want = r * _LEG_SPAN + legs.astype(np.int64) + 1
-            pos = np.clip(np.searchsorted(c["key"], want), 0, c["key"].size - 1)
-            hit = (c["uids"][r] == ids) & (c["key"][pos] == want) & c["live"][pos] & ~found
-            if not hit.any():
-                continue
-            at = pos[hit]
-            k = min(width, c["ts"].shape[1])
-            ts[hit, :k], src[hit, :k] = c["ts"][at, :k], c["src"][at, :k]
-            d = min(n_dims, c["dims"].shape[1])
-            dims[hit, :d] = c["dims"][at, :d]
-            added[hit] = c["added"][at]
-            if not keep:
-                c["live"][at] = False
-            found |= hit
-        return found, ts, src, added, dims
-
-
-_LEG_SPAN = 1 << 17  # legs are -1 (none) .. 65535: leg + 1 fits below it
-
-
-def _keyed(chunk: dict) -> dict:
-    """A late-index chunk sorted by (trace id, leg), with the keys ``take`` searches: the distinct
-    ids, and per entry (rank of its id among them) * _LEG_SPAN + leg + 1, which sorts the same way."""
-    order = _key_order(chunk["ids"], chunk["legs"])
-    if order is not None:
-        chunk = {k: v[order] for k, v in chunk.items()}
-    ids = chunk["ids"]
-    first = np.concatenate(([True], ids[1:] != ids[:-1]))
-    rank = np.cumsum(first) - 1
-    chunk["uids"], chunk["key"] = ids[first], rank * _LEG_SPAN + chunk["legs"].astype(np.int64) + 1
-    chunk["live"] = np.ones(ids.size, bool)
-    return chunk
-
-
-def _merged(a: dict, b: dict, fields) -> dict:
-    """Two late-index chunks as one (their live entries): both are sorted, so one merge pass
-    (``merge_sorted``) places every entry and keys the result; each field is written once."""
-    parts = [{k: c[k] if c["live"].all() else c[k][c["live"]] for k in fields} for c in (a, b)]
-    at_a, at_b, uids, key = _kernels().merge_sorted(*(np.ascontiguousarray(p[k], dt) for p in parts
-                                           for k, dt in (("ids", np.uint64), ("legs", np.int32))), _LEG_SPAN)  # fmt: skip
-    out = {}
-    for k in fields:
-        x, y = parts[0][k], parts[1][k]
-        m = np.empty((key.size, *x.shape[1:]), x.dtype)
-        m[at_a], m[at_b] = x, y
-        out[k] = m
-    out["uids"], out["key"], out["live"] = uids, key, np.ones(key.size, bool)
-    return out
-
-
 def _pad(m: np.ndarray, width: int) -> np.ndarray:
     if m.shape[1] == width:
         return m
@@ -520,10 +436,11 @@ class Correlator:
                  late_max_entries: int = LATE_MAX_ENTRIES, max_value: int | None = None):  # fmt: skip
         self.schema = schema
         self.max_value = max_value  # the histograms' highest trackable value: a trace beyond it is set aside
-        self.late = LateIndex(late_horizon_ns, late_max_entries)
+        warm_kernels()  # before any record is timed: never a compile between a drain and its flush
+        self.late = _late_index().LateIndex(late_horizon_ns, late_max_entries)
         # The shared stamps of closed traces that fanned out, by trace id: a leg that comes after
         # its trace closed (a hedge sent on a fill) joins them, within the same horizon.
-        self.late_shared = LateIndex(late_horizon_ns, late_max_entries)
+        self.late_shared = _late_index().LateIndex(late_horizon_ns, late_max_entries)
         self.late_legs = 0  # legs that joined their trace's shared points after it closed
         self.late_points = 0
         self.late_beyond_horizon = 0
@@ -536,7 +453,6 @@ class Correlator:
         self.round = 0  # drain rounds begun by the caller (see advance())
         # The open traces' rows (trace id, leg, stamps and source ring + 1 per column, newest
         # arrival, its drain round, stamped twice, dimension value ids), held in place.
-        _kernels().warm()  # before any record is timed: never a compile between a drain and its flush
         self._open = _kernels().PendingTable()
         self._tick_tables, self._tick_tables_key = None, None
         self.n_dims = 0  # dimensions known so far (the caller's global ids: column d = dimension d)
@@ -574,9 +490,7 @@ class Correlator:
 
     def rings_held(self) -> set[int]:
         """Ring indexes with a stamp still held: in an open trace or in the late index."""
-        held = [np.unique(self._open.live_src())] + [
-            np.unique(c["src"][c["live"]]) for c in self.late._chunks
-        ]
+        held = [np.unique(self._open.live_src()), np.unique(self.late.held_src())]
         return {int(v) - 1 for v in np.unique(np.concatenate(held)) if v > 0}
 
     def _tsc_stamps(self, C: np.ndarray, S: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
@@ -596,11 +510,6 @@ class Correlator:
                     self._tsc_whole[value] = all(self._tsc_table[value, c] for c in self._ring_cols(value))
             self._tsc_mixed_clocks = any(
                 value in self._tsc and not self._tsc_whole[value] for value, _, _ in self._rings
-            )
-            # Every ring stamps all its points in TSC of one domain (a C or Rust pipeline on a host
-            # TSC): every row is ticks of one clock, nothing to look up stamp by stamp.
-            self._tsc_one_domain = all(self._tsc_whole[v] for v, _, _ in self._rings) and (
-                len({int(self._domain[v]) for v, _, _ in self._rings}) == 1
             )
         if not self._tsc_mixed_clocks:
             return self._tsc_whole[S] & (C != 0)
@@ -807,98 +716,40 @@ class Correlator:
             rest = self._join_late(C, S, ids, legs, arrived, dup, evict, dims, values, closed)
             C, S, ids, legs, arrived, dup, evict, dims = rest[:-1]
             late_leg, tdims = late_leg[rest[-1]], tdims[rest[-1]]
-        P = C != 0
-        spans = _Spans(self, C, S, P, order)
-        n = P.shape[1]
-        PT = _columns_first(P)
-        count = PT.sum(axis=0)
-        if g.chain:
-            prefix = np.logical_and.accumulate(PT, axis=0).sum(axis=0)
-            on_path = (prefix == count) & P[:, 0]
-            first = np.zeros(P.shape[0], np.intp)
-            last = np.maximum(count - 1, 0)
-        else:
-            last_at = np.maximum.accumulate(np.where(P, np.arange(n), -1), axis=1)
-            prev = np.concatenate((np.full((P.shape[0], 1), -1), last_at[:, :-1]), axis=1)
-            stepped = P & (prev >= 0)
-            first = P.argmax(axis=1)
-            on_path = (
-                P.any(axis=1)
-                & g.source[first]
-                & (g.adj[np.maximum(prev, 0), np.arange(n)] | ~stepped).all(axis=1)
-            )
-            last = np.maximum(last_at[:, -1], 0)
-        # One reason per trace set aside, in SET_ASIDE order: evicted, duplicate, incomplete, skew, range.
-        duplicate = dup & ~evict
-        complete = on_path
-        incomplete = ~complete & ~evict & ~duplicate
-        measured = complete & ~evict & ~duplicate
-        if g.chain:
-            D = spans.stages()
-            valid = P[:, 1:]
-        else:
-            D = np.zeros((P.shape[0], max(n - 1, 0)), np.int64)
-            for j in range(1, n):
-                D[:, j - 1] = np.where(stepped[:, j], spans.span(np.maximum(prev[:, j], 0), j), 0)
-            valid = stepped[:, 1:]
-        skew = measured & _columns_first((D < 0) & valid).any(axis=0)
-        ok = measured & ~skew
-        trade_cols = g.trade_at
-        if trade_cols.size == 1:
-            trade = int(trade_cols[0])
-            to_trade = P[:, trade]
-            trade_col = np.full(P.shape[0], trade)
-            t2t_all = spans.span(first if not g.chain else 0, trade)
-        else:
-            hit = P[:, trade_cols]
-            to_trade = hit.any(axis=1)
-            trade_col = trade_cols[hit.argmax(axis=1)]
-            t2t_all = spans.span(first, trade_col)
-        t2d_all = spans.span(first if not g.chain else 0, last)
-        to_decision = ~to_trade & (count >= 2)
-        out_of_range = np.zeros_like(ok)
-        top = self.max_value
-        if top is not None and max(D.max(initial=0), t2t_all.max(initial=0), t2d_all.max(initial=0)) > top:
-            beyond = _columns_first((D > top) & valid).any(axis=0)
-            beyond |= (to_trade & (t2t_all > top)) | (to_decision & (t2d_all > top))
-            out_of_range = ok & beyond
-        good = ok & ~out_of_range
-        # A shared stage is the trace's: taken from its first recorded leg only.
-        gi = np.flatnonzero(good)
-        once = np.zeros_like(good)
-        once[gi[np.concatenate(([True], ids[gi][1:] != ids[gi][:-1]))[: gi.size]]] = True
-        once &= ~late_leg  # its trace's shared stages were recorded when the trace closed
+        spans = _Spans(self, C, S, order)
+        D, valid, count, on_path, first, last, trade_col, to_trade, at_sink, t2t_all, t2d_all = spans.measure(
+            g
+        )
+        n = len(order)
+        stage_kind = np.where(g.stage[1:], np.where(g.leg[1:], 1, 2), 0).astype(np.int64)
+        top = -1 if self.max_value is None else int(self.max_value)
+        # the trade stages' columns (as TraceSchema.trade_stages names them), and the tick stages'
+        tcols = np.array([j for j in range(1, n) if g.stage[j] and not g.after_trade[j] and j <= g.trade_at.max()],
+                         np.int64)  # fmt: skip
+        kcols = np.flatnonzero(g.stage & ~g.leg & ~g.after_trade).astype(np.int64)
+        good, once, to_decision, V, nV, tally, closed.trade_spans, tick_spans = _measure().judge(
+            ids, count, on_path, dup, evict, late_leg, D, valid, to_trade, trade_col, t2t_all, t2d_all, top,
+            stage_kind, tcols, kcols,
+        )  # fmt: skip
         for j in range(1, n):
             if g.stage[j]:
                 values[schema.stage_of.get(schema.order_names[j]) or schema.order_names[j]].append(
-                    D[(good if g.leg[j] else once) & valid[:, j - 1], j - 1]
+                    V[j - 1, : nV[j - 1]]
                 )
         reached = good & to_trade
         t2t = t2t_all[reached]
         values[TICK_TO_TRADE].append(t2t)
-        # the trade stages' columns (as TraceSchema.trade_stages names them), each row's up to its own trade point
-        tcols = np.array([j for j in range(1, n) if g.stage[j] and not g.after_trade[j] and j <= trade_cols.max()],
-                         np.intp)  # fmt: skip
-        on = valid[:, tcols - 1] & (tcols[None, :] <= trade_col[:, None])
-        closed.trade_spans = np.where(on, D[:, tcols - 1], NOT_TAKEN)[reached]
-        kcols = np.flatnonzero(g.stage & ~g.leg & ~g.after_trade)  # TraceSchema.tick_stages
-        closed.ticks = {
-            "trace": ids[once], "dims": tdims[once],
-            "spans": np.where(valid[once][:, kcols - 1], D[once][:, kcols - 1], NOT_TAKEN),
-        }  # fmt: skip
+        closed.ticks = {"trace": ids[once], "dims": tdims[once], "spans": tick_spans}
         closed.trade_t2t = t2t
         values[TICK_TO_DECISION].append(t2d_all[good & to_decision])
-        if g.after_trade.any():
-            waiting = reached & ~P[:, g.sink].any(axis=1)  # the answer may still come: keep the trace for it
-            if waiting.any():
-                self._remember_late(C[waiting], S[waiting], ids[waiting], arrived[waiting], order,
-                                    legs[waiting], dims[waiting])  # fmt: skip
+        if g.after_trade.any():  # the answer may still come: keep the trace for it
+            self.late.add(
+                ids, C, S, arrived, legs, dims, rows=np.flatnonzero(reached & ~at_sink), order=order
+            )
         if g.leg.any():  # a later leg may still come: keep the shared stamps of traces that fanned out
-            fanned = once & (legs >= 0)
-            if fanned.any():
-                shared_only = np.where(g.leg, 0, C[fanned])
-                self._remember_late(shared_only, np.where(g.leg, 0, S[fanned]), ids[fanned], arrived[fanned], order,
-                                    np.full(int(fanned.sum()), -1, np.int32), tdims[fanned], self.late_shared)  # fmt: skip
+            fanned = np.flatnonzero(once & (legs >= 0))
+            self.late_shared.add(ids, C, S, arrived, np.full(ids.size, -1, np.int32), tdims, rows=fanned,
+                                 order=order, keep=~g.leg)  # fmt: skip
         closed.values = {t: _joined(v) for t, v in values.items()}
         closed.rows = {
             "trace": ids[good], "leg": legs[good], "dims": dims[good],
@@ -911,13 +762,14 @@ class Correlator:
                 "spans": D, "recorded": good, "tick_to_trade": np.where(good & to_trade, t2t_all, -1),
                 "tick_to_decision": np.where(good & to_decision, t2d_all, -1), "dims": dims,
             }  # fmt: skip
+        m = _measure()
         closed.seen += int(C.shape[0])
-        closed.complete = int(good.sum())
-        closed.evicted = int(evict.sum())
-        closed.duplicate += int(duplicate.sum())
-        closed.incomplete = int(incomplete.sum())
-        closed.clock_skew += int(skew.sum())
-        closed.out_of_range += int(out_of_range.sum())
+        closed.complete = int(tally[m.COMPLETE])
+        closed.evicted = int(tally[m.EVICTED])
+        closed.duplicate += int(tally[m.DUPLICATE])
+        closed.incomplete = int(tally[m.INCOMPLETE])
+        closed.clock_skew += int(tally[m.CLOCK_SKEW])
+        closed.out_of_range += int(tally[m.OUT_OF_RANGE])
         if self.slowest and t2t.size:
             k = min(self.slowest, t2t.size)
             top = np.argpartition(t2t, t2t.size - k)[-k:]
@@ -932,13 +784,6 @@ class Correlator:
             )
             closed.slow_legs = legs[rows]
         return closed
-
-    def _remember_late(self, C, S, ids, arrived, order, legs, dims, index: LateIndex | None = None) -> None:
-        width = len(self.schema.names)
-        ts = np.zeros((C.shape[0], width), np.int64)
-        src = np.zeros((C.shape[0], width), np.int16)
-        ts[:, order], src[:, order] = C, S
-        (self.late if index is None else index).add(ids, ts, src, arrived, legs, dims)
 
     def _join_shared(self, C, S, ids, legs, dims, tdims) -> np.ndarray:
         """Leg rows without shared stamps that reached the fan-out (not only acks): fill in their
@@ -1031,8 +876,8 @@ class Correlator:
             waiting = ~Pm[:, g.sink].any(axis=1) & ok
             if waiting.any():
                 Dm = np.where(dml[found] != 0, dml[found], known_dims[found])
-                self._remember_late(Cm[waiting], Sm[waiting], idl[found][waiting], added[found][waiting], order,
-                                    lgl[found][waiting], Dm[waiting])  # fmt: skip
+                self.late.add(idl[found], Cm, Sm, added[found], lgl[found], Dm, rows=np.flatnonzero(waiting),
+                              order=order)  # fmt: skip
         rest = ~late
         return (
             C[rest],
@@ -1045,35 +890,6 @@ class Correlator:
             dims[rest],
             rest,
         )
-
-
-def _key_order(ids: np.ndarray, legs: np.ndarray | None) -> np.ndarray | None:
-    """The stable order by (trace id, leg) (by id alone without ``legs``), or None when the rows
-    are in it already: the common case, one ring's records in trace order, or pending rows (kept
-    sorted) followed by a sorted batch, for which a stable sort of the ids (timsort) is a merge of
-    two runs. Legs are then ordered within each id by one more stable sort of a key that is
-    already sorted but inside a few groups, never by a full lexsort."""
-    if ids.size < 2:
-        return None
-    rising = ids[1:] >= ids[:-1]
-    if legs is None:
-        return None if rising.all() else np.argsort(ids, kind="stable")
-    same = ids[1:] == ids[:-1]
-    if rising.all() and (~same | (legs[1:] >= legs[:-1])).all():
-        return None
-    order = np.argsort(ids, kind="stable") if not rising.all() else np.arange(ids.size)
-    sid, sleg = ids[order], legs[order]
-    rank = np.cumsum(np.concatenate(([False], sid[1:] != sid[:-1])))
-    key = rank * _LEG_SPAN + sleg.astype(np.int64) + 1
-    if not (key[1:] >= key[:-1]).all():
-        order = order[np.argsort(key, kind="stable")]
-    return order
-
-
-def _columns_first(M: np.ndarray) -> np.ndarray:
-    """``M`` transposed into its own memory: numpy reduces a few wide rows many times faster than
-    many rows of a few stamps (``M.sum(axis=1)`` over 8 columns is ~10x slower than this + ``axis=0``)."""
-    return np.ascontiguousarray(M.T)
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -1106,69 +922,44 @@ class _Spans:
 
     Three kinds of row: no TSC stamp (spans are plain differences of ns), the ticks of one TSC
     domain only, from any number of rings (every span is ticks times the domain's rate: one
-    multiply per cell, the common case of a C or Rust pipeline), and the rest (stamps of several
-    clocks or domains, or a domain whose rate changed mid-run), measured stamp by stamp on the
-    side (``Correlator._span``).
+    multiply per span, the common case of a C or Rust pipeline), both measured by the kernel
+    (``measure.spans``), and the rest (stamps of several clocks or domains, or a domain whose rate
+    changed mid-run), whose spans are measured stamp by stamp on the side (``Correlator._span``)
+    between the points the kernel found.
     """
 
-    def __init__(self, cor: Correlator, C: np.ndarray, S: np.ndarray, P: np.ndarray, order: np.ndarray):
+    def __init__(self, cor: Correlator, C: np.ndarray, S: np.ndarray, order: np.ndarray):
         self.cor, self.C, self.S, self.order = cor, C, S, order
-        self.scale = self.mixed = None
-        if not cor._tsc:
-            return
-        cor._tsc_stamps(C[:0], S[:0], order)  # (re)builds the ring tables
-        rate = np.zeros(np.iinfo(np.int16).max + 1)  # ns per tick of rings with one rate all session
-        for value, (_, timeline) in cor._tsc.items():
-            if timeline.local is not None and len(timeline.local.xs) == 1:
-                rate[value] = timeline.local.slopes[0]
-        ST, PT = _columns_first(S), _columns_first(P)
-        ring = ST.max(axis=0)  # one ring of the row: its domain's rate is the row's if one_domain
-        if len(cor._rings) == 1 or cor._tsc_one_domain:
-            one_domain, whole = np.ones(ring.size, bool), cor._tsc_whole[ring]
-        else:
-            DT = cor._domain[ST]
-            i32 = np.iinfo(np.int32)
-            one_domain = np.where(PT, DT, i32.max).min(axis=0) == np.where(PT, DT, i32.min).max(axis=0)
-            whole = np.where(PT, cor._tsc_whole[ST], True).all(axis=0)  # every ring's points stamp TSC
-        if cor._tsc_mixed_clocks:  # a ring stamps some points in TSC and others not: look at every stamp
-            ticks = cor._tsc_stamps(C, S, order)
-            pure = one_domain & (ticks == P).all(axis=1) & ticks.any(axis=1) & (rate[ring] > 0)
-            maybe = ~pure
-        else:
-            pure = one_domain & whole & (rate[ring] > 0)
-            maybe = ~one_domain | (whole & ~pure)  # rows that may hold ticks and are not pure
-        self.scale = np.where(pure, rate[ring], 1.0)[:, None] if pure.any() else None
-        idx = np.flatnonzero(maybe)
-        if idx.size:
-            ticks = cor._tsc_stamps(C[idx], S[idx], order)
-            idx, ticks = idx[ticks.any(axis=1)], ticks[ticks.any(axis=1)]
-            if idx.size:
-                self.mixed = idx
-                Cm, Sm = C[idx], S[idx]
-                self.m = (Cm, cor._on_common(Cm, Sm, ticks, rows=np.ones(idx.size, bool)), Sm, ticks)
 
-    def stages(self) -> np.ndarray:
-        """Every consecutive span (column j - 1 -> j) of every row."""
-        D = np.diff(self.C, axis=1)
-        if self.scale is not None:
-            D = np.rint(D * self.scale).astype(np.int64)
-        if self.mixed is not None:
-            D[self.mixed] = self.cor._stages(*self.m)
-        return D
-
-    def span(self, a, b) -> np.ndarray:
-        """Stamp b - stamp a of every row (``a``, ``b``: a column, or one per row)."""
-        if np.ndim(a) == 0 and np.ndim(b) == 0:
-            d = self.C[:, b] - self.C[:, a]
+    def measure(self, g: PathGraph):
+        """``measure.spans`` of every row (see there), the rows on the side measured here."""
+        cor, C, S, order = self.cor, self.C, self.S, self.order
+        if cor._tsc:
+            cor._tsc_stamps(C[:0], S[:0], order)  # (re)builds the ring tables
+            ticks = np.ascontiguousarray(cor._tsc_table[:, order])
+            rate = np.zeros(ticks.shape[0])  # ns per tick of rings with one rate all session
+            for value, (_, timeline) in cor._tsc.items():
+                if timeline.local is not None and len(timeline.local.xs) == 1:
+                    rate[value] = timeline.local.slopes[0]
         else:
-            rows = np.arange(self.C.shape[0])
-            d = self.C[rows, b] - self.C[rows, a]
-        if self.scale is not None:
-            d = np.rint(d * self.scale[:, 0]).astype(np.int64)
-        if self.mixed is not None:
-            sub = [x if np.ndim(x) == 0 else x[self.mixed] for x in (a, b)]
-            d[self.mixed] = self.cor._span(*self.m, *sub)
-        return d
+            ticks, rate = np.zeros((0, C.shape[1]), bool), np.zeros(0)
+        D, valid, count, on_path, first, last, trade_col, to_trade, at_sink, t2t, t2d, at, prev = _measure().spans(
+            np.ascontiguousarray(C, np.int64), np.ascontiguousarray(S, np.int16), ticks, cor._domain, rate,
+            g.source, g.adj, np.ascontiguousarray(g.trade_at, np.int64), g.sink,
+        )  # fmt: skip
+        if at.size:
+            Cm, Sm = C[at], S[at]
+            local = cor._tsc_stamps(Cm, Sm, order)
+            m = (Cm, cor._on_common(Cm, Sm, local, rows=np.ones(at.size, bool)), Sm, local)
+            for j in range(1, prev.shape[1]):
+                step = prev[:, j] >= 0
+                if step.any():
+                    D[at[step], j - 1] = cor._span(*(x[step] for x in m), prev[step, j], j)
+            span = cor._span(*m, first[at], trade_col[at])
+            t2t[at] = np.where(to_trade[at], span, 0)
+            span = cor._span(*m, first[at], last[at])
+            t2d[at] = np.where(~to_trade[at] & (count[at] >= 2), span, 0)
+        return D, valid, count, on_path, first, last, trade_col, to_trade, at_sink, t2t, t2d
 
     def on_common(self, rows: np.ndarray) -> np.ndarray:
         """The stamps of ``rows``, TSC ticks moved onto CLOCK_MONOTONIC."""

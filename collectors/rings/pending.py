@@ -332,33 +332,6 @@ def _take(slots, evict_t, order, h_val, t_id, t_live, t_head, t_rows, r_next, r_
     return ids, legs, C, S, arrived, dup, evict, dims, tdims
 
 
-@njit(cache=True, nogil=True)
-def merge_sorted(ids_a, legs_a, ids_b, legs_b, leg_span):
-    """Two runs sorted by (trace id, leg) (the correlator's late-index chunks) merged stably (a's
-    entries first among equals) in one pass: each entry's place in the merged run, the merged
-    run's distinct ids, and per entry (rank of its id among them) * ``leg_span`` + leg + 1."""
-    na, nb = ids_a.size, ids_b.size
-    at_a = np.empty(na, np.int64)
-    at_b = np.empty(nb, np.int64)
-    uids = np.empty(na + nb, np.uint64)
-    key = np.empty(na + nb, np.int64)
-    i = j = nu = 0
-    for k in range(na + nb):
-        if j >= nb or (i < na and (ids_a[i] < ids_b[j] or (ids_a[i] == ids_b[j] and legs_a[i] <= legs_b[j]))):
-            trace, leg = ids_a[i], legs_a[i]
-            at_a[i] = k
-            i += 1
-        else:
-            trace, leg = ids_b[j], legs_b[j]
-            at_b[j] = k
-            j += 1
-        if nu == 0 or uids[nu - 1] != trace:
-            uids[nu] = trace
-            nu += 1
-        key[k] = (nu - 1) * leg_span + leg + 1
-    return at_a, at_b, uids[:nu].copy(), key
-
-
 class PendingTable:
     """Open traces' rows, one per (trace id, leg). ``width`` stamp columns (the schema's discovery
     order) and ``n_dims`` dimension columns grow as rings and dimensions are declared."""
@@ -544,5 +517,4 @@ def warm() -> None:
                np.zeros((3, 1), np.int32), np.zeros(3, np.bool_), 9, 1, per_leg)  # fmt: skip
     tick_of, tick_only = tick_tables([(1, np.array([0, 1]), True)], 2)
     t.close(per_leg, tick_of, tick_only, 2, 0, False, 0, np.array([0, 1], np.int64))
-    merge_sorted(ids, np.zeros(3, np.int32), ids, np.zeros(3, np.int32), 1 << 17)
     _warm = True

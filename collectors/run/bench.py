@@ -201,12 +201,12 @@ def latency_like_values(n: int, seed: int = 7) -> np.ndarray:
 
 
 # What a collector's process does before its first record: numba's import and every kernel loaded
-# (pending.warm and the kernel modules, which warm at import), in a fresh interpreter.
+# (the correlator's, warm_kernels, and the kernel modules, which warm at import), in a fresh interpreter.
 _LOAD_KERNELS = (
     "import sys, time\n"
     "t = time.perf_counter()\n"
-    "from tickscope.collectors.rings.pending import warm\n"
-    "warm()\n"
+    "from tickscope.collectors.rings.correlate import warm_kernels\n"
+    "warm_kernels()\n"
     "import tickscope.collectors.session.hdr_kernels, tickscope.collectors.rings.attribution_kernels\n"
     "import tickscope.collectors.session.hlog_codec\n"
     "print(time.perf_counter() - t)\n"

@@ -12,7 +12,7 @@ exactly the reference's.
 import numpy as np
 import pytest
 
-from tickscope.collectors.rings.pending import PendingTable, merge_sorted, tick_tables
+from tickscope.collectors.rings.pending import PendingTable, tick_tables
 
 WIDTH, N_DIMS = 7, 2
 PER_LEG = np.array([False, False, False, True, True, True, False])  # column 6: a late shared point
@@ -198,27 +198,3 @@ def test_a_wider_schema_keeps_the_rows_held():
     )
     assert ids.tolist() == [5] and C.tolist() == [[100, 0, 300]] and S.tolist() == [[1, 0, 2]]
     assert dims.tolist() == [[4]] and arrived.tolist() == [8] and not dup.any() and evicted == 0
-
-
-@pytest.mark.parametrize("seed", range(10))
-def test_late_index_chunks_merge_as_a_stable_sort(seed):
-    """Two sorted late-index runs merge into the order a stable sort of both gives (the first
-    run's entries first among equal keys), keyed by (rank of the id) * span + leg + 1."""
-    rng = np.random.default_rng(seed)
-
-    def run(n):
-        ids = rng.choice(np.array([3, 9, 1 << 63, (1 << 64) - 1], np.uint64), n)
-        legs = rng.integers(-1, 3, n).astype(np.int32)
-        order = np.lexsort((legs, ids))
-        return ids[order], legs[order]
-
-    (ia, la), (ib, lb) = run(int(rng.integers(0, 40))), run(int(rng.integers(0, 40)))
-    at_a, at_b, uids, key = merge_sorted(ia, la, ib, lb, 1 << 17)
-    ids, legs = np.concatenate((ia, ib)), np.concatenate((la, lb))
-    order = np.lexsort((legs, ids))  # lexsort is stable
-    place = np.empty(ids.size, np.int64)
-    place[order] = np.arange(ids.size)
-    assert np.array_equal(np.concatenate((at_a, at_b)), place)
-    assert np.array_equal(uids, np.unique(ids))
-    rank = np.searchsorted(np.unique(ids), ids[order])
-    assert np.array_equal(key, rank * (1 << 17) + legs[order].astype(np.int64) + 1)

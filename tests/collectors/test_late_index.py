@@ -1,0 +1,106 @@
+"""The late index (collectors/rings/late_index.py) held to a plain-Python reference.
+
+Random runs of adds (some rows only, some columns only, in pipeline order; widths and dimensions
+that grow), takes (removing or only reading), and expiries by the horizon and by the size bound,
+over a pool of keys small enough that one (trace id, leg) is held several times and entries are
+taken, expired and added again while the index grows and compacts. Every answer (found, stamps,
+sources, time added, dimension values), every length and every expired count must be exactly the
+reference's: oldest entry first, per key and for expiry.
+"""
+
+import numpy as np
+import pytest
+
+from tickscope.collectors.rings.late_index import LateIndex
+
+IDS = np.array([1, 2, 3, 1 << 40, (1 << 64) - 1, 77, 78], np.uint64)
+
+
+class Reference:
+    """The index's rules as a list of entries, oldest first."""
+
+    def __init__(self, horizon_ns, max_entries):
+        self.horizon_ns, self.max_entries = horizon_ns, max_entries
+        self.entries: list[dict] = []
+        self.expired = 0
+
+    def add(self, ids, ts, src, added, legs, dims, rows, order, keep):
+        for r in rows:
+            width = int(order.max()) + 1
+            e_ts, e_src = [0] * width, [0] * width
+            for j in range(ts.shape[1]):
+                if keep[j]:
+                    e_ts[order[j]], e_src[order[j]] = int(ts[r, j]), int(src[r, j])
+            self.entries.append({"key": (int(ids[r]), int(legs[r])), "ts": e_ts, "src": e_src,
+                                 "added": int(added[r]), "dims": [int(v) for v in dims[r]]})  # fmt: skip
+
+    def take(self, ids, legs, width, n_dims, keep):
+        out = []
+        for trace, leg in zip(ids.tolist(), legs.tolist(), strict=True):
+            hit = next((e for e in self.entries if e["key"] == (trace, leg)), None)
+            if hit is None:
+                out.append((False, [0] * width, [0] * width, 0, [0] * n_dims))
+                continue
+            pad = width - len(hit["ts"])
+            out.append((True, (hit["ts"] + [0] * pad)[:width], (hit["src"] + [0] * pad)[:width], hit["added"],
+                        (hit["dims"] + [0] * n_dims)[:n_dims]))  # fmt: skip
+            if not keep:
+                self.entries.remove(hit)
+        return out
+
+    def expire(self, now_ns):
+        cutoff = now_ns - self.horizon_ns
+        while self.entries and (self.entries[0]["added"] < cutoff or len(self.entries) > self.max_entries):
+            self.entries.pop(0)
+            self.expired += 1
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_late_index_answers_exactly_as_the_reference(seed):
+    rng = np.random.default_rng(seed)
+    horizon, bound = int(rng.integers(5, 60)), int(rng.integers(20, 1500))
+    index, ref = LateIndex(horizon, bound), Reference(horizon, bound)
+    # a few keys held many times, or many (runs of ids in sequence, ids far apart) filling the hash
+    pool = IDS if seed % 2 else np.concatenate((IDS, np.arange(1000, 1600, dtype=np.uint64),
+                                                 rng.integers(0, 1 << 63, 300).astype(np.uint64) << np.uint64(1)))  # fmt: skip
+    width, n_dims, now = 3, 1, 0
+    for _ in range(int(rng.integers(20, 80))):
+        now += int(rng.integers(0, 4))
+        op = rng.random()
+        if op < 0.5:
+            if rng.random() < 0.1:
+                width += 1
+            if rng.random() < 0.05:
+                n_dims += 1
+            n = int(rng.integers(0, 120))
+            ids, legs = rng.choice(pool, n), rng.integers(-1, 3, n).astype(np.int32)
+            ts = rng.integers(0, 1 << 62, (n, width)) * (rng.random((n, width)) < 0.7)
+            src = rng.integers(1, 5, (n, width)).astype(np.int16)
+            added = now - rng.integers(0, 3, n)
+            dims = rng.integers(0, 9, (n, n_dims)).astype(np.int32)
+            rows = np.flatnonzero(rng.random(n) < 0.8)
+            order = rng.permutation(width).astype(np.int64)
+            keep = rng.random(width) < 0.8
+            index.add(ids, ts, src, added, legs, dims, rows=rows, order=order, keep=keep)
+            ref.add(ids, ts, src, added, legs, dims, rows, order, keep)
+        elif op < 0.85:
+            n = int(rng.integers(0, 40))
+            ids, legs = rng.choice(pool, n), rng.integers(-1, 3, n).astype(np.int32)
+            ask_width, ask_dims, keep = (
+                width + int(rng.integers(-1, 2)),
+                n_dims + int(rng.integers(-1, 2)),
+                rng.random() < 0.3,
+            )
+            found, ts, src, added, dims = index.take(ids, max(ask_width, 1), legs, max(ask_dims, 0), keep)
+            want = ref.take(ids, legs, max(ask_width, 1), max(ask_dims, 0), keep)
+            got = list(
+                zip(found.tolist(), ts.tolist(), src.tolist(), added.tolist(), dims.tolist(), strict=True)
+            )
+            assert got == want
+        else:
+            index.expire(now)
+            ref.expire(now)
+        assert len(index) == len(ref.entries)
+        assert index.expired == ref.expired
+    held = index.held_src()
+    assert sorted(held[held != 0].tolist()) == sorted(v for e in ref.entries for v in e["src"] if v)
