@@ -38,22 +38,29 @@ class KeyIndex:
     (no value) is never one and looks up as -1; a tuple not seen yet looks up as -2. Each tuple is
     packed into one int64 (first column most significant, so packed order is tuple order); while
     the packing spans at most ``DENSE_KEYS`` (one dimension's values, a few venues x symbols) a dense
-    table maps it to its id in one gather, else a sorted search of the known tuples does (the same ids)."""
+    table maps it to its id in one gather, else a sorted search of the known tuples does, and past
+    int64 (several dimensions of ~100,000 values each) a dict of the batch's distinct tuples does:
+    the same ids each way."""
 
     def __init__(self, width: int, dense_keys: int = DENSE_KEYS):
         self.dense_keys = dense_keys
         self.keys = np.zeros((0, width), np.int64)  # id -> its value ids
         self.radix = np.zeros(width, np.int64)  # per column: value ids below it are packed
-        self._table = np.zeros(0, np.int64)  # dense: packed -> id, -1 or -2
-        self._sorted: np.ndarray | None = None  # sparse: the known packed tuples, sorted
+        self._table: np.ndarray | None = np.zeros(0, np.int64)  # dense: packed -> id, -1 or -2
+        self._sorted: np.ndarray | None = None  # sorted search: the known packed tuples, sorted
         self._sorted_ids = np.zeros(0, np.int64)
+        self._tuples: dict[tuple[int, ...], int] = {}  # past int64: tuple -> id
 
     def ids(self, cols: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """Each row's id; ``sizes``: per column, one more than the highest value id it may hold."""
         if (sizes > self.radix).any():
             self._repack(np.maximum(sizes, self.radix))
+        if self._table is None and self._sorted is None:
+            keys, inverse = np.unique(cols, axis=0, return_inverse=True)
+            found = [self._tuples.get(k, -1 if 0 in k else -2) for k in map(tuple, keys.tolist())]
+            return np.array(found, np.int64)[inverse.reshape(-1)]
         packed = self._pack(cols)
-        if self._sorted is None:
+        if self._table is not None:
             return self._table[packed]
         at = np.minimum(np.searchsorted(self._sorted, packed), max(self._sorted.size - 1, 0))
         ids = self._sorted_ids[at] if self._sorted.size else np.zeros(packed.size, np.int64)
@@ -65,7 +72,7 @@ class KeyIndex:
         """Ids for ``keys`` (tuples not known yet, none holding a 0), in their order."""
         ids = np.arange(self.keys.shape[0], self.keys.shape[0] + keys.shape[0], dtype=np.int64)
         self.keys = np.vstack((self.keys, keys.astype(np.int64)))
-        self._index(self._pack(keys), ids)
+        self._index(keys.astype(np.int64), ids)
         return ids
 
     def _pack(self, cols: np.ndarray) -> np.ndarray:
@@ -78,25 +85,24 @@ class KeyIndex:
         """A packing with room for ``sizes`` (doubled: values interned one by one repack O(log) times)."""
         self.radix = np.array([1 << int(2 * n - 1).bit_length() for n in sizes.tolist()], np.int64)
         span = float(np.prod(self.radix.astype(np.float64)))
+        self._table = self._sorted = None
         if span <= self.dense_keys:
             grid = np.indices(self.radix.tolist()).reshape(self.radix.size, -1)
-            self._table, self._sorted = np.where((grid != 0).all(axis=0), -2, -1).astype(np.int64), None
+            self._table = np.where((grid != 0).all(axis=0), -2, -1).astype(np.int64)
         elif span < 2.0**62:
             self._sorted, self._sorted_ids = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        else:  # never with 16-bit value ids and a few dimensions: one clear line, not a wrong slice
-            raise ValueError(
-                f"too many dimensions sliced together: {self.radix.size} (slice by fewer at once)"
-            )
-        if self.keys.shape[0]:
-            self._index(self._pack(self.keys), np.arange(self.keys.shape[0], dtype=np.int64))
+        self._index(self.keys, np.arange(self.keys.shape[0], dtype=np.int64))
 
-    def _index(self, packed: np.ndarray, ids: np.ndarray) -> None:
-        if self._sorted is None:
-            self._table[packed] = ids
-            return
-        every, every_ids = np.concatenate((self._sorted, packed)), np.concatenate((self._sorted_ids, ids))
-        order = np.argsort(every, kind="stable")
-        self._sorted, self._sorted_ids = every[order], every_ids[order]
+    def _index(self, keys: np.ndarray, ids: np.ndarray) -> None:
+        if self._table is not None:
+            self._table[self._pack(keys)] = ids
+        elif self._sorted is not None:
+            every = np.concatenate((self._sorted, self._pack(keys)))
+            every_ids = np.concatenate((self._sorted_ids, ids))
+            order = np.argsort(every, kind="stable")
+            self._sorted, self._sorted_ids = every[order], every_ids[order]
+        else:
+            self._tuples.update(zip(map(tuple, keys.tolist()), ids.tolist(), strict=True))
 
 
 class Slicing:

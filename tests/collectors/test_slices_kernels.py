@@ -56,24 +56,28 @@ def test_a_table_of_samples_records_as_record_value_per_histogram(seed, n, colum
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**31), st.integers(1, 3), st.sampled_from([1, 4, 1 << 20]))
-def test_value_tuples_get_ids_in_order_of_first_sight_by_lookup_table_or_sorted_search(seed, width, dense):
+@given(
+    st.integers(0, 2**31), st.integers(1, 3), st.sampled_from([1, 4, 1 << 20]), st.sampled_from([1, 1 << 22])
+)
+def test_value_tuples_get_ids_in_order_of_first_sight_by_lookup_table_or_sorted_search(
+    seed, width, dense, wide
+):
     """Ids of value tuples, batch after batch with values interned in between (the packing grows):
     a tuple holding a 0 is -1, a new one -2 until added, a known one its id, as a dict says, whether
-    a dense table or a sorted search finds them."""
+    a dense table, a sorted search or (packings past int64: ``wide`` value ids) a dict finds them."""
     rng = np.random.default_rng(seed)
     index, known, top = KeyIndex(width, dense_keys=dense), {}, rng.integers(1, 4, width)
     for _ in range(int(rng.integers(1, 6))):
         top = top + rng.integers(0, 40, width) * (rng.random(width) < 0.3)  # values interned meanwhile
         cols = rng.integers(0, top + 1, (int(rng.integers(0, 60)), width))
-        ids = index.ids(cols, top + 1)
+        ids = index.ids(cols, (top + 1) * wide)
         want = [-1 if 0 in k else known.get(k, -2) for k in map(tuple, cols.tolist())]
         assert ids.tolist() == want
         fresh = sorted({k for k, i in zip(map(tuple, cols.tolist()), want, strict=True) if i == -2})
         if fresh:
             assert index.add(np.array(fresh)).tolist() == list(range(len(known), len(known) + len(fresh)))
             known.update({k: len(known) + j for j, k in enumerate(fresh)})
-        assert index.ids(cols, top + 1).tolist() == [
+        assert index.ids(cols, (top + 1) * wide).tolist() == [
             -1 if 0 in k else known[k] for k in map(tuple, cols.tolist())
         ]
 
