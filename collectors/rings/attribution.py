@@ -27,12 +27,18 @@ reservoir of ``reservoir`` traces (``median.method == "sampled"``; with n of the
 in the tail, the median's rank is within about +-1/sqrt(n) of 50 % at 95 % confidence).
 
 One ``TailAttribution`` holds any number of populations (slots: the collector's one, or one per
-dimension value of a slicing), so a flush's orders of every value are summed in one compiled pass
-(attribution_kernels.py), whatever the number of values.
+label of every slicing), so a flush's orders of every value of every slicing are summed and kept in
+one compiled pass each (attribution_kernels.py), whatever the number of values: a row may be in one
+population per slicing. Each population's buffers are reserved whole in arrays shared by all (its
+sums over every bucket, its ``keep_slowest`` and ``reservoir`` rows) and only what it holds is
+written: the rest stays address space, and physical memory follows the rows held (to a page;
+numpy asks for transparent huge pages on large arrays, so to 2 MB per buffer where the host grants
+them), within the same bound per population as before: nothing grows with the run's length.
 """
 
 from __future__ import annotations
 
+import mmap
 from typing import NamedTuple
 
 import numpy as np
@@ -64,21 +70,27 @@ class TailAttribution:
         self._bucket = BulkRecorder(template)
         self._template = template
         k = len(self.stages)
-        # slot x bucket (x stage), grown to the highest bucket seen (a run of microseconds touches
-        # a few thousand buckets) and to the slots added.
-        self.count = np.zeros((0, 0), np.int64)
-        self.span_sum = np.zeros((0, 0, k), np.int64)
-        self.share_sum = np.zeros((0, 0, k), np.float64)
-        self.taken = np.zeros((0, 0, k), np.int64)  # traces that took the stage
+        # slot x bucket (x stage), every bucket of the layout: zeros never written stay address
+        # space (a run of microseconds touches a few thousand buckets), so a tail reaching a far
+        # bucket costs a page, not a copy of every slot's sums. Grown with the slots added.
+        n = self._bucket.counts_len
+        self.count = np.zeros((0, n), np.int64)
+        self.span_sum = np.zeros((0, n, k), np.int64)
+        self.share_sum = np.zeros((0, n, k), np.float64)
+        self.taken = np.zeros((0, n, k), np.int64)  # traces that took the stage
+        self._buckets = 0  # buckets below this may hold traces
         self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
-        # Per slot: the slowest traces kept whole (a heap) and the reservoir, rows of column 0
-        # tick-to-trade then the spans, in buffers grown as they fill (a value of ten traces keeps ten).
-        self._slow: list[np.ndarray] = []
-        self._sample: list[np.ndarray] = []
-        self._heap: list[np.ndarray] = []  # per slot: (tick-to-trade, row of _slow), a min-heap
+        # Per slot: the slowest traces kept whole (with a min-heap of (tick-to-trade, row) over
+        # them) and the reservoir, rows of column 0 tick-to-trade then the spans, each slot's at
+        # [slot] of one array for every slot (one compiled call serves them all). Each region is
+        # reserved whole but only its rows held are ever written: untouched pages are address
+        # space, not memory (a value of ten traces keeps ten rows).
+        self._slow = np.empty((0, keep_slowest, k + 1), np.int64)
+        self._heap = np.empty((0, keep_slowest, 2), np.int64)
+        self._sample = np.empty((0, reservoir, k + 1), np.int64)
         self._slow_n = np.zeros(0, np.int64)  # rows of the heap
         self._offered = np.zeros(0, np.int64)  # traces offered to the reservoir
-        self._room = np.zeros((0, 2), np.int64)  # rows of each slot's two buffers
+        self.stream = np.zeros(0, np.int64)  # each slot's population number in the reservoir draws
 
     @property
     def traces(self) -> int:
@@ -101,71 +113,58 @@ class TailAttribution:
         return Trades(rows, bucket, kernels().shares(spans))
 
     def add_trades(self, trades: Trades, slot: np.ndarray | None = None) -> None:
+        """``slot``: per row its population (n), or its populations (n x any: one per slicing; -1:
+        none), every row of every population in one compiled pass; None: all slot 0."""
         n = trades.bucket.size
         if n == 0:
             return
-        slot = np.zeros(n, np.int64) if slot is None else np.ascontiguousarray(slot, np.int64)
-        top = int(slot.max())
+        slot = (
+            np.zeros((n, 1), np.int64)
+            if slot is None
+            else np.ascontiguousarray(slot, np.int64).reshape(n, -1)
+        )
+        top = int(slot.max(initial=-1))
         if top < 0:
             return
-        self._grow(top + 1, int(trades.bucket[slot >= 0].max()) + 1)
+        self._grow(top + 1)
+        self._buckets = max(self._buckets, int(trades.bucket.max()) + 1)
         compiled = kernels()
         compiled.tail_sums(slot, trades.bucket, trades.rows, trades.share, self.count, self.span_sum,
                           self.share_sum, self.taken)  # fmt: skip
-        arriving = np.bincount(slot + 1, minlength=self._slow_n.size + 1)[1:]
-        self._make_room(arriving)
-        # Each population's rows in arrival order (a stable sort by slot), one kernel call per
-        # population that has rows: a flush touches a few values, each call is ~1 µs.
-        order = np.argsort(slot, kind="stable")
-        at = int(np.searchsorted(slot[order], 0))
-        rows = trades.rows
-        for s in np.flatnonzero(arriving):
-            part = np.ascontiguousarray(rows[order[at : at + arriving[s]]])
-            at += int(arriving[s])
-            self._slow_n[s], self._offered[s] = compiled.keep(
-                int(s), part, self._slow[s], self._heap[s], int(self._slow_n[s]), self.keep_slowest,
-                self._sample[s], int(self._offered[s]), self.reservoir, self.seed,
-            )  # fmt: skip
+        compiled.keep(slot, trades.rows, self.stream, self._slow, self._heap, self._slow_n, self.keep_slowest,
+                      self._sample, self._offered, self.reservoir, self.seed)  # fmt: skip
 
-    def _make_room(self, arriving: np.ndarray) -> None:
-        """Grow the buffers of the slots whose heap or reservoir fills past its rows (doubling)."""
-        need = np.column_stack((np.minimum(self._slow_n + arriving, self.keep_slowest),
-                                np.minimum(self._offered + arriving, self.reservoir)))  # fmt: skip
-        for s, which in zip(*np.nonzero(need > self._room), strict=True):
-            buffers, cap = (self._slow, self.keep_slowest) if which == 0 else (self._sample, self.reservoir)
-            grown = np.empty((min(max(int(need[s, which]), 2 * int(self._room[s, which]), 64), cap),
-                              len(self.stages) + 1), np.int64)  # fmt: skip
-            grown[: self._room[s, which]] = buffers[s]
-            buffers[s] = grown
-            if which == 0:
-                heap = np.empty((grown.shape[0], 2), np.int64)
-                heap[: self._room[s, which]] = self._heap[s]
-                self._heap[s] = heap
-            self._room[s, which] = grown.shape[0]
+    def number(self, slots: np.ndarray, numbers: np.ndarray) -> None:
+        """Number populations ``slots`` ``numbers`` in the reservoir draws (by default a slot is
+        its own number): an owner of several groups of populations numbers each group its own way."""
+        if slots.size:
+            self._grow(int(slots.max()) + 1)
+            self.stream[slots] = numbers
 
-    def _grow(self, slots: int, buckets: int) -> None:
-        have_slots, have = self.count.shape
-        if slots <= have_slots and buckets <= have:
+    def _grow(self, slots: int) -> None:
+        """Room for ``slots`` populations. Doubling: a value first seen mid-run copies what the
+        others hold O(log) times, not per value, and only what they hold: the sums' buckets that
+        may hold traces and the rows kept (the rest is zeros or rows never written)."""
+        have = self.count.shape[0]
+        if slots <= have:
             return
-        # Doubling: a run whose tail creeps up bucket by bucket re-stacks O(log) times, not per batch.
-        if buckets > have:
-            have = min(max(buckets, 2 * have), self._bucket.counts_len)
-        slots = max(slots, have_slots)
-        k = len(self.stages)
+        room = max(slots, 2 * have)
         for name in ("count", "span_sum", "share_sum", "taken"):
             old = getattr(self, name)
-            new = np.zeros((slots, have, k)[: old.ndim], old.dtype)
-            new[: old.shape[0], : old.shape[1]] = old
+            new = reserved((room, *old.shape[1:]), old.dtype)
+            new[:have, : self._buckets] = old[:, : self._buckets]
             setattr(self, name, new)
-        empty = np.empty((0, k + 1), np.int64)
-        while len(self._slow) < slots:
-            self._slow.append(empty)
-            self._sample.append(empty)
-            self._heap.append(np.empty((0, 2), np.int64))
-        more = slots - self._slow_n.size
+        held = np.minimum(self._offered, self.reservoir)
+        for name, n in (("_slow", self._slow_n), ("_heap", self._slow_n), ("_sample", held)):
+            old = getattr(self, name)
+            new = reserved((room, *old.shape[1:]), np.int64)
+            kernels().move(old, new, n)
+            setattr(self, name, new)
+        more = room - have
         self._slow_n = np.concatenate((self._slow_n, np.zeros(more, np.int64)))
         self._offered = np.concatenate((self._offered, np.zeros(more, np.int64)))
-        self._room = np.vstack((self._room, np.zeros((more, 2), np.int64)))
+        # a slot is its own number in the reservoir draws unless its owner names it (``number``)
+        self.stream = np.concatenate((self.stream, np.arange(have, room, dtype=np.int64)))
 
     def summary(self, slot: int = 0) -> dict | None:
         """summary.json's ``attribution`` (docs/session-format.md) of population ``slot``; None
@@ -232,15 +231,26 @@ class TailAttribution:
 
     def slowest(self, slot: int = 0) -> np.ndarray:
         """The slowest traces kept whole (up to ``keep_slowest``), in no order."""
-        return (
-            self._slow[slot][: self._slow_n[slot]] if slot < self._slow_n.size else np.empty((0, 0), np.int64)
-        )
+        if slot >= self._slow_n.size:
+            return np.empty((0, 0), np.int64)
+        return self._slow[slot, : self._slow_n[slot]]
 
     def sampled(self, slot: int = 0) -> np.ndarray:
         """The reservoir: a uniform sample of up to ``reservoir`` traces."""
         if slot >= self._offered.size:
             return np.empty((0, 0), np.int64)
-        return self._sample[slot][: min(self._offered[slot], self.reservoir)]
+        return self._sample[slot, : min(self._offered[slot], self.reservoir)]
+
+
+def reserved(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Zeros whose pages become memory only when written, 4 KB at a time: anonymous memory of
+    its own. numpy asks for transparent huge pages on arrays of 4 MB or more, where a first touch
+    zeroes 2 MB and, with the host's THP defrag on ``madvise``, may compact memory synchronously:
+    seen here as a flush's attribution taking 3x as long, at random."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, size), dtype).reshape(shape)
 
 
 def kernels():

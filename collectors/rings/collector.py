@@ -245,10 +245,11 @@ class HistogramSet:
             return
         self.out_of_range += self._recorder.record(self._interval_of(tag), values)
 
-    def record_groups(self, tags: list[str], group: np.ndarray, values: np.ndarray) -> None:
-        """``record(tags[g], values[group == g])`` for every g in one pass (group -1: nowhere)."""
+    def record_groups(self, tag_of, values: np.ndarray, label: np.ndarray, column_group: np.ndarray, stride: int,
+                      n_groups: int, absent: tuple[int, int] = (1, 0)) -> None:  # fmt: skip
+        """``BulkRecorder.record_groups`` into the interval's histogram of tag ``tag_of(group)``."""
         self.out_of_range += self._recorder.record_groups(
-            values, group, len(tags), lambda g: self._interval_of(tags[g])
+            values, label, column_group, stride, n_groups, lambda g: self._interval_of(tag_of(g)), absent
         )
 
     def _interval_of(self, tag: str) -> HdrHistogram:
@@ -850,19 +851,21 @@ class Collector:
         for tag, values in closed.values.items():
             self.hists.record(tag, values)
         self._interval_ticks += closed.complete
+        trades = None  # made ready once for the collector's attribution and every slicing's
         if closed.trade_spans is not None and self._interval_start - self.start_ns >= self.warmup_ns:
             stages = self.trade_stages()
             if self.attribution is None or self.attribution.stages != stages:
                 # a ring declaring trade points after trades were attributed: start over on the new stages
                 self.attribution = TailAttribution(stages, self.hists.layout)
-            self.attribution.add(closed.trade_spans, closed.trade_t2t)
+            trades = self.attribution.trades(closed.trade_spans, closed.trade_t2t)
+            self.attribution.add_trades(trades)
         c = self.counters
         c.traces_seen += closed.seen
         c.traces_complete += closed.complete
         if closed.rows is not None and self.dimensions:
             warmup = self._interval_start - self.start_ns < self.warmup_ns
             self.slices.add(self.hists, closed.rows, closed.trade_spans, self.trade_stages(), self.dimensions, warmup,
-                            self.hists.layout, closed.ticks, self.schema.tick_stages)  # fmt: skip
+                            self.hists.layout, closed.ticks, self.schema.tick_stages, trades)  # fmt: skip
         if closed.rows is not None:
             self.legs_recorded += int((closed.rows["leg"] >= 0).sum())
             if self.rows is not None and closed.rows["trace"].size:

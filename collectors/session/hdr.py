@@ -298,17 +298,21 @@ class BulkRecorder:
             hist.max_value = max(hist.max_value, int(hi))
         return int(values.size - n)
 
-    def record_groups(self, values: np.ndarray, group: np.ndarray, n_groups: int, hist_of) -> int:
-        """Record ``values[i]`` into histogram ``hist_of(group[i])`` (group -1: nowhere, not counted
-        as out of range), all groups in one pass and one small add per histogram that got values;
-        returns how many values were out of range. Each histogram ends up as ``record`` of its
-        values would leave it."""
-        values, group = np.asarray(values, np.int64), np.asarray(group, np.int64)
-        if values.size == 0:
+    def record_groups(self, values: np.ndarray, label: np.ndarray, column_group: np.ndarray, stride: int,
+                      n_groups: int, hist_of, absent: tuple[int, int] = (1, 0)) -> int:  # fmt: skip
+        """Record a table of samples into many histograms in one pass: cell (i, c) of ``values``
+        (rows x columns) into histogram ``hist_of(label[i, s] * stride + column_group[c])`` for each
+        s with ``label[i, s] >= 0`` (rows x any: a row in one histogram per slicing), unless the
+        cell is within ``absent`` (lo, hi: no sample, not out of range); one small add per histogram
+        that got values. Returns how many samples were out of range. Each histogram ends up as
+        ``record`` of its samples would leave it."""
+        if values.size == 0 or label.size == 0:
             return 0
+        values = np.ascontiguousarray(values, np.int64).reshape(values.shape[0], -1)
+        label = np.ascontiguousarray(label, np.int64).reshape(values.shape[0], -1)
         pairs, starts, recorded, lo, hi, rejected = _kernels().record_groups(
-            values, group, n_groups, self.sub_bucket_mask, self.unit_magnitude, self.half_mag,
-            self.max_recordable, self._scratch,
+            values, label, np.ascontiguousarray(column_group, np.int64), stride, n_groups, absent[0], absent[1],
+            self.sub_bucket_mask, self.unit_magnitude, self.half_mag, self.max_recordable, self._scratch,
         )  # fmt: skip
         for g in np.flatnonzero(recorded).tolist():
             hist = hist_of(g)

@@ -35,30 +35,44 @@ def record(values, counts, mask, unit_magnitude, half_mag, top):
 
 
 @njit(cache=True, nogil=True)
-def record_groups(values, group, n_groups, mask, unit_magnitude, half_mag, top, scratch):
-    """Bucket counts of many histograms in one pass: value i belongs to histogram ``group[i]``
-    (-1: to none). Returns per group its (index, count) pairs at ``pairs[starts[g]:starts[g + 1]]``,
-    its recorded count, min and max, and how many values of 0 <= group were out of 0..top.
-    ``scratch``: counts_len zeros, left zeroed (one group's buckets at a time: it stays in cache)."""
+def record_groups(values, label, column_group, stride, n_groups, absent_lo, absent_hi, mask, unit_magnitude,
+                  half_mag, top, scratch):  # fmt: skip
+    """Bucket counts of many histograms in one pass over a table: cell (i, c) is a sample of
+    histogram ``label[i, s] * stride + column_group[c]`` for every s with ``label[i, s] >= 0`` (a
+    row may be in several: one label per slicing), unless ``absent_lo <= values[i, c] <= absent_hi``
+    (no sample: off the path, no decision). Returns per histogram its (index, count) pairs at
+    ``pairs[starts[g]:starts[g + 1]]``, its recorded count, min and max, and how many samples were
+    out of 0..top. ``scratch``: counts_len zeros, left zeroed (one group's buckets at a time)."""
     per = np.zeros(n_groups + 1, np.int64)
     rejected = 0
-    for i in range(values.size):
-        g = group[i]
-        if g < 0:
-            continue
-        if values[i] < 0 or values[i] > top:
-            rejected += 1
-        else:
-            per[g + 1] += 1
+    for i in range(values.shape[0]):
+        for s in range(label.shape[1]):
+            g0 = label[i, s]
+            if g0 < 0:
+                continue
+            for c in range(values.shape[1]):
+                v = values[i, c]
+                if absent_lo <= v <= absent_hi:
+                    continue
+                if v < 0 or v > top:
+                    rejected += 1
+                else:
+                    per[g0 * stride + column_group[c] + 1] += 1
     for g in range(n_groups):
         per[g + 1] += per[g]
     rows = np.empty(per[n_groups], np.int64)  # the recordable values, grouped (counting sort)
     fill = per[:n_groups].copy()
-    for i in range(values.size):
-        g = group[i]
-        if g >= 0 and 0 <= values[i] <= top:
-            rows[fill[g]] = values[i]
-            fill[g] += 1
+    for i in range(values.shape[0]):
+        for s in range(label.shape[1]):
+            g0 = label[i, s]
+            if g0 < 0:
+                continue
+            for c in range(values.shape[1]):
+                v = values[i, c]
+                if not (absent_lo <= v <= absent_hi) and 0 <= v <= top:
+                    g = g0 * stride + column_group[c]
+                    rows[fill[g]] = v
+                    fill[g] += 1
     pairs = np.empty((per[n_groups], 2), np.int64)
     starts = np.zeros(n_groups + 1, np.int64)
     recorded = np.zeros(n_groups, np.int64)
@@ -90,7 +104,8 @@ def _warm() -> None:
     one, counts = np.ones(1, np.int64), np.zeros(4096, np.int64)
     indexes(one, np.empty(1, np.int64), 2047, 0, 10)
     record(one, counts, 2047, 0, 10, 100)
-    record_groups(one, np.zeros(1, np.int64), 1, 2047, 0, 10, 100, counts)
+    cell = np.zeros((1, 1), np.int64)
+    record_groups(cell + 1, cell, np.zeros(1, np.int64), 1, 1, 1, 0, 2047, 0, 10, 100, counts)
 
 
 _warm()

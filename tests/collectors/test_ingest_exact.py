@@ -70,9 +70,13 @@ class Hists:
     def record(self, tag, vals):
         self.got.setdefault(tag, []).extend(int(v) for v in vals)
 
-    def record_groups(self, tags, group, vals):
-        for g, tag in enumerate(tags):
-            self.record(tag, vals[group == g])
+    def record_groups(self, tag_of, values, label, column_group, stride, n_groups, absent=(1, 0)):
+        for i in range(values.shape[0]):
+            for s in range(label.shape[1]):
+                for c in range(values.shape[1]):
+                    v = int(values[i, c])
+                    if label[i, s] >= 0 and not absent[0] <= v <= absent[1]:
+                        self.record(tag_of(int(label[i, s]) * stride + int(column_group[c])), [v])
 
 
 @settings(max_examples=40, deadline=None)

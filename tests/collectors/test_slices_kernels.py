@@ -12,48 +12,88 @@ from hypothesis import strategies as st
 from tickscope.collectors.rings.attribution import TailAttribution
 from tickscope.collectors.rings.collector import HistogramSet
 from tickscope.collectors.rings.correlate import NOT_TAKEN, TICK_TO_DECISION, TICK_TO_TRADE
-from tickscope.collectors.rings.slices import DimensionSlices
-from tickscope.collectors.session.dimensions import dimension_tag
+from tickscope.collectors.rings.slices import DimensionSlices, KeyIndex
+from tickscope.collectors.session.dimensions import OTHER, dimension_tag
 from tickscope.collectors.session.hdr import BulkRecorder, new_histogram, percentile_rank
 
 LAYOUT = new_histogram()
 TRADE, TICK = ["risk", "send"], ["feed", "book"]
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(-3, 70 * 10**9), st.integers(-1, 4)), max_size=300), st.integers(1, 5))
-def test_grouped_recording_is_record_value_per_group(pairs, n_groups):
-    """Values of many histograms in one pass: each as hdrh records its own values one by one;
-    group -1 records nowhere, and only values of a group count as out of range."""
-    values = np.array([v for v, _ in pairs], np.int64)
-    group = np.array([min(g, n_groups - 1) for _, g in pairs], np.int64)
-    ours = [new_histogram() for _ in range(n_groups)]
-    rejected = BulkRecorder(LAYOUT).record_groups(values, group, n_groups, lambda g: ours[g])
-    want, out = [new_histogram() for _ in range(n_groups)], 0
-    for v, g in zip(values.tolist(), group.tolist(), strict=True):
-        if g < 0:
-            continue
-        if 0 <= v <= LAYOUT.highest_trackable_value:
-            want[g].record_value(v)
-        else:
-            out += 1
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(0, 300), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4))
+def test_a_table_of_samples_records_as_record_value_per_histogram(seed, n, columns, slicings, labels):
+    """A rows x columns table in one pass: cell (i, c) into histogram (label[i, s], column c) for
+    every slicing s that labels row i, each histogram as hdrh records its own values one by one; a
+    label -1 and an absent cell (NOT_TAKEN here) record nowhere, and a cell out of range counts once
+    per histogram it was for."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 70 * 10**9, (n, columns))
+    kind = rng.random(values.shape)
+    values[kind < 0.3] = rng.integers(0, 100, values.shape)[kind < 0.3]  # a few buckets, many repeats
+    values[kind < 0.15] = -2  # negative but present: out of range
+    values[kind < 0.1] = NOT_TAKEN
+    label = rng.integers(-1, labels, (n, slicings))
+    stride = columns + 1
+    column_group = rng.permutation(stride)[:columns]
+    ours = [new_histogram() for _ in range(labels * stride)]
+    rejected = BulkRecorder(LAYOUT).record_groups(values, label, column_group, stride, len(ours), lambda g: ours[g],
+                                                  (NOT_TAKEN, NOT_TAKEN))  # fmt: skip
+    want, out = [new_histogram() for _ in ours], 0
+    for i in range(n):
+        for s in range(slicings):
+            for c in range(columns):
+                v, g = int(values[i, c]), int(label[i, s]) * stride + int(column_group[c])
+                if label[i, s] < 0 or v == NOT_TAKEN:
+                    continue
+                if v < 0 or not want[g].record_value(v):  # hdrh refuses values beyond its last bucket
+                    out += 1
     assert rejected == out
     assert [h.encode() for h in ours] == [h.encode() for h in want]
-    assert [(h.total_count, h.min_value, h.max_value) for h in ours if h.total_count] == [
-        (h.total_count, h.min_value, h.max_value) for h in want if h.total_count
+    assert [(h.total_count, h.min_value, h.max_value) for h in ours] == [
+        (h.total_count, h.min_value, h.max_value) for h in want
     ]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**31), st.integers(1, 3), st.sampled_from([1, 4, 1 << 20]), st.sampled_from([1, 1 << 22])
+)
+def test_value_tuples_get_ids_in_order_of_first_sight_by_lookup_table_or_sorted_search(
+    seed, width, dense, wide
+):
+    """Ids of value tuples, batch after batch with values interned in between (the packing grows):
+    a tuple holding a 0 is -1, a new one -2 until added, a known one its id, as a dict says, whether
+    a dense table, a sorted search or (packings past int64: ``wide`` value ids) a dict finds them."""
+    rng = np.random.default_rng(seed)
+    index, known, top = KeyIndex(width, dense_keys=dense), {}, rng.integers(1, 4, width)
+    for _ in range(int(rng.integers(1, 6))):
+        top = top + rng.integers(0, 40, width) * (rng.random(width) < 0.3)  # values interned meanwhile
+        cols = rng.integers(0, top + 1, (int(rng.integers(0, 60)), width))
+        ids = index.ids(cols, (top + 1) * wide)
+        want = [-1 if 0 in k else known.get(k, -2) for k in map(tuple, cols.tolist())]
+        assert ids.tolist() == want
+        fresh = sorted({k for k, i in zip(map(tuple, cols.tolist()), want, strict=True) if i == -2})
+        if fresh:
+            assert index.add(np.array(fresh)).tolist() == list(range(len(known), len(known) + len(fresh)))
+            known.update({k: len(known) + j for j, k in enumerate(fresh)})
+        assert index.ids(cols, (top + 1) * wide).tolist() == [
+            -1 if 0 in k else known[k] for k in map(tuple, cols.tolist())
+        ]
+
+
 def flush(rng, n, n_values):
-    """One flush of rows (some traded, some legs without a symbol) and of ticks."""
-    dims = rng.integers(0, n_values + 1, size=(n, 2)).astype(np.int32)  # 0: no value
+    """One flush of rows (some traded, some legs without a symbol) and of ticks; ``n_values``: the
+    values of each dimension (a number, or one per dimension)."""
+    tops = np.broadcast_to(np.asarray(n_values), (2,))
+    dims = rng.integers(0, tops + 1, size=(n, 2)).astype(np.int32)  # 0: no value
     traded = rng.random(n) < 0.7
     t2t = np.where(traded, rng.integers(1, 5 * 10**6, n), -1)
     t2d = np.where(rng.random(n) < 0.5, rng.integers(1, 10**6, n), -1)
     spans = rng.integers(0, 10**6, size=(int(traded.sum()), len(TRADE + TICK)))  # every trade stage
     spans[rng.random(spans.shape) < 0.2] = NOT_TAKEN  # off the path the trace took
     spans[rng.random(spans.shape) < 0.05] = 0  # two points stamped at once: a 0 ns sample
-    ticks = {"dims": rng.integers(0, n_values + 1, size=(n // 2, 1)).astype(np.int32),
+    ticks = {"dims": rng.integers(0, tops[0] + 1, size=(n // 2, 1)).astype(np.int32),
              "spans": np.where(rng.random((n // 2, len(TICK))) < 0.1, NOT_TAKEN,
                                rng.integers(0, 10**5, (n // 2, len(TICK))))}  # fmt: skip
     rows = {"trace": np.arange(n), "leg": np.zeros(n, np.int64), "dims": dims,
@@ -61,52 +101,92 @@ def flush(rng, n, n_values):
     return rows, spans, ticks
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**31), st.integers(1, 3), st.integers(1, 5), st.integers(1, 3))
-def test_slices_and_attribution_equal_a_row_by_row_reference(seed, flushes, n_values, cap):
+class Placing:
+    """The reference of which values get their own histograms, one slicing's, value by value: the
+    warm-up's most frequent first (ties: first seen first), then first come while the cap leaves
+    room, the rest under OTHER; warm-up rows counted apart, warm-up ticks not at all."""
+
+    def __init__(self, cap):
+        self.cap, self.warm, self.rows, self.ticks, self.label = cap, {}, {}, {}, {}
+        self.chosen = False
+
+    def count(self, keys, warmup, ticks):
+        keys = [k for k in keys if 0 not in k]
+        if warmup:
+            if not ticks:
+                for k in sorted(set(keys)):  # first seen: by flush, then by value
+                    self.warm.setdefault(k, 0)
+                for k in keys:
+                    self.warm[k] += 1
+            return
+        if not self.chosen:
+            self.chosen = True
+            for k in sorted(self.warm, key=lambda k: -self.warm[k])[: self.cap]:
+                self.label[k] = None
+        for k in sorted(set(keys)):
+            if k not in self.label:
+                self.label[k] = None if list(self.label.values()).count(None) < self.cap else OTHER
+        into = self.ticks if ticks else self.rows
+        for k in keys:
+            into[k] = into.get(k, 0) + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 4), st.integers(0, 2), st.integers(1, 5), st.integers(1, 3))
+def test_slices_and_attribution_equal_a_row_by_row_reference(seed, flushes, warm, n_values, cap):
+    """Every slicing of every flush at once against a value-by-value reference: which values get
+    their own histograms (through a warm-up, values interned between flushes, the cap), every tag's
+    histogram, the counts, and per label its orders' attribution and the rows its reservoir holds
+    (each population's in arrival order)."""
     rng = np.random.default_rng(seed)
     names = {"symbol": [f"s{i}" for i in range(n_values)], "venue": [f"v{i}" for i in range(n_values)]}
     slices, hists = DimensionSlices(cap=cap, combinations=[("symbol", "venue")]), HistogramSet()
+    placing = {d: Placing(cap) for d in [("symbol",), ("venue",), ("symbol", "venue")]}
     want: dict[str, list[int]] = {}  # tag -> its values, row by row
-    rows_of: dict[tuple, dict] = {}  # (slicing, key) -> rows counted
-    trades: dict[tuple[tuple, str], list] = {}  # (slicing, label) -> its traded rows (t2t, spans)
-    for _ in range(flushes):
-        rows, spans, ticks = flush(rng, int(rng.integers(1, 400)), n_values)
-        slices.add(hists, rows, spans, TRADE + TICK, names, False, LAYOUT, ticks, TICK)
+    trades: dict[str, list] = {}  # label -> its traded rows (t2t, spans), in arrival order
+    for f in range(warm + flushes):
+        warmup = f < warm
+        rows, spans, ticks = flush(rng, int(rng.integers(1, 400)), [len(v) for v in names.values()])
+        slices.add(hists, rows, spans, TRADE + TICK, names, warmup, LAYOUT, ticks, TICK)
         traded_at = np.cumsum(rows["tick_to_trade"] >= 0) - 1
-        for sdims, sl in slices.slicings.items():
+        for sdims, ref in placing.items():
+            cols = [list(names).index(d) for d in sdims]
+            keys = [tuple(int(v) for v in r) for r in rows["dims"][:, cols]]
+            tick_keys = [tuple(int(v) for v in r) for r in ticks["dims"][:, cols]] if max(cols) < 1 else []
+            ref.count(keys, warmup, False)
+            ref.count(tick_keys, warmup, True)
+            if warmup:
+                continue
 
-            def label(key, sdims=sdims, sl=sl):
+            def label(key, sdims=sdims, ref=ref):
                 return dimension_tag(
-                    "", {d: sl.label[key] or names[d][v - 1] for d, v in zip(sdims, key, strict=True)}
+                    "", {d: ref.label[key] or names[d][v - 1] for d, v in zip(sdims, key, strict=True)}
                 )
 
-            cols = [list(names).index(d) for d in sdims]
-            for i in range(rows["dims"].shape[0]):
-                key = tuple(int(rows["dims"][i, c]) for c in cols)
+            for i, key in enumerate(keys):
                 if 0 in key:
                     continue
-                rows_of[sdims, key] = rows_of.get((sdims, key), 0) + 1
                 lab, t2t = label(key), int(rows["tick_to_trade"][i])
                 if t2t >= 0:
-                    mine = spans[traded_at[i]]
+                    every = [int(s) for s in spans[traded_at[i]]]
                     want.setdefault(TICK_TO_TRADE + lab, []).append(t2t)
-                    every = [int(s) for s in mine]
                     for stage, s in zip(
                         TRADE, every, strict=False
                     ):  # per order: the stages after the fan-out
                         if s != NOT_TAKEN:
                             want.setdefault(stage + lab, []).append(s)
-                    trades.setdefault((sdims, lab), []).append((t2t, every))
+                    trades.setdefault(lab, []).append((t2t, every))
                 if rows["tick_to_decision"][i] >= 0:
                     want.setdefault(TICK_TO_DECISION + lab, []).append(int(rows["tick_to_decision"][i]))
-            if max(cols) < ticks["dims"].shape[1]:
-                for i in range(ticks["dims"].shape[0]):
-                    key = tuple(int(ticks["dims"][i, c]) for c in cols)
-                    if 0 not in key:
-                        for stage, s in zip(TICK, ticks["spans"][i].tolist(), strict=True):
-                            if s != NOT_TAKEN:
-                                want.setdefault(stage + label(key), []).append(s)
+            for i, key in enumerate(tick_keys):
+                if 0 not in key:
+                    for stage, s in zip(TICK, ticks["spans"][i].tolist(), strict=True):
+                        if s != NOT_TAKEN:
+                            want.setdefault(stage + label(key), []).append(s)
+        for d in names:  # values interned between flushes: ids beyond every packing so far
+            names[d] += [
+                f"{d}{len(names[d]) + j}" for j in range(int(rng.integers(0, 3)) * int(rng.random() < 0.4))
+            ]
     expected = {}
     for tag, vals in want.items():
         expected[tag] = new_histogram()
@@ -115,10 +195,14 @@ def test_slices_and_attribution_equal_a_row_by_row_reference(seed, flushes, n_va
     got = {t: h for t, h in hists.interval.items() if h.total_count}
     assert sorted(got) == sorted(expected)
     assert all(got[t].encode() == expected[t].encode() for t in got)
-    assert {(d, k): n for d, sl in slices.slicings.items() for k, n in sl.rows.items()} == rows_of
-    for (sdims, lab), traded in trades.items():
+    for sdims, ref in placing.items():
         sl = slices.slicings[sdims]
-        check_attribution(sl.attribution.summary(sl.slot[lab]), traded)
+        assert (sl.rows, sl.warm, sl.ticks) == (ref.rows, ref.warm, ref.ticks)
+        assert list(sl.label.items()) == list(ref.label.items())  # placed in the same order
+    for lab, traded in trades.items():
+        check_attribution(slices.attribution_of(lab), traded)
+        held = slices.attribution.sampled(slices.population(lab))
+        assert held.tolist() == [[t, *s] for t, s in traded]
 
 
 def check_attribution(got, traded):
@@ -163,3 +247,52 @@ def test_a_population_s_sample_and_slowest_do_not_depend_on_batching_or_other_po
         assert sorted(whole.slowest(s)[:, 0]) == sorted(split.slowest(s)[:, 0])
         assert sorted(whole.slowest(s)[:, 0]) == sorted(t2t[slot == s])[-50:]
     assert np.array_equal(whole.sampled(1), alone.sampled(1))
+
+
+def uniform(seed, s, i):
+    """The reservoir's draw (splitmix64 of seed, population number, trace number), in plain Python."""
+    m = (1 << 64) - 1
+    z = (seed * 0x9E3779B97F4A7C15 + s * 0xD1B54A32D192ED03) & m
+    z = (z + i * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    z ^= z >> 31
+    return (z >> 11) * (1.0 / 9007199254740992.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 3), st.integers(1, 5), st.integers(1, 40), st.integers(1, 60))
+def test_every_population_of_every_slicing_keeps_what_a_reference_keeps(
+    seed, slicings, parts, keep, reservoir
+):
+    """Rows in a population per slicing at once, in batches: each population's reservoir is
+    Algorithm R over its own rows in arrival order, with draws from (seed, the number its owner
+    gave it, i); its slowest are its rows' slowest; its sums are its rows'."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 1500))
+    spans = rng.integers(0, 10**6, size=(n, 2))
+    spans[rng.random(spans.shape) < 0.2] = NOT_TAKEN
+    t2t = np.maximum(spans, 0).sum(axis=1)
+    populations = 4 * slicings
+    slot = rng.integers(-1, 4, (n, slicings))
+    slot = np.where(slot >= 0, slot + 4 * np.arange(slicings), -1)  # each slicing its own populations
+    att = TailAttribution(["a", "b"], LAYOUT, keep_slowest=keep, reservoir=reservoir, seed=seed % 1000)
+    number = rng.permutation(populations)
+    att.number(np.arange(populations), number)
+    for part in np.array_split(np.arange(n), parts):
+        att.add(spans[part], t2t[part], slot[part])
+    for p in range(populations):
+        mine = [i for i in range(n) if p in slot[i]]
+        pool: list[list[int]] = []
+        for k, i in enumerate(mine):
+            row = [int(t2t[i]), *map(int, spans[i])]
+            if k < reservoir:
+                pool.append(row)
+            elif (j := int(uniform(seed % 1000, int(number[p]), k) * (k + 1))) < reservoir:
+                pool[j] = row
+        assert att.sampled(p).tolist() == pool
+        assert sorted(att.slowest(p)[:, 0].tolist()) == sorted(t2t[mine].tolist())[-keep:]
+        assert att.count[p].sum() == len(mine)
+        assert np.array_equal(
+            att.span_sum[p].sum(axis=0), np.where(spans[mine] >= 0, spans[mine], 0).sum(axis=0)
+        )
