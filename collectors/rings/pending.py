@@ -42,8 +42,8 @@ def _prefetch(typingctx, array, index):
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8"
         )
-        # a read, kept in every cache level, of data (not instructions)
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        read, keep_in_every_level, data = (ir.Constant(i32, v) for v in (0, 3, 1))
+        builder.call(fn, [builder.bitcast(ptr, i8p), read, keep_in_every_level, data])
         return context.get_dummy_value()
 
     return types.void(array, index), codegen
@@ -492,8 +492,7 @@ class PendingTable:
 
     def __init__(self, width: int = 0, n_dims: int = 0, capacity: int = 256):
         self.cnt = np.zeros(6, np.int64)
-        self._batch = (np.empty(0, np.int64),) + (np.empty(0, np.bool_),) * 3 + (
-            np.empty((0, width), np.int64), np.empty((0, width), np.int16), np.empty((0, n_dims), np.int32))
+        self._batch: tuple = ()  # _add_points' batch rows (see _scratch)
         self.epoch = 0  # one per batch: a row's dimension conflict counts once per batch
         self._empty(width, n_dims)
         self._alloc(capacity, capacity, width, n_dims)
@@ -600,9 +599,9 @@ class PendingTable:
         """``_add_points``' batch rows, room for ``rows``: kept between batches, grown by doubling."""
         w, nd = self.ts.shape[1], self.dims.shape[1]
         B = self._batch
-        if B[0].size >= rows and B[4].shape[1] == w and B[6].shape[1] == nd:
+        if B and B[0].size >= rows and B[4].shape[1] == w and B[6].shape[1] == nd:
             return
-        size = max(rows, 2 * B[0].size, 64)
+        size = max(rows, 2 * B[0].size if B else 0, 64)
         self._batch = (np.empty(size, np.int64), np.empty(size, np.bool_), np.empty(size, np.bool_),
                        np.empty(size, np.bool_), np.empty((size, w), np.int64), np.empty((size, w), np.int16),
                        np.empty((size, nd), np.int32))  # fmt: skip
