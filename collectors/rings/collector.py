@@ -774,15 +774,27 @@ class Collector:
         reader = src.reader
         reader.check_size()  # before anything reads the mapping (see RingReader.check_size)
         alive = reader.writer_alive()  # asked before draining: a writer dying meanwhile leaves more
-        batch = reader.drain(self.BATCH)
-        if batch.size:
-            self._correlate(src, batch)
-        elif not alive and reader.in_ring_seen == 0:
+        if reader.kind == L.KIND_POINT:
+            # Decoded in place, and handed back at once: the decode copies what it keeps, and the
+            # mapping is read (and ``tail`` written) no later than a copy would (check_size).
+            records = reader.peek(self.BATCH)
+            n = int(records.size)
+            points = self._decode(src, records) if n else None
+            del records  # no view of the mapping may outlive this (close, quarantine)
+            reader.release(n)
+            if n:
+                self._add_points(src, *points)
+        else:
+            batch = reader.drain(self.BATCH)
+            n = int(batch.size)
+            if n:
+                self._correlate(src, batch)
+        if not n and not alive and reader.in_ring_seen == 0:
             src.finished = True
             if not reader.writer_closed:
                 self.counters.writers_died += 1
             self._release(src)
-        return int(batch.size)
+        return n
 
     def _intern(self, src: RingSource) -> None:
         """Map the values the ring interned since the last drain to the collector's value ids."""
@@ -798,27 +810,34 @@ class Collector:
                 src.dim_map[slot, i + 1] = known.index(value) + 1
         src.dim_seen = len(values)
 
-    def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
-        reader = src.reader
+    def _decode(self, src: RingSource, records: np.ndarray) -> tuple:
+        """A point ring's records as ``point_records`` gives them (copies: ``records`` may be the
+        ring itself)."""
         self._intern(src)
+        words = records.view(np.uint64).reshape(records.size, L.POINT_RECORD_SIZE // 8)
+        return self._kernels.point_records(words, src.reader.n_points, src.columns, src.domains, self.realtime_offset,
+                                           src.dim_map, src.dim_column, len(self.dimensions))  # fmt: skip
+
+    def _add_points(self, src: RingSource, trace, legs, cols, ts, dims, tally) -> None:
         kernels = self._kernels
+        src.malformed += int(tally[kernels.MALFORMED])
+        src.point_out_of_range += int(tally[kernels.POINT_OUT_OF_RANGE])
+        src.dims_unknown += int(tally[kernels.DIMS_UNKNOWN])
+        if tally[kernels.TSC_STAMPS]:
+            src.observe_tsc(tally[kernels.NEWEST_TICK :][:1])
+        self.correlator.add_points(trace, cols, ts, src.index, monotonic_ns(), legs=legs, dims=dims)
+        if self._taps:
+            tsc = np.zeros(len(self.schema.names), bool)
+            tsc[src.columns[src.domains == L.CLOCK_TSC]] = True
+            self._keep(trace, lambda c, cols=cols, tsc=tsc[cols]: (cols == c) & ~tsc, ts, legs)
+
+    def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
+        """A batch of records drained (copied out) of the ring."""
+        reader = src.reader
         if reader.kind == L.KIND_POINT:
-            words = batch.view(np.uint64).reshape(batch.size, L.POINT_RECORD_SIZE // 8)
-            trace, legs, cols, ts, dims, tally = kernels.point_records(
-                words, reader.n_points, src.columns, src.domains, self.realtime_offset, src.dim_map, src.dim_column,
-                len(self.dimensions),
-            )  # fmt: skip
-            src.malformed += int(tally[kernels.MALFORMED])
-            src.point_out_of_range += int(tally[kernels.POINT_OUT_OF_RANGE])
-            src.dims_unknown += int(tally[kernels.DIMS_UNKNOWN])
-            if tally[kernels.TSC_STAMPS]:
-                src.observe_tsc(tally[kernels.NEWEST_TICK :][:1])
-            self.correlator.add_points(trace, cols, ts, src.index, monotonic_ns(), legs=legs, dims=dims)
-            if self._taps:
-                tsc = np.zeros(len(self.schema.names), bool)
-                tsc[src.columns[src.domains == L.CLOCK_TSC]] = True
-                self._keep(trace, lambda c, cols=cols, tsc=tsc[cols]: (cols == c) & ~tsc, ts, legs)
+            self._add_points(src, *self._decode(src, batch))
         else:
+            self._intern(src)
             raw = batch["ts"]
             n = len(self.schema.names)
             rows = np.zeros((batch.size, n), np.int64)
@@ -837,7 +856,7 @@ class Collector:
                 src.leg_out_of_range += int((bad_leg & ~empty).sum())
                 keep = ~empty & ~bad_leg
                 batch, rows, srcs = batch[keep], rows[keep], srcs[keep]
-            dims, unknown = kernels.dimension_ids(np.ascontiguousarray(batch["dims"]), src.dim_map, src.dim_column,
+            dims, unknown = self._kernels.dimension_ids(np.ascontiguousarray(batch["dims"]), src.dim_map, src.dim_column,
                                                   len(self.dimensions))  # fmt: skip
             src.dims_unknown += unknown
             self.correlator.add_rows(batch["trace"], rows, srcs, monotonic_ns(), legs=batch["leg"].astype(np.int32),
