@@ -182,8 +182,9 @@ def _add_points(ids, legs, cols, ts, dims, src_value, arrived_ns, rnd, per_leg, 
     (a row's stamps are all shared or all its leg's, so every column joins alike).
 
     A row this batch makes is its batch row: records go straight into it. A row already open
-    gathers its batch row in ``B_*`` first, joined at the end. ``r_batch`` (epoch << 32 | index
-    in ``B_row``) finds a row's batch row; the previous record's trace and row are tried before
+    gathers its batch row in ``B_*`` first, joined at the end. ``r_batch[r]`` is row r's batch
+    row if ``B_row`` says so back (a sparse set: a value left from an earlier batch fails that
+    check, so nothing is cleared between batches); the previous record's trace and row are tried before
     the hash (a trace's records mostly come together). ``B_*`` are kept by the table, so nothing
     is allocated per batch. One flat loop on purpose (see ``_merge_rows``).
 
@@ -208,7 +209,6 @@ def _add_points(ids, legs, cols, ts, dims, src_value, arrived_ns, rnd, per_leg, 
     t_top, r_top, n_traces, n_rows = cnt[TRACE_FREE], cnt[ROW_FREE], cnt[TRACES], cnt[ROWS]
     n_dup, n_conf = cnt[DUP_STAMPS], cnt[DIM_CONFLICTS]
     mask = h_val.size - 1
-    tag = np.int64(epoch) << 32
     nb = 0
     last_id, last_t, last_leg, b, r, direct = np.uint64(0), -1, -2, -1, -1, False
     for k in range(ids.size):
@@ -251,20 +251,20 @@ def _add_points(ids, legs, cols, ts, dims, src_value, arrived_ns, rnd, per_leg, 
                 for d in range(nd):
                     R_dims[r, d] = 0
                 r_arrived[r], r_round[r], r_dup[r], r_epoch[r] = max(arrived_ns, 0), rnd, False, -1
-                r_batch[r] = tag | nb
+                r_batch[r] = nb
                 B_row[nb], B_made[nb] = r, True
                 nb += 1
-            elif (r_batch[r] >> 32) != epoch:
+            elif not (r_batch[r] < nb and B_row[r_batch[r]] == r):
                 b = nb
                 nb += 1
-                r_batch[r] = tag | b
+                r_batch[r] = b
                 B_row[b], B_made[b], B_dup[b], B_conflict[b] = r, False, False, False
                 for j in range(w):
                     B_ts[b, j], B_src[b, j] = 0, 0
                 for d in range(nd):
                     B_dims[b, d] = 0
-            direct = B_made[r_batch[r] & 0xFFFFFFFF]
-            b = r_batch[r] & 0xFFFFFFFF
+            b = r_batch[r]
+            direct = B_made[b]
             last_leg = leg
         if direct:  # (a conflict counts once: r_epoch, which a row made here needs for nothing else)
             if R_src[r, c] != 0:
