@@ -61,7 +61,8 @@ SESSION_KEY = {r: r if r == "late_beyond_horizon" else f"traces_{r}" for r in SE
 
 
 def _intake():
-    """The compiled kernels (intake_kernels.py), loaded with the first batch correlated."""
+    """The compiled kernels (intake_kernels.py), loaded when a collector is made, not with this
+    module (numba maps LLVM: see ``correlate._kernels``)."""
     with loading_kernels():
         from tickscope.collectors.rings import intake_kernels
     return intake_kernels
@@ -783,7 +784,7 @@ class Collector:
             del records  # no view of the mapping may outlive this (close, quarantine)
             reader.release(n)
             if n:
-                self._add_points(src, *points)
+                self._correlate_points(src, *points)
         else:
             batch = reader.drain(self.BATCH)
             n = int(batch.size)
@@ -818,7 +819,8 @@ class Collector:
         return self._kernels.point_records(words, src.reader.n_points, src.columns, src.domains, self.realtime_offset,
                                            src.dim_map, src.dim_column, len(self.dimensions))  # fmt: skip
 
-    def _add_points(self, src: RingSource, trace, legs, cols, ts, dims, tally) -> None:
+    def _correlate_points(self, src: RingSource, trace, legs, cols, ts, dims, tally) -> None:
+        """A point ring's decoded records (``_decode``) counted and handed to the correlator."""
         kernels = self._kernels
         src.malformed += int(tally[kernels.MALFORMED])
         src.point_out_of_range += int(tally[kernels.POINT_OUT_OF_RANGE])
@@ -835,7 +837,7 @@ class Collector:
         """A batch of records drained (copied out) of the ring."""
         reader = src.reader
         if reader.kind == L.KIND_POINT:
-            self._add_points(src, *self._decode(src, batch))
+            self._correlate_points(src, *self._decode(src, batch))
         else:
             self._intern(src)
             raw = batch["ts"]
