@@ -78,6 +78,7 @@ def native_kernels():
     """Compile the collector's numba kernels (or load them from numba's cache) once, before any
     test: a first compile takes seconds, and no test's hang guard may include it. Collectors the
     tests start as processes then load them from the cache this fills."""
+    from tickscope.collectors.rings import intake_kernels  # noqa: F401 (its import warms its kernels)
     from tickscope.collectors.rings.correlate import warm_kernels
 
     warm_kernels()

@@ -48,6 +48,7 @@ from tickscope.collectors.session.hdr import (
     add_into,
     corrected_histogram,
     layout_of,
+    loading_kernels,
     new_histogram,
     reset,
     summarize,
@@ -57,6 +58,14 @@ from tickscope.probe import layout as L
 CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
 # Closed's reasons for setting a trace aside -> the session counter that adds them up
 SESSION_KEY = {r: r if r == "late_beyond_horizon" else f"traces_{r}" for r in SET_ASIDE}
+
+
+def _intake():
+    """The compiled kernels (intake_kernels.py), loaded when a collector is made, not with this
+    module (numba maps LLVM: see ``correlate._kernels``)."""
+    with loading_kernels():
+        from tickscope.collectors.rings import intake_kernels
+    return intake_kernels
 
 
 def monotonic_ns() -> int:
@@ -91,9 +100,9 @@ class RingSource:
     point_out_of_range: int = 0  # records naming a point id the ring's point table does not have
     leg_out_of_range: int = 0  # tick records whose leg word is beyond 65535 (malformed)
     dims_unknown: int = 0  # dimension value ids the ring's value table does not (yet) hold: dropped
-    # slot -> (ring value id -> the collector's value id of that dimension, 0 = not interned)
-    dim_map: list[np.ndarray] = field(default_factory=list)
-    dim_column: list[int] = field(default_factory=list)  # slot -> the collector's dimension column
+    # [slot, ring value id] -> the collector's value id of that dimension (0 = not interned)
+    dim_map: np.ndarray = field(default_factory=lambda: np.zeros((0, L.MAX_DIM_VALUES + 1), np.int32))
+    dim_column: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # slot -> dimension column
     dim_seen: int = 0  # ring value ids mapped so far
     peak_rate: float = 0.0  # records/s, the fastest seen filling (halved every PEAK_HALF_LIFE_NS)
 
@@ -116,6 +125,15 @@ class RingSource:
         self.calib_seen = count
         self.clock.add([p for _, p in fresh], "rings")
 
+    def observe_tsc(self, ticks: np.ndarray) -> None:
+        """Raw TSC stamps drained: the domain's timeline must be able to place them."""
+        if not self.tsc.ready:
+            raise RingFormatError(
+                f"ring {self.reader.path}: TSC stamps but no usable calibration pairs "
+                "(the writer must calibrate its TSC before its first record)"
+            )
+        self.tsc.observe(ticks)
+
     def convert(self, ts: np.ndarray, domain: int, realtime_offset: int) -> np.ndarray:
         """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns, or for TSC the raw ticks
         themselves (the correlator measures in-ring spans from ticks, see ``TscTimeline``); 0
@@ -125,12 +143,7 @@ class RingSource:
             return raw
         absent = raw == 0
         if domain == L.CLOCK_TSC:
-            if not self.tsc.ready:
-                raise RingFormatError(
-                    f"ring {self.reader.path}: TSC stamps but no usable calibration pairs "
-                    "(the writer must calibrate its TSC before its first record)"
-                )
-            self.tsc.observe(raw[~absent] if absent.any() else raw)
+            self.observe_tsc(raw[~absent] if absent.any() else raw)
             return raw
         out = raw - realtime_offset
         out[absent] = 0
@@ -372,6 +385,7 @@ class Collector:
         self.hists = HistogramSet()
         self.correlator = Correlator(self.schema, linger_ns=round(linger_s * 1e9), slowest=slowest,
                                      max_value=self.hists.max_value)  # fmt: skip
+        self._kernels = _intake()  # loaded (or compiled) here, before any record is timed
         self.refused: list[RingReader] = []  # rings whose declarations contradict the others': never read
         self._unordered_since: int | None = None  # when the schema last lost its one order
         self.counters = SessionCounters()
@@ -529,8 +543,8 @@ class Collector:
                                          domain=1 if clock is self.host_clock else 0)  # fmt: skip
             for dim in reader.dims:
                 self.dimensions.setdefault(dim, [])
-                src.dim_column.append(list(self.dimensions).index(dim))
-                src.dim_map.append(np.zeros(L.MAX_DIM_VALUES + 1, np.int32))
+            src.dim_column = np.array([list(self.dimensions).index(dim) for dim in reader.dims], np.int64)
+            src.dim_map = np.zeros((len(reader.dims), L.MAX_DIM_VALUES + 1), np.int32)
             self.correlator.declare_dims(len(self.dimensions))
             self.sources.append(src)
             self._by_index[src.index] = src
@@ -762,58 +776,71 @@ class Collector:
         reader = src.reader
         reader.check_size()  # before anything reads the mapping (see RingReader.check_size)
         alive = reader.writer_alive()  # asked before draining: a writer dying meanwhile leaves more
-        batch = reader.drain(self.BATCH)
-        if batch.size:
-            self._correlate(src, batch)
-        elif not alive and reader.in_ring_seen == 0:
+        if reader.kind == L.KIND_POINT:
+            # Decoded in place, and handed back at once: the decode copies what it keeps, and the
+            # mapping is read (and ``tail`` written) no later than a copy would (check_size).
+            records = reader.peek(self.BATCH)
+            n = int(records.size)
+            points = self._decode(src, records) if n else None
+            del records  # no view of the mapping may outlive this (close, quarantine)
+            reader.release(n)
+            if n:
+                self._correlate_points(src, *points)
+        else:
+            batch = reader.drain(self.BATCH)
+            n = int(batch.size)
+            if n:
+                self._correlate(src, batch)
+        if not n and not alive and reader.in_ring_seen == 0:
             src.finished = True
             if not reader.writer_closed:
                 self.counters.writers_died += 1
             self._release(src)
-        return int(batch.size)
+        return n
 
-    def _dims_of(self, src: RingSource, words: np.ndarray) -> np.ndarray | None:
-        """The dims words of a batch as the collector's value ids (a column per dimension)."""
-        if not src.dim_column or not words.any():
-            return None
+    def _intern(self, src: RingSource) -> None:
+        """Map the values the ring interned since the last drain to the collector's value ids."""
+        if not src.dim_column.size:
+            return
         values = src.reader.dim_values()
         for i in range(src.dim_seen, len(values)):
             slot, value = values[i]
-            if slot < len(src.dim_column):
+            if slot < src.dim_column.size:
                 known = self.dimensions[list(self.dimensions)[src.dim_column[slot]]]
                 if value not in known:
                     known.append(value)
-                src.dim_map[slot][i + 1] = known.index(value) + 1
+                src.dim_map[slot, i + 1] = known.index(value) + 1
         src.dim_seen = len(values)
-        out = np.zeros((words.size, len(self.dimensions)), np.int32)
-        for slot, col in enumerate(src.dim_column):
-            local = ((words >> np.uint64(L.DIM_SLOT_BITS * slot)) & np.uint64(0xFFFF)).astype(np.intp)
-            ids = src.dim_map[slot][np.minimum(local, L.MAX_DIM_VALUES)]
-            src.dims_unknown += int(((local != 0) & (ids == 0)).sum())
-            out[:, col] = ids
-        return out
+
+    def _decode(self, src: RingSource, records: np.ndarray) -> tuple:
+        """A point ring's records as ``point_records`` gives them (copies: ``records`` may be the
+        ring itself)."""
+        self._intern(src)
+        words = records.view(np.uint64).reshape(records.size, L.POINT_RECORD_SIZE // 8)
+        return self._kernels.point_records(words, src.reader.n_points, src.columns, src.domains, self.realtime_offset,
+                                           src.dim_map, src.dim_column, len(self.dimensions))  # fmt: skip
+
+    def _correlate_points(self, src: RingSource, trace, legs, cols, ts, dims, tally) -> None:
+        """A point ring's decoded records (``_decode``) counted and handed to the correlator."""
+        kernels = self._kernels
+        src.malformed += int(tally[kernels.MALFORMED])
+        src.point_out_of_range += int(tally[kernels.POINT_OUT_OF_RANGE])
+        src.dims_unknown += int(tally[kernels.DIMS_UNKNOWN])
+        if tally[kernels.TSC_STAMPS]:
+            src.observe_tsc(tally[kernels.NEWEST_TICK :][:1])
+        self.correlator.add_points(trace, cols, ts, src.index, monotonic_ns(), legs=legs, dims=dims)
+        if self._taps:
+            tsc = np.zeros(len(self.schema.names), bool)
+            tsc[src.columns[src.domains == L.CLOCK_TSC]] = True
+            self._keep(trace, lambda c, cols=cols, tsc=tsc[cols]: (cols == c) & ~tsc, ts, legs)
 
     def _correlate(self, src: RingSource, batch: np.ndarray) -> None:
+        """A batch of records drained (copied out) of the ring."""
         reader = src.reader
         if reader.kind == L.KIND_POINT:
-            known = batch["point"] < reader.n_points
-            ok = known & (batch["ts"] != 0)
-            bad = int(batch.size - np.count_nonzero(ok))
-            if bad:
-                src.malformed += bad
-                src.point_out_of_range += int(batch.size - np.count_nonzero(known))
-                batch = batch[ok]
-            local = batch["point"].astype(np.int64)
-            ts = np.empty(batch.size, np.int64)
-            for domain in np.unique(src.domains[local]) if batch.size else ():
-                sel = src.domains[local] == domain
-                ts[sel] = src.convert(batch["ts"][sel], int(domain), self.realtime_offset)
-            self.correlator.add_points(batch["trace"], src.columns[local], ts, src.index, monotonic_ns(),
-                                       legs=batch["leg"], dims=self._dims_of(src, batch["dims"]))  # fmt: skip
-            if self._taps:
-                cols, tsc = src.columns[local], src.domains[local] == L.CLOCK_TSC
-                self._keep(batch["trace"], lambda c, cols=cols, tsc=tsc: (cols == c) & ~tsc, ts, batch["leg"])
+            self._correlate_points(src, *self._decode(src, batch))
         else:
+            self._intern(src)
             raw = batch["ts"]
             n = len(self.schema.names)
             rows = np.zeros((batch.size, n), np.int64)
@@ -832,8 +859,11 @@ class Collector:
                 src.leg_out_of_range += int((bad_leg & ~empty).sum())
                 keep = ~empty & ~bad_leg
                 batch, rows, srcs = batch[keep], rows[keep], srcs[keep]
+            dims, unknown = self._kernels.dimension_ids(np.ascontiguousarray(batch["dims"]), src.dim_map, src.dim_column,
+                                                  len(self.dimensions))  # fmt: skip
+            src.dims_unknown += unknown
             self.correlator.add_rows(batch["trace"], rows, srcs, monotonic_ns(), legs=batch["leg"].astype(np.int32),
-                                     dims=self._dims_of(src, batch["dims"]))  # fmt: skip
+                                     dims=dims)  # fmt: skip
             for j in range(reader.n_points) if self._taps else ():
                 if src.domains[j] != L.CLOCK_TSC:  # raw ticks are not ns on the capture's clock
                     col = int(src.columns[j])

@@ -661,13 +661,10 @@ class Correlator:
             return
         self._open.shape(len(self.schema.names), self.n_dims)
         per_leg = self.schema.leg_columns()
-        column = np.ascontiguousarray(column, np.int64)
-        if legs is None or not per_leg.any():
-            legs = np.full(trace.size, -1, np.int32)
-        else:  # (-1 as a u16 leg would be 65535)
-            legs = np.where(per_leg[column], legs.astype(np.int32), np.int32(-1)).astype(np.int32)
+        legs = np.full(trace.size, -1, np.int32) if legs is None else np.ascontiguousarray(legs, np.int32)
         self._open.add_points(
-            np.ascontiguousarray(trace, np.uint64), legs, column, np.ascontiguousarray(ts, np.int64),
+            np.ascontiguousarray(trace, np.uint64), legs, np.ascontiguousarray(column, np.int64),
+            np.ascontiguousarray(ts, np.int64),
             self._dims_of(dims, trace.size), src + 1, -1 if arrived_ns is None else int(arrived_ns), self.round,
             per_leg,
         )  # fmt: skip

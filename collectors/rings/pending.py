@@ -17,7 +17,10 @@ they take has one dtype and is C-contiguous, so each compiles exactly once; ``wa
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _NO_LEG = -1
@@ -25,6 +28,28 @@ _RING_VALUES = np.iinfo(np.int16).max + 1  # src values: ring index + 1 fits an 
 
 # Counters (one int64 array, so kernels update them in place)
 DUP_STAMPS, DIM_CONFLICTS, TRACES, ROWS, TRACE_FREE, ROW_FREE = range(6)
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Ask the CPU to bring ``array[index]`` into the caches (LLVM's prefetch; no effect on values)."""
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.PointerType(ir.IntType(8)), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8"
+        )
+        read, keep_in_every_level, data = (ir.Constant(i32, v) for v in (0, 3, 1))
+        builder.call(fn, [builder.bitcast(ptr, i8p), read, keep_in_every_level, data])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+_AHEAD = 32  # records: about two traces of the fan-out bench, time for a hash slot to arrive from memory
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -145,60 +170,162 @@ def _merge_rows(ids, legs, ts, src, dims, dup, arrived_ns, rnd, per_leg, epoch,
 
 
 @njit(cache=True, nogil=True)
-def _group_points(ids, legs, cols, ts, dims, width, src_value, cnt):
-    """Point records (one stamp each) grouped into stamp rows, one per (trace id, leg) in the
-    batch: a point stamped twice in the batch counts a duplicate stamp per extra record (the
-    last record's stamp stays), two values of one dimension one conflict per row."""
-    n = ids.size
-    size = 1
-    while size < 2 * n:
-        size *= 2
-    mask = size - 1
-    slot = np.full(size, -1, np.int64)
-    row = np.empty(n, np.int64)
-    first = np.empty(n, np.int64)
+def _add_points(ids, legs, cols, ts, dims, src_value, arrived_ns, rnd, per_leg, epoch, B_row, B_made, B_dup, B_conflict,
+                B_ts, B_src, B_dims, r_batch, h_val, t_id, t_live, t_head, t_rows, r_next, r_leg, r_live, t_free,
+                r_free, R_ts, R_src, R_dims, r_arrived, r_round, r_dup, r_epoch, cnt):  # fmt: skip
+    """Point records (one stamp each) of one ring joined to the open rows in one call.
+
+    The records of each (trace id, leg) (leg -1: a shared point, or any point without a declared
+    fan-out; ``legs`` is ignored there) are one batch row: a point stamped twice in the batch
+    counts a duplicate stamp per extra record (the last record's stamp stays), two values of one
+    dimension one conflict. A batch row then joins its open row by the rules of ``_merge_rows``
+    (a row's stamps are all shared or all its leg's, so every column joins alike).
+
+    A row this batch makes is its batch row: records go straight into it. A row already open
+    gathers its batch row in ``B_*`` first, joined at the end. ``r_batch[r]`` is row r's batch
+    row if ``B_row`` says so back (a sparse set: a value left from an earlier batch fails that
+    check, so nothing is cleared between batches); the previous record's trace and row are tried before
+    the hash (a trace's records mostly come together). ``B_*`` are kept by the table, so nothing
+    is allocated per batch. One flat loop on purpose (see ``_merge_rows``).
+
+    Returns (0, 0) once joined, or, having changed nothing, the room it needs first: traces and
+    rows it may make (the records' runs of one trace, and of one row), which the free stacks and
+    ``B_*`` must hold."""
+    fan = per_leg.any()
+    w, nd = R_ts.shape[1], dims.shape[1]
+    need_t = need_r = 0
+    last_leg = -2
+    for k in range(ids.size):
+        leg = legs[k] if fan and per_leg[cols[k]] else _NO_LEG
+        if k == 0 or ids[k] != ids[k - 1]:
+            need_t += 1
+            need_r += 1
+        elif leg != last_leg:
+            need_r += 1
+        last_leg = leg
+    if need_t > cnt[TRACE_FREE] or need_r > cnt[ROW_FREE] or need_r > B_row.size:
+        return need_t, need_r
+    # the counters as locals: stores to the tables would otherwise reload them (they may alias)
+    t_top, r_top, n_traces, n_rows = cnt[TRACE_FREE], cnt[ROW_FREE], cnt[TRACES], cnt[ROWS]
+    n_dup, n_conf = cnt[DUP_STAMPS], cnt[DIM_CONFLICTS]
+    mask = h_val.size - 1
     nb = 0
-    for k in range(n):
-        key = ids[k] ^ (np.uint64(legs[k] + 1) * np.uint64(0xC2B2AE3D27D4EB4F))
-        i = _home(key, mask)
-        while True:
-            b = slot[i]
-            if b < 0:
-                slot[i] = nb
-                first[nb] = k
-                row[k] = nb
+    last_id, last_t, last_leg, b, r, direct = np.uint64(0), -1, -2, -1, -1, False
+    for k in range(ids.size):
+        c = cols[k]
+        key = ids[k]
+        leg = np.int32(legs[k]) if fan and per_leg[c] else np.int32(_NO_LEG)
+        if last_t < 0 or key != last_id:
+            if k + _AHEAD < ids.size:  # the hash slot is a cache miss per trace: ask for it early
+                _prefetch(h_val, _home(ids[k + _AHEAD], mask))
+            i = _home(key, mask)
+            t = h_val[i]
+            while t >= 0 and t_id[t] != key:
+                i = (i + 1) & mask
+                t = h_val[i]
+            if t < 0:  # a new trace
+                t_top -= 1
+                t = t_free[t_top]
+                h_val[i] = t
+                t_id[t], t_live[t], t_head[t], t_rows[t] = key, 1, -1, 0
+                n_traces += 1
+            last_id, last_t, last_leg = key, t, -2
+        if leg != last_leg:
+            t = last_t
+            prev, r = -1, t_head[t]
+            while r >= 0 and r_leg[r] < leg:  # its rows, in leg order
+                prev, r = r, r_next[r]
+            if r < 0 or r_leg[r] != leg:  # made here
+                r_top -= 1
+                new = r_free[r_top]
+                r_leg[new], r_next[new], r_live[new] = leg, r, 1
+                if prev < 0:
+                    t_head[t] = new
+                else:
+                    r_next[prev] = new
+                t_rows[t] += 1
+                n_rows += 1
+                r = new
+                for j in range(w):
+                    R_ts[r, j], R_src[r, j] = 0, 0
+                for d in range(nd):
+                    R_dims[r, d] = 0
+                r_arrived[r], r_round[r], r_dup[r], r_epoch[r] = max(arrived_ns, 0), rnd, False, -1
+                r_batch[r] = nb
+                B_row[nb], B_made[nb] = r, True
                 nb += 1
-                break
-            f = first[b]
-            if ids[f] == ids[k] and legs[f] == legs[k]:
-                row[k] = b
-                break
-            i = (i + 1) & mask
-    b_ids = np.empty(nb, np.uint64)
-    b_legs = np.empty(nb, np.int32)
-    b_ts = np.zeros((nb, width), np.int64)
-    b_src = np.zeros((nb, width), np.int16)
-    b_dims = np.zeros((nb, dims.shape[1]), np.int32)
-    b_dup = np.zeros(nb, np.bool_)
-    conflict = np.zeros(nb, np.bool_)
-    for b in range(nb):
-        b_ids[b], b_legs[b] = ids[first[b]], legs[first[b]]
-    for k in range(n):
-        b, c = row[k], cols[k]
-        if b_src[b, c] != 0:
-            cnt[DUP_STAMPS] += 1
-            b_dup[b] = True
-        b_ts[b, c] = ts[k]
-        b_src[b, c] = src_value
-        for d in range(dims.shape[1]):
+            elif not (r_batch[r] < nb and B_row[r_batch[r]] == r):
+                b = nb
+                nb += 1
+                r_batch[r] = b
+                B_row[b], B_made[b], B_dup[b], B_conflict[b] = r, False, False, False
+                for j in range(w):
+                    B_ts[b, j], B_src[b, j] = 0, 0
+                for d in range(nd):
+                    B_dims[b, d] = 0
+            b = r_batch[r]
+            direct = B_made[b]
+            last_leg = leg
+        if direct:  # (a conflict counts once: r_epoch, which a row made here needs for nothing else)
+            if R_src[r, c] != 0:
+                n_dup += 1
+                r_dup[r] = True
+            R_ts[r, c], R_src[r, c] = ts[k], src_value
+            for d in range(nd):
+                v = dims[k, d]
+                if v != 0:
+                    if R_dims[r, d] != 0 and R_dims[r, d] != v and r_epoch[r] != epoch:
+                        n_conf += 1
+                        r_epoch[r] = epoch
+                    if v > R_dims[r, d]:
+                        R_dims[r, d] = v
+            continue
+        if B_src[b, c] != 0:
+            n_dup += 1
+            B_dup[b] = True
+        B_ts[b, c], B_src[b, c] = ts[k], src_value
+        for d in range(nd):
             v = dims[k, d]
             if v != 0:
-                if b_dims[b, d] != 0 and b_dims[b, d] != v:
-                    conflict[b] = True
-                if v > b_dims[b, d]:
-                    b_dims[b, d] = v
-    cnt[DIM_CONFLICTS] += conflict.sum()
-    return b_ids, b_legs, b_ts, b_src, b_dims, b_dup
+                if B_dims[b, d] != 0 and B_dims[b, d] != v:
+                    B_conflict[b] = True
+                if v > B_dims[b, d]:
+                    B_dims[b, d] = v
+    for b in range(nb):
+        r = B_row[b]
+        if B_made[b]:
+            if arrived_ns < 0:
+                for j in range(w):
+                    r_arrived[r] = max(r_arrived[r], R_ts[r, j])
+            continue
+        if B_conflict[b]:
+            n_conf += 1
+        newest = 0
+        twice = False
+        for j in range(w):
+            v = B_ts[b, j]
+            newest = max(newest, v)
+            if v != 0 and R_ts[r, j] != 0:
+                n_dup += 1
+                twice = True
+            R_ts[r, j] = max(R_ts[r, j], v)
+            R_src[r, j] = max(R_src[r, j], B_src[b, j])
+        conflict = False
+        for d in range(nd):
+            v = B_dims[b, d]
+            if v != 0:
+                conflict |= R_dims[r, d] != 0 and R_dims[r, d] != v
+                R_dims[r, d] = max(R_dims[r, d], v)
+        if conflict and r_epoch[r] != epoch:
+            n_conf += 1
+        r_arrived[r] = max(r_arrived[r], newest if arrived_ns < 0 else arrived_ns)
+        r_round[r] = max(r_round[r], rnd)
+        r_dup[r] = r_dup[r] | B_dup[b] | twice
+        if conflict:
+            r_epoch[r] = epoch
+    cnt[TRACE_FREE], cnt[ROW_FREE], cnt[TRACES], cnt[ROWS] = t_top, r_top, n_traces, n_rows
+    cnt[DUP_STAMPS], cnt[DIM_CONFLICTS] = n_dup, n_conf
+    return 0, 0
 
 
 @njit(cache=True, nogil=True)
@@ -338,6 +465,7 @@ class PendingTable:
 
     def __init__(self, width: int = 0, n_dims: int = 0, capacity: int = 256):
         self.cnt = np.zeros(6, np.int64)
+        self._batch: tuple = ()  # _add_points' batch rows (see _scratch)
         self.epoch = 0  # one per batch: a row's dimension conflict counts once per batch
         self._empty(width, n_dims)
         self._alloc(capacity, capacity, width, n_dims)
@@ -349,7 +477,7 @@ class PendingTable:
         self.r_leg, self.r_live = np.empty(0, np.int32), np.empty(0, np.uint8)
         self.ts, self.src = np.empty((0, width), np.int64), np.empty((0, width), np.int16)
         self.dims = np.empty((0, n_dims), np.int32)
-        self.arrived, self.round, self.r_epoch = (np.empty(0, np.int64) for _ in range(3))
+        self.arrived, self.round, self.r_epoch, self.r_batch = (np.empty(0, np.int64) for _ in range(4))
         self.dup = np.empty(0, np.bool_)
         self.cnt[[TRACES, ROWS, TRACE_FREE, ROW_FREE]] = 0
 
@@ -368,6 +496,7 @@ class PendingTable:
         self.r_leg, self.r_live = grow(self.r_leg, rows), grow(self.r_live, rows)
         self.arrived, self.round, self.dup = (grow(a, rows) for a in (self.arrived, self.round, self.dup))
         self.r_next, self.r_epoch = grow(self.r_next, rows, -1), grow(self.r_epoch, rows, -1)
+        self.r_batch = grow(self.r_batch, rows)
         self.ts, self.src = grow(self.ts, (rows, width)), grow(self.src, (rows, width))
         self.dims = grow(self.dims, (rows, n_dims))
         c = self.cnt
@@ -387,12 +516,14 @@ class PendingTable:
         if width > self.ts.shape[1] or n_dims > self.dims.shape[1]:
             self._alloc(self.t_id.size, self.r_leg.size, width, n_dims)
 
-    def _room(self, new_rows: int) -> None:
-        """Room for ``new_rows`` more rows (each may open a trace) without growing mid-kernel."""
+    def _room(self, new_rows: int, new_traces: int | None = None) -> None:
+        """Room for ``new_rows`` more rows and ``new_traces`` more traces (default: each row may
+        open one) without growing mid-kernel."""
         c = self.cnt
-        if c[TRACE_FREE] >= new_rows and c[ROW_FREE] >= new_rows:
+        new_traces = new_rows if new_traces is None else new_traces
+        if c[TRACE_FREE] >= new_traces and c[ROW_FREE] >= new_rows:
             return
-        traces = max(2 * self.t_id.size, int(c[TRACES]) + new_rows)
+        traces = max(2 * self.t_id.size, int(c[TRACES]) + new_traces)
         rows = max(2 * self.r_leg.size, int(c[ROWS]) + new_rows)
         self._alloc(traces, rows, self.ts.shape[1], self.dims.shape[1])
 
@@ -426,11 +557,27 @@ class PendingTable:
     def add_points(
         self, ids, legs, cols, ts, dims, src_value: int, arrived_ns: int, rnd: int, per_leg
     ) -> None:
-        """Point records of one ring (``legs`` already -1 for shared points)."""
-        b_ids, b_legs, b_ts, b_src, b_dims, b_dup = _group_points(
-            ids, legs, cols, ts, dims, self.ts.shape[1], np.int16(src_value), self.cnt
-        )
-        self.add_rows(b_ids, b_legs, b_ts, b_src, b_dims, b_dup, arrived_ns, rnd, per_leg)
+        """Point records of one ring (``legs``: each record's leg, ignored on shared points)."""
+        self.epoch += 1
+        while True:
+            self._scratch()
+            traces, rows = _add_points(ids, legs, cols, ts, dims, np.int16(src_value), arrived_ns, rnd, per_leg,
+                                       self.epoch, *self._batch, self.r_batch, *self._state())  # fmt: skip
+            if rows == 0:
+                return
+            self._room(rows, traces)
+            self._scratch(rows)
+
+    def _scratch(self, rows: int = 0) -> None:
+        """``_add_points``' batch rows, room for ``rows``: kept between batches, grown by doubling."""
+        w, nd = self.ts.shape[1], self.dims.shape[1]
+        B = self._batch
+        if B and B[0].size >= rows and B[4].shape[1] == w and B[6].shape[1] == nd:
+            return
+        size = max(rows, 2 * B[0].size if B else 0, 64)
+        self._batch = (np.empty(size, np.int64), np.empty(size, np.bool_), np.empty(size, np.bool_),
+                       np.empty(size, np.bool_), np.empty((size, w), np.int64), np.empty((size, w), np.int16),
+                       np.empty((size, nd), np.int32))  # fmt: skip
 
     def close(
         self, sink, tick_of, tick_only, round_now: int, cutoff: int, force: bool, max_pending: int, order

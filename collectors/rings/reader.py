@@ -377,28 +377,38 @@ class RingReader:
         Raises ``RingCounterError`` before touching a slot if the counters are impossible."""
         return self._take(self.counters().head - self.tail, max_records)
 
-    def _take(self, n: int, max_records: int | None) -> np.ndarray:
-        tail = self.tail
+    def peek(self, max_records: int | None = None) -> np.ndarray:
+        """The records in [tail, head), in order, up to ``max_records`` and the end of the ring
+        (the rest comes with the next call), in place: a view of the mapping, not a copy. The
+        caller reads them, then hands them back with ``release``; nothing may keep the view
+        (``close`` fails while one lives). Raises ``RingCounterError`` before touching a slot if
+        the counters are impossible."""
+        n = self.counters().head - self.tail
         if max_records is not None:
             n = min(n, max_records)
-        if n == 0:
-            self._u64[L.OFF_READER_HEARTBEAT_NS // 8] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-            return self.records[:0].copy()
-        start = tail & (self.capacity - 1)
+        start = self.tail & (self.capacity - 1)
+        return self.records[start : start + min(n, self.capacity - start)]
+
+    def release(self, n: int) -> None:
+        """Hand the next ``n`` records' slots back to the writer."""
+        start = self.tail & (self.capacity - 1)
         first = min(n, self.capacity - start)
-        if first == n:
-            out = self.records[start : start + n].copy()
-        else:
-            out = np.concatenate((self.records[start:], self.records[: n - first]))
         if self.kind == L.KIND_TICK:
             # Tick writers stamp straight into free slots: hand them back clean.
             self.records[start : start + first] = 0
-            if first < n:
-                self.records[: n - first] = 0
-        self.tail = tail + n
+            self.records[: n - first] = 0
+        self.tail += n
         self.drained += n
         self._u64[L.OFF_TAIL // 8] = self.tail
         self._u64[L.OFF_READER_HEARTBEAT_NS // 8] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+    def _take(self, n: int, max_records: int | None) -> np.ndarray:
+        if max_records is not None:
+            n = min(n, max_records)
+        start = self.tail & (self.capacity - 1)
+        first = min(n, self.capacity - start)
+        out = np.concatenate((self.records[start : start + first], self.records[: n - first]))
+        self.release(n)
         return out
 
     def close(self) -> None:

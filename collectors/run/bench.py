@@ -208,6 +208,7 @@ _LOAD_KERNELS = (
     "from tickscope.collectors.rings.correlate import warm_kernels\n"
     "warm_kernels()\n"
     "import tickscope.collectors.session.hdr_kernels, tickscope.collectors.rings.attribution_kernels\n"
+    "import tickscope.collectors.rings.intake_kernels\n"
     "import tickscope.collectors.session.hlog_codec\n"
     "print(time.perf_counter() - t)\n"
 )

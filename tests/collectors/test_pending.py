@@ -1,8 +1,9 @@
 """The correlator's open-trace table (collectors/rings/pending.py) held to a plain-Python reference.
 
 Random runs: point records of several rings and tick rows of a tick ring, for a pool of trace ids
-small enough that records of one trace arrive in several batches and out of order, on shared and
-per-leg points, stamped twice, with conflicting dimension values; closes by final point, by a
+small enough that records of one trace arrive in several batches and out of order (or, as a
+writer sends them, a trace's records together), on shared and per-leg points (a shared point's
+record naming any leg, which it ignores), stamped twice, with conflicting dimension values; closes by final point, by a
 tick ring's decision, by lingering, by the pending bound (evictions) and forced. Every counter and
 every row closed and measured (trace id, leg, stamps in pipeline order with its trace's shared
 stamps, sources, arrival, stamped-twice, evicted, dimension values, the trace's own values) must be
@@ -146,9 +147,13 @@ def test_pending_rows_close_exactly_as_the_reference(seed):
         if rng.random() < 0.6:  # a point ring's records
             value, cols, _ = RINGS[int(rng.integers(0, 2))]
             col = cols[rng.integers(0, cols.size, n)].astype(np.int64)
-            legs = np.where(PER_LEG[col], rng.integers(0, 3, n), -1).astype(np.int32)
+            named = rng.integers(0, 3, n).astype(np.int32)
+            legs = np.where(PER_LEG[col], named, -1).astype(np.int32)
             ts = rng.integers(1, 1 << 40, n).astype(np.int64)
-            table.add_points(ids, legs, col, ts, dims, value, arrived_ns, rnd, PER_LEG)
+            if rng.random() < 0.5:  # each trace's records together, in writing order
+                run = np.argsort(ids, kind="stable")
+                ids, col, ts, dims, legs, named = (a[run] for a in (ids, col, ts, dims, legs, named))
+            table.add_points(ids, named, col, ts, dims, value, arrived_ns, rnd, PER_LEG)
             ref.add_points(ids, legs, col, ts, dims, value, arrived_ns, rnd)
         else:  # the tick ring's rows, sometimes with per-leg stamps too
             ts = np.zeros((n, WIDTH), np.int64)

@@ -1,0 +1,88 @@
+"""A drained batch's records turned into what the correlator takes, one pass per batch.
+
+Numba kernels like ``pending.py``'s (compiled once per host, cached on disk, one dtype signature
+each), imported with the first collector that correlates: see ``collector._intake``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from tickscope.probe import layout as L
+
+# point_records' tally
+MALFORMED, POINT_OUT_OF_RANGE, TSC_STAMPS, NEWEST_TICK, DIMS_UNKNOWN = range(5)
+
+
+@njit(cache=True, nogil=True)
+def dimension_ids(words, dim_map, dim_column, n_dims):
+    """Records' dims words (a u16 ring value id per slot) as the collector's value ids, a column
+    per dimension (0: none), and how many ids the ring's value table does not hold (yet): those
+    are dropped. ``dim_map[slot, ring id]`` is the collector's id (0: not interned)."""
+    out = np.zeros((words.size, n_dims), np.int32)
+    unknown = 0
+    top = dim_map.shape[1] - 1
+    for k in range(words.size):
+        word = words[k]
+        if word == 0:
+            continue
+        for slot in range(dim_column.size):
+            local = np.int64((word >> np.uint64(L.DIM_SLOT_BITS * slot)) & np.uint64(0xFFFF))
+            value = dim_map[slot, min(local, top)]
+            if local != 0 and value == 0:
+                unknown += 1
+            out[k, dim_column[slot]] = value
+    return out, unknown
+
+
+@njit(cache=True, nogil=True)
+def point_records(words, n_points, columns, domains, realtime_offset, dim_map, dim_column, n_dims):
+    """A point ring's records (``words``: each 32-byte record as four u64, ``layout.POINT_RECORD``)
+    without the malformed ones (a point id beyond the ring's table, or no stamp): trace ids,
+    legs, schema columns, stamps (CLOCK_MONOTONIC ns, or raw ticks for a TSC point: the
+    correlator measures in-ring spans from ticks) and dimension value ids (``dimension_ids``).
+    ``tally``: malformed, of those the point ids out of range, TSC stamps and the newest tick
+    (which ``TscTimeline.observe`` must see), dimension ids unknown."""
+    n = words.shape[0]
+    ids = np.empty(n, np.uint64)
+    legs = np.empty(n, np.int32)
+    cols = np.empty(n, np.int64)
+    ts = np.empty(n, np.int64)
+    dims_words = np.empty(n, np.uint64)
+    tally = np.zeros(5, np.int64)
+    tally[NEWEST_TICK] = -(2**63)
+    m = 0
+    for k in range(n):
+        point = np.int64(words[k, 2] & np.uint64(0xFFFF))
+        if point >= n_points or words[k, 0] == 0:
+            tally[MALFORMED] += 1
+            if point >= n_points:
+                tally[POINT_OUT_OF_RANGE] += 1
+            continue
+        stamp = np.int64(words[k, 0])
+        domain = domains[point]
+        if domain == L.CLOCK_TSC:
+            tally[TSC_STAMPS] += 1
+            tally[NEWEST_TICK] = max(tally[NEWEST_TICK], stamp)
+        elif domain != L.CLOCK_MONOTONIC:
+            stamp -= realtime_offset
+        ids[m] = words[k, 1]
+        legs[m] = np.int32((words[k, 2] >> np.uint64(16)) & np.uint64(0xFFFF))
+        cols[m] = columns[point]
+        ts[m] = stamp
+        dims_words[m] = words[k, 3]
+        m += 1
+    dims, tally[DIMS_UNKNOWN] = dimension_ids(dims_words[:m], dim_map, dim_column, n_dims)
+    return ids[:m], legs[:m], cols[:m], ts[:m], dims, tally
+
+
+def _warm() -> None:
+    """Load every kernel's cached machine code at import (hdr_kernels._warm says why)."""
+    words = np.zeros((1, L.POINT_RECORD_SIZE // 8), np.uint64)
+    dim_map, dim_column = np.zeros((1, 2), np.int32), np.zeros(1, np.int64)
+    point_records(words, 1, np.zeros(1, np.int64), np.zeros(1, np.int64), 0, dim_map, dim_column, 1)
+    dimension_ids(np.zeros(1, np.uint64), dim_map, dim_column, 1)
+
+
+_warm()
