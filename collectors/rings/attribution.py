@@ -49,6 +49,9 @@ from tickscope.collectors.session.hdr import BulkRecorder, loading_kernels, perc
 TAILS = (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))
 KEEP_SLOWEST = 8192
 RESERVOIR = 65536
+# A dimension value's reservoir: a slicing holds up to its cap of values (16 by default) per
+# slicing, each a population of its own; 65,536 rows of every stage each was ~4 MB per value.
+VALUE_RESERVOIR = 8192
 
 
 class Trades(NamedTuple):

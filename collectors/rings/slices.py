@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.rings.attribution import TailAttribution, Trades, kernels
+from tickscope.collectors.rings.attribution import VALUE_RESERVOIR, TailAttribution, Trades, kernels
 from tickscope.collectors.rings.correlate import NOT_TAKEN, TICK_TO_DECISION, TICK_TO_TRADE
 from tickscope.collectors.session.dimensions import DEFAULT_CAP, OTHER, dimension_tag
 
@@ -205,7 +205,7 @@ class DimensionSlices:
         )
         if not warmup and (self.attribution is None or self.attribution.stages != list(trade_stages)):
             # a ring declaring trade points after trades were attributed: start over on them
-            self.attribution, self._slot[:] = TailAttribution(trade_stages, layout), -1
+            self.attribution, self._slot[:] = TailAttribution(trade_stages, layout, reservoir=VALUE_RESERVOIR), -1
             for sl in self.slicings.values():
                 sl.populations = 0
         slicings = self._slicings(names[: dims.shape[1]])

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tickscope.collectors.rings.attribution import TailAttribution
+from tickscope.collectors.rings.attribution import RESERVOIR, VALUE_RESERVOIR, TailAttribution
 from tickscope.collectors.rings.collector import HistogramSet
 from tickscope.collectors.rings.correlate import NOT_TAKEN, TICK_TO_DECISION, TICK_TO_TRADE
 from tickscope.collectors.rings.slices import DimensionSlices, KeyIndex
@@ -296,3 +296,25 @@ def test_every_population_of_every_slicing_keeps_what_a_reference_keeps(
         assert np.array_equal(
             att.span_sum[p].sum(axis=0), np.where(spans[mine] >= 0, spans[mine], 0).sum(axis=0)
         )
+
+
+def test_a_dimension_values_reservoir_holds_value_reservoir_orders_and_its_medians_say_sampled():
+    """Each value of a slicing is a population with its own reservoir: VALUE_RESERVOIR orders
+    (memory per value bounded however long the run and however many values), fewer than the
+    collector's own RESERVOIR; a tail beyond the slowest kept takes its medians from it."""
+    assert VALUE_RESERVOIR < RESERVOIR
+    rng = np.random.default_rng(3)
+    slices, hists = DimensionSlices(cap=4), HistogramSet()
+    names = {"symbol": ["s1"], "venue": ["v1"]}
+    orders = 0
+    while orders <= 3 * VALUE_RESERVOIR:
+        rows, spans, ticks = flush(rng, 4000, 1)
+        rows["dims"][:] = 1  # every row of the one symbol and the one venue
+        slices.add(hists, rows, spans, TRADE + TICK, names, False, LAYOUT, ticks, TICK)
+        orders += int((rows["tick_to_trade"] >= 0).sum())
+    att = slices.attribution
+    for slot in range(2):  # symbol=s1 and venue=v1
+        assert att.sampled(slot).shape[0] == VALUE_RESERVOIR
+    summary = slices.summary(names, {})["symbol"]["values"]["s1"]["attribution"]
+    assert summary["traces"] == orders and summary["tails"]["p50"]["median"]["method"] == "sampled"
+    assert 0 < summary["tails"]["p50"]["median"]["samples"] <= VALUE_RESERVOIR
