@@ -205,7 +205,8 @@ class DimensionSlices:
         )
         if not warmup and (self.attribution is None or self.attribution.stages != list(trade_stages)):
             # a ring declaring trade points after trades were attributed: start over on them
-            self.attribution, self._slot[:] = TailAttribution(trade_stages, layout, reservoir=VALUE_RESERVOIR), -1
+            self.attribution = TailAttribution(trade_stages, layout, reservoir=VALUE_RESERVOIR)
+            self._slot[:] = -1
             for sl in self.slicings.values():
                 sl.populations = 0
         slicings = self._slicings(names[: dims.shape[1]])
