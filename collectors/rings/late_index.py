@@ -13,6 +13,8 @@ take has one dtype.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -275,15 +277,10 @@ class LateIndex:
         return self.e_src[self._live()]
 
 
-_warm = False
-
-
+@functools.cache  # once per process
 def warm() -> None:
     """Compile (or load from the cache) every kernel with the dtypes the correlator passes; once
     per process."""
-    global _warm
-    if _warm:
-        return
     index = LateIndex(10, 1)
     ids = np.array([7, 7, 9], np.uint64)
     index.add(ids, np.ones((3, 2), np.int64), np.ones((3, 2), np.int16), np.arange(3, dtype=np.int64),
@@ -292,4 +289,3 @@ def warm() -> None:
     index.take(ids[:1], 2, np.zeros(1, np.int32), 1)
     index._room(1000, 3, 1)
     index.expire(100)
-    _warm = True

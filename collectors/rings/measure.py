@@ -9,6 +9,8 @@ implementation. Numba kernels compiled once per host and cached (see pending.py)
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -181,15 +183,10 @@ def judge(ids, count, on_path, dup, evict, late_leg, D, valid, to_trade, trade_c
     return good, once, to_decision, V, nV, tally, trade[:n_trade], tick[:n_tick]
 
 
-_warm = False
-
-
+@functools.cache  # once per process
 def warm() -> None:
     """Compile (or load from the cache) both kernels with the dtypes the correlator passes; once
     per process."""
-    global _warm
-    if _warm:
-        return
     C = np.array([[1, 2, 3], [4, 0, 6]], np.int64)
     flags = np.ones(3, np.bool_)
     S = np.array([[1, 1, 2], [1, 0, 1]], np.int16)
@@ -201,4 +198,3 @@ def warm() -> None:
     cols = np.array([1, 2], np.int64)
     judge(np.array([1, 2], np.uint64), count, on_path, no, no, no, D, valid, to_trade, cols, t2t, t2d, -1,
           np.ones(2, np.int64), cols, cols)  # fmt: skip
-    _warm = True

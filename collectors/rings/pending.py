@@ -16,6 +16,8 @@ they take has one dtype and is C-contiguous, so each compiles exactly once; ``wa
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -645,16 +647,11 @@ def tick_tables(rings, width: int):
     return tick_of, np.array(only, np.bool_).reshape(len(only), width)
 
 
-_warm = False
-
-
+@functools.cache  # once per process
 def warm() -> None:
     """Compile (or load from the cache) every kernel, with the dtypes the correlator passes; once
     per process. A first compile takes seconds: done mid-drain, it would hold traces past their
     linger time and close them in pieces."""
-    global _warm
-    if _warm:
-        return
     t = PendingTable(2, 1, capacity=4)
     per_leg = np.array([False, True])
     ids = np.array([7, 7, 9], np.uint64)
@@ -664,4 +661,3 @@ def warm() -> None:
                np.zeros((3, 1), np.int32), np.zeros(3, np.bool_), 9, 1, per_leg)  # fmt: skip
     tick_of, tick_only = tick_tables([(1, np.array([0, 1]), True)], 2)
     t.close(per_leg, tick_of, tick_only, 2, 0, False, 0, np.array([0, 1], np.int64))
-    _warm = True
