@@ -388,11 +388,24 @@ def corrected_histogram(hist: HdrHistogram, expected_interval: int) -> HdrHistog
     return out
 
 
+def held(hist: HdrHistogram) -> slice:
+    """The counts that can be non-zero: the buckets of the raw minimum to the raw maximum recorded
+    (hdrh's ``record_value`` and every recorder here keep both). A roll folds and clears ~100
+    interval histograms a second; their whole counts (27,648 buckets, 221 KB each) were ~1 % of a
+    core in memory traffic alone, their values a few thousand buckets wide."""
+    if hist.total_count == 0:
+        return slice(0, 0)
+    if hist.min_value > hist.max_value:  # counts without the bookkeeping: all of them
+        return slice(0, hist.counts_len)
+    return slice(hist.get_counts_array_index(hist.min_value), hist.get_counts_array_index(hist.max_value) + 1)
+
+
 def add_into(dst: HdrHistogram, src: HdrHistogram) -> None:
     """``dst.add(src)`` for same-layout histograms with numpy, keeping hdrh's raw min/max bookkeeping."""
     if src.total_count == 0:
         return
-    counts_view(dst)[:] += counts_view(src)
+    at = held(src)
+    counts_view(dst)[at] += counts_view(src)[at]
     dst.total_count += src.total_count
     dst.min_value = min(dst.min_value, src.min_value)
     dst.max_value = max(dst.max_value, src.max_value)
@@ -400,7 +413,7 @@ def add_into(dst: HdrHistogram, src: HdrHistogram) -> None:
 
 def reset(hist: HdrHistogram) -> None:
     """hdrh's reset, without its Python loop over every bucket (it dominated the 1 s interval roll)."""
-    counts_view(hist)[:] = 0
+    counts_view(hist)[held(hist)] = 0
     hist.total_count = 0
     hist.min_value = sys.maxsize
     hist.max_value = 0

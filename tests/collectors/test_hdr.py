@@ -151,3 +151,41 @@ def test_reset_leaves_a_histogram_like_a_new_one():
     h.record_value(42)
     fresh.record_value(42)
     assert h.encode() == fresh.encode()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 60 * 10**9), max_size=40), min_size=1, max_size=4),
+    st.sampled_from(["record", "groups", "record_value", "corrected"]),
+)
+def test_a_recycled_histogram_folds_and_clears_exactly_whatever_recorded_it(batches, how):
+    """The roll folds an interval histogram into its total and clears it for the next interval over
+    the buckets its raw minimum and maximum span only: every way of recording keeps them, so the
+    total is hdrh's ``add`` and the cleared histogram is a new one (values 0 and the top included)."""
+    from tickscope.collectors.session.hdr import corrected_histogram, reset
+
+    total, want, h = new_histogram(), new_histogram(), new_histogram()
+    rec, raw = BulkRecorder(h), []
+    for batch in batches:
+        values = np.array(batch + [0, rec.max_recordable][: len(batch) % 3], np.int64)
+        if how == "record":
+            rec.record(h, values)
+        elif how == "groups":
+            rec.record_groups(values.reshape(-1, 1), np.zeros((values.size, 1), np.int64), np.zeros(1, np.int64),
+                              1, 1, lambda g, h=h: h)  # fmt: skip
+        elif how == "record_value":
+            for v in values.tolist():
+                h.record_value(v)
+        else:  # the coordinated-omission twin the collector also recycles
+            plain = new_histogram()
+            rec.record(plain, values)
+            h = corrected_histogram(plain, 1_000_000)
+        if h.total_count:  # (hdrh's add of an empty histogram takes its minimum as 0)
+            want.add(h)
+            raw.append((h.min_value, h.max_value))
+        add_into(total, h)
+        reset(h)
+        assert h.encode() == new_histogram().encode() and h.total_count == 0
+    assert total.encode() == want.encode() and total.total_count == want.total_count
+    if raw:  # the raw minimum and maximum of everything folded
+        assert (total.min_value, total.max_value) == (min(r[0] for r in raw), max(r[1] for r in raw))
