@@ -62,7 +62,10 @@ def test_percentile_is_the_value_at_rank_ceil_q_n_of_the_sorted_values_within_it
         # p0 names the minimum's bucket by its lowest value, as HdrHistogram's tools do
         want = h.get_lowest_equivalent_value(v) if p == 0 else h.get_highest_equivalent_value(v)
         assert got[p] == want, (p, len(values), got[p], want)
-    assert abs(mean_of(h) - h.get_mean_value()) <= 1e-9 * max(1.0, h.get_mean_value())
+    # hdrh's get_mean_value (each recorded value at its bucket's median equivalent), from the values
+    # themselves: its own iterator walks all 27,648 buckets in Python, 10 s over these examples
+    mean = sum(h._hdr_median_equiv_value(v) for v in values) / len(values)
+    assert abs(mean_of(h) - mean) <= 1e-9 * max(1.0, mean)
 
 
 def test_percentile_rank_edge_cases():
