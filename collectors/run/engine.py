@@ -24,7 +24,7 @@ from tickscope.collectors.rings.collector import Collector, monotonic_ns
 from tickscope.collectors.rings.incidents import IncidentPolicy
 from tickscope.collectors.run.children import become_subreaper, child_pids, end_adopted
 from tickscope.collectors.run.claim import ProfileError, claim_session_dir, private_ring_dir
-from tickscope.collectors.run.signals import ending_like_ctrl_c, while_saving
+from tickscope.collectors.run.signals import ending_like_ctrl_c, holding_interrupts, while_saving
 from tickscope.collectors.run.subject import AttachedRings, Subject
 from tickscope.collectors.session import SessionError, SessionWriter, Snapshot
 from tickscope.collectors.session.dimensions import DEFAULT_CAP
@@ -288,7 +288,8 @@ class _Run:
 
         seen = latest()
         while True:
-            busy = collector.poll() >= collector.BATCH
+            with holding_interrupts():  # never inside a kernel's return (signals.holding_interrupts)
+                busy = collector.poll() >= collector.BATCH
             self._say_notices()
             for s in side:
                 s.after_poll(collector)
