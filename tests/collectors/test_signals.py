@@ -6,6 +6,8 @@ import signal
 import numpy as np
 import pytest
 
+from tickscope.collectors.run.signals import ending_like_ctrl_c, holding_interrupts
+
 
 @pytest.fixture(autouse=True)
 def stop_signals_not_ignored():
@@ -16,8 +18,6 @@ def stop_signals_not_ignored():
     yield
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-
-from tickscope.collectors.run.signals import ending_like_ctrl_c, holding_interrupts
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
