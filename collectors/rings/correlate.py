@@ -576,17 +576,6 @@ class Correlator:
             return d
         return np.where(same, self._in_ring(C[rows, a], C[rows, b], S[rows, a], same), d)
 
-    def _stages(self, C, common, S, local) -> np.ndarray:
-        """Every consecutive span (column j - 1 -> j) of every row, as ``_span`` measures them."""
-        d = np.diff(common, axis=1)
-        if local is None:
-            return d
-        D = self._domain[S]
-        same = local[:, 1:] & local[:, :-1] & (D[:, 1:] == D[:, :-1])
-        if not same.any():
-            return d
-        return np.where(same, self._in_ring(C[:, :-1], C[:, 1:], S[:, :-1], same), d)
-
     def advance(self) -> None:
         """Begin a drain round: the caller drains every ring once before the next call."""
         self.round += 1
