@@ -280,7 +280,7 @@ def compare_tag(base: list[Session], cand: list[Session], tag: str, thresholds: 
         boot_c = _percentiles(C.resample_weights(rng, RESAMPLES) @ C.matrix, values, pcts)
     all_b, all_c = B.matrix.sum(axis=0, keepdims=True), C.matrix.sum(axis=0, keepdims=True)
     at_b, at_c = _percentiles(all_b, values, pcts)[0], _percentiles(all_c, values, pcts)[0]
-    n_b, n_c = np.cumsum(all_b[0])[-1], np.cumsum(all_c[0])[-1]
+    n_b, n_c = all_b.sum(), all_c.sum()  # counts: whole numbers, exact in any order of adding
     units = (f"runs {len(runs_b)}/{len(runs_c)}, " if len(runs_b) + len(runs_c) > 2 else "") + \
         f"intervals {B.intervals}/{C.intervals}"  # fmt: skip
     rows = []
