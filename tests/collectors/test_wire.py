@@ -1166,51 +1166,69 @@ def _orders_one_second_apart(n: int) -> bytes:
     return S.pcap(packets)
 
 
-AS_LIMIT = 400 << 20  # 3,000 intervals of ~220 KB histograms alive at once would need 660 MB;
-# numba's LLVM (the HDR kernels) maps ~100 MB of address space before anything is recorded
+# The peak address space of a process, read at its end: how much a run held, whatever it ran on
+# (numba maps ~200 MB for LLVM, ~85 MB more where scipy is installed: numba then loads its BLAS).
+_AT_EXIT = """
+import atexit, re, sys
+atexit.register(lambda: print("VmPeak", re.search(r"VmPeak:\\s+(\\d+)", open("/proc/self/status").read())[1],
+                              file=sys.stderr))
+"""
+GROWTH_BOUND_KB = 128 << 10  # 3,000 intervals of ~220 KB histograms alive at once would be 660 MB more
 
 
-def _under_address_limit(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**__import__("os").environ, "OPENBLAS_NUM_THREADS": "1"}  # one BLAS thread: its stacks count too
-    return subprocess.run(["prlimit", f"--as={AS_LIMIT}", "--", sys.executable, *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)  # fmt: skip
+def _peak_kb(args: list[str], tmp_path) -> tuple[int, subprocess.CompletedProcess]:
+    """Runs ``python args`` with its peak address space printed at exit; (peak in KB, the run)."""
+    code = _AT_EXIT + (f"import runpy; sys.argv = {args[1:]!r}; runpy.run_module({args[1]!r}, run_name='__main__')"
+                       if args[0] == "-m" else args[1])  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    peak = re.search(r"^VmPeak (\d+)$", r.stderr, re.M)
+    assert peak, r.stderr[-2000:]
+    return int(peak[1]), r
 
 
-@needs_tool("prlimit", install="apt-get install util-linux")
 def test_wire_memory_does_not_grow_with_the_time_the_capture_spans(tmp_path):
-    """3,000 orders one second apart are 3,000 intervals: under a 400 MB address-space limit the
-    session is written, so no per-interval histogram outlives its interval."""
-    cap = tmp_path / "spread.pcap"
-    cap.write_bytes(_orders_one_second_apart(3_000))
-    r = _under_address_limit(["-m", "tickscope.main", "wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders",
-                              f"tcp:{FIX_PORT}", "-o", str(tmp_path / "s")])  # fmt: skip
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "3000 matched, 0 unmatched" in r.stdout
-    hlog = (tmp_path / "s" / "latency.hlog").read_text().splitlines()
-    assert sum(1 for line in hlog if "wire_to_wire" in line) == 3_000
+    """3,000 orders one second apart are 3,000 intervals: the run's peak address space is that of 30
+    intervals, so no per-interval histogram outlives its interval."""
+    peaks = {}
+    for n in (30, 3_000):
+        cap = tmp_path / f"spread{n}.pcap"
+        cap.write_bytes(_orders_one_second_apart(n))
+        peaks[n], r = _peak_kb(["-m", "tickscope.main", "wire", str(cap), "--md", f"udp:{MD_PORT}", "--orders",
+                                f"tcp:{FIX_PORT}", "-o", str(tmp_path / f"s{n}")], tmp_path)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert f"{n} matched, 0 unmatched" in r.stdout
+        hlog = (tmp_path / f"s{n}" / "latency.hlog").read_text().splitlines()
+        assert sum(1 for line in hlog if "wire_to_wire" in line) == n
+    assert peaks[3_000] - peaks[30] < GROWTH_BOUND_KB, peaks
 
 
-@needs_tool("prlimit", install="apt-get install util-linux")
 def test_profile_capture_final_join_memory_does_not_grow_with_the_time_spanned(tmp_path):
     """``profile --capture``'s final join (``wire_tag_intervals`` into ``SessionWriter.add_tags``)
-    writes 3,000 one-second intervals of wire tags under the same 400 MB limit."""
+    writes 3,000 one-second intervals of wire tags with the peak address space of 30."""
     script = f"""
+import re
 import numpy as np
 from tickscope.collectors.rings.collector import IntervalGrid
 from tickscope.collectors.side.capture import wire_tag_intervals
 from tickscope.collectors.session import SessionWriter
-w = SessionWriter({str(tmp_path / "s")!r}, {{"start_epoch_s": 0}})
-w.write_summary({{}}, [])
-stamps = np.arange(3000, dtype=np.int64) * 10**9 + 7
-values = {{"wire_to_wire": (stamps, np.full(3000, 5_000)), "md.rx-wire.md": (stamps, np.full(3000, 900))}}
-w.add_tags(wire_tag_intervals(values, IntervalGrid(0, 10**9, 0, 0), {{}}))
-w.close()
+for n in (30, 3000):
+    w = SessionWriter({str(tmp_path)!r} + f"/s{{n}}", {{"start_epoch_s": 0}})
+    w.write_summary({{}}, [])
+    stamps = np.arange(n, dtype=np.int64) * 10**9 + 7
+    values = {{"wire_to_wire": (stamps, np.full(n, 5_000)), "md.rx-wire.md": (stamps, np.full(n, 900))}}
+    w.add_tags(wire_tag_intervals(values, IntervalGrid(0, 10**9, 0, 0), {{}}))
+    w.close()
+    print("after", n, re.search(r"VmPeak:\\s+(\\d+)", open("/proc/self/status").read())[1])
 """
-    r = _under_address_limit(["-c", script])
+    _, r = _peak_kb(["-c", script], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    hlog = (tmp_path / "s" / "latency.hlog").read_text().splitlines()
+    after = dict(map(int, line.split()[1:]) for line in r.stdout.splitlines() if line.startswith("after"))
+    assert after[3000] - after[30] < GROWTH_BOUND_KB, after
+    hlog = (tmp_path / "s3000" / "latency.hlog").read_text().splitlines()
     assert sum(1 for line in hlog if "wire_to_wire" in line) == 3_000
-    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "s3000" / "summary.json").read_text())
     assert summary["wire_to_wire"]["count"] == 3_000 and summary["md.rx-wire.md"]["count"] == 3_000
 
 
