@@ -211,7 +211,10 @@ class HiccupCollector(SideCollectorBase):
             kept = list(self.samples)
         if not kept:
             return WindowView("hiccup", unavailable="the hiccup meter had sent no samples yet")
-        inside = [(t, v) for t, v in kept if start_ns <= t <= end_ns]
+        # A sample is the sleep that ended at t and took v: it saw [t - v, t]. One that overlaps the
+        # window is in its view, so a stall longer than the window (the meter starved throughout:
+        # the very hiccup an incident is about) is not left out for ending after it.
+        inside = [(t, v) for t, v in kept if t >= start_ns and t - v <= end_ns]
         values = sorted(v for _, v in inside)
         figures = {"resolution_ns": self.resolution_ns, "samples": len(values),
                    "max_ns": values[-1] if values else None,

@@ -83,6 +83,18 @@ def test_the_hiccup_meter_gives_an_incident_its_samples_of_the_window(tmp_path):
     assert view.covered_until_ns == kept[-1][0]
 
 
+def test_a_hiccup_longer_than_the_incident_window_is_in_its_view():
+    """Samples (end, length): the meter starved from 150 to 400 ms saw the whole 200-300 ms window,
+    though its sleep ended after it; samples that ended before the window, or began after, did not."""
+    c = HiccupCollector(resolution_ms=1.0)
+    ms = 1_000_000
+    c.samples.extend([(149 * ms, 1 * ms), (150 * ms, 1 * ms), (400 * ms, 250 * ms), (401 * ms, 1 * ms)])
+    view = c.incident_view(200 * ms, 300 * ms)
+    assert view.counter == [(400 * ms, 250 * ms)]
+    assert view.figures["samples"] == 1 and view.figures["max_ns"] == view.figures["stalled_ns"] == 250 * ms
+    assert c.incident_view(150 * ms, 150 * ms).counter == [(150 * ms, 1 * ms), (400 * ms, 250 * ms)]
+
+
 def test_missing_perf_and_pyspy_are_warnings_not_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     p, s = PerfStatCollector(), PySpyCollector()
