@@ -68,7 +68,7 @@ def test_an_injected_slow_tick_is_an_incident_holding_its_exact_trace_and_its_ne
     around = {t["trace_id"] for t in doc["neighbours"] + doc["overlapping"]} | {doc["trace_id"]}
     assert {1499, 1500, 1501} <= around, "the ticks either side of the slow one are its neighbours"
     assert doc["window"]["history_complete"] and doc["buffer"]["overflow_rows"] == 0
-    assert doc["hiccup"]["samples"] > 0, "the hiccup meter's view of those milliseconds"
+    assert doc["hiccup"]["samples"] > 0, ("the hiccup meter's view of those milliseconds", doc["hiccup"])
     assert "context_switches" in doc["unavailable"] and "perf" in doc["unavailable"]["context_switches"]
     trace = json.loads(next((s / "incidents").iterdir()).joinpath("trace.perfetto.json").read_text())
     events = trace["traceEvents"]
