@@ -123,14 +123,25 @@ def run(plan: RunPlan) -> RunResult:
     if plan.start_subject is not None:
         become_subreaper()  # what the target leaves behind is re-parented to us: see _Run.stop
     prepared: list[SideCollectorBase] = []
+    # From here a stop signal ends the run as Ctrl-C does. One during the set-up (a Prometheus
+    # endpoint may already serve, the collector's kernels load) is held until the run is set up,
+    # which then stops at once, in order, and saves: never the default action's death.
     try:
-        try:
-            for s in plan.side:
-                s.prepare(out.name if out else plan.name)
-                prepared.append(s)
-        except SideError as e:
-            raise ProfileError(str(e)) from None
-        return _Run(plan, out).execute()
+        with ending_like_ctrl_c():
+            interrupted = False
+            try:
+                with holding_interrupts():
+                    try:
+                        for s in plan.side:
+                            s.prepare(out.name if out else plan.name)
+                            prepared.append(s)
+                    except SideError as e:
+                        raise ProfileError(str(e)) from None
+                    started = _Run(plan, out)
+                    started.set_up()
+            except KeyboardInterrupt:
+                interrupted = True
+            return started.execute(interrupted)
     except ProfileError:
         if created and out is not None and not any(out.iterdir()):
             out.rmdir()  # the run never began (e.g. the --prometheus port is taken): leave nothing
@@ -152,7 +163,8 @@ class _Run:
         self.status, self.code, self.message = "complete", 0, None
         self.reported = 0  # ring problems already reported (attach)
 
-    def execute(self) -> RunResult:
+    def set_up(self) -> None:
+        """The ring directory, the session writer and the collector; rings attached. Nothing runs yet."""
         plan = self.plan
         if self.owns_rings:
             self.rings, self.warnings = private_ring_dir()
@@ -173,19 +185,20 @@ class _Run:
             self.writer.segments.closing.append(self._segment_closing)
         if not self.owns_rings:
             self._attach()
-        with ending_like_ctrl_c():
-            try:
-                self._start_and_poll()
-            except KeyboardInterrupt:
-                self.status, self.code, self.message = (
-                    "interrupted",
-                    130,
-                    "interrupted: session saved up to now",
-                )
-            finally:
-                with while_saving():
-                    subject_exit = self._stop()
-                    conclusions = self._conclude_and_close()
+
+    def execute(self, interrupted: bool = False) -> RunResult:
+        """Start, poll, stop, conclude, close (under ``ending_like_ctrl_c``); ``interrupted``: a stop
+        signal came during the set-up."""
+        try:
+            if interrupted:
+                raise KeyboardInterrupt
+            self._start_and_poll()
+        except KeyboardInterrupt:
+            self.status, self.code, self.message = "interrupted", 130, "interrupted: session saved up to now"
+        finally:
+            with while_saving():
+                subject_exit = self._stop()
+                conclusions = self._conclude_and_close()
         return RunResult(self.out, self.code, subject_exit, self.message, self.collector.snapshot,
                          self.warnings, conclusions, self.collector.ring_errors)  # fmt: skip
 

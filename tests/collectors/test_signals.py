@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -49,3 +51,38 @@ def test_outside_a_held_block_a_stop_signal_interrupts_at_once():
         for _ in range(10**6):
             pass
         raise AssertionError("not interrupted")
+
+
+SIGNAL_IN_SET_UP = """
+import json, os, signal, sys
+from pathlib import Path
+from tickscope.collectors.run.engine import RunPlan, run
+from tickscope.collectors.side import SideCollectorBase
+
+class SignalledWhilePrepared(SideCollectorBase):
+    # A Prometheus endpoint serves from prepare(): a scraper, or a kill, may come before the run polls.
+    name = "signalled"
+
+    def prepare(self, session_name):
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+
+rings, out = Path(sys.argv[1]) / "rings", Path(sys.argv[1]) / "s"
+rings.mkdir()
+result = run(RunPlan("s", ring_dir=rings, out=out, side=[SignalledWhilePrepared()], duration_s=60))
+print(result.exit_code, json.loads((out / "meta.json").read_text())["status"])
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_during_the_set_up_ends_the_run_in_order(tmp_path, sig):
+    """A run told to stop before it polled (a SIGTERM once its Prometheus endpoint serves, while the
+    collector's kernels load) ends as Ctrl-C ends it: exit 130, the session saved as interrupted.
+    It died of the signal's default action, leaving the session marked running."""
+    r = subprocess.run([sys.executable, "-c", SIGNAL_IN_SET_UP, str(tmp_path), sig], capture_output=True,
+                       text=True, timeout=120, preexec_fn=_stop_signals_default)  # fmt: skip
+    assert (r.returncode, r.stdout.split()) == (0, ["130", "interrupted"]), r.stderr[-2000:]
+
+
+def _stop_signals_default():
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
