@@ -6,7 +6,8 @@ A separate *process* sleeps for a fixed resolution in a loop and records the ove
 holds, not the platform. Optionally pinned to a CPU (``os.sched_setaffinity``).
 
 The meter is a child like the others (``children``): its own process group (Ctrl-C reaches
-tickscope only), dead with tickscope, stopped by SIGTERM. It prints its latest p50/p99/max as
+tickscope only), dead with tickscope, stopped by SIGTERM. It prints ``ready`` once it samples
+(the run starts it before the subject and waits for that), then its latest p50/p99/max as
 one line per interval on stdout, which the collector reads for the live view, and every sample
 (CLOCK_MONOTONIC ns of the wake-up, overshoot ns) in ``s`` lines every ``SAMPLE_BATCH_NS``: the
 collector keeps the last ``SAMPLES_KEPT`` for incidents (what the platform did in those ms).
@@ -41,6 +42,8 @@ from tickscope.collectors.session.units import fmt_ns
 from tickscope.collectors.side import SideCollectorBase
 
 SAMPLE_BATCH_NS = 100_000_000  # samples reach the collector this often (10 short lines a second)
+READY = "ready"  # the meter's first line: it samples from now on
+READY_WAIT_S = 10.0  # at most this long for the meter to start before the subject does
 SAMPLES_KEPT = 16_384  # ~16 s at the default 1 ms resolution: an incident is written within ~1 s
 
 
@@ -110,8 +113,9 @@ def meter(path: Path | None, resolution_ns: int, cpu: int | None, stopping: thre
     # the loop runs a thousand times a second: its names are bound once
     monotonic_ns, sleep, stopped = time.monotonic_ns, time.sleep, stopping.is_set
     ends, lengths = batch.ends, batch.lengths
+    t0 = monotonic_ns()
+    print(READY, file=out, flush=True)  # sampling from t0: the first sleep holds this line's write
     while not stopped():
-        t0 = monotonic_ns()
         sleep(sleep_s)
         t1 = monotonic_ns()
         ends.append(t1)
@@ -124,6 +128,7 @@ def meter(path: Path | None, resolution_ns: int, cpu: int | None, stopping: thre
             emit(t1, False)
             hist.reset()
             interval_start = t1
+        t0 = monotonic_ns()
     batch.flush(out)
     if hist.total_count:
         emit(time.monotonic_ns(), True)
@@ -154,6 +159,7 @@ def main(argv=None) -> int:
 
 class HiccupCollector(SideCollectorBase):
     name = "hiccup"
+    before_subject = True  # ready before the subject starts: its first ticks have a platform view too
 
     def __init__(self, resolution_ms: float = 1.0, cpu: int | None = None):
         super().__init__()
@@ -182,11 +188,21 @@ class HiccupCollector(SideCollectorBase):
         if self.cpu is not None:
             argv += ["--cpu", str(self.cpu)]
         self.proc = spawn_child(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.ready = threading.Event()
         self.reader = threading.Thread(target=self._read_figures, name="tickscope-hiccup-reader", daemon=True)
         self.reader.start()
+        deadline = time.monotonic() + READY_WAIT_S
+        while not self.ready.wait(0.02) and self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.warn(f"not sampling {READY_WAIT_S:.0f} s after it was started: the run goes on, its first "
+                          "seconds without a platform view")  # fmt: skip
+                break
 
     def _read_figures(self) -> None:
         for line in self.proc.stdout:
+            if line.rstrip("\n") == READY:
+                self.ready.set()
+                continue
             if line.startswith("s "):
                 try:
                     batch = [tuple(int(x) for x in item.split(":")) for item in line.split()[1:]]
@@ -209,19 +225,20 @@ class HiccupCollector(SideCollectorBase):
     def incident_view(self, start_ns: int, end_ns: int) -> WindowView:
         with self._lock:
             kept = list(self.samples)
-        if not kept:
-            return WindowView("hiccup", unavailable="the hiccup meter had sent no samples yet")
-        # A sample is the sleep that ended at t and took v: it saw [t - v, t]. One that overlaps the
-        # window is in its view, so a stall longer than the window (the meter starved throughout:
-        # the very hiccup an incident is about) is not left out for ending after it.
-        inside = [(t, v) for t, v in kept if t >= start_ns and t - v <= end_ns]
+        # None sent yet (the meter still starting on a busy host) is a view lagging behind the
+        # window, which the incident waits for like any other, not a meter that is missing.
+        # A sample is the sleep that ended at t, v past its resolution: it saw [t - resolution - v, t].
+        # One that overlaps the window is in its view, so a stall longer than the window (the meter
+        # starved throughout: the very hiccup an incident is about) is not left out for ending after it.
+        began = self.resolution_ns
+        inside = [(t, v) for t, v in kept if t >= start_ns and t - v - began <= end_ns]
         values = sorted(v for _, v in inside)
         figures = {"resolution_ns": self.resolution_ns, "samples": len(values),
                    "max_ns": values[-1] if values else None,
                    "p99_ns": values[min(len(values) - 1, int(len(values) * 0.99))] if values else None,
                    "stalled_ns": sum(values),  # the platform's own delay over the window, summed
                    "over_1ms": sum(v > 1_000_000 for v in values)}  # fmt: skip
-        return WindowView("hiccup", figures, [(t, v) for t, v in inside], covered_until_ns=kept[-1][0])
+        return WindowView("hiccup", figures, inside, covered_until_ns=kept[-1][0] if kept else 0)
 
     def after_poll(self, collector) -> None:
         # The drain thread is the one that cuts segments: writing here never races a cut.

@@ -18,6 +18,7 @@ from tickscope.collectors.side.perfstat import PerfStatCollector, parse_line
 from tickscope.collectors.side.pyspy import PySpyCollector
 from tickscope.reports import doctor as doctor_render
 
+CPU_SECOND = "import sys, time\nsys.stdin.read()\nwhile time.process_time() < 1.0: pass\n"
 BUSY = "import time\ndef hot_loop_of_the_test():\n    t = time.time()\n    while time.time() - t < {s}: pass\nhot_loop_of_the_test()\n"
 
 
@@ -37,17 +38,30 @@ def test_perf_csv_lines_parse_including_not_supported():
 
 @needs_tool("perf", install="apt-get install linux-perf")
 def test_perf_collector_records_software_events_of_a_real_process(tmp_path):
-    proc = busy(2.5)
+    """A process spends one second of CPU once perf counts it (however long the host makes that
+    take): perf.csv's task-clock adds up to that second, never more than the process used."""
+    proc = subprocess.Popen([sys.executable, "-c", CPU_SECOND], stdin=subprocess.PIPE)
     c = PerfStatCollector(interval_ms=500)
     c.start(proc.pid, tmp_path)
-    proc.wait()
+    csv, deadline = tmp_path / "perf.csv", time.monotonic() + 60  # a hang guard
+    while not (csv.exists() and ",task-clock," in csv.read_text()):  # perf counts the process
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.stdin.close()  # go
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    proc.returncode = 0
     warnings = c.stop()
-    lines = (tmp_path / "perf.csv").read_text().splitlines()
+    lines = csv.read_text().splitlines()
     assert lines[0] == "time_s,event,value,unit,run_pct"
     events = {line.split(",")[1] for line in lines[1:]}
     assert {"task-clock", "context-switches", "page-faults"} <= events
-    task = [float(line.split(",")[2]) for line in lines[1:] if ",task-clock," in line and line.split(",")[2]]
-    assert task and max(task) > 100, "a busy process uses >100 ms of CPU per 500 ms"
+    task_ms = sum(
+        float(line.split(",")[2]) for line in lines[1:] if ",task-clock," in line and line.split(",")[2]
+    )
+    used_ms = (usage.ru_utime + usage.ru_stime) * 1000
+    # the interpreter's start (~30 ms of CPU) came before perf counted: the rest is the second
+    assert 900 < task_ms <= used_ms + 10, (task_ms, used_ms)
     assert all("Traceback" not in w for w in warnings)
 
 
@@ -83,14 +97,35 @@ def test_the_hiccup_meter_gives_an_incident_its_samples_of_the_window(tmp_path):
     assert view.covered_until_ns == kept[-1][0]
 
 
+def test_the_hiccup_meter_samples_once_started_so_the_subjects_first_ticks_have_a_view(tmp_path):
+    """``start`` returns once the meter samples (the run starts it before the subject): its first
+    sleep began before ``start`` returned, on a host of any speed."""
+    c = HiccupCollector(resolution_ms=1.0)
+    c.start(None, tmp_path)
+    returned = time.monotonic_ns()
+    deadline = time.monotonic() + 60  # a hang guard
+    while not c.samples:
+        assert time.monotonic() < deadline and c.proc.poll() is None
+        time.sleep(0.02)
+    assert c.stop() == [] and HiccupCollector.before_subject
+    first_end, first_overshoot = c.samples[0]
+    assert first_end - first_overshoot - c.resolution_ns <= returned
+
+
 def test_a_hiccup_longer_than_the_incident_window_is_in_its_view():
-    """Samples (end, length): the meter starved from 150 to 400 ms saw the whole 200-300 ms window,
-    though its sleep ended after it; samples that ended before the window, or began after, did not."""
+    """Samples (end, overshoot) of 1 ms sleeps: the meter starved from 149 to 400 ms saw the whole
+    200-300 ms window, though its sleep ended after it; sleeps that ended before the window, or
+    began after it, did not."""
     c = HiccupCollector(resolution_ms=1.0)
     ms = 1_000_000
-    c.samples.extend([(149 * ms, 1 * ms), (150 * ms, 1 * ms), (400 * ms, 250 * ms), (401 * ms, 1 * ms)])
+    c.samples.extend([(149 * ms, 1 * ms), (150 * ms, 1 * ms), (400 * ms, 250 * ms), (401 * ms, ms // 5)])
     view = c.incident_view(200 * ms, 300 * ms)
     assert view.counter == [(400 * ms, 250 * ms)]
+    # a sleep is its resolution and its overshoot: the last began 0.3 ms before the window's end, 0.8 ms before its overshoot
+    assert c.incident_view(200 * ms, 400 * ms + ms // 2).counter == [
+        (400 * ms, 250 * ms),
+        (401 * ms, ms // 5),
+    ]
     assert view.figures["samples"] == 1 and view.figures["max_ns"] == view.figures["stalled_ns"] == 250 * ms
     assert c.incident_view(150 * ms, 150 * ms).counter == [(150 * ms, 1 * ms), (400 * ms, 250 * ms)]
 
@@ -136,15 +171,22 @@ def test_pyspy_writes_a_valid_speedscope_profile_with_the_hot_function(tmp_path)
 def test_hiccup_meter_writes_a_readable_interval_log(tmp_path):
     c = HiccupCollector(resolution_ms=1)
     c.start(None, tmp_path)
-    time.sleep(2.6)
+    log, deadline = tmp_path / "hiccup.hlog", time.monotonic() + 60  # a hang guard
+    while not (log.exists() and log.read_text().count("hiccup") >= 2):  # two one-second intervals
+        assert time.monotonic() < deadline and c.proc.poll() is None
+        time.sleep(0.05)
     latest = c.latest()
     assert c.stop() == []
-    reader = HistogramLogReader(str(tmp_path / "hiccup.hlog"), new_histogram())
-    counts = []
+    reader = HistogramLogReader(str(log), new_histogram())
+    intervals = []
     while (h := reader.get_next_interval_histogram()) is not None:
         assert h.get_tag() == "hiccup"
-        counts.append(h.total_count)
-    assert len(counts) >= 2 and all(c > 100 for c in counts[:2]), counts  # ~1000 wake-ups a second at 1 ms
+        intervals.append(h)
+    assert len(intervals) >= 2
+    for h in intervals[:2]:
+        # a sample per 1 ms sleep (its overshoot): at most one per millisecond the interval spans
+        span_ms = h.get_end_time_stamp() - h.get_start_time_stamp()
+        assert 0 < h.total_count <= span_ms + 1, (h.total_count, span_ms)
     assert latest and latest["max_us"] >= latest["p50_us"]
 
 
