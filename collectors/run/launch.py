@@ -13,6 +13,7 @@ SIGTERM, which both handle explicitly to stop cleanly whatever signals they inhe
 from __future__ import annotations
 
 import functools
+import random
 import signal
 import socket
 import subprocess
@@ -189,8 +190,33 @@ def _cargo_doing(said: list[str]) -> str:
     return next((line.strip() for line in reversed(said) if line.strip()), "no output yet")
 
 
+_pick = random.SystemRandom()  # never the seeded module state: two runs at once pick apart
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
+    """A loopback port (TCP, or UDP with ``socket.SOCK_DGRAM``) nobody holds, for a venue to bind a
+    moment later. Picked below the kernel's ephemeral range: a port ``bind(0)`` hands out is one
+    any outgoing connection on the host may take first (two runs at once did: "cannot listen for
+    FIX ... Address already in use"); below the range only a process binding that very port can."""
+    lo, hi = _ephemeral_ports()
+    below = range(10_000, lo) if lo > 12_000 else range(hi + 1, 65_536) if hi < 63_000 else None
+    for _ in range(64 if below else 0):
+        port = _pick.choice(below)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # held (or in TIME_WAIT): another
+            return port
+    with socket.socket(socket.AF_INET, kind) as s:  # no room outside the range: the kernel's pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

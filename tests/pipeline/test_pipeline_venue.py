@@ -288,3 +288,25 @@ def test_the_launcher_subscribes_the_trader_to_the_venues_symbols():
     from tickscope.pipeline.venue import DEFAULT_SYMBOLS
 
     assert BUNDLED_SYMBOLS == DEFAULT_SYMBOLS
+
+
+def test_the_pipelines_ports_are_picked_below_the_ephemeral_range_and_apart_from_a_seeded_random():
+    """The bundled venue binds the ports a moment after they are picked: one ``bind(0)`` hands out
+    is one an outgoing connection elsewhere on the host may take first (two runs at once did).
+    Below the kernel's ephemeral range, free, and not drawn from ``random``'s module state (a run
+    that seeds it would pick what another seeded run picks)."""
+    import random
+
+    from tickscope.collectors.run.launch import free_port as pick
+
+    lo, _ = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        picked = set()
+        for _ in range(20):
+            random.seed(7)
+            port = pick(kind)
+            assert port < lo
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", port))  # free
+            picked.add(port)
+        assert len(picked) > 1

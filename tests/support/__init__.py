@@ -10,6 +10,8 @@ import socket
 import sys
 from pathlib import Path
 
+from tickscope.collectors.run.launch import free_port as launch_free_port
+
 TESTS = Path(__file__).resolve().parent.parent
 PROGRAMS = TESTS / "programs"  # small subjects the tests run as processes
 
@@ -22,10 +24,9 @@ QUIET = ["--no-perf", "--no-hiccup", "--no-live"]
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A loopback port free a moment ago (TCP, or UDP with ``socket.SOCK_DGRAM``): nobody listens
-    there until the test starts something that does."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    there until the test starts something that does. The product's pick (below the ephemeral range:
+    the suite runs two files at once, and their connections take ephemeral ports)."""
+    return launch_free_port(kind)
 
 
 def rss_kb(pid: int) -> int | None:
