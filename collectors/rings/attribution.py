@@ -83,15 +83,16 @@ class TailAttribution:
         self.taken = np.zeros((0, n, k), np.int64)  # traces that took the stage
         self._buckets = 0  # buckets below this may hold traces
         self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
-        # Per slot: the slowest traces kept whole (with a min-heap of (tick-to-trade, row) over
-        # them) and the reservoir, rows of column 0 tick-to-trade then the spans, each slot's at
-        # [slot] of one array for every slot (one compiled call serves them all). Each region is
-        # reserved whole but only its rows held are ever written: untouched pages are address
-        # space, not memory (a value of ten traces keeps ten rows).
-        self._slow = np.empty((0, keep_slowest, k + 1), np.int64)
-        self._heap = np.empty((0, keep_slowest, 2), np.int64)
+        # Per slot: the slowest traces kept whole (held above a floor, with room for half as many
+        # again before they are settled: attribution_kernels.keep) and the reservoir, rows of
+        # column 0 tick-to-trade then the spans, each slot's at [slot] of one array for every slot
+        # (one compiled call serves them all). Each region is reserved whole but only its rows
+        # held are ever written: untouched pages are address space, not memory (a value of ten
+        # traces keeps ten rows).
+        self._slow = np.empty((0, keep_slowest + max(keep_slowest // 2, 1), k + 1), np.int64)
+        self._floor = np.zeros(0, np.int64)  # a row no slower than this is not among the slowest
         self._sample = np.empty((0, reservoir, k + 1), np.int64)
-        self._slow_n = np.zeros(0, np.int64)  # rows of the heap
+        self._slow_n = np.zeros(0, np.int64)  # rows held in ``_slow``
         self._offered = np.zeros(0, np.int64)  # traces offered to the reservoir
         self.stream = np.zeros(0, np.int64)  # each slot's population number in the reservoir draws
 
@@ -134,7 +135,7 @@ class TailAttribution:
         compiled = kernels()
         compiled.tail_sums(slot, trades.bucket, trades.rows, trades.share, self.count, self.span_sum,
                           self.share_sum, self.taken)  # fmt: skip
-        compiled.keep(slot, trades.rows, self.stream, self._slow, self._heap, self._slow_n, self.keep_slowest,
+        compiled.keep(slot, trades.rows, self.stream, self._slow, self._floor, self._slow_n, self.keep_slowest,
                       self._sample, self._offered, self.reservoir, self.seed)  # fmt: skip
 
     def number(self, slots: np.ndarray, numbers: np.ndarray) -> None:
@@ -158,7 +159,7 @@ class TailAttribution:
             new[:have, : self._buckets] = old[:, : self._buckets]
             setattr(self, name, new)
         held = np.minimum(self._offered, self.reservoir)
-        for name, n in (("_slow", self._slow_n), ("_heap", self._slow_n), ("_sample", held)):
+        for name, n in (("_slow", self._slow_n), ("_sample", held)):
             old = getattr(self, name)
             new = reserved((room, *old.shape[1:]), np.int64)
             kernels().move(old, new, n)
@@ -166,6 +167,7 @@ class TailAttribution:
         more = room - have
         self._slow_n = np.concatenate((self._slow_n, np.zeros(more, np.int64)))
         self._offered = np.concatenate((self._offered, np.zeros(more, np.int64)))
+        self._floor = np.concatenate((self._floor, np.full(more, np.iinfo(np.int64).min, np.int64)))
         # a slot is its own number in the reservoir draws unless its owner names it (``number``)
         self.stream = np.concatenate((self.stream, np.arange(have, room, dtype=np.int64)))
 
@@ -215,9 +217,8 @@ class TailAttribution:
     def _median(self, slot: int, threshold: int, members: int) -> tuple[np.ndarray, str, int]:
         """Each stage's median share in the tail over the n traces that took it (the value at rank
         ceil(n/2) of their n shares; 0 when none did)."""
-        if members <= self._slow_n[slot]:
-            rows, method = self.slowest(slot), "exact"
-        else:
+        rows, method = self.slowest(slot), "exact"
+        if members > rows.shape[0]:
             rows, method = self.sampled(slot), "sampled"
         rows = rows[rows[:, 0] >= threshold]
         if rows.shape[0] == 0:
@@ -236,6 +237,7 @@ class TailAttribution:
         """The slowest traces kept whole (up to ``keep_slowest``), in no order."""
         if slot >= self._slow_n.size:
             return np.empty((0, 0), np.int64)
+        self._slow_n[slot] = kernels().settle(self._slow, slot, self._slow_n[slot], self.keep_slowest, self._floor)
         return self._slow[slot, : self._slow_n[slot]]
 
     def sampled(self, slot: int = 0) -> np.ndarray:

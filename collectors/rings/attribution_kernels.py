@@ -52,48 +52,59 @@ def _uniform(seed, s, i):
 
 
 @njit(cache=True, nogil=True)
-def keep(slot, rows, stream, slow, heap, slow_n, keep_slowest, pool, offered, reservoir, seed):
+def settle(slow, s, n, keep_slowest, floor):
+    """Population ``s``'s ``n`` rows held in ``slow[s]`` down to its ``keep_slowest`` slowest (at
+    the front; of rows tied at the cut, the first held), and ``floor[s]`` raised to the slowest
+    kept's least tick-to-trade: a row no slower cannot be among the slowest. Returns the rows held."""
+    if n <= keep_slowest:
+        return n
+    cut = np.partition(slow[s, :n, 0].copy(), n - keep_slowest)[n - keep_slowest]
+    ties = keep_slowest
+    for r in range(n):
+        if slow[s, r, 0] > cut:
+            ties -= 1
+    w = 0
+    for r in range(n):
+        key = slow[s, r, 0]
+        if key > cut or (key == cut and ties > 0):
+            if key == cut:
+                ties -= 1
+            if w != r:
+                for j in range(slow.shape[2]):
+                    slow[s, w, j] = slow[s, r, j]
+            w += 1
+    floor[s] = cut
+    return w
+
+
+@njit(cache=True, nogil=True)
+def keep(slot, rows, stream, slow, floor, slow_n, keep_slowest, pool, offered, reservoir, seed):
     """Every population's rows, each population's in arrival order (``slot`` as in ``tail_sums``),
-    into its slowest (up to ``keep_slowest`` rows of ``slow[s]``, with a min-heap ``heap[s]`` of
-    (tick-to-trade, row) over them: a slower row replaces the least) and its uniform reservoir
-    ``pool[s]`` (Algorithm R: the i-th trace offered takes a random place with p = R/i, drawn from
-    (seed, ``stream[s]``, i)). ``slow_n`` (rows kept) and ``offered`` (traces offered so far) are
-    updated in place."""
-    width = rows.shape[1]
+    into its slowest and its uniform reservoir ``pool[s]`` (Algorithm R: the i-th trace offered
+    takes a random place with p = R/i, drawn from (seed, ``stream[s]``, i)).
+
+    The slowest: ``slow[s]`` holds a row only if it is slower than ``floor[s]`` (the least of the
+    ``keep_slowest`` slowest at the last ``settle``), so once a population is warm almost every row
+    costs one compare; when its region (room for half as many rows again) is full, ``settle`` keeps
+    the ``keep_slowest`` slowest and raises the floor: one selection per ``keep_slowest / 2`` rows
+    held, not a heap's sift per row. ``slow_n`` (rows held: ``settle`` before reading them) and
+    ``offered`` (traces offered so far) are updated in place."""
+    width, room = rows.shape[1], slow.shape[1]
     for i in range(slot.shape[0]):
         key = rows[i, 0]
         for col in range(slot.shape[1]):
             s = slot[i, col]
             if s < 0:
                 continue
-            kept = slow_n[s]  # heap[s] indexed in place: a view per row would cost a reference count
-            if kept < keep_slowest:  # room left: the row goes in, its key sifts up
-                at, c = kept, kept
-                kept += 1
-                while c > 0 and heap[s, (c - 1) // 2, 0] > key:
-                    up = (c - 1) // 2
-                    heap[s, c, 0], heap[s, c, 1] = heap[s, up, 0], heap[s, up, 1]
-                    c = up
-                heap[s, c, 0], heap[s, c, 1] = key, at
-            elif key > heap[s, 0, 0]:  # slower than the least kept: it takes that row's place, sifts down
-                at, c = heap[s, 0, 1], 0
-                while True:
-                    m = 2 * c + 1
-                    if m >= kept:
-                        break
-                    if m + 1 < kept and heap[s, m + 1, 0] < heap[s, m, 0]:
-                        m += 1
-                    if heap[s, m, 0] >= key:
-                        break
-                    heap[s, c, 0], heap[s, c, 1] = heap[s, m, 0], heap[s, m, 1]
-                    c = m
-                heap[s, c, 0], heap[s, c, 1] = key, at
-            else:
-                at = -1
-            if at >= 0:
-                for j in range(width):
-                    slow[s, at, j] = rows[i, j]
-            slow_n[s] = kept
+            if key > floor[s]:
+                held = slow_n[s]
+                if held == room:
+                    held = settle(slow, s, held, keep_slowest, floor)
+                    slow_n[s] = held
+                if key > floor[s]:
+                    for j in range(width):  # slow[s] indexed in place: a view per row would cost a reference count
+                        slow[s, held, j] = rows[i, j]
+                    slow_n[s] = held + 1
             seen = offered[s]
             place = seen if seen < reservoir else int(_uniform(seed, stream[s], seen) * (seen + 1))
             if place < reservoir:
@@ -119,7 +130,8 @@ def _warm() -> None:
     cube = np.zeros((1, 1, 2), np.int64)
     slot = np.zeros((1, 1), np.int64)
     tail_sums(slot, one, rows, share, np.zeros((1, 1), np.int64), cube, np.zeros((1, 1, 1)), cube.copy())
-    keep(slot, rows, one, cube.copy(), cube.copy(), one.copy(), 1, cube.copy(), one.copy(), 1, 0)
+    keep(slot, rows, one, cube.copy(), one.copy(), one.copy(), 1, cube.copy(), one.copy(), 1, 0)
+    settle(cube.copy(), 0, 1, 1, one.copy())
     move(cube, cube.copy(), one)
 
 
