@@ -237,7 +237,9 @@ class TailAttribution:
         """The slowest traces kept whole (up to ``keep_slowest``), in no order."""
         if slot >= self._slow_n.size:
             return np.empty((0, 0), np.int64)
-        self._slow_n[slot] = kernels().settle(self._slow, slot, self._slow_n[slot], self.keep_slowest, self._floor)
+        self._slow_n[slot] = kernels().settle(
+            self._slow, slot, self._slow_n[slot], self.keep_slowest, self._floor
+        )
         return self._slow[slot, : self._slow_n[slot]]
 
     def sampled(self, slot: int = 0) -> np.ndarray:

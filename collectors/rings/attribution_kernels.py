@@ -102,7 +102,8 @@ def keep(slot, rows, stream, slow, floor, slow_n, keep_slowest, pool, offered, r
                     held = settle(slow, s, held, keep_slowest, floor)
                     slow_n[s] = held
                 if key > floor[s]:
-                    for j in range(width):  # slow[s] indexed in place: a view per row would cost a reference count
+                    # slow[s] indexed in place: a view per row would cost a reference count
+                    for j in range(width):
                         slow[s, held, j] = rows[i, j]
                     slow_n[s] = held + 1
             seen = offered[s]
