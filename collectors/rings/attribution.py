@@ -73,14 +73,13 @@ class TailAttribution:
         self._bucket = BulkRecorder(template)
         self._template = template
         k = len(self.stages)
-        # slot x bucket (x stage), every bucket of the layout: zeros never written stay address
-        # space (a run of microseconds touches a few thousand buckets), so a tail reaching a far
-        # bucket costs a page, not a copy of every slot's sums. Grown with the slots added.
-        n = self._bucket.counts_len
-        self.count = np.zeros((0, n), np.int64)
-        self.span_sum = np.zeros((0, n, k), np.int64)
-        self.share_sum = np.zeros((0, n, k), np.float64)
-        self.taken = np.zeros((0, n, k), np.int64)  # traces that took the stage
+        # slot x bucket x (count, each stage's span sum, traces that took it, share sum), every
+        # bucket of the layout: zeros never written stay address space (a run of microseconds
+        # touches a few thousand buckets), so a tail reaching a far bucket costs a page, not a copy
+        # of every slot's sums. One record per (slot, bucket), not four arrays: a row's sums are
+        # 2-3 cache lines side by side (the buckets of every slot are more than the caches hold).
+        # The share sums are float64 in the record's int64 words (``share_sum``: a view).
+        self._sums = np.zeros((0, self._bucket.counts_len, 1 + 3 * k), np.int64)
         self._buckets = 0  # buckets below this may hold traces
         self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
         # Per slot: the slowest traces kept whole (held above a floor, with room for half as many
@@ -95,6 +94,27 @@ class TailAttribution:
         self._slow_n = np.zeros(0, np.int64)  # rows held in ``_slow``
         self._offered = np.zeros(0, np.int64)  # traces offered to the reservoir
         self.stream = np.zeros(0, np.int64)  # each slot's population number in the reservoir draws
+
+    @property
+    def count(self) -> np.ndarray:
+        """slot x bucket: traces."""
+        return self._sums[:, :, 0]
+
+    @property
+    def span_sum(self) -> np.ndarray:
+        """slot x bucket x stage: the sum of the stage's spans (ns) of the traces that took it."""
+        return self._sums[:, :, 1 : 1 + len(self.stages)]
+
+    @property
+    def taken(self) -> np.ndarray:
+        """slot x bucket x stage: the traces that took the stage."""
+        k = len(self.stages)
+        return self._sums[:, :, 1 + k : 1 + 2 * k]
+
+    @property
+    def share_sum(self) -> np.ndarray:
+        """slot x bucket x stage: the sum of the stage's shares."""
+        return self._sums.view(np.float64)[:, :, 1 + 2 * len(self.stages) :]
 
     @property
     def traces(self) -> int:
@@ -133,8 +153,9 @@ class TailAttribution:
         self._grow(top + 1)
         self._buckets = max(self._buckets, int(trades.bucket.max()) + 1)
         compiled = kernels()
-        compiled.tail_sums(slot, trades.bucket, trades.rows, trades.share, self.count, self.span_sum,
-                          self.share_sum, self.taken)  # fmt: skip
+        compiled.tail_sums(
+            slot, trades.bucket, trades.rows, trades.share, self._sums, self._sums.view(np.float64)
+        )
         compiled.keep(slot, trades.rows, self.stream, self._slow, self._floor, self._slow_n, self.keep_slowest,
                       self._sample, self._offered, self.reservoir, self.seed)  # fmt: skip
 
@@ -149,15 +170,13 @@ class TailAttribution:
         """Room for ``slots`` populations. Doubling: a value first seen mid-run copies what the
         others hold O(log) times, not per value, and only what they hold: the sums' buckets that
         may hold traces and the rows kept (the rest is zeros or rows never written)."""
-        have = self.count.shape[0]
+        have = self._sums.shape[0]
         if slots <= have:
             return
         room = max(slots, 2 * have)
-        for name in ("count", "span_sum", "share_sum", "taken"):
-            old = getattr(self, name)
-            new = reserved((room, *old.shape[1:]), old.dtype)
-            new[:have, : self._buckets] = old[:, : self._buckets]
-            setattr(self, name, new)
+        sums = reserved((room, *self._sums.shape[1:]), np.int64)
+        sums[:have, : self._buckets] = self._sums[:, : self._buckets]
+        self._sums = sums
         held = np.minimum(self._offered, self.reservoir)
         for name, n in (("_slow", self._slow_n), ("_sample", held)):
             old = getattr(self, name)

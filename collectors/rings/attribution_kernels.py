@@ -20,23 +20,26 @@ def shares(spans):
 
 
 @njit(cache=True, nogil=True)
-def tail_sums(slot, bucket, rows, share, count, span_sum, share_sum, taken):
-    """Per (population, tick-to-trade bucket): traces, and per stage the sum of spans, of shares and
-    the traces that took it (a NOT_TAKEN span, -1, adds nothing), row by row in one pass. ``rows``:
-    tick-to-trade then the spans; ``slot[i]``: the populations of row i (one per slicing; -1: none)."""
+def tail_sums(slot, bucket, rows, share, sums, shares):
+    """Per (population, tick-to-trade bucket), one record ``sums[s, b]``: traces, then per stage
+    the sum of spans and the traces that took it, then (in the same words, as float64: ``shares``
+    is ``sums`` viewed so) the sum of shares; a NOT_TAKEN span, -1, adds nothing. Row by row in one
+    pass. ``rows``: tick-to-trade then the spans; ``slot[i]``: the populations of row i (one per
+    slicing; -1: none)."""
+    k = share.shape[1]
     for i in range(slot.shape[0]):
         b = bucket[i]
         for c in range(slot.shape[1]):
             s = slot[i, c]
             if s < 0:
                 continue
-            count[s, b] += 1
-            for j in range(share.shape[1]):
+            sums[s, b, 0] += 1
+            for j in range(k):
                 span = rows[i, j + 1]
                 if span >= 0:
-                    span_sum[s, b, j] += span
-                    share_sum[s, b, j] += share[i, j]
-                    taken[s, b, j] += 1
+                    sums[s, b, 1 + j] += span
+                    sums[s, b, 1 + k + j] += 1
+                    shares[s, b, 1 + 2 * k + j] += share[i, j]
 
 
 @njit(cache=True, nogil=True)
@@ -130,7 +133,8 @@ def _warm() -> None:
     share = shares(rows[:, 1:].copy())
     cube = np.zeros((1, 1, 2), np.int64)
     slot = np.zeros((1, 1), np.int64)
-    tail_sums(slot, one, rows, share, np.zeros((1, 1), np.int64), cube, np.zeros((1, 1, 1)), cube.copy())
+    sums = np.zeros((1, 1, 4), np.int64)
+    tail_sums(slot, one, rows, share, sums, sums.view(np.float64))
     keep(slot, rows, one, cube.copy(), one.copy(), one.copy(), 1, cube.copy(), one.copy(), 1, 0)
     settle(cube.copy(), 0, 1, 1, one.copy())
     move(cube, cube.copy(), one)
