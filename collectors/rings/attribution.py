@@ -39,7 +39,6 @@ them), within the same bound per population as before: nothing grows with the ru
 from __future__ import annotations
 
 import mmap
-from typing import NamedTuple
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -52,15 +51,6 @@ RESERVOIR = 65536
 # A dimension value's reservoir: a slicing holds up to its cap of values (16 by default) per
 # slicing, each a population of its own; 65,536 rows of every stage each was ~4 MB per value.
 VALUE_RESERVOIR = 8192
-
-
-class Trades(NamedTuple):
-    """A batch of traded traces: rows (tick-to-trade, then each stage's span), each row's
-    tick-to-trade bucket and each stage's share of the row's taken spans."""
-
-    rows: np.ndarray
-    bucket: np.ndarray
-    share: np.ndarray
 
 
 class TailAttribution:
@@ -125,21 +115,20 @@ class TailAttribution:
         their tick-to-trade (n) and the population of each (n slots, -1: none; None: all slot 0)."""
         self.add_trades(self.trades(spans, tick_to_trade), slot)
 
-    def trades(self, spans: np.ndarray, tick_to_trade: np.ndarray) -> Trades:
-        """A batch made ready once for any number of ``add_trades`` (one per slicing of a flush)."""
+    def trades(self, spans: np.ndarray, tick_to_trade: np.ndarray) -> np.ndarray:
+        """A batch made ready once for any number of ``add_trades`` (one per slicing of a flush):
+        rows of tick-to-trade, then each stage's span (one contiguous int64 array: one compiled
+        signature)."""
         n = tick_to_trade.size
-        # contiguous arrays: one compiled signature per kernel
-        spans = np.ascontiguousarray(spans, np.int64).reshape(n, len(self.stages))
-        t2t = np.ascontiguousarray(tick_to_trade, np.int64)
         rows = np.empty((n, len(self.stages) + 1), np.int64)
-        rows[:, 0], rows[:, 1:] = t2t, spans
-        bucket = self._bucket.indexes(t2t, np.empty(n, np.int64))
-        return Trades(rows, bucket, kernels().shares(spans))
+        rows[:, 0], rows[:, 1:] = tick_to_trade, np.reshape(spans, (n, len(self.stages)))
+        return rows
 
-    def add_trades(self, trades: Trades, slot: np.ndarray | None = None) -> None:
-        """``slot``: per row its population (n), or its populations (n x any: one per slicing; -1:
-        none), every row of every population in one compiled pass; None: all slot 0."""
-        n = trades.bucket.size
+    def add_trades(self, trades: np.ndarray, slot: np.ndarray | None = None) -> None:
+        """``trades``: rows as ``trades`` makes them. ``slot``: per row its population (n), or its
+        populations (n x any: one per slicing; -1: none), every row of every population in one
+        compiled pass (``attribution_kernels.attribute``); None: all slot 0."""
+        n = trades.shape[0]
         if n == 0:
             return
         slot = (
@@ -151,13 +140,11 @@ class TailAttribution:
         if top < 0:
             return
         self._grow(top + 1)
-        self._buckets = max(self._buckets, int(trades.bucket.max()) + 1)
-        compiled = kernels()
-        compiled.tail_sums(
-            slot, trades.bucket, trades.rows, trades.share, self._sums, self._sums.view(np.float64)
-        )
-        compiled.keep(slot, trades.rows, self.stream, self._slow, self._floor, self._slow_n, self.keep_slowest,
-                      self._sample, self._offered, self.reservoir, self.seed)  # fmt: skip
+        b = self._bucket
+        top = kernels().attribute(slot, trades, b.sub_bucket_mask, b.unit_magnitude, b.half_mag, self._sums,
+                                  self._sums.view(np.float64), self.stream, self._slow, self._floor, self._slow_n,
+                                  self.keep_slowest, self._sample, self._offered, self.reservoir, self.seed)  # fmt: skip
+        self._buckets = max(self._buckets, top + 1)
 
     def number(self, slots: np.ndarray, numbers: np.ndarray) -> None:
         """Number populations ``slots`` ``numbers`` in the reservoir draws (by default a slot is
@@ -242,8 +229,8 @@ class TailAttribution:
         rows = rows[rows[:, 0] >= threshold]
         if rows.shape[0] == 0:
             return np.zeros(len(self.stages)), method, 0
-        spans = np.ascontiguousarray(rows[:, 1:])  # one compiled signature
-        shares = kernels().shares(spans)
+        spans = rows[:, 1:]
+        shares = kernels().shares(np.ascontiguousarray(rows))  # one compiled signature
         median = np.zeros(len(self.stages))
         for j in range(len(self.stages)):
             took = shares[spans[:, j] >= 0, j]

@@ -4,42 +4,29 @@ by attribution.py on first use. Each takes a whole batch of every population (sl
 import numpy as np
 from numba import njit
 
+from tickscope.collectors.session.hdr_kernels import counts_index
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _taken_total(rows, i):
+    """The sum of row i's taken spans (columns 1 on; a NOT_TAKEN span, -1, adds nothing): a
+    stage's share of the row is its span over this (0 where not taken, or no span taken)."""
+    total = 0
+    for j in range(1, rows.shape[1]):
+        total += max(rows[i, j], 0)
+    return total
+
 
 @njit(cache=True, nogil=True)
-def shares(spans):
-    """Each taken span's share of its row's taken spans (0 where not taken, or no span taken)."""
-    out = np.zeros(spans.shape)
-    for i in range(spans.shape[0]):
-        total = 0
-        for j in range(spans.shape[1]):
-            total += max(spans[i, j], 0)
+def shares(rows):
+    """Each stage's share of each row (``rows``: tick-to-trade, then the spans; ``_taken_total``)."""
+    out = np.zeros((rows.shape[0], rows.shape[1] - 1))
+    for i in range(rows.shape[0]):
+        total = _taken_total(rows, i)
         if total > 0:
-            for j in range(spans.shape[1]):
-                out[i, j] = max(spans[i, j], 0) / total
+            for j in range(rows.shape[1] - 1):
+                out[i, j] = max(rows[i, j + 1], 0) / total
     return out
-
-
-@njit(cache=True, nogil=True)
-def tail_sums(slot, bucket, rows, share, sums, shares):
-    """Per (population, tick-to-trade bucket), one record ``sums[s, b]``: traces, then per stage
-    the sum of spans and the traces that took it, then (in the same words, as float64: ``shares``
-    is ``sums`` viewed so) the sum of shares; a NOT_TAKEN span, -1, adds nothing. Row by row in one
-    pass. ``rows``: tick-to-trade then the spans; ``slot[i]``: the populations of row i (one per
-    slicing; -1: none)."""
-    k = share.shape[1]
-    for i in range(slot.shape[0]):
-        b = bucket[i]
-        for c in range(slot.shape[1]):
-            s = slot[i, c]
-            if s < 0:
-                continue
-            sums[s, b, 0] += 1
-            for j in range(k):
-                span = rows[i, j + 1]
-                if span >= 0:
-                    sums[s, b, 1 + j] += span
-                    sums[s, b, 1 + k + j] += 1
-                    shares[s, b, 1 + 2 * k + j] += share[i, j]
 
 
 @njit(cache=True, nogil=True)
@@ -81,24 +68,42 @@ def settle(slow, s, n, keep_slowest, floor):
 
 
 @njit(cache=True, nogil=True)
-def keep(slot, rows, stream, slow, floor, slow_n, keep_slowest, pool, offered, reservoir, seed):
-    """Every population's rows, each population's in arrival order (``slot`` as in ``tail_sums``),
-    into its slowest and its uniform reservoir ``pool[s]`` (Algorithm R: the i-th trace offered
-    takes a random place with p = R/i, drawn from (seed, ``stream[s]``, i)).
+def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, slow, floor, slow_n, keep_slowest,
+              pool, offered, reservoir, seed):  # fmt: skip
+    """Every population's rows (``rows``: tick-to-trade, then the spans; ``slot[i]``: the
+    populations of row i, one per slicing, -1: none), each population's in arrival order, in one
+    pass. Returns the highest tick-to-trade bucket (HDR counts index, ``hdr_kernels``) met.
+
+    The sums: per (population, bucket), one record ``sums[s, b]``: traces, then per stage the sum
+    of spans and the traces that took it, then (in the same words, as float64: ``shares`` is
+    ``sums`` viewed so) the sum of shares; a NOT_TAKEN span, -1, adds nothing.
 
     The slowest: ``slow[s]`` holds a row only if it is slower than ``floor[s]`` (the least of the
     ``keep_slowest`` slowest at the last ``settle``), so once a population is warm almost every row
     costs one compare; when its region (room for half as many rows again) is full, ``settle`` keeps
     the ``keep_slowest`` slowest and raises the floor: one selection per ``keep_slowest / 2`` rows
-    held, not a heap's sift per row. ``slow_n`` (rows held: ``settle`` before reading them) and
-    ``offered`` (traces offered so far) are updated in place."""
-    width, room = rows.shape[1], slow.shape[1]
+    held, not a heap's sift per row. ``slow_n``: rows held (``settle`` before reading them).
+
+    The uniform reservoir ``pool[s]``: Algorithm R, the i-th trace offered takes a random place
+    with p = R/i, drawn from (seed, ``stream[s]``, i); ``offered``: traces offered so far."""
+    k, width, room = rows.shape[1] - 1, rows.shape[1], slow.shape[1]
+    top = -1
     for i in range(slot.shape[0]):
         key = rows[i, 0]
+        b = counts_index(key, mask, unit_magnitude, half_mag)
+        top = max(top, b)
+        total = _taken_total(rows, i)
         for col in range(slot.shape[1]):
             s = slot[i, col]
             if s < 0:
                 continue
+            sums[s, b, 0] += 1
+            for j in range(k):
+                span = rows[i, j + 1]
+                if span >= 0:
+                    sums[s, b, 1 + j] += span
+                    sums[s, b, 1 + k + j] += 1
+                    shares[s, b, 1 + 2 * k + j] += span / total if total > 0 else 0.0
             if key > floor[s]:
                 held = slow_n[s]
                 if held == room:
@@ -115,6 +120,7 @@ def keep(slot, rows, stream, slow, floor, slow_n, keep_slowest, pool, offered, r
                 for j in range(width):
                     pool[s, place, j] = rows[i, j]
             offered[s] = seen + 1
+    return top
 
 
 @njit(cache=True, nogil=True)
@@ -130,12 +136,11 @@ def move(src, dst, n):
 def _warm() -> None:
     """Load every kernel's cached machine code at import (hdr_kernels._warm says why)."""
     one, rows = np.zeros(1, np.int64), np.zeros((1, 2), np.int64)
-    share = shares(rows[:, 1:].copy())
-    cube = np.zeros((1, 1, 2), np.int64)
+    shares(rows)
+    cube, sums = np.zeros((1, 1, 2), np.int64), np.zeros((1, 1, 4), np.int64)
     slot = np.zeros((1, 1), np.int64)
-    sums = np.zeros((1, 1, 4), np.int64)
-    tail_sums(slot, one, rows, share, sums, sums.view(np.float64))
-    keep(slot, rows, one, cube.copy(), one.copy(), one.copy(), 1, cube.copy(), one.copy(), 1, 0)
+    attribute(slot, rows, 2047, 0, 10, sums, sums.view(np.float64), one, cube.copy(), one.copy(), one.copy(), 1,
+              cube.copy(), one.copy(), 1, 0)  # fmt: skip
     settle(cube.copy(), 0, 1, 1, one.copy())
     move(cube, cube.copy(), one)
 
