@@ -88,11 +88,14 @@ def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, 
     with p = R/i, drawn from (seed, ``stream[s]``, i); ``offered``: traces offered so far."""
     k, width, room = rows.shape[1] - 1, rows.shape[1], slow.shape[1]
     top = -1
+    share = np.zeros(k)  # row i's, worked out once for all its populations (a division is slow)
     for i in range(slot.shape[0]):
         key = rows[i, 0]
         b = counts_index(key, mask, unit_magnitude, half_mag)
         top = max(top, b)
         total = _taken_total(rows, i)
+        for j in range(k):
+            share[j] = max(rows[i, j + 1], 0) / total if total > 0 else 0.0
         for col in range(slot.shape[1]):
             s = slot[i, col]
             if s < 0:
@@ -103,7 +106,7 @@ def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, 
                 if span >= 0:
                     sums[s, b, 1 + j] += span
                     sums[s, b, 1 + k + j] += 1
-                    shares[s, b, 1 + 2 * k + j] += span / total if total > 0 else 0.0
+                    shares[s, b, 1 + 2 * k + j] += share[j]
             if key > floor[s]:
                 held = slow_n[s]
                 if held == room:
