@@ -30,10 +30,10 @@ One ``TailAttribution`` holds any number of populations (slots: the collector's 
 label of every slicing), so a flush's orders of every value of every slicing are summed and kept in
 one compiled pass each (attribution_kernels.py), whatever the number of values: a row may be in one
 population per slicing. Each population's buffers are reserved whole in arrays shared by all (its
-sums over every bucket, its ``keep_slowest`` and ``reservoir`` rows) and only what it holds is
-written: the rest stays address space, and physical memory follows the rows held (to a page;
-numpy asks for transparent huge pages on large arrays, so to 2 MB per buffer where the host grants
-them), within the same bound per population as before: nothing grows with the run's length.
+sums over every bucket, 1.5x ``keep_slowest`` rows for its slowest and ``reservoir`` rows) and only
+what it holds is written: the rest stays address space, and physical memory follows the rows held
+(to a page; numpy asks for transparent huge pages on large arrays, so to 2 MB per buffer where the
+host grants them), within a bound per population: nothing grows with the run's length.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class TailAttribution:
         self._buckets = 0  # buckets below this may hold traces
         self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
         # Per slot: the slowest traces kept whole (held above a floor, with room for half as many
-        # again before they are settled: attribution_kernels.keep) and the reservoir, rows of
+        # again before they are settled: attribution_kernels.attribute) and the reservoir, rows of
         # column 0 tick-to-trade then the spans, each slot's at [slot] of one array for every slot
         # (one compiled call serves them all). Each region is reserved whole but only its rows
         # held are ever written: untouched pages are address space, not memory (a value of ten
