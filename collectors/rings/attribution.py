@@ -30,16 +30,15 @@ One ``TailAttribution`` holds any number of populations (slots: the collector's 
 label of every slicing), so a flush's orders of every value of every slicing are summed and kept in
 one compiled pass each (attribution_kernels.py), whatever the number of values: a row may be in one
 population per slicing. Each population's buffers are reserved whole in arrays shared by all (its
-sums over every bucket, its ``keep_slowest`` and ``reservoir`` rows) and only what it holds is
-written: the rest stays address space, and physical memory follows the rows held (to a page;
-numpy asks for transparent huge pages on large arrays, so to 2 MB per buffer where the host grants
-them), within the same bound per population as before: nothing grows with the run's length.
+sums over every bucket, 1.5x ``keep_slowest`` rows for its slowest and ``reservoir`` rows) and only
+what it holds is written: the rest stays address space, and physical memory follows the rows held
+(to a page; numpy asks for transparent huge pages on large arrays, so to 2 MB per buffer where the
+host grants them), within a bound per population: nothing grows with the run's length.
 """
 
 from __future__ import annotations
 
 import mmap
-from typing import NamedTuple
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -54,15 +53,6 @@ RESERVOIR = 65536
 VALUE_RESERVOIR = 8192
 
 
-class Trades(NamedTuple):
-    """A batch of traded traces: rows (tick-to-trade, then each stage's span), each row's
-    tick-to-trade bucket and each stage's share of the row's taken spans."""
-
-    rows: np.ndarray
-    bucket: np.ndarray
-    share: np.ndarray
-
-
 class TailAttribution:
     """Accumulates the trade stages' spans of every traded trace, per population (slot);
     ``summary(slot)`` is summary.json's ``attribution``."""
@@ -73,27 +63,48 @@ class TailAttribution:
         self._bucket = BulkRecorder(template)
         self._template = template
         k = len(self.stages)
-        # slot x bucket (x stage), every bucket of the layout: zeros never written stay address
-        # space (a run of microseconds touches a few thousand buckets), so a tail reaching a far
-        # bucket costs a page, not a copy of every slot's sums. Grown with the slots added.
-        n = self._bucket.counts_len
-        self.count = np.zeros((0, n), np.int64)
-        self.span_sum = np.zeros((0, n, k), np.int64)
-        self.share_sum = np.zeros((0, n, k), np.float64)
-        self.taken = np.zeros((0, n, k), np.int64)  # traces that took the stage
+        # slot x bucket x (count, each stage's span sum, traces that took it, share sum), every
+        # bucket of the layout: zeros never written stay address space (a run of microseconds
+        # touches a few thousand buckets), so a tail reaching a far bucket costs a page, not a copy
+        # of every slot's sums. One record per (slot, bucket), not four arrays: a row's sums are
+        # 2-3 cache lines side by side (the buckets of every slot are more than the caches hold).
+        # The share sums are float64 in the record's int64 words (``share_sum``: a view).
+        self._sums = np.zeros((0, self._bucket.counts_len, 1 + 3 * k), np.int64)
         self._buckets = 0  # buckets below this may hold traces
         self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
-        # Per slot: the slowest traces kept whole (with a min-heap of (tick-to-trade, row) over
-        # them) and the reservoir, rows of column 0 tick-to-trade then the spans, each slot's at
-        # [slot] of one array for every slot (one compiled call serves them all). Each region is
-        # reserved whole but only its rows held are ever written: untouched pages are address
-        # space, not memory (a value of ten traces keeps ten rows).
-        self._slow = np.empty((0, keep_slowest, k + 1), np.int64)
-        self._heap = np.empty((0, keep_slowest, 2), np.int64)
+        # Per slot: the slowest traces kept whole (held above a floor, with room for half as many
+        # again before they are settled: attribution_kernels.attribute) and the reservoir, rows of
+        # column 0 tick-to-trade then the spans, each slot's at [slot] of one array for every slot
+        # (one compiled call serves them all). Each region is reserved whole but only its rows
+        # held are ever written: untouched pages are address space, not memory (a value of ten
+        # traces keeps ten rows).
+        self._slow = np.empty((0, keep_slowest + max(keep_slowest // 2, 1), k + 1), np.int64)
+        self._floor = np.zeros(0, np.int64)  # a row no slower than this is not among the slowest
         self._sample = np.empty((0, reservoir, k + 1), np.int64)
-        self._slow_n = np.zeros(0, np.int64)  # rows of the heap
+        self._slow_n = np.zeros(0, np.int64)  # rows held in ``_slow``
         self._offered = np.zeros(0, np.int64)  # traces offered to the reservoir
         self.stream = np.zeros(0, np.int64)  # each slot's population number in the reservoir draws
+
+    @property
+    def count(self) -> np.ndarray:
+        """slot x bucket: traces."""
+        return self._sums[:, :, 0]
+
+    @property
+    def span_sum(self) -> np.ndarray:
+        """slot x bucket x stage: the sum of the stage's spans (ns) of the traces that took it."""
+        return self._sums[:, :, 1 : 1 + len(self.stages)]
+
+    @property
+    def taken(self) -> np.ndarray:
+        """slot x bucket x stage: the traces that took the stage."""
+        k = len(self.stages)
+        return self._sums[:, :, 1 + k : 1 + 2 * k]
+
+    @property
+    def share_sum(self) -> np.ndarray:
+        """slot x bucket x stage: the sum of the stage's shares."""
+        return self._sums.view(np.float64)[:, :, 1 + 2 * len(self.stages) :]
 
     @property
     def traces(self) -> int:
@@ -104,21 +115,20 @@ class TailAttribution:
         their tick-to-trade (n) and the population of each (n slots, -1: none; None: all slot 0)."""
         self.add_trades(self.trades(spans, tick_to_trade), slot)
 
-    def trades(self, spans: np.ndarray, tick_to_trade: np.ndarray) -> Trades:
-        """A batch made ready once for any number of ``add_trades`` (one per slicing of a flush)."""
+    def trades(self, spans: np.ndarray, tick_to_trade: np.ndarray) -> np.ndarray:
+        """A batch made ready once for any number of ``add_trades`` (one per slicing of a flush):
+        rows of tick-to-trade, then each stage's span (one contiguous int64 array: one compiled
+        signature)."""
         n = tick_to_trade.size
-        # contiguous arrays: one compiled signature per kernel
-        spans = np.ascontiguousarray(spans, np.int64).reshape(n, len(self.stages))
-        t2t = np.ascontiguousarray(tick_to_trade, np.int64)
         rows = np.empty((n, len(self.stages) + 1), np.int64)
-        rows[:, 0], rows[:, 1:] = t2t, spans
-        bucket = self._bucket.indexes(t2t, np.empty(n, np.int64))
-        return Trades(rows, bucket, kernels().shares(spans))
+        rows[:, 0], rows[:, 1:] = tick_to_trade, np.reshape(spans, (n, len(self.stages)))
+        return rows
 
-    def add_trades(self, trades: Trades, slot: np.ndarray | None = None) -> None:
-        """``slot``: per row its population (n), or its populations (n x any: one per slicing; -1:
-        none), every row of every population in one compiled pass; None: all slot 0."""
-        n = trades.bucket.size
+    def add_trades(self, trades: np.ndarray, slot: np.ndarray | None = None) -> None:
+        """``trades``: rows as ``trades`` makes them. ``slot``: per row its population (n), or its
+        populations (n x any: one per slicing; -1: none), every row of every population in one
+        compiled pass (``attribution_kernels.attribute``); None: all slot 0."""
+        n = trades.shape[0]
         if n == 0:
             return
         slot = (
@@ -130,12 +140,11 @@ class TailAttribution:
         if top < 0:
             return
         self._grow(top + 1)
-        self._buckets = max(self._buckets, int(trades.bucket.max()) + 1)
-        compiled = kernels()
-        compiled.tail_sums(slot, trades.bucket, trades.rows, trades.share, self.count, self.span_sum,
-                          self.share_sum, self.taken)  # fmt: skip
-        compiled.keep(slot, trades.rows, self.stream, self._slow, self._heap, self._slow_n, self.keep_slowest,
-                      self._sample, self._offered, self.reservoir, self.seed)  # fmt: skip
+        b = self._bucket
+        top = kernels().attribute(slot, trades, b.sub_bucket_mask, b.unit_magnitude, b.half_mag, self._sums,
+                                  self._sums.view(np.float64), self.stream, self._slow, self._floor, self._slow_n,
+                                  self.keep_slowest, self._sample, self._offered, self.reservoir, self.seed)  # fmt: skip
+        self._buckets = max(self._buckets, top + 1)
 
     def number(self, slots: np.ndarray, numbers: np.ndarray) -> None:
         """Number populations ``slots`` ``numbers`` in the reservoir draws (by default a slot is
@@ -148,17 +157,15 @@ class TailAttribution:
         """Room for ``slots`` populations. Doubling: a value first seen mid-run copies what the
         others hold O(log) times, not per value, and only what they hold: the sums' buckets that
         may hold traces and the rows kept (the rest is zeros or rows never written)."""
-        have = self.count.shape[0]
+        have = self._sums.shape[0]
         if slots <= have:
             return
         room = max(slots, 2 * have)
-        for name in ("count", "span_sum", "share_sum", "taken"):
-            old = getattr(self, name)
-            new = reserved((room, *old.shape[1:]), old.dtype)
-            new[:have, : self._buckets] = old[:, : self._buckets]
-            setattr(self, name, new)
+        sums = reserved((room, *self._sums.shape[1:]), np.int64)
+        sums[:have, : self._buckets] = self._sums[:, : self._buckets]
+        self._sums = sums
         held = np.minimum(self._offered, self.reservoir)
-        for name, n in (("_slow", self._slow_n), ("_heap", self._slow_n), ("_sample", held)):
+        for name, n in (("_slow", self._slow_n), ("_sample", held)):
             old = getattr(self, name)
             new = reserved((room, *old.shape[1:]), np.int64)
             kernels().move(old, new, n)
@@ -166,6 +173,7 @@ class TailAttribution:
         more = room - have
         self._slow_n = np.concatenate((self._slow_n, np.zeros(more, np.int64)))
         self._offered = np.concatenate((self._offered, np.zeros(more, np.int64)))
+        self._floor = np.concatenate((self._floor, np.full(more, np.iinfo(np.int64).min, np.int64)))
         # a slot is its own number in the reservoir draws unless its owner names it (``number``)
         self.stream = np.concatenate((self.stream, np.arange(have, room, dtype=np.int64)))
 
@@ -215,15 +223,14 @@ class TailAttribution:
     def _median(self, slot: int, threshold: int, members: int) -> tuple[np.ndarray, str, int]:
         """Each stage's median share in the tail over the n traces that took it (the value at rank
         ceil(n/2) of their n shares; 0 when none did)."""
-        if members <= self._slow_n[slot]:
-            rows, method = self.slowest(slot), "exact"
-        else:
+        rows, method = self.slowest(slot), "exact"
+        if members > rows.shape[0]:
             rows, method = self.sampled(slot), "sampled"
         rows = rows[rows[:, 0] >= threshold]
         if rows.shape[0] == 0:
             return np.zeros(len(self.stages)), method, 0
-        spans = np.ascontiguousarray(rows[:, 1:])  # one compiled signature
-        shares = kernels().shares(spans)
+        spans = rows[:, 1:]
+        shares = kernels().shares(np.ascontiguousarray(rows))  # one compiled signature
         median = np.zeros(len(self.stages))
         for j in range(len(self.stages)):
             took = shares[spans[:, j] >= 0, j]
@@ -236,6 +243,9 @@ class TailAttribution:
         """The slowest traces kept whole (up to ``keep_slowest``), in no order."""
         if slot >= self._slow_n.size:
             return np.empty((0, 0), np.int64)
+        self._slow_n[slot] = kernels().settle(
+            self._slow, slot, self._slow_n[slot], self.keep_slowest, self._floor
+        )
         return self._slow[slot, : self._slow_n[slot]]
 
     def sampled(self, slot: int = 0) -> np.ndarray:

@@ -4,39 +4,29 @@ by attribution.py on first use. Each takes a whole batch of every population (sl
 import numpy as np
 from numba import njit
 
+from tickscope.collectors.session.hdr_kernels import counts_index
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _taken_total(rows, i):
+    """The sum of row i's taken spans (columns 1 on; a NOT_TAKEN span, -1, adds nothing): a
+    stage's share of the row is its span over this (0 where not taken, or no span taken)."""
+    total = 0
+    for j in range(1, rows.shape[1]):
+        total += max(rows[i, j], 0)
+    return total
+
 
 @njit(cache=True, nogil=True)
-def shares(spans):
-    """Each taken span's share of its row's taken spans (0 where not taken, or no span taken)."""
-    out = np.zeros(spans.shape)
-    for i in range(spans.shape[0]):
-        total = 0
-        for j in range(spans.shape[1]):
-            total += max(spans[i, j], 0)
+def shares(rows):
+    """Each stage's share of each row (``rows``: tick-to-trade, then the spans; ``_taken_total``)."""
+    out = np.zeros((rows.shape[0], rows.shape[1] - 1))
+    for i in range(rows.shape[0]):
+        total = _taken_total(rows, i)
         if total > 0:
-            for j in range(spans.shape[1]):
-                out[i, j] = max(spans[i, j], 0) / total
+            for j in range(rows.shape[1] - 1):
+                out[i, j] = max(rows[i, j + 1], 0) / total
     return out
-
-
-@njit(cache=True, nogil=True)
-def tail_sums(slot, bucket, rows, share, count, span_sum, share_sum, taken):
-    """Per (population, tick-to-trade bucket): traces, and per stage the sum of spans, of shares and
-    the traces that took it (a NOT_TAKEN span, -1, adds nothing), row by row in one pass. ``rows``:
-    tick-to-trade then the spans; ``slot[i]``: the populations of row i (one per slicing; -1: none)."""
-    for i in range(slot.shape[0]):
-        b = bucket[i]
-        for c in range(slot.shape[1]):
-            s = slot[i, c]
-            if s < 0:
-                continue
-            count[s, b] += 1
-            for j in range(share.shape[1]):
-                span = rows[i, j + 1]
-                if span >= 0:
-                    span_sum[s, b, j] += span
-                    share_sum[s, b, j] += share[i, j]
-                    taken[s, b, j] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -52,54 +42,88 @@ def _uniform(seed, s, i):
 
 
 @njit(cache=True, nogil=True)
-def keep(slot, rows, stream, slow, heap, slow_n, keep_slowest, pool, offered, reservoir, seed):
-    """Every population's rows, each population's in arrival order (``slot`` as in ``tail_sums``),
-    into its slowest (up to ``keep_slowest`` rows of ``slow[s]``, with a min-heap ``heap[s]`` of
-    (tick-to-trade, row) over them: a slower row replaces the least) and its uniform reservoir
-    ``pool[s]`` (Algorithm R: the i-th trace offered takes a random place with p = R/i, drawn from
-    (seed, ``stream[s]``, i)). ``slow_n`` (rows kept) and ``offered`` (traces offered so far) are
-    updated in place."""
-    width = rows.shape[1]
+def settle(slow, s, n, keep_slowest, floor):
+    """Population ``s``'s ``n`` rows held in ``slow[s]`` down to its ``keep_slowest`` slowest (at
+    the front; of rows tied at the cut, the first held), and ``floor[s]`` raised to the slowest
+    kept's least tick-to-trade: a row no slower cannot be among the slowest. Returns the rows held."""
+    if n <= keep_slowest:
+        return n
+    cut = np.partition(slow[s, :n, 0].copy(), n - keep_slowest)[n - keep_slowest]
+    ties = keep_slowest
+    for r in range(n):
+        if slow[s, r, 0] > cut:
+            ties -= 1
+    w = 0
+    for r in range(n):
+        key = slow[s, r, 0]
+        if key > cut or (key == cut and ties > 0):
+            if key == cut:
+                ties -= 1
+            if w != r:
+                for j in range(slow.shape[2]):
+                    slow[s, w, j] = slow[s, r, j]
+            w += 1
+    floor[s] = cut
+    return w
+
+
+@njit(cache=True, nogil=True)
+def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, slow, floor, slow_n, keep_slowest,
+              pool, offered, reservoir, seed):  # fmt: skip
+    """Every population's rows (``rows``: tick-to-trade, then the spans; ``slot[i]``: the
+    populations of row i, one per slicing, -1: none), each population's in arrival order, in one
+    pass. Returns the highest tick-to-trade bucket (HDR counts index, ``hdr_kernels``) met.
+
+    The sums: per (population, bucket), one record ``sums[s, b]``: traces, then per stage the sum
+    of spans and the traces that took it, then (in the same words, as float64: ``shares`` is
+    ``sums`` viewed so) the sum of shares; a NOT_TAKEN span, -1, adds nothing.
+
+    The slowest: ``slow[s]`` holds a row only if it is slower than ``floor[s]`` (the least of the
+    ``keep_slowest`` slowest at the last ``settle``), so once a population is warm almost every row
+    costs one compare; when its region (room for half as many rows again) is full, ``settle`` keeps
+    the ``keep_slowest`` slowest and raises the floor: one selection per ``keep_slowest / 2`` rows
+    held, not a heap's sift per row. ``slow_n``: rows held (``settle`` before reading them).
+
+    The uniform reservoir ``pool[s]``: Algorithm R, the i-th trace offered takes a random place
+    with p = R/i, drawn from (seed, ``stream[s]``, i); ``offered``: traces offered so far."""
+    k, width, room = rows.shape[1] - 1, rows.shape[1], slow.shape[1]
+    top = -1
+    share = np.zeros(k)  # row i's, worked out once for all its populations (a division is slow)
     for i in range(slot.shape[0]):
         key = rows[i, 0]
+        b = counts_index(key, mask, unit_magnitude, half_mag)
+        top = max(top, b)
+        total = _taken_total(rows, i)
+        for j in range(k):
+            share[j] = max(rows[i, j + 1], 0) / total if total > 0 else 0.0
         for col in range(slot.shape[1]):
             s = slot[i, col]
             if s < 0:
                 continue
-            kept = slow_n[s]  # heap[s] indexed in place: a view per row would cost a reference count
-            if kept < keep_slowest:  # room left: the row goes in, its key sifts up
-                at, c = kept, kept
-                kept += 1
-                while c > 0 and heap[s, (c - 1) // 2, 0] > key:
-                    up = (c - 1) // 2
-                    heap[s, c, 0], heap[s, c, 1] = heap[s, up, 0], heap[s, up, 1]
-                    c = up
-                heap[s, c, 0], heap[s, c, 1] = key, at
-            elif key > heap[s, 0, 0]:  # slower than the least kept: it takes that row's place, sifts down
-                at, c = heap[s, 0, 1], 0
-                while True:
-                    m = 2 * c + 1
-                    if m >= kept:
-                        break
-                    if m + 1 < kept and heap[s, m + 1, 0] < heap[s, m, 0]:
-                        m += 1
-                    if heap[s, m, 0] >= key:
-                        break
-                    heap[s, c, 0], heap[s, c, 1] = heap[s, m, 0], heap[s, m, 1]
-                    c = m
-                heap[s, c, 0], heap[s, c, 1] = key, at
-            else:
-                at = -1
-            if at >= 0:
-                for j in range(width):
-                    slow[s, at, j] = rows[i, j]
-            slow_n[s] = kept
+            sums[s, b, 0] += 1
+            for j in range(k):
+                span = rows[i, j + 1]
+                if span >= 0:
+                    sums[s, b, 1 + j] += span
+                    sums[s, b, 1 + k + j] += 1
+                    shares[s, b, 1 + 2 * k + j] += share[j]
+            if key > floor[s]:
+                held = slow_n[s]
+                if held == room:
+                    held = settle(slow, s, held, keep_slowest, floor)
+                    slow_n[s] = held
+                if key > floor[s]:
+                    # slow[s] indexed in place: a view per row would cost a reference count
+                    for j in range(width):
+                        slow[s, held, j] = rows[i, j]
+                    slow_n[s] = held + 1
             seen = offered[s]
             place = seen if seen < reservoir else int(_uniform(seed, stream[s], seen) * (seen + 1))
             if place < reservoir:
                 for j in range(width):
                     pool[s, place, j] = rows[i, j]
             offered[s] = seen + 1
+    return top
 
 
 @njit(cache=True, nogil=True)
@@ -115,11 +139,12 @@ def move(src, dst, n):
 def _warm() -> None:
     """Load every kernel's cached machine code at import (hdr_kernels._warm says why)."""
     one, rows = np.zeros(1, np.int64), np.zeros((1, 2), np.int64)
-    share = shares(rows[:, 1:].copy())
-    cube = np.zeros((1, 1, 2), np.int64)
+    shares(rows)
+    cube, sums = np.zeros((1, 1, 2), np.int64), np.zeros((1, 1, 4), np.int64)
     slot = np.zeros((1, 1), np.int64)
-    tail_sums(slot, one, rows, share, np.zeros((1, 1), np.int64), cube, np.zeros((1, 1, 1)), cube.copy())
-    keep(slot, rows, one, cube.copy(), cube.copy(), one.copy(), 1, cube.copy(), one.copy(), 1, 0)
+    attribute(slot, rows, 2047, 0, 10, sums, sums.view(np.float64), one, cube.copy(), one.copy(), one.copy(), 1,
+              cube.copy(), one.copy(), 1, 0)  # fmt: skip
+    settle(cube.copy(), 0, 1, 1, one.copy())
     move(cube, cube.copy(), one)
 
 

@@ -809,7 +809,7 @@ class Correlator:
         P = C != 0
         late = ~P[:, ~g.after_trade].any(axis=1)
         if not late.any():
-            return C, S, ids, legs, arrived, dup, evict, dims, np.ones(C.shape[0], bool)
+            return C, S, ids, legs, arrived, dup, evict, dims, slice(None)  # every row: views, no copies
         twice = dup[late]
         closed.duplicate += int(twice.sum())
         closed.seen += int(twice.sum())

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from tickscope.collectors.rings.attribution import VALUE_RESERVOIR, TailAttribution, Trades, kernels
+from tickscope.collectors.rings.attribution import VALUE_RESERVOIR, TailAttribution, kernels
 from tickscope.collectors.rings.correlate import NOT_TAKEN, TICK_TO_DECISION, TICK_TO_TRADE
 from tickscope.collectors.session.dimensions import DEFAULT_CAP, OTHER, dimension_tag
 
@@ -183,7 +183,7 @@ class DimensionSlices:
 
     def add(self, hists, rows: dict, trade_spans: np.ndarray | None, trade_stages: list[str],
             dimensions: dict[str, list[str]], warmup: bool, layout: HdrHistogram,
-            ticks: dict | None = None, tick_stages: list[str] = (), trades: Trades | None = None) -> None:  # fmt: skip
+            ticks: dict | None = None, tick_stages: list[str] = (), trades: np.ndarray | None = None) -> None:  # fmt: skip
         """One flush's recorded rows (``Closed.rows``), the trade spans of its traded rows and its
         ticks (``Closed.ticks``: each recorded tick once, its own values, its ``tick_stages``' spans).
         ``trades``: the traded rows made ready for attribution by the caller, if it did.

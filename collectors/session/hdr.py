@@ -275,7 +275,6 @@ class BulkRecorder:
         self.max_recordable = template.get_highest_equivalent_value(
             template.get_value_from_index(self.counts_len - 1)
         )
-        self._scratch = np.zeros(self.counts_len, np.int64)
         _kernels()  # loaded now, not at the first batch (hdr_kernels._warm)
 
     def indexes(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -300,28 +299,43 @@ class BulkRecorder:
 
     def record_groups(self, values: np.ndarray, label: np.ndarray, column_group: np.ndarray, stride: int,
                       n_groups: int, hist_of, absent: tuple[int, int] = (1, 0)) -> int:  # fmt: skip
-        """Record a table of samples into many histograms in one pass: cell (i, c) of ``values``
-        (rows x columns) into histogram ``hist_of(label[i, s] * stride + column_group[c])`` for each
-        s with ``label[i, s] >= 0`` (rows x any: a row in one histogram per slicing), unless the
-        cell is within ``absent`` (lo, hi: no sample, not out of range); one small add per histogram
-        that got values. Returns how many samples were out of range. Each histogram ends up as
-        ``record`` of its samples would leave it."""
+        """Record a table of samples into many histograms in two compiled passes: cell (i, c) of
+        ``values`` (rows x columns) into histogram ``hist_of(label[i, s] * stride + column_group[c])``
+        for each s with ``label[i, s] >= 0`` (rows x any: a row in one histogram per slicing),
+        unless the cell is within ``absent`` (lo, hi: no sample, not out of range). Between the
+        passes, one Python step per histogram that gets samples (its totals), none per sample.
+        Returns how many samples were out of range. Each histogram ends up as ``record`` of its
+        samples would leave it."""
         if values.size == 0 or label.size == 0:
             return 0
         values = np.ascontiguousarray(values, np.int64).reshape(values.shape[0], -1)
         label = np.ascontiguousarray(label, np.int64).reshape(values.shape[0], -1)
-        pairs, starts, recorded, lo, hi, rejected = _kernels().record_groups(
-            values, label, np.ascontiguousarray(column_group, np.int64), stride, n_groups, absent[0], absent[1],
-            self.sub_bucket_mask, self.unit_magnitude, self.half_mag, self.max_recordable, self._scratch,
-        )  # fmt: skip
-        for g in np.flatnonzero(recorded).tolist():
+        column_group = np.ascontiguousarray(column_group, np.int64)
+        kernels = _kernels()
+        recorded, lo, hi, rejected = kernels.group_bounds(
+            values, label, column_group, stride, n_groups, absent[0], absent[1], self.max_recordable
+        )
+        address = np.zeros(n_groups, np.int64)
+        held = []  # every histogram written to, alive until the kernel returns (hdr_kernels._add_at)
+        for g, n, low, high in zip(*(a.tolist() for a in _at_filled(recorded, lo, hi)), strict=True):
             hist = hist_of(g)
-            at = pairs[starts[g] : starts[g + 1]]
-            counts_view(hist)[at[:, 0]] += at[:, 1]  # the indexes of one group are distinct
-            hist.total_count += int(recorded[g])
-            hist.min_value = min(hist.min_value, int(lo[g]))
-            hist.max_value = max(hist.max_value, int(hi[g]))
+            if hist.counts_len != self.counts_len or hist.word_size != 8:
+                raise ValueError(f"histogram {g} is not of the recorder's layout")
+            held.append(hist)
+            address[g] = ctypes.addressof(hist.counts)
+            hist.total_count += n
+            hist.min_value = min(hist.min_value, low)
+            hist.max_value = max(hist.max_value, high)
+        if held:
+            kernels.record_groups(values, label, column_group, stride, absent[0], absent[1], self.sub_bucket_mask,
+                                  self.unit_magnitude, self.half_mag, self.max_recordable, address)  # fmt: skip
         return int(rejected)
+
+
+def _at_filled(recorded: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The groups that got samples: their numbers, sample counts, min and max."""
+    g = np.flatnonzero(recorded)
+    return g, recorded[g], lo[g], hi[g]
 
 
 def corrected_values(values: np.ndarray, expected_interval: int) -> np.ndarray:

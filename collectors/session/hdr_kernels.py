@@ -2,8 +2,10 @@
 by hdr.py on first use (``hdr.compiled``). hdr.py's module doc states the index arithmetic."""
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
 from numba.cpython.unsafe.numbers import leading_zeros
+from numba.extending import intrinsic
 
 
 @njit(cache=True, nogil=True)
@@ -34,16 +36,32 @@ def record(values, counts, mask, unit_magnitude, half_mag, top):
     return n, lo, hi
 
 
+@intrinsic
+def _add_at(typingctx, address, index, by):
+    """``counts[index] += by`` for the int64 words at ``address``: a histogram's counts, which
+    belong to hdrh (a ctypes array), not to numpy. Sound only while that histogram is alive and
+    ``index`` within its counts_len: the caller (hdr.BulkRecorder.record_groups) holds every
+    histogram it passes for the call's length, and every index is of their one layout."""
+
+    def codegen(context, builder, sig, args):
+        word = ir.IntType(64)
+        at = builder.gep(builder.inttoptr(args[0], word.as_pointer()), [args[1]])
+        builder.store(builder.add(builder.load(at), args[2]), at)
+        return context.get_dummy_value()
+
+    return types.void(types.int64, types.int64, types.int64), codegen
+
+
 @njit(cache=True, nogil=True)
-def record_groups(values, label, column_group, stride, n_groups, absent_lo, absent_hi, mask, unit_magnitude,
-                  half_mag, top, scratch):  # fmt: skip
-    """Bucket counts of many histograms in one pass over a table: cell (i, c) is a sample of
-    histogram ``label[i, s] * stride + column_group[c]`` for every s with ``label[i, s] >= 0`` (a
-    row may be in several: one label per slicing), unless ``absent_lo <= values[i, c] <= absent_hi``
-    (no sample: off the path, no decision). Returns per histogram its (index, count) pairs at
-    ``pairs[starts[g]:starts[g + 1]]``, its recorded count, min and max, and how many samples were
-    out of 0..top. ``scratch``: counts_len zeros, left zeroed (one group's buckets at a time)."""
-    per = np.zeros(n_groups + 1, np.int64)
+def group_bounds(values, label, column_group, stride, n_groups, absent_lo, absent_hi, top):
+    """The first of two passes over a table of samples: cell (i, c) is a sample of histogram
+    ``label[i, s] * stride + column_group[c]`` for every s with ``label[i, s] >= 0`` (a row may be
+    in several: one label per slicing), unless ``absent_lo <= values[i, c] <= absent_hi`` (no
+    sample: off the path, no decision). Returns per histogram the samples it takes, their min and
+    max, and how many samples were out of 0..top (taken by none)."""
+    recorded = np.zeros(n_groups, np.int64)
+    lo = np.full(n_groups, top + 1, np.int64)
+    hi = np.full(n_groups, -1, np.int64)
     rejected = 0
     for i in range(values.shape[0]):
         for s in range(label.shape[1]):
@@ -57,45 +75,28 @@ def record_groups(values, label, column_group, stride, n_groups, absent_lo, abse
                 if v < 0 or v > top:
                     rejected += 1
                 else:
-                    per[g0 * stride + column_group[c] + 1] += 1
-    for g in range(n_groups):
-        per[g + 1] += per[g]
-    rows = np.empty(per[n_groups], np.int64)  # the recordable values, grouped (counting sort)
-    fill = per[:n_groups].copy()
-    for i in range(values.shape[0]):
-        for s in range(label.shape[1]):
-            g0 = label[i, s]
-            if g0 < 0:
-                continue
-            for c in range(values.shape[1]):
-                v = values[i, c]
-                if not (absent_lo <= v <= absent_hi) and 0 <= v <= top:
                     g = g0 * stride + column_group[c]
-                    rows[fill[g]] = v
-                    fill[g] += 1
-    pairs = np.empty((per[n_groups], 2), np.int64)
-    starts = np.zeros(n_groups + 1, np.int64)
-    recorded = np.zeros(n_groups, np.int64)
-    lo, hi = np.zeros_like(recorded), np.zeros_like(recorded)
-    k = 0
-    for g in range(n_groups):
-        a, b = per[g], per[g + 1]
-        if b > a:
-            lo[g], hi[g], recorded[g] = top + 1, -1, b - a
-            for r in range(a, b):
-                v = rows[r]
-                ix = counts_index(v, mask, unit_magnitude, half_mag)
-                if scratch[ix] == 0:
-                    pairs[k, 0] = ix
-                    k += 1
-                scratch[ix] += 1
-                lo[g] = min(lo[g], v)
-                hi[g] = max(hi[g], v)
-            for p in range(starts[g], k):
-                pairs[p, 1] = scratch[pairs[p, 0]]
-                scratch[pairs[p, 0]] = 0
-        starts[g + 1] = k
-    return pairs, starts, recorded, lo, hi, rejected
+                    recorded[g] += 1
+                    lo[g] = min(lo[g], v)
+                    hi[g] = max(hi[g], v)
+    return recorded, lo, hi, rejected
+
+
+@njit(cache=True, nogil=True)
+def record_groups(values, label, column_group, stride, absent_lo, absent_hi, mask, unit_magnitude, half_mag, top,
+                  address):  # fmt: skip
+    """The second pass (``group_bounds`` says which cells are samples of which histogram): each
+    sample counted into its histogram's counts, at ``address[g]`` (see ``_add_at``)."""
+    for i in range(values.shape[0]):
+        for c in range(values.shape[1]):
+            v = values[i, c]
+            if absent_lo <= v <= absent_hi or v < 0 or v > top:
+                continue
+            ix = counts_index(v, mask, unit_magnitude, half_mag)
+            for s in range(label.shape[1]):
+                g0 = label[i, s]
+                if g0 >= 0:
+                    _add_at(address[g0 * stride + column_group[c]], ix, np.int64(1))
 
 
 def _warm() -> None:
@@ -104,8 +105,9 @@ def _warm() -> None:
     one, counts = np.ones(1, np.int64), np.zeros(4096, np.int64)
     indexes(one, np.empty(1, np.int64), 2047, 0, 10)
     record(one, counts, 2047, 0, 10, 100)
-    cell = np.zeros((1, 1), np.int64)
-    record_groups(cell + 1, cell, np.zeros(1, np.int64), 1, 1, 1, 0, 2047, 0, 10, 100, counts)
+    cell, column = np.zeros((1, 1), np.int64), np.zeros(1, np.int64)
+    group_bounds(cell + 1, cell, column, 1, 1, 1, 0, 100)
+    record_groups(cell + 1, cell, column, 1, 1, 0, 2047, 0, 10, 100, np.array([counts.ctypes.data], np.int64))
 
 
 _warm()

@@ -298,6 +298,55 @@ def test_every_population_of_every_slicing_keeps_what_a_reference_keeps(
         )
 
 
+def settled(held: list[list[int]], keep: int) -> tuple[list[list[int]], int | None]:
+    """The slowest's settle in plain Python: the ``keep`` slowest rows by tick-to-trade (column 0),
+    in the order held, of rows tied at the cut the first held; and the cut (None: nothing to drop)."""
+    if len(held) <= keep:
+        return held, None
+    cut = sorted(r[0] for r in held)[len(held) - keep]
+    ties = keep - sum(r[0] > cut for r in held)
+    kept = []
+    for r in held:
+        if r[0] > cut or (r[0] == cut and ties > 0):
+            ties -= r[0] == cut
+            kept.append(r)
+    return kept, cut
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 12), st.integers(1, 5), st.sampled_from([3, 40, 10**6]))
+def test_the_slowest_are_held_above_a_floor_and_settled_as_a_reference_settles(seed, keep, parts, spread):
+    """Each population's slowest, offered in batches: a row is held only if slower than the
+    population's floor; a full region (keep + keep // 2 rows) settles to its ``keep`` slowest, the
+    floor rising to the cut. Held rows and floor equal a plain-Python run of the same rule, ties
+    included (a small ``spread``: most rows tie), and ``slowest`` is exactly the keep slowest."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    spans = rng.integers(0, spread, size=(n, 2))
+    t2t, slot = spans.sum(axis=1), rng.integers(-1, 3, n)
+    att = TailAttribution(["a", "b"], LAYOUT, keep_slowest=keep, reservoir=5)
+    for part in np.array_split(np.arange(n), parts):
+        att.add(spans[part], t2t[part], slot[part])
+    room = keep + max(keep // 2, 1)
+    for p in range(3):
+        held, floor = [], None
+        for i in np.flatnonzero(slot == p).tolist():
+            row = [int(t2t[i]), *map(int, spans[i])]
+            if floor is not None and row[0] <= floor:
+                continue
+            if len(held) == room:
+                held, floor = settled(held, keep)
+                if row[0] <= floor:
+                    continue
+            held.append(row)
+        if p < att._slow_n.size:
+            assert att._slow[p, : att._slow_n[p]].tolist() == held
+            assert att._floor[p] == (np.iinfo(np.int64).min if floor is None else floor)
+        kept = settled(held, keep)[0]
+        assert att.slowest(p).tolist() == kept
+        assert sorted(r[0] for r in kept) == sorted(t2t[slot == p].tolist())[-keep:]
+
+
 def test_a_dimension_values_reservoir_holds_value_reservoir_orders_and_its_medians_say_sampled():
     """Each value of a slicing is a population with its own reservoir: VALUE_RESERVOIR orders
     (memory per value bounded however long the run and however many values), fewer than the
