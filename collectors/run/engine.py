@@ -191,6 +191,9 @@ class _Run:
         signal came during the set-up."""
         try:
             if interrupted:
+                for s in self.plan.side:
+                    if s.open_from_prepare:
+                        self._start_side(s, None)
                 raise KeyboardInterrupt
             self._start_and_poll()
         except KeyboardInterrupt:

@@ -58,6 +58,9 @@ class SideCollectorBase:
     name = "side"
     before_subject = False  # start before the subject exists (e.g. a capture must see the first packet)
     in_side_panel = True  # ``latest()`` is shown in the view's side panel
+    # prepare() opens it to others (an endpoint serves): a run stopped during its set-up still
+    # starts and concludes it, so what it served and whom it turned away are said
+    open_from_prepare = False
 
     def __init__(self):
         self.warnings: list[str] = []

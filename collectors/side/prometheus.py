@@ -499,6 +499,7 @@ class PrometheusExporter(SideCollectorBase):
     until scraped and returns the exporter's cost for meta.json, ``release`` stops serving."""
 
     name = "prometheus"
+    open_from_prepare = True  # serving from prepare(), before the run starts
     in_side_panel = False
 
     def __init__(self, listen: str, *, pipeline: str, linger_s: float = 5.0, hold_s: float = 0.0,
