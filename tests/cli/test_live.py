@@ -1,6 +1,7 @@
 """The live view in a real terminal (tmux), its plain fallback, and its widgets."""
 
 import itertools
+import json
 import re
 import shlex
 import subprocess
@@ -100,6 +101,15 @@ def tmux(*args):
     return subprocess.run(["tmux", *args], capture_output=True, text=True)
 
 
+def run_ended(out) -> bool:
+    """The session's meta.json says the run ended (read as written, atomically; a session still
+    running may hold no interval yet, which ``Session.load`` refuses)."""
+    try:
+        return json.loads((out / "meta.json").read_text()).get("status") not in (None, "running")
+    except (OSError, ValueError):
+        return False
+
+
 @needs_tool("tmux", install="apt-get install tmux")
 @pytest.mark.parametrize("size", [(120, 40), (80, 24), (40, 10)])
 def test_profile_live_in_a_real_terminal(tmp_path, size):
@@ -119,7 +129,7 @@ def test_profile_live_in_a_real_terminal(tmp_path, size):
             second = screen_until(
                 name, "".join(f"(?=[\\s\\S]*{re.escape(w)})" for w in words), deadline
             ).string
-        while not (out / "summary.json").exists() or Session.load(out).meta.get("status") == "running":
+        while not run_ended(out):
             assert time.monotonic() < deadline, "profile did not finish"
             time.sleep(0.5)
     finally:
@@ -494,7 +504,7 @@ def test_the_live_view_fills_80x24_and_grows_with_the_width(tmp_path, size):
             assert time.monotonic() < deadline, screen
             time.sleep(0.5)
             screen = tmux("capture-pane", "-p", "-t", name).stdout
-        while not (out / "summary.json").exists() or Session.load(out).meta.get("status") == "running":
+        while not run_ended(out):
             assert time.monotonic() < deadline + 30, "profile did not finish"
             time.sleep(0.5)
     finally:
