@@ -55,6 +55,7 @@ from tickscope.collectors.session.hdr import (
 )
 from tickscope.probe import layout as L
 
+RELEASED_NOTES_KEPT = 64  # lines about folded writers kept for the end (the rest: a count)
 CO_SUFFIX = "_co"  # tag suffix of coordinated-omission-corrected histograms
 # Closed's reasons for setting a trace aside -> the session counter that adds them up
 SESSION_KEY = {r: r if r == "late_beyond_horizon" else f"traces_{r}" for r in SET_ASIDE}
@@ -398,6 +399,10 @@ class Collector:
         self._parting: list[RingSource] = []
         self._folded_ns = 0  # interval grid time of the last fold
         self.released = ReleasedWriters()
+        # What the user must know about a folded writer's numbers (``RingSource.notes``), said at the
+        # end with the others: bounded, for a daemon's thousands of writers; beyond, a count
+        self._released_notes: deque[str] = deque(maxlen=RELEASED_NOTES_KEPT)
+        self._released_notes_left_out = 0
         # index -> (writer, pid, tid) of folded writers, for an incident naming one after the fold
         self._identities: dict[int, tuple] = {}
         self._known: set[Path] = set()
@@ -584,6 +589,9 @@ class Collector:
                 parting.append(src)
                 continue
             self.released.fold(src.describe())
+            for line in src.notes():
+                self._released_notes_left_out += len(self._released_notes) == RELEASED_NOTES_KEPT
+                self._released_notes.append(line)
             self.sources.remove(src)
             del self._by_index[src.index]
             r = src.reader
@@ -1219,6 +1227,10 @@ class Collector:
                     out.append(f"ring {src.reader.writer_name} (pid {src.reader.writer_pid}): the collector cannot "
                                "read the TSC itself here and the writer never called tsp_heartbeat: cross-clock "
                                "stages rest on its open/close pairs alone")  # fmt: skip
+        out += self._released_notes
+        if self._released_notes_left_out:
+            out.append(f"{self._released_notes_left_out} earlier such lines about released writers left out "
+                       "(their counts are in meta.json released_writers)")  # fmt: skip
         for src in self.sources:
             out += src.notes()
         return out

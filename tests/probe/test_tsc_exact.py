@@ -12,6 +12,7 @@ import math
 import os
 import struct
 import subprocess
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,23 @@ def test_a_writer_that_never_heartbeats_on_an_untrusted_tsc_says_so(c_build, rin
     assert any("not one clock for all rings" in n for n in c.clock_notes)
     assert c.counters.traces_complete == 300
     c.remove_finished_rings()
+
+
+def test_a_writer_released_before_the_end_keeps_its_line(c_build, ring_dir):
+    """A writer that exits well before the run ends is released, then folded into the aggregate
+    (a loaded host, a long run): what must be said about its numbers is still said at the end."""
+    exe = c_build("c_known_spans.c")
+    subprocess.run([str(exe), "1000", "0", "bad-point"], check=True, capture_output=True,
+                   env=dict(os.environ, TICKSCOPE_RING_DIR=str(ring_dir)))  # fmt: skip
+    c = Collector(ring_dir)
+    deadline = time.monotonic() + 60  # a hang guard: the fold comes within a second of grid time
+    while not c.released.writers:
+        assert time.monotonic() < deadline
+        c.poll()
+        time.sleep(0.05)
+    c.finish()
+    assert c.released.sums["point_out_of_range"] == 100
+    assert any("100 records name a point id beyond the 4 points of its table" in n for n in c.clock_notes)
 
 
 def test_records_naming_points_the_table_lacks_are_a_line_not_a_silent_loss(c_build, tmp_path):
