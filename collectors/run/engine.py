@@ -137,11 +137,11 @@ def run(plan: RunPlan) -> RunResult:
                             prepared.append(s)
                     except SideError as e:
                         raise ProfileError(str(e)) from None
-                    started = _Run(plan, out)
-                    started.set_up()
+                    the_run = _Run(plan, out)
+                    the_run.set_up()
             except KeyboardInterrupt:
                 interrupted = True
-            return started.execute(interrupted)
+            return the_run.execute(interrupted)
     except ProfileError:
         if created and out is not None and not any(out.iterdir()):
             out.rmdir()  # the run never began (e.g. the --prometheus port is taken): leave nothing

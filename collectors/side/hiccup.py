@@ -230,8 +230,8 @@ class HiccupCollector(SideCollectorBase):
         # A sample is the sleep that ended at t, v past its resolution: it saw [t - resolution - v, t].
         # One that overlaps the window is in its view, so a stall longer than the window (the meter
         # starved throughout: the very hiccup an incident is about) is not left out for ending after it.
-        began = self.resolution_ns
-        inside = [(t, v) for t, v in kept if t >= start_ns and t - v - began <= end_ns]
+        res = self.resolution_ns
+        inside = [(t, v) for t, v in kept if t >= start_ns and t - v - res <= end_ns]
         values = sorted(v for _, v in inside)
         figures = {"resolution_ns": self.resolution_ns, "samples": len(values),
                    "max_ns": values[-1] if values else None,
