@@ -70,8 +70,10 @@ def test_shares_are_the_exact_per_trace_shares_of_the_tail_traces(run):
         <= s.summary()["tick_to_trade"]["p99"]
         == a["tails"]["p99"]["percentile_ns"]
     )
-    # the slow stage is where the p99 tail's time went (1 in 50 traded ticks spend ~200 us in risk)
-    assert a["tails"]["p99"]["stages"]["risk"]["median_share"] > 0.5
+    # The subject did what it says: 1 in 50 traded ticks spun 200 us more in risk. Whether those
+    # are the p99 tail depends on the host (a loaded one stalls other stages as long): the shares
+    # above are checked against the truth, whichever traces the tail holds.
+    assert int((spans[:, 2] >= 200_000).sum()) >= t2t.size // SLOW_EVERY
 
 
 def test_every_output_names_the_population(run, tmp_path):
