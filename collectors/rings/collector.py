@@ -1088,9 +1088,11 @@ class Collector:
             self._subject_stats = out
         return self._subject_stats
 
-    def counter_dict(self) -> dict:
+    def counter_dict(self, stats: dict | None = None) -> dict:
+        """The run's counters; the subject's own (``stats``: one reading of ``subject_stats``,
+        taken now if not given) folded in."""
         c = self.counters
-        stats = self.subject_stats()
+        stats = self.subject_stats() if stats is None else stats
         for key in ("feed_gaps", "orders_sent", "orders_acked", "orders_rejected", "orders_gap_filled",
                     "orders_in_flight_at_end", "order_stalls"):  # fmt: skip
             c.extra[key] = sum(int(v.get(key, 0) or 0) for v in stats.values())
@@ -1155,16 +1157,18 @@ class Collector:
         return out
 
     def meta_update(self) -> dict:
+        # the subject's stats read once: its counters and subject_stats agree, whenever it rewrites them
+        stats = self.subject_stats()
         return {
             **self.schema.to_meta(),
             **({"dimensions": {d: list(v) for d, v in self.dimensions.items()}} if self.dimensions else {}),
-            "counters": self.counter_dict(),
+            "counters": self.counter_dict(stats),
             "drop_free": self.counters.drop_free,
             "rings": self.ring_rows(),
             "released_writers": self.released.to_meta(),
             "writer_rows": self.writer_rows(),
             "ring_errors": self.ring_errors,
-            "subject_stats": self.subject_stats(),
+            "subject_stats": stats,
             "clocks": {
                 "realtime_minus_monotonic_ns": self.realtime_offset,
                 "realtime_offset_uncertainty_ns": self.realtime_uncertainty,

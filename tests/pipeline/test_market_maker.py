@@ -64,8 +64,13 @@ def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path, tr
     _legs_add_up(stats)
     assert stats["orders_in_flight_at_end"] == 0 and stats["orders_rejected"] == 0
     counters = s.meta["counters"]
-    # Every order sent is one tick-to-trade sample and one recorded leg; none is a duplicate.
-    assert s.summary()["tick_to_trade"]["count"] == stats["orders_sent"] == counters["legs_recorded"]
+    # Every order sent is one tick-to-trade sample and one recorded leg; none is a duplicate. A
+    # collector starved past the rings' depth (a loaded host) loses records: then it says so.
+    t2t = s.summary()["tick_to_trade"]["count"]
+    if counters["dropped_ring_full"]:
+        assert not s.meta["drop_free"] and "dropped" in out.stdout and t2t <= stats["orders_sent"], counters
+    else:
+        assert t2t == stats["orders_sent"] == counters["legs_recorded"], counters
     assert counters["duplicate_stamps"] == 0 and counters.get("traces_duplicate", 0) == 0
     assert counters["traces_incomplete"] <= 2  # a tick cut by the stop, as for one order per tick
     legs = stats["orders_by_leg"]
