@@ -3,6 +3,7 @@ test files import lives in tests/support/."""
 
 import os
 import shutil
+import signal
 
 import pytest
 
@@ -43,6 +44,11 @@ def needs_tool(*names: str, install: str):
 
 
 def pytest_configure(config):
+    # A suite started in the background (`.ci/run &`, nohup) inherits Ctrl-C ignored, and so would
+    # every tickscope the tests start: their Ctrl-C tests would then test nothing but a hang. The
+    # tests send SIGINT as a terminal does; the ones about an ignored SIGINT set it themselves.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "needs_tool(*names, install): the test runs these tools")
     config.addinivalue_line("markers", 'slow: cargo builds, long runs, huge files; -m "not slow" skips them')
 

@@ -295,10 +295,6 @@ def test_two_hosts_fleet_p99_from_prometheus_and_from_merge_agree(tmp_path, prom
 HANG_GUARD_S = 90  # only ever a hang guard: the host is loaded, nothing here measures its speed
 
 
-def _default_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job starts with Ctrl-C ignored
-
-
 def scrape(port: int, method: str = "GET") -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HANG_GUARD_S)
     conn.request(method, "/metrics")
@@ -334,7 +330,7 @@ def test_half_a_request_held_open_blocks_neither_a_scrape_nor_the_end_of_the_run
     port = free_port()
     proc = start_cli("profile", "--duration", "3s", "--out", str(tmp_path / "s"), *QUIET, "--prometheus",
                      f"127.0.0.1:{port}", "--prometheus-linger", "1s", "--", *SUBJECT, "0", "--forever",
-                     "--rate", "2000", columns=False, preexec_fn=_default_sigint)  # fmt: skip
+                     "--rate", "2000", columns=False)  # fmt: skip
     slow = []
     try:
         wait_serving(port, proc)
@@ -355,7 +351,7 @@ def test_half_a_request_held_open_blocks_neither_a_scrape_nor_the_end_of_the_run
 def test_sigterm_and_ctrl_c_end_a_run_that_a_slow_client_holds(tmp_path, sig):
     port = free_port()
     proc = start_cli("profile", "--out", str(tmp_path / "s"), *QUIET, "--prometheus", f"127.0.0.1:{port}",
-                     "--prometheus-linger", "1s", "--", *SUBJECT, "0", "--forever", "--rate", "2000", columns=False, preexec_fn=_default_sigint)  # fmt: skip
+                     "--prometheus-linger", "1s", "--", *SUBJECT, "0", "--forever", "--rate", "2000", columns=False)  # fmt: skip
     slow = []
     try:
         wait_serving(port, proc, drained=True)
@@ -377,7 +373,7 @@ def test_connections_beyond_the_bound_are_closed_unserved_and_counted(tmp_path):
     (tmp_path / "rings").mkdir()
     port = free_port()
     proc = start_cli("live", str(tmp_path / "rings"), "--no-live", "--out", str(tmp_path / "s"), "--prometheus",
-                     f"127.0.0.1:{port}", "--prometheus-linger", "0s", columns=False, preexec_fn=_default_sigint)  # fmt: skip
+                     f"127.0.0.1:{port}", "--prometheus-linger", "0s", columns=False)  # fmt: skip
     slow = []
     try:
         wait_serving(port, proc)
@@ -403,7 +399,7 @@ def test_a_thousand_concurrent_scrapes_are_mostly_answered_and_head_says_no_more
     (tmp_path / "rings").mkdir()
     port = free_port()
     proc = start_cli("live", str(tmp_path / "rings"), "--no-live", "--prometheus", f"127.0.0.1:{port}",
-                     "--prometheus-linger", "0s", columns=False, preexec_fn=_default_sigint)  # fmt: skip
+                     "--prometheus-linger", "0s", columns=False)  # fmt: skip
     clients = 1000
 
     async def one() -> bool:
