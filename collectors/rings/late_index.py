@@ -10,9 +10,8 @@ and a take removes the head too: the chain never needs to be walked to unlink.
 An entry stores only the stamp columns its index was ever asked to keep (``cols``: a compact
 column map, new columns added as they are first kept): the shared stamps of fanned-out traces,
 kept for 30 s and up to a million entries, are 5 of 14 columns in the bench's fan-out, and the
-others were zeros held at full width. A hash position holds its entry + 1, so 0 is empty and a new
-hash is calloc'ed zeros (pages the kernel hands over zeroed, on first touch) instead of written
-with -1 before its first use.
+others were zeros held at full width (a hash that calls 0 empty, so that it could be calloc'ed
+zeros, measured no faster than one written with -1).
 
 Kernels are numba functions compiled once per host and cached (see pending.py); every array they
 take has one dtype.
@@ -49,9 +48,7 @@ def _find(h, e_id, e_leg, trace, leg, mask):
     position holds (entry, key): a probe reads one cache line, the entry only when the keys agree."""
     key = _key(trace, leg)
     i = _slot_of(key, mask)
-    while h[i, 0] > 0 and (
-        np.uint64(h[i, 1]) != key or e_id[h[i, 0] - 1] != trace or e_leg[h[i, 0] - 1] != leg
-    ):
+    while h[i, 0] >= 0 and (np.uint64(h[i, 1]) != key or e_id[h[i, 0]] != trace or e_leg[h[i, 0]] != leg):
         i = (i + 1) & mask
     return i
 
@@ -62,18 +59,18 @@ def _unlink(s, h, e_id, e_leg, e_live, e_next, cnt):
     mask = h.shape[0] - 1
     i = _find(h, e_id, e_leg, e_id[s], e_leg[s], mask)
     if e_next[s] >= 0:
-        h[i, 0] = e_next[s] + 1
+        h[i, 0] = e_next[s]
     else:  # out of the hash: later entries of its probe run shift back so lookups meet no hole
         j = i
         while True:
             j = (j + 1) & mask
-            if h[j, 0] == 0:
+            if h[j, 0] < 0:
                 break
             home = _slot_of(np.uint64(h[j, 1]), mask)
             if not ((i < home <= j) if i <= j else (home > i or home <= j)):
                 h[i, 0], h[i, 1] = h[j, 0], h[j, 1]
                 i = j
-        h[i, 0] = 0
+        h[i, 0] = -1
     e_live[s] = 0
     cnt[LIVE] -= 1
 
@@ -101,10 +98,10 @@ def _add(rows, ids, legs, ts, src, dest, added, dims, h, e_id, e_leg, e_ts, e_sr
         for d in range(nd):
             e_dims[s, d] = dims[r, d]
         i = _find(h, e_id, e_leg, ids[r], legs[r], mask)
-        if h[i, 0] == 0:
-            h[i, 0], h[i, 1] = s + 1, np.int64(_key(ids[r], legs[r]))
+        if h[i, 0] < 0:
+            h[i, 0], h[i, 1] = s, np.int64(_key(ids[r], legs[r]))
         else:  # an older entry of this key is live: this one is found after it
-            t = h[i, 0] - 1
+            t = h[i, 0]
             while e_next[t] >= 0:
                 t = e_next[t]
             e_next[t] = s
@@ -118,7 +115,7 @@ def _take(ids, legs, keep, cols, found, ts, src, added, dims, h, e_id, e_leg, e_
     mask = h.shape[0] - 1
     w, nd = ts.shape[1], min(dims.shape[1], e_dims.shape[1])
     for k in range(ids.size):
-        s = h[_find(h, e_id, e_leg, ids[k], legs[k], mask), 0] - 1
+        s = h[_find(h, e_id, e_leg, ids[k], legs[k], mask), 0]
         if s < 0:
             continue
         found[k], added[k] = True, e_added[s]
@@ -150,12 +147,12 @@ def _expire(cutoff, max_live, h, e_id, e_leg, e_added, e_live, e_next, cnt):
 
 @njit(cache=True, nogil=True)
 def _rehash(old, h):
-    """The (entry + 1, key) pairs of hash ``old`` into the empty hash ``h``."""
+    """The (entry, key) pairs of hash ``old`` into the empty hash ``h``."""
     mask = h.shape[0] - 1
     for i in range(old.shape[0]):
-        if old[i, 0] > 0:
+        if old[i, 0] >= 0:
             j = _slot_of(np.uint64(old[i, 1]), mask)
-            while h[j, 0] > 0:
+            while h[j, 0] >= 0:
                 j = (j + 1) & mask
             h[j, 0], h[j, 1] = old[i, 0], old[i, 1]
 
@@ -181,7 +178,7 @@ class LateIndex:
         self.e_ts, self.e_src = np.zeros((capacity, width), np.int64), np.zeros((capacity, width), np.int16)
         self.e_added, self.e_next = np.zeros(capacity, np.int64), np.full(capacity, -1, np.int64)
         self.e_dims, self.e_live = np.zeros((capacity, n_dims), np.int32), np.zeros(capacity, np.uint8)
-        self.h = np.zeros((2 * capacity, 2), np.int64)  # (entry + 1, key) per position, at most half full
+        self.h = np.full((2 * capacity, 2), -1, np.int64)  # (entry, key) per position, at most half full
         self.cnt[:] = 0
 
     def _live(self) -> np.ndarray:
@@ -207,8 +204,8 @@ class LateIndex:
             newer = self.e_next[live]  # a chain holds live entries only: removals take a key's oldest
             self.e_next[: live.size] = np.where(newer >= 0, moved_to[newer], -1)
             self.e_live[: live.size], self.e_live[live.size :] = 1, 0
-            held = self.h[:, 0] > 0
-            self.h[held, 0] = moved_to[self.h[held, 0] - 1] + 1
+            held = self.h[:, 0] >= 0
+            self.h[held, 0] = moved_to[self.h[held, 0]]
             self.cnt[HEAD], self.cnt[TAIL] = 0, live.size
         capacity = self.e_id.size
         while 4 * capacity < 5 * (live.size + n):
@@ -217,7 +214,7 @@ class LateIndex:
             for a in (self.e_id, self.e_leg, self.e_ts, self.e_src, self.e_added, self.e_dims, self.e_live):
                 a.resize((capacity, *a.shape[1:]), refcheck=False)  # new slots zeroed
             self.e_next.resize(capacity, refcheck=False)
-            old, self.h = self.h, np.zeros((2 * capacity, 2), np.int64)
+            old, self.h = self.h, np.full((2 * capacity, 2), -1, np.int64)
             _rehash(old, self.h)
 
     def _widen(self, width: int, n_dims: int) -> None:
