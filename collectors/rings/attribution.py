@@ -114,7 +114,9 @@ class TailAttribution:
 
     @property
     def traces(self) -> int:
-        return int(self.count.sum())
+        """Every population's traces: each was offered to its population's reservoir once (the
+        sums are not read: that would make memory of pages reserved for every population)."""
+        return int(self._offered[: self.slots].sum())
 
     def add(self, spans: np.ndarray, tick_to_trade: np.ndarray, slot: np.ndarray | None = None) -> None:
         """One batch of traced trades: ``spans`` (n x stages, ns; NOT_TAKEN off the trace's path),
@@ -211,11 +213,12 @@ class TailAttribution:
     def summary(self, slot: int = 0) -> dict | None:
         """summary.json's ``attribution`` (docs/session-format.md) of population ``slot``; None
         before any trade."""
-        if slot >= self.count.shape[0] or not self.count[slot].any():
+        if slot >= self.slots or not self._offered[slot]:
             return None
         # The buckets holding traces only (a few hundred of thousands): sums from the top over them
-        # are the same sums, and summary() runs per dimension value at every save.
-        filled = np.flatnonzero(self.count[slot] != 0)
+        # are the same sums, and summary() runs per dimension value at every save. Only the
+        # buckets that may hold traces are read: the rest is address space, left so.
+        filled = np.flatnonzero(self._sums[slot, : self._buckets, 0] != 0)
         count = self.count[slot, filled]
         n = int(count.sum())
         cum = np.cumsum(count)

@@ -260,10 +260,11 @@ class LateIndex:
     def _stored(self, order: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Per input column, its stored column (-1: not kept); columns kept for the first time
         become stored columns."""
-        kept = order[keep]
-        new = np.setdiff1d(kept, self.cols)  # sorted, unique
-        if new.size:
-            self.cols = np.concatenate((self.cols, new))
+        new = sorted(
+            set(order[keep].tolist()) - set(self.cols.tolist())
+        )  # a dozen columns: sets beat numpy's
+        if new:
+            self.cols = np.concatenate((self.cols, np.array(new, np.int64)))
         where = np.full(int(max(order.max(initial=-1), self.cols.max(initial=-1))) + 1, -1, np.int64)
         where[self.cols] = np.arange(self.cols.size)
         return np.where(keep, where[order], -1)

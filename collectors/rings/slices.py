@@ -251,8 +251,12 @@ class DimensionSlices:
         if traded.size:
             if trades is None:
                 trades = self.attribution.trades(spans, t2t[traded])
-            slots = np.append(self._slot, -1)[of_trade]  # label -1: the last, -1
-            self.attribution.add_trades(trades, slots if own is None else np.hstack((own, slots)))
+            mine = 0 if own is None else own.shape[1]
+            slots = np.empty((traded.size, mine + len(slicings)), np.int64)
+            if own is not None:
+                slots[:, :mine] = own
+            slots[:, mine:] = np.append(self._slot, -1)[of_trade]  # label -1: the last, -1
+            self.attribution.add_trades(trades, slots)
         return True
 
     def _adopt(self, attribution: TailAttribution) -> None:
