@@ -65,12 +65,14 @@ class TailAttribution:
         self._bucket = BulkRecorder(template)
         self._template = template
         k = len(self.stages)
-        # slot x bucket x (count, each stage's span sum, traces that took it, share sum), every
+        # slot x bucket x (count, each stage's span sum, traces that did not take it, share sum), every
         # bucket of the layout: zeros never written stay address space (a run of microseconds
         # touches a few thousand buckets), so a tail reaching a far bucket costs a page, not a copy
         # of every slot's sums. One record per (slot, bucket), not four arrays: a row's sums are
         # 2-3 cache lines side by side (the buckets of every slot are more than the caches hold).
-        # The share sums are float64 in the record's int64 words (``share_sum``: a view).
+        # The share sums are float64 in the record's int64 words (``share_sum``: a view). The
+        # traces that took a stage are the count less those that did not: most take every stage,
+        # so a row adds to the counts it skipped, not to one per stage.
         self._sums = np.zeros((0, self._bucket.counts_len, 1 + 3 * k), np.int64)
         self._buckets = 0  # buckets below this may hold traces
         self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
@@ -101,11 +103,10 @@ class TailAttribution:
         """slot x bucket x stage: the sum of the stage's spans (ns) of the traces that took it."""
         return self._sums[:, :, 1 : 1 + len(self.stages)]
 
-    @property
-    def taken(self) -> np.ndarray:
-        """slot x bucket x stage: the traces that took the stage."""
+    def taken(self, slot: int, buckets: np.ndarray) -> np.ndarray:
+        """bucket x stage: population ``slot``'s traces in ``buckets`` that took the stage."""
         k = len(self.stages)
-        return self._sums[:, :, 1 + k : 1 + 2 * k]
+        return self._sums[slot, buckets, :1] - self._sums[slot, buckets, 1 + k : 1 + 2 * k]
 
     @property
     def share_sum(self) -> np.ndarray:
@@ -224,7 +225,7 @@ class TailAttribution:
         cum = np.cumsum(count)
         count_up = from_top(count)
         span_up, share_up = from_top(self.span_sum[slot, filled]), from_top(self.share_sum[slot, filled])
-        taken_up = from_top(self.taken[slot, filled])
+        taken_up = from_top(self.taken(slot, filled))
         tails = {}
         for key, pct in TAILS:
             i = int(np.searchsorted(cum, percentile_rank(pct, n), side="left"))

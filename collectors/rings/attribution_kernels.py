@@ -75,7 +75,7 @@ def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, 
     pass. Returns the highest tick-to-trade bucket (HDR counts index, ``hdr_kernels``) met.
 
     The sums: per (population, bucket), one record ``sums[s, b]``: traces, then per stage the sum
-    of spans and the traces that took it, then (in the same words, as float64: ``shares`` is
+    of spans and the traces that did not take it, then (in the same words, as float64: ``shares`` is
     ``sums`` viewed so) the sum of shares; a NOT_TAKEN span, -1, adds nothing.
 
     The slowest: ``slow[s]`` holds a row only if it is slower than ``floor[s]`` (the least of the
@@ -106,8 +106,9 @@ def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, 
                 span = rows[i, j + 1]
                 if span >= 0:
                     sums[s, b, 1 + j] += span
-                    sums[s, b, 1 + k + j] += 1
                     shares[s, b, 1 + 2 * k + j] += share[j]
+                else:
+                    sums[s, b, 1 + k + j] += 1
             if key > floor[s]:
                 held = slow_n[s]
                 if held == room:
