@@ -26,11 +26,13 @@ traces kept whole (exact while the tail has no more traces than that) or else fr
 reservoir of ``reservoir`` traces (``median.method == "sampled"``; with n of the reservoir's traces
 in the tail, the median's rank is within about +-1/sqrt(n) of 50 % at 95 % confidence).
 
-One ``TailAttribution`` holds any number of populations (slots: the collector's one, or one per
-label of every slicing), so a flush's orders of every value of every slicing are summed and kept in
-one compiled pass each (attribution_kernels.py), whatever the number of values: a row may be in one
-population per slicing. Each population's buffers are reserved whole in arrays shared by all (its
-sums over every bucket, 1.5x ``keep_slowest`` rows for its slowest and ``reservoir`` rows) and only
+One ``TailAttribution`` holds any number of populations (slots: the collector's own and one per
+label of every slicing), so a flush's orders of the collector and of every value of every slicing
+are summed and kept in one compiled pass (attribution_kernels.py), whatever the number of values:
+a row is worked out once (its bucket, its shares) and may be in any number of populations. Each
+population has its own reservoir size (``open``: the collector's 65,536 rows, a value's 8,192).
+Each population's buffers are reserved whole in arrays shared by all (its sums over every bucket,
+1.5x ``keep_slowest`` rows for its slowest and its reservoir's rows) and only
 what it holds is written: the rest stays address space, and physical memory follows the rows held
 (to a page; numpy asks for transparent huge pages on large arrays, so to 2 MB per buffer where the
 host grants them), within a bound per population: nothing grows with the run's length.
@@ -63,27 +65,33 @@ class TailAttribution:
         self._bucket = BulkRecorder(template)
         self._template = template
         k = len(self.stages)
-        # slot x bucket x (count, each stage's span sum, traces that took it, share sum), every
+        # slot x bucket x (count, each stage's span sum, traces that did not take it, share sum), every
         # bucket of the layout: zeros never written stay address space (a run of microseconds
         # touches a few thousand buckets), so a tail reaching a far bucket costs a page, not a copy
         # of every slot's sums. One record per (slot, bucket), not four arrays: a row's sums are
         # 2-3 cache lines side by side (the buckets of every slot are more than the caches hold).
-        # The share sums are float64 in the record's int64 words (``share_sum``: a view).
+        # The share sums are float64 in the record's int64 words (``share_sum``: a view). The
+        # traces that took a stage are the count less those that did not: most take every stage,
+        # so a row adds to the counts it skipped, not to one per stage.
         self._sums = np.zeros((0, self._bucket.counts_len, 1 + 3 * k), np.int64)
         self._buckets = 0  # buckets below this may hold traces
         self.keep_slowest, self.reservoir, self.seed = keep_slowest, reservoir, seed
         # Per slot: the slowest traces kept whole (held above a floor, with room for half as many
         # again before they are settled: attribution_kernels.attribute) and the reservoir, rows of
-        # column 0 tick-to-trade then the spans, each slot's at [slot] of one array for every slot
-        # (one compiled call serves them all). Each region is reserved whole but only its rows
-        # held are ever written: untouched pages are address space, not memory (a value of ten
-        # traces keeps ten rows).
+        # column 0 tick-to-trade then the spans; the slowest at [slot] of one array for every slot,
+        # the reservoirs (of sizes of their own) one after another in one array of rows, slot s's
+        # at rows [start[s], start[s] + size[s]) (one compiled call serves them all). Each region is
+        # reserved whole but only its rows held are ever written: untouched pages are address
+        # space, not memory (a value of ten traces keeps ten rows).
         self._slow = np.empty((0, keep_slowest + max(keep_slowest // 2, 1), k + 1), np.int64)
         self._floor = np.zeros(0, np.int64)  # a row no slower than this is not among the slowest
-        self._sample = np.empty((0, reservoir, k + 1), np.int64)
+        self._sample = np.empty((0, k + 1), np.int64)
+        self._start = np.zeros(0, np.int64)  # each slot's first row in ``_sample``
+        self._size = np.zeros(0, np.int64)  # each slot's reservoir size
         self._slow_n = np.zeros(0, np.int64)  # rows held in ``_slow``
         self._offered = np.zeros(0, np.int64)  # traces offered to the reservoir
         self.stream = np.zeros(0, np.int64)  # each slot's population number in the reservoir draws
+        self.slots = 0  # populations opened
 
     @property
     def count(self) -> np.ndarray:
@@ -95,11 +103,10 @@ class TailAttribution:
         """slot x bucket x stage: the sum of the stage's spans (ns) of the traces that took it."""
         return self._sums[:, :, 1 : 1 + len(self.stages)]
 
-    @property
-    def taken(self) -> np.ndarray:
-        """slot x bucket x stage: the traces that took the stage."""
+    def taken(self, slot: int, buckets: np.ndarray) -> np.ndarray:
+        """bucket x stage: population ``slot``'s traces in ``buckets`` that took the stage."""
         k = len(self.stages)
-        return self._sums[:, :, 1 + k : 1 + 2 * k]
+        return self._sums[slot, buckets, :1] - self._sums[slot, buckets, 1 + k : 1 + 2 * k]
 
     @property
     def share_sum(self) -> np.ndarray:
@@ -108,7 +115,9 @@ class TailAttribution:
 
     @property
     def traces(self) -> int:
-        return int(self.count.sum())
+        """Every population's traces: each was offered to its population's reservoir once (the
+        sums are not read: that would make memory of pages reserved for every population)."""
+        return int(self._offered[: self.slots].sum())
 
     def add(self, spans: np.ndarray, tick_to_trade: np.ndarray, slot: np.ndarray | None = None) -> None:
         """One batch of traced trades: ``spans`` (n x stages, ns; NOT_TAKEN off the trace's path),
@@ -143,17 +152,35 @@ class TailAttribution:
         b = self._bucket
         top = kernels().attribute(slot, trades, b.sub_bucket_mask, b.unit_magnitude, b.half_mag, self._sums,
                                   self._sums.view(np.float64), self.stream, self._slow, self._floor, self._slow_n,
-                                  self.keep_slowest, self._sample, self._offered, self.reservoir, self.seed)  # fmt: skip
+                                  self.keep_slowest, self._sample, self._start, self._size, self._offered,
+                                  self.seed)  # fmt: skip
         self._buckets = max(self._buckets, top + 1)
 
-    def number(self, slots: np.ndarray, numbers: np.ndarray) -> None:
-        """Number populations ``slots`` ``numbers`` in the reservoir draws (by default a slot is
-        its own number): an owner of several groups of populations numbers each group its own way."""
-        if slots.size:
-            self._grow(int(slots.max()) + 1)
-            self.stream[slots] = numbers
+    def open(self, count: int, reservoir: int | None = None, numbers: np.ndarray | None = None) -> np.ndarray:
+        """``count`` new populations (their slots, the next ones), each with a reservoir of
+        ``reservoir`` rows (None: the constructor's), numbered ``numbers`` in the reservoir draws
+        (None: each its own slot): an owner of several groups of populations numbers each group
+        its own way. A slot beyond those opened met by ``add_trades`` is opened with the defaults."""
+        first = self.slots
+        slots = np.arange(first, first + count, dtype=np.int64)
+        if count == 0:
+            return slots
+        self._room(first + count)
+        size = self.reservoir if reservoir is None else reservoir
+        rows = int(self._start[first - 1] + self._size[first - 1]) if first else 0
+        self._start[slots] = rows + size * np.arange(count)
+        self._size[slots] = size
+        self._stock(rows + size * count)
+        self.stream[slots] = slots if numbers is None else numbers
+        self.slots = first + count
+        return slots
 
     def _grow(self, slots: int) -> None:
+        """Populations up to ``slots`` opened, with the defaults."""
+        if slots > self.slots:
+            self.open(slots - self.slots)
+
+    def _room(self, slots: int) -> None:
         """Room for ``slots`` populations. Doubling: a value first seen mid-run copies what the
         others hold O(log) times, not per value, and only what they hold: the sums' buckets that
         may hold traces and the rows kept (the rest is zeros or rows never written)."""
@@ -164,33 +191,41 @@ class TailAttribution:
         sums = reserved((room, *self._sums.shape[1:]), np.int64)
         sums[:have, : self._buckets] = self._sums[:, : self._buckets]
         self._sums = sums
-        held = np.minimum(self._offered, self.reservoir)
-        for name, n in (("_slow", self._slow_n), ("_sample", held)):
-            old = getattr(self, name)
-            new = reserved((room, *old.shape[1:]), np.int64)
-            kernels().move(old, new, n)
-            setattr(self, name, new)
+        slow = reserved((room, *self._slow.shape[1:]), np.int64)
+        kernels().move(self._slow, slow, self._slow_n)
+        self._slow = slow
         more = room - have
-        self._slow_n = np.concatenate((self._slow_n, np.zeros(more, np.int64)))
-        self._offered = np.concatenate((self._offered, np.zeros(more, np.int64)))
+        self._slow_n, self._offered, self._start, self._size, self.stream = (
+            np.concatenate((a, np.zeros(more, np.int64)))
+            for a in (self._slow_n, self._offered, self._start, self._size, self.stream)
+        )
         self._floor = np.concatenate((self._floor, np.full(more, np.iinfo(np.int64).min, np.int64)))
-        # a slot is its own number in the reservoir draws unless its owner names it (``number``)
-        self.stream = np.concatenate((self.stream, np.arange(have, room, dtype=np.int64)))
+
+    def _stock(self, rows: int) -> None:
+        """Room for ``rows`` reservoir rows (doubling, as ``_room``; only the rows held are copied)."""
+        have = self._sample.shape[0]
+        if rows <= have:
+            return
+        sample = reserved((max(rows, 2 * have), self._sample.shape[1]), np.int64)
+        held = np.minimum(self._offered[: self.slots], self._size[: self.slots])
+        kernels().move_rows(self._sample, sample, self._start[: self.slots], held)
+        self._sample = sample
 
     def summary(self, slot: int = 0) -> dict | None:
         """summary.json's ``attribution`` (docs/session-format.md) of population ``slot``; None
         before any trade."""
-        if slot >= self.count.shape[0] or not self.count[slot].any():
+        if slot >= self.slots or not self._offered[slot]:
             return None
         # The buckets holding traces only (a few hundred of thousands): sums from the top over them
-        # are the same sums, and summary() runs per dimension value at every save.
-        filled = np.flatnonzero(self.count[slot] != 0)
+        # are the same sums, and summary() runs per dimension value at every save. Only the
+        # buckets that may hold traces are read: the rest is address space, left so.
+        filled = np.flatnonzero(self._sums[slot, : self._buckets, 0] != 0)
         count = self.count[slot, filled]
         n = int(count.sum())
         cum = np.cumsum(count)
         count_up = from_top(count)
         span_up, share_up = from_top(self.span_sum[slot, filled]), from_top(self.share_sum[slot, filled])
-        taken_up = from_top(self.taken[slot, filled])
+        taken_up = from_top(self.taken(slot, filled))
         tails = {}
         for key, pct in TAILS:
             i = int(np.searchsorted(cum, percentile_rank(pct, n), side="left"))
@@ -250,9 +285,10 @@ class TailAttribution:
 
     def sampled(self, slot: int = 0) -> np.ndarray:
         """The reservoir: a uniform sample of up to ``reservoir`` traces."""
-        if slot >= self._offered.size:
+        if slot >= self.slots:
             return np.empty((0, 0), np.int64)
-        return self._sample[slot, : min(self._offered[slot], self.reservoir)]
+        start = self._start[slot]
+        return self._sample[start : start + min(self._offered[slot], self._size[slot])]
 
 
 def reserved(shape: tuple[int, ...], dtype) -> np.ndarray:

@@ -69,13 +69,13 @@ def settle(slow, s, n, keep_slowest, floor):
 
 @njit(cache=True, nogil=True)
 def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, slow, floor, slow_n, keep_slowest,
-              pool, offered, reservoir, seed):  # fmt: skip
+              pool, start, size, offered, seed):  # fmt: skip
     """Every population's rows (``rows``: tick-to-trade, then the spans; ``slot[i]``: the
     populations of row i, one per slicing, -1: none), each population's in arrival order, in one
     pass. Returns the highest tick-to-trade bucket (HDR counts index, ``hdr_kernels``) met.
 
     The sums: per (population, bucket), one record ``sums[s, b]``: traces, then per stage the sum
-    of spans and the traces that took it, then (in the same words, as float64: ``shares`` is
+    of spans and the traces that did not take it, then (in the same words, as float64: ``shares`` is
     ``sums`` viewed so) the sum of shares; a NOT_TAKEN span, -1, adds nothing.
 
     The slowest: ``slow[s]`` holds a row only if it is slower than ``floor[s]`` (the least of the
@@ -84,8 +84,9 @@ def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, 
     the ``keep_slowest`` slowest and raises the floor: one selection per ``keep_slowest / 2`` rows
     held, not a heap's sift per row. ``slow_n``: rows held (``settle`` before reading them).
 
-    The uniform reservoir ``pool[s]``: Algorithm R, the i-th trace offered takes a random place
-    with p = R/i, drawn from (seed, ``stream[s]``, i); ``offered``: traces offered so far."""
+    The uniform reservoir of population s, ``size[s]`` (R) rows of ``pool`` from ``start[s]``:
+    Algorithm R, the i-th trace offered takes a random place with p = R/i, drawn from (seed,
+    ``stream[s]``, i); ``offered``: traces offered so far."""
     k, width, room = rows.shape[1] - 1, rows.shape[1], slow.shape[1]
     top = -1
     share = np.zeros(k)  # row i's, worked out once for all its populations (a division is slow)
@@ -105,8 +106,9 @@ def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, 
                 span = rows[i, j + 1]
                 if span >= 0:
                     sums[s, b, 1 + j] += span
-                    sums[s, b, 1 + k + j] += 1
                     shares[s, b, 1 + 2 * k + j] += share[j]
+                else:
+                    sums[s, b, 1 + k + j] += 1
             if key > floor[s]:
                 held = slow_n[s]
                 if held == room:
@@ -117,11 +119,12 @@ def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, 
                     for j in range(width):
                         slow[s, held, j] = rows[i, j]
                     slow_n[s] = held + 1
-            seen = offered[s]
+            seen, reservoir = offered[s], size[s]
             place = seen if seen < reservoir else int(_uniform(seed, stream[s], seen) * (seen + 1))
             if place < reservoir:
+                at = start[s] + place
                 for j in range(width):
-                    pool[s, place, j] = rows[i, j]
+                    pool[at, j] = rows[i, j]
             offered[s] = seen + 1
     return top
 
@@ -136,6 +139,15 @@ def move(src, dst, n):
                 dst[s, r, j] = src[s, r, j]
 
 
+@njit(cache=True, nogil=True)
+def move_rows(src, dst, start, n):
+    """Rows ``start[s]`` to ``start[s] + n[s]`` of ``src`` into ``dst``, for each population s."""
+    for s in range(n.size):
+        for r in range(start[s], start[s] + n[s]):
+            for j in range(src.shape[1]):
+                dst[r, j] = src[r, j]
+
+
 def _warm() -> None:
     """Load every kernel's cached machine code at import (hdr_kernels._warm says why)."""
     one, rows = np.zeros(1, np.int64), np.zeros((1, 2), np.int64)
@@ -143,9 +155,10 @@ def _warm() -> None:
     cube, sums = np.zeros((1, 1, 2), np.int64), np.zeros((1, 1, 4), np.int64)
     slot = np.zeros((1, 1), np.int64)
     attribute(slot, rows, 2047, 0, 10, sums, sums.view(np.float64), one, cube.copy(), one.copy(), one.copy(), 1,
-              cube.copy(), one.copy(), 1, 0)  # fmt: skip
+              rows.copy(), np.zeros(1, np.int64), one.copy(), one.copy(), 0)  # fmt: skip
     settle(cube.copy(), 0, 1, 1, one.copy())
     move(cube, cube.copy(), one)
+    move_rows(rows, rows.copy(), np.zeros(1, np.int64), one)
 
 
 _warm()

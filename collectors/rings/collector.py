@@ -889,21 +889,28 @@ class Collector:
         for tag, values in closed.values.items():
             self.hists.record(tag, values)
         self._interval_ticks += closed.complete
-        trades = None  # made ready once for the collector's attribution and every slicing's
+        # The collector's orders are population 0 of one attribution that also holds every
+        # slicing's values: one compiled pass per flush over the orders for all of them.
+        trades = own = None
         if closed.trade_spans is not None and self._interval_start - self.start_ns >= self.warmup_ns:
             stages = self.trade_stages()
             if self.attribution is None or self.attribution.stages != stages:
                 # a ring declaring trade points after trades were attributed: start over on the new stages
                 self.attribution = TailAttribution(stages, self.hists.layout)
+                self.attribution.open(1)
             trades = self.attribution.trades(closed.trade_spans, closed.trade_t2t)
-            self.attribution.add_trades(trades)
+            own = np.zeros((trades.shape[0], 1), np.int64)
+        attributed = False
         c = self.counters
         c.traces_seen += closed.seen
         c.traces_complete += closed.complete
         if closed.rows is not None and self.dimensions:
             warmup = self._interval_start - self.start_ns < self.warmup_ns
-            self.slices.add(self.hists, closed.rows, closed.trade_spans, self.trade_stages(), self.dimensions, warmup,
-                            self.hists.layout, closed.ticks, self.schema.tick_stages, trades)  # fmt: skip
+            attributed = self.slices.add(self.hists, closed.rows, closed.trade_spans, self.trade_stages(),
+                                         self.dimensions, warmup, self.hists.layout, closed.ticks,
+                                         self.schema.tick_stages, trades, self.attribution, own)  # fmt: skip
+        if own is not None and not attributed:
+            self.attribution.add_trades(trades, own)
         if closed.rows is not None:
             self.legs_recorded += int((closed.rows["leg"] >= 0).sum())
             if self.rows is not None and closed.rows["trace"].size:

@@ -7,6 +7,12 @@ add, a take and an expiry each cost O(1) per entry: a flush never re-sorts or me
 index holds. Expiry only ever removes the oldest entry, which is the head of its key's chain,
 and a take removes the head too: the chain never needs to be walked to unlink.
 
+An entry stores only the stamp columns its index was ever asked to keep (``cols``: a compact
+column map, new columns added as they are first kept): the shared stamps of fanned-out traces,
+kept for 30 s and up to a million entries, are 5 of 14 columns in the bench's fan-out, and the
+others were zeros held at full width (a hash that calls 0 empty, so that it could be calloc'ed
+zeros, measured no faster than one written with -1).
+
 Kernels are numba functions compiled once per host and cached (see pending.py); every array they
 take has one dtype.
 """
@@ -70,10 +76,11 @@ def _unlink(s, h, e_id, e_leg, e_live, e_next, cnt):
 
 
 @njit(cache=True, nogil=True)
-def _add(rows, ids, legs, ts, src, order, keep, added, dims, h, e_id, e_leg, e_ts, e_src, e_added, e_dims,
+def _add(rows, ids, legs, ts, src, dest, added, dims, h, e_id, e_leg, e_ts, e_src, e_added, e_dims,
          e_live, e_next, cnt):  # fmt: skip
     """Append rows ``rows`` of the inputs at the FIFO's tail (the caller made room) and index them:
-    column j of ``ts``/``src`` is stored as column ``order[j]`` where ``keep[j]`` (else 0)."""
+    column j of ``ts``/``src`` is stored in stored column ``dest[j]`` (-1: not kept; the stored
+    columns no input column lands in hold 0)."""
     mask = h.shape[0] - 1
     w, nd = ts.shape[1], min(dims.shape[1], e_dims.shape[1])
     for r in rows:
@@ -84,8 +91,9 @@ def _add(rows, ids, legs, ts, src, order, keep, added, dims, h, e_id, e_leg, e_t
         e_ts[s, :] = 0
         e_src[s, :] = 0
         for j in range(w):
-            if keep[j]:
-                e_ts[s, order[j]], e_src[s, order[j]] = ts[r, j], src[r, j]
+            c = dest[j]
+            if c >= 0:
+                e_ts[s, c], e_src[s, c] = ts[r, j], src[r, j]
         e_dims[s, :] = 0
         for d in range(nd):
             e_dims[s, d] = dims[r, d]
@@ -100,18 +108,21 @@ def _add(rows, ids, legs, ts, src, order, keep, added, dims, h, e_id, e_leg, e_t
 
 
 @njit(cache=True, nogil=True)
-def _take(ids, legs, keep, found, ts, src, added, dims, h, e_id, e_leg, e_ts, e_src, e_added, e_dims, e_live,
+def _take(ids, legs, keep, cols, found, ts, src, added, dims, h, e_id, e_leg, e_ts, e_src, e_added, e_dims, e_live,
           e_next, cnt):  # fmt: skip
-    """Each (id, leg)'s oldest live entry into the outputs, and out of the index unless ``keep``."""
+    """Each (id, leg)'s oldest live entry into the outputs (stored column c as column ``cols[c]``,
+    those beyond the outputs' width left out), and out of the index unless ``keep``."""
     mask = h.shape[0] - 1
-    w, nd = min(ts.shape[1], e_ts.shape[1]), min(dims.shape[1], e_dims.shape[1])
+    w, nd = ts.shape[1], min(dims.shape[1], e_dims.shape[1])
     for k in range(ids.size):
         s = h[_find(h, e_id, e_leg, ids[k], legs[k], mask), 0]
         if s < 0:
             continue
         found[k], added[k] = True, e_added[s]
-        for c in range(w):
-            ts[k, c], src[k, c] = e_ts[s, c], e_src[s, c]
+        for c in range(e_ts.shape[1]):
+            out = cols[c]
+            if out < w:
+                ts[k, out], src[k, out] = e_ts[s, c], e_src[s, c]
         for d in range(nd):
             dims[k, d] = e_dims[s, d]
         if not keep:
@@ -159,6 +170,7 @@ class LateIndex:
         self.max_entries = max_entries
         self.expired = 0  # entries dropped by the horizon or the size bound, never answered
         self.cnt = np.zeros(3, np.int64)
+        self.cols = np.zeros(0, np.int64)  # stored column -> its column in the stamp rows added and taken
         self._alloc(256, 0, 0)
 
     def _alloc(self, capacity: int, width: int, n_dims: int) -> None:
@@ -175,7 +187,7 @@ class LateIndex:
         return head + np.flatnonzero(self.e_live[head:tail])
 
     def _room(self, n: int, width: int, n_dims: int) -> None:
-        """Room for ``n`` more entries of ``width`` stamp columns and ``n_dims`` dimensions at the
+        """Room for ``n`` more entries of ``width`` stored stamp columns and ``n_dims`` dimensions at the
         FIFO's tail. Live entries move down to slot 0 when the dead ones make room; the arrays grow
         in place (realloc: what is held is neither copied nor touched again); the hash, kept at
         most half full, is rebuilt from the keys it holds (no entry is read)."""
@@ -230,7 +242,7 @@ class LateIndex:
         """Entries (trace id, leg: default -1) with their stamps and sources (``ts``/``src``: the
         schema's discovery order, or pipeline order with ``order`` its columns), the collector's
         time they were added and dimension value ids; ``rows``: only those rows of the inputs;
-        ``keep``: only those columns' stamps (the others stored as 0)."""
+        ``keep``: only those columns' stamps (the others are not stored: taken back as 0)."""
         rows = np.arange(ids.size, dtype=np.int64) if rows is None else np.ascontiguousarray(rows, np.int64)
         if rows.size == 0:
             return
@@ -239,10 +251,23 @@ class LateIndex:
         dims = np.zeros((ids.size, 0), np.int32) if dims is None else dims
         order = np.arange(w, dtype=np.int64) if order is None else np.ascontiguousarray(order, np.int64)
         keep = np.ones(w, bool) if keep is None else np.ascontiguousarray(keep, bool)
-        self._room(rows.size, int(order.max(initial=-1)) + 1, dims.shape[1])
+        dest = self._stored(order, keep)
+        self._room(rows.size, self.cols.size, dims.shape[1])
         _add(rows, np.ascontiguousarray(ids, np.uint64), np.ascontiguousarray(legs, np.int32),
-             np.ascontiguousarray(ts, np.int64), np.ascontiguousarray(src, np.int16), order, keep,
+             np.ascontiguousarray(ts, np.int64), np.ascontiguousarray(src, np.int16), dest,
              np.ascontiguousarray(added, np.int64), np.ascontiguousarray(dims, np.int32), *self._state())  # fmt: skip
+
+    def _stored(self, order: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Per input column, its stored column (-1: not kept); columns kept for the first time
+        become stored columns."""
+        new = sorted(
+            set(order[keep].tolist()) - set(self.cols.tolist())
+        )  # a dozen columns: sets beat numpy's
+        if new:
+            self.cols = np.concatenate((self.cols, np.array(new, np.int64)))
+        where = np.full(int(max(order.max(initial=-1), self.cols.max(initial=-1))) + 1, -1, np.int64)
+        where[self.cols] = np.arange(self.cols.size)
+        return np.where(keep, where[order], -1)
 
     def expire(self, now_ns: int) -> None:
         self.expired += int(
@@ -268,7 +293,7 @@ class LateIndex:
         src = np.zeros((ids.size, width), np.int16)
         added = np.zeros(ids.size, np.int64)
         dims = np.zeros((ids.size, n_dims), np.int32)
-        _take(np.ascontiguousarray(ids, np.uint64), np.ascontiguousarray(legs, np.int32), keep, found, ts, src,
+        _take(np.ascontiguousarray(ids, np.uint64), np.ascontiguousarray(legs, np.int32), keep, self.cols, found, ts, src,
               added, dims, *self._state())  # fmt: skip
         return found, ts, src, added, dims
 

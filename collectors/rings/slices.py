@@ -17,7 +17,8 @@ histograms hold all its rows from the end of the warm-up on, exactly.
 One flush is one pass over all slicings at once: each slicing gives each row its label (a number,
 from the row's value ids through a lookup table: no sort of the rows), the rows' labels form a
 row x slicing matrix, and every histogram of every slicing is recorded by one compiled call per
-kind of sample, every population's attribution by one (``TailAttribution.add_trades``).
+kind of sample, every population's attribution by one (``TailAttribution.add_trades``), with the
+caller's own populations (the collector's) in the same pass.
 """
 
 from __future__ import annotations
@@ -183,17 +184,22 @@ class DimensionSlices:
 
     def add(self, hists, rows: dict, trade_spans: np.ndarray | None, trade_stages: list[str],
             dimensions: dict[str, list[str]], warmup: bool, layout: HdrHistogram,
-            ticks: dict | None = None, tick_stages: list[str] = (), trades: np.ndarray | None = None) -> None:  # fmt: skip
+            ticks: dict | None = None, tick_stages: list[str] = (), trades: np.ndarray | None = None,
+            attribution: TailAttribution | None = None, own: np.ndarray | None = None) -> bool:  # fmt: skip
         """One flush's recorded rows (``Closed.rows``), the trade spans of its traded rows and its
         ticks (``Closed.ticks``: each recorded tick once, its own values, its ``tick_stages``' spans).
-        ``trades``: the traded rows made ready for attribution by the caller, if it did.
+        ``trades``: the traded rows made ready for attribution by the caller, if it did;
+        ``attribution``: the caller's, the values' populations then live in it (else in one of
+        their own), and ``own``: the caller's populations of those rows (n x any, -1: none),
+        attributed in the same pass. Returns whether the trades were attributed (not in the
+        warm-up, nor without dimension values: then the caller attributes its own).
 
         A stage before the fan-out is recorded per tick under the tick's own values (all ticks,
         traded or not: a leg's venue never labels it); the stages after it per order under the
         tick's values and the leg's; the tail attribution per order, over all the trade stages."""
         dims = rows["dims"]
         if dims.size == 0 or dims.shape[1] == 0:
-            return
+            return False
         self._flushes += 1
         names = list(dimensions)
         t2t, t2d = rows["tick_to_trade"], rows["tick_to_decision"]
@@ -203,12 +209,14 @@ class DimensionSlices:
             if trade_spans is not None
             else np.full((traded.size, len(trade_stages)), NOT_TAKEN, np.int64)
         )
-        if not warmup and (self.attribution is None or self.attribution.stages != list(trade_stages)):
+        if warmup:
+            pass
+        elif attribution is not None:
+            if attribution is not self.attribution:  # the caller started over (new trade stages)
+                self._adopt(attribution)
+        elif self.attribution is None or self.attribution.stages != list(trade_stages):
             # a ring declaring trade points after trades were attributed: start over on them
-            self.attribution = TailAttribution(trade_stages, layout, reservoir=VALUE_RESERVOIR)
-            self._slot[:] = -1
-            for sl in self.slicings.values():
-                sl.populations = 0
+            self._adopt(TailAttribution(trade_stages, layout))
         slicings = self._slicings(names[: dims.shape[1]])
         label = np.empty((dims.shape[0], len(slicings)), np.int64)  # row x slicing: label number, -1 none
         tick_label = None if ticks is None else np.full((ticks["dims"].shape[0], len(slicings)), -1, np.int64)
@@ -219,7 +227,7 @@ class DimensionSlices:
             if tick_label is not None and ticks["dims"].shape[1] > max(at):
                 tick_label[:, s] = self._labelled(sl, ticks["dims"][:, at], sizes, dimensions, warmup, True)
         if warmup:
-            return
+            return False
         per_tick = set(tick_stages) if ticks is not None else set()
         leg_stages = [j for j, s in enumerate(trade_stages) if s not in per_tick]
         tick_columns = list(tick_stages) if ticks is not None else []
@@ -243,7 +251,20 @@ class DimensionSlices:
         if traded.size:
             if trades is None:
                 trades = self.attribution.trades(spans, t2t[traded])
-            self.attribution.add_trades(trades, np.append(self._slot, -1)[of_trade])  # label -1: the last, -1
+            mine = 0 if own is None else own.shape[1]
+            slots = np.empty((traded.size, mine + len(slicings)), np.int64)
+            if own is not None:
+                slots[:, :mine] = own
+            slots[:, mine:] = np.append(self._slot, -1)[of_trade]  # label -1: the last, -1
+            self.attribution.add_trades(trades, slots)
+        return True
+
+    def _adopt(self, attribution: TailAttribution) -> None:
+        """Every value's population anew, in ``attribution``."""
+        self.attribution = attribution
+        self._slot[:] = -1
+        for sl in self.slicings.values():
+            sl.populations = 0
 
     def _labelled(self, sl: Slicing, cols: np.ndarray, sizes: np.ndarray, dimensions: dict[str, list[str]],
                   warmup: bool, ticks: bool) -> np.ndarray:  # fmt: skip
@@ -276,8 +297,9 @@ class DimensionSlices:
             mine = sl.label_of[sl.in_key_order(present)]
             mine = mine[np.sort(np.unique(mine, return_index=True)[1])]
             new = mine[self._slot[mine] < 0]
-            self._slot[new] = np.arange(new.size) + int(self._slot.max(initial=-1)) + 1
-            self.attribution.number(self._slot[new], np.arange(new.size) + sl.populations)
+            self._slot[new] = self.attribution.open(
+                new.size, VALUE_RESERVOIR, np.arange(new.size) + sl.populations
+            )
             sl.populations += new.size
         return np.append(sl.label_of, -1)[ids]
 

@@ -210,3 +210,23 @@ def test_the_live_snapshot_recomputes_attribution_at_most_once_a_second_of_sessi
         col.snapshot.cumulative == col.summary()
         and col.snapshot.cumulative["tick_to_trade"]["count"] == 10 * rolls
     )
+
+
+def shmem_kb() -> int:
+    """This process's resident shared memory (the reserved regions are anonymous shared maps)."""
+    line = next(x for x in open("/proc/self/status") if x.startswith("RssShmem:"))
+    return int(line.split()[1])
+
+
+def test_reading_the_trace_count_and_summaries_makes_memory_only_of_the_buckets_held():
+    """Reserved sums are address space until written: reading every population's (the collector
+    reads the trace count at every roll, a summary per value at every save) must not fault them in."""
+    att = TailAttribution(["a", "b"], new_histogram(), keep_slowest=10, reservoir=10)
+    att.open(64)
+    spans = np.array([[1000, 2000], [3000, 4000]], np.int64)
+    att.add(spans, spans.sum(axis=1), np.array([0, 63]))
+    before = shmem_kb()
+    assert att.traces == 2
+    assert [att.summary(s) is not None for s in (0, 1, 63)] == [True, False, True]
+    # 64 populations' sums are ~4 MB each of address space: a read of them all would be ~256 MB
+    assert shmem_kb() - before < 8 * 1024

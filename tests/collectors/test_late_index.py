@@ -23,8 +23,10 @@ class Reference:
         self.horizon_ns, self.max_entries = horizon_ns, max_entries
         self.entries: list[dict] = []
         self.expired = 0
+        self.kept: set[int] = set()  # every column an entry was ever added with: all an entry stores
 
     def add(self, ids, ts, src, added, legs, dims, rows, order, keep):
+        self.kept |= {int(c) for c in order[keep]} if len(rows) else set()
         for r in rows:
             width = int(order.max()) + 1
             e_ts, e_src = [0] * width, [0] * width
@@ -102,5 +104,25 @@ def test_late_index_answers_exactly_as_the_reference(seed):
             ref.expire(now)
         assert len(index) == len(ref.entries)
         assert index.expired == ref.expired
+        assert index.e_ts.shape[1] == index.e_src.shape[1] == len(ref.kept)  # only the kept columns stored
     held = index.held_src()
     assert sorted(held[held != 0].tolist()) == sorted(v for e in ref.entries for v in e["src"] if v)
+
+
+def test_an_index_keeping_some_columns_stores_only_those_and_takes_back_full_rows():
+    """The fan-out's shared stamps (5 of 14 columns, in pipeline order): 5 columns per entry held,
+    the full row taken back with the others 0."""
+    n, width = 1000, 14
+    keep = np.zeros(width, bool)
+    keep[[0, 1, 2, 3, 4]] = True
+    order = np.arange(width, dtype=np.int64)[::-1].copy()
+    ids = np.arange(n, dtype=np.uint64)
+    ts = np.arange(n * width, dtype=np.int64).reshape(n, width) + 1
+    src = np.ones((n, width), np.int16)
+    index = LateIndex(1 << 40, 1 << 20)
+    index.add(ids, ts, src, np.zeros(n, np.int64), order=order, keep=keep)
+    assert index.e_ts.shape[1] == 5
+    found, got, got_src, _, _ = index.take(ids, width)
+    want = np.zeros((n, width), np.int64)
+    want[:, order[keep]] = ts[:, keep]
+    assert found.all() and np.array_equal(got, want) and np.array_equal(got_src != 0, want != 0)

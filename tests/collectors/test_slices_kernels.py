@@ -267,7 +267,8 @@ def test_every_population_of_every_slicing_keeps_what_a_reference_keeps(
 ):
     """Rows in a population per slicing at once, in batches: each population's reservoir is
     Algorithm R over its own rows in arrival order, with draws from (seed, the number its owner
-    gave it, i); its slowest are its rows' slowest; its sums are its rows'."""
+    gave it, i), of the size it was opened with (each slicing's its own: the collector's and a
+    value's differ); its slowest are its rows' slowest; its sums are its rows'."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 1500))
     spans = rng.integers(0, 10**6, size=(n, 2))
@@ -278,7 +279,10 @@ def test_every_population_of_every_slicing_keeps_what_a_reference_keeps(
     slot = np.where(slot >= 0, slot + 4 * np.arange(slicings), -1)  # each slicing its own populations
     att = TailAttribution(["a", "b"], LAYOUT, keep_slowest=keep, reservoir=reservoir, seed=seed % 1000)
     number = rng.permutation(populations)
-    att.number(np.arange(populations), number)
+    size = [reservoir + 7 * (p // 4) for p in range(populations)]
+    for j in range(slicings):
+        opened = att.open(4, None if j == 0 else size[4 * j], number[4 * j : 4 * j + 4])
+        assert opened.tolist() == list(range(4 * j, 4 * j + 4))
     for part in np.array_split(np.arange(n), parts):
         att.add(spans[part], t2t[part], slot[part])
     for p in range(populations):
@@ -286,9 +290,9 @@ def test_every_population_of_every_slicing_keeps_what_a_reference_keeps(
         pool: list[list[int]] = []
         for k, i in enumerate(mine):
             row = [int(t2t[i]), *map(int, spans[i])]
-            if k < reservoir:
+            if k < size[p]:
                 pool.append(row)
-            elif (j := int(uniform(seed % 1000, int(number[p]), k) * (k + 1))) < reservoir:
+            elif (j := int(uniform(seed % 1000, int(number[p]), k) * (k + 1))) < size[p]:
                 pool[j] = row
         assert att.sampled(p).tolist() == pool
         assert sorted(att.slowest(p)[:, 0].tolist()) == sorted(t2t[mine].tolist())[-keep:]
