@@ -256,20 +256,23 @@ class HiccupCollector(SideCollectorBase):
 
     def _write_pending(self, segment_dir: Path, until_epoch_s: float | None) -> None:
         """The intervals received, into ``segment_dir``'s hiccup.hlog: all of them, or those that
-        started before ``until_epoch_s`` (the rest belong to the next segment)."""
-        if self.log_dir != segment_dir:
-            if self.log is not None:
-                self.log.close()
-            self.log, self.log_dir = (
-                HistogramLogWriter(segment_dir / HICCUP_LOG, self.base_epoch_s),
-                segment_dir,
-            )
+        started before ``until_epoch_s`` (the rest belong to the next segment). The log is opened
+        by its first interval: a segment none of whose intervals has come yet (a loaded host delays
+        the meter) gets no empty log, which would keep it for nothing."""
         while self.pending and (until_epoch_s is None or self.pending[0][0] < until_epoch_s):
+            if self.log_dir != segment_dir:
+                if self.log is not None:
+                    self.log.close()
+                self.log, self.log_dir = (
+                    HistogramLogWriter(segment_dir / HICCUP_LOG, self.base_epoch_s),
+                    segment_dir,
+                )
             lo, hi, encoded = self.pending.popleft()
             self.log.write(
                 "hiccup", HdrHistogram.decode(encoded), lo - self.base_epoch_s, hi - self.base_epoch_s
             )
-        self.log.flush()
+        if self.log is not None:
+            self.log.flush()
 
     def stop(self) -> list[str]:
         if self.proc is not None:

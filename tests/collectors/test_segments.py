@@ -323,6 +323,28 @@ def test_perf_rows_are_cut_with_the_segments_and_their_union_is_the_runs(tmp_pat
     assert read[0] == "time_s,event,value,unit,run_pct" and [x.split(",") for x in read[1:]] == union
 
 
+def test_a_segment_whose_hiccups_have_not_come_yet_gets_no_empty_hiccup_log(tmp_path):
+    """A loaded host delays the meter: at a cut, the intervals received may all belong to the next
+    segment. The closing one then gets no hiccup.hlog (an empty one kept it for nothing, and read
+    alone it had no hiccups); the next takes them."""
+    from types import SimpleNamespace
+
+    from tickscope.collectors.side.hiccup import HiccupCollector
+
+    h = new_histogram()
+    h.record_value(1_000)
+    meter = HiccupCollector()
+    meter.segments, meter.base_epoch_s = SimpleNamespace(path=None), 1000.0
+    meter.pending.append((1001.5, 1001.6, h.encode().decode()))  # began 1.5 s into the run
+    first, second = tmp_path / "000000", tmp_path / "000001"
+    first.mkdir(), second.mkdir()
+    meter.segment_closing(first, 0.0, 1.0)
+    assert not (first / "hiccup.hlog").exists() and len(meter.pending) == 1
+    meter.segment_closing(second, 1.0, 2.0)
+    ivs = read_hlog(second / "hiccup.hlog")[0]["hiccup"]
+    assert [(iv.start_s, iv.end_s) for iv in ivs] == [(1.5, 1.6)] and not meter.pending
+
+
 def test_a_segment_of_an_idle_pipeline_keeps_what_the_side_collectors_saw(tmp_path):
     """A pipeline that writes no probe for seconds gives segments with no latency interval: kept
     when a side collector wrote into them (hiccups here), readable alone, so the run's hiccup
