@@ -19,6 +19,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from tickscope.collectors.rings.attribution import TailAttribution
+from tickscope.collectors.rings.attribution import kernels as attribution_kernels
 from tickscope.collectors.rings.clocks import read_calibration, sample_realtime_offset, tsc_facts
 from tickscope.collectors.rings.correlate import (
     SET_ASIDE,
@@ -28,6 +29,7 @@ from tickscope.collectors.rings.correlate import (
     Correlator,
     DeclarationConflict,
     TraceSchema,
+    warm_kernels,
 )
 from tickscope.collectors.rings.host_tsc import collector_pair, host_tsc_domain, tsc_reader
 from tickscope.collectors.rings.incidents import IncidentPolicy, IncidentRecorder
@@ -53,6 +55,7 @@ from tickscope.collectors.session.hdr import (
     reset,
     summarize,
 )
+from tickscope.collectors.session.hdr import _kernels as hdr_kernels
 from tickscope.probe import layout as L
 
 RELEASED_NOTES_KEPT = 64  # lines about folded writers kept for the end (the rest: a count)
@@ -67,6 +70,16 @@ def _intake():
     with loading_kernels():
         from tickscope.collectors.rings import intake_kernels
     return intake_kernels
+
+
+def load_kernels() -> None:
+    """Every compiled kernel a collector runs, loaded now (from numba's cache; compiled on a fresh
+    host: seconds), once per process. Before a session's writer is made: the session's time then
+    starts where the collector's clock does, after the load, so a warm-up still counts from there."""
+    warm_kernels()
+    _intake()
+    attribution_kernels()
+    hdr_kernels()
 
 
 def monotonic_ns() -> int:
@@ -411,9 +424,15 @@ class Collector:
         # Writers attached and released, one line each, for ``live`` to say as they happen (taken
         # by ``take_notices``: a daemon sees thousands of writers, so they are not kept).
         self.notices: list[str] = []
-        self.start_ns = monotonic_ns()
-        self.start_epoch_s = time.time()
         self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()
+        # The grid starts when the session does, the same instant on both clocks: its intervals
+        # are written at epoch times (the session's start plus their offset), and the side
+        # collectors' (hiccups, perf) stamp epoch time; started apart, they sat apart by what
+        # happened in between (this constructor loading kernels: 0.1 s; 12 s on a fresh host).
+        if session is not None:
+            self.start_ns = round(session.meta["start_epoch_s"] * 1e9) - self.realtime_offset
+        else:
+            self.start_ns = monotonic_ns()
         self._interval_start = self.start_ns
         self._state_saved_ns = 0  # interval grid time of the last meta.json/summary.json (0: never)
         self._slowest = SlowestTraces(slowest)  # of the run

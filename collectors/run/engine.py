@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tickscope.collectors.rings.collector import Collector, monotonic_ns
+from tickscope.collectors.rings.collector import Collector, load_kernels, monotonic_ns
 from tickscope.collectors.rings.incidents import IncidentPolicy
 from tickscope.collectors.run.children import become_subreaper, child_pids, end_adopted
 from tickscope.collectors.run.claim import ProfileError, claim_session_dir, private_ring_dir
@@ -171,6 +171,7 @@ class _Run:
             self.children_before = child_pids()
         else:
             self.rings = plan.ring_dir
+        load_kernels()  # before the session's time starts, which is the collector's (Collector)
         try:
             meta = {"name": self.out.name, **plan.meta} if self.out else None
             self.writer = SessionWriter(self.out, meta, plan.segments, self._say) if self.out else None

@@ -193,3 +193,19 @@ def test_state_files_are_compact_while_running_and_indented_once_closed(tmp_path
     assert all(text.count("\n") > 1 for text in closed), closed  # indented
     assert [json.loads(t) for t in closed[1:]] == [json.loads(t) for t in running[1:]]
     assert json.loads(closed[0])["status"] == "complete"
+
+
+def test_the_collectors_intervals_start_when_the_session_does_on_the_epoch_the_side_collectors_use(tmp_path):
+    """A session's logs are anchored at its start (epoch seconds) and the hiccup meter and perf
+    stamp epoch time, so the collector's interval grid must start at that same instant: it started
+    when the collector was made, after its kernels loaded, and every latency interval was written
+    that long before its time (0.1 s here; 12 s on a fresh host), beside the wrong hiccups."""
+    import time
+
+    (tmp_path / "rings").mkdir()
+    writer = SessionWriter(tmp_path / "s", {"name": "s"})
+    time.sleep(0.2)  # what happens between the two: the collector's kernels loading
+    c = Collector(tmp_path / "rings", writer)
+    start_epoch_ns = round(writer.meta["start_epoch_s"] * 1e9)
+    assert abs(c.start_ns + c.realtime_offset - start_epoch_ns) <= c.realtime_uncertainty + 1_000
+    assert Collector(tmp_path / "rings").start_ns > c.start_ns  # without a session: its own start
