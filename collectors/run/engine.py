@@ -191,10 +191,13 @@ class _Run:
         """Start, poll, stop, conclude, close (under ``ending_like_ctrl_c``); ``interrupted``: a stop
         signal came during the set-up."""
         try:
-            if interrupted:
+            # Serving since prepare(): in the run from its first instant, so concluded however it
+            # ends (a stop signal before the others start, too), and started once.
+            with holding_interrupts():
                 for s in self.plan.side:
                     if s.open_from_prepare:
                         self._start_side(s, None)
+            if interrupted:
                 raise KeyboardInterrupt
             self._start_and_poll()
         except KeyboardInterrupt:
@@ -260,7 +263,8 @@ class _Run:
     def _start_and_poll(self) -> None:
         plan, writer = self.plan, self.writer
         for s in plan.side:
-            if s.before_subject:  # e.g. a wire capture that must see the first packet
+            # e.g. a wire capture that must see the first packet (those open from prepare: started)
+            if s.before_subject and not s.open_from_prepare:
                 self._start_side(s, None)
         if plan.start_subject is None:
             self.subject = AttachedRings()
@@ -278,7 +282,7 @@ class _Run:
             writer.meta["subject_pid"] = self.subject.pid
             writer.save_meta()
         for s in plan.side:
-            if not s.before_subject:
+            if not s.before_subject and not s.open_from_prepare:
                 self._start_side(s, self.subject)
         if self.collector.incidents is not None:  # what the side collectors saw of each incident's window
             self.collector.incidents.views = [s.incident_view for s in self.started]

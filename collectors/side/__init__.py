@@ -58,8 +58,9 @@ class SideCollectorBase:
     name = "side"
     before_subject = False  # start before the subject exists (e.g. a capture must see the first packet)
     in_side_panel = True  # ``latest()`` is shown in the view's side panel
-    # prepare() opens it to others (an endpoint serves): a run stopped during its set-up still
-    # starts and concludes it, so what it served and whom it turned away are said
+    # prepare() opens it to others (an endpoint serves): it is started first, before anything a
+    # stop signal could cut short, and so concluded however the run ends (stopped in its set-up
+    # too): what it served and whom it turned away are said
     open_from_prepare = False
 
     def __init__(self):

@@ -61,29 +61,37 @@ from tickscope.collectors.run.engine import RunPlan, run
 from tickscope.collectors.side import SideCollectorBase
 from tickscope.collectors.side.prometheus import PrometheusExporter
 
-class SignalledWhilePrepared(SideCollectorBase):
-    # A Prometheus endpoint serves from prepare(): a scraper, or a kill, may come before the run polls.
+class Signalled(SideCollectorBase):
+    # A Prometheus endpoint serves from prepare(): a scraper, or a kill, may come before the run
+    # polls: during the set-up (prepare), or after it, before the side collectors start (start).
     name = "signalled"
+    before_subject = True  # started first: before the exporter was, in a run that started it in turn
 
     def prepare(self, session_name):
-        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+        if sys.argv[4] == "prepare":
+            os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+
+    def start(self, pid, session_dir):
+        if sys.argv[4] == "start":
+            os.kill(os.getpid(), getattr(signal, sys.argv[2]))
 
 rings, out = Path(sys.argv[1]) / "rings", Path(sys.argv[1]) / "s"
 rings.mkdir()
 exporter = PrometheusExporter(f"127.0.0.1:{sys.argv[3]}", pipeline="p", linger_s=0)  # serving from prepare()
-result = run(RunPlan("s", ring_dir=rings, out=out, side=[exporter, SignalledWhilePrepared()], duration_s=60))
+result = run(RunPlan("s", ring_dir=rings, out=out, side=[exporter, Signalled()], duration_s=60))
 meta = json.loads((out / "meta.json").read_text())
 print(result.exit_code, meta["status"], "prometheus" in meta)
 """
 
 
+@pytest.mark.parametrize("when", ["prepare", "start"])
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
-def test_a_stop_signal_during_the_set_up_ends_the_run_in_order(tmp_path, sig):
+def test_a_stop_signal_during_the_set_up_ends_the_run_in_order(tmp_path, sig, when):
     """A run told to stop before it polled (a SIGTERM once its Prometheus endpoint serves, while the
     collector's kernels load) ends as Ctrl-C ends it: exit 130, the session saved as interrupted,
     the endpoint's conclusion (what it served, whom it turned away) in it.
     It died of the signal's default action, leaving the session marked running."""
-    r = subprocess.run([sys.executable, "-c", SIGNAL_IN_SET_UP, str(tmp_path), sig, str(free_port())],
+    r = subprocess.run([sys.executable, "-c", SIGNAL_IN_SET_UP, str(tmp_path), sig, str(free_port()), when],
                        capture_output=True, text=True, timeout=120, preexec_fn=_stop_signals_default)  # fmt: skip
     # the last: the Prometheus endpoint that served before the run started is concluded with it
     assert (r.returncode, r.stdout.split()[-3:]) == (0, ["130", "interrupted", "True"]), r.stderr[-2000:]
