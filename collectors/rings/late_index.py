@@ -260,9 +260,8 @@ class LateIndex:
     def _stored(self, order: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Per input column, its stored column (-1: not kept); columns kept for the first time
         become stored columns."""
-        new = sorted(
-            set(order[keep].tolist()) - set(self.cols.tolist())
-        )  # a dozen columns: sets beat numpy's
+        # a dozen columns: Python's sets beat numpy's set routines here
+        new = sorted(set(order[keep].tolist()) - set(self.cols.tolist()))
         if new:
             self.cols = np.concatenate((self.cols, np.array(new, np.int64)))
         where = np.full(int(max(order.max(initial=-1), self.cols.max(initial=-1))) + 1, -1, np.int64)

@@ -262,9 +262,9 @@ class _Run:
 
     def _start_and_poll(self) -> None:
         plan, writer = self.plan, self.writer
-        for s in plan.side:
-            # e.g. a wire capture that must see the first packet (those open from prepare: started)
-            if s.before_subject and not s.open_from_prepare:
+        rest = [s for s in plan.side if not s.open_from_prepare]  # those are started (execute)
+        for s in rest:
+            if s.before_subject:  # e.g. a wire capture that must see the first packet
                 self._start_side(s, None)
         if plan.start_subject is None:
             self.subject = AttachedRings()
@@ -281,8 +281,8 @@ class _Run:
             writer.meta["command"] = self.subject.description
             writer.meta["subject_pid"] = self.subject.pid
             writer.save_meta()
-        for s in plan.side:
-            if not s.before_subject and not s.open_from_prepare:
+        for s in rest:
+            if not s.before_subject:
                 self._start_side(s, self.subject)
         if self.collector.incidents is not None:  # what the side collectors saw of each incident's window
             self.collector.incidents.views = [s.incident_view for s in self.started]
