@@ -164,8 +164,11 @@ def test_bench_json_has_every_figure():
                 "ingest_ratio", "drain_records_per_s", "collect_records_per_s", "collect_cpu_ns_per_record",
                 "collect_fanout_records_per_s", "collect_fanout_cpu_ns_per_record", "collect_fanout_ratio",
                 "collect_incident_cpu_ns_per_record", "collect_incident_check_ns_per_record",
-                "collect_incident_buffer_peak_bytes", "collect_incident_cpu_ratio", "kernels_load_s"):  # fmt: skip
+                "collect_incident_buffer_peak_bytes", "collect_incident_cpu_ratio", "kernels_load_s",
+                "collect_floor_cpu_ns_per_record", "collect_floor_records_per_s", "collect_floor_ratio"):  # fmt: skip
         assert key in b
+    # the physical floor copied the very records the collector then drained
+    assert b["collect_floor_records"] == b["collect_records"] > 0
     # the same rings with and without --incident's buffer: every trace counted the same
     assert (
         b["collect_incident_records"] == b["collect_records"] and b["collect_incident_traces_incomplete"] == 0
