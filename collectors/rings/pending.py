@@ -356,9 +356,11 @@ def _close_scan(t_live, t_id, t_head, r_next, R_ts, R_src, r_arrived, r_round, s
             for c in range(w):
                 if R_ts[r, c] != 0:
                     present[c] = True
-                s = R_src[r, c]
-                if s > 0 and tick_of[s] >= 0:
-                    delivered[tick_of[s]] = True
+            if delivered.size:  # sources matter only to tick rings: without one, not even read
+                for c in range(w):
+                    s = R_src[r, c]
+                    if s > 0 and tick_of[s] >= 0:
+                        delivered[tick_of[s]] = True
             r = r_next[r]
         final = False
         for c in range(w):
