@@ -52,6 +52,7 @@ def _prefetch(typingctx, array, index):
 
 
 _AHEAD = 32  # records: about two traces of the fan-out bench, time for a hash slot to arrive from memory
+_AHEAD_TRACES = 8  # traces taken out: time for their slots to arrive from memory
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -355,9 +356,11 @@ def _close_scan(t_live, t_id, t_head, r_next, R_ts, R_src, r_arrived, r_round, s
             for c in range(w):
                 if R_ts[r, c] != 0:
                     present[c] = True
-                s = R_src[r, c]
-                if s > 0 and tick_of[s] >= 0:
-                    delivered[tick_of[s]] = True
+            if delivered.size:  # sources matter only to tick rings: without one, not even read
+                for c in range(w):
+                    s = R_src[r, c]
+                    if s > 0 and tick_of[s] >= 0:
+                        delivered[tick_of[s]] = True
             r = r_next[r]
         final = False
         for c in range(w):
@@ -383,8 +386,19 @@ def _take(slots, evict_t, order, h_val, t_id, t_live, t_head, t_rows, r_next, r_
     shared row of a trace without legs. Stamps in pipeline order (``order``). Returns ids, legs,
     stamps, sources, arrived, dup, evicted, dims, and each row's trace's own dimension values
     (its shared row's; none for a leg whose trace's shared row is not here: it closed earlier)."""
+    # Slots come in trace id order, at random in the table: each trace's fields, its first row's
+    # leg and its hash position are asked for ahead (the hash position a cache miss per trace else)
+    mask = h_val.size - 1
     n = 0
-    for t in slots:
+    for i in range(slots.size):
+        if i + 2 * _AHEAD_TRACES < slots.size:
+            u = slots[i + 2 * _AHEAD_TRACES]
+            _prefetch(t_head, u)
+            _prefetch(t_rows, u)
+            _prefetch(t_id, u)
+        if i + _AHEAD_TRACES < slots.size:
+            _prefetch(r_leg, t_head[slots[i + _AHEAD_TRACES]])
+        t = slots[i]
         head = t_head[t]
         n += t_rows[t] - (1 if r_leg[head] < 0 and t_rows[t] > 1 else 0)
     w, nd = order.size, R_dims.shape[1]
@@ -397,9 +411,10 @@ def _take(slots, evict_t, order, h_val, t_id, t_live, t_head, t_rows, r_next, r_
     arrived = np.empty(n, np.int64)
     dup = np.empty(n, np.bool_)
     evict = np.empty(n, np.bool_)
-    mask = h_val.size - 1
     k = 0
     for i in range(slots.size):
+        if i + _AHEAD_TRACES < slots.size:
+            _prefetch(h_val, _home(t_id[slots[i + _AHEAD_TRACES]], mask))
         t = slots[i]
         r = t_head[t]
         shared = r if r_leg[r] < 0 else -1
