@@ -90,6 +90,11 @@ def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, 
     k, width, room = rows.shape[1] - 1, rows.shape[1], slow.shape[1]
     top = -1
     share = np.zeros(k)  # row i's, worked out once for all its populations (a division is slow)
+    # (pool row, row) of each place taken, copied after the pass: a copy goes to a random place of
+    # every population's reservoir (megabytes), and its cache misses, in the pass, held up the sums'
+    # stores. In order: a place taken twice keeps the later row.
+    taken = np.empty((slot.size, 2), np.int64)
+    takes = 0
     for i in range(slot.shape[0]):
         key = rows[i, 0]
         b = counts_index(key, mask, unit_magnitude, half_mag)
@@ -122,10 +127,13 @@ def attribute(slot, rows, mask, unit_magnitude, half_mag, sums, shares, stream, 
             seen, reservoir = offered[s], size[s]
             place = seen if seen < reservoir else int(_uniform(seed, stream[s], seen) * (seen + 1))
             if place < reservoir:
-                at = start[s] + place
-                for j in range(width):
-                    pool[at, j] = rows[i, j]
+                taken[takes, 0], taken[takes, 1] = start[s] + place, i
+                takes += 1
             offered[s] = seen + 1
+    for t in range(takes):
+        at, i = taken[t, 0], taken[t, 1]
+        for j in range(width):
+            pool[at, j] = rows[i, j]
     return top
 
 
