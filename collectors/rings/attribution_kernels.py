@@ -42,13 +42,38 @@ def _uniform(seed, s, i):
 
 
 @njit(cache=True, nogil=True)
+def _ranked(keys, m):
+    """The m-th least (0 on) of ``keys``, exactly. A sorted sample of 256 brackets rank m (about
+    2.7 standard deviations of the sample's rank each side), one pass sets apart the keys in the
+    bracket, and those alone are partitioned: a partition of every key (numba's, 150 us for the
+    12,288 rows of a settle) only when the bracket missed."""
+    n = keys.size
+    sample = np.sort(keys[:: max(n // 256, 1)])
+    at = m * sample.size // n
+    lo = sample[at - 20] if at >= 20 else np.iinfo(np.int64).min
+    hi = sample[at + 20] if at + 20 < sample.size else np.iinfo(np.int64).max
+    below, held = 0, 0
+    between = np.empty(n, np.int64)
+    for r in range(n):
+        key = keys[r]
+        if key < lo:
+            below += 1
+        elif key <= hi:
+            between[held] = key
+            held += 1
+    if below <= m < below + held:
+        return np.partition(between[:held], m - below)[m - below]
+    return np.partition(keys.copy(), m)[m]
+
+
+@njit(cache=True, nogil=True)
 def settle(slow, s, n, keep_slowest, floor):
     """Population ``s``'s ``n`` rows held in ``slow[s]`` down to its ``keep_slowest`` slowest (at
     the front; of rows tied at the cut, the first held), and ``floor[s]`` raised to the slowest
     kept's least tick-to-trade: a row no slower cannot be among the slowest. Returns the rows held."""
     if n <= keep_slowest:
         return n
-    cut = np.partition(slow[s, :n, 0].copy(), n - keep_slowest)[n - keep_slowest]
+    cut = _ranked(slow[s, :n, 0], n - keep_slowest)
     ties = keep_slowest
     for r in range(n):
         if slow[s, r, 0] > cut:

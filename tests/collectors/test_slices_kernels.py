@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tickscope.collectors.rings.attribution import RESERVOIR, VALUE_RESERVOIR, TailAttribution
+from tickscope.collectors.rings.attribution import RESERVOIR, VALUE_RESERVOIR, TailAttribution, kernels
 from tickscope.collectors.rings.collector import HistogramSet
 from tickscope.collectors.rings.correlate import NOT_TAKEN, TICK_TO_DECISION, TICK_TO_TRADE
 from tickscope.collectors.rings.slices import DimensionSlices, KeyIndex
@@ -371,3 +371,52 @@ def test_a_dimension_values_reservoir_holds_value_reservoir_orders_and_its_media
     summary = slices.summary(names, {})["symbol"]["values"]["s1"]["attribution"]
     assert summary["traces"] == orders and summary["tails"]["p50"]["median"]["method"] == "sampled"
     assert 0 < summary["tails"]["p50"]["median"]["samples"] <= VALUE_RESERVOIR
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from([1, 3, 6, 9]), st.integers(1, 4))
+def test_the_sums_of_any_stage_count_equal_a_row_by_row_reference(seed, stages, parts):
+    """For any stage count, per population and bucket, the traces, span sums, traces that did not
+    take a stage and share sums equal a row-by-row reference, the share sums bit for bit (added in
+    arrival order), however the rows were batched."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 600))
+    spans = rng.integers(0, 10**5, size=(n, stages))
+    spans[rng.random(spans.shape) < 0.15] = NOT_TAKEN
+    t2t = np.maximum(spans, 0).sum(axis=1)
+    slot = rng.integers(-1, 3, (n, 2))
+    slot = np.where(slot >= 0, slot + 3 * np.arange(2), -1)  # each column its own populations
+    att = TailAttribution([f"s{j}" for j in range(stages)], LAYOUT, keep_slowest=5, reservoir=7)
+    for part in np.array_split(np.arange(n), parts):
+        att.add(spans[part], t2t[part], slot[part])
+    layout = BulkRecorder(LAYOUT)
+    for p in range(att.slots):
+        count, span_sum, not_taken = (np.zeros((layout.counts_len, w), np.int64) for w in (1, stages, stages))
+        share_sum = np.zeros((layout.counts_len, stages))
+        for i in np.flatnonzero((slot == p).any(axis=1)):
+            b = LAYOUT._counts_index_for(int(t2t[i]))
+            total = int(np.maximum(spans[i], 0).sum())
+            count[b] += 1
+            for j, s in enumerate(spans[i].tolist()):
+                if s == NOT_TAKEN:
+                    not_taken[b, j] += 1
+                else:
+                    span_sum[b, j] += s
+                    share_sum[b, j] += s / total if total else 0.0
+        assert np.array_equal(att.count[p], count[:, 0])
+        assert np.array_equal(att.span_sum[p], span_sum)
+        assert np.array_equal(att.taken(p, np.arange(layout.counts_len)), count - not_taken)
+        assert np.array_equal(att.share_sum[p].view(np.int64), share_sum.view(np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 20_000), st.sampled_from([2, 50, 10**6, 2**62]), st.floats(0, 1))
+def test_the_settles_cut_is_the_exact_ranked_key(seed, n, spread, at):
+    """The settle's cut (a sampled bracket, then a partition of the keys in it) is the m-th least
+    key exactly, ties (a small spread) and sorted or reversed arrival included."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(-spread, spread, n)
+    if seed % 3:
+        keys = np.sort(keys)[:: 1 if seed % 3 == 1 else -1].copy()
+    m = min(int(at * n), n - 1)
+    assert kernels()._ranked(keys, m) == np.sort(keys)[m]
