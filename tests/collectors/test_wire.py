@@ -667,15 +667,23 @@ def test_profile_capture_with_the_rust_trader_joins_every_order_to_its_trace(tmp
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "meta.json").read_text())
     cap, c = meta["capture"], meta["capture"]["counters"]
-    assert c["orders_new"] > 0 and c["orders_matched"] == c["orders_new"] == cap["orders_traced"]
-    assert cap["orders_traced_not_on_wire"] == 0 and cap["orders_on_wire_without_trace"] == 0
-    assert cap["md_traced_not_on_wire"] == 0
+    said = {**{k: v for k, v in meta["counters"].items() if v and k not in ("produced", "drained")},
+            **{k: v for k, v in cap.items() if k.startswith(("orders_", "md_"))}, **c}  # fmt: skip
+    assert c["orders_new"] > 0 and c["orders_matched"] == c["orders_new"], said
+    # Every order on the wire joins its trace's order.tx stamp; a collector starved past the rings'
+    # depth (a loaded host) loses stamps, and then says so: those orders are on the wire untraced.
+    if meta["counters"]["dropped_ring_full"]:
+        assert not meta["drop_free"] and "dropped" in r.stdout, said
+    else:
+        assert cap["orders_traced"] == c["orders_matched"] and cap["orders_on_wire_without_trace"] == 0, said
+    assert cap["orders_traced"] == c["orders_matched"] - cap["orders_on_wire_without_trace"], said
+    assert cap["orders_traced_not_on_wire"] == 0 and cap["md_traced_not_on_wire"] == 0, said
     summary = json.loads((out / "summary.json").read_text())
     assert summary["wire_to_wire"]["count"] == c["orders_matched"]
     residual = (
         summary["wire.order-order.tx"]["count"] + summary.get("order.tx-wire.order", {"count": 0})["count"]
     )
-    assert residual == c["orders_matched"]
+    assert residual == cap["orders_traced"], said
     # the wire joins what the probes measured: wire-to-wire is tick-to-trade give or take the stack
     assert summary["wire_to_wire"]["p50"] < 10 * summary["tick_to_trade"]["p50"] + 1_000_000
     stats = meta["subject_stats"]["trader"]
