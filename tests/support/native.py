@@ -83,12 +83,26 @@ def tracing_crate_build(work: Path, *cargo_args: str) -> subprocess.CompletedPro
     home = work / "cargo-home"  # of its own: the user's registry cache is neither read nor written
     home.mkdir(exist_ok=True)
     env = {**os.environ, "CARGO_HOME": str(home)}
-    return subprocess.run(["cargo", *cargo_args, *debian, "--offline", "--target-dir", str(work / "target")],
+    return subprocess.run(["cargo", *cargo_args, *debian, "--offline", "--target-dir", str(TRACING_TARGET)],
                           cwd=work / "rust_tracing", env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
 
 
+# One target directory for every build of the layer crate, in the per-user cache: Debian's tokio,
+# tracing and tracing-subscriber are compiled once per machine (~15 s each cold on a 2-vCPU host),
+# whichever checkout or work directory builds; only the two path crates are rebuilt per copy (cargo
+# tells copies apart by their paths). Concurrent builds wait on cargo's lock of the directory.
+TRACING_TARGET = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "tickscope-tests"
+    / "rust_tracing-target"
+)
+
+
 def tracing_example(name: str, work: Path) -> Path:
-    """``probe/rust_tracing/examples/<name>.rs`` built in release (see ``tracing_crate_build``)."""
+    """``probe/rust_tracing/examples/<name>.rs`` built in release (see ``tracing_crate_build``), copied
+    into ``work``: the shared target's copy is another checkout's next build."""
+    import shutil
+
     out = tracing_crate_build(work, "build", "--release", "--example", name)
     assert out.returncode == 0, out.stderr[-3000:]
-    return work / "target" / "release" / "examples" / name
+    return Path(shutil.copy2(TRACING_TARGET / "release" / "examples" / name, work / name))
