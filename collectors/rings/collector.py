@@ -86,7 +86,9 @@ def load_kernels() -> None:
 
 # glibc's mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD_BYTES = 256 << 20  # allocations beyond this still get (and return) their own mapping
+# Allocations beyond this keep their own mapping, as glibc's own threshold never rises past it: the
+# tables that grow with the run (open traces, late index) then grow by mremap, not by a copy.
+MMAP_THRESHOLD_BYTES = 32 << 20
 TRIM_THRESHOLD_BYTES = 1 << 30  # free memory at the heap's top beyond this goes back to the kernel
 
 
