@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections import deque
 
 SO_TIMESTAMPING = 37  # SO_TIMESTAMPING_OLD: timespecs with the native 64-bit layout on 64-bit hosts
 SCM_TIMESTAMPING = SO_TIMESTAMPING
@@ -67,6 +68,34 @@ class RxTimestamps:
         return n, 0
 
 
+OPT_ID_MASK = (1 << 32) - 1  # the kernel's OPT_ID (sock_extended_err.ee_data) is a u32
+
+
+class PendingSends:
+    """Sends waiting for their transmit stamp, in send order (their OPT_ID keys increase, modulo
+    2**32). TCP stamps an skb once, keyed by the last byte of the last send it holds: sends the
+    kernel merged into one skb before it left (Nagle, a queue held back under load) get one stamp
+    between them, with the last one's key. So a stamp of key K is the transmit time of every send
+    still waiting up to K, not only of the send whose key is K: matched by key alone, the earlier
+    sends of a merged skb would never get their stamp."""
+
+    def __init__(self):
+        self._sends: deque[tuple[int, object]] = deque()
+
+    def add(self, key: int, send: object) -> None:
+        self._sends.append((key, send))
+
+    def stamped(self, key: int) -> list[object]:
+        """The sends a stamp of ``key`` covers (each once, oldest first), no longer waiting."""
+        out = []
+        while self._sends and (key - self._sends[0][0]) & OPT_ID_MASK <= OPT_ID_MASK >> 1:
+            out.append(self._sends.popleft()[1])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._sends)
+
+
 class TxTimestamps:
     """Transmit stamps of a TCP socket, matched to sends by their OPT_ID byte offset."""
 
@@ -83,9 +112,10 @@ class TxTimestamps:
             self.enabled = False
 
     def key_for_send(self, nbytes: int) -> int:
-        """Call after a send of ``nbytes``: the OPT_ID the kernel will report for its last byte."""
+        """Call after a send of ``nbytes``: the OPT_ID the kernel will report for its last byte (a
+        u32: it wraps after 4 GiB sent, see ``PendingSends``)."""
         self.sent_bytes += nbytes
-        return self.sent_bytes - 1
+        return (self.sent_bytes - 1) & OPT_ID_MASK
 
     def reset_counter(self) -> None:
         """OPT_ID counts from the moment the option is set: re-arm after a reconnect."""

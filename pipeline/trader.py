@@ -71,7 +71,7 @@ from .itch import PRICE_SCALE, MoldReceiver
 from .oms import OrderManager, State
 from .risk import Reject, RiskChecker, RiskLimits
 from .strategy import ImbalanceStrategy
-from .timestamping import RxTimestamps, TxTimestamps
+from .timestamping import PendingSends, RxTimestamps, TxTimestamps
 
 TICK_POINTS = [
     Point("md.rx", clock="realtime"),
@@ -125,7 +125,7 @@ class Gateway:
         self.fix: socket.socket | None = None
         self.tx: TxTimestamps | None = None
         self.kernel_tx = False
-        self.pending_tx: dict[int, tuple[int, int]] = {}  # tx stamp key -> (trace id, leg)
+        self.pending_tx = PendingSends()  # (trace id, leg) of the orders waiting for their transmit stamp
         # Orders on the wire and not yet answered, by ClOrdID (-> MsgSeqNum) and by MsgSeqNum (a
         # session-level Reject names the order only by its sequence number).
         self.awaiting: dict[bytes, int] = {}
@@ -515,7 +515,7 @@ class Trader:
             key = g.tx.key_for_send(len(raw))
             g.session.sent(raw)
             if self.kernel_tx:
-                g.pending_tx[key] = (seq, leg)
+                g.pending_tx.add(key, (seq, leg))
             else:
                 self.orders_ring.record(ORDER_TX, seq, leg=leg)
         return t
@@ -878,9 +878,8 @@ class Trader:
         for g in self.gateways:
             if g.pending_tx:
                 for key, ts in g.tx.drain():
-                    seq_leg = g.pending_tx.pop(key, None)
-                    if seq_leg is not None:
-                        self.orders_ring.record(ORDER_TX, seq_leg[0], ts=ts, leg=seq_leg[1])
+                    for seq, leg in g.pending_tx.stamped(key):
+                        self.orders_ring.record(ORDER_TX, seq, ts=ts, leg=leg)
 
 
 def parse_args(argv=None):

@@ -725,8 +725,8 @@ def test_profile_capture_of_the_market_maker_joins_every_leg_to_its_trace(tmp_pa
     assert c["orders_new"] == c["orders_matched"] == len(raw) == stats["orders_sent"]
     assert {leg: c[f"orders_matched_leg_{leg}"] for leg in LEG_KIND} == raw_legs
     assert c["orders_unmatched"] == 0 and "orders_duplicate_trace" not in c
-    # each order joined to its own leg's kernel transmit stamp, none left over; a stamp the trader
-    # never read off its error queue before it stopped (a loaded host) is its own count, not ours
+    # each order joined to its own leg's kernel transmit stamp, none left over; a stamp the kernel
+    # never queued for the trader (its error queue full) is the trader's own count, not ours
     lost = stats["tx_stamps_unmatched"]
     assert cap["orders_traced"] == len(raw) - lost and cap["orders_traced_not_on_wire"] == 0
     assert cap["orders_on_wire_without_trace"] == lost and cap["md_traced_not_on_wire"] == 0

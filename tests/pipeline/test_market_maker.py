@@ -69,12 +69,15 @@ def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path, tr
     t2t = s.summary()["tick_to_trade"]["count"]
     said = {
         "tick_to_trade": t2t,
+        # an order whose send point never came (its transmit stamp unmatched) is an incomplete trace
+        "tx_stamps_unmatched": stats["tx_stamps_unmatched"],
         **{k: v for k, v in counters.items() if v and k not in ("produced", "drained")},
     }
     if counters["dropped_ring_full"]:
         assert not s.meta["drop_free"] and "dropped" in out.stdout and t2t <= stats["orders_sent"], said
     else:
         assert t2t == stats["orders_sent"] == counters["legs_recorded"], said
+        assert stats["tx_stamps_unmatched"] == 0, said
     assert counters["duplicate_stamps"] == 0 and counters.get("traces_duplicate", 0) == 0
     assert counters["traces_incomplete"] <= 2  # a tick cut by the stop, as for one order per tick
     legs = stats["orders_by_leg"]

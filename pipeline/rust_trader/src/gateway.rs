@@ -2,12 +2,12 @@
 //! has on the wire. The trader holds one per venue: the primary, and the hedge venue when
 //! `--hedge-fix-port` is given (pipeline/trader.py `Gateway`).
 
-use crate::book::IntMap;
 use crate::error::Error;
 use crate::fix::{FixStream, Item, OrderTemplate};
 use crate::in_flight::InFlight;
 use crate::session::FixSession;
 use crate::sys;
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::io::AsRawFd;
@@ -29,11 +29,53 @@ pub struct Gateway {
     pub session: FixSession,
     pub template: OrderTemplate,
     pub stream: FixStream,
-    /// OPT_ID of an order's last byte -> its (trace id, leg), until the kernel's transmit stamp arrives.
-    pub pending_tx: IntMap<u32, (u64, u16)>,
+    /// The orders on the wire waiting for the kernel's transmit stamp: (trace id, leg).
+    pub pending_tx: PendingSends<(u64, u16)>,
     pub in_flight: InFlight,
     /// False once the session is over (peer closed, Logout): the loop stops reading it.
     pub alive: bool,
+}
+
+/// Sends waiting for their transmit stamp, in send order (their OPT_ID keys increase, modulo
+/// 2^32). TCP stamps an skb once, keyed by the last byte of the last send it holds: sends the
+/// kernel merged into one skb before it left (Nagle, a queue held back under load) get one stamp
+/// between them, with the last one's key. So a stamp of key K is the transmit time of every send
+/// still waiting up to K, not only of the send whose key is K (pipeline/timestamping.py
+/// `PendingSends`, the same rule).
+pub struct PendingSends<T> {
+    sends: VecDeque<(u32, T)>,
+}
+
+impl<T> Default for PendingSends<T> {
+    fn default() -> Self {
+        PendingSends { sends: VecDeque::new() }
+    }
+}
+
+impl<T> PendingSends<T> {
+    pub fn add(&mut self, key: u32, send: T) {
+        self.sends.push_back((key, send));
+    }
+
+    /// Each send a stamp of `key` covers, oldest first, to `f`; they wait no longer.
+    pub fn stamped(&mut self, key: u32, mut f: impl FnMut(T)) {
+        while let Some(&(k, _)) = self.sends.front() {
+            if key.wrapping_sub(k) > u32::MAX >> 1 {
+                break; // a send after `key`
+            }
+            if let Some((_, send)) = self.sends.pop_front() {
+                f(send);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sends.is_empty()
+    }
 }
 
 /// Where a gateway connects and as whom.
@@ -67,7 +109,7 @@ impl Gateway {
             session: FixSession::new(v.sender, v.name, v.heartbeat),
             template: OrderTemplate::new(v.sender, v.name),
             stream: FixStream::default(),
-            pending_tx: IntMap::default(),
+            pending_tx: PendingSends::default(),
             in_flight: InFlight::default(),
             alive: true,
         })
@@ -189,4 +231,28 @@ fn write_all(s: &mut TcpStream, mut data: &[u8]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PendingSends;
+
+    #[test]
+    fn a_stamp_covers_the_sends_up_to_its_key_across_the_32_bit_wrap() {
+        let mut p = PendingSends::default();
+        for (i, key) in [u32::MAX - 299, u32::MAX - 99, 99, 500].into_iter().enumerate() {
+            p.add(key, i);
+        }
+        let mut got = Vec::new();
+        p.stamped(u32::MAX - 300, |i| got.push(i));
+        assert!(got.is_empty());
+        p.stamped(u32::MAX - 99, |i| got.push(i));
+        assert_eq!(got, [0, 1]);
+        p.stamped(99, |i| got.push(i));
+        assert_eq!((got.len(), p.len()), (3, 1));
+        p.stamped(499, |i| got.push(i));
+        p.stamped(500, |i| got.push(i));
+        assert_eq!(got, [0, 1, 2, 3]);
+        assert!(p.is_empty());
+    }
 }

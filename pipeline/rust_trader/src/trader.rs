@@ -453,7 +453,7 @@ impl Trader {
             gw.in_flight.sent(id, msg_seq, now);
             gw.session.sent();
             if self.kernel_tx {
-                gw.pending_tx.insert(key, (seq, leg));
+                gw.pending_tx.add(key, (seq, leg));
             } else if let Some(o) = self.orders.as_mut() {
                 o.record(ORDER_TX, seq, leg, 0);
             }
@@ -701,9 +701,11 @@ impl Trader {
             }
             let (pending, orders) = (&mut gw.pending_tx, &mut self.orders);
             sys::drain_tx_stamps(gw.fix.as_raw_fd(), |key, ts| {
-                if let (Some((seq, leg)), Some(o)) = (pending.remove(&key), orders.as_mut()) {
-                    o.record_ts(ORDER_TX, seq, ts, leg, 0);
-                }
+                pending.stamped(key, |(seq, leg)| {
+                    if let Some(o) = orders.as_mut() {
+                        o.record_ts(ORDER_TX, seq, ts, leg, 0);
+                    }
+                });
             });
         }
     }
