@@ -96,20 +96,20 @@ TRIM_THRESHOLD_BYTES = 1 << 30  # free memory at the heap's top beyond this goes
 def keep_freed_memory() -> bool:
     """Keep the memory of the collector's per-flush temporaries for the next flush. Each flush of a
     busy ring allocates arrays of megabytes (the batch's rows, spans, values); glibc gives every
-    allocation over its mmap threshold (128 kB, rising only to 32 MB) a fresh mapping and unmaps it
-    at free, so every page of every temporary is faulted in again at its first write: 62,000 faults
-    draining 6.4 M records, 43 of the 140 ns of CPU a record in the kernel on a 2-vCPU VM
-    (docs/performance.md). Served from the heap and not trimmed, the next flush reuses the pages. The cost: the process keeps its
-    peak heap (at most what one flush of one batch allocates) instead of returning it. False where
+    allocation over its mmap threshold (128 kB, rising with what is freed) a fresh mapping and
+    unmaps it at free, so every page of a temporary is faulted in again at its first write: 62,000
+    faults draining 6.4 M records, 43 of the 140 ns of CPU a record in the kernel on a 2-vCPU VM
+    (docs/performance.md). Served from the heap and not trimmed, the next flush reuses the pages.
+    The cost: the process keeps its peak heap instead of returning it between flushes. False where
     the C library has no ``mallopt`` (musl: its allocator as it is)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1) & (
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
-    )
+    mmap_set = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    trim_set = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    return mmap_set and trim_set
 
 
 def monotonic_ns() -> int:
