@@ -80,9 +80,13 @@ TICK_POINTS = [
     Point("book.updated", stage="book"),
     Point("signal", stage="strategy"),
     Point("risk.checked", stage="risk"),
-    Point("order.encoded", stage="encode", leg=True),  # the fan-out: each order is a leg (leg 0 here)
+    # The fan-out: each order is a leg. A leg's own work starts at order.start: leg_wait is its
+    # wait for the legs of its tick sent before it (their encode and send), which its encode
+    # would otherwise hold (the second quote's "encode" was the first one's send).
+    Point("order.start", stage="leg_wait", leg=True),
+    Point("order.encoded", stage="encode"),
 ]
-MD_RX, MD_READ, MD_DECODED, BOOK_UPDATED, SIGNAL, RISK_CHECKED, ORDER_ENCODED = range(7)
+MD_RX, MD_READ, MD_DECODED, BOOK_UPDATED, SIGNAL, RISK_CHECKED, ORDER_START, ORDER_ENCODED = range(8)
 # The orders ring declares order.encoded first without stamping it: that says its points come
 # after the tick ring's, whichever ring the collector finds first (README "Declaring points").
 ORDER_ENCODED_REF, ORDER_TX, ACK_RX = 0, 1, 2
@@ -493,12 +497,13 @@ class Trader:
         t = self.ticks.commit(seq, word)
         commit_leg, base = self.ticks.commit_leg, word
         for leg, kind, g, leg_side, leg_price in legs:
+            t[ORDER_START] = perf_counter_ns()
             order = self.oms.new_order(symbol, leg_side, qty, leg_price, seq, now, leg=leg, venue=g.venue)
             msg_seq = g.session.next_seq()
             raw = g.template.encode(msg_seq, order.clordid, symbol.encode(),
                                     b"1" if leg_side == b"B" else b"2", qty, F.price_text(leg_price))  # fmt: skip
             t[ORDER_ENCODED] = perf_counter_ns()
-            # Each leg is a record of its own: only its order.encoded, with the leg's values.
+            # Each leg is a record of its own: only its order.start and order.encoded, with the leg's values.
             venue_word = (base & ~0xFFFF) | self.venue_bits[g.venue]
             t = commit_leg(seq, leg, venue_word | self.side_bits[leg_side])
             try:

@@ -67,14 +67,14 @@ def test_sparkline_and_dashboard_fit_small_and_large_terminals():
 
 
 def test_a_short_terminal_keeps_the_counters_and_the_capture_line_in_view():
-    # The bundled pipeline with --capture: 10 probe rows and 3 wire rows. A terminal crops the
+    # The bundled pipeline with --capture: 11 probe rows and 3 wire rows. A terminal crops the
     # bottom, where the drop counters and the capture's matched/unmatched are: the breakdown
     # (then the sparkline) makes way for them instead.
     row = {"count": 100, "p50": 1000, "p90": 2000, "p99": 5000, "p99_9": 8000, "max": 9000}
-    stages = ["wire_to_read", "feed", "book", "strategy", "risk", "encode", "send", "order_rtt"]
+    stages = ["wire_to_read", "feed", "book", "strategy", "risk", "leg_wait", "encode", "send", "order_rtt"]
     wire = ["wire_to_wire", "md.rx-wire.md", "wire.order-order.tx"]
     tags = [*stages, "tick_to_trade", "tick_to_decision", *wire]
-    live = Snapshot(elapsed_s=3.0, tags=tags[:-3], side_tags=wire, trade_stages=stages[:7],
+    live = Snapshot(elapsed_s=3.0, tags=tags[:-3], side_tags=wire, trade_stages=stages[:8],
                      last={t: row for t in tags}, cumulative={t: row for t in tags}, rates={t: 5000.0 for t in tags},
                      p99_history={"tick_to_trade": [5, 9, 3, 7]}, rings=2,
                      counters={"produced": 25092, "drained": 24945, "dropped_ring_full": 0, "in_ring": 147,

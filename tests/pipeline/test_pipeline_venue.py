@@ -187,7 +187,7 @@ def test_profile_of_the_bundled_pipeline_measures_every_stage(tmp_path, loop):
     out = run_cli("profile", "--duration", "4s", "--rate", "5k", "--loop", loop, *QUIET, "--out", str(tmp_path / "s"), timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     s = Session.load(tmp_path / "s")
-    assert s.stages == ["wire_to_read", "feed", "book", "strategy", "risk", "encode", "send", "order_rtt"]
+    assert s.stages == ["wire_to_read", "feed", "book", "strategy", "risk", "leg_wait", "encode", "send", "order_rtt"]  # fmt: skip
     summary = s.summary()
     for stage in s.stages + ["tick_to_trade", "tick_to_decision"]:
         assert summary[stage]["count"] > 0, stage

@@ -219,7 +219,7 @@ def test_profile_with_the_websocket_feed_measures_every_stage(tmp_path):
     assert out.returncode == 0, out.stderr
     s = Session.load(tmp_path / "s")
     summary = s.summary()
-    for stage in ("wire_to_read", "feed", "book", "strategy", "risk", "encode", "send", "order_rtt"):
+    for stage in ("wire_to_read", "feed", "book", "strategy", "risk", "leg_wait", "encode", "send", "order_rtt"):  # fmt: skip
         assert summary[stage]["count"] > 0, stage
     assert s.meta["counters"]["dropped_ring_full"] == 0 and s.meta["options"]["pipeline"]["feed"] == "ws"
     ports = s.meta["options"]["pipeline"]  # the ports the pipeline really used, not 0 ("pick one later")

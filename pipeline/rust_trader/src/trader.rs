@@ -3,8 +3,9 @@
 //!
 //! Per market-data message (one trace, keyed by its MoldUDP64 sequence number), one tick record:
 //! md.rx (kernel receive stamp, REALTIME), md.read (wire_to_read), md.decoded (feed),
-//! book.updated (book), signal (strategy), risk.checked (risk), order.encoded (encode, the
-//! fan-out: one record per leg sent, the first carrying the shared stamps); then point records
+//! book.updated (book), signal (strategy), risk.checked (risk); then the fan-out, one record per
+//! leg sent: order.start (leg_wait, its wait for the tick's earlier legs) and order.encoded
+//! (encode); then point records
 //! order.tx (kernel transmit stamp from the error queue: send) and ack.rx (order_rtt) of the same
 //! trace and leg in the `trader-orders` ring, which declares order.encoded first (never stamped
 //! there) to link its points to the tick ring's.
@@ -42,7 +43,8 @@ const MD_DECODED: u32 = 2;
 const BOOK_UPDATED: u32 = 3;
 const SIGNAL: u32 = 4;
 const RISK_CHECKED: u32 = 5;
-const ORDER_ENCODED: u32 = 6;
+const ORDER_START: u32 = 6;
+const ORDER_ENCODED: u32 = 7;
 // The orders ring declares order.encoded first and never stamps it: that places its points after
 // the tick ring's, whichever ring the collector finds first (README "Declaring points").
 const ORDER_TX: u32 = 1;
@@ -175,7 +177,10 @@ impl Trader {
             Point::new("book.updated").stage("book"),
             Point::new("signal").stage("strategy"),
             Point::new("risk.checked").stage("risk"),
-            Point::new("order.encoded").stage("encode").leg(), // the fan-out: each order is a leg
+            // The fan-out: each order is a leg. A leg's own work starts at order.start: leg_wait
+            // is its wait for the legs of its tick sent before it (their encode and send).
+            Point::new("order.start").stage("leg_wait").leg(),
+            Point::new("order.encoded").stage("encode"),
         ];
         let mut ticks = Ticks::open_dims("trader", &tick_points, &DIMENSIONS, 1 << 15)?;
         let dims = intern_dimensions(&mut ticks, &venues);
@@ -410,6 +415,7 @@ impl Trader {
         // stages before the fan-out are sliced by the tick's values only (docs/concepts.md).
         self.ticks.commit(seq, 0, word);
         for &(leg, kind, g, leg_side, leg_price) in &legs[..n] {
+            self.ticks.stamp(ORDER_START);
             let id = self.oms.new_order(
                 locate,
                 symbol,
@@ -432,7 +438,7 @@ impl Trader {
             let clock = &mut gw.session.clock;
             gw.template.encode(clock, wall, msg_seq, &self.clordid, &sym[..sl], fix_side, qty, leg_price);
             self.ticks.stamp(ORDER_ENCODED);
-            // Each leg is a record of its own: only its order.encoded, with the leg's values.
+            // Each leg is a record of its own: only its order.start and order.encoded, with the leg's values.
             let side_bits = if leg_side == b'B' { self.dims.buy } else { self.dims.sell };
             self.ticks.commit(seq, leg, (word & !0xFFFF) | self.dims.venue[g] | side_bits);
             let gw = &mut self.venues[g];
