@@ -84,6 +84,25 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
+OFFSET_PAIRS = 8  # the newest pairs that give MONOTONIC - MONOTONIC_RAW at the newest one
+
+
+def _mono_minus_raw(pts: list[tuple[int, int, int, int]]) -> float:
+    """MONOTONIC - MONOTONIC_RAW at the newest of ``pts``, from their line (Theil-Sen: NTP may be
+    slewing it) with three pairs or more. Every writer reads MONOTONIC after a pair's RAW bracket,
+    so a preemption there is invisible to the bracket and puts that one pair's difference off by
+    its length: taken from the newest pair alone, it stepped every span across clocks by 32 µs
+    for a tenth of a second under load (69 orders' `send` negative, set aside as clock skew)."""
+    x = [p[1] - pts[-1][1] for p in pts]
+    d = [p[2] - p[1] for p in pts]
+    if len(pts) < 3:
+        return d[-1]
+    slopes = [(d[j] - d[i]) / (x[j] - x[i]) for i in range(len(pts)) for j in range(i + 1, len(pts))
+              if x[j] != x[i]]  # fmt: skip
+    m = _median(slopes) if slopes else 0.0
+    return _median([di - m * xi for xi, di in zip(x, d, strict=True)])
+
+
 def fit_tsc(pairs: list[tuple[int, int, int, int]]) -> TscCalibration | None:
     """Least-squares fit of MONOTONIC_RAW ns against TSC ticks, outliers left out.
 
@@ -120,8 +139,10 @@ def fit_tsc(pairs: list[tuple[int, int, int, int]]) -> TscCalibration | None:
         return None
     rms = (sum(r * r for r in resid) / len(resid)) ** 0.5
     newest = pts[-1]
-    mono_minus_raw = newest[2] - newest[1]  # what NTP has done to MONOTONIC, as of the newest pair
-    return TscCalibration(hz=1e9 / slope, tsc0=newest[0], mono0=round(raw_at(newest[0])) + mono_minus_raw,
+    mono_minus_raw = _mono_minus_raw(
+        pts[-OFFSET_PAIRS:]
+    )  # what NTP has done to MONOTONIC, as of the newest pair
+    return TscCalibration(hz=1e9 / slope, tsc0=newest[0], mono0=round(raw_at(newest[0]) + mono_minus_raw),
                           residual_ns=rms, pairs=len(pts), rejected=rejected,
                           span_ns=pts[-1][1] - pts[0][1])  # fmt: skip
 

@@ -272,6 +272,20 @@ def test_a_preempted_calibration_pair_is_left_out_of_the_fit():
     assert abs(robust.hz / good.hz - 1) < 1e-9 and abs(good.hz - 3e9) < 1
 
 
+def test_a_pair_preempted_before_its_monotonic_read_does_not_move_the_map():
+    """Writers read MONOTONIC after the pair's RAW bracket: a preemption there leaves the bracket
+    tight and the pair's MONOTONIC late. The newest pair 32 us late must not move mono0, and an
+    offset NTP is slewing (here 500 ppm) is still followed to the newest pair."""
+    for slew in (0.0, 500e-6):
+        pairs = [(int(1e9 + i * 3e8), 10**9 + i * 10**8, 2 * 10**9 + i * 10**8 + round(i * 10**8 * slew), 0)
+                 for i in range(8)]  # fmt: skip
+        late = list(pairs)
+        late[-1] = (*late[-1][:2], late[-1][2] + 32_000, 0)
+        good, robust = fit_tsc(pairs), fit_tsc(late)
+        assert good.mono0 == pairs[-1][2], slew
+        assert robust.mono0 == good.mono0 and robust.tsc0 == good.tsc0, (slew, robust.mono0 - good.mono0)
+
+
 # -- the correlator: in-ring spans from ticks, cross-clock spans through the slewed map ----------
 
 
