@@ -376,7 +376,13 @@ class WsClient:
             if chunk:
                 self.sock.sendall(chunk)
 
-    def request(self, method: str, params) -> int:
+    def request(self, method: str, params) -> int | None:
+        """Send a request; its id, or None once the connection is closing (the venue's close frame
+        came in the read whose messages asked for it: no answer could come, the feed is over)."""
+        from websockets.protocol import State
+
+        if self.protocol.state is not State.OPEN:
+            return None
         rid = self._next_id
         self._next_id += 1
         self.protocol.send_text(json.dumps({"id": rid, "method": method, "params": params}).encode())

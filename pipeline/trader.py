@@ -315,7 +315,9 @@ class Trader:
         for symbol, sync in self.depth.items():
             if sync.want_snapshot:
                 sync.want_snapshot = False
-                self.snapshot_requests[self.ws.request("depth", {"symbol": symbol, "limit": 1000})] = symbol
+                rid = self.ws.request("depth", {"symbol": symbol, "limit": 1000})
+                if rid is not None:  # None: the venue is closing the feed, no snapshot will come
+                    self.snapshot_requests[rid] = symbol
 
     # -- hot path -------------------------------------------------------------------------------
     def on_market_data(self) -> int:

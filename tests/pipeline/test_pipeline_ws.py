@@ -299,3 +299,19 @@ def test_trader_numbers_every_text_message_once_whole_including_those_read_with_
     # the early bookTicker, the fragmented depthUpdate (whole: it parses), the last one; not the binary
     assert ws["events"] == 3 and ws["malformed"] == 0, (ws, out.stderr)
     assert ws["seen"]["AAPL"] == [5, 6], "both depth events were read whole"
+
+
+def test_a_request_on_a_closing_feed_is_not_sent_and_says_so():
+    """The venue's close frame can come in the read whose messages ask for a snapshot (a hole at the
+    feed's end, seen under load): the request is not sent (websockets would raise), no id."""
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    from tickscope.pipeline.binance import WsClient
+
+    client = WsClient.__new__(WsClient)
+    client.protocol, client._next_id = ClientProtocol(parse_uri("ws://127.0.0.1:1/ws")), 1
+    client.protocol.state = State.CLOSING
+    assert client.request("depth", {"symbol": "AAPL", "limit": 1000}) is None
+    assert client._next_id == 1 and client.protocol.data_to_send() == []
