@@ -87,20 +87,26 @@ def _median(xs: list[float]) -> float:
 OFFSET_PAIRS = 8  # the newest pairs that give MONOTONIC - MONOTONIC_RAW at the newest one
 
 
+def _theil_sen(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """The line through (xs, ys) that one bad point cannot tilt or move: the median of the pairwise
+    slopes, the median intercept. None when every x is the same."""
+    n = len(xs)
+    slopes = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(n) for j in range(i + 1, n) if xs[j] != xs[i]]
+    if not slopes:
+        return None
+    m = _median(slopes)
+    return m, _median([y - m * x for x, y in zip(xs, ys, strict=True)])
+
+
 def _mono_minus_raw(pts: list[tuple[int, int, int, int]]) -> float:
-    """MONOTONIC - MONOTONIC_RAW at the newest of ``pts``, from their line (Theil-Sen: NTP may be
+    """MONOTONIC - MONOTONIC_RAW at the newest of ``pts``, from their Theil-Sen line (NTP may be
     slewing it) with three pairs or more. Every writer reads MONOTONIC after a pair's RAW bracket,
     so a preemption there is invisible to the bracket and puts that one pair's difference off by
     its length: taken from the newest pair alone, it stepped every span across clocks by 32 µs
     for a tenth of a second under load (69 orders' `send` negative, set aside as clock skew)."""
-    x = [p[1] - pts[-1][1] for p in pts]
     d = [p[2] - p[1] for p in pts]
-    if len(pts) < 3:
-        return d[-1]
-    slopes = [(d[j] - d[i]) / (x[j] - x[i]) for i in range(len(pts)) for j in range(i + 1, len(pts))
-              if x[j] != x[i]]  # fmt: skip
-    m = _median(slopes) if slopes else 0.0
-    return _median([di - m * xi for xi, di in zip(x, d, strict=True)])
+    line = _theil_sen([p[1] - pts[-1][1] for p in pts], d) if len(pts) >= 3 else None
+    return d[-1] if line is None else line[1]  # the line at the newest pair (x = 0)
 
 
 def fit_tsc(pairs: list[tuple[int, int, int, int]]) -> TscCalibration | None:
@@ -121,11 +127,9 @@ def fit_tsc(pairs: list[tuple[int, int, int, int]]) -> TscCalibration | None:
         t0, r0 = pts[0][0], pts[0][1]
         xs = [p[0] - t0 for p in pts]
         ys = [p[1] - r0 for p in pts]
-        slopes = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(pts)) for j in range(i + 1, len(pts))
-                  if xs[j] != xs[i]]  # fmt: skip
-        if slopes:
-            m = _median(slopes)
-            b = _median([y - m * x for x, y in zip(xs, ys, strict=True)])
+        line = _theil_sen(xs, ys)
+        if line is not None:
+            m, b = line
             dist = [abs(y - (b + m * x)) for x, y in zip(xs, ys, strict=True)]
             limit = max(OUTLIER_FLOOR_NS, 5 * _median(dist))
             kept = [p for p, d in zip(pts, dist, strict=True) if d <= limit]
@@ -139,9 +143,7 @@ def fit_tsc(pairs: list[tuple[int, int, int, int]]) -> TscCalibration | None:
         return None
     rms = (sum(r * r for r in resid) / len(resid)) ** 0.5
     newest = pts[-1]
-    mono_minus_raw = _mono_minus_raw(
-        pts[-OFFSET_PAIRS:]
-    )  # what NTP has done to MONOTONIC, as of the newest pair
+    mono_minus_raw = _mono_minus_raw(pts[-OFFSET_PAIRS:])  # what NTP has done to MONOTONIC, now
     return TscCalibration(hz=1e9 / slope, tsc0=newest[0], mono0=round(raw_at(newest[0]) + mono_minus_raw),
                           residual_ns=rms, pairs=len(pts), rejected=rejected,
                           span_ns=pts[-1][1] - pts[0][1])  # fmt: skip
