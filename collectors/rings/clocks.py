@@ -84,7 +84,9 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-OFFSET_PAIRS = 8  # the newest pairs that give MONOTONIC - MONOTONIC_RAW at the newest one
+# The newest pairs, kept unthinned by a domain (tsc_timeline): close enough in time that their line
+# gives MONOTONIC - MONOTONIC_RAW at the newest one, and enough for the fit to tell an outlier.
+RECENT_PAIRS = 8
 
 
 def _theil_sen(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
@@ -143,7 +145,7 @@ def fit_tsc(pairs: list[tuple[int, int, int, int]]) -> TscCalibration | None:
         return None
     rms = (sum(r * r for r in resid) / len(resid)) ** 0.5
     newest = pts[-1]
-    mono_minus_raw = _mono_minus_raw(pts[-OFFSET_PAIRS:])  # what NTP has done to MONOTONIC, now
+    mono_minus_raw = _mono_minus_raw(pts[-RECENT_PAIRS:])  # what NTP has done to MONOTONIC, now
     return TscCalibration(hz=1e9 / slope, tsc0=newest[0], mono0=round(raw_at(newest[0]) + mono_minus_raw),
                           residual_ns=rms, pairs=len(pts), rejected=rejected,
                           span_ns=pts[-1][1] - pts[0][1])  # fmt: skip

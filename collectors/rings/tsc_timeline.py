@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickscope.collectors.rings.clocks import TscCalibration, fit_tsc
+from tickscope.collectors.rings.clocks import RECENT_PAIRS, TscCalibration, fit_tsc
 
 
 class PiecewiseLinear:
@@ -173,7 +173,6 @@ class TscTimeline:
         return self.local.difference(a, b)
 
 
-CALIB_RECENT = 8  # the newest pairs, kept unthinned (enough of them for the fit to tell an outlier)
 CALIB_HISTORY = 64  # pairs kept in all: older ones thinned evenly, the first kept (the longest baseline)
 
 
@@ -208,7 +207,7 @@ class TscDomain:
         while len(self.pairs) > CALIB_HISTORY:
             # Drop the older pair closest to its predecessor: the first and the newest stay, the
             # rest spread over the whole session, so the baseline only ever grows.
-            older = range(1, len(self.pairs) - CALIB_RECENT)
+            older = range(1, len(self.pairs) - RECENT_PAIRS)
             del self.pairs[min(older, key=lambda i: self.pairs[i][1] - self.pairs[i - 1][1])]
 
     def refit(self) -> None:

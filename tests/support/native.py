@@ -3,6 +3,7 @@ examples and the Rust trader (cargo). Each checks its tool first (``need_tool``:
 CI, a failure under it) and builds where the product builds, so a second call is quick."""
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -67,8 +68,6 @@ def tracing_crate_build(work: Path, *cargo_args: str) -> subprocess.CompletedPro
     Debian's crates as a directory source: no registry is reachable here, and the checkout's own
     crates (and their lock files) stay as they are. A skip outside CI, a failure under it, when
     cargo or the Debian crates are missing."""
-    import shutil
-
     from tickscope.collectors.run.launch import DEBIAN_CRATES, debian_source_config
 
     need_tool("cargo", install=CARGO)
@@ -101,8 +100,6 @@ TRACING_TARGET = (
 def tracing_example(name: str, work: Path) -> Path:
     """``probe/rust_tracing/examples/<name>.rs`` built in release (see ``tracing_crate_build``), copied
     into ``work``: the shared target's copy is another checkout's next build."""
-    import shutil
-
     out = tracing_crate_build(work, "build", "--release", "--example", name)
     assert out.returncode == 0, out.stderr[-3000:]
     return Path(shutil.copy2(TRACING_TARGET / "release" / "examples" / name, work / name))
