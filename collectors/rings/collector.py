@@ -42,6 +42,7 @@ from tickscope.collectors.rings.reader import (
     RingReader,
     find_rings,
 )
+from tickscope.collectors.rings.realtime import RealtimeOffset
 from tickscope.collectors.rings.released import ReleasedWriters
 from tickscope.collectors.rings.slices import DimensionSlices
 from tickscope.collectors.rings.tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
@@ -178,20 +179,18 @@ class RingSource:
             )
         self.tsc.observe(ticks)
 
-    def convert(self, ts: np.ndarray, domain: int, realtime_offset: int) -> np.ndarray:
-        """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns, or for TSC the raw ticks
-        themselves (the correlator measures in-ring spans from ticks, see ``TscTimeline``); 0
-        stays 0 (absent)."""
+    def convert(self, ts: np.ndarray, domain: int, realtime: RealtimeOffset) -> np.ndarray:
+        """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns (REALTIME ones moved by the
+        offset of their time), or for TSC the raw ticks themselves (the correlator measures
+        in-ring spans from ticks, see ``TscTimeline``); 0 stays 0 (absent)."""
         raw = ts.astype(np.int64)
         if domain == L.CLOCK_MONOTONIC:
             return raw
-        absent = raw == 0
         if domain == L.CLOCK_TSC:
+            absent = raw == 0
             self.observe_tsc(raw[~absent] if absent.any() else raw)
             return raw
-        out = raw - realtime_offset
-        out[absent] = 0
-        return out
+        return _intake().realtime_to_monotonic(raw, *realtime.knots)
 
     def describe(self) -> dict:
         r = self.reader
@@ -393,12 +392,18 @@ def _concat(parts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class IntervalGrid:
     """The session's timeline, for whoever adds tags on its interval grid: CLOCK_MONOTONIC ns of
-    the start, interval and warm-up lengths, and REALTIME - MONOTONIC (to move a capture's stamps)."""
+    the start, interval and warm-up lengths, and REALTIME - MONOTONIC over the run (to move a
+    capture's stamps)."""
 
     start_ns: int
     interval_ns: int
     warmup_ns: int
-    realtime_offset: int
+    realtime: RealtimeOffset
+
+    def to_monotonic(self, stamps: np.ndarray) -> np.ndarray:
+        """REALTIME ns (a capture's) on the collector's CLOCK_MONOTONIC timeline, each moved by the
+        offset of its time, as the collector moves the kernel's stamps; 0 stays 0."""
+        return _intake().realtime_to_monotonic(np.asarray(stamps, np.int64), *self.realtime.knots)
 
 
 class Collector:
@@ -455,7 +460,9 @@ class Collector:
         # Writers attached and released, one line each, for ``live`` to say as they happen (taken
         # by ``take_notices``: a daemon sees thousands of writers, so they are not kept).
         self.notices: list[str] = []
-        self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()
+        self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()  # at the start
+        # and as it moves: kernel and capture stamps are placed with the offset of their time
+        self.realtime = RealtimeOffset(self.realtime_offset, self.realtime_uncertainty, monotonic_ns())
         # The grid starts when the session does, the same instant on both clocks: its intervals
         # are written at epoch times (the session's start plus their offset), and the side
         # collectors' (hiccups, perf) stamp epoch time; started apart, they sat apart by what
@@ -528,7 +535,7 @@ class Collector:
 
     @property
     def grid(self) -> IntervalGrid:
-        return IntervalGrid(self.start_ns, self.interval_ns, self.warmup_ns, self.realtime_offset)
+        return IntervalGrid(self.start_ns, self.interval_ns, self.warmup_ns, self.realtime)
 
     def totals(self) -> dict[str, HdrHistogram]:
         """The post-warm-up total per tag. Mutated in place at each roll: copy what you keep."""
@@ -783,6 +790,7 @@ class Collector:
         # Calibration before draining: the records drained are converted with every pair written
         # before them, by any ring of their domain.
         self._take_collector_pair(monotonic_ns())
+        self.realtime.sample()
         for src in self.sources:
             if not src.finished:
                 try:
@@ -875,7 +883,7 @@ class Collector:
         ring itself)."""
         self._intern(src)
         words = records.view(np.uint64).reshape(records.size, L.POINT_RECORD_SIZE // 8)
-        return self._kernels.point_records(words, src.reader.n_points, src.columns, src.domains, self.realtime_offset,
+        return self._kernels.point_records(words, src.reader.n_points, src.columns, src.domains, *self.realtime.knots,
                                            src.dim_map, src.dim_column, len(self.dimensions))  # fmt: skip
 
     def _correlate_points(self, src: RingSource, trace, legs, cols, ts, dims, tally) -> None:
@@ -904,9 +912,7 @@ class Collector:
             rows = np.zeros((batch.size, n), np.int64)
             srcs = np.zeros((batch.size, n), np.int16)
             for j in range(reader.n_points):
-                col = rows[:, src.columns[j]] = src.convert(
-                    raw[:, j], int(src.domains[j]), self.realtime_offset
-                )
+                col = rows[:, src.columns[j]] = src.convert(raw[:, j], int(src.domains[j]), self.realtime)
                 srcs[:, src.columns[j]] = np.where(col != 0, src.index + 1, 0)
             empty = ~rows.any(axis=1)
             bad_leg = batch["leg"] > L.MAX_LEG
@@ -1229,6 +1235,7 @@ class Collector:
             "clocks": {
                 "realtime_minus_monotonic_ns": self.realtime_offset,
                 "realtime_offset_uncertainty_ns": self.realtime_uncertainty,
+                "realtime": self.realtime.to_meta(),  # how it moved during the run
                 "host_tsc": self.host_tsc,
                 # False: some ring stamps with a TSC this host does not keep one clock (numbers flagged)
                 "tsc_trusted": self.tsc_trusted(),
@@ -1288,6 +1295,8 @@ class Collector:
                     out.append(f"ring {src.reader.writer_name} (pid {src.reader.writer_pid}): the collector cannot "
                                "read the TSC itself here and the writer never called tsp_heartbeat: cross-clock "
                                "stages rest on its open/close pairs alone")  # fmt: skip
+        if (moved := self.realtime.note()) is not None:
+            out.append(moved)
         out += self._released_notes
         if self._released_notes_left_out:
             out.append(f"{self._released_notes_left_out} earlier such lines about released writers left out "

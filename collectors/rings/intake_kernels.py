@@ -37,10 +37,41 @@ def dimension_ids(words, dim_map, dim_column, n_dims):
 
 
 @njit(cache=True, nogil=True)
-def point_records(words, n_points, columns, domains, realtime_offset, dim_map, dim_column, n_dims):
+def realtime_offset_at(stamp, mono, off, floor):
+    """REALTIME - MONOTONIC for a REALTIME ``stamp``, off the knots of ``realtime.RealtimeOffset``
+    (MONOTONIC ns, offset ns, the suffix minimum of their REALTIME ns): on the segment from the
+    newest knot whose REALTIME is at or before the stamp, the point of that segment's straight
+    line whose REALTIME is the stamp; before every knot the first's, after the last the last's.
+    A REALTIME set back repeats its values: a stamp of the repeat is placed after the change."""
+    n = mono.size
+    if n == 1 or stamp < floor[0]:
+        return off[0]
+    k = np.searchsorted(floor, stamp, side="right") - 1
+    if k >= n - 1:
+        return off[n - 1]
+    # floor[k + 1] > stamp >= mono[k] + off[k] (floor's definition): the segment's REALTIME rises
+    # over it, so the line meets the stamp once, within the segment
+    dm = mono[k + 1] - mono[k]
+    at = mono[k] + np.int64((stamp - mono[k] - off[k]) * (dm / (dm + off[k + 1] - off[k])))
+    return stamp - at
+
+
+@njit(cache=True, nogil=True)
+def realtime_to_monotonic(stamps, mono, off, floor):
+    """REALTIME stamps (int64 ns) on the MONOTONIC timeline (``realtime_offset_at``); 0 stays 0."""
+    out = np.empty(stamps.size, np.int64)
+    for k in range(stamps.size):
+        s = stamps[k]
+        out[k] = 0 if s == 0 else s - realtime_offset_at(s, mono, off, floor)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def point_records(words, n_points, columns, domains, rt_mono, rt_off, rt_floor, dim_map, dim_column, n_dims):
     """A point ring's records (``words``: each 32-byte record as four u64, ``layout.POINT_RECORD``)
     without the malformed ones (a point id beyond the ring's table, or no stamp): trace ids,
-    legs, schema columns, stamps (CLOCK_MONOTONIC ns, or raw ticks for a TSC point: the
+    legs, schema columns, stamps (CLOCK_MONOTONIC ns, REALTIME ones moved by the offset of their
+    time (``realtime_offset_at`` on the ``rt_*`` knots), or raw ticks for a TSC point: the
     correlator measures in-ring spans from ticks) and dimension value ids (``dimension_ids``).
     ``tally``: malformed, of those the point ids out of range, TSC stamps and the newest tick
     (which ``TscTimeline.observe`` must see), dimension ids unknown."""
@@ -66,7 +97,7 @@ def point_records(words, n_points, columns, domains, realtime_offset, dim_map, d
             tally[TSC_STAMPS] += 1
             tally[NEWEST_TICK] = max(tally[NEWEST_TICK], stamp)
         elif domain != L.CLOCK_MONOTONIC:
-            stamp -= realtime_offset
+            stamp -= realtime_offset_at(stamp, rt_mono, rt_off, rt_floor)
         ids[m] = words[k, 1]
         legs[m] = np.int32((words[k, 2] >> np.uint64(16)) & np.uint64(0xFFFF))
         cols[m] = columns[point]
@@ -81,7 +112,11 @@ def _warm() -> None:
     """Load every kernel's cached machine code at import (hdr_kernels._warm says why)."""
     words = np.zeros((1, L.POINT_RECORD_SIZE // 8), np.uint64)
     dim_map, dim_column = np.zeros((1, 2), np.int32), np.zeros(1, np.int64)
-    point_records(words, 1, np.zeros(1, np.int64), np.zeros(1, np.int64), 0, dim_map, dim_column, 1)
+    knot = np.zeros(1, np.int64)
+    point_records(
+        words, 1, np.zeros(1, np.int64), np.zeros(1, np.int64), knot, knot, knot, dim_map, dim_column, 1
+    )
+    realtime_to_monotonic(knot, knot, knot, knot)
     dimension_ids(np.zeros(1, np.uint64), dim_map, dim_column, 1)
 
 

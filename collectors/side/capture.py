@@ -14,8 +14,9 @@ joins what it finds with the probe points the collector keeps (``LiveWireJoin``)
 wire rows. After the run the same matcher, fed to the end of the file, gives the match of the
 whole file, joined with every trace: the collector kept every trace's ``md.rx`` and ``order.tx``
 (``Collector.tap``, CLOCK_MONOTONIC ns); the capture's stamps are CLOCK_REALTIME and move
-onto that timeline by the collector's own realtime offset. ``conclude`` returns new tags for
-latency.hlog on the session's interval grid, which the run engine adds before it closes the session:
+onto that timeline by REALTIME's offset at their time (``IntervalGrid.to_monotonic``), as the
+kernel's stamps do. ``conclude`` returns new tags for latency.hlog on the session's interval
+grid, which the run engine adds before it closes the session:
 
 ``wire_to_wire``          wire.order - wire.md: STAC-T1 SOM to SOF, the capture alone
 ``md.rx-wire.md``         how long after the capture's stamp the trader's kernel stamped the packet
@@ -313,19 +314,20 @@ class WireCapture(SideCollectorBase):
         m = self.tail.match  # the whole file, read as tcpdump wrote it: what `tickscope wire` reads too
         info["counters"] = m.counters
         grid = collector.grid
-        off = grid.realtime_offset  # realtime -> the collector's CLOCK_MONOTONIC timeline
+        to_mono = grid.to_monotonic  # the capture's REALTIME -> the collector's CLOCK_MONOTONIC timeline
         kept = {name: self.points.all(name) for name in ("md.rx", "order.tx")}
-        values = {"wire_to_wire": (m.wire_order - off, m.wire_to_wire)}
+        values = {"wire_to_wire": (to_mono(m.wire_order), m.wire_to_wire)}
         md_rx = _lookup(*kept.get("md.rx", _empty())[:2], m.md_trace)  # shared by the legs: by trace
         ok = md_rx != 0
-        values["md.rx-wire.md"] = (m.md_ts[ok] - off, md_rx[ok] - (m.md_ts[ok] - off))
+        md_at = to_mono(m.md_ts[ok])
+        values["md.rx-wire.md"] = (md_at, md_rx[ok] - md_at)
         tx_trace, tx_ts, tx_leg = kept.get("order.tx", _empty())
         order_tx = lookup_legs(
             tx_trace, tx_leg, tx_ts, m.order_trace, m.order_leg
         )  # each order its own leg's
         ok = order_tx != 0
-        res = (m.order_ts[ok] - off) - order_tx[ok]
-        at = m.order_ts[ok] - off
+        at = to_mono(m.order_ts[ok])
+        res = at - order_tx[ok]
         values["wire.order-order.tx"] = (at[res >= 0], res[res >= 0])
         values["order.tx-wire.order"] = (at[res < 0], -res[res < 0])
         traced_orders = lookup_legs(m.order_trace, m.order_leg, np.ones(m.order_trace.size, np.int64),
@@ -375,7 +377,7 @@ class LiveWireJoin:
         from tickscope.collectors.rings.collector import HistogramSet
 
         self.points = points
-        self.offset = collector.grid.realtime_offset
+        self.to_monotonic = collector.grid.to_monotonic
         self.interval_s = collector.grid.interval_ns / 1e9
         self.hists = HistogramSet()
         self.lock = threading.Lock()
@@ -384,15 +386,15 @@ class LiveWireJoin:
         self._rows = None
 
     def add(self, step: WireStep) -> None:
-        off = self.offset
+        to_mono = self.to_monotonic
         values = {"wire_to_wire": step.wire_order - step.wire_md}
         trace, wire_md, md_rx = self.md.add(
-            (step.md_trace, step.md_ts - off), self.points.take_new("md.rx")[:2]
+            (step.md_trace, to_mono(step.md_ts)), self.points.take_new("md.rx")[:2]
         )
         values["md.rx-wire.md"] = md_rx - wire_md
         tx_trace, tx_ts, tx_leg = self.points.take_new("order.tx")
         trace, wire_order, order_tx = self.orders.add(
-            (live_leg_key(step.order_trace, step.order_leg), step.order_ts - off),
+            (live_leg_key(step.order_trace, step.order_leg), to_mono(step.order_ts)),
             (live_leg_key(tx_trace, tx_leg), tx_ts),
         )
         res = wire_order - order_tx

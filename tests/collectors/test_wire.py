@@ -748,11 +748,12 @@ def test_profile_capture_of_the_market_maker_joins_every_leg_to_its_trace(tmp_pa
 def test_the_live_wire_rows_join_each_leg_to_its_own_order_tx():
     """Two legs of one tick on the wire: each leg's residual is against its own order.tx."""
     from tickscope.collectors.rings.collector import IntervalGrid, PointTap
+    from tickscope.collectors.rings.realtime import RealtimeOffset
     from tickscope.collectors.side.capture import LiveWireJoin
     from tickscope.collectors.wire import WireStep
 
     class Collector:  # what LiveWireJoin reads of a collector: its interval grid
-        grid = IntervalGrid(0, 10**9, 0, 0)
+        grid = IntervalGrid(0, 10**9, 0, RealtimeOffset(0, 0, 0))
 
     i64 = functools.partial(np.array, dtype=np.int64)
     tap = PointTap(("md.rx", "order.tx"))
@@ -1219,6 +1220,7 @@ def test_profile_capture_final_join_memory_does_not_grow_with_the_time_spanned(t
 import re
 import numpy as np
 from tickscope.collectors.rings.collector import IntervalGrid
+from tickscope.collectors.rings.realtime import RealtimeOffset
 from tickscope.collectors.side.capture import wire_tag_intervals
 from tickscope.collectors.session import SessionWriter
 for n in (30, 3000):
@@ -1226,7 +1228,7 @@ for n in (30, 3000):
     w.write_summary({{}}, [])
     stamps = np.arange(n, dtype=np.int64) * 10**9 + 7
     values = {{"wire_to_wire": (stamps, np.full(n, 5_000)), "md.rx-wire.md": (stamps, np.full(n, 900))}}
-    w.add_tags(wire_tag_intervals(values, IntervalGrid(0, 10**9, 0, 0), {{}}))
+    w.add_tags(wire_tag_intervals(values, IntervalGrid(0, 10**9, 0, RealtimeOffset(0, 0, 0)), {{}}))
     w.close()
     print("after", n, re.search(r"VmPeak:\\s+(\\d+)", open("/proc/self/status").read())[1])
 """
