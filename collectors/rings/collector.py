@@ -50,7 +50,6 @@ from tickscope.collectors.session import SessionCounters, SessionWriter, Snapsho
 from tickscope.collectors.session.dimensions import DEFAULT_CAP, is_dimension_tag, parse_tag
 from tickscope.collectors.session.hdr import (
     BulkRecorder,
-    GroupBlock,
     add_into,
     corrected_histogram,
     layout_of,
@@ -296,7 +295,6 @@ class HistogramSet:
         # Emptied interval histograms, handed back after a roll: with ~180 tags (dimension values)
         # a new one per tag per interval cost more than zeroing a used one.
         self._spare: list[HdrHistogram] = []
-        self._blocks: dict[object, GroupBlock] = {}  # per family of groups (record_groups)
 
     def record(self, tag: str, values: np.ndarray) -> None:
         if values.size == 0:
@@ -304,27 +302,11 @@ class HistogramSet:
         self.out_of_range += self._recorder.record(self._interval_of(tag), values)
 
     def record_groups(self, tag_of, values: np.ndarray, label: np.ndarray, column_group: np.ndarray, stride: int,
-                      n_groups: int, absent: tuple[int, int] = (1, 0), family=None) -> None:  # fmt: skip
-        """``BulkRecorder.record_groups`` into the interval's histogram of tag ``tag_of(group)``.
-        Calls naming one ``family`` (any key: the same ``tag_of(g)`` for a group in every call)
-        share a ``GroupBlock``: their histograms' totals are settled at the roll, not per call."""
-        if family is None:
-            block = GroupBlock(lambda g: self._interval_of(tag_of(g)))
-        else:
-            block = self._blocks.get(family)
-            if block is None:
-                block = self._blocks[family] = GroupBlock(None)
-            block.hist_of = lambda g: self._interval_of(tag_of(g))
-        self.out_of_range += self._recorder.record_into(
-            block, values, label, column_group, stride, n_groups, absent
+                      n_groups: int, absent: tuple[int, int] = (1, 0)) -> None:  # fmt: skip
+        """``BulkRecorder.record_groups`` into the interval's histogram of tag ``tag_of(group)``."""
+        self.out_of_range += self._recorder.record_groups(
+            values, label, column_group, stride, n_groups, lambda g: self._interval_of(tag_of(g)), absent
         )
-        if family is None:
-            block.settle()
-
-    def settle(self) -> None:
-        """Every family's samples into its interval histograms' totals (before they are read)."""
-        for block in self._blocks.values():
-            block.settle()
 
     def _interval_of(self, tag: str) -> HdrHistogram:
         h = self.interval.get(tag)
@@ -336,7 +318,6 @@ class HistogramSet:
         """Close the interval: fold it into the totals and hand its histograms out (no longer the
         set's until ``recycle`` gives them back: the next interval's are taken as its tags record,
         so only the tags an interval touched cost anything at its roll)."""
-        self.settle()
         finished = {}
         totals = self.warmup_total if warmup else self.total
         for tag, h in self.interval.items():
@@ -1035,7 +1016,6 @@ class Collector:
         start_s = (self._interval_start - self.start_ns) / 1e9
         end_s = (end_ns - self.start_ns) / 1e9
         warmup = self._interval_start - self.start_ns < self.warmup_ns
-        self.hists.settle()  # the interval's histograms whole before anything reads them
         self._correct_interval(warmup)
         finished = self.hists.roll(warmup)
         if self.session is not None:

@@ -238,21 +238,16 @@ class DimensionSlices:
         def tag_of(group: int) -> str:
             return columns[group % stride] + labels[group // stride]
 
-        # labels only grow: a group names one tag for as long as these columns and labels hold
-        family = (id(self.labels), tuple(columns))
-
         of_trade = label[traded]
         cells = np.empty((traded.size, 1 + len(leg_stages)), np.int64)
         cells[:, 0], cells[:, 1:] = t2t[traded], spans[:, leg_stages]
         hists.record_groups(tag_of, cells, of_trade, np.array([0, *range(2, 2 + len(leg_stages))]), stride, n_groups,
-                            (NOT_TAKEN, NOT_TAKEN), family)  # fmt: skip
-        hists.record_groups(
-            tag_of, t2d.reshape(-1, 1), label, np.array([1]), stride, n_groups, NOT_DECIDED, family
-        )
+                            (NOT_TAKEN, NOT_TAKEN))  # fmt: skip
+        hists.record_groups(tag_of, t2d.reshape(-1, 1), label, np.array([1]), stride, n_groups, NOT_DECIDED)
         if tick_label is not None:
             first = 2 + len(leg_stages)
             hists.record_groups(tag_of, ticks["spans"], tick_label, np.arange(first, stride), stride, n_groups,
-                                (NOT_TAKEN, NOT_TAKEN), family)  # fmt: skip
+                                (NOT_TAKEN, NOT_TAKEN))  # fmt: skip
         if traded.size:
             if trades is None:
                 trades = self.attribution.trades(spans, t2t[traded])

@@ -302,19 +302,10 @@ class BulkRecorder:
         """Record a table of samples into many histograms in two compiled passes: cell (i, c) of
         ``values`` (rows x columns) into histogram ``hist_of(label[i, s] * stride + column_group[c])``
         for each s with ``label[i, s] >= 0`` (rows x any: a row in one histogram per slicing),
-        unless the cell is within ``absent`` (lo, hi: no sample, not out of range). Returns how
-        many samples were out of range. Each histogram ends up as ``record`` of its samples would
-        leave it."""
-        block = GroupBlock(hist_of)
-        rejected = self.record_into(block, values, label, column_group, stride, n_groups, absent)
-        block.settle()
-        return rejected
-
-    def record_into(self, block: GroupBlock, values: np.ndarray, label: np.ndarray, column_group: np.ndarray,
-                    stride: int, n_groups: int, absent: tuple[int, int] = (1, 0)) -> int:  # fmt: skip
-        """``record_groups`` into ``block``'s histograms: their counts now, their totals (count,
-        min, max) at ``block.settle()``. A block kept across calls asks ``hist_of`` once per group
-        between settles, and no Python step is taken per histogram in between."""
+        unless the cell is within ``absent`` (lo, hi: no sample, not out of range). Between the
+        passes, one Python step per histogram that gets samples (its totals), none per sample.
+        Returns how many samples were out of range. Each histogram ends up as ``record`` of its
+        samples would leave it."""
         if values.size == 0 or label.size == 0:
             return 0
         values = np.ascontiguousarray(values, np.int64).reshape(values.shape[0], -1)
@@ -324,62 +315,27 @@ class BulkRecorder:
         recorded, lo, hi, rejected = kernels.group_bounds(
             values, label, column_group, stride, n_groups, absent[0], absent[1], self.max_recordable
         )
-        block.grow(n_groups, self.max_recordable)
-        new = np.flatnonzero((recorded != 0) & (block.address[:n_groups] == 0))
-        for g in new.tolist():
-            hist = block.hist_of(g)
+        address = np.zeros(n_groups, np.int64)
+        held = []  # every histogram written to, alive until the kernel returns (hdr_kernels._add_at)
+        for g, n, low, high in zip(*(a.tolist() for a in _at_filled(recorded, lo, hi)), strict=True):
+            hist = hist_of(g)
             if hist.counts_len != self.counts_len or hist.word_size != 8:
                 raise ValueError(f"histogram {g} is not of the recorder's layout")
-            block.hists[g] = hist  # alive while its address is in the block (hdr_kernels._add_at)
-            block.address[g] = ctypes.addressof(hist.counts)
-        if recorded.any():
+            held.append(hist)
+            address[g] = ctypes.addressof(hist.counts)
+            hist.total_count += n
+            hist.min_value = min(hist.min_value, low)
+            hist.max_value = max(hist.max_value, high)
+        if held:
             kernels.record_groups(values, label, column_group, stride, absent[0], absent[1], self.sub_bucket_mask,
-                                  self.unit_magnitude, self.half_mag, self.max_recordable, block.address)  # fmt: skip
-            block.count[:n_groups] += recorded
-            np.minimum(block.lo[:n_groups], lo, out=block.lo[:n_groups])
-            np.maximum(block.hi[:n_groups], hi, out=block.hi[:n_groups])
+                                  self.unit_magnitude, self.half_mag, self.max_recordable, address)  # fmt: skip
         return int(rejected)
 
 
-class GroupBlock:
-    """The histograms of one family of groups (``BulkRecorder.record_into``): each group's
-    histogram and the address of its counts, and the samples, min and max recorded since the last
-    ``settle``, which hands them to the histograms' totals. Keeping one across polls makes the
-    per-histogram Python steps (hdrh keeps its totals as Python attributes) once per settle,
-    not once per call: ~180 histograms at ~20 polls a second were a sixth of the collector."""
-
-    def __init__(self, hist_of):
-        self.hist_of = hist_of  # group -> its histogram (asked once per group between settles)
-        self.hists: dict[int, HdrHistogram] = {}
-        self.address = np.zeros(0, np.int64)
-        self.count = np.zeros(0, np.int64)
-        self.lo = np.zeros(0, np.int64)
-        self.hi = np.zeros(0, np.int64)
-        self._empty_lo = 0
-
-    def grow(self, n_groups: int, top: int) -> None:
-        self._empty_lo = top + 1
-        more = n_groups - self.address.size
-        if more > 0:
-            self.address = np.concatenate((self.address, np.zeros(more, np.int64)))
-            self.count = np.concatenate((self.count, np.zeros(more, np.int64)))
-            self.lo = np.concatenate((self.lo, np.full(more, top + 1, np.int64)))
-            self.hi = np.concatenate((self.hi, np.full(more, -1, np.int64)))
-
-    def settle(self) -> None:
-        """The samples recorded since the last settle into their histograms' totals; the block then
-        forgets its histograms (they may be handed out, reset and reused)."""
-        for g, hist in self.hists.items():
-            n = int(self.count[g])
-            if n:
-                hist.total_count += n
-                hist.min_value = min(hist.min_value, int(self.lo[g]))
-                hist.max_value = max(hist.max_value, int(self.hi[g]))
-        self.hists.clear()
-        self.address[:] = 0
-        self.count[:] = 0
-        self.lo[:] = self._empty_lo
-        self.hi[:] = -1
+def _at_filled(recorded: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The groups that got samples: their numbers, sample counts, min and max."""
+    g = np.flatnonzero(recorded)
+    return g, recorded[g], lo[g], hi[g]
 
 
 def corrected_values(values: np.ndarray, expected_interval: int) -> np.ndarray:

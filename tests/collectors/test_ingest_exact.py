@@ -70,9 +70,7 @@ class Hists:
     def record(self, tag, vals):
         self.got.setdefault(tag, []).extend(int(v) for v in vals)
 
-    def record_groups(
-        self, tag_of, values, label, column_group, stride, n_groups, absent=(1, 0), family=None
-    ):
+    def record_groups(self, tag_of, values, label, column_group, stride, n_groups, absent=(1, 0)):
         for i in range(values.shape[0]):
             for s in range(label.shape[1]):
                 for c in range(values.shape[1]):
