@@ -757,9 +757,11 @@ class Collector:
         if self.fill >= self.BACKLOG_FILL:  # faster than any rate seen: drain again at once
             self._pace_s /= 2
             return 0.0
-        # A trace closes ``linger`` after its last record was drained: polls at most linger / 5
-        # apart keep that within 1.4 lingers of its last stamp (late answers rely on it).
-        ceiling_s = min(ceiling_s, self.correlator.linger_ns / 5e9)
+        # No bound from ``linger``: a trace without its last point closes at the first poll after
+        # linger has passed since its last record was drained, up to a ceiling later than at
+        # linger / 5 (the bound before), and an answer that comes meanwhile joins it on time, not
+        # late (LateIndex). Measured: 0.63-0.70x the collector's CPU at 20 k msgs/s, no change in
+        # the subject's tails (docs/performance.md).
         # doubled from the last pace, not from a sleep cut short by the interval's end
         self._pace_s = min(ceiling_s, self.safe_sleep_s(), max(floor_s, max(current_s, self._pace_s) * 2))
         until_roll = (self._interval_start + self.interval_ns - monotonic_ns()) / 1e9

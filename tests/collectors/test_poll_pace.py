@@ -35,7 +35,7 @@ def idle_pace(col: Collector, ceiling_s: float, polls: int = 40) -> float:
 
 def test_an_idle_collector_backs_off_within_the_ring_bound_and_drains_a_full_ring_burst_exactly(ring_dir):
     writer = TickWriter(POINTS, name="burst", capacity=CAPACITY)
-    col = Collector(ring_dir, interval_s=3600, linger_s=10)  # linger / 5 bounds the pace too
+    col = Collector(ring_dir, interval_s=3600)
     # A ring never written to bounds nothing: the pace backs off to the ceiling, past the
     # 20 ms it stopped at before.
     assert idle_pace(col, ceiling_s=0.25) == 0.25
@@ -43,7 +43,8 @@ def test_an_idle_collector_backs_off_within_the_ring_bound_and_drains_a_full_rin
     assert col.poll() == CAPACITY // 2
     (src,) = col.sources
     assert src.peak_rate > 0  # the fastest this ring was seen filling, whatever it was on this host
-    assert Collector(ring_dir, linger_s=0.25).next_sleep(1.0, ceiling_s=0.25) == pytest.approx(0.05, rel=1e-6)
+    # linger does not bound it (linger / 5 did: 0.63-0.70x the collector's CPU at 20 k msgs/s without)
+    assert Collector(ring_dir, linger_s=0.25).next_sleep(1.0, ceiling_s=0.25) == 0.25
     bound = CAPACITY * col.PACE_FILL / src.peak_rate
     assert col.next_sleep(0.25, ceiling_s=0.25) <= bound
     # Idle again: back off, but never past what the ring holds at its peak rate (which decays).

@@ -1,10 +1,12 @@
-"""A Python subject whose acks come back late: 400 ms to 2 s after order.tx, by design.
+"""A Python subject whose acks come back late: 1.5 s to 3.1 s after order.tx, by design.
 
     python late_acks.py ORDERS
 Each order stamps md.rx, signal and order.tx (the trade point) in a TickWriter ring; its ack is
-stamped in a PointWriter ring at exactly order.tx + delay (delay = 400 ms + (137 * i mod 1600) ms),
-and written only once that moment has passed, so the collector sees it long after the 250 ms
-trace-close rule has closed the order's trace. Prints "orders=N acks=N delays_ns=d1,d2,...".
+stamped in a PointWriter ring at exactly order.tx + delay (delay = 1.5 s + (137 * i mod 1600) ms),
+and written only once that moment has passed, so the collector sees it after the order's trace
+closed: the 250 ms linger from its drain, which comes up to a 250 ms poll after its stamp, and
+closed at the first poll after that (up to 250 ms later again): 750 ms at most, twice that on a
+loaded host whose sleeps run long. Prints "orders=N acks=N delays_ns=d1,d2,...".
 """
 
 import sys
@@ -24,7 +26,7 @@ ACK_RX = 1
 
 
 def delay_ns(i: int) -> int:
-    return 400_000_000 + (137 * i % 1600) * 1_000_000
+    return 1_500_000_000 + (137 * i % 1600) * 1_000_000
 
 
 def main() -> int:
