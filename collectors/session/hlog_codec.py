@@ -1,5 +1,5 @@
-"""A histogram's V2 encoding (an hlog line's payload): ``hdrh``'s ``encode()`` payload byte for byte,
-deflated faster, without its per-encode costs.
+"""A histogram's V2 encoding (an hlog line's payload), byte for byte what ``hdrh``'s ``encode()`` makes,
+without its per-encode costs.
 
 hdrh's ``encode()`` is three steps: ZigZag LEB128 varints of the counts up to the bucket of the
 maximum (a run of empty buckets is one negative varint), a 40-byte payload header in front,
@@ -11,12 +11,10 @@ and faults in again at the next call: ~35 µs of the ~40 µs an encode took, wha
 
 Here the varints are written by one numba pass into a buffer kept between encodes, and the
 deflate stream is the same zlib library's (the one Python's ``zlib`` module runs, checked by
-version), initialised once and ``deflateReset`` before each payload. It deflates at level 1
-(``COMPRESSION_LEVEL``), not the default 6: on a 4 KB payload of varints 39 µs against 157 µs,
-5 % more bytes; at 20 k msgs/s the default level's deflate was an eighth of the collector's CPU.
-Any zlib reader inflates either (HdrHistogram's own decoders do), and what it inflates is hdrh's
-payload byte for byte (``tests/collectors/test_hlog_codec.py`` holds it to ``hdrh`` over random
-histograms). Where that library cannot be loaded, ``zlib.compress`` at the same level is used.
+version), initialised once with ``zlib.compress``'s exact parameters and ``deflateReset`` before
+each payload: reset is what initialisation ends with, so the output is the same bytes
+(``tests/collectors/test_hlog_codec.py`` holds it to ``hdrh`` over random histograms). Where that
+library cannot be loaded, ``zlib.compress`` is used: slower, same bytes.
 """
 
 from __future__ import annotations
@@ -90,7 +88,6 @@ class _ZStream(ctypes.Structure):
 
 Z_OK, Z_STREAM_END, Z_FINISH, Z_DEFLATED, Z_DEFAULT_STRATEGY = 0, 1, 4, 8, 0
 DEF_MEM_LEVEL = 8  # what zlib.compress passes (CPython's zlibmodule.c)
-COMPRESSION_LEVEL = 1  # Z_BEST_SPEED: 4x less CPU than the default on hlog payloads (module docstring)
 
 
 def _load_libz():
@@ -116,12 +113,11 @@ _LIBZ = _load_libz()
 
 
 class _Deflater:
-    """One deflate state, reset per payload: ``zlib.compress(data, COMPRESSION_LEVEL)``'s bytes
-    without its allocation."""
+    """One deflate state, reset per payload: ``zlib.compress(data)``'s bytes without its allocation."""
 
     def __init__(self):
         self.stream = _ZStream()
-        rc = _LIBZ.deflateInit2_(ctypes.byref(self.stream), COMPRESSION_LEVEL, Z_DEFLATED, zlib.MAX_WBITS,
+        rc = _LIBZ.deflateInit2_(ctypes.byref(self.stream), zlib.Z_DEFAULT_COMPRESSION, Z_DEFLATED, zlib.MAX_WBITS,
                                  DEF_MEM_LEVEL, Z_DEFAULT_STRATEGY, _LIBZ.zlibVersion(), ctypes.sizeof(_ZStream))  # fmt: skip
         if rc != Z_OK:
             raise MemoryError(f"zlib deflateInit2 failed ({rc})")
@@ -143,9 +139,8 @@ class _Deflater:
 
 
 class HlogEncoder:
-    """Encodes histograms as ``hdrh``'s ``encode()`` does (its payload, deflated at
-    COMPRESSION_LEVEL), keeping its buffers and deflate state between calls. One per writing
-    thread (the buffers are reused)."""
+    """Encodes histograms as ``hdrh``'s ``encode()`` does, keeping its buffers and deflate state
+    between calls. One per writing thread (the buffers are reused)."""
 
     def __init__(self):
         self.buf = np.empty(PAYLOAD_HEADER_SIZE, np.uint8)
@@ -172,7 +167,7 @@ class HlogEncoder:
         if self.deflater is not None:
             compressed = self.deflater.compress(self.buf, end)
         else:
-            compressed = zlib.compress(self.buf[:end], COMPRESSION_LEVEL)
+            compressed = zlib.compress(self.buf[:end])
         return base64.b64encode(struct.pack(">II", COMPRESSION_COOKIE, len(compressed)) + compressed)
 
 
@@ -184,7 +179,7 @@ _per_thread = _PerThread()
 
 
 def encode(hist: HdrHistogram) -> bytes:
-    """``hist.encode()``, the same payload deflated at COMPRESSION_LEVEL, with this thread's encoder."""
+    """``hist.encode()``, the same bytes, with this thread's encoder."""
     encoder = _per_thread.encoder
     if encoder is None:
         encoder = _per_thread.encoder = HlogEncoder()
