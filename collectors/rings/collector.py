@@ -42,7 +42,7 @@ from tickscope.collectors.rings.reader import (
     RingReader,
     find_rings,
 )
-from tickscope.collectors.rings.realtime import RealtimeOffset
+from tickscope.collectors.rings.realtime import RealtimeOffset, placed_after
 from tickscope.collectors.rings.released import ReleasedWriters
 from tickscope.collectors.rings.slices import DimensionSlices
 from tickscope.collectors.rings.tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
@@ -150,6 +150,12 @@ class RingSource:
     dim_column: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # slot -> dimension column
     dim_seen: int = 0  # ring value ids mapped so far
     peak_rate: float = 0.0  # records/s, the fastest seen filling (halved every PEAK_HALF_LIFE_NS)
+    # the ring's newest stamp placed less the slack (realtime.placed_after): REALTIME set back
+    # repeats values, and a ring's records come in order
+    realtime_after: np.ndarray = field(default_factory=lambda: placed_after(0))
+
+    def __post_init__(self):
+        self.realtime_after = placed_after(self.reader.created_monotonic_ns)
 
     @property
     def tsc(self) -> TscTimeline:
@@ -190,7 +196,7 @@ class RingSource:
             absent = raw == 0
             self.observe_tsc(raw[~absent] if absent.any() else raw)
             return raw
-        return _intake().realtime_to_monotonic(raw, *realtime.knots)
+        return _intake().realtime_to_monotonic(raw, *realtime.knots, self.realtime_after)
 
     def describe(self) -> dict:
         r = self.reader
@@ -400,10 +406,12 @@ class IntervalGrid:
     warmup_ns: int
     realtime: RealtimeOffset
 
-    def to_monotonic(self, stamps: np.ndarray) -> np.ndarray:
-        """REALTIME ns (a capture's) on the collector's CLOCK_MONOTONIC timeline, each moved by the
-        offset of its time, as the collector moves the kernel's stamps; 0 stays 0."""
-        return _intake().realtime_to_monotonic(np.asarray(stamps, np.int64), *self.realtime.knots)
+    def to_monotonic(self, stamps: np.ndarray, after: np.ndarray | None = None) -> np.ndarray:
+        """REALTIME ns (a capture's, in capture order) on the collector's CLOCK_MONOTONIC timeline,
+        placed as the collector places the kernel's stamps; 0 stays 0. ``after``: the state
+        carried from the same source's previous call (None: a source that began with the session)."""
+        after = placed_after(self.start_ns) if after is None else after
+        return _intake().realtime_to_monotonic(np.asarray(stamps, np.int64), *self.realtime.knots, after)
 
 
 class Collector:
@@ -462,7 +470,9 @@ class Collector:
         self.notices: list[str] = []
         self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()  # at the start
         # and as it moves: kernel and capture stamps are placed with the offset of their time
-        self.realtime = RealtimeOffset(self.realtime_offset, self.realtime_uncertainty, monotonic_ns())
+        self.realtime = RealtimeOffset(
+            self.realtime_offset, self.realtime_uncertainty, monotonic_ns(), watch=True
+        )
         # The grid starts when the session does, the same instant on both clocks: its intervals
         # are written at epoch times (the session's start plus their offset), and the side
         # collectors' (hiccups, perf) stamp epoch time; started apart, they sat apart by what
@@ -885,7 +895,7 @@ class Collector:
         ring itself)."""
         self._intern(src)
         words = records.view(np.uint64).reshape(records.size, L.POINT_RECORD_SIZE // 8)
-        return self._kernels.point_records(words, src.reader.n_points, src.columns, src.domains, *self.realtime.knots,
+        return self._kernels.point_records(words, src.reader.n_points, src.columns, src.domains, *self.realtime.knots, src.realtime_after,
                                            src.dim_map, src.dim_column, len(self.dimensions))  # fmt: skip
 
     def _correlate_points(self, src: RingSource, trace, legs, cols, ts, dims, tally) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from tickscope.collectors.rings.realtime import REPEAT_SLACK_NS
 from tickscope.probe import layout as L
 
 # point_records' tally
@@ -57,21 +58,77 @@ def realtime_offset_at(stamp, mono, off, floor):
 
 
 @njit(cache=True, nogil=True)
-def realtime_to_monotonic(stamps, mono, off, floor):
-    """REALTIME stamps (int64 ns) on the MONOTONIC timeline (``realtime_offset_at``); 0 stays 0."""
+def realtime_place(stamp, mono, off, floor, after):
+    """A REALTIME ``stamp`` on the MONOTONIC timeline. Each segment between two knots whose REALTIME
+    range holds the stamp places it once (on the segment's line; a segment of 1 ns is a set the
+    kernel signalled, and a stamp in the REALTIME it skipped was taken after the set, before the
+    signal reached us: the new offset), the last knot's from it on: one candidate, unless REALTIME
+    was set back, which repeats its values. The stamp goes to the earliest candidate not before
+    ``after`` (its ring's newest stamp placed so far, less REPEAT_SLACK_NS: a ring's records come in
+    order). With none there, a stamp taken after a set back but before its signal: the earliest of
+    the stamp less the offset of each knot after the newest candidate's segment, not before
+    ``after``; else the newest candidate. With no candidate at all (before every knot), by
+    ``realtime_offset_at``."""
+    n = mono.size
+    if n == 1:
+        return stamp - off[0]
+    newest, newest_k, best, have_newest, have_best = 0, 0, 0, False, False
+    for k in range(n - 1, -1, -1):
+        low = mono[k] + off[k]
+        covers = stamp >= low if k == n - 1 else low <= stamp < mono[k + 1] + off[k + 1]
+        if covers:
+            if k == n - 1:
+                m = stamp - off[k]
+            elif mono[k + 1] - mono[k] == 1:
+                m = stamp - off[k + 1]
+            else:
+                dm = mono[k + 1] - mono[k]
+                m = mono[k] + np.int64((stamp - low) * (dm / (dm + off[k + 1] - off[k])))
+            if not have_newest:
+                newest, newest_k, have_newest = m, k, True
+            if m < after:
+                break  # an earlier segment places it earlier still
+            best, have_best = m, True
+        elif k < n - 1 and mono[k + 1] < after:
+            break  # segments ending before ``after`` hold no candidate that counts
+    if have_best:
+        return best
+    if not have_newest:
+        return stamp - realtime_offset_at(stamp, mono, off, floor)
+    for j in range(newest_k + 1, n):  # the offsets REALTIME was set to after that segment
+        m = stamp - off[j]
+        if m >= after and (not have_best or m < best):
+            best, have_best = m, True
+    if have_best:
+        return best
+    return newest
+
+
+@njit(cache=True, nogil=True)
+def realtime_to_monotonic(stamps, mono, off, floor, after):
+    """REALTIME stamps (int64 ns, in the order they were taken) on the MONOTONIC timeline
+    (``realtime_place``); 0 stays 0. ``after[0]``: their source's newest stamp placed less the
+    slack, carried from call to call (NO_FLOOR: none yet)."""
     out = np.empty(stamps.size, np.int64)
     for k in range(stamps.size):
         s = stamps[k]
-        out[k] = 0 if s == 0 else s - realtime_offset_at(s, mono, off, floor)
+        if s == 0:
+            out[k] = 0
+            continue
+        m = realtime_place(s, mono, off, floor, after[0])
+        out[k] = m
+        after[0] = max(after[0], m - REPEAT_SLACK_NS)
     return out
 
 
 @njit(cache=True, nogil=True)
-def point_records(words, n_points, columns, domains, rt_mono, rt_off, rt_floor, dim_map, dim_column, n_dims):
+def point_records(words, n_points, columns, domains, rt_mono, rt_off, rt_floor, rt_after, dim_map, dim_column,
+                  n_dims):  # fmt: skip
     """A point ring's records (``words``: each 32-byte record as four u64, ``layout.POINT_RECORD``)
     without the malformed ones (a point id beyond the ring's table, or no stamp): trace ids,
-    legs, schema columns, stamps (CLOCK_MONOTONIC ns, REALTIME ones moved by the offset of their
-    time (``realtime_offset_at`` on the ``rt_*`` knots), or raw ticks for a TSC point: the
+    legs, schema columns, stamps (CLOCK_MONOTONIC ns, REALTIME ones placed by ``realtime_place`` on
+    the ``rt_*`` knots with ``rt_after`` carried as ``realtime_to_monotonic`` carries it, or raw
+    ticks for a TSC point: the
     correlator measures in-ring spans from ticks) and dimension value ids (``dimension_ids``).
     ``tally``: malformed, of those the point ids out of range, TSC stamps and the newest tick
     (which ``TscTimeline.observe`` must see), dimension ids unknown."""
@@ -97,7 +154,10 @@ def point_records(words, n_points, columns, domains, rt_mono, rt_off, rt_floor, 
             tally[TSC_STAMPS] += 1
             tally[NEWEST_TICK] = max(tally[NEWEST_TICK], stamp)
         elif domain != L.CLOCK_MONOTONIC:
-            stamp -= realtime_offset_at(stamp, rt_mono, rt_off, rt_floor)
+            stamp = realtime_place(stamp, rt_mono, rt_off, rt_floor, rt_after[0])
+            rt_after[0] = max(rt_after[0], stamp - REPEAT_SLACK_NS)
+        else:
+            rt_after[0] = max(rt_after[0], stamp - REPEAT_SLACK_NS)
         ids[m] = words[k, 1]
         legs[m] = np.int32((words[k, 2] >> np.uint64(16)) & np.uint64(0xFFFF))
         cols[m] = columns[point]
@@ -113,10 +173,9 @@ def _warm() -> None:
     words = np.zeros((1, L.POINT_RECORD_SIZE // 8), np.uint64)
     dim_map, dim_column = np.zeros((1, 2), np.int32), np.zeros(1, np.int64)
     knot = np.zeros(1, np.int64)
-    point_records(
-        words, 1, np.zeros(1, np.int64), np.zeros(1, np.int64), knot, knot, knot, dim_map, dim_column, 1
-    )
-    realtime_to_monotonic(knot, knot, knot, knot)
+    point_records(words, 1, np.zeros(1, np.int64), np.zeros(1, np.int64), knot, knot, knot, knot.copy(), dim_map,
+                  dim_column, 1)  # fmt: skip
+    realtime_to_monotonic(knot, knot, knot, knot, knot.copy())
     dimension_ids(np.zeros(1, np.uint64), dim_map, dim_column, 1)
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tickscope.collectors.rings.realtime import placed_after
 from tickscope.collectors.run.children import spawn_guarded
 from tickscope.collectors.side import Conclusion, SideCollectorBase
 from tickscope.collectors.wire import (
@@ -378,6 +379,8 @@ class LiveWireJoin:
 
         self.points = points
         self.to_monotonic = collector.grid.to_monotonic
+        self._md_after = placed_after(collector.grid.start_ns)  # each stream's state, call to call
+        self._order_after = placed_after(collector.grid.start_ns)
         self.interval_s = collector.grid.interval_ns / 1e9
         self.hists = HistogramSet()
         self.lock = threading.Lock()
@@ -389,12 +392,12 @@ class LiveWireJoin:
         to_mono = self.to_monotonic
         values = {"wire_to_wire": step.wire_order - step.wire_md}
         trace, wire_md, md_rx = self.md.add(
-            (step.md_trace, to_mono(step.md_ts)), self.points.take_new("md.rx")[:2]
+            (step.md_trace, to_mono(step.md_ts, self._md_after)), self.points.take_new("md.rx")[:2]
         )
         values["md.rx-wire.md"] = md_rx - wire_md
         tx_trace, tx_ts, tx_leg = self.points.take_new("order.tx")
         trace, wire_order, order_tx = self.orders.add(
-            (live_leg_key(step.order_trace, step.order_leg), to_mono(step.order_ts)),
+            (live_leg_key(step.order_trace, step.order_leg), to_mono(step.order_ts, self._order_after)),
             (live_leg_key(tx_trace, tx_leg), tx_ts),
         )
         res = wire_order - order_tx

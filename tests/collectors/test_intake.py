@@ -83,7 +83,17 @@ def test_point_records_decode_exactly_as_the_reference(seed):
     words = records.view(np.uint64).reshape(n, L.POINT_RECORD_SIZE // 8)
     one = np.array([0], np.int64)  # one knot (RealtimeOffset): the offset of the whole batch
     ids, legs, cols, ts, dims, tally = K.point_records(
-        words, n_points, columns, domains, one, one + offset, one + offset, dim_map, dim_column, n_dims
+        words,
+        n_points,
+        columns,
+        domains,
+        one,
+        one + offset,
+        one + offset,
+        one.copy(),
+        dim_map,
+        dim_column,
+        n_dims,
     )
     want_ids, want_legs, want_cols, want_ts, want_dims, counts = reference(
         records, n_points, columns, domains, offset, dim_map, dim_column, n_dims
