@@ -152,7 +152,7 @@ class RingSource:
     peak_rate: float = 0.0  # records/s, the fastest seen filling (halved every PEAK_HALF_LIFE_NS)
     # the ring's newest stamp placed less the slack (realtime.placed_after): REALTIME set back
     # repeats values, and a ring's records come in order
-    realtime_after: np.ndarray = field(default_factory=lambda: placed_after(0))
+    realtime_after: np.ndarray = field(init=False)
 
     def __post_init__(self):
         self.realtime_after = placed_after(self.reader.created_monotonic_ns)
@@ -186,9 +186,10 @@ class RingSource:
         self.tsc.observe(ticks)
 
     def convert(self, ts: np.ndarray, domain: int, realtime: RealtimeOffset) -> np.ndarray:
-        """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns (REALTIME ones moved by the
-        offset of their time), or for TSC the raw ticks themselves (the correlator measures
-        in-ring spans from ticks, see ``TscTimeline``); 0 stays 0 (absent)."""
+        """Raw stamps (u64) of one domain -> int64: CLOCK_MONOTONIC ns (REALTIME ones placed by the
+        offset of their time, ``intake_kernels.realtime_place``), or for TSC the raw ticks
+        themselves (the correlator measures in-ring spans from ticks, see ``TscTimeline``); 0
+        stays 0 (absent)."""
         raw = ts.astype(np.int64)
         if domain == L.CLOCK_MONOTONIC:
             return raw
@@ -895,8 +896,9 @@ class Collector:
         ring itself)."""
         self._intern(src)
         words = records.view(np.uint64).reshape(records.size, L.POINT_RECORD_SIZE // 8)
-        return self._kernels.point_records(words, src.reader.n_points, src.columns, src.domains, *self.realtime.knots, src.realtime_after,
-                                           src.dim_map, src.dim_column, len(self.dimensions))  # fmt: skip
+        return self._kernels.point_records(words, src.reader.n_points, src.columns, src.domains, *self.realtime.knots,
+                                           src.realtime_after, src.dim_map, src.dim_column,
+                                           len(self.dimensions))  # fmt: skip
 
     def _correlate_points(self, src: RingSource, trace, legs, cols, ts, dims, tally) -> None:
         """A point ring's decoded records (``_decode``) counted and handed to the correlator."""

@@ -14,8 +14,9 @@ went negative. The collector keeps the offset's history as knots, flat while it 
   re-arm): a move seen only there is a straight line from the last poll that saw it unchanged
   to the poll that saw it moved.
 
-``intake_kernels.realtime_offset_at`` reads a stamp's offset off the knots (the one rule,
-compiled).
+``intake_kernels.realtime_place`` places a stamp by the knots (the one rule, compiled): where
+REALTIME was set back and a value came twice, at the first place not before its ring's newest
+stamp (a ring's records come in order).
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ class SetWatch:
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "timerfd_create")
         self.offsets: weakref.WeakSet[RealtimeOffset] = weakref.WeakSet()
-        self.sets = 0  # sets the kernel signalled
         self.arm()
         threading.Thread(target=self._watch, name="tickscope-realtime-set", daemon=True).start()
 
@@ -97,7 +97,6 @@ class SetWatch:
                 if e.errno != errno.ECANCELED:
                     return
                 at = time.monotonic_ns()  # the set came before this (by the thread's wake-up)
-                self.sets += 1
                 try:
                     self.arm()  # before the offsets are told: a second set is not missed meanwhile
                 except OSError:
@@ -138,13 +137,13 @@ class RealtimeOffset:
         self._held_ns = now_ns  # the last poll that saw the offset where the newest knot has it
         self.changes = 0  # moves seen
         self.ramps = 0  # of those, seen by a poll only (placed on a line over the poll's window)
-        self.largest_ns = 0  # the largest move one poll saw
+        self.largest_ns = 0  # the largest move
         self.dropped = 0  # knots dropped beyond MAX_KNOTS (stamps before the oldest kept: its offset)
         self._arrays = self._build()
 
     @property
     def knots(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(MONOTONIC ns, offset ns, the knots' REALTIME suffix minimum) for ``realtime_offset_at``:
+        """(MONOTONIC ns, offset ns, the knots' REALTIME suffix minimum) for ``realtime_place``:
         one tuple, replaced whole at a change, so a reader on another thread sees one history."""
         return self._arrays
 
@@ -168,7 +167,8 @@ class RealtimeOffset:
         offset, uncertainty = sample_realtime_offset(SAMPLES_PER_POLL)
         with self._lock:
             self.signalled += 1
-            self._held_ns = max(self._held_ns, at_ns - 1)
+            # the old offset held until the set (a poll's "unchanged" may be stamped just after it)
+            self._held_ns = max(at_ns - 1, self._mono[-1])
             return self._observe(offset, uncertainty, at_ns, stepped=True)
 
     def observe(self, offset: int, uncertainty: int, now_ns: int) -> bool:
