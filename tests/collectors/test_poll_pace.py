@@ -44,7 +44,7 @@ def test_an_idle_collector_backs_off_within_the_ring_bound_and_drains_a_full_rin
     (src,) = col.sources
     assert src.peak_rate > 0  # the fastest this ring was seen filling, whatever it was on this host
     # linger does not bound it (linger / 5 did: 0.63-0.70x the collector's CPU at 20 k msgs/s without)
-    assert Collector(ring_dir, linger_s=0.25).next_sleep(1.0, ceiling_s=0.25) == 0.25
+    assert Collector(ring_dir, interval_s=3600, linger_s=0.25).next_sleep(1.0, ceiling_s=0.25) == 0.25
     bound = CAPACITY * col.PACE_FILL / src.peak_rate
     assert col.next_sleep(0.25, ceiling_s=0.25) <= bound
     # Idle again: back off, but never past what the ring holds at its peak rate (which decays).
