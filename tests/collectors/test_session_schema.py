@@ -52,12 +52,23 @@ def test_every_kind_of_session_validates(sessions, kind, parts):
 
 def test_the_schema_rejects_what_a_reader_could_not_use(sessions):
     meta = json.loads((sessions / "profiled" / "meta.json").read_text())
+    assert meta["clocks"]["realtime"]["knots"], "a profiled session says how REALTIME moved (validated above)"
     summary = json.loads((sessions / "profiled" / "summary.json").read_text())
     slowest = json.loads((sessions / "profiled" / "slowest.json").read_text())
     bad = [
         ("meta", {k: v for k, v in meta.items() if k != "status"}),
         ("meta", {**meta, "format_version": "1"}),
         ("meta", {**meta, "counters": {**meta["counters"], "produced": -1}}),
+        (
+            "meta",
+            {
+                **meta,
+                "clocks": {
+                    **meta["clocks"],
+                    "realtime": {k: v for k, v in meta["clocks"]["realtime"].items() if k != "knots"},
+                },
+            },
+        ),  # fmt: skip
         ("summary", {"feed": {k: v for k, v in summary["feed"].items() if k != "p99"}}),
         ("summary", {"feed": {**summary["feed"], "count": 1.5}}),
         ("summary", {**summary, "attribution": {**summary["attribution"], "tails": {"p99": {"traces": 3}}}}),
