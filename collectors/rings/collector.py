@@ -469,11 +469,9 @@ class Collector:
         # Writers attached and released, one line each, for ``live`` to say as they happen (taken
         # by ``take_notices``: a daemon sees thousands of writers, so they are not kept).
         self.notices: list[str] = []
-        self.realtime_offset, self.realtime_uncertainty = sample_realtime_offset()  # at the start
-        # and as it moves: kernel and capture stamps are placed with the offset of their time
-        self.realtime = RealtimeOffset(
-            self.realtime_offset, self.realtime_uncertainty, monotonic_ns(), watch=True
-        )
+        # REALTIME - MONOTONIC from the start and as it moves: kernel and capture stamps are placed
+        # with the offset of their time
+        self.realtime = RealtimeOffset(*sample_realtime_offset(), monotonic_ns(), watch=True)
         # The grid starts when the session does, the same instant on both clocks: its intervals
         # are written at epoch times (the session's start plus their offset), and the side
         # collectors' (hiccups, perf) stamp epoch time; started apart, they sat apart by what
@@ -543,6 +541,15 @@ class Collector:
         if self._interval_live is None:
             self._interval_live = self._build_snapshot(*self._live_parts, whole_run=False)
         return self._interval_live
+
+    @property
+    def realtime_offset(self) -> int:
+        """REALTIME - MONOTONIC at the session's start (the grid's epoch times; ``realtime``: since)."""
+        return self.realtime.start
+
+    @property
+    def realtime_uncertainty(self) -> int:
+        return self.realtime.start_uncertainty
 
     @property
     def grid(self) -> IntervalGrid:

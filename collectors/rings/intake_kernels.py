@@ -37,33 +37,40 @@ def dimension_ids(words, dim_map, dim_column, n_dims):
     return out, unknown
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _segment_place(stamp, mono, off, k):
+    """Where knot ``k``'s segment places a REALTIME ``stamp`` its REALTIME range holds: on the
+    segment's line; from the last knot on, by its offset; on a segment of 1 ns (a set the kernel
+    signalled: the stamp's REALTIME is one the set skipped, taken after the set and before the
+    signal reached us), by the new offset."""
+    if k == mono.size - 1:
+        return stamp - off[k]
+    dm = mono[k + 1] - mono[k]
+    if dm == 1:
+        return stamp - off[k + 1]
+    return mono[k] + np.int64((stamp - mono[k] - off[k]) * (dm / (dm + off[k + 1] - off[k])))
+
+
 @njit(cache=True, nogil=True)
 def realtime_offset_at(stamp, mono, off, floor):
     """REALTIME - MONOTONIC for a REALTIME ``stamp``, off the knots of ``realtime.RealtimeOffset``
-    (MONOTONIC ns, offset ns, the suffix minimum of their REALTIME ns): on the segment from the
-    newest knot whose REALTIME is at or before the stamp, the point of that segment's straight
-    line whose REALTIME is the stamp; before every knot the first's, after the last the last's.
-    A REALTIME set back repeats its values: a stamp of the repeat is placed after the change."""
-    n = mono.size
-    if n == 1 or stamp < floor[0]:
+    (MONOTONIC ns, offset ns, the suffix minimum of their REALTIME ns): as the segment of the
+    newest knot whose REALTIME is at or before the stamp places it (``_segment_place``); before
+    every knot the first's. A REALTIME set back repeats its values: here a stamp of the repeat
+    is placed after the change (``realtime_place`` tells the two apart)."""
+    if mono.size == 1 or stamp < floor[0]:
         return off[0]
-    k = np.searchsorted(floor, stamp, side="right") - 1
-    if k >= n - 1:
-        return off[n - 1]
     # floor[k + 1] > stamp >= mono[k] + off[k] (floor's definition): the segment's REALTIME rises
     # over it, so the line meets the stamp once, within the segment
-    dm = mono[k + 1] - mono[k]
-    at = mono[k] + np.int64((stamp - mono[k] - off[k]) * (dm / (dm + off[k + 1] - off[k])))
-    return stamp - at
+    k = np.searchsorted(floor, stamp, side="right") - 1
+    return stamp - _segment_place(stamp, mono, off, k)
 
 
 @njit(cache=True, nogil=True)
 def realtime_place(stamp, mono, off, floor, after):
     """A REALTIME ``stamp`` on the MONOTONIC timeline. Each segment between two knots whose REALTIME
-    range holds the stamp places it once (on the segment's line; a segment of 1 ns is a set the
-    kernel signalled, and a stamp in the REALTIME it skipped was taken after the set, before the
-    signal reached us: the new offset), the last knot's from it on: one candidate, unless REALTIME
-    was set back, which repeats its values. The stamp goes to the earliest candidate not before
+    range holds the stamp places it once (``_segment_place``), the last knot's from it on: one
+    candidate, unless REALTIME was set back, which repeats its values. The stamp goes to the earliest candidate not before
     ``after`` (its ring's newest stamp placed so far, less REPEAT_SLACK_NS: a ring's records come in
     order). With none there, a stamp taken after a set back but before its signal: the earliest of
     the stamp less the offset of each knot after the newest candidate's segment, not before
@@ -77,13 +84,7 @@ def realtime_place(stamp, mono, off, floor, after):
         low = mono[k] + off[k]
         covers = stamp >= low if k == n - 1 else low <= stamp < mono[k + 1] + off[k + 1]
         if covers:
-            if k == n - 1:
-                m = stamp - off[k]
-            elif mono[k + 1] - mono[k] == 1:
-                m = stamp - off[k + 1]
-            else:
-                dm = mono[k + 1] - mono[k]
-                m = mono[k] + np.int64((stamp - low) * (dm / (dm + off[k + 1] - off[k])))
+            m = _segment_place(stamp, mono, off, k)
             if not have_newest:
                 newest, newest_k, have_newest = m, k, True
             if m < after:
@@ -108,7 +109,7 @@ def realtime_place(stamp, mono, off, floor, after):
 def realtime_to_monotonic(stamps, mono, off, floor, after):
     """REALTIME stamps (int64 ns, in the order they were taken) on the MONOTONIC timeline
     (``realtime_place``); 0 stays 0. ``after[0]``: their source's newest stamp placed less the
-    slack, carried from call to call (NO_FLOOR: none yet)."""
+    slack, carried from call to call (``realtime.placed_after`` makes the first)."""
     out = np.empty(stamps.size, np.int64)
     for k in range(stamps.size):
         s = stamps[k]
@@ -128,8 +129,8 @@ def point_records(words, n_points, columns, domains, rt_mono, rt_off, rt_floor, 
     without the malformed ones (a point id beyond the ring's table, or no stamp): trace ids,
     legs, schema columns, stamps (CLOCK_MONOTONIC ns, REALTIME ones placed by ``realtime_place`` on
     the ``rt_*`` knots with ``rt_after`` carried as ``realtime_to_monotonic`` carries it, or raw
-    ticks for a TSC point: the
-    correlator measures in-ring spans from ticks) and dimension value ids (``dimension_ids``).
+    ticks for a TSC point: the correlator measures in-ring spans from ticks) and dimension value
+    ids (``dimension_ids``).
     ``tally``: malformed, of those the point ids out of range, TSC stamps and the newest tick
     (which ``TscTimeline.observe`` must see), dimension ids unknown."""
     n = words.shape[0]
@@ -153,11 +154,10 @@ def point_records(words, n_points, columns, domains, rt_mono, rt_off, rt_floor, 
         if domain == L.CLOCK_TSC:
             tally[TSC_STAMPS] += 1
             tally[NEWEST_TICK] = max(tally[NEWEST_TICK], stamp)
-        elif domain != L.CLOCK_MONOTONIC:
-            stamp = realtime_place(stamp, rt_mono, rt_off, rt_floor, rt_after[0])
-            rt_after[0] = max(rt_after[0], stamp - REPEAT_SLACK_NS)
         else:
-            rt_after[0] = max(rt_after[0], stamp - REPEAT_SLACK_NS)
+            if domain != L.CLOCK_MONOTONIC:
+                stamp = realtime_place(stamp, rt_mono, rt_off, rt_floor, rt_after[0])
+            rt_after[0] = max(rt_after[0], stamp - REPEAT_SLACK_NS)  # on the MONOTONIC timeline
         ids[m] = words[k, 1]
         legs[m] = np.int32((words[k, 2] >> np.uint64(16)) & np.uint64(0xFFFF))
         cols[m] = columns[point]

@@ -132,7 +132,8 @@ class RealtimeOffset:
         if self.watch is not None:
             self.watch.offsets.add(self)
         self.signalled = 0  # sets the kernel signalled during this run
-        self.start, self.uncertainty = offset, uncertainty
+        self.start, self.start_uncertainty = offset, uncertainty  # at the run's start
+        self.uncertainty = uncertainty  # the newest knot's sample's
         self._mono, self._off = [now_ns], [offset]
         self._held_ns = now_ns  # the last poll that saw the offset where the newest knot has it
         self.changes = 0  # moves seen
