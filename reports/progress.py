@@ -13,6 +13,7 @@ class PlainProgress:
     """One line per interval, greppable: elapsed, tick rate, tick-to-trade p50/p99, drops."""
 
     whole_run = False  # the last interval's figures only: the run's totals are not summarized for it
+    refresh_s = None  # a line as each interval closes: nothing to redraw between (polls are not paced by it)
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout

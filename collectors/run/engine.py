@@ -37,6 +37,9 @@ class View(Protocol):
     # False: the view shows only the last interval's figures (``Collector.interval_snapshot``), and
     # the whole run's totals are not summarized for it
     whole_run: bool
+    # How often it redraws between intervals (the live view's clock, its tables' ages); None: it
+    # shows closed intervals only, and is updated as each closes (polls are not paced by it).
+    refresh_s: float | None
 
     def start(self) -> None: ...
 
@@ -68,7 +71,6 @@ class RunPlan:
     )  # combinations sliced besides each dimension
     poll_s: float = 0.005  # first sleep between polls; then adapted to how fast the rings fill
     poll_max_s: float | None = None  # the longest sleep; None: $TICKSCOPE_POLL_MAX_S or POLL_MAX_S
-    refresh_s: float = 0.2
     side: list[SideCollectorBase] = field(default_factory=list)
     view: View | None = None
     report: Callable[[str], None] | None = None  # ring problems as found; None: in the warnings
@@ -303,6 +305,7 @@ class _Run:
         start = monotonic_ns()
         next_refresh = start
         sleep_s = plan.poll_s
+        refresh_s = None if view is None else view.refresh_s  # a redrawing view paces the polls
 
         def latest() -> Snapshot:
             return collector.snapshot if view is None or view.whole_run else collector.interval_snapshot
@@ -314,18 +317,20 @@ class _Run:
             self._say_notices()
             for s in side:
                 s.after_poll(collector)
-            ceiling = plan.poll_max_s if view is None else min(plan.poll_max_s, plan.refresh_s)
-            sleep_s = collector.next_sleep(sleep_s, ceiling_s=ceiling)
+            sleep_s = collector.next_sleep(
+                sleep_s, ceiling_s=min(plan.poll_max_s, refresh_s or plan.poll_max_s)
+            )
             now = monotonic_ns()
             elapsed = (now - start) / 1e9
-            if view and now >= next_refresh:
-                if (state := latest()) is not seen:  # the collector closed an interval: so do the side rows
+            state = latest()
+            if view and (now >= next_refresh if refresh_s else state is not seen):
+                if state is not seen:  # the collector closed an interval: so do the side rows
                     seen = state
                     for s in side:
                         s.roll_live(seen.warmup)
                 panel = {s.name: _latest(s) for s in side if s.in_side_panel}
                 view.update(with_side_rows(state, side), panel, elapsed, plan.duration_s)
-                next_refresh = now + int(plan.refresh_s * 1e9)
+                next_refresh = now + int((refresh_s or 0) * 1e9)
             if self.subject.poll() is not None:
                 return
             if plan.duration_s is not None and elapsed >= plan.duration_s:

@@ -73,3 +73,51 @@ def test_the_poll_ceiling_is_the_environment_s_or_one_line_saying_what_to_give(m
         monkeypatch.setenv(POLL_MAX_ENV, bad)
         with pytest.raises(ProfileError, match=f"{POLL_MAX_ENV}=.*seconds above 0"):
             poll_ceiling(plan)
+
+
+class IntervalLines:
+    """A view that shows closed intervals only (as ``PlainProgress``): ``refresh_s`` None."""
+
+    whole_run, refresh_s = False, None
+
+    def __init__(self):
+        self.shown = []
+
+    def start(self):
+        pass
+
+    def update(self, state, side, elapsed_s, duration_s):
+        self.shown.append(state)
+
+    def stop(self):
+        pass
+
+
+@pytest.mark.parametrize("refresh_s", [None, 0.05])
+def test_only_a_redrawing_view_paces_the_polls_and_an_interval_view_sees_each_interval_once(
+    ring_dir, monkeypatch, refresh_s
+):
+    """The progress lines used to cap every sleep at the live view's 0.2 s redraw: ~5 polls a
+    second however slow the rings, for a line a second. Now a view says how often it redraws."""
+    from tickscope.collectors.run.engine import run
+
+    ceilings = []
+    next_sleep = Collector.next_sleep
+
+    def recorded(self, current_s, floor_s=0.001, ceiling_s=0.25):
+        ceilings.append(ceiling_s)
+        return next_sleep(self, current_s, floor_s, ceiling_s)
+
+    monkeypatch.setattr(Collector, "next_sleep", recorded)
+    writer = TickWriter(POINTS, name="lines", capacity=CAPACITY)
+    write_ticks(writer, 0, 10)
+    view = IntervalLines()
+    view.refresh_s = refresh_s
+    result = run(RunPlan("s", ring_dir=ring_dir, save=False, view=view, duration_s=2.5, interval_s=0.5,
+                         poll_max_s=1.0))  # fmt: skip
+    writer.close()
+    assert result.exit_code == 0 and ceilings
+    assert set(ceilings) == ({1.0} if refresh_s is None else {0.05})
+    if refresh_s is None:  # one update per interval closed, each a new one
+        assert len(view.shown) == len({id(s) for s in view.shown}) >= 1
+        assert [s.elapsed_s for s in view.shown] == sorted({s.elapsed_s for s in view.shown})
