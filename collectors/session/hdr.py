@@ -461,16 +461,25 @@ def filled_buckets(counts: np.ndarray) -> np.ndarray:
     return np.flatnonzero(counts != 0)
 
 
-def percentile_values(hist: HdrHistogram, pcts) -> np.ndarray:
+def filled_of(hist: HdrHistogram) -> np.ndarray:
+    """The indexes of the histogram's non-zero counts, scanning only those ``held`` can hold."""
+    at = held(hist)
+    return filled_buckets(counts_view(hist)[at]) + at.start
+
+
+def percentile_values(hist: HdrHistogram, pcts, filled: np.ndarray | None = None) -> np.ndarray:
     """Values (ns) at many percentiles at once, at ``percentile_rank``: the highest equivalent
     value of the bucket holding that rank; at p = 0 the lowest equivalent value of the minimum's
-    bucket, as HdrHistogram's tools report it. All zeros for an empty histogram."""
+    bucket, as HdrHistogram's tools report it. All zeros for an empty histogram. ``filled``: the
+    histogram's ``filled_of``, when the caller has it."""
     pcts = np.asarray(pcts, dtype=np.float64)
     if hist.total_count == 0:
         return np.zeros(pcts.shape, dtype=np.int64)
-    counts = counts_view(hist)
-    filled = filled_buckets(counts)  # a run fills a few hundred of the ~28k buckets: rank those only
-    at = np.searchsorted(np.cumsum(counts[filled]), percentile_rank(pcts, hist.total_count), side="left")
+    if filled is None:  # a run fills a few hundred of the ~28k buckets: rank those only
+        filled = filled_of(hist)
+    at = np.searchsorted(
+        np.cumsum(counts_view(hist)[filled]), percentile_rank(pcts, hist.total_count), side="left"
+    )
     # beyond the last filled bucket (counts summing short of total_count): the last bucket, as before
     index = np.append(filled, hist.counts_len - 1)[at]
     lowest, size = bucket_values(hist)
@@ -486,10 +495,15 @@ def summarize(hist: HdrHistogram) -> dict:
     """count, min, mean, percentiles and max in ns: the per-stage line of summary.json."""
     if hist.total_count == 0:
         return {"count": 0}
-    pct = percentiles(hist, PERCENTILES)
-    out = {"count": int(hist.total_count), "min": int(hist.get_min_value()), "mean": round(mean_of(hist), 1)}
-    for p, key in zip(PERCENTILES, PERCENTILE_KEYS, strict=True):
-        out[key] = int(pct[p])
+    filled = filled_of(hist)  # one scan for the percentiles and the mean
+    values = percentile_values(hist, PERCENTILES, filled).tolist()
+    out = {
+        "count": int(hist.total_count),
+        "min": int(hist.get_min_value()),
+        "mean": round(mean_of(hist, filled), 1),
+    }
+    for key, value in zip(PERCENTILE_KEYS, values, strict=True):
+        out[key] = value
     out["max"] = int(hist.get_max_value())
     return out
 
@@ -522,12 +536,14 @@ def highest_equivalent_values(hist: HdrHistogram) -> np.ndarray:
     return lowest + size - 1
 
 
-def mean_of(hist: HdrHistogram) -> float:
-    """hdrh's get_mean_value (each bucket counted at its median equivalent value), vectorised."""
+def mean_of(hist: HdrHistogram, filled: np.ndarray | None = None) -> float:
+    """hdrh's get_mean_value (each bucket counted at its median equivalent value), vectorised.
+    ``filled``: the histogram's ``filled_of``, when the caller has it."""
     if hist.total_count == 0:
         return 0.0
     lowest, size = bucket_values(hist)
     counts = counts_view(hist)
-    filled = filled_buckets(counts)
+    if filled is None:
+        filled = filled_of(hist)
     mid = (lowest[filled] + (size[filled] >> 1)).astype(np.float64)
     return float((mid * counts[filled]).sum() / hist.total_count)

@@ -26,30 +26,38 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from numba import njit
 
+from tickscope.collectors.session.hdr import held
+
 PAYLOAD_HEADER_SIZE = 40  # hdrh.codec.PayloadHeader: cookie, payload_len, ... conversion_ratio_bits
 COMPRESSION_COOKIE = 0x1C849304 | 0x10  # hdrh.codec.get_compression_cookie()
 MAX_VARINT_BYTES = 9
 _TOO_BIG = -1
 
 
-@njit("int64(uint64[:], int64, uint8[:], int64)", cache=True, nogil=True)
-def _write_varints(counts, n, out, at):  # pragma: no cover - compiled
+@njit("int64(uint64[:], int64, int64, uint8[:], int64)", cache=True, nogil=True)
+def _write_varints(counts, lead, n, out, at):  # pragma: no cover - compiled
     """The first ``n`` counts as V2 varints into ``out`` from ``at``; the end offset, or -1 for a
-    count of 2**63 or more (hdrh raises OverflowError there: ZigZag holds 63 bits)."""
-    i = 0
-    while i < n:
-        c = counts[i]
-        i += 1
-        if c == 0:
-            zeros = 1
-            while i < n and counts[i] == 0:
-                zeros += 1
-                i += 1
-            z = np.uint64(2 * zeros - 1)  # ZigZag of -zeros
-        elif c >= np.uint64(1 << 63):
-            return _TOO_BIG
+    count of 2**63 or more (hdrh raises OverflowError there: ZigZag holds 63 bits). ``lead``: the
+    counts below it are known empty and ``counts[lead]`` is not (0: nothing known): their run is
+    written without a scan."""
+    i = lead
+    while i < n or lead:
+        if lead:
+            z = np.uint64(2 * lead - 1)  # ZigZag of -lead
+            lead = 0
         else:
-            z = c << np.uint64(1)
+            c = counts[i]
+            i += 1
+            if c == 0:
+                zeros = 1
+                while i < n and counts[i] == 0:
+                    zeros += 1
+                    i += 1
+                z = np.uint64(2 * zeros - 1)  # ZigZag of -zeros
+            elif c >= np.uint64(1 << 63):
+                return _TOO_BIG
+            else:
+                z = c << np.uint64(1)
         # LEB128, except that the ninth byte carries eight bits (no continuation bit left)
         k = 0
         while k < 8 and (z >> np.uint64(7)) != 0:
@@ -63,8 +71,7 @@ def _write_varints(counts, n, out, at):  # pragma: no cover - compiled
 
 
 class HlogEncoder:
-    """Encodes histograms as ``hdrh``'s ``encode()`` does, keeping its buffers and deflate state
-    between calls. One per writing thread (the buffers are reused)."""
+    """Encodes histograms as ``hdrh``'s ``encode()`` does, keeping its buffer between calls. One per writing thread (the buffers are reused)."""
 
     def __init__(self):
         self.buf = np.empty(PAYLOAD_HEADER_SIZE, np.uint8)
@@ -77,7 +84,11 @@ class HlogEncoder:
         if self.buf.size < need:
             self.buf = np.empty(max(need, 2 * self.buf.size), np.uint8)
         counts = np.frombuffer(hist.counts, dtype=np.uint64)
-        end = _write_varints(counts, n, self.buf, PAYLOAD_HEADER_SIZE)
+        # the empty buckets below the minimum's (hdrh's own bookkeeping: held) as one run, unscanned
+        lead = held(hist).start if n else 0
+        if lead and counts[lead] == 0:  # bookkeeping wider than the counts: scan it all
+            lead = 0
+        end = _write_varints(counts, lead, n, self.buf, PAYLOAD_HEADER_SIZE)
         if end == _TOO_BIG:
             raise OverflowError(
                 "an hlog bucket count of 2**63 or more cannot be encoded "

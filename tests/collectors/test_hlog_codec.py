@@ -18,9 +18,11 @@ LAYOUTS = [(1, 60 * 10**9, 3), (1, 10**7, 2), (1000, 10**12, 4), (1, 2, 1), (1, 
 COUNT = st.one_of(st.integers(1, 3), st.integers(1, 2**63 - 1), st.just(2**63 - 1), st.just(2**56))
 
 
-def with_counts(layout, counts: dict[int, int]) -> HdrHistogram:
+def with_counts(layout, counts: dict[int, int], low: int | None = None) -> HdrHistogram:
     """A histogram holding ``counts`` (bucket index -> count) as hdrh's encoder reads it: counts,
-    total and the maximum (whose bucket ends the encoded range)."""
+    total and the maximum (whose bucket ends the encoded range). ``low``: the minimum's bucket as
+    the bookkeeping says (what the encoder skips unscanned: the first filled one, or below it, as
+    a histogram whose counts were cut may say); None: no minimum kept."""
     h = new_histogram(*layout)
     view = np.frombuffer(h.counts, dtype=np.uint64)
     for i, c in counts.items():
@@ -28,6 +30,8 @@ def with_counts(layout, counts: dict[int, int]) -> HdrHistogram:
     h.total_count = sum(counts.values())
     if counts:
         h.max_value = h.get_value_from_index(max(counts))
+        if low is not None:
+            h.min_value = h.get_value_from_index(low)
     return h
 
 
@@ -50,7 +54,9 @@ def histograms(draw):
             i = j + 1 + draw(st.integers(1, 3000))
     else:  # every bucket of the layout
         counts = {i: 1 + (i * 2654435761) % (1 << (i % 63)) for i in range(n)}
-    return with_counts(layout, counts)
+    first = min(counts, default=0)
+    low = draw(st.sampled_from([None, first, first // 2]))  # unknown, exact, wider than the counts
+    return with_counts(layout, counts, low)
 
 
 @EXACT
