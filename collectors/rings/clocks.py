@@ -151,8 +151,10 @@ def fit_tsc(pairs: list[tuple[int, int, int, int]]) -> TscCalibration | None:
                           span_ns=pts[-1][1] - pts[0][1])  # fmt: skip
 
 
-def read_calibration(buf) -> tuple[int, list[tuple[int, tuple[int, int, int, int]]]]:
+def read_calibration(buf, seen: int = 0) -> tuple[int, list[tuple[int, tuple[int, int, int, int]]]]:
     """The pairs of a ring header that are whole: (pairs written so far, [(sequence number, pair)]).
+    ``seen``: the pairs the caller has; with no more written, none is read (a poll reads one
+    counter per ring, not its 16 slots: ~20 µs a ring a poll before).
 
     ``calib_count`` is the writer's sequence counter: pair ``s`` lives in slot ``s % CALIB_SLOTS``
     and is written *before* the counter moves past ``s``. Reading the counter before (c1) and after
@@ -160,6 +162,8 @@ def read_calibration(buf) -> tuple[int, list[tuple[int, tuple[int, int, int, int
     (its slot was not being rewritten by pair c2, nor any pair before it, while we read).
     """
     c1 = _calib_count(buf)
+    if c1 <= seen:
+        return c1, []
     slots = [
         CALIB_ENTRY.unpack_from(buf, OFF_CALIB_ENTRIES + i * CALIB_ENTRY.size) for i in range(CALIB_SLOTS)
     ]

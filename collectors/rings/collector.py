@@ -168,7 +168,7 @@ class RingSource:
     def refresh_calibration(self) -> None:
         """Hand the pairs written since the last call to the ring's domain (fitted by its refit)."""
         self.reader.check_size()  # before anything reads the mapping (see RingReader.check_size)
-        count, pairs = read_calibration(self.reader.mm)
+        count, pairs = read_calibration(self.reader.mm, self.calib_seen)
         if count <= self.calib_seen:
             return
         fresh = [(seq, p) for seq, p in pairs if seq >= self.calib_seen]
@@ -463,7 +463,7 @@ class Collector:
         self._released_notes_left_out = 0
         # index -> (writer, pid, tid) of folded writers, for an incident naming one after the fold
         self._identities: dict[int, tuple] = {}
-        self._known: set[Path] = set()
+        self._known: set[str] = set()  # the paths of rings opened or skipped
         self._descriptors_noted = False
         self.ring_errors: list[str] = []
         # Writers attached and released, one line each, for ``live`` to say as they happen (taken
@@ -578,8 +578,8 @@ class Collector:
         # rings is refused (the later one: what was already being measured goes on).
         found = []
         named = self.ring_paths is not None
-        for path in self.ring_paths if named else find_rings(self.ring_dir):
-            if path in self._known:
+        for path in self.ring_paths if named else find_rings(self.ring_dir, self._known):
+            if str(path) in self._known:
                 continue
             if not self._room_for_a_ring(len(found)):
                 break
@@ -596,10 +596,10 @@ class Collector:
                 # removed it (the ownership rule, probe/ring.py); nothing of it was ours to count.
                 if not named and not os.path.lexists(path):
                     continue
-                self._known.add(path)
+                self._known.add(str(path))
                 self.ring_errors.append(f"skipped {e}")
                 continue
-            self._known.add(path)
+            self._known.add(str(path))
             found.append(reader)
         for reader in sorted(found, key=lambda r: r.created_monotonic_ns):
             try:
@@ -751,7 +751,7 @@ class Collector:
         except OSError:
             return
         if self.ring_paths is None:  # a new writer may be given the same name (pids are reused)
-            self._known.discard(src.reader.path)
+            self._known.discard(str(src.reader.path))
 
     def take_notices(self) -> list[str]:
         notices, self.notices = self.notices, []

@@ -83,6 +83,20 @@ def test_point_writer_records_every_field(ring_dir):
         w.record(2, 1)
 
 
+def test_find_rings_lists_the_rings_not_known_yet_as_paths(ring_dir):
+    """The collector lists its directory at every poll and asks only for the rings it does not
+    read yet (by path string): the same Paths as a full listing, however the directory is named."""
+    a, b = TickWriter(["x"], capacity=8, name="a"), TickWriter(["x"], capacity=8, name="b")
+    (ring_dir / "notes.txt").write_text("not a ring")
+    assert find_rings(ring_dir) == sorted([a.path, b.path])
+    for spelled in (ring_dir, str(ring_dir) + "/", str(ring_dir) + "/."):
+        assert find_rings(spelled, {str(a.path)}) == [b.path]
+        assert find_rings(spelled, {str(a.path), str(b.path)}) == []
+    assert find_rings(ring_dir / "missing") == [] and find_rings(ring_dir / "notes.txt") == []
+    a.close()
+    b.close()
+
+
 def test_ring_file_is_private_and_describes_itself(ring_dir):
     w = TickWriter(
         [Point("md.rx", clock="realtime"), Point("order.tx", stage="send", trade=True)], name="trader"
