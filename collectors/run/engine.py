@@ -322,9 +322,9 @@ class _Run:
             )
             now = monotonic_ns()
             elapsed = (now - start) / 1e9
-            state = latest()
-            if view and (now >= next_refresh if refresh_s else state is not seen):
-                if state is not seen:  # the collector closed an interval: so do the side rows
+            # (asked only of a view: a run nobody watches never builds a snapshot, Collector.snapshot)
+            if view and (now >= next_refresh if refresh_s else latest() is not seen):
+                if (state := latest()) is not seen:  # the collector closed an interval: so do the side rows
                     seen = state
                     for s in side:
                         s.roll_live(seen.warmup)

@@ -93,31 +93,42 @@ class IntervalLines:
         pass
 
 
-@pytest.mark.parametrize("refresh_s", [None, 0.05])
+@pytest.mark.parametrize("refresh_s", [None, 0.05, "no view"])
 def test_only_a_redrawing_view_paces_the_polls_and_an_interval_view_sees_each_interval_once(
     ring_dir, monkeypatch, refresh_s
 ):
     """The progress lines used to cap every sleep at the live view's 0.2 s redraw: ~5 polls a
-    second however slow the rings, for a line a second. Now a view says how often it redraws."""
+    second however slow the rings, for a line a second. Now a view says how often it redraws.
+    A run without a view has no snapshot built at its rolls (summaries of every total), only the
+    one its end reports from."""
     from tickscope.collectors.run.engine import run
 
-    ceilings = []
-    next_sleep = Collector.next_sleep
+    ceilings, built = [], []
+    next_sleep, build = Collector.next_sleep, Collector._build_snapshot
 
     def recorded(self, current_s, floor_s=0.001, ceiling_s=0.25):
         ceilings.append(ceiling_s)
         return next_sleep(self, current_s, floor_s, ceiling_s)
 
+    def counted(self, *args, **kwargs):
+        built.append(kwargs.get("whole_run", True))
+        return build(self, *args, **kwargs)
+
     monkeypatch.setattr(Collector, "next_sleep", recorded)
+    monkeypatch.setattr(Collector, "_build_snapshot", counted)
     writer = TickWriter(POINTS, name="lines", capacity=CAPACITY)
     write_ticks(writer, 0, 10)
-    view = IntervalLines()
-    view.refresh_s = refresh_s
+    view = None if refresh_s == "no view" else IntervalLines()
+    if view is not None:
+        view.refresh_s = refresh_s
     result = run(RunPlan("s", ring_dir=ring_dir, save=False, view=view, duration_s=2.5, interval_s=0.5,
                          poll_max_s=1.0))  # fmt: skip
     writer.close()
     assert result.exit_code == 0 and ceilings
-    assert set(ceilings) == ({1.0} if refresh_s is None else {0.05})
-    if refresh_s is None:  # one update per interval closed, each a new one
+    assert set(ceilings) == ({0.05} if refresh_s == 0.05 else {1.0})
+    if refresh_s is None:  # one update per interval closed, each a new one, of the interval's figures
         assert len(view.shown) == len({id(s) for s in view.shown}) >= 1
         assert [s.elapsed_s for s in view.shown] == sorted({s.elapsed_s for s in view.shown})
+        assert False in built and built.count(True) <= 1
+    if view is None:
+        assert built.count(True) <= 1 and False not in built
