@@ -71,7 +71,8 @@ def _write_varints(counts, lead, n, out, at):  # pragma: no cover - compiled
 
 
 class HlogEncoder:
-    """Encodes histograms as ``hdrh``'s ``encode()`` does, keeping its buffer between calls. One per writing thread (the buffers are reused)."""
+    """Encodes histograms as ``hdrh``'s ``encode()`` does, keeping its varint buffer between calls.
+    One per writing thread (the buffer is reused)."""
 
     def __init__(self):
         self.buf = np.empty(PAYLOAD_HEADER_SIZE, np.uint8)

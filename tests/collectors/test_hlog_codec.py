@@ -86,7 +86,7 @@ def test_a_count_past_63_bits_is_refused():
 
 
 def test_one_encoder_per_thread_gives_the_same_bytes():
-    """The buffers and deflate state are reused between encodes: each thread has its own."""
+    """The varint buffer is reused between encodes: each thread has its own."""
     hists = [with_counts(LAYOUTS[0], {i: i + 1, 3 * i + 7: 5}) for i in range(1, 400, 7)]
     expected = [h.encode() for h in hists]
     got: dict[int, list[bytes]] = {}
