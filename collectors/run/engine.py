@@ -38,7 +38,8 @@ class View(Protocol):
     # the whole run's totals are not summarized for it
     whole_run: bool
     # How often it redraws between intervals (the live view's clock, its tables' ages); None: it
-    # shows closed intervals only, and is updated as each closes (polls are not paced by it).
+    # shows closed intervals only, and is updated as each closes (polls are not paced by it), at
+    # most every UPDATE_GAP_S.
     refresh_s: float | None
 
     def start(self) -> None: ...
@@ -96,6 +97,11 @@ POLL_MAX_ENV = "TICKSCOPE_POLL_MAX_S"
 # a slow ring is drained 4 times a second; the rings' capacities and peak rates bound it further
 # (Collector.next_sleep). 0.02 (the ceiling before) is kept for side-by-side measurements.
 POLL_MAX_S = 0.25
+
+
+# No view is updated more often: a person reads it. A line per interval closed at 10 ms intervals
+# was 100 lines a second, and filled a pipe nobody read until the end (the run then blocked).
+UPDATE_GAP_S = 0.2
 
 
 def poll_ceiling(plan: RunPlan) -> float:
@@ -323,14 +329,14 @@ class _Run:
             now = monotonic_ns()
             elapsed = (now - start) / 1e9
             # (asked only of a view: a run nobody watches never builds a snapshot, Collector.snapshot)
-            if view and (now >= next_refresh if refresh_s else latest() is not seen):
+            if view and now >= next_refresh and (refresh_s or latest() is not seen):
                 if (state := latest()) is not seen:  # the collector closed an interval: so do the side rows
                     seen = state
                     for s in side:
                         s.roll_live(seen.warmup)
                 panel = {s.name: _latest(s) for s in side if s.in_side_panel}
                 view.update(with_side_rows(state, side), panel, elapsed, plan.duration_s)
-                next_refresh = now + int((refresh_s or 0) * 1e9)
+                next_refresh = now + int((refresh_s or UPDATE_GAP_S) * 1e9)
             if self.subject.poll() is not None:
                 return
             if plan.duration_s is not None and elapsed >= plan.duration_s:

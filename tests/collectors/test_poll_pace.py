@@ -132,3 +132,20 @@ def test_only_a_redrawing_view_paces_the_polls_and_an_interval_view_sees_each_in
         assert False in built and built.count(True) <= 1
     if view is None:
         assert built.count(True) <= 1 and False not in built
+
+
+def test_an_interval_view_is_updated_at_most_every_update_gap_however_short_the_intervals(ring_dir):
+    """At 10 ms intervals a line per interval closed was 100 lines a second: a pipe nobody read
+    until the end filled and the run blocked writing to it (test_segments' long run)."""
+    from tickscope.collectors.run.engine import UPDATE_GAP_S, run
+
+    writer = TickWriter(POINTS, name="short", capacity=CAPACITY)
+    write_ticks(writer, 0, 10)
+    view = IntervalLines()
+    duration_s = 2.0
+    result = run(
+        RunPlan("s", ring_dir=ring_dir, save=False, view=view, duration_s=duration_s, interval_s=0.01)
+    )
+    writer.close()
+    assert result.exit_code == 0 and view.shown
+    assert len(view.shown) <= duration_s / UPDATE_GAP_S + 1
