@@ -70,12 +70,12 @@ def realtime_offset_at(stamp, mono, off, floor):
 def realtime_place(stamp, mono, off, floor, after):
     """A REALTIME ``stamp`` on the MONOTONIC timeline. Each segment between two knots whose REALTIME
     range holds the stamp places it once (``_segment_place``), the last knot's from it on: one
-    candidate, unless REALTIME was set back, which repeats its values. The stamp goes to the earliest candidate not before
-    ``after`` (its ring's newest stamp placed so far, less REPEAT_SLACK_NS: a ring's records come in
-    order). With none there, a stamp taken after a set back but before its signal: the earliest of
-    the stamp less the offset of each knot after the newest candidate's segment, not before
-    ``after``; else the newest candidate. With no candidate at all (before every knot), by
-    ``realtime_offset_at``."""
+    candidate, unless REALTIME was set back, which repeats its values. The stamp goes to the
+    earliest candidate not before ``after`` (its ring's newest stamp placed so far, less
+    REPEAT_SLACK_NS: a ring's records come in order). With none there, a stamp taken after a set
+    back but before its signal: the earliest of the stamp less the offset of each knot after the
+    newest candidate's segment, not before ``after``; else the newest candidate. With no candidate
+    at all (before every knot), by ``realtime_offset_at``."""
     n = mono.size
     if n == 1:
         return stamp - off[0]

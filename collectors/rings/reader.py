@@ -167,7 +167,6 @@ class RingReader:
         self.dtype = point_dtype() if self.kind == L.KIND_POINT else tick_dtype(self.n_points)
         self.records = np.frombuffer(self.mm, dtype=self.dtype, count=self.capacity, offset=L.DATA_OFFSET)
         self._none = np.empty(0, self.dtype)  # what an empty drain returns (no copy of the mapping)
-        self._alive_until = 0  # monotonic ns until which the writer counts as alive (cached)
         self._closed_seen = False
         self._u64[L.OFF_READER_HEARTBEAT_NS // 8] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         struct.pack_into("<I", self.mm, L.OFF_READER_PID, os.getpid())
@@ -352,14 +351,13 @@ class RingReader:
         if self.writer_closed:
             return False
         now = time.monotonic_ns()
-        if now < max(self._alive_until, _ALIVE_UNTIL.get(self.writer_pid, 0)):
+        if now < _ALIVE_UNTIL.get(self.writer_pid, 0):
             return True
         alive = self._writer_alive_now()
         if alive:
-            self._alive_until = now + self.LIVENESS_CHECK_NS
             if len(_ALIVE_UNTIL) >= _ALIVE_KEPT:  # a daemon's writers come and go by the thousand
                 _ALIVE_UNTIL.clear()
-            _ALIVE_UNTIL[self.writer_pid] = self._alive_until
+            _ALIVE_UNTIL[self.writer_pid] = now + self.LIVENESS_CHECK_NS
         else:
             _ALIVE_UNTIL.pop(self.writer_pid, None)
         return alive

@@ -225,7 +225,7 @@ def add_any(dst: HdrHistogram, src: HdrHistogram) -> None:
     if src.total_count == 0:
         return
     src_counts, dst_counts = counts_view(src), counts_view(dst)
-    for index in filled_buckets(src_counts).tolist():
+    for index in filled_of(src).tolist():
         value = src.get_value_from_index(index)
         dst_counts[min(dst._counts_index_for(value), dst.counts_len - 1)] += src_counts[index]
     dst.total_count += src.total_count
@@ -371,7 +371,7 @@ def corrected_histogram(hist: HdrHistogram, expected_interval: int) -> HdrHistog
     destination bucket (the progression's members in each), never expanded."""
     out = new_histogram(*layout_of(hist))
     counts = counts_view(hist)
-    nz = filled_buckets(counts)
+    nz = filled_of(hist)
     if nz.size == 0:
         return out
     i = max(int(expected_interval), 1) if expected_interval > 0 else 0
