@@ -85,20 +85,23 @@ def test_profile_of_the_rust_trader_has_the_python_stages_and_accounts_for_every
 @pytest.mark.slow  # cargo builds
 @needs_cargo
 def test_a_rust_trader_run_shorter_than_a_second_still_calibrates_over_heartbeats(tmp_path, rust_trader):
-    # Its heartbeats came with the stats, once a second: a 0.3 s replay ended with its rings
+    # Its heartbeats came with the stats, once a second: a short replay ended with its rings
     # calibrated "open-close only" and a warning about our own trader never calling tsp_heartbeat.
+    # The replay lasts 0.6 s, six of its 100 ms beats: at 0.3 s a trader starved by a loaded host
+    # could see only the beat that opened its orders ring.
     from tickscope.pipeline import itch
 
     t0 = 34_200_000_000_000
     msgs = [itch.stock_directory(1, 0, t0, "AAPL")]
     msgs += [itch.add_order(1, 0, t0 + i * 100_000, i + 1, b"BS"[i % 2 : i % 2 + 1], 100, "AAPL", 1_000_000 + i % 50)
-             for i in range(3000)]  # fmt: skip
+             for i in range(6000)]  # fmt: skip
     itch.write_itch_file(tmp_path / "short.itch", msgs)
     out = run_cli("profile", "--trader", "rust", "--replay", str(tmp_path / "short.itch"), "--speed", "1x",
                   "--duration", "20s", *QUIET, "--out", str(tmp_path / "s"))  # fmt: skip
     assert out.returncode == 0 and "tsp_heartbeat" not in out.stderr, out.stderr
     rings = Session.load(tmp_path / "s").meta["rings"]
-    assert len(rings) == 2 and all(r["tsc"]["calibration"] == "heartbeats" for r in rings), rings
+    quality = {r["writer"]: r["tsc"]["calibration"] for r in rings}
+    assert quality == {"trader": "heartbeats", "trader-orders": "heartbeats"}, [r["tsc"] for r in rings]
 
 
 @pytest.mark.slow  # cargo builds
