@@ -1,48 +1,45 @@
-"""The compiled kernel of percentiles over many histograms at once (numba: compiled once per host,
-cached on disk), loaded by ``hdr.row_percentile_indexes`` on first use: compare's bootstrap asks
-four percentiles of each of 2,000 resampled histograms per stage and side."""
+"""The compiled kernel of compare's bootstrap percentiles (numba: compiled once per host, cached on
+disk), loaded on first use: four percentiles of each of 2,000 resampled histograms per stage and
+side, where a resampled histogram is a weighted sum of the side's interval histograms."""
 
 import numpy as np
 from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def row_totals(counts):
-    """Each row's sum, added left to right (the last element of numpy's ``cumsum`` of the row)."""
-    out = np.empty(counts.shape[0])
-    for i in range(counts.shape[0]):
-        total = 0.0
-        for j in range(counts.shape[1]):
-            total += counts[i, j]
-        out[i] = total
-    return out
-
-
-@njit(cache=True, nogil=True)
-def rank_indexes(counts, ranks):
-    """Per row i and rank k (ascending along k): the first column whose running sum (left to right,
-    as ``cumsum``) reaches ``ranks[i, k]``; the row's length if none does."""
-    out = np.empty(ranks.shape, np.int64)
-    width, asked = counts.shape[1], ranks.shape[1]
-    for i in range(counts.shape[0]):
-        running, k = 0.0, 0
-        for j in range(width):
-            running += counts[i, j]
-            while k < asked and running >= ranks[i, k]:
-                out[i, k] = j
-                k += 1
-            if k == asked:
-                break
-        while k < asked:
-            out[i, k] = width
-            k += 1
+def resample_rank_indexes(weights, cum_t, ranks):
+    """Per resample i and rank k (ascending along k): the first bucket j whose cumulative count in
+    resample i, ``sum over r of weights[i, r] * cum_t[j, r]``, reaches ``ranks[i, k]``; the width
+    if none does. ``cum_t`` is (buckets x intervals): each interval's cumulative counts, one bucket
+    a row. The cumulative count never falls as j grows (weights and counts are >= 0), so each rank
+    is a binary search of ~log2(width) sums of one row: the resampled histograms themselves
+    (resamples x buckets, ~24 MB a side and stage) are never made. Whole counts, so every sum is
+    exact in float64 in any order and equals the running sum of the resampled row."""
+    n, rows = weights.shape
+    width, asked = cum_t.shape[0], ranks.shape[1]
+    out = np.empty((n, asked), np.int64)
+    for i in range(n):
+        lo = 0
+        for k in range(asked):
+            a, b = lo, width
+            while a < b:
+                mid = (a + b) // 2
+                s = 0.0
+                for r in range(rows):
+                    s += weights[i, r] * cum_t[mid, r]
+                if s >= ranks[i, k]:
+                    b = mid
+                else:
+                    a = mid + 1
+            out[i, k] = a
+            lo = a
     return out
 
 
 def _warm() -> None:
     """Load the cached machine code at import (hdr_kernels._warm says why)."""
     one = np.ones((1, 1))
-    rank_indexes(one, row_totals(one).reshape(1, 1))
+    resample_rank_indexes(one, one, one)
 
 
 _warm()

@@ -365,18 +365,24 @@ def test_compare_takes_each_percentile_at_rank_ceil_q_n_like_every_other_output(
         assert r.baseline_ns == r.candidate_ns == h.get_highest_equivalent_value(values[rank - 1]), r
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_bootstrap_percentiles_are_those_of_each_rows_cumulative_counts(seed):
-    """The compiled pass reads each row's percentiles as the definition does: the first bucket whose
-    cumulative count reaches percentile_rank of the row's total (rows of zeros, ties at a rank,
-    one bucket, percentiles asked in any order)."""
+    """The compiled pass reads each resample's percentiles as the definition does: the first bucket
+    whose cumulative count in ``weights @ matrix`` reaches percentile_rank of its total (resamples
+    that drew nothing, intervals of zeros, ties at a rank, one bucket, percentiles in any order)."""
     rng = np.random.default_rng(seed)
-    rows, width = int(rng.integers(1, 300)), int(rng.integers(1, 400))
-    counts = rng.poisson(rng.choice([0.05, 0.5, 5.0]), (rows, width)).astype(np.float64)
-    counts[rng.random(rows) < 0.1] = 0  # resamples that drew nothing
+    resamples, intervals, width = (
+        int(rng.integers(1, 300)),
+        int(rng.integers(1, 40)),
+        int(rng.integers(1, 400)),
+    )
+    matrix = rng.poisson(rng.choice([0.05, 0.5, 5.0]), (intervals, width)).astype(np.float64)
+    matrix[rng.random(intervals) < 0.2] = 0  # an interval with nothing in this stage
+    weights = rng.multinomial(intervals, np.full(intervals, 1 / intervals), size=resamples).astype(np.float64)
+    weights[rng.random(resamples) < 0.1] = 0  # resamples that drew nothing
     values = np.sort(rng.integers(1, 10**9, width)).astype(np.float64)
     pcts = [99.9, 50.0, 99.99, 90.0, 99.0, 100.0, 0.0][: int(rng.integers(1, 8))]
-    cum = np.cumsum(counts, axis=1)
+    cum = np.cumsum(weights @ matrix, axis=1)
     want = np.stack(
         [
             values[np.minimum((cum < percentile_rank(p, cum[:, -1])[:, None]).sum(axis=1), width - 1)]
@@ -384,4 +390,4 @@ def test_bootstrap_percentiles_are_those_of_each_rows_cumulative_counts(seed):
         ],
         axis=1,
     )
-    assert np.array_equal(_percentiles(counts, values, pcts), want)
+    assert np.array_equal(_percentiles(weights, matrix, values, pcts), want)
