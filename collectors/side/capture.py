@@ -2,10 +2,12 @@
 
 Runs ``tcpdump -i IFACE -U --time-stamp-precision=nano -w <session>/wire.pcap`` (with ``-j adapter``
 / ``adapter_unsynced`` when the interface offers hardware stamps) filtered to the pipeline's
-market-data port (UDP, to the trader) and order port (TCP, to the venue), snap length 2048: the
-headers and a whole order frame. With a WebSocket feed (``ws_port``) the market-data side is TCP
-from the venue's WebSocket port, captured whole (snap length 262144): WebSocket frames are found by
-walking every frame's length, so no byte of that stream may be cut. Its own counters ("packets dropped by kernel / interface") go
+market-data port (UDP, to the trader) and order port (TCP, to the venue), or with a WebSocket feed
+(``ws_port``) TCP from the venue's WebSocket port, captured whole (snap length 262144, tcpdump's
+default): a TCP stream is read by reassembly, so no byte of it may be cut. A cap of 2048 bytes, "the
+headers and a whole order frame", lost every order after the first segment longer than that: on
+loopback a busy trader's writes coalesce into segments of up to 64 KiB (155 of 650 orders, seen
+under load). Its own counters ("packets dropped by kernel / interface") go
 into meta.json (``capture``) and the console. On loopback an end marker of ours closes the
 capture (``WireCapture._drain_ring``): nothing tcpdump captured is left behind in its ring.
 
@@ -54,8 +56,7 @@ from tickscope.collectors.wire import (
 from tickscope.collectors.wire.traces import lookup_legs
 
 CAPTURE_FILE = "wire.pcap"
-SNAPLEN = 2048
-WS_SNAPLEN = 262144  # tcpdump's default: whole packets (loopback segments reach 64 KiB)
+SNAPLEN = 262144  # tcpdump's default: whole packets (loopback segments reach 64 KiB)
 _STAT = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel|dropped by interface)")
 RESIDUAL_TAGS = ("md.rx-wire.md", "wire.order-order.tx", "order.tx-wire.order")
 END_GUARD_S = 60.0  # hang guard for the end of the capture; never a measurement
@@ -94,7 +95,7 @@ class WireCapture(SideCollectorBase):
                  ws_port: int | None = None, hedge_order_port: int | None = None):  # fmt: skip
         super().__init__()
         self.iface, self.end_guard_s = iface, end_guard_s
-        self.snaplen = max(snaplen, WS_SNAPLEN) if ws_port else snaplen
+        self.snaplen = snaplen
         self.proc: subprocess.Popen | None = None
         self.md_port, self.order_port, self.ws_port = md_port, order_port, ws_port
         # the market maker's hedge leg goes to a second venue: its orders are on the capture too
@@ -125,7 +126,6 @@ class WireCapture(SideCollectorBase):
             self.hedge_order_port = ports.get("hedge_order_port")
             if ports.get("ws_port"):
                 self.ws_port = ports["ws_port"]
-                self.snaplen = max(self.snaplen, WS_SNAPLEN)
         self.collector = collector
         self.points = collector.tap(("md.rx", "order.tx"))
 
