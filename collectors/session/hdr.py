@@ -262,10 +262,26 @@ def _kernels():
     return hdr_kernels
 
 
-class BulkRecorder:
-    """Records numpy arrays of values into one hdrh histogram layout; reusable across histograms."""
+_POWERS_OF_TWO = np.left_shift(1, np.arange(63, dtype=np.int64))  # bit_length(x) = how many are <= x
 
-    def __init__(self, template: HdrHistogram):
+
+def counts_indexes(values: np.ndarray, mask: int, unit_magnitude: int, half_mag: int) -> np.ndarray:
+    """The module doc's index arithmetic as numpy array operations, for 0 <= v: the compiled
+    kernel's indexes, without loading LLVM (exact for every int64: the bit length is a search
+    over powers of two, not a float logarithm)."""
+    bucket = np.searchsorted(_POWERS_OF_TWO, values | mask, side="right") - unit_magnitude - (half_mag + 1)
+    return (bucket << half_mag) + (values >> (bucket + unit_magnitude))
+
+
+class BulkRecorder:
+    """Records numpy arrays of values into one hdrh histogram layout; reusable across histograms.
+
+    ``compiled=False`` records with numpy's array operations instead of the compiled kernel: for a
+    caller that records a few hundred values at a time and must start fast (the hiccup meter), the
+    ~0.8 s of CPU and start-up that loading numba and its kernels takes is more than a run of array
+    passes costs. Both leave the histogram as ``record_value`` would (tests/collectors/test_ingest_exact.py)."""
+
+    def __init__(self, template: HdrHistogram, compiled: bool = True):
         self.unit_magnitude = template.unit_magnitude
         self.half_mag = template.sub_bucket_half_count_magnitude
         self.sub_bucket_mask = template.sub_bucket_mask
@@ -275,10 +291,16 @@ class BulkRecorder:
         self.max_recordable = template.get_highest_equivalent_value(
             template.get_value_from_index(self.counts_len - 1)
         )
-        _kernels()  # loaded now, not at the first batch (hdr_kernels._warm)
+        self.compiled = compiled
+        if compiled:
+            _kernels()  # loaded now, not at the first batch (hdr_kernels._warm)
 
     def indexes(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Counts indexes of ``values`` (each 0 <= v <= max_recordable), into ``out`` (same length)."""
+        if not self.compiled:
+            out[:] = counts_indexes(np.asarray(values, np.int64), self.sub_bucket_mask, self.unit_magnitude,
+                                    self.half_mag)  # fmt: skip
+            return out
         _kernels().indexes(
             np.asarray(values, np.int64), out, self.sub_bucket_mask, self.unit_magnitude, self.half_mag
         )
@@ -289,6 +311,8 @@ class BulkRecorder:
         values = np.asarray(values, dtype=np.int64)
         if values.size == 0:
             return 0
+        if not self.compiled:
+            return self._record_numpy(hist, values)
         n, lo, hi = _kernels().record(values, counts_view(hist), self.sub_bucket_mask, self.unit_magnitude,
                             self.half_mag, self.max_recordable)  # fmt: skip
         if n:
@@ -296,6 +320,16 @@ class BulkRecorder:
             hist.min_value = min(hist.min_value, int(lo))
             hist.max_value = max(hist.max_value, int(hi))
         return int(values.size - n)
+
+    def _record_numpy(self, hist: HdrHistogram, values: np.ndarray) -> int:
+        taken = values[(values >= 0) & (values <= self.max_recordable)]
+        if taken.size:
+            where = counts_indexes(taken, self.sub_bucket_mask, self.unit_magnitude, self.half_mag)
+            np.add.at(counts_view(hist), where, 1)
+            hist.total_count += int(taken.size)
+            hist.min_value = min(hist.min_value, int(taken.min()))
+            hist.max_value = max(hist.max_value, int(taken.max()))
+        return int(values.size - taken.size)
 
     def record_groups(self, values: np.ndarray, label: np.ndarray, column_group: np.ndarray, stride: int,
                       n_groups: int, hist_of, absent: tuple[int, int] = (1, 0)) -> int:  # fmt: skip

@@ -58,7 +58,7 @@ class SampleBatch:
         from tickscope.collectors.session.hdr import BulkRecorder
 
         self.hist, self.resolution_ns = hist, resolution_ns
-        self.recorder = BulkRecorder(hist)
+        self.recorder = BulkRecorder(hist, compiled=False)  # a hundred values a batch: no LLVM to load
         self.ends: list[int] = []  # each sleep's end (monotonic ns)
         self.lengths: list[int] = []  # each sleep's length (ns)
 

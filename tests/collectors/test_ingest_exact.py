@@ -3,6 +3,7 @@ packed for unique, small batches recorded bucket by bucket, tail sums over the t
 only, and per-dimension-value histograms grouped by one sort."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,16 +28,40 @@ def test_packed_unique_rows_are_numpy_s_row_wise_unique(n, k, top, seed):
         assert np.array_equal(a.reshape(-1), b.reshape(-1))
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(values, min_size=0, max_size=3000), min_size=1, max_size=4))
-def test_batches_of_any_size_encode_as_record_value_one_by_one(batches):
+@given(batches=st.lists(st.lists(values, min_size=0, max_size=3000), min_size=1, max_size=4))
+def test_batches_of_any_size_encode_as_record_value_one_by_one(compiled, batches):
     ours, ref = new_histogram(), new_histogram()
-    rec = BulkRecorder(ours)
+    rec = BulkRecorder(ours, compiled=compiled)
     for batch in batches:  # small ones take the sparse path, large ones the dense bincount
         rec.record(ours, np.array(batch, np.int64))
         for v in batch:
             ref.record_value(v)
     assert ours.encode() == ref.encode()
+
+
+def test_both_recorders_take_the_edges_of_every_bucket_and_refuse_what_record_value_refuses():
+    """Each power of two and its neighbours (where a value changes bucket), 0, the top value the
+    layout holds and the first beyond it, negatives and int64's largest: both recorders and
+    ``record_value`` agree on every index, on what is refused and on the encoded histogram."""
+    layout = new_histogram()
+    top = BulkRecorder(layout).max_recordable
+    edges = sorted(
+        {max(0, (1 << k) + d) for k in range(63) for d in (-1, 0, 1)}
+        | {0, top, top + 1, -1, -(2**40), 2**63 - 1}
+    )
+    values = np.array(edges, np.int64)
+    ref = new_histogram()
+    refused = sum(not ref.record_value(int(v)) for v in values)
+    inside = values[(values >= 0) & (values <= top)]
+    for compiled in (True, False):
+        hist = new_histogram()
+        rec = BulkRecorder(hist, compiled=compiled)
+        assert rec.record(hist, values) == refused
+        assert hist.encode() == ref.encode()
+        got = rec.indexes(inside, np.empty(inside.size, np.int64))
+        assert got.tolist() == [ref._counts_index_for(int(v)) for v in inside]
 
 
 @settings(max_examples=40, deadline=None)
