@@ -367,7 +367,7 @@ def test_compare_takes_each_percentile_at_rank_ceil_q_n_like_every_other_output(
 
 @pytest.mark.parametrize("seed", range(8))
 def test_bootstrap_percentiles_are_those_of_each_rows_cumulative_counts(seed):
-    """The compiled pass reads each resample's percentiles as the definition does: the first bucket
+    """The binary searches read each resample's percentiles as the definition does: the first bucket
     whose cumulative count in ``weights @ matrix`` reaches percentile_rank of its total (resamples
     that drew nothing, intervals of zeros, ties at a rank, one bucket, percentiles in any order)."""
     rng = np.random.default_rng(seed)
