@@ -79,28 +79,39 @@ def tests_collect_the_rings_they_make(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("TICKSCOPE_RING_DIR", str(tmp_path_factory.mktemp("rings")))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def native_kernels():
-    """Compile the collector's numba kernels (or load them from numba's cache) once, before any
-    test: a first compile takes seconds, and no test's hang guard may include it. Collectors the
-    tests start as processes then load them from the cache this fills."""
-    from tickscope.collectors.rings import intake_kernels  # noqa: F401 (its import warms its kernels)
-    from tickscope.collectors.rings.correlate import warm_kernels
+def pytest_sessionstart(session):
+    """Once per test run, before any test and, under xdist, before its workers start: each worker
+    did this itself, all at once, so on a fresh clone three workers compiled the same kernels side
+    by side (~37 s of each worker's start on the 2-vCPU CI host), two of them for nothing.
 
-    warm_kernels()
+    Our modules' bytecode, written once: the suite starts an interpreter for every collector,
+    venue, trader and subject it runs; with PYTHONDONTWRITEBYTECODE set (the CI host) each one
+    compiled our ~70 modules from source again, 0.1 s of CPU per collector, 0.23 s per profile run
+    of the bundled pipeline. Interpreters still read bytecode under that setting, and a source
+    edited later is recompiled in memory (the timestamp no longer matches), never stale.
 
-
-@pytest.fixture(scope="session", autouse=True)
-def bytecode():
-    """Write our modules' bytecode once, before any test. The suite starts an interpreter for
-    every collector, venue, trader and subject it runs; with PYTHONDONTWRITEBYTECODE set (the CI host)
-    each one compiled our ~70 modules from source again: 0.1 s of CPU per collector, 0.23 s per
-    profile run of the bundled pipeline. Interpreters still read bytecode under that setting, and
-    a source edited later is recompiled in memory (the timestamp no longer matches), never stale."""
+    Every kernel a collector runs, compiled into numba's disk cache (or found there): a first
+    compile takes seconds, and no test's hang guard may include it. The collectors the tests start
+    as processes, and the workers (``native_kernels``), then load them from that cache."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller did it before starting it
     import compileall
     from pathlib import Path
+
+    from tickscope.collectors.rings.collector import load_kernels
 
     root = Path(__file__).resolve().parent.parent
     for d in ("probe", "collectors", "reports", "pipeline", "tests/support", "tests/programs"):
         compileall.compile_dir(root / d, quiet=2, workers=1)
     compileall.compile_file(root / "main.py", quiet=2)
+    load_kernels()
+    import tickscope.collectors.session.hlog_codec  # noqa: F401 (its import compiles the hlog encoder's kernel)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def native_kernels():
+    """The collector's kernels loaded in this test process too (from the cache pytest_sessionstart
+    filled: ~0.6 s), before any test that runs one in-process."""
+    from tickscope.collectors.rings.collector import load_kernels
+
+    load_kernels()
