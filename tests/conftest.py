@@ -105,7 +105,6 @@ def pytest_sessionstart(session):
         compileall.compile_dir(root / d, quiet=2, workers=1)
     compileall.compile_file(root / "main.py", quiet=2)
     load_kernels()
-    import tickscope.collectors.session.hlog_codec  # noqa: F401 (its import compiles the hlog encoder's kernel)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -46,7 +46,7 @@ from tickscope.collectors.rings.realtime import RealtimeOffset, placed_after
 from tickscope.collectors.rings.released import ReleasedWriters
 from tickscope.collectors.rings.slices import DimensionSlices
 from tickscope.collectors.rings.tsc_timeline import RATE_TOLERANCE, TscDomain, TscTimeline
-from tickscope.collectors.session import SessionCounters, SessionWriter, Snapshot
+from tickscope.collectors.session import SessionCounters, SessionWriter, Snapshot, hlog_codec
 from tickscope.collectors.session.dimensions import DEFAULT_CAP, is_dimension_tag, parse_tag
 from tickscope.collectors.session.hdr import (
     BulkRecorder,
@@ -58,7 +58,6 @@ from tickscope.collectors.session.hdr import (
     reset,
     summarize,
 )
-from tickscope.collectors.session.hdr import _kernels as hdr_kernels
 from tickscope.probe import layout as L
 
 RELEASED_NOTES_KEPT = 64  # lines about folded writers kept for the end (the rest: a count)
@@ -82,7 +81,7 @@ def load_kernels() -> None:
     warm_kernels()
     _intake()
     attribution_kernels()
-    hdr_kernels()
+    hlog_codec.use_compiled_writer()  # the HDR kernels, its varint writer among them
 
 
 # glibc's mallopt parameters (malloc.h)

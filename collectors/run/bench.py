@@ -201,13 +201,12 @@ def latency_like_values(n: int, seed: int = 7) -> np.ndarray:
 
 
 # What a collector's process does before its first record: numba's import and every kernel loaded
-# (the collector's, load_kernels, and the hlog encoder's), in a fresh interpreter.
+# (load_kernels: the collector's, the hlog encoder's among them), in a fresh interpreter.
 _LOAD_KERNELS = (
     "import sys, time\n"
     "t = time.perf_counter()\n"
     "from tickscope.collectors.rings.collector import load_kernels\n"
     "load_kernels()\n"
-    "import tickscope.collectors.session.hlog_codec\n"
     "print(time.perf_counter() - t)\n"
 )
 

@@ -37,7 +37,6 @@ from .hdr import (
     decode_histogram,
     holding,
     layout_of,
-    loading_kernels,
     new_histogram,
     summarize,
 )
@@ -91,10 +90,9 @@ def write_json_atomic(path: Path, data, indent: int | None = 2) -> None:
 
 
 def _hlog_encode():
-    """The hlog encoder, imported by the first writer: numba's import (~0.3 s) is paid by the
-    commands that write logs, before their run starts, and not by those that only read."""
-    with loading_kernels():
-        from .hlog_codec import encode
+    """The hlog encoder (hlog_codec), imported by the first writer."""
+    from .hlog_codec import encode
+
     return encode
 
 

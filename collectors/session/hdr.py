@@ -256,7 +256,8 @@ def loading_kernels():
         raise
 
 
-def _kernels():
+def compiled_kernels():
+    """hdr_kernels.py, numba's compiled kernels, loaded on first use."""
     with loading_kernels():
         from tickscope.collectors.session import hdr_kernels
     return hdr_kernels
@@ -293,7 +294,7 @@ class BulkRecorder:
         )
         self.compiled = compiled
         if compiled:
-            _kernels()  # loaded now, not at the first batch (hdr_kernels._warm)
+            compiled_kernels()  # loaded now, not at the first batch (hdr_kernels._warm)
 
     def indexes(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Counts indexes of ``values`` (each 0 <= v <= max_recordable), into ``out`` (same length)."""
@@ -301,7 +302,7 @@ class BulkRecorder:
             out[:] = counts_indexes(np.asarray(values, np.int64), self.sub_bucket_mask, self.unit_magnitude,
                                     self.half_mag)  # fmt: skip
             return out
-        _kernels().indexes(
+        compiled_kernels().indexes(
             np.asarray(values, np.int64), out, self.sub_bucket_mask, self.unit_magnitude, self.half_mag
         )
         return out
@@ -313,7 +314,7 @@ class BulkRecorder:
             return 0
         if not self.compiled:
             return self._record_numpy(hist, values)
-        n, lo, hi = _kernels().record(values, counts_view(hist), self.sub_bucket_mask, self.unit_magnitude,
+        n, lo, hi = compiled_kernels().record(values, counts_view(hist), self.sub_bucket_mask, self.unit_magnitude,
                             self.half_mag, self.max_recordable)  # fmt: skip
         if n:
             hist.total_count += int(n)
@@ -345,7 +346,7 @@ class BulkRecorder:
         values = np.ascontiguousarray(values, np.int64).reshape(values.shape[0], -1)
         label = np.ascontiguousarray(label, np.int64).reshape(values.shape[0], -1)
         column_group = np.ascontiguousarray(column_group, np.int64)
-        kernels = _kernels()
+        kernels = compiled_kernels()
         recorded, lo, hi, rejected = kernels.group_bounds(
             values, label, column_group, stride, n_groups, absent[0], absent[1], self.max_recordable
         )

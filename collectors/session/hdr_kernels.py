@@ -99,6 +99,45 @@ def record_groups(values, label, column_group, stride, absent_lo, absent_hi, mas
                     _add_at(address[g0 * stride + column_group[c]], ix, np.int64(1))
 
 
+TOO_BIG = -1  # write_varints: a count ZigZag cannot hold
+
+
+@njit("int64(uint64[:], int64, int64, uint8[:], int64)", cache=True, nogil=True)
+def write_varints(counts, lead, n, out, at):  # pragma: no cover - compiled
+    """The first ``n`` counts as V2 varints (hlog_codec) into ``out`` from ``at``; the end offset,
+    or TOO_BIG for a count of 2**63 or more (ZigZag holds 63 bits). ``lead``: the counts below it
+    are known empty and ``counts[lead]`` is not (0: nothing known): their run is written without a
+    scan."""
+    i = lead
+    while i < n or lead:
+        if lead:
+            z = np.uint64(2 * lead - 1)  # ZigZag of -lead
+            lead = 0
+        else:
+            c = counts[i]
+            i += 1
+            if c == 0:
+                zeros = 1
+                while i < n and counts[i] == 0:
+                    zeros += 1
+                    i += 1
+                z = np.uint64(2 * zeros - 1)  # ZigZag of -zeros
+            elif c >= np.uint64(1 << 63):
+                return TOO_BIG
+            else:
+                z = c << np.uint64(1)
+        # LEB128, except that the ninth byte carries eight bits (no continuation bit left)
+        k = 0
+        while k < 8 and (z >> np.uint64(7)) != 0:
+            out[at] = np.uint8((z & np.uint64(0x7F)) | np.uint64(0x80))
+            z >>= np.uint64(7)
+            at += 1
+            k += 1
+        out[at] = np.uint8(z & np.uint64(0xFF))
+        at += 1
+    return at
+
+
 def _warm() -> None:
     """Load every kernel's cached machine code now, at import (the collector imports this before
     the subject starts), not at its first batch: a ~0.5 s stall mid-run would fill the rings."""

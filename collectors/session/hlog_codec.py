@@ -4,9 +4,11 @@ without its per-encode costs.
 hdrh's ``encode()`` is three steps: ZigZag LEB128 varints of the counts up to the bucket of the
 maximum (a run of empty buckets is one negative varint), a 40-byte payload header in front,
 ``zlib.compress`` at the default level, then base64 of an 8-byte cookie and length in front of
-the compressed bytes. Here the varints are written by one numba pass into a buffer kept between
+the compressed bytes. In a process that runs numba's kernels anyway (the collector) the varints
+are written by one compiled pass (``hdr_kernels.write_varints``) into a buffer kept between
 encodes, and ``zlib.compress`` deflates it in place (``tests/collectors/test_hlog_codec.py`` holds
-the bytes to ``hdrh``'s over random histograms).
+the bytes to ``hdrh``'s over random histograms); elsewhere ``hdrh``'s ``encode()`` does it, after
+a check that keeps its C encoder from aborting the process (``_check_counts``).
 
 Deflate is most of an encode (~54 µs of ~80 on the bundled pipeline's lines, this 2-vCPU host).
 A deflate state kept between encodes through ctypes (``deflateReset``) was ~10 % slower than
@@ -24,61 +26,28 @@ import zlib
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
-from numba import njit
 
-from tickscope.collectors.session.hdr import held
+from tickscope.collectors.session.hdr import compiled_kernels, counts_view, held
 
 PAYLOAD_HEADER_SIZE = 40  # hdrh.codec.PayloadHeader: cookie, payload_len, ... conversion_ratio_bits
 COMPRESSION_COOKIE = 0x1C849304 | 0x10  # hdrh.codec.get_compression_cookie()
 MAX_VARINT_BYTES = 9
-_TOO_BIG = -1
-
-
-@njit("int64(uint64[:], int64, int64, uint8[:], int64)", cache=True, nogil=True)
-def _write_varints(counts, lead, n, out, at):  # pragma: no cover - compiled
-    """The first ``n`` counts as V2 varints into ``out`` from ``at``; the end offset, or -1 for a
-    count of 2**63 or more (hdrh raises OverflowError there: ZigZag holds 63 bits). ``lead``: the
-    counts below it are known empty and ``counts[lead]`` is not (0: nothing known): their run is
-    written without a scan."""
-    i = lead
-    while i < n or lead:
-        if lead:
-            z = np.uint64(2 * lead - 1)  # ZigZag of -lead
-            lead = 0
-        else:
-            c = counts[i]
-            i += 1
-            if c == 0:
-                zeros = 1
-                while i < n and counts[i] == 0:
-                    zeros += 1
-                    i += 1
-                z = np.uint64(2 * zeros - 1)  # ZigZag of -zeros
-            elif c >= np.uint64(1 << 63):
-                return _TOO_BIG
-            else:
-                z = c << np.uint64(1)
-        # LEB128, except that the ninth byte carries eight bits (no continuation bit left)
-        k = 0
-        while k < 8 and (z >> np.uint64(7)) != 0:
-            out[at] = np.uint8((z & np.uint64(0x7F)) | np.uint64(0x80))
-            z >>= np.uint64(7)
-            at += 1
-            k += 1
-        out[at] = np.uint8(z & np.uint64(0xFF))
-        at += 1
-    return at
+TOO_BIG_MESSAGE = ("an hlog bucket count of 2**63 or more cannot be encoded "
+                   "(zigzag varints hold 63 bits: record such counts in several histograms)")  # fmt: skip
 
 
 class HlogEncoder:
-    """Encodes histograms as ``hdrh``'s ``encode()`` does, keeping its varint buffer between calls.
-    One per writing thread (the buffer is reused)."""
+    """Encodes histograms as ``hdrh``'s ``encode()`` does. ``compiled``: the varints by the compiled
+    writer into a buffer kept between calls (one encoder per writing thread); otherwise by
+    ``hdrh``'s own ``encode()``, whose counts are checked first (``_check_counts``)."""
 
-    def __init__(self):
+    def __init__(self, compiled: bool):
+        self.compiled = compiled
         self.buf = np.empty(PAYLOAD_HEADER_SIZE, np.uint8)
 
     def encode(self, hist: HdrHistogram) -> bytes:
-        if hist.word_size != 8:  # the collector's histograms are all 64-bit; others take hdrh's way
+        if not self.compiled or hist.word_size != 8:  # the collector's are all 64-bit: others take hdrh's way
+            _check_counts(hist)
             return hist.encode()
         n = hist.get_counts_array_index(hist.max_value) + 1 if hist.total_count else 0
         need = PAYLOAD_HEADER_SIZE + MAX_VARINT_BYTES * n
@@ -89,12 +58,10 @@ class HlogEncoder:
         lead = held(hist).start if n else 0
         if lead and counts[lead] == 0:  # bookkeeping wider than the counts: scan it all
             lead = 0
-        end = _write_varints(counts, lead, n, self.buf, PAYLOAD_HEADER_SIZE)
-        if end == _TOO_BIG:
-            raise OverflowError(
-                "an hlog bucket count of 2**63 or more cannot be encoded "
-                "(zigzag varints hold 63 bits: record such counts in several histograms)"
-            )
+        kernels = compiled_kernels()
+        end = kernels.write_varints(counts, lead, n, self.buf, PAYLOAD_HEADER_SIZE)
+        if end == kernels.TOO_BIG:
+            raise OverflowError(TOO_BIG_MESSAGE)
         # hdrh's payload header as the histogram's encoder holds it (a decoded histogram keeps the
         # offsets and ratio it was read with), with this payload's length
         self.buf[:PAYLOAD_HEADER_SIZE] = np.frombuffer(bytes(hist.encoder.payload.payload), np.uint8)
@@ -103,16 +70,37 @@ class HlogEncoder:
         return base64.b64encode(struct.pack(">II", COMPRESSION_COOKIE, len(compressed)) + compressed)
 
 
+def _check_counts(hist: HdrHistogram) -> None:
+    """hdrh's C encoder means to raise OverflowError for a count ZigZag cannot hold (2**63 or
+    more) but frees a buffer it does not own and aborts the process: such a count is refused here
+    first, in the same words as the compiled writer."""
+    if hist.word_size == 8 and hist.total_count:  # the counts hdrh encodes: up to the maximum's bucket
+        counts = counts_view(hist)[: hist.get_counts_array_index(hist.max_value) + 1]
+        if counts.size and counts.view(np.uint64).max() >= np.uint64(1 << 63):
+            raise OverflowError(TOO_BIG_MESSAGE)
+
+
 class _PerThread(threading.local):
     encoder: HlogEncoder | None = None
 
 
 _per_thread = _PerThread()
+_compiled = False  # use_compiled_writer() turns it on, for the whole process
+
+
+def use_compiled_writer() -> None:
+    """Encode with the compiled varint writer from now on, in every thread: for a process that
+    loads numba's kernels anyway (the collector's ``load_kernels``). It saves 12-35 us of an
+    encode of 50-370 us (10-25 %); a command that would load numba only for it (``merge``,
+    ``wire``, ``sweep``: ~0.7 s of CPU and start-up) encodes with hdrh's own ``encode()``."""
+    global _compiled
+    compiled_kernels()
+    _compiled = True
 
 
 def encode(hist: HdrHistogram) -> bytes:
     """``hist.encode()``, the same bytes, with this thread's encoder."""
     encoder = _per_thread.encoder
-    if encoder is None:
-        encoder = _per_thread.encoder = HlogEncoder()
+    if encoder is None or encoder.compiled != _compiled:
+        encoder = _per_thread.encoder = HlogEncoder(_compiled)
     return encoder.encode(hist)

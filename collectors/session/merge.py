@@ -148,7 +148,7 @@ class LayoutMapper:
 
     def __init__(self, target: HdrHistogram):
         self.target = target
-        self.recorder = BulkRecorder(target)
+        self.recorder = BulkRecorder(target, compiled=False)  # once per layout: no numba to load for it
         self._maps: dict[tuple, np.ndarray] = {}
 
     def index_map(self, src: HdrHistogram, where: str) -> np.ndarray:

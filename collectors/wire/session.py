@@ -23,7 +23,7 @@ def interval_histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], start_
     highest trackable value, ~68.7 s) by the time this returns, never skipped in silence."""
     from tickscope.collectors.session.hdr import BulkRecorder, new_histogram
 
-    recorder = BulkRecorder(new_histogram())
+    recorder = BulkRecorder(new_histogram(), compiled=False)  # a batch per interval and tag: no numba to load
     by_slot = {}  # tag -> (slots sorted, values in that order)
     for tag, (st, v) in values.items():
         v = np.asarray(v, dtype=np.int64)

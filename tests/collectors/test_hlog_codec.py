@@ -1,4 +1,5 @@
-"""The collector's hlog encoder writes hdrh's own ``encode()`` bytes, for any histogram."""
+"""The collector's hlog encoder (the compiled varint writer) writes hdrh's own ``encode()`` bytes,
+for any histogram; the commands that load no numba encode with hdrh's, which is kept from aborting."""
 
 import threading
 
@@ -15,6 +16,7 @@ from tickscope.collectors.session.hdr import new_histogram
 EXACT = settings(max_examples=200, derandomize=True, deadline=None, database=None,
                  suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 LAYOUTS = [(1, 60 * 10**9, 3), (1, 10**7, 2), (1000, 10**12, 4), (1, 2, 1), (1, 10**15, 5)]
+COMPILED = hlog_codec.HlogEncoder(compiled=True)  # one thread: its buffer is reused between encodes
 COUNT = st.one_of(st.integers(1, 3), st.integers(1, 2**63 - 1), st.just(2**63 - 1), st.just(2**56))
 
 
@@ -62,7 +64,7 @@ def histograms(draw):
 @EXACT
 @given(histograms())
 def test_encoding_is_hdrh_encode_byte_for_byte(h):
-    assert hlog_codec.encode(h) == h.encode()
+    assert COMPILED.encode(h) == h.encode()
 
 
 @EXACT
@@ -71,18 +73,34 @@ def test_recorded_and_decoded_histograms_encode_as_hdrh_does(values, layout):
     h = new_histogram(*layout)
     for v in values:
         h.record_value(min(v, h.highest_trackable_value))
-    assert hlog_codec.encode(h) == h.encode()
+    assert COMPILED.encode(h) == h.encode()
     # a decoded histogram keeps the header it was read with
     back = HdrHistogram.decode(h.encode())
-    assert hlog_codec.encode(back) == back.encode() == h.encode()
+    assert COMPILED.encode(back) == back.encode() == h.encode()
 
 
-def test_a_count_past_63_bits_is_refused():
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "hdrh"])
+@pytest.mark.parametrize("where", [0, 10, 3000])
+def test_a_count_past_63_bits_is_refused(compiled, where):
     """ZigZag holds 63 bits; hdrh's C encoder means to raise OverflowError there but frees a buffer
-    it does not own and aborts the process, so only ours is asked."""
-    h = with_counts(LAYOUTS[0], {10: 2**63})
-    with pytest.raises(OverflowError):
-        hlog_codec.encode(h)
+    it does not own and aborts the process (this test's worker with it), so hdrh's way checks the
+    counts before asking it. Both ways refuse in the same words; below that, both encode."""
+    encoder = hlog_codec.HlogEncoder(compiled)
+    h = with_counts(LAYOUTS[0], {where: 2**63, where + 5: 1}, low=where)
+    with pytest.raises(OverflowError, match="2\\*\\*63 or more"):
+        encoder.encode(h)
+    fits = with_counts(LAYOUTS[0], {where: 2**63 - 1, where + 5: 1}, low=where)
+    assert encoder.encode(fits) == COMPILED.encode(fits)
+
+
+def test_the_process_encodes_with_the_compiled_writer_once_the_collectors_kernels_are_loaded():
+    """``load_kernels`` (the collector's) turns the compiled writer on; until then, a command's
+    process encodes with hdrh's and loads no numba (``merge``, ``wire``: test_wire_merge_load_no_numba)."""
+    from tickscope.collectors.rings.collector import load_kernels
+
+    load_kernels()
+    h = with_counts(LAYOUTS[0], {10: 3, 99: 1})
+    assert hlog_codec.encode(h) == h.encode() and hlog_codec._per_thread.encoder.compiled
 
 
 def test_one_encoder_per_thread_gives_the_same_bytes():

@@ -598,6 +598,36 @@ def test_cli_one_line_errors(tmp_path):
     assert r.returncode == 2 and "has no group" in r.stderr
 
 
+def test_wire_merge_report_and_compare_load_no_numba(tmp_path):
+    """Commands that read or write sessions without running the collector record with numpy and
+    encode with hdrh (BulkRecorder(compiled=False), hlog_codec): loading numba and its kernels
+    was ~0.7-0.8 s of CPU and start-up in each of them."""
+    from support.cli import cli_env
+
+    ports = ["--md", f"udp:{MD_PORT}", "--orders", f"tcp:{FIX_PORT}"]
+    runs = []
+    for k in (1, 2):  # two captures: two sources, which merge takes
+        cap = tmp_path / f"c{k}.pcap"
+        cap.write_bytes(
+            S.pcap([(10, md_frame(10 + k)), (20 + k, tcp_frame(100, order(f"TS{10 + k}-1".encode())))])
+        )
+        runs.append(["wire", str(cap), *ports, "-o", str(tmp_path / f"w{k}")])
+    w1, w2, merged = (str(tmp_path / x) for x in ("w1", "w2", "m"))
+    for args in (*runs, ["merge", merged, f"a={w1}", f"b={w2}"], ["report", merged], ["compare", w1, w2]):
+        r = subprocess.run([sys.executable, "-X", "importtime", *CLI[1:], *args], capture_output=True, text=True,
+                           env=cli_env(), timeout=120)  # fmt: skip
+        said = [line for line in r.stderr.splitlines() if not line.startswith("import time:")]
+        assert r.returncode in ((0, 1) if args[0] == "compare" else (0,)) and not said, (
+            args,
+            r.returncode,
+            said,
+        )
+        imported = {
+            line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")
+        }
+        assert "numba" not in imported and "llvmlite" not in imported, args[0]
+
+
 def test_wire_writes_no_session_when_no_order_matched(tmp_path):
     """A session of no values is one report and compare could only refuse: wire says why instead,
     with the counts that tell which option is wrong."""
