@@ -20,18 +20,23 @@ COMPILED = hlog_codec.HlogEncoder(compiled=True)  # one thread: its buffer is re
 COUNT = st.one_of(st.integers(1, 3), st.integers(1, 2**63 - 1), st.just(2**63 - 1), st.just(2**56))
 
 
-def with_counts(layout, counts: dict[int, int], low: int | None = None) -> HdrHistogram:
-    """A histogram holding ``counts`` (bucket index -> count) as hdrh's encoder reads it: counts,
-    total and the maximum (whose bucket ends the encoded range). ``low``: the minimum's bucket as
-    the bookkeeping says (what the encoder skips unscanned: the first filled one, or below it, as
-    a histogram whose counts were cut may say); None: no minimum kept."""
+def with_counts(
+    layout, counts: dict[int, int] | tuple[np.ndarray, np.ndarray], low: int | None = None
+) -> HdrHistogram:
+    """A histogram holding ``counts`` (bucket index -> count, or arrays of indexes and uint64
+    counts) as hdrh's encoder reads it: counts, total and the maximum (whose bucket ends the
+    encoded range). ``low``: the minimum's bucket as the bookkeeping says (what the encoder skips
+    unscanned: the first filled one, or below it, as a histogram whose counts were cut may say);
+    None: no minimum kept."""
+    if isinstance(counts, dict):
+        counts = (np.array(list(counts), np.int64), np.array(list(counts.values()), np.uint64))
+    index, count = counts
     h = new_histogram(*layout)
-    view = np.frombuffer(h.counts, dtype=np.uint64)
-    for i, c in counts.items():
-        view[i] = c
-    h.total_count = sum(counts.values())
-    if counts:
-        h.max_value = h.get_value_from_index(max(counts))
+    np.frombuffer(h.counts, dtype=np.uint64)[index] = count
+    # the exact total (Python's int): the 32-bit halves summed apart cannot overflow 64 bits
+    h.total_count = (int((count >> np.uint64(32)).sum()) << 32) + int((count & np.uint64(0xFFFFFFFF)).sum())
+    if index.size:
+        h.max_value = h.get_value_from_index(int(index.max()))
         if low is not None:
             h.min_value = h.get_value_from_index(low)
     return h
@@ -54,9 +59,10 @@ def histograms(draw):
             for j in range(i, min(n, i + draw(st.integers(1, 40)))):
                 counts[j] = draw(st.integers(1, 2**20))
             i = j + 1 + draw(st.integers(1, 3000))
-    else:  # every bucket of the layout
-        counts = {i: 1 + (i * 2654435761) % (1 << (i % 63)) for i in range(n)}
-    first = min(counts, default=0)
+    else:  # every bucket of the layout (up to 4.5 M: as arrays, each count as the integers give it)
+        i = np.arange(n, dtype=np.uint64)
+        counts = (i.astype(np.int64), 1 + (i * np.uint64(2654435761)) % (np.uint64(1) << (i % np.uint64(63))))
+    first = min(counts, default=0) if isinstance(counts, dict) else 0
     low = draw(st.sampled_from([None, first, first // 2]))  # unknown, exact, wider than the counts
     return with_counts(layout, counts, low)
 
