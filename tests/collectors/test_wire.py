@@ -355,7 +355,8 @@ def test_cli_matches_a_capture_larger_than_its_address_space_limit(tmp_path):
             f.write(b"".join(batch))
         size = path.stat().st_size
         # The whole file is larger than the whole address space. It passed at 160 MB before numba:
-        # Python, numpy and the libraries took ~110; numba's LLVM (the hlog encoder's kernel) maps ~150 more.
+        # Python, numpy and the libraries took ~110; numba's LLVM (the hlog encoder's kernel) mapped ~150
+        # more until wire stopped loading numba (test_wire_merge_report_and_compare_load_no_numba).
         limit = 512 << 20
         assert size > limit
         env = {"OPENBLAS_NUM_THREADS": "1"}  # one BLAS thread: its stacks count against the limit too
