@@ -149,6 +149,9 @@ class RingSource:
     dim_column: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # slot -> dimension column
     dim_seen: int = 0  # ring value ids mapped so far
     peak_rate: float = 0.0  # records/s, the fastest seen filling (halved every PEAK_HALF_LIFE_NS)
+    # the start of the latest drain round that read everything the ring held (see Collector.poll):
+    # nothing published before it is still in the ring
+    caught_up_ns: int = -(2**62)
     # the ring's newest stamp placed less the slack (realtime.placed_after): REALTIME set back
     # repeats values, and a ring's records come in order
     realtime_after: np.ndarray = field(init=False)
@@ -801,7 +804,13 @@ class Collector:
 
     def poll(self, now_ns: int | None = None) -> int:
         """One drain round: discover rings, drain up to one batch from each, correlate, and roll
-        the interval if due. Returns the records drained (a full batch: poll again, no sleep)."""
+        the interval if due. Returns the records drained (a full batch: poll again, no sleep).
+
+        ``now_ns`` (default: the clock) is when the round runs, for a caller that drives time."""
+        # Linger counts from here, not from the end of the poll: a collector held between its
+        # drain and its close (preempted on a loaded host) must not give a trace up for a point
+        # published meanwhile, which only the next round reads.
+        began = monotonic_ns() if now_ns is None else now_ns
         self.discover()
         self.correlator.advance()
         drained = 0
@@ -827,6 +836,8 @@ class Collector:
                     self._quarantine(src, e)
                     continue
                 drained += n
+                if src.reader.read_to_head:  # what it published before the round began is in
+                    src.caught_up_ns = began
                 self.fill = max(self.fill, n / src.reader.capacity)
                 self._pace(src, n, drained_at)
         self._drained_at_ns = drained_at
@@ -847,7 +858,7 @@ class Collector:
         unresolved = self.schema.unresolved
         if unresolved is None:
             self._unordered_since = None
-            return self.correlator.flush(now_ns, force)
+            return self.correlator.flush(now_ns, force, read_until_ns=self._read_until())
         if self._unordered_since is None:
             self._unordered_since = now_ns
         if not force and now_ns - self._unordered_since < max(self.ORDER_GRACE_NS, self.interval_ns):
@@ -856,6 +867,11 @@ class Collector:
         if line not in self.ring_errors:
             self.ring_errors.append(line)
         return self.correlator.flush(now_ns, unordered=True)
+
+    def _read_until(self) -> int | None:
+        """The time before which every record published to a ring being read has been drained:
+        the oldest ``caught_up_ns`` of the rings still read (a ring with a backlog holds it back)."""
+        return min((s.caught_up_ns for s in self.sources if not s.finished), default=None)
 
     def _drain(self, src: RingSource) -> int:
         reader = src.reader

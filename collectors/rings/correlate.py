@@ -39,7 +39,11 @@ Rules (stated once, used everywhere):
   (``late_points``) is part of a trace already seen.
 - A trace closes once its final point has arrived and a later drain round has begun (its other
   points may sit in a ring drained after the final point's), when nothing arrived for it for
-  ``linger_ns`` of collector time, or when the session ends.
+  ``linger_ns`` of collector time, or when the session ends. Linger counts back from the time
+  before which every ring has been read (``flush``'s ``read_until_ns``: the collector passes the
+  start of the oldest round that drained each ring to its head), never from a clock read after
+  the drain: a collector preempted between its drain and its close, or a ring with a backlog,
+  would otherwise give a trace up while its next point sits unread.
 - It also closes after a later drain round once it is *decided*: a tick record of it left out a
   point that only tick rings declare. A tick ring writes one record per trace, so that point will
   never come, the trade point cannot be reached as a complete trace, and waiting would only hold
@@ -664,10 +668,13 @@ class Correlator:
     def _dims_width(self, m: np.ndarray) -> np.ndarray:
         return _pad(m.astype(np.int32, copy=False), self.n_dims) if m.shape[1] != self.n_dims else m
 
-    def flush(self, now_ns: int, force: bool = False, unordered: bool = False) -> Closed:
+    def flush(self, now_ns: int, force: bool = False, unordered: bool = False,
+              read_until_ns: int | None = None) -> Closed:  # fmt: skip
         """Close what is ready (see module rules) and turn it into latency values. ``unordered``:
         no declaration orders some points (``TraceSchema.unresolved``) and the caller gave up
-        waiting: close every open trace and set it aside, measured on no guessed order."""
+        waiting: close every open trace and set it aside, measured on no guessed order.
+        ``read_until_ns``: every record published before it has been added (default ``now_ns``);
+        linger counts back from the earlier of the two."""
         schema = self.schema
         tags = schema.stages + [TICK_TO_TRADE, TICK_TO_DECISION]
         empty = {t: np.empty(0, np.int64) for t in tags}
@@ -685,9 +692,10 @@ class Correlator:
         sink = np.zeros(width, bool)
         sink[order[g.sink]] = True
         tick_of, tick_only = self._ticks_only(width)
+        cutoff = (now_ns if read_until_ns is None else min(now_ns, read_until_ns)) - self.linger_ns
         # A trace (all its rows: the shared one and one per leg) closes as one.
         ids, legs, C, S, arrived, dup, evict, dims, tdims, evicted = self._open.close(
-            sink, tick_of, tick_only, self.round, now_ns - self.linger_ns, force, self.max_pending, order
+            sink, tick_of, tick_only, self.round, cutoff, force, self.max_pending, order
         )
         self.evicted += evicted
         if ids.size == 0:

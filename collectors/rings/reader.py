@@ -337,6 +337,12 @@ class RingReader:
         self.last, self._last_read_ns = got, now
         return got
 
+    @property
+    def read_to_head(self) -> bool:
+        """Whether every record up to the head last read (``counters``) has been taken: not so
+        after a drain held to ``max_records`` or to the ring's end (``peek``)."""
+        return self.last is not None and self.tail >= self.last.head
+
     def drain_trusted(self, max_records: int | None = None) -> np.ndarray:
         """After a ``RingCounterError``: the records up to the last head that passed its checks."""
         self.check_size()
