@@ -15,6 +15,7 @@ TARGETS = {
     "ingest_values_per_s": (">=", 100e6),
     "ingest_ratio": (">=", 100),
     "drain_records_per_s": (">=", 10e6),
+    "drain_dropped": ("<=", 0),  # against the writer paced at drain_paced_records_per_s (30 M/s)
     "collect_records_per_s": (">=", 50e6),  # a native collector core (issue 26)
     "collect_cpu_ns_per_record": ("<=", 20),
     "collect_fanout_records_per_s": (">=", 8e6),

@@ -166,6 +166,10 @@ class RingReader:
             raise
         self.dtype = point_dtype() if self.kind == L.KIND_POINT else tick_dtype(self.n_points)
         self.records = np.frombuffer(self.mm, dtype=self.dtype, count=self.capacity, offset=L.DATA_OFFSET)
+        # The same slots as opaque bytes, to copy and clear them: numpy copies a structured array
+        # field by field (28-35 ns a record against 1.4-4 ns as bytes, measured on both layouts).
+        self._slots = self.records.view(np.dtype((np.void, self.dtype.itemsize)))
+        self._slot_bytes = self.records.view(np.uint8).reshape(self.capacity, self.dtype.itemsize)
         self._none = np.empty(0, self.dtype)  # what an empty drain returns (no copy of the mapping)
         self._closed_seen = False
         self._u64[L.OFF_READER_HEARTBEAT_NS // 8] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -411,8 +415,8 @@ class RingReader:
         first = min(n, self.capacity - start)
         if self.kind == L.KIND_TICK:
             # Tick writers stamp straight into free slots: hand them back clean.
-            self.records[start : start + first] = 0
-            self.records[: n - first] = 0
+            self._slot_bytes[start : start + first] = 0
+            self._slot_bytes[: n - first] = 0
         self.tail += n
         self.drained += n
         self._u64[L.OFF_TAIL // 8] = self.tail
@@ -426,14 +430,14 @@ class RingReader:
             return self._none
         start = self.tail & (self.capacity - 1)
         first = min(n, self.capacity - start)
-        out = np.concatenate((self.records[start : start + first], self.records[: n - first]))
+        out = np.concatenate((self._slots[start : start + first], self._slots[: n - first])).view(self.dtype)
         self.release(n)
         return out
 
     def close(self) -> None:
         """Unmap the ring, which also closes the descriptor the mapping holds. The last readings
         (``last``, ``tail``, ``drained``, ``writer_closed``) stay, so the ring's accounting does."""
-        self.records = None
+        self.records = self._slots = self._slot_bytes = None
         self._u64 = None
         self.mm.close()  # BufferError if a view of the mapping escaped: a leak to fix, not to hide
 

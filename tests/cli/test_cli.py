@@ -162,7 +162,8 @@ def test_bench_json_has_every_figure():
     assert out.returncode == 0, out.stderr
     b = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("perf_counter_ns_ns", "probe_stamp_ns", "c_probe_ns", "ingest_values_per_s", "hdrh_record_value_per_s",
-                "ingest_ratio", "drain_records_per_s", "collect_records_per_s", "collect_cpu_ns_per_record",
+                "ingest_ratio", "drain_records_per_s", "drain_paced_records_per_s", "collect_records_per_s",
+                "collect_cpu_ns_per_record",
                 "collect_fanout_records_per_s", "collect_fanout_cpu_ns_per_record", "collect_fanout_ratio",
                 "collect_incident_cpu_ns_per_record", "collect_incident_check_ns_per_record",
                 "collect_incident_buffer_peak_bytes", "collect_incident_cpu_ratio", "kernels_load_s",
