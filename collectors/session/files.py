@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from .dimensions import OTHER, is_dimension_tag, parse_tag, shown
@@ -34,7 +35,10 @@ from .hdr import (
     HistogramDecodeError,
     LayoutLimitError,
     add_any,
+    counts_view,
     decode_histogram,
+    decode_sparse,
+    held,
     holding,
     layout_of,
     new_histogram,
@@ -281,8 +285,24 @@ class Interval:
         try:
             return decode_histogram(self._payload)
         except HistogramDecodeError as e:
-            raise SessionError(f"{self._where}: interval at {self.start_s:.3f}s holds a damaged histogram, {e} "
-                               "(re-record the session or cut that line out)") from None  # fmt: skip
+            raise SessionError(self._damaged(e)) from None
+
+    def sparse(self):
+        """``(layout, bucket indexes, counts)`` of the buckets that hold counts, without decoding a
+        whole histogram when only the encoded form is held (``hdr.decode_sparse``)."""
+        if self._hist is not None:
+            at = held(self._hist)
+            counts = counts_view(self._hist)[at]
+            nz = np.flatnonzero(counts)
+            return layout_of(self._hist), nz + at.start, counts[nz]
+        try:
+            return decode_sparse(self._payload)
+        except HistogramDecodeError as e:
+            raise SessionError(self._damaged(e)) from None
+
+    def _damaged(self, e: HistogramDecodeError) -> str:
+        return (f"{self._where}: interval at {self.start_s:.3f}s holds a damaged histogram, {e} "
+                "(re-record the session or cut that line out)")  # fmt: skip
 
     @property
     def end_s(self) -> float:

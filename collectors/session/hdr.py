@@ -154,6 +154,57 @@ def _layout_of(head: bytes) -> Layout:
 def decode_histogram(payload: str | bytes) -> HdrHistogram:
     """``HdrHistogram.decode`` that never raises anything but HistogramDecodeError, refuses a layout
     beyond MAX_COUNTS_LEN before allocating it, and never inflates more than the layout can hold."""
+    layout, data = _inflate(payload)
+    hist = _acyclic(HdrHistogram(*layout))
+    found = _varints_into(data, ctypes.addressof(hist.counts), hist.counts_len)
+    if found["total"] < 0 or int(counts_view(hist).min()) < 0:  # a count past 2**63 reads negative
+        raise HistogramDecodeError("holds negative counts")
+    if found["total"]:
+        hist.set_internal_tacking_values(
+            found["min_nonzero_index"], found["max_nonzero_index"], found["total"]
+        )
+    return hist
+
+
+@functools.lru_cache(maxsize=8)
+def _scratch(counts_len: int) -> np.ndarray:
+    """A zeroed counts array per layout size, reused by ``decode_sparse`` (which zeroes what it used)."""
+    return np.zeros(counts_len, np.int64)
+
+
+def decode_sparse(payload: str | bytes) -> tuple[Layout, np.ndarray, np.ndarray]:
+    """``decode_histogram``'s checks and counts without a histogram: the layout, the indexes of
+    the buckets that hold counts and those counts (int64). For readers of many intervals that need
+    only the counts (``compare``): no 221 KB histogram allocated and zeroed per interval."""
+    layout, data = _inflate(payload)
+    scratch = _scratch(layout.counts_len)
+    try:
+        found = _varints_into(data, scratch.ctypes.data, scratch.size)
+    except HistogramDecodeError:
+        scratch[:] = 0  # refused part way: the counts written before the bad varint go too
+        raise
+    if not found["total"]:
+        return layout, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lo, hi = found["min_nonzero_index"], found["max_nonzero_index"] + 1
+    held_counts = scratch[lo:hi]
+    idx = np.flatnonzero(held_counts)
+    counts = held_counts[idx]
+    held_counts[:] = 0
+    if found["total"] < 0 or counts.min() < 0:
+        raise HistogramDecodeError("holds negative counts")  # a count past 2**63 reads negative
+    return layout, idx + lo, counts
+
+
+def _varints_into(data: bytes, address: int, counts_len: int) -> dict:
+    try:
+        return _decode_varints(data, _PAYLOAD_HEADER.size, address, counts_len, 8)
+    except (IndexError, ValueError, OverflowError) as e:  # a count beyond its own layout, a bad varint
+        raise HistogramDecodeError(f"holds counts its layout cannot ({e})") from None
+
+
+def _inflate(payload: str | bytes) -> tuple[Layout, bytes]:
+    """A payload's layout and its inflated bytes (header and varints), checked as
+    ``decode_histogram`` says."""
     d = zlib.decompressobj()
     try:
         head = d.decompress(_payload_bytes(payload), _PAYLOAD_HEADER.size)  # the layout, nothing more
@@ -168,19 +219,7 @@ def decode_histogram(payload: str | bytes) -> HdrHistogram:
         raise HistogramDecodeError(f"inflates past the {limit:,} bytes its layout can hold")
     if not d.eof:
         raise HistogramDecodeError("truncated zlib data")
-    hist = _acyclic(HdrHistogram(*layout))
-    try:
-        found = _decode_varints(head + body, _PAYLOAD_HEADER.size, ctypes.addressof(hist.counts),
-                                hist.counts_len, 8)  # fmt: skip
-    except (IndexError, ValueError, OverflowError) as e:  # a count beyond its own layout, a bad varint
-        raise HistogramDecodeError(f"holds counts its layout cannot ({e})") from None
-    if found["total"] < 0 or int(counts_view(hist).min()) < 0:  # a count past 2**63 reads negative
-        raise HistogramDecodeError("holds negative counts")
-    if found["total"]:
-        hist.set_internal_tacking_values(
-            found["min_nonzero_index"], found["max_nonzero_index"], found["total"]
-        )
-    return hist
+    return layout, head + body
 
 
 def layout_of(hist: HdrHistogram) -> Layout:

@@ -35,7 +35,6 @@ import numpy as np
 from tickscope.collectors.session import Session, SessionError
 from tickscope.collectors.session.dimensions import dimension_tag, shown
 from tickscope.collectors.session.hdr import (
-    counts_view,
     highest_equivalent_values,
     holding,
     layout_of,
@@ -169,15 +168,18 @@ def _units(sessions: list[Session], tag: str) -> tuple[list[list[tuple[np.ndarra
     for s in sessions:
         units = []
         for iv in s.intervals.get(tag, []):
-            h = iv.hist
-            if not h.total_count:
+            # the buckets that hold counts, decoded without a whole histogram each (a 1-hour
+            # comparison decodes 64,800 intervals: 221 KB allocated, zeroed and scanned each)
+            key, nz, counts = iv.sparse()
+            if not counts.size:
                 continue
-            key = layout_of(h)
-            exemplars.setdefault(key, h)
-            ref = new_histogram(*key) if ref is None else holding(ref, h)
-            counts = counts_view(h)
-            nz = np.flatnonzero(counts)
-            units.append((key, nz, counts[nz].astype(np.float64)))
+            if ref is None:
+                ref = new_histogram(*key)
+            elif key != layout_of(ref):  # another tool's layout: a reference that holds both
+                ref = holding(ref, iv.hist)
+            if key not in exemplars:  # its buckets' values (a layout's alone)
+                exemplars[key] = new_histogram(*key)
+            units.append((key, nz, counts.astype(np.float64)))
         runs.append(units)
     if ref is None:
         raise CompareError(f"{tag}: no recorded values to compare")
@@ -196,19 +198,18 @@ def _units(sessions: list[Session], tag: str) -> tuple[list[list[tuple[np.ndarra
     return out, ref
 
 
-def _blocks(m: np.ndarray, max_units: int) -> np.ndarray:
-    """Merge consecutive intervals into at most ``max_units`` blocks: a block bootstrap, which
-    keeps the correlation between neighbouring intervals inside a block and bounds the work."""
-    if m.shape[0] <= max_units:
-        return m
-    starts = np.linspace(0, m.shape[0], max_units, endpoint=False).astype(np.int64)
-    return np.add.reduceat(m, starts, axis=0)
-
-
-def _dense(units: list[tuple[np.ndarray, np.ndarray]], used: np.ndarray) -> np.ndarray:
-    m = np.zeros((len(units), used.size))
+def _blocks(units: list[tuple[np.ndarray, np.ndarray]], used: np.ndarray, max_units: int) -> np.ndarray:
+    """The intervals' counts (rows) over the ``used`` buckets (columns), consecutive intervals
+    merged into at most ``max_units`` blocks: a block bootstrap, which keeps the correlation between
+    neighbouring intervals inside a block and bounds the work. Each interval is added into its
+    block as it is (sparse), never as a dense row of its own: a 1-hour run's 3,600 dense rows were
+    a third of its comparison's time."""
+    n = len(units)
+    starts = np.linspace(0, n, max_units, endpoint=False).astype(np.int64) if n > max_units else np.arange(n)
+    block = np.searchsorted(starts, np.arange(n), side="right") - 1
+    m = np.zeros((starts.size, used.size))
     for i, (idx, cnt) in enumerate(units):
-        m[i, np.searchsorted(used, idx)] = cnt
+        m[block[i], np.searchsorted(used, idx)] += cnt  # an interval's buckets are distinct
     return m
 
 
@@ -217,7 +218,7 @@ class _Side:
 
     def __init__(self, runs: list[list[tuple[np.ndarray, np.ndarray]]], used: np.ndarray):
         per_run = max(1, MAX_UNITS // len(runs))
-        mats = [_blocks(_dense(units, used), per_run) for units in runs]
+        mats = [_blocks(units, used, per_run) for units in runs]
         self.matrix = np.vstack(mats)
         self.run_sizes = np.array([m.shape[0] for m in mats])
         self.intervals = sum(len(u) for u in runs)

@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hdrh.histogram import HdrHistogram
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,8 @@ from tickscope.collectors.session.hdr import (
     HistogramDecodeError,
     counts_view,
     decode_histogram,
+    decode_sparse,
+    layout_of,
     new_histogram,
     summarize,
 )
@@ -106,12 +109,45 @@ def test_a_mutated_histogram_decodes_or_is_a_decode_error(flips, cut, good, insi
         raw = mutate(raw, flips, cut)
     text = base64.b64encode(raw).decode()
     try:
+        sparse = decode_sparse(text)
+    except HistogramDecodeError as e:
+        sparse = e
+    try:
         h = decode_histogram(text)
     except HistogramDecodeError as e:
         assert_clean(e)
+        assert isinstance(sparse, HistogramDecodeError) and str(sparse) == str(e), "the same refusal"
         return
     summarize(h)
     assert (counts_view(h) >= 0).all() and h.total_count == int(counts_view(h).sum())
+    assert_same_counts(sparse, h)
+
+
+def test_a_sparse_decode_refused_part_way_leaves_nothing_for_the_next():
+    """``decode_sparse`` reuses one counts array per layout: a payload refused after some of its
+    counts were written (a zero run past the layout's end) must not leave them to the next."""
+    good = new_histogram()
+    good.record_value(0)
+    good.record_value(1000)
+    raw = base64.b64decode(good.encode())
+    body = zlib.decompress(raw[8:])
+    # 500 empty buckets, a count of 7 (bucket 500: between the good one's two, which never writes
+    # it), a run of empty buckets far past the layout and a count there: refused at that count
+    bad = body[:40] + bytes([0xE7, 0x07, 14]) + bytes([0xFF, 0xFF, 0xFF, 0x7F]) + bytes([2])
+    bad = bad[:4] + (len(bad) - 40).to_bytes(4, "big") + bad[8:]
+    z = zlib.compress(bad)
+    with pytest.raises(HistogramDecodeError):
+        decode_sparse(base64.b64encode(raw[:4] + len(z).to_bytes(4, "big") + z))
+    assert_same_counts(decode_sparse(good.encode()), good)
+
+
+def assert_same_counts(sparse, h) -> None:
+    """``decode_sparse`` holds what ``decode_histogram`` holds: its layout, every bucket with a count."""
+    assert not isinstance(sparse, Exception), sparse
+    layout, idx, counts = sparse
+    dense = counts_view(h)
+    assert layout == layout_of(h)
+    assert (idx == np.flatnonzero(dense)).all() and (counts == dense[idx]).all()
 
 
 @BOUNDED
@@ -121,6 +157,7 @@ def test_a_valid_histogram_decodes_exactly_as_hdrh_decodes_it(values):
     BulkRecorder(h).record(h, np.array(values, dtype=np.int64))
     enc = h.encode()
     ours, theirs = decode_histogram(enc), HdrHistogram.decode(enc)
+    assert_same_counts(decode_sparse(enc), theirs)
     assert (counts_view(ours) == counts_view(theirs)).all()
     assert (ours.total_count, ours.min_value, ours.max_value) == (
         theirs.total_count,
