@@ -436,6 +436,9 @@ class Session:
         self.warnings = warnings
         self._totals: dict[str, HdrHistogram] = {}
         self.slowest_pool: list[dict] = []  # a segmented session: the slowest traces of every segment
+        # where the run ended, when recorded beyond its intervals (a segmented run's index: its last
+        # intervals may have held no value and left no line); a window's "-DUR" counts back from it
+        self.run_end_s: float | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike, window: Window | None = None) -> Session:
@@ -504,7 +507,7 @@ class Session:
         """The union of the segments kept, and the tags joined after the run (top-level latency.hlog).
         The run's summary.json covers segments retention removed too: the summary is computed
         from the union instead, and the slowest traces are those of the segments kept."""
-        intervals, warmup, slowest = load_segments(p, warnings)
+        intervals, warmup, slowest, indexed_end = load_segments(p, warnings)
         if (p / LATENCY_LOG).is_file():
             added, w = read_hlog(p / LATENCY_LOG)
             warnings += w
@@ -528,6 +531,7 @@ class Session:
         session = cls(p, meta, intervals, warmup, None, pick_slowest(pool, min(starts, default=0.0), max(ends, default=0.0) + 1e-3),
                       warnings, attribution, dims)  # fmt: skip
         session.slowest_pool = pool  # every segment's slowest: a window picks its own from them
+        session.run_end_s = indexed_end
         return session
 
     def within(self, window: Window) -> Session:
@@ -538,7 +542,7 @@ class Session:
         start_epoch = self.meta.get("start_epoch_s") or log_anchor(self.path / LATENCY_LOG if self.path.is_dir()
                                                                    else self.path) or 0.0  # fmt: skip
         try:
-            lo, hi = window.resolve(start_epoch, max(ends) if ends else 0.0)
+            lo, hi = window.resolve(start_epoch, max(ends + [self.run_end_s or 0.0]) if ends else 0.0)
         except ValueError as e:
             raise SessionError(str(e)) from None
         kept = {t: [iv for iv in ivs if in_window(iv, lo, hi)] for t, ivs in self.intervals.items()}

@@ -423,9 +423,11 @@ def _wall(epoch_s: float) -> str:
 
 
 def load_segments(path: Path, warnings: list[str]):
-    """The union of a segmented session's segments: ``(intervals, warmup, slowest candidates)``,
-    intervals per tag in time order. Only ``latency.hlog`` of each segment is read (its coarse.hlog
-    duplicates it until the decay replaces one by the other)."""
+    """The union of a segmented session's segments: ``(intervals, warmup, slowest candidates, end)``,
+    intervals per tag in time order, ``end`` the last segment's end as the index records it (the
+    run's last roll, after intervals that held no value and left no line; None if not recorded).
+    Only ``latency.hlog`` of each segment is read (its coarse.hlog duplicates it until the decay
+    replaces one by the other)."""
     from .files import LATENCY_LOG, SLOWEST, WARMUP_LOG, SessionError, _read_json, check_slowest, read_hlog
 
     intervals: dict[str, list] = {}
@@ -455,7 +457,10 @@ def load_segments(path: Path, warnings: list[str]):
         warnings.append(f"retention removed the {removed['segments']} oldest segment(s)"
                         + (f", up to {through:.0f}s into the run" if isinstance(through, int | float) else "")
                         + f": their totals are in {REMOVED_LOG}")  # fmt: skip
-    return intervals, warmup, slowest
+    listed = index.get("segments") if isinstance(index, dict) else None
+    ends = [e["end_s"] for e in listed if isinstance(e, dict) and isinstance(e.get("end_s"), int | float)
+            and not isinstance(e.get("end_s"), bool) and math.isfinite(e["end_s"])] if isinstance(listed, list) else []  # fmt: skip
+    return intervals, warmup, slowest, max(ends, default=None)
 
 
 def pick_slowest(candidates: list[dict], lo_s: float, hi_s: float, n: int = 20) -> list[dict]:

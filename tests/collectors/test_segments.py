@@ -23,6 +23,7 @@ from tickscope.collectors.session.segments import (
     INDEX,
     REMOVED_LOG,
     TOTAL_LOG,
+    SegmentPolicy,
     Window,
     WindowError,
     parse_decay,
@@ -367,3 +368,28 @@ def test_a_segment_of_an_idle_pipeline_keeps_what_the_side_collectors_saw(tmp_pa
     assert all(abs(b.start_s - a.end_s) < 2e-3 for a, b in zip(ivs, ivs[1:], strict=False)), [
         (iv.start_s, iv.end_s) for iv in ivs
     ]
+
+
+def test_the_end_a_window_counts_back_from_is_the_runs_even_after_intervals_that_held_no_value(tmp_path):
+    """A run's last intervals may hold no value (the subject stopped; the final drain found
+    nothing): they leave no line, but the run ends at its last roll, which the segment index
+    records. Found under load: ``-DUR`` of the last segment's length counted back from the last
+    line instead and reached into the segment before."""
+    from tickscope.collectors.session.files import SessionWriter
+
+    writer = SessionWriter(tmp_path / "s", {"name": "s"}, SegmentPolicy(1.0, None, None, None, 0.2))
+    t, step = 0.0, 0.1
+    for k in range(20):  # two segments of 1 s; the second's last half holds nothing
+        h = new_histogram()
+        if t < 1.5 - 1e-9:
+            h.record_value(1000 + k)
+        writer.write_interval({"tick_to_trade": h}, t, t + step, False)
+        t = round(t + step, 9)
+        if writer.segment_due(t):
+            writer.cut_segment([], {}, {}, final=k == 19)
+    index = json.loads((tmp_path / "s" / INDEX).read_text())["segments"]
+    assert index[-1]["end_s"] == pytest.approx(2.0)
+    tail = Session.load(tmp_path / "s", Window("-1.000s"))
+    assert tail.total("tick_to_trade").total_count == 5, (
+        "the second segment's five values, none of the first's"
+    )
