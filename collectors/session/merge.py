@@ -48,6 +48,7 @@ from tickscope.collectors.session.hdr import (
     add_into,
     bucket_values,
     counts_view,
+    held,
     highest_equivalent_values,
     new_histogram,
     summarize,
@@ -427,24 +428,55 @@ def _write_log(path: Path, sources, base: float, interval_s: float, mapper: Layo
 class SparseTotal:
     """A running total of same-layout histograms kept as its non-zero buckets only: what the counts
     need, not the layout's whole counts array (16 MB per tag for 5 digits over 1 ns .. 1 s).
-    ``dense(layout)`` gives it back as a histogram, one at a time, to summarise."""
+    ``dense(layout)`` gives it back as a histogram, one at a time, to summarise.
+
+    Each histogram added is kept as its buckets with counts (read between its minimum's and its
+    maximum's: ``held``) and folded into the total once ``COMPACT_AT`` such buckets wait: one sort
+    per fold, not one of the whole total per histogram (a merge of two 1-hour sessions, 97,236
+    additions, spent 41 of its 78 s sorting)."""
+
+    COMPACT_AT = 1 << 16  # buckets waiting to be folded: ~1 MB of index and count words a total
 
     def __init__(self) -> None:
-        self.index = np.empty(0, np.int64)
-        self.counts = np.empty(0, np.int64)
+        self._index = np.empty(0, np.int64)
+        self._counts = np.empty(0, np.int64)
+        self._waiting: list[tuple[np.ndarray, np.ndarray]] = []
+        self._waiting_n = 0
         self.total, self.min_value, self.max_value = 0, sys.maxsize, 0
 
     def add(self, h: HdrHistogram) -> None:
         if h.total_count == 0:
             return
-        c = counts_view(h)
+        at = held(h)
+        c = counts_view(h)[at]
         nz = np.flatnonzero(c)
-        index, inverse = np.unique(np.concatenate([self.index, nz]), return_inverse=True)
-        counts = np.zeros(index.size, np.int64)
-        np.add.at(counts, inverse, np.concatenate([self.counts, c[nz]]))
-        self.index, self.counts = index, counts
+        self._waiting.append((nz + at.start, c[nz]))
+        self._waiting_n += nz.size
+        if self._waiting_n >= self.COMPACT_AT:
+            self._fold()
         self.total += h.total_count
         self.min_value, self.max_value = min(self.min_value, h.min_value), max(self.max_value, h.max_value)
+
+    def _fold(self) -> None:
+        if not self._waiting:
+            return
+        index, inverse = np.unique(
+            np.concatenate([self._index, *(i for i, _ in self._waiting)]), return_inverse=True
+        )
+        counts = np.zeros(index.size, np.int64)
+        np.add.at(counts, inverse, np.concatenate([self._counts, *(c for _, c in self._waiting)]))
+        self._index, self._counts = index, counts
+        self._waiting, self._waiting_n = [], 0
+
+    @property
+    def index(self) -> np.ndarray:
+        self._fold()
+        return self._index
+
+    @property
+    def counts(self) -> np.ndarray:
+        self._fold()
+        return self._counts
 
     def dense(self, layout: tuple[int, int, int]) -> HdrHistogram:
         h = new_histogram(*layout)

@@ -376,3 +376,32 @@ def test_merged_percentiles_equal_hdr_histogram_js_get_value_at_percentile(tmp_p
     assert any(total.get_value_at_percentile(p) != ref_at[p] for p in PERCENTILES), (
         "hdrh's rounding agrees here"
     )
+
+
+@pytest.mark.parametrize("compact_at", [1, 7, 1 << 16])
+def test_a_running_total_folded_in_batches_is_the_exact_sum(compact_at):
+    """``SparseTotal`` keeps the histograms added apart until ``COMPACT_AT`` buckets wait, then
+    folds them: folded after every one, every few, or only when read, the total is the same
+    bucket for bucket, as is its count and its extremes (a fold that dropped or doubled one
+    histogram's buckets would show here)."""
+    from tickscope.collectors.session.hdr import counts_view, new_histogram
+    from tickscope.collectors.session.merge import SparseTotal
+
+    rng = np.random.default_rng(compact_at)
+    total, exact = SparseTotal(), new_histogram()
+    total.COMPACT_AT = compact_at
+    for _ in range(40):
+        h = new_histogram()
+        for v in rng.lognormal(np.log(20_000), 1.5, int(rng.integers(0, 30))).astype(np.int64):
+            h.record_value(int(v))
+            exact.record_value(int(v))
+        total.add(h)
+    dense = total.dense(
+        (exact.lowest_trackable_value, exact.highest_trackable_value, exact.significant_figures)
+    )
+    assert (counts_view(dense) == counts_view(exact)).all()
+    assert (dense.total_count, dense.min_value, dense.max_value) == (
+        exact.total_count,
+        exact.min_value,
+        exact.max_value,
+    )
