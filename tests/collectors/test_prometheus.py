@@ -84,6 +84,16 @@ def final_scrape_time(prom: Prometheus, drained: int, selector: str) -> float:
     return ts[-1]
 
 
+def final_latency_time(prom: Prometheus, selector: str, count: int) -> float:
+    """When Prometheus first held a host's final latency totals: the first scrape whose
+    tick-to-trade histogram counts the session's ``count`` traces."""
+    series = prom.query(f"tickscope_latency_seconds{selector}[10m]")
+    assert len(series) == 1, series
+    ts = [float(t) for t, h in series[0]["histograms"] if int(float(h["count"])) == count]
+    assert ts, (count, series[0]["histograms"][-1:])
+    return ts[0]
+
+
 def assert_p99_agrees(prom: Prometheus, selector: str, at: float, hist) -> float:
     got = prom.query(f"histogram_quantile(0.99, sum(tickscope_latency_seconds{selector}))", at)
     assert len(got) == 1, got
@@ -271,7 +281,7 @@ def test_two_hosts_fleet_p99_from_prometheus_and_from_merge_agree(tmp_path, prom
     for ns, hostname, addr in two_hosts:
         cmd = [*CLI, "profile", "--duration", "6s", "--rate", "2k",
                "--out", str(tmp_path / hostname), *QUIET, "--prometheus", f"{addr}:{port}",
-               "--prometheus-hold", "10s"]  # fmt: skip
+               "--prometheus-hold", "30s"]  # fmt: skip
         # its own UTS namespace too, so each "host" has its own hostname (the host label and merge key)
         script = f"hostname {hostname} && exec {' '.join(cmd)}"
         procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--uts", "sh", "-c", script],
@@ -281,15 +291,18 @@ def test_two_hosts_fleet_p99_from_prometheus_and_from_merge_agree(tmp_path, prom
         assert p.returncode == 0, err
     sessions = [Session.load(tmp_path / h) for _, h, _ in two_hosts]
     assert [s.meta["host"]["hostname"] for s in sessions] == ["host-a", "host-b"]
-    times = [final_scrape_time(prom, s.meta["counters"]["drained"], f'{{host="{s.meta["host"]["hostname"]}"}}')
-             for s in sessions]  # fmt: skip
+    # The instant the later host's final totals were first scraped: the earlier one's are still up
+    # then, held 30 s past its end. (Its *last* scrape, 30 s after its end, found the earlier host
+    # gone whenever the two ended more than a scrape apart: under load, start-up alone parts them.)
+    times = [final_latency_time(prom, f'{{stage="tick_to_trade",host="{s.meta["host"]["hostname"]}"}}',
+                                s.total("tick_to_trade").total_count) for s in sessions]  # fmt: skip
     merged = run_cli("merge", str(tmp_path / "fleet"), str(tmp_path / "host-a"), str(tmp_path / "host-b"))
     assert merged.returncode == 0, merged.stderr
     assert "clocks disagree" not in merged.stderr, "one machine, one clock: the measured offset is ~0"
     fleet = Session.load(tmp_path / "fleet")
     hist = fleet.total("tick_to_trade")
     assert hist.total_count == sum(s.total("tick_to_trade").total_count for s in sessions)
-    # --prometheus-hold kept both up with their final totals until after the later one was scraped
+    # --prometheus-hold kept the earlier host up with its final totals until the later one's were scraped
     assert_p99_agrees(prom, '{stage="tick_to_trade"}', max(times), hist)
 
 
