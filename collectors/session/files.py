@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from .dimensions import OTHER, is_dimension_tag, parse_tag, shown
@@ -38,7 +37,7 @@ from .hdr import (
     counts_view,
     decode_histogram,
     decode_sparse,
-    held,
+    filled_of,
     holding,
     layout_of,
     new_histogram,
@@ -291,10 +290,8 @@ class Interval:
         """``(layout, bucket indexes, counts)`` of the buckets that hold counts, without decoding a
         whole histogram when only the encoded form is held (``hdr.decode_sparse``)."""
         if self._hist is not None:
-            at = held(self._hist)
-            counts = counts_view(self._hist)[at]
-            nz = np.flatnonzero(counts)
-            return layout_of(self._hist), nz + at.start, counts[nz]
+            nz = filled_of(self._hist)
+            return layout_of(self._hist), nz, counts_view(self._hist)[nz]
         try:
             return decode_sparse(self._payload)
         except HistogramDecodeError as e:

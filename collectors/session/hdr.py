@@ -187,7 +187,7 @@ def decode_sparse(payload: str | bytes) -> tuple[Layout, np.ndarray, np.ndarray]
         return layout, np.zeros(0, np.int64), np.zeros(0, np.int64)
     lo, hi = found["min_nonzero_index"], found["max_nonzero_index"] + 1
     held_counts = scratch[lo:hi]
-    idx = np.flatnonzero(held_counts)
+    idx = filled_buckets(held_counts)
     counts = held_counts[idx]
     held_counts[:] = 0
     if found["total"] < 0 or counts.min() < 0:

@@ -48,7 +48,7 @@ from tickscope.collectors.session.hdr import (
     add_into,
     bucket_values,
     counts_view,
-    held,
+    filled_of,
     highest_equivalent_values,
     new_histogram,
     summarize,
@@ -447,10 +447,8 @@ class SparseTotal:
     def add(self, h: HdrHistogram) -> None:
         if h.total_count == 0:
             return
-        at = held(h)
-        c = counts_view(h)[at]
-        nz = np.flatnonzero(c)
-        self._waiting.append((nz + at.start, c[nz]))
+        nz = filled_of(h)
+        self._waiting.append((nz, counts_view(h)[nz]))
         self._waiting_n += nz.size
         if self._waiting_n >= self.COMPACT_AT:
             self._fold()
