@@ -580,6 +580,7 @@ class Collector:
         # rings is refused (the later one: what was already being measured goes on).
         found = []
         named = self.ring_paths is not None
+        self.ring_being_created = False
         for path in self.ring_paths if named else find_rings(self.ring_dir, self._known):
             if str(path) in self._known:
                 continue
@@ -593,6 +594,7 @@ class Collector:
             except RingFormatError as e:
                 # A ring still being created has no magic yet: retry next poll, report only if it stays bad.
                 if not named and _being_created(path, e):
+                    self.ring_being_created = True  # its writer is writing the header: look again soon
                     continue
                 # Gone between listing and opening: its writer closed before anyone attached and
                 # removed it (the ownership rule, probe/ring.py); nothing of it was ours to count.
@@ -762,6 +764,8 @@ class Collector:
     # -- one pass --------------------------------------------------------------------------------
     BATCH = 1 << 16  # records per ring per round: bounds the open traces re-sorted per batch
     fill = 0.0  # the largest fraction of a ring's capacity the last poll drained
+    ring_being_created = False  # the last discovery found a ring file without its header yet
+    CREATING_SLEEP_S = 0.005  # the sleep while a ring file is there without its header yet
     PACE_FILL = 0.25  # one sleep may fill at most this fraction of any ring, at its peak rate
     BACKLOG_FILL = 0.5  # a poll that drained this much of a ring: poll again without sleeping
     PEAK_HALF_LIFE_NS = 10_000_000_000
@@ -777,6 +781,8 @@ class Collector:
         if self.fill >= self.BACKLOG_FILL:  # faster than any rate seen: drain again at once
             self._pace_s /= 2
             return 0.0
+        if self.ring_being_created:  # a new writer, rate unknown: attach it as soon as its header is there
+            return self.CREATING_SLEEP_S
         # No bound from ``linger``: a trace without its last point closes at the first poll after
         # linger has passed since its last record was drained, up to a ceiling later than at
         # linger / 5 (the bound before), and an answer that comes meanwhile joins it on time, not

@@ -358,6 +358,9 @@ class ReferencePipeline(Subject):
             out.close()
             err.close()
 
+    def pids(self) -> list[int]:
+        return [self.trader.pid, *(venue.pid for _, venue in self.venues)]
+
     def poll(self) -> int | None:
         code = self.trader.poll()
         for _, venue in self.venues:

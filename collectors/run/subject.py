@@ -29,6 +29,10 @@ class Subject:
     def stop(self, timeout_s: float = 5.0) -> int | None:
         return None
 
+    def pids(self) -> list[int]:
+        """Its processes whose exit the run loop must see at once, not a sleep later (``wake``)."""
+        return []
+
     def failure_reason(self) -> str | None:
         """Why the subject failed when it ended on its own (None: it did not fail)."""
         return None
@@ -64,6 +68,9 @@ class CommandSubject(Subject):
 
     def poll(self) -> int | None:
         return self.proc.poll()
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
 
     def stop(self, timeout_s: float = 5.0) -> int | None:
         self.stopped_by_us = self.proc.poll() is None
