@@ -59,22 +59,25 @@ class Wakeup:
             except (OSError, AttributeError):  # gone already (the next poll sees it), or no pidfd
                 continue
         self._inotify = _inotify_fd(ring_dir) if ring_dir is not None else None
+        fds = self._pidfds + ([self._inotify] if self._inotify is not None else [])
+        self._poller = select.poll() if fds else None
+        for fd in fds:
+            self._poller.register(fd, select.POLLIN)
 
     def sleep(self, seconds: float) -> str | None:
         """What cut the sleep short: ``"exit"``, ``"ring"``, or None (it ran its length)."""
-        fds = self._pidfds + ([self._inotify] if self._inotify is not None else [])
-        if not fds:
+        if self._poller is None:
             time.sleep(seconds)
             return None
-        ready, _, _ = select.select(fds, [], [], seconds)
-        if not ready:
-            return None
+        # poll(2), not select(2): a collector of thousands of rings holds descriptors past 1024
+        ready = self._poller.poll(max(seconds, 0.0) * 1000.0)
         woke = None
-        for fd in ready:
+        for fd, _ in ready:
             if fd == self._inotify:
                 self._drain_events()
                 woke = woke or "ring"
             else:  # readable for good once its process exited: watched no longer
+                self._poller.unregister(fd)
                 self._pidfds.remove(fd)
                 os.close(fd)
                 woke = "exit"
@@ -94,4 +97,4 @@ class Wakeup:
     def close(self) -> None:
         for fd in self._pidfds + ([self._inotify] if self._inotify is not None else []):
             os.close(fd)
-        self._pidfds, self._inotify = [], None
+        self._pidfds, self._inotify, self._poller = [], None, None

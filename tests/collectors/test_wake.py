@@ -4,6 +4,7 @@ be cut short is a whole minute long, so a wake that never comes fails the test (
 timeout or on the reason returned), and every count is exact."""
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -40,6 +41,26 @@ def test_a_ring_created_in_the_directory_ends_the_sleep_and_its_event_is_consume
         writer.close()
     finally:
         wake.close()
+
+
+def test_descriptors_past_1024_are_watched_too(tmp_path):
+    """A collector of thousands of rings holds descriptors past select()'s 1024: the pidfd it opens
+    then is one of them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 2048), hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # as a thousand rings' mappings do
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    wake = Wakeup([child.pid], tmp_path)
+    try:
+        assert max(wake._pidfds) > 1024
+        child.stdin.close()
+        assert wake.sleep(MINUTE) == "exit"
+        child.wait()
+    finally:
+        wake.close()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_without_anything_to_watch_it_is_a_plain_sleep(tmp_path):
