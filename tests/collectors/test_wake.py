@@ -8,11 +8,12 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 
 from tickscope.collectors.rings.collector import Collector, monotonic_ns
 from tickscope.collectors.run.engine import RunPlan, run
 from tickscope.collectors.run.subject import CommandSubject
-from tickscope.collectors.run.wake import Wakeup
+from tickscope.collectors.run.wake import RING_WAKE_GAP_S, Wakeup
 from tickscope.probe import Point, TickWriter
 
 MINUTE = 60.0
@@ -37,8 +38,25 @@ def test_a_ring_created_in_the_directory_ends_the_sleep_and_its_event_is_consume
         assert wake.sleep(0) is None
         writer = TickWriter(POINTS, name="late", capacity=1 << 6, directory=tmp_path)
         assert wake.sleep(MINUTE) == "ring"
+        time.sleep(RING_WAKE_GAP_S)
         assert wake.sleep(0) is None  # the event read: the next sleep is a sleep
         writer.close()
+    finally:
+        wake.close()
+
+
+def test_writers_coming_and_going_wake_the_loop_at_most_once_per_gap(tmp_path):
+    """A thread pool that opens a ring per short-lived thread must not poll the collector per
+    thread: a ring appearing within RING_WAKE_GAP_S of the last ring wake waits for the gap."""
+    wake = Wakeup([], tmp_path)
+    try:
+        wake.sleep(0)
+        (tmp_path / "a.ring").touch()
+        assert wake.sleep(MINUTE) == "ring"
+        woke_at = time.monotonic()
+        (tmp_path / "b.ring").touch()
+        assert wake.sleep(MINUTE) == "ring"  # the second event, once the gap has passed
+        assert time.monotonic() - woke_at >= RING_WAKE_GAP_S
     finally:
         wake.close()
 
