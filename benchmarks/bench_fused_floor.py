@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit
 
 from tickscope.collectors.rings.collector import load_kernels
+from tickscope.collectors.rings.pending import _home  # the open-trace table's own hash
 from tickscope.collectors.rings.reader import RingReader
 from tickscope.collectors.run import bench as B
 from tickscope.collectors.session.hdr import new_histogram
@@ -32,13 +33,6 @@ from tickscope.collectors.session.hdr_kernels import counts_index
 
 POINTS = 8
 NS_PER_TICK = 0.4  # any constant: the cost is the figure here, not the spans
-
-
-@njit(nogil=True)
-def _home(key, mask):
-    h = key * np.uint64(0x9E3779B97F4A7C15)
-    h ^= h >> np.uint64(29)
-    return np.int64(h & np.uint64(mask))
 
 
 @njit(nogil=True)
