@@ -98,8 +98,9 @@ POLL_MAX_ENV = "TICKSCOPE_POLL_MAX_S"
 # a slow ring is drained 4 times a second; the rings' capacities and peak rates bound it further
 # (Collector.next_sleep), and a new ring or the subject's exit ends a sleep at once (wake.py).
 # 0.02 (the ceiling before) is kept for side-by-side measurements. A ceiling of 1 s (with the
-# trader's tick ring 4x larger, so that the rings' bound allowed it) measured no gain: 3
-# interleaved pairs at 20 k msgs/s, 6.06 / 6.15 / 5.36 % of a core against 5.83 / 5.61 / 6.61 %.
+# trader's tick ring 2x larger, so that the rings' bound allowed ~2.8 polls a second) measured no
+# gain: 3 interleaved pairs at 20 k msgs/s, 6.06 / 6.15 / 5.36 % of a core against 5.83 / 5.61 /
+# 6.61 % (docs/performance.md).
 POLL_MAX_S = 0.25
 
 
