@@ -61,8 +61,7 @@ class Wakeup:
             except (OSError, AttributeError):  # gone already (the next poll sees it), or no pidfd
                 continue
         self._inotify = _inotify_fd(ring_dir) if ring_dir is not None else None
-        fds = self._pidfds + ([self._inotify] if self._inotify is not None else [])
-        self._poller = select.poll() if fds else None
+        self._poller = select.poll() if self._fds() else None
         for fd in self._pidfds:
             self._poller.register(fd, select.POLLIN)
         self._watching_rings = False  # registered by the first sleep
@@ -106,6 +105,9 @@ class Wakeup:
             if time.monotonic() >= end:
                 return None
 
+    def _fds(self) -> list[int]:
+        return self._pidfds + ([self._inotify] if self._inotify is not None else [])
+
     def _drain_events(self) -> None:
         while True:
             try:
@@ -118,6 +120,6 @@ class Wakeup:
                     return
 
     def close(self) -> None:
-        for fd in self._pidfds + ([self._inotify] if self._inotify is not None else []):
+        for fd in self._fds():
             os.close(fd)
         self._pidfds, self._inotify, self._poller = [], None, None
