@@ -102,9 +102,10 @@ def _theil_sen(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
 
 def _mono_minus_raw(pts: list[tuple[int, int, int, int]]) -> float:
     """MONOTONIC - MONOTONIC_RAW at the newest of ``pts``, from their Theil-Sen line (NTP may be
-    slewing it) with three pairs or more. Every writer reads MONOTONIC after a pair's RAW bracket,
-    so a preemption there is invisible to the bracket and puts that one pair's difference off by
-    its length: taken from the newest pair alone, it stepped every span across clocks by 32 µs
+    slewing it) with three pairs or more. A writer reads MONOTONIC after the RAW reads around its
+    TSC read, so a preemption there puts that one pair's difference off by its length (writers
+    now keep the narrowest of five bracketed sequences, which makes it rare, not impossible, and
+    older writers' rings have no such choice): taken from the newest pair alone, it stepped every span across clocks by 32 µs
     for a tenth of a second under load (69 orders' `send` negative, set aside as clock skew)."""
     d = [p[2] - p[1] for p in pts]
     line = _theil_sen([p[1] - pts[-1][1] for p in pts], d) if len(pts) >= 3 else None

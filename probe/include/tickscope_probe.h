@@ -204,20 +204,42 @@ static inline uint64_t tsp_clock_ns(clockid_t id) {
 static inline void tsp_put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static inline void tsp_put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
+/* Clock-read sequences per calibration pair, at most, and a bracket narrow enough to end them:
+ * a sequence reads in ~150 ns, a preemption or a hypervisor exit takes microseconds. Not ring
+ * ABI: the collector reads one pair whichever way it was chosen. */
+static const int tsp__pair_tries = 5;
+static const uint64_t tsp__pair_narrow_ns = 1000;
+
 /* One (tsc, monotonic_raw, monotonic, realtime) pair, TSC read between two RAW reads; the caller
- * holds r->calib_lock. */
+ * holds r->calib_lock. Each sequence is bracketed by a third RAW read after the REALTIME one and
+ * a preemption anywhere widens it: the first bracket under tsp__pair_narrow_ns is stored, else the
+ * narrowest of tsp__pair_tries (one preempted pair of a ring that never heartbeats tilts the collector's
+ * rate, fitted over two pairs 20 ms apart). */
 static inline void tsp__calibration_pair_locked(tsp_ring *r) {
-    uint64_t raw0 = tsp_clock_ns(CLOCK_MONOTONIC_RAW);
-    uint64_t tsc = tsp_rdtscp();
-    uint64_t raw1 = tsp_clock_ns(CLOCK_MONOTONIC_RAW);
-    uint64_t mono = tsp_clock_ns(CLOCK_MONOTONIC);
-    uint64_t real = tsp_clock_ns(CLOCK_REALTIME);
+    uint64_t tsc = 0, raw = 0, mono = 0, real = 0, best_width = UINT64_MAX;
+    for (int i = 0; i < tsp__pair_tries; i++) {
+        uint64_t raw0 = tsp_clock_ns(CLOCK_MONOTONIC_RAW);
+        uint64_t t = tsp_rdtscp();
+        uint64_t raw1 = tsp_clock_ns(CLOCK_MONOTONIC_RAW);
+        uint64_t m = tsp_clock_ns(CLOCK_MONOTONIC);
+        uint64_t re = tsp_clock_ns(CLOCK_REALTIME);
+        uint64_t raw2 = tsp_clock_ns(CLOCK_MONOTONIC_RAW);
+        if (raw2 - raw0 < best_width) {
+            best_width = raw2 - raw0;
+            tsc = t;
+            raw = raw0 + (raw1 - raw0) / 2;
+            mono = m - (raw1 - raw0) / 2;
+            real = re;
+        }
+        if (raw2 - raw0 < tsp__pair_narrow_ns)
+            break;
+    }
     uint32_t count;
     memcpy(&count, r->base + TSP_OFF_CALIB_COUNT, 4);
     uint8_t *e = r->base + TSP_OFF_CALIB_ENTRIES + (count % TSP_CALIB_SLOTS) * TSP_CALIB_ENTRY_SIZE;
     tsp_put64(e, tsc);
-    tsp_put64(e + 8, raw0 + (raw1 - raw0) / 2);
-    tsp_put64(e + 16, mono - (raw1 - raw0) / 2);
+    tsp_put64(e + 8, raw);
+    tsp_put64(e + 16, mono);
     tsp_put64(e + 24, real);
     __atomic_store_n((uint32_t *)(r->base + TSP_OFF_CALIB_COUNT), count + 1, __ATOMIC_RELEASE);
 }

@@ -249,3 +249,22 @@ def test_tick_writer_matches_a_model_of_the_ring_under_random_drains(ring_dir, c
     got += [(int(b["trace"]), [int(x) for x in b["ts"]], int(b["dims"]), int(b["leg"])) for b in r.drain()]
     assert got == expected
     assert w.dropped == r.dropped_full == dropped and w.written == len(expected)
+
+
+def test_a_calibration_pair_is_the_narrowest_bracket_read():
+    from tickscope.probe.clock import PAIR_NARROW_NS, PAIR_TRIES, clock_pair, tightest
+
+    # (raw0, mono, real, raw1): the first sequence was preempted after its RAW read, the third
+    # ran through; none is under PAIR_NARROW_NS, so all are read.
+    preempted = [(1_000, 185_000, 189_000, 181_000), (2_000, 6_000, 10_000, 5_400),
+                 (3_000, 7_000, 11_000, 5_100), (4_000, 8_000, 12_000, 7_300),
+                 (5_000, 9_000, 13_000, 8_200)]  # fmt: skip
+    assert PAIR_TRIES == len(preempted) and PAIR_NARROW_NS == 1_000
+    reads = iter(preempted)
+    assert tightest(lambda: next(reads)) == (0, 3_000, 7_000, 11_000)
+    assert next(reads, None) is None, "every sequence read"
+    reads = iter([*preempted[:2], (6_000, 6_100, 6_200, 6_300), (7_000, 7_100, 7_200, 7_250)])
+    assert tightest(lambda: next(reads)) == (0, 6_000, 6_100, 6_200)
+    assert next(reads) == (7_000, 7_100, 7_200, 7_250), "the first narrow bracket ends the tries"
+    first, second = clock_pair(), clock_pair()
+    assert first[0] == 0 and second[1] > first[1] and second[2] > first[2]

@@ -245,17 +245,51 @@ pub(crate) fn read(clock: ClockDomain) -> u64 {
     }
 }
 
+/// Clock-read sequences per calibration entry, at most; the one with the narrowest bracket is kept.
+pub(crate) const PAIR_TRIES: usize = 5;
+/// A bracket this narrow ends the tries: nothing ran in between (a sequence reads in ~150 ns, a
+/// preemption or a hypervisor exit takes microseconds), so a heartbeat stays one sequence long.
+pub(crate) const PAIR_NARROW_NS: u64 = 1_000;
+
 /// One calibration entry `(tsc, monotonic_raw, monotonic, realtime)`, built as the C header does:
 /// the TSC read between two CLOCK_MONOTONIC_RAW reads, RAW taken at their midpoint and MONOTONIC
 /// moved back by the same half-width. A writer without a TSC stores 0 there (as Python does).
+///
+/// Each sequence is bracketed by a third RAW read after the REALTIME one, and a preemption
+/// anywhere in it widens the bracket: the first bracket under `PAIR_NARROW_NS` is kept, else the
+/// narrowest of `PAIR_TRIES`. A single sequence preempted for 180 µs put the rate `delta_ns` measures over its
+/// first millisecond 9 % off (a CI run whose doctest saw a 2 ms sleep as 1.83 ms), and a ring
+/// that never heartbeats has only its two pairs 20 ms apart for the collector's fit.
 pub(crate) fn calibration_pair(tsc_clock: bool) -> [u64; 4] {
-    let raw0 = sys::clock_ns(sys::CLOCK_MONOTONIC_RAW);
-    let tsc = if tsc_clock { rdtscp() } else { 0 };
-    let raw1 = sys::clock_ns(sys::CLOCK_MONOTONIC_RAW);
-    let mono = sys::clock_ns(sys::CLOCK_MONOTONIC);
-    let real = sys::clock_ns(sys::CLOCK_REALTIME);
-    let half = (raw1 - raw0) / 2;
-    [tsc, raw0 + half, mono - half, real]
+    tightest(|| {
+        let raw0 = sys::clock_ns(sys::CLOCK_MONOTONIC_RAW);
+        let tsc = if tsc_clock { rdtscp() } else { 0 };
+        let raw1 = sys::clock_ns(sys::CLOCK_MONOTONIC_RAW);
+        let mono = sys::clock_ns(sys::CLOCK_MONOTONIC);
+        let real = sys::clock_ns(sys::CLOCK_REALTIME);
+        let raw2 = sys::clock_ns(sys::CLOCK_MONOTONIC_RAW);
+        [raw0, tsc, raw1, mono, real, raw2]
+    })
+}
+
+/// The entry of the first sequence `[raw0, tsc, raw1, mono, real, raw2]` narrower than
+/// `PAIR_NARROW_NS`, else of the narrowest of `PAIR_TRIES`.
+pub(crate) fn tightest(mut read: impl FnMut() -> [u64; 6]) -> [u64; 4] {
+    let mut best = [0; 4];
+    let mut best_width = u64::MAX;
+    for _ in 0..PAIR_TRIES {
+        let [raw0, tsc, raw1, mono, real, raw2] = read();
+        let width = raw2.saturating_sub(raw0);
+        if width < best_width {
+            let half = raw1.saturating_sub(raw0) / 2;
+            best = [tsc, raw0 + half, mono.saturating_sub(half), real];
+            best_width = width;
+        }
+        if width < PAIR_NARROW_NS {
+            break;
+        }
+    }
+    best
 }
 
 #[cfg(test)]
@@ -277,6 +311,32 @@ mod tests {
         assert!(!kernel_keeps_tsc("hpet acpi_pm\n"), "the watchdog dropped tsc: not one clock");
         assert!(!kernel_keeps_tsc("kvm-clock tsc_early\n"));
         assert!(kernel_keeps_tsc(""), "no /sys to read: the CPU flags decide");
+    }
+
+    #[test]
+    fn the_narrowest_bracket_is_kept() {
+        // Sequences [raw0, tsc, raw1, mono, real, raw2]: the first was preempted after its TSC
+        // read (raw1 late), the second before REALTIME (raw2 late); the third ran through.
+        let reads = [
+            [2_000, 20, 182_000, 186_000, 190_000, 182_100],
+            [4_000, 40, 4_040, 8_040, 12_040, 184_000],
+            [3_000, 30, 3_040, 7_040, 11_040, 5_100],
+            [1_000, 10, 1_300, 5_300, 9_300, 7_600],
+            [5_000, 50, 5_040, 9_040, 13_040, 8_200],
+        ];
+        let mut next = reads.iter();
+        assert_eq!(tightest(|| *next.next().unwrap()), [30, 3_020, 7_020, 11_040]);
+        assert!(next.next().is_none(), "no bracket under {PAIR_NARROW_NS} ns: all sequences read");
+        let mut next = reads[..2].iter().chain([[6_000, 60, 6_040, 9_040, 13_040, 6_150]].iter());
+        assert_eq!(tightest(|| *next.next().unwrap()), [60, 6_020, 9_020, 13_040]);
+        assert!(next.next().is_none(), "the first narrow bracket ends the tries");
+    }
+
+    #[test]
+    fn successive_pairs_move_forward() {
+        let [tsc, raw, mono, _] = calibration_pair(true);
+        let [tsc2, raw2, mono2, _] = calibration_pair(true);
+        assert!(tsc2 > tsc && raw2 > raw && mono2 > mono);
     }
 
     #[test]
