@@ -3,7 +3,7 @@
 Random runs of adds (some rows only, some columns only, in pipeline order; widths and dimensions
 that grow), takes (removing or only reading), and expiries by the horizon and by the size bound,
 over a pool of keys small enough that one (trace id, leg) is held several times and entries are
-taken, expired and added again while the index grows and compacts. Every answer (found, stamps,
+taken, expired and added again while the index's ring wraps, doubles and renumbers. Every answer (found, stamps,
 sources, time added, dimension values), every length and every expired count must be exactly the
 reference's: oldest entry first, per key and for expiry.
 """
@@ -58,15 +58,23 @@ class Reference:
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_late_index_answers_exactly_as_the_reference(seed):
+@pytest.mark.parametrize("shape", ["churn", "ring"])
+def test_late_index_answers_exactly_as_the_reference(seed, shape):
+    """``churn``: short horizons, entries expire by time. ``ring``: the size bound decides, over
+    more adds than the arrays hold, so the ring wraps, doubles with its entries in place, and
+    numbers them anew when takes have left holes."""
     rng = np.random.default_rng(seed)
-    horizon, bound = int(rng.integers(5, 60)), int(rng.integers(20, 1500))
+    if shape == "churn":
+        horizon, bound, add_max = int(rng.integers(5, 60)), int(rng.integers(20, 1500)), 120
+    else:
+        horizon, bound, add_max = 1 << 40, int(rng.integers(100, 1200)), 300
     index, ref = LateIndex(horizon, bound), Reference(horizon, bound)
+    wrapped = False
     # a few keys held many times, or many (runs of ids in sequence, ids far apart) filling the hash
     pool = IDS if seed % 2 else np.concatenate((IDS, np.arange(1000, 1600, dtype=np.uint64),
                                                  rng.integers(0, 1 << 63, 300).astype(np.uint64) << np.uint64(1)))  # fmt: skip
     width, n_dims, now = 3, 1, 0
-    for _ in range(int(rng.integers(20, 80))):
+    for _ in range(int(rng.integers(20, 80) if shape == "churn" else rng.integers(150, 250))):
         now += int(rng.integers(0, 4))
         op = rng.random()
         if op < 0.5:
@@ -74,7 +82,7 @@ def test_late_index_answers_exactly_as_the_reference(seed):
                 width += 1
             if rng.random() < 0.05:
                 n_dims += 1
-            n = int(rng.integers(0, 120))
+            n = int(rng.integers(0, add_max))
             ids, legs = rng.choice(pool, n), rng.integers(-1, 3, n).astype(np.int32)
             ts = rng.integers(0, 1 << 62, (n, width)) * (rng.random((n, width)) < 0.7)
             src = rng.integers(1, 5, (n, width)).astype(np.int16)
@@ -104,9 +112,11 @@ def test_late_index_answers_exactly_as_the_reference(seed):
             ref.expire(now)
         assert len(index) == len(ref.entries)
         assert index.expired == ref.expired
+        wrapped |= int(index.cnt[1]) > index.e_id.size > int(index.cnt[1]) - int(index.cnt[0])
         assert index.e_ts.shape[1] == index.e_src.shape[1] == len(ref.kept)  # only the kept columns stored
     held = index.held_src()
     assert sorted(held[held != 0].tolist()) == sorted(v for e in ref.entries for v in e["src"] if v)
+    assert wrapped or shape == "churn", "the ring shape never wrapped: it tests less than it says"
 
 
 def test_an_index_keeping_some_columns_stores_only_those_and_takes_back_full_rows():
@@ -126,3 +136,25 @@ def test_an_index_keeping_some_columns_stores_only_those_and_takes_back_full_row
     want = np.zeros((n, width), np.int64)
     want[:, order[keep]] = ts[:, keep]
     assert found.all() and np.array_equal(got, want) and np.array_equal(got_src != 0, want != 0)
+
+
+def test_an_index_at_its_size_bound_adds_and_expires_without_moving_entries():
+    """Steady state of a long run: the bound reached, each flush adds at the tail and expires at
+    the head. Nothing is moved or numbered anew (the old FIFO shifted a million entries down
+    each time its tail met the end of its arrays); answers stay exact across the ring's wrap."""
+    bound, batch = 1000, 300
+    index = LateIndex(1 << 40, bound)
+    arrays = (index.e_id, index.e_ts)
+    for flush in range(40):
+        ids = np.arange(flush * batch, (flush + 1) * batch, dtype=np.uint64)
+        index.add(ids, ids.astype(np.int64)[:, None] + 1, np.ones((batch, 1), np.int16), np.zeros(batch, np.int64))
+        index.expire(0)
+        if flush == 4:
+            arrays = (index.e_id, index.e_ts)  # grown to hold the bound and a flush: final from here
+    added = 40 * batch
+    assert len(index) == bound and index.expired == added - bound
+    assert index.cnt[0] == added - bound and index.cnt[1] == added, "positions only grow"
+    assert index.e_id is arrays[0] and index.e_ts is arrays[1] and index.e_id.size < added
+    found, ts, _, _, _ = index.take(np.arange(added - bound - 5, added, dtype=np.uint64), 1)
+    assert not found[:5].any() and found[5:].all()
+    assert np.array_equal(ts[5:, 0], np.arange(added - bound, added) + 1)
