@@ -214,8 +214,11 @@ class LateIndex:
         capacity = self.e_id.size
         if tail - head + n <= capacity:
             return
-        room = capacity
-        while 4 * room < 5 * (live + n):
+        # Doubled until it holds the live entries and the new: just so when every entry is live (a
+        # million entries at the bound fit 2^20 slots, not 2^21), with a fifth to spare when the
+        # live ones are renumbered, so that the holes before the next renumbering are many.
+        room, spare = capacity, 1.0 if live == tail - head else 1.25
+        while room < spare * (live + n):
             room *= 2
         arrays = [
             self.e_id,
@@ -227,7 +230,7 @@ class LateIndex:
             self.e_live,
             self.e_next,
         ]
-        if live == tail - head:  # no holes: a ring twice as large, every entry at its position
+        if live == tail - head:  # no holes: a larger ring, every entry at its position
             for a in arrays:
                 a.resize((room, *a.shape[1:]), refcheck=False)  # realloc: slots below capacity stay
             # Position p moves from slot p % capacity to p % room: by `capacity` when that bit of p

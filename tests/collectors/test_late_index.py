@@ -147,7 +147,9 @@ def test_an_index_at_its_size_bound_adds_and_expires_without_moving_entries():
     arrays = (index.e_id, index.e_ts)
     for flush in range(40):
         ids = np.arange(flush * batch, (flush + 1) * batch, dtype=np.uint64)
-        index.add(ids, ids.astype(np.int64)[:, None] + 1, np.ones((batch, 1), np.int16), np.zeros(batch, np.int64))
+        index.add(
+            ids, ids.astype(np.int64)[:, None] + 1, np.ones((batch, 1), np.int16), np.zeros(batch, np.int64)
+        )
         index.expire(0)
         if flush == 4:
             arrays = (index.e_id, index.e_ts)  # grown to hold the bound and a flush: final from here
