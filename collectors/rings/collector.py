@@ -360,6 +360,12 @@ class SlowestTraces:
             return False
         return len(self.kept) < self.n or key > self.kept[-1][0]
 
+    def floor(self) -> int:
+        """The key at or below which nothing is admitted (-1: anything may be)."""
+        if self.n <= 0:
+            return np.iinfo(np.int64).max
+        return self.kept[-1][0] if len(self.kept) >= self.n else -1
+
     def add(self, key: int, trace: dict) -> None:
         self.kept.append((key, trace))
         self.kept.sort(key=lambda kv: -kv[0])
@@ -864,6 +870,8 @@ class Collector:
         unresolved = self.schema.unresolved
         if unresolved is None:
             self._unordered_since = None
+            # what either keeper of the slowest traces would still admit (a segment's starts empty)
+            self.correlator.slow_floor = min(k.floor() for k in (self._slowest, self._segment_slowest))
             return self.correlator.flush(now_ns, force, read_until_ns=self._read_until())
         if self._unordered_since is None:
             self._unordered_since = now_ns

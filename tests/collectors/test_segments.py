@@ -126,6 +126,8 @@ def test_every_closed_segment_is_a_session_of_its_own_and_old_ones_decayed_exact
         assert same(union_of(seg), per_tag(d / TOTAL_LOG)), d
         assert seg.summary()["tick_to_trade"]["count"] == json.loads((d / "summary.json").read_text())[
             "tick_to_trade"]["count"]  # fmt: skip
+        # each segment keeps its own slowest, however slow the run's were before it
+        assert len(seg.slowest) == min(20, seg.summary()["tick_to_trade"]["count"]), d
         lengths = {
             round(iv.length_s, 3) for ivs in seg.intervals.values() for iv in ivs if iv.end_s != run_end
         }

@@ -209,3 +209,27 @@ def test_the_collectors_intervals_start_when_the_session_does_on_the_epoch_the_s
     start_epoch_ns = round(writer.meta["start_epoch_s"] * 1e9)
     assert abs(c.start_ns + c.realtime_offset - start_epoch_ns) <= c.realtime_uncertainty + 1_000
     assert Collector(tmp_path / "rings").start_ns > c.start_ns  # without a session: its own start
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_slowest_kept_are_the_exact_slowest_over_many_flushes(ring_dir, tmp_path, seed):
+    """A flush looks for its slowest only above what the kept ones already beat: across 60 flushes
+    of random tick-to-trade (ties included, the slowest early and late) the session's
+    20 slowest are exactly the 20 largest values offered, each with its own trace's stamps."""
+    rng = np.random.default_rng(seed)
+    w = TickWriter([Point("md.rx"), Point("order.tx", stage="send", trade=True)])
+    col = Collector(ring_dir, SessionWriter(tmp_path / "s", {"name": "unit"}), interval_s=3600)
+    t, seq, offered = w.stamps, 0, {}
+    for _ in range(60):
+        for t2t in rng.integers(1_000, 21_000, 200):  # ties, and values just above the kept ones
+            seq += 1
+            t2t = int(t2t) + (5_000_000 if seq in (700, 901) else 0)  # two far slower early on
+            t[0], t[1] = 100_000_000 * seq, 100_000_000 * seq + t2t
+            offered[seq] = t2t
+            t = w.commit(seq)
+        col.poll()
+        col.poll()  # closes the round drained by the poll before
+    col.finish()
+    slowest = Session.load(tmp_path / "s").slowest
+    assert [s["tick_to_trade_ns"] for s in slowest] == sorted(offered.values(), reverse=True)[:20]
+    assert all(offered[s["trace_id"]] == s["tick_to_trade_ns"] for s in slowest)
