@@ -379,6 +379,42 @@ def _close_scan(t_live, t_id, t_head, r_next, R_ts, R_src, r_arrived, r_round, s
 
 
 @njit(cache=True, nogil=True)
+def _by_id(ids):
+    """The order that sorts ``ids``: a stable LSD radix sort, a byte a pass, skipping the bytes in
+    which all the ids agree. Trace ids are sequence numbers, one range per writer or feed, so a
+    flush's ids differ in two or three low bytes and a byte or two that tells the ranges apart:
+    3-4 passes of a few µs, where numpy's quicksort took 5 ns a record on the plain path."""
+    n = ids.size
+    order = np.arange(n)
+    if n < 2:
+        return order
+    ones, zeros = np.uint64(0), ~np.uint64(0)
+    for i in range(n):
+        ones |= ids[i]
+        zeros &= ids[i]
+    varying = ones ^ zeros
+    keys = ids.copy()  # kept in the current order, so each pass reads them in sequence
+    order_to, keys_to = np.empty(n, np.int64), np.empty(n, np.uint64)
+    count = np.empty(257, np.int64)
+    for shift in range(0, 64, 8):
+        sh = np.uint64(shift)
+        if (varying >> sh) & np.uint64(0xFF) == 0:
+            continue
+        count[:] = 0
+        for i in range(n):
+            count[np.int64((keys[i] >> sh) & np.uint64(0xFF)) + 1] += 1
+        for d in range(256):
+            count[d + 1] += count[d]
+        for i in range(n):
+            d = np.int64((keys[i] >> sh) & np.uint64(0xFF))
+            order_to[count[d]], keys_to[count[d]] = order[i], keys[i]
+            count[d] += 1
+        order, order_to = order_to, order
+        keys, keys_to = keys_to, keys
+    return order
+
+
+@njit(cache=True, nogil=True)
 def _take(slots, evict_t, order, h_val, t_id, t_live, t_head, t_rows, r_next, r_leg, r_live, t_free, r_free,
           R_ts, R_src, R_dims, r_arrived, r_dup, cnt):  # fmt: skip
     """Take the traces ``slots`` out (in the order given) as the rows measured: each leg row
@@ -619,7 +655,7 @@ class PendingTable:
             stalest = still[np.lexsort((ids[still], arrived[still]))[:overflow]]
             closes[stalest] = evict[stalest] = True
         sel = np.flatnonzero(closes)
-        sel = sel[np.argsort(ids[sel])]
+        sel = sel[_by_id(ids[sel])]
         return (*self.take(slots[sel], evict[sel], order), max(overflow, 0))
 
     def take(self, slots, evict_t, order):

@@ -13,7 +13,7 @@ exactly the reference's.
 import numpy as np
 import pytest
 
-from tickscope.collectors.rings.pending import PendingTable, tick_tables
+from tickscope.collectors.rings.pending import PendingTable, _by_id, tick_tables
 
 WIDTH, N_DIMS = 7, 2
 PER_LEG = np.array([False, False, False, True, True, True, False])  # column 6: a late shared point
@@ -203,3 +203,27 @@ def test_a_wider_schema_keeps_the_rows_held():
     )
     assert ids.tolist() == [5] and C.tolist() == [[100, 0, 300]] and S.tolist() == [[1, 0, 2]]
     assert dims.tolist() == [[4]] and arrived.tolist() == [8] and not dup.any() and evicted == 0
+
+
+@pytest.mark.parametrize("shape", ["dense", "two ranges", "sparse", "extreme"])
+def test_closed_traces_are_ordered_by_id_whatever_their_spread(shape):
+    """The radix order (the bytes in which all ids agree skipped) is the ids' sorted order, for
+    one writer's sequence, two writers' ranges far apart, ids at random and both ends of the id
+    space (ids are distinct: one per open trace)."""
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 9, 1000, 20_000):
+        if shape == "dense":  # sequence numbers, some closed later
+            ids = rng.permutation(np.arange(5, 5 + 2 * n, dtype=np.uint64))[:n]
+        elif shape == "two ranges":
+            ids = np.concatenate((np.arange(1, 1 + n // 2, dtype=np.uint64),
+                                  np.arange(1 << 40, (1 << 40) + n - n // 2, dtype=np.uint64)))  # fmt: skip
+            rng.shuffle(ids)
+        elif shape == "sparse":
+            ids = np.unique(rng.integers(0, 10**9, n, dtype=np.uint64))
+            rng.shuffle(ids)
+        else:  # both ends of the id space
+            ids = np.unique(np.concatenate((np.arange(n // 2, dtype=np.uint64),
+                                            np.uint64(2**64 - 1) - np.arange(n - n // 2, dtype=np.uint64))))  # fmt: skip
+            rng.shuffle(ids)
+        order = _by_id(ids)
+        assert np.array_equal(ids[order], np.sort(ids)), (shape, n)
