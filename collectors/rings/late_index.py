@@ -233,15 +233,17 @@ class LateIndex:
         if live == tail - head:  # no holes: a larger ring, every entry at its position
             for a in arrays:
                 a.resize((room, *a.shape[1:]), refcheck=False)  # realloc: slots below capacity stay
-            # Position p moves from slot p % capacity to p % room: by `capacity` when that bit of p
-            # is set. Those positions form runs of slots in order (the span is at most capacity).
+            # Position p moves from slot p % capacity to p % room. The positions of one block of
+            # `capacity` aligned ones are a run of slots in both (the span is at most capacity, so
+            # two runs at most); a run that moves lands at or above `capacity`, where no run
+            # still to move comes from.
             p = head
             while p < tail:
                 run_end = min(tail, (p | (capacity - 1)) + 1)  # the end of p's aligned block
-                if p & capacity:
-                    lo, hi = p & (capacity - 1), (run_end - 1) & (capacity - 1)
+                was, now, length = p & (capacity - 1), p & (room - 1), run_end - p
+                if now != was:
                     for a in arrays:
-                        a[lo + capacity : hi + 1 + capacity] = a[lo : hi + 1]
+                        a[now : now + length] = a[was : was + length]
                 p = run_end
         else:  # holes: the live entries at positions 0.. in order; chains and hash follow them there
             old_slots = self._live()

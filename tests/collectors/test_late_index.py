@@ -58,16 +58,19 @@ class Reference:
 
 
 @pytest.mark.parametrize("seed", range(30))
-@pytest.mark.parametrize("shape", ["churn", "ring"])
+@pytest.mark.parametrize("shape", ["churn", "ring", "burst"])
 def test_late_index_answers_exactly_as_the_reference(seed, shape):
     """``churn``: short horizons, entries expire by time. ``ring``: the size bound decides, over
     more adds than the arrays hold, so the ring wraps, doubles with its entries in place, and
-    numbers them anew when takes have left holes."""
+    numbers them anew when takes have left holes. ``burst``: a small bound, so positions run far
+    past the arrays' size, then now and then a burst that grows them 4x or more at once."""
     rng = np.random.default_rng(seed)
     if shape == "churn":
         horizon, bound, add_max = int(rng.integers(5, 60)), int(rng.integers(20, 1500)), 120
-    else:
+    elif shape == "ring":
         horizon, bound, add_max = 1 << 40, int(rng.integers(100, 1200)), 300
+    else:
+        horizon, bound, add_max = 1 << 40, int(rng.integers(1, 100)), 60
     index, ref = LateIndex(horizon, bound), Reference(horizon, bound)
     wrapped = False
     # a few keys held many times, or many (runs of ids in sequence, ids far apart) filling the hash
@@ -82,7 +85,8 @@ def test_late_index_answers_exactly_as_the_reference(seed, shape):
                 width += 1
             if rng.random() < 0.05:
                 n_dims += 1
-            n = int(rng.integers(0, add_max))
+            # now and then a burst of several times what the ring holds: it grows 4x or more at once
+            n = int(rng.integers(0, add_max if rng.random() > 0.05 else 12 * add_max))
             ids, legs = rng.choice(pool, n), rng.integers(-1, 3, n).astype(np.int32)
             ts = rng.integers(0, 1 << 62, (n, width)) * (rng.random((n, width)) < 0.7)
             src = rng.integers(1, 5, (n, width)).astype(np.int16)
@@ -160,3 +164,24 @@ def test_an_index_at_its_size_bound_adds_and_expires_without_moving_entries():
     found, ts, _, _, _ = index.take(np.arange(added - bound - 5, added, dtype=np.uint64), 1)
     assert not found[:5].any() and found[5:].all()
     assert np.array_equal(ts[5:, 0], np.arange(added - bound, added) + 1)
+
+
+def test_a_wrapped_ring_that_grows_many_times_over_at_once_keeps_every_entry():
+    """A quiet index (few entries, positions far past its arrays' size) met by a burst larger
+    than twice its arrays: each entry moves from slot p % 256 to p % 2048 (positions 700..799:
+    by 512, and by 512 + 256 past the wrap), not only by 256."""
+    index = LateIndex(1 << 40, 100)
+    for k in range(16):  # 800 adds, the bound keeps the newest 100: positions 700..799, wrapped
+        ids = np.arange(50 * k, 50 * (k + 1), dtype=np.uint64)
+        index.add(ids, ids.astype(np.int64)[:, None] + 7, np.ones((50, 1), np.int16), np.zeros(50, np.int64))
+        index.expire(0)
+    assert index.e_id.size == 256 and index.cnt[0] == 700 and index.cnt[1] == 800
+    burst = np.arange(1_000, 2_000, dtype=np.uint64)
+    index.add(
+        burst, burst.astype(np.int64)[:, None] + 7, np.ones((1000, 1), np.int16), np.zeros(1000, np.int64)
+    )
+    assert index.e_id.size == 2048 and len(index) == 1100
+    ids = np.concatenate((np.arange(700, 800, dtype=np.uint64), burst))
+    found, ts, _, _, _ = index.take(ids, 1)
+    assert found.all() and np.array_equal(ts[:, 0], ids.astype(np.int64) + 7)
+    assert len(index) == 0
