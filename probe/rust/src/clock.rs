@@ -257,9 +257,10 @@ pub(crate) const PAIR_NARROW_NS: u64 = 1_000;
 ///
 /// Each sequence is bracketed by a third RAW read after the REALTIME one, and a preemption
 /// anywhere in it widens the bracket: the first bracket under `PAIR_NARROW_NS` is kept, else the
-/// narrowest of `PAIR_TRIES`. A single sequence preempted for 180 µs put the rate `delta_ns` measures over its
-/// first millisecond 9 % off (a CI run whose doctest saw a 2 ms sleep as 1.83 ms), and a ring
-/// that never heartbeats has only its two pairs 20 ms apart for the collector's fit.
+/// narrowest of `PAIR_TRIES`. A single sequence preempted for 180 µs put the rate `delta_ns`
+/// measures over its first millisecond 9 % off (a CI run whose doctest saw a 2 ms sleep as
+/// 1.83 ms), and a ring that never heartbeats has only its two pairs 20 ms apart for the
+/// collector's fit.
 pub(crate) fn calibration_pair(tsc_clock: bool) -> [u64; 4] {
     tightest(|| {
         let raw0 = sys::clock_ns(sys::CLOCK_MONOTONIC_RAW);
@@ -315,8 +316,9 @@ mod tests {
 
     #[test]
     fn the_narrowest_bracket_is_kept() {
-        // Sequences [raw0, tsc, raw1, mono, real, raw2]: the first was preempted after its TSC
-        // read (raw1 late), the second before REALTIME (raw2 late); the third ran through.
+        // Sequences [raw0, tsc, raw1, mono, real, raw2], none under PAIR_NARROW_NS: the first was
+        // preempted after its TSC read (raw1 late), the second before REALTIME (raw2 late); the
+        // third is the narrowest.
         let reads = [
             [2_000, 20, 182_000, 186_000, 190_000, 182_100],
             [4_000, 40, 4_040, 8_040, 12_040, 184_000],
