@@ -40,6 +40,7 @@ from tickscope.collectors.rings.reader import (
     RingDescriptorsExhausted,
     RingFormatError,
     RingReader,
+    _pid_running,
     find_rings,
 )
 from tickscope.collectors.rings.realtime import RealtimeOffset, placed_after
@@ -278,16 +279,32 @@ def capacity_needed(reader: RingReader) -> int | None:
 
 
 CREATION_GRACE_S = 1.0  # a writer sizes the file and publishes the magic within microseconds
+# ...unless it is descheduled in between: a loaded host can hold a thread for over a second. While
+# the process named in the file is alive its ring is waited for this long, not skipped with all
+# that thread's records.
+CREATION_WAIT_ALIVE_S = 30.0
 
 
-def _being_created(path: Path, error: RingFormatError) -> bool:
-    """A ring file without its magic yet, or not yet sized, that was touched a moment ago."""
+def _writer_pid(path: Path) -> int | None:
+    """The pid every writer puts in its ring's name (``name.pid.tid[.n].ring``: names keep no dots)."""
+    parts = path.name.split(".")
+    return int(parts[1]) if len(parts) in (4, 5) and parts[1].isdigit() else None
+
+
+def _being_created(path: Path, error: RingFormatError) -> str | None:
+    """Whether a ring file without its magic yet, or not yet sized, is still being written:
+    "fresh" (touched a moment ago: look again soon), "slow" (older, but its writer's process is
+    alive: look again at the usual pace), None (neither: a bad ring)."""
     if "bad magic 0x0000000000000000" not in str(error) and "truncated header" not in str(error):
-        return False
+        return None
     try:
-        return time.time() - path.lstat().st_mtime < CREATION_GRACE_S
+        age = time.time() - path.lstat().st_mtime
     except OSError:
-        return False
+        return None
+    if age < CREATION_GRACE_S:
+        return "fresh"
+    pid = _writer_pid(path)
+    return "slow" if age < CREATION_WAIT_ALIVE_S and pid is not None and _pid_running(pid) else None
 
 
 class HistogramSet:
@@ -599,8 +616,10 @@ class Collector:
                 break
             except RingFormatError as e:
                 # A ring still being created has no magic yet: retry next poll, report only if it stays bad.
-                if not named and _being_created(path, e):
-                    self.ring_being_created = True  # its writer is writing the header: look again soon
+                creating = None if named else _being_created(path, e)
+                if creating:
+                    # its writer is writing the header: look again soon (a slow one at the pace)
+                    self.ring_being_created |= creating == "fresh"
                     continue
                 # Gone between listing and opening: its writer closed before anyone attached and
                 # removed it (the ownership rule, probe/ring.py); nothing of it was ours to count.

@@ -162,3 +162,31 @@ def test_a_ring_file_still_without_its_header_is_looked_at_again_soon(ring_dir):
     (ring_dir / "early.ring").unlink()
     col.poll()
     assert col.next_sleep(0.5, ceiling_s=1.0) == 1.0
+
+
+def test_a_ring_whose_writer_is_held_mid_creation_is_waited_for_not_skipped(ring_dir):
+    """A writer descheduled between sizing its file and publishing the magic (a loaded host held
+    a thread past the 1 s grace) keeps its ring while its process lives: once the header is there
+    every record is drained. A header-less file whose writer is gone is skipped with its reason."""
+    col = Collector(ring_dir, interval_s=3600)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stalled = ring_dir / f"slow.{os.getpid()}.{os.getpid()}.ring"  # our own pid: alive
+    dead = ring_dir / f"dead.{gone.pid}.{gone.pid}.ring"
+    for path in (stalled, dead):
+        path.write_bytes(bytes(4096))
+        os.utime(path, (time.time() - 5, time.time() - 5))  # past the grace
+    col.poll()
+    assert col.next_sleep(0.5, ceiling_s=1.0) == 1.0, "a slow writer is looked at again at the pace"
+    assert any("dead" in e and "truncated header" in e for e in col.ring_errors)
+    assert not any("slow" in e for e in col.ring_errors)
+    stalled.unlink()  # the writer comes back: its ring, header and all, where the empty file was
+    w = TickWriter([Point("md.rx"), Point("order.tx", stage="send", trade=True)], name="slow")
+    os.rename(w.path, stalled)
+    t = w.stamps
+    for seq in range(1, 101):
+        t[0], t[1] = 1_000 * seq, 1_000 * seq + 10
+        t = w.commit(seq)
+    col.poll()
+    assert col.records_drained() == 100
+    w.close()
