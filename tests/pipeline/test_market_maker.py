@@ -4,6 +4,7 @@ FIX session), and every order sent is one tick-to-trade sample of its tick. Both
 and Rust (the Rust cases build it with cargo: slow), with the same points, stages, dimensions and
 exact counts; the Rust trader on its tokio loop too (rust-tokio)."""
 
+import json
 import os
 import re
 import signal
@@ -76,7 +77,8 @@ def test_profile_counts_every_leg_of_the_market_maker_as_one_sample(tmp_path, tr
     if counters["dropped_ring_full"]:
         assert not s.meta["drop_free"] and "dropped" in out.stdout and t2t <= stats["orders_sent"], said
     else:
-        assert t2t == stats["orders_sent"] == counters["legs_recorded"], said
+        # said whole (seen once under load: 13 late legs, each recorded without a tick-to-trade)
+        assert t2t == stats["orders_sent"] == counters["legs_recorded"], json.dumps(said)
         assert stats["tx_stamps_unmatched"] == 0, said
     assert counters["duplicate_stamps"] == 0 and counters.get("traces_duplicate", 0) == 0
     assert counters["traces_incomplete"] <= 2  # a tick cut by the stop, as for one order per tick
