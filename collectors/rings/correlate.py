@@ -37,8 +37,10 @@ Rules (stated once, used everywhere):
   out_of_range + unordered``. A trace whose stamps arrive in pieces the correlator cannot join
   (evicted, late beyond the horizon) counts once per piece; a late point that joins its trace
   (``late_points``) is part of a trace already seen.
-- A trace closes once its final point has arrived and a later drain round has begun (its other
-  points may sit in a ring drained after the final point's), when nothing arrived for it for
+- A trace closes once its final point has arrived, on every leg that has a row (a leg's send
+  may come after another leg's ack: a hedge's transmit stamp read late), and a later drain round
+  has begun (its other points may sit in a ring drained after the final point's), when nothing
+  arrived for it for
   ``linger_ns`` of collector time, or when the session ends. Linger counts back from the time
   before which every ring has been read (``flush``'s ``read_until_ns``: the collector passes the
   start of the oldest round that drained each ring to its head), never from a clock read after

@@ -332,10 +332,13 @@ def _add_points(ids, legs, cols, ts, dims, src_value, arrived_ns, rnd, per_leg, 
 
 
 @njit(cache=True, nogil=True)
-def _close_scan(t_live, t_id, t_head, r_next, R_ts, R_src, r_arrived, r_round, sink, tick_of, tick_only,
+def _close_scan(t_live, t_id, t_head, r_next, r_leg, R_ts, R_src, r_arrived, r_round, sink, tick_of, tick_only,
                 round_now, cutoff, force, n_traces):  # fmt: skip
     """Every open trace (all its rows) once: its slot, id, newest arrival, and whether it closes
-    (final point reached or decided, and a later round begun; or nothing came since ``cutoff``)."""
+    (final point reached, by every leg that has a row, or decided, and a later round begun; or
+    nothing came since ``cutoff``). Per leg: one leg's ack must not close a trace whose other leg
+    has not had its send stamped yet (a hedge to another venue, its transmit stamp read late on a
+    loaded host): that send, arriving after, could no longer join its leg's own stamps."""
     slots = np.empty(n_traces, np.int64)
     ids = np.empty(n_traces, np.uint64)
     arrived = np.empty(n_traces, np.int64)
@@ -350,12 +353,17 @@ def _close_scan(t_live, t_id, t_head, r_next, R_ts, R_src, r_arrived, r_round, s
         present[:] = False
         delivered[:] = False
         newest, rnd = np.int64(-(2**62)), np.int64(-(2**62))
+        legs_final = True  # every leg row has a final point
         r = t_head[t]
         while r >= 0:
             newest, rnd = max(newest, r_arrived[r]), max(rnd, r_round[r])
+            row_final = False
             for c in range(w):
                 if R_ts[r, c] != 0:
                     present[c] = True
+                    row_final |= sink[c]
+            if r_leg[r] >= 0 and not row_final:
+                legs_final = False
             if delivered.size:  # sources matter only to tick rings: without one, not even read
                 for c in range(w):
                     s = R_src[r, c]
@@ -365,7 +373,7 @@ def _close_scan(t_live, t_id, t_head, r_next, R_ts, R_src, r_arrived, r_round, s
         final = False
         for c in range(w):
             if sink[c] and present[c]:
-                final = True
+                final = legs_final
         decided = False
         for k in range(tick_only.shape[0]):
             if delivered[k]:
@@ -636,7 +644,7 @@ class PendingTable:
         self, sink, tick_of, tick_only, round_now: int, cutoff: int, force: bool, max_pending: int, order
     ):
         """Take out the traces that close (every one if ``force``): those whose final point
-        (``sink``, a column mask) arrived or that are decided (a tick ring, ``tick_tables``,
+        (``sink``, a column mask) arrived, on every leg row, or that are decided (a tick ring, ``tick_tables``,
         delivered them without one of its own points), once a drain round later than their newest
         stamp's began (``round_now``); those that received nothing since ``cutoff``; then, while
         more than ``max_pending`` stay open, the stalest (equals: the lowest trace id), evicted.
@@ -645,7 +653,7 @@ class PendingTable:
         pipeline order (``order``), sources, arrived, stamped twice, evicted, dims, the trace's own
         dims), and how many traces were evicted."""
         slots, ids, arrived, closes = _close_scan(
-            self.t_live, self.t_id, self.t_head, self.r_next, self.ts, self.src, self.arrived, self.round, sink,
+            self.t_live, self.t_id, self.t_head, self.r_next, self.r_leg, self.ts, self.src, self.arrived, self.round, sink,
             tick_of, tick_only, round_now, cutoff, force, self.traces,
         )  # fmt: skip
         evict = np.zeros(slots.size, bool)

@@ -411,3 +411,25 @@ def test_a_stage_of_0_ns_on_one_branch_is_taken_and_the_other_branch_never_count
     assert slow and all("quote.handled" not in [s["point"] for s in tr["stamps"]] for tr in slow)
     quotes.close()
     trades.close()
+
+
+def test_one_legs_ack_does_not_close_a_trace_whose_other_leg_is_still_to_be_sent():
+    """Leg 0 acked while leg 1 (a hedge to another venue) is encoded but its send not yet read (its
+    transmit stamp comes late on a loaded host): the trace stays open, and when the send and ack
+    come, leg 1 is one whole order, tick-to-trade and all. Closing on leg 0's ack measured leg 1
+    without its send, then its send alone, joined to the shared stamps but not to its own encode:
+    13 orders of a loaded CI run had no tick-to-trade."""
+    c = Correlator(schema(FANOUT))
+    trace, col, ts, leg = fanout_points([5])  # three legs
+    now = ~((leg == 1) & (col >= 3))  # leg 1's send and ack come later
+    c.add_points(trace[now].astype(np.uint64), col[now], ts[now], src=0, legs=leg[now])
+    c.advance()  # rounds begin after leg 0's ack: a final point alone would close the trace now
+    c.advance()
+    first = c.flush(60_000, read_until_ns=60_000)
+    assert first.values[TICK_TO_TRADE].size == 0, "leg 1 has no final point yet: the trace waits"
+    c.add_points(trace[~now].astype(np.uint64), col[~now], ts[~now], src=1, legs=leg[~now])
+    c.advance()
+    c.advance()
+    out = c.flush(60_000, read_until_ns=60_000)
+    assert sorted(out.values[TICK_TO_TRADE]) == [160, 171, 182] and out.values["order_rtt"].size == 3
+    assert c.late_legs == 0 and out.incomplete == 0

@@ -3,8 +3,9 @@
 Random runs: point records of several rings and tick rows of a tick ring, for a pool of trace ids
 small enough that records of one trace arrive in several batches and out of order (or, as a
 writer sends them, a trace's records together), on shared and per-leg points (a shared point's
-record naming any leg, which it ignores), stamped twice, with conflicting dimension values; closes by final point, by a
-tick ring's decision, by lingering, by the pending bound (evictions) and forced. Every counter and
+record naming any leg, which it ignores), stamped twice, with conflicting dimension values; closes
+by final point (every leg's), by a tick ring's decision, by lingering, by the pending bound
+(evictions) and forced. Every counter and
 every row closed and measured (trace id, leg, stamps in pipeline order with its trace's shared
 stamps, sources, arrival, stamped-twice, evicted, dimension values, the trace's own values) must be
 exactly the reference's.
@@ -102,7 +103,13 @@ class Reference:
             decided = any(tick and value in srcs and not present[[c for c in cols if declared[c] == 1]].all()
                           for value, cols, tick in RINGS)  # fmt: skip
             arrived[i] = max(r["arrived"] for r in rows)
-            settled = (present[SINK].any() or decided) and max(r["round"] for r in rows) < round_now
+            # final: a final point stamped, and by every leg that has a row (one leg's ack does
+            # not close a trace while another leg's send may still come)
+            legs_final = all(
+                (r["ts"][SINK] != 0).any() for leg, r in zip(legs, rows, strict=True) if leg >= 0
+            )
+            final = present[SINK].any() and legs_final
+            settled = (final or decided) and max(r["round"] for r in rows) < round_now
             closes[i] = force or settled or arrived[i] < cutoff
         evicted = set()
         overflow = 0 if force else len(traces) - sum(closes.values()) - max_pending
