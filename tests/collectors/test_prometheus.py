@@ -199,7 +199,7 @@ def test_a_restarted_run_continues_the_same_series_and_says_which_session_in_an_
                          "--forever", "--rate", "2000")  # fmt: skip
         try:
             wait_serving(port, proc, drained=True)
-            scraped.append(series_of(scrape(port).body))
+            scraped.append(settled_series(port))
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=HANG_GUARD_S)
         finally:
@@ -332,6 +332,19 @@ def wait_serving(port: int, proc: subprocess.Popen, drained: bool = False) -> No
             pass
         assert time.monotonic() < deadline, "hang guard: the endpoint never answered"
         time.sleep(0.1)
+
+
+def settled_series(port: int) -> set[str]:
+    """The series the endpoint serves once it serves latency (records drained is earlier: under
+    load a scrape there found no trace closed yet) and two scrapes 0.5 s apart agree on them."""
+    deadline, before = time.monotonic() + HANG_GUARD_S, None
+    while True:
+        now = series_of(scrape(port).body)
+        if before == now and any(s.startswith("tickscope_latency_seconds_count{") for s in now):
+            return now
+        assert time.monotonic() < deadline, f"hang guard: the served series never settled: {sorted(now)[:20]}"
+        before = now
+        time.sleep(0.5)
 
 
 def half_a_request(port: int) -> socket.socket:
