@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from tickscope.collectors.rings.collector import load_kernels
-from tickscope.collectors.rings.pending import _home  # the open-trace table's own hash
+from tickscope.collectors.rings.pending import _home, _shifts_back  # the open-trace table's hash and deletion
 from tickscope.collectors.rings.reader import RingReader
 from tickscope.collectors.run import bench as B
 from tickscope.collectors.session.hdr import new_histogram
@@ -71,7 +71,7 @@ def fused(words, n, h_key, h_slot, stamps, got, free, nfree, counts, scale, mask
             if u < 0:
                 break
             home = _home(h_key[j], hmask)
-            if not ((i < home <= j) if i <= j else (home > i or home <= j)):
+            if _shifts_back(i, home, j):
                 h_slot[i], h_key[i] = u, h_key[j]
                 i = j
         h_slot[i] = -1

@@ -32,7 +32,7 @@ import functools
 import numpy as np
 from numba import njit
 
-from .pending import _home
+from .pending import _home, _shifts_back
 
 HEAD, TAIL, LIVE = range(3)  # the FIFO's slots [HEAD, TAIL), oldest first, and how many are live
 _LEG_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -80,7 +80,7 @@ def _unlink(p, h, e_id, e_leg, e_live, e_next, cnt):
             if h[j, 0] < 0:
                 break
             home = _slot_of(np.uint64(h[j, 1]), mask)
-            if not ((i < home <= j) if i <= j else (home > i or home <= j)):
+            if _shifts_back(i, home, j):
                 h[i, 0], h[i, 1] = h[j, 0], h[j, 1]
                 i = j
         h[i, 0] = -1

@@ -62,6 +62,14 @@ def _home(key, mask):
     return np.int64(h & np.uint64(mask))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _shifts_back(hole, home, j):
+    """Whether the entry at position ``j`` of a linear-probing table, whose home position is
+    ``home``, may move back into the hole at ``hole`` (backward-shift deletion): its home is not
+    cyclically in (hole, j]. Every table here deletes so (this one, late_index, bench_fused_floor)."""
+    return not ((hole < home <= j) if hole <= j else (home > hole or home <= j))
+
+
 @njit(cache=True, nogil=True)
 def _rehash(h_val, t_id, t_live):
     mask = h_val.size - 1
@@ -509,7 +517,7 @@ def _take(slots, evict_t, order, h_val, t_id, t_live, t_head, t_rows, r_next, r_
             if u < 0:
                 break
             home = _home(t_id[u], mask)
-            if not ((i < home <= j) if i <= j else (home > i or home <= j)):
+            if _shifts_back(i, home, j):
                 h_val[i] = u
                 i = j
         h_val[i] = -1
