@@ -40,8 +40,7 @@ Rules (stated once, used everywhere):
 - A trace closes once its final point has arrived, on every leg that has a row (a leg's send
   may come after another leg's ack: a hedge's transmit stamp read late), and a later drain round
   has begun (its other points may sit in a ring drained after the final point's), when nothing
-  arrived for it for
-  ``linger_ns`` of collector time, or when the session ends. Linger counts back from the time
+  arrived for it for ``linger_ns`` of collector time, or when the session ends. Linger counts back from the time
   before which every ring has been read (``flush``'s ``read_until_ns``: the collector passes the
   start of the oldest round that drained each ring to its head), never from a clock read after
   the drain: a collector preempted between its drain and its close, or a ring with a backlog,
@@ -458,7 +457,7 @@ class Correlator:
         self.max_pending = max_pending
         self.slowest = slowest
         # A tick-to-trade at or below this cannot be among the slowest the caller keeps (set by
-        # the caller after each flush; -1: any can): a flush looks for its slowest above it only.
+        # the caller before each flush; -1: any can): a flush looks for its slowest above it only.
         self.slow_floor = -1
         self.keep_closed = False  # hand every closed row's stamps on in ``Closed.kept`` (incidents)
         self.round = 0  # drain rounds begun by the caller (see advance())
