@@ -34,6 +34,7 @@ from numba import njit
 
 from .pending import _home, _shifts_back
 
+ENTRY_ARRAYS = ("e_id", "e_leg", "e_ts", "e_src", "e_added", "e_dims", "e_live", "e_next")  # a slot each
 HEAD, TAIL, LIVE = range(3)  # the FIFO's slots [HEAD, TAIL), oldest first, and how many are live
 _LEG_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 
@@ -194,7 +195,7 @@ class LateIndex:
         self.e_ts, self.e_src = np.zeros((capacity, width), np.int64), np.zeros((capacity, width), np.int16)
         self.e_added, self.e_next = np.zeros(capacity, np.int64), np.full(capacity, -1, np.int64)
         self.e_dims, self.e_live = np.zeros((capacity, n_dims), np.int32), np.zeros(capacity, np.uint8)
-        self.h = np.full((2 * capacity, 2), -1, np.int64)  # (entry, key) per position, at most half full
+        self.h = np.full((2 * capacity, 2), -1, np.int64)  # (entry's position, key), at most half full
         self.cnt[:] = 0
 
     def _live(self) -> np.ndarray:
@@ -220,17 +221,8 @@ class LateIndex:
         room, spare = capacity, 1.0 if live == tail - head else 1.25
         while room < spare * (live + n):
             room *= 2
-        arrays = [
-            self.e_id,
-            self.e_leg,
-            self.e_ts,
-            self.e_src,
-            self.e_added,
-            self.e_dims,
-            self.e_live,
-            self.e_next,
-        ]
         if live == tail - head:  # no holes: a larger ring, every entry at its position
+            arrays = [getattr(self, name) for name in ENTRY_ARRAYS]
             for a in arrays:
                 a.resize((room, *a.shape[1:]), refcheck=False)  # realloc: slots below capacity stay
             # Position p moves from slot p % capacity to p % room. The positions of one block of
@@ -254,7 +246,7 @@ class LateIndex:
             held = self.h[:, 0] >= 0
             self.h[held, 0] = moved_to[self.h[held, 0] & (capacity - 1)]
             self.cnt[HEAD], self.cnt[TAIL] = 0, live
-            for name in ("e_id", "e_leg", "e_ts", "e_src", "e_added", "e_dims", "e_live", "e_next"):
+            for name in ENTRY_ARRAYS:
                 a = getattr(self, name)
                 b = np.zeros((room, *a.shape[1:]), a.dtype)
                 b[:live] = a[old_slots]
