@@ -34,11 +34,19 @@ def _read_sequence() -> tuple[int, int, int, int]:
 def tightest(read) -> tuple[int, int, int, int]:
     """The entry of the first sequence ``(raw0, mono, real, raw1)`` narrower than ``PAIR_NARROW_NS``,
     else of the narrowest of ``PAIR_TRIES``."""
+    raw0, mono, real, _ = narrowest(read)
+    return 0, raw0, mono, real
+
+
+def narrowest(read, tries: int = PAIR_TRIES) -> tuple[int, ...]:
+    """The first clock-read sequence from ``read`` (bracketed by its first and last values, RAW
+    reads) narrower than ``PAIR_NARROW_NS``, else the narrowest of ``tries``: the one rule by which
+    the writers and the collector choose their calibration pairs."""
     best = None
-    for _ in range(PAIR_TRIES):
+    for _ in range(tries):
         seq = read()
-        if best is None or seq[3] - seq[0] < best[3] - best[0]:
+        if best is None or seq[-1] - seq[0] < best[-1] - best[0]:
             best = seq
-        if seq[3] - seq[0] < PAIR_NARROW_NS:
+        if seq[-1] - seq[0] < PAIR_NARROW_NS:
             break
-    return 0, best[0], best[1], best[2]
+    return best

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from tickscope.collectors.rings.clocks import read_text
+from tickscope.probe.clock import narrowest
 
 # rdtsc; shl rdx, 32; or rax, rdx; ret  -- the 64-bit counter in rax, as the C probe's tsp_rdtsc.
 _RDTSC_X86_64 = bytes([0x0F, 0x31, 0x48, 0xC1, 0xE2, 0x20, 0x48, 0x09, 0xD0, 0xC3])
@@ -75,17 +76,24 @@ def tsc_reader() -> Callable[[], int] | None:
 
 def collector_pair(read: Callable[[], int], tries: int = 7) -> tuple[int, int, int, int]:
     """One (tsc, monotonic_raw, monotonic, realtime) pair as the C probe takes it (the TSC read
-    between two MONOTONIC_RAW reads, the midpoint as its time), the tightest of ``tries``: a
-    preemption between the reads only ever widens the bracket."""
+    between two MONOTONIC_RAW reads, the midpoint as its time), chosen as the writers choose
+    theirs (``probe.clock.narrowest``, up to ``tries``): a third RAW read closes each sequence, so
+    a preemption anywhere in it, the MONOTONIC and REALTIME reads included, widens its bracket."""
     raw_ns, mono_ns, real_ns = time.CLOCK_MONOTONIC_RAW, time.CLOCK_MONOTONIC, time.CLOCK_REALTIME
-    best = None
-    for _ in range(tries):
+
+    def sequence():
         raw0 = time.clock_gettime_ns(raw_ns)
         tsc = read()
         raw1 = time.clock_gettime_ns(raw_ns)
-        mono = time.clock_gettime_ns(mono_ns)
-        real = time.clock_gettime_ns(real_ns)
-        width = raw1 - raw0
-        if best is None or width < best[0]:
-            best = (width, (tsc, raw0 + width // 2, mono - width // 2, real))
-    return best[1]
+        return (
+            raw0,
+            tsc,
+            raw1,
+            time.clock_gettime_ns(mono_ns),
+            time.clock_gettime_ns(real_ns),
+            time.clock_gettime_ns(raw_ns),
+        )
+
+    raw0, tsc, raw1, mono, real, _ = narrowest(sequence, tries)
+    half = (raw1 - raw0) // 2
+    return tsc, raw0 + half, mono - half, real

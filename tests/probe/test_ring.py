@@ -268,3 +268,20 @@ def test_a_calibration_pair_is_the_narrowest_bracket_read():
     assert next(reads) == (7_000, 7_100, 7_200, 7_250), "the first narrow bracket ends the tries"
     first, second = clock_pair(), clock_pair()
     assert first[0] == 0 and second[1] > first[1] and second[2] > first[2]
+
+
+def test_the_collector_chooses_its_own_pairs_by_the_writers_rule(monkeypatch):
+    """``host_tsc.collector_pair`` keeps the sequence ``probe.clock.narrowest`` keeps, each closed
+    by a third RAW read (a preemption before MONOTONIC or REALTIME widens it too), and takes the
+    TSC's time and MONOTONIC at the midpoint of the two RAW reads around the TSC read."""
+    from tickscope.collectors.rings import host_tsc
+    from tickscope.probe.clock import narrowest
+
+    # (raw0, tsc, raw1, mono, real, raw2): the first preempted before REALTIME, the second narrow
+    reads = iter([(1_000, 10, 1_100, 5_100, 9_100, 181_000), (2_000, 20, 2_100, 6_100, 10_100, 2_300),
+                  (3_000, 30, 3_100, 7_100, 11_100, 3_200)])  # fmt: skip
+    assert narrowest(lambda: next(reads), 3) == (2_000, 20, 2_100, 6_100, 10_100, 2_300)
+    assert next(reads)[0] == 3_000, "the first narrow bracket ends the tries"
+    chosen = (2_000, 20, 2_100, 6_100, 10_100, 2_300)
+    monkeypatch.setattr(host_tsc, "narrowest", lambda read, tries: chosen)
+    assert host_tsc.collector_pair(lambda: 0) == (20, 2_050, 6_050, 10_100)
